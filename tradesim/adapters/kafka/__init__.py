@@ -1,0 +1,1 @@
+"""Kafka adapter on confluent-kafka."""

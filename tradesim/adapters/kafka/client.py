@@ -1,0 +1,87 @@
+"""Factories for confluent-kafka clients configured from settings; no network work until first use."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from tradesim.adapters.kafka.errors import KafkaUnavailable
+from tradesim.settings import KafkaSettings
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    name: str
+    partitions: int
+    config: dict[str, str]
+
+
+def admin(kafka: KafkaSettings) -> AdminClient:
+    # log_level 0: a health probe against a stopped broker must not spray librdkafka errors on stderr;
+    # the caller turns the failure into one clear message.
+    return AdminClient({"bootstrap.servers": kafka.bootstrap, "socket.timeout.ms": 5000, "log_level": 0})
+
+
+def producer(kafka: KafkaSettings, **overrides: Any) -> Producer:
+    """An idempotent producer: acks=all, so a delivered message survives and is never duplicated by retries."""
+    conf: dict[str, Any] = {
+        "bootstrap.servers": kafka.bootstrap,
+        "enable.idempotence": True,
+        "acks": "all",
+        "linger.ms": 5,
+        "compression.type": "lz4",
+    }
+    conf.update(overrides)
+    return Producer(conf)
+
+
+def consumer(kafka: KafkaSettings, group_id: str, **overrides: Any) -> Consumer:
+    conf: dict[str, Any] = {
+        "bootstrap.servers": kafka.bootstrap,
+        "group.id": group_id,
+        "auto.offset.reset": "earliest",
+        "enable.auto.commit": False,
+        "isolation.level": "read_committed",
+    }
+    conf.update(overrides)
+    return Consumer(conf)
+
+
+def broker_count(kafka: KafkaSettings, timeout_s: float) -> int:
+    """Metadata request; raises KafkaUnavailable if no broker answers within timeout_s."""
+    try:
+        meta = admin(kafka).list_topics(timeout=timeout_s)
+    except KafkaException as exc:
+        raise KafkaUnavailable(f"no Kafka broker answered at {kafka.bootstrap}: {exc}") from None
+    if not meta.brokers:
+        raise KafkaUnavailable(f"metadata from {kafka.bootstrap} lists no broker")
+    return len(meta.brokers)
+
+
+def ensure_topics(kafka: KafkaSettings, topics: list[TopicSpec], timeout_s: float = 30) -> list[str]:
+    """Create missing topics; returns the names created. Existing topics are left as they are."""
+    client = admin(kafka)
+    try:
+        existing = set(client.list_topics(timeout=timeout_s).topics)
+    except KafkaException as exc:
+        raise KafkaUnavailable(f"cannot list topics at {kafka.bootstrap}: {exc}") from None
+    missing = [t for t in topics if t.name not in existing]
+    if not missing:
+        return []
+    futures = client.create_topics(
+        [NewTopic(t.name, num_partitions=t.partitions, replication_factor=1, config=t.config) for t in missing],
+        operation_timeout=timeout_s,
+    )
+    created = []
+    for name, fut in futures.items():
+        try:
+            fut.result(timeout=timeout_s)
+            created.append(name)
+        except KafkaException as exc:
+            if exc.args and exc.args[0].code() == KafkaError.TOPIC_ALREADY_EXISTS:
+                continue
+            raise KafkaUnavailable(f"cannot create topic {name}: {exc}") from None
+    return created

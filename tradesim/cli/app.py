@@ -1,0 +1,20 @@
+"""Entry point of the `tradesim` command."""
+
+from __future__ import annotations
+
+import typer
+
+from tradesim.cli import stack
+
+app = typer.Typer(
+    name="tradesim",
+    help="Trading simulator on a real streaming stack (Kafka, Redis, ...). Start with `tradesim up`.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+stack.register(app)
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,45 @@
+"""Turns expected failures into one readable line and an exit code (2: user mistake, 1: environment)."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import ParamSpec, TypeVar
+
+import typer
+from pydantic import ValidationError
+from rich.console import Console
+
+from tradesim.stack.errors import StackError, UserError
+
+P = ParamSpec("P")
+R = TypeVar("R")
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def settings_error_line(exc: ValidationError) -> str:
+    first = exc.errors()[0]
+    loc = ".".join(str(p) for p in first["loc"])
+    env = "TRADESIM_" + "__".join(str(p).upper() for p in first["loc"])
+    value = first.get("input")
+    return f"invalid setting {loc} ({env}={value!r}): {first['msg']}"
+
+
+def cli_errors(fn: Callable[P, R]) -> Callable[P, R]:
+    """Decorator for commands: UserError/invalid settings → exit 2, StackError → exit 1, never a traceback."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return fn(*args, **kwargs)
+        except ValidationError as exc:
+            err.print(f"error: {settings_error_line(exc)}", markup=False)
+            raise typer.Exit(2) from None
+        except UserError as exc:
+            err.print(f"error: {exc}", markup=False)
+            raise typer.Exit(2) from None
+        except StackError as exc:
+            err.print(f"error: {exc}", markup=False)
+            raise typer.Exit(1) from None
+
+    return wrapper

@@ -1,0 +1,188 @@
+"""Stack commands: up, down, status, logs, doctor."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from typing import Annotated, Literal
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from tradesim.cli.errors import cli_errors
+from tradesim.settings import Settings, load_settings
+from tradesim.stack.errors import StackError, UserError
+
+out = Console(highlight=False, soft_wrap=True)
+Only = Annotated[str | None, typer.Option("--only", help="Comma-separated components, e.g. kafka,redis.")]
+Runtime = Annotated[str | None, typer.Option("--runtime", help="native (default) or docker.")]
+
+
+def _runtime(settings: Settings, runtime: str | None) -> Literal["native", "docker"]:
+    chosen = runtime or settings.stack.runtime
+    if chosen not in ("native", "docker"):
+        raise UserError(f"unknown runtime {chosen!r}; use native or docker")
+    return chosen  # type: ignore[return-value]
+
+
+def _split(only: str | None) -> list[str] | None:
+    return only.split(",") if only else None
+
+
+class _LineProgress:
+    """Progress as plain lines (CI logs) or a live table (terminal)."""
+
+    def __init__(self) -> None:
+        self.started = time.monotonic()
+
+    def __call__(self, component: str, message: str) -> None:
+        out.print(f"[{time.monotonic() - self.started:6.1f}s] {component:<10} {message}", markup=False)
+
+
+def up(only: Only = None, runtime: Runtime = None) -> None:
+    """Provision, start and health-check the stack; what already runs healthy is left alone."""
+    _up(only, runtime)
+
+
+@cli_errors
+def _up(only: str | None, runtime: str | None) -> None:
+    from tradesim.stack import registry
+
+    settings = load_settings()
+    comps = registry.build(settings, _split(only))
+    if _runtime(settings, runtime) == "docker":
+        from tradesim.stack.docker import DockerRuntime
+
+        DockerRuntime(settings, comps).up()
+        out.print("stack is up (docker)")
+        return
+    from tradesim.stack.supervisor import Supervisor
+
+    rows = Supervisor(settings, comps, progress=_LineProgress()).up()
+    _print_table(rows)
+    bad = [r.name for r in rows if not r.healthy]
+    if bad:
+        raise StackError(f"not healthy after up: {', '.join(bad)}")
+
+
+def down(purge: Annotated[bool, typer.Option("--purge", help="Also delete data.")] = False,
+         only: Only = None, runtime: Runtime = None) -> None:
+    """Stop the stack's servers (by pid: TERM, then KILL after a grace period)."""
+    _down(purge, only, runtime)
+
+
+@cli_errors
+def _down(purge: bool, only: str | None, runtime: str | None) -> None:
+    from tradesim.stack import registry
+
+    settings = load_settings()
+    comps = registry.build(settings, _split(only))
+    if _runtime(settings, runtime) == "docker":
+        from tradesim.stack.docker import DockerRuntime
+
+        DockerRuntime(settings, comps).down(purge)
+        return
+    from tradesim.stack.supervisor import Supervisor
+
+    stopped = Supervisor(settings, comps, progress=_LineProgress()).down(purge)
+    out.print(f"stopped: {', '.join(stopped) if stopped else 'nothing was running'}")
+
+
+def status(as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+           only: Only = None) -> None:
+    """Show each component: state, pid, address, version, uptime, health. Exit 1 if any is not healthy."""
+    _status(as_json, only)
+
+
+@cli_errors
+def _status(as_json: bool, only: str | None) -> None:
+    from tradesim.stack import registry
+    from tradesim.stack.supervisor import Supervisor, status_document
+
+    settings = load_settings()
+    rows = Supervisor(settings, registry.build(settings, _split(only))).status()
+    if as_json:
+        sys.stdout.write(json.dumps(status_document(settings, "native", rows), indent=2) + "\n")
+    else:
+        _print_table(rows)
+    if not all(r.healthy for r in rows):
+        raise typer.Exit(1)
+
+
+def _print_table(rows: list) -> None:  # type: ignore[type-arg]
+    table = Table(title="tradesim stack")
+    for col in ("component", "state", "pid", "address", "version", "uptime", "health"):
+        table.add_column(col)
+    for r in rows:
+        colour = "green" if r.healthy else ("yellow" if r.state == "stopped" else "red")
+        uptime = f"{r.uptime_s:.0f}s" if r.uptime_s is not None else "-"
+        table.add_row(r.name, f"[{colour}]{r.state}[/]", str(r.pid or "-"), r.address or "-", r.version or "-",
+                      uptime, "ok" if r.healthy else (r.detail or "-"))
+    out.print(table)
+    for r in rows:
+        if r.last_log_lines and not r.healthy:
+            out.print(f"[bold]{r.name}[/] last log lines ({r.log}):")
+            for line in r.last_log_lines:
+                out.print("  " + line, markup=False)
+
+
+def logs(component: Annotated[str, typer.Argument(help="kafka, redis, ...")],
+         follow: Annotated[bool, typer.Option("--follow", "-f")] = False,
+         lines: Annotated[int, typer.Option("--lines", "-n", min=1)] = 50) -> None:
+    """Print a component's server log (and keep following it with --follow)."""
+    _logs(component, follow, lines)
+
+
+@cli_errors
+def _logs(component: str, follow: bool, lines: int) -> None:
+    from tradesim.stack import registry
+    from tradesim.stack.supervisor import last_lines
+
+    settings = load_settings()
+    (comp,) = registry.build(settings, [component])
+    if not comp.log_path.exists():
+        raise UserError(f"{component} has no log yet at {comp.log_path}; start it with `tradesim up`")
+    for line in last_lines(comp.log_path, lines):
+        out.print(line, markup=False)
+    if follow:
+        with open(comp.log_path, "rb") as fh:
+            fh.seek(0, 2)
+            try:
+                while True:
+                    chunk = fh.readline()
+                    if chunk:
+                        sys.stdout.write(chunk.decode("utf-8", "replace"))
+                        sys.stdout.flush()
+                    else:
+                        time.sleep(0.2)
+            except KeyboardInterrupt:
+                return
+
+
+def doctor() -> None:
+    """Check Java, package clients, disk and ports; print the exact fix for each problem."""
+    _doctor()
+
+
+@cli_errors
+def _doctor() -> None:
+    from tradesim.stack import registry
+    from tradesim.stack.doctor import run_checks
+
+    settings = load_settings()
+    checks = run_checks(settings, registry.build(settings))
+    table = Table(title="tradesim doctor")
+    for col in ("check", "ok", "detail", "fix"):
+        table.add_column(col)
+    for c in checks:
+        table.add_row(c.name, "[green]ok[/]" if c.ok else "[red]problem[/]", c.detail, c.fix)
+    out.print(table)
+    if not all(c.ok for c in checks):
+        raise typer.Exit(1)
+
+
+def register(app: typer.Typer) -> None:
+    for fn in (up, down, status, logs, doctor):
+        app.command()(fn)

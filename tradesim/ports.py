@@ -1,0 +1,1 @@
+"""Protocols that domain-facing code depends on; adapters implement them."""

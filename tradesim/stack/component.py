@@ -1,0 +1,89 @@
+"""The component model: every server of the stack is one `Component` with the same lifecycle.
+
+provision → configure → start (by the supervisor) → health → initialize … stop (by the supervisor).
+A component never spawns or kills processes itself; it only says what to run and how to check it, so the
+supervisor (and its fake process layer in unit tests) owns all process handling.
+"""
+
+from __future__ import annotations
+
+import os
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from pathlib import Path
+
+from tradesim.settings import Settings
+from tradesim.stack.tools import Report
+
+
+@dataclass(frozen=True)
+class PortSpec:
+    """A port a component listens on and the setting that changes it."""
+
+    host: str
+    port: int
+    setting: str
+
+
+class Unhealthy(Exception):
+    """A health probe failed; the message says why."""
+
+
+class Component(ABC):
+    """One server of the stack."""
+
+    name: str
+    #: other components that must be healthy first
+    needs: tuple[str, ...] = ()
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    @property
+    def dir(self) -> Path:
+        """This component's folder in the stack: config, data, log."""
+        return self.settings.stack_dir / self.name
+
+    @property
+    def log_path(self) -> Path:
+        return self.dir / "server.log"
+
+    @property
+    def external(self) -> bool:
+        """True when settings point at a server we do not run (only health and initialize apply)."""
+        return False
+
+    @abstractmethod
+    def ports(self) -> list[PortSpec]:
+        """Ports the local server binds."""
+
+    @abstractmethod
+    def address(self) -> str:
+        """Where clients reach it."""
+
+    @abstractmethod
+    def version(self) -> str:
+        """Version of the server that `provision` installs."""
+
+    @abstractmethod
+    def provision(self, report: Report) -> None:
+        """Obtain artifacts through a package client; idempotent; raises ProvisionError."""
+
+    @abstractmethod
+    def configure(self) -> None:
+        """Write config into `self.dir` (and one-time setup such as storage format); idempotent."""
+
+    @abstractmethod
+    def argv(self) -> list[str]:
+        """Command line of the server process (foreground, logging to stdout)."""
+
+    def env(self) -> dict[str, str]:
+        return dict(os.environ)
+
+    @abstractmethod
+    def check_health(self) -> None:
+        """One real protocol request with a short timeout; raises Unhealthy."""
+
+    def initialize(self, report: Report) -> None:
+        """Create topics / tables / indices; idempotent. Default: nothing."""
+        return None

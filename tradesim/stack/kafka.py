@@ -1,0 +1,142 @@
+"""Kafka 4.x as one combined KRaft node (broker + controller), run from Maven Central jars."""
+
+from __future__ import annotations
+
+import uuid
+from base64 import urlsafe_b64encode
+from pathlib import Path
+
+from tradesim.adapters.kafka.client import TopicSpec, broker_count, ensure_topics
+from tradesim.adapters.kafka.errors import KafkaUnavailable
+from tradesim.stack.component import Component, PortSpec, Unhealthy
+from tradesim.stack.tools import Report, maven_copy_dependencies, require_java, run_tool
+
+POM = Path(__file__).parent / "java" / "kafka" / "pom.xml"
+
+_LOG4J2 = """<?xml version="1.0" encoding="UTF-8"?>
+<Configuration status="WARN">
+  <Appenders>
+    <Console name="stdout" target="SYSTEM_OUT">
+      <PatternLayout pattern="[%d] %p %m (%c)%n"/>
+    </Console>
+  </Appenders>
+  <Loggers>
+    <Logger name="kafka.request.logger" level="WARN"/>
+    <Logger name="org.apache.kafka.clients" level="WARN"/>
+    <Root level="INFO"><AppenderRef ref="stdout"/></Root>
+  </Loggers>
+</Configuration>
+"""
+
+
+class Kafka(Component):
+    name = "kafka"
+
+    @property
+    def _cfg(self):  # noqa: ANN202 - short alias
+        return self.settings.kafka
+
+    @property
+    def external(self) -> bool:
+        return self._cfg.bootstrap_servers is not None
+
+    @property
+    def libs(self) -> Path:
+        return self.settings.cache_dir / "kafka" / self._cfg.version / "libs"
+
+    def ports(self) -> list[PortSpec]:
+        return [
+            PortSpec(self._cfg.host, self._cfg.port, "TRADESIM_KAFKA__PORT"),
+            PortSpec(self._cfg.host, self._cfg.controller_port, "TRADESIM_KAFKA__CONTROLLER_PORT"),
+        ]
+
+    def address(self) -> str:
+        return self._cfg.bootstrap
+
+    def version(self) -> str:
+        return self._cfg.version
+
+    def provision(self, report: Report) -> None:
+        require_java(self.name, self.settings.stack.java_home)
+        maven_copy_dependencies(self.name, POM, self.libs, report, {"kafka.version": self._cfg.version})
+
+    def _java(self) -> str:
+        return require_java(self.name, self.settings.stack.java_home)
+
+    def _server_properties(self) -> str:
+        c = self._cfg
+        controller = f"{c.host}:{c.controller_port}"
+        return "\n".join([
+            "process.roles=broker,controller",
+            "node.id=1",
+            f"controller.quorum.bootstrap.servers={controller}",
+            f"listeners=PLAINTEXT://{c.host}:{c.port},CONTROLLER://{controller}",
+            f"advertised.listeners=PLAINTEXT://{c.host}:{c.port},CONTROLLER://{controller}",
+            "controller.listener.names=CONTROLLER",
+            "inter.broker.listener.name=PLAINTEXT",
+            "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+            f"log.dirs={self.dir / 'data'}",
+            f"num.partitions={c.partitions}",
+            # One node: internal topics cannot have 3 replicas, else groups and transactions never start.
+            "offsets.topic.replication.factor=1",
+            "transaction.state.log.replication.factor=1",
+            "transaction.state.log.min.isr=1",
+            "share.coordinator.state.topic.replication.factor=1",
+            "share.coordinator.state.topic.min.isr=1",
+            "group.initial.rebalance.delay.ms=0",
+            # Flink's exactly-once KafkaSink asks for 1 h transactions; allow it.
+            "transaction.max.timeout.ms=3600000",
+            f"log.retention.hours={c.retention_hours}",
+            "auto.create.topics.enable=false",
+            "",
+        ])
+
+    def configure(self) -> None:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        (self.dir / "server.properties").write_text(self._server_properties())
+        (self.dir / "log4j2.xml").write_text(_LOG4J2)
+        cluster_id_file = self.dir / "cluster.id"
+        if not cluster_id_file.exists():
+            # Same shape as `kafka-storage random-uuid`: 16 random bytes, url-safe base64, no padding.
+            cluster_id_file.write_text(urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("="))
+        if not (self.dir / "data" / "meta.properties").exists():
+            run_tool(self.name, [
+                self._java(), "-Xmx256m", f"-Dlog4j2.configurationFile={self.dir / 'log4j2.xml'}",
+                "-cp", f"{self.libs}/*", "kafka.tools.StorageTool", "format",
+                "-t", cluster_id_file.read_text().strip(), "-c", str(self.dir / "server.properties"),
+                "--standalone", "--ignore-formatted",
+            ], "kafka storage format", timeout_s=120)
+
+    def argv(self) -> list[str]:
+        heap = f"{self._cfg.heap_mb}m"
+        return [
+            self._java(), f"-Xms{heap}", f"-Xmx{heap}", "-server", "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20",
+            "-Djava.awt.headless=true",
+            f"-Dlog4j2.configurationFile={self.dir / 'log4j2.xml'}",
+            f"-Dkafka.logs.dir={self.dir}",
+            "-cp", f"{self.libs}/*", "kafka.Kafka", str(self.dir / "server.properties"),
+        ]
+
+    def check_health(self) -> None:
+        try:
+            broker_count(self._cfg, timeout_s=3)
+        except KafkaUnavailable as exc:
+            raise Unhealthy(str(exc)) from None
+
+    def topic_specs(self) -> list[TopicSpec]:
+        t, parts = self.settings.topics, self._cfg.partitions
+        retention = {"retention.ms": str(self._cfg.retention_hours * 3_600_000)}
+        return [
+            TopicSpec(t.market_data, parts, retention),     # key: symbol
+            TopicSpec(t.trade_orders, parts, retention),    # key: user
+            TopicSpec(t.trade_executed, parts, retention),  # key: user
+            TopicSpec(t.dead_letter, 1, retention),
+        ]
+
+    def initialize(self, report: Report) -> None:
+        try:
+            created = ensure_topics(self._cfg, self.topic_specs())
+        except KafkaUnavailable as exc:
+            raise Unhealthy(str(exc)) from None
+        if created:
+            report("created topics " + ", ".join(sorted(created)))

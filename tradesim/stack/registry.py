@@ -1,0 +1,21 @@
+"""The components of the stack, in start order. A new server is one more module and one more line here."""
+
+from __future__ import annotations
+
+from tradesim.settings import Settings
+from tradesim.stack.component import Component
+from tradesim.stack.errors import UserError
+from tradesim.stack.kafka import Kafka
+from tradesim.stack.redis import Redis
+
+COMPONENT_TYPES: tuple[type[Component], ...] = (Kafka, Redis)
+NAMES: tuple[str, ...] = tuple(c.name for c in COMPONENT_TYPES)
+
+
+def build(settings: Settings, only: list[str] | None = None) -> list[Component]:
+    """Components to act on, in start order; raises UserError for an unknown name."""
+    wanted = [n.strip() for n in only if n.strip()] if only else list(NAMES)
+    unknown = [n for n in wanted if n not in NAMES]
+    if unknown:
+        raise UserError(f"unknown component {', '.join(map(repr, unknown))} in --only; known: {', '.join(NAMES)}")
+    return [cls(settings) for cls in COMPONENT_TYPES if cls.name in wanted]

@@ -1,0 +1,82 @@
+"""The state file: what the stack started, where, and as which process, so any shell can run status/down."""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from tradesim.stack.process import ProcessHandle
+
+STATE_SCHEMA_VERSION = 1
+
+
+@dataclass
+class ComponentRecord:
+    """One started component as recorded in the state file."""
+
+    pid: int
+    start_ticks: int
+    started_at: float
+    address: str
+    version: str
+    log: str
+
+    @property
+    def handle(self) -> ProcessHandle:
+        return ProcessHandle(pid=self.pid, start_ticks=self.start_ticks)
+
+
+@dataclass
+class StackState:
+    """Contents of state.json."""
+
+    runtime: str = "native"
+    components: dict[str, ComponentRecord] = field(default_factory=dict)
+
+
+class StateFile:
+    """Reads and atomically rewrites `<stack_dir>/state.json`; `locked()` serialises concurrent `up`/`down`."""
+
+    def __init__(self, stack_dir: Path) -> None:
+        self.path = stack_dir / "state.json"
+        self._lock_path = stack_dir / ".lock"
+
+    def load(self) -> StackState:
+        try:
+            raw = json.loads(self.path.read_text())
+        except FileNotFoundError:
+            return StackState()
+        except (OSError, ValueError):
+            # A torn or hand-edited file must not brick the CLI: treat it as empty, processes are re-found
+            # by their ports on the next `up` (preflight names them).
+            return StackState()
+        if raw.get("schema_version") != STATE_SCHEMA_VERSION:
+            return StackState()
+        comps = {name: ComponentRecord(**rec) for name, rec in raw.get("components", {}).items()}
+        return StackState(runtime=raw.get("runtime", "native"), components=comps)
+
+    def save(self, state: StackState) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        payload = {
+            "schema_version": STATE_SCHEMA_VERSION,
+            "runtime": state.runtime,
+            "components": {name: asdict(rec) for name, rec in sorted(state.components.items())},
+        }
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(payload, indent=2) + "\n")
+        os.replace(tmp, self.path)
+
+    @contextmanager
+    def locked(self) -> Iterator[None]:
+        self._lock_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self._lock_path, "w") as fh:
+            fcntl.flock(fh, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(fh, fcntl.LOCK_UN)

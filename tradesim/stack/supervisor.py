@@ -1,0 +1,242 @@
+"""Runs the lifecycle of components as native processes and keeps the state file honest."""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+from tradesim.settings import Settings
+from tradesim.stack.component import Component, Unhealthy
+from tradesim.stack.errors import PortInUseError, StackError, StartError
+from tradesim.stack.process import OsProcessTable, ProcessTable
+from tradesim.stack.state import ComponentRecord, StateFile
+
+State = Literal["running", "unhealthy", "down", "stopped", "external"]
+#: (component name, short phase message); the CLI renders these live
+Progress = Callable[[str, str], None]
+STATUS_SCHEMA_VERSION = 1
+LOG_TAIL_LINES = 12
+
+
+def _no_progress(_: str, __: str) -> None:
+    return None
+
+
+def last_lines(path: Path, count: int = LOG_TAIL_LINES) -> list[str]:
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(0, 2)
+            size = fh.tell()
+            fh.seek(max(0, size - 64 * 1024))
+            text = fh.read().decode("utf-8", "replace")
+    except OSError:
+        return []
+    return text.splitlines()[-count:]
+
+
+@dataclass
+class ComponentStatus:
+    """One row of `tradesim status`; its JSON form is documented in the README and kept stable."""
+
+    name: str
+    state: State
+    healthy: bool
+    pid: int | None = None
+    address: str | None = None
+    version: str | None = None
+    started_at: str | None = None
+    uptime_s: float | None = None
+    detail: str | None = None
+    log: str | None = None
+    last_log_lines: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class Supervisor:
+    """up / down / status over a list of components."""
+
+    def __init__(self, settings: Settings, components: list[Component],
+                 processes: ProcessTable | None = None, progress: Progress = _no_progress) -> None:
+        self.settings = settings
+        self.components = components
+        self.processes = processes or OsProcessTable()
+        self.progress = progress
+        self.state_file = StateFile(settings.stack_dir)
+
+    # ---- status -------------------------------------------------------------------------------------------
+
+    def _health(self, comp: Component) -> str | None:
+        try:
+            comp.check_health()
+        except Unhealthy as exc:
+            return str(exc)
+        return None
+
+    def probe(self, comp: Component, record: ComponentRecord | None) -> ComponentStatus:
+        if comp.external:
+            problem = self._health(comp)
+            return ComponentStatus(comp.name, "external", problem is None, address=comp.address(),
+                                   detail=problem or "external endpoint, not managed by tradesim")
+        if record is None:
+            return ComponentStatus(comp.name, "stopped", False, address=comp.address(), log=str(comp.log_path))
+        base = dict(pid=record.pid, address=record.address, version=record.version, log=record.log)
+        if not self.processes.is_alive(record.handle):
+            if self.processes.pid_exists(record.pid):
+                why = f"stale state: pid {record.pid} now belongs to another process"
+            else:
+                why = f"stale state: process {record.pid} is gone (the server died or was killed)"
+            return ComponentStatus(comp.name, "down", False, detail=why,
+                                   last_log_lines=last_lines(Path(record.log)), **base)  # type: ignore[arg-type]
+        started = datetime.fromtimestamp(record.started_at, UTC).isoformat(timespec="seconds")
+        uptime = round(time.time() - record.started_at, 1)
+        problem = self._health(comp)
+        if problem is None:
+            return ComponentStatus(comp.name, "running", True, started_at=started, uptime_s=uptime,
+                                   **base)  # type: ignore[arg-type]
+        return ComponentStatus(comp.name, "unhealthy", False, started_at=started, uptime_s=uptime, detail=problem,
+                               last_log_lines=last_lines(Path(record.log)), **base)  # type: ignore[arg-type]
+
+    def status(self) -> list[ComponentStatus]:
+        state = self.state_file.load()
+        return [self.probe(c, state.components.get(c.name)) for c in self.components]
+
+    # ---- up -----------------------------------------------------------------------------------------------
+
+    def up(self) -> list[ComponentStatus]:
+        """Start what is not running healthy; leave the rest alone. Raises StackError with a precise cause."""
+        with self.state_file.locked():
+            state = self.state_file.load()
+            to_start: list[Component] = []
+            for comp in self.components:
+                status = self.probe(comp, state.components.get(comp.name))
+                if status.state in ("running", "external") and status.healthy:
+                    self.progress(comp.name, "already running" if status.state == "running" else "external")
+                    continue
+                if status.state == "external":
+                    raise StartError(f"{comp.name}: external endpoint {comp.address()} is not healthy: "
+                                     f"{status.detail}")
+                if status.state == "unhealthy":
+                    # Alive but not answering: give a starting server its deadline before replacing it.
+                    record = state.components[comp.name]
+                    if self._await_health(comp, record, fail_on_exit=False):
+                        self.progress(comp.name, "already running")
+                        continue
+                    self.progress(comp.name, "not answering: restarting")
+                    self.processes.terminate(record.handle, self.settings.stack.stop_timeout_s)
+                if status.state in ("down", "unhealthy"):
+                    if status.state == "down":
+                        self.progress(comp.name, "recovering: " + (status.detail or "process gone"))
+                    del state.components[comp.name]
+                    self.state_file.save(state)
+                to_start.append(comp)
+
+            self._preflight_ports(to_start)
+            for comp in to_start:
+                self.progress(comp.name, "provisioning")
+                comp.provision(lambda msg, n=comp.name: self.progress(n, msg))  # type: ignore[misc]
+
+            started: list[str] = []
+            for comp in to_start:
+                try:
+                    self._start(comp, state)
+                except StackError as exc:
+                    self.progress(comp.name, "failed")
+                    still = [n for n in started] + [c.name for c in self.components
+                                                    if c not in to_start and c.name in state.components]
+                    note = (f" (left running: {', '.join(still)}; `tradesim down` stops them)" if still
+                            else " (nothing else was started)")
+                    raise type(exc)(f"{exc}{note}") from None
+                started.append(comp.name)
+
+            for comp in self.components:
+                self.progress(comp.name, "initializing")
+                try:
+                    comp.initialize(lambda msg, n=comp.name: self.progress(n, msg))  # type: ignore[misc]
+                except Unhealthy as exc:
+                    raise StartError(f"{comp.name}: initialization failed: {exc}") from None
+                self.progress(comp.name, "ready")
+        return self.status()
+
+    def _preflight_ports(self, comps: list[Component]) -> None:
+        """Fail before starting anything if a port is taken, naming component, port and setting."""
+        problems = []
+        for comp in comps:
+            for spec in comp.ports():
+                if self.processes.port_in_use(spec.host, spec.port):
+                    problems.append(f"{comp.name}: port {spec.host}:{spec.port} is already in use by another "
+                                    f"process; stop it or set {spec.setting} to a free port")
+        if problems:
+            raise PortInUseError("; ".join(problems) + " (nothing was started)")
+
+    def _start(self, comp: Component, state: Any) -> None:
+        self.progress(comp.name, "configuring")
+        comp.configure()
+        self.progress(comp.name, "starting")
+        argv = comp.argv()
+        with open(comp.log_path, "ab") as log:
+            log.write(f"\n===== tradesim: starting {comp.name} at {datetime.now(UTC).isoformat()} =====\n".encode())
+        try:
+            handle = self.processes.spawn(argv, comp.env(), comp.dir, comp.log_path)
+        except OSError as exc:
+            raise StartError(f"{comp.name}: cannot run {argv[0]}: {exc}") from None
+        record = ComponentRecord(pid=handle.pid, start_ticks=handle.start_ticks, started_at=time.time(),
+                                 address=comp.address(), version=comp.version(), log=str(comp.log_path))
+        state.components[comp.name] = record
+        self.state_file.save(state)
+        self.progress(comp.name, "waiting for health")
+        if not self._await_health(comp, record, fail_on_exit=True):
+            tail = "\n".join(last_lines(comp.log_path))
+            raise StartError(f"{comp.name}: not healthy after {self.settings.stack.start_timeout_s:.0f} s "
+                             f"(log {comp.log_path}):\n{tail}")
+
+    def _await_health(self, comp: Component, record: ComponentRecord, *, fail_on_exit: bool) -> bool:
+        deadline = time.monotonic() + self.settings.stack.start_timeout_s
+        while time.monotonic() < deadline:
+            if not self.processes.is_alive(record.handle):
+                if not fail_on_exit:
+                    return False
+                tail = "\n".join(last_lines(comp.log_path))
+                raise StartError(f"{comp.name}: the server exited while starting (log {comp.log_path}):\n{tail}")
+            try:
+                comp.check_health()
+                return True
+            except Unhealthy:
+                time.sleep(0.25)
+        return False
+
+    # ---- down ---------------------------------------------------------------------------------------------
+
+    def down(self, purge: bool = False) -> list[str]:
+        """Stop our processes (reverse start order); returns the names stopped. purge also deletes data."""
+        stopped = []
+        with self.state_file.locked():
+            state = self.state_file.load()
+            for comp in reversed(self.components):
+                record = state.components.pop(comp.name, None)
+                if record and self.processes.is_alive(record.handle):
+                    self.progress(comp.name, "stopping")
+                    self.processes.terminate(record.handle, self.settings.stack.stop_timeout_s)
+                    stopped.append(comp.name)
+                self.state_file.save(state)
+                if purge:
+                    shutil.rmtree(comp.dir, ignore_errors=True)
+                self.progress(comp.name, "stopped" + (" and purged" if purge else ""))
+        return stopped
+
+
+def status_document(settings: Settings, runtime: str, rows: list[ComponentStatus]) -> dict[str, Any]:
+    """The stable `tradesim status --json` shape (schema_version 1)."""
+    return {
+        "schema_version": STATUS_SCHEMA_VERSION,
+        "runtime": runtime,
+        "stack_dir": str(settings.stack_dir),
+        "healthy": all(r.healthy for r in rows),
+        "components": [r.to_json() for r in rows],
+    }

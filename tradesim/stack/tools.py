@@ -1,0 +1,115 @@
+"""Package clients and JVM helpers used to provision components (mvn, apt-get, java)."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+
+from tradesim.stack.errors import ProvisionError
+
+Report = Callable[[str], None]
+MIN_JAVA = 17
+
+
+def tail(text: str, lines: int = 15) -> str:
+    return "\n".join(text.strip().splitlines()[-lines:])
+
+
+def run_tool(component: str, argv: list[str], what: str, *, cwd: Path | None = None,
+             env: dict[str, str] | None = None, timeout_s: float = 1800) -> str:
+    """Run a provisioning command; on failure raise ProvisionError with a one-line cause and the output tail."""
+    try:
+        done = subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout_s,
+                              check=False)
+    except FileNotFoundError:
+        raise ProvisionError(component, f"{what}: '{argv[0]}' is not installed") from None
+    except subprocess.TimeoutExpired as exc:
+        out = (exc.stdout or "") if isinstance(exc.stdout, str) else ""
+        raise ProvisionError(component, f"{what}: timed out after {timeout_s:.0f} s", tail(out)) from None
+    if done.returncode != 0:
+        raise ProvisionError(component, f"{what} failed (exit {done.returncode}): {' '.join(argv)}",
+                             tail(done.stdout + done.stderr))
+    return done.stdout
+
+
+def java_home(configured: Path | None) -> Path | None:
+    if configured:
+        return configured
+    env = os.environ.get("JAVA_HOME")
+    return Path(env) if env else None
+
+
+def java_executable(configured: Path | None) -> str:
+    home = java_home(configured)
+    if home:
+        return str(home / "bin" / "java")
+    found = shutil.which("java")
+    return found or "java"
+
+
+def java_major_version(java: str) -> int | None:
+    """Major version of a java binary, or None if it cannot run."""
+    try:
+        done = subprocess.run([java, "-version"], capture_output=True, text=True, timeout=30, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    match = re.search(r'version "(\d+)(?:\.(\d+))?', done.stderr + done.stdout)
+    if not match:
+        return None
+    major = int(match.group(1))
+    return int(match.group(2) or 0) if major == 1 else major
+
+
+def require_java(component: str, configured: Path | None) -> str:
+    java = java_executable(configured)
+    major = java_major_version(java)
+    if major is None:
+        raise ProvisionError(component, "Java is not installed or does not run: install a JDK 17+ "
+                             "(`apt-get install -y openjdk-17-jre-headless`) or set TRADESIM_STACK__JAVA_HOME")
+    if major < MIN_JAVA:
+        raise ProvisionError(component, f"Java {major} found at {java}, {component} needs Java {MIN_JAVA}+: "
+                             "set TRADESIM_STACK__JAVA_HOME to a newer JDK")
+    return java
+
+
+def maven_copy_dependencies(component: str, pom: Path, out_dir: Path, report: Report,
+                            properties: dict[str, str] | None = None) -> None:
+    """Resolve the jars of `pom` from Maven Central into out_dir (atomically: a partial copy never counts)."""
+    if shutil.which("mvn") is None:
+        raise ProvisionError(component, "Maven (mvn) is not installed: `apt-get install -y maven`")
+    marker = out_dir / ".complete"
+    if marker.exists():
+        return
+    staging = out_dir.with_name(out_dir.name + ".partial")
+    shutil.rmtree(staging, ignore_errors=True)
+    report(f"fetching jars from Maven Central ({pom.parent.name})")
+    argv = ["mvn", "-B", "-q", "-f", str(pom), "dependency:copy-dependencies",
+            f"-DoutputDirectory={staging}"]
+    argv += [f"-D{k}={v}" for k, v in (properties or {}).items()]
+    run_tool(component, argv, "mvn dependency:copy-dependencies")
+    shutil.rmtree(out_dir, ignore_errors=True)
+    staging.rename(out_dir)
+    marker.write_text("ok\n")
+
+
+def apt_install(component: str, packages: list[str], report: Report) -> None:
+    """Install Debian packages when root; otherwise tell the exact command to run."""
+    command = "apt-get install -y " + " ".join(packages)
+    if shutil.which("apt-get") is None:
+        raise ProvisionError(component, f"{' '.join(packages)} missing and apt-get not found: install "
+                             f"{' '.join(packages)} with your package manager")
+    if os.geteuid() != 0:
+        raise ProvisionError(component, f"{' '.join(packages)} is not installed: run `sudo {command}`")
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    report(f"apt-get install {' '.join(packages)}")
+    try:
+        run_tool(component, ["apt-get", "install", "-y", "-q", *packages], "apt-get install", env=env)
+    except ProvisionError:
+        # A fresh machine may have empty package lists: refresh once, then retry.
+        report("apt-get update")
+        run_tool(component, ["apt-get", "update", "-q"], "apt-get update", env=env)
+        run_tool(component, ["apt-get", "install", "-y", "-q", *packages], "apt-get install", env=env)
