@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import platformdirs
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field, SecretStr, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -60,6 +60,61 @@ class RedisSettings(BaseModel):
         return self.url or f"redis://{self.host}:{self.port}/0"
 
 
+class DynamoDBSettings(BaseModel):
+    """DynamoDB API: dynalite locally, or real AWS / another endpoint by configuration."""
+
+    host: str = Field(LOOPBACK, description="Address the local dynalite binds to.")
+    port: Port = Field(8000, description="Port of the local dynalite (DynamoDB Local's usual port).")
+    endpoint_url: str | None = Field(
+        None, description="External endpoint (e.g. https://dynamodb.eu-west-1.amazonaws.com); set use_aws instead "
+        "to let boto3 pick the AWS endpoint."
+    )
+    use_aws: bool = Field(False, description="Talk to real AWS DynamoDB (credentials from the usual AWS chain).")
+    region: str = Field("us-east-1", description="AWS region name (dynalite accepts any).")
+    table_prefix: str = Field("", description="Prefix of every table name, to share one AWS account.")
+
+    @property
+    def external(self) -> bool:
+        return self.use_aws or self.endpoint_url is not None
+
+    @property
+    def endpoint(self) -> str | None:
+        """endpoint_url for boto3; None means boto3's default AWS endpoint."""
+        if self.use_aws:
+            return None
+        return self.endpoint_url or f"http://{self.host}:{self.port}"
+
+
+class OpenSearchSettings(BaseModel):
+    """Search engine (OpenSearch 2.19.x, Elasticsearch-compatible REST)."""
+
+    host: str = Field(LOOPBACK, description="Address the local node binds HTTP and transport to.")
+    port: Port = Field(9200, description="HTTP port.")
+    transport_port: Port = Field(9300, description="Node-to-node transport port.")
+    url: str | None = Field(None, description="Use an external cluster (http(s)://host:port) instead.")
+    heap_mb: int = Field(768, ge=256, description="JVM heap of the local node.")
+
+    @property
+    def client_url(self) -> str:
+        return self.url or f"http://{self.host}:{self.port}"
+
+
+class ClickHouseSettings(BaseModel):
+    """ClickHouse: the analytics read model."""
+
+    host: str = Field(LOOPBACK, description="Address the local server binds to.")
+    http_port: Port = Field(8123, description="HTTP interface port (used by clickhouse-connect).")
+    tcp_port: Port = Field(9000, description="Native protocol port (clickhouse-client).")
+    url: str | None = Field(None, description="Use an external server (http://host:port) instead.")
+    database: str = Field("tradesim", description="Database holding the tradesim tables.")
+    user: str = Field("default", description="User name.")
+    password: SecretStr = Field(SecretStr(""), description="Password.")
+
+    @property
+    def client_url(self) -> str:
+        return self.url or f"http://{self.host}:{self.http_port}"
+
+
 class TopicSettings(BaseModel):
     """Names of the Kafka topics; all producers and consumers read them from here."""
 
@@ -104,6 +159,9 @@ class Settings(BaseSettings):
     stack: StackSettings = StackSettings()
     kafka: KafkaSettings = KafkaSettings()
     redis: RedisSettings = RedisSettings()
+    dynamodb: DynamoDBSettings = DynamoDBSettings()
+    opensearch: OpenSearchSettings = OpenSearchSettings()
+    clickhouse: ClickHouseSettings = ClickHouseSettings()
     topics: TopicSettings = TopicSettings()
 
     @field_validator("home", "cache_dir")

@@ -1,0 +1,43 @@
+"""Integration tests run against the real servers: the session brings the stack up through the same
+Supervisor `tradesim up` uses, and stops it at the end if it was not running before."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import pytest
+
+from tradesim.settings import Settings, load_settings
+from tradesim.stack import registry
+from tradesim.stack.supervisor import Supervisor
+
+
+def _progress(component: str, message: str) -> None:
+    print(f"[stack] {component}: {message}", flush=True)
+
+
+@pytest.fixture(scope="session")
+def settings() -> Settings:
+    return load_settings()
+
+
+@pytest.fixture(scope="session")
+def stack_components(pytestconfig: pytest.Config) -> list[str]:
+    only = pytestconfig.getoption("--stack-only") or os.environ.get("TRADESIM_TEST_STACK_ONLY")
+    return [n.strip() for n in only.split(",")] if only else list(registry.NAMES)
+
+
+@pytest.fixture(scope="session")
+def supervisor(settings: Settings, stack_components: list[str]) -> Supervisor:
+    return Supervisor(settings, registry.build(settings, stack_components), progress=_progress)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def stack(supervisor: Supervisor) -> Iterator[Supervisor]:
+    was_up = all(s.healthy for s in supervisor.status())
+    supervisor.up()
+    yield supervisor
+    if not was_up:
+        supervisor.down()
+

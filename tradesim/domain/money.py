@@ -1,0 +1,27 @@
+"""Money is Decimal, never float; quantities are ints."""
+
+from __future__ import annotations
+
+from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
+
+CENT = Decimal("0.01")
+PRICE_QUANTUM = Decimal("0.0001")
+
+
+def to_decimal(value: object, field: str = "value") -> Decimal:
+    """Parse a decimal from str/int/Decimal; floats are refused because they cannot hold cents exactly."""
+    from tradesim.domain.errors import InvalidRecord
+
+    if isinstance(value, bool) or isinstance(value, float):
+        raise InvalidRecord(field, f"must be a decimal string, not {type(value).__name__}")
+    try:
+        result = Decimal(str(value))
+    except (InvalidOperation, ValueError):
+        raise InvalidRecord(field, f"not a decimal number: {value!r}") from None
+    if not result.is_finite():
+        raise InvalidRecord(field, f"not a finite number: {value!r}")
+    return result
+
+
+def round_cash(amount: Decimal) -> Decimal:
+    return amount.quantize(CENT, rounding=ROUND_HALF_EVEN)

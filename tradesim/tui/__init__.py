@@ -1,0 +1,1 @@
+"""Textual TUI; talks to the system only through the public HTTP/WebSocket APIs."""
