@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import platformdirs
-from pydantic import BaseModel, Field, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -23,7 +23,13 @@ Port = Annotated[int, Field(ge=1, le=65535)]
 LOOPBACK = "127.0.0.1"
 
 
-class KafkaSettings(BaseModel):
+class Section(BaseModel):
+    """A settings section; unknown keys are errors so a typo in tradesim.toml never passes silently."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class KafkaSettings(Section):
     """Apache Kafka (KRaft, one combined broker+controller node)."""
 
     host: str = Field(LOOPBACK, description="Address the broker listens on and clients connect to.")
@@ -43,7 +49,7 @@ class KafkaSettings(BaseModel):
         return self.bootstrap_servers or f"{self.host}:{self.port}"
 
 
-class RedisSettings(BaseModel):
+class RedisSettings(Section):
     """Redis: the latest-price cache and pub/sub fan-out."""
 
     host: str = Field(LOOPBACK, description="Address Redis binds to and clients connect to.")
@@ -60,7 +66,7 @@ class RedisSettings(BaseModel):
         return self.url or f"redis://{self.host}:{self.port}/0"
 
 
-class DynamoDBSettings(BaseModel):
+class DynamoDBSettings(Section):
     """DynamoDB API: dynalite locally, or real AWS / another endpoint by configuration."""
 
     host: str = Field(LOOPBACK, description="Address the local dynalite binds to.")
@@ -85,7 +91,7 @@ class DynamoDBSettings(BaseModel):
         return self.endpoint_url or f"http://{self.host}:{self.port}"
 
 
-class OpenSearchSettings(BaseModel):
+class OpenSearchSettings(Section):
     """Search engine (OpenSearch 2.19.x, Elasticsearch-compatible REST)."""
 
     host: str = Field(LOOPBACK, description="Address the local node binds HTTP and transport to.")
@@ -99,7 +105,7 @@ class OpenSearchSettings(BaseModel):
         return self.url or f"http://{self.host}:{self.port}"
 
 
-class ClickHouseSettings(BaseModel):
+class ClickHouseSettings(Section):
     """ClickHouse: the analytics read model."""
 
     host: str = Field(LOOPBACK, description="Address the local server binds to.")
@@ -115,7 +121,7 @@ class ClickHouseSettings(BaseModel):
         return self.url or f"http://{self.host}:{self.http_port}"
 
 
-class TopicSettings(BaseModel):
+class TopicSettings(Section):
     """Names of the Kafka topics; all producers and consumers read them from here."""
 
     market_data: str = "market_data"
@@ -124,7 +130,7 @@ class TopicSettings(BaseModel):
     dead_letter: str = "dead_letter"
 
 
-class StackSettings(BaseModel):
+class StackSettings(Section):
     """How `tradesim up` runs servers."""
 
     runtime: Literal["native", "docker"] = Field("native", description="native processes, or docker compose.")

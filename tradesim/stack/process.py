@@ -65,6 +65,10 @@ def _start_ticks(pid: int) -> int | None:
 class OsProcessTable:
     """The real process table (Linux /proc)."""
 
+    # Servers outlive the Popen objects that started them; keeping the objects stops Python from warning
+    # "subprocess is still running" when they are collected, and lets us reap children we started.
+    _children: dict[int, subprocess.Popen[bytes]] = {}
+
     def spawn(self, argv: list[str], env: dict[str, str], cwd: Path, log_path: Path) -> ProcessHandle:
         log_path.parent.mkdir(parents=True, exist_ok=True)
         with open(log_path, "ab") as log:
@@ -77,6 +81,7 @@ class OsProcessTable:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,  # survives the CLI and is not hit by its Ctrl-C
             )
+        self._children[proc.pid] = proc
         ticks = _start_ticks(proc.pid)
         return ProcessHandle(pid=proc.pid, start_ticks=ticks if ticks is not None else -1)
 
@@ -111,13 +116,12 @@ class OsProcessTable:
         except ProcessLookupError:
             pass
 
-    @staticmethod
-    def _reap(pid: int) -> None:
+    @classmethod
+    def _reap(cls, pid: int) -> None:
         # Reap our own children (spawned in this same process) so they do not linger as zombies.
-        try:
-            os.waitpid(pid, os.WNOHANG)
-        except ChildProcessError:
-            pass
+        proc = cls._children.get(pid)
+        if proc is not None and proc.poll() is not None:
+            del cls._children[pid]
 
     def port_in_use(self, host: str, port: int) -> bool:
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:

@@ -1,0 +1,82 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from tradesim.settings import load_settings
+
+
+@pytest.fixture(autouse=True)
+def _clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    import os
+
+    for key in list(os.environ):
+        if key.startswith("TRADESIM_"):
+            monkeypatch.delenv(key)
+    monkeypatch.chdir(tmp_path)
+
+
+def test_defaults_bind_loopback_on_usual_ports() -> None:
+    s = load_settings()
+    assert (s.kafka.host, s.kafka.port, s.kafka.controller_port) == ("127.0.0.1", 9092, 9093)
+    assert s.kafka.bootstrap == "127.0.0.1:9092"
+    assert s.redis.client_url == "redis://127.0.0.1:6379/0"
+
+
+def test_env_nested_delimiter(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TRADESIM_KAFKA__PORT", "19092")
+    monkeypatch.setenv("TRADESIM_REDIS__PERSISTENCE", "none")
+    s = load_settings()
+    assert s.kafka.port == 19092
+    assert s.kafka.bootstrap == "127.0.0.1:19092"
+    assert s.redis.persistence == "none"
+
+
+def test_toml_file_and_env_precedence(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    (tmp_path / "tradesim.toml").write_text('[kafka]\nport = 29092\npartitions = 3\n[redis]\nport = 16379\n')
+    monkeypatch.setenv("TRADESIM_REDIS__PORT", "26379")
+    s = load_settings()
+    assert s.kafka.port == 29092
+    assert s.kafka.partitions == 3
+    assert s.redis.port == 26379  # env wins over the file
+
+
+def test_toml_path_from_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    cfg = tmp_path / "elsewhere.toml"
+    cfg.write_text("[kafka]\nport = 39092\n")
+    monkeypatch.setenv("TRADESIM_CONFIG", str(cfg))
+    assert load_settings().kafka.port == 39092
+
+
+def test_external_endpoints_by_configuration(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TRADESIM_KAFKA__BOOTSTRAP_SERVERS", "kafka-1.example:9092,kafka-2.example:9092")
+    monkeypatch.setenv("TRADESIM_REDIS__URL", "redis://cache.example:6380/1")
+    s = load_settings()
+    assert s.kafka.bootstrap == "kafka-1.example:9092,kafka-2.example:9092"
+    assert s.redis.client_url == "redis://cache.example:6380/1"
+
+
+@pytest.mark.parametrize(("var", "value"), [
+    ("TRADESIM_KAFKA__PORT", "99999"),
+    ("TRADESIM_KAFKA__PORT", "abc"),
+    ("TRADESIM_REDIS__PERSISTENCE", "sometimes"),
+])
+def test_invalid_values_are_rejected(monkeypatch: pytest.MonkeyPatch, var: str, value: str) -> None:
+    monkeypatch.setenv(var, value)
+    with pytest.raises(ValidationError):
+        load_settings()
+
+
+def test_unknown_toml_key_is_rejected(tmp_path: Path) -> None:
+    (tmp_path / "tradesim.toml").write_text("[kafka]\nprot = 1\n")
+    with pytest.raises(ValidationError, match="prot"):
+        load_settings()
+
+
+def test_home_is_absolute(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TRADESIM_HOME", "relative/dir")
+    s = load_settings()
+    assert s.home.is_absolute()
+    assert s.stack_dir == s.home / "stack"

@@ -1,0 +1,39 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from tradesim.stack.state import ComponentRecord, StackState, StateFile
+
+
+def _record(pid: int = 42) -> ComponentRecord:
+    return ComponentRecord(pid=pid, start_ticks=99, started_at=1.5, address="127.0.0.1:1", version="1", log="/x")
+
+
+def test_round_trip(tmp_path: Path) -> None:
+    sf = StateFile(tmp_path)
+    sf.save(StackState(components={"kafka": _record(42), "redis": _record(43)}))
+    loaded = sf.load()
+    assert loaded.components["kafka"] == _record(42)
+    assert loaded.components["redis"].pid == 43
+    raw = json.loads((tmp_path / "state.json").read_text())
+    assert raw["schema_version"] == 1
+    assert set(raw["components"]["kafka"]) == {"pid", "start_ticks", "started_at", "address", "version", "log"}
+
+
+def test_missing_file_is_empty(tmp_path: Path) -> None:
+    assert StateFile(tmp_path / "nowhere").load().components == {}
+
+
+def test_torn_or_foreign_file_is_treated_as_empty(tmp_path: Path) -> None:
+    sf = StateFile(tmp_path)
+    sf.path.write_text("{not json")
+    assert sf.load().components == {}
+    sf.path.write_text(json.dumps({"schema_version": 999, "components": {"kafka": {}}}))
+    assert sf.load().components == {}
+
+
+def test_save_is_atomic_no_tmp_left(tmp_path: Path) -> None:
+    sf = StateFile(tmp_path)
+    sf.save(StackState(components={"kafka": _record()}))
+    assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")] == []

@@ -1,0 +1,114 @@
+"""The supervisor's decisions, with the process layer faked (no real server starts here)."""
+
+from __future__ import annotations
+
+import pytest
+
+from tradesim.settings import Settings
+from tradesim.stack.errors import PortInUseError, ProvisionError, StartError
+from tradesim.stack.supervisor import Supervisor
+from tradesim.testing.fakes import FakeComponent, FakeProcesses
+
+
+@pytest.fixture
+def procs() -> FakeProcesses:
+    return FakeProcesses()
+
+
+@pytest.fixture
+def comps(settings: Settings, procs: FakeProcesses) -> list[FakeComponent]:
+    return [FakeComponent(settings, "alpha", 7001, procs), FakeComponent(settings, "beta", 7002, procs)]
+
+
+@pytest.fixture
+def sup(settings: Settings, comps: list[FakeComponent], procs: FakeProcesses) -> Supervisor:
+    return Supervisor(settings, list(comps), processes=procs)
+
+
+def test_up_starts_all_and_records_state(sup: Supervisor, procs: FakeProcesses, comps: list[FakeComponent]) -> None:
+    rows = sup.up()
+    assert [(r.name, r.state, r.healthy) for r in rows] == [("alpha", "running", True), ("beta", "running", True)]
+    assert procs.spawned == [["alpha-server"], ["beta-server"]]
+    assert set(sup.state_file.load().components) == {"alpha", "beta"}
+    assert all(c.initialized == 1 for c in comps)
+
+
+def test_up_twice_is_a_no_op(sup: Supervisor, procs: FakeProcesses) -> None:
+    sup.up()
+    pids = {n: r.pid for n, r in sup.state_file.load().components.items()}
+    sup.up()
+    assert len(procs.spawned) == 2
+    assert {n: r.pid for n, r in sup.state_file.load().components.items()} == pids
+
+
+def test_port_taken_fails_before_starting_anything(sup: Supervisor, procs: FakeProcesses) -> None:
+    procs.foreign_ports.add(7002)
+    with pytest.raises(PortInUseError) as exc:
+        sup.up()
+    msg = str(exc.value)
+    assert "beta" in msg
+    assert "7002" in msg
+    assert "TRADESIM_BETA__PORT" in msg
+    assert "nothing was started" in msg
+    assert procs.spawned == []
+
+
+def test_provision_failure_starts_nothing(sup: Supervisor, procs: FakeProcesses, comps: list[FakeComponent]) -> None:
+    comps[1].fail_provision = ProvisionError("beta", "mvn failed (exit 1)", "BUILD FAILURE")
+    with pytest.raises(ProvisionError, match="BUILD FAILURE"):
+        sup.up()
+    assert procs.spawned == []
+
+
+def test_unhealthy_start_names_what_was_left_running(
+    sup: Supervisor, procs: FakeProcesses, comps: list[FakeComponent]
+) -> None:
+    comps[1].healthy = False
+    with pytest.raises(StartError) as exc:
+        sup.up()
+    assert "beta: not healthy" in str(exc.value)
+    assert "left running: alpha" in str(exc.value)
+
+
+def test_dead_component_shows_down_with_log_and_up_restarts_it(sup: Supervisor, procs: FakeProcesses) -> None:
+    sup.up()
+    old = sup.state_file.load().components["beta"].pid
+    procs.kill(old)
+    rows = {r.name: r for r in sup.status()}
+    assert rows["beta"].state == "down"
+    assert not rows["beta"].healthy
+    assert "is gone" in (rows["beta"].detail or "")
+    assert rows["beta"].last_log_lines[-1] == "fake beta-server started"
+    assert rows["alpha"].state == "running"
+    sup.up()
+    new = sup.state_file.load().components["beta"].pid
+    assert new != old
+    assert {r.name: r.state for r in sup.status()} == {"alpha": "running", "beta": "running"}
+
+
+def test_reused_pid_is_reported_stale_and_never_signalled(sup: Supervisor, procs: FakeProcesses) -> None:
+    sup.up()
+    pid = sup.state_file.load().components["alpha"].pid
+    procs.alive[pid] = 12345  # same pid, another process (different start time)
+    row = next(r for r in sup.status() if r.name == "alpha")
+    assert row.state == "down"
+    assert "another process" in (row.detail or "")
+    sup.down()
+    assert pid not in procs.terminated
+    assert pid in procs.alive  # the unrelated process survives
+
+
+def test_down_stops_in_reverse_order_and_clears_state(sup: Supervisor, procs: FakeProcesses) -> None:
+    sup.up()
+    pids = [sup.state_file.load().components[n].pid for n in ("beta", "alpha")]
+    assert sup.down() == ["beta", "alpha"]
+    assert procs.terminated == pids
+    assert sup.state_file.load().components == {}
+    assert {r.state for r in sup.status()} == {"stopped"}
+
+
+def test_down_purge_deletes_data(sup: Supervisor, comps: list[FakeComponent]) -> None:
+    sup.up()
+    (comps[0].dir / "data.bin").write_text("x")
+    sup.down(purge=True)
+    assert not comps[0].dir.exists()
