@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from tradesim.cli import stack
+from tradesim.cli import bench, stack
 
 app = typer.Typer(
     name="tradesim",
@@ -14,6 +14,7 @@ app = typer.Typer(
     add_completion=False,
 )
 stack.register(app)
+app.add_typer(bench.app, name="bench")
 
 
 def main() -> None:

@@ -21,7 +21,7 @@ from tradesim.stack.errors import PortInUseError, ProvisionError
 from tradesim.stack.kafka import Kafka
 from tradesim.stack.process import OsProcessTable
 from tradesim.stack.redis import Redis
-from tradesim.stack.state import ComponentRecord, StackState, StateFile
+from tradesim.stack.state import ComponentRecord, StackState
 from tradesim.stack.supervisor import Supervisor
 
 pytestmark = pytest.mark.integration

@@ -1,0 +1,41 @@
+# The README's commands. `make demo` sets up and runs the stack; `make test` runs every check and test.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+
+.PHONY: install demo check test unit down bench-up clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $@
+
+install: $(VENV)/.installed
+
+demo: install
+	$(BIN)/tradesim doctor || true
+	$(BIN)/tradesim up
+	$(BIN)/tradesim status
+
+check: install
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+	$(BIN)/lint-imports
+
+# Unit tests need no server; integration tests bring the stack up themselves (and stop it again at the end
+# if it was not running before).
+test: check
+	$(BIN)/pytest
+
+unit: install
+	$(BIN)/pytest tests/unit
+
+down: install
+	$(BIN)/tradesim down
+
+bench-up: install
+	$(BIN)/tradesim bench up
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
