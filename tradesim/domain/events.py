@@ -1,0 +1,86 @@
+"""Every event on Kafka, defined once: versioned JSON schemas shared by all producers and consumers.
+
+Money travels as decimal strings (never floats), times as epoch milliseconds UTC (`*_ms`), quantities as ints.
+Each event carries `type` and `schema_version`; a consumer refuses versions it does not know.
+"""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+from typing import Annotated, Any, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from tradesim.domain.errors import InvalidRecord
+
+SymbolStr = Annotated[str, Field(pattern=r"^[A-Z][A-Z0-9.\-]{0,15}$")]
+PositiveDecimal = Annotated[Decimal, Field(gt=0, allow_inf_nan=False)]
+
+
+class Event(BaseModel):
+    """Base of all events: immutable, unknown fields rejected."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    schema_version: Literal[1] = 1
+
+
+class Tick(Event):
+    """A quote/trade print for one symbol; on `market_data`, keyed by symbol."""
+
+    type: Literal["tick"] = "tick"
+    symbol: SymbolStr
+    bid: PositiveDecimal
+    ask: PositiveDecimal
+    last: PositiveDecimal
+    size: int = Field(ge=0)
+    event_time_ms: int = Field(ge=0, description="simulated event time, epoch ms UTC")
+    seq: int = Field(ge=1, description="per-symbol sequence number within a scenario run")
+    scenario_id: str = Field(min_length=1, max_length=128)
+
+    @field_validator("bid", "ask", "last", mode="before")
+    @classmethod
+    def _no_float(cls, value: Any) -> Any:
+        if isinstance(value, float):
+            raise ValueError("must be a decimal string, not a float")
+        return value
+
+    @model_validator(mode="after")
+    def _spread(self) -> Tick:
+        if self.bid > self.ask:
+            raise ValueError(f"bid {self.bid} is above ask {self.ask}")
+        return self
+
+    @property
+    def key(self) -> bytes:
+        return self.symbol.encode()
+
+
+E = TypeVar("E", bound=Event)
+
+
+def encode(event: Event) -> bytes:
+    """Compact JSON bytes; Decimal fields become strings."""
+    return event.model_dump_json().encode()
+
+
+def decode(model: type[E], raw: bytes | str) -> E:
+    """Parse and validate; raises InvalidRecord naming the first offending field."""
+    try:
+        data = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InvalidRecord("$", f"not JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise InvalidRecord("$", "not a JSON object")
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = ".".join(str(p) for p in first["loc"]) or "$"
+        raise InvalidRecord(field, first["msg"]) from None
+
+
+def json_schemas() -> dict[str, dict[str, Any]]:
+    """The published JSON schema of every event type, by type name."""
+    return {"tick": Tick.model_json_schema()}
