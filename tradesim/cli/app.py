@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from tradesim.cli import bench, stack
+from tradesim.cli import bench, jobs, market, scenarios, stack
 
 app = typer.Typer(
     name="tradesim",
@@ -14,7 +14,10 @@ app = typer.Typer(
     add_completion=False,
 )
 stack.register(app)
+market.register(app)
 app.add_typer(bench.app, name="bench")
+app.add_typer(jobs.app, name="jobs")
+app.add_typer(scenarios.app, name="scenarios")
 
 
 def main() -> None:

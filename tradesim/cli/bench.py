@@ -35,3 +35,27 @@ def _up(only: str | None, cold: bool) -> None:
     out.print(f"command: tradesim bench up{' --only ' + only if only else ''}{'' if cold else ' --warm'}")
     for line in lines:
         out.print("  " + line, markup=False)
+
+
+@app.command("marketdata")
+def marketdata(ticks: Annotated[int, typer.Option(min=1000)] = 200_000,
+               symbols: Annotated[int, typer.Option(min=1)] = 50,
+               clients: Annotated[int, typer.Option(min=1)] = 1000,
+               burst: Annotated[int, typer.Option(min=10)] = 2000,
+               rate: Annotated[float, typer.Option(min=1)] = 20.0,
+               seconds: Annotated[float, typer.Option(min=1)] = 10.0) -> None:
+    """Ingest → Redis ticks/s, and WebSocket fan-out vs a bare websockets broadcast (needs `tradesim up`)."""
+    _marketdata(ticks, symbols, clients, burst, rate, seconds)
+
+
+@cli_errors
+def _marketdata(ticks: int, symbols: int, clients: int, burst: int, rate: float, seconds: float) -> None:
+    from benchmarks import marketdata as bench_md
+
+    settings = load_settings()
+    lines: list[str] = []
+    bench_md.run(settings, ticks, symbols, clients, burst, rate, seconds, lines)
+    out.print(f"command: tradesim bench marketdata --ticks {ticks} --symbols {symbols} --clients {clients} "
+              f"--burst {burst} --rate {rate:g} --seconds {seconds:g}")
+    for line in lines:
+        out.print("  " + line, markup=False)

@@ -10,6 +10,7 @@ import typer
 from pydantic import ValidationError
 from rich.console import Console
 
+from tradesim.scenarios.errors import ScenarioError
 from tradesim.stack.errors import StackError, UserError
 
 P = ParamSpec("P")
@@ -26,7 +27,7 @@ def settings_error_line(exc: ValidationError) -> str:
 
 
 def cli_errors(fn: Callable[P, R]) -> Callable[P, R]:
-    """Decorator for commands: UserError/invalid settings → exit 2, StackError → exit 1, never a traceback."""
+    """Command decorator: UserError, ScenarioError, bad settings → exit 2; StackError → exit 1; no traceback."""
 
     @functools.wraps(fn)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
@@ -34,6 +35,10 @@ def cli_errors(fn: Callable[P, R]) -> Callable[P, R]:
             return fn(*args, **kwargs)
         except ValidationError as exc:
             err.print(f"error: {settings_error_line(exc)}", markup=False)
+            raise typer.Exit(2) from None
+        except ScenarioError as exc:
+            for problem in exc.problems:  # one `file:line: field: message` line each, like a compiler
+                err.print(str(problem), markup=False)
             raise typer.Exit(2) from None
         except UserError as exc:
             err.print(f"error: {exc}", markup=False)

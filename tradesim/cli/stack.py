@@ -41,13 +41,15 @@ class _LineProgress:
         out.print(f"[{time.monotonic() - self.started:6.1f}s] {component:<10} {message}", markup=False)
 
 
-def up(only: Only = None, runtime: Runtime = None) -> None:
+def up(only: Only = None, runtime: Runtime = None,
+       with_jobs: Annotated[bool, typer.Option("--with-jobs", help="Then submit the standard Flink jobs.")]
+       = False) -> None:
     """Provision, start and health-check the stack; what already runs healthy is left alone."""
-    _up(only, runtime)
+    _up(only, runtime, with_jobs)
 
 
 @cli_errors
-def _up(only: str | None, runtime: str | None) -> None:
+def _up(only: str | None, runtime: str | None, with_jobs: bool = False) -> None:
     from tradesim.stack import registry
 
     settings = load_settings()
@@ -65,6 +67,11 @@ def _up(only: str | None, runtime: str | None) -> None:
     bad = [r.name for r in rows if not r.healthy]
     if bad:
         raise StackError(f"not healthy after up: {', '.join(bad)}")
+    if with_jobs:
+        from tradesim.cli.jobs import submit_standard_jobs
+
+        for line in submit_standard_jobs(settings):
+            out.print(line, markup=False)
 
 
 def down(purge: Annotated[bool, typer.Option("--purge", help="Also delete data.")] = False,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 
 class DomainError(Exception):
     """Base of all business-rule failures."""
@@ -17,6 +19,21 @@ class InsufficientShares(DomainError):
 
 class OutcomeAlreadyRecorded(DomainError):
     """The order already has a terminal outcome; the first recorded one wins."""
+
+    def __init__(self, order_id: str = "", outcome: Mapping[str, object] | None = None) -> None:
+        self.order_id = order_id
+        #: the outcome recorded first, so a replay can re-emit it instead of recomputing
+        self.outcome: Mapping[str, object] = outcome or {}
+        super().__init__(f"order {order_id!r} already has a recorded outcome" if order_id else
+                         "the order already has a recorded outcome")
+
+
+class PortfolioNotFound(DomainError):
+    """No portfolio exists for the user."""
+
+
+class PortfolioExists(DomainError):
+    """A portfolio for the user was already created."""
 
 
 class VersionConflict(DomainError):

@@ -38,6 +38,10 @@ class Tick(Event):
     event_time_ms: int = Field(ge=0, description="simulated event time, epoch ms UTC")
     seq: int = Field(ge=1, description="per-symbol sequence number within a scenario run")
     scenario_id: str = Field(min_length=1, max_length=128)
+    run_id: int = Field(
+        0, ge=0, description="epoch ms at which the replay run started; a newer run supersedes an older one, "
+        "so the price cache orders quotes by (run_id, seq)"
+    )
 
     @field_validator("bid", "ask", "last", mode="before")
     @classmethod
@@ -57,6 +61,56 @@ class Tick(Event):
         return self.symbol.encode()
 
 
+class Bar(Event):
+    """An OHLCV bar of one symbol over one event-time window [start, end); on `market_bars`, keyed by symbol.
+
+    A pure function of the ticks in its window (open/close by (event_time_ms, run_id, seq)), so a replayed window
+    yields an identical bar.
+    """
+
+    type: Literal["bar"] = "bar"
+    symbol: SymbolStr
+    interval: Literal["1s", "1m"]
+    window_start_ms: int = Field(ge=0, description="window start, epoch ms UTC, inclusive")
+    window_end_ms: int = Field(ge=0, description="window end, epoch ms UTC, exclusive")
+    open: PositiveDecimal
+    high: PositiveDecimal
+    low: PositiveDecimal
+    close: PositiveDecimal
+    vwap: PositiveDecimal = Field(description="sum(last*size)/sum(size); the close when the volume is 0")
+    volume: int = Field(ge=0)
+    trade_count: int = Field(ge=1, description="ticks in the window")
+
+    @field_validator("open", "high", "low", "close", "vwap", mode="before")
+    @classmethod
+    def _no_float(cls, value: Any) -> Any:
+        if isinstance(value, float):
+            raise ValueError("must be a decimal string, not a float")
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Bar:
+        if self.window_end_ms <= self.window_start_ms:
+            raise ValueError("window_end_ms must be after window_start_ms")
+        if not self.low <= min(self.open, self.close) <= max(self.open, self.close) <= self.high:
+            raise ValueError("open/close must lie within low..high")
+        return self
+
+    @property
+    def key(self) -> bytes:
+        return self.symbol.encode()
+
+
+class DeadLetter(Event):
+    """A record a consumer could not process, with the reason; on `dead_letter`."""
+
+    type: Literal["dead_letter"] = "dead_letter"
+    source_topic: str
+    consumer: str = Field(description="who refused it, e.g. the Flink job name")
+    reason: str
+    record: str = Field(description="the refused record, decoded as UTF-8 with replacement characters")
+
+
 E = TypeVar("E", bound=Event)
 
 
@@ -67,6 +121,10 @@ def encode(event: Event) -> bytes:
 
 def decode(model: type[E], raw: bytes | str) -> E:
     """Parse and validate; raises InvalidRecord naming the first offending field."""
+    try:
+        return model.model_validate_json(raw)  # fast path: one pass in pydantic-core
+    except ValidationError:
+        pass  # re-parse below to name the field in our own words
     try:
         data = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
@@ -83,4 +141,5 @@ def decode(model: type[E], raw: bytes | str) -> E:
 
 def json_schemas() -> dict[str, dict[str, Any]]:
     """The published JSON schema of every event type, by type name."""
-    return {"tick": Tick.model_json_schema()}
+    return {"tick": Tick.model_json_schema(), "bar": Bar.model_json_schema(),
+            "dead_letter": DeadLetter.model_json_schema()}

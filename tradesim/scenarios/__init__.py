@@ -1,0 +1,1 @@
+"""Scenarios: the YAML format (model), its loader, tick generators and the simulated clock (runner)."""

@@ -1,0 +1,1 @@
+"""Long-running processes (market data, order API); each runnable alone with `python -m`."""

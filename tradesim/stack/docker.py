@@ -7,7 +7,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from tradesim.settings import Settings
+from tradesim.settings import Settings, settings_to_env
 from tradesim.stack.component import Component
 from tradesim.stack.errors import StackError
 
@@ -19,13 +19,8 @@ def compose_file(settings: Settings) -> Path:
 
 
 def compose_env(settings: Settings) -> dict[str, str]:
-    """Ports flow from settings into compose's ${VAR} substitutions, so both runtimes agree."""
-    return dict(
-        os.environ,
-        TRADESIM_KAFKA__PORT=str(settings.kafka.port),
-        TRADESIM_KAFKA__CONTROLLER_PORT=str(settings.kafka.controller_port),
-        TRADESIM_REDIS__PORT=str(settings.redis.port),
-    )
+    """Settings flow into compose's ${TRADESIM_*} substitutions, so both runtimes use the same ports."""
+    return {**os.environ, **settings_to_env(settings)}
 
 
 class DockerRuntime:

@@ -23,6 +23,37 @@ class Check:
     fix: str = ""
 
 
+def _node_checks() -> list[Check]:
+    """node and npm run dynalite (the DynamoDB API); dynalite 4 needs Node.js 20+."""
+    from tradesim.stack.dynamodb import MIN_NODE, NODE_FIX, node_major  # here: it imports boto3
+
+    checks = []
+    node = shutil.which("node")
+    if node is None:
+        checks.append(Check("node", False, "not found", NODE_FIX))
+    else:
+        major = node_major(node)
+        ok = major is not None and major >= MIN_NODE
+        checks.append(Check("node", ok, f"Node.js {major} at {node}" if major else f"{node} does not run",
+                            "" if ok else f"install Node.js {MIN_NODE}+ (Debian 12's nodejs is 18; "
+                            "e.g. NodeSource's nodejs 20 package)"))
+    npm = shutil.which("npm")
+    checks.append(Check("npm", npm is not None, npm or "not found", "" if npm else NODE_FIX))
+    return checks
+
+
+def _clickhouse_check() -> Check:
+    """clickhouse-server (Debian's 18.16) is installed, or `up` can install it as root."""
+    from tradesim.stack.clickhouse import PACKAGES, server_argv
+
+    found = server_argv()
+    if found:
+        return Check("clickhouse-server", True, " ".join(found))
+    if os.geteuid() == 0:
+        return Check("clickhouse-server", True, "not installed; `tradesim up` installs it with apt-get")
+    return Check("clickhouse-server", False, "not installed", f"sudo apt-get install -y {' '.join(PACKAGES)}")
+
+
 def run_checks(settings: Settings, components: list[Component],
                processes: ProcessTable | None = None) -> list[Check]:
     processes = processes or OsProcessTable()
@@ -39,6 +70,7 @@ def run_checks(settings: Settings, components: list[Component],
         path = shutil.which(tool)
         checks.append(Check(tool, path is not None, path or "not found",
                             "" if path else f"apt-get install -y {package}"))
+    checks.extend(_node_checks())
     redis = shutil.which("redis-server")
     if redis:
         checks.append(Check("redis-server", True, redis))
@@ -46,6 +78,7 @@ def run_checks(settings: Settings, components: list[Component],
         checks.append(Check("redis-server", True, "not installed; `tradesim up` installs it with apt-get"))
     else:
         checks.append(Check("redis-server", False, "not installed", "sudo apt-get install -y redis-server"))
+    checks.append(_clickhouse_check())
 
     settings.home.mkdir(parents=True, exist_ok=True)
     free_gb = shutil.disk_usage(settings.home).free / 1e9

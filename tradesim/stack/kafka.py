@@ -128,6 +128,7 @@ class Kafka(Component):
         retention = {"retention.ms": str(self._cfg.retention_hours * 3_600_000)}
         return [
             TopicSpec(t.market_data, parts, retention),     # key: symbol
+            TopicSpec(t.market_bars, parts, retention),     # key: symbol
             TopicSpec(t.trade_orders, parts, retention),    # key: user
             TopicSpec(t.trade_executed, parts, retention),  # key: user
             TopicSpec(t.dead_letter, 1, retention),

@@ -6,6 +6,7 @@ from /proc; a live pid with another start time is an unrelated process and is ne
 
 from __future__ import annotations
 
+import atexit
 import errno
 import os
 import signal
@@ -133,3 +134,12 @@ class OsProcessTable:
                     return True
                 raise
         return False
+
+
+@atexit.register
+def _detach_children() -> None:
+    # Servers outlive the CLI by design. Mark their Popen objects finished so Python does not warn
+    # "subprocess is still running" when it tears them down at exit.
+    for proc in OsProcessTable._children.values():
+        if proc.returncode is None:
+            proc.returncode = 0

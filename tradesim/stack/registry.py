@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 from tradesim.settings import Settings
+from tradesim.stack.clickhouse import ClickHouse
 from tradesim.stack.component import Component
+from tradesim.stack.dynamodb import DynamoDB
 from tradesim.stack.errors import UserError
 from tradesim.stack.kafka import Kafka
+from tradesim.stack.marketdata import MarketDataService
+from tradesim.stack.opensearch import OpenSearch
 from tradesim.stack.redis import Redis
 
-COMPONENT_TYPES: tuple[type[Component], ...] = (Kafka, Redis)
+COMPONENT_TYPES: tuple[type[Component], ...] = (
+    Kafka, Redis, DynamoDB, OpenSearch, ClickHouse,
+    # services start after the servers they use
+    MarketDataService,
+)
 NAMES: tuple[str, ...] = tuple(c.name for c in COMPONENT_TYPES)
 
 

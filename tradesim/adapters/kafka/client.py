@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Any
 
@@ -10,6 +11,9 @@ from confluent_kafka.admin import AdminClient, NewTopic
 
 from tradesim.adapters.kafka.errors import KafkaUnavailable
 from tradesim.settings import KafkaSettings
+
+# librdkafka's own log lines go through Python logging (JSON in services) instead of raw stderr.
+_log = logging.getLogger("tradesim.kafka.client")
 
 
 @dataclass(frozen=True)
@@ -33,6 +37,7 @@ def producer(kafka: KafkaSettings, **overrides: Any) -> Producer:
         "acks": "all",
         "linger.ms": 5,
         "compression.type": "lz4",
+        "logger": _log,
     }
     conf.update(overrides)
     return Producer(conf)
@@ -45,6 +50,7 @@ def consumer(kafka: KafkaSettings, group_id: str, **overrides: Any) -> Consumer:
         "auto.offset.reset": "earliest",
         "enable.auto.commit": False,
         "isolation.level": "read_committed",
+        "logger": _log,
     }
     conf.update(overrides)
     return Consumer(conf)

@@ -1,0 +1,136 @@
+"""The native ClickHouse server: loopback-only sockets, persistence across down/up, bounded failures."""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.integration.clickhouse.test_trades_contract import DATASET
+from tradesim.adapters.clickhouse.client import ClickHouseClient
+from tradesim.adapters.clickhouse.trades import TradeStore
+from tradesim.ports import Unavailable
+from tradesim.settings import Settings
+from tradesim.stack.state import StateFile
+from tradesim.stack.supervisor import Supervisor
+
+pytestmark = pytest.mark.integration
+
+
+def _server_pid(settings: Settings) -> int:
+    record = StateFile(settings.stack_dir).load().components.get("clickhouse")
+    assert record is not None, "the clickhouse component is not running from this TRADESIM_HOME"
+    return record.pid
+
+
+def _listening(pid: int) -> set[tuple[str, int]]:
+    """(address, port) of every listening TCP socket the process holds, read from /proc."""
+    inodes = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        target = os.readlink(fd)
+        if target.startswith("socket:["):
+            inodes.add(target[8:-1])
+    found = set()
+    for table in ("tcp", "tcp6"):
+        for line in Path(f"/proc/{pid}/net/{table}").read_text().splitlines()[1:]:
+            cols = line.split()
+            if cols[3] == "0A" and cols[9] in inodes:  # 0A = LISTEN
+                addr_hex, port_hex = cols[1].split(":")
+                addr = (socket.inet_ntoa(bytes.fromhex(addr_hex)[::-1]) if len(addr_hex) == 8
+                        else socket.inet_ntop(socket.AF_INET6, bytes.fromhex(addr_hex)))
+                found.add((addr, int(port_hex, 16)))
+    return found
+
+
+def test_server_listens_only_on_its_loopback_ports(settings: Settings) -> None:
+    c = settings.clickhouse
+    assert _listening(_server_pid(settings)) == {("127.0.0.1", c.http_port), ("127.0.0.1", c.tcp_port)}
+
+
+def test_database_and_table_exist_after_up(settings: Settings) -> None:
+    client = ClickHouseClient(settings.clickhouse)
+    try:
+        tables = client.get().query(f"SHOW TABLES FROM {client.database}").result_rows
+    finally:
+        client.close()
+    assert ("trades",) in [tuple(r) for r in tables]
+
+
+def test_data_survives_down_and_up(settings: Settings, supervisor: Supervisor,
+                                   server_client: ClickHouseClient) -> None:
+    from tests.integration.clickhouse.conftest import reset
+
+    only_clickhouse = Supervisor(settings, [c for c in supervisor.components if c.name == "clickhouse"],
+                                 supervisor.processes, supervisor.progress)
+    store = reset(TradeStore(server_client))
+    store.insert(DATASET)
+    store.insert(DATASET[:2])
+    before = store.volume_per_minute()
+    pid_before = _server_pid(settings)
+
+    only_clickhouse.down()
+    server_client.close()  # drop pooled connections to the old process
+    with pytest.raises(Unavailable):
+        store.count_final()
+    server_client.close()
+
+    only_clickhouse.up()
+    assert _server_pid(settings) != pid_before
+    assert store.count_final() == len(DATASET)
+    assert store.rows_final() == sorted(DATASET, key=lambda t: (t.symbol, t.trade_id))
+    assert store.volume_per_minute() == before
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_closed_port_raises_unavailable_quickly(settings: Settings) -> None:
+    client = ClickHouseClient(settings.clickhouse.model_copy(update={"http_port": _free_port()}))
+    started = time.monotonic()
+    with pytest.raises(Unavailable, match="did not answer"):
+        TradeStore(client).count_final()
+    assert time.monotonic() - started < 3
+
+
+@pytest.fixture
+def silent_server() -> Iterator[int]:
+    """A socket that accepts connections and never answers: the hung-server case."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    listener.settimeout(0.2)
+    held: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        while not stop.is_set():
+            try:
+                held.append(listener.accept()[0])
+            except TimeoutError:
+                continue
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    yield int(listener.getsockname()[1])
+    stop.set()
+    thread.join(timeout=2)
+    for conn in held:
+        conn.close()
+    listener.close()
+
+
+def test_hung_server_raises_unavailable_within_the_deadline(settings: Settings, silent_server: int) -> None:
+    client = ClickHouseClient(settings.clickhouse.model_copy(update={"http_port": silent_server}),
+                              connect_timeout_s=1, query_timeout_s=1)
+    started = time.monotonic()
+    with pytest.raises(Unavailable):
+        TradeStore(client).count_final()
+    assert time.monotonic() - started < 5

@@ -1,0 +1,189 @@
+"""Portfolios on the real dynalite: conditional writes, typed refusals, concurrency, restarts, outages."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from decimal import Decimal
+
+import pytest
+
+from tradesim.adapters.dynamodb.client import DynamoDB
+from tradesim.adapters.dynamodb.portfolios import PortfolioStore
+from tradesim.adapters.dynamodb.tables import ACCOUNTS, ORDERS, PORTFOLIOS, table_name
+from tradesim.domain.errors import InsufficientFunds, InsufficientShares, OutcomeAlreadyRecorded
+from tradesim.ports import Unavailable
+from tradesim.settings import Settings
+from tradesim.stack.supervisor import Supervisor
+
+pytestmark = pytest.mark.integration
+#: a down store must fail within this (client: 2 attempts × 2 s timeouts, plus backoff)
+UNAVAILABLE_DEADLINE_S = 10.0
+
+
+@pytest.fixture
+def db(settings: Settings) -> Iterator[DynamoDB]:
+    handle = DynamoDB(settings.dynamodb)
+    yield handle
+    handle.close()
+
+
+@pytest.fixture
+def store(db: DynamoDB) -> PortfolioStore:
+    return PortfolioStore(db)
+
+
+def new_user() -> str:
+    return f"test-{uuid.uuid4().hex[:12]}"
+
+
+def test_tables_exist_and_are_active_after_up(db: DynamoDB, settings: Settings) -> None:
+    names = set(db.client.list_tables()["TableNames"])
+    for logical in (PORTFOLIOS, ORDERS, ACCOUNTS):
+        assert table_name(settings.dynamodb, logical) in names
+    orders = db.client.describe_table(TableName=table_name(settings.dynamodb, ORDERS))["Table"]
+    assert orders["TableStatus"] == "ACTIVE"
+    by_user = {i["IndexName"]: i for i in orders["GlobalSecondaryIndexes"]}["by_user"]
+    assert [k["AttributeName"] for k in by_user["KeySchema"]] == ["user_id", "placed_at_ms"]
+    accounts = db.client.describe_table(TableName=table_name(settings.dynamodb, ACCOUNTS))["Table"]
+    assert [i["IndexName"] for i in accounts["GlobalSecondaryIndexes"]] == ["by_key_hash"]
+
+
+def test_conditional_update_succeeds_then_refuses_with_insufficient_funds(store: PortfolioStore) -> None:
+    user = new_user()
+    store.create(user, Decimal("100.00"))
+    after = store.apply_fill(user, "o1", Decimal("-60.50"), "AAPL", 2)
+    assert (after.cash, after.position("AAPL"), after.version) == (Decimal("39.50"), 2, 1)
+    with pytest.raises(InsufficientFunds):
+        store.apply_fill(user, "o2", Decimal("-39.51"), "AAPL", 1)
+    unchanged = store.get(user)
+    assert unchanged is not None
+    assert (unchanged.cash, unchanged.position("AAPL"), unchanged.version) == (Decimal("39.50"), 2, 1)
+    assert "o2" not in unchanged.outcomes
+
+
+def test_selling_more_than_held_refuses_with_insufficient_shares(store: PortfolioStore) -> None:
+    user = new_user()
+    store.create(user, Decimal("100"))
+    store.apply_fill(user, "buy", Decimal("-30"), "MSFT", 3)
+    with pytest.raises(InsufficientShares):
+        store.apply_fill(user, "sell", Decimal("40"), "MSFT", -4)
+    sold = store.apply_fill(user, "sell-all", Decimal("30"), "MSFT", -3)
+    assert (sold.cash, sold.position("MSFT")) == (Decimal("100"), 0)
+
+
+def test_replayed_order_id_returns_the_first_outcome_and_applies_once(store: PortfolioStore) -> None:
+    user = new_user()
+    store.create(user, Decimal("1000"))
+    store.apply_fill(user, "o1", Decimal("-101.25"), "AAPL", 1, details={"price": "101.25"})
+    # a replay may see another price: it must get the first outcome back, not apply a second change
+    with pytest.raises(OutcomeAlreadyRecorded) as info:
+        store.apply_fill(user, "o1", Decimal("-99.00"), "AAPL", 1, details={"price": "99.00"})
+    assert info.value.order_id == "o1"
+    assert info.value.outcome == {"status": "executed", "cash_delta": Decimal("-101.25"), "symbol": "AAPL",
+                                  "qty_delta": 1, "price": "101.25"}
+    final = store.get(user)
+    assert final is not None
+    assert (final.cash, final.position("AAPL"), final.version) == (Decimal("898.75"), 1, 1)
+
+
+@pytest.mark.parametrize(("start_cash", "expected_ok"), [
+    (Decimal("1000"), 20),  # every decrement fits: none may be lost
+    (Decimal("150"), 15),   # over-subscribed: exactly the 15 that fit succeed, cash ends at exactly 0
+])
+def test_concurrent_conditional_decrements_lose_no_update(settings: Settings, store: PortfolioStore,
+                                                          start_cash: Decimal, expected_ok: int) -> None:
+    user = new_user()
+    store.create(user, start_cash)
+    threads_n, step = 20, Decimal("10")
+    barrier = threading.Barrier(threads_n)
+    ok: list[str] = []
+    refused: list[str] = []
+    failures: list[BaseException] = []
+    lock = threading.Lock()
+
+    def worker(i: int) -> None:
+        own = DynamoDB(settings.dynamodb)  # its own session and client
+        try:
+            own_store = PortfolioStore(own)
+            barrier.wait(timeout=30)
+            order = f"o{i}"
+            try:
+                own_store.apply_fill(user, order, -step, "AAPL", 1)
+            except InsufficientFunds:
+                with lock:
+                    refused.append(order)
+            else:
+                with lock:
+                    ok.append(order)
+        except BaseException as exc:  # any failure, surfaced by the assertion below
+            with lock:
+                failures.append(exc)
+        finally:
+            own.close()
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(threads_n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert not any(t.is_alive() for t in threads)
+    assert failures == []
+    assert (len(ok), len(refused)) == (expected_ok, threads_n - expected_ok)
+    final = store.get(user)
+    assert final is not None
+    assert final.cash == start_cash - step * expected_ok
+    assert final.position("AAPL") == expected_ok
+    assert final.version == expected_ok
+    assert set(final.outcomes) == set(ok)
+
+
+def test_data_survives_down_and_up(supervisor: Supervisor, store: PortfolioStore) -> None:
+    user = new_user()
+    store.create(user, Decimal("500"))
+    store.apply_fill(user, "o1", Decimal("-123.45"), "TSLA", 5)
+    before = {s.name: s for s in supervisor.status()}["dynamodb"]
+    supervisor.down()
+    stopped = {s.name: s for s in supervisor.status()}["dynamodb"]
+    assert (stopped.state, stopped.healthy) == ("stopped", False)
+    supervisor.up()
+    after = {s.name: s for s in supervisor.status()}["dynamodb"]
+    assert after.healthy
+    assert after.pid != before.pid  # a new process, so the data came from disk
+    store.db.close()  # drop pooled connections to the old process
+    portfolio = store.get(user)
+    assert portfolio is not None
+    assert (portfolio.cash, portfolio.position("TSLA"), portfolio.version) == (Decimal("376.55"), 5, 1)
+    assert portfolio.outcomes["o1"]["cash_delta"] == Decimal("-123.45")
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_store_that_is_down_raises_unavailable_quickly(settings: Settings) -> None:
+    down = PortfolioStore(DynamoDB(settings.dynamodb.model_copy(update={"port": _closed_port()})))
+    started = time.monotonic()
+    with pytest.raises(Unavailable):
+        down.get("anyone")
+    with pytest.raises(Unavailable):
+        down.apply_fill("anyone", "o1", Decimal("-1"), "AAPL", 1)
+    assert time.monotonic() - started < UNAVAILABLE_DEADLINE_S
+
+
+def test_store_that_never_answers_raises_unavailable_within_the_deadline(settings: Settings) -> None:
+    # accepts TCP connections (the kernel's backlog does) but never answers: the read timeout must fire
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(16)
+        port = int(silent.getsockname()[1])
+        hung = PortfolioStore(DynamoDB(settings.dynamodb.model_copy(update={"port": port})))
+        started = time.monotonic()
+        with pytest.raises(Unavailable):
+            hung.get("anyone")
+        assert time.monotonic() - started < UNAVAILABLE_DEADLINE_S

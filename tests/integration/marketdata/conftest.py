@@ -1,0 +1,56 @@
+from __future__ import annotations
+
+import json
+import socket
+import time
+from collections.abc import Callable
+
+import pytest
+from websockets.sync.client import ClientConnection, connect
+
+from tradesim.adapters.redis.client import connect as redis_connect
+from tradesim.adapters.redis.prices import PriceCache
+from tradesim.settings import Settings
+
+
+def wait_for(cond: Callable[[], object], timeout_s: float = 30, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if cond():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
+
+
+@pytest.fixture
+def cache(settings: Settings) -> PriceCache:
+    return PriceCache(redis_connect(settings.redis))
+
+
+def cached_seq(cache: PriceCache, symbol: str) -> int:
+    got = cache.latest(symbol)
+    return got[0].seq if got else 0
+
+
+def ws_client(settings: Settings, rcvbuf: int | None = None) -> ClientConnection:
+    if rcvbuf is None:
+        return connect(settings.marketdata.client_ws_url, open_timeout=5)
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+    sock.connect((settings.marketdata.host, settings.marketdata.ws_port))
+    return connect(settings.marketdata.client_ws_url, sock=sock, open_timeout=5)
+
+
+def recv_json(ws: ClientConnection, timeout_s: float = 10) -> dict:  # type: ignore[type-arg]
+    return json.loads(ws.recv(timeout=timeout_s))
+
+
+def recv_until(ws: ClientConnection, pred: Callable[[dict], bool], timeout_s: float = 10) -> list[dict]:  # type: ignore[type-arg]
+    frames = []
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        frame = json.loads(ws.recv(timeout=max(0.01, deadline - time.monotonic())))
+        frames.append(frame)
+        if pred(frame):
+            return frames
+    raise AssertionError("frame never arrived")

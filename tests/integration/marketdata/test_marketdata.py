@@ -1,0 +1,182 @@
+"""Market data end to end on the real stack: Kafka → service → Redis cache + pub/sub → WebSocket."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import urllib.request
+import uuid
+
+import pytest
+from confluent_kafka import TopicPartition
+
+from tradesim.adapters.kafka.client import consumer, producer
+from tradesim.adapters.redis.prices import PriceCache
+from tradesim.services.ingest.publisher import publish_all
+from tradesim.settings import Settings
+from tradesim.stack import registry
+from tradesim.stack.process import OsProcessTable
+from tradesim.stack.supervisor import Supervisor
+from tradesim.testing.factories import tick, ticks, unique_symbol
+
+from .conftest import cached_seq, recv_json, recv_until, wait_for, ws_client
+
+pytestmark = pytest.mark.integration
+
+
+def _metric(settings: Settings, name: str) -> float:
+    url = f"http://{settings.marketdata.host}:{settings.marketdata.metrics_port}/metrics"
+    body = urllib.request.urlopen(url, timeout=5).read().decode()  # noqa: S310 - our own loopback endpoint
+    for line in body.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    raise AssertionError(f"metric {name} not exported")
+
+
+def _sub(symbol: str) -> str:
+    return json.dumps({"op": "subscribe", "symbols": [symbol]})
+
+
+def _publish(settings: Settings, items: list, run_id: int = 1) -> None:  # type: ignore[type-arg]
+    publish_all(settings, items, run_id=run_id)
+
+
+def test_cache_holds_exactly_the_last_tick_of_each_symbol(settings: Settings, cache: PriceCache) -> None:
+    symbols = [unique_symbol() for _ in range(3)]
+    stream = [tick(s, seq) for seq in range(1, 201) for s in symbols]  # interleaved, like a feed
+    _publish(settings, stream, run_id=42)
+    for s in symbols:
+        wait_for(lambda s=s: cached_seq(cache, s) == 200, what=f"{s} seq 200")
+        latest, _ = cache.latest(s)  # type: ignore[misc]
+        assert latest == tick(s, 200, run_id=42)
+
+
+def test_older_or_duplicate_quote_never_moves_the_price_back(settings: Settings, cache: PriceCache) -> None:
+    s = unique_symbol()
+    assert cache.apply([(t, t.model_dump_json().encode()) for t in ticks(s, 1, 10, run_id=5)], now_ms=1) == 10
+    assert cache.apply([(tick(s, 3, run_id=5), b"{}"), (tick(s, 10, run_id=5), b"{}")], now_ms=2) == 0
+    assert cache.apply([(tick(s, 9, run_id=4), b"{}")], now_ms=3) == 0  # an older run
+    assert cached_seq(cache, s) == 10
+    newer_run = tick(s, 1, run_id=6)
+    assert cache.apply([(newer_run, newer_run.model_dump_json().encode())], now_ms=4) == 1  # a new replay wins
+
+
+def test_websocket_gets_snapshot_then_every_update_in_order(settings: Settings, cache: PriceCache) -> None:
+    s = unique_symbol()
+    _publish(settings, [tick(s, 1)])
+    wait_for(lambda: cached_seq(cache, s) == 1, what="first tick cached")
+    with ws_client(settings) as ws:
+        ws.send(_sub(s))
+        assert recv_json(ws) == {"type": "subscribed", "symbols": [s]}
+        snap = recv_json(ws)
+        assert snap["type"] == "snapshot"
+        assert snap["data"]["seq"] == 1
+        _publish(settings, ticks(s, 2, 500))
+        frames = recv_until(ws, lambda f: f.get("type") == "tick" and f["data"]["seq"] == 500, timeout_s=30)
+    seqs = [f["data"]["seq"] for f in frames if f["type"] == "tick"]
+    assert seqs == list(range(2, 501))  # no gaps, no duplicates, in order
+
+
+def test_slow_client_does_not_delay_a_fast_one_and_gets_the_latest_price(settings: Settings,
+                                                                         cache: PriceCache) -> None:
+    s = unique_symbol()
+    n = 12000
+    _publish(settings, [tick(s, 1)])
+    wait_for(lambda: cached_seq(cache, s) == 1, what="first tick cached")
+    drops_before = _metric(settings, "tradesim_marketdata_queue_drops_total")
+    with ws_client(settings, rcvbuf=4096) as slow, ws_client(settings) as fast:
+        for ws in (slow, fast):
+            ws.send(_sub(s))
+            assert recv_json(ws)["type"] == "subscribed"
+            assert recv_json(ws)["type"] == "snapshot"
+        fast_seqs: list[int] = []
+
+        def read_fast() -> None:
+            for f in recv_until(fast, lambda f: f.get("type") == "tick" and f["data"]["seq"] == n, timeout_s=60):
+                if f["type"] == "tick":
+                    fast_seqs.append(f["data"]["seq"])
+
+        reader = threading.Thread(target=read_fast)
+        reader.start()
+        start = time.monotonic()
+        _publish(settings, ticks(s, 2, n))
+        reader.join(timeout=90)
+        fast_done = time.monotonic() - start
+        assert fast_seqs == list(range(2, n + 1)), "the fast client must get every update while another stalls"
+
+        # Now the slow client reads: it must end on the latest price, having been conflated on the way.
+        slow_frames = recv_until(slow, lambda f: f.get("type") == "tick" and f["data"]["seq"] == n, timeout_s=30)
+    slow_ticks = [f["data"]["seq"] for f in slow_frames if f["type"] == "tick"]
+    assert slow_ticks[-1] == n
+    assert slow_ticks == sorted(slow_ticks)
+    assert len(slow_ticks) < n - 1, "the slow client's queue should have been conflated"
+    assert _metric(settings, "tradesim_marketdata_queue_drops_total") > drops_before
+    print(f"fast client received {n - 1} updates in {fast_done:.2f} s while a slow client stalled; "
+          f"slow client got {len(slow_ticks)} frames ending at seq {slow_ticks[-1]}")
+
+
+def test_protocol_errors_get_error_frames_and_connection_stays_usable(settings: Settings, cache: PriceCache) -> None:
+    s = unique_symbol()
+    _publish(settings, [tick(s, 1)])
+    wait_for(lambda: cached_seq(cache, s) == 1, what="tick cached")
+    with ws_client(settings) as ws:
+        ws.send("garbage{")
+        err = recv_json(ws)
+        assert (err["type"], err["code"]) == ("error", "bad_request")
+        ws.send('{"op": "dance"}')
+        assert recv_json(ws)["code"] == "bad_request"
+        ws.send(b"\x00\x01")
+        assert recv_json(ws)["code"] == "bad_request"
+        ghost = unique_symbol("Z")
+        ws.send(_sub(ghost))
+        err = recv_json(ws)
+        assert (err["code"], err["symbols"]) == ("unknown_symbol", [ghost])
+        ws.send(_sub(s))  # still usable
+        assert recv_json(ws) == {"type": "subscribed", "symbols": [s]}
+        assert recv_json(ws)["data"]["seq"] == 1
+
+
+def test_malformed_tick_goes_to_dead_letter_and_service_keeps_going(settings: Settings, cache: PriceCache) -> None:
+    tag = uuid.uuid4().hex
+    dlq = settings.topics.dead_letter
+    c = consumer(settings.kafka, group_id=f"dlq-{tag}")
+    parts = c.list_topics(dlq, timeout=10).topics[dlq].partitions
+    ends = [TopicPartition(dlq, p, c.get_watermark_offsets(TopicPartition(dlq, p), timeout=10)[1]) for p in parts]
+    before = _metric(settings, "tradesim_marketdata_dead_letters_total")
+    p = producer(settings.kafka)
+    p.produce(settings.topics.market_data, key=b"BAD", value=f'{{"type":"tick","tag":"{tag}"}}'.encode())
+    p.produce(settings.topics.market_data, key=b"BAD", value=b"\xff not json")
+    assert p.flush(10) == 0
+    c.assign(ends)
+    reasons = []
+    deadline = time.monotonic() + 30
+    while len(reasons) < 2 and time.monotonic() < deadline:
+        for m in c.consume(100, timeout=0.5):
+            if m.error() is None and m.key() == b"BAD":
+                reasons.append(dict(m.headers() or [])["reason"].decode())
+    c.close()
+    assert len(reasons) == 2
+    assert all(r.startswith("invalid tick:") for r in reasons)
+    wait_for(lambda: _metric(settings, "tradesim_marketdata_dead_letters_total") >= before + 2, what="counter")
+    s = unique_symbol()
+    _publish(settings, [tick(s, 1)])
+    wait_for(lambda: cached_seq(cache, s) == 1, what="a good tick after the bad ones")
+
+
+def test_redis_restart_under_the_service(settings: Settings, cache: PriceCache, supervisor: Supervisor) -> None:
+    md = supervisor.state_file.load().components["marketdata"]
+    redis_only = Supervisor(settings, registry.build(settings, ["redis"]))
+    s = unique_symbol()
+    redis_only.down()
+    _publish(settings, ticks(s, 1, 50))  # the service cannot write now; it must keep the batch and retry
+    redis_only.up()
+    wait_for(lambda: cached_seq(cache, s) == 50, timeout_s=60, what="cache repopulated after Redis restart")
+    assert OsProcessTable().is_alive(md.handle), "the service must survive a Redis restart (no crash loop)"
+    # Pub/sub reconnected too: a new subscriber gets live updates.
+    with ws_client(settings) as ws:
+        ws.send(_sub(s))
+        assert recv_json(ws)["type"] == "subscribed"
+        _publish(settings, ticks(s, 51, 60))
+        frames = recv_until(ws, lambda f: f.get("type") == "tick" and f["data"]["seq"] == 60, timeout_s=30)
+    assert frames[-1]["data"]["seq"] == 60

@@ -1,0 +1,114 @@
+"""`tradesim scenarios list|show|validate` through typer's CliRunner."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from tradesim.cli.app import app
+
+from .conftest import HEADER
+
+runner = CliRunner()
+
+
+@pytest.fixture(autouse=True)
+def _isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("TRADESIM_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("TRADESIM_SCENARIOS_DIR", raising=False)
+
+
+def _lines(output: str) -> list[str]:
+    assert "Traceback" not in output
+    return [ln for ln in output.strip().splitlines() if ln.strip()]
+
+
+def test_list_shows_the_shipped_scenarios() -> None:
+    result = runner.invoke(app, ["scenarios", "list"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    for name in ("calm", "flash-crash", "earnings-gap", "csv-replay"):
+        assert name in result.output
+    assert "AAPL, MSFT, GOOG, AMZN, JPM" in result.output
+    assert "3,000" in result.output
+
+
+def test_list_reads_the_configured_folder(tmp_path: Path) -> None:
+    (tmp_path / "sc").mkdir()
+    (tmp_path / "sc" / "solo.yaml").write_text(HEADER + "description: only one\nsymbols:\n  - {symbol: ONE, "
+                                               "initial_price: 1}\n")
+    result = runner.invoke(app, ["scenarios", "list"], env={"COLUMNS": "200", "TRADESIM_SCENARIOS_DIR": "sc"})
+    assert result.exit_code == 0, result.output
+    assert "solo" in result.output
+    assert "only one" in result.output
+    assert "calm" not in result.output
+
+
+def test_show_prints_details_and_first_ticks() -> None:
+    result = runner.invoke(app, ["scenarios", "show", "earnings-gap", "--ticks", "4"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    assert "NVDA" in result.output
+    assert "+8 %" in result.output
+    assert "2024-02-21 21:00:00.000" in result.output
+    assert result.output.count("674.70") >= 2  # initial price in the symbol table and the first tick
+
+
+def test_show_unknown_name_exits_2_listing_what_exists() -> None:
+    result = runner.invoke(app, ["scenarios", "show", "nope"])
+    assert result.exit_code == 2
+    (line,) = _lines(result.output)
+    assert line.startswith("nope: unknown scenario")
+    assert "calm, csv-replay, earnings-gap, flash-crash" in line
+
+
+def test_validate_accepts_the_shipped_files() -> None:
+    shipped = sorted(str(p) for p in (Path(__file__).resolve().parents[3] / "scenarios").glob("*.yaml"))
+    result = runner.invoke(app, ["scenarios", "validate", *shipped])
+    assert result.exit_code == 0, result.output
+    assert len([ln for ln in _lines(result.output) if ln.startswith("ok ")]) == len(shipped) >= 4
+
+
+def _write(name: str, text: str) -> str:
+    Path(name).parent.mkdir(parents=True, exist_ok=True)
+    Path(name).write_text(textwrap.dedent(text))
+    return name
+
+
+@pytest.mark.parametrize(
+    ("files", "expected"),
+    [
+        ({"unknown.yaml": HEADER + "symbols:\n  - {symbol: AAA, initial_price: 1, colour: red}\n"},
+         "unknown.yaml:7: symbols[0].colour: unknown field"),
+        ({"negvol.yaml": HEADER + "symbols:\n  - symbol: AAA\n    initial_price: 1\n    volatility: -0.3\n"},
+         "negvol.yaml:9: symbols[0].volatility: must be >= 0"),
+        ({"data/nolast.csv": "timestamp,symbol,bid,ask,size\n1704205800000,AAA,1,2,5\n",
+          "nocol.yaml": HEADER + "source: {csv: data/nolast.csv}\n"},
+         "data/nolast.csv:1: last: missing column (header has: timestamp, symbol, bid, ask, size)"),
+        ({"data/badts.csv": "timestamp,symbol,bid,ask,last,size\n1704205800000,AAA,1,2,1,5\n"
+                            "2024-02-30T10:00:00Z,AAA,1,2,1,5\n",
+          "badts.yaml": HEADER + "source: {csv: data/badts.csv}\n"},
+         "data/badts.csv:3: timestamp: unparsable timestamp '2024-02-30T10:00:00Z'"),
+    ],
+)
+def test_validate_bad_file_exits_2_naming_file_line_and_field(files: dict[str, str], expected: str) -> None:
+    names = [_write(name, text) for name, text in files.items()]
+    result = runner.invoke(app, ["scenarios", "validate", names[-1]])
+    assert result.exit_code == 2
+    (line,) = _lines(result.output)
+    assert line.startswith(expected)
+
+
+def test_validate_reports_every_file_and_problem() -> None:
+    good = _write("good.yaml", HEADER + "symbols:\n  - {symbol: AAA, initial_price: 1}\n")
+    bad = _write("bad.yaml", HEADER + "colour: red\nsymbols:\n  - {symbol: AAA, initial_price: -1}\n")
+    result = runner.invoke(app, ["scenarios", "validate", good, bad, "missing.yaml"])
+    assert result.exit_code == 2
+    assert _lines(result.output) == [
+        "ok good.yaml: t, 1 symbols, 300 ticks",
+        "bad.yaml:6: colour: unknown field",
+        "bad.yaml:8: symbols[0].initial_price: must be > 0",
+        "missing.yaml: file not found",
+    ]

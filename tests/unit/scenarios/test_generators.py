@@ -1,0 +1,191 @@
+"""Generated ticks: deterministic, statistically GBM, shocks where and when the file says."""
+
+from __future__ import annotations
+
+import math
+import random
+import statistics
+from collections.abc import Callable
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from tradesim.domain.events import Tick, encode
+from tradesim.scenarios.errors import ScenarioError
+from tradesim.scenarios.generators import YEAR_MS, PricePath, generate, size_sampler
+from tradesim.scenarios.loader import load_scenario
+from tradesim.scenarios.model import LognormalVolume, PoissonVolume, Scenario
+
+from .conftest import HEADER
+
+
+def _scenario(**overrides: object) -> Scenario:
+    data: dict[str, object] = {
+        "id": "t", "start": "2024-01-02T14:30:00Z", "duration_s": 300, "tick_interval_ms": 1000, "seed": 1,
+        "symbols": [{"symbol": "AAA", "initial_price": "100.00", "volatility": 0, "spread": {"absolute": 0}},
+                    {"symbol": "BBB", "initial_price": "50.00", "volatility": 0, "spread": {"absolute": 0}}],
+    }
+    data.update(overrides)
+    return Scenario.model_validate(data)
+
+
+def _by_symbol(ticks: list[Tick], symbol: str) -> dict[int, Tick]:
+    """Ticks of one symbol keyed by seconds after start."""
+    start = ticks[0].event_time_ms
+    return {(t.event_time_ms - start) // 1000: t for t in ticks if t.symbol == symbol}
+
+
+# --- determinism -----------------------------------------------------------------------------------------
+
+def test_same_seed_gives_byte_identical_stream(repo_scenarios: Path) -> None:
+    scenario = load_scenario(repo_scenarios / "calm.yaml")
+    first = b"\n".join(encode(t) for t in generate(scenario))
+    second = b"\n".join(encode(t) for t in generate(load_scenario(repo_scenarios / "calm.yaml")))
+    assert first == second
+    assert first.count(b"\n") + 1 == scenario.expected_ticks() == 3000
+
+
+def test_different_seed_gives_different_stream(repo_scenarios: Path) -> None:
+    scenario = load_scenario(repo_scenarios / "calm.yaml")
+    other = scenario.model_copy(update={"seed": scenario.seed + 1})
+    a = [encode(t) for t in generate(scenario)]
+    b = [encode(t) for t in generate(other)]
+    assert len(a) == len(b)
+    differing = sum(x != y for x, y in zip(a, b, strict=True))
+    assert differing > len(a) * 0.9
+
+
+def test_symbol_subset_is_exactly_those_symbols_ticks_from_the_full_run(repo_scenarios: Path) -> None:
+    scenario = load_scenario(repo_scenarios / "flash-crash.yaml")
+    full = [encode(t) for t in generate(scenario) if t.symbol == "QQQ"]
+    subset = [encode(t) for t in generate(scenario, ["QQQ"])]
+    assert subset == full
+    assert len(subset) == scenario.steps
+
+
+def test_unknown_symbol_filter_is_a_scenario_error(repo_scenarios: Path) -> None:
+    scenario = load_scenario(repo_scenarios / "calm.yaml")
+    with pytest.raises(ScenarioError, match="unknown symbol NOPE"):
+        list(generate(scenario, ["AAPL", "NOPE"]))
+
+
+def test_stream_is_time_ordered_with_per_symbol_sequences(repo_scenarios: Path) -> None:
+    scenario = load_scenario(repo_scenarios / "calm.yaml")
+    ticks = list(generate(scenario))
+    times = [t.event_time_ms for t in ticks]
+    assert times == sorted(times)
+    assert times[0] == scenario.start_ms
+    for symbol in scenario.symbol_names():
+        assert [t.seq for t in ticks if t.symbol == symbol] == list(range(1, scenario.steps + 1))
+    for t in ticks:
+        assert t.bid <= t.last <= t.ask
+        assert t.bid % Decimal("0.01") == 0
+        assert t.ask % Decimal("0.01") == 0
+        assert t.scenario_id == "calm"
+
+
+# --- GBM statistics --------------------------------------------------------------------------------------
+
+def test_gbm_log_returns_match_drift_and_volatility() -> None:
+    drift, vol, dt, n = 0.1, 0.6, 1 / 252, 200_000
+    path = PricePath(100.0, drift, vol, dt, random.Random(5))  # noqa: S311 - test data
+    prices = [path.price] + [path.step() for _ in range(n)]
+    returns = [math.log(b / a) for a, b in zip(prices, prices[1:], strict=False)]
+    step_sd = vol * math.sqrt(dt)
+    mean_se = step_sd / math.sqrt(n)
+    # Itô: E[log return] = (μ − σ²/2)·dt; without the correction the mean would be ~8 standard errors off.
+    assert abs(statistics.fmean(returns) - (drift - vol**2 / 2) * dt) < 4 * mean_se
+    assert abs(statistics.stdev(returns) - step_sd) < 4 * step_sd / math.sqrt(2 * n)
+
+
+def test_generated_ticks_follow_the_annualised_volatility() -> None:
+    """End to end: dt comes from tick_interval_ms over a calendar year; a fine tick size hides rounding."""
+    interval, n, vol = 60_000, 20_000, 0.8
+    scenario = _scenario(
+        duration_s=interval / 1000 * n, tick_interval_ms=interval,
+        symbols=[{"symbol": "AAA", "initial_price": "10000", "volatility": vol, "tick_size": "0.0001",
+                  "spread": {"absolute": 0}}],
+    )
+    lasts = [float(t.last) for t in generate(scenario)]
+    returns = [math.log(b / a) for a, b in zip(lasts, lasts[1:], strict=False)]
+    expected_sd = vol * math.sqrt(interval / YEAR_MS)
+    assert statistics.stdev(returns) == pytest.approx(expected_sd, rel=0.03)
+    assert abs(statistics.fmean(returns)) < 4 * expected_sd / math.sqrt(n)
+
+
+def test_zero_volatility_and_drift_keep_the_price_flat() -> None:
+    ticks = list(generate(_scenario()))
+    assert {t.last for t in ticks if t.symbol == "AAA"} == {Decimal("100.00")}
+
+
+# --- spread and volume -----------------------------------------------------------------------------------
+
+def test_bps_spread_straddles_the_mid() -> None:
+    scenario = _scenario(symbols=[{"symbol": "AAA", "initial_price": "100.00", "volatility": 0,
+                                   "spread": {"bps": 10}}])
+    first = next(iter(generate(scenario)))
+    assert (first.bid, first.last, first.ask) == (Decimal("99.95"), Decimal("100.00"), Decimal("100.05"))
+
+
+@pytest.mark.parametrize(
+    ("model", "minimum"),
+    [(LognormalVolume(kind="lognormal", mean=500, sigma=0.7, lot=100), 100),
+     (PoissonVolume(kind="poisson", mean=5), 0),
+     (PoissonVolume(kind="poisson", mean=4000, lot=10), 0)],
+)
+def test_sizes_are_whole_lots_around_the_mean(model: LognormalVolume | PoissonVolume, minimum: int) -> None:
+    draw = size_sampler(model, random.Random(3))  # noqa: S311 - test data
+    sizes = [draw() for _ in range(20_000)]
+    assert all(isinstance(s, int) and s >= minimum and s % model.lot == 0 for s in sizes)
+    assert statistics.fmean(sizes) == pytest.approx(model.mean, rel=0.05)
+
+
+# --- shocks ----------------------------------------------------------------------------------------------
+
+def test_shock_moves_the_price_over_its_window_only() -> None:
+    scenario = _scenario(events=[{"at_s": 120, "symbol": "AAA", "move_pct": -12, "over_s": 30}])
+    ticks = list(generate(scenario))
+    aaa, bbb = _by_symbol(ticks, "AAA"), _by_symbol(ticks, "BBB")
+    assert {aaa[s].last for s in range(0, 121)} == {Decimal("100.00")}  # untouched up to the window start
+    assert aaa[135].last == Decimal("93.81")  # halfway in log terms: 100·0.88^0.5
+    assert [aaa[s].last for s in (121, 130, 140, 149)] == sorted(
+        [aaa[s].last for s in (121, 130, 140, 149)], reverse=True)
+    assert {aaa[s].last for s in range(150, 300)} == {Decimal("88.00")}  # full move, then it stays
+    assert {t.last for t in bbb.values()} == {Decimal("50.00")}  # other symbols are not shocked
+
+
+def test_gap_is_instant_and_star_hits_every_symbol() -> None:
+    scenario = _scenario(events=[{"at_s": 60, "symbol": "*", "move_pct": 8}])
+    ticks = list(generate(scenario))
+    for symbol, before, after in (("AAA", "100.00", "108.00"), ("BBB", "50.00", "54.00")):
+        series = _by_symbol(ticks, symbol)
+        assert series[59].last == Decimal(before)
+        assert series[60].last == Decimal(after)
+
+
+def test_spread_widens_inside_the_shock_window() -> None:
+    scenario = _scenario(
+        symbols=[{"symbol": "AAA", "initial_price": "100.00", "volatility": 0, "spread": {"absolute": "0.10"}}],
+        events=[{"at_s": 100, "symbol": "AAA", "move_pct": -1, "over_s": 50, "spread_multiplier": 4}],
+    )
+    series = _by_symbol(list(generate(scenario)), "AAA")
+    assert series[99].ask - series[99].bid == Decimal("0.10")
+    assert series[120].ask - series[120].bid >= Decimal("0.40")
+    assert series[200].ask - series[200].bid <= Decimal("0.11")
+
+
+def test_shipped_flash_crash_drops_about_twelve_percent_in_thirty_seconds(repo_scenarios: Path) -> None:
+    scenario = load_scenario(repo_scenarios / "flash-crash.yaml")
+    ticks = list(generate(scenario))
+    start = scenario.start_ms
+    for symbol in scenario.symbol_names():
+        at = {t.event_time_ms - start: t.last for t in ticks if t.symbol == symbol}
+        ratio = at[150_000] / at[120_000]
+        assert Decimal("0.85") < ratio < Decimal("0.91"), (symbol, ratio)
+        assert at[299_500] > at[150_000]  # partial recovery
+
+
+def test_loader_and_model_agree_on_a_file(write: Callable[[str, str], Path]) -> None:
+    path = write("s.yaml", HEADER + "symbols:\n  - {symbol: AAA, initial_price: '1.00'}\n")
+    assert load_scenario(path).steps == 300

@@ -1,0 +1,141 @@
+"""Loading scenario files: shipped ones are valid, broken ones are reported at file, line and field."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from tradesim.scenarios.errors import Problem, ScenarioError
+from tradesim.scenarios.loader import find_scenario, load_scenario, scenario_files
+
+from .conftest import HEADER
+
+Write = Callable[[str, str], Path]
+SHIPPED = ("calm", "flash-crash", "earnings-gap", "csv-replay")
+
+
+def _problems(path: Path) -> list[Problem]:
+    with pytest.raises(ScenarioError) as info:
+        load_scenario(path)
+    return list(info.value.problems)
+
+
+def test_every_shipped_scenario_validates(repo_scenarios: Path) -> None:
+    files = scenario_files(repo_scenarios)
+    assert {p.stem for p in files} >= set(SHIPPED)
+    for path in files:
+        scenario = load_scenario(path)
+        assert scenario.id == path.stem
+        assert scenario.start.tzinfo is UTC
+        assert 0 < scenario.expected_ticks() <= 5000  # short enough to replay in seconds
+
+
+def test_calm_has_five_symbols_and_a_few_thousand_ticks(repo_scenarios: Path) -> None:
+    calm = load_scenario(repo_scenarios / "calm.yaml")
+    assert len(calm.symbol_names()) == 5
+    assert 1000 <= calm.expected_ticks() <= 5000
+    assert calm.start == datetime(2024, 1, 2, 14, 30, tzinfo=UTC)
+
+
+def test_find_scenario_by_name_and_by_path(repo_scenarios: Path, write: Write) -> None:
+    assert find_scenario("calm", repo_scenarios) == repo_scenarios / "calm.yaml"
+    local = write("mine/x.yaml", HEADER)
+    assert find_scenario("mine/x.yaml", repo_scenarios) == local
+    with pytest.raises(ScenarioError, match=r"unknown scenario .*calm, csv-replay, earnings-gap, flash-crash"):
+        find_scenario("nope", repo_scenarios)
+    with pytest.raises(ScenarioError, match="file not found"):
+        find_scenario("mine/missing.yaml", repo_scenarios)
+
+
+def test_start_with_an_offset_is_converted_to_utc(write: Write) -> None:
+    body = HEADER.replace("14:30:00Z", "16:30:00+02:00") + "symbols:\n  - {symbol: AAA, initial_price: 1}\n"
+    scenario = load_scenario(write("s.yaml", body))
+    assert scenario.start == datetime(2024, 1, 2, 14, 30, tzinfo=UTC)
+    assert scenario.start_ms == 1704205800000
+
+
+def test_csv_path_is_relative_to_the_scenario_file_not_the_working_directory(
+    write: Write, repo_scenarios: Path
+) -> None:
+    write("elsewhere/data/t.csv", "timestamp,symbol,bid,ask,last,size\n1704205800000,AAA,1,2,1,1\n")
+    scenario = load_scenario(write("elsewhere/s.yaml", HEADER + "source: {csv: data/t.csv}\n"))
+    assert scenario.source is not None
+    assert scenario.source.csv == Path.cwd() / "elsewhere" / "data" / "t.csv"
+    assert scenario.symbol_names() == ["AAA"]
+
+
+@pytest.mark.parametrize(
+    ("body", "line", "field", "message"),
+    [
+        ("colour: red\nsymbols:\n  - {symbol: AAA, initial_price: 1}\n", 6, "colour", "unknown field"),
+        ("symbols:\n  - symbol: AAA\n    initial_price: 1\n    volatility: -0.2\n",
+         9, "symbols[0].volatility", "must be >= 0"),
+        ("symbols:\n  - symbol: AAA\n    initial_price: 1\n    volatilty: 0.2\n",
+         9, "symbols[0].volatilty", "unknown field (did you mean 'volatility'?)"),
+        ("symbols:\n  - symbol: AAA\n    initial_price: 1\n    volume: {kind: lognormal, mean: 10, sigma: -1}\n",
+         9, "symbols[0].volume.sigma", "must be >= 0"),
+        ("symbols:\n  - symbol: AAA\n", 7, "symbols[0].initial_price", "required field is missing"),
+        ("symbols:\n  - {symbol: AAA, initial_price: 1, spread: {bps: 1, absolute: 1}}\n",
+         7, "symbols[0].spread", "set exactly one of bps, absolute"),
+        ("symbols:\n  - {symbol: AAA, initial_price: 1}\n  - {symbol: AAA, initial_price: 2}\n",
+         8, "symbols[1].symbol", "duplicate symbol AAA"),
+        ("symbols:\n  - {symbol: AAA, initial_price: 1}\nevents:\n  - {at_s: 1, symbol: ZZZ, move_pct: 5}\n",
+         9, "events[0].symbol", "unknown symbol ZZZ (generated: AAA)"),
+        ("symbols:\n  - {symbol: AAA, initial_price: 1}\naccounts: [{id: a}]\n",
+         8, "accounts", "reserved for a later version of the format; not supported yet"),
+        ("symbols:\n  - {symbol: AAA, initial_price: 1}\nseed: 2\n", 8, "seed", "duplicate key"),
+        ("symbols: [\n", 7, "yaml", "invalid YAML"),
+    ],
+)
+def test_problem_names_file_line_and_field(write: Write, body: str, line: int, field: str, message: str) -> None:
+    path = write("bad.yaml", HEADER + body)
+    first = _problems(path)[0]
+    assert (first.file, first.line, first.field) == ("bad.yaml", line, field)
+    assert first.message.startswith(message)
+    assert str(first).startswith(f"bad.yaml:{line}: {field}: {message}")
+
+
+def test_naive_start_is_refused_at_its_line(write: Write) -> None:
+    path = write("bad.yaml", HEADER.replace("14:30:00Z", "14:30:00") + "symbols:\n  - {symbol: A, initial_price: 1}\n")
+    assert [(p.line, p.field) for p in _problems(path)] == [(2, "start")]
+
+
+def test_all_problems_are_reported_in_line_order(write: Write) -> None:
+    body = "colour: red\nsymbols:\n  - symbol: AAA\n    initial_price: -1\n    volatility: -1\n"
+    problems = _problems(write("bad.yaml", HEADER + body))
+    assert [(p.line, p.field) for p in problems] == [
+        (6, "colour"), (9, "symbols[0].initial_price"), (10, "symbols[0].volatility")]
+
+
+@pytest.mark.parametrize(
+    ("csv_text", "line", "field", "message"),
+    [
+        ("timestamp,symbol,bid,ask,size\n1,AAA,1,2,3\n", 1, "last", "missing column"),
+        ("timestamp,symbol,bid,ask,last,size\n1704205800000,AAA,1,2,1,1\nyesterday,AAA,1,2,1,1\n",
+         3, "timestamp", "unparsable timestamp 'yesterday'"),
+        ("timestamp,symbol,bid,ask,last,size\n2024-01-02T14:30:00,AAA,1,2,1,1\n",
+         2, "timestamp", "timestamp '2024-01-02T14:30:00' has no UTC offset"),
+        ("timestamp,symbol,bid,ask,last,size\n1704205800000,AAA,1,2,1,1\n1704205799999,AAA,1,2,1,1\n",
+         3, "timestamp", "earlier than the row on line 2"),
+        ("timestamp,symbol,bid,ask,last,size\n1704205800000,AAA,3,2,1,1\n", 2, "bid", "bid 3 is above ask 2"),
+        ("timestamp,symbol,bid,ask,last,size\n1704205800000,AAA,1,two,1,1\n", 2, "ask", "not a decimal number"),
+        ("timestamp,symbol,bid,ask,last,size\n1704205800000,AAA,1,2,1,1.5\n", 2, "size", "not a non-negative"),
+        ("timestamp,symbol,bid,ask,last,size\n1704205800000,aaa,1,2,1,1\n", 2, "symbol", "String should match"),
+    ],
+)
+def test_csv_problem_names_csv_file_row_line_and_column(
+    write: Write, csv_text: str, line: int, field: str, message: str
+) -> None:
+    write("data/t.csv", csv_text)
+    first = _problems(write("s.yaml", HEADER + "source: {csv: data/t.csv}\n"))[0]
+    assert (first.file, first.line, first.field) == ("data/t.csv", line, field)
+    assert message in first.message
+
+
+def test_missing_csv_file_points_at_the_source_line(write: Write) -> None:
+    problems = _problems(write("s.yaml", HEADER + "source:\n  csv: data/none.csv\n"))
+    assert [(p.file, p.line, p.field) for p in problems] == [("s.yaml", 7, "source.csv")]
+    assert "data/none.csv" in problems[0].message

@@ -1,0 +1,1 @@
+"""Flink adapter: the session cluster's REST API and the `flink run` client."""

@@ -1,0 +1,140 @@
+"""The session cluster's REST API (stdlib HTTP: a handful of JSON calls) and detached `flink run` submission."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tradesim.adapters.flink.errors import FlinkRequestError, FlinkUnavailable
+
+ACTIVE_STATES = frozenset({"INITIALIZING", "CREATED", "RUNNING", "RESTARTING", "FAILING", "CANCELLING",
+                           "RECONCILING"})
+
+
+@dataclass(frozen=True)
+class JobInfo:
+    """One job of the cluster as `tradesim jobs list` shows it."""
+
+    id: str
+    name: str
+    state: str
+    start_time_ms: int
+    duration_ms: int
+    last_checkpoint_ms: int | None = None
+    last_checkpoint_id: int | None = None
+
+    @property
+    def active(self) -> bool:
+        return self.state in ACTIVE_STATES
+
+
+class FlinkRest:
+    """Talks to one cluster's REST endpoint; no network work until a method is called."""
+
+    def __init__(self, url: str, timeout_s: float = 5.0) -> None:
+        self.url = url.rstrip("/")
+        self.timeout_s = timeout_s
+
+    def _call(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+        data = json.dumps(body).encode() if body is not None else None
+        req = urllib.request.Request(self.url + path, data=data, method=method,  # noqa: S310 - http(s) URL from settings
+                                     headers={"Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(req, timeout=self.timeout_s) as resp:  # noqa: S310
+                raw = resp.read()
+        except urllib.error.HTTPError as exc:
+            detail = exc.read().decode("utf-8", "replace")
+            try:
+                errors = json.loads(detail).get("errors", [])
+                detail = errors[0].splitlines()[0] if errors else detail
+            except (ValueError, AttributeError):
+                pass
+            raise FlinkRequestError(f"{method} {path}: HTTP {exc.code}: {detail.strip()[:300]}") from None
+        except (urllib.error.URLError, OSError) as exc:
+            reason = getattr(exc, "reason", exc)
+            raise FlinkUnavailable(f"no Flink REST API answers at {self.url}: {reason}") from None
+        return json.loads(raw) if raw else {}
+
+    def overview(self) -> dict[str, Any]:
+        """Cluster overview (taskmanagers, slots, jobs); raises FlinkUnavailable."""
+        return self._call("GET", "/overview")  # type: ignore[no-any-return]
+
+    def jobs(self, with_checkpoints: bool = True) -> list[JobInfo]:
+        """All jobs the cluster knows, newest first; active jobs carry their last completed checkpoint."""
+        rows = []
+        for j in self._call("GET", "/jobs/overview").get("jobs", []):
+            info = JobInfo(id=j["jid"], name=j["name"], state=j["state"], start_time_ms=j["start-time"],
+                           duration_ms=j.get("duration", 0))
+            if with_checkpoints and info.active:
+                latest = (self._call("GET", f"/jobs/{info.id}/checkpoints").get("latest") or {}).get("completed")
+                if latest:
+                    info = JobInfo(**{**info.__dict__, "last_checkpoint_ms": latest.get("latest_ack_timestamp"),
+                                      "last_checkpoint_id": latest.get("id")})
+            rows.append(info)
+        return sorted(rows, key=lambda r: r.start_time_ms, reverse=True)
+
+    def job(self, job_id: str) -> dict[str, Any]:
+        return self._call("GET", f"/jobs/{job_id}")  # type: ignore[no-any-return]
+
+    def cancel(self, job_id: str) -> None:
+        self._call("PATCH", f"/jobs/{job_id}?mode=cancel")
+
+    def stop_with_savepoint(self, job_id: str, target_dir: str | None, timeout_s: float = 120) -> str:
+        """Take a savepoint and stop the job; returns the savepoint's location."""
+        body: dict[str, Any] = {"drain": False}
+        if target_dir:
+            body["targetDirectory"] = target_dir
+        trigger = self._call("POST", f"/jobs/{job_id}/stop", body)["request-id"]
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            st = self._call("GET", f"/jobs/{job_id}/savepoints/{trigger}")
+            if st.get("status", {}).get("id") == "COMPLETED":
+                op = st.get("operation", {})
+                if "failure-cause" in op:
+                    cause = op["failure-cause"].get("stack-trace", "").splitlines()
+                    raise FlinkRequestError(f"savepoint of {job_id} failed: {cause[0] if cause else op}")
+                return str(op.get("location"))
+            time.sleep(0.5)
+        raise FlinkRequestError(f"savepoint of {job_id} not complete after {timeout_s:.0f} s")
+
+
+def rest_address(url: str) -> str:
+    """host:port for `flink run -m` from a REST URL."""
+    return url.split("://", 1)[-1].rstrip("/")
+
+
+def submit(flink_bin: Path, rest_url: str, module: str, program_args: list[str], *, python: Path,
+           jars: list[Path], env: dict[str, str], parallelism: int | None = None,
+           options: dict[str, str] | None = None, timeout_s: float = 300) -> str:
+    """Detached `flink run -pym module`; returns the job id. Raises FlinkRequestError with the client's reason."""
+    argv = [str(flink_bin), "run", "-d", "-m", rest_address(rest_url)]
+    # pipeline.jars ships the jars with the job; the Python client's JVM only sees Java classes (KafkaSource)
+    # of a jar given as --jarfile (still parsed by 2.2's CLI, though no longer in its help): both are needed.
+    if jars:
+        argv += ["--jarfile", str(jars[0]), "-Dpipeline.jars=" + ";".join(f"file://{j}" for j in jars)]
+    argv += ["-pym", module, "-pyexec", str(python), "-pyclientexec", str(python)]
+    argv += [f"-D{k}={v}" for k, v in (options or {}).items()]
+    if parallelism:
+        argv += ["-p", str(parallelism)]
+    argv += program_args
+    try:
+        done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=timeout_s, check=False)
+    except subprocess.TimeoutExpired:
+        raise FlinkRequestError(f"flink run {module}: no answer after {timeout_s:.0f} s") from None
+    output = done.stdout + done.stderr
+    for line in output.splitlines():
+        if "Job has been submitted with JobID" in line:
+            return line.rsplit(" ", 1)[-1].strip()
+    # the most telling line: the Python exception of the client program, else the first Java cause
+    python_errors = [ln.strip() for ln in output.splitlines() if re.match(r"^[A-Za-z_.]+(Error|Exception): ", ln)]
+    java_causes = [ln.strip() for ln in output.splitlines() if ln.startswith("Caused by")]
+    cause = (python_errors or java_causes or ["no job id in the client output"])[-1]
+    tail = "\n".join(output.strip().splitlines()[-15:])
+    raise FlinkRequestError(f"flink run {module} failed (exit {done.returncode}): {cause}\n{tail}")

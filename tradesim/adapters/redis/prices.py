@@ -1,0 +1,93 @@
+"""The latest-price cache: one hash per symbol, written only if the quote is newer, published on change.
+
+Ordering is by (run_id, seq): a Kafka re-delivery or a duplicate carries an older pair and is ignored, so a
+price never moves backwards; a newer replay run supersedes an older one. The check-and-write-and-publish is
+one Lua script, so it is atomic even with several market-data service copies writing at once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import redis
+
+from tradesim.domain.events import Tick
+
+SYMBOLS_KEY = "price:symbols"
+# KEYS: one price hash per tick, then the symbol set. ARGV[1]: now_ms; then 5 per tick: run, seq, json, channel, sym.
+_APPLY = """
+local n = #KEYS - 1
+local applied = 0
+for i = 1, n do
+  local b = 1 + (i - 1) * 5
+  local cur = redis.call('HMGET', KEYS[i], 'run_id', 'seq')
+  local cur_run = tonumber(cur[1] or '-1')
+  local cur_seq = tonumber(cur[2] or '-1')
+  local run = tonumber(ARGV[b + 1])
+  local seq = tonumber(ARGV[b + 2])
+  if run > cur_run or (run == cur_run and seq > cur_seq) then
+    redis.call('HSET', KEYS[i], 'run_id', ARGV[b + 1], 'seq', ARGV[b + 2], 'tick', ARGV[b + 3], 'updated_ms', ARGV[1])
+    redis.call('SADD', KEYS[n + 1], ARGV[b + 5])
+    redis.call('PUBLISH', ARGV[b + 4], ARGV[b + 3])
+    applied = applied + 1
+  end
+end
+return applied
+"""
+#: ticks per script call: big enough to amortise the round trip, small enough not to stall Redis (~1 ms)
+CHUNK = 256
+
+
+def price_key(symbol: str) -> str:
+    return f"price:{symbol}"
+
+
+CHANNEL_PREFIX = "prices:"
+CHANNEL_PATTERN = CHANNEL_PREFIX + "*"
+
+
+def channel(symbol: str) -> str:
+    return CHANNEL_PREFIX + symbol
+
+
+class PriceCache:
+    """Synchronous side of the cache, used by the consumer and by readers (order API, CLI)."""
+
+    def __init__(self, client: redis.Redis) -> None:
+        self._r = client
+        self._script = client.register_script(_APPLY)
+
+    def apply(self, ticks: Iterable[tuple[Tick, bytes]], now_ms: int) -> int:
+        """Write-through a batch (tick, its encoded JSON) in one round trip; returns how many were newer.
+
+        Ticks are applied in order, so several ticks of one symbol in a batch all get published.
+        """
+        pipe = self._r.pipeline(transaction=False)
+        keys: list[str] = []
+        args: list[object] = [now_ms]
+        calls = 0
+        for tick, raw in ticks:
+            keys.append(price_key(tick.symbol))
+            args += [tick.run_id, tick.seq, raw, channel(tick.symbol), tick.symbol]
+            if len(keys) == CHUNK:
+                self._script(keys=[*keys, SYMBOLS_KEY], args=args, client=pipe)
+                calls += 1
+                keys, args = [], [now_ms]
+        if keys:
+            self._script(keys=[*keys, SYMBOLS_KEY], args=args, client=pipe)
+            calls += 1
+        if calls == 0:
+            return 0
+        results: list[Any] = pipe.execute()
+        return sum(int(r) for r in results)
+
+    def latest(self, symbol: str) -> tuple[Tick, int] | None:
+        """The cached tick and the wall time (ms) it was written, or None if the symbol was never seen."""
+        raw = self._r.hmget(price_key(symbol), ["tick", "updated_ms"])
+        if raw[0] is None:
+            return None
+        return Tick.model_validate_json(raw[0]), int(raw[1] or 0)
+
+    def symbols(self) -> list[str]:
+        return sorted(self._r.smembers(SYMBOLS_KEY))  # type: ignore[arg-type]

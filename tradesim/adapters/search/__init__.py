@@ -1,0 +1,1 @@
+"""Search read model (OpenSearch): the `trades` index, its mapping, and queries over it."""

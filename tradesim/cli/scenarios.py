@@ -1,0 +1,132 @@
+"""Scenario commands: list, show, validate."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from itertools import islice
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from tradesim.cli.errors import cli_errors
+from tradesim.settings import load_settings
+from tradesim.stack.errors import UserError
+
+out = Console(highlight=False, soft_wrap=True)
+app = typer.Typer(help="Scenario files: what is available, what one does, whether files are valid.",
+                  no_args_is_help=True)
+
+
+@app.command("list")
+def list_() -> None:
+    """List the scenarios in the scenarios folder (setting scenarios_dir)."""
+    _list()
+
+
+@cli_errors
+def _list() -> None:
+    from tradesim.scenarios.errors import ScenarioError, display_path
+    from tradesim.scenarios.loader import load_scenario, scenario_files
+
+    folder = load_settings().scenarios_dir
+    files = scenario_files(folder)
+    if not files:
+        raise UserError(f"no scenario files in {display_path(folder)}; set TRADESIM_SCENARIOS_DIR")
+    table = Table(title=f"scenarios in {display_path(folder)}")
+    for col in ("name", "description", "symbols", "duration", "ticks"):
+        table.add_column(col)
+    for path in files:
+        try:
+            scenario = load_scenario(path)
+        except ScenarioError as exc:
+            table.add_row(path.stem, f"[red]invalid[/]: {exc.problems[0]}", "-", "-", "-")
+            continue
+        table.add_row(path.stem, scenario.description, _symbols(scenario.symbol_names()),
+                      f"{scenario.duration_s:g}s", f"{scenario.expected_ticks():,}")
+    out.print(table)
+
+
+@app.command("show")
+def show(name: Annotated[str, typer.Argument(help="Scenario name (e.g. calm) or path to a YAML file.")],
+         ticks: Annotated[int, typer.Option("--ticks", "-n", min=0, help="How many first ticks to print.")] = 10,
+         ) -> None:
+    """Show a scenario's settings, symbols, shocks and its first ticks."""
+    _show(name, ticks)
+
+
+@cli_errors
+def _show(name: str, ticks: int) -> None:
+    from tradesim.scenarios.errors import display_path
+    from tradesim.scenarios.generators import generate
+    from tradesim.scenarios.loader import find_scenario, load_scenario
+
+    path = find_scenario(name, load_settings().scenarios_dir)
+    s = load_scenario(path)
+    out.print(f"[bold]{s.id}[/] ({display_path(path)})")
+    if s.description:
+        out.print(s.description, markup=False)
+    out.print(f"start {s.start.isoformat()} · duration {s.duration_s:g}s · interval {s.tick_interval_ms} ms · "
+              f"seed {s.seed} · {s.expected_ticks():,} ticks", markup=False)
+    if s.symbols:
+        table = Table(title="generated symbols")
+        for col in ("symbol", "initial", "drift/yr", "vol/yr", "tick", "spread", "volume"):
+            table.add_column(col)
+        for spec in s.symbols:
+            spread = f"{spec.spread.bps} bps" if spec.spread.bps is not None else f"{spec.spread.absolute} abs"
+            vol = spec.volume
+            volume = f"{vol.kind} mean {vol.mean:g}" + (f" lot {vol.lot}" if vol.lot > 1 else "")
+            table.add_row(spec.symbol, str(spec.initial_price), f"{spec.drift:g}", f"{spec.volatility:g}",
+                          str(spec.tick_size), spread, volume)
+        out.print(table)
+    if s.events:
+        table = Table(title="shocks")
+        for col in ("at", "symbol", "move", "over", "spread x"):
+            table.add_column(col)
+        for e in s.events:
+            table.add_row(f"{e.at_s:g}s", e.symbol, f"{e.move_pct:+g} %", f"{e.over_s:g}s", f"{e.spread_multiplier:g}")
+        out.print(table)
+    if s.source is not None:
+        symbols, rows = s.replay_summary()
+        out.print(f"replays {display_path(s.source.csv)}: {rows:,} rows, symbols {_symbols(list(symbols))}",
+                  markup=False)
+    if ticks:
+        table = Table(title=f"first {ticks} ticks")
+        for col in ("time (UTC)", "symbol", "seq", "bid", "ask", "last", "size"):
+            table.add_column(col)
+        for t in islice(generate(s), ticks):
+            when = datetime.fromtimestamp(t.event_time_ms / 1000, UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
+            table.add_row(when, t.symbol, str(t.seq), str(t.bid), str(t.ask), str(t.last), str(t.size))
+        out.print(table)
+
+
+@app.command("validate")
+def validate(files: Annotated[list[str], typer.Argument(help="Scenario files (or names) to check.")]) -> None:
+    """Check scenario files (and the CSVs they replay); exit 2 with one line per problem."""
+    _validate(files)
+
+
+@cli_errors
+def _validate(files: list[str]) -> None:
+    from tradesim.scenarios.errors import Problem, ScenarioError, display_path
+    from tradesim.scenarios.loader import find_scenario, load_scenario
+
+    folder = load_settings().scenarios_dir
+    problems: list[Problem] = []
+    for name in files:
+        try:
+            path = find_scenario(name, folder)
+            scenario = load_scenario(path)
+        except ScenarioError as exc:
+            problems += exc.problems
+            continue
+        out.print(f"ok {display_path(path)}: {scenario.id}, {len(scenario.symbol_names())} symbols, "
+                  f"{scenario.expected_ticks():,} ticks", markup=False)
+    if problems:
+        raise ScenarioError(problems)
+
+
+def _symbols(names: list[str], limit: int = 6) -> str:
+    shown = ", ".join(names[:limit])
+    return shown + (f" +{len(names) - limit}" if len(names) > limit else "")

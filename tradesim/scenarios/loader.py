@@ -1,0 +1,172 @@
+"""Reads scenario YAML and reports every problem at its line.
+
+The YAML is composed into nodes first (they carry line marks) and constructed from those same nodes, so a
+pydantic error at `symbols[0].volatility` can be mapped back to the line of that key.
+"""
+
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+from pydantic_core import ErrorDetails
+
+from tradesim.scenarios.errors import CrossFieldError, Problem, ScenarioError, display_path, format_loc
+from tradesim.scenarios.model import Scenario, model_field_names
+
+SUFFIXES = (".yaml", ".yml")
+Loc = tuple[str | int, ...]
+
+
+def load_scenario(path: Path, *, check_data: bool = True) -> Scenario:
+    """Parse and validate a scenario; with `check_data`, also check every row of its CSV source.
+
+    Raises ScenarioError listing every problem found (file:line: field: message).
+    """
+    shown = display_path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise ScenarioError.one(shown, "", f"cannot read: {reason}") from None
+    root, data = _parse(text, shown)
+    problems = _duplicate_keys(root, shown)
+    if problems:
+        raise ScenarioError(problems)
+    try:
+        scenario = Scenario.model_validate(data, context={"base_dir": path.parent.absolute()})
+    except ValidationError as exc:
+        problems = [p for err in exc.errors() for p in _problems(err, root, shown)]
+        raise ScenarioError(sorted(problems, key=lambda p: p.line or 0)) from None
+    if check_data and scenario.source is not None:
+        csv_path = scenario.source.csv
+        if not csv_path.is_file():
+            line, _ = _locate(root, ("source", "csv"))
+            raise ScenarioError([Problem(shown, line, "source.csv", f"file not found: {display_path(csv_path)}")])
+        scenario.replay_summary()  # raises ScenarioError naming the CSV file, column and line
+    return scenario
+
+
+def scenario_files(search_dir: Path) -> list[Path]:
+    """Scenario files of a folder, sorted by name."""
+    if not search_dir.is_dir():
+        return []
+    return sorted(p for p in search_dir.iterdir() if p.suffix in SUFFIXES and p.is_file())
+
+
+def find_scenario(name_or_path: str, search_dir: Path) -> Path:
+    """A bare name ("calm") is looked up in `search_dir`; anything path-like is taken as a path."""
+    as_path = Path(name_or_path)
+    if as_path.suffix in SUFFIXES or len(as_path.parts) > 1:
+        if as_path.is_file():
+            return as_path
+        raise ScenarioError.one(name_or_path, "", "file not found")
+    for suffix in SUFFIXES:
+        candidate = search_dir / f"{name_or_path}{suffix}"
+        if candidate.is_file():
+            return candidate
+    names = ", ".join(p.stem for p in scenario_files(search_dir)) or "none"
+    raise ScenarioError.one(name_or_path, "",
+                            f"unknown scenario (available in {display_path(search_dir)}: {names})")
+
+
+def _parse(text: str, shown: str) -> tuple[yaml.MappingNode, Any]:
+    loader = yaml.SafeLoader(text)
+    try:
+        root = loader.get_single_node()
+        if root is None:
+            raise ScenarioError.one(shown, "", "empty file", 1)
+        if not isinstance(root, yaml.MappingNode):
+            raise ScenarioError.one(shown, "", "must be a mapping of keys to values", root.start_mark.line + 1)
+        data = loader.construct_document(root)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark is not None else None
+        raise ScenarioError.one(shown, "yaml", f"invalid YAML: {exc.problem or exc.context}", line) from None
+    except yaml.YAMLError as exc:
+        raise ScenarioError.one(shown, "yaml", f"invalid YAML: {exc}") from None
+    finally:
+        loader.dispose()
+    return root, data
+
+
+def _duplicate_keys(node: yaml.Node, shown: str, loc: Loc = ()) -> list[Problem]:
+    """PyYAML keeps the last of duplicate keys silently; a scenario must not."""
+    problems: list[Problem] = []
+    if isinstance(node, yaml.MappingNode):
+        seen: set[str] = set()
+        for key, value in node.value:
+            name = str(key.value)
+            if name in seen:
+                problems.append(Problem(shown, key.start_mark.line + 1, format_loc((*loc, name)), "duplicate key"))
+            seen.add(name)
+            problems += _duplicate_keys(value, shown, (*loc, name))
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            problems += _duplicate_keys(item, shown, (*loc, i))
+    return problems
+
+
+def _locate(root: yaml.Node, loc: Loc) -> tuple[int, Loc]:
+    """Line of the deepest key of `loc` present in the file, and `loc` without pydantic's union tags."""
+    node: yaml.Node | None = root
+    line = root.start_mark.line + 1
+    shown: list[str | int] = []
+    for i, part in enumerate(loc):
+        if isinstance(node, yaml.MappingNode) and isinstance(part, str):
+            for key, value in node.value:
+                if key.value == part:
+                    line, node = key.start_mark.line + 1, value
+                    shown.append(part)
+                    break
+            else:
+                if i == len(loc) - 1:
+                    shown.append(part)  # a missing or unknown key: point at its parent
+                # otherwise a union tag pydantic inserts (volume → lognormal → sigma); it is not in the file
+            continue
+        if isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
+            node = node.value[part]
+            line = node.start_mark.line + 1
+        else:
+            node = None
+        shown.append(part)
+    return line, tuple(shown)
+
+
+def _problems(err: ErrorDetails, root: yaml.Node, shown: str) -> list[Problem]:
+    loc: Loc = tuple(err["loc"])
+    cause = (err.get("ctx") or {}).get("error")
+    if isinstance(cause, CrossFieldError):
+        out = []
+        for sub, message in cause.items:
+            line, clean = _locate(root, (*loc, *sub))
+            out.append(Problem(shown, line, format_loc(clean), message))
+        return out
+    line, clean = _locate(root, loc)
+    return [Problem(shown, line, format_loc(clean) or "$", _message(err, clean))]
+
+
+_BOUNDS = {"greater_than": ">", "greater_than_equal": ">=", "less_than": "<", "less_than_equal": "<="}
+
+
+def _message(err: ErrorDetails, loc: Loc) -> str:
+    """pydantic's wording, shortened where a scenario author needs something more direct."""
+    kind, ctx = err["type"], err.get("ctx") or {}
+    if kind == "missing":
+        return "required field is missing"
+    if kind == "extra_forbidden":
+        close = difflib.get_close_matches(str(loc[-1]) if loc else "", sorted(model_field_names()), n=1)
+        return "unknown field" + (f" (did you mean {close[0]!r}?)" if close else "")
+    if kind in _BOUNDS:
+        bound = next(iter(ctx.values()), "?")
+        if isinstance(bound, float) and bound.is_integer():
+            bound = int(bound)  # "must be >= 0", not ">= 0.0"
+        return f"must be {_BOUNDS[kind]} {bound}"
+    if kind == "timezone_aware":
+        return "needs a UTC offset, e.g. 2024-01-02T14:30:00Z"
+    if kind == "union_tag_not_found":
+        return "needs `kind` (lognormal or poisson)"
+    return err["msg"].removeprefix("Value error, ")

@@ -1,0 +1,1 @@
+"""Market-data service: Kafka `market_data` → Redis latest-price cache + pub/sub → WebSocket clients."""

@@ -1,0 +1,15 @@
+"""Prometheus metrics of the market-data service."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge
+
+TICKS_IN = Counter("tradesim_marketdata_ticks_in_total", "Records consumed from market_data")
+TICKS_APPLIED = Counter("tradesim_marketdata_ticks_applied_total", "Ticks that moved the cached price")
+TICKS_STALE = Counter("tradesim_marketdata_ticks_stale_total", "Ticks ignored as older or duplicate")
+DEAD_LETTERS = Counter("tradesim_marketdata_dead_letters_total", "Malformed records sent to the dead-letter topic")
+REDIS_ERRORS = Counter("tradesim_marketdata_redis_errors_total", "Failed Redis writes (retried)")
+LAG = Gauge("tradesim_marketdata_consumer_lag", "Records behind the end of market_data (assigned partitions)")
+UPDATES_OUT = Counter("tradesim_marketdata_updates_out_total", "Frames sent to WebSocket clients")
+QUEUE_DROPS = Counter("tradesim_marketdata_queue_drops_total", "Updates conflated away for slow clients")
+CLIENTS = Gauge("tradesim_marketdata_clients", "Connected WebSocket clients")
