@@ -7,6 +7,7 @@ cluster by configuration alone. Build it with `load_settings()` at an entry poin
 from __future__ import annotations
 
 import os
+from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -18,6 +19,8 @@ from pydantic_settings import (
     SettingsConfigDict,
     TomlConfigSettingsSource,
 )
+
+from tradesim.domain.fees import FeeModel
 
 Port = Annotated[int, Field(ge=1, le=65535)]
 LOOPBACK = "127.0.0.1"
@@ -136,6 +139,23 @@ class TopicSettings(Section):
     market_bars: str = Field("market_bars", description="OHLCV bars from the Flink `bars` job, keyed by symbol.")
 
 
+class TradingSettings(Section):
+    """Trading rules shared by the order API and the execution job."""
+
+    fee_per_share: Decimal = Field(Decimal("0.005"), ge=0, description="Fee per share traded.")
+    fee_bps: Decimal = Field(Decimal("1"), ge=0, description="Fee in basis points of the notional.")
+    fee_minimum: Decimal = Field(Decimal("1.00"), ge=0, description="Minimum fee per fill.")
+    slippage_bps: Decimal = Field(Decimal("2"), ge=0, description="Max slippage of market orders, in bps.")
+    slippage_seed: int = Field(7, description="Seed of the slippage model (deterministic per order id).")
+    price_buffer_pct: Decimal = Field(
+        Decimal("2"), ge=0, description="Margin over the last price when the API checks a market buy is affordable."
+    )
+    allow_short: bool = Field(False, description="Allow selling more than the position (off by default).")
+
+    def fee_model(self) -> FeeModel:
+        return FeeModel(per_share=self.fee_per_share, bps=self.fee_bps, minimum=self.fee_minimum)
+
+
 class MarketDataSettings(Section):
     """The market-data service: Kafka `market_data` → Redis cache + pub/sub → WebSocket clients."""
 
@@ -152,6 +172,44 @@ class MarketDataSettings(Section):
     @property
     def client_ws_url(self) -> str:
         return self.ws_url or f"ws://{self.host}:{self.ws_port}/"
+
+
+class ApiSettings(Section):
+    """The order API (`python -m tradesim.services.api`): accounts, orders, health and /metrics on one port."""
+
+    host: str = Field(LOOPBACK, description="Address the HTTP server binds to.")
+    port: Port = Field(8080, description="HTTP port of the API, its /healthz, /readyz and /metrics.")
+    url: str | None = Field(None, description="Where clients (CLI, TUI, bench) reach the API; default http://host:port.")
+    admin_key: SecretStr | None = Field(
+        None, description="Admin API key. Unset: generated on first start into <home>/stack/api/admin.key (0600), "
+        "which the CLI reads."
+    )
+    credentials_file: Path | None = Field(
+        None, description="Where the CLI keeps the active user's API key (0600); default: "
+        "<platformdirs user_config_dir>/tradesim/credentials.json."
+    )
+    rate_limit_per_s: int = Field(
+        200, ge=0, description="Requests per second per API key (fixed 1 s window; 0 = unlimited); an account "
+        "may carry its own limit set at creation."
+    )
+    price_stale_after_s: float | None = Field(
+        None, gt=0, description="A price older than this (wall time) refuses orders; default marketdata.stale_after_s."
+    )
+    kafka_timeout_s: float = Field(
+        5.0, gt=0, description="Deadline of one order's Kafka acknowledgement (librdkafka message.timeout.ms)."
+    )
+    store_timeout_s: float = Field(2.0, gt=0, description="Connect/read timeout of one Redis or DynamoDB call.")
+    idempotency_ttl_s: int = Field(86_400, ge=60, description="How long an Idempotency-Key's first answer is kept.")
+    idempotency_wait_s: float = Field(
+        10.0, gt=0, description="How long a concurrent request with a key in flight waits for the first answer."
+    )
+    auth_cache_s: float = Field(30.0, ge=0, description="How long a resolved API key is cached in the process.")
+    retry_after_s: int = Field(2, ge=1, description="Retry-After (seconds) on 503 answers.")
+    workers: int = Field(1, ge=1, description="uvicorn worker processes (1 suits a 2-core box shared with the stack).")
+
+    @property
+    def client_url(self) -> str:
+        return (self.url or f"http://{self.host}:{self.port}").rstrip("/")
 
 
 class FlinkSettings(Section):
@@ -235,6 +293,8 @@ class Settings(BaseSettings):
     flink: FlinkSettings = FlinkSettings()
     topics: TopicSettings = TopicSettings()
     marketdata: MarketDataSettings = MarketDataSettings()
+    trading: TradingSettings = TradingSettings()
+    api: ApiSettings = ApiSettings()
 
     @field_validator("home", "cache_dir", "scenarios_dir")
     @classmethod

@@ -10,7 +10,7 @@ import json
 from decimal import Decimal
 from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator, model_validator
 
 from tradesim.domain.errors import InvalidRecord
 
@@ -111,6 +111,126 @@ class DeadLetter(Event):
     record: str = Field(description="the refused record, decoded as UTF-8 with replacement characters")
 
 
+def _reject_float(value: Any) -> Any:
+    if isinstance(value, float):
+        raise ValueError("must be a decimal string, not a float")
+    return value
+
+
+Side = Literal["buy", "sell"]
+OrderType = Literal["market", "limit", "stop", "stop_limit"]
+TimeInForce = Literal["day", "gtc", "ioc"]
+IdStr = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:\-]+$")]
+
+
+class OrderPlaced(Event):
+    """An order the API accepted (answered 202); on `trade_orders`, keyed by user_id."""
+
+    type: Literal["order_placed"] = "order_placed"
+    order_id: IdStr
+    user_id: IdStr
+    symbol: SymbolStr
+    side: Side
+    qty: int = Field(gt=0, le=1_000_000_000)
+    order_type: OrderType
+    limit_price: PositiveDecimal | None = None
+    stop_price: PositiveDecimal | None = None
+    time_in_force: TimeInForce = "day"
+    client_order_id: str | None = Field(None, max_length=64)
+    placed_at_ms: int = Field(ge=0)
+
+    _floats = field_validator("limit_price", "stop_price", mode="before")(_reject_float)
+
+    @model_validator(mode="after")
+    def _prices_match_type(self) -> OrderPlaced:
+        needs_limit = self.order_type in ("limit", "stop_limit")
+        needs_stop = self.order_type in ("stop", "stop_limit")
+        if needs_limit != (self.limit_price is not None):
+            raise ValueError(f"limit_price is {'required' if needs_limit else 'not allowed'} for a "
+                             f"{self.order_type} order")
+        if needs_stop != (self.stop_price is not None):
+            raise ValueError(f"stop_price is {'required' if needs_stop else 'not allowed'} for a "
+                             f"{self.order_type} order")
+        return self
+
+    @property
+    def key(self) -> bytes:
+        return self.user_id.encode()
+
+
+class OrderCancelRequested(Event):
+    """A user asked to cancel a resting order; on `trade_orders`, keyed by user_id."""
+
+    type: Literal["order_cancel_requested"] = "order_cancel_requested"
+    order_id: IdStr
+    user_id: IdStr
+    symbol: SymbolStr | None = Field(
+        None, description="the order's symbol: the execution job routes the cancel to the book holding the order; "
+        "the API fills it from the Orders table (a cancel without it can only cancel nothing)"
+    )
+    requested_at_ms: int = Field(ge=0)
+
+    @property
+    def key(self) -> bytes:
+        return self.user_id.encode()
+
+
+OrderStatus = Literal["executed", "rejected", "cancelled", "expired"]
+RejectReason = Literal["insufficient_funds", "insufficient_shares", "unknown_symbol", "expired", "invalid"]
+
+
+class OrderOutcome(Event):
+    """The one terminal outcome of an order; on `trade_executed`, keyed by user_id.
+
+    Exactly one per order_id: decided once by a conditional write on the user's portfolio and re-emitted
+    unchanged on replay.
+    """
+
+    type: Literal["order_outcome"] = "order_outcome"
+    order_id: IdStr
+    user_id: IdStr
+    symbol: SymbolStr
+    side: Side
+    qty: int = Field(gt=0)
+    status: OrderStatus
+    reason: RejectReason | None = None
+    fill_price: PositiveDecimal | None = None
+    fee: Annotated[Decimal, Field(ge=0, allow_inf_nan=False)] | None = None
+    cash_after: Annotated[Decimal, Field(ge=0, allow_inf_nan=False)] | None = None
+    position_after: int | None = Field(None, ge=0)
+    trade_id: IdStr | None = Field(None, description="deterministic: derived from order_id")
+    decided_at_ms: int = Field(ge=0)
+
+    _floats = field_validator("fill_price", "fee", "cash_after", mode="before")(_reject_float)
+
+    @model_validator(mode="after")
+    def _fields_match_status(self) -> OrderOutcome:
+        filled = self.status == "executed"
+        if filled != (self.fill_price is not None and self.fee is not None and self.trade_id is not None):
+            raise ValueError("fill_price, fee and trade_id are required for, and only for, executed outcomes")
+        if self.status == "rejected" and self.reason is None:
+            raise ValueError("a rejected outcome needs a reason")
+        return self
+
+    @property
+    def key(self) -> bytes:
+        return self.user_id.encode()
+
+
+TradeOrderEvent = Annotated[OrderPlaced | OrderCancelRequested, Field(discriminator="type")]
+_TRADE_ORDER_EVENT: TypeAdapter[OrderPlaced | OrderCancelRequested] = TypeAdapter(TradeOrderEvent)
+
+
+def decode_trade_order(raw: bytes | str) -> OrderPlaced | OrderCancelRequested:
+    """Decode a record of `trade_orders` (either event type); raises InvalidRecord naming the field."""
+    try:
+        return _TRADE_ORDER_EVENT.validate_json(raw)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = ".".join(str(p) for p in first["loc"]) or "$"
+        raise InvalidRecord(field, first["msg"]) from None
+
+
 E = TypeVar("E", bound=Event)
 
 
@@ -142,4 +262,6 @@ def decode(model: type[E], raw: bytes | str) -> E:
 def json_schemas() -> dict[str, dict[str, Any]]:
     """The published JSON schema of every event type, by type name."""
     return {"tick": Tick.model_json_schema(), "bar": Bar.model_json_schema(),
-            "dead_letter": DeadLetter.model_json_schema()}
+            "dead_letter": DeadLetter.model_json_schema(), "order_placed": OrderPlaced.model_json_schema(),
+            "order_cancel_requested": OrderCancelRequested.model_json_schema(),
+            "order_outcome": OrderOutcome.model_json_schema()}

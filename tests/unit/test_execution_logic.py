@@ -1,0 +1,134 @@
+"""The execution job's per-record logic without Flink (the store is an in-memory stand-in: pure unit test)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+import pytest
+
+from tradesim.domain.errors import InsufficientFunds, InsufficientShares, OutcomeAlreadyRecorded
+from tradesim.domain.events import OrderCancelRequested, OrderPlaced
+from tradesim.domain.fees import FeeModel
+from tradesim.domain.matching import Quote, SlippageModel
+from tradesim.jobs.execution_logic import Book, Decision, settle
+from tradesim.testing.factories import tick
+
+SLIP = SlippageModel(max_bps=Decimal("0"))
+FEES = FeeModel(per_share=Decimal("0"), bps=Decimal("0"), minimum=Decimal("1.00"))
+
+
+def order(oid: str, side: str = "buy", kind: str = "market", qty: int = 10, limit: str | None = None,
+          stop: str | None = None, tif: str = "gtc", user: str = "u1") -> OrderPlaced:
+    return OrderPlaced(order_id=oid, user_id=user, symbol="AAA", side=side, qty=qty, order_type=kind,  # type: ignore[arg-type]
+                       limit_price=Decimal(limit) if limit else None, stop_price=Decimal(stop) if stop else None,
+                       time_in_force=tif, placed_at_ms=0)  # type: ignore[arg-type]
+
+
+@dataclass
+class MemoryStore:
+    """Same contract as PortfolioStore.apply_fill: one atomic check-and-write per call."""
+
+    cash: Decimal
+    positions: dict[str, int] = field(default_factory=dict)
+    outcomes: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def position(self, symbol: str) -> int:
+        return self.positions.get(symbol, 0)
+
+    def apply_fill(self, user_id: str, order_id: str, cash_delta: Decimal, symbol: str, qty_delta: int, *,
+                   status: str = "executed", details: Any = None) -> MemoryStore:
+        if order_id in self.outcomes:
+            raise OutcomeAlreadyRecorded(order_id, self.outcomes[order_id])
+        if self.cash + cash_delta < 0:
+            raise InsufficientFunds("cash")
+        if self.position(symbol) + qty_delta < 0:
+            raise InsufficientShares("shares")
+        self.cash += cash_delta
+        self.positions[symbol] = self.position(symbol) + qty_delta
+        self.outcomes[order_id] = {**(details or {}), "status": status}
+        return self
+
+
+def test_market_order_without_any_price_is_rejected_unknown_symbol() -> None:
+    (d,) = Book().on_order(order("o1"), SLIP)
+    assert (d.kind, d.reason) == ("reject", "unknown_symbol")
+
+
+def test_market_order_uses_the_fallback_quote_when_no_tick_was_seen() -> None:
+    q = Quote(bid=Decimal("9.99"), ask=Decimal("10.01"), last=Decimal("10"), event_time_ms=1)
+    (d,) = Book().on_order(order("o1"), SLIP, fallback=lambda _: q)
+    assert (d.kind, d.price) == ("fill", Decimal("10.01"))
+
+
+def test_limit_rests_then_fills_when_a_tick_crosses() -> None:
+    book = Book()
+    book.on_tick(tick("AAA", 1, price="100"), SLIP)  # ask 100.02
+    assert book.on_order(order("o1", kind="limit", limit="99.50"), SLIP) == []
+    assert "o1" in book.resting
+    assert book.on_tick(tick("AAA", 2, price="99.80"), SLIP) == []  # ask 99.83 > 99.50
+    (d,) = book.on_tick(tick("AAA", 3, price="99.40"), SLIP)      # ask 99.44 ≤ 99.50
+    assert (d.kind, d.price) == ("fill", Decimal("99.44"))
+    assert book.resting == {}
+
+
+def test_redelivered_tick_does_not_act_twice() -> None:
+    book = Book()
+    book.on_tick(tick("AAA", 5, price="100"), SLIP)
+    book.on_order(order("o1", kind="limit", limit="90"), SLIP)
+    assert book.on_tick(tick("AAA", 4, price="50"), SLIP) == []  # an older tick of the same run
+    assert "o1" in book.resting
+
+
+def test_cancel_removes_a_resting_order_only_for_its_owner() -> None:
+    book = Book()
+    book.on_tick(tick("AAA", 1), SLIP)
+    book.on_order(order("o1", kind="limit", limit="1"), SLIP)
+    assert book.on_cancel(OrderCancelRequested(order_id="o1", user_id="intruder", requested_at_ms=1)) == []
+    (d,) = book.on_cancel(OrderCancelRequested(order_id="o1", user_id="u1", requested_at_ms=1))
+    assert d.kind == "cancel"
+    assert book.on_cancel(OrderCancelRequested(order_id="o1", user_id="u1", requested_at_ms=2)) == []
+
+
+def test_settle_executes_once_and_replays_the_recorded_outcome() -> None:
+    store = MemoryStore(cash=Decimal("1000"))
+    d = Decision(order("o1", qty=10), "fill", price=Decimal("50"))
+    first = settle(d, store, FEES, now_ms=lambda: 1)
+    assert (first.status, first.fill_price, first.fee, first.cash_after) == ("executed", Decimal("50"),
+                                                                             Decimal("1.00"), Decimal("499.00"))
+    # after a restore the same order matches at another price: the recorded outcome wins, nothing applies twice
+    again = settle(Decision(order("o1", qty=10), "fill", price=Decimal("60")), store, FEES, now_ms=lambda: 2)
+    assert (again.status, again.fill_price, again.decided_at_ms) == ("executed", Decimal("50"), 1)
+    assert store.cash == Decimal("499.00")
+    assert store.positions == {"AAA": 10}
+
+
+def test_settle_rejects_insufficient_funds_and_shares_and_records_it() -> None:
+    store = MemoryStore(cash=Decimal("100"))
+    r = settle(Decision(order("o1", qty=10), "fill", price=Decimal("50")), store, FEES)
+    assert (r.status, r.reason) == ("rejected", "insufficient_funds")
+    s = settle(Decision(order("o2", side="sell", qty=1), "fill", price=Decimal("50")), store, FEES)
+    assert (s.status, s.reason) == ("rejected", "insufficient_shares")
+    assert store.cash == Decimal("100")
+    assert store.outcomes["o1"]["status"] == "rejected"
+    # a later fill decision for the rejected order re-emits the rejection
+    replay = settle(Decision(order("o1", qty=1), "fill", price=Decimal("1")), store, FEES)
+    assert (replay.status, replay.reason) == ("rejected", "insufficient_funds")
+
+
+@pytest.mark.parametrize(("kind", "status"), [("cancel", "cancelled"), ("expire", "expired")])
+def test_cancel_and_expire_are_recorded(kind: str, status: str) -> None:
+    store = MemoryStore(cash=Decimal("100"))
+    out = settle(Decision(order("o1"), kind, reason="expired" if kind == "expire" else None), store, FEES)  # type: ignore[arg-type]
+    assert out.status == status
+    assert store.outcomes["o1"]["status"] == status
+
+
+def test_many_buys_exceeding_cash_execute_floor_cash_over_cost() -> None:
+    store = MemoryStore(cash=Decimal("1000"))
+    outs = [settle(Decision(order(f"o{i}", qty=1), "fill", price=Decimal("99")), store, FEES) for i in range(50)]
+    executed = [o for o in outs if o.status == "executed"]
+    assert len(executed) == 10  # ⌊1000 / (99 + 1 fee)⌋
+    assert all(o.reason == "insufficient_funds" for o in outs if o.status == "rejected")
+    assert store.cash == Decimal("0")

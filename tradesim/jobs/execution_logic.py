@@ -1,0 +1,174 @@
+"""Per-record logic of the execution job, in plain Python (unit-tested without Flink).
+
+Stage 1, keyed by symbol — `Book`: the latest quote and the resting orders of one symbol. It turns orders,
+cancels and ticks into `Decision`s (fill at a price, expire, cancel, reject) and never touches I/O.
+
+Stage 2, keyed by user — `settle`: turns a decision into the order's one terminal `OrderOutcome` with a single
+conditional UpdateItem on the user's portfolio item (outcome recorded under the order id together with the
+cash/position change). The first recorded outcome wins: on a replay (after a restore, when orders and ticks may
+interleave differently) the recorded outcome is re-emitted unchanged instead of the new decision.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any, Literal, Protocol
+
+from tradesim.domain.errors import InsufficientFunds, InsufficientShares, OutcomeAlreadyRecorded, PortfolioNotFound
+from tradesim.domain.events import OrderCancelRequested, OrderOutcome, OrderPlaced, RejectReason, Tick
+from tradesim.domain.fees import FeeModel
+from tradesim.domain.matching import Expire, Fill, Quote, Rest, SlippageModel, decide
+from tradesim.domain.portfolio import fill_change
+
+Kind = Literal["fill", "expire", "cancel", "reject"]
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What the symbol stage decided for one order; settled by the user stage."""
+
+    order: OrderPlaced
+    kind: Kind
+    price: Decimal | None = None
+    reason: RejectReason | None = None
+
+
+@dataclass
+class Book:
+    """One symbol's quote and resting orders (Flink keeps one per key in state)."""
+
+    quote: Quote | None = None
+    #: order_id → (order, stop-limit triggered)
+    resting: dict[str, tuple[OrderPlaced, bool]] = field(default_factory=dict)
+    #: last (run_id, seq) applied, so a re-delivered tick does not act twice
+    last_tick: tuple[int, int] = (-1, -1)
+
+    def on_order(self, order: OrderPlaced, slippage: SlippageModel,
+                 fallback: Callable[[str], Quote | None] | None = None) -> list[Decision]:
+        if order.order_id in self.resting:
+            return []  # a re-delivered order that already rests
+        quote = self.quote
+        if quote is None and fallback is not None:
+            quote = fallback(order.symbol)  # no tick seen yet in this job: the market-data cache knows the price
+        if quote is None:
+            return [Decision(order, "reject", reason="unknown_symbol")]
+        return self._apply(order, quote, slippage, triggered=False)
+
+    def on_cancel(self, cancel: OrderCancelRequested) -> list[Decision]:
+        held = self.resting.pop(cancel.order_id, None)
+        if held is None or held[0].user_id != cancel.user_id:
+            if held is not None:
+                self.resting[cancel.order_id] = held  # someone else's order: leave it
+            return []  # not resting (filled, expired, unknown): nothing to cancel
+        return [Decision(held[0], "cancel")]
+
+    def on_tick(self, tick: Tick, slippage: SlippageModel) -> list[Decision]:
+        order_key = (tick.run_id, tick.seq)
+        if self.quote is not None and tick.run_id == self.last_tick[0] and order_key <= self.last_tick:
+            return []
+        self.last_tick = order_key
+        self.quote = Quote.of(tick)
+        out: list[Decision] = []
+        for order_id, (order, triggered) in list(self.resting.items()):
+            del self.resting[order_id]
+            out += self._apply(order, self.quote, slippage, triggered)
+        return out
+
+    def _apply(self, order: OrderPlaced, quote: Quote, slippage: SlippageModel, triggered: bool) -> list[Decision]:
+        d = decide(order, quote, slippage, triggered)
+        if isinstance(d, Fill):
+            return [Decision(order, "fill", price=d.price)]
+        if isinstance(d, Expire):
+            return [Decision(order, "expire", reason="expired")]
+        assert isinstance(d, Rest)  # noqa: S101 - Decision is a closed union
+        self.resting[order.order_id] = (order, d.triggered)
+        return []
+
+
+class OutcomeStore(Protocol):
+    """The part of the portfolio store settle needs (tradesim.adapters.dynamodb.portfolios.PortfolioStore)."""
+
+    def apply_fill(self, user_id: str, order_id: str, cash_delta: Decimal, symbol: str, qty_delta: int, *,
+                   status: str = "executed", details: Any = None) -> Any:
+        """Record the outcome + change atomically; raises OutcomeAlreadyRecorded/InsufficientFunds/...."""
+        ...
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def trade_id(order_id: str) -> str:
+    return f"{order_id}-1"  # one fill per order today; deterministic so read models collapse re-deliveries
+
+
+def outcome_from_record(order: OrderPlaced, recorded: dict[str, Any]) -> OrderOutcome:
+    """Rebuild the event from what the first writer recorded (replays re-emit exactly this)."""
+    status = recorded["status"]
+    executed = status == "executed"
+    return OrderOutcome(
+        order_id=order.order_id, user_id=order.user_id, symbol=order.symbol, side=order.side, qty=order.qty,
+        status=status, reason=recorded.get("reason") or None,
+        fill_price=Decimal(str(recorded["fill_price"])) if executed else None,
+        fee=Decimal(str(recorded["fee"])) if executed else None,
+        cash_after=Decimal(str(recorded["cash_after"])) if recorded.get("cash_after") not in (None, "") else None,
+        position_after=int(recorded["position_after"]) if recorded.get("position_after") not in (None, "") else None,
+        trade_id=trade_id(order.order_id) if executed else None,
+        decided_at_ms=int(recorded["decided_at_ms"]),
+    )
+
+
+def settle(decision: Decision, store: OutcomeStore, fees: FeeModel, now_ms: Callable[[], int] = _now_ms,
+           ) -> OrderOutcome:
+    """Decide the order's terminal outcome with one conditional write; the first recorded outcome wins.
+
+    Raises Unavailable (retry later: nothing was decided) — never a silent skip.
+    """
+    order = decision.order
+    decided = now_ms()
+    details: dict[str, str] = {"decided_at_ms": str(decided)}
+    if decision.kind == "fill":
+        assert decision.price is not None  # noqa: S101 - fills carry a price
+        change = fill_change(order.side, order.qty, decision.price, fees)
+        details |= {"fill_price": str(decision.price), "fee": str(change.fee)}
+        try:
+            after = store.apply_fill(order.user_id, order.order_id, change.cash_delta, order.symbol,
+                                     change.qty_delta, status="executed", details=details)
+            return OrderOutcome(
+                order_id=order.order_id, user_id=order.user_id, symbol=order.symbol, side=order.side,
+                qty=order.qty, status="executed", fill_price=decision.price, fee=change.fee,
+                cash_after=after.cash, position_after=after.position(order.symbol),
+                trade_id=trade_id(order.order_id), decided_at_ms=decided)
+        except OutcomeAlreadyRecorded as exc:
+            return outcome_from_record(order, dict(exc.outcome))
+        except InsufficientFunds:
+            return _record(order, store, "rejected", "insufficient_funds", decided)
+        except InsufficientShares:
+            return _record(order, store, "rejected", "insufficient_shares", decided)
+        except PortfolioNotFound:
+            return _record_nowhere(order, "rejected", "invalid", decided)
+    status: Literal["rejected", "cancelled", "expired"] = (
+        "cancelled" if decision.kind == "cancel" else "expired" if decision.kind == "expire" else "rejected")
+    return _record(order, store, status, decision.reason, decided)
+
+
+def _record(order: OrderPlaced, store: OutcomeStore, status: str, reason: RejectReason | None,
+            decided: int) -> OrderOutcome:
+    details = {"decided_at_ms": str(decided), "reason": reason or ""}
+    try:
+        store.apply_fill(order.user_id, order.order_id, Decimal(0), order.symbol, 0, status=status, details=details)
+    except OutcomeAlreadyRecorded as exc:
+        return outcome_from_record(order, dict(exc.outcome))
+    except PortfolioNotFound:
+        return _record_nowhere(order, status, reason, decided)
+    return OrderOutcome(order_id=order.order_id, user_id=order.user_id, symbol=order.symbol, side=order.side,
+                        qty=order.qty, status=status, reason=reason, decided_at_ms=decided)  # type: ignore[arg-type]
+
+
+def _record_nowhere(order: OrderPlaced, status: str, reason: RejectReason | None, decided: int) -> OrderOutcome:
+    """A user without a portfolio: nothing to record against; the outcome is still emitted (rejected)."""
+    return OrderOutcome(order_id=order.order_id, user_id=order.user_id, symbol=order.symbol, side=order.side,
+                        qty=order.qty, status="rejected", reason=reason or "invalid", decided_at_ms=decided)
