@@ -26,7 +26,7 @@ async def main() -> None:
         finally:
             clients.discard(ws)
 
-    async with serve(handler, host, port, ping_interval=None):
+    async with serve(handler, host, port, ping_interval=None, compression=None):  # same as the service
         print("listening", flush=True)
         loop = asyncio.get_running_loop()
         reader = asyncio.StreamReader()

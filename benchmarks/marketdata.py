@@ -97,12 +97,13 @@ def fanout_tradesim(settings: Settings, clients: int, burst: int, rate: float, s
     cache = PriceCache(connect(settings.redis))
     url = settings.marketdata.client_ws_url
     results: dict[str, Any] = {}
-    for label, count, pace in (("max", burst, None), ("paced", int(rate * seconds), _paced(rate))):
+    for label, count, paced in (("max", burst, False), ("paced", int(rate * seconds), True)):
         s = unique_symbol("F")
         publish_all(settings, [tick(s, 1)])
         _wait(lambda s=s: _seq(cache, s) == 1, 30)
         proc = _clients(url, s, clients, count + 1, "tradesim")
-        publish_all(settings, _stamped(s, 2, count + 1, pace))
+        # the pacer starts its schedule now, when the clients are ready (not when the loop was set up)
+        publish_all(settings, _stamped(s, 2, count + 1, _paced(rate) if paced else None))
         results[label] = _result(proc)
     return results
 

@@ -245,8 +245,10 @@ async def run_server(settings: Settings, stop: asyncio.Event) -> None:
     listener = create_task(hub.listen(), name="redis-listener")
     beat = create_task(hub.heartbeat(), name="heartbeat")
     md = settings.marketdata
+    # compression=None: per-message deflate would compress every frame once per client (the fan-out's main
+    # cost) and keep a zlib context per connection, for ~250-byte JSON frames that barely compress.
     server: Server = await serve(hub.handle, md.host, md.ws_port, max_size=MAX_FRAME, ping_interval=20,
-                                 ping_timeout=20, max_queue=64)
+                                 ping_timeout=20, max_queue=64, compression=None)
     log.info("websocket server listening", extra={"url": md.client_ws_url})
     try:
         await stop.wait()
