@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from tradesim.cli import bench, jobs, market, scenarios, stack
+from tradesim.cli import accounts, bench, jobs, market, orders, scenarios, stack
 
 app = typer.Typer(
     name="tradesim",
@@ -15,6 +15,8 @@ app = typer.Typer(
 )
 stack.register(app)
 market.register(app)
+orders.register(app)
+app.add_typer(accounts.app, name="accounts")
 app.add_typer(bench.app, name="bench")
 app.add_typer(jobs.app, name="jobs")
 app.add_typer(scenarios.app, name="scenarios")

@@ -59,3 +59,58 @@ def _marketdata(ticks: int, symbols: int, clients: int, burst: int, rate: float,
               f"--burst {burst} --rate {rate:g} --seconds {seconds:g}")
     for line in lines:
         out.print("  " + line, markup=False)
+
+
+@app.command("bars")
+def bars(mode: Annotated[str, typer.Option("--mode", help="thread, process or both.")] = "both",
+         ticks: Annotated[int, typer.Option("--ticks", min=1000, help="Backlog size for throughput.")] = 60_000,
+         rate: Annotated[int, typer.Option("--rate", min=1, help="Live ticks/s for the latency phase.")] = 1_000,
+         ) -> None:
+    """Flink `bars` job: ticks/s and p99 tick→bar latency per execution mode, vs a pass-through job."""
+    _bars(mode, ticks, rate)
+
+
+@cli_errors
+def _bars(mode: str, ticks: int, rate: int) -> None:
+    from benchmarks import flink_bars
+    from tradesim.stack.errors import UserError
+
+    modes = {"both": ["thread", "process"], "thread": ["thread"], "process": ["process"]}.get(mode)
+    if modes is None:
+        raise UserError(f"unknown mode {mode!r}; use thread, process or both")
+    lines: list[str] = []
+    flink_bars.run(load_settings(), modes, ticks, rate, lines)
+    out.print(f"command: tradesim bench bars --mode {mode} --ticks {ticks} --rate {rate}")
+    for line in lines:
+        out.print("  " + line, markup=False)
+
+
+@app.command("orders")
+def orders(rates: Annotated[str, typer.Option("--rates", help="Comma-separated offered rates (orders/s).")]
+           = "100,250,500,1000",
+           seconds: Annotated[float, typer.Option("--seconds", min=1, help="Length of each phase.")] = 5.0,
+           concurrency: Annotated[int, typer.Option("--concurrency", min=1, help="Connections at saturation.")] = 32,
+           users: Annotated[int, typer.Option("--users", min=1, help="Bench accounts the orders rotate over.")] = 8,
+           ) -> None:
+    """Open-loop POST /orders at fixed rates (p50/p99), then saturation vs the same server's /healthz."""
+    _orders(rates, seconds, concurrency, users)
+
+
+@cli_errors
+def _orders(rates: str, seconds: float, concurrency: int, users: int) -> None:
+    from benchmarks import orders as bench_orders
+    from tradesim.stack.errors import UserError
+
+    try:
+        offered = [float(r) for r in rates.split(",") if r.strip()]
+    except ValueError:
+        raise UserError(f"--rates must be numbers separated by commas, got {rates!r}") from None
+    if not offered or min(offered) <= 0:
+        raise UserError(f"--rates must be positive, got {rates!r}")
+    settings = load_settings()
+    lines: list[str] = []
+    bench_orders.run(settings, offered, seconds, concurrency, users, lines)
+    out.print(f"command: tradesim bench orders --rates {rates} --seconds {seconds:g} --concurrency {concurrency} "
+              f"--users {users}")
+    for line in lines:
+        out.print("  " + line, markup=False)

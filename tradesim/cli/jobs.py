@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
+import sys
 import time
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated
@@ -97,18 +100,23 @@ def _ago(ms: int | None, now_ms: float) -> str:
 
 @app.command("list")
 def list_cmd(show_all: Annotated[bool, typer.Option("--all", help="Also finished, cancelled and failed jobs.")]
-             = False) -> None:
+             = False,
+             as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False) -> None:
     """Jobs on the cluster: name, id, state, start time, uptime, last completed checkpoint."""
-    _list(show_all)
+    _list(show_all, as_json)
 
 
 @cli_errors
-def _list(show_all: bool) -> None:
+def _list(show_all: bool, as_json: bool = False) -> None:
     from tradesim.jobs.catalog import name_of
 
     settings = load_settings()
     rest = _rest(settings)
     jobs = [j for j in rest.jobs() if show_all or j.active]
+    if as_json:
+        rows = [{**dataclasses.asdict(j), "name": name_of(j.name), "flink_name": j.name} for j in jobs]
+        sys.stdout.write(json.dumps(rows, indent=2) + "\n")
+        return
     now = time.time() * 1000
     table = Table(title=f"Flink jobs at {rest.url}")
     for col in ("name", "id", "state", "started", "uptime", "last checkpoint"):

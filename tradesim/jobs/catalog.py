@@ -27,6 +27,9 @@ JOBS: dict[str, JobSpec] = {
     spec.name: spec
     for spec in (
         JobSpec("bars", "tradesim.jobs.bars", "1 s and 1 min OHLCV bars: market_data → market_bars", True),
+        JobSpec("execution", "tradesim.jobs.execution",
+                "match orders against prices, settle on portfolios: trade_orders + market_data → trade_executed",
+                True),
         JobSpec("passthrough", "tradesim.jobs.passthrough",
                 "benchmark baseline: copy market_data to market_data_copy in Flink SQL", False),
     )
@@ -41,6 +44,9 @@ def job_args(spec: JobSpec, settings: Settings, overrides: dict[str, str] | None
     if spec.name == "bars":
         args |= {"source-topic": t.market_data, "bars-topic": t.market_bars, "dead-letter-topic": t.dead_letter,
                  "group-id": "tradesim-bars", "out-of-orderness-ms": str(f.out_of_orderness_ms)}
+    elif spec.name == "execution":
+        args |= {"orders-topic": t.trade_orders, "market-topic": t.market_data, "executed-topic": t.trade_executed,
+                 "dead-letter-topic": t.dead_letter, "group-id": "tradesim-execution"}
     elif spec.name == "passthrough":
         args |= {"source-topic": t.market_data, "sink-topic": t.market_data + "_copy",
                  "group-id": "tradesim-passthrough"}

@@ -17,13 +17,37 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Literal, Protocol
 
-from tradesim.domain.errors import InsufficientFunds, InsufficientShares, OutcomeAlreadyRecorded, PortfolioNotFound
-from tradesim.domain.events import OrderCancelRequested, OrderOutcome, OrderPlaced, RejectReason, Tick
+from tradesim.domain.errors import (
+    InsufficientFunds,
+    InsufficientShares,
+    InvalidRecord,
+    OutcomeAlreadyRecorded,
+    PortfolioNotFound,
+)
+from tradesim.domain.events import (
+    OrderCancelRequested,
+    OrderOutcome,
+    OrderPlaced,
+    RejectReason,
+    Tick,
+    decode_trade_order,
+)
 from tradesim.domain.fees import FeeModel
 from tradesim.domain.matching import Expire, Fill, Quote, Rest, SlippageModel, decide
 from tradesim.domain.portfolio import fill_change
 
 Kind = Literal["fill", "expire", "cancel", "reject"]
+JOB_NAME = "tradesim-execution"
+
+
+def classify_order(raw: str, source_topic: str) -> tuple[OrderPlaced | OrderCancelRequested | None, str | None]:
+    """(event, None) for a valid trade_orders record, (None, dead-letter JSON) for a malformed one; never raises."""
+    from tradesim.jobs.bars_logic import dead_letter
+
+    try:
+        return decode_trade_order(raw), None
+    except InvalidRecord as exc:
+        return None, dead_letter(raw, str(exc), source_topic, consumer=JOB_NAME)
 
 
 @dataclass(frozen=True)
@@ -86,6 +110,15 @@ class Book:
         assert isinstance(d, Rest)  # noqa: S101 - Decision is a closed union
         self.resting[order.order_id] = (order, d.triggered)
         return []
+
+
+def parse_tick_or_none(raw: str) -> Tick | None:
+    from tradesim.domain.events import decode
+
+    try:
+        return decode(Tick, raw)
+    except InvalidRecord:
+        return None
 
 
 class OutcomeStore(Protocol):

@@ -3,19 +3,22 @@
 from __future__ import annotations
 
 from tradesim.settings import Settings
+from tradesim.stack.api import ApiService
 from tradesim.stack.clickhouse import ClickHouse
 from tradesim.stack.component import Component
 from tradesim.stack.dynamodb import DynamoDB
 from tradesim.stack.errors import UserError
+from tradesim.stack.flink import Flink
 from tradesim.stack.kafka import Kafka
 from tradesim.stack.marketdata import MarketDataService
 from tradesim.stack.opensearch import OpenSearch
 from tradesim.stack.redis import Redis
 
 COMPONENT_TYPES: tuple[type[Component], ...] = (
-    Kafka, Redis, DynamoDB, OpenSearch, ClickHouse,
+    Kafka, Redis, DynamoDB, OpenSearch, ClickHouse, Flink,
     # services start after the servers they use
     MarketDataService,
+    ApiService,
 )
 NAMES: tuple[str, ...] = tuple(c.name for c in COMPONENT_TYPES)
 

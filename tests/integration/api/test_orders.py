@@ -1,0 +1,223 @@
+"""POST /orders end to end on the real stack: validation, Kafka ack before 202, idempotency, status, cancel."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from decimal import Decimal
+
+import httpx
+import pytest
+
+from tradesim.adapters.dynamodb.client import DynamoDB
+from tradesim.adapters.dynamodb.tables import ORDERS, table_name
+from tradesim.adapters.redis.prices import PriceCache
+from tradesim.domain.events import OrderCancelRequested, OrderPlaced
+from tradesim.settings import Settings
+from tradesim.testing.factories import tick, unique_symbol
+
+from .conftest import OrderLog, User, order
+
+pytestmark = pytest.mark.integration
+
+
+def _key() -> dict[str, str]:
+    return {"Idempotency-Key": f"k-{time.monotonic_ns()}"}
+
+
+def test_accepted_order_is_on_kafka_and_shows_as_accepted(http: httpx.Client, user: User, symbol: str,
+                                                          order_log: OrderLog) -> None:
+    body = order(symbol, qty=7, type="limit", limit_price="99.5", time_in_force="gtc", client_order_id="c-1")
+    answer = http.post("/orders", json=body, headers={**user.auth, **_key()})
+    assert answer.status_code == 202, answer.text
+    order_id = answer.json()["order_id"]
+    assert answer.json() == {"order_id": order_id, "status": "accepted"}
+    assert answer.headers["x-request-id"]
+    # acknowledged before the 202, so the event is already in the log
+    events = order_log.since(user.user_id)
+    assert len(events) == 1
+    event = events[0]
+    assert isinstance(event, OrderPlaced)
+    assert (event.order_id, event.symbol, event.side, event.qty, event.order_type, event.limit_price,
+            event.time_in_force, event.client_order_id) == (order_id, symbol, "buy", 7, "limit", Decimal("99.5"),
+                                                            "gtc", "c-1")
+    shown = http.get(f"/orders/{order_id}", headers=user.auth)
+    assert shown.status_code == 200
+    assert shown.json()["status"] == "accepted"
+    assert shown.json()["limit_price"] == "99.5"
+    listed = http.get("/orders", params={"status": "accepted", "symbol": symbol}, headers=user.auth).json()
+    assert [o["order_id"] for o in listed["orders"]] == [order_id]
+    assert http.get("/orders", params={"status": "executed"}, headers=user.auth).json() == {"orders": []}
+
+
+def test_same_key_same_body_returns_the_first_answer_and_one_event(http: httpx.Client, user: User, symbol: str,
+                                                                   order_log: OrderLog) -> None:
+    headers = {**user.auth, **_key()}
+    first = http.post("/orders", json=order(symbol), headers=headers)
+    # same body with other key order and spacing is the same request
+    again = http.post("/orders", content=f'{{ "qty": 10, "side": "buy", "symbol": "{symbol}" }}',
+                      headers={**headers, "content-type": "application/json"})
+    assert first.status_code == again.status_code == 202
+    assert again.json() == first.json()
+    assert again.headers.get("idempotent-replayed") == "true"
+    assert len(order_log.since(user.user_id)) == 1
+
+
+def test_same_key_different_body_is_409(http: httpx.Client, user: User, symbol: str, order_log: OrderLog) -> None:
+    headers = {**user.auth, **_key()}
+    assert http.post("/orders", json=order(symbol, qty=1), headers=headers).status_code == 202
+    clash = http.post("/orders", json=order(symbol, qty=2), headers=headers)
+    assert clash.status_code == 409
+    assert clash.json()["code"] == "idempotency_mismatch"
+    assert len(order_log.since(user.user_id)) == 1
+
+
+def test_100_concurrent_posts_with_one_key_make_exactly_one_event(settings: Settings, user: User, symbol: str,
+                                                                  order_log: OrderLog) -> None:
+    headers = {**user.auth, **_key()}
+
+    async def fire() -> list[httpx.Response]:
+        limits = httpx.Limits(max_connections=100)
+        async with httpx.AsyncClient(base_url=settings.api.client_url, timeout=30, limits=limits) as client:
+            return await asyncio.gather(*(client.post("/orders", json=order(symbol), headers=headers)
+                                          for _ in range(100)))
+
+    answers = asyncio.run(fire())
+    assert [a.status_code for a in answers] == [202] * 100, {a.status_code: a.text for a in answers}
+    assert len({a.json()["order_id"] for a in answers}) == 1
+    events = order_log.since(user.user_id)
+    assert len(events) == 1
+    assert events[0].order_id == answers[0].json()["order_id"]
+
+
+def test_malformed_json_is_400(http: httpx.Client, user: User) -> None:
+    answer = http.post("/orders", content=b'{"symbol": "ACME", "qty": ', headers={
+        **user.auth, "content-type": "application/json"})
+    assert answer.status_code == 400
+    assert answer.json()["code"] == "malformed_json"
+
+
+@pytest.mark.parametrize("headers", [{}, {"Authorization": "Bearer ts_not-a-real-key"}, {"Authorization": "Basic x"}])
+def test_missing_or_unknown_key_is_401(http: httpx.Client, symbol: str, headers: dict[str, str]) -> None:
+    answer = http.post("/orders", json=order(symbol), headers=headers)
+    assert answer.status_code == 401
+    assert answer.json()["code"] == "unauthorized"
+    assert http.get("/orders", headers=headers).status_code == 401
+
+
+def test_another_users_order_is_403_and_unknown_is_404(http: httpx.Client, new_user: Callable[..., User],
+                                                       symbol: str) -> None:
+    alice, bob = new_user(), new_user()
+    placed = http.post("/orders", json=order(symbol), headers=alice.auth).json()["order_id"]
+    for method in ("GET", "DELETE"):
+        theirs = http.request(method, f"/orders/{placed}", headers=bob.auth)
+        assert (theirs.status_code, theirs.json()["code"]) == (403, "forbidden")
+        unknown = http.request(method, "/orders/o_doesnotexist", headers=bob.auth)
+        assert (unknown.status_code, unknown.json()["code"]) == (404, "order_not_found")
+    assert http.get("/orders", headers=bob.auth).json() == {"orders": []}
+
+
+@pytest.mark.parametrize(("change", "code"), [
+    ({"qty": 0}, "invalid_request"),
+    ({"qty": 1.5}, "invalid_request"),
+    ({"qty": "3"}, "invalid_request"),
+    ({"type": "limit"}, "invalid_request"),
+    ({"type": "stop_limit", "stop_price": "99"}, "invalid_request"),
+    ({"type": "market", "limit_price": "99"}, "invalid_request"),
+    ({"type": "limit", "limit_price": 99.5}, "invalid_request"),
+    ({"type": "limit", "limit_price": "0"}, "invalid_request"),
+    ({"side": "hold"}, "invalid_request"),
+    ({"symbol": "lower"}, "invalid_request"),
+])
+def test_invalid_fields_are_422(http: httpx.Client, user: User, symbol: str, order_log: OrderLog,
+                                change: dict[str, object], code: str) -> None:
+    answer = http.post("/orders", json={**order(symbol), **change}, headers={**user.auth, **_key()})
+    assert answer.status_code == 422, answer.text
+    problem = answer.json()
+    assert problem["code"] == code
+    assert problem["errors"]
+    assert order_log.since(user.user_id) == []
+
+
+def test_unknown_symbol_is_422(http: httpx.Client, user: User) -> None:
+    answer = http.post("/orders", json=order(unique_symbol()), headers=user.auth)
+    assert (answer.status_code, answer.json()["code"]) == (422, "unknown_symbol")
+
+
+def test_stale_price_is_422(http: httpx.Client, user: User, cache: PriceCache, settings: Settings) -> None:
+    sym = unique_symbol()
+    old = tick(sym, 1)
+    an_hour_ago = int(time.time() * 1000) - 3_600_000
+    cache.apply([(old, old.model_dump_json().encode())], now_ms=an_hour_ago)
+    answer = http.post("/orders", json=order(sym), headers=user.auth)
+    assert (answer.status_code, answer.json()["code"]) == (422, "stale_price")
+
+
+def test_insufficient_funds_and_shares_are_422(http: httpx.Client, new_user: Callable[..., User], symbol: str,
+                                               order_log: OrderLog) -> None:
+    poor = new_user(cash="1000")
+    # 9 × ask 100.02 × 1.02 buffer = 918.18 + fee 1.00 fits; 10 shares (1021.20) do not
+    assert http.post("/orders", json=order(symbol, qty=9), headers=poor.auth).status_code == 202
+    broke = http.post("/orders", json=order(symbol, qty=10), headers=poor.auth)
+    assert (broke.status_code, broke.json()["code"]) == (422, "insufficient_funds")
+    # a limit buy is budgeted at its limit price
+    assert http.post("/orders", json=order(symbol, qty=10, type="limit", limit_price="90"),
+                     headers=poor.auth).status_code == 202
+    short = http.post("/orders", json=order(symbol, side="sell", qty=1), headers=poor.auth)
+    assert (short.status_code, short.json()["code"]) == (422, "insufficient_shares")
+    assert len(order_log.since(poor.user_id)) == 2
+
+
+def test_rate_limit_is_429_with_retry_after(http: httpx.Client, new_user: Callable[..., User]) -> None:
+    slow = new_user(rate_limit=3)
+    answers = [http.get("/accounts/me", headers=slow.auth) for _ in range(12)]
+    limited = [a for a in answers if a.status_code == 429]
+    assert limited, [a.status_code for a in answers]
+    assert all(a.status_code in (200, 429) for a in answers)
+    assert sum(a.status_code == 200 for a in answers) <= 6  # at most two 1-second windows
+    assert limited[0].json()["code"] == "rate_limited"
+    assert int(limited[0].headers["retry-after"]) >= 1
+
+
+def test_cancel_publishes_a_cancel_with_the_symbol(http: httpx.Client, user: User, symbol: str,
+                                                   order_log: OrderLog, settings: Settings) -> None:
+    placed = http.post("/orders", json=order(symbol, type="limit", limit_price="50"), headers=user.auth)
+    order_id = placed.json()["order_id"]
+    cancel = http.delete(f"/orders/{order_id}", headers=user.auth)
+    assert cancel.status_code == 202
+    assert cancel.json() == {"order_id": order_id, "status": "cancel_requested"}
+    events = order_log.since(user.user_id)
+    assert [type(e) for e in events] == [OrderPlaced, OrderCancelRequested]
+    assert events[1].order_id == order_id
+    assert events[1].symbol == symbol  # type: ignore[union-attr]
+    # once the execution job recorded a terminal status, there is nothing left to cancel
+    db = DynamoDB(settings.dynamodb)
+    db.client.update_item(TableName=table_name(settings.dynamodb, ORDERS), Key={"order_id": {"S": order_id}},
+                          UpdateExpression="SET #s = :s", ExpressionAttributeNames={"#s": "status"},
+                          ExpressionAttributeValues={":s": {"S": "executed"}})
+    db.close()
+    assert http.get(f"/orders/{order_id}", headers=user.auth).json()["status"] == "executed"
+    late = http.delete(f"/orders/{order_id}", headers=user.auth)
+    assert (late.status_code, late.json()["code"]) == (409, "order_not_open")
+    assert len(order_log.since(user.user_id)) == 2
+
+
+def test_health_ready_metrics_and_openapi(http: httpx.Client, user: User, symbol: str) -> None:
+    assert http.get("/healthz").json() == {"status": "ok"}
+    ready = http.get("/readyz")
+    assert ready.status_code == 200
+    assert ready.json() == {"status": "ready", "checks": {"kafka": "ok", "redis": "ok", "dynamodb": "ok"}}
+    http.post("/orders", json=order(symbol), headers=user.auth)
+    text = http.get("/metrics").text
+    for name in ('tradesim_api_requests_total{method="POST",route="/orders",status="202"}',
+                 "tradesim_api_request_seconds_bucket",
+                 'tradesim_api_kafka_publish_seconds_count{event="order_placed"}',
+                 'tradesim_api_store_seconds_count{op="price",store="redis"}',
+                 'tradesim_api_store_seconds_count{op="portfolio_get",store="dynamodb"}'):
+        assert name in text, name
+    spec = http.get("/openapi.json").json()
+    assert set(spec["paths"]) >= {"/orders", "/orders/{order_id}", "/accounts", "/accounts/me",
+                                  "/accounts/{user_id}/reset", "/healthz", "/readyz"}
+    given = http.get("/healthz", headers={"X-Request-ID": "trace-123"})
+    assert given.headers["x-request-id"] == "trace-123"

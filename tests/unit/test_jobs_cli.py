@@ -1,0 +1,62 @@
+"""`tradesim jobs`: user mistakes exit 2 with one readable line; no cluster needed for these."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from tradesim.cli.app import app
+from tradesim.jobs.catalog import JOBS, job_args, name_of
+from tradesim.settings import load_settings
+
+runner = CliRunner()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(autouse=True)
+def _isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("TRADESIM_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("TRADESIM_FLINK__REST_PORT", str(_free_port()))  # nothing listens there
+
+
+def _one_line(output: str) -> str:
+    lines = [ln for ln in output.strip().splitlines() if ln.strip()]
+    assert len(lines) == 1, output
+    assert "Traceback" not in output
+    return lines[0]
+
+
+def test_unknown_job_name_exits_2() -> None:
+    result = runner.invoke(app, ["jobs", "submit", "nosuchjob"])
+    assert result.exit_code == 2
+    line = _one_line(result.output)
+    assert "unknown job 'nosuchjob'" in line
+    assert "bars" in line  # names the known jobs
+
+
+@pytest.mark.parametrize("argv", [["jobs", "submit", "bars"], ["jobs", "list"], ["jobs", "cancel", "bars"]])
+def test_no_cluster_exits_2(argv: list[str]) -> None:
+    result = runner.invoke(app, argv)
+    assert result.exit_code == 2
+    assert "no Flink cluster is up" in _one_line(result.output)
+
+
+def test_bars_args_come_from_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TRADESIM_KAFKA__PORT", "19999")
+    monkeypatch.setenv("TRADESIM_TOPICS__MARKET_BARS", "bars_x")
+    args = job_args(JOBS["bars"], load_settings(), {"group-id": "g2"})
+    pairs = dict(zip(args[::2], args[1::2], strict=True))
+    assert pairs["--bootstrap"] == "127.0.0.1:19999"
+    assert pairs["--bars-topic"] == "bars_x"
+    assert pairs["--group-id"] == "g2"
+    assert pairs["--job-name"] == "tradesim-bars"
+    assert name_of("tradesim-bars") == "bars"

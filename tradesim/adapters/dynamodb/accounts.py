@@ -1,0 +1,133 @@
+"""Accounts: one item per user holding the hash of its API key (never the key), found by the `by_key_hash` GSI.
+
+Also resets a user's portfolio item with an optimistic-concurrency write on its `version`, because the execution
+job changes the same item.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
+from botocore.exceptions import BotoCoreError, ClientError
+
+from tradesim.adapters.dynamodb.client import DynamoDB
+from tradesim.adapters.dynamodb.errors import is_condition_failed, translate
+from tradesim.adapters.dynamodb.tables import ACCOUNTS, PORTFOLIOS, table_name
+from tradesim.domain.errors import DomainError, PortfolioNotFound, VersionConflict
+
+_to_dynamo = TypeSerializer().serialize
+_from_dynamo = TypeDeserializer().deserialize
+
+
+class AccountExists(DomainError):
+    """An account with that user id was already created."""
+
+
+@dataclass(frozen=True)
+class Account:
+    user_id: str
+    api_key_hash: str
+    starting_cash: Decimal
+    created_at_ms: int
+    #: requests/s this account's key may make; None: the API's default
+    rate_limit_per_s: int | None = None
+
+
+def _account(item: dict[str, Any]) -> Account:
+    data = {k: _from_dynamo(v) for k, v in item.items()}
+    limit = data.get("rate_limit_per_s")
+    return Account(user_id=data["user_id"], api_key_hash=data["api_key_hash"], starting_cash=data["starting_cash"],
+                   created_at_ms=int(data["created_at_ms"]), rate_limit_per_s=None if limit is None else int(limit))
+
+
+class AccountStore:
+    """Thread-safe (one shared low-level client)."""
+
+    def __init__(self, db: DynamoDB) -> None:
+        self.db = db
+        self.table = table_name(db.settings, ACCOUNTS)
+        self.portfolios = table_name(db.settings, PORTFOLIOS)
+
+    def create(self, account: Account) -> None:
+        """Raises AccountExists, Unavailable."""
+        item: dict[str, Any] = {"user_id": account.user_id, "api_key_hash": account.api_key_hash,
+                                "starting_cash": account.starting_cash, "created_at_ms": account.created_at_ms}
+        if account.rate_limit_per_s is not None:
+            item["rate_limit_per_s"] = account.rate_limit_per_s
+        try:
+            self.db.client.put_item(TableName=self.table, Item={k: _to_dynamo(v) for k, v in item.items()},
+                                    ConditionExpression="attribute_not_exists(user_id)")
+        except (BotoCoreError, ClientError) as exc:
+            raise translate(exc, f"create account {account.user_id!r}", AccountExists(account.user_id)) from None
+
+    def get(self, user_id: str) -> Account | None:
+        """Raises Unavailable."""
+        try:
+            answer = self.db.client.get_item(TableName=self.table, Key={"user_id": {"S": user_id}},
+                                             ConsistentRead=True)
+        except (BotoCoreError, ClientError) as exc:
+            raise translate(exc, f"get account {user_id!r}") from None
+        item = answer.get("Item")
+        return _account(item) if item else None
+
+    def by_key_hash(self, api_key_hash: str) -> Account | None:
+        """The account whose key hashes to api_key_hash, or None. Raises Unavailable."""
+        try:
+            answer = self.db.client.query(
+                TableName=self.table, IndexName="by_key_hash", KeyConditionExpression="api_key_hash = :h",
+                ExpressionAttributeValues={":h": {"S": api_key_hash}}, Limit=1)
+        except (BotoCoreError, ClientError) as exc:
+            raise translate(exc, "look up an API key") from None
+        items = answer.get("Items", [])
+        return _account(items[0]) if items else None
+
+    def list(self) -> list[Account]:
+        """Every account (a Scan: an admin listing, not a hot path). Raises Unavailable."""
+        accounts: list[Account] = []
+        request: dict[str, Any] = {"TableName": self.table}
+        try:
+            while True:
+                answer = self.db.client.scan(**request)
+                accounts += [_account(i) for i in answer.get("Items", [])]
+                if "LastEvaluatedKey" not in answer:
+                    break
+                request["ExclusiveStartKey"] = answer["LastEvaluatedKey"]
+        except (BotoCoreError, ClientError) as exc:
+            raise translate(exc, "list accounts") from None
+        return sorted(accounts, key=lambda a: a.user_id)
+
+    def reset_portfolio(self, user_id: str, cash: Decimal, attempts: int = 5) -> int:
+        """Back to `cash` and no positions; returns the new version.
+
+        Recorded outcomes stay, so a replayed old order still finds its first outcome and is not applied again.
+        The write is conditional on the version just read (the execution job writes the same item); raises
+        PortfolioNotFound, VersionConflict (after `attempts` lost races), Unavailable.
+        """
+        what = f"reset portfolio {user_id!r}"
+        for _ in range(attempts):
+            try:
+                answer = self.db.client.get_item(TableName=self.portfolios, Key={"user_id": {"S": user_id}},
+                                                 ConsistentRead=True, ProjectionExpression="version")
+            except (BotoCoreError, ClientError) as exc:
+                raise translate(exc, what) from None
+            if "Item" not in answer:
+                raise PortfolioNotFound(user_id)
+            version = int(_from_dynamo(answer["Item"].get("version", {"N": "0"})))
+            try:
+                self.db.client.update_item(
+                    TableName=self.portfolios, Key={"user_id": {"S": user_id}},
+                    UpdateExpression="SET cash = :cash, positions = :empty, version = :next",
+                    ConditionExpression="version = :v",
+                    ExpressionAttributeValues={":cash": _to_dynamo(cash), ":empty": {"M": {}},
+                                               ":v": {"N": str(version)}, ":next": {"N": str(version + 1)}})
+            except ClientError as exc:
+                if is_condition_failed(exc):
+                    continue  # the execution job wrote in between: read again
+                raise translate(exc, what) from None
+            except BotoCoreError as exc:
+                raise translate(exc, what) from None
+            return version + 1
+        raise VersionConflict(f"{what}: the portfolio kept changing; retry")

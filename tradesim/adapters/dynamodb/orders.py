@@ -1,0 +1,151 @@
+"""The `Orders` table: one item per order, status `accepted` until the execution job records the outcome.
+
+The API writes the item after Kafka acknowledged the `OrderPlaced` event, with a condition that it does not
+exist yet, so it never overwrites a later status the execution job wrote first.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
+from botocore.exceptions import BotoCoreError, ClientError
+
+from tradesim.adapters.dynamodb.client import DynamoDB
+from tradesim.adapters.dynamodb.errors import is_condition_failed, translate
+from tradesim.adapters.dynamodb.tables import ORDERS, table_name
+from tradesim.domain.events import OrderOutcome, OrderPlaced
+
+_to_dynamo = TypeSerializer().serialize
+_from_dynamo = TypeDeserializer().deserialize
+ACCEPTED = "accepted"
+
+
+def order_item(order: OrderPlaced) -> dict[str, Any]:
+    """The item as the API records it (decimals as strings, like on the wire)."""
+    item: dict[str, Any] = {
+        "order_id": order.order_id, "user_id": order.user_id, "placed_at_ms": order.placed_at_ms,
+        "symbol": order.symbol, "side": order.side, "qty": order.qty, "order_type": order.order_type,
+        "time_in_force": order.time_in_force, "status": ACCEPTED,
+    }
+    if order.limit_price is not None:
+        item["limit_price"] = str(order.limit_price)
+    if order.stop_price is not None:
+        item["stop_price"] = str(order.stop_price)
+    if order.client_order_id is not None:
+        item["client_order_id"] = order.client_order_id
+    return item
+
+
+def _plain(item: dict[str, Any]) -> dict[str, Any]:
+    out = {k: _from_dynamo(v) for k, v in item.items()}
+    for k, v in list(out.items()):
+        if k in ("qty", "placed_at_ms", "decided_at_ms", "position_after") and v is not None:
+            out[k] = int(v)
+    return out
+
+
+class OrderStore:
+    """Thread-safe (one shared low-level client)."""
+
+    def __init__(self, db: DynamoDB) -> None:
+        self.db = db
+        self.table = table_name(db.settings, ORDERS)
+
+    def record_accepted(self, order: OrderPlaced) -> bool:
+        """Write the accepted order unless an item exists already; returns False if it did. Raises Unavailable."""
+        try:
+            self.db.client.put_item(TableName=self.table,
+                                    Item={k: _to_dynamo(v) for k, v in order_item(order).items()},
+                                    ConditionExpression="attribute_not_exists(order_id)")
+        except ClientError as exc:
+            if is_condition_failed(exc):
+                return False
+            raise translate(exc, f"record order {order.order_id!r}") from None
+        except BotoCoreError as exc:
+            raise translate(exc, f"record order {order.order_id!r}") from None
+        return True
+
+    def get(self, order_id: str) -> dict[str, Any] | None:
+        """The order as stored, or None. Raises Unavailable."""
+        try:
+            answer = self.db.client.get_item(TableName=self.table, Key={"order_id": {"S": order_id}},
+                                             ConsistentRead=True)
+        except (BotoCoreError, ClientError) as exc:
+            raise translate(exc, f"get order {order_id!r}") from None
+        item = answer.get("Item")
+        return _plain(item) if item else None
+
+    def by_user(self, user_id: str, *, status: str | None = None, symbol: str | None = None,
+                limit: int = 100) -> list[dict[str, Any]]:
+        """A user's orders, newest first, filtered; at most `limit`. Raises Unavailable."""
+        request: dict[str, Any] = {
+            "TableName": self.table, "IndexName": "by_user", "KeyConditionExpression": "user_id = :u",
+            "ExpressionAttributeValues": {":u": {"S": user_id}}, "ScanIndexForward": False,
+        }
+        filters = []
+        if status is not None:
+            filters.append("#st = :st")
+            request.setdefault("ExpressionAttributeNames", {})["#st"] = "status"
+            request["ExpressionAttributeValues"][":st"] = {"S": status}
+        if symbol is not None:
+            filters.append("symbol = :sym")
+            request["ExpressionAttributeValues"][":sym"] = {"S": symbol}
+        if filters:
+            request["FilterExpression"] = " AND ".join(filters)
+        found: list[dict[str, Any]] = []
+        try:
+            while len(found) < limit:
+                answer = self.db.client.query(**request)
+                found += [_plain(i) for i in answer.get("Items", [])]
+                if "LastEvaluatedKey" not in answer:
+                    break
+                request["ExclusiveStartKey"] = answer["LastEvaluatedKey"]
+        except (BotoCoreError, ClientError) as exc:
+            raise translate(exc, f"list orders of {user_id!r}") from None
+        return found[:limit]
+
+    def record_outcome(self, order: OrderPlaced, outcome: OrderOutcome) -> bool:
+        """Set the terminal status from the recorded outcome; idempotent. False if another terminal status is
+        already there (cannot happen while outcomes come from the portfolio's first-writer-wins record).
+
+        Creates the item if the API's `accepted` write has not landed (or failed), so the order stays listable.
+        Raises Unavailable.
+        """
+        base = order_item(order)
+        base.pop("status")
+        fields: dict[str, Any] = {"status": outcome.status, "decided_at_ms": outcome.decided_at_ms}
+        if outcome.reason is not None:
+            fields["reason"] = outcome.reason
+        if outcome.fill_price is not None:
+            fields["fill_price"] = str(outcome.fill_price)
+        if outcome.fee is not None:
+            fields["fee"] = str(outcome.fee)
+        names: dict[str, str] = {}
+        values: dict[str, Any] = {":accepted": ACCEPTED}
+        sets = []
+        for i, (k, v) in enumerate(base.items()):
+            if k == "order_id":
+                continue
+            names[f"#b{i}"], values[f":b{i}"] = k, v
+            sets.append(f"#b{i} = if_not_exists(#b{i}, :b{i})")
+        for i, (k, v) in enumerate(fields.items()):
+            names[f"#f{i}"], values[f":f{i}"] = k, v
+            sets.append(f"#f{i} = :f{i}")
+        status_name = next(n for n, k in names.items() if k == "status")
+        try:
+            self.db.client.update_item(
+                TableName=self.table, Key={"order_id": {"S": order.order_id}},
+                UpdateExpression="SET " + ", ".join(sets),
+                ConditionExpression=f"attribute_not_exists({status_name}) OR {status_name} = :accepted "
+                                    f"OR {status_name} = :f0",
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues={k: _to_dynamo(v) for k, v in values.items()},
+            )
+        except ClientError as exc:
+            if is_condition_failed(exc):
+                return False
+            raise translate(exc, f"record outcome of order {order.order_id!r}") from None
+        except BotoCoreError as exc:
+            raise translate(exc, f"record outcome of order {order.order_id!r}") from None
+        return True

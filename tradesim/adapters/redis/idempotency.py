@@ -1,0 +1,77 @@
+"""Idempotency-Key records in Redis: an atomic claim (SET NX) holding the request's hash, then the first answer.
+
+States of `idem:{user}:{sha256(key)}`: absent → {"state": "pending", "hash"} (claimed, short TTL so a crashed
+claimer frees it) → {"state": "done", "hash", "status", "body"} (kept for the idempotency TTL). A claimer that
+fails without an answer to keep releases the claim (only if it still holds it), so the key can be retried.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import redis.asyncio as aredis
+
+# Delete only if the stored record is still our pending claim (compare-and-delete).
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+
+@dataclass(frozen=True)
+class Record:
+    state: str  # "pending" | "done"
+    request_hash: str
+    status: int = 0
+    body: Any = None
+
+
+def record_key(user_id: str, idempotency_key: str) -> str:
+    return f"idem:{user_id}:{hashlib.sha256(idempotency_key.encode()).hexdigest()}"
+
+
+def _decode(raw: str | None) -> Record | None:
+    if raw is None:
+        return None
+    doc = json.loads(raw)
+    return Record(state=doc["state"], request_hash=doc["hash"], status=int(doc.get("status", 0)),
+                  body=doc.get("body"))
+
+
+class IdempotencyStore:
+    def __init__(self, client: aredis.Redis, *, pending_ttl_s: int = 60, done_ttl_s: int = 86_400) -> None:
+        self._r = client
+        self._pending_ttl_ms = pending_ttl_s * 1000
+        self._done_ttl_s = done_ttl_s
+        self._release = client.register_script(_RELEASE)
+
+    @staticmethod
+    def _pending(request_hash: str) -> str:
+        return json.dumps({"state": "pending", "hash": request_hash})
+
+    async def claim(self, key: str, request_hash: str) -> Record | None:
+        """Claim the key; None if we hold it now, else the record someone else holds. Raises redis.RedisError."""
+        pipe = self._r.pipeline(transaction=False)
+        pipe.set(key, self._pending(request_hash), nx=True, px=self._pending_ttl_ms)
+        pipe.get(key)
+        won, raw = await pipe.execute()
+        if won:
+            return None
+        record = _decode(raw)
+        # the holder released it between SET and GET: report it as pending; the caller polls and claims again
+        return record or Record(state="pending", request_hash=request_hash)
+
+    async def get(self, key: str) -> Record | None:
+        return _decode(await self._r.get(key))
+
+    async def finish(self, key: str, request_hash: str, status: int, body: Any) -> None:
+        """Keep the first answer for the TTL."""
+        doc = {"state": "done", "hash": request_hash, "status": status, "body": body}
+        await self._r.set(key, json.dumps(doc), ex=self._done_ttl_s)
+
+    async def release(self, key: str, request_hash: str) -> None:
+        """Give the claim up (no answer to keep), unless it is no longer ours."""
+        await self._release(keys=[key], args=[self._pending(request_hash)])

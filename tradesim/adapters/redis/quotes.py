@@ -1,0 +1,22 @@
+"""Async read side of the price cache (the order API's price check); written by `prices.PriceCache`."""
+
+from __future__ import annotations
+
+import redis.asyncio as aredis
+
+from tradesim.adapters.redis.prices import price_key
+from tradesim.domain.events import Tick
+
+
+async def latest(client: aredis.Redis, symbol: str) -> tuple[Tick, int] | None:
+    """The cached tick and the wall time (ms) it was written, or None. Raises redis.RedisError."""
+    raw = await client.hmget(price_key(symbol), ["tick", "updated_ms"])
+    if raw[0] is None:
+        return None
+    return Tick.model_validate_json(raw[0]), int(raw[1] or 0)
+
+
+def connect_async(url: str, timeout_s: float) -> aredis.Redis:
+    """A lazy asyncio client (connection pool); no I/O until the first command."""
+    return aredis.Redis.from_url(url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s,
+                                 decode_responses=True)

@@ -1,0 +1,132 @@
+"""`tradesim accounts ...`: create (stores the key), list, reset, use, show."""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal, InvalidOperation
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from tradesim.cli.errors import cli_errors
+from tradesim.settings import load_settings
+from tradesim.stack.errors import UserError
+
+app = typer.Typer(help="Accounts of the order API (admin key read from the stack folder).", no_args_is_help=True)
+out = Console(highlight=False, soft_wrap=True)
+
+
+@app.command("create")
+def create(name: Annotated[str, typer.Argument(help="user id: lowercase letters, digits, _.-")],
+           cash: Annotated[str, typer.Option("--cash", help="Starting cash.")] = "100000",
+           rate_limit: Annotated[int | None, typer.Option("--rate-limit", help="Requests/s of this key.")] = None,
+           activate: Annotated[bool, typer.Option("--activate/--no-activate",
+                                                  help="Make it the active user of the CLI.")] = True) -> None:
+    """Create a user with starting cash; its API key is kept in the credentials file (0600)."""
+    _create(name, cash, rate_limit, activate)
+
+
+@cli_errors
+def _create(name: str, cash: str, rate_limit: int | None, activate: bool) -> None:
+    from tradesim.cli.apiclient import admin_key, call, load_credentials, save_credentials
+
+    try:
+        if Decimal(cash) < 0:
+            raise InvalidOperation
+    except InvalidOperation:
+        raise UserError(f"--cash must be a non-negative decimal, got {cash!r}") from None
+    settings = load_settings()
+    body: dict[str, object] = {"name": name, "cash": cash}
+    if rate_limit is not None:
+        body["rate_limit_per_s"] = rate_limit
+    created = call(settings, "POST", "/accounts", admin_key(settings), json_body=body)
+    data = load_credentials(settings)
+    data["users"][name] = {"user_id": created["user_id"], "api_key": created["api_key"]}
+    if activate or not data.get("active"):
+        data["active"] = name
+    path = save_credentials(settings, data)
+    out.print(f"created {created['user_id']} with {created['starting_cash']} cash; key saved to {path}"
+              + (" (active)" if data["active"] == name else ""))
+
+
+@app.command("list")
+def list_(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
+    """Every account with its cash and positions (admin)."""
+    _list(as_json)
+
+
+@cli_errors
+def _list(as_json: bool) -> None:
+    from tradesim.cli.apiclient import admin_key, call, load_credentials
+
+    settings = load_settings()
+    answer = call(settings, "GET", "/accounts", admin_key(settings))
+    if as_json:
+        out.print(json.dumps(answer), markup=False)
+        return
+    active = load_credentials(settings).get("active")
+    table = Table(title="accounts")
+    for col in ("user", "starting cash", "cash", "positions"):
+        table.add_column(col)
+    for a in answer["accounts"]:
+        mark = " *" if a["user_id"] == active else ""
+        positions = ", ".join(f"{s} {q}" for s, q in sorted(a["positions"].items())) or "-"
+        table.add_row(a["user_id"] + mark, a["starting_cash"], a["cash"] or "-", positions)
+    out.print(table)
+
+
+@app.command("reset")
+def reset(name: Annotated[str | None, typer.Argument(help="User; default: the active one.")] = None) -> None:
+    """Back to the starting cash with no positions (admin)."""
+    _reset(name)
+
+
+@cli_errors
+def _reset(name: str | None) -> None:
+    from tradesim.cli.apiclient import active_key, admin_key, call
+
+    settings = load_settings()
+    user = name or active_key(settings)[0]
+    answer = call(settings, "POST", f"/accounts/{user}/reset", admin_key(settings))
+    out.print(f"reset {answer['user_id']} to {answer['cash']} cash, no positions")
+
+
+@app.command("use")
+def use(name: Annotated[str, typer.Argument(help="A user created from this machine.")]) -> None:
+    """Make a stored user the active one."""
+    _use(name)
+
+
+@cli_errors
+def _use(name: str) -> None:
+    from tradesim.cli.apiclient import load_credentials, save_credentials
+
+    settings = load_settings()
+    data = load_credentials(settings)
+    if name not in data["users"]:
+        raise UserError(f"no stored key for {name!r}; known: {', '.join(sorted(data['users'])) or 'none'}")
+    data["active"] = name
+    save_credentials(settings, data)
+    out.print(f"active user: {name}")
+
+
+@app.command("show")
+def show(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
+    """The active user's cash and positions."""
+    _show(as_json)
+
+
+@cli_errors
+def _show(as_json: bool) -> None:
+    from tradesim.cli.apiclient import active_key, call
+
+    settings = load_settings()
+    answer = call(settings, "GET", "/accounts/me", active_key(settings)[1])
+    if as_json:
+        out.print(json.dumps(answer), markup=False)
+        return
+    positions = ", ".join(f"{s} {q}" for s, q in sorted(answer["positions"].items())) or "none"
+    out.print(f"{answer['user_id']}: cash {answer['cash']} (started with {answer['starting_cash']}); "
+              f"positions: {positions}")

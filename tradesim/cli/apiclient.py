@@ -1,0 +1,92 @@
+"""The CLI's HTTP side: the stored user key (credentials file, 0600) and calls that turn problems into errors.
+
+Credentials live in `api.credentials_file` (default `<platformdirs user_config_dir>/tradesim/credentials.json`):
+`{"active": NAME, "users": {NAME: {"user_id", "api_key"}}}`. API 4xx answers become UserError (exit 2) carrying
+the problem's message; 5xx answers and an unreachable API become StackError (exit 1).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import httpx
+import platformdirs
+
+from tradesim.settings import Settings
+from tradesim.stack.errors import StackError, UserError
+
+
+def credentials_path(settings: Settings) -> Path:
+    return settings.api.credentials_file or Path(platformdirs.user_config_dir("tradesim")) / "credentials.json"
+
+
+def load_credentials(settings: Settings) -> dict[str, Any]:
+    path = credentials_path(settings)
+    if not path.exists():
+        return {"active": None, "users": {}}
+    try:
+        data: dict[str, Any] = json.loads(path.read_text())
+    except ValueError as exc:
+        raise UserError(f"{path} is not valid JSON ({exc}); delete it and create the account again") from None
+    data.setdefault("users", {})
+    data.setdefault("active", None)
+    return data
+
+
+def save_credentials(settings: Settings, data: dict[str, Any]) -> Path:
+    """Write atomically with mode 0600 (the file holds API keys)."""
+    path = credentials_path(settings)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        json.dump(data, f, indent=2)
+    os.chmod(tmp, 0o600)
+    tmp.replace(path)
+    return path
+
+
+def active_key(settings: Settings) -> tuple[str, str]:
+    """(user_id, api_key) of the active user; raises UserError if there is none."""
+    data = load_credentials(settings)
+    name = data.get("active")
+    user = data["users"].get(name) if name else None
+    if not user:
+        raise UserError("no active account: run `tradesim accounts create NAME --cash 100000` first")
+    return user["user_id"], user["api_key"]
+
+
+def admin_key(settings: Settings) -> str:
+    from tradesim.services.api.admin_key import admin_key_path, load_admin_key
+
+    key = load_admin_key(settings, create=False)
+    if not key:
+        raise UserError(f"no admin key at {admin_key_path(settings)}: start the API (`tradesim up`) or set "
+                        "TRADESIM_API__ADMIN_KEY")
+    return key
+
+
+def call(settings: Settings, method: str, path: str, key: str, *, json_body: Any = None,
+         params: dict[str, Any] | None = None, headers: dict[str, str] | None = None,
+         timeout_s: float = 15.0) -> Any:
+    """One request; returns the decoded JSON answer. Raises UserError (4xx) or StackError (5xx, unreachable)."""
+    url = settings.api.client_url + path
+    try:
+        answer = httpx.request(method, url, json=json_body, params=params, timeout=timeout_s,
+                               headers={"Authorization": f"Bearer {key}", **(headers or {})})
+    except httpx.HTTPError as exc:
+        raise StackError(f"the API is not reachable at {settings.api.client_url}: {exc} (is `tradesim up` "
+                         "running?)") from None
+    if answer.status_code < 400:
+        return answer.json()
+    try:
+        problem = answer.json()
+        message = f"{problem['message']} ({problem['code']})"
+    except (ValueError, KeyError, TypeError):
+        message = answer.text.strip() or answer.reason_phrase
+    if answer.status_code >= 500:
+        raise StackError(f"API error {answer.status_code}: {message}")
+    raise UserError(message)

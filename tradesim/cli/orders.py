@@ -1,0 +1,168 @@
+"""`tradesim order buy|sell|cancel|show` and `tradesim orders`: trade as the active user over the order API."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+import uuid
+from decimal import Decimal, InvalidOperation
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from tradesim.cli.errors import cli_errors
+from tradesim.settings import load_settings
+from tradesim.stack.errors import UserError
+
+app = typer.Typer(help="Place, show and cancel orders as the active user.", no_args_is_help=True)
+out = Console(highlight=False, soft_wrap=True)
+_SYMBOL = re.compile(r"^[A-Z][A-Z0-9.\-]{0,15}$")
+_TIFS = ("day", "gtc", "ioc")
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print the API's JSON answer.")]
+
+
+def order_body(side: str, symbol: str, qty: str, limit: str | None, stop: str | None, tif: str) -> dict[str, Any]:
+    """The POST /orders body for the CLI's arguments; raises UserError naming the bad one."""
+    sym = symbol.upper()
+    if not _SYMBOL.match(sym):
+        raise UserError(f"invalid symbol {symbol!r}")
+    if not qty.isdigit() or int(qty) <= 0:
+        raise UserError(f"QTY must be a positive whole number of shares, got {qty!r}")
+    if tif not in _TIFS:
+        raise UserError(f"--tif must be one of {', '.join(_TIFS)}, got {tif!r}")
+    body: dict[str, Any] = {"symbol": sym, "side": side, "qty": int(qty), "time_in_force": tif}
+    for name, value in (("limit_price", limit), ("stop_price", stop)):
+        if value is None:
+            continue
+        try:
+            price = Decimal(value)
+        except InvalidOperation:
+            price = Decimal(-1)
+        if not price.is_finite() or price <= 0:
+            raise UserError(f"--{name.split('_')[0]} must be a positive price, got {value!r}")
+        body[name] = str(price)
+    body["type"] = {(True, True): "stop_limit", (True, False): "limit", (False, True): "stop"}.get(
+        (limit is not None, stop is not None), "market")
+    return body
+
+
+def _place(side: str, symbol: str, qty: str, limit: str | None, stop: str | None, tif: str, as_json: bool,
+           idempotency_key: str | None) -> None:
+    from tradesim.cli.apiclient import active_key, call
+
+    body = order_body(side, symbol, qty, limit, stop, tif)
+    settings = load_settings()
+    answer = call(settings, "POST", "/orders", active_key(settings)[1], json_body=body,
+                  headers={"Idempotency-Key": idempotency_key or uuid.uuid4().hex})
+    if as_json:
+        out.print(json.dumps(answer), markup=False)
+        return
+    price = {"limit": f" limit {body.get('limit_price')}", "stop": f" stop {body.get('stop_price')}",
+             "stop_limit": f" stop {body.get('stop_price')} limit {body.get('limit_price')}"}.get(body["type"], "")
+    out.print(f"{answer['status']}: {side} {body['qty']} {body['symbol']} {body['type']}{price} "
+              f"({body['time_in_force']}) — order {answer['order_id']}", markup=False)
+
+
+Limit = Annotated[str | None, typer.Option("--limit", help="Limit price (limit / stop-limit order).")]
+Stop = Annotated[str | None, typer.Option("--stop", help="Stop price (stop / stop-limit order).")]
+Tif = Annotated[str, typer.Option("--tif", help="Time in force: day, gtc or ioc.")]
+IdemKey = Annotated[str | None, typer.Option("--idempotency-key", help="Reuse to retry safely; default: new.")]
+
+
+@app.command("buy")
+def buy(symbol: str, qty: str, limit: Limit = None, stop: Stop = None, tif: Tif = "day", as_json: JsonOpt = False,
+        idempotency_key: IdemKey = None) -> None:
+    """Buy QTY shares of SYMBOL (market unless --limit/--stop)."""
+    cli_errors(_place)("buy", symbol, qty, limit, stop, tif, as_json, idempotency_key)
+
+
+@app.command("sell")
+def sell(symbol: str, qty: str, limit: Limit = None, stop: Stop = None, tif: Tif = "day", as_json: JsonOpt = False,
+         idempotency_key: IdemKey = None) -> None:
+    """Sell QTY shares of SYMBOL (market unless --limit/--stop)."""
+    cli_errors(_place)("sell", symbol, qty, limit, stop, tif, as_json, idempotency_key)
+
+
+@app.command("cancel")
+def cancel(order_id: str, as_json: JsonOpt = False) -> None:
+    """Ask to cancel a resting order."""
+    cli_errors(_cancel)(order_id, as_json)
+
+
+def _cancel(order_id: str, as_json: bool) -> None:
+    from tradesim.cli.apiclient import active_key, call
+
+    settings = load_settings()
+    answer = call(settings, "DELETE", f"/orders/{_order_id(order_id)}", active_key(settings)[1])
+    out.print(json.dumps(answer) if as_json else f"cancel requested for order {answer['order_id']}", markup=False)
+
+
+@app.command("show")
+def show(order_id: str, as_json: JsonOpt = False) -> None:
+    """One order and its status."""
+    cli_errors(_show)(order_id, as_json)
+
+
+def _order_id(order_id: str) -> str:
+    if not re.fullmatch(r"[A-Za-z0-9_.:\-]{1,64}", order_id):
+        raise UserError(f"invalid order id {order_id!r}")
+    return order_id
+
+
+def _show(order_id: str, as_json: bool) -> None:
+    from tradesim.cli.apiclient import active_key, call
+
+    settings = load_settings()
+    o = call(settings, "GET", f"/orders/{_order_id(order_id)}", active_key(settings)[1])
+    if as_json:
+        out.print(json.dumps(o), markup=False)
+        return
+    lines = [f"order {o['order_id']}: {o['status']}", f"  {o['side']} {o['qty']} {o['symbol']} {o['type']} "
+             f"({o['time_in_force']})", f"  placed {_when(o['placed_at_ms'])}"]
+    for field in ("limit_price", "stop_price", "fill_price", "fee", "reason", "client_order_id"):
+        if o.get(field) is not None:
+            lines.append(f"  {field.replace('_', ' ')}: {o[field]}")
+    out.print("\n".join(lines), markup=False)
+
+
+def _when(ms: int) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(ms / 1000)) + " UTC"
+
+
+def orders(open_only: Annotated[bool, typer.Option("--open", help="Only orders still open (accepted).")] = False,
+           symbol: Annotated[str | None, typer.Option("--symbol", help="Only this symbol.")] = None,
+           limit: Annotated[int, typer.Option("--limit", min=1, max=1000, help="At most this many.")] = 50,
+           as_json: JsonOpt = False) -> None:
+    """The active user's orders, newest first."""
+    cli_errors(_orders)(open_only, symbol, limit, as_json)
+
+
+def _orders(open_only: bool, symbol: str | None, limit: int, as_json: bool) -> None:
+    from tradesim.cli.apiclient import active_key, call
+
+    settings = load_settings()
+    params: dict[str, Any] = {"limit": limit}
+    if open_only:
+        params["status"] = "accepted"
+    if symbol:
+        params["symbol"] = symbol.upper()
+    answer = call(settings, "GET", "/orders", active_key(settings)[1], params=params)
+    if as_json:
+        out.print(json.dumps(answer), markup=False)
+        return
+    table = Table(title="orders")
+    for col in ("order", "placed (UTC)", "side", "qty", "symbol", "type", "price", "status"):
+        table.add_column(col)
+    for o in answer["orders"]:
+        price = o.get("fill_price") or o.get("limit_price") or o.get("stop_price") or "-"
+        table.add_row(o["order_id"], _when(o["placed_at_ms"])[:-4], o["side"], str(o["qty"]), o["symbol"],
+                      o["type"], str(price), o["status"])
+    out.print(table)
+
+
+def register(root: typer.Typer) -> None:
+    root.add_typer(app, name="order")
+    root.command("orders")(orders)

@@ -1,0 +1,81 @@
+"""The order API's advisory pre-check: is the price fresh, and can the user afford the order right now?
+
+Advisory only: the execution job's conditional write on the portfolio is the real guard (cash or shares may be
+spent by another order between this check and the fill). Pure functions, no I/O.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from decimal import Decimal
+
+from tradesim.domain.errors import DomainError, InsufficientFunds, InsufficientShares
+from tradesim.domain.events import OrderType, Side, Tick
+from tradesim.domain.fees import FeeModel
+from tradesim.domain.money import round_cash
+
+
+class UnknownSymbol(DomainError):
+    """No price was ever seen for the symbol."""
+
+
+class StalePrice(DomainError):
+    """The latest price is older than the staleness limit."""
+
+
+@dataclass(frozen=True)
+class OrderIntent:
+    """What a user asked for, before it becomes an `OrderPlaced` event."""
+
+    symbol: str
+    side: Side
+    qty: int
+    order_type: OrderType
+    limit_price: Decimal | None = None
+    stop_price: Decimal | None = None
+
+
+def order_id_for(user_id: str, idempotency_key: str) -> str:
+    """Deterministic order id of (user, Idempotency-Key): even a lost idempotency claim cannot make two orders."""
+    digest = hashlib.sha256(f"{user_id}\x00{idempotency_key}".encode()).hexdigest()
+    return "o_" + digest[:32]
+
+
+def check_fresh(symbol: str, cached: tuple[Tick, int] | None, now_ms: int, stale_after_s: float) -> Tick:
+    """The cached tick if it is fresh; raises UnknownSymbol or StalePrice."""
+    if cached is None:
+        raise UnknownSymbol(f"no price for {symbol}: unknown symbol")
+    tick, updated_ms = cached
+    age_s = (now_ms - updated_ms) / 1000
+    if age_s > stale_after_s:
+        raise StalePrice(f"the last price of {symbol} is {age_s:.0f} s old (limit {stale_after_s:g} s)")
+    return tick
+
+
+def reference_price(intent: OrderIntent, tick: Tick, buffer_pct: Decimal) -> Decimal:
+    """Price a buy is budgeted at: the limit price, else the ask (or last, if higher) plus the buffer."""
+    if intent.limit_price is not None:
+        return intent.limit_price
+    base = max(tick.ask, tick.last)
+    if intent.stop_price is not None:
+        base = max(base, intent.stop_price)  # a buy stop triggers at or above its stop
+    return base * (1 + buffer_pct / Decimal(100))
+
+
+def estimated_cost(intent: OrderIntent, tick: Tick, buffer_pct: Decimal, fees: FeeModel) -> Decimal:
+    """Cash a buy may consume, fee included, rounded to the cent."""
+    return round_cash(fees.buy_cost(intent.qty, reference_price(intent, tick, buffer_pct)))
+
+
+def check_affordable(intent: OrderIntent, tick: Tick, cash: Decimal, position: int, *, buffer_pct: Decimal,
+                     fees: FeeModel, allow_short: bool) -> None:
+    """Raises InsufficientFunds (buy) or InsufficientShares (sell) if the portfolio cannot cover the order now."""
+    if intent.side == "buy":
+        need = estimated_cost(intent, tick, buffer_pct, fees)
+        if cash < need:
+            raise InsufficientFunds(f"cash {cash} cannot cover the estimated {need} (price, buffer and fees) of "
+                                    f"buying {intent.qty} {intent.symbol}")
+        return
+    if not allow_short and position < intent.qty:
+        raise InsufficientShares(f"holding {position} {intent.symbol}, cannot sell {intent.qty}")

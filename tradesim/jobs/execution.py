@@ -1,0 +1,221 @@
+"""Flink job `execution`: orders matched against the live price stream, settled on the user's portfolio item.
+
+Topology
+  trade_orders ─ parse (malformed → dead_letter) ─┐
+                                                   ├─ keyBy(symbol) SymbolStage: Book (quote + resting orders)
+  market_data ─ parse (malformed: dropped here; ───┘     in keyed state → Decisions (fill/expire/cancel/reject)
+                the market-data service dead-letters them)   │
+                                                   keyBy(user) UserStage: settle() = ONE conditional UpdateItem
+                                                   on Portfolios (outcome under the order id + cash/position)
+                                                             │
+                                                   trade_executed (OrderOutcome JSON, key = user_id)
+
+Guarantees. State (books) is checkpointed; sources rewind to the last checkpoint on failure. A replayed order
+may match differently (orders and ticks interleave anew), but settle() finds the first recorded outcome and
+re-emits it, so each order_id has exactly one terminal outcome and no portfolio applies an order twice. The
+Kafka sink is at-least-once: a replay can repeat an outcome record (same order_id, same decision); consumers
+key by order_id (read models use it as the document id). Exactly-once transactions would delay every outcome by
+a checkpoint interval, which the latency target cannot afford.
+
+DynamoDB unavailable: settle() raises Unavailable; the user stage retries with capped backoff, holding the
+record (backpressure), so nothing is skipped and the job catches up when the store returns.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import time
+from collections.abc import Iterable
+from typing import Any
+
+from pyflink.common import Row, Types, WatermarkStrategy
+from pyflink.common.serialization import SimpleStringSchema
+from pyflink.datastream import CheckpointingMode, RuntimeContext, StreamExecutionEnvironment
+from pyflink.datastream.connectors.base import DeliveryGuarantee
+from pyflink.datastream.connectors.kafka import (
+    KafkaOffsetResetStrategy,
+    KafkaOffsetsInitializer,
+    KafkaRecordSerializationSchema,
+    KafkaSink,
+    KafkaSource,
+)
+from pyflink.datastream.functions import KeyedCoProcessFunction, KeyedProcessFunction
+from pyflink.datastream.state import ValueStateDescriptor
+from pyflink.table import StreamTableEnvironment
+
+from tradesim.jobs import execution_logic as logic
+
+log = logging.getLogger("tradesim.jobs.execution")
+
+
+def _settings() -> Any:
+    """The stack's settings: the Flink component starts the TaskManager with them as TRADESIM_* variables."""
+    from tradesim.settings import load_settings
+
+    return load_settings()
+
+
+class SymbolStage(KeyedCoProcessFunction):
+    """Keyed by symbol: orders/cancels (input 1) and ticks (input 2) against one Book in state."""
+
+    def open(self, runtime_context: RuntimeContext) -> None:
+        from tradesim.adapters.redis.client import connect
+        from tradesim.adapters.redis.prices import PriceCache
+        from tradesim.domain.matching import Quote, SlippageModel
+
+        s = _settings()
+        self.book_state = runtime_context.get_state(ValueStateDescriptor("book", Types.PICKLED_BYTE_ARRAY()))
+        self.slippage = SlippageModel(max_bps=s.trading.slippage_bps, seed=s.trading.slippage_seed)
+        cache = PriceCache(connect(s.redis))
+
+        def fallback(symbol: str) -> Quote | None:
+            try:
+                got = cache.latest(symbol)
+            except Exception:  # noqa: BLE001 - Redis down: behave as if no price was ever seen
+                return None
+            return Quote.of(got[0]) if got else None
+
+        self.fallback = fallback
+
+    def _book(self) -> logic.Book:
+        return self.book_state.value() or logic.Book()
+
+    def process_element1(self, value: Any, ctx: KeyedCoProcessFunction.Context) -> Iterable[Any]:
+        book = self._book()
+        if value.type == "order_placed":
+            decisions = book.on_order(value, self.slippage, self.fallback)
+        else:
+            decisions = book.on_cancel(value)
+        self.book_state.update(book)
+        yield from decisions
+
+    def process_element2(self, value: Any, ctx: KeyedCoProcessFunction.Context) -> Iterable[Any]:
+        book = self._book()
+        decisions = book.on_tick(value, self.slippage)
+        self.book_state.update(book)
+        yield from decisions
+
+
+class UserStage(KeyedProcessFunction):
+    """Keyed by user: settle each decision with one conditional write; retry while DynamoDB is unavailable."""
+
+    def open(self, runtime_context: RuntimeContext) -> None:
+        from tradesim.adapters.dynamodb.client import DynamoDB
+        from tradesim.adapters.dynamodb.orders import OrderStore
+        from tradesim.adapters.dynamodb.portfolios import PortfolioStore
+
+        s = _settings()
+        db = DynamoDB(s.dynamodb)
+        self.store = PortfolioStore(db)
+        self.orders = OrderStore(db)
+        self.fees = s.trading.fee_model()
+
+    def process_element(self, value: Any, ctx: KeyedProcessFunction.Context) -> Iterable[Any]:
+        from tradesim.domain.events import encode
+        from tradesim.ports import Unavailable
+
+        backoff = 0.1
+        while True:
+            try:
+                outcome = logic.settle(value, self.store, self.fees)
+                # the Orders item mirrors the recorded outcome (idempotent; the portfolio item is the truth)
+                self.orders.record_outcome(value.order, outcome)
+                break
+            except Unavailable as exc:
+                log.warning("dynamodb unavailable, retrying: %s", exc)
+                time.sleep(backoff)  # backpressure: hold this record until the store answers again
+                backoff = min(backoff * 2, 5.0)
+        yield Row(outcome.user_id, encode(outcome).decode())
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="tradesim.jobs.execution")
+    p.add_argument("--bootstrap", required=True)
+    p.add_argument("--orders-topic", default="trade_orders")
+    p.add_argument("--market-topic", default="market_data")
+    p.add_argument("--executed-topic", default="trade_executed")
+    p.add_argument("--dead-letter-topic", default="dead_letter")
+    p.add_argument("--group-id", default="tradesim-execution")
+    p.add_argument("--job-name", default=logic.JOB_NAME)
+    p.add_argument("--checkpoint-interval-ms", type=int, default=5000)
+    return p.parse_args(argv)
+
+
+def _source(args: argparse.Namespace, topic: str, group: str, reset: Any) -> KafkaSource:
+    return (
+        KafkaSource.builder()
+        .set_bootstrap_servers(args.bootstrap)
+        .set_topics(topic)
+        .set_group_id(group)
+        .set_starting_offsets(KafkaOffsetsInitializer.committed_offsets(reset))
+        .set_value_only_deserializer(SimpleStringSchema())
+        .set_property("isolation.level", "read_committed")
+        .set_property("partition.discovery.interval.ms", "60000")
+        .build()
+    )
+
+
+def build(env: StreamExecutionEnvironment, args: argparse.Namespace) -> StreamTableEnvironment:
+    env.enable_checkpointing(args.checkpoint_interval_ms, CheckpointingMode.EXACTLY_ONCE)
+    orders_topic = args.orders_topic
+    # Orders: every accepted order must be processed, so a fresh job starts from the beginning of the topic.
+    raw_orders = env.from_source(_source(args, orders_topic, args.group_id, KafkaOffsetResetStrategy.EARLIEST),
+                                 WatermarkStrategy.no_watermarks(), "trade_orders")
+    classified = raw_orders.map(lambda r: logic.classify_order(r, orders_topic)).name("parse orders")
+    classified.filter(lambda c: c[1] is not None).map(lambda c: c[1], output_type=Types.STRING()).sink_to(
+        KafkaSink.builder()
+        .set_bootstrap_servers(args.bootstrap)
+        .set_record_serializer(KafkaRecordSerializationSchema.builder().set_topic(args.dead_letter_topic)
+                               .set_value_serialization_schema(SimpleStringSchema()).build())
+        .set_delivery_guarantee(DeliveryGuarantee.AT_LEAST_ONCE)
+        .build()
+    ).name("dead_letter")
+    orders = classified.filter(lambda c: c[0] is not None).map(lambda c: c[0])
+
+    # Ticks: only the current price matters; a fresh job starts at the end (older prices come from the cache).
+    raw_ticks = env.from_source(
+        _source(args, args.market_topic, args.group_id + "-prices", KafkaOffsetResetStrategy.LATEST),
+        WatermarkStrategy.no_watermarks(), "market_data")
+    ticks = raw_ticks.map(lambda r: logic.parse_tick_or_none(r)).filter(lambda t: t is not None)
+
+    decisions = (
+        orders.connect(ticks)
+        .key_by(lambda o: o.symbol or "", lambda t: t.symbol, key_type=Types.STRING())
+        .process(SymbolStage())
+        .name("match by symbol")
+    )
+    row_type = Types.ROW_NAMED(["user_id", "payload"], [Types.STRING(), Types.STRING()])
+    outcomes = (
+        decisions.key_by(lambda d: d.order.user_id, key_type=Types.STRING())
+        .process(UserStage(), output_type=row_type)
+        .name("settle by user")
+    )
+    # Keyed write (key = user_id) through the SQL Kafka connector, as in the bars job.
+    t_env = StreamTableEnvironment.create(env)
+    t_env.execute_sql(f"""
+        CREATE TEMPORARY TABLE outcomes_sink (user_id STRING, payload STRING) WITH (
+          'connector' = 'kafka',
+          'topic' = '{args.executed_topic}',
+          'properties.bootstrap.servers' = '{args.bootstrap}',
+          'key.format' = 'raw',
+          'key.fields' = 'user_id',
+          'value.format' = 'raw',
+          'value.fields-include' = 'EXCEPT_KEY',
+          'sink.delivery-guarantee' = 'at-least-once'
+        )""")
+    statements = t_env.create_statement_set()
+    statements.add_insert("outcomes_sink", t_env.from_data_stream(outcomes))
+    statements.attach_as_datastream()
+    return t_env
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    env = StreamExecutionEnvironment.get_execution_environment()
+    build(env, args)
+    env.execute(args.job_name)
+
+
+if __name__ == "__main__":
+    main()

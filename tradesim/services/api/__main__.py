@@ -1,0 +1,28 @@
+"""`python -m tradesim.services.api`: the order API on uvicorn (uvloop + httptools when installed)."""
+
+from __future__ import annotations
+
+import uvicorn
+
+from tradesim.services import logs
+from tradesim.services.api.app import create_app
+from tradesim.settings import load_settings
+
+
+def main() -> None:
+    log = logs.setup("api")
+    settings = load_settings()
+    api = settings.api
+    log.info("serving", extra={"host": api.host, "port": api.port, "workers": api.workers})
+    if api.workers > 1:
+        # each worker builds its own app (and clients) from the same TRADESIM_* environment
+        uvicorn.run("tradesim.services.api.app:app_from_env", factory=True, host=api.host, port=api.port,
+                    workers=api.workers, log_config=None, access_log=False, timeout_graceful_shutdown=5)
+    else:
+        uvicorn.run(create_app(settings), host=api.host, port=api.port, log_config=None, access_log=False,
+                    timeout_graceful_shutdown=5)
+    log.info("stopped")
+
+
+if __name__ == "__main__":
+    main()

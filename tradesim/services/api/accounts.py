@@ -1,0 +1,83 @@
+"""/accounts: create (admin, returns the API key once), list (admin), me, reset (admin)."""
+
+from __future__ import annotations
+
+import secrets
+import time
+from decimal import Decimal
+
+import anyio
+from fastapi import APIRouter, Path
+
+from tradesim.adapters.dynamodb.accounts import Account, AccountExists
+from tradesim.domain.errors import PortfolioExists, PortfolioNotFound, VersionConflict
+from tradesim.domain.money import round_cash
+from tradesim.services.api import metrics
+from tradesim.services.api.deps import Admin, CurrentUser, Res
+from tradesim.services.api.errors import ApiError, responses
+from tradesim.services.api.resources import Resources, hash_key
+from tradesim.services.api.schemas import AccountCreate, AccountCreated, AccountInfo, AccountList, ResetDone
+
+router = APIRouter(prefix="/accounts", tags=["accounts"])
+UserPath = Path(pattern=r"^[a-z0-9][a-z0-9_.\-]{0,39}$")
+
+
+def _money(amount: Decimal) -> str:
+    return str(round_cash(amount))
+
+
+async def _info(res: Resources, account: Account) -> AccountInfo:
+    with metrics.timed("dynamodb", "portfolio_get"):
+        portfolio = await anyio.to_thread.run_sync(res.portfolios.get, account.user_id)
+    return AccountInfo(user_id=account.user_id, starting_cash=_money(account.starting_cash),
+                       created_at_ms=account.created_at_ms,
+                       cash=None if portfolio is None else _money(portfolio.cash),
+                       positions={} if portfolio is None else {s: q for s, q in portfolio.positions.items() if q})
+
+
+@router.post("", status_code=201, response_model=AccountCreated, responses=responses(400, 401, 403, 409, 422, 503))
+async def create_account(body: AccountCreate, res: Res, _: Admin) -> AccountCreated:
+    """Create a user with starting cash; the answer carries its API key, which is never shown again."""
+    api_key = "ts_" + secrets.token_urlsafe(32)
+    cash = Decimal(body.cash)
+    account = Account(user_id=body.name, api_key_hash=hash_key(api_key), starting_cash=cash,
+                      created_at_ms=int(time.time() * 1000), rate_limit_per_s=body.rate_limit_per_s)
+    try:
+        await anyio.to_thread.run_sync(res.accounts.create, account)
+    except AccountExists:
+        raise ApiError(409, "account_exists", f"an account named {body.name!r} exists already") from None
+    try:
+        await anyio.to_thread.run_sync(res.portfolios.create, body.name, cash)
+    except PortfolioExists:
+        # an orphan portfolio left by an interrupted create: the new account starts from its starting cash
+        await anyio.to_thread.run_sync(res.accounts.reset_portfolio, body.name, cash)
+    return AccountCreated(user_id=body.name, api_key=api_key, starting_cash=_money(cash))
+
+
+@router.get("", response_model=AccountList, responses=responses(401, 403, 503))
+async def list_accounts(res: Res, _: Admin) -> AccountList:
+    """Every account with its cash and positions (admin)."""
+    accounts = await anyio.to_thread.run_sync(res.accounts.list)
+    return AccountList(accounts=[await _info(res, a) for a in accounts])
+
+
+@router.get("/me", response_model=AccountInfo, responses=responses(401, 429, 503))
+async def me(user: CurrentUser, res: Res) -> AccountInfo:
+    """The caller's account: starting cash, cash and positions."""
+    return await _info(res, user)
+
+
+@router.post("/{user_id}/reset", response_model=ResetDone, responses=responses(401, 403, 404, 409, 422, 503))
+async def reset_account(res: Res, _: Admin, user_id: str = UserPath) -> ResetDone:
+    """Back to the starting cash with no positions (admin); recorded order outcomes are kept."""
+    account = await anyio.to_thread.run_sync(res.accounts.get, user_id)
+    if account is None:
+        raise ApiError(404, "account_not_found", f"no account {user_id!r}")
+    try:
+        version = await anyio.to_thread.run_sync(res.accounts.reset_portfolio, user_id, account.starting_cash)
+    except PortfolioNotFound:
+        await anyio.to_thread.run_sync(res.portfolios.create, user_id, account.starting_cash)
+        version = 0
+    except VersionConflict as exc:
+        raise ApiError(409, "conflict", str(exc)) from None
+    return ResetDone(user_id=user_id, cash=_money(account.starting_cash), version=version)

@@ -1,0 +1,93 @@
+"""The FastAPI application: routers, problem-body errors, request ids, metrics."""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.responses import Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+import tradesim
+from tradesim.services.api import accounts, errors, health, metrics, orders
+from tradesim.services.api.resources import Resources
+from tradesim.settings import Settings
+
+log = logging.getLogger("tradesim.api")
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,64}$")
+
+
+class RequestContext:
+    """Pure ASGI middleware (no per-request task like BaseHTTPMiddleware): X-Request-ID in and out, metrics."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        given = next((v.decode("latin-1") for k, v in scope["headers"] if k == b"x-request-id"), "")
+        request_id = given if _REQUEST_ID.match(given) else uuid.uuid4().hex
+        scope.setdefault("state", {})["request_id"] = request_id
+        start = time.perf_counter()
+        status = 500
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message["headers"] = [*message.get("headers", []), (b"x-request-id", request_id.encode())]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            route = metrics.route_of(scope)
+            method = scope["method"]
+            metrics.LATENCY.labels(method, route).observe(time.perf_counter() - start)
+            metrics.REQUESTS.labels(method, route, str(status)).inc()
+            if status >= 500:
+                log.error("request failed", extra={"request_id": request_id, "route": route, "status": status})
+
+
+def create_app(settings: Settings, resources: Resources | None = None) -> FastAPI:
+    """The app; `resources` are opened at startup unless given (tests may pass their own)."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        res = resources or Resources.open(settings)
+        app.state.resources = res
+        try:
+            yield
+        finally:
+            if resources is None:
+                await res.close()
+
+    app = FastAPI(title="tradesim order API", version=tradesim.__version__, lifespan=lifespan,
+                  description="Accounts and orders of the tradesim trading simulator. Errors are problem bodies "
+                  "`{code, message, request_id}`; money is a decimal string.")
+    errors.install(app, settings.api.retry_after_s)
+    app.include_router(health.router)
+    app.include_router(accounts.router)
+    app.include_router(orders.router)
+
+    @app.get("/metrics", include_in_schema=False)
+    async def prometheus_metrics() -> Response:
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    app.add_middleware(RequestContext)
+    return app
+
+
+def app_from_env() -> FastAPI:
+    """Factory for uvicorn workers: settings from the TRADESIM_* environment."""
+    from tradesim.settings import load_settings
+
+    return create_app(load_settings())

@@ -1,0 +1,114 @@
+"""Every error is a JSON problem body `{"code", "message", "request_id", ...}` with a stable `code`."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import redis
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from tradesim.adapters.dynamodb.errors import DynamoDBError
+from tradesim.adapters.kafka.errors import KafkaDeliveryError, KafkaUnavailable
+from tradesim.ports import Unavailable
+
+log = logging.getLogger("tradesim.api.errors")
+
+
+class FieldError(BaseModel):
+    loc: list[str | int]
+    msg: str
+    type: str
+
+
+class Problem(BaseModel):
+    """An error answer."""
+
+    code: str = Field(description="stable machine-readable error code, e.g. `insufficient_funds`")
+    message: str = Field(description="what went wrong, for people")
+    request_id: str | None = Field(None, description="the request's X-Request-ID")
+    errors: list[FieldError] | None = Field(None, description="field errors of a 422 `invalid_request`")
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, code: str, message: str, headers: dict[str, str] | None = None) -> None:
+        self.status = status
+        self.code = code
+        self.message = message
+        self.headers = headers or {}
+        super().__init__(f"{status} {code}: {message}")
+
+
+def unauthorized(message: str = "missing or unknown API key (send `Authorization: Bearer <key>`)") -> ApiError:
+    return ApiError(401, "unauthorized", message, {"WWW-Authenticate": "Bearer"})
+
+
+def problem(request: Request, status: int, code: str, message: str, headers: dict[str, str] | None = None,
+            **extra: Any) -> JSONResponse:
+    body: dict[str, Any] = {"code": code, "message": message,
+                            "request_id": getattr(request.state, "request_id", None)}
+    body.update({k: v for k, v in extra.items() if v is not None})
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+_HTTP_CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
+               405: "method_not_allowed", 406: "not_acceptable", 413: "payload_too_large",
+               415: "unsupported_media_type"}
+
+
+def install(app: FastAPI, retry_after_s: int) -> None:
+    """Register the handlers that turn every failure into a problem body."""
+
+    @app.exception_handler(ApiError)
+    async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
+        return problem(request, exc.status, exc.code, exc.message, exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = list(exc.errors())
+        if any(e.get("type") == "json_invalid" for e in errors):
+            return problem(request, 400, "malformed_json", "the request body is not valid JSON")
+        fields = [{"loc": [p for p in e.get("loc", ()) if isinstance(p, str | int)], "msg": str(e.get("msg", "")),
+                   "type": str(e.get("type", ""))} for e in errors]
+        first = fields[0] if fields else {"loc": [], "msg": "invalid"}
+        where = ".".join(str(p) for p in first["loc"] if p != "body") or "request"
+        return problem(request, 422, "invalid_request", f"{where}: {first['msg']}", errors=fields)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = _HTTP_CODES.get(exc.status_code, f"http_{exc.status_code}")
+        return problem(request, exc.status_code, code, str(exc.detail), dict(exc.headers or {}))
+
+    async def _unavailable(request: Request, exc: Exception) -> JSONResponse:
+        log.warning("dependency unavailable", extra={"error": str(exc), "path": request.url.path})
+        return problem(request, 503, "unavailable", f"a backing service is unavailable, retry later: {exc}",
+                       {"Retry-After": str(retry_after_s)})
+
+    for exc_type in (Unavailable, redis.RedisError, KafkaUnavailable, KafkaDeliveryError):
+        app.add_exception_handler(exc_type, _unavailable)
+
+    @app.exception_handler(Exception)
+    async def _bug(request: Request, exc: Exception) -> JSONResponse:
+        log.error("unhandled error", exc_info=exc, extra={"path": request.url.path})
+        return problem(request, 500, "internal_error", "an unexpected error occurred; see the server log")
+
+    @app.exception_handler(DynamoDBError)
+    async def _store(request: Request, exc: DynamoDBError) -> JSONResponse:
+        log.error("store refused a request", extra={"error": str(exc)})
+        return problem(request, 503, "store_error", f"the store refused the request: {exc}",
+                       {"Retry-After": str(retry_after_s)})
+
+
+def responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses` entries (Problem bodies) for the given error statuses."""
+    text = {400: "Malformed JSON", 401: "Missing or unknown API key", 402: "Insufficient funds or shares",
+            403: "Not yours / admin only", 404: "Not found", 409: "Conflict",
+            422: "Invalid fields, unknown symbol or stale price",
+            429: "Rate limit exceeded (see Retry-After)", 503: "A backing service is unavailable (see Retry-After)"}
+    retry = {"Retry-After": {"description": "seconds to wait", "schema": {"type": "integer"}}}
+    return {s: {"model": Problem, "description": text.get(s, "Error"),
+                **({"headers": retry} if s in (429, 503) else {})} for s in statuses}

@@ -1,0 +1,47 @@
+"""Prometheus metrics of the API (served at /metrics on the API's own port)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, TypeVar
+
+from prometheus_client import Counter, Histogram
+
+_BUCKETS = (0.001, 0.0025, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03, 0.05, 0.075, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+REQUESTS = Counter("tradesim_api_requests_total", "HTTP requests", ["method", "route", "status"])
+LATENCY = Histogram("tradesim_api_request_seconds", "HTTP request latency", ["method", "route"], buckets=_BUCKETS)
+KAFKA_PUBLISH = Histogram("tradesim_api_kafka_publish_seconds", "Produce → acknowledged latency", ["event"],
+                          buckets=_BUCKETS)
+KAFKA_ERRORS = Counter("tradesim_api_kafka_publish_errors_total", "Records Kafka did not acknowledge", ["event"])
+STORE_LATENCY = Histogram("tradesim_api_store_seconds", "Redis / DynamoDB call latency", ["store", "op"],
+                          buckets=_BUCKETS)
+STORE_ERRORS = Counter("tradesim_api_store_errors_total", "Failed Redis / DynamoDB calls", ["store", "op"])
+ORDERS = Counter("tradesim_api_orders_total", "POST /orders outcomes", ["outcome"])
+ORDER_RECORD_FAILURES = Counter("tradesim_api_order_record_failures_total",
+                                "Accepted orders whose Orders item could not be written after the Kafka ack")
+
+T = TypeVar("T")
+
+
+@contextmanager
+def timed(store: str, op: str) -> Iterator[None]:
+    start = time.perf_counter()
+    try:
+        yield
+    except Exception:
+        STORE_ERRORS.labels(store, op).inc()
+        raise
+    finally:
+        STORE_LATENCY.labels(store, op).observe(time.perf_counter() - start)
+
+
+async def atimed(store: str, op: str, call: Callable[[], Awaitable[T]]) -> T:
+    with timed(store, op):
+        return await call()
+
+
+def route_of(scope: dict[str, Any]) -> str:
+    route = scope.get("route")
+    return getattr(route, "path", None) or "unmatched"

@@ -1,0 +1,225 @@
+"""/orders: place (validated, idempotent, acknowledged by Kafka before 202), show, list, cancel.
+
+Placing an order, in order: claim the Idempotency-Key (Redis SET NX with the body's hash) → price fresh in Redis
+and portfolio able to cover it (DynamoDB, advisory) → `OrderPlaced` on `trade_orders`, wait for Kafka's ack →
+Orders item `accepted` (conditional: never over a later status) → keep the answer under the key → 202.
+Any failure before the ack releases the claim and answers an error, so nothing is half-done.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import time
+import uuid
+from decimal import Decimal
+from typing import Annotated, Any
+
+import anyio
+import redis
+from fastapi import APIRouter, Header, Path, Query, Response
+
+from tradesim.adapters.dynamodb.accounts import Account
+from tradesim.adapters.dynamodb.errors import DynamoDBError
+from tradesim.adapters.kafka.errors import KafkaDeliveryError
+from tradesim.adapters.redis import quotes
+from tradesim.adapters.redis.idempotency import record_key
+from tradesim.domain.errors import InsufficientFunds, InsufficientShares
+from tradesim.domain.events import OrderCancelRequested, OrderPlaced, encode
+from tradesim.domain.precheck import (
+    OrderIntent,
+    StalePrice,
+    UnknownSymbol,
+    check_affordable,
+    check_fresh,
+    order_id_for,
+)
+from tradesim.ports import Unavailable
+from tradesim.services.api import metrics
+from tradesim.services.api.deps import CurrentUser, Res
+from tradesim.services.api.errors import ApiError, responses
+from tradesim.services.api.resources import Resources
+from tradesim.services.api.schemas import CancelAccepted, Order, OrderAccepted, OrderList, OrderRequest, OrderStatusStr
+
+log = logging.getLogger("tradesim.api.orders")
+router = APIRouter(prefix="/orders", tags=["orders"])
+OrderIdPath = Path(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:\-]+$")
+TERMINAL = frozenset({"executed", "rejected", "cancelled", "expired"})
+_POLL_MIN_S, _POLL_MAX_S = 0.002, 0.05
+
+
+def request_hash(body: OrderRequest) -> str:
+    """Hash of the validated body: the same order sent with other whitespace or key order is the same body."""
+    return hashlib.sha256(body.model_dump_json().encode()).hexdigest()
+
+
+def intent_of(body: OrderRequest) -> OrderIntent:
+    return OrderIntent(symbol=body.symbol, side=body.side, qty=body.qty, order_type=body.type,
+                       limit_price=None if body.limit_price is None else Decimal(body.limit_price),
+                       stop_price=None if body.stop_price is None else Decimal(body.stop_price))
+
+
+async def _publish(res: Resources, event: OrderPlaced | OrderCancelRequested) -> None:
+    start = time.perf_counter()
+    try:
+        await res.kafka.send(res.settings.topics.trade_orders, event.key, encode(event))
+    except KafkaDeliveryError:
+        metrics.KAFKA_ERRORS.labels(event.type).inc()
+        raise
+    finally:
+        metrics.KAFKA_PUBLISH.labels(event.type).observe(time.perf_counter() - start)
+
+
+async def _place(res: Resources, user: Account, body: OrderRequest, order_id: str) -> dict[str, Any]:
+    trading = res.settings.trading
+    intent = intent_of(body)
+
+    async def price() -> Any:
+        return await metrics.atimed("redis", "price", lambda: quotes.latest(res.redis, body.symbol))
+
+    async def portfolio() -> Any:
+        with metrics.timed("dynamodb", "portfolio_get"):
+            return await anyio.to_thread.run_sync(res.portfolios.get, user.user_id)
+
+    cached, held = await asyncio.gather(price(), portfolio())
+    now_ms = int(time.time() * 1000)
+    try:
+        tick = check_fresh(body.symbol, cached, now_ms, res.stale_after_s)
+    except UnknownSymbol as exc:
+        raise ApiError(422, "unknown_symbol", str(exc)) from None
+    except StalePrice as exc:
+        raise ApiError(422, "stale_price", str(exc)) from None
+    if held is None:
+        raise ApiError(409, "portfolio_missing", f"user {user.user_id!r} has no portfolio; ask an admin to reset it")
+    try:
+        check_affordable(intent, tick, held.cash, held.position(body.symbol), buffer_pct=trading.price_buffer_pct,
+                         fees=trading.fee_model(), allow_short=trading.allow_short)
+    except InsufficientFunds as exc:
+        raise ApiError(422, "insufficient_funds", str(exc)) from None
+    except InsufficientShares as exc:
+        raise ApiError(422, "insufficient_shares", str(exc)) from None
+    event = OrderPlaced(order_id=order_id, user_id=user.user_id, symbol=body.symbol, side=body.side, qty=body.qty,
+                        order_type=body.type, limit_price=intent.limit_price, stop_price=intent.stop_price,
+                        time_in_force=body.time_in_force, client_order_id=body.client_order_id, placed_at_ms=now_ms)
+    await _publish(res, event)
+    # Acknowledged: from here on the answer is 202 whatever happens. A failed Orders write only delays the
+    # order's visibility until the execution job records its outcome.
+    try:
+        with metrics.timed("dynamodb", "order_put"):
+            await anyio.to_thread.run_sync(res.orders.record_accepted, event)
+    except (Unavailable, DynamoDBError) as exc:
+        metrics.ORDER_RECORD_FAILURES.inc()
+        log.error("order acknowledged by Kafka but not recorded in Orders",
+                  extra={"order_id": order_id, "error": str(exc)})
+    return {"order_id": order_id, "status": "accepted"}
+
+
+@router.post("", status_code=202, response_model=OrderAccepted,
+             responses=responses(400, 401, 409, 422, 429, 503))
+async def place_order(
+    body: OrderRequest, user: CurrentUser, res: Res, response: Response,
+    idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key", min_length=1, max_length=255,
+                                                  description="same key + same body → the first answer; "
+                                                  "same key + another body → 409")] = None,
+) -> OrderAccepted:
+    """Validate and place an order; 202 once Kafka acknowledged its `OrderPlaced` event."""
+    if idempotency_key is None:
+        try:
+            answer = await _place(res, user, body, "o_" + uuid.uuid4().hex)
+        except ApiError as exc:
+            metrics.ORDERS.labels(exc.code).inc()
+            raise
+        metrics.ORDERS.labels("accepted").inc()
+        return OrderAccepted(**answer)
+    key = record_key(user.user_id, idempotency_key)
+    digest = request_hash(body)
+    deadline = time.monotonic() + res.settings.api.idempotency_wait_s
+    pause = _POLL_MIN_S
+    while True:
+        with metrics.timed("redis", "idempotency_claim"):
+            held = await res.idempotency.claim(key, digest)
+        if held is None:
+            break
+        if held.request_hash != digest:
+            metrics.ORDERS.labels("idempotency_mismatch").inc()
+            raise ApiError(409, "idempotency_mismatch",
+                           "this Idempotency-Key was used with a different request body")
+        if held.state == "done":
+            response.headers["Idempotent-Replayed"] = "true"
+            metrics.ORDERS.labels("replayed").inc()
+            return OrderAccepted(**held.body)
+        if time.monotonic() > deadline:
+            raise ApiError(409, "idempotency_in_progress", "a request with this Idempotency-Key is still running",
+                           {"Retry-After": "1"})
+        await asyncio.sleep(pause)  # another request holds the key: wait for its answer
+        pause = min(_POLL_MAX_S, pause * 2)
+    try:
+        answer = await _place(res, user, body, order_id_for(user.user_id, idempotency_key))
+    except BaseException as exc:
+        # no event was acknowledged: free the key so the client can retry it
+        metrics.ORDERS.labels(exc.code if isinstance(exc, ApiError) else "error").inc()
+        try:
+            await asyncio.shield(res.idempotency.release(key, digest))
+        except redis.RedisError:
+            log.warning("could not release an idempotency claim; it expires by itself", extra={"key": key})
+        raise
+    metrics.ORDERS.labels("accepted").inc()
+    try:
+        await res.idempotency.finish(key, digest, 202, answer)
+    except redis.RedisError as exc:
+        # the event is acknowledged, so the answer stays 202; a retry after the claim expires republishes the same
+        # order id, which the execution job records once
+        log.error("could not keep the idempotent answer", extra={"key": key, "error": str(exc)})
+    return OrderAccepted(**answer)
+
+
+def _order(item: dict[str, Any]) -> Order:
+    text = {k: str(item[k]) for k in ("limit_price", "stop_price", "fill_price", "fee") if item.get(k) is not None}
+    return Order(order_id=item["order_id"], user_id=item["user_id"], symbol=item["symbol"], side=item["side"],
+                 qty=int(item["qty"]), type=item["order_type"], time_in_force=item.get("time_in_force", "day"),
+                 client_order_id=item.get("client_order_id"), status=item.get("status", "accepted"),
+                 placed_at_ms=int(item["placed_at_ms"]), reason=item.get("reason"),
+                 decided_at_ms=item.get("decided_at_ms"), **text)
+
+
+async def _own(res: Resources, user: Account, order_id: str) -> dict[str, Any]:
+    with metrics.timed("dynamodb", "order_get"):
+        item = await anyio.to_thread.run_sync(res.orders.get, order_id)
+    if item is None:
+        raise ApiError(404, "order_not_found", f"no order {order_id!r}")
+    if item.get("user_id") != user.user_id:
+        raise ApiError(403, "forbidden", f"order {order_id!r} belongs to another user")
+    return item
+
+
+@router.get("/{order_id}", response_model=Order, responses=responses(401, 403, 404, 422, 429, 503))
+async def get_order(user: CurrentUser, res: Res, order_id: str = OrderIdPath) -> Order:
+    """One of the caller's orders; status `accepted` until the execution job records its outcome."""
+    return _order(await _own(res, user, order_id))
+
+
+@router.get("", response_model=OrderList, responses=responses(401, 422, 429, 503))
+async def list_orders(
+    user: CurrentUser, res: Res,
+    status: Annotated[OrderStatusStr | None, Query(description="only orders with this status")] = None,
+    symbol: Annotated[str | None, Query(pattern=r"^[A-Z][A-Z0-9.\-]{0,15}$")] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> OrderList:
+    """The caller's orders, newest first."""
+    with metrics.timed("dynamodb", "orders_by_user"):
+        items = await anyio.to_thread.run_sync(
+            lambda: res.orders.by_user(user.user_id, status=status, symbol=symbol, limit=limit))
+    return OrderList(orders=[_order(i) for i in items])
+
+
+@router.delete("/{order_id}", status_code=202, response_model=CancelAccepted,
+               responses=responses(401, 403, 404, 409, 422, 429, 503))
+async def cancel_order(user: CurrentUser, res: Res, order_id: str = OrderIdPath) -> CancelAccepted:
+    """Ask to cancel a resting order; 202 once Kafka acknowledged `OrderCancelRequested` (the job decides)."""
+    item = await _own(res, user, order_id)
+    if item.get("status") in TERMINAL:
+        raise ApiError(409, "order_not_open", f"order {order_id!r} is already {item['status']}")
+    await _publish(res, OrderCancelRequested(order_id=order_id, user_id=user.user_id, symbol=item["symbol"],
+                                             requested_at_ms=int(time.time() * 1000)))
+    return CancelAccepted(order_id=order_id)

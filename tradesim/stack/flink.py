@@ -1,0 +1,249 @@
+"""Flink 2.2 standalone session cluster (one JobManager + one TaskManager) run from the PyFlink wheel's scripts.
+
+Why a separate venv (`<cache>/flink/<version>/venv`) instead of a dependency of tradesim: apache-flink pins
+apache-beam 2.54–2.61, pandas<2.3, pyarrow<21, pemja, py4j and a 500 MB apache-flink-libraries wheel; those pins
+would constrain everything else tradesim installs and slow every `pip install` of the CLI. The cluster, the
+`flink run` client and the Python workers all use that venv's python (`python.executable` and
+`python.client.executable`); tradesim itself is installed there in editable mode (`--no-deps`, plus the few
+runtime deps the jobs import) so workers can import `tradesim.jobs.*` from this checkout.
+
+Process model: the supervisor tracks one pid per component, so `argv()` runs `tradesim.stack.flink_proc`,
+which starts `bin/jobmanager.sh start-foreground` and `bin/taskmanager.sh start-foreground`, restarts the
+TaskManager when it dies, and stops both on SIGTERM.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+from importlib import metadata
+from pathlib import Path
+
+import yaml
+
+from tradesim.adapters.flink.client import FlinkRest
+from tradesim.adapters.flink.errors import FlinkRequestError, FlinkUnavailable
+from tradesim.settings import settings_to_env
+from tradesim.stack.component import Component, PortSpec, Unhealthy
+from tradesim.stack.errors import ProvisionError
+from tradesim.stack.tools import Report, maven_copy_dependencies, require_java, run_tool
+
+POM = Path(__file__).parent / "java" / "flink" / "pom.xml"
+REPO_ROOT = Path(__file__).resolve().parents[2]
+#: what the jobs import besides PyFlink (events: pydantic; settings; execution: Redis + DynamoDB clients);
+#: pinned to this venv's versions
+JOB_RUNTIME_DEPS = ("pydantic", "pydantic-settings", "platformdirs", "redis", "boto3")
+LOG_CONFIGS = ("log4j-console.properties", "log4j-cli.properties", "log4j.properties", "log4j-session.properties")
+
+
+class Flink(Component):
+    name = "flink"
+    needs = ("kafka",)
+
+    @property
+    def _cfg(self):  # noqa: ANN202 - short alias
+        return self.settings.flink
+
+    @property
+    def external(self) -> bool:
+        return self._cfg.rest_url is not None
+
+    # ---- artifacts ------------------------------------------------------------------------------------------
+
+    @property
+    def cache(self) -> Path:
+        return self.settings.cache_dir / "flink" / self._cfg.version
+
+    @property
+    def venv(self) -> Path:
+        return self.cache / "venv"
+
+    @property
+    def python(self) -> Path:
+        return self.venv / "bin" / "python"
+
+    @property
+    def flink_home(self) -> Path:
+        """FLINK_HOME = the wheel's `pyflink` folder (bin/, lib/, conf/, opt/)."""
+        found = sorted(self.venv.glob("lib/python3*/site-packages/pyflink"))
+        if not found:
+            raise ProvisionError(self.name, f"no pyflink in {self.venv}: run `tradesim up --only flink`")
+        return found[0]
+
+    @property
+    def flink_bin(self) -> Path:
+        return self.flink_home / "bin" / "flink"
+
+    @property
+    def jars_dir(self) -> Path:
+        return self.cache / "jars" / self._cfg.kafka_connector_version
+
+    @property
+    def connector_jars(self) -> list[Path]:
+        return sorted(self.jars_dir.glob("flink-sql-connector-kafka-*.jar"))
+
+    def _venv_marker(self) -> dict[str, str]:
+        deps = {d: metadata.version(d) for d in JOB_RUNTIME_DEPS}
+        return {"flink": self._cfg.version, "repo": str(REPO_ROOT), **deps}
+
+    def provision(self, report: Report) -> None:
+        require_java(self.name, self.settings.stack.java_home)
+        self._provision_venv(report)
+        maven_copy_dependencies(self.name, POM, self.jars_dir, report,
+                                {"kafka.connector.version": self._cfg.kafka_connector_version})
+        if not self.connector_jars:
+            raise ProvisionError(self.name, f"Maven resolved no flink-sql-connector-kafka jar into {self.jars_dir}")
+
+    def _provision_venv(self, report: Report) -> None:
+        marker_file = self.venv / ".tradesim-complete"
+        want = self._venv_marker()
+        have = json.loads(marker_file.read_text()) if marker_file.exists() else None
+        if have == want:
+            return
+        pip = [str(self.python), "-m", "pip", "install", "-q", "--disable-pip-version-check"]
+        if have is None or have.get("flink") != want["flink"]:
+            # A venv cannot be moved, so it is built in place; without the marker it never counts as done.
+            shutil.rmtree(self.venv, ignore_errors=True)
+            report(f"creating the PyFlink venv {self.venv}")
+            base = getattr(sys, "_base_executable", sys.executable)
+            run_tool(self.name, [base, "-m", "venv", str(self.venv)], "python -m venv")
+            report(f"pip install apache-flink=={self._cfg.version} (a few minutes on a cold cache)")
+            run_tool(self.name, [*pip, f"apache-flink=={self._cfg.version}"], "pip install apache-flink")
+        report("installing tradesim (editable) and the jobs' runtime deps into the PyFlink venv")
+        run_tool(self.name, [*pip, *(f"{d}=={v}" for d, v in want.items() if d in JOB_RUNTIME_DEPS)],
+                 "pip install job runtime deps")
+        # --no-deps: the jobs need only the domain model and PyFlink, not the CLI's clients
+        run_tool(self.name, [*pip, "--no-deps", "-e", str(REPO_ROOT)], "pip install -e tradesim")
+        marker_file.write_text(json.dumps(want))
+
+    # ---- configuration --------------------------------------------------------------------------------------
+
+    def ports(self) -> list[PortSpec]:
+        return [
+            PortSpec(self._cfg.host, self._cfg.rest_port, "TRADESIM_FLINK__REST_PORT"),
+            PortSpec(self._cfg.host, self._cfg.rpc_port, "TRADESIM_FLINK__RPC_PORT"),
+        ]
+
+    def address(self) -> str:
+        return self._cfg.client_rest_url
+
+    def version(self) -> str:
+        return self._cfg.version
+
+    @property
+    def conf_dir(self) -> Path:
+        return self.dir / "conf"
+
+    def flink_config(self) -> dict[str, object]:
+        c, d = self._cfg, self.dir
+        return {
+            "jobmanager.rpc.address": c.host,
+            "jobmanager.rpc.port": c.rpc_port,
+            "jobmanager.bind-host": c.host,
+            "jobmanager.memory.process.size": f"{c.jobmanager_memory_mb}m",
+            "taskmanager.bind-host": c.host,
+            "taskmanager.host": c.host,
+            "taskmanager.memory.process.size": f"{c.taskmanager_memory_mb}m",
+            "taskmanager.numberOfTaskSlots": c.task_slots,
+            "parallelism.default": c.parallelism,
+            "rest.address": c.host,
+            "rest.bind-address": c.host,
+            "rest.port": c.rest_port,
+            "blob.server.port": "0",
+            "io.tmp.dirs": str(d / "tmp"),
+            "web.tmpdir": str(d / "tmp"),
+            "state.backend.type": "hashmap",
+            "execution.checkpointing.dir": f"file://{d / 'checkpoints'}",
+            "execution.checkpointing.savepoint-dir": f"file://{d / 'savepoints'}",
+            "execution.checkpointing.interval": f"{c.checkpoint_interval_ms} ms",
+            "execution.checkpointing.externalized-checkpoint-retention": "RETAIN_ON_CANCELLATION",
+            "execution.checkpointing.num-retained": 3,
+            "jobmanager.execution.failover-strategy": "region",
+            # keep restarting while the TaskManager comes back (flink_proc restarts it within seconds)
+            "restart-strategy.type": "exponential-delay",
+            "restart-strategy.exponential-delay.initial-backoff": "1 s",
+            "restart-strategy.exponential-delay.max-backoff": "10 s",
+            "restart-strategy.exponential-delay.attempts-before-reset-backoff": 1000000,
+            # a killed TaskManager is noticed in seconds, not after the 50 s default
+            "heartbeat.interval": 2000,
+            "heartbeat.timeout": 10000,
+            "classloader.parent-first-patterns.additional": "pemja.",
+            "python.executable": str(self.python),
+            "python.client.executable": str(self.python),
+            "python.execution-mode": c.execution_mode,
+            # process mode batches records to the Python worker; small bundles keep bar latency low
+            "python.fn-execution.bundle.time": 100,
+            "python.fn-execution.bundle.size": 10000,
+        }
+
+    def configure(self) -> None:
+        for sub in ("conf", "lib", "log", "pids", "tmp", "checkpoints", "savepoints"):
+            (self.dir / sub).mkdir(parents=True, exist_ok=True)
+        home = self.flink_home
+        # The cluster's lib/ = the wheel's lib/ plus opt/flink-python: thread mode loads PEMJA's native library
+        # once per JVM, so a second Python job whose own classloader loads PEMJA again fails on Java 17
+        # (NoSuchFieldException: loadedLibraryNames). From lib/ (with pemja parent-first) it is loaded once.
+        lib = self.dir / "lib"
+        for old in lib.iterdir():
+            old.unlink()
+        for jar in [*home.glob("lib/*.jar"), *home.glob("opt/flink-python-*.jar")]:
+            (lib / jar.name).symlink_to(jar)
+        for name in LOG_CONFIGS:
+            src = home / "conf" / name
+            if src.exists():
+                shutil.copyfile(src, self.conf_dir / name)
+        config = self.flink_config()
+        # Flink on Java 17 needs the wheel's --add-opens/--add-exports list (the client and the JVMs fail with
+        # InaccessibleObjectException without it); taken from its own config so it follows the version.
+        shipped = yaml.safe_load((home / "conf" / "config.yaml").read_text()) or {}
+        java_opts = shipped.get("env", {}).get("java", {}).get("opts", {}).get("all")
+        if java_opts:
+            config["env.java.opts.all"] = java_opts
+        text = "# generated by tradesim (tradesim/stack/flink.py); edits are overwritten by `tradesim up`\n"
+        text += yaml.safe_dump(config, sort_keys=False, width=100_000)
+        (self.conf_dir / "config.yaml").write_text(text)
+
+    def client_env(self) -> dict[str, str]:
+        """Environment of the cluster scripts and of the `flink` client: our conf, log and pid dirs, JAVA_HOME."""
+        java = Path(require_java(self.name, self.settings.stack.java_home))
+        java_home = Path(os.path.realpath(shutil.which(str(java)) or java)).parents[1]
+        return dict(os.environ, FLINK_CONF_DIR=str(self.conf_dir), FLINK_LOG_DIR=str(self.dir / "log"),
+                    FLINK_PID_DIR=str(self.dir / "pids"), JAVA_HOME=str(java_home),
+                    PATH=f"{java_home / 'bin'}:{os.environ.get('PATH', '')}")
+
+    def env(self) -> dict[str, str]:
+        # The job functions run in the TaskManager and build their clients from the stack's settings; they see
+        # exactly the settings this cluster was started with (no secrets on the job's command line).
+        env = {**self.client_env(), **settings_to_env(self.settings)}
+        # Thread mode embeds CPython in the TaskManager JVM (PEMJA), which ignores the venv (it initialises from
+        # the base interpreter, FLINK-38585): without this it fails with "No module named 'pemja'". .pth files
+        # are not read from PYTHONPATH entries, so this checkout (the editable tradesim) is listed too.
+        site = self.flink_home.parent
+        env["PYTHONPATH"] = os.pathsep.join([str(site), str(REPO_ROOT)])
+        env["FLINK_LIB_DIR"] = str(self.dir / "lib")
+        return env
+
+    def argv(self) -> list[str]:
+        return [sys.executable, "-m", "tradesim.stack.flink_proc", str(self.flink_home), str(self.dir / "pids")]
+
+    def taskmanager_pid(self) -> int | None:
+        """Pid of the TaskManager JVM that flink_proc runs now (tests kill it)."""
+        try:
+            return int((self.dir / "pids" / "taskmanager.pid").read_text())
+        except (OSError, ValueError):
+            return None
+
+    # ---- health ---------------------------------------------------------------------------------------------
+
+    def rest(self) -> FlinkRest:
+        return FlinkRest(self._cfg.client_rest_url, timeout_s=3)
+
+    def check_health(self) -> None:
+        try:
+            overview = self.rest().overview()
+        except (FlinkUnavailable, FlinkRequestError) as exc:
+            raise Unhealthy(str(exc)) from None
+        if overview.get("taskmanagers", 0) < 1:
+            raise Unhealthy(f"JobManager at {self.address()} has no registered TaskManager yet")

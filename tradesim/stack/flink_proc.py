@@ -1,0 +1,81 @@
+"""The one process the supervisor tracks for Flink: runs the JobManager and the TaskManager in the foreground.
+
+    python -m tradesim.stack.flink_proc <FLINK_HOME> <pid dir>
+
+The supervisor knows one pid per component, so this small parent owns both JVMs: it restarts the TaskManager
+when it dies (kill -9, OOM) so running jobs get their slots back and recover from their last checkpoint; if the
+JobManager dies it stops the TaskManager and exits (the component is then `down` and `tradesim up` restarts it);
+on SIGTERM it stops both (TERM, then KILL after a grace period). Stdlib only: it runs in tradesim's own venv.
+"""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+GRACE_S = 15.0
+RESTART_DELAY_S = 1.0
+
+
+def _log(message: str) -> None:
+    print(f"[flink_proc {time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+def _start(flink_home: Path, script: str, pid_dir: Path) -> subprocess.Popen[bytes]:
+    # `start-foreground` execs flink-console.sh, which execs java: the child's pid is the JVM's pid.
+    proc = subprocess.Popen(["bash", str(flink_home / "bin" / script), "start-foreground"],
+                            stdin=subprocess.DEVNULL)
+    (pid_dir / f"{script.removesuffix('.sh')}.pid").write_text(f"{proc.pid}\n")
+    _log(f"started {script} as pid {proc.pid}")
+    return proc
+
+
+def _stop(procs: list[subprocess.Popen[bytes]]) -> None:
+    for p in procs:
+        if p.poll() is None:
+            p.terminate()
+    deadline = time.monotonic() + GRACE_S
+    for p in procs:
+        try:
+            p.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+
+
+def main(argv: list[str]) -> int:
+    flink_home, pid_dir = Path(argv[0]), Path(argv[1])
+    pid_dir.mkdir(parents=True, exist_ok=True)
+    stopping = False
+
+    def on_term(signum: int, _frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGTERM, on_term)
+    signal.signal(signal.SIGINT, on_term)
+    jm = _start(flink_home, "jobmanager.sh", pid_dir)
+    tm = _start(flink_home, "taskmanager.sh", pid_dir)
+    restarts = 0
+    while not stopping:
+        time.sleep(0.2)
+        if jm.poll() is not None:
+            _log(f"JobManager exited with {jm.returncode}: stopping the TaskManager")
+            _stop([tm])
+            return 1
+        if tm.poll() is not None and not stopping:
+            restarts += 1
+            _log(f"TaskManager exited with {tm.returncode}: restarting it (restart {restarts})")
+            time.sleep(RESTART_DELAY_S)
+            tm = _start(flink_home, "taskmanager.sh", pid_dir)
+    _log("SIGTERM: stopping TaskManager and JobManager")
+    _stop([tm])
+    _stop([jm])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
