@@ -64,9 +64,9 @@ def test_thousand_keyed_messages_come_back_in_per_key_order(settings: Settings, 
     while received < N and time.monotonic() < deadline:
         for msg in c.consume(num_messages=500, timeout=1.0):
             assert msg.error() is None, msg.error()
-            tag, seq = msg.value().decode().split(":")
-            if tag == run:
-                got[msg.key().decode()].append(int(seq))
+            value = msg.value().decode("utf-8", "replace")
+            if value.startswith(run + ":"):  # other producers (jobs' dead letters) share these topics
+                got[msg.key().decode()].append(int(value.split(":", 1)[1]))
                 received += 1
     c.close()
     assert received == N

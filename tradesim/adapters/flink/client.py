@@ -84,7 +84,12 @@ class FlinkRest:
         return self._call("GET", f"/jobs/{job_id}")  # type: ignore[no-any-return]
 
     def cancel(self, job_id: str) -> None:
-        self._call("PATCH", f"/jobs/{job_id}?mode=cancel")
+        """Make sure the job no longer runs; a job the cluster does not know (e.g. lost in a restart) is done."""
+        try:
+            self._call("PATCH", f"/jobs/{job_id}?mode=cancel")
+        except FlinkRequestError as exc:
+            if "HTTP 404" not in str(exc):
+                raise
 
     def stop_with_savepoint(self, job_id: str, target_dir: str | None, timeout_s: float = 120) -> str:
         """Take a savepoint and stop the job; returns the savepoint's location."""

@@ -1,0 +1,222 @@
+"""Issue 7 on the real stack: matching, atomic idempotent settlement, faults."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from decimal import Decimal
+
+import pytest
+
+from tradesim.domain.events import OrderCancelRequested
+from tradesim.domain.fees import FeeModel
+from tradesim.domain.money import round_cash
+from tradesim.domain.portfolio import fold
+from tradesim.stack import registry
+from tradesim.stack.flink import Flink
+from tradesim.stack.supervisor import Supervisor
+
+from .conftest import Exchange, wait_for
+
+pytestmark = pytest.mark.integration
+
+
+def _fees(ex: Exchange) -> FeeModel:
+    return ex.settings.trading.fee_model()
+
+
+def test_market_buy_executes_and_updates_the_portfolio(ex: Exchange, symbol: str) -> None:
+    user = ex.account("10000")
+    ex.price(symbol, 1, "100")  # bid 100.00, ask 100.02
+    reader = ex.outcomes()
+    o = ex.order(user, symbol, "buy", qty=10)
+    ex.send(o)
+    out = reader.wait([o.order_id])[o.order_id]
+    assert out.status == "executed"
+    assert out.fill_price is not None
+    assert Decimal("100.02") <= out.fill_price <= Decimal("100.02") * (1 + ex.settings.trading.slippage_bps / 10_000)
+    assert out.fee == _fees(ex).fee(10, out.fill_price)
+    p = ex.store.get(user)
+    assert p is not None
+    assert p.positions == {symbol: 10}
+    assert p.cash == Decimal("10000") - round_cash(10 * out.fill_price) - out.fee == out.cash_after
+
+
+def test_concurrent_buys_beyond_cash_execute_exactly_floor_cash_over_cost(ex: Exchange, symbol: str) -> None:
+    ex.price(symbol, 1, "100")  # ask 100.02; a limit of 101 fills at exactly the ask: cost is known
+    cost = round_cash(Decimal("100.02")) + _fees(ex).fee(1, Decimal("100.02"))
+    user = ex.account(str(cost * 20 + Decimal("50.00")))
+    reader = ex.outcomes()
+    orders = [ex.order(user, symbol, "buy", qty=1, kind="limit", limit="101") for _ in range(50)]
+    ex.send(*orders)
+    outs = reader.wait([o.order_id for o in orders]).values()
+    executed = [o for o in outs if o.status == "executed"]
+    assert len(executed) == 20
+    assert {(o.status, o.reason) for o in outs if o.status != "executed"} == {("rejected", "insufficient_funds")}
+    p = ex.store.get(user)
+    assert p is not None
+    assert (p.cash, p.positions) == (Decimal("50.00"), {symbol: 20})
+
+
+def test_selling_more_than_held_is_rejected(ex: Exchange, symbol: str) -> None:
+    user = ex.account("1000")
+    ex.price(symbol, 1, "10")
+    reader = ex.outcomes()
+    buy = ex.order(user, symbol, "buy", qty=5)
+    ex.send(buy)
+    assert reader.wait([buy.order_id])[buy.order_id].status == "executed"
+    sell = ex.order(user, symbol, "sell", qty=6)
+    ex.send(sell)
+    out = reader.wait([sell.order_id])[sell.order_id]
+    assert (out.status, out.reason) == ("rejected", "insufficient_shares")
+    p = ex.store.get(user)
+    assert p is not None
+    assert p.positions == {symbol: 5}
+
+
+def test_limit_order_rests_until_a_tick_crosses(ex: Exchange, symbol: str) -> None:
+    user = ex.account("100000")
+    ex.price(symbol, 1, "100")  # ask 100.02
+    reader = ex.outcomes()
+    o = ex.order(user, symbol, "buy", qty=3, kind="limit", limit="99.50")
+    ex.send(o)
+    ex.price(symbol, 2, "100.50")  # ask 100.53: still above the limit
+    crossing_at = int(time.time() * 1000)
+    ex.price(symbol, 3, "99.40")   # ask 99.44 ≤ 99.50
+    out = reader.wait([o.order_id])[o.order_id]
+    assert out.status == "executed"
+    assert out.fill_price == Decimal("99.44")  # the ask, better than the limit
+    assert out.decided_at_ms >= crossing_at, "it must not fill before the crossing tick"
+
+
+def test_cancel_of_a_resting_order(ex: Exchange, symbol: str) -> None:
+    user = ex.account("5000")
+    ex.price(symbol, 1, "100")
+    reader = ex.outcomes()
+    o = ex.order(user, symbol, "buy", qty=1, kind="limit", limit="50")
+    ex.send(o)
+    ex.price(symbol, 2, "100")  # the order is in the book once a later tick of the same key was processed
+    ex.send(OrderCancelRequested(order_id=o.order_id, user_id=user, symbol=symbol,
+                                 requested_at_ms=int(time.time() * 1000)))
+    out = reader.wait([o.order_id])[o.order_id]
+    assert out.status == "cancelled"
+    p = ex.store.get(user)
+    assert p is not None
+    assert p.cash == Decimal("5000")
+    assert p.outcomes[o.order_id]["status"] == "cancelled"
+
+
+def test_order_for_a_symbol_never_priced_is_rejected(ex: Exchange) -> None:
+    user = ex.account("5000")
+    reader = ex.outcomes()
+    o = ex.order(user, "NEVERPRICED", "buy", qty=1)
+    ex.send(o)
+    out = reader.wait([o.order_id])[o.order_id]
+    assert (out.status, out.reason) == ("rejected", "unknown_symbol")
+
+
+def test_malformed_order_goes_to_dead_letter_and_the_job_keeps_running(ex: Exchange, symbol: str) -> None:
+    from confluent_kafka import TopicPartition
+
+    from tradesim.adapters.kafka.client import consumer
+
+    dlq = ex.settings.topics.dead_letter
+    c = consumer(ex.settings.kafka, group_id="dlq-probe-" + symbol)
+    parts = c.list_topics(dlq, timeout=10).topics[dlq].partitions
+    c.assign([TopicPartition(dlq, p, c.get_watermark_offsets(TopicPartition(dlq, p), timeout=10)[1])
+              for p in parts])
+    marker = f'{{"type":"order_placed","order_id":"{symbol}","qty":-1}}'.encode()
+    ex.send(marker)
+    found: list[str] = []
+
+    def dead_lettered() -> bool:
+        found.extend(m.value().decode() for m in c.consume(100, timeout=0.2)
+                     if m.error() is None and symbol in m.value().decode())
+        return bool(found)
+
+    wait_for(dead_lettered, 60, "dead letter")
+    c.close()
+    assert '"consumer":"tradesim-execution"' in found[0]
+    user = ex.account("1000")
+    ex.price(symbol, 1, "10")
+    reader = ex.outcomes()
+    o = ex.order(user, symbol, "buy", qty=1)
+    ex.send(o)
+    assert reader.wait([o.order_id])[o.order_id].status == "executed"
+
+
+def test_portfolio_equals_fold_of_trade_executed(ex: Exchange, symbol: str) -> None:
+    user = ex.account("20000")
+    ex.price(symbol, 1, "50")
+    reader = ex.outcomes()
+    orders = [ex.order(user, symbol, side, qty) for side, qty in
+              [("buy", 10), ("buy", 5), ("sell", 7), ("sell", 20), ("buy", 400), ("sell", 8)]]
+    for o in orders:  # one at a time: the order of settlement is the order of sending
+        ex.send(o)
+        reader.wait([o.order_id])
+    reader.poll()
+    mine = [o for o in reader.seen if o.user_id == user]
+    folded = fold(Decimal("20000"), mine)
+    p = ex.store.get(user)
+    assert p is not None
+    assert (p.cash, {s: q for s, q in p.positions.items() if q}) == (folded.cash, folded.positions)
+    assert {o.order_id for o in mine} == {o.order_id for o in orders}
+
+
+def test_taskmanager_kill_9_mid_run_loses_nothing_and_applies_nothing_twice(ex: Exchange, symbol: str) -> None:
+    n = 2000
+    ex.price(symbol, 1, "20")
+    users = [ex.account("1000000") for _ in range(4)]
+    reader = ex.outcomes()
+    orders = [ex.order(users[i % 4], symbol, "buy" if i % 3 else "sell", qty=1 + i % 5) for i in range(n)]
+    ex.send(*orders[: n // 2])
+    flink = Flink(ex.settings)
+    wait_for(lambda: (reader.poll(), len(reader.by_order()) > 100)[1], 120, "the run to be under way")
+    tm = flink.taskmanager_pid()
+    assert tm is not None
+    os.kill(tm, signal.SIGKILL)
+    ex.send(*orders[n // 2:])
+    got = reader.wait([o.order_id for o in orders], timeout_s=300)
+    assert flink.taskmanager_pid() not in (None, tm), "the TaskManager must have been restarted"
+    # every order: exactly one distinct terminal outcome (replays may repeat it, never change it)
+    for oid, copies in reader.by_order().items():
+        if oid in got:
+            assert len({(c.status, c.reason, c.fill_price, c.fee) for c in copies}) == 1, oid
+    for u in users:
+        mine = [got[o.order_id] for o in orders if o.user_id == u]
+        # Observed twice under heavy CPU load: an outcome already on trade_executed was not yet visible in a
+        # GetItem issued right after (it was a moment later, recorded exactly once). Poll with a deadline; an
+        # outcome that never shows up still fails the test.
+        holder: list = []  # type: ignore[type-arg]
+
+        def recorded(u: str = u, mine: list = mine, holder: list = holder) -> bool:  # type: ignore[type-arg]
+            p = ex.store.get(u)
+            holder[:] = [p]
+            return p is not None and all(o.order_id in p.outcomes for o in mine)
+
+        wait_for(recorded, 60, f"every outcome of {u} recorded on its portfolio")  # none lost
+        p = holder[0]
+        assert p.version == len(p.outcomes), "each recorded outcome is exactly one write"
+        folded = fold(Decimal("1000000"), mine)  # applied once each
+        assert (p.cash, {s: q for s, q in p.positions.items() if q}) == (folded.cash, folded.positions)
+
+
+def test_dynamodb_unavailable_for_a_while_then_catches_up(ex: Exchange, symbol: str, supervisor: Supervisor) -> None:
+    user = ex.account("100000")
+    ex.price(symbol, 1, "10")
+    reader = ex.outcomes()
+    dynamo = Supervisor(ex.settings, registry.build(ex.settings, ["dynamodb"]))
+    dynamo.down()
+    try:
+        orders = [ex.order(user, symbol, "buy", qty=1) for _ in range(20)]
+        ex.send(*orders)
+        reader.poll()
+        assert not any(o.order_id in reader.by_order() for o in orders)  # nothing can be settled now
+    finally:
+        dynamo.up()
+    outs = reader.wait([o.order_id for o in orders], timeout_s=180)
+    assert all(o.status == "executed" for o in outs.values())
+    p = ex.store.get(user)
+    assert p is not None
+    assert p.positions == {symbol: 20}
