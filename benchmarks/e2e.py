@@ -1,0 +1,125 @@
+"""`tradesim bench e2e`: POST /orders → execution job → trade_executed, open loop at fixed offered rates.
+
+Latency is measured from each order's *scheduled* send time to the arrival of its outcome on `trade_executed`
+(no coordinated omission: sends never wait for earlier answers). In the same run, the Flink pass-through job
+(Kafka → Kafka in Flink SQL, no Python) gives the platform's own limit; the ratio is sustained e2e orders/s over
+pass-through records/s. Needs `tradesim up` with the API, the market-data service and Flink.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+import uuid
+from typing import Any
+
+import httpx
+from confluent_kafka import TopicPartition
+
+from benchmarks.flink_bars import _count_until, _produce, _ticks
+from benchmarks.orders import _fresh_price, _setup
+from tradesim.adapters.kafka.client import TopicSpec, consumer, ensure_topics
+from tradesim.domain.events import OrderOutcome, decode
+from tradesim.settings import Settings
+
+
+class _Outcomes(threading.Thread):
+    """Records the arrival time of each order's first outcome."""
+
+    def __init__(self, settings: Settings) -> None:
+        super().__init__(daemon=True)
+        topic = settings.topics.trade_executed
+        self.c = consumer(settings.kafka, group_id="bench-e2e-" + uuid.uuid4().hex[:6])
+        parts = self.c.list_topics(topic, timeout=10).topics[topic].partitions
+        self.c.assign([TopicPartition(topic, p, self.c.get_watermark_offsets(TopicPartition(topic, p),
+                                                                             timeout=10)[1]) for p in parts])
+        self.arrived: dict[str, tuple[float, str]] = {}
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            for m in self.c.consume(1000, timeout=0.1):
+                if m.error() is None:
+                    o = decode(OrderOutcome, m.value())
+                    self.arrived.setdefault(o.order_id, (time.monotonic(), o.status))
+        self.c.close()
+
+
+async def _open_loop(settings: Settings, keys: list[str], symbol: str, rate: float, seconds: float,
+                     ) -> tuple[int, int, dict[str, float]]:
+    """(sent, refused, order_id → scheduled send time) for one offered rate."""
+    scheduled: dict[str, float] = {}
+    errors = 0
+    limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
+    async with httpx.AsyncClient(base_url=settings.api.client_url, timeout=30, limits=limits) as client:
+
+        async def send(i: int, at: float) -> None:
+            nonlocal errors
+            r = await client.post("/orders", json={"symbol": symbol, "side": "buy", "qty": 1},
+                                  headers={"Authorization": f"Bearer {keys[i % len(keys)]}",
+                                           "Idempotency-Key": uuid.uuid4().hex})
+            if r.status_code == 202:
+                scheduled[r.json()["order_id"]] = at
+            else:
+                errors += 1
+
+        start = time.monotonic()
+        tasks = []
+        n = int(rate * seconds)
+        for i in range(n):
+            at = start + i / rate
+            await asyncio.sleep(max(0.0, at - time.monotonic()))
+            tasks.append(asyncio.create_task(send(i, at)))
+        await asyncio.gather(*tasks)
+    return n, errors, scheduled
+
+
+def run(settings: Settings, rates: list[float], seconds: float, passthrough_records: int, out: list[str],
+        ) -> dict[str, Any]:
+    from tradesim.cli.jobs import submit_job
+    from tradesim.stack.flink import Flink
+
+    submit_job(settings, "execution")
+    keys, symbol = _setup(settings, users=8)
+    figures: dict[str, Any] = {}
+    reader = _Outcomes(settings)
+    reader.start()
+    try:
+        for rate in rates:
+            _fresh_price(settings, symbol, int(time.time()))
+            sent, errors, scheduled = asyncio.run(_open_loop(settings, keys, symbol, rate, seconds))
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline and not set(scheduled) <= set(reader.arrived):
+                time.sleep(0.1)
+            lat = sorted((reader.arrived[o][0] - t) * 1000 for o, t in scheduled.items() if o in reader.arrived)
+            done = [reader.arrived[o][0] for o in scheduled if o in reader.arrived]
+            window = (max(done) - min(scheduled.values())) if done else float("nan")
+            executed = sum(1 for o in scheduled if reader.arrived.get(o, (0, ""))[1] == "executed")
+            p50 = lat[len(lat) // 2] if lat else float("nan")
+            p99 = lat[min(len(lat) - 1, int(len(lat) * 0.99))] if lat else float("nan")
+            rate_done = len(done) / window if done else 0.0
+            figures[rate] = {"p50_ms": p50, "p99_ms": p99, "outcomes_per_s": rate_done}
+            out.append(f"offered {rate:g} orders/s for {seconds:g} s: {len(scheduled)}/{sent} accepted "
+                       f"({errors} refused), {len(done)} outcomes ({executed} executed) at {rate_done:,.0f}/s; "
+                       f"order→outcome p50 {p50:,.0f} ms, p99 {p99:,.0f} ms")
+    finally:
+        reader.stop.set()
+    # the platform's own limit, same run
+    run_id = uuid.uuid4().hex[:6]
+    src, dst = f"bench_e2e_src_{run_id}", f"bench_e2e_copy_{run_id}"
+    ensure_topics(settings.kafka, [TopicSpec(src, 1, {}), TopicSpec(dst, 1, {})])
+    _produce(settings, src, _ticks(passthrough_records, int(time.time() * 1000), 10))
+    job_id, _ = submit_job(settings, "passthrough", overrides={
+        "source-topic": src, "sink-topic": dst, "group-id": f"bench-e2e-pt-{run_id}",
+        "job-name": f"tradesim-bench-e2e-passthrough-{run_id}"})
+    try:
+        first, last, seen = _count_until(settings, dst, passthrough_records, lambda v: 1, 600)
+    finally:
+        Flink(settings).rest().cancel(job_id)
+    pt = seen / max(last - first, 1e-3)
+    best = max((f["outcomes_per_s"] for f in figures.values()), default=0.0)
+    out.append(f"Flink pass-through (Kafka → Kafka, no Python): {pt:,.0f} records/s; "
+               f"best e2e {best:,.0f} orders/s = ratio {best / pt:.3f}")
+    figures["passthrough_records_per_s"] = pt
+    return figures
