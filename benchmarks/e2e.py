@@ -56,9 +56,13 @@ async def _open_loop(settings: Settings, keys: list[str], symbol: str, rate: flo
 
         async def send(i: int, at: float) -> None:
             nonlocal errors
-            r = await client.post("/orders", json={"symbol": symbol, "side": "buy", "qty": 1},
-                                  headers={"Authorization": f"Bearer {keys[i % len(keys)]}",
-                                           "Idempotency-Key": uuid.uuid4().hex})
+            try:
+                r = await client.post("/orders", json={"symbol": symbol, "side": "buy", "qty": 1},
+                                      headers={"Authorization": f"Bearer {keys[i % len(keys)]}",
+                                               "Idempotency-Key": uuid.uuid4().hex})
+            except httpx.HTTPError:
+                errors += 1  # an overloaded server dropping the connection counts as refused
+                return
             if r.status_code == 202:
                 scheduled[r.json()["order_id"]] = at
             else:

@@ -83,13 +83,21 @@ class FlinkRest:
     def job(self, job_id: str) -> dict[str, Any]:
         return self._call("GET", f"/jobs/{job_id}")  # type: ignore[no-any-return]
 
-    def cancel(self, job_id: str) -> None:
-        """Make sure the job no longer runs; a job the cluster does not know (e.g. lost in a restart) is done."""
+    def cancel(self, job_id: str, timeout_s: float = 60) -> None:
+        """Make sure the job no longer runs, and wait until it has stopped (so a resubmit right after is not
+        mistaken for a duplicate); a job the cluster does not know (e.g. lost in a restart) is done."""
         try:
             self._call("PATCH", f"/jobs/{job_id}?mode=cancel")
         except FlinkRequestError as exc:
             if "HTTP 404" not in str(exc):
                 raise
+            return
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if not any(j.id == job_id and j.active for j in self.jobs(with_checkpoints=False)):
+                return
+            time.sleep(0.2)
+        raise FlinkRequestError(f"job {job_id} still not cancelled after {timeout_s:.0f} s")
 
     def stop_with_savepoint(self, job_id: str, target_dir: str | None, timeout_s: float = 120) -> str:
         """Take a savepoint and stop the job; returns the savepoint's location."""
