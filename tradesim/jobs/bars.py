@@ -36,6 +36,7 @@ from pyflink.datastream.window import TumblingEventTimeWindows
 from pyflink.table import StreamTableEnvironment
 
 from tradesim.jobs import bars_logic as logic
+from tradesim.jobs.sinks import keyed_kafka_sink
 
 
 class TickTime(TimestampAssigner):
@@ -150,24 +151,8 @@ def build(env: StreamExecutionEnvironment, args: argparse.Namespace) -> StreamTa
         bars_1m.map(lambda b: Row(b[0].symbol, logic.bar_json(b[0], "1m", b[1], b[2])), output_type=row_type)
     )
 
-    # PyFlink's KafkaSink serialises the whole element as the key, so the keyed write goes through the SQL
-    # connector: key = the raw symbol, value = the raw JSON payload.
-    t_env = StreamTableEnvironment.create(env)
-    t_env.execute_sql(f"""
-        CREATE TEMPORARY TABLE bars_sink (symbol STRING, payload STRING) WITH (
-          'connector' = 'kafka',
-          'topic' = '{args.bars_topic}',
-          'properties.bootstrap.servers' = '{args.bootstrap}',
-          'key.format' = 'raw',
-          'key.fields' = 'symbol',
-          'value.format' = 'raw',
-          'value.fields-include' = 'EXCEPT_KEY',
-          'sink.delivery-guarantee' = 'at-least-once'
-        )""")
-    statements = t_env.create_statement_set()
-    statements.add_insert("bars_sink", t_env.from_data_stream(rows))
-    statements.attach_as_datastream()
-    return t_env
+    return keyed_kafka_sink(env, rows, table="bars_sink", key_field="symbol", topic=args.bars_topic,
+                            bootstrap=args.bootstrap)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -45,6 +45,7 @@ from pyflink.datastream.state import ValueStateDescriptor
 from pyflink.table import StreamTableEnvironment
 
 from tradesim.jobs import execution_logic as logic
+from tradesim.jobs.sinks import keyed_kafka_sink
 
 log = logging.getLogger("tradesim.jobs.execution")
 
@@ -191,23 +192,8 @@ def build(env: StreamExecutionEnvironment, args: argparse.Namespace) -> StreamTa
         .process(UserStage(), output_type=row_type)
         .name("settle by user")
     )
-    # Keyed write (key = user_id) through the SQL Kafka connector, as in the bars job.
-    t_env = StreamTableEnvironment.create(env)
-    t_env.execute_sql(f"""
-        CREATE TEMPORARY TABLE outcomes_sink (user_id STRING, payload STRING) WITH (
-          'connector' = 'kafka',
-          'topic' = '{args.executed_topic}',
-          'properties.bootstrap.servers' = '{args.bootstrap}',
-          'key.format' = 'raw',
-          'key.fields' = 'user_id',
-          'value.format' = 'raw',
-          'value.fields-include' = 'EXCEPT_KEY',
-          'sink.delivery-guarantee' = 'at-least-once'
-        )""")
-    statements = t_env.create_statement_set()
-    statements.add_insert("outcomes_sink", t_env.from_data_stream(outcomes))
-    statements.attach_as_datastream()
-    return t_env
+    return keyed_kafka_sink(env, outcomes, table="outcomes_sink", key_field="user_id",
+                            topic=args.executed_topic, bootstrap=args.bootstrap)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -3,19 +3,15 @@
 from __future__ import annotations
 
 import json
-import os
-import sys
 import urllib.error
 import urllib.request
 
-import tradesim
-from tradesim.settings import settings_to_env
-from tradesim.stack.component import Component, PortSpec, Unhealthy
-from tradesim.stack.tools import Report
+from tradesim.stack.component import PortSpec, ServiceComponent, Unhealthy
 
 
-class ApiService(Component):
+class ApiService(ServiceComponent):
     name = "api"
+    module = "tradesim.services.api"
     needs = ("kafka", "redis", "dynamodb")
 
     @property
@@ -28,21 +24,6 @@ class ApiService(Component):
 
     def address(self) -> str:
         return self.settings.api.client_url
-
-    def version(self) -> str:
-        return tradesim.__version__
-
-    def provision(self, report: Report) -> None:
-        return None  # pure Python, installed with tradesim
-
-    def configure(self) -> None:
-        self.dir.mkdir(parents=True, exist_ok=True)
-
-    def argv(self) -> list[str]:
-        return [sys.executable, "-m", "tradesim.services.api"]
-
-    def env(self) -> dict[str, str]:
-        return {**os.environ, **settings_to_env(self.settings), "PYTHONUNBUFFERED": "1"}
 
     def check_health(self) -> None:
         url = f"{self.address()}/healthz"

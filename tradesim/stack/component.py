@@ -87,3 +87,31 @@ class Component(ABC):
     def initialize(self, report: Report) -> None:
         """Create topics / tables / indices; idempotent. Default: nothing."""
         return None
+
+
+class ServiceComponent(Component):
+    """A tradesim Python service run by the stack (`python -m <module>`): nothing to provision, and it sees
+    exactly the settings the supervisor was built with (not whatever its working directory has)."""
+
+    module: str
+
+    def version(self) -> str:
+        import tradesim
+
+        return tradesim.__version__
+
+    def provision(self, report: Report) -> None:
+        return None  # pure Python, installed with tradesim
+
+    def configure(self) -> None:
+        self.dir.mkdir(parents=True, exist_ok=True)
+
+    def argv(self) -> list[str]:
+        import sys
+
+        return [sys.executable, "-m", self.module]
+
+    def env(self) -> dict[str, str]:
+        from tradesim.settings import settings_to_env
+
+        return {**os.environ, **settings_to_env(self.settings), "PYTHONUNBUFFERED": "1"}

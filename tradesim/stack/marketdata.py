@@ -2,20 +2,15 @@
 
 from __future__ import annotations
 
-import os
-import sys
-
 from websockets.exceptions import InvalidHandshake, WebSocketException
 from websockets.sync.client import connect as ws_connect
 
-import tradesim
-from tradesim.settings import settings_to_env
-from tradesim.stack.component import Component, PortSpec, Unhealthy
-from tradesim.stack.tools import Report
+from tradesim.stack.component import PortSpec, ServiceComponent, Unhealthy
 
 
-class MarketDataService(Component):
+class MarketDataService(ServiceComponent):
     name = "marketdata"
+    module = "tradesim.services.marketdata"
     needs = ("kafka", "redis")
 
     @property
@@ -29,22 +24,6 @@ class MarketDataService(Component):
 
     def address(self) -> str:
         return self.settings.marketdata.client_ws_url
-
-    def version(self) -> str:
-        return tradesim.__version__
-
-    def provision(self, report: Report) -> None:
-        return None  # pure Python, installed with tradesim
-
-    def configure(self) -> None:
-        self.dir.mkdir(parents=True, exist_ok=True)
-
-    def argv(self) -> list[str]:
-        return [sys.executable, "-m", "tradesim.services.marketdata"]
-
-    def env(self) -> dict[str, str]:
-        # The service sees exactly the settings the supervisor was built with (not whatever the cwd has).
-        return {**os.environ, **settings_to_env(self.settings), "PYTHONUNBUFFERED": "1"}
 
     def check_health(self) -> None:
         try:

@@ -24,15 +24,7 @@ from tradesim.services.api.app import create_app
 from tradesim.services.ingest.publisher import publish_all
 from tradesim.settings import Settings
 from tradesim.testing.factories import tick, unique_symbol
-
-
-def wait_for(cond: Callable[[], object], timeout_s: float = 30, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if cond():
-            return
-        time.sleep(0.02)
-    raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
+from tradesim.testing.waiting import wait_for  # noqa: F401 - re-exported to the tests
 
 
 @dataclass(frozen=True)

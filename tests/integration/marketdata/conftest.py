@@ -11,15 +11,7 @@ from websockets.sync.client import ClientConnection, connect
 from tradesim.adapters.redis.client import connect as redis_connect
 from tradesim.adapters.redis.prices import PriceCache
 from tradesim.settings import Settings
-
-
-def wait_for(cond: Callable[[], object], timeout_s: float = 30, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if cond():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
+from tradesim.testing.waiting import wait_for  # noqa: F401 - re-exported to the tests
 
 
 @pytest.fixture
