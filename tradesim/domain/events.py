@@ -18,6 +18,12 @@ SymbolStr = Annotated[str, Field(pattern=r"^[A-Z][A-Z0-9.\-]{0,15}$")]
 PositiveDecimal = Annotated[Decimal, Field(gt=0, allow_inf_nan=False)]
 
 
+def _reject_float(value: Any) -> Any:
+    if isinstance(value, float):
+        raise ValueError("must be a decimal string, not a float")
+    return value
+
+
 class Event(BaseModel):
     """Base of all events: immutable, unknown fields rejected."""
 
@@ -43,12 +49,7 @@ class Tick(Event):
         "so the price cache orders quotes by (run_id, seq)"
     )
 
-    @field_validator("bid", "ask", "last", mode="before")
-    @classmethod
-    def _no_float(cls, value: Any) -> Any:
-        if isinstance(value, float):
-            raise ValueError("must be a decimal string, not a float")
-        return value
+    _floats = field_validator("bid", "ask", "last", mode="before")(_reject_float)
 
     @model_validator(mode="after")
     def _spread(self) -> Tick:
@@ -81,12 +82,7 @@ class Bar(Event):
     volume: int = Field(ge=0)
     trade_count: int = Field(ge=1, description="ticks in the window")
 
-    @field_validator("open", "high", "low", "close", "vwap", mode="before")
-    @classmethod
-    def _no_float(cls, value: Any) -> Any:
-        if isinstance(value, float):
-            raise ValueError("must be a decimal string, not a float")
-        return value
+    _floats = field_validator("open", "high", "low", "close", "vwap", mode="before")(_reject_float)
 
     @model_validator(mode="after")
     def _consistent(self) -> Bar:
@@ -109,12 +105,6 @@ class DeadLetter(Event):
     consumer: str = Field(description="who refused it, e.g. the Flink job name")
     reason: str
     record: str = Field(description="the refused record, decoded as UTF-8 with replacement characters")
-
-
-def _reject_float(value: Any) -> Any:
-    if isinstance(value, float):
-        raise ValueError("must be a decimal string, not a float")
-    return value
 
 
 Side = Literal["buy", "sell"]
