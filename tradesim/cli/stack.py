@@ -32,7 +32,7 @@ def _split(only: str | None) -> list[str] | None:
 
 
 class _LineProgress:
-    """Progress as plain lines (CI logs) or a live table (terminal)."""
+    """Progress as timestamped plain lines: readable in a terminal and in CI logs alike."""
 
     def __init__(self) -> None:
         self.started = time.monotonic()

@@ -182,7 +182,7 @@ def settle(decision: Decision, store: OutcomeStore, fees: FeeModel, now_ms: Call
         except InsufficientShares:
             return _record(order, store, "rejected", "insufficient_shares", decided)
         except PortfolioNotFound:
-            return _record_nowhere(order, "rejected", "invalid", decided)
+            return _record_nowhere(order, "invalid", decided)
     status: Literal["rejected", "cancelled", "expired"] = (
         "cancelled" if decision.kind == "cancel" else "expired" if decision.kind == "expire" else "rejected")
     return _record(order, store, status, decision.reason, decided)
@@ -196,12 +196,12 @@ def _record(order: OrderPlaced, store: OutcomeStore, status: str, reason: Reject
     except OutcomeAlreadyRecorded as exc:
         return outcome_from_record(order, dict(exc.outcome))
     except PortfolioNotFound:
-        return _record_nowhere(order, status, reason, decided)
+        return _record_nowhere(order, reason, decided)
     return OrderOutcome(order_id=order.order_id, user_id=order.user_id, symbol=order.symbol, side=order.side,
                         qty=order.qty, status=status, reason=reason, decided_at_ms=decided)  # type: ignore[arg-type]
 
 
-def _record_nowhere(order: OrderPlaced, status: str, reason: RejectReason | None, decided: int) -> OrderOutcome:
+def _record_nowhere(order: OrderPlaced, reason: RejectReason | None, decided: int) -> OrderOutcome:
     """A user without a portfolio: nothing to record against; the outcome is still emitted (rejected)."""
     return OrderOutcome(order_id=order.order_id, user_id=order.user_id, symbol=order.symbol, side=order.side,
                         qty=order.qty, status="rejected", reason=reason or "invalid", decided_at_ms=decided)

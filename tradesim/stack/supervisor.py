@@ -148,8 +148,9 @@ class Supervisor:
                     self._start(comp, state)
                 except StackError as exc:
                     self.progress(comp.name, "failed")
-                    still = [n for n in started] + [c.name for c in self.components
-                                                    if c not in to_start and c.name in state.components]
+                    # what runs now: started in this call, or left alone because it was already running
+                    still = started + [c.name for c in self.components
+                                       if c not in to_start and c.name in state.components]
                     note = (f" (left running: {', '.join(still)}; `tradesim down` stops them)" if still
                             else " (nothing else was started)")
                     raise type(exc)(f"{exc}{note}") from None

@@ -23,6 +23,7 @@ from tradesim.stack.process import OsProcessTable
 from tradesim.stack.redis import Redis
 from tradesim.stack.state import ComponentRecord, StackState
 from tradesim.stack.supervisor import Supervisor
+from tradesim.testing.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -39,13 +40,6 @@ def _listening(host: str, port: int) -> bool:
         return s.connect_ex((host, port)) == 0
 
 
-def _await(cond, timeout_s: float = 30) -> bool:  # noqa: ANN001
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if cond():
-            return True
-        time.sleep(0.1)
-    return False
 
 
 @pytest.fixture
@@ -116,7 +110,7 @@ def test_stale_state_pid_reused_by_unrelated_process_is_not_touched(side_redis: 
 def test_dead_component_shows_down_with_log_then_up_restarts_it(supervisor: Supervisor) -> None:
     record = supervisor.state_file.load().components["redis"]
     os.kill(record.pid, signal.SIGKILL)
-    assert _await(lambda: not OsProcessTable().is_alive(record.handle))
+    wait_for(lambda: not OsProcessTable().is_alive(record.handle), what="the killed server to be gone")
     row = next(r for r in supervisor.status() if r.name == "redis")
     assert row.state == "down"
     assert not row.healthy

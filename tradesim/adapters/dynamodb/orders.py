@@ -113,32 +113,28 @@ class OrderStore:
         Raises Unavailable.
         """
         base = order_item(order)
-        base.pop("status")
-        fields: dict[str, Any] = {"status": outcome.status, "decided_at_ms": outcome.decided_at_ms}
+        del base["order_id"], base["status"]
+        fields: dict[str, Any] = {"decided_at_ms": outcome.decided_at_ms}
         if outcome.reason is not None:
             fields["reason"] = outcome.reason
         if outcome.fill_price is not None:
             fields["fill_price"] = str(outcome.fill_price)
         if outcome.fee is not None:
             fields["fee"] = str(outcome.fee)
-        names: dict[str, str] = {}
-        values: dict[str, Any] = {":accepted": ACCEPTED}
-        sets = []
-        for i, (k, v) in enumerate(base.items()):
-            if k == "order_id":
-                continue
+        names: dict[str, str] = {"#st": "status"}
+        values: dict[str, Any] = {":accepted": ACCEPTED, ":st": outcome.status}
+        sets = ["#st = :st"]
+        for i, (k, v) in enumerate(base.items()):  # the order's own fields, unless the API wrote them already
             names[f"#b{i}"], values[f":b{i}"] = k, v
             sets.append(f"#b{i} = if_not_exists(#b{i}, :b{i})")
         for i, (k, v) in enumerate(fields.items()):
             names[f"#f{i}"], values[f":f{i}"] = k, v
             sets.append(f"#f{i} = :f{i}")
-        status_name = next(n for n, k in names.items() if k == "status")
         try:
             self.db.client.update_item(
                 TableName=self.table, Key={"order_id": {"S": order.order_id}},
                 UpdateExpression="SET " + ", ".join(sets),
-                ConditionExpression=f"attribute_not_exists({status_name}) OR {status_name} = :accepted "
-                                    f"OR {status_name} = :f0",
+                ConditionExpression="attribute_not_exists(#st) OR #st = :accepted OR #st = :st",
                 ExpressionAttributeNames=names,
                 ExpressionAttributeValues={k: _to_dynamo(v) for k, v in values.items()},
             )

@@ -1,0 +1,53 @@
+"""The Orders status mirror the execution job writes, against the real dynalite."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from decimal import Decimal
+
+import pytest
+
+from tradesim.adapters.dynamodb.client import DynamoDB
+from tradesim.adapters.dynamodb.orders import OrderStore
+from tradesim.domain.events import OrderOutcome, OrderPlaced
+from tradesim.settings import Settings
+
+pytestmark = pytest.mark.integration
+
+
+def _order(user: str) -> OrderPlaced:
+    return OrderPlaced(order_id="o" + uuid.uuid4().hex, user_id=user, symbol="AAA", side="buy", qty=2,
+                       order_type="limit", limit_price=Decimal("10.5"), placed_at_ms=int(time.time() * 1000))
+
+
+def _outcome(o: OrderPlaced, status: str = "executed") -> OrderOutcome:
+    filled = status == "executed"
+    return OrderOutcome(order_id=o.order_id, user_id=o.user_id, symbol=o.symbol, side=o.side, qty=o.qty,
+                        status=status, reason=None if status != "rejected" else "insufficient_funds",  # type: ignore[arg-type]
+                        fill_price=Decimal("10.25") if filled else None, fee=Decimal("1.00") if filled else None,
+                        trade_id=o.order_id + "-1" if filled else None, decided_at_ms=123)
+
+
+def test_outcome_replaces_accepted_once_and_is_idempotent(settings: Settings) -> None:
+    store = OrderStore(DynamoDB(settings.dynamodb))
+    o = _order("u" + uuid.uuid4().hex[:8])
+    assert store.record_accepted(o)
+    assert store.record_outcome(o, _outcome(o))
+    got = store.get(o.order_id)
+    assert got is not None
+    assert (got["status"], got["fill_price"], got["fee"], got["limit_price"]) == ("executed", "10.25", "1.00", "10.5")
+    assert store.record_outcome(o, _outcome(o))  # a replay of the same outcome
+    assert not store.record_outcome(o, _outcome(o, "rejected"))  # another terminal status never overwrites
+    assert not store.record_accepted(o)  # nor does a late `accepted`
+    assert store.get(o.order_id)["status"] == "executed"  # type: ignore[index]
+
+
+def test_outcome_without_accepted_item_creates_a_listable_order(settings: Settings) -> None:
+    store = OrderStore(DynamoDB(settings.dynamodb))
+    user = "u" + uuid.uuid4().hex[:8]
+    o = _order(user)
+    assert store.record_outcome(o, _outcome(o, "rejected"))
+    (listed,) = store.by_user(user)
+    assert (listed["order_id"], listed["status"], listed["reason"], listed["qty"]) == (
+        o.order_id, "rejected", "insufficient_funds", 2)
