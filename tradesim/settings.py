@@ -151,6 +151,19 @@ class TradingSettings(Section):
         Decimal("2"), ge=0, description="Margin over the last price when the API checks a market buy is affordable."
     )
     allow_short: bool = Field(False, description="Allow selling more than the position (off by default).")
+    outcome_horizon_min: int = Field(
+        60, ge=20, description="How long a recorded order outcome is kept on the portfolio item. `trade_orders` "
+        "keeps records for at most 3/4 of this (retention + segment roll + deletion check), so no order that a "
+        "replay can still read has lost its recorded outcome.")
+    max_recent_orders: int = Field(
+        1000, ge=10, le=2000, description="Orders per user within the outcome horizon; beyond it the API answers "
+        "429. Bounds the portfolio item far below DynamoDB's 400 KB (about 150 B per recorded outcome).")
+    prune_above: int = Field(
+        250, ge=1, description="The execution job prunes a user's expired outcomes once more than this are kept.")
+
+    @property
+    def outcome_horizon_ms(self) -> int:
+        return self.outcome_horizon_min * 60_000
 
     def fee_model(self) -> FeeModel:
         return FeeModel(per_share=self.fee_per_share, bps=self.fee_bps, minimum=self.fee_minimum)

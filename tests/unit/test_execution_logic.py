@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from tradesim.domain.errors import InsufficientFunds, InsufficientShares, OutcomeAlreadyRecorded
+from tradesim.domain.errors import InsufficientFunds, InsufficientShares, OutcomeAlreadyRecorded, PortfolioFull
 from tradesim.domain.events import OrderCancelRequested, OrderPlaced
 from tradesim.domain.fees import FeeModel
 from tradesim.domain.matching import Quote, SlippageModel
@@ -132,3 +132,15 @@ def test_many_buys_exceeding_cash_execute_floor_cash_over_cost() -> None:
     assert len(executed) == 10  # ⌊1000 / (99 + 1 fee)⌋
     assert all(o.reason == "insufficient_funds" for o in outs if o.status == "rejected")
     assert store.cash == Decimal("0")
+
+
+def test_settle_rejects_when_the_portfolio_item_cannot_hold_another_outcome() -> None:
+    class FullStore(MemoryStore):
+        def apply_fill(self, *args: Any, **kwargs: Any) -> MemoryStore:
+            raise PortfolioFull("too many")
+
+    store = FullStore(cash=Decimal("1000"))
+    fill = settle(Decision(order("o1"), "fill", price=Decimal("10")), store, FEES)
+    cancel = settle(Decision(order("o2"), "cancel"), store, FEES)
+    assert [(o.status, o.reason) for o in (fill, cancel)] == [("rejected", "too_many_recent_orders")] * 2
+    assert store.cash == Decimal("1000")

@@ -32,6 +32,10 @@ class PortfolioNotFound(DomainError):
     """No portfolio exists for the user."""
 
 
+class PortfolioFull(DomainError):
+    """The portfolio item cannot record another outcome: too many recent orders (the store's item-size limit)."""
+
+
 class PortfolioExists(DomainError):
     """A portfolio for the user was already created."""
 

@@ -166,7 +166,8 @@ class OrderCancelRequested(Event):
 
 
 OrderStatus = Literal["executed", "rejected", "cancelled", "expired"]
-RejectReason = Literal["insufficient_funds", "insufficient_shares", "unknown_symbol", "expired", "invalid"]
+RejectReason = Literal["insufficient_funds", "insufficient_shares", "unknown_symbol", "expired", "invalid",
+                       "too_many_recent_orders"]
 
 
 class OrderOutcome(Event):

@@ -108,7 +108,7 @@ class UserStage(KeyedProcessFunction):
 
         s = _settings()
         db = DynamoDB(s.dynamodb)
-        self.store = PortfolioStore(db)
+        self.store = PortfolioStore(db, horizon_ms=s.trading.outcome_horizon_ms, prune_above=s.trading.prune_above)
         self.orders = OrderStore(db)
         self.fees = s.trading.fee_model()
 

@@ -22,6 +22,7 @@ from tradesim.domain.errors import (
     InsufficientShares,
     InvalidRecord,
     OutcomeAlreadyRecorded,
+    PortfolioFull,
     PortfolioNotFound,
 )
 from tradesim.domain.events import (
@@ -183,6 +184,8 @@ def settle(decision: Decision, store: OutcomeStore, fees: FeeModel, now_ms: Call
             return _record(order, store, "rejected", "insufficient_shares", decided)
         except PortfolioNotFound:
             return _record_nowhere(order, "invalid", decided)
+        except PortfolioFull:
+            return _record_nowhere(order, "too_many_recent_orders", decided)
     status: Literal["rejected", "cancelled", "expired"] = (
         "cancelled" if decision.kind == "cancel" else "expired" if decision.kind == "expire" else "rejected")
     return _record(order, store, status, decision.reason, decided)
@@ -197,11 +200,14 @@ def _record(order: OrderPlaced, store: OutcomeStore, status: str, reason: Reject
         return outcome_from_record(order, dict(exc.outcome))
     except PortfolioNotFound:
         return _record_nowhere(order, reason, decided)
+    except PortfolioFull:
+        return _record_nowhere(order, "too_many_recent_orders", decided)
     return OrderOutcome(order_id=order.order_id, user_id=order.user_id, symbol=order.symbol, side=order.side,
                         qty=order.qty, status=status, reason=reason, decided_at_ms=decided)  # type: ignore[arg-type]
 
 
 def _record_nowhere(order: OrderPlaced, reason: RejectReason | None, decided: int) -> OrderOutcome:
-    """A user without a portfolio: nothing to record against; the outcome is still emitted (rejected)."""
+    """A user without a portfolio, or whose item cannot hold another outcome (the API refuses such orders
+    first; only a producer that bypasses it gets here): nothing to record against, the order is rejected."""
     return OrderOutcome(order_id=order.order_id, user_id=order.user_id, symbol=order.symbol, side=order.side,
                         qty=order.qty, status="rejected", reason=reason or "invalid", decided_at_ms=decided)

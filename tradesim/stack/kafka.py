@@ -12,6 +12,14 @@ from tradesim.stack.component import Component, PortSpec, Unhealthy
 from tradesim.stack.tools import Report, maven_copy_dependencies, require_java, run_tool
 
 POM = Path(__file__).parent / "java" / "kafka" / "pom.xml"
+#: how often the broker deletes expired segments (Kafka's default is 5 min)
+RETENTION_CHECK_MS = 60_000
+
+
+def orders_retention(outcome_horizon_ms: int) -> dict[str, str]:
+    """`trade_orders` config: a record lives at most retention + one segment + one deletion check, which stays
+    within the outcome horizon, so an order that can still be replayed always finds its recorded outcome."""
+    return {"retention.ms": str(outcome_horizon_ms // 2), "segment.ms": str(outcome_horizon_ms // 4)}
 
 _LOG4J2 = """<?xml version="1.0" encoding="UTF-8"?>
 <Configuration status="WARN">
@@ -87,6 +95,7 @@ class Kafka(Component):
             # Flink's exactly-once KafkaSink asks for 1 h transactions; allow it.
             "transaction.max.timeout.ms=3600000",
             f"log.retention.hours={c.retention_hours}",
+            f"log.retention.check.interval.ms={RETENTION_CHECK_MS}",
             "auto.create.topics.enable=false",
             "",
         ])
@@ -129,7 +138,7 @@ class Kafka(Component):
         return [
             TopicSpec(t.market_data, parts, retention),     # key: symbol
             TopicSpec(t.market_bars, parts, retention),     # key: symbol
-            TopicSpec(t.trade_orders, parts, retention),    # key: user
+            TopicSpec(t.trade_orders, parts, orders_retention(self.settings.trading.outcome_horizon_ms)),  # key: user
             TopicSpec(t.trade_executed, parts, retention),  # key: user
             TopicSpec(t.dead_letter, 1, retention),
         ]

@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from tradesim.adapters.dynamodb.client import DynamoDB
-from tradesim.adapters.dynamodb.tables import ORDERS, table_name
+from tradesim.adapters.dynamodb.tables import ORDERS, PORTFOLIOS, table_name
 from tradesim.adapters.redis.prices import PriceCache
 from tradesim.domain.events import OrderCancelRequested, OrderPlaced
 from tradesim.settings import Settings
@@ -167,6 +167,25 @@ def test_insufficient_funds_and_shares_are_422(http: httpx.Client, new_user: Cal
     short = http.post("/orders", json=order(symbol, side="sell", qty=1), headers=poor.auth)
     assert (short.status_code, short.json()["code"]) == (422, "insufficient_shares")
     assert len(order_log.since(poor.user_id)) == 2
+
+
+def test_a_user_at_the_recent_orders_limit_gets_429_and_nothing_is_published(
+        http: httpx.Client, user: User, symbol: str, order_log: OrderLog, settings: Settings) -> None:
+    # The portfolio item records each outcome for the horizon; the API keeps it far below DynamoDB's 400 KB by
+    # refusing a user whose item already holds max_recent_orders outcomes. Set the count the job keeps.
+    db = DynamoDB(settings.dynamodb)
+    db.client.update_item(TableName=table_name(settings.dynamodb, PORTFOLIOS), Key={"user_id": {"S": user.user_id}},
+                          UpdateExpression="SET n_outcomes = :n",
+                          ExpressionAttributeValues={":n": {"N": str(settings.trading.max_recent_orders)}})
+    answer = http.post("/orders", json=order(symbol, qty=1), headers={**user.auth, "Idempotency-Key": "full-1"})
+    assert (answer.status_code, answer.json()["code"]) == (429, "too_many_recent_orders")
+    assert int(answer.headers["retry-after"]) >= 1
+    assert order_log.since(user.user_id) == []
+    db.client.update_item(TableName=table_name(settings.dynamodb, PORTFOLIOS), Key={"user_id": {"S": user.user_id}},
+                          UpdateExpression="SET n_outcomes = :n", ExpressionAttributeValues={":n": {"N": "0"}})
+    # the refusal released the key: the same request succeeds once the item has room again
+    again = http.post("/orders", json=order(symbol, qty=1), headers={**user.auth, "Idempotency-Key": "full-1"})
+    assert again.status_code == 202, again.text
 
 
 def test_rate_limit_is_429_with_retry_after(http: httpx.Client, new_user: Callable[..., User]) -> None:

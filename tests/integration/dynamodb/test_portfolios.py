@@ -14,7 +14,7 @@ import pytest
 from tradesim.adapters.dynamodb.client import DynamoDB
 from tradesim.adapters.dynamodb.portfolios import PortfolioStore
 from tradesim.adapters.dynamodb.tables import ACCOUNTS, ORDERS, PORTFOLIOS, table_name
-from tradesim.domain.errors import InsufficientFunds, InsufficientShares, OutcomeAlreadyRecorded
+from tradesim.domain.errors import InsufficientFunds, InsufficientShares, OutcomeAlreadyRecorded, PortfolioFull
 from tradesim.ports import Unavailable
 from tradesim.settings import Settings
 from tradesim.stack.supervisor import Supervisor
@@ -187,3 +187,64 @@ def test_store_that_never_answers_raises_unavailable_within_the_deadline(setting
         with pytest.raises(Unavailable):
             hung.get("anyone")
         assert time.monotonic() - started < UNAVAILABLE_DEADLINE_S
+
+
+def _decided(at_ms: int) -> dict[str, str]:
+    return {"decided_at_ms": str(at_ms)}
+
+
+def test_holdings_read_leaves_the_outcomes_out_and_counts_them(store: PortfolioStore) -> None:
+    user = new_user()
+    store.create(user, Decimal("100"))
+    applied = store.apply_fill(user, "o1", Decimal("-10"), "AAPL", 1)
+    store.apply_fill(user, "o2", Decimal("0"), "AAPL", 0, status="rejected")
+    held = store.holdings(user)
+    assert held is not None
+    assert (held.cash, held.positions, held.outcomes, held.n_outcomes) == (Decimal("90"), {"AAPL": 1}, {}, 2)
+    assert (applied.cash, applied.position("AAPL"), applied.version, applied.n_outcomes) == (Decimal("90"), 1, 1, 1)
+
+
+def test_prune_removes_only_outcomes_decided_before_the_cutoff(store: PortfolioStore) -> None:
+    user = new_user()
+    store.create(user, Decimal("1000"))
+    for i in range(5):
+        store.apply_fill(user, f"old{i}", Decimal("-1"), "AAPL", 1, details=_decided(1_000 + i))
+    store.apply_fill(user, "new", Decimal("-1"), "AAPL", 1, details=_decided(5_000))
+    store.apply_fill(user, "untimed", Decimal("-1"), "AAPL", 1)  # no decision time: never pruned
+    assert store.prune(user, older_than_ms=2_000) == 5
+    after = store.get(user)
+    assert after is not None
+    assert (set(after.outcomes), after.n_outcomes, after.version) == ({"new", "untimed"}, 2, 7)
+    assert (after.cash, after.position("AAPL")) == (Decimal("993"), 7)  # pruning never touches the money
+    assert store.prune(user, older_than_ms=2_000) == 0
+
+
+def test_apply_fill_prunes_expired_outcomes_once_above_the_threshold(db: DynamoDB) -> None:
+    now_s = 1_000_000.0
+    pruning = PortfolioStore(db, horizon_ms=60_000, prune_above=3, clock=lambda: now_s)
+    user = new_user()
+    pruning.create(user, Decimal("1000"))
+    old_ms = int(now_s * 1000) - 120_000
+    for i in range(3):
+        pruning.apply_fill(user, f"old{i}", Decimal("-1"), "AAPL", 1, details=_decided(old_ms))
+    assert pruning.holdings(user).n_outcomes == 3  # type: ignore[union-attr]  # at the threshold: kept
+    pruning.apply_fill(user, "fresh", Decimal("-1"), "AAPL", 1, details=_decided(int(now_s * 1000)))
+    after = pruning.get(user)
+    assert after is not None
+    assert (set(after.outcomes), after.n_outcomes) == ({"fresh"}, 1)
+
+
+def test_an_item_that_cannot_grow_refuses_with_portfolio_full_and_stays_unchanged(db: DynamoDB) -> None:
+    store = PortfolioStore(db, horizon_ms=60_000, clock=time.time)
+    user = new_user()
+    store.create(user, Decimal("1000"))
+    recent = str(int(time.time() * 1000))
+    for i in range(3):  # ~360 KB of recent outcomes: nothing may be pruned yet
+        store.apply_fill(user, f"big{i}", Decimal("0"), "AAPL", 0, status="rejected",
+                         details={"decided_at_ms": recent, "pad": "x" * 120_000})
+    with pytest.raises(PortfolioFull):
+        store.apply_fill(user, "one-more", Decimal("-1"), "AAPL", 1,
+                         details={"decided_at_ms": recent, "pad": "x" * 60_000})
+    after = store.holdings(user)
+    assert after is not None
+    assert (after.cash, after.n_outcomes, after.version) == (Decimal("1000"), 3, 3)

@@ -185,9 +185,9 @@ def test_taskmanager_kill_9_mid_run_loses_nothing_and_applies_nothing_twice(ex: 
             assert len({(c.status, c.reason, c.fill_price, c.fee) for c in copies}) == 1, oid
     for u in users:
         mine = [got[o.order_id] for o in orders if o.user_id == u]
-        # Observed twice under heavy CPU load: an outcome already on trade_executed was not yet visible in a
-        # GetItem issued right after (it was a moment later, recorded exactly once). Poll with a deadline; an
-        # outcome that never shows up still fails the test.
+        # Observed under heavy CPU load: an outcome already on trade_executed was not yet visible in a GetItem
+        # issued right after. Poll with a deadline; an outcome that never shows up still fails the test, and the
+        # message says which ones and what was emitted for them.
         holder: list = []  # type: ignore[type-arg]
 
         def recorded(u: str = u, mine: list = mine, holder: list = holder) -> bool:  # type: ignore[type-arg]
@@ -195,7 +195,16 @@ def test_taskmanager_kill_9_mid_run_loses_nothing_and_applies_nothing_twice(ex: 
             holder[:] = [p]
             return p is not None and all(o.order_id in p.outcomes for o in mine)
 
-        wait_for(recorded, 60, f"every outcome of {u} recorded on its portfolio")  # none lost
+        try:
+            wait_for(recorded, 60, f"every outcome of {u} recorded on its portfolio")  # none lost
+        except AssertionError as exc:
+            p = holder[0]
+            missing = [o for o in mine if p is None or o.order_id not in p.outcomes]
+            copies = reader.by_order()
+            detail = [(o.order_id, o.status, o.reason, len(copies.get(o.order_id, []))) for o in missing[:10]]
+            raise AssertionError(f"{exc}: {len(missing)} of {len(mine)} missing; portfolio version "
+                                 f"{p and p.version}, {p and len(p.outcomes)} outcomes; first missing "
+                                 f"(order, emitted status, reason, copies): {detail}") from None
         p = holder[0]
         assert p.version == len(p.outcomes), "each recorded outcome is exactly one write"
         folded = fold(Decimal("1000000"), mine)  # applied once each

@@ -8,9 +8,11 @@ from collections import defaultdict
 
 import pytest
 from confluent_kafka import TopicPartition
+from confluent_kafka.admin import ConfigResource, ResourceType
 
-from tradesim.adapters.kafka.client import admin, consumer, producer
+from tradesim.adapters.kafka.client import TopicSpec, admin, consumer, ensure_topics, producer
 from tradesim.settings import Settings
+from tradesim.stack.kafka import orders_retention
 
 pytestmark = pytest.mark.integration
 N = 1000
@@ -28,6 +30,28 @@ def test_up_created_the_topics_with_partitions(settings: Settings) -> None:
         assert name in meta.topics, name
     assert len(meta.topics[settings.topics.market_data].partitions) == settings.kafka.partitions
     assert len(meta.topics[settings.topics.trade_orders].partitions) == settings.kafka.partitions
+
+
+def _config(settings: Settings, topic: str) -> dict[str, str]:
+    resource = ConfigResource(ResourceType.TOPIC, topic)
+    client = admin(settings.kafka)  # held until the answer is in: a collected client cancels its requests
+    entries = client.describe_configs([resource])[resource].result(timeout=10)
+    return {k: e.value for k, e in entries.items()}
+
+
+def test_trade_orders_retention_follows_the_outcome_horizon(settings: Settings) -> None:
+    cfg = _config(settings, settings.topics.trade_orders)
+    assert {k: cfg[k] for k in ("retention.ms", "segment.ms")} == orders_retention(
+        settings.trading.outcome_horizon_ms)
+
+
+def test_ensure_topics_sets_the_spec_config_on_an_existing_topic(settings: Settings) -> None:
+    name = f"test-config-{uuid.uuid4().hex[:8]}"
+    assert ensure_topics(settings.kafka, [TopicSpec(name, 1, {"retention.ms": "86400000"})]) == [name]
+    assert ensure_topics(settings.kafka, [TopicSpec(name, 1, {"retention.ms": "3600000"})]) == []  # exists
+    assert _config(settings, name)["retention.ms"] == "3600000"
+    client = admin(settings.kafka)
+    client.delete_topics([name])[name].result(timeout=10)
 
 
 @pytest.mark.parametrize("topic_attr", ["market_data", "trade_orders", "trade_executed", "dead_letter"])

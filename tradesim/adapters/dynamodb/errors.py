@@ -36,6 +36,13 @@ def is_condition_failed(exc: BaseException) -> bool:
     return error_code(exc) == CONDITION_FAILED
 
 
+def is_item_too_large(exc: BaseException) -> bool:
+    """The write would take the item past DynamoDB's 400 KB (same message from AWS and dynalite)."""
+    if error_code(exc) != "ValidationException" or not isinstance(exc, ClientError):
+        return False
+    return "item size" in str(exc.response.get("Error", {}).get("Message", "")).lower()
+
+
 def translate(exc: BotoCoreError | ClientError, what: str,
               condition_error: DomainError | None = None) -> Exception:
     """The exception to raise instead of `exc`; `condition_error` is what a failed condition means to the caller.

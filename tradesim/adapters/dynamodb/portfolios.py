@@ -3,11 +3,16 @@
 Every change is one conditional UpdateItem, so an order's outcome and its cash/position change are written
 together or not at all, and a replayed order id finds the first outcome instead of applying twice. (dynalite
 has no transactions; single-item conditional writes run unchanged on real DynamoDB.)
+
+The item must stay far below DynamoDB's 400 KB, so outcomes older than the horizon are pruned (see
+`prune`); `n_outcomes` counts what is kept, so the API can refuse a user who would outgrow the item without
+reading every outcome. Writes return only what changed (UPDATED_NEW), never the whole item.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -16,7 +21,7 @@ from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import BotoCoreError, ClientError
 
 from tradesim.adapters.dynamodb.client import DynamoDB
-from tradesim.adapters.dynamodb.errors import is_condition_failed, translate
+from tradesim.adapters.dynamodb.errors import is_condition_failed, is_item_too_large, translate
 from tradesim.adapters.dynamodb.tables import PORTFOLIOS, table_name
 from tradesim.domain.errors import (
     DomainError,
@@ -25,6 +30,7 @@ from tradesim.domain.errors import (
     InvalidRecord,
     OutcomeAlreadyRecorded,
     PortfolioExists,
+    PortfolioFull,
     PortfolioNotFound,
     VersionConflict,
 )
@@ -34,6 +40,10 @@ _from_dynamo = TypeDeserializer().deserialize
 #: a failed condition is re-checked against a fresh read; if the item moved in between (e.g. a credit landed),
 #: the write is retried this many times in all before giving up with VersionConflict
 _CONDITION_ATTEMPTS = 3
+#: attributes without the outcomes map: what the API's pre-check and account pages need
+_HOLDINGS = "user_id, cash, positions, version, n_outcomes"
+#: outcomes removed per UpdateItem when pruning (keeps the expression well under DynamoDB's 4 KB)
+_PRUNE_BATCH = 200
 
 
 @dataclass(frozen=True)
@@ -44,11 +54,31 @@ class Portfolio:
     cash: Decimal
     positions: dict[str, int] = field(default_factory=dict)
     version: int = 0
-    #: order id → the outcome recorded for it (status, cash_delta, symbol, qty_delta and caller details)
+    #: order id → the outcome recorded for it (status, cash_delta, symbol, qty_delta and caller details);
+    #: empty when read with `holdings()`
     outcomes: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: outcomes kept on the item (pruning removes those older than the horizon)
+    n_outcomes: int = 0
 
     def position(self, symbol: str) -> int:
         return self.positions.get(symbol, 0)
+
+
+@dataclass(frozen=True)
+class Applied:
+    """What one apply_fill changed: the new cash, the order symbol's position, version and outcome count."""
+
+    cash: Decimal
+    symbol: str
+    #: the symbol's position after the write; None when the write did not change it (a recorded refusal)
+    quantity: int | None
+    version: int
+    n_outcomes: int
+
+    def position(self, symbol: str) -> int:
+        if symbol != self.symbol or self.quantity is None:
+            raise ValueError(f"this write did not change the position in {symbol}")
+        return self.quantity
 
 
 def _outcome(raw: Mapping[str, Any]) -> dict[str, Any]:
@@ -66,7 +96,16 @@ def _portfolio(item: Mapping[str, Any]) -> Portfolio:
         positions={s: int(q) for s, q in data.get("positions", {}).items()},
         version=int(data.get("version", 0)),
         outcomes={o: _outcome(v) for o, v in data.get("outcomes", {}).items()},
+        n_outcomes=int(data.get("n_outcomes", len(data.get("outcomes", {})))),
     )
+
+
+def _applied(attributes: Mapping[str, Any], symbol: str) -> Applied:
+    data = {k: _from_dynamo(v) for k, v in attributes.items()}
+    positions = data.get("positions", {})
+    return Applied(cash=data["cash"], symbol=symbol,
+                   quantity=int(positions[symbol]) if symbol in positions else None,
+                   version=int(data["version"]), n_outcomes=int(data["n_outcomes"]))
 
 
 def _require_text(name: str, value: object) -> None:
@@ -85,11 +124,20 @@ def _require_int(name: str, value: object) -> None:
 
 
 class PortfolioStore:
-    """Create, read and change portfolios; thread-safe (one shared low-level client)."""
+    """Create, read and change portfolios; thread-safe (one shared low-level client).
 
-    def __init__(self, db: DynamoDB) -> None:
+    `horizon_ms`/`prune_above`: apply_fill prunes outcomes older than the horizon once more than `prune_above`
+    are kept (None: never prunes by itself; `prune` can still be called).
+    """
+
+    def __init__(self, db: DynamoDB, *, horizon_ms: int | None = None, prune_above: int = 250,
+                 clock: Callable[[], float] = time.time) -> None:
         self.db = db
         self.table = table_name(db.settings, PORTFOLIOS)
+        self.horizon_ms = horizon_ms
+        self.prune_above = prune_above
+        self._clock = clock
+        self._last_prune: dict[str, float] = {}
 
     def create(self, user_id: str, cash: Decimal) -> Portfolio:
         """Raises PortfolioExists, InvalidRecord, Unavailable."""
@@ -98,7 +146,7 @@ class PortfolioStore:
         if cash < 0:
             raise InvalidRecord("cash", f"must not be negative, got {cash}")
         portfolio = Portfolio(user_id=user_id, cash=cash)
-        item = {"user_id": user_id, "cash": cash, "positions": {}, "outcomes": {}, "version": 0}
+        item = {"user_id": user_id, "cash": cash, "positions": {}, "outcomes": {}, "version": 0, "n_outcomes": 0}
         try:
             self.db.client.put_item(
                 TableName=self.table,
@@ -110,21 +158,31 @@ class PortfolioStore:
         return portfolio
 
     def get(self, user_id: str) -> Portfolio | None:
-        """Strongly consistent read; None if the user has no portfolio. Raises Unavailable."""
+        """Strongly consistent read of the whole item; None if the user has no portfolio. Raises Unavailable."""
+        return self._read(user_id, None)
+
+    def holdings(self, user_id: str) -> Portfolio | None:
+        """Like get() without the outcomes (a small read whatever the item's size). Raises Unavailable."""
+        return self._read(user_id, _HOLDINGS)
+
+    def _read(self, user_id: str, projection: str | None) -> Portfolio | None:
+        request: dict[str, Any] = {"TableName": self.table, "Key": {"user_id": {"S": user_id}},
+                                   "ConsistentRead": True}
+        if projection:
+            request["ProjectionExpression"] = projection
         try:
-            answer = self.db.client.get_item(TableName=self.table, Key={"user_id": {"S": user_id}},
-                                             ConsistentRead=True)
+            answer = self.db.client.get_item(**request)
         except (BotoCoreError, ClientError) as exc:
             raise translate(exc, f"get portfolio {user_id!r}") from None
         item = answer.get("Item")
         return _portfolio(item) if item else None
 
     def apply_fill(self, user_id: str, order_id: str, cash_delta: Decimal, symbol: str, qty_delta: int, *,
-                   status: str = "executed", details: Mapping[str, str] | None = None) -> Portfolio:
-        """Record the order's outcome and apply its cash/position change at once; returns the new portfolio.
+                   status: str = "executed", details: Mapping[str, str] | None = None) -> Applied:
+        """Record the order's outcome and apply its cash/position change at once; returns what changed.
 
         Raises OutcomeAlreadyRecorded (carrying the first outcome), InsufficientFunds, InsufficientShares,
-        PortfolioNotFound, VersionConflict, InvalidRecord, Unavailable.
+        PortfolioNotFound, PortfolioFull, VersionConflict, InvalidRecord, Unavailable.
         """
         _require_text("user_id", user_id)
         _require_text("order_id", order_id)
@@ -135,15 +193,16 @@ class PortfolioStore:
         outcome: dict[str, Any] = {**(details or {}), "status": status, "cash_delta": cash_delta,
                                    "symbol": symbol, "qty_delta": qty_delta}
         names = {"#o": order_id}
-        values: dict[str, Any] = {":dc": cash_delta, ":out": outcome, ":one": 1}
+        values: dict[str, Any] = {":dc": cash_delta, ":out": outcome, ":one": 1, ":zero": 0}
         conditions = ["attribute_exists(user_id)", "attribute_not_exists(outcomes.#o)"]
-        updates = ["cash = cash + :dc", "outcomes.#o = :out", "version = version + :one"]
+        updates = ["cash = cash + :dc", "outcomes.#o = :out", "version = version + :one",
+                   "n_outcomes = if_not_exists(n_outcomes, :zero) + :one"]
         if cash_delta < 0:
             conditions.append("cash >= :need_cash")
             values[":need_cash"] = -cash_delta
         if qty_delta != 0:
             names["#s"] = symbol
-            values.update({":dq": qty_delta, ":zero": 0})
+            values[":dq"] = qty_delta
             updates.append("positions.#s = if_not_exists(positions.#s, :zero) + :dq")
         if qty_delta < 0:
             conditions.append("positions.#s >= :need_qty")
@@ -155,23 +214,88 @@ class PortfolioStore:
             "ConditionExpression": " AND ".join(conditions),
             "ExpressionAttributeNames": names,
             "ExpressionAttributeValues": {k: _to_dynamo(v) for k, v in values.items()},
-            "ReturnValues": "ALL_NEW",
+            "ReturnValues": "UPDATED_NEW",
         }
         what = f"apply order {order_id!r} to portfolio {user_id!r}"
+        pruned = False
         for _ in range(_CONDITION_ATTEMPTS):
             try:
                 answer = self.db.client.update_item(**request)
             except ClientError as exc:
+                if is_item_too_large(exc):
+                    if pruned or not self.horizon_ms or not self.prune(user_id, self._now_ms() - self.horizon_ms):
+                        raise PortfolioFull(f"{user_id}: too many recent outcomes to record {order_id!r}") from None
+                    pruned = True
+                    continue
                 if not is_condition_failed(exc):
                     raise translate(exc, what) from None
             except BotoCoreError as exc:
                 raise translate(exc, what) from None
             else:
-                return _portfolio(answer["Attributes"])
+                applied = _applied(answer["Attributes"], symbol)
+                self._maybe_prune(user_id, applied.n_outcomes)
+                return applied
             refusal = self._refusal(self.get(user_id), user_id, order_id, cash_delta, symbol, qty_delta)
             if refusal is not None:
                 raise refusal
         raise VersionConflict(f"{what}: the item kept changing; retry")
+
+    def prune(self, user_id: str, older_than_ms: int) -> int:
+        """Remove outcomes decided before `older_than_ms`; returns how many were removed. Raises Unavailable.
+
+        Safe only beyond the replay horizon: an order whose outcome is gone would be applied again if it were
+        replayed, so the horizon outlives `trade_orders` retention (see tradesim.stack.kafka.orders_retention).
+        Outcomes without a decision time are kept. Conditional on the version read, so it never races a write.
+        """
+        what = f"prune outcomes of portfolio {user_id!r}"
+        try:
+            answer = self.db.client.get_item(TableName=self.table, Key={"user_id": {"S": user_id}},
+                                             ConsistentRead=True, ProjectionExpression="outcomes, version")
+        except (BotoCoreError, ClientError) as exc:
+            raise translate(exc, what) from None
+        item = answer.get("Item")
+        if not item:
+            return 0
+        data = {k: _from_dynamo(v) for k, v in item.items()}
+        expired = [o for o, v in data.get("outcomes", {}).items()
+                   if str(v.get("decided_at_ms", "")).isdigit() and int(v["decided_at_ms"]) < older_than_ms]
+        removed = 0
+        version = int(data.get("version", 0))
+        for start in range(0, len(expired), _PRUNE_BATCH):
+            chunk = expired[start:start + _PRUNE_BATCH]
+            names = {f"#p{i}": o for i, o in enumerate(chunk)}
+            try:
+                self.db.client.update_item(
+                    TableName=self.table, Key={"user_id": {"S": user_id}},
+                    UpdateExpression="REMOVE " + ", ".join(f"outcomes.{n}" for n in names)
+                    + " SET n_outcomes = if_not_exists(n_outcomes, :zero) - :k",
+                    ConditionExpression="version = :v",
+                    ExpressionAttributeNames=names,
+                    ExpressionAttributeValues={":k": {"N": str(len(chunk))}, ":v": {"N": str(version)},
+                                               ":zero": {"N": "0"}})
+            except ClientError as exc:
+                if is_condition_failed(exc):
+                    break  # written in between: the next prune reads again
+                raise translate(exc, what) from None
+            except BotoCoreError as exc:
+                raise translate(exc, what) from None
+            removed += len(chunk)
+        return removed
+
+    def _now_ms(self) -> int:
+        return int(self._clock() * 1000)
+
+    def _maybe_prune(self, user_id: str, n_outcomes: int) -> None:
+        """Prune at most once a minute per user, and only above the threshold (a read of the whole item)."""
+        if self.horizon_ms is None or n_outcomes <= self.prune_above:
+            return
+        now = self._clock()
+        if now - self._last_prune.get(user_id, 0.0) < 60:
+            return
+        if len(self._last_prune) > 100_000:
+            self._last_prune.clear()
+        self._last_prune[user_id] = now
+        self.prune(user_id, self._now_ms() - self.horizon_ms)
 
     @staticmethod
     def _refusal(current: Portfolio | None, user_id: str, order_id: str, cash_delta: Decimal, symbol: str,

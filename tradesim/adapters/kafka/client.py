@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource, NewTopic, ResourceType
 
 from tradesim.adapters.kafka.errors import KafkaUnavailable
 from tradesim.settings import KafkaSettings
@@ -68,12 +68,14 @@ def broker_count(kafka: KafkaSettings, timeout_s: float) -> int:
 
 
 def ensure_topics(kafka: KafkaSettings, topics: list[TopicSpec], timeout_s: float = 30) -> list[str]:
-    """Create missing topics; returns the names created. Existing topics are left as they are."""
+    """Create missing topics; returns the names created. Existing topics keep their partitions but get the spec's
+    config (retention of `trade_orders` follows the outcome horizon, so it must not stay at an older value)."""
     client = admin(kafka)
     try:
         existing = set(client.list_topics(timeout=timeout_s).topics)
     except KafkaException as exc:
         raise KafkaUnavailable(f"cannot list topics at {kafka.bootstrap}: {exc}") from None
+    _set_config(client, [t for t in topics if t.name in existing and t.config], timeout_s)
     missing = [t for t in topics if t.name not in existing]
     if not missing:
         return []
@@ -91,3 +93,16 @@ def ensure_topics(kafka: KafkaSettings, topics: list[TopicSpec], timeout_s: floa
                 continue
             raise KafkaUnavailable(f"cannot create topic {name}: {exc}") from None
     return created
+
+
+def _set_config(client: AdminClient, topics: list[TopicSpec], timeout_s: float) -> None:
+    if not topics:
+        return
+    resources = [ConfigResource(ResourceType.TOPIC, t.name, incremental_configs=[
+        ConfigEntry(k, v, incremental_operation=AlterConfigOpType.SET) for k, v in t.config.items()])
+        for t in topics]
+    for resource, fut in client.incremental_alter_configs(resources).items():
+        try:
+            fut.result(timeout=timeout_s)
+        except KafkaException as exc:
+            raise KafkaUnavailable(f"cannot configure topic {resource.name}: {exc}") from None

@@ -28,7 +28,7 @@ def _money(amount: Decimal) -> str:
 
 async def _info(res: Resources, account: Account) -> AccountInfo:
     with metrics.timed("dynamodb", "portfolio_get"):
-        portfolio = await anyio.to_thread.run_sync(res.portfolios.get, account.user_id)
+        portfolio = await anyio.to_thread.run_sync(res.portfolios.holdings, account.user_id)
     return AccountInfo(user_id=account.user_id, starting_cash=_money(account.starting_cash),
                        created_at_ms=account.created_at_ms,
                        cash=None if portfolio is None else _money(portfolio.cash),

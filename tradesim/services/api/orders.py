@@ -80,7 +80,7 @@ async def _place(res: Resources, user: Account, body: OrderRequest, order_id: st
 
     async def portfolio() -> Any:
         with metrics.timed("dynamodb", "portfolio_get"):
-            return await anyio.to_thread.run_sync(res.portfolios.get, user.user_id)
+            return await anyio.to_thread.run_sync(res.portfolios.holdings, user.user_id)
 
     cached, held = await asyncio.gather(price(), portfolio())
     now_ms = int(time.time() * 1000)
@@ -92,6 +92,11 @@ async def _place(res: Resources, user: Account, body: OrderRequest, order_id: st
         raise ApiError(422, "stale_price", str(exc)) from None
     if held is None:
         raise ApiError(409, "portfolio_missing", f"user {user.user_id!r} has no portfolio; ask an admin to reset it")
+    if held.n_outcomes >= trading.max_recent_orders:
+        # the portfolio item records every outcome for the horizon; past this it would outgrow DynamoDB's limit
+        raise ApiError(429, "too_many_recent_orders",
+                       f"{held.n_outcomes} orders decided in the last {trading.outcome_horizon_min} min; "
+                       f"the limit is {trading.max_recent_orders}", {"Retry-After": "60"})
     try:
         check_affordable(intent, tick, held.cash, held.position(body.symbol), buffer_pct=trading.price_buffer_pct,
                          fees=trading.fee_model(), allow_short=trading.allow_short)
