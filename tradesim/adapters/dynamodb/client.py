@@ -1,13 +1,15 @@
-"""boto3 clients configured from settings, with timeouts and retries bounded so a down store fails fast."""
+"""DynamoDB clients configured from settings, with timeouts and retries bounded so a down store fails fast."""
 
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from typing import Any
 
 import boto3
-from botocore.config import Config
 
+from tradesim.adapters.dynamodb.errors import DynamoDBError
+from tradesim.adapters.dynamodb.wire import Credentials, WireClient
 from tradesim.settings import DynamoDBSettings
 
 #: dynalite checks that requests are signed but not by whom; real AWS uses the normal credential chain.
@@ -16,39 +18,27 @@ DEFAULT_TIMEOUT_S = 2.0
 DEFAULT_ATTEMPTS = 2
 
 
-def boto_config(timeout_s: float = DEFAULT_TIMEOUT_S, max_attempts: int = DEFAULT_ATTEMPTS) -> Config:
-    """Worst case per call ≈ max_attempts × (connect + read timeout) plus a short backoff."""
-    return Config(
-        connect_timeout=timeout_s,
-        read_timeout=timeout_s,
-        retries={"total_max_attempts": max_attempts, "mode": "standard"},
-        # the execution job shares one client across worker threads
-        max_pool_connections=32,
-    )
-
-
-def _session_kwargs(settings: DynamoDBSettings) -> dict[str, Any]:
-    kwargs: dict[str, Any] = {"region_name": settings.region}
+def _credentials(settings: DynamoDBSettings) -> Callable[[], Credentials]:
     if not settings.external:
-        kwargs.update(LOCAL_CREDENTIALS)
-    return kwargs
+        fixed = (LOCAL_CREDENTIALS["aws_access_key_id"], LOCAL_CREDENTIALS["aws_secret_access_key"], None)
+        return lambda: fixed
+    chain = boto3.session.Session().get_credentials()  # env, profile, SSO, instance role: the SDK's own chain
+    if chain is None:
+        raise DynamoDBError("NoCredentials", "no AWS credentials found for DynamoDB (configure the AWS CLI chain)")
+
+    def current() -> Credentials:
+        frozen = chain.get_frozen_credentials()  # refreshes temporary credentials before they expire
+        return frozen.access_key, frozen.secret_key, frozen.token
+
+    return current
 
 
 def make_client(settings: DynamoDBSettings, *, timeout_s: float = DEFAULT_TIMEOUT_S,
-                max_attempts: int = DEFAULT_ATTEMPTS) -> Any:
+                max_attempts: int = DEFAULT_ATTEMPTS) -> WireClient:
     """A low-level client (thread-safe). No network I/O until the first request."""
-    # A session per client: boto3 sessions are not thread-safe, so never share the default one.
-    session = boto3.session.Session(**_session_kwargs(settings))
-    return session.client("dynamodb", endpoint_url=settings.endpoint,
-                          config=boto_config(timeout_s, max_attempts))
-
-
-def make_resource(settings: DynamoDBSettings, *, timeout_s: float = DEFAULT_TIMEOUT_S,
-                  max_attempts: int = DEFAULT_ATTEMPTS) -> Any:
-    """A resource (Decimal in, Decimal out); not thread-safe, so one per thread."""
-    session = boto3.session.Session(**_session_kwargs(settings))
-    return session.resource("dynamodb", endpoint_url=settings.endpoint,
-                            config=boto_config(timeout_s, max_attempts))
+    endpoint = settings.endpoint or f"https://dynamodb.{settings.region}.amazonaws.com"
+    return WireClient(endpoint, settings.region, _credentials(settings), timeout_s=timeout_s,
+                      max_attempts=max_attempts)
 
 
 class DynamoDB:
