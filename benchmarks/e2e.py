@@ -12,13 +12,14 @@ import asyncio
 import threading
 import time
 import uuid
+from collections import Counter
 from typing import Any
 
 import httpx
 from confluent_kafka import TopicPartition
 
 from benchmarks.flink_bars import _count_until, _produce, _ticks
-from benchmarks.orders import _fresh_price, _setup
+from benchmarks.orders import _fresh_price, _setup, users_for
 from tradesim.adapters.kafka.client import TopicSpec, consumer, ensure_topics
 from tradesim.domain.events import OrderOutcome, decode
 from tradesim.settings import Settings
@@ -47,26 +48,25 @@ class _Outcomes(threading.Thread):
 
 
 async def _open_loop(settings: Settings, keys: list[str], symbol: str, rate: float, seconds: float,
-                     ) -> tuple[int, int, dict[str, float]]:
-    """(sent, refused, order_id → scheduled send time) for one offered rate."""
+                     ) -> tuple[int, Counter[str], dict[str, float]]:
+    """(sent, refusals by status or error, order_id → scheduled send time) for one offered rate."""
     scheduled: dict[str, float] = {}
-    errors = 0
+    errors: Counter[str] = Counter()
     limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
     async with httpx.AsyncClient(base_url=settings.api.client_url, timeout=30, limits=limits) as client:
 
         async def send(i: int, at: float) -> None:
-            nonlocal errors
             try:
                 r = await client.post("/orders", json={"symbol": symbol, "side": "buy", "qty": 1},
                                       headers={"Authorization": f"Bearer {keys[i % len(keys)]}",
                                                "Idempotency-Key": uuid.uuid4().hex})
-            except httpx.HTTPError:
-                errors += 1  # an overloaded server dropping the connection counts as refused
+            except httpx.HTTPError as exc:
+                errors[type(exc).__name__] += 1  # an overloaded server dropping the connection counts as refused
                 return
             if r.status_code == 202:
                 scheduled[r.json()["order_id"]] = at
             else:
-                errors += 1
+                errors[str(r.status_code)] += 1
 
         start = time.monotonic()
         tasks = []
@@ -80,16 +80,22 @@ async def _open_loop(settings: Settings, keys: list[str], symbol: str, rate: flo
 
 
 def run(settings: Settings, rates: list[float], seconds: float, passthrough_records: int, out: list[str],
-        ) -> dict[str, Any]:
+        parallelism: int | None = None) -> dict[str, Any]:
     from tradesim.cli.jobs import submit_job
     from tradesim.stack.flink import Flink
 
-    submit_job(settings, "execution")
-    keys, symbol = _setup(settings, users=8)
+    submit_job(settings, "execution", parallelism=parallelism)
+    keys, symbol = _setup(settings, users=users_for(settings, sum(rates) * seconds, 8))
     figures: dict[str, Any] = {}
     reader = _Outcomes(settings)
     reader.start()
     try:
+        # warm-up, not reported: the job may have just started (Python workers, first checkpoint)
+        _fresh_price(settings, symbol, int(time.time()))
+        _, _, warm = asyncio.run(_open_loop(settings, keys, symbol, 25, 2))
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline and not set(warm) <= set(reader.arrived):
+            time.sleep(0.1)
         for rate in rates:
             _fresh_price(settings, symbol, int(time.time()))
             sent, errors, scheduled = asyncio.run(_open_loop(settings, keys, symbol, rate, seconds))
@@ -104,8 +110,9 @@ def run(settings: Settings, rates: list[float], seconds: float, passthrough_reco
             p99 = lat[min(len(lat) - 1, int(len(lat) * 0.99))] if lat else float("nan")
             rate_done = len(done) / window if done else 0.0
             figures[rate] = {"p50_ms": p50, "p99_ms": p99, "outcomes_per_s": rate_done}
+            refused = ", ".join(f"{n} × {why}" for why, n in errors.most_common()) or "none"
             out.append(f"offered {rate:g} orders/s for {seconds:g} s: {len(scheduled)}/{sent} accepted "
-                       f"({errors} refused), {len(done)} outcomes ({executed} executed) at {rate_done:,.0f}/s; "
+                       f"(refused: {refused}), {len(done)} outcomes ({executed} executed) at {rate_done:,.0f}/s; "
                        f"order→outcome p50 {p50:,.0f} ms, p99 {p99:,.0f} ms")
     finally:
         reader.stop.set()

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import secrets
 import time
 import uuid
@@ -162,6 +163,11 @@ async def closed_loop(pool: _Pool, make: object, concurrency: int, seconds: floa
     return run
 
 
+def users_for(settings: Settings, orders: float, minimum: int) -> int:
+    """Enough bench accounts that none reaches the API's recent-orders limit (429 too_many_recent_orders)."""
+    return max(minimum, math.ceil(orders / (0.8 * settings.trading.max_recent_orders)))
+
+
 def _setup(settings: Settings, users: int) -> tuple[list[str], str]:
     admin = load_admin_key(settings, create=False)
     if not admin:
@@ -198,7 +204,8 @@ def run(settings: Settings, rates: list[float], seconds: float, concurrency: int
         uvloop.install()
     except ImportError:
         pass
-    keys, symbol = _setup(settings, users)
+    # every phase's orders, plus the warm-up and a generous bound for the saturation phase
+    keys, symbol = _setup(settings, users_for(settings, sum(rates) * seconds + 100 + 2000 * seconds, users))
     url = urlsplit(settings.api.client_url)
     host, port = url.hostname or "127.0.0.1", url.port or 80
     results: dict[str, object] = {}

@@ -119,13 +119,15 @@ def _orders(rates: str, seconds: float, concurrency: int, users: int) -> None:
 @app.command("e2e")
 def e2e(rates: Annotated[str, typer.Option(help="Comma-separated offered orders/s.")] = "50,150,300",
         seconds: Annotated[float, typer.Option(min=1)] = 20.0,
-        passthrough: Annotated[int, typer.Option(min=1000)] = 50_000) -> None:
+        passthrough: Annotated[int, typer.Option(min=1000)] = 50_000,
+        parallelism: Annotated[int | None, typer.Option(min=1, help="Of the execution job, if the bench submits "
+                                                        "it (default: flink.parallelism).")] = None) -> None:
     """POST /orders → execution job → trade_executed at fixed offered rates, vs Flink pass-through."""
-    _e2e(rates, seconds, passthrough)
+    _e2e(rates, seconds, passthrough, parallelism)
 
 
 @cli_errors
-def _e2e(rates: str, seconds: float, passthrough: int) -> None:
+def _e2e(rates: str, seconds: float, passthrough: int, parallelism: int | None) -> None:
     from benchmarks import e2e as bench_e2e
     from tradesim.stack.errors import UserError
 
@@ -135,7 +137,8 @@ def _e2e(rates: str, seconds: float, passthrough: int) -> None:
         raise UserError(f"--rates must be comma-separated numbers, got {rates!r}") from None
     settings = load_settings()
     lines: list[str] = []
-    bench_e2e.run(settings, offered, seconds, passthrough, lines)
-    out.print(f"command: tradesim bench e2e --rates {rates} --seconds {seconds:g} --passthrough {passthrough}")
+    bench_e2e.run(settings, offered, seconds, passthrough, lines, parallelism)
+    out.print(f"command: tradesim bench e2e --rates {rates} --seconds {seconds:g} --passthrough {passthrough}"
+              + (f" --parallelism {parallelism}" if parallelism else ""))
     for line in lines:
         out.print("  " + line, markup=False)

@@ -7,8 +7,10 @@ Topology
                 the market-data service dead-letters them)   │
                                                    keyBy(user) UserStage: settle() = ONE conditional UpdateItem
                                                    on Portfolios (outcome under the order id + cash/position)
-                                                             │
-                                                   trade_executed (OrderOutcome JSON, key = user_id)
+                                                             │ (order, outcome)
+                                     ┌───────────────────────┴──────────────────────┐
+                  trade_executed (OrderOutcome JSON, key = user_id)   keyBy(order) MirrorStage: Orders item
+                                                                      takes the recorded outcome
 
 Guarantees. State (books) is checkpointed; sources rewind to the last checkpoint on failure. A replayed order
 may match differently (orders and ticks interleave anew), but settle() finds the first recorded outcome and
@@ -17,17 +19,18 @@ Kafka sink is at-least-once: a replay can repeat an outcome record (same order_i
 key by order_id (read models use it as the document id). Exactly-once transactions would delay every outcome by
 a checkpoint interval, which the latency target cannot afford.
 
-DynamoDB unavailable: settle() raises Unavailable; the user stage retries with capped backoff, holding the
-record (backpressure), so nothing is skipped and the job catches up when the store returns.
+DynamoDB unavailable: settle() raises Unavailable; the user and mirror stages retry with capped backoff,
+holding the record (backpressure), so nothing is skipped and the job catches up when the store returns.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import sys
 import time
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Callable, Iterable
+from typing import Any, TypeVar
 
 from pyflink.common import Row, Types, WatermarkStrategy
 from pyflink.common.serialization import SimpleStringSchema
@@ -48,6 +51,7 @@ from tradesim.jobs import execution_logic as logic
 from tradesim.jobs.sinks import keyed_kafka_sink
 
 log = logging.getLogger("tradesim.jobs.execution")
+T = TypeVar("T")
 
 
 def _settings() -> Any:
@@ -99,35 +103,63 @@ class SymbolStage(KeyedCoProcessFunction):
 
 
 class UserStage(KeyedProcessFunction):
-    """Keyed by user: settle each decision with one conditional write; retry while DynamoDB is unavailable."""
+    """Keyed by user: settle each decision with one conditional write; retry while DynamoDB is unavailable.
+
+    Emits (order, outcome) for the Kafka sink and for the Orders mirror downstream."""
+
+    def open(self, runtime_context: RuntimeContext) -> None:
+        from tradesim.adapters.dynamodb.client import DynamoDB
+        from tradesim.adapters.dynamodb.portfolios import PortfolioStore
+
+        s = _settings()
+        # Every operator of the job runs in one embedded interpreter (thread mode). This stage waits on DynamoDB;
+        # after each answer it must win the GIL back from the other stages, which by default may hold it 5 ms.
+        sys.setswitchinterval(0.0005)
+        self.store = PortfolioStore(DynamoDB(s.dynamodb), horizon_ms=s.trading.outcome_horizon_ms,
+                                    prune_above=s.trading.prune_above)
+        self.fees = s.trading.fee_model()
+
+    def process_element(self, value: Any, ctx: KeyedProcessFunction.Context) -> Iterable[Any]:
+        yield value.order, _retrying(lambda: logic.settle(value, self.store, self.fees))
+
+
+class MirrorStage(KeyedProcessFunction):
+    """Keyed by order: the Orders item takes the recorded outcome (idempotent, so replays may repeat it).
+
+    A separate operator, so its write overlaps the next settle instead of adding to it; being downstream of the
+    user stage, every outcome before a checkpoint barrier is mirrored before that checkpoint completes."""
 
     def open(self, runtime_context: RuntimeContext) -> None:
         from tradesim.adapters.dynamodb.client import DynamoDB
         from tradesim.adapters.dynamodb.orders import OrderStore
-        from tradesim.adapters.dynamodb.portfolios import PortfolioStore
 
-        s = _settings()
-        db = DynamoDB(s.dynamodb)
-        self.store = PortfolioStore(db, horizon_ms=s.trading.outcome_horizon_ms, prune_above=s.trading.prune_above)
-        self.orders = OrderStore(db)
-        self.fees = s.trading.fee_model()
+        self.orders = OrderStore(DynamoDB(_settings().dynamodb))
 
     def process_element(self, value: Any, ctx: KeyedProcessFunction.Context) -> Iterable[Any]:
-        from tradesim.domain.events import encode
-        from tradesim.ports import Unavailable
+        order, outcome = value
+        _retrying(lambda: self.orders.record_outcome(order, outcome))
+        return iter(())
 
-        backoff = 0.1
-        while True:
-            try:
-                outcome = logic.settle(value, self.store, self.fees)
-                # the Orders item mirrors the recorded outcome (idempotent; the portfolio item is the truth)
-                self.orders.record_outcome(value.order, outcome)
-                break
-            except Unavailable as exc:
-                log.warning("dynamodb unavailable, retrying: %s", exc)
-                time.sleep(backoff)  # backpressure: hold this record until the store answers again
-                backoff = min(backoff * 2, 5.0)
-        yield Row(outcome.user_id, encode(outcome).decode())
+
+def _retrying(call: Callable[[], T]) -> T:
+    """Hold the record (backpressure) while DynamoDB is unavailable, with capped backoff; nothing is skipped."""
+    from tradesim.ports import Unavailable
+
+    backoff = 0.1
+    while True:
+        try:
+            return call()
+        except Unavailable as exc:
+            log.warning("dynamodb unavailable, retrying: %s", exc)
+            time.sleep(backoff)
+            backoff = min(backoff * 2, 5.0)
+
+
+def _outcome_row(value: Any) -> Row:
+    from tradesim.domain.events import encode
+
+    outcome = value[1]
+    return Row(outcome.user_id, encode(outcome).decode())
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -187,11 +219,13 @@ def build(env: StreamExecutionEnvironment, args: argparse.Namespace) -> StreamTa
         .name("match by symbol")
     )
     row_type = Types.ROW_NAMED(["user_id", "payload"], [Types.STRING(), Types.STRING()])
-    outcomes = (
+    settled = (
         decisions.key_by(lambda d: d.order.user_id, key_type=Types.STRING())
-        .process(UserStage(), output_type=row_type)
+        .process(UserStage())
         .name("settle by user")
     )
+    settled.key_by(lambda s: s[0].order_id, key_type=Types.STRING()).process(MirrorStage()).name("orders mirror")
+    outcomes = settled.map(_outcome_row, output_type=row_type).name("outcome json")
     return keyed_kafka_sink(env, outcomes, table="outcomes_sink", key_field="user_id",
                             topic=args.executed_topic, bootstrap=args.bootstrap)
 

@@ -25,6 +25,8 @@ from tradesim.stack.tools import Report, run_tool
 
 PACKAGE_DIR = Path(__file__).parent / "node" / "dynalite"
 PACKAGE_FILES = ("package.json", "package-lock.json")
+#: preloaded so a client that disconnects mid-request cannot take the server down (see the file)
+GUARD_JS = PACKAGE_DIR / "guard.js"
 #: dynalite 4 declares `engines.node >= 20` (Debian 12's own nodejs is 18; NodeSource's 20 works)
 MIN_NODE = 20
 NODE_FIX = "apt-get install -y nodejs npm"
@@ -111,7 +113,7 @@ class DynamoDB(Component):
 
     def argv(self) -> list[str]:
         return [
-            self._node(), str(self.cli_js),
+            self._node(), "--require", str(GUARD_JS), str(self.cli_js),
             "--host", self._cfg.host,
             "--port", str(self._cfg.port),
             "--path", str(self.dir / "data"),
