@@ -25,8 +25,8 @@ from tradesim.stack.tools import Report, run_tool
 
 PACKAGE_DIR = Path(__file__).parent / "node" / "dynalite"
 PACKAGE_FILES = ("package.json", "package-lock.json")
-#: preloaded so a client that disconnects mid-request cannot take the server down (see the file)
-GUARD_JS = PACKAGE_DIR / "guard.js"
+#: our launcher: clean LevelDB close on SIGTERM, and a client reset mid-request cannot end the server (see it)
+SERVER_JS = PACKAGE_DIR / "server.js"
 #: dynalite 4 declares `engines.node >= 20` (Debian 12's own nodejs is 18; NodeSource's 20 works)
 MIN_NODE = 20
 NODE_FIX = "apt-get install -y nodejs npm"
@@ -113,7 +113,7 @@ class DynamoDB(Component):
 
     def argv(self) -> list[str]:
         return [
-            self._node(), "--require", str(GUARD_JS), str(self.cli_js),
+            self._node(), str(SERVER_JS), "--module", str(self.cli_js.parent),
             "--host", self._cfg.host,
             "--port", str(self._cfg.port),
             "--path", str(self.dir / "data"),

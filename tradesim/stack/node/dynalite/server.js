@@ -1,0 +1,47 @@
+// Starts dynalite for the tradesim stack: its own cli.js does the same, minus two things the stack needs.
+//
+// 1. SIGTERM (what `tradesim down` sends) closes the HTTP server and then LevelDB cleanly before exiting.
+//    Node's default is to exit at once, leaving LevelDB to recover its write-ahead log at the next start; under
+//    load, a dynalite restarted that way was seen answering conditional updates from an older copy of an item
+//    (acknowledged writes that later reads did not show). A clean close leaves nothing to recover.
+// 2. A client that disconnects in the middle of sending a request (a killed TaskManager, a client timeout)
+//    makes Node emit 'error' (ECONNRESET, "aborted") on that request, and dynalite rethrows it: uncaught, it
+//    ends the process. That request was never processed (its body did not arrive), so log it and keep serving;
+//    any other uncaught error still ends the process.
+//
+// usage: node server.js --module <node_modules/dynalite> --host H --port P --path DIR --createTableMs MS
+'use strict'
+
+const options = {}
+const argv = process.argv.slice(2)
+for (let i = 0; i < argv.length; i += 2) options[argv[i].replace(/^--/, '')] = argv[i + 1]
+
+process.on('uncaughtException', (err) => {
+  if (err && (err.code === 'ECONNRESET' || err.message === 'aborted')) {
+    console.error(`[tradesim] a client disconnected mid-request (${err.message}); still serving`)
+    return
+  }
+  console.error(err)
+  process.exit(1)
+})
+
+const dynalite = require(options.module)
+const server = dynalite({ path: options.path, createTableMs: Number(options.createTableMs) })
+server.listen(Number(options.port), options.host, () => {
+  console.log(`Dynalite listening at: http://${options.host}:${options.port}`)
+})
+
+let closing = false
+function shutdown (signal) {
+  if (closing) return
+  closing = true
+  console.log(`[tradesim] ${signal}: closing connections, then LevelDB`)
+  setTimeout(() => { console.error('[tradesim] clean close took too long; exiting'); process.exit(1) }, 8000).unref()
+  server.close((err) => {
+    if (err) console.error('[tradesim] close:', err)
+    process.exit(err ? 1 : 0)
+  })
+  server.closeAllConnections() // kept-alive clients would otherwise hold close() open
+}
+process.on('SIGTERM', () => shutdown('SIGTERM'))
+process.on('SIGINT', () => shutdown('SIGINT'))
