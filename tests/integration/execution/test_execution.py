@@ -183,11 +183,19 @@ def test_taskmanager_kill_9_mid_run_loses_nothing_and_applies_nothing_twice(ex: 
     for oid, copies in reader.by_order().items():
         if oid in got:
             assert len({(c.status, c.reason, c.fill_price, c.fee) for c in copies}) == 1, oid
+    # Check what is durable: restart the store (a clean close and reopen of dynalite's LevelDB) before reading.
+    # Why: after a TaskManager kill, dynalite was seen answering GetItem from an item state frozen hundreds of
+    # writes behind the UpdateItem answers, for minutes, while every write was on disk (a restart showed them all).
+    # That is a read-path defect of the emulator, written up in the README ("Known problems"); what this test must
+    # prove is that no outcome is lost or applied twice, and a reopened store is the strictest witness of that.
+    dynamo = Supervisor(ex.settings, registry.build(ex.settings, ["dynamodb"]))
+    dynamo.down()
+    dynamo.up()
+    ex.store.db.close()  # pooled connections went to the old process
     for u in users:
         mine = [got[o.order_id] for o in orders if o.user_id == u]
-        # Observed under heavy CPU load: an outcome already on trade_executed was not yet visible in a GetItem
-        # issued right after. Poll with a deadline; an outcome that never shows up still fails the test, and the
-        # message says which ones and what was emitted for them.
+        # Poll with a deadline (the job may still be writing a replayed outcome); an outcome that never shows up
+        # fails the test, and the message says which ones and what was emitted for them.
         holder: list = []  # type: ignore[type-arg]
 
         def recorded(u: str = u, mine: list = mine, holder: list = holder) -> bool:  # type: ignore[type-arg]
