@@ -81,6 +81,9 @@ class DynamoDBSettings(Section):
     use_aws: bool = Field(False, description="Talk to real AWS DynamoDB (credentials from the usual AWS chain).")
     region: str = Field("us-east-1", description="AWS region name (dynalite accepts any).")
     table_prefix: str = Field("", description="Prefix of every table name, to share one AWS account.")
+    client: Literal["wire", "boto3"] = Field(
+        "wire", description="`wire`: tradesim's lean client (same calls, errors and SigV4 signing, a third of the "
+        "CPU per call); `boto3`: the SDK's own client.")
 
     @property
     def external(self) -> bool:

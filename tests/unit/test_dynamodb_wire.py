@@ -90,3 +90,12 @@ def test_service_errors_become_client_errors_with_the_service_code() -> None:
         client.close()
     assert info.value.response["Error"] == {"Code": "ConditionalCheckFailedException",
                                             "Message": "The conditional request failed"}
+
+
+def test_the_client_setting_chooses_the_wire_client_or_boto3() -> None:
+    from tradesim.adapters.dynamodb.client import make_client
+    from tradesim.settings import DynamoDBSettings
+
+    assert isinstance(make_client(DynamoDBSettings()), WireClient)
+    sdk = make_client(DynamoDBSettings(client="boto3"))
+    assert sdk.meta.service_model.service_name == "dynamodb"

@@ -248,3 +248,17 @@ def test_an_item_that_cannot_grow_refuses_with_portfolio_full_and_stays_unchange
     after = store.holdings(user)
     assert after is not None
     assert (after.cash, after.n_outcomes, after.version) == (Decimal("1000"), 3, 3)
+
+
+def test_the_same_store_runs_on_boto3s_own_client(settings: Settings) -> None:
+    sdk = DynamoDB(settings.dynamodb.model_copy(update={"client": "boto3"}))
+    store = PortfolioStore(sdk)
+    user = new_user()
+    store.create(user, Decimal("100"))
+    applied = store.apply_fill(user, "o1", Decimal("-10"), "AAPL", 1)
+    with pytest.raises(OutcomeAlreadyRecorded):
+        store.apply_fill(user, "o1", Decimal("-10"), "AAPL", 1)
+    read = store.get(user)
+    assert read is not None
+    assert (applied.version, read.cash, read.position("AAPL"), set(read.outcomes)) == (1, Decimal("90"), 1, {"o1"})
+    sdk.close()

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 import boto3
+from botocore.config import Config
 
 from tradesim.adapters.dynamodb.errors import DynamoDBError
 from tradesim.adapters.dynamodb.wire import Credentials, WireClient
@@ -33,9 +34,24 @@ def _credentials(settings: DynamoDBSettings) -> Callable[[], Credentials]:
     return current
 
 
+def _boto3_client(settings: DynamoDBSettings, timeout_s: float, max_attempts: int) -> Any:
+    kwargs: dict[str, Any] = {"region_name": settings.region}
+    if not settings.external:
+        kwargs.update(LOCAL_CREDENTIALS)
+    # A session per client: boto3 sessions are not thread-safe, so never share the default one.
+    session = boto3.session.Session(**kwargs)
+    config = Config(connect_timeout=timeout_s, read_timeout=timeout_s, max_pool_connections=32,
+                    retries={"total_max_attempts": max_attempts, "mode": "standard"})
+    return session.client("dynamodb", endpoint_url=settings.endpoint, config=config)
+
+
 def make_client(settings: DynamoDBSettings, *, timeout_s: float = DEFAULT_TIMEOUT_S,
-                max_attempts: int = DEFAULT_ATTEMPTS) -> WireClient:
-    """A low-level client (thread-safe). No network I/O until the first request."""
+                max_attempts: int = DEFAULT_ATTEMPTS) -> Any:
+    """A low-level client (thread-safe; the wire client or boto3's, per `dynamodb.client`). No I/O until used.
+
+    Worst case per call ≈ max_attempts × (connect + read timeout) plus a short backoff."""
+    if settings.client == "boto3":
+        return _boto3_client(settings, timeout_s, max_attempts)
     endpoint = settings.endpoint or f"https://dynamodb.{settings.region}.amazonaws.com"
     return WireClient(endpoint, settings.region, _credentials(settings), timeout_s=timeout_s,
                       max_attempts=max_attempts)
