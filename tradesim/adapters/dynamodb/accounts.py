@@ -14,7 +14,7 @@ from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import BotoCoreError, ClientError
 
 from tradesim.adapters.dynamodb.client import DynamoDB
-from tradesim.adapters.dynamodb.errors import is_condition_failed, translate
+from tradesim.adapters.dynamodb.errors import conditional_write, translate
 from tradesim.adapters.dynamodb.tables import ACCOUNTS, PORTFOLIOS, table_name
 from tradesim.domain.errors import DomainError, PortfolioNotFound, VersionConflict
 
@@ -116,18 +116,13 @@ class AccountStore:
             if "Item" not in answer:
                 raise PortfolioNotFound(user_id)
             version = int(_from_dynamo(answer["Item"].get("version", {"N": "0"})))
-            try:
-                self.db.client.update_item(
+            if conditional_write(lambda version=version: self.db.client.update_item(
                     TableName=self.portfolios, Key={"user_id": {"S": user_id}},
                     UpdateExpression="SET cash = :cash, positions = :empty, version = :next",
                     ConditionExpression="version = :v",
                     ExpressionAttributeValues={":cash": _to_dynamo(cash), ":empty": {"M": {}},
-                                               ":v": {"N": str(version)}, ":next": {"N": str(version + 1)}})
-            except ClientError as exc:
-                if is_condition_failed(exc):
-                    continue  # the execution job wrote in between: read again
-                raise translate(exc, what) from None
-            except BotoCoreError as exc:
-                raise translate(exc, what) from None
-            return version + 1
+                                               ":v": {"N": str(version)}, ":next": {"N": str(version + 1)}}),
+                    what):
+                return version + 1
+            # the execution job wrote in between: read again
         raise VersionConflict(f"{what}: the portfolio kept changing; retry")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from botocore.exceptions import BotoCoreError, ClientError, HTTPClientError
 from botocore.exceptions import ConnectionError as BotoConnectionError
 
@@ -34,6 +36,20 @@ def error_code(exc: BaseException) -> str | None:
 
 def is_condition_failed(exc: BaseException) -> bool:
     return error_code(exc) == CONDITION_FAILED
+
+
+def conditional_write(call: Callable[[], object], what: str) -> bool:
+    """Run one conditional write: True if written, False if its condition failed; other failures raise as
+    `translate` says (Unavailable, DynamoDBError)."""
+    try:
+        call()
+    except ClientError as exc:
+        if is_condition_failed(exc):
+            return False
+        raise translate(exc, what) from None
+    except BotoCoreError as exc:
+        raise translate(exc, what) from None
+    return True
 
 
 def is_item_too_large(exc: BaseException) -> bool:

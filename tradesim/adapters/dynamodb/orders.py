@@ -12,7 +12,7 @@ from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import BotoCoreError, ClientError
 
 from tradesim.adapters.dynamodb.client import DynamoDB
-from tradesim.adapters.dynamodb.errors import is_condition_failed, translate
+from tradesim.adapters.dynamodb.errors import conditional_write, translate
 from tradesim.adapters.dynamodb.tables import ORDERS, table_name
 from tradesim.domain.events import OrderOutcome, OrderPlaced
 
@@ -54,17 +54,9 @@ class OrderStore:
 
     def record_accepted(self, order: OrderPlaced) -> bool:
         """Write the accepted order unless an item exists already; returns False if it did. Raises Unavailable."""
-        try:
-            self.db.client.put_item(TableName=self.table,
-                                    Item={k: _to_dynamo(v) for k, v in order_item(order).items()},
-                                    ConditionExpression="attribute_not_exists(order_id)")
-        except ClientError as exc:
-            if is_condition_failed(exc):
-                return False
-            raise translate(exc, f"record order {order.order_id!r}") from None
-        except BotoCoreError as exc:
-            raise translate(exc, f"record order {order.order_id!r}") from None
-        return True
+        return conditional_write(lambda: self.db.client.put_item(
+            TableName=self.table, Item={k: _to_dynamo(v) for k, v in order_item(order).items()},
+            ConditionExpression="attribute_not_exists(order_id)"), f"record order {order.order_id!r}")
 
     def get(self, order_id: str) -> dict[str, Any] | None:
         """The order as stored, or None. Raises Unavailable."""
@@ -130,18 +122,10 @@ class OrderStore:
         for i, (k, v) in enumerate(fields.items()):
             names[f"#f{i}"], values[f":f{i}"] = k, v
             sets.append(f"#f{i} = :f{i}")
-        try:
-            self.db.client.update_item(
-                TableName=self.table, Key={"order_id": {"S": order.order_id}},
-                UpdateExpression="SET " + ", ".join(sets),
-                ConditionExpression="attribute_not_exists(#st) OR #st = :accepted OR #st = :st",
-                ExpressionAttributeNames=names,
-                ExpressionAttributeValues={k: _to_dynamo(v) for k, v in values.items()},
-            )
-        except ClientError as exc:
-            if is_condition_failed(exc):
-                return False
-            raise translate(exc, f"record outcome of order {order.order_id!r}") from None
-        except BotoCoreError as exc:
-            raise translate(exc, f"record outcome of order {order.order_id!r}") from None
-        return True
+        return conditional_write(lambda: self.db.client.update_item(
+            TableName=self.table, Key={"order_id": {"S": order.order_id}},
+            UpdateExpression="SET " + ", ".join(sets),
+            ConditionExpression="attribute_not_exists(#st) OR #st = :accepted OR #st = :st",
+            ExpressionAttributeNames=names,
+            ExpressionAttributeValues={k: _to_dynamo(v) for k, v in values.items()},
+        ), f"record outcome of order {order.order_id!r}")

@@ -21,7 +21,7 @@ from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import BotoCoreError, ClientError
 
 from tradesim.adapters.dynamodb.client import DynamoDB
-from tradesim.adapters.dynamodb.errors import is_condition_failed, is_item_too_large, translate
+from tradesim.adapters.dynamodb.errors import conditional_write, is_condition_failed, is_item_too_large, translate
 from tradesim.adapters.dynamodb.tables import PORTFOLIOS, table_name
 from tradesim.domain.errors import (
     DomainError,
@@ -264,21 +264,16 @@ class PortfolioStore:
         for start in range(0, len(expired), _PRUNE_BATCH):
             chunk = expired[start:start + _PRUNE_BATCH]
             names = {f"#p{i}": o for i, o in enumerate(chunk)}
-            try:
-                self.db.client.update_item(
-                    TableName=self.table, Key={"user_id": {"S": user_id}},
-                    UpdateExpression="REMOVE " + ", ".join(f"outcomes.{n}" for n in names)
-                    + " SET n_outcomes = if_not_exists(n_outcomes, :zero) - :k",
-                    ConditionExpression="version = :v",
-                    ExpressionAttributeNames=names,
-                    ExpressionAttributeValues={":k": {"N": str(len(chunk))}, ":v": {"N": str(version)},
-                                               ":zero": {"N": "0"}})
-            except ClientError as exc:
-                if is_condition_failed(exc):
-                    break  # written in between: the next prune reads again
-                raise translate(exc, what) from None
-            except BotoCoreError as exc:
-                raise translate(exc, what) from None
+            written = conditional_write(lambda names=names, chunk=chunk: self.db.client.update_item(
+                TableName=self.table, Key={"user_id": {"S": user_id}},
+                UpdateExpression="REMOVE " + ", ".join(f"outcomes.{n}" for n in names)
+                + " SET n_outcomes = if_not_exists(n_outcomes, :zero) - :k",
+                ConditionExpression="version = :v",
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues={":k": {"N": str(len(chunk))}, ":v": {"N": str(version)},
+                                           ":zero": {"N": "0"}}), what)
+            if not written:
+                break  # written in between: the next prune reads again
             removed += len(chunk)
         return removed
 
