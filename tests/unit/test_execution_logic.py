@@ -65,8 +65,10 @@ def test_market_order_uses_the_fallback_quote_when_no_tick_was_seen() -> None:
 def test_limit_rests_then_fills_when_a_tick_crosses() -> None:
     book = Book()
     book.on_tick(tick("AAA", 1, price="100"), SLIP)  # ask 100.02
-    assert book.on_order(order("o1", kind="limit", limit="99.50"), SLIP) == []
+    (rested,) = book.on_order(order("o1", kind="limit", limit="99.50"), SLIP)
+    assert (rested.kind, rested.order.order_id) == ("rest", "o1")  # announced once, for the Orders mirror
     assert "o1" in book.resting
+    assert book.on_order(order("o1", kind="limit", limit="99.50"), SLIP) == []  # re-delivered: not again
     assert book.on_tick(tick("AAA", 2, price="99.80"), SLIP) == []  # ask 99.83 > 99.50
     (d,) = book.on_tick(tick("AAA", 3, price="99.40"), SLIP)      # ask 99.44 ≤ 99.50
     assert (d.kind, d.price) == ("fill", Decimal("99.44"))

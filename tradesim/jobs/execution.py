@@ -10,7 +10,8 @@ Topology
                                                              │ (order, outcome)
                                      ┌───────────────────────┴──────────────────────┐
                   trade_executed (OrderOutcome JSON, key = user_id)   keyBy(order) MirrorStage: Orders item
-                                                                      takes the recorded outcome
+                                                                      takes the recorded outcome, or
+                                                                      `accepted` for an order that rests
 
 Guarantees. State (books) is checkpointed; sources rewind to the last checkpoint on failure. A replayed order
 may match differently (orders and ticks interleave anew), but settle() finds the first recorded outcome and
@@ -110,16 +111,24 @@ class UserStage(KeyedProcessFunction):
     def open(self, runtime_context: RuntimeContext) -> None:
         from tradesim.adapters.dynamodb.client import DynamoDB
         from tradesim.adapters.dynamodb.portfolios import PortfolioStore
+        from tradesim.adapters.redis.client import connect
+        from tradesim.adapters.redis.portfolio_view import ViewWriter
 
         s = _settings()
         # Every operator of the job runs in one embedded interpreter (thread mode). This stage waits on DynamoDB;
         # after each answer it must win the GIL back from the other stages, which by default may hold it 5 ms.
         sys.setswitchinterval(0.0005)
-        self.store = PortfolioStore(DynamoDB(s.dynamodb), horizon_ms=s.trading.outcome_horizon_ms,
+        portfolios = PortfolioStore(DynamoDB(s.dynamodb), horizon_ms=s.trading.outcome_horizon_ms,
                                     prune_above=s.trading.prune_above)
+        # the API's pre-check reads holdings from this Redis view, patched here after each write
+        self.store = logic.ViewedStore(portfolios, ViewWriter(connect(s.redis, timeout_s=0.5)),
+                                       on_error=lambda exc: log.warning("holdings view not patched: %s", exc))
         self.fees = s.trading.fee_model()
 
     def process_element(self, value: Any, ctx: KeyedProcessFunction.Context) -> Iterable[Any]:
+        if value.kind == "rest":
+            yield value.order, None  # nothing to settle: only the Orders mirror records it (as accepted)
+            return
         yield value.order, _retrying(lambda: logic.settle(value, self.store, self.fees))
 
 
@@ -137,7 +146,10 @@ class MirrorStage(KeyedProcessFunction):
 
     def process_element(self, value: Any, ctx: KeyedProcessFunction.Context) -> Iterable[Any]:
         order, outcome = value
-        _retrying(lambda: self.orders.record_outcome(order, outcome))
+        if outcome is None:  # the order rests: open, visible as accepted until its outcome
+            _retrying(lambda: self.orders.record_accepted(order))
+        else:
+            _retrying(lambda: self.orders.record_outcome(order, outcome))
         return iter(())
 
 
@@ -225,7 +237,8 @@ def build(env: StreamExecutionEnvironment, args: argparse.Namespace) -> StreamTa
         .name("settle by user")
     )
     settled.key_by(lambda s: s[0].order_id, key_type=Types.STRING()).process(MirrorStage()).name("orders mirror")
-    outcomes = settled.map(_outcome_row, output_type=row_type).name("outcome json")
+    outcomes = (settled.filter(lambda s: s[1] is not None).name("outcomes only")
+                .map(_outcome_row, output_type=row_type).name("outcome json"))
     return keyed_kafka_sink(env, outcomes, table="outcomes_sink", key_field="user_id",
                             topic=args.executed_topic, bootstrap=args.bootstrap)
 

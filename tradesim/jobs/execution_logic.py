@@ -37,7 +37,9 @@ from tradesim.domain.fees import FeeModel
 from tradesim.domain.matching import Expire, Fill, Quote, Rest, SlippageModel, decide
 from tradesim.domain.portfolio import fill_change
 
-Kind = Literal["fill", "expire", "cancel", "reject"]
+#: "rest": the order now rests in the book — not an outcome; the Orders mirror records it as `accepted`, so an open
+#: order stays visible after the API's short-lived pending record expires
+Kind = Literal["fill", "expire", "cancel", "reject", "rest"]
 JOB_NAME = "tradesim-execution"
 
 
@@ -80,7 +82,7 @@ class Book:
             quote = fallback(order.symbol)  # no tick seen yet in this job: the market-data cache knows the price
         if quote is None:
             return [Decision(order, "reject", reason="unknown_symbol")]
-        return self._apply(order, quote, slippage, triggered=False)
+        return self._apply(order, quote, slippage, triggered=False, announce=True)
 
     def on_cancel(self, cancel: OrderCancelRequested) -> list[Decision]:
         held = self.resting.pop(cancel.order_id, None)
@@ -102,7 +104,8 @@ class Book:
             out += self._apply(order, self.quote, slippage, triggered)
         return out
 
-    def _apply(self, order: OrderPlaced, quote: Quote, slippage: SlippageModel, triggered: bool) -> list[Decision]:
+    def _apply(self, order: OrderPlaced, quote: Quote, slippage: SlippageModel, triggered: bool,
+               announce: bool = False) -> list[Decision]:
         d = decide(order, quote, slippage, triggered)
         if isinstance(d, Fill):
             return [Decision(order, "fill", price=d.price)]
@@ -110,7 +113,7 @@ class Book:
             return [Decision(order, "expire", reason="expired")]
         assert isinstance(d, Rest)  # noqa: S101 - Decision is a closed union
         self.resting[order.order_id] = (order, d.triggered)
-        return []
+        return [Decision(order, "rest")] if announce else []
 
 
 def parse_tick_or_none(raw: str) -> Tick | None:
@@ -129,6 +132,41 @@ class OutcomeStore(Protocol):
                    status: str = "executed", details: Any = None) -> Any:
         """Record the outcome + change atomically; raises OutcomeAlreadyRecorded/InsufficientFunds/...."""
         ...
+
+
+class HoldingsPatcher(Protocol):
+    """The Redis holdings view (tradesim.adapters.redis.portfolio_view.ViewWriter)."""
+
+    def patch(self, user_id: str, *, version: int, cash: Decimal, n_outcomes: int, symbol: str,
+              quantity: int | None) -> int: ...
+
+
+class ViewedStore:
+    """An OutcomeStore that, after each write, patches the API's holdings view with what the write returned.
+
+    Best effort: the view is advisory (a missed patch leaves a version gap, so the next patch drops the view and
+    the API reads DynamoDB). After a failed patch, patching pauses for `pause_s` so a Redis outage costs the
+    job one timeout, not one per order."""
+
+    def __init__(self, store: OutcomeStore, view: HoldingsPatcher, *, pause_s: float = 5.0,
+                 clock: Callable[[], float] = time.monotonic, on_error: Callable[[Exception], None] | None = None,
+                 ) -> None:
+        self.store, self.view, self.pause_s, self._clock, self._on_error = store, view, pause_s, clock, on_error
+        self._paused_until = 0.0
+
+    def apply_fill(self, user_id: str, order_id: str, cash_delta: Decimal, symbol: str, qty_delta: int, *,
+                   status: str = "executed", details: Any = None) -> Any:
+        applied = self.store.apply_fill(user_id, order_id, cash_delta, symbol, qty_delta, status=status,
+                                        details=details)
+        if self._clock() >= self._paused_until:
+            try:
+                self.view.patch(user_id, version=applied.version, cash=applied.cash, n_outcomes=applied.n_outcomes,
+                                symbol=symbol, quantity=applied.quantity)
+            except Exception as exc:  # noqa: BLE001 - any client fault: the view is advisory, the write is done
+                self._paused_until = self._clock() + self.pause_s
+                if self._on_error is not None:
+                    self._on_error(exc)
+        return applied
 
 
 def _now_ms() -> int:
@@ -161,6 +199,7 @@ def settle(decision: Decision, store: OutcomeStore, fees: FeeModel, now_ms: Call
 
     Raises Unavailable (retry later: nothing was decided) — never a silent skip.
     """
+    assert decision.kind != "rest"  # noqa: S101 - a resting order has no outcome to settle
     order = decision.order
     decided = now_ms()
     details: dict[str, str] = {"decided_at_ms": str(decided)}

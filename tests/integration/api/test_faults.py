@@ -11,8 +11,6 @@ from collections.abc import Callable
 import httpx
 import pytest
 
-from tradesim.adapters.dynamodb.client import DynamoDB
-from tradesim.adapters.dynamodb.orders import OrderStore
 from tradesim.settings import Settings
 
 from .conftest import OrderLog, User, free_port, order
@@ -42,9 +40,8 @@ def test_kafka_down_is_503_and_no_half_done_order(api_with: Callable[..., httpx.
     assert retry.status_code == 202
     events = order_log.since(user.user_id)
     assert [e.order_id for e in events] == [retry.json()["order_id"]]
-    db = DynamoDB(settings.dynamodb)
-    assert OrderStore(db).get(retry.json()["order_id"]) is not None
-    db.close()
+    shown = http.get(f"/orders/{retry.json()['order_id']}", headers=user.auth)
+    assert (shown.status_code, shown.json()["status"]) == (200, "accepted")
 
 
 def test_redis_down_is_503(api_with: Callable[..., httpx.Client], user: User, symbol: str,

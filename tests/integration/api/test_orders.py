@@ -11,9 +11,12 @@ import httpx
 import pytest
 
 from tradesim.adapters.dynamodb.client import DynamoDB
-from tradesim.adapters.dynamodb.tables import ORDERS, PORTFOLIOS, table_name
+from tradesim.adapters.dynamodb.orders import OrderStore
+from tradesim.adapters.dynamodb.tables import PORTFOLIOS, table_name
+from tradesim.adapters.redis.client import connect as redis_connect
+from tradesim.adapters.redis.portfolio_view import ViewWriter
 from tradesim.adapters.redis.prices import PriceCache
-from tradesim.domain.events import OrderCancelRequested, OrderPlaced
+from tradesim.domain.events import OrderCancelRequested, OrderOutcome, OrderPlaced
 from tradesim.settings import Settings
 from tradesim.testing.factories import tick, unique_symbol
 
@@ -212,9 +215,10 @@ def test_cancel_publishes_a_cancel_with_the_symbol(http: httpx.Client, user: Use
     assert events[1].symbol == symbol  # type: ignore[union-attr]
     # once the execution job recorded a terminal status, there is nothing left to cancel
     db = DynamoDB(settings.dynamodb)
-    db.client.update_item(TableName=table_name(settings.dynamodb, ORDERS), Key={"order_id": {"S": order_id}},
-                          UpdateExpression="SET #s = :s", ExpressionAttributeNames={"#s": "status"},
-                          ExpressionAttributeValues={":s": {"S": "executed"}})
+    assert isinstance(events[0], OrderPlaced)
+    OrderStore(db).record_outcome(events[0], OrderOutcome(
+        order_id=order_id, user_id=user.user_id, symbol=symbol, side="buy", qty=10, status="executed",
+        fill_price=Decimal("49.5"), fee=Decimal("1"), trade_id=f"{order_id}-1", decided_at_ms=int(time.time() * 1000)))
     db.close()
     assert http.get(f"/orders/{order_id}", headers=user.auth).json()["status"] == "executed"
     late = http.delete(f"/orders/{order_id}", headers=user.auth)
@@ -240,3 +244,47 @@ def test_health_ready_metrics_and_openapi(http: httpx.Client, user: User, symbol
                                   "/accounts/{user_id}/reset", "/healthz", "/readyz"}
     given = http.get("/healthz", headers={"X-Request-ID": "trace-123"})
     assert given.headers["x-request-id"] == "trace-123"
+
+
+def test_pending_order_gives_way_to_the_item_the_execution_job_writes(
+        http: httpx.Client, user: User, symbol: str, order_log: OrderLog, settings: Settings) -> None:
+    placed = http.post("/orders", json=order(symbol, type="limit", limit_price="50"), headers=user.auth)
+    assert placed.status_code == 202
+    order_id = placed.json()["order_id"]
+    (event,) = order_log.since(user.user_id)
+    assert isinstance(event, OrderPlaced)
+    r = redis_connect(settings.redis)
+    assert r.exists(f"po:{order_id}")  # answered from the pending record until the job writes Orders
+    db = DynamoDB(settings.dynamodb)
+    OrderStore(db).record_outcome(event, OrderOutcome(  # what the execution job's mirror writes
+        order_id=order_id, user_id=user.user_id, symbol=symbol, side="buy", qty=10, status="cancelled",
+        decided_at_ms=int(time.time() * 1000)))
+    db.close()
+    assert http.get(f"/orders/{order_id}", headers=user.auth).json()["status"] == "cancelled"
+    assert http.get("/orders", params={"status": "accepted"}, headers=user.auth).json() == {"orders": []}
+    listed = http.get("/orders", headers=user.auth).json()["orders"]
+    assert [(o["order_id"], o["status"]) for o in listed] == [(order_id, "cancelled")]
+    assert not r.exists(f"po:{order_id}")  # the listing met it in Orders and dropped the pending record
+    assert r.zscore(f"pu:{user.user_id}", order_id) is None
+
+
+def test_the_pre_check_reads_the_holdings_view_and_a_reset_drops_it(
+        http: httpx.Client, new_user: Callable[..., User], symbol: str, settings: Settings, admin_key: str) -> None:
+    poor = new_user(cash="1000")
+    assert http.post("/orders", json=order(symbol, qty=1), headers=poor.auth).status_code == 202
+    r = redis_connect(settings.redis)
+    assert r.hgetall(f"pf:{poor.user_id}") == {"v": "0", "cash": "1000", "n": "0"}  # filled from DynamoDB
+    # the execution job patches it after each write (version + 1): here, as if a fill had spent the cash
+    assert ViewWriter(r).patch(poor.user_id, version=1, cash=Decimal("0"), n_outcomes=1, symbol=symbol,
+                               quantity=9) == 1
+    broke = http.post("/orders", json=order(symbol, qty=1), headers=poor.auth)
+    assert (broke.status_code, broke.json()["code"]) == (422, "insufficient_funds")
+    assert http.post("/orders", json=order(symbol, side="sell", qty=9), headers=poor.auth).status_code == 202
+    # a patch that skips a version (a write the view missed) drops the view instead of applying
+    assert ViewWriter(r).patch(poor.user_id, version=3, cash=Decimal("5"), n_outcomes=2, symbol=symbol,
+                               quantity=None) == -1
+    assert not r.exists(f"pf:{poor.user_id}")
+    assert http.post("/orders", json=order(symbol, qty=1), headers=poor.auth).status_code == 202  # read again
+    reset = http.post(f"/accounts/{poor.user_id}/reset", headers={"Authorization": f"Bearer {admin_key}"})
+    assert reset.status_code == 200
+    assert not r.exists(f"pf:{poor.user_id}")

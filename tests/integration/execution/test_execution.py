@@ -9,6 +9,8 @@ from decimal import Decimal
 
 import pytest
 
+from tradesim.adapters.dynamodb.client import DynamoDB
+from tradesim.adapters.dynamodb.orders import OrderStore
 from tradesim.domain.events import OrderCancelRequested
 from tradesim.domain.fees import FeeModel
 from tradesim.domain.money import round_cash
@@ -82,12 +84,17 @@ def test_limit_order_rests_until_a_tick_crosses(ex: Exchange, symbol: str) -> No
     o = ex.order(user, symbol, "buy", qty=3, kind="limit", limit="99.50")
     ex.send(o)
     ex.price(symbol, 2, "100.50")  # ask 100.53: still above the limit
+    orders = OrderStore(DynamoDB(ex.settings.dynamodb))
+    # resting: the job's Orders mirror shows it open (the API's pending record expires; this item does not)
+    wait_for(lambda: (orders.get(o.order_id) or {}).get("status") == "accepted", what="resting order in Orders")
     crossing_at = int(time.time() * 1000)
     ex.price(symbol, 3, "99.40")   # ask 99.44 ≤ 99.50
     out = reader.wait([o.order_id])[o.order_id]
     assert out.status == "executed"
     assert out.fill_price == Decimal("99.44")  # the ask, better than the limit
     assert out.decided_at_ms >= crossing_at, "it must not fill before the crossing tick"
+    wait_for(lambda: (orders.get(o.order_id) or {}).get("status") == "executed", what="outcome in Orders")
+    orders.db.close()
 
 
 def test_cancel_of_a_resting_order(ex: Exchange, symbol: str) -> None:

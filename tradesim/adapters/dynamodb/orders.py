@@ -1,7 +1,6 @@
-"""The `Orders` table: one item per order, status `accepted` until the execution job records the outcome.
-
-The API writes the item after Kafka acknowledged the `OrderPlaced` event, with a condition that it does not
-exist yet, so it never overwrites a later status the execution job wrote first.
+"""The `Orders` table: one item per order, written by the execution job — the outcome, or `accepted` while the
+order rests (a conditional put that never overwrites a later status). Until then the API answers from its
+pending record in Redis.
 """
 
 from __future__ import annotations
@@ -57,6 +56,22 @@ class OrderStore:
         return conditional_write(lambda: self.db.client.put_item(
             TableName=self.table, Item={k: _to_dynamo(v) for k, v in order_item(order).items()},
             ConditionExpression="attribute_not_exists(order_id)"), f"record order {order.order_id!r}")
+
+    def existing(self, order_ids: list[str]) -> set[str]:
+        """Which of these orders have an item. Raises Unavailable."""
+        found: set[str] = set()
+        for start in range(0, len(order_ids), 100):  # BatchGetItem takes at most 100 keys
+            keys: list[dict[str, Any]] = [{"order_id": {"S": o}} for o in dict.fromkeys(order_ids[start:start + 100])]
+            request: dict[str, Any] = {self.table: {"Keys": keys, "ProjectionExpression": "order_id",
+                                                    "ConsistentRead": True}}
+            try:
+                while request:
+                    answer = self.db.client.batch_get_item(RequestItems=request)
+                    found |= {i["order_id"]["S"] for i in answer.get("Responses", {}).get(self.table, [])}
+                    request = answer.get("UnprocessedKeys") or {}
+            except (BotoCoreError, ClientError) as exc:
+                raise translate(exc, "check orders exist") from None
+        return found
 
     def get(self, order_id: str) -> dict[str, Any] | None:
         """The order as stored, or None. Raises Unavailable."""

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import redis.asyncio as aredis
+from redis.asyncio.client import Pipeline
 
 # Delete only if the stored record is still our pending claim (compare-and-delete).
 _RELEASE = """
@@ -67,10 +68,10 @@ class IdempotencyStore:
     async def get(self, key: str) -> Record | None:
         return _decode(await self._r.get(key))
 
-    async def finish(self, key: str, request_hash: str, status: int, body: Any) -> None:
-        """Keep the first answer for the TTL."""
+    def finish_on(self, pipe: Pipeline, key: str, request_hash: str, body: Any, status: int = 202) -> None:
+        """Keep the first answer for the TTL (queued on the caller's pipeline, sent with its other writes)."""
         doc = {"state": "done", "hash": request_hash, "status": status, "body": body}
-        await self._r.set(key, json.dumps(doc), ex=self._done_ttl_s)
+        pipe.set(key, json.dumps(doc), ex=self._done_ttl_s)
 
     async def release(self, key: str, request_hash: str) -> None:
         """Give the claim up (no answer to keep), unless it is no longer ours."""

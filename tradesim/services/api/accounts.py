@@ -51,6 +51,7 @@ async def create_account(body: AccountCreate, res: Res, _: Admin) -> AccountCrea
     except PortfolioExists:
         # an orphan portfolio left by an interrupted create: the new account starts from its starting cash
         await anyio.to_thread.run_sync(res.accounts.reset_portfolio, body.name, cash)
+        await res.view.drop(body.name)
     return AccountCreated(user_id=body.name, api_key=api_key, starting_cash=_money(cash))
 
 
@@ -80,4 +81,5 @@ async def reset_account(res: Res, _: Admin, user_id: str = UserPath) -> ResetDon
         version = 0
     except VersionConflict as exc:
         raise ApiError(409, "conflict", str(exc)) from None
+    await res.view.drop(user_id)  # the order API's holdings view: the next order reads the reset item
     return ResetDone(user_id=user_id, cash=_money(account.starting_cash), version=version)

@@ -20,7 +20,7 @@ STORE_LATENCY = Histogram("tradesim_api_store_seconds", "Redis / DynamoDB call l
 STORE_ERRORS = Counter("tradesim_api_store_errors_total", "Failed Redis / DynamoDB calls", ["store", "op"])
 ORDERS = Counter("tradesim_api_orders_total", "POST /orders outcomes", ["outcome"])
 ORDER_RECORD_FAILURES = Counter("tradesim_api_order_record_failures_total",
-                                "Accepted orders whose Orders item could not be written after the Kafka ack")
+                                "Accepted orders whose pending record could not be kept in Redis after the Kafka ack")
 
 T = TypeVar("T")
 

@@ -1,9 +1,13 @@
 """/orders: place (validated, idempotent, acknowledged by Kafka before 202), show, list, cancel.
 
 Placing an order, in order: claim the Idempotency-Key (Redis SET NX with the body's hash) → price fresh in Redis
-and portfolio able to cover it (DynamoDB, advisory) → `OrderPlaced` on `trade_orders`, wait for Kafka's ack →
-Orders item `accepted` (conditional: never over a later status) → keep the answer under the key → 202.
-Any failure before the ack releases the claim and answers an error, so nothing is half-done.
+and portfolio able to cover it (advisory: the Redis holdings view, filled from DynamoDB when missing) →
+`OrderPlaced` on `trade_orders`, wait for Kafka's ack → one Redis pipeline keeps the answer under the key and
+the order as pending → 202. Any failure before the ack releases the claim and answers an error, so nothing is
+half-done.
+
+Reading: the `Orders` item the execution job writes (the outcome, or `accepted` once an order rests) is the
+truth; until it exists the order is answered from its pending record (`adapters.redis.pending`).
 """
 
 from __future__ import annotations
@@ -21,10 +25,11 @@ import redis
 from fastapi import APIRouter, Header, Path, Query, Response
 
 from tradesim.adapters.dynamodb.accounts import Account
-from tradesim.adapters.dynamodb.errors import DynamoDBError
+from tradesim.adapters.dynamodb.orders import order_item
 from tradesim.adapters.kafka.errors import KafkaDeliveryError
 from tradesim.adapters.redis import quotes
 from tradesim.adapters.redis.idempotency import record_key
+from tradesim.adapters.redis.portfolio_view import Holdings
 from tradesim.domain.errors import InsufficientFunds, InsufficientShares
 from tradesim.domain.events import OrderCancelRequested, OrderPlaced, encode
 from tradesim.domain.precheck import (
@@ -35,7 +40,6 @@ from tradesim.domain.precheck import (
     check_fresh,
     order_id_for,
 )
-from tradesim.ports import Unavailable
 from tradesim.services.api import metrics
 from tradesim.services.api.deps import CurrentUser, Res
 from tradesim.services.api.errors import ApiError, responses
@@ -60,10 +64,10 @@ def intent_of(body: OrderRequest) -> OrderIntent:
                        stop_price=None if body.stop_price is None else Decimal(body.stop_price))
 
 
-async def _publish(res: Resources, event: OrderPlaced | OrderCancelRequested) -> None:
+async def _publish(res: Resources, event: OrderPlaced | OrderCancelRequested, encoded: bytes | None = None) -> None:
     start = time.perf_counter()
     try:
-        await res.kafka.send(res.settings.topics.trade_orders, event.key, encode(event))
+        await res.kafka.send(res.settings.topics.trade_orders, event.key, encoded or encode(event))
     except KafkaDeliveryError:
         metrics.KAFKA_ERRORS.labels(event.type).inc()
         raise
@@ -71,18 +75,34 @@ async def _publish(res: Resources, event: OrderPlaced | OrderCancelRequested) ->
         metrics.KAFKA_PUBLISH.labels(event.type).observe(time.perf_counter() - start)
 
 
-async def _place(res: Resources, user: Account, body: OrderRequest, order_id: str) -> dict[str, Any]:
+async def _holdings(res: Resources, user_id: str) -> Holdings | None:
+    """Read the holdings from DynamoDB and fill the view with them (unless a newer one got there first)."""
+    with metrics.timed("dynamodb", "portfolio_get"):
+        item = await anyio.to_thread.run_sync(res.portfolios.holdings, user_id)
+    if item is None:
+        return None
+    held = Holdings(cash=item.cash, version=item.version, n_outcomes=item.n_outcomes, positions=item.positions)
+    try:
+        await res.view.fill(user_id, held)
+    except redis.RedisError as exc:
+        log.warning("could not fill the holdings view", extra={"user_id": user_id, "error": str(exc)})
+    return held
+
+
+async def _place(res: Resources, user: Account, body: OrderRequest, order_id: str) -> tuple[OrderPlaced, bytes]:
+    """Validate and publish; returns the acknowledged event (and its JSON). Raises ApiError before the ack."""
     trading = res.settings.trading
     intent = intent_of(body)
 
     async def price() -> Any:
         return await metrics.atimed("redis", "price", lambda: quotes.latest(res.redis, body.symbol))
 
-    async def portfolio() -> Any:
-        with metrics.timed("dynamodb", "portfolio_get"):
-            return await anyio.to_thread.run_sync(res.portfolios.holdings, user.user_id)
+    async def viewed() -> Holdings | None:
+        return await metrics.atimed("redis", "portfolio_view", lambda: res.view.get(user.user_id))
 
-    cached, held = await asyncio.gather(price(), portfolio())
+    cached, held = await asyncio.gather(price(), viewed())
+    if held is None:
+        held = await _holdings(res, user.user_id)
     now_ms = int(time.time() * 1000)
     try:
         tick = check_fresh(body.symbol, cached, now_ms, res.stale_after_s)
@@ -92,6 +112,8 @@ async def _place(res: Resources, user: Account, body: OrderRequest, order_id: st
         raise ApiError(422, "stale_price", str(exc)) from None
     if held is None:
         raise ApiError(409, "portfolio_missing", f"user {user.user_id!r} has no portfolio; ask an admin to reset it")
+    if held.n_outcomes >= trading.max_recent_orders:
+        held = await _holdings(res, user.user_id) or held  # pruning lowers the count without a new version
     if held.n_outcomes >= trading.max_recent_orders:
         # the portfolio item records every outcome for the horizon; past this it would outgrow DynamoDB's limit
         raise ApiError(429, "too_many_recent_orders",
@@ -107,17 +129,27 @@ async def _place(res: Resources, user: Account, body: OrderRequest, order_id: st
     event = OrderPlaced(order_id=order_id, user_id=user.user_id, symbol=body.symbol, side=body.side, qty=body.qty,
                         order_type=body.type, limit_price=intent.limit_price, stop_price=intent.stop_price,
                         time_in_force=body.time_in_force, client_order_id=body.client_order_id, placed_at_ms=now_ms)
-    await _publish(res, event)
-    # Acknowledged: from here on the answer is 202 whatever happens. A failed Orders write only delays the
-    # order's visibility until the execution job records its outcome.
+    encoded = encode(event)
+    await _publish(res, event, encoded)
+    return event, encoded
+
+
+async def _remember(res: Resources, event: OrderPlaced, encoded: bytes,
+                    idempotent: tuple[str, str, dict[str, Any]] | None) -> None:
+    """After the ack: one pipeline keeps the pending order (and the key's answer). The answer is 202 whatever
+    happens here; a lost pending record only hides the order until the execution job writes its Orders item."""
+    pipe = res.redis.pipeline(transaction=False)
+    res.pending.add(pipe, event, encoded.decode())
+    if idempotent is not None:
+        res.idempotency.finish_on(pipe, *idempotent)
     try:
-        with metrics.timed("dynamodb", "order_put"):
-            await anyio.to_thread.run_sync(res.orders.record_accepted, event)
-    except (Unavailable, DynamoDBError) as exc:
+        with metrics.timed("redis", "order_pending"):
+            await pipe.execute()
+    except redis.RedisError as exc:
         metrics.ORDER_RECORD_FAILURES.inc()
-        log.error("order acknowledged by Kafka but not recorded in Orders",
-                  extra={"order_id": order_id, "error": str(exc)})
-    return {"order_id": order_id, "status": "accepted"}
+        # a retry after the key's claim expires republishes the same order id, which the execution job records once
+        log.error("order acknowledged by Kafka but its pending record (and idempotent answer) not kept",
+                  extra={"order_id": event.order_id, "error": str(exc)})
 
 
 @router.post("", status_code=202, response_model=OrderAccepted,
@@ -131,12 +163,13 @@ async def place_order(
     """Validate and place an order; 202 once Kafka acknowledged its `OrderPlaced` event."""
     if idempotency_key is None:
         try:
-            answer = await _place(res, user, body, "o_" + uuid.uuid4().hex)
+            event, encoded = await _place(res, user, body, "o_" + uuid.uuid4().hex)
         except ApiError as exc:
             metrics.ORDERS.labels(exc.code).inc()
             raise
         metrics.ORDERS.labels("accepted").inc()
-        return OrderAccepted(**answer)
+        await _remember(res, event, encoded, None)
+        return OrderAccepted(order_id=event.order_id, status="accepted")
     key = record_key(user.user_id, idempotency_key)
     digest = request_hash(body)
     deadline = time.monotonic() + res.settings.api.idempotency_wait_s
@@ -160,7 +193,7 @@ async def place_order(
         await asyncio.sleep(pause)  # another request holds the key: wait for its answer
         pause = min(_POLL_MAX_S, pause * 2)
     try:
-        answer = await _place(res, user, body, order_id_for(user.user_id, idempotency_key))
+        event, encoded = await _place(res, user, body, order_id_for(user.user_id, idempotency_key))
     except BaseException as exc:
         # no event was acknowledged: free the key so the client can retry it
         metrics.ORDERS.labels(exc.code if isinstance(exc, ApiError) else "error").inc()
@@ -170,12 +203,8 @@ async def place_order(
             log.warning("could not release an idempotency claim; it expires by itself", extra={"key": key})
         raise
     metrics.ORDERS.labels("accepted").inc()
-    try:
-        await res.idempotency.finish(key, digest, 202, answer)
-    except redis.RedisError as exc:
-        # the event is acknowledged, so the answer stays 202; a retry after the claim expires republishes the same
-        # order id, which the execution job records once
-        log.error("could not keep the idempotent answer", extra={"key": key, "error": str(exc)})
+    answer = {"order_id": event.order_id, "status": "accepted"}
+    await _remember(res, event, encoded, (key, digest, answer))
     return OrderAccepted(**answer)
 
 
@@ -191,6 +220,9 @@ def _order(item: dict[str, Any]) -> Order:
 async def _own(res: Resources, user: Account, order_id: str) -> dict[str, Any]:
     with metrics.timed("dynamodb", "order_get"):
         item = await anyio.to_thread.run_sync(res.orders.get, order_id)
+    if item is None:
+        pending = await metrics.atimed("redis", "order_pending_get", lambda: res.pending.get(order_id))
+        item = None if pending is None else order_item(pending)
     if item is None:
         raise ApiError(404, "order_not_found", f"no order {order_id!r}")
     if item.get("user_id") != user.user_id:
@@ -215,7 +247,26 @@ async def list_orders(
     with metrics.timed("dynamodb", "orders_by_user"):
         items = await anyio.to_thread.run_sync(
             lambda: res.orders.by_user(user.user_id, status=status, symbol=symbol, limit=limit))
+    if status in (None, "accepted"):
+        items = await _with_pending(res, user.user_id, items, symbol, limit)
     return OrderList(orders=[_order(i) for i in items])
+
+
+async def _with_pending(res: Resources, user_id: str, items: list[dict[str, Any]], symbol: str | None,
+                        limit: int) -> list[dict[str, Any]]:
+    """Add the pending orders the job has not written yet; forget those it has (they are in `Orders` now)."""
+    pending = [p for p in await metrics.atimed("redis", "orders_pending", lambda: res.pending.of_user(user_id))
+               if symbol is None or p.symbol == symbol]
+    listed = {i["order_id"] for i in items}
+    unlisted = [p.order_id for p in pending if p.order_id not in listed]
+    written = set(listed)
+    if unlisted:
+        with metrics.timed("dynamodb", "orders_exist"):
+            written |= await anyio.to_thread.run_sync(res.orders.existing, unlisted)
+    await res.pending.forget(user_id, [p.order_id for p in pending if p.order_id in written])
+    merged = items + [order_item(p) for p in pending if p.order_id not in written]
+    merged.sort(key=lambda i: int(i["placed_at_ms"]), reverse=True)
+    return merged[:limit]
 
 
 @router.delete("/{order_id}", status_code=202, response_model=CancelAccepted,

@@ -15,6 +15,8 @@ from tradesim.adapters.dynamodb.orders import OrderStore
 from tradesim.adapters.dynamodb.portfolios import PortfolioStore
 from tradesim.adapters.kafka.acked import AckedProducer
 from tradesim.adapters.redis.idempotency import IdempotencyStore
+from tradesim.adapters.redis.pending import PendingOrders
+from tradesim.adapters.redis.portfolio_view import PortfolioView
 from tradesim.adapters.redis.quotes import connect_async
 from tradesim.adapters.redis.ratelimit import RateLimiter
 from tradesim.services.api import metrics
@@ -39,6 +41,8 @@ class Resources:
     accounts: AccountStore = field(init=False)
     orders: OrderStore = field(init=False)
     portfolios: PortfolioStore = field(init=False)
+    view: PortfolioView = field(init=False)
+    pending: PendingOrders = field(init=False)
     _keys: dict[str, tuple[Account, float]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -49,6 +53,9 @@ class Resources:
         self.accounts = AccountStore(self.db)
         self.orders = OrderStore(self.db)
         self.portfolios = PortfolioStore(self.db)
+        self.view = PortfolioView(self.redis)
+        # the job writes an order's Orders item long before the outcome horizon ends; the record outlives it
+        self.pending = PendingOrders(self.redis, ttl_s=self.settings.trading.outcome_horizon_min * 60)
 
     @property
     def stale_after_s(self) -> float:

@@ -1,0 +1,116 @@
+"""A read model of each portfolio's holdings in Redis, for the order API's advisory pre-check.
+
+Why: the pre-check read the `Portfolios` item from DynamoDB on every order; that read was a third of the API's
+cost per order and, on a busy item, a full read of ~100 KB in dynalite. The truth stays in DynamoDB (the
+execution job's conditional write is the real guard); this view only has to be close, and it is versioned so it
+never goes backwards:
+
+- the execution job *patches* `pf:{user}` after each write it made, with what the write returned (UPDATED_NEW:
+  the version, cash, outcome count and the order symbol's position). A patch applies only on top of exactly the
+  previous version; a gap (a write the view missed: an account reset, a lost patch) deletes the view instead.
+- the API *fills* a missing view from a DynamoDB read, unless a newer one got there first (it also re-reads
+  before refusing a user at the recent-orders limit: pruning lowers the count without a new version).
+- an account reset *drops* it. Every write renews a TTL, so a view nobody maintains expires by itself.
+
+Hash fields: `v` version, `cash` (decimal string), `n` kept outcomes, `p:<SYMBOL>` positions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+import redis
+import redis.asyncio as aredis
+
+#: seconds a view lives after its last write
+VIEW_TTL_S = 300
+
+# ARGV: version, cash, n, ttl, symbol ('' = none), quantity ('' = unchanged)
+_PATCH = """
+local have = redis.call('HGET', KEYS[1], 'v')
+if not have then return 0 end
+local v = tonumber(ARGV[1])
+have = tonumber(have)
+if have >= v then return 0 end
+if have ~= v - 1 then redis.call('DEL', KEYS[1]) return -1 end
+redis.call('HSET', KEYS[1], 'v', ARGV[1], 'cash', ARGV[2], 'n', ARGV[3])
+if ARGV[5] ~= '' and ARGV[6] ~= '' then redis.call('HSET', KEYS[1], 'p:' .. ARGV[5], ARGV[6]) end
+redis.call('EXPIRE', KEYS[1], tonumber(ARGV[4]))
+return 1
+"""
+
+# ARGV: version, ttl, then field/value pairs of the whole view
+_FILL = """
+local have = redis.call('HGET', KEYS[1], 'v')
+if have and tonumber(have) > tonumber(ARGV[1]) then return 0 end
+redis.call('DEL', KEYS[1])
+redis.call('HSET', KEYS[1], unpack(ARGV, 3))
+redis.call('EXPIRE', KEYS[1], tonumber(ARGV[2]))
+return 1
+"""
+
+
+def view_key(user_id: str) -> str:
+    return f"pf:{user_id}"
+
+
+@dataclass(frozen=True)
+class Holdings:
+    """What the pre-check needs of a portfolio."""
+
+    cash: Decimal
+    version: int
+    n_outcomes: int
+    positions: dict[str, int] = field(default_factory=dict)
+
+    def position(self, symbol: str) -> int:
+        return self.positions.get(symbol, 0)
+
+
+def decode(raw: Mapping[str, str]) -> Holdings | None:
+    """The view from HGETALL's answer; None when missing (or torn by a concurrent DEL)."""
+    if not raw or "v" not in raw or "cash" not in raw:
+        return None
+    return Holdings(cash=Decimal(raw["cash"]), version=int(raw["v"]), n_outcomes=int(raw.get("n", 0)),
+                    positions={k[2:]: int(q) for k, q in raw.items() if k.startswith("p:")})
+
+
+def _fields(h: Holdings) -> list[str]:
+    out = ["v", str(h.version), "cash", str(h.cash), "n", str(h.n_outcomes)]
+    for symbol, qty in h.positions.items():
+        out += [f"p:{symbol}", str(qty)]
+    return out
+
+
+class ViewWriter:
+    """The execution job's side (synchronous client)."""
+
+    def __init__(self, client: redis.Redis, ttl_s: int = VIEW_TTL_S) -> None:
+        self._patch = client.register_script(_PATCH)
+        self._ttl_s = ttl_s
+
+    def patch(self, user_id: str, *, version: int, cash: Decimal, n_outcomes: int, symbol: str,
+              quantity: int | None) -> int:
+        """1 applied, 0 no view or already newer, -1 a gap (view dropped). Raises redis.RedisError."""
+        return int(self._patch(keys=[view_key(user_id)], args=[
+            version, str(cash), n_outcomes, self._ttl_s, symbol, "" if quantity is None else quantity]))
+
+
+class PortfolioView:
+    """The API's side (asyncio client): read it (usually pipelined by the caller), fill it, drop it."""
+
+    def __init__(self, client: aredis.Redis, ttl_s: int = VIEW_TTL_S) -> None:
+        self._r = client
+        self._fill = client.register_script(_FILL)
+        self._ttl_s = ttl_s
+
+    async def get(self, user_id: str) -> Holdings | None:
+        return decode(await self._r.hgetall(view_key(user_id)))
+
+    async def fill(self, user_id: str, holdings: Holdings) -> None:
+        await self._fill(keys=[view_key(user_id)], args=[holdings.version, self._ttl_s, *_fields(holdings)])
+
+    async def drop(self, user_id: str) -> None:
+        await self._r.delete(view_key(user_id))
