@@ -236,7 +236,7 @@ def test_health_ready_metrics_and_openapi(http: httpx.Client, user: User, symbol
     for name in ('tradesim_api_requests_total{method="POST",route="/orders",status="202"}',
                  "tradesim_api_request_seconds_bucket",
                  'tradesim_api_kafka_publish_seconds_count{event="order_placed"}',
-                 'tradesim_api_store_seconds_count{op="price",store="redis"}',
+                 'tradesim_api_store_seconds_count{op="order_gate",store="redis"}',
                  'tradesim_api_store_seconds_count{op="portfolio_get",store="dynamodb"}'):
         assert name in text, name
     spec = http.get("/openapi.json").json()

@@ -56,9 +56,17 @@ class IdempotencyStore:
     async def claim(self, key: str, request_hash: str) -> Record | None:
         """Claim the key; None if we hold it now, else the record someone else holds. Raises redis.RedisError."""
         pipe = self._r.pipeline(transaction=False)
+        self.queue_claim(pipe, key, request_hash)
+        won, raw = await pipe.execute()
+        return self.claimed(won, raw, request_hash)
+
+    def queue_claim(self, pipe: Pipeline, key: str, request_hash: str) -> None:
+        """claim() as two commands on the caller's pipeline; pass their answers to claimed()."""
         pipe.set(key, self._pending(request_hash), nx=True, px=self._pending_ttl_ms)
         pipe.get(key)
-        won, raw = await pipe.execute()
+
+    @staticmethod
+    def claimed(won: object, raw: str | None, request_hash: str) -> Record | None:
         if won:
             return None
         record = _decode(raw)

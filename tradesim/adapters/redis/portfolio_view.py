@@ -23,6 +23,7 @@ from decimal import Decimal
 
 import redis
 import redis.asyncio as aredis
+from redis.asyncio.client import Pipeline
 
 #: seconds a view lives after its last write
 VIEW_TTL_S = 300
@@ -108,6 +109,11 @@ class PortfolioView:
 
     async def get(self, user_id: str) -> Holdings | None:
         return decode(await self._r.hgetall(view_key(user_id)))
+
+    @staticmethod
+    def queue_get(pipe: Pipeline, user_id: str) -> None:
+        """get() as one command on the caller's pipeline; pass its answer to decode()."""
+        pipe.hgetall(view_key(user_id))
 
     async def fill(self, user_id: str, holdings: Holdings) -> None:
         await self._fill(keys=[view_key(user_id)], args=[holdings.version, self._ttl_s, *_fields(holdings)])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import redis.asyncio as aredis
+from redis.asyncio.client import Pipeline
 
 from tradesim.adapters.redis.prices import price_key
 from tradesim.domain.events import Tick
@@ -10,7 +11,15 @@ from tradesim.domain.events import Tick
 
 async def latest(client: aredis.Redis, symbol: str) -> tuple[Tick, int] | None:
     """The cached tick and the wall time (ms) it was written, or None. Raises redis.RedisError."""
-    raw = await client.hmget(price_key(symbol), ["tick", "updated_ms"])
+    return decode_latest(await client.hmget(price_key(symbol), ["tick", "updated_ms"]))
+
+
+def queue_latest(pipe: Pipeline, symbol: str) -> None:
+    """latest() as one command on the caller's pipeline; pass its answer to decode_latest()."""
+    pipe.hmget(price_key(symbol), ["tick", "updated_ms"])
+
+
+def decode_latest(raw: list[str | None]) -> tuple[Tick, int] | None:
     if raw[0] is None:
         return None
     return Tick.model_validate_json(raw[0]), int(raw[1] or 0)

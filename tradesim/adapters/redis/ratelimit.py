@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 import redis.asyncio as aredis
+from redis.asyncio.client import Pipeline
 
 
 class RateLimiter:
@@ -15,13 +16,22 @@ class RateLimiter:
 
     async def hit(self, key: str, limit: int) -> float | None:
         """Count one request; None if allowed, else seconds until the window ends. Raises redis.RedisError."""
-        now = time.time()
-        window = int(now)
-        name = f"rl:{key}:{window}"
         pipe = self._r.pipeline(transaction=False)
+        now = self.queue_hit(pipe, key)
+        count, _ = await pipe.execute()
+        return self.verdict(count, limit, now)
+
+    @staticmethod
+    def queue_hit(pipe: Pipeline, key: str) -> float:
+        """hit() as two commands on the caller's pipeline; pass their first answer and this time to verdict()."""
+        now = time.time()
+        name = f"rl:{key}:{int(now)}"
         pipe.incr(name)
         pipe.expire(name, 2)
-        count, _ = await pipe.execute()
+        return now
+
+    @staticmethod
+    def verdict(count: int | str, limit: int, now: float) -> float | None:
         if int(count) <= limit:
             return None
-        return max(0.001, window + 1 - now)
+        return max(0.001, int(now) + 1 - now)

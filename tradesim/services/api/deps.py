@@ -25,23 +25,39 @@ _bearer = HTTPBearer(auto_error=False, description="`Authorization: Bearer <API 
 Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
 
 
-async def _current_user(res: Res, creds: Credentials) -> Account:
+async def _authenticated(res: Res, creds: Credentials) -> Account:
     if creds is None or not creds.credentials:
         raise unauthorized()
-    key_hash = hash_key(creds.credentials)
-    account = await res.account_for(key_hash)
+    account = await res.account_for(hash_key(creds.credentials))
     if account is None:
         raise unauthorized("unknown API key")
-    limit = account.rate_limit_per_s or res.settings.api.rate_limit_per_s
-    if limit > 0:
-        with metrics.timed("redis", "rate_limit"):
-            wait_s = await res.limiter.hit(key_hash[:32], limit)
-        if wait_s is not None:
-            raise ApiError(429, "rate_limited", f"more than {limit} requests/s with this key",
-                           {"Retry-After": str(max(1, math.ceil(wait_s)))})
     return account
 
 
+#: the caller's account, not yet counted against its rate limit (POST /orders counts it in its own Redis round trip)
+Authenticated = Annotated[Account, Depends(_authenticated)]
+
+
+def rate_limit_of(res: Resources, account: Account) -> int:
+    return account.rate_limit_per_s or res.settings.api.rate_limit_per_s
+
+
+def rate_limited(limit: int, wait_s: float) -> ApiError:
+    return ApiError(429, "rate_limited", f"more than {limit} requests/s with this key",
+                    {"Retry-After": str(max(1, math.ceil(wait_s)))})
+
+
+async def _current_user(res: Res, account: Authenticated) -> Account:
+    limit = rate_limit_of(res, account)
+    if limit > 0:
+        with metrics.timed("redis", "rate_limit"):
+            wait_s = await res.limiter.hit(account.api_key_hash[:32], limit)
+        if wait_s is not None:
+            raise rate_limited(limit, wait_s)
+    return account
+
+
+#: the caller's account, counted against its rate limit
 CurrentUser = Annotated[Account, Depends(_current_user)]
 
 

@@ -17,6 +17,7 @@ import hashlib
 import logging
 import time
 import uuid
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Annotated, Any
 
@@ -28,10 +29,11 @@ from tradesim.adapters.dynamodb.accounts import Account
 from tradesim.adapters.dynamodb.orders import order_item
 from tradesim.adapters.kafka.errors import KafkaDeliveryError
 from tradesim.adapters.redis import quotes
-from tradesim.adapters.redis.idempotency import record_key
+from tradesim.adapters.redis.idempotency import Record, record_key
 from tradesim.adapters.redis.portfolio_view import Holdings
+from tradesim.adapters.redis.portfolio_view import decode as decode_view
 from tradesim.domain.errors import InsufficientFunds, InsufficientShares
-from tradesim.domain.events import OrderCancelRequested, OrderPlaced, encode
+from tradesim.domain.events import OrderCancelRequested, OrderPlaced, Tick, encode
 from tradesim.domain.precheck import (
     OrderIntent,
     StalePrice,
@@ -41,7 +43,7 @@ from tradesim.domain.precheck import (
     order_id_for,
 )
 from tradesim.services.api import metrics
-from tradesim.services.api.deps import CurrentUser, Res
+from tradesim.services.api.deps import Authenticated, CurrentUser, Res, rate_limit_of, rate_limited
 from tradesim.services.api.errors import ApiError, responses
 from tradesim.services.api.resources import Resources
 from tradesim.services.api.schemas import CancelAccepted, Order, OrderAccepted, OrderList, OrderRequest, OrderStatusStr
@@ -89,18 +91,47 @@ async def _holdings(res: Resources, user_id: str) -> Holdings | None:
     return held
 
 
-async def _place(res: Resources, user: Account, body: OrderRequest, order_id: str) -> tuple[OrderPlaced, bytes]:
-    """Validate and publish; returns the acknowledged event (and its JSON). Raises ApiError before the ack."""
+@dataclass(frozen=True)
+class Gate:
+    """What one Redis round trip told about an order request (see `_gate`)."""
+
+    wait_s: float | None          # rate limited: seconds until the window ends
+    held: Record | None           # the key's record someone else holds; None: ours now (or no key)
+    price: tuple[Tick, int] | None
+    view: Holdings | None
+
+
+async def _gate(res: Resources, user: Account, limit: int, symbol: str, key: str | None, digest: str) -> Gate:
+    """Rate limit, Idempotency-Key claim, price and holdings view in one pipeline (one round trip, not four)."""
+    pipe = res.redis.pipeline(transaction=False)
+    now = res.limiter.queue_hit(pipe, user.api_key_hash[:32]) if limit > 0 else 0.0
+    if key is not None:
+        res.idempotency.queue_claim(pipe, key, digest)
+    quotes.queue_latest(pipe, symbol)
+    res.view.queue_get(pipe, user.user_id)
+    with metrics.timed("redis", "order_gate"):
+        answers = await pipe.execute()
+    wait_s = res.limiter.verdict(answers[0], limit, now) if limit > 0 else None
+    rest = answers[2:] if limit > 0 else answers
+    held = None
+    if key is not None:
+        held = res.idempotency.claimed(rest[0], rest[1], digest)
+        rest = rest[2:]
+    return Gate(wait_s=wait_s, held=held, price=quotes.decode_latest(rest[0]), view=decode_view(rest[1]))
+
+
+async def _place(res: Resources, user: Account, body: OrderRequest, order_id: str,
+                 gate: Gate | None) -> tuple[OrderPlaced, bytes]:
+    """Validate and publish; returns the acknowledged event (and its JSON). Raises ApiError before the ack.
+
+    `gate`: the price and holdings read with the claim; None when the claim came later (re-read them)."""
     trading = res.settings.trading
     intent = intent_of(body)
-
-    async def price() -> Any:
-        return await metrics.atimed("redis", "price", lambda: quotes.latest(res.redis, body.symbol))
-
-    async def viewed() -> Holdings | None:
-        return await metrics.atimed("redis", "portfolio_view", lambda: res.view.get(user.user_id))
-
-    cached, held = await asyncio.gather(price(), viewed())
+    if gate is None:
+        cached = await metrics.atimed("redis", "price", lambda: quotes.latest(res.redis, body.symbol))
+        held = await metrics.atimed("redis", "portfolio_view", lambda: res.view.get(user.user_id))
+    else:
+        cached, held = gate.price, gate.view
     if held is None:
         held = await _holdings(res, user.user_id)
     now_ms = int(time.time() * 1000)
@@ -155,30 +186,34 @@ async def _remember(res: Resources, event: OrderPlaced, encoded: bytes,
 @router.post("", status_code=202, response_model=OrderAccepted,
              responses=responses(400, 401, 409, 422, 429, 503))
 async def place_order(
-    body: OrderRequest, user: CurrentUser, res: Res, response: Response,
+    body: OrderRequest, user: Authenticated, res: Res, response: Response,
     idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key", min_length=1, max_length=255,
                                                   description="same key + same body → the first answer; "
                                                   "same key + another body → 409")] = None,
 ) -> OrderAccepted:
     """Validate and place an order; 202 once Kafka acknowledged its `OrderPlaced` event."""
-    if idempotency_key is None:
+    key = None if idempotency_key is None else record_key(user.user_id, idempotency_key)
+    digest = request_hash(body) if key is not None else ""
+    limit = rate_limit_of(res, user)
+    gate = await _gate(res, user, limit, body.symbol, key, digest)
+    if gate.wait_s is not None:
+        if key is not None and gate.held is None:
+            await _release(res, key, digest)  # claimed in the same round trip: give it back
+        metrics.ORDERS.labels("rate_limited").inc()
+        raise rate_limited(limit, gate.wait_s)
+    if key is None:
         try:
-            event, encoded = await _place(res, user, body, "o_" + uuid.uuid4().hex)
+            event, encoded = await _place(res, user, body, "o_" + uuid.uuid4().hex, gate)
         except ApiError as exc:
             metrics.ORDERS.labels(exc.code).inc()
             raise
         metrics.ORDERS.labels("accepted").inc()
         await _remember(res, event, encoded, None)
         return OrderAccepted(order_id=event.order_id, status="accepted")
-    key = record_key(user.user_id, idempotency_key)
-    digest = request_hash(body)
+    held, prefetched = gate.held, gate
     deadline = time.monotonic() + res.settings.api.idempotency_wait_s
     pause = _POLL_MIN_S
-    while True:
-        with metrics.timed("redis", "idempotency_claim"):
-            held = await res.idempotency.claim(key, digest)
-        if held is None:
-            break
+    while held is not None:
         if held.request_hash != digest:
             metrics.ORDERS.labels("idempotency_mismatch").inc()
             raise ApiError(409, "idempotency_mismatch",
@@ -192,20 +227,28 @@ async def place_order(
                            {"Retry-After": "1"})
         await asyncio.sleep(pause)  # another request holds the key: wait for its answer
         pause = min(_POLL_MAX_S, pause * 2)
+        prefetched = None  # the price and holdings read with the first try are old now
+        with metrics.timed("redis", "idempotency_claim"):
+            held = await res.idempotency.claim(key, digest)
     try:
-        event, encoded = await _place(res, user, body, order_id_for(user.user_id, idempotency_key))
+        event, encoded = await _place(res, user, body, order_id_for(user.user_id, idempotency_key or ""),
+                                      prefetched)
     except BaseException as exc:
         # no event was acknowledged: free the key so the client can retry it
         metrics.ORDERS.labels(exc.code if isinstance(exc, ApiError) else "error").inc()
-        try:
-            await asyncio.shield(res.idempotency.release(key, digest))
-        except redis.RedisError:
-            log.warning("could not release an idempotency claim; it expires by itself", extra={"key": key})
+        await _release(res, key, digest)
         raise
     metrics.ORDERS.labels("accepted").inc()
     answer = {"order_id": event.order_id, "status": "accepted"}
     await _remember(res, event, encoded, (key, digest, answer))
     return OrderAccepted(**answer)
+
+
+async def _release(res: Resources, key: str, digest: str) -> None:
+    try:
+        await asyncio.shield(res.idempotency.release(key, digest))
+    except redis.RedisError:
+        log.warning("could not release an idempotency claim; it expires by itself", extra={"key": key})
 
 
 def _order(item: dict[str, Any]) -> Order:
