@@ -70,7 +70,10 @@ def create_app(settings: Settings, resources: Resources | None = None) -> FastAP
             if resources is None:
                 await res.close()
 
+    # FastAPI's OpenTelemetry hooks are off: metrics are Prometheus (/metrics), and the hooks' per-request checks
+    # of the global OTel providers cost more than some routes
     app = FastAPI(title="tradesim order API", version=tradesim.__version__, lifespan=lifespan,
+                  telemetry={"tracing": False, "metrics": False, "logs": False},
                   description="Accounts and orders of the tradesim trading simulator. Errors are problem bodies "
                   "`{code, message, request_id}`; money is a decimal string.")
     errors.install(app, settings.api.retry_after_s)

@@ -15,7 +15,8 @@ from tradesim.services.api.errors import ApiError, unauthorized
 from tradesim.services.api.resources import Resources, hash_key
 
 
-def _resources(request: Request) -> Resources:
+async def _resources(request: Request) -> Resources:
+    # async on purpose: FastAPI runs a plain-def dependency in a worker thread, a thread hop on every request
     res: Resources = request.app.state.resources
     return res
 
