@@ -221,7 +221,9 @@ class ApiSettings(Section):
     )
     auth_cache_s: float = Field(30.0, ge=0, description="How long a resolved API key is cached in the process.")
     retry_after_s: int = Field(2, ge=1, description="Retry-After (seconds) on 503 answers.")
-    workers: int = Field(1, ge=1, description="uvicorn worker processes (1 suits a 2-core box shared with the stack).")
+    workers: int = Field(
+        2, ge=1, description="uvicorn worker processes (one per core; /metrics adds up every worker's counts)."
+    )
 
     @property
     def client_url(self) -> str:

@@ -288,3 +288,19 @@ def test_the_pre_check_reads_the_holdings_view_and_a_reset_drops_it(
     reset = http.post(f"/accounts/{poor.user_id}/reset", headers={"Authorization": f"Bearer {admin_key}"})
     assert reset.status_code == 200
     assert not r.exists(f"pf:{poor.user_id}")
+
+
+def _healthz_count(text: str) -> float:
+    line = next((ln for ln in text.splitlines()
+                 if ln.startswith('tradesim_api_requests_total{method="GET",route="/healthz",status="200"}')), None)
+    return float(line.rsplit(" ", 1)[1]) if line else 0.0
+
+
+def test_metrics_add_up_every_worker(settings: Settings) -> None:
+    # api.workers (default 2) processes share the port; each /metrics answer must count all of them
+    assert settings.api.workers >= 2
+    before = _healthz_count(httpx.get(f"{settings.api.client_url}/metrics").text)
+    for _ in range(40):  # a new connection each: the kernel spreads them over the workers
+        assert httpx.get(f"{settings.api.client_url}/healthz").status_code == 200
+    for _ in range(3):  # whichever worker answers, it reports the same total
+        assert _healthz_count(httpx.get(f"{settings.api.client_url}/metrics").text) == before + 40

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import os
+
 import uvicorn
 
 from tradesim.services import logs
+from tradesim.services.api import metrics
 from tradesim.services.api.app import create_app
 from tradesim.settings import load_settings
 
@@ -15,7 +18,9 @@ def main() -> None:
     api = settings.api
     log.info("serving", extra={"host": api.host, "port": api.port, "workers": api.workers})
     if api.workers > 1:
-        # each worker builds its own app (and clients) from the same TRADESIM_* environment
+        # each worker builds its own app (and clients) from the same TRADESIM_* environment, and writes its
+        # metrics to files that every worker's /metrics adds up (prometheus-client's multiprocess mode)
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics.fresh_multiprocess_dir(settings))
         uvicorn.run("tradesim.services.api.app:app_from_env", factory=True, host=api.host, port=api.port,
                     workers=api.workers, log_config=None, access_log=False, timeout_graceful_shutdown=5)
     else:
