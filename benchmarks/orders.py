@@ -36,7 +36,7 @@ class _Conn:
         self.reader = reader
         self.writer = writer
 
-    async def request(self, raw: bytes) -> int:
+    async def request(self, raw: bytes) -> tuple[int, bytes]:
         self.writer.write(raw)
         head = await self.reader.readuntil(b"\r\n\r\n")
         status = int(head[9:12])
@@ -44,9 +44,7 @@ class _Conn:
         for line in head.split(b"\r\n")[1:]:
             if line[:15].lower() == b"content-length:":
                 length = int(line[15:])
-        if length:
-            await self.reader.readexactly(length)
-        return status
+        return status, (await self.reader.readexactly(length) if length else b"")
 
 
 class _Pool:
@@ -59,25 +57,39 @@ class _Pool:
         self._freed = asyncio.Condition()
 
     async def send(self, raw: bytes) -> int:
+        return (await self.exchange(raw))[0]
+
+    async def exchange(self, raw: bytes) -> tuple[int, bytes]:
+        """(status, body); status 0 when the connection failed. Requests must be idempotent (they carry an
+        Idempotency-Key): one that fails on a kept-alive connection the server has closed is sent once more."""
+        reused = bool(self.idle)
+        answer = await self._once(raw)
+        return await self._once(raw) if answer[0] == 0 and reused else answer
+
+    async def _once(self, raw: bytes) -> tuple[int, bytes]:
         if self.idle:
             conn = self.idle.pop()
         elif self.opened < self.limit:
             self.opened += 1
-            conn = _Conn(*await asyncio.open_connection(self.host, self.port))
+            try:
+                conn = _Conn(*await asyncio.open_connection(self.host, self.port))
+            except OSError:
+                self.opened -= 1
+                return 0, b""
         else:
             async with self._freed:
                 await self._freed.wait_for(lambda: bool(self.idle))
                 conn = self.idle.pop()
         try:
-            status = await conn.request(raw)
+            answer = await conn.request(raw)
         except (OSError, asyncio.IncompleteReadError):
             self.opened -= 1
             conn.writer.close()
-            return 0
+            return 0, b""
         self.idle.append(conn)
         async with self._freed:
             self._freed.notify()
-        return status
+        return answer
 
     def close(self) -> None:
         for conn in self.idle:
