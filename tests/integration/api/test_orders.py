@@ -271,20 +271,24 @@ def test_pending_order_gives_way_to_the_item_the_execution_job_writes(
 def test_the_pre_check_reads_the_holdings_view_and_a_reset_drops_it(
         http: httpx.Client, new_user: Callable[..., User], symbol: str, settings: Settings, admin_key: str) -> None:
     poor = new_user(cash="1000")
-    assert http.post("/orders", json=order(symbol, qty=1), headers=poor.auth).status_code == 202
+    # limit orders far from the market: they rest, so a running execution job leaves the portfolio alone
+    buy = order(symbol, qty=1, type="limit", limit_price="1")
+    sell = order(symbol, side="sell", qty=9, type="limit", limit_price="100000")
+    assert http.post("/orders", json=buy, headers=poor.auth).status_code == 202
     r = redis_connect(settings.redis)
     assert r.hgetall(f"pf:{poor.user_id}") == {"v": "0", "cash": "1000", "n": "0"}  # filled from DynamoDB
     # the execution job patches it after each write (version + 1): here, as if a fill had spent the cash
     assert ViewWriter(r).patch(poor.user_id, version=1, cash=Decimal("0"), n_outcomes=1, symbol=symbol,
                                quantity=9) == 1
-    broke = http.post("/orders", json=order(symbol, qty=1), headers=poor.auth)
+    broke = http.post("/orders", json=buy, headers=poor.auth)
     assert (broke.status_code, broke.json()["code"]) == (422, "insufficient_funds")
-    assert http.post("/orders", json=order(symbol, side="sell", qty=9), headers=poor.auth).status_code == 202
+    assert http.post("/orders", json=sell, headers=poor.auth).status_code == 202  # the view's 9 shares
     # a patch that skips a version (a write the view missed) drops the view instead of applying
     assert ViewWriter(r).patch(poor.user_id, version=3, cash=Decimal("5"), n_outcomes=2, symbol=symbol,
                                quantity=None) == -1
     assert not r.exists(f"pf:{poor.user_id}")
-    assert http.post("/orders", json=order(symbol, qty=1), headers=poor.auth).status_code == 202  # read again
+    assert http.post("/orders", json=buy, headers=poor.auth).status_code == 202  # read from DynamoDB again
+    assert r.hget(f"pf:{poor.user_id}", "cash") == "1000"
     reset = http.post(f"/accounts/{poor.user_id}/reset", headers={"Authorization": f"Bearer {admin_key}"})
     assert reset.status_code == 200
     assert not r.exists(f"pf:{poor.user_id}")
