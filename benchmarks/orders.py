@@ -64,12 +64,13 @@ class _Pool:
         Idempotency-Key): one that fails on a kept-alive connection the server has closed is sent once more."""
         reused = bool(self.idle)
         answer = await self._once(raw)
-        return await self._once(raw) if answer[0] == 0 and reused else answer
+        # the server closes connections idle for its keep-alive timeout: retry on a new one, not another idle one
+        return await self._once(raw, fresh=True) if answer[0] == 0 and reused else answer
 
-    async def _once(self, raw: bytes) -> tuple[int, bytes]:
-        if self.idle:
+    async def _once(self, raw: bytes, fresh: bool = False) -> tuple[int, bytes]:
+        if self.idle and not fresh:
             conn = self.idle.pop()
-        elif self.opened < self.limit:
+        elif self.opened < self.limit or fresh:
             self.opened += 1
             try:
                 conn = _Conn(*await asyncio.open_connection(self.host, self.port))
