@@ -234,6 +234,51 @@ def test_apply_fill_prunes_expired_outcomes_once_above_the_threshold(db: DynamoD
     assert (set(after.outcomes), after.n_outcomes) == ({"fresh"}, 1)
 
 
+class _CountingDB:
+    """The real DynamoDB, counting the whole-item reads a prune makes (a spy, not a fake)."""
+
+    def __init__(self, db: DynamoDB) -> None:
+        self.settings, self._db, self.prune_reads = db.settings, db, 0
+
+    @property
+    def client(self) -> _CountingDB:
+        return self
+
+    def get_item(self, **request: object) -> object:
+        if request.get("ProjectionExpression") == "outcomes, version":
+            self.prune_reads += 1
+        return self._db.client.get_item(**request)
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._db.client, name)
+
+
+def test_apply_fill_does_not_reread_an_item_before_its_oldest_outcome_can_expire(db: DynamoDB) -> None:
+    now_s = 2_000_000.0
+    spy = _CountingDB(db)
+    pruning = PortfolioStore(spy, horizon_ms=300_000, prune_above=2, clock=lambda: now_s)  # type: ignore[arg-type]
+    user = new_user()
+    pruning.create(user, Decimal("1000"))
+
+    def fill(i: int) -> None:
+        pruning.apply_fill(user, f"o{i}", Decimal("-1"), "AAPL", 1, details=_decided(int(now_s * 1000)))
+
+    for i in range(3):
+        fill(i)
+    assert spy.prune_reads == 1  # above the threshold: read, nothing old enough (oldest expires at +300 s)
+    for step in range(1, 5):  # +70 s … +280 s: past the once-a-minute limit, but nothing can have expired
+        now_s += 70
+        fill(10 + step)
+    assert spy.prune_reads == 1
+    now_s += 30  # +310 s: the first three outcomes are past the horizon
+    fill(99)
+    assert spy.prune_reads == 2
+    after = pruning.get(user)
+    assert after is not None
+    assert {"o0", "o1", "o2"}.isdisjoint(after.outcomes)
+    assert after.n_outcomes == 5
+
+
 def test_an_item_that_cannot_grow_refuses_with_portfolio_full_and_stays_unchanged(db: DynamoDB) -> None:
     store = PortfolioStore(db, horizon_ms=60_000, clock=time.time)
     user = new_user()

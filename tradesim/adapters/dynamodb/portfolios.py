@@ -168,7 +168,8 @@ class PortfolioStore:
         self.horizon_ms = horizon_ms
         self.prune_above = prune_above
         self._clock = clock
-        self._last_prune: dict[str, float] = {}
+        #: clock time before which apply_fill does not try to prune a user again
+        self._next_prune: dict[str, float] = {}
 
     def create(self, user_id: str, cash: Decimal) -> Portfolio:
         """Raises PortfolioExists, InvalidRecord, Unavailable."""
@@ -277,6 +278,10 @@ class PortfolioStore:
         replayed, so the horizon outlives `trade_orders` retention (see tradesim.stack.kafka.orders_retention).
         Outcomes without a decision time are kept. Conditional on the version read, so it never races a write.
         """
+        return self._prune(user_id, older_than_ms)[0]
+
+    def _prune(self, user_id: str, older_than_ms: int) -> tuple[int, int | None]:
+        """prune(), and the decision time of the oldest outcome it kept (None: none kept with a time)."""
         what = f"prune outcomes of portfolio {user_id!r}"
         try:
             answer = self.db.client.get_item(TableName=self.table, Key={"user_id": {"S": user_id}},
@@ -285,10 +290,11 @@ class PortfolioStore:
             raise translate(exc, what) from None
         item = answer.get("Item")
         if not item:
-            return 0
+            return 0, None
         data = {k: _from_dynamo(v) for k, v in item.items()}
         decided = {o: str(decode_outcome(v).get("decided_at_ms", "")) for o, v in data.get("outcomes", {}).items()}
         expired = [o for o, at in decided.items() if at.isdigit() and int(at) < older_than_ms]
+        kept = [int(at) for at in decided.values() if at.isdigit() and int(at) >= older_than_ms]
         removed = 0
         version = int(data.get("version", 0))
         for start in range(0, len(expired), _PRUNE_BATCH):
@@ -303,24 +309,27 @@ class PortfolioStore:
                 ExpressionAttributeValues={":k": {"N": str(len(chunk))}, ":v": {"N": str(version)},
                                            ":zero": {"N": "0"}}), what)
             if not written:
-                break  # written in between: the next prune reads again
+                # written in between: the next prune reads again (and may start with what is left here)
+                return removed, int(min(decided[o] for o in expired[start:]))
             removed += len(chunk)
-        return removed
+        return removed, min(kept, default=None)
 
     def _now_ms(self) -> int:
         return int(self._clock() * 1000)
 
     def _maybe_prune(self, user_id: str, n_outcomes: int) -> None:
-        """Prune at most once a minute per user, and only above the threshold (a read of the whole item)."""
+        """Prune above the threshold, at most once a minute per user, and not before the oldest outcome the last
+        prune kept can expire: each prune reads the whole item, and a busy user's outcomes are all recent."""
         if self.horizon_ms is None or n_outcomes <= self.prune_above:
             return
         now = self._clock()
-        if now - self._last_prune.get(user_id, 0.0) < 60:
+        if now < self._next_prune.get(user_id, 0.0):
             return
-        if len(self._last_prune) > 100_000:
-            self._last_prune.clear()
-        self._last_prune[user_id] = now
-        self.prune(user_id, self._now_ms() - self.horizon_ms)
+        if len(self._next_prune) > 100_000:
+            self._next_prune.clear()
+        _, oldest_kept_ms = self._prune(user_id, self._now_ms() - self.horizon_ms)
+        expires_s = (oldest_kept_ms + self.horizon_ms) / 1000 if oldest_kept_ms is not None else 0.0
+        self._next_prune[user_id] = max(now + 60, expires_s)
 
     @staticmethod
     def _refusal(current: Portfolio | None, user_id: str, order_id: str, cash_delta: Decimal, symbol: str,
