@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal
 
@@ -20,6 +21,7 @@ from tradesim.cli.jobs import submit_job
 from tradesim.domain.events import OrderCancelRequested, OrderOutcome, OrderPlaced, decode, encode
 from tradesim.services.ingest.publisher import publish_all
 from tradesim.settings import Settings
+from tradesim.stack.flink import Flink
 from tradesim.testing.factories import tick, unique_symbol
 from tradesim.testing.waiting import wait_for  # noqa: F401 - re-exported to the tests
 
@@ -95,10 +97,13 @@ class Exchange:
         return Outcomes(c)
 
 
-@pytest.fixture(scope="session")
-def execution_job(settings: Settings) -> str:
+@pytest.fixture(scope="package")
+def execution_job(settings: Settings) -> Iterator[str]:
     job_id, _ = submit_job(settings, "execution")
-    return job_id
+    yield job_id
+    # Cancelled when this package is done: left running, it executes nothing but still consumes every tick the
+    # later market-data tests publish, and their timing-sensitive fan-out tests share the same two cores.
+    Flink(settings).rest().cancel(job_id)
 
 
 @pytest.fixture
