@@ -110,14 +110,13 @@ async def _gate(res: Resources, user: Account, limit: int, symbol: str, key: str
     quotes.queue_latest(pipe, symbol)
     res.view.queue_get(pipe, user.user_id)
     with metrics.timed("redis", "order_gate"):
-        answers = await pipe.execute()
-    wait_s = res.limiter.verdict(answers[0], limit, now) if limit > 0 else None
-    rest = answers[2:] if limit > 0 else answers
-    held = None
-    if key is not None:
-        held = res.idempotency.claimed(rest[0], rest[1], digest)
-        rest = rest[2:]
-    return Gate(wait_s=wait_s, held=held, price=quotes.decode_latest(rest[0]), view=decode_view(rest[1]))
+        answers = iter(await pipe.execute())  # in the order queued above
+    wait_s = None
+    if limit > 0:
+        count, _expired = next(answers), next(answers)
+        wait_s = res.limiter.verdict(count, limit, now)
+    held = res.idempotency.claimed(next(answers), next(answers), digest) if key is not None else None
+    return Gate(wait_s=wait_s, held=held, price=quotes.decode_latest(next(answers)), view=decode_view(next(answers)))
 
 
 async def _place(res: Resources, user: Account, body: OrderRequest, order_id: str,
