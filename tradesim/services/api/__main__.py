@@ -24,7 +24,7 @@ def main() -> None:
         uvicorn.run("tradesim.services.api.app:app_from_env", factory=True, host=api.host, port=api.port,
                     workers=api.workers, log_config=None, access_log=False, timeout_graceful_shutdown=5)
     else:
-        uvicorn.run(create_app(settings), host=api.host, port=api.port, log_config=None, access_log=False,
+        uvicorn.run(create_app(settings, tune_gc=True), host=api.host, port=api.port, log_config=None, access_log=False,
                     timeout_graceful_shutdown=5)
     log.info("stopped")
 

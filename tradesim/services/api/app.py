@@ -57,18 +57,22 @@ class RequestContext:
                 log.error("request failed", extra={"request_id": request_id, "route": route, "status": status})
 
 
-def create_app(settings: Settings, resources: Resources | None = None) -> FastAPI:
-    """The app; `resources` are opened at startup unless given (tests may pass their own)."""
+def create_app(settings: Settings, resources: Resources | None = None, *, tune_gc: bool = False) -> FastAPI:
+    """The app; `resources` are opened at startup unless given (tests may pass their own). `tune_gc`: the app
+    owns its process (the API's entry point and its uvicorn workers), so it may tune the garbage collector."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         res = resources or Resources.open(settings)
         app.state.resources = res
-        # Startup objects (routes, models, clients) never die: keep them out of the cyclic GC, and collect the
-        # young generation less often. Each request allocates thousands of short-lived objects; at the default
-        # threshold (700) a collection ran every few requests and showed in the p99.
-        gc.freeze()
-        gc.set_threshold(20_000, 50, 50)
+        if tune_gc:
+            # Startup objects (routes, models, clients) never die: keep them out of the cyclic GC, and collect the
+            # young generation less often. Each request allocates thousands of short-lived objects; at the default
+            # threshold (700) a collection ran every few requests and showed in the p99. Process-wide, so only
+            # when the API owns its process: in a host that keeps many objects alive (a test session embedding
+            # the app) the larger generations made collections long enough to stall other threads.
+            gc.freeze()
+            gc.set_threshold(20_000, 50, 50)
         try:
             yield
         finally:
@@ -99,4 +103,4 @@ def app_from_env() -> FastAPI:
     """Factory for uvicorn workers: settings from the TRADESIM_* environment."""
     from tradesim.settings import load_settings
 
-    return create_app(load_settings())
+    return create_app(load_settings(), tune_gc=True)
