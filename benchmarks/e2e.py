@@ -120,13 +120,19 @@ def _drain(settings: Settings, out: list[str], limit_s: float = 900) -> None:
 
 
 def run(settings: Settings, rates: list[float], seconds: float, passthrough_records: int, out: list[str],
-        parallelism: int | None = None) -> dict[str, Any]:
+        parallelism: int | None = None, users: int | None = None) -> dict[str, Any]:
+    """`users`: bench accounts the orders are spread over (at least what the API's recent-orders limit needs).
+    Few busy accounts are the worst case for the job: each order rewrites its user's portfolio item, and the
+    item holds that user's recent outcomes."""
     from tradesim.cli.jobs import submit_job
     from tradesim.stack.flink import Flink
 
     submit_job(settings, "execution", parallelism=parallelism)
     _drain(settings, out)
-    keys, symbol = _setup(settings, users=users_for(settings, sum(rates) * seconds, 8))
+    needed = users_for(settings, sum(rates) * seconds, 8)
+    accounts = max(needed, users or 0)
+    keys, symbol = _setup(settings, users=accounts)
+    out.append(f"{accounts} bench accounts, orders spread evenly")
     figures: dict[str, Any] = {}
     reader = _Outcomes(settings)
     reader.start()

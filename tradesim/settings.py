@@ -155,14 +155,19 @@ class TradingSettings(Section):
     )
     allow_short: bool = Field(False, description="Allow selling more than the position (off by default).")
     outcome_horizon_min: int = Field(
-        60, ge=20, description="How long a recorded order outcome is kept on the portfolio item. `trade_orders` "
-        "keeps records for at most 3/4 of this (retention + segment roll + deletion check), so no order that a "
-        "replay can still read has lost its recorded outcome.")
+        60, ge=20, description="How far back a replay of `trade_orders` can reach (the topic keeps records for at "
+        "most 3/4 of this: retention + segment roll + deletion check) and how long the API keeps its pending-order "
+        "records. Recorded outcomes outlive it: they stay in `Orders`.")
     max_recent_orders: int = Field(
-        1000, ge=10, le=2000, description="Orders per user within the outcome horizon; beyond it the API answers "
-        "429. Bounds the portfolio item far below DynamoDB's 400 KB (about 100 B per recorded outcome).")
+        1000, ge=10, le=2000, description="Recorded outcomes a user's portfolio item may hold (normally those of "
+        "the last `outcome_live_s`; more while `Orders` lags); beyond it the API answers 429. Bounds the item far "
+        "below DynamoDB's 400 KB (about 130 B per recorded outcome).")
+    outcome_live_s: int = Field(
+        10, ge=0, description="Seconds a recorded outcome stays on the portfolio item after its decision; then it "
+        "leaves once the `Orders` table holds it (the job checks), which keeps the item, rewritten by every order of "
+        "the user, small. Replays of older orders find their outcome in `Orders`.")
     prune_above: int = Field(
-        250, ge=1, description="The execution job prunes a user's expired outcomes once more than this are kept.")
+        50, ge=1, description="The execution job prunes a user's outcomes once more than this are kept.")
 
     @property
     def outcome_horizon_ms(self) -> int:

@@ -38,7 +38,7 @@ class MemoryStore:
         return self.positions.get(symbol, 0)
 
     def apply_fill(self, user_id: str, order_id: str, cash_delta: Decimal, symbol: str, qty_delta: int, *,
-                   status: str = "executed", details: Any = None) -> MemoryStore:
+                   status: str = "executed", details: Any = None, placed_at_ms: int | None = None) -> MemoryStore:
         if order_id in self.outcomes:
             raise OutcomeAlreadyRecorded(order_id, self.outcomes[order_id])
         if self.cash + cash_delta < 0:
@@ -134,6 +134,23 @@ def test_many_buys_exceeding_cash_execute_floor_cash_over_cost() -> None:
     assert len(executed) == 10  # ⌊1000 / (99 + 1 fee)⌋
     assert all(o.reason == "insufficient_funds" for o in outs if o.status == "rejected")
     assert store.cash == Decimal("0")
+
+
+def test_settle_tells_the_store_when_each_order_was_placed() -> None:
+    """The store needs it to know whether the order's outcome may have left the item for the archive."""
+    placed: list[int | None] = []
+
+    class Recording(MemoryStore):
+        def apply_fill(self, *args: Any, **kwargs: Any) -> MemoryStore:
+            placed.append(kwargs.get("placed_at_ms"))
+            return super().apply_fill(*args, **kwargs)
+
+    store = Recording(cash=Decimal("1000"))
+    fill = order("o1").model_copy(update={"placed_at_ms": 1_111})
+    cancel = order("o2").model_copy(update={"placed_at_ms": 2_222})
+    settle(Decision(fill, "fill", price=Decimal("10")), store, FEES)
+    settle(Decision(cancel, "cancel"), store, FEES)
+    assert placed == [fill.placed_at_ms, cancel.placed_at_ms]
 
 
 def test_settle_rejects_when_the_portfolio_item_cannot_hold_another_outcome() -> None:

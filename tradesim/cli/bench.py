@@ -121,13 +121,16 @@ def e2e(rates: Annotated[str, typer.Option(help="Comma-separated offered orders/
         seconds: Annotated[float, typer.Option(min=1)] = 20.0,
         passthrough: Annotated[int, typer.Option(min=1000)] = 50_000,
         parallelism: Annotated[int | None, typer.Option(min=1, help="Of the execution job, if the bench submits "
-                                                        "it (default: flink.parallelism).")] = None) -> None:
+                                                        "it (default: flink.parallelism).")] = None,
+        users: Annotated[int | None, typer.Option(min=1, max=10_000, help="Bench accounts to spread orders over "
+                                                  "(default and minimum: the fewest the API's recent-orders limit "
+                                                  "allows, at least 8).")] = None) -> None:
     """POST /orders → execution job → trade_executed at fixed offered rates, vs Flink pass-through."""
-    _e2e(rates, seconds, passthrough, parallelism)
+    _e2e(rates, seconds, passthrough, parallelism, users)
 
 
 @cli_errors
-def _e2e(rates: str, seconds: float, passthrough: int, parallelism: int | None) -> None:
+def _e2e(rates: str, seconds: float, passthrough: int, parallelism: int | None, users: int | None) -> None:
     from benchmarks import e2e as bench_e2e
     from tradesim.stack.errors import UserError
 
@@ -137,8 +140,8 @@ def _e2e(rates: str, seconds: float, passthrough: int, parallelism: int | None) 
         raise UserError(f"--rates must be comma-separated numbers, got {rates!r}") from None
     settings = load_settings()
     lines: list[str] = []
-    bench_e2e.run(settings, offered, seconds, passthrough, lines, parallelism)
+    bench_e2e.run(settings, offered, seconds, passthrough, lines, parallelism, users)
     out.print(f"command: tradesim bench e2e --rates {rates} --seconds {seconds:g} --passthrough {passthrough}"
-              + (f" --parallelism {parallelism}" if parallelism else ""))
+              + (f" --parallelism {parallelism}" if parallelism else "") + (f" --users {users}" if users else ""))
     for line in lines:
         out.print("  " + line, markup=False)

@@ -110,6 +110,7 @@ class UserStage(KeyedProcessFunction):
 
     def open(self, runtime_context: RuntimeContext) -> None:
         from tradesim.adapters.dynamodb.client import DynamoDB
+        from tradesim.adapters.dynamodb.orders import OrderStore
         from tradesim.adapters.dynamodb.portfolios import PortfolioStore
         from tradesim.adapters.redis.client import connect
         from tradesim.adapters.redis.portfolio_view import ViewWriter
@@ -118,8 +119,11 @@ class UserStage(KeyedProcessFunction):
         # Every operator of the job runs in one embedded interpreter (thread mode). This stage waits on DynamoDB;
         # after each answer it must win the GIL back from the other stages, which by default may hold it 5 ms.
         sys.setswitchinterval(0.0005)
-        portfolios = PortfolioStore(DynamoDB(s.dynamodb), horizon_ms=s.trading.outcome_horizon_ms,
-                                    prune_above=s.trading.prune_above)
+        db = DynamoDB(s.dynamodb)
+        # outcomes leave the portfolio item for `Orders` (mirrored downstream) seconds after their decision, so
+        # each write rewrites a small item (see tradesim.adapters.dynamodb.portfolios)
+        portfolios = PortfolioStore(db, horizon_ms=s.trading.outcome_live_s * 1000,
+                                    prune_above=s.trading.prune_above, archive=OrderStore(db))
         # the API's pre-check reads holdings from this Redis view, patched here after each write
         self.store = logic.ViewedStore(portfolios, ViewWriter(connect(s.redis, timeout_s=0.5)),
                                        on_error=lambda exc: log.warning("holdings view not patched: %s", exc))

@@ -129,7 +129,7 @@ class OutcomeStore(Protocol):
     """The part of the portfolio store settle needs (tradesim.adapters.dynamodb.portfolios.PortfolioStore)."""
 
     def apply_fill(self, user_id: str, order_id: str, cash_delta: Decimal, symbol: str, qty_delta: int, *,
-                   status: str = "executed", details: Any = None) -> Any:
+                   status: str = "executed", details: Any = None, placed_at_ms: int | None = None) -> Any:
         """Record the outcome + change atomically; raises OutcomeAlreadyRecorded/InsufficientFunds/...."""
         ...
 
@@ -155,9 +155,9 @@ class ViewedStore:
         self._paused_until = 0.0
 
     def apply_fill(self, user_id: str, order_id: str, cash_delta: Decimal, symbol: str, qty_delta: int, *,
-                   status: str = "executed", details: Any = None) -> Any:
+                   status: str = "executed", details: Any = None, placed_at_ms: int | None = None) -> Any:
         applied = self.store.apply_fill(user_id, order_id, cash_delta, symbol, qty_delta, status=status,
-                                        details=details)
+                                        details=details, placed_at_ms=placed_at_ms)
         if self._clock() >= self._paused_until:
             try:
                 self.view.patch(user_id, version=applied.version, cash=applied.cash, n_outcomes=applied.n_outcomes,
@@ -209,7 +209,8 @@ def settle(decision: Decision, store: OutcomeStore, fees: FeeModel, now_ms: Call
         details |= {"fill_price": str(decision.price), "fee": str(change.fee)}
         try:
             after = store.apply_fill(order.user_id, order.order_id, change.cash_delta, order.symbol,
-                                     change.qty_delta, status="executed", details=details)
+                                     change.qty_delta, status="executed", details=details,
+                                     placed_at_ms=order.placed_at_ms)
             return OrderOutcome(
                 order_id=order.order_id, user_id=order.user_id, symbol=order.symbol, side=order.side,
                 qty=order.qty, status="executed", fill_price=decision.price, fee=change.fee,
@@ -234,7 +235,8 @@ def _record(order: OrderPlaced, store: OutcomeStore, status: str, reason: Reject
             decided: int) -> OrderOutcome:
     details = {"decided_at_ms": str(decided), "reason": reason or ""}
     try:
-        store.apply_fill(order.user_id, order.order_id, Decimal(0), order.symbol, 0, status=status, details=details)
+        store.apply_fill(order.user_id, order.order_id, Decimal(0), order.symbol, 0, status=status, details=details,
+                         placed_at_ms=order.placed_at_ms)
     except OutcomeAlreadyRecorded as exc:
         return outcome_from_record(order, dict(exc.outcome))
     except PortfolioNotFound:

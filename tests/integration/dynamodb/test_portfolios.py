@@ -12,9 +12,11 @@ from decimal import Decimal
 import pytest
 
 from tradesim.adapters.dynamodb.client import DynamoDB
+from tradesim.adapters.dynamodb.orders import OrderStore
 from tradesim.adapters.dynamodb.portfolios import PortfolioStore
 from tradesim.adapters.dynamodb.tables import ACCOUNTS, ORDERS, PORTFOLIOS, table_name
 from tradesim.domain.errors import InsufficientFunds, InsufficientShares, OutcomeAlreadyRecorded, PortfolioFull
+from tradesim.domain.events import OrderOutcome, OrderPlaced
 from tradesim.ports import Unavailable
 from tradesim.settings import Settings
 from tradesim.stack.supervisor import Supervisor
@@ -234,6 +236,110 @@ def test_apply_fill_prunes_expired_outcomes_once_above_the_threshold(db: DynamoD
     assert (set(after.outcomes), after.n_outcomes) == ({"fresh"}, 1)
 
 
+def _buy(user: str, placed_at_ms: int) -> OrderPlaced:
+    return OrderPlaced(order_id="o" + uuid.uuid4().hex, user_id=user, symbol="AAPL", side="buy", qty=1,
+                       order_type="market", placed_at_ms=placed_at_ms)
+
+
+def _executed(store: PortfolioStore, order: OrderPlaced, decided_ms: int, orders: OrderStore | None = None) -> None:
+    """Record a 1-share fill at 10 on the portfolio and, given `orders`, mirror it there as the job does."""
+    store.apply_fill(order.user_id, order.order_id, Decimal("-11"), "AAPL", 1, placed_at_ms=order.placed_at_ms,
+                     details={"decided_at_ms": str(decided_ms), "fill_price": "10", "fee": "1"})
+    if orders is not None:
+        orders.record_outcome(order, OrderOutcome(
+            order_id=order.order_id, user_id=order.user_id, symbol="AAPL", side="buy", qty=1, status="executed",
+            fill_price=Decimal("10"), fee=Decimal("1"), trade_id=order.order_id + "-1", decided_at_ms=decided_ms))
+
+
+def test_outcomes_leave_the_item_only_once_the_archive_holds_them(db: DynamoDB) -> None:
+    orders = OrderStore(db)
+    store = PortfolioStore(db, archive=orders)
+    user = new_user()
+    store.create(user, Decimal("1000"))
+    mirrored, unmirrored, fresh = _buy(user, 1_000), _buy(user, 1_500), _buy(user, 9_000)
+    _executed(store, mirrored, 1_100, orders)
+    _executed(store, unmirrored, 1_600)  # the job's mirror has not written it yet
+    _executed(store, fresh, 9_100, orders)
+    assert store.prune(user, older_than_ms=5_000) == 1
+    after = store.get(user)
+    assert after is not None
+    assert (set(after.outcomes), after.n_outcomes) == ({unmirrored.order_id, fresh.order_id}, 2)
+    assert (after.archived_upto, after.archived_n) == (1_000, 1)  # placing time of what left, not decision time
+    assert (after.cash, after.position("AAPL")) == (Decimal("967"), 3)
+
+
+def test_a_replayed_order_whose_outcome_left_the_item_reemits_it_and_applies_nothing(db: DynamoDB) -> None:
+    orders = OrderStore(db)
+    store = PortfolioStore(db, archive=orders)
+    user = new_user()
+    store.create(user, Decimal("1000"))
+    order = _buy(user, 1_000)
+    _executed(store, order, 1_100, orders)
+    assert store.prune(user, older_than_ms=5_000) == 1
+    for placed in (order.placed_at_ms, None):  # also a caller that does not know the placing time
+        with pytest.raises(OutcomeAlreadyRecorded) as replay:
+            store.apply_fill(user, order.order_id, Decimal("-500"), "AAPL", 50, placed_at_ms=placed,
+                             details={"decided_at_ms": "99999", "fill_price": "10", "fee": "0"})
+        assert (replay.value.outcome["status"], replay.value.outcome["fill_price"],
+                replay.value.outcome["decided_at_ms"]) == ("executed", "10", 1_100)
+    after = store.get(user)
+    assert after is not None
+    assert (after.cash, after.position("AAPL"), after.version) == (Decimal("989"), 1, 1)
+
+
+def test_an_order_placed_before_the_archive_mark_without_an_outcome_is_applied_once(db: DynamoDB) -> None:
+    orders = OrderStore(db)
+    store = PortfolioStore(db, archive=orders)
+    user = new_user()
+    store.create(user, Decimal("1000"))
+    _executed(store, _buy(user, 5_000), 5_100, orders)
+    assert store.prune(user, older_than_ms=9_000) == 1
+    late = _buy(user, 4_000)  # placed before archived_upto (5,000), decided only now
+    _executed(store, late, 9_500)
+    with pytest.raises(OutcomeAlreadyRecorded):
+        _executed(store, late, 9_600)
+    after = store.get(user)
+    assert after is not None
+    assert (after.cash, after.position("AAPL"), set(after.outcomes)) == (Decimal("978"), 2, {late.order_id})
+
+
+class _RacingArchive:
+    """The real Orders table; while the store looks an order up, another writer records that order and moves
+    its outcome to the archive — the interleaving the `archived_n = :seen` condition exists for. The order was
+    placed before the archive mark, so `archived_upto` does not move."""
+
+    def __init__(self, orders: OrderStore, racer: PortfolioStore, order: OrderPlaced) -> None:
+        self.orders, self.racer, self.order, self.lookups = orders, racer, order, 0
+
+    def decided(self, order_ids: list[str]) -> dict[str, dict[str, object]]:
+        self.lookups += 1
+        found = self.orders.decided(order_ids)
+        if self.lookups == 1:
+            _executed(self.racer, self.order, 9_700, self.orders)
+            assert self.racer.prune(self.order.user_id, older_than_ms=10_000) == 1
+        return found
+
+
+def test_an_outcome_that_leaves_the_item_during_an_archive_lookup_is_not_applied_again(db: DynamoDB) -> None:
+    orders = OrderStore(db)
+    plain = PortfolioStore(db, archive=orders)
+    user = new_user()
+    plain.create(user, Decimal("1000"))
+    _executed(plain, _buy(user, 5_000), 5_100, orders)
+    assert plain.prune(user, older_than_ms=9_000) == 1
+    late = _buy(user, 4_000)
+    racing = _RacingArchive(orders, plain, late)
+    store = PortfolioStore(db, archive=racing)  # type: ignore[arg-type]
+    with pytest.raises(OutcomeAlreadyRecorded) as replay:
+        store.apply_fill(user, late.order_id, Decimal("-11"), "AAPL", 1, placed_at_ms=late.placed_at_ms,
+                         details={"decided_at_ms": "9800", "fill_price": "10", "fee": "1"})
+    assert replay.value.outcome["decided_at_ms"] == 9_700  # the racer's outcome, found on the second look-up
+    assert racing.lookups == 2
+    after = plain.get(user)
+    assert after is not None
+    assert (after.cash, after.position("AAPL")) == (Decimal("978"), 2)  # two fills, not three
+
+
 class _CountingDB:
     """The real DynamoDB, counting the whole-item reads a prune makes (a spy, not a fake)."""
 
@@ -245,7 +351,7 @@ class _CountingDB:
         return self
 
     def get_item(self, **request: object) -> object:
-        if request.get("ProjectionExpression") == "outcomes, version":
+        if str(request.get("ProjectionExpression", "")).startswith("outcomes, version"):
             self.prune_reads += 1
         return self._db.client.get_item(**request)
 

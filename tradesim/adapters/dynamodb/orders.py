@@ -59,19 +59,38 @@ class OrderStore:
 
     def existing(self, order_ids: list[str]) -> set[str]:
         """Which of these orders have an item. Raises Unavailable."""
-        found: set[str] = set()
+        return {i["order_id"]["S"] for i in self._batch_get(order_ids, "order_id", {}, "check orders exist")}
+
+    def decided(self, order_ids: list[str]) -> dict[str, dict[str, Any]]:
+        """The recorded outcome (status, reason, fill_price, fee, decided_at_ms) of those orders whose item holds
+        a terminal status; strongly consistent. The portfolio store's archive (see PortfolioStore). Raises
+        Unavailable."""
+        found: dict[str, dict[str, Any]] = {}
+        for item in self._batch_get(order_ids, "order_id, #st, reason, fill_price, fee, decided_at_ms",
+                                    {"#st": "status"}, "read decided orders"):
+            plain = _plain(item)
+            if plain.get("status") not in (None, ACCEPTED) and "decided_at_ms" in plain:
+                found[plain.pop("order_id")] = plain
+        return found
+
+    def _batch_get(self, order_ids: list[str], projection: str, names: dict[str, str],
+                   what: str) -> list[dict[str, Any]]:
+        """Strongly consistent BatchGetItem of these keys (any number), raw items. Raises Unavailable."""
+        items: list[dict[str, Any]] = []
         for start in range(0, len(order_ids), 100):  # BatchGetItem takes at most 100 keys
             keys: list[dict[str, Any]] = [{"order_id": {"S": o}} for o in dict.fromkeys(order_ids[start:start + 100])]
-            request: dict[str, Any] = {self.table: {"Keys": keys, "ProjectionExpression": "order_id",
+            request: dict[str, Any] = {self.table: {"Keys": keys, "ProjectionExpression": projection,
                                                     "ConsistentRead": True}}
+            if names:
+                request[self.table]["ExpressionAttributeNames"] = names
             try:
                 while request:
                     answer = self.db.client.batch_get_item(RequestItems=request)
-                    found |= {i["order_id"]["S"] for i in answer.get("Responses", {}).get(self.table, [])}
+                    items += answer.get("Responses", {}).get(self.table, [])
                     request = answer.get("UnprocessedKeys") or {}
             except (BotoCoreError, ClientError) as exc:
-                raise translate(exc, "check orders exist") from None
-        return found
+                raise translate(exc, what) from None
+        return items
 
     def get(self, order_id: str) -> dict[str, Any] | None:
         """The order as stored, or None. Raises Unavailable."""

@@ -4,9 +4,19 @@ Every change is one conditional UpdateItem, so an order's outcome and its cash/p
 together or not at all, and a replayed order id finds the first outcome instead of applying twice. (dynalite
 has no transactions; single-item conditional writes run unchanged on real DynamoDB.)
 
-The item must stay far below DynamoDB's 400 KB, so outcomes older than the horizon are pruned (see
-`prune`); `n_outcomes` counts what is kept, so the API can refuse a user who would outgrow the item without
-reading every outcome. Writes return only what changed (UPDATED_NEW), never the whole item.
+The item must stay small: DynamoDB caps it at 400 KB, and dynalite parses and rewrites the whole item on every
+update, so each recorded outcome makes every later write of that user slower (and LevelDB rewrites the bytes
+again when it compacts). With an *archive* (the `Orders` table, where the job mirrors every outcome) an outcome
+leaves the item a few seconds after its decision, once the archive holds it, and `archived_upto` on the item
+bounds the `placed_at_ms` of every order whose outcome left: an order placed later cannot have an outcome
+outside the item, so its write checks the item alone (the common case, one UpdateItem); an older order (a replay
+from far back) is looked up in the archive first, and its write then requires `archived_n` (how many outcomes
+ever left) unchanged, so no outcome can leave the item between that look-up and the write. (`archived_upto`
+would not do for that check: an outcome placed before the mark leaving later does not move it.)
+Without an archive, pruning is by age alone and safe only beyond the replay horizon (see `prune`).
+
+`n_outcomes` counts what is kept, so the API can refuse a user who would outgrow the item without reading every
+outcome. Writes return only what changed (UPDATED_NEW), never the whole item.
 """
 
 from __future__ import annotations
@@ -15,7 +25,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any
+from typing import Any, Protocol
 
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import BotoCoreError, ClientError
@@ -46,6 +56,14 @@ _HOLDINGS = "user_id, cash, positions, version, n_outcomes"
 _PRUNE_BATCH = 200
 
 
+class Archive(Protocol):
+    """Where recorded outcomes stay once they leave the item (tradesim.adapters.dynamodb.orders.OrderStore)."""
+
+    def decided(self, order_ids: list[str]) -> dict[str, dict[str, Any]]:
+        """order id → its outcome (status, reason, fill_price, fee, decided_at_ms), for those it holds."""
+        ...
+
+
 @dataclass(frozen=True)
 class Portfolio:
     """One user's item as stored."""
@@ -60,6 +78,10 @@ class Portfolio:
     outcomes: dict[str, dict[str, Any]] = field(default_factory=dict)
     #: outcomes kept on the item (pruning removes those older than the horizon)
     n_outcomes: int = 0
+    #: every order whose outcome left the item for the archive was placed at or before this (ms); None: none left
+    archived_upto: int | None = None
+    #: how many outcomes ever left the item for the archive
+    archived_n: int = 0
 
     def position(self, symbol: str) -> int:
         return self.positions.get(symbol, 0)
@@ -128,6 +150,8 @@ def _portfolio(item: Mapping[str, Any]) -> Portfolio:
         version=int(data.get("version", 0)),
         outcomes={o: decode_outcome(v) for o, v in data.get("outcomes", {}).items()},
         n_outcomes=int(data.get("n_outcomes", len(data.get("outcomes", {})))),
+        archived_upto=int(data["archived_upto"]) if "archived_upto" in data else None,
+        archived_n=int(data.get("archived_n", 0)),
     )
 
 
@@ -158,15 +182,17 @@ class PortfolioStore:
     """Create, read and change portfolios; thread-safe (one shared low-level client).
 
     `horizon_ms`/`prune_above`: apply_fill prunes outcomes older than the horizon once more than `prune_above`
-    are kept (None: never prunes by itself; `prune` can still be called).
+    are kept (None: never prunes by itself; `prune` can still be called). `archive`: see the module docstring;
+    with one, only outcomes the archive holds are pruned, whatever their age.
     """
 
     def __init__(self, db: DynamoDB, *, horizon_ms: int | None = None, prune_above: int = 250,
-                 clock: Callable[[], float] = time.time) -> None:
+                 archive: Archive | None = None, clock: Callable[[], float] = time.time) -> None:
         self.db = db
         self.table = table_name(db.settings, PORTFOLIOS)
         self.horizon_ms = horizon_ms
         self.prune_above = prune_above
+        self.archive = archive
         self._clock = clock
         #: clock time before which apply_fill does not try to prune a user again
         self._next_prune: dict[str, float] = {}
@@ -210,8 +236,12 @@ class PortfolioStore:
         return _portfolio(item) if item else None
 
     def apply_fill(self, user_id: str, order_id: str, cash_delta: Decimal, symbol: str, qty_delta: int, *,
-                   status: str = "executed", details: Mapping[str, str] | None = None) -> Applied:
+                   status: str = "executed", details: Mapping[str, str] | None = None,
+                   placed_at_ms: int | None = None) -> Applied:
         """Record the order's outcome and apply its cash/position change at once; returns what changed.
+
+        `placed_at_ms` (the order's): with an archive, an order placed after `archived_upto` needs no archive
+        look-up; without it every write to an item that archived anything looks the order up first.
 
         Raises OutcomeAlreadyRecorded (carrying the first outcome), InsufficientFunds, InsufficientShares,
         PortfolioNotFound, PortfolioFull, VersionConflict, InvalidRecord, Unavailable.
@@ -222,6 +252,9 @@ class PortfolioStore:
         _require_text("status", status)
         _require_decimal("cash_delta", cash_delta)
         _require_int("qty_delta", qty_delta)
+        if placed_at_ms is not None:
+            _require_int("placed_at_ms", placed_at_ms)
+            details = {**(details or {}), "placed_at_ms": str(placed_at_ms)}
         outcome = encode_outcome(status, cash_delta, symbol, qty_delta, details or {})
         names = {"#o": order_id}
         values: dict[str, Any] = {":dc": cash_delta, ":out": outcome, ":one": 1, ":zero": 0}
@@ -238,6 +271,12 @@ class PortfolioStore:
         if qty_delta < 0:
             conditions.append("positions.#s >= :need_qty")
             values[":need_qty"] = -qty_delta
+        if self.archive is not None:  # the order's outcome cannot be in the archive: see the module docstring
+            if placed_at_ms is None:
+                conditions.append("attribute_not_exists(archived_upto)")
+            else:
+                conditions.append("(attribute_not_exists(archived_upto) OR archived_upto < :placed)")
+                values[":placed"] = placed_at_ms
         request = {
             "TableName": self.table,
             "Key": {"user_id": {"S": user_id}},
@@ -266,7 +305,19 @@ class PortfolioStore:
                 applied = _applied(answer["Attributes"], symbol)
                 self._maybe_prune(user_id, applied.n_outcomes)
                 return applied
-            refusal = self._refusal(self.get(user_id), user_id, order_id, cash_delta, symbol, qty_delta)
+            current = self.get(user_id)
+            if (self.archive is not None and current is not None and order_id not in current.outcomes
+                    and current.archived_upto is not None
+                    and (placed_at_ms is None or placed_at_ms <= current.archived_upto)):
+                archived = self.archive.decided([order_id]).get(order_id)
+                if archived is not None:  # before the funds check: a replay must re-emit, not re-judge
+                    raise OutcomeAlreadyRecorded(order_id, archived)
+                # not in the archive as read: write only if nothing has left the item since
+                request["ConditionExpression"] = " AND ".join([*conditions[:-1], "archived_n = :seen"])
+                request["ExpressionAttributeValues"] = {
+                    **{k: v for k, v in request["ExpressionAttributeValues"].items() if k != ":placed"},
+                    ":seen": {"N": str(current.archived_n)}}
+            refusal = self._refusal(current, user_id, order_id, cash_delta, symbol, qty_delta)
             if refusal is not None:
                 raise refusal
         raise VersionConflict(f"{what}: the item kept changing; retry")
@@ -274,9 +325,11 @@ class PortfolioStore:
     def prune(self, user_id: str, older_than_ms: int) -> int:
         """Remove outcomes decided before `older_than_ms`; returns how many were removed. Raises Unavailable.
 
-        Safe only beyond the replay horizon: an order whose outcome is gone would be applied again if it were
-        replayed, so the horizon outlives `trade_orders` retention (see tradesim.stack.kafka.orders_retention).
-        Outcomes without a decision time are kept. Conditional on the version read, so it never races a write.
+        With an archive, only outcomes the archive holds leave, and `archived_upto` records how far (see the module
+        docstring). Without one, safe only beyond the replay horizon: an order whose outcome is gone would be
+        applied again if it were replayed, so the horizon must outlive `trade_orders` retention (see
+        tradesim.stack.kafka.orders_retention). Outcomes without a decision time are kept. Conditional on the
+        version read, so it never races a write.
         """
         return self._prune(user_id, older_than_ms)[0]
 
@@ -285,41 +338,53 @@ class PortfolioStore:
         what = f"prune outcomes of portfolio {user_id!r}"
         try:
             answer = self.db.client.get_item(TableName=self.table, Key={"user_id": {"S": user_id}},
-                                             ConsistentRead=True, ProjectionExpression="outcomes, version")
+                                             ConsistentRead=True,
+                                             ProjectionExpression="outcomes, version, archived_upto")
         except (BotoCoreError, ClientError) as exc:
             raise translate(exc, what) from None
         item = answer.get("Item")
         if not item:
             return 0, None
         data = {k: _from_dynamo(v) for k, v in item.items()}
-        decided = {o: int(at) for o, v in data.get("outcomes", {}).items()
-                   if (at := str(decode_outcome(v).get("decided_at_ms", ""))).isdigit()}
+        records = {o: decode_outcome(v) for o, v in data.get("outcomes", {}).items()}
+        decided = {o: int(at) for o, r in records.items() if (at := str(r.get("decided_at_ms", ""))).isdigit()}
         expired = [o for o, at in decided.items() if at < older_than_ms]
+        if self.archive is not None and expired:
+            held = self.archive.decided(expired)
+            expired = [o for o in expired if held.get(o, {}).get("status") == records[o]["status"]]
         removed = 0
         version = int(data.get("version", 0))
+        upto = int(data["archived_upto"]) if "archived_upto" in data else 0
         for start in range(0, len(expired), _PRUNE_BATCH):
             chunk = expired[start:start + _PRUNE_BATCH]
             names = {f"#p{i}": o for i, o in enumerate(chunk)}
-            written = conditional_write(lambda names=names, chunk=chunk: self.db.client.update_item(
-                TableName=self.table, Key={"user_id": {"S": user_id}},
-                UpdateExpression="REMOVE " + ", ".join(f"outcomes.{n}" for n in names)
-                + " SET n_outcomes = if_not_exists(n_outcomes, :zero) - :k",
-                ConditionExpression="version = :v",
-                ExpressionAttributeNames=names,
-                ExpressionAttributeValues={":k": {"N": str(len(chunk))}, ":v": {"N": str(version)},
-                                           ":zero": {"N": "0"}}), what)
+            values = {":k": {"N": str(len(chunk))}, ":v": {"N": str(version)}, ":zero": {"N": "0"}}
+            update = "REMOVE " + ", ".join(f"outcomes.{n}" for n in names) \
+                + " SET n_outcomes = if_not_exists(n_outcomes, :zero) - :k"
+            if self.archive is not None:
+                # an order is placed before it is decided: a record without its placing time counts as placed at
+                # its decision (true on one clock; only records written before placing times were kept lack it)
+                upto = max(upto, *(int(records[o].get("placed_at_ms") or decided[o]) for o in chunk))
+                update += ", archived_upto = :upto, archived_n = if_not_exists(archived_n, :zero) + :k"
+                values[":upto"] = {"N": str(upto)}
+            written = conditional_write(lambda names=names, update=update, values=values: self.db.client.update_item(
+                TableName=self.table, Key={"user_id": {"S": user_id}}, UpdateExpression=update,
+                ConditionExpression="version = :v", ExpressionAttributeNames=names,
+                ExpressionAttributeValues=values), what)
             if not written:
                 # written in between: the next prune reads again (and may start with what is left here)
                 return removed, min(decided[o] for o in expired[start:])
             removed += len(chunk)
-        return removed, min((at for at in decided.values() if at >= older_than_ms), default=None)
+        gone = set(expired)
+        return removed, min((at for o, at in decided.items() if o not in gone), default=None)
 
     def _now_ms(self) -> int:
         return int(self._clock() * 1000)
 
     def _maybe_prune(self, user_id: str, n_outcomes: int) -> None:
-        """Prune above the threshold, at most once a minute per user, and not before the oldest outcome the last
-        prune kept can expire: each prune reads the whole item, and a busy user's outcomes are all recent."""
+        """Prune above the threshold, at most once per half horizon (1 s to 1 min) per user, and not before the
+        oldest outcome the last prune kept can expire: each prune reads the whole item, and a busy user's outcomes
+        are all recent."""
         if self.horizon_ms is None or n_outcomes <= self.prune_above:
             return
         now = self._clock()
@@ -329,7 +394,7 @@ class PortfolioStore:
             self._next_prune.clear()
         _, oldest_kept_ms = self._prune(user_id, self._now_ms() - self.horizon_ms)
         expires_s = (oldest_kept_ms + self.horizon_ms) / 1000 if oldest_kept_ms is not None else 0.0
-        self._next_prune[user_id] = max(now + 60, expires_s)
+        self._next_prune[user_id] = max(now + min(60.0, max(1.0, self.horizon_ms / 2000)), expires_s)
 
     @staticmethod
     def _refusal(current: Portfolio | None, user_id: str, order_id: str, cash_delta: Decimal, symbol: str,

@@ -145,10 +145,11 @@ async def _place(res: Resources, user: Account, body: OrderRequest, order_id: st
     if held.n_outcomes >= trading.max_recent_orders:
         held = await _holdings(res, user.user_id) or held  # pruning lowers the count without a new version
     if held.n_outcomes >= trading.max_recent_orders:
-        # the portfolio item records every outcome for the horizon; past this it would outgrow DynamoDB's limit
+        # the portfolio item holds recent outcomes until the job moves them to `Orders`; past this it would
+        # outgrow DynamoDB's item limit
         raise ApiError(429, "too_many_recent_orders",
-                       f"{held.n_outcomes} orders decided in the last {trading.outcome_horizon_min} min; "
-                       f"the limit is {trading.max_recent_orders}", {"Retry-After": "60"})
+                       f"{held.n_outcomes} recent orders are still being recorded; the limit is "
+                       f"{trading.max_recent_orders}", {"Retry-After": "10"})
     try:
         check_affordable(intent, tick, held.cash, held.position(body.symbol), buffer_pct=trading.price_buffer_pct,
                          fees=trading.fee_model(), allow_short=trading.allow_short)
