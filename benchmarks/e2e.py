@@ -42,7 +42,10 @@ class _Outcomes(threading.Thread):
 
     def run(self) -> None:
         while not self.stop.is_set():
-            for m in self.c.consume(1000, timeout=0.1):
+            # poll() answers as soon as one record is there; consume(n, timeout) waits for n records or the whole
+            # timeout, which added up to 100 ms (50 ms at the median) to every measured latency
+            first = self.c.poll(0.1)
+            for m in [] if first is None else [first, *self.c.consume(999, 0)]:
                 if m.error() is None:
                     o = json.loads(m.value())  # only two fields: a full model decode per record costs the SUT CPU
                     self.arrived.setdefault(o["order_id"], (time.monotonic(), o["status"]))
