@@ -163,7 +163,7 @@ class TradingSettings(Section):
         "the last `outcome_live_s`; more while `Orders` lags); beyond it the API answers 429. Bounds the item far "
         "below DynamoDB's 400 KB (about 130 B per recorded outcome).")
     outcome_live_s: int = Field(
-        10, ge=0, description="Seconds a recorded outcome stays on the portfolio item after its decision; then it "
+        2, ge=0, description="Seconds a recorded outcome stays on the portfolio item after its decision; then it "
         "leaves once the `Orders` table holds it (the job checks), which keeps the item, rewritten by every order of "
         "the user, small. Replays of older orders find their outcome in `Orders`.")
     prune_above: int = Field(

@@ -188,7 +188,8 @@ def test_a_replayed_order_whose_outcome_left_the_portfolio_item_gets_the_same_ou
     wait_for(lambda: (p := ex.store.get(user)) is not None and first[0].order_id not in p.outcomes, 30,
              "the first outcome to leave the item for Orders")
     before = ex.store.get(user)
-    assert before is not None and before.archived_n > 0
+    assert before is not None
+    assert before.archived_n > 0
     ex.send(first[0])  # a replay, as after a restore from an older checkpoint
     wait_for(lambda: (reader.poll(), len(reader.by_order()[first[0].order_id]) == 2)[1], 60,
              "the replayed order's outcome")

@@ -135,31 +135,21 @@ class OrderStore:
         """Set the terminal status from the recorded outcome; idempotent. False if another terminal status is
         already there (cannot happen while outcomes come from the portfolio's first-writer-wins record).
 
-        Creates the item if the API's `accepted` write has not landed (or failed), so the order stays listable.
+        One conditional PutItem of the whole item (the order's own fields come from the same event as the
+        `accepted` write, so nothing is lost): dynalite takes half the time of the equivalent UpdateItem, and this
+        runs once per order. Creates the item if no `accepted` write came first, so the order stays listable.
         Raises Unavailable.
         """
-        base = order_item(order)
-        del base["order_id"], base["status"]
-        fields: dict[str, Any] = {"decided_at_ms": outcome.decided_at_ms}
+        item = order_item(order) | {"status": outcome.status, "decided_at_ms": outcome.decided_at_ms}
         if outcome.reason is not None:
-            fields["reason"] = outcome.reason
+            item["reason"] = outcome.reason
         if outcome.fill_price is not None:
-            fields["fill_price"] = str(outcome.fill_price)
+            item["fill_price"] = str(outcome.fill_price)
         if outcome.fee is not None:
-            fields["fee"] = str(outcome.fee)
-        names: dict[str, str] = {"#st": "status"}
-        values: dict[str, Any] = {":accepted": ACCEPTED, ":st": outcome.status}
-        sets = ["#st = :st"]
-        for i, (k, v) in enumerate(base.items()):  # the order's own fields, unless the API wrote them already
-            names[f"#b{i}"], values[f":b{i}"] = k, v
-            sets.append(f"#b{i} = if_not_exists(#b{i}, :b{i})")
-        for i, (k, v) in enumerate(fields.items()):
-            names[f"#f{i}"], values[f":f{i}"] = k, v
-            sets.append(f"#f{i} = :f{i}")
-        return conditional_write(lambda: self.db.client.update_item(
-            TableName=self.table, Key={"order_id": {"S": order.order_id}},
-            UpdateExpression="SET " + ", ".join(sets),
+            item["fee"] = str(outcome.fee)
+        return conditional_write(lambda: self.db.client.put_item(
+            TableName=self.table, Item={k: _to_dynamo(v) for k, v in item.items()},
             ConditionExpression="attribute_not_exists(#st) OR #st = :accepted OR #st = :st",
-            ExpressionAttributeNames=names,
-            ExpressionAttributeValues={k: _to_dynamo(v) for k, v in values.items()},
+            ExpressionAttributeNames={"#st": "status"},
+            ExpressionAttributeValues={":accepted": {"S": ACCEPTED}, ":st": {"S": outcome.status}},
         ), f"record outcome of order {order.order_id!r}")
