@@ -216,7 +216,7 @@ def test_prune_removes_only_outcomes_decided_before_the_cutoff(store: PortfolioS
     assert store.prune(user, older_than_ms=2_000) == 5
     after = store.get(user)
     assert after is not None
-    assert (set(after.outcomes), after.n_outcomes, after.version) == ({"new", "untimed"}, 2, 7)
+    assert (set(after.outcomes), after.n_outcomes, after.version) == ({"new", "untimed"}, 2, 8)  # a prune is a write
     assert (after.cash, after.position("AAPL")) == (Decimal("993"), 7)  # pruning never touches the money
     assert store.prune(user, older_than_ms=2_000) == 0
 
@@ -284,7 +284,7 @@ def test_a_replayed_order_whose_outcome_left_the_item_reemits_it_and_applies_not
                 replay.value.outcome["decided_at_ms"]) == ("executed", "10", 1_100)
     after = store.get(user)
     assert after is not None
-    assert (after.cash, after.position("AAPL"), after.version) == (Decimal("989"), 1, 1)
+    assert (after.cash, after.position("AAPL"), after.version) == (Decimal("989"), 1, 2)  # the fill, the prune
 
 
 def test_an_order_placed_before_the_archive_mark_without_an_outcome_is_applied_once(db: DynamoDB) -> None:
@@ -341,25 +341,24 @@ def test_an_outcome_that_leaves_the_item_during_an_archive_lookup_is_not_applied
 
 
 class _CountingDB:
-    """The real DynamoDB, counting the whole-item reads a prune makes (a spy, not a fake)."""
+    """The real DynamoDB, counting the reads of whole items (a spy, not a fake)."""
 
     def __init__(self, db: DynamoDB) -> None:
-        self.settings, self._db, self.prune_reads = db.settings, db, 0
+        self.settings, self._db, self.reads = db.settings, db, 0
 
     @property
     def client(self) -> _CountingDB:
         return self
 
     def get_item(self, **request: object) -> object:
-        if str(request.get("ProjectionExpression", "")).startswith("outcomes, version"):
-            self.prune_reads += 1
+        self.reads += 1
         return self._db.client.get_item(**request)
 
     def __getattr__(self, name: str) -> object:
         return getattr(self._db.client, name)
 
 
-def test_apply_fill_does_not_reread_an_item_before_its_oldest_outcome_can_expire(db: DynamoDB) -> None:
+def test_a_busy_users_writes_read_nothing_and_expired_outcomes_leave_with_a_later_write(db: DynamoDB) -> None:
     now_s = 2_000_000.0
     spy = _CountingDB(db)
     pruning = PortfolioStore(spy, horizon_ms=300_000, prune_above=2, clock=lambda: now_s)  # type: ignore[arg-type]
@@ -371,18 +370,49 @@ def test_apply_fill_does_not_reread_an_item_before_its_oldest_outcome_can_expire
 
     for i in range(3):
         fill(i)
-    assert spy.prune_reads == 1  # above the threshold: read, nothing old enough (oldest expires at +300 s)
-    for step in range(1, 5):  # +70 s … +280 s: past the once-a-minute limit, but nothing can have expired
+    for step in range(1, 5):  # +70 s … +280 s: nothing can have expired yet
         now_s += 70
         fill(10 + step)
-    assert spy.prune_reads == 1
     now_s += 30  # +310 s: the first three outcomes are past the horizon
     fill(99)
-    assert spy.prune_reads == 2
+    assert spy.reads == 0  # every write after the first went on the store's copy of the item
     after = pruning.get(user)
     assert after is not None
     assert {"o0", "o1", "o2"}.isdisjoint(after.outcomes)
-    assert after.n_outcomes == 5
+    assert (after.n_outcomes, after.version, after.cash, after.position("AAPL")) == (5, 8, Decimal("992"), 8)
+
+
+def test_a_copy_that_would_allow_a_fill_does_not_overwrite_a_reset(db: DynamoDB) -> None:
+    from tradesim.adapters.dynamodb.accounts import AccountStore
+
+    store = PortfolioStore(db)
+    user = new_user()
+    store.create(user, Decimal("1000"))
+    store.apply_fill(user, "o1", Decimal("-100"), "AAPL", 1)  # copy: cash 900, version 1
+    AccountStore(db).reset_portfolio(user, Decimal("50"))  # stored: cash 50, version 2
+    with pytest.raises(InsufficientFunds):  # the copy's 900 would cover it; the put on version 1 must lose
+        store.apply_fill(user, "o2", Decimal("-500"), "AAPL", 5)
+    after = store.get(user)
+    assert after is not None
+    assert (after.cash, after.positions, after.version, set(after.outcomes)) == (Decimal("50"), {}, 2, {"o1"})
+
+
+def test_a_write_on_a_stale_copy_loses_to_a_reset_and_is_decided_on_the_stored_item(
+        db: DynamoDB, settings: Settings) -> None:
+    from tradesim.adapters.dynamodb.accounts import AccountStore
+
+    store = PortfolioStore(db)
+    user = new_user()
+    store.create(user, Decimal("100"))
+    store.apply_fill(user, "o1", Decimal("-60"), "AAPL", 6)  # the store now holds a copy at version 1
+    AccountStore(db).reset_portfolio(user, Decimal("1000"))  # another writer: version 2, cash 1000, no positions
+    applied = store.apply_fill(user, "o2", Decimal("-500"), "AAPL", 5)  # the copy says 40 cash: too little
+    assert (applied.cash, applied.position("AAPL"), applied.version) == (Decimal("500"), 5, 3)
+    with pytest.raises(InsufficientShares):  # the copy (refreshed by the last write) knows the reset now
+        store.apply_fill(user, "o3", Decimal("70"), "AAPL", -7)
+    after = store.get(user)
+    assert after is not None
+    assert (after.cash, after.positions, set(after.outcomes)) == (Decimal("500"), {"AAPL": 5}, {"o1", "o2"})
 
 
 def test_an_item_that_cannot_grow_refuses_with_portfolio_full_and_stays_unchanged(db: DynamoDB) -> None:

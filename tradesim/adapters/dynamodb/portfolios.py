@@ -21,10 +21,12 @@ outcome. Writes return only what changed (UPDATED_NEW), never the whole item.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from decimal import Decimal
+from decimal import Context as DecimalContext
+from decimal import Decimal, Inexact, Overflow
 from typing import Any, Protocol
 
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
@@ -52,6 +54,8 @@ _from_dynamo = TypeDeserializer().deserialize
 _CONDITION_ATTEMPTS = 3
 #: attributes without the outcomes map: what the API's pre-check and account pages need
 _HOLDINGS = "user_id, cash, positions, version, n_outcomes"
+#: DynamoDB numbers have 38 significant digits (Python's default context rounds at 28)
+_EXACT = DecimalContext(prec=38, traps=[Inexact, Overflow])
 #: outcomes removed per UpdateItem when pruning (keeps the expression well under DynamoDB's 4 KB)
 _PRUNE_BATCH = 200
 
@@ -155,12 +159,12 @@ def _portfolio(item: Mapping[str, Any]) -> Portfolio:
     )
 
 
-def _applied(attributes: Mapping[str, Any], symbol: str) -> Applied:
-    data = {k: _from_dynamo(v) for k, v in attributes.items()}
-    positions = data.get("positions", {})
-    return Applied(cash=data["cash"], symbol=symbol,
-                   quantity=int(positions[symbol]) if symbol in positions else None,
-                   version=int(data["version"]), n_outcomes=int(data["n_outcomes"]))
+def _applied(item: Mapping[str, Any], symbol: str, moved: bool) -> Applied:
+    """From the whole item as written; `moved`: whether the write changed the symbol's position."""
+    position = item.get("positions", {}).get("M", {}).get(symbol)
+    return Applied(cash=Decimal(item["cash"]["N"]), symbol=symbol,
+                   quantity=int(position["N"]) if moved and position is not None else None,
+                   version=int(item["version"]["N"]), n_outcomes=int(item["n_outcomes"]["N"]))
 
 
 def _require_text(name: str, value: object) -> None:
@@ -196,6 +200,11 @@ class PortfolioStore:
         self._clock = clock
         #: clock time before which apply_fill does not try to prune a user again
         self._next_prune: dict[str, float] = {}
+        #: user → the whole item (wire form) as this store last wrote or read it; see apply_fill
+        self._items: dict[str, dict[str, Any]] = {}
+        #: apply_fill for one user runs one at a time in this process (striped locks), so the cached item is not
+        #: raced by this process's own writes
+        self._locks = [threading.RLock() for _ in range(64)]
 
     def create(self, user_id: str, cash: Decimal) -> Portfolio:
         """Raises PortfolioExists, InvalidRecord, Unavailable."""
@@ -243,6 +252,13 @@ class PortfolioStore:
         `placed_at_ms` (the order's): with an archive, an order placed after `archived_upto` needs no archive
         look-up; without it every write to an item that archived anything looks the order up first.
 
+        Two ways to the same single conditional write. Once this store has written a user's item, the next write
+        puts the whole new item on the condition `version = <the version it wrote>` (optimistic concurrency: every
+        writer of the item bumps the version), after checking outcome, funds and shares on its copy; in dynalite
+        a PutItem costs half an UpdateItem, and the execution job is the item's only steady writer. Otherwise — no
+        copy, a lost race, a refusal, an order that may be archived — an UpdateItem whose condition checks all of
+        it on the stored item decides, and its answer becomes the copy.
+
         Raises OutcomeAlreadyRecorded (carrying the first outcome), InsufficientFunds, InsufficientShares,
         PortfolioNotFound, PortfolioFull, VersionConflict, InvalidRecord, Unavailable.
         """
@@ -256,6 +272,60 @@ class PortfolioStore:
             _require_int("placed_at_ms", placed_at_ms)
             details = {**(details or {}), "placed_at_ms": str(placed_at_ms)}
         outcome = encode_outcome(status, cash_delta, symbol, qty_delta, details or {})
+        with self._locks[hash(user_id) % len(self._locks)]:
+            copy = self._items.pop(user_id, None)
+            if copy is not None:
+                applied = self._put_next(copy, user_id, order_id, outcome, cash_delta, symbol, qty_delta,
+                                         placed_at_ms)
+                if applied is not None:
+                    return applied
+            return self._update(user_id, order_id, outcome, cash_delta, symbol, qty_delta, placed_at_ms)
+
+    def _put_next(self, item: dict[str, Any], user_id: str, order_id: str, outcome: str, cash_delta: Decimal,
+                  symbol: str, qty_delta: int, placed_at_ms: int | None) -> Applied | None:
+        """The write on this store's copy of the item; None: the copy cannot decide, use _update."""
+        outcomes = item["outcomes"]["M"]
+        if order_id in outcomes:  # recorded outcomes never change: the copy is as good as the item here
+            self._items[user_id] = item
+            raise OutcomeAlreadyRecorded(order_id, decode_outcome(_from_dynamo(outcomes[order_id])))
+        upto = int(item["archived_upto"]["N"]) if "archived_upto" in item else None
+        if self.archive is not None and upto is not None and (placed_at_ms is None or placed_at_ms <= upto):
+            return None
+        try:
+            cash = _EXACT.add(Decimal(item["cash"]["N"]), cash_delta)
+        except (Inexact, Overflow):
+            return None  # beyond DynamoDB's numbers: let the store refuse it
+        positions = item["positions"]["M"]
+        quantity = int(positions[symbol]["N"]) + qty_delta if symbol in positions else qty_delta
+        if (cash_delta < 0 and cash < 0) or (qty_delta < 0 and quantity < 0):
+            return None  # a refusal is judged on the stored item, which a reset may have changed
+        version = int(item["version"]["N"])
+        kept = {**outcomes, order_id: {"S": outcome}}
+        gone, gone_upto = self._due(user_id, kept, int(item["n_outcomes"]["N"]) + 1)
+        for o in gone:
+            del kept[o]
+        new = {**item, "cash": {"N": str(cash)}, "outcomes": {"M": kept}, "version": {"N": str(version + 1)},
+               "n_outcomes": {"N": str(int(item["n_outcomes"]["N"]) + 1 - len(gone))}}
+        if qty_delta:
+            new["positions"] = {"M": {**positions, symbol: {"N": str(quantity)}}}
+        if gone and self.archive is not None:
+            new["archived_upto"] = {"N": str(max(upto or 0, gone_upto))}
+            new["archived_n"] = {"N": str(int(item.get("archived_n", {"N": "0"})["N"]) + len(gone))}
+        try:
+            self.db.client.put_item(TableName=self.table, Item=new, ConditionExpression="version = :v",
+                                    ExpressionAttributeValues={":v": {"N": str(version)}})
+        except ClientError as exc:
+            if is_condition_failed(exc) or is_item_too_large(exc):
+                return None  # another writer (a reset, another job attempt) or too big: the stored item decides
+            raise translate(exc, f"apply order {order_id!r} to portfolio {user_id!r}") from None
+        except BotoCoreError as exc:
+            raise translate(exc, f"apply order {order_id!r} to portfolio {user_id!r}") from None
+        self._items[user_id] = new
+        return _applied(new, symbol, moved=qty_delta != 0)
+
+    def _update(self, user_id: str, order_id: str, outcome: str, cash_delta: Decimal, symbol: str,
+                qty_delta: int, placed_at_ms: int | None) -> Applied:
+        """The write decided by the stored item: one UpdateItem whose condition checks everything."""
         names = {"#o": order_id}
         values: dict[str, Any] = {":dc": cash_delta, ":out": outcome, ":one": 1, ":zero": 0}
         conditions = ["attribute_exists(user_id)", "attribute_not_exists(outcomes.#o)"]
@@ -284,7 +354,7 @@ class PortfolioStore:
             "ConditionExpression": " AND ".join(conditions),
             "ExpressionAttributeNames": names,
             "ExpressionAttributeValues": {k: _to_dynamo(v) for k, v in values.items()},
-            "ReturnValues": "UPDATED_NEW",
+            "ReturnValues": "ALL_NEW",
         }
         what = f"apply order {order_id!r} to portfolio {user_id!r}"
         pruned = False
@@ -302,8 +372,9 @@ class PortfolioStore:
             except BotoCoreError as exc:
                 raise translate(exc, what) from None
             else:
-                applied = _applied(answer["Attributes"], symbol)
-                self._maybe_prune(user_id, applied.n_outcomes)
+                item = answer["Attributes"]
+                applied = _applied(item, symbol, moved=qty_delta != 0)
+                self._items[user_id] = item  # (the next write on it prunes, if due)
                 return applied
             current = self.get(user_id)
             if (self.archive is not None and current is not None and order_id not in current.outcomes
@@ -334,7 +405,8 @@ class PortfolioStore:
         return self._prune(user_id, older_than_ms)[0]
 
     def _prune(self, user_id: str, older_than_ms: int) -> tuple[int, int | None]:
-        """prune(), and the decision time of the oldest outcome it kept (None: none kept with a time)."""
+        """prune(), and the decision time of the oldest outcome it kept (None: none kept with a time, or it lost a
+        race). Each write bumps the version, like every other writer, so no copy of the item outlives it."""
         what = f"prune outcomes of portfolio {user_id!r}"
         try:
             answer = self.db.client.get_item(TableName=self.table, Key={"user_id": {"S": user_id}},
@@ -345,56 +417,76 @@ class PortfolioStore:
         item = answer.get("Item")
         if not item:
             return 0, None
-        data = {k: _from_dynamo(v) for k, v in item.items()}
-        records = {o: decode_outcome(v) for o, v in data.get("outcomes", {}).items()}
+        expired, upto, oldest = self._removable(item.get("outcomes", {"M": {}})["M"], older_than_ms)
+        version = int(item["version"]["N"]) if "version" in item else 0
+        upto = max(upto, int(item["archived_upto"]["N"]) if "archived_upto" in item else 0)
+        removed = 0
+        for start in range(0, len(expired), _PRUNE_BATCH):
+            chunk = expired[start:start + _PRUNE_BATCH]
+            names = {f"#p{i}": o for i, o in enumerate(chunk)}
+            values = {":k": {"N": str(len(chunk))}, ":v": {"N": str(version)}, ":next": {"N": str(version + 1)},
+                      ":zero": {"N": "0"}}
+            update = "REMOVE " + ", ".join(f"outcomes.{n}" for n in names) \
+                + " SET n_outcomes = if_not_exists(n_outcomes, :zero) - :k, version = :next"
+            if self.archive is not None:  # (all the chunks' mark at once: a mark too high only costs look-ups)
+                update += ", archived_upto = :upto, archived_n = if_not_exists(archived_n, :zero) + :k"
+                values[":upto"] = {"N": str(upto)}
+            self._items.pop(user_id, None)
+            written = conditional_write(lambda names=names, update=update, values=values: self.db.client.update_item(
+                TableName=self.table, Key={"user_id": {"S": user_id}}, UpdateExpression=update,
+                ConditionExpression="version = :v", ExpressionAttributeNames=names,
+                ExpressionAttributeValues=values), what)
+            if not written:  # written in between: the next prune reads again
+                return removed, None
+            removed += len(chunk)
+            version += 1
+        return removed, oldest
+
+    def _removable(self, outcomes: Mapping[str, Any], older_than_ms: int) -> tuple[list[str], int, int | None]:
+        """Which recorded outcomes (wire form) may leave the item: decided before the cutoff and, with an archive,
+        held by it. Returns them, the highest placing time among them, and the decision time of the oldest that
+        stays (None: none with a time). Outcomes without a decision time stay."""
+        records = {o: decode_outcome(_from_dynamo(v)) for o, v in outcomes.items()}
         decided = {o: int(at) for o, r in records.items() if (at := str(r.get("decided_at_ms", ""))).isdigit()}
         expired = [o for o, at in decided.items() if at < older_than_ms]
         if self.archive is not None and expired:
             held = self.archive.decided(expired)
             expired = [o for o in expired if held.get(o, {}).get("status") == records[o]["status"]]
-        removed = 0
-        version = int(data.get("version", 0))
-        upto = int(data["archived_upto"]) if "archived_upto" in data else 0
-        for start in range(0, len(expired), _PRUNE_BATCH):
-            chunk = expired[start:start + _PRUNE_BATCH]
-            names = {f"#p{i}": o for i, o in enumerate(chunk)}
-            values = {":k": {"N": str(len(chunk))}, ":v": {"N": str(version)}, ":zero": {"N": "0"}}
-            update = "REMOVE " + ", ".join(f"outcomes.{n}" for n in names) \
-                + " SET n_outcomes = if_not_exists(n_outcomes, :zero) - :k"
-            if self.archive is not None:
-                # an order is placed before it is decided: a record without its placing time counts as placed at
-                # its decision (true on one clock; only records written before placing times were kept lack it)
-                upto = max(upto, *(int(records[o].get("placed_at_ms") or decided[o]) for o in chunk))
-                update += ", archived_upto = :upto, archived_n = if_not_exists(archived_n, :zero) + :k"
-                values[":upto"] = {"N": str(upto)}
-            written = conditional_write(lambda names=names, update=update, values=values: self.db.client.update_item(
-                TableName=self.table, Key={"user_id": {"S": user_id}}, UpdateExpression=update,
-                ConditionExpression="version = :v", ExpressionAttributeNames=names,
-                ExpressionAttributeValues=values), what)
-            if not written:
-                # written in between: the next prune reads again (and may start with what is left here)
-                return removed, min(decided[o] for o in expired[start:])
-            removed += len(chunk)
+        # an order is placed before it is decided: a record without its placing time counts as placed at its
+        # decision (true on one clock; only records written before placing times were kept lack it)
+        upto = max((int(records[o].get("placed_at_ms") or decided[o]) for o in expired), default=0)
         gone = set(expired)
-        return removed, min((at for o, at in decided.items() if o not in gone), default=None)
+        return expired, upto, min((at for o, at in decided.items() if o not in gone), default=None)
 
     def _now_ms(self) -> int:
         return int(self._clock() * 1000)
 
-    def _maybe_prune(self, user_id: str, n_outcomes: int) -> None:
-        """Prune above the threshold, at most once per half horizon (1 s to 1 min) per user, and not before the
-        oldest outcome the last prune kept can expire: each prune reads the whole item, and a busy user's outcomes
-        are all recent."""
+    def _prune_due(self, user_id: str, n_outcomes: int) -> float | None:
+        """The clock now if the user's outcomes are due for a prune: above the threshold, at most once per half
+        horizon (1 s to 1 min) per user, and not before the oldest outcome the last prune kept can expire (each
+        prune reads every outcome, and a busy user's outcomes are all recent)."""
         if self.horizon_ms is None or n_outcomes <= self.prune_above:
-            return
+            return None
         now = self._clock()
         if now < self._next_prune.get(user_id, 0.0):
-            return
+            return None
         if len(self._next_prune) > 100_000:
             self._next_prune.clear()
-        _, oldest_kept_ms = self._prune(user_id, self._now_ms() - self.horizon_ms)
+        return now
+
+    def _pruned(self, user_id: str, now: float, oldest_kept_ms: int | None) -> None:
+        assert self.horizon_ms is not None  # noqa: S101 - only called after _prune_due
         expires_s = (oldest_kept_ms + self.horizon_ms) / 1000 if oldest_kept_ms is not None else 0.0
         self._next_prune[user_id] = max(now + min(60.0, max(1.0, self.horizon_ms / 2000)), expires_s)
+
+    def _due(self, user_id: str, outcomes: Mapping[str, Any], n_outcomes: int) -> tuple[list[str], int]:
+        """The outcomes that leave with the next write when a prune is due (see _prune_due), and their mark."""
+        now = self._prune_due(user_id, n_outcomes)
+        if now is None:
+            return [], 0
+        gone, upto, oldest = self._removable(outcomes, self._now_ms() - self.horizon_ms)  # type: ignore[operator]
+        self._pruned(user_id, now, oldest)
+        return gone, upto
 
     @staticmethod
     def _refusal(current: Portfolio | None, user_id: str, order_id: str, cash_delta: Decimal, symbol: str,
