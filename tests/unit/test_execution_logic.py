@@ -163,3 +163,42 @@ def test_settle_rejects_when_the_portfolio_item_cannot_hold_another_outcome() ->
     cancel = settle(Decision(order("o2"), "cancel"), store, FEES)
     assert [(o.status, o.reason) for o in (fill, cancel)] == [("rejected", "too_many_recent_orders")] * 2
     assert store.cash == Decimal("1000")
+
+
+def test_recording_hands_over_what_the_last_write_changed_once() -> None:
+    from tradesim.adapters.dynamodb.portfolios import Applied
+    from tradesim.jobs.execution_logic import Recording, ViewPatch
+
+    class Applying(MemoryStore):
+        def apply_fill(self, *args: Any, **kwargs: Any) -> Any:
+            super().apply_fill(*args, **kwargs)
+            return Applied(cash=self.cash, symbol="AAA", quantity=self.position("AAA"), version=7, n_outcomes=3)
+
+    store = Recording(Applying(cash=Decimal("1000")))
+    settle(Decision(order("o1"), "fill", price=Decimal("10")), store, FEES)
+    patch = store.take()
+    assert patch == ViewPatch("u1", 7, store.store.cash, 3, "AAA", 10)  # type: ignore[attr-defined]
+    assert store.take() is None
+
+
+def test_a_failed_view_patch_pauses_patching_then_patching_resumes() -> None:
+    from tradesim.jobs.execution_logic import ViewPatch, ViewPatcher
+
+    now = [100.0]
+    calls: list[int] = []
+    errors: list[Exception] = []
+
+    class Flaky:
+        def patch(self, user_id: str, *, version: int, **_: Any) -> int:
+            calls.append(version)
+            if version == 1:
+                raise ConnectionError("redis down")
+            return 1
+
+    patcher = ViewPatcher(Flaky(), pause_s=5, clock=lambda: now[0], on_error=errors.append)
+    patch = ViewPatch("u1", 1, Decimal("1"), 1, "AAA", None)
+    patcher.apply(patch)
+    patcher.apply(ViewPatch("u1", 2, Decimal("1"), 2, "AAA", None))  # paused: not sent
+    now[0] += 5
+    patcher.apply(ViewPatch("u1", 3, Decimal("1"), 3, "AAA", None))
+    assert (calls, len(errors)) == ([1, 3], 1)

@@ -106,14 +106,14 @@ class SymbolStage(KeyedCoProcessFunction):
 class UserStage(KeyedProcessFunction):
     """Keyed by user: settle each decision with one conditional write; retry while DynamoDB is unavailable.
 
-    Emits (order, outcome) for the Kafka sink and for the Orders mirror downstream."""
+    Emits (order, outcome, holdings-view patch) for the Kafka sink and for the mirror stage downstream. This is
+    the job's serial bottleneck, so it does nothing else: the Orders write and the Redis view patch happen in
+    the mirror stage, overlapping the next settle."""
 
     def open(self, runtime_context: RuntimeContext) -> None:
         from tradesim.adapters.dynamodb.client import DynamoDB
         from tradesim.adapters.dynamodb.orders import OrderStore
         from tradesim.adapters.dynamodb.portfolios import PortfolioStore
-        from tradesim.adapters.redis.client import connect
-        from tradesim.adapters.redis.portfolio_view import ViewWriter
 
         s = _settings()
         # Every operator of the job runs in one embedded interpreter (thread mode). This stage waits on DynamoDB;
@@ -122,34 +122,47 @@ class UserStage(KeyedProcessFunction):
         db = DynamoDB(s.dynamodb)
         # outcomes leave the portfolio item for `Orders` (mirrored downstream) seconds after their decision, so
         # each write rewrites a small item (see tradesim.adapters.dynamodb.portfolios)
-        portfolios = PortfolioStore(db, horizon_ms=s.trading.outcome_live_s * 1000,
-                                    prune_above=s.trading.prune_above, archive=OrderStore(db))
-        # the API's pre-check reads holdings from this Redis view, patched here after each write
-        self.store = logic.ViewedStore(portfolios, ViewWriter(connect(s.redis, timeout_s=0.5)),
-                                       on_error=lambda exc: log.warning("holdings view not patched: %s", exc))
+        self.store = logic.Recording(PortfolioStore(db, horizon_ms=s.trading.outcome_live_s * 1000,
+                                                    prune_above=s.trading.prune_above, archive=OrderStore(db)))
         self.fees = s.trading.fee_model()
 
     def process_element(self, value: Any, ctx: KeyedProcessFunction.Context) -> Iterable[Any]:
         if value.kind == "rest":
-            yield value.order, None  # nothing to settle: only the Orders mirror records it (as accepted)
+            yield value.order, None, None  # nothing to settle: only the Orders mirror records it (as accepted)
             return
-        yield value.order, _retrying(lambda: logic.settle(value, self.store, self.fees))
+
+        def attempt() -> Any:
+            self.store.take()  # a patch left by a failed attempt is not this outcome's
+            return logic.settle(value, self.store, self.fees)
+
+        outcome = _retrying(attempt)
+        yield value.order, outcome, self.store.take()
 
 
 class MirrorStage(KeyedProcessFunction):
-    """Keyed by order: the Orders item takes the recorded outcome (idempotent, so replays may repeat it).
+    """Keyed by user: patches the API's holdings view (Redis), then the Orders item takes the recorded outcome
+    (idempotent, so replays may repeat it).
 
-    A separate operator, so its write overlaps the next settle instead of adding to it; being downstream of the
-    user stage, every outcome before a checkpoint barrier is mirrored before that checkpoint completes."""
+    A separate operator, so its writes overlap the next settle instead of adding to it; being downstream of the
+    user stage, every outcome before a checkpoint barrier is mirrored before that checkpoint completes. Keyed by
+    user so a user's view patches arrive in the order they were written, at any parallelism."""
 
     def open(self, runtime_context: RuntimeContext) -> None:
         from tradesim.adapters.dynamodb.client import DynamoDB
         from tradesim.adapters.dynamodb.orders import OrderStore
+        from tradesim.adapters.redis.client import connect
+        from tradesim.adapters.redis.portfolio_view import ViewWriter
 
-        self.orders = OrderStore(DynamoDB(_settings().dynamodb))
+        s = _settings()
+        self.orders = OrderStore(DynamoDB(s.dynamodb))
+        # the API's pre-check reads holdings from this Redis view
+        self.view = logic.ViewPatcher(ViewWriter(connect(s.redis, timeout_s=0.5)),
+                                      on_error=lambda exc: log.warning("holdings view not patched: %s", exc))
 
     def process_element(self, value: Any, ctx: KeyedProcessFunction.Context) -> Iterable[Any]:
-        order, outcome = value
+        order, outcome, patch = value
+        if patch is not None:
+            self.view.apply(patch)
         if outcome is None:  # the order rests: open, visible as accepted until its outcome
             _retrying(lambda: self.orders.record_accepted(order))
         else:
@@ -244,7 +257,7 @@ def build(env: StreamExecutionEnvironment, args: argparse.Namespace) -> StreamTa
         .process(UserStage())
         .name("settle by user")
     )
-    settled.key_by(lambda s: s[0].order_id, key_type=Types.STRING()).process(MirrorStage()).name("orders mirror")
+    settled.key_by(lambda s: s[0].user_id, key_type=Types.STRING()).process(MirrorStage()).name("orders mirror")
     outcomes = (settled.filter(lambda s: s[1] is not None).name("outcomes only")
                 .map(_outcome_row, output_type=row_type).name("outcome json"))
     return keyed_kafka_sink(env, outcomes, table="outcomes_sink", key_field="user_id",

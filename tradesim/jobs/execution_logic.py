@@ -141,32 +141,62 @@ class HoldingsPatcher(Protocol):
               quantity: int | None) -> int: ...
 
 
-class ViewedStore:
-    """An OutcomeStore that, after each write, patches the API's holdings view with what the write returned.
+@dataclass(frozen=True)
+class ViewPatch:
+    """What one portfolio write changed, for the API's holdings view (see tradesim.adapters.redis.portfolio_view)."""
 
-    Best effort: the view is advisory (a missed patch leaves a version gap, so the next patch drops the view and
-    the API reads DynamoDB). After a failed patch, patching pauses for `pause_s` so a Redis outage costs the
-    job one timeout, not one per order."""
+    user_id: str
+    version: int
+    cash: Decimal
+    n_outcomes: int
+    symbol: str
+    quantity: int | None
 
-    def __init__(self, store: OutcomeStore, view: HoldingsPatcher, *, pause_s: float = 5.0,
-                 clock: Callable[[], float] = time.monotonic, on_error: Callable[[Exception], None] | None = None,
-                 ) -> None:
-        self.store, self.view, self.pause_s, self._clock, self._on_error = store, view, pause_s, clock, on_error
-        self._paused_until = 0.0
+
+class Recording:
+    """An OutcomeStore that keeps what its last write changed, so the settling stage can hand the holdings-view
+    patch to a later stage instead of waiting on Redis itself (the settle stage is the job's serial bottleneck)."""
+
+    def __init__(self, store: OutcomeStore) -> None:
+        self.store = store
+        self._last: ViewPatch | None = None
 
     def apply_fill(self, user_id: str, order_id: str, cash_delta: Decimal, symbol: str, qty_delta: int, *,
                    status: str = "executed", details: Any = None, placed_at_ms: int | None = None) -> Any:
         applied = self.store.apply_fill(user_id, order_id, cash_delta, symbol, qty_delta, status=status,
                                         details=details, placed_at_ms=placed_at_ms)
-        if self._clock() >= self._paused_until:
-            try:
-                self.view.patch(user_id, version=applied.version, cash=applied.cash, n_outcomes=applied.n_outcomes,
-                                symbol=symbol, quantity=applied.quantity)
-            except Exception as exc:  # noqa: BLE001 - any client fault: the view is advisory, the write is done
-                self._paused_until = self._clock() + self.pause_s
-                if self._on_error is not None:
-                    self._on_error(exc)
+        self._last = ViewPatch(user_id, applied.version, applied.cash, applied.n_outcomes, symbol, applied.quantity)
         return applied
+
+    def take(self) -> ViewPatch | None:
+        """The last write's patch (None: no write since the last take), and forget it."""
+        last, self._last = self._last, None
+        return last
+
+
+class ViewPatcher:
+    """Applies patches to the API's holdings view, in the order given.
+
+    Best effort: the view is advisory (a missed patch leaves a version gap, so the next patch drops the view and
+    the API reads DynamoDB). After a failed patch, patching pauses for `pause_s` so a Redis outage costs the
+    job one timeout, not one per order."""
+
+    def __init__(self, view: HoldingsPatcher, *, pause_s: float = 5.0,
+                 clock: Callable[[], float] = time.monotonic, on_error: Callable[[Exception], None] | None = None,
+                 ) -> None:
+        self.view, self.pause_s, self._clock, self._on_error = view, pause_s, clock, on_error
+        self._paused_until = 0.0
+
+    def apply(self, patch: ViewPatch) -> None:
+        if self._clock() < self._paused_until:
+            return
+        try:
+            self.view.patch(patch.user_id, version=patch.version, cash=patch.cash, n_outcomes=patch.n_outcomes,
+                            symbol=patch.symbol, quantity=patch.quantity)
+        except Exception as exc:  # noqa: BLE001 - any client fault: the view is advisory, the write is done
+            self._paused_until = self._clock() + self.pause_s
+            if self._on_error is not None:
+                self._on_error(exc)
 
 
 def _now_ms() -> int:

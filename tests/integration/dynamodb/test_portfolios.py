@@ -287,13 +287,19 @@ def test_a_replayed_order_whose_outcome_left_the_item_reemits_it_and_applies_not
     assert (after.cash, after.position("AAPL"), after.version) == (Decimal("989"), 1, 2)  # the fill, the prune
 
 
-def test_an_order_placed_before_the_archive_mark_without_an_outcome_is_applied_once(db: DynamoDB) -> None:
+def _one_archived(db: DynamoDB) -> tuple[OrderStore, PortfolioStore, str]:
+    """A user with 1,000 cash whose one fill (placed at 5,000, 11 cash) has left the item: archived_upto 5,000."""
     orders = OrderStore(db)
     store = PortfolioStore(db, archive=orders)
     user = new_user()
     store.create(user, Decimal("1000"))
     _executed(store, _buy(user, 5_000), 5_100, orders)
     assert store.prune(user, older_than_ms=9_000) == 1
+    return orders, store, user
+
+
+def test_an_order_placed_before_the_archive_mark_without_an_outcome_is_applied_once(db: DynamoDB) -> None:
+    _, store, user = _one_archived(db)
     late = _buy(user, 4_000)  # placed before archived_upto (5,000), decided only now
     _executed(store, late, 9_500)
     with pytest.raises(OutcomeAlreadyRecorded):
@@ -321,12 +327,7 @@ class _RacingArchive:
 
 
 def test_an_outcome_that_leaves_the_item_during_an_archive_lookup_is_not_applied_again(db: DynamoDB) -> None:
-    orders = OrderStore(db)
-    plain = PortfolioStore(db, archive=orders)
-    user = new_user()
-    plain.create(user, Decimal("1000"))
-    _executed(plain, _buy(user, 5_000), 5_100, orders)
-    assert plain.prune(user, older_than_ms=9_000) == 1
+    orders, plain, user = _one_archived(db)
     late = _buy(user, 4_000)
     racing = _RacingArchive(orders, plain, late)
     store = PortfolioStore(db, archive=racing)  # type: ignore[arg-type]
