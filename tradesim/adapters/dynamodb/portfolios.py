@@ -301,11 +301,12 @@ class PortfolioStore:
             return None  # a refusal is judged on the stored item, which a reset may have changed
         version = int(item["version"]["N"])
         kept = {**outcomes, order_id: {"S": outcome}}
-        gone, gone_upto = self._due(user_id, kept, int(item["n_outcomes"]["N"]) + 1)
+        n_outcomes = int(item["n_outcomes"]["N"]) + 1
+        gone, gone_upto = self._due(user_id, kept, n_outcomes)
         for o in gone:
             del kept[o]
         new = {**item, "cash": {"N": str(cash)}, "outcomes": {"M": kept}, "version": {"N": str(version + 1)},
-               "n_outcomes": {"N": str(int(item["n_outcomes"]["N"]) + 1 - len(gone))}}
+               "n_outcomes": {"N": str(n_outcomes - len(gone))}}
         if qty_delta:
             new["positions"] = {"M": {**positions, symbol: {"N": str(quantity)}}}
         if gone and self.archive is not None:
@@ -402,11 +403,7 @@ class PortfolioStore:
         tradesim.stack.kafka.orders_retention). Outcomes without a decision time are kept. Conditional on the
         version read, so it never races a write.
         """
-        return self._prune(user_id, older_than_ms)[0]
-
-    def _prune(self, user_id: str, older_than_ms: int) -> tuple[int, int | None]:
-        """prune(), and the decision time of the oldest outcome it kept (None: none kept with a time, or it lost a
-        race). Each write bumps the version, like every other writer, so no copy of the item outlives it."""
+        # Each write bumps the version, like every other writer, so no copy of the item outlives it.
         what = f"prune outcomes of portfolio {user_id!r}"
         try:
             answer = self.db.client.get_item(TableName=self.table, Key={"user_id": {"S": user_id}},
@@ -416,8 +413,8 @@ class PortfolioStore:
             raise translate(exc, what) from None
         item = answer.get("Item")
         if not item:
-            return 0, None
-        expired, upto, oldest = self._removable(item.get("outcomes", {"M": {}})["M"], older_than_ms)
+            return 0
+        expired, upto, _ = self._removable(item.get("outcomes", {"M": {}})["M"], older_than_ms)
         version = int(item["version"]["N"]) if "version" in item else 0
         upto = max(upto, int(item["archived_upto"]["N"]) if "archived_upto" in item else 0)
         removed = 0
@@ -437,10 +434,10 @@ class PortfolioStore:
                 ConditionExpression="version = :v", ExpressionAttributeNames=names,
                 ExpressionAttributeValues=values), what)
             if not written:  # written in between: the next prune reads again
-                return removed, None
+                return removed
             removed += len(chunk)
             version += 1
-        return removed, oldest
+        return removed
 
     def _removable(self, outcomes: Mapping[str, Any], older_than_ms: int) -> tuple[list[str], int, int | None]:
         """Which recorded outcomes (wire form) may leave the item: decided before the cutoff and, with an archive,
@@ -461,31 +458,20 @@ class PortfolioStore:
     def _now_ms(self) -> int:
         return int(self._clock() * 1000)
 
-    def _prune_due(self, user_id: str, n_outcomes: int) -> float | None:
-        """The clock now if the user's outcomes are due for a prune: above the threshold, at most once per half
-        horizon (1 s to 1 min) per user, and not before the oldest outcome the last prune kept can expire (each
-        prune reads every outcome, and a busy user's outcomes are all recent)."""
+    def _due(self, user_id: str, outcomes: Mapping[str, Any], n_outcomes: int) -> tuple[list[str], int]:
+        """The outcomes that leave with the next write, and their mark (see _removable). A prune is due above the
+        threshold, at most once per half horizon (1 s to 1 min) per user, and not before the oldest outcome the
+        last prune kept can expire (each prune decodes every outcome and asks the archive)."""
         if self.horizon_ms is None or n_outcomes <= self.prune_above:
-            return None
+            return [], 0
         now = self._clock()
         if now < self._next_prune.get(user_id, 0.0):
-            return None
+            return [], 0
         if len(self._next_prune) > 100_000:
             self._next_prune.clear()
-        return now
-
-    def _pruned(self, user_id: str, now: float, oldest_kept_ms: int | None) -> None:
-        assert self.horizon_ms is not None  # noqa: S101 - only called after _prune_due
-        expires_s = (oldest_kept_ms + self.horizon_ms) / 1000 if oldest_kept_ms is not None else 0.0
+        gone, upto, oldest = self._removable(outcomes, self._now_ms() - self.horizon_ms)
+        expires_s = (oldest + self.horizon_ms) / 1000 if oldest is not None else 0.0
         self._next_prune[user_id] = max(now + min(60.0, max(1.0, self.horizon_ms / 2000)), expires_s)
-
-    def _due(self, user_id: str, outcomes: Mapping[str, Any], n_outcomes: int) -> tuple[list[str], int]:
-        """The outcomes that leave with the next write when a prune is due (see _prune_due), and their mark."""
-        now = self._prune_due(user_id, n_outcomes)
-        if now is None:
-            return [], 0
-        gone, upto, oldest = self._removable(outcomes, self._now_ms() - self.horizon_ms)  # type: ignore[operator]
-        self._pruned(user_id, now, oldest)
         return gone, upto
 
     @staticmethod

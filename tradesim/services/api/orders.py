@@ -143,7 +143,8 @@ async def _place(res: Resources, user: Account, body: OrderRequest, order_id: st
     if held is None:
         raise ApiError(409, "portfolio_missing", f"user {user.user_id!r} has no portfolio; ask an admin to reset it")
     if held.n_outcomes >= trading.max_recent_orders:
-        held = await _holdings(res, user.user_id) or held  # pruning lowers the count without a new version
+        # a separate prune (rare: an item too large) lowers the count before the view learns of it
+        held = await _holdings(res, user.user_id) or held
     if held.n_outcomes >= trading.max_recent_orders:
         # the portfolio item holds recent outcomes until the job moves them to `Orders`; past this it would
         # outgrow DynamoDB's item limit
