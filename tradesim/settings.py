@@ -162,12 +162,16 @@ class TradingSettings(Section):
         1000, ge=10, le=2000, description="Recorded outcomes a user's portfolio item may hold (normally those of "
         "the last `outcome_live_s`; more while `Orders` lags); beyond it the API answers 429. Bounds the item far "
         "below DynamoDB's 400 KB (about 130 B per recorded outcome).")
-    outcome_live_s: int = Field(
-        2, ge=0, description="Seconds a recorded outcome stays on the portfolio item after its decision; then it "
+    outcome_live_s: float = Field(
+        0.5, ge=0, description="Seconds a recorded outcome stays on the portfolio item after its decision; then it "
         "leaves once the `Orders` table holds it (the job checks), which keeps the item, rewritten by every order of "
         "the user, small. Replays of older orders find their outcome in `Orders`.")
     prune_above: int = Field(
-        50, ge=1, description="The execution job prunes a user's outcomes once more than this are kept.")
+        20, ge=1, description="The execution job prunes a user's outcomes once more than this are kept.")
+    mirror_flush_ms: int = Field(
+        20, ge=1, le=1000, description="The execution job writes decided orders to `Orders` (and patches the API's "
+        "holdings view) in batches at most this old: one BatchWriteItem and one Redis round trip per batch "
+        "instead of per order.")
 
     @property
     def outcome_horizon_ms(self) -> int:

@@ -189,16 +189,19 @@ def test_a_failed_view_patch_pauses_patching_then_patching_resumes() -> None:
     errors: list[Exception] = []
 
     class Flaky:
-        def patch(self, user_id: str, *, version: int, **_: Any) -> int:
-            calls.append(version)
-            if version == 1:
+        def patch_all(self, changes: list[ViewPatch]) -> list[int]:
+            calls.append([c.version for c in changes])
+            if changes[0].version == 1:
                 raise ConnectionError("redis down")
-            return 1
+            return [1] * len(changes)
+
+    def patch(version: int) -> ViewPatch:
+        return ViewPatch("u1", version, Decimal("1"), version, "AAA", None)
 
     patcher = ViewPatcher(Flaky(), pause_s=5, clock=lambda: now[0], on_error=errors.append)
-    patch = ViewPatch("u1", 1, Decimal("1"), 1, "AAA", None)
-    patcher.apply(patch)
-    patcher.apply(ViewPatch("u1", 2, Decimal("1"), 2, "AAA", None))  # paused: not sent
+    patcher.apply([patch(1)])
+    patcher.apply([patch(2)])  # paused: not sent
     now[0] += 5
-    patcher.apply(ViewPatch("u1", 3, Decimal("1"), 3, "AAA", None))
-    assert (calls, len(errors)) == ([1, 3], 1)
+    patcher.apply([patch(3), patch(4)])
+    patcher.apply([])  # nothing to send: no call
+    assert (calls, len(errors)) == ([[1], [3, 4]], 1)

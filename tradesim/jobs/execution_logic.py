@@ -137,8 +137,7 @@ class OutcomeStore(Protocol):
 class HoldingsPatcher(Protocol):
     """The Redis holdings view (tradesim.adapters.redis.portfolio_view.ViewWriter)."""
 
-    def patch(self, user_id: str, *, version: int, cash: Decimal, n_outcomes: int, symbol: str,
-              quantity: int | None) -> int: ...
+    def patch_all(self, changes: list[ViewPatch]) -> list[int]: ...
 
 
 @dataclass(frozen=True)
@@ -187,12 +186,11 @@ class ViewPatcher:
         self.view, self.pause_s, self._clock, self._on_error = view, pause_s, clock, on_error
         self._paused_until = 0.0
 
-    def apply(self, patch: ViewPatch) -> None:
-        if self._clock() < self._paused_until:
+    def apply(self, patches: list[ViewPatch]) -> None:
+        if not patches or self._clock() < self._paused_until:
             return
         try:
-            self.view.patch(patch.user_id, version=patch.version, cash=patch.cash, n_outcomes=patch.n_outcomes,
-                            symbol=patch.symbol, quantity=patch.quantity)
+            self.view.patch_all(patches)
         except Exception as exc:  # noqa: BLE001 - any client fault: the view is advisory, the write is done
             self._paused_until = self._clock() + self.pause_s
             if self._on_error is not None:

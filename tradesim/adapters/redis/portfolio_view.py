@@ -17,9 +17,10 @@ Hash fields: `v` version, `cash` (decimal string), `n` kept outcomes, `p:<SYMBOL
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
+from typing import Protocol
 
 import redis
 import redis.asyncio as aredis
@@ -85,10 +86,28 @@ def _fields(h: Holdings) -> list[str]:
     return out
 
 
+class Change(Protocol):
+    """What one portfolio write changed (the execution job's ViewPatch)."""
+
+    @property
+    def user_id(self) -> str: ...
+    @property
+    def version(self) -> int: ...
+    @property
+    def cash(self) -> Decimal: ...
+    @property
+    def n_outcomes(self) -> int: ...
+    @property
+    def symbol(self) -> str: ...
+    @property
+    def quantity(self) -> int | None: ...
+
+
 class ViewWriter:
     """The execution job's side (synchronous client)."""
 
     def __init__(self, client: redis.Redis, ttl_s: int = VIEW_TTL_S) -> None:
+        self._client = client
         self._patch = client.register_script(_PATCH)
         self._ttl_s = ttl_s
 
@@ -97,6 +116,14 @@ class ViewWriter:
         """1 applied, 0 no view or already newer, -1 a gap (view dropped). Raises redis.RedisError."""
         return int(self._patch(keys=[view_key(user_id)], args=[
             version, str(cash), n_outcomes, self._ttl_s, symbol, "" if quantity is None else quantity]))
+
+    def patch_all(self, changes: Iterable[Change]) -> list[int]:
+        """patch() each change in the order given, in one round trip. Raises redis.RedisError."""
+        pipe = self._client.pipeline(transaction=False)
+        for c in changes:
+            self._patch(keys=[view_key(c.user_id)], client=pipe, args=[
+                c.version, str(c.cash), c.n_outcomes, self._ttl_s, c.symbol, "" if c.quantity is None else c.quantity])
+        return [int(answer) for answer in pipe.execute()]
 
 
 class PortfolioView:
