@@ -51,3 +51,17 @@ def test_outcome_without_accepted_item_creates_a_listable_order(settings: Settin
     (listed,) = store.by_user(user)
     assert (listed["order_id"], listed["status"], listed["reason"], listed["qty"]) == (
         o.order_id, "rejected", "insufficient_funds", 2)
+
+
+def test_batched_outcomes_replace_accepted_and_repeat_harmlessly(settings: Settings) -> None:
+    store = OrderStore(DynamoDB(settings.dynamodb))
+    user = "u" + uuid.uuid4().hex[:8]
+    orders = [_order(user) for _ in range(30)]  # more than one BatchWriteItem call (25)
+    assert store.record_accepted(orders[0])
+    decided = [(o, _outcome(o, "executed" if i % 2 else "rejected")) for i, o in enumerate(orders)]
+    store.record_outcomes(decided + decided[:3])  # a replay inside the batch: the same key twice in one call
+    store.record_outcomes(decided[:5])  # and a later repeat
+    listed = {o["order_id"]: o for o in store.by_user(user)}
+    assert {oid: o["status"] for oid, o in listed.items()} == {o.order_id: out.status for o, out in decided}
+    assert listed[orders[1].order_id]["fill_price"] == "10.25"
+    assert not store.record_accepted(orders[0])  # a late `accepted` still never replaces the outcome
