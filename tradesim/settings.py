@@ -168,6 +168,10 @@ class TradingSettings(Section):
         "the user, small. Replays of older orders find their outcome in `Orders`.")
     prune_above: int = Field(
         20, ge=1, description="The execution job prunes a user's outcomes once more than this are kept.")
+    settle_batch_ms: int = Field(
+        5, ge=0, le=1000, description="The execution job settles each user's queued decisions every this many ms, "
+        "usually with one write of the user's item for the whole queue (group commit; adds up to this much "
+        "latency). 0: one write per decision, on arrival.")
     mirror_flush_ms: int = Field(
         20, ge=1, le=1000, description="The execution job writes decided orders to `Orders` (and patches the API's "
         "holdings view) in batches at most this old: one BatchWriteItem and one Redis round trip per batch "

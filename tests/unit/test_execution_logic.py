@@ -205,3 +205,60 @@ def test_a_failed_view_patch_pauses_patching_then_patching_resumes() -> None:
     patcher.apply([patch(3), patch(4)])
     patcher.apply([])  # nothing to send: no call
     assert (calls, len(errors)) == ([[1], [3, 4]], 1)
+
+
+class GroupingStore(MemoryStore):
+    """MemoryStore with PortfolioStore's group commit: a group changes a tentative copy, written at flush; a
+    flush that loses (`lose` set) writes nothing."""
+
+    def __init__(self, cash: Decimal) -> None:
+        super().__init__(cash=cash)
+        self.version, self.lose, self.flushes = 0, 0, 0
+        self.saved: tuple[Decimal, dict[str, int], dict[str, dict[str, Any]], int] | None = None
+
+    def apply_fill(self, *args: Any, **kwargs: Any) -> Any:
+        from tradesim.adapters.dynamodb.portfolios import Applied
+
+        super().apply_fill(*args, **kwargs)
+        self.version += 1
+        return Applied(cash=self.cash, symbol="AAA", quantity=self.position("AAA"), version=self.version,
+                       n_outcomes=len(self.outcomes))
+
+    def group(self, user_id: str) -> None:
+        self.saved = (self.cash, dict(self.positions), dict(self.outcomes), self.version)
+
+    def flush_group(self, user_id: str) -> None:
+        from tradesim.domain.errors import VersionConflict
+
+        self.flushes += 1
+        if self.lose:
+            self.lose -= 1
+            self.end_group(user_id)
+            raise VersionConflict("another writer")
+        self.saved = None
+
+    def end_group(self, user_id: str) -> None:
+        if self.saved is not None:
+            self.cash, self.positions, self.outcomes, self.version = self.saved
+            self.saved = None
+
+
+@pytest.mark.parametrize("lose", [0, 1])
+def test_a_group_settles_like_one_by_one_even_when_its_write_loses(lose: int) -> None:
+    from tradesim.jobs.execution_logic import Recording, settle_group
+
+    decisions = [Decision(order("o1", qty=10), "fill", price=Decimal("50")),
+                 Decision(order("o2", qty=20), "fill", price=Decimal("50")),  # more than the cash left
+                 Decision(order("o1", qty=10), "fill", price=Decimal("60")),  # a replay inside the same group
+                 Decision(order("o3"), "cancel")]
+    one_by_one = MemoryStore(cash=Decimal("1000"))
+    expected = [settle(d, one_by_one, FEES) for d in decisions]
+    store = GroupingStore(cash=Decimal("1000"))
+    store.lose = lose
+    settled = settle_group("u1", decisions, Recording(store), store, FEES)
+    assert [(o.status, o.reason, o.fill_price, o.cash_after) for _, o, _ in settled] == [
+        (o.status, o.reason, o.fill_price, o.cash_after) for o in expected]
+    assert (store.cash, store.positions, set(store.outcomes)) == (
+        one_by_one.cash, one_by_one.positions, set(one_by_one.outcomes))
+    assert store.flushes == 1
+    assert [p.version for _, _, p in settled if p is not None][-1] == store.version  # patches end where the item is

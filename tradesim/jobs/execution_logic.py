@@ -24,6 +24,7 @@ from tradesim.domain.errors import (
     OutcomeAlreadyRecorded,
     PortfolioFull,
     PortfolioNotFound,
+    VersionConflict,
 )
 from tradesim.domain.events import (
     OrderCancelRequested,
@@ -257,6 +258,41 @@ def settle(decision: Decision, store: OutcomeStore, fees: FeeModel, now_ms: Call
     status: Literal["rejected", "cancelled", "expired"] = (
         "cancelled" if decision.kind == "cancel" else "expired" if decision.kind == "expire" else "rejected")
     return _record(order, store, status, decision.reason, decided)
+
+
+class Grouping(Protocol):
+    """Group commit on the portfolio store (tradesim.adapters.dynamodb.portfolios.PortfolioStore.group)."""
+
+    def group(self, user_id: str) -> None: ...
+    def flush_group(self, user_id: str) -> None: ...
+    def end_group(self, user_id: str) -> None: ...
+
+
+Settled = tuple[OrderPlaced, OrderOutcome, ViewPatch | None]
+
+
+def settle_group(user_id: str, decisions: list[Decision], store: Recording, grouping: Grouping, fees: FeeModel,
+                 ) -> list[Settled]:
+    """Settle one user's queued decisions, in order, with as few writes as the store can manage (one, usually):
+    the same outcomes as settling them one by one. If the group's write loses to another writer (VersionConflict),
+    none of its unwritten changes were written, so they are settled again one by one. Raises Unavailable."""
+    grouping.group(user_id)
+    try:
+        out = [_settle_one(d, store, fees) for d in decisions]
+        grouping.flush_group(user_id)
+        return out
+    except VersionConflict:
+        grouping.end_group(user_id)
+    except BaseException:
+        grouping.end_group(user_id)
+        raise
+    return [_settle_one(d, store, fees) for d in decisions]
+
+
+def _settle_one(decision: Decision, store: Recording, fees: FeeModel) -> Settled:
+    store.take()  # a patch left by a failed attempt is not this outcome's
+    outcome = settle(decision, store, fees)
+    return decision.order, outcome, store.take()
 
 
 def _record(order: OrderPlaced, store: OutcomeStore, status: str, reason: RejectReason | None,

@@ -444,3 +444,75 @@ def test_the_same_store_runs_on_boto3s_own_client(settings: Settings) -> None:
     assert read is not None
     assert (applied.version, read.cash, read.position("AAPL"), set(read.outcomes)) == (1, Decimal("90"), 1, {"o1"})
     sdk.close()
+
+
+def test_a_group_of_writes_lands_with_one_put_at_flush(db: DynamoDB) -> None:
+    store = PortfolioStore(db)
+    user = new_user()
+    store.create(user, Decimal("1000"))
+    store.apply_fill(user, "o0", Decimal("-10"), "AAPL", 1)  # the store holds a copy (version 1)
+    puts: list[str] = []
+    client = db.client
+    real_put = client.put_item
+
+    def counting_put(**kwargs: object) -> object:
+        puts.append(str(kwargs["TableName"]))
+        return real_put(**kwargs)
+
+    client.put_item = counting_put  # a spy around the real client
+    try:
+        store.group(user)
+        applied = [store.apply_fill(user, f"o{i}", Decimal("-10"), "AAPL", 1) for i in range(1, 6)]
+        assert [a.version for a in applied] == [2, 3, 4, 5, 6]  # what each write would have made
+        before = store.get(user)
+        assert before is not None
+        assert (before.version, set(before.outcomes)) == (1, {"o0"})
+        with pytest.raises(OutcomeAlreadyRecorded):  # the group's own outcomes count before the flush
+            store.apply_fill(user, "o3", Decimal("-10"), "AAPL", 1)
+        store.flush_group(user)
+    finally:
+        del client.put_item
+    after = store.get(user)
+    assert after is not None
+    assert (after.cash, after.positions, after.version, len(after.outcomes)) == (Decimal("940"), {"AAPL": 6}, 6, 6)
+    assert len(puts) == 1
+
+
+def test_a_group_that_loses_to_another_writer_writes_none_of_its_changes(db: DynamoDB) -> None:
+    from tradesim.adapters.dynamodb.accounts import AccountStore
+    from tradesim.adapters.dynamodb.portfolios import GroupLost
+
+    store = PortfolioStore(db)
+    user = new_user()
+    store.create(user, Decimal("1000"))
+    store.apply_fill(user, "o1", Decimal("-100"), "AAPL", 1)
+    store.group(user)
+    store.apply_fill(user, "o2", Decimal("-100"), "AAPL", 1)
+    store.apply_fill(user, "o3", Decimal("-100"), "AAPL", 1)
+    AccountStore(db).reset_portfolio(user, Decimal("50"))  # another writer moves the item mid-group
+    with pytest.raises(GroupLost):
+        store.flush_group(user)
+    after = store.get(user)
+    assert after is not None
+    assert (after.cash, set(after.outcomes)) == (Decimal("50"), {"o1"})
+    with pytest.raises(InsufficientFunds):  # settled again one by one, on the stored item
+        store.apply_fill(user, "o2", Decimal("-100"), "AAPL", 1)
+
+
+def test_a_write_the_group_cannot_decide_goes_after_the_groups_earlier_writes(db: DynamoDB) -> None:
+    store = PortfolioStore(db)
+    user = new_user()
+    store.create(user, Decimal("100"))
+    store.apply_fill(user, "o1", Decimal("-10"), "AAPL", 1)
+    store.group(user)
+    store.apply_fill(user, "o2", Decimal("-60"), "AAPL", 6)
+    with pytest.raises(InsufficientFunds):  # a refusal is judged on the stored item: the group is written first
+        store.apply_fill(user, "o3", Decimal("-50"), "AAPL", 5)
+    mid = store.get(user)
+    assert mid is not None
+    assert (mid.cash, set(mid.outcomes)) == (Decimal("30"), {"o1", "o2"})
+    store.apply_fill(user, "o4", Decimal("-30"), "AAPL", 3)
+    store.flush_group(user)
+    after = store.get(user)
+    assert after is not None
+    assert (after.cash, after.positions, set(after.outcomes)) == (Decimal("0"), {"AAPL": 10}, {"o1", "o2", "o4"})

@@ -177,6 +177,10 @@ def _require_decimal(name: str, value: object) -> None:
         raise InvalidRecord(name, f"must be a finite Decimal, got {value!r}")
 
 
+class GroupLost(VersionConflict):
+    """A group's changes were not written: the stored item moved (see PortfolioStore.group)."""
+
+
 def _require_int(name: str, value: object) -> None:
     if isinstance(value, bool) or not isinstance(value, int):
         raise InvalidRecord(name, f"must be an integer, got {value!r}")
@@ -205,6 +209,9 @@ class PortfolioStore:
         #: apply_fill for one user runs one at a time in this process (striped locks), so the cached item is not
         #: raced by this process's own writes
         self._locks = [threading.RLock() for _ in range(64)]
+        #: user → the stored version its copy builds on while a group holds unwritten changes (None: none yet);
+        #: see group()
+        self._groups: dict[str, int | None] = {}
 
     def create(self, user_id: str, cash: Decimal) -> Portfolio:
         """Raises PortfolioExists, InvalidRecord, Unavailable."""
@@ -275,15 +282,70 @@ class PortfolioStore:
         with self._locks[hash(user_id) % len(self._locks)]:
             copy = self._items.pop(user_id, None)
             if copy is not None:
-                applied = self._put_next(copy, user_id, order_id, outcome, cash_delta, symbol, qty_delta,
-                                         placed_at_ms)
-                if applied is not None:
-                    return applied
+                new = self._next_item(copy, user_id, order_id, outcome, cash_delta, symbol, qty_delta,
+                                      placed_at_ms)
+                if new is not None and user_id in self._groups:  # group commit: written by flush_group
+                    if self._groups[user_id] is None:
+                        self._groups[user_id] = int(copy["version"]["N"])
+                    self._items[user_id] = new
+                    return _applied(new, symbol, moved=qty_delta != 0)
+                if new is not None and self._put(new, int(copy["version"]["N"]), order_id, user_id):
+                    self._items[user_id] = new
+                    return _applied(new, symbol, moved=qty_delta != 0)
+                if new is None and self._groups.get(user_id) is not None:
+                    self._items[user_id] = copy
+                    self._write_group(user_id)  # what the group applied goes first, in order
             return self._update(user_id, order_id, outcome, cash_delta, symbol, qty_delta, placed_at_ms)
 
-    def _put_next(self, item: dict[str, Any], user_id: str, order_id: str, outcome: str, cash_delta: Decimal,
-                  symbol: str, qty_delta: int, placed_at_ms: int | None) -> Applied | None:
-        """The write on this store's copy of the item; None: the copy cannot decide, use _update."""
+    def group(self, user_id: str) -> None:
+        """Group commit: until flush_group, each apply_fill the copy can decide changes only the copy; flush_group
+        writes them all with one version-conditioned PutItem. The execution job settles a user's queued orders
+        this way, so a busy user's item is written once per batch, not once per order. A write the copy cannot
+        decide writes the group's changes first, then itself, so the order of outcomes is kept."""
+        with self._locks[hash(user_id) % len(self._locks)]:
+            self._groups.setdefault(user_id, None)
+
+    def flush_group(self, user_id: str) -> None:
+        """Write the group's changes and end it. Raises GroupLost (none of the unwritten changes were written:
+        another writer moved the item; settle those orders again) or Unavailable (written or not: settle again)."""
+        with self._locks[hash(user_id) % len(self._locks)]:
+            try:
+                self._write_group(user_id)
+            finally:
+                self._groups.pop(user_id, None)
+
+    def end_group(self, user_id: str) -> None:
+        """Drop the group and any change it did not write (after a failure)."""
+        with self._locks[hash(user_id) % len(self._locks)]:
+            if self._groups.pop(user_id, None) is not None:
+                self._items.pop(user_id, None)
+
+    def _write_group(self, user_id: str) -> None:
+        base = self._groups.get(user_id)
+        if base is None:
+            return
+        self._groups[user_id] = None
+        item = self._items.pop(user_id)
+        if not self._put(item, base, "(a group)", user_id):
+            raise GroupLost(f"{user_id}: the item changed under a group of writes; none of them were written")
+        self._items[user_id] = item
+
+    def _put(self, new: dict[str, Any], version: int, order_id: str, user_id: str) -> bool:
+        """PutItem of the new item if the stored one still has `version`; False if not (or too large)."""
+        try:
+            self.db.client.put_item(TableName=self.table, Item=new, ConditionExpression="version = :v",
+                                    ExpressionAttributeValues={":v": {"N": str(version)}})
+        except ClientError as exc:
+            if is_condition_failed(exc) or is_item_too_large(exc):
+                return False  # another writer (a reset, another job attempt) or too big: the stored item decides
+            raise translate(exc, f"apply order {order_id!r} to portfolio {user_id!r}") from None
+        except BotoCoreError as exc:
+            raise translate(exc, f"apply order {order_id!r} to portfolio {user_id!r}") from None
+        return True
+
+    def _next_item(self, item: dict[str, Any], user_id: str, order_id: str, outcome: str, cash_delta: Decimal,
+                   symbol: str, qty_delta: int, placed_at_ms: int | None) -> dict[str, Any] | None:
+        """The item after this write, judged on this store's copy; None: the copy cannot decide, use _update."""
         outcomes = item["outcomes"]["M"]
         if order_id in outcomes:  # recorded outcomes never change: the copy is as good as the item here
             self._items[user_id] = item
@@ -312,17 +374,7 @@ class PortfolioStore:
         if gone and self.archive is not None:
             new["archived_upto"] = {"N": str(max(upto or 0, gone_upto))}
             new["archived_n"] = {"N": str(int(item.get("archived_n", {"N": "0"})["N"]) + len(gone))}
-        try:
-            self.db.client.put_item(TableName=self.table, Item=new, ConditionExpression="version = :v",
-                                    ExpressionAttributeValues={":v": {"N": str(version)}})
-        except ClientError as exc:
-            if is_condition_failed(exc) or is_item_too_large(exc):
-                return None  # another writer (a reset, another job attempt) or too big: the stored item decides
-            raise translate(exc, f"apply order {order_id!r} to portfolio {user_id!r}") from None
-        except BotoCoreError as exc:
-            raise translate(exc, f"apply order {order_id!r} to portfolio {user_id!r}") from None
-        self._items[user_id] = new
-        return _applied(new, symbol, moved=qty_delta != 0)
+        return new
 
     def _update(self, user_id: str, order_id: str, outcome: str, cash_delta: Decimal, symbol: str,
                 qty_delta: int, placed_at_ms: int | None) -> Applied:
