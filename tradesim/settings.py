@@ -61,7 +61,10 @@ class RedisSettings(Section):
     persistence: Literal["aof", "none"] = Field(
         "aof", description="'aof' keeps data across restarts (append-only file); 'none' is a pure cache."
     )
-    maxmemory_mb: int = Field(256, ge=16, description="Memory cap of the local server.")
+    maxmemory_mb: int = Field(
+        1024, ge=16, description="Memory cap of the local server (a cap, not a reservation). Redis refuses writes "
+        "beyond it (noeviction: nothing the API or the job keeps is silently dropped); the largest share is "
+        "Idempotency-Key answers, about 360 B per order for `api.idempotency_ttl_s`.")
 
     @property
     def client_url(self) -> str:
@@ -228,7 +231,10 @@ class ApiSettings(Section):
         5.0, gt=0, description="Deadline of one order's Kafka acknowledgement (librdkafka message.timeout.ms)."
     )
     store_timeout_s: float = Field(2.0, gt=0, description="Connect/read timeout of one Redis or DynamoDB call.")
-    idempotency_ttl_s: int = Field(86_400, ge=60, description="How long an Idempotency-Key's first answer is kept.")
+    idempotency_ttl_s: int = Field(
+        3_600, ge=60, description="How long an Idempotency-Key's first answer is kept. A retry after that still gets "
+        "the same order id (derived from user and key), which the execution job has decided already, so it cannot "
+        "execute twice; it only gets a fresh 202 instead of the replayed one.")
     idempotency_wait_s: float = Field(
         10.0, gt=0, description="How long a concurrent request with a key in flight waits for the first answer."
     )

@@ -181,29 +181,24 @@ def test_recording_hands_over_what_the_last_write_changed_once() -> None:
     assert store.take() is None
 
 
-def test_a_failed_view_patch_pauses_patching_then_patching_resumes() -> None:
-    from tradesim.jobs.execution_logic import ViewPatch, ViewPatcher
+def test_a_failed_read_model_update_pauses_updates_then_they_resume() -> None:
+    from tradesim.jobs.execution_logic import BestEffort
 
     now = [100.0]
-    calls: list[int] = []
+    calls: list[list[int]] = []
     errors: list[Exception] = []
 
-    class Flaky:
-        def patch_all(self, changes: list[ViewPatch]) -> list[int]:
-            calls.append([c.version for c in changes])
-            if changes[0].version == 1:
-                raise ConnectionError("redis down")
-            return [1] * len(changes)
+    def flaky(batch: list[int]) -> None:
+        calls.append(batch)
+        if batch[0] == 1:
+            raise ConnectionError("redis down")
 
-    def patch(version: int) -> ViewPatch:
-        return ViewPatch("u1", version, Decimal("1"), version, "AAA", None)
-
-    patcher = ViewPatcher(Flaky(), pause_s=5, clock=lambda: now[0], on_error=errors.append)
-    patcher.apply([patch(1)])
-    patcher.apply([patch(2)])  # paused: not sent
+    updates = BestEffort(flaky, pause_s=5, clock=lambda: now[0], on_error=errors.append)
+    updates.apply([1])
+    updates.apply([2])  # paused: not sent
     now[0] += 5
-    patcher.apply([patch(3), patch(4)])
-    patcher.apply([])  # nothing to send: no call
+    updates.apply([3, 4])
+    updates.apply([])  # nothing to send: no call
     assert (calls, len(errors)) == ([[1], [3, 4]], 1)
 
 

@@ -5,17 +5,19 @@ Topology
                                                    ├─ keyBy(symbol) SymbolStage: Book (quote + resting orders)
   market_data ─ parse (malformed: dropped here; ───┘     in keyed state → Decisions (fill/expire/cancel/reject)
                 the market-data service dead-letters them)   │
-                                                   keyBy(user) UserStage: settle() = ONE conditional UpdateItem
-                                                   on Portfolios (outcome under the order id + cash/position)
+                                                   keyBy(user) UserStage: settle() = ONE conditional write
+                                                   on Portfolios (outcome under the order id + cash/position);
+                                                   a user's queued decisions share one write (group commit)
                                                              │ (order, outcome, view patch)
                                      ┌───────────────────────┴──────────────────────┐
                   trade_executed (OrderOutcome JSON, key = user_id)   MirrorStage: batches of outcomes to the
                                                                       Orders items and the API's holdings view;
                                                                       `accepted` for an order that rests
 
-Guarantees. State (books) is checkpointed; sources rewind to the last checkpoint on failure. A replayed order
-may match differently (orders and ticks interleave anew), but settle() finds the first recorded outcome and
-re-emits it, so each order_id has exactly one terminal outcome and no portfolio applies an order twice. The
+Guarantees. State (books, queued decisions, unwritten mirror batches) is checkpointed; sources rewind to the
+last checkpoint on failure. A replayed order may match differently (orders and ticks interleave anew), but
+settle() finds the first recorded outcome and re-emits it, so each order_id has exactly one terminal outcome
+and no portfolio applies an order twice. The
 Kafka sink is at-least-once: a replay can repeat an outcome record (same order_id, same decision); consumers
 key by order_id (read models use it as the document id). Exactly-once transactions would delay every outcome by
 a checkpoint interval, which the latency target cannot afford.
@@ -175,13 +177,19 @@ class MirrorStage(KeyedProcessFunction):
         from tradesim.adapters.dynamodb.client import DynamoDB
         from tradesim.adapters.dynamodb.orders import OrderStore
         from tradesim.adapters.redis.client import connect
+        from tradesim.adapters.redis.pending import PendingCleaner
         from tradesim.adapters.redis.portfolio_view import ViewWriter
 
         s = _settings()
         self.orders = OrderStore(DynamoDB(s.dynamodb))
         # the API's pre-check reads holdings from this Redis view
-        self.view = logic.ViewPatcher(ViewWriter(connect(s.redis, timeout_s=0.5)),
+        redis = connect(s.redis, timeout_s=0.5)
+        self.view = logic.BestEffort(ViewWriter(redis).patch_all,
                                       on_error=lambda exc: log.warning("holdings view not patched: %s", exc))
+        # the API's record of orders not yet in `Orders`: dropped once they are (else Redis holds an hour of them)
+        cleaner = PendingCleaner(redis)
+        self.cleanup = logic.BestEffort(lambda decided: cleaner.forget((o.user_id, o.order_id) for o, _ in decided),
+                                        on_error=lambda exc: log.warning("pending orders not dropped: %s", exc))
         self.pending = runtime_context.get_list_state(ListStateDescriptor("pending", Types.PICKLED_BYTE_ARRAY()))
         self.flush_ms = s.trading.mirror_flush_ms
 
@@ -202,6 +210,7 @@ class MirrorStage(KeyedProcessFunction):
             self.view.apply([patch for _, _, patch in batch if patch is not None])
             decided = [(order, outcome) for order, outcome, _ in batch]
             _retrying(lambda: self.orders.record_outcomes(decided))
+            self.cleanup.apply(decided)  # only after `Orders` has them: an order is always in one of the two
             self.pending.clear()
         return iter(())
 

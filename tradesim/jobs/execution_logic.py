@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any, Literal, Protocol
+from typing import Any, Generic, Literal, Protocol, TypeVar
 
 from tradesim.domain.errors import (
     InsufficientFunds,
@@ -42,6 +42,7 @@ from tradesim.domain.portfolio import fill_change
 #: order stays visible after the API's short-lived pending record expires
 Kind = Literal["fill", "expire", "cancel", "reject", "rest"]
 JOB_NAME = "tradesim-execution"
+T = TypeVar("T")
 
 
 def classify_order(raw: str, source_topic: str) -> tuple[OrderPlaced | OrderCancelRequested | None, str | None]:
@@ -135,12 +136,6 @@ class OutcomeStore(Protocol):
         ...
 
 
-class HoldingsPatcher(Protocol):
-    """The Redis holdings view (tradesim.adapters.redis.portfolio_view.ViewWriter)."""
-
-    def patch_all(self, changes: list[ViewPatch]) -> list[int]: ...
-
-
 @dataclass(frozen=True)
 class ViewPatch:
     """What one portfolio write changed, for the API's holdings view (see tradesim.adapters.redis.portfolio_view)."""
@@ -174,25 +169,25 @@ class Recording:
         return last
 
 
-class ViewPatcher:
-    """Applies patches to the API's holdings view, in the order given.
+class BestEffort(Generic[T]):
+    """Hands each non-empty batch to `call`, for the Redis read models the job maintains; a failure pauses it.
 
-    Best effort: the view is advisory (a missed patch leaves a version gap, so the next patch drops the view and
-    the API reads DynamoDB). After a failed patch, patching pauses for `pause_s` so a Redis outage costs the
-    job one timeout, not one per order."""
+    Best effort because both are advisory: a missed holdings-view patch leaves a version gap, so the next patch
+    drops the view and the API reads DynamoDB; a pending-order entry not dropped expires with its TTL. After a
+    failure, calls pause for `pause_s` so a Redis outage costs the job one timeout, not one per batch."""
 
-    def __init__(self, view: HoldingsPatcher, *, pause_s: float = 5.0,
+    def __init__(self, call: Callable[[list[T]], object], *, pause_s: float = 5.0,
                  clock: Callable[[], float] = time.monotonic, on_error: Callable[[Exception], None] | None = None,
                  ) -> None:
-        self.view, self.pause_s, self._clock, self._on_error = view, pause_s, clock, on_error
+        self.call, self.pause_s, self._clock, self._on_error = call, pause_s, clock, on_error
         self._paused_until = 0.0
 
-    def apply(self, patches: list[ViewPatch]) -> None:
-        if not patches or self._clock() < self._paused_until:
+    def apply(self, batch: list[T]) -> None:
+        if not batch or self._clock() < self._paused_until:
             return
         try:
-            self.view.patch_all(patches)
-        except Exception as exc:  # noqa: BLE001 - any client fault: the view is advisory, the write is done
+            self.call(batch)
+        except Exception as exc:  # noqa: BLE001 - any client fault: the read model is advisory, the write is done
             self._paused_until = self._clock() + self.pause_s
             if self._on_error is not None:
                 self._on_error(exc)

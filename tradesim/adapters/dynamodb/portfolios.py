@@ -1,7 +1,9 @@
 """Portfolios: cash, positions and each order's recorded outcome in one item per user.
 
-Every change is one conditional UpdateItem, so an order's outcome and its cash/position change are written
-together or not at all, and a replayed order id finds the first outcome instead of applying twice. (dynalite
+Every change is one conditional write (an UpdateItem, or a PutItem on the version of this store's copy; see
+apply_fill), so an order's outcome and its cash/position change are written together or not at all, and a
+replayed order id finds the first outcome instead of applying twice. A group (see group()) puts several such
+changes in one conditional write. (dynalite
 has no transactions; single-item conditional writes run unchanged on real DynamoDB.)
 
 The item must stay small: DynamoDB caps it at 400 KB, and dynalite parses and rewrites the whole item on every

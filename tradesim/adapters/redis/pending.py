@@ -6,15 +6,20 @@ is now the only writer of `Orders` (an outcome, or `accepted` once an order rest
 API answers from this record of the `OrderPlaced` event.
 
 `po:{order_id}` holds the event's JSON; `pu:{user_id}` is a sorted set of the user's order ids by placement time.
-Both live for `ttl_s` (the outcome horizon: far longer than the job takes to decide or rest an order); entries the
-API finds in `Orders` are removed as it meets them.
+Both live for `ttl_s` (the outcome horizon: far longer than the job takes to decide or rest an order), but the
+execution job removes an order's entries once it has written the outcome to `Orders` (so at 300 orders/s Redis
+holds seconds of them, not an hour), and the API removes entries it finds in `Orders` as it meets them. The job
+writes `Orders` before it removes the entry, so an order is always in one of the two; a reader that misses both
+(it read `Orders` just before the write and the entry just after the removal) reads `Orders` again.
 """
 
 from __future__ import annotations
 
 import time
+from collections import defaultdict
 from collections.abc import Iterable
 
+import redis
 import redis.asyncio as aredis
 from redis.asyncio.client import Pipeline
 
@@ -63,6 +68,26 @@ class PendingOrders:
             pipe.zrem(_user_key(user_id), *ids)
             pipe.delete(*[_order_key(i) for i in ids])
             await pipe.execute()
+
+
+class PendingCleaner:
+    """The execution job's side (synchronous client): drop the entries of orders now written to `Orders`."""
+
+    def __init__(self, client: redis.Redis) -> None:
+        self._r = client
+
+    def forget(self, orders: Iterable[tuple[str, str]]) -> None:
+        """(user_id, order_id) pairs, in one round trip. Raises redis.RedisError."""
+        by_user: dict[str, list[str]] = defaultdict(list)
+        for user_id, order_id in orders:
+            by_user[user_id].append(order_id)
+        if not by_user:
+            return
+        pipe = self._r.pipeline(transaction=False)
+        for user_id, ids in by_user.items():
+            pipe.zrem(_user_key(user_id), *ids)
+            pipe.delete(*[_order_key(i) for i in ids])
+        pipe.execute()
 
 
 def _decode(raw: str | None) -> OrderPlaced | None:

@@ -267,6 +267,9 @@ async def _own(res: Resources, user: Account, order_id: str) -> dict[str, Any]:
     if item is None:
         pending = await metrics.atimed("redis", "order_pending_get", lambda: res.pending.get(order_id))
         item = None if pending is None else order_item(pending)
+    if item is None:  # the job may have written `Orders` and dropped the pending entry between our two reads
+        with metrics.timed("dynamodb", "order_get"):
+            item = await anyio.to_thread.run_sync(res.orders.get, order_id)
     if item is None:
         raise ApiError(404, "order_not_found", f"no order {order_id!r}")
     if item.get("user_id") != user.user_id:
