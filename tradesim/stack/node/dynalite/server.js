@@ -16,6 +16,12 @@
 //    grew by gigabytes over a long run (2,916 table files on disk, 130 of them live). Here `next()` closes an
 //    iterator at its end, and `return()` closes it.
 //
+// 4. ListTables reads only the table descriptions. dynalite keeps every table's items, indexes and descriptions
+//    in one LevelDB under key prefixes, and its prefixed view lists keys by scanning the *whole* database and
+//    filtering by prefix. So ListTables (the stack's health probe) slowed with every item stored: after a few
+//    hundred thousand orders it took over a second, the probe timed out and `tradesim up` gave up on a healthy
+//    server. Here the descriptions' key stream is a range scan of their prefix.
+//
 // usage: node server.js --module <node_modules/dynalite> --host H --port P --path DIR --createTableMs MS
 'use strict'
 
@@ -41,6 +47,24 @@ for (const Iterator of [level.AbstractIterator, level.AbstractKeyIterator, level
     return item
   }
   Iterator.prototype.return = function () { return this.close() }
+}
+
+const path = require('path')
+const storage = require(path.join(options.module, 'db'))
+const create = storage.create
+storage.create = function (opts) {
+  const created = create(opts)
+  const prefix = 'table~' // dynalite's key prefix of table descriptions (db/index.js getSubDb('table'))
+  const scanAll = created.tableDb.createKeyStream
+  created.tableDb.createKeyStream = function (streamOptions) {
+    if (streamOptions && Object.keys(streamOptions).length) return scanAll.call(this, streamOptions)
+    const { Transform } = require('stream')
+    return created.db.createKeyStream({ gte: prefix, lt: prefix + '\uffff' }).pipe(new Transform({
+      objectMode: true,
+      transform (key, _encoding, callback) { callback(null, key.substring(prefix.length)) },
+    }))
+  }
+  return created
 }
 
 const dynalite = require(options.module)
