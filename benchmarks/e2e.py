@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import threading
 import time
 import uuid
@@ -20,7 +21,7 @@ from urllib.parse import urlsplit
 from confluent_kafka import TopicPartition
 
 from benchmarks.flink_bars import _count_until, _produce, _ticks
-from benchmarks.orders import _fresh_price, _order_request, _Pool, _setup, users_for
+from benchmarks.orders import _fresh_price, _order_request, _Pool, _setup
 from tradesim.adapters.kafka.client import TopicSpec, consumer, ensure_topics
 from tradesim.services.ingest.publisher import publish_all
 from tradesim.settings import Settings
@@ -122,6 +123,16 @@ def _drain(settings: Settings, out: list[str], limit_s: float = 900) -> None:
                    f"({lag:,} left) before measuring")
 
 
+def accounts_for(settings: Settings, rate: float) -> int:
+    """The fewest accounts (at least 8) none of which reaches the API's recent-orders limit at `rate` orders/s.
+
+    A user's item holds the outcomes of about the last `trading.outcome_live_s`, plus up to a prune interval (1 s)
+    and the mirror's lag before they leave for `Orders`; 5 s more is a wide margin. (Until outcomes left the item,
+    they stayed for the whole run, and this was sized for every order of the run.)"""
+    hold_s = settings.trading.outcome_live_s + 5
+    return max(8, math.ceil(rate * hold_s / (0.8 * settings.trading.max_recent_orders)))
+
+
 def run(settings: Settings, rates: list[float], seconds: float, passthrough_records: int, out: list[str],
         parallelism: int | None = None, users: int | None = None) -> dict[str, Any]:
     """`users`: bench accounts the orders are spread over (at least what the API's recent-orders limit needs).
@@ -132,7 +143,7 @@ def run(settings: Settings, rates: list[float], seconds: float, passthrough_reco
 
     submit_job(settings, "execution", parallelism=parallelism)
     _drain(settings, out)
-    needed = users_for(settings, sum(rates) * seconds, 8)
+    needed = accounts_for(settings, max(rates))
     accounts = max(needed, users or 0)
     keys, symbol = _setup(settings, users=accounts)
     out.append(f"{accounts} bench accounts, orders spread evenly")
