@@ -3,8 +3,8 @@
 Every change is one conditional write (an UpdateItem, or a PutItem on the version of this store's copy; see
 apply_fill), so an order's outcome and its cash/position change are written together or not at all, and a
 replayed order id finds the first outcome instead of applying twice. A group (see group()) puts several such
-changes in one conditional write. (dynalite
-has no transactions; single-item conditional writes run unchanged on real DynamoDB.)
+changes in one conditional write. (dynalite has no transactions; single-item conditional writes run unchanged
+on real DynamoDB.)
 
 The item must stay small: DynamoDB caps it at 400 KB, and dynalite parses and rewrites the whole item on every
 update, so each recorded outcome makes every later write of that user slower (and LevelDB rewrites the bytes
@@ -291,7 +291,8 @@ class PortfolioStore:
                         self._groups[user_id] = int(copy["version"]["N"])
                     self._items[user_id] = new
                     return _applied(new, symbol, moved=qty_delta != 0)
-                if new is not None and self._put(new, int(copy["version"]["N"]), order_id, user_id):
+                if new is not None and self._put(new, int(copy["version"]["N"]),
+                                                 f"apply order {order_id!r} to portfolio {user_id!r}"):
                     self._items[user_id] = new
                     return _applied(new, symbol, moved=qty_delta != 0)
                 if new is None and self._groups.get(user_id) is not None:
@@ -328,11 +329,11 @@ class PortfolioStore:
             return
         self._groups[user_id] = None
         item = self._items.pop(user_id)
-        if not self._put(item, base, "(a group)", user_id):
+        if not self._put(item, base, f"apply a group of orders to portfolio {user_id!r}"):
             raise GroupLost(f"{user_id}: the item changed under a group of writes; none of them were written")
         self._items[user_id] = item
 
-    def _put(self, new: dict[str, Any], version: int, order_id: str, user_id: str) -> bool:
+    def _put(self, new: dict[str, Any], version: int, what: str) -> bool:
         """PutItem of the new item if the stored one still has `version`; False if not (or too large)."""
         try:
             self.db.client.put_item(TableName=self.table, Item=new, ConditionExpression="version = :v",
@@ -340,9 +341,9 @@ class PortfolioStore:
         except ClientError as exc:
             if is_condition_failed(exc) or is_item_too_large(exc):
                 return False  # another writer (a reset, another job attempt) or too big: the stored item decides
-            raise translate(exc, f"apply order {order_id!r} to portfolio {user_id!r}") from None
+            raise translate(exc, what) from None
         except BotoCoreError as exc:
-            raise translate(exc, f"apply order {order_id!r} to portfolio {user_id!r}") from None
+            raise translate(exc, what) from None
         return True
 
     def _next_item(self, item: dict[str, Any], user_id: str, order_id: str, outcome: str, cash_delta: Decimal,
