@@ -143,22 +143,20 @@ class UserStage(KeyedProcessFunction):
             yield value.order, None, None  # nothing to settle: only the Orders mirror records it (as accepted)
             return
         if self.batch_ms == 0:
-            yield from _retrying(lambda: logic.settle_group(value.order.user_id, [value], self.store,
-                                                            self.portfolios, self.fees))
-            return
-        self.queued.add(value)
-        now = ctx.timer_service().current_processing_time()
-        # one timer per period and user (Flink keeps one timer per key and timestamp)
-        ctx.timer_service().register_processing_time_timer(now - now % self.batch_ms + self.batch_ms)
+            yield from self._settle([value])
+        else:
+            _queue_for_next_tick(self.queued, ctx, self.batch_ms, value)
 
     def on_timer(self, timestamp: int, ctx: KeyedProcessFunction.OnTimerContext) -> Iterable[Any]:
         decisions = list(self.queued.get())
-        if not decisions:
-            return
-        settled = _retrying(lambda: logic.settle_group(decisions[0].order.user_id, decisions, self.store,
-                                                       self.portfolios, self.fees))
-        self.queued.clear()
-        yield from settled
+        if decisions:
+            settled = self._settle(decisions)
+            self.queued.clear()
+            yield from settled
+
+    def _settle(self, decisions: list[Any]) -> list[Any]:
+        user_id = decisions[0].order.user_id
+        return _retrying(lambda: logic.settle_group(user_id, decisions, self.store, self.portfolios, self.fees))
 
 
 class MirrorStage(KeyedProcessFunction):
@@ -183,11 +181,11 @@ class MirrorStage(KeyedProcessFunction):
         s = _settings()
         self.orders = OrderStore(DynamoDB(s.dynamodb))
         # the API's pre-check reads holdings from this Redis view
-        redis = connect(s.redis, timeout_s=0.5)
-        self.view = logic.BestEffort(ViewWriter(redis).patch_all,
+        client = connect(s.redis, timeout_s=0.5)
+        self.view = logic.BestEffort(ViewWriter(client).patch_all,
                                       on_error=lambda exc: log.warning("holdings view not patched: %s", exc))
         # the API's record of orders not yet in `Orders`: dropped once they are (else Redis holds an hour of them)
-        cleaner = PendingCleaner(redis)
+        cleaner = PendingCleaner(client)
         self.cleanup = logic.BestEffort(lambda decided: cleaner.forget((o.user_id, o.order_id) for o, _ in decided),
                                         on_error=lambda exc: log.warning("pending orders not dropped: %s", exc))
         self.pending = runtime_context.get_list_state(ListStateDescriptor("pending", Types.PICKLED_BYTE_ARRAY()))
@@ -198,10 +196,7 @@ class MirrorStage(KeyedProcessFunction):
         if outcome is None:  # the order rests: open, visible as accepted until its outcome
             _retrying(lambda: self.orders.record_accepted(order))
             return iter(())
-        self.pending.add(value)
-        now = ctx.timer_service().current_processing_time()
-        # one timer per period (Flink keeps one timer per key and timestamp)
-        ctx.timer_service().register_processing_time_timer(now - now % self.flush_ms + self.flush_ms)
+        _queue_for_next_tick(self.pending, ctx, self.flush_ms, value)
         return iter(())
 
     def on_timer(self, timestamp: int, ctx: KeyedProcessFunction.OnTimerContext) -> Iterable[Any]:
@@ -213,6 +208,14 @@ class MirrorStage(KeyedProcessFunction):
             self.cleanup.apply(decided)  # only after `Orders` has them: an order is always in one of the two
             self.pending.clear()
         return iter(())
+
+
+def _queue_for_next_tick(queue: Any, ctx: KeyedProcessFunction.Context, period_ms: int, value: Any) -> None:
+    """Add to the key's list state; its timer fires at the next multiple of the period (Flink keeps one timer per
+    key and timestamp, so a busy key still gets one timer per period)."""
+    queue.add(value)
+    now = ctx.timer_service().current_processing_time()
+    ctx.timer_service().register_processing_time_timer(now - now % period_ms + period_ms)
 
 
 def _retrying(call: Callable[[], T]) -> T:

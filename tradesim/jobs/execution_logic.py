@@ -4,8 +4,9 @@ Stage 1, keyed by symbol — `Book`: the latest quote and the resting orders of 
 cancels and ticks into `Decision`s (fill at a price, expire, cancel, reject) and never touches I/O.
 
 Stage 2, keyed by user — `settle`: turns a decision into the order's one terminal `OrderOutcome` with a single
-conditional UpdateItem on the user's portfolio item (outcome recorded under the order id together with the
-cash/position change). The first recorded outcome wins: on a replay (after a restore, when orders and ticks may
+conditional write on the user's portfolio item (outcome recorded under the order id together with the
+cash/position change); `settle_group` settles a user's queued decisions with one write. The first recorded
+outcome wins: on a replay (after a restore, when orders and ticks may
 interleave differently) the recorded outcome is re-emitted unchanged instead of the new decision.
 """
 
@@ -17,6 +18,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Generic, Literal, Protocol, TypeVar
 
+from tradesim.adapters.redis.portfolio_view import ViewPatch
 from tradesim.domain.errors import (
     InsufficientFunds,
     InsufficientShares,
@@ -134,18 +136,6 @@ class OutcomeStore(Protocol):
                    status: str = "executed", details: Any = None, placed_at_ms: int | None = None) -> Any:
         """Record the outcome + change atomically; raises OutcomeAlreadyRecorded/InsufficientFunds/...."""
         ...
-
-
-@dataclass(frozen=True)
-class ViewPatch:
-    """What one portfolio write changed, for the API's holdings view (see tradesim.adapters.redis.portfolio_view)."""
-
-    user_id: str
-    version: int
-    cash: Decimal
-    n_outcomes: int
-    symbol: str
-    quantity: int | None
 
 
 class Recording:

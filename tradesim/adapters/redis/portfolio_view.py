@@ -20,7 +20,6 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Protocol
 
 import redis
 import redis.asyncio as aredis
@@ -86,21 +85,16 @@ def _fields(h: Holdings) -> list[str]:
     return out
 
 
-class Change(Protocol):
-    """What one portfolio write changed (the execution job's ViewPatch)."""
+@dataclass(frozen=True)
+class ViewPatch:
+    """What one portfolio write changed: the execution job's patch of a user's view."""
 
-    @property
-    def user_id(self) -> str: ...
-    @property
-    def version(self) -> int: ...
-    @property
-    def cash(self) -> Decimal: ...
-    @property
-    def n_outcomes(self) -> int: ...
-    @property
-    def symbol(self) -> str: ...
-    @property
-    def quantity(self) -> int | None: ...
+    user_id: str
+    version: int
+    cash: Decimal
+    n_outcomes: int
+    symbol: str
+    quantity: int | None
 
 
 class ViewWriter:
@@ -114,15 +108,14 @@ class ViewWriter:
     def patch(self, user_id: str, *, version: int, cash: Decimal, n_outcomes: int, symbol: str,
               quantity: int | None) -> int:
         """1 applied, 0 no view or already newer, -1 a gap (view dropped). Raises redis.RedisError."""
-        return int(self._patch(keys=[view_key(user_id)], args=[
-            version, str(cash), n_outcomes, self._ttl_s, symbol, "" if quantity is None else quantity]))
+        return self.patch_all([ViewPatch(user_id, version, cash, n_outcomes, symbol, quantity)])[0]
 
-    def patch_all(self, changes: Iterable[Change]) -> list[int]:
-        """patch() each change in the order given, in one round trip. Raises redis.RedisError."""
+    def patch_all(self, patches: Iterable[ViewPatch]) -> list[int]:
+        """patch() each in the order given, in one round trip. Raises redis.RedisError."""
         pipe = self._client.pipeline(transaction=False)
-        for c in changes:
-            self._patch(keys=[view_key(c.user_id)], client=pipe, args=[
-                c.version, str(c.cash), c.n_outcomes, self._ttl_s, c.symbol, "" if c.quantity is None else c.quantity])
+        for p in patches:
+            self._patch(keys=[view_key(p.user_id)], client=pipe, args=[
+                p.version, str(p.cash), p.n_outcomes, self._ttl_s, p.symbol, "" if p.quantity is None else p.quantity])
         return [int(answer) for answer in pipe.execute()]
 
 
