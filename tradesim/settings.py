@@ -156,11 +156,10 @@ class TradingSettings(Section):
     price_buffer_pct: Decimal = Field(
         Decimal("2"), ge=0, description="Margin over the last price when the API checks a market buy is affordable."
     )
-    allow_short: bool = Field(False, description="Allow selling more than the position (off by default).")
-    outcome_horizon_min: int = Field(
-        60, ge=20, description="How far back a replay of `trade_orders` can reach (the topic keeps records for at "
-        "most 3/4 of this: retention + segment roll + deletion check) and how long the API keeps its pending-order "
-        "records. Recorded outcomes outlive it: they stay in `Orders`.")
+    processing_deadline_s: int = Field(
+        86_400, ge=1, description="An accepted order the execution job has not started processing this long after "
+        "it was placed expires instead (reason `not_processed_in_time`): how long the job, DynamoDB or the "
+        "cluster may be down without losing an accepted order. `trade_orders` keeps records an hour longer.")
     max_recent_orders: int = Field(
         1000, ge=10, le=2000, description="Recorded outcomes a user's portfolio item may hold (normally those of "
         "the last `outcome_live_s`; more while `Orders` lags); beyond it the API answers 429. Bounds the item far "
@@ -181,8 +180,8 @@ class TradingSettings(Section):
         "instead of per order.")
 
     @property
-    def outcome_horizon_ms(self) -> int:
-        return self.outcome_horizon_min * 60_000
+    def processing_deadline_ms(self) -> int:
+        return self.processing_deadline_s * 1000
 
     def fee_model(self) -> FeeModel:
         return FeeModel(per_share=self.fee_per_share, bps=self.fee_bps, minimum=self.fee_minimum)
@@ -232,9 +231,9 @@ class ApiSettings(Section):
     )
     store_timeout_s: float = Field(2.0, gt=0, description="Connect/read timeout of one Redis or DynamoDB call.")
     idempotency_ttl_s: int = Field(
-        3_600, ge=60, description="How long an Idempotency-Key's first answer is kept. A retry after that still gets "
-        "the same order id (derived from user and key), which the execution job has decided already, so it cannot "
-        "execute twice; it only gets a fresh 202 instead of the replayed one.")
+        3_600, ge=60, description="How long Redis keeps an Idempotency-Key's first answer (the fast path). A retry "
+        "after that finds the order's claim in `Orders`: the same body gets the same order (202, "
+        "Idempotent-Replayed), another body 409 — forever.")
     idempotency_wait_s: float = Field(
         10.0, gt=0, description="How long a concurrent request with a key in flight waits for the first answer."
     )

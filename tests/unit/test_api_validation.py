@@ -51,9 +51,9 @@ def test_market_buy_is_budgeted_at_the_ask_plus_buffer_and_fees() -> None:
     intent = OrderIntent("ACME", "buy", 10, "market")
     # 10 × 100.02 × 1.02 = 1020.204 → 1020.20, fee max(1.00, 0.05 + 0.102) = 1.00
     assert estimated_cost(intent, T, Decimal(2), FEES) == Decimal("1021.20")
-    check_affordable(intent, T, Decimal("1021.20"), 0, buffer_pct=Decimal(2), fees=FEES, allow_short=False)
+    check_affordable(intent, T, Decimal("1021.20"), 0, buffer_pct=Decimal(2), fees=FEES)
     with pytest.raises(InsufficientFunds):
-        check_affordable(intent, T, Decimal("1021.19"), 0, buffer_pct=Decimal(2), fees=FEES, allow_short=False)
+        check_affordable(intent, T, Decimal("1021.19"), 0, buffer_pct=Decimal(2), fees=FEES)
 
 
 def test_limit_buy_is_budgeted_at_the_limit_and_stop_buy_at_least_at_the_stop() -> None:
@@ -63,12 +63,23 @@ def test_limit_buy_is_budgeted_at_the_limit_and_stop_buy_at_least_at_the_stop() 
     assert estimated_cost(stop, T, Decimal(0), FEES) == Decimal("2001.00")
 
 
-def test_sells_need_the_position_unless_shorting_is_allowed() -> None:
+def test_sells_need_the_position() -> None:
     sell = OrderIntent("ACME", "sell", 5, "market")
-    check_affordable(sell, T, Decimal(0), 5, buffer_pct=Decimal(2), fees=FEES, allow_short=False)
-    with pytest.raises(InsufficientShares):
-        check_affordable(sell, T, Decimal(0), 4, buffer_pct=Decimal(2), fees=FEES, allow_short=False)
-    check_affordable(sell, T, Decimal(0), 0, buffer_pct=Decimal(2), fees=FEES, allow_short=True)
+    check_affordable(sell, T, Decimal(0), 5, buffer_pct=Decimal(2), fees=FEES)
+    for held in (4, 0):
+        with pytest.raises(InsufficientShares):
+            check_affordable(sell, T, Decimal(0), held, buffer_pct=Decimal(2), fees=FEES)
+
+
+def test_short_selling_is_not_a_setting_any_more() -> None:
+    """`trading.allow_short` was honoured by the API's pre-check but not by the job's write; it is gone, and an old
+    tradesim.toml or environment that still sets it is refused rather than silently ignored."""
+    from pydantic import ValidationError
+
+    from tradesim.settings import TradingSettings
+
+    with pytest.raises(ValidationError, match="allow_short"):
+        TradingSettings(allow_short=True)  # type: ignore[call-arg]
 
 
 @pytest.mark.parametrize("change", [

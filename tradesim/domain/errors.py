@@ -14,7 +14,7 @@ class InsufficientFunds(DomainError):
 
 
 class InsufficientShares(DomainError):
-    """A position would go negative (short selling is off)."""
+    """A position would go negative (there is no short selling)."""
 
 
 class OutcomeAlreadyRecorded(DomainError):

@@ -167,7 +167,7 @@ class OrderCancelRequested(Event):
 
 OrderStatus = Literal["executed", "rejected", "cancelled", "expired"]
 RejectReason = Literal["insufficient_funds", "insufficient_shares", "unknown_symbol", "expired", "invalid",
-                       "too_many_recent_orders"]
+                       "too_many_recent_orders", "not_processed_in_time"]
 
 
 class OrderOutcome(Event):

@@ -35,13 +35,12 @@ class Holdings:
 
     cash: Decimal
     positions: dict[str, int] = field(default_factory=dict)
-    allow_short: bool = False
 
     def check(self, symbol: str, change: Change) -> None:
-        """Raise if the change would leave negative cash or (without shorting) a negative position."""
+        """Raise if the change would leave negative cash or a negative position (there is no short selling)."""
         if self.cash + change.cash_delta < 0:
             raise InsufficientFunds(f"cash {self.cash} cannot cover {-change.cash_delta}")
-        if not self.allow_short and self.positions.get(symbol, 0) + change.qty_delta < 0:
+        if self.positions.get(symbol, 0) + change.qty_delta < 0:
             raise InsufficientShares(f"holds {self.positions.get(symbol, 0)} {symbol}, needs {-change.qty_delta}")
 
     def apply(self, symbol: str, change: Change) -> None:

@@ -69,7 +69,7 @@ def estimated_cost(intent: OrderIntent, tick: Tick, buffer_pct: Decimal, fees: F
 
 
 def check_affordable(intent: OrderIntent, tick: Tick, cash: Decimal, position: int, *, buffer_pct: Decimal,
-                     fees: FeeModel, allow_short: bool) -> None:
+                     fees: FeeModel) -> None:
     """Raises InsufficientFunds (buy) or InsufficientShares (sell) if the portfolio cannot cover the order now."""
     if intent.side == "buy":
         need = estimated_cost(intent, tick, buffer_pct, fees)
@@ -77,5 +77,5 @@ def check_affordable(intent: OrderIntent, tick: Tick, cash: Decimal, position: i
             raise InsufficientFunds(f"cash {cash} cannot cover the estimated {need} (price, buffer and fees) of "
                                     f"buying {intent.qty} {intent.symbol}")
         return
-    if not allow_short and position < intent.qty:
+    if position < intent.qty:
         raise InsufficientShares(f"holding {position} {intent.symbol}, cannot sell {intent.qty}")

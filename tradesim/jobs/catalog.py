@@ -46,7 +46,8 @@ def job_args(spec: JobSpec, settings: Settings, overrides: dict[str, str] | None
                  "group-id": "tradesim-bars", "out-of-orderness-ms": str(f.out_of_orderness_ms)}
     elif spec.name == "execution":
         args |= {"orders-topic": t.trade_orders, "market-topic": t.market_data, "executed-topic": t.trade_executed,
-                 "dead-letter-topic": t.dead_letter, "group-id": "tradesim-execution"}
+                 "dead-letter-topic": t.dead_letter, "group-id": "tradesim-execution",
+                 "processing-deadline-s": str(settings.trading.processing_deadline_s)}
     elif spec.name == "passthrough":
         args |= {"source-topic": t.market_data, "sink-topic": t.market_data + "_copy",
                  "group-id": "tradesim-passthrough"}

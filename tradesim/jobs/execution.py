@@ -12,7 +12,7 @@ Topology
                                      ┌───────────────────────┴──────────────────────┐
                   trade_executed (OrderOutcome JSON, key = user_id)   MirrorStage: batches of outcomes to the
                                                                       Orders items and the API's holdings view;
-                                                                      `accepted` for an order that rests
+                                                                      `in_book` for an order that rests
 
 Guarantees. State (books, queued decisions, unwritten mirror batches) is checkpointed; sources rewind to the
 last checkpoint on failure. A replayed order may match differently (orders and ticks interleave anew), but
@@ -67,6 +67,10 @@ def _settings() -> Any:
 class SymbolStage(KeyedCoProcessFunction):
     """Keyed by symbol: orders/cancels (input 1) and ticks (input 2) against one Book in state."""
 
+    def __init__(self, deadline_ms: int) -> None:
+        super().__init__()
+        self.deadline_ms = deadline_ms  # an order older than this when it arrives expires unmatched
+
     def open(self, runtime_context: RuntimeContext) -> None:
         from tradesim.adapters.redis.client import connect
         from tradesim.adapters.redis.prices import PriceCache
@@ -92,7 +96,7 @@ class SymbolStage(KeyedCoProcessFunction):
     def process_element1(self, value: Any, ctx: KeyedCoProcessFunction.Context) -> Iterable[Any]:
         book = self._book()
         if value.type == "order_placed":
-            decisions = book.on_order(value, self.slippage, self.fallback)
+            decisions = book.on_order(value, self.slippage, self.fallback, deadline_ms=self.deadline_ms)
         else:
             decisions = book.on_cancel(value)
         self.book_state.update(book)
@@ -168,14 +172,13 @@ class MirrorStage(KeyedProcessFunction):
     ordered) and BatchWriteItem calls. State and timers are checkpointed, so a batch caught by a checkpoint is
     flushed after a restore; the writes are idempotent, so replays may repeat them. Keyed by one constant: the
     batch is the subtask's whole stream (at any parallelism this operator is one subtask's work, which batching
-    makes light). A resting order's `accepted` write stays immediate and conditional (it must never replace an
+    makes light). A resting order's `in_book` mark stays immediate and conditional (it must never replace an
     outcome)."""
 
     def open(self, runtime_context: RuntimeContext) -> None:
         from tradesim.adapters.dynamodb.client import DynamoDB
         from tradesim.adapters.dynamodb.orders import OrderStore
         from tradesim.adapters.redis.client import connect
-        from tradesim.adapters.redis.pending import PendingCleaner
         from tradesim.adapters.redis.portfolio_view import ViewWriter
 
         s = _settings()
@@ -184,17 +187,13 @@ class MirrorStage(KeyedProcessFunction):
         client = connect(s.redis, timeout_s=0.5)
         self.view = logic.BestEffort(ViewWriter(client).patch_all,
                                       on_error=lambda exc: log.warning("holdings view not patched: %s", exc))
-        # the API's record of orders not yet in `Orders`: dropped once they are (else Redis holds an hour of them)
-        cleaner = PendingCleaner(client)
-        self.cleanup = logic.BestEffort(lambda decided: cleaner.forget((o.user_id, o.order_id) for o, _ in decided),
-                                        on_error=lambda exc: log.warning("pending orders not dropped: %s", exc))
         self.pending = runtime_context.get_list_state(ListStateDescriptor("pending", Types.PICKLED_BYTE_ARRAY()))
         self.flush_ms = s.trading.mirror_flush_ms
 
     def process_element(self, value: Any, ctx: KeyedProcessFunction.Context) -> Iterable[Any]:
         order, outcome, _patch = value
-        if outcome is None:  # the order rests: open, visible as accepted until its outcome
-            _retrying(lambda: self.orders.record_accepted(order))
+        if outcome is None:  # the order rests: open until its outcome, whatever the processing deadline
+            _retrying(lambda: self.orders.mark_in_book(order))
             return iter(())
         _queue_for_next_tick(self.pending, ctx, self.flush_ms, value)
         return iter(())
@@ -205,7 +204,6 @@ class MirrorStage(KeyedProcessFunction):
             self.view.apply([patch for _, _, patch in batch if patch is not None])
             decided = [(order, outcome) for order, outcome, _ in batch]
             _retrying(lambda: self.orders.record_outcomes(decided))
-            self.cleanup.apply(decided)  # only after `Orders` has them: an order is always in one of the two
             self.pending.clear()
         return iter(())
 
@@ -248,6 +246,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--dead-letter-topic", default="dead_letter")
     p.add_argument("--group-id", default="tradesim-execution")
     p.add_argument("--job-name", default=logic.JOB_NAME)
+    p.add_argument("--processing-deadline-s", type=int, default=86_400,
+                   help="an order that reaches the job later than this after its placing expires unmatched")
     p.add_argument("--checkpoint-interval-ms", type=int, default=5000)
     # An order crosses three exchanges (by symbol, by user, by order); at Flink's default 100 ms buffer timeout a
     # quiet stream waits up to that at each. 5 ms keeps latency low at a small cost in flushes under load.
@@ -296,7 +296,7 @@ def build(env: StreamExecutionEnvironment, args: argparse.Namespace) -> StreamTa
     decisions = (
         orders.connect(ticks)
         .key_by(lambda o: o.symbol or "", lambda t: t.symbol, key_type=Types.STRING())
-        .process(SymbolStage())
+        .process(SymbolStage(args.processing_deadline_s * 1000))
         .name("match by symbol")
     )
     row_type = Types.ROW_NAMED(["user_id", "payload"], [Types.STRING(), Types.STRING()])

@@ -38,10 +38,11 @@ from tradesim.domain.events import (
 )
 from tradesim.domain.fees import FeeModel
 from tradesim.domain.matching import Expire, Fill, Quote, Rest, SlippageModel, decide
+from tradesim.domain.orders import NOT_PROCESSED, overdue
 from tradesim.domain.portfolio import fill_change
 
-#: "rest": the order now rests in the book — not an outcome; the Orders mirror records it as `accepted`, so an open
-#: order stays visible after the API's short-lived pending record expires
+#: "rest": the order now rests in the book — not an outcome; the Orders mirror marks it `in_book`, so readers keep it
+#: open past the processing deadline
 Kind = Literal["fill", "expire", "cancel", "reject", "rest"]
 JOB_NAME = "tradesim-execution"
 T = TypeVar("T")
@@ -78,9 +79,15 @@ class Book:
     last_tick: tuple[int, int] = (-1, -1)
 
     def on_order(self, order: OrderPlaced, slippage: SlippageModel,
-                 fallback: Callable[[str], Quote | None] | None = None) -> list[Decision]:
+                 fallback: Callable[[str], Quote | None] | None = None, *, now_ms: int | None = None,
+                 deadline_ms: int | None = None) -> list[Decision]:
+        """`deadline_ms`: an order that reaches the book more than this after its placing expires unmatched
+        (the job was down, or behind, for longer than users were promised)."""
         if order.order_id in self.resting:
             return []  # a re-delivered order that already rests
+        now = _now_ms() if now_ms is None else now_ms
+        if deadline_ms is not None and overdue(order.placed_at_ms, now, deadline_ms):
+            return [Decision(order, "expire", reason=NOT_PROCESSED)]
         quote = self.quote
         if quote is None and fallback is not None:
             quote = fallback(order.symbol)  # no tick seen yet in this job: the market-data cache knows the price
@@ -160,11 +167,11 @@ class Recording:
 
 
 class BestEffort(Generic[T]):
-    """Hands each non-empty batch to `call`, for the Redis read models the job maintains; a failure pauses it.
+    """Hands each non-empty batch to `call`, for the Redis read model the job maintains; a failure pauses it.
 
-    Best effort because both are advisory: a missed holdings-view patch leaves a version gap, so the next patch
-    drops the view and the API reads DynamoDB; a pending-order entry not dropped expires with its TTL. After a
-    failure, calls pause for `pause_s` so a Redis outage costs the job one timeout, not one per batch."""
+    Best effort because the view is advisory: a missed holdings-view patch leaves a version gap, so the next patch
+    drops the view and the API reads DynamoDB. After a failure, calls pause for `pause_s` so a Redis outage costs
+    the job one timeout, not one per batch."""
 
     def __init__(self, call: Callable[[list[T]], object], *, pause_s: float = 5.0,
                  clock: Callable[[], float] = time.monotonic, on_error: Callable[[Exception], None] | None = None,

@@ -16,10 +16,15 @@ POM = Path(__file__).parent / "java" / "kafka" / "pom.xml"
 RETENTION_CHECK_MS = 60_000
 
 
-def orders_retention(outcome_horizon_ms: int) -> dict[str, str]:
-    """`trade_orders` config: a record lives at most retention + one segment + one deletion check, which stays
-    within the outcome horizon, so an order that can still be replayed always finds its recorded outcome."""
-    return {"retention.ms": str(outcome_horizon_ms // 2), "segment.ms": str(outcome_horizon_ms // 4)}
+#: how much longer than the processing deadline `trade_orders` keeps a record
+ORDERS_RETENTION_MARGIN_MS = 3_600_000
+
+
+def orders_retention(processing_deadline_ms: int) -> dict[str, str]:
+    """`trade_orders` config: every record outlives the processing deadline, so an accepted order is processed or
+    expired by the execution job, never deleted unseen while the job is down for less than the deadline."""
+    return {"retention.ms": str(processing_deadline_ms + ORDERS_RETENTION_MARGIN_MS),
+            "segment.ms": str(ORDERS_RETENTION_MARGIN_MS)}
 
 _LOG4J2 = """<?xml version="1.0" encoding="UTF-8"?>
 <Configuration status="WARN">
@@ -138,7 +143,8 @@ class Kafka(Component):
         return [
             TopicSpec(t.market_data, parts, retention),     # key: symbol
             TopicSpec(t.market_bars, parts, retention),     # key: symbol
-            TopicSpec(t.trade_orders, parts, orders_retention(self.settings.trading.outcome_horizon_ms)),  # key: user
+            TopicSpec(t.trade_orders, parts,  # key: user
+                      orders_retention(self.settings.trading.processing_deadline_ms)),
             TopicSpec(t.trade_executed, parts, retention),  # key: user
             TopicSpec(t.dead_letter, 1, retention),
         ]

@@ -15,7 +15,7 @@ from tradesim.adapters.dynamodb.orders import OrderStore
 from tradesim.adapters.dynamodb.tables import PORTFOLIOS, table_name
 from tradesim.adapters.redis.client import connect as redis_connect
 from tradesim.adapters.redis.portfolio_view import ViewWriter
-from tradesim.adapters.redis.prices import PriceCache
+from tradesim.adapters.redis.prices import PriceCache, price_key
 from tradesim.domain.events import OrderCancelRequested, OrderOutcome, OrderPlaced
 from tradesim.settings import Settings
 from tradesim.testing.factories import tick, unique_symbol
@@ -246,17 +246,19 @@ def test_health_ready_metrics_and_openapi(http: httpx.Client, user: User, symbol
     assert given.headers["x-request-id"] == "trace-123"
 
 
-def test_pending_order_gives_way_to_the_item_the_execution_job_writes(
+def test_an_accepted_order_is_in_orders_from_its_202_and_gives_way_to_its_outcome(
         http: httpx.Client, user: User, symbol: str, order_log: OrderLog, settings: Settings) -> None:
     placed = http.post("/orders", json=order(symbol, type="limit", limit_price="50"), headers=user.auth)
     assert placed.status_code == 202
     order_id = placed.json()["order_id"]
     (event,) = order_log.since(user.user_id)
     assert isinstance(event, OrderPlaced)
-    r = redis_connect(settings.redis)
-    assert r.exists(f"po:{order_id}")  # answered from the pending record until the job writes Orders
     db = DynamoDB(settings.dynamodb)
-    OrderStore(db).record_outcome(event, OrderOutcome(  # what the execution job's mirror writes
+    orders = OrderStore(db)
+    claimed = orders.get(order_id)  # claimed before the publish: no accepted order is ever unknown (404)
+    assert claimed is not None
+    assert (claimed["status"], claimed["placed_at_ms"]) == ("accepted", event.placed_at_ms)
+    orders.record_outcome(event, OrderOutcome(  # what the execution job's mirror writes
         order_id=order_id, user_id=user.user_id, symbol=symbol, side="buy", qty=10, status="cancelled",
         decided_at_ms=int(time.time() * 1000)))
     db.close()
@@ -264,8 +266,57 @@ def test_pending_order_gives_way_to_the_item_the_execution_job_writes(
     assert http.get("/orders", params={"status": "accepted"}, headers=user.auth).json() == {"orders": []}
     listed = http.get("/orders", headers=user.auth).json()["orders"]
     assert [(o["order_id"], o["status"]) for o in listed] == [(order_id, "cancelled")]
-    assert not r.exists(f"po:{order_id}")  # the listing met it in Orders and dropped the pending record
-    assert r.zscore(f"pu:{user.user_id}", order_id) is None
+
+
+def _forget_keys(settings: Settings, user: User) -> int:
+    """What an expired `api.idempotency_ttl_s`, a failed answer write or a Redis data loss leave: no key record.
+    Returns how many there were."""
+    r = redis_connect(settings.redis)
+    keys = list(r.scan_iter(f"idem:{user.user_id}:*"))
+    return int(r.delete(*keys)) if keys else 0
+
+
+def test_a_key_keeps_its_body_after_redis_forgot_it(http: httpx.Client, user: User, symbol: str,
+                                                    order_log: OrderLog, settings: Settings) -> None:
+    headers = {**user.auth, **_key()}
+    body = order(symbol, qty=1, type="limit", limit_price="50.00", time_in_force="gtc")
+    first = http.post("/orders", json=body, headers=headers)
+    assert first.status_code == 202
+    assert _forget_keys(settings, user) == 1
+    clash = http.post("/orders", json={**body, "qty": 2}, headers=headers)
+    assert clash.status_code == 409
+    assert clash.json()["code"] == "idempotency_mismatch"
+    _forget_keys(settings, user)
+    same = http.post("/orders", json={**body, "limit_price": "50"}, headers=headers)  # 50 is 50.00
+    assert same.status_code == 202
+    assert same.json() == first.json()
+    assert same.headers.get("idempotent-replayed") == "true"
+    # sent again unless the book has it (its first publish may have been lost), always with the first placing time,
+    # by which the execution job knows it
+    events = order_log.since(user.user_id)
+    assert {e.order_id for e in events} == {first.json()["order_id"]}
+    assert 1 <= len(events) <= 2
+    assert all(e == events[0] for e in events)
+
+
+def test_a_keyed_retry_is_the_first_order_even_when_its_check_would_now_fail(
+        http: httpx.Client, new_user: Callable[..., User], symbol: str, order_log: OrderLog, settings: Settings,
+) -> None:
+    poor = new_user(cash="1100")
+    headers = {**poor.auth, **_key()}
+    body = order(symbol, qty=10, type="limit", limit_price="100", time_in_force="gtc")
+    first = http.post("/orders", json=body, headers=headers)
+    assert first.status_code == 202
+    # the pre-check would now refuse it (the symbol lost its price), and Redis forgot the key
+    r = redis_connect(settings.redis)
+    assert r.delete(price_key(symbol)) == 1
+    assert _forget_keys(settings, poor) == 1
+    retry = http.post("/orders", json=body, headers=headers)
+    assert retry.status_code == 202, retry.text
+    assert retry.json() == first.json()
+    fresh = http.post("/orders", json=body, headers={**poor.auth, **_key()})  # a new key is a new order: checked
+    assert fresh.status_code == 422
+    assert fresh.json()["code"] == "unknown_symbol"
 
 
 def test_the_pre_check_reads_the_holdings_view_and_a_reset_drops_it(

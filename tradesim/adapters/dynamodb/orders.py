@@ -1,11 +1,12 @@
-"""The `Orders` table: one item per order, written by the execution job — the outcome, or `accepted` while the
-order rests (a conditional put that never overwrites a later status). Until then the API answers from its
-pending record in Redis.
+"""The `Orders` table: one item per order. The API claims it first (`accepted`, with the placing time and the
+body's hash, which are the order's for good); the execution job marks it when it reaches the book and replaces it
+with the terminal outcome.
 """
 
 from __future__ import annotations
 
 import time
+from decimal import Decimal
 from typing import Any
 
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
@@ -15,6 +16,7 @@ from tradesim.adapters.dynamodb.client import DynamoDB
 from tradesim.adapters.dynamodb.errors import conditional_write, translate
 from tradesim.adapters.dynamodb.tables import ORDERS, table_name
 from tradesim.domain.events import OrderOutcome, OrderPlaced
+from tradesim.ports import Unavailable
 
 _to_dynamo = TypeSerializer().serialize
 _from_dynamo = TypeDeserializer().deserialize
@@ -37,6 +39,16 @@ def order_item(order: OrderPlaced) -> dict[str, Any]:
     return item
 
 
+def placed_order(item: dict[str, Any]) -> OrderPlaced:
+    """The order as first placed, from its stored item (plain form, as `OrderStore.get` returns it)."""
+    return OrderPlaced(
+        order_id=item["order_id"], user_id=item["user_id"], symbol=item["symbol"], side=item["side"],
+        qty=int(item["qty"]), order_type=item["order_type"], time_in_force=item.get("time_in_force", "day"),
+        limit_price=None if item.get("limit_price") is None else Decimal(str(item["limit_price"])),
+        stop_price=None if item.get("stop_price") is None else Decimal(str(item["stop_price"])),
+        client_order_id=item.get("client_order_id"), placed_at_ms=int(item["placed_at_ms"]))
+
+
 def _plain(item: dict[str, Any]) -> dict[str, Any]:
     out = {k: _from_dynamo(v) for k, v in item.items()}
     for k, v in list(out.items()):
@@ -52,11 +64,45 @@ class OrderStore:
         self.db = db
         self.table = table_name(db.settings, ORDERS)
 
-    def record_accepted(self, order: OrderPlaced) -> bool:
-        """Write the accepted order unless an item exists already; returns False if it did. Raises Unavailable."""
-        return conditional_write(lambda: self.db.client.put_item(
-            TableName=self.table, Item={k: _to_dynamo(v) for k, v in order_item(order).items()},
-            ConditionExpression="attribute_not_exists(order_id)"), f"record order {order.order_id!r}")
+    def claim(self, order: OrderPlaced) -> dict[str, Any] | None:
+        """Record the accepted order unless its id is taken. None: this call recorded it; else the stored item
+        (whose placing time and body stand, whatever this request says). Raises Unavailable."""
+        item = {k: _to_dynamo(v) for k, v in order_item(order).items()}
+        for _ in range(3):  # the holder may release its claim between our put and our read
+            if conditional_write(lambda: self.db.client.put_item(
+                    TableName=self.table, Item=item, ConditionExpression="attribute_not_exists(order_id)"),
+                    f"record order {order.order_id!r}"):
+                return None
+            stored = self.get(order.order_id)
+            if stored is not None:
+                return stored
+        raise Unavailable(f"order {order.order_id!r} keeps being claimed and released; retry")
+
+    def release(self, order: OrderPlaced) -> None:
+        """Undo our claim after Kafka refused the order for certain (a claim someone else holds stays).
+        Raises Unavailable."""
+        conditional_write(lambda: self.db.client.delete_item(
+            TableName=self.table, Key={"order_id": {"S": order.order_id}},
+            ConditionExpression="#st = :accepted AND placed_at_ms = :p AND attribute_not_exists(in_book)",
+            ExpressionAttributeNames={"#st": "status"},
+            ExpressionAttributeValues={":accepted": {"S": ACCEPTED}, ":p": {"N": str(order.placed_at_ms)}},
+        ), f"release order {order.order_id!r}")
+
+    def mark_in_book(self, order: OrderPlaced) -> bool:
+        """Note that the order reached the book (it rests there), so readers keep it open past the processing
+        deadline; creates the item for an order that bypassed the API. Never replaces an outcome: False then.
+        Raises Unavailable."""
+        fields = {k: v for k, v in order_item(order).items() if k != "order_id"}
+        names = {f"#f{i}": k for i, k in enumerate(fields)}
+        values = {f":v{i}": _to_dynamo(v) for i, v in enumerate(fields.values())}
+        sets = ", ".join(f"#f{i} = if_not_exists(#f{i}, :v{i})" for i in range(len(fields)))
+        return conditional_write(lambda: self.db.client.update_item(
+            TableName=self.table, Key={"order_id": {"S": order.order_id}},
+            UpdateExpression=f"SET {sets}, in_book = :yes",
+            ConditionExpression="attribute_not_exists(order_id) OR #st = :accepted",
+            ExpressionAttributeNames={**names, "#st": "status"},
+            ExpressionAttributeValues={**values, ":yes": {"BOOL": True}, ":accepted": {"S": ACCEPTED}},
+        ), f"mark order {order.order_id!r} in the book")
 
     def existing(self, order_ids: list[str]) -> set[str]:
         """Which of these orders have an item. Raises Unavailable."""

@@ -2,7 +2,9 @@
 
 One thread serves librdkafka's delivery reports and resolves each record's future on the event loop. The
 record's deadline is librdkafka's own `message.timeout.ms`, so a failure we report is librdkafka's final word:
-no later retry can still deliver a record after we answered that it failed.
+no later retry can still deliver a record after we answered that it failed. But a record that timed out after it
+was sent may have been written (librdkafka cannot know whether the broker took it): that is reported as
+`KafkaOutcomeUnknown`, the rest as a plain `KafkaDeliveryError` (certainly not written).
 """
 
 from __future__ import annotations
@@ -14,8 +16,17 @@ import time
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from tradesim.adapters.kafka.client import producer as make_producer
-from tradesim.adapters.kafka.errors import KafkaDeliveryError, KafkaUnavailable
+from tradesim.adapters.kafka.errors import KafkaDeliveryError, KafkaOutcomeUnknown, KafkaUnavailable
 from tradesim.settings import KafkaSettings
+
+#: delivery errors after which the record is certainly not on the log: the broker refused it, or it never left
+#: this process. Any other failure (a timeout, a lost connection) may follow a write the broker did make.
+_NOT_WRITTEN = frozenset({
+    KafkaError.MSG_SIZE_TOO_LARGE, KafkaError.INVALID_MSG,
+    KafkaError.TOPIC_AUTHORIZATION_FAILED, KafkaError.UNKNOWN_TOPIC_OR_PART, KafkaError._UNKNOWN_TOPIC,
+    KafkaError._UNKNOWN_PARTITION, KafkaError.INVALID_RECORD, KafkaError.RECORD_LIST_TOO_LARGE,
+    KafkaError._INVALID_ARG, KafkaError._PURGE_QUEUE,
+})
 
 
 class AckedProducer:
@@ -48,7 +59,8 @@ class AckedProducer:
                 producer.poll(0.05)
 
     async def send(self, topic: str, key: bytes, value: bytes) -> None:
-        """Produce and wait for the broker's acknowledgement. Raises KafkaDeliveryError (not written)."""
+        """Produce and wait for the broker's acknowledgement. Raises KafkaOutcomeUnknown (perhaps written) or
+        KafkaDeliveryError (not written)."""
         loop = asyncio.get_running_loop()
         done: asyncio.Future[None] = loop.create_future()
 
@@ -57,8 +69,10 @@ class AckedProducer:
                 return
             if err is None:
                 done.set_result(None)
+            elif err.code() in _NOT_WRITTEN:
+                done.set_exception(KafkaDeliveryError(f"Kafka refused the record: {err.str()}"))
             else:
-                done.set_exception(KafkaDeliveryError(f"Kafka did not acknowledge the record: {err.str()}"))
+                done.set_exception(KafkaOutcomeUnknown(f"Kafka did not acknowledge the record: {err.str()}"))
 
         def on_delivery(err: KafkaError | None, _msg: Message) -> None:
             loop.call_soon_threadsafe(settle, err)

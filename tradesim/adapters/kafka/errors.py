@@ -9,3 +9,7 @@ class KafkaUnavailable(Exception):
 
 class KafkaDeliveryError(Exception):
     """A produced message was not acknowledged."""
+
+
+class KafkaOutcomeUnknown(KafkaDeliveryError):
+    """The record was sent but not acknowledged in time: it may or may not be on the log."""

@@ -32,14 +32,18 @@ class Problem(BaseModel):
     message: str = Field(description="what went wrong, for people")
     request_id: str | None = Field(None, description="the request's X-Request-ID")
     errors: list[FieldError] | None = Field(None, description="field errors of a 422 `invalid_request`")
+    order_id: str | None = Field(None, description="the order of a 503 `outcome_unknown`: retry with the same "
+                                 "Idempotency-Key, or look it up")
 
 
 class ApiError(Exception):
-    def __init__(self, status: int, code: str, message: str, headers: dict[str, str] | None = None) -> None:
+    def __init__(self, status: int, code: str, message: str, headers: dict[str, str] | None = None,
+                 **extra: Any) -> None:
         self.status = status
         self.code = code
         self.message = message
         self.headers = headers or {}
+        self.extra = extra  # more fields of the body, e.g. the order id of `outcome_unknown`
         super().__init__(f"{status} {code}: {message}")
 
 
@@ -65,7 +69,7 @@ def install(app: FastAPI, retry_after_s: int) -> None:
 
     @app.exception_handler(ApiError)
     async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
-        return problem(request, exc.status, exc.code, exc.message, exc.headers)
+        return problem(request, exc.status, exc.code, exc.message, exc.headers, **exc.extra)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -25,7 +25,8 @@ STORE_LATENCY = Histogram("tradesim_api_store_seconds", "Redis / DynamoDB call l
 STORE_ERRORS = Counter("tradesim_api_store_errors_total", "Failed Redis / DynamoDB calls", ["store", "op"])
 ORDERS = Counter("tradesim_api_orders_total", "POST /orders outcomes", ["outcome"])
 ORDER_RECORD_FAILURES = Counter("tradesim_api_order_record_failures_total",
-                                "Accepted orders whose pending record could not be kept in Redis after the Kafka ack")
+                                "Accepted orders whose Idempotency-Key answer could not be kept in Redis after the "
+                                "Kafka ack (a retry then finds the order's claim in Orders)")
 
 T = TypeVar("T")
 

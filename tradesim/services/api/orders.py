@@ -1,13 +1,16 @@
 """/orders: place (validated, idempotent, acknowledged by Kafka before 202), show, list, cancel.
 
 Placing an order, in order: claim the Idempotency-Key (Redis SET NX with the body's hash) → price fresh in Redis
-and portfolio able to cover it (advisory: the Redis holdings view, filled from DynamoDB when missing) →
-`OrderPlaced` on `trade_orders`, wait for Kafka's ack → one Redis pipeline keeps the answer under the key and
-the order as pending → 202. Any failure before the ack releases the claim and answers an error, so nothing is
-half-done.
+and portfolio able to cover it (advisory: the Redis holdings view, filled from DynamoDB when missing) → claim the
+order id in `Orders` (a conditional put: the first claim's placing time and body are the order's for good) →
+`OrderPlaced` on `trade_orders`, wait for Kafka's ack → keep the key's answer in Redis → 202. A Kafka refusal
+releases both claims; an unknown Kafka outcome keeps the order's claim and answers 503 `outcome_unknown`.
 
-Reading: the `Orders` item the execution job writes (the outcome, or `accepted` once an order rests) is the
-truth; until it exists the order is answered from its pending record (`adapters.redis.pending`).
+The Redis key record is the fast path; the `Orders` claim is what makes a key safe forever: a retry the Redis
+record no longer covers finds the claim, gets 409 for another body, or else the first order again (re-published
+while it is still `accepted`; the execution job decides each order id once).
+
+Reading: the `Orders` item is the truth (accepted from the claim on; the outcome once the job recorded it).
 """
 
 from __future__ import annotations
@@ -26,14 +29,15 @@ import redis
 from fastapi import APIRouter, Header, Path, Query, Response
 
 from tradesim.adapters.dynamodb.accounts import Account
-from tradesim.adapters.dynamodb.orders import order_item
-from tradesim.adapters.kafka.errors import KafkaDeliveryError
+from tradesim.adapters.dynamodb.orders import placed_order
+from tradesim.adapters.kafka.errors import KafkaDeliveryError, KafkaOutcomeUnknown
 from tradesim.adapters.redis import quotes
 from tradesim.adapters.redis.idempotency import Record, record_key
 from tradesim.adapters.redis.portfolio_view import Holdings
 from tradesim.adapters.redis.portfolio_view import decode as decode_view
 from tradesim.domain.errors import InsufficientFunds, InsufficientShares
 from tradesim.domain.events import OrderCancelRequested, OrderPlaced, Tick, encode
+from tradesim.domain.orders import body_hash, shown_status
 from tradesim.domain.precheck import (
     OrderIntent,
     StalePrice,
@@ -66,10 +70,10 @@ def intent_of(body: OrderRequest) -> OrderIntent:
                        stop_price=None if body.stop_price is None else Decimal(body.stop_price))
 
 
-async def _publish(res: Resources, event: OrderPlaced | OrderCancelRequested, encoded: bytes | None = None) -> None:
+async def _publish(res: Resources, event: OrderPlaced | OrderCancelRequested) -> None:
     start = time.perf_counter()
     try:
-        await res.kafka.send(res.settings.topics.trade_orders, event.key, encoded or encode(event))
+        await res.kafka.send(res.settings.topics.trade_orders, event.key, encode(event))
     except KafkaDeliveryError:
         metrics.KAFKA_ERRORS.labels(event.type).inc()
         raise
@@ -119,13 +123,70 @@ async def _gate(res: Resources, user: Account, limit: int, symbol: str, key: str
     return Gate(wait_s=wait_s, held=held, price=quotes.decode_latest(next(answers)), view=decode_view(next(answers)))
 
 
-async def _place(res: Resources, user: Account, body: OrderRequest, order_id: str,
-                 gate: Gate | None) -> tuple[OrderPlaced, bytes]:
-    """Validate and publish; returns the acknowledged event (and its JSON). Raises ApiError before the ack.
+@dataclass(frozen=True)
+class Placed:
+    """An accepted order: this request's, or (`replayed`) the one first placed under the same id."""
 
-    `gate`: the price and holdings read with the claim; None when the claim came later (re-read them)."""
-    trading = res.settings.trading
+    order: OrderPlaced
+    replayed: bool = False
+
+
+async def _place(res: Resources, user: Account, body: OrderRequest, order_id: str, gate: Gate | None, *,
+                 keyed: bool) -> Placed:
+    """Validate, claim the order id and publish; returns the acknowledged order. Raises ApiError before the ack.
+
+    `gate`: the price and holdings read with the claim; None when the claim came later (re-read them). `keyed`:
+    the id comes from an Idempotency-Key, so it may have been placed before."""
+    now_ms = int(time.time() * 1000)
     intent = intent_of(body)
+    event = OrderPlaced(order_id=order_id, user_id=user.user_id, symbol=body.symbol, side=body.side, qty=body.qty,
+                        order_type=body.type, limit_price=intent.limit_price, stop_price=intent.stop_price,
+                        time_in_force=body.time_in_force, client_order_id=body.client_order_id, placed_at_ms=now_ms)
+    try:
+        await _check(res, user, body, intent, gate, now_ms)
+    except ApiError:
+        # a keyed retry of an order accepted before is that order, whatever the market or the account says now
+        first = await _stored(res, event) if keyed else None
+        if first is None:
+            raise
+        return await _replay(res, event, first)
+    with metrics.timed("dynamodb", "order_claim"):
+        first = await anyio.to_thread.run_sync(res.orders.claim, event)
+    if first is not None:
+        return await _replay(res, event, first)
+    try:
+        await _publish(res, event)
+    except KafkaOutcomeUnknown:
+        raise ApiError(503, "outcome_unknown", "Kafka did not confirm the order in time; it may or may not be "
+                       "placed: retry with the same Idempotency-Key, or look the order up",
+                       {"Retry-After": str(res.settings.api.retry_after_s)}, order_id=order_id) from None
+    except KafkaDeliveryError:
+        with metrics.timed("dynamodb", "order_release"):
+            await anyio.to_thread.run_sync(res.orders.release, event)
+        raise
+    return Placed(event)
+
+
+async def _stored(res: Resources, event: OrderPlaced) -> dict[str, Any] | None:
+    with metrics.timed("dynamodb", "order_get"):
+        return await anyio.to_thread.run_sync(res.orders.get, event.order_id)
+
+
+async def _replay(res: Resources, event: OrderPlaced, stored: dict[str, Any]) -> Placed:
+    """This request's order id was claimed before: the same body is that order again (sent once more while no
+    outcome and no book has it: its first publish may be lost), another body is refused."""
+    first = placed_order(stored)
+    if first.user_id != event.user_id or body_hash(first) != body_hash(event):
+        raise ApiError(409, "idempotency_mismatch", "this Idempotency-Key was used with a different request body")
+    if stored.get("status") == "accepted" and not stored.get("in_book"):
+        await _publish(res, first)  # the first placing time travels again, so the job knows the order
+    return Placed(first, replayed=True)
+
+
+async def _check(res: Resources, user: Account, body: OrderRequest, intent: OrderIntent, gate: Gate | None,
+                 now_ms: int) -> None:
+    """The advisory pre-check: fresh price, portfolio present and not full, order affordable. Raises ApiError."""
+    trading = res.settings.trading
     if gate is None:
         cached = await metrics.atimed("redis", "price", lambda: quotes.latest(res.redis, body.symbol))
         held = await metrics.atimed("redis", "portfolio_view", lambda: res.view.get(user.user_id))
@@ -133,7 +194,6 @@ async def _place(res: Resources, user: Account, body: OrderRequest, order_id: st
         cached, held = gate.price, gate.view
     if held is None:
         held = await _holdings(res, user.user_id)
-    now_ms = int(time.time() * 1000)
     try:
         tick = check_fresh(body.symbol, cached, now_ms, res.stale_after_s)
     except UnknownSymbol as exc:
@@ -153,35 +213,25 @@ async def _place(res: Resources, user: Account, body: OrderRequest, order_id: st
                        f"{trading.max_recent_orders}", {"Retry-After": "10"})
     try:
         check_affordable(intent, tick, held.cash, held.position(body.symbol), buffer_pct=trading.price_buffer_pct,
-                         fees=trading.fee_model(), allow_short=trading.allow_short)
+                         fees=trading.fee_model())
     except InsufficientFunds as exc:
         raise ApiError(422, "insufficient_funds", str(exc)) from None
     except InsufficientShares as exc:
         raise ApiError(422, "insufficient_shares", str(exc)) from None
-    event = OrderPlaced(order_id=order_id, user_id=user.user_id, symbol=body.symbol, side=body.side, qty=body.qty,
-                        order_type=body.type, limit_price=intent.limit_price, stop_price=intent.stop_price,
-                        time_in_force=body.time_in_force, client_order_id=body.client_order_id, placed_at_ms=now_ms)
-    encoded = encode(event)
-    await _publish(res, event, encoded)
-    return event, encoded
 
 
-async def _remember(res: Resources, event: OrderPlaced, encoded: bytes,
-                    idempotent: tuple[str, str, dict[str, Any]] | None) -> None:
-    """After the ack: one pipeline keeps the pending order (and the key's answer). The answer is 202 whatever
-    happens here; a lost pending record only hides the order until the execution job writes its Orders item."""
+async def _remember(res: Resources, key: str, digest: str, answer: dict[str, Any]) -> None:
+    """After the ack: keep the key's answer, so a retry gets it without a store round trip. The answer is 202
+    whatever happens here; a retry without it finds the order's claim in `Orders`."""
     pipe = res.redis.pipeline(transaction=False)
-    res.pending.add(pipe, event, encoded.decode())
-    if idempotent is not None:
-        res.idempotency.finish_on(pipe, *idempotent)
+    res.idempotency.finish_on(pipe, key, digest, answer)
     try:
-        with metrics.timed("redis", "order_pending"):
+        with metrics.timed("redis", "idempotency_finish"):
             await pipe.execute()
     except redis.RedisError as exc:
         metrics.ORDER_RECORD_FAILURES.inc()
-        # a retry after the key's claim expires republishes the same order id, which the execution job records once
-        log.error("order acknowledged by Kafka but its pending record (and idempotent answer) not kept",
-                  extra={"order_id": event.order_id, "error": str(exc)})
+        log.error("order acknowledged by Kafka but its idempotent answer not kept",
+                  extra={"order_id": answer["order_id"], "error": str(exc)})
 
 
 @router.post("", status_code=202, response_model=OrderAccepted,
@@ -204,13 +254,12 @@ async def place_order(
         raise rate_limited(limit, gate.wait_s)
     if key is None:
         try:
-            event, encoded = await _place(res, user, body, "o_" + uuid.uuid4().hex, gate)
+            placed = await _place(res, user, body, "o_" + uuid.uuid4().hex, gate, keyed=False)
         except ApiError as exc:
             metrics.ORDERS.labels(exc.code).inc()
             raise
         metrics.ORDERS.labels("accepted").inc()
-        await _remember(res, event, encoded, None)
-        return OrderAccepted(order_id=event.order_id, status="accepted")
+        return OrderAccepted(order_id=placed.order.order_id, status="accepted")
     held, prefetched = gate.held, gate
     deadline = time.monotonic() + res.settings.api.idempotency_wait_s
     pause = _POLL_MIN_S
@@ -232,16 +281,18 @@ async def place_order(
         with metrics.timed("redis", "idempotency_claim"):
             held = await res.idempotency.claim(key, digest)
     try:
-        event, encoded = await _place(res, user, body, order_id_for(user.user_id, idempotency_key or ""),
-                                      prefetched)
+        placed = await _place(res, user, body, order_id_for(user.user_id, idempotency_key or ""), prefetched,
+                              keyed=True)
     except BaseException as exc:
-        # no event was acknowledged: free the key so the client can retry it
+        # no event was acknowledged (or, outcome_unknown, perhaps one was): free the key so a retry can ask again
         metrics.ORDERS.labels(exc.code if isinstance(exc, ApiError) else "error").inc()
         await _release(res, key, digest)
         raise
-    metrics.ORDERS.labels("accepted").inc()
-    answer = {"order_id": event.order_id, "status": "accepted"}
-    await _remember(res, event, encoded, (key, digest, answer))
+    if placed.replayed:
+        response.headers["Idempotent-Replayed"] = "true"
+    metrics.ORDERS.labels("replayed" if placed.replayed else "accepted").inc()
+    answer = {"order_id": placed.order.order_id, "status": "accepted"}
+    await _remember(res, key, digest, answer)
     return OrderAccepted(**answer)
 
 
@@ -252,35 +303,31 @@ async def _release(res: Resources, key: str, digest: str) -> None:
         log.warning("could not release an idempotency claim; it expires by itself", extra={"key": key})
 
 
-def _order(item: dict[str, Any]) -> Order:
+def _order(item: dict[str, Any], res: Resources) -> Order:
     text = {k: str(item[k]) for k in ("limit_price", "stop_price", "fill_price", "fee") if item.get(k) is not None}
+    placed_at_ms = int(item["placed_at_ms"])
+    status, overdue_reason = shown_status(item.get("status", "accepted"), bool(item.get("in_book")), placed_at_ms,
+                                          int(time.time() * 1000), res.settings.trading.processing_deadline_ms)
     return Order(order_id=item["order_id"], user_id=item["user_id"], symbol=item["symbol"], side=item["side"],
                  qty=int(item["qty"]), type=item["order_type"], time_in_force=item.get("time_in_force", "day"),
-                 client_order_id=item.get("client_order_id"), status=item.get("status", "accepted"),
-                 placed_at_ms=int(item["placed_at_ms"]), reason=item.get("reason"),
-                 decided_at_ms=item.get("decided_at_ms"), **text)
+                 client_order_id=item.get("client_order_id"), status=status, placed_at_ms=placed_at_ms,
+                 reason=overdue_reason or item.get("reason"), decided_at_ms=item.get("decided_at_ms"), **text)
 
 
-async def _own(res: Resources, user: Account, order_id: str) -> dict[str, Any]:
+async def _own(res: Resources, user: Account, order_id: str) -> Order:
     with metrics.timed("dynamodb", "order_get"):
         item = await anyio.to_thread.run_sync(res.orders.get, order_id)
-    if item is None:
-        pending = await metrics.atimed("redis", "order_pending_get", lambda: res.pending.get(order_id))
-        item = None if pending is None else order_item(pending)
-    if item is None:  # the job may have written `Orders` and dropped the pending entry between our two reads
-        with metrics.timed("dynamodb", "order_get"):
-            item = await anyio.to_thread.run_sync(res.orders.get, order_id)
     if item is None:
         raise ApiError(404, "order_not_found", f"no order {order_id!r}")
     if item.get("user_id") != user.user_id:
         raise ApiError(403, "forbidden", f"order {order_id!r} belongs to another user")
-    return item
+    return _order(item, res)
 
 
 @router.get("/{order_id}", response_model=Order, responses=responses(401, 403, 404, 422, 429, 503))
 async def get_order(user: CurrentUser, res: Res, order_id: str = OrderIdPath) -> Order:
     """One of the caller's orders; status `accepted` until the execution job records its outcome."""
-    return _order(await _own(res, user, order_id))
+    return await _own(res, user, order_id)
 
 
 @router.get("", response_model=OrderList, responses=responses(401, 422, 429, 503))
@@ -294,35 +341,18 @@ async def list_orders(
     with metrics.timed("dynamodb", "orders_by_user"):
         items = await anyio.to_thread.run_sync(
             lambda: res.orders.by_user(user.user_id, status=status, symbol=symbol, limit=limit))
-    if status in (None, "accepted"):
-        items = await _with_pending(res, user.user_id, items, symbol, limit)
-    return OrderList(orders=[_order(i) for i in items])
-
-
-async def _with_pending(res: Resources, user_id: str, items: list[dict[str, Any]], symbol: str | None,
-                        limit: int) -> list[dict[str, Any]]:
-    """Add the pending orders the job has not written yet; forget those it has (they are in `Orders` now)."""
-    pending = [p for p in await metrics.atimed("redis", "orders_pending", lambda: res.pending.of_user(user_id))
-               if symbol is None or p.symbol == symbol]
-    listed = {i["order_id"] for i in items}
-    unlisted = [p.order_id for p in pending if p.order_id not in listed]
-    written = set(listed)
-    if unlisted:
-        with metrics.timed("dynamodb", "orders_exist"):
-            written |= await anyio.to_thread.run_sync(res.orders.existing, unlisted)
-    await res.pending.forget(user_id, [p.order_id for p in pending if p.order_id in written])
-    merged = items + [order_item(p) for p in pending if p.order_id not in written]
-    merged.sort(key=lambda i: int(i["placed_at_ms"]), reverse=True)
-    return merged[:limit]
+    orders = [_order(i, res) for i in items]
+    # an overdue `accepted` order shows as expired (see shown_status): not what `status=accepted` asks for
+    return OrderList(orders=[o for o in orders if status is None or o.status == status])
 
 
 @router.delete("/{order_id}", status_code=202, response_model=CancelAccepted,
                responses=responses(401, 403, 404, 409, 422, 429, 503))
 async def cancel_order(user: CurrentUser, res: Res, order_id: str = OrderIdPath) -> CancelAccepted:
     """Ask to cancel a resting order; 202 once Kafka acknowledged `OrderCancelRequested` (the job decides)."""
-    item = await _own(res, user, order_id)
-    if item.get("status") in TERMINAL:
-        raise ApiError(409, "order_not_open", f"order {order_id!r} is already {item['status']}")
-    await _publish(res, OrderCancelRequested(order_id=order_id, user_id=user.user_id, symbol=item["symbol"],
+    order = await _own(res, user, order_id)
+    if order.status in TERMINAL:
+        raise ApiError(409, "order_not_open", f"order {order_id!r} is already {order.status}")
+    await _publish(res, OrderCancelRequested(order_id=order_id, user_id=user.user_id, symbol=order.symbol,
                                              requested_at_ms=int(time.time() * 1000)))
     return CancelAccepted(order_id=order_id)

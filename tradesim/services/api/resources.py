@@ -15,7 +15,6 @@ from tradesim.adapters.dynamodb.orders import OrderStore
 from tradesim.adapters.dynamodb.portfolios import PortfolioStore
 from tradesim.adapters.kafka.acked import AckedProducer
 from tradesim.adapters.redis.idempotency import IdempotencyStore
-from tradesim.adapters.redis.pending import PendingOrders
 from tradesim.adapters.redis.portfolio_view import PortfolioView
 from tradesim.adapters.redis.quotes import connect_async
 from tradesim.adapters.redis.ratelimit import RateLimiter
@@ -42,7 +41,6 @@ class Resources:
     orders: OrderStore = field(init=False)
     portfolios: PortfolioStore = field(init=False)
     view: PortfolioView = field(init=False)
-    pending: PendingOrders = field(init=False)
     _keys: dict[str, tuple[Account, float]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -54,8 +52,6 @@ class Resources:
         self.orders = OrderStore(self.db)
         self.portfolios = PortfolioStore(self.db)
         self.view = PortfolioView(self.redis)
-        # the job writes an order's Orders item long before the outcome horizon ends; the record outlives it
-        self.pending = PendingOrders(self.redis, ttl_s=self.settings.trading.outcome_horizon_min * 60)
 
     @property
     def stale_after_s(self) -> float:

@@ -101,7 +101,8 @@ class Order(BaseModel):
     client_order_id: str | None = None
     status: str = Field(description="accepted, then executed | rejected | cancelled | expired")
     placed_at_ms: int
-    reason: str | None = Field(None, description="why a rejected order was refused")
+    reason: str | None = Field(None, description="why a rejected order was refused, or why one expired "
+                               "(`not_processed_in_time`: see `trading.processing_deadline_s`)")
     fill_price: str | None = None
     fee: str | None = None
     decided_at_ms: int | None = None
