@@ -49,9 +49,9 @@ def test_the_apis_pending_record_is_dropped_once_orders_holds_the_outcome(ex: Ex
     import asyncio
 
     import redis.asyncio as aredis
+    from tradesim.adapters.redis.pending import PendingOrders
 
     from tradesim.adapters.redis.client import connect
-    from tradesim.adapters.redis.pending import PendingOrders
     from tradesim.domain.events import encode
 
     user = ex.account("10000")
