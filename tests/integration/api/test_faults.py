@@ -6,12 +6,15 @@ at a closed port), so the shared stack stays up for the other tests.
 
 from __future__ import annotations
 
+import os
+import signal
 from collections.abc import Callable
 
 import httpx
 import pytest
 
 from tradesim.settings import Settings
+from tradesim.stack.supervisor import Supervisor
 
 from .conftest import OrderLog, User, free_port, order
 
@@ -66,3 +69,30 @@ def test_dynamodb_down_is_503(api_with: Callable[..., httpx.Client], user: User,
     _assert_503(broken.post("/orders", json=order(symbol), headers={**user.auth, "Idempotency-Key": "d-1"}))
     assert broken.get("/readyz").json()["checks"]["dynamodb"] != "ok"
     assert order_log.since(user.user_id) == []
+
+
+def test_a_post_while_the_broker_is_frozen_is_503_outcome_unknown_and_a_retry_places_that_order(
+        api_with: Callable[..., httpx.Client], http: httpx.Client, user: User, symbol: str, order_log: OrderLog,
+        supervisor: Supervisor) -> None:
+    """SIGSTOP leaves the broker's socket open: the record is sent, then no ack comes within the deadline — the
+    librdkafka "possibly persisted" case. After SIGCONT the broker may well write it; a retry with the key is safe."""
+    short = api_with(api={"kafka_timeout_s": 2})
+    assert short.post("/orders", json=order(symbol, qty=1), headers=user.auth).status_code == 202  # connected
+    (kafka,) = [c for c in supervisor.status() if c.name == "kafka"]
+    assert kafka.pid is not None
+    headers = {**user.auth, "Idempotency-Key": "frozen-broker-1"}
+    os.kill(kafka.pid, signal.SIGSTOP)
+    try:
+        answer = short.post("/orders", json=order(symbol, qty=2), headers=headers)
+    finally:
+        os.kill(kafka.pid, signal.SIGCONT)
+    assert answer.status_code == 503, answer.text
+    assert answer.json()["code"] == "outcome_unknown"
+    order_id = answer.json()["order_id"]
+    retry = http.post("/orders", json=order(symbol, qty=2), headers=headers)
+    assert retry.status_code == 202, retry.text
+    assert retry.json()["order_id"] == order_id
+    assert http.get(f"/orders/{order_id}", headers=user.auth).json()["qty"] == 2
+    copies = [e for e in order_log.since(user.user_id) if e.order_id == order_id]
+    assert 1 <= len(copies) <= 2  # the frozen send may have landed after SIGCONT: the same event, twice
+    assert all(c == copies[0] for c in copies)

@@ -1,4 +1,4 @@
-"""The Orders status mirror the execution job writes, against the real dynalite."""
+"""The `Orders` table against the real dynalite: the API's claim, the job's in-book mark and outcomes."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from decimal import Decimal
 import pytest
 
 from tradesim.adapters.dynamodb.client import DynamoDB
-from tradesim.adapters.dynamodb.orders import OrderStore
+from tradesim.adapters.dynamodb.orders import OrderStore, placed_order
 from tradesim.domain.events import OrderOutcome, OrderPlaced
 from tradesim.settings import Settings
 
@@ -32,14 +32,15 @@ def _outcome(o: OrderPlaced, status: str = "executed") -> OrderOutcome:
 def test_outcome_replaces_accepted_once_and_is_idempotent(settings: Settings) -> None:
     store = OrderStore(DynamoDB(settings.dynamodb))
     o = _order("u" + uuid.uuid4().hex[:8])
-    assert store.record_accepted(o)
+    assert store.claim(o) is None
     assert store.record_outcome(o, _outcome(o))
     got = store.get(o.order_id)
     assert got is not None
     assert (got["status"], got["fill_price"], got["fee"], got["limit_price"]) == ("executed", "10.25", "1.00", "10.5")
     assert store.record_outcome(o, _outcome(o))  # a replay of the same outcome
     assert not store.record_outcome(o, _outcome(o, "rejected"))  # another terminal status never overwrites
-    assert not store.record_accepted(o)  # nor does a late `accepted`
+    assert not store.mark_in_book(o)  # nor does a late in-book mark
+    assert store.claim(o) == store.get(o.order_id)  # a claim finds the order, outcome and all
     assert store.get(o.order_id)["status"] == "executed"  # type: ignore[index]
 
 
@@ -57,11 +58,38 @@ def test_batched_outcomes_replace_accepted_and_repeat_harmlessly(settings: Setti
     store = OrderStore(DynamoDB(settings.dynamodb))
     user = "u" + uuid.uuid4().hex[:8]
     orders = [_order(user) for _ in range(30)]  # more than one BatchWriteItem call (25)
-    assert store.record_accepted(orders[0])
+    assert store.claim(orders[0]) is None
     decided = [(o, _outcome(o, "executed" if i % 2 else "rejected")) for i, o in enumerate(orders)]
     store.record_outcomes(decided + decided[:3])  # a replay inside the batch: the same key twice in one call
     store.record_outcomes(decided[:5])  # and a later repeat
     listed = {o["order_id"]: o for o in store.by_user(user)}
     assert {oid: o["status"] for oid, o in listed.items()} == {o.order_id: out.status for o, out in decided}
     assert listed[orders[1].order_id]["fill_price"] == "10.25"
-    assert not store.record_accepted(orders[0])  # a late `accepted` still never replaces the outcome
+    assert not store.mark_in_book(orders[0])  # a late in-book mark still never replaces the outcome
+
+
+def test_the_first_claim_of_an_order_id_stands(settings: Settings) -> None:
+    store = OrderStore(DynamoDB(settings.dynamodb))
+    o = _order("u" + uuid.uuid4().hex[:8])
+    assert store.claim(o) is None
+    later = o.model_copy(update={"placed_at_ms": o.placed_at_ms + 5_000, "qty": 3})
+    first = store.claim(later)
+    assert first is not None
+    assert placed_order(first) == o  # its placing time and body, not the later request's
+    store.release(later)  # not the holder's claim: it stays
+    assert store.get(o.order_id) is not None
+    store.release(o)  # the holder's, still accepted and not in a book: gone
+    assert store.get(o.order_id) is None
+
+
+def test_the_in_book_mark_keeps_the_order_and_creates_one_that_bypassed_the_api(settings: Settings) -> None:
+    store = OrderStore(DynamoDB(settings.dynamodb))
+    claimed, bypassed = _order("u" + uuid.uuid4().hex[:8]), _order("u" + uuid.uuid4().hex[:8])
+    assert store.claim(claimed) is None
+    assert store.mark_in_book(claimed) and store.mark_in_book(bypassed)
+    for o in (claimed, bypassed):
+        got = store.get(o.order_id)
+        assert got is not None
+        assert (got["status"], got["in_book"], placed_order(got)) == ("accepted", True, o)
+    store.release(claimed)  # an order in a book is no longer the API's to release
+    assert store.get(claimed.order_id) is not None

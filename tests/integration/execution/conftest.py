@@ -19,6 +19,7 @@ from tradesim.adapters.redis.client import connect
 from tradesim.adapters.redis.prices import PriceCache
 from tradesim.cli.jobs import submit_job
 from tradesim.domain.events import OrderCancelRequested, OrderOutcome, OrderPlaced, decode, encode
+from tradesim.jobs.catalog import JOBS
 from tradesim.services.ingest.publisher import publish_all
 from tradesim.settings import Settings
 from tradesim.stack.flink import Flink
@@ -97,17 +98,40 @@ class Exchange:
         return Outcomes(c)
 
 
+def running(settings: Settings) -> list[str]:
+    """The ids of the running execution jobs."""
+    rest = Flink(settings).rest()
+    return [j.id for j in rest.jobs(with_checkpoints=False) if j.name == JOBS["execution"].flink_name and j.active]
+
+
+def stop_execution_job(settings: Settings) -> str:
+    """Stop the running execution job with a savepoint; returns its location."""
+    (job_id,) = running(settings)
+    return Flink(settings).rest().stop_with_savepoint(job_id, None)
+
+
+def start_execution_job(settings: Settings, savepoint: str | None = None, **overrides: str) -> str:
+    """Submit the execution job, restored from `savepoint` if given; `overrides`: program arguments."""
+    options = {"execution.state-recovery.path": savepoint} if savepoint else None
+    job_id, new = submit_job(settings, "execution", overrides={k.replace("_", "-"): v for k, v in overrides.items()},
+                             options=options)
+    assert new, "an execution job was still running"
+    return job_id
+
+
 @pytest.fixture(scope="package")
-def execution_job(settings: Settings) -> Iterator[str]:
-    job_id, _ = submit_job(settings, "execution")
-    yield job_id
+def execution_job(settings: Settings) -> Iterator[None]:
+    submit_job(settings, "execution")
+    yield
     # Cancelled when this package is done: left running, it executes nothing but still consumes every tick the
-    # later market-data tests publish, and their timing-sensitive fan-out tests share the same two cores.
-    Flink(settings).rest().cancel(job_id)
+    # later market-data tests publish, and their timing-sensitive fan-out tests share the same two cores. (Some
+    # tests restart it, so it is found by name.)
+    for job_id in running(settings):
+        Flink(settings).rest().cancel(job_id)
 
 
 @pytest.fixture
-def ex(settings: Settings, execution_job: str) -> Exchange:
+def ex(settings: Settings, execution_job: None) -> Exchange:
     return Exchange(settings, PortfolioStore(DynamoDB(settings.dynamodb)), PriceCache(connect(settings.redis)))
 
 

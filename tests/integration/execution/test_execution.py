@@ -45,38 +45,6 @@ def test_market_buy_executes_and_updates_the_portfolio(ex: Exchange, symbol: str
     assert p.cash == Decimal("10000") - round_cash(10 * out.fill_price) - out.fee == out.cash_after
 
 
-def test_the_apis_pending_record_is_dropped_once_orders_holds_the_outcome(ex: Exchange, symbol: str) -> None:
-    import asyncio
-
-    import redis.asyncio as aredis
-    from tradesim.adapters.redis.pending import PendingOrders
-
-    from tradesim.adapters.redis.client import connect
-    from tradesim.domain.events import encode
-
-    user = ex.account("10000")
-    ex.price(symbol, 1, "100")
-    reader = ex.outcomes()
-    o = ex.order(user, symbol, "buy", qty=1)
-
-    async def remember() -> None:  # what POST /orders keeps after Kafka's ack
-        client = aredis.Redis.from_url(ex.settings.redis.client_url, decode_responses=True)
-        pipe = client.pipeline(transaction=False)
-        PendingOrders(client, ttl_s=3600).add(pipe, o, encode(o).decode())
-        await pipe.execute()
-        await client.aclose()
-
-    asyncio.run(remember())
-    r = connect(ex.settings.redis)
-    assert r.exists(f"po:{o.order_id}") == 1
-    ex.send(o)
-    assert reader.wait([o.order_id])[o.order_id].status == "executed"
-    orders = OrderStore(DynamoDB(ex.settings.dynamodb))
-    wait_for(lambda: r.exists(f"po:{o.order_id}") == 0, what="the pending record dropped")
-    assert (orders.get(o.order_id) or {}).get("status") == "executed"  # written before the record was dropped
-    assert r.zscore(f"pu:{user}", o.order_id) is None
-
-
 def test_concurrent_buys_beyond_cash_execute_exactly_floor_cash_over_cost(ex: Exchange, symbol: str) -> None:
     ex.price(symbol, 1, "100")  # ask 100.02; a limit of 101 fills at exactly the ask: cost is known
     cost = round_cash(Decimal("100.02")) + _fees(ex).fee(1, Decimal("100.02"))

@@ -1,0 +1,159 @@
+"""Issue 13 on the real stack: an order id is executed at most once whatever is retried, replayed or restored, and
+no accepted order is lost while the execution job is down. Orders go through the API here (its claim in `Orders`
+is part of the guarantee); the job is stopped and restored from savepoints like an operator would."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterator
+from decimal import Decimal
+
+import httpx
+import pytest
+
+from tradesim.adapters.dynamodb.client import DynamoDB
+from tradesim.adapters.dynamodb.orders import OrderStore, placed_order
+from tradesim.adapters.redis.client import connect as redis_connect
+from tradesim.domain.events import OrderOutcome, OrderPlaced
+
+from ..api.conftest import OrderLog, User, admin_key, api_with, http, new_user, order  # noqa: F401 - fixtures
+from .conftest import Exchange, Outcomes, running, start_execution_job, stop_execution_job, wait_for
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def orders(ex: Exchange) -> Iterator[OrderStore]:
+    db = DynamoDB(ex.settings.dynamodb)
+    yield OrderStore(db)
+    db.close()
+
+
+def _forget_keys(ex: Exchange, user: User) -> None:
+    """What an expired `api.idempotency_ttl_s`, a failed answer write or a Redis data loss leave behind."""
+    r = redis_connect(ex.settings.redis)
+    keys = list(r.scan_iter(f"idem:{user.user_id}:*"))
+    assert keys
+    r.delete(*keys)
+
+
+def _post(http: httpx.Client, user: User, body: dict[str, object], key: str | None = None) -> str:  # noqa: F811
+    headers = {**user.auth, **({"Idempotency-Key": key} if key else {})}
+    answer = http.post("/orders", json=body, headers=headers)
+    assert answer.status_code == 202, answer.text
+    return str(answer.json()["order_id"])
+
+
+def _execute_then_archive(ex: Exchange, http: httpx.Client, user: User, symbol: str,  # noqa: F811
+                          reader: Outcomes, key: str) -> OrderOutcome:
+    """Execute K (keyed), then enough orders of the same user that K's outcome leaves the portfolio item for
+    `Orders`; returns K's outcome."""
+    k = _post(http, user, order(symbol, qty=1), key)
+    more = [_post(http, user, order(symbol, qty=1)) for _ in range(40)]
+    outcomes = reader.wait([k, *more])
+    assert {o.status for o in outcomes.values()} == {"executed"}
+
+    def k_left_the_item() -> bool:
+        p = ex.store.get(user.user_id)
+        assert p is not None
+        if k in p.outcomes:
+            # outcomes leave once older than trading.outcome_live_s, with the next write of the item
+            reader.wait([_post(http, user, order(symbol, qty=1))])
+            return False
+        return True
+
+    wait_for(k_left_the_item, 60, "K's outcome to leave the portfolio item", poll_s=0.3)
+    return outcomes[k]
+
+
+def _same_decision(a: OrderOutcome, b: OrderOutcome) -> bool:
+    return (a.status, a.fill_price, a.fee, a.decided_at_ms, a.symbol, a.qty) == (
+        b.status, b.fill_price, b.fee, b.decided_at_ms, b.symbol, b.qty)
+
+
+def test_a_retry_after_the_outcome_left_the_item_and_redis_forgot_the_key_executes_nothing(
+        ex: Exchange, http: httpx.Client, new_user: Callable[..., User], symbol: str,  # noqa: F811
+        orders: OrderStore) -> None:
+    user = new_user(cash="100000")
+    ex.price(symbol, 1, "100")
+    reader, log = ex.outcomes(), OrderLog(ex.settings)
+    key = "k-" + uuid.uuid4().hex
+    first = _execute_then_archive(ex, http, user, symbol, reader, key)
+    k = first.order_id
+    stored = orders.get(k)
+    assert stored is not None
+    before = ex.store.get(user.user_id)
+    assert before is not None
+    ex.price(symbol, 2, "101")  # were it judged again, it would fill at another price
+    _forget_keys(ex, user)
+    assert _post(http, user, order(symbol, qty=1), key) == k  # the API finds the claim: the same order
+    # what the API sends for a claimed order whose outcome it cannot see: the same event, first placing time
+    ex.send(placed_order(stored))
+    wait_for(lambda: (reader.poll(), len(reader.by_order()[k]) >= 2)[1], 60, "K's outcome re-emitted")
+    assert all(_same_decision(o, first) for o in reader.by_order()[k])
+    # K only ever travels with its first placing time (the job's archive guard trusts it)
+    sent = [e for e in log.since(user.user_id) if isinstance(e, OrderPlaced) and e.order_id == k]
+    log.close()
+    assert {e.placed_at_ms for e in sent} == {stored["placed_at_ms"]}
+    after = ex.store.get(user.user_id)
+    assert after is not None
+    assert (after.cash, after.positions, after.version) == (before.cash, before.positions, before.version)
+    assert orders.get(k) == stored
+
+
+def test_a_restore_from_a_savepoint_taken_before_an_order_does_not_execute_it_again(
+        ex: Exchange, http: httpx.Client, new_user: Callable[..., User], symbol: str,  # noqa: F811
+        orders: OrderStore) -> None:
+    user = new_user(cash="100000")
+    ex.price(symbol, 1, "100")
+    old = stop_execution_job(ex.settings)  # taken before K
+    start_execution_job(ex.settings, old)
+    reader = ex.outcomes()
+    key = "k-" + uuid.uuid4().hex
+    first = _execute_then_archive(ex, http, user, symbol, reader, key)
+    k = first.order_id
+    _forget_keys(ex, user)
+    assert _post(http, user, order(symbol, qty=1), key) == k
+    stored = orders.get(k)
+    ex.price(symbol, 2, "101")
+    before = ex.store.get(user.user_id)
+    assert before is not None
+    executed = {o.order_id for o in reader.seen}
+    stop_execution_job(ex.settings)
+    start_execution_job(ex.settings, old)  # replays K and every order since, against other ticks
+    wait_for(lambda: (reader.poll(), all(len(reader.by_order()[o]) >= 2 for o in executed))[1], 180,
+             "every outcome since the savepoint re-emitted")
+    for copies in reader.by_order().values():
+        assert all(_same_decision(c, copies[0]) for c in copies)
+    after = ex.store.get(user.user_id)
+    assert after is not None
+    assert (after.cash, after.positions) == (before.cash, before.positions)
+    assert orders.get(k) == stored
+
+
+def test_an_order_the_job_did_not_see_within_the_deadline_expires_and_changes_nothing(
+        ex: Exchange, http: httpx.Client, new_user: Callable[..., User], symbol: str,  # noqa: F811
+        api_with: Callable[..., httpx.Client]) -> None:  # noqa: F811
+    """The job is down longer than `trading.processing_deadline_s` (1 s here, a day by default): the order is
+    never lost — readers show it expired at once, and the job, when it is back, records exactly that."""
+    user = new_user(cash="100000")
+    ex.price(symbol, 1, "100")
+    savepoint = stop_execution_job(ex.settings)
+    try:
+        short = api_with(trading={"processing_deadline_s": 1})
+        reader = ex.outcomes()
+        placed = _post(short, user, order(symbol, qty=1))
+        assert http.get(f"/orders/{placed}", headers=user.auth).json()["status"] == "accepted"  # a day to go there
+        wait_for(lambda: short.get(f"/orders/{placed}", headers=user.auth).json()["status"] == "expired", 30,
+                 "the order shown expired")
+        assert short.get(f"/orders/{placed}", headers=user.auth).json()["reason"] == "not_processed_in_time"
+        start_execution_job(ex.settings, savepoint, processing_deadline_s="1")
+        outcome = reader.wait([placed])[placed]
+        assert (outcome.status, outcome.reason) == ("expired", "not_processed_in_time")
+        wait_for(lambda: http.get(f"/orders/{placed}", headers=user.auth).json()["status"] == "expired", 30,
+                 "the recorded outcome in Orders")
+        p = ex.store.get(user.user_id)
+        assert p is not None
+        assert (p.cash, p.positions) == (Decimal("100000"), {})
+    finally:  # back to the default deadline, with the state the job has now
+        start_execution_job(ex.settings, stop_execution_job(ex.settings) if running(ex.settings) else savepoint)

@@ -1,0 +1,49 @@
+"""An order's identity (its body) and its lifetime before the book: pure rules, no server."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from tradesim.domain.events import OrderPlaced
+from tradesim.domain.matching import SlippageModel
+from tradesim.domain.orders import NOT_PROCESSED, body_hash, shown_status
+from tradesim.jobs.execution_logic import Book
+
+DAY_MS = 86_400_000
+
+
+def _order(**change: object) -> OrderPlaced:
+    base = OrderPlaced(order_id="o1", user_id="u1", symbol="ACME", side="buy", qty=5, order_type="limit",
+                       limit_price=Decimal("100.00"), time_in_force="gtc", placed_at_ms=1_000)
+    return base.model_copy(update=change)
+
+
+def test_the_body_hash_is_the_body_not_its_id_time_or_spelling() -> None:
+    assert body_hash(_order()) == body_hash(_order(order_id="o2", placed_at_ms=9, limit_price=Decimal("100")))
+    for other in ({"qty": 6}, {"side": "sell"}, {"symbol": "ACMF"}, {"limit_price": Decimal("100.01")},
+                  {"time_in_force": "day"}, {"client_order_id": "c"}):
+        assert body_hash(_order(**other)) != body_hash(_order()), other
+
+
+def test_an_order_that_reaches_the_book_after_the_deadline_expires_unmatched() -> None:
+    book = Book()
+    late = book.on_order(_order(), SlippageModel(), now_ms=1_000 + DAY_MS + 1, deadline_ms=DAY_MS)
+    assert [(d.kind, d.reason) for d in late] == [("expire", NOT_PROCESSED)]
+    assert book.resting == {}
+    # on time, the same order meets the book as usual (no price yet: unknown symbol)
+    assert [d.kind for d in Book().on_order(_order(), SlippageModel(), now_ms=1_000 + DAY_MS,
+                                            deadline_ms=DAY_MS)] == ["reject"]
+
+
+def test_an_order_resting_before_the_deadline_is_not_expired_by_a_redelivery() -> None:
+    book = Book()
+    book.resting["o1"] = (_order(), False)
+    assert book.on_order(_order(), SlippageModel(), now_ms=10 * DAY_MS, deadline_ms=DAY_MS) == []
+
+
+def test_readers_show_an_overdue_accepted_order_expired_unless_a_book_holds_it() -> None:
+    deadline = 60_000
+    assert shown_status("accepted", False, 0, deadline, deadline) == ("accepted", None)
+    assert shown_status("accepted", False, 0, deadline + 1, deadline) == ("expired", NOT_PROCESSED)
+    assert shown_status("accepted", True, 0, 10 * deadline, deadline) == ("accepted", None)
+    assert shown_status("executed", False, 0, 10 * deadline, deadline) == ("executed", None)
