@@ -85,8 +85,9 @@ def test_limit_order_rests_until_a_tick_crosses(ex: Exchange, symbol: str) -> No
     ex.send(o)
     ex.price(symbol, 2, "100.50")  # ask 100.53: still above the limit
     orders = OrderStore(DynamoDB(ex.settings.dynamodb))
-    # resting: the job's Orders mirror shows it open (the API's pending record expires; this item does not)
-    wait_for(lambda: (orders.get(o.order_id) or {}).get("status") == "accepted", what="resting order in Orders")
+    # resting: the job's Orders mirror marks it in the book (it stays open past the processing deadline)
+    wait_for(lambda: (orders.get(o.order_id) or {}).get("in_book") is True, what="resting order in Orders")
+    assert (orders.get(o.order_id) or {}).get("status") == "accepted"
     crossing_at = int(time.time() * 1000)
     ex.price(symbol, 3, "99.40")   # ask 99.44 ≤ 99.50
     out = reader.wait([o.order_id])[o.order_id]

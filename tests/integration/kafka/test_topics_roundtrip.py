@@ -39,10 +39,11 @@ def _config(settings: Settings, topic: str) -> dict[str, str]:
     return {k: e.value for k, e in entries.items()}
 
 
-def test_trade_orders_retention_follows_the_outcome_horizon(settings: Settings) -> None:
+def test_trade_orders_retention_follows_the_processing_deadline(settings: Settings) -> None:
     cfg = _config(settings, settings.topics.trade_orders)
     assert {k: cfg[k] for k in ("retention.ms", "segment.ms")} == orders_retention(
-        settings.trading.outcome_horizon_ms)
+        settings.trading.processing_deadline_ms)
+    assert int(cfg["retention.ms"]) > settings.trading.processing_deadline_ms
 
 
 def test_ensure_topics_sets_the_spec_config_on_an_existing_topic(settings: Settings) -> None:
