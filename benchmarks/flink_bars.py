@@ -121,7 +121,7 @@ def _latency(settings: Settings, ticks_topic: str, bars_topic: str, rate: int, s
 
 
 def run(settings: Settings, modes: list[str], n_ticks: int, rate: int, out: list[str]) -> dict[str, float]:
-    from tradesim.cli.jobs import submit_job
+    from tradesim.stack.jobs import submit_job
     from tradesim.stack.flink import Flink
 
     rest = Flink(settings).rest()

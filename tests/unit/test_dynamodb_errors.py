@@ -14,8 +14,9 @@ from botocore.exceptions import (
 )
 
 from tradesim.adapters.dynamodb.client import DynamoDB
+from tradesim.adapters.dynamodb.codec import Portfolio
 from tradesim.adapters.dynamodb.errors import DynamoDBError, is_condition_failed, translate
-from tradesim.adapters.dynamodb.portfolios import Portfolio, PortfolioStore
+from tradesim.adapters.dynamodb.portfolios import PortfolioStore
 from tradesim.domain.errors import (
     InsufficientFunds,
     InsufficientShares,
@@ -24,6 +25,7 @@ from tradesim.domain.errors import (
     PortfolioNotFound,
     VersionConflict,
 )
+from tradesim.domain.settlement import RecordedOutcome
 from tradesim.ports import Unavailable
 from tradesim.settings import Settings
 
@@ -88,7 +90,7 @@ def _portfolio(**kw: object) -> Portfolio:
 
 
 def test_refusal_prefers_the_recorded_outcome_over_funds() -> None:
-    first = {"status": "executed", "cash_delta": Decimal("-50"), "symbol": "AAPL", "qty_delta": 1}
+    first = RecordedOutcome(status="executed", cash_delta=Decimal("-50"), symbol="AAPL", qty_delta=1)
     current = _portfolio(cash=Decimal("0"), outcomes={"o1": first})
     refusal = PortfolioStore._refusal(current, "u1", "o1", Decimal("-500"), "AAPL", 5)
     assert isinstance(refusal, OutcomeAlreadyRecorded)

@@ -1,4 +1,4 @@
-"""The execution job's per-record logic without Flink (the store is an in-memory stand-in: pure unit test)."""
+"""The order book and settlement rules without Flink (the ledger is an in-memory stand-in: pure unit test)."""
 
 from __future__ import annotations
 
@@ -8,11 +8,13 @@ from typing import Any
 
 import pytest
 
+from tradesim.domain.book import Book, Decision
 from tradesim.domain.errors import InsufficientFunds, InsufficientShares, OutcomeAlreadyRecorded, PortfolioFull
 from tradesim.domain.events import OrderCancelRequested, OrderPlaced
 from tradesim.domain.fees import FeeModel
 from tradesim.domain.matching import Quote, SlippageModel
-from tradesim.jobs.execution_logic import Book, Decision, settle
+from tradesim.domain.portfolio import Written
+from tradesim.domain.settlement import RecordedOutcome, settle, settle_group
 from tradesim.testing.factories import tick
 
 SLIP = SlippageModel(max_bps=Decimal("0"))
@@ -32,13 +34,14 @@ class MemoryStore:
 
     cash: Decimal
     positions: dict[str, int] = field(default_factory=dict)
-    outcomes: dict[str, dict[str, Any]] = field(default_factory=dict)
+    version: int = 0
+    outcomes: dict[str, RecordedOutcome] = field(default_factory=dict)
 
     def position(self, symbol: str) -> int:
         return self.positions.get(symbol, 0)
 
     def apply_fill(self, user_id: str, order_id: str, cash_delta: Decimal, symbol: str, qty_delta: int, *,
-                   status: str = "executed", details: Any = None, placed_at_ms: int | None = None) -> MemoryStore:
+                   status: str = "executed", details: Any = None, placed_at_ms: int | None = None) -> Written:
         if order_id in self.outcomes:
             raise OutcomeAlreadyRecorded(order_id, self.outcomes[order_id])
         if self.cash + cash_delta < 0:
@@ -47,8 +50,14 @@ class MemoryStore:
             raise InsufficientShares("shares")
         self.cash += cash_delta
         self.positions[symbol] = self.position(symbol) + qty_delta
-        self.outcomes[order_id] = {**(details or {}), "status": status}
-        return self
+        d = details or {}
+        self.outcomes[order_id] = RecordedOutcome(
+            status=status, decided_at_ms=int(d["decided_at_ms"]), reason=d.get("reason") or None,
+            fill_price=Decimal(d["fill_price"]) if "fill_price" in d else None,
+            fee=Decimal(d["fee"]) if "fee" in d else None)
+        self.version += 1
+        return Written(user_id, self.cash, symbol, self.position(symbol) if qty_delta else None, self.version,
+                       len(self.outcomes))
 
 
 def test_market_order_without_any_price_is_rejected_unknown_symbol() -> None:
@@ -96,11 +105,11 @@ def test_cancel_removes_a_resting_order_only_for_its_owner() -> None:
 def test_settle_executes_once_and_replays_the_recorded_outcome() -> None:
     store = MemoryStore(cash=Decimal("1000"))
     d = Decision(order("o1", qty=10), "fill", price=Decimal("50"))
-    first = settle(d, store, FEES, now_ms=lambda: 1)
+    first = settle(d, store, FEES, now_ms=lambda: 1).outcome
     assert (first.status, first.fill_price, first.fee, first.cash_after) == ("executed", Decimal("50"),
                                                                              Decimal("1.00"), Decimal("499.00"))
     # after a restore the same order matches at another price: the recorded outcome wins, nothing applies twice
-    again = settle(Decision(order("o1", qty=10), "fill", price=Decimal("60")), store, FEES, now_ms=lambda: 2)
+    again = settle(Decision(order("o1", qty=10), "fill", price=Decimal("60")), store, FEES, now_ms=lambda: 2).outcome
     assert (again.status, again.fill_price, again.decided_at_ms) == ("executed", Decimal("50"), 1)
     assert store.cash == Decimal("499.00")
     assert store.positions == {"AAA": 10}
@@ -108,28 +117,29 @@ def test_settle_executes_once_and_replays_the_recorded_outcome() -> None:
 
 def test_settle_rejects_insufficient_funds_and_shares_and_records_it() -> None:
     store = MemoryStore(cash=Decimal("100"))
-    r = settle(Decision(order("o1", qty=10), "fill", price=Decimal("50")), store, FEES)
+    r = settle(Decision(order("o1", qty=10), "fill", price=Decimal("50")), store, FEES).outcome
     assert (r.status, r.reason) == ("rejected", "insufficient_funds")
-    s = settle(Decision(order("o2", side="sell", qty=1), "fill", price=Decimal("50")), store, FEES)
+    s = settle(Decision(order("o2", side="sell", qty=1), "fill", price=Decimal("50")), store, FEES).outcome
     assert (s.status, s.reason) == ("rejected", "insufficient_shares")
     assert store.cash == Decimal("100")
-    assert store.outcomes["o1"]["status"] == "rejected"
+    assert store.outcomes["o1"].status == "rejected"
     # a later fill decision for the rejected order re-emits the rejection
-    replay = settle(Decision(order("o1", qty=1), "fill", price=Decimal("1")), store, FEES)
+    replay = settle(Decision(order("o1", qty=1), "fill", price=Decimal("1")), store, FEES).outcome
     assert (replay.status, replay.reason) == ("rejected", "insufficient_funds")
 
 
 @pytest.mark.parametrize(("kind", "status"), [("cancel", "cancelled"), ("expire", "expired")])
 def test_cancel_and_expire_are_recorded(kind: str, status: str) -> None:
     store = MemoryStore(cash=Decimal("100"))
-    out = settle(Decision(order("o1"), kind, reason="expired" if kind == "expire" else None), store, FEES)  # type: ignore[arg-type]
+    out = settle(Decision(order("o1"), kind, reason="expired" if kind == "expire" else None), store, FEES).outcome  # type: ignore[arg-type]
     assert out.status == status
-    assert store.outcomes["o1"]["status"] == status
+    assert store.outcomes["o1"].status == status
 
 
 def test_many_buys_exceeding_cash_execute_floor_cash_over_cost() -> None:
     store = MemoryStore(cash=Decimal("1000"))
-    outs = [settle(Decision(order(f"o{i}", qty=1), "fill", price=Decimal("99")), store, FEES) for i in range(50)]
+    outs = [settle(Decision(order(f"o{i}", qty=1), "fill", price=Decimal("99")), store, FEES).outcome
+            for i in range(50)]
     executed = [o for o in outs if o.status == "executed"]
     assert len(executed) == 10  # ⌊1000 / (99 + 1 fee)⌋
     assert all(o.reason == "insufficient_funds" for o in outs if o.status == "rejected")
@@ -141,7 +151,7 @@ def test_settle_tells_the_store_when_each_order_was_placed() -> None:
     placed: list[int | None] = []
 
     class Recording(MemoryStore):
-        def apply_fill(self, *args: Any, **kwargs: Any) -> MemoryStore:
+        def apply_fill(self, *args: Any, **kwargs: Any) -> Written:
             placed.append(kwargs.get("placed_at_ms"))
             return super().apply_fill(*args, **kwargs)
 
@@ -155,30 +165,22 @@ def test_settle_tells_the_store_when_each_order_was_placed() -> None:
 
 def test_settle_rejects_when_the_portfolio_item_cannot_hold_another_outcome() -> None:
     class FullStore(MemoryStore):
-        def apply_fill(self, *args: Any, **kwargs: Any) -> MemoryStore:
+        def apply_fill(self, *args: Any, **kwargs: Any) -> Written:
             raise PortfolioFull("too many")
 
     store = FullStore(cash=Decimal("1000"))
-    fill = settle(Decision(order("o1"), "fill", price=Decimal("10")), store, FEES)
-    cancel = settle(Decision(order("o2"), "cancel"), store, FEES)
+    fill = settle(Decision(order("o1"), "fill", price=Decimal("10")), store, FEES).outcome
+    cancel = settle(Decision(order("o2"), "cancel"), store, FEES).outcome
     assert [(o.status, o.reason) for o in (fill, cancel)] == [("rejected", "too_many_recent_orders")] * 2
     assert store.cash == Decimal("1000")
 
 
-def test_recording_hands_over_what_the_last_write_changed_once() -> None:
-    from tradesim.adapters.dynamodb.portfolios import Applied
-    from tradesim.jobs.execution_logic import Recording, ViewPatch
-
-    class Applying(MemoryStore):
-        def apply_fill(self, *args: Any, **kwargs: Any) -> Any:
-            super().apply_fill(*args, **kwargs)
-            return Applied(cash=self.cash, symbol="AAA", quantity=self.position("AAA"), version=7, n_outcomes=3)
-
-    store = Recording(Applying(cash=Decimal("1000")))
-    settle(Decision(order("o1"), "fill", price=Decimal("10")), store, FEES)
-    patch = store.take()
-    assert patch == ViewPatch("u1", 7, store.store.cash, 3, "AAA", 10)  # type: ignore[attr-defined]
-    assert store.take() is None
+def test_settle_hands_over_what_its_write_left_and_nothing_for_a_replay() -> None:
+    """The job patches the API's holdings view with it, downstream of the settling stage."""
+    store = MemoryStore(cash=Decimal("1000"))
+    first = settle(Decision(order("o1"), "fill", price=Decimal("10")), store, FEES)
+    assert first.written == Written("u1", store.cash, "AAA", 10, 1, 1)
+    assert settle(Decision(order("o1"), "fill", price=Decimal("11")), store, FEES).written is None
 
 
 def test_a_failed_read_model_update_pauses_updates_then_they_resume() -> None:
@@ -208,16 +210,8 @@ class GroupingStore(MemoryStore):
 
     def __init__(self, cash: Decimal) -> None:
         super().__init__(cash=cash)
-        self.version, self.lose, self.flushes = 0, 0, 0
-        self.saved: tuple[Decimal, dict[str, int], dict[str, dict[str, Any]], int] | None = None
-
-    def apply_fill(self, *args: Any, **kwargs: Any) -> Any:
-        from tradesim.adapters.dynamodb.portfolios import Applied
-
-        super().apply_fill(*args, **kwargs)
-        self.version += 1
-        return Applied(cash=self.cash, symbol="AAA", quantity=self.position("AAA"), version=self.version,
-                       n_outcomes=len(self.outcomes))
+        self.lose, self.flushes = 0, 0
+        self.saved: tuple[Decimal, dict[str, int], dict[str, RecordedOutcome], int] | None = None
 
     def group(self, user_id: str) -> None:
         self.saved = (self.cash, dict(self.positions), dict(self.outcomes), self.version)
@@ -240,20 +234,18 @@ class GroupingStore(MemoryStore):
 
 @pytest.mark.parametrize("lose", [0, 1])
 def test_a_group_settles_like_one_by_one_even_when_its_write_loses(lose: int) -> None:
-    from tradesim.jobs.execution_logic import Recording, settle_group
-
     decisions = [Decision(order("o1", qty=10), "fill", price=Decimal("50")),
                  Decision(order("o2", qty=20), "fill", price=Decimal("50")),  # more than the cash left
                  Decision(order("o1", qty=10), "fill", price=Decimal("60")),  # a replay inside the same group
                  Decision(order("o3"), "cancel")]
     one_by_one = MemoryStore(cash=Decimal("1000"))
-    expected = [settle(d, one_by_one, FEES) for d in decisions]
+    expected = [settle(d, one_by_one, FEES).outcome for d in decisions]
     store = GroupingStore(cash=Decimal("1000"))
     store.lose = lose
-    settled = settle_group("u1", decisions, Recording(store), store, FEES)
-    assert [(o.status, o.reason, o.fill_price, o.cash_after) for _, o, _ in settled] == [
+    settled = settle_group("u1", decisions, store, FEES)
+    assert [(s.outcome.status, s.outcome.reason, s.outcome.fill_price, s.outcome.cash_after) for s in settled] == [
         (o.status, o.reason, o.fill_price, o.cash_after) for o in expected]
     assert (store.cash, store.positions, set(store.outcomes)) == (
         one_by_one.cash, one_by_one.positions, set(one_by_one.outcomes))
     assert store.flushes == 1
-    assert [p.version for _, _, p in settled if p is not None][-1] == store.version  # patches end where the item is
+    assert [s.written.version for s in settled if s.written is not None][-1] == store.version  # as the item is

@@ -9,8 +9,8 @@ import pytest
 from typer.testing import CliRunner
 
 from tradesim.cli.app import app
-from tradesim.jobs.catalog import JOBS, job_args, name_of
 from tradesim.settings import load_settings
+from tradesim.stack.jobs import JOBS, job_args, name_of
 
 runner = CliRunner()
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+from tradesim.domain.book import Book
 from tradesim.domain.events import OrderPlaced
 from tradesim.domain.matching import SlippageModel
 from tradesim.domain.orders import NOT_PROCESSED, body_hash, shown_status
-from tradesim.jobs.execution_logic import Book
 
 DAY_MS = 86_400_000
 

@@ -7,72 +7,23 @@ import json
 import sys
 import time
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from tradesim.cli.errors import cli_errors
-from tradesim.settings import Settings, load_settings
+from tradesim.settings import load_settings
 from tradesim.stack.errors import StackError, UserError
-
-if TYPE_CHECKING:
-    from tradesim.adapters.flink.client import FlinkRest, JobInfo
-    from tradesim.stack.flink import Flink
+from tradesim.stack.jobs import JOBS, cluster, name_of, submit_job
 
 app = typer.Typer(help="Flink jobs on the session cluster: submit, list, cancel.", no_args_is_help=True)
 out = Console(highlight=False, soft_wrap=True)
 
 
-def _flink(settings: Settings) -> Flink:
-    from tradesim.stack.flink import Flink
-
-    return Flink(settings)
-
-
-def _rest(settings: Settings) -> FlinkRest:
-    """A REST client of a cluster that answers; UserError (exit 2) when none is up."""
-    from tradesim.adapters.flink.errors import FlinkRequestError, FlinkUnavailable
-
-    rest = _flink(settings).rest()
-    try:
-        rest.overview()
-    except (FlinkUnavailable, FlinkRequestError) as exc:
-        raise UserError(f"no Flink cluster is up ({exc}); start it with `tradesim up --only kafka,flink`") from None
-    return rest
-
-
-def _running(rest: FlinkRest, flink_name: str) -> list[JobInfo]:
-    return [j for j in rest.jobs(with_checkpoints=False) if j.name == flink_name and j.active]
-
-
-def submit_job(settings: Settings, name: str, parallelism: int | None = None,
-               overrides: dict[str, str] | None = None, options: dict[str, str] | None = None) -> tuple[str, bool]:
-    """Submit a catalog job unless it already runs; returns (job id, newly submitted)."""
-    from tradesim.adapters.flink.client import submit
-    from tradesim.adapters.flink.errors import FlinkRequestError
-    from tradesim.jobs.catalog import JOBS, job_args
-
-    spec = JOBS.get(name)
-    if spec is None:
-        raise UserError(f"unknown job {name!r}; known: {', '.join(JOBS)}")
-    rest = _rest(settings)
-    job_name = (overrides or {}).get("job-name", spec.flink_name)
-    already = _running(rest, job_name)
-    if already:
-        return already[0].id, False
-    flink = _flink(settings)
-    flink.provision(lambda msg: out.print(f"flink: {msg}", markup=False))  # no-op when the venv and jars exist
-    opts = {"python.execution-mode": settings.flink.execution_mode, **(options or {})}
-    try:
-        job_id = submit(flink.flink_bin, settings.flink.client_rest_url, spec.module,
-                        job_args(spec, settings, overrides), python=flink.python, jars=flink.connector_jars,
-                        env=flink.client_env(), parallelism=parallelism or settings.flink.parallelism,
-                        options=opts)
-    except FlinkRequestError as exc:
-        raise StackError(str(exc)) from None
-    return job_id, True
+def _progress(message: str) -> None:
+    out.print(f"flink: {message}", markup=False)
 
 
 @app.command("submit")
@@ -85,7 +36,7 @@ def submit_cmd(name: Annotated[str, typer.Argument(help="Job name, e.g. bars.")]
 @cli_errors
 def _submit(name: str, parallelism: int | None) -> None:
     settings = load_settings()
-    job_id, new = submit_job(settings, name, parallelism)
+    job_id, new = submit_job(settings, name, parallelism, progress=_progress)
     if new:
         out.print(f"submitted {name}: job {job_id}")
     else:
@@ -108,10 +59,8 @@ def list_cmd(show_all: Annotated[bool, typer.Option("--all", help="Also finished
 
 @cli_errors
 def _list(show_all: bool, as_json: bool = False) -> None:
-    from tradesim.jobs.catalog import name_of
-
     settings = load_settings()
-    rest = _rest(settings)
+    rest = cluster(settings)
     jobs = [j for j in rest.jobs() if show_all or j.active]
     if as_json:
         rows = [{**dataclasses.asdict(j), "name": name_of(j.name), "flink_name": j.name} for j in jobs]
@@ -141,10 +90,8 @@ def cancel_cmd(job: Annotated[str, typer.Argument(help="Job name (e.g. bars) or 
 @cli_errors
 def _cancel(job: str, savepoint: bool) -> None:
     from tradesim.adapters.flink.errors import FlinkRequestError
-    from tradesim.jobs.catalog import JOBS
-
     settings = load_settings()
-    rest = _rest(settings)
+    rest = cluster(settings)
     active = [j for j in rest.jobs(with_checkpoints=False) if j.active]
     flink_name = JOBS[job].flink_name if job in JOBS else None
     targets = [j for j in active if j.id == job or (flink_name and j.name == flink_name)]
@@ -160,15 +107,3 @@ def _cancel(job: str, savepoint: bool) -> None:
                 out.print(f"cancelled {job} ({target.id})")
         except FlinkRequestError as exc:
             raise StackError(str(exc)) from None
-
-
-def submit_standard_jobs(settings: Settings) -> list[str]:
-    """Submit every standard job (for `tradesim up --with-jobs`); returns one line per job."""
-    from tradesim.jobs.catalog import JOBS
-
-    lines = []
-    for spec in JOBS.values():
-        if spec.standard:
-            job_id, new = submit_job(settings, spec.name)
-            lines.append(f"{'submitted' if new else 'already running'} {spec.name}: job {job_id}")
-    return lines

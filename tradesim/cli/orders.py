@@ -14,12 +14,13 @@ from rich.console import Console
 from rich.table import Table
 
 from tradesim.cli.errors import cli_errors
+from tradesim.domain.events import ID_RE, SYMBOL_RE
 from tradesim.settings import load_settings
 from tradesim.stack.errors import UserError
 
 app = typer.Typer(help="Place, show and cancel orders as the active user.", no_args_is_help=True)
 out = Console(highlight=False, soft_wrap=True)
-_SYMBOL = re.compile(r"^[A-Z][A-Z0-9.\-]{0,15}$")
+_SYMBOL = re.compile(f"^{SYMBOL_RE}$")
 _TIFS = ("day", "gtc", "ioc")
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print the API's JSON answer.")]
 
@@ -107,7 +108,7 @@ def show(order_id: str, as_json: JsonOpt = False) -> None:
 
 
 def _order_id(order_id: str) -> str:
-    if not re.fullmatch(r"[A-Za-z0-9_.:\-]{1,64}", order_id):
+    if not re.fullmatch(ID_RE, order_id):
         raise UserError(f"invalid order id {order_id!r}")
     return order_id
 

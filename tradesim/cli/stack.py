@@ -68,7 +68,7 @@ def _up(only: str | None, runtime: str | None, with_jobs: bool = False) -> None:
     if bad:
         raise StackError(f"not healthy after up: {', '.join(bad)}")
     if with_jobs:
-        from tradesim.cli.jobs import submit_standard_jobs
+        from tradesim.stack.jobs import submit_standard_jobs
 
         for line in submit_standard_jobs(settings):
             out.print(line, markup=False)

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from tradesim.domain.settlement import RecordedOutcome
 
 
 class DomainError(Exception):
@@ -20,10 +23,10 @@ class InsufficientShares(DomainError):
 class OutcomeAlreadyRecorded(DomainError):
     """The order already has a terminal outcome; the first recorded one wins."""
 
-    def __init__(self, order_id: str = "", outcome: Mapping[str, object] | None = None) -> None:
+    def __init__(self, order_id: str = "", outcome: RecordedOutcome | None = None) -> None:
         self.order_id = order_id
         #: the outcome recorded first, so a replay can re-emit it instead of recomputing
-        self.outcome: Mapping[str, object] = outcome or {}
+        self.outcome = outcome
         super().__init__(f"order {order_id!r} already has a recorded outcome" if order_id else
                          "the order already has a recorded outcome")
 

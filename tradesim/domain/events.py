@@ -14,7 +14,10 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError,
 
 from tradesim.domain.errors import InvalidRecord
 
-SymbolStr = Annotated[str, Field(pattern=r"^[A-Z][A-Z0-9.\-]{0,15}$")]
+#: a symbol and an id (order, user): the one definition every entry point (API, CLI, scenario files) checks against
+SYMBOL_RE = r"[A-Z][A-Z0-9.\-]{0,15}"
+ID_RE = r"[A-Za-z0-9_.:\-]{1,64}"
+SymbolStr = Annotated[str, Field(pattern=f"^{SYMBOL_RE}$")]
 PositiveDecimal = Annotated[Decimal, Field(gt=0, allow_inf_nan=False)]
 
 
@@ -110,7 +113,7 @@ class DeadLetter(Event):
 Side = Literal["buy", "sell"]
 OrderType = Literal["market", "limit", "stop", "stop_limit"]
 TimeInForce = Literal["day", "gtc", "ioc"]
-IdStr = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:\-]+$")]
+IdStr = Annotated[str, Field(min_length=1, max_length=64, pattern=f"^{ID_RE}$")]
 
 
 class OrderPlaced(Event):

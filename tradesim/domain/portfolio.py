@@ -1,4 +1,5 @@
-"""Portfolio maths: what a fill does to cash and positions, and the fold of outcomes into a portfolio."""
+"""Portfolio maths: what a fill does to cash and positions, the holdings it leaves, and the fold of outcomes into
+a portfolio."""
 
 from __future__ import annotations
 
@@ -31,10 +32,16 @@ def fill_change(side: Side, qty: int, price: Decimal, fees: FeeModel) -> Change:
 
 @dataclass
 class Holdings:
-    """cash and positions of one account, e.g. folded from its outcomes."""
+    """Cash and positions of one account (e.g. folded from its outcomes, or read for the API's pre-check), with
+    the version and the count of recent outcomes of the stored item they come from."""
 
     cash: Decimal
     positions: dict[str, int] = field(default_factory=dict)
+    version: int = 0
+    n_outcomes: int = 0
+
+    def position(self, symbol: str) -> int:
+        return self.positions.get(symbol, 0)
 
     def check(self, symbol: str, change: Change) -> None:
         """Raise if the change would leave negative cash or a negative position (there is no short selling)."""
@@ -51,6 +58,25 @@ class Holdings:
             self.positions[symbol] = qty
         else:
             self.positions.pop(symbol, None)
+
+
+@dataclass(frozen=True)
+class Written:
+    """What one write of a user's portfolio left: the cash, the order symbol's position, the item's version and
+    its count of recent outcomes (the execution job patches the API's holdings view with it)."""
+
+    user_id: str
+    cash: Decimal
+    symbol: str
+    #: the symbol's position after the write; None when the write did not change it (a recorded refusal)
+    quantity: int | None
+    version: int
+    n_outcomes: int
+
+    def position(self, symbol: str) -> int:
+        if symbol != self.symbol or self.quantity is None:
+            raise ValueError(f"this write did not change the position in {symbol}")
+        return self.quantity
 
 
 def fold(starting_cash: Decimal, outcomes: Iterable[OrderOutcome]) -> Holdings:

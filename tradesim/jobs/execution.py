@@ -50,6 +50,7 @@ from pyflink.datastream.functions import KeyedCoProcessFunction, KeyedProcessFun
 from pyflink.datastream.state import ListStateDescriptor, ValueStateDescriptor
 from pyflink.table import StreamTableEnvironment
 
+from tradesim.domain.book import Book
 from tradesim.jobs import execution_logic as logic
 from tradesim.jobs.sinks import keyed_kafka_sink
 
@@ -90,8 +91,8 @@ class SymbolStage(KeyedCoProcessFunction):
 
         self.fallback = fallback
 
-    def _book(self) -> logic.Book:
-        return self.book_state.value() or logic.Book()
+    def _book(self) -> Book:
+        return self.book_state.value() or Book()
 
     def process_element1(self, value: Any, ctx: KeyedCoProcessFunction.Context) -> Iterable[Any]:
         book = self._book()
@@ -137,7 +138,6 @@ class UserStage(KeyedProcessFunction):
         # each write rewrites a small item (see tradesim.adapters.dynamodb.portfolios)
         self.portfolios = PortfolioStore(db, horizon_ms=int(s.trading.outcome_live_s * 1000),
                                          prune_above=s.trading.prune_above, archive=OrderStore(db))
-        self.store = logic.Recording(self.portfolios)
         self.fees = s.trading.fee_model()
         self.batch_ms = s.trading.settle_batch_ms
         self.queued = runtime_context.get_list_state(ListStateDescriptor("queued", Types.PICKLED_BYTE_ARRAY()))
@@ -159,8 +159,11 @@ class UserStage(KeyedProcessFunction):
             yield from settled
 
     def _settle(self, decisions: list[Any]) -> list[Any]:
+        from tradesim.domain.settlement import settle_group
+
         user_id = decisions[0].order.user_id
-        return _retrying(lambda: logic.settle_group(user_id, decisions, self.store, self.portfolios, self.fees))
+        settled = _retrying(lambda: settle_group(user_id, decisions, self.portfolios, self.fees))
+        return [(s.order, s.outcome, s.written) for s in settled]
 
 
 class MirrorStage(KeyedProcessFunction):

@@ -23,7 +23,7 @@ from pydantic import (
     model_validator,
 )
 
-from tradesim.domain.events import SymbolStr
+from tradesim.domain.events import SYMBOL_RE, SymbolStr
 from tradesim.scenarios.errors import CrossFieldError
 
 FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
@@ -88,7 +88,7 @@ class ShockSpec(_Section):
     """A deterministic price move layered on the random path: a gap (over_s 0) or a slide over a window."""
 
     at_s: FiniteFloat = Field(ge=0, description="Seconds after `start` when the move begins.")
-    symbol: str = Field(pattern=r"^(\*|[A-Z][A-Z0-9.\-]{0,15})$", description="A symbol, or * for all.")
+    symbol: str = Field(pattern=f"^(\\*|{SYMBOL_RE})$", description="A symbol, or * for all.")
     move_pct: FiniteFloat = Field(gt=-100, description="Total move in percent (−12 = down 12 %).")
     over_s: FiniteFloat = Field(0.0, ge=0, description="Window the move is spread over (0 = instant gap).")
     spread_multiplier: FiniteFloat = Field(1.0, ge=1, description="Spread is widened by this inside the window.")

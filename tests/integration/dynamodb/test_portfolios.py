@@ -17,6 +17,7 @@ from tradesim.adapters.dynamodb.portfolios import PortfolioStore
 from tradesim.adapters.dynamodb.tables import ACCOUNTS, ORDERS, PORTFOLIOS, table_name
 from tradesim.domain.errors import InsufficientFunds, InsufficientShares, OutcomeAlreadyRecorded, PortfolioFull
 from tradesim.domain.events import OrderOutcome, OrderPlaced
+from tradesim.domain.settlement import RecordedOutcome
 from tradesim.ports import Unavailable
 from tradesim.settings import Settings
 from tradesim.stack.supervisor import Supervisor
@@ -85,8 +86,8 @@ def test_replayed_order_id_returns_the_first_outcome_and_applies_once(store: Por
     with pytest.raises(OutcomeAlreadyRecorded) as info:
         store.apply_fill(user, "o1", Decimal("-99.00"), "AAPL", 1, details={"price": "99.00"})
     assert info.value.order_id == "o1"
-    assert info.value.outcome == {"status": "executed", "cash_delta": Decimal("-101.25"), "symbol": "AAPL",
-                                  "qty_delta": 1, "price": "101.25"}
+    assert info.value.outcome == RecordedOutcome(status="executed", cash_delta=Decimal("-101.25"), symbol="AAPL",
+                                                 qty_delta=1)
     final = store.get(user)
     assert final is not None
     assert (final.cash, final.position("AAPL"), final.version) == (Decimal("898.75"), 1, 1)
@@ -159,7 +160,7 @@ def test_data_survives_down_and_up(supervisor: Supervisor, store: PortfolioStore
     portfolio = store.get(user)
     assert portfolio is not None
     assert (portfolio.cash, portfolio.position("TSLA"), portfolio.version) == (Decimal("376.55"), 5, 1)
-    assert portfolio.outcomes["o1"]["cash_delta"] == Decimal("-123.45")
+    assert portfolio.outcomes["o1"].cash_delta == Decimal("-123.45")
 
 
 def _closed_port() -> int:
@@ -280,8 +281,9 @@ def test_a_replayed_order_whose_outcome_left_the_item_reemits_it_and_applies_not
         with pytest.raises(OutcomeAlreadyRecorded) as replay:
             store.apply_fill(user, order.order_id, Decimal("-500"), "AAPL", 50, placed_at_ms=placed,
                              details={"decided_at_ms": "99999", "fill_price": "10", "fee": "0"})
-        assert (replay.value.outcome["status"], replay.value.outcome["fill_price"],
-                replay.value.outcome["decided_at_ms"]) == ("executed", "10", 1_100)
+        recorded = replay.value.outcome
+        assert recorded is not None
+        assert (recorded.status, recorded.fill_price, recorded.decided_at_ms) == ("executed", Decimal("10"), 1_100)
     after = store.get(user)
     assert after is not None
     assert (after.cash, after.position("AAPL"), after.version) == (Decimal("989"), 1, 2)  # the fill, the prune
@@ -334,7 +336,8 @@ def test_an_outcome_that_leaves_the_item_during_an_archive_lookup_is_not_applied
     with pytest.raises(OutcomeAlreadyRecorded) as replay:
         store.apply_fill(user, late.order_id, Decimal("-11"), "AAPL", 1, placed_at_ms=late.placed_at_ms,
                          details={"decided_at_ms": "9800", "fill_price": "10", "fee": "1"})
-    assert replay.value.outcome["decided_at_ms"] == 9_700  # the racer's outcome, found on the second look-up
+    assert replay.value.outcome is not None
+    assert replay.value.outcome.decided_at_ms == 9_700  # the racer's outcome, found on the second look-up
     assert racing.lookups == 2
     after = plain.get(user)
     assert after is not None

@@ -17,9 +17,10 @@ from hypothesis import strategies as st
 from tradesim.adapters.dynamodb.client import DynamoDB
 from tradesim.adapters.dynamodb.orders import OrderStore
 from tradesim.adapters.dynamodb.portfolios import PortfolioStore
+from tradesim.domain.book import Decision
 from tradesim.domain.events import OrderOutcome, OrderPlaced
 from tradesim.domain.portfolio import fold
-from tradesim.jobs.execution_logic import Decision, Recording, settle_group
+from tradesim.domain.settlement import settle_group
 from tradesim.settings import Settings
 
 pytestmark = pytest.mark.integration
@@ -63,7 +64,6 @@ def test_any_interleaving_of_duplicates_and_replays_gives_the_fold_of_the_first_
     archive = OrderStore(db)
     store = PortfolioStore(db, horizon_ms=1, prune_above=1, archive=archive, clock=clock)
     store.create(user, CASH)
-    recording = Recording(store)
     fees = Settings().trading.fee_model()
     now_ms = int(time.time() * 1000)
     orders = [OrderPlaced(order_id=f"{user}-{i}", user_id=user, symbol="PROP", side=side, qty=qty,  # type: ignore[arg-type]
@@ -73,7 +73,7 @@ def test_any_interleaving_of_duplicates_and_replays_gives_the_fold_of_the_first_
 
     def settle(picks: list[tuple[int, int]]) -> None:
         decisions = [Decision(orders[i % len(orders)], "fill", price=PRICES[p]) for i, p in picks]
-        emitted.extend(outcome for _, outcome, _ in settle_group(user, decisions, recording, store, fees))
+        emitted.extend(s.outcome for s in settle_group(user, decisions, store, fees))
 
     for kind, picks in steps:
         if kind == "settle":

@@ -17,12 +17,11 @@ from tradesim.adapters.dynamodb.portfolios import PortfolioStore
 from tradesim.adapters.kafka.client import consumer, producer
 from tradesim.adapters.redis.client import connect
 from tradesim.adapters.redis.prices import PriceCache
-from tradesim.cli.jobs import submit_job
 from tradesim.domain.events import OrderCancelRequested, OrderOutcome, OrderPlaced, decode, encode
-from tradesim.jobs.catalog import JOBS
 from tradesim.services.ingest.publisher import publish_all
 from tradesim.settings import Settings
 from tradesim.stack.flink import Flink
+from tradesim.stack.jobs import JOBS, submit_job
 from tradesim.testing.factories import tick, unique_symbol
 from tradesim.testing.waiting import wait_for  # noqa: F401 - re-exported to the tests
 

@@ -112,7 +112,7 @@ def test_cancel_of_a_resting_order(ex: Exchange, symbol: str) -> None:
     p = ex.store.get(user)
     assert p is not None
     assert p.cash == Decimal("5000")
-    assert p.outcomes[o.order_id]["status"] == "cancelled"
+    assert p.outcomes[o.order_id].status == "cancelled"
 
 
 def test_order_for_a_symbol_never_priced_is_rejected(ex: Exchange) -> None:

@@ -15,10 +15,10 @@ from confluent_kafka import TopicPartition
 
 from tradesim.adapters.flink.client import FlinkRest
 from tradesim.adapters.kafka.client import TopicSpec, consumer, ensure_topics, producer
-from tradesim.cli.jobs import submit_job
 from tradesim.domain.events import Tick, encode
 from tradesim.settings import Settings
 from tradesim.stack.flink import Flink
+from tradesim.stack.jobs import submit_job
 
 
 @dataclass

@@ -9,17 +9,16 @@ import time
 from decimal import Decimal
 from typing import Any
 
-from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import BotoCoreError, ClientError
 
 from tradesim.adapters.dynamodb.client import DynamoDB
+from tradesim.adapters.dynamodb.codec import from_dynamo, recorded, to_dynamo
 from tradesim.adapters.dynamodb.errors import conditional_write, translate
 from tradesim.adapters.dynamodb.tables import ORDERS, table_name
 from tradesim.domain.events import OrderOutcome, OrderPlaced
+from tradesim.domain.settlement import RecordedOutcome
 from tradesim.ports import Unavailable
 
-_to_dynamo = TypeSerializer().serialize
-_from_dynamo = TypeDeserializer().deserialize
 ACCEPTED = "accepted"
 
 
@@ -50,7 +49,7 @@ def placed_order(item: dict[str, Any]) -> OrderPlaced:
 
 
 def _plain(item: dict[str, Any]) -> dict[str, Any]:
-    out = {k: _from_dynamo(v) for k, v in item.items()}
+    out = {k: from_dynamo(v) for k, v in item.items()}
     for k, v in list(out.items()):
         if k in ("qty", "placed_at_ms", "decided_at_ms", "position_after") and v is not None:
             out[k] = int(v)
@@ -67,7 +66,7 @@ class OrderStore:
     def claim(self, order: OrderPlaced) -> dict[str, Any] | None:
         """Record the accepted order unless its id is taken. None: this call recorded it; else the stored item
         (whose placing time and body stand, whatever this request says). Raises Unavailable."""
-        item = {k: _to_dynamo(v) for k, v in order_item(order).items()}
+        item = {k: to_dynamo(v) for k, v in order_item(order).items()}
         for _ in range(3):  # the holder may release its claim between our put and our read
             if conditional_write(lambda: self.db.client.put_item(
                     TableName=self.table, Item=item, ConditionExpression="attribute_not_exists(order_id)"),
@@ -94,7 +93,7 @@ class OrderStore:
         Raises Unavailable."""
         fields = {k: v for k, v in order_item(order).items() if k != "order_id"}
         names = {f"#f{i}": k for i, k in enumerate(fields)}
-        values = {f":v{i}": _to_dynamo(v) for i, v in enumerate(fields.values())}
+        values = {f":v{i}": to_dynamo(v) for i, v in enumerate(fields.values())}
         sets = ", ".join(f"#f{i} = if_not_exists(#f{i}, :v{i})" for i in range(len(fields)))
         return conditional_write(lambda: self.db.client.update_item(
             TableName=self.table, Key={"order_id": {"S": order.order_id}},
@@ -108,16 +107,16 @@ class OrderStore:
         """Which of these orders have an item. Raises Unavailable."""
         return {i["order_id"]["S"] for i in self._batch_get(order_ids, "order_id", {}, "check orders exist")}
 
-    def decided(self, order_ids: list[str]) -> dict[str, dict[str, Any]]:
+    def decided(self, order_ids: list[str]) -> dict[str, RecordedOutcome]:
         """The recorded outcome (status, reason, fill_price, fee, decided_at_ms) of those orders whose item holds
         a terminal status; strongly consistent. The portfolio store's archive (see PortfolioStore). Raises
         Unavailable."""
-        found: dict[str, dict[str, Any]] = {}
+        found: dict[str, RecordedOutcome] = {}
         for item in self._batch_get(order_ids, "order_id, #st, reason, fill_price, fee, decided_at_ms",
                                     {"#st": "status"}, "read decided orders"):
             plain = _plain(item)
             if plain.get("status") not in (None, ACCEPTED) and "decided_at_ms" in plain:
-                found[plain.pop("order_id")] = plain
+                found[plain.pop("order_id")] = recorded(plain)
         return found
 
     def _batch_get(self, order_ids: list[str], projection: str, names: dict[str, str],
@@ -224,4 +223,4 @@ def outcome_item(order: OrderPlaced, outcome: OrderOutcome) -> dict[str, Any]:
         item["fill_price"] = str(outcome.fill_price)
     if outcome.fee is not None:
         item["fee"] = str(outcome.fee)
-    return {k: _to_dynamo(v) for k, v in item.items()}
+    return {k: to_dynamo(v) for k, v in item.items()}

@@ -18,7 +18,7 @@ would not do for that check: an outcome placed before the mark leaving later doe
 Without an archive, pruning is by age alone and safe only beyond the replay horizon (see `prune`).
 
 `n_outcomes` counts what is kept, so the API can refuse a user who would outgrow the item without reading every
-outcome. Writes return only what changed (UPDATED_NEW), never the whole item.
+outcome. The encoding of items and outcomes lives in `codec`.
 """
 
 from __future__ import annotations
@@ -26,15 +26,22 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from decimal import Context as DecimalContext
 from decimal import Decimal, Inexact, Overflow
-from typing import Any, Protocol
+from typing import Any
 
-from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import BotoCoreError, ClientError
 
 from tradesim.adapters.dynamodb.client import DynamoDB
+from tradesim.adapters.dynamodb.codec import (
+    Portfolio,
+    decode_outcome,
+    encode_outcome,
+    from_dynamo,
+    portfolio_of,
+    to_dynamo,
+    written_of,
+)
 from tradesim.adapters.dynamodb.errors import conditional_write, is_condition_failed, is_item_too_large, translate
 from tradesim.adapters.dynamodb.tables import PORTFOLIOS, table_name
 from tradesim.domain.errors import (
@@ -48,9 +55,9 @@ from tradesim.domain.errors import (
     PortfolioNotFound,
     VersionConflict,
 )
+from tradesim.domain.portfolio import Written
+from tradesim.ports import OutcomeArchive
 
-_to_dynamo = TypeSerializer().serialize
-_from_dynamo = TypeDeserializer().deserialize
 #: a failed condition is re-checked against a fresh read; if the item moved in between (e.g. a credit landed),
 #: the write is retried this many times in all before giving up with VersionConflict
 _CONDITION_ATTEMPTS = 3
@@ -60,113 +67,6 @@ _HOLDINGS = "user_id, cash, positions, version, n_outcomes"
 _EXACT = DecimalContext(prec=38, traps=[Inexact, Overflow])
 #: outcomes removed per UpdateItem when pruning (keeps the expression well under DynamoDB's 4 KB)
 _PRUNE_BATCH = 200
-
-
-class Archive(Protocol):
-    """Where recorded outcomes stay once they leave the item (tradesim.adapters.dynamodb.orders.OrderStore)."""
-
-    def decided(self, order_ids: list[str]) -> dict[str, dict[str, Any]]:
-        """order id → its outcome (status, reason, fill_price, fee, decided_at_ms), for those it holds."""
-        ...
-
-
-@dataclass(frozen=True)
-class Portfolio:
-    """One user's item as stored."""
-
-    user_id: str
-    cash: Decimal
-    positions: dict[str, int] = field(default_factory=dict)
-    version: int = 0
-    #: order id → the outcome recorded for it (status, cash_delta, symbol, qty_delta and caller details; stored as
-    #: one string, see encode_outcome);
-    #: empty when read with `holdings()`
-    outcomes: dict[str, dict[str, Any]] = field(default_factory=dict)
-    #: outcomes kept on the item (pruning removes those older than the horizon)
-    n_outcomes: int = 0
-    #: every order whose outcome left the item for the archive was placed at or before this (ms); None: none left
-    archived_upto: int | None = None
-    #: how many outcomes ever left the item for the archive
-    archived_n: int = 0
-
-    def position(self, symbol: str) -> int:
-        return self.positions.get(symbol, 0)
-
-
-@dataclass(frozen=True)
-class Applied:
-    """What one apply_fill changed: the new cash, the order symbol's position, version and outcome count."""
-
-    cash: Decimal
-    symbol: str
-    #: the symbol's position after the write; None when the write did not change it (a recorded refusal)
-    quantity: int | None
-    version: int
-    n_outcomes: int
-
-    def position(self, symbol: str) -> int:
-        if symbol != self.symbol or self.quantity is None:
-            raise ValueError(f"this write did not change the position in {symbol}")
-        return self.quantity
-
-
-#: An outcome is stored as ONE string attribute, "1|status|cash_delta|symbol|qty_delta|decided_at_ms|fill_price|fee|
-#: reason[|key=value...]", not as a map. Why: dynalite parses, size-checks and rewrites the whole item on every
-#: update, so its cost grows with the number of attribute values on the item; with a 7-attribute map per outcome a
-#: write at 1,000 recorded outcomes took 12.6 ms, with one string 3.9 ms (and ~60 % fewer bytes on real DynamoDB).
-_OUTCOME_FORMAT = "1"
-_POSITIONAL = ("decided_at_ms", "fill_price", "fee", "reason")
-
-
-def encode_outcome(status: str, cash_delta: Decimal, symbol: str, qty_delta: int,
-                   details: Mapping[str, str]) -> str:
-    extra = [f"{k}={v}" for k, v in details.items() if k not in _POSITIONAL]
-    if any("=" in k or "|" in k for k in details):
-        raise InvalidRecord("details", "keys must not contain '=' or '|'")
-    parts = [_OUTCOME_FORMAT, status, str(cash_delta), symbol, str(qty_delta),
-             *(str(details.get(k, "")) for k in _POSITIONAL), *extra]
-    if any("|" in part for part in parts):
-        raise InvalidRecord("outcome", "fields must not contain '|'")
-    return "|".join(parts)
-
-
-def decode_outcome(raw: str | Mapping[str, Any]) -> dict[str, Any]:
-    """The outcome as a dict (status, cash_delta, symbol, qty_delta and the non-empty details)."""
-    if not isinstance(raw, str):  # items written before the string format
-        out = dict(raw)
-        if "qty_delta" in out:
-            out["qty_delta"] = int(out["qty_delta"])
-        return out
-    parts = raw.split("|")
-    if parts[0] != _OUTCOME_FORMAT or len(parts) < 9:
-        raise InvalidRecord("outcome", f"unknown outcome record {raw[:40]!r}")
-    out: dict[str, Any] = {"status": parts[1], "cash_delta": Decimal(parts[2]), "symbol": parts[3],
-                           "qty_delta": int(parts[4])}
-    out |= {k: v for k, v in zip(_POSITIONAL, parts[5:9], strict=True) if v}
-    out |= dict(token.partition("=")[::2] for token in parts[9:])
-    return out
-
-
-def _portfolio(item: Mapping[str, Any]) -> Portfolio:
-    data = {k: _from_dynamo(v) for k, v in item.items()}
-    return Portfolio(
-        user_id=data["user_id"],
-        cash=data["cash"],
-        positions={s: int(q) for s, q in data.get("positions", {}).items()},
-        version=int(data.get("version", 0)),
-        outcomes={o: decode_outcome(v) for o, v in data.get("outcomes", {}).items()},
-        n_outcomes=int(data.get("n_outcomes", len(data.get("outcomes", {})))),
-        archived_upto=int(data["archived_upto"]) if "archived_upto" in data else None,
-        archived_n=int(data.get("archived_n", 0)),
-    )
-
-
-def _applied(item: Mapping[str, Any], symbol: str, moved: bool) -> Applied:
-    """From the whole item as written; `moved`: whether the write changed the symbol's position."""
-    position = item.get("positions", {}).get("M", {}).get(symbol)
-    return Applied(cash=Decimal(item["cash"]["N"]), symbol=symbol,
-                   quantity=int(position["N"]) if moved and position is not None else None,
-                   version=int(item["version"]["N"]), n_outcomes=int(item["n_outcomes"]["N"]))
 
 
 def _require_text(name: str, value: object) -> None:
@@ -197,7 +97,7 @@ class PortfolioStore:
     """
 
     def __init__(self, db: DynamoDB, *, horizon_ms: int | None = None, prune_above: int = 250,
-                 archive: Archive | None = None, clock: Callable[[], float] = time.time) -> None:
+                 archive: OutcomeArchive | None = None, clock: Callable[[], float] = time.time) -> None:
         self.db = db
         self.table = table_name(db.settings, PORTFOLIOS)
         self.horizon_ms = horizon_ms
@@ -226,7 +126,7 @@ class PortfolioStore:
         try:
             self.db.client.put_item(
                 TableName=self.table,
-                Item={k: _to_dynamo(v) for k, v in item.items()},
+                Item={k: to_dynamo(v) for k, v in item.items()},
                 ConditionExpression="attribute_not_exists(user_id)",
             )
         except (BotoCoreError, ClientError) as exc:
@@ -251,11 +151,11 @@ class PortfolioStore:
         except (BotoCoreError, ClientError) as exc:
             raise translate(exc, f"get portfolio {user_id!r}") from None
         item = answer.get("Item")
-        return _portfolio(item) if item else None
+        return portfolio_of(item) if item else None
 
     def apply_fill(self, user_id: str, order_id: str, cash_delta: Decimal, symbol: str, qty_delta: int, *,
                    status: str = "executed", details: Mapping[str, str] | None = None,
-                   placed_at_ms: int | None = None) -> Applied:
+                   placed_at_ms: int | None = None) -> Written:
         """Record the order's outcome and apply its cash/position change at once; returns what changed.
 
         `placed_at_ms` (the order's): with an archive, an order placed after `archived_upto` needs no archive
@@ -290,11 +190,11 @@ class PortfolioStore:
                     if self._groups[user_id] is None:
                         self._groups[user_id] = int(copy["version"]["N"])
                     self._items[user_id] = new
-                    return _applied(new, symbol, moved=qty_delta != 0)
+                    return written_of(user_id, new, symbol, moved=qty_delta != 0)
                 if new is not None and self._put(new, int(copy["version"]["N"]),
                                                  f"apply order {order_id!r} to portfolio {user_id!r}"):
                     self._items[user_id] = new
-                    return _applied(new, symbol, moved=qty_delta != 0)
+                    return written_of(user_id, new, symbol, moved=qty_delta != 0)
                 if new is None and self._groups.get(user_id) is not None:
                     self._items[user_id] = copy
                     self._write_group(user_id)  # what the group applied goes first, in order
@@ -352,7 +252,7 @@ class PortfolioStore:
         outcomes = item["outcomes"]["M"]
         if order_id in outcomes:  # recorded outcomes never change: the copy is as good as the item here
             self._items[user_id] = item
-            raise OutcomeAlreadyRecorded(order_id, decode_outcome(_from_dynamo(outcomes[order_id])))
+            raise OutcomeAlreadyRecorded(order_id, decode_outcome(from_dynamo(outcomes[order_id])))
         upto = int(item["archived_upto"]["N"]) if "archived_upto" in item else None
         if self.archive is not None and upto is not None and (placed_at_ms is None or placed_at_ms <= upto):
             return None
@@ -380,7 +280,7 @@ class PortfolioStore:
         return new
 
     def _update(self, user_id: str, order_id: str, outcome: str, cash_delta: Decimal, symbol: str,
-                qty_delta: int, placed_at_ms: int | None) -> Applied:
+                qty_delta: int, placed_at_ms: int | None) -> Written:
         """The write decided by the stored item: one UpdateItem whose condition checks everything."""
         names = {"#o": order_id}
         values: dict[str, Any] = {":dc": cash_delta, ":out": outcome, ":one": 1, ":zero": 0}
@@ -409,7 +309,7 @@ class PortfolioStore:
             "UpdateExpression": "SET " + ", ".join(updates),
             "ConditionExpression": " AND ".join(conditions),
             "ExpressionAttributeNames": names,
-            "ExpressionAttributeValues": {k: _to_dynamo(v) for k, v in values.items()},
+            "ExpressionAttributeValues": {k: to_dynamo(v) for k, v in values.items()},
             "ReturnValues": "ALL_NEW",
         }
         what = f"apply order {order_id!r} to portfolio {user_id!r}"
@@ -429,7 +329,7 @@ class PortfolioStore:
                 raise translate(exc, what) from None
             else:
                 item = answer["Attributes"]
-                applied = _applied(item, symbol, moved=qty_delta != 0)
+                applied = written_of(user_id, item, symbol, moved=qty_delta != 0)
                 self._items[user_id] = item  # (the next write on it prunes, if due)
                 return applied
             current = self.get(user_id)
@@ -498,15 +398,15 @@ class PortfolioStore:
         """Which recorded outcomes (wire form) may leave the item: decided before the cutoff and, with an archive,
         held by it. Returns them, the highest placing time among them, and the decision time of the oldest that
         stays (None: none with a time). Outcomes without a decision time stay."""
-        records = {o: decode_outcome(_from_dynamo(v)) for o, v in outcomes.items()}
-        decided = {o: int(at) for o, r in records.items() if (at := str(r.get("decided_at_ms", ""))).isdigit()}
+        records = {o: decode_outcome(from_dynamo(v)) for o, v in outcomes.items()}
+        decided = {o: r.decided_at_ms for o, r in records.items() if r.decided_at_ms is not None}
         expired = [o for o, at in decided.items() if at < older_than_ms]
         if self.archive is not None and expired:
             held = self.archive.decided(expired)
-            expired = [o for o in expired if held.get(o, {}).get("status") == records[o]["status"]]
+            expired = [o for o in expired if o in held and held[o].status == records[o].status]
         # an order is placed before it is decided: a record without its placing time counts as placed at its
         # decision (true on one clock; only records written before placing times were kept lack it)
-        upto = max((int(records[o].get("placed_at_ms") or decided[o]) for o in expired), default=0)
+        upto = max((records[o].placed_at_ms or decided[o] for o in expired), default=0)
         gone = set(expired)
         return expired, upto, min((at for o, at in decided.items() if o not in gone), default=None)
 

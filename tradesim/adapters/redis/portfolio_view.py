@@ -18,12 +18,13 @@ Hash fields: `v` version, `cash` (decimal string), `n` kept outcomes, `p:<SYMBOL
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
 from decimal import Decimal
 
 import redis
 import redis.asyncio as aredis
 from redis.asyncio.client import Pipeline
+
+from tradesim.domain.portfolio import Holdings, Written
 
 #: seconds a view lives after its last write
 VIEW_TTL_S = 300
@@ -57,19 +58,6 @@ def view_key(user_id: str) -> str:
     return f"pf:{user_id}"
 
 
-@dataclass(frozen=True)
-class Holdings:
-    """What the pre-check needs of a portfolio."""
-
-    cash: Decimal
-    version: int
-    n_outcomes: int
-    positions: dict[str, int] = field(default_factory=dict)
-
-    def position(self, symbol: str) -> int:
-        return self.positions.get(symbol, 0)
-
-
 def decode(raw: Mapping[str, str]) -> Holdings | None:
     """The view from HGETALL's answer; None when missing (or torn by a concurrent DEL)."""
     if not raw or "v" not in raw or "cash" not in raw:
@@ -85,18 +73,6 @@ def _fields(h: Holdings) -> list[str]:
     return out
 
 
-@dataclass(frozen=True)
-class ViewPatch:
-    """What one portfolio write changed: the execution job's patch of a user's view."""
-
-    user_id: str
-    version: int
-    cash: Decimal
-    n_outcomes: int
-    symbol: str
-    quantity: int | None
-
-
 class ViewWriter:
     """The execution job's side (synchronous client)."""
 
@@ -108,12 +84,12 @@ class ViewWriter:
     def patch(self, user_id: str, *, version: int, cash: Decimal, n_outcomes: int, symbol: str,
               quantity: int | None) -> int:
         """1 applied, 0 no view or already newer, -1 a gap (view dropped). Raises redis.RedisError."""
-        return self.patch_all([ViewPatch(user_id, version, cash, n_outcomes, symbol, quantity)])[0]
+        return self.patch_all([Written(user_id, cash, symbol, quantity, version, n_outcomes)])[0]
 
-    def patch_all(self, patches: Iterable[ViewPatch]) -> list[int]:
-        """patch() each in the order given, in one round trip. Raises redis.RedisError."""
+    def patch_all(self, writes: Iterable[Written]) -> list[int]:
+        """patch() with what each write left, in the order given, in one round trip. Raises redis.RedisError."""
         pipe = self._client.pipeline(transaction=False)
-        for p in patches:
+        for p in writes:
             self._patch(keys=[view_key(p.user_id)], client=pipe, args=[
                 p.version, str(p.cash), p.n_outcomes, self._ttl_s, p.symbol, "" if p.quantity is None else p.quantity])
         return [int(answer) for answer in pipe.execute()]

@@ -25,19 +25,19 @@ from decimal import Decimal
 from typing import Annotated, Any
 
 import anyio
-import redis
 from fastapi import APIRouter, Header, Path, Query, Response
 
 from tradesim.adapters.dynamodb.accounts import Account
 from tradesim.adapters.dynamodb.orders import placed_order
 from tradesim.adapters.kafka.errors import KafkaDeliveryError, KafkaOutcomeUnknown
 from tradesim.adapters.redis import quotes
+from tradesim.adapters.redis.client import execute, unavailable_on_error
 from tradesim.adapters.redis.idempotency import Record, record_key
-from tradesim.adapters.redis.portfolio_view import Holdings
 from tradesim.adapters.redis.portfolio_view import decode as decode_view
 from tradesim.domain.errors import InsufficientFunds, InsufficientShares
-from tradesim.domain.events import OrderCancelRequested, OrderPlaced, Tick, encode
+from tradesim.domain.events import ID_RE, SYMBOL_RE, OrderCancelRequested, OrderPlaced, Tick, encode
 from tradesim.domain.orders import body_hash, shown_status
+from tradesim.domain.portfolio import Holdings
 from tradesim.domain.precheck import (
     OrderIntent,
     StalePrice,
@@ -46,6 +46,7 @@ from tradesim.domain.precheck import (
     check_fresh,
     order_id_for,
 )
+from tradesim.ports import Unavailable
 from tradesim.services.api import metrics
 from tradesim.services.api.deps import Authenticated, CurrentUser, Res, rate_limit_of, rate_limited
 from tradesim.services.api.errors import ApiError, responses
@@ -54,7 +55,7 @@ from tradesim.services.api.schemas import CancelAccepted, Order, OrderAccepted, 
 
 log = logging.getLogger("tradesim.api.orders")
 router = APIRouter(prefix="/orders", tags=["orders"])
-OrderIdPath = Path(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:\-]+$")
+OrderIdPath = Path(min_length=1, max_length=64, pattern=f"^{ID_RE}$")
 TERMINAL = frozenset({"executed", "rejected", "cancelled", "expired"})
 _POLL_MIN_S, _POLL_MAX_S = 0.002, 0.05
 
@@ -89,8 +90,8 @@ async def _holdings(res: Resources, user_id: str) -> Holdings | None:
         return None
     held = Holdings(cash=item.cash, version=item.version, n_outcomes=item.n_outcomes, positions=item.positions)
     try:
-        await res.view.fill(user_id, held)
-    except redis.RedisError as exc:
+        await unavailable_on_error(res.view.fill(user_id, held))
+    except Unavailable as exc:
         log.warning("could not fill the holdings view", extra={"user_id": user_id, "error": str(exc)})
     return held
 
@@ -114,7 +115,7 @@ async def _gate(res: Resources, user: Account, limit: int, symbol: str, key: str
     quotes.queue_latest(pipe, symbol)
     res.view.queue_get(pipe, user.user_id)
     with metrics.timed("redis", "order_gate"):
-        answers = iter(await pipe.execute())  # in the order queued above
+        answers = iter(await execute(pipe))  # in the order queued above
     wait_s = None
     if limit > 0:
         count, _expired = next(answers), next(answers)
@@ -227,8 +228,8 @@ async def _remember(res: Resources, key: str, digest: str, answer: dict[str, Any
     res.idempotency.finish_on(pipe, key, digest, answer)
     try:
         with metrics.timed("redis", "idempotency_finish"):
-            await pipe.execute()
-    except redis.RedisError as exc:
+            await execute(pipe)
+    except Unavailable as exc:
         metrics.ORDER_RECORD_FAILURES.inc()
         log.error("order acknowledged by Kafka but its idempotent answer not kept",
                   extra={"order_id": answer["order_id"], "error": str(exc)})
@@ -298,8 +299,8 @@ async def place_order(
 
 async def _release(res: Resources, key: str, digest: str) -> None:
     try:
-        await asyncio.shield(res.idempotency.release(key, digest))
-    except redis.RedisError:
+        await asyncio.shield(unavailable_on_error(res.idempotency.release(key, digest)))
+    except Unavailable:
         log.warning("could not release an idempotency claim; it expires by itself", extra={"key": key})
 
 
@@ -334,7 +335,7 @@ async def get_order(user: CurrentUser, res: Res, order_id: str = OrderIdPath) ->
 async def list_orders(
     user: CurrentUser, res: Res,
     status: Annotated[OrderStatusStr | None, Query(description="only orders with this status")] = None,
-    symbol: Annotated[str | None, Query(pattern=r"^[A-Z][A-Z0-9.\-]{0,15}$")] = None,
+    symbol: Annotated[str | None, Query(pattern=f"^{SYMBOL_RE}$")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> OrderList:
     """The caller's orders, newest first."""

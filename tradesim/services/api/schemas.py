@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from tradesim.domain.events import OrderType, Side, TimeInForce
+from tradesim.domain.events import SYMBOL_RE, OrderType, Side, TimeInForce
 
 #: a positive decimal with at most 4 places, as a string (never a JSON number: floats cannot hold cents)
 PRICE_PATTERN = r"^(0|[1-9][0-9]{0,11})(\.[0-9]{1,4})?$"
@@ -54,7 +54,7 @@ class ResetDone(BaseModel):
 
 
 class OrderRequest(Strict):
-    symbol: Annotated[str, Field(pattern=r"^[A-Z][A-Z0-9.\-]{0,15}$", examples=["ACME"])]
+    symbol: Annotated[str, Field(pattern=f"^{SYMBOL_RE}$", examples=["ACME"])]
     side: Side
     qty: int = Field(gt=0, le=1_000_000_000, strict=True, description="shares: a positive integer")
     type: OrderType = "market"

@@ -1,0 +1,92 @@
+"""One symbol's order book: the latest quote and the resting orders, turning orders, cancels and ticks into
+`Decision`s (fill at a price, expire, cancel, reject, rest). The execution job keeps one per symbol in keyed state;
+no I/O here."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Literal
+
+from tradesim.domain.events import OrderCancelRequested, OrderPlaced, RejectReason, Tick
+from tradesim.domain.matching import Expire, Fill, Quote, Rest, SlippageModel, decide
+from tradesim.domain.orders import NOT_PROCESSED, overdue
+
+#: "rest": the order now rests in the book — not an outcome; the Orders mirror marks it `in_book`, so readers keep it
+#: open past the processing deadline
+Kind = Literal["fill", "expire", "cancel", "reject", "rest"]
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What the symbol stage decided for one order; settled by the user stage."""
+
+    order: OrderPlaced
+    kind: Kind
+    price: Decimal | None = None
+    reason: RejectReason | None = None
+
+
+@dataclass
+class Book:
+    """One symbol's quote and resting orders (Flink keeps one per key in state)."""
+
+    quote: Quote | None = None
+    #: order_id → (order, stop-limit triggered)
+    resting: dict[str, tuple[OrderPlaced, bool]] = field(default_factory=dict)
+    #: last (run_id, seq) applied, so a re-delivered tick does not act twice
+    last_tick: tuple[int, int] = (-1, -1)
+
+    def on_order(self, order: OrderPlaced, slippage: SlippageModel,
+                 fallback: Callable[[str], Quote | None] | None = None, *, now_ms: int | None = None,
+                 deadline_ms: int | None = None) -> list[Decision]:
+        """`deadline_ms`: an order that reaches the book more than this after its placing expires unmatched
+        (the job was down, or behind, for longer than users were promised)."""
+        if order.order_id in self.resting:
+            return []  # a re-delivered order that already rests
+        now = _now_ms() if now_ms is None else now_ms
+        if deadline_ms is not None and overdue(order.placed_at_ms, now, deadline_ms):
+            return [Decision(order, "expire", reason=NOT_PROCESSED)]
+        quote = self.quote
+        if quote is None and fallback is not None:
+            quote = fallback(order.symbol)  # no tick seen yet in this job: the market-data cache knows the price
+        if quote is None:
+            return [Decision(order, "reject", reason="unknown_symbol")]
+        return self._apply(order, quote, slippage, triggered=False, announce=True)
+
+    def on_cancel(self, cancel: OrderCancelRequested) -> list[Decision]:
+        held = self.resting.pop(cancel.order_id, None)
+        if held is None or held[0].user_id != cancel.user_id:
+            if held is not None:
+                self.resting[cancel.order_id] = held  # someone else's order: leave it
+            return []  # not resting (filled, expired, unknown): nothing to cancel
+        return [Decision(held[0], "cancel")]
+
+    def on_tick(self, tick: Tick, slippage: SlippageModel) -> list[Decision]:
+        order_key = (tick.run_id, tick.seq)
+        if self.quote is not None and tick.run_id == self.last_tick[0] and order_key <= self.last_tick:
+            return []
+        self.last_tick = order_key
+        self.quote = Quote.of(tick)
+        out: list[Decision] = []
+        for order_id, (order, triggered) in list(self.resting.items()):
+            del self.resting[order_id]
+            out += self._apply(order, self.quote, slippage, triggered)
+        return out
+
+    def _apply(self, order: OrderPlaced, quote: Quote, slippage: SlippageModel, triggered: bool,
+               announce: bool = False) -> list[Decision]:
+        d = decide(order, quote, slippage, triggered)
+        if isinstance(d, Fill):
+            return [Decision(order, "fill", price=d.price)]
+        if isinstance(d, Expire):
+            return [Decision(order, "expire", reason="expired")]
+        assert isinstance(d, Rest)  # noqa: S101 - Decision is a closed union
+        self.resting[order.order_id] = (order, d.triggered)
+        return [Decision(order, "rest")] if announce else []

@@ -1,0 +1,153 @@
+"""Settling an order: the book's decision becomes the order's one terminal `OrderOutcome`, recorded by ONE
+conditional write on the user's ledger (the portfolio item) together with its cash/position change. The first
+recorded outcome wins: a replay (after a restore, when orders and ticks may interleave differently) re-emits it
+instead of the new decision. The ledger is a port (`tradesim.ports.Ledger`); these rules never touch I/O."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import TYPE_CHECKING, Literal
+
+from tradesim.domain.book import Decision
+from tradesim.domain.errors import (
+    InsufficientFunds,
+    InsufficientShares,
+    OutcomeAlreadyRecorded,
+    PortfolioFull,
+    PortfolioNotFound,
+    VersionConflict,
+)
+from tradesim.domain.events import OrderOutcome, OrderPlaced, OrderStatus, RejectReason
+from tradesim.domain.fees import FeeModel
+from tradesim.domain.portfolio import Written, fill_change
+
+if TYPE_CHECKING:  # the ports layer sits above the domain; its protocols are only types here
+    from tradesim.ports import GroupLedger, Ledger
+
+
+@dataclass(frozen=True)
+class RecordedOutcome:
+    """An order's outcome as its ledger recorded it: what a replay re-emits. The change and the placing time are
+    known on the portfolio item, not in the `Orders` archive (None there)."""
+
+    status: str
+    decided_at_ms: int | None = None
+    fill_price: Decimal | None = None
+    fee: Decimal | None = None
+    reason: str | None = None
+    cash_delta: Decimal | None = None
+    symbol: str | None = None
+    qty_delta: int | None = None
+    placed_at_ms: int | None = None
+
+
+@dataclass(frozen=True)
+class Settled:
+    """One settled decision: the outcome to emit and what the write left (None: nothing was written)."""
+
+    order: OrderPlaced
+    outcome: OrderOutcome
+    written: Written | None
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def trade_id(order_id: str) -> str:
+    return f"{order_id}-1"  # one fill per order today; deterministic so read models collapse re-deliveries
+
+
+def outcome_from_record(order: OrderPlaced, recorded: RecordedOutcome) -> OrderOutcome:
+    """Rebuild the event from what the first writer recorded (replays re-emit exactly this)."""
+    executed = recorded.status == "executed"
+    return OrderOutcome(
+        order_id=order.order_id, user_id=order.user_id, symbol=order.symbol, side=order.side, qty=order.qty,
+        status=recorded.status, reason=recorded.reason or None,
+        fill_price=recorded.fill_price if executed else None, fee=recorded.fee if executed else None,
+        trade_id=trade_id(order.order_id) if executed else None, decided_at_ms=int(recorded.decided_at_ms or 0))
+
+
+def settle(decision: Decision, ledger: Ledger, fees: FeeModel, now_ms: Callable[[], int] = _now_ms) -> Settled:
+    """Decide the order's terminal outcome with one conditional write; the first recorded outcome wins.
+
+    Raises Unavailable (retry later: nothing was decided) — never a silent skip.
+    """
+    assert decision.kind != "rest"  # noqa: S101 - a resting order has no outcome to settle
+    order = decision.order
+    decided = now_ms()
+    if decision.kind == "fill":
+        assert decision.price is not None  # noqa: S101 - fills carry a price
+        change = fill_change(order.side, order.qty, decision.price, fees)
+        details = {"decided_at_ms": str(decided), "fill_price": str(decision.price), "fee": str(change.fee)}
+        try:
+            after = ledger.apply_fill(order.user_id, order.order_id, change.cash_delta, order.symbol,
+                                      change.qty_delta, status="executed", details=details,
+                                      placed_at_ms=order.placed_at_ms)
+        except OutcomeAlreadyRecorded as exc:
+            return _replayed(order, exc)
+        except InsufficientFunds:
+            return _record(order, ledger, "rejected", "insufficient_funds", decided)
+        except InsufficientShares:
+            return _record(order, ledger, "rejected", "insufficient_shares", decided)
+        except PortfolioNotFound:
+            return _record_nowhere(order, "invalid", decided)
+        except PortfolioFull:
+            return _record_nowhere(order, "too_many_recent_orders", decided)
+        return Settled(order, OrderOutcome(
+            order_id=order.order_id, user_id=order.user_id, symbol=order.symbol, side=order.side, qty=order.qty,
+            status="executed", fill_price=decision.price, fee=change.fee, cash_after=after.cash,
+            position_after=after.position(order.symbol), trade_id=trade_id(order.order_id), decided_at_ms=decided,
+        ), after)
+    status: Literal["rejected", "cancelled", "expired"] = (
+        "cancelled" if decision.kind == "cancel" else "expired" if decision.kind == "expire" else "rejected")
+    return _record(order, ledger, status, decision.reason, decided)
+
+
+def settle_group(user_id: str, decisions: list[Decision], ledger: GroupLedger, fees: FeeModel) -> list[Settled]:
+    """Settle one user's queued decisions, in order, with as few writes as the ledger can manage (one, usually):
+    the same outcomes as settling them one by one. If the group's write loses to another writer (VersionConflict),
+    none of its unwritten changes were written, so they are settled again one by one. Raises Unavailable."""
+    ledger.group(user_id)
+    try:
+        out = [settle(d, ledger, fees) for d in decisions]
+        ledger.flush_group(user_id)
+        return out
+    except VersionConflict:
+        ledger.end_group(user_id)
+    except BaseException:
+        ledger.end_group(user_id)
+        raise
+    return [settle(d, ledger, fees) for d in decisions]
+
+
+def _replayed(order: OrderPlaced, exc: OutcomeAlreadyRecorded) -> Settled:
+    return Settled(order, outcome_from_record(order, exc.outcome or RecordedOutcome(status="")), None)
+
+
+def _record(order: OrderPlaced, ledger: Ledger, status: OrderStatus, reason: RejectReason | None,
+            decided: int) -> Settled:
+    details = {"decided_at_ms": str(decided), "reason": reason or ""}
+    try:
+        written = ledger.apply_fill(order.user_id, order.order_id, Decimal(0), order.symbol, 0, status=status,
+                                    details=details, placed_at_ms=order.placed_at_ms)
+    except OutcomeAlreadyRecorded as exc:
+        return _replayed(order, exc)
+    except PortfolioNotFound:
+        return _record_nowhere(order, reason, decided)
+    except PortfolioFull:
+        return _record_nowhere(order, "too_many_recent_orders", decided)
+    return Settled(order, OrderOutcome(order_id=order.order_id, user_id=order.user_id, symbol=order.symbol,
+                                       side=order.side, qty=order.qty, status=status, reason=reason,
+                                       decided_at_ms=decided), written)
+
+
+def _record_nowhere(order: OrderPlaced, reason: RejectReason | None, decided: int) -> Settled:
+    """A user without a portfolio, or whose item cannot hold another outcome (the API refuses such orders
+    first; only a producer that bypasses it gets here): nothing to record against, the order is rejected."""
+    return Settled(order, OrderOutcome(order_id=order.order_id, user_id=order.user_id, symbol=order.symbol,
+                                       side=order.side, qty=order.qty, status="rejected", reason=reason or "invalid",
+                                       decided_at_ms=decided), None)

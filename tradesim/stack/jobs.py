@@ -1,0 +1,125 @@
+"""The Flink jobs tradesim runs on the session cluster: the catalog (name → module and arguments) and their
+submission. Used by `tradesim jobs`, `tradesim up --with-jobs`, the benchmarks and the tests; no PyFlink import
+here (the job modules are submitted, not imported)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from tradesim.settings import Settings
+from tradesim.stack.errors import StackError, UserError
+
+if TYPE_CHECKING:
+    from tradesim.adapters.flink.client import FlinkRest, JobInfo
+
+JOB_NAME_PREFIX = "tradesim-"
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    name: str
+    module: str
+    description: str
+    #: submitted by `tradesim up --with-jobs`
+    standard: bool
+
+    @property
+    def flink_name(self) -> str:
+        """The job name on the cluster; `jobs list` maps it back to `name`."""
+        return JOB_NAME_PREFIX + self.name
+
+
+JOBS: dict[str, JobSpec] = {
+    spec.name: spec
+    for spec in (
+        JobSpec("bars", "tradesim.jobs.bars", "1 s and 1 min OHLCV bars: market_data → market_bars", True),
+        JobSpec("execution", "tradesim.jobs.execution",
+                "match orders against prices, settle on portfolios: trade_orders + market_data → trade_executed",
+                True),
+        JobSpec("passthrough", "tradesim.jobs.passthrough",
+                "benchmark baseline: copy market_data to market_data_copy in Flink SQL", False),
+    )
+}
+
+
+def job_args(spec: JobSpec, settings: Settings, overrides: dict[str, str] | None = None) -> list[str]:
+    """Program arguments of a job, from settings (every endpoint and topic is a setting)."""
+    t, f = settings.topics, settings.flink
+    args: dict[str, str] = {"bootstrap": settings.kafka.bootstrap, "job-name": spec.flink_name,
+                            "checkpoint-interval-ms": str(f.checkpoint_interval_ms)}
+    if spec.name == "bars":
+        args |= {"source-topic": t.market_data, "bars-topic": t.market_bars, "dead-letter-topic": t.dead_letter,
+                 "group-id": "tradesim-bars", "out-of-orderness-ms": str(f.out_of_orderness_ms)}
+    elif spec.name == "execution":
+        args |= {"orders-topic": t.trade_orders, "market-topic": t.market_data, "executed-topic": t.trade_executed,
+                 "dead-letter-topic": t.dead_letter, "group-id": "tradesim-execution",
+                 "processing-deadline-s": str(settings.trading.processing_deadline_s)}
+    elif spec.name == "passthrough":
+        args |= {"source-topic": t.market_data, "sink-topic": t.market_data + "_copy",
+                 "group-id": "tradesim-passthrough"}
+    args |= overrides or {}
+    return [part for k, v in args.items() for part in (f"--{k}", v)]
+
+
+def name_of(flink_job_name: str) -> str:
+    """Catalog name of a cluster job ('tradesim-bars' → 'bars'); foreign jobs keep their own name."""
+    return flink_job_name.removeprefix(JOB_NAME_PREFIX)
+
+
+def cluster(settings: Settings) -> FlinkRest:
+    """A REST client of a cluster that answers; UserError (exit 2) when none is up."""
+    from tradesim.adapters.flink.errors import FlinkRequestError, FlinkUnavailable
+    from tradesim.stack.flink import Flink
+
+    rest = Flink(settings).rest()
+    try:
+        rest.overview()
+    except (FlinkUnavailable, FlinkRequestError) as exc:
+        raise UserError(f"no Flink cluster is up ({exc}); start it with `tradesim up --only kafka,flink`") from None
+    return rest
+
+
+def running(rest: FlinkRest, flink_name: str) -> list[JobInfo]:
+    return [j for j in rest.jobs(with_checkpoints=False) if j.name == flink_name and j.active]
+
+
+def submit_job(settings: Settings, name: str, parallelism: int | None = None,
+               overrides: dict[str, str] | None = None, options: dict[str, str] | None = None,
+               progress: Callable[[str], None] = lambda _msg: None) -> tuple[str, bool]:
+    """Submit a catalog job unless it already runs; returns (job id, newly submitted). `options`: Flink
+    configuration for this job, e.g. `execution.state-recovery.path` to restore a savepoint."""
+    from tradesim.adapters.flink.client import submit
+    from tradesim.adapters.flink.errors import FlinkRequestError
+    from tradesim.stack.flink import Flink
+
+    spec = JOBS.get(name)
+    if spec is None:
+        raise UserError(f"unknown job {name!r}; known: {', '.join(JOBS)}")
+    rest = cluster(settings)
+    job_name = (overrides or {}).get("job-name", spec.flink_name)
+    already = running(rest, job_name)
+    if already:
+        return already[0].id, False
+    flink = Flink(settings)
+    flink.provision(progress)  # no-op when the venv and jars exist
+    opts = {"python.execution-mode": settings.flink.execution_mode, **(options or {})}
+    try:
+        job_id = submit(flink.flink_bin, settings.flink.client_rest_url, spec.module,
+                        job_args(spec, settings, overrides), python=flink.python, jars=flink.connector_jars,
+                        env=flink.client_env(), parallelism=parallelism or settings.flink.parallelism,
+                        options=opts)
+    except FlinkRequestError as exc:
+        raise StackError(str(exc)) from None
+    return job_id, True
+
+
+def submit_standard_jobs(settings: Settings, progress: Callable[[str], None] = lambda _msg: None) -> list[str]:
+    """Submit every standard job (for `tradesim up --with-jobs`); returns one line per job."""
+    lines = []
+    for spec in JOBS.values():
+        if spec.standard:
+            job_id, new = submit_job(settings, spec.name, progress=progress)
+            lines.append(f"{'submitted' if new else 'already running'} {spec.name}: job {job_id}")
+    return lines
