@@ -138,8 +138,8 @@ def run(settings: Settings, rates: list[float], seconds: float, passthrough_reco
     """`users`: bench accounts the orders are spread over (at least what the API's recent-orders limit needs).
     Few busy accounts are the worst case for the job: each order rewrites its user's portfolio item, and the
     item holds that user's recent outcomes."""
-    from tradesim.stack.jobs import submit_job
     from tradesim.stack.flink import Flink
+    from tradesim.stack.jobs import submit_job
 
     submit_job(settings, "execution", parallelism=parallelism)
     _drain(settings, out)

@@ -121,8 +121,8 @@ def _latency(settings: Settings, ticks_topic: str, bars_topic: str, rate: int, s
 
 
 def run(settings: Settings, modes: list[str], n_ticks: int, rate: int, out: list[str]) -> dict[str, float]:
-    from tradesim.stack.jobs import submit_job
     from tradesim.stack.flink import Flink
+    from tradesim.stack.jobs import submit_job
 
     rest = Flink(settings).rest()
     run_id = uuid.uuid4().hex[:6]
