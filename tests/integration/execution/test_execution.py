@@ -257,7 +257,7 @@ def test_taskmanager_kill_9_mid_run_loses_nothing_and_applies_nothing_twice(ex: 
                                  f"{p and p.version}, {p and len(p.outcomes)} outcomes; first missing "
                                  f"(order, emitted status, reason, copies): {detail}") from None
         p, where = holder
-        assert all(where[o.order_id]["status"] == o.status for o in mine), "emitted what was recorded"
+        assert all(where[o.order_id].status == o.status for o in mine), "emitted what was recorded"
         assert p.version == len(p.outcomes) + p.archived_n, "each recorded outcome is exactly one write"
         folded = fold(Decimal("1000000"), mine)  # applied once each
         assert (p.cash, {s: q for s, q in p.positions.items() if q}) == (folded.cash, folded.positions)
