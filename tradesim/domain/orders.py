@@ -7,7 +7,7 @@ import hashlib
 from decimal import Decimal
 from typing import Literal
 
-from tradesim.domain.events import OrderPlaced, OrderStatus, RejectReason
+from tradesim.domain.events import OrderPlaced, OrderStatus, OrderType, RejectReason, Side, TimeInForce
 
 #: the reason of an order that waited longer than the processing deadline (see `overdue`)
 NOT_PROCESSED: RejectReason = "not_processed_in_time"
@@ -18,18 +18,30 @@ def _text(value: Decimal | None) -> str:
     return "" if value is None else str(value.normalize())
 
 
-def body_hash(order: OrderPlaced) -> str:
+def body_hash_of(symbol: str, side: Side, qty: int, order_type: OrderType, limit_price: Decimal | None,
+                 stop_price: Decimal | None, time_in_force: TimeInForce, client_order_id: str | None) -> str:
     """The hash of what the user asked for (not who, when or under which id): one order id carries one body, so
     a retry with another body is refused, however late it comes. 100 and 100.00 are the same price."""
-    fields = (order.symbol, order.side, str(order.qty), order.order_type, _text(order.limit_price),
-              _text(order.stop_price), order.time_in_force, order.client_order_id or "")
+    fields = (symbol, side, str(qty), order_type, _text(limit_price), _text(stop_price), time_in_force,
+              client_order_id or "")
     return hashlib.sha256("\x1f".join(fields).encode()).hexdigest()
+
+
+def body_hash(order: OrderPlaced) -> str:
+    return body_hash_of(order.symbol, order.side, order.qty, order.order_type, order.limit_price,
+                        order.stop_price, order.time_in_force, order.client_order_id)
 
 
 def overdue(placed_at_ms: int, now_ms: int, deadline_ms: int) -> bool:
     """True once an order placed at `placed_at_ms` can no longer start being processed: the execution job expires
-    it (reason not_processed_in_time) instead of matching it, and readers show it expired."""
+    it (reason not_processed_in_time) instead of matching it."""
     return now_ms - placed_at_ms > deadline_ms
+
+
+def read_grace_ms(deadline_ms: int) -> int:
+    """How much longer than the deadline readers wait before they show an unprocessed order expired: the job may
+    have taken it just in time and not yet written so (a tenth of the deadline, at most a minute)."""
+    return min(60_000, deadline_ms // 10)
 
 
 def shown_status(status: ShownStatus, reached_book: bool, placed_at_ms: int, now_ms: int,
@@ -37,6 +49,7 @@ def shown_status(status: ShownStatus, reached_book: bool, placed_at_ms: int, now
     """What a reader shows for a stored order: an `accepted` order that never reached the book and is overdue
     is expired — the execution job will decide exactly that if it ever sees the order, and if it never does
     (the record outlived `trade_orders` retention) that is its fate too."""
-    if status == "accepted" and not reached_book and overdue(placed_at_ms, now_ms, deadline_ms):
+    if status == "accepted" and not reached_book and overdue(placed_at_ms, now_ms,
+                                                             deadline_ms + read_grace_ms(deadline_ms)):
         return "expired", NOT_PROCESSED
     return status, None

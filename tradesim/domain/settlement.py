@@ -15,6 +15,7 @@ from tradesim.domain.book import Decision
 from tradesim.domain.errors import (
     InsufficientFunds,
     InsufficientShares,
+    InvalidRecord,
     OutcomeAlreadyRecorded,
     PortfolioFull,
     PortfolioNotFound,
@@ -63,12 +64,14 @@ def trade_id(order_id: str) -> str:
 
 def outcome_from_record(order: OrderPlaced, recorded: RecordedOutcome) -> OrderOutcome:
     """Rebuild the event from what the first writer recorded (replays re-emit exactly this)."""
+    if recorded.decided_at_ms is None:
+        raise InvalidRecord("decided_at_ms", f"the recorded outcome of {order.order_id!r} has no decision time")
     executed = recorded.status == "executed"
     return OrderOutcome(
         order_id=order.order_id, user_id=order.user_id, symbol=order.symbol, side=order.side, qty=order.qty,
         status=recorded.status, reason=recorded.reason or None,
         fill_price=recorded.fill_price if executed else None, fee=recorded.fee if executed else None,
-        trade_id=trade_id(order.order_id) if executed else None, decided_at_ms=int(recorded.decided_at_ms or 0))
+        trade_id=trade_id(order.order_id) if executed else None, decided_at_ms=recorded.decided_at_ms)
 
 
 def settle(decision: Decision, ledger: Ledger, fees: FeeModel, now_ms: Callable[[], int] = _now_ms) -> Settled:

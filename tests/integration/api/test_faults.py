@@ -16,7 +16,7 @@ import pytest
 from tradesim.settings import Settings
 from tradesim.stack.supervisor import Supervisor
 
-from .conftest import OrderLog, User, free_port, order
+from .conftest import OrderLog, User, free_port, order, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -86,6 +86,8 @@ def test_a_post_while_the_broker_is_frozen_is_503_outcome_unknown_and_a_retry_pl
         answer = short.post("/orders", json=order(symbol, qty=2), headers=headers)
     finally:
         os.kill(kafka.pid, signal.SIGCONT)
+    # nothing else may have died of the pause (the market-data service used to, on its lag metric's timeout)
+    wait_for(lambda: all(c.healthy for c in supervisor.status()), 30, "every component healthy after the pause")
     assert answer.status_code == 503, answer.text
     assert answer.json()["code"] == "outcome_unknown"
     order_id = answer.json()["order_id"]

@@ -82,6 +82,20 @@ def test_the_first_claim_of_an_order_id_stands(settings: Settings) -> None:
     assert store.get(o.order_id) is None
 
 
+def test_a_claim_a_retry_sent_again_is_not_released_by_its_claimer(settings: Settings) -> None:
+    """The claimer's publish failed for certain, but a retry had sent the order meanwhile: the claim stays."""
+    store = OrderStore(DynamoDB(settings.dynamodb))
+    o = _order("u" + uuid.uuid4().hex[:8])
+    assert store.claim(o) is None
+    assert store.mark_replayed(o)
+    store.release(o)
+    assert store.get(o.order_id) is not None
+    gone = _order("u" + uuid.uuid4().hex[:8])
+    assert store.claim(gone) is None
+    store.release(gone)
+    assert not store.mark_replayed(gone)  # released first: the retry claims anew instead
+
+
 def test_the_in_book_mark_keeps_the_order_and_creates_one_that_bypassed_the_api(settings: Settings) -> None:
     store = OrderStore(DynamoDB(settings.dynamodb))
     claimed, bypassed = _order("u" + uuid.uuid4().hex[:8]), _order("u" + uuid.uuid4().hex[:8])

@@ -112,12 +112,12 @@ def test_a_restore_from_a_savepoint_taken_before_an_order_does_not_execute_it_ag
     key = "k-" + uuid.uuid4().hex
     first = _execute_then_archive(ex, http, user, symbol, reader, key)
     k = first.order_id
-    _forget_keys(ex, user)
-    assert _post(http, user, order(symbol, qty=1), key) == k
-    stored = orders.get(k)
-    ex.price(symbol, 2, "101")
     before = ex.store.get(user.user_id)
     assert before is not None
+    stored = orders.get(k)
+    _forget_keys(ex, user)
+    assert _post(http, user, order(symbol, qty=1), key) == k
+    ex.price(symbol, 2, "101")
     executed = {o.order_id for o in reader.seen}
     stop_execution_job(ex.settings)
     start_execution_job(ex.settings, old)  # replays K and every order since, against other ticks

@@ -78,14 +78,27 @@ class OrderStore:
         raise Unavailable(f"order {order.order_id!r} keeps being claimed and released; retry")
 
     def release(self, order: OrderPlaced) -> None:
-        """Undo our claim after Kafka refused the order for certain (a claim someone else holds stays).
-        Raises Unavailable."""
+        """Undo our claim after Kafka refused the order for certain. A claim someone else holds stays, and so does
+        one a retry sent again meanwhile (`mark_replayed`) or a book holds. Raises Unavailable."""
         conditional_write(lambda: self.db.client.delete_item(
             TableName=self.table, Key={"order_id": {"S": order.order_id}},
-            ConditionExpression="#st = :accepted AND placed_at_ms = :p AND attribute_not_exists(in_book)",
+            ConditionExpression="#st = :accepted AND placed_at_ms = :p AND attribute_not_exists(in_book) "
+                                "AND attribute_not_exists(replayed)",
             ExpressionAttributeNames={"#st": "status"},
             ExpressionAttributeValues={":accepted": {"S": ACCEPTED}, ":p": {"N": str(order.placed_at_ms)}},
         ), f"release order {order.order_id!r}")
+
+    def mark_replayed(self, order: OrderPlaced) -> bool:
+        """Note that a retry sends the claimed order again, before it does, so its claimer cannot release it after
+        a failed publish of its own. False: the claim is gone (released meanwhile) or no longer `accepted`.
+        Raises Unavailable."""
+        return conditional_write(lambda: self.db.client.update_item(
+            TableName=self.table, Key={"order_id": {"S": order.order_id}}, UpdateExpression="SET replayed = :yes",
+            ConditionExpression="#st = :accepted AND placed_at_ms = :p",
+            ExpressionAttributeNames={"#st": "status"},
+            ExpressionAttributeValues={":yes": {"BOOL": True}, ":accepted": {"S": ACCEPTED},
+                                       ":p": {"N": str(order.placed_at_ms)}},
+        ), f"mark order {order.order_id!r} replayed")
 
     def mark_in_book(self, order: OrderPlaced) -> bool:
         """Note that the order reached the book (it rests there), so readers keep it open past the processing

@@ -19,13 +19,13 @@ from tradesim.adapters.kafka.client import producer as make_producer
 from tradesim.adapters.kafka.errors import KafkaDeliveryError, KafkaOutcomeUnknown, KafkaUnavailable
 from tradesim.settings import KafkaSettings
 
-#: delivery errors after which the record is certainly not on the log: the broker refused it, or it never left
-#: this process. Any other failure (a timeout, a lost connection) may follow a write the broker did make.
+#: delivery errors after which the record is certainly not on the log: it never left this process, or the broker
+#: refused it for good for what it is (so no earlier attempt of the idempotent producer can have written it). Any
+#: other failure — a timeout, a lost connection, a retriable broker error — may follow a write the broker did make.
 _NOT_WRITTEN = frozenset({
-    KafkaError.MSG_SIZE_TOO_LARGE, KafkaError.INVALID_MSG,
-    KafkaError.TOPIC_AUTHORIZATION_FAILED, KafkaError.UNKNOWN_TOPIC_OR_PART, KafkaError._UNKNOWN_TOPIC,
-    KafkaError._UNKNOWN_PARTITION, KafkaError.INVALID_RECORD, KafkaError.RECORD_LIST_TOO_LARGE,
-    KafkaError._INVALID_ARG, KafkaError._PURGE_QUEUE,
+    KafkaError._INVALID_ARG, KafkaError._UNKNOWN_TOPIC, KafkaError._UNKNOWN_PARTITION, KafkaError._PURGE_QUEUE,
+    KafkaError.MSG_SIZE_TOO_LARGE, KafkaError.RECORD_LIST_TOO_LARGE, KafkaError.INVALID_RECORD,
+    KafkaError.TOPIC_AUTHORIZATION_FAILED,
 })
 
 

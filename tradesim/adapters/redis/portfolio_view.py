@@ -73,6 +73,11 @@ def _fields(h: Holdings) -> list[str]:
     return out
 
 
+#: the execution job's mirror state of earlier releases holds pickled ViewPatch objects (the same fields as Written):
+#: the name stays so such checkpoints and savepoints still restore
+ViewPatch = Written
+
+
 class ViewWriter:
     """The execution job's side (synchronous client)."""
 

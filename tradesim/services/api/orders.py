@@ -16,27 +16,27 @@ Reading: the `Orders` item is the truth (accepted from the claim on; the outcome
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 import anyio
 from fastapi import APIRouter, Header, Path, Query, Response
 
 from tradesim.adapters.dynamodb.accounts import Account
 from tradesim.adapters.dynamodb.orders import placed_order
-from tradesim.adapters.kafka.errors import KafkaDeliveryError, KafkaOutcomeUnknown
+from tradesim.adapters.kafka.errors import KafkaDeliveryError, KafkaOutcomeUnknown, KafkaUnavailable
 from tradesim.adapters.redis import quotes
 from tradesim.adapters.redis.client import execute, unavailable_on_error
 from tradesim.adapters.redis.idempotency import Record, record_key
 from tradesim.adapters.redis.portfolio_view import decode as decode_view
 from tradesim.domain.errors import InsufficientFunds, InsufficientShares
 from tradesim.domain.events import ID_RE, SYMBOL_RE, OrderCancelRequested, OrderPlaced, Tick, encode
-from tradesim.domain.orders import body_hash, shown_status
+from tradesim.domain.orders import body_hash, body_hash_of, shown_status
 from tradesim.domain.portfolio import Holdings
 from tradesim.domain.precheck import (
     OrderIntent,
@@ -54,6 +54,7 @@ from tradesim.services.api.resources import Resources
 from tradesim.services.api.schemas import CancelAccepted, Order, OrderAccepted, OrderList, OrderRequest, OrderStatusStr
 
 log = logging.getLogger("tradesim.api.orders")
+T = TypeVar("T")
 router = APIRouter(prefix="/orders", tags=["orders"])
 OrderIdPath = Path(min_length=1, max_length=64, pattern=f"^{ID_RE}$")
 TERMINAL = frozenset({"executed", "rejected", "cancelled", "expired"})
@@ -61,8 +62,11 @@ _POLL_MIN_S, _POLL_MAX_S = 0.002, 0.05
 
 
 def request_hash(body: OrderRequest) -> str:
-    """Hash of the validated body: the same order sent with other whitespace or key order is the same body."""
-    return hashlib.sha256(body.model_dump_json().encode()).hexdigest()
+    """The order's body hash, as the durable claim compares it: the same order sent with other whitespace, key
+    order or price spelling (100, 100.00) is the same body for the Redis key record too."""
+    intent = intent_of(body)
+    return body_hash_of(body.symbol, body.side, body.qty, body.type, intent.limit_price, intent.stop_price,
+                        body.time_in_force, body.client_order_id)
 
 
 def intent_of(body: OrderRequest) -> OrderIntent:
@@ -147,41 +151,57 @@ async def _place(res: Resources, user: Account, body: OrderRequest, order_id: st
         await _check(res, user, body, intent, gate, now_ms)
     except ApiError:
         # a keyed retry of an order accepted before is that order, whatever the market or the account says now
-        first = await _stored(res, event) if keyed else None
+        first = await _store(res, "order_get", res.orders.get, order_id) if keyed else None
         if first is None:
             raise
-        return await _replay(res, event, first)
-    with metrics.timed("dynamodb", "order_claim"):
-        first = await anyio.to_thread.run_sync(res.orders.claim, event)
-    if first is not None:
-        return await _replay(res, event, first)
+        placed = await _replay(res, event, first)
+        if placed is None:
+            raise
+        return placed
+    for _ in range(3):
+        first = await _store(res, "order_claim", res.orders.claim, event)
+        if first is None:
+            await _send(res, event, owner=True)
+            return Placed(event)
+        placed = await _replay(res, event, first)
+        if placed is not None:
+            return placed
+    raise ApiError(503, "unavailable", f"order {order_id!r} keeps being claimed and released; retry",
+                   {"Retry-After": str(res.settings.api.retry_after_s)})
+
+
+async def _store(res: Resources, op: str, call: Callable[[Any], T], arg: Any) -> T:
+    with metrics.timed("dynamodb", op):
+        return await anyio.to_thread.run_sync(call, arg)
+
+
+async def _replay(res: Resources, event: OrderPlaced, stored: dict[str, Any]) -> Placed | None:
+    """This request's order id was claimed before: the same body is that order again, another body is refused.
+    While no outcome and no book has it, it is sent again (its first publish may be lost), marked `replayed`
+    first so its claimer can no longer release it. None: the claim is gone (released meanwhile)."""
+    first = placed_order(stored)
+    if first.user_id != event.user_id or body_hash(first) != body_hash(event):
+        raise ApiError(409, "idempotency_mismatch", "this Idempotency-Key was used with a different request body")
+    if stored.get("status") == "accepted" and not stored.get("in_book"):
+        if not await _store(res, "order_replayed", res.orders.mark_replayed, first):
+            return None
+        await _send(res, first, owner=False)  # with the first placing time, by which the job knows the order
+    return Placed(first, replayed=True)
+
+
+async def _send(res: Resources, event: OrderPlaced, *, owner: bool) -> None:
+    """Publish a claimed order. Certainly not written: the claim's `owner` releases it (unless it was replayed
+    meanwhile) and the error answers 503. Perhaps written: the claim stays and the answer says so."""
     try:
         await _publish(res, event)
     except KafkaOutcomeUnknown:
         raise ApiError(503, "outcome_unknown", "Kafka did not confirm the order in time; it may or may not be "
                        "placed: retry with the same Idempotency-Key, or look the order up",
-                       {"Retry-After": str(res.settings.api.retry_after_s)}, order_id=order_id) from None
-    except KafkaDeliveryError:
-        with metrics.timed("dynamodb", "order_release"):
-            await anyio.to_thread.run_sync(res.orders.release, event)
+                       {"Retry-After": str(res.settings.api.retry_after_s)}, order_id=event.order_id) from None
+    except (KafkaDeliveryError, KafkaUnavailable):
+        if owner:
+            await _store(res, "order_release", res.orders.release, event)
         raise
-    return Placed(event)
-
-
-async def _stored(res: Resources, event: OrderPlaced) -> dict[str, Any] | None:
-    with metrics.timed("dynamodb", "order_get"):
-        return await anyio.to_thread.run_sync(res.orders.get, event.order_id)
-
-
-async def _replay(res: Resources, event: OrderPlaced, stored: dict[str, Any]) -> Placed:
-    """This request's order id was claimed before: the same body is that order again (sent once more while no
-    outcome and no book has it: its first publish may be lost), another body is refused."""
-    first = placed_order(stored)
-    if first.user_id != event.user_id or body_hash(first) != body_hash(event):
-        raise ApiError(409, "idempotency_mismatch", "this Idempotency-Key was used with a different request body")
-    if stored.get("status") == "accepted" and not stored.get("in_book"):
-        await _publish(res, first)  # the first placing time travels again, so the job knows the order
-    return Placed(first, replayed=True)
 
 
 async def _check(res: Resources, user: Account, body: OrderRequest, intent: OrderIntent, gate: Gate | None,
