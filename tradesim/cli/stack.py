@@ -70,7 +70,7 @@ def _up(only: str | None, runtime: str | None, with_jobs: bool = False) -> None:
     if with_jobs:
         from tradesim.stack.jobs import submit_standard_jobs
 
-        for line in submit_standard_jobs(settings):
+        for line in submit_standard_jobs(settings, progress=lambda msg: out.print(f"flink: {msg}", markup=False)):
             out.print(line, markup=False)
 
 

@@ -8,7 +8,7 @@ Topology
                                                    keyBy(user) UserStage: settle() = ONE conditional write
                                                    on Portfolios (outcome under the order id + cash/position);
                                                    a user's queued decisions share one write (group commit)
-                                                             │ (order, outcome, view patch)
+                                                             │ (order, outcome, what the write left)
                                      ┌───────────────────────┴──────────────────────┐
                   trade_executed (OrderOutcome JSON, key = user_id)   MirrorStage: batches of outcomes to the
                                                                       Orders items and the API's holdings view;
@@ -113,9 +113,9 @@ class SymbolStage(KeyedCoProcessFunction):
 class UserStage(KeyedProcessFunction):
     """Keyed by user: settle the decisions (conditional writes), retrying while DynamoDB is unavailable.
 
-    Emits (order, outcome, holdings-view patch) for the Kafka sink and for the mirror stage downstream. This is
-    the job's serial bottleneck, so it does nothing else: the Orders write and the Redis view patch happen in
-    the mirror stage, overlapping the next settle.
+    Emits (order, outcome, what the write left — the holdings-view patch) for the Kafka sink and for the mirror
+    stage downstream. This is the job's serial bottleneck, so it does nothing else: the Orders write and the Redis
+    view patch happen in the mirror stage, overlapping the next settle.
 
     Group commit: a user's decisions queue in keyed list state and a processing-time timer settles them every
     `trading.settle_batch_ms`, usually with one write of the user's item for the whole queue. While the job keeps
@@ -194,7 +194,7 @@ class MirrorStage(KeyedProcessFunction):
         self.flush_ms = s.trading.mirror_flush_ms
 
     def process_element(self, value: Any, ctx: KeyedProcessFunction.Context) -> Iterable[Any]:
-        order, outcome, _patch = value
+        order, outcome, _written = value
         if outcome is None:  # the order rests: open until its outcome, whatever the processing deadline
             _retrying(lambda: self.orders.mark_in_book(order))
             return iter(())
@@ -204,7 +204,7 @@ class MirrorStage(KeyedProcessFunction):
     def on_timer(self, timestamp: int, ctx: KeyedProcessFunction.OnTimerContext) -> Iterable[Any]:
         batch = list(self.pending.get())
         if batch:
-            self.view.apply([patch for _, _, patch in batch if patch is not None])
+            self.view.apply([written for _, _, written in batch if written is not None])
             decided = [(order, outcome) for order, outcome, _ in batch]
             _retrying(lambda: self.orders.record_outcomes(decided))
             self.pending.clear()

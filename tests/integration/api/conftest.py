@@ -131,6 +131,14 @@ def order_log(settings: Settings) -> Iterator[OrderLog]:
     log.close()
 
 
+def forget_idempotency_keys(settings: Settings, user: User) -> int:
+    """What an expired `api.idempotency_ttl_s`, a failed answer write or a Redis data loss leave: no key record
+    of the user in Redis. Returns how many there were."""
+    r = redis_connect(settings.redis)
+    keys = list(r.scan_iter(f"idem:{user.user_id}:*"))
+    return int(r.delete(*keys)) if keys else 0
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -20,7 +20,7 @@ from tradesim.domain.events import OrderCancelRequested, OrderOutcome, OrderPlac
 from tradesim.settings import Settings
 from tradesim.testing.factories import tick, unique_symbol
 
-from .conftest import OrderLog, User, order
+from .conftest import OrderLog, User, forget_idempotency_keys, order
 
 pytestmark = pytest.mark.integration
 
@@ -268,25 +268,17 @@ def test_an_accepted_order_is_in_orders_from_its_202_and_gives_way_to_its_outcom
     assert [(o["order_id"], o["status"]) for o in listed] == [(order_id, "cancelled")]
 
 
-def _forget_keys(settings: Settings, user: User) -> int:
-    """What an expired `api.idempotency_ttl_s`, a failed answer write or a Redis data loss leave: no key record.
-    Returns how many there were."""
-    r = redis_connect(settings.redis)
-    keys = list(r.scan_iter(f"idem:{user.user_id}:*"))
-    return int(r.delete(*keys)) if keys else 0
-
-
 def test_a_key_keeps_its_body_after_redis_forgot_it(http: httpx.Client, user: User, symbol: str,
                                                     order_log: OrderLog, settings: Settings) -> None:
     headers = {**user.auth, **_key()}
     body = order(symbol, qty=1, type="limit", limit_price="50.00", time_in_force="gtc")
     first = http.post("/orders", json=body, headers=headers)
     assert first.status_code == 202
-    assert _forget_keys(settings, user) == 1
+    assert forget_idempotency_keys(settings, user) == 1
     clash = http.post("/orders", json={**body, "qty": 2}, headers=headers)
     assert clash.status_code == 409
     assert clash.json()["code"] == "idempotency_mismatch"
-    _forget_keys(settings, user)
+    forget_idempotency_keys(settings, user)
     same = http.post("/orders", json={**body, "limit_price": "50"}, headers=headers)  # 50 is 50.00
     assert same.status_code == 202
     assert same.json() == first.json()
@@ -315,7 +307,7 @@ def test_a_keyed_retry_is_the_first_order_even_when_its_check_would_now_fail(
     # the pre-check would now refuse it (the symbol lost its price), and Redis forgot the key
     r = redis_connect(settings.redis)
     assert r.delete(price_key(symbol)) == 1
-    assert _forget_keys(settings, poor) == 1
+    assert forget_idempotency_keys(settings, poor) == 1
     retry = http.post("/orders", json=body, headers=headers)
     assert retry.status_code == 202, retry.text
     assert retry.json() == first.json()

@@ -13,10 +13,18 @@ import pytest
 
 from tradesim.adapters.dynamodb.client import DynamoDB
 from tradesim.adapters.dynamodb.orders import OrderStore, placed_order
-from tradesim.adapters.redis.client import connect as redis_connect
 from tradesim.domain.events import OrderOutcome, OrderPlaced
 
-from ..api.conftest import OrderLog, User, admin_key, api_with, http, new_user, order  # noqa: F401 - fixtures
+from ..api.conftest import (  # noqa: F401 - fixtures
+    OrderLog,
+    User,
+    admin_key,
+    api_with,
+    forget_idempotency_keys,
+    http,
+    new_user,
+    order,
+)
 from .conftest import Exchange, Outcomes, running, start_execution_job, stop_execution_job, wait_for
 
 pytestmark = pytest.mark.integration
@@ -27,14 +35,6 @@ def orders(ex: Exchange) -> Iterator[OrderStore]:
     db = DynamoDB(ex.settings.dynamodb)
     yield OrderStore(db)
     db.close()
-
-
-def _forget_keys(ex: Exchange, user: User) -> None:
-    """What an expired `api.idempotency_ttl_s`, a failed answer write or a Redis data loss leave behind."""
-    r = redis_connect(ex.settings.redis)
-    keys = list(r.scan_iter(f"idem:{user.user_id}:*"))
-    assert keys
-    r.delete(*keys)
 
 
 def _post(http: httpx.Client, user: User, body: dict[str, object], key: str | None = None) -> str:  # noqa: F811
@@ -85,7 +85,7 @@ def test_a_retry_after_the_outcome_left_the_item_and_redis_forgot_the_key_execut
     before = ex.store.get(user.user_id)
     assert before is not None
     ex.price(symbol, 2, "101")  # were it judged again, it would fill at another price
-    _forget_keys(ex, user)
+    assert forget_idempotency_keys(ex.settings, user) == 1
     assert _post(http, user, order(symbol, qty=1), key) == k  # the API finds the claim: the same order
     # what the API sends for a claimed order whose outcome it cannot see: the same event, first placing time
     ex.send(placed_order(stored))
@@ -115,7 +115,7 @@ def test_a_restore_from_a_savepoint_taken_before_an_order_does_not_execute_it_ag
     before = ex.store.get(user.user_id)
     assert before is not None
     stored = orders.get(k)
-    _forget_keys(ex, user)
+    assert forget_idempotency_keys(ex.settings, user) == 1
     assert _post(http, user, order(symbol, qty=1), key) == k
     ex.price(symbol, 2, "101")
     executed = {o.order_id for o in reader.seen}
