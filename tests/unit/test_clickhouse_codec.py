@@ -1,60 +1,69 @@
-"""Trade ↔ ClickHouse row: exact both ways, and malformed rows are refused naming the field."""
+"""TradeRecord ↔ ClickHouse row: exact both ways, malformed rows refused naming the field; errors translated."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
 import pytest
+from clickhouse_connect.driver.exceptions import DatabaseError, OperationalError
 
-from tradesim.adapters.clickhouse.codec import row_to_trade, to_micros, trade_to_row
+from tradesim.adapters.clickhouse.client import ClickHouseClient
+from tradesim.adapters.clickhouse.codec import MAX_DECIDED_MS, record_to_row, row_to_record
+from tradesim.adapters.clickhouse.errors import error_code, translated
 from tradesim.adapters.clickhouse.schema import TRADE_COLUMN_NAMES, create_statements
+from tradesim.adapters.clickhouse.trades import TradeStore
 from tradesim.domain.errors import InvalidRecord
-from tradesim.domain.trades import Trade
+from tradesim.domain.trades import TradeRecord
+from tradesim.ports import Unavailable
+from tradesim.settings import Settings
+
+DECIDED = 1709285415123  # 2024-03-01T09:30:15.123Z
 
 
-def _trade(**changes: Any) -> Trade:
-    base: dict[str, Any] = dict(trade_id="t-1", order_id="o-1", user_id="u-1", symbol="AAPL", side="buy", qty=7,
-                                price=Decimal("187.1234"), fee=Decimal("0.0100"),
-                                executed_at=datetime(2024, 3, 1, 9, 30, 15, 123456, tzinfo=UTC))
+def _record(**changes: Any) -> TradeRecord:
+    base: dict[str, Any] = dict(order_id="o-1", user_id="u-1", symbol="AAPL", side="buy", qty=7, status="executed",
+                                decided_at_ms=DECIDED, order_type="limit", placed_at_ms=DECIDED - 5,
+                                price=Decimal("187.1234"), fee=Decimal("0.0100"))
     base.update(changes)
-    return Trade(**base)
+    return TradeRecord(**base)
 
 
-def _stored(trade: Trade) -> dict[str, Any]:
+REJECTED = dict(status="rejected", reason="insufficient_funds", price=None, fee=None)
+
+
+def _stored(record: TradeRecord) -> dict[str, Any]:
     """What a SELECT returns for the row the codec wrote."""
-    return dict(zip(TRADE_COLUMN_NAMES, trade_to_row(trade, version=1), strict=True))
+    return dict(zip(TRADE_COLUMN_NAMES, record_to_row(record, version=1), strict=True))
 
 
-def test_round_trip_is_exact() -> None:
-    trade = _trade()
-    back = row_to_trade(_stored(trade))
-    assert back == trade
-    assert isinstance(back.price, Decimal)
-    assert back.price == Decimal("187.1234")
-    assert back.executed_at.microsecond == 123456
-    assert back.executed_at.utcoffset() == timedelta(0)
-
-
-def test_other_offsets_keep_the_instant() -> None:
-    plus2 = timezone(timedelta(hours=2))
-    trade = _trade(executed_at=datetime(2024, 3, 1, 11, 30, 15, 999999, tzinfo=plus2))
-    back = row_to_trade(_stored(trade))
-    assert back.executed_at == trade.executed_at
-    assert back.executed_at.tzinfo == UTC
+@pytest.mark.parametrize("record", [
+    _record(),
+    _record(**REJECTED),
+    _record(status="cancelled", price=None, fee=None, order_type=None, placed_at_ms=None),
+    _record(status="expired", price=None, fee=None, reason=""),
+    _record(fee=Decimal(0), side="sell", order_type="stop_limit", placed_at_ms=0),
+], ids=["executed", "rejected", "cancelled-old-event", "expired-empty-reason", "sell-no-fee"])
+def test_round_trip_is_exact(record: TradeRecord) -> None:
+    back = row_to_record(_stored(record))
+    assert back == record
+    if back.price is not None:
+        assert isinstance(back.price, Decimal)
 
 
 def test_row_values() -> None:
-    row = _stored(_trade())
-    assert row["executed_at_us"] == 1709285415123456
-    assert row["executed_at"] == datetime(2024, 3, 1, 9, 30, 15, tzinfo=UTC)  # whole seconds
+    row = _stored(_record())
+    assert row["decided_at_ms"] == DECIDED
+    assert row["decided_at"] == datetime(2024, 3, 1, 9, 30, 15, tzinfo=UTC)  # whole seconds, for partitioning
     assert row["version"] == 1
-    assert to_micros(datetime(1970, 1, 1, 0, 0, 0, 1, tzinfo=UTC)) == 1
+    rejected = _stored(_record(**REJECTED))
+    assert (rejected["price"], rejected["fee"]) == (Decimal(0), Decimal(0))  # not NULL: sums stay plain
+    assert rejected["reason"] == "insufficient_funds"
 
 
 def test_trailing_zeros_beyond_four_places_are_fine() -> None:
-    assert _stored(_trade(price=Decimal("10.12340000")))["price"] == Decimal("10.1234")
+    assert _stored(_record(price=Decimal("10.12340000")))["price"] == Decimal("10.1234")
 
 
 @pytest.mark.parametrize(("change", "field"), [
@@ -62,11 +71,12 @@ def test_trailing_zeros_beyond_four_places_are_fine() -> None:
     ({"fee": Decimal("0.00001")}, "fee"),
     ({"price": Decimal("100000000000000")}, "price"),
     ({"qty": 2**64}, "qty"),
-    ({"executed_at": datetime(1969, 12, 31, tzinfo=UTC)}, "executed_at"),
+    ({"decided_at_ms": MAX_DECIDED_MS + 1}, "decided_at_ms"),
+    ({"placed_at_ms": 2**63}, "placed_at_ms"),
 ])
 def test_values_a_column_would_alter_are_refused(change: dict[str, Any], field: str) -> None:
     with pytest.raises(InvalidRecord) as err:
-        trade_to_row(_trade(**change), version=1)
+        record_to_row(_record(**change), version=1)
     assert err.value.field == field
 
 
@@ -77,24 +87,26 @@ def test_values_a_column_would_alter_are_refused(change: dict[str, Any], field: 
     ("qty", True),
     ("symbol", None),
     ("side", "hold"),
-    ("trade_id", ""),
-    ("executed_at_us", 1.5),
-    ("executed_at_us", 10**20),   # beyond datetime's range
+    ("status", "filled"),
+    ("order_id", ""),
+    ("decided_at_ms", 1.5),
+    ("placed_at_ms", "0"),
+    ("order_type", 3),
 ])
 def test_malformed_rows_name_the_field(field: str, value: object) -> None:
-    row = _stored(_trade())
+    row = _stored(_record())
     row[field] = value
     with pytest.raises(InvalidRecord) as err:
-        row_to_trade(row)
+        row_to_record(row)
     assert err.value.field == field
     assert str(err.value).startswith(f"{field}:")
 
 
 def test_missing_column_is_named() -> None:
-    row = _stored(_trade())
+    row = _stored(_record())
     del row["fee"]
     with pytest.raises(InvalidRecord, match="^fee: is missing"):
-        row_to_trade(row)
+        row_to_record(row)
 
 
 def test_schema_uses_only_types_18_16_knows() -> None:
@@ -102,4 +114,38 @@ def test_schema_uses_only_types_18_16_knows() -> None:
     assert "DateTime64" not in ddl
     assert "LowCardinality" not in ddl
     assert "ReplacingMergeTree(version)" in ddl
-    assert "ORDER BY (symbol, trade_id)" in ddl
+    assert "ORDER BY (symbol, decided_at_ms, order_id)" in ddl
+    assert "'executed' = 1" in ddl
+
+
+def test_a_rebuild_table_gets_the_same_ddl() -> None:
+    live, rebuild = create_statements("db")[1], create_statements("db", "trades_rebuild")[1]
+    assert rebuild == live.replace("db.trades (", "db.trades_rebuild (")
+
+
+@pytest.mark.parametrize(("exc", "unavailable"), [
+    (OperationalError("Network Error: connection refused"), True),
+    (DatabaseError("server response: Code: 252, e.displayText() = DB::Exception: Too many parts"), True),
+    (DatabaseError("boom", code=60), True),
+    (DatabaseError("server response: Code: 62, e.displayText() = DB::Exception: Syntax error"), False),
+    (DatabaseError("no code at all"), False),
+])
+def test_transient_errors_become_unavailable(exc: Exception, unavailable: bool) -> None:
+    expected: type[Exception] = Unavailable if unavailable else DatabaseError
+    with pytest.raises(expected), translated("http://x"):
+        raise exc
+
+
+def test_error_code_prefers_the_client_field() -> None:
+    assert error_code(DatabaseError("Code: 62", code=241)) == 241
+    assert error_code(ValueError("plain")) is None
+
+
+def test_store_from_settings_connects_lazily(settings: Settings) -> None:
+    store = TradeStore.from_settings(settings.clickhouse.model_copy(update={"database": "elsewhere"}))
+    assert store.name == "analytics"
+    assert store.qualified == "elsewhere.trades"
+    assert isinstance(store.client, ClickHouseClient)
+    assert store.client._client is None
+    with pytest.raises(ValueError, match="must match"):
+        TradeStore(store.client, table="trades; DROP")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from tradesim.settings import Settings, TradingSettings
+from tradesim.settings import KafkaSettings, Settings, TradingSettings
 from tradesim.stack.kafka import Kafka, orders_retention
 
 
@@ -27,4 +27,13 @@ def test_trade_orders_topic_gets_the_derived_retention() -> None:
     specs = {s.name: s for s in Kafka(settings).topic_specs()}
     assert specs[settings.topics.trade_orders].config == orders_retention(7_200_000)
     week_ms = str(settings.kafka.retention_hours * 3_600_000)
-    assert specs[settings.topics.trade_executed].config["retention.ms"] == week_ms
+    assert specs[settings.topics.market_data].config["retention.ms"] == week_ms
+
+
+def test_trade_executed_is_kept_forever_unless_a_retention_is_set() -> None:
+    """The read models' source of truth: a rebuild replays it from its first offset."""
+    forever = {s.name: s for s in Kafka(Settings()).topic_specs()}
+    assert forever[Settings().topics.trade_executed].config["retention.ms"] == "-1"
+    bounded = Settings(kafka=KafkaSettings(executed_retention_hours=48))
+    specs = {s.name: s for s in Kafka(bounded).topic_specs()}
+    assert specs[bounded.topics.trade_executed].config["retention.ms"] == str(48 * 3_600_000)

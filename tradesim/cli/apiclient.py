@@ -72,10 +72,12 @@ def admin_key(settings: Settings) -> str:
 def call(settings: Settings, method: str, path: str, key: str, *, json_body: Any = None,
          params: dict[str, Any] | None = None, headers: dict[str, str] | None = None,
          timeout_s: float = 15.0) -> Any:
-    """One request; returns the decoded JSON answer. Raises UserError (4xx) or StackError (5xx, unreachable)."""
+    """One request; returns the decoded JSON answer. Raises UserError (4xx) or StackError (5xx, unreachable).
+    Parameters whose value is None are left out."""
     url = settings.api.client_url + path
+    given = None if params is None else {k: v for k, v in params.items() if v is not None}
     try:
-        answer = httpx.request(method, url, json=json_body, params=params, timeout=timeout_s,
+        answer = httpx.request(method, url, json=json_body, params=given, timeout=timeout_s,
                                headers={"Authorization": f"Bearer {key}", **(headers or {})})
     except httpx.HTTPError as exc:
         raise StackError(f"the API is not reachable at {settings.api.client_url}: {exc} (is `tradesim up` "

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from tradesim.cli import accounts, bench, jobs, market, orders, scenarios, stack
+from tradesim.cli import accounts, analytics, bench, jobs, market, orders, portfolio, rebuild, scenarios, stack, trades
 
 app = typer.Typer(
     name="tradesim",
@@ -16,7 +16,11 @@ app = typer.Typer(
 stack.register(app)
 market.register(app)
 orders.register(app)
+app.command("portfolio")(portfolio.portfolio)
+app.command("trades")(trades.trades)
+rebuild.register(app)
 app.add_typer(accounts.app, name="accounts")
+app.add_typer(analytics.app, name="analytics")
 app.add_typer(bench.app, name="bench")
 app.add_typer(jobs.app, name="jobs")
 app.add_typer(scenarios.app, name="scenarios")

@@ -145,3 +145,24 @@ def _e2e(rates: str, seconds: float, passthrough: int, parallelism: int | None, 
               + (f" --parallelism {parallelism}" if parallelism else "") + (f" --users {users}" if users else ""))
     for line in lines:
         out.print("  " + line, markup=False)
+
+
+@app.command("persistence")
+def persistence(events: Annotated[int, typer.Option(min=1000, help="Outcomes for the throughput part.")] = 100_000,
+                rate: Annotated[float, typer.Option(min=1, help="Outcomes/s for the latency part.")] = 300,
+                seconds: Annotated[float, typer.Option(min=1, help="Length of the latency part.")] = 30) -> None:
+    """trade_executed → OpenSearch + ClickHouse: events/s vs a bare consume; event → visible p50/p99 at a rate."""
+    _persistence(events, rate, seconds)
+
+
+@cli_errors
+def _persistence(events: int, rate: float, seconds: float) -> None:
+    from benchmarks import persistence as bench_persistence
+
+    settings = load_settings()
+    lines: list[str] = []
+    bench_persistence.throughput(settings, events, lines)
+    bench_persistence.latency(settings, rate, seconds, lines)
+    out.print(f"command: tradesim bench persistence --events {events} --rate {rate:g} --seconds {seconds:g}")
+    for line in lines:
+        out.print("  " + line, markup=False)

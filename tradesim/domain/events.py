@@ -194,6 +194,8 @@ class OrderOutcome(Event):
     position_after: int | None = Field(None, ge=0)
     trade_id: IdStr | None = Field(None, description="deterministic: derived from order_id")
     decided_at_ms: int = Field(ge=0)
+    order_type: OrderType | None = Field(None, description="the order's type; absent in outcomes before 0.14")
+    placed_at_ms: int | None = Field(None, ge=0, description="the order's placing time; absent before 0.14")
 
     _floats = field_validator("fill_price", "fee", "cash_after", mode="before")(_reject_float)
 

@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from tradesim.domain.book import Decision
 from tradesim.domain.errors import (
@@ -62,14 +62,19 @@ def trade_id(order_id: str) -> str:
     return f"{order_id}-1"  # one fill per order today; deterministic so read models collapse re-deliveries
 
 
+def outcome_of(order: OrderPlaced, **decided: Any) -> OrderOutcome:
+    """The order's outcome event: its identity and placing fields from the order, the rest as decided."""
+    return OrderOutcome(order_id=order.order_id, user_id=order.user_id, symbol=order.symbol, side=order.side,
+                        qty=order.qty, order_type=order.order_type, placed_at_ms=order.placed_at_ms, **decided)
+
+
 def outcome_from_record(order: OrderPlaced, recorded: RecordedOutcome) -> OrderOutcome:
     """Rebuild the event from what the first writer recorded (replays re-emit exactly this)."""
     if recorded.decided_at_ms is None:
         raise InvalidRecord("decided_at_ms", f"the recorded outcome of {order.order_id!r} has no decision time")
     executed = recorded.status == "executed"
-    return OrderOutcome(
-        order_id=order.order_id, user_id=order.user_id, symbol=order.symbol, side=order.side, qty=order.qty,
-        status=recorded.status, reason=recorded.reason or None,
+    return outcome_of(
+        order, status=recorded.status, reason=recorded.reason or None,
         fill_price=recorded.fill_price if executed else None, fee=recorded.fee if executed else None,
         trade_id=trade_id(order.order_id) if executed else None, decided_at_ms=recorded.decided_at_ms)
 
@@ -100,9 +105,8 @@ def settle(decision: Decision, ledger: Ledger, fees: FeeModel, now_ms: Callable[
             return _record_nowhere(order, "invalid", decided)
         except PortfolioFull:
             return _record_nowhere(order, "too_many_recent_orders", decided)
-        return Settled(order, OrderOutcome(
-            order_id=order.order_id, user_id=order.user_id, symbol=order.symbol, side=order.side, qty=order.qty,
-            status="executed", fill_price=decision.price, fee=change.fee, cash_after=after.cash,
+        return Settled(order, outcome_of(
+            order, status="executed", fill_price=decision.price, fee=change.fee, cash_after=after.cash,
             position_after=after.position(order.symbol), trade_id=trade_id(order.order_id), decided_at_ms=decided,
         ), after)
     status: Literal["rejected", "cancelled", "expired"] = (
@@ -143,14 +147,11 @@ def _record(order: OrderPlaced, ledger: Ledger, status: OrderStatus, reason: Rej
         return _record_nowhere(order, reason, decided)
     except PortfolioFull:
         return _record_nowhere(order, "too_many_recent_orders", decided)
-    return Settled(order, OrderOutcome(order_id=order.order_id, user_id=order.user_id, symbol=order.symbol,
-                                       side=order.side, qty=order.qty, status=status, reason=reason,
-                                       decided_at_ms=decided), written)
+    return Settled(order, outcome_of(order, status=status, reason=reason, decided_at_ms=decided), written)
 
 
 def _record_nowhere(order: OrderPlaced, reason: RejectReason | None, decided: int) -> Settled:
     """A user without a portfolio, or whose item cannot hold another outcome (the API refuses such orders
     first; only a producer that bypasses it gets here): nothing to record against, the order is rejected."""
-    return Settled(order, OrderOutcome(order_id=order.order_id, user_id=order.user_id, symbol=order.symbol,
-                                       side=order.side, qty=order.qty, status="rejected", reason=reason or "invalid",
-                                       decided_at_ms=decided), None)
+    return Settled(order, outcome_of(order, status="rejected", reason=reason or "invalid", decided_at_ms=decided),
+                   None)

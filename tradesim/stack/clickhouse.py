@@ -196,9 +196,11 @@ class ClickHouse(Component):
     def initialize(self, report: Report) -> None:
         client = ClickHouseClient(self.settings.clickhouse)
         try:
-            TradeStore(client).create_schema()
+            legacy = TradeStore(client).create_schema()
         except Unavailable as exc:
             raise Unhealthy(str(exc)) from None
         finally:
             client.close()
+        if legacy:
+            report(f"the trades table had an older layout: kept as {legacy}; `tradesim rebuild analytics` refills it")
         report(f"database {self.settings.clickhouse.database} and table trades ready")

@@ -140,12 +140,13 @@ class Kafka(Component):
     def topic_specs(self) -> list[TopicSpec]:
         t, parts = self.settings.topics, self._cfg.partitions
         retention = {"retention.ms": str(self._cfg.retention_hours * 3_600_000)}
+        hours = self._cfg.executed_retention_hours
         return [
             TopicSpec(t.market_data, parts, retention),     # key: symbol
             TopicSpec(t.market_bars, parts, retention),     # key: symbol
             TopicSpec(t.trade_orders, parts,  # key: user
                       orders_retention(self.settings.trading.processing_deadline_ms)),
-            TopicSpec(t.trade_executed, parts, retention),  # key: user
+            TopicSpec(t.trade_executed, parts, {"retention.ms": str(hours * 3_600_000 if hours else -1)}),  # key: user
             TopicSpec(t.dead_letter, 1, retention),
         ]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from tradesim.adapters.search.client import SearchClient
-from tradesim.adapters.search.errors import SearchRequestError
+from tradesim.adapters.search.errors import IndexLayoutError, SearchRequestError
 from tradesim.adapters.search.trades import TradeIndex
 from tradesim.ports import Unavailable
 from tradesim.settings import OpenSearchSettings
@@ -123,9 +123,10 @@ class OpenSearch(Component):
     def initialize(self, report: Report) -> None:
         index = TradeIndex.from_settings(self._cfg)
         try:
-            if index.ensure():
-                report(f"created index {index.name}")
-        except Unavailable as exc:
+            created = index.ensure()
+            if created:
+                report(f"created index {created} behind alias {index.alias}")
+        except (Unavailable, IndexLayoutError) as exc:
             raise Unhealthy(str(exc)) from None
         finally:
             index.close()

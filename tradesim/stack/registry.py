@@ -12,12 +12,14 @@ from tradesim.stack.flink import Flink
 from tradesim.stack.kafka import Kafka
 from tradesim.stack.marketdata import MarketDataService
 from tradesim.stack.opensearch import OpenSearch
+from tradesim.stack.persistence import PersistenceService
 from tradesim.stack.redis import Redis
 
 COMPONENT_TYPES: tuple[type[Component], ...] = (
     Kafka, Redis, DynamoDB, OpenSearch, ClickHouse, Flink,
     # services start after the servers they use
     MarketDataService,
+    PersistenceService,
     ApiService,
 )
 NAMES: tuple[str, ...] = tuple(c.name for c in COMPONENT_TYPES)

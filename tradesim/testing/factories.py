@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import random
 import secrets
 import string
 from decimal import Decimal
 
-from tradesim.domain.events import Tick
+from tradesim.domain.events import OrderOutcome, Tick
 
 BASE_MS = 1_790_000_000_000
 
@@ -26,3 +27,25 @@ def tick(symbol: str, seq: int, *, price: Decimal | str = "100.00", run_id: int 
 
 def ticks(symbol: str, first: int, last: int, **kw: object) -> list[Tick]:
     return [tick(symbol, s, **kw) for s in range(first, last + 1)]  # type: ignore[arg-type]
+
+
+def outcomes(users: list[str], symbols: list[str], n: int, *, seed: int = 1,
+             start_ms: int = BASE_MS) -> list[OrderOutcome]:
+    """n outcomes of distinct orders, spread over users and symbols, every status; deterministic per seed."""
+    rng = random.Random(seed)  # noqa: S311 - test data, not crypto
+    tag = f"{seed:x}{rng.getrandbits(32):08x}"
+    out = []
+    for i in range(n):
+        status = rng.choice(("executed", "executed", "executed", "rejected", "cancelled", "expired"))
+        executed = status == "executed"
+        price = Decimal(rng.randint(5_000, 20_000)) / 100
+        qty = rng.randint(1, 500)
+        out.append(OrderOutcome(
+            order_id=f"o-{tag}-{i}", user_id=users[i % len(users)], symbol=symbols[i % len(symbols)],
+            side=rng.choice(("buy", "sell")), qty=qty, status=status,
+            reason="insufficient_funds" if status == "rejected" else None,
+            fill_price=price if executed else None,
+            fee=(price * qty / 10_000).quantize(Decimal("0.0001")) if executed else None,
+            trade_id=f"o-{tag}-{i}-1" if executed else None, decided_at_ms=start_ms + i * 7,
+            order_type=rng.choice(("market", "limit", "stop", "stop_limit")), placed_at_ms=start_ms + i * 7 - 3))
+    return out

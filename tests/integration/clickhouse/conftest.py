@@ -5,6 +5,7 @@ Every test that takes `store` runs once per engine, so SQL that only one engine 
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,8 +15,9 @@ from tradesim.adapters.clickhouse.client import ClickHouseClient
 from tradesim.adapters.clickhouse.trades import TradeStore
 from tradesim.settings import Settings
 
-#: a database of its own, so tests never touch the `tradesim` database of a running stack
-TEST_DATABASE = "tradesim_contract"
+#: a database of this test process only: tests never touch the `tradesim` database of a running stack, nor the
+#: database of another test run against the same server
+TEST_DATABASE = f"tradesim_contract_{os.getpid()}"
 ENGINES = ["server", "chdb"]
 
 
@@ -29,7 +31,10 @@ def reset(store: TradeStore) -> TradeStore:
 def server_client(settings: Settings) -> Iterator[ClickHouseClient]:
     client = ClickHouseClient(settings.clickhouse.model_copy(update={"database": TEST_DATABASE}))
     yield client
-    client.close()
+    try:
+        client.get().command(f"DROP DATABASE IF EXISTS {TEST_DATABASE}")
+    finally:
+        client.close()
 
 
 @pytest.fixture(scope="session")

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.clickhouse.test_trades_contract import DATASET
+from tests.integration.clickhouse.test_trades_contract import DATASET, T0, by_decision
 from tradesim.adapters.clickhouse.client import ClickHouseClient
 from tradesim.adapters.clickhouse.trades import TradeStore
 from tradesim.ports import Unavailable
@@ -68,9 +68,9 @@ def test_data_survives_down_and_up(settings: Settings, supervisor: Supervisor,
     only_clickhouse = Supervisor(settings, [c for c in supervisor.components if c.name == "clickhouse"],
                                  supervisor.processes, supervisor.progress)
     store = reset(TradeStore(server_client))
-    store.insert(DATASET)
-    store.insert(DATASET[:2])
-    before = store.volume_per_minute()
+    store.write(DATASET)
+    store.write(DATASET[:2])
+    before = store.volume(interval_s=60, from_ms=0, to_ms=2 * T0)
     pid_before = _server_pid(settings)
 
     only_clickhouse.down()
@@ -82,8 +82,8 @@ def test_data_survives_down_and_up(settings: Settings, supervisor: Supervisor,
     only_clickhouse.up()
     assert _server_pid(settings) != pid_before
     assert store.count_final() == len(DATASET)
-    assert store.rows_final() == sorted(DATASET, key=lambda t: (t.symbol, t.trade_id))
-    assert store.volume_per_minute() == before
+    assert store.rows_final() == by_decision(DATASET)
+    assert store.volume(interval_s=60, from_ms=0, to_ms=2 * T0) == before
 
 
 def _free_port() -> int:
@@ -97,6 +97,8 @@ def test_closed_port_raises_unavailable_quickly(settings: Settings) -> None:
     started = time.monotonic()
     with pytest.raises(Unavailable, match="did not answer"):
         TradeStore(client).count_final()
+    with pytest.raises(Unavailable, match="did not answer"):
+        TradeStore(client).write(DATASET)
     assert time.monotonic() - started < 3
 
 

@@ -1,223 +1,245 @@
-"""The trades index on the real OpenSearch node: filters, exact aggregations, idempotent writes, restarts,
-malformed documents and a store that is down."""
+"""The search read model on the real node: idempotent writes, filters and text, every sort, and pages that
+neither repeat nor skip while new outcomes arrive."""
 
 from __future__ import annotations
 
-import socket
-import time
-from collections import defaultdict
+import random
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime, timedelta
+from dataclasses import replace
 from decimal import Decimal
-from typing import TypeVar
+from typing import Any
 
 import pytest
 
-from tradesim.adapters.search.client import SearchClient
-from tradesim.adapters.search.errors import IndexingFailed
-from tradesim.adapters.search.trades import MinuteVolume, TradeIndex
+from tradesim.adapters.search.codec import encode
+from tradesim.adapters.search.errors import IndexingFailed, bulk_failure
+from tradesim.adapters.search.trades import TradeIndex
 from tradesim.domain.errors import InvalidRecord
-from tradesim.domain.trades import Trade
-from tradesim.ports import Unavailable
-from tradesim.settings import Settings
-from tradesim.stack.supervisor import Supervisor
+from tradesim.domain.trades import MAX_PAGE_SIZE, SORTS, TradeQuery, TradeRecord, fold, record_of
+from tradesim.ports import InvalidCursor, TradeSearch, TradeSink
+from tradesim.testing.factories import outcomes
 
 pytestmark = pytest.mark.integration
 
-T = TypeVar("T")
-T0 = datetime(2024, 3, 1, 14, 30, tzinfo=UTC)
+T0 = 1_709_303_400_000  # 2024-03-01 14:30:00 UTC
 
-# (trade_id, user, symbol, side, qty, price, fee, seconds after 14:30:00)
-ROWS = [
-    ("t01", "u1", "AAPL", "buy", 10, "101.25", "0.10", 5),
-    ("t02", "u2", "AAPL", "sell", 3, "101.3001", "0.05", 59.999),  # last millisecond of 14:30
-    ("t03", "u1", "AAPL", "buy", 7, "100.9999", "0", 60),  # first instant of 14:31
-    ("t04", "u3", "MSFT", "buy", 1, "410.1234", "0.01", 30),
-    ("t05", "u2", "MSFT", "sell", 20, "409.8766", "1.00", 90),
-    ("t06", "u3", "MSFT", "buy", 5, "410.0001", "0.02", 119.5),
-    ("t07", "u1", "TSLA", "sell", 2, "199.99", "0.02", 120),  # exactly 14:32: outside [14:31, 14:32)
-    ("t08", "u2", "AAPL", "sell", 4, "101.0000", "0.04", 185),
-    ("t09", "u1", "TSLA", "buy", 3, "200.0001", "0.03", 240),
-    # 0.1 three times: a float sum would be 0.30000000000000004
-    ("t10", "u4", "PENNY", "buy", 1, "0.1", "0", 10),
-    ("t11", "u4", "PENNY", "buy", 1, "0.1", "0", 11),
-    ("t12", "u5", "PENNY", "sell", 1, "0.1", "0", 12),
+# (order id, user, symbol, side, qty, status, ms after T0, price, fee, reason)
+ROWS: list[tuple[Any, ...]] = [
+    ("o-01", "u1", "AAPL", "buy", 10, "executed", 5_000, "101.25", "0.10", None),
+    ("o-02", "u2", "AAPL", "sell", 3, "executed", 59_999, "101.3001", "0.05", None),
+    ("o-03", "u1", "AAPL", "buy", 7, "rejected", 60_000, None, None, "insufficient_funds"),
+    ("o-04", "u3", "MSFT", "buy", 1, "executed", 30_000, "410.1234", "0.01", None),
+    ("o-05", "u2", "MSFT", "sell", 20, "executed", 90_000, "409.8766", "1.00", None),
+    ("o-06", "u3", "MSFT", "buy", 5, "cancelled", 119_500, None, None, None),
+    ("o-07", "u1", "TSLA", "sell", 2, "expired", 120_000, None, None, "not_processed_in_time"),
+    ("o-08", "u2", "AAPL", "sell", 4, "executed", 185_000, "101.0000", "0.04", None),
+    ("o-09", "u1", "TSLA", "buy", 3, "executed", 240_000, "200.0001", "0.03", None),
+    # three decisions in the same millisecond, two of them with equal qty and notional: ties for every sort
+    ("o-10", "u4", "PENNY", "buy", 1, "executed", 10_000, "0.1", "0", None),
+    ("o-11", "u4", "PENNY", "buy", 1, "executed", 10_000, "0.1", "0", None),
+    ("o-12", "u5", "PENNY", "sell", 1, "rejected", 10_000, None, None, "unknown_symbol"),
 ]
-TRADES = [
-    Trade(trade_id=tid, order_id=f"o-{tid}", user_id=user, symbol=sym, side=side, qty=qty,  # type: ignore[arg-type]
-          price=Decimal(price), fee=Decimal(fee), executed_at=T0 + timedelta(seconds=secs))
-    for tid, user, sym, side, qty, price, fee, secs in ROWS
+RECORDS = [
+    TradeRecord(order_id=oid, user_id=user, symbol=sym, side=side, qty=qty, status=status,
+                decided_at_ms=T0 + at, order_type="limit" if price else "market", placed_at_ms=T0 + at - 50,
+                reason=reason, price=Decimal(price) if price else None, fee=Decimal(fee) if fee else None)
+    for oid, user, sym, side, qty, status, at, price, fee, reason in ROWS
 ]
 
-
-def eventually(probe: Callable[[], T], ok: Callable[[T], bool], deadline_s: float = 30) -> T:
-    """Poll until ok(probe()) or the deadline; errors while the node settles count as 'not yet'."""
-    end = time.monotonic() + deadline_s
-    last: object = None
-    while time.monotonic() < end:
-        try:
-            value = probe()
-            if ok(value):
-                return value
-            last = value
-        except Exception as exc:  # a node recovering its shards may refuse for a moment
-            last = exc
-        time.sleep(0.2)
-    raise AssertionError(f"condition not met within {deadline_s} s; last: {last!r}")
+#: the sorts written out independently of the adapter: a key that orders ascending
+ORDER: dict[str, Callable[[TradeRecord], tuple[Any, ...]]] = {
+    "decided_desc": lambda r: (-r.decided_at_ms, r.order_id),
+    "decided_asc": lambda r: (r.decided_at_ms, r.order_id),
+    "qty_desc": lambda r: (-r.qty, -r.decided_at_ms, r.order_id),
+    "notional_desc": lambda r: (-r.notional, -r.decided_at_ms, r.order_id),
+}
 
 
-def ids(trades: list[Trade]) -> list[str]:
-    return [t.trade_id for t in trades]
+def ids(records: list[TradeRecord]) -> list[str]:
+    return [r.order_id for r in records]
 
 
-def expected_volume(trades: list[Trade]) -> list[MinuteVolume]:
-    """The same numbers computed with Decimal in Python, independently of the server."""
-    acc: dict[tuple[str, datetime], list[Trade]] = defaultdict(list)
-    for t in trades:
-        acc[(t.symbol, t.executed_at.replace(second=0, microsecond=0))].append(t)
-    return [
-        MinuteVolume(sym, minute, sum(t.qty for t in ts), len(ts), sum((t.notional for t in ts), Decimal(0)))
-        for (sym, minute), ts in sorted(acc.items())
-    ]
+def all_pages(index: TradeIndex, query: TradeQuery,
+              between: Callable[[int], None] = lambda _: None) -> tuple[list[TradeRecord], list[int]]:
+    """Every page of a query, following next_cursor; `between(n)` runs after page n. (records, totals)"""
+    records: list[TradeRecord] = []
+    totals = []
+    page = index.search(query)
+    while True:
+        records += page.records
+        totals.append(page.total)
+        assert len(page.records) <= query.size
+        if page.next_cursor is None:
+            return records, totals
+        assert len(page.records) == query.size  # only the last page is short
+        between(len(totals))
+        page = index.search(replace(query, cursor=page.next_cursor))
 
 
 @pytest.fixture(scope="module")
-def index(settings: Settings) -> Iterator[TradeIndex]:
-    idx = TradeIndex.from_settings(settings.opensearch)
-    idx.drop()
-    assert idx.ensure() is True
-    assert idx.ensure() is False  # idempotent: the second call finds the index
-    idx.index(TRADES, refresh=True)
+def index(new_index: Callable[[], TradeIndex]) -> Iterator[TradeIndex]:
+    idx = new_index()
+    created = idx.ensure()
+    assert created == f"{idx.alias}-1"
+    assert idx.ensure() is None  # idempotent: the second call finds the alias
+    idx.write(RECORDS, refresh=True)
     yield idx
-    idx.close()
+    idx.drop()
 
 
-def test_all_trades_are_stored_and_read_back_exactly(index: TradeIndex) -> None:
-    assert index.count() == len(TRADES)
-    stored = {t.trade_id: t for t in index.search(size=100)}
-    assert stored == {t.trade_id: t for t in TRADES}
-    assert str(stored["t08"].price) == "101.0000"  # the digits survive, not only the value
+def test_it_implements_the_ports(index: TradeIndex) -> None:
+    sink: TradeSink = index
+    search: TradeSearch = index
+    assert sink.name == "search"
+    assert search.search(TradeQuery(size=1)).total == len(RECORDS)
 
 
-@pytest.mark.parametrize(("filters", "expected"), [
-    ({"symbol": "AAPL"}, ["t01", "t02", "t03", "t08"]),
-    ({"side": "sell"}, ["t12", "t02", "t05", "t07", "t08"]),
-    ({"symbol": "MSFT", "side": "buy"}, ["t04", "t06"]),
-    ({"user_id": "u1"}, ["t01", "t03", "t07", "t09"]),
-    ({"start": T0 + timedelta(minutes=1), "end": T0 + timedelta(minutes=2)}, ["t03", "t05", "t06"]),
-    ({"symbol": "AAPL", "start": T0 + timedelta(seconds=59.999)}, ["t02", "t03", "t08"]),
-    ({"symbol": "AAPL", "end": T0 + timedelta(seconds=59.999)}, ["t01"]),
-    ({"symbol": "TSLA", "side": "buy", "start": T0, "end": T0 + timedelta(minutes=5)}, ["t09"]),
-    ({"symbol": "NOPE"}, []),
+def test_records_are_stored_and_read_back_exactly(index: TradeIndex) -> None:
+    assert index.count() == len(RECORDS)
+    stored = {r.order_id: r for r in index.records()}
+    assert stored == {r.order_id: r for r in RECORDS}
+    assert str(stored["o-08"].price) == "101.0000"  # the digits survive, not only the value
+
+
+def test_writing_an_order_id_again_is_a_no_op_and_the_first_copy_stays(fresh: TradeIndex) -> None:
+    fresh.write(RECORDS)
+    changed = replace(RECORDS[0], qty=999, price=Decimal("1"))
+    fresh.write([*RECORDS, changed, RECORDS[1]])  # repeats across batches and within one
+    fresh.write(RECORDS[:3], refresh=True)
+    assert fresh.count() == len({r.order_id for r in RECORDS})
+    assert {r.order_id: r for r in fresh.records()}["o-01"] == RECORDS[0]
+    # what the read model adds up to is what the distinct outcomes add up to
+    for key in ("symbol", "user_id"):
+        assert fold(fresh.records(), key) == fold(RECORDS, key)
+
+
+def test_an_empty_batch_sends_nothing(fresh: TradeIndex) -> None:
+    fresh.write([])
+    assert fresh.count() == 0
+
+
+@pytest.mark.parametrize(("query", "expected"), [
+    (TradeQuery(symbol="AAPL"), ["o-08", "o-03", "o-02", "o-01"]),
+    (TradeQuery(side="sell"), ["o-08", "o-07", "o-05", "o-02", "o-12"]),
+    (TradeQuery(symbol="MSFT", side="buy"), ["o-06", "o-04"]),
+    (TradeQuery(user_id="u1"), ["o-09", "o-07", "o-03", "o-01"]),
+    (TradeQuery(status="rejected"), ["o-03", "o-12"]),
+    (TradeQuery(status="executed", user_id="u2"), ["o-08", "o-05", "o-02"]),
+    # [from, to): 14:31:00.000 is in, 14:32:00.000 is out
+    (TradeQuery(from_ms=T0 + 60_000, to_ms=T0 + 120_000), ["o-06", "o-05", "o-03"]),
+    (TradeQuery(symbol="AAPL", from_ms=T0 + 59_999), ["o-08", "o-03", "o-02"]),
+    (TradeQuery(symbol="AAPL", to_ms=T0 + 59_999), ["o-01"]),
+    (TradeQuery(symbol="NOPE"), []),
+    (TradeQuery(text="insufficient"), ["o-03"]),  # a word of a reason
+    (TradeQuery(text="insufficient_funds"), ["o-03"]),
+    (TradeQuery(text="o-07"), ["o-07"]),  # an order id
+    (TradeQuery(text="msft"), ["o-06", "o-05", "o-04"]),  # a symbol, any case
+    (TradeQuery(text="expired"), ["o-07"]),  # a status
+    (TradeQuery(text="AAPL rejected"), ["o-03"]),  # every word must match
+    (TradeQuery(text="penny", user_id="u4"), ["o-10", "o-11"]),  # a tie: order id ascending
+    (TradeQuery(text="nothing-like-this"), []),
+    (TradeQuery(text="u1"), []),  # users are a filter, not text
 ])
-def test_search_filters_return_exactly_the_expected_trades(index: TradeIndex, filters: dict[str, object],
-                                                           expected: list[str]) -> None:
-    assert ids(index.search(**filters)) == expected  # type: ignore[arg-type]
+def test_filters_and_text_return_exactly_the_expected_records(index: TradeIndex, query: TradeQuery,
+                                                              expected: list[str]) -> None:
+    page = index.search(query)
+    assert ids(page.records) == expected
+    assert page.total == len(expected)
+    assert page.next_cursor is None
 
 
-def test_search_size_limits_the_page(index: TradeIndex) -> None:
-    assert ids(index.search(size=3)) == ["t01", "t10", "t11"]
-    with pytest.raises(ValueError, match="size"):
-        index.search(size=0)
+@pytest.mark.parametrize("sort", SORTS)
+@pytest.mark.parametrize("size", [1, 5, 12, MAX_PAGE_SIZE])
+def test_every_sort_gives_one_total_order_whatever_the_page_size(index: TradeIndex, sort: str, size: int) -> None:
+    records, totals = all_pages(index, TradeQuery(sort=sort, size=size))
+    assert ids(records) == ids(sorted(RECORDS, key=ORDER[sort]))
+    assert set(totals) == {len(RECORDS)}
+    assert len(totals) == -(-len(RECORDS) // size)  # no empty last page
 
 
-def test_volume_per_symbol_per_minute_is_exact(index: TradeIndex) -> None:
-    got = index.volume_by_symbol_per_minute()
-    assert got == expected_volume(TRADES)
-    by_key = {(v.symbol, v.minute): v for v in got}
-    # Spot checks written out by hand, so a bug shared by both computations cannot hide.
-    aapl_1430 = by_key[("AAPL", T0)]
-    assert (aapl_1430.qty, aapl_1430.trades, aapl_1430.notional) == (13, 2, Decimal("1316.4003"))
-    msft_1431 = by_key[("MSFT", T0 + timedelta(minutes=1))]
-    assert (msft_1431.qty, msft_1431.trades, msft_1431.notional) == (25, 2, Decimal("10247.5325"))
-    penny = by_key[("PENNY", T0)]
-    assert (penny.qty, penny.trades, penny.notional) == (3, 3, Decimal("0.3"))
-    assert [v.symbol for v in got] == ["AAPL"] * 3 + ["MSFT"] * 2 + ["PENNY"] + ["TSLA"] * 2
+def test_a_filtered_sort_pages_within_the_filter(index: TradeIndex) -> None:
+    query = TradeQuery(status="executed", sort="notional_desc", size=2)
+    records, totals = all_pages(index, query)
+    expected = sorted((r for r in RECORDS if r.executed), key=ORDER["notional_desc"])
+    assert ids(records) == ids(expected)
+    assert set(totals) == {len(expected)}
 
 
-def test_volume_honours_filters(index: TradeIndex) -> None:
-    start, end = T0 + timedelta(minutes=1), T0 + timedelta(minutes=4)
-    got = index.volume_by_symbol_per_minute(side="sell", start=start, end=end)
-    chosen = [t for t in TRADES if t.side == "sell" and start <= t.executed_at < end]
-    assert got == expected_volume(chosen)
-    assert [(v.symbol, v.qty) for v in got] == [("AAPL", 4), ("MSFT", 20), ("TSLA", 2)]
+def _bad_cursor(index: TradeIndex) -> str:
+    cursor = index.search(TradeQuery(symbol="AAPL", size=2)).next_cursor
+    assert cursor is not None
+    return cursor
 
 
-def test_reindexing_the_same_trades_changes_nothing(index: TradeIndex) -> None:
-    before = index.volume_by_symbol_per_minute()
-    index.index(TRADES)
-    index.index(TRADES[:4], refresh=True)
-    assert index.count() == len(TRADES)
-    assert index.volume_by_symbol_per_minute() == before
+@pytest.mark.parametrize("other", [
+    TradeQuery(symbol="MSFT", size=2), TradeQuery(size=2), TradeQuery(symbol="AAPL", sort="decided_asc"),
+    TradeQuery(symbol="AAPL", text="o"), TradeQuery(symbol="AAPL", from_ms=0),
+])
+def test_a_cursor_of_another_search_is_refused(index: TradeIndex, other: TradeQuery) -> None:
+    with pytest.raises(InvalidCursor):
+        index.search(replace(other, cursor=_bad_cursor(index)))
 
 
-def test_malformed_stored_document_is_rejected_naming_the_field(settings: Settings) -> None:
+@pytest.mark.parametrize("cursor", ["", "garbage", "eyJub3QiOiAiYSBjdXJzb3IifQ", "WzEsWzEsMl0sIngiXQ"])
+def test_a_cursor_it_did_not_hand_out_is_refused(index: TradeIndex, cursor: str) -> None:
+    with pytest.raises(InvalidCursor):
+        index.search(TradeQuery(cursor=cursor))
+
+
+def test_a_cursor_still_works_with_another_page_size(index: TradeIndex) -> None:
+    page = index.search(TradeQuery(symbol="AAPL", size=2, cursor=_bad_cursor(index)))
+    assert ids(page.records) == ["o-02", "o-01"]
+    assert index.search(TradeQuery(symbol="AAPL", size=1, cursor=_bad_cursor(index))).next_cursor is not None
+
+
+@pytest.mark.parametrize("sort", SORTS)
+def test_pages_neither_repeat_nor_skip_while_outcomes_arrive(fresh: TradeIndex, sort: str) -> None:
+    """Documents never change, so their sort values do not either: search_after continues exactly after the
+    last one shown. Outcomes arriving meanwhile show up only if they sort after the cursor (never twice)."""
+    base = T0 + 10_000_000
+    existing = [record_of(o) for o in outcomes(["u1", "u2", "u3"], ["AAPL", "MSFT"], 150, seed=3, start_ms=base)]
+    fresh.write(existing, refresh=True)
+    rng = random.Random(sort)  # noqa: S311 - test data, not crypto
+    arrived: list[TradeRecord] = []
+
+    def arrive(page: int) -> None:
+        # newer ones, and late ones decided before everything shown so far (a slow sink catching up)
+        batch = outcomes(["u1", "u4"], ["AAPL", "TSLA"], 6, seed=1000 + page,
+                         start_ms=rng.choice([base + 5_000, base - 5_000]))
+        arrived.extend(record_of(o) for o in batch)
+        fresh.write([record_of(o) for o in batch], refresh=True)
+
+    records, totals = all_pages(fresh, TradeQuery(sort=sort, size=13), between=arrive)
+    got = ids(records)
+    assert len(got) == len(set(got)), "a record was shown twice"
+    assert set(ids(existing)) <= set(got), "a record that existed at the first page was skipped"
+    assert set(got) <= set(ids(existing)) | set(ids(arrived))
+    assert got == ids(sorted(records, key=ORDER[sort])), "pages are out of order"
+    assert totals[0] == len(existing)
+    assert totals == sorted(totals)  # the total grows as outcomes arrive
+
+
+def test_the_mapping_refuses_unknown_fields(index: TradeIndex) -> None:
+    doc = {**encode(RECORDS[0]), "order_id": "o-strict", "colour": "red"}
+    answer = index.client.bulk([{"create": {"_index": index.alias, "_id": "o-strict"}}, doc])
+    failure = bulk_failure(answer)
+    assert isinstance(failure, IndexingFailed)
+    assert "strict_dynamic_mapping_exception" in failure.failures["o-strict"]
+
+
+def test_a_malformed_stored_document_is_refused_naming_the_field(fresh: TradeIndex) -> None:
     """A document written by someone else with a float price is refused on read, not turned into money."""
-    scratch = TradeIndex(SearchClient(settings.opensearch), "trades-malformed-test")
-    scratch.drop()
-    scratch.ensure()
-    try:
-        doc = {"trade_id": "bad-1", "order_id": "o", "user_id": "u", "symbol": "AAPL", "side": "buy",
-               "qty": 1, "price": 101.25, "fee": "0", "executed_at": "2024-03-01T14:30:00Z"}
-        answer = scratch.client.bulk([{"index": {"_index": scratch.name, "_id": "bad-1"}}, doc], refresh=True)
-        assert answer["errors"] is False  # the server accepts it: a number is valid for scaled_float
-        with pytest.raises(InvalidRecord) as info:
-            scratch.search()
-        assert info.value.field == "price"
-    finally:
-        scratch.drop()
-        scratch.close()
+    doc = {**encode(RECORDS[0]), "price": 101.25}
+    answer = fresh.client.bulk([{"create": {"_index": fresh.alias, "_id": "o-01"}}, doc], refresh=True)
+    assert bulk_failure(answer) is None  # the server takes it: a number is valid for scaled_float
+    with pytest.raises(InvalidRecord) as info:
+        fresh.search(TradeQuery())
+    assert info.value.field == "price"
 
 
-def test_rejected_documents_are_reported_by_trade_id(settings: Settings) -> None:
-    """The node does not auto-create indices (mappings come from `up`), so writing elsewhere fails per item."""
-    missing = TradeIndex(SearchClient(settings.opensearch), "trades-never-created")
-    try:
-        with pytest.raises(IndexingFailed) as info:
-            missing.index(TRADES[:2])
-        assert set(info.value.failures) == {"t01", "t02"}
-        assert "index_not_found_exception" in info.value.failures["t01"]
-    finally:
-        missing.close()
-
-
-def test_data_survives_down_and_up(index: TradeIndex, supervisor: Supervisor) -> None:
-    expected = index.volume_by_symbol_per_minute()
-    supervisor.down()
-    with pytest.raises(Unavailable):
-        index.count()
-    supervisor.up()
-    eventually(index.count, lambda n: n == len(TRADES))
-    assert ids(index.search(symbol="MSFT")) == ["t04", "t05", "t06"]
-    assert index.volume_by_symbol_per_minute() == expected
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def test_closed_port_raises_unavailable_quickly(settings: Settings) -> None:
-    cfg = settings.opensearch.model_copy(update={"port": _free_port(), "url": None})
-    down = TradeIndex.from_settings(cfg, timeout_s=2)
-    started = time.monotonic()
-    for call in (down.count, down.search, down.refresh, lambda: down.index(TRADES[:1])):
-        with pytest.raises(Unavailable):
-            call()
-    assert time.monotonic() - started < 8
-
-
-def test_silent_server_raises_unavailable_within_the_timeout(settings: Settings) -> None:
-    """A port that accepts connections but never answers (a hung node) must not hang the caller."""
-    with socket.socket() as listener:
-        listener.bind(("127.0.0.1", 0))
-        listener.listen(8)
-        port = listener.getsockname()[1]
-        cfg = settings.opensearch.model_copy(update={"port": port, "url": None})
-        hung = TradeIndex.from_settings(cfg, timeout_s=1)
-        started = time.monotonic()
-        with pytest.raises(Unavailable, match="within 1 s"):
-            hung.count()
-        elapsed = time.monotonic() - started
-    assert 0.9 <= elapsed < 5
+def test_writes_through_a_missing_alias_are_refused(new_index: Callable[[], TradeIndex]) -> None:
+    """The node does not auto-create indices (mappings come from `up`), and writes demand an alias."""
+    with pytest.raises(IndexingFailed) as info:
+        new_index().write(RECORDS[:2])
+    assert set(info.value.failures) == {"o-01", "o-02"}
+    assert "index_not_found_exception" in info.value.failures["o-01"]

@@ -2,21 +2,49 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from clickhouse_connect.driver.exceptions import OperationalError
+from clickhouse_connect.driver.exceptions import DatabaseError, OperationalError
 
 from tradesim.ports import Unavailable
+
+#: server error codes that mean "cannot serve now", not "this statement is wrong": retrying later can succeed
+TRANSIENT_CODES = frozenset({
+    60,   # UNKNOWN_TABLE: the instant between the two renames of a swap (18.16 renames one table at a time)
+    159,  # TIMEOUT_EXCEEDED
+    202,  # TOO_MANY_SIMULTANEOUS_QUERIES
+    209,  # SOCKET_TIMEOUT
+    210,  # NETWORK_ERROR
+    241,  # MEMORY_LIMIT_EXCEEDED
+    252,  # TOO_MANY_PARTS: inserts faster than merges; the server asks to slow down
+})
+#: 18.16 sends no X-ClickHouse-Exception-Code header, so the code is read from the message when the client has none
+_CODE = re.compile(r"\bCode:\s*(\d+)")
+
+
+def error_code(exc: BaseException) -> int | None:
+    """The server's numeric error code of a client exception, if it carries one."""
+    code = getattr(exc, "code", None)
+    if isinstance(code, int):
+        return code
+    found = _CODE.search(str(exc))
+    return int(found.group(1)) if found else None
 
 
 @contextmanager
 def translated(address: str) -> Iterator[None]:
-    """Connection failures and timeouts become `Unavailable`; SQL errors stay as they are (they are bugs)."""
+    """Connection failures, timeouts and transient server errors become `Unavailable`; other SQL errors stay as
+    they are (they are bugs)."""
     try:
         yield
     except OperationalError as exc:  # clickhouse-connect's class for refused, reset and timed-out requests
         raise Unavailable(f"ClickHouse at {address} did not answer: {_first_line(exc)}") from exc
+    except DatabaseError as exc:
+        if error_code(exc) not in TRANSIENT_CODES:
+            raise
+        raise Unavailable(f"ClickHouse at {address} cannot serve now: {_first_line(exc)}") from exc
 
 
 def _first_line(exc: BaseException) -> str:

@@ -1,115 +1,296 @@
-"""The `trades` read model: idempotent inserts and the analytics queries, the same SQL on every engine."""
+"""The `trades` read model: idempotent writes, the analytics queries and rebuild swaps, the same SQL on every engine.
+
+SQL is built from strings in one way only: table and database names pass `identifier()` ([A-Za-z_][A-Za-z0-9_]*)
+and are spliced in; every value is a `%(name)s` placeholder, bound by the client because 18.16 has no
+server-side `{name:Type}` parameters. The `# noqa: S608` marks below stand for exactly that ("names only").
+"""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable
-from datetime import datetime
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
 from decimal import ROUND_HALF_EVEN, Decimal, localcontext
-from typing import Any, NamedTuple
+from typing import Any, Literal
 
-from tradesim.adapters.clickhouse.client import ClickHouseClient
-from tradesim.adapters.clickhouse.codec import from_micros, row_to_trade, to_micros, trade_to_row
+from tradesim.adapters.clickhouse.client import ClickHouseClient, identifier
+from tradesim.adapters.clickhouse.codec import record_to_row, row_to_record
 from tradesim.adapters.clickhouse.errors import translated
-from tradesim.adapters.clickhouse.schema import TRADE_COLUMN_NAMES, TRADE_COLUMN_TYPES, create_statements
-from tradesim.domain.errors import InvalidRecord
-from tradesim.domain.trades import Trade
+from tradesim.adapters.clickhouse.schema import (
+    TABLE,
+    TRADE_COLUMN_NAMES,
+    TRADE_COLUMN_TYPES,
+    create_statements,
+    create_table_statement,
+)
+from tradesim.domain.trades import Totals, TradeRecord, VolumeBucket
+from tradesim.settings import ClickHouseSettings
 
-#: VWAP is notional / volume, both exact; the quotient is rounded half-even to 8 places here, in Python,
+#: VWAP is notional / shares, both exact; the quotient is rounded half-even to 8 places here, in Python,
 #: so every engine returns the same digits (engines disagree on the scale of Decimal division).
 VWAP_QUANTUM = Decimal("0.00000001")
-MINUTE_US = 60_000_000
-
-# S608 (SQL built from strings) is silenced below with reason "names only": the only spliced text is constants and
-# the database name, which client.identifier() restricts to [A-Za-z_][A-Za-z0-9_]*; every value is a parameter.
-_READ_COLUMNS = ", ".join(n for n in TRADE_COLUMN_NAMES if n not in ("executed_at", "version"))
-
-
-class MinuteVolume(NamedTuple):
-    """Traded volume of one symbol in one UTC minute."""
-
-    symbol: str
-    minute: datetime
-    volume: int
-    trade_count: int
-    vwap: Decimal
+MAX_DATETIME_S = 2**32 - 1
+_READ_COLUMNS = ", ".join(n for n in TRADE_COLUMN_NAMES if n not in ("decided_at", "version"))
+_EXECUTED = "status = 'executed'"
+#: notional without overflow: Decimal(18, 4) × UInt64 can exceed Decimal64, so the product is taken in Decimal128
+_NOTIONAL = "toDecimal128(price, 4) * qty"
 
 
-def _micros(field: str, when: datetime | None) -> int | None:
-    if when is None:
-        return None
-    if when.utcoffset() is None:
-        raise InvalidRecord(field, "must be a timezone-aware datetime")
-    return to_micros(when)
+def _clock_us() -> int:
+    return time.time_ns() // 1000
 
 
 class TradeStore:
-    """Reads and writes `{database}.trades`; every call raises `Unavailable` when the server does not answer."""
+    """`{database}.{table}`: the analytics read model, a `TradeSink` and a `TradeAnalytics`. Every call raises
+    `Unavailable` when the server does not answer (or cannot serve now)."""
 
-    def __init__(self, client: ClickHouseClient, clock_us: Callable[[], int] = lambda: time.time_ns() // 1000):
+    name = "analytics"
+
+    def __init__(self, client: ClickHouseClient, table: str = TABLE, clock_us: Callable[[], int] = _clock_us) -> None:
         self.client = client
-        self.table = f"{client.database}.trades"
+        self.table = identifier(table)
         self._clock_us = clock_us
 
-    def create_schema(self) -> None:
-        """Create the database and tables if missing (idempotent)."""
-        with translated(self.client.address):
-            conn = self.client.get()
-            for statement in create_statements(self.client.database):
-                conn.command(statement)
+    @classmethod
+    def from_settings(cls, settings: ClickHouseSettings, table: str = TABLE) -> TradeStore:
+        """A store on the configured server; it connects on first use."""
+        return cls(ClickHouseClient(settings), table)
 
-    def insert(self, trades: Iterable[Trade]) -> int:
-        """Insert trades (validated first, so a bad one writes nothing); re-inserting one is harmless."""
-        version = self._clock_us()  # a later delivery replaces an earlier one under FINAL
-        rows = [trade_to_row(t, version) for t in trades]
-        if not rows:
-            return 0
+    def close(self) -> None:
+        self.client.close()
+
+    @property
+    def qualified(self) -> str:
+        return f"{self.client.database}.{self.table}"
+
+    def _command(self, sql: str, parameters: dict[str, Any] | None = None) -> None:
         with translated(self.client.address):
-            # Explicit column types: the library then skips DESCRIBE, whose 18.16 answer it cannot read.
-            self.client.get().insert("trades", rows, database=self.client.database,
-                                     column_names=list(TRADE_COLUMN_NAMES),
-                                     column_type_names=list(TRADE_COLUMN_TYPES))
-        return len(rows)
+            self.client.get().command(sql, parameters=parameters)
 
     def _rows(self, sql: str, parameters: dict[str, Any] | None = None) -> list[tuple[Any, ...]]:
         with translated(self.client.address):
             return [tuple(r) for r in self.client.get().query(sql, parameters=parameters).result_rows]
 
+    # --- schema and rebuilds -----------------------------------------------------------------------------------
+
+    def _columns(self) -> set[str]:
+        rows = self._rows("SELECT name FROM system.columns WHERE database = %(db)s AND table = %(table)s",
+                          {"db": self.client.database, "table": self.table})
+        return {str(r[0]) for r in rows}
+
+    def exists(self) -> bool:
+        return bool(self._columns())
+
+    def create_schema(self) -> str | None:
+        """Create the database and table if missing (idempotent). A table of an older layout is renamed away
+        (`<table>_legacy_<utc stamp>`, kept for inspection; `tradesim rebuild analytics` refills the new one);
+        returns that name, or None."""
+        with translated(self.client.address):
+            self.client.get().command(create_statements(self.client.database, self.table)[0])
+        found = self._columns()
+        legacy = None
+        if found and found != set(TRADE_COLUMN_NAMES):
+            legacy = identifier(f"{self.table}_legacy_{datetime.now(UTC):%Y%m%d%H%M%S}")
+            self._command(f"RENAME TABLE {self.qualified} TO {self.client.database}.{legacy}")
+        self._command(create_table_statement(self.client.database, self.table))
+        return legacy
+
+    def fresh(self, table: str) -> TradeStore:
+        """An empty table `table` with this table's layout, in the same database (dropped first if it exists):
+        where a rebuild writes before `swap`."""
+        store = TradeStore(self.client, table, self._clock_us)
+        if store.table == self.table:
+            raise ValueError(f"a rebuild table must not be the live table {self.table!r}")
+        store.drop()
+        store._command(create_table_statement(self.client.database, store.table))
+        return store
+
+    def drop(self) -> None:
+        """Drop this table with its rows (a read model is rebuilt from the event log)."""
+        self._command(f"DROP TABLE IF EXISTS {self.qualified}")
+
+    def swap(self, rebuilt: TradeStore) -> None:
+        """Make `rebuilt`'s table this store's table and drop the old one. The two renames are one RENAME
+        statement, so readers see the old table or the new one; 18.16 applies them one after the other, and a
+        query in between gets UNKNOWN_TABLE, which reads as Unavailable (retry). `rebuilt` then names nothing."""
+        if rebuilt.client.database != self.client.database or rebuilt.table == self.table:
+            raise ValueError(f"cannot swap {rebuilt.qualified} into {self.qualified}")
+        db = self.client.database
+        if not rebuilt.exists():
+            raise ValueError(f"{rebuilt.qualified} does not exist")
+        if not self.exists():
+            self._command(f"RENAME TABLE {rebuilt.qualified} TO {self.qualified}")
+            return
+        old = identifier(f"{self.table}_old_{self._clock_us()}")
+        self._command(f"RENAME TABLE {self.qualified} TO {db}.{old}, {rebuilt.qualified} TO {self.qualified}")
+        self._command(f"DROP TABLE IF EXISTS {db}.{old}")
+
+    # --- TradeSink ---------------------------------------------------------------------------------------------
+
+    def write(self, records: Sequence[TradeRecord]) -> None:
+        """Insert the records in one INSERT (validated first, so a bad one writes nothing). Writing an order id
+        again adds a copy that reads collapse; within a batch only the first copy is sent."""
+        version = self._clock_us()
+        seen: set[str] = set()
+        rows = []
+        for record in records:
+            if record.order_id not in seen:
+                seen.add(record.order_id)
+                rows.append(record_to_row(record, version))
+        if not rows:
+            return
+        with translated(self.client.address):
+            # Explicit column types: the library then skips DESCRIBE, whose 18.16 answer it cannot read.
+            self.client.get().insert(self.table, rows, database=self.client.database,
+                                     column_names=list(TRADE_COLUMN_NAMES),
+                                     column_type_names=list(TRADE_COLUMN_TYPES))
+
+    # --- collapsed reads ---------------------------------------------------------------------------------------
+
     def count_final(self) -> int:
-        """Number of distinct trades (duplicates collapsed)."""
-        return int(self._rows(f"SELECT count() FROM {self.table} FINAL")[0][0])  # noqa: S608 - names only
+        """Number of distinct order ids (copies collapsed)."""
+        return int(self._rows(f"SELECT count() FROM {self.qualified} FINAL")[0][0])  # noqa: S608 - names only
 
-    def rows_final(self) -> list[Trade]:
-        """All trades, duplicates collapsed, ordered by symbol then trade_id."""
+    def rows_final(self) -> list[TradeRecord]:
+        """All records, copies collapsed, in decision order (then order id)."""
+        sql = (f"SELECT {_READ_COLUMNS} FROM {self.qualified} FINAL"  # noqa: S608 - names only
+               " ORDER BY decided_at_ms, order_id")
+        return self._records(sql)
+
+    def _records(self, sql: str, parameters: dict[str, Any] | None = None) -> list[TradeRecord]:
         names = _READ_COLUMNS.split(", ")
-        sql = f"SELECT {_READ_COLUMNS} FROM {self.table} FINAL ORDER BY symbol, trade_id"  # noqa: S608 - names only
-        rows = self._rows(sql)
-        return [row_to_trade(dict(zip(names, row, strict=True))) for row in rows]
+        return [row_to_record(dict(zip(names, row, strict=True))) for row in self._rows(sql, parameters)]
 
-    def volume_per_minute(self, symbol: str | None = None, start: datetime | None = None,
-                          end: datetime | None = None) -> list[MinuteVolume]:
-        """Volume, trade count and VWAP per symbol per UTC minute in [start, end), ordered by symbol, minute."""
-        where = ["1 = 1"]
-        # %(name)s placeholders are bound by the client: 18.16 has no server-side {name:Type} parameters.
-        params: dict[str, Any] = {}
-        if symbol is not None:
-            where.append("symbol = %(symbol)s")
-            params["symbol"] = symbol
-        if (start_us := _micros("start", start)) is not None:
-            where.append("executed_at_us >= %(start_us)s")
-            params["start_us"] = start_us
-        if (end_us := _micros("end", end)) is not None:
-            where.append("executed_at_us < %(end_us)s")
-            params["end_us"] = end_us
+    def totals(self, key: Literal["symbol", "user_id"]) -> dict[str, Totals]:
+        """What `tradesim.domain.trades.fold(records, key)` gives for the records written: the convergence check."""
+        if key not in ("symbol", "user_id"):
+            raise ValueError(f"key must be 'symbol' or 'user_id', got {key!r}")
+        sql = (f"SELECT {key}, count(), countIf({_EXECUTED}), sumIf(qty, {_EXECUTED}),"  # noqa: S608 - names only
+               f" sum({_NOTIONAL}), sum(toDecimal128(fee, 4)) FROM {self.qualified} FINAL GROUP BY {key}")
+        return {str(k): Totals(int(orders), int(executions), int(qty), Decimal(notional), Decimal(fees))
+                for k, orders, executions, qty, notional, fees in self._rows(sql)}
+
+    # --- TradeAnalytics ----------------------------------------------------------------------------------------
+
+    def volume(self, *, interval_s: int, from_ms: int, to_ms: int, symbol: str | None = None,
+               user_id: str | None = None) -> list[VolumeBucket]:
+        """Executed volume per symbol and bucket in [from_ms, to_ms), buckets aligned to the epoch, ordered by
+        symbol then start; VWAP = notional / shares, half-even to 8 places."""
+        if isinstance(interval_s, bool) or not isinstance(interval_s, int) or interval_s <= 0:
+            raise ValueError(f"interval_s must be a positive integer, got {interval_s!r}")
+        if from_ms >= to_ms:
+            return []
+        interval_ms = interval_s * 1000
+        where, params = _window(from_ms, to_ms)
+        params["interval_ms"] = interval_ms
+        for column, value in (("symbol", symbol), ("user_id", user_id)):
+            if value is not None:
+                where.append(f"{column} = %({column})s")
+                params[column] = value
+        # A user's rows are few: collapse them after the filter. Without a user, FINAL over the key range is the
+        # fastest exact plan measured (docs/design/analytics-model.md).
+        source = (self._collapsed("symbol, decided_at_ms, qty, price", where) if user_id is not None
+                  else f"{self.qualified} FINAL WHERE {' AND '.join(where)}")
         sql = (
-            "SELECT symbol, intDiv(executed_at_us, 60000000) AS minute_index, sum(qty) AS volume,"  # noqa: S608
-            " count() AS trade_count, sum(toDecimal128(price, 4) * qty) AS notional"
-            f" FROM {self.table} FINAL WHERE {' AND '.join(where)}"
-            " GROUP BY symbol, minute_index ORDER BY symbol, minute_index"
+            "SELECT symbol, intDiv(decided_at_ms, %(interval_ms)s) AS bucket, sum(qty), count(),"  # noqa: S608
+            f" sum({_NOTIONAL}) FROM {source} GROUP BY symbol, bucket ORDER BY symbol, bucket"
         )
         out = []
-        for sym, minute_index, volume, count, notional in self._rows(sql, params or None):
-            with localcontext(prec=60):  # notional has up to 38 digits; the default 28 would round it
-                vwap = (Decimal(notional) / Decimal(volume)).quantize(VWAP_QUANTUM, rounding=ROUND_HALF_EVEN)
-            out.append(MinuteVolume(sym, from_micros(int(minute_index) * MINUTE_US), int(volume), int(count), vwap))
+        with localcontext(prec=60):  # notional has up to 38 digits; the default 28 would round the quotient
+            for sym, bucket, shares, trades, notional in self._rows(sql, params):
+                vwap = (notional / shares).quantize(VWAP_QUANTUM, rounding=ROUND_HALF_EVEN)
+                out.append(VolumeBucket(sym, bucket * interval_ms, shares, notional, trades, vwap))
         return out
+
+    def _collapsed(self, columns: str, where: list[str]) -> str:
+        """The rows matching `where`, one per order id (the highest version, as FINAL would keep): cheaper than
+        FINAL when the filter keeps few rows, and exact because every copy of an order has the same values."""
+        return (f"(SELECT {columns} FROM {self.qualified} WHERE {' AND '.join(where)}"  # noqa: S608 - names only
+                " ORDER BY order_id, version DESC LIMIT 1 BY order_id)")
+
+    def executions(self, user_id: str, *, to_ms: int | None = None) -> list[TradeRecord]:
+        """The user's executed orders in decision order (then order id), before to_ms if given."""
+        where = [_EXECUTED, "user_id = %(user_id)s"]
+        params: dict[str, Any] = {"user_id": user_id}
+        if to_ms is not None:
+            where.append("decided_at_ms < %(to_ms)s")
+            params["to_ms"] = to_ms
+        sql = (f"SELECT {_READ_COLUMNS} FROM {self.qualified} WHERE {' AND '.join(where)}"  # noqa: S608 - names only
+               " ORDER BY decided_at_ms, order_id, version DESC LIMIT 1 BY order_id")
+        return self._records(sql, params)
+
+    def marks(self, symbols: Sequence[str], bucket_ends: Sequence[int]) -> dict[int, dict[str, Decimal]]:
+        """end → {symbol: price of the last execution (any user) decided strictly before end}; a symbol without
+        one is absent. One query: the last price per symbol per bucket, carried forward here. No FINAL: copies of
+        an order have the same time, id and price, so they cannot change a maximum."""
+        ends = sorted(set(bucket_ends))
+        if not ends or not symbols:
+            return {end: {} for end in bucket_ends}
+        params: dict[str, Any] = {"symbols": tuple(sorted(set(symbols))), "last_end": ends[-1]}
+        # index of the first end after the decision; arithmetic when the ends are evenly spaced (the usual case),
+        # else a scan of the (short) list of ends per row
+        steps = {b - a for a, b in zip(ends, ends[1:], strict=False)}
+        if len(steps) <= 1:
+            params |= {"first_end": ends[0], "step": steps.pop() if steps else 1}
+            bucket = "if(decided_at_ms < %(first_end)s, 0, intDiv(decided_at_ms - %(first_end)s, %(step)s) + 1)"
+        else:
+            params["ends"] = ends
+            bucket = "arrayFirstIndex(e -> e > decided_at_ms, %(ends)s) - 1"
+        sql = (
+            f"SELECT symbol, {bucket} AS b, argMax(price, (decided_at_ms, order_id))"  # noqa: S608 - names only
+            f" FROM {self.qualified} WHERE {_EXECUTED} AND symbol IN %(symbols)s"
+            " AND decided_at_ms < %(last_end)s GROUP BY symbol, b"
+        )
+        last: dict[int, dict[str, Decimal]] = {}
+        for sym, b, price in self._rows(sql, params):
+            last.setdefault(int(b), {})[str(sym)] = Decimal(price)
+        carried: dict[str, Decimal] = {}
+        at: dict[int, dict[str, Decimal]] = {}
+        for i, end in enumerate(ends):
+            carried.update(last.get(i, {}))
+            at[end] = dict(carried)
+        return {end: at[end] for end in bucket_ends}
+
+
+def _window(from_ms: int, to_ms: int) -> tuple[list[str], dict[str, Any]]:
+    """Executed rows decided in [from_ms, to_ms); the `decided_at` bounds let the server skip whole partitions
+    (its partition index knows `decided_at`, not `decided_at_ms`)."""
+    where = [_EXECUTED, "decided_at_ms >= %(from_ms)s", "decided_at_ms < %(to_ms)s",
+             "decided_at >= toDateTime(%(from_s)s)", "decided_at <= toDateTime(%(last_s)s)"]
+    params: dict[str, Any] = {
+        "from_ms": from_ms, "to_ms": to_ms,
+        "from_s": min(max(from_ms // 1000, 0), MAX_DATETIME_S),
+        "last_s": min(max((to_ms - 1) // 1000, 0), MAX_DATETIME_S),
+    }
+    return where, params
+
+
+
+#: where a rebuild loads before the swap (dropped first if a failed rebuild left it)
+REBUILD_TABLE = f"{TABLE}_rebuild"
+
+
+class Rebuild:
+    """One rebuild of the analytics read model, in the shape `tradesim rebuild` drives: fresh() creates and returns
+    the writer of an empty `trades_rebuild`, switch() swaps it in for `trades`, live() writes through `trades`."""
+
+    name = "analytics"
+
+    def __init__(self, store: TradeStore, table: str = REBUILD_TABLE) -> None:
+        self.store = store
+        self.table = table
+        self.new: TradeStore | None = None
+
+    def fresh(self) -> TradeStore:
+        self.store.create_schema()  # the database may not exist yet (an external server never `up`ped)
+        self.new = self.store.fresh(self.table)
+        return self.new
+
+    def switch(self) -> None:
+        if self.new is None:
+            raise RuntimeError("switch() before fresh(): there is no new table to switch to")
+        self.store.swap(self.new)
+        self.new = None
+
+    def live(self) -> TradeStore:
+        return self.store

@@ -6,7 +6,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource, NewTopic, ResourceType
 
 from tradesim.adapters.kafka.errors import KafkaUnavailable
@@ -106,3 +106,20 @@ def _set_config(client: AdminClient, topics: list[TopicSpec], timeout_s: float) 
             fut.result(timeout=timeout_s)
         except KafkaException as exc:
             raise KafkaUnavailable(f"cannot configure topic {resource.name}: {exc}") from None
+
+
+def consumer_lag(client: Consumer, timeout_s: float = 1.0, committed: bool = False) -> int | None:
+    """Records between the consumer's position (or its committed offsets) and the end of its assigned partitions;
+    None when the broker did not answer in time (a restarting or paused broker must not end the caller)."""
+    total = 0
+    try:
+        for tp in client.assignment():
+            _, high = client.get_watermark_offsets(tp, timeout=timeout_s, cached=False)
+            at = TopicPartition(tp.topic, tp.partition)
+            (pos,) = client.committed([at], timeout=timeout_s) if committed else client.position([at])
+            # nothing committed yet: the whole partition is behind (a position not yet known: nothing)
+            total += max(0, high - pos.offset) if pos.offset >= 0 else (high if committed else 0)
+    except KafkaException as exc:
+        _log.warning("consumer lag not measured: %s", exc)
+        return None
+    return total

@@ -1,31 +1,18 @@
-"""The search cluster connection: the only module that knows tradesim talks to it through opensearch-py.
+"""The search cluster connection: the only module that calls opensearch-py.
 
 `SearchClient` offers the few REST calls the adapter needs, with the request bodies left as plain JSON
-(the OpenSearch protocol itself), connects lazily, and turns every vendor exception into ours.
+(the OpenSearch protocol itself), connects lazily, and lets errors.py turn every vendor exception into ours.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from typing import Any
 
 import opensearchpy
 
-from tradesim.adapters.search.errors import SearchRequestError, SearchUnavailable, from_status
+from tradesim.adapters.search.errors import SearchRequestError, translated
 from tradesim.settings import OpenSearchSettings
-
-
-def _error_details(exc: opensearchpy.TransportError) -> tuple[str, str]:
-    """(error type, reason) from an error answer, whatever shape its body has."""
-    info = exc.info
-    if isinstance(info, dict):
-        err = info.get("error")
-        if isinstance(err, dict):
-            return str(err.get("type", exc.error)), str(err.get("reason", ""))
-        if err is not None:
-            return str(err), str(info.get("reason", ""))
-    return str(exc.error), str(info or "")
 
 
 class SearchClient:
@@ -56,17 +43,8 @@ class SearchClient:
     def __exit__(self, *_: object) -> None:
         self.close()
 
-    @contextmanager
-    def _translated(self, what: str) -> Iterator[None]:
-        try:
-            yield
-        except opensearchpy.ConnectionError as exc:  # also ConnectionTimeout; must precede TransportError
-            raise SearchUnavailable(
-                f"{what}: no answer from {self.url} within {self.timeout_s:g} s ({type(exc).__name__}: {exc.error})"
-            ) from None
-        except opensearchpy.TransportError as exc:
-            status = exc.status_code if isinstance(exc.status_code, int) else None
-            raise from_status(what, status, *_error_details(exc)) from None
+    def _translated(self, what: str, timeout_s: float | None = None) -> AbstractContextManager[None]:
+        return translated(what, self.url, timeout_s or self.timeout_s)
 
     # ---- cluster and index administration --------------------------------------------------------------
 
@@ -78,11 +56,22 @@ class SearchClient:
         with self._translated(f"put index template {name}"):
             self._os.indices.put_index_template(name=name, body=body)
 
-    def create_index(self, index: str) -> bool:
-        """Create the index (settings and mappings come from its template); False if it already existed."""
+    def delete_index_template(self, name: str) -> bool:
+        """Delete the template; False if it did not exist."""
+        try:
+            with self._translated(f"delete index template {name}"):
+                self._os.indices.delete_index_template(name=name)
+        except SearchRequestError as exc:
+            if exc.status == 404:
+                return False
+            raise
+        return True
+
+    def create_index(self, index: str, body: dict[str, Any] | None = None) -> bool:
+        """Create the index (what `body` leaves out comes from its template); False if it already existed."""
         try:
             with self._translated(f"create index {index}"):
-                self._os.indices.create(index=index)
+                self._os.indices.create(index=index, body=body)
         except SearchRequestError as exc:
             if exc.error_type == "resource_already_exists_exception":
                 return False
@@ -100,17 +89,58 @@ class SearchClient:
             raise
         return True
 
+    def aliases(self, index: str) -> dict[str, set[str]]:
+        """Concrete index → its aliases, for the indices `index` names (a name, an alias or a pattern);
+        empty if it names nothing."""
+        try:
+            with self._translated(f"get aliases of {index}"):
+                answer = self._os.indices.get_alias(index=index, params={"allow_no_indices": "true"})
+        except SearchRequestError as exc:
+            if exc.status == 404:
+                return {}
+            raise
+        return {name: set(info.get("aliases", {})) for name, info in dict(answer).items()}
+
+    def update_aliases(self, actions: list[dict[str, Any]]) -> None:
+        """Apply alias actions in one atomic cluster-state change."""
+        with self._translated("update aliases"):
+            self._os.indices.update_aliases(body={"actions": actions})
+
+    def put_settings(self, index: str, settings: dict[str, Any]) -> None:
+        with self._translated(f"put settings of {index}"):
+            self._os.indices.put_settings(index=index, body=settings)
+
+    def block_writes(self, index: str) -> None:
+        """Refuse further writes to the index; returns once writes already under way have finished."""
+        with self._translated(f"block writes to {index}"):
+            self._os.indices.add_block(index=index, block="write")
+
+    def get_mapping(self, index: str) -> dict[str, Any]:
+        with self._translated(f"get mapping of {index}"):
+            return dict(self._os.indices.get_mapping(index=index))
+
+    def get_settings(self, index: str) -> dict[str, Any]:
+        with self._translated(f"get settings of {index}"):
+            return dict(self._os.indices.get_settings(index=index))
+
     def refresh(self, index: str) -> None:
         with self._translated(f"refresh {index}"):
             self._os.indices.refresh(index=index)
 
     # ---- documents and queries ----------------------------------------------------------------------------
 
-    def bulk(self, operations: list[dict[str, Any]], refresh: bool = False) -> dict[str, Any]:
+    def bulk(self, operations: list[dict[str, Any]], refresh: bool = False,
+             require_alias: bool = False) -> dict[str, Any]:
         """Send action/document pairs as one _bulk request; per-item errors are in the answer."""
-        params = {"refresh": "true"} if refresh else None
+        params = {"refresh": "true" if refresh else "false", "require_alias": "true" if require_alias else "false"}
         with self._translated("bulk"):
             return dict(self._os.bulk(body=operations, params=params))
+
+    def reindex(self, body: dict[str, Any], timeout_s: float) -> dict[str, Any]:
+        """Run a _reindex and wait for it (up to timeout_s)."""
+        with self._translated("reindex", timeout_s):
+            return dict(self._os.reindex(body=body, params={"refresh": "true", "wait_for_completion": "true"},
+                                         request_timeout=timeout_s))
 
     def search(self, index: str, body: dict[str, Any]) -> dict[str, Any]:
         with self._translated(f"search {index}"):

@@ -1,11 +1,21 @@
-"""Search errors in tradesim's terms; the client maps every vendor exception onto these."""
+"""Search errors in tradesim's terms: the one place that turns opensearch-py exceptions, error answers and
+failed bulk items into ours."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any
+
+import opensearchpy
+
 from tradesim.ports import Unavailable
 
-#: HTTP statuses that mean "the cluster cannot serve now" rather than "this request is wrong"
-UNAVAILABLE_STATUSES = frozenset({429, 502, 503, 504})
+#: 4xx statuses that mean "the cluster cannot serve now" rather than "this request is wrong"; every 5xx does too
+UNAVAILABLE_4XX = frozenset({408, 429})
+#: a write to an index under a block (the old index of an alias switch, or a full disk): retry it through the
+#: alias, which by then names a writable index
+RETRYABLE_TYPES = frozenset({"cluster_block_exception"})
 
 
 class SearchUnavailable(Unavailable):
@@ -23,7 +33,7 @@ class SearchRequestError(Exception):
 
 
 class IndexingFailed(Exception):
-    """Some documents of a bulk request were rejected; `failures` maps document id → reason."""
+    """Some documents of a bulk request were refused for good; `failures` maps document id → reason."""
 
     def __init__(self, failures: dict[str, str]) -> None:
         self.failures = failures
@@ -31,8 +41,71 @@ class IndexingFailed(Exception):
         super().__init__(f"{len(failures)} document(s) rejected, e.g. {first[0]}: {first[1]}")
 
 
+class IndexLayoutError(Exception):
+    """The indices behind the alias are not in a shape tradesim can take over (e.g. a pre-alias index)."""
+
+
+def retryable(status: int | None, error_type: str) -> bool:
+    """Whether an error answer means "cannot serve now" rather than "this request is wrong"."""
+    return (status is not None and (status >= 500 or status in UNAVAILABLE_4XX)) or error_type in RETRYABLE_TYPES
+
+
 def from_status(what: str, status: int | None, error_type: str, reason: str) -> Exception:
     """The exception an HTTP error answer stands for: unavailable (retry later) or a refused request."""
-    if status in UNAVAILABLE_STATUSES:
+    if retryable(status, error_type):
         return SearchUnavailable(f"{what}: cluster cannot serve (HTTP {status} {error_type}): {reason}")
     return SearchRequestError(what, status, error_type, reason)
+
+
+def _error_details(exc: opensearchpy.TransportError) -> tuple[str, str]:
+    """(error type, reason) from an error answer, whatever shape its body has."""
+    info = exc.info
+    if isinstance(info, dict):
+        err = info.get("error")
+        if isinstance(err, dict):
+            return str(err.get("type", exc.error)), str(err.get("reason", ""))
+        if err is not None:
+            return str(err), str(info.get("reason", ""))
+    return str(exc.error), str(info or "")
+
+
+@contextmanager
+def translated(what: str, url: str, timeout_s: float) -> Iterator[None]:
+    """Run a client call, raising SearchUnavailable or SearchRequestError instead of vendor exceptions."""
+    try:
+        yield
+    except opensearchpy.ConnectionError as exc:  # also ConnectionTimeout; must precede TransportError
+        raise SearchUnavailable(
+            f"{what}: no answer from {url} within {timeout_s:g} s ({type(exc).__name__}: {exc.error})"
+        ) from None
+    except opensearchpy.TransportError as exc:
+        status = exc.status_code if isinstance(exc.status_code, int) else None
+        raise from_status(what, status, *_error_details(exc)) from None
+
+
+def _error_type(error: object) -> str:
+    return str(error.get("type")) if isinstance(error, dict) else str(error)
+
+
+def bulk_failure(answer: Mapping[str, Any]) -> Exception | None:
+    """What a _bulk answer of `create` operations amounts to: None if every document is now stored (a 409
+    version conflict means an earlier write stored it), SearchUnavailable if any item may succeed on a retry
+    (429, 5xx), IndexingFailed naming the refused ids otherwise."""
+    if not answer.get("errors"):
+        return None
+    refused: dict[str, str] = {}
+    retry: dict[str, str] = {}
+    for item in answer.get("items", []):
+        result = next(iter(item.values()))
+        error = result.get("error")
+        status = result.get("status")
+        if not error or (status == 409 and _error_type(error) == "version_conflict_engine_exception"):
+            continue
+        detail = f"HTTP {status} {_error_type(error)}: {error.get('reason') if isinstance(error, dict) else ''}"
+        (retry if retryable(status, _error_type(error)) else refused)[str(result.get("_id"))] = detail
+    if refused:
+        return IndexingFailed(refused)
+    if retry:
+        first = next(iter(retry.items()))
+        return SearchUnavailable(f"bulk: {len(retry)} document(s) not stored for now, e.g. {first[0]}: {first[1]}")
+    return None

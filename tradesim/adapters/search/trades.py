@@ -1,208 +1,250 @@
-"""The `trades` index: its template, writes keyed by trade_id, filtered search, per-minute volume.
-
-Mapping choices:
-- ids, user, symbol and side are `keyword`: exact filters and terms aggregations, no analysis.
-- price, fee and notional are `scaled_float` with scaling_factor 10000 (= PRICE_QUANTUM): numeric, so range
-  queries and sorting work, and stored as a long internally, so they are exact at 4 decimal places. `_source`
-  keeps the decimal strings, which is what reads return (a keyword-decimal would be exact too, but could not
-  be range-queried or summed).
-- Sums are the catch: OpenSearch's sum aggregation adds doubles, and scaled_float values come back as
-  long / 10000 doubles, which are not exact. So each document also carries `notional_units` (the notional in
-  1/10000 units, a `long`); doubles hold integers exactly up to 2^53, so its sum is exact up to ~9×10^11 per
-  bucket, and the adapter checks that bound instead of returning a silently rounded number.
-- `executed_at` is a `date` (millisecond resolution) accepting ISO-8601 or epoch millis.
-- `dynamic: strict`: a document with an unknown field is refused instead of growing the mapping.
-- One shard, no replicas: a single node stays green, and terms aggregations on one shard are exact.
-"""
+"""The search read model: order outcomes in concrete indices `<alias>-<n>` behind one alias, written
+idempotently by order id, searched page by page, and swapped whole by a rebuild (docs/design/search-model.md)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import re
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
-from decimal import Decimal
 from typing import Any
 
+from tradesim.adapters.search import queries
 from tradesim.adapters.search.client import SearchClient
-from tradesim.adapters.search.codec import MAX_EXACT_UNITS, MONEY_SCALE, decode, encode, format_time
-from tradesim.adapters.search.errors import IndexingFailed, SearchRequestError
-from tradesim.domain.money import PRICE_QUANTUM
-from tradesim.domain.trades import Side, Trade
+from tradesim.adapters.search.codec import decode, decode_cursor, encode, encode_cursor
+from tradesim.adapters.search.errors import IndexingFailed, IndexLayoutError, bulk_failure
+from tradesim.adapters.search.schema import template
+from tradesim.domain.trades import TradePage, TradeQuery, TradeRecord
 from tradesim.settings import OpenSearchSettings
 
-#: index.max_result_window's default: deeper pages need search_after, which no caller needs yet
-MAX_PAGE = 10_000
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-
-
-def _money() -> dict[str, Any]:
-    return {"type": "scaled_float", "scaling_factor": MONEY_SCALE}
-
-
-def trades_template(index: str) -> dict[str, Any]:
-    """Composable index template for the trades index (applies when the index is created)."""
-    return {
-        "index_patterns": [index],
-        "priority": 100,
-        "template": {
-            "settings": {"number_of_shards": 1, "number_of_replicas": 0},
-            "mappings": {
-                "dynamic": "strict",
-                "properties": {
-                    "trade_id": {"type": "keyword"},
-                    "order_id": {"type": "keyword"},
-                    "user_id": {"type": "keyword"},
-                    "symbol": {"type": "keyword"},
-                    "side": {"type": "keyword"},
-                    "qty": {"type": "integer"},
-                    "price": _money(),
-                    "fee": _money(),
-                    "notional": _money(),
-                    "notional_units": {"type": "long"},
-                    "executed_at": {"type": "date", "format": "strict_date_optional_time||epoch_millis"},
-                },
-            },
-        },
-    }
+#: documents per _bulk request; a larger batch is sent in several, and retried whole on Unavailable
+BULK_CHUNK = 1000
+#: documents per page of records()
+SCAN_PAGE = 1000
+#: a _reindex of a whole index may take far longer than one ordinary request
+CARRY_OVER_TIMEOUT_S = 300.0
 
 
 @dataclass(frozen=True)
-class MinuteVolume:
-    """Trading volume of one symbol in one UTC minute."""
+class Switched:
+    """What an alias switch did: the indices the alias left (now deleted) and how many of their documents the
+    new index lacked and received."""
 
-    symbol: str
-    minute: datetime
-    qty: int
-    trades: int
-    notional: Decimal
-
-
-def _exact_int(value: object, what: str) -> int:
-    """An aggregation sum (a double) as an int, refusing a value the double may have rounded."""
-    if not isinstance(value, int | float) or not float(value).is_integer() or abs(value) >= MAX_EXACT_UNITS:
-        raise ArithmeticError(f"{what}: sum {value!r} is not exactly representable")
-    return int(value)
+    retired: list[str]
+    carried: int
 
 
 class TradeIndex:
-    """Read model of executed trades in one index; document id = trade_id, so writes are idempotent."""
+    """TradeSink and TradeSearch over the alias; `on(index)` gives the same over one concrete index (a rebuild
+    loads its new index through it). The document id is the order id and writes use `create`, so writing an
+    outcome again is a no-op and the first copy stays."""
 
-    def __init__(self, client: SearchClient, index: str = "trades") -> None:
+    #: the sink's name (metrics, consumer group)
+    name = "search"
+
+    def __init__(self, client: SearchClient, alias: str = "trades", *, index: str | None = None) -> None:
         self.client = client
-        self.name = index
+        self.alias = alias
+        #: where reads and writes go: the alias, or one concrete index
+        self.target = index or alias
+        self._numbered = re.compile(re.escape(alias) + r"-([0-9]+)")
 
     @classmethod
     def from_settings(cls, settings: OpenSearchSettings, timeout_s: float | None = None) -> TradeIndex:
         return cls(SearchClient(settings, timeout_s), settings.trades_index)
 
+    def on(self, index: str) -> TradeIndex:
+        """The read model of one concrete index, sharing this client."""
+        return TradeIndex(self.client, self.alias, index=index)
+
     def close(self) -> None:
         self.client.close()
 
-    def ensure(self) -> bool:
-        """Install the template (always, so mapping changes reach new indices) and create the index if
-        missing; returns True if it was created. An existing index keeps its mapping."""
-        self.client.put_index_template(self.name, trades_template(self.name))
-        return self.client.create_index(self.name)
+    def __enter__(self) -> TradeIndex:
+        return self
 
-    def drop(self) -> bool:
-        """Delete the index with its documents (for rebuilds from the event log and tests)."""
-        return self.client.delete_index(self.name)
+    def __exit__(self, *_: object) -> None:
+        self.close()
 
-    def index(self, trades: Sequence[Trade], refresh: bool = False) -> None:
-        """Write trades in one bulk request; re-writing a trade replaces it. Raises IndexingFailed listing
-        rejected trade ids, InvalidRecord before sending anything if a trade cannot be held exactly."""
-        if not trades:
-            return
-        operations: list[dict[str, Any]] = []
-        for trade in trades:
-            operations.append({"index": {"_index": self.name, "_id": trade.trade_id}})
-            operations.append(encode(trade))
-        answer = self.client.bulk(operations, refresh=refresh)
-        if answer.get("errors"):
-            failures: dict[str, str] = {}
-            for item in answer.get("items", []):
-                result = next(iter(item.values()))
-                error = result.get("error")
-                if error:
-                    failures[str(result.get("_id"))] = f"{error.get('type')}: {error.get('reason')}"
-            raise IndexingFailed(failures or {"?": "bulk answer reported errors without details"})
+    # ---- layout: the alias and its concrete indices ------------------------------------------------------
+
+    def indices(self) -> dict[str, set[str]]:
+        """Every concrete index `<alias>-<n>` → its aliases (an index from an unfinished rebuild has none)."""
+        return {name: aliases for name, aliases in self.client.aliases(f"{self.alias}-*").items()
+                if self._numbered.fullmatch(name)}
+
+    def current(self) -> list[str]:
+        """The concrete indices behind the alias (one, unless someone else added more); [] if it does not
+        exist. A pre-alias index named like the alias is listed under its own name."""
+        return sorted(self.client.aliases(self.alias))
+
+    def _next_name(self) -> str:
+        numbers = [int(m.group(1)) for name in self.indices() if (m := self._numbered.fullmatch(name))]
+        return f"{self.alias}-{max(numbers, default=0) + 1}"
+
+    def _install_template(self) -> None:
+        # Always, so a changed mapping reaches the next index; existing indices keep theirs.
+        self.client.put_index_template(self.alias, template(self.alias))
+
+    def ensure(self) -> str | None:
+        """Install the template and, if the alias does not exist, create the first concrete index behind it;
+        returns the created index or None. An empty pre-alias index named like the alias is deleted first; a
+        non-empty one raises IndexLayoutError (a rebuild's switch replaces it)."""
+        self._install_template()
+        behind = self.current()
+        if self.alias in behind:
+            documents = self.client.count(self.alias)
+            if documents:
+                raise IndexLayoutError(
+                    f"{self.alias!r} is a concrete index from before tradesim 0.14 (no alias), holding {documents} "
+                    f"document(s) of the old shape; `tradesim rebuild search` replaces it by {self.alias}-<n> "
+                    f"behind an alias, or delete it (curl -X DELETE {self.client.url}/{self.alias}) and run `up` "
+                    "again")
+            self.client.delete_index(self.alias)
+        elif behind:
+            return None
+        first = self._next_name()
+        if self.client.create_index(first, {"aliases": {self.alias: {"is_write_index": True}}}):
+            return first
+        if self.current():  # another process ensured it at the same moment
+            return None
+        raise IndexLayoutError(f"{first} exists but {self.alias!r} does not point to it")
+
+    def create_next(self, bulk_load: bool = True) -> str:
+        """Create the next concrete index `<alias>-<n+1>`, empty and outside the alias; with bulk_load, it is
+        not refreshed until switch(). Load it through on(name)."""
+        self._install_template()
+        name = self._next_name()
+        body = {"settings": {"index": {"refresh_interval": "-1"}}} if bulk_load else None
+        if not self.client.create_index(name, body):
+            raise IndexLayoutError(f"{name} was created by someone else meanwhile; is another rebuild running?")
+        return name
+
+    def switch(self, new_index: str, carry_over: bool = True) -> Switched:
+        """Point the alias at `new_index` alone, in one atomic alias change, and retire the indices it left.
+        With carry_over, documents the new index lacks (outcomes written to the live index while the new one
+        was loaded) are copied over twice: before the change, so searches see no dip, and after blocking the
+        old index's writes, for those written in between. A copy that fails raises IndexingFailed before the
+        alias moved (first pass) or keeps the old index (second). A pre-alias index is removed in the change."""
+        if not self._numbered.fullmatch(new_index):
+            raise ValueError(f"{new_index!r} is not a concrete index of {self.alias!r}")
+        # Searchable like a live index before anyone reads it through the alias.
+        self.client.put_settings(new_index, {"index": {"refresh_interval": None}})
+        self.client.refresh(new_index)
+        old = [name for name in self.current() if name != new_index]
+        retired = [name for name in old if name != self.alias]
+        carried = sum(self._carry_over(name, new_index) for name in retired) if carry_over else 0
+        actions: list[dict[str, Any]] = [
+            {"remove_index": {"index": name}} if name == self.alias
+            else {"remove": {"index": name, "alias": self.alias}}
+            for name in old
+        ]
+        actions.append({"add": {"index": new_index, "alias": self.alias, "is_write_index": True}})
+        self.client.update_aliases(actions)
+        for name in retired:
+            # Writes resolved to the old index before the change finish before the block is in place or fail
+            # with a block error, which the writer retries (Unavailable) through the alias.
+            self.client.block_writes(name)
+            if carry_over:
+                carried += self._carry_over(name, new_index)
+            self.client.delete_index(name)
+        return Switched(retired=old, carried=carried)
+
+    def _carry_over(self, source: str, dest: str) -> int:
+        self.client.refresh(source)
+        answer = self.client.reindex({
+            "source": {"index": source},
+            "dest": {"index": dest, "op_type": "create"},
+            "conflicts": "proceed",  # the new index has it already: the first copy stays
+        }, timeout_s=max(CARRY_OVER_TIMEOUT_S, self.client.timeout_s))
+        failures = answer.get("failures") or []
+        if failures:
+            raise IndexingFailed({str(f.get("id")): str(f.get("cause")) for f in failures}
+                                 | {"(kept)": f"{source} is not deleted"})
+        return int(answer.get("created", 0))
+
+    def drop(self) -> None:
+        """Delete the alias with every concrete index of it, and its template (tests, a full reset)."""
+        for name in {*self.current(), *self.indices()}:
+            self.client.delete_index(name)
+        self.client.delete_index_template(self.alias)
+
+    # ---- writes (TradeSink) ---------------------------------------------------------------------------------
+
+    def write(self, records: Sequence[TradeRecord], refresh: bool = False) -> None:
+        """Store every record whose order id is not stored yet. Raises Unavailable (retry the whole batch),
+        IndexingFailed naming refused ids, InvalidRecord before sending anything if one cannot be held exactly."""
+        docs = [encode(record) for record in records]
+        for start in range(0, len(docs), BULK_CHUNK):
+            operations: list[dict[str, Any]] = []
+            for doc in docs[start:start + BULK_CHUNK]:
+                operations.append({"create": {"_index": self.target, "_id": doc["order_id"]}})
+                operations.append(doc)
+            # require_alias: writing to the alias must never fall through to a concrete index of that name.
+            answer = self.client.bulk(operations, refresh=refresh, require_alias=self.target == self.alias)
+            failure = bulk_failure(answer)
+            if failure is not None:
+                raise failure
+
+    # ---- reads (TradeSearch) --------------------------------------------------------------------------------
+
+    def search(self, query: TradeQuery) -> TradePage:
+        """One page in the query's order. Raises InvalidCursor, Unavailable, ValueError for a size or sort the
+        read model does not offer, InvalidRecord if a stored document is malformed."""
+        queries.validate(query)
+        digest = queries.digest(query)
+        after = (decode_cursor(query.cursor, digest, queries.sort_kinds(query.sort))
+                 if query.cursor is not None else None)
+        answer = self.client.search(self.target, queries.search_body(query, after))
+        hits = answer["hits"]["hits"]
+        page = hits[:query.size]
+        more = len(hits) > query.size
+        return TradePage(
+            records=[decode(hit["_source"]) for hit in page],
+            next_cursor=encode_cursor(page[-1]["sort"], digest) if more else None,
+            total=int(answer["hits"]["total"]["value"]),
+        )
+
+    def count(self) -> int:
+        return self.client.count(self.target)
 
     def refresh(self) -> None:
         """Make everything written so far visible to search."""
-        self.client.refresh(self.name)
+        self.client.refresh(self.target)
 
-    def count(self) -> int:
-        return self.client.count(self.name)
+    def records(self) -> Iterator[TradeRecord]:
+        """Every stored record, in order id order (fetched page by page)."""
+        after: list[object] | None = None
+        while True:
+            body: dict[str, Any] = {"size": SCAN_PAGE, "sort": [{"order_id": "asc"}], "track_total_hits": False}
+            if after is not None:
+                body["search_after"] = after
+            hits = self.client.search(self.target, body)["hits"]["hits"]
+            for hit in hits:
+                yield decode(hit["_source"])
+            if len(hits) < SCAN_PAGE:
+                return
+            after = hits[-1]["sort"]
 
-    @staticmethod
-    def _filters(symbol: str | None, side: Side | None, user_id: str | None,
-                 start: datetime | None, end: datetime | None) -> list[dict[str, Any]]:
-        filters: list[dict[str, Any]] = []
-        for field, value in (("symbol", symbol), ("side", side), ("user_id", user_id)):
-            if value is not None:
-                filters.append({"term": {field: value}})
-        if start is not None or end is not None:
-            bounds: dict[str, Any] = {"format": "strict_date_optional_time"}
-            if start is not None:
-                bounds["gte"] = format_time(start)
-            if end is not None:
-                bounds["lt"] = format_time(end)
-            filters.append({"range": {"executed_at": bounds}})
-        return filters
 
-    def search(self, symbol: str | None = None, side: Side | None = None, user_id: str | None = None,
-               start: datetime | None = None, end: datetime | None = None, size: int = 100) -> list[Trade]:
-        """Trades matching every given filter, oldest first; time range is [start, end) at millisecond
-        resolution. Raises InvalidRecord if a stored document is malformed."""
-        if not 1 <= size <= MAX_PAGE:
-            raise ValueError(f"size must be between 1 and {MAX_PAGE}, got {size}")
-        body = {
-            "size": size,
-            "query": {"bool": {"filter": self._filters(symbol, side, user_id, start, end)}},
-            "sort": [{"executed_at": "asc"}, {"trade_id": "asc"}],
-        }
-        answer = self.client.search(self.name, body)
-        return [decode(hit["_source"]) for hit in answer["hits"]["hits"]]
+class Rebuild:
+    """One rebuild of the search read model, in the shape `tradesim rebuild` drives: fresh() creates and returns
+    the writer of `<alias>-<n+1>`, switch() moves the alias to it, live() writes through the alias."""
 
-    def volume_by_symbol_per_minute(self, symbol: str | None = None, side: Side | None = None,
-                                    user_id: str | None = None, start: datetime | None = None,
-                                    end: datetime | None = None, max_symbols: int = 1000) -> list[MinuteVolume]:
-        """Exact qty, trade count and notional per symbol per UTC minute (minutes without trades are
-        left out), ordered by symbol then minute. Raises SearchRequestError if there are more symbols than
-        max_symbols rather than returning a partial answer."""
-        body = {
-            "size": 0,
-            "query": {"bool": {"filter": self._filters(symbol, side, user_id, start, end)}},
-            "aggs": {
-                "by_symbol": {
-                    "terms": {"field": "symbol", "size": max_symbols, "order": {"_key": "asc"}},
-                    "aggs": {
-                        "per_minute": {
-                            "date_histogram": {"field": "executed_at", "fixed_interval": "1m",
-                                               "min_doc_count": 1},
-                            "aggs": {
-                                "qty": {"sum": {"field": "qty"}},
-                                "notional_units": {"sum": {"field": "notional_units"}},
-                            },
-                        },
-                    },
-                },
-            },
-        }
-        answer = self.client.search(self.name, body)
-        by_symbol = answer["aggregations"]["by_symbol"]
-        if by_symbol.get("sum_other_doc_count", 0):
-            raise SearchRequestError("volume by symbol", None, "too_many_symbols",
-                                     f"more than {max_symbols} symbols; raise max_symbols")
-        rows = []
-        for sym in by_symbol["buckets"]:
-            for minute in sym["per_minute"]["buckets"]:
-                units = _exact_int(minute["notional_units"]["value"], "notional_units")
-                rows.append(MinuteVolume(
-                    symbol=sym["key"],
-                    minute=_EPOCH + timedelta(milliseconds=int(minute["key"])),
-                    qty=_exact_int(minute["qty"]["value"], "qty"),
-                    trades=int(minute["doc_count"]),
-                    notional=Decimal(units) * PRICE_QUANTUM,
-                ))
-        return rows
+    name = "search"
+
+    def __init__(self, index: TradeIndex) -> None:
+        self.index = index
+        self.new: str | None = None
+        self.switched: Switched | None = None
+
+    def fresh(self) -> TradeIndex:
+        self.new = self.index.create_next()
+        return self.index.on(self.new)
+
+    def switch(self) -> None:
+        if self.new is None:
+            raise RuntimeError("switch() before fresh(): there is no new index to switch to")
+        self.switched = self.index.switch(self.new)
+
+    def live(self) -> TradeIndex:
+        return self.index

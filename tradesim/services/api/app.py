@@ -15,7 +15,7 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 import tradesim
-from tradesim.services.api import accounts, errors, health, metrics, orders
+from tradesim.services.api import accounts, analytics, errors, health, metrics, orders, portfolio, trades
 from tradesim.services.api.resources import Resources
 from tradesim.settings import Settings
 
@@ -83,12 +83,15 @@ def create_app(settings: Settings, resources: Resources | None = None, *, tune_g
     # of the global OTel providers cost more than some routes
     app = FastAPI(title="tradesim order API", version=tradesim.__version__, lifespan=lifespan,
                   telemetry={"tracing": False, "metrics": False, "logs": False},
-                  description="Accounts and orders of the tradesim trading simulator. Errors are problem bodies "
-                  "`{code, message, request_id}`; money is a decimal string.")
+                  description="Accounts, orders, portfolio, trade history and analytics of the tradesim trading "
+                  "simulator. Errors are problem bodies `{code, message, request_id}`; money is a decimal string.")
     errors.install(app, settings.api.retry_after_s)
     app.include_router(health.router)
     app.include_router(accounts.router)
     app.include_router(orders.router)
+    app.include_router(portfolio.router)
+    app.include_router(trades.router)
+    app.include_router(analytics.router)
 
     @app.get("/metrics", include_in_schema=False)
     async def prometheus_metrics() -> Response:

@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import math
 import secrets
+from dataclasses import dataclass
 from typing import Annotated
 
-from fastapi import Depends, Request
+import anyio
+from fastapi import Depends, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from tradesim.adapters.dynamodb.accounts import Account
 from tradesim.services.api import metrics
 from tradesim.services.api.errors import ApiError, unauthorized
 from tradesim.services.api.resources import Resources, hash_key
+from tradesim.services.api.schemas import USER_ID_PATTERN
+from tradesim.services.api.windows import invalid
 
 
 async def _resources(request: Request) -> Resources:
@@ -48,13 +52,18 @@ def rate_limited(limit: int, wait_s: float) -> ApiError:
                     {"Retry-After": str(max(1, math.ceil(wait_s)))})
 
 
-async def _current_user(res: Res, account: Authenticated) -> Account:
+async def _count(res: Resources, account: Account) -> None:
+    """Count one request against the account's rate limit; raises 429 past it."""
     limit = rate_limit_of(res, account)
     if limit > 0:
         with metrics.timed("redis", "rate_limit"):
             wait_s = await res.limiter.hit(account.api_key_hash[:32], limit)
         if wait_s is not None:
             raise rate_limited(limit, wait_s)
+
+
+async def _current_user(res: Res, account: Authenticated) -> Account:
+    await _count(res, account)
     return account
 
 
@@ -62,10 +71,14 @@ async def _current_user(res: Res, account: Authenticated) -> Account:
 CurrentUser = Annotated[Account, Depends(_current_user)]
 
 
+def _is_admin_key(res: Resources, key: str) -> bool:
+    return bool(res.admin_key) and secrets.compare_digest(key.encode(), res.admin_key.encode())
+
+
 async def _admin(res: Res, creds: Credentials) -> None:
     if creds is None or not creds.credentials:
         raise unauthorized("this operation needs the admin key (send `Authorization: Bearer <admin key>`)")
-    if res.admin_key and secrets.compare_digest(creds.credentials.encode(), res.admin_key.encode()):
+    if _is_admin_key(res, creds.credentials):
         return
     if await res.account_for(hash_key(creds.credentials)) is not None:
         raise ApiError(403, "admin_required", "this operation needs the admin key, not a user key")
@@ -73,3 +86,46 @@ async def _admin(res: Res, creds: Credentials) -> None:
 
 
 Admin = Annotated[None, Depends(_admin)]
+
+
+@dataclass(frozen=True)
+class Reader:
+    """Whose data a read shows: the caller's own (user key), or with the admin key the named user's, or
+    everyone's (`user_id` None)."""
+
+    user_id: str | None
+
+
+UserQuery = Annotated[str | None, Query(
+    pattern=USER_ID_PATTERN, examples=["alice"],
+    description="whose data: the admin key may name any user; a user key only itself (another user: 403)")]
+
+
+async def _reader(res: Res, creds: Credentials, user: UserQuery = None) -> Reader:
+    if creds is None or not creds.credentials:
+        raise unauthorized()
+    if _is_admin_key(res, creds.credentials):
+        if user is not None:
+            with metrics.timed("dynamodb", "account_get"):
+                found = await anyio.to_thread.run_sync(res.accounts.get, user)
+            if found is None:
+                raise ApiError(404, "account_not_found", f"no account {user!r}")
+        return Reader(user)
+    account = await res.account_for(hash_key(creds.credentials))
+    if account is None:
+        raise unauthorized("unknown API key")
+    await _count(res, account)
+    if user is not None and user != account.user_id:
+        raise ApiError(403, "forbidden", f"a user key reads only its own data; {user!r} is another user")
+    return Reader(account.user_id)
+
+
+#: who reads what: a user key its own data (rate limited), the admin key anyone's (`?user=`) or everyone's
+ReadAs = Annotated[Reader, Depends(_reader)]
+
+
+def one_user(reader: Reader) -> str:
+    """The user a per-user read is about; the admin key must name one (422)."""
+    if reader.user_id is None:
+        raise invalid("user", "the admin key must name a user (`?user=`)", "missing")
+    return reader.user_id

@@ -109,8 +109,9 @@ def install(app: FastAPI, retry_after_s: int) -> None:
 
 def responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     """OpenAPI `responses` entries (Problem bodies) for the given error statuses."""
-    text = {400: "Malformed JSON", 401: "Missing or unknown API key", 402: "Insufficient funds or shares",
-            403: "Not yours / admin only", 404: "Not found", 409: "Conflict",
+    text = {400: "Malformed JSON, or a search cursor not handed out for this query",
+            401: "Missing or unknown API key", 402: "Insufficient funds or shares", 403: "Not yours / admin only",
+            404: "Not found (order, account, portfolio)", 409: "Conflict",
             422: "Invalid fields, unknown symbol or stale price",
             429: "Rate limit exceeded (see Retry-After)", 503: "A backing service is unavailable (see Retry-After)"}
     retry = {"Retry-After": {"description": "seconds to wait", "schema": {"type": "integer"}}}

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import anyio
 import redis.asyncio as aredis
 
+from tradesim.adapters.clickhouse.trades import TradeStore
 from tradesim.adapters.dynamodb.accounts import Account, AccountStore
 from tradesim.adapters.dynamodb.client import DynamoDB
 from tradesim.adapters.dynamodb.orders import OrderStore
@@ -18,6 +20,8 @@ from tradesim.adapters.redis.idempotency import IdempotencyStore
 from tradesim.adapters.redis.portfolio_view import PortfolioView
 from tradesim.adapters.redis.quotes import connect_async
 from tradesim.adapters.redis.ratelimit import RateLimiter
+from tradesim.adapters.search.trades import TradeIndex
+from tradesim.ports import TradeAnalytics, TradeSearch
 from tradesim.services.api import metrics
 from tradesim.services.api.admin_key import load_admin_key
 from tradesim.settings import Settings
@@ -35,6 +39,10 @@ class Resources:
     kafka: AckedProducer
     db: DynamoDB
     admin_key: str
+    search: TradeSearch
+    analytics: TradeAnalytics
+    #: what close() calls besides the clients above (the read models' own clients)
+    closers: list[Callable[[], None]] = field(default_factory=list)
     idempotency: IdempotencyStore = field(init=False)
     limiter: RateLimiter = field(init=False)
     accounts: AccountStore = field(init=False)
@@ -76,11 +84,18 @@ class Resources:
         api = settings.api
         kafka = AckedProducer(settings.kafka, api.kafka_timeout_s)
         kafka.start()
+        # the read models' clients connect lazily: the API starts without OpenSearch or ClickHouse, and reads of
+        # them answer 503 (the portfolio degrades) until they are back
+        search = TradeIndex.from_settings(settings.opensearch)
+        analytics = TradeStore.from_settings(settings.clickhouse)
         return cls(settings=settings, redis=connect_async(settings.redis.client_url, api.store_timeout_s),
                    kafka=kafka, db=DynamoDB(settings.dynamodb, timeout_s=api.store_timeout_s, max_attempts=1),
-                   admin_key=load_admin_key(settings, create=True) or "")
+                   admin_key=load_admin_key(settings, create=True) or "", search=search, analytics=analytics,
+                   closers=[search.close, analytics.close])
 
     async def close(self) -> None:
         await anyio.to_thread.run_sync(self.kafka.close)
         await self.redis.aclose()
         self.db.close()
+        for close in self.closers:
+            close()

@@ -7,15 +7,23 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from tradesim.domain.events import SYMBOL_RE, OrderType, Side, TimeInForce
+from tradesim.domain.events import SYMBOL_RE, OrderStatus, OrderType, Side, TimeInForce
+from tradesim.domain.trades import Sort
 
 #: a positive decimal with at most 4 places, as a string (never a JSON number: floats cannot hold cents)
 PRICE_PATTERN = r"^(0|[1-9][0-9]{0,11})(\.[0-9]{1,4})?$"
 CASH_PATTERN = r"^(0|[1-9][0-9]{0,14})(\.[0-9]{1,2})?$"
 PriceStr = Annotated[str, Field(pattern=PRICE_PATTERN, examples=["101.25"])]
 CashStr = Annotated[str, Field(pattern=CASH_PATTERN, examples=["100000.00"])]
-UserId = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_.\-]{0,39}$", examples=["alice"])]
+USER_ID_PATTERN = r"^[a-z0-9][a-z0-9_.\-]{0,39}$"
+UserId = Annotated[str, Field(pattern=USER_ID_PATTERN, examples=["alice"])]
 OrderStatusStr = Literal["accepted", "executed", "rejected", "cancelled", "expired"]
+
+
+def money(amount: Decimal) -> str:
+    """A decimal as the API writes it: exact, plain notation, at least 2 places (`73.50`, `100.0125`, `0.00`)."""
+    whole, _, frac = format(abs(amount) if amount == 0 else amount, "f").partition(".")
+    return f"{whole}.{frac.rstrip('0').ljust(2, '0')}"
 
 
 class Strict(BaseModel):
@@ -119,3 +127,102 @@ class Health(BaseModel):
 class Readiness(BaseModel):
     status: Literal["ready", "unavailable"]
     checks: dict[str, str] = Field(description="per backing service: `ok` or the error")
+
+
+TradeStatusStr = OrderStatus
+SortStr = Sort
+
+
+class Position(BaseModel):
+    """One holding, valued at the latest price. Cost fields are null when the analytics read model did not answer
+    (see `degraded`) or has not seen the position's fills yet."""
+
+    symbol: str
+    qty: int = Field(description="shares held (the ledger's count)")
+    average_cost: str | None = Field(description="cost basis per share, fees included (average-cost method)")
+    realized_pnl: str | None = Field(description="what sales of this symbol realized: proceeds − fees − cost")
+    last_price: str | None = Field(description="the latest quote's `last` from the price cache; null: none yet")
+    price_age_ms: int | None = Field(description="how long ago the price cache got that quote")
+    price_stale: bool = Field(description="no price, or older than the order check accepts")
+    market_value: str | None = Field(description="qty × last price")
+    unrealized_pnl: str | None = Field(description="market value − cost basis")
+    day_reference_price: str | None = Field(description="the previous close: the last fill of the symbol (any "
+                                            "user) before 00:00 UTC today")
+    day_change: str | None = Field(description="qty × (last price − previous close); null without a fill before "
+                                   "today")
+
+
+class Portfolio(BaseModel):
+    """Cash and positions from the ledger (strongly consistent), prices from the price cache, cost basis and
+    P&L from the analytics read model."""
+
+    user_id: str
+    as_of_ms: int = Field(description="when the answer was put together, epoch ms")
+    cash: str
+    positions: list[Position] = Field(description="held symbols, by symbol")
+    market_value: str | None = Field(description="Σ market values; null if a held symbol has no price")
+    equity: str | None = Field(description="cash + market value")
+    realized_pnl: str | None = Field(description="Σ realized P&L, closed positions included")
+    unrealized_pnl: str | None = Field(description="Σ unrealized P&L; null if one is unknown")
+    day_change: str | None = Field(description="Σ day changes; null if one is unknown")
+    degraded: list[Literal["analytics"]] = Field(
+        description="read models that did not answer: their fields are null (`analytics`: average cost, P&L and "
+        "day change)")
+
+
+class Trade(BaseModel):
+    """An order's terminal outcome as the search read model holds it."""
+
+    order_id: str
+    user_id: str
+    symbol: str
+    side: Side
+    qty: int
+    status: TradeStatusStr
+    order_type: OrderType | None = Field(description="null for outcomes recorded before 0.14")
+    placed_at_ms: int | None = Field(description="null for outcomes recorded before 0.14")
+    decided_at_ms: int
+    reason: str | None
+    price: str | None = Field(description="fill price; executed orders only")
+    fee: str | None = Field(description="executed orders only")
+    notional: str | None = Field(description="price × qty; executed orders only")
+
+
+class TradeList(BaseModel):
+    trades: list[Trade]
+    next_cursor: str | None = Field(description="pass as `cursor` (with the same filters and sort) for the next "
+                                    "page; null on the last page")
+    total: int = Field(description="how many trades match the filters")
+
+
+class VolumeRow(BaseModel):
+    symbol: str
+    start_ms: int = Field(description="bucket start, epoch ms (aligned to the interval; days start 00:00 UTC)")
+    shares: int
+    notional: str
+    trades: int = Field(description="executed orders")
+    vwap: str = Field(description="notional ÷ shares")
+
+
+class Volume(BaseModel):
+    user_id: str | None = Field(description="whose volume; null: the whole market (admin)")
+    interval: str
+    from_ms: int
+    to_ms: int
+    buckets: list[VolumeRow] = Field(description="by symbol, then start; buckets without trades left out")
+
+
+class PnlRow(BaseModel):
+    end_ms: int = Field(description="bucket end, epoch ms (the last one is `to`)")
+    realized_pnl: str = Field(description="realized P&L of fills before end_ms")
+    equity: str | None = Field(description="cash + positions at the last fill prices before end_ms; null if a "
+                               "held symbol had no fill yet")
+
+
+class PnlSeries(BaseModel):
+    user_id: str
+    interval: str
+    from_ms: int
+    to_ms: int
+    cash: str = Field(description="cash now (the ledger's); earlier cash is derived from it and the fills")
+    points: list[PnlRow]

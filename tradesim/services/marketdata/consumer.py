@@ -11,9 +11,10 @@ import threading
 import time
 
 import redis
-from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, Message, Producer
 
 from tradesim.adapters.kafka.client import consumer as make_consumer
+from tradesim.adapters.kafka.client import consumer_lag
 from tradesim.adapters.kafka.client import producer as make_producer
 from tradesim.adapters.redis.client import connect
 from tradesim.adapters.redis.prices import PriceCache
@@ -102,16 +103,6 @@ class TickConsumer:
         if now - self._last_lag < 5 or self._consumer is None:
             return
         self._last_lag = now
-        total = 0
-        try:
-            for tp in self._consumer.assignment():
-                _, high = self._consumer.get_watermark_offsets(tp, timeout=1, cached=False)
-                (pos,) = self._consumer.position([TopicPartition(tp.topic, tp.partition)])
-                if pos.offset >= 0:
-                    total += max(0, high - pos.offset)
-        except KafkaException as exc:
-            # a broker that does not answer for a second (restarting, paused) must not end the service: the
-            # consumer rides it out and the metric is set on the next report
-            log.warning("consumer lag not measured", extra={"error": str(exc)})
-            return
-        metrics.LAG.set(total)
+        lag = consumer_lag(self._consumer)
+        if lag is not None:
+            metrics.LAG.set(lag)

@@ -1,0 +1,70 @@
+"""Helpers to feed `trade_executed` and read both read models back, for the persistence service's tests."""
+
+from __future__ import annotations
+
+import urllib.request
+from collections.abc import Iterable, Iterator
+
+import pytest
+
+from tradesim.adapters.clickhouse.trades import TradeStore
+from tradesim.adapters.kafka.client import producer as make_producer
+from tradesim.adapters.search.trades import TradeIndex
+from tradesim.domain.events import OrderOutcome, encode
+from tradesim.domain.trades import TradeQuery, TradeRecord
+from tradesim.settings import Settings
+
+
+@pytest.fixture(scope="module")
+def index(settings: Settings) -> Iterator[TradeIndex]:
+    live = TradeIndex.from_settings(settings.opensearch)
+    yield live
+    live.close()
+
+
+@pytest.fixture(scope="module")
+def store(settings: Settings) -> TradeStore:
+    return TradeStore.from_settings(settings.clickhouse)
+
+
+def publish(settings: Settings, events: Iterable[OrderOutcome | bytes]) -> None:
+    """Write to `trade_executed` as the execution job does (keyed by user); raw bytes go as they are."""
+    producer = make_producer(settings.kafka)
+    for event in events:
+        if isinstance(event, bytes):
+            producer.produce(settings.topics.trade_executed, key=b"garbage", value=event)
+        else:
+            producer.produce(settings.topics.trade_executed, key=event.key, value=encode(event))
+        producer.poll(0)
+    assert producer.flush(30) == 0, "not every outcome was delivered to trade_executed"
+
+
+def searched(index: TradeIndex, users: Iterable[str]) -> list[TradeRecord]:
+    """Every record of these users in the search model, through the paging the API uses."""
+    out: list[TradeRecord] = []
+    for user in users:
+        cursor = None
+        while True:
+            page = index.search(TradeQuery(user_id=user, size=500, sort="decided_asc", cursor=cursor))
+            out += page.records
+            if page.next_cursor is None:
+                break
+            cursor = page.next_cursor
+    return out
+
+
+def analysed(store: TradeStore, users: Iterable[str]) -> list[TradeRecord]:
+    """Every record of these users in the analytics model, repeats collapsed."""
+    wanted = set(users)
+    return [r for r in store.rows_final() if r.user_id in wanted]
+
+
+def metric(settings: Settings, name: str, sink: str) -> float:
+    """A value from the service's /metrics (0 when the series is not there yet)."""
+    p = settings.persistence
+    with urllib.request.urlopen(f"http://{p.host}:{p.metrics_port}/metrics", timeout=5) as answer:  # noqa: S310
+        text = answer.read().decode()
+    for line in text.splitlines():
+        if line.startswith(f'{name}{{sink="{sink}"}}'):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0

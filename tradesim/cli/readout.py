@@ -1,0 +1,85 @@
+"""What the read commands (portfolio, trades, analytics) share: `--since`, `--interval`, money and times on screen."""
+
+from __future__ import annotations
+
+import re
+import time
+from decimal import ROUND_HALF_EVEN, Decimal
+from typing import Annotated
+
+import typer
+
+from tradesim.stack.errors import UserError
+
+INTERVALS = ("1m", "5m", "1h", "1d")
+_DURATION = re.compile(r"^([0-9]+)(s|m|h|d|w)$")
+_UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86_400, "w": 604_800}
+_ABSOLUTE = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}")
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print the API's JSON answer (for scripts).")]
+Since = Annotated[str | None, typer.Option(
+    "--since", help="From this long ago (90s, 15m, 1h, 2d, 1w) or this time (ISO-8601, UTC unless it says).")]
+Interval = Annotated[str, typer.Option("--interval", help="Bucket length: 1m, 5m, 1h or 1d.")]
+
+
+def since_param(since: str | None, now_ms: int | None = None) -> str | None:
+    """The API's `from` for a `--since` value: epoch ms for a duration, an ISO time as given; raises UserError."""
+    if since is None:
+        return None
+    text = since.strip()
+    duration = _DURATION.match(text)
+    if duration:
+        now = int(time.time() * 1000) if now_ms is None else now_ms
+        return str(max(0, now - int(duration.group(1)) * _UNIT_S[duration.group(2)] * 1000))
+    if _ABSOLUTE.match(text):
+        return text
+    raise UserError(f"--since must be a duration like 15m, 1h or 2d, or an ISO-8601 time, got {since!r}")
+
+
+def interval_param(interval: str) -> str:
+    if interval not in INTERVALS:
+        raise UserError(f"--interval must be one of {', '.join(INTERVALS)}, got {interval!r}")
+    return interval
+
+
+def cents(amount: str | None) -> str:
+    """A money string rounded to the cent for a table; `-` for null."""
+    if amount is None:
+        return "-"
+    return f"{Decimal(amount).quantize(Decimal('0.01'), ROUND_HALF_EVEN):,}"
+
+
+def price(amount: str | None) -> str:
+    """A price or per-share cost at 4 places at most (the API keeps more for average costs); `-` for null."""
+    if amount is None:
+        return "-"
+    whole, _, frac = format(Decimal(amount).quantize(Decimal("0.0001"), ROUND_HALF_EVEN), "f").partition(".")
+    return f"{whole}.{frac.rstrip('0').ljust(2, '0')}"
+
+
+def signed(amount: str | None) -> str:
+    """A P&L figure: cents with a sign, rich-colored (green gain, red loss)."""
+    if amount is None:
+        return "-"
+    value = Decimal(amount).quantize(Decimal("0.01"), ROUND_HALF_EVEN)
+    if value > 0:
+        return f"[green]+{value:,}[/green]"
+    if value < 0:
+        return f"[red]{value:,}[/red]"
+    return f"{abs(value):,}"
+
+
+def when(ms: int, seconds: bool = True) -> str:
+    """UTC wall time of epoch ms, for a table cell."""
+    return time.strftime("%Y-%m-%d %H:%M:%S" if seconds else "%Y-%m-%d %H:%M", time.gmtime(ms / 1000))
+
+
+def age(ms: int | None) -> str:
+    """A short age: 850ms, 12s, 7m, 3h, 2d."""
+    if ms is None:
+        return "-"
+    for limit, unit, div in ((1000, "ms", 1), (120_000, "s", 1000), (7_200_000, "m", 60_000),
+                             (172_800_000, "h", 3_600_000)):
+        if ms < limit:
+            return f"{ms // div}{unit}"
+    return f"{ms // 86_400_000}d"

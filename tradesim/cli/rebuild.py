@@ -1,0 +1,46 @@
+"""`tradesim rebuild search|analytics|all`: rebuild read models from `trade_executed` while the live ones serve."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from tradesim.cli.errors import cli_errors
+from tradesim.settings import load_settings
+from tradesim.stack.errors import StackError
+
+out = Console(highlight=False, soft_wrap=True)
+Which = Literal["search", "analytics", "all"]
+
+
+def register(app: typer.Typer) -> None:
+    app.command("rebuild")(rebuild_cmd)
+
+
+def rebuild_cmd(which: Annotated[Which, typer.Argument(help="search (OpenSearch), analytics (ClickHouse) or all.")]
+                ) -> None:
+    """Load fresh copies from the start of trade_executed, then switch to them (the old ones serve meanwhile)."""
+    _rebuild(which)
+
+
+@cli_errors
+def _rebuild(which: Which) -> None:
+    from tradesim.ports import Unavailable
+    from tradesim.services.persistence.rebuild import rebuild
+    from tradesim.services.persistence.sinks import rebuildable
+
+    settings = load_settings()
+    for model in rebuildable(settings, [which] if which != "all" else ["search", "analytics"]):
+        columns = (TextColumn(f"{model.name:<9}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+        with Progress(*columns, console=out, transient=False) as bar:
+            task = bar.add_task(model.name, total=None)
+            try:
+                done = rebuild(settings, model, lambda n, total, t=task: bar.update(t, completed=n, total=total))
+            except Unavailable as exc:
+                raise StackError(f"rebuild of {model.name} stopped: {exc} (the live copy keeps serving; run it "
+                                 "again when the server answers)") from None
+        out.print(f"{done.name}: {done.written} outcomes from {done.read} records"
+                  + (f" ({done.skipped} malformed skipped)" if done.skipped else "") + "; switched")

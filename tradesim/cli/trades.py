@@ -1,0 +1,92 @@
+"""`tradesim trades`: the active user's order outcomes from the search read model, newest first."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Annotated, Any
+
+import typer
+from rich import box
+from rich.console import Console
+from rich.table import Table
+
+from tradesim.cli.errors import cli_errors
+from tradesim.cli.readout import JsonOpt, Since, cents, price, since_param, when
+from tradesim.domain.events import SYMBOL_RE
+from tradesim.domain.trades import MAX_PAGE_SIZE, STATUSES
+from tradesim.settings import load_settings
+from tradesim.stack.errors import UserError
+
+out = Console(highlight=False, soft_wrap=True)
+_SYMBOL = re.compile(f"^{SYMBOL_RE}$")
+#: the most `--limit` pages through (in pages of MAX_PAGE_SIZE)
+MAX_LIMIT = 10_000
+
+
+def params_of(symbol: str | None, side: str | None, status: str | None, since: str | None,
+              q: str | None) -> dict[str, Any]:
+    """The /trades/search filters for the CLI's options; raises UserError naming a bad one."""
+    params: dict[str, Any] = {}
+    if symbol is not None:
+        if not _SYMBOL.match(symbol.upper()):
+            raise UserError(f"invalid symbol {symbol!r}")
+        params["symbol"] = symbol.upper()
+    if side is not None:
+        if side not in ("buy", "sell"):
+            raise UserError(f"--side must be buy or sell, got {side!r}")
+        params["side"] = side
+    if status is not None:
+        if status not in STATUSES:
+            raise UserError(f"--status must be one of {', '.join(STATUSES)}, got {status!r}")
+        params["status"] = status
+    params["from"] = since_param(since)
+    params["q"] = q or None
+    return params
+
+
+def trades(symbol: Annotated[str | None, typer.Option("--symbol", help="Only this symbol.")] = None,
+           side: Annotated[str | None, typer.Option("--side", help="Only buy or sell.")] = None,
+           status: Annotated[str | None, typer.Option(
+               "--status", help="Only executed, rejected, cancelled or expired.")] = None,
+           since: Since = None,
+           q: Annotated[str | None, typer.Option("--q", help="Words to find in order id, symbol, status, reason.")]
+           = None,
+           limit: Annotated[int, typer.Option("--limit", min=1, max=MAX_LIMIT, help="At most this many.")] = 50,
+           as_json: JsonOpt = False) -> None:
+    """The active user's trades (every order outcome), newest first."""
+    cli_errors(_trades)(symbol, side, status, since, q, limit, as_json)
+
+
+def _trades(symbol: str | None, side: str | None, status: str | None, since: str | None, q: str | None,
+            limit: int, as_json: bool) -> None:
+    from tradesim.cli.apiclient import active_key, call
+
+    params = params_of(symbol, side, status, since, q)
+    settings = load_settings()
+    key = active_key(settings)[1]
+    found: list[dict[str, Any]] = []
+    cursor: str | None = None
+    total = 0
+    while True:
+        page = call(settings, "GET", "/trades/search", key,
+                    params={**params, "size": min(MAX_PAGE_SIZE, limit - len(found)), "cursor": cursor})
+        found += page["trades"]
+        cursor, total = page["next_cursor"], page["total"]
+        if cursor is None or len(found) >= limit:
+            break
+    if as_json:
+        out.print(json.dumps({"trades": found, "next_cursor": cursor, "total": total}), markup=False)
+        return
+    # light borders: a row is ~110 columns wide (the order id alone takes 34); `--json` for narrow terminals
+    table = Table(title=f"trades ({len(found)} of {total})" if cursor else "trades", box=box.SIMPLE_HEAD,
+                  pad_edge=False, collapse_padding=True)
+    id_width = max((len(t["order_id"]) for t in found), default=5)
+    for col in ("decided (UTC)", "order", "side", "qty", "symbol", "type", "status", "price", "notional", "fee"):
+        table.add_column(col, justify="right" if col in ("qty", "price", "notional", "fee") else "left",
+                         min_width=id_width if col == "order" else None)  # whole: it is what `order show` takes
+    for t in found:
+        status = t["status"] if t["reason"] is None else f"{t['status']}: {t['reason']}"
+        table.add_row(when(t["decided_at_ms"])[5:], t["order_id"], t["side"], f"{t['qty']:,}", t["symbol"],
+                      t["order_type"] or "-", status, price(t["price"]), cents(t["notional"]), cents(t["fee"]))
+    out.print(table)

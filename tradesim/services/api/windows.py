@@ -1,0 +1,114 @@
+"""Time parameters of the read API: `from`/`to` as ISO-8601 or epoch milliseconds, bucket intervals, limits."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any, Literal
+
+from fastapi import Query
+from fastapi.exceptions import RequestValidationError
+
+Interval = Literal["1m", "5m", "1h", "1d"]
+INTERVAL_S: dict[str, int] = {"1m": 60, "5m": 300, "1h": 3600, "1d": 86_400}
+MAX_BUCKETS = 10_000
+DEFAULT_SPAN_MS = 24 * 3600 * 1000
+DAY_MS = 86_400_000
+#: 9999-12-31T23:59:59.999Z: datetime's limit, so every accepted time can be shown back as ISO-8601
+MAX_MS = 253_402_300_799_999
+#: epoch ms (digits), or an ISO-8601 date / date-time; the parser decides the rest (naive times are UTC)
+TIME_PATTERN = r"^([0-9]{1,15}|[0-9]{4}-[0-9]{2}-[0-9]{2}([T ][0-9:.]{2,15})?(Z|[+-][0-9]{2}:?[0-9]{2})?)$"
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MS = timedelta(milliseconds=1)
+_TIME_HELP = ("ISO-8601 (`2025-01-31`, `2025-01-31T09:30:00Z`, `…+01:00`; without an offset: UTC) or epoch "
+              "milliseconds (`1738315800000`)")
+
+
+def time_query(what: str, alias: str | None = None) -> Any:
+    return Query(alias=alias, pattern=TIME_PATTERN, max_length=40, description=f"{what}: {_TIME_HELP}",
+                 examples=["2025-01-31T09:30:00Z"])
+
+
+#: `from` is a Python keyword: the parameter is named from_ with this alias
+FromParam = Annotated[str | None, time_query("start, inclusive", alias="from")]
+ToParam = Annotated[str | None, time_query("end, exclusive")]
+
+
+def invalid(name: str, message: str, kind: str = "value_error") -> RequestValidationError:
+    """A 422 `invalid_request` with the same `errors` body as FastAPI's own validation."""
+    return RequestValidationError([{"loc": ("query", name), "msg": message, "type": kind}])
+
+
+def parse_time(name: str, value: str | None) -> int | None:
+    """Epoch ms of a `from`/`to` value; raises a 422 naming the parameter."""
+    if value is None:
+        return None
+    if value.isdigit():
+        ms = int(value)
+    else:
+        try:
+            when = datetime.fromisoformat(value)
+        except ValueError:
+            raise invalid(name, f"not an ISO-8601 time or epoch milliseconds: {value!r}") from None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)
+        try:
+            ms = (when - _EPOCH) // _MS  # integer arithmetic: a float timestamp could be 1 ms off
+        except OverflowError:
+            raise invalid(name, f"out of range: {value!r}") from None
+    if not 0 <= ms <= MAX_MS:
+        raise invalid(name, f"must be between 1970-01-01 and 9999-12-31 (epoch ms 0..{MAX_MS}), got {value!r}")
+    return ms
+
+
+def time_range(from_: str | None, to: str | None) -> tuple[int | None, int | None]:
+    """An optional [from, to) range; 422 if from > to."""
+    start, end = parse_time("from", from_), parse_time("to", to)
+    if start is not None and end is not None and start > end:
+        raise invalid("from", "must not be after `to`")
+    return start, end
+
+
+@dataclass(frozen=True)
+class Window:
+    """[from_ms, to_ms) cut into buckets aligned to the epoch (UTC midnight for `1d`)."""
+
+    from_ms: int
+    to_ms: int
+    interval_s: int
+
+    @property
+    def interval_ms(self) -> int:
+        return self.interval_s * 1000
+
+    def starts(self) -> list[int]:
+        """Starts of the buckets that overlap the window."""
+        if self.to_ms <= self.from_ms:
+            return []
+        step = self.interval_ms
+        return list(range(self.from_ms - self.from_ms % step, self.to_ms, step))
+
+    def ends(self) -> list[int]:
+        """End of each bucket, the last one cut at `to_ms` (so a window ending now ends with now)."""
+        return [min(start + self.interval_ms, self.to_ms) for start in self.starts()]
+
+
+def bucket_count(from_ms: int, to_ms: int, interval_s: int) -> int:
+    step = interval_s * 1000
+    return 0 if to_ms <= from_ms else (to_ms - 1) // step - from_ms // step + 1
+
+
+def window(from_: str | None, to: str | None, interval: str, now_ms: int) -> Window:
+    """The window of an analytics request: `to` defaults to now, `from` to 24 h before `to`. Raises a 422 if
+    from > to or it holds more than MAX_BUCKETS buckets."""
+    start, end = time_range(from_, to)
+    if end is None:
+        end = max(now_ms, start or 0)
+    if start is None:
+        start = max(0, end - DEFAULT_SPAN_MS)
+    interval_s = INTERVAL_S[interval]
+    n = bucket_count(start, end, interval_s)
+    if n > MAX_BUCKETS:
+        raise invalid("interval", f"{n} buckets of {interval} between `from` and `to`; at most {MAX_BUCKETS}: "
+                      "choose a longer interval or a shorter range")
+    return Window(start, end, interval_s)

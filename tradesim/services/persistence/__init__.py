@@ -1,0 +1,1 @@
+"""The persistence service: `trade_executed` → the read models (OpenSearch, ClickHouse), effectively once."""

@@ -1,0 +1,210 @@
+"""One sink's loop: consume `trade_executed` → batch (size or age) → write → commit.
+
+The position advances only after the batch is in the sink, so a crash re-delivers it; the sink makes a repeat a
+no-op (effectively once). While the sink is down the batch is retried with a capped backoff and the position
+holds; the consumer keeps polling (paused) so it stays in its group. A record that is not an outcome, or that
+the sink refuses on its own, goes to `dead_letter` with the reason.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
+
+from tradesim.adapters.kafka.client import consumer as make_consumer
+from tradesim.adapters.kafka.client import consumer_lag
+from tradesim.adapters.kafka.client import producer as make_producer
+from tradesim.domain.errors import InvalidRecord
+from tradesim.domain.events import DeadLetter, OrderOutcome, decode, encode
+from tradesim.domain.trades import TradeRecord, record_of
+from tradesim.ports import TradeSink, Unavailable
+from tradesim.services.persistence import metrics
+from tradesim.settings import Settings
+
+log = logging.getLogger("tradesim.persistence")
+
+
+@dataclass
+class Decoded:
+    records: list[tuple[TradeRecord, Message]]
+    refused: list[tuple[Message, str]]
+
+
+def decode_batch(batch: Sequence[Message]) -> Decoded:
+    """Outcomes of a batch of `trade_executed` records, and the records that are not (with the reason)."""
+    out = Decoded([], [])
+    for msg in batch:
+        try:
+            out.records.append((record_of(decode(OrderOutcome, msg.value() or b"")), msg))
+        except InvalidRecord as exc:
+            out.refused.append((msg, f"invalid outcome: {exc}"))
+    return out
+
+
+def dead_letter(producer: Producer, topic: str, consumer: str, msg: Message, reason: str) -> None:
+    letter = DeadLetter(source_topic=msg.topic() or "", consumer=consumer, reason=reason,
+                        record=(msg.value() or b"").decode("utf-8", "replace"))
+    producer.produce(topic, key=msg.key(), value=encode(letter))
+
+
+def next_offsets(batch: Sequence[Message]) -> list[TopicPartition]:
+    """The position after each partition's last record in the batch."""
+    last: dict[tuple[str, int], int] = {}
+    for msg in batch:
+        key = (msg.topic() or "", msg.partition() or 0)
+        last[key] = max(last.get(key, -1), msg.offset() or 0)
+    return [TopicPartition(topic, part, offset + 1) for (topic, part), offset in last.items()]
+
+
+class SinkWorker:
+    """Carries `trade_executed` into one sink with its own consumer group (so one sink's outage never holds the
+    other's position)."""
+
+    def __init__(self, settings: Settings, sink: TradeSink, consumer: Consumer, dlq: Producer,
+                 stop: threading.Event, clock: Callable[[], float] = time.time) -> None:
+        self.settings = settings
+        self.sink = sink
+        self.consumer = consumer
+        self.dlq = dlq
+        self.stop = stop
+        self.name = f"{settings.persistence.group_prefix}-{sink.name}"
+        self._clock = clock
+        self._last_lag = 0.0
+        self.persisted = 0  # records (valid or not) whose position is committed, since start
+
+    @classmethod
+    def wired(cls, settings: Settings, sink: TradeSink, stop: threading.Event) -> SinkWorker:
+        group = f"{settings.persistence.group_prefix}-{sink.name}"
+        return cls(settings, sink, make_consumer(settings.kafka, group), make_producer(settings.kafka), stop)
+
+    def run(self) -> None:
+        topic = self.settings.topics.trade_executed
+        self.consumer.subscribe([topic])
+        log.info("consuming", extra={"topic": topic, "group": self.name})
+        try:
+            while not self.stop.is_set():
+                batch = self._collect()
+                if batch:
+                    self._persist(batch)
+                self._report_lag()
+        finally:
+            self.dlq.flush(10)
+            self.consumer.close()
+
+    def _collect(self) -> list[Message]:
+        """Up to batch_size records, or what came within flush_ms of the first one."""
+        p = self.settings.persistence
+        first = self.consumer.poll(0.2)
+        if first is None:
+            return []
+        batch = [first]
+        deadline = time.monotonic() + p.flush_ms / 1000
+        while len(batch) < p.batch_size and not self.stop.is_set():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            batch += self.consumer.consume(p.batch_size - len(batch), min(left, 0.2))
+        good = []
+        for msg in batch:
+            err = msg.error()
+            if err is None:
+                good.append(msg)
+            elif err.code() != KafkaError._PARTITION_EOF:
+                log.warning("consume error", extra={"sink": self.sink.name, "error": str(err)})
+        return good
+
+    def _persist(self, batch: list[Message]) -> None:
+        decoded = decode_batch(batch)
+        for msg, reason in decoded.refused:
+            self._dead_letter(msg, reason)
+        if not self._write([r for r, _ in decoded.records], decoded.records):
+            return  # stopping: the batch is not committed, the next start re-delivers it
+        self.dlq.flush(30)  # the dead letters are out before their position is
+        try:
+            self.consumer.commit(offsets=next_offsets(batch), asynchronous=False)
+        except KafkaException as exc:
+            # e.g. a rebalance took the partitions away: the new owner re-delivers, the sink ignores the repeat
+            log.warning("commit failed; the batch will be delivered again", extra={"error": str(exc)})
+            return
+        self.persisted += len(batch)
+        metrics.BATCHES.labels(self.sink.name).inc()
+        metrics.WRITTEN.labels(self.sink.name).inc(len(decoded.records))
+        now = self._clock()
+        for record, _ in decoded.records:
+            metrics.VISIBLE.labels(self.sink.name).observe(max(0.0, now - record.decided_at_ms / 1000))
+
+    def _write(self, records: list[TradeRecord], sources: list[tuple[TradeRecord, Message]]) -> bool:
+        """Write until it succeeds; False if asked to stop first."""
+        if not records:
+            return True
+        backoff = 0.1
+        while not self.stop.is_set():
+            try:
+                self.sink.write(records)
+                return True
+            except Unavailable as exc:
+                metrics.RETRIES.labels(self.sink.name).inc()
+                log.warning("sink unavailable, retrying", extra={"sink": self.sink.name, "error": str(exc),
+                                                                 "backoff_s": backoff})
+                self._idle(backoff)
+                backoff = min(backoff * 2, self.settings.persistence.backoff_max_s)
+            except Exception as exc:  # noqa: BLE001 - the sink refused the batch for a reason of its own
+                log.warning("sink refused the batch; writing one by one", extra={"sink": self.sink.name,
+                                                                                 "error": str(exc)})
+                return self._write_each(sources)
+        return False
+
+    def _write_each(self, sources: list[tuple[TradeRecord, Message]]) -> bool:
+        for record, msg in sources:
+            try:
+                if not self._write_one(record):
+                    return False
+            except Exception as exc:  # noqa: BLE001 - this one record cannot be stored: set it aside, go on
+                self._dead_letter(msg, f"refused by {self.sink.name}: {exc}")
+        return True
+
+    def _write_one(self, record: TradeRecord) -> bool:
+        backoff = 0.1
+        while not self.stop.is_set():
+            try:
+                self.sink.write([record])
+                return True
+            except Unavailable:
+                metrics.RETRIES.labels(self.sink.name).inc()
+                self._idle(backoff)
+                backoff = min(backoff * 2, self.settings.persistence.backoff_max_s)
+        return False
+
+    def _idle(self, seconds: float) -> None:
+        """Wait without fetching more, but keep polling so the group does not think the consumer died."""
+        assigned = self.consumer.assignment()
+        self.consumer.pause(assigned)
+        try:
+            deadline = time.monotonic() + seconds
+            while not self.stop.is_set() and (left := deadline - time.monotonic()) > 0:
+                msg = self.consumer.poll(min(left, 0.5))
+                if msg is not None and msg.error() is None:  # from a partition assigned meanwhile: not consumed
+                    self.consumer.seek(TopicPartition(msg.topic() or "", msg.partition() or 0, msg.offset() or 0))
+        finally:
+            self.consumer.resume(self.consumer.assignment())
+        self._report_lag(force=True)
+
+    def _dead_letter(self, msg: Message, reason: str) -> None:
+        metrics.DEAD_LETTERS.labels(self.sink.name).inc()
+        log.warning("dead letter", extra={"sink": self.sink.name, "reason": reason,
+                                          "source": f"{msg.topic()}/{msg.partition()}/{msg.offset()}"})
+        dead_letter(self.dlq, self.settings.topics.dead_letter, self.name, msg, reason)
+
+    def _report_lag(self, force: bool = False) -> None:
+        now = time.monotonic()
+        if not force and now - self._last_lag < 5:
+            return
+        self._last_lag = now
+        lag = consumer_lag(self.consumer, committed=True)
+        if lag is not None:
+            metrics.LAG.labels(self.sink.name).set(lag)

@@ -1,0 +1,107 @@
+"""Rebuild a read model from `trade_executed`: load a fresh copy from the earliest offset while the live one keeps
+serving, switch to it, then catch up through the live name with what arrived during the load (repeats are
+no-ops, so the overlap with the live service's own writes is harmless)."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+from confluent_kafka import Consumer, KafkaError, TopicPartition
+
+from tradesim.adapters.kafka.client import consumer as make_consumer
+from tradesim.ports import TradeSink, Unavailable
+from tradesim.services.persistence.pipeline import decode_batch
+from tradesim.settings import Settings
+
+log = logging.getLogger("tradesim.persistence.rebuild")
+Progress = Callable[[int, int], None]  # (records read, records to read)
+
+
+class Rebuildable(Protocol):
+    """A read model that can be rebuilt next to its live copy."""
+
+    name: str
+
+    def fresh(self) -> TradeSink:
+        """Create an empty copy beside the live one and return a writer into it."""
+        ...
+
+    def switch(self) -> None:
+        """Make the fresh copy the live one (atomically for readers) and drop the old."""
+        ...
+
+    def live(self) -> TradeSink:
+        """A writer through the live name."""
+        ...
+
+
+@dataclass
+class Rebuilt:
+    name: str
+    read: int
+    written: int
+    skipped: int
+
+
+def _ends(consumer: Consumer, topic: str) -> dict[int, int]:
+    meta = consumer.list_topics(topic, timeout=10)
+    partitions = sorted(meta.topics[topic].partitions)
+    return {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in partitions}
+
+
+def _copy(consumer: Consumer, topic: str, start: dict[int, int], end: dict[int, int], sink: TradeSink,
+          batch_size: int, progress: Progress, done: int, total: int) -> tuple[int, int, int]:
+    """Write every outcome in [start, end) per partition into `sink`; returns (read, written, skipped)."""
+    todo = {p: (start.get(p, 0), e) for p, e in end.items() if e > start.get(p, 0)}
+    if not todo:
+        return 0, 0, 0
+    consumer.assign([TopicPartition(topic, p, s) for p, (s, _) in todo.items()])
+    read = written = skipped = 0
+    while todo:
+        batch = [m for m in consumer.consume(batch_size, 1.0) if m.error() is None or
+                 m.error().code() != KafkaError._PARTITION_EOF]
+        wanted = []
+        for msg in batch:
+            if msg.error() is not None:
+                raise Unavailable(f"reading {topic}: {msg.error()}")
+            part, offset = msg.partition() or 0, msg.offset() or 0
+            if part in todo and offset < todo[part][1]:
+                wanted.append(msg)
+        # by position, not by the last record seen: transaction markers take offsets no record carries
+        for tp in consumer.position([TopicPartition(topic, p) for p in todo]):
+            if tp.offset >= todo[tp.partition][1]:
+                del todo[tp.partition]
+        decoded = decode_batch(wanted)
+        sink.write([r for r, _ in decoded.records])
+        read += len(wanted)
+        written += len(decoded.records)
+        skipped += len(decoded.refused)
+        progress(done + read, total)
+    consumer.unassign()
+    return read, written, skipped
+
+
+def rebuild(settings: Settings, model: Rebuildable, progress: Progress = lambda _done, _total: None) -> Rebuilt:
+    """Raises Unavailable if a server stops answering (the live copy is then untouched, or already switched and
+    only missing the catch-up, which the live service is writing too)."""
+    topic = settings.topics.trade_executed
+    consumer = make_consumer(settings.kafka, f"tradesim-rebuild-{uuid.uuid4().hex[:8]}")
+    try:
+        first = {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[0]
+                 for p in _ends(consumer, topic)}
+        loaded = _ends(consumer, topic)
+        total = sum(loaded[p] - first[p] for p in loaded)
+        batch = settings.persistence.batch_size
+        read, written, skipped = _copy(consumer, topic, first, loaded, model.fresh(), batch, progress, 0, total)
+        model.switch()
+        log.info("switched", extra={"model": model.name, "read": read})
+        caught = _ends(consumer, topic)
+        total += sum(caught[p] - loaded.get(p, 0) for p in caught)
+        more = _copy(consumer, topic, loaded, caught, model.live(), batch, progress, read, total)
+        return Rebuilt(model.name, read + more[0], written + more[1], skipped + more[2])
+    finally:
+        consumer.close()

@@ -1,0 +1,29 @@
+"""The persistence service as a stack component: `tradesim up/down/status` manage it like the servers."""
+
+from __future__ import annotations
+
+import urllib.error
+import urllib.request
+
+from tradesim.stack.component import PortSpec, ServiceComponent, Unhealthy
+
+
+class PersistenceService(ServiceComponent):
+    name = "persistence"
+    module = "tradesim.services.persistence"
+    needs = ("kafka", "opensearch", "clickhouse")
+
+    def ports(self) -> list[PortSpec]:
+        p = self.settings.persistence
+        return [PortSpec(p.host, p.metrics_port, "TRADESIM_PERSISTENCE__METRICS_PORT")]
+
+    def address(self) -> str:
+        p = self.settings.persistence
+        return f"http://{p.host}:{p.metrics_port}/metrics"
+
+    def check_health(self) -> None:
+        try:
+            with urllib.request.urlopen(self.address(), timeout=2) as answer:  # noqa: S310 - our own endpoint
+                answer.read()
+        except (OSError, urllib.error.URLError) as exc:
+            raise Unhealthy(f"persistence metrics {self.address()} not answering: {exc}") from None
