@@ -135,3 +135,12 @@ def test_pnl_series_cash_counts_back_from_now_over_fills_after_the_last_bucket()
     history = [fill("buy", 1, "10.00", "0", at=1), fill("buy", 1, "20.00", "0", at=50)]
     (point,) = pnl_series(history, D("70"), [10], {10: {"ACME": D("12.00")}})
     assert point.equity == D("100") - D("10.00") + D("12.00")
+
+
+def test_cash_and_cost_follow_the_ledger_which_rounds_the_notional_to_the_cent() -> None:
+    bought = fill("buy", 10, "50.0212")  # notional 500.212 → the ledger charges 500.21 + fee 1.00
+    assert cash_delta(bought) == D("-501.21")
+    assert positions([bought])["ACME"].cost == D("501.21")
+    sold = fill("sell", 10, "50.0257", at=1)  # 500.257 → 500.26 − 1.00
+    assert cash_delta(sold) == D("499.26")
+    assert positions([bought, sold])["ACME"].realized == D("499.26") - D("501.21")

@@ -166,3 +166,26 @@ def _persistence(events: int, rate: float, seconds: float) -> None:
     out.print(f"command: tradesim bench persistence --events {events} --rate {rate:g} --seconds {seconds:g}")
     for line in lines:
         out.print("  " + line, markup=False)
+
+
+@app.command("queries")
+def queries(trades: Annotated[int, typer.Option(min=0, help="Outcomes to load first (0: load none).")] = 1_000_000,
+            users: Annotated[int, typer.Option(min=1, help="Accounts the outcomes belong to.")] = 1000,
+            clients: Annotated[int, typer.Option(min=1)] = 20,
+            seconds: Annotated[float, typer.Option(min=1, help="Per query class.")] = 20) -> None:
+    """Load outcomes through trade_executed, then /trades/search, /analytics/volume, /portfolio p50/p99."""
+    _queries(trades, users, clients, seconds)
+
+
+@cli_errors
+def _queries(trades: int, users: int, clients: int, seconds: float) -> None:
+    from benchmarks import queries as bench_queries
+
+    settings = load_settings()
+    lines: list[str] = []
+    keys = bench_queries.load(settings, trades, users, lines) if trades else bench_queries._accounts(settings, users)
+    bench_queries.run(settings, keys, clients, seconds, lines)
+    out.print(f"command: tradesim bench queries --trades {trades} --users {users} --clients {clients} "
+              f"--seconds {seconds:g}")
+    for line in lines:
+        out.print("  " + line, markup=False)

@@ -1,6 +1,7 @@
-"""Profit and loss from a user's executions, by the average-cost method: a buy adds its notional and fee to the
-position's cost basis; a sell takes the average cost of the shares sold out of it and realizes
-proceeds − fee − that cost. So equity − cash before the trades = realized + unrealized, to the cent."""
+"""Profit and loss from a user's executions, by the average-cost method: a buy adds what it cost in cash (notional
+and fee, as the ledger charged them) to the position's cost basis; a sell takes the average cost of the shares sold
+out of it and realizes its cash proceeds (notional − fee) − that cost. So equity − cash before the trades =
+realized + unrealized, to the cent."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from decimal import ROUND_HALF_EVEN, Decimal
 
+from tradesim.domain.money import round_cash
 from tradesim.domain.trades import ZERO, TradeRecord
 
 COST_QUANTUM = Decimal("0.00000001")
@@ -27,19 +29,19 @@ class PositionCost:
         return (self.cost / self.qty).quantize(COST_QUANTUM, ROUND_HALF_EVEN) if self.qty else None
 
     def after(self, fill: TradeRecord) -> PositionCost:
-        price, fee = fill.price or ZERO, fill.fee or ZERO
         if fill.side == "buy":
-            return replace(self, qty=self.qty + fill.qty, cost=self.cost + price * fill.qty + fee)
+            return replace(self, qty=self.qty + fill.qty, cost=self.cost - cash_delta(fill))
         sold = min(fill.qty, self.qty)  # the ledger refuses short sales; a partial history must not go negative
         removed = (self.cost * sold / self.qty).quantize(COST_QUANTUM, ROUND_HALF_EVEN) if self.qty else ZERO
         return replace(self, qty=self.qty - sold, cost=self.cost - removed,
-                       realized=self.realized + price * fill.qty - fee - removed)
+                       realized=self.realized + cash_delta(fill) - removed)
 
 
 def cash_delta(fill: TradeRecord) -> Decimal:
-    """What a fill did to cash: −(notional + fee) for a buy, notional − fee for a sell."""
-    fee = fill.fee or ZERO
-    return -(fill.notional + fee) if fill.side == "buy" else fill.notional - fee
+    """What a fill did to the ledger's cash (its rule: the notional rounded to cents, then the fee):
+    −(notional + fee) for a buy, notional − fee for a sell."""
+    notional, fee = round_cash(fill.notional), fill.fee or ZERO
+    return -(notional + fee) if fill.side == "buy" else notional - fee
 
 
 def positions(executions: Iterable[TradeRecord]) -> dict[str, PositionCost]:

@@ -13,6 +13,7 @@ from confluent_kafka import TopicPartition
 
 from tradesim.adapters.kafka.client import consumer, producer
 from tradesim.adapters.redis.prices import PriceCache
+from tradesim.domain.events import encode
 from tradesim.services.ingest.publisher import publish_all
 from tradesim.settings import Settings
 from tradesim.stack import registry
@@ -97,10 +98,22 @@ def test_slow_client_does_not_delay_a_fast_one_and_gets_the_latest_price(setting
                 if f["type"] == "tick":
                     fast_seqs.append(f["data"]["seq"])
 
+        # A client that falls client_queue (5,000) frames behind is by definition slow, and a reader thread in this
+        # process on a busy 2-core box can stall for a second: so the feed is paced (about 4,000 ticks/s, encoded
+        # up front), which a fast client always keeps up with, while the slow one (reading nothing) overflows.
+        frames = [(t.key, encode(t)) for t in ticks(s, 2, n)]
+        feed = producer(settings.kafka)
         reader = threading.Thread(target=read_fast)
         reader.start()
         start = time.monotonic()
-        _publish(settings, ticks(s, 2, n))
+        for i in range(0, len(frames), 400):
+            for key, value in frames[i:i + 400]:
+                feed.produce(settings.topics.market_data, key=key, value=value)
+            feed.flush(10)
+            pause = start + (i + 400) / 4000 - time.monotonic()
+            if pause > 0:
+                time.sleep(pause)  # the pace of the feed, not a wait for a condition
+        assert feed.flush(30) == 0
         reader.join(timeout=90)
         fast_done = time.monotonic() - start
         assert fast_seqs == list(range(2, n + 1)), "the fast client must get every update while another stalls"

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
 import urllib.request
+import uuid
 from collections.abc import Iterable, Iterator
 
 import pytest
+from confluent_kafka import TopicPartition
 
 from tradesim.adapters.clickhouse.trades import TradeStore
+from tradesim.adapters.kafka.client import consumer as make_consumer
 from tradesim.adapters.kafka.client import producer as make_producer
 from tradesim.adapters.search.trades import TradeIndex
-from tradesim.domain.events import OrderOutcome, encode
+from tradesim.domain.errors import InvalidRecord
+from tradesim.domain.events import OrderOutcome, decode, encode
 from tradesim.domain.trades import TradeQuery, TradeRecord
 from tradesim.settings import Settings
 
@@ -68,3 +73,26 @@ def metric(settings: Settings, name: str, sink: str) -> float:
         if line.startswith(f'{name}{{sink="{sink}"}}'):
             return float(line.rsplit(" ", 1)[1])
     return 0.0
+
+
+def distinct_outcomes_in_log(settings: Settings) -> int:
+    """How many distinct order ids the valid outcomes of trade_executed name, from its first offset to its end."""
+    topic = settings.topics.trade_executed
+    reader = make_consumer(settings.kafka, "test-log-" + uuid.uuid4().hex[:8])
+    try:
+        parts = reader.list_topics(topic, timeout=10).topics[topic].partitions
+        ends = {p: reader.get_watermark_offsets(TopicPartition(topic, p), timeout=10) for p in parts}
+        todo = {p for p, (low, high) in ends.items() if high > low}
+        reader.assign([TopicPartition(topic, p, ends[p][0]) for p in todo])
+        ids: set[str] = set()
+        while todo:
+            for msg in reader.consume(1000, 1.0):
+                if msg.error() is None:
+                    with contextlib.suppress(InvalidRecord):
+                        ids.add(decode(OrderOutcome, msg.value() or b"").order_id)
+            for tp in reader.position([TopicPartition(topic, p) for p in todo]):
+                if tp.offset >= ends[tp.partition][1]:
+                    todo.discard(tp.partition)
+        return len(ids)
+    finally:
+        reader.close()
