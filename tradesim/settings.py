@@ -134,6 +134,7 @@ class ClickHouseSettings(Section):
     database: str = Field("tradesim", description="Database holding the tradesim tables.")
     user: str = Field("default", description="User name.")
     password: SecretStr = Field(SecretStr(""), description="Password.")
+    timeout_s: float = Field(10.0, gt=0, description="Deadline of one query from the adapter (then Unavailable).")
 
     @property
     def client_url(self) -> str:

@@ -27,12 +27,13 @@ class ClickHouseClient:
     """Connects on first use (never in `__init__`), so building one costs nothing and cannot fail."""
 
     def __init__(self, settings: ClickHouseSettings, *, dsn: str | None = None, connect_timeout_s: int = 2,
-                 query_timeout_s: int = 30) -> None:
-        """`dsn="chdb:///path"` selects an in-process chdb engine instead of the server in `settings`."""
+                 query_timeout_s: float | None = None) -> None:
+        """`dsn="chdb:///path"` selects an in-process chdb engine instead of the server in `settings`;
+        `query_timeout_s` defaults to the setting `clickhouse.timeout_s`."""
         self.settings = settings
         self.dsn = dsn
         self.connect_timeout_s = connect_timeout_s
-        self.query_timeout_s = query_timeout_s
+        self.query_timeout_s = query_timeout_s if query_timeout_s is not None else settings.timeout_s
         self.database = identifier(settings.database)
         self._client: Client | None = None
         self._lock = threading.Lock()
