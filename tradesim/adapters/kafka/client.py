@@ -108,18 +108,35 @@ def _set_config(client: AdminClient, topics: list[TopicSpec], timeout_s: float) 
             raise KafkaUnavailable(f"cannot configure topic {resource.name}: {exc}") from None
 
 
-def consumer_lag(client: Consumer, timeout_s: float = 1.0, committed: bool = False) -> int | None:
-    """Records between the consumer's position (or its committed offsets) and the end of its assigned partitions;
-    None when the broker did not answer in time (a restarting or paused broker must not end the caller)."""
+def consumer_lag(client: Consumer, timeout_s: float = 1.0) -> int | None:
+    """Records between the consumer's position and the end of its assigned partitions; None when the broker did
+    not answer in time (a restarting or paused broker must not end the caller)."""
     total = 0
     try:
         for tp in client.assignment():
             _, high = client.get_watermark_offsets(tp, timeout=timeout_s, cached=False)
             at = TopicPartition(tp.topic, tp.partition)
-            (pos,) = client.committed([at], timeout=timeout_s) if committed else client.position([at])
-            # nothing committed yet: the whole partition is behind (a position not yet known: nothing)
-            total += max(0, high - pos.offset) if pos.offset >= 0 else (high if committed else 0)
+            (pos,) = client.position([at])
+            if pos.offset >= 0:
+                total += max(0, high - pos.offset)
     except KafkaException as exc:
         _log.warning("consumer lag not measured: %s", exc)
+        return None
+    return total
+
+
+def group_lag(probe: Consumer, topic: str, timeout_s: float = 2.0) -> int | None:
+    """Records of `topic` beyond the committed offsets of `probe`'s consumer group, over all partitions; None when
+    the broker did not answer in time. `probe` is a consumer of that group that consumes nothing: its connection
+    is idle, so the two lookups are not queued behind a long-poll fetch (which cost the consuming client up to
+    fetch.wait.max.ms per partition)."""
+    try:
+        parts = [TopicPartition(topic, p) for p in probe.list_topics(topic, timeout=timeout_s).topics[topic].partitions]
+        total = 0
+        for tp in probe.committed(parts, timeout=timeout_s):
+            low, high = probe.get_watermark_offsets(TopicPartition(topic, tp.partition), timeout=timeout_s)
+            total += max(0, high - (tp.offset if tp.offset >= 0 else low))
+    except KafkaException as exc:
+        _log.warning("consumer group lag not measured: %s", exc)
         return None
     return total

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
 from tradesim.adapters.kafka.client import consumer as make_consumer
-from tradesim.adapters.kafka.client import consumer_lag
+from tradesim.adapters.kafka.client import group_lag
 from tradesim.adapters.kafka.client import producer as make_producer
 from tradesim.domain.errors import InvalidRecord
 from tradesim.domain.events import DeadLetter, OrderOutcome, decode, encode
@@ -66,10 +66,12 @@ class SinkWorker:
     other's position)."""
 
     def __init__(self, settings: Settings, sink: TradeSink, consumer: Consumer, dlq: Producer,
-                 stop: threading.Event, clock: Callable[[], float] = time.time) -> None:
+                 stop: threading.Event, clock: Callable[[], float] = time.time, probe: Consumer | None = None
+                 ) -> None:
         self.settings = settings
         self.sink = sink
         self.consumer = consumer
+        self.probe = probe  # a consumer of the same group that consumes nothing, for the lag metric
         self.dlq = dlq
         self.stop = stop
         self.name = f"{settings.persistence.group_prefix}-{sink.name}"
@@ -80,7 +82,8 @@ class SinkWorker:
     @classmethod
     def wired(cls, settings: Settings, sink: TradeSink, stop: threading.Event) -> SinkWorker:
         group = f"{settings.persistence.group_prefix}-{sink.name}"
-        return cls(settings, sink, make_consumer(settings.kafka, group), make_producer(settings.kafka), stop)
+        return cls(settings, sink, make_consumer(settings.kafka, group), make_producer(settings.kafka), stop,
+                   probe=make_consumer(settings.kafka, group))
 
     def run(self) -> None:
         topic = self.settings.topics.trade_executed
@@ -95,6 +98,8 @@ class SinkWorker:
         finally:
             self.dlq.flush(10)
             self.consumer.close()
+            if self.probe is not None:
+                self.probe.close()
 
     def _collect(self) -> list[Message]:
         """Up to batch_size records, or what came within flush_ms of the first one."""
@@ -205,6 +210,8 @@ class SinkWorker:
         if not force and now - self._last_lag < 5:
             return
         self._last_lag = now
-        lag = consumer_lag(self.consumer, committed=True)
+        if self.probe is None:
+            return
+        lag = group_lag(self.probe, self.settings.topics.trade_executed)
         if lag is not None:
             metrics.LAG.labels(self.sink.name).set(lag)
