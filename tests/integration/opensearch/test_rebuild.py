@@ -9,7 +9,7 @@ from collections.abc import Callable
 import pytest
 
 from tradesim.adapters.search.errors import IndexLayoutError
-from tradesim.adapters.search.schema import SCHEMA_VERSION
+from tradesim.adapters.search.schema import REFRESH_INTERVAL, SCHEMA_VERSION
 from tradesim.adapters.search.trades import Rebuild, TradeIndex
 from tradesim.domain.trades import TradeQuery, TradeRecord, record_of
 from tradesim.ports import Unavailable
@@ -61,7 +61,7 @@ def test_a_rebuild_switches_the_alias_and_keeps_outcomes_written_meanwhile(fresh
     assert switched.carried == len(RECORDS) - 150
     assert fresh.current() == [new]
     assert fresh.indices() == {new: {fresh.alias}}  # the old index is deleted
-    assert "refresh_interval" not in fresh.client.get_settings(new)[new]["settings"]["index"]
+    assert fresh.client.get_settings(new)[new]["settings"]["index"]["refresh_interval"] == REFRESH_INTERVAL
     assert stored(fresh) == ids(RECORDS)
     fresh.write(RECORDS[:10], refresh=True)  # the new index is the write index, and still idempotent
     assert fresh.count() == len(RECORDS)

@@ -12,7 +12,7 @@ from tradesim.adapters.search import queries
 from tradesim.adapters.search.client import SearchClient
 from tradesim.adapters.search.codec import decode, decode_cursor, encode, encode_cursor
 from tradesim.adapters.search.errors import IndexingFailed, IndexLayoutError, bulk_failure
-from tradesim.adapters.search.schema import template
+from tradesim.adapters.search.schema import REFRESH_INTERVAL, template
 from tradesim.domain.trades import TradePage, TradeQuery, TradeRecord
 from tradesim.settings import OpenSearchSettings
 
@@ -128,7 +128,7 @@ class TradeIndex:
         if not self._numbered.fullmatch(new_index):
             raise ValueError(f"{new_index!r} is not a concrete index of {self.alias!r}")
         # Searchable like a live index before anyone reads it through the alias.
-        self.client.put_settings(new_index, {"index": {"refresh_interval": None}})
+        self.client.put_settings(new_index, {"index": {"refresh_interval": REFRESH_INTERVAL}})
         self.client.refresh(new_index)
         old = [name for name in self.current() if name != new_index]
         retired = [name for name in old if name != self.alias]
