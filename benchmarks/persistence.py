@@ -113,12 +113,21 @@ def latency(settings: Settings, rate: float, seconds: float, out: list[str]) -> 
     seen: dict[str, dict[str, float]] = {"search": {}, "analytics": {}}
     stop = threading.Event()
 
+    decided: dict[str, int] = {}
+
     def poll_search() -> None:
+        # from the oldest outcome not seen yet, every page: a partition's batch can land after 500 newer outcomes
         while not stop.is_set():
-            page = index.search(TradeQuery(user_id=user, size=500))
-            now = time.monotonic()
-            for r in page.records:
-                seen["search"].setdefault(r.order_id, now)
+            unseen = [decided[o] for o in list(published) if o not in seen["search"]]
+            cursor, first = None, min(unseen, default=None)
+            while first is not None:
+                page = index.search(TradeQuery(user_id=user, from_ms=first, sort="decided_asc", size=500,
+                                               cursor=cursor))
+                now = time.monotonic()
+                for r in page.records:
+                    seen["search"].setdefault(r.order_id, now)
+                if (cursor := page.next_cursor) is None:
+                    break
             stop.wait(0.05)
 
     def poll_analytics() -> None:
@@ -144,6 +153,7 @@ def latency(settings: Settings, rate: float, seconds: float, out: list[str]) -> 
         event = event.model_copy(update={"decided_at_ms": now_ms, "placed_at_ms": now_ms - 1,
                                          "fill_price": event.fill_price and Decimal(event.fill_price)})
         producer.produce(settings.topics.trade_executed, key=event.key, value=encode(event))
+        decided[event.order_id] = now_ms
         published[event.order_id] = time.monotonic()
         producer.poll(0)
     producer.flush(30)
