@@ -12,7 +12,7 @@ from clickhouse_connect.driver.exceptions import DatabaseError, OperationalError
 from tradesim.adapters.clickhouse.client import ClickHouseClient
 from tradesim.adapters.clickhouse.codec import MAX_DECIDED_MS, record_to_row, row_to_record
 from tradesim.adapters.clickhouse.errors import error_code, translated
-from tradesim.adapters.clickhouse.schema import TRADE_COLUMN_NAMES, create_statements
+from tradesim.adapters.clickhouse.schema import TRADE_COLUMN_NAMES, by_user, create_statements
 from tradesim.adapters.clickhouse.trades import TradeStore
 from tradesim.domain.errors import InvalidRecord
 from tradesim.domain.trades import TradeRecord
@@ -114,13 +114,27 @@ def test_schema_uses_only_types_18_16_knows() -> None:
     assert "DateTime64" not in ddl
     assert "LowCardinality" not in ddl
     assert "ReplacingMergeTree(version)" in ddl
-    assert "ORDER BY (symbol, decided_at_ms, order_id)" in ddl
     assert "'executed' = 1" in ddl
 
 
-def test_a_rebuild_table_gets_the_same_ddl() -> None:
-    live, rebuild = create_statements("db")[1], create_statements("db", "trades_rebuild")[1]
-    assert rebuild == live.replace("db.trades (", "db.trades_rebuild (")
+def test_the_pair_has_the_same_columns_under_two_keys() -> None:
+    database, trades, copy = create_statements("tradesim")
+    assert database == "CREATE DATABASE IF NOT EXISTS tradesim"
+    assert trades.startswith("CREATE TABLE IF NOT EXISTS tradesim.trades (")
+    assert trades.endswith("ORDER BY (symbol, decided_at_ms, order_id)")
+    assert copy.startswith("CREATE TABLE IF NOT EXISTS tradesim.trades_by_user (")
+    assert copy.endswith("ORDER BY (user_id, decided_at_ms, order_id) SETTINGS index_granularity = 1024")
+    columns = trades[trades.index("("):trades.index(") ENGINE")]
+    assert copy[copy.index("("):copy.index(") ENGINE")] == columns
+    assert "PARTITION BY toYYYYMM(decided_at)" in trades
+    assert "PARTITION BY toYYYYMM(decided_at)" in copy
+
+
+def test_a_rebuild_pair_gets_the_same_ddl() -> None:
+    live, rebuild = create_statements("db")[1:], create_statements("db", "trades_rebuild")[1:]
+    assert rebuild == [live[0].replace("db.trades (", "db.trades_rebuild ("),
+                       live[1].replace("db.trades_by_user (", "db.trades_rebuild_by_user (")]
+    assert by_user("trades_rebuild") == "trades_rebuild_by_user"
 
 
 @pytest.mark.parametrize(("exc", "unavailable"), [
@@ -145,6 +159,8 @@ def test_store_from_settings_connects_lazily(settings: Settings) -> None:
     store = TradeStore.from_settings(settings.clickhouse.model_copy(update={"database": "elsewhere"}))
     assert store.name == "analytics"
     assert store.qualified == "elsewhere.trades"
+    assert store.by_user_qualified == "elsewhere.trades_by_user"
+    assert store.tables == ("trades", "trades_by_user")
     assert isinstance(store.client, ClickHouseClient)
     assert store.client._client is None
     with pytest.raises(ValueError, match="must match"):

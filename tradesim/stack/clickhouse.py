@@ -203,4 +203,4 @@ class ClickHouse(Component):
             client.close()
         if legacy:
             report(f"the trades table had an older layout: kept as {legacy}; `tradesim rebuild analytics` refills it")
-        report(f"database {self.settings.clickhouse.database} and table trades ready")
+        report(f"database {self.settings.clickhouse.database} and tables trades and trades_by_user ready")

@@ -13,7 +13,8 @@ import pytest
 
 from tests.integration.clickhouse.conftest import ENGINES, reset
 from tradesim.adapters.clickhouse.client import ClickHouseClient
-from tradesim.adapters.clickhouse.schema import TRADE_COLUMN_NAMES
+from tradesim.adapters.clickhouse.codec import record_to_row
+from tradesim.adapters.clickhouse.schema import TRADE_COLUMN_NAMES, TRADE_COLUMN_TYPES, create_table_statement
 from tradesim.adapters.clickhouse.trades import VWAP_QUANTUM, Rebuild, TradeStore
 from tradesim.domain.errors import InvalidRecord
 from tradesim.domain.trades import TradeRecord, VolumeBucket, fold
@@ -113,6 +114,13 @@ def test_redelivered_outcomes_collapse(store: TradeStore) -> None:
     assert store.totals("user_id") == fold(delivered, "user_id")
 
 
+def test_write_puts_every_record_in_both_tables(store: TradeStore) -> None:
+    for batch in (DATASET[:6], DATASET[3:9] + DATASET[3:5], DATASET[9:], DATASET[:2]):
+        store.write(batch)
+    assert store.rows_final() == by_decision(DATASET)
+    assert store.rows_final(by_user=True) == by_decision(DATASET)
+
+
 def test_round_trip_is_exact_for_every_status(store: TradeStore) -> None:
     store.write(DATASET)
     got = {r.order_id: r for r in store.rows_final()}
@@ -188,6 +196,15 @@ def test_executions_order_ties_by_order_id(store: TradeStore) -> None:
     assert ids == ["ord-12", "ord-13", "ord-14", "ord-2", "ord-4"]  # ord-14 and ord-2 share T0 + 30 s
 
 
+def test_a_users_reads_come_from_the_by_user_copy(store: TradeStore) -> None:
+    for batch in (DATASET, DATASET[::-1], DATASET[:5]):
+        store.write(batch)
+    query: dict[str, Any] = {"interval_s": 60, "from_ms": 0, "to_ms": 2 * T0, "user_id": "u-2"}
+    store.client.get().command(f"DROP TABLE {store.qualified}")  # only the by-user copy is left to answer
+    assert store.executions("u-2") == [r for r in by_decision(EXECUTED) if r.user_id == "u-2"]
+    assert store.volume(**query) == oracle_volume(DATASET, **query)
+
+
 @pytest.mark.parametrize(("symbols", "ends"), [
     (["AAPL", "MSFT", "TIE"], [T0 + i * 15_000 for i in range(6)]),         # evenly spaced
     (["AAPL", "MSFT"], [T0 + 30_000, T0 + 30_001, T0 + 60_000, T0 + 60_001, T0 + 3_600_000]),  # uneven
@@ -222,10 +239,56 @@ def _tables(store: TradeStore) -> set[str]:
     return {str(r[0]) for r in rows}
 
 
+PAIR = {"trades", "trades_by_user"}
+
+
 def test_schema_creation_is_idempotent(store: TradeStore) -> None:
     store.write(DATASET[:1])
     assert store.create_schema() is None
     assert store.count_final() == 1
+    assert store.rows_final(by_user=True) == DATASET[:1]
+    assert _tables(store) == PAIR
+
+
+def _insert_only_into(store: TradeStore, table: str, batches: Sequence[Sequence[TradeRecord]]) -> None:
+    """Rows as a writer of one table would have left them (copies and all), one INSERT per batch."""
+    for i, batch in enumerate(batches):
+        store.client.get().insert(table, [record_to_row(r, version=i + 1) for r in batch],
+                                  database=store.client.database, column_names=list(TRADE_COLUMN_NAMES),
+                                  column_type_names=list(TRADE_COLUMN_TYPES))
+
+
+def test_an_upgrade_fills_the_by_user_copy_from_trades(store: TradeStore) -> None:
+    store.drop()  # the layout before trades_by_user: only `trades`, written by the old write()
+    store.client.get().command(create_table_statement(store.client.database))
+    _insert_only_into(store, "trades", [DATASET[:9], DATASET[4:], DATASET[:3]])
+    assert store.create_schema() is None
+    assert _tables(store) == PAIR
+    assert store.rows_final(by_user=True) == by_decision(DATASET)
+    for user in ("u-1", "u-2", "u-3"):  # the cost basis survives the upgrade
+        assert store.executions(user) == [r for r in by_decision(EXECUTED) if r.user_id == user]
+    store.write(DATASET[-2:])  # and writes go on into both
+    assert store.rows_final(by_user=True) == store.rows_final() == by_decision(DATASET)
+
+
+def test_an_interrupted_fill_is_started_again(store: TradeStore) -> None:
+    store.write(DATASET)
+    db = store.client.database
+    store.client.get().command(f"DROP TABLE {db}.trades_by_user")
+    store.client.get().command(create_table_statement(db, "trades_by_user_fill"))  # a fill that stopped halfway
+    _insert_only_into(store, "trades_by_user_fill", [DATASET[:3]])
+    assert store.create_schema() is None
+    assert _tables(store) == PAIR
+    assert store.rows_final(by_user=True) == by_decision(DATASET)
+
+
+def test_a_by_user_copy_alone_refills_trades(store: TradeStore) -> None:
+    store.write(DATASET)
+    store.client.get().command(f"DROP TABLE {store.qualified}")
+    assert store.create_schema() is None
+    assert _tables(store) == PAIR
+    assert store.rows_final() == by_decision(DATASET)
+    assert store.totals("symbol") == fold(DATASET, "symbol")
 
 
 def test_a_table_of_the_old_layout_is_set_aside(store: TradeStore) -> None:
@@ -235,39 +298,69 @@ def test_a_table_of_the_old_layout_is_set_aside(store: TradeStore) -> None:
     legacy = store.create_schema()
     assert legacy is not None
     assert legacy.startswith("trades_legacy_")
-    assert _tables(store) == {"trades", legacy}
+    assert _tables(store) == PAIR | {legacy}
     store.write(DATASET)
     assert store.count_final() == len(DATASET)
+    assert store.rows_final(by_user=True) == by_decision(DATASET)
 
 
-def test_swap_replaces_the_live_table(store: TradeStore) -> None:
+def test_a_by_user_copy_of_another_layout_sets_the_pair_aside(store: TradeStore) -> None:
+    store.write(DATASET)
+    store.client.get().command(f"DROP TABLE {store.by_user_qualified}")
+    store.client.get().command(f"CREATE TABLE {store.by_user_qualified} (user_id String, qty UInt64)"
+                               " ENGINE = MergeTree ORDER BY user_id")
+    legacy = store.create_schema()
+    assert legacy is not None
+    assert _tables(store) == PAIR | {legacy, f"{legacy}_by_user"}
+    assert store.count_final() == 0
+
+
+def test_swap_replaces_the_live_pair(store: TradeStore) -> None:
     store.write(DATASET[:3])
     rebuilt = store.fresh("trades_rebuild")
+    assert _tables(store) == PAIR | {"trades_rebuild", "trades_rebuild_by_user"}
     assert rebuilt.count_final() == 0
     rebuilt.write(DATASET)
     rebuilt.write(DATASET[5:])
     store.swap(rebuilt)
-    assert _tables(store) == {"trades"}
-    assert store.rows_final() == by_decision(DATASET)
-    store.write(DATASET[:1])  # the live table takes writes as before
+    assert _tables(store) == PAIR
+    assert store.rows_final() == store.rows_final(by_user=True) == by_decision(DATASET)
+    assert store.executions("u-2") == [r for r in by_decision(EXECUTED) if r.user_id == "u-2"]
+    store.write(DATASET[:1])  # the live pair takes writes as before
     assert store.count_final() == len(DATASET)
+    assert len(store.rows_final(by_user=True)) == len(DATASET)
 
 
-def test_fresh_drops_a_leftover_rebuild_and_refuses_the_live_name(store: TradeStore) -> None:
+def test_fresh_drops_a_leftover_rebuild_and_refuses_the_live_names(store: TradeStore) -> None:
     leftover = store.fresh("trades_rebuild")
     leftover.write(DATASET)
-    assert store.fresh("trades_rebuild").count_final() == 0
-    with pytest.raises(ValueError, match="live table"):
-        store.fresh("trades")
+    again = store.fresh("trades_rebuild")
+    assert again.count_final() == 0
+    assert again.rows_final(by_user=True) == []
+    for name in ("trades", "trades_by_user"):
+        with pytest.raises(ValueError, match="live table"):
+            store.fresh(name)
+    with pytest.raises(ValueError, match="cannot swap"):
+        store.swap(TradeStore(store.client, "trades_by_user"))
 
 
-def test_swap_without_a_live_table_renames(store: TradeStore) -> None:
+@pytest.mark.parametrize("left", [(), ("trades_by_user",), ("trades",)])
+def test_swap_without_a_live_pair_renames(store: TradeStore, left: tuple[str, ...]) -> None:
     rebuilt = store.fresh("trades_rebuild")
     rebuilt.write(DATASET[:2])
-    store.drop()
+    for table in PAIR - set(left):
+        store.client.get().command(f"DROP TABLE {store.client.database}.{table}")
     store.swap(rebuilt)
-    assert _tables(store) == {"trades"}
-    assert store.count_final() == 2
+    assert _tables(store) == PAIR
+    assert store.rows_final() == store.rows_final(by_user=True) == by_decision(DATASET[:2])
+
+
+def test_swap_refuses_a_rebuilt_pair_without_its_by_user_copy(store: TradeStore) -> None:
+    rebuilt = store.fresh("trades_rebuild")
+    store.client.get().command(f"DROP TABLE {rebuilt.by_user_qualified}")
+    with pytest.raises(ValueError, match="trades_rebuild_by_user does not exist"):
+        store.swap(rebuilt)
+    assert _tables(store) == PAIR | {"trades_rebuild"}
 
 
 def test_rebuild_drives_fresh_switch_live(store: TradeStore) -> None:
@@ -279,9 +372,10 @@ def test_rebuild_drives_fresh_switch_live(store: TradeStore) -> None:
     assert store.count_final() == 2  # the live table serves until the switch
     rebuild.switch()
     assert store.count_final() == 8
+    assert len(store.rows_final(by_user=True)) == 8
     rebuild.live().write(DATASET)  # the catch-up through the live name
-    assert store.rows_final() == by_decision(DATASET)
-    assert _tables(store) == {"trades"}
+    assert store.rows_final() == store.rows_final(by_user=True) == by_decision(DATASET)
+    assert _tables(store) == PAIR
 
 
 def test_readers_during_swaps_see_one_table_or_the_other(store: TradeStore) -> None:
@@ -293,8 +387,9 @@ def test_readers_during_swaps_see_one_table_or_the_other(store: TradeStore) -> N
         while not stop.is_set():
             try:
                 seen.append(store.count_final())
+                seen.append(len(store.rows_final(by_user=True)))
             except Unavailable:
-                seen.append("unavailable")  # the instant between 18.16's two renames
+                seen.append("unavailable")  # the instants between 18.16's renames
 
     reader = threading.Thread(target=read)
     reader.start()
@@ -308,7 +403,7 @@ def test_readers_during_swaps_see_one_table_or_the_other(store: TradeStore) -> N
         reader.join(timeout=30)
     assert set(seen) <= {4, 8, 9, 10, 11, 12, "unavailable"}
     assert store.count_final() == 12
-    assert _tables(store) == {"trades"}
+    assert _tables(store) == PAIR
 
 
 def test_a_missing_table_reads_as_unavailable(store: TradeStore) -> None:
@@ -317,6 +412,8 @@ def test_a_missing_table_reads_as_unavailable(store: TradeStore) -> None:
         store.count_final()
     with pytest.raises(Unavailable):
         store.write(DATASET[:1])
+    with pytest.raises(Unavailable):
+        store.executions("u-1")
 
 
 # --- one dialect ---------------------------------------------------------------------------------------------------
@@ -333,10 +430,11 @@ def test_both_engines_give_identical_answers(clients: dict[str, ClickHouseClient
                          store.volume(interval_s=30, from_ms=T0, to_ms=T0 + MIN, user_id="u-2"),
                          store.executions("u-1"),
                          store.marks(["AAPL", "MSFT", "BIG"], [T0, T0 + 30_001, T0 + 59_000, T0 + 3_600_000]))
-        described = store.client.get().query(
-            "SELECT name FROM system.columns WHERE database = %(db)s AND table = 'trades'",
-            parameters={"db": store.client.database}).result_rows
-        assert {str(r[0]) for r in described} == set(TRADE_COLUMN_NAMES)
+        for table in PAIR:
+            described = store.client.get().query(
+                "SELECT name FROM system.columns WHERE database = %(db)s AND table = %(table)s",
+                parameters={"db": store.client.database, "table": table}).result_rows
+            assert {str(r[0]) for r in described} == set(TRADE_COLUMN_NAMES)
     assert answers["server"] == answers["chdb"]
     assert answers["server"][3] == oracle_volume(DATASET, 60, 0, 2 * T0)
     assert str(clients["server"].get().server_version).startswith("18.16")

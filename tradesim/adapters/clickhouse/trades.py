@@ -1,4 +1,5 @@
-"""The `trades` read model: idempotent writes, the analytics queries and rebuild swaps, the same SQL on every engine.
+"""The `trades` read model (`trades` + `trades_by_user`): idempotent writes, the analytics queries and rebuild swaps,
+the same SQL on every engine.
 
 SQL is built from strings in one way only: table and database names pass `identifier()` ([A-Za-z_][A-Za-z0-9_]*)
 and are spliced in; every value is a `%(name)s` placeholder, bound by the client because 18.16 has no
@@ -17,9 +18,13 @@ from tradesim.adapters.clickhouse.client import ClickHouseClient, identifier
 from tradesim.adapters.clickhouse.codec import record_to_row, row_to_record
 from tradesim.adapters.clickhouse.errors import translated
 from tradesim.adapters.clickhouse.schema import (
+    BY_USER_ENGINE,
+    ENGINE,
     TABLE,
     TRADE_COLUMN_NAMES,
     TRADE_COLUMN_TYPES,
+    by_user,
+    create_pair_statements,
     create_statements,
     create_table_statement,
 )
@@ -31,7 +36,11 @@ from tradesim.settings import ClickHouseSettings
 VWAP_QUANTUM = Decimal("0.00000001")
 MAX_DATETIME_S = 2**32 - 1
 _READ_COLUMNS = ", ".join(n for n in TRADE_COLUMN_NAMES if n not in ("decided_at", "version"))
+_ALL_COLUMNS = ", ".join(TRADE_COLUMN_NAMES)
 _EXECUTED = "status = 'executed'"
+#: deadline of the upgrade fill (one INSERT ... SELECT of the whole table): it takes as long as the table is big,
+#: and a fill cut off by the usual query deadline would be started again, and cut off again, at every `up`
+FILL_TIMEOUT_S = 3600.0
 #: notional without overflow: Decimal(18, 4) × UInt64 can exceed Decimal64, so the product is taken in Decimal128
 _NOTIONAL = "toDecimal128(price, 4) * qty"
 
@@ -41,8 +50,8 @@ def _clock_us() -> int:
 
 
 class TradeStore:
-    """`{database}.{table}`: the analytics read model, a `TradeSink` and a `TradeAnalytics`. Every call raises
-    `Unavailable` when the server does not answer (or cannot serve now)."""
+    """`{database}.{table}` and its by-user copy `{table}_by_user`: the analytics read model, a `TradeSink` and a
+    `TradeAnalytics`. Every call raises `Unavailable` when the server does not answer (or cannot serve now)."""
 
     name = "analytics"
 
@@ -63,6 +72,19 @@ class TradeStore:
     def qualified(self) -> str:
         return f"{self.client.database}.{self.table}"
 
+    @property
+    def by_user_table(self) -> str:
+        return by_user(self.table)
+
+    @property
+    def by_user_qualified(self) -> str:
+        return f"{self.client.database}.{self.by_user_table}"
+
+    @property
+    def tables(self) -> tuple[str, str]:
+        """The pair: (`table`, its by-user copy)."""
+        return self.table, self.by_user_table
+
     def _command(self, sql: str, parameters: dict[str, Any] | None = None) -> None:
         with translated(self.client.address):
             self.client.get().command(sql, parameters=parameters)
@@ -73,63 +95,104 @@ class TradeStore:
 
     # --- schema and rebuilds -----------------------------------------------------------------------------------
 
-    def _columns(self) -> set[str]:
+    def _columns(self, table: str | None = None) -> set[str]:
         rows = self._rows("SELECT name FROM system.columns WHERE database = %(db)s AND table = %(table)s",
-                          {"db": self.client.database, "table": self.table})
+                          {"db": self.client.database, "table": table or self.table})
         return {str(r[0]) for r in rows}
 
     def exists(self) -> bool:
-        return bool(self._columns())
+        """Whether both tables of the pair exist."""
+        return all(self._columns(t) for t in self.tables)
+
+    def _rename(self, moves: Sequence[tuple[str, str]]) -> None:
+        db = self.client.database
+        self._command("RENAME TABLE " + ", ".join(f"{db}.{a} TO {db}.{b}" for a, b in moves))
 
     def create_schema(self) -> str | None:
-        """Create the database and table if missing (idempotent). A table of an older layout is renamed away
-        (`<table>_legacy_<utc stamp>`, kept for inspection; `tradesim rebuild analytics` refills the new one);
-        returns that name, or None."""
-        with translated(self.client.address):
-            self.client.get().command(create_statements(self.client.database, self.table)[0])
-        found = self._columns()
+        """Create the database and the pair of tables if missing (idempotent); returns the legacy name below, or None.
+
+        A pair with a table of an older layout is renamed away whole (`<table>_legacy_<utc stamp>` and its
+        `_by_user`, kept for inspection; `tradesim rebuild analytics` refills the new pair). When only one table of
+        the pair exists (an upgrade from the version without `trades_by_user`), the other is created and filled
+        from it with one INSERT ... SELECT, so portfolios keep their cost basis."""
+        db = self.client.database
+        self._command(create_statements(db, self.table)[0])
+        found = {t: self._columns(t) for t in self.tables}
         legacy = None
-        if found and found != set(TRADE_COLUMN_NAMES):
+        if any(cols and cols != set(TRADE_COLUMN_NAMES) for cols in found.values()):
             legacy = identifier(f"{self.table}_legacy_{datetime.now(UTC):%Y%m%d%H%M%S}")
-            self._command(f"RENAME TABLE {self.qualified} TO {self.client.database}.{legacy}")
-        self._command(create_table_statement(self.client.database, self.table))
+            self._rename([(t, name) for t, name in zip(self.tables, (legacy, by_user(legacy)), strict=True)
+                          if found[t]])
+            found = {t: set() for t in self.tables}
+        have = [t for t in self.tables if found[t]]
+        if len(have) == 1:
+            missing = next(t for t in self.tables if t != have[0])
+            self._fill(missing, source=have[0])
+        for statement in create_pair_statements(db, self.table):
+            self._command(statement)
         return legacy
 
+    def _fill(self, table: str, *, source: str) -> None:
+        """Create `table` as a copy of `source` (the other table of the pair). The copy is filled under a staging
+        name and renamed into place, so an interrupted fill leaves `table` missing and the next create_schema()
+        starts it again. Writes meanwhile fail on the missing table (Unavailable) and are delivered again."""
+        db = self.client.database
+        staging = identifier(f"{table}_fill")
+        self._command(f"DROP TABLE IF EXISTS {db}.{staging}")
+        engine = BY_USER_ENGINE if table == self.by_user_table else ENGINE
+        self._command(create_table_statement(db, staging, engine=engine))
+        patient = ClickHouseClient(self.client.settings, dsn=self.client.dsn, query_timeout_s=FILL_TIMEOUT_S)
+        try:
+            with translated(patient.address):
+                patient.get().command(f"INSERT INTO {db}.{staging} ({_ALL_COLUMNS})"  # noqa: S608 - names only
+                                      f" SELECT {_ALL_COLUMNS} FROM {db}.{source}")
+        finally:
+            patient.close()
+        self._rename([(staging, table)])
+
+    def _overlaps(self, table: str) -> bool:
+        return bool({table, by_user(table)} & set(self.tables))
+
     def fresh(self, table: str) -> TradeStore:
-        """An empty table `table` with this table's layout, in the same database (dropped first if it exists):
-        where a rebuild writes before `swap`."""
+        """An empty pair `table` + `{table}_by_user` with this store's layout, in the same database (dropped first
+        if it exists): where a rebuild writes before `swap`."""
         store = TradeStore(self.client, table, self._clock_us)
-        if store.table == self.table:
-            raise ValueError(f"a rebuild table must not be the live table {self.table!r}")
+        if self._overlaps(store.table):
+            raise ValueError(f"a rebuild table must not be the live table {self.table!r} or its by-user copy")
         store.drop()
-        store._command(create_table_statement(self.client.database, store.table))
+        for statement in create_pair_statements(self.client.database, store.table):
+            store._command(statement)
         return store
 
     def drop(self) -> None:
-        """Drop this table with its rows (a read model is rebuilt from the event log)."""
-        self._command(f"DROP TABLE IF EXISTS {self.qualified}")
+        """Drop both tables with their rows (a read model is rebuilt from the event log); the by-user copy first,
+        so an interrupted drop leaves `table`, from which create_schema() would refill the copy."""
+        for table in reversed(self.tables):
+            self._command(f"DROP TABLE IF EXISTS {self.client.database}.{table}")
 
     def swap(self, rebuilt: TradeStore) -> None:
-        """Make `rebuilt`'s table this store's table and drop the old one. The two renames are one RENAME
-        statement, so readers see the old table or the new one; 18.16 applies them one after the other, and a
-        query in between gets UNKNOWN_TABLE, which reads as Unavailable (retry). `rebuilt` then names nothing."""
-        if rebuilt.client.database != self.client.database or rebuilt.table == self.table:
+        """Make `rebuilt`'s pair this store's pair and drop the old one. All renames are one RENAME statement, both
+        live tables out first, then both new ones in: 18.16 applies them one after the other, so a reader finds the
+        old pair, the new pair or a missing table (UNKNOWN_TABLE reads as Unavailable: retry), never a new `trades`
+        beside an old `trades_by_user`. `rebuilt` then names nothing."""
+        if rebuilt.client.database != self.client.database or self._overlaps(rebuilt.table):
             raise ValueError(f"cannot swap {rebuilt.qualified} into {self.qualified}")
         db = self.client.database
-        if not rebuilt.exists():
-            raise ValueError(f"{rebuilt.qualified} does not exist")
-        if not self.exists():
-            self._command(f"RENAME TABLE {rebuilt.qualified} TO {self.qualified}")
-            return
+        for table in rebuilt.tables:
+            if not self._columns(table):
+                raise ValueError(f"{db}.{table} does not exist")
         old = identifier(f"{self.table}_old_{self._clock_us()}")
-        self._command(f"RENAME TABLE {self.qualified} TO {db}.{old}, {rebuilt.qualified} TO {self.qualified}")
-        self._command(f"DROP TABLE IF EXISTS {db}.{old}")
+        olds = (old, by_user(old))
+        moves = [(live, gone) for live, gone in zip(self.tables, olds, strict=True) if self._columns(live)]
+        self._rename([*moves, *zip(rebuilt.tables, self.tables, strict=True)])
+        for gone in olds:
+            self._command(f"DROP TABLE IF EXISTS {db}.{gone}")
 
     # --- TradeSink ---------------------------------------------------------------------------------------------
 
     def write(self, records: Sequence[TradeRecord]) -> None:
-        """Insert the records in one INSERT (validated first, so a bad one writes nothing). Writing an order id
-        again adds a copy that reads collapse; within a batch only the first copy is sent."""
+        """Insert the records into both tables, one INSERT each (validated first, so a bad one writes nothing).
+        Writing an order id again adds a copy that reads collapse; within a batch only the first copy is sent."""
         version = self._clock_us()
         seen: set[str] = set()
         rows = []
@@ -139,11 +202,17 @@ class TradeStore:
                 rows.append(record_to_row(record, version))
         if not rows:
             return
+        # Explicit writes, not a materialized view: a rebuild swaps the pair by RENAME, and a view would keep
+        # feeding the table it was created for. `trades` first, then the by-user copy; if the process or the server
+        # fails between the two, the batch is in one table only until it is delivered again, which it is: the
+        # persistence service commits a batch only after write() returns, and the copies collapse. So either order
+        # is safe; this one keeps the volume and marks table ahead of the portfolios, never behind.
         with translated(self.client.address):
-            # Explicit column types: the library then skips DESCRIBE, whose 18.16 answer it cannot read.
-            self.client.get().insert(self.table, rows, database=self.client.database,
-                                     column_names=list(TRADE_COLUMN_NAMES),
-                                     column_type_names=list(TRADE_COLUMN_TYPES))
+            client = self.client.get()
+            for table in self.tables:
+                # Explicit column types: the library then skips DESCRIBE, whose 18.16 answer it cannot read.
+                client.insert(table, rows, database=self.client.database, column_names=list(TRADE_COLUMN_NAMES),
+                              column_type_names=list(TRADE_COLUMN_TYPES))
 
     # --- collapsed reads ---------------------------------------------------------------------------------------
 
@@ -151,9 +220,10 @@ class TradeStore:
         """Number of distinct order ids (copies collapsed)."""
         return int(self._rows(f"SELECT count() FROM {self.qualified} FINAL")[0][0])  # noqa: S608 - names only
 
-    def rows_final(self) -> list[TradeRecord]:
-        """All records, copies collapsed, in decision order (then order id)."""
-        sql = (f"SELECT {_READ_COLUMNS} FROM {self.qualified} FINAL"  # noqa: S608 - names only
+    def rows_final(self, *, by_user: bool = False) -> list[TradeRecord]:
+        """All records, copies collapsed, in decision order (then order id); from the by-user copy if asked."""
+        source = self.by_user_qualified if by_user else self.qualified
+        sql = (f"SELECT {_READ_COLUMNS} FROM {source} FINAL"  # noqa: S608 - names only
                " ORDER BY decided_at_ms, order_id")
         return self._records(sql)
 
@@ -187,8 +257,8 @@ class TradeStore:
             if value is not None:
                 where.append(f"{column} = %({column})s")
                 params[column] = value
-        # A user's rows are few: collapse them after the filter. Without a user, FINAL over the key range is the
-        # fastest exact plan measured (docs/design/analytics-model.md).
+        # A user's rows are few and contiguous in the by-user copy: collapse them after the filter. Without a user,
+        # FINAL over the key range is the fastest exact plan measured (docs/design/analytics-model.md).
         source = (self._collapsed("symbol, decided_at_ms, qty, price", where) if user_id is not None
                   else f"{self.qualified} FINAL WHERE {' AND '.join(where)}")
         sql = (
@@ -203,10 +273,11 @@ class TradeStore:
         return out
 
     def _collapsed(self, columns: str, where: list[str]) -> str:
-        """The rows matching `where`, one per order id (the highest version, as FINAL would keep): cheaper than
-        FINAL when the filter keeps few rows, and exact because every copy of an order has the same values."""
-        return (f"(SELECT {columns} FROM {self.qualified} WHERE {' AND '.join(where)}"  # noqa: S608 - names only
-                " ORDER BY order_id, version DESC LIMIT 1 BY order_id)")
+        """A user's rows matching `where` (which names `user_id`), one per order id (the highest version, as FINAL
+        would keep), read from the by-user copy, whose key starts with user_id: exact because every copy of an
+        order has the same values."""
+        return (f"(SELECT {columns} FROM {self.by_user_qualified}"  # noqa: S608 - names only
+                f" WHERE {' AND '.join(where)} ORDER BY order_id, version DESC LIMIT 1 BY order_id)")
 
     def executions(self, user_id: str, *, to_ms: int | None = None) -> list[TradeRecord]:
         """The user's executed orders in decision order (then order id), before to_ms if given."""
@@ -215,8 +286,10 @@ class TradeStore:
         if to_ms is not None:
             where.append("decided_at_ms < %(to_ms)s")
             params["to_ms"] = to_ms
-        sql = (f"SELECT {_READ_COLUMNS} FROM {self.qualified} WHERE {' AND '.join(where)}"  # noqa: S608 - names only
-               " ORDER BY decided_at_ms, order_id, version DESC LIMIT 1 BY order_id")
+        # the by-user copy: its key starts with user_id, so the read is a key range and does not grow with other
+        # users' volume
+        sql = (f"SELECT {_READ_COLUMNS} FROM {self.by_user_qualified}"  # noqa: S608 - names only
+               f" WHERE {' AND '.join(where)} ORDER BY decided_at_ms, order_id, version DESC LIMIT 1 BY order_id")
         return self._records(sql, params)
 
     def marks(self, symbols: Sequence[str], bucket_ends: Sequence[int]) -> dict[int, dict[str, Decimal]]:
@@ -266,13 +339,14 @@ def _window(from_ms: int, to_ms: int) -> tuple[list[str], dict[str, Any]]:
 
 
 
-#: where a rebuild loads before the swap (dropped first if a failed rebuild left it)
+#: where a rebuild loads before the swap, with its by-user copy (dropped first if a failed rebuild left them)
 REBUILD_TABLE = f"{TABLE}_rebuild"
 
 
 class Rebuild:
     """One rebuild of the analytics read model, in the shape `tradesim rebuild` drives: fresh() creates and returns
-    the writer of an empty `trades_rebuild`, switch() swaps it in for `trades`, live() writes through `trades`."""
+    the writer of an empty `trades_rebuild` pair, switch() swaps it in for the `trades` pair, live() writes through
+    `trades`."""
 
     name = "analytics"
 
