@@ -47,7 +47,7 @@ class KafkaSettings(Section):
     retention_hours: int = Field(168, ge=1, description="Topic retention; bounds how far replays can reach.")
     executed_retention_hours: int | None = Field(
         None, ge=1, description="Retention of `trade_executed`, the read models' source of truth (a rebuild "
-        "replays it from the start). None: kept forever (about 0.35 GB per million outcomes).")
+        "replays it from the start). None: kept forever (about 70 MB per million outcomes).")
 
     @property
     def bootstrap(self) -> str:
