@@ -51,6 +51,11 @@ class OutcomeArchive(Protocol):
         ...
 
 
+class Refused(Exception):
+    """A read model refused these records for what they are (a mapping or range it cannot hold): writing them
+    again will fail again. Any other failure may pass on a retry."""
+
+
 class InvalidCursor(ValueError):
     """A search cursor this read model did not hand out (or for another query)."""
 
@@ -62,7 +67,8 @@ class TradeSink(Protocol):
     name: str
 
     def write(self, records: Sequence[TradeRecord]) -> None:
-        """All or nothing as far as the caller knows: raises Unavailable (retry the whole batch later)."""
+        """All or nothing as far as the caller knows: raises Unavailable (retry the whole batch later), Refused
+        or InvalidRecord (a record it can never hold)."""
         ...
 
 

@@ -167,6 +167,8 @@ def _raw_cursor(payload: object) -> str:
     _raw_cursor([1, ["x", "o"], "abc"]),  # wrong types
     _raw_cursor([1, [True, "o"], "abc"]),
     _raw_cursor([1, [T0, "o", 3], "abc"]),
+    _raw_cursor([1, [2**63, "o"], "abc"]),  # beyond a long: the engine would answer 400, the API 500
+    _raw_cursor([1, [-(2**63) - 1, "o"], "abc"]),
     base64.urlsafe_b64encode(b"\xff\xfe").decode(),
 ])
 def test_a_cursor_this_service_did_not_issue_is_invalid(cursor: str) -> None:

@@ -68,11 +68,15 @@ class Valued:
 
 
 def value(position: PositionCost, qty: int, price: Decimal | None, open_price: Decimal | None) -> Valued:
-    """Value `qty` shares (the ledger's count, authoritative) with the cost basis of `position`."""
+    """Value `qty` shares (the ledger's count, authoritative) with the cost basis of `position`. While the
+    executions behind `position` lag the ledger (other share counts), its cost basis is of other shares: average
+    cost and unrealized P&L are then None."""
     market = price * qty if price is not None else None
-    unrealized = market - position.cost if market is not None and qty == position.qty else None
+    known = qty == position.qty
+    unrealized = market - position.cost if market is not None and known else None
     day = (price - open_price) * qty if price is not None and open_price is not None else None
-    return Valued(position.symbol, qty, position.average_cost, price, market, unrealized, position.realized, day)
+    return Valued(position.symbol, qty, position.average_cost if known else None, price, market, unrealized,
+                  position.realized, day)
 
 
 @dataclass(frozen=True)

@@ -31,7 +31,14 @@ def test_an_order_placed_through_the_api_becomes_searchable_valued_and_counted(
             assert found.status_code == 200, found.text
             return found.json()["trades"]
 
+        def counted() -> list[dict[str, object]]:
+            volume = http.get("/analytics/volume", params={"symbol": symbol, "interval": "1m"}, headers=me)
+            assert volume.status_code == 200, volume.text
+            return volume.json()["buckets"]
+
+        # each read model has its own consumer group, so each is awaited on its own
         wait_for(lambda: searchable(), 120, "the order in /trades/search")
+        wait_for(lambda: counted(), 60, "the order in /analytics/volume")
         (trade,) = searchable()
         assert trade["order_id"] == order_id
         assert trade["status"] == "executed"
@@ -45,9 +52,7 @@ def test_an_order_placed_through_the_api_becomes_searchable_valued_and_counted(
         assert paid == (fill * 10).quantize(Decimal("0.01")) + fee
         assert Decimal(position["average_cost"]) == paid / 10
 
-        volume = http.get("/analytics/volume", params={"symbol": symbol, "interval": "1m"}, headers=me)
-        assert volume.status_code == 200, volume.text
-        (bucket,) = volume.json()["buckets"]
+        (bucket,) = counted()
         assert (bucket["shares"], bucket["trades"], Decimal(bucket["vwap"])) == (10, 1, fill)
 
         other = http.post("/accounts", json={"name": "g" + secrets.token_hex(6), "cash": "1"}, headers=admin)

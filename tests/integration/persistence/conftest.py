@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import time
 import urllib.request
 import uuid
 from collections.abc import Iterable, Iterator
@@ -32,10 +33,14 @@ def store(settings: Settings) -> TradeStore:
     return TradeStore.from_settings(settings.clickhouse)
 
 
-def publish(settings: Settings, events: Iterable[OrderOutcome | bytes]) -> None:
-    """Write to `trade_executed` as the execution job does (keyed by user); raw bytes go as they are."""
+def publish(settings: Settings, events: Iterable[OrderOutcome | bytes], per_s: float | None = None) -> None:
+    """Write to `trade_executed` as the execution job does (keyed by user); raw bytes go as they are; at most
+    `per_s` a second if given (a feed, not a burst)."""
     producer = make_producer(settings.kafka)
-    for event in events:
+    start = time.monotonic()
+    for i, event in enumerate(events):
+        if per_s is not None and (ahead := start + i / per_s - time.monotonic()) > 0:
+            time.sleep(ahead)  # the feed's pace, not a wait for a condition
         if isinstance(event, bytes):
             producer.produce(settings.topics.trade_executed, key=b"garbage", value=event)
         else:

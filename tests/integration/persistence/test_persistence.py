@@ -41,11 +41,13 @@ def test_every_outcome_lands_once_in_both_models_across_a_kill_9_mid_run(
     expected = [record_of(e) for e in events]
     # every tenth outcome is published twice more, as a job replay after a restore would
     stream = [e for i, e in enumerate(events) for _ in range(3 if i % 10 == 0 else 1)]
-    feeder = threading.Thread(target=publish, args=(settings, stream))
+    # a feed of ~6 s, so the kill lands while batches are being written and committed
+    feeder = threading.Thread(target=publish, args=(settings, stream, 600))
     feeder.start()
     wait_for(lambda: len(searched(index, users[:1])) > 0, 60, "the first outcomes to be searchable")
     status = _component(supervisor, "persistence")
     os.kill(status.pid, signal.SIGKILL)  # type: ignore[attr-defined]
+    assert len(searched(index, users)) < len(events), "the kill must land mid-run, not after the last batch"
     feeder.join(60)
     assert not feeder.is_alive()
     supervisor.up()  # the stack restarts what died

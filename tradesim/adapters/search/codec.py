@@ -134,4 +134,6 @@ def decode_cursor(cursor: str, digest: str, kinds: Sequence[type]) -> list[objec
     if len(after) != len(kinds) or not all(
             isinstance(v, k) and not isinstance(v, bool) for v, k in zip(after, kinds, strict=True)):
         raise InvalidCursor("the cursor is not one this service handed out")
+    if any(isinstance(v, int) and not -(2**63) <= v < 2**63 for v in after):  # a long is all the engine sorts by
+        raise InvalidCursor("the cursor is not one this service handed out")
     return after

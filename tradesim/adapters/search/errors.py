@@ -9,7 +9,7 @@ from typing import Any
 
 import opensearchpy
 
-from tradesim.ports import Unavailable
+from tradesim.ports import Refused, Unavailable
 
 #: 4xx statuses that mean "the cluster cannot serve now" rather than "this request is wrong"; every 5xx does too
 UNAVAILABLE_4XX = frozenset({408, 429})
@@ -32,7 +32,7 @@ class SearchRequestError(Exception):
         super().__init__(f"{what}: {error_type} (HTTP {status}): {reason}")
 
 
-class IndexingFailed(Exception):
+class IndexingFailed(Refused):
     """Some documents of a bulk request were refused for good; `failures` maps document id → reason."""
 
     def __init__(self, failures: dict[str, str]) -> None:

@@ -244,7 +244,9 @@ class Rebuild:
     def switch(self) -> None:
         if self.new is None:
             raise RuntimeError("switch() before fresh(): there is no new index to switch to")
-        self.switched = self.index.switch(self.new)
+        # No carry-over: a rebuild must equal the log (and drop what the log does not have); what the live
+        # service wrote to the old index during the load is re-read by the rebuild's catch-up.
+        self.switched = self.index.switch(self.new, carry_over=False)
 
     def live(self) -> TradeIndex:
         return self.index

@@ -97,10 +97,8 @@ async def portfolio(reader: ReadAs, res: Res) -> Portfolio:
         v = value(cost, qty, tick.last if tick else None, close.get(symbol))
         valued.append(v)
         age_ms = None if updated_ms is None else max(0, now_ms - updated_ms)
-        # the read model's shares differ from the ledger's while it lags: its cost basis is of other shares
-        seen = folded is not None and cost.qty == qty
         rows.append(Position(
-            symbol=symbol, qty=qty, average_cost=_text(v.average_cost if seen else None),
+            symbol=symbol, qty=qty, average_cost=_text(v.average_cost),
             realized_pnl=_text(v.realized if folded is not None else None), last_price=_text(v.price),
             price_age_ms=age_ms, price_stale=age_ms is None or age_ms > stale_ms, market_value=_text(v.market_value),
             unrealized_pnl=_text(v.unrealized), day_reference_price=_text(close.get(symbol)),

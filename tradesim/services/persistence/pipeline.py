@@ -3,11 +3,12 @@
 The position advances only after the batch is in the sink, so a crash re-delivers it; the sink makes a repeat a
 no-op (effectively once). While the sink is down the batch is retried with a capped backoff and the position
 holds; the consumer keeps polling (paused) so it stays in its group. A record that is not an outcome, or that
-the sink refuses on its own, goes to `dead_letter` with the reason.
+the sink refuses for what it is (`Refused`), goes to `dead_letter` with the reason; any other failure is retried.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -22,7 +23,7 @@ from tradesim.adapters.kafka.client import producer as make_producer
 from tradesim.domain.errors import InvalidRecord
 from tradesim.domain.events import DeadLetter, OrderOutcome, decode, encode
 from tradesim.domain.trades import TradeRecord, record_of
-from tradesim.ports import TradeSink, Unavailable
+from tradesim.ports import Refused, TradeSink, Unavailable
 from tradesim.services.persistence import metrics
 from tradesim.settings import Settings
 
@@ -127,14 +128,18 @@ class SinkWorker:
         decoded = decode_batch(batch)
         for msg, reason in decoded.refused:
             self._dead_letter(msg, reason)
-        if not self._write([r for r, _ in decoded.records], decoded.records):
+        if not self._write(decoded.records):
             return  # stopping: the batch is not committed, the next start re-delivers it
-        self.dlq.flush(30)  # the dead letters are out before their position is
+        if self.dlq.flush(30) != 0:  # a dead letter's position must not move before the letter is out
+            log.warning("dead letters not delivered; the batch will be handled again", extra={"sink": self.sink.name})
+            self._rewind(batch)
+            return
         try:
             self.consumer.commit(offsets=next_offsets(batch), asynchronous=False)
         except KafkaException as exc:
             # e.g. a rebalance took the partitions away: the new owner re-delivers, the sink ignores the repeat
             log.warning("commit failed; the batch will be delivered again", extra={"error": str(exc)})
+            self._rewind(batch)
             return
         self.persisted += len(batch)
         metrics.BATCHES.labels(self.sink.name).inc()
@@ -143,47 +148,53 @@ class SinkWorker:
         for record, _ in decoded.records:
             metrics.VISIBLE.labels(self.sink.name).observe(max(0.0, now - record.decided_at_ms / 1000))
 
-    def _write(self, records: list[TradeRecord], sources: list[tuple[TradeRecord, Message]]) -> bool:
-        """Write until it succeeds; False if asked to stop first."""
-        if not records:
+    def _write(self, sources: list[tuple[TradeRecord, Message]]) -> bool:
+        """Write the batch until it is in; a batch the sink refuses is written one record at a time and only the
+        refused records go to dead_letter. False if asked to stop first."""
+        if not sources:
             return True
+        try:
+            return self._retrying([r for r, _ in sources])
+        except (Refused, InvalidRecord) as exc:
+            log.warning("sink refused the batch; writing one by one", extra={"sink": self.sink.name,
+                                                                             "error": str(exc)})
+        for record, msg in sources:
+            try:
+                if not self._retrying([record]):
+                    return False
+            except (Refused, InvalidRecord) as exc:  # this one record cannot be stored: set it aside, go on
+                self._dead_letter(msg, f"refused by {self.sink.name}: {exc}")
+        return True
+
+    def _retrying(self, records: list[TradeRecord]) -> bool:
+        """Write, retrying any failure but a refusal with a capped backoff while the position holds; False if asked
+        to stop first. An unexpected error is retried too (logged as an error): a bug or a missing table must stall
+        the sink, visible in its lag, not empty the log into dead_letter."""
         backoff = 0.1
         while not self.stop.is_set():
             try:
                 self.sink.write(records)
                 return True
-            except Unavailable as exc:
+            except (Refused, InvalidRecord):
+                raise
+            except Exception as exc:  # noqa: BLE001 - Unavailable or unexpected: hold the position and retry
                 metrics.RETRIES.labels(self.sink.name).inc()
-                log.warning("sink unavailable, retrying", extra={"sink": self.sink.name, "error": str(exc),
-                                                                 "backoff_s": backoff})
-                self._idle(backoff)
-                backoff = min(backoff * 2, self.settings.persistence.backoff_max_s)
-            except Exception as exc:  # noqa: BLE001 - the sink refused the batch for a reason of its own
-                log.warning("sink refused the batch; writing one by one", extra={"sink": self.sink.name,
-                                                                                 "error": str(exc)})
-                return self._write_each(sources)
-        return False
-
-    def _write_each(self, sources: list[tuple[TradeRecord, Message]]) -> bool:
-        for record, msg in sources:
-            try:
-                if not self._write_one(record):
-                    return False
-            except Exception as exc:  # noqa: BLE001 - this one record cannot be stored: set it aside, go on
-                self._dead_letter(msg, f"refused by {self.sink.name}: {exc}")
-        return True
-
-    def _write_one(self, record: TradeRecord) -> bool:
-        backoff = 0.1
-        while not self.stop.is_set():
-            try:
-                self.sink.write([record])
-                return True
-            except Unavailable:
-                metrics.RETRIES.labels(self.sink.name).inc()
+                level = logging.WARNING if isinstance(exc, Unavailable) else logging.ERROR
+                log.log(level, "sink write failed, retrying", extra={"sink": self.sink.name, "error": str(exc),
+                                                                     "backoff_s": backoff})
                 self._idle(backoff)
                 backoff = min(backoff * 2, self.settings.persistence.backoff_max_s)
         return False
+
+    def _rewind(self, batch: list[Message]) -> None:
+        """Consume the batch again from its first record (its position in memory had moved past it)."""
+        first: dict[tuple[str, int], int] = {}
+        for msg in batch:
+            key = (msg.topic() or "", msg.partition() or 0)
+            first[key] = min(first.get(key, msg.offset() or 0), msg.offset() or 0)
+        for (topic, part), offset in first.items():
+            with contextlib.suppress(KafkaException):  # not ours any more: its new owner starts from the commit
+                self.consumer.seek(TopicPartition(topic, part, offset))
 
     def _idle(self, seconds: float) -> None:
         """Wait without fetching more, but keep polling so the group does not think the consumer died."""

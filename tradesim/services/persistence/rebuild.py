@@ -13,7 +13,9 @@ from typing import Protocol
 from confluent_kafka import Consumer, KafkaError, TopicPartition
 
 from tradesim.adapters.kafka.client import consumer as make_consumer
-from tradesim.ports import TradeSink, Unavailable
+from tradesim.domain.errors import InvalidRecord
+from tradesim.domain.trades import TradeRecord
+from tradesim.ports import Refused, TradeSink, Unavailable
 from tradesim.services.persistence.pipeline import decode_batch
 from tradesim.settings import Settings
 
@@ -31,7 +33,8 @@ class Rebuildable(Protocol):
         ...
 
     def switch(self) -> None:
-        """Make the fresh copy the live one (atomically for readers) and drop the old."""
+        """Make the fresh copy the live one and drop the old (search: one alias move; ClickHouse 18.16: one RENAME,
+        during which a reader may briefly find no table and get Unavailable → 503)."""
         ...
 
     def live(self) -> TradeSink:
@@ -76,13 +79,31 @@ def _copy(consumer: Consumer, topic: str, start: dict[int, int], end: dict[int, 
             if tp.offset >= todo[tp.partition][1]:
                 del todo[tp.partition]
         decoded = decode_batch(wanted)
-        sink.write([r for r, _ in decoded.records])
+        refused = _write(sink, [r for r, _ in decoded.records])
         read += len(wanted)
-        written += len(decoded.records)
-        skipped += len(decoded.refused)
+        written += len(decoded.records) - refused
+        skipped += len(decoded.refused) + refused
         progress(done + read, total)
     consumer.unassign()
     return read, written, skipped
+
+
+def _write(sink: TradeSink, records: list[TradeRecord]) -> int:
+    """Write a batch; if the sink refuses it, one record at a time. Returns how many it refused (the live service
+    sent those to dead_letter already). Raises Unavailable."""
+    try:
+        sink.write(records)
+        return 0
+    except (Refused, InvalidRecord):
+        pass
+    refused = 0
+    for record in records:
+        try:
+            sink.write([record])
+        except (Refused, InvalidRecord) as exc:
+            log.warning("record refused", extra={"model": sink.name, "order_id": record.order_id, "error": str(exc)})
+            refused += 1
+    return refused
 
 
 def rebuild(settings: Settings, model: Rebuildable, progress: Progress = lambda _done, _total: None) -> Rebuilt:
