@@ -96,3 +96,22 @@ class TradeAnalytics(Protocol):
     def marks(self, symbols: Sequence[str], bucket_ends: Sequence[int]) -> dict[int, dict[str, Decimal]]:
         """The last fill price (any user) of each symbol before each bucket end. Raises Unavailable."""
         ...
+
+
+class Rebuildable(Protocol):
+    """A read model that can be rebuilt next to its live copy."""
+
+    name: str
+
+    def fresh(self) -> TradeSink:
+        """Create an empty copy beside the live one and return a writer into it."""
+        ...
+
+    def switch(self) -> None:
+        """Make the fresh copy the live one and drop the old (search: one alias move; ClickHouse 18.16: one RENAME,
+        during which a reader may briefly find no table and get Unavailable → 503)."""
+        ...
+
+    def live(self) -> TradeSink:
+        """A writer through the live name."""
+        ...

@@ -5,6 +5,7 @@ from __future__ import annotations
 import redis.asyncio as aredis
 from redis.asyncio.client import Pipeline
 
+from tradesim.adapters.redis.client import execute
 from tradesim.adapters.redis.prices import price_key
 from tradesim.domain.events import Tick
 
@@ -12,6 +13,18 @@ from tradesim.domain.events import Tick
 async def latest(client: aredis.Redis, symbol: str) -> tuple[Tick, int] | None:
     """The cached tick and the wall time (ms) it was written, or None. Raises redis.RedisError."""
     return decode_latest(await client.hmget(price_key(symbol), ["tick", "updated_ms"]))
+
+
+async def latest_many(client: aredis.Redis, symbols: list[str]) -> dict[str, tuple[Tick, int]]:
+    """latest() of each symbol that has a cached tick, in one round trip. Raises Unavailable."""
+    if not symbols:
+        return {}
+    pipe = client.pipeline(transaction=False)
+    for symbol in symbols:
+        queue_latest(pipe, symbol)
+    answers = await execute(pipe)
+    decoded = (decode_latest(raw) for raw in answers)
+    return {s: hit for s, hit in zip(symbols, decoded, strict=True) if hit is not None}
 
 
 def queue_latest(pipe: Pipeline, symbol: str) -> None:

@@ -16,7 +16,6 @@ import anyio
 from fastapi import APIRouter
 
 from tradesim.adapters.redis import quotes
-from tradesim.adapters.redis.client import execute
 from tradesim.domain.events import Tick
 from tradesim.domain.pnl import PositionCost, Valued, positions, value
 from tradesim.domain.trades import ZERO
@@ -33,15 +32,8 @@ router = APIRouter(prefix="/portfolio", tags=["portfolio"])
 
 async def prices(res: Resources, symbols: list[str]) -> dict[str, tuple[Tick, int]]:
     """The cached tick and its write time of each symbol that has one, in one round trip."""
-    if not symbols:
-        return {}
-    pipe = res.redis.pipeline(transaction=False)
-    for symbol in symbols:
-        quotes.queue_latest(pipe, symbol)
     with metrics.timed("redis", "prices"):
-        answers = await execute(pipe)
-    decoded = (quotes.decode_latest(raw) for raw in answers)
-    return {s: hit for s, hit in zip(symbols, decoded, strict=True) if hit is not None}
+        return await quotes.latest_many(res.redis, symbols)
 
 
 async def costs(res: Resources, user_id: str, symbols: list[str],

@@ -8,38 +8,18 @@ import logging
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
 
 from confluent_kafka import Consumer, KafkaError, TopicPartition
 
 from tradesim.adapters.kafka.client import consumer as make_consumer
 from tradesim.domain.errors import InvalidRecord
 from tradesim.domain.trades import TradeRecord
-from tradesim.ports import Refused, TradeSink, Unavailable
+from tradesim.ports import Rebuildable, Refused, TradeSink, Unavailable
 from tradesim.services.persistence.pipeline import decode_batch
 from tradesim.settings import Settings
 
 log = logging.getLogger("tradesim.persistence.rebuild")
 Progress = Callable[[int, int], None]  # (records read, records to read)
-
-
-class Rebuildable(Protocol):
-    """A read model that can be rebuilt next to its live copy."""
-
-    name: str
-
-    def fresh(self) -> TradeSink:
-        """Create an empty copy beside the live one and return a writer into it."""
-        ...
-
-    def switch(self) -> None:
-        """Make the fresh copy the live one and drop the old (search: one alias move; ClickHouse 18.16: one RENAME,
-        during which a reader may briefly find no table and get Unavailable → 503)."""
-        ...
-
-    def live(self) -> TradeSink:
-        """A writer through the live name."""
-        ...
 
 
 @dataclass

@@ -6,8 +6,7 @@ from collections.abc import Iterable
 
 from tradesim.adapters.clickhouse import trades as analytics
 from tradesim.adapters.search import trades as search
-from tradesim.ports import TradeSink
-from tradesim.services.persistence.rebuild import Rebuildable
+from tradesim.ports import Rebuildable, TradeSink
 from tradesim.settings import Settings
 
 
