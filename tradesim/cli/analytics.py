@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import re
 from typing import Annotated, Any
 
 import typer
@@ -12,14 +11,21 @@ from rich.console import Console
 from rich.table import Table
 
 from tradesim.cli.errors import cli_errors
-from tradesim.cli.readout import Interval, JsonOpt, cents, interval_param, price, signed, since_param, when
-from tradesim.domain.events import SYMBOL_RE
+from tradesim.cli.readout import (
+    Interval,
+    JsonOpt,
+    cents,
+    interval_param,
+    price,
+    signed,
+    since_param,
+    symbol_param,
+    when,
+)
 from tradesim.settings import load_settings
-from tradesim.stack.errors import UserError
 
 app = typer.Typer(help="Volume and P&L over time, from the analytics read model.", no_args_is_help=True)
 out = Console(highlight=False, soft_wrap=True)
-_SYMBOL = re.compile(f"^{SYMBOL_RE}$")
 
 
 @app.command("volume")
@@ -39,9 +45,7 @@ def _volume(symbol: str | None, interval: str, since: str | None, market: bool, 
 
     params: dict[str, Any] = {"interval": interval_param(interval), "from": since_param(since)}
     if symbol is not None:
-        if not _SYMBOL.match(symbol.upper()):
-            raise UserError(f"invalid symbol {symbol!r}")
-        params["symbol"] = symbol.upper()
+        params["symbol"] = symbol_param(symbol)
     settings = load_settings()
     key = admin_key(settings) if market else active_key(settings)[1]
     answer = call(settings, "GET", "/analytics/volume", key, params=params)

@@ -14,22 +14,20 @@ from rich.console import Console
 from rich.table import Table
 
 from tradesim.cli.errors import cli_errors
-from tradesim.domain.events import ID_RE, SYMBOL_RE
+from tradesim.cli.readout import symbol_param
+from tradesim.domain.events import ID_RE
 from tradesim.settings import load_settings
 from tradesim.stack.errors import UserError
 
 app = typer.Typer(help="Place, show and cancel orders as the active user.", no_args_is_help=True)
 out = Console(highlight=False, soft_wrap=True)
-_SYMBOL = re.compile(f"^{SYMBOL_RE}$")
 _TIFS = ("day", "gtc", "ioc")
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print the API's JSON answer.")]
 
 
 def order_body(side: str, symbol: str, qty: str, limit: str | None, stop: str | None, tif: str) -> dict[str, Any]:
     """The POST /orders body for the CLI's arguments; raises UserError naming the bad one."""
-    sym = symbol.upper()
-    if not _SYMBOL.match(sym):
-        raise UserError(f"invalid symbol {symbol!r}")
+    sym = symbol_param(symbol)
     if not qty.isdigit() or int(qty) <= 0:
         raise UserError(f"QTY must be a positive whole number of shares, got {qty!r}")
     if tif not in _TIFS:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import re
 from typing import Annotated, Any
 
 import typer
@@ -12,14 +11,12 @@ from rich.console import Console
 from rich.table import Table
 
 from tradesim.cli.errors import cli_errors
-from tradesim.cli.readout import JsonOpt, Since, cents, price, since_param, when
-from tradesim.domain.events import SYMBOL_RE
+from tradesim.cli.readout import JsonOpt, Since, cents, price, since_param, symbol_param, when
 from tradesim.domain.trades import MAX_PAGE_SIZE, STATUSES
 from tradesim.settings import load_settings
 from tradesim.stack.errors import UserError
 
 out = Console(highlight=False, soft_wrap=True)
-_SYMBOL = re.compile(f"^{SYMBOL_RE}$")
 #: the most `--limit` pages through (in pages of MAX_PAGE_SIZE)
 MAX_LIMIT = 10_000
 
@@ -29,9 +26,7 @@ def params_of(symbol: str | None, side: str | None, status: str | None, since: s
     """The /trades/search filters for the CLI's options; raises UserError naming a bad one."""
     params: dict[str, Any] = {}
     if symbol is not None:
-        if not _SYMBOL.match(symbol.upper()):
-            raise UserError(f"invalid symbol {symbol!r}")
-        params["symbol"] = symbol.upper()
+        params["symbol"] = symbol_param(symbol)
     if side is not None:
         if side not in ("buy", "sell"):
             raise UserError(f"--side must be buy or sell, got {side!r}")

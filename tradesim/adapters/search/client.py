@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from contextlib import AbstractContextManager
 from typing import Any
 
@@ -58,14 +59,7 @@ class SearchClient:
 
     def delete_index_template(self, name: str) -> bool:
         """Delete the template; False if it did not exist."""
-        try:
-            with self._translated(f"delete index template {name}"):
-                self._os.indices.delete_index_template(name=name)
-        except SearchRequestError as exc:
-            if exc.status == 404:
-                return False
-            raise
-        return True
+        return self._deleted(f"delete index template {name}", lambda: self._os.indices.delete_index_template(name=name))
 
     def create_index(self, index: str, body: dict[str, Any] | None = None) -> bool:
         """Create the index (what `body` leaves out comes from its template); False if it already existed."""
@@ -80,9 +74,13 @@ class SearchClient:
 
     def delete_index(self, index: str) -> bool:
         """Delete the index; False if it did not exist."""
+        return self._deleted(f"delete index {index}", lambda: self._os.indices.delete(index=index))
+
+    def _deleted(self, what: str, delete: Callable[[], object]) -> bool:
+        """Run a delete; False if there was nothing to delete (404)."""
         try:
-            with self._translated(f"delete index {index}"):
-                self._os.indices.delete(index=index)
+            with self._translated(what):
+                delete()
         except SearchRequestError as exc:
             if exc.status == 404:
                 return False
