@@ -6,6 +6,7 @@ cluster by configuration alone. Build it with `load_settings()` at an entry poin
 
 from __future__ import annotations
 
+import json
 import os
 from decimal import Decimal
 from pathlib import Path
@@ -223,6 +224,28 @@ class MarketDataSettings(Section):
         return self.ws_url or f"ws://{self.host}:{self.ws_port}/"
 
 
+class MarketSettings(Section):
+    """The live market (`tradesim market start`): a scenario fed to `market_data` continuously, supervised."""
+
+    host: str = Field(LOOPBACK, description="Address the feed's metrics server binds to.")
+    metrics_port: Port = Field(9110, description="Prometheus /metrics port of the feed (also its health check).")
+    scenario: str = Field("calm", description="Scenario the live market runs when `market start` names none.")
+    speed: float = Field(1.0, gt=0, description="Simulated seconds per real second (1 = real time).")
+    loop: bool = Field(True, description="Start over when the scenario ends, continuing from the last prices.")
+
+
+class TuiSettings(Section):
+    """`tradesim tui`: who trades, what is watched, and the key bindings."""
+
+    user: str | None = Field(None, description="Account (credentials name) to trade as; default the active one.")
+    watchlist: list[str] = Field(
+        default_factory=list, description="Symbols shown at start; default every symbol with a price.")
+    theme: str = Field("textual-dark", description="Textual theme name.")
+    bindings: dict[str, str] = Field(
+        default_factory=dict,
+        description="Action → key(s), overriding the defaults, e.g. {buy = \"f1\", cancel = \"delete\"}.")
+
+
 class ApiSettings(Section):
     """The order API (`python -m tradesim.services.api`): accounts, orders, health and /metrics on one port."""
 
@@ -350,6 +373,8 @@ class Settings(BaseSettings):
     trading: TradingSettings = TradingSettings()
     api: ApiSettings = ApiSettings()
     persistence: PersistenceSettings = PersistenceSettings()
+    market: MarketSettings = MarketSettings()
+    tui: TuiSettings = TuiSettings()
 
     @field_validator("home", "cache_dir", "scenarios_dir")
     @classmethod
@@ -387,6 +412,9 @@ def settings_to_env(settings: Settings) -> dict[str, str]:
             return
         if isinstance(value, SecretStr):
             value = value.get_secret_value()
+        if isinstance(value, list | dict):
+            env[prefix] = json.dumps(value)  # pydantic-settings parses complex values from env as JSON
+            return
         env[prefix] = str(value).lower() if isinstance(value, bool) else str(value)
 
     for name in Settings.model_fields:
