@@ -1,0 +1,89 @@
+"""Recent bars per symbol and interval: a capped sorted set by window start, published on change.
+
+Clients (the TUI's chart and sparklines) need a short history on connect and every new bar after it. Bars of one
+symbol arrive in window order (one Kafka partition per symbol, emitted at the watermark), so a bar whose window
+starts before the newest kept one means the market's clock went back: a new scenario run started. The set then
+starts over, so a chart never mixes two runs. A bar for a window already kept (a re-delivery) replaces it.
+Check, write, trim and publish are one Lua script, atomic with several service copies writing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import redis
+
+from tradesim.domain.events import Bar
+
+#: bars kept per symbol and interval: 5 min of 1 s bars, 5 h of 1 min bars
+KEEP = 300
+CHANNEL_PREFIX = "bars:"
+CHANNEL_PATTERN = CHANNEL_PREFIX + "*"
+
+# KEYS[i]: the bar set. ARGV: keep, then 3 per bar: window start, json, channel.
+_APPLY = """
+local keep = tonumber(ARGV[1])
+for i = 1, #KEYS do
+  local b = 2 + (i - 1) * 3
+  local start = tonumber(ARGV[b])
+  local top = redis.call('ZREVRANGE', KEYS[i], 0, 0, 'WITHSCORES')
+  if top[2] ~= nil and start < tonumber(top[2]) then
+    redis.call('DEL', KEYS[i])
+  end
+  redis.call('ZREMRANGEBYSCORE', KEYS[i], start, start)
+  redis.call('ZADD', KEYS[i], start, ARGV[b + 1])
+  redis.call('ZREMRANGEBYRANK', KEYS[i], 0, -(keep + 1))
+  redis.call('PUBLISH', ARGV[b + 2], ARGV[b + 1])
+end
+return #KEYS
+"""
+CHUNK = 256
+
+
+def bars_key(symbol: str, interval: str) -> str:
+    return f"bars:{symbol}:{interval}"
+
+
+def channel(symbol: str, interval: str) -> str:
+    return f"{CHANNEL_PREFIX}{symbol}:{interval}"
+
+
+def parse_channel(name: str) -> tuple[str, str]:
+    """(symbol, interval) of a bar channel name."""
+    symbol, _, interval = name[len(CHANNEL_PREFIX):].rpartition(":")
+    return symbol, interval
+
+
+class BarCache:
+    """Synchronous writer and reader of the recent-bars sets."""
+
+    def __init__(self, client: redis.Redis, keep: int = KEEP) -> None:
+        self._r = client
+        self._keep = keep
+        self._script = client.register_script(_APPLY)
+
+    def apply(self, bars: Iterable[tuple[Bar, bytes]]) -> int:
+        """Write a batch (bar, its encoded JSON) in order, in few round trips; returns how many were written."""
+        pipe = self._r.pipeline(transaction=False)
+        keys: list[str] = []
+        args: list[object] = [self._keep]
+        written = 0
+        for bar, raw in bars:
+            keys.append(bars_key(bar.symbol, bar.interval))
+            args += [bar.window_start_ms, raw, channel(bar.symbol, bar.interval)]
+            if len(keys) == CHUNK:
+                self._script(keys=keys, args=args, client=pipe)
+                written += len(keys)
+                keys, args = [], [self._keep]
+        if keys:
+            self._script(keys=keys, args=args, client=pipe)
+            written += len(keys)
+        if written:
+            pipe.execute()
+        return written
+
+    def recent(self, symbol: str, interval: str, count: int = KEEP) -> list[str]:
+        """The newest `count` bars' JSON, oldest first."""
+        got: list[Any] = self._r.zrange(bars_key(symbol, interval), -count, -1)
+        return [g.decode() if isinstance(g, bytes) else g for g in got]
