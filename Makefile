@@ -1,4 +1,5 @@
-# The README's commands. `make demo` sets up and runs the stack; `make test` runs every check and test.
+# The README's commands. `make demo` sets up and runs everything a first session needs; `make test` runs every
+# check and test.
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
@@ -13,10 +14,9 @@ $(VENV)/.installed: pyproject.toml
 
 install: $(VENV)/.installed
 
+# the stack, the standard jobs, a live market and a `demo` account; opens the TUI when run in a terminal
 demo: install
-	$(BIN)/tradesim doctor || true
-	$(BIN)/tradesim up
-	$(BIN)/tradesim status
+	$(BIN)/tradesim up --demo
 
 check: install
 	$(BIN)/ruff check .

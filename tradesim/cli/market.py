@@ -1,11 +1,14 @@
-"""Market-data commands: `tradesim replay` (scenario → Kafka) and `tradesim prices` (live table over WebSocket)."""
+"""Market-data commands: `tradesim replay` (scenario → Kafka), `tradesim prices` (live table over WebSocket) and
+`tradesim market start|stop|status` (the live market, a supervised stack component)."""
 
 from __future__ import annotations
 
 import json
+import sys
 import time
 from decimal import Decimal
-from typing import Annotated
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -13,8 +16,11 @@ from rich.live import Live
 from rich.table import Table
 
 from tradesim.cli.errors import cli_errors
-from tradesim.settings import load_settings
+from tradesim.settings import Settings, load_settings
 from tradesim.stack.errors import StackError, UserError
+
+if TYPE_CHECKING:
+    from tradesim.stack.market import MarketRequest
 
 out = Console(highlight=False, soft_wrap=True)
 
@@ -148,6 +154,181 @@ def _table(rows: dict, order: list[str]) -> Table:  # type: ignore[type-arg]
     return table
 
 
+market_app = typer.Typer(help="The live market: a scenario fed to market_data continuously, supervised like the "
+                         "servers (shown in `tradesim status`).", no_args_is_help=True)
+
+
+@market_app.command("start")
+def market_start(
+    scenario: Annotated[str | None, typer.Argument(
+        help="Scenario name or YAML path; default settings.market.scenario (calm).", show_default=False)] = None,
+    speed: Annotated[str | None, typer.Option(
+        "--speed", help="Simulated seconds per real second; default settings.market.speed (1: real time).",
+        show_default=False)] = None,
+    loop: Annotated[bool | None, typer.Option(
+        "--loop/--no-loop", help="Start over at the end, continuing from the last prices; default "
+        "settings.market.loop (on).", show_default=False)] = None,
+) -> None:
+    """Run a scenario continuously as the stack component `market` (kept by `up` until `market stop`)."""
+    _market_start(scenario, speed, loop)
+
+
+@cli_errors
+def _market_start(scenario: str | None, speed: str | None, loop: bool | None) -> None:
+    out.print(start_market(load_settings(), scenario, speed, loop), markup=False)
+
+
+def start_market(settings: Settings, scenario: str | None, speed: str | float | None, loop: bool | None, *,
+                 keep_any: bool = False) -> str:
+    """Start (or keep, or restart with a new choice) the live market; returns one line saying what runs.
+    `keep_any`: a market that runs is kept whatever it plays (the demo needs a market, not this one).
+    Raises UserError / ScenarioError for bad input, StackError when it cannot run."""
+    from tradesim.stack import registry
+    from tradesim.stack.market import MarketService, clear_request, read_request, write_request
+    from tradesim.stack.supervisor import Supervisor
+
+    if settings.stack.runtime == "docker":
+        raise UserError("`tradesim market` drives the native stack; with docker run "
+                        "`docker compose -f docker/compose.yaml --profile market up -d market`")
+    request = _market_request(settings, scenario, speed, loop)
+    kafka = Supervisor(settings, registry.build(settings, ["kafka"])).status()[0]
+    if not kafka.healthy:
+        raise StackError(f"Kafka is not running ({kafka.detail or kafka.state}); start the stack with `tradesim up`")
+    sup = Supervisor(settings, [MarketService(settings)], progress=lambda _c, _m: None)
+    row = sup.status()[0]
+    current = read_request(settings)
+    if row.state == "running" and current is not None and (current == request or keep_any):
+        return f"market already running: {_describe(current)} (pid {row.pid})"
+    if row.state in ("running", "unhealthy"):
+        sup.down()  # running something else: replace it
+    write_request(settings, request)
+    try:
+        (row,) = sup.up()
+    except StackError:
+        clear_request(settings)  # a market that cannot start must not make every later `tradesim up` fail
+        raise
+    run = _run_record(settings, row.pid)
+    return f"market running: {_describe(request)}" + (f", run {run.run_id}" if run else "") + f" (pid {row.pid})"
+
+
+def _market_request(settings: Settings, scenario: str | None, speed: str | float | None,
+                    loop: bool | None) -> MarketRequest:
+    import math
+
+    from tradesim.scenarios.generators import check_live
+    from tradesim.scenarios.loader import SUFFIXES, find_scenario, load_scenario
+    from tradesim.stack.market import MarketRequest
+
+    m = settings.market
+    if speed is None:
+        pace = m.speed
+    else:
+        try:
+            pace = float(speed)
+        except ValueError:
+            raise UserError(f"--speed must be a positive number, got {speed!r}") from None
+        if not (math.isfinite(pace) and pace > 0):
+            raise UserError(f"--speed must be a positive number, got {speed!r}")
+    name = scenario or m.scenario
+    path = find_scenario(name, settings.scenarios_dir)  # ScenarioError (exit 2) names the available ones
+    check_live(load_scenario(path))
+    # a name stays a name (readable in status); a path is made absolute: the feed runs in another folder
+    given = Path(name)
+    stored = name if given.suffix not in SUFFIXES and len(given.parts) == 1 else str(path.resolve())
+    return MarketRequest(stored, pace, m.loop if loop is None else loop)
+
+
+def _describe(request: MarketRequest) -> str:
+    return f"{request.scenario} at speed {request.speed:g}, " + ("looping" if request.loop else "once")
+
+
+def _run_record(settings: Settings, pid: int | None) -> Any:
+    from tradesim.services.market.feed import read_run
+    from tradesim.stack.market import RUN_FILE, market_dir
+
+    run = read_run(market_dir(settings) / RUN_FILE)
+    return run if run is not None and run.pid == pid else None
+
+
+@market_app.command("stop")
+def market_stop() -> None:
+    """Stop the live market; `tradesim up` leaves it stopped until the next `market start`."""
+    _market_stop()
+
+
+@cli_errors
+def _market_stop() -> None:
+    from tradesim.stack.market import MarketService, clear_request
+    from tradesim.stack.supervisor import Supervisor
+
+    settings = load_settings()
+    requested = clear_request(settings)
+    stopped = Supervisor(settings, [MarketService(settings)], progress=lambda _c, _m: None).down()
+    out.print("market stopped" if stopped or requested else "market was not running")
+
+
+@market_app.command("status")
+def market_status(as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False) -> None:
+    """State, scenario, speed, run id, ticks published, passes; exit 1 if started but not healthy."""
+    _market_status(as_json)
+
+
+@cli_errors
+def _market_status(as_json: bool) -> None:
+    from dataclasses import asdict
+
+    from tradesim.stack.market import MarketService, read_request
+    from tradesim.stack.supervisor import Supervisor
+
+    settings = load_settings()
+    comp = MarketService(settings)
+    row = Supervisor(settings, [comp]).status()[0]
+    request = read_request(settings)
+    run = _run_record(settings, row.pid) if row.state == "running" else None
+    counts = _feed_metrics(comp.address()) if row.state == "running" else {}
+    doc = {"state": row.state, "healthy": row.healthy, "detail": row.detail, "pid": row.pid,
+           "request": asdict(request) if request else None, "run": asdict(run) if run else None, **counts}
+    if as_json:
+        sys.stdout.write(json.dumps(doc, indent=2) + "\n")
+    elif row.state == "running":
+        out.print(f"market running (pid {row.pid}): {_describe(request) if request else 'settings defaults'}",
+                  markup=False)
+        if run is not None:
+            started = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(run.start_ms / 1000))
+            out.print(f"run {run.run_id}, scenario id {run.scenario_id}, event time from {started} UTC", markup=False)
+        if counts:
+            last = counts.get("last_event_time_ms")
+            when = time.strftime("%H:%M:%S", time.gmtime(last / 1000)) if last else "-"
+            out.print(f"{counts['ticks_published']:,} ticks published, {counts['loops_completed']} passes "
+                      f"completed, last event time {when} UTC", markup=False)
+    elif row.state == "stopped" and row.healthy:
+        out.print("market stopped: nobody started it (`tradesim market start`)", markup=False)
+    else:
+        out.print(f"market {row.state}: {row.detail or '-'}", markup=False)
+    if not row.healthy:
+        raise typer.Exit(1)
+
+
+def _feed_metrics(url: str) -> dict[str, int]:
+    """The feed's counters from its /metrics page; {} when it does not answer."""
+    import urllib.error
+    import urllib.request
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    try:
+        with urllib.request.urlopen(url, timeout=2) as answer:  # noqa: S310 - our own http:// endpoint
+            text = answer.read().decode()
+    except (OSError, urllib.error.URLError):
+        return {}
+    values = {s.name: s.value for f in text_string_to_metric_families(text) for s in f.samples}
+    return {"ticks_published": int(values.get("tradesim_market_ticks_published_total", 0)),
+            "ticks_failed": int(values.get("tradesim_market_ticks_failed_total", 0)),
+            "loops_completed": int(values.get("tradesim_market_loops_completed_total", 0)),
+            "last_event_time_ms": int(values.get("tradesim_market_last_event_time_seconds", 0) * 1000)}
+
+
 def register(app: typer.Typer) -> None:
     app.command()(replay)
     app.command()(prices)
+    app.add_typer(market_app, name="market")

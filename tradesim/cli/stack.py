@@ -43,13 +43,30 @@ class _LineProgress:
 
 def up(only: Only = None, runtime: Runtime = None,
        with_jobs: Annotated[bool, typer.Option("--with-jobs", help="Then submit the standard Flink jobs.")]
-       = False) -> None:
+       = False,
+       demo: Annotated[bool, typer.Option(
+           "--demo", help="Also the standard jobs, the live market and a demo account with cash; then open the "
+           "TUI when run in a terminal.")] = False,
+       demo_user: Annotated[str, typer.Option(
+           "--demo-user", help="Account of --demo: created with 100,000 cash, or reused if this machine has its "
+           "key.")] = "demo") -> None:
     """Provision, start and health-check the stack; what already runs healthy is left alone."""
-    _up(only, runtime, with_jobs)
+    if not demo:
+        _up(only, runtime, with_jobs)
+        return
+    _demo(only, runtime, demo_user)
+    if sys.stdin.isatty() and sys.stdout.isatty():
+        _open_tui(demo_user)
+    else:
+        out.print("open the trading terminal: tradesim tui", markup=False)
 
 
 @cli_errors
 def _up(only: str | None, runtime: str | None, with_jobs: bool = False) -> None:
+    _bring_up(only, runtime, with_jobs, show=True)
+
+
+def _bring_up(only: str | None, runtime: str | None, with_jobs: bool, *, show: bool) -> None:
     from tradesim.stack import registry
 
     settings = load_settings()
@@ -57,21 +74,83 @@ def _up(only: str | None, runtime: str | None, with_jobs: bool = False) -> None:
     if _runtime(settings, runtime) == "docker":
         from tradesim.stack.docker import DockerRuntime
 
-        DockerRuntime(settings, comps).up()
+        # on-demand components (the live market) run under docker only when started there explicitly
+        DockerRuntime(settings, [c for c in comps if c.not_requested() is None]).up()
         out.print("stack is up (docker)")
         return
     from tradesim.stack.supervisor import Supervisor
 
     rows = Supervisor(settings, comps, progress=_LineProgress()).up()
-    _print_table(rows)
+    if show:
+        _print_table(rows)
     bad = [r.name for r in rows if not r.healthy]
     if bad:
+        if not show:
+            _print_table(rows)
         raise StackError(f"not healthy after up: {', '.join(bad)}")
     if with_jobs:
         from tradesim.stack.jobs import submit_standard_jobs
 
         for line in submit_standard_jobs(settings, progress=lambda msg: out.print(f"flink: {msg}", markup=False)):
             out.print(line, markup=False)
+
+
+DEMO_CASH = "100000"
+
+
+@cli_errors
+def _demo(only: str | None, runtime: str | None, user: str) -> None:
+    """`up --demo`: everything a first session needs, each step idempotent, then what runs."""
+    from tradesim.cli.market import start_market
+    from tradesim.stack import registry
+    from tradesim.stack.supervisor import Supervisor
+
+    if only:
+        raise UserError("--demo brings up the whole stack; leave out --only")
+    settings = load_settings()
+    if _runtime(settings, runtime) == "docker":
+        raise UserError("--demo runs the native stack; leave out --runtime docker")
+    _bring_up(None, runtime, True, show=False)
+    market = start_market(settings, None, None, None, keep_any=True)
+    account = _demo_account(settings, user)
+    _print_table(Supervisor(settings, registry.build(settings)).status())
+    out.print(market, markup=False)
+    out.print(account, markup=False)
+
+
+def _demo_account(settings: Settings, name: str) -> str:
+    """Reuse the account if this machine holds a working key for it, else create it; either way make it active."""
+    from tradesim.cli.apiclient import admin_key, call, credentials_path, load_credentials, save_credentials
+
+    data = load_credentials(settings)
+    stored = data["users"].get(name)
+    if stored:
+        try:
+            me = call(settings, "GET", "/accounts/me", stored["api_key"])
+        except UserError:
+            me = None  # the key no longer works (the stack was purged): create the account again
+        if me is not None:
+            data["active"] = name
+            save_credentials(settings, data)
+            return f"account {name}: cash {me['cash']} (reused; active user)"
+    try:
+        created = call(settings, "POST", "/accounts", admin_key(settings), json_body={"name": name, "cash": DEMO_CASH})
+    except UserError as exc:
+        if "account_exists" not in str(exc):
+            raise
+        raise UserError(f"account {name!r} exists, but {credentials_path(settings)} has no working key for it: use "
+                        "the credentials file that created it, or pick another name with --demo-user") from None
+    data["users"][name] = {"user_id": created["user_id"], "api_key": created["api_key"]}
+    data["active"] = name
+    path = save_credentials(settings, data)
+    return f"account {name}: created with {created['starting_cash']} cash; key saved to {path} (active user)"
+
+
+@cli_errors
+def _open_tui(user: str) -> None:
+    from tradesim.tui.app import run
+
+    run(user=user)
 
 
 def down(purge: Annotated[bool, typer.Option("--purge", help="Also delete data.")] = False,
@@ -123,10 +202,12 @@ def _print_table(rows: list) -> None:  # type: ignore[type-arg]
     for col in ("component", "state", "pid", "address", "version", "uptime", "health"):
         table.add_column(col)
     for r in rows:
-        colour = "green" if r.healthy else ("yellow" if r.state == "stopped" else "red")
+        # "stopped" and healthy: an on-demand component nobody started (the market); detail says how to start it
+        colour = "yellow" if r.state == "stopped" else ("green" if r.healthy else "red")
+        health = "ok" if r.healthy and r.state != "stopped" else (r.detail or "-")
         uptime = f"{r.uptime_s:.0f}s" if r.uptime_s is not None else "-"
         table.add_row(r.name, f"[{colour}]{r.state}[/]", str(r.pid or "-"), r.address or "-", r.version or "-",
-                      uptime, "ok" if r.healthy else (r.detail or "-"))
+                      uptime, health)
     out.print(table)
     for r in rows:
         if r.last_log_lines and not r.healthy:

@@ -10,7 +10,8 @@ from __future__ import annotations
 import heapq
 import math
 import random
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
+from decimal import Decimal
 
 from tradesim.domain.events import Tick
 from tradesim.scenarios.errors import ScenarioError
@@ -116,23 +117,25 @@ class ShockPlan:
 
 
 class _SymbolSim:
-    def __init__(self, scenario: Scenario, spec: SymbolSpec) -> None:
+    def __init__(self, scenario: Scenario, spec: SymbolSpec, initial_price: Decimal | None = None) -> None:
         self.spec = spec
         self.symbol = spec.symbol
         self.scenario_id = scenario.id
         dt_years = scenario.tick_interval_ms / YEAR_MS
         base = f"{scenario.seed}/{spec.symbol}"
-        self.path = PricePath(float(spec.initial_price), spec.drift, spec.volatility, dt_years,
-                              _rng(f"{base}/price"))
+        initial = spec.initial_price if initial_price is None else initial_price
+        self.path = PricePath(float(initial), spec.drift, spec.volatility, dt_years, _rng(f"{base}/price"))
         self.size = size_sampler(spec.volume, _rng(f"{base}/volume"))
         self.shocks = ShockPlan([s for s in scenario.events if s.symbol in ("*", spec.symbol)])
+        #: shock factor carried over from earlier passes of a looping live market (1.0 otherwise: exact in float)
+        self.carry = 1.0
         self.tick_size = spec.tick_size
         self.tick_f = float(spec.tick_size)
 
     def tick(self, step: int, offset_ms: int, time_ms: int) -> Tick:
         gbm = self.path.price if step == 0 else self.path.step()
         factor, spread_mult = self.shocks.at(offset_ms)
-        mid = gbm * factor
+        mid = gbm * factor * self.carry
         m = mid / self.tick_f  # work in whole ticks so every price is an exact multiple of tick_size
         half = self.spec.spread.half_width(mid) * spread_mult / self.tick_f
         if half == 0:
@@ -156,3 +159,43 @@ def _generated(scenario: Scenario, specs: list[SymbolSpec]) -> Iterator[Tick]:
         for sim in sims:
             yield sim.tick(step, offset, start_ms + offset)
 
+
+
+def check_live(scenario: Scenario) -> None:
+    """Raise ScenarioError unless the scenario can run as a live market (generated symbols only)."""
+    if scenario.source is not None:
+        raise ScenarioError.one(scenario.id, "source",
+                                "a live market generates its prices and a recorded CSV cannot continue past its "
+                                "end; replay it with `tradesim replay` instead")
+
+
+def generate_live(scenario: Scenario, start_ms: int, *, loop: bool = True,
+                  initial_prices: Mapping[str, Decimal] | None = None) -> Iterator[Tick]:
+    """The scenario as a live market whose first tick is at `start_ms`; with `loop`, endless.
+
+    A pass is the scenario once; the next pass continues every symbol's path where the last ended: the same
+    random streams keep drawing, so the first price of a pass is one ordinary step from the last of the one
+    before, the shocks already applied stay applied (the next pass's shocks act on top), and seq and event
+    time keep counting. `initial_prices` replaces a symbol's `initial_price` (a restarted feed continues from
+    the cached quote). Raises ScenarioError (at the first `next`) for a scenario `check_live` refuses.
+    """
+    check_live(scenario)
+    given = initial_prices or {}
+    sims = [_SymbolSim(scenario, spec, given.get(spec.symbol)) for spec in scenario.symbols]
+    interval, steps = scenario.tick_interval_ms, scenario.steps
+    step = 0
+    while True:
+        for i in range(steps):
+            for sim in sims:
+                yield sim.tick(step, i * interval, start_ms + step * interval)
+            step += 1
+        if not loop:
+            return
+        for sim in sims:
+            # fold in the shock level of the pass's last tick, so the next pass starts from that price
+            sim.carry *= sim.shocks.at((steps - 1) * interval)[0]
+
+
+def pass_of(scenario: Scenario, tick: Tick) -> int:
+    """Which pass (0, 1, ...) of `generate_live` a tick belongs to."""
+    return (tick.seq - 1) // scenario.steps

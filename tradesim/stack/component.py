@@ -88,6 +88,11 @@ class Component(ABC):
         """Create topics / tables / indices; idempotent. Default: nothing."""
         return None
 
+    def not_requested(self) -> str | None:
+        """For an on-demand component nobody asked to run (the live market): the hint that starts it, so `up`
+        leaves it stopped and `status` shows it stopped without counting it as unhealthy. None: it should run."""
+        return None
+
 
 class ServiceComponent(Component):
     """A tradesim Python service run by the stack (`python -m <module>`): nothing to provision, and it sees

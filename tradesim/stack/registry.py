@@ -10,6 +10,7 @@ from tradesim.stack.dynamodb import DynamoDB
 from tradesim.stack.errors import UserError
 from tradesim.stack.flink import Flink
 from tradesim.stack.kafka import Kafka
+from tradesim.stack.market import MarketService
 from tradesim.stack.marketdata import MarketDataService
 from tradesim.stack.opensearch import OpenSearch
 from tradesim.stack.persistence import PersistenceService
@@ -21,6 +22,8 @@ COMPONENT_TYPES: tuple[type[Component], ...] = (
     MarketDataService,
     PersistenceService,
     ApiService,
+    # on demand: runs only after `tradesim market start` (see stack/market.py)
+    MarketService,
 )
 NAMES: tuple[str, ...] = tuple(c.name for c in COMPONENT_TYPES)
 

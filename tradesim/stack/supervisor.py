@@ -84,6 +84,11 @@ class Supervisor:
             problem = self._health(comp)
             return ComponentStatus(comp.name, "external", problem is None, address=comp.address(),
                                    detail=problem or "external endpoint, not managed by tradesim")
+        off = comp.not_requested()
+        if off is not None and (record is None or not self.processes.is_alive(record.handle)):
+            # stopped on purpose: as it should be, so it does not make the stack unhealthy
+            return ComponentStatus(comp.name, "stopped", True, address=comp.address(), log=str(comp.log_path),
+                                   detail=off)
         if record is None:
             return ComponentStatus(comp.name, "stopped", False, address=comp.address(), log=str(comp.log_path))
         base = dict(pid=record.pid, address=record.address, version=record.version, log=record.log)
@@ -114,10 +119,15 @@ class Supervisor:
         with self.state_file.locked():
             state = self.state_file.load()
             to_start: list[Component] = []
+            parked: set[str] = set()  # on-demand components nobody asked for: left stopped, not initialized
             for comp in self.components:
                 status = self.probe(comp, state.components.get(comp.name))
                 if status.state in ("running", "external") and status.healthy:
                     self.progress(comp.name, "already running" if status.state == "running" else "external")
+                    continue
+                if status.state == "stopped" and status.healthy:
+                    self.progress(comp.name, status.detail or "not requested")
+                    parked.add(comp.name)
                     continue
                 if status.state == "external":
                     raise StartError(f"{comp.name}: external endpoint {comp.address()} is not healthy: "
@@ -157,6 +167,8 @@ class Supervisor:
                 started.append(comp.name)
 
             for comp in self.components:
+                if comp.name in parked:
+                    continue
                 self.progress(comp.name, "initializing")
                 try:
                     comp.initialize(lambda msg, n=comp.name: self.progress(n, msg))  # type: ignore[misc]

@@ -64,6 +64,10 @@ class TickPublisher:
         if self.stats.sent % 1000 == 0:
             self._producer.poll(0)
 
+    def poll(self, timeout_s: float = 0.0) -> None:
+        """Serve delivery reports now: a slow steady feed would otherwise count them only every 1000 ticks."""
+        self._producer.poll(timeout_s)
+
     def close(self, timeout_s: float = 60) -> PublishStats:
         remaining = self._producer.flush(timeout_s)
         if remaining or self.stats.failed:

@@ -1,0 +1,97 @@
+"""The live market as an on-demand stack component: it runs only after `tradesim market start` asked for it.
+
+The request (scenario, speed, loop) is a small file in the component's folder, written by `market start` and
+removed by `market stop`. While it exists, `tradesim up` brings the market back like any server and
+`tradesim down` stops it with the rest (keeping the request); without it the market is "stopped" on purpose,
+which does not make the stack unhealthy.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import urllib.error
+import urllib.request
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from tradesim.settings import Settings
+from tradesim.stack.component import PortSpec, ServiceComponent, Unhealthy
+
+REQUEST_FILE = "request.json"
+#: written by the feed process at its start (run id, event-time start); read by `tradesim market status`
+RUN_FILE = "run.json"
+START_HINT = "not started: `tradesim market start`"
+
+
+@dataclass(frozen=True)
+class MarketRequest:
+    """What `market start` asked for; `scenario` is a name in `scenarios_dir` or an absolute path."""
+
+    scenario: str
+    speed: float
+    loop: bool
+
+    @classmethod
+    def defaults(cls, settings: Settings) -> MarketRequest:
+        m = settings.market
+        return cls(m.scenario, m.speed, m.loop)
+
+
+def market_dir(settings: Settings) -> Path:
+    return settings.stack_dir / MarketService.name
+
+
+def read_request(settings: Settings) -> MarketRequest | None:
+    """The standing request, or None when nobody started the market (an unreadable file counts as none)."""
+    try:
+        raw = json.loads((market_dir(settings) / REQUEST_FILE).read_text())
+        return MarketRequest(str(raw["scenario"]), float(raw["speed"]), bool(raw["loop"]))
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def write_request(settings: Settings, request: MarketRequest) -> None:
+    path = market_dir(settings) / REQUEST_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(asdict(request)) + "\n")
+    os.replace(tmp, path)
+
+
+def clear_request(settings: Settings) -> bool:
+    """Withdraw the request; True if there was one."""
+    try:
+        (market_dir(settings) / REQUEST_FILE).unlink()
+    except FileNotFoundError:
+        return False
+    return True
+
+
+class MarketService(ServiceComponent):
+    name = "market"
+    module = "tradesim.services.market"
+    needs = ("kafka", "redis")
+
+    def ports(self) -> list[PortSpec]:
+        m = self.settings.market
+        return [PortSpec(m.host, m.metrics_port, "TRADESIM_MARKET__METRICS_PORT")]
+
+    def address(self) -> str:
+        m = self.settings.market
+        return f"http://{m.host}:{m.metrics_port}/metrics"
+
+    def not_requested(self) -> str | None:
+        return None if read_request(self.settings) is not None else START_HINT
+
+    def argv(self) -> list[str]:
+        request = read_request(self.settings) or MarketRequest.defaults(self.settings)
+        return [*super().argv(), "--scenario", request.scenario, "--speed", repr(request.speed),
+                "--loop" if request.loop else "--no-loop", "--run-file", str(self.dir / RUN_FILE)]
+
+    def check_health(self) -> None:
+        try:
+            with urllib.request.urlopen(self.address(), timeout=2) as answer:  # noqa: S310 - our own endpoint
+                answer.read()
+        except (OSError, urllib.error.URLError) as exc:
+            raise Unhealthy(f"market feed metrics {self.address()} not answering: {exc}") from None
