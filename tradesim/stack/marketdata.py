@@ -11,7 +11,7 @@ from tradesim.stack.component import PortSpec, ServiceComponent, Unhealthy
 class MarketDataService(ServiceComponent):
     name = "marketdata"
     module = "tradesim.services.marketdata"
-    needs = ("kafka", "redis")
+    needs = ("kafka", "redis", "dynamodb")
 
     @property
     def external(self) -> bool:

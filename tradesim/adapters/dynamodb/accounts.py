@@ -6,6 +6,7 @@ job changes the same item.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -20,6 +21,12 @@ from tradesim.domain.errors import DomainError, PortfolioNotFound, VersionConfli
 
 _to_dynamo = TypeSerializer().serialize
 _from_dynamo = TypeDeserializer().deserialize
+
+
+def hash_key(api_key: str) -> str:
+    """What an account stores and is found by instead of its key: SHA-256 (keys are 256-bit random, so a fast
+    hash is enough; no password stretching needed)."""
+    return hashlib.sha256(api_key.encode()).hexdigest()
 
 
 class AccountExists(DomainError):

@@ -9,13 +9,13 @@ from decimal import Decimal
 import anyio
 from fastapi import APIRouter, Path
 
-from tradesim.adapters.dynamodb.accounts import Account, AccountExists
+from tradesim.adapters.dynamodb.accounts import Account, AccountExists, hash_key
 from tradesim.domain.errors import PortfolioExists, PortfolioNotFound, VersionConflict
 from tradesim.domain.money import round_cash
 from tradesim.services.api import metrics
 from tradesim.services.api.deps import Admin, CurrentUser, Res
 from tradesim.services.api.errors import ApiError, responses
-from tradesim.services.api.resources import Resources, hash_key
+from tradesim.services.api.resources import Resources
 from tradesim.services.api.schemas import AccountCreate, AccountCreated, AccountInfo, AccountList, ResetDone
 
 router = APIRouter(prefix="/accounts", tags=["accounts"])

@@ -11,10 +11,10 @@ import anyio
 from fastapi import Depends, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from tradesim.adapters.dynamodb.accounts import Account
+from tradesim.adapters.dynamodb.accounts import Account, hash_key
 from tradesim.services.api import metrics
 from tradesim.services.api.errors import ApiError, unauthorized
-from tradesim.services.api.resources import Resources, hash_key
+from tradesim.services.api.resources import Resources
 from tradesim.services.api.schemas import USER_ID_PATTERN
 from tradesim.services.api.windows import invalid
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -25,11 +24,6 @@ from tradesim.ports import TradeAnalytics, TradeSearch
 from tradesim.services.api import metrics
 from tradesim.services.api.admin_key import load_admin_key
 from tradesim.settings import Settings
-
-
-def hash_key(api_key: str) -> str:
-    """SHA-256 of the key: keys are 256-bit random, so a fast hash is enough (no password stretching needed)."""
-    return hashlib.sha256(api_key.encode()).hexdigest()
 
 
 @dataclass

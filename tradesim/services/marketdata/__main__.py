@@ -1,17 +1,36 @@
-"""`python -m tradesim.services.marketdata`: the consumer thread and the WebSocket server in one process."""
+"""`python -m tradesim.services.marketdata`: the two consumer threads and the WebSocket server in one process."""
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import signal
 import threading
+from collections.abc import Callable
 
 from prometheus_client import start_http_server
 
 from tradesim.services import logs
 from tradesim.services.marketdata.consumer import TickConsumer
-from tradesim.services.marketdata.ws import run_server
+from tradesim.services.marketdata.keys import KeyChecker
+from tradesim.services.marketdata.outcomes import Outcome, OutcomeFeed
+from tradesim.services.marketdata.ws import MarketDataHub, run_server
 from tradesim.settings import load_settings
+
+
+def _start(name: str, run: Callable[[], None], stop: threading.Event, log: logging.Logger) -> threading.Thread:
+    """Run a consumer in a thread; if it crashes, stop the service so the stack restarts it."""
+
+    def guarded() -> None:
+        try:
+            run()
+        except Exception:
+            log.exception("consumer crashed; stopping the service so the stack restarts it", extra={"thread": name})
+            stop.set()
+
+    thread = threading.Thread(target=guarded, name=name, daemon=True)
+    thread.start()
+    return thread
 
 
 def main() -> None:
@@ -19,23 +38,25 @@ def main() -> None:
     settings = load_settings()
     start_http_server(settings.marketdata.metrics_port, addr=settings.marketdata.host)
     stop_consumer = threading.Event()
-    consumer = TickConsumer(settings, stop_consumer)
-
-    def consume() -> None:
-        try:
-            consumer.run()
-        except Exception:
-            log.exception("consumer crashed; stopping the service so the stack restarts it")
-            stop_consumer.set()
-
-    thread = threading.Thread(target=consume, name="tick-consumer", daemon=True)
-    thread.start()
+    threads = [_start("tick-consumer", TickConsumer(settings, stop_consumer).run, stop_consumer, log)]
+    keys = KeyChecker(settings)
 
     async def serve() -> None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
+        feed_ready = threading.Event()
+        hub = MarketDataHub(settings, keys, feed_ready)
+
+        def deliver(batch: list[Outcome]) -> None:
+            try:
+                loop.call_soon_threadsafe(hub.push_outcomes, batch)
+            except RuntimeError:  # the loop is closed: the service is stopping
+                stop_consumer.set()
+
+        feed = OutcomeFeed(settings, stop_consumer, deliver, feed_ready)
+        threads.append(_start("outcome-feed", feed.run, stop_consumer, log))
 
         async def watch_consumer() -> None:
             await asyncio.to_thread(stop_consumer.wait)
@@ -43,14 +64,16 @@ def main() -> None:
 
         watcher = asyncio.create_task(watch_consumer(), name="consumer-watch")
         try:
-            await run_server(settings, stop)
+            await run_server(hub, stop)
         finally:
             stop_consumer.set()  # also releases the watcher's thread, so asyncio.run can shut its executor down
             watcher.cancel()
 
     asyncio.run(serve())
     stop_consumer.set()
-    thread.join(timeout=10)
+    for thread in threads:
+        thread.join(timeout=10)
+    keys.close()
     log.info("stopped")
 
 

@@ -13,3 +13,13 @@ LAG = Gauge("tradesim_marketdata_consumer_lag", "Records behind the end of marke
 UPDATES_OUT = Counter("tradesim_marketdata_updates_out_total", "Frames sent to WebSocket clients")
 QUEUE_DROPS = Counter("tradesim_marketdata_queue_drops_total", "Updates conflated away for slow clients")
 CLIENTS = Gauge("tradesim_marketdata_clients", "Connected WebSocket clients")
+ACCOUNT_CLIENTS = Gauge("tradesim_marketdata_account_clients", "WebSocket clients following an account")
+OUTCOMES_IN = Counter("tradesim_marketdata_outcomes_in_total", "Order outcomes read from trade_executed")
+OUTCOMES_PUSHED = Counter("tradesim_marketdata_outcomes_pushed_total",
+                          "Order outcomes queued to account clients (one per client)")
+OUTCOMES_SKIPPED = Counter("tradesim_marketdata_outcome_records_skipped_total",
+                           "Malformed records on trade_executed, skipped")
+ACCOUNT_AUTH_FAILURES = Counter("tradesim_marketdata_account_auth_failures_total",
+                                "Account subscriptions refused", ["reason"])
+ACCOUNT_OVERFLOWS = Counter("tradesim_marketdata_account_overflows_total",
+                            "Account clients closed for falling too far behind their outcomes")

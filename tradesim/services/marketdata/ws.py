@@ -1,18 +1,31 @@
-"""WebSocket push: snapshot from Redis first, then every update through Redis pub/sub.
+"""WebSocket push: prices (snapshot from Redis, then every update through Redis pub/sub) and one user's account.
 
-Protocol (JSON text frames):
+Protocol (JSON text frames); one connection may carry price subscriptions and one account subscription:
   client → {"op": "subscribe", "symbols": ["AAPL", ...]} | {"op": "unsubscribe", "symbols": [...]}
-  server → {"type": "subscribed", "symbols": [...]}
+           {"op": "account", "api_key": "<user API key>"}
+  server → {"type": "subscribed", "symbols": [...]}  |  {"type": "unsubscribed", "symbols": [...]}
            {"type": "snapshot", "data": <tick>}   once per symbol on subscribe (if it has a price)
            {"type": "tick", "data": <tick>}       every update after the snapshot, in (run_id, seq) order
+           {"type": "account", "user_id": ...}    ack: from here on every outcome of this user that the service
+                                                  reads from trade_executed is pushed; older ones: over REST
+           {"type": "outcome", "data": <OrderOutcome JSON exactly as on trade_executed>}
+           {"type": "portfolio", "data": {"user_id", "symbol", "cash": "<decimal>", "position": <int>,
+                                          "order_id", "as_of_ms": <decided_at_ms>}}   after each executed outcome
            {"type": "heartbeat", "ts_ms": ...}    every heartbeat_s
            {"type": "error", "code": "bad_request" | "unknown_symbol", "message": ..., "symbols"?: [...]}
+           {"type": "error", "code": "unauthorized", ...} then close 1008: unknown key, or not a user key (admin)
+           {"type": "error", "code": "unavailable", ...} then close 1011: the key cannot be checked (DynamoDB
+                                                  down; or the service is just starting), or the client fell
+                                                  ACCOUNT_QUEUE account frames behind: reconnect with backoff and
+                                                  fill the gap over REST
 A protocol error is answered with an error frame and the connection stays usable. Binary frames are refused
 with an error frame; frames over 64 KiB close the connection with 1009 (message too big).
 
-Each client has a bounded queue: a client that keeps up gets every update; when its queue is full it is
+Each client has a bounded price queue: a client that keeps up gets every update; when its queue is full it is
 conflated to the latest update per symbol (counted as drops), so a slow client gets the latest price and never
-holds up others.
+holds up others. Account frames have their own queue, sent first and never conflated: a client that falls
+ACCOUNT_QUEUE of them behind is closed instead (it refills over REST). Outcomes come at least once (the job's
+sink); a copy of an order's outcome already pushed to that user is not pushed again.
 """
 
 from __future__ import annotations
@@ -21,25 +34,41 @@ import asyncio
 import json
 import logging
 import socket
+import threading
 import time
-from collections import deque
+from collections import OrderedDict, deque
+from dataclasses import dataclass, field
 from typing import Any
 
 import redis.asyncio as aioredis
 from websockets.asyncio.server import Server, ServerConnection, broadcast, serve
 from websockets.exceptions import ConnectionClosed
+from websockets.frames import CloseCode
 
 from tradesim.adapters.redis.prices import CHANNEL_PATTERN, CHANNEL_PREFIX, SYMBOLS_KEY, price_key
+from tradesim.domain.events import OrderOutcome
+from tradesim.ports import Unavailable
 from tradesim.services.marketdata import metrics
+from tradesim.services.marketdata.keys import KeyChecker, Refused
+from tradesim.services.marketdata.outcomes import Outcome
 from tradesim.services.tasks import create_task
 from tradesim.settings import Settings
 
 log = logging.getLogger("tradesim.marketdata.ws")
 MAX_FRAME = 64 * 1024
 MAX_SYMBOLS = 500
+MAX_KEY = 512
 SEND_BUFFER = 64 * 1024
 #: bytes a client may have pending in user space before its updates go through its conflating queue instead
 DIRECT_BACKLOG = 64 * 1024
+#: account frames (≈350 bytes; an executed outcome makes two) a client may have unsent before it is closed: well
+#: above one consume batch of a single user's outcomes (a job catching up after an outage), so a client that
+#: reads is never closed by a burst; a stuck one costs ≤ 4 MB until then
+ACCOUNT_QUEUE = 10_000
+#: order ids per followed user remembered to skip repeated outcomes (the job's sink is at-least-once)
+RECENT_ORDERS = 1024
+#: seconds an account subscription waits, right after the service started, for the outcome feed to be positioned
+FEED_WAIT_S = 5.0
 
 Update = tuple[str, int, int, str]  # symbol, run_id, seq, frame
 
@@ -47,6 +76,10 @@ Update = tuple[str, int, int, str]  # symbol, run_id, seq, frame
 def _order(tick_json: str) -> tuple[str, int, int]:
     doc = json.loads(tick_json)
     return doc["symbol"], int(doc.get("run_id", 0)), int(doc["seq"])
+
+
+def _error(code: str, message: str) -> str:
+    return json.dumps({"type": "error", "code": code, "message": message})
 
 
 class Client:
@@ -57,13 +90,20 @@ class Client:
         self.queue: deque[Update] = deque()
         self.wake = asyncio.Event()
         self.paused = False
+        #: the followed account's user id, and its frames (sent before prices, never conflated)
+        self.user_id: str | None = None
+        self.account: deque[str] = deque()
+        #: set by close_with: the close code and reason to send once the account queue (the error frame) is out
+        self.closing: tuple[CloseCode, str] | None = None
 
     def can_take_directly(self) -> bool:
         transport = self.ws.transport
-        return (not self.queue and not self.paused and transport is not None
+        return (not self.queue and not self.paused and self.closing is None and transport is not None
                 and transport.get_write_buffer_size() < DIRECT_BACKLOG)
 
     def offer(self, update: Update) -> None:
+        if self.closing is not None:
+            return
         if len(self.queue) >= self.limit:
             self._conflate()
         self.queue.append(update)
@@ -77,27 +117,80 @@ class Client:
         self.queue = deque(sorted(latest.values(), key=lambda u: (u[1], u[2])))
 
     def send_now(self, frame: str) -> None:
+        if self.closing is not None:
+            return
         self.queue.append(("", 0, 0, frame))
+        self.wake.set()
+
+    def offer_account(self, frames: list[str]) -> bool:
+        """Queue frames of the followed account; False if the client fell ACCOUNT_QUEUE behind (it is closed)."""
+        if self.closing is not None:
+            return False
+        if len(self.account) + len(frames) > ACCOUNT_QUEUE:
+            self.close_with(CloseCode.INTERNAL_ERROR, "unavailable", f"more than {ACCOUNT_QUEUE} account frames "
+                            "unread; reconnect and fetch what was missed over REST")
+            return False
+        self.account.extend(frames)
+        self.wake.set()
+        return True
+
+    def close_with(self, code: CloseCode, error: str, message: str) -> None:
+        """Send an error frame, then close with `code`; what is still queued is dropped (refilled over REST)."""
+        self.queue.clear()
+        self.account.clear()
+        self.account.append(_error(error, message))
+        self.closing = (code, error)
         self.wake.set()
 
     async def pump(self) -> None:
         while True:
             await self.wake.wait()
             self.wake.clear()
-            while self.queue and not self.paused:
-                _, _, _, frame = self.queue.popleft()
+            while True:
+                if self.account:
+                    frame = self.account.popleft()
+                elif self.queue and not self.paused and self.closing is None:
+                    frame = self.queue.popleft()[3]
+                else:
+                    break
                 await self.ws.send(frame)
                 metrics.UPDATES_OUT.inc()
+            if self.closing is not None:
+                await self.ws.close(*self.closing)
+                return
+
+
+@dataclass
+class Follow:
+    """The clients following one user, and what was pushed to them."""
+
+    clients: set[Client] = field(default_factory=set)
+    recent: OrderedDict[str, None] = field(default_factory=OrderedDict)
+    #: decided_at_ms of the newest portfolio frame pushed (an older one is a replayed copy: not pushed)
+    as_of_ms: int = -1
+
+
+def account_frames(outcome: OrderOutcome, outcome_json: str) -> list[str]:
+    """The frames one outcome makes: itself, and after an execution what it left of the user's portfolio."""
+    frames = ['{"type":"outcome","data":' + outcome_json + "}"]
+    if outcome.status == "executed" and outcome.cash_after is not None and outcome.position_after is not None:
+        frames.append(json.dumps({"type": "portfolio", "data": {
+            "user_id": outcome.user_id, "symbol": outcome.symbol, "cash": str(outcome.cash_after),
+            "position": outcome.position_after, "order_id": outcome.order_id, "as_of_ms": outcome.decided_at_ms}}))
+    return frames
 
 
 class MarketDataHub:
-    """Fans pub/sub updates out to the clients subscribed to each symbol."""
+    """Fans pub/sub updates out to the clients subscribed to each symbol, and outcomes to their user's clients."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, keys: KeyChecker, feed_ready: threading.Event) -> None:
         self.settings = settings
         self.redis = aioredis.Redis.from_url(settings.redis.client_url, decode_responses=True,
                                              socket_connect_timeout=2, health_check_interval=10)
+        self.keys = keys
+        self.feed_ready = feed_ready
         self.by_symbol: dict[str, set[Client]] = {}
+        self.by_user: dict[str, Follow] = {}
         self.clients: set[Client] = set()
 
     async def listen(self) -> None:
@@ -194,6 +287,70 @@ class MarketDataHub:
                 if not subs:
                     del self.by_symbol[s]
 
+    def push_outcomes(self, batch: list[Outcome]) -> None:
+        """Queue each outcome (and its portfolio frame) to the clients following its user; runs on the loop."""
+        for outcome, text in batch:
+            follow = self.by_user.get(outcome.user_id)
+            if follow is None or outcome.order_id in follow.recent:
+                continue
+            follow.recent[outcome.order_id] = None
+            if len(follow.recent) > RECENT_ORDERS:
+                follow.recent.popitem(last=False)
+            frames = account_frames(outcome, text)
+            if len(frames) > 1:
+                if outcome.decided_at_ms < follow.as_of_ms:
+                    frames.pop()  # a replayed copy of an older decision: its portfolio is not the current one
+                else:
+                    follow.as_of_ms = outcome.decided_at_ms
+            for client in list(follow.clients):
+                if client.offer_account(frames):
+                    metrics.OUTCOMES_PUSHED.inc()
+                else:
+                    metrics.ACCOUNT_OVERFLOWS.inc()
+                    log.warning("account client fell behind, closing it", extra={
+                        "user_id": outcome.user_id, "limit": ACCOUNT_QUEUE})
+                    self.unfollow(client)
+
+    async def follow(self, client: Client, api_key: str) -> None:
+        """Authenticate the key and follow its user; refusals end the connection (unauthorized / unavailable)."""
+        if client.user_id is not None:
+            client.send_now(_error("bad_request", f"this connection follows {client.user_id!r} already; open "
+                                   "another connection for another account"))
+            return
+        if not self.feed_ready.is_set() and not await asyncio.to_thread(self.feed_ready.wait, FEED_WAIT_S):
+            metrics.ACCOUNT_AUTH_FAILURES.labels("unavailable").inc()
+            client.close_with(CloseCode.INTERNAL_ERROR, "unavailable", "the outcome feed is not running yet; retry")
+            return
+        try:
+            user_id = await self.keys.user_of(api_key)
+        except Refused as exc:
+            metrics.ACCOUNT_AUTH_FAILURES.labels(exc.reason).inc()
+            message = ("the admin key cannot follow an account; use the user's key" if exc.reason == "admin_key"
+                       else "unknown API key")
+            client.close_with(CloseCode.POLICY_VIOLATION, "unauthorized", message)
+            return
+        except Unavailable as exc:
+            metrics.ACCOUNT_AUTH_FAILURES.labels("unavailable").inc()
+            log.warning("cannot check an API key", extra={"error": str(exc)})
+            client.close_with(CloseCode.INTERNAL_ERROR, "unavailable", "cannot check the API key now; retry")
+            return
+        if client.closing is not None:
+            return
+        client.user_id = user_id
+        self.by_user.setdefault(user_id, Follow()).clients.add(client)
+        metrics.ACCOUNT_CLIENTS.inc()
+        # registered and acknowledged in one step of the loop: no outcome read after the ack can miss the client
+        client.offer_account([json.dumps({"type": "account", "user_id": user_id})])
+
+    def unfollow(self, client: Client) -> None:
+        follow = self.by_user.get(client.user_id or "")
+        if follow is None or client not in follow.clients:
+            return
+        follow.clients.discard(client)
+        metrics.ACCOUNT_CLIENTS.dec()
+        if not follow.clients:
+            del self.by_user[client.user_id or ""]
+
     async def handle(self, ws: ServerConnection) -> None:
         sock = ws.transport.get_extra_info("socket")
         if sock is not None:
@@ -211,6 +368,7 @@ class MarketDataHub:
             pass
         finally:
             pump.cancel()
+            self.unfollow(client)
             self.unsubscribe(client, list(client.symbols))
             self.clients.discard(client)
             metrics.CLIENTS.dec()
@@ -219,14 +377,22 @@ class MarketDataHub:
         def error(message: str) -> None:
             client.send_now(json.dumps({"type": "error", "code": "bad_request", "message": message}))
 
+        if client.closing is not None:
+            return None
         if isinstance(raw, bytes):
             return error("binary frames are not supported; send JSON text")
         try:
             doc = json.loads(raw)
         except ValueError:
             return error("not JSON")
+        if isinstance(doc, dict) and doc.get("op") == "account":
+            key = doc.get("api_key")
+            if not isinstance(key, str) or not 0 < len(key) <= MAX_KEY:
+                return error(f"api_key must be a non-empty string of at most {MAX_KEY} characters")
+            return await self.follow(client, key)
         if not isinstance(doc, dict) or doc.get("op") not in ("subscribe", "unsubscribe"):
-            return error('expected {"op": "subscribe"|"unsubscribe", "symbols": [...]}')
+            return error('expected {"op": "subscribe"|"unsubscribe", "symbols": [...]} or '
+                         '{"op": "account", "api_key": "..."}')
         symbols = doc.get("symbols")
         if (not isinstance(symbols, list) or not symbols or len(symbols) > MAX_SYMBOLS
                 or not all(isinstance(s, str) and 0 < len(s) <= 16 for s in symbols)):
@@ -240,8 +406,8 @@ class MarketDataHub:
         return None
 
 
-async def run_server(settings: Settings, stop: asyncio.Event) -> None:
-    hub = MarketDataHub(settings)
+async def run_server(hub: MarketDataHub, stop: asyncio.Event) -> None:
+    settings = hub.settings
     listener = create_task(hub.listen(), name="redis-listener")
     beat = create_task(hub.heartbeat(), name="heartbeat")
     md = settings.marketdata
