@@ -35,9 +35,12 @@ def supervisor(settings: Settings, stack_components: list[str]) -> Supervisor:
 
 @pytest.fixture(scope="session", autouse=True)
 def stack(supervisor: Supervisor) -> Iterator[Supervisor]:
-    was_up = all(s.healthy for s in supervisor.status())
+    # Stop at the end only what this session started: a component with a live process (even one restarting or
+    # briefly unhealthy) belongs to whoever started it, so a session never takes down a stack it found.
+    found = {s.name for s in supervisor.status() if s.state in ("running", "unhealthy", "external")}
     supervisor.up()
     yield supervisor
-    if not was_up:
-        supervisor.down()
+    ours = [c for c in supervisor.components if c.name not in found]
+    if ours:
+        Supervisor(supervisor.settings, ours, progress=_progress).down()
 
