@@ -1,4 +1,4 @@
-"""`python -m tradesim.services.marketdata`: the two consumer threads and the WebSocket server in one process."""
+"""`python -m tradesim.services.marketdata`: the consumer threads and the WebSocket server in one process."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from collections.abc import Callable
 from prometheus_client import start_http_server
 
 from tradesim.services import logs
-from tradesim.services.marketdata.consumer import TickConsumer
+from tradesim.services.marketdata.consumer import bar_consumer, tick_consumer
 from tradesim.services.marketdata.keys import KeyChecker
 from tradesim.services.marketdata.outcomes import Outcome, OutcomeFeed
 from tradesim.services.marketdata.ws import MarketDataHub, run_server
@@ -38,7 +38,8 @@ def main() -> None:
     settings = load_settings()
     start_http_server(settings.marketdata.metrics_port, addr=settings.marketdata.host)
     stop_consumer = threading.Event()
-    threads = [_start("tick-consumer", TickConsumer(settings, stop_consumer).run, stop_consumer, log)]
+    threads = [_start("tick-consumer", tick_consumer(settings, stop_consumer).run, stop_consumer, log),
+               _start("bar-consumer", bar_consumer(settings, stop_consumer).run, stop_consumer, log)]
     keys = KeyChecker(settings)
 
     async def serve() -> None:

@@ -1,7 +1,8 @@
-"""The consume loop: batched consume(), write-through to the price cache, dead-letter malformed records.
+"""The consume loops that feed Redis: ticks (market_data → price cache) and bars (market_bars → recent bars).
 
-Offsets are committed only after a batch is in Redis, so a crash re-delivers; the cache's (run_id, seq) guard
-makes the re-delivery harmless (at-least-once in, exactly-once effect on the cache).
+Both are the same loop: batched consume(), write-through to a Redis cache, dead-letter malformed records, commit
+offsets only after a batch is in Redis, so a crash re-delivers; each cache's ordering guard makes the
+re-delivery harmless (at-least-once in, exactly-once effect on the cache).
 """
 
 from __future__ import annotations
@@ -9,21 +10,27 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Generic, TypeVar
 
 import redis
 from confluent_kafka import Consumer, KafkaError, Message, Producer
+from prometheus_client import Counter, Gauge
 
 from tradesim.adapters.kafka.client import consumer as make_consumer
 from tradesim.adapters.kafka.client import consumer_lag
 from tradesim.adapters.kafka.client import producer as make_producer
+from tradesim.adapters.redis.bars import BarCache
 from tradesim.adapters.redis.client import connect
 from tradesim.adapters.redis.prices import PriceCache
 from tradesim.domain.errors import InvalidRecord
-from tradesim.domain.events import Tick, decode
+from tradesim.domain.events import Bar, Event, Tick, decode
 from tradesim.services.marketdata import metrics
 from tradesim.settings import Settings
 
 log = logging.getLogger("tradesim.marketdata.consumer")
+E = TypeVar("E", bound=Event)
 
 
 def dead_letter(producer: Producer, topic: str, msg: Message, reason: str) -> None:
@@ -34,22 +41,37 @@ def dead_letter(producer: Producer, topic: str, msg: Message, reason: str) -> No
     ])
 
 
-class TickConsumer:
-    def __init__(self, settings: Settings, stop: threading.Event) -> None:
+@dataclass(frozen=True)
+class Counters:
+    received: Counter
+    applied: Counter
+    ignored: Counter | None
+    lag: Gauge
+
+
+class CacheConsumer(Generic[E]):
+    """Consumes `topic` as `group` and writes each batch of `kind` records with `write` (returns how many moved
+    the cache)."""
+
+    def __init__(self, settings: Settings, stop: threading.Event, *, topic: str, group: str, kind: type[E],
+                 write: Callable[[list[tuple[E, bytes]]], int], counters: Counters) -> None:
         self.settings = settings
         self.stop = stop
+        self.topic = topic
+        self.group = group
+        self.kind = kind
+        self.write = write
+        self.counters = counters
         self._consumer: Consumer | None = None
-        self._dlq: Producer | None = None
-        self._cache = PriceCache(connect(settings.redis, timeout_s=2.0))
         self._last_lag = 0.0
 
     def run(self) -> None:
         s = self.settings
         # Low fetch wait: a quiet feed must still reach clients in milliseconds, not after the 500 ms default.
-        self._consumer = make_consumer(s.kafka, s.marketdata.group_id, **{"fetch.wait.max.ms": 10})
-        self._dlq = make_producer(s.kafka)
-        self._consumer.subscribe([s.topics.market_data])
-        log.info("consuming", extra={"topic": s.topics.market_data, "group": s.marketdata.group_id})
+        self._consumer = make_consumer(s.kafka, self.group, **{"fetch.wait.max.ms": 10})
+        dlq = make_producer(s.kafka)
+        self._consumer.subscribe([self.topic])
+        log.info("consuming", extra={"topic": self.topic, "group": self.group})
         try:
             while not self.stop.is_set():
                 # Block for the first record only, then drain what is already fetched: a quiet feed gets
@@ -57,39 +79,40 @@ class TickConsumer:
                 first = self._consumer.poll(0.1)
                 batch = [] if first is None else [first, *self._consumer.consume(s.marketdata.batch_size - 1, 0)]
                 if batch:
-                    self._handle(batch, self._dlq)
+                    self._handle(batch, dlq)
                     self._consumer.commit(asynchronous=True)
-                self._dlq.poll(0)
+                dlq.poll(0)
                 self._report_lag()
         finally:
-            self._dlq.flush(10)
+            dlq.flush(10)
             self._consumer.close()
 
     def _handle(self, batch: list[Message], dlq: Producer) -> None:
-        good: list[tuple[Tick, bytes]] = []
+        good: list[tuple[E, bytes]] = []
         for msg in batch:
             err = msg.error()
             if err is not None:
                 if err.code() != KafkaError._PARTITION_EOF:
-                    log.warning("consume error", extra={"error": str(err)})
+                    log.warning("consume error", extra={"error": str(err), "topic": self.topic})
                 continue
-            metrics.TICKS_IN.inc()
+            self.counters.received.inc()
             raw = msg.value() or b""
             try:
-                tick = decode(Tick, raw)
+                record = decode(self.kind, raw)
             except InvalidRecord as exc:
                 metrics.DEAD_LETTERS.inc()
-                dead_letter(dlq, self.settings.topics.dead_letter, msg, f"invalid tick: {exc}")
+                dead_letter(dlq, self.settings.topics.dead_letter, msg, f"invalid {self.kind.__name__.lower()}: {exc}")
                 continue
-            good.append((tick, raw))
+            good.append((record, raw))
         if not good:
             return
         backoff = 0.1
         while not self.stop.is_set():
             try:
-                applied = self._cache.apply(good, now_ms=int(time.time() * 1000))
-                metrics.TICKS_APPLIED.inc(applied)
-                metrics.TICKS_STALE.inc(len(good) - applied)
+                applied = self.write(good)
+                self.counters.applied.inc(applied)
+                if self.counters.ignored is not None:
+                    self.counters.ignored.inc(len(good) - applied)
                 return
             except redis.RedisError as exc:
                 # Redis restarting: keep the batch (offsets are not committed) and retry with a capped backoff.
@@ -105,4 +128,19 @@ class TickConsumer:
         self._last_lag = now
         lag = consumer_lag(self._consumer)
         if lag is not None:
-            metrics.LAG.set(lag)
+            self.counters.lag.set(lag)
+
+
+def tick_consumer(settings: Settings, stop: threading.Event) -> CacheConsumer[Tick]:
+    cache = PriceCache(connect(settings.redis, timeout_s=2.0))
+    return CacheConsumer(
+        settings, stop, topic=settings.topics.market_data, group=settings.marketdata.group_id, kind=Tick,
+        write=lambda batch: cache.apply(batch, now_ms=int(time.time() * 1000)),
+        counters=Counters(metrics.TICKS_IN, metrics.TICKS_APPLIED, metrics.TICKS_STALE, metrics.LAG))
+
+
+def bar_consumer(settings: Settings, stop: threading.Event) -> CacheConsumer[Bar]:
+    cache = BarCache(connect(settings.redis, timeout_s=2.0))
+    return CacheConsumer(
+        settings, stop, topic=settings.topics.market_bars, group=f"{settings.marketdata.group_id}-bars", kind=Bar,
+        write=cache.apply, counters=Counters(metrics.BARS_IN, metrics.BARS_APPLIED, None, metrics.BARS_LAG))

@@ -23,3 +23,6 @@ ACCOUNT_AUTH_FAILURES = Counter("tradesim_marketdata_account_auth_failures_total
                                 "Account subscriptions refused", ["reason"])
 ACCOUNT_OVERFLOWS = Counter("tradesim_marketdata_account_overflows_total",
                             "Account clients closed for falling too far behind their outcomes")
+BARS_IN = Counter("tradesim_marketdata_bars_in_total", "Records consumed from market_bars")
+BARS_APPLIED = Counter("tradesim_marketdata_bars_applied_total", "Bars written to the recent-bars cache")
+BARS_LAG = Gauge("tradesim_marketdata_bars_consumer_lag", "Records behind the end of market_bars")

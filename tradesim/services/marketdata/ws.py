@@ -3,9 +3,14 @@
 Protocol (JSON text frames); one connection may carry price subscriptions and one account subscription:
   client → {"op": "subscribe", "symbols": ["AAPL", ...]} | {"op": "unsubscribe", "symbols": [...]}
            {"op": "account", "api_key": "<user API key>"}
+           {"op": "subscribe_bars", "symbols": [...], "interval": "1s" | "1m"} | {"op": "unsubscribe_bars", ...}
   server → {"type": "subscribed", "symbols": [...]}  |  {"type": "unsubscribed", "symbols": [...]}
            {"type": "snapshot", "data": <tick>}   once per symbol on subscribe (if it has a price)
            {"type": "tick", "data": <tick>}       every update after the snapshot, in (run_id, seq) order
+           {"type": "bars", "symbol", "interval", "data": [<bar>, ...]}   on subscribe_bars: the recent bars
+                                                  (oldest first, up to 300; [] when there are none yet)
+           {"type": "bar", "data": <bar>}         every bar after that history, in window order
+           {"type": "unsubscribed_bars", "symbols": [...], "interval": ...}
            {"type": "account", "user_id": ...}    ack: from here on every outcome of this user that the service
                                                   reads from trade_executed is pushed; older ones: over REST
            {"type": "outcome", "data": <OrderOutcome JSON exactly as on trade_executed>}
@@ -45,6 +50,10 @@ from websockets.asyncio.server import Server, ServerConnection, broadcast, serve
 from websockets.exceptions import ConnectionClosed
 from websockets.frames import CloseCode
 
+from tradesim.adapters.redis.bars import CHANNEL_PATTERN as BARS_PATTERN
+from tradesim.adapters.redis.bars import CHANNEL_PREFIX as BARS_PREFIX
+from tradesim.adapters.redis.bars import KEEP as BARS_KEPT
+from tradesim.adapters.redis.bars import bars_key, parse_channel
 from tradesim.adapters.redis.prices import CHANNEL_PATTERN, CHANNEL_PREFIX, SYMBOLS_KEY, price_key
 from tradesim.domain.events import OrderOutcome
 from tradesim.ports import Unavailable
@@ -70,12 +79,19 @@ RECENT_ORDERS = 1024
 #: seconds an account subscription waits, right after the service started, for the outcome feed to be positioned
 FEED_WAIT_S = 5.0
 
-Update = tuple[str, int, int, str]  # symbol, run_id, seq, frame
+#: (what it updates, then its order within that) and the frame: a price is (symbol, run_id, seq); a bar is
+#: ("SYMBOL|interval", 0, window start); a control frame (ack, snapshot, error, heartbeat) is ("", 0, 0)
+Update = tuple[str, int, int, str]
+BAR_INTERVALS = ("1s", "1m")
 
 
 def _order(tick_json: str) -> tuple[str, int, int]:
     doc = json.loads(tick_json)
     return doc["symbol"], int(doc.get("run_id", 0)), int(doc["seq"])
+
+
+def _window_start(bar_json: str) -> int:
+    return int(json.loads(bar_json)["window_start_ms"])
 
 
 def _error(code: str, message: str) -> str:
@@ -87,6 +103,7 @@ class Client:
         self.ws = ws
         self.limit = limit
         self.symbols: set[str] = set()
+        self.bars: set[str] = set()  # "SYMBOL|interval"
         self.queue: deque[Update] = deque()
         self.wake = asyncio.Event()
         self.paused = False
@@ -111,10 +128,14 @@ class Client:
 
     def _conflate(self) -> None:
         latest: dict[str, Update] = {}
+        control: list[Update] = []
         for u in self.queue:
-            latest[u[0]] = u
-        metrics.QUEUE_DROPS.inc(len(self.queue) - len(latest))
-        self.queue = deque(sorted(latest.values(), key=lambda u: (u[1], u[2])))
+            if u[0]:
+                latest[u[0]] = u
+            else:
+                control.append(u)  # acks, snapshots, errors: each one counts
+        metrics.QUEUE_DROPS.inc(len(self.queue) - len(latest) - len(control))
+        self.queue = deque([*control, *sorted(latest.values(), key=lambda u: (u[1], u[2]))])
 
     def send_now(self, frame: str) -> None:
         if self.closing is not None:
@@ -190,16 +211,17 @@ class MarketDataHub:
         self.keys = keys
         self.feed_ready = feed_ready
         self.by_symbol: dict[str, set[Client]] = {}
+        self.by_bars: dict[str, set[Client]] = {}  # "SYMBOL|interval" → clients
         self.by_user: dict[str, Follow] = {}
         self.clients: set[Client] = set()
 
     async def listen(self) -> None:
-        """Forward every price update to its subscribers; reconnect to Redis with backoff if it drops."""
+        """Forward every price and bar update to its subscribers; reconnect to Redis with backoff if it drops."""
         backoff = 0.1
         while True:
             pubsub = self.redis.pubsub()
             try:
-                await pubsub.psubscribe(CHANNEL_PATTERN)
+                await pubsub.psubscribe(CHANNEL_PATTERN, BARS_PATTERN)
                 backoff = 0.1
                 burst = 0
                 async for msg in pubsub.listen():
@@ -210,6 +232,9 @@ class MarketDataHub:
                         # Updates arrive in bursts (one consume batch at a time); let the client pumps run so a
                         # client that keeps up is never conflated just because the burst was read in one go.
                         await asyncio.sleep(0)
+                    if msg["channel"].startswith(BARS_PREFIX):
+                        self._bar(msg["channel"], msg["data"])
+                        continue
                     subs = self.by_symbol.get(msg["channel"][len(CHANNEL_PREFIX):])
                     if subs:
                         data: str = msg["data"]
@@ -236,6 +261,50 @@ class MarketDataHub:
                     await pubsub.aclose()
                 except (aioredis.RedisError, OSError):
                     pass
+
+    def _bar(self, channel: str, data: str) -> None:
+        symbol, interval = parse_channel(channel)
+        key = f"{symbol}|{interval}"
+        subs = self.by_bars.get(key)
+        if subs:
+            update = (key, 0, _window_start(data), '{"type":"bar","data":' + data + "}")
+            for client in subs:
+                client.offer(update)
+
+    async def subscribe_bars(self, client: Client, symbols: list[str], interval: str) -> None:
+        """Register, then send each symbol's recent bars; queued bars the history covers are dropped, so the
+        client sees the history and then strictly newer bars (as for price snapshots)."""
+        keys = [f"{s}|{interval}" for s in symbols]
+        client.paused = True
+        try:
+            for key in keys:
+                client.bars.add(key)
+                self.by_bars.setdefault(key, set()).add(client)
+            pipe = self.redis.pipeline(transaction=False)
+            for s in symbols:
+                pipe.zrange(bars_key(s, interval), -BARS_KEPT, -1)
+            histories: list[Any] = await pipe.execute()
+            covered: dict[str, int] = {}
+            frames: list[Update] = []
+            for s, key, bars in zip(symbols, keys, histories, strict=True):
+                if bars:
+                    covered[key] = _window_start(bars[-1])
+                head = json.dumps({"type": "bars", "symbol": s, "interval": interval})[:-1]
+                frames.append(("", 0, 0, head + ',"data":[' + ",".join(bars) + "]}"))  # bars stay as stored
+            kept = [u for u in client.queue if not (u[0] in covered and u[2] <= covered[u[0]])]
+            client.queue = deque([*frames, *kept])
+        finally:
+            client.paused = False
+            client.wake.set()
+
+    def unsubscribe_bars(self, client: Client, keys: list[str]) -> None:
+        for key in keys:
+            client.bars.discard(key)
+            subs = self.by_bars.get(key)
+            if subs:
+                subs.discard(client)
+                if not subs:
+                    del self.by_bars[key]
 
     async def heartbeat(self) -> None:
         while True:
@@ -370,6 +439,7 @@ class MarketDataHub:
             pump.cancel()
             self.unfollow(client)
             self.unsubscribe(client, list(client.symbols))
+            self.unsubscribe_bars(client, list(client.bars))
             self.clients.discard(client)
             metrics.CLIENTS.dec()
 
@@ -390,14 +460,26 @@ class MarketDataHub:
             if not isinstance(key, str) or not 0 < len(key) <= MAX_KEY:
                 return error(f"api_key must be a non-empty string of at most {MAX_KEY} characters")
             return await self.follow(client, key)
-        if not isinstance(doc, dict) or doc.get("op") not in ("subscribe", "unsubscribe"):
-            return error('expected {"op": "subscribe"|"unsubscribe", "symbols": [...]} or '
-                         '{"op": "account", "api_key": "..."}')
+        if not isinstance(doc, dict) or doc.get("op") not in ("subscribe", "unsubscribe", "subscribe_bars",
+                                                              "unsubscribe_bars"):
+            return error('expected {"op": "subscribe"|"unsubscribe", "symbols": [...]}, '
+                         '{"op": "subscribe_bars"|"unsubscribe_bars", "symbols": [...], "interval": "1s"|"1m"} '
+                         'or {"op": "account", "api_key": "..."}')
         symbols = doc.get("symbols")
         if (not isinstance(symbols, list) or not symbols or len(symbols) > MAX_SYMBOLS
                 or not all(isinstance(s, str) and 0 < len(s) <= 16 for s in symbols)):
             return error(f"symbols must be a non-empty list of at most {MAX_SYMBOLS} symbol strings")
         wanted = sorted({s.upper() for s in symbols})
+        if doc["op"] in ("subscribe_bars", "unsubscribe_bars"):
+            interval = doc.get("interval")
+            if interval not in BAR_INTERVALS:
+                return error(f"interval must be one of {', '.join(BAR_INTERVALS)}")
+            if doc["op"] == "subscribe_bars":
+                await self.subscribe_bars(client, wanted, interval)
+            else:
+                self.unsubscribe_bars(client, [f"{s}|{interval}" for s in wanted])
+                client.send_now(json.dumps({"type": "unsubscribed_bars", "symbols": wanted, "interval": interval}))
+            return None
         if doc["op"] == "subscribe":
             await self.subscribe(client, wanted)
         else:

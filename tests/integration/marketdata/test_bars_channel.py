@@ -1,0 +1,69 @@
+"""Bars over the WebSocket: `market_bars` → the service's recent-bars cache → a subscriber gets the history, then
+every newer bar, and never one the history already covered."""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+
+import pytest
+
+from tests.integration.marketdata.conftest import recv_json, recv_until, ws_client
+from tradesim.adapters.kafka.client import producer
+from tradesim.adapters.redis.bars import BarCache
+from tradesim.adapters.redis.client import connect as redis_connect
+from tradesim.domain.events import Bar, encode
+from tradesim.settings import Settings
+from tradesim.testing.factories import unique_symbol
+from tradesim.testing.waiting import wait_for
+
+pytestmark = pytest.mark.integration
+
+
+def _bar(symbol: str, minute: int, close: str) -> Bar:
+    c = Decimal(close)
+    return Bar(symbol=symbol, interval="1m", window_start_ms=minute * 60_000, window_end_ms=(minute + 1) * 60_000,
+               open=c, high=c, low=c, close=c, vwap=c, volume=100, trade_count=3)
+
+
+def _produce(settings: Settings, bars: list[Bar]) -> None:
+    p = producer(settings.kafka)
+    for b in bars:
+        p.produce(settings.topics.market_bars, key=b.key, value=encode(b))
+    assert p.flush(30) == 0
+
+
+def _cached_starts(settings: Settings, symbol: str) -> list[int]:
+    return [json.loads(j)["window_start_ms"] // 60_000 for j in
+            BarCache(redis_connect(settings.redis)).recent(symbol, "1m")]
+
+
+def test_a_bar_subscriber_gets_the_history_then_each_newer_bar(settings: Settings) -> None:
+    sym = unique_symbol()
+    _produce(settings, [_bar(sym, m, f"{100 + m}") for m in (1, 2, 3)])
+    wait_for(lambda: _cached_starts(settings, sym) == [1, 2, 3], 30, "bars cached by the service")
+    with ws_client(settings) as ws:
+        ws.send(json.dumps({"op": "subscribe_bars", "symbols": [sym], "interval": "1m"}))
+        history = recv_until(ws, lambda f: f.get("type") == "bars")[-1]
+        assert history["symbol"] == sym and history["interval"] == "1m"
+        assert [(b["window_start_ms"] // 60_000, b["close"]) for b in history["data"]] == [
+            (1, "101"), (2, "102"), (3, "103")]
+        _produce(settings, [_bar(sym, 4, "104")])
+        live = recv_until(ws, lambda f: f.get("type") == "bar")[-1]["data"]
+        assert (live["symbol"], live["window_start_ms"] // 60_000, live["close"]) == (sym, 4, "104")
+        # the other interval is another subscription: nothing of it arrives, and an unknown one is refused
+        ws.send(json.dumps({"op": "subscribe_bars", "symbols": [sym], "interval": "5m"}))
+        err = recv_until(ws, lambda f: f.get("type") == "error")[-1]
+        assert err["code"] == "bad_request" and "interval" in err["message"]
+
+
+def test_a_symbol_without_bars_gets_an_empty_history_and_its_first_bar_live(settings: Settings) -> None:
+    sym = unique_symbol()
+    with ws_client(settings) as ws:
+        ws.send(json.dumps({"op": "subscribe_bars", "symbols": [sym], "interval": "1m"}))
+        assert recv_json(ws) == {"type": "bars", "symbol": sym, "interval": "1m", "data": []}
+        _produce(settings, [_bar(sym, 7, "50.5")])
+        live = recv_until(ws, lambda f: f.get("type") == "bar")[-1]["data"]
+        assert (live["window_start_ms"] // 60_000, live["close"]) == (7, "50.5")
+        ws.send(json.dumps({"op": "unsubscribe_bars", "symbols": [sym], "interval": "1m"}))
+        assert recv_until(ws, lambda f: f.get("type") == "unsubscribed_bars")[-1]["symbols"] == [sym]
