@@ -239,7 +239,8 @@ class TuiSettings(Section):
 
     user: str | None = Field(None, description="Account (credentials name) to trade as; default the active one.")
     watchlist: list[str] = Field(
-        default_factory=list, description="Symbols shown at start; default every symbol with a price.")
+        default_factory=list, description="Symbols shown at start; default the live market's (market.scenario) "
+        "and the ones held.")
     theme: str = Field("textual-dark", description="Textual theme name.")
     bindings: dict[str, str] = Field(
         default_factory=dict,

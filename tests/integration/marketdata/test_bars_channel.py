@@ -45,7 +45,8 @@ def test_a_bar_subscriber_gets_the_history_then_each_newer_bar(settings: Setting
     with ws_client(settings) as ws:
         ws.send(json.dumps({"op": "subscribe_bars", "symbols": [sym], "interval": "1m"}))
         history = recv_until(ws, lambda f: f.get("type") == "bars")[-1]
-        assert history["symbol"] == sym and history["interval"] == "1m"
+        assert history["symbol"] == sym
+        assert history["interval"] == "1m"
         assert [(b["window_start_ms"] // 60_000, b["close"]) for b in history["data"]] == [
             (1, "101"), (2, "102"), (3, "103")]
         _produce(settings, [_bar(sym, 4, "104")])
@@ -54,7 +55,8 @@ def test_a_bar_subscriber_gets_the_history_then_each_newer_bar(settings: Setting
         # the other interval is another subscription: nothing of it arrives, and an unknown one is refused
         ws.send(json.dumps({"op": "subscribe_bars", "symbols": [sym], "interval": "5m"}))
         err = recv_until(ws, lambda f: f.get("type") == "error")[-1]
-        assert err["code"] == "bad_request" and "interval" in err["message"]
+        assert err["code"] == "bad_request"
+        assert "interval" in err["message"]
 
 
 def test_a_symbol_without_bars_gets_an_empty_history_and_its_first_bar_live(settings: Settings) -> None:

@@ -1,0 +1,74 @@
+"""`tradesim tui` refuses to start with one readable line: exit 2 for a user mistake, 1 when the API is down."""
+
+from __future__ import annotations
+
+import json
+import socket
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from tradesim.cli.app import app
+
+runner = CliRunner()
+
+
+@pytest.fixture(autouse=True)
+def _isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("TRADESIM_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("TRADESIM_API__CREDENTIALS_FILE", str(tmp_path / "credentials.json"))
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    monkeypatch.setenv("TRADESIM_API__URL", f"http://127.0.0.1:{port}")
+
+
+def _credentials(tmp_path: Path) -> None:
+    (tmp_path / "credentials.json").write_text(json.dumps(
+        {"active": "alice", "users": {"alice": {"user_id": "alice", "api_key": "k"}}}))
+
+
+def _one_line(output: str) -> str:
+    lines = [ln for ln in output.strip().splitlines() if ln.strip()]
+    assert len(lines) == 1, output
+    assert "Traceback" not in output
+    return lines[0]
+
+
+def test_no_account_exits_2() -> None:
+    result = runner.invoke(app, ["tui"])
+    assert result.exit_code == 2
+    assert "no active account" in _one_line(result.output)
+
+
+def test_an_unknown_user_exits_2(tmp_path: Path) -> None:
+    _credentials(tmp_path)
+    result = runner.invoke(app, ["tui", "--user", "bob"])
+    assert result.exit_code == 2
+    assert "no account 'bob'" in _one_line(result.output)
+    assert "alice" in result.output
+
+
+def test_an_unknown_binding_action_exits_2(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _credentials(tmp_path)
+    monkeypatch.setenv("TRADESIM_TUI__BINDINGS", json.dumps({"purchase": "p"}))
+    result = runner.invoke(app, ["tui"])
+    assert result.exit_code == 2
+    assert "unknown action 'purchase'" in _one_line(result.output)
+
+
+def test_an_unknown_theme_exits_2(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _credentials(tmp_path)
+    monkeypatch.setenv("TRADESIM_TUI__THEME", "sepia")
+    result = runner.invoke(app, ["tui"])
+    assert result.exit_code == 2
+    assert "unknown theme 'sepia'" in _one_line(result.output)
+
+
+def test_an_unreachable_api_exits_1(tmp_path: Path) -> None:
+    _credentials(tmp_path)
+    result = runner.invoke(app, ["tui"])
+    assert result.exit_code == 1
+    assert "the API is not reachable" in _one_line(result.output)

@@ -1,0 +1,127 @@
+"""The WebSocket session's protocol logic, fed scripted frames (the real server: tests/integration/tui)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from decimal import Decimal
+from typing import Any
+
+from tradesim.domain.events import Bar, OrderOutcome
+from tradesim.tui.connection import Backoff, Feed
+from tradesim.tui.model import Quote
+
+TICK = {"symbol": "AAA", "bid": "1.00", "ask": "1.02", "last": "1.01", "event_time_ms": 1, "seq": 1, "run_id": 1,
+        "size": 1, "scenario_id": "t", "schema_version": 1, "type": "tick"}
+BAR = {"symbol": "AAA", "interval": "1m", "window_start_ms": 0, "window_end_ms": 60_000, "open": "1", "high": "2",
+       "low": "1", "close": "2", "vwap": "1.5", "volume": 3, "trade_count": 2, "schema_version": 1, "type": "bar"}
+OLD_SERVER_ERROR = {"type": "error", "code": "bad_request",
+                    "message": 'expected {"op": "subscribe"|"unsubscribe", "symbols": [...]}'}
+
+
+class Events:
+    def __init__(self) -> None:
+        self.got: list[tuple[str, Any]] = []
+
+    def feed_state(self, state: str, retry_in_s: float | None, detail: str) -> None:
+        self.got.append(("state", state))
+
+    def feed_quote(self, symbol: str, quote: Quote, received_at: float) -> None:
+        self.got.append(("quote", (symbol, quote.last)))
+
+    def feed_bars(self, symbol: str, interval: str, bars: list[Bar]) -> None:
+        self.got.append(("bars", (symbol, interval, len(bars))))
+
+    def feed_bar(self, bar: Bar) -> None:
+        self.got.append(("bar", bar.close))
+
+    def feed_account(self, state: str) -> None:
+        self.got.append(("account", state))
+
+    def feed_outcome(self, outcome: OrderOutcome, received_at: float) -> None:
+        self.got.append(("outcome", outcome.order_id))
+
+    def feed_portfolio(self, data: dict[str, Any]) -> None:
+        self.got.append(("portfolio", data["cash"]))
+
+
+class Script:
+    """A connection that answers with the given frames and records what the client sent."""
+
+    def __init__(self, frames: list[object]) -> None:
+        self.frames = [f if isinstance(f, str) else json.dumps(f) for f in frames]
+        self.sent: list[dict[str, Any]] = []
+
+    async def send(self, text: str) -> None:
+        self.sent.append(json.loads(text))
+
+    async def __aiter__(self) -> AsyncIterator[str]:
+        for f in self.frames:
+            yield f
+
+
+def serve(frames: list[object], key: str | None = "k", refused: bool = False) -> tuple[Feed, Events, Script]:
+    events = Events()
+    feed = Feed("ws://unused", key, events)
+    feed.account_refused = refused
+    feed.prices = {"AAA"}
+    feed.bars = {("AAA", "1m")}
+    ws = Script(frames)
+    feed._ws = ws  # type: ignore[assignment]
+
+    async def go() -> None:
+        await feed._serve(ws)  # type: ignore[arg-type]
+
+    asyncio.run(go())
+    return feed, events, ws
+
+
+def test_backoff_doubles_up_to_the_cap_and_resets() -> None:
+    b = Backoff(0.5, 4)
+    assert [b.next() for _ in range(6)] == [0.5, 1, 2, 4, 4, 4]
+    b.reset()
+    assert b.next() == 0.5
+
+
+def test_an_older_server_refuses_the_account_and_bars_ops_and_prices_keep_flowing() -> None:
+    feed, events, ws = serve([{"type": "subscribed", "symbols": ["AAA"]}, {"type": "snapshot", "data": TICK},
+                              OLD_SERVER_ERROR, OLD_SERVER_ERROR, {"type": "tick", "data": {**TICK, "seq": 2}}])
+    assert [s["op"] for s in ws.sent] == ["account", "subscribe", "subscribe_bars"]  # bars only once answered
+    assert ("account", "polling") in events.got
+    assert feed.account_supported is False
+    assert feed.bars_supported is False
+    assert [g for g in events.got if g[0] == "quote"] == [("quote", ("AAA", Decimal("1.01")))] * 2
+
+
+def test_the_account_channel_and_bars_of_a_newer_server() -> None:
+    outcome = {"order_id": "o1", "user_id": "u", "symbol": "AAA", "side": "buy", "qty": 1, "status": "executed",
+               "fill_price": "1.02", "fee": "1.00", "cash_after": "97.98", "position_after": 1, "trade_id": "o1-1",
+               "decided_at_ms": 5, "type": "order_outcome", "schema_version": 1}
+    feed, events, ws = serve([
+        {"type": "account", "user_id": "u"},
+        {"type": "bars", "symbol": "AAA", "interval": "1m", "data": [BAR, {**BAR, "window_start_ms": 60_000,
+                                                                           "window_end_ms": 120_000}]},
+        {"type": "bar", "data": {**BAR, "close": "1.5"}},
+        {"type": "outcome", "data": outcome},
+        {"type": "portfolio", "data": {"user_id": "u", "symbol": "AAA", "cash": "97.98", "position": 1,
+                                       "order_id": "o1", "as_of_ms": 5}},
+    ])
+    assert ws.sent[0] == {"op": "account", "api_key": "k"}
+    assert ws.sent[2] == {"op": "subscribe_bars", "symbols": ["AAA"], "interval": "1m"}
+    assert feed.account_supported
+    assert feed.bars_supported
+    assert [g for g in events.got if g[0] != "quote"] == [
+        ("account", "live"), ("bars", ("AAA", "1m", 2)), ("bar", Decimal("1.5")), ("outcome", "o1"),
+        ("portfolio", "97.98")]
+
+
+def test_a_refused_key_is_not_offered_again_and_broken_frames_are_skipped() -> None:
+    feed, events, ws = serve(["not json", {"type": "tick"}, {"type": "error", "code": "unauthorized",
+                                                             "message": "unknown key"}])
+    assert feed.account_refused
+    assert ("account", "refused") in events.got
+    assert feed.bad_frames == 2
+    _, events, ws = serve([], refused=True)
+    assert ws.sent[0]["op"] == "subscribe"
+    assert ("account", "refused") in events.got

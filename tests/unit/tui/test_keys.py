@@ -1,0 +1,152 @@
+"""The keyboard, driven with Textual's pilot on an app with no connection: dialogs, watchlist edits, the chart's
+interval, the command palette, overridden bindings, switching account, and what the status bar says when the
+servers cannot be reached."""
+
+from __future__ import annotations
+
+import json
+import socket
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from textual.command import CommandList
+from textual.pilot import Pilot
+
+from tradesim.settings import Settings, TuiSettings
+from tradesim.tui.app import TradesimApp, User, create_app
+from tradesim.tui.connection import ApiUnreachable
+from tradesim.tui.widgets.chart import CandleChart
+from tradesim.tui.widgets.screens import AccountScreen, HelpScreen, SymbolScreen, TicketScreen
+from tradesim.tui.widgets.tables import Watchlist
+
+from .conftest import CALM, feed
+
+pytestmark = pytest.mark.anyio
+SIZE = (120, 36)
+
+
+async def until(pilot: Pilot[None], cond: Callable[[], object], timeout_s: float, what: str) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not cond():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
+        await pilot.pause(0.02)
+
+
+async def test_watchlist_symbols_are_added_and_removed(offline_app: TradesimApp) -> None:
+    app = offline_app
+    async with app.run_test(size=SIZE) as pilot:
+        feed(app)
+        await pilot.press("a")
+        assert isinstance(app.screen, SymbolScreen)
+        await pilot.press(*"no way", "enter")
+        assert isinstance(app.screen, SymbolScreen)  # not a symbol: the dialog stays and says so
+        await pilot.press(*["backspace"] * 6, *"nvda", "enter")
+        await pilot.pause()
+        watchlist = app.main.query_one(Watchlist)
+        assert watchlist.keys() == [*CALM.symbol_names(), "NVDA"]
+        assert watchlist.row_text("NVDA")[1:4] == ["-", "-", "-"]
+        await pilot.press("d")  # the cursor is on the first row
+        await pilot.pause()
+        assert watchlist.keys() == [*CALM.symbol_names()[1:], "NVDA"]
+
+
+async def test_the_chart_follows_the_selection_and_switches_interval(offline_app: TradesimApp) -> None:
+    app = offline_app
+    async with app.run_test(size=SIZE) as pilot:
+        feed(app)
+        chart = app.main.query_one(CandleChart)
+        assert chart.border_title == "AAPL · 1m bars"
+        assert len(chart.bars) == 10
+        await pilot.press("down")
+        await until(pilot, lambda: chart.border_title == "MSFT · 1m bars", 2, "the chart to show MSFT")
+        await pilot.press("i")
+        await until(pilot, lambda: chart.border_title == "MSFT · 1s bars", 2, "1 s bars")
+        assert chart.bars == []
+        assert chart.note == "no bars yet"
+
+
+async def test_help_lists_the_bindings_with_their_overrides(settings: Settings) -> None:
+    custom = settings.model_copy(update={"tui": TuiSettings(bindings={"buy": "f2", "help": "h"})})
+    app = create_app(custom, User("alice", "alice", "key"), watchlist=["AAPL"], offline=True)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("b")
+        assert not isinstance(app.screen, TicketScreen)  # b is no longer buy
+        await pilot.press("f2")
+        assert isinstance(app.screen, TicketScreen)
+        await pilot.press("escape", "h")
+        assert isinstance(app.screen, HelpScreen)
+        assert ("f2", "order ticket to buy the selected symbol") in app.screen.rows
+        assert ("h", "this list") in app.screen.rows
+
+
+async def test_the_command_palette_opens_a_ticket(offline_app: TradesimApp) -> None:
+    app = offline_app
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("ctrl+p", *"sell aapl")
+        await until(pilot, lambda: any("Sell AAPL" in str(o.prompt) for o in app.screen.query_one(CommandList).options),
+                    5, "the palette to find the command")  # it searches in a worker
+        await pilot.press("enter")
+        await until(pilot, lambda: isinstance(app.screen, TicketScreen), 5, "the ticket")
+        assert app.screen.side == "sell"  # type: ignore[attr-defined]
+        assert app.screen.form()["symbol"] == "AAPL"  # type: ignore[attr-defined]
+
+
+async def test_a_ticket_sends_one_key_however_often_it_is_submitted(offline_app: TradesimApp) -> None:
+    keys: list[str] = []
+
+    async def place(body: dict[str, Any], key: str) -> str:
+        keys.append(key)
+        raise ApiUnreachable("not now")
+
+    async with offline_app.run_test(size=SIZE) as pilot:
+        ticket = TicketScreen("buy", "AAPL", place, "alice")
+        await offline_app.push_screen(ticket)
+        await pilot.press(*"7", "enter")
+        await until(pilot, lambda: len(keys) == 1 and not ticket.sending, 2, "the first try")
+        assert "enter tries again" in ticket.error_of("")
+        await pilot.press("enter")
+        await until(pilot, lambda: len(keys) == 2 and not ticket.sending, 2, "the retry")
+        assert keys[0] == keys[1] == ticket.idempotency_key
+        assert TicketScreen("buy", "AAPL", place, "alice").idempotency_key != ticket.idempotency_key
+
+
+async def test_switching_account_starts_over_as_the_other_user(settings: Settings, tmp_path: Path) -> None:
+    creds = tmp_path / "credentials.json"
+    creds.write_text(json.dumps({"active": "alice", "users": {
+        "alice": {"user_id": "alice", "api_key": "k1"}, "bob": {"user_id": "bob", "api_key": "k2"}}}))
+    custom = settings.model_copy(update={"api": settings.api.model_copy(update={"credentials_file": creds})})
+    app = create_app(custom, User("alice", "alice", "k1"), watchlist=CALM.symbol_names(), offline=True)
+    async with app.run_test(size=SIZE) as pilot:
+        feed(app)
+        assert app.model.orders.outcomes
+        await pilot.press("u")
+        assert isinstance(app.screen, AccountScreen)
+        await pilot.press("down", "enter")
+        await until(pilot, lambda: app.model.user_name == "bob", 2, "the switch")
+        assert app.user is not None
+        assert app.user.api_key == "k2"
+        assert not app.model.orders.outcomes  # alice's outcomes are not bob's
+        assert app.model.market.last("AAPL") is not None  # prices are everyone's
+        await until(pilot, lambda: app.status_text().startswith("bob ·"), 2, "the status bar to name bob")
+
+
+def closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def test_unreachable_servers_are_shown_and_retried(settings: Settings) -> None:
+    custom = settings.model_copy(update={
+        "marketdata": settings.marketdata.model_copy(update={"ws_url": f"ws://127.0.0.1:{closed_port()}/"}),
+        "api": settings.api.model_copy(update={"url": f"http://127.0.0.1:{closed_port()}"})})
+    app = create_app(custom, User("alice", "alice", "key"), watchlist=["AAPL"])
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: "market data: disconnected (reconnecting in" in app.status_text()
+                    and "api: disconnected (reconnecting in" in app.status_text(), 10, "both links shown down")
+        first = app.model.market_link.retry_in_s
+        await until(pilot, lambda: (app.model.market_link.retry_in_s or 0) > (first or 0), 10, "a longer backoff")

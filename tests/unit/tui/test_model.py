@@ -1,0 +1,296 @@
+"""The TUI's state, without Textual or a server: quotes, bars, change %, the account, orders, the status text."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+
+from tradesim.domain.events import Bar, OrderOutcome
+from tradesim.domain.trades import TradeRecord
+from tradesim.tui.model import (
+    CHART,
+    PORTFOLIO,
+    SUMMARY,
+    WATCH,
+    Account,
+    Health,
+    Latency,
+    Link,
+    Market,
+    Model,
+    OpenOrder,
+    Orders,
+    Quote,
+    field_errors,
+    order_body,
+    parse_quote,
+    record_of_order,
+    record_of_trade,
+    sparkline,
+)
+
+DAY = 86_400_000
+T0 = 1_790_000_000_000 - 1_790_000_000_000 % DAY + 9 * 3_600_000  # 09:00 UTC of some day
+
+
+def q(last: str, seq: int, run: int = 1, t: int = T0) -> Quote:
+    p = Decimal(last)
+    return Quote(p - Decimal("0.01"), p + Decimal("0.01"), p, t, run, seq)
+
+
+def bar(symbol: str, start_ms: int, o: str, c: str, interval: str = "1m") -> Bar:
+    width = 60_000 if interval == "1m" else 1_000
+    lo, hi = min(Decimal(o), Decimal(c)), max(Decimal(o), Decimal(c))
+    return Bar(symbol=symbol, interval=interval, window_start_ms=start_ms,  # type: ignore[arg-type]
+               window_end_ms=start_ms + width, open=Decimal(o), high=hi, low=lo, close=Decimal(c),
+               vwap=Decimal(c), volume=100, trade_count=1)
+
+
+def record(order_id: str, status: str = "executed", decided: int = T0, symbol: str = "AAA", side: str = "buy",
+           qty: int = 10, price: str | None = "100", reason: str | None = None) -> TradeRecord:
+    executed = status == "executed"
+    return TradeRecord(order_id=order_id, user_id="u", symbol=symbol, side=side, qty=qty,  # type: ignore[arg-type]
+                       status=status, decided_at_ms=decided, reason=reason,
+                       price=Decimal(price) if executed and price else None,
+                       fee=Decimal("1.00") if executed else None)
+
+
+def test_a_quote_frame_is_parsed_with_decimals() -> None:
+    symbol, quote = parse_quote({"symbol": "AAA", "bid": "99.99", "ask": "100.01", "last": "100.00",
+                                 "event_time_ms": 5, "seq": 3, "run_id": 7, "size": 1})
+    assert symbol == "AAA"
+    assert quote == Quote(Decimal("99.99"), Decimal("100.01"), Decimal("100.00"), 5, 7, 3)
+
+
+def test_an_older_quote_is_ignored_and_a_newer_run_wins() -> None:
+    m = Market(["AAA"])
+    assert m.tick("AAA", q("100", 5))
+    assert not m.tick("AAA", q("101", 4))
+    assert not m.tick("AAA", q("101", 5))
+    assert m.last("AAA") == Decimal("100")
+    assert m.tick("AAA", q("90", 1, run=2))
+    assert m.last("AAA") == Decimal("90")
+    assert m.rows["AAA"].previous_last == Decimal("100")
+
+
+def test_change_is_measured_from_the_first_price_seen_until_a_bar_of_the_day_is_known() -> None:
+    m = Market(["AAA"])
+    m.tick("AAA", q("100", 1))
+    m.tick("AAA", q("102", 2))
+    assert m.change_pct("AAA") == Decimal(2)
+    m.set_bars("AAA", "1m", [bar("AAA", T0 - DAY, "50", "51"), bar("AAA", T0 - 60_000, "101", "101.5"),
+                             bar("AAA", T0, "101.5", "102")])
+    assert m.session_open("AAA") == Decimal("101")  # the first 1m bar of the tick's day, not yesterday's
+    assert m.change_pct("AAA") == (Decimal(102) - Decimal(101)) / Decimal(101) * 100
+    m.tick("AAA", q("103", 3, t=T0 + DAY))  # the next simulated day: no bar of it yet
+    assert m.session_open("AAA") is None
+    assert m.change_pct("AAA") == Decimal(3)
+
+
+def test_bars_replace_their_window_start_over_on_a_new_run_and_are_capped() -> None:
+    m = Market(["AAA"])
+    m.set_bars("AAA", "1s", [bar("AAA", T0 + i * 1000, "1", "1", "1s") for i in range(400)])
+    assert len(m.bars("AAA", "1s")) == 300
+    assert m.bars("AAA", "1s")[0].window_start_ms == T0 + 100_000
+    m.add_bar(bar("AAA", T0 + 399_000, "1", "2", "1s"))
+    assert len(m.bars("AAA", "1s")) == 300
+    assert m.bars("AAA", "1s")[-1].close == Decimal(2)
+    m.add_bar(bar("AAA", T0 + 300_000, "1", "3", "1s"))  # a window still held: replaced
+    assert m.bars("AAA", "1s")[200].close == Decimal(3)
+    m.add_bar(bar("AAA", T0 + 5_000, "7", "7", "1s"))  # older than anything held: another run
+    assert [b.close for b in m.bars("AAA", "1s")] == [Decimal(7)]
+
+
+def test_sparkline_scales_closes_and_ends_with_the_last_price() -> None:
+    assert sparkline([Decimal(1), Decimal(2), Decimal(3)]) == "▁▅█"
+    assert sparkline([Decimal(5), Decimal(5)]) == "▄▄"
+    m = Market(["AAA"])
+    assert m.spark("AAA", 8) == ""  # no bars: nothing to draw
+    m.set_bars("AAA", "1m", [bar("AAA", T0 + i * 60_000, "10", str(10 + i)) for i in range(10)])
+    m.tick("AAA", q("5", 1))
+    assert m.spark("AAA", 4) == "▇██▁"  # the newest 3 closes (17, 18, 19) and the last price 5
+
+
+def portfolio_doc(as_of: int, cash: str = "9000.00", qty: int = 10, avg: str | None = "100.1") -> dict:
+    return {"user_id": "u", "as_of_ms": as_of, "cash": cash,
+            "positions": [{"symbol": "AAA", "qty": qty, "average_cost": avg, "realized_pnl": "0",
+                           "last_price": "101"}]}
+
+
+def test_portfolio_is_valued_at_the_latest_prices() -> None:
+    a, m = Account(), Market()
+    a.load(portfolio_doc(T0))
+    v = a.valuation(m)
+    assert v.holdings[0].last == Decimal(101)  # the API's price until the feed has one
+    m.tick("AAA", q("110", 1))
+    v = a.valuation(m)
+    h = v.holdings[0]
+    assert (h.qty, h.average_cost, h.market_value) == (10, Decimal("100.1"), Decimal(1100))
+    assert h.unrealized == Decimal(1100) - Decimal("1001.0")
+    assert v.equity == Decimal(9000) + Decimal(1100)
+    assert v.unrealized == h.unrealized
+
+
+def test_a_fill_moves_cash_and_shares_and_is_folded_into_the_cost_once() -> None:
+    a, m = Account(), Market()
+    a.load(portfolio_doc(T0))
+    fill = record("o1", qty=5, price="102")
+    a.fill(fill, Decimal("8489.00"), 15, T0 + 10)
+    a.fill(fill, Decimal("8489.00"), 15, T0 + 10)  # a repeat (at-least-once delivery) changes nothing
+    h = a.holdings["AAA"]
+    assert a.cash == Decimal("8489.00")
+    assert h.qty == 15
+    assert h.cost is not None
+    assert h.cost.cost == Decimal("1001.0") + Decimal(510) + Decimal("1.00")
+    m.tick("AAA", q("102", 1))
+    assert a.valuation(m).holdings[0].average_cost == ((Decimal("1512.0")) / 15).quantize(Decimal("1e-8"))
+
+
+def test_a_fill_the_view_cannot_place_leaves_the_cost_unknown_not_wrong() -> None:
+    a, m = Account(), Market()
+    a.load(portfolio_doc(T0))
+    a.fill(record("o1", qty=5), Decimal("500"), 40, T0 + 10)  # 40 after buying 5: we missed fills
+    m.tick("AAA", q("100", 1))
+    h = a.valuation(m).holdings[0]
+    assert h.qty == 40
+    assert h.average_cost is None
+    assert h.unrealized is None
+    assert h.market_value == Decimal(4000)
+
+
+def test_an_older_api_answer_does_not_undo_a_newer_frame() -> None:
+    a = Account()
+    a.load(portfolio_doc(T0))
+    a.frame({"symbol": "AAA", "cash": "100.00", "position": 0, "order_id": "o9", "as_of_ms": T0 + 50})
+    assert "AAA" not in a.held()
+    assert a.cash == Decimal(100)
+    a.load(portfolio_doc(T0 + 20))  # answered before the frame's decision
+    assert "AAA" not in a.held()
+    assert a.cash == Decimal(100)
+    assert a.valuation(Market()).holdings == []
+    a.load(portfolio_doc(T0 + 60, cash="7.00", qty=3))
+    assert a.held()["AAA"].qty == 3
+    assert a.cash == Decimal(7)
+
+
+def test_without_a_price_equity_is_unknown() -> None:
+    a = Account()
+    doc = portfolio_doc(T0)
+    doc["positions"][0]["last_price"] = None
+    a.load(doc)
+    assert a.valuation(Market()).equity is None
+
+
+def test_an_outcome_that_arrives_before_the_orders_answer_is_not_reopened() -> None:
+    o = Orders()
+    assert o.outcome(record("o1"))
+    assert not o.placed(OpenOrder("o1", "AAA", "buy", 1, "market", None, None, "day", T0))
+    assert o.open == {}
+    assert not o.outcome(record("o1"))  # a repeat
+
+
+def test_listing_open_orders_drops_what_was_decided_unseen_but_keeps_what_is_newer() -> None:
+    o = Orders()
+    old = OpenOrder("o1", "AAA", "buy", 1, "limit", "9", None, "gtc", T0)
+    new = OpenOrder("o2", "AAA", "buy", 1, "limit", "9", None, "gtc", T0 + 1_000)
+    o.placed(old)
+    o.placed(new)
+    o.cancelling("o3")  # unknown: nothing happens
+    o.replace_open([OpenOrder("o4", "BBB", "sell", 2, "stop", None, "8", "day", T0 - 5)], fetched_from_ms=T0 + 500)
+    assert set(o.open) == {"o2", "o4"}
+
+
+def test_the_blotter_is_newest_first_and_bounded() -> None:
+    o = Orders()
+    for i in range(510):
+        o.outcome(record(f"o{i}", decided=T0 + i))
+    rows = o.blotter()
+    assert len(rows) == 500
+    assert rows[0].order_id == "o509"
+    assert rows[-1].order_id == "o10"
+
+
+def test_outcomes_from_the_api_read_as_records() -> None:
+    order = {"order_id": "o1", "user_id": "u", "symbol": "AAA", "side": "sell", "qty": 3, "type": "limit",
+             "status": "rejected", "reason": "insufficient_shares", "placed_at_ms": 1, "decided_at_ms": 2}
+    assert record_of_order(order) == TradeRecord("o1", "u", "AAA", "sell", 3, "rejected", 2, "limit", 1,
+                                                 "insufficient_shares")
+    assert record_of_order({**order, "status": "accepted"}) is None
+    trade = {"order_id": "o2", "user_id": "u", "symbol": "AAA", "side": "buy", "qty": 1, "status": "executed",
+             "order_type": "market", "placed_at_ms": 1, "decided_at_ms": 2, "reason": None, "price": "10.5",
+             "fee": "1.00", "notional": "10.50"}
+    assert record_of_trade(trade).price == Decimal("10.5")
+
+
+def test_the_model_marks_what_to_repaint() -> None:
+    model = Model(market=Market(["AAA"]), selected="AAA")
+    assert model.on_quote("AAA", q("1", 1))
+    assert model.take_dirty({CHART}) == ({CHART}, set())
+    assert model.take_dirty() == ({WATCH}, {"AAA"})
+    outcome = OrderOutcome(order_id="o1", user_id="u", symbol="BBB", side="buy", qty=2, status="executed",
+                           fill_price=Decimal(5), fee=Decimal(1), cash_after=Decimal(89), position_after=2,
+                           trade_id="o1-1", decided_at_ms=T0)
+    model.latency.sent("o1", 1.0)
+    assert model.on_outcome(outcome, 1.25)
+    assert not model.on_outcome(outcome, 1.5)
+    dirty, _ = model.take_dirty()
+    assert {PORTFOLIO, SUMMARY} <= dirty
+    assert model.account.holdings["BBB"].qty == 2
+    assert "BBB" in model.market.rows
+    assert list(model.latency.samples) == [250.0]
+
+
+def test_link_and_health_texts_are_what_the_status_bar_says() -> None:
+    link = Link("market data", "down", 2.0)
+    assert link.text() == "market data: disconnected (reconnecting in 2.0 s)"
+    assert Link("api", "connected").text() == "api: connected"
+    health = Health(components=[("kafka", "running", True), ("api", "down", False)],
+                    jobs=[("execution", "RUNNING")])
+    assert health.text() == "stack: api down · jobs: execution running"
+    assert Health(jobs_error="flink down", components=[]).text() == "stack: ok (0) · jobs: flink down"
+    lat = Latency()
+    for i, ms in enumerate((10, 20, 30, 40)):
+        lat.sent(f"o{i}", 0.0)
+        lat.seen(f"o{i}", ms / 1000)
+    assert lat.text() == "order→outcome: 40 ms · 30 ms · 20 ms"
+    model = Model(user_name="alice", health=health, latency=lat, account_feed="live")
+    model.set_link(model.market_link, "connected")
+    assert model.status_text() == ("alice · market data: connected · api: connecting… · account: live\n"
+                                   "stack: api down · jobs: execution running · order→outcome: 40 ms · 30 ms · 20 ms")
+
+
+FORM = {"side": "buy", "symbol": "aaa", "qty": "10", "type": "market", "limit_price": "", "stop_price": "",
+        "time_in_force": "day"}
+
+
+def test_a_valid_ticket_becomes_the_api_body() -> None:
+    assert order_body(FORM) == ({"symbol": "AAA", "side": "buy", "qty": 10, "type": "market",
+                                 "time_in_force": "day"}, {})
+    body, errors = order_body({**FORM, "type": "stop_limit", "limit_price": "10.5", "stop_price": "11"})
+    assert errors == {}
+    assert body is not None
+    assert (body["limit_price"], body["stop_price"]) == ("10.5", "11")
+
+
+@pytest.mark.parametrize(("change", "field", "words"), [
+    ({"qty": "0"}, "qty", "greater than 0"),
+    ({"qty": "-3"}, "qty", "greater than 0"),
+    ({"qty": "ten"}, "qty", "valid integer"),
+    ({"qty": ""}, "qty", "valid integer"),
+    ({"symbol": "a b"}, "symbol", "symbol like AAPL"),
+    ({"type": "limit"}, "limit_price", "limit_price is required"),
+    ({"type": "stop", "stop_price": "1.23456"}, "stop_price", "price like"),
+])
+def test_an_invalid_ticket_names_the_field(change: dict[str, str], field: str, words: str) -> None:
+    body, errors = order_body({**FORM, **change})
+    assert body is None
+    assert words in errors[field], errors
+
+
+def test_api_field_errors_map_to_ticket_fields() -> None:
+    errors = [{"loc": ["body", "qty"], "msg": "Input should be greater than 0", "type": "greater_than"},
+              {"loc": ["body"], "msg": "Value error, stop_price is required for a stop order", "type": "value_error"},
+              {"loc": [], "msg": "something else", "type": "x"}]
+    assert field_errors(errors) == {"qty": "Input should be greater than 0",
+                                    "stop_price": "stop_price is required for a stop order", "": "something else"}

@@ -1,0 +1,690 @@
+"""`tradesim tui`: a keyboard-first trading terminal on the public API (HTTP) and the market-data WebSocket.
+
+Frames update the model as they arrive; the panels they touched are repainted once the frames at hand are applied
+(watchlist, open orders) or at most every SLOW_REPAINT_S (the rest), so a burst costs one repaint. Measured for
+`tradesim bench tui`: `paint_latencies_ms` (a price frame received → the screen refresh that drew it, written to
+the terminal) and `first_price_at` (seconds from building the app to the first price drawn). See
+docs/design/tui.md.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+import time
+from collections import deque
+from dataclasses import dataclass
+from functools import partial
+from typing import Any
+
+from rich.text import Text
+from textual import on, work
+from textual.app import App, ComposeResult
+from textual.containers import Horizontal, Vertical
+from textual.message import Message
+from textual.screen import Screen
+from textual.widgets import Footer, Static
+
+from tradesim.cli.apiclient import call, credentials_path, load_credentials
+from tradesim.cli.readout import cents, signed
+from tradesim.domain.events import Bar, OrderOutcome
+from tradesim.domain.precheck import order_id_for
+from tradesim.settings import Settings, load_settings
+from tradesim.stack.errors import UserError
+from tradesim.tui import health
+from tradesim.tui.bindings import bindings, keymap
+from tradesim.tui.commands import TradingCommands
+from tradesim.tui.connection import Api, ApiError, ApiUnreachable, Backoff, Feed
+from tradesim.tui.model import (
+    BLOTTER,
+    CHART,
+    ORDERS,
+    PANELS,
+    PORTFOLIO,
+    STATUS,
+    SUMMARY,
+    WATCH,
+    Health,
+    Market,
+    Model,
+    OpenOrder,
+    Quote,
+    Valuation,
+    record_of_order,
+    record_of_trade,
+)
+from tradesim.tui.widgets.chart import CandleChart
+from tradesim.tui.widgets.grid import Grid
+from tradesim.tui.widgets.screens import AccountScreen, HelpScreen, SymbolScreen, TicketScreen
+from tradesim.tui.widgets.tables import Blotter, OpenOrders, Positions, Watchlist, short_id
+
+#: the watchlist and open orders repaint as soon as the frames read in one go are applied; the other panels
+#: (chart, portfolio, blotter, status bar: they change with every price of a held symbol, or redraw whole) at most
+#: this often, which is still live to the eye and keeps the terminal's work within the budget
+SLOW_REPAINT_S = 0.2
+FAST = frozenset((WATCH, ORDERS))
+SLOW = PANELS - FAST
+HEALTH_EVERY_S = 5.0
+#: without the account channel (an older market-data service), how often orders and portfolio are polled
+POLL_EVERY_S = 1.0
+API_CHECK_S = 5.0
+PAINT_KEEP = 100_000
+
+
+@dataclass(frozen=True)
+class User:
+    """An account of the credentials file."""
+
+    name: str
+    user_id: str
+    api_key: str
+
+
+def resolve_user(settings: Settings, name: str | None) -> User:
+    """`name`, else `tui.user`, else the active account of the credentials file; UserError if there is none."""
+    data = load_credentials(settings)
+    chosen = name or settings.tui.user or data.get("active")
+    if not chosen:
+        raise UserError("no active account: run `tradesim accounts create NAME --cash 100000` first")
+    found = data["users"].get(chosen)
+    if not found:
+        known = ", ".join(sorted(data["users"])) or "none"
+        raise UserError(f"no account {chosen!r} in {credentials_path(settings)} (known: {known}); "
+                        "`tradesim accounts create NAME` adds one")
+    return User(chosen, found["user_id"], found["api_key"])
+
+
+def default_watchlist(settings: Settings, held: list[str]) -> list[str]:
+    """`tui.watchlist`, else the live market's symbols (`market.scenario`), then the symbols held."""
+    wanted = [s.upper() for s in settings.tui.watchlist]
+    if not wanted:
+        from tradesim.scenarios.errors import ScenarioError
+        from tradesim.scenarios.loader import find_scenario, load_scenario
+
+        try:
+            scenario = load_scenario(find_scenario(settings.market.scenario, settings.scenarios_dir),
+                                     check_data=False)
+            wanted = scenario.symbol_names()
+        except ScenarioError:
+            wanted = []
+    return wanted + [s for s in sorted(held) if s not in wanted]
+
+
+def check_theme(name: str) -> str:
+    """`name` if Textual has that theme; UserError otherwise."""
+    from textual.theme import BUILTIN_THEMES
+
+    if name not in BUILTIN_THEMES:
+        raise UserError(f"tui.theme: unknown theme {name!r}; themes: {', '.join(sorted(BUILTIN_THEMES))}")
+    return name
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+class HealthPolled(Message):
+    def __init__(self, health: Health) -> None:
+        super().__init__()
+        self.health = health
+
+
+class MainScreen(Screen[None]):
+    """Watchlist and chart on top, portfolio and orders below, status bar and keys at the bottom."""
+
+    BINDINGS = bindings()
+    DEFAULT_CSS = """
+    MainScreen {
+        #top, #bottom { height: 1fr; }
+        #watchlist, #portfolio, #chart, #right { width: 1fr; }
+        #watchlist, #chart, #portfolio, #open-orders, #blotter {
+            border: round $foreground 30%; border-title-color: $text-muted; }
+        #watchlist:focus, #open-orders:focus, #blotter:focus, #portfolio:focus-within {
+            border: round $accent; border-title-color: $text; }
+        #chart { padding: 0 1; }
+        #summary { height: 2; padding: 0 1; }
+        #positions { height: 1fr; }
+        #open-orders { height: 2fr; }
+        #blotter { height: 3fr; }
+        #status { height: 2; padding: 0 1; background: $panel; color: $text-muted; }
+    }
+    """
+
+    def compose(self) -> ComposeResult:
+        with Horizontal(id="top"):
+            yield Watchlist(id="watchlist")
+            yield CandleChart(id="chart")
+        with Horizontal(id="bottom"):
+            with Vertical(id="portfolio"):
+                yield Static("", id="summary")
+                yield Positions(id="positions")
+            with Vertical(id="right"):
+                yield OpenOrders(id="open-orders")
+                yield Blotter(id="blotter")
+        yield Static("", id="status")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        titles = {"#watchlist": "Watchlist", "#chart": "Chart", "#portfolio": "Portfolio",
+                  "#open-orders": "Open orders", "#blotter": "Executions"}
+        for selector, title in titles.items():
+            self.query_one(selector).border_title = title
+        self.query_one(Watchlist).focus()
+        self.tapp.main_ready()
+
+    @property
+    def tapp(self) -> TradesimApp:
+        return self.app  # type: ignore[return-value]
+
+    def action_buy(self) -> None:
+        self.tapp.open_ticket("buy")
+
+    def action_sell(self) -> None:
+        self.tapp.open_ticket("sell")
+
+    def action_cancel(self) -> None:
+        self.tapp.cancel_selected()
+
+    def action_add_symbol(self) -> None:
+        self.tapp.ask_symbol()
+
+    def action_remove_symbol(self) -> None:
+        self.tapp.remove_selected()
+
+    def action_interval(self) -> None:
+        self.tapp.toggle_interval()
+
+    def action_account(self) -> None:
+        self.tapp.ask_account()
+
+    def action_refresh(self) -> None:
+        self.tapp.refresh_from_api()
+
+    def action_help(self) -> None:
+        self.tapp.push_screen(HelpScreen(self.tapp.settings.tui.bindings))
+
+    async def action_quit(self) -> None:
+        self.tapp.exit()
+
+    @on(Grid.RowHighlighted, "#watchlist")
+    def _selected(self, event: Grid.RowHighlighted) -> None:
+        self.tapp.select(event.key)
+
+
+class TradesimApp(App[None]):
+    """The TUI. `offline=True` opens no connection (snapshot tests feed the model through the `feed_*` hooks)."""
+
+    TITLE = "tradesim"
+    COMMANDS = App.COMMANDS | {TradingCommands}
+
+    def __init__(self, settings: Settings, user: User | None, *, watchlist: list[str], offline: bool = False) -> None:
+        super().__init__()
+        self.settings = settings
+        self.user = user
+        self.offline = offline
+        self.model = Model(market=Market(watchlist), user_name=user.name if user else "")
+        self.model.selected = watchlist[0] if watchlist else None
+        self.paint_latencies_ms: deque[float] = deque(maxlen=PAINT_KEEP)
+        self.first_price_at: float | None = None
+        self.started_at = time.perf_counter()
+        self.api: Api | None = None
+        self.feed: Feed | None = None
+        self._unpainted: list[float] = []
+        self._fast_pending = self._slow_pending = False
+        self._history_wanted = True
+        self._last_error: str | None = None
+        self._main_ready = False
+        self._api_wake = asyncio.Event()
+        self.set_keymap(keymap(settings.tui.bindings))
+        self.theme = check_theme(settings.tui.theme)
+
+    def get_default_screen(self) -> MainScreen:
+        return MainScreen()
+
+    @property
+    def main(self) -> MainScreen:
+        return self.screen_stack[0]  # type: ignore[return-value]  # the default screen, under any dialog
+
+    # -- lifecycle --------------------------------------------------------------------------------------------
+
+    def main_ready(self) -> None:
+        """The main screen is composed: paint it and connect."""
+        self._main_ready = True
+        if self.offline or self.user is None:
+            self.model.set_link(self.model.market_link, "offline")
+            self.model.set_link(self.model.api_link, "offline")
+        else:
+            self._connect(self.user)
+            self._poll_health()
+            self.set_interval(HEALTH_EVERY_S, self._poll_health)
+        self.model.dirty.update(PANELS)
+        self.repaint_now()
+
+    def _connect(self, user: User) -> None:
+        self.api = Api(self.settings.api.client_url, user.api_key)
+        self.feed = Feed(self.settings.marketdata.client_ws_url, user.api_key, self)
+        self.feed.prices = self._price_symbols()
+        self.feed.bars = self._bar_pairs()
+        self.run_worker(self.feed.run(), name="market-data feed", group="feed", exclusive=True, exit_on_error=False)
+        self.run_worker(self._watch_api(), name="api watch", group="api", exclusive=True, exit_on_error=False)
+        self._history_wanted = True
+        self._refill()
+
+    async def on_unmount(self) -> None:
+        self._main_ready = False
+        if self.api is not None:
+            await self.api.aclose()
+
+    # -- what the feed reports (FeedEvents) ----------------------------------------------------------------------
+
+    def feed_state(self, state: str, retry_in_s: float | None, detail: str) -> None:
+        self.model.set_link(self.model.market_link, state, retry_in_s, detail)
+        if state != "connected":
+            self.model.account_feed = "-"  # until the next connection's channel answers
+        self._schedule()
+
+    def feed_quote(self, symbol: str, quote: Quote, received_at: float) -> None:
+        if self.model.on_quote(symbol, quote):
+            if symbol in self.model.market.watchlist:
+                self._unpainted.append(received_at)
+            self._schedule()
+
+    def feed_bars(self, symbol: str, interval: str, bars: list[Bar]) -> None:
+        self.model.on_bars(symbol, interval, bars)
+        self._schedule()
+
+    def feed_bar(self, bar: Bar) -> None:
+        self.model.on_bar(bar)
+        self._schedule()
+
+    def feed_account(self, state: str) -> None:
+        self.model.account_feed = state
+        self.model.dirty.add(STATUS)
+        self._schedule()
+        if state == "live":
+            self._refill()  # what was decided before the ack
+        elif not self.offline:
+            self._poll()
+
+    def feed_outcome(self, outcome: OrderOutcome, received_at: float) -> None:
+        self.model.on_outcome(outcome, received_at)
+        self._sync_feed()
+        self._schedule()
+
+    def feed_portfolio(self, data: dict[str, Any]) -> None:
+        self.model.on_portfolio_frame(data)
+        self._schedule()
+
+    # -- repainting ---------------------------------------------------------------------------------------------
+
+    def _schedule(self) -> None:
+        """Repaint what the model marked dirty: the watchlist and open orders once the frames at hand are applied,
+        the other panels within SLOW_REPAINT_S."""
+        if not self._main_ready:
+            return
+        dirty = self.model.dirty
+        if not self._fast_pending and (dirty & FAST or self._unpainted):
+            self._fast_pending = True
+            self.call_later(self._repaint_fast)
+        if not self._slow_pending and dirty & SLOW:
+            self._slow_pending = True
+            self.set_timer(SLOW_REPAINT_S, self._repaint_slow)
+
+    def _repaint_fast(self) -> None:
+        self._fast_pending = False
+        self._repaint(FAST)
+
+    def _repaint_slow(self) -> None:
+        self._slow_pending = False
+        self._repaint(SLOW)
+
+    def repaint_now(self) -> None:
+        """Bring every panel the model marked dirty up to date at once (tests call it; timers do the rest)."""
+        self._repaint(PANELS)
+
+    def _repaint(self, panels: frozenset[str]) -> None:
+        if not self._main_ready or not self.screen_stack:
+            return  # not composed yet, or shutting down
+        dirty, symbols = self.model.take_dirty(panels)
+        main = self.main
+        model = self.model
+        watchlist = main.query_one(Watchlist)
+        shown = WATCH in dirty and watchlist.sync(model.market, symbols)
+        if PORTFOLIO in dirty or SUMMARY in dirty:
+            valuation = model.account.valuation(model.market)
+            if PORTFOLIO in dirty:
+                main.query_one(Positions).sync(valuation)
+            if SUMMARY in dirty:
+                main.query_one("#summary", Static).update(_summary(valuation), layout=False)
+        if ORDERS in dirty:
+            main.query_one(OpenOrders).sync(model.orders.open)
+        if CHART in dirty:
+            self._paint_chart(main)
+        if BLOTTER in dirty:
+            main.query_one(Blotter).sync(model.orders.blotter())
+        if STATUS in dirty:
+            main.query_one("#status", Static).update(self.status_text(), layout=False)
+        if WATCH in panels and self._unpainted:
+            times, self._unpainted = self._unpainted, []
+            if shown:
+                watchlist.when_drawn(partial(self._painted, times))
+            else:
+                self._painted(times)  # nothing new to draw: the screen shows these frames already
+
+    def _paint_chart(self, main: MainScreen) -> None:
+        symbol, interval = self.model.selected, self.model.interval
+        chart = main.query_one(CandleChart)
+        if symbol is None:
+            chart.border_title = "Chart"
+            chart.show([], None, "no symbol selected")
+            return
+        chart.border_title = f"{symbol} · {interval} bars"
+        bars = self.model.market.bars(symbol, interval)
+        chart.show(bars, self.model.market.last(symbol), "no bars yet")
+
+    def _painted(self, received: list[float]) -> None:
+        now = time.perf_counter()
+        self.paint_latencies_ms.extend((now - t) * 1000 for t in received)
+        if self.first_price_at is None:
+            self.first_price_at = now - self.started_at
+
+    def summary_text(self) -> str:
+        """The portfolio panel's summary lines as plain text."""
+        return Text.from_markup(_summary(self.model.account.valuation(self.model.market))).plain
+
+    def status_text(self) -> str:
+        return self.model.status_text()
+
+    # -- the API ---------------------------------------------------------------------------------------------
+
+    async def _watch_api(self) -> None:
+        """Check the API every few seconds (and at once after a failed call); on its return, fill the gaps."""
+        backoff = Backoff()
+        link = self.model.api_link
+        while self.api is not None:
+            api = self.api
+            try:
+                await api.healthz()
+            except (ApiUnreachable, ApiError) as exc:
+                delay = backoff.next()
+                self.model.set_link(link, "down", delay, str(exc))
+                self._schedule()
+                await asyncio.sleep(delay)  # pacing retries, not waiting for a condition
+                continue
+            backoff.reset()
+            if link.state != "connected":
+                recovered = link.state == "down"
+                self.model.set_link(link, "connected")
+                self._schedule()
+                if recovered:
+                    self._refill()
+            self._api_wake.clear()
+            try:
+                await asyncio.wait_for(self._api_wake.wait(), API_CHECK_S)
+            except TimeoutError:
+                pass
+
+    def _api_failed(self, exc: ApiUnreachable) -> None:
+        self.model.set_link(self.model.api_link, "down", None, str(exc))
+        self._schedule()
+        self._api_wake.set()
+
+    @work(group="refill", exclusive=True, exit_on_error=False)
+    async def _refill(self) -> None:
+        """Portfolio, open and recent orders (and, once, the executions history) from the API."""
+        await self._fetch()
+
+    async def _fetch(self) -> bool:
+        api = self.api
+        if api is None:
+            return False
+        started_ms = _now_ms()
+        try:
+            portfolio = await api.portfolio()
+            open_orders = await api.orders(status="accepted", limit=1000)
+            recent = await api.orders(limit=100)
+            history = self._history_wanted  # kept until loaded: a refill may be cancelled by the next one
+            trades = await api.trades(size=100) if history else []
+        except ApiUnreachable as exc:
+            self._api_failed(exc)
+            return False
+        except ApiError as exc:
+            message = f"could not load the account: {exc}"
+            if message != self._last_error:  # polling must not repeat the same toast every second
+                self._last_error = message
+                self.notify(message, severity="error")
+            return False
+        if api is not self.api:
+            return False  # the account was switched meanwhile
+        self._last_error = None
+        if history:
+            self._history_wanted = False
+        at = time.perf_counter()
+        for doc in trades:
+            self.model.on_record(record_of_trade(doc), at)
+        for doc in recent:
+            record = record_of_order(doc)
+            if record is not None:
+                self.model.on_record(record, at)
+        self.model.on_open_orders([OpenOrder.of(o) for o in open_orders], started_ms)
+        self.model.on_portfolio(portfolio)
+        self._sync_feed()
+        self._schedule()
+        return True
+
+    @work(group="poll", exclusive=True, exit_on_error=False)
+    async def _poll(self) -> None:
+        """Without the account channel: orders and portfolio from the API every second."""
+        while self.model.account_feed != "live" and self.api is not None:
+            await self._fetch()
+            await asyncio.sleep(POLL_EVERY_S)  # a polling period, not a wait for a condition
+
+    def refresh_from_api(self) -> None:
+        if self.api is not None:
+            self._refill()
+
+    # -- actions ---------------------------------------------------------------------------------------------
+
+    async def place_order(self, body: dict[str, Any], idempotency_key: str) -> str:
+        """POST /orders; the order id, or ApiError / ApiUnreachable (the ticket shows them)."""
+        if self.api is None or self.user is None:
+            raise ApiUnreachable("offline: this app has no connection to the API")
+        order_id = order_id_for(self.user.user_id, idempotency_key)
+        self.model.latency.sent(order_id, time.perf_counter())
+        try:
+            answer = await self.api.place(body, idempotency_key)
+        except ApiUnreachable as exc:
+            self._api_failed(exc)
+            raise
+        except ApiError as exc:
+            if exc.status < 500:
+                self.model.latency.pending.pop(order_id, None)  # refused: no order was made
+            raise
+        placed = answer["order_id"]
+        self.model.on_placed(OpenOrder(placed, body["symbol"], body["side"], body["qty"], body["type"],
+                                       body.get("limit_price"), body.get("stop_price"), body["time_in_force"],
+                                       _now_ms()))
+        self._schedule()
+        return str(placed)
+
+    def open_ticket(self, side: str) -> None:
+        if self.user is None:
+            self.notify("no account", severity="error")
+            return
+        self.push_screen(TicketScreen(side, self.model.selected or "", self.place_order, self.user.name),
+                         self._ticket_closed)
+
+    def _ticket_closed(self, order_id: str | None) -> None:
+        if order_id:
+            self.notify(f"order {short_id(order_id)} accepted", timeout=3)
+
+    def cancel_selected(self) -> None:
+        order_id = self.main.query_one(OpenOrders).selected_key()
+        if order_id is None:
+            self.notify("no open order selected", severity="warning")
+            return
+        self._cancel(order_id)
+
+    @work(group="cancel", exit_on_error=False)
+    async def _cancel(self, order_id: str) -> None:
+        if self.api is None:
+            self.notify("offline: cannot cancel", severity="error")
+            return
+        try:
+            await self.api.cancel(order_id)
+        except ApiUnreachable as exc:
+            self._api_failed(exc)
+            self.notify(f"cancel {short_id(order_id)}: {exc}", severity="error")
+            return
+        except ApiError as exc:
+            self.notify(f"cancel {short_id(order_id)}: {exc}", severity="error")
+            return
+        self.model.orders.cancelling(order_id)
+        self.model.dirty.add(ORDERS)
+        self._schedule()
+
+    def select(self, symbol: str) -> None:
+        if symbol == self.model.selected:
+            return
+        self.model.selected = symbol
+        self.model.dirty.add(CHART)
+        self._schedule()
+        if self.model.interval == "1s":
+            self._sync_feed()
+
+    def toggle_interval(self) -> None:
+        self.model.interval = "1s" if self.model.interval == "1m" else "1m"
+        self.model.dirty.add(CHART)
+        self._schedule()
+        self._sync_feed()
+
+    def ask_symbol(self) -> None:
+        self.push_screen(SymbolScreen(), self._add_symbol)
+
+    def _add_symbol(self, symbol: str | None) -> None:
+        if symbol and self.model.market.watch(symbol):
+            if self.model.selected is None:
+                self.model.selected = symbol
+            self.model.dirty.update((WATCH, CHART))
+            self._schedule()
+            self._sync_feed()
+
+    def remove_selected(self) -> None:
+        symbol = self.main.query_one(Watchlist).selected_key()
+        if symbol and self.model.market.unwatch(symbol):
+            if self.model.selected == symbol:
+                self.model.selected = None
+            self.model.dirty.update((WATCH, CHART))
+            self._schedule()
+            self._sync_feed()
+
+    def account_names(self) -> list[str]:
+        return sorted(load_credentials(self.settings)["users"])
+
+    def ask_account(self) -> None:
+        self.push_screen(AccountScreen(self.account_names(), self.model.user_name), self._account_picked)
+
+    def _account_picked(self, name: str | None) -> None:
+        if name:
+            self.switch_account(name)
+
+    def switch_account(self, name: str) -> None:
+        try:
+            user = resolve_user(self.settings, name)
+        except UserError as exc:
+            self.notify(str(exc), severity="error")
+            return
+        if self.user is not None and user.name == self.user.name:
+            return
+        # stop the old user's links first: none of their frames or answers may reach the new user's model
+        for group in ("feed", "api", "poll", "refill"):
+            self.workers.cancel_group(self, group)
+        old_api, self.api, self.feed = self.api, None, None
+        self.user = user
+        self.model = Model(market=self.model.market, user_name=user.name, selected=self.model.selected,
+                           interval=self.model.interval, health=self.model.health)
+        self.model.set_link(self.model.market_link, "offline" if self.offline else "connecting")
+        self.model.set_link(self.model.api_link, "offline" if self.offline else "connecting")
+        self.model.dirty.update(PANELS)
+        self._schedule()
+        if not self.offline:
+            self._reconnect(user, old_api)
+
+    @work(group="switch", exclusive=True, exit_on_error=False)
+    async def _reconnect(self, user: User, old_api: Api | None) -> None:
+        if old_api is not None:
+            await old_api.aclose()
+        self._connect(user)
+
+    # -- subscriptions and health ----------------------------------------------------------------------------
+
+    def _price_symbols(self) -> set[str]:
+        return set(self.model.market.watchlist) | set(self.model.account.held())
+
+    def _bar_pairs(self) -> set[tuple[str, str]]:
+        pairs = {(s, "1m") for s in self.model.market.watchlist}
+        if self.model.selected and self.model.interval == "1s":
+            pairs.add((self.model.selected, "1s"))
+        return pairs
+
+    def _sync_feed(self) -> None:
+        """Subscribe what the watchlist, holdings and chart need now (a no-op when nothing changed)."""
+        feed = self.feed
+        if feed is not None and (feed.prices != self._price_symbols() or feed.bars != self._bar_pairs()):
+            self._resubscribe()
+
+    @work(group="subscriptions", exit_on_error=False)
+    async def _resubscribe(self) -> None:
+        if self.feed is not None:
+            await self.feed.set_prices(self._price_symbols())
+            await self.feed.set_bars(self._bar_pairs())
+
+    @work(thread=True, exclusive=True, group="health", exit_on_error=False)
+    def _poll_health(self) -> None:
+        self.post_message(HealthPolled(health.poll(self.settings)))
+
+    def on_health_polled(self, message: HealthPolled) -> None:
+        self.model.health = message.health
+        self.model.dirty.add(STATUS)
+        self._schedule()
+
+
+def _summary(v: Valuation) -> str:
+    def c(x: Any) -> str:
+        return cents(str(x)) if x is not None else "-"
+
+    def s(x: Any) -> str:
+        return signed(str(x)) if x is not None else "-"
+
+    return (f"cash [b]{c(v.cash)}[/b] · equity [b]{c(v.equity)}[/b]\n"
+            f"unrealized {s(v.unrealized)} · realized {s(v.realized)}")
+
+
+def create_app(settings: Settings, user: User | None, *, watchlist: list[str] | None = None,
+               offline: bool = False) -> TradesimApp:
+    """The app, built for a user (or none, offline); raises UserError for a bad binding or theme setting."""
+    return TradesimApp(settings, user, watchlist=watchlist or [], offline=offline)
+
+
+def run(user: str | None) -> None:
+    """Open the TUI as `user` (else `tui.user`, else the active account). UserError (exit 2) for a missing
+    account or a bad setting, StackError (exit 1) when the API does not answer."""
+    settings = load_settings()
+    keymap(settings.tui.bindings)
+    check_theme(settings.tui.theme)
+    chosen = resolve_user(settings, user)
+    me = call(settings, "GET", "/accounts/me", chosen.api_key, timeout_s=5)
+    held = [s for s, q in (me.get("positions") or {}).items() if q]
+    app = create_app(settings, chosen, watchlist=default_watchlist(settings, held))
+    _follow_the_terminal_size()
+    app.run()
+
+
+def _follow_the_terminal_size() -> None:
+    """Textual sizes itself with shutil.get_terminal_size(), where COLUMNS/LINES in the environment win over the
+    terminal: a stale export (GNU readline sets them in its process, and children inherit them) would pin the app
+    at that size and ignore every resize. On a terminal, the terminal knows better."""
+    if sys.stdout.isatty():
+        os.environ.pop("COLUMNS", None)
+        os.environ.pop("LINES", None)

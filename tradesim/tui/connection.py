@@ -1,0 +1,272 @@
+"""The TUI's two links to the system: the order API over HTTP and one market-data WebSocket session.
+
+The WebSocket carries prices, bars and the account channel on one connection and reconnects with capped
+exponential backoff, re-sending every subscription. Newer operations (`account`, `subscribe_bars`) are probed on
+each connection: an older server answers them with a `bad_request` error frame, which is then read as "not
+supported here" (prices keep flowing; the app polls the API instead). The server handles a connection's frames
+in order, so the account op is resolved (ack or error) before the bars ops are sent, and each error frame
+belongs to the one op still unanswered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Iterable
+from decimal import InvalidOperation
+from typing import Any, Protocol
+
+import httpx
+from pydantic import ValidationError
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
+
+from tradesim.domain.events import Bar, OrderOutcome
+from tradesim.tui.model import Quote, parse_quote
+
+
+class Backoff:
+    """Capped exponential delays: first, first·2, … up to cap; reset after a success."""
+
+    def __init__(self, first_s: float = 0.5, cap_s: float = 10.0) -> None:
+        self.first_s, self.cap_s = first_s, cap_s
+        self._next = first_s
+
+    def next(self) -> float:
+        delay = self._next
+        self._next = min(self.cap_s, self._next * 2)
+        return delay
+
+    def reset(self) -> None:
+        self._next = self.first_s
+
+
+class ApiError(Exception):
+    """A 4xx/5xx problem answer of the API: its status, stable code, message and field errors."""
+
+    def __init__(self, status: int, code: str, message: str, errors: list[dict[str, Any]] | None = None) -> None:
+        self.status, self.code, self.message, self.errors = status, code, message, errors or []
+        super().__init__(f"{message} ({code})")
+
+
+class ApiUnreachable(Exception):
+    """No answer from the API (refused, timed out, connection lost)."""
+
+
+class Api:
+    """The API calls the TUI makes, on one httpx.AsyncClient; problems become ApiError / ApiUnreachable."""
+
+    def __init__(self, base_url: str, api_key: str, timeout_s: float = 10.0) -> None:
+        self.base_url = base_url
+        self._client = httpx.AsyncClient(base_url=base_url, timeout=timeout_s,
+                                         headers={"Authorization": f"Bearer {api_key}"})
+
+    async def request(self, method: str, path: str, *, json_body: Any = None, params: dict[str, Any] | None = None,
+                      headers: dict[str, str] | None = None) -> Any:
+        given = None if params is None else {k: v for k, v in params.items() if v is not None}
+        try:
+            answer = await self._client.request(method, path, json=json_body, params=given, headers=headers)
+        except httpx.HTTPError as exc:
+            raise ApiUnreachable(f"the API is not reachable at {self.base_url}: {exc or type(exc).__name__}") from None
+        if answer.status_code < 400:
+            return answer.json()
+        try:
+            problem = answer.json()
+            raise ApiError(answer.status_code, problem["code"], problem["message"], problem.get("errors"))
+        except (ValueError, KeyError, TypeError):
+            raise ApiError(answer.status_code, f"http_{answer.status_code}",
+                           answer.text.strip() or answer.reason_phrase) from None
+
+    async def healthz(self) -> None:
+        await self.request("GET", "/healthz")
+
+    async def me(self) -> dict[str, Any]:
+        return await self.request("GET", "/accounts/me")  # type: ignore[no-any-return]
+
+    async def portfolio(self) -> dict[str, Any]:
+        return await self.request("GET", "/portfolio")  # type: ignore[no-any-return]
+
+    async def orders(self, status: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
+        answer = await self.request("GET", "/orders", params={"status": status, "limit": limit})
+        return answer["orders"]  # type: ignore[no-any-return]
+
+    async def trades(self, size: int = 100) -> list[dict[str, Any]]:
+        answer = await self.request("GET", "/trades/search", params={"size": size})
+        return answer["trades"]  # type: ignore[no-any-return]
+
+    async def place(self, body: dict[str, Any], idempotency_key: str) -> dict[str, Any]:
+        return await self.request("POST", "/orders", json_body=body,  # type: ignore[no-any-return]
+                                  headers={"Idempotency-Key": idempotency_key})
+
+    async def cancel(self, order_id: str) -> dict[str, Any]:
+        return await self.request("DELETE", f"/orders/{order_id}")  # type: ignore[no-any-return]
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+
+class FeedEvents(Protocol):
+    """What the WebSocket session reports (called on the event loop, one frame at a time)."""
+
+    def feed_state(self, state: str, retry_in_s: float | None, detail: str) -> None: ...
+    def feed_quote(self, symbol: str, quote: Quote, received_at: float) -> None: ...
+    def feed_bars(self, symbol: str, interval: str, bars: list[Bar]) -> None: ...
+    def feed_bar(self, bar: Bar) -> None: ...
+    def feed_account(self, state: str) -> None: ...
+    def feed_outcome(self, outcome: OrderOutcome, received_at: float) -> None: ...
+    def feed_portfolio(self, data: dict[str, Any]) -> None: ...
+
+
+class Feed:
+    """One market-data WebSocket session: wanted subscriptions are kept here and re-sent on every connect."""
+
+    def __init__(self, url: str, api_key: str | None, events: FeedEvents, backoff: Backoff | None = None,
+                 open_timeout_s: float = 5.0) -> None:
+        self.url = url
+        self.api_key = api_key
+        self.events = events
+        self.backoff = backoff or Backoff()
+        self.open_timeout_s = open_timeout_s
+        self.prices: set[str] = set()
+        self.bars: set[tuple[str, str]] = set()
+        #: per connection: None until the server answered the op once, then whether it knows it
+        self.account_supported: bool | None = None
+        self.bars_supported: bool | None = None
+        self.account_refused = False
+        self._ws: ClientConnection | None = None
+        self._bars_sent: set[tuple[str, str]] = set()
+        self._pending: str | None = None  # the newer op ("account" / "bars") still unanswered on this connection
+        self.frames = 0
+        self.bad_frames = 0
+
+    async def run(self) -> None:
+        """Connect, serve, and reconnect forever (cancel the task to stop)."""
+        while True:
+            detail = ""
+            try:
+                async with connect(self.url, open_timeout=self.open_timeout_s, max_size=2**24, compression=None,
+                                   ping_interval=10, ping_timeout=10, close_timeout=1) as ws:
+                    self._ws = ws
+                    self.backoff.reset()
+                    self.events.feed_state("connected", None, "")
+                    await self._serve(ws)
+                    detail = "closed by the server"
+            except (OSError, TimeoutError, InvalidHandshake, InvalidURI, ConnectionClosed) as exc:
+                detail = str(exc) or type(exc).__name__
+            finally:
+                self._ws = None
+            delay = self.backoff.next()
+            self.events.feed_state("down", delay, detail)
+            await asyncio.sleep(delay)  # pacing reconnects, not waiting for a condition
+            self.events.feed_state("connecting", None, "")
+
+    async def _serve(self, ws: ClientConnection) -> None:
+        self._bars_sent = set()
+        self.account_supported = self.bars_supported = None
+        self._pending = None
+        if self.api_key and not self.account_refused:
+            self._pending = "account"
+            await ws.send(json.dumps({"op": "account", "api_key": self.api_key}))
+        else:
+            self.events.feed_account("refused" if self.account_refused else "polling")
+        if self.prices:
+            await ws.send(json.dumps({"op": "subscribe", "symbols": sorted(self.prices)}))
+        if self._pending is None:
+            await self._sync_bars()
+        async for raw in ws:
+            received = time.perf_counter()
+            self.frames += 1
+            try:
+                frame = json.loads(raw)
+                await self._on_frame(frame, received)
+            except (ValueError, KeyError, TypeError, InvalidOperation, ValidationError):
+                self.bad_frames += 1  # one broken frame must not end the session
+
+    async def _on_frame(self, frame: dict[str, Any], received: float) -> None:
+        kind = frame.get("type")
+        if kind in ("tick", "snapshot"):
+            symbol, quote = parse_quote(frame["data"])
+            self.events.feed_quote(symbol, quote, received)
+        elif kind == "bar":
+            self._bars_known()
+            self.events.feed_bar(Bar.model_validate(frame["data"]))
+        elif kind == "bars":
+            self._bars_known()
+            self.events.feed_bars(frame["symbol"], frame["interval"], [Bar.model_validate(b) for b in frame["data"]])
+        elif kind == "outcome":
+            self.events.feed_outcome(OrderOutcome.model_validate(frame["data"]), received)
+        elif kind == "portfolio":
+            self.events.feed_portfolio(frame["data"])
+        elif kind == "account":
+            await self._account_answered(True)
+        elif kind == "error":
+            await self._on_error(frame)
+
+    async def _on_error(self, frame: dict[str, Any]) -> None:
+        code = frame.get("code")
+        if code == "bad_request" and self._pending == "account":
+            await self._account_answered(False)
+        elif code == "bad_request" and self._pending == "bars":
+            self._pending = None
+            self.bars_supported = False
+            self._bars_sent = set()
+        elif code == "unauthorized":
+            self.account_refused = True  # the server closes the socket now; the next connection skips the op
+            self.events.feed_account("refused")
+            if self._pending == "account":
+                self._pending = None
+
+    async def _account_answered(self, supported: bool) -> None:
+        if self._pending == "account":
+            self._pending = None
+        self.account_supported = supported
+        self.events.feed_account("live" if supported else "polling")
+        await self._sync_bars()
+
+    def _bars_known(self) -> None:
+        if self._pending == "bars":
+            self._pending = None
+        self.bars_supported = True
+
+    async def set_prices(self, symbols: Iterable[str]) -> None:
+        wanted = set(symbols)
+        added, removed = wanted - self.prices, self.prices - wanted
+        self.prices = wanted
+        if added:
+            await self._send({"op": "subscribe", "symbols": sorted(added)})
+        if removed:
+            await self._send({"op": "unsubscribe", "symbols": sorted(removed)})
+
+    async def set_bars(self, pairs: Iterable[tuple[str, str]]) -> None:
+        self.bars = set(pairs)
+        if self._pending != "account":
+            await self._sync_bars()
+
+    async def set_account(self, api_key: str | None) -> None:
+        """Trade as another user: a new connection subscribes the new key's channel."""
+        self.api_key = api_key
+        self.account_refused = False
+        if self._ws is not None:
+            await self._ws.close()
+
+    async def _sync_bars(self) -> None:
+        if self.bars_supported is False or self._ws is None:
+            return
+        added, removed = self.bars - self._bars_sent, self._bars_sent - self.bars
+        for op, pairs in (("unsubscribe_bars", removed), ("subscribe_bars", added)):
+            for interval in sorted({i for _, i in pairs}):
+                symbols = sorted(s for s, i in pairs if i == interval)
+                if op == "subscribe_bars" and self.bars_supported is None:
+                    self._pending = "bars"
+                await self._send({"op": op, "symbols": symbols, "interval": interval})
+        self._bars_sent = set(self.bars)
+
+    async def _send(self, doc: dict[str, Any]) -> None:
+        ws = self._ws
+        if ws is None:
+            return  # sent on the next connect
+        try:
+            await ws.send(json.dumps(doc))
+        except ConnectionClosed:
+            pass  # the reader sees the close and reconnects, re-sending the wanted state
