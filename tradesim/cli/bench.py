@@ -189,3 +189,33 @@ def _queries(trades: int, users: int, clients: int, seconds: float) -> None:
               f"--seconds {seconds:g}")
     for line in lines:
         out.print("  " + line, markup=False)
+
+
+@app.command("tui")
+def tui(rate: Annotated[float, typer.Option(min=1, max=2000, help="Price updates/s over the watchlist.")] = 200,
+        symbols: Annotated[int, typer.Option(min=1, max=100, help="Watchlist symbols the prices go to.")] = 20,
+        orders: Annotated[float, typer.Option(min=0, max=100, help="The TUI account's market orders/s.")] = 20,
+        seconds: Annotated[float, typer.Option(min=5, max=300, help="Length of the measured phase.")] = 30,
+        warmup: Annotated[float, typer.Option(min=0, max=60, help="Load before measuring.")] = 5,
+        headless: Annotated[bool, typer.Option("--headless/--terminal", help="Headless app instead of a real "
+                                               "terminal (tmux).")] = False,
+        profile: Annotated[bool, typer.Option(help="cProfile the TUI over the measured phase.")] = False) -> None:
+    """The TUI under load: refresh latency p50/p99, its CPU, start → first price (needs the stack and tmux)."""
+    _tui(rate, symbols, orders, seconds, warmup, headless, profile)
+
+
+@cli_errors
+def _tui(rate: float, symbols: int, orders: float, seconds: float, warmup: float, headless: bool,
+         profile: bool) -> None:
+    from benchmarks import tui as bench_tui
+    from tradesim.stack.errors import UserError
+
+    if rate * seconds > 90_000:
+        raise UserError("--rate × --seconds must stay within 90,000 updates (what the app keeps of its latencies)")
+    lines: list[str] = []
+    bench_tui.run(load_settings(), rate, symbols, orders, seconds, warmup, headless, profile, lines)
+    out.print(f"command: tradesim bench tui --rate {rate:g} --symbols {symbols} --orders {orders:g} "
+              f"--seconds {seconds:g} --warmup {warmup:g}" + (" --headless" if headless else "")
+              + (" --profile" if profile else ""))
+    for line in lines:
+        out.print("  " + line, markup=False)
