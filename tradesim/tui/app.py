@@ -10,6 +10,7 @@ docs/design/tui.md.
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import sys
 import time
@@ -251,6 +252,9 @@ class TradesimApp(App[None]):
     def main_ready(self) -> None:
         """The main screen is composed: paint it and connect."""
         self._main_ready = True
+        # Move what start-up allocated (Textual, widgets, imports) out of the collector's reach: full collections
+        # over it paused the screen for 100-160 ms a few times a minute (bench tui: half the p99 refresh latency).
+        gc.freeze()
         if self.offline or self.user is None:
             self.model.set_link(self.model.market_link, "offline")
             self.model.set_link(self.model.api_link, "offline")

@@ -68,7 +68,10 @@ class CacheConsumer(Generic[E]):
     def run(self) -> None:
         s = self.settings
         # Low fetch wait: a quiet feed must still reach clients in milliseconds, not after the 500 ms default.
-        self._consumer = make_consumer(s.kafka, self.group, **{"fetch.wait.max.ms": 10})
+        # Short session: a copy restarted after kill -9 waits for the dead member's session to expire before the
+        # group hands it the partitions (45 s by default: prices froze that long); 6 s is the broker's minimum.
+        self._consumer = make_consumer(s.kafka, self.group, **{
+            "fetch.wait.max.ms": 10, "session.timeout.ms": 6000, "heartbeat.interval.ms": 2000})
         dlq = make_producer(s.kafka)
         self._consumer.subscribe([self.topic])
         log.info("consuming", extra={"topic": self.topic, "group": self.group})

@@ -46,7 +46,7 @@ class Keyed(Grid):
 
 
 class Watchlist(Keyed):
-    COLUMNS = (("symbol", "symbol", 8, False), ("bid", "bid", 8, True), ("ask", "ask", 8, True),
+    COLUMNS = (("symbol", "symbol", 9, False), ("bid", "bid", 8, True), ("ask", "ask", 8, True),
                ("last", "last", 8, True), ("chg", "chg %", 7, True), ("spark", "trend", SPARK_WIDTH + 1, False))
 
     def sync(self, market: Market, symbols: Iterable[str]) -> bool:
