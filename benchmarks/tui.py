@@ -36,7 +36,7 @@ from benchmarks.orders import _order_request, _Pool
 from benchmarks.stats import percentile
 from tradesim.adapters.redis.client import connect
 from tradesim.adapters.redis.prices import PriceCache
-from tradesim.cli.apiclient import save_credentials
+from tradesim.client.api import save_credentials
 from tradesim.domain.events import Tick
 from tradesim.services.api.admin_key import load_admin_key
 from tradesim.services.ingest.publisher import TickPublisher

@@ -107,7 +107,7 @@ def _write(path: Path, doc: dict[str, Any]) -> None:
 
 def build_app() -> Any:
     """The app as `tradesim tui` builds it (tradesim.tui.app.run), without running it."""
-    from tradesim.cli.apiclient import call
+    from tradesim.client.api import call
     from tradesim.settings import load_settings
     from tradesim.tui.app import check_theme, create_app, default_watchlist, resolve_user
     from tradesim.tui.bindings import keymap

@@ -71,7 +71,7 @@ def test_status_json_of_empty_stack_has_stable_shape() -> None:
 @pytest.fixture
 def api(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> list[tuple[str, dict[str, object]]]:
     """Answers the read commands' API calls from `answers` (path → answer, or a list of pages); records the calls."""
-    import tradesim.cli.apiclient as apiclient
+    import tradesim.client.api as apiclient
 
     monkeypatch.setenv("TRADESIM_API__CREDENTIALS_FILE", str(tmp_path / "credentials.json"))
     calls: list[tuple[str, dict[str, object]]] = []

@@ -30,7 +30,7 @@ def create(name: Annotated[str, typer.Argument(help="user id: lowercase letters,
 
 @cli_errors
 def _create(name: str, cash: str, rate_limit: int | None, activate: bool) -> None:
-    from tradesim.cli.apiclient import admin_key, call, load_credentials, save_credentials
+    from tradesim.client.api import admin_key, call, load_credentials, save_credentials
 
     try:
         if Decimal(cash) < 0:
@@ -59,7 +59,7 @@ def list_(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] =
 
 @cli_errors
 def _list(as_json: bool) -> None:
-    from tradesim.cli.apiclient import admin_key, call, load_credentials
+    from tradesim.client.api import admin_key, call, load_credentials
 
     settings = load_settings()
     answer = call(settings, "GET", "/accounts", admin_key(settings))
@@ -85,7 +85,7 @@ def reset(name: Annotated[str | None, typer.Argument(help="User; default: the ac
 
 @cli_errors
 def _reset(name: str | None) -> None:
-    from tradesim.cli.apiclient import active_key, admin_key, call
+    from tradesim.client.api import active_key, admin_key, call
 
     settings = load_settings()
     user = name or active_key(settings)[0]
@@ -101,7 +101,7 @@ def use(name: Annotated[str, typer.Argument(help="A user created from this machi
 
 @cli_errors
 def _use(name: str) -> None:
-    from tradesim.cli.apiclient import load_credentials, save_credentials
+    from tradesim.client.api import load_credentials, save_credentials
 
     settings = load_settings()
     data = load_credentials(settings)
@@ -120,7 +120,7 @@ def show(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = 
 
 @cli_errors
 def _show(as_json: bool) -> None:
-    from tradesim.cli.apiclient import active_key, call
+    from tradesim.client.api import active_key, call
 
     settings = load_settings()
     answer = call(settings, "GET", "/accounts/me", active_key(settings)[1])

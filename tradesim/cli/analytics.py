@@ -11,17 +11,8 @@ from rich.console import Console
 from rich.table import Table
 
 from tradesim.cli.errors import cli_errors
-from tradesim.cli.readout import (
-    Interval,
-    JsonOpt,
-    cents,
-    interval_param,
-    price,
-    signed,
-    since_param,
-    symbol_param,
-    when,
-)
+from tradesim.cli.readout import Interval, JsonOpt, interval_param, since_param, symbol_param
+from tradesim.client.format import cents, price, signed, when
 from tradesim.settings import load_settings
 
 app = typer.Typer(help="Volume and P&L over time, from the analytics read model.", no_args_is_help=True)
@@ -41,7 +32,7 @@ def volume(symbol: Annotated[str | None, typer.Option("--symbol", help="Only thi
 
 
 def _volume(symbol: str | None, interval: str, since: str | None, market: bool, as_json: bool) -> None:
-    from tradesim.cli.apiclient import active_key, admin_key, call
+    from tradesim.client.api import active_key, admin_key, call
 
     params: dict[str, Any] = {"interval": interval_param(interval), "from": since_param(since)}
     if symbol is not None:
@@ -73,7 +64,7 @@ def pnl(interval: Interval = "1h",
 
 
 def _pnl(interval: str, since: str | None, as_json: bool) -> None:
-    from tradesim.cli.apiclient import active_key, call
+    from tradesim.client.api import active_key, call
 
     params = {"interval": interval_param(interval), "from": since_param(since)}
     settings = load_settings()

@@ -50,7 +50,7 @@ def order_body(side: str, symbol: str, qty: str, limit: str | None, stop: str | 
 
 def _place(side: str, symbol: str, qty: str, limit: str | None, stop: str | None, tif: str, as_json: bool,
            idempotency_key: str | None) -> None:
-    from tradesim.cli.apiclient import active_key, call
+    from tradesim.client.api import active_key, call
 
     body = order_body(side, symbol, qty, limit, stop, tif)
     settings = load_settings()
@@ -92,7 +92,7 @@ def cancel(order_id: str, as_json: JsonOpt = False) -> None:
 
 
 def _cancel(order_id: str, as_json: bool) -> None:
-    from tradesim.cli.apiclient import active_key, call
+    from tradesim.client.api import active_key, call
 
     settings = load_settings()
     answer = call(settings, "DELETE", f"/orders/{_order_id(order_id)}", active_key(settings)[1])
@@ -112,7 +112,7 @@ def _order_id(order_id: str) -> str:
 
 
 def _show(order_id: str, as_json: bool) -> None:
-    from tradesim.cli.apiclient import active_key, call
+    from tradesim.client.api import active_key, call
 
     settings = load_settings()
     o = call(settings, "GET", f"/orders/{_order_id(order_id)}", active_key(settings)[1])
@@ -140,7 +140,7 @@ def orders(open_only: Annotated[bool, typer.Option("--open", help="Only orders s
 
 
 def _orders(open_only: bool, symbol: str | None, limit: int, as_json: bool) -> None:
-    from tradesim.cli.apiclient import active_key, call
+    from tradesim.client.api import active_key, call
 
     settings = load_settings()
     params: dict[str, Any] = {"limit": limit}

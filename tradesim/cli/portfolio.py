@@ -10,7 +10,8 @@ from rich.console import Console
 from rich.table import Table
 
 from tradesim.cli.errors import cli_errors, err
-from tradesim.cli.readout import JsonOpt, age, cents, price, signed
+from tradesim.cli.readout import JsonOpt
+from tradesim.client.format import age, cents, price, signed
 from tradesim.settings import load_settings
 
 out = Console(highlight=False, soft_wrap=True)
@@ -22,7 +23,7 @@ def portfolio(as_json: JsonOpt = False) -> None:
 
 
 def _portfolio(as_json: bool) -> None:
-    from tradesim.cli.apiclient import active_key, call
+    from tradesim.client.api import active_key, call
 
     settings = load_settings()
     answer = call(settings, "GET", "/portfolio", active_key(settings)[1])

@@ -120,7 +120,7 @@ def _demo(only: str | None, runtime: str | None, user: str) -> None:
 
 def _demo_account(settings: Settings, name: str) -> str:
     """Reuse the account if this machine holds a working key for it, else create it; either way make it active."""
-    from tradesim.cli.apiclient import admin_key, call, credentials_path, load_credentials, save_credentials
+    from tradesim.client.api import admin_key, call, credentials_path, load_credentials, save_credentials
 
     data = load_credentials(settings)
     stored = data["users"].get(name)

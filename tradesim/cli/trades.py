@@ -11,7 +11,8 @@ from rich.console import Console
 from rich.table import Table
 
 from tradesim.cli.errors import cli_errors
-from tradesim.cli.readout import JsonOpt, Since, cents, price, since_param, symbol_param, when
+from tradesim.cli.readout import JsonOpt, Since, since_param, symbol_param
+from tradesim.client.format import cents, price, when
 from tradesim.domain.trades import MAX_PAGE_SIZE, STATUSES
 from tradesim.settings import load_settings
 from tradesim.stack.errors import UserError
@@ -55,7 +56,7 @@ def trades(symbol: Annotated[str | None, typer.Option("--symbol", help="Only thi
 
 def _trades(symbol: str | None, side: str | None, status: str | None, since: str | None, q: str | None,
             limit: int, as_json: bool) -> None:
-    from tradesim.cli.apiclient import active_key, call
+    from tradesim.client.api import active_key, call
 
     params = params_of(symbol, side, status, since, q)
     settings = load_settings()

@@ -14,6 +14,15 @@ NOT_PROCESSED: RejectReason = "not_processed_in_time"
 ShownStatus = OrderStatus | Literal["accepted"]
 
 
+def price_problems(order_type: OrderType, has_limit: bool, has_stop: bool) -> list[tuple[str, str]]:
+    """Which price fields an order type needs, as (field, problem) for each one missing or not allowed: limit and
+    stop_limit orders need a limit_price, stop and stop_limit orders a stop_price, nothing else takes either."""
+    needs = {"limit_price": order_type in ("limit", "stop_limit"), "stop_price": order_type in ("stop", "stop_limit")}
+    has = {"limit_price": has_limit, "stop_price": has_stop}
+    return [(name, f"{'required' if needed else 'not allowed'} for a {order_type} order")
+            for name, needed in needs.items() if needed != has[name]]
+
+
 def _text(value: Decimal | None) -> str:
     return "" if value is None else str(value.normalize())
 

@@ -27,8 +27,8 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import Footer, Static
 
-from tradesim.cli.apiclient import call, credentials_path, load_credentials
-from tradesim.cli.readout import cents, signed
+from tradesim.client.api import Api, ApiError, ApiUnreachable, call, credentials_path, load_credentials
+from tradesim.client.format import cents, signed
 from tradesim.domain.events import Bar, OrderOutcome
 from tradesim.domain.precheck import order_id_for
 from tradesim.settings import Settings, load_settings
@@ -36,7 +36,7 @@ from tradesim.stack.errors import UserError
 from tradesim.tui import health
 from tradesim.tui.bindings import bindings, keymap
 from tradesim.tui.commands import TradingCommands
-from tradesim.tui.connection import Api, ApiError, ApiUnreachable, Backoff, Feed
+from tradesim.tui.connection import Backoff, Feed
 from tradesim.tui.model import (
     BLOTTER,
     CHART,

@@ -17,7 +17,6 @@ from collections.abc import Iterable
 from decimal import InvalidOperation
 from typing import Any, Protocol
 
-import httpx
 from pydantic import ValidationError
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
@@ -40,70 +39,6 @@ class Backoff:
 
     def reset(self) -> None:
         self._next = self.first_s
-
-
-class ApiError(Exception):
-    """A 4xx/5xx problem answer of the API: its status, stable code, message and field errors."""
-
-    def __init__(self, status: int, code: str, message: str, errors: list[dict[str, Any]] | None = None) -> None:
-        self.status, self.code, self.message, self.errors = status, code, message, errors or []
-        super().__init__(f"{message} ({code})")
-
-
-class ApiUnreachable(Exception):
-    """No answer from the API (refused, timed out, connection lost)."""
-
-
-class Api:
-    """The API calls the TUI makes, on one httpx.AsyncClient; problems become ApiError / ApiUnreachable."""
-
-    def __init__(self, base_url: str, api_key: str, timeout_s: float = 10.0) -> None:
-        self.base_url = base_url
-        self._client = httpx.AsyncClient(base_url=base_url, timeout=timeout_s,
-                                         headers={"Authorization": f"Bearer {api_key}"})
-
-    async def request(self, method: str, path: str, *, json_body: Any = None, params: dict[str, Any] | None = None,
-                      headers: dict[str, str] | None = None) -> Any:
-        given = None if params is None else {k: v for k, v in params.items() if v is not None}
-        try:
-            answer = await self._client.request(method, path, json=json_body, params=given, headers=headers)
-        except httpx.HTTPError as exc:
-            raise ApiUnreachable(f"the API is not reachable at {self.base_url}: {exc or type(exc).__name__}") from None
-        if answer.status_code < 400:
-            return answer.json()
-        try:
-            problem = answer.json()
-            raise ApiError(answer.status_code, problem["code"], problem["message"], problem.get("errors"))
-        except (ValueError, KeyError, TypeError):
-            raise ApiError(answer.status_code, f"http_{answer.status_code}",
-                           answer.text.strip() or answer.reason_phrase) from None
-
-    async def healthz(self) -> None:
-        await self.request("GET", "/healthz")
-
-    async def me(self) -> dict[str, Any]:
-        return await self.request("GET", "/accounts/me")  # type: ignore[no-any-return]
-
-    async def portfolio(self) -> dict[str, Any]:
-        return await self.request("GET", "/portfolio")  # type: ignore[no-any-return]
-
-    async def orders(self, status: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
-        answer = await self.request("GET", "/orders", params={"status": status, "limit": limit})
-        return answer["orders"]  # type: ignore[no-any-return]
-
-    async def trades(self, size: int = 100) -> list[dict[str, Any]]:
-        answer = await self.request("GET", "/trades/search", params={"size": size})
-        return answer["trades"]  # type: ignore[no-any-return]
-
-    async def place(self, body: dict[str, Any], idempotency_key: str) -> dict[str, Any]:
-        return await self.request("POST", "/orders", json_body=body,  # type: ignore[no-any-return]
-                                  headers={"Idempotency-Key": idempotency_key})
-
-    async def cancel(self, order_id: str) -> dict[str, Any]:
-        return await self.request("DELETE", f"/orders/{order_id}")  # type: ignore[no-any-return]
-
-    async def aclose(self) -> None:
-        await self._client.aclose()
 
 
 class FeedEvents(Protocol):

@@ -19,7 +19,7 @@ import pytest
 
 from tradesim.adapters.redis.client import connect as redis_connect
 from tradesim.adapters.redis.prices import PriceCache
-from tradesim.cli.readout import price
+from tradesim.client.format import price
 from tradesim.services.ingest.publisher import publish_all
 from tradesim.settings import Settings
 from tradesim.testing.factories import tick, unique_symbol

@@ -15,9 +15,9 @@ import pytest
 from textual.command import CommandList
 from textual.pilot import Pilot
 
+from tradesim.client.api import ApiUnreachable
 from tradesim.settings import Settings, TuiSettings
 from tradesim.tui.app import TradesimApp, User, create_app
-from tradesim.tui.connection import ApiUnreachable
 from tradesim.tui.widgets.chart import CandleChart
 from tradesim.tui.widgets.screens import AccountScreen, HelpScreen, SymbolScreen, TicketScreen
 from tradesim.tui.widgets.tables import Watchlist

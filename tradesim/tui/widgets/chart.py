@@ -7,7 +7,7 @@ from decimal import Decimal
 from rich.text import Text
 from textual.widget import Widget
 
-from tradesim.cli.readout import price as fmt_price
+from tradesim.client.format import price as fmt_price
 from tradesim.domain.events import Bar
 
 UP, DOWN, LAST, AXIS = "green", "red", "bold yellow", "dim"

@@ -16,9 +16,9 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, OptionList, Select, Static
 
+from tradesim.client.api import ApiError, ApiUnreachable
 from tradesim.domain.events import SYMBOL_RE
 from tradesim.tui.bindings import BUILT_IN, KEYS, keys_of
-from tradesim.tui.connection import ApiError, ApiUnreachable
 from tradesim.tui.model import CODE_FIELDS, field_errors, order_body
 
 #: place(body, idempotency key) → order id; raises ApiError / ApiUnreachable

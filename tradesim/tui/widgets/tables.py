@@ -13,7 +13,7 @@ from decimal import Decimal
 
 from rich.text import Text
 
-from tradesim.cli.readout import cents, price, signed
+from tradesim.client.format import cents, price, signed
 from tradesim.domain.trades import TradeRecord
 from tradesim.tui.model import Market, OpenOrder, Valuation
 from tradesim.tui.widgets.grid import Grid, Value
