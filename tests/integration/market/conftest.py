@@ -93,8 +93,12 @@ def status_json(*only: str) -> dict[str, Any]:
 
 @pytest.fixture
 def market(settings: Settings) -> Iterator[None]:
-    """The shared stack's market is stopped after the test, and a market someone else had started is put back."""
+    """The test starts with no market (one someone else had started is stopped first and put back after), and
+    the market the test started is stopped at its end."""
     before = read_request(settings)
+    if before is not None:
+        clear_request(settings)
+        Supervisor(settings, [MarketService(settings)]).down()
     yield
     clear_request(settings)
     Supervisor(settings, [MarketService(settings)]).down()
