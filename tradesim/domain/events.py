@@ -131,6 +131,9 @@ class OrderPlaced(Event):
     time_in_force: TimeInForce = "day"
     client_order_id: str | None = Field(None, max_length=64)
     placed_at_ms: int = Field(ge=0)
+    at_ms: int | None = Field(
+        None, ge=0, description="a scripted order's time on the market's clock (tick event time): the book holds it "
+        "until the tick stream passes that time and matches it on the tick in effect then; absent: on arrival")
 
     _floats = field_validator("limit_price", "stop_price", mode="before")(_reject_float)
 
@@ -162,6 +165,9 @@ class OrderCancelRequested(Event):
         "the API fills it from the Orders table (a cancel without it can only cancel nothing)"
     )
     requested_at_ms: int = Field(ge=0)
+    at_ms: int | None = Field(
+        None, ge=0, description="a scripted cancel's time on the market's clock: applied when the tick stream "
+        "passes it, before the tick that passed it; absent: on arrival")
 
     @property
     def key(self) -> bytes:

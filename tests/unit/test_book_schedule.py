@@ -1,0 +1,113 @@
+"""Scripted orders and cancels in the book: held until the tick stream passes their market time, then applied on
+the quote in effect at that time — so the decisions depend on the tick stream, not on when the orders arrived."""
+
+from __future__ import annotations
+
+import pickle
+from decimal import Decimal
+
+import pytest
+
+from tradesim.domain.book import Book, Decision
+from tradesim.domain.events import OrderCancelRequested, OrderPlaced, Tick
+from tradesim.domain.matching import SlippageModel
+from tradesim.testing.factories import tick
+
+SLIP = SlippageModel(max_bps=Decimal("0"))
+
+
+def at(seconds: float) -> int:
+    return int(seconds * 1000)
+
+
+def quote_at(seq: int, seconds: float, price: str) -> Tick:
+    """A tick at `seconds` on the market clock: last `price`, bid/ask ± 0.01 (the factory adds seq/100)."""
+    return tick("AAA", seq, price=str(Decimal(price) - Decimal(seq) / 100), event_time_ms=at(seconds))
+
+
+def scripted(oid: str, seconds: float, kind: str = "market", side: str = "buy", limit: str | None = None,
+             tif: str = "gtc") -> OrderPlaced:
+    return OrderPlaced(order_id=oid, user_id="u1", symbol="AAA", side=side, qty=1, order_type=kind,  # type: ignore[arg-type]
+                       limit_price=Decimal(limit) if limit else None, time_in_force=tif,  # type: ignore[arg-type]
+                       placed_at_ms=0, at_ms=at(seconds))
+
+
+def cancel(oid: str, seconds: float | None) -> OrderCancelRequested:
+    return OrderCancelRequested(order_id=oid, user_id="u1", symbol="AAA", requested_at_ms=0,
+                                at_ms=None if seconds is None else at(seconds))
+
+
+STREAM = [quote_at(1, 0, "100"), quote_at(2, 10, "101"), quote_at(3, 20, "102"), quote_at(4, 30, "99"),
+          quote_at(5, 40, "98")]
+
+
+def run(events: list[Tick | OrderPlaced | OrderCancelRequested]) -> list[tuple[str, str, Decimal | None]]:
+    """Feed a book; the decisions that settle (rests are not outcomes) as (order, kind, price)."""
+    book = Book()
+    out: list[Decision] = []
+    for e in events:
+        if isinstance(e, Tick):
+            out += book.on_tick(e, SLIP)
+        elif isinstance(e, OrderPlaced):
+            out += book.on_order(e, SLIP, now_ms=0)
+        else:
+            out += book.on_cancel(e)
+    return [(d.order.order_id, d.kind, d.price) for d in out if d.kind != "rest"]
+
+
+def test_a_market_order_fills_on_the_quote_in_effect_at_its_time_not_the_tick_that_released_it() -> None:
+    # at 15 s the quote in effect is the 10 s tick (ask 101.01); the 20 s tick releases it
+    assert run([scripted("o1", 15), *STREAM]) == [("o1", "fill", Decimal("101.01"))]
+
+
+@pytest.mark.parametrize("arrives_after", range(0, 3))  # before any tick, after the 0 s tick, after the 10 s tick
+def test_the_decisions_do_not_depend_on_when_the_script_arrived(arrives_after: int) -> None:
+    script: list[OrderPlaced | OrderCancelRequested] = [
+        scripted("mkt", 15),                               # → 101.01
+        scripted("lim", 15, kind="limit", limit="99.50"),  # rests; the 30 s tick (ask 99.01) fills it at 99.01
+        scripted("gone", 5, kind="limit", limit="90"),     # never fillable ...
+        cancel("gone", 25),                                # ... cancelled at 25 s, before the 30 s tick
+    ]
+    events = [*STREAM[:arrives_after], *script, *STREAM[arrives_after:]]
+    assert run(events) == [("mkt", "fill", Decimal("101.01")), ("gone", "cancel", None),
+                           ("lim", "fill", Decimal("99.01"))]
+
+
+def test_a_cancel_scheduled_before_the_fill_wins_and_one_after_it_finds_nothing() -> None:
+    # limit 99.50 placed at 15 s fills on the 30 s tick; a cancel at 25 s comes first, one at 35 s too late
+    assert run([scripted("a", 15, kind="limit", limit="99.50"), cancel("a", 25), *STREAM]) == [("a", "cancel", None)]
+    assert run([scripted("b", 15, kind="limit", limit="99.50"), cancel("b", 35), *STREAM]) == [
+        ("b", "fill", Decimal("99.01"))]
+
+
+def test_orders_at_one_time_apply_in_arrival_order_and_an_order_before_the_first_tick_takes_that_tick() -> None:
+    book = Book()
+    assert [d.kind for d in book.on_order(scripted("x", 0), SLIP, now_ms=0)] == ["rest"]  # held, shown in the book
+    assert book.on_order(scripted("x", 0), SLIP, now_ms=0) == []  # a re-delivery is not held twice
+    book.on_order(scripted("y", 0, side="sell"), SLIP, now_ms=0)
+    assert book.on_tick(quote_at(1, 0, "100"), SLIP) == []  # the 0 s tick does not pass 0 s
+    decided = book.on_tick(quote_at(2, 1, "200"), SLIP)
+    assert [(d.order.order_id, d.price) for d in decided] == [("x", Decimal("100.01")), ("y", Decimal("99.99"))]
+
+
+def test_an_immediate_cancel_takes_a_held_order_out() -> None:
+    book = Book()
+    book.on_tick(quote_at(1, 0, "100"), SLIP)
+    book.on_order(scripted("h", 50), SLIP, now_ms=0)
+    assert [(d.order.order_id, d.kind) for d in book.on_cancel(cancel("h", None))] == [("h", "cancel")]
+    assert book.on_tick(quote_at(2, 60, "100"), SLIP) == []
+
+
+def test_an_order_without_a_market_time_is_applied_on_arrival_as_before() -> None:
+    book = Book()
+    book.on_tick(quote_at(1, 0, "100"), SLIP)
+    plain = scripted("p", 0).model_copy(update={"at_ms": None})
+    assert [(d.kind, d.price) for d in book.on_order(plain, SLIP, now_ms=0)] == [("fill", Decimal("100.01"))]
+
+
+def test_a_book_pickled_before_scheduling_existed_restores_with_nothing_held() -> None:
+    old = Book()
+    del old.__dict__["scheduled"]  # what a pickle of the previous release carries
+    restored = pickle.loads(pickle.dumps(old))  # noqa: S301 - our own state format
+    assert restored.scheduled == ()
+    assert run([scripted("o1", 15), *STREAM]) == [("o1", "fill", Decimal("101.01"))]
