@@ -21,8 +21,13 @@ def _order(**change: object) -> OrderPlaced:
 def test_the_body_hash_is_the_body_not_its_id_time_or_spelling() -> None:
     assert body_hash(_order()) == body_hash(_order(order_id="o2", placed_at_ms=9, limit_price=Decimal("100")))
     for other in ({"qty": 6}, {"side": "sell"}, {"symbol": "ACMF"}, {"limit_price": Decimal("100.01")},
-                  {"time_in_force": "day"}, {"client_order_id": "c"}):
+                  {"time_in_force": "day"}, {"client_order_id": "c"}, {"at_ms": 60_000}):
         assert body_hash(_order(**other)) != body_hash(_order()), other
+
+
+def test_an_order_without_a_market_time_keeps_the_hash_it_had_before_market_times_existed() -> None:
+    # computed before `at_ms` existed: claims in the Orders table carry it, a keyed retry must still match
+    assert body_hash(_order()) == "8518b5e42df978ca8a4685257389728808b19d2e300ab64a179eec849a7875f0"
 
 
 def test_an_order_that_reaches_the_book_after_the_deadline_expires_unmatched() -> None:

@@ -66,7 +66,7 @@ def request_hash(body: OrderRequest) -> str:
     order or price spelling (100, 100.00) is the same body for the Redis key record too."""
     intent = intent_of(body)
     return body_hash_of(body.symbol, body.side, body.qty, body.type, intent.limit_price, intent.stop_price,
-                        body.time_in_force, body.client_order_id)
+                        body.time_in_force, body.client_order_id, body.at_ms)
 
 
 def intent_of(body: OrderRequest) -> OrderIntent:
@@ -146,7 +146,8 @@ async def _place(res: Resources, user: Account, body: OrderRequest, order_id: st
     intent = intent_of(body)
     event = OrderPlaced(order_id=order_id, user_id=user.user_id, symbol=body.symbol, side=body.side, qty=body.qty,
                         order_type=body.type, limit_price=intent.limit_price, stop_price=intent.stop_price,
-                        time_in_force=body.time_in_force, client_order_id=body.client_order_id, placed_at_ms=now_ms)
+                        time_in_force=body.time_in_force, client_order_id=body.client_order_id, placed_at_ms=now_ms,
+                        at_ms=body.at_ms)
     try:
         await _check(res, user, body, intent, gate, now_ms)
     except ApiError:

@@ -70,6 +70,10 @@ class OrderRequest(Strict):
     stop_price: PriceStr | None = Field(None, description="required for stop and stop_limit, else absent")
     time_in_force: TimeInForce = "day"
     client_order_id: Annotated[str, Field(min_length=1, max_length=64)] | None = None
+    at_ms: int | None = Field(
+        None, ge=0, le=253_402_300_799_999, strict=True,
+        description="scripted runs: the order's time on the market's clock (tick event time, epoch ms); the "
+        "execution job holds the order until the ticks pass that time and matches it on the quote in effect then")
 
     @model_validator(mode="after")
     def _prices_match_type(self) -> OrderRequest:
