@@ -1,5 +1,6 @@
-"""Scripted orders and cancels in the book: held until the tick stream passes their market time, then applied on
-the quote in effect at that time — so the decisions depend on the tick stream, not on when the orders arrived."""
+"""Scripted orders in the book: held until the tick stream passes their market time, then applied on the quote in
+effect at that time, and cancelled once it passes their cancel time — so the decisions depend on the tick stream,
+not on when the orders arrived."""
 
 from __future__ import annotations
 
@@ -26,32 +27,29 @@ def quote_at(seq: int, seconds: float, price: str) -> Tick:
 
 
 def scripted(oid: str, seconds: float, kind: str = "market", side: str = "buy", limit: str | None = None,
-             tif: str = "gtc") -> OrderPlaced:
+             tif: str = "gtc", cancel_at: float | None = None) -> OrderPlaced:
     return OrderPlaced(order_id=oid, user_id="u1", symbol="AAA", side=side, qty=1, order_type=kind,  # type: ignore[arg-type]
                        limit_price=Decimal(limit) if limit else None, time_in_force=tif,  # type: ignore[arg-type]
-                       placed_at_ms=0, at_ms=at(seconds))
+                       placed_at_ms=0, at_ms=at(seconds), cancel_at_ms=None if cancel_at is None else at(cancel_at))
 
 
-def cancel(oid: str, seconds: float | None) -> OrderCancelRequested:
-    return OrderCancelRequested(order_id=oid, user_id="u1", symbol="AAA", requested_at_ms=0,
-                                at_ms=None if seconds is None else at(seconds))
+def cancel(oid: str) -> OrderCancelRequested:
+    return OrderCancelRequested(order_id=oid, user_id="u1", symbol="AAA", requested_at_ms=0)
 
 
 STREAM = [quote_at(1, 0, "100"), quote_at(2, 10, "101"), quote_at(3, 20, "102"), quote_at(4, 30, "99"),
           quote_at(5, 40, "98")]
 
 
-def run(events: list[Tick | OrderPlaced | OrderCancelRequested]) -> list[tuple[str, str, Decimal | None]]:
+def run(events: list[Tick | OrderPlaced]) -> list[tuple[str, str, Decimal | None]]:
     """Feed a book; the decisions that settle (rests are not outcomes) as (order, kind, price)."""
     book = Book()
     out: list[Decision] = []
     for e in events:
         if isinstance(e, Tick):
             out += book.on_tick(e, SLIP)
-        elif isinstance(e, OrderPlaced):
-            out += book.on_order(e, SLIP, now_ms=0)
         else:
-            out += book.on_cancel(e)
+            out += book.on_order(e, SLIP, now_ms=0)
     return [(d.order.order_id, d.kind, d.price) for d in out if d.kind != "rest"]
 
 
@@ -62,22 +60,33 @@ def test_a_market_order_fills_on_the_quote_in_effect_at_its_time_not_the_tick_th
 
 @pytest.mark.parametrize("arrives_after", range(0, 3))  # before any tick, after the 0 s tick, after the 10 s tick
 def test_the_decisions_do_not_depend_on_when_the_script_arrived(arrives_after: int) -> None:
-    script: list[OrderPlaced | OrderCancelRequested] = [
-        scripted("mkt", 15),                               # → 101.01
-        scripted("lim", 15, kind="limit", limit="99.50"),  # rests; the 30 s tick (ask 99.01) fills it at 99.01
-        scripted("gone", 5, kind="limit", limit="90"),     # never fillable ...
-        cancel("gone", 25),                                # ... cancelled at 25 s, before the 30 s tick
+    script = [
+        scripted("mkt", 15),                                              # → 101.01
+        scripted("lim", 15, kind="limit", limit="99.50"),                 # the 30 s tick (ask 99.01) fills it
+        scripted("gone", 12, kind="limit", limit="99.50", cancel_at=25),  # cancelled at 25 s, before that tick
     ]
     events = [*STREAM[:arrives_after], *script, *STREAM[arrives_after:]]
     assert run(events) == [("mkt", "fill", Decimal("101.01")), ("gone", "cancel", None),
                            ("lim", "fill", Decimal("99.01"))]
 
 
-def test_a_cancel_scheduled_before_the_fill_wins_and_one_after_it_finds_nothing() -> None:
-    # limit 99.50 placed at 15 s fills on the 30 s tick; a cancel at 25 s comes first, one at 35 s too late
-    assert run([scripted("a", 15, kind="limit", limit="99.50"), cancel("a", 25), *STREAM]) == [("a", "cancel", None)]
-    assert run([scripted("b", 15, kind="limit", limit="99.50"), cancel("b", 35), *STREAM]) == [
+def test_a_cancel_time_before_the_fill_wins_and_one_after_it_finds_nothing() -> None:
+    # limit 99.50 placed at 15 s fills on the 30 s tick; cancelled at 25 s it never fills, at 35 s it filled first
+    assert run([scripted("a", 15, kind="limit", limit="99.50", cancel_at=25), *STREAM]) == [("a", "cancel", None)]
+    assert run([scripted("b", 15, kind="limit", limit="99.50", cancel_at=35), *STREAM]) == [
         ("b", "fill", Decimal("99.01"))]
+    with pytest.raises(ValueError, match="cancel_at_ms must be after at_ms"):
+        scripted("c", 15, cancel_at=15)
+
+
+def test_a_scripted_day_order_expires_at_the_end_of_its_market_day_not_the_wall_clock_one() -> None:
+    day = 86_400
+    book = Book()
+    book.on_order(scripted("d", 100, kind="limit", limit="1", tif="day"), SLIP, now_ms=0)
+    book.on_tick(quote_at(1, 200, "100"), SLIP)  # released: rests (limit 1 never fills)
+    assert book.on_tick(quote_at(2, day - 1, "100"), SLIP) == []
+    (expired,) = book.on_tick(quote_at(3, day, "100"), SLIP)
+    assert (expired.order.order_id, expired.kind) == ("d", "expire")
 
 
 def test_orders_at_one_time_apply_in_arrival_order_and_an_order_before_the_first_tick_takes_that_tick() -> None:
@@ -94,7 +103,7 @@ def test_an_immediate_cancel_takes_a_held_order_out() -> None:
     book = Book()
     book.on_tick(quote_at(1, 0, "100"), SLIP)
     book.on_order(scripted("h", 50), SLIP, now_ms=0)
-    assert [(d.order.order_id, d.kind) for d in book.on_cancel(cancel("h", None))] == [("h", "cancel")]
+    assert [(d.order.order_id, d.kind) for d in book.on_cancel(cancel("h"))] == [("h", "cancel")]
     assert book.on_tick(quote_at(2, 60, "100"), SLIP) == []
 
 

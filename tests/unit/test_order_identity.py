@@ -21,7 +21,7 @@ def _order(**change: object) -> OrderPlaced:
 def test_the_body_hash_is_the_body_not_its_id_time_or_spelling() -> None:
     assert body_hash(_order()) == body_hash(_order(order_id="o2", placed_at_ms=9, limit_price=Decimal("100")))
     for other in ({"qty": 6}, {"side": "sell"}, {"symbol": "ACMF"}, {"limit_price": Decimal("100.01")},
-                  {"time_in_force": "day"}, {"client_order_id": "c"}, {"at_ms": 60_000}):
+                  {"time_in_force": "day"}, {"client_order_id": "c"}, {"at_ms": 60_000}, {"cancel_at_ms": 9}):
         assert body_hash(_order(**other)) != body_hash(_order()), other
 
 

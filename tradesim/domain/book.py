@@ -2,11 +2,12 @@
 `Decision`s (fill at a price, expire, cancel, reject, rest). The execution job keeps one per symbol in keyed state;
 no I/O here.
 
-Scripted orders and cancels carry `at_ms`, a time on the market's clock. The book holds them until a tick past
-that time arrives and applies them, in (at_ms, arrival) order, to the quote in effect at `at_ms` — the one
-before that tick — so their outcome depends on the tick stream alone, not on when they arrived. One that arrives
-after the stream passed its time is applied on arrival (the scripted runner publishes ticks past a time only once
-the book holds everything scripted before it).
+Scripted orders carry `at_ms`, a time on the market's clock, and may carry `cancel_at_ms`. The book holds such
+an order until a tick past `at_ms` arrives and applies it, in (at_ms, arrival) order, to the quote in effect at
+`at_ms` — the one before that tick; once the stream passes `cancel_at_ms` an order still open is cancelled before
+that tick is matched. So their outcomes depend on the tick stream alone, not on when the orders arrived. One that
+arrives after the stream passed its time is applied on arrival (the scripted runner publishes ticks past a time
+only once the book holds every order scripted before it).
 """
 
 from __future__ import annotations
@@ -49,17 +50,16 @@ class Book:
     resting: dict[str, tuple[OrderPlaced, bool]] = field(default_factory=dict)
     #: last (run_id, seq) applied, so a re-delivered tick does not act twice
     last_tick: tuple[int, int] = (-1, -1)
-    #: scripted orders and cancels waiting for the tick stream to pass their `at_ms`, in arrival order (a tuple:
-    #: books pickled before it existed restore with this class default)
-    scheduled: tuple[OrderPlaced | OrderCancelRequested, ...] = ()
+    #: scripted orders waiting for the tick stream to pass their `at_ms`, in arrival order (a tuple: books
+    #: pickled before it existed restore with this class default)
+    scheduled: tuple[OrderPlaced, ...] = ()
 
     def on_order(self, order: OrderPlaced, slippage: SlippageModel,
                  fallback: Callable[[str], Quote | None] | None = None, *, now_ms: int | None = None,
                  deadline_ms: int | None = None) -> list[Decision]:
         """`deadline_ms`: an order that reaches the book more than this after its placing expires unmatched
         (the job was down, or behind, for longer than users were promised)."""
-        if order.order_id in self.resting or any(
-                isinstance(o, OrderPlaced) and o.order_id == order.order_id for o in self.scheduled):
+        if order.order_id in self.resting or any(o.order_id == order.order_id for o in self.scheduled):
             return []  # a re-delivered order that already rests or waits for its time
         now = _now_ms() if now_ms is None else now_ms
         if deadline_ms is not None and overdue(order.placed_at_ms, now, deadline_ms):
@@ -75,12 +75,8 @@ class Book:
         return self._apply(order, quote, slippage, triggered=False, announce=True)
 
     def on_cancel(self, cancel: OrderCancelRequested) -> list[Decision]:
-        if self._waits(cancel.at_ms):
-            self.scheduled = (*self.scheduled, cancel)
-            return []
         for waiting in self.scheduled:
-            if isinstance(waiting, OrderPlaced) and waiting.order_id == cancel.order_id \
-                    and waiting.user_id == cancel.user_id:
+            if waiting.order_id == cancel.order_id and waiting.user_id == cancel.user_id:
                 self.scheduled = tuple(w for w in self.scheduled if w is not waiting)
                 return [Decision(waiting, "cancel")]
         held = self.resting.pop(cancel.order_id, None)
@@ -107,20 +103,20 @@ class Book:
         return at_ms is not None and (self.quote is None or self.quote.event_time_ms <= at_ms)
 
     def _release(self, now_ms: int, slippage: SlippageModel, first: Quote) -> list[Decision]:
-        """Apply what was scheduled before `now_ms` (the event time of the tick about to apply), on the quote in
-        effect at its time: the current one, or `first` when the symbol had no quote before (a time before the
-        first tick means that tick)."""
-        due = [w for w in self.scheduled if w.at_ms is not None and w.at_ms < now_ms]
-        if not due:
-            return []
-        self.scheduled = tuple(w for w in self.scheduled if not (w.at_ms is not None and w.at_ms < now_ms))
-        quote = self.quote or first
+        """Before the tick at `now_ms` applies: apply the held orders whose time it passes, on the quote in effect
+        then (the current one, or `first` when the symbol had none: a time before the first tick means that tick),
+        then cancel the open orders whose `cancel_at_ms` it passes."""
         out: list[Decision] = []
-        for w in sorted(due, key=lambda w: w.at_ms or 0):  # stable: arrival order within one time
-            if isinstance(w, OrderCancelRequested):
-                out += self.on_cancel(w.model_copy(update={"at_ms": None}))
-            else:
-                out += self._apply(w, quote, slippage, triggered=False)
+        due = [o for o in self.scheduled if o.at_ms is not None and o.at_ms < now_ms]
+        if due:
+            self.scheduled = tuple(o for o in self.scheduled if o not in due)
+            quote = self.quote or first
+            for order in sorted(due, key=lambda o: o.at_ms or 0):  # stable: arrival order within one time
+                out += self._apply(order, quote, slippage, triggered=False)
+        for order_id, (order, _) in list(self.resting.items()):
+            if order.cancel_at_ms is not None and order.cancel_at_ms < now_ms:
+                del self.resting[order_id]
+                out.append(Decision(order, "cancel"))
         return out
 
     def _apply(self, order: OrderPlaced, quote: Quote, slippage: SlippageModel, triggered: bool,

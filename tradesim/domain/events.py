@@ -134,6 +134,9 @@ class OrderPlaced(Event):
     at_ms: int | None = Field(
         None, ge=0, description="a scripted order's time on the market's clock (tick event time): the book holds it "
         "until the tick stream passes that time and matches it on the tick in effect then; absent: on arrival")
+    cancel_at_ms: int | None = Field(
+        None, ge=0, description="a scripted cancel: the order is cancelled when the tick stream passes this time "
+        "on the market's clock (before that tick is matched), if it is still open")
 
     _floats = field_validator("limit_price", "stop_price", mode="before")(_reject_float)
 
@@ -147,6 +150,8 @@ class OrderPlaced(Event):
         if needs_stop != (self.stop_price is not None):
             raise ValueError(f"stop_price is {'required' if needs_stop else 'not allowed'} for a "
                              f"{self.order_type} order")
+        if self.at_ms is not None and self.cancel_at_ms is not None and self.cancel_at_ms <= self.at_ms:
+            raise ValueError("cancel_at_ms must be after at_ms")
         return self
 
     @property
@@ -165,9 +170,6 @@ class OrderCancelRequested(Event):
         "the API fills it from the Orders table (a cancel without it can only cancel nothing)"
     )
     requested_at_ms: int = Field(ge=0)
-    at_ms: int | None = Field(
-        None, ge=0, description="a scripted cancel's time on the market's clock: applied when the tick stream "
-        "passes it, before the tick that passed it; absent: on arrival")
 
     @property
     def key(self) -> bytes:

@@ -11,7 +11,8 @@ Rules
 - stop: triggers when last crosses the stop (buy: last >= stop, sell: last <= stop), then fills as a market order.
 - stop_limit: triggers like a stop, then rests as a limit order.
 - time in force: ioc fills on the first quote it meets or expires; day expires when the quote's event time passes
-  the end of the UTC day it was placed in; gtc rests until filled or cancelled.
+  the end of the UTC day it was placed in (a scripted order: the day of its `at_ms`); gtc rests until filled or
+  cancelled.
 """
 
 from __future__ import annotations
@@ -76,7 +77,9 @@ Decision = Fill | Expire | Rest
 
 
 def day_end_ms(order: OrderPlaced) -> int:
-    return (order.placed_at_ms // DAY_MS + 1) * DAY_MS
+    """The end of the UTC day the order was placed in: on the market's clock for a scripted order (`at_ms`)."""
+    placed = order.at_ms if order.at_ms is not None else order.placed_at_ms
+    return (placed // DAY_MS + 1) * DAY_MS
 
 
 def _limit_fill(order: OrderPlaced, quote: Quote) -> Fill | None:

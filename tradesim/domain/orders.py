@@ -29,20 +29,23 @@ def _text(value: Decimal | None) -> str:
 
 def body_hash_of(symbol: str, side: Side, qty: int, order_type: OrderType, limit_price: Decimal | None,
                  stop_price: Decimal | None, time_in_force: TimeInForce, client_order_id: str | None,
-                 at_ms: int | None = None) -> str:
+                 at_ms: int | None = None, cancel_at_ms: int | None = None) -> str:
     """The hash of what the user asked for (not who, when or under which id): one order id carries one body, so
     a retry with another body is refused, however late it comes. 100 and 100.00 are the same price. A scripted
-    order's market time is part of it; orders without one hash as they did before it existed."""
+    order's market times are part of it; orders without them hash as they did before they existed."""
     fields = [symbol, side, str(qty), order_type, _text(limit_price), _text(stop_price), time_in_force,
               client_order_id or ""]
     if at_ms is not None:
         fields.append(f"at={at_ms}")
+    if cancel_at_ms is not None:
+        fields.append(f"cancel_at={cancel_at_ms}")
     return hashlib.sha256("\x1f".join(fields).encode()).hexdigest()
 
 
 def body_hash(order: OrderPlaced) -> str:
     return body_hash_of(order.symbol, order.side, order.qty, order.order_type, order.limit_price,
-                        order.stop_price, order.time_in_force, order.client_order_id, order.at_ms)
+                        order.stop_price, order.time_in_force, order.client_order_id, order.at_ms,
+                        order.cancel_at_ms)
 
 
 def overdue(placed_at_ms: int, now_ms: int, deadline_ms: int) -> bool:

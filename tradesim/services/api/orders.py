@@ -66,7 +66,7 @@ def request_hash(body: OrderRequest) -> str:
     order or price spelling (100, 100.00) is the same body for the Redis key record too."""
     intent = intent_of(body)
     return body_hash_of(body.symbol, body.side, body.qty, body.type, intent.limit_price, intent.stop_price,
-                        body.time_in_force, body.client_order_id, body.at_ms)
+                        body.time_in_force, body.client_order_id, body.at_ms, body.cancel_at_ms)
 
 
 def intent_of(body: OrderRequest) -> OrderIntent:
@@ -147,9 +147,10 @@ async def _place(res: Resources, user: Account, body: OrderRequest, order_id: st
     event = OrderPlaced(order_id=order_id, user_id=user.user_id, symbol=body.symbol, side=body.side, qty=body.qty,
                         order_type=body.type, limit_price=intent.limit_price, stop_price=intent.stop_price,
                         time_in_force=body.time_in_force, client_order_id=body.client_order_id, placed_at_ms=now_ms,
-                        at_ms=body.at_ms)
+                        at_ms=body.at_ms, cancel_at_ms=body.cancel_at_ms)
     try:
-        await _check(res, user, body, intent, gate, now_ms)
+        if body.at_ms is None:  # a scripted order is decided on the market's clock: no check against the present
+            await _check(res, user, body, intent, gate, now_ms)
     except ApiError:
         # a keyed retry of an order accepted before is that order, whatever the market or the account says now
         first = await _store(res, "order_get", res.orders.get, order_id) if keyed else None
@@ -333,6 +334,7 @@ def _order(item: dict[str, Any], res: Resources) -> Order:
     return Order(order_id=item["order_id"], user_id=item["user_id"], symbol=item["symbol"], side=item["side"],
                  qty=int(item["qty"]), type=item["order_type"], time_in_force=item.get("time_in_force", "day"),
                  client_order_id=item.get("client_order_id"), status=status, placed_at_ms=placed_at_ms,
+                 in_book=status == "accepted" and bool(item.get("in_book")),
                  reason=overdue_reason or item.get("reason"), decided_at_ms=item.get("decided_at_ms"), **text)
 
 

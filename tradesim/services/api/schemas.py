@@ -73,7 +73,11 @@ class OrderRequest(Strict):
     at_ms: int | None = Field(
         None, ge=0, le=253_402_300_799_999, strict=True,
         description="scripted runs: the order's time on the market's clock (tick event time, epoch ms); the "
-        "execution job holds the order until the ticks pass that time and matches it on the quote in effect then")
+        "execution job holds the order until the ticks pass that time and matches it on the quote in effect then; "
+        "the API's price and balance pre-check is skipped (the job decides at that time)")
+    cancel_at_ms: int | None = Field(
+        None, ge=0, le=253_402_300_799_999, strict=True,
+        description="scripted runs: cancel the order, if still open, once the ticks pass this market time")
 
     @model_validator(mode="after")
     def _prices_match_type(self) -> OrderRequest:
@@ -87,6 +91,8 @@ class OrderRequest(Strict):
             value = getattr(self, name)
             if value is not None and Decimal(value) <= 0:
                 raise ValueError(f"{name} must be positive")
+        if self.at_ms is not None and self.cancel_at_ms is not None and self.cancel_at_ms <= self.at_ms:
+            raise ValueError("cancel_at_ms must be after at_ms")
         return self
 
 
@@ -112,6 +118,8 @@ class Order(BaseModel):
     time_in_force: TimeInForce
     client_order_id: str | None = None
     status: str = Field(description="accepted, then executed | rejected | cancelled | expired")
+    in_book: bool = Field(False, description="accepted and held by the execution job: resting, or a scripted "
+                          "order waiting for its market time")
     placed_at_ms: int
     reason: str | None = Field(None, description="why a rejected order was refused, or why one expired "
                                "(`not_processed_in_time`: see `trading.processing_deadline_s`)")
