@@ -149,8 +149,10 @@ async def _place(res: Resources, user: Account, body: OrderRequest, order_id: st
                         time_in_force=body.time_in_force, client_order_id=body.client_order_id, placed_at_ms=now_ms,
                         at_ms=body.at_ms, cancel_at_ms=body.cancel_at_ms)
     try:
-        if body.at_ms is None:  # a scripted order is decided on the market's clock: no check against the present
+        if body.at_ms is None:
             await _check(res, user, body, intent, gate, now_ms)
+        else:  # a scripted order is decided on the market's clock: only what the present cannot change is checked
+            await _check_scripted(res, body, gate)
     except ApiError:
         # a keyed retry of an order accepted before is that order, whatever the market or the account says now
         first = await _store(res, "order_get", res.orders.get, order_id) if keyed else None
@@ -204,6 +206,15 @@ async def _send(res: Resources, event: OrderPlaced, *, owner: bool) -> None:
         if owner:
             await _store(res, "order_release", res.orders.release, event)
         raise
+
+
+async def _check_scripted(res: Resources, body: OrderRequest, gate: Gate | None) -> None:
+    """A scripted order's pre-check: its symbol has a price (of any age), so no book is opened for a symbol that
+    has no ticks; price, cash and holdings are the job's to judge at the order's market time."""
+    cached = gate.price if gate is not None else await metrics.atimed(
+        "redis", "price", lambda: quotes.latest(res.redis, body.symbol))
+    if cached is None:
+        raise ApiError(422, "unknown_symbol", f"no price was ever published for {body.symbol}")
 
 
 async def _check(res: Resources, user: Account, body: OrderRequest, intent: OrderIntent, gate: Gate | None,
