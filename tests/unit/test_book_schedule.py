@@ -120,3 +120,23 @@ def test_a_book_pickled_before_scheduling_existed_restores_with_nothing_held() -
     restored = pickle.loads(pickle.dumps(old))  # noqa: S301 - our own state format
     assert restored.scheduled == ()
     assert run([scripted("o1", 15), *STREAM]) == [("o1", "fill", Decimal("101.01"))]
+
+
+def test_a_scripted_orders_slippage_repeats_across_runs_whose_order_ids_differ() -> None:
+    slip = SlippageModel(max_bps=Decimal("2"))
+
+    def fill_of(order: OrderPlaced) -> Decimal | None:
+        book = Book()
+        book.on_order(order, slip, now_ms=0)
+        book.on_tick(STREAM[0], slip)
+        book.on_tick(STREAM[1], slip)
+        (fill,) = book.on_tick(STREAM[2], slip)  # the 20 s tick releases it onto the 10 s quote (ask 101.01)
+        return fill.price
+
+    first = fill_of(scripted("run1-o1", 15).model_copy(update={"client_order_id": "buy1"}))
+    again = fill_of(scripted("run2-o1", 15).model_copy(update={"client_order_id": "buy1"}))
+    other = fill_of(scripted("run1-o2", 15).model_copy(update={"client_order_id": "buy2"}))
+    assert first == again
+    assert first is not None
+    assert Decimal("101.01") < first < Decimal("101.01") * Decimal("1.0002")  # slipped, within the bound
+    assert other != first  # another scripted order, another draw

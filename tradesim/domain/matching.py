@@ -5,7 +5,7 @@ and calls these; the rules never touch I/O.
 
 Rules
 - market: buy at ask, sell at bid, worsened by a seeded slippage of at most `slippage_bps` (deterministic per
-  order id, so a recomputation after a restore gives the same price).
+  order id, so a recomputation after a restore gives the same price; see `seed_of` for scripted orders).
 - limit: buy fills when ask <= limit at min(ask, limit); sell fills when bid >= limit at max(bid, limit) —
   never worse than the limit, and no slippage (a limit is a price guarantee).
 - stop: triggers when last crosses the stop (buy: last >= stop, sell: last <= stop), then fills as a market order.
@@ -39,6 +39,14 @@ class Quote:
         return cls(bid=tick.bid, ask=tick.ask, last=tick.last, event_time_ms=tick.event_time_ms)
 
 
+def seed_of(order: OrderPlaced) -> str:
+    """What an order's slippage is drawn from: its id; for a scripted order its client id and market time, which
+    a repeated scenario run keeps (its ids change with the run's accounts), so the run repeats exactly."""
+    if order.at_ms is not None:
+        return f"scripted:{order.client_order_id or ''}:{order.at_ms}"
+    return order.order_id
+
+
 @dataclass(frozen=True)
 class SlippageModel:
     max_bps: Decimal = Decimal("2")
@@ -51,7 +59,7 @@ class SlippageModel:
         return unit * self.max_bps / Decimal(10_000)
 
     def market_price(self, order: OrderPlaced, quote: Quote) -> Decimal:
-        slip = self.fraction(order.order_id)
+        slip = self.fraction(seed_of(order))
         raw = quote.ask * (1 + slip) if order.side == "buy" else quote.bid * (1 - slip)
         return raw.quantize(PRICE_QUANTUM, rounding=ROUND_HALF_EVEN)
 
