@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from itertools import islice
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -13,6 +13,9 @@ from rich.table import Table
 from tradesim.cli.errors import cli_errors
 from tradesim.settings import load_settings
 from tradesim.stack.errors import UserError
+
+if TYPE_CHECKING:  # the model is imported inside the commands (startup stays fast)
+    from tradesim.scenarios.model import Scenario
 
 out = Console(highlight=False, soft_wrap=True)
 app = typer.Typer(help="Scenario files: what is available, what one does, whether files are valid.",
@@ -87,6 +90,7 @@ def _show(name: str, ticks: int) -> None:
         for e in s.events:
             table.add_row(f"{e.at_s:g}s", e.symbol, f"{e.move_pct:+g} %", f"{e.over_s:g}s", f"{e.spread_multiplier:g}")
         out.print(table)
+    _show_trading(s)
     if s.source is not None:
         symbols, rows = s.replay_summary()
         out.print(f"replays {display_path(s.source.csv)}: {rows:,} rows, symbols {_symbols(list(symbols))}",
@@ -121,10 +125,49 @@ def _validate(files: list[str]) -> None:
         except ScenarioError as exc:
             problems += exc.problems
             continue
+        trading = "".join(f", {part}" for part in _trading_counts(scenario))
         out.print(f"ok {display_path(path)}: {scenario.id}, {len(scenario.symbol_names())} symbols, "
-                  f"{scenario.expected_ticks():,} ticks", markup=False)
+                  f"{scenario.expected_ticks():,} ticks{trading}", markup=False)
     if problems:
         raise ScenarioError(problems)
+
+
+def _trading_counts(s: Scenario) -> list[str]:
+    """"2 accounts", "3 orders", "strategy", "9 expectations" — only what the file has."""
+    parts = [_count(len(s.accounts), "account"), _count(len(s.orders), "order"),
+             "strategy" if s.strategy is not None else "",
+             _count(s.expect.count(), "expectation") if s.expect is not None else ""]
+    return [p for p in parts if p]
+
+
+def _count(n: int, noun: str) -> str:
+    return "" if n == 0 else f"{n} {noun}" + ("s" if n != 1 else "")
+
+
+def _show_trading(s: Scenario) -> None:
+    """Accounts, scripted orders, the strategy and how many expectations: what a run of this file trades."""
+    counts = _trading_counts(s)
+    if not counts:
+        return
+    out.print("trading: " + ", ".join(counts), markup=False)
+    if s.accounts:
+        out.print("accounts: " + ", ".join(f"{a.name} ({a.cash})" for a in s.accounts), markup=False)
+    if s.orders:
+        table = Table(title="scripted orders")
+        for col in ("id", "at", "account", "order", "prices", "tif", "cancel at"):
+            table.add_column(col)
+        for o in s.orders:
+            named = (("limit", o.limit_price), ("stop", o.stop_price))
+            prices = " · ".join(f"{label} {value}" for label, value in named if value is not None)
+            table.add_row(o.id, f"{o.at_ms / 1000:g}s", o.account, f"{o.side} {o.qty} {o.symbol} {o.type}",
+                          prices or "-", o.time_in_force,
+                          "-" if o.cancel_at_ms is None else f"{o.cancel_at_ms / 1000:g}s")
+        out.print(table)
+    if s.strategy is not None:
+        st = s.strategy
+        params = ", ".join(f"{k}={v}" for k, v in st.params.items())
+        out.print(f"strategy: {st.class_path} as {st.account} on {', '.join(st.symbols)}"
+                  + (f" ({params})" if params else ""), markup=False)
 
 
 def _symbols(names: list[str], limit: int = 6) -> str:

@@ -47,6 +47,10 @@ def load_scenario(path: Path, *, check_data: bool = True) -> Scenario:
             line, _ = _locate(root, ("source", "csv"))
             raise ScenarioError([Problem(shown, line, "source.csv", f"file not found: {display_path(csv_path)}")])
         scenario.replay_summary()  # raises ScenarioError naming the CSV file, column and line
+        unknown = scenario.unknown_symbols(scenario.symbol_names())
+        if unknown:
+            raise ScenarioError([Problem(shown, line, format_loc(clean), message)
+                                 for line, clean, message in ((*_locate(root, loc), m) for loc, m in unknown)])
     return scenario
 
 
@@ -149,6 +153,8 @@ def _problems(err: ErrorDetails, root: yaml.Node, shown: str) -> list[Problem]:
     return [Problem(shown, line, format_loc(clean) or "$", _message(err, clean))]
 
 
+#: keys an earlier draft of the format reserved under another name
+_RENAMED = {"expectations": "expect"}
 _BOUNDS = {"greater_than": ">", "greater_than_equal": ">=", "less_than": "<", "less_than_equal": "<="}
 
 
@@ -158,6 +164,8 @@ def _message(err: ErrorDetails, loc: Loc) -> str:
     if kind == "missing":
         return "required field is missing"
     if kind == "extra_forbidden":
+        if len(loc) == 1 and loc[0] in _RENAMED:
+            return f"unknown field (did you mean {_RENAMED[str(loc[-1])]!r}?)"
         close = difflib.get_close_matches(str(loc[-1]) if loc else "", sorted(model_field_names()), n=1)
         return "unknown field" + (f" (did you mean {close[0]!r}?)" if close else "")
     if kind in _BOUNDS:

@@ -1,20 +1,23 @@
-"""The scenario file format: which symbols exist and how their prices move, on a simulated clock.
+"""The scenario file format: which symbols exist and how their prices move, on a simulated clock, and optionally
+what is traded on them (accounts, scripted orders, a strategy) and what must come out (`expect`).
 
-Every section forbids unknown keys so a typo fails validation instead of silently doing nothing.
-`accounts`, `orders` and `expectations` are reserved for later issues (scripted trading and checks);
-until then a file that sets them is refused rather than half-understood.
+Every section forbids unknown keys so a typo fails validation instead of silently doing nothing; names that point
+elsewhere in the file (an order's account, a symbol, an expected order id) are checked here, at their line.
 """
 
 from __future__ import annotations
 
+import re
+from collections.abc import Collection, Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import (
     AwareDatetime,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     PrivateAttr,
@@ -23,8 +26,20 @@ from pydantic import (
     model_validator,
 )
 
-from tradesim.domain.events import SYMBOL_RE, SymbolStr
+from tradesim.domain.events import (
+    SYMBOL_RE,
+    Bar,
+    IdStr,
+    OrderType,
+    RejectReason,
+    Side,
+    SymbolStr,
+    TimeInForce,
+)
+from tradesim.domain.orders import price_problems
 from tradesim.scenarios.errors import CrossFieldError
+
+Loc = tuple[str | int, ...]
 
 FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
 
@@ -106,10 +121,214 @@ class CsvSource(_Section):
         return value if value.is_absolute() or base is None else Path(base) / value
 
 
-def _reserved(value: Any) -> Any:
-    if value is not None:
-        raise ValueError("reserved for a later version of the format; not supported yet")
+_OFFSET_RE = re.compile(r"^(\d+(?:\.\d+)?)\s*(ms|s|m|h)?$")
+_UNIT_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000}
+
+
+def _offset_ms(value: Any) -> Any:
+    """A time offset (60s, 1.5s, 2m, 250ms, 1h, or a number of seconds) as whole milliseconds after the start."""
+    amount: Decimal | None = None
+    unit = "s"
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        amount = Decimal(str(value))
+    elif isinstance(value, str) and (match := _OFFSET_RE.match(value.strip())):
+        amount, unit = Decimal(match[1]), match[2] or "s"
+    if amount is None or not amount.is_finite():
+        raise ValueError(f"not a time offset: {value!r} (write e.g. 60s, 1.5s, 2m or a number of seconds)")
+    if amount < 0:
+        raise ValueError("must be >= 0")
+    ms = amount * _UNIT_MS[unit]
+    if ms != ms.to_integral_value():
+        raise ValueError(f"{value!r} is finer than a millisecond")
+    return int(ms)
+
+
+def _no_float(value: Any) -> Any:
+    """Money in the trading sections is written as a string (or integer): YAML floats cannot hold every cent."""
+    if isinstance(value, float | bool):
+        raise ValueError(f"write money as a quoted decimal string, e.g. \"{value}\"")
     return value
+
+
+#: milliseconds after the scenario start; written as "60s", "1.5s", "2m" or seconds
+SimOffset = Annotated[int, BeforeValidator(_offset_ms)]
+Money = Annotated[Decimal, BeforeValidator(_no_float), Field(allow_inf_nan=False)]
+#: what the order API takes: positive, at most 4 decimal places
+Price = Annotated[Decimal, BeforeValidator(_no_float), Field(gt=0, allow_inf_nan=False, decimal_places=4)]
+#: starting cash as the account API takes it: >= 0, cents
+Cash = Annotated[Decimal, BeforeValidator(_no_float), Field(ge=0, allow_inf_nan=False, decimal_places=2)]
+Count = Annotated[int, Field(ge=0, strict=True)]
+#: an account name; the runner prefixes it per run (the API allows 40 characters), so it stays short
+AccountName = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_\-]{0,23}$")]
+#: "package.module:ClassName"
+CLASS_PATH_RE = r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-Za-z0-9_]*$"
+#: what an order's expected status can be: a terminal outcome (OrderStatus), or `refused` (the API answered 4xx: never
+#: placed). One flat Literal, not a union of two, so a wrong value gets one plain error message
+ExpectedStatus = Literal["executed", "rejected", "cancelled", "expired", "refused"]
+BAR_INTERVALS: tuple[str, ...] = get_args(Bar.model_fields["interval"].annotation)
+REJECT_REASONS: tuple[str, ...] = get_args(RejectReason)
+
+
+class Account(_Section):
+    """A trading account, created fresh for each run (the runner namespaces its name by the run)."""
+
+    name: AccountName
+    cash: Cash = Field(description="Starting cash, a decimal string.")
+
+
+class ScriptedOrder(_Section):
+    """An order placed at a simulated time, as an account; optionally cancelled at a later simulated time."""
+
+    id: IdStr = Field(description="Name used by `expect.orders`; defaults to o<index> (o0 is the first order).")
+    at_ms: SimOffset = Field(alias="at", description="When it is placed, after the scenario start.")
+    account: AccountName
+    symbol: SymbolStr
+    side: Side
+    qty: int = Field(gt=0, le=1_000_000_000, strict=True, description="Shares, a positive integer.")
+    type: OrderType = "market"
+    limit_price: Price | None = Field(None, description="Required for limit and stop_limit, else absent.")
+    stop_price: Price | None = Field(None, description="Required for stop and stop_limit, else absent.")
+    time_in_force: TimeInForce = "day"
+    cancel_at_ms: SimOffset | None = Field(None, alias="cancel_at", description="A cancel request, after `at`.")
+    idempotency_key: IdStr | None = Field(None, description="Sent as Idempotency-Key (namespaced by the run).")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ScriptedOrder:
+        problems: list[tuple[Loc, str]] = [
+            ((name,), message)
+            for name, message in price_problems(self.type, self.limit_price is not None, self.stop_price is not None)
+        ]
+        if self.cancel_at_ms is not None and self.cancel_at_ms <= self.at_ms:
+            problems.append((("cancel_at",), f"must be after at ({_seconds(self.at_ms)})"))
+        if problems:
+            raise CrossFieldError(problems)
+        return self
+
+
+class StrategyRef(_Section):
+    """A strategy class the runner imports and drives; only the path's syntax is checked here."""
+
+    class_path: str = Field(alias="class", pattern=CLASS_PATH_RE, description="package.module:ClassName")
+    account: AccountName
+    symbols: list[SymbolStr] = Field(min_length=1, description="What it trades (scenario symbols).")
+    params: dict[str, Any] = Field(default_factory=dict, description="Passed to the class as is.")
+
+
+class Range(_Section):
+    """An inclusive range; set `min`, `max` or both."""
+
+    min: Money | None = None
+    max: Money | None = None
+
+    @model_validator(mode="after")
+    def _bounds(self) -> Range:
+        if self.min is None and self.max is None:
+            raise ValueError("set min, max or both")
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise CrossFieldError([(("max",), f"must be >= min ({self.min})")])
+        return self
+
+    def __contains__(self, value: object) -> bool:
+        if not isinstance(value, Decimal | int):
+            return False
+        return (self.min is None or value >= self.min) and (self.max is None or value <= self.max)
+
+    def __str__(self) -> str:
+        if self.min is not None and self.max is not None:
+            return f"between {self.min} and {self.max}"
+        return f"at least {self.min}" if self.min is not None else f"at most {self.max}"
+
+
+class OrderExpect(_Section):
+    """What one scripted order must end as."""
+
+    status: ExpectedStatus | None = None
+    reason: str | None = Field(None, pattern=r"^[a-z][a-z_]*$",
+                               description="A reject/expiry reason, or the API's error code when refused.")
+    fill_price: Range | None = None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> OrderExpect:
+        if self.status is None and self.reason is None and self.fill_price is None:
+            raise ValueError("set status, reason or fill_price")
+        problems: list[tuple[Loc, str]] = []
+        if self.reason is not None and self.status != "refused" and self.reason not in REJECT_REASONS:
+            problems.append((("reason",), f"unknown reason {self.reason!r} (one of {', '.join(REJECT_REASONS)}; "
+                                          "an API error code needs status: refused)"))
+        if self.fill_price is not None and self.status not in (None, "executed"):
+            problems.append((("fill_price",), f"a {self.status} order has no fill price"))
+        if problems:
+            raise CrossFieldError(problems)
+        return self
+
+
+class AccountExpect(_Section):
+    """An account at the end of the run."""
+
+    cash: Range | None = None
+    positions: dict[str, Count] = Field(default_factory=dict, description="Symbol → shares held (0: flat).")
+    realized_pnl: Range | None = Field(None, description="Average-cost method, fees included.")
+    executions: Count | None = Field(None, description="Orders of this account that executed.")
+
+    @model_validator(mode="after")
+    def _something(self) -> AccountExpect:
+        if self.cash is None and not self.positions and self.realized_pnl is None and self.executions is None:
+            raise ValueError("set cash, positions, realized_pnl or executions")
+        return self
+
+
+class MarketExpect(_Section):
+    """Market data the run produced."""
+
+    bars: dict[str, Count | Range] = Field(min_length=1, description="Interval → bars over all symbols.")
+
+    @model_validator(mode="after")
+    def _intervals(self) -> MarketExpect:
+        unknown: list[tuple[Loc, str]] = [(("bars", k), f"unknown interval {k!r} (one of {', '.join(BAR_INTERVALS)})")
+                                          for k in self.bars if k not in BAR_INTERVALS]
+        if unknown:
+            raise CrossFieldError(unknown)
+        return self
+
+
+class ReadSideExpect(_Section):
+    """The read models after they caught up: search and analytics."""
+
+    searchable_trades: Count | None = Field(None, description="Trade documents of the run's accounts.")
+    volume: dict[str, Count] = Field(default_factory=dict, description="Symbol → executed shares (analytics).")
+
+    @model_validator(mode="after")
+    def _something(self) -> ReadSideExpect:
+        if self.searchable_trades is None and not self.volume:
+            raise ValueError("set searchable_trades or volume")
+        return self
+
+
+class Expect(_Section):
+    """What the run must produce; each stated item becomes one check (see `tradesim.scenarios.expect`)."""
+
+    orders: dict[str, OrderExpect] = Field(default_factory=dict, description="Scripted order id → outcome.")
+    accounts: dict[str, AccountExpect] = Field(default_factory=dict, description="Account name → end state.")
+    market: MarketExpect | None = None
+    read_side: ReadSideExpect | None = None
+    outcomes_hash: str | None = Field(None, pattern=r"^[0-9a-f]{64}$",
+                                      description="SHA-256 of the ordered outcomes (tradesim.scenarios.expect).")
+
+    def count(self) -> int:
+        """How many checks these expectations make."""
+        n = sum((o.status is not None) + (o.reason is not None) + (o.fill_price is not None)
+                for o in self.orders.values())
+        n += sum((a.cash is not None) + len(a.positions) + (a.realized_pnl is not None) + (a.executions is not None)
+                 for a in self.accounts.values())
+        if self.market is not None:
+            n += len(self.market.bars)
+        if self.read_side is not None:
+            n += (self.read_side.searchable_trades is not None) + len(self.read_side.volume)
+        return n + (self.outcomes_hash is not None)
+
+
+def _seconds(ms: int) -> str:
+    return f"{ms / 1000:g}s"
 
 
 class Scenario(_Section):
@@ -125,15 +344,23 @@ class Scenario(_Section):
     symbols: list[SymbolSpec] = Field(default_factory=list, description="Generated symbols.")
     events: list[ShockSpec] = Field(default_factory=list, description="Shocks applied to generated symbols.")
     source: CsvSource | None = Field(None, description="Recorded ticks merged into the stream by time.")
-    # Reserved so later issues can add scripted trading to the same file without renaming anything.
-    accounts: list[dict[str, Any]] | None = None
-    orders: list[dict[str, Any]] | None = None
-    expectations: list[dict[str, Any]] | None = None
+    accounts: list[Account] = Field(default_factory=list, description="Created fresh for each run.")
+    orders: list[ScriptedOrder] = Field(default_factory=list, description="Placed at simulated times.")
+    strategy: StrategyRef | None = Field(None, description="A strategy class driven by the runner.")
+    expect: Expect | None = Field(None, description="What the run must produce.")
 
     _replay_symbols: tuple[str, ...] | None = PrivateAttr(default=None)
     _replay_rows: int | None = PrivateAttr(default=None)
 
-    _check_reserved = field_validator("accounts", "orders", "expectations", mode="before")(_reserved)
+    @model_validator(mode="before")
+    @classmethod
+    def _default_order_ids(cls, data: Any) -> Any:
+        """An order without an `id` is o<index>, so expectations can name it."""
+        if not isinstance(data, dict) or not isinstance(data.get("orders"), list):
+            return data
+        orders = [{**o, "id": f"o{i}"} if isinstance(o, dict) and "id" not in o else o
+                  for i, o in enumerate(data["orders"])]
+        return {**data, "orders": orders}
 
     @field_validator("start")
     @classmethod
@@ -158,9 +385,71 @@ class Scenario(_Section):
                 problems.append((("events", i, "symbol"), f"unknown symbol {shock.symbol} (generated: {have})"))
             if shock.at_s >= self.duration_s:
                 problems.append((("events", i, "at_s"), f"must be < duration_s ({self.duration_s:g})"))
+        problems += self._trading_problems()
+        if self.source is None:  # with a CSV source the loader checks symbols once it has scanned the file
+            problems += self.unknown_symbols([spec.symbol for spec in self.symbols])
         if problems:
             raise CrossFieldError(problems)
         return self
+
+    def _trading_problems(self) -> list[tuple[Loc, str]]:
+        """Names that must exist elsewhere in the file (accounts, order ids) and times inside the duration."""
+        problems: list[tuple[Loc, str]] = []
+        accounts: set[str] = set()
+        for i, account in enumerate(self.accounts):
+            if account.name in accounts:
+                problems.append((("accounts", i, "name"), f"duplicate account {account.name}"))
+            accounts.add(account.name)
+        have = ", ".join(sorted(accounts)) or "none defined"
+
+        def known_account(loc: Loc, name: str) -> None:
+            if name not in accounts:
+                problems.append((loc, f"unknown account {name} (accounts: {have})"))
+
+        ids: set[str] = set()
+        end_ms = self.duration_s * 1000
+        for i, order in enumerate(self.orders):
+            if order.id in ids:
+                problems.append((("orders", i, "id"), f"duplicate order id {order.id}"))
+            ids.add(order.id)
+            known_account(("orders", i, "account"), order.account)
+            for name, ms in (("at", order.at_ms), ("cancel_at", order.cancel_at_ms)):
+                if ms is not None and ms >= end_ms:
+                    problems.append((("orders", i, name), f"must be before the end (duration_s {self.duration_s:g})"))
+        if self.strategy is not None:
+            known_account(("strategy", "account"), self.strategy.account)
+            for j, symbol in enumerate(self.strategy.symbols):
+                if symbol in self.strategy.symbols[:j]:
+                    problems.append((("strategy", "symbols", j), f"duplicate symbol {symbol}"))
+        if self.expect is not None:
+            for order_id in self.expect.orders:
+                if order_id not in ids:
+                    problems.append((("expect", "orders", order_id),
+                                     f"unknown order {order_id} (orders: {', '.join(sorted(ids)) or 'none'})"))
+            for name in self.expect.accounts:
+                known_account(("expect", "accounts", name), name)
+        return problems
+
+    def symbol_references(self) -> Iterator[tuple[Loc, str]]:
+        """Every symbol the trading sections name, with where: orders, strategy, expected positions and volume."""
+        for i, order in enumerate(self.orders):
+            yield ("orders", i, "symbol"), order.symbol
+        if self.strategy is not None:
+            for j, symbol in enumerate(self.strategy.symbols):
+                yield ("strategy", "symbols", j), symbol
+        if self.expect is not None:
+            for name, account in self.expect.accounts.items():
+                for symbol in account.positions:
+                    yield ("expect", "accounts", name, "positions", symbol), symbol
+            if self.expect.read_side is not None:
+                for symbol in self.expect.read_side.volume:
+                    yield ("expect", "read_side", "volume", symbol), symbol
+
+    def unknown_symbols(self, known: Collection[str]) -> list[tuple[Loc, str]]:
+        """References to symbols the scenario does not have."""
+        have = ", ".join(known) or "none"
+        return [(loc, f"unknown symbol {symbol} (scenario has: {have})")
+                for loc, symbol in self.symbol_references() if symbol not in known]
 
     @property
     def start_ms(self) -> int:
@@ -199,6 +488,9 @@ _MS = timedelta(milliseconds=1)
 def model_field_names() -> set[str]:
     """Every key the format knows, for 'did you mean' hints on unknown fields."""
     names: set[str] = set()
-    for model in (Scenario, SymbolSpec, ShockSpec, Spread, LognormalVolume, PoissonVolume, CsvSource):
-        names.update(model.model_fields)
+    models: tuple[type[BaseModel], ...] = (
+        Scenario, SymbolSpec, ShockSpec, Spread, LognormalVolume, PoissonVolume, CsvSource, Account, ScriptedOrder,
+        StrategyRef, Range, OrderExpect, AccountExpect, MarketExpect, ReadSideExpect, Expect)
+    for model in models:
+        names.update(info.alias or name for name, info in model.model_fields.items())
     return names
