@@ -90,6 +90,17 @@ def _order(tick_json: str) -> tuple[str, int, int]:
     return doc["symbol"], int(doc.get("run_id", 0)), int(doc["seq"])
 
 
+def _drop(index: dict[str, set[Client]], mine: set[str], client: Client, keys: list[str]) -> None:
+    """Take the client off these keys of an index (symbol → clients, "SYMBOL|interval" → clients)."""
+    for key in keys:
+        mine.discard(key)
+        subs = index.get(key)
+        if subs:
+            subs.discard(client)
+            if not subs:
+                del index[key]
+
+
 def _window_start(bar_json: str) -> int:
     return int(json.loads(bar_json)["window_start_ms"])
 
@@ -298,13 +309,7 @@ class MarketDataHub:
             client.wake.set()
 
     def unsubscribe_bars(self, client: Client, keys: list[str]) -> None:
-        for key in keys:
-            client.bars.discard(key)
-            subs = self.by_bars.get(key)
-            if subs:
-                subs.discard(client)
-                if not subs:
-                    del self.by_bars[key]
+        _drop(self.by_bars, client.bars, client, keys)
 
     async def heartbeat(self) -> None:
         while True:
@@ -348,13 +353,7 @@ class MarketDataHub:
             client.wake.set()
 
     def unsubscribe(self, client: Client, symbols: list[str]) -> None:
-        for s in symbols:
-            client.symbols.discard(s)
-            subs = self.by_symbol.get(s)
-            if subs:
-                subs.discard(client)
-                if not subs:
-                    del self.by_symbol[s]
+        _drop(self.by_symbol, client.symbols, client, symbols)
 
     def push_outcomes(self, batch: list[Outcome]) -> None:
         """Queue each outcome (and its portfolio frame) to the clients following its user; runs on the loop."""
