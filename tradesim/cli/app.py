@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from tradesim.cli import accounts, analytics, bench, jobs, market, orders, portfolio, rebuild, scenarios, stack, trades
+from tradesim.cli import run as run_cmd
 from tradesim.cli import tui as tui_cmd
 
 app = typer.Typer(
@@ -21,6 +22,7 @@ app.command("portfolio")(portfolio.portfolio)
 app.command("trades")(trades.trades)
 rebuild.register(app)
 tui_cmd.register(app)
+run_cmd.register(app)
 app.add_typer(accounts.app, name="accounts")
 app.add_typer(analytics.app, name="analytics")
 app.add_typer(bench.app, name="bench")

@@ -1,0 +1,149 @@
+"""`tradesim run` and `tradesim smoke` on the real stack, as CI calls them (a subprocess each): the shipped
+scenarios pass, a wrong expectation fails readably (exit 1), a broken file exits 2 with its line, a stack that
+cannot be used exits 3, and the outcomes hash is the same at --speed 10 and --fast."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+from tradesim.cli.run import SMOKE
+from tradesim.settings import Settings
+
+pytestmark = pytest.mark.integration
+TRADESIM = str(Path(sys.executable).parent / "tradesim")
+SCENARIOS = Path(__file__).resolve().parents[3] / "scenarios"
+
+
+def _tradesim(*args: str, env: dict[str, str] | None = None, timeout_s: float = 300,
+              ) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([TRADESIM, *args], capture_output=True, text=True, timeout=timeout_s,  # noqa: S603
+                          env={**os.environ, **(env or {})}, check=False)
+
+
+def _junit(path: Path) -> ET.Element:
+    root = ET.parse(path).getroot()  # noqa: S314 - our own file
+    assert root.tag == "testsuites"
+    return root
+
+
+@pytest.mark.parametrize("name", SMOKE)
+def test_each_shipped_scenario_passes(name: str, tmp_path: Path) -> None:
+    done = _tradesim("run", str(SCENARIOS / f"{name}.yaml"), "--fast", "--junit", str(tmp_path / "j.xml"),
+                     "--json", str(tmp_path / "r.json"))
+    assert done.returncode == 0, done.stdout + done.stderr
+    document = json.loads((tmp_path / "r.json").read_text())
+    assert document["passed"] is True
+    assert document["outcomes"], "a smoke scenario decides orders"
+    suites = _junit(tmp_path / "j.xml").findall("testsuite")
+    assert [s.get("name") for s in suites] == [name]
+    cases = suites[0].findall("testcase")
+    assert len(cases) == len(document["checks"]) > 0
+    assert not suites[0].findall("testcase/failure")
+
+
+def test_a_wrong_expectation_fails_with_expected_and_actual(tmp_path: Path) -> None:
+    text = (SCENARIOS / "cancel-before-fill.yaml").read_text()
+    wrong = text.replace("resting: {status: cancelled}", "resting: {status: executed}")
+    assert wrong != text
+    path = tmp_path / "wrong.yaml"
+    path.write_text(wrong)
+    done = _tradesim("run", str(path), "--fast", "--junit", str(tmp_path / "j.xml"))
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "✗ order resting status: expected executed, got cancelled" in done.stdout
+    assert "✓ order filled status" in done.stdout
+    suite = _junit(tmp_path / "j.xml").find("testsuite")
+    assert suite is not None
+    assert suite.get("failures") == "1"
+    failure = suite.find("testcase[@name='order resting status']/failure")
+    assert failure is not None
+    assert failure.get("message") == "expected executed, got cancelled"
+
+
+def test_a_broken_file_exits_2_with_its_line(tmp_path: Path) -> None:
+    text = (SCENARIOS / "round-trip-fees.yaml").read_text()
+    path = tmp_path / "broken.yaml"
+    path.write_text(text.replace("side: sell, qty: 100", "side: sideways, qty: 100"))
+    line = next(i for i, row in enumerate(path.read_text().splitlines(), 1) if "sideways" in row)
+    done = _tradesim("run", str(path), "--fast")
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert f"broken.yaml:{line}: orders[1].side" in done.stderr
+    assert "Traceback" not in done.stderr
+
+    strategy = tmp_path / "no-such-strategy.yaml"
+    strategy.write_text((SCENARIOS / "strategy-ma-cross.yaml").read_text().replace(
+        "tradesim.strategies.examples:MovingAverageCross", "tradesim.strategies.nowhere:Nothing"))
+    line = next(i for i, row in enumerate(strategy.read_text().splitlines(), 1) if "nowhere" in row)
+    done = _tradesim("run", str(strategy), "--fast")
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert f"no-such-strategy.yaml:{line}: strategy.class: no module 'tradesim.strategies.nowhere'" in done.stderr
+
+
+def test_a_stack_that_cannot_be_used_exits_3(tmp_path: Path) -> None:
+    done = _tradesim("run", str(SCENARIOS / "round-trip-fees.yaml"), "--fast", "--junit", str(tmp_path / "j.xml"),
+                     env={"TRADESIM_API__URL": "http://127.0.0.1:9"})
+    assert done.returncode == 3, done.stdout + done.stderr
+    assert "stack not usable" in done.stderr
+    assert _junit(tmp_path / "j.xml").find("testsuite/testcase/error") is not None
+
+
+def test_the_outcomes_hash_is_the_same_at_speed_10_and_as_fast_as_possible(tmp_path: Path) -> None:
+    hashes = []
+    for speed in (["--speed", "10"], ["--fast"]):
+        out = tmp_path / f"{speed[-1]}.json"
+        done = _tradesim("run", str(SCENARIOS / "round-trip-fees.yaml"), *speed, "--json", str(out))
+        assert done.returncode == 0, done.stdout + done.stderr
+        hashes.append(json.loads(out.read_text())["outcomes_hash"])
+    assert hashes[0] == hashes[1]
+    # and the hash the file records (its `expect.outcomes_hash` check passed above, so they are equal)
+    assert hashes[0] in (SCENARIOS / "round-trip-fees.yaml").read_text()
+
+
+def test_smoke_runs_every_shipped_scenario(tmp_path: Path, settings: Settings) -> None:
+    junit = tmp_path / "smoke.xml"
+    done = _tradesim("smoke", "--keep-up", "--junit", str(junit), timeout_s=600)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.strip().splitlines()[-1] == f"{len(SMOKE)} passed, 0 failed"
+    suites = _junit(junit).findall("testsuite")
+    assert [s.get("name") for s in suites] == list(SMOKE)
+    assert all(s.get("failures") == "0" and s.get("errors") == "0" for s in suites)
+
+
+CRASHY = '''
+from tradesim.strategies.sdk import Strategy
+
+
+class Crashy(Strategy):
+    """Buys on its tenth tick, then fails on the next one."""
+
+    def __init__(self, params=None):
+        super().__init__(params)
+        self.seen = 0
+
+    def on_tick(self, ctx, tick):
+        self.seen += 1
+        if self.seen == 10:
+            ctx.buy(tick.symbol, 1)
+        if self.seen == 11:
+            raise RuntimeError("boom")
+'''
+
+
+def test_a_strategy_that_raises_ends_the_run_with_one_line(tmp_path: Path) -> None:
+    (tmp_path / "crashy.py").write_text(CRASHY)
+    path = tmp_path / "crashy.yaml"
+    path.write_text((SCENARIOS / "strategy-ma-cross.yaml").read_text()
+                    .replace("tradesim.strategies.examples:MovingAverageCross", "crashy:Crashy")
+                    .replace("params: {fast: 5, slow: 20, qty: 50, interval: 1s}", "params: {}"))
+    done = _tradesim("run", str(path), "--fast", "--junit", str(tmp_path / "j.xml"),
+                     env={"PYTHONPATH": str(tmp_path)})
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "strategy crashy:Crashy raised at market time 10000 ms: RuntimeError: boom" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert _junit(tmp_path / "j.xml").find("testsuite/testcase/error") is not None

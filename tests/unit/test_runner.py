@@ -1,0 +1,42 @@
+"""The runner's pure parts: per-run symbol aliases and the bars it hands a strategy (the `bars` job's values,
+closed on stream time)."""
+
+from __future__ import annotations
+
+import pytest
+
+from tradesim.domain.events import Bar
+from tradesim.jobs.bars_logic import reference_bars
+from tradesim.runner.bars import BarBuilder
+from tradesim.runner.engine import AliasError, aliases, new_suffix
+from tradesim.testing.factories import tick
+
+T0 = 1_704_205_800_000
+
+
+def test_aliases_namespace_symbols_and_refuse_ones_too_long() -> None:
+    suffix = new_suffix()
+    assert len(suffix) == 5
+    assert aliases(["AAPL", "BRK.B"], "k3z9a") == {"AAPL": "AAPL.K3Z9A", "BRK.B": "BRK.B.K3Z9A"}
+    assert aliases(["ABCDEFGHIJ"], "k3z9a") == {"ABCDEFGHIJ": "ABCDEFGHIJ.K3Z9A"}  # 16: fits
+    with pytest.raises(AliasError, match="at most 10"):
+        aliases(["ABCDEFGHIJK"], "k3z9a")
+
+
+def test_bars_are_the_jobs_bars_handed_out_once_their_window_passed() -> None:
+    ticks = [tick("A", i + 1, event_time_ms=T0 + i * 400) for i in range(400)]
+    ticks += [tick("B", i + 1, event_time_ms=T0 + i * 700) for i in range(200)]
+    ticks.sort(key=lambda t: t.event_time_ms)
+    builder = BarBuilder()
+    handed: list[Bar] = []
+    for t in ticks:
+        closed = builder.closed_by(t.event_time_ms)
+        assert all(b.window_end_ms <= t.event_time_ms for b in closed)
+        handed += closed
+        builder.add(t)
+    handed += builder.closed_by(2**62)
+    for interval in ("1s", "1m"):
+        mine = sorted((b for b in handed if b.interval == interval), key=lambda b: (b.symbol, b.window_start_ms))
+        assert mine == reference_bars(ticks, interval)
+    ends = [b.window_end_ms for b in handed]
+    assert ends == sorted(ends)

@@ -1,0 +1,203 @@
+"""Scripted runs: `tradesim run SCENARIO` (one scenario against its expectations) and `tradesim smoke` (the shipped
+smoke scenarios, for CI). Exit codes: 0 all met, 1 an expectation failed, 2 bad file, 3 stack not usable."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from tradesim.cli.errors import cli_errors, err
+from tradesim.settings import Settings, load_settings
+
+if TYPE_CHECKING:
+    from tradesim.runner.engine import Run
+    from tradesim.scenarios.expect import Check
+    from tradesim.scenarios.report import RunReport
+
+out = Console(highlight=False, soft_wrap=True)
+EXIT_FAILED, EXIT_BAD_FILE, EXIT_STACK = 1, 2, 3
+#: the canonical smoke scenarios `tradesim smoke` runs, from the scenarios folder
+SMOKE = ("round-trip-fees", "flash-crash-ladder", "earnings-gap-stop", "overdraw-refused", "cancel-before-fill",
+         "strategy-ma-cross")
+SPARKS = "▁▂▃▄▅▆▇█"
+
+
+def register(app: typer.Typer) -> None:
+    app.command("run")(run)
+    app.command("smoke")(smoke)
+
+
+def run(scenario: Annotated[str, typer.Argument(help="Scenario name (e.g. round-trip-fees) or path to a YAML file.")],
+        speed: Annotated[float, typer.Option("--speed", min=0.001, help="Simulated seconds per real second.")]
+        = 10.0,
+        fast: Annotated[bool, typer.Option("--fast", help="As fast as possible (same outcomes as any speed).")]
+        = False,
+        junit: Annotated[Path | None, typer.Option("--junit", help="Write JUnit XML here.")] = None,
+        json_out: Annotated[Path | None, typer.Option("--json", help="Write the run as JSON here.")] = None,
+        ) -> None:
+    """Run a scenario on the stack: accounts, scripted orders, strategy; check its `expect` section.
+    Exit 0 all met, 1 an expectation failed, 2 bad file, 3 stack not usable."""
+    code = _run_cli(scenario, None if fast else speed, junit, json_out)
+    raise typer.Exit(code)
+
+
+@cli_errors
+def _run_cli(name: str, speed: float | None, junit: Path | None, json_out: Path | None) -> int:
+    from tradesim.scenarios.loader import find_scenario
+    from tradesim.scenarios.report import write_junit
+
+    settings = load_settings()
+    path = find_scenario(name, settings.scenarios_dir)
+    report, code = run_file(settings, path, speed, json_out)
+    if junit is not None:
+        write_junit(junit, [report])
+    return code
+
+
+def run_file(settings: Settings, path: Path, speed: float | None, json_out: Path | None = None,
+             ) -> tuple[RunReport, int]:
+    """Load, run, print, and the JUnit record and exit code; ScenarioError (bad file) propagates."""
+    from tradesim.runner.engine import ScenarioRunner, StackUnusable, StrategyFailed
+    from tradesim.runner.files import load_run
+    from tradesim.scenarios.expect import RunResult, evaluate
+    from tradesim.scenarios.report import RunReport, json_document, write_json
+
+    scenario, strategy = load_run(path)
+    started = time.monotonic()
+    stamp = datetime.now(UTC)
+    props = {"seed": str(scenario.seed), "speed": "fast" if speed is None else f"{speed:g}"}
+    out.print(f"[bold]{scenario.id}[/] · {'as fast as possible' if speed is None else f'speed {speed:g}×'}")
+    try:
+        runner = ScenarioRunner(settings, scenario, speed=speed, strategy=strategy)
+        runner.progress.step = lambda msg: out.print(f"  {msg}", style="dim", markup=False)
+        done = runner.run()
+    except StackUnusable as exc:
+        err.print(f"error: stack not usable: {exc}", markup=False)
+        report = RunReport(scenario.id, [], time.monotonic() - started, error=f"stack not usable: {exc}",
+                           timestamp=stamp, properties=props)
+        if json_out is not None:
+            write_json(json_out, json_document(scenario.id, scenario.seed, speed, [], RunResult([], {}),
+                                               error=str(exc)))
+        return report, EXIT_STACK
+    except StrategyFailed as exc:
+        err.print(f"error: {exc}", markup=False)
+        report = RunReport(scenario.id, [], time.monotonic() - started, error=str(exc), timestamp=stamp,
+                           properties=props)
+        if json_out is not None:
+            write_json(json_out, json_document(scenario.id, scenario.seed, speed, [], RunResult([], {}),
+                                               error=str(exc)))
+        return report, EXIT_FAILED
+    checks = evaluate(scenario.expect, done.result)
+    elapsed = time.monotonic() - started
+    _print(done, checks, elapsed)
+    if json_out is not None:
+        write_json(json_out, json_document(scenario.id, scenario.seed, speed, checks, done.result))
+    report = RunReport(scenario.id, checks, elapsed, timestamp=stamp, properties=props)
+    return report, (0 if all(c.passed for c in checks) else EXIT_FAILED)
+
+
+def _print(done: Run, checks: list[Check], elapsed: float) -> None:
+    result = done.result
+    table = Table(title="orders", title_justify="left")
+    for col in ("id", "at", "account", "order", "status", "fill", "fee"):
+        table.add_column(col)
+    for o in result.outcomes:
+        colour = {"executed": "green", "refused": "red", "rejected": "red", "open": "yellow"}.get(o.status, "")
+        status = o.status + (f" ({o.reason})" if o.reason else "")
+        table.add_row(o.order_id, f"{o.at_ms / 1000:g}s", o.account, f"{o.side} {o.qty} {o.symbol} {o.type}",
+                      f"[{colour}]{status}[/]" if colour else status, str(o.fill_price or "-"), str(o.fee or "-"))
+    out.print(table)
+    accounts = Table(title="accounts", title_justify="left")
+    for col in ("account", "cash", "positions", "realized P&L", "executions", "cash curve"):
+        accounts.add_column(col)
+    for name, a in result.accounts.items():
+        curve = _cash_curve(done.start_cash.get(name, Decimal(0)), [o for o in result.outcomes if o.account == name])
+        held = ", ".join(f"{s} {q}" for s, q in sorted(a.positions.items()) if q) or "flat"
+        accounts.add_row(name, str(a.cash), held, str(a.realized_pnl), str(a.executions), curve)
+    out.print(accounts)
+    if result.bars:
+        out.print("bars: " + ", ".join(f"{k} {v}" for k, v in result.bars.items()) + f" (from {done.bars_source})",
+                  markup=False)
+    for c in checks:
+        mark = "[green]✓[/]" if c.passed else "[red]✗[/]"
+        detail = f"{c.actual}" if c.passed else f"expected {c.expected}, got {c.actual}"
+        out.print(f"{mark} {c.name}: ", end="")
+        out.print(detail, markup=False)
+    failed = sum(not c.passed for c in checks)
+    out.print(f"outcomes hash {result.outcomes_hash}", markup=False)
+    verdict = "[green]passed[/]" if not failed else f"[red]{failed} of {len(checks)} expectations failed[/]"
+    out.print(f"{verdict} in {elapsed:.1f}s (run {done.suffix})")
+
+
+def _cash_curve(start: Decimal, outcomes: list[object]) -> str:
+    """Cash after each executed outcome in script order, as a sparkline (a picture, not a ledger)."""
+    from tradesim.domain.pnl import cash_delta
+    from tradesim.domain.trades import TradeRecord
+    from tradesim.scenarios.expect import Outcome
+
+    points = [start]
+    for o in outcomes:
+        if isinstance(o, Outcome) and o.executed:
+            record = TradeRecord(order_id=o.order_id, user_id=o.account, symbol=o.symbol, side=o.side, qty=o.qty,
+                                 status=o.status, decided_at_ms=0, order_type=o.type, price=o.fill_price, fee=o.fee)
+            points.append(points[-1] + cash_delta(record))
+    low, high = min(points), max(points)
+    if high == low:
+        return SPARKS[0] * len(points)
+    return "".join(SPARKS[int((p - low) / (high - low) * (len(SPARKS) - 1))] for p in points)
+
+
+def smoke(keep_up: Annotated[bool, typer.Option("--keep-up", help="Leave a stack this command started running.")]
+          = False,
+          junit: Annotated[Path | None, typer.Option("--junit", help="Write JUnit XML here (a suite per scenario).")]
+          = None) -> None:
+    """Run the shipped smoke scenarios as fast as possible (starting the stack if needed, and stopping it again
+    unless --keep-up); the last line is `N passed, N failed`; exit 1 if any failed."""
+    raise typer.Exit(_smoke(keep_up, junit))
+
+
+@cli_errors
+def _smoke(keep_up: bool, junit: Path | None) -> int:
+    from tradesim.scenarios.errors import ScenarioError
+    from tradesim.scenarios.loader import find_scenario
+    from tradesim.scenarios.report import RunReport, write_junit
+    from tradesim.stack import registry
+    from tradesim.stack.supervisor import Supervisor
+
+    settings = load_settings()
+    supervisor = Supervisor(settings, registry.build(settings))
+    before = [s for s in supervisor.status() if s.name != "market"]
+    started_stack = not all(s.healthy for s in before)
+    if started_stack:
+        out.print("bringing the stack up …")
+        rows = supervisor.up()
+        bad = [r.name for r in rows if not r.healthy and r.name != "market"]
+        if bad:
+            err.print(f"error: stack not healthy after up: {', '.join(bad)}", markup=False)
+            return EXIT_STACK
+    reports: list[RunReport] = []
+    try:
+        for name in SMOKE:
+            started = time.monotonic()
+            try:
+                report, _code = run_file(settings, find_scenario(name, settings.scenarios_dir), None)
+            except ScenarioError as exc:
+                err.print(str(exc), markup=False)
+                report = RunReport(name, [], time.monotonic() - started, error=str(exc))
+            reports.append(report)
+    finally:
+        if started_stack and not keep_up:
+            out.print("stopping the stack this command started …")
+            supervisor.down()
+    if junit is not None:
+        write_junit(junit, reports)
+    failed = sum(r.error is not None or r.failures > 0 for r in reports)
+    out.print(f"{len(reports) - failed} passed, {failed} failed", markup=False)
+    return EXIT_FAILED if failed else 0

@@ -1,0 +1,590 @@
+"""One scripted scenario run on the real stack, made deterministic by sequencing, not by timing.
+
+The script enters the book before the tick stream can pass it (every scripted order is placed with its market
+time and awaited `in_book` before the second tick is published); a strategy's orders are awaited the same way
+before the next tick; an end barrier (a runner-owned order per symbol, cancelled by the closing tick) proves the
+execution job processed every tick. Accounts and symbols are namespaced per run (`trader-k3z9`, `AAPL.K3Z9`), so
+runs never see each other. Design note: docs/design/scripted-runs.md.
+"""
+
+from __future__ import annotations
+
+import secrets
+import string
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+import httpx
+
+from tradesim.domain.events import OrderOutcome, Tick
+from tradesim.domain.settlement import trade_id
+from tradesim.scenarios.expect import AccountResult, Outcome, ReadSide, RunResult, account_result, ordered
+from tradesim.scenarios.model import Scenario, ScriptedOrder
+from tradesim.settings import Settings
+from tradesim.stack.errors import StackError
+from tradesim.strategies.sdk import ApiContext, Driver, OpenOrder, Strategy, price_text
+
+TERMINAL = frozenset({"executed", "rejected", "cancelled", "expired"})
+ALPHABET = string.digits + string.ascii_lowercase
+MAX_SYMBOL = 16
+DAY_MS = 86_400_000
+#: the closing tick comes this long after the last one, so the last 1 min bar window closes too
+CLOSE_GAP_MS = 61_000
+BARRIER_CASH = "1000000"
+
+
+class StackUnusable(Exception):
+    """The stack cannot run a scenario (API not ready, Kafka unreachable, jobs not submittable, a deadline passed
+    while waiting on it): `tradesim run` exits 3."""
+
+
+class StrategyFailed(Exception):
+    """The strategy raised in a callback (a refused order it did not catch, a bug): the run cannot complete."""
+
+
+class AliasError(ValueError):
+    """A scenario symbol too long to namespace per run (`SYM.SUFFIX` must fit 16 characters)."""
+
+
+def new_suffix(length: int = 5) -> str:
+    """A run's namespace: base36, lowercase (account names) / uppercase (symbol aliases)."""
+    return "".join(secrets.choice(ALPHABET) for _ in range(length))
+
+
+def aliases(symbols: list[str], suffix: str) -> dict[str, str]:
+    """Scenario symbol → this run's symbol; raises AliasError for one that does not fit."""
+    out: dict[str, str] = {}
+    for symbol in symbols:
+        alias = f"{symbol}.{suffix.upper()}"
+        if len(alias) > MAX_SYMBOL:
+            raise AliasError(f"symbol {symbol} is too long to namespace per run ({alias} > {MAX_SYMBOL} characters;"
+                             f" use at most {MAX_SYMBOL - len(suffix) - 1})")
+        out[symbol] = alias
+    return out
+
+
+@dataclass
+class Placed:
+    """An order the runner placed or saw placed (script, strategy or barrier), by its API id."""
+
+    order_id: str
+    name: str
+    index: int
+    at_ms: int  # relative to the scenario start
+    account: str
+    symbol: str  # scenario symbol
+    side: str
+    qty: int
+    type: str
+    state: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def status(self) -> str:
+        return str(self.state.get("status", "accepted"))
+
+    @property
+    def terminal(self) -> bool:
+        return self.status in TERMINAL
+
+
+@dataclass
+class Progress:
+    """What the runner reports while it works (the CLI prints it); the default says nothing."""
+
+    step: Callable[[str], None] = lambda _msg: None
+
+
+class Http:
+    """The public API over one connection; 5xx or no answer → StackUnusable, 4xx → (status, problem)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._client = httpx.Client(base_url=settings.api.client_url, timeout=30)
+
+    def request(self, method: str, path: str, key: str, **kw: Any) -> tuple[int, Any]:
+        headers = {**({"Authorization": f"Bearer {key}"} if key else {}), **kw.pop("headers", {})}
+        for attempt in range(4):
+            try:
+                answer = self._client.request(method, path, headers=headers, **kw)
+            except httpx.HTTPError as exc:
+                if attempt == 3:
+                    raise StackUnusable(f"the API is not reachable: {exc}") from None
+                time.sleep(0.2 * (attempt + 1))  # pause before retrying an unreachable API
+                continue
+            if answer.status_code >= 500:
+                if attempt == 3:
+                    raise StackUnusable(f"API error {answer.status_code} on {method} {path}: {answer.text[:200]}")
+                time.sleep(0.2 * (attempt + 1))
+                continue
+            try:
+                body = answer.json()
+            except ValueError:
+                body = {"code": f"http_{answer.status_code}", "message": answer.text}
+            return answer.status_code, body
+        raise AssertionError("unreachable")
+
+    def ok(self, method: str, path: str, key: str, **kw: Any) -> Any:
+        status, body = self.request(method, path, key, **kw)
+        if status >= 400:
+            raise StackUnusable(f"{method} {path} answered {status}: {body}")
+        return body
+
+    def close(self) -> None:
+        self._client.close()
+
+
+def await_(cond: Callable[[], bool], timeout_s: float, what: str, poll_s: float = 0.02) -> None:
+    """Poll `cond` until true; a deadline passing means the stack is not keeping up (StackUnusable)."""
+    deadline = time.monotonic() + timeout_s
+    while not cond():
+        if time.monotonic() > deadline:
+            raise StackUnusable(f"timed out after {timeout_s:g} s waiting for {what}")
+        time.sleep(poll_s)
+
+
+class _RunContext(ApiContext):
+    """The strategy's ApiContext, telling the runner what it placed and cancelled (to await them)."""
+
+    def __init__(self, *args: Any, **kw: Any) -> None:
+        super().__init__(*args, **kw)
+        self.placed: list[tuple[str, OpenOrder]] = []
+        self.cancelled: list[str] = []
+
+    def _submit(self, order: OpenOrder) -> str:
+        order_id = super()._submit(order)
+        self.placed.append((order_id, order))
+        return order_id
+
+    def _cancel(self, order_id: str) -> None:
+        super()._cancel(order_id)
+        self.cancelled.append(order_id)
+
+
+@dataclass
+class Run:
+    """What a finished run hands back: the result in scenario terms and the run's own names."""
+
+    result: RunResult
+    suffix: str
+    placed: list[Placed]
+    start_cash: dict[str, Decimal]
+    bars_source: str = "bar cache"
+
+
+class ScenarioRunner:
+    """Runs one scenario (see the module docstring); `speed` None is as fast as possible."""
+
+    def __init__(self, settings: Settings, scenario: Scenario, *, speed: float | None = None,
+                 strategy: Strategy | None = None, progress: Progress | None = None,
+                 settle_timeout_s: float = 60, read_side_timeout_s: float = 60) -> None:
+        self.settings, self.scenario, self.speed, self.strategy = settings, scenario, speed, strategy
+        self.progress = progress or Progress()
+        self.settle_s, self.read_side_s = settle_timeout_s, read_side_timeout_s
+        self.suffix = new_suffix()
+        self.alias = aliases(scenario.symbol_names(), self.suffix)
+        self.unalias = {v: k for k, v in self.alias.items()}
+        self.start_ms = scenario.start_ms
+        self.http = Http(settings)
+        self.keys: dict[str, str] = {}  # scenario account → api key
+        self.users: dict[str, str] = {}  # scenario account → user id
+        self.placed: list[Placed] = []
+        self.outcomes: dict[str, Outcome] = {}  # script id → refused outcome (never placed)
+        self.strategy_orders: dict[str, Placed] = {}
+        self.delivered: set[str] = set()
+        self._ctx: _RunContext | None = None
+        self._ref: Any = None
+
+    # ---- the run -----------------------------------------------------------------------------------------
+
+    def run(self) -> Run:
+        from tradesim.adapters.redis.client import connect
+        from tradesim.adapters.redis.prices import PriceCache
+        from tradesim.scenarios.generators import generate
+
+        try:
+            self._check_stack()
+            admin = self._admin_key()
+            self._accounts(admin)
+            run_id = int(time.time() * 1000)
+            ticks = [t.model_copy(update={"symbol": self.alias[t.symbol], "run_id": run_id})
+                     for t in generate(self.scenario)]
+            if not ticks:
+                raise StackUnusable("the scenario generated no ticks")
+            publisher = self._publisher()
+            cache = PriceCache(connect(self.settings.redis))
+            first: dict[str, Tick] = {}
+            for t in ticks:
+                first.setdefault(t.symbol, t)
+            head = list(first.values())
+            rest = [t for t in ticks if first[t.symbol] is not t]
+            self.progress.step(f"run {self.suffix}: {len(ticks)} ticks, symbols "
+                               + ", ".join(self.alias.values()))
+            for t in head:
+                publisher.publish(t)
+            self._flush(publisher)
+            await_(lambda: all((got := cache.latest(t.symbol)) is not None and got[0].run_id == run_id
+                               and got[0].seq >= t.seq for t in head), self.settle_s, "the first prices cached")
+            self._place_script()
+            driver = self._driver() if self.strategy is not None else None
+            self._stream(publisher, head, rest, driver)
+            last = {t.symbol: t for t in ticks}
+            self._barrier(publisher, last, driver)
+            publisher.close()
+            self._collect()
+            accounts = self._account_results()
+            outcomes = self._outcomes()
+            read_side = self._read_side(outcomes, ticks[-1].event_time_ms)
+            bars, bars_source = self._bars(ticks)
+            return Run(RunResult(outcomes=outcomes, accounts=accounts, bars=bars, read_side=read_side),
+                       self.suffix, self.placed, {a.name: a.cash for a in self.scenario.accounts}, bars_source)
+        finally:
+            self.http.close()
+
+    def _check_stack(self) -> None:
+        from tradesim.stack.errors import UserError
+        from tradesim.stack.jobs import submit_standard_jobs
+
+        try:
+            status, body = self.http.request("GET", "/readyz", "")
+        except StackUnusable as exc:
+            raise StackUnusable(f"the API is not usable: {exc}") from None
+        if status != 200:
+            raise StackUnusable(f"the API is not ready (/readyz {status}: {body})")
+        try:
+            for line in submit_standard_jobs(self.settings):
+                if line.startswith("submitted"):
+                    self.progress.step(line)
+        except (StackError, UserError) as exc:
+            raise StackUnusable(f"the Flink jobs cannot be submitted: {exc}") from None
+
+    def _admin_key(self) -> str:
+        from tradesim.client.api import admin_key
+        from tradesim.stack.errors import UserError
+
+        try:
+            return admin_key(self.settings)
+        except UserError as exc:
+            raise StackUnusable(str(exc)) from None
+
+    def _accounts(self, admin: str) -> None:
+        for account in [*self.scenario.accounts, None]:
+            name, cash = ("barrier", Decimal(BARRIER_CASH)) if account is None else (account.name, account.cash)
+            user = f"{name}-{self.suffix}"
+            body = self.http.ok("POST", "/accounts", admin, json={"name": user, "cash": str(cash)})
+            self.keys[name if account is not None else "\0barrier"] = body["api_key"]
+            self.users[name if account is not None else "\0barrier"] = body["user_id"]
+
+    def _publisher(self) -> Any:
+        from tradesim.services.ingest.publisher import TickPublisher
+
+        try:
+            return TickPublisher(self.settings)
+        except Exception as exc:  # a producer that cannot be built: Kafka is not usable
+            raise StackUnusable(f"Kafka is not usable: {exc}") from None
+
+    def _flush(self, publisher: Any) -> None:
+        """Wait until Kafka acknowledged every tick published so far."""
+        deadline = time.monotonic() + self.settle_s
+        while publisher.stats.delivered + publisher.stats.failed < publisher.stats.sent:
+            if time.monotonic() > deadline:
+                raise StackUnusable("Kafka did not acknowledge the ticks in time (is it up?)")
+            publisher.poll(0.02)
+        if publisher.stats.failed:
+            raise StackUnusable(f"Kafka refused ticks: {publisher.stats.first_error}")
+
+    # ---- orders ------------------------------------------------------------------------------------------
+
+    def _place_script(self) -> None:
+        for index, order in enumerate(self.scenario.orders):
+            status, body = self.http.request(
+                "POST", "/orders", self.keys[order.account], json=self._script_body(order),
+                headers={"Idempotency-Key": f"{self.suffix}-{order.idempotency_key or order.id}"})
+            if status >= 400:
+                self.outcomes[order.id] = Outcome(
+                    order_id=order.id, index=index, at_ms=order.at_ms, account=order.account, symbol=order.symbol,
+                    side=order.side, qty=order.qty, type=order.type, status="refused",
+                    reason=str(body.get("code", f"http_{status}")) if isinstance(body, dict) else f"http_{status}")
+                continue
+            self.placed.append(Placed(body["order_id"], order.id, index, order.at_ms, order.account, order.symbol,
+                                      order.side, order.qty, order.type))
+        self._await_in_book(self.placed, "the scripted orders to enter the book")
+
+    def _script_body(self, order: ScriptedOrder) -> dict[str, Any]:
+        body: dict[str, Any] = {"symbol": self.alias[order.symbol], "side": order.side, "qty": order.qty,
+                                "type": order.type, "time_in_force": order.time_in_force,
+                                "at_ms": self.start_ms + order.at_ms, "client_order_id": order.id}
+        if order.limit_price is not None:
+            body["limit_price"] = price_text(order.limit_price)
+        if order.stop_price is not None:
+            body["stop_price"] = price_text(order.stop_price)
+        if order.cancel_at_ms is not None:
+            body["cancel_at_ms"] = self.start_ms + order.cancel_at_ms
+        return body
+
+    def _refresh(self, order: Placed) -> dict[str, Any]:
+        order.state = self.http.ok("GET", f"/orders/{order.order_id}", self._key_of(order))
+        return order.state
+
+    def _key_of(self, order: Placed) -> str:
+        return self.keys[order.account]
+
+    def _await_in_book(self, orders: list[Placed], what: str) -> None:
+        pending = [o for o in orders if not o.terminal and not o.state.get("in_book")]
+
+        def done() -> bool:
+            pending[:] = [o for o in pending if not ((s := self._refresh(o))["in_book"] or s["status"] in TERMINAL)]
+            return not pending
+
+        await_(done, self.settle_s, what)
+
+    def _await_terminal(self, orders: list[Placed], what: str) -> None:
+        pending = [o for o in orders if not o.terminal]
+
+        def done() -> bool:
+            pending[:] = [o for o in pending if self._refresh(o)["status"] not in TERMINAL]
+            return not pending
+
+        await_(done, self.settle_s, what)
+
+    # ---- the tick stream ---------------------------------------------------------------------------------
+
+    def _driver(self) -> Driver:
+        ref = self.scenario.strategy
+        if ref is None or self.strategy is None:
+            raise ValueError("a strategy run needs the scenario's strategy and its instance")
+        self._ref, self._ctx = ref, None
+        cash = next(a.cash for a in self.scenario.accounts if a.name == ref.account)
+        ctx = _RunContext(self.settings, self.keys[ref.account], run_id=f"{self.suffix}-{self.start_ms}",
+                          strategy=ref.class_path, symbols=[self.alias[s] for s in ref.symbols], cash=cash,
+                          start_ms=self.start_ms)
+        self._ctx = ctx
+        return Driver(self.strategy, ctx)
+
+    def _stream(self, publisher: Any, head: list[Tick], rest: list[Tick], driver: Driver | None) -> None:
+        from tradesim.runner.bars import BarBuilder
+        from tradesim.scenarios.runner import SimClock
+
+        clock = SimClock(self.speed, start_ms=self.start_ms)
+        builder = BarBuilder()
+        if driver is not None:
+            self._strategy_step(driver, driver.start)
+        for t in head:
+            builder.add(t)
+            if driver is not None:
+                self._strategy_step(driver, lambda t=t: driver.tick(t))  # type: ignore[misc]
+        for t in rest:
+            clock.wait_until(t.event_time_ms)
+            if driver is not None:
+                for bar in builder.closed_by(t.event_time_ms):
+                    self._strategy_step(driver, lambda bar=bar: driver.bar(bar))  # type: ignore[misc]
+            builder.add(t)
+            publisher.publish(t)
+            if driver is None:
+                publisher.poll(0)
+                continue
+            self._deliver_fills(driver, publisher, t.event_time_ms)
+            self._strategy_step(driver, lambda t=t: driver.tick(t))  # type: ignore[misc]
+        if driver is not None:
+            self._tail_bars = builder
+
+    def _strategy_step(self, driver: Driver, step: Callable[[], None]) -> None:
+        """One strategy callback, then wait until what it placed is in the book and what it cancelled is decided."""
+        ctx, ref = self._ctx, self._ref
+        if ctx is None:
+            raise ValueError("no strategy context")
+        try:
+            step()
+        except (StackUnusable, StrategyFailed):
+            raise
+        except StackError as exc:
+            raise StackUnusable(f"the strategy's requests failed: {exc}") from None
+        except Exception as exc:  # anything a strategy raises ends the run with its one-line reason
+            text = " ".join(str(exc).split()) or type(exc).__name__
+            raise StrategyFailed(f"strategy {ref.class_path} raised at market time {ctx.now_ms - self.start_ms} ms: "
+                                 f"{type(exc).__name__}: {text}") from None
+        new: list[Placed] = []
+        for order_id, order in ctx.placed:
+            index = len(self.scenario.orders) + len(self.strategy_orders)
+            placed = Placed(order_id, f"s{len(self.strategy_orders) + 1}", index, order.at_ms - self.start_ms,
+                            ref.account, self.unalias[order.symbol], order.side, order.qty, order.type)
+            self.strategy_orders[order_id] = placed
+            self.placed.append(placed)
+            new.append(placed)
+        ctx.placed.clear()
+        if new:
+            self._await_in_book(new, "the strategy's orders to enter the book")
+        if ctx.cancelled:
+            gone = [self.strategy_orders[i] for i in ctx.cancelled if i in self.strategy_orders]
+            ctx.cancelled.clear()
+            self._await_terminal(gone, "the strategy's cancels to be decided")
+            for cancelled in gone:
+                self._strategy_step(driver, lambda c=cancelled: self._fill(driver, c))  # type: ignore[misc]
+
+    def _deliver_fills(self, driver: Driver, publisher: Any, now_ms: int) -> None:
+        """Before tick `now_ms` reaches the strategy: the outcome of each market order placed before it (the tick
+        just published releases it), then any other outcome already decided."""
+        due = [o for o in self.strategy_orders.values() if o.order_id not in self.delivered and o.type == "market"
+               and self.start_ms + o.at_ms < now_ms]
+        if due:
+            self._flush(publisher)
+            self._await_terminal(due, "the strategy's market orders to be decided")
+        for order in [o for o in self.strategy_orders.values() if o.order_id not in self.delivered]:
+            if order in due or self._refresh(order)["status"] in TERMINAL:
+                self._strategy_step(driver, lambda order=order: self._fill(driver, order))  # type: ignore[misc]
+
+    def _fill(self, driver: Driver, order: Placed) -> None:
+        if order.order_id in self.delivered or not order.terminal:
+            return
+        self.delivered.add(order.order_id)
+        s = order.state
+        executed = s["status"] == "executed"
+        driver.fill(OrderOutcome(
+            order_id=order.order_id, user_id=s["user_id"], symbol=s["symbol"], side=s["side"], qty=s["qty"],
+            status=s["status"], reason=s.get("reason"),
+            fill_price=Decimal(s["fill_price"]) if executed else None,
+            fee=Decimal(s["fee"]) if executed else None, trade_id=trade_id(order.order_id) if executed else None,
+            decided_at_ms=int(s.get("decided_at_ms") or 0), order_type=s.get("type"),
+            placed_at_ms=s.get("placed_at_ms")))
+
+    # ---- the end barrier ---------------------------------------------------------------------------------
+
+    def _barrier(self, publisher: Any, last: Mapping[str, Tick], driver: Driver | None) -> None:
+        """A runner-owned order per symbol, cancelled by the closing tick: once cancelled, the job has processed
+        every tick before the closing one on that symbol."""
+        last_ms = max(t.event_time_ms for t in last.values())
+        barriers: list[Placed] = []
+        for alias in last:
+            body = {"symbol": alias, "side": "buy", "qty": 1, "type": "limit", "limit_price": "0.01",
+                    "time_in_force": "gtc", "at_ms": last_ms + 1, "cancel_at_ms": last_ms + 2}
+            answer = self.http.ok("POST", "/orders", self.keys["\0barrier"], json=body,
+                                  headers={"Idempotency-Key": f"{self.suffix}-barrier-{alias}"})
+            barriers.append(Placed(answer["order_id"], "barrier", -1, 0, "\0barrier", self.unalias[alias], "buy", 1,
+                                   "limit"))
+        self._await_in_book(barriers, "the end barrier to enter the book")
+        close_ms = last_ms + CLOSE_GAP_MS
+        closing = [t.model_copy(update={"size": 0, "seq": t.seq + 1, "event_time_ms": close_ms})
+                   for t in last.values()]
+        if driver is not None:
+            for bar in self._tail_bars.closed_by(close_ms):
+                self._strategy_step(driver, lambda bar=bar: driver.bar(bar))  # type: ignore[misc]
+        for t in closing:
+            publisher.publish(t)
+        self._flush(publisher)
+        self._await_terminal(barriers, "the end barrier (the job processing every tick)")
+        if driver is not None:
+            for order in self.strategy_orders.values():
+                if order.order_id not in self.delivered and self._refresh(order)["status"] in TERMINAL:
+                    self._strategy_step(driver, lambda o=order: self._fill(driver, o))  # type: ignore[misc]
+
+    # ---- results -----------------------------------------------------------------------------------------
+
+    def _collect(self) -> None:
+        for order in self.placed:
+            if not order.terminal:
+                self._refresh(order)
+
+    def _outcomes(self) -> list[Outcome]:
+        out = list(self.outcomes.values())
+        for order in self.placed:
+            s = order.state
+            status = s["status"] if s["status"] in TERMINAL else "open"
+            out.append(Outcome(
+                order_id=order.name, index=order.index, at_ms=order.at_ms, account=order.account,
+                symbol=order.symbol, side=order.side,  # type: ignore[arg-type]
+                qty=order.qty, type=order.type,  # type: ignore[arg-type]
+                status=status, reason=s.get("reason"),
+                fill_price=Decimal(s["fill_price"]) if s.get("fill_price") else None,
+                fee=Decimal(s["fee"]) if s.get("fee") else None))
+        return ordered(out)
+
+    def _account_results(self) -> dict[str, AccountResult]:
+        outcomes = self._outcomes()
+        results: dict[str, AccountResult] = {}
+        for account in self.scenario.accounts:
+            me = self.http.ok("GET", "/accounts/me", self.keys[account.name])
+            held = {self.unalias.get(sym, sym): qty for sym, qty in (me.get("positions") or {}).items()}
+            cash = Decimal(me["cash"]) if me.get("cash") is not None else Decimal(0)
+            results[account.name] = account_result(cash, held, [o for o in outcomes if o.account == account.name])
+        return results
+
+    def _read_side(self, outcomes: list[Outcome], last_ms: int) -> ReadSide | None:
+        """Wait (deadline) until search holds every decided outcome and analytics every executed share."""
+        admin = self._admin_key()
+        want_trades = {a.name: sum(o.account == a.name and o.status in TERMINAL for o in outcomes)
+                       for a in self.scenario.accounts}
+        want_volume = {s: sum(o.qty for o in outcomes if o.executed and o.symbol == s) for s in self.alias}
+        got: dict[str, Any] = {}
+
+        def caught_up() -> bool:
+            trades = 0
+            ok = True
+            for name, want in want_trades.items():
+                status, body = self.http.request("GET", "/trades/search", admin,
+                                                 params={"user": self.users[name], "size": 1})
+                n = int(body.get("total", 0)) if status == 200 else 0
+                trades += n
+                ok = ok and status == 200 and n == want
+            volume: dict[str, int] = {}
+            for symbol, want in want_volume.items():
+                status, body = self.http.request("GET", "/analytics/volume", admin, params={
+                    "symbol": self.alias[symbol], "interval": "1d", "from": str(self.start_ms),
+                    "to": str(max(last_ms, int(time.time() * 1000)) + DAY_MS)})
+                shares = sum(int(b["shares"]) for b in body.get("buckets", [])) if status == 200 else 0
+                volume[symbol] = shares
+                ok = ok and status == 200 and shares == want
+            got.update(trades=trades, volume=volume)
+            return ok
+
+        try:
+            await_(caught_up, self.read_side_s, "the read side", poll_s=0.5)
+        except StackUnusable:
+            self.progress.step(f"read side did not catch up within {self.read_side_s:g} s; reporting what it shows")
+            if not got:
+                return None
+        return ReadSide(searchable_trades=got["trades"], volume=got["volume"])
+
+    def _bars(self, ticks: list[Tick]) -> tuple[dict[str, int], str]:
+        """Bars per interval over all symbols with a window inside the scenario, and where they were counted.
+
+        From the bar cache (what the `bars` job produced), waiting (deadline) for each symbol's last window. The
+        job's watermark only moves forward and is shared by every run on the topic: once newer market time went
+        through (the live market, a later run), a scenario on an older clock is all late ticks to it and it emits
+        nothing. Then the bars are counted from the run's own ticks with the job's logic, and the source says so.
+        """
+        import json
+
+        from tradesim.adapters.redis.bars import BarCache
+        from tradesim.adapters.redis.client import connect
+        from tradesim.jobs.bars_logic import INTERVALS_MS
+        from tradesim.runner.bars import BarBuilder
+
+        cache = BarCache(connect(self.settings.redis))
+        end_ms = self.start_ms + int(self.scenario.duration_s * 1000)
+        last_tick = max(t.event_time_ms for t in ticks)
+
+        def count(interval: str) -> tuple[int, bool]:
+            total, complete = 0, True
+            size = INTERVALS_MS[interval]
+            last_window = last_tick - last_tick % size
+            for alias in self.alias.values():
+                starts = {json.loads(raw)["window_start_ms"] for raw in cache.recent(alias, interval)}
+                inside = {s for s in starts if self.start_ms <= s < end_ms}
+                total += len(inside)
+                complete = complete and last_window in inside
+            return total, complete
+
+        if any(count(i)[0] for i in INTERVALS_MS):
+            try:
+                await_(lambda: all(count(i)[1] for i in INTERVALS_MS), 30, "the last bars", poll_s=0.2)
+            except StackUnusable:
+                self.progress.step("the bar cache did not show the last bars in time")
+            return {interval: count(interval)[0] for interval in INTERVALS_MS}, "bar cache"
+        builder = BarBuilder()
+        for t in ticks:
+            builder.add(t)
+        bars = [b for b in builder.closed_by(2**62) if self.start_ms <= b.window_start_ms < end_ms]
+        self.progress.step("the bars job emitted no bars for this run (its watermark is past the scenario's "
+                           "clock); bars counted from the run's ticks with the job's logic")
+        return {i: sum(b.interval == i for b in bars) for i in INTERVALS_MS}, "runner (job logic; job watermark past)"

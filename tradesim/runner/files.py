@@ -1,0 +1,50 @@
+"""Loading what a run needs from a scenario file — the scenario and its strategy — with every problem as one
+`file:line: field: message` line (exit 2), like `tradesim scenarios validate`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+from tradesim.runner.engine import AliasError, aliases
+from tradesim.scenarios.errors import ScenarioError, display_path
+from tradesim.scenarios.model import Scenario
+from tradesim.strategies.sdk import Strategy, StrategyError, load_strategy
+
+
+def _line(path: Path, *keys: str) -> int:
+    """1-based line of a nested key (the deepest one found), 1 if the file cannot be walked."""
+    try:
+        node: yaml.Node | None = yaml.compose(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError):
+        return 1
+    line = 1
+    for key in keys:
+        if not isinstance(node, yaml.MappingNode):
+            break
+        match = next(((k, v) for k, v in node.value if getattr(k, "value", None) == key), None)
+        if match is None:
+            break
+        line, node = match[0].start_mark.line + 1, match[1]
+    return line
+
+
+def load_run(path: Path) -> tuple[Scenario, Strategy | None]:
+    """The scenario (ScenarioError as the loader raises it) and its strategy built, or ScenarioError."""
+    from tradesim.scenarios.loader import load_scenario
+
+    scenario = load_scenario(path)
+    shown = display_path(path)
+    try:
+        aliases(scenario.symbol_names(), "x" * 5)
+    except AliasError as exc:
+        raise ScenarioError.one(shown, "symbols", str(exc), _line(path, "symbols")) from None
+    ref = scenario.strategy
+    if ref is None:
+        return scenario, None
+    try:
+        return scenario, load_strategy(ref.class_path, ref.params)
+    except StrategyError as exc:
+        key = "class" if exc.field == "class" else "params"
+        raise ScenarioError.one(shown, f"strategy.{key}", str(exc), _line(path, "strategy", key)) from None
