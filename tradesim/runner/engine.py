@@ -90,6 +90,45 @@ class Placed:
         return self.status in TERMINAL
 
 
+class OutcomeLog:
+    """The outcomes of the run's users on `trade_executed`, from where the topic ended when the run began."""
+
+    def __init__(self, settings: Settings, users: set[str]) -> None:
+        from confluent_kafka import TopicPartition
+
+        from tradesim.adapters.kafka.client import consumer
+
+        self.users = users
+        self.seen: dict[str, OrderOutcome] = {}
+        topic = settings.topics.trade_executed
+        try:
+            self._c = consumer(settings.kafka, f"tradesim-run-{new_suffix(8)}")
+            parts = self._c.list_topics(topic, timeout=10).topics[topic].partitions
+            self._c.assign([TopicPartition(topic, p, self._c.get_watermark_offsets(
+                TopicPartition(topic, p), timeout=10)[1]) for p in parts])
+        except Exception as exc:  # no broker answered: Kafka is not usable
+            raise StackUnusable(f"Kafka is not usable: {exc}") from None
+
+    def poll(self) -> bool:
+        """Read what has arrived; True (so it can lead a wait condition)."""
+        from tradesim.domain.errors import InvalidRecord
+        from tradesim.domain.events import decode
+
+        for m in self._c.consume(1000, timeout=0.05):
+            if m.error() is not None:
+                continue
+            try:
+                outcome = decode(OrderOutcome, m.value() or b"")
+            except InvalidRecord:
+                continue  # not ours to judge: the topic's owners dead-letter it
+            if outcome.user_id in self.users:
+                self.seen.setdefault(outcome.order_id, outcome)  # the first copy: at-least-once repeats it
+        return True
+
+    def close(self) -> None:
+        self._c.close()
+
+
 @dataclass
 class Progress:
     """What the runner reports while it works (the CLI prints it); the default says nothing."""
@@ -194,6 +233,8 @@ class ScenarioRunner:
         self.strategy_orders: dict[str, Placed] = {}
         self.delivered: set[str] = set()
         self._ctx: _RunContext | None = None
+        self._log: OutcomeLog | None = None
+        self.barriers: list[Placed] = []
         self._ref: Any = None
 
     # ---- the run -----------------------------------------------------------------------------------------
@@ -226,13 +267,19 @@ class ScenarioRunner:
             self._flush(publisher)
             await_(lambda: all((got := cache.latest(t.symbol)) is not None and got[0].run_id == run_id
                                and got[0].seq >= t.seq for t in head), self.settle_s, "the first prices cached")
+            self._log = OutcomeLog(self.settings, set(self.users.values()))
             self._place_script()
+            # a Flink job submitted just now starts reading `market_data` at its end: the first ticks may have gone
+            # by before it looked; published again (same run and seq: a no-op where they were seen) they are in the
+            # book before any tick moves the script
+            for t in head:
+                publisher.publish(t)
+            self._flush(publisher)
             driver = self._driver() if self.strategy is not None else None
             self._stream(publisher, head, rest, driver)
             last = {t.symbol: t for t in ticks}
             self._barrier(publisher, last, driver)
             publisher.close()
-            self._collect()
             accounts = self._account_results()
             outcomes = self._outcomes()
             read_side = self._read_side(outcomes, ticks[-1].event_time_ms)
@@ -241,6 +288,8 @@ class ScenarioRunner:
                        self.suffix, self.placed, {a.name: a.cash for a in self.scenario.accounts}, bars_source)
         finally:
             self.http.close()
+            if self._log is not None:
+                self._log.close()
 
     def _check_stack(self) -> None:
         from tradesim.stack.errors import UserError
@@ -384,7 +433,9 @@ class ScenarioRunner:
             if driver is None:
                 publisher.poll(0)
                 continue
-            self._deliver_fills(driver, publisher, t.event_time_ms)
+            if self._ctx is not None:
+                self._ctx.advance(t.event_time_ms)  # what the strategy does on a fill happens at this tick's time
+            self._deliver_fills(driver, publisher, t)
             self._strategy_step(driver, lambda t=t: driver.tick(t))  # type: ignore[misc]
         if driver is not None:
             self._tail_bars = builder
@@ -422,11 +473,11 @@ class ScenarioRunner:
             for cancelled in gone:
                 self._strategy_step(driver, lambda c=cancelled: self._fill(driver, c))  # type: ignore[misc]
 
-    def _deliver_fills(self, driver: Driver, publisher: Any, now_ms: int) -> None:
-        """Before tick `now_ms` reaches the strategy: the outcome of each market order placed before it (the tick
-        just published releases it), then any other outcome already decided."""
+    def _deliver_fills(self, driver: Driver, publisher: Any, tick: Tick) -> None:
+        """Before `tick` reaches the strategy: the outcome of each market order of its symbol placed before it (the
+        tick just published releases it), then any other outcome already decided."""
         due = [o for o in self.strategy_orders.values() if o.order_id not in self.delivered and o.type == "market"
-               and self.start_ms + o.at_ms < now_ms]
+               and self.alias[o.symbol] == tick.symbol and self.start_ms + o.at_ms < tick.event_time_ms]
         if due:
             self._flush(publisher)
             self._await_terminal(due, "the strategy's market orders to be decided")
@@ -451,17 +502,22 @@ class ScenarioRunner:
     # ---- the end barrier ---------------------------------------------------------------------------------
 
     def _barrier(self, publisher: Any, last: Mapping[str, Tick], driver: Driver | None) -> None:
-        """A runner-owned order per symbol, cancelled by the closing tick: once cancelled, the job has processed
-        every tick before the closing one on that symbol."""
+        """An order per (account, symbol), cancelled by the closing tick. An account's outcomes are on
+        `trade_executed` in the order its decisions were made (one partition per user), so once an account's
+        barriers are cancelled there, every outcome of that account the ticks before the closing one decided is
+        too; what has none is open."""
         last_ms = max(t.event_time_ms for t in last.values())
+        owners = [a.name for a in self.scenario.accounts] or ["\0barrier"]
         barriers: list[Placed] = []
-        for alias in last:
-            body = {"symbol": alias, "side": "buy", "qty": 1, "type": "limit", "limit_price": "0.01",
-                    "time_in_force": "gtc", "at_ms": last_ms + 1, "cancel_at_ms": last_ms + 2}
-            answer = self.http.ok("POST", "/orders", self.keys["\0barrier"], json=body,
-                                  headers={"Idempotency-Key": f"{self.suffix}-barrier-{alias}"})
-            barriers.append(Placed(answer["order_id"], "barrier", -1, 0, "\0barrier", self.unalias[alias], "buy", 1,
-                                   "limit"))
+        for owner in owners:
+            for alias in last:
+                body = {"symbol": alias, "side": "buy", "qty": 1, "type": "limit", "limit_price": "0.01",
+                        "time_in_force": "gtc", "at_ms": last_ms + 1, "cancel_at_ms": last_ms + 2}
+                answer = self.http.ok("POST", "/orders", self.keys[owner], json=body,
+                                      headers={"Idempotency-Key": f"{self.suffix}-barrier-{alias}"})
+                barriers.append(Placed(answer["order_id"], "barrier", -1, 0, owner, self.unalias[alias], "buy", 1,
+                                       "limit"))
+        self.barriers = barriers
         self._await_in_book(barriers, "the end barrier to enter the book")
         close_ms = last_ms + CLOSE_GAP_MS
         closing = [t.model_copy(update={"size": 0, "seq": t.seq + 1, "event_time_ms": close_ms})
@@ -472,7 +528,9 @@ class ScenarioRunner:
         for t in closing:
             publisher.publish(t)
         self._flush(publisher)
-        self._await_terminal(barriers, "the end barrier (the job processing every tick)")
+        log = self._outcome_log()
+        await_(lambda: log.poll() and all(b.order_id in log.seen for b in barriers), self.settle_s,
+               "the end barrier on trade_executed (the job processing every tick)")
         if driver is not None:
             for order in self.strategy_orders.values():
                 if order.order_id not in self.delivered and self._refresh(order)["status"] in TERMINAL:
@@ -480,16 +538,17 @@ class ScenarioRunner:
 
     # ---- results -----------------------------------------------------------------------------------------
 
-    def _collect(self) -> None:
-        for order in self.placed:
-            if not order.terminal:
-                self._refresh(order)
+    def _outcome_log(self) -> OutcomeLog:
+        if self._log is None:
+            raise RuntimeError("the outcome log is opened before the script is placed")
+        return self._log
 
     def _outcomes(self) -> list[Outcome]:
         out = list(self.outcomes.values())
         for order in self.placed:
-            s = order.state
-            status = s["status"] if s["status"] in TERMINAL else "open"
+            decided = self._outcome_log().seen.get(order.order_id)
+            s = {} if decided is None else decided.model_dump(mode="json")
+            status = s["status"] if decided is not None else "open"
             out.append(Outcome(
                 order_id=order.name, index=order.index, at_ms=order.at_ms, account=order.account,
                 symbol=order.symbol, side=order.side,  # type: ignore[arg-type]
@@ -513,7 +572,7 @@ class ScenarioRunner:
         """Wait (deadline) until search holds every decided outcome and analytics every executed share."""
         admin = self._admin_key()
         want_trades = {a.name: sum(o.account == a.name and o.status in TERMINAL for o in outcomes)
-                       for a in self.scenario.accounts}
+                       + sum(b.account == a.name for b in self.barriers) for a in self.scenario.accounts}
         want_volume = {s: sum(o.qty for o in outcomes if o.executed and o.symbol == s) for s in self.alias}
         got: dict[str, Any] = {}
 
@@ -534,7 +593,7 @@ class ScenarioRunner:
                 shares = sum(int(b["shares"]) for b in body.get("buckets", [])) if status == 200 else 0
                 volume[symbol] = shares
                 ok = ok and status == 200 and shares == want
-            got.update(trades=trades, volume=volume)
+            got.update(trades=trades - len(self.barriers), volume=volume)  # barriers are the runner's, not the run's
             return ok
 
         try:
