@@ -18,7 +18,9 @@ from decimal import Decimal
 from typing import Any
 
 import httpx
+import redis
 
+from tradesim.adapters.kafka.errors import KafkaDeliveryError
 from tradesim.domain.events import OrderOutcome, Tick
 from tradesim.domain.settlement import trade_id
 from tradesim.scenarios.expect import AccountResult, Outcome, ReadSide, RunResult, account_result, ordered
@@ -286,6 +288,8 @@ class ScenarioRunner:
             bars, bars_source = self._bars(ticks)
             return Run(RunResult(outcomes=outcomes, accounts=accounts, bars=bars, read_side=read_side),
                        self.suffix, self.placed, {a.name: a.cash for a in self.scenario.accounts}, bars_source)
+        except (redis.RedisError, KafkaDeliveryError) as exc:  # a server went away mid-run
+            raise StackUnusable(f"{type(exc).__name__}: {exc}") from None
         finally:
             self.http.close()
             if self._log is not None:
