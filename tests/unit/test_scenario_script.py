@@ -254,7 +254,9 @@ runner = CliRunner()
 
 
 def test_validate_counts_accounts_orders_and_expectations() -> None:
-    path = _write(GOOD)
+    # validate also builds the strategy, so its params must be ones the class takes
+    path = _write(GOOD.replace("params: {fast: 5, slow: 20, nested: {a: [1, 2]}}",
+                               "params: {fast: 5, slow: 20, qty: 10}"))
     result = runner.invoke(app, ["scenarios", "validate", str(path)])
     assert result.exit_code == 0, result.output
     assert result.output.strip() == ("ok s.yaml: t, 2 symbols, 600 ticks, 2 accounts, 3 orders, strategy, "

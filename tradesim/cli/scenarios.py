@@ -122,6 +122,10 @@ def _validate(files: list[str]) -> None:
         try:
             path = find_scenario(name, folder)
             scenario = load_scenario(path)
+            if scenario.orders or scenario.strategy is not None:
+                from tradesim.runner.files import load_run
+
+                load_run(path)  # what `tradesim run` needs too: symbols it can alias, a strategy it can build
         except ScenarioError as exc:
             problems += exc.problems
             continue

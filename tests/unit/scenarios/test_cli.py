@@ -113,3 +113,20 @@ def test_validate_reports_every_file_and_problem() -> None:
         "bad.yaml:8: symbols[0].initial_price: must be > 0",
         "missing.yaml: file not found",
     ]
+
+
+def test_validate_checks_what_a_run_needs_a_strategy_it_can_build_and_symbols_it_can_alias() -> None:
+    strategy = _write("strategy.yaml", HEADER + "symbols:\n  - {symbol: AAA, initial_price: 1}\n"
+                      "accounts:\n  - {name: q, cash: \"1000\"}\n"
+                      "strategy:\n  class: \"no_such_module.sub:Thing\"\n  account: q\n  symbols: [AAA]\n")
+    result = runner.invoke(app, ["scenarios", "validate", strategy])
+    assert result.exit_code == 2
+    (line,) = _lines(result.output)
+    assert line.startswith("strategy.yaml:11: strategy.class:")
+    assert "no_such_module" in line
+    long = _write("long.yaml", HEADER + "symbols:\n  - {symbol: ABCDEFGHIJKLM, initial_price: 1}\n"
+                  "accounts:\n  - {name: q, cash: \"1000\"}\n"
+                  "orders:\n  - {at: 1s, account: q, symbol: ABCDEFGHIJKLM, side: buy, qty: 1}\n")
+    result = runner.invoke(app, ["scenarios", "validate", long])
+    assert result.exit_code == 2
+    assert _lines(result.output)[0].startswith("long.yaml:6: symbols:")
