@@ -34,7 +34,12 @@ def ws_client(settings: Settings, rcvbuf: int | None = None) -> ClientConnection
 
 
 def recv_json(ws: ClientConnection, timeout_s: float = 10) -> dict:  # type: ignore[type-arg]
-    return json.loads(ws.recv(timeout=timeout_s))
+    """The next frame that is not a heartbeat: the server sends every client one each `heartbeat_s`, at any
+    point between the frames a test expects."""
+    deadline = time.monotonic() + timeout_s
+    while (frame := json.loads(ws.recv(timeout=max(0.01, deadline - time.monotonic()))))["type"] == "heartbeat":
+        pass
+    return frame
 
 
 def recv_until(ws: ClientConnection, pred: Callable[[dict], bool], timeout_s: float = 10) -> list[dict]:  # type: ignore[type-arg]
