@@ -23,9 +23,12 @@ check: install
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
+# `tradesim smoke` first, as a CI pipeline runs it: it brings the stack up if it is down and stops it again.
 # Unit tests need no server; integration tests bring the stack up themselves (and stop it again at the end
 # if it was not running before).
 test: check
+	mkdir -p build
+	$(BIN)/tradesim smoke --junit build/smoke-junit.xml
 	$(BIN)/pytest
 
 unit: install

@@ -126,3 +126,29 @@ def test_bar_rejects_inconsistent_values() -> None:
     with pytest.raises(ValueError, match="within low..high"):
         Bar(symbol="ACME", interval="1s", window_start_ms=0, window_end_ms=1000, open=Decimal(5), high=Decimal(4),
             low=Decimal(3), close=Decimal(4), vwap=Decimal(4), volume=1, trade_count=1)
+
+
+def test_each_symbol_has_its_own_clock() -> None:
+    """A symbol far ahead in event time (the live market) neither closes nor makes late another symbol's
+    windows (a replay on a 2024 clock): both get their bars."""
+    ahead = [tick(i, 10_000_000 + i * 1_000, "5", 1, "LIVE") for i in range(1, 6)]
+    replay = [tick(1, 500, "1", 1, "OLD"), tick(2, 1_500, "2", 1, "OLD"), tick(3, 4_000, "3", 1, "OLD")]
+    state: dict[str, logic.SymbolBars] = {}
+    emitted = [b for t in [*ahead, *replay] for b in logic.on_tick(state.setdefault(t.symbol, logic.SymbolBars()),
+                                                                       t, 2_000)]
+    old = [(b.interval, b.window_start_ms) for b in emitted if b.symbol == "OLD"]
+    assert old == [("1s", 0), ("1s", 1_000)]  # closed by OLD's own tick at 4.0 s, not by LIVE's clock
+    assert [b.window_start_ms for b in logic.reference_bars([*ahead, *replay], "1s", watermark_lag_ms=2_000)
+            if b.symbol == "OLD"] == [0, 1_000, 4_000]
+
+
+def test_on_tick_closes_the_minute_once_the_symbols_clock_passes_it() -> None:
+    state = logic.SymbolBars()
+    assert logic.on_tick(state, tick(1, 59_000, "1", 1), 2_000) == []
+    assert logic.on_tick(state, tick(2, 61_000, "2", 1), 2_000) == []
+    closed = logic.on_tick(state, tick(3, 62_000, "3", 1), 2_000)
+    assert [(b.interval, b.window_start_ms, b.close) for b in closed] == [("1s", 59_000, Decimal("1")),
+                                                                          ("1m", 0, Decimal("1"))]
+    assert logic.on_tick(state, tick(4, 59_500, "9", 1), 2_000) == []  # its second already closed: late
+    assert ("1m", 60_000) in state.open
+    assert state.open[("1s", 61_000)].count == 1

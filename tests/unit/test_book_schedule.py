@@ -140,3 +140,47 @@ def test_a_scripted_orders_slippage_repeats_across_runs_whose_order_ids_differ()
     assert first is not None
     assert Decimal("101.01") < first < Decimal("101.01") * Decimal("1.0002")  # slipped, within the bound
     assert other != first  # another scripted order, another draw
+
+
+def timed_cancel(oid: str, seconds: float, user: str = "u1") -> OrderCancelRequested:
+    return OrderCancelRequested(order_id=oid, user_id=user, symbol="AAA", requested_at_ms=0, at_ms=at(seconds))
+
+
+@pytest.mark.parametrize("cancel_arrives_after", [1, 2])  # before or after the 30 s tick reached the book
+def test_a_timed_cancel_is_held_so_the_fill_at_its_tick_wins_wherever_the_cancel_arrived(
+        cancel_arrives_after: int) -> None:
+    """A strategy reacting to the 30 s tick cancels "at 30 s": the buy limit that tick filled stays filled, whether
+    the cancel reached the book before or after that tick."""
+    book = Book()
+    out: list[Decision] = []
+    out += book.on_tick(STREAM[0], SLIP)
+    out += book.on_order(scripted("o1", 5, kind="limit", limit="99.50"), SLIP, now_ms=0)  # rests until 30 s
+    out += book.on_tick(STREAM[1], SLIP)
+    events: list[Tick | OrderCancelRequested] = [STREAM[2], STREAM[3], STREAM[4]]
+    events.insert(cancel_arrives_after, timed_cancel("o1", 30))
+    for e in events:
+        out += book.on_tick(e, SLIP) if isinstance(e, Tick) else book.on_cancel(e)
+    assert [(d.order.order_id, d.kind, d.price) for d in out if d.kind != "rest"] == [
+        ("o1", "fill", Decimal("99.01"))]
+
+
+def test_a_timed_cancel_takes_a_resting_order_out_before_the_next_tick_is_matched() -> None:
+    book = Book()
+    book.on_tick(STREAM[0], SLIP)
+    assert [d.kind for d in book.on_order(scripted("o1", 5, kind="limit", limit="98.50"), SLIP, now_ms=0)] == ["rest"]
+    book.on_tick(STREAM[1], SLIP)  # releases it: rests (ask 101.01 > 98.50)
+    (held,) = book.on_cancel(timed_cancel("o1", 10))
+    assert (held.kind, held.order.cancel_at_ms) == ("rest", at(10))  # shown as the order's cancel time
+    assert book.on_cancel(timed_cancel("o1", 10, user="u2")) == []  # not someone else's to cancel
+    out = [d for e in STREAM[2:] for d in book.on_tick(e, SLIP)]
+    assert [(d.order.order_id, d.kind) for d in out] == [("o1", "cancel")]  # before the 30 s tick (98) fills it
+
+
+def test_a_timed_cancel_the_stream_already_passed_cancels_at_once_and_a_later_one_keeps_the_earlier_time() -> None:
+    book = Book()
+    book.on_tick(STREAM[0], SLIP)
+    book.on_order(scripted("o1", 0.5, kind="limit", limit="50", cancel_at=25), SLIP, now_ms=0)
+    book.on_tick(STREAM[1], SLIP)
+    (kept,) = book.on_cancel(timed_cancel("o1", 30))
+    assert kept.order.cancel_at_ms == at(25)
+    assert [d.kind for d in book.on_cancel(timed_cancel("o1", 5))] == ["cancel"]  # 5 s is behind the 10 s tick

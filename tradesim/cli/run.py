@@ -50,12 +50,18 @@ def run(scenario: Annotated[str, typer.Argument(help="Scenario name (e.g. round-
 
 @cli_errors
 def _run_cli(name: str, speed: float | None, junit: Path | None, json_out: Path | None) -> int:
+    from tradesim.scenarios.errors import ScenarioError
     from tradesim.scenarios.loader import find_scenario
-    from tradesim.scenarios.report import write_junit
+    from tradesim.scenarios.report import RunReport, write_junit
 
     settings = load_settings()
-    path = find_scenario(name, settings.scenarios_dir)
-    report, code = run_file(settings, path, speed, json_out)
+    try:
+        path = find_scenario(name, settings.scenarios_dir)
+        report, code = run_file(settings, path, speed, json_out)
+    except ScenarioError as exc:  # a CI server still gets a report: one errored case saying why
+        if junit is not None:
+            write_junit(junit, [RunReport(Path(name).stem, [], 0.0, error=str(exc))])
+        raise
     if junit is not None:
         write_junit(junit, [report])
     return code
@@ -123,7 +129,7 @@ def _print(done: Run, checks: list[Check], elapsed: float) -> None:
         accounts.add_row(name, str(a.cash), held, str(a.realized_pnl), str(a.executions), curve)
     out.print(accounts)
     if result.bars:
-        out.print("bars: " + ", ".join(f"{k} {v}" for k, v in result.bars.items()) + f" (from {done.bars_source})",
+        out.print("bars: " + ", ".join(f"{k} {v}" for k, v in result.bars.items()) + " (from the bars job)",
                   markup=False)
     for c in checks:
         mark = "[green]✓[/]" if c.passed else "[red]✗[/]"

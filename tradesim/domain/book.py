@@ -7,7 +7,8 @@ an order until a tick past `at_ms` arrives and applies it, in (at_ms, arrival) o
 `at_ms` — the one before that tick; once the stream passes `cancel_at_ms` an order still open is cancelled before
 that tick is matched. So their outcomes depend on the tick stream alone, not on when the orders arrived. One that
 arrives after the stream passed its time is applied on arrival (the scripted runner publishes ticks past a time
-only once the book holds every order scripted before it).
+only once the book holds every order scripted before it). A cancel with a market time is held the same way, as
+the order's `cancel_at_ms`.
 """
 
 from __future__ import annotations
@@ -75,6 +76,10 @@ class Book:
         return self._apply(order, quote, slippage, triggered=False, announce=True)
 
     def on_cancel(self, cancel: OrderCancelRequested) -> list[Decision]:
+        """Cancel an open order of the cancel's user now; one with a market time the stream has not passed yet
+        becomes the order's (earlier) `cancel_at_ms` instead, announced as "rest" so the mirror shows it."""
+        if cancel.at_ms is not None and self._waits(cancel.at_ms):
+            return self._cancel_later(cancel, cancel.at_ms)
         for waiting in self.scheduled:
             if waiting.order_id == cancel.order_id and waiting.user_id == cancel.user_id:
                 self.scheduled = tuple(w for w in self.scheduled if w is not waiting)
@@ -97,6 +102,25 @@ class Book:
             del self.resting[order_id]
             out += self._apply(order, self.quote, slippage, triggered)
         return out
+
+    def _cancel_later(self, cancel: OrderCancelRequested, at_ms: int) -> list[Decision]:
+        def later(order: OrderPlaced) -> OrderPlaced:
+            if order.cancel_at_ms is not None and order.cancel_at_ms <= at_ms:
+                return order
+            # not re-validated: a cancel at the order's own market time may equal its at_ms
+            return order.model_copy(update={"cancel_at_ms": at_ms})
+
+        for i, waiting in enumerate(self.scheduled):
+            if waiting.order_id == cancel.order_id and waiting.user_id == cancel.user_id:
+                order = later(waiting)
+                self.scheduled = (*self.scheduled[:i], order, *self.scheduled[i + 1:])
+                return [Decision(order, "rest")]
+        held = self.resting.get(cancel.order_id)
+        if held is None or held[0].user_id != cancel.user_id:
+            return []
+        order = later(held[0])
+        self.resting[cancel.order_id] = (order, held[1])
+        return [Decision(order, "rest")]
 
     def _waits(self, at_ms: int | None) -> bool:
         """A scripted time the tick stream has not passed yet (the quote in effect then may still change)."""

@@ -170,6 +170,10 @@ class OrderCancelRequested(Event):
         "the API fills it from the Orders table (a cancel without it can only cancel nothing)"
     )
     requested_at_ms: int = Field(ge=0)
+    at_ms: int | None = Field(
+        None, ge=0, description="market time (tick event time, epoch ms) the cancel takes effect at: the book holds "
+        "it as the order's cancel_at_ms until the tick stream passes it; absent: at once"
+    )
 
     @property
     def key(self) -> bytes:

@@ -1,8 +1,10 @@
 """Flink job `bars`: 1-second and 1-minute OHLCV bars from `market_data` to `market_bars` (keyed by symbol).
 
 Topology: KafkaSource (committed offsets, else earliest; offsets in checkpoints) → parse (malformed records →
-`dead_letter` with the reason) → event-time watermarks (bounded out-of-orderness + idleness) → keyBy(symbol)
-→ 1 s tumbling windows → keyBy(symbol) → 1 min tumbling windows over the 1 s bars → Kafka.
+`dead_letter` with the reason) → keyBy(symbol) → 1 s and 1 min tumbling windows closed on each symbol's own
+event time with bounded out-of-orderness (bars_logic.on_tick) → Kafka. Not Flink's watermarks: they are shared by
+every symbol a source reads, so one producer on a newer clock (the live market) would make every tick of a
+replay on an older clock late.
 
 Delivery: at-least-once. After a restart the source rewinds to the last checkpoint and windows that were
 emitted after it are emitted again — with identical bytes, because a bar is a pure function of its window's
@@ -18,11 +20,9 @@ import argparse
 from collections.abc import Iterable
 from typing import Any
 
-from pyflink.common import Duration, Row, Types, WatermarkStrategy
+from pyflink.common import Row, Types, WatermarkStrategy
 from pyflink.common.serialization import SimpleStringSchema
-from pyflink.common.time import Time
-from pyflink.common.watermark_strategy import TimestampAssigner
-from pyflink.datastream import CheckpointingMode, StreamExecutionEnvironment
+from pyflink.datastream import CheckpointingMode, RuntimeContext, StreamExecutionEnvironment
 from pyflink.datastream.connectors.base import DeliveryGuarantee
 from pyflink.datastream.connectors.kafka import (
     KafkaOffsetResetStrategy,
@@ -31,52 +31,31 @@ from pyflink.datastream.connectors.kafka import (
     KafkaSink,
     KafkaSource,
 )
-from pyflink.datastream.functions import AggregateFunction, ProcessWindowFunction
-from pyflink.datastream.window import TumblingEventTimeWindows
+from pyflink.datastream.functions import KeyedProcessFunction
+from pyflink.datastream.state import ValueStateDescriptor
 from pyflink.table import StreamTableEnvironment
 
+from tradesim.domain.events import encode
 from tradesim.jobs import bars_logic as logic
 from tradesim.jobs.sinks import keyed_kafka_sink
 
 
-class TickTime(TimestampAssigner):
-    def extract_timestamp(self, value: Any, record_timestamp: int) -> int:
-        return value.event_time_ms
+class SymbolBarsFunction(KeyedProcessFunction):
+    """Keyed by symbol: feeds each tick to its symbol's SymbolBars (one pickled value in keyed state) and emits
+    the (symbol, bar JSON) rows it closes."""
 
+    def __init__(self, lag_ms: int) -> None:
+        self.lag_ms = lag_ms
 
-class TickAggregate(AggregateFunction):
-    """Ticks → BarAcc."""
+    def open(self, runtime_context: RuntimeContext) -> None:
+        self.state = runtime_context.get_state(ValueStateDescriptor("bars", Types.PICKLED_BYTE_ARRAY()))
 
-    def create_accumulator(self) -> logic.BarAcc | None:
-        return None
-
-    def add(self, value: Any, accumulator: logic.BarAcc | None) -> logic.BarAcc:
-        return logic.add_tick(accumulator, value)
-
-    def get_result(self, accumulator: logic.BarAcc | None) -> logic.BarAcc | None:
-        return accumulator
-
-    def merge(self, a: logic.BarAcc | None, b: logic.BarAcc | None) -> logic.BarAcc | None:
-        if a is None or b is None:
-            return a or b
-        return logic.merge(a, b)
-
-
-class BarAggregate(TickAggregate):
-    """(BarAcc, start, end) of finer bars → BarAcc of a coarser window."""
-
-    def add(self, value: Any, accumulator: logic.BarAcc | None) -> logic.BarAcc:
-        return value[0] if accumulator is None else logic.merge(accumulator, value[0])
-
-
-class EmitWindow(ProcessWindowFunction):
-    """Attach the window bounds: (BarAcc, start_ms, end_ms)."""
-
-    def process(self, key: str, context: ProcessWindowFunction.Context, elements: Iterable[Any]) -> Iterable[Any]:
-        window = context.window()
-        for acc in elements:
-            if acc is not None:
-                yield acc, window.start, window.end
+    def process_element(self, value: Any, ctx: KeyedProcessFunction.Context) -> Iterable[Any]:
+        bars = self.state.value() or logic.SymbolBars()
+        closed = logic.on_tick(bars, value, self.lag_ms)
+        self.state.update(bars)
+        for bar in closed:
+            yield Row(bar.symbol, encode(bar).decode())
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -89,7 +68,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--job-name", default="tradesim-bars")
     p.add_argument("--checkpoint-interval-ms", type=int, default=5000)
     p.add_argument("--out-of-orderness-ms", type=int, default=2000)
-    p.add_argument("--idleness-ms", type=int, default=5000)
+    p.add_argument("--idleness-ms", type=int, default=5000, help="ignored (event time is per symbol)")
     return p.parse_args(argv)
 
 
@@ -125,31 +104,11 @@ def build(env: StreamExecutionEnvironment, args: argparse.Namespace) -> StreamTa
         .build()
     ).name("dead_letter")
 
-    # Watermarks come after parsing (the event time is inside the record); one assigner per parallel
-    # instance, so out-of-orderness must cover skew across the partitions one instance reads.
-    wm = (
-        WatermarkStrategy.for_bounded_out_of_orderness(Duration.of_millis(args.out_of_orderness_ms))
-        .with_idleness(Duration.of_millis(args.idleness_ms))
-        .with_timestamp_assigner(TickTime())
-    )
-    ticks = classified.filter(lambda c: c[0] is not None).map(lambda c: c[0]).assign_timestamps_and_watermarks(wm)
-
-    bars_1s = (
-        ticks.key_by(lambda t: t.symbol, key_type=Types.STRING())
-        .window(TumblingEventTimeWindows.of(Time.milliseconds(logic.INTERVALS_MS["1s"])))
-        .aggregate(TickAggregate(), EmitWindow())
-        .name("bars 1s")
-    )
-    bars_1m = (
-        bars_1s.key_by(lambda b: b[0].symbol, key_type=Types.STRING())
-        .window(TumblingEventTimeWindows.of(Time.milliseconds(logic.INTERVALS_MS["1m"])))
-        .aggregate(BarAggregate(), EmitWindow())
-        .name("bars 1m")
-    )
+    ticks = classified.filter(lambda c: c[0] is not None).map(lambda c: c[0])
     row_type = Types.ROW_NAMED(["symbol", "payload"], [Types.STRING(), Types.STRING()])
-    rows = bars_1s.map(lambda b: Row(b[0].symbol, logic.bar_json(b[0], "1s", b[1], b[2])), output_type=row_type).union(
-        bars_1m.map(lambda b: Row(b[0].symbol, logic.bar_json(b[0], "1m", b[1], b[2])), output_type=row_type)
-    )
+    rows = (ticks.key_by(lambda t: t.symbol, key_type=Types.STRING())
+            .process(SymbolBarsFunction(args.out_of_orderness_ms), output_type=row_type)
+            .name("bars 1s+1m per symbol"))
 
     return keyed_kafka_sink(env, rows, table="bars_sink", key_field="symbol", topic=args.bars_topic,
                             bootstrap=args.bootstrap)

@@ -7,7 +7,7 @@ restart from a checkpoint yields byte-identical output. That is what makes an at
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import ROUND_HALF_EVEN, Decimal
 
 from tradesim.domain.errors import InvalidRecord
@@ -95,21 +95,49 @@ def bar_json(acc: BarAcc, interval: str, start_ms: int, end_ms: int) -> str:
     return encode(to_bar(acc, interval, start_ms, end_ms)).decode()
 
 
+@dataclass
+class SymbolBars:
+    """One symbol's bar state in the job: its own event-time clock and the windows still open (picklable)."""
+
+    clock_ms: int = -1
+    open: dict[tuple[str, int], BarAcc] = field(default_factory=dict)  # (interval, window start) → aggregate
+
+
+def on_tick(state: SymbolBars, tick: Tick, lag_ms: int) -> list[Bar]:
+    """Feed one tick to its symbol's state (mutated) and return the bars it closes, oldest window first.
+
+    Event time is per symbol: a window closes when this symbol's own stream passed its end by `lag_ms` (bounded
+    out-of-orderness), whatever other symbols' clocks say — so a replay on an older clock on the same topic gets
+    its bars. A tick whose 1 s window already closed is late and dropped (its 1 min window closes no earlier).
+    """
+    watermark = state.clock_ms - lag_ms - 1
+    if window_start(tick.event_time_ms, INTERVALS_MS["1s"]) + INTERVALS_MS["1s"] - 1 <= watermark:
+        return []
+    for interval, size in INTERVALS_MS.items():
+        key = (interval, window_start(tick.event_time_ms, size))
+        state.open[key] = add_tick(state.open.get(key), tick)
+    state.clock_ms = max(state.clock_ms, tick.event_time_ms)
+    watermark = state.clock_ms - lag_ms - 1
+    done = sorted((start + INTERVALS_MS[interval], INTERVALS_MS[interval], interval, start)
+                  for interval, start in state.open if start + INTERVALS_MS[interval] - 1 <= watermark)
+    return [to_bar(state.open.pop((iv, start)), iv, start, end) for end, _, iv, start in done]
+
+
 def reference_bars(ticks: list[Tick], interval: str, watermark_lag_ms: int | None = None) -> list[Bar]:
     """What the job emits for these ticks in this arrival order (no Flink): the oracle for tests and benchmarks.
 
-    With watermark_lag_ms, a tick is dropped as late when its window already closed, i.e. its window end is
-    at or before max(event time seen so far) - lag (bounded out-of-orderness watermarks, no allowed lateness).
+    With watermark_lag_ms, the job's rule (`on_tick`): per symbol, a tick is dropped as late when its window
+    already closed on that symbol's clock. Without it, every tick counts and every window is returned.
     """
+    if watermark_lag_ms is not None:
+        states: dict[str, SymbolBars] = {}
+        bars = [b for t in ticks for b in on_tick(states.setdefault(t.symbol, SymbolBars()), t, watermark_lag_ms)]
+        bars += [to_bar(acc, iv, start, start + INTERVALS_MS[iv]) for st in states.values()
+                 for (iv, start), acc in st.open.items()]
+        return sorted((b for b in bars if b.interval == interval), key=lambda b: (b.symbol, b.window_start_ms))
     size = INTERVALS_MS[interval]
     accs: dict[tuple[str, int], BarAcc] = {}
-    max_seen = -1
     for tick in ticks:
-        start = window_start(tick.event_time_ms, size)
-        watermark = max_seen - (watermark_lag_ms or 0) - 1
-        if watermark_lag_ms is not None and start + size - 1 <= watermark:
-            continue
-        max_seen = max(max_seen, tick.event_time_ms)
-        key = (tick.symbol, start)
+        key = (tick.symbol, window_start(tick.event_time_ms, size))
         accs[key] = add_tick(accs.get(key), tick)
     return [to_bar(acc, interval, start, start + size) for (_, start), acc in sorted(accs.items())]

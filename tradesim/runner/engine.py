@@ -2,9 +2,11 @@
 
 The script enters the book before the tick stream can pass it (every scripted order is placed with its market
 time and awaited `in_book` before the second tick is published); a strategy's orders are awaited the same way
-before the next tick; an end barrier (a runner-owned order per symbol, cancelled by the closing tick) proves the
-execution job processed every tick. Accounts and symbols are namespaced per run (`trader-k3z9`, `AAPL.K3Z9`), so
-runs never see each other. Design note: docs/design/scripted-runs.md.
+before the next tick, its cancels until the book holds them, and it is handed its outcomes at fixed points of the
+stream (a probe order released by a tick before the book matches it); an end barrier (an order per account and
+symbol, cancelled by the closing tick) proves the execution job processed every tick. Accounts and symbols are
+namespaced per run (`trader-k3z9`, `AAPL.K3Z9`), so runs never see each other.
+Design note: docs/design/scripted-runs.md.
 """
 
 from __future__ import annotations
@@ -22,7 +24,6 @@ import redis
 
 from tradesim.adapters.kafka.errors import KafkaDeliveryError
 from tradesim.domain.events import OrderOutcome, Tick
-from tradesim.domain.settlement import trade_id
 from tradesim.scenarios.expect import AccountResult, Outcome, ReadSide, RunResult, account_result, ordered
 from tradesim.scenarios.model import Scenario, ScriptedOrder
 from tradesim.settings import Settings
@@ -33,8 +34,11 @@ TERMINAL = frozenset({"executed", "rejected", "cancelled", "expired"})
 ALPHABET = string.digits + string.ascii_lowercase
 MAX_SYMBOL = 16
 DAY_MS = 86_400_000
-#: the closing tick comes this long after the last one, so the last 1 min bar window closes too
+#: the closing tick comes this long after the last one (plus the bars job's out-of-orderness), so the last 1 min
+#: bar window closes on each symbol's clock too
 CLOSE_GAP_MS = 61_000
+#: a probe needs two market milliseconds before its tick that the symbol's previous tick did not pass
+PROBE_GAP_MS = 2
 BARRIER_CASH = "1000000"
 
 
@@ -116,7 +120,7 @@ class OutcomeLog:
         from tradesim.domain.errors import InvalidRecord
         from tradesim.domain.events import decode
 
-        for m in self._c.consume(1000, timeout=0.05):
+        for m in self._c.consume(1000, timeout=0.01):
             if m.error() is not None:
                 continue
             try:
@@ -211,7 +215,6 @@ class Run:
     suffix: str
     placed: list[Placed]
     start_cash: dict[str, Decimal]
-    bars_source: str = "bar cache"
 
 
 class ScenarioRunner:
@@ -237,6 +240,7 @@ class ScenarioRunner:
         self._ctx: _RunContext | None = None
         self._log: OutcomeLog | None = None
         self.barriers: list[Placed] = []
+        self.probes: list[Placed] = []
         self._ref: Any = None
 
     # ---- the run -----------------------------------------------------------------------------------------
@@ -285,9 +289,9 @@ class ScenarioRunner:
             accounts = self._account_results()
             outcomes = self._outcomes()
             read_side = self._read_side(outcomes, ticks[-1].event_time_ms)
-            bars, bars_source = self._bars(ticks)
+            bars = self._bars(ticks)
             return Run(RunResult(outcomes=outcomes, accounts=accounts, bars=bars, read_side=read_side),
-                       self.suffix, self.placed, {a.name: a.cash for a in self.scenario.accounts}, bars_source)
+                       self.suffix, self.placed, {a.name: a.cash for a in self.scenario.accounts})
         except (redis.RedisError, KafkaDeliveryError) as exc:  # a server went away mid-run
             raise StackUnusable(f"{type(exc).__name__}: {exc}") from None
         finally:
@@ -392,15 +396,6 @@ class ScenarioRunner:
 
         await_(done, self.settle_s, what)
 
-    def _await_terminal(self, orders: list[Placed], what: str) -> None:
-        pending = [o for o in orders if not o.terminal]
-
-        def done() -> bool:
-            pending[:] = [o for o in pending if self._refresh(o)["status"] not in TERMINAL]
-            return not pending
-
-        await_(done, self.settle_s, what)
-
     # ---- the tick stream ---------------------------------------------------------------------------------
 
     def _driver(self) -> Driver:
@@ -423,6 +418,7 @@ class ScenarioRunner:
         builder = BarBuilder()
         if driver is not None:
             self._strategy_step(driver, driver.start)
+        last_ms = {t.symbol: t.event_time_ms for t in head}
         for t in head:
             builder.add(t)
             if driver is not None:
@@ -433,16 +429,52 @@ class ScenarioRunner:
                 for bar in builder.closed_by(t.event_time_ms):
                     self._strategy_step(driver, lambda bar=bar: driver.bar(bar))  # type: ignore[misc]
             builder.add(t)
+            probe = None
+            if (self._ctx is not None and self._ctx.open_orders(t.symbol)
+                    and t.event_time_ms - last_ms[t.symbol] >= PROBE_GAP_MS):
+                probe = self._probe(t)
+            last_ms[t.symbol] = t.event_time_ms
             publisher.publish(t)
-            if driver is None:
+            if driver is None or self._ctx is None:
                 publisher.poll(0)
                 continue
-            if self._ctx is not None:
-                self._ctx.advance(t.event_time_ms)  # what the strategy does on a fill happens at this tick's time
-            self._deliver_fills(driver, publisher, t)
+            self._ctx.advance(t.event_time_ms)  # what the strategy does on a fill happens at this tick's time
+            if probe is not None:
+                self._flush(publisher)
+                self._deliver_before(driver, probe, t.symbol)
             self._strategy_step(driver, lambda t=t: driver.tick(t))  # type: ignore[misc]
         if driver is not None:
             self._tail_bars = builder
+
+    def _probe(self, tick: Tick) -> str:
+        """A held order of the strategy's account, released and cancelled by `tick` before the book matches it.
+        On `trade_executed` (one partition per user) every outcome `tick`'s symbol decided before that tick comes
+        before the probe's, and none that the tick's matching decides: a fixed point of the stream."""
+        owner = self._ref.account
+        body = {"symbol": tick.symbol, "side": "buy", "qty": 1, "type": "limit", "limit_price": "0.01",
+                "time_in_force": "gtc", "at_ms": tick.event_time_ms - 2, "cancel_at_ms": tick.event_time_ms - 1}
+        answer = self.http.ok("POST", "/orders", self.keys[owner], json=body,
+                              headers={"Idempotency-Key": f"{self.suffix}-probe-{tick.symbol}-{tick.seq}"})
+        probe = Placed(answer["order_id"], "probe", -1, 0, owner, self.unalias[tick.symbol], "buy", 1, "limit")
+        self.probes.append(probe)
+        self._await_in_book([probe], "a probe order to enter the book")
+        return probe.order_id
+
+    def _deliver_before(self, driver: Driver, probe: str, symbol: str) -> None:
+        """Hand the strategy, in the book's order, the outcomes of its orders on `symbol` decided before `probe`."""
+        log = self._outcome_log()
+        await_(lambda: log.poll() and probe in log.seen, self.settle_s, "a probe order's outcome (the book "
+               "processing the tick)", poll_s=0)
+        for order_id, outcome in list(log.seen.items()):
+            if order_id == probe:
+                break
+            if outcome.symbol == symbol:
+                self._deliver(driver, outcome)
+
+    def _deliver(self, driver: Driver, outcome: OrderOutcome) -> None:
+        if outcome.order_id in self.strategy_orders and outcome.order_id not in self.delivered:
+            self.delivered.add(outcome.order_id)
+            self._strategy_step(driver, lambda: driver.fill(outcome))
 
     def _strategy_step(self, driver: Driver, step: Callable[[], None]) -> None:
         """One strategy callback, then wait until what it placed is in the book and what it cancelled is decided."""
@@ -473,35 +505,19 @@ class ScenarioRunner:
         if ctx.cancelled:
             gone = [self.strategy_orders[i] for i in ctx.cancelled if i in self.strategy_orders]
             ctx.cancelled.clear()
-            self._await_terminal(gone, "the strategy's cancels to be decided")
-            for cancelled in gone:
-                self._strategy_step(driver, lambda c=cancelled: self._fill(driver, c))  # type: ignore[misc]
+            self._await_cancel_held(gone, ctx.now_ms)
 
-    def _deliver_fills(self, driver: Driver, publisher: Any, tick: Tick) -> None:
-        """Before `tick` reaches the strategy: the outcome of each market order of its symbol placed before it (the
-        tick just published releases it), then any other outcome already decided."""
-        due = [o for o in self.strategy_orders.values() if o.order_id not in self.delivered and o.type == "market"
-               and self.alias[o.symbol] == tick.symbol and self.start_ms + o.at_ms < tick.event_time_ms]
-        if due:
-            self._flush(publisher)
-            self._await_terminal(due, "the strategy's market orders to be decided")
-        for order in [o for o in self.strategy_orders.values() if o.order_id not in self.delivered]:
-            if order in due or self._refresh(order)["status"] in TERMINAL:
-                self._strategy_step(driver, lambda order=order: self._fill(driver, order))  # type: ignore[misc]
+    def _await_cancel_held(self, orders: list[Placed], at_ms: int) -> None:
+        """Until the book holds each cancel at `at_ms` (the order shows that `cancel_at_ms`) or the order is
+        decided: the next tick then finds the cancel in the book, wherever it reached the job."""
+        pending = [o for o in orders if not o.terminal]
 
-    def _fill(self, driver: Driver, order: Placed) -> None:
-        if order.order_id in self.delivered or not order.terminal:
-            return
-        self.delivered.add(order.order_id)
-        s = order.state
-        executed = s["status"] == "executed"
-        driver.fill(OrderOutcome(
-            order_id=order.order_id, user_id=s["user_id"], symbol=s["symbol"], side=s["side"], qty=s["qty"],
-            status=s["status"], reason=s.get("reason"),
-            fill_price=Decimal(s["fill_price"]) if executed else None,
-            fee=Decimal(s["fee"]) if executed else None, trade_id=trade_id(order.order_id) if executed else None,
-            decided_at_ms=int(s.get("decided_at_ms") or 0), order_type=s.get("type"),
-            placed_at_ms=s.get("placed_at_ms")))
+        def done() -> bool:
+            pending[:] = [o for o in pending if not ((s := self._refresh(o))["status"] in TERMINAL or (
+                s.get("cancel_at_ms") is not None and s["cancel_at_ms"] <= at_ms))]
+            return not pending
+
+        await_(done, self.settle_s, "the strategy's cancels to be held in the book")
 
     # ---- the end barrier ---------------------------------------------------------------------------------
 
@@ -523,7 +539,7 @@ class ScenarioRunner:
                                        "limit"))
         self.barriers = barriers
         self._await_in_book(barriers, "the end barrier to enter the book")
-        close_ms = last_ms + CLOSE_GAP_MS
+        close_ms = last_ms + CLOSE_GAP_MS + self.settings.flink.out_of_orderness_ms
         closing = [t.model_copy(update={"size": 0, "seq": t.seq + 1, "event_time_ms": close_ms})
                    for t in last.values()]
         if driver is not None:
@@ -535,10 +551,11 @@ class ScenarioRunner:
         log = self._outcome_log()
         await_(lambda: log.poll() and all(b.order_id in log.seen for b in barriers), self.settle_s,
                "the end barrier on trade_executed (the job processing every tick)")
-        if driver is not None:
-            for order in self.strategy_orders.values():
-                if order.order_id not in self.delivered and self._refresh(order)["status"] in TERMINAL:
-                    self._strategy_step(driver, lambda o=order: self._fill(driver, o))  # type: ignore[misc]
+        if driver is not None:  # the rest, per symbol in the book's order (the symbols' interleaving may vary)
+            for symbol in sorted(last):
+                for outcome in list(log.seen.values()):
+                    if outcome.symbol == symbol:
+                        self._deliver(driver, outcome)
 
     # ---- results -----------------------------------------------------------------------------------------
 
@@ -575,8 +592,9 @@ class ScenarioRunner:
     def _read_side(self, outcomes: list[Outcome], last_ms: int) -> ReadSide | None:
         """Wait (deadline) until search holds every decided outcome and analytics every executed share."""
         admin = self._admin_key()
+        own = self.barriers + self.probes  # the runner's orders: searchable too, not the run's
         want_trades = {a.name: sum(o.account == a.name and o.status in TERMINAL for o in outcomes)
-                       + sum(b.account == a.name for b in self.barriers) for a in self.scenario.accounts}
+                       + sum(b.account == a.name for b in own) for a in self.scenario.accounts}
         want_volume = {s: sum(o.qty for o in outcomes if o.executed and o.symbol == s) for s in self.alias}
         got: dict[str, Any] = {}
 
@@ -597,7 +615,7 @@ class ScenarioRunner:
                 shares = sum(int(b["shares"]) for b in body.get("buckets", [])) if status == 200 else 0
                 volume[symbol] = shares
                 ok = ok and status == 200 and shares == want
-            got.update(trades=trades - len(self.barriers), volume=volume)  # barriers are the runner's, not the run's
+            got.update(trades=trades - len(own), volume=volume)
             return ok
 
         try:
@@ -608,20 +626,15 @@ class ScenarioRunner:
                 return None
         return ReadSide(searchable_trades=got["trades"], volume=got["volume"])
 
-    def _bars(self, ticks: list[Tick]) -> tuple[dict[str, int], str]:
-        """Bars per interval over all symbols with a window inside the scenario, and where they were counted.
-
-        From the bar cache (what the `bars` job produced), waiting (deadline) for each symbol's last window. The
-        job's watermark only moves forward and is shared by every run on the topic: once newer market time went
-        through (the live market, a later run), a scenario on an older clock is all late ticks to it and it emits
-        nothing. Then the bars are counted from the run's own ticks with the job's logic, and the source says so.
-        """
+    def _bars(self, ticks: list[Tick]) -> dict[str, int]:
+        """Bars per interval over the run's symbols with a window inside the scenario, as the `bars` job put them
+        in the bar cache; waits (deadline) until each symbol's last window is there (the closing ticks close it
+        on the symbol's own clock)."""
         import json
 
         from tradesim.adapters.redis.bars import BarCache
         from tradesim.adapters.redis.client import connect
         from tradesim.jobs.bars_logic import INTERVALS_MS
-        from tradesim.runner.bars import BarBuilder
 
         cache = BarCache(connect(self.settings.redis))
         end_ms = self.start_ms + int(self.scenario.duration_s * 1000)
@@ -638,16 +651,8 @@ class ScenarioRunner:
                 complete = complete and last_window in inside
             return total, complete
 
-        if any(count(i)[0] for i in INTERVALS_MS):
-            try:
-                await_(lambda: all(count(i)[1] for i in INTERVALS_MS), 30, "the last bars", poll_s=0.2)
-            except StackUnusable:
-                self.progress.step("the bar cache did not show the last bars in time")
-            return {interval: count(interval)[0] for interval in INTERVALS_MS}, "bar cache"
-        builder = BarBuilder()
-        for t in ticks:
-            builder.add(t)
-        bars = [b for b in builder.closed_by(2**62) if self.start_ms <= b.window_start_ms < end_ms]
-        self.progress.step("the bars job emitted no bars for this run (its watermark is past the scenario's "
-                           "clock); bars counted from the run's ticks with the job's logic")
-        return {i: sum(b.interval == i for b in bars) for i in INTERVALS_MS}, "runner (job logic; job watermark past)"
+        try:
+            await_(lambda: all(count(i)[1] for i in INTERVALS_MS), self.settle_s, "the last bars", poll_s=0.2)
+        except StackUnusable:
+            self.progress.step("the bar cache did not show every symbol's last bars in time; counting what is there")
+        return {interval: count(interval)[0] for interval in INTERVALS_MS}

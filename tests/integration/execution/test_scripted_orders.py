@@ -97,3 +97,37 @@ def test_a_scripted_order_needs_a_symbol_with_a_price(settings: Settings, http: 
                                         "cancel_at_ms": T0 + 5}, headers=auth)
     assert answer.status_code == 422
     assert "cancel_at_ms must be after at_ms" in answer.text
+
+
+def test_a_cancel_with_a_market_time_is_held_until_the_ticks_pass_it(ex: Exchange, http: httpx.Client) -> None:
+    """DELETE ?at_ms: the order shows the held `cancel_at_ms`; the tick at that time still fills an order it
+    reaches, and the next tick cancels one still open before matching it."""
+    settings = ex.settings
+    sym = unique_symbol("C")
+    auth = _account(http, settings)
+    stream = [_quote(sym, i + 1, s, p) for i, (s, p) in enumerate([(0, "100"), (10, "101"), (20, "99"),
+                                                                   (30, "97")])]
+    publish_all(settings, stream[:2])
+    wait_for(lambda: (got := ex.cache.latest(sym)) is not None and got[0].seq == 2, 30, "price cached")
+    bodies = [{"symbol": sym, "side": "buy", "qty": 1, "type": "limit", "limit_price": limit, "time_in_force": "gtc",
+               "at_ms": T0 + 10_000} for limit in ("99.50", "98.00")]  # the 20 s tick fills the first only
+    ids = [http.post("/orders", json=b, headers={**auth, "Idempotency-Key": f"held-{i}"}).json()["order_id"]
+           for i, b in enumerate(bodies)]
+    wait_for(lambda: all(http.get(f"/orders/{i}", headers=auth).json()["in_book"] for i in ids), 60, "held")
+    for oid in ids:  # a strategy reacting to the 20 s tick, before that tick reached the job
+        answer = http.delete(f"/orders/{oid}", params={"at_ms": T0 + 20_000}, headers=auth)
+        assert answer.status_code == 202, answer.text
+    wait_for(lambda: all(http.get(f"/orders/{i}", headers=auth).json().get("cancel_at_ms") == T0 + 20_000
+                         for i in ids), 60, "both cancels held by the book")
+    publish_all(settings, stream[2:])
+    wait_for(lambda: all(http.get(f"/orders/{i}", headers=auth).json()["status"] in TERMINAL for i in ids), 60,
+             "both decided")
+    got = [http.get(f"/orders/{i}", headers=auth).json() for i in ids]
+    assert [(o["status"], o.get("fill_price")) for o in got] == [("executed", "99.01"), ("cancelled", None)]
+
+
+def test_a_cancel_market_time_must_be_a_time(ex: Exchange, http: httpx.Client) -> None:
+    auth = _account(http, ex.settings)
+    answer = http.delete("/orders/nosuchorder", params={"at_ms": "-5"}, headers=auth)
+    assert answer.status_code == 422
+    assert answer.json()["code"] == "invalid_request"

@@ -84,8 +84,7 @@ def bars_job(settings: Settings, stack_components: list[str]) -> Iterator[BarsJo
         pytest.skip("needs flink in the stack (--stack-only kafka,flink)")
     run = uuid.uuid4().hex[:8]
     topics = {"ticks": f"it_ticks_{run}", "bars": f"it_bars_{run}", "dl": f"it_dead_letter_{run}"}
-    # one ticks partition: the flush ticks must not overtake the ticks they close (the job's watermark is per
-    # parallel instance, so cross-partition skew beyond the out-of-orderness makes ticks late)
+    # one ticks partition: arrival order is the order produced, which the exact-bars assertions rely on
     ensure_topics(settings.kafka, [TopicSpec(topics["ticks"], 1, {}), TopicSpec(topics["bars"], 3, {}),
                                    TopicSpec(topics["dl"], 1, {})])
     job_id, new = submit_job(settings, "bars", overrides={

@@ -1,4 +1,5 @@
-"""The `bars` job on the real cluster: exact bars with out-of-order ticks, dead letters, TaskManager kill -9."""
+"""The `bars` job on the real cluster: exact bars with out-of-order ticks, per-symbol clocks, dead letters,
+TaskManager kill -9."""
 
 from __future__ import annotations
 
@@ -48,7 +49,7 @@ def test_exact_bars_with_out_of_order_ticks(bars_job: BarsJob) -> None:
         make_tick(sym, 5, b0 + 2500, "10.20", 1),
         make_tick(sym, 6, b0 + 1700, "10.90", 4),  # 800 ms out of order
     ]
-    flush = make_tick("FLUSH", 1, b0 + 60_000 + OOO_MS + 500, "1", 1)  # closes every window above
+    flush = make_tick(sym, 7, b0 + 60_000 + OOO_MS + 500, "1", 1)  # the symbol's clock passes every window above
     start = bars_job.end_offsets(bars_job.bars_topic)
     bars_job.produce(records([*ticks, flush]))
     got = bars_job.read_until(start, lambda g: len(distinct(bars_of(g, sym))) >= 4)
@@ -72,6 +73,20 @@ def test_exact_bars_with_out_of_order_ticks(bars_job: BarsJob) -> None:
     }
 
 
+def test_a_replay_on_an_older_clock_gets_its_bars_while_newer_time_goes_through(bars_job: BarsJob) -> None:
+    """Event time is per symbol: the live market on today's clock does not make a 2024 replay's ticks late."""
+    b0 = bars_job.take_minute()
+    new, old = "NEW" + os.urandom(2).hex().upper(), "OLD" + os.urandom(2).hex().upper()
+    o0 = b0 - 400 * 86_400_000  # more than a year behind
+    replay = [make_tick(old, 1, o0 + 100, "10", 1), make_tick(old, 2, o0 + 1_100, "11", 2)]
+    start = bars_job.end_offsets(bars_job.bars_topic)
+    bars_job.produce(records([make_tick(new, 1, b0 + 100, "5", 1), make_tick(new, 2, b0 + 30_000, "5", 1),
+                              *replay, make_tick(old, 3, o0 + 1_000 + OOO_MS + 1_500, "12", 1)]))
+    got = bars_job.read_until(start, lambda g: len(bars_of(g, old)) >= 2 and len(bars_of(g, new)) >= 1, 60)
+    assert [b for _, b in bars_of(got, old)] == reference_bars(replay, "1s")
+    assert [b.window_start_ms for _, b in bars_of(got, new)] == [b0]
+
+
 def test_malformed_record_goes_to_dead_letter_and_the_job_keeps_running(bars_job: BarsJob) -> None:
     b0 = bars_job.take_minute()
     sym = "DLQ" + os.urandom(2).hex().upper()
@@ -90,7 +105,7 @@ def test_malformed_record_goes_to_dead_letter_and_the_job_keeps_running(bars_job
     assert "bid 11 is above ask 10" in letters[1].reason
 
     good = [make_tick(sym, 2, b0 + 10, "20.5", 2), make_tick(sym, 3, b0 + 20, "20.7", 2)]
-    bars_job.produce(records([*good, make_tick("FLUSH", 1, b0 + 1000 + OOO_MS + 500, "1", 1)]))
+    bars_job.produce(records([*good, make_tick(sym, 4, b0 + 1000 + OOO_MS + 500, "1", 1)]))
     got = bars_of(bars_job.read_until(bars_start, lambda g: len(bars_of(g, sym)) >= 1, 60), sym)
     assert [b for _, b in got if b.interval == "1s"] == reference_bars(good, "1s")
     assert bars_job.rest.job(bars_job.job_id)["state"] == "RUNNING"
@@ -117,7 +132,8 @@ def test_taskmanager_kill_9_recovers_from_checkpoint_with_correct_bars(bars_job:
     batch_b = [make_tick(sym, 100 + i, b0 + 6_000 + i * 250, f"{60 - i % 4}.{i:02d}", 2 + i % 2) for i in range(12)]
     start = bars_job.end_offsets(bars_job.bars_topic)
 
-    bars_job.produce(records([*batch_a, make_tick("FLUSH", 1, b0 + 3_000 + OOO_MS + 100, "1", 1)]))
+    flush_a = make_tick(sym, 50, b0 + 3_000 + OOO_MS + 100, "1", 1)  # closes batch A's seconds on sym's clock
+    bars_job.produce(records([*batch_a, flush_a]))
     bars_job.read_until(start, lambda g: len(bars_of(g, sym)) >= 3, 60)
     cp_before = (bars_job.rest._call("GET", f"/jobs/{bars_job.job_id}/checkpoints")["latest"]["completed"]
                  or {}).get("id", 0)
@@ -144,9 +160,9 @@ def test_taskmanager_kill_9_recovers_from_checkpoint_with_correct_bars(bars_job:
     assert _restored(bars_job), "the job did not restore from a checkpoint"
     _running_again(bars_job, deadline)
 
-    bars_job.produce(records([make_tick("FLUSH", 2, b0 + 60_000 + OOO_MS + 500, "1", 1)]))
+    bars_job.produce(records([make_tick(sym, 200, b0 + 60_000 + OOO_MS + 500, "1", 1)]))
     expected = {(b.interval, b.window_start_ms): b
-                for iv in ("1s", "1m") for b in reference_bars([*batch_a, *batch_b], iv)}
+                for iv in ("1s", "1m") for b in reference_bars([*batch_a, flush_a, *batch_b], iv)}
     got = bars_job.read_until(start, lambda g: len(distinct(bars_of(g, sym))) >= len(expected), 180)
     assert distinct(bars_of(got, sym)) == expected
     counts = defaultdict(int)

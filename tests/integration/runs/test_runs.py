@@ -71,10 +71,13 @@ def test_a_broken_file_exits_2_with_its_line(tmp_path: Path) -> None:
     path = tmp_path / "broken.yaml"
     path.write_text(text.replace("side: sell, qty: 100", "side: sideways, qty: 100"))
     line = next(i for i, row in enumerate(path.read_text().splitlines(), 1) if "sideways" in row)
-    done = _tradesim("run", str(path), "--fast")
+    done = _tradesim("run", str(path), "--fast", "--junit", str(tmp_path / "j.xml"))
     assert done.returncode == 2, done.stdout + done.stderr
     assert f"broken.yaml:{line}: orders[1].side" in done.stderr
     assert "Traceback" not in done.stderr
+    (suite,) = _junit(tmp_path / "j.xml").findall("testsuite")  # the CI server is told why, not left without a file
+    assert (suite.get("name"), suite.get("errors")) == ("broken", "1")
+    assert f"broken.yaml:{line}: orders[1].side" in suite.findall("testcase/error")[0].get("message", "")
 
     strategy = tmp_path / "no-such-strategy.yaml"
     strategy.write_text((SCENARIOS / "strategy-ma-cross.yaml").read_text().replace(
@@ -93,16 +96,17 @@ def test_a_stack_that_cannot_be_used_exits_3(tmp_path: Path) -> None:
     assert _junit(tmp_path / "j.xml").find("testsuite/testcase/error") is not None
 
 
-def test_the_outcomes_hash_is_the_same_at_speed_10_and_as_fast_as_possible(tmp_path: Path) -> None:
+@pytest.mark.parametrize("name", ["round-trip-fees", "strategy-stop-ladder"])  # a script; a strategy with stops
+def test_the_outcomes_hash_is_the_same_at_speed_10_and_as_fast_as_possible(name: str, tmp_path: Path) -> None:
     hashes = []
     for speed in (["--speed", "10"], ["--fast"]):
         out = tmp_path / f"{speed[-1]}.json"
-        done = _tradesim("run", str(SCENARIOS / "round-trip-fees.yaml"), *speed, "--json", str(out))
+        done = _tradesim("run", str(SCENARIOS / f"{name}.yaml"), *speed, "--json", str(out))
         assert done.returncode == 0, done.stdout + done.stderr
         hashes.append(json.loads(out.read_text())["outcomes_hash"])
     assert hashes[0] == hashes[1]
     # and the hash the file records (its `expect.outcomes_hash` check passed above, so they are equal)
-    assert hashes[0] in (SCENARIOS / "round-trip-fees.yaml").read_text()
+    assert hashes[0] in (SCENARIOS / f"{name}.yaml").read_text()
 
 
 def test_smoke_runs_every_shipped_scenario(tmp_path: Path, settings: Settings) -> None:

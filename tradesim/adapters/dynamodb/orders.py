@@ -102,15 +102,20 @@ class OrderStore:
 
     def mark_in_book(self, order: OrderPlaced) -> bool:
         """Note that the order reached the book (it rests there), so readers keep it open past the processing
-        deadline; creates the item for an order that bypassed the API. Never replaces an outcome: False then.
+        deadline, with the market time it will be cancelled at if it has one; creates the item for an order that
+        bypassed the API. Never replaces an outcome: False then.
         Raises Unavailable."""
         fields = {k: v for k, v in order_item(order).items() if k != "order_id"}
         names = {f"#f{i}": k for i, k in enumerate(fields)}
         values = {f":v{i}": to_dynamo(v) for i, v in enumerate(fields.values())}
         sets = ", ".join(f"#f{i} = if_not_exists(#f{i}, :v{i})" for i in range(len(fields)))
+        extra = ""
+        if order.cancel_at_ms is not None:  # held cancel time: the latest mark carries the earliest time
+            extra = ", cancel_at_ms = :cancel_at"
+            values[":cancel_at"] = to_dynamo(order.cancel_at_ms)
         return conditional_write(lambda: self.db.client.update_item(
             TableName=self.table, Key={"order_id": {"S": order.order_id}},
-            UpdateExpression=f"SET {sets}, in_book = :yes",
+            UpdateExpression=f"SET {sets}, in_book = :yes{extra}",
             ConditionExpression="attribute_not_exists(order_id) OR #st = :accepted",
             ExpressionAttributeNames={**names, "#st": "status"},
             ExpressionAttributeValues={**values, ":yes": {"BOOL": True}, ":accepted": {"S": ACCEPTED}},

@@ -51,7 +51,15 @@ from tradesim.services.api import metrics
 from tradesim.services.api.deps import Authenticated, CurrentUser, Res, rate_limit_of, rate_limited
 from tradesim.services.api.errors import ApiError, responses
 from tradesim.services.api.resources import Resources
-from tradesim.services.api.schemas import CancelAccepted, Order, OrderAccepted, OrderList, OrderRequest, OrderStatusStr
+from tradesim.services.api.schemas import (
+    MAX_MARKET_MS,
+    CancelAccepted,
+    Order,
+    OrderAccepted,
+    OrderList,
+    OrderRequest,
+    OrderStatusStr,
+)
 
 log = logging.getLogger("tradesim.api.orders")
 T = TypeVar("T")
@@ -346,6 +354,7 @@ def _order(item: dict[str, Any], res: Resources) -> Order:
                  qty=int(item["qty"]), type=item["order_type"], time_in_force=item.get("time_in_force", "day"),
                  client_order_id=item.get("client_order_id"), status=status, placed_at_ms=placed_at_ms,
                  in_book=status == "accepted" and bool(item.get("in_book")),
+                 cancel_at_ms=None if item.get("cancel_at_ms") is None else int(item["cancel_at_ms"]),
                  reason=overdue_reason or item.get("reason"), decided_at_ms=item.get("decided_at_ms"), **text)
 
 
@@ -383,11 +392,16 @@ async def list_orders(
 
 @router.delete("/{order_id}", status_code=202, response_model=CancelAccepted,
                responses=responses(401, 403, 404, 409, 422, 429, 503))
-async def cancel_order(user: CurrentUser, res: Res, order_id: str = OrderIdPath) -> CancelAccepted:
+async def cancel_order(
+    user: CurrentUser, res: Res, order_id: str = OrderIdPath,
+    at_ms: Annotated[int | None, Query(ge=0, le=MAX_MARKET_MS, description=(
+        "market time (tick event time, epoch ms) to cancel at: the book holds the cancel until the tick stream "
+        "passes it (a scripted run's strategy cancels this way); the order then shows `cancel_at_ms`"))] = None,
+) -> CancelAccepted:
     """Ask to cancel a resting order; 202 once Kafka acknowledged `OrderCancelRequested` (the job decides)."""
     order = await _own(res, user, order_id)
     if order.status in TERMINAL:
         raise ApiError(409, "order_not_open", f"order {order_id!r} is already {order.status}")
     await _publish(res, OrderCancelRequested(order_id=order_id, user_id=user.user_id, symbol=order.symbol,
-                                             requested_at_ms=int(time.time() * 1000)))
+                                             requested_at_ms=int(time.time() * 1000), at_ms=at_ms))
     return CancelAccepted(order_id=order_id)

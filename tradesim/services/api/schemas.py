@@ -26,6 +26,9 @@ def money(amount: Decimal) -> str:
     return f"{whole}.{frac.rstrip('0').ljust(2, '0')}"
 
 
+#: the last millisecond of year 9999: the largest market time the API takes
+MAX_MARKET_MS = 253_402_300_799_999
+
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -71,12 +74,12 @@ class OrderRequest(Strict):
     time_in_force: TimeInForce = "day"
     client_order_id: Annotated[str, Field(min_length=1, max_length=64)] | None = None
     at_ms: int | None = Field(
-        None, ge=0, le=253_402_300_799_999, strict=True,
+        None, ge=0, le=MAX_MARKET_MS, strict=True,
         description="scripted runs: the order's time on the market's clock (tick event time, epoch ms); the "
         "execution job holds the order until the ticks pass that time and matches it on the quote in effect then; "
         "the API's price and balance pre-check is skipped (the job decides at that time)")
     cancel_at_ms: int | None = Field(
-        None, ge=0, le=253_402_300_799_999, strict=True,
+        None, ge=0, le=MAX_MARKET_MS, strict=True,
         description="scripted runs: cancel the order, if still open, once the ticks pass this market time")
 
     @model_validator(mode="after")
@@ -121,6 +124,9 @@ class Order(BaseModel):
     in_book: bool = Field(False, description="accepted and held by the execution job: resting, or a scripted "
                           "order waiting for its market time")
     placed_at_ms: int
+    cancel_at_ms: int | None = Field(None, description="market time (tick event time, epoch ms) the book will "
+                                     "cancel the order at if it is still open: a scripted `cancel_at_ms` or a "
+                                     "cancel sent with `at_ms`, once the book holds it")
     reason: str | None = Field(None, description="why a rejected order was refused, or why one expired "
                                "(`not_processed_in_time`: see `trading.processing_deadline_s`)")
     fill_price: str | None = None
