@@ -280,6 +280,17 @@ class ApiSettings(Section):
         10.0, gt=0, description="How long a concurrent request with a key in flight waits for the first answer."
     )
     auth_cache_s: float = Field(30.0, ge=0, description="How long a resolved API key is cached in the process.")
+    unknown_key_cache_s: float = Field(
+        10.0, ge=0, description="How long a key that matched no account is remembered as unknown (401 without a "
+        "DynamoDB query); an account created meanwhile is usable after this at most.")
+    unknown_keys_per_s: int = Field(
+        20, ge=1, description="Unknown API keys one client address may try per second (per worker); past it, keys "
+        "not already cached are answered 429 without a DynamoDB query until the next second.")
+    max_body_bytes: int = Field(
+        65_536, ge=1_024, description="Largest request body; larger is 413 before it is read.")
+    orders_scan_max: int = Field(
+        1_000, ge=1, description="GET /orders with a status or symbol filter looks at most at this many of the "
+        "user's newest orders (the answer can then hold fewer than `limit`).")
     retry_after_s: int = Field(2, ge=1, description="Retry-After (seconds) on 503 answers.")
     workers: int = Field(
         2, ge=1, description="uvicorn worker processes (one per core; /metrics adds up every worker's counts)."
@@ -331,6 +342,13 @@ class StackSettings(Section):
     stop_timeout_s: float = Field(20.0, gt=0, description="Grace period after SIGTERM before SIGKILL.")
     java_home: Path | None = Field(None, description="JDK used for Java servers; default: JAVA_HOME or PATH.")
     compose_file: Path | None = Field(None, description="docker compose file; default: docker/compose.yaml.")
+    watchdog: bool = Field(True, description="`tradesim up` leaves a watchdog that restarts components that died.")
+    watchdog_poll_s: float = Field(1.0, gt=0, description="How often the watchdog looks.")
+    watchdog_max_restarts: int = Field(
+        5, ge=1, description="Restarts of one component within watchdog_window_s before the watchdog gives up.")
+    watchdog_window_s: float = Field(600.0, gt=0, description="The window of watchdog_max_restarts.")
+    watchdog_backoff_max_s: float = Field(
+        30.0, gt=0, description="Longest wait before another restart (it doubles from 1 s per recent restart).")
 
 
 def _default_home() -> Path:

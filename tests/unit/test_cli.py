@@ -62,7 +62,7 @@ def test_status_json_of_empty_stack_has_stable_shape() -> None:
     assert doc["schema_version"] == 1
     (row,) = doc["components"]
     assert set(row) == {"name", "state", "healthy", "pid", "address", "version", "started_at", "uptime_s",
-                        "detail", "log", "last_log_lines"}
+                        "detail", "log", "last_log_lines", "restarts"}
     assert (row["name"], row["state"], row["healthy"]) == ("redis", "stopped", False)
 
 

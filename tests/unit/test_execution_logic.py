@@ -12,7 +12,7 @@ from tradesim.domain.book import Book, Decision
 from tradesim.domain.errors import InsufficientFunds, InsufficientShares, OutcomeAlreadyRecorded, PortfolioFull
 from tradesim.domain.events import OrderCancelRequested, OrderPlaced
 from tradesim.domain.fees import FeeModel
-from tradesim.domain.matching import Quote, SlippageModel
+from tradesim.domain.matching import SlippageModel
 from tradesim.domain.portfolio import Written
 from tradesim.domain.settlement import RecordedOutcome, settle, settle_group
 from tradesim.testing.factories import tick
@@ -66,9 +66,14 @@ def test_market_order_without_any_price_is_rejected_unknown_symbol() -> None:
 
 
 def test_market_order_uses_the_fallback_quote_when_no_tick_was_seen() -> None:
-    q = Quote(bid=Decimal("9.99"), ask=Decimal("10.01"), last=Decimal("10"), event_time_ms=1)
-    (d,) = Book().on_order(order("o1"), SLIP, fallback=lambda _: q)
+    cached = tick("AAA", 1, price="9.99", run_id=7)  # ask 10.01
+    book = Book()
+    (d,) = book.on_order(order("o1"), SLIP, fallback=lambda _: cached)
     assert (d.kind, d.price) == ("fill", Decimal("10.01"))
+    # the cached price's run is the book's now: an older run's tick does not move it back
+    assert book.on_tick(tick("AAA", 50, price="5", run_id=6), SLIP) == []
+    assert book.quote is not None
+    assert book.quote.ask == Decimal("10.01")
 
 
 def test_limit_rests_then_fills_when_a_tick_crosses() -> None:

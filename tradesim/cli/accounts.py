@@ -1,4 +1,4 @@
-"""`tradesim accounts ...`: create (stores the key), list, reset, use, show."""
+"""`tradesim accounts ...`: create (stores the key), list, reset, rotate-key, use, show."""
 
 from __future__ import annotations
 
@@ -91,6 +91,30 @@ def _reset(name: str | None) -> None:
     user = name or active_key(settings)[0]
     answer = call(settings, "POST", f"/accounts/{user}/reset", admin_key(settings))
     out.print(f"reset {answer['user_id']} to {answer['cash']} cash, no positions")
+
+
+@app.command("rotate-key")
+def rotate_key(name: Annotated[str, typer.Argument(help="The user whose key to replace.")]) -> None:
+    """A new API key for NAME (admin); the old key stops working within api.auth_cache_s (30 s by default). The
+    new key replaces the old one in the credentials file when this machine holds it."""
+    _rotate_key(name)
+
+
+@cli_errors
+def _rotate_key(name: str) -> None:
+    from tradesim.client.api import admin_key, call, load_credentials, save_credentials
+
+    settings = load_settings()
+    answer = call(settings, "POST", f"/accounts/{name}/rotate-key", admin_key(settings))
+    data = load_credentials(settings)
+    if name in data["users"]:
+        data["users"][name]["api_key"] = answer["api_key"]
+        path = save_credentials(settings, data)
+        out.print(f"new key for {name} saved to {path}; the old one stops working within "
+                  f"{settings.api.auth_cache_s:g} s")
+    else:
+        out.print(f"new key for {name} (shown once): {answer['api_key']}", markup=False)
+        out.print(f"the old one stops working within {settings.api.auth_cache_s:g} s")
 
 
 @app.command("use")

@@ -88,6 +88,12 @@ def _bring_up(only: str | None, runtime: str | None, with_jobs: bool, *, show: b
         if not show:
             _print_table(rows)
         raise StackError(f"not healthy after up: {', '.join(bad)}")
+    if settings.stack.watchdog:
+        from tradesim.stack import watchdog
+
+        handle = watchdog.start(settings)
+        out.print(f"watchdog: running (pid {handle.pid}); it restarts what dies, `tradesim down` stops it first",
+                  markup=False)
     if with_jobs:
         from tradesim.stack.jobs import submit_standard_jobs
 
@@ -170,8 +176,11 @@ def _down(purge: bool, only: str | None, runtime: str | None) -> None:
 
         DockerRuntime(settings, comps).down(purge)
         return
+    from tradesim.stack import watchdog
     from tradesim.stack.supervisor import Supervisor
 
+    if only is None and watchdog.stop(settings):  # first: it must not restart what this stops
+        out.print("watchdog stopped", markup=False)
     stopped = Supervisor(settings, comps, progress=_LineProgress()).down(purge)
     out.print(f"stopped: {', '.join(stopped) if stopped else 'nothing was running'}")
 
@@ -199,7 +208,7 @@ def _status(as_json: bool, only: str | None) -> None:
 
 def _print_table(rows: list) -> None:  # type: ignore[type-arg]
     table = Table(title="tradesim stack")
-    for col in ("component", "state", "pid", "address", "version", "uptime", "health"):
+    for col in ("component", "state", "pid", "address", "version", "uptime", "restarts", "health"):
         table.add_column(col)
     for r in rows:
         # "stopped" and healthy: an on-demand component nobody started (the market); detail says how to start it
@@ -207,7 +216,7 @@ def _print_table(rows: list) -> None:  # type: ignore[type-arg]
         health = "ok" if r.healthy and r.state != "stopped" else (r.detail or "-")
         uptime = f"{r.uptime_s:.0f}s" if r.uptime_s is not None else "-"
         table.add_row(r.name, f"[{colour}]{r.state}[/]", str(r.pid or "-"), r.address or "-", r.version or "-",
-                      uptime, health)
+                      uptime, str(r.restarts), health)
     out.print(table)
     for r in rows:
         if r.last_log_lines and not r.healthy:

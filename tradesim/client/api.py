@@ -61,9 +61,12 @@ def active_key(settings: Settings) -> tuple[str, str]:
 
 
 def admin_key(settings: Settings) -> str:
-    from tradesim.services.api.admin_key import admin_key_path, load_admin_key
+    from tradesim.services.api.admin_key import AdminKeyError, admin_key_path, load_admin_key
 
-    key = load_admin_key(settings, create=False)
+    try:
+        key = load_admin_key(settings, create=False)
+    except AdminKeyError as exc:
+        raise UserError(str(exc)) from None
     if not key:
         raise UserError(f"no admin key at {admin_key_path(settings)}: start the API (`tradesim up`) or set "
                         "TRADESIM_API__ADMIN_KEY")

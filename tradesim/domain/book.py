@@ -49,14 +49,15 @@ class Book:
     quote: Quote | None = None
     #: order_id → (order, stop-limit triggered)
     resting: dict[str, tuple[OrderPlaced, bool]] = field(default_factory=dict)
-    #: last (run_id, seq) applied, so a re-delivered tick does not act twice
+    #: last (run_id, seq) applied: a re-delivered tick does not act twice, and a run older than the newest seen
+    #: does not move the quote back (the price cache's rule)
     last_tick: tuple[int, int] = (-1, -1)
     #: scripted orders waiting for the tick stream to pass their `at_ms`, in arrival order (a tuple: books
     #: pickled before it existed restore with this class default)
     scheduled: tuple[OrderPlaced, ...] = ()
 
     def on_order(self, order: OrderPlaced, slippage: SlippageModel,
-                 fallback: Callable[[str], Quote | None] | None = None, *, now_ms: int | None = None,
+                 fallback: Callable[[str], Tick | None] | None = None, *, now_ms: int | None = None,
                  deadline_ms: int | None = None) -> list[Decision]:
         """`deadline_ms`: an order that reaches the book more than this after its placing expires unmatched
         (the job was down, or behind, for longer than users were promised)."""
@@ -68,11 +69,15 @@ class Book:
         if self._waits(order.at_ms):
             self.scheduled = (*self.scheduled, order)
             return [Decision(order, "rest")]  # held in this book: the Orders mirror shows it in the book
+        if self.quote is None and fallback is not None:
+            cached = fallback(order.symbol)  # no tick seen yet in this job: the market-data cache knows the price
+            if cached is not None:  # and which run it is from: an older run's ticks must not move it back
+                self.quote, self.last_tick = Quote.of(cached), (cached.run_id, cached.seq)
         quote = self.quote
-        if quote is None and fallback is not None:
-            quote = fallback(order.symbol)  # no tick seen yet in this job: the market-data cache knows the price
         if quote is None:
             return [Decision(order, "reject", reason="unknown_symbol")]
+        if order.time_in_force == "day" and order.at_ms is None and order.session_ms is None:
+            order = order.model_copy(update={"session_ms": quote.event_time_ms})  # its session: the market's day
         return self._apply(order, quote, slippage, triggered=False, announce=True)
 
     def on_cancel(self, cancel: OrderCancelRequested) -> list[Decision]:
@@ -93,8 +98,8 @@ class Book:
 
     def on_tick(self, tick: Tick, slippage: SlippageModel) -> list[Decision]:
         order_key = (tick.run_id, tick.seq)
-        if self.quote is not None and tick.run_id == self.last_tick[0] and order_key <= self.last_tick:
-            return []
+        if self.quote is not None and order_key <= self.last_tick:
+            return []  # a re-delivery, or an older replay run's tick: the newer run owns the quote (as in Redis)
         self.last_tick = order_key
         out = self._release(tick.event_time_ms, slippage, Quote.of(tick))
         self.quote = Quote.of(tick)

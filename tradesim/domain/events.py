@@ -19,6 +19,13 @@ SYMBOL_RE = r"[A-Z][A-Z0-9.\-]{0,15}"
 ID_RE = r"[A-Za-z0-9_.:\-]{1,64}"
 SymbolStr = Annotated[str, Field(pattern=f"^{SYMBOL_RE}$")]
 PositiveDecimal = Annotated[Decimal, Field(gt=0, allow_inf_nan=False)]
+#: the bounds of every price and print size that enters the system (ticks from scenario files, CSV replay,
+#: ingestion; order prices): part of the schema, so every producer and consumer agrees, and a price times any
+#: quantity stays exact in Decimal's default 28-digit context
+MAX_PRICE = Decimal("1000000")
+PRICE_PLACES = 4
+MAX_PRINT_SIZE = 1_000_000_000
+MarketPrice = Annotated[Decimal, Field(gt=0, le=MAX_PRICE, allow_inf_nan=False, decimal_places=PRICE_PLACES)]
 
 
 def _reject_float(value: Any) -> Any:
@@ -40,10 +47,10 @@ class Tick(Event):
 
     type: Literal["tick"] = "tick"
     symbol: SymbolStr
-    bid: PositiveDecimal
-    ask: PositiveDecimal
-    last: PositiveDecimal
-    size: int = Field(ge=0)
+    bid: MarketPrice
+    ask: MarketPrice
+    last: MarketPrice
+    size: int = Field(ge=0, le=MAX_PRINT_SIZE)
     event_time_ms: int = Field(ge=0, description="simulated event time, epoch ms UTC")
     seq: int = Field(ge=1, description="per-symbol sequence number within a scenario run")
     scenario_id: str = Field(min_length=1, max_length=128)
@@ -126,8 +133,8 @@ class OrderPlaced(Event):
     side: Side
     qty: int = Field(gt=0, le=1_000_000_000)
     order_type: OrderType
-    limit_price: PositiveDecimal | None = None
-    stop_price: PositiveDecimal | None = None
+    limit_price: MarketPrice | None = None
+    stop_price: MarketPrice | None = None
     time_in_force: TimeInForce = "day"
     client_order_id: str | None = Field(None, max_length=64)
     placed_at_ms: int = Field(ge=0)
@@ -137,6 +144,9 @@ class OrderPlaced(Event):
     cancel_at_ms: int | None = Field(
         None, ge=0, description="a scripted cancel: the order is cancelled when the tick stream passes this time "
         "on the market's clock (before that tick is matched), if it is still open")
+    session_ms: int | None = Field(
+        None, ge=0, description="set by the book, not by producers: the market time (quote event time) at which "
+        "a live order reached it; a DAY order lasts until the end of that market day")
 
     _floats = field_validator("limit_price", "stop_price", mode="before")(_reject_float)
 

@@ -11,7 +11,8 @@ Rules
 - stop: triggers when last crosses the stop (buy: last >= stop, sell: last <= stop), then fills as a market order.
 - stop_limit: triggers like a stop, then rests as a limit order.
 - time in force: ioc fills on the first quote it meets or expires; day expires when the quote's event time passes
-  the end of the UTC day it was placed in (a scripted order: the day of its `at_ms`); gtc rests until filled or
+  the end of the market's UTC day the order entered (the quote time the book received it at; a scripted order:
+  the day of its `at_ms`); gtc rests until filled or
   cancelled.
 """
 
@@ -85,8 +86,13 @@ Decision = Fill | Expire | Rest
 
 
 def day_end_ms(order: OrderPlaced) -> int:
-    """The end of the UTC day the order was placed in: on the market's clock for a scripted order (`at_ms`)."""
-    placed = order.at_ms if order.at_ms is not None else order.placed_at_ms
+    """The end of the UTC day, on the market's clock, of the session the order entered: its `at_ms` (scripted),
+    else the quote time the book stamped on it (`session_ms`), else (never stamped) its wall-clock placing time."""
+    placed = order.at_ms
+    if placed is None:
+        placed = getattr(order, "session_ms", None)  # an order pickled in a book before the field existed
+    if placed is None:
+        placed = order.placed_at_ms
     return (placed // DAY_MS + 1) * DAY_MS
 
 

@@ -75,19 +75,20 @@ class SymbolStage(KeyedCoProcessFunction):
     def open(self, runtime_context: RuntimeContext) -> None:
         from tradesim.adapters.redis.client import connect
         from tradesim.adapters.redis.prices import PriceCache
-        from tradesim.domain.matching import Quote, SlippageModel
+        from tradesim.domain.events import Tick
+        from tradesim.domain.matching import SlippageModel
 
         s = _settings()
         self.book_state = runtime_context.get_state(ValueStateDescriptor("book", Types.PICKLED_BYTE_ARRAY()))
         self.slippage = SlippageModel(max_bps=s.trading.slippage_bps, seed=s.trading.slippage_seed)
         cache = PriceCache(connect(s.redis))
 
-        def fallback(symbol: str) -> Quote | None:
+        def fallback(symbol: str) -> Tick | None:
             try:
                 got = cache.latest(symbol)
             except Exception:  # noqa: BLE001 - Redis down: behave as if no price was ever seen
                 return None
-            return Quote.of(got[0]) if got else None
+            return got[0] if got else None
 
         self.fallback = fallback
 

@@ -13,13 +13,15 @@ import random
 from collections.abc import Callable, Iterator, Mapping
 from decimal import Decimal
 
-from tradesim.domain.events import Tick
+from tradesim.domain.events import MAX_PRICE, MAX_PRINT_SIZE, Tick
 from tradesim.scenarios.errors import ScenarioError
 from tradesim.scenarios.model import LognormalVolume, PoissonVolume, Scenario, ShockSpec, SymbolSpec
 from tradesim.scenarios.replay import read_csv
 
 YEAR_MS = 365 * 24 * 3600 * 1000  # drift and volatility are per calendar year: simulated time never pauses
 _EPS_TICKS = 1e-6
+#: exp() of more than ~709 overflows a float; a path this high is capped at MAX_PRICE anyway
+_MAX_LOG = 700.0
 
 
 def generate(scenario: Scenario, symbols: list[str] | None = None) -> Iterator[Tick]:
@@ -64,12 +66,12 @@ class PricePath:
 
     @property
     def price(self) -> float:
-        return math.exp(self._log)
+        return math.exp(min(self._log, _MAX_LOG))
 
     def step(self) -> float:
-        """Advance one interval and return the new price."""
+        """Advance one interval and return the new price (capped far above any tick's price: no overflow)."""
         self._log += self._mean + self._scale * self._rng.gauss(0.0, 1.0)
-        return math.exp(self._log)
+        return math.exp(min(self._log, _MAX_LOG))
 
 
 def size_sampler(model: LognormalVolume | PoissonVolume, rng: random.Random) -> Callable[[], int]:
@@ -131,11 +133,14 @@ class _SymbolSim:
         self.carry = 1.0
         self.tick_size = spec.tick_size
         self.tick_f = float(spec.tick_size)
+        self.max_ticks = int(MAX_PRICE / spec.tick_size)
+        self.max_price_f = float(MAX_PRICE)
 
     def tick(self, step: int, offset_ms: int, time_ms: int) -> Tick:
         gbm = self.path.price if step == 0 else self.path.step()
         factor, spread_mult = self.shocks.at(offset_ms)
-        mid = gbm * factor * self.carry
+        # a path that ran away stays at the schema's price cap (MAX_PRICE) instead of producing an invalid tick
+        mid = min(gbm * factor * self.carry, self.max_price_f)
         m = mid / self.tick_f  # work in whole ticks so every price is an exact multiple of tick_size
         half = self.spec.spread.half_width(mid) * spread_mult / self.tick_f
         if half == 0:
@@ -143,11 +148,12 @@ class _SymbolSim:
         else:
             # the tolerance keeps float noise (100 / 0.01 = 10000.000000000002) from adding a tick
             bid_t, ask_t = math.floor(m - half + _EPS_TICKS), math.ceil(m + half - _EPS_TICKS)
-        bid_t = max(1, bid_t)
-        ask_t = max(bid_t, ask_t)
+        bid_t = min(max(1, bid_t), self.max_ticks)
+        ask_t = min(max(bid_t, ask_t), self.max_ticks)
         last_t = min(max(round(m), bid_t), ask_t)
         ts = self.tick_size
-        return Tick(symbol=self.symbol, bid=ts * bid_t, ask=ts * ask_t, last=ts * last_t, size=self.size(),
+        return Tick(symbol=self.symbol, bid=ts * bid_t, ask=ts * ask_t, last=ts * last_t,
+                    size=min(self.size(), MAX_PRINT_SIZE),
                     event_time_ms=time_ms, seq=step + 1, scenario_id=self.scenario_id)
 
 

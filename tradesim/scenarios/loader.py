@@ -18,6 +18,9 @@ from tradesim.scenarios.errors import CrossFieldError, Problem, ScenarioError, d
 from tradesim.scenarios.model import Scenario, model_field_names
 
 SUFFIXES = (".yaml", ".yml")
+#: a scenario file's size and its values after alias expansion are bounded: a file is read whole and validated
+MAX_FILE_BYTES = 1_048_576
+MAX_VALUES = 100_000
 Loc = tuple[str | int, ...]
 
 
@@ -28,6 +31,10 @@ def load_scenario(path: Path, *, check_data: bool = True) -> Scenario:
     """
     shown = display_path(path)
     try:
+        size = path.stat().st_size
+        if size > MAX_FILE_BYTES:
+            raise ScenarioError.one(shown, "", f"the file is {size:,} bytes; scenario files are at most "
+                                    f"{MAX_FILE_BYTES:,} (put market data in a CSV source)")
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
@@ -78,13 +85,20 @@ def find_scenario(name_or_path: str, search_dir: Path) -> Path:
 
 
 def _parse(text: str, shown: str) -> tuple[yaml.MappingNode, Any]:
-    loader = yaml.SafeLoader(text)
+    try:
+        loader = yaml.SafeLoader(text)  # the reader checks every character here already
+    except yaml.YAMLError as exc:
+        raise ScenarioError.one(shown, "yaml", f"invalid YAML: {' '.join(str(exc).split())}") from None
     try:
         root = loader.get_single_node()
         if root is None:
             raise ScenarioError.one(shown, "", "empty file", 1)
         if not isinstance(root, yaml.MappingNode):
             raise ScenarioError.one(shown, "", "must be a mapping of keys to values", root.start_mark.line + 1)
+        expanded = _expanded_size(root, {})
+        if expanded > MAX_VALUES:
+            raise ScenarioError.one(shown, "yaml", f"the document expands to {expanded:,} values (aliases "
+                                    f"repeat what they name); at most {MAX_VALUES:,}", 1)
         data = loader.construct_document(root)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
@@ -92,9 +106,38 @@ def _parse(text: str, shown: str) -> tuple[yaml.MappingNode, Any]:
         raise ScenarioError.one(shown, "yaml", f"invalid YAML: {exc.problem or exc.context}", line) from None
     except yaml.YAMLError as exc:
         raise ScenarioError.one(shown, "yaml", f"invalid YAML: {exc}") from None
+    except (ValueError, OverflowError) as exc:  # a number too long to convert, a date out of range
+        text = " ".join(str(exc).split())
+        if "integer string conversion" in text:
+            text = "a number has more than 4,300 digits"
+        raise ScenarioError.one(shown, "yaml", f"invalid value: {text[:200]}") from None
+    except RecursionError:
+        raise ScenarioError.one(shown, "yaml", "nested too deeply") from None
     finally:
         loader.dispose()
     return root, data
+
+
+def _expanded_size(node: yaml.Node, sizes: dict[int, int]) -> int:
+    """How many values the node stands for once its aliases are expanded (aliases share nodes: memoized, so
+    this is linear in the file even when the expansion is not). Capped at MAX_VALUES + 1."""
+    known = sizes.get(id(node))
+    if known is not None:
+        return known
+    sizes[id(node)] = MAX_VALUES + 1  # a node that contains itself expands without end
+    total = 1
+    if isinstance(node, yaml.MappingNode):
+        for key, value in node.value:
+            total += _expanded_size(key, sizes) + _expanded_size(value, sizes)
+            if total > MAX_VALUES:
+                break
+    elif isinstance(node, yaml.SequenceNode):
+        for item in node.value:
+            total += _expanded_size(item, sizes)
+            if total > MAX_VALUES:
+                break
+    sizes[id(node)] = min(total, MAX_VALUES + 1)
+    return sizes[id(node)]
 
 
 def _duplicate_keys(node: yaml.Node, shown: str, loc: Loc = ()) -> list[Problem]:

@@ -27,6 +27,8 @@ from pydantic import (
 )
 
 from tradesim.domain.events import (
+    MAX_PRICE,
+    PRICE_PLACES,
     SYMBOL_RE,
     Bar,
     IdStr,
@@ -43,6 +45,9 @@ Loc = tuple[str | int, ...]
 
 FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
 
+
+#: ticks one pass of a scenario may generate: a run holds them in memory
+MAX_GENERATED_TICKS = 10_000_000
 
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -91,10 +96,12 @@ class SymbolSpec(_Section):
     """One simulated instrument: seeded geometric Brownian motion plus spread and size models."""
 
     symbol: SymbolStr
-    initial_price: Decimal = Field(gt=0, allow_inf_nan=False, description="Mid price at `start`.")
+    initial_price: Decimal = Field(gt=0, le=MAX_PRICE, allow_inf_nan=False, decimal_places=PRICE_PLACES,
+                                   description="Mid price at `start`.")
     drift: FiniteFloat = Field(0.0, description="Annual drift μ (0.05 = +5 %/year, calendar year).")
     volatility: FiniteFloat = Field(0.2, ge=0, description="Annual volatility σ (0.2 = 20 %/√year).")
-    tick_size: Decimal = Field(Decimal("0.01"), gt=0, allow_inf_nan=False, description="Prices are multiples.")
+    tick_size: Decimal = Field(Decimal("0.01"), gt=0, le=MAX_PRICE, allow_inf_nan=False,
+                               decimal_places=PRICE_PLACES, description="Prices are multiples.")
     spread: Spread = Spread(bps=Decimal(5))
     volume: VolumeModel = LognormalVolume(kind="lognormal", mean=100.0)
 
@@ -154,7 +161,8 @@ def _no_float(value: Any) -> Any:
 SimOffset = Annotated[int, BeforeValidator(_offset_ms)]
 Money = Annotated[Decimal, BeforeValidator(_no_float), Field(allow_inf_nan=False)]
 #: what the order API takes: positive, at most 4 decimal places
-Price = Annotated[Decimal, BeforeValidator(_no_float), Field(gt=0, allow_inf_nan=False, decimal_places=4)]
+Price = Annotated[Decimal, BeforeValidator(_no_float),
+                  Field(gt=0, le=MAX_PRICE, allow_inf_nan=False, decimal_places=PRICE_PLACES)]
 #: starting cash as the account API takes it: >= 0, cents
 Cash = Annotated[Decimal, BeforeValidator(_no_float), Field(ge=0, allow_inf_nan=False, decimal_places=2)]
 Count = Annotated[int, Field(ge=0, strict=True)]
@@ -336,7 +344,7 @@ class Scenario(_Section):
 
     schema_version: Literal[1] = 1
     id: str = Field(pattern=r"^[a-z0-9][a-z0-9._-]{0,127}$", description="Becomes Tick.scenario_id.")
-    description: str = ""
+    description: str = Field("", max_length=1000)
     start: AwareDatetime = Field(description="Simulated time of the first tick (converted to UTC).")
     duration_s: FiniteFloat = Field(gt=0, description="Simulated length of the generated part.")
     tick_interval_ms: int = Field(ge=1, description="Each generated symbol ticks once per interval.")
@@ -379,6 +387,10 @@ class Scenario(_Section):
             seen.add(spec.symbol)
         if self.symbols and self.steps == 0:
             problems.append((("tick_interval_ms",), "longer than duration_s: no tick would be generated"))
+        if self.steps * len(self.symbols) > MAX_GENERATED_TICKS:
+            problems.append((("duration_s",), f"{self.steps * len(self.symbols):,} generated ticks; at most "
+                             f"{MAX_GENERATED_TICKS:,} per pass (fewer symbols, a longer tick_interval_ms, or "
+                             "`loop` for a longer live market)"))
         for i, shock in enumerate(self.events):
             if shock.symbol != "*" and shock.symbol not in seen:
                 have = ", ".join(sorted(seen)) or "none"

@@ -54,6 +54,7 @@ class ComponentStatus:
     detail: str | None = None
     log: str | None = None
     last_log_lines: list[str] = field(default_factory=list)
+    restarts: int = 0  # by the watchdog since it started
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -109,8 +110,16 @@ class Supervisor:
                                last_log_lines=last_lines(Path(record.log)), **base)  # type: ignore[arg-type]
 
     def status(self) -> list[ComponentStatus]:
+        from tradesim.stack.watchdog import WatchdogFile
+
         state = self.state_file.load()
-        return [self.probe(c, state.components.get(c.name)) for c in self.components]
+        rows = [self.probe(c, state.components.get(c.name)) for c in self.components]
+        dog = WatchdogFile(self.settings.stack_dir).load()
+        for row in rows:
+            row.restarts = len(dog.restarts.get(row.name, []))
+            if row.name in dog.gave_up and not row.healthy:
+                row.detail = f"watchdog gave up: {dog.gave_up[row.name]}"
+        return rows
 
     # ---- up -----------------------------------------------------------------------------------------------
 
@@ -176,6 +185,24 @@ class Supervisor:
                     raise StartError(f"{comp.name}: initialization failed: {exc}") from None
                 self.progress(comp.name, "ready")
         return self.status()
+
+    def restart(self, name: str) -> bool:
+        """Start one component again if its recorded process is gone (the watchdog's step); False if it is not
+        down (running, stopped on purpose, never started). Raises StackError."""
+        comp = next(c for c in self.components if c.name == name)
+        with self.state_file.locked():
+            state = self.state_file.load()
+            if self.probe(comp, state.components.get(name)).state != "down":
+                return False
+            self._preflight_ports([comp])  # raises while a leftover holds the port: the record stays, it is retried
+            del state.components[name]
+            self.state_file.save(state)
+            self._start(comp, state)
+            try:
+                comp.initialize(lambda msg: self.progress(name, msg))
+            except Unhealthy as exc:
+                raise StartError(f"{name}: initialization failed: {exc}") from None
+        return True
 
     def _preflight_ports(self, comps: list[Component]) -> None:
         """Fail before starting anything if a port is taken, naming component, port and setting."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import secrets
 from collections.abc import Callable
 from decimal import Decimal
 
@@ -13,6 +14,7 @@ from tradesim.adapters.dynamodb.client import DynamoDB
 from tradesim.adapters.dynamodb.portfolios import PortfolioStore
 from tradesim.adapters.dynamodb.tables import ACCOUNTS, table_name
 from tradesim.settings import Settings
+from tradesim.testing.waiting import wait_for
 
 from .conftest import User
 
@@ -70,3 +72,35 @@ def test_reset_restores_starting_cash_and_drops_positions_but_keeps_outcomes(
     unknown = http.post("/accounts/nosuchuser-x/reset", headers={"Authorization": f"Bearer {admin_key}"})
     assert (unknown.status_code, unknown.json()["code"]) == (404, "account_not_found")
     store.db.close()
+
+
+def test_a_rotated_key_replaces_the_old_one(http: httpx.Client, user: User, admin_key: str,
+                                            settings: Settings) -> None:
+    assert http.get("/accounts/me", headers=user.auth).status_code == 200  # cached in a worker
+    rotated = http.post(f"/accounts/{user.user_id}/rotate-key", headers={"Authorization": f"Bearer {admin_key}"})
+    assert rotated.status_code == 200, rotated.text
+    new = {"Authorization": f"Bearer {rotated.json()['api_key']}"}
+    assert http.get("/accounts/me", headers=new).json()["user_id"] == user.user_id
+    # every worker lets the old key go within its cache time
+    wait_for(lambda: all(http.get("/accounts/me", headers=user.auth).status_code == 401 for _ in range(6)),
+             settings.api.auth_cache_s + 10, "the old key refused")
+    assert http.post("/accounts/nosuchuser/rotate-key",
+                     headers={"Authorization": f"Bearer {admin_key}"}).status_code == 404
+    assert http.post(f"/accounts/{user.user_id}/rotate-key", headers=new).status_code == 403  # admin only
+
+
+def test_an_interrupted_create_leaves_no_blocked_name(http: httpx.Client, admin_key: str,
+                                                      settings: Settings) -> None:
+    """The portfolio is written first: what an interrupted create leaves (a portfolio, no account) is taken
+    over by the next create of the name, with that create's cash."""
+    name = "orphan" + secrets.token_hex(4)
+    db = DynamoDB(settings.dynamodb)
+    PortfolioStore(db).create(name, Decimal("5"))  # as a create that failed after its first write
+    created = http.post("/accounts", json={"name": name, "cash": "700"},
+                        headers={"Authorization": f"Bearer {admin_key}"})
+    assert created.status_code == 201, created.text
+    me = http.get("/accounts/me", headers={"Authorization": f"Bearer {created.json()['api_key']}"}).json()
+    assert (me["cash"], me["starting_cash"]) == ("700.00", "700.00")
+    again = http.post("/accounts", json={"name": name, "cash": "1"}, headers={"Authorization": f"Bearer {admin_key}"})
+    assert (again.status_code, again.json()["code"]) == (409, "account_exists")
+    db.close()

@@ -130,6 +130,7 @@ def test_another_users_order_is_403_and_unknown_is_404(http: httpx.Client, new_u
     ({"type": "market", "limit_price": "99"}, "invalid_request"),
     ({"type": "limit", "limit_price": 99.5}, "invalid_request"),
     ({"type": "limit", "limit_price": "0"}, "invalid_request"),
+    ({"type": "limit", "limit_price": "999999999999"}, "invalid_request"),  # above the schema's price cap
     ({"side": "hold"}, "invalid_request"),
     ({"symbol": "lower"}, "invalid_request"),
 ])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 import threading
 import time
 import urllib.request
@@ -10,6 +11,8 @@ import uuid
 
 import pytest
 from confluent_kafka import TopicPartition
+from websockets.exceptions import ConnectionClosed
+from websockets.sync.client import ClientConnection, connect
 
 from tradesim.adapters.kafka.client import consumer, producer
 from tradesim.adapters.redis.prices import PriceCache
@@ -193,3 +196,53 @@ def test_redis_restart_under_the_service(settings: Settings, cache: PriceCache, 
         _publish(settings, ticks(s, 51, 60))
         frames = recv_until(ws, lambda f: f.get("type") == "tick" and f["data"]["seq"] == 60, timeout_s=30)
     assert frames[-1]["data"]["seq"] == 60
+
+
+def _closed_with(ws: ClientConnection, timeout_s: float = 30, pause_s: float = 0.0) -> tuple[int | None, list[dict]]:  # type: ignore[type-arg]
+    """Read (one frame per `pause_s`: a slow reader) until the server closes; (close code, the error frames)."""
+    errors = []
+    deadline = time.monotonic() + timeout_s
+    try:
+        while time.monotonic() < deadline:
+            frame = json.loads(ws.recv(timeout=max(0.01, deadline - time.monotonic())))
+            if frame.get("type") == "error":
+                errors.append(frame)
+            time.sleep(pause_s)  # noqa: ASYNC251 - the slow reader under test, not a wait for a condition
+    except ConnectionClosed as exc:
+        return (exc.rcvd.code if exc.rcvd else None), errors
+    raise AssertionError("the server did not close the connection")
+
+
+def test_a_client_sending_bad_frames_in_a_loop_is_closed_1008(settings: Settings) -> None:
+    with ws_client(settings) as ws:
+        for i in range(200):
+            try:
+                ws.send(f"not json {i}")
+            except ConnectionClosed:
+                break
+        code, errors = _closed_with(ws)
+    assert code == 1008
+    assert errors[-1]["code"] == "too_many_bad_frames"
+    assert sum(e["code"] == "bad_request" for e in errors) < 20  # answered up to the limit, then closed
+
+
+def test_a_client_that_asks_without_reading_is_closed_not_queued_without_bound(settings: Settings) -> None:
+    """Replies are never conflated (acks, snapshots): what bounds them is closing a client that does not read."""
+    s = unique_symbol()
+    _publish(settings, [tick(s, 1)])
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.connect((settings.marketdata.host, settings.marketdata.ws_port))
+        # max_queue=1: the client library stops reading the socket while a frame waits to be taken
+        with connect(settings.marketdata.client_ws_url, sock=sock, open_timeout=5, max_queue=1) as ws:
+            request = _sub(s)
+            try:
+                for _ in range(5_000):
+                    ws.send(request)
+            except ConnectionClosed:
+                pass
+            # ~200 frames/s, far slower than the replies come, yet fast enough to read what the buffers hold
+            # before the server's close handshake times out
+            code, errors = _closed_with(ws, 90, pause_s=0.005)
+    assert code == 1008
+    assert errors[-1]["code"] == "too_many_unread_replies"

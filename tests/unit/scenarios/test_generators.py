@@ -189,3 +189,16 @@ def test_shipped_flash_crash_drops_about_twelve_percent_in_thirty_seconds(repo_s
 def test_loader_and_model_agree_on_a_file(write: Callable[[str, str], Path]) -> None:
     path = write("s.yaml", HEADER + "symbols:\n  - {symbol: AAA, initial_price: '1.00'}\n")
     assert load_scenario(path).steps == 300
+
+
+def test_a_runaway_path_stays_at_the_price_cap_and_every_tick_stays_valid() -> None:
+    """Drift of 10^6 %/year from near the cap: without the cap the path overflows a float within the run."""
+    from tradesim.domain.events import MAX_PRICE
+
+    sc = _scenario(symbols=[{"symbol": "AAA", "initial_price": "999000", "drift": 1e4, "volatility": 50,
+                             "spread": {"bps": 10}, "volume": {"kind": "lognormal", "mean": 1e9, "sigma": 3}}],
+                   duration_s=3600)
+    ticks = list(generate(sc))
+    assert len(ticks) == 3600
+    assert max(t.ask for t in ticks) == MAX_PRICE  # reached and held, never passed
+    assert all(Decimal(0) < t.bid <= t.last <= t.ask for t in ticks)

@@ -88,6 +88,11 @@ def test_csv_path_is_relative_to_the_scenario_file_not_the_working_directory(
          8, "expectations", "unknown field (did you mean 'expect'?)"),
         ("symbols:\n  - {symbol: AAA, initial_price: 1}\nseed: 2\n", 8, "seed", "duplicate key"),
         ("symbols: [\n", 7, "yaml", "invalid YAML"),
+        # prices are bounded where they enter (the schema's cap and 4 decimal places): 1e30 once crashed the job
+        ("symbols:\n  - {symbol: AAA, initial_price: 1e30}\n", 7, "symbols[0].initial_price",
+         "must be <= 1000000"),
+        ("symbols:\n  - {symbol: AAA, initial_price: \"1.00001\"}\n", 7, "symbols[0].initial_price",
+         "Decimal input should have no more than 4 decimal places"),
     ],
 )
 def test_problem_names_file_line_and_field(write: Write, body: str, line: int, field: str, message: str) -> None:
@@ -124,6 +129,11 @@ def test_all_problems_are_reported_in_line_order(write: Write) -> None:
         ("timestamp,symbol,bid,ask,last,size\n1704205800000,AAA,1,two,1,1\n", 2, "ask", "not a decimal number"),
         ("timestamp,symbol,bid,ask,last,size\n1704205800000,AAA,1,2,1,1.5\n", 2, "size", "not a non-negative"),
         ("timestamp,symbol,bid,ask,last,size\n1704205800000,aaa,1,2,1,1\n", 2, "symbol", "String should match"),
+        ("timestamp,symbol,bid,ask,last,size\n1704205800000,AAA,1,1e30,1,1\n", 2, "ask",
+         "less than or equal to 1000000"),
+        ("timestamp,symbol,bid,ask,last,size\n1704205800000,AAA,1,2,1.00001,1\n", 2, "last", "decimal places"),
+        ("timestamp,symbol,bid,ask,last,size\n1704205800000,AAA,1,2,1,9999999999999\n", 2, "size",
+         "less than or equal to 1000000000"),
     ],
 )
 def test_csv_problem_names_csv_file_row_line_and_column(

@@ -70,6 +70,22 @@ class AccountStore:
         except (BotoCoreError, ClientError) as exc:
             raise translate(exc, f"create account {account.user_id!r}", AccountExists(account.user_id)) from None
 
+    def set_key_hash(self, user_id: str, api_key_hash: str) -> bool:
+        """Replace the account's key hash (the old key stops matching); False if there is no such account.
+        Raises Unavailable."""
+        try:
+            self.db.client.update_item(TableName=self.table, Key={"user_id": {"S": user_id}},
+                                       UpdateExpression="SET api_key_hash = :h",
+                                       ConditionExpression="attribute_exists(user_id)",
+                                       ExpressionAttributeValues={":h": {"S": api_key_hash}})
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
+                return False
+            raise translate(exc, f"set the key of {user_id!r}") from None
+        except BotoCoreError as exc:
+            raise translate(exc, f"set the key of {user_id!r}") from None
+        return True
+
     def get(self, user_id: str) -> Account | None:
         """Raises Unavailable."""
         try:

@@ -167,8 +167,9 @@ class OrderStore:
         return _plain(item) if item else None
 
     def by_user(self, user_id: str, *, status: str | None = None, symbol: str | None = None,
-                limit: int = 100) -> list[dict[str, Any]]:
-        """A user's orders, newest first, filtered; at most `limit`. Raises Unavailable."""
+                limit: int = 100, scan_max: int = 1_000) -> list[dict[str, Any]]:
+        """A user's orders, newest first, filtered; at most `limit`, found among the newest `scan_max` (the work of
+        one call is bounded whatever the user holds). Raises Unavailable."""
         request: dict[str, Any] = {
             "TableName": self.table, "IndexName": "by_user", "KeyConditionExpression": "user_id = :u",
             "ExpressionAttributeValues": {":u": {"S": user_id}}, "ScanIndexForward": False,
@@ -184,9 +185,12 @@ class OrderStore:
         if filters:
             request["FilterExpression"] = " AND ".join(filters)
         found: list[dict[str, Any]] = []
+        budget = limit if not filters else max(limit, scan_max)  # items DynamoDB may read, filtered or not
         try:
-            while len(found) < limit:
+            while len(found) < limit and budget > 0:
+                request["Limit"] = min(budget, max(limit - len(found), 100) if filters else limit - len(found))
                 answer = self.db.client.query(**request)
+                budget -= int(answer.get("ScannedCount", request["Limit"]))
                 found += [_plain(i) for i in answer.get("Items", [])]
                 if "LastEvaluatedKey" not in answer:
                     break

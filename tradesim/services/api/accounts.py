@@ -16,10 +16,21 @@ from tradesim.services.api import metrics
 from tradesim.services.api.deps import Admin, CurrentUser, Res
 from tradesim.services.api.errors import ApiError, responses
 from tradesim.services.api.resources import Resources
-from tradesim.services.api.schemas import AccountCreate, AccountCreated, AccountInfo, AccountList, ResetDone
+from tradesim.services.api.schemas import (
+    AccountCreate,
+    AccountCreated,
+    AccountInfo,
+    AccountList,
+    KeyRotated,
+    ResetDone,
+)
 
 router = APIRouter(prefix="/accounts", tags=["accounts"])
 UserPath = Path(pattern=r"^[a-z0-9][a-z0-9_.\-]{0,39}$")
+
+
+def new_api_key() -> str:
+    return "ts_" + secrets.token_urlsafe(32)
 
 
 def _money(amount: Decimal) -> str:
@@ -38,18 +49,25 @@ async def _info(res: Resources, account: Account) -> AccountInfo:
 @router.post("", status_code=201, response_model=AccountCreated, responses=responses(400, 401, 403, 409, 422, 503))
 async def create_account(body: AccountCreate, res: Res, _: Admin) -> AccountCreated:
     """Create a user with starting cash; the answer carries its API key, which is never shown again."""
-    api_key = "ts_" + secrets.token_urlsafe(32)
+    api_key = new_api_key()
     cash = Decimal(body.cash)
     account = Account(user_id=body.name, api_key_hash=hash_key(api_key), starting_cash=cash,
                       created_at_ms=int(time.time() * 1000), rate_limit_per_s=body.rate_limit_per_s)
+    # The portfolio first: an interruption then leaves at most an orphan portfolio, which the next create of the
+    # name takes over, never an account without one (its name blocked, its key never shown). An orphan is reset
+    # only once the account write made the name ours, so a concurrent create of the name cannot change our cash.
+    try:
+        await anyio.to_thread.run_sync(res.portfolios.create, body.name, cash)
+        orphan = False
+    except PortfolioExists:
+        if await anyio.to_thread.run_sync(res.accounts.get, body.name) is not None:
+            raise ApiError(409, "account_exists", f"an account named {body.name!r} exists already") from None
+        orphan = True
     try:
         await anyio.to_thread.run_sync(res.accounts.create, account)
     except AccountExists:
         raise ApiError(409, "account_exists", f"an account named {body.name!r} exists already") from None
-    try:
-        await anyio.to_thread.run_sync(res.portfolios.create, body.name, cash)
-    except PortfolioExists:
-        # an orphan portfolio left by an interrupted create: the new account starts from its starting cash
+    if orphan:
         await anyio.to_thread.run_sync(res.accounts.reset_portfolio, body.name, cash)
         await res.view.drop(body.name)
     return AccountCreated(user_id=body.name, api_key=api_key, starting_cash=_money(cash))
@@ -66,6 +84,17 @@ async def list_accounts(res: Res, _: Admin) -> AccountList:
 async def me(user: CurrentUser, res: Res) -> AccountInfo:
     """The caller's account: starting cash, cash and positions."""
     return await _info(res, user)
+
+
+@router.post("/{user_id}/rotate-key", response_model=KeyRotated, responses=responses(401, 403, 404, 422, 503))
+async def rotate_key(res: Res, _: Admin, user_id: str = UserPath) -> KeyRotated:
+    """A new API key for the user (admin); the old key is refused once every API process's key cache let it go
+    (`api.auth_cache_s`)."""
+    api_key = new_api_key()
+    if not await anyio.to_thread.run_sync(res.accounts.set_key_hash, user_id, hash_key(api_key)):
+        raise ApiError(404, "account_not_found", f"no account {user_id!r}")
+    res.forget_keys_of(user_id)  # this process at once; the others within api.auth_cache_s
+    return KeyRotated(user_id=user_id, api_key=api_key)
 
 
 @router.post("/{user_id}/reset", response_model=ResetDone, responses=responses(401, 403, 404, 409, 422, 503))

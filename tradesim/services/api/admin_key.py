@@ -1,16 +1,23 @@
-"""The admin API key: `api.admin_key` if set, else generated once into `<home>/stack/api/admin.key` (0600).
+"""The admin API key: `api.admin_key` if set, else generated once into `<home>/stack/api/admin.key`.
 
 The API creates the file on first start; the CLI reads the same file (same TRADESIM_HOME), so an operator never
-copies the key by hand. Creation is O_EXCL, so two starters cannot write two different keys.
+copies the key by hand. The file appears whole or not at all: the key is written to a private temporary file and
+hard-linked into place, which fails if another starter (an API worker) linked first — so two starters never
+write two keys and no reader ever sees a half-written one. The file must stay private (0600 in a 0700 folder).
 """
 
 from __future__ import annotations
 
 import os
 import secrets
+import stat
 from pathlib import Path
 
 from tradesim.settings import Settings
+
+
+class AdminKeyError(ValueError):
+    """The admin key file cannot be used as it is; the message says how to fix it."""
 
 
 def admin_key_path(settings: Settings) -> Path:
@@ -18,20 +25,41 @@ def admin_key_path(settings: Settings) -> Path:
 
 
 def load_admin_key(settings: Settings, *, create: bool) -> str | None:
-    """The admin key; created if missing and `create`, else None when there is none yet."""
+    """The admin key; created if missing and `create`, else None when there is none yet. Raises AdminKeyError for
+    a file others may read, or an empty one."""
     if settings.api.admin_key is not None and settings.api.admin_key.get_secret_value():
         return settings.api.admin_key.get_secret_value()
     path = admin_key_path(settings)
-    if path.exists():
-        return path.read_text().strip()
-    if not create:
-        return None
-    path.parent.mkdir(parents=True, exist_ok=True)
-    key = "tsa_" + secrets.token_urlsafe(32)
+    key = _read(path)
+    if key is not None or not create:
+        return key
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.chmod(path.parent, 0o700)
+    tmp = path.parent / f".admin.key.{os.getpid()}.{secrets.token_hex(4)}"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        return path.read_text().strip()
-    with os.fdopen(fd, "w") as f:
-        f.write(key + "\n")
+        with os.fdopen(fd, "w") as f:
+            f.write("tsa_" + secrets.token_urlsafe(32) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            pass  # another starter linked its key first: that one is the key
+    finally:
+        tmp.unlink(missing_ok=True)
+    return _read(path)
+
+
+def _read(path: Path) -> str | None:
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        return None
+    if mode & (stat.S_IRWXG | stat.S_IRWXO):
+        raise AdminKeyError(f"the admin key file {path} is open to other users (mode {stat.S_IMODE(mode):o}): "
+                            f"run `chmod 600 {path}`")
+    key = path.read_text().strip()
+    if not key:
+        raise AdminKeyError(f"the admin key file {path} is empty: delete it and run `tradesim up` to make a new key")
     return key

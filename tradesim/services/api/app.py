@@ -16,6 +16,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 import tradesim
 from tradesim.services.api import accounts, analytics, errors, health, metrics, orders, portfolio, trades
+from tradesim.services.api.gate import Gate
 from tradesim.services.api.resources import Resources
 from tradesim.settings import Settings
 
@@ -98,7 +99,8 @@ def create_app(settings: Settings, resources: Resources | None = None, *, tune_g
         body, media_type = metrics.exposition()
         return Response(body, media_type=media_type)
 
-    app.add_middleware(RequestContext)
+    app.add_middleware(Gate, max_body_bytes=settings.api.max_body_bytes)
+    app.add_middleware(RequestContext)  # outermost: the gate's answers carry the request id too
     return app
 
 
@@ -106,4 +108,23 @@ def app_from_env() -> FastAPI:
     """Factory for uvicorn workers: settings from the TRADESIM_* environment."""
     from tradesim.settings import load_settings
 
+    _exit_with_the_server()
     return create_app(load_settings(), tune_gc=True)
+
+
+def _exit_with_the_server() -> None:
+    """In a uvicorn worker: get SIGTERM when the server process dies. Killed with -9, it cannot stop its workers,
+    which would keep the port and answer with no one to restart them (Linux: PR_SET_PDEATHSIG)."""
+    import ctypes
+    import multiprocessing
+    import os
+    import signal
+    import sys
+
+    parent = multiprocessing.parent_process()
+    if parent is None or not sys.platform.startswith("linux"):
+        return  # the server itself (one worker), or no prctl
+    pr_set_pdeathsig = 1
+    ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+    if os.getppid() != parent.pid:  # it died before the call
+        os.kill(os.getpid(), signal.SIGTERM)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import secrets
 from dataclasses import dataclass
 from typing import Annotated
 
@@ -11,10 +10,11 @@ import anyio
 from fastapi import Depends, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from tradesim.adapters.dynamodb.accounts import Account, hash_key
+from tradesim.adapters.dynamodb.accounts import Account
 from tradesim.services.api import metrics
 from tradesim.services.api.errors import ApiError, unauthorized
-from tradesim.services.api.resources import Resources
+from tradesim.services.api.gate import ADMIN, resolve
+from tradesim.services.api.resources import LookupsExhausted, Resources
 from tradesim.services.api.schemas import USER_ID_PATTERN
 from tradesim.services.api.windows import invalid
 
@@ -30,12 +30,20 @@ _bearer = HTTPBearer(auto_error=False, description="`Authorization: Bearer <API 
 Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
 
 
-async def _authenticated(res: Res, creds: Credentials) -> Account:
+async def _lookup(res: Resources, request: Request, key: str) -> Account | str | None:
+    """gate.ADMIN, the key's account or None; resolved once per request (the gate usually did it already)."""
+    try:
+        return await resolve(res, request.scope, key)
+    except LookupsExhausted as exc:
+        raise ApiError(429, "rate_limited", f"{exc} (api.unknown_keys_per_s)", {"Retry-After": "1"}) from None
+
+
+async def _authenticated(res: Res, request: Request, creds: Credentials) -> Account:
     if creds is None or not creds.credentials:
         raise unauthorized()
-    account = await res.account_for(hash_key(creds.credentials))
-    if account is None:
-        raise unauthorized("unknown API key")
+    account = await _lookup(res, request, creds.credentials)
+    if not isinstance(account, Account):  # the admin key is no user's
+        raise unauthorized("unknown API key" if account is None else "this route takes a user key, not the admin key")
     return account
 
 
@@ -71,16 +79,13 @@ async def _current_user(res: Res, account: Authenticated) -> Account:
 CurrentUser = Annotated[Account, Depends(_current_user)]
 
 
-def _is_admin_key(res: Resources, key: str) -> bool:
-    return bool(res.admin_key) and secrets.compare_digest(key.encode(), res.admin_key.encode())
-
-
-async def _admin(res: Res, creds: Credentials) -> None:
+async def _admin(res: Res, request: Request, creds: Credentials) -> None:
     if creds is None or not creds.credentials:
         raise unauthorized("this operation needs the admin key (send `Authorization: Bearer <admin key>`)")
-    if _is_admin_key(res, creds.credentials):
+    found = await _lookup(res, request, creds.credentials)
+    if found == ADMIN:
         return
-    if await res.account_for(hash_key(creds.credentials)) is not None:
+    if found is not None:
         raise ApiError(403, "admin_required", "this operation needs the admin key, not a user key")
     raise unauthorized("unknown API key")
 
@@ -101,19 +106,20 @@ UserQuery = Annotated[str | None, Query(
     description="whose data: the admin key may name any user; a user key only itself (another user: 403)")]
 
 
-async def _reader(res: Res, creds: Credentials, user: UserQuery = None) -> Reader:
+async def _reader(res: Res, request: Request, creds: Credentials, user: UserQuery = None) -> Reader:
     if creds is None or not creds.credentials:
         raise unauthorized()
-    if _is_admin_key(res, creds.credentials):
+    found = await _lookup(res, request, creds.credentials)
+    if found == ADMIN:
         if user is not None:
             with metrics.timed("dynamodb", "account_get"):
                 found = await anyio.to_thread.run_sync(res.accounts.get, user)
             if found is None:
                 raise ApiError(404, "account_not_found", f"no account {user!r}")
         return Reader(user)
-    account = await res.account_for(hash_key(creds.credentials))
-    if account is None:
+    if not isinstance(found, Account):
         raise unauthorized("unknown API key")
+    account = found
     await _count(res, account)
     if user is not None and user != account.user_id:
         raise ApiError(403, "forbidden", f"a user key reads only its own data; {user!r} is another user")

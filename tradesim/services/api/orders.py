@@ -381,10 +381,11 @@ async def list_orders(
     symbol: Annotated[str | None, Query(pattern=f"^{SYMBOL_RE}$")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> OrderList:
-    """The caller's orders, newest first."""
+    """The caller's orders, newest first; with `status` or `symbol`, those among the newest `api.orders_scan_max`."""
     with metrics.timed("dynamodb", "orders_by_user"):
         items = await anyio.to_thread.run_sync(
-            lambda: res.orders.by_user(user.user_id, status=status, symbol=symbol, limit=limit))
+            lambda: res.orders.by_user(user.user_id, status=status, symbol=symbol, limit=limit,
+                                       scan_max=res.settings.api.orders_scan_max))
     orders = [_order(i, res) for i in items]
     # an overdue `accepted` order shows as expired (see shown_status): not what `status=accepted` asks for
     return OrderList(orders=[o for o in orders if status is None or o.status == status])

@@ -25,6 +25,17 @@ from tradesim.services.api import metrics
 from tradesim.services.api.admin_key import load_admin_key
 from tradesim.settings import Settings
 
+#: entries of the key cache and of the per-address lookup counters before they are dropped (memory bound)
+MAX_CACHED_KEYS = 100_000
+
+
+class LookupsExhausted(Exception):
+    """A client address looked up api.unknown_keys_per_s unknown keys this second already."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        super().__init__(f"{limit} unknown API keys this second from this address")
+
 
 @dataclass
 class Resources:
@@ -43,7 +54,8 @@ class Resources:
     orders: OrderStore = field(init=False)
     portfolios: PortfolioStore = field(init=False)
     view: PortfolioView = field(init=False)
-    _keys: dict[str, tuple[Account, float]] = field(default_factory=dict)
+    _keys: dict[str, tuple[Account | None, float]] = field(default_factory=dict)
+    _lookups: dict[str, tuple[int, int]] = field(default_factory=dict)  # client address → (second, unknown keys)
 
     def __post_init__(self) -> None:
         api = self.settings.api
@@ -59,19 +71,40 @@ class Resources:
     def stale_after_s(self) -> float:
         return self.settings.api.price_stale_after_s or self.settings.marketdata.stale_after_s
 
-    async def account_for(self, api_key_hash: str) -> Account | None:
-        """The key's account, cached for api.auth_cache_s (unknown keys are not cached). Raises Unavailable."""
+    async def account_for(self, api_key_hash: str, client: str | None = None) -> Account | None:
+        """The key's account, cached for api.auth_cache_s; a key that matched nothing is cached as unknown for
+        api.unknown_key_cache_s. Once `client` looked up api.unknown_keys_per_s unknown keys this second, its
+        lookups past the cache raise LookupsExhausted instead of querying. Raises Unavailable."""
+        api = self.settings.api
         hit = self._keys.get(api_key_hash)
         now = time.monotonic()
         if hit is not None and hit[1] > now:
             return hit[0]
+        second = int(now)
+        if client is not None and self._misses(client, second) >= api.unknown_keys_per_s:
+            raise LookupsExhausted(api.unknown_keys_per_s)
         with metrics.timed("dynamodb", "account_by_key"):
             account = await anyio.to_thread.run_sync(self.accounts.by_key_hash, api_key_hash)
-        if account is not None and self.settings.api.auth_cache_s > 0:
-            if len(self._keys) > 100_000:
+        if account is None and client is not None:
+            if len(self._lookups) > MAX_CACHED_KEYS:
+                self._lookups.clear()
+            self._lookups[client] = (second, self._misses(client, second) + 1)
+        ttl = api.auth_cache_s if account is not None else api.unknown_key_cache_s
+        if ttl > 0:
+            if len(self._keys) > MAX_CACHED_KEYS:
                 self._keys.clear()
-            self._keys[api_key_hash] = (account, now + self.settings.api.auth_cache_s)
+            self._keys[api_key_hash] = (account, now + ttl)
         return account
+
+    def forget_keys_of(self, user_id: str) -> None:
+        """Drop the user's cached keys from this process (after a key rotation)."""
+        for key_hash, (account, _) in list(self._keys.items()):
+            if account is not None and account.user_id == user_id:
+                del self._keys[key_hash]
+
+    def _misses(self, client: str, second: int) -> int:
+        seen, count = self._lookups.get(client, (second, 0))
+        return count if seen == second else 0
 
     @classmethod
     def open(cls, settings: Settings) -> Resources:

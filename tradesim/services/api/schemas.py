@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from tradesim.domain.events import SYMBOL_RE, OrderStatus, OrderType, Side, TimeInForce
+from tradesim.domain.events import MAX_PRICE, SYMBOL_RE, OrderStatus, OrderType, Side, TimeInForce
 from tradesim.domain.trades import Sort
 
 #: a positive decimal with at most 4 places, as a string (never a JSON number: floats cannot hold cents)
@@ -44,6 +44,11 @@ class AccountCreated(BaseModel):
     user_id: str
     api_key: str = Field(description="shown once; only its hash is stored")
     starting_cash: str
+
+
+class KeyRotated(BaseModel):
+    user_id: str
+    api_key: str = Field(description="the new key, shown once; the old one stops working within api.auth_cache_s")
 
 
 class AccountInfo(BaseModel):
@@ -94,6 +99,8 @@ class OrderRequest(Strict):
             value = getattr(self, name)
             if value is not None and Decimal(value) <= 0:
                 raise ValueError(f"{name} must be positive")
+            if value is not None and Decimal(value) > MAX_PRICE:
+                raise ValueError(f"{name} must be at most {MAX_PRICE}")
         if self.at_ms is not None and self.cancel_at_ms is not None and self.cancel_at_ms <= self.at_ms:
             raise ValueError("cancel_at_ms must be after at_ms")
         return self

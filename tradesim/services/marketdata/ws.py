@@ -74,6 +74,12 @@ DIRECT_BACKLOG = 64 * 1024
 #: above one consume batch of a single user's outcomes (a job catching up after an outage), so a client that
 #: reads is never closed by a burst; a stuck one costs ≤ 4 MB until then
 ACCOUNT_QUEUE = 10_000
+#: replies (acks, snapshots, bar histories, errors, heartbeats) a client may leave unread before it is closed (1008):
+#: they are never conflated, so this is what bounds them for a client that sends requests and does not read
+CONTROL_QUEUE = 2_000
+#: bad frames a client may send within BAD_FRAMES_WINDOW_S before it is closed (1008)
+BAD_FRAMES = 20
+BAD_FRAMES_WINDOW_S = 10.0
 #: order ids per followed user remembered to skip repeated outcomes (the job's sink is at-least-once)
 RECENT_ORDERS = 1024
 #: seconds an account subscription waits, right after the service started, for the outcome feed to be positioned
@@ -123,6 +129,7 @@ class Client:
         self.account: deque[str] = deque()
         #: set by close_with: the close code and reason to send once the account queue (the error frame) is out
         self.closing: tuple[CloseCode, str] | None = None
+        self.bad: deque[float] = deque(maxlen=BAD_FRAMES)  # when its latest bad frames came
 
     def can_take_directly(self) -> bool:
         transport = self.ws.transport
@@ -152,7 +159,23 @@ class Client:
         if self.closing is not None:
             return
         self.queue.append(("", 0, 0, frame))
+        self.bound_replies()
         self.wake.set()
+
+    def bound_replies(self) -> None:
+        """Close a client that left more than CONTROL_QUEUE replies unread (they are never conflated)."""
+        if self.closing is None and sum(1 for u in self.queue if not u[0]) > CONTROL_QUEUE:
+            self.close_with(CloseCode.POLICY_VIOLATION, "too_many_unread_replies",
+                            f"more than {CONTROL_QUEUE} replies unread: read what you ask for")
+
+    def count_bad_frame(self, now: float) -> bool:
+        """Note a bad frame; True once BAD_FRAMES came within BAD_FRAMES_WINDOW_S (the client is then closed)."""
+        self.bad.append(now)
+        if len(self.bad) == BAD_FRAMES and now - self.bad[0] <= BAD_FRAMES_WINDOW_S:
+            self.close_with(CloseCode.POLICY_VIOLATION, "too_many_bad_frames",
+                            f"{BAD_FRAMES} bad frames within {BAD_FRAMES_WINDOW_S:g} s")
+            return True
+        return False
 
     def offer_account(self, frames: list[str]) -> bool:
         """Queue frames of the followed account; False if the client fell ACCOUNT_QUEUE behind (it is closed)."""
@@ -304,6 +327,7 @@ class MarketDataHub:
                 frames.append(("", 0, 0, head + ',"data":[' + ",".join(bars) + "]}"))  # bars stay as stored
             kept = [u for u in client.queue if not (u[0] in covered and u[2] <= covered[u[0]])]
             client.queue = deque([*frames, *kept])
+            client.bound_replies()
         finally:
             client.paused = False
             client.wake.set()
@@ -348,6 +372,7 @@ class MarketDataHub:
             kept = [u for u in client.queue if not (u[0] in covered and (u[1], u[2]) <= covered[u[0]])]
             ack = ("", 0, 0, json.dumps({"type": "subscribed", "symbols": known}))
             client.queue = deque([ack, *frames, *kept])
+            client.bound_replies()
         finally:
             client.paused = False
             client.wake.set()
@@ -444,7 +469,8 @@ class MarketDataHub:
 
     async def _on_frame(self, client: Client, raw: str | bytes) -> None:
         def error(message: str) -> None:
-            client.send_now(json.dumps({"type": "error", "code": "bad_request", "message": message}))
+            if not client.count_bad_frame(time.monotonic()):
+                client.send_now(json.dumps({"type": "error", "code": "bad_request", "message": message}))
 
         if client.closing is not None:
             return None

@@ -1,0 +1,120 @@
+"""The API's front door, before routing and before a body is read: the body size limit (413) and the API key
+(401 for a missing or unknown key on routes that need one, 429 when an address looks up too many unknown keys).
+
+Pure ASGI, so nothing of a refused request's body is read or parsed. The key it resolves is left in the request
+state for the route's own checks (admin or user), which then cost no second lookup.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from typing import Any
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from tradesim.adapters.dynamodb.accounts import Account, hash_key
+from tradesim.ports import Unavailable
+from tradesim.services.api.resources import LookupsExhausted, Resources
+
+#: routes anyone may call: no key needed, none checked
+PUBLIC = frozenset({"/healthz", "/readyz", "/metrics", "/docs", "/redoc", "/openapi.json", "/docs/oauth2-redirect"})
+ADMIN = "admin"
+_BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+
+
+def bearer(scope: Scope) -> str | None:
+    """The Bearer credential of the request, or None."""
+    raw = next((v for k, v in scope["headers"] if k == b"authorization"), None)
+    if raw is None:
+        return None
+    scheme, _, key = raw.decode("latin-1").partition(" ")
+    return key.strip() or None if scheme.lower() == "bearer" else None
+
+
+async def resolve(res: Resources, scope: Scope, key: str) -> Account | str | None:
+    """ADMIN, the key's account, or None (unknown); cached in the request state. Raises LookupsExhausted."""
+    state = scope.setdefault("state", {})
+    if "auth" not in state:
+        if res.admin_key and secrets.compare_digest(key.encode(), res.admin_key.encode()):
+            state["auth"] = ADMIN
+        else:
+            client = scope.get("client")
+            state["auth"] = await res.account_for(hash_key(key), client[0] if client else "?")
+    found: Account | str | None = state["auth"]
+    return found
+
+
+class Gate:
+    def __init__(self, app: ASGIApp, max_body_bytes: int) -> None:
+        self.app = app
+        self.max_body = max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        length = next((v for k, v in scope["headers"] if k == b"content-length"), None)
+        if length is not None and (not length.isdigit() or int(length) > self.max_body):
+            await _answer(scope, send, 413, "payload_too_large",
+                          f"the request body is over the limit of {self.max_body} bytes (api.max_body_bytes)")
+            return
+        if scope["path"] not in PUBLIC:
+            refused = await self._check_key(scope)
+            if refused is not None:
+                await _answer(scope, send, *refused)
+                return
+        seen = 0
+        started = answered = False
+
+        async def counted() -> Message:
+            """The body as it arrives; past the limit, answer 413 and tell the app the client left."""
+            nonlocal seen, answered
+            if answered:
+                return {"type": "http.disconnect"}
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.max_body and not started:
+                    answered = True
+                    await _answer(scope, send, 413, "payload_too_large",
+                                  f"the request body is over the limit of {self.max_body} bytes (api.max_body_bytes)")
+                    return {"type": "http.disconnect"}
+            return message
+
+        async def send_tracked(message: Message) -> None:
+            nonlocal started
+            if answered:
+                return  # the app's own answer to the cut-off body: the client has the 413
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        await self.app(scope, counted, send_tracked)
+
+    async def _check_key(self, scope: Scope) -> tuple[Any, ...] | None:
+        key = bearer(scope)
+        if key is None:
+            if scope["method"] in _BODY_METHODS:
+                return 401, "unauthorized", "missing API key (send `Authorization: Bearer <key>`)", \
+                    {"WWW-Authenticate": "Bearer"}
+            return None  # the route says what it needs
+        res: Resources = scope["app"].state.resources
+        try:
+            found = await resolve(res, scope, key)
+        except LookupsExhausted as exc:
+            return 429, "rate_limited", f"{exc} (api.unknown_keys_per_s)", {"Retry-After": "1"}
+        except Unavailable:
+            return None  # the route's own lookup answers 503 the usual way
+        if found is None:
+            return 401, "unauthorized", "unknown API key", {"WWW-Authenticate": "Bearer"}
+        return None
+
+
+async def _answer(scope: Scope, send: Send, status: int, code: str, message: str,
+                  headers: dict[str, str] | None = None) -> None:
+    request_id = scope.get("state", {}).get("request_id")
+    body = json.dumps({"code": code, "message": message, "request_id": request_id}).encode()
+    raw = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    raw += [(k.lower().encode(), v.encode()) for k, v in (headers or {}).items()]
+    await send({"type": "http.response.start", "status": status, "headers": raw})
+    await send({"type": "http.response.body", "body": body})

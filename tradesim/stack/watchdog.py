@@ -1,0 +1,176 @@
+"""The watchdog `tradesim up` leaves running: it restarts a component whose process died, with backoff, and gives
+up on one that keeps dying (like compose's `restart: unless-stopped` with a restart budget).
+
+It only acts on what the state file records as started by us, and a process counts as ours only by pid and start
+time (as everywhere in the stack): it never signals anything, it only starts. `tradesim down` stops it first, so
+it never races a deliberate stop. Its counts live in `<stack_dir>/watchdog.json` for `tradesim status`.
+
+Run as `python -m tradesim.stack.watchdog` (by `tradesim up`; logs to `<stack_dir>/watchdog.log`).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tradesim.settings import Settings, settings_to_env
+from tradesim.stack.process import OsProcessTable, ProcessHandle, ProcessTable
+
+log = logging.getLogger("tradesim.watchdog")
+
+
+@dataclass
+class WatchdogState:
+    """Contents of watchdog.json: the watchdog's own process, its restarts and what it gave up on."""
+
+    pid: int | None = None
+    start_ticks: int | None = None
+    restarts: dict[str, list[float]] = field(default_factory=dict)  # component → wall-clock restart times
+    gave_up: dict[str, str] = field(default_factory=dict)  # component → why
+
+    @property
+    def handle(self) -> ProcessHandle | None:
+        return None if self.pid is None or self.start_ticks is None else ProcessHandle(self.pid, self.start_ticks)
+
+
+class WatchdogFile:
+    def __init__(self, stack_dir: Path) -> None:
+        self.path = stack_dir / "watchdog.json"
+        self.log_path = stack_dir / "watchdog.log"
+
+    def load(self) -> WatchdogState:
+        try:
+            raw: dict[str, Any] = json.loads(self.path.read_text())
+            return WatchdogState(pid=raw.get("pid"), start_ticks=raw.get("start_ticks"),
+                                 restarts={k: list(v) for k, v in raw.get("restarts", {}).items()},
+                                 gave_up=dict(raw.get("gave_up", {})))
+        except (OSError, ValueError, TypeError, AttributeError):
+            return WatchdogState()
+
+    def save(self, state: WatchdogState) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(asdict(state), indent=2) + "\n")
+        os.replace(tmp, self.path)
+
+
+def running(settings: Settings, processes: ProcessTable | None = None) -> ProcessHandle | None:
+    """The watchdog's process if it runs, else None."""
+    handle = WatchdogFile(settings.stack_dir).load().handle
+    return handle if handle is not None and (processes or OsProcessTable()).is_alive(handle) else None
+
+
+def start(settings: Settings, processes: ProcessTable | None = None) -> ProcessHandle:
+    """Start the watchdog unless it runs; returns its process. Restart counts start afresh."""
+    table = processes or OsProcessTable()
+    found = running(settings, table)
+    if found is not None:
+        return found
+    wd = WatchdogFile(settings.stack_dir)
+    env = {**os.environ, **settings_to_env(settings), "PYTHONUNBUFFERED": "1"}  # the same settings as `up`
+    handle = table.spawn([sys.executable, "-m", "tradesim.stack.watchdog"], env, settings.stack_dir, wd.log_path)
+    wd.save(WatchdogState(pid=handle.pid, start_ticks=handle.start_ticks))
+    return handle
+
+
+def stop(settings: Settings, processes: ProcessTable | None = None) -> bool:
+    """Stop the watchdog if it runs (before anything else stops); True if it was running."""
+    table = processes or OsProcessTable()
+    found = running(settings, table)
+    if found is None:
+        return False
+    table.terminate(found, settings.stack.stop_timeout_s)
+    return True
+
+
+class Watchdog:
+    """One pass per poll: restart each recorded component whose process is gone, within its budget."""
+
+    def __init__(self, settings: Settings, processes: ProcessTable | None = None) -> None:
+        from tradesim.stack import registry
+        from tradesim.stack.supervisor import Supervisor
+
+        self.settings = settings
+        self.file = WatchdogFile(settings.stack_dir)
+        self.supervisor = Supervisor(settings, registry.build(settings), processes=processes,
+                                     progress=lambda name, msg: log.info("%s: %s", name, msg))
+        self.next_try: dict[str, float] = {}
+
+    def check(self, now: float | None = None) -> list[str]:
+        """Restart what died; returns the names restarted."""
+        cfg = self.settings.stack
+        now = time.time() if now is None else now
+        state = self.file.load()
+        done: list[str] = []
+        for row in self.supervisor.status():
+            if row.state != "down" or row.name in state.gave_up or now < self.next_try.get(row.name, 0):
+                continue
+            recent = [t for t in state.restarts.get(row.name, []) if t > now - cfg.watchdog_window_s]
+            if len(recent) >= cfg.watchdog_max_restarts:
+                state.gave_up[row.name] = (f"died {len(recent) + 1} times in {cfg.watchdog_window_s:g} s; "
+                                           f"left down (see {row.log}); `tradesim up` starts it again")
+                log.error("%s: giving up: %s", row.name, state.gave_up[row.name])
+                continue
+            log.warning("%s: process gone (%s): restarting", row.name, row.detail)
+            state.restarts[row.name] = [*recent, now]
+            self.next_try[row.name] = now + min(2.0 ** len(recent), cfg.watchdog_backoff_max_s)
+            self._save(state)  # counted before the attempt: `status` never shows it back without its count
+            try:
+                if self.supervisor.restart(row.name):
+                    done.append(row.name)
+            except Exception as exc:  # noqa: BLE001 - a failed start is retried after backoff, never fatal here
+                log.error("%s: restart failed: %s", row.name, exc)
+        self._save(state)
+        return done
+
+    def _save(self, state: WatchdogState) -> None:
+        fresh = self.file.load()  # keep the pid fields `start` wrote; ours are the counts
+        fresh.restarts, fresh.gave_up = state.restarts, state.gave_up
+        self.file.save(fresh)
+
+
+class _Json(logging.Formatter):
+    """One JSON object per line, like the services' logs (tradesim.services.logs, a layer this one cannot use)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return json.dumps({"ts": self.formatTime(record), "level": record.levelname.lower(), "logger": record.name,
+                           "msg": record.getMessage()})
+
+
+def main() -> None:
+    from tradesim.settings import load_settings
+
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_Json())
+    logging.basicConfig(level=logging.WARNING, handlers=[handler])  # clients' request logs stay out
+    logging.getLogger("tradesim").setLevel(logging.INFO)
+    settings = load_settings()
+    stopping = False
+
+    def _stop(signum: int, frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    dog = Watchdog(settings)
+    log.info("watching the stack in %s every %g s", settings.stack_dir, settings.stack.watchdog_poll_s)
+    while not stopping:
+        try:
+            dog.check()
+        except Exception:  # noqa: BLE001 - the watchdog outlives any one bad pass
+            log.exception("watchdog pass failed")
+        deadline = time.monotonic() + settings.stack.watchdog_poll_s
+        while not stopping and time.monotonic() < deadline:
+            time.sleep(0.1)
+
+
+if __name__ == "__main__":
+    main()
