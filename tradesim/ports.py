@@ -19,6 +19,10 @@ class Unavailable(Exception):
     """An external system did not answer within its deadline (down, unreachable, overloaded)."""
 
 
+class StoreFull(Unavailable):
+    """The store answers but refuses writes: it is at its memory cap (Redis `maxmemory` with noeviction)."""
+
+
 class Ledger(Protocol):
     """Where an order's outcome is recorded together with its cash/position change, atomically."""
 

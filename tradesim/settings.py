@@ -284,8 +284,9 @@ class ApiSettings(Section):
         10.0, ge=0, description="How long a key that matched no account is remembered as unknown (401 without a "
         "DynamoDB query); an account created meanwhile is usable after this at most.")
     unknown_keys_per_s: int = Field(
-        20, ge=1, description="Unknown API keys one client address may try per second (per worker); past it, keys "
-        "not already cached are answered 429 without a DynamoDB query until the next second.")
+        100, ge=1, description="Unknown API keys one client address may try per second (per worker; lookups in "
+        "flight count until they succeed); past it, keys not already cached are answered 429 without a DynamoDB "
+        "query until the next second. Above the worker's 40 lookup threads, so valid keys are never refused.")
     max_body_bytes: int = Field(
         65_536, ge=1_024, description="Largest request body; larger is 413 before it is read.")
     orders_scan_max: int = Field(

@@ -184,3 +184,29 @@ def test_a_timed_cancel_the_stream_already_passed_cancels_at_once_and_a_later_on
     (kept,) = book.on_cancel(timed_cancel("o1", 30))
     assert kept.order.cancel_at_ms == at(25)
     assert [d.kind for d in book.on_cancel(timed_cancel("o1", 5))] == ["cancel"]  # 5 s is behind the 10 s tick
+
+
+@pytest.mark.parametrize("stream_at", [1, 2])  # the cancel reaches the book at 10 s, or at 20 s
+def test_a_cancel_timed_before_its_orders_own_time_cancels_it_wherever_it_arrived(stream_at: int) -> None:
+    book = Book()
+    out: list[Decision] = []
+    out += book.on_tick(STREAM[0], SLIP)
+    out += book.on_order(scripted("o1", 25, kind="limit", limit="200"), SLIP, now_ms=0)  # would fill at once
+    for i, t in enumerate(STREAM[1:], start=1):
+        if i == stream_at + 1:
+            out += book.on_cancel(timed_cancel("o1", 15))
+        out += book.on_tick(t, SLIP)
+    assert [(d.order.order_id, d.kind) for d in out if d.kind != "rest"] == [("o1", "cancel")]
+
+
+def test_a_live_order_does_not_give_scripted_orders_the_cached_quote() -> None:
+    """Scripted orders wait in a book with no tick yet; a live order takes the cached price for itself only."""
+    book = Book()
+    book.on_order(scripted("s1", 15), SLIP, now_ms=0)
+    cached = quote_at(9, 30, "99")  # a later price in the cache
+    live = OrderPlaced(order_id="live", user_id="u2", symbol="AAA", side="buy", qty=1, order_type="market",
+                       placed_at_ms=0)
+    (fill,) = book.on_order(live, SLIP, lambda _: cached, now_ms=0)
+    assert fill.price == cached.ask
+    out = [d for t in STREAM for d in book.on_tick(t, SLIP)]
+    assert [(d.order.order_id, d.price) for d in out if d.kind == "fill"] == [("s1", Decimal("101.01"))]

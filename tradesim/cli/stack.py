@@ -208,7 +208,9 @@ def _status(as_json: bool, only: str | None) -> None:
 
 def _print_table(rows: list) -> None:  # type: ignore[type-arg]
     table = Table(title="tradesim stack")
-    for col in ("component", "state", "pid", "address", "version", "uptime", "restarts", "health"):
+    restarted = any(r.restarts for r in rows)  # the watchdog's column, only once it had something to do
+    for col in ("component", "state", "pid", "address", "version", "uptime", *(["restarts"] if restarted else []),
+                "health"):
         table.add_column(col)
     for r in rows:
         # "stopped" and healthy: an on-demand component nobody started (the market); detail says how to start it
@@ -216,7 +218,7 @@ def _print_table(rows: list) -> None:  # type: ignore[type-arg]
         health = "ok" if r.healthy and r.state != "stopped" else (r.detail or "-")
         uptime = f"{r.uptime_s:.0f}s" if r.uptime_s is not None else "-"
         table.add_row(r.name, f"[{colour}]{r.state}[/]", str(r.pid or "-"), r.address or "-", r.version or "-",
-                      uptime, str(r.restarts), health)
+                      uptime, *([str(r.restarts)] if restarted else []), health)
     out.print(table)
     for r in rows:
         if r.last_log_lines and not r.healthy:

@@ -69,11 +69,14 @@ class Book:
         if self._waits(order.at_ms):
             self.scheduled = (*self.scheduled, order)
             return [Decision(order, "rest")]  # held in this book: the Orders mirror shows it in the book
-        if self.quote is None and fallback is not None:
-            cached = fallback(order.symbol)  # no tick seen yet in this job: the market-data cache knows the price
-            if cached is not None:  # and which run it is from: an older run's ticks must not move it back
-                self.quote, self.last_tick = Quote.of(cached), (cached.run_id, cached.seq)
         quote = self.quote
+        if quote is None and fallback is not None:
+            cached = fallback(order.symbol)  # no tick seen yet in this job: the market-data cache knows the price
+            if cached is not None:
+                quote = Quote.of(cached)
+                if not self.scheduled:  # the book's own, with its run: an older run's ticks must not move it back
+                    # (not while scripted orders wait: they are decided on the stream's quotes, from its first)
+                    self.quote, self.last_tick = quote, (cached.run_id, cached.seq)
         if quote is None:
             return [Decision(order, "reject", reason="unknown_symbol")]
         if order.time_in_force == "day" and order.at_ms is None and order.session_ms is None:
@@ -141,7 +144,10 @@ class Book:
             self.scheduled = tuple(o for o in self.scheduled if o not in due)
             quote = self.quote or first
             for order in sorted(due, key=lambda o: o.at_ms or 0):  # stable: arrival order within one time
-                out += self._apply(order, quote, slippage, triggered=False)
+                if order.cancel_at_ms is not None and order.at_ms is not None and order.cancel_at_ms < order.at_ms:
+                    out.append(Decision(order, "cancel"))  # cancelled before its own time: it never enters
+                else:
+                    out += self._apply(order, quote, slippage, triggered=False)
         for order_id, (order, _) in list(self.resting.items()):
             if order.cancel_at_ms is not None and order.cancel_at_ms < now_ms:
                 del self.resting[order_id]

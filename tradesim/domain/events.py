@@ -26,6 +26,8 @@ MAX_PRICE = Decimal("1000000")
 PRICE_PLACES = 4
 MAX_PRINT_SIZE = 1_000_000_000
 MarketPrice = Annotated[Decimal, Field(gt=0, le=MAX_PRICE, allow_inf_nan=False, decimal_places=PRICE_PLACES)]
+#: the last millisecond of year 9999: every epoch-ms time is at most this, so every consumer can make a date of it
+MAX_EPOCH_MS = 253_402_300_799_999
 
 
 def _reject_float(value: Any) -> Any:
@@ -51,7 +53,7 @@ class Tick(Event):
     ask: MarketPrice
     last: MarketPrice
     size: int = Field(ge=0, le=MAX_PRINT_SIZE)
-    event_time_ms: int = Field(ge=0, description="simulated event time, epoch ms UTC")
+    event_time_ms: int = Field(ge=0, le=MAX_EPOCH_MS, description="simulated event time, epoch ms UTC")
     seq: int = Field(ge=1, description="per-symbol sequence number within a scenario run")
     scenario_id: str = Field(min_length=1, max_length=128)
     run_id: int = Field(
@@ -82,8 +84,8 @@ class Bar(Event):
     type: Literal["bar"] = "bar"
     symbol: SymbolStr
     interval: Literal["1s", "1m"]
-    window_start_ms: int = Field(ge=0, description="window start, epoch ms UTC, inclusive")
-    window_end_ms: int = Field(ge=0, description="window end, epoch ms UTC, exclusive")
+    window_start_ms: int = Field(ge=0, le=MAX_EPOCH_MS, description="window start, epoch ms UTC, inclusive")
+    window_end_ms: int = Field(ge=0, le=MAX_EPOCH_MS, description="window end, epoch ms UTC, exclusive")
     open: PositiveDecimal
     high: PositiveDecimal
     low: PositiveDecimal
@@ -137,15 +139,18 @@ class OrderPlaced(Event):
     stop_price: MarketPrice | None = None
     time_in_force: TimeInForce = "day"
     client_order_id: str | None = Field(None, max_length=64)
-    placed_at_ms: int = Field(ge=0)
+    placed_at_ms: int = Field(ge=0, le=MAX_EPOCH_MS)
     at_ms: int | None = Field(
-        None, ge=0, description="a scripted order's time on the market's clock (tick event time): the book holds it "
+        None, ge=0, le=MAX_EPOCH_MS,
+        description="a scripted order's time on the market's clock (tick event time): the book holds it "
         "until the tick stream passes that time and matches it on the tick in effect then; absent: on arrival")
     cancel_at_ms: int | None = Field(
-        None, ge=0, description="a scripted cancel: the order is cancelled when the tick stream passes this time "
+        None, ge=0, le=MAX_EPOCH_MS,
+        description="a scripted cancel: the order is cancelled when the tick stream passes this time "
         "on the market's clock (before that tick is matched), if it is still open")
     session_ms: int | None = Field(
-        None, ge=0, description="set by the book, not by producers: the market time (quote event time) at which "
+        None, ge=0, le=MAX_EPOCH_MS,
+        description="set by the book, not by producers: the market time (quote event time) at which "
         "a live order reached it; a DAY order lasts until the end of that market day")
 
     _floats = field_validator("limit_price", "stop_price", mode="before")(_reject_float)
@@ -179,9 +184,10 @@ class OrderCancelRequested(Event):
         None, description="the order's symbol: the execution job routes the cancel to the book holding the order; "
         "the API fills it from the Orders table (a cancel without it can only cancel nothing)"
     )
-    requested_at_ms: int = Field(ge=0)
+    requested_at_ms: int = Field(ge=0, le=MAX_EPOCH_MS)
     at_ms: int | None = Field(
-        None, ge=0, description="market time (tick event time, epoch ms) the cancel takes effect at: the book holds "
+        None, ge=0, le=MAX_EPOCH_MS,
+        description="market time (tick event time, epoch ms) the cancel takes effect at: the book holds "
         "it as the order's cancel_at_ms until the tick stream passes it; absent: at once"
     )
 
@@ -215,9 +221,10 @@ class OrderOutcome(Event):
     cash_after: Annotated[Decimal, Field(ge=0, allow_inf_nan=False)] | None = None
     position_after: int | None = Field(None, ge=0)
     trade_id: IdStr | None = Field(None, description="deterministic: derived from order_id")
-    decided_at_ms: int = Field(ge=0)
+    decided_at_ms: int = Field(ge=0, le=MAX_EPOCH_MS)
     order_type: OrderType | None = Field(None, description="the order's type; absent in outcomes before 0.14")
-    placed_at_ms: int | None = Field(None, ge=0, description="the order's placing time; absent before 0.14")
+    placed_at_ms: int | None = Field(None, ge=0, le=MAX_EPOCH_MS,
+                                     description="the order's placing time; absent before 0.14")
 
     _floats = field_validator("fill_price", "fee", "cash_after", mode="before")(_reject_float)
 

@@ -23,7 +23,7 @@ import httpx
 import redis
 
 from tradesim.adapters.kafka.errors import KafkaDeliveryError
-from tradesim.domain.events import OrderOutcome, Tick
+from tradesim.domain.events import MAX_PRICE, OrderOutcome, Tick
 from tradesim.scenarios.expect import AccountResult, Outcome, ReadSide, RunResult, account_result, ordered
 from tradesim.scenarios.model import Scenario, ScriptedOrder
 from tradesim.settings import Settings
@@ -40,6 +40,9 @@ CLOSE_GAP_MS = 61_000
 #: a probe needs two market milliseconds before its tick that the symbol's previous tick did not pass
 PROBE_GAP_MS = 2
 BARRIER_CASH = "1000000"
+#: the runner's own orders (barriers, probes) are sells at the schema's price cap: they rest until cancelled, as
+#: no bid reaches the cap, and reserve no cash (a buy at a penny could fill on a crashed quote)
+UNREACHABLE = price_text(MAX_PRICE)
 
 
 class StackUnusable(Exception):
@@ -451,11 +454,11 @@ class ScenarioRunner:
         On `trade_executed` (one partition per user) every outcome `tick`'s symbol decided before that tick comes
         before the probe's, and none that the tick's matching decides: a fixed point of the stream."""
         owner = self._ref.account
-        body = {"symbol": tick.symbol, "side": "buy", "qty": 1, "type": "limit", "limit_price": "0.01",
+        body = {"symbol": tick.symbol, "side": "sell", "qty": 1, "type": "limit", "limit_price": UNREACHABLE,
                 "time_in_force": "gtc", "at_ms": tick.event_time_ms - 2, "cancel_at_ms": tick.event_time_ms - 1}
         answer = self.http.ok("POST", "/orders", self.keys[owner], json=body,
                               headers={"Idempotency-Key": f"{self.suffix}-probe-{tick.symbol}-{tick.seq}"})
-        probe = Placed(answer["order_id"], "probe", -1, 0, owner, self.unalias[tick.symbol], "buy", 1, "limit")
+        probe = Placed(answer["order_id"], "probe", -1, 0, owner, self.unalias[tick.symbol], "sell", 1, "limit")
         self.probes.append(probe)
         self._await_in_book([probe], "a probe order to enter the book")
         return probe.order_id
@@ -531,11 +534,11 @@ class ScenarioRunner:
         barriers: list[Placed] = []
         for owner in owners:
             for alias in last:
-                body = {"symbol": alias, "side": "buy", "qty": 1, "type": "limit", "limit_price": "0.01",
+                body = {"symbol": alias, "side": "sell", "qty": 1, "type": "limit", "limit_price": UNREACHABLE,
                         "time_in_force": "gtc", "at_ms": last_ms + 1, "cancel_at_ms": last_ms + 2}
                 answer = self.http.ok("POST", "/orders", self.keys[owner], json=body,
                                       headers={"Idempotency-Key": f"{self.suffix}-barrier-{alias}"})
-                barriers.append(Placed(answer["order_id"], "barrier", -1, 0, owner, self.unalias[alias], "buy", 1,
+                barriers.append(Placed(answer["order_id"], "barrier", -1, 0, owner, self.unalias[alias], "sell", 1,
                                        "limit"))
         self.barriers = barriers
         self._await_in_book(barriers, "the end barrier to enter the book")

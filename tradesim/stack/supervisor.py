@@ -23,6 +23,9 @@ STATUS_SCHEMA_VERSION = 1
 LOG_TAIL_LINES = 12
 
 
+#: how long a crashed component's port may stay held (by children finishing) before `up` calls it taken
+PORT_RELEASE_S = 15.0
+
 def _no_progress(_: str, __: str) -> None:
     return None
 
@@ -152,6 +155,7 @@ class Supervisor:
                 if status.state in ("down", "unhealthy"):
                     if status.state == "down":
                         self.progress(comp.name, "recovering: " + (status.detail or "process gone"))
+                        self._await_ports_released([comp])
                     del state.components[comp.name]
                     self.state_file.save(state)
                 to_start.append(comp)
@@ -194,15 +198,29 @@ class Supervisor:
             state = self.state_file.load()
             if self.probe(comp, state.components.get(name)).state != "down":
                 return False
+            self._await_ports_released([comp])
             self._preflight_ports([comp])  # raises while a leftover holds the port: the record stays, it is retried
-            del state.components[name]
-            self.state_file.save(state)
-            self._start(comp, state)
+            old = state.components.pop(name)
+            try:
+                self._start(comp, state)
+            except StackError:
+                if name not in state.components:  # not even spawned: keep it down (and retried), not forgotten
+                    state.components[name] = old
+                    self.state_file.save(state)
+                raise
             try:
                 comp.initialize(lambda msg: self.progress(name, msg))
             except Unhealthy as exc:
                 raise StartError(f"{name}: initialization failed: {exc}") from None
         return True
+
+    def _await_ports_released(self, comps: list[Component], timeout_s: float = PORT_RELEASE_S) -> None:
+        """Give a port that a server killed just now still holds a moment to free: the children it forked (a
+        Redis snapshot in progress, a worker) close it as they exit."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline and any(self.processes.port_in_use(p.host, p.port)
+                                                  for c in comps for p in c.ports()):
+            time.sleep(0.2)
 
     def _preflight_ports(self, comps: list[Component]) -> None:
         """Fail before starting anything if a port is taken, naming component, port and setting."""

@@ -110,6 +110,9 @@ class Watchdog:
         state = self.file.load()
         done: list[str] = []
         for row in self.supervisor.status():
+            if row.state == "running" and row.healthy and row.name in state.gave_up:
+                del state.gave_up[row.name]  # `tradesim up` brought it back: watched again, with a fresh budget
+                state.restarts.pop(row.name, None)
             if row.state != "down" or row.name in state.gave_up or now < self.next_try.get(row.name, 0):
                 continue
             recent = [t for t in state.restarts.get(row.name, []) if t > now - cfg.watchdog_window_s]
@@ -120,13 +123,18 @@ class Watchdog:
                 continue
             log.warning("%s: process gone (%s): restarting", row.name, row.detail)
             state.restarts[row.name] = [*recent, now]
-            self.next_try[row.name] = now + min(2.0 ** len(recent), cfg.watchdog_backoff_max_s)
             self._save(state)  # counted before the attempt: `status` never shows it back without its count
             try:
-                if self.supervisor.restart(row.name):
+                attempted = self.supervisor.restart(row.name)
+                if attempted:
                     done.append(row.name)
             except Exception as exc:  # noqa: BLE001 - a failed start is retried after backoff, never fatal here
                 log.error("%s: restart failed: %s", row.name, exc)
+                attempted = True
+            if attempted:  # the backoff runs from the end of the attempt (a start may take its whole deadline)
+                self.next_try[row.name] = time.time() + min(2.0 ** len(recent), cfg.watchdog_backoff_max_s)
+            else:  # someone (`tradesim up`) got there first: not a restart of ours
+                state.restarts[row.name] = recent
         self._save(state)
         return done
 

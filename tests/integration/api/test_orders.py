@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import Callable
 from decimal import Decimal
@@ -357,3 +358,16 @@ def test_metrics_add_up_every_worker(settings: Settings) -> None:
         assert httpx.get(f"{settings.api.client_url}/healthz").status_code == 200
     for _ in range(3):  # whichever worker answers, it reports the same total
         assert _healthz_count(httpx.get(f"{settings.api.client_url}/metrics").text) == before + 40
+
+
+def test_a_cached_price_outside_the_schemas_bounds_counts_as_no_price(http: httpx.Client, user: User,
+                                                                      settings: Settings) -> None:
+    """A price written before the bounds existed (1e30) must not turn an order into a 500."""
+    sym = unique_symbol()
+    legacy = tick(sym, 1).model_dump(mode="json") | {"bid": "1e30", "ask": "1e30", "last": "1e30"}
+    r = redis_connect(settings.redis)
+    r.hset(price_key(sym), mapping={"tick": json.dumps(legacy), "run_id": 1, "seq": 1,
+                                    "updated_ms": int(time.time() * 1000)})
+    r.close()
+    answer = http.post("/orders", json=order(sym), headers=user.auth)
+    assert (answer.status_code, answer.json()["code"]) == (422, "unknown_symbol")

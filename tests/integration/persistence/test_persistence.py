@@ -15,7 +15,7 @@ from tests.integration.persistence.conftest import analysed, metric, publish, se
 from tradesim.adapters.clickhouse.trades import TradeStore
 from tradesim.adapters.kafka.client import consumer as make_consumer
 from tradesim.adapters.search.trades import TradeIndex
-from tradesim.domain.events import DeadLetter, decode
+from tradesim.domain.events import DeadLetter, decode, encode
 from tradesim.domain.trades import fold, record_of
 from tradesim.settings import Settings
 from tradesim.stack import registry
@@ -67,12 +67,15 @@ def test_malformed_records_go_to_dead_letter_with_the_reason_and_the_rest_flows(
     users = _users(1)
     marker = uuid.uuid4().hex
     bad = [f"not json {marker}".encode(), json.dumps({"type": "order_outcome", "marker": marker}).encode()]
+    # well-formed but decided in year 33658: no sink can date it (it once held the ClickHouse sink in a retry loop)
+    far = json.loads(encode(outcomes(users, [unique_symbol("P")], 1, seed=99)[0]))
+    bad.append(json.dumps(far | {"order_id": f"far-{marker}", "decided_at_ms": 10**15}).encode())
     watcher = make_consumer(settings.kafka, f"test-{marker}")
     _, end = watcher.get_watermark_offsets(TopicPartition(settings.topics.dead_letter, 0), timeout=10)
     watcher.assign([TopicPartition(settings.topics.dead_letter, 0, end)])
     try:
         good = outcomes(users, [unique_symbol("P")], 5, seed=15)
-        publish(settings, [bad[0], *good[:3], bad[1], *good[3:]])
+        publish(settings, [bad[0], *good[:3], bad[1], *good[3:], bad[2]])
         letters: list[DeadLetter] = []
 
         def both_sinks_refused_both() -> bool:
@@ -81,13 +84,13 @@ def test_malformed_records_go_to_dead_letter_with_the_reason_and_the_rest_flows(
                 letter = decode(DeadLetter, msg.value())
                 if marker in letter.record:
                     letters.append(letter)
-            return len(letters) == 4
+            return len(letters) == 6
 
         wait_for(both_sinks_refused_both, 60, "a dead letter from each sink for each malformed record")
     finally:
         watcher.close()
     prefix = settings.persistence.group_prefix
-    assert sorted(letter.consumer for letter in letters) == sorted([f"{prefix}-search", f"{prefix}-analytics"] * 2)
+    assert sorted(letter.consumer for letter in letters) == sorted([f"{prefix}-search", f"{prefix}-analytics"] * 3)
     assert all(letter.source_topic == settings.topics.trade_executed for letter in letters)
     assert all(letter.reason.startswith("invalid outcome") for letter in letters)
     wait_for(lambda: len(searched(index, users)) == 5, 60, "the valid outcomes around them")

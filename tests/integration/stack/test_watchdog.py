@@ -43,7 +43,14 @@ def test_a_killed_component_is_restarted_without_up(dog: None, supervisor: Super
 
     wait_for(back, 30, f"{name} restarted by the watchdog and healthy", poll_s=0.25)
     assert _row(supervisor, name).restarts == before + 1
-    wait_for(lambda: all(r.healthy for r in supervisor.status()), 60, "the whole stack healthy again", poll_s=0.5)
+    try:
+        wait_for(lambda: all(r.healthy for r in supervisor.status()), 60, "the whole stack healthy again", poll_s=0.5)
+    except AssertionError:
+        raise AssertionError(f"not healthy 60 s after {name} came back: {_unhealthy(supervisor)}") from None
+
+
+def _unhealthy(supervisor: Supervisor) -> str:
+    return "; ".join(f"{r.name}: {r.state} {r.detail}" for r in supervisor.status() if not r.healthy)
 
 
 def test_a_component_that_keeps_dying_is_given_up_on(settings: Settings, supervisor: Supervisor) -> None:

@@ -11,6 +11,7 @@ from collections.abc import Iterable
 from typing import Any
 
 import redis
+from pydantic import ValidationError
 
 from tradesim.domain.events import Tick
 
@@ -51,6 +52,17 @@ def channel(symbol: str) -> str:
     return CHANNEL_PREFIX + symbol
 
 
+def cached_tick(raw: list[Any]) -> tuple[Tick, int] | None:
+    """A price hash's (tick, updated_ms), or None: never written, or written before the schema's bounds and out
+    of them now (treated as no price until the next tick replaces it)."""
+    if raw[0] is None:
+        return None
+    try:
+        return Tick.model_validate_json(raw[0]), int(raw[1] or 0)
+    except ValidationError:
+        return None
+
+
 class PriceCache:
     """Synchronous side of the cache, used by the consumer and by readers (order API, CLI)."""
 
@@ -84,10 +96,7 @@ class PriceCache:
 
     def latest(self, symbol: str) -> tuple[Tick, int] | None:
         """The cached tick and the wall time (ms) it was written, or None if the symbol was never seen."""
-        raw = self._r.hmget(price_key(symbol), ["tick", "updated_ms"])
-        if raw[0] is None:
-            return None
-        return Tick.model_validate_json(raw[0]), int(raw[1] or 0)
+        return cached_tick(self._r.hmget(price_key(symbol), ["tick", "updated_ms"]))
 
     def symbols(self) -> list[str]:
         return sorted(self._r.smembers(SYMBOLS_KEY))  # type: ignore[arg-type]

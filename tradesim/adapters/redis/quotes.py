@@ -6,7 +6,7 @@ import redis.asyncio as aredis
 from redis.asyncio.client import Pipeline
 
 from tradesim.adapters.redis.client import execute
-from tradesim.adapters.redis.prices import price_key
+from tradesim.adapters.redis.prices import cached_tick, price_key
 from tradesim.domain.events import Tick
 
 
@@ -33,9 +33,7 @@ def queue_latest(pipe: Pipeline, symbol: str) -> None:
 
 
 def decode_latest(raw: list[str | None]) -> tuple[Tick, int] | None:
-    if raw[0] is None:
-        return None
-    return Tick.model_validate_json(raw[0]), int(raw[1] or 0)
+    return cached_tick(raw)
 
 
 def connect_async(url: str, timeout_s: float) -> aredis.Redis:

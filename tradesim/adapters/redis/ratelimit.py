@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import time
 
+import redis
 import redis.asyncio as aredis
 from redis.asyncio.client import Pipeline
+
+from tradesim.ports import StoreFull
 
 
 class RateLimiter:
@@ -15,10 +18,14 @@ class RateLimiter:
         self._r = client
 
     async def hit(self, key: str, limit: int) -> float | None:
-        """Count one request; None if allowed, else seconds until the window ends. Raises redis.RedisError."""
+        """Count one request; None if allowed, else seconds until the window ends. Raises StoreFull when Redis
+        is at its memory cap, redis.RedisError otherwise."""
         pipe = self._r.pipeline(transaction=False)
         now = self.queue_hit(pipe, key)
-        count, _ = await pipe.execute()
+        try:
+            count, _ = await pipe.execute()
+        except redis.exceptions.OutOfMemoryError as exc:
+            raise StoreFull(str(exc)) from None
         return self.verdict(count, limit, now)
 
     @staticmethod

@@ -11,6 +11,7 @@ from fastapi import Depends, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from tradesim.adapters.dynamodb.accounts import Account
+from tradesim.ports import StoreFull
 from tradesim.services.api import metrics
 from tradesim.services.api.errors import ApiError, unauthorized
 from tradesim.services.api.gate import ADMIN, resolve
@@ -64,8 +65,13 @@ async def _count(res: Resources, account: Account) -> None:
     """Count one request against the account's rate limit; raises 429 past it."""
     limit = rate_limit_of(res, account)
     if limit > 0:
-        with metrics.timed("redis", "rate_limit"):
-            wait_s = await res.limiter.hit(account.api_key_hash[:32], limit)
+        try:
+            with metrics.timed("redis", "rate_limit"):
+                wait_s = await res.limiter.hit(account.api_key_hash[:32], limit)
+        except StoreFull:
+            # Redis is full (noeviction): a counter is a protection, not data; the request goes on uncounted
+            metrics.DEGRADED.labels("rate_limit").inc()
+            return
         if wait_s is not None:
             raise rate_limited(limit, wait_s)
 

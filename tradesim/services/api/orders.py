@@ -35,7 +35,15 @@ from tradesim.adapters.redis.client import execute, unavailable_on_error
 from tradesim.adapters.redis.idempotency import Record, record_key
 from tradesim.adapters.redis.portfolio_view import decode as decode_view
 from tradesim.domain.errors import InsufficientFunds, InsufficientShares
-from tradesim.domain.events import ID_RE, SYMBOL_RE, OrderCancelRequested, OrderPlaced, Tick, encode
+from tradesim.domain.events import (
+    ID_RE,
+    MAX_EPOCH_MS,
+    SYMBOL_RE,
+    OrderCancelRequested,
+    OrderPlaced,
+    Tick,
+    encode,
+)
 from tradesim.domain.orders import body_hash, body_hash_of, shown_status
 from tradesim.domain.portfolio import Holdings
 from tradesim.domain.precheck import (
@@ -52,7 +60,6 @@ from tradesim.services.api.deps import Authenticated, CurrentUser, Res, rate_lim
 from tradesim.services.api.errors import ApiError, responses
 from tradesim.services.api.resources import Resources
 from tradesim.services.api.schemas import (
-    MAX_MARKET_MS,
     CancelAccepted,
     Order,
     OrderAccepted,
@@ -395,7 +402,7 @@ async def list_orders(
                responses=responses(401, 403, 404, 409, 422, 429, 503))
 async def cancel_order(
     user: CurrentUser, res: Res, order_id: str = OrderIdPath,
-    at_ms: Annotated[int | None, Query(ge=0, le=MAX_MARKET_MS, description=(
+    at_ms: Annotated[int | None, Query(ge=0, le=MAX_EPOCH_MS, description=(
         "market time (tick event time, epoch ms) to cancel at: the book holds the cancel until the tick stream "
         "passes it (a scripted run's strategy cancels this way); the order then shows `cancel_at_ms`"))] = None,
 ) -> CancelAccepted:

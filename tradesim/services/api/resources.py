@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import anyio
 import redis.asyncio as aredis
@@ -27,6 +29,15 @@ from tradesim.settings import Settings
 
 #: entries of the key cache and of the per-address lookup counters before they are dropped (memory bound)
 MAX_CACHED_KEYS = 100_000
+V = TypeVar("V")
+
+
+def _bounded_put(cache: OrderedDict[str, V], key: str, value: V) -> None:
+    """Insert as the newest entry; past MAX_CACHED_KEYS the oldest goes (one at a time, never the whole cache)."""
+    cache[key] = value
+    cache.move_to_end(key)
+    while len(cache) > MAX_CACHED_KEYS:
+        cache.popitem(last=False)
 
 
 class LookupsExhausted(Exception):
@@ -54,8 +65,9 @@ class Resources:
     orders: OrderStore = field(init=False)
     portfolios: PortfolioStore = field(init=False)
     view: PortfolioView = field(init=False)
-    _keys: dict[str, tuple[Account | None, float]] = field(default_factory=dict)
-    _lookups: dict[str, tuple[int, int]] = field(default_factory=dict)  # client address → (second, unknown keys)
+    _keys: OrderedDict[str, tuple[Account, float]] = field(default_factory=OrderedDict)
+    _unknown: OrderedDict[str, float] = field(default_factory=OrderedDict)  # key hash → remembered until
+    _lookups: OrderedDict[str, tuple[int, int]] = field(default_factory=OrderedDict)  # address → (second, misses)
 
     def __post_init__(self) -> None:
         api = self.settings.api
@@ -72,34 +84,46 @@ class Resources:
         return self.settings.api.price_stale_after_s or self.settings.marketdata.stale_after_s
 
     async def account_for(self, api_key_hash: str, client: str | None = None) -> Account | None:
-        """The key's account, cached for api.auth_cache_s; a key that matched nothing is cached as unknown for
-        api.unknown_key_cache_s. Once `client` looked up api.unknown_keys_per_s unknown keys this second, its
-        lookups past the cache raise LookupsExhausted instead of querying. Raises Unavailable."""
+        """The key's account, cached for api.auth_cache_s; a key that matched nothing is remembered as unknown for
+        api.unknown_key_cache_s. Once `client` looked up api.unknown_keys_per_s keys this second that were not
+        valid (or still are in flight), its lookups past the caches raise LookupsExhausted instead of querying.
+        Raises Unavailable."""
         api = self.settings.api
-        hit = self._keys.get(api_key_hash)
         now = time.monotonic()
+        hit = self._keys.get(api_key_hash)
         if hit is not None and hit[1] > now:
             return hit[0]
+        unknown_until = self._unknown.get(api_key_hash)
+        if unknown_until is not None and unknown_until > now:
+            return None
         second = int(now)
-        if client is not None and self._misses(client, second) >= api.unknown_keys_per_s:
-            raise LookupsExhausted(api.unknown_keys_per_s)
-        with metrics.timed("dynamodb", "account_by_key"):
-            account = await anyio.to_thread.run_sync(self.accounts.by_key_hash, api_key_hash)
-        if account is None and client is not None:
-            if len(self._lookups) > MAX_CACHED_KEYS:
-                self._lookups.clear()
-            self._lookups[client] = (second, self._misses(client, second) + 1)
-        ttl = api.auth_cache_s if account is not None else api.unknown_key_cache_s
-        if ttl > 0:
-            if len(self._keys) > MAX_CACHED_KEYS:
-                self._keys.clear()
-            self._keys[api_key_hash] = (account, now + ttl)
+        if client is not None:  # counted before the query, so concurrent lookups cannot all pass the check
+            misses = self._misses(client, second)
+            if misses >= api.unknown_keys_per_s:
+                raise LookupsExhausted(api.unknown_keys_per_s)
+            _bounded_put(self._lookups, client, (second, misses + 1))
+        try:
+            with metrics.timed("dynamodb", "account_by_key"):
+                account = await anyio.to_thread.run_sync(self.accounts.by_key_hash, api_key_hash)
+        except Exception:
+            self._uncount(client, second)
+            raise
+        if account is not None:
+            self._uncount(client, second)
+            if api.auth_cache_s > 0:
+                _bounded_put(self._keys, api_key_hash, (account, now + api.auth_cache_s))
+        elif api.unknown_key_cache_s > 0:
+            _bounded_put(self._unknown, api_key_hash, now + api.unknown_key_cache_s)
         return account
+
+    def _uncount(self, client: str | None, second: int) -> None:
+        if client is not None and (seen := self._lookups.get(client)) is not None and seen[0] == second:
+            self._lookups[client] = (second, max(0, seen[1] - 1))
 
     def forget_keys_of(self, user_id: str) -> None:
         """Drop the user's cached keys from this process (after a key rotation)."""
         for key_hash, (account, _) in list(self._keys.items()):
-            if account is not None and account.user_id == user_id:
+            if account.user_id == user_id:
                 del self._keys[key_hash]
 
     def _misses(self, client: str, second: int) -> int:

@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from tradesim.domain.events import MAX_PRICE, SYMBOL_RE, OrderStatus, OrderType, Side, TimeInForce
+from tradesim.domain.events import MAX_EPOCH_MS, MAX_PRICE, SYMBOL_RE, OrderStatus, OrderType, Side, TimeInForce
 from tradesim.domain.trades import Sort
 
 #: a positive decimal with at most 4 places, as a string (never a JSON number: floats cannot hold cents)
@@ -25,9 +25,6 @@ def money(amount: Decimal) -> str:
     whole, _, frac = format(abs(amount) if amount == 0 else amount, "f").partition(".")
     return f"{whole}.{frac.rstrip('0').ljust(2, '0')}"
 
-
-#: the last millisecond of year 9999: the largest market time the API takes
-MAX_MARKET_MS = 253_402_300_799_999
 
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -79,12 +76,12 @@ class OrderRequest(Strict):
     time_in_force: TimeInForce = "day"
     client_order_id: Annotated[str, Field(min_length=1, max_length=64)] | None = None
     at_ms: int | None = Field(
-        None, ge=0, le=MAX_MARKET_MS, strict=True,
+        None, ge=0, le=MAX_EPOCH_MS, strict=True,
         description="scripted runs: the order's time on the market's clock (tick event time, epoch ms); the "
         "execution job holds the order until the ticks pass that time and matches it on the quote in effect then; "
         "the API's price and balance pre-check is skipped (the job decides at that time)")
     cancel_at_ms: int | None = Field(
-        None, ge=0, le=MAX_MARKET_MS, strict=True,
+        None, ge=0, le=MAX_EPOCH_MS, strict=True,
         description="scripted runs: cancel the order, if still open, once the ticks pass this market time")
 
     @model_validator(mode="after")

@@ -9,13 +9,13 @@ from typing import Annotated, Any, Literal
 from fastapi import Query
 from fastapi.exceptions import RequestValidationError
 
+from tradesim.domain.events import MAX_EPOCH_MS
+
 Interval = Literal["1m", "5m", "1h", "1d"]
 INTERVAL_S: dict[str, int] = {"1m": 60, "5m": 300, "1h": 3600, "1d": 86_400}
 MAX_BUCKETS = 10_000
 DEFAULT_SPAN_MS = 24 * 3600 * 1000
 DAY_MS = 86_400_000
-#: 9999-12-31T23:59:59.999Z: datetime's limit, so every accepted time can be shown back as ISO-8601
-MAX_MS = 253_402_300_799_999
 #: epoch ms (digits), or an ISO-8601 date / date-time; the parser decides the rest (naive times are UTC)
 TIME_PATTERN = r"^([0-9]{1,15}|[0-9]{4}-[0-9]{2}-[0-9]{2}([T ][0-9:.]{2,15})?(Z|[+-][0-9]{2}:?[0-9]{2})?)$"
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -56,8 +56,8 @@ def parse_time(name: str, value: str | None) -> int | None:
             ms = (when - _EPOCH) // _MS  # integer arithmetic: a float timestamp could be 1 ms off
         except OverflowError:
             raise invalid(name, f"out of range: {value!r}") from None
-    if not 0 <= ms <= MAX_MS:
-        raise invalid(name, f"must be between 1970-01-01 and 9999-12-31 (epoch ms 0..{MAX_MS}), got {value!r}")
+    if not 0 <= ms <= MAX_EPOCH_MS:
+        raise invalid(name, f"must be between 1970-01-01 and 9999-12-31 (epoch ms 0..{MAX_EPOCH_MS}), got {value!r}")
     return ms
 
 

@@ -76,7 +76,7 @@ DIRECT_BACKLOG = 64 * 1024
 ACCOUNT_QUEUE = 10_000
 #: replies (acks, snapshots, bar histories, errors, heartbeats) a client may leave unread before it is closed (1008):
 #: they are never conflated, so this is what bounds them for a client that sends requests and does not read
-CONTROL_QUEUE = 2_000
+CONTROL_QUEUE = 5_000
 #: bad frames a client may send within BAD_FRAMES_WINDOW_S before it is closed (1008)
 BAD_FRAMES = 20
 BAD_FRAMES_WINDOW_S = 10.0
@@ -130,6 +130,7 @@ class Client:
         #: set by close_with: the close code and reason to send once the account queue (the error frame) is out
         self.closing: tuple[CloseCode, str] | None = None
         self.bad: deque[float] = deque(maxlen=BAD_FRAMES)  # when its latest bad frames came
+        self.replies = 0  # control frames in `queue`
 
     def can_take_directly(self) -> bool:
         transport = self.ws.transport
@@ -159,12 +160,19 @@ class Client:
         if self.closing is not None:
             return
         self.queue.append(("", 0, 0, frame))
+        self.replies += 1
         self.bound_replies()
         self.wake.set()
 
+    def replace_queue(self, updates: list[Update]) -> None:
+        """Set the queue (a subscription's replies spliced in) and bound its replies."""
+        self.queue = deque(updates)
+        self.replies = sum(1 for u in self.queue if not u[0])
+        self.bound_replies()
+
     def bound_replies(self) -> None:
         """Close a client that left more than CONTROL_QUEUE replies unread (they are never conflated)."""
-        if self.closing is None and sum(1 for u in self.queue if not u[0]) > CONTROL_QUEUE:
+        if self.closing is None and self.replies > CONTROL_QUEUE:
             self.close_with(CloseCode.POLICY_VIOLATION, "too_many_unread_replies",
                             f"more than {CONTROL_QUEUE} replies unread: read what you ask for")
 
@@ -192,6 +200,7 @@ class Client:
     def close_with(self, code: CloseCode, error: str, message: str) -> None:
         """Send an error frame, then close with `code`; what is still queued is dropped (refilled over REST)."""
         self.queue.clear()
+        self.replies = 0
         self.account.clear()
         self.account.append(_error(error, message))
         self.closing = (code, error)
@@ -205,7 +214,8 @@ class Client:
                 if self.account:
                     frame = self.account.popleft()
                 elif self.queue and not self.paused and self.closing is None:
-                    frame = self.queue.popleft()[3]
+                    key, _, _, frame = self.queue.popleft()
+                    self.replies -= not key
                 else:
                     break
                 await self.ws.send(frame)
@@ -326,8 +336,7 @@ class MarketDataHub:
                 head = json.dumps({"type": "bars", "symbol": s, "interval": interval})[:-1]
                 frames.append(("", 0, 0, head + ',"data":[' + ",".join(bars) + "]}"))  # bars stay as stored
             kept = [u for u in client.queue if not (u[0] in covered and u[2] <= covered[u[0]])]
-            client.queue = deque([*frames, *kept])
-            client.bound_replies()
+            client.replace_queue([*frames, *kept])
         finally:
             client.paused = False
             client.wake.set()
@@ -346,7 +355,7 @@ class MarketDataHub:
         known_flags = await self.redis.smismember(SYMBOLS_KEY, symbols) if symbols else []
         known = [s for s, k in zip(symbols, known_flags, strict=True) if k]
         unknown = [s for s, k in zip(symbols, known_flags, strict=True) if not k]
-        if unknown:
+        if unknown and not client.count_bad_frame(time.monotonic()):  # each costs a lookup: a loop is bad too
             client.send_now(json.dumps({"type": "error", "code": "unknown_symbol", "symbols": unknown,
                                         "message": "no price was ever published for these symbols"}))
         if not known:
@@ -371,8 +380,7 @@ class MarketDataHub:
                     frames.append(("", 0, 0, '{"type":"snapshot","data":' + snap + "}"))
             kept = [u for u in client.queue if not (u[0] in covered and (u[1], u[2]) <= covered[u[0]])]
             ack = ("", 0, 0, json.dumps({"type": "subscribed", "symbols": known}))
-            client.queue = deque([ack, *frames, *kept])
-            client.bound_replies()
+            client.replace_queue([ack, *frames, *kept])
         finally:
             client.paused = False
             client.wake.set()
@@ -494,11 +502,18 @@ class MarketDataHub:
         if (not isinstance(symbols, list) or not symbols or len(symbols) > MAX_SYMBOLS
                 or not all(isinstance(s, str) and 0 < len(s) <= 16 for s in symbols)):
             return error(f"symbols must be a non-empty list of at most {MAX_SYMBOLS} symbol strings")
+        if doc["op"] in ("subscribe_bars", "unsubscribe_bars") and doc.get("interval") not in BAR_INTERVALS:
+            return error(f"interval must be one of {', '.join(BAR_INTERVALS)}")
+        try:
+            return await self._subscription(client, doc, symbols)
+        except aioredis.RedisError as exc:  # Redis restarting: the request fails, the connection stays
+            client.send_now(_error("unavailable", f"the price cache is unavailable, retry shortly: {exc}"))
+            return None
+
+    async def _subscription(self, client: Client, doc: dict[str, Any], symbols: list[str]) -> None:
         wanted = sorted({s.upper() for s in symbols})
         if doc["op"] in ("subscribe_bars", "unsubscribe_bars"):
-            interval = doc.get("interval")
-            if interval not in BAR_INTERVALS:
-                return error(f"interval must be one of {', '.join(BAR_INTERVALS)}")
+            interval = str(doc["interval"])
             if doc["op"] == "subscribe_bars":
                 await self.subscribe_bars(client, wanted, interval)
             else:
