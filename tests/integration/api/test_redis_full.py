@@ -35,6 +35,9 @@ def full_redis(settings: Settings) -> Iterator[redis.Redis]:
                 break
         else:
             pytest.fail("Redis never refused a write")
+        # hold it full: expiring keys (rate-limit counters) free a few bytes every second, which would let a
+        # small write through; a cap 2 MiB under what it holds refuses writes until real space frees
+        r.config_set("maxmemory", int(r.info("memory")["used_memory"]) - 2 * 1024 * 1024)
         yield r
     finally:
         for key in r.scan_iter(f"fill:{tag}:*", count=1000):
