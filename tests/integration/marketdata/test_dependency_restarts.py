@@ -16,6 +16,7 @@ import pytest
 from websockets.sync.client import ClientConnection
 
 from tradesim.adapters.kafka.errors import KafkaDeliveryError
+from tradesim.adapters.redis.prices import PriceCache
 from tradesim.services.ingest.publisher import TickPublisher, publish_all
 from tradesim.settings import Settings
 from tradesim.stack import registry
@@ -25,7 +26,7 @@ from tradesim.stack.process import OsProcessTable
 from tradesim.stack.supervisor import Supervisor
 from tradesim.testing.factories import tick, unique_symbol
 
-from .conftest import recv_json, wait_for, ws_client
+from .conftest import cached_seq, recv_json, wait_for, ws_client
 
 pytestmark = pytest.mark.integration
 SERVICES = ("marketdata", "api", "persistence")
@@ -90,11 +91,12 @@ def _price_seq(ws: ClientConnection, symbol: str, after: int, timeout_s: float) 
 
 @pytest.mark.parametrize("dependency", ["redis", "dynamodb", "kafka"])
 def test_services_ride_out_a_dependency_restart(settings: Settings, supervisor: Supervisor, jobs: list[str],
-                                                dependency: str) -> None:
+                                                cache: PriceCache, dependency: str) -> None:
     state = supervisor.state_file.load().components
     services = {name: state[name].handle for name in SERVICES}
     symbol = unique_symbol("R")
     publish_all(settings, [tick(symbol, 1)], run_id=1)
+    wait_for(lambda: cached_seq(cache, symbol) == 1, 30, "the first price cached (a symbol never priced is unknown)")
     only = Supervisor(settings, registry.build(settings, [dependency]))
     with ws_client(settings) as ws, Load(settings) as load:
         ws.send(json.dumps({"op": "subscribe", "symbols": [symbol]}))
