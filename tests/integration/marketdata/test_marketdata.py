@@ -226,10 +226,12 @@ def test_a_client_sending_bad_frames_in_a_loop_is_closed_1008(settings: Settings
     assert sum(e["code"] == "bad_request" for e in errors) < 20  # answered up to the limit, then closed
 
 
-def test_a_client_that_asks_without_reading_is_closed_not_queued_without_bound(settings: Settings) -> None:
+def test_a_client_that_asks_without_reading_is_closed_not_queued_without_bound(settings: Settings,
+                                                                              cache: PriceCache) -> None:
     """Replies are never conflated (acks, snapshots): what bounds them is closing a client that does not read."""
     s = unique_symbol()
     _publish(settings, [tick(s, 1)])
+    wait_for(lambda: cached_seq(cache, s) == 1, what="the price cached (an unknown symbol is a bad request)")
     with socket.socket() as sock:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
         sock.connect((settings.marketdata.host, settings.marketdata.ws_port))
