@@ -25,6 +25,8 @@ PositiveDecimal = Annotated[Decimal, Field(gt=0, allow_inf_nan=False)]
 MAX_PRICE = Decimal("1000000")
 PRICE_PLACES = 4
 MAX_PRINT_SIZE = 1_000_000_000
+#: the most shares one order may ask for (API, scenario files, strategies, the event)
+MAX_QTY = 1_000_000_000
 MarketPrice = Annotated[Decimal, Field(gt=0, le=MAX_PRICE, allow_inf_nan=False, decimal_places=PRICE_PLACES)]
 #: the last millisecond of year 9999: every epoch-ms time is at most this, so every consumer can make a date of it
 MAX_EPOCH_MS = 253_402_300_799_999
@@ -133,7 +135,7 @@ class OrderPlaced(Event):
     user_id: IdStr
     symbol: SymbolStr
     side: Side
-    qty: int = Field(gt=0, le=1_000_000_000)
+    qty: int = Field(gt=0, le=MAX_QTY)
     order_type: OrderType
     limit_price: MarketPrice | None = None
     stop_price: MarketPrice | None = None

@@ -28,6 +28,7 @@ from pydantic import (
 
 from tradesim.domain.events import (
     MAX_PRICE,
+    MAX_QTY,
     PRICE_PLACES,
     SYMBOL_RE,
     Bar,
@@ -192,7 +193,7 @@ class ScriptedOrder(_Section):
     account: AccountName
     symbol: SymbolStr
     side: Side
-    qty: int = Field(gt=0, le=1_000_000_000, strict=True, description="Shares, a positive integer.")
+    qty: int = Field(gt=0, le=MAX_QTY, strict=True, description="Shares, a positive integer.")
     type: OrderType = "market"
     limit_price: Price | None = Field(None, description="Required for limit and stop_limit, else absent.")
     stop_price: Price | None = Field(None, description="Required for stop and stop_limit, else absent.")

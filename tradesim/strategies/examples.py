@@ -13,11 +13,11 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
-from tradesim.domain.events import Bar, OrderOutcome, Tick
+from tradesim.domain.events import MAX_QTY, Bar, OrderOutcome, Tick
 from tradesim.domain.money import CENT
 from tradesim.strategies.sdk import Context, Strategy, StrategyParams, parse_params
 
-Qty = Field(strict=True, gt=0, le=1_000_000_000, description="shares per order")
+Qty = Field(strict=True, gt=0, le=MAX_QTY, description="shares per order")
 
 
 class BuyAndHold(Strategy):

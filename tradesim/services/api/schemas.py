@@ -7,7 +7,16 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from tradesim.domain.events import MAX_EPOCH_MS, MAX_PRICE, SYMBOL_RE, OrderStatus, OrderType, Side, TimeInForce
+from tradesim.domain.events import (
+    MAX_EPOCH_MS,
+    MAX_PRICE,
+    MAX_QTY,
+    SYMBOL_RE,
+    OrderStatus,
+    OrderType,
+    Side,
+    TimeInForce,
+)
 from tradesim.domain.trades import Sort
 
 #: a positive decimal with at most 4 places, as a string (never a JSON number: floats cannot hold cents)
@@ -69,7 +78,7 @@ class ResetDone(BaseModel):
 class OrderRequest(Strict):
     symbol: Annotated[str, Field(pattern=f"^{SYMBOL_RE}$", examples=["ACME"])]
     side: Side
-    qty: int = Field(gt=0, le=1_000_000_000, strict=True, description="shares: a positive integer")
+    qty: int = Field(gt=0, le=MAX_QTY, strict=True, description="shares: a positive integer")
     type: OrderType = "market"
     limit_price: PriceStr | None = Field(None, description="required for limit and stop_limit, else absent")
     stop_price: PriceStr | None = Field(None, description="required for stop and stop_limit, else absent")
