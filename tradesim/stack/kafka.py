@@ -117,7 +117,8 @@ class Kafka(Component):
             run_tool(self.name, [
                 self._java(), "-Xmx256m", f"-Dlog4j2.configurationFile={self.dir / 'log4j2.xml'}",
                 "-cp", f"{self.libs}/*", "kafka.tools.StorageTool", "format",
-                "-t", cluster_id_file.read_text().strip(), "-c", str(self.dir / "server.properties"),
+                # one token: a random id may start with "-", which the tool would take for an option
+                f"--cluster-id={cluster_id_file.read_text().strip()}", "-c", str(self.dir / "server.properties"),
                 "--standalone", "--ignore-formatted",
             ], "kafka storage format", timeout_s=120)
 

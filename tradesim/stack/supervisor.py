@@ -176,7 +176,8 @@ class Supervisor:
                                        if c not in to_start and c.name in state.components]
                     note = (f" (left running: {', '.join(still)}; `tradesim down` stops them)" if still
                             else " (nothing else was started)")
-                    raise type(exc)(f"{exc}{note}") from None
+                    exc.args = (f"{exc}{note}",)  # same type and fields (ProvisionError has its own signature)
+                    raise exc from None
                 started.append(comp.name)
 
             for comp in self.components:
