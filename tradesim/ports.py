@@ -23,6 +23,10 @@ class StoreFull(Unavailable):
     """The store answers but refuses writes: it is at its memory cap (Redis `maxmemory` with noeviction)."""
 
 
+class InjectedFault(Exception):
+    """Raised on purpose by a stage configured to fail on a record (`faults.poison`), to drill the guards."""
+
+
 class Ledger(Protocol):
     """Where an order's outcome is recorded together with its cash/position change, atomically."""
 

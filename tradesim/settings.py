@@ -22,6 +22,7 @@ from pydantic_settings import (
 )
 
 from tradesim.domain.fees import FeeModel
+from tradesim.ports import InjectedFault
 
 Port = Annotated[int, Field(ge=1, le=65535)]
 LOOPBACK = "127.0.0.1"
@@ -335,6 +336,24 @@ class FlinkSettings(Section):
         return (self.rest_url or f"http://{self.host}:{self.rest_port}").rstrip("/")
 
 
+PoisonStage = Literal["bars", "match", "settle", "persist"]
+
+
+class FaultSettings(Section):
+    """Deliberate faults, for tests and drills of the guards; all off by default."""
+
+    poison: dict[PoisonStage, str] = Field(
+        default_factory=dict,
+        description="Stage → symbol: that stage raises on every record of the symbol, as a record that breaks "
+        "the code would (`bars` and `match`: ticks and orders in the jobs; `settle`: the settlement write; "
+        "`persist`: the read-side writes). The record goes to dead_letter and the stage goes on.")
+
+    def check(self, stage: PoisonStage, symbol: str | None) -> None:
+        """Raise InjectedFault when this stage is set to fail on this symbol."""
+        if symbol is not None and self.poison.get(stage) == symbol:
+            raise InjectedFault(f"injected fault: {stage} fails on {symbol} (faults.poison)")
+
+
 class StackSettings(Section):
     """How `tradesim up` runs servers."""
 
@@ -395,6 +414,7 @@ class Settings(BaseSettings):
     persistence: PersistenceSettings = PersistenceSettings()
     market: MarketSettings = MarketSettings()
     tui: TuiSettings = TuiSettings()
+    faults: FaultSettings = FaultSettings()
 
     @field_validator("home", "cache_dir", "scenarios_dir")
     @classmethod

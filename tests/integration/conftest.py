@@ -3,6 +3,7 @@ Supervisor `tradesim up` uses, and stops it at the end if it was not running bef
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterator
 
@@ -11,6 +12,11 @@ import pytest
 from tradesim.settings import Settings, load_settings
 from tradesim.stack import registry
 from tradesim.stack.supervisor import Supervisor
+
+#: The test stack's deliberate faults: stages that raise on every record of these symbols, which no other test
+#: uses (tests/integration/execution/test_poison.py, flink/test_bars.py, persistence/test_persistence.py).
+POISON = {"bars": "ZZPOISON", "match": "ZZPOISON", "settle": "ZZPOISON.S", "persist": "ZZPOISON.P"}
+os.environ.setdefault("TRADESIM_FAULTS__POISON", json.dumps(POISON))
 
 
 def _progress(component: str, message: str) -> None:

@@ -200,7 +200,7 @@ class OrderCancelRequested(Event):
 
 OrderStatus = Literal["executed", "rejected", "cancelled", "expired"]
 RejectReason = Literal["insufficient_funds", "insufficient_shares", "unknown_symbol", "expired", "invalid",
-                       "too_many_recent_orders", "not_processed_in_time"]
+                       "too_many_recent_orders", "not_processed_in_time", "internal_error"]
 
 
 class OrderOutcome(Event):

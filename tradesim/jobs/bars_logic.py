@@ -11,7 +11,8 @@ from dataclasses import dataclass, field
 from decimal import ROUND_HALF_EVEN, Decimal
 
 from tradesim.domain.errors import InvalidRecord
-from tradesim.domain.events import Bar, DeadLetter, Tick, decode, encode
+from tradesim.domain.events import Bar, Tick, decode, encode
+from tradesim.jobs.guard import dead_letter
 
 JOB_NAME = "bars"
 INTERVALS_MS: dict[str, int] = {"1s": 1_000, "1m": 60_000}
@@ -39,18 +40,12 @@ def parse_tick(raw: bytes | str) -> Tick:
     return decode(Tick, raw)
 
 
-def dead_letter(raw: bytes | str, reason: str, source_topic: str, consumer: str = JOB_NAME) -> str:
-    """The JSON record sent to `dead_letter` for a record that could not be parsed."""
-    text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw
-    return encode(DeadLetter(source_topic=source_topic, consumer=consumer, reason=reason, record=text)).decode()
-
-
 def classify(raw: str, source_topic: str) -> tuple[Tick | None, str | None]:
     """(tick, None) for a valid record, (None, dead-letter JSON) for a malformed one; never raises."""
     try:
         return parse_tick(raw), None
     except InvalidRecord as exc:
-        return None, dead_letter(raw, str(exc), source_topic)
+        return None, dead_letter(raw, str(exc), source_topic, JOB_NAME)
 
 
 def tick_key(tick: Tick) -> tuple[int, int, int]:

@@ -14,6 +14,9 @@ Topology
                                                                       Orders items and the API's holdings view;
                                                                       `in_book` for an order that rests
 
+A record a stage raises on goes to dead_letter with the error and the job goes on (tradesim.jobs.guard); such an
+order still ends, rejected with `internal_error`, when that can be recorded.
+
 Guarantees. State (books, queued decisions, unwritten mirror batches) is checkpointed; sources rewind to the
 last checkpoint on failure. A replayed order may match differently (orders and ticks interleave anew), but
 settle() finds the first recorded outcome and re-emits it, so each order_id has exactly one terminal outcome
@@ -32,27 +35,24 @@ import argparse
 import logging
 import sys
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TypeVar
 
 from pyflink.common import Row, Types, WatermarkStrategy
 from pyflink.common.serialization import SimpleStringSchema
 from pyflink.datastream import CheckpointingMode, RuntimeContext, StreamExecutionEnvironment
-from pyflink.datastream.connectors.base import DeliveryGuarantee
 from pyflink.datastream.connectors.kafka import (
     KafkaOffsetResetStrategy,
-    KafkaOffsetsInitializer,
-    KafkaRecordSerializationSchema,
-    KafkaSink,
     KafkaSource,
 )
 from pyflink.datastream.functions import KeyedCoProcessFunction, KeyedProcessFunction
 from pyflink.datastream.state import ListStateDescriptor, ValueStateDescriptor
 from pyflink.table import StreamTableEnvironment
 
-from tradesim.domain.book import Book
+from tradesim.domain.book import Book, Decision
 from tradesim.jobs import execution_logic as logic
-from tradesim.jobs.sinks import keyed_kafka_sink
+from tradesim.jobs import guard
+from tradesim.jobs.sinks import DEAD_LETTERS, dead_letter_sink, keyed_kafka_sink, start_at
 
 log = logging.getLogger("tradesim.jobs.execution")
 T = TypeVar("T")
@@ -68,9 +68,10 @@ def _settings() -> Any:
 class SymbolStage(KeyedCoProcessFunction):
     """Keyed by symbol: orders/cancels (input 1) and ticks (input 2) against one Book in state."""
 
-    def __init__(self, deadline_ms: int) -> None:
+    def __init__(self, deadline_ms: int, orders_topic: str, market_topic: str) -> None:
         super().__init__()
         self.deadline_ms = deadline_ms  # an order older than this when it arrives expires unmatched
+        self.orders_topic, self.market_topic = orders_topic, market_topic
 
     def open(self, runtime_context: RuntimeContext) -> None:
         from tradesim.adapters.redis.client import connect
@@ -79,6 +80,7 @@ class SymbolStage(KeyedCoProcessFunction):
         from tradesim.domain.matching import SlippageModel
 
         s = _settings()
+        self.faults = s.faults
         self.book_state = runtime_context.get_state(ValueStateDescriptor("book", Types.PICKLED_BYTE_ARRAY()))
         self.slippage = SlippageModel(max_bps=s.trading.slippage_bps, seed=s.trading.slippage_seed)
         cache = PriceCache(connect(s.redis))
@@ -96,17 +98,31 @@ class SymbolStage(KeyedCoProcessFunction):
         return self.book_state.value() or Book()
 
     def process_element1(self, value: Any, ctx: KeyedCoProcessFunction.Context) -> Iterable[Any]:
-        book = self._book()
-        if value.type == "order_placed":
-            decisions = book.on_order(value, self.slippage, self.fallback, deadline_ms=self.deadline_ms)
-        else:
-            decisions = book.on_cancel(value)
+        try:
+            self.faults.check("match", value.symbol)
+            book = self._book()
+            if value.type == "order_placed":
+                decisions = list(book.on_order(value, self.slippage, self.fallback, deadline_ms=self.deadline_ms))
+            else:
+                decisions = list(book.on_cancel(value))
+        except Exception as exc:  # noqa: BLE001 - set the record aside; the book stays as it was (guard)
+            yield DEAD_LETTERS, guard.failed(value, exc, stage="match", source_topic=self.orders_topic,
+                                             consumer=logic.JOB_NAME)
+            if value.type == "order_placed":  # the order still ends, with no cash or shares moved
+                yield Decision(value, "reject", reason="internal_error")
+            return
         self.book_state.update(book)
         yield from decisions
 
     def process_element2(self, value: Any, ctx: KeyedCoProcessFunction.Context) -> Iterable[Any]:
-        book = self._book()
-        decisions = book.on_tick(value, self.slippage)
+        try:
+            self.faults.check("match", value.symbol)
+            book = self._book()
+            decisions = list(book.on_tick(value, self.slippage))
+        except Exception as exc:  # noqa: BLE001 - as above: the tick is set aside, the book keeps its quote
+            yield DEAD_LETTERS, guard.failed(value, exc, stage="match", source_topic=self.market_topic,
+                                             consumer=logic.JOB_NAME)
+            return
         self.book_state.update(book)
         yield from decisions
 
@@ -125,12 +141,17 @@ class UserStage(KeyedProcessFunction):
     and timers are checkpointed: decisions queued at a checkpoint are settled after a restore. 0: settle each
     decision on arrival."""
 
+    def __init__(self, orders_topic: str) -> None:
+        super().__init__()
+        self.orders_topic = orders_topic
+
     def open(self, runtime_context: RuntimeContext) -> None:
         from tradesim.adapters.dynamodb.client import DynamoDB
         from tradesim.adapters.dynamodb.orders import OrderStore
         from tradesim.adapters.dynamodb.portfolios import PortfolioStore
 
         s = _settings()
+        self.faults = s.faults
         # Every operator of the job runs in one embedded interpreter (thread mode). This stage waits on DynamoDB;
         # after each answer it must win the GIL back from the other stages, which by default may hold it 5 ms.
         sys.setswitchinterval(0.0005)
@@ -160,11 +181,26 @@ class UserStage(KeyedProcessFunction):
             yield from settled
 
     def _settle(self, decisions: list[Any]) -> list[Any]:
+        """The settled (order, outcome, written) triples; a decision whose settling raises goes to dead_letter,
+        alone (its group is settled again without it), and its order is rejected with `internal_error` if that
+        can be recorded. Safe for at-most-once: settling finds an outcome already recorded and returns it."""
         from tradesim.domain.settlement import settle_group
 
         user_id = decisions[0].order.user_id
-        settled = _retrying(lambda: settle_group(user_id, decisions, self.portfolios, self.fees))
-        return [(s.order, s.outcome, s.written) for s in settled]
+
+        def write(group: Sequence[Decision]) -> list[Any]:
+            for d in group:
+                self.faults.check("settle", d.order.symbol)
+            return _retrying(lambda: settle_group(user_id, list(group), self.portfolios, self.fees))
+
+        settled, failed = guard.isolate(decisions, write)
+        out: list[Any] = []
+        for decision, exc in failed:
+            out.append((DEAD_LETTERS, guard.failed(decision.order, exc, stage="settle",
+                                                   source_topic=self.orders_topic, consumer=logic.JOB_NAME)))
+            rejected, _ = guard.isolate([Decision(decision.order, "reject", reason="internal_error")], write)
+            settled += rejected
+        return out + [(s.order, s.outcome, s.written) for s in settled]
 
 
 class MirrorStage(KeyedProcessFunction):
@@ -178,6 +214,10 @@ class MirrorStage(KeyedProcessFunction):
     batch is the subtask's whole stream (at any parallelism this operator is one subtask's work, which batching
     makes light). A resting order's `in_book` mark stays immediate and conditional (it must never replace an
     outcome)."""
+
+    def __init__(self, executed_topic: str) -> None:
+        super().__init__()
+        self.executed_topic = executed_topic
 
     def open(self, runtime_context: RuntimeContext) -> None:
         from tradesim.adapters.dynamodb.client import DynamoDB
@@ -196,20 +236,30 @@ class MirrorStage(KeyedProcessFunction):
 
     def process_element(self, value: Any, ctx: KeyedProcessFunction.Context) -> Iterable[Any]:
         order, outcome, _written = value
-        if outcome is None:  # the order rests: open until its outcome, whatever the processing deadline
+        if outcome is not None:
+            _queue_for_next_tick(self.pending, ctx, self.flush_ms, value)
+            return
+        try:  # the order rests: open until its outcome, whatever the processing deadline
             _retrying(lambda: self.orders.mark_in_book(order))
-            return iter(())
-        _queue_for_next_tick(self.pending, ctx, self.flush_ms, value)
-        return iter(())
+        except Exception as exc:  # noqa: BLE001 - the mark is advisory (the book holds the order); set it aside
+            yield DEAD_LETTERS, guard.failed(order, exc, stage="mirror", source_topic=self.executed_topic,
+                                             consumer=logic.JOB_NAME)
 
     def on_timer(self, timestamp: int, ctx: KeyedProcessFunction.OnTimerContext) -> Iterable[Any]:
         batch = list(self.pending.get())
-        if batch:
-            self.view.apply([written for _, _, written in batch if written is not None])
-            decided = [(order, outcome) for order, outcome, _ in batch]
-            _retrying(lambda: self.orders.record_outcomes(decided))
-            self.pending.clear()
-        return iter(())
+        if not batch:
+            return
+        self.view.apply([written for _, _, written in batch if written is not None])
+
+        def record(decided: Sequence[tuple[Any, Any]]) -> list[None]:
+            _retrying(lambda: self.orders.record_outcomes(list(decided)))
+            return []
+
+        _, failed = guard.isolate([(order, outcome) for order, outcome, _ in batch], record)
+        self.pending.clear()
+        for (_, outcome), exc in failed:  # the outcome is settled and on trade_executed; only its copy is missing
+            yield DEAD_LETTERS, guard.failed(outcome, exc, stage="mirror", source_topic=self.executed_topic,
+                                             consumer=logic.JOB_NAME)
 
 
 def _queue_for_next_tick(queue: Any, ctx: KeyedProcessFunction.Context, period_ms: int, value: Any) -> None:
@@ -249,6 +299,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--executed-topic", default="trade_executed")
     p.add_argument("--dead-letter-topic", default="dead_letter")
     p.add_argument("--group-id", default="tradesim-execution")
+    p.add_argument("--orders-start", default="", help="partition:offset,... (default: the group's committed)")
+    p.add_argument("--market-start", default="", help="partition:offset,... (default: the group's committed)")
     p.add_argument("--job-name", default=logic.JOB_NAME)
     p.add_argument("--processing-deadline-s", type=int, default=86_400,
                    help="an order that reaches the job later than this after its placing expires unmatched")
@@ -259,13 +311,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def _source(args: argparse.Namespace, topic: str, group: str, reset: Any) -> KafkaSource:
+def _source(args: argparse.Namespace, topic: str, group: str, start: str, reset: Any) -> KafkaSource:
     return (
         KafkaSource.builder()
         .set_bootstrap_servers(args.bootstrap)
         .set_topics(topic)
         .set_group_id(group)
-        .set_starting_offsets(KafkaOffsetsInitializer.committed_offsets(reset))
+        .set_starting_offsets(start_at(topic, start, reset))
         .set_value_only_deserializer(SimpleStringSchema())
         .set_property("isolation.level", "read_committed")
         .set_property("partition.discovery.interval.ms", "60000")
@@ -278,38 +330,36 @@ def build(env: StreamExecutionEnvironment, args: argparse.Namespace) -> StreamTa
     env.set_buffer_timeout(args.buffer_timeout_ms)
     orders_topic = args.orders_topic
     # Orders: every accepted order must be processed, so a fresh job starts from the beginning of the topic.
-    raw_orders = env.from_source(_source(args, orders_topic, args.group_id, KafkaOffsetResetStrategy.EARLIEST),
+    raw_orders = env.from_source(_source(args, orders_topic, args.group_id, args.orders_start,
+                                         KafkaOffsetResetStrategy.EARLIEST),
                                  WatermarkStrategy.no_watermarks(), "trade_orders")
     classified = raw_orders.map(lambda r: logic.classify_order(r, orders_topic)).name("parse orders")
-    classified.filter(lambda c: c[1] is not None).map(lambda c: c[1], output_type=Types.STRING()).sink_to(
-        KafkaSink.builder()
-        .set_bootstrap_servers(args.bootstrap)
-        .set_record_serializer(KafkaRecordSerializationSchema.builder().set_topic(args.dead_letter_topic)
-                               .set_value_serialization_schema(SimpleStringSchema()).build())
-        .set_delivery_guarantee(DeliveryGuarantee.AT_LEAST_ONCE)
-        .build()
-    ).name("dead_letter")
+    unparsed = classified.filter(lambda c: c[1] is not None).map(lambda c: c[1], output_type=Types.STRING())
     orders = classified.filter(lambda c: c[0] is not None).map(lambda c: c[0])
 
     # Ticks: only the current price matters; a fresh job starts at the end (older prices come from the cache).
     raw_ticks = env.from_source(
-        _source(args, args.market_topic, args.group_id + "-prices", KafkaOffsetResetStrategy.LATEST),
+        _source(args, args.market_topic, args.group_id + "-prices", args.market_start,
+                KafkaOffsetResetStrategy.LATEST),
         WatermarkStrategy.no_watermarks(), "market_data")
     ticks = raw_ticks.map(lambda r: logic.parse_tick_or_none(r)).filter(lambda t: t is not None)
 
     decisions = (
         orders.connect(ticks)
         .key_by(lambda o: o.symbol or "", lambda t: t.symbol, key_type=Types.STRING())
-        .process(SymbolStage(args.processing_deadline_s * 1000))
+        .process(SymbolStage(args.processing_deadline_s * 1000, orders_topic, args.market_topic))
         .name("match by symbol")
     )
     row_type = Types.ROW_NAMED(["user_id", "payload"], [Types.STRING(), Types.STRING()])
     settled = (
         decisions.key_by(lambda d: d.order.user_id, key_type=Types.STRING())
-        .process(UserStage())
+        .process(UserStage(orders_topic))
         .name("settle by user")
     )
-    settled.key_by(lambda s: "mirror", key_type=Types.STRING()).process(MirrorStage()).name("orders mirror")
+    mirrored = (settled.key_by(lambda s: "mirror", key_type=Types.STRING())
+                .process(MirrorStage(args.executed_topic)).name("orders mirror"))
+    letters = [stage.get_side_output(DEAD_LETTERS) for stage in (decisions, settled, mirrored)]
+    dead_letter_sink(unparsed.union(*letters), topic=args.dead_letter_topic, bootstrap=args.bootstrap)
     outcomes = (settled.filter(lambda s: s[1] is not None).name("outcomes only")
                 .map(_outcome_row, output_type=row_type).name("outcome json"))
     return keyed_kafka_sink(env, outcomes, table="outcomes_sink", key_field="user_id",

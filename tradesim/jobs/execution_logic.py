@@ -14,6 +14,7 @@ from typing import Generic, TypeVar
 from tradesim.domain.book import Book, Decision  # noqa: F401
 from tradesim.domain.errors import InvalidRecord
 from tradesim.domain.events import OrderCancelRequested, OrderPlaced, Tick, decode_trade_order
+from tradesim.jobs.guard import dead_letter
 
 JOB_NAME = "tradesim-execution"
 T = TypeVar("T")
@@ -21,8 +22,6 @@ T = TypeVar("T")
 
 def classify_order(raw: str, source_topic: str) -> tuple[OrderPlaced | OrderCancelRequested | None, str | None]:
     """(event, None) for a valid trade_orders record, (None, dead-letter JSON) for a malformed one; never raises."""
-    from tradesim.jobs.bars_logic import dead_letter
-
     try:
         return decode_trade_order(raw), None
     except InvalidRecord as exc:

@@ -1,9 +1,21 @@
-"""Sinks shared by the Flink jobs."""
+"""Kafka sinks, and where Kafka sources start, shared by the Flink jobs."""
 
 from __future__ import annotations
 
-from pyflink.datastream import DataStream, StreamExecutionEnvironment
+from pyflink.common import Types
+from pyflink.common.serialization import SimpleStringSchema
+from pyflink.datastream import DataStream, OutputTag, StreamExecutionEnvironment
+from pyflink.datastream.connectors.base import DeliveryGuarantee
+from pyflink.datastream.connectors.kafka import (
+    KafkaOffsetResetStrategy,
+    KafkaOffsetsInitializer,
+    KafkaRecordSerializationSchema,
+    KafkaSink,
+    KafkaTopicPartition,
+)
 from pyflink.table import StreamTableEnvironment
+
+from tradesim.jobs.guard import SIDE_OUTPUT
 
 
 def keyed_kafka_sink(env: StreamExecutionEnvironment, rows: DataStream, *, table: str, key_field: str,
@@ -29,3 +41,29 @@ def keyed_kafka_sink(env: StreamExecutionEnvironment, rows: DataStream, *, table
     statements.add_insert(table, t_env.from_data_stream(rows))
     statements.attach_as_datastream()
     return t_env
+
+
+#: side output of the stages that catch a record they raise on (see tradesim.jobs.guard)
+DEAD_LETTERS = OutputTag(SIDE_OUTPUT, Types.STRING())
+
+
+def dead_letter_sink(letters: DataStream, *, topic: str, bootstrap: str) -> None:
+    """The jobs' dead letters (JSON strings) to `topic`, at-least-once: a letter may repeat after a restart."""
+    letters.sink_to(
+        KafkaSink.builder()
+        .set_bootstrap_servers(bootstrap)
+        .set_record_serializer(KafkaRecordSerializationSchema.builder().set_topic(topic)
+                               .set_value_serialization_schema(SimpleStringSchema()).build())
+        .set_delivery_guarantee(DeliveryGuarantee.AT_LEAST_ONCE)
+        .build()
+    ).name("dead_letter")
+
+
+def start_at(topic: str, offsets: str, reset: KafkaOffsetResetStrategy) -> KafkaOffsetsInitializer:
+    """A source's start: `offsets` ("partition:offset,...", resolved by `tradesim jobs submit`, see
+    tradesim.adapters.kafka.client.start_positions) as concrete offsets; empty: the group's committed offsets,
+    else `reset`. A partition not listed (added later) starts the second way."""
+    if not offsets:
+        return KafkaOffsetsInitializer.committed_offsets(reset)
+    pairs = (item.split(":") for item in offsets.split(","))
+    return KafkaOffsetsInitializer.offsets({KafkaTopicPartition(topic, int(p)): int(o) for p, o in pairs}, reset)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from tradesim.settings import Settings
 from tradesim.stack.errors import StackError, UserError
@@ -44,8 +44,43 @@ JOBS: dict[str, JobSpec] = {
 }
 
 
+#: a job's Kafka sources: (topic argument, group suffix, where a new group starts, start-offsets argument)
+SOURCES: dict[str, list[tuple[str, str, Literal["earliest", "latest"], str]]] = {
+    "bars": [("source-topic", "", "earliest", "source-start")],
+    "execution": [("orders-topic", "", "earliest", "orders-start"),
+                  ("market-topic", "-prices", "latest", "market-start")],
+}
+
+
 def job_args(spec: JobSpec, settings: Settings, overrides: dict[str, str] | None = None) -> list[str]:
     """Program arguments of a job, from settings (every endpoint and topic is a setting)."""
+    return _argv(_arg_map(spec, settings, overrides))
+
+
+def _argv(args: dict[str, str]) -> list[str]:
+    return [part for k, v in args.items() for part in (f"--{k}", v)]
+
+
+def _with_start_offsets(spec: JobSpec, settings: Settings, args: dict[str, str]) -> dict[str, str]:
+    """The arguments plus each source's start offsets, resolved now from its group (see
+    tradesim.adapters.kafka.client.start_positions); a restore from a savepoint or checkpoint overrides them."""
+    from tradesim.adapters.kafka.client import start_positions
+    from tradesim.adapters.kafka.errors import KafkaUnavailable
+
+    out = dict(args)
+    for topic_arg, suffix, reset, start_arg in SOURCES.get(spec.name, []):
+        if start_arg in args:
+            continue
+        try:
+            got = start_positions(settings.kafka, args["group-id"] + suffix, args[topic_arg], reset)
+        except KafkaUnavailable as exc:
+            raise StackError(f"cannot submit {spec.name}: {exc}") from None
+        if got:
+            out[start_arg] = ",".join(f"{p}:{o}" for p, o in sorted(got.items()))
+    return out
+
+
+def _arg_map(spec: JobSpec, settings: Settings, overrides: dict[str, str] | None = None) -> dict[str, str]:
     t, f = settings.topics, settings.flink
     args: dict[str, str] = {"bootstrap": settings.kafka.bootstrap, "job-name": spec.flink_name,
                             "checkpoint-interval-ms": str(f.checkpoint_interval_ms)}
@@ -60,7 +95,7 @@ def job_args(spec: JobSpec, settings: Settings, overrides: dict[str, str] | None
         args |= {"source-topic": t.market_data, "sink-topic": t.market_data + "_copy",
                  "group-id": "tradesim-passthrough"}
     args |= overrides or {}
-    return [part for k, v in args.items() for part in (f"--{k}", v)]
+    return args
 
 
 def name_of(flink_job_name: str) -> str:
@@ -105,9 +140,10 @@ def submit_job(settings: Settings, name: str, parallelism: int | None = None,
     flink = Flink(settings)
     flink.provision(progress)  # no-op when the venv and jars exist
     opts = {"python.execution-mode": settings.flink.execution_mode, **(options or {})}
+    args = _with_start_offsets(spec, settings, _arg_map(spec, settings, overrides))
     try:
         job_id = submit(flink.flink_bin, settings.flink.client_rest_url, spec.module,
-                        job_args(spec, settings, overrides), python=flink.python, jars=flink.connector_jars,
+                        _argv(args), python=flink.python, jars=flink.connector_jars,
                         env=flink.client_env(), parallelism=parallelism or settings.flink.parallelism,
                         options=opts)
     except FlinkRequestError as exc:

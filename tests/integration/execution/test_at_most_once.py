@@ -4,6 +4,7 @@ is part of the guarantee); the job is stopped and restored from savepoints like 
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from decimal import Decimal
@@ -13,7 +14,8 @@ import pytest
 
 from tradesim.adapters.dynamodb.client import DynamoDB
 from tradesim.adapters.dynamodb.orders import OrderStore, placed_order
-from tradesim.domain.events import OrderOutcome, OrderPlaced
+from tradesim.domain.events import OrderCancelRequested, OrderOutcome, OrderPlaced
+from tradesim.stack.flink import Flink
 
 from ..api.conftest import (  # noqa: F401 - fixtures
     OrderLog,
@@ -157,3 +159,37 @@ def test_an_order_the_job_did_not_see_within_the_deadline_expires_and_changes_no
         assert (p.cash, p.positions) == (Decimal("100000"), {})
     finally:  # back to the default deadline, with the state the job has now
         start_execution_job(ex.settings, stop_execution_job(ex.settings) if running(ex.settings) else savepoint)
+
+
+def test_a_savepoint_taken_before_any_order_arrived_replays_every_order_since(ex: Exchange, symbol: str) -> None:
+    """A freshly submitted job whose partitions have yielded nothing yet: its savepoint must still hold where each
+    partition stands (the Kafka source would otherwise keep "the group's committed offset" and resolve it at the
+    restore — by then past every order since, which the restored books would never see)."""
+    from tradesim.adapters.kafka.client import start_positions
+
+    ex.price(symbol, 1, "100")
+    for job_id in running(ex.settings):
+        Flink(ex.settings).rest().cancel(job_id)
+    rest = Flink(ex.settings).rest()
+    job_id = start_execution_job(ex.settings)
+    wait_for(lambda: all(v["status"] == "RUNNING" for v in rest.job(job_id)["vertices"]), 60, "the job's tasks")
+    idle = stop_execution_job(ex.settings)  # before any order reached the new job
+    start_execution_job(ex.settings)
+    users = [ex.account("10000") for _ in range(6)]  # several users: most partitions get an order
+    placed = [ex.order(u, symbol, kind="limit", limit="50") for u in users]  # resting, far below the price
+    reader = ex.outcomes()
+    ex.send(*placed)
+    topic = ex.settings.topics.trade_orders
+
+    def all_committed() -> bool:  # a checkpoint committed the job's position past the orders
+        ends = start_positions(ex.settings.kafka, "probe-" + uuid.uuid4().hex[:6], topic, "latest")
+        return start_positions(ex.settings.kafka, "tradesim-execution", topic, "earliest") == ends
+
+    wait_for(all_committed, 60, "the job's offsets committed past the orders", poll_s=0.5)
+    stop_execution_job(ex.settings)
+    start_execution_job(ex.settings, idle)  # books as before the orders: they must come back from the topic
+    now_ms = int(time.time() * 1000)
+    ex.send(*[OrderCancelRequested(order_id=o.order_id, user_id=o.user_id, symbol=symbol, requested_at_ms=now_ms)
+              for o in placed])
+    got = reader.wait([o.order_id for o in placed], timeout_s=60)
+    assert {o.status for o in got.values()} == {"cancelled"}  # each was in the restored book to be cancelled

@@ -12,7 +12,7 @@ from decimal import Decimal
 import pytest
 
 from tests.integration.flink.conftest import BarsJob, make_tick, records
-from tradesim.domain.events import Bar, DeadLetter, decode
+from tradesim.domain.events import Bar, DeadLetter, decode, encode
 from tradesim.jobs.bars_logic import reference_bars
 from tradesim.stack.flink import Flink
 
@@ -109,6 +109,27 @@ def test_malformed_record_goes_to_dead_letter_and_the_job_keeps_running(bars_job
     got = bars_of(bars_job.read_until(bars_start, lambda g: len(bars_of(g, sym)) >= 1, 60), sym)
     assert [b for _, b in got if b.interval == "1s"] == reference_bars(good, "1s")
     assert bars_job.rest.job(bars_job.job_id)["state"] == "RUNNING"
+
+
+def test_a_tick_the_job_raises_on_is_dead_lettered_and_the_other_symbols_bars_go_on(bars_job: BarsJob) -> None:
+    """`faults.poison["bars"]` (the test stack's) makes the bars stage raise on every tick of that symbol."""
+    poison = bars_job.settings.faults.poison.get("bars")
+    assert poison, "the test stack runs with faults.poison (tests/integration/conftest.py)"
+    restarts = bars_job.rest.restarts(bars_job.job_id)
+    b0 = bars_job.take_minute()
+    sym = "PSN" + os.urandom(2).hex().upper()
+    dl_start = bars_job.end_offsets(bars_job.dead_letter_topic)
+    bars_start = bars_job.end_offsets(bars_job.bars_topic)
+    bad = make_tick(poison, 1, b0 + 5, "10", 1)
+    good = [make_tick(sym, 1, b0 + 10, "20.5", 2), make_tick(sym, 2, b0 + 20, "20.7", 2)]
+    bars_job.produce(records([bad, *good, make_tick(sym, 3, b0 + 1000 + OOO_MS + 500, "1", 1)]))
+    (letter,) = [decode(DeadLetter, v) for _, v in bars_job.read_until(dl_start, lambda g: len(g) >= 1, 60)]
+    assert (letter.record, letter.source_topic, letter.consumer) == (
+        encode(bad).decode(), bars_job.ticks_topic, "bars")
+    assert letter.reason.startswith(f"bars failed: InjectedFault: injected fault: bars fails on {poison}")
+    got = bars_of(bars_job.read_until(bars_start, lambda g: len(bars_of(g, sym)) >= 1, 60), sym)
+    assert [b for _, b in got if b.interval == "1s"] == reference_bars(good, "1s")
+    assert bars_job.rest.restarts(bars_job.job_id) == restarts
 
 
 def _running_again(bars_job: BarsJob, deadline: float) -> None:

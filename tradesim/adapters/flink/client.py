@@ -83,6 +83,11 @@ class FlinkRest:
     def job(self, job_id: str) -> dict[str, Any]:
         return self._call("GET", f"/jobs/{job_id}")  # type: ignore[no-any-return]
 
+    def restarts(self, job_id: str) -> int:
+        """How often the job failed and restarted from a checkpoint since it was submitted (its numRestarts)."""
+        rows = self._call("GET", f"/jobs/{job_id}/metrics?get=numRestarts")
+        return int(rows[0]["value"]) if rows else 0
+
     def cancel(self, job_id: str, timeout_s: float = 60) -> None:
         """Make sure the job no longer runs, and wait until it has stopped (so a resubmit right after is not
         mistaken for a duplicate); a job the cluster does not know (e.g. lost in a restart) is done."""

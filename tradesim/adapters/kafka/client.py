@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource, NewTopic, ResourceType
@@ -140,3 +140,30 @@ def group_lag(probe: Consumer, topic: str, timeout_s: float = 2.0) -> int | None
         _log.warning("consumer group lag not measured: %s", exc)
         return None
     return total
+
+
+def start_positions(kafka: KafkaSettings, group: str, topic: str, reset: Literal["earliest", "latest"],
+                    timeout_s: float = 10.0) -> dict[int, int]:
+    """Where a consumer of `group` starts on each partition of `topic` now: the group's committed offset, else the
+    partition's first (`earliest`) or next (`latest`) offset. Empty when the topic does not exist yet.
+
+    For the Flink jobs, which start from these concrete offsets rather than "the committed offset": the Kafka
+    source keeps that marker in its state until a partition yields a record, and resolves it again on a restore,
+    so a savepoint taken while a partition was idle would skip that partition's records since the savepoint."""
+    c = consumer(kafka, group_id=group)
+    try:
+        meta = c.list_topics(topic, timeout=timeout_s).topics.get(topic)
+        if meta is None or meta.error is not None or not meta.partitions:
+            return {}
+        out: dict[int, int] = {}
+        for tp in c.committed([TopicPartition(topic, p) for p in meta.partitions], timeout=timeout_s):
+            if tp.offset >= 0:
+                out[tp.partition] = tp.offset
+            else:
+                low, high = c.get_watermark_offsets(TopicPartition(topic, tp.partition), timeout=timeout_s)
+                out[tp.partition] = low if reset == "earliest" else high
+        return out
+    except KafkaException as exc:
+        raise KafkaUnavailable(f"cannot read the offsets of group {group} on {topic}: {exc}") from None
+    finally:
+        c.close()

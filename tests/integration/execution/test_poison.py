@@ -1,0 +1,120 @@
+"""No single record stops the execution job: a tick or order a stage raises on goes to `dead_letter` with the
+error, and the job goes on without a restart. The records are poisoned by `faults.poison` (set for the test
+stack in tests/integration/conftest.py): the stage raises on every record of that symbol, as a bug would."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from decimal import Decimal
+
+import pytest
+from confluent_kafka import Consumer, TopicPartition
+
+from tradesim.adapters.dynamodb.client import DynamoDB
+from tradesim.adapters.dynamodb.orders import OrderStore
+from tradesim.adapters.kafka.client import consumer
+from tradesim.domain.events import DeadLetter, decode
+from tradesim.services.ingest.publisher import publish_all
+from tradesim.settings import PoisonStage, Settings
+from tradesim.stack.flink import Flink
+from tradesim.testing.factories import tick
+
+from .conftest import Exchange, running, wait_for
+
+pytestmark = pytest.mark.integration
+
+
+def _poison(settings: Settings, stage: PoisonStage) -> str:
+    symbol = settings.faults.poison.get(stage)
+    assert symbol, f"the test stack runs with faults.poison[{stage!r}] (tests/integration/conftest.py); " \
+                   "a stack started without it: `tradesim down` and run again"
+    return symbol
+
+
+class Letters:
+    """The execution job's dead letters from now on."""
+
+    def __init__(self, settings: Settings) -> None:
+        topic = settings.topics.dead_letter
+        self.c: Consumer = consumer(settings.kafka, group_id="dlq-" + uuid.uuid4().hex[:8])
+        parts = self.c.list_topics(topic, timeout=10).topics[topic].partitions
+        self.c.assign([TopicPartition(topic, p, self.c.get_watermark_offsets(TopicPartition(topic, p),
+                                                                            timeout=10)[1]) for p in parts])
+        self.seen: list[DeadLetter] = []
+
+    def wait(self, n: int, about: str) -> list[DeadLetter]:
+        """The first n letters of the execution job whose record mentions `about` (a unique id: the job may
+        repeat letters of earlier records after a restart, at least once)."""
+        def found() -> list[DeadLetter]:
+            return [letter for letter in self.seen if about in letter.record]
+
+        def enough() -> bool:
+            for m in self.c.consume(100, timeout=0.2):
+                if m.error() is None and m.value() and b'"consumer":"tradesim-execution"' in m.value():
+                    self.seen.append(decode(DeadLetter, m.value()))
+            return len(found()) >= n
+
+        wait_for(enough, 60, f"{n} dead letters about {about}")
+        return found()[:n]
+
+
+def _restarts(settings: Settings) -> int:
+    (job_id,) = running(settings)
+    return Flink(settings).rest().restarts(job_id)
+
+
+def test_a_tick_and_an_order_the_matching_raises_on_are_dead_lettered_and_the_job_goes_on(
+        ex: Exchange, symbol: str) -> None:
+    poison = _poison(ex.settings, "match")
+    restarts = _restarts(ex.settings)
+    letters = Letters(ex.settings)
+    ex.price(symbol, 1, "20")
+    user = ex.account("1000")
+    outcomes = ex.outcomes()
+
+    run_id = time.time_ns() // 1_000_000
+    publish_all(ex.settings, [tick(poison, 1, price="20")], run_id=run_id)
+    (on_tick,) = letters.wait(1, f'"run_id":{run_id}')
+    assert (on_tick.source_topic, on_tick.consumer) == (ex.settings.topics.market_data, "tradesim-execution")
+    assert on_tick.reason.startswith("match failed: InjectedFault: injected fault: match fails on " + poison)
+
+    bad, good = ex.order(user, poison), ex.order(user, symbol)
+    ex.send(bad, good)
+    got = outcomes.wait([bad.order_id, good.order_id])
+    (on_order,) = letters.wait(1, bad.order_id)
+    assert on_order.source_topic == ex.settings.topics.trade_orders
+    assert "match failed: InjectedFault" in on_order.reason
+    # the poisoned order still ends, with nothing moved; the other one executes as usual
+    assert (got[bad.order_id].status, got[bad.order_id].reason) == ("rejected", "internal_error")
+    assert got[good.order_id].status == "executed"
+    assert ex.store.get(user).positions == {symbol: 1}
+    assert _restarts(ex.settings) == restarts
+
+
+def test_a_decision_whose_settling_raises_is_set_aside_alone(ex: Exchange, symbol: str) -> None:
+    """The user's other orders in the same group write settle; the poisoned one is dead-lettered, and its order
+    cannot be rejected either (settling anything of it raises), so it stays open — never executed."""
+    poison = _poison(ex.settings, "settle")
+    restarts = _restarts(ex.settings)
+    letters = Letters(ex.settings)
+    ex.price(symbol, 1, "20")
+    publish_all(ex.settings, [tick(poison, 1, price="30")], run_id=time.time_ns() // 1_000_000)
+    wait_for(lambda: ex.cache.latest(poison) is not None, 30, "poison symbol priced")
+    user = ex.account("1000")
+    outcomes = ex.outcomes()
+
+    first, bad, last = ex.order(user, symbol), ex.order(user, poison), ex.order(user, symbol, qty=2)
+    ex.send(first, bad, last)
+    got = outcomes.wait([first.order_id, last.order_id])
+    (letter,) = letters.wait(1, bad.order_id)
+    assert "settle failed: InjectedFault: injected fault: settle fails on " + poison in letter.reason
+    assert letter.source_topic == ex.settings.topics.trade_orders
+    assert [got[o.order_id].status for o in (first, last)] == ["executed", "executed"]
+    outcomes.poll()
+    assert bad.order_id not in outcomes.by_order()
+    portfolio = ex.store.get(user)
+    assert portfolio.positions == {symbol: 3}
+    assert portfolio.cash == min(got[o.order_id].cash_after or 0 for o in (first, last)) < Decimal("1000")
+    assert bad.order_id not in OrderStore(DynamoDB(ex.settings.dynamodb)).decided([bad.order_id])
+    assert _restarts(ex.settings) == restarts
