@@ -5,24 +5,22 @@ stack in tests/integration/conftest.py): the stage raises on every record of tha
 from __future__ import annotations
 
 import time
-import uuid
 from decimal import Decimal
 
 import pytest
-from confluent_kafka import Consumer, TopicPartition
 
 from tradesim.adapters.dynamodb.client import DynamoDB
 from tradesim.adapters.dynamodb.orders import OrderStore
-from tradesim.adapters.kafka.client import consumer
-from tradesim.domain.events import DeadLetter, decode
 from tradesim.services.ingest.publisher import publish_all
 from tradesim.settings import PoisonStage, Settings
 from tradesim.stack.flink import Flink
 from tradesim.testing.factories import tick
+from tradesim.testing.letters import DeadLetters
 
 from .conftest import Exchange, running, wait_for
 
 pytestmark = pytest.mark.integration
+JOB = "tradesim-execution"
 
 
 def _poison(settings: Settings, stage: PoisonStage) -> str:
@@ -30,33 +28,6 @@ def _poison(settings: Settings, stage: PoisonStage) -> str:
     assert symbol, f"the test stack runs with faults.poison[{stage!r}] (tests/integration/conftest.py); " \
                    "a stack started without it: `tradesim down` and run again"
     return symbol
-
-
-class Letters:
-    """The execution job's dead letters from now on."""
-
-    def __init__(self, settings: Settings) -> None:
-        topic = settings.topics.dead_letter
-        self.c: Consumer = consumer(settings.kafka, group_id="dlq-" + uuid.uuid4().hex[:8])
-        parts = self.c.list_topics(topic, timeout=10).topics[topic].partitions
-        self.c.assign([TopicPartition(topic, p, self.c.get_watermark_offsets(TopicPartition(topic, p),
-                                                                            timeout=10)[1]) for p in parts])
-        self.seen: list[DeadLetter] = []
-
-    def wait(self, n: int, about: str) -> list[DeadLetter]:
-        """The first n letters of the execution job whose record mentions `about` (a unique id: the job may
-        repeat letters of earlier records after a restart, at least once)."""
-        def found() -> list[DeadLetter]:
-            return [letter for letter in self.seen if about in letter.record]
-
-        def enough() -> bool:
-            for m in self.c.consume(100, timeout=0.2):
-                if m.error() is None and m.value() and b'"consumer":"tradesim-execution"' in m.value():
-                    self.seen.append(decode(DeadLetter, m.value()))
-            return len(found()) >= n
-
-        wait_for(enough, 60, f"{n} dead letters about {about}")
-        return found()[:n]
 
 
 def _restarts(settings: Settings) -> int:
@@ -68,21 +39,21 @@ def test_a_tick_and_an_order_the_matching_raises_on_are_dead_lettered_and_the_jo
         ex: Exchange, symbol: str) -> None:
     poison = _poison(ex.settings, "match")
     restarts = _restarts(ex.settings)
-    letters = Letters(ex.settings)
+    letters = DeadLetters(ex.settings)
     ex.price(symbol, 1, "20")
     user = ex.account("1000")
     outcomes = ex.outcomes()
 
     run_id = time.time_ns() // 1_000_000
     publish_all(ex.settings, [tick(poison, 1, price="20")], run_id=run_id)
-    (on_tick,) = letters.wait(1, f'"run_id":{run_id}')
+    (on_tick,) = letters.wait(f'"run_id":{run_id}', 1, JOB)
     assert (on_tick.source_topic, on_tick.consumer) == (ex.settings.topics.market_data, "tradesim-execution")
     assert on_tick.reason.startswith("match failed: InjectedFault: injected fault: match fails on " + poison)
 
     bad, good = ex.order(user, poison), ex.order(user, symbol)
     ex.send(bad, good)
     got = outcomes.wait([bad.order_id, good.order_id])
-    (on_order,) = letters.wait(1, bad.order_id)
+    (on_order,) = letters.wait(bad.order_id, 1, JOB)
     assert on_order.source_topic == ex.settings.topics.trade_orders
     assert "match failed: InjectedFault" in on_order.reason
     # the poisoned order still ends, with nothing moved; the other one executes as usual
@@ -97,7 +68,7 @@ def test_a_decision_whose_settling_raises_is_set_aside_alone(ex: Exchange, symbo
     cannot be rejected either (settling anything of it raises), so it stays open — never executed."""
     poison = _poison(ex.settings, "settle")
     restarts = _restarts(ex.settings)
-    letters = Letters(ex.settings)
+    letters = DeadLetters(ex.settings)
     ex.price(symbol, 1, "20")
     publish_all(ex.settings, [tick(poison, 1, price="30")], run_id=time.time_ns() // 1_000_000)
     wait_for(lambda: ex.cache.latest(poison) is not None, 30, "poison symbol priced")
@@ -107,7 +78,7 @@ def test_a_decision_whose_settling_raises_is_set_aside_alone(ex: Exchange, symbo
     first, bad, last = ex.order(user, symbol), ex.order(user, poison), ex.order(user, symbol, qty=2)
     ex.send(first, bad, last)
     got = outcomes.wait([first.order_id, last.order_id])
-    (letter,) = letters.wait(1, bad.order_id)
+    (letter,) = letters.wait(bad.order_id, 1, JOB)
     assert "settle failed: InjectedFault: injected fault: settle fails on " + poison in letter.reason
     assert letter.source_topic == ex.settings.topics.trade_orders
     assert [got[o.order_id].status for o in (first, last)] == ["executed", "executed"]

@@ -21,6 +21,7 @@ from tradesim.settings import Settings
 from tradesim.stack import registry
 from tradesim.stack.supervisor import Supervisor
 from tradesim.testing.factories import outcomes, unique_symbol
+from tradesim.testing.letters import DeadLetters
 from tradesim.testing.waiting import wait_for
 
 
@@ -118,3 +119,46 @@ def test_a_sink_down_for_30_s_holds_only_its_own_position_and_converges_when_bac
     assert fold(analysed(store, users), "user_id") == fold([record_of(e) for e in events], "user_id")
     wait_for(lambda: metric(settings, "tradesim_persistence_consumer_lag", "analytics") == 0, 30,
              "the analytics lag back to 0")
+
+
+def _poison_outcomes(settings: Settings, users: list[str], seed: int) -> list:  # type: ignore[type-arg]
+    poison = settings.faults.poison.get("persist")
+    assert poison, "the test stack runs with faults.poison (tests/integration/conftest.py)"
+    return outcomes(users, [poison], 1, seed=seed)
+
+
+def test_a_record_a_sink_fails_on_goes_to_dead_letter_and_its_batch_lands(
+        settings: Settings, index: TradeIndex, store: TradeStore) -> None:
+    """`faults.poison["persist"]`: writing that symbol's outcomes raises, as a bug in a sink's encoding would."""
+    users = _users(2)
+    (bad,) = _poison_outcomes(settings, users, seed=21)
+    good = outcomes(users, [unique_symbol("P")], 6, seed=22)
+    with DeadLetters(settings) as watcher:
+        publish(settings, [*good[:3], bad, *good[3:]])
+        letters = watcher.wait(bad.order_id, 2)
+    prefix = settings.persistence.group_prefix
+    assert sorted(letter.consumer for letter in letters) == [f"{prefix}-analytics", f"{prefix}-search"]
+    assert all("failed on this record: InjectedFault" in letter.reason for letter in letters)
+    wait_for(lambda: len(searched(index, users)) == 6, 60, "the rest of the batch searchable")
+    wait_for(lambda: len(analysed(store, users)) == 6, 60, "the rest of the batch in ClickHouse")
+
+
+def test_a_poison_record_alone_stalls_its_sink_only_until_another_record_passes(
+        settings: Settings, index: TradeIndex, store: TradeStore) -> None:
+    """Alone, the record cannot be told from a broken sink, so the sink holds its position and retries (nothing is
+    dropped on a guess); the next record that writes shows the sink is fine, and the poison one is set aside."""
+    users = _users(1)
+    (bad,) = _poison_outcomes(settings, users, seed=23)
+    retries = {sink: metric(settings, "tradesim_persistence_retries_total", sink) for sink in ("search", "analytics")}
+    with DeadLetters(settings) as watcher:
+        publish(settings, [bad])
+        for sink, before in retries.items():
+            wait_for(lambda s=sink, b=before: metric(settings, "tradesim_persistence_retries_total", s) > b, 30,
+                     f"the {sink} sink to hold and retry")
+        publish(settings, outcomes(users, [unique_symbol("P")], 2, seed=24))
+        letters = watcher.wait(bad.order_id, 2)
+    assert {letter.consumer.rsplit("-", 1)[1] for letter in letters} == {"search", "analytics"}
+    wait_for(lambda: len(searched(index, users)) == 2, 60, "the next records searchable")
+    wait_for(lambda: len(analysed(store, users)) == 2, 60, "the next records in ClickHouse")
+    for sink in ("search", "analytics"):
+        wait_for(lambda s=sink: metric(settings, "tradesim_persistence_consumer_lag", s) == 0, 30, f"{sink} lag 0")

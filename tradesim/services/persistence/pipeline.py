@@ -3,7 +3,11 @@
 The position advances only after the batch is in the sink, so a crash re-delivers it; the sink makes a repeat a
 no-op (effectively once). While the sink is down the batch is retried with a capped backoff and the position
 holds; the consumer keeps polling (paused) so it stays in its group. A record that is not an outcome, or that
-the sink refuses for what it is (`Refused`), goes to `dead_letter` with the reason; any other failure is retried.
+the sink refuses for what it is (`Refused`), goes to `dead_letter` with the reason. Any other error is the
+record's fault only if other records get written: a batch that fails is written one record at a time, and those
+that still fail while others pass go to `dead_letter`; when every record fails (a missing table, a bug that
+hits all) the sink stalls, retrying, and takes in the records that arrive meanwhile, so that one poison record
+alone in its batch is told apart by the next one that passes.
 """
 
 from __future__ import annotations
@@ -28,6 +32,8 @@ from tradesim.services.persistence import metrics
 from tradesim.settings import Settings
 
 log = logging.getLogger("tradesim.persistence")
+#: while every record fails, the held batch takes in new records up to this many batches (then only retries)
+MAX_HELD_BATCHES = 4
 
 
 @dataclass
@@ -125,10 +131,26 @@ class SinkWorker:
         return good
 
     def _persist(self, batch: list[Message]) -> None:
-        decoded = decode_batch(batch)
-        for msg, reason in decoded.refused:
-            self._dead_letter(msg, reason)
-        if not self._write(decoded.records):
+        records = self._decoded(batch)
+        backoff = 0.1
+        while (failed := self._write(records)) is not None:
+            if not failed:
+                break
+            if len(failed) < len(records):  # others were written or refused: these records are the fault
+                for _, msg, exc in failed:
+                    self._dead_letter(msg, f"{self.sink.name} failed on this record: {type(exc).__name__}: {exc}")
+                records = [(r, m) for r, m in records if all(m is not f[1] for f in failed)]
+                break
+            # every record failed: the sink rather than a record; hold the position and retry, with what comes in
+            metrics.RETRIES.labels(self.sink.name).inc()
+            log.error("sink write failed, retrying", extra={"sink": self.sink.name, "error": str(failed[0][2]),
+                                                            "records": len(failed), "backoff_s": backoff})
+            self._idle(backoff)
+            backoff = min(backoff * 2, self.settings.persistence.backoff_max_s)
+            more = self._collect() if len(batch) < MAX_HELD_BATCHES * self.settings.persistence.batch_size else []
+            batch += more
+            records = [(record, msg) for record, msg, _ in failed] + self._decoded(more)
+        else:
             return  # stopping: the batch is not committed, the next start re-delivers it
         if self.dlq.flush(30) != 0:  # a dead letter's position must not move before the letter is out
             log.warning("dead letters not delivered; the batch will be handled again", extra={"sink": self.sink.name})
@@ -143,45 +165,55 @@ class SinkWorker:
             return
         self.persisted += len(batch)
         metrics.BATCHES.labels(self.sink.name).inc()
-        metrics.WRITTEN.labels(self.sink.name).inc(len(decoded.records))
+        metrics.WRITTEN.labels(self.sink.name).inc(len(records))
         now = self._clock()
-        for record, _ in decoded.records:
+        for record, _ in records:
             metrics.VISIBLE.labels(self.sink.name).observe(max(0.0, now - record.decided_at_ms / 1000))
 
-    def _write(self, sources: list[tuple[TradeRecord, Message]]) -> bool:
-        """Write the batch until it is in; a batch the sink refuses is written one record at a time and only the
-        refused records go to dead_letter. False if asked to stop first."""
+    def _decoded(self, batch: list[Message]) -> list[tuple[TradeRecord, Message]]:
+        """The batch's outcomes; the records that are not go to dead_letter."""
+        decoded = decode_batch(batch)
+        for msg, reason in decoded.refused:
+            self._dead_letter(msg, reason)
+        return decoded.records
+
+    def _write(self, sources: list[tuple[TradeRecord, Message]]
+               ) -> list[tuple[TradeRecord, Message, Exception]] | None:
+        """Write the batch; if the sink fails it, one record at a time. The records the sink refuses go to
+        dead_letter; returns those that failed on their own with another error (none: all in), None if asked to
+        stop first."""
         if not sources:
-            return True
+            return []
         try:
-            return self._retrying([r for r, _ in sources])
-        except (Refused, InvalidRecord) as exc:
-            log.warning("sink refused the batch; writing one by one", extra={"sink": self.sink.name,
-                                                                             "error": str(exc)})
+            return [] if self._retrying([r for r, _ in sources]) else None
+        except Exception as exc:  # noqa: BLE001 - Refused, InvalidRecord or unexpected: find the record(s) at fault
+            log.warning("sink failed the batch; writing one by one", extra={"sink": self.sink.name,
+                                                                            "error": str(exc)})
+        failed: list[tuple[TradeRecord, Message, Exception]] = []
         for record, msg in sources:
             try:
                 if not self._retrying([record]):
-                    return False
+                    return None
             except (Refused, InvalidRecord) as exc:  # this one record cannot be stored: set it aside, go on
                 self._dead_letter(msg, f"refused by {self.sink.name}: {exc}")
-        return True
+            except Exception as exc:  # noqa: BLE001 - the caller tells a poison record from a broken sink
+                failed.append((record, msg, exc))
+        return failed
 
     def _retrying(self, records: list[TradeRecord]) -> bool:
-        """Write, retrying any failure but a refusal with a capped backoff while the position holds; False if asked
-        to stop first. An unexpected error is retried too (logged as an error): a bug or a missing table must stall
-        the sink, visible in its lag, not empty the log into dead_letter."""
+        """Write, retrying while the sink is unavailable with a capped backoff while the position holds; False if
+        asked to stop first. Any other error is raised."""
         backoff = 0.1
         while not self.stop.is_set():
             try:
+                for record in records:
+                    self.settings.faults.check("persist", record.symbol)
                 self.sink.write(records)
                 return True
-            except (Refused, InvalidRecord):
-                raise
-            except Exception as exc:  # noqa: BLE001 - Unavailable or unexpected: hold the position and retry
+            except Unavailable as exc:
                 metrics.RETRIES.labels(self.sink.name).inc()
-                level = logging.WARNING if isinstance(exc, Unavailable) else logging.ERROR
-                log.log(level, "sink write failed, retrying", extra={"sink": self.sink.name, "error": str(exc),
-                                                                     "backoff_s": backoff})
+                log.warning("sink unavailable, retrying", extra={"sink": self.sink.name, "error": str(exc),
+                                                                 "backoff_s": backoff})
                 self._idle(backoff)
                 backoff = min(backoff * 2, self.settings.persistence.backoff_max_s)
         return False
