@@ -336,6 +336,23 @@ class FlinkSettings(Section):
         return (self.rest_url or f"http://{self.host}:{self.rest_port}").rstrip("/")
 
 
+class ObservabilitySettings(Section):
+    """Prometheus (Debian's package) and the stack exporter (tradesim/stack/exporter.py) it scrapes with the
+    services: consumer lags, CPU/RSS and restarts per component, Redis memory, disk, Flink job state."""
+
+    host: str = Field(LOOPBACK, description="Address Prometheus and the exporter bind to.")
+    prometheus_port: Port = Field(9090, description="Prometheus web and HTTP API port.")
+    prometheus_url: str | None = Field(
+        None, description="Use an external Prometheus (its http://host:port) for `tradesim top` and `alerts`.")
+    exporter_port: Port = Field(9111, description="The stack exporter's /metrics port.")
+    scrape_interval_s: float = Field(5.0, gt=0, description="How often Prometheus scrapes and evaluates rules.")
+    retention: str = Field("2d", description="How long Prometheus keeps samples (--storage.tsdb.retention.time).")
+
+    @property
+    def client_url(self) -> str:
+        return (self.prometheus_url or f"http://{self.host}:{self.prometheus_port}").rstrip("/")
+
+
 PoisonStage = Literal["bars", "match", "settle", "persist"]
 
 
@@ -415,6 +432,7 @@ class Settings(BaseSettings):
     market: MarketSettings = MarketSettings()
     tui: TuiSettings = TuiSettings()
     faults: FaultSettings = FaultSettings()
+    observability: ObservabilitySettings = ObservabilitySettings()
 
     @field_validator("home", "cache_dir", "scenarios_dir")
     @classmethod

@@ -4,7 +4,20 @@ from __future__ import annotations
 
 import typer
 
-from tradesim.cli import accounts, analytics, bench, jobs, market, orders, portfolio, rebuild, scenarios, stack, trades
+from tradesim.cli import (
+    accounts,
+    analytics,
+    bench,
+    jobs,
+    market,
+    observe,
+    orders,
+    portfolio,
+    rebuild,
+    scenarios,
+    stack,
+    trades,
+)
 from tradesim.cli import run as run_cmd
 from tradesim.cli import tui as tui_cmd
 
@@ -21,6 +34,7 @@ orders.register(app)
 app.command("portfolio")(portfolio.portfolio)
 app.command("trades")(trades.trades)
 rebuild.register(app)
+observe.register(app)
 tui_cmd.register(app)
 run_cmd.register(app)
 app.add_typer(accounts.app, name="accounts")

@@ -120,6 +120,12 @@ class DeadLetter(Event):
     reason: str
     record: str = Field(description="the refused record, decoded as UTF-8 with replacement characters")
 
+    @classmethod
+    def of(cls, raw: bytes | str, *, source_topic: str, consumer: str, reason: str) -> DeadLetter:
+        """The letter of a raw record (bytes that are not UTF-8 keep a replacement character)."""
+        text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw
+        return cls(source_topic=source_topic, consumer=consumer, reason=reason, record=text)
+
 
 Side = Literal["buy", "sell"]
 OrderType = Literal["market", "limit", "stop", "stop_limit"]

@@ -215,9 +215,9 @@ class MirrorStage(KeyedProcessFunction):
     makes light). A resting order's `in_book` mark stays immediate and conditional (it must never replace an
     outcome)."""
 
-    def __init__(self, executed_topic: str) -> None:
+    def __init__(self, orders_topic: str, executed_topic: str) -> None:
         super().__init__()
-        self.executed_topic = executed_topic
+        self.orders_topic, self.executed_topic = orders_topic, executed_topic
 
     def open(self, runtime_context: RuntimeContext) -> None:
         from tradesim.adapters.dynamodb.client import DynamoDB
@@ -242,7 +242,7 @@ class MirrorStage(KeyedProcessFunction):
         try:  # the order rests: open until its outcome, whatever the processing deadline
             _retrying(lambda: self.orders.mark_in_book(order))
         except Exception as exc:  # noqa: BLE001 - the mark is advisory (the book holds the order); set it aside
-            yield DEAD_LETTERS, guard.failed(order, exc, stage="mirror", source_topic=self.executed_topic,
+            yield DEAD_LETTERS, guard.failed(order, exc, stage="mirror", source_topic=self.orders_topic,
                                              consumer=logic.JOB_NAME)
 
     def on_timer(self, timestamp: int, ctx: KeyedProcessFunction.OnTimerContext) -> Iterable[Any]:
@@ -271,15 +271,17 @@ def _queue_for_next_tick(queue: Any, ctx: KeyedProcessFunction.Context, period_m
 
 
 def _retrying(call: Callable[[], T]) -> T:
-    """Hold the record (backpressure) while DynamoDB is unavailable, with capped backoff; nothing is skipped."""
+    """Hold the record (backpressure) while DynamoDB is unavailable or the item keeps changing under the write,
+    with capped backoff; nothing is skipped (settling and the mirror writes are idempotent per order id)."""
+    from tradesim.domain.errors import VersionConflict
     from tradesim.ports import Unavailable
 
     backoff = 0.1
     while True:
         try:
             return call()
-        except Unavailable as exc:
-            log.warning("dynamodb unavailable, retrying: %s", exc)
+        except (Unavailable, VersionConflict) as exc:
+            log.warning("dynamodb unavailable or item contended, retrying: %s", exc)
             time.sleep(backoff)
             backoff = min(backoff * 2, 5.0)
 
@@ -357,7 +359,7 @@ def build(env: StreamExecutionEnvironment, args: argparse.Namespace) -> StreamTa
         .name("settle by user")
     )
     mirrored = (settled.key_by(lambda s: "mirror", key_type=Types.STRING())
-                .process(MirrorStage(args.executed_topic)).name("orders mirror"))
+                .process(MirrorStage(orders_topic, args.executed_topic)).name("orders mirror"))
     letters = [stage.get_side_output(DEAD_LETTERS) for stage in (decisions, settled, mirrored)]
     dead_letter_sink(unparsed.union(*letters), topic=args.dead_letter_topic, bootstrap=args.bootstrap)
     outcomes = (settled.filter(lambda s: s[1] is not None).name("outcomes only")

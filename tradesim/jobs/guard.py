@@ -24,8 +24,7 @@ SIDE_OUTPUT = "dead_letter"
 
 def dead_letter(raw: bytes | str, reason: str, source_topic: str, consumer: str) -> str:
     """The JSON record sent to `dead_letter`."""
-    text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw
-    return encode(DeadLetter(source_topic=source_topic, consumer=consumer, reason=reason, record=text)).decode()
+    return encode(DeadLetter.of(raw, source_topic=source_topic, consumer=consumer, reason=reason)).decode()
 
 
 def failed(event: Event, exc: BaseException, *, stage: str, source_topic: str, consumer: str) -> str:

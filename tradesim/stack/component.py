@@ -8,6 +8,8 @@ supervisor (and its fake process layer in unit tests) owns all process handling.
 from __future__ import annotations
 
 import os
+import urllib.error
+import urllib.request
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
@@ -92,6 +94,16 @@ class Component(ABC):
         """For an on-demand component nobody asked to run (the live market): the hint that starts it, so `up`
         leaves it stopped and `status` shows it stopped without counting it as unhealthy. None: it should run."""
         return None
+
+
+def answers(url: str, what: str, timeout_s: float = 2.0) -> bytes:
+    """GET `url` on our own server (no proxies); raises Unhealthy naming `what` when it does not answer 2xx."""
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    try:
+        with opener.open(url, timeout=timeout_s) as answer:
+            return bytes(answer.read())
+    except (OSError, ValueError, urllib.error.URLError) as exc:
+        raise Unhealthy(f"{what} {url} not answering: {exc}") from None
 
 
 class ServiceComponent(Component):

@@ -52,6 +52,15 @@ SOURCES: dict[str, list[tuple[str, str, Literal["earliest", "latest"], str]]] = 
 }
 
 
+def source_groups(settings: Settings) -> list[tuple[str, str]]:
+    """(consumer group, topic) of every Kafka source of the standard jobs, as submitted by default."""
+    out = []
+    for name, sources in SOURCES.items():
+        args = _arg_map(JOBS[name], settings)
+        out += [(args["group-id"] + suffix, args[topic_arg]) for topic_arg, suffix, _, _ in sources]
+    return out
+
+
 def job_args(spec: JobSpec, settings: Settings, overrides: dict[str, str] | None = None) -> list[str]:
     """Program arguments of a job, from settings (every endpoint and topic is a setting)."""
     return _argv(_arg_map(spec, settings, overrides))

@@ -10,13 +10,11 @@ from __future__ import annotations
 
 import json
 import os
-import urllib.error
-import urllib.request
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from tradesim.settings import Settings
-from tradesim.stack.component import PortSpec, ServiceComponent, Unhealthy
+from tradesim.stack.component import PortSpec, ServiceComponent, answers
 
 REQUEST_FILE = "request.json"
 #: written by the feed process at its start (run id, event-time start); read by `tradesim market status`
@@ -90,8 +88,4 @@ class MarketService(ServiceComponent):
                 "--loop" if request.loop else "--no-loop", "--run-file", str(self.dir / RUN_FILE)]
 
     def check_health(self) -> None:
-        try:
-            with urllib.request.urlopen(self.address(), timeout=2) as answer:  # noqa: S310 - our own endpoint
-                answer.read()
-        except (OSError, urllib.error.URLError) as exc:
-            raise Unhealthy(f"market feed metrics {self.address()} not answering: {exc}") from None
+        answers(self.address(), "market feed metrics")

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import urllib.error
-import urllib.request
-
-from tradesim.stack.component import PortSpec, ServiceComponent, Unhealthy
+from tradesim.stack.component import PortSpec, ServiceComponent, answers
 
 
 class PersistenceService(ServiceComponent):
@@ -22,8 +19,4 @@ class PersistenceService(ServiceComponent):
         return f"http://{p.host}:{p.metrics_port}/metrics"
 
     def check_health(self) -> None:
-        try:
-            with urllib.request.urlopen(self.address(), timeout=2) as answer:  # noqa: S310 - our own endpoint
-                answer.read()
-        except (OSError, urllib.error.URLError) as exc:
-            raise Unhealthy(f"persistence metrics {self.address()} not answering: {exc}") from None
+        answers(self.address(), "persistence metrics")

@@ -14,6 +14,7 @@ from tradesim.stack.market import MarketService
 from tradesim.stack.marketdata import MarketDataService
 from tradesim.stack.opensearch import OpenSearch
 from tradesim.stack.persistence import PersistenceService
+from tradesim.stack.prometheus import Prometheus, StackExporter
 from tradesim.stack.redis import Redis
 
 COMPONENT_TYPES: tuple[type[Component], ...] = (
@@ -22,6 +23,9 @@ COMPONENT_TYPES: tuple[type[Component], ...] = (
     MarketDataService,
     PersistenceService,
     ApiService,
+    # observability: the exporter reads the others' state; Prometheus scrapes everything
+    StackExporter,
+    Prometheus,
     # on demand: runs only after `tradesim market start` (see stack/market.py)
     MarketService,
 )

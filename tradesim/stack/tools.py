@@ -96,8 +96,9 @@ def maven_copy_dependencies(component: str, pom: Path, out_dir: Path, report: Re
     marker.write_text("ok\n")
 
 
-def apt_install(component: str, packages: list[str], report: Report) -> None:
-    """Install Debian packages when root; otherwise tell the exact command to run."""
+def apt_install(component: str, packages: list[str], report: Report, *, recommends: bool = True) -> None:
+    """Install Debian packages when root; otherwise tell the exact command to run. `recommends=False` leaves out
+    what the packages only recommend (Prometheus recommends an exporter of the whole host)."""
     command = "apt-get install -y " + " ".join(packages)
     if shutil.which("apt-get") is None:
         raise ProvisionError(component, f"{' '.join(packages)} missing and apt-get not found: install "
@@ -106,10 +107,11 @@ def apt_install(component: str, packages: list[str], report: Report) -> None:
         raise ProvisionError(component, f"{' '.join(packages)} is not installed: run `sudo {command}`")
     env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
     report(f"apt-get install {' '.join(packages)}")
+    install = ["apt-get", "install", "-y", "-q", *([] if recommends else ["--no-install-recommends"]), *packages]
     try:
-        run_tool(component, ["apt-get", "install", "-y", "-q", *packages], "apt-get install", env=env)
+        run_tool(component, install, "apt-get install", env=env)
     except ProvisionError:
         # A fresh machine may have empty package lists: refresh once, then retry.
         report("apt-get update")
         run_tool(component, ["apt-get", "update", "-q"], "apt-get update", env=env)
-        run_tool(component, ["apt-get", "install", "-y", "-q", *packages], "apt-get install", env=env)
+        run_tool(component, install, "apt-get install", env=env)

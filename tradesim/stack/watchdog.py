@@ -144,20 +144,11 @@ class Watchdog:
         self.file.save(fresh)
 
 
-class _Json(logging.Formatter):
-    """One JSON object per line, like the services' logs (tradesim.services.logs, a layer this one cannot use)."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        return json.dumps({"ts": self.formatTime(record), "level": record.levelname.lower(), "logger": record.name,
-                           "msg": record.getMessage()})
-
-
 def main() -> None:
+    from tradesim.logs import setup
     from tradesim.settings import load_settings
 
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(_Json())
-    logging.basicConfig(level=logging.WARNING, handlers=[handler])  # clients' request logs stay out
+    setup("watchdog", level=logging.WARNING)  # clients' request logs stay out
     logging.getLogger("tradesim").setLevel(logging.INFO)
     settings = load_settings()
     stopping = False

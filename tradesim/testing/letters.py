@@ -23,20 +23,18 @@ class DeadLetters:
                                                                             timeout=10)[1]) for p in parts])
         self.seen: list[DeadLetter] = []
 
+    def about(self, about: str, consumer: str | None = None) -> list[DeadLetter]:
+        """The letters so far (of `consumer`, if given) whose record contains `about` (make it unique: a job may
+        repeat the letters of earlier records after a restart); reads what has arrived, waiting 0.2 s at most."""
+        for m in self.c.consume(500, timeout=0.2):
+            if m.error() is None and m.value():
+                self.seen.append(decode(DeadLetter, m.value()))
+        return [x for x in self.seen if about in x.record and consumer in (None, x.consumer)]
+
     def wait(self, about: str, n: int, consumer: str | None = None, timeout_s: float = 60) -> list[DeadLetter]:
-        """The first n letters (of `consumer`, if given) whose record contains `about` (make it unique: a job may
-        repeat the letters of earlier records after a restart)."""
-        def found() -> list[DeadLetter]:
-            return [x for x in self.seen if about in x.record and consumer in (None, x.consumer)]
-
-        def enough() -> bool:
-            for m in self.c.consume(500, timeout=0.2):
-                if m.error() is None and m.value():
-                    self.seen.append(decode(DeadLetter, m.value()))
-            return len(found()) >= n
-
-        wait_for(enough, timeout_s, f"{n} dead letters about {about}")
-        return found()[:n]
+        """The first n letters of `about` (see `about`), waiting up to timeout_s for them."""
+        wait_for(lambda: len(self.about(about, consumer)) >= n, timeout_s, f"{n} dead letters about {about}")
+        return self.about(about, consumer)[:n]
 
     def close(self) -> None:
         self.c.close()

@@ -84,9 +84,15 @@ class FlinkRest:
         return self._call("GET", f"/jobs/{job_id}")  # type: ignore[no-any-return]
 
     def restarts(self, job_id: str) -> int:
-        """How often the job failed and restarted from a checkpoint since it was submitted (its numRestarts)."""
+        """How often the job failed and restarted since it was submitted (its numRestarts; the REST API caches
+        metrics for up to `metrics.fetcher.update-interval`, 10 s)."""
         rows = self._call("GET", f"/jobs/{job_id}/metrics?get=numRestarts")
         return int(rows[0]["value"]) if rows else 0
+
+    def failures(self, job_id: str) -> list[str]:
+        """The job's failures (exception history, newest first), each as its exception's text and stack trace."""
+        history = self._call("GET", f"/jobs/{job_id}/exceptions").get("exceptionHistory", {})
+        return [f"{e.get('exceptionName', '')}: {e.get('stacktrace', '')}" for e in history.get("entries", [])]
 
     def cancel(self, job_id: str, timeout_s: float = 60) -> None:
         """Make sure the job no longer runs, and wait until it has stopped (so a resubmit right after is not

@@ -6,7 +6,7 @@ import os
 
 import uvicorn
 
-from tradesim.services import logs
+from tradesim import logs
 from tradesim.services.api import metrics
 from tradesim.services.api.app import create_app
 from tradesim.settings import load_settings

@@ -14,10 +14,10 @@ from types import FrameType
 
 from prometheus_client import start_http_server
 
+from tradesim import logs
 from tradesim.scenarios.errors import ScenarioError
 from tradesim.scenarios.generators import check_live
 from tradesim.scenarios.loader import find_scenario, load_scenario
-from tradesim.services import logs
 from tradesim.services.market.feed import (
     LiveFeed,
     RunRecord,

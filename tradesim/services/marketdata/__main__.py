@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 from prometheus_client import start_http_server
 
-from tradesim.services import logs
+from tradesim import logs
 from tradesim.services.marketdata.consumer import bar_consumer, tick_consumer
 from tradesim.services.marketdata.keys import KeyChecker
 from tradesim.services.marketdata.outcomes import Outcome, OutcomeFeed

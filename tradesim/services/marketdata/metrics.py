@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge
+from prometheus_client import Counter, Gauge, Histogram
 
 TICKS_IN = Counter("tradesim_marketdata_ticks_in_total", "Records consumed from market_data")
 TICKS_APPLIED = Counter("tradesim_marketdata_ticks_applied_total", "Ticks that moved the cached price")
@@ -26,3 +26,6 @@ ACCOUNT_OVERFLOWS = Counter("tradesim_marketdata_account_overflows_total",
 BARS_IN = Counter("tradesim_marketdata_bars_in_total", "Records consumed from market_bars")
 BARS_APPLIED = Counter("tradesim_marketdata_bars_applied_total", "Bars written to the recent-bars cache")
 BARS_LAG = Gauge("tradesim_marketdata_bars_consumer_lag", "Records behind the end of market_bars")
+ORDER_TO_OUTCOME = Histogram(
+    "tradesim_order_outcome_seconds", "Market orders: placed (API clock) to decided (job clock), per outcome read",
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30))

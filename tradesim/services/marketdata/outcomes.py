@@ -121,5 +121,7 @@ class OutcomeFeed:
                 log.warning("malformed outcome record skipped", extra={
                     "source": f"{msg.topic()}/{msg.partition()}/{msg.offset()}", "error": str(exc)})
                 continue
+            if outcome.order_type == "market" and outcome.placed_at_ms is not None:  # resting orders wait by design
+                metrics.ORDER_TO_OUTCOME.observe(max(0, outcome.decided_at_ms - outcome.placed_at_ms) / 1000)
             outcomes.append((outcome, text))
         return outcomes

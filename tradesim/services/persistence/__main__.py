@@ -8,7 +8,7 @@ from types import FrameType
 
 from prometheus_client import start_http_server
 
-from tradesim.services import logs
+from tradesim import logs
 from tradesim.services.persistence.pipeline import SinkWorker
 from tradesim.services.persistence.sinks import open_sinks
 from tradesim.settings import load_settings

@@ -4,10 +4,10 @@ The position advances only after the batch is in the sink, so a crash re-deliver
 no-op (effectively once). While the sink is down the batch is retried with a capped backoff and the position
 holds; the consumer keeps polling (paused) so it stays in its group. A record that is not an outcome, or that
 the sink refuses for what it is (`Refused`), goes to `dead_letter` with the reason. Any other error is the
-record's fault only if other records get written: a batch that fails is written one record at a time, and those
-that still fail while others pass go to `dead_letter`; when every record fails (a missing table, a bug that
-hits all) the sink stalls, retrying, and takes in the records that arrive meanwhile, so that one poison record
-alone in its batch is told apart by the next one that passes.
+record's fault only if the sink takes other records: a batch that fails is written one record at a time, and a
+record that fails, and fails again after others were written, goes to `dead_letter`; when nothing is written (a
+missing table, a bug that hits all) the sink stalls, retrying, and takes in the records that arrive meanwhile, so
+that one poison record alone in its batch is told apart by the next one that passes.
 """
 
 from __future__ import annotations
@@ -54,8 +54,7 @@ def decode_batch(batch: Sequence[Message]) -> Decoded:
 
 
 def dead_letter(producer: Producer, topic: str, consumer: str, msg: Message, reason: str) -> None:
-    letter = DeadLetter(source_topic=msg.topic() or "", consumer=consumer, reason=reason,
-                        record=(msg.value() or b"").decode("utf-8", "replace"))
+    letter = DeadLetter.of(msg.value() or b"", source_topic=msg.topic() or "", consumer=consumer, reason=reason)
     producer.produce(topic, key=msg.key(), value=encode(letter))
 
 
@@ -132,16 +131,22 @@ class SinkWorker:
 
     def _persist(self, batch: list[Message]) -> None:
         records = self._decoded(batch)
-        backoff = 0.1
-        while (failed := self._write(records)) is not None:
+        outcomes = list(records)  # every outcome of the (growing) batch, for the visibility metric
+        backoff, written = 0.1, 0
+        while (got := self._write(records)) is not None:
+            done, failed = got
+            written += done
             if not failed:
                 break
-            if len(failed) < len(records):  # others were written or refused: these records are the fault
-                for _, msg, exc in failed:
+            if written:  # the sink took other records: once more (it may have come back midway), then set aside
+                again = self._write([(record, msg) for record, msg, _ in failed])
+                if again is None:
+                    return
+                written += again[0]
+                for _, msg, exc in again[1]:
                     self._dead_letter(msg, f"{self.sink.name} failed on this record: {type(exc).__name__}: {exc}")
-                records = [(r, m) for r, m in records if all(m is not f[1] for f in failed)]
                 break
-            # every record failed: the sink rather than a record; hold the position and retry, with what comes in
+            # nothing was written: the sink rather than a record; hold the position and retry, with what comes in
             metrics.RETRIES.labels(self.sink.name).inc()
             log.error("sink write failed, retrying", extra={"sink": self.sink.name, "error": str(failed[0][2]),
                                                             "records": len(failed), "backoff_s": backoff})
@@ -149,7 +154,9 @@ class SinkWorker:
             backoff = min(backoff * 2, self.settings.persistence.backoff_max_s)
             more = self._collect() if len(batch) < MAX_HELD_BATCHES * self.settings.persistence.batch_size else []
             batch += more
-            records = [(record, msg) for record, msg, _ in failed] + self._decoded(more)
+            fresh = self._decoded(more)
+            outcomes += fresh
+            records = [(record, msg) for record, msg, _ in failed] + fresh
         else:
             return  # stopping: the batch is not committed, the next start re-delivers it
         if self.dlq.flush(30) != 0:  # a dead letter's position must not move before the letter is out
@@ -165,9 +172,9 @@ class SinkWorker:
             return
         self.persisted += len(batch)
         metrics.BATCHES.labels(self.sink.name).inc()
-        metrics.WRITTEN.labels(self.sink.name).inc(len(records))
+        metrics.WRITTEN.labels(self.sink.name).inc(written)
         now = self._clock()
-        for record, _ in records:
+        for record, _ in outcomes:
             metrics.VISIBLE.labels(self.sink.name).observe(max(0.0, now - record.decided_at_ms / 1000))
 
     def _decoded(self, batch: list[Message]) -> list[tuple[TradeRecord, Message]]:
@@ -178,27 +185,29 @@ class SinkWorker:
         return decoded.records
 
     def _write(self, sources: list[tuple[TradeRecord, Message]]
-               ) -> list[tuple[TradeRecord, Message, Exception]] | None:
+               ) -> tuple[int, list[tuple[TradeRecord, Message, Exception]]] | None:
         """Write the batch; if the sink fails it, one record at a time. The records the sink refuses go to
-        dead_letter; returns those that failed on their own with another error (none: all in), None if asked to
-        stop first."""
+        dead_letter. Returns how many records the sink took and those that failed on their own with another
+        error; None if asked to stop first."""
         if not sources:
-            return []
+            return 0, []
         try:
-            return [] if self._retrying([r for r, _ in sources]) else None
+            return (len(sources), []) if self._retrying([r for r, _ in sources]) else None
         except Exception as exc:  # noqa: BLE001 - Refused, InvalidRecord or unexpected: find the record(s) at fault
             log.warning("sink failed the batch; writing one by one", extra={"sink": self.sink.name,
                                                                             "error": str(exc)})
         failed: list[tuple[TradeRecord, Message, Exception]] = []
+        written = 0
         for record, msg in sources:
             try:
                 if not self._retrying([record]):
                     return None
+                written += 1
             except (Refused, InvalidRecord) as exc:  # this one record cannot be stored: set it aside, go on
                 self._dead_letter(msg, f"refused by {self.sink.name}: {exc}")
             except Exception as exc:  # noqa: BLE001 - the caller tells a poison record from a broken sink
                 failed.append((record, msg, exc))
-        return failed
+        return written, failed
 
     def _retrying(self, records: list[TradeRecord]) -> bool:
         """Write, retrying while the sink is unavailable with a capped backoff while the position holds; False if

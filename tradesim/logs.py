@@ -1,4 +1,5 @@
-"""Structured JSON logs for services: one object per line on stderr (the stack sends it to server.log)."""
+"""Structured JSON logs for services and the stack's own processes (watchdog, exporter): one object per line on
+stderr (the stack sends it to the component's log)."""
 
 from __future__ import annotations
 

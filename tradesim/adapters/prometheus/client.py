@@ -1,0 +1,78 @@
+"""Prometheus's HTTP API (instant queries and alerts) for `tradesim top` and `tradesim alerts`."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from tradesim.ports import Unavailable
+
+
+@dataclass(frozen=True)
+class Sample:
+    labels: dict[str, str]
+    value: float
+
+
+@dataclass(frozen=True)
+class Alert:
+    name: str
+    state: str  # pending | firing
+    severity: str
+    summary: str
+    labels: dict[str, str]
+    active_at: str
+
+
+class PrometheusApi:
+    def __init__(self, url: str, timeout_s: float = 3.0) -> None:
+        self.url = url.rstrip("/")
+        self.http = httpx.Client(base_url=self.url, timeout=timeout_s, trust_env=False)
+
+    def _get(self, path: str, **params: str) -> Any:
+        try:
+            answer = self.http.get(path, params=params)
+        except httpx.HTTPError as exc:
+            raise Unavailable(f"no Prometheus answers at {self.url}: {exc}") from None
+        if answer.status_code != 200:
+            raise Unavailable(f"Prometheus at {self.url} answered HTTP {answer.status_code}: {answer.text[:200]}")
+        body = answer.json()
+        if body.get("status") != "success":
+            raise Unavailable(f"Prometheus at {self.url}: {body.get('error', body)}")
+        return body["data"]
+
+    def query(self, expr: str) -> list[Sample]:
+        """An instant query's vector (NaN samples left out: an empty histogram has no quantile)."""
+        data = self._get("/api/v1/query", query=expr)
+        out = []
+        for row in data.get("result", []):
+            value = float(row["value"][1])
+            if not math.isnan(value):
+                out.append(Sample(dict(row["metric"]), value))
+        return out
+
+    def scalar(self, expr: str) -> float | None:
+        """The single value of a query that yields at most one sample."""
+        got = self.query(expr)
+        return got[0].value if got else None
+
+    def alerts(self) -> list[Alert]:
+        rows = self._get("/api/v1/alerts").get("alerts", [])
+        out = []
+        for row in rows:
+            labels = dict(row.get("labels", {}))
+            out.append(Alert(name=labels.pop("alertname", "?"), state=row.get("state", "?"),
+                             severity=labels.pop("severity", ""),
+                             summary=row.get("annotations", {}).get("summary", ""), labels=labels,
+                             active_at=row.get("activeAt", "")))
+        return sorted(out, key=lambda a: (a.state != "firing", a.name, sorted(a.labels.items())))
+
+    def targets(self) -> list[dict[str, Any]]:
+        """The active scrape targets with their health ("up", "down", "unknown")."""
+        return list(self._get("/api/v1/targets").get("activeTargets", []))
+
+    def close(self) -> None:
+        self.http.close()
