@@ -353,6 +353,22 @@ class ObservabilitySettings(Section):
         return (self.prometheus_url or f"http://{self.host}:{self.prometheus_port}").rstrip("/")
 
 
+class ChaosSettings(Section):
+    """Toxiproxy between the services and Redis and DynamoDB, for `tradesim chaos` and the fault tests. Off by
+    default: then nothing is proxied and the component stays stopped."""
+
+    enabled: bool = Field(False, description="Run Toxiproxy and route the services' Redis and DynamoDB through it.")
+    host: str = Field(LOOPBACK, description="Address Toxiproxy's API and proxies bind to.")
+    api_port: Port = Field(8474, description="Toxiproxy's HTTP API.")
+    redis_port: Port = Field(16379, description="The Redis proxy.")
+    dynamodb_port: Port = Field(18000, description="The DynamoDB proxy.")
+    version: str = Field("v2.5.0", description="github.com/Shopify/toxiproxy/v2 version `go install` builds.")
+
+    @property
+    def api_url(self) -> str:
+        return f"http://{self.host}:{self.api_port}"
+
+
 PoisonStage = Literal["bars", "match", "settle", "persist"]
 
 
@@ -433,11 +449,25 @@ class Settings(BaseSettings):
     tui: TuiSettings = TuiSettings()
     faults: FaultSettings = FaultSettings()
     observability: ObservabilitySettings = ObservabilitySettings()
+    chaos: ChaosSettings = ChaosSettings()
 
     @field_validator("home", "cache_dir", "scenarios_dir")
     @classmethod
     def _absolute(cls, value: Path) -> Path:
         return value.expanduser().absolute()
+
+    def routed(self) -> Settings:
+        """The settings the services and jobs run with: with chaos on, the local Redis and DynamoDB are reached
+        through their Toxiproxy proxies (an external endpoint is never proxied)."""
+        c = self.chaos
+        if not c.enabled:
+            return self
+        update: dict[str, BaseModel] = {}  # host and port, so the local servers' other settings still apply
+        if self.redis.url is None:
+            update["redis"] = self.redis.model_copy(update={"host": c.host, "port": c.redis_port})
+        if not self.dynamodb.external:
+            update["dynamodb"] = self.dynamodb.model_copy(update={"host": c.host, "port": c.dynamodb_port})
+        return self.model_copy(update=update)
 
     @property
     def stack_dir(self) -> Path:

@@ -17,6 +17,11 @@ from tradesim.stack.supervisor import Supervisor
 #: uses (tests/integration/execution/test_poison.py, flink/test_bars.py, persistence/test_persistence.py).
 POISON = {"bars": "ZZPOISON", "match": "ZZPOISON", "settle": "ZZPOISON.S", "persist": "ZZPOISON.P"}
 os.environ.setdefault("TRADESIM_FAULTS__POISON", json.dumps(POISON))
+#: no watchdog restarts what a test kills on purpose (`tradesim up` through the CLI would leave one); the watchdog
+#: tests start their own
+os.environ.setdefault("TRADESIM_STACK__WATCHDOG", "false")
+#: Toxiproxy between the services and Redis / DynamoDB, for tests/integration/faults (idle proxies otherwise)
+os.environ.setdefault("TRADESIM_CHAOS__ENABLED", "true")
 
 
 def _progress(component: str, message: str) -> None:

@@ -8,6 +8,7 @@ from tradesim.cli import (
     accounts,
     analytics,
     bench,
+    chaos,
     jobs,
     market,
     observe,
@@ -40,6 +41,7 @@ run_cmd.register(app)
 app.add_typer(accounts.app, name="accounts")
 app.add_typer(analytics.app, name="analytics")
 app.add_typer(bench.app, name="bench")
+app.add_typer(chaos.app, name="chaos")
 app.add_typer(jobs.app, name="jobs")
 app.add_typer(scenarios.app, name="scenarios")
 

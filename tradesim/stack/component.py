@@ -111,6 +111,8 @@ class ServiceComponent(Component):
     exactly the settings the supervisor was built with (not whatever its working directory has)."""
 
     module: str
+    #: runs with Settings.routed(): False for the stack's own processes, which must see the servers themselves
+    routed: bool = True
 
     def version(self) -> str:
         import tradesim
@@ -131,4 +133,6 @@ class ServiceComponent(Component):
     def env(self) -> dict[str, str]:
         from tradesim.settings import settings_to_env
 
-        return {**os.environ, **settings_to_env(self.settings), "PYTHONUNBUFFERED": "1"}
+        # a service reaches Redis and DynamoDB through Toxiproxy when chaos is on (Settings.routed)
+        settings = self.settings.routed() if self.routed else self.settings
+        return {**os.environ, **settings_to_env(settings), "PYTHONUNBUFFERED": "1"}

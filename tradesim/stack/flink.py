@@ -216,7 +216,7 @@ class Flink(Component):
     def env(self) -> dict[str, str]:
         # The job functions run in the TaskManager and build their clients from the stack's settings; they see
         # exactly the settings this cluster was started with (no secrets on the job's command line).
-        env = {**self.client_env(), **settings_to_env(self.settings)}
+        env = {**self.client_env(), **settings_to_env(self.settings.routed())}
         # Thread mode embeds CPython in the TaskManager JVM (PEMJA), which ignores the venv (it initialises from
         # the base interpreter, FLINK-38585): without this it fails with "No module named 'pemja'". .pth files
         # are not read from PYTHONPATH entries, so this checkout (the editable tradesim) is listed too.

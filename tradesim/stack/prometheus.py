@@ -24,6 +24,7 @@ RULE_FILES = ("tradesim.rules.yml",)
 class StackExporter(ServiceComponent):
     name = "exporter"
     module = "tradesim.stack.exporter"
+    routed = False  # it reads the stack's state and the servers themselves
 
     def ports(self) -> list[PortSpec]:
         o = self.settings.observability

@@ -16,9 +16,13 @@ from tradesim.stack.opensearch import OpenSearch
 from tradesim.stack.persistence import PersistenceService
 from tradesim.stack.prometheus import Prometheus, StackExporter
 from tradesim.stack.redis import Redis
+from tradesim.stack.toxiproxy import ToxiproxyServer
 
 COMPONENT_TYPES: tuple[type[Component], ...] = (
-    Kafka, Redis, DynamoDB, OpenSearch, ClickHouse, Flink,
+    Kafka, Redis, DynamoDB, OpenSearch, ClickHouse,
+    # optional (chaos.enabled): the proxies the services and jobs then reach Redis and DynamoDB through
+    ToxiproxyServer,
+    Flink,
     # services start after the servers they use
     MarketDataService,
     PersistenceService,

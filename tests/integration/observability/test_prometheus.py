@@ -19,6 +19,7 @@ from tradesim.adapters.prometheus.client import PrometheusApi
 from tradesim.cli.app import app
 from tradesim.domain.events import encode
 from tradesim.settings import Settings
+from tradesim.stack import watchdog
 from tradesim.stack.jobs import source_groups
 from tradesim.stack.prometheus import RULES_DIR, Prometheus
 from tradesim.stack.supervisor import Supervisor
@@ -91,6 +92,7 @@ def test_a_component_that_dies_fires_an_alert_until_it_is_back(
         return {a.labels.get("component", "") for a in prom.alerts()
                 if a.name == "TradesimComponentDown" and a.state == "firing"}
 
+    watchdog.stop(settings)  # one left by `tradesim up` would restart the victim before the alert is due
     (status,) = [s for s in supervisor.status() if s.name == "marketdata"]
     assert status.pid is not None
     assert "marketdata" not in firing()

@@ -1,0 +1,93 @@
+"""`tradesim chaos list|run|clear`: faults between the services and Redis or DynamoDB, through Toxiproxy."""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from tradesim.adapters.toxiproxy.client import Toxiproxy
+from tradesim.cli.errors import cli_errors
+from tradesim.ports import Unavailable
+from tradesim.settings import load_settings
+from tradesim.stack.errors import UserError
+
+app = typer.Typer(help="Inject faults between the services and Redis or DynamoDB (needs chaos.enabled).",
+                  no_args_is_help=True)
+out = Console(highlight=False, soft_wrap=True)
+
+
+def _proxy() -> Toxiproxy:
+    settings = load_settings()
+    if not settings.chaos.enabled:
+        raise UserError("chaos is off: set TRADESIM_CHAOS__ENABLED=true (or [chaos] enabled = true) and run "
+                        "`tradesim up`, which starts Toxiproxy and routes the services through it")
+    return Toxiproxy(settings.chaos.api_url)
+
+
+@app.command("list")
+@cli_errors
+def list_cmd() -> None:
+    """The faults `run` knows, and what each proxy has on it now."""
+    from tradesim.stack.chaos import FAULTS
+
+    table = Table("fault", "does")
+    for fault in FAULTS.values():
+        table.add_row(fault.name, fault.description)
+    out.print(table)
+    tox = _proxy()
+    try:
+        proxies = tox.proxies()
+    except Unavailable as exc:
+        raise UserError(f"{exc}; start it with `tradesim up`") from None
+    finally:
+        tox.close()
+    state = Table("proxy", "listen", "upstream", "enabled", "toxics")
+    for p in proxies:
+        state.add_row(p.name, p.listen, p.upstream, "yes" if p.enabled else "[red]no[/]", ", ".join(p.toxics) or "-")
+    out.print(state)
+
+
+@app.command("run")
+@cli_errors
+def run_cmd(name: Annotated[str, typer.Argument(help="A fault from `tradesim chaos list`, e.g. dynamodb-down.")],
+            seconds: Annotated[float, typer.Option(help="How long the fault lasts.", min=0.1, max=3600)] = 10.0,
+            ) -> None:
+    """Inject one fault for a while, then remove it (also on Ctrl-C)."""
+    from tradesim.stack.chaos import FAULTS
+
+    fault = FAULTS.get(name)
+    if fault is None:
+        raise UserError(f"unknown fault {name!r}; known: {', '.join(FAULTS)}")
+    tox = _proxy()
+    try:
+        fault.apply(tox)
+        out.print(f"{fault.name}: {fault.description}, for {seconds:g} s")
+        try:
+            time.sleep(seconds)  # the fault's duration is the point, nothing to await
+        except KeyboardInterrupt:
+            out.print("interrupted")
+        finally:
+            fault.remove(tox)
+        out.print(f"{fault.name}: removed")
+    except Unavailable as exc:
+        raise UserError(f"{exc}; start it with `tradesim up`") from None
+    finally:
+        tox.close()
+
+
+@app.command("clear")
+@cli_errors
+def clear_cmd() -> None:
+    """Remove every fault: all proxies enabled, no toxics."""
+    tox = _proxy()
+    try:
+        tox.reset()
+    except Unavailable as exc:
+        raise UserError(f"{exc}; start it with `tradesim up`") from None
+    finally:
+        tox.close()
+    out.print("no faults")

@@ -1,0 +1,51 @@
+"""The faults `tradesim chaos run` and the fault tests inject through Toxiproxy: one per dependency and kind."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from tradesim.adapters.toxiproxy.client import Toxiproxy
+
+Target = Literal["redis", "dynamodb"]
+Kind = Literal["latency", "bandwidth", "reset", "timeout", "down"]
+TOXIC = "tradesim-chaos"
+
+# kind → (Toxiproxy toxic type, attributes, what it does); "down" disables the proxy instead
+KINDS: dict[Kind, tuple[str, dict[str, int], str]] = {
+    "latency": ("latency", {"latency": 300, "jitter": 100}, "every reply 300 ± 100 ms late"),
+    "bandwidth": ("bandwidth", {"rate": 8}, "replies at 8 KB/s"),
+    "reset": ("reset_peer", {"timeout": 500}, "connections reset 0.5 s after they open"),
+    "timeout": ("timeout", {"timeout": 0}, "data stops; connections hang until the fault ends"),
+    "down": ("", {}, "refuses connections and drops the open ones"),
+}
+
+
+@dataclass(frozen=True)
+class Fault:
+    target: Target
+    kind: Kind
+
+    @property
+    def name(self) -> str:
+        return f"{self.target}-{self.kind}"
+
+    @property
+    def description(self) -> str:
+        return f"{self.target}: {KINDS[self.kind][2]}"
+
+    def apply(self, tox: Toxiproxy) -> None:
+        if self.kind == "down":
+            tox.set_enabled(self.target, False)
+            return
+        toxic, attributes, _ = KINDS[self.kind]
+        tox.add_toxic(self.target, TOXIC, toxic, attributes)
+
+    def remove(self, tox: Toxiproxy) -> None:
+        if self.kind == "down":
+            tox.set_enabled(self.target, True)
+        else:
+            tox.remove_toxic(self.target, TOXIC)
+
+
+FAULTS: dict[str, Fault] = {f.name: f for f in (Fault(t, k) for t in ("redis", "dynamodb") for k in KINDS)}

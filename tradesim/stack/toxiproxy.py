@@ -1,0 +1,73 @@
+"""Toxiproxy (a Go module, built by `go install` at a pinned version) as an optional stack component: with
+`chaos.enabled` the services and the jobs reach Redis and DynamoDB only through its proxies, so
+`tradesim chaos` can slow, cut or break those connections (Settings.routed)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+from tradesim.stack.component import Component, PortSpec, answers
+from tradesim.stack.errors import ProvisionError
+from tradesim.stack.tools import Report, run_tool
+
+MODULE = "github.com/Shopify/toxiproxy/v2/cmd/server"
+OFF_HINT = "off: set chaos.enabled (TRADESIM_CHAOS__ENABLED=true) and run `tradesim up`"
+
+
+class ToxiproxyServer(Component):
+    name = "toxiproxy"
+
+    def ports(self) -> list[PortSpec]:
+        c = self.settings.chaos
+        return [PortSpec(c.host, c.api_port, "TRADESIM_CHAOS__API_PORT"),
+                PortSpec(c.host, c.redis_port, "TRADESIM_CHAOS__REDIS_PORT"),
+                PortSpec(c.host, c.dynamodb_port, "TRADESIM_CHAOS__DYNAMODB_PORT")]
+
+    def address(self) -> str:
+        return self.settings.chaos.api_url
+
+    @property
+    def binary(self) -> Path:
+        return self.settings.cache_dir / "toxiproxy" / self.settings.chaos.version / "server"
+
+    def version(self) -> str:
+        return self.settings.chaos.version
+
+    def not_requested(self) -> str | None:
+        return None if self.settings.chaos.enabled else OFF_HINT
+
+    def provision(self, report: Report) -> None:
+        if self.binary.exists():
+            return
+        go = shutil.which("go")
+        if go is None:
+            raise ProvisionError(self.name, "Go is not installed (`apt-get install -y golang`); Toxiproxy is built "
+                                 f"with `go install {MODULE}@{self.settings.chaos.version}`")
+        report(f"go install {MODULE}@{self.settings.chaos.version}")
+        env = dict(os.environ, GOBIN=str(self.binary.parent), GOFLAGS="-mod=mod")
+        run_tool(self.name, [go, "install", f"{MODULE}@{self.settings.chaos.version}"], "go install",
+                 env=env, timeout_s=900)
+
+    def configure(self) -> None:
+        self.dir.mkdir(parents=True, exist_ok=True)
+
+    def argv(self) -> list[str]:
+        c = self.settings.chaos
+        return [str(self.binary), "-host", c.host, "-port", str(c.api_port)]
+
+    def check_health(self) -> None:
+        answers(f"{self.address()}/version", "Toxiproxy API")
+
+    def initialize(self, report: Report) -> None:
+        from tradesim.adapters.toxiproxy.client import Toxiproxy
+
+        s, c = self.settings, self.settings.chaos
+        tox = Toxiproxy(c.api_url)
+        try:
+            tox.ensure_proxy("redis", f"{c.host}:{c.redis_port}", f"{s.redis.host}:{s.redis.port}")
+            tox.ensure_proxy("dynamodb", f"{c.host}:{c.dynamodb_port}", f"{s.dynamodb.host}:{s.dynamodb.port}")
+        finally:
+            tox.close()
+        report("proxies redis and dynamodb ready")
