@@ -18,7 +18,8 @@ def test_on_routes_the_local_redis_and_dynamodb_through_the_proxies() -> None:
     r = s.routed()
     assert r.redis.client_url == "redis://127.0.0.1:16001/0"
     assert r.dynamodb.endpoint == "http://127.0.0.1:16002"
-    assert not (r.redis.url or r.dynamodb.external)  # still the local servers (their credentials, their rules)
+    assert r.redis.url is None  # still the local servers (their credentials, their rules)
+    assert not r.dynamodb.external
     assert (s.redis.client_url, s.dynamodb.endpoint) == ("redis://127.0.0.1:6379/0", "http://127.0.0.1:8000")
 
 
