@@ -60,7 +60,7 @@ def test_missing_binary_is_installed_with_apt(component: ClickHouse, monkeypatch
     calls: list[list[str]] = []
     monkeypatch.setattr(ch_module, "server_argv", lambda: None)
     monkeypatch.setattr(ch_module, "apt_install", lambda name, pkgs, report: calls.append(pkgs))
-    monkeypatch.setattr(ClickHouse, "_stop_packaged_service", lambda self, report: None)
+    monkeypatch.setattr(ch_module, "stop_packaged_service", lambda service, report: None)
     component.provision(lambda _: None)
     assert calls == [["clickhouse-server", "clickhouse-client"]]
     with pytest.raises(ProvisionError, match="apt-get install -y clickhouse-server clickhouse-client"):

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import signal
 import time
+from types import FrameType
 from typing import Annotated
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from tradesim.adapters.toxiproxy.client import Toxiproxy
+from tradesim.adapters.toxiproxy.client import Toxiproxy, ToxiproxyRefused
 from tradesim.cli.errors import cli_errors
 from tradesim.ports import Unavailable
 from tradesim.settings import load_settings
@@ -62,7 +64,13 @@ def run_cmd(name: Annotated[str, typer.Argument(help="A fault from `tradesim cha
     fault = FAULTS.get(name)
     if fault is None:
         raise UserError(f"unknown fault {name!r}; known: {', '.join(FAULTS)}")
+    settings = load_settings()
+    if (settings.redis.url if fault.target == "redis" else settings.dynamodb.external):
+        raise UserError(f"{fault.target} is an external endpoint: it is never proxied, so {name} would change nothing")
     tox = _proxy()
+    # a termination signal ends the fault like Ctrl-C does: it must not outlive the command
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, _interrupt)
     try:
         fault.apply(tox)
         out.print(f"{fault.name}: {fault.description}, for {seconds:g} s")
@@ -75,8 +83,14 @@ def run_cmd(name: Annotated[str, typer.Argument(help="A fault from `tradesim cha
         out.print(f"{fault.name}: removed")
     except Unavailable as exc:
         raise UserError(f"{exc}; start it with `tradesim up`") from None
+    except ToxiproxyRefused as exc:
+        raise UserError(f"{exc} (`tradesim chaos clear` removes every fault)") from None
     finally:
         tox.close()
+
+
+def _interrupt(_signum: int, _frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
 
 
 @app.command("clear")

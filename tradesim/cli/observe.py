@@ -28,7 +28,7 @@ def _api() -> PrometheusApi:
     return PrometheusApi(load_settings().observability.client_url)
 
 
-def _unreachable(api: PrometheusApi, exc: Unavailable) -> UserError:
+def _unreachable(exc: Unavailable) -> UserError:
     return UserError(f"{exc}; start it with `tradesim up` (or set observability.prometheus_url)")
 
 
@@ -45,7 +45,7 @@ def _alerts(all_: bool) -> None:
     try:
         alerts = [a for a in api.alerts() if all_ or a.state == "firing"]
     except Unavailable as exc:
-        raise _unreachable(api, exc) from None
+        raise _unreachable(exc) from None
     finally:
         api.close()
     if not alerts:
@@ -131,7 +131,7 @@ def _top(interval: float, once: bool) -> None:
                 time.sleep(interval)
                 live.update(screen(api))
     except Unavailable as exc:
-        raise _unreachable(api, exc) from None
+        raise _unreachable(exc) from None
     except KeyboardInterrupt:
         return
     finally:

@@ -16,7 +16,7 @@ from tradesim.adapters.clickhouse.trades import TradeStore
 from tradesim.ports import Unavailable
 from tradesim.stack.component import Component, PortSpec, Unhealthy
 from tradesim.stack.errors import ProvisionError
-from tradesim.stack.tools import Report, apt_install
+from tradesim.stack.tools import Report, apt_install, stop_packaged_service
 
 PACKAGES = ["clickhouse-server", "clickhouse-client"]
 #: Debian puts the server in /usr/sbin, which a non-root PATH often lacks
@@ -70,20 +70,7 @@ class ClickHouse(Component):
         if server_argv() is not None:
             return
         apt_install(self.name, PACKAGES, report)
-        self._stop_packaged_service(report)
-
-    def _stop_packaged_service(self, report: Report) -> None:
-        """The package may start a system-wide server on 8123/9000; only our process may hold our ports."""
-        if Path("/run/systemd/system").is_dir() and shutil.which("systemctl"):
-            active = subprocess.run(["systemctl", "is-active", "--quiet", "clickhouse-server"], check=False,
-                                    timeout=30).returncode == 0
-            if active:
-                report("stopping and disabling the clickhouse-server system service the package started")
-                subprocess.run(["systemctl", "disable", "--now", "clickhouse-server"], check=False,
-                               capture_output=True, timeout=60)
-        elif Path("/etc/init.d/clickhouse-server").exists():
-            # without systemd the package's init script may have started it (policy-rc.d usually blocks that)
-            subprocess.run(["/etc/init.d/clickhouse-server", "stop"], check=False, capture_output=True, timeout=60)
+        stop_packaged_service("clickhouse-server", report)
 
     def configure(self) -> None:
         for sub in ("data", "tmp", "user_files", "format_schemas"):

@@ -30,8 +30,10 @@ from tradesim.settings import Settings, load_settings
 log = logging.getLogger("tradesim.exporter")
 
 UP = Gauge("tradesim_component_up", "1 when the component runs and answers its health check", ["component"])
-RESTARTS = Gauge("tradesim_component_restarts", "Restarts by the watchdog within its window", ["component"])
-CPU = Gauge("tradesim_component_cpu_seconds", "CPU time of the component's process tree", ["component"])
+RESTARTS = Gauge("tradesim_component_restarts", "Restarts by the watchdog within its window (may go down)",
+                 ["component"])
+CPU = Gauge("tradesim_component_cpu_seconds", "CPU time of the component's process tree, with its exited children",
+            ["component"])
 RSS = Gauge("tradesim_component_rss_bytes", "Resident memory of the component's process tree", ["component"])
 LAG = Gauge("tradesim_consumer_lag", "Records beyond a consumer group's committed offsets", ["group", "topic"])
 REDIS_USED = Gauge("tradesim_redis_used_memory_bytes", "Redis used_memory")
@@ -44,6 +46,7 @@ JOB_RESTARTS = Gauge("tradesim_flink_job_restarts", "Restarts of the job since i
 JOB_CHECKPOINT_AGE = Gauge("tradesim_flink_job_checkpoint_age_seconds", "Time since the last completed checkpoint",
                            ["flink_job"])
 PASS_SECONDS = Gauge("tradesim_exporter_pass_seconds", "How long the last pass took")
+SOURCE_UP = Gauge("tradesim_exporter_source_up", "1 when the last pass could read this source", ["source"])
 
 
 @dataclass(frozen=True)
@@ -54,7 +57,8 @@ class ProcStat:
 
 
 def read_procs(root: Path = Path("/proc")) -> dict[int, ProcStat]:
-    """Every process's parent, CPU time (user + system) and RSS, from /proc/<pid>/stat."""
+    """Every process's parent, CPU time (user + system, its own and its waited-for children's, so the sum over a
+    tree does not drop when a child exits) and RSS, from /proc/<pid>/stat."""
     ticks = os.sysconf("SC_CLK_TCK")
     page = os.sysconf("SC_PAGE_SIZE")
     out: dict[int, ProcStat] = {}
@@ -66,7 +70,8 @@ def read_procs(root: Path = Path("/proc")) -> dict[int, ProcStat]:
         except OSError:
             continue  # gone meanwhile
         fields = text[text.rindex(")") + 2:].split()  # after "pid (comm) ": state is field 0 here
-        out[int(entry.name)] = ProcStat(ppid=int(fields[1]), cpu_s=(int(fields[11]) + int(fields[12])) / ticks,
+        cpu_ticks = sum(int(f) for f in fields[11:15])  # utime stime cutime cstime
+        out[int(entry.name)] = ProcStat(ppid=int(fields[1]), cpu_s=cpu_ticks / ticks,
                                         rss_bytes=int(fields[21]) * page)
     return out
 
@@ -106,11 +111,18 @@ class Exporter:
 
     def run_once(self) -> None:
         started = time.monotonic()
-        for part in (self._components, self._lags, self._redis, self._disk, self._flink):
+        for part, gauges in ((self._components, (UP, RESTARTS, CPU, RSS)), (self._lags, (LAG,)),
+                             (self._redis, (REDIS_USED, REDIS_MAX)), (self._disk, (DISK_FREE, DISK_TOTAL)),
+                             (self._flink, (JOB_RUNNING, JOB_RESTARTS, JOB_CHECKPOINT_AGE))):
+            source = part.__name__.strip("_")
             try:
                 part()
+                SOURCE_UP.labels(source).set(1)
             except Exception as exc:  # noqa: BLE001 - one source down must not stop the others
-                log.warning("%s not measured: %s", part.__name__.strip("_"), exc)
+                log.warning("%s not measured: %s", source, exc)
+                SOURCE_UP.labels(source).set(0)
+                for gauge in gauges:  # no stale value may keep an alert quiet
+                    gauge.clear()
         PASS_SECONDS.set(time.monotonic() - started)
 
     def _components(self) -> None:
@@ -131,8 +143,10 @@ class Exporter:
     def _lags(self) -> None:
         from tradesim.adapters.kafka.client import group_lag
 
-        for group, topic in self.groups:
-            lag = group_lag(self.probes[group], topic)
+        lags = {(group, topic): group_lag(self.probes[group], topic, committed_only=True)
+                for group, topic in self.groups}
+        LAG.clear()
+        for (group, topic), lag in lags.items():
             if lag is not None:
                 LAG.labels(group, topic).set(lag)
 

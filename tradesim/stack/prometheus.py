@@ -2,7 +2,7 @@
 
 Prometheus scrapes every service, the exporter and itself on loopback, and evaluates the recording and alert
 rules kept in `tradesim/stack/rules/` (checked by `promtool test rules` in the tests). Its configuration is
-generated from the settings on every `up`, so it follows the ports.
+generated from the settings each time it starts, so it follows the ports.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import yaml
 
 from tradesim.stack.component import Component, PortSpec, ServiceComponent, Unhealthy, answers
 from tradesim.stack.errors import ProvisionError
-from tradesim.stack.tools import Report, apt_install, run_tool
+from tradesim.stack.tools import Report, apt_install, run_tool, stop_packaged_service
 
 RULES_DIR = Path(__file__).resolve().parent / "rules"
 RULE_FILES = ("tradesim.rules.yml",)
@@ -69,6 +69,7 @@ class Prometheus(Component):
     def provision(self, report: Report) -> None:
         if shutil.which("prometheus") is None or shutil.which("promtool") is None:
             apt_install(self.name, ["prometheus"], report, recommends=False)
+        stop_packaged_service("prometheus", report)
 
     @property
     def config_path(self) -> Path:

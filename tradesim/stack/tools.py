@@ -115,3 +115,16 @@ def apt_install(component: str, packages: list[str], report: Report, *, recommen
         report("apt-get update")
         run_tool(component, ["apt-get", "update", "-q"], "apt-get update", env=env)
         run_tool(component, install, "apt-get install", env=env)
+
+
+def stop_packaged_service(service: str, report: Report) -> None:
+    """A Debian package may start its system-wide server (on all interfaces, on our ports); only our process may
+    hold our ports, so stop and disable it."""
+    if Path("/run/systemd/system").is_dir() and shutil.which("systemctl"):
+        active = subprocess.run(["systemctl", "is-active", "--quiet", service], check=False, timeout=30).returncode
+        if active == 0:
+            report(f"stopping and disabling the {service} system service the package started")
+            subprocess.run(["systemctl", "disable", "--now", service], check=False, capture_output=True, timeout=60)
+    elif Path(f"/etc/init.d/{service}").exists():
+        # without systemd the package's init script may have started it (policy-rc.d usually blocks that)
+        subprocess.run([f"/etc/init.d/{service}", "stop"], check=False, capture_output=True, timeout=60)

@@ -66,6 +66,7 @@ class ToxiproxyServer(Component):
         s, c = self.settings, self.settings.chaos
         tox = Toxiproxy(c.api_url)
         try:
+            tox.reset()  # `up` leaves no fault behind (a `chaos run` that was killed cannot remove its own)
             tox.ensure_proxy("redis", f"{c.host}:{c.redis_port}", f"{s.redis.host}:{s.redis.port}")
             tox.ensure_proxy("dynamodb", f"{c.host}:{c.dynamodb_port}", f"{s.dynamodb.host}:{s.dynamodb.port}")
         finally:

@@ -103,10 +103,12 @@ def test_a_fault_under_load_loses_nothing_and_executes_nothing_twice(
         name: str, settings: Settings, supervisor: Supervisor, tox: Toxiproxy, new_user: Callable[..., User],  # noqa: F811
         index: TradeIndex, execution_job: None) -> None:  # noqa: F811
     fault = FAULTS[name]
+    _assert_routed_through_the_proxies(settings, supervisor)
     symbol = unique_symbol("F")
     users = [new_user(cash=CASH) for _ in range(USERS)]
     accepted: dict[str, tuple[User, str, int]] = {}
     accepted_at: dict[str, float] = {}
+    answers: list[tuple[float, float, int]] = []  # (sent at, seconds, status) of every request
     refused: dict[int, int] = {}
     lock = threading.Lock()
     reader = _outcomes_from_now(settings)
@@ -118,12 +120,14 @@ def test_a_fault_under_load_loses_nothing_and_executes_nothing_twice(
 
     def place(i: int, client: httpx.Client) -> None:
         user, side, qty = users[i % USERS], "sell" if i % 5 == 0 else "buy", 1 + i % 4
+        started = time.monotonic()
         try:
             answer = client.post("/orders", json={"symbol": symbol, "side": side, "qty": qty}, headers=user.auth)
             status = answer.status_code
         except httpx.HTTPError:
             status = 0  # no answer: the client does not know; not counted as accepted
         with lock:
+            answers.append((started, time.monotonic() - started, status))
             if status == 202:
                 accepted[answer.json()["order_id"]] = (user, side, qty)
                 accepted_at[answer.json()["order_id"]] = time.monotonic()
@@ -149,6 +153,9 @@ def test_a_fault_under_load_loses_nothing_and_executes_nothing_twice(
             wait_for(lambda: (place(ORDERS + 1, client), accepted_after(removed))[1], 60,  # a buy
                      "an order accepted after the fault", poll_s=0.5)
         assert accepted, refused
+        # the fault reached the API: during it, requests were refused or slow
+        hit = [a for a in answers if injected <= a[0] <= removed and (a[2] != 202 or a[1] >= 0.25)]
+        assert hit, f"nothing noticed {name}"
         reader.wait(list(accepted), timeout_s=300)  # none lost: every accepted order has its outcome
     recovered_s = time.monotonic() - removed
     wait_for(lambda: _healthy(supervisor), 60, "every component healthy again", poll_s=0.5)
@@ -189,6 +196,19 @@ def test_a_fault_under_load_loses_nothing_and_executes_nothing_twice(
     with RESULTS.open("a") as f:
         f.write(json.dumps(row) + "\n")
     print(row)
+
+
+def _assert_routed_through_the_proxies(settings: Settings, supervisor: Supervisor) -> None:
+    """The API and the TaskManager run with the proxies' ports (a stack started without chaos would not)."""
+    from tradesim.stack.flink import Flink
+
+    c = settings.chaos
+    (api,) = [s.pid for s in supervisor.status() if s.name == "api"]
+    for pid, what in ((api, "api"), (Flink(settings).taskmanager_pid(), "TaskManager")):
+        assert pid is not None, what
+        env = dict(item.split("=", 1) for item in Path(f"/proc/{pid}/environ").read_text().split("\0") if "=" in item)
+        assert (env.get("TRADESIM_REDIS__PORT"), env.get("TRADESIM_DYNAMODB__PORT")) == (
+            str(c.redis_port), str(c.dynamodb_port)), f"{what} bypasses Toxiproxy: restart the stack with chaos on"
 
 
 def _price_cached(settings: Settings, symbol: str) -> bool:

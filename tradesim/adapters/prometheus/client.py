@@ -39,7 +39,10 @@ class PrometheusApi:
             raise Unavailable(f"no Prometheus answers at {self.url}: {exc}") from None
         if answer.status_code != 200:
             raise Unavailable(f"Prometheus at {self.url} answered HTTP {answer.status_code}: {answer.text[:200]}")
-        body = answer.json()
+        try:
+            body = answer.json()
+        except ValueError:
+            raise Unavailable(f"what answers at {self.url} is not Prometheus: {answer.text[:100]!r}") from None
         if body.get("status") != "success":
             raise Unavailable(f"Prometheus at {self.url}: {body.get('error', body)}")
         return body["data"]

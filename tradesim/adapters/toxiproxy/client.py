@@ -10,6 +10,10 @@ import httpx
 from tradesim.ports import Unavailable
 
 
+class ToxiproxyRefused(Exception):
+    """Toxiproxy answered but refused the request (4xx), e.g. a toxic of that name is already on the proxy."""
+
+
 @dataclass(frozen=True)
 class Proxy:
     name: str
@@ -29,9 +33,14 @@ class Toxiproxy:
             answer = self.http.request(method, path, json=body)
         except httpx.HTTPError as exc:
             raise Unavailable(f"no Toxiproxy answers at {self.url}: {exc}") from None
-        if answer.status_code >= 400:
+        if 400 <= answer.status_code < 500:
+            raise ToxiproxyRefused(f"Toxiproxy refused {method} {path}: {answer.text[:200]}")
+        if answer.status_code >= 500:
             raise Unavailable(f"Toxiproxy {method} {path} answered HTTP {answer.status_code}: {answer.text[:200]}")
-        return answer.json() if answer.content else None
+        try:
+            return answer.json() if answer.content else None
+        except ValueError:
+            raise Unavailable(f"what answers at {self.url} is not Toxiproxy: {answer.text[:100]!r}") from None
 
     def proxies(self) -> list[Proxy]:
         rows = self._call("GET", "/proxies") or {}
