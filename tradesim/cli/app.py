@@ -7,6 +7,7 @@ import typer
 from tradesim.cli import (
     accounts,
     analytics,
+    backup,
     bench,
     chaos,
     jobs,
@@ -35,6 +36,7 @@ orders.register(app)
 app.command("portfolio")(portfolio.portfolio)
 app.command("trades")(trades.trades)
 rebuild.register(app)
+backup.register(app)
 observe.register(app)
 tui_cmd.register(app)
 run_cmd.register(app)

@@ -77,9 +77,13 @@ class OpenSearch(Component):
                                 {"opensearch.runner.version": self._cfg.version})
 
     def configure(self) -> None:
-        for sub in ("home", "data", "logs"):
+        for sub in ("home", "data", "logs", "snapshots"):
             (self.dir / sub).mkdir(parents=True, exist_ok=True)
         (self.dir / "log4j2.xml").write_text(_LOG4J2)
+
+    @property
+    def snapshots(self) -> Path:
+        return self.dir / "snapshots"
 
     def node_settings(self) -> dict[str, str]:
         """Settings handed to the launcher as key=value arguments."""
@@ -94,6 +98,8 @@ class OpenSearch(Component):
             "path.home": str(self.dir / "home"),
             "path.data": str(self.dir / "data"),
             "path.logs": str(self.dir / "logs"),
+            # where `tradesim backup` may write snapshots (an fs repository must lie under path.repo)
+            "path.repo": str(self.snapshots),
             # A dev box's disk may be fuller than the 85/90/95 % watermarks; past them the node refuses to
             # allocate shards or makes indices read-only, which would look like a tradesim bug.
             "cluster.routing.allocation.disk.threshold_enabled": "false",

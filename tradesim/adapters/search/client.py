@@ -125,6 +125,35 @@ class SearchClient:
         with self._translated(f"refresh {index}"):
             self._os.indices.refresh(index=index)
 
+    # ---- snapshots (tradesim backup / restore) -------------------------------------------------------------
+
+    def put_fs_repository(self, name: str, location: str, readonly: bool = False) -> None:
+        """Register a shared-file-system snapshot repository (`location` must lie under the node's path.repo)."""
+        with self._translated(f"register snapshot repository {name}"):
+            self._os.snapshot.create_repository(repository=name, body={
+                "type": "fs", "settings": {"location": location, "readonly": readonly}})
+
+    def delete_repository(self, name: str) -> bool:
+        return self._deleted(f"delete snapshot repository {name}",
+                             lambda: self._os.snapshot.delete_repository(repository=name))
+
+    def snapshot(self, repository: str, name: str, indices: list[str], timeout_s: float) -> dict[str, Any]:
+        """Take a snapshot of `indices` (with their aliases, without the cluster state) and wait for it."""
+        with self._translated(f"snapshot {name}", timeout_s):
+            answer = self._os.snapshot.create(
+                repository=repository, snapshot=name, params={"wait_for_completion": "true"},
+                body={"indices": ",".join(indices), "include_global_state": False, "ignore_unavailable": True},
+                request_timeout=timeout_s)
+        return dict(answer["snapshot"])
+
+    def restore(self, repository: str, name: str, timeout_s: float) -> dict[str, Any]:
+        """Restore every index of the snapshot, with its aliases, and wait for it."""
+        with self._translated(f"restore snapshot {name}", timeout_s):
+            answer = self._os.snapshot.restore(
+                repository=repository, snapshot=name, params={"wait_for_completion": "true"},
+                body={"include_aliases": True, "include_global_state": False}, request_timeout=timeout_s)
+        return dict(answer["snapshot"])
+
     # ---- documents and queries ----------------------------------------------------------------------------
 
     def bulk(self, operations: list[dict[str, Any]], refresh: bool = False,

@@ -1,0 +1,234 @@
+"""Kafka partitions to files and back with their offsets, and consumer-group offsets.
+
+A restore into an empty partition gives every record its old offset (records below the backup's first offset are
+filled and then deleted with DeleteRecords), so the consumer-group offsets and Flink savepoints taken with the
+backup stay valid. Holds for logs without gaps: tradesim's topics are neither compacted nor transactional."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import struct
+import time
+import uuid
+from base64 import b64decode, b64encode
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from confluent_kafka import KafkaException, Message, TopicPartition
+from confluent_kafka import ConsumerGroupTopicPartitions
+
+from tradesim.adapters.kafka.client import admin, consumer, producer
+from tradesim.adapters.kafka.errors import KafkaUnavailable
+from tradesim.settings import KafkaSettings
+
+MAGIC = b"tradesim-kafka-archive/1\n"
+#: offset, timestamp (ms), key length, value length, headers length; -1 = null
+_HEAD = struct.Struct(">qqiii")
+#: a partition that yields nothing for this long while records are due has stalled
+STALL_S = 30.0
+
+Progress = Callable[[int], None]
+
+
+class ArchiveError(Exception):
+    """A partition cannot be copied or restored as it stands (message says which and why)."""
+
+
+@dataclass(frozen=True)
+class Span:
+    """Offsets [low, high) of one partition."""
+
+    topic: str
+    partition: int
+    low: int
+    high: int
+
+    @property
+    def count(self) -> int:
+        return self.high - self.low
+
+
+def spans(kafka: KafkaSettings, topics: list[str], timeout_s: float = 10.0) -> list[Span]:
+    """The current [low, high) of every partition of `topics` (a topic that does not exist is left out)."""
+    c = consumer(kafka, group_id=f"tradesim-archive-{uuid.uuid4().hex[:8]}")
+    try:
+        out = []
+        for topic in topics:
+            meta = c.list_topics(topic, timeout=timeout_s).topics.get(topic)
+            if meta is None or meta.error is not None:
+                continue
+            for p in sorted(meta.partitions):
+                low, high = c.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout_s)
+                out.append(Span(topic, p, low, high))
+        return out
+    except KafkaException as exc:
+        raise KafkaUnavailable(f"cannot read the offsets of {', '.join(topics)}: {exc}") from None
+    finally:
+        c.close()
+
+
+def _bytes(v: str | bytes) -> bytes:
+    return v.encode() if isinstance(v, str) else v
+
+
+def _frame(msg: Message) -> bytes:
+    key, value, headers = msg.key(), msg.value(), msg.headers()
+    head_bytes = json.dumps([[k, None if v is None else b64encode(_bytes(v)).decode()] for k, v in headers]).encode() \
+        if headers else None
+    fields = (key, value, head_bytes)
+    lengths = (-1 if x is None else len(x) for x in fields)
+    return _HEAD.pack(msg.offset(), msg.timestamp()[1], *lengths) + b"".join(x for x in fields if x is not None)
+
+
+@dataclass(frozen=True)
+class Record:
+    offset: int
+    timestamp_ms: int
+    key: bytes | None
+    value: bytes | None
+    headers: list[tuple[str, bytes | None]] | None
+
+
+def read(path: Path) -> Iterator[Record]:
+    """The records of one archived partition, in offset order."""
+    with gzip.open(path, "rb") as f:
+        if f.read(len(MAGIC)) != MAGIC:
+            raise ArchiveError(f"{path} is not a tradesim Kafka archive")
+        while head := f.read(_HEAD.size):
+            if len(head) < _HEAD.size:
+                raise ArchiveError(f"{path} is truncated")
+            offset, ts, *lengths = _HEAD.unpack(head)
+            key, value, raw = (None if n < 0 else f.read(n) for n in lengths)
+            headers = None if raw is None else [(k, None if v is None else b64decode(v)) for k, v in json.loads(raw)]
+            yield Record(offset, ts, key, value, headers)
+
+
+def export_partition(kafka: KafkaSettings, span: Span, path: Path, progress: Progress = lambda _n: None) -> Span:
+    """Write the records of `span` to `path`; returns the span written (its low is higher if retention removed
+    records meanwhile). Raises ArchiveError on a gap in the offsets, KafkaUnavailable when the broker stalls."""
+    written = Span(span.topic, span.partition, span.low, span.high)
+    if span.count <= 0:
+        with gzip.open(path, "wb") as f:
+            f.write(MAGIC)
+        return written
+    c = consumer(kafka, group_id=f"tradesim-archive-{uuid.uuid4().hex[:8]}", **{"fetch.max.bytes": 16 << 20})
+    c.assign([TopicPartition(span.topic, span.partition, span.low)])
+    expected = -1  # the next offset due; -1 before the first record
+    last_progress = time.monotonic()
+    try:
+        with gzip.open(path, "wb", compresslevel=3) as f:
+            f.write(MAGIC)
+            while expected < span.high:
+                batch = c.consume(num_messages=5000, timeout=1.0)
+                if not batch and time.monotonic() - last_progress > STALL_S:
+                    raise KafkaUnavailable(f"{span.topic}[{span.partition}] yielded nothing for {STALL_S:.0f} s "
+                                           f"at offset {expected}")
+                n = 0
+                for msg in batch:
+                    if msg.error() is not None:
+                        raise KafkaUnavailable(f"reading {span.topic}[{span.partition}]: {msg.error()}")
+                    if msg.offset() >= span.high:
+                        break
+                    if expected < 0:
+                        written = Span(span.topic, span.partition, msg.offset(), span.high)
+                    elif msg.offset() != expected:
+                        raise ArchiveError(f"{span.topic}[{span.partition}] has a gap at offset {expected}; a "
+                                           "compacted or transactional topic cannot be restored with its offsets")
+                    f.write(_frame(msg))
+                    expected = msg.offset() + 1
+                    n += 1
+                if n:
+                    last_progress = time.monotonic()
+                    progress(n)
+    finally:
+        c.close()
+    return written
+
+
+def import_partition(kafka: KafkaSettings, span: Span, path: Path, progress: Progress = lambda _n: None) -> None:
+    """Write an archived partition into the same, empty partition so each record gets its old offset.
+    Raises ArchiveError when the partition is not empty or an offset comes out different."""
+    now = spans(kafka, [span.topic])
+    current = next((s for s in now if s.partition == span.partition), None)
+    if current is None:
+        raise ArchiveError(f"topic {span.topic} has no partition {span.partition}")
+    if current.high != 0:
+        raise ArchiveError(f"{span.topic}[{span.partition}] is not empty ({current.high} records)")
+    wrong: list[str] = []
+
+    def check(expected: int) -> Callable[[object, Message], None]:
+        def on_delivery(err: object, msg: Message) -> None:
+            if err is not None or msg.offset() != expected:
+                wrong.append(f"offset {expected}: {err or f'written at {msg.offset()}'}")
+        return on_delivery
+
+    p = producer(kafka, **{"linger.ms": 20, "batch.num.messages": 10000})
+
+    def send(**kw: object) -> None:
+        while True:
+            try:
+                p.produce(span.topic, partition=span.partition, **kw)  # type: ignore[arg-type]
+                return
+            except BufferError:
+                p.poll(0.05)
+
+    if span.low > 0:  # offsets below the backup's first one: fill, then delete
+        for i in range(span.low):
+            send(value=None)
+            if i % 10000 == 0:
+                p.poll(0)
+        if p.flush(60) != 0:
+            raise KafkaUnavailable(f"filling {span.topic}[{span.partition}] did not finish")
+        futures = admin(kafka).delete_records([TopicPartition(span.topic, span.partition, span.low)])
+        for f in futures.values():
+            f.result(timeout=30)
+    n = 0
+    for rec in read(path):
+        send(key=rec.key, value=rec.value, headers=rec.headers, timestamp=rec.timestamp_ms,
+             on_delivery=check(rec.offset))
+        n += 1
+        if n % 5000 == 0:
+            p.poll(0)
+            progress(5000)
+    if p.flush(60) != 0:
+        raise KafkaUnavailable(f"restoring {span.topic}[{span.partition}] did not finish")
+    progress(n % 5000)
+    if wrong:
+        raise ArchiveError(f"{span.topic}[{span.partition}] came back at other offsets ({len(wrong)} records, "
+                           f"first: {wrong[0]})")
+
+
+#: group → topic → partition → committed offset
+GroupOffsets = dict[str, dict[str, dict[int, int]]]
+
+
+def group_offsets(kafka: KafkaSettings, topics: list[str], timeout_s: float = 10.0) -> GroupOffsets:
+    """The committed offsets on `topics` of every consumer group that has any."""
+    client = admin(kafka)
+    try:
+        groups = [g.group_id for g in client.list_consumer_groups(request_timeout=timeout_s).result().valid]
+        out: GroupOffsets = {}
+        for group in sorted(groups):
+            futures = client.list_consumer_group_offsets([ConsumerGroupTopicPartitions(group)],
+                                                         request_timeout=timeout_s)
+            for tp in futures[group].result().topic_partitions:
+                if tp.topic in topics and tp.offset >= 0:
+                    out.setdefault(group, {}).setdefault(tp.topic, {})[tp.partition] = tp.offset
+        return out
+    except KafkaException as exc:
+        raise KafkaUnavailable(f"cannot list the consumer groups' offsets: {exc}") from None
+
+
+def commit_group_offsets(kafka: KafkaSettings, offsets: GroupOffsets, timeout_s: float = 10.0) -> None:
+    """Set each group's committed offsets (the groups must have no active member)."""
+    client = admin(kafka)
+    try:
+        for group, topics in offsets.items():
+            parts = [TopicPartition(t, p, o) for t, by_p in topics.items() for p, o in by_p.items()]
+            futures = client.alter_consumer_group_offsets([ConsumerGroupTopicPartitions(group, parts)],
+                                                          request_timeout=timeout_s)
+            futures[group].result()
+    except KafkaException as exc:
+        raise KafkaUnavailable(f"cannot set the consumer groups' offsets: {exc}") from None

@@ -1,0 +1,74 @@
+"""`tradesim backup DIR` and `tradesim restore DIR` (the steps live in tradesim/stack/backup.py)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from tradesim.cli.errors import cli_errors
+from tradesim.settings import load_settings
+
+out = Console(highlight=False, soft_wrap=True)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("backup")(backup_cmd)
+    app.command("restore")(restore_cmd)
+
+
+Folder = Annotated[Path, typer.Argument(help="The backup folder.", file_okay=False)]
+
+
+def backup_cmd(folder: Folder) -> None:
+    """Copy every store's data into a new folder (Kafka topics with their offsets, DynamoDB tables, a savepoint of
+    each job, the search indices, the ClickHouse tables); orders keep being accepted meanwhile."""
+    _backup(folder)
+
+
+def restore_cmd(folder: Folder) -> None:
+    """Put a backup back onto an empty stack (`tradesim down --purge && tradesim up` first); the jobs resume from
+    their savepoints."""
+    _restore(folder)
+
+
+@contextmanager
+def _bars() -> Iterator[Callable[[str, int | None], Callable[[int], None]]]:
+    columns = (TextColumn("{task.description:<34}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=out, transient=False) as bar:
+        def step(description: str, total: int | None) -> Callable[[int], None]:
+            task = bar.add_task(description, total=total if total is not None else 1)
+            return lambda n: bar.advance(task, n)
+        yield step
+
+
+@cli_errors
+def _backup(folder: Path) -> None:
+    from tradesim.stack.backup import backup, describe, failures
+
+    settings = load_settings()
+    began = time.monotonic()
+    with failures(f"backup into {folder} (the folder has no manifest, so it is not a backup; remove it)"), \
+            _bars() as steps:
+        manifest = backup(settings, folder, steps)
+    counts = ", ".join(f"{v} {k}" for k, v in describe(manifest).items())
+    out.print(f"backed up into {folder} in {time.monotonic() - began:.1f} s: {counts}; recovery point "
+              f"{time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(manifest.recovery_point))}")
+
+
+@cli_errors
+def _restore(folder: Path) -> None:
+    from tradesim.stack.backup import describe, failures, restore
+
+    settings = load_settings()
+    began = time.monotonic()
+    with failures(f"restore from {folder} (purge the stack and restore again)"), _bars() as steps:
+        manifest = restore(settings, folder, steps)
+    counts = ", ".join(f"{v} {k}" for k, v in describe(manifest).items())
+    out.print(f"restored {folder} in {time.monotonic() - began:.1f} s: {counts}")

@@ -1,0 +1,366 @@
+"""`tradesim backup DIR` and `tradesim restore DIR`: the whole stack's data to a folder and back onto an empty
+stack. The order of the steps is what makes the copy consistent; docs/design/backup.md says why."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tradesim import __version__
+from tradesim.settings import Settings
+from tradesim.stack.errors import StackError, UserError
+
+FORMAT = 1
+MANIFEST = "manifest.json"
+#: services that read or write Kafka and DynamoDB: stopped while a restore writes underneath them
+SERVICES = ("marketdata", "persistence", "api")
+SNAPSHOT = "tradesim"
+SNAPSHOT_TIMEOUT_S = 600.0
+
+
+#: how progress is shown: `steps(description, total)` opens one step and gives the function that advances it
+Steps = Callable[[str, int | None], Callable[[int], None]]
+
+
+def no_steps(_description: str, _total: int | None) -> Callable[[int], None]:
+    return lambda _n: None
+
+
+@dataclass
+class Manifest:
+    """What a backup holds; written last, so a folder without it is an unfinished backup."""
+
+    format: int
+    tradesim_version: str
+    started_at: float
+    #: when the Kafka offsets were read: orders accepted after this are not in the backup (the recovery point)
+    recovery_point: float
+    finished_at: float
+    #: topic → [[partition, low, high], ...]
+    kafka: dict[str, list[list[int]]] = field(default_factory=dict)
+    #: consumer group → topic → partition (as a string, JSON keys) → committed offset
+    groups: dict[str, dict[str, dict[str, int]]] = field(default_factory=dict)
+    #: logical table → items
+    dynamodb: dict[str, int] = field(default_factory=dict)
+    #: table → rows
+    clickhouse: dict[str, int] = field(default_factory=dict)
+    #: concrete index → its aliases, as snapshotted
+    opensearch: dict[str, list[str]] = field(default_factory=dict)
+    #: job name → savepoint folder, relative to the backup folder
+    jobs: dict[str, str] = field(default_factory=dict)
+
+    def save(self, folder: Path) -> None:
+        (folder / MANIFEST).write_text(json.dumps(asdict(self), indent=2) + "\n")
+
+    @classmethod
+    def load(cls, folder: Path) -> Manifest:
+        path = folder / MANIFEST
+        if not path.is_file():
+            raise UserError(f"{folder} is not a tradesim backup (no {MANIFEST}; an unfinished backup has none)")
+        try:
+            data = json.loads(path.read_text())
+            manifest = cls(**data)
+        except (ValueError, TypeError) as exc:
+            raise UserError(f"{path} is not a valid backup manifest: {exc}") from None
+        if manifest.format != FORMAT:
+            raise UserError(f"{folder} is a backup of format {manifest.format}; this tradesim reads format {FORMAT}")
+        return manifest
+
+
+def _local_only(settings: Settings) -> None:
+    from tradesim.stack.flink import Flink
+    from tradesim.stack.opensearch import OpenSearch
+
+    for comp in (Flink(settings), OpenSearch(settings)):
+        if comp.external:
+            raise UserError(f"backup and restore need the local {comp.name} (savepoints and snapshots are files on "
+                            f"its machine); {comp.name} points at {comp.address()}: use that service's own backups")
+
+
+def _topics(settings: Settings) -> list[str]:
+    t = settings.topics
+    return [t.market_data, t.market_bars, t.trade_orders, t.trade_executed, t.dead_letter]
+
+
+def _tables() -> list[str]:
+    from tradesim.adapters.dynamodb.tables import TABLES
+
+    return [t.name for t in TABLES]
+
+
+def _partition_file(folder: Path, topic: str, partition: int) -> Path:
+    return folder / "kafka" / topic / f"{partition}.bin.gz"
+
+
+def _running_jobs(settings: Settings) -> dict[str, str]:
+    """Catalog name → id of every tradesim job running on the cluster."""
+    from tradesim.stack import jobs
+
+    rest = jobs.cluster(settings)
+    return {jobs.name_of(j.name): j.id for j in rest.jobs(with_checkpoints=False)
+            if j.active and jobs.name_of(j.name) in jobs.JOBS}
+
+
+@contextmanager
+def failures(what: str) -> Iterator[None]:
+    """A server that fails or refuses mid-way becomes one StackError line naming the step's purpose."""
+    from tradesim.adapters.dynamodb.errors import DynamoDBError
+    from tradesim.adapters.flink.errors import FlinkRequestError, FlinkUnavailable
+    from tradesim.adapters.kafka.archive import ArchiveError
+    from tradesim.adapters.kafka.errors import KafkaDeliveryError, KafkaUnavailable
+    from tradesim.adapters.search.errors import SearchRequestError
+    from tradesim.ports import Unavailable
+
+    try:
+        yield
+    except (Unavailable, DynamoDBError, FlinkRequestError, FlinkUnavailable, ArchiveError, KafkaUnavailable,
+            KafkaDeliveryError, SearchRequestError, OSError) as exc:
+        raise StackError(f"{what} stopped: {exc}") from None
+
+
+@contextmanager
+def _step(steps: Steps, description: str, total: int | None = None) -> Iterator[Callable[[int], None]]:
+    advance = steps(description, total)
+    yield advance
+    if total is None:
+        advance(1)
+
+
+# ---- backup ------------------------------------------------------------------------------------------------
+
+
+def backup(settings: Settings, folder: Path, steps: Steps = no_steps) -> Manifest:
+    """Copy the stack's data into `folder` (new or empty) while the stack keeps taking orders. The jobs stop with a
+    savepoint for the duration and resume from it, so orders wait in Kafka rather than being lost."""
+    from tradesim.adapters.dynamodb.archive import export_table
+    from tradesim.adapters.dynamodb.client import DynamoDB
+    from tradesim.adapters.kafka.archive import export_partition, group_offsets, spans
+    from tradesim.stack import jobs
+
+    _local_only(settings)
+    if folder.exists() and (not folder.is_dir() or any(folder.iterdir())):
+        raise UserError(f"{folder} exists and is not an empty folder; back up into a new one")
+    folder.mkdir(parents=True, exist_ok=True)
+    started = time.time()
+    running = _running_jobs(settings)
+    manifest = Manifest(FORMAT, __version__, started, 0.0, 0.0)
+    rest = jobs.cluster(settings)
+    savepoints: dict[str, str] = {}
+    try:
+        for name, job_id in running.items():
+            with _step(steps, f"savepoint of job {name}"):
+                location = rest.stop_with_savepoint(job_id, str((folder / "flink" / name).resolve()))
+                savepoints[name] = location
+                manifest.jobs[name] = str(Path(location.removeprefix("file:")).relative_to(folder.resolve()))
+        topics = _topics(settings)
+        with _step(steps, "consumer group offsets"):
+            offsets = group_offsets(settings.kafka, topics)
+            manifest.groups = {g: {t: {str(p): o for p, o in ps.items()} for t, ps in ts.items()}
+                               for g, ts in offsets.items()}
+        db = DynamoDB(settings.dynamodb)
+        try:
+            (folder / "dynamodb").mkdir()
+            for table in _tables():
+                with _step(steps, f"DynamoDB {table}") as advance:
+                    manifest.dynamodb[table] = export_table(db, table, folder / "dynamodb" / f"{table}.jsonl.gz",
+                                                            advance)
+        finally:
+            db.close()
+        # after the tables: every order a recorded outcome names is then in the copied log
+        manifest.recovery_point = time.time()
+        parts = spans(settings.kafka, topics)
+        for span in parts:
+            (folder / "kafka" / span.topic).mkdir(parents=True, exist_ok=True)
+            with _step(steps, f"Kafka {span.topic}[{span.partition}]", span.count) as advance:
+                done = export_partition(settings.kafka, span, _partition_file(folder, span.topic, span.partition),
+                                        advance)
+            manifest.kafka.setdefault(span.topic, []).append([span.partition, done.low, done.high])
+        with _step(steps, "OpenSearch snapshot"):
+            manifest.opensearch = _snapshot(settings, folder / "opensearch")
+        _export_clickhouse(settings, folder / "clickhouse", manifest, steps)
+    finally:
+        _resume(settings, savepoints, steps)
+    manifest.finished_at = time.time()
+    manifest.save(folder)
+    return manifest
+
+
+def _resume(settings: Settings, savepoints: dict[str, str], steps: Steps) -> None:
+    from tradesim.stack import jobs
+
+    for name, location in savepoints.items():
+        with _step(steps, f"resume job {name}"):
+            jobs.submit_job(settings, name, options={"execution.state-recovery.path": location})
+
+
+def _snapshot(settings: Settings, into: Path) -> dict[str, list[str]]:
+    """Snapshot the trades indices into the node's repository folder, then move the repository into `into`."""
+    from tradesim.adapters.search.trades import TradeIndex
+    from tradesim.stack.opensearch import OpenSearch
+
+    repo = f"tradesim-backup-{uuid.uuid4().hex[:8]}"
+    location = OpenSearch(settings).snapshots / repo
+    index = TradeIndex.from_settings(settings.opensearch, timeout_s=SNAPSHOT_TIMEOUT_S)
+    try:
+        layout = {name: sorted(aliases) for name, aliases in index.indices().items()}
+        index.client.put_fs_repository(repo, str(location))
+        try:
+            index.client.snapshot(repo, SNAPSHOT, sorted(layout), SNAPSHOT_TIMEOUT_S)
+        finally:
+            index.client.delete_repository(repo)
+        shutil.move(str(location), str(into))
+        return layout
+    finally:
+        index.close()
+        shutil.rmtree(location, ignore_errors=True)
+
+
+def _export_clickhouse(settings: Settings, into: Path, manifest: Manifest, steps: Steps) -> None:
+    from tradesim.adapters.clickhouse.archive import export_table
+    from tradesim.adapters.clickhouse.trades import TradeStore
+
+    into.mkdir()
+    store = TradeStore.from_settings(settings.clickhouse)
+    try:
+        for table in store.tables:
+            with _step(steps, f"ClickHouse {table}"):
+                manifest.clickhouse[table] = export_table(store.client, table, into / f"{table}.native.gz")
+    finally:
+        store.close()
+
+
+# ---- restore -----------------------------------------------------------------------------------------------
+
+
+def restore(settings: Settings, folder: Path, steps: Steps = no_steps) -> Manifest:
+    """Put a backup back onto an empty stack (`tradesim down --purge && tradesim up`): every Kafka record at its
+    old offset, the groups' offsets, the tables, the indices, and the jobs from their savepoints."""
+    from tradesim.adapters.clickhouse.archive import import_table
+    from tradesim.adapters.clickhouse.trades import TradeStore
+    from tradesim.adapters.dynamodb import archive as dynamo
+    from tradesim.adapters.dynamodb.client import DynamoDB
+    from tradesim.adapters.kafka.archive import Span, commit_group_offsets, import_partition
+    from tradesim.stack import registry
+    from tradesim.stack.supervisor import Supervisor
+
+    manifest = Manifest.load(folder)
+    _local_only(settings)
+    with _step(steps, "check the stack is empty"):
+        held = _not_empty(settings, manifest)
+    if held:
+        raise UserError("restore needs an empty stack, and this one holds " + "; ".join(held)
+                        + " (start an empty one with `tradesim down --purge && tradesim up`)")
+    _cancel_jobs(settings)
+    stopped = Supervisor(settings, registry.build(settings, list(SERVICES))).down()
+    try:
+        for topic, parts in manifest.kafka.items():
+            for partition, low, high in parts:
+                span = Span(topic, partition, low, high)
+                with _step(steps, f"Kafka {topic}[{partition}]", span.count) as advance:
+                    import_partition(settings.kafka, span, _partition_file(folder, topic, partition), advance)
+        with _step(steps, "consumer group offsets"):
+            commit_group_offsets(settings.kafka, {g: {t: {int(p): o for p, o in ps.items()} for t, ps in ts.items()}
+                                                  for g, ts in manifest.groups.items()})
+        db = DynamoDB(settings.dynamodb)
+        try:
+            for table, count in manifest.dynamodb.items():
+                with _step(steps, f"DynamoDB {table}", count) as advance:
+                    dynamo.import_table(db, table, folder / "dynamodb" / f"{table}.jsonl.gz", advance)
+        finally:
+            db.close()
+        with _step(steps, "OpenSearch snapshot"):
+            _restore_snapshot(settings, folder / "opensearch")
+        store = TradeStore.from_settings(settings.clickhouse)
+        try:
+            for table in manifest.clickhouse:
+                with _step(steps, f"ClickHouse {table}"):
+                    import_table(store.client, table, folder / "clickhouse" / f"{table}.native.gz")
+        finally:
+            store.close()
+        _resume(settings, {name: str((folder / path).resolve()) for name, path in manifest.jobs.items()}, steps)
+    finally:
+        if stopped:
+            Supervisor(settings, registry.build(settings, stopped)).up()
+    return manifest
+
+
+def _not_empty(settings: Settings, manifest: Manifest) -> list[str]:
+    """What the stack holds that a restore would mix with the backup's data (empty list: it is empty)."""
+    from tradesim.adapters.clickhouse.archive import row_count
+    from tradesim.adapters.clickhouse.trades import TradeStore
+    from tradesim.adapters.dynamodb import archive as dynamo
+    from tradesim.adapters.dynamodb.client import DynamoDB
+    from tradesim.adapters.kafka.archive import spans
+    from tradesim.adapters.search.trades import TradeIndex
+
+    held: list[str] = []
+    now = {(s.topic, s.partition): s for s in spans(settings.kafka, list(manifest.kafka))}
+    for topic, parts in manifest.kafka.items():
+        have = sorted(p for t, p in now if t == topic)
+        if have != sorted(p[0] for p in parts):
+            held.append(f"topic {topic} with {len(have)} partitions (the backup has {len(parts)})")
+        elif any(now[(topic, p)].high for p in have):
+            held.append(f"records in {topic}")
+    db = DynamoDB(settings.dynamodb)
+    try:
+        held += [f"items in DynamoDB {t}" for t in manifest.dynamodb if not dynamo.is_empty(db, t)]
+    finally:
+        db.close()
+    with TradeIndex.from_settings(settings.opensearch) as index:
+        if index.current() and index.client.count(index.alias):
+            held.append(f"documents in the search index {index.alias}")
+    store = TradeStore.from_settings(settings.clickhouse)
+    try:
+        held += [f"rows in ClickHouse {t}" for t in manifest.clickhouse if row_count(store.client, t)]
+    finally:
+        store.close()
+    return held
+
+
+def _cancel_jobs(settings: Settings) -> None:
+    """The jobs of an empty stack hold nothing; they make way for the backup's."""
+    from tradesim.stack import jobs
+
+    rest = jobs.cluster(settings)
+    for job_id in _running_jobs(settings).values():
+        rest.cancel(job_id)
+
+
+def _restore_snapshot(settings: Settings, source: Path) -> None:
+    """Delete the empty indices `up` made and restore the backup's, with their aliases."""
+    from tradesim.adapters.search.trades import TradeIndex
+    from tradesim.stack.opensearch import OpenSearch
+
+    repo = f"tradesim-restore-{uuid.uuid4().hex[:8]}"
+    location = OpenSearch(settings).snapshots / repo
+    shutil.copytree(source, location)
+    index = TradeIndex.from_settings(settings.opensearch, timeout_s=SNAPSHOT_TIMEOUT_S)
+    try:
+        for name in index.indices():
+            index.client.delete_index(name)
+        index.client.put_fs_repository(repo, str(location), readonly=True)
+        try:
+            index.client.restore(repo, SNAPSHOT, SNAPSHOT_TIMEOUT_S)
+        finally:
+            index.client.delete_repository(repo)
+    finally:
+        index.close()
+        shutil.rmtree(location, ignore_errors=True)
+
+
+def describe(manifest: Manifest) -> dict[str, Any]:
+    """Counts for the CLI's summary line."""
+    return {
+        "kafka records": sum(high - low for parts in manifest.kafka.values() for _, low, high in parts),
+        "DynamoDB items": sum(manifest.dynamodb.values()),
+        "search indices": len(manifest.opensearch),
+        "ClickHouse rows": sum(manifest.clickhouse.values()),
+        "job savepoints": len(manifest.jobs),
+    }
