@@ -7,6 +7,7 @@ import json
 import sys
 import time
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -28,15 +29,19 @@ def _progress(message: str) -> None:
 
 @app.command("submit")
 def submit_cmd(name: Annotated[str, typer.Argument(help="Job name, e.g. bars.")],
-               parallelism: Annotated[int | None, typer.Option("--parallelism", "-p", min=1)] = None) -> None:
+               parallelism: Annotated[int | None, typer.Option("--parallelism", "-p", min=1)] = None,
+               savepoint: Annotated[Path | None, typer.Option(
+                   "--from-savepoint", help="Start from this savepoint folder (e.g. one `jobs cancel --savepoint` "
+                   "or `tradesim backup` took).", exists=True, file_okay=False)] = None) -> None:
     """Submit a job (detached); a job that already runs is left alone."""
-    _submit(name, parallelism)
+    _submit(name, parallelism, savepoint)
 
 
 @cli_errors
-def _submit(name: str, parallelism: int | None) -> None:
+def _submit(name: str, parallelism: int | None, savepoint: Path | None = None) -> None:
     settings = load_settings()
-    job_id, new = submit_job(settings, name, parallelism, progress=_progress)
+    options = {"execution.state-recovery.path": str(savepoint.resolve())} if savepoint else None
+    job_id, new = submit_job(settings, name, parallelism, options=options, progress=_progress)
     if new:
         out.print(f"submitted {name}: job {job_id}")
     else:

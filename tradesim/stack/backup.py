@@ -8,6 +8,7 @@ import shutil
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -153,6 +154,7 @@ def backup(settings: Settings, folder: Path, steps: Steps = no_steps) -> Manifes
     manifest = Manifest(FORMAT, __version__, started, 0.0, 0.0)
     rest = jobs.cluster(settings)
     savepoints: dict[str, str] = {}
+    parts = []
     try:
         for name, job_id in running.items():
             with _step(steps, f"savepoint of job {name}"):
@@ -176,28 +178,42 @@ def backup(settings: Settings, folder: Path, steps: Steps = no_steps) -> Manifes
         # after the tables: every order a recorded outcome names is then in the copied log
         manifest.recovery_point = time.time()
         parts = spans(settings.kafka, topics)
-        for span in parts:
-            (folder / "kafka" / span.topic).mkdir(parents=True, exist_ok=True)
-            with _step(steps, f"Kafka {span.topic}[{span.partition}]", span.count) as advance:
-                done = export_partition(settings.kafka, span, _partition_file(folder, span.topic, span.partition),
-                                        advance)
-            manifest.kafka.setdefault(span.topic, []).append([span.partition, done.low, done.high])
+        # the read models before the jobs resume: they then hold no outcome beyond the copied log
         with _step(steps, "OpenSearch snapshot"):
             manifest.opensearch = _snapshot(settings, folder / "opensearch")
         _export_clickhouse(settings, folder / "clickhouse", manifest, steps)
     finally:
         _resume(settings, savepoints, steps)
+    for span in parts:  # up to the offsets read above, while the jobs run again
+        (folder / "kafka" / span.topic).mkdir(parents=True, exist_ok=True)
+        with _step(steps, f"Kafka {span.topic}[{span.partition}]", span.count) as advance:
+            done = export_partition(settings.kafka, span, _partition_file(folder, span.topic, span.partition),
+                                    advance)
+        manifest.kafka.setdefault(span.topic, []).append([span.partition, done.low, done.high])
     manifest.finished_at = time.time()
     manifest.save(folder)
     return manifest
 
 
 def _resume(settings: Settings, savepoints: dict[str, str], steps: Steps) -> None:
+    """Submit each job from its savepoint, all at once (a submission is mostly waiting on the Flink client)."""
     from tradesim.stack import jobs
 
-    for name, location in savepoints.items():
-        with _step(steps, f"resume job {name}"):
+    if not savepoints:
+        return
+    advance = steps(f"resume jobs {', '.join(savepoints)}", len(savepoints))
+
+    def one(name: str, location: str) -> None:
+        try:
             jobs.submit_job(settings, name, options={"execution.state-recovery.path": location})
+        except StackError as exc:
+            raise StackError(f"job {name} did not resume ({exc}); submit it with `tradesim jobs submit {name} "
+                             f"--from-savepoint {location.removeprefix('file:')}`") from None
+        advance(1)
+
+    with ThreadPoolExecutor(len(savepoints)) as pool:
+        for f in [pool.submit(one, n, loc) for n, loc in savepoints.items()]:
+            f.result()
 
 
 def _snapshot(settings: Settings, into: Path) -> dict[str, list[str]]:

@@ -16,8 +16,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from confluent_kafka import KafkaException, Message, TopicPartition
-from confluent_kafka import ConsumerGroupTopicPartitions
+from confluent_kafka import ConsumerGroupTopicPartitions, KafkaException, Message, TopicPartition
 
 from tradesim.adapters.kafka.client import admin, consumer, producer
 from tradesim.adapters.kafka.errors import KafkaUnavailable
@@ -181,9 +180,10 @@ def import_partition(kafka: KafkaSettings, span: Span, path: Path, progress: Pro
                 p.poll(0)
         if p.flush(60) != 0:
             raise KafkaUnavailable(f"filling {span.topic}[{span.partition}] did not finish")
-        futures = admin(kafka).delete_records([TopicPartition(span.topic, span.partition, span.low)])
+        client = admin(kafka)  # held until the futures complete: they never do once it is collected
+        futures = client.delete_records([TopicPartition(span.topic, span.partition, span.low)], request_timeout=30)
         for f in futures.values():
-            f.result(timeout=30)
+            f.result(timeout=60)
     n = 0
     for rec in read(path):
         send(key=rec.key, value=rec.value, headers=rec.headers, timestamp=rec.timestamp_ms,

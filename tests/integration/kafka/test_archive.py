@@ -1,0 +1,119 @@
+"""Kafka partitions to files and back (`tradesim backup` / `restore`): every record returns at its old offset with
+its key, value, headers and timestamp, also when the log no longer starts at 0; group offsets go back as they were."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+import pytest
+from confluent_kafka import Producer, TopicPartition
+
+from tradesim.adapters.kafka.archive import (
+    ArchiveError,
+    Span,
+    commit_group_offsets,
+    export_partition,
+    group_offsets,
+    import_partition,
+    read,
+    spans,
+)
+from tradesim.adapters.kafka.client import TopicSpec, admin, consumer, ensure_topics, producer
+from tradesim.settings import Settings
+
+pytestmark = pytest.mark.integration
+
+
+def _topic(settings: Settings, partitions: int = 2) -> str:
+    name = "archive-" + uuid.uuid4().hex[:8]
+    ensure_topics(settings.kafka, [TopicSpec(name, partitions, {})])
+    return name
+
+
+def _records(settings: Settings, topic: str, partition: int) -> list[tuple[int, bytes | None, bytes | None,
+                                                                         object, int]]:
+    c = consumer(settings.kafka, group_id="read-" + uuid.uuid4().hex[:8])
+    c.assign([TopicPartition(topic, partition, 0)])
+    low, high = c.get_watermark_offsets(TopicPartition(topic, partition), timeout=10)
+    out = []
+    while len(out) < high - low:
+        msgs = c.consume(100, timeout=5)
+        assert msgs, f"{topic}[{partition}] stopped at {len(out)} of {high - low}"
+        out += [(m.offset(), m.key(), m.value(), m.headers(), m.timestamp()[1]) for m in msgs]
+    c.close()
+    return out
+
+
+def test_records_come_back_at_their_offsets_after_the_log_start_moved(settings: Settings, tmp_path: Path) -> None:
+    source, target = _topic(settings), _topic(settings)
+    p = producer(settings.kafka)
+    for i in range(50):
+        p.produce(source, partition=0, key=f"k{i}".encode(), timestamp=1_700_000_000_000 + i,
+                  value=None if i == 30 else f"v{i}".encode(),
+                  headers=[("traceparent", f"t{i}".encode()), ("empty", None)] if i % 7 == 0 else None)
+    assert p.flush(10) == 0
+    # retention or DeleteRecords moved the log start: offsets 0..19 are gone
+    client = admin(settings.kafka)
+    for f in client.delete_records([TopicPartition(source, 0, 20)]).values():
+        f.result(timeout=10)
+    original = _records(settings, source, 0)
+    assert original[0][0] == 20 and len(original) == 30
+
+    for span in spans(settings.kafka, [source]):
+        done = export_partition(settings.kafka, span, tmp_path / f"{span.partition}.bin.gz")
+        assert (done.low, done.high) == ((20, 50) if span.partition == 0 else (0, 0))
+        import_partition(settings.kafka, Span(target, span.partition, done.low, done.high),
+                         tmp_path / f"{span.partition}.bin.gz")
+
+    restored = {(s.partition, s.low, s.high) for s in spans(settings.kafka, [target])}
+    assert restored == {(0, 20, 50), (1, 0, 0)}
+    assert _records(settings, target, 0) == original
+    assert [r.offset for r in read(tmp_path / "0.bin.gz")] == list(range(20, 50))
+
+
+def test_a_partition_that_holds_records_is_not_written_into(settings: Settings, tmp_path: Path) -> None:
+    source, target = _topic(settings, 1), _topic(settings, 1)
+    p = producer(settings.kafka)
+    for topic in (source, target):
+        p.produce(topic, value=b"x")
+    assert p.flush(10) == 0
+    span = spans(settings.kafka, [source])[0]
+    export_partition(settings.kafka, span, tmp_path / "0.bin.gz")
+    with pytest.raises(ArchiveError, match="not empty"):
+        import_partition(settings.kafka, Span(target, 0, span.low, span.high), tmp_path / "0.bin.gz")
+    assert spans(settings.kafka, [target])[0].high == 1
+
+
+def test_a_log_with_a_gap_is_refused_rather_than_restored_at_other_offsets(settings: Settings,
+                                                                           tmp_path: Path) -> None:
+    topic = _topic(settings, 1)
+    tx = Producer({"bootstrap.servers": settings.kafka.bootstrap, "transactional.id": "t-" + uuid.uuid4().hex[:8]})
+    tx.init_transactions(10)
+    tx.begin_transaction()
+    tx.produce(topic, value=b"a")
+    tx.commit_transaction(10)  # offset 0 the record, offset 1 the commit marker
+    p = producer(settings.kafka)
+    p.produce(topic, value=b"b")
+    p.produce(topic, value=b"c")
+    assert p.flush(10) == 0
+    with pytest.raises(ArchiveError, match="gap at offset 1"):
+        export_partition(settings.kafka, spans(settings.kafka, [topic])[0], tmp_path / "0.bin.gz")
+
+
+def test_group_offsets_are_read_and_set_back(settings: Settings) -> None:
+    topic = _topic(settings)
+    group = "g-" + uuid.uuid4().hex[:8]
+    p = producer(settings.kafka)
+    for i in range(6):
+        p.produce(topic, value=b"x", partition=i % 2)
+    assert p.flush(10) == 0
+    c = consumer(settings.kafka, group_id=group)
+    c.commit(offsets=[TopicPartition(topic, 0, 2), TopicPartition(topic, 1, 3)], asynchronous=False)
+    c.close()
+    read_back = group_offsets(settings.kafka, [topic])
+    assert read_back[group] == {topic: {0: 2, 1: 3}}
+
+    other = "g-" + uuid.uuid4().hex[:8]
+    commit_group_offsets(settings.kafka, {other: {topic: {0: 1, 1: 0}}})
+    assert group_offsets(settings.kafka, [topic])[other] == {topic: {0: 1, 1: 0}}
