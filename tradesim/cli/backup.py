@@ -58,8 +58,8 @@ def _backup(folder: Path) -> None:
             _bars() as steps:
         manifest = backup(settings, folder, steps)
     counts = ", ".join(f"{v} {k}" for k, v in describe(manifest).items())
-    out.print(f"backed up into {folder} in {time.monotonic() - began:.1f} s: {counts}; recovery point "
-              f"{time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(manifest.recovery_point))}")
+    out.print(f"backed up into {folder} in {time.monotonic() - began:.1f} s (jobs paused {manifest.jobs_paused_s} s): "
+              f"{counts}; recovery point {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(manifest.recovery_point))}")
 
 
 @cli_errors

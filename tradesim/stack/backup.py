@@ -44,6 +44,8 @@ class Manifest:
     #: when the Kafka offsets were read: orders accepted after this are not in the backup (the recovery point)
     recovery_point: float
     finished_at: float
+    #: how long the jobs were stopped (orders accepted meanwhile waited in Kafka)
+    jobs_paused_s: float = 0.0
     #: topic → [[partition, low, high], ...]
     kafka: dict[str, list[list[int]]] = field(default_factory=dict)
     #: consumer group → topic → partition (as a string, JSON keys) → committed offset
@@ -184,6 +186,7 @@ def backup(settings: Settings, folder: Path, steps: Steps = no_steps) -> Manifes
         _export_clickhouse(settings, folder / "clickhouse", manifest, steps)
     finally:
         _resume(settings, savepoints, steps)
+        manifest.jobs_paused_s = round(time.time() - started, 1) if savepoints else 0.0
     for span in parts:  # up to the offsets read above, while the jobs run again
         (folder / "kafka" / span.topic).mkdir(parents=True, exist_ok=True)
         with _step(steps, f"Kafka {span.topic}[{span.partition}]", span.count) as advance:

@@ -58,7 +58,8 @@ def test_records_come_back_at_their_offsets_after_the_log_start_moved(settings: 
     for f in client.delete_records([TopicPartition(source, 0, 20)]).values():
         f.result(timeout=10)
     original = _records(settings, source, 0)
-    assert original[0][0] == 20 and len(original) == 30
+    assert original[0][0] == 20
+    assert len(original) == 30
 
     for span in spans(settings.kafka, [source]):
         done = export_partition(settings.kafka, span, tmp_path / f"{span.partition}.bin.gz")

@@ -1,0 +1,181 @@
+"""Backup and restore round trip: trade, `tradesim backup`, purge the stack, `tradesim restore`, trade on. Balances,
+orders, searchable trades and analytics are what they were; an order resting in the execution job's book at the
+backup still executes after the restore (its savepoint came back); no order executes twice, also when clients
+retry every order they placed before the backup."""
+
+from __future__ import annotations
+
+import secrets
+import uuid
+from collections.abc import Callable
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from confluent_kafka import TopicPartition
+from typer.testing import CliRunner
+
+from tests.integration.api.conftest import User, admin_key, http, new_user  # noqa: F401 - fixtures
+from tests.integration.execution.conftest import running
+from tests.integration.persistence.conftest import analysed, searched
+from tradesim.adapters.clickhouse.trades import TradeStore
+from tradesim.adapters.dynamodb.client import DynamoDB
+from tradesim.adapters.dynamodb.portfolios import PortfolioStore
+from tradesim.adapters.kafka.client import consumer
+from tradesim.adapters.redis.client import connect
+from tradesim.adapters.redis.prices import PriceCache
+from tradesim.adapters.search.trades import TradeIndex
+from tradesim.cli.app import app
+from tradesim.domain.errors import InvalidRecord
+from tradesim.domain.events import OrderOutcome, decode
+from tradesim.domain.portfolio import fold
+from tradesim.services.ingest.publisher import publish_all
+from tradesim.settings import Settings
+from tradesim.stack.flink import Flink
+from tradesim.stack.jobs import submit_job
+from tradesim.stack.supervisor import Supervisor
+from tradesim.testing.factories import tick, unique_symbol
+from tradesim.testing.waiting import wait_for
+
+pytestmark = pytest.mark.integration
+
+CASH = "100000"
+cli = CliRunner()
+
+
+def _price(settings: Settings, symbol: str, seq: int, price: str) -> None:
+    """Publish a tick and wait until the market-data service cached it (the API prices orders from there)."""
+    publish_all(settings, [tick(symbol, seq, price=price, run_id=7)])
+    cache = PriceCache(connect(settings.redis))
+    wait_for(lambda: (got := cache.latest(symbol)) is not None and got[0].seq >= seq, 60, "price cached")
+
+
+def _all_outcomes(settings: Settings, users: set[str]) -> dict[str, list[OrderOutcome]]:
+    """Every outcome of these users on trade_executed (all copies, by order), from the start of the log to its end
+    now; the log also holds other tests' deliberately malformed records, which are skipped."""
+    topic = settings.topics.trade_executed
+    c = consumer(settings.kafka, group_id="backup-" + uuid.uuid4().hex[:8])
+    parts = c.list_topics(topic, timeout=10).topics[topic].partitions
+    c.assign([TopicPartition(topic, p, 0) for p in parts])
+    ends = [TopicPartition(topic, p, c.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1])
+            for p in parts]
+    out: dict[str, list[OrderOutcome]] = {}
+
+    def at_end() -> bool:
+        for m in c.consume(1000, timeout=0.2):
+            try:
+                o = decode(OrderOutcome, m.value())
+            except InvalidRecord:
+                continue
+            if o.user_id in users:
+                out.setdefault(o.order_id, []).append(o)
+        return all(pos.offset >= end.offset for pos, end in zip(c.position(ends), ends, strict=True) if end.offset)
+
+    wait_for(at_end, 60, "trade_executed read to its end")
+    c.close()
+    return out
+
+
+def _state(settings: Settings, http: httpx.Client, users: list[User]) -> dict[str, Any]:  # noqa: F811
+    """What a user of the stack can see: balances, orders, searchable trades, analytics rows."""
+    store = PortfolioStore(DynamoDB(settings.dynamodb))
+    ids = [u.user_id for u in users]
+    balances = {}
+    for u in users:
+        p = store.get(u.user_id)
+        assert p is not None
+        balances[u.user_id] = (p.cash, {s: q for s, q in p.positions.items() if q})
+    orders = {}
+    for u in users:
+        answer = http.get("/orders", headers=u.auth, params={"limit": 500})
+        assert answer.status_code == 200, answer.text
+        orders[u.user_id] = answer.json()["orders"]
+    with TradeIndex.from_settings(settings.opensearch) as index:
+        found = sorted(searched(index, ids), key=lambda r: r.order_id)
+    rows = sorted(analysed(TradeStore.from_settings(settings.clickhouse), ids), key=lambda r: r.order_id)
+    return {"balances": balances, "orders": orders, "search": found, "analytics": rows}
+
+
+def test_a_restored_stack_holds_the_same_data_and_executes_nothing_twice(
+        settings: Settings, supervisor: Supervisor, http: httpx.Client,  # noqa: F811
+        new_user: Callable[..., User], tmp_path: Path) -> None:  # noqa: F811
+    submit_job(settings, "execution")
+    symbol = unique_symbol("BK")
+    users = [new_user(cash=CASH) for _ in range(3)]
+    ids = {u.user_id for u in users}
+    _price(settings, symbol, 1, "20")
+    placed: list[tuple[User, dict[str, Any], str, str]] = []  # (user, body, idempotency key, order id)
+
+    def place(user: User, body: dict[str, Any]) -> str:
+        key = secrets.token_hex(8)
+        answer = http.post("/orders", json=body, headers={**user.auth, "Idempotency-Key": key})
+        assert answer.status_code == 202, answer.text
+        placed.append((user, body, key, answer.json()["order_id"]))
+        return str(answer.json()["order_id"])
+
+    def decided(order_ids: list[str]) -> bool:
+        return all(http.get(f"/orders/{o}", headers=u.auth).json()["status"] != "accepted"
+                   for u, _, _, o in placed if o in order_ids)
+
+    market = [place(users[i % 3], {"symbol": symbol, "side": "buy", "qty": 1 + i % 3}) for i in range(9)]
+    wait_for(lambda: decided(market), 120, "the buys decided", poll_s=0.5)
+    market += [place(users[i], {"symbol": symbol, "side": "sell", "qty": 1}) for i in range(3)]
+    # rests in the job's book (price 20): only the savepoint carries it across the restore
+    resting = place(users[0], {"symbol": symbol, "side": "buy", "qty": 5, "type": "limit",
+                               "limit_price": "15", "time_in_force": "gtc"})
+
+    wait_for(lambda: decided(market), 120, "the market orders decided", poll_s=0.5)
+    wait_for(lambda: http.get(f"/orders/{resting}", headers=users[0].auth).json()["in_book"], 30,
+             "the limit order resting in the book")
+    wait_for(lambda: len(_state(settings, http, users)["search"]) == len(market)
+             and len(_state(settings, http, users)["analytics"]) == len(market), 120, "the read models caught up",
+             poll_s=1)
+    before = _state(settings, http, users)
+
+    folder = tmp_path / "backup"
+    done = cli.invoke(app, ["backup", str(folder)])
+    assert done.exit_code == 0, done.output
+    assert "backed up into" in done.output
+    assert (folder / "manifest.json").is_file()
+    again = cli.invoke(app, ["backup", str(folder)])
+    assert (again.exit_code, "not an empty folder" in again.output) == (2, True), again.output
+
+    # an empty stack: every store's data deleted (the API's admin key is kept: the session's fixtures hold it)
+    supervisor.down()
+    Supervisor(settings, [c for c in supervisor.components if c.name != "api"]).down(purge=True)
+    supervisor.up()
+    assert cli.invoke(app, ["restore", str(tmp_path / "nothing")]).exit_code == 2
+    done = cli.invoke(app, ["restore", str(folder)])
+    assert done.exit_code == 0, done.output
+    assert running(settings), "the execution job resumed from its savepoint"
+
+    wait_for(lambda: _state(settings, http, users) == before, 60, "the restored state equal to the backed-up one",
+             poll_s=1)
+    refused = cli.invoke(app, ["restore", str(folder)])
+    assert (refused.exit_code, "needs an empty stack" in refused.output) == (2, True), refused.output
+
+    # trade on: every client retries what it placed before the backup, the resting order fills, new orders run
+    for user, body, key, order_id in placed:
+        answer = http.post("/orders", json=body, headers={**user.auth, "Idempotency-Key": key})
+        assert (answer.status_code, answer.json().get("order_id")) == (202, order_id), answer.text
+    _price(settings, symbol, 2, "14")
+    after = [place(users[1], {"symbol": symbol, "side": "buy", "qty": 2})]
+    wait_for(lambda: decided([resting, *after]), 120, "the resting order and the new one decided", poll_s=0.5)
+    assert http.get(f"/orders/{resting}", headers=users[0].auth).json()["status"] == "executed"
+
+    # none executed twice: one decision per order, and every account is the fold of its outcomes
+    outcomes = _all_outcomes(settings, ids)
+    decisions = {oid: {(o.status, o.fill_price, o.fee) for o in copies} for oid, copies in outcomes.items()}
+    assert {oid for oid, d in decisions.items() if len(d) > 1} == set()
+    assert set(decisions) == {o for _, _, _, o in placed}
+    store = PortfolioStore(DynamoDB(settings.dynamodb))
+    for u in users:
+        folded = fold(Decimal(CASH), [copies[0] for copies in outcomes.values() if copies[0].user_id == u.user_id])
+        p = store.get(u.user_id)
+        assert p is not None
+        assert (p.cash, {s: q for s, q in p.positions.items() if q}) == (folded.cash, folded.positions)
+    rest = Flink(settings).rest()
+    for job_id in running(settings):  # as the execution package does when it is done
+        rest.cancel(job_id)
