@@ -21,11 +21,10 @@ from urllib.parse import urlsplit
 from confluent_kafka import TopicPartition
 
 from benchmarks.flink_bars import _count_until, _produce, _ticks
-from benchmarks.orders import _fresh_price, _order_request, _Pool, _setup
+from benchmarks.orders import _fresh_price, _order_request, _Pool, _setup, price_tick
 from tradesim.adapters.kafka.client import TopicSpec, consumer, ensure_topics
 from tradesim.services.ingest.publisher import publish_all
 from tradesim.settings import Settings
-from tradesim.testing.factories import tick
 
 
 class _Outcomes(threading.Thread):
@@ -78,7 +77,7 @@ async def _open_loop(settings: Settings, keys: list[str], symbol: str, rate: flo
         # prices go stale (marketdata.stale_after_s) and then the API refuses orders: tick every 5 s
         while True:
             await asyncio.sleep(5)
-            await asyncio.to_thread(publish_all, settings, [tick(symbol, int(time.time()))])
+            await asyncio.to_thread(publish_all, settings, [price_tick(symbol, int(time.time()))])
 
     keeper = asyncio.create_task(keep_fresh())
     start = time.monotonic()

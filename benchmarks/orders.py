@@ -19,16 +19,18 @@ import time
 import uuid
 from collections import Counter
 from dataclasses import dataclass, field
+from decimal import Decimal
 from urllib.parse import urlsplit
 
 import httpx
 
 from tradesim.adapters.redis.client import connect
 from tradesim.adapters.redis.prices import PriceCache
+from tradesim.domain.events import Tick
 from tradesim.services.api.admin_key import load_admin_key
 from tradesim.services.ingest.publisher import publish_all
 from tradesim.settings import Settings
-from tradesim.testing.factories import tick, unique_symbol
+from tradesim.testing.factories import unique_symbol
 
 
 class _Conn:
@@ -196,9 +198,16 @@ def _setup(settings: Settings, users: int) -> tuple[list[str], str]:
     return keys, unique_symbol("B")
 
 
+def price_tick(symbol: str, seq: int) -> Tick:
+    """A tick at 100.00 with this sequence number (the benches number ticks by the clock, which the test
+    factory's seq-dependent price would turn into a price past the market's bounds)."""
+    return Tick(symbol=symbol, bid=Decimal("99.99"), ask=Decimal("100.01"), last=Decimal("100.00"), size=100,
+                event_time_ms=int(time.time() * 1000), seq=seq, scenario_id="bench")
+
+
 def _fresh_price(settings: Settings, symbol: str, seq: int) -> None:
     """Publish a tick and wait until the market-data service cached it (prices go stale after a while)."""
-    publish_all(settings, [tick(symbol, seq)])
+    publish_all(settings, [price_tick(symbol, seq)])
     cache = PriceCache(connect(settings.redis))
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:

@@ -34,6 +34,8 @@ def cli_errors(fn: Callable[P, R]) -> Callable[P, R]:
         try:
             return fn(*args, **kwargs)
         except ValidationError as exc:
+            if exc.title != "Settings":
+                raise  # a model tradesim built itself: a bug to see in full, not a setting to fix
             err.print(f"error: {settings_error_line(exc)}", markup=False)
             raise typer.Exit(2) from None
         except ScenarioError as exc:
