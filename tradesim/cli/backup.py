@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
 from tradesim.cli.errors import cli_errors
 from tradesim.settings import load_settings
@@ -38,14 +38,28 @@ def restore_cmd(folder: Folder) -> None:
     _restore(folder)
 
 
+class _Bars:
+    """Steps (tradesim.stack.backup) as rich progress bars; a step of unknown size pulses until it ends."""
+
+    def __init__(self, bar: Progress) -> None:
+        self.bar = bar
+
+    def start(self, description: str, total: int | None) -> int:
+        return int(self.bar.add_task(description, total=total))
+
+    def advance(self, task: int, n: int) -> None:
+        self.bar.advance(TaskID(task), n)
+
+    def finish(self, task: int) -> None:
+        done = next(t.completed for t in self.bar.tasks if t.id == task)
+        self.bar.update(TaskID(task), total=max(done, 1), completed=max(done, 1))
+
+
 @contextmanager
-def _bars() -> Iterator[Callable[[str, int | None], Callable[[int], None]]]:
+def _bars() -> Iterator[_Bars]:
     columns = (TextColumn("{task.description:<34}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, console=out, transient=False) as bar:
-        def step(description: str, total: int | None) -> Callable[[int], None]:
-            task = bar.add_task(description, total=total if total is not None else 1)
-            return lambda n: bar.advance(task, n)
-        yield step
+        yield _Bars(bar)
 
 
 @cli_errors

@@ -12,7 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from tradesim import __version__
 from tradesim.settings import Settings
@@ -26,12 +26,28 @@ SNAPSHOT = "tradesim"
 SNAPSHOT_TIMEOUT_S = 600.0
 
 
-#: how progress is shown: `steps(description, total)` opens one step and gives the function that advances it
-Steps = Callable[[str, int | None], Callable[[int], None]]
+class Steps(Protocol):
+    """How progress is shown: one task per step, with a total when it is known in advance."""
+
+    def start(self, description: str, total: int | None) -> int: ...
+
+    def advance(self, task: int, n: int) -> None: ...
+
+    def finish(self, task: int) -> None: ...
 
 
-def no_steps(_description: str, _total: int | None) -> Callable[[int], None]:
-    return lambda _n: None
+class NoSteps:
+    def start(self, description: str, total: int | None) -> int:
+        return 0
+
+    def advance(self, task: int, n: int) -> None:
+        pass
+
+    def finish(self, task: int) -> None:
+        pass
+
+
+NO_STEPS = NoSteps()
 
 
 @dataclass
@@ -130,16 +146,15 @@ def failures(what: str) -> Iterator[None]:
 
 @contextmanager
 def _step(steps: Steps, description: str, total: int | None = None) -> Iterator[Callable[[int], None]]:
-    advance = steps(description, total)
-    yield advance
-    if total is None:
-        advance(1)
+    task = steps.start(description, total)
+    yield lambda n: steps.advance(task, n)
+    steps.finish(task)
 
 
 # ---- backup ------------------------------------------------------------------------------------------------
 
 
-def backup(settings: Settings, folder: Path, steps: Steps = no_steps) -> Manifest:
+def backup(settings: Settings, folder: Path, steps: Steps = NO_STEPS) -> Manifest:
     """Copy the stack's data into `folder` (new or empty) while the stack keeps taking orders. The jobs stop with a
     savepoint for the duration and resume from it, so orders wait in Kafka rather than being lost."""
     from tradesim.adapters.dynamodb.archive import export_table
@@ -204,7 +219,7 @@ def _resume(settings: Settings, savepoints: dict[str, str], steps: Steps) -> Non
 
     if not savepoints:
         return
-    advance = steps(f"resume jobs {', '.join(savepoints)}", len(savepoints))
+    task = steps.start(f"resume jobs {', '.join(savepoints)}", len(savepoints))
 
     def one(name: str, location: str) -> None:
         try:
@@ -212,7 +227,7 @@ def _resume(settings: Settings, savepoints: dict[str, str], steps: Steps) -> Non
         except StackError as exc:
             raise StackError(f"job {name} did not resume ({exc}); submit it with `tradesim jobs submit {name} "
                              f"--from-savepoint {location.removeprefix('file:')}`") from None
-        advance(1)
+        steps.advance(task, 1)
 
     with ThreadPoolExecutor(len(savepoints)) as pool:
         for f in [pool.submit(one, n, loc) for n, loc in savepoints.items()]:
@@ -258,7 +273,7 @@ def _export_clickhouse(settings: Settings, into: Path, manifest: Manifest, steps
 # ---- restore -----------------------------------------------------------------------------------------------
 
 
-def restore(settings: Settings, folder: Path, steps: Steps = no_steps) -> Manifest:
+def restore(settings: Settings, folder: Path, steps: Steps = NO_STEPS) -> Manifest:
     """Put a backup back onto an empty stack (`tradesim down --purge && tradesim up`): every Kafka record at its
     old offset, the groups' offsets, the tables, the indices, and the jobs from their savepoints."""
     from tradesim.adapters.clickhouse.archive import import_table

@@ -7,6 +7,8 @@ import gzip
 import json
 import time
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from itertools import chain
 from pathlib import Path
 from typing import Any
 
@@ -50,33 +52,35 @@ def export_table(db: DynamoDB, logical: str, path: Path, progress: Progress = la
             request["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
 
-def import_table(db: DynamoDB, logical: str, path: Path, progress: Progress = lambda _n: None) -> int:
-    """Put every item of `path` into the table; returns the count. Raises Unavailable."""
+def import_table(db: DynamoDB, logical: str, path: Path, progress: Progress = lambda _n: None,
+                 writers: int = 4) -> int:
+    """Put every item of `path` into the table, `writers` batches at a time; returns the count. Raises
+    Unavailable."""
     name = table_name(db.settings, logical)
     n = 0
-    with gzip.open(path, "rt", encoding="utf-8") as f:
+    with gzip.open(path, "rt", encoding="utf-8") as f, ThreadPoolExecutor(writers) as pool:
+        pending: list[Future[int]] = []
         batch: list[dict[str, Any]] = []
-        for line in f:
-            batch.append(json.loads(line))
-            if len(batch) == _BATCH:
-                _put(db, name, batch)
-                n += len(batch)
-                progress(len(batch))
+        for line in chain(f, [None]):
+            if line is not None:
+                batch.append(json.loads(line))
+            if batch and (len(batch) == _BATCH or line is None):
+                pending.append(pool.submit(_put, db, name, batch))
                 batch = []
-        if batch:
-            _put(db, name, batch)
-            n += len(batch)
-            progress(len(batch))
+            while pending and (len(pending) >= 2 * writers or line is None):
+                done = pending.pop(0).result()
+                n += done
+                progress(done)
     return n
 
 
-def _put(db: DynamoDB, name: str, items: list[dict[str, Any]]) -> None:
+def _put(db: DynamoDB, name: str, items: list[dict[str, Any]]) -> int:
     requests: dict[str, list[dict[str, Any]]] = {name: [{"PutRequest": {"Item": i}} for i in items]}
     for attempt in range(20):
         answer = _call(f"write {name}", lambda pending=requests: db.client.batch_write_item(RequestItems=pending))
         requests = answer.get("UnprocessedItems") or {}
         if not requests:
-            return
+            return len(items)
         time.sleep(min(0.05 * 2 ** attempt, 1.0))  # throttled: back off as the SDKs do
     raise translate(ClientError({"Error": {"Code": "ProvisionedThroughputExceededException",
                                            "Message": "items left unprocessed"}}, "BatchWriteItem"), f"write {name}")
