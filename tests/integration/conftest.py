@@ -24,6 +24,10 @@ os.environ.setdefault("TRADESIM_STACK__WATCHDOG", "false")
 os.environ.setdefault("TRADESIM_CHAOS__ENABLED", "true")
 
 
+#: components that were running before this session: a test that purges data runs only when this is empty
+FOUND_RUNNING: set[str] = set()
+
+
 def _progress(component: str, message: str) -> None:
     print(f"[stack] {component}: {message}", flush=True)
 
@@ -49,6 +53,7 @@ def stack(supervisor: Supervisor) -> Iterator[Supervisor]:
     # Stop at the end only what this session started: a component with a live process (even one restarting or
     # briefly unhealthy) belongs to whoever started it, so a session never takes down a stack it found.
     found = {s.name for s in supervisor.status() if s.state in ("running", "unhealthy", "external")}
+    FOUND_RUNNING.update(found)
     supervisor.up()
     yield supervisor
     ours = [c for c in supervisor.components if c.name not in found]

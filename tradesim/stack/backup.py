@@ -130,6 +130,8 @@ def _running_jobs(settings: Settings) -> dict[str, str]:
 @contextmanager
 def failures(what: str) -> Iterator[None]:
     """A server that fails or refuses mid-way becomes one StackError line naming the step's purpose."""
+    from confluent_kafka import KafkaException
+
     from tradesim.adapters.dynamodb.errors import DynamoDBError
     from tradesim.adapters.flink.errors import FlinkRequestError, FlinkUnavailable
     from tradesim.adapters.kafka.archive import ArchiveError
@@ -140,8 +142,9 @@ def failures(what: str) -> Iterator[None]:
     try:
         yield
     except (Unavailable, DynamoDBError, FlinkRequestError, FlinkUnavailable, ArchiveError, KafkaUnavailable,
-            KafkaDeliveryError, SearchRequestError, OSError) as exc:
-        raise StackError(f"{what} stopped: {exc}") from None
+            KafkaDeliveryError, KafkaException, SearchRequestError, OSError, EOFError, ValueError) as exc:
+        # (OSError: files, timeouts; EOFError and ValueError: a damaged backup file)
+        raise StackError(f"{what} stopped: {str(exc).strip() or type(exc).__name__}") from None
 
 
 @contextmanager
@@ -175,7 +178,11 @@ def backup(settings: Settings, folder: Path, steps: Steps = NO_STEPS) -> Manifes
     try:
         for name, job_id in running.items():
             with _step(steps, f"savepoint of job {name}"):
-                location = rest.stop_with_savepoint(job_id, str((folder / "flink" / name).resolve()))
+                try:
+                    location = rest.stop_with_savepoint(job_id, str((folder / "flink" / name).resolve()))
+                except Exception:
+                    _stopped_anyway(settings, name, folder, savepoints)
+                    raise
                 savepoints[name] = location
                 manifest.jobs[name] = str(Path(location.removeprefix("file:")).relative_to(folder.resolve()))
         topics = _topics(settings)
@@ -213,6 +220,26 @@ def backup(settings: Settings, folder: Path, steps: Steps = NO_STEPS) -> Manifes
     return manifest
 
 
+def _stopped_anyway(settings: Settings, name: str, folder: Path, savepoints: dict[str, str],
+                    wait_s: float = 30.0) -> None:
+    """The stop of job `name` was triggered but not confirmed: if the job stops after all, it must resume too.
+    Waits for it to either run on or finish, and adds its savepoint to `savepoints` when it finished."""
+    from tradesim.stack import jobs
+
+    rest = jobs.cluster(settings)
+    deadline = time.monotonic() + wait_s
+    while time.monotonic() < deadline:
+        if name not in _running_jobs(settings):
+            done = sorted((folder / "flink" / name).glob("savepoint-*"), key=lambda p: p.stat().st_mtime)
+            if done:
+                savepoints[name] = str(done[-1].resolve())
+            return
+        job = next((j for j in rest.jobs(with_checkpoints=False) if jobs.name_of(j.name) == name and j.active), None)
+        if job is not None and job.state == "RUNNING":
+            return  # the stop did not happen: it runs on
+        time.sleep(0.5)  # the job is stopping: its state changes on Flink's side
+
+
 def _resume(settings: Settings, savepoints: dict[str, str], steps: Steps) -> None:
     """Submit each job from its savepoint, all at once (a submission is mostly waiting on the Flink client)."""
     from tradesim.stack import jobs
@@ -222,11 +249,15 @@ def _resume(settings: Settings, savepoints: dict[str, str], steps: Steps) -> Non
     task = steps.start(f"resume jobs {', '.join(savepoints)}", len(savepoints))
 
     def one(name: str, location: str) -> None:
+        how = f"`tradesim jobs submit {name} --from-savepoint {location.removeprefix('file:')}`"
         try:
-            jobs.submit_job(settings, name, options={"execution.state-recovery.path": location})
+            _, new = jobs.submit_job(settings, name, options={"execution.state-recovery.path": location})
         except StackError as exc:
-            raise StackError(f"job {name} did not resume ({exc}); submit it with `tradesim jobs submit {name} "
-                             f"--from-savepoint {location.removeprefix('file:')}`") from None
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise StackError(f"job {name} did not resume ({first}); submit it with {how}") from None
+        if not new:  # someone started it meanwhile, without the state: its books are not the savepoint's
+            raise StackError(f"job {name} was started by someone else while it was stopped, without its savepoint; "
+                             f"cancel it and submit it with {how}")
         steps.advance(task, 1)
 
     with ThreadPoolExecutor(len(savepoints)) as pool:
@@ -319,9 +350,15 @@ def restore(settings: Settings, folder: Path, steps: Steps = NO_STEPS) -> Manife
         finally:
             store.close()
         _resume(settings, {name: str((folder / path).resolve()) for name, path in manifest.jobs.items()}, steps)
-    finally:
-        if stopped:
-            Supervisor(settings, registry.build(settings, stopped)).up()
+    except BaseException as exc:
+        if stopped:  # the services come back on a half-restored stack; a failed start must not hide the cause
+            try:
+                Supervisor(settings, registry.build(settings, stopped)).up()
+            except StackError as again:
+                raise StackError(f"{exc} (and {', '.join(stopped)} did not start again: {again})") from None
+        raise
+    if stopped:
+        Supervisor(settings, registry.build(settings, stopped)).up()
     return manifest
 
 

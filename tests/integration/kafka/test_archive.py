@@ -3,6 +3,7 @@ its key, value, headers and timestamp, also when the log no longer starts at 0; 
 
 from __future__ import annotations
 
+import time
 import uuid
 from pathlib import Path
 
@@ -48,8 +49,9 @@ def _records(settings: Settings, topic: str, partition: int) -> list[tuple[int, 
 def test_records_come_back_at_their_offsets_after_the_log_start_moved(settings: Settings, tmp_path: Path) -> None:
     source, target = _topic(settings), _topic(settings)
     p = producer(settings.kafka)
+    now_ms = int(time.time() * 1000)  # within retention: the broker must not delete them meanwhile
     for i in range(50):
-        p.produce(source, partition=0, key=f"k{i}".encode(), timestamp=1_700_000_000_000 + i,
+        p.produce(source, partition=0, key=f"k{i}".encode(), timestamp=now_ms + i,
                   value=None if i == 30 else f"v{i}".encode(),
                   headers=[("traceparent", f"t{i}".encode()), ("empty", None)] if i % 7 == 0 else None)
     assert p.flush(10) == 0
@@ -118,3 +120,20 @@ def test_group_offsets_are_read_and_set_back(settings: Settings) -> None:
     other = "g-" + uuid.uuid4().hex[:8]
     commit_group_offsets(settings.kafka, {other: {topic: {0: 1, 1: 0}}})
     assert group_offsets(settings.kafka, [topic])[other] == {topic: {0: 1, 1: 0}}
+
+
+def test_a_copy_whose_start_retention_removed_begins_at_the_new_start(settings: Settings, tmp_path: Path) -> None:
+    topic = _topic(settings, 1)
+    p = producer(settings.kafka)
+    for i in range(30):
+        p.produce(topic, value=f"v{i}".encode())
+    assert p.flush(10) == 0
+    client = admin(settings.kafka)
+    for f in client.delete_records([TopicPartition(topic, 0, 20)]).values():
+        f.result(timeout=10)
+    # the offsets were read before retention moved the start to 20
+    assert export_partition(settings.kafka, Span(topic, 0, 0, 30), tmp_path / "a.bin.gz") == Span(topic, 0, 20, 30)
+    assert [r.value for r in read(tmp_path / "a.bin.gz")] == [f"v{i}".encode() for i in range(20, 30)]
+    # everything the backup wanted is gone: an empty copy that still ends where the partition ended
+    assert export_partition(settings.kafka, Span(topic, 0, 0, 10), tmp_path / "b.bin.gz") == Span(topic, 0, 10, 10)
+    assert list(read(tmp_path / "b.bin.gz")) == []

@@ -5,9 +5,12 @@ retry every order they placed before the backup."""
 
 from __future__ import annotations
 
+import itertools
 import secrets
+import threading
+import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -18,6 +21,7 @@ from confluent_kafka import TopicPartition
 from typer.testing import CliRunner
 
 from tests.integration.api.conftest import User, admin_key, http, new_user  # noqa: F401 - fixtures
+from tests.integration.conftest import FOUND_RUNNING
 from tests.integration.execution.conftest import running
 from tests.integration.persistence.conftest import analysed, searched
 from tradesim.adapters.clickhouse.trades import TradeStore
@@ -33,6 +37,7 @@ from tradesim.domain.events import OrderOutcome, decode
 from tradesim.domain.portfolio import fold
 from tradesim.services.ingest.publisher import publish_all
 from tradesim.settings import Settings
+from tradesim.stack.backup import Manifest
 from tradesim.stack.flink import Flink
 from tradesim.stack.jobs import submit_job
 from tradesim.stack.supervisor import Supervisor
@@ -98,14 +103,56 @@ def _state(settings: Settings, http: httpx.Client, users: list[User]) -> dict[st
     return {"balances": balances, "orders": orders, "search": found, "analytics": rows}
 
 
+class DuringBackup(threading.Thread):
+    """A client placing a market buy every 0.2 s while the backup runs (and keeping the price fresh)."""
+
+    def __init__(self, settings: Settings, user: User, symbol: str, seqs: Iterator[int]) -> None:
+        super().__init__(daemon=True)
+        self.settings, self.user, self.symbol, self.seqs = settings, user, symbol, seqs
+        self.stop = threading.Event()
+        #: (answered at, wall clock; status, 0 without an answer; body; idempotency key; order id)
+        self.answers: list[tuple[float, int, dict[str, Any], str, str | None]] = []
+
+    def run(self) -> None:
+        with httpx.Client(base_url=self.settings.api.client_url, timeout=30) as client:
+            for k in itertools.count():
+                if self.stop.is_set():
+                    return
+                if k % 10 == 0:  # the API refuses orders on a price older than marketdata.stale_after_s
+                    publish_all(self.settings, [tick(self.symbol, next(self.seqs), price="20", run_id=7)])
+                key, body = secrets.token_hex(8), {"symbol": self.symbol, "side": "buy", "qty": 1}
+                try:
+                    answer = client.post("/orders", json=body, headers={**self.user.auth, "Idempotency-Key": key})
+                    status, order_id = answer.status_code, answer.json().get("order_id")
+                except httpx.HTTPError:
+                    status, order_id = 0, None
+                self.answers.append((time.time(), status, body, key, order_id))
+                self.stop.wait(0.2)  # the client's pace, not a wait for a condition
+
+
 def test_a_restored_stack_holds_the_same_data_and_executes_nothing_twice(
         settings: Settings, supervisor: Supervisor, http: httpx.Client,  # noqa: F811
         new_user: Callable[..., User], tmp_path: Path) -> None:  # noqa: F811
+    if FOUND_RUNNING:
+        pytest.skip("purges the stack's data: runs only on a stack this session started")
+    try:
+        _round_trip(settings, supervisor, http, new_user, tmp_path)
+    finally:
+        supervisor.up()  # whatever failed, later tests find the stack up
+        rest = Flink(settings).rest()
+        for job_id in running(settings):  # as the execution package does when it is done
+            rest.cancel(job_id)
+
+
+def _round_trip(settings: Settings, supervisor: Supervisor, http: httpx.Client,  # noqa: F811
+                new_user: Callable[..., User], tmp_path: Path) -> None:  # noqa: F811
     submit_job(settings, "execution")
     symbol = unique_symbol("BK")
     users = [new_user(cash=CASH) for _ in range(3)]
-    ids = {u.user_id for u in users}
-    _price(settings, symbol, 1, "20")
+    during = new_user(cash=CASH)  # trades while the backup runs; the others stand still
+    ids = {u.user_id for u in (*users, during)}
+    seqs = itertools.count(1)
+    _price(settings, symbol, next(seqs), "20")
     placed: list[tuple[User, dict[str, Any], str, str]] = []  # (user, body, idempotency key, order id)
 
     def place(user: User, body: dict[str, Any]) -> str:
@@ -135,10 +182,16 @@ def test_a_restored_stack_holds_the_same_data_and_executes_nothing_twice(
     before = _state(settings, http, users)
 
     folder = tmp_path / "backup"
+    client = DuringBackup(settings, during, symbol, seqs)
+    client.start()
     done = cli.invoke(app, ["backup", str(folder)])
+    client.stop.set()
+    client.join(30)
     assert done.exit_code == 0, done.output
     assert "backed up into" in done.output
-    assert (folder / "manifest.json").is_file()
+    recovery_point = Manifest.load(folder).recovery_point
+    in_backup = [a for a in client.answers if a[1] == 202 and a[0] < recovery_point]
+    assert in_backup, f"no order was accepted before the recovery point: {client.answers[:5]}"
     again = cli.invoke(app, ["backup", str(folder)])
     assert (again.exit_code, "not an empty folder" in again.output) == (2, True), again.output
 
@@ -155,14 +208,22 @@ def test_a_restored_stack_holds_the_same_data_and_executes_nothing_twice(
              poll_s=1)
     refused = cli.invoke(app, ["restore", str(folder)])
     assert (refused.exit_code, "needs an empty stack" in refused.output) == (2, True), refused.output
+    # every order accepted before the recovery point is in the restored stack and gets decided
+    placed += [(during, body, key, str(order_id)) for _, _, body, key, order_id in in_backup]
+    wait_for(lambda: decided([str(a[4]) for a in in_backup]), 120, "the orders accepted during the backup decided",
+             poll_s=0.5)
 
-    # trade on: every client retries what it placed before the backup, the resting order fills, new orders run
-    for user, body, key, order_id in placed:
+    # trade on: every client retries what it placed (before the backup, and during it: orders accepted after the
+    # recovery point were not in the backup and are placed again), the resting order fills, new orders run
+    later = [(during, body, key, str(order_id)) for at, status, body, key, order_id in client.answers
+             if status == 202 and at >= recovery_point]
+    for user, body, key, order_id in [*placed, *later]:
         answer = http.post("/orders", json=body, headers={**user.auth, "Idempotency-Key": key})
         assert (answer.status_code, answer.json().get("order_id")) == (202, order_id), answer.text
-    _price(settings, symbol, 2, "14")
-    after = [place(users[1], {"symbol": symbol, "side": "buy", "qty": 2})]
-    wait_for(lambda: decided([resting, *after]), 120, "the resting order and the new one decided", poll_s=0.5)
+    placed += later
+    _price(settings, symbol, next(seqs), "14")
+    place(users[1], {"symbol": symbol, "side": "buy", "qty": 2})  # a new order after the restore
+    wait_for(lambda: decided([o for _, _, _, o in placed]), 120, "every order decided", poll_s=0.5)
     assert http.get(f"/orders/{resting}", headers=users[0].auth).json()["status"] == "executed"
 
     # none executed twice: one decision per order, and every account is the fold of its outcomes
@@ -171,11 +232,8 @@ def test_a_restored_stack_holds_the_same_data_and_executes_nothing_twice(
     assert {oid for oid, d in decisions.items() if len(d) > 1} == set()
     assert set(decisions) == {o for _, _, _, o in placed}
     store = PortfolioStore(DynamoDB(settings.dynamodb))
-    for u in users:
+    for u in (*users, during):
         folded = fold(Decimal(CASH), [copies[0] for copies in outcomes.values() if copies[0].user_id == u.user_id])
         p = store.get(u.user_id)
         assert p is not None
         assert (p.cash, {s: q for s, q in p.positions.items() if q}) == (folded.cash, folded.positions)
-    rest = Flink(settings).rest()
-    for job_id in running(settings):  # as the execution package does when it is done
-        rest.cancel(job_id)

@@ -104,17 +104,32 @@ def read(path: Path) -> Iterator[Record]:
             yield Record(offset, ts, key, value, headers)
 
 
+class _StartMoved(Exception):
+    """Retention removed records the copy had not reached: copy again from the partition's new start."""
+
+
 def export_partition(kafka: KafkaSettings, span: Span, path: Path, progress: Progress = lambda _n: None) -> Span:
     """Write the records of `span` to `path`; returns the span written (its low is higher if retention removed
-    records meanwhile). Raises ArchiveError on a gap in the offsets, KafkaUnavailable when the broker stalls."""
-    written = Span(span.topic, span.partition, span.low, span.high)
+    records meanwhile, and it is empty if retention removed them all). Raises ArchiveError on a gap in the
+    offsets, KafkaUnavailable when the broker stalls."""
+    for _ in range(5):
+        try:
+            return _export(kafka, span, path, progress)
+        except _StartMoved:
+            now = next(s for s in spans(kafka, [span.topic]) if s.partition == span.partition)
+            span = Span(span.topic, span.partition, min(now.low, span.high), span.high)
+    raise ArchiveError(f"{span.topic}[{span.partition}]: retention kept removing records faster than they were "
+                       "copied")
+
+
+def _export(kafka: KafkaSettings, span: Span, path: Path, progress: Progress) -> Span:
     if span.count <= 0:
         with gzip.open(path, "wb") as f:
             f.write(MAGIC)
-        return written
+        return Span(span.topic, span.partition, span.high, span.high)
     c = consumer(kafka, group_id=f"tradesim-archive-{uuid.uuid4().hex[:8]}", **{"fetch.max.bytes": 16 << 20})
     c.assign([TopicPartition(span.topic, span.partition, span.low)])
-    expected = -1  # the next offset due; -1 before the first record
+    expected = span.low  # the next offset due
     last_progress = time.monotonic()
     try:
         with gzip.open(path, "wb", compresslevel=3) as f:
@@ -128,22 +143,24 @@ def export_partition(kafka: KafkaSettings, span: Span, path: Path, progress: Pro
                 for msg in batch:
                     if msg.error() is not None:
                         raise KafkaUnavailable(f"reading {span.topic}[{span.partition}]: {msg.error()}")
-                    if msg.offset() >= span.high:
-                        break
-                    if expected < 0:
-                        written = Span(span.topic, span.partition, msg.offset(), span.high)
-                    elif msg.offset() != expected:
+                    offset = msg.offset()
+                    if offset != expected:
+                        low = c.get_watermark_offsets(TopicPartition(span.topic, span.partition), timeout=10)[0]
+                        if low > expected:  # the consumer was moved to the new start
+                            raise _StartMoved
                         raise ArchiveError(f"{span.topic}[{span.partition}] has a gap at offset {expected}; a "
                                            "compacted or transactional topic cannot be restored with its offsets")
+                    if offset >= span.high:
+                        break
                     f.write(_frame(msg))
-                    expected = msg.offset() + 1
+                    expected = offset + 1
                     n += 1
                 if n:
                     last_progress = time.monotonic()
                     progress(n)
     finally:
         c.close()
-    return written
+    return span
 
 
 def import_partition(kafka: KafkaSettings, span: Span, path: Path, progress: Progress = lambda _n: None) -> None:
@@ -180,6 +197,10 @@ def import_partition(kafka: KafkaSettings, span: Span, path: Path, progress: Pro
                 p.poll(0)
         if p.flush(60) != 0:
             raise KafkaUnavailable(f"filling {span.topic}[{span.partition}] did not finish")
+        filled = next(s for s in spans(kafka, [span.topic]) if s.partition == span.partition)
+        if filled.high != span.low:
+            raise ArchiveError(f"{span.topic}[{span.partition}] was filled to {filled.high}, not {span.low}: "
+                               "something else writes to it")
         client = admin(kafka)  # held until the futures complete: they never do once it is collected
         futures = client.delete_records([TopicPartition(span.topic, span.partition, span.low)], request_timeout=30)
         for f in futures.values():
@@ -192,6 +213,8 @@ def import_partition(kafka: KafkaSettings, span: Span, path: Path, progress: Pro
         if n % 5000 == 0:
             p.poll(0)
             progress(5000)
+            if wrong:
+                break  # the partition is not ours alone: stop writing into it
     if p.flush(60) != 0:
         raise KafkaUnavailable(f"restoring {span.topic}[{span.partition}] did not finish")
     progress(n % 5000)
