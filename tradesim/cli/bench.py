@@ -219,3 +219,35 @@ def _tui(rate: float, symbols: int, orders: float, seconds: float, warmup: float
               + (" --profile" if profile else ""))
     for line in lines:
         out.print("  " + line, markup=False)
+
+
+@app.command("soak")
+def soak(minutes: Annotated[float, typer.Option(min=1, max=24 * 60, help="Length of the run.")] = 30,
+         rate: Annotated[float, typer.Option(min=1, max=500, help="API requests/s: orders, cancels, reads.")] = 30,
+         clients: Annotated[int, typer.Option(min=1, max=5000, help="WebSocket clients on the tick stream.")] = 1000,
+         tick_rate: Annotated[float, typer.Option(min=1, max=200, help="Ticks/s the clients receive.")] = 10,
+         interval: Annotated[float, typer.Option(min=10, max=600, help="Seconds per reported row.")] = 60,
+         warmup: Annotated[float, typer.Option(min=0, help="Seconds before the RSS baseline.")] = 120,
+         json_out: Annotated[str | None, typer.Option("--json", help="Also write every row to this file.")] = None
+         ) -> None:
+    """A long mixed load: p99s and errors per interval, RSS of every component from warm-up to end (goal ≤ 10 %)."""
+    _soak(minutes, rate, clients, tick_rate, interval, warmup, json_out)
+
+
+@cli_errors
+def _soak(minutes: float, rate: float, clients: int, tick_rate: float, interval: float, warmup: float,
+          json_out: str | None) -> None:
+    import json
+    from pathlib import Path
+
+    from benchmarks import soak as bench_soak
+    from tradesim.stack.errors import UserError
+
+    if warmup >= minutes * 60 - interval:
+        raise UserError("--warmup must end at least one --interval before the run does")
+    out.print(f"command: tradesim bench soak --minutes {minutes:g} --rate {rate:g} --clients {clients} "
+              f"--tick-rate {tick_rate:g} --interval {interval:g} --warmup {warmup:g}")
+    result = bench_soak.run(load_settings(), minutes, rate, clients, tick_rate, interval, warmup,
+                            lambda line: out.print("  " + line, markup=False))
+    if json_out:
+        Path(json_out).write_text(json.dumps(result, indent=1) + "\n")

@@ -1,0 +1,192 @@
+"""`tradesim bench soak`: a long mixed load on a running stack, to see what grows and what slows over time.
+
+Orders, cancels and queries through the API at a fixed offered rate (open loop), ticks to one symbol that
+1,000 WebSocket clients subscribe to (benchmarks/ws_soak.py, a process of its own), and every interval: p99 per
+kind of request, tick → client p99, errors, and the RSS of every component's process tree (as the stack exporter
+reads it). RSS growth is measured from the end of the warm-up to the end (goal: at most 10 %).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter, deque
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+from benchmarks.orders import _fresh_price, _setup, price_tick, users_for
+from benchmarks.stats import percentile
+from tradesim.domain.events import Tick
+from tradesim.services.ingest.publisher import publish_all
+from tradesim.settings import Settings
+
+#: one in ten requests of each kind: market buys, resting limit buys, cancels of those, and three reads
+MIX = ("buy", "buy", "buy", "limit", "limit", "cancel", "cancel", "portfolio", "orders", "search")
+EXPECTED = {"buy": 202, "limit": 202, "cancel": 202, "portfolio": 200, "orders": 200, "search": 200}
+GOAL_GROWTH = 0.10
+
+
+def component_rss(settings: Settings) -> dict[str, int]:
+    """RSS of every running component's process tree, in bytes."""
+    from tradesim.stack import registry
+    from tradesim.stack.exporter import read_procs, tree
+    from tradesim.stack.supervisor import Supervisor
+
+    procs = read_procs()
+    return {row.name: sum(s.rss_bytes for s in tree(procs, row.pid))
+            for row in Supervisor(settings, registry.build(settings)).status()
+            if row.pid is not None and row.state in ("running", "unhealthy")}
+
+
+@dataclass
+class Window:
+    """What one interval saw."""
+
+    latencies: dict[str, list[float]] = field(default_factory=dict)
+    statuses: Counter[tuple[str, int]] = field(default_factory=Counter)
+
+    def add(self, kind: str, status: int, seconds: float) -> None:
+        self.statuses[(kind, status)] += 1
+        if status == EXPECTED[kind]:
+            self.latencies.setdefault(kind, []).append(seconds * 1000)
+
+    def errors(self) -> dict[str, int]:
+        """Answers other than the expected one, by kind and status (0: no answer)."""
+        return {f"{k} {s}": n for (k, s), n in sorted(self.statuses.items()) if s != EXPECTED[k]}
+
+
+class Load:
+    """The API side: an open loop of requests in MIX order at `rate` a second."""
+
+    def __init__(self, settings: Settings, keys: list[str], symbol: str) -> None:
+        self.settings, self.keys, self.symbol = settings, keys, symbol
+        self.window = Window()
+        self.resting: deque[tuple[str, str]] = deque()  # (key, order id) of limit orders to cancel later
+        self.lock = threading.Lock()
+
+    async def one(self, client: httpx.AsyncClient, i: int) -> None:
+        kind, key = MIX[i % len(MIX)], self.keys[i % len(self.keys)]
+        auth = {"Authorization": f"Bearer {key}"}
+        started = time.monotonic()
+        try:
+            if kind in ("buy", "limit"):
+                body: dict[str, Any] = {"symbol": self.symbol, "side": "buy", "qty": 1}
+                if kind == "limit":  # far below the price: it rests until cancelled
+                    body |= {"type": "limit", "limit_price": "50.00", "time_in_force": "gtc"}
+                answer = await client.post("/orders", json=body, headers=auth)
+                if kind == "limit" and answer.status_code == 202:
+                    self.resting.append((key, answer.json()["order_id"]))
+            elif kind == "cancel":
+                if not self.resting:
+                    return
+                owner, order_id = self.resting.popleft()
+                answer = await client.delete(f"/orders/{order_id}", headers={"Authorization": f"Bearer {owner}"})
+            elif kind == "portfolio":
+                answer = await client.get("/portfolio", headers=auth)
+            elif kind == "orders":
+                answer = await client.get("/orders", params={"limit": 20}, headers=auth)
+            else:
+                answer = await client.get("/trades/search", params={"limit": 20}, headers=auth)
+            status = answer.status_code
+        except httpx.HTTPError:
+            status = 0
+        with self.lock:
+            self.window.add(kind, status, time.monotonic() - started)
+
+    def take(self) -> Window:
+        with self.lock:
+            window, self.window = self.window, Window()
+        return window
+
+    async def run(self, rate: float, seconds: float) -> None:
+        limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
+        async with httpx.AsyncClient(base_url=self.settings.api.client_url, timeout=30, limits=limits) as client:
+            start, tasks = time.monotonic(), set()
+            for i in range(int(rate * seconds)):
+                await asyncio.sleep(max(0.0, start + i / rate - time.monotonic()))  # the offered rate's schedule
+                task = asyncio.create_task(self.one(client, i))
+                tasks.add(task)
+                task.add_done_callback(tasks.discard)
+            await asyncio.gather(*tasks)
+
+
+def _ticks(symbol: str, rate: float, seconds: float) -> Iterator[Tick]:
+    """Ticks at `rate` a second, each stamped with the wall time it is due (the clients' latency reference)."""
+    start_ms, first = int(time.time() * 1000), int(time.time())
+    for k in range(int(rate * seconds)):
+        yield price_tick(symbol, first + k + 1).model_copy(update={"event_time_ms": start_ms + int(k * 1000 / rate)})
+
+
+def _wall_pace(event_time_ms: int) -> None:
+    time.sleep(max(0.0, event_time_ms / 1000 - time.time()))  # a feed's pace: each tick at its time
+
+
+def _fleet(settings: Settings, symbol: str, clients: int, seconds: float, interval: float) -> subprocess.Popen[str]:
+    proc = subprocess.Popen([sys.executable, "-m", "benchmarks.ws_soak", settings.marketdata.client_ws_url, symbol,
+                             str(clients), str(seconds), str(interval)], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    if json.loads(line or "{}").get("event") != "ready":
+        raise RuntimeError(f"the WebSocket clients did not connect: {line!r}")
+    return proc
+
+
+def _mb(n: int) -> str:
+    return f"{n / 2**20:,.0f}"
+
+
+def run(settings: Settings, minutes: float, rate: float, clients: int, tick_rate: float, interval_s: float,
+        warmup_s: float, emit: Callable[[str], None]) -> dict[str, Any]:
+    """Run the soak; `emit` gets each line as it is ready (a soak is long)."""
+    seconds = minutes * 60
+    orders = rate * seconds * 0.5  # buys and limits are half the mix
+    keys, symbol = _setup(settings, users_for(settings, orders, 8))
+    _fresh_price(settings, symbol, int(time.time()))
+    fleet = _fleet(settings, symbol, clients, seconds, interval_s)
+    load = Load(settings, keys, symbol)
+    feed = threading.Thread(target=publish_all, args=(settings, _ticks(symbol, tick_rate, seconds + interval_s)),
+                            kwargs={"pace": _wall_pace}, daemon=True)
+    driver = threading.Thread(target=lambda: asyncio.run(load.run(rate, seconds)), daemon=True)
+    feed.start()
+    driver.start()
+    rows: list[dict[str, Any]] = []
+    baseline: dict[str, int] | None = None
+    start = time.monotonic()
+    assert fleet.stdout is not None
+    emit(f"{len(keys)} accounts, {rate:g} requests/s ({'/'.join(MIX)}), {clients} WebSocket clients on "
+                 f"{symbol} at {tick_rate:g} ticks/s, {minutes:g} min, warm-up {warmup_s:g} s")
+    for _ in range(int(seconds // interval_s)):
+        ws = json.loads(fleet.stdout.readline() or "{}")  # the fleet reports on the same interval
+        window, rss, at = load.take(), component_rss(settings), time.monotonic() - start
+        if baseline is None and at >= warmup_s:
+            baseline = rss
+        row = {"t_s": round(at), "requests": sum(window.statuses.values()),
+               "p99_ms": {kind: round(percentile(v, 99), 1) for kind, v in sorted(window.latencies.items())},
+               "errors": window.errors(), "ws": ws, "rss": rss}
+        rows.append(row)
+        p99 = row["p99_ms"]
+        emit(f"t={at / 60:5.1f} min  {row['requests'] / interval_s:5.1f} req/s  p99 buy "
+                     f"{p99.get('buy', float('nan')):.0f} ms, cancel {p99.get('cancel', float('nan')):.0f} ms, "
+                     f"portfolio {p99.get('portfolio', float('nan')):.0f} ms, search "
+                     f"{p99.get('search', float('nan')):.0f} ms; ws p99 {ws.get('p99_ms') or float('nan'):.0f} ms "
+                     f"({ws.get('connected')} connected, {ws.get('lost')} lost); errors {row['errors'] or 'none'}")
+    driver.join(interval_s * 2)
+    fleet.wait(timeout=120)
+    end = rows[-1]["rss"]
+    base = baseline or rows[0]["rss"]
+    growth = {name: (end[name] - base[name]) / base[name] for name in sorted(base) if name in end and base[name]}
+    emit("RSS after warm-up → end (MB): " + ", ".join(
+        f"{n} {_mb(base[n])}→{_mb(end[n])} ({g:+.1%})" for n, g in growth.items()))
+    over = {n: g for n, g in growth.items() if g > GOAL_GROWTH}
+    total_errors = sum(sum(r["errors"].values()) for r in rows)
+    emit(f"errors {total_errors}; RSS growth over {GOAL_GROWTH:.0%}: "
+                 + (", ".join(f"{n} {g:+.1%}" for n, g in over.items()) if over else "none"))
+    return {"minutes": minutes, "rate": rate, "clients": clients, "tick_rate": tick_rate, "intervals": rows,
+            "rss_growth": growth, "errors": total_errors}
