@@ -40,6 +40,8 @@ class KafkaSettings(Section):
     host: str = Field(LOOPBACK, description="Address the broker listens on and clients connect to.")
     port: Port = Field(9092, description="Client (PLAINTEXT) listener port.")
     controller_port: Port = Field(9093, description="KRaft controller listener port.")
+    proxied_port: Port = Field(9094, description="With chaos.enabled: a second client listener, reached only "
+                               "through Toxiproxy (it advertises chaos.kafka_port, so clients cannot bypass it).")
     bootstrap_servers: str | None = Field(
         None, description="Use an external cluster instead of host:port (comma-separated host:port list)."
     )
@@ -354,14 +356,16 @@ class ObservabilitySettings(Section):
 
 
 class ChaosSettings(Section):
-    """Toxiproxy between the services and Redis and DynamoDB, for `tradesim chaos` and the fault tests. Off by
-    default: then nothing is proxied and the component stays stopped."""
+    """Toxiproxy between the services and Redis, DynamoDB and Kafka, for `tradesim chaos` and the fault tests. Off
+    by default: then nothing is proxied and the component stays stopped."""
 
-    enabled: bool = Field(False, description="Run Toxiproxy and route the services' Redis and DynamoDB through it.")
+    enabled: bool = Field(False, description="Run Toxiproxy and route the services' and jobs' Redis, DynamoDB and "
+                          "Kafka through it.")
     host: str = Field(LOOPBACK, description="Address Toxiproxy's API and proxies bind to.")
     api_port: Port = Field(8474, description="Toxiproxy's HTTP API.")
     redis_port: Port = Field(16379, description="The Redis proxy.")
     dynamodb_port: Port = Field(18000, description="The DynamoDB proxy.")
+    kafka_port: Port = Field(19092, description="The Kafka proxy (to kafka.proxied_port).")
     version: str = Field("v2.5.0", description="github.com/Shopify/toxiproxy/v2 version `go install` builds.")
 
     @property
@@ -457,8 +461,8 @@ class Settings(BaseSettings):
         return value.expanduser().absolute()
 
     def routed(self) -> Settings:
-        """The settings the services and jobs run with: with chaos on, the local Redis and DynamoDB are reached
-        through their Toxiproxy proxies (an external endpoint is never proxied)."""
+        """The settings the services and jobs run with: with chaos on, the local Redis, DynamoDB and Kafka are
+        reached through their Toxiproxy proxies (an external endpoint is never proxied)."""
         c = self.chaos
         if not c.enabled:
             return self
@@ -467,6 +471,8 @@ class Settings(BaseSettings):
             update["redis"] = self.redis.model_copy(update={"host": c.host, "port": c.redis_port})
         if not self.dynamodb.external:
             update["dynamodb"] = self.dynamodb.model_copy(update={"host": c.host, "port": c.dynamodb_port})
+        if self.kafka.bootstrap_servers is None:
+            update["kafka"] = self.kafka.model_copy(update={"host": c.host, "port": c.kafka_port})
         return self.model_copy(update=update)
 
     @property

@@ -1,7 +1,9 @@
-"""With chaos on, the services and jobs reach the local Redis and DynamoDB through Toxiproxy; the stack's own
-view (and any external endpoint) stays direct."""
+"""With chaos on, the services and jobs reach the local Redis, DynamoDB and Kafka through Toxiproxy; the stack's
+own view (and any external endpoint) stays direct. Kafka gets a second listener that advertises the proxy."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 from tradesim.settings import Settings
 from tradesim.stack import registry
@@ -21,13 +23,30 @@ def test_on_routes_the_local_redis_and_dynamodb_through_the_proxies() -> None:
     assert r.redis.url is None  # still the local servers (their credentials, their rules)
     assert not r.dynamodb.external
     assert (s.redis.client_url, s.dynamodb.endpoint) == ("redis://127.0.0.1:6379/0", "http://127.0.0.1:8000")
+    assert (r.kafka.bootstrap, s.kafka.bootstrap) == ("127.0.0.1:19092", "127.0.0.1:9092")
+
+
+def test_kafka_has_a_listener_that_advertises_the_proxy_only_with_chaos_on(tmp_path: Path) -> None:
+    from tradesim.stack.kafka import Kafka
+
+    def listeners(enabled: bool) -> dict[str, str]:
+        s = Settings(home=tmp_path, chaos={"enabled": enabled})  # type: ignore[arg-type]
+        props = dict(line.split("=", 1) for line in Kafka(s)._server_properties().splitlines() if "=" in line)
+        return {k: props[k] for k in ("listeners", "advertised.listeners")}
+
+    assert listeners(True) == {
+        "listeners": "PLAINTEXT://127.0.0.1:9092,CONTROLLER://127.0.0.1:9093,PROXIED://127.0.0.1:9094",
+        "advertised.listeners": "PLAINTEXT://127.0.0.1:9092,CONTROLLER://127.0.0.1:9093,PROXIED://127.0.0.1:19092"}
+    assert "PROXIED" not in listeners(False)["listeners"]
 
 
 def test_external_endpoints_are_never_proxied() -> None:
     s = Settings(chaos={"enabled": True}, redis={"url": "redis://cache.example:6379/0"},  # type: ignore[arg-type]
-                 dynamodb={"endpoint_url": "https://dynamodb.example"})  # type: ignore[arg-type]
+                 dynamodb={"endpoint_url": "https://dynamodb.example"},  # type: ignore[arg-type]
+                 kafka={"bootstrap_servers": "b1.example:9092,b2.example:9092"})  # type: ignore[arg-type]
     r = s.routed()
     assert (r.redis.client_url, r.dynamodb.endpoint) == ("redis://cache.example:6379/0", "https://dynamodb.example")
+    assert r.kafka.bootstrap == "b1.example:9092,b2.example:9092"
 
 
 def test_services_and_the_taskmanager_get_the_routed_settings_the_exporter_does_not() -> None:
@@ -35,9 +54,10 @@ def test_services_and_the_taskmanager_get_the_routed_settings_the_exporter_does_
     comps = {c.name: c for c in registry.build(s)}
     assert comps["api"].env()["TRADESIM_REDIS__PORT"] == "16379"
     assert comps["marketdata"].env()["TRADESIM_DYNAMODB__PORT"] == "18000"
+    assert comps["api"].env()["TRADESIM_KAFKA__PORT"] == "19092"
     assert comps["exporter"].env()["TRADESIM_REDIS__PORT"] == "6379"
 
 
 def test_every_fault_names_its_target_and_kind() -> None:
-    assert {f.name for f in FAULTS.values()} == {f"{t}-{k}" for t in ("redis", "dynamodb")
+    assert {f.name for f in FAULTS.values()} == {f"{t}-{k}" for t in ("redis", "dynamodb", "kafka")
                                                   for k in ("latency", "bandwidth", "reset", "timeout", "down")}

@@ -65,7 +65,9 @@ def run_cmd(name: Annotated[str, typer.Argument(help="A fault from `tradesim cha
     if fault is None:
         raise UserError(f"unknown fault {name!r}; known: {', '.join(FAULTS)}")
     settings = load_settings()
-    if (settings.redis.url if fault.target == "redis" else settings.dynamodb.external):
+    external = {"redis": settings.redis.url is not None, "dynamodb": settings.dynamodb.external,
+                "kafka": settings.kafka.bootstrap_servers is not None}
+    if external[fault.target]:
         raise UserError(f"{fault.target} is an external endpoint: it is never proxied, so {name} would change nothing")
     tox = _proxy()
     # a termination signal ends the fault like Ctrl-C does: it must not outlive the command

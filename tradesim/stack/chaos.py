@@ -7,7 +7,7 @@ from typing import Literal
 
 from tradesim.adapters.toxiproxy.client import Toxiproxy
 
-Target = Literal["redis", "dynamodb"]
+Target = Literal["redis", "dynamodb", "kafka"]
 Kind = Literal["latency", "bandwidth", "reset", "timeout", "down"]
 TOXIC = "tradesim-chaos"
 
@@ -48,4 +48,4 @@ class Fault:
             tox.remove_toxic(self.target, TOXIC)
 
 
-FAULTS: dict[str, Fault] = {f.name: f for f in (Fault(t, k) for t in ("redis", "dynamodb") for k in KINDS)}
+FAULTS: dict[str, Fault] = {f.name: f for f in (Fault(t, k) for t in ("redis", "dynamodb", "kafka") for k in KINDS)}

@@ -149,7 +149,8 @@ def submit_job(settings: Settings, name: str, parallelism: int | None = None,
     flink = Flink(settings)
     flink.provision(progress)  # no-op when the venv and jars exist
     opts = {"python.execution-mode": settings.flink.execution_mode, **(options or {})}
-    args = _with_start_offsets(spec, settings, _arg_map(spec, settings, overrides))
+    # the job's Kafka clients go where the services' do (through Toxiproxy when chaos is on)
+    args = _with_start_offsets(spec, settings, _arg_map(spec, settings.routed(), overrides))
     try:
         job_id = submit(flink.flink_bin, settings.flink.client_rest_url, spec.module,
                         _argv(args), python=flink.python, jars=flink.connector_jars,

@@ -61,6 +61,8 @@ class Kafka(Component):
         return [
             PortSpec(self._cfg.host, self._cfg.port, "TRADESIM_KAFKA__PORT"),
             PortSpec(self._cfg.host, self._cfg.controller_port, "TRADESIM_KAFKA__CONTROLLER_PORT"),
+            *([PortSpec(self._cfg.host, self._cfg.proxied_port, "TRADESIM_KAFKA__PROXIED_PORT")]
+              if self.settings.chaos.enabled else []),
         ]
 
     def address(self) -> str:
@@ -77,17 +79,22 @@ class Kafka(Component):
         return require_java(self.name, self.settings.stack.java_home)
 
     def _server_properties(self) -> str:
-        c = self._cfg
+        c, chaos = self._cfg, self.settings.chaos
         controller = f"{c.host}:{c.controller_port}"
+        listeners = [f"PLAINTEXT://{c.host}:{c.port}", f"CONTROLLER://{controller}"]
+        advertised = list(listeners)
+        if chaos.enabled:  # clients routed through Toxiproxy are told the proxy's address for every broker
+            listeners.append(f"PROXIED://{c.host}:{c.proxied_port}")
+            advertised.append(f"PROXIED://{chaos.host}:{chaos.kafka_port}")
         return "\n".join([
             "process.roles=broker,controller",
             "node.id=1",
             f"controller.quorum.bootstrap.servers={controller}",
-            f"listeners=PLAINTEXT://{c.host}:{c.port},CONTROLLER://{controller}",
-            f"advertised.listeners=PLAINTEXT://{c.host}:{c.port},CONTROLLER://{controller}",
+            f"listeners={','.join(listeners)}",
+            f"advertised.listeners={','.join(advertised)}",
             "controller.listener.names=CONTROLLER",
             "inter.broker.listener.name=PLAINTEXT",
-            "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+            "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT,PROXIED:PLAINTEXT",
             f"log.dirs={self.dir / 'data'}",
             f"num.partitions={c.partitions}",
             # One node: internal topics cannot have 3 replicas, else groups and transactions never start.

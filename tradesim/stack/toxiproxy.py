@@ -1,5 +1,5 @@
 """Toxiproxy (a Go module, built by `go install` at a pinned version) as an optional stack component: with
-`chaos.enabled` the services and the jobs reach Redis and DynamoDB only through its proxies, so
+`chaos.enabled` the services and the jobs reach Redis, DynamoDB and Kafka only through its proxies, so
 `tradesim chaos` can slow, cut or break those connections (Settings.routed)."""
 
 from __future__ import annotations
@@ -23,7 +23,8 @@ class ToxiproxyServer(Component):
         c = self.settings.chaos
         return [PortSpec(c.host, c.api_port, "TRADESIM_CHAOS__API_PORT"),
                 PortSpec(c.host, c.redis_port, "TRADESIM_CHAOS__REDIS_PORT"),
-                PortSpec(c.host, c.dynamodb_port, "TRADESIM_CHAOS__DYNAMODB_PORT")]
+                PortSpec(c.host, c.dynamodb_port, "TRADESIM_CHAOS__DYNAMODB_PORT"),
+                PortSpec(c.host, c.kafka_port, "TRADESIM_CHAOS__KAFKA_PORT")]
 
     def address(self) -> str:
         return self.settings.chaos.api_url
@@ -69,6 +70,7 @@ class ToxiproxyServer(Component):
             tox.reset()  # `up` leaves no fault behind (a `chaos run` that was killed cannot remove its own)
             tox.ensure_proxy("redis", f"{c.host}:{c.redis_port}", f"{s.redis.host}:{s.redis.port}")
             tox.ensure_proxy("dynamodb", f"{c.host}:{c.dynamodb_port}", f"{s.dynamodb.host}:{s.dynamodb.port}")
+            tox.ensure_proxy("kafka", f"{c.host}:{c.kafka_port}", f"{s.kafka.host}:{s.kafka.proxied_port}")
         finally:
             tox.close()
-        report("proxies redis and dynamodb ready")
+        report("proxies redis, dynamodb and kafka ready")

@@ -1,5 +1,5 @@
-"""The fault suite: each Toxiproxy fault (tradesim/stack/chaos.py) hits Redis or DynamoDB for 8 s in the middle
-of a 2,000-order load through the API. For every fault: no accepted order lost, none executed twice, every
+"""The fault suite: each Toxiproxy fault (tradesim/stack/chaos.py) hits Redis, DynamoDB or Kafka for 8 s in the
+middle of a 2,000-order load through the API. For every fault: no accepted order lost, none executed twice, every
 account exactly the fold of its outcomes (conservation), the search model holds every outcome, and every
 component is healthy again with no manual step. The test stack runs with chaos on (tests/integration/conftest.py).
 
@@ -9,6 +9,7 @@ for benchmarks/RESULTS.md."""
 from __future__ import annotations
 
 import json
+import os
 import secrets
 import threading
 import time
@@ -42,7 +43,8 @@ pytestmark = pytest.mark.integration
 ORDERS, USERS, CASH = 2000, 20, "1000000"
 FAULT_S = 8.0
 #: the faults CI runs (time budget); `tradesim chaos run` has every one
-IN_CI = ("dynamodb-down", "dynamodb-latency", "dynamodb-reset", "dynamodb-timeout", "redis-down", "redis-latency")
+IN_CI = ("dynamodb-down", "dynamodb-latency", "dynamodb-reset", "dynamodb-timeout", "redis-down", "redis-latency",
+         "kafka-down", "kafka-latency")
 RESULTS = Path(__file__).resolve().parents[3] / "build" / "fault-results.jsonl"
 
 
@@ -199,7 +201,8 @@ def test_a_fault_under_load_loses_nothing_and_executes_nothing_twice(
 
 
 def _assert_routed_through_the_proxies(settings: Settings, supervisor: Supervisor) -> None:
-    """The API and the TaskManager run with the proxies' ports (a stack started without chaos would not)."""
+    """The API and the TaskManager run with the proxies' ports (a stack started without chaos would not), and
+    every Kafka connection they hold goes to the proxy, none to the broker's own listener."""
     from tradesim.stack.flink import Flink
 
     c = settings.chaos
@@ -207,8 +210,31 @@ def _assert_routed_through_the_proxies(settings: Settings, supervisor: Superviso
     for pid, what in ((api, "api"), (Flink(settings).taskmanager_pid(), "TaskManager")):
         assert pid is not None, what
         env = dict(item.split("=", 1) for item in Path(f"/proc/{pid}/environ").read_text().split("\0") if "=" in item)
-        assert (env.get("TRADESIM_REDIS__PORT"), env.get("TRADESIM_DYNAMODB__PORT")) == (
-            str(c.redis_port), str(c.dynamodb_port)), f"{what} bypasses Toxiproxy: restart the stack with chaos on"
+        assert (env.get("TRADESIM_REDIS__PORT"), env.get("TRADESIM_DYNAMODB__PORT"), env.get("TRADESIM_KAFKA__PORT")
+                ) == (str(c.redis_port), str(c.dynamodb_port), str(c.kafka_port)), \
+            f"{what} bypasses Toxiproxy: restart the stack with chaos on"
+        ports = _remote_ports(pid)
+        assert c.kafka_port in ports, f"{what} holds no connection to the Kafka proxy: {sorted(ports)}"
+        assert settings.kafka.port not in ports, f"{what} reaches Kafka around the proxy"
+
+
+def _remote_ports(pid: int) -> set[int]:
+    """Remote ports of the process's established TCP connections (its socket inodes in /proc/net/tcp{,6})."""
+    inodes = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            link = os.readlink(fd)
+        except OSError:
+            continue  # closed meanwhile
+        if link.startswith("socket:["):
+            inodes.add(link[len("socket:["):-1])
+    ports = set()
+    for table in ("tcp", "tcp6"):
+        for line in Path(f"/proc/{pid}/net/{table}").read_text().splitlines()[1:]:
+            fields = line.split()
+            if fields[3] == "01" and fields[9] in inodes:  # 01: ESTABLISHED
+                ports.add(int(fields[2].rsplit(":", 1)[1], 16))
+    return ports
 
 
 def _price_cached(settings: Settings, symbol: str) -> bool:
