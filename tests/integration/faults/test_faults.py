@@ -151,6 +151,7 @@ def test_a_fault_under_load_loses_nothing_and_executes_nothing_twice(
             removed = time.monotonic()
             for f in futures:
                 f.result()
+            _assert_kafka_through_the_proxy(settings, supervisor)  # both hold Kafka connections by now
             # the API takes orders again with no manual step (an order refused while it recovers is retried)
             wait_for(lambda: (place(ORDERS + 1, client), accepted_after(removed))[1], 60,  # a buy
                      "an order accepted after the fault", poll_s=0.5)
@@ -200,34 +201,58 @@ def test_a_fault_under_load_loses_nothing_and_executes_nothing_twice(
     print(row)
 
 
-def _assert_routed_through_the_proxies(settings: Settings, supervisor: Supervisor) -> None:
-    """The API and the TaskManager run with the proxies' ports (a stack started without chaos would not), and
-    every Kafka connection they hold goes to the proxy, none to the broker's own listener."""
+def _pids(settings: Settings, supervisor: Supervisor) -> list[tuple[int | None, str]]:
     from tradesim.stack.flink import Flink
 
-    c = settings.chaos
     (api,) = [s.pid for s in supervisor.status() if s.name == "api"]
-    for pid, what in ((api, "api"), (Flink(settings).taskmanager_pid(), "TaskManager")):
+    return [(api, "api"), (Flink(settings).taskmanager_pid(), "TaskManager")]
+
+
+def _assert_routed_through_the_proxies(settings: Settings, supervisor: Supervisor) -> None:
+    """The API and the TaskManager run with the proxies' ports (a stack started without chaos would not)."""
+    c = settings.chaos
+    for pid, what in _pids(settings, supervisor):
         assert pid is not None, what
         env = dict(item.split("=", 1) for item in Path(f"/proc/{pid}/environ").read_text().split("\0") if "=" in item)
         assert (env.get("TRADESIM_REDIS__PORT"), env.get("TRADESIM_DYNAMODB__PORT"), env.get("TRADESIM_KAFKA__PORT")
                 ) == (str(c.redis_port), str(c.dynamodb_port), str(c.kafka_port)), \
             f"{what} bypasses Toxiproxy: restart the stack with chaos on"
+
+
+def _assert_kafka_through_the_proxy(settings: Settings, supervisor: Supervisor) -> None:
+    """Every Kafka connection the API and the TaskManager (the jobs' clients) hold goes to the proxy, none to the
+    broker's own listener: what the broker advertises cannot lead them around it."""
+    for pid, what in _pids(settings, supervisor):
+        assert pid is not None, what
         ports = _remote_ports(pid)
-        assert c.kafka_port in ports, f"{what} holds no connection to the Kafka proxy: {sorted(ports)}"
+        assert settings.chaos.kafka_port in ports, f"{what} holds no connection to the Kafka proxy: {sorted(ports)}"
         assert settings.kafka.port not in ports, f"{what} reaches Kafka around the proxy"
 
 
 def _remote_ports(pid: int) -> set[int]:
-    """Remote ports of the process's established TCP connections (its socket inodes in /proc/net/tcp{,6})."""
+    """Remote ports of the established TCP connections of the process and its children (the API's workers):
+    their socket inodes in /proc/net/tcp{,6}."""
+    from tradesim.stack.exporter import read_procs
+
+    procs = read_procs()
+    family, todo = set(), [pid]
+    while todo:
+        current = todo.pop()
+        family.add(current)
+        todo += [child for child, stat in procs.items() if stat.ppid == current]
     inodes = set()
-    for fd in Path(f"/proc/{pid}/fd").iterdir():
+    for member in family:
         try:
-            link = os.readlink(fd)
+            fds = list(Path(f"/proc/{member}/fd").iterdir())
         except OSError:
-            continue  # closed meanwhile
-        if link.startswith("socket:["):
-            inodes.add(link[len("socket:["):-1])
+            continue  # gone meanwhile
+        for fd in fds:
+            try:
+                link = os.readlink(fd)
+            except OSError:
+                continue  # closed meanwhile
+            if link.startswith("socket:["):
+                inodes.add(link[len("socket:["):-1])
     ports = set()
     for table in ("tcp", "tcp6"):
         for line in Path(f"/proc/{pid}/net/{table}").read_text().splitlines()[1:]:
