@@ -54,6 +54,16 @@ def _clickhouse_check() -> Check:
     return Check("clickhouse-server", False, "not installed", f"sudo apt-get install -y {' '.join(PACKAGES)}")
 
 
+def _packaged(tool: str, package: str) -> Check:
+    """A tool from a Debian package that `tradesim up` installs itself when it runs as root."""
+    path = shutil.which(tool)
+    if path:
+        return Check(tool, True, path)
+    if os.geteuid() == 0:
+        return Check(tool, True, f"not installed; `tradesim up` installs {package} with apt-get")
+    return Check(tool, False, "not installed", f"sudo apt-get install -y {package}")
+
+
 def run_checks(settings: Settings, components: list[Component],
                processes: ProcessTable | None = None) -> list[Check]:
     processes = processes or OsProcessTable()
@@ -71,14 +81,14 @@ def run_checks(settings: Settings, components: list[Component],
         checks.append(Check(tool, path is not None, path or "not found",
                             "" if path else f"apt-get install -y {package}"))
     checks.extend(_node_checks())
-    redis = shutil.which("redis-server")
-    if redis:
-        checks.append(Check("redis-server", True, redis))
-    elif os.geteuid() == 0:
-        checks.append(Check("redis-server", True, "not installed; `tradesim up` installs it with apt-get"))
-    else:
-        checks.append(Check("redis-server", False, "not installed", "sudo apt-get install -y redis-server"))
+    checks.append(_packaged("redis-server", "redis-server"))
     checks.append(_clickhouse_check())
+    checks += [_packaged("prometheus", "prometheus"), _packaged("promtool", "prometheus")]
+    go = shutil.which("go")
+    checks.append(Check("go", go is not None or not settings.chaos.enabled,
+                        go or ("not found" if settings.chaos.enabled else "not found; needed only with chaos.enabled"),
+                        "apt-get install -y golang (Toxiproxy is built with `go install`)"
+                        if go is None and settings.chaos.enabled else ""))
 
     settings.home.mkdir(parents=True, exist_ok=True)
     free_gb = shutil.disk_usage(settings.home).free / 1e9

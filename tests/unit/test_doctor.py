@@ -1,0 +1,38 @@
+"""`tradesim doctor` names every tool the stack needs, with the fix for a missing one."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from tradesim.settings import Settings
+from tradesim.stack import doctor
+
+
+def _checks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, missing: set[str], root: bool,
+            chaos: bool) -> dict[str, doctor.Check]:
+    real = shutil.which
+    monkeypatch.setattr(doctor.shutil, "which",
+                        lambda name, *a, **kw: None if name in missing else real(name, *a, **kw))
+    monkeypatch.setattr(doctor.os, "geteuid", lambda: 0 if root else 1000)
+    settings = Settings(home=tmp_path, chaos={"enabled": chaos})  # type: ignore[arg-type]
+    return {c.name: c for c in doctor.run_checks(settings, [])}
+
+
+def test_missing_prometheus_and_go_are_named_with_their_fix(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    checks = _checks(tmp_path, monkeypatch, {"prometheus", "promtool", "go"}, root=False, chaos=True)
+    assert (checks["prometheus"].ok, checks["prometheus"].fix) == (False, "sudo apt-get install -y prometheus")
+    assert (checks["promtool"].ok, checks["promtool"].fix) == (False, "sudo apt-get install -y prometheus")
+    assert not checks["go"].ok
+    assert "golang" in checks["go"].fix
+
+
+def test_root_gets_the_packages_from_up_and_go_is_needed_only_for_chaos(tmp_path: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    checks = _checks(tmp_path, monkeypatch, {"prometheus", "promtool", "go"}, root=True, chaos=False)
+    assert checks["prometheus"].ok
+    assert "installs prometheus" in checks["prometheus"].detail
+    assert checks["go"].ok
+    assert "only with chaos.enabled" in checks["go"].detail
