@@ -10,7 +10,7 @@ import json
 import os
 from decimal import Decimal
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, ClassVar, Literal
 
 import platformdirs
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
@@ -155,6 +155,13 @@ class PersistenceSettings(Section):
     batch_size: int = Field(1000, ge=1, description="A batch is written when it has this many outcomes...")
     flush_ms: int = Field(1000, ge=1, description="...or when its oldest outcome waited this long.")
     backoff_max_s: float = Field(10.0, gt=0, description="Longest wait between retries while a sink is down.")
+
+    #: the read models the service writes, one consumer group each (tradesim/services/persistence/sinks.py)
+    SINKS: ClassVar[tuple[str, ...]] = ("search", "analytics")
+
+    def group(self, sink: str) -> str:
+        """The consumer group of one sink (the service and the stack exporter both name it from here)."""
+        return f"{self.group_prefix}-{sink}"
 
 
 class TopicSettings(Section):

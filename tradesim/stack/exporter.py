@@ -93,9 +93,8 @@ def consumer_groups(settings: Settings) -> list[tuple[str, str]]:
     """(group, topic) of every consumer group the stack runs that commits its position."""
     from tradesim.stack.jobs import source_groups
 
-    prefix, executed = settings.persistence.group_prefix, settings.topics.trade_executed
-    # the persistence service's sinks (tradesim/services/persistence/sinks.py) name its groups
-    return [*source_groups(settings), (f"{prefix}-search", executed), (f"{prefix}-analytics", executed)]
+    p, executed = settings.persistence, settings.topics.trade_executed
+    return [*source_groups(settings), *((p.group(sink), executed) for sink in p.SINKS)]
 
 
 class Exporter:

@@ -80,14 +80,14 @@ class SinkWorker:
         self.probe = probe  # a consumer of the same group that consumes nothing, for the lag metric
         self.dlq = dlq
         self.stop = stop
-        self.name = f"{settings.persistence.group_prefix}-{sink.name}"
+        self.name = settings.persistence.group(sink.name)
         self._clock = clock
         self._last_lag = 0.0
         self.persisted = 0  # records (valid or not) whose position is committed, since start
 
     @classmethod
     def wired(cls, settings: Settings, sink: TradeSink, stop: threading.Event) -> SinkWorker:
-        group = f"{settings.persistence.group_prefix}-{sink.name}"
+        group = settings.persistence.group(sink.name)
         return cls(settings, sink, make_consumer(settings.kafka, group), make_producer(settings.kafka), stop,
                    probe=make_consumer(settings.kafka, group))
 
