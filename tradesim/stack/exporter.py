@@ -76,17 +76,23 @@ def read_procs(root: Path = Path("/proc")) -> dict[int, ProcStat]:
     return out
 
 
-def tree(procs: dict[int, ProcStat], pid: int) -> Iterator[ProcStat]:
-    """The process and all its descendants."""
+def family(procs: dict[int, ProcStat], pid: int) -> list[int]:
+    """The pids of the process and all its descendants (those still in `procs`)."""
     children: dict[int, list[int]] = {}
     for child, stat in procs.items():
         children.setdefault(stat.ppid, []).append(child)
-    todo = [pid]
+    out, todo = [], [pid]
     while todo:
         current = todo.pop()
         if current in procs:
-            yield procs[current]
+            out.append(current)
         todo += children.get(current, [])
+    return out
+
+
+def tree(procs: dict[int, ProcStat], pid: int) -> Iterator[ProcStat]:
+    """The process and all its descendants."""
+    return (procs[p] for p in family(procs, pid))
 
 
 def consumer_groups(settings: Settings) -> list[tuple[str, str]]:

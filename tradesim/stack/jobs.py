@@ -149,8 +149,7 @@ def submit_job(settings: Settings, name: str, parallelism: int | None = None,
     flink = Flink(settings)
     flink.provision(progress)  # no-op when the venv and jars exist
     opts = {"python.execution-mode": settings.flink.execution_mode, **(options or {})}
-    # the job's Kafka clients go where the services' do (through Toxiproxy when chaos is on)
-    args = _with_start_offsets(spec, settings, _arg_map(spec, settings.routed(), overrides))
+    args = _with_start_offsets(spec, settings, _arg_map(spec, _kafka_route(settings, progress), overrides))
     try:
         job_id = submit(flink.flink_bin, settings.flink.client_rest_url, spec.module,
                         _argv(args), python=flink.python, jars=flink.connector_jars,
@@ -159,6 +158,23 @@ def submit_job(settings: Settings, name: str, parallelism: int | None = None,
     except FlinkRequestError as exc:
         raise StackError(str(exc)) from None
     return job_id, True
+
+
+def _kafka_route(settings: Settings, progress: Callable[[str], None]) -> Settings:
+    """The settings a job's Kafka clients use: through Toxiproxy, as the services, when chaos is on and the proxy
+    answers; else the broker itself (a stack started without Toxiproxy, or a Kafka without its listener)."""
+    from tradesim.adapters.kafka.client import broker_count
+    from tradesim.adapters.kafka.errors import KafkaUnavailable
+
+    routed = settings.routed()
+    if routed.kafka.bootstrap == settings.kafka.bootstrap:
+        return settings
+    try:
+        broker_count(routed.kafka, timeout_s=3)
+    except KafkaUnavailable:
+        progress(f"the Kafka proxy at {routed.kafka.bootstrap} does not answer: the job reaches Kafka directly")
+        return settings
+    return routed
 
 
 def submit_standard_jobs(settings: Settings, progress: Callable[[str], None] = lambda _msg: None) -> list[str]:

@@ -144,6 +144,12 @@ class Kafka(Component):
             broker_count(self._cfg, timeout_s=3)
         except KafkaUnavailable as exc:
             raise Unhealthy(str(exc)) from None
+        if self.settings.chaos.enabled:  # the routed clients need the listener Toxiproxy forwards to
+            try:
+                broker_count(self._cfg.model_copy(update={"port": self._cfg.proxied_port}), timeout_s=3)
+            except KafkaUnavailable:
+                raise Unhealthy(f"no listener on kafka.proxied_port {self._cfg.proxied_port} for Toxiproxy (started "
+                                "before chaos was turned on?): `tradesim down --only kafka && tradesim up`") from None
 
     def topic_specs(self) -> list[TopicSpec]:
         t, parts = self.settings.topics, self._cfg.partitions
