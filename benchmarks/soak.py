@@ -3,7 +3,8 @@
 Orders, cancels and queries through the API at a fixed offered rate (open loop), ticks to one symbol that
 1,000 WebSocket clients subscribe to (benchmarks/ws_soak.py, a process of its own), and every interval: p99 per
 kind of request, tick → client p99, errors, and the RSS of every component's process tree (as the stack exporter
-reads it). RSS growth is measured from the end of the warm-up to the end (goal: at most 10 %).
+reads it, and its anonymous part: heaps, without mapped files). Growth is measured from the end of the warm-up to
+the end (goal: at most 10 %).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -33,16 +35,32 @@ EXPECTED = {"buy": 202, "limit": 202, "cancel": 202, "portfolio": 200, "orders":
 GOAL_GROWTH = 0.10
 
 
-def component_rss(settings: Settings) -> dict[str, int]:
-    """RSS of every running component's process tree, in bytes."""
+def _anon_bytes(pid: int) -> int:
+    """RssAnon: resident memory not backed by a file (heaps; no mapped Kafka indexes or TSDB blocks)."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("RssAnon:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass  # gone meanwhile
+    return 0
+
+
+def component_memory(settings: Settings) -> dict[str, dict[str, int]]:
+    """Per running component, its process tree's pid, RSS and anonymous RSS, in bytes."""
     from tradesim.stack import registry
-    from tradesim.stack.exporter import read_procs, tree
+    from tradesim.stack.exporter import family, read_procs
     from tradesim.stack.supervisor import Supervisor
 
     procs = read_procs()
-    return {row.name: sum(s.rss_bytes for s in tree(procs, row.pid))
-            for row in Supervisor(settings, registry.build(settings)).status()
-            if row.pid is not None and row.state in ("running", "unhealthy")}
+    out = {}
+    for row in Supervisor(settings, registry.build(settings)).status():
+        if row.pid is None or row.state not in ("running", "unhealthy"):
+            continue
+        pids = family(procs, row.pid)
+        out[row.name] = {"pid": row.pid, "rss": sum(procs[p].rss_bytes for p in pids),
+                         "anon": sum(_anon_bytes(p) for p in pids)}
+    return out
 
 
 @dataclass
@@ -71,10 +89,11 @@ class Load:
         self.resting: deque[tuple[str, str]] = deque()  # (key, order id) of limit orders to cancel later
         self.lock = threading.Lock()
 
-    async def one(self, client: httpx.AsyncClient, i: int) -> None:
+    async def one(self, client: httpx.AsyncClient, i: int, due: float) -> None:
+        """One request; its latency counts from when it was due, so a late start is not hidden."""
         kind, key = MIX[i % len(MIX)], self.keys[i % len(self.keys)]
         auth = {"Authorization": f"Bearer {key}"}
-        started = time.monotonic()
+        started = due
         try:
             if kind in ("buy", "limit"):
                 body: dict[str, Any] = {"symbol": self.symbol, "side": "buy", "qty": 1}
@@ -95,7 +114,7 @@ class Load:
             else:
                 answer = await client.get("/trades/search", params={"limit": 20}, headers=auth)
             status = answer.status_code
-        except httpx.HTTPError:
+        except Exception:  # noqa: BLE001 - any failure is an error of this request, counted as status 0
             status = 0
         with self.lock:
             self.window.add(kind, status, time.monotonic() - started)
@@ -110,8 +129,9 @@ class Load:
         async with httpx.AsyncClient(base_url=self.settings.api.client_url, timeout=30, limits=limits) as client:
             start, tasks = time.monotonic(), set()
             for i in range(int(rate * seconds)):
-                await asyncio.sleep(max(0.0, start + i / rate - time.monotonic()))  # the offered rate's schedule
-                task = asyncio.create_task(self.one(client, i))
+                due = start + i / rate
+                await asyncio.sleep(max(0.0, due - time.monotonic()))  # the offered rate's schedule
+                task = asyncio.create_task(self.one(client, i, due))
                 tasks.add(task)
                 task.add_done_callback(tasks.discard)
             await asyncio.gather(*tasks)
@@ -157,36 +177,49 @@ def run(settings: Settings, minutes: float, rate: float, clients: int, tick_rate
     feed.start()
     driver.start()
     rows: list[dict[str, Any]] = []
-    baseline: dict[str, int] | None = None
+    baseline: dict[str, dict[str, int]] | None = None
     start = time.monotonic()
     assert fleet.stdout is not None
     emit(f"{len(keys)} accounts, {rate:g} requests/s ({'/'.join(MIX)}), {clients} WebSocket clients on "
-                 f"{symbol} at {tick_rate:g} ticks/s, {minutes:g} min, warm-up {warmup_s:g} s")
-    for _ in range(int(seconds // interval_s)):
-        ws = json.loads(fleet.stdout.readline() or "{}")  # the fleet reports on the same interval
-        window, rss, at = load.take(), component_rss(settings), time.monotonic() - start
-        if baseline is None and at >= warmup_s:
-            baseline = rss
-        row = {"t_s": round(at), "requests": sum(window.statuses.values()),
-               "p99_ms": {kind: round(percentile(v, 99), 1) for kind, v in sorted(window.latencies.items())},
-               "errors": window.errors(), "ws": ws, "rss": rss}
-        rows.append(row)
-        p99 = row["p99_ms"]
-        emit(f"t={at / 60:5.1f} min  {row['requests'] / interval_s:5.1f} req/s  p99 buy "
-                     f"{p99.get('buy', float('nan')):.0f} ms, cancel {p99.get('cancel', float('nan')):.0f} ms, "
-                     f"portfolio {p99.get('portfolio', float('nan')):.0f} ms, search "
-                     f"{p99.get('search', float('nan')):.0f} ms; ws p99 {ws.get('p99_ms') or float('nan'):.0f} ms "
-                     f"({ws.get('connected')} connected, {ws.get('lost')} lost); errors {row['errors'] or 'none'}")
-    driver.join(interval_s * 2)
-    fleet.wait(timeout=120)
-    end = rows[-1]["rss"]
-    base = baseline or rows[0]["rss"]
-    growth = {name: (end[name] - base[name]) / base[name] for name in sorted(base) if name in end and base[name]}
-    emit("RSS after warm-up → end (MB): " + ", ".join(
-        f"{n} {_mb(base[n])}→{_mb(end[n])} ({g:+.1%})" for n, g in growth.items()))
-    over = {n: g for n, g in growth.items() if g > GOAL_GROWTH}
-    total_errors = sum(sum(r["errors"].values()) for r in rows)
-    emit(f"errors {total_errors}; RSS growth over {GOAL_GROWTH:.0%}: "
-                 + (", ".join(f"{n} {g:+.1%}" for n, g in over.items()) if over else "none"))
+         f"{symbol} at {tick_rate:g} ticks/s, {minutes:g} min, warm-up {warmup_s:g} s")
+    try:
+        for _ in range(int(seconds // interval_s)):
+            line = fleet.stdout.readline()  # the fleet reports on the same interval
+            if not line:
+                raise RuntimeError(f"the WebSocket client process ended (exit {fleet.poll()}): the run is void")
+            ws = json.loads(line)
+            at, window, memory = time.monotonic() - start, load.take(), component_memory(settings)
+            if baseline is None and at >= warmup_s:
+                baseline = memory
+            row = {"t_s": round(at), "requests": sum(window.statuses.values()),
+                   "p99_ms": {kind: round(percentile(v, 99), 1) for kind, v in sorted(window.latencies.items())},
+                   "errors": window.errors(), "ws": ws, "memory": memory}
+            rows.append(row)
+            p99 = row["p99_ms"]
+            emit(f"t={at / 60:5.1f} min  {row['requests'] / interval_s:5.1f} req/s  p99 buy "
+                 f"{p99.get('buy', float('nan')):.0f} ms, cancel {p99.get('cancel', float('nan')):.0f} ms, "
+                 f"portfolio {p99.get('portfolio', float('nan')):.0f} ms, search "
+                 f"{p99.get('search', float('nan')):.0f} ms; ws p99 {ws.get('p99_ms') or float('nan'):.0f} ms "
+                 f"({ws.get('connected')} connected, {ws.get('lost')} lost, {ws.get('frames')} frames); errors "
+                 f"{row['errors'] or 'none'}")
+        driver.join(interval_s * 2)
+    finally:
+        fleet.kill()
+        fleet.wait(timeout=30)
+    end, base = rows[-1]["memory"], baseline or rows[0]["memory"]
+    growth = {kind: {n: (end[n][kind] - base[n][kind]) / base[n][kind] for n in sorted(base)
+                     if n in end and base[n][kind] and end[n]["pid"] == base[n]["pid"]}
+              for kind in ("rss", "anon")}
+    for kind, label in (("rss", "RSS"), ("anon", "anonymous RSS (heaps, no mapped files)")):
+        emit(f"{label} after warm-up → end (MB): " + ", ".join(
+            f"{n} {_mb(base[n][kind])}→{_mb(end[n][kind])} ({g:+.1%})" for n, g in growth[kind].items()))
+    restarted = sorted(n for n in base if n in end and end[n]["pid"] != base[n]["pid"])
+    ws_lost = int(rows[-1]["ws"].get("lost") or 0)
+    total_errors = sum(sum(r["errors"].values()) for r in rows) + ws_lost
+    over = {n: g for n, g in growth["anon"].items() if g > GOAL_GROWTH}
+    emit(f"errors {total_errors} ({ws_lost} WebSocket connections lost)"
+         + (f"; restarted during the run: {', '.join(restarted)}" if restarted else "")
+         + f"; anonymous RSS growth over {GOAL_GROWTH:.0%}: "
+         + (", ".join(f"{n} {g:+.1%}" for n, g in over.items()) if over else "none"))
     return {"minutes": minutes, "rate": rate, "clients": clients, "tick_rate": tick_rate, "intervals": rows,
-            "rss_growth": growth, "errors": total_errors}
+            "growth": growth, "errors": total_errors, "restarted": restarted}
