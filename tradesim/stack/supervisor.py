@@ -287,6 +287,9 @@ class Supervisor:
                 if purge:
                     shutil.rmtree(comp.dir, ignore_errors=True)
                 self.progress(comp.name, "stopped" + (" and purged" if purge else ""))
+            # a `down` then `up` (market start with a new choice, a restore) must not find a port still held by
+            # what the stopped process forked
+            self._await_ports_released([c for c in self.components if c.name in stopped])
         return stopped
 
 
