@@ -380,6 +380,38 @@ class ChaosSettings(Section):
         return f"http://{self.host}:{self.api_port}"
 
 
+class TracingSettings(Section):
+    """OpenTelemetry spans along an order's path (API → Kafka → execution job → read side), exported over OTLP/HTTP
+    to Jaeger. Off by default: the first `up` with it on builds Jaeger from its Go module (several minutes)."""
+
+    enabled: bool = Field(False, description="Run Jaeger and export the services' and jobs' spans to it.")
+    sample_ratio: float = Field(1.0, ge=0, le=1, description="Share of orders traced, decided once in the API "
+                                "(by trace id); the jobs and the read side follow the order's decision.")
+    host: str = Field(LOOPBACK, description="Address Jaeger's OTLP receiver and query API bind to.")
+    otlp_port: Port = Field(4318, description="Jaeger's OTLP/HTTP receiver.")
+    query_port: Port = Field(16686, description="Jaeger's query API and UI.")
+    query_grpc_port: Port = Field(16685, description="Jaeger's query gRPC API (bound, not used by tradesim).")
+    metrics_port: Port = Field(8888, description="Jaeger's own /metrics, scraped by Prometheus.")
+    max_traces: int = Field(20_000, ge=100, description="Traces Jaeger keeps in memory (the oldest go first).")
+    otlp_url: str | None = Field(None, description="Export to an external OTLP/HTTP collector (its http://host:port) "
+                                 "instead of the local Jaeger.")
+    query_url: str | None = Field(None, description="An external Jaeger's query API, for `tradesim trace`.")
+    version: str = Field("v1.76.0", description="github.com/jaegertracing/jaeger version the build pins.")
+
+    @property
+    def external(self) -> bool:
+        return self.otlp_url is not None
+
+    @property
+    def traces_url(self) -> str:
+        """Where spans are POSTed."""
+        return (self.otlp_url or f"http://{self.host}:{self.otlp_port}").rstrip("/") + "/v1/traces"
+
+    @property
+    def client_query_url(self) -> str:
+        return (self.query_url or f"http://{self.host}:{self.query_port}").rstrip("/")
+
+
 PoisonStage = Literal["bars", "match", "settle", "persist"]
 
 
@@ -461,6 +493,7 @@ class Settings(BaseSettings):
     faults: FaultSettings = FaultSettings()
     observability: ObservabilitySettings = ObservabilitySettings()
     chaos: ChaosSettings = ChaosSettings()
+    tracing: TracingSettings = TracingSettings()
 
     @field_validator("home", "cache_dir", "scenarios_dir")
     @classmethod

@@ -22,6 +22,8 @@ os.environ.setdefault("TRADESIM_FAULTS__POISON", json.dumps(POISON))
 os.environ.setdefault("TRADESIM_STACK__WATCHDOG", "false")
 #: Toxiproxy between the services and Redis / DynamoDB, for tests/integration/faults (idle proxies otherwise)
 os.environ.setdefault("TRADESIM_CHAOS__ENABLED", "true")
+#: Jaeger receives every order's spans, for tests/integration/execution/test_tracing.py
+os.environ.setdefault("TRADESIM_TRACING__ENABLED", "true")
 
 
 #: components that were running before this session: a test that purges data runs only when this is empty

@@ -12,12 +12,12 @@ from tradesim.stack import doctor
 
 
 def _checks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, missing: set[str], root: bool,
-            chaos: bool) -> dict[str, doctor.Check]:
+            chaos: bool, tracing: bool = False) -> dict[str, doctor.Check]:
     real = shutil.which
     monkeypatch.setattr(doctor.shutil, "which",
                         lambda name, *a, **kw: None if name in missing else real(name, *a, **kw))
     monkeypatch.setattr(doctor.os, "geteuid", lambda: 0 if root else 1000)
-    settings = Settings(home=tmp_path, chaos={"enabled": chaos})  # type: ignore[arg-type]
+    settings = Settings(home=tmp_path, chaos={"enabled": chaos}, tracing={"enabled": tracing})  # type: ignore[arg-type]
     return {c.name: c for c in doctor.run_checks(settings, [])}
 
 
@@ -35,4 +35,10 @@ def test_root_gets_the_packages_from_up_and_go_is_needed_only_for_chaos(tmp_path
     assert checks["prometheus"].ok
     assert "installs prometheus" in checks["prometheus"].detail
     assert checks["go"].ok
-    assert "only with chaos.enabled" in checks["go"].detail
+    assert "only with chaos.enabled or tracing.enabled" in checks["go"].detail
+
+
+def test_go_is_needed_to_build_jaeger_when_tracing_is_on(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    checks = _checks(tmp_path, monkeypatch, {"go"}, root=True, chaos=False, tracing=True)
+    assert not checks["go"].ok
+    assert "Jaeger" in checks["go"].fix

@@ -18,6 +18,7 @@ from tradesim.cli import (
     rebuild,
     scenarios,
     stack,
+    trace,
     trades,
 )
 from tradesim.cli import run as run_cmd
@@ -38,6 +39,7 @@ app.command("trades")(trades.trades)
 rebuild.register(app)
 backup.register(app)
 observe.register(app)
+trace.register(app)
 tui_cmd.register(app)
 run_cmd.register(app)
 app.add_typer(accounts.app, name="accounts")

@@ -30,6 +30,11 @@ MAX_QTY = 1_000_000_000
 MarketPrice = Annotated[Decimal, Field(gt=0, le=MAX_PRICE, allow_inf_nan=False, decimal_places=PRICE_PLACES)]
 #: the last millisecond of year 9999: every epoch-ms time is at most this, so every consumer can make a date of it
 MAX_EPOCH_MS = 253_402_300_799_999
+#: a W3C trace context (version 00): the span that produced an event, so a consumer continues the order's trace.
+#: In the event as well as in the record's headers, since PyFlink's Kafka source does not expose headers.
+TRACEPARENT_RE = r"00-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}"
+TraceParent = Annotated[str | None, Field(None, pattern=f"^{TRACEPARENT_RE}$",
+                                          description="W3C traceparent of the span that produced this event")]
 
 
 def _reject_float(value: Any) -> Any:
@@ -160,6 +165,7 @@ class OrderPlaced(Event):
         None, ge=0, le=MAX_EPOCH_MS,
         description="set by the book, not by producers: the market time (quote event time) at which "
         "a live order reached it; a DAY order lasts until the end of that market day")
+    traceparent: TraceParent = None
 
     _floats = field_validator("limit_price", "stop_price", mode="before")(_reject_float)
 
@@ -233,6 +239,7 @@ class OrderOutcome(Event):
     order_type: OrderType | None = Field(None, description="the order's type; absent in outcomes before 0.14")
     placed_at_ms: int | None = Field(None, ge=0, le=MAX_EPOCH_MS,
                                      description="the order's placing time; absent before 0.14")
+    traceparent: TraceParent = None
 
     _floats = field_validator("fill_price", "fee", "cash_after", mode="before")(_reject_float)
 

@@ -49,6 +49,7 @@ from pyflink.datastream.functions import KeyedCoProcessFunction, KeyedProcessFun
 from pyflink.datastream.state import ListStateDescriptor, ValueStateDescriptor
 from pyflink.table import StreamTableEnvironment
 
+from tradesim.adapters.tracing import ORDER_ATTRIBUTE
 from tradesim.domain.book import Book, Decision
 from tradesim.jobs import execution_logic as logic
 from tradesim.jobs import guard
@@ -63,6 +64,27 @@ def _settings() -> Any:
     from tradesim.settings import load_settings
 
     return load_settings()
+
+
+_TRACING: Any = None
+
+
+def _tracing() -> Any:
+    """The worker's one tracer (every operator of the job shares the interpreter in thread mode)."""
+    global _TRACING
+    if _TRACING is None:
+        from tradesim.adapters.tracing import Tracing
+
+        _TRACING = Tracing(_settings().tracing, logic.JOB_NAME)
+    return _TRACING
+
+
+def _trace_decisions(decisions: list[Decision], start_ns: int, trigger: str) -> None:
+    """A span per decision of a traced order: the book's work on the record (an order, or a tick that moved it)."""
+    tracing = _tracing()
+    for d in decisions:
+        tracing.record(f"match {d.kind}", d.order.traceparent, start_ns,
+                       attributes={ORDER_ATTRIBUTE: d.order.order_id, "symbol": d.order.symbol, "trigger": trigger})
 
 
 class SymbolStage(KeyedCoProcessFunction):
@@ -98,6 +120,7 @@ class SymbolStage(KeyedCoProcessFunction):
         return self.book_state.value() or Book()
 
     def process_element1(self, value: Any, ctx: KeyedCoProcessFunction.Context) -> Iterable[Any]:
+        start_ns = time.time_ns()
         try:
             self.faults.check("match", value.symbol)
             book = self._book()
@@ -112,9 +135,11 @@ class SymbolStage(KeyedCoProcessFunction):
                 yield Decision(value, "reject", reason="internal_error")
             return
         self.book_state.update(book)
+        _trace_decisions(decisions, start_ns, "order")
         yield from decisions
 
     def process_element2(self, value: Any, ctx: KeyedCoProcessFunction.Context) -> Iterable[Any]:
+        start_ns = time.time_ns()
         try:
             self.faults.check("match", value.symbol)
             book = self._book()
@@ -124,6 +149,8 @@ class SymbolStage(KeyedCoProcessFunction):
                                              consumer=logic.JOB_NAME)
             return
         self.book_state.update(book)
+        if decisions:
+            _trace_decisions(decisions, start_ns, "tick")
         yield from decisions
 
 
@@ -187,6 +214,7 @@ class UserStage(KeyedProcessFunction):
         from tradesim.domain.settlement import settle_group
 
         user_id = decisions[0].order.user_id
+        start_ns = time.time_ns()
 
         def write(group: Sequence[Decision]) -> list[Any]:
             for d in group:
@@ -200,7 +228,14 @@ class UserStage(KeyedProcessFunction):
                                                    source_topic=self.orders_topic, consumer=logic.JOB_NAME)))
             rejected, _ = guard.isolate([Decision(decision.order, "reject", reason="internal_error")], write)
             settled += rejected
-        return out + [(s.order, s.outcome, s.written) for s in settled]
+        return out + [(s.order, _traced(s.order, s.outcome, start_ns), s.written) for s in settled]
+
+
+def _traced(order: Any, outcome: Any, start_ns: int) -> Any:
+    """The outcome under its settle span (the write that decided it), so the read side continues the trace."""
+    parent = _tracing().record("settle", order.traceparent, start_ns, attributes={
+        ORDER_ATTRIBUTE: order.order_id, "status": outcome.status, "user.id": order.user_id})
+    return outcome if parent is None else outcome.model_copy(update={"traceparent": parent})
 
 
 class MirrorStage(KeyedProcessFunction):
@@ -249,6 +284,7 @@ class MirrorStage(KeyedProcessFunction):
         batch = list(self.pending.get())
         if not batch:
             return
+        start_ns = time.time_ns()
         self.view.apply([written for _, _, written in batch if written is not None])
 
         def record(decided: Sequence[tuple[Any, Any]]) -> list[None]:
@@ -257,6 +293,10 @@ class MirrorStage(KeyedProcessFunction):
 
         _, failed = guard.isolate([(order, outcome) for order, outcome, _ in batch], record)
         self.pending.clear()
+        tracing = _tracing()
+        for _, outcome, _ in batch:
+            tracing.record("mirror to Orders and the holdings view", outcome.traceparent, start_ns,
+                           attributes={ORDER_ATTRIBUTE: outcome.order_id, "batch": len(batch)})
         for (_, outcome), exc in failed:  # the outcome is settled and on trade_executed; only its copy is missing
             yield DEAD_LETTERS, guard.failed(outcome, exc, stage="mirror", source_topic=self.executed_topic,
                                              consumer=logic.JOB_NAME)

@@ -85,10 +85,13 @@ def run_checks(settings: Settings, components: list[Component],
     checks.append(_clickhouse_check())
     checks += [_packaged("prometheus", "prometheus"), _packaged("promtool", "prometheus")]
     go = shutil.which("go")
-    checks.append(Check("go", go is not None or not settings.chaos.enabled,
-                        go or ("not found" if settings.chaos.enabled else "not found; needed only with chaos.enabled"),
-                        "apt-get install -y golang (Toxiproxy is built with `go install`)"
-                        if go is None and settings.chaos.enabled else ""))
+    builds = [name for name, on in (("Toxiproxy", settings.chaos.enabled),
+                                    ("Jaeger", settings.tracing.enabled and not settings.tracing.external)) if on]
+    checks.append(Check("go", go is not None or not builds,
+                        go or ("not found" if builds else "not found; needed only with chaos.enabled or "
+                               "tracing.enabled"),
+                        f"apt-get install -y golang ({' and '.join(builds)} are built from Go modules)"
+                        if go is None and builds else ""))
 
     settings.home.mkdir(parents=True, exist_ok=True)
     free_gb = shutil.disk_usage(settings.home).free / 1e9

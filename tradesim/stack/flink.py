@@ -32,9 +32,10 @@ from tradesim.stack.tools import Report, maven_copy_dependencies, require_java, 
 
 POM = Path(__file__).parent / "java" / "flink" / "pom.xml"
 REPO_ROOT = Path(__file__).resolve().parents[2]
-#: what the jobs import besides PyFlink (events: pydantic; settings; execution: Redis + DynamoDB clients);
-#: pinned to this venv's versions
-JOB_RUNTIME_DEPS = ("pydantic", "pydantic-settings", "platformdirs", "redis", "boto3")
+#: what the jobs import besides PyFlink (events: pydantic; settings; execution: Redis + DynamoDB clients and the
+#: OpenTelemetry exporter); pinned to this venv's versions
+JOB_RUNTIME_DEPS = ("pydantic", "pydantic-settings", "platformdirs", "redis", "boto3", "opentelemetry-api",
+                    "opentelemetry-sdk", "opentelemetry-exporter-otlp-proto-http")
 LOG_CONFIGS = ("log4j-console.properties", "log4j-cli.properties", "log4j.properties", "log4j-session.properties")
 
 

@@ -86,6 +86,8 @@ class Prometheus(Component):
             "market": f"{s.market.host}:{s.market.metrics_port}",
             "exporter": f"{o.host}:{o.exporter_port}",
             "prometheus": f"{o.host}:{o.prometheus_port}",
+            **({"jaeger": f"{s.tracing.host}:{s.tracing.metrics_port}"}
+               if s.tracing.enabled and not s.tracing.external else {}),
         }
 
     def configure(self) -> None:

@@ -9,6 +9,7 @@ from tradesim.stack.component import Component
 from tradesim.stack.dynamodb import DynamoDB
 from tradesim.stack.errors import UserError
 from tradesim.stack.flink import Flink
+from tradesim.stack.jaeger import Jaeger
 from tradesim.stack.kafka import Kafka
 from tradesim.stack.market import MarketService
 from tradesim.stack.marketdata import MarketDataService
@@ -22,6 +23,8 @@ COMPONENT_TYPES: tuple[type[Component], ...] = (
     Kafka, Redis, DynamoDB, OpenSearch, ClickHouse,
     # optional (chaos.enabled): the proxies the services and jobs then reach Redis and DynamoDB through
     ToxiproxyServer,
+    # optional (tracing.enabled): receives spans before any service or job sends one
+    Jaeger,
     Flink,
     # services start after the servers they use
     MarketDataService,

@@ -58,7 +58,8 @@ class AckedProducer:
             if producer is not None:
                 producer.poll(0.05)
 
-    async def send(self, topic: str, key: bytes, value: bytes) -> None:
+    async def send(self, topic: str, key: bytes, value: bytes, headers: list[tuple[str, bytes]] | None = None
+                   ) -> None:
         """Produce and wait for the broker's acknowledgement. Raises KafkaOutcomeUnknown (perhaps written) or
         KafkaDeliveryError (not written)."""
         loop = asyncio.get_running_loop()
@@ -82,7 +83,7 @@ class AckedProducer:
         if producer is None:
             raise KafkaUnavailable("the producer is not started")
         try:
-            producer.produce(topic, key=key, value=value, on_delivery=on_delivery)
+            producer.produce(topic, key=key, value=value, headers=headers, on_delivery=on_delivery)
         except BufferError:
             raise KafkaDeliveryError("the producer's queue is full") from None
         except KafkaException as exc:

@@ -34,6 +34,7 @@ from tradesim.adapters.redis import quotes
 from tradesim.adapters.redis.client import execute, unavailable_on_error
 from tradesim.adapters.redis.idempotency import Record, record_key
 from tradesim.adapters.redis.portfolio_view import decode as decode_view
+from tradesim.adapters.tracing import ORDER_ATTRIBUTE, SpanKind
 from tradesim.domain.errors import InsufficientFunds, InsufficientShares
 from tradesim.domain.events import (
     ID_RE,
@@ -91,14 +92,23 @@ def intent_of(body: OrderRequest) -> OrderIntent:
 
 
 async def _publish(res: Resources, event: OrderPlaced | OrderCancelRequested) -> None:
+    """Send and await Kafka's ack; a traced order carries its publish span as `traceparent`, in the record's
+    headers and (for the execution job, whose Kafka source drops headers) in the event."""
     start = time.perf_counter()
-    try:
-        await res.kafka.send(res.settings.topics.trade_orders, event.key, encode(event))
-    except KafkaDeliveryError:
-        metrics.KAFKA_ERRORS.labels(event.type).inc()
-        raise
-    finally:
-        metrics.KAFKA_PUBLISH.labels(event.type).observe(time.perf_counter() - start)
+    topic = res.settings.topics.trade_orders
+    attributes = {ORDER_ATTRIBUTE: event.order_id, "messaging.destination.name": topic}
+    with res.tracing.span(f"publish {topic}", kind=SpanKind.PRODUCER, attributes=attributes):
+        parent = res.tracing.current()
+        if parent is not None and isinstance(event, OrderPlaced):
+            event = event.model_copy(update={"traceparent": parent})
+        headers = None if parent is None else [("traceparent", parent.encode())]
+        try:
+            await res.kafka.send(topic, event.key, encode(event), headers)
+        except KafkaDeliveryError:
+            metrics.KAFKA_ERRORS.labels(event.type).inc()
+            raise
+        finally:
+            metrics.KAFKA_PUBLISH.labels(event.type).observe(time.perf_counter() - start)
 
 
 async def _holdings(res: Resources, user_id: str) -> Holdings | None:
@@ -292,6 +302,15 @@ async def place_order(
                                                   "same key + another body → 409")] = None,
 ) -> OrderAccepted:
     """Validate and place an order; 202 once Kafka acknowledged its `OrderPlaced` event."""
+    with res.tracing.span("POST /orders", kind=SpanKind.SERVER,
+                          attributes={"user.id": user.user_id, "symbol": body.symbol}) as span:
+        answer = await _place_order(body, user, res, response, idempotency_key)
+        span.set_attribute(ORDER_ATTRIBUTE, answer.order_id)
+        return answer
+
+
+async def _place_order(body: OrderRequest, user: Account, res: Resources, response: Response,
+                       idempotency_key: str | None) -> OrderAccepted:
     key = None if idempotency_key is None else record_key(user.user_id, idempotency_key)
     digest = request_hash(body) if key is not None else ""
     limit = rate_limit_of(res, user)

@@ -9,6 +9,7 @@ from types import FrameType
 from prometheus_client import start_http_server
 
 from tradesim import logs
+from tradesim.adapters.tracing import Tracing
 from tradesim.services.persistence.pipeline import SinkWorker
 from tradesim.services.persistence.sinks import open_sinks
 from tradesim.settings import load_settings
@@ -25,7 +26,8 @@ def main() -> None:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    workers = [SinkWorker.wired(settings, sink, stop) for sink in open_sinks(settings)]
+    tracing = Tracing(settings.tracing, "tradesim-persistence")
+    workers = [SinkWorker.wired(settings, sink, stop, tracing) for sink in open_sinks(settings)]
 
     def run(worker: SinkWorker) -> None:
         try:
@@ -41,6 +43,7 @@ def main() -> None:
     stop.wait()
     for thread in threads:
         thread.join(timeout=30)
+    tracing.shutdown()
     log.info("stopped")
 
 

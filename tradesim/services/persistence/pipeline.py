@@ -17,13 +17,14 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
 from tradesim.adapters.kafka.client import consumer as make_consumer
 from tradesim.adapters.kafka.client import group_lag
 from tradesim.adapters.kafka.client import producer as make_producer
+from tradesim.adapters.tracing import ORDER_ATTRIBUTE, SpanKind, Tracing
 from tradesim.domain.errors import InvalidRecord
 from tradesim.domain.events import DeadLetter, OrderOutcome, decode, encode
 from tradesim.domain.trades import TradeRecord, record_of
@@ -40,6 +41,7 @@ MAX_HELD_BATCHES = 4
 class Decoded:
     records: list[tuple[TradeRecord, Message]]
     refused: list[tuple[Message, str]]
+    parents: dict[str, str] = field(default_factory=dict)  # order id → traceparent, for the traced outcomes
 
 
 def decode_batch(batch: Sequence[Message]) -> Decoded:
@@ -47,9 +49,13 @@ def decode_batch(batch: Sequence[Message]) -> Decoded:
     out = Decoded([], [])
     for msg in batch:
         try:
-            out.records.append((record_of(decode(OrderOutcome, msg.value() or b"")), msg))
+            outcome = decode(OrderOutcome, msg.value() or b"")
         except InvalidRecord as exc:
             out.refused.append((msg, f"invalid outcome: {exc}"))
+            continue
+        out.records.append((record_of(outcome), msg))
+        if outcome.traceparent is not None:
+            out.parents[outcome.order_id] = outcome.traceparent
     return out
 
 
@@ -72,9 +78,10 @@ class SinkWorker:
     other's position)."""
 
     def __init__(self, settings: Settings, sink: TradeSink, consumer: Consumer, dlq: Producer,
-                 stop: threading.Event, clock: Callable[[], float] = time.time, probe: Consumer | None = None
-                 ) -> None:
+                 stop: threading.Event, clock: Callable[[], float] = time.time, probe: Consumer | None = None,
+                 tracing: Tracing | None = None) -> None:
         self.settings = settings
+        self.tracing = tracing or Tracing.off()
         self.sink = sink
         self.consumer = consumer
         self.probe = probe  # a consumer of the same group that consumes nothing, for the lag metric
@@ -86,10 +93,11 @@ class SinkWorker:
         self.persisted = 0  # records (valid or not) whose position is committed, since start
 
     @classmethod
-    def wired(cls, settings: Settings, sink: TradeSink, stop: threading.Event) -> SinkWorker:
+    def wired(cls, settings: Settings, sink: TradeSink, stop: threading.Event, tracing: Tracing | None = None
+              ) -> SinkWorker:
         group = settings.persistence.group(sink.name)
         return cls(settings, sink, make_consumer(settings.kafka, group), make_producer(settings.kafka), stop,
-                   probe=make_consumer(settings.kafka, group))
+                   probe=make_consumer(settings.kafka, group), tracing=tracing)
 
     def run(self) -> None:
         topic = self.settings.topics.trade_executed
@@ -130,7 +138,9 @@ class SinkWorker:
         return good
 
     def _persist(self, batch: list[Message]) -> None:
-        records = self._decoded(batch)
+        start_ns = time.time_ns()
+        parents: dict[str, str] = {}
+        records = self._decoded(batch, parents)
         outcomes = list(records)  # every outcome of the (growing) batch, for the visibility metric
         backoff, written = 0.1, 0
         while (got := self._write(records)) is not None:
@@ -154,7 +164,7 @@ class SinkWorker:
             backoff = min(backoff * 2, self.settings.persistence.backoff_max_s)
             more = self._collect() if len(batch) < MAX_HELD_BATCHES * self.settings.persistence.batch_size else []
             batch += more
-            fresh = self._decoded(more)
+            fresh = self._decoded(more, parents)
             outcomes += fresh
             records = [(record, msg) for record, msg, _ in failed] + fresh
         else:
@@ -176,12 +186,17 @@ class SinkWorker:
         now = self._clock()
         for record, _ in outcomes:
             metrics.VISIBLE.labels(self.sink.name).observe(max(0.0, now - record.decided_at_ms / 1000))
+        for order_id, parent in parents.items():  # the write of each traced outcome, from its batch's start
+            self.tracing.record(f"write {self.sink.name}", parent, start_ns, kind=SpanKind.CONSUMER,
+                                attributes={ORDER_ATTRIBUTE: order_id, "batch": len(batch)})
 
-    def _decoded(self, batch: list[Message]) -> list[tuple[TradeRecord, Message]]:
-        """The batch's outcomes; the records that are not go to dead_letter."""
+    def _decoded(self, batch: list[Message], parents: dict[str, str]) -> list[tuple[TradeRecord, Message]]:
+        """The batch's outcomes (their trace parents added to `parents`); the records that are not go to
+        dead_letter."""
         decoded = decode_batch(batch)
         for msg, reason in decoded.refused:
             self._dead_letter(msg, reason)
+        parents.update(decoded.parents)
         return decoded.records
 
     def _write(self, sources: list[tuple[TradeRecord, Message]]

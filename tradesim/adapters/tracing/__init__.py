@@ -1,0 +1,93 @@
+"""OpenTelemetry for the services and jobs: one tracer provider per process exporting over OTLP/HTTP, and the W3C
+`traceparent` that carries an order's trace across Kafka (see `tradesim.domain.events.TRACEPARENT_RE`).
+
+The API decides whether an order is traced (`tracing.sample_ratio`, by trace id); the jobs and the read side
+only continue traces whose parent was sampled, so one setting governs the whole path. With tracing off every
+call here is a no-op that allocates nothing per record.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any
+
+from opentelemetry import trace
+from opentelemetry.trace import SpanKind
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+from tradesim.settings import TracingSettings
+
+__all__ = ["ORDER_ATTRIBUTE", "SpanKind", "Tracing"]
+#: the attribute that names the order on every span of its path (how `tradesim trace` finds it)
+ORDER_ATTRIBUTE = "order.id"
+Attributes = Mapping[str, str | int | float | bool]
+_PROPAGATOR = TraceContextTextMapPropagator()
+
+
+class Tracing:
+    """A process's tracer. `root`: this process may start traces (the API); elsewhere a span exists only under a
+    sampled parent."""
+
+    def __init__(self, settings: TracingSettings, service: str, *, root: bool = False) -> None:
+        self.enabled = settings.enabled
+        self._provider: Any = None
+        if not self.enabled:
+            self._tracer: trace.Tracer = trace.NoOpTracer()
+            return
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+        from opentelemetry.sdk.resources import Resource
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import BatchSpanProcessor
+        from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ParentBased, TraceIdRatioBased
+
+        sampler = ParentBased(TraceIdRatioBased(settings.sample_ratio) if root else ALWAYS_OFF)
+        self._provider = TracerProvider(resource=Resource.create({"service.name": service}), sampler=sampler)
+        # a short export timeout: a missing collector costs the exporter thread, never the request path
+        self._provider.add_span_processor(BatchSpanProcessor(
+            OTLPSpanExporter(endpoint=settings.traces_url, timeout=2), schedule_delay_millis=500))
+        # the exporter logs every failed batch; one line per outage is enough
+        logging.getLogger("opentelemetry.exporter.otlp.proto.http.trace_exporter").setLevel(logging.CRITICAL)
+        self._tracer = self._provider.get_tracer("tradesim")
+
+    @classmethod
+    def off(cls) -> Tracing:
+        return cls(TracingSettings(), "off")
+
+    @contextmanager
+    def span(self, name: str, *, kind: SpanKind = SpanKind.INTERNAL, parent: str | None = None,
+             attributes: Attributes | None = None) -> Iterator[trace.Span]:
+        """A span around the block, current inside it; under `parent` (a traceparent) when given, else under the
+        current span."""
+        context = _PROPAGATOR.extract({"traceparent": parent}) if parent else None
+        with self._tracer.start_as_current_span(name, context=context, kind=kind, attributes=attributes) as span:
+            yield span
+
+    def record(self, name: str, parent: str | None, start_ns: int, end_ns: int | None = None, *,
+               kind: SpanKind = SpanKind.INTERNAL, attributes: Attributes | None = None) -> str | None:
+        """A span that already happened (a batch's write, timed by the caller), under `parent`; returns its
+        traceparent, or None when there is no sampled parent (nothing is recorded)."""
+        if not self.enabled or not parent:
+            return None
+        span = self._tracer.start_span(name, context=_PROPAGATOR.extract({"traceparent": parent}), kind=kind,
+                                       attributes=attributes, start_time=start_ns)
+        span.end(end_time=end_ns or time.time_ns())
+        return traceparent_of(span)
+
+    def current(self) -> str | None:
+        """The traceparent of the current span, if it is sampled."""
+        return traceparent_of(trace.get_current_span()) if self.enabled else None
+
+    def shutdown(self) -> None:
+        """Export what is buffered (bounded by the exporter's timeout)."""
+        if self._provider is not None:
+            self._provider.shutdown()
+
+
+def traceparent_of(span: trace.Span) -> str | None:
+    ctx = span.get_span_context()
+    if not ctx.is_valid or not ctx.trace_flags.sampled:
+        return None
+    return f"00-{ctx.trace_id:032x}-{ctx.span_id:016x}-{int(ctx.trace_flags):02x}"

@@ -1,0 +1,87 @@
+"""Jaeger's HTTP query API (`/api/traces`, the one its UI uses): the traces that carry an order id."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+from tradesim.adapters.tracing import ORDER_ATTRIBUTE
+from tradesim.ports import Unavailable
+
+#: the service name every span of the API carries; an order's trace is found through its API span
+API_SERVICE = "tradesim-api"
+
+
+@dataclass
+class Span:
+    span_id: str
+    parent_id: str | None
+    service: str
+    operation: str
+    start_us: int
+    duration_us: int
+    attributes: dict[str, object]
+    children: list[Span] = field(default_factory=list)
+
+
+@dataclass
+class Trace:
+    trace_id: str
+    roots: list[Span]  # spans whose parent is not in the trace (usually one: the API's request span)
+    spans: int
+
+    @property
+    def start_us(self) -> int:
+        return min(r.start_us for r in self.roots)
+
+
+class JaegerQuery:
+    def __init__(self, url: str, timeout_s: float = 10.0) -> None:
+        self._client = httpx.Client(base_url=url, timeout=timeout_s)
+
+    def close(self) -> None:
+        self._client.close()
+
+    def services(self) -> list[str]:
+        return list(self._get("/api/services", {}).get("data") or [])
+
+    def order_traces(self, order_id: str, *, lookback_h: int = 48) -> list[Trace]:
+        """Every trace whose API span names this order (a retried request may start a second one), oldest first."""
+        got = self._get("/api/traces", {"service": API_SERVICE, "tags": json.dumps({ORDER_ATTRIBUTE: order_id}),
+                                        "lookback": f"{lookback_h}h", "limit": "20"})
+        return sorted((_trace(t) for t in got.get("data") or []), key=lambda t: t.start_us)
+
+    def _get(self, path: str, params: dict[str, str]) -> dict[str, Any]:
+        try:
+            response = self._client.get(path, params=params)
+        except httpx.HTTPError as exc:
+            raise Unavailable(f"Jaeger query API at {self._client.base_url}: {exc}") from None
+        if response.status_code == 404 and path == "/api/traces":
+            return {}
+        if response.status_code != 200:
+            raise Unavailable(f"Jaeger query API answered {response.status_code}: {response.text[:200]}")
+        body = response.json()
+        return body if isinstance(body, dict) else {}
+
+
+def _trace(raw: dict[str, Any]) -> Trace:
+    processes = raw.get("processes") or {}
+    spans: dict[str, Span] = {}
+    for s in raw.get("spans") or []:
+        parent = next((r["spanID"] for r in s.get("references") or [] if r.get("refType") == "CHILD_OF"), None)
+        service = (processes.get(s.get("processID")) or {}).get("serviceName", "?")
+        spans[s["spanID"]] = Span(span_id=s["spanID"], parent_id=parent, service=service,
+                                  operation=s.get("operationName", ""), start_us=int(s.get("startTime", 0)),
+                                  duration_us=int(s.get("duration", 0)),
+                                  attributes={t["key"]: t.get("value") for t in s.get("tags") or []})
+    roots = []
+    for span in spans.values():
+        parent = spans.get(span.parent_id) if span.parent_id else None
+        (parent.children if parent is not None else roots).append(span)
+    for span in spans.values():
+        span.children.sort(key=lambda c: c.start_us)
+    return Trace(trace_id=str(raw.get("traceID", "")), roots=sorted(roots, key=lambda r: r.start_us),
+                 spans=len(spans))

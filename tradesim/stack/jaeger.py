@@ -1,0 +1,127 @@
+"""Jaeger (the v2 binary, on the OpenTelemetry collector) as an optional stack component: with `tracing.enabled`
+it receives the services' and jobs' spans over OTLP/HTTP, keeps them in memory and answers `tradesim trace`.
+
+Built from its Go module at a pinned version. Its go.mod has `replace` directives, so `go install mod@version`
+refuses it: the build runs inside a throwaway module of ours (`go get -tool`, then `go build`). A file lock lets
+a build started ahead (see `.ci/run`) and `up` share one build.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import shutil
+from pathlib import Path
+
+import yaml
+
+from tradesim.stack.component import Component, PortSpec, answers
+from tradesim.stack.errors import ProvisionError
+from tradesim.stack.tools import Report, run_tool
+
+MODULE = "github.com/jaegertracing/jaeger"
+PROGRAM = f"{MODULE}/cmd/jaeger"
+OFF_HINT = "off: set tracing.enabled (TRADESIM_TRACING__ENABLED=true) and run `tradesim up`"
+STORE = "memstore"
+
+
+class Jaeger(Component):
+    name = "jaeger"
+
+    @property
+    def external(self) -> bool:
+        return self.settings.tracing.external
+
+    def ports(self) -> list[PortSpec]:
+        t = self.settings.tracing
+        return [PortSpec(t.host, t.otlp_port, "TRADESIM_TRACING__OTLP_PORT"),
+                PortSpec(t.host, t.query_port, "TRADESIM_TRACING__QUERY_PORT"),
+                PortSpec(t.host, t.query_grpc_port, "TRADESIM_TRACING__QUERY_GRPC_PORT"),
+                PortSpec(t.host, t.metrics_port, "TRADESIM_TRACING__METRICS_PORT")]
+
+    def address(self) -> str:
+        return self.settings.tracing.client_query_url
+
+    @property
+    def build_dir(self) -> Path:
+        return self.settings.cache_dir / "jaeger" / self.settings.tracing.version
+
+    @property
+    def binary(self) -> Path:
+        return self.build_dir / "jaeger"
+
+    def version(self) -> str:
+        return self.settings.tracing.version
+
+    def not_requested(self) -> str | None:
+        return None if self.settings.tracing.enabled else OFF_HINT
+
+    def provision(self, report: Report) -> None:
+        if self.binary.exists():
+            return
+        go = shutil.which("go")
+        if go is None:
+            raise ProvisionError(self.name, f"Go is not installed (`apt-get install -y golang`); Jaeger is built "
+                                 f"from {PROGRAM}@{self.version()}")
+        self.build_dir.mkdir(parents=True, exist_ok=True)
+        with (self.build_dir / ".lock").open("w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # another process may be building it: wait for that build
+            if self.binary.exists():
+                return
+            self._build(go, report)
+
+    def _build(self, go: str, report: Report) -> None:
+        module = self.build_dir / "module"
+        shutil.rmtree(module, ignore_errors=True)
+        module.mkdir()
+        env = dict(os.environ, GOFLAGS="-mod=mod", GOTOOLCHAIN="local")
+        report(f"building Jaeger {self.version()} from its Go module (several minutes on a cold Go cache)")
+        run_tool(self.name, [go, "mod", "init", "tradesim.local/jaeger-build"], "go mod init", cwd=module, env=env)
+        run_tool(self.name, [go, "get", "-tool", f"{PROGRAM}@{self.version()}"], "go get -tool", cwd=module,
+                 env=env, timeout_s=1800)
+        partial = self.binary.with_suffix(".partial")
+        run_tool(self.name, [go, "build", "-trimpath", "-ldflags=-s -w", "-o", str(partial), PROGRAM], "go build",
+                 cwd=module, env=env, timeout_s=2700)
+        partial.rename(self.binary)  # only a finished build counts
+        shutil.rmtree(module, ignore_errors=True)
+
+    @property
+    def config_path(self) -> Path:
+        return self.dir / "jaeger.yaml"
+
+    def config(self) -> dict[str, object]:
+        """The collector pipeline OTLP/HTTP → batch → in-memory store, and the query API over that store; every
+        listener on the configured host."""
+        t = self.settings.tracing
+        return {
+            "service": {
+                "extensions": ["jaeger_storage", "jaeger_query"],
+                "pipelines": {"traces": {"receivers": ["otlp"], "processors": ["batch"],
+                                         "exporters": ["jaeger_storage_exporter"]}},
+                "telemetry": {
+                    "resource": {"service.name": "jaeger"},
+                    "metrics": {"level": "basic", "readers": [{"pull": {"exporter": {"prometheus": {
+                        "host": t.host, "port": t.metrics_port}}}}]},
+                    "logs": {"level": "info"},
+                },
+            },
+            "extensions": {
+                "jaeger_query": {"storage": {"traces": STORE},
+                                 "http": {"endpoint": f"{t.host}:{t.query_port}"},
+                                 "grpc": {"endpoint": f"{t.host}:{t.query_grpc_port}"}},
+                "jaeger_storage": {"backends": {STORE: {"memory": {"max_traces": t.max_traces}}}},
+            },
+            "receivers": {"otlp": {"protocols": {"http": {"endpoint": f"{t.host}:{t.otlp_port}"}}}},
+            "processors": {"batch": {}},
+            "exporters": {"jaeger_storage_exporter": {"trace_storage": STORE}},
+        }
+
+    def configure(self) -> None:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.config_path.write_text(yaml.safe_dump(self.config(), sort_keys=False))
+
+    def argv(self) -> list[str]:
+        return [str(self.binary), "--config", str(self.config_path)]
+
+    def check_health(self) -> None:
+        answers(f"{self.address()}/api/services", "Jaeger query API")
