@@ -84,7 +84,7 @@ def _trace_decisions(decisions: list[Decision], start_ns: int, trigger: str) -> 
     tracing = _tracing()
     for d in decisions:
         tracing.record(f"match {d.kind}", d.order.traceparent, start_ns,
-                       attributes={ORDER_ATTRIBUTE: d.order.order_id, "symbol": d.order.symbol, "trigger": trigger})
+                       attributes={ORDER_ATTRIBUTE: d.order.order_id, "trigger": trigger})
 
 
 class SymbolStage(KeyedCoProcessFunction):
@@ -234,7 +234,7 @@ class UserStage(KeyedProcessFunction):
 def _traced(order: Any, outcome: Any, start_ns: int) -> Any:
     """The outcome under its settle span (the write that decided it), so the read side continues the trace."""
     parent = _tracing().record("settle", order.traceparent, start_ns, attributes={
-        ORDER_ATTRIBUTE: order.order_id, "status": outcome.status, "user.id": order.user_id})
+        ORDER_ATTRIBUTE: order.order_id, "status": outcome.status})
     return outcome if parent is None else outcome.model_copy(update={"traceparent": parent})
 
 
@@ -284,7 +284,6 @@ class MirrorStage(KeyedProcessFunction):
         batch = list(self.pending.get())
         if not batch:
             return
-        start_ns = time.time_ns()
         self.view.apply([written for _, _, written in batch if written is not None])
 
         def record(decided: Sequence[tuple[Any, Any]]) -> list[None]:
@@ -293,10 +292,6 @@ class MirrorStage(KeyedProcessFunction):
 
         _, failed = guard.isolate([(order, outcome) for order, outcome, _ in batch], record)
         self.pending.clear()
-        tracing = _tracing()
-        for _, outcome, _ in batch:
-            tracing.record("mirror to Orders and the holdings view", outcome.traceparent, start_ns,
-                           attributes={ORDER_ATTRIBUTE: outcome.order_id, "batch": len(batch)})
         for (_, outcome), exc in failed:  # the outcome is settled and on trade_executed; only its copy is missing
             yield DEAD_LETTERS, guard.failed(outcome, exc, stage="mirror", source_topic=self.executed_topic,
                                              consumer=logic.JOB_NAME)
