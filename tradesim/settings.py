@@ -11,6 +11,7 @@ import os
 from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, ClassVar, Literal
+from urllib.parse import urlsplit
 
 import platformdirs
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
@@ -397,6 +398,19 @@ class TracingSettings(Section):
                                  "instead of the local Jaeger.")
     query_url: str | None = Field(None, description="An external Jaeger's query API, for `tradesim trace`.")
     version: str = Field("v1.76.0", description="github.com/jaegertracing/jaeger version the build pins.")
+
+    @field_validator("otlp_url", "query_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is not None:
+            parts = urlsplit(value)
+            try:
+                parts.port  # noqa: B018 - raises ValueError for a port that is not a number
+            except ValueError as exc:
+                raise ValueError(f"not a URL: {exc}") from None
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                raise ValueError("must be an http:// or https:// URL with a host")
+        return value
 
     @property
     def external(self) -> bool:

@@ -9,6 +9,7 @@ import pytest
 
 from tradesim.settings import Settings
 from tradesim.stack import doctor
+from tradesim.stack.jaeger import go_too_old
 
 
 def _checks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, missing: set[str], root: bool,
@@ -42,3 +43,12 @@ def test_go_is_needed_to_build_jaeger_when_tracing_is_on(tmp_path: Path, monkeyp
     checks = _checks(tmp_path, monkeypatch, {"go"}, root=True, chaos=False, tracing=True)
     assert not checks["go"].ok
     assert "Jaeger" in checks["go"].fix
+
+
+def test_a_go_too_old_for_jaeger_is_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(doctor, "go_version", lambda _go: (1, 19, 8))  # Debian 12's golang
+    checks = _checks(tmp_path, monkeypatch, set(), root=True, chaos=False, tracing=True)
+    assert not checks["go"].ok
+    assert "Go 1.19.8 cannot build Jaeger" in checks["go"].detail
+    assert go_too_old((1, 26, 8)) is None
+    assert go_too_old(None) is None  # unknown: the build itself will say

@@ -41,3 +41,14 @@ def test_book_decision_and_mirror_state_of_the_previous_release_restore() -> Non
     assert (order.order_id, outcome.order_id, outcome.fill_price) == ("o1", "o2", Decimal("100.02"))
     assert isinstance(written, Written)
     assert written == Written("u1", Decimal("899.98"), "ACME", 1, 3, 2)
+
+
+def test_fields_added_since_read_as_their_defaults() -> None:
+    """Reading a field the old pickle lacks (the job reads `cancel_at_ms` and `traceparent` of a resting order on
+    every tick) must give the default, not raise AttributeError in a restart loop."""
+    state = pickle.loads(OLD_STATE)  # noqa: S301 - as above
+    order = state["queued"].order
+    assert (order.at_ms, order.cancel_at_ms, order.session_ms, order.traceparent) == (None, None, None, None)
+    assert order.time_in_force == "gtc"  # present in the old pickle: kept
+    _, outcome, _ = state["mirror"]
+    assert (outcome.order_type, outcome.placed_at_ms, outcome.traceparent) == (None, None, None)

@@ -1,4 +1,4 @@
-"""The tracing wrapper's decisions (pure: spans go to an exporter that is never reached, or nowhere)."""
+"""The tracing wrapper's decisions, with spans kept in memory; the Jaeger answer's tree."""
 
 from __future__ import annotations
 
@@ -6,50 +6,76 @@ import json
 import time
 
 import pytest
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from tradesim.adapters.tracing import Tracing
+from tradesim.adapters.tracing import StatusCode, Tracing
 from tradesim.adapters.tracing.jaeger import _trace
 from tradesim.domain.errors import InvalidRecord
-from tradesim.domain.events import OrderOutcome, OrderPlaced, decode, encode
+from tradesim.domain.events import OrderOutcome, decode, encode
 from tradesim.settings import TracingSettings
 from tradesim.testing.factories import outcomes
 
-#: nothing listens there: the batch exporter fails quietly in its own thread
-DEAD = TracingSettings(enabled=True, otlp_url="http://127.0.0.1:9")
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
+PARENT_SPAN = "00f067aa0ba902b7"
+ON = TracingSettings(enabled=True)
 
 
 def _parent(flags: str) -> str:
-    return f"00-{TRACE_ID}-00f067aa0ba902b7-{flags}"
+    return f"00-{TRACE_ID}-{PARENT_SPAN}-{flags}"
+
+
+def _tracing(*, root: bool = False, ratio: float = 1.0) -> tuple[Tracing, InMemorySpanExporter]:
+    spans = InMemorySpanExporter()
+    return Tracing(ON.model_copy(update={"sample_ratio": ratio}), "test", root=root, exporter=spans), spans
 
 
 @pytest.mark.parametrize("flags", ["01", "03"])  # 03: the W3C level-2 "random" bit beside "sampled"
 def test_a_span_under_a_sampled_parent_continues_its_trace(flags: str) -> None:
-    tracing = Tracing(DEAD, "test")
-    got = tracing.record("settle", _parent(flags), time.time_ns())
-    tracing.shutdown()
-    assert got is not None
-    assert got.split("-")[1] == TRACE_ID
-    assert got.split("-")[2] != "00f067aa0ba902b7"  # a new span of the same trace
+    tracing, spans = _tracing()
+    got = tracing.record("settle", _parent(flags), 1_000, 5_000, attributes={"order.id": "o1"})
+    (span,) = spans.get_finished_spans()
+    assert (span.name, span.start_time, span.end_time, span.attributes) == ("settle", 1_000, 5_000, {"order.id": "o1"})
+    assert span.parent is not None
+    assert (f"{span.parent.trace_id:032x}", f"{span.parent.span_id:016x}") == (TRACE_ID, PARENT_SPAN)
+    assert got == f"00-{TRACE_ID}-{span.context.span_id:016x}-{int(span.context.trace_flags):02x}"
 
 
 @pytest.mark.parametrize("parent", [None, _parent("00"), _parent("02")])
 def test_no_span_without_a_sampled_parent(parent: str | None) -> None:
-    tracing = Tracing(DEAD, "test")
+    tracing, spans = _tracing()
     assert tracing.record("settle", parent, time.time_ns()) is None
-    tracing.shutdown()
+    assert spans.get_finished_spans() == ()
+
+
+def test_a_failing_tracer_never_fails_the_record_it_describes() -> None:
+    tracing, spans = _tracing()
+    assert tracing.record("settle", "00-not-hex-at-all-01", time.time_ns()) is None  # the SDK raises inside
+    assert spans.get_finished_spans() == ()
+    assert tracing.record("settle", _parent("01"), time.time_ns()) is not None  # and it goes on
 
 
 def test_the_api_samples_by_its_ratio_and_off_means_nothing_at_all() -> None:
     for ratio, traced in ((1.0, True), (0.0, False)):
-        tracing = Tracing(DEAD.model_copy(update={"sample_ratio": ratio}), "api", root=True)
-        with tracing.span("POST /orders"):
+        tracing, spans = _tracing(root=True, ratio=ratio)
+        with tracing.span("POST /orders") as outer, tracing.span("publish"):
             assert (tracing.current() is not None) is traced
-        tracing.shutdown()
+        assert len(spans.get_finished_spans()) == (2 if traced else 0)
+        if traced:
+            inner = spans.get_finished_spans()[0]
+            assert inner.parent is not None
+            assert inner.parent.span_id == outer.get_span_context().span_id
     off = Tracing.off()
     with off.span("POST /orders"):
         assert off.current() is None
     assert off.record("settle", _parent("01"), time.time_ns()) is None
+
+
+def test_an_exception_leaving_a_span_is_not_marked_as_its_error() -> None:
+    tracing, spans = _tracing(root=True)
+    with pytest.raises(LookupError), tracing.span("POST /orders"):
+        raise LookupError("a 404 is an answer")
+    (span,) = spans.get_finished_spans()
+    assert (span.status.status_code, span.events) == (StatusCode.UNSET, ())
 
 
 def test_the_events_carry_a_w3c_traceparent_or_none() -> None:
@@ -57,10 +83,11 @@ def test_the_events_carry_a_w3c_traceparent_or_none() -> None:
     traced = outcome.model_copy(update={"traceparent": _parent("01")})
     assert decode(OrderOutcome, encode(traced)).traceparent == _parent("01")
     assert decode(OrderOutcome, encode(outcome)).traceparent is None
-    bad = json.loads(encode(traced)) | {"traceparent": "01-not-a-trace"}
-    with pytest.raises(InvalidRecord, match="traceparent"):
-        decode(OrderOutcome, json.dumps(bad))
-    assert "traceparent" in OrderPlaced.model_fields
+    for unreadable in ("01-not-a-trace", _parent("01").upper(), 42):  # the trace is dropped, never the event
+        bad = json.loads(encode(traced)) | {"traceparent": unreadable}
+        assert decode(OrderOutcome, json.dumps(bad)) == outcome
+    with pytest.raises(InvalidRecord, match="qty"):  # the rest is as strict as ever
+        decode(OrderOutcome, json.dumps(json.loads(encode(traced)) | {"qty": 0}))
 
 
 def test_jaeger_answers_become_one_tree_per_trace() -> None:

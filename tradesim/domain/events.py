@@ -7,10 +7,20 @@ Each event carries `type` and `schema_version`; a consumer refuses versions it d
 from __future__ import annotations
 
 import json
+import re
 from decimal import Decimal
 from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from tradesim.domain.errors import InvalidRecord
 
@@ -33,8 +43,16 @@ MAX_EPOCH_MS = 253_402_300_799_999
 #: a W3C trace context (version 00): the span that produced an event, so a consumer continues the order's trace.
 #: In the event as well as in the record's headers, since PyFlink's Kafka source does not expose headers.
 TRACEPARENT_RE = r"00-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}"
-TraceParent = Annotated[str | None, Field(None, pattern=f"^{TRACEPARENT_RE}$",
-                                          description="W3C traceparent of the span that produced this event")]
+
+
+def _trace_or_none(value: Any) -> str | None:
+    """A traceparent this release cannot read (another version, upper case) is dropped, never the event: a
+    trace is an aid, the order is not."""
+    return value if isinstance(value, str) and re.fullmatch(TRACEPARENT_RE, value) else None
+
+
+TraceParent = Annotated[str | None, BeforeValidator(_trace_or_none),
+                        Field(None, description="W3C traceparent of the span that produced this event")]
 
 
 def _reject_float(value: Any) -> Any:
@@ -49,6 +67,15 @@ class Event(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     schema_version: Literal[1] = 1
+
+    def __setstate__(self, state: dict[Any, Any]) -> None:
+        """An event pickled by an older release (the execution job's state, a savepoint) lacks the fields added
+        since: they get their defaults, so reading one never raises."""
+        values = state.get("__dict__", {})
+        for name, info in type(self).model_fields.items():
+            if name not in values and not info.is_required():
+                values[name] = info.get_default(call_default_factory=True)
+        super().__setstate__(state)
 
 
 class Tick(Event):
@@ -219,7 +246,7 @@ class OrderOutcome(Event):
     """The one terminal outcome of an order; on `trade_executed`, keyed by user_id.
 
     Exactly one per order_id: decided once by a conditional write on the user's portfolio and re-emitted
-    unchanged on replay.
+    unchanged on replay (but for `traceparent`, which names the span that emitted this copy).
     """
 
     type: Literal["order_outcome"] = "order_outcome"

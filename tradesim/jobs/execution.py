@@ -75,7 +75,11 @@ def _tracing() -> Any:
     if _TRACING is None:
         from tradesim.adapters.tracing import Tracing
 
-        _TRACING = Tracing(_settings().tracing, logic.JOB_NAME)
+        try:
+            _TRACING = Tracing(_settings().tracing, logic.JOB_NAME)
+        except Exception as exc:  # noqa: BLE001 - a trace is an aid: the job runs without one
+            log.warning("tracing off in this worker: %s", exc)
+            _TRACING = Tracing.off()
     return _TRACING
 
 

@@ -8,9 +8,10 @@ from dataclasses import dataclass
 
 from tradesim.settings import Settings
 from tradesim.stack.component import Component
+from tradesim.stack.jaeger import go_too_old
 from tradesim.stack.process import OsProcessTable, ProcessTable
 from tradesim.stack.state import StateFile
-from tradesim.stack.tools import MIN_JAVA, java_executable, java_major_version
+from tradesim.stack.tools import MIN_JAVA, go_version, java_executable, java_major_version
 
 MIN_FREE_DISK_GB = 5
 
@@ -87,11 +88,12 @@ def run_checks(settings: Settings, components: list[Component],
     go = shutil.which("go")
     builds = [name for name, on in (("Toxiproxy", settings.chaos.enabled),
                                     ("Jaeger", settings.tracing.enabled and not settings.tracing.external)) if on]
-    checks.append(Check("go", go is not None or not builds,
-                        go or ("not found" if builds else "not found; needed only with chaos.enabled or "
-                               "tracing.enabled"),
+    too_old = go_too_old(go_version(go)) if go is not None and "Jaeger" in builds else None
+    checks.append(Check("go", (go is not None and too_old is None) or not builds,
+                        too_old or go or ("not found" if builds else "not found; needed only with chaos.enabled or "
+                                          "tracing.enabled"),
                         f"apt-get install -y golang ({' and '.join(builds)} are built from Go modules)"
-                        if go is None and builds else ""))
+                        if go is None and builds else "install Go from go.dev" if too_old else ""))
 
     settings.home.mkdir(parents=True, exist_ok=True)
     free_gb = shutil.disk_usage(settings.home).free / 1e9

@@ -36,6 +36,9 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 #: OpenTelemetry exporter); pinned to this venv's versions
 JOB_RUNTIME_DEPS = ("pydantic", "pydantic-settings", "platformdirs", "redis", "boto3", "opentelemetry-api",
                     "opentelemetry-sdk", "opentelemetry-exporter-otlp-proto-http")
+#: kept while installing them: PyFlink's apache-beam needs protobuf < 6, and the OTLP exporter's newest
+#: googleapis-common-protos would pull protobuf 7 in
+JOB_CONSTRAINTS = ("protobuf<6",)
 LOG_CONFIGS = ("log4j-console.properties", "log4j-cli.properties", "log4j.properties", "log4j-session.properties")
 
 
@@ -87,7 +90,7 @@ class Flink(Component):
 
     def _venv_marker(self) -> dict[str, str]:
         deps = {d: metadata.version(d) for d in JOB_RUNTIME_DEPS}
-        return {"flink": self._cfg.version, "repo": str(REPO_ROOT), **deps}
+        return {"flink": self._cfg.version, "repo": str(REPO_ROOT), "constraints": ",".join(JOB_CONSTRAINTS), **deps}
 
     def provision(self, report: Report) -> None:
         require_java(self.name, self.settings.stack.java_home)
@@ -113,7 +116,7 @@ class Flink(Component):
             report(f"pip install apache-flink=={self._cfg.version} (a few minutes on a cold cache)")
             run_tool(self.name, [*pip, f"apache-flink=={self._cfg.version}"], "pip install apache-flink")
         report("installing tradesim (editable) and the jobs' runtime deps into the PyFlink venv")
-        run_tool(self.name, [*pip, *(f"{d}=={v}" for d, v in want.items() if d in JOB_RUNTIME_DEPS)],
+        run_tool(self.name, [*pip, *JOB_CONSTRAINTS, *(f"{d}=={v}" for d, v in want.items() if d in JOB_RUNTIME_DEPS)],
                  "pip install job runtime deps")
         # --no-deps: the jobs need only the domain model and PyFlink, not the CLI's clients
         run_tool(self.name, [*pip, "--no-deps", "-e", str(REPO_ROOT)], "pip install -e tradesim")

@@ -2,8 +2,8 @@
 it receives the services' and jobs' spans over OTLP/HTTP, keeps them in memory and answers `tradesim trace`.
 
 Built from its Go module at a pinned version. Its go.mod has `replace` directives, so `go install mod@version`
-refuses it: the build runs inside a throwaway module of ours (`go get -tool`, then `go build`). A file lock lets
-a build started ahead (see `.ci/run`) and `up` share one build.
+refuses it: the build runs inside a throwaway module of ours (`go get -tool`, then `go build`). A file lock makes
+two `up`s started together share one build.
 """
 
 from __future__ import annotations
@@ -17,11 +17,21 @@ import yaml
 
 from tradesim.stack.component import Component, PortSpec, answers
 from tradesim.stack.errors import ProvisionError
-from tradesim.stack.tools import Report, run_tool
+from tradesim.stack.tools import Report, go_version, run_tool
 
 MODULE = "github.com/jaegertracing/jaeger"
 PROGRAM = f"{MODULE}/cmd/jaeger"
 OFF_HINT = "off: set tracing.enabled (TRADESIM_TRACING__ENABLED=true) and run `tradesim up`"
+#: the go directive of Jaeger v1.76.0's go.mod (the build runs with GOTOOLCHAIN=local: no toolchain download)
+MIN_GO = (1, 24, 6)
+
+
+def go_too_old(version: tuple[int, ...] | None) -> str | None:
+    """Why this Go cannot build Jaeger, or None."""
+    if version is None or version >= MIN_GO:
+        return None
+    have, need = ".".join(map(str, version)), ".".join(map(str, MIN_GO))
+    return f"Go {have} cannot build Jaeger (its module needs Go {need} or newer); install a newer Go"
 STORE = "memstore"
 
 
@@ -63,6 +73,8 @@ class Jaeger(Component):
         if go is None:
             raise ProvisionError(self.name, f"Go is not installed (`apt-get install -y golang`); Jaeger is built "
                                  f"from {PROGRAM}@{self.version()}")
+        if (old := go_too_old(go_version(go))) is not None:
+            raise ProvisionError(self.name, old)
         self.build_dir.mkdir(parents=True, exist_ok=True)
         with (self.build_dir / ".lock").open("w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)  # another process may be building it: wait for that build

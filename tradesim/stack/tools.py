@@ -128,3 +128,15 @@ def stop_packaged_service(service: str, report: Report) -> None:
     elif Path(f"/etc/init.d/{service}").exists():
         # without systemd the package's init script may have started it (policy-rc.d usually blocks that)
         subprocess.run([f"/etc/init.d/{service}", "stop"], check=False, capture_output=True, timeout=60)
+
+
+def go_version(go: str) -> tuple[int, ...] | None:
+    """The Go toolchain's version as numbers (`go version` → go1.26.8 → (1, 26, 8)); None if it cannot tell."""
+    import re
+
+    try:
+        out = subprocess.run([go, "version"], capture_output=True, text=True, timeout=30, check=False).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    found = re.search(r"go(\d+(?:\.\d+)+)", out)
+    return tuple(int(n) for n in found.group(1).split(".")) if found else None

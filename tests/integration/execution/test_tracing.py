@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 from tests.integration.execution.conftest import Exchange, wait_for
 from tradesim.adapters.tracing.jaeger import JaegerQuery, Span, Trace
 from tradesim.cli.app import app
+from tradesim.ports import Unavailable
 from tradesim.services.api.admin_key import load_admin_key
 from tradesim.settings import Settings
 
@@ -42,6 +43,10 @@ def _named(tr: Trace) -> dict[tuple[str, str], list[Span]]:
 def jaeger(settings: Settings) -> Iterator[JaegerQuery]:
     assert settings.tracing.enabled, "the test stack runs with tracing on (tests/integration/conftest.py)"
     query = JaegerQuery(settings.tracing.client_query_url)
+    try:
+        query.services()
+    except Unavailable as exc:
+        pytest.fail(f"{exc}: a stack found running must have been started with tracing.enabled")
     yield query
     query.close()
 

@@ -8,11 +8,8 @@ from typing import Any
 
 import httpx
 
-from tradesim.adapters.tracing import ORDER_ATTRIBUTE
+from tradesim.adapters.tracing import API_SERVICE, ORDER_ATTRIBUTE
 from tradesim.ports import Unavailable
-
-#: the service name every span of the API carries; an order's trace is found through its API span
-API_SERVICE = "tradesim-api"
 
 
 @dataclass
@@ -39,6 +36,8 @@ class Trace:
 
 
 class JaegerQuery:
+    """Raises Unavailable for anything but a well-formed answer (down, wrong URL, another server)."""
+
     def __init__(self, url: str, timeout_s: float = 10.0) -> None:
         self._client = httpx.Client(base_url=url, timeout=timeout_s)
 
@@ -52,19 +51,27 @@ class JaegerQuery:
         """Every trace whose API span names this order (a retried request may start a second one), oldest first."""
         got = self._get("/api/traces", {"service": API_SERVICE, "tags": json.dumps({ORDER_ATTRIBUTE: order_id}),
                                         "lookback": f"{lookback_h}h", "limit": "20"})
-        return sorted((_trace(t) for t in got.get("data") or []), key=lambda t: t.start_us)
+        try:
+            traces = [_trace(t) for t in got.get("data") or []]
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise Unavailable(f"Jaeger query API at {self._client.base_url} answered a trace it cannot be: "
+                              f"{type(exc).__name__}: {exc}") from None
+        return sorted((t for t in traces if t.roots), key=lambda t: t.start_us)
 
     def _get(self, path: str, params: dict[str, str]) -> dict[str, Any]:
+        where = f"Jaeger query API at {self._client.base_url}"
         try:
             response = self._client.get(path, params=params)
+            if response.status_code != 200:
+                raise Unavailable(f"{where} answered {response.status_code}: {response.text[:200]}")
+            body = response.json()
         except httpx.HTTPError as exc:
-            raise Unavailable(f"Jaeger query API at {self._client.base_url}: {exc}") from None
-        if response.status_code == 404 and path == "/api/traces":
-            return {}
-        if response.status_code != 200:
-            raise Unavailable(f"Jaeger query API answered {response.status_code}: {response.text[:200]}")
-        body = response.json()
-        return body if isinstance(body, dict) else {}
+            raise Unavailable(f"{where}: {exc}") from None
+        except ValueError:
+            raise Unavailable(f"{where} answered something that is not JSON: is it Jaeger?") from None
+        if not isinstance(body, dict):
+            raise Unavailable(f"{where} answered JSON that is not Jaeger's")
+        return body
 
 
 def _trace(raw: dict[str, Any]) -> Trace:

@@ -20,6 +20,7 @@ import logging
 import time
 import uuid
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Annotated, Any, TypeVar
@@ -34,7 +35,7 @@ from tradesim.adapters.redis import quotes
 from tradesim.adapters.redis.client import execute, unavailable_on_error
 from tradesim.adapters.redis.idempotency import Record, record_key
 from tradesim.adapters.redis.portfolio_view import decode as decode_view
-from tradesim.adapters.tracing import ORDER_ATTRIBUTE, SpanKind
+from tradesim.adapters.tracing import ORDER_ATTRIBUTE, SpanKind, StatusCode
 from tradesim.domain.errors import InsufficientFunds, InsufficientShares
 from tradesim.domain.events import (
     ID_RE,
@@ -92,18 +93,20 @@ def intent_of(body: OrderRequest) -> OrderIntent:
 
 
 async def _publish(res: Resources, event: OrderPlaced | OrderCancelRequested) -> None:
-    """Send and await Kafka's ack; a traced order carries its publish span as `traceparent`, in the record's
-    headers and (for the execution job, whose Kafka source drops headers) in the event."""
+    """Send and await Kafka's ack. A traced order carries its publish span as `traceparent`, in the record's
+    headers and (for the execution job, whose Kafka source drops headers) in the event. A cancel is not traced
+    on its own: the job's cancel decision joins the order's trace through the order the book holds."""
     start = time.perf_counter()
     topic = res.settings.topics.trade_orders
-    attributes = {ORDER_ATTRIBUTE: event.order_id, "messaging.destination.name": topic}
-    with res.tracing.span(f"publish {topic}", kind=SpanKind.PRODUCER, attributes=attributes):
-        parent = res.tracing.current()
-        if parent is not None and isinstance(event, OrderPlaced):
+    traced = isinstance(event, OrderPlaced) and res.tracing.current() is not None
+    with res.tracing.span(f"publish {topic}", kind=SpanKind.PRODUCER, attributes={
+            ORDER_ATTRIBUTE: event.order_id, "messaging.destination.name": topic}) if traced else nullcontext():
+        parent = res.tracing.current() if traced else None
+        if parent is not None:
             event = event.model_copy(update={"traceparent": parent})
-        headers = None if parent is None else [("traceparent", parent.encode())]
         try:
-            await res.kafka.send(topic, event.key, encode(event), headers)
+            await res.kafka.send(topic, event.key, encode(event),
+                                 None if parent is None else [("traceparent", parent.encode())])
         except KafkaDeliveryError:
             metrics.KAFKA_ERRORS.labels(event.type).inc()
             raise
@@ -304,7 +307,14 @@ async def place_order(
     """Validate and place an order; 202 once Kafka acknowledged its `OrderPlaced` event."""
     with res.tracing.span("POST /orders", kind=SpanKind.SERVER,
                           attributes={"user.id": user.user_id, "symbol": body.symbol}) as span:
-        answer = await _place_order(body, user, res, response, idempotency_key)
+        try:
+            answer = await _place_order(body, user, res, response, idempotency_key)
+        except ApiError as exc:  # a refusal is the request's answer; only the server's own failures are errors
+            span.set_attribute("http.response.status_code", exc.status)
+            if exc.status >= 500:
+                span.set_status(StatusCode.ERROR, exc.code)
+            raise
+        span.set_attribute("http.response.status_code", 202)
         span.set_attribute(ORDER_ATTRIBUTE, answer.order_id)
         return answer
 

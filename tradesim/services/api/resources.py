@@ -22,7 +22,7 @@ from tradesim.adapters.redis.portfolio_view import PortfolioView
 from tradesim.adapters.redis.quotes import connect_async
 from tradesim.adapters.redis.ratelimit import RateLimiter
 from tradesim.adapters.search.trades import TradeIndex
-from tradesim.adapters.tracing import Tracing
+from tradesim.adapters.tracing import API_SERVICE, Tracing
 from tradesim.ports import TradeAnalytics, TradeSearch
 from tradesim.services.api import metrics
 from tradesim.services.api.admin_key import load_admin_key
@@ -144,7 +144,7 @@ class Resources:
         return cls(settings=settings, redis=connect_async(settings.redis.client_url, api.store_timeout_s),
                    kafka=kafka, db=DynamoDB(settings.dynamodb, timeout_s=api.store_timeout_s, max_attempts=1),
                    admin_key=load_admin_key(settings, create=True) or "", search=search, analytics=analytics,
-                   tracing=Tracing(settings.tracing, "tradesim-api", root=True),
+                   tracing=Tracing(settings.tracing, API_SERVICE, root=True),
                    closers=[search.close, analytics.close])
 
     async def close(self) -> None:

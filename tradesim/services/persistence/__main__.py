@@ -9,7 +9,7 @@ from types import FrameType
 from prometheus_client import start_http_server
 
 from tradesim import logs
-from tradesim.adapters.tracing import Tracing
+from tradesim.adapters.tracing import PERSISTENCE_SERVICE, Tracing
 from tradesim.services.persistence.pipeline import SinkWorker
 from tradesim.services.persistence.sinks import open_sinks
 from tradesim.settings import load_settings
@@ -26,7 +26,7 @@ def main() -> None:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    tracing = Tracing(settings.tracing, "tradesim-persistence")
+    tracing = Tracing(settings.tracing, PERSISTENCE_SERVICE)
     workers = [SinkWorker.wired(settings, sink, stop, tracing) for sink in open_sinks(settings)]
 
     def run(worker: SinkWorker) -> None:

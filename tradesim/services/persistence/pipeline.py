@@ -50,10 +50,10 @@ def decode_batch(batch: Sequence[Message]) -> Decoded:
     for msg in batch:
         try:
             outcome = decode(OrderOutcome, msg.value() or b"")
+            out.records.append((record_of(outcome), msg))
         except InvalidRecord as exc:
             out.refused.append((msg, f"invalid outcome: {exc}"))
             continue
-        out.records.append((record_of(outcome), msg))
         if outcome.traceparent is not None:
             out.parents[outcome.order_id] = outcome.traceparent
     return out

@@ -1,0 +1,70 @@
+"""`tradesim trace` answers every mistake and every missing or wrong server with one line and an exit code."""
+
+from __future__ import annotations
+
+import http.server
+import socket
+import threading
+from collections.abc import Iterator
+
+import pytest
+from typer.testing import CliRunner
+
+from tradesim.cli.app import app
+
+ON = {"TRADESIM_TRACING__ENABLED": "true"}
+
+
+def _invoke(env: dict[str, str], *args: str) -> tuple[int, str]:
+    got = CliRunner().invoke(app, ["trace", *args], env=env)
+    assert got.exception is None or isinstance(got.exception, SystemExit), got.exception
+    return got.exit_code, got.output
+
+
+@pytest.fixture
+def not_jaeger() -> Iterator[str]:
+    """A real HTTP server that is not Jaeger (answers 200 with text)."""
+
+    class Hello(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 - the stdlib's name
+            self.send_response(200)
+            self.end_headers()
+            self.wfile.write(b"hello")
+
+        def log_message(self, *_: object) -> None:
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Hello)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_user_mistakes_exit_2_with_one_line() -> None:
+    code, out = _invoke({"TRADESIM_TRACING__ENABLED": "false"}, "o_1")
+    assert (code, out.strip().splitlines()[0]) == (2, "error: tracing is off: set tracing.enabled "
+                                                       "(TRADESIM_TRACING__ENABLED=true) and run `tradesim up`")
+    code, out = _invoke(ON, "o 1; drop")
+    assert code == 2
+    assert "is not an order id" in out
+    code, out = _invoke({**ON, "TRADESIM_TRACING__QUERY_URL": "http://[::1"}, "o_1")
+    assert code == 2
+    assert out.startswith("error: invalid setting tracing.query_url")
+
+
+def test_a_missing_or_wrong_server_exits_1_with_the_cause(not_jaeger: str) -> None:
+    code, out = _invoke({**ON, "TRADESIM_TRACING__QUERY_URL": f"http://127.0.0.1:{_closed_port()}"}, "o_1")
+    assert code == 1
+    assert "Jaeger query API" in out
+    assert "Traceback" not in out
+    code, out = _invoke({**ON, "TRADESIM_TRACING__QUERY_URL": not_jaeger}, "o_1")
+    assert code == 1
+    assert "not JSON: is it Jaeger?" in out
