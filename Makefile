@@ -28,6 +28,9 @@ check: install
 # if it was not running before).
 test: check
 	mkdir -p build
+	# the test stack traces (tests/integration/conftest.py), and Jaeger builds from source for minutes: it builds in
+	# the background while smoke runs, and the tests' `up` waits for that build (a file lock)
+	TRADESIM_TRACING__ENABLED=true nice -n 10 $(BIN)/tradesim provision --only jaeger > build/provision-jaeger.log 2>&1 &
 	$(BIN)/tradesim smoke --junit build/smoke-junit.xml
 	$(BIN)/pytest
 

@@ -282,6 +282,27 @@ def _doctor() -> None:
         raise typer.Exit(1)
 
 
+def provision(only: Only = None) -> None:
+    """Install and build what `up` would start (packages, jars, venvs, Jaeger, Toxiproxy) without starting it: warms
+    a machine ahead of `up`; two at once share a build."""
+    _provision(only)
+
+
+@cli_errors
+def _provision(only: str | None) -> None:
+    from tradesim.stack import registry
+
+    progress = _LineProgress()
+    for comp in registry.build(load_settings(), _split(only)):
+        skip = "external" if comp.external else comp.not_requested()
+        if skip is not None:
+            progress(comp.name, f"skipped ({skip})")
+            continue
+        progress(comp.name, "provisioning")
+        comp.provision(lambda msg, n=comp.name: progress(n, msg))  # type: ignore[misc]
+        progress(comp.name, "provisioned")
+
+
 def register(app: typer.Typer) -> None:
-    for fn in (up, down, status, logs, doctor):
+    for fn in (up, down, status, logs, doctor, provision):
         app.command()(fn)

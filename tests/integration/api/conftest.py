@@ -131,6 +131,12 @@ def order_log(settings: Settings) -> Iterator[OrderLog]:
     log.close()
 
 
+def untraced(event: OrderPlaced | OrderCancelRequested) -> OrderPlaced | OrderCancelRequested:
+    """The event without its traceparent: each publish of an order (a retry's replay too) is its own span, so two
+    copies of one order differ in that alone."""
+    return event.model_copy(update={"traceparent": None}) if isinstance(event, OrderPlaced) else event
+
+
 def forget_idempotency_keys(settings: Settings, user: User) -> int:
     """What an expired `api.idempotency_ttl_s`, a failed answer write or a Redis data loss leave: no key record
     of the user in Redis. Returns how many there were."""
