@@ -28,11 +28,13 @@ check: install
 # if it was not running before).
 test: check
 	mkdir -p build
-	# the test stack traces (tests/integration/conftest.py), and Jaeger builds from source for minutes: it builds in
-	# the background while smoke runs, and the tests' `up` waits for that build (a file lock)
-	TRADESIM_TRACING__ENABLED=true nice -n 10 $(BIN)/tradesim provision --only jaeger > build/provision-jaeger.log 2>&1 &
-	$(BIN)/tradesim smoke --junit build/smoke-junit.xml
-	$(BIN)/pytest
+	# The test stack traces (tests/integration/conftest.py) and Jaeger builds from source for minutes: it builds in
+	# the background (its own process group) while smoke runs, the tests' `up` waits for it (a file lock), and
+	# whatever is left of it is stopped when the recipe ends, however it ends.
+	TRADESIM_TRACING__ENABLED=true setsid nice -n 10 $(BIN)/tradesim provision --only jaeger \
+		> build/provision-jaeger.log 2>&1 & build=$$!; \
+	trap 'kill -- -$$build 2>/dev/null || true' EXIT; \
+	$(BIN)/tradesim smoke --junit build/smoke-junit.xml && $(BIN)/pytest
 
 unit: install
 	$(BIN)/pytest tests/unit

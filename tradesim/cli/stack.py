@@ -283,8 +283,8 @@ def _doctor() -> None:
 
 
 def provision(only: Only = None) -> None:
-    """Install and build what `up` would start (packages, jars, venvs, Jaeger, Toxiproxy) without starting it: warms
-    a machine ahead of `up`; two at once share a build."""
+    """Install and build what a native `up` would start (packages, jars, venvs, Jaeger, Toxiproxy) without starting
+    it: warms a machine ahead of `up`, not beside a running stack (only Jaeger's build is shared with an `up`)."""
     _provision(only)
 
 

@@ -71,10 +71,10 @@ class Event(BaseModel):
     def __setstate__(self, state: dict[Any, Any]) -> None:
         """An event pickled by an older release (the execution job's state, a savepoint) lacks the fields added
         since: they get their defaults, so reading one never raises."""
-        values = state.get("__dict__", {})
+        values = state.setdefault("__dict__", {})
         for name, info in type(self).model_fields.items():
             if name not in values and not info.is_required():
-                values[name] = info.get_default(call_default_factory=True)
+                values[name] = info.get_default(call_default_factory=True, validated_data=values)
         super().__setstate__(state)
 
 

@@ -77,7 +77,11 @@ class Jaeger(Component):
             raise ProvisionError(self.name, old)
         self.build_dir.mkdir(parents=True, exist_ok=True)
         with (self.build_dir / ".lock").open("w") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)  # another process may be building it: wait for that build
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                report(f"waiting for another process's Jaeger build (lock {self.build_dir / '.lock'})")
+                fcntl.flock(lock, fcntl.LOCK_EX)
             if self.binary.exists():
                 return
             self._build(go, report)
@@ -91,7 +95,7 @@ class Jaeger(Component):
         run_tool(self.name, [go, "mod", "init", "tradesim.local/jaeger-build"], "go mod init", cwd=module, env=env)
         run_tool(self.name, [go, "get", "-tool", f"{PROGRAM}@{self.version()}"], "go get -tool", cwd=module,
                  env=env, timeout_s=1800)
-        partial = self.binary.with_suffix(".partial")
+        partial = self.binary.with_name(f"jaeger.partial.{os.getpid()}")  # never a file another build writes
         run_tool(self.name, [go, "build", "-trimpath", "-ldflags=-s -w", "-o", str(partial), PROGRAM], "go build",
                  cwd=module, env=env, timeout_s=2700)
         partial.rename(self.binary)  # only a finished build counts

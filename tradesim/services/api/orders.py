@@ -314,6 +314,10 @@ async def place_order(
             if exc.status >= 500:
                 span.set_status(StatusCode.ERROR, exc.code)
             raise
+        except Exception as exc:  # a store or Kafka failure (the app answers 503) or a bug (500)
+            span.set_status(StatusCode.ERROR, type(exc).__name__)
+            span.record_exception(exc)
+            raise
         span.set_attribute("http.response.status_code", 202)
         span.set_attribute(ORDER_ATTRIBUTE, answer.order_id)
         return answer
