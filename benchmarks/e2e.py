@@ -22,6 +22,7 @@ from confluent_kafka import TopicPartition
 
 from benchmarks.flink_bars import _count_until, _produce, _ticks
 from benchmarks.orders import _fresh_price, _order_request, _Pool, _setup, price_tick
+from benchmarks.usage import component_usage, cpu_spent
 from tradesim.adapters.kafka.client import TopicSpec, consumer, ensure_topics
 from tradesim.services.ingest.publisher import publish_all
 from tradesim.settings import Settings
@@ -132,6 +133,24 @@ def accounts_for(settings: Settings, rate: float) -> int:
     return max(8, math.ceil(rate * hold_s / (0.8 * settings.trading.max_recent_orders)))
 
 
+IDLE_S = 10.0
+
+
+def _idle_cpu(settings: Settings, seconds: float = IDLE_S) -> dict[str, float]:
+    """CPU seconds per second each component spends with no orders (heartbeats, checkpoints, scrapes, merges)."""
+    before, start = component_usage(settings), time.monotonic()
+    time.sleep(seconds)  # the measured window itself, not a wait for a condition
+    spent = cpu_spent(before, component_usage(settings))
+    elapsed = time.monotonic() - start
+    return {name: s / elapsed for name, s in spent.items()}
+
+
+def cpu_per_order(spent: dict[str, float], idle: dict[str, float], elapsed_s: float, orders: int,
+                  ) -> dict[str, float]:
+    """CPU-ms per order of each component over a measured phase, net of what it spends idle in as long."""
+    return {name: max(0.0, s - idle.get(name, 0.0) * elapsed_s) * 1000 / orders for name, s in spent.items()}
+
+
 def run(settings: Settings, rates: list[float], seconds: float, passthrough_records: int, out: list[str],
         parallelism: int | None = None, users: int | None = None) -> dict[str, Any]:
     """`users`: bench accounts the orders are spread over (at least what the API's recent-orders limit needs).
@@ -157,12 +176,18 @@ def run(settings: Settings, rates: list[float], seconds: float, passthrough_reco
         deadline = time.monotonic() + 180
         while time.monotonic() < deadline and not set(warm) <= set(reader.arrived):
             time.sleep(0.1)
+        idle = _idle_cpu(settings)
+        out.append("idle CPU (ms/s): " + ", ".join(f"{n} {v * 1000:.0f}" for n, v in sorted(idle.items()))
+                   + f"; total {sum(idle.values()) * 1000:.0f}")
+        figures["idle_cpu_ms_per_s"] = {n: v * 1000 for n, v in idle.items()}
         for rate in rates:
             _fresh_price(settings, symbol, int(time.time()))
+            before, started = component_usage(settings), time.monotonic()
             sent, errors, scheduled = asyncio.run(_open_loop(settings, keys, symbol, rate, seconds))
             deadline = time.monotonic() + 120
             while time.monotonic() < deadline and not set(scheduled) <= set(reader.arrived):
                 time.sleep(0.1)
+            spent, elapsed = cpu_spent(before, component_usage(settings)), time.monotonic() - started
             lat = sorted((reader.arrived[o][0] - t) * 1000 for o, t in scheduled.items() if o in reader.arrived)
             done = [reader.arrived[o][0] for o in scheduled if o in reader.arrived]
             window = (max(done) - min(scheduled.values())) if done else float("nan")
@@ -170,11 +195,16 @@ def run(settings: Settings, rates: list[float], seconds: float, passthrough_reco
             p50 = lat[len(lat) // 2] if lat else float("nan")
             p99 = lat[min(len(lat) - 1, int(len(lat) * 0.99))] if lat else float("nan")
             rate_done = len(done) / window if done else 0.0
-            figures[rate] = {"p50_ms": p50, "p99_ms": p99, "outcomes_per_s": rate_done}
+            cpu = cpu_per_order(spent, idle, elapsed, len(done)) if done else {}
+            figures[rate] = {"p50_ms": p50, "p99_ms": p99, "outcomes_per_s": rate_done,
+                             "cpu_ms_per_order": cpu, "cpu_ms_per_order_total": sum(cpu.values())}
             refused = ", ".join(f"{n} × {why}" for why, n in errors.most_common()) or "none"
             out.append(f"offered {rate:g} orders/s for {seconds:g} s: {len(scheduled)}/{sent} accepted "
                        f"(refused: {refused}), {len(done)} outcomes ({executed} executed) at {rate_done:,.0f}/s; "
                        f"order→outcome p50 {p50:,.0f} ms, p99 {p99:,.0f} ms")
+            out.append("  CPU-ms per order, net of idle: " + ", ".join(
+                f"{n} {v:.2f}" for n, v in sorted(cpu.items(), key=lambda kv: -kv[1]) if v >= 0.005)
+                + f"; total {sum(cpu.values()):.2f}")
     finally:
         reader.stop.set()
     # the platform's own limit, same run

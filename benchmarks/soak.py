@@ -17,14 +17,14 @@ import threading
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import httpx
 
 from benchmarks.orders import _fresh_price, _setup, price_tick, users_for
 from benchmarks.stats import percentile
+from benchmarks.usage import component_usage
 from tradesim.domain.events import Tick
 from tradesim.services.ingest.publisher import publish_all
 from tradesim.settings import Settings
@@ -33,34 +33,6 @@ from tradesim.settings import Settings
 MIX = ("buy", "buy", "buy", "limit", "limit", "cancel", "cancel", "portfolio", "orders", "search")
 EXPECTED = {"buy": 202, "limit": 202, "cancel": 202, "portfolio": 200, "orders": 200, "search": 200}
 GOAL_GROWTH = 0.10
-
-
-def _anon_bytes(pid: int) -> int:
-    """RssAnon: resident memory not backed by a file (heaps; no mapped Kafka indexes or TSDB blocks)."""
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("RssAnon:"):
-                return int(line.split()[1]) * 1024
-    except OSError:
-        pass  # gone meanwhile
-    return 0
-
-
-def component_memory(settings: Settings) -> dict[str, dict[str, int]]:
-    """Per running component, its process tree's pid, RSS and anonymous RSS, in bytes."""
-    from tradesim.stack import registry
-    from tradesim.stack.exporter import family, read_procs
-    from tradesim.stack.supervisor import Supervisor
-
-    procs = read_procs()
-    out = {}
-    for row in Supervisor(settings, registry.build(settings)).status():
-        if row.pid is None or row.state not in ("running", "unhealthy"):
-            continue
-        pids = family(procs, row.pid)
-        out[row.name] = {"pid": row.pid, "rss": sum(procs[p].rss_bytes for p in pids),
-                         "anon": sum(_anon_bytes(p) for p in pids)}
-    return out
 
 
 @dataclass
@@ -158,6 +130,11 @@ def _fleet(settings: Settings, symbol: str, clients: int, seconds: float, interv
     return proc
 
 
+def _memory(settings: Settings) -> dict[str, dict[str, Any]]:
+    """Per running component: pid, CPU seconds, RSS and anonymous RSS (bytes), as the JSON rows keep them."""
+    return {name: asdict(u) for name, u in component_usage(settings).items()}
+
+
 def _mb(n: int) -> str:
     return f"{n / 2**20:,.0f}"
 
@@ -177,7 +154,7 @@ def run(settings: Settings, minutes: float, rate: float, clients: int, tick_rate
     feed.start()
     driver.start()
     rows: list[dict[str, Any]] = []
-    baseline: dict[str, dict[str, int]] | None = None
+    baseline: dict[str, dict[str, Any]] | None = None
     start = time.monotonic()
     assert fleet.stdout is not None
     emit(f"{len(keys)} accounts, {rate:g} requests/s ({'/'.join(MIX)}), {clients} WebSocket clients on "
@@ -188,7 +165,7 @@ def run(settings: Settings, minutes: float, rate: float, clients: int, tick_rate
             if not line:
                 raise RuntimeError(f"the WebSocket client process ended (exit {fleet.poll()}): the run is void")
             ws = json.loads(line)
-            at, window, memory = time.monotonic() - start, load.take(), component_memory(settings)
+            at, window, memory = time.monotonic() - start, load.take(), _memory(settings)
             if baseline is None and at >= warmup_s:
                 baseline = memory
             row = {"t_s": round(at), "requests": sum(window.statuses.values()),

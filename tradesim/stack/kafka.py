@@ -132,7 +132,10 @@ class Kafka(Component):
     def argv(self) -> list[str]:
         heap = f"{self._cfg.heap_mb}m"
         return [
-            self._java(), f"-Xms{heap}", f"-Xmx{heap}", "-server", "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20",
+            # AlwaysPreTouch: the whole heap is resident from the start, so RSS is flat under load
+            # instead of climbing towards -Xmx over the first half hour (the soak's growth goal).
+            self._java(), f"-Xms{heap}", f"-Xmx{heap}", "-XX:+AlwaysPreTouch", "-server", "-XX:+UseG1GC",
+            "-XX:MaxGCPauseMillis=20",
             "-Djava.awt.headless=true",
             f"-Dlog4j2.configurationFile={self.dir / 'log4j2.xml'}",
             f"-Dkafka.logs.dir={self.dir}",

@@ -1,0 +1,53 @@
+"""CPU time and memory of every running component of the stack, read from /proc (as the stack exporter reads
+them), so a benchmark can say what each server spent on its load and how much memory it held."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from tradesim.settings import Settings
+
+
+@dataclass(frozen=True)
+class Usage:
+    """One component's process tree at one moment."""
+
+    pid: int
+    cpu_s: float  # user + system since start, the tree's own and its waited-for children's
+    rss: int
+    anon: int  # RssAnon: resident memory not backed by a file (heaps; no mapped Kafka indexes or TSDB blocks)
+
+
+def _anon_bytes(pid: int) -> int:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("RssAnon:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass  # gone meanwhile
+    return 0
+
+
+def component_usage(settings: Settings) -> dict[str, Usage]:
+    """Per running component (by name), its process tree's usage."""
+    from tradesim.stack import registry
+    from tradesim.stack.exporter import family, read_procs
+    from tradesim.stack.supervisor import Supervisor
+
+    procs = read_procs()
+    out = {}
+    for row in Supervisor(settings, registry.build(settings)).status():
+        if row.pid is None or row.state not in ("running", "unhealthy"):
+            continue
+        pids = family(procs, row.pid)
+        out[row.name] = Usage(row.pid, sum(procs[p].cpu_s for p in pids), sum(procs[p].rss_bytes for p in pids),
+                              sum(_anon_bytes(p) for p in pids))
+    return out
+
+
+def cpu_spent(before: dict[str, Usage], after: dict[str, Usage]) -> dict[str, float]:
+    """CPU seconds each component spent between two readings; a component that restarted meanwhile (another
+    pid) or was not running at both is left out rather than reported as a negative or partial figure."""
+    return {name: after[name].cpu_s - u.cpu_s for name, u in before.items()
+            if name in after and after[name].pid == u.pid}

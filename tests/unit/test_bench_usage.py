@@ -1,0 +1,31 @@
+"""CPU per order in `bench e2e`: what a component spent on the load, net of what it spends idle, and never a
+figure from a component that restarted in between."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from benchmarks.e2e import cpu_per_order
+from benchmarks.usage import Usage, cpu_spent
+
+
+def test_a_restarted_or_vanished_component_is_left_out() -> None:
+    before = {"api": Usage(10, 5.0, 1, 1), "kafka": Usage(20, 50.0, 1, 1), "redis": Usage(30, 1.0, 1, 1)}
+    after = {"api": Usage(10, 7.5, 1, 1), "kafka": Usage(21, 0.5, 1, 1)}
+    assert cpu_spent(before, after) == {"api": pytest.approx(2.5)}
+
+
+def test_cpu_per_order_subtracts_the_idle_rate_over_the_same_time() -> None:
+    per = cpu_per_order({"api": 3.0, "flink": 6.0, "opensearch": 0.1}, {"flink": 0.2, "opensearch": 0.05},
+                        elapsed_s=10.0, orders=1000)
+    assert per == {"api": pytest.approx(3.0), "flink": pytest.approx(4.0), "opensearch": 0.0}
+
+
+def test_this_process_is_read_from_proc() -> None:
+    from tradesim.stack.exporter import read_procs
+
+    before = read_procs()[os.getpid()].cpu_s
+    sum(i * i for i in range(2_000_000))  # burn some CPU so the reading must move
+    assert read_procs()[os.getpid()].cpu_s > before
