@@ -390,7 +390,7 @@ class TracingSettings(Section):
                                 "(by trace id); the jobs and the read side follow the order's decision.")
     host: str = Field(LOOPBACK, description="Address Jaeger's OTLP receiver and query API bind to.")
     otlp_port: Port = Field(4318, description="Jaeger's OTLP/HTTP receiver.")
-    query_port: Port = Field(16686, description="Jaeger's query API and UI.")
+    query_port: Port = Field(16686, description="Jaeger's HTTP query API (a source build serves no web UI).")
     query_grpc_port: Port = Field(16685, description="Jaeger's query gRPC API (bound, not used by tradesim).")
     metrics_port: Port = Field(8888, description="Jaeger's own /metrics, scraped by Prometheus.")
     max_traces: int = Field(20_000, ge=100, description="Traces Jaeger keeps in memory (the oldest go first).")

@@ -69,7 +69,7 @@ def _trace(order_id: str, wait: float, json_: bool) -> None:
 
 def _tree(tr: Trace) -> Tree:
     start = tr.start_us
-    end = max(_end_us(r) for r in tr.roots)
+    end = tr.end_us
     tree = Tree(f"[bold]trace {tr.trace_id}[/]  {tr.spans} spans over {(end - start) / 1000:.1f} ms")
 
     def add(node: Tree, span: Span) -> None:
@@ -84,7 +84,3 @@ def _tree(tr: Trace) -> Tree:
     for root in tr.roots:
         add(tree, root)
     return tree
-
-
-def _end_us(span: Span) -> int:
-    return max([span.start_us + span.duration_us, *(_end_us(c) for c in span.children)])

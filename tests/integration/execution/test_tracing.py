@@ -23,18 +23,9 @@ EXECUTED = {("tradesim-api", "POST /orders"), ("tradesim-api", "publish trade_or
             ("tradesim-persistence", "write search"), ("tradesim-persistence", "write analytics")}
 
 
-def _spans(tr: Trace) -> list[Span]:
-    out, todo = [], list(tr.roots)
-    while todo:
-        span = todo.pop()
-        out.append(span)
-        todo += span.children
-    return out
-
-
 def _named(tr: Trace) -> dict[tuple[str, str], list[Span]]:
     named: dict[tuple[str, str], list[Span]] = {}
-    for span in _spans(tr):
+    for span in tr.walk():
         named.setdefault((span.service, span.operation), []).append(span)
     return named
 
@@ -97,7 +88,7 @@ def test_an_executed_order_is_one_trace_from_the_request_to_the_read_models(
         (write,) = named["tradesim-persistence", f"write {sink}"]
         assert write.parent_id == settle.span_id
         assert write.start_us >= settle.start_us
-    assert {s.attributes.get("order.id") for s in _spans(tr)} == {order_id}
+    assert {s.attributes.get("order.id") for s in tr.walk()} == {order_id}
 
     shown = CliRunner().invoke(app, ["trace", order_id])
     assert shown.exit_code == 0, shown.output

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,9 +31,21 @@ class Trace:
     roots: list[Span]  # spans whose parent is not in the trace (usually one: the API's request span)
     spans: int
 
+    def walk(self) -> Iterator[Span]:
+        """Every span of the trace, each once (depth first)."""
+        todo = list(self.roots)
+        while todo:
+            span = todo.pop()
+            yield span
+            todo += span.children
+
     @property
     def start_us(self) -> int:
         return min(r.start_us for r in self.roots)
+
+    @property
+    def end_us(self) -> int:
+        return max(s.start_us + s.duration_us for s in self.walk())
 
 
 class JaegerQuery:
