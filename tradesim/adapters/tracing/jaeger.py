@@ -97,7 +97,7 @@ def _trace(raw: dict[str, Any]) -> Trace:
                                   operation=s.get("operationName", ""), start_us=int(s.get("startTime", 0)),
                                   duration_us=int(s.get("duration", 0)),
                                   attributes={t["key"]: t.get("value") for t in s.get("tags") or []})
-    roots = []
+    roots: list[Span] = []
     for span in spans.values():
         parent = spans.get(span.parent_id) if span.parent_id else None
         (parent.children if parent is not None else roots).append(span)
