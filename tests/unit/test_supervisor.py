@@ -33,6 +33,31 @@ def test_up_starts_all_and_records_state(sup: Supervisor, procs: FakeProcesses, 
     assert all(c.initialized == 1 for c in comps)
 
 
+def test_independent_servers_start_side_by_side_and_a_dependent_one_after_its_needs(
+    settings: Settings, procs: FakeProcesses
+) -> None:
+    slow, quick, user = (FakeComponent(settings, n, p, procs) for n, p in (("slow", 7001), ("quick", 7002),
+                                                                            ("user", 7003)))
+    slow.answers_after = 3
+    user.needs = ("slow",)
+    events: list[tuple[str, str]] = []
+    Supervisor(settings, [slow, quick, user], processes=procs,
+               progress=lambda name, msg: events.append((name, msg))).up()
+    order = [e for e in events if e[1] in ("starting", "healthy")]
+    # quick starts without waiting for slow, and answers first; user starts only once slow answered
+    assert order == [("slow", "starting"), ("quick", "starting"), ("quick", "healthy"), ("slow", "healthy"),
+                     ("user", "starting"), ("user", "healthy")]
+    assert procs.spawned == [["slow-server"], ["quick-server"], ["user-server"]]
+
+
+def test_a_cycle_in_needs_is_an_error_not_a_hang(settings: Settings, procs: FakeProcesses) -> None:
+    a, b = FakeComponent(settings, "a", 7001, procs), FakeComponent(settings, "b", 7002, procs)
+    a.needs, b.needs = ("b",), ("a",)
+    with pytest.raises(StartError, match="cycle"):
+        Supervisor(settings, [a, b], processes=procs).up()
+    assert procs.spawned == []
+
+
 def test_up_twice_is_a_no_op(sup: Supervisor, procs: FakeProcesses) -> None:
     sup.up()
     pids = {n: r.pid for n, r in sup.state_file.load().components.items()}
@@ -112,3 +137,13 @@ def test_down_purge_deletes_data(sup: Supervisor, comps: list[FakeComponent]) ->
     (comps[0].dir / "data.bin").write_text("x")
     sup.down(purge=True)
     assert not comps[0].dir.exists()
+
+
+def test_a_routed_service_starts_after_toxiproxy_only_when_chaos_is_on(settings: Settings) -> None:
+    from tradesim.stack.api import ApiService
+    from tradesim.stack.prometheus import Prometheus
+
+    assert ApiService(settings).start_after() == ("kafka", "redis", "dynamodb")
+    chaos = settings.model_copy(update={"chaos": settings.chaos.model_copy(update={"enabled": True})})
+    assert ApiService(chaos).start_after() == ("kafka", "redis", "dynamodb", "toxiproxy")
+    assert Prometheus(chaos).start_after() == ()  # the stack's own observer sees the servers themselves

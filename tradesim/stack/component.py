@@ -35,7 +35,7 @@ class Component(ABC):
     """One server of the stack."""
 
     name: str
-    #: other components that must be healthy first
+    #: other components that must answer before this one starts (the rest start side by side)
     needs: tuple[str, ...] = ()
 
     def __init__(self, settings: Settings) -> None:
@@ -90,6 +90,10 @@ class Component(ABC):
         """Create topics / tables / indices; idempotent. Default: nothing."""
         return None
 
+    def start_after(self) -> tuple[str, ...]:
+        """The components `up` waits for before starting this one: its `needs`, and whatever settings add."""
+        return self.needs
+
     def not_requested(self) -> str | None:
         """For an on-demand component nobody asked to run (the live market): the hint that starts it, so `up`
         leaves it stopped and `status` shows it stopped without counting it as unhealthy. None: it should run."""
@@ -129,6 +133,10 @@ class ServiceComponent(Component):
         import sys
 
         return [sys.executable, "-m", self.module]
+
+    def start_after(self) -> tuple[str, ...]:
+        # routed through Toxiproxy when chaos is on: its proxies are the service's way to its servers
+        return (*self.needs, "toxiproxy") if self.routed and self.settings.chaos.enabled else self.needs
 
     def env(self) -> dict[str, str]:
         from tradesim.settings import settings_to_env

@@ -178,10 +178,15 @@ def _kafka_route(settings: Settings, progress: Callable[[str], None]) -> Setting
 
 
 def submit_standard_jobs(settings: Settings, progress: Callable[[str], None] = lambda _msg: None) -> list[str]:
-    """Submit every standard job (for `tradesim up --with-jobs`); returns one line per job."""
-    lines = []
-    for spec in JOBS.values():
-        if spec.standard:
-            job_id, new = submit_job(settings, spec.name, progress=progress)
-            lines.append(f"{'submitted' if new else 'already running'} {spec.name}: job {job_id}")
-    return lines
+    """Submit every standard job (for `tradesim up --with-jobs`); returns one line per job. The submissions run
+    side by side: each is a client process that spends most of its time waiting on the cluster."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from tradesim.stack.flink import Flink
+
+    Flink(settings).provision(progress)  # once, before the clients that would each check it
+    names = [spec.name for spec in JOBS.values() if spec.standard]
+    with ThreadPoolExecutor(max_workers=len(names)) as pool:
+        done = list(pool.map(lambda name: submit_job(settings, name, progress=progress), names))
+    return [f"{'submitted' if new else 'already running'} {name}: job {job_id}"
+            for name, (job_id, new) in zip(names, done, strict=True)]

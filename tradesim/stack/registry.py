@@ -1,4 +1,5 @@
-"""The components of the stack, in start order. A new server is one more module and one more line here."""
+"""The components of the stack, in start order (each starts once the ones it `needs` answer; the others side by
+side). A new server is one more module and one more line here."""
 
 from __future__ import annotations
 

@@ -25,6 +25,8 @@ LOG_TAIL_LINES = 12
 
 #: how long a crashed component's port may stay held (by children finishing) before `up` calls it taken
 PORT_RELEASE_S = 15.0
+#: health polling of starting servers: fast at first (most answer within a second), then every quarter second
+HEALTH_POLL_FIRST_S, HEALTH_POLL_S = 0.05, 0.25
 
 def _no_progress(_: str, __: str) -> None:
     return None
@@ -147,7 +149,7 @@ class Supervisor:
                 if status.state == "unhealthy":
                     # Alive but not answering: give a starting server its deadline before replacing it.
                     record = state.components[comp.name]
-                    if self._await_health(comp, record, fail_on_exit=False):
+                    if self._await_health(comp, record):
                         self.progress(comp.name, "already running")
                         continue
                     self.progress(comp.name, "not answering: restarting")
@@ -165,20 +167,7 @@ class Supervisor:
                 self.progress(comp.name, "provisioning")
                 comp.provision(lambda msg, n=comp.name: self.progress(n, msg))  # type: ignore[misc]
 
-            started: list[str] = []
-            for comp in to_start:
-                try:
-                    self._start(comp, state)
-                except StackError as exc:
-                    self.progress(comp.name, "failed")
-                    # what runs now: started in this call, or left alone because it was already running
-                    still = started + [c.name for c in self.components
-                                       if c not in to_start and c.name in state.components]
-                    note = (f" (left running: {', '.join(still)}; `tradesim down` stops them)" if still
-                            else " (nothing else was started)")
-                    exc.args = (f"{exc}{note}",)  # same type and fields (ProvisionError has its own signature)
-                    raise exc from None
-                started.append(comp.name)
+            self._start_together(to_start, state)
 
             for comp in self.components:
                 if comp.name in parked:
@@ -234,7 +223,69 @@ class Supervisor:
         if problems:
             raise PortInUseError("; ".join(problems) + " (nothing was started)")
 
+    def _start_together(self, to_start: list[Component], state: Any) -> None:
+        """Start each component as soon as the ones it `needs` (among these) answer, and wait for all of them
+        at once: independent servers boot side by side instead of one after another. Raises StackError for the
+        first that fails, saying what was left running."""
+        names = {c.name for c in to_start}
+        pending, healthy = list(to_start), set[str]()
+        waiting: dict[str, tuple[Component, ComponentRecord, float]] = {}
+        spawned: list[str] = []
+        poll_s = HEALTH_POLL_FIRST_S
+        while pending or waiting:
+            current = ""
+            try:
+                for comp in [c for c in pending if all(n in healthy or n not in names for n in c.start_after())]:
+                    current = comp.name
+                    pending.remove(comp)
+                    record = self._spawn(comp, state)
+                    spawned.append(comp.name)
+                    waiting[comp.name] = (comp, record, time.monotonic() + self.settings.stack.start_timeout_s)
+                if not waiting:  # a need that nothing here provides: a cycle in `needs`
+                    raise StartError(f"{', '.join(c.name for c in pending)}: `needs` form a cycle")
+                for name, (comp, record, deadline) in list(waiting.items()):
+                    current = name
+                    if self._health_step(comp, record, deadline):
+                        del waiting[name]
+                        healthy.add(name)
+                        self.progress(name, "healthy")
+            except StackError as exc:
+                self.progress(current, "failed")
+                # what runs now: started in this call, or left alone because it was already running
+                still = [n for n in spawned if n != current] + [
+                    c.name for c in self.components if c not in to_start and c.name in state.components]
+                note = (f" (left running: {', '.join(still)}; `tradesim down` stops them)" if still
+                        else " (nothing else was started)")
+                exc.args = (f"{exc}{note}",)  # same type and fields (ProvisionError has its own signature)
+                raise exc from None
+            if waiting:
+                time.sleep(poll_s)  # poll fast while servers come up, then settle to the usual interval
+                poll_s = min(poll_s * 2, HEALTH_POLL_S)
+
+    def _health_step(self, comp: Component, record: ComponentRecord, deadline: float) -> bool:
+        """One health probe of a starting server: True when it answers; raises StartError when it exited or
+        its time is up."""
+        if not self.processes.is_alive(record.handle):
+            tail = "\n".join(last_lines(comp.log_path))
+            raise StartError(f"{comp.name}: the server exited while starting (log {comp.log_path}):\n{tail}")
+        try:
+            comp.check_health()
+            return True
+        except Unhealthy:
+            if time.monotonic() < deadline:
+                return False
+        tail = "\n".join(last_lines(comp.log_path))
+        raise StartError(f"{comp.name}: not healthy after {self.settings.stack.start_timeout_s:.0f} s "
+                         f"(log {comp.log_path}):\n{tail}")
+
     def _start(self, comp: Component, state: Any) -> None:
+        record = self._spawn(comp, state)
+        deadline, poll_s = time.monotonic() + self.settings.stack.start_timeout_s, HEALTH_POLL_FIRST_S
+        while not self._health_step(comp, record, deadline):
+            time.sleep(poll_s)
+            poll_s = min(poll_s * 2, HEALTH_POLL_S)
+
+    def _spawn(self, comp: Component, state: Any) -> ComponentRecord:
         self.progress(comp.name, "configuring")
         comp.configure()
         self.progress(comp.name, "starting")
@@ -250,24 +301,18 @@ class Supervisor:
         state.components[comp.name] = record
         self.state_file.save(state)
         self.progress(comp.name, "waiting for health")
-        if not self._await_health(comp, record, fail_on_exit=True):
-            tail = "\n".join(last_lines(comp.log_path))
-            raise StartError(f"{comp.name}: not healthy after {self.settings.stack.start_timeout_s:.0f} s "
-                             f"(log {comp.log_path}):\n{tail}")
+        return record
 
-    def _await_health(self, comp: Component, record: ComponentRecord, *, fail_on_exit: bool) -> bool:
+    def _await_health(self, comp: Component, record: ComponentRecord) -> bool:
+        """Give a server that is alive but not answering its start deadline: True once it answers, False if it
+        exits or the time is up."""
         deadline = time.monotonic() + self.settings.stack.start_timeout_s
-        while time.monotonic() < deadline:
-            if not self.processes.is_alive(record.handle):
-                if not fail_on_exit:
-                    return False
-                tail = "\n".join(last_lines(comp.log_path))
-                raise StartError(f"{comp.name}: the server exited while starting (log {comp.log_path}):\n{tail}")
+        while time.monotonic() < deadline and self.processes.is_alive(record.handle):
             try:
                 comp.check_health()
                 return True
             except Unhealthy:
-                time.sleep(0.25)
+                time.sleep(HEALTH_POLL_S)
         return False
 
     # ---- down ---------------------------------------------------------------------------------------------

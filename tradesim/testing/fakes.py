@@ -57,6 +57,7 @@ class FakeComponent(Component):
         self.port = port
         self.processes = processes
         self.healthy = True
+        self.answers_after = 0  # probes that fail before it answers (a server still booting)
         self.provisioned = 0
         self.initialized = 0
         self.fail_provision: Exception | None = None
@@ -87,6 +88,9 @@ class FakeComponent(Component):
         record = StateFile(self.settings.stack_dir).load().components.get(self.name)
         if not self.healthy or record is None or not self.processes.is_alive(record.handle):
             raise Unhealthy("fake: not answering")
+        if self.answers_after > 0:
+            self.answers_after -= 1
+            raise Unhealthy("fake: still booting")
 
     def initialize(self, report: Report) -> None:
         self.initialized += 1
