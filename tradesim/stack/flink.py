@@ -44,7 +44,7 @@ LOG_CONFIGS = ("log4j-console.properties", "log4j-cli.properties", "log4j.proper
 
 class Flink(Component):
     name = "flink"
-    needs = ("kafka",)
+    # no `needs`: the cluster starts without Kafka; its jobs (submitted once `up` is done) are what use Kafka
 
     @property
     def _cfg(self):  # noqa: ANN202 - short alias
