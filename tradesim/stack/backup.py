@@ -104,8 +104,10 @@ def _local_only(settings: Settings) -> None:
 
 
 def _topics(settings: Settings) -> list[str]:
-    t = settings.topics
-    return [t.market_data, t.market_bars, t.trade_orders, t.trade_executed, t.dead_letter]
+    """Every topic the stack creates (one list: a topic added there is backed up too)."""
+    from tradesim.stack.kafka import Kafka
+
+    return [spec.name for spec in Kafka(settings).topic_specs()]
 
 
 def _tables() -> list[str]:
