@@ -72,9 +72,11 @@ class Event(BaseModel):
         """An event pickled by an older release (the execution job's state, a savepoint) lacks the fields added
         since: they get their defaults, so reading one never raises."""
         values = state.setdefault("__dict__", {})
-        for name, info in type(self).model_fields.items():
-            if name not in values and not info.is_required():
-                values[name] = info.get_default(call_default_factory=True, validated_data=values)
+        fields = type(self).model_fields
+        if len(values) < len(fields):  # the job unpickles every record it passes on: skip the loop when complete
+            for name, info in fields.items():
+                if name not in values and not info.is_required():
+                    values[name] = info.get_default(call_default_factory=True, validated_data=values)
         super().__setstate__(state)
 
 
