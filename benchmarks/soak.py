@@ -41,15 +41,19 @@ class Window:
 
     latencies: dict[str, list[float]] = field(default_factory=dict)
     statuses: Counter[tuple[str, int]] = field(default_factory=Counter)
+    failures: Counter[tuple[str, str]] = field(default_factory=Counter)
 
-    def add(self, kind: str, status: int, seconds: float) -> None:
+    def add(self, kind: str, status: int, seconds: float, failure: str = "") -> None:
         self.statuses[(kind, status)] += 1
+        if failure:
+            self.failures[(kind, failure)] += 1
         if status == EXPECTED[kind]:
             self.latencies.setdefault(kind, []).append(seconds * 1000)
 
     def errors(self) -> dict[str, int]:
-        """Answers other than the expected one, by kind and status (0: no answer)."""
-        return {f"{k} {s}": n for (k, s), n in sorted(self.statuses.items()) if s != EXPECTED[k]}
+        """Answers other than the expected one, by kind and status; no answer at all: by kind and exception."""
+        return ({f"{k} {s}": n for (k, s), n in sorted(self.statuses.items()) if s not in (0, EXPECTED[k])}
+                | {f"{k} {why}": n for (k, why), n in sorted(self.failures.items())})
 
 
 class Load:
@@ -86,10 +90,12 @@ class Load:
             else:
                 answer = await client.get("/trades/search", params={"limit": 20}, headers=auth)
             status = answer.status_code
-        except Exception:  # noqa: BLE001 - any failure is an error of this request, counted as status 0
-            status = 0
+        except Exception as exc:  # noqa: BLE001 - any failure is an error of this request, counted by its kind
+            status, failure = 0, type(exc).__name__
+        else:
+            failure = ""
         with self.lock:
-            self.window.add(kind, status, time.monotonic() - started)
+            self.window.add(kind, status, time.monotonic() - started, failure)
 
     def take(self) -> Window:
         with self.lock:

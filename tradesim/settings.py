@@ -304,6 +304,9 @@ class ApiSettings(Section):
         1_000, ge=1, description="GET /orders with a status or symbol filter looks at most at this many of the "
         "user's newest orders (the answer can then hold fewer than `limit`).")
     retry_after_s: int = Field(2, ge=1, description="Retry-After (seconds) on 503 answers.")
+    keep_alive_s: int = Field(
+        75, ge=1, description="How long an idle client connection stays open. Longer than clients' own idle "
+        "limits (httpx: 5 s), so a client never reuses a connection the server is closing at that moment.")
     workers: int = Field(
         2, ge=1, description="uvicorn worker processes (one per core; /metrics adds up every worker's counts)."
     )

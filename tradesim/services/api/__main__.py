@@ -22,10 +22,11 @@ def main() -> None:
         # metrics to files that every worker's /metrics adds up (prometheus-client's multiprocess mode)
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics.fresh_multiprocess_dir(settings))
         uvicorn.run("tradesim.services.api.app:app_from_env", factory=True, host=api.host, port=api.port,
-                    workers=api.workers, log_config=None, access_log=False, timeout_graceful_shutdown=5)
+                    workers=api.workers, log_config=None, access_log=False, timeout_graceful_shutdown=5,
+                    timeout_keep_alive=api.keep_alive_s)
     else:
         uvicorn.run(create_app(settings, tune_gc=True), host=api.host, port=api.port, log_config=None, access_log=False,
-                    timeout_graceful_shutdown=5)
+                    timeout_graceful_shutdown=5, timeout_keep_alive=api.keep_alive_s)
     log.info("stopped")
 
 
