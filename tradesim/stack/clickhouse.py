@@ -22,7 +22,16 @@ PACKAGES = ["clickhouse-server", "clickhouse-client"]
 #: Debian puts the server in /usr/sbin, which a non-root PATH often lacks
 SEARCH_PATH = os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/usr/bin"])
 HEALTH_TIMEOUT_S = 1.0
-CACHE_BYTES = 64 * 1024 * 1024  # mark and uncompressed caches: the package's 5 GiB / 8 GiB suit a server, not a dev box
+CACHE_BYTES = 64 * 1024 * 1024  # uncompressed cache: the package's 8 GiB suits a server, not a dev box
+# Marks are cached per part file, and most entries belong to parts that merges already replaced: a bound by bytes
+# alone let them pile up for the whole soak. 8 MB holds the marks of every live part of tables far larger than
+# this box keeps.
+MARK_CACHE_BYTES = 8 * 1024 * 1024
+# Parts replaced by a merge stay on disk and in memory this long (default 480 s) in case the merged part was not
+# yet on disk when the machine lost power. Here a second or two of page cache is all that is at risk, and the
+# tables are a read model that `tradesim rebuild analytics` reloads from `trade_executed`: a minute is enough,
+# and the soak's memory then stops growing with ~1,800 dead parts.
+OLD_PARTS_LIFETIME_S = 60
 # Debian's server links the system jemalloc, which by default keeps freed pages of merges and inserts in 4 arenas
 # per core and purges them only when the same arena allocates again: RSS ratchets up over a long run. A purging
 # thread with a 1 s decay gives them back (the soak's RSS growth goal).
@@ -108,12 +117,15 @@ class ClickHouse(Component):
     <default_profile>default</default_profile>
     <default_database>default</default_database>
     <timezone>UTC</timezone>
-    <mark_cache_size>{CACHE_BYTES}</mark_cache_size>
+    <mark_cache_size>{MARK_CACHE_BYTES}</mark_cache_size>
     <uncompressed_cache_size>{CACHE_BYTES}</uncompressed_cache_size>
     <max_concurrent_queries>100</max_concurrent_queries>
     <max_connections>1024</max_connections>
     <keep_alive_timeout>3</keep_alive_timeout>
     <mlock_executable>false</mlock_executable>
+    <merge_tree>
+        <old_parts_lifetime>{OLD_PARTS_LIFETIME_S}</old_parts_lifetime>
+    </merge_tree>
 </yandex>
 """
 
