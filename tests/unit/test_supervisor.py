@@ -139,11 +139,15 @@ def test_down_purge_deletes_data(sup: Supervisor, comps: list[FakeComponent]) ->
     assert not comps[0].dir.exists()
 
 
-def test_a_routed_service_starts_after_toxiproxy_only_when_chaos_is_on(settings: Settings) -> None:
+def test_a_routed_service_starts_after_toxiproxy_when_chaos_is_on_and_every_service_after_jaeger_when_tracing(
+    settings: Settings,
+) -> None:
     from tradesim.stack.api import ApiService
-    from tradesim.stack.prometheus import Prometheus
+    from tradesim.stack.prometheus import StackExporter
 
     assert ApiService(settings).start_after() == ("kafka", "redis", "dynamodb")
     chaos = settings.model_copy(update={"chaos": settings.chaos.model_copy(update={"enabled": True})})
     assert ApiService(chaos).start_after() == ("kafka", "redis", "dynamodb", "toxiproxy")
-    assert Prometheus(chaos).start_after() == ()  # the stack's own observer sees the servers themselves
+    assert StackExporter(chaos).start_after() == ()  # not routed: the stack's own observer sees the servers
+    traced = chaos.model_copy(update={"tracing": settings.tracing.model_copy(update={"enabled": True})})
+    assert ApiService(traced).start_after() == ("kafka", "redis", "dynamodb", "toxiproxy", "jaeger")

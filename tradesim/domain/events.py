@@ -73,7 +73,7 @@ class Event(BaseModel):
         since: they get their defaults, so reading one never raises."""
         values = state.setdefault("__dict__", {})
         fields = type(self).model_fields
-        if len(values) < len(fields):  # the job unpickles every record it passes on: skip the loop when complete
+        if not values.keys() >= fields.keys():  # the job unpickles every record it passes on: skip when complete
             for name, info in fields.items():
                 if name not in values and not info.is_required():
                     values[name] = info.get_default(call_default_factory=True, validated_data=values)

@@ -135,8 +135,10 @@ class ServiceComponent(Component):
         return [sys.executable, "-m", self.module]
 
     def start_after(self) -> tuple[str, ...]:
-        # routed through Toxiproxy when chaos is on: its proxies are the service's way to its servers
-        return (*self.needs, "toxiproxy") if self.routed and self.settings.chaos.enabled else self.needs
+        # routed through Toxiproxy when chaos is on: its proxies are the service's way to its servers; with
+        # tracing on, Jaeger answers before a service sends its first span
+        return (*self.needs, *(("toxiproxy",) if self.routed and self.settings.chaos.enabled else ()),
+                *(("jaeger",) if self.settings.tracing.enabled else ()))
 
     def env(self) -> dict[str, str]:
         from tradesim.settings import settings_to_env

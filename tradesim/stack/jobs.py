@@ -178,15 +178,39 @@ def _kafka_route(settings: Settings, progress: Callable[[str], None]) -> Setting
 
 
 def submit_standard_jobs(settings: Settings, progress: Callable[[str], None] = lambda _msg: None) -> list[str]:
-    """Submit every standard job (for `tradesim up --with-jobs`); returns one line per job. The submissions run
-    side by side: each is a client process that spends most of its time waiting on the cluster."""
+    """Submit every standard job that is not running (for `tradesim up --with-jobs`, `tradesim run`); returns
+    one line per job. The submissions run side by side: each is a client process that mostly waits on the
+    cluster. A failed one does not stop the others; its error is raised once all are done, naming what was
+    submitted."""
     from concurrent.futures import ThreadPoolExecutor
 
     from tradesim.stack.flink import Flink
 
+    rest = cluster(settings)
+    lines, todo = [], []
+    for spec in JOBS.values():
+        if spec.standard:
+            already = running(rest, spec.flink_name)
+            if already:
+                lines.append(f"already running {spec.name}: job {already[0].id}")
+            else:
+                todo.append(spec.name)
+    if not todo:
+        return lines
     Flink(settings).provision(progress)  # once, before the clients that would each check it
-    names = [spec.name for spec in JOBS.values() if spec.standard]
-    with ThreadPoolExecutor(max_workers=len(names)) as pool:
-        done = list(pool.map(lambda name: submit_job(settings, name, progress=progress), names))
-    return [f"{'submitted' if new else 'already running'} {name}: job {job_id}"
-            for name, (job_id, new) in zip(names, done, strict=True)]
+    with ThreadPoolExecutor(max_workers=len(todo)) as pool:
+        futures = {name: pool.submit(submit_job, settings, name, progress=progress) for name in todo}
+    failed: list[BaseException] = []
+    for name, future in futures.items():
+        exc = future.exception()
+        if exc is None:
+            lines.append(f"{'submitted' if future.result()[1] else 'already running'} {name}: job "
+                         f"{future.result()[0]}")
+        else:
+            failed.append(exc)
+    if failed:
+        first, also = failed[0], [f"also: {exc}" for exc in failed[1:]]
+        if lines or also:
+            first.args = (f"{first} ({'; '.join(also + lines)})",)  # same type; the other jobs' fate too
+        raise first
+    return lines

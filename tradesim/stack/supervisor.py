@@ -223,10 +223,11 @@ class Supervisor:
         if problems:
             raise PortInUseError("; ".join(problems) + " (nothing was started)")
 
-    def _start_together(self, to_start: list[Component], state: Any) -> None:
+    def _start_together(self, to_start: list[Component], state: Any, *, note_left_running: bool = True) -> None:
         """Start each component as soon as the ones it `needs` (among these) answer, and wait for all of them
-        at once: independent servers boot side by side instead of one after another. Raises StackError for the
-        first that fails, saying what was left running."""
+        at once: independent servers boot side by side instead of one after another. Health is polled fast
+        right after each spawn, then every HEALTH_POLL_S. Raises StackError for the first that fails, saying
+        (`note_left_running`) what was left running."""
         names = {c.name for c in to_start}
         pending, healthy = list(to_start), set[str]()
         waiting: dict[str, tuple[Component, ComponentRecord, float]] = {}
@@ -241,8 +242,10 @@ class Supervisor:
                     record = self._spawn(comp, state)
                     spawned.append(comp.name)
                     waiting[comp.name] = (comp, record, time.monotonic() + self.settings.stack.start_timeout_s)
+                    poll_s = HEALTH_POLL_FIRST_S  # a server just spawned: look at it often
                 if not waiting:  # a need that nothing here provides: a cycle in `needs`
-                    raise StartError(f"{', '.join(c.name for c in pending)}: `needs` form a cycle")
+                    current = ", ".join(c.name for c in pending)
+                    raise StartError(f"{current}: `needs` form a cycle")
                 for name, (comp, record, deadline) in list(waiting.items()):
                     current = name
                     if self._health_step(comp, record, deadline):
@@ -251,39 +254,36 @@ class Supervisor:
                         self.progress(name, "healthy")
             except StackError as exc:
                 self.progress(current, "failed")
-                # what runs now: started in this call, or left alone because it was already running
-                still = [n for n in spawned if n != current] + [
-                    c.name for c in self.components if c not in to_start and c.name in state.components]
-                note = (f" (left running: {', '.join(still)}; `tradesim down` stops them)" if still
-                        else " (nothing else was started)")
-                exc.args = (f"{exc}{note}",)  # same type and fields (ProvisionError has its own signature)
+                if note_left_running:
+                    # what runs now: started in this call, or left alone because it was already running
+                    still = [n for n in spawned if n != current] + [
+                        c.name for c in self.components if c not in to_start and c.name in state.components]
+                    note = (f" (left running: {', '.join(still)}; `tradesim down` stops them)" if still
+                            else " (nothing else was started)")
+                    exc.args = (f"{exc}{note}",)  # same type and fields (ProvisionError has its own signature)
                 raise exc from None
             if waiting:
-                time.sleep(poll_s)  # poll fast while servers come up, then settle to the usual interval
+                time.sleep(poll_s)
                 poll_s = min(poll_s * 2, HEALTH_POLL_S)
 
     def _health_step(self, comp: Component, record: ComponentRecord, deadline: float) -> bool:
         """One health probe of a starting server: True when it answers; raises StartError when it exited or
         its time is up."""
         if not self.processes.is_alive(record.handle):
-            tail = "\n".join(last_lines(comp.log_path))
-            raise StartError(f"{comp.name}: the server exited while starting (log {comp.log_path}):\n{tail}")
-        try:
-            comp.check_health()
-            return True
-        except Unhealthy:
-            if time.monotonic() < deadline:
-                return False
+            problem = "the server exited while starting"
+        else:
+            try:
+                comp.check_health()
+                return True
+            except Unhealthy:
+                if time.monotonic() < deadline:
+                    return False
+            problem = f"not healthy after {self.settings.stack.start_timeout_s:.0f} s"
         tail = "\n".join(last_lines(comp.log_path))
-        raise StartError(f"{comp.name}: not healthy after {self.settings.stack.start_timeout_s:.0f} s "
-                         f"(log {comp.log_path}):\n{tail}")
+        raise StartError(f"{comp.name}: {problem} (log {comp.log_path}):\n{tail}")
 
     def _start(self, comp: Component, state: Any) -> None:
-        record = self._spawn(comp, state)
-        deadline, poll_s = time.monotonic() + self.settings.stack.start_timeout_s, HEALTH_POLL_FIRST_S
-        while not self._health_step(comp, record, deadline):
-            time.sleep(poll_s)
-            poll_s = min(poll_s * 2, HEALTH_POLL_S)
+        self._start_together([comp], state, note_left_running=False)
 
     def _spawn(self, comp: Component, state: Any) -> ComponentRecord:
         self.progress(comp.name, "configuring")
@@ -307,13 +307,12 @@ class Supervisor:
         """Give a server that is alive but not answering its start deadline: True once it answers, False if it
         exits or the time is up."""
         deadline = time.monotonic() + self.settings.stack.start_timeout_s
-        while time.monotonic() < deadline and self.processes.is_alive(record.handle):
-            try:
-                comp.check_health()
-                return True
-            except Unhealthy:
+        try:
+            while not self._health_step(comp, record, deadline):
                 time.sleep(HEALTH_POLL_S)
-        return False
+        except StartError:
+            return False
+        return True
 
     # ---- down ---------------------------------------------------------------------------------------------
 
