@@ -227,7 +227,8 @@ def soak(minutes: Annotated[float, typer.Option(min=1, max=24 * 60, help="Length
          clients: Annotated[int, typer.Option(min=1, max=5000, help="WebSocket clients on the tick stream.")] = 1000,
          tick_rate: Annotated[float, typer.Option(min=1, max=200, help="Ticks/s the clients receive.")] = 10,
          interval: Annotated[float, typer.Option(min=10, max=600, help="Seconds per reported row.")] = 60,
-         warmup: Annotated[float, typer.Option(min=0, help="Seconds before the RSS baseline.")] = 120,
+         warmup: Annotated[float, typer.Option(min=0, help="Seconds before the RSS baseline: the JVMs', "
+                                               "V8's and Prometheus's heaps fill for ~8-10 minutes.")] = 600,
          json_out: Annotated[str | None, typer.Option("--json", help="Also write every row to this file.")] = None
          ) -> None:
     """A long mixed load: p99s and errors per interval, RSS of every component from warm-up to end (goal ≤ 10 %)."""
