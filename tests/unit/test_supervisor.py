@@ -142,12 +142,15 @@ def test_down_purge_deletes_data(sup: Supervisor, comps: list[FakeComponent]) ->
 def test_a_routed_service_starts_after_toxiproxy_when_chaos_is_on_and_every_service_after_jaeger_when_tracing(
     settings: Settings,
 ) -> None:
+    from tradesim.stack import registry
     from tradesim.stack.api import ApiService
-    from tradesim.stack.prometheus import StackExporter
+    from tradesim.stack.prometheus import Prometheus, StackExporter
 
     assert ApiService(settings).start_after() == ("kafka", "redis", "dynamodb")
     chaos = settings.model_copy(update={"chaos": settings.chaos.model_copy(update={"enabled": True})})
     assert ApiService(chaos).start_after() == ("kafka", "redis", "dynamodb", "toxiproxy")
-    assert StackExporter(chaos).start_after() == ()  # not routed: the stack's own observer sees the servers
+    # the observers start last, so no server still booting is reported down
+    assert StackExporter(chaos).start_after() == registry.NAMES[:registry.NAMES.index("exporter")]
+    assert Prometheus(chaos).start_after() == (*StackExporter(chaos).start_after(), "exporter")
     traced = chaos.model_copy(update={"tracing": settings.tracing.model_copy(update={"enabled": True})})
     assert ApiService(traced).start_after() == ("kafka", "redis", "dynamodb", "toxiproxy", "jaeger")

@@ -21,10 +21,21 @@ RULES_DIR = Path(__file__).resolve().parent / "rules"
 RULE_FILES = ("tradesim.rules.yml",)
 
 
+def _observed(name: str) -> tuple[str, ...]:
+    """Every component before this observer in the registry: it starts once they answer, so a server still
+    booting is never reported down (nor alerted on) during `up`."""
+    from tradesim.stack.registry import NAMES
+
+    return NAMES[:NAMES.index(name)]
+
+
 class StackExporter(ServiceComponent):
     name = "exporter"
     module = "tradesim.stack.exporter"
     routed = False  # it reads the stack's state and the servers themselves
+
+    def start_after(self) -> tuple[str, ...]:
+        return _observed(self.name)
 
     def ports(self) -> list[PortSpec]:
         o = self.settings.observability
@@ -40,6 +51,9 @@ class StackExporter(ServiceComponent):
 
 class Prometheus(Component):
     name = "prometheus"
+
+    def start_after(self) -> tuple[str, ...]:
+        return _observed(self.name)
 
     @property
     def external(self) -> bool:
