@@ -146,11 +146,14 @@ def test_a_routed_service_starts_after_toxiproxy_when_chaos_is_on_and_every_serv
     from tradesim.stack.api import ApiService
     from tradesim.stack.prometheus import Prometheus, StackExporter
 
-    assert ApiService(settings).start_after() == ("kafka", "redis", "dynamodb")
-    chaos = settings.model_copy(update={"chaos": settings.chaos.model_copy(update={"enabled": True})})
+    # both off explicitly: the environment the tests run in may turn them on (the integration stack does)
+    plain = settings.model_copy(update={"chaos": settings.chaos.model_copy(update={"enabled": False}),
+                                        "tracing": settings.tracing.model_copy(update={"enabled": False})})
+    assert ApiService(plain).start_after() == ("kafka", "redis", "dynamodb")
+    chaos = plain.model_copy(update={"chaos": plain.chaos.model_copy(update={"enabled": True})})
     assert ApiService(chaos).start_after() == ("kafka", "redis", "dynamodb", "toxiproxy")
     # the observers start last, so no server still booting is reported down
     assert StackExporter(chaos).start_after() == registry.NAMES[:registry.NAMES.index("exporter")]
     assert Prometheus(chaos).start_after() == (*StackExporter(chaos).start_after(), "exporter")
-    traced = chaos.model_copy(update={"tracing": settings.tracing.model_copy(update={"enabled": True})})
+    traced = chaos.model_copy(update={"tracing": plain.tracing.model_copy(update={"enabled": True})})
     assert ApiService(traced).start_after() == ("kafka", "redis", "dynamodb", "toxiproxy", "jaeger")
