@@ -46,6 +46,9 @@ class KafkaSettings(Section):
     bootstrap_servers: str | None = Field(
         None, description="Use an external cluster instead of host:port (comma-separated host:port list)."
     )
+    security_protocol: Literal["PLAINTEXT", "SSL"] = Field(
+        "PLAINTEXT", description="How clients talk to the brokers: SSL for a cluster that only takes TLS (Amazon "
+        "MSK as `tradesim infra synth` builds it); the server's certificate is checked against the system CAs.")
     version: str = Field("4.1.1", description="org.apache.kafka:kafka_2.13 version fetched from Maven Central.")
     heap_mb: int = Field(512, ge=128, description="JVM heap of the broker; 512 MB suits a 2-core dev box.")
     partitions: int = Field(6, ge=1, description="Partitions of each tradesim topic created by `up`.")
@@ -58,6 +61,11 @@ class KafkaSettings(Section):
     def bootstrap(self) -> str:
         """Bootstrap list clients use; the local node unless an external cluster is configured."""
         return self.bootstrap_servers or f"{self.host}:{self.port}"
+
+    @property
+    def connection(self) -> dict[str, str]:
+        """The client properties every Kafka client (librdkafka and the Flink connector alike) starts from."""
+        return {"bootstrap.servers": self.bootstrap, "security.protocol": self.security_protocol}
 
 
 class RedisSettings(Section):

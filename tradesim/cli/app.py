@@ -10,6 +10,7 @@ from tradesim.cli import (
     backup,
     bench,
     chaos,
+    infra,
     jobs,
     market,
     observe,
@@ -46,6 +47,7 @@ app.add_typer(accounts.app, name="accounts")
 app.add_typer(analytics.app, name="analytics")
 app.add_typer(bench.app, name="bench")
 app.add_typer(chaos.app, name="chaos")
+app.add_typer(infra.app, name="infra")
 app.add_typer(jobs.app, name="jobs")
 app.add_typer(scenarios.app, name="scenarios")
 

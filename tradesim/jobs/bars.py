@@ -68,6 +68,7 @@ class SymbolBarsFunction(KeyedProcessFunction):
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="tradesim.jobs.bars")
     p.add_argument("--bootstrap", required=True, help="Kafka bootstrap servers")
+    p.add_argument("--kafka-security-protocol", default="PLAINTEXT", choices=["PLAINTEXT", "SSL"])
     p.add_argument("--source-topic", default="market_data")
     p.add_argument("--bars-topic", default="market_bars")
     p.add_argument("--dead-letter-topic", default="dead_letter")
@@ -85,6 +86,7 @@ def build(env: StreamExecutionEnvironment, args: argparse.Namespace) -> StreamTa
     source = (
         KafkaSource.builder()
         .set_bootstrap_servers(args.bootstrap)
+        .set_property("security.protocol", args.kafka_security_protocol)
         .set_topics(args.source_topic)
         .set_group_id(args.group_id)
         # a restart from a checkpoint uses the checkpointed offsets; a fresh submit resumes the group's
@@ -105,10 +107,10 @@ def build(env: StreamExecutionEnvironment, args: argparse.Namespace) -> StreamTa
             .process(SymbolBarsFunction(args.out_of_orderness_ms, topic), output_type=row_type)
             .name("bars 1s+1m per symbol"))
     dead_letter_sink(unparsed.union(rows.get_side_output(DEAD_LETTERS)), topic=args.dead_letter_topic,
-                     bootstrap=args.bootstrap)
+                     bootstrap=args.bootstrap, security_protocol=args.kafka_security_protocol)
 
     return keyed_kafka_sink(env, rows, table="bars_sink", key_field="symbol", topic=args.bars_topic,
-                            bootstrap=args.bootstrap)
+                            bootstrap=args.bootstrap, security_protocol=args.kafka_security_protocol)
 
 
 def main(argv: list[str] | None = None) -> None:

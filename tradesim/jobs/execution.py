@@ -335,6 +335,7 @@ def _outcome_row(value: Any) -> Row:
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="tradesim.jobs.execution")
     p.add_argument("--bootstrap", required=True)
+    p.add_argument("--kafka-security-protocol", default="PLAINTEXT", choices=["PLAINTEXT", "SSL"])
     p.add_argument("--orders-topic", default="trade_orders")
     p.add_argument("--market-topic", default="market_data")
     p.add_argument("--executed-topic", default="trade_executed")
@@ -356,6 +357,7 @@ def _source(args: argparse.Namespace, topic: str, group: str, start: str, reset:
     return (
         KafkaSource.builder()
         .set_bootstrap_servers(args.bootstrap)
+        .set_property("security.protocol", args.kafka_security_protocol)
         .set_topics(topic)
         .set_group_id(group)
         .set_starting_offsets(start_at(topic, start, reset))
@@ -400,11 +402,13 @@ def build(env: StreamExecutionEnvironment, args: argparse.Namespace) -> StreamTa
     mirrored = (settled.key_by(lambda s: "mirror", key_type=Types.STRING())
                 .process(MirrorStage(orders_topic, args.executed_topic)).name("orders mirror"))
     letters = [stage.get_side_output(DEAD_LETTERS) for stage in (decisions, settled, mirrored)]
-    dead_letter_sink(unparsed.union(*letters), topic=args.dead_letter_topic, bootstrap=args.bootstrap)
+    dead_letter_sink(unparsed.union(*letters), topic=args.dead_letter_topic, bootstrap=args.bootstrap,
+                     security_protocol=args.kafka_security_protocol)
     outcomes = (settled.filter(lambda s: s[1] is not None).name("outcomes only")
                 .map(_outcome_row, output_type=row_type).name("outcome json"))
     return keyed_kafka_sink(env, outcomes, table="outcomes_sink", key_field="user_id",
-                            topic=args.executed_topic, bootstrap=args.bootstrap)
+                            topic=args.executed_topic, bootstrap=args.bootstrap,
+                            security_protocol=args.kafka_security_protocol)
 
 
 def main(argv: list[str] | None = None) -> None:

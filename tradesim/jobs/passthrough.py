@@ -14,6 +14,7 @@ from pyflink.table import EnvironmentSettings, TableEnvironment
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(prog="tradesim.jobs.passthrough")
     p.add_argument("--bootstrap", required=True)
+    p.add_argument("--kafka-security-protocol", default="PLAINTEXT", choices=["PLAINTEXT", "SSL"])
     p.add_argument("--source-topic", default="market_data")
     p.add_argument("--sink-topic", default="market_data_copy")
     p.add_argument("--group-id", default="tradesim-passthrough")
@@ -29,6 +30,7 @@ def main(argv: list[str] | None = None) -> None:
         CREATE TEMPORARY TABLE src (k BYTES, v BYTES) WITH (
           'connector' = 'kafka', 'topic' = '{args.source_topic}',
           'properties.bootstrap.servers' = '{args.bootstrap}', 'properties.group.id' = '{args.group_id}',
+          'properties.security.protocol' = '{args.kafka_security_protocol}',
           'scan.startup.mode' = 'group-offsets', 'properties.auto.offset.reset' = 'earliest',
           'key.format' = 'raw', 'key.fields' = 'k', 'value.format' = 'raw', 'value.fields-include' = 'EXCEPT_KEY'
         )""")
@@ -36,6 +38,7 @@ def main(argv: list[str] | None = None) -> None:
         CREATE TEMPORARY TABLE dst (k BYTES, v BYTES) WITH (
           'connector' = 'kafka', 'topic' = '{args.sink_topic}',
           'properties.bootstrap.servers' = '{args.bootstrap}',
+          'properties.security.protocol' = '{args.kafka_security_protocol}',
           'key.format' = 'raw', 'key.fields' = 'k', 'value.format' = 'raw', 'value.fields-include' = 'EXCEPT_KEY',
           'sink.delivery-guarantee' = 'at-least-once'
         )""")

@@ -19,7 +19,7 @@ from tradesim.jobs.guard import SIDE_OUTPUT
 
 
 def keyed_kafka_sink(env: StreamExecutionEnvironment, rows: DataStream, *, table: str, key_field: str,
-                     topic: str, bootstrap: str) -> StreamTableEnvironment:
+                     topic: str, bootstrap: str, security_protocol: str) -> StreamTableEnvironment:
     """Write (key, payload) rows to `topic` with the raw key — at-least-once.
 
     PyFlink's DataStream KafkaSink serialises the whole element as the key, so the keyed write goes through the
@@ -31,6 +31,7 @@ def keyed_kafka_sink(env: StreamExecutionEnvironment, rows: DataStream, *, table
           'connector' = 'kafka',
           'topic' = '{topic}',
           'properties.bootstrap.servers' = '{bootstrap}',
+          'properties.security.protocol' = '{security_protocol}',
           'key.format' = 'raw',
           'key.fields' = '{key_field}',
           'value.format' = 'raw',
@@ -47,11 +48,12 @@ def keyed_kafka_sink(env: StreamExecutionEnvironment, rows: DataStream, *, table
 DEAD_LETTERS = OutputTag(SIDE_OUTPUT, Types.STRING())
 
 
-def dead_letter_sink(letters: DataStream, *, topic: str, bootstrap: str) -> None:
+def dead_letter_sink(letters: DataStream, *, topic: str, bootstrap: str, security_protocol: str) -> None:
     """The jobs' dead letters (JSON strings) to `topic`, at-least-once: a letter may repeat after a restart."""
     letters.sink_to(
         KafkaSink.builder()
         .set_bootstrap_servers(bootstrap)
+        .set_property("security.protocol", security_protocol)
         .set_record_serializer(KafkaRecordSerializationSchema.builder().set_topic(topic)
                                .set_value_serialization_schema(SimpleStringSchema()).build())
         .set_delivery_guarantee(DeliveryGuarantee.AT_LEAST_ONCE)

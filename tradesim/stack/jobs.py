@@ -92,6 +92,7 @@ def _with_start_offsets(spec: JobSpec, settings: Settings, args: dict[str, str])
 def _arg_map(spec: JobSpec, settings: Settings, overrides: dict[str, str] | None = None) -> dict[str, str]:
     t, f = settings.topics, settings.flink
     args: dict[str, str] = {"bootstrap": settings.kafka.bootstrap, "job-name": spec.flink_name,
+                            "kafka-security-protocol": settings.kafka.security_protocol,
                             "checkpoint-interval-ms": str(f.checkpoint_interval_ms)}
     if spec.name == "bars":
         args |= {"source-topic": t.market_data, "bars-topic": t.market_bars, "dead-letter-topic": t.dead_letter,

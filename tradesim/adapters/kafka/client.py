@@ -26,13 +26,13 @@ class TopicSpec:
 def admin(kafka: KafkaSettings) -> AdminClient:
     # log_level 0: a health probe against a stopped broker must not spray librdkafka errors on stderr;
     # the caller turns the failure into one clear message.
-    return AdminClient({"bootstrap.servers": kafka.bootstrap, "socket.timeout.ms": 5000, "log_level": 0})
+    return AdminClient({**kafka.connection, "socket.timeout.ms": 5000, "log_level": 0})
 
 
 def producer(kafka: KafkaSettings, **overrides: Any) -> Producer:
     """An idempotent producer: acks=all, so a delivered message survives and is never duplicated by retries."""
     conf: dict[str, Any] = {
-        "bootstrap.servers": kafka.bootstrap,
+        **kafka.connection,
         "enable.idempotence": True,
         "acks": "all",
         "linger.ms": 5,
@@ -45,7 +45,7 @@ def producer(kafka: KafkaSettings, **overrides: Any) -> Producer:
 
 def consumer(kafka: KafkaSettings, group_id: str, **overrides: Any) -> Consumer:
     conf: dict[str, Any] = {
-        "bootstrap.servers": kafka.bootstrap,
+        **kafka.connection,
         "group.id": group_id,
         "auto.offset.reset": "earliest",
         "enable.auto.commit": False,

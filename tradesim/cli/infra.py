@@ -1,0 +1,63 @@
+"""`tradesim infra synth`: the AWS CDK app (tradesim/infra) as CloudFormation templates, offline."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+from urllib.parse import urlsplit
+
+import typer
+from rich.console import Console
+
+from tradesim.cli.errors import cli_errors
+from tradesim.stack.errors import StackError, UserError
+from tradesim.stack.flink import REPO_ROOT
+
+app = typer.Typer(help="Infrastructure as code: the whole system on AWS managed services (AWS CDK).",
+                  no_args_is_help=True)
+out = Console(highlight=False, soft_wrap=True)
+DEFAULT_OUT = REPO_ROOT / "infra" / "cdk.out"
+CDK_MODULES = ("aws_cdk", "cdk_nag", "constructs", "jsii")
+
+
+class Env(StrEnum):
+    dev = "dev"
+    prod = "prod"
+
+
+@app.command()
+@cli_errors
+def synth(
+    env: Annotated[Env, typer.Option("--env", help="Sizes of the environment (tradesim/infra/environments.py).")]
+    = Env.dev,
+    out_dir: Annotated[Path, typer.Option("--out", help="Cloud assembly folder.")] = DEFAULT_OUT,
+    region: Annotated[str, typer.Option(help="AWS region the templates are for.")] = "us-east-1",
+    clickhouse_url: Annotated[str | None, typer.Option(
+        help="An existing ClickHouse (http(s)://host:port) instead of the ECS-on-EC2 server.")] = None,
+) -> None:
+    """Write the CloudFormation templates of every service, store, job and alarm; checked by cdk-nag's
+    AwsSolutions pack as they are built (a finding fails the synthesis unless acknowledged with its reason)."""
+    if clickhouse_url is not None:
+        parts = urlsplit(clickhouse_url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise UserError(f"--clickhouse-url must be an http:// or https:// URL with a host, got {clickhouse_url!r}")
+    from tradesim.infra.synth import NodeMissing, synthesize
+
+    try:
+        result = synthesize(env.value, out_dir.resolve(), region=region, clickhouse_url=clickhouse_url)
+    except NodeMissing as exc:
+        raise UserError(str(exc)) from None
+    except ModuleNotFoundError as exc:
+        if exc.name not in CDK_MODULES:
+            raise
+        raise UserError(f"the CDK libraries are not installed ({exc.name}): pip install -e '.[infra]'") from None
+    except RuntimeError as exc:
+        if "ValidationFailed" not in str(exc):
+            raise
+        raise StackError(f"cdk-nag found what no acknowledgment covers: see {out_dir / 'validation-report.json'}"
+                         ) from None
+    out.print(f"wrote {result.template}")
+    if not result.connector_jar:
+        out.print("note: the Flink code artifact lacks the Kafka connector jar: run `tradesim provision --only flink` "
+                  "and synthesize again before deploying")

@@ -1,0 +1,131 @@
+"""The standard Flink jobs as Amazon Managed Service for Apache Flink applications: one code artifact built from
+the repo (the tradesim package and the Kafka connector jar), each job's arguments from the same catalog
+`tradesim jobs submit` uses."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from aws_cdk import ArnFormat, Stack
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kinesisanalyticsv2 as flink
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_s3_assets as assets
+from constructs import Construct
+
+from tradesim.infra.data import Data
+from tradesim.infra.environments import Environment
+from tradesim.infra.nag import accept
+from tradesim.infra.network import Network
+from tradesim.infra.settings_env import cloud_settings, env_vars
+from tradesim.jobs.managed import ENV_GROUP, JOB_GROUP
+from tradesim.stack.flink import JOB_CONSTRAINTS, JOB_RUNTIME_DEPS
+from tradesim.stack.jobs import JOBS, job_args
+
+#: the MSF runtime of the Flink the local stack runs (flink.version 2.2.x)
+RUNTIME = "FLINK-2_2"
+CONNECTOR_JAR = "lib/flink-sql-connector-kafka.jar"
+MAIN = "main.py"
+PACKAGE = Path(__file__).resolve().parents[1]
+
+
+def stage_artifact(target: Path, connector_jars: list[Path]) -> bool:
+    """The application's code folder (zipped by the asset): the tradesim package without the CLI, TUI and this
+    app, a main.py that hands over to tradesim.jobs.managed, the jobs' pinned Python deps, and the connector jar
+    when the local stack has fetched it. Returns whether the jar is in."""
+    shutil.rmtree(target, ignore_errors=True)
+    shutil.copytree(PACKAGE, target / "tradesim",
+                    ignore=shutil.ignore_patterns("__pycache__", "cli", "tui", "infra", "*.pyc"))
+    (target / MAIN).write_text("from tradesim.jobs.managed import main\n\nmain()\n")
+    pins = [*JOB_CONSTRAINTS, *(f"{d}=={metadata.version(d)}" for d in JOB_RUNTIME_DEPS)]
+    (target / "requirements.txt").write_text("\n".join(pins) + "\n")
+    if connector_jars:
+        (target / CONNECTOR_JAR).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(connector_jars[-1], target / CONNECTOR_JAR)
+    return bool(connector_jars)
+
+
+class FlinkJobs(Construct):
+    def __init__(self, scope: Construct, id: str, env: Environment, net: Network, data: Data,
+                 shared: dict[str, Any], artifact: Path) -> None:
+        super().__init__(scope, id)
+        code = assets.Asset(self, "Code", path=str(artifact))
+        role = iam.Role(self, "Role", assumed_by=iam.ServicePrincipal("kinesisanalytics.amazonaws.com"),
+                        description="tradesim Flink applications")
+        code.grant_read(role)
+        for table in data.tables:
+            table.grant_read_write_data(role)
+        # the applications run in the VPC: the service creates their network interfaces under this role
+        role.add_to_policy(iam.PolicyStatement(
+            actions=["ec2:DescribeVpcs", "ec2:DescribeSubnets", "ec2:DescribeSecurityGroups", "ec2:DescribeDhcpOptions",
+                     "ec2:DescribeNetworkInterfaces", "ec2:CreateNetworkInterface",
+                     "ec2:CreateNetworkInterfacePermission", "ec2:DeleteNetworkInterface"],
+            resources=["*"]))
+        accept(role, {
+            **data.index_findings(),
+            "AwsSolutions-IAM5[Resource::*]": "the network-interface calls of a VPC application take no ARN",
+            "AwsSolutions-IAM5[Action::s3:GetBucket*]": "CDK's asset grant: read of the one code artifact",
+            "AwsSolutions-IAM5[Action::s3:GetObject*]": "CDK's asset grant: read of the one code artifact",
+            "AwsSolutions-IAM5[Action::s3:List*]": "CDK's asset grant: read of the one code artifact",
+            f"AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:s3:::cdk-hnb659fds-assets-<AWS::AccountId>-"
+            f"{Stack.of(self).region}/*]": "CDK's asset grant: the bootstrap bucket holds the artifact",
+        })
+        log_group = logs.LogGroup(self, "Logs", retention=logs.RetentionDays.ONE_MONTH)
+        log_group.grant_write(role)
+        role.add_to_policy(iam.PolicyStatement(actions=["logs:DescribeLogGroups", "logs:DescribeLogStreams"],
+                                               resources=[log_group.log_group_arn]))
+        settings = cloud_settings(shared)
+        env_group = env_vars(shared)
+        parallelism = {"execution": env.execution_parallelism, "bars": env.bars_parallelism}
+        self.applications: dict[str, flink.CfnApplication] = {}
+        for spec in (s for s in JOBS.values() if s.standard):
+            app = flink.CfnApplication(
+                self, spec.name, application_name=f"tradesim-{env.name}-{spec.name}", runtime_environment=RUNTIME,
+                service_execution_role=role.role_arn, application_description=spec.description,
+                application_configuration=flink.CfnApplication.ApplicationConfigurationProperty(
+                    application_code_configuration=flink.CfnApplication.ApplicationCodeConfigurationProperty(
+                        code_content_type="ZIPFILE",
+                        code_content=flink.CfnApplication.CodeContentProperty(
+                            s3_content_location=flink.CfnApplication.S3ContentLocationProperty(
+                                bucket_arn=code.bucket.bucket_arn, file_key=code.s3_object_key))),
+                    environment_properties=flink.CfnApplication.EnvironmentPropertiesProperty(property_groups=[
+                        flink.CfnApplication.PropertyGroupProperty(
+                            property_group_id="kinesis.analytics.flink.run.options",
+                            property_map={"python": MAIN, "jarfile": CONNECTOR_JAR}),
+                        flink.CfnApplication.PropertyGroupProperty(
+                            property_group_id=JOB_GROUP,
+                            property_map={"module": spec.module, "args": json.dumps(job_args(spec, settings))}),
+                        flink.CfnApplication.PropertyGroupProperty(property_group_id=ENV_GROUP,
+                                                                   property_map=env_group),
+                    ]),
+                    flink_application_configuration=flink.CfnApplication.FlinkApplicationConfigurationProperty(
+                        checkpoint_configuration=flink.CfnApplication.CheckpointConfigurationProperty(
+                            configuration_type="CUSTOM", checkpointing_enabled=True,
+                            checkpoint_interval=settings.flink.checkpoint_interval_ms,
+                            min_pause_between_checkpoints=settings.flink.checkpoint_interval_ms // 5),
+                        monitoring_configuration=flink.CfnApplication.MonitoringConfigurationProperty(
+                            configuration_type="CUSTOM", log_level="INFO", metrics_level="APPLICATION"),
+                        parallelism_configuration=flink.CfnApplication.ParallelismConfigurationProperty(
+                            # a KPU (1 vCPU, 4 GB) per subtask: the Python stages are CPU-bound per record
+                            configuration_type="CUSTOM", parallelism=parallelism[spec.name], parallelism_per_kpu=1,
+                            auto_scaling_enabled=False)),
+                    application_snapshot_configuration=flink.CfnApplication.ApplicationSnapshotConfigurationProperty(
+                        snapshots_enabled=True),
+                    vpc_configurations=[flink.CfnApplication.VpcConfigurationProperty(
+                        subnet_ids=net.vpc.select_subnets(subnet_group_name="private").subnet_ids,
+                        security_group_ids=[net.flink.security_group_id])]))
+            # created after the role's policy, or the service finds no read access to the artifact
+            app.node.add_dependency(role.node.find_child("DefaultPolicy"))
+            flink.CfnApplicationCloudWatchLoggingOption(
+                self, f"{spec.name}Logging", application_name=app.ref,
+                cloud_watch_logging_option=flink.CfnApplicationCloudWatchLoggingOption.CloudWatchLoggingOptionProperty(
+                    log_stream_arn=Stack.of(self).format_arn(
+                        service="logs", resource="log-group",
+                        resource_name=f"{log_group.log_group_name}:log-stream:{spec.name}",
+                        arn_format=ArnFormat.COLON_RESOURCE_NAME)))
+            logs.LogStream(self, f"{spec.name}Stream", log_group=log_group, log_stream_name=spec.name)
+            self.applications[spec.name] = app

@@ -1,0 +1,196 @@
+"""The tradesim services on ECS Fargate (the order API and market data behind one HTTPS load balancer that also
+carries the WebSockets; persistence and the scenario feed) and ClickHouse on ECS on EC2 with an EBS volume."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from aws_cdk import CfnParameter, Duration, RemovalPolicy
+from aws_cdk import aws_autoscaling as autoscaling
+from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_ecs as ecs
+from aws_cdk import aws_elasticloadbalancingv2 as elbv2
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_s3 as s3
+from constructs import Construct
+
+from tradesim.infra.data import Data
+from tradesim.infra.environments import Environment
+from tradesim.infra.nag import accept
+from tradesim.infra.network import CLICKHOUSE_HTTP_PORT, HTTPS_PORT, Network
+from tradesim.infra.settings_env import Values, cloud_settings, env_vars
+
+REPO = Path(__file__).resolve().parents[2]
+#: the image holds only what docker/Dockerfile copies; the rest of the checkout stays out of the asset's hash
+IMAGE_CONTEXT_EXCLUDE = [".*", "build", "infra", "tests", "docs", "*.egg-info", "tradesim.toml"]
+CLICKHOUSE_IMAGE = "clickhouse/clickhouse-server:24.8"  # an LTS line that reads the adapter's DDL
+CLICKHOUSE_DATA = "/data/clickhouse"
+#: in a container the servers listen on the task's network interface, which the security groups guard
+ALL_INTERFACES = "0.0.0.0"  # noqa: S104
+ENV_SETTINGS = {"AwsSolutions-ECS2": "TRADESIM_* variables are how every tradesim process reads its settings; they "
+                                     "hold endpoints and sizes, the secrets come from Secrets Manager"}
+
+
+@dataclass(frozen=True)
+class Task:
+    name: str
+    module: str
+    cpu: int
+    memory_mib: int
+    count: int
+    #: settings of this service on top of the shared ones
+    values: dict[str, Any]
+
+
+class Services(Construct):
+    def __init__(self, scope: Construct, id: str, env: Environment, net: Network, data: Data,
+                 clickhouse_url: str | None) -> None:
+        super().__init__(scope, id)
+        self.cluster = ecs.Cluster(self, "Cluster", vpc=net.vpc, container_insights_v2=ecs.ContainerInsights.ENHANCED)
+        self.clickhouse: ecs.Ec2Service | None = None
+        if clickhouse_url is None:
+            clickhouse_url = self._clickhouse(env, net, data)
+        self.shared: dict[str, Any] = {
+            "kafka": {"bootstrap_servers": data.kafka_bootstrap, "security_protocol": "SSL",
+                      "partitions": env.kafka_partitions},
+            "redis": {"url": data.redis_url},
+            "dynamodb": {"use_aws": True, "region": data.tables[0].stack.region, "table_prefix": data.table_prefix},
+            "opensearch": {"url": data.search_url},
+            "clickhouse": {"url": clickhouse_url},
+        }
+        local = cloud_settings(self.shared)
+        self.ports = {"api": local.api.port, "ws": local.marketdata.ws_port,
+                      "marketdata": local.marketdata.metrics_port,
+                      "persistence": local.persistence.metrics_port, "market": local.market.metrics_port}
+        image = ecs.ContainerImage.from_asset(str(REPO), file="docker/Dockerfile", exclude=IMAGE_CONTEXT_EXCLUDE)
+        tasks = [
+            Task("api", "tradesim.services.api", 1024, 2048, env.api_tasks, {"api": {"host": ALL_INTERFACES}}),
+            Task("marketdata", "tradesim.services.marketdata", 1024, 2048, env.marketdata_tasks,
+                 {"marketdata": {"host": ALL_INTERFACES}}),
+            Task("persistence", "tradesim.services.persistence", 512, 1024, env.persistence_tasks,
+                 {"persistence": {"host": ALL_INTERFACES}}),
+            # one feed: two would publish every tick twice
+            Task("market", "tradesim.services.market", 256, 512, 1,
+                 {"market": {"host": ALL_INTERFACES}, "scenarios_dir": "/app/scenarios"}),
+        ]
+        groups = {"api": net.api, "marketdata": net.marketdata, "persistence": net.persistence, "market": net.market}
+        self.services = {t.name: self._service(t, image, groups[t.name], net, data) for t in tasks}
+        for table in data.tables:
+            table.grant_read_write_data(self.services["api"].task_definition.task_role)
+        accept(self.services["api"].task_definition, data.index_findings())
+        net.admit(net.clickhouse, CLICKHOUSE_HTTP_PORT, net.api, net.persistence)
+        self._load_balancer(net)
+
+    def _service(self, task: Task, image: ecs.ContainerImage, group: ec2.SecurityGroup, net: Network,
+                 data: Data) -> ecs.FargateService:
+        definition = ecs.FargateTaskDefinition(self, f"{task.name}Task", cpu=task.cpu, memory_limit_mib=task.memory_mib)
+        accept(definition, {**ENV_SETTINGS, "AwsSolutions-IAM5[Resource::*]": "the image pull's "
+                            "ecr:GetAuthorizationToken takes no ARN (CDK's execution-role grant)"})
+        values: Values = {**self.shared, **task.values}
+        secrets = {"TRADESIM_CLICKHOUSE__PASSWORD": ecs.Secret.from_secrets_manager(data.clickhouse_password)}
+        if task.name == "api":
+            secrets["TRADESIM_API__ADMIN_KEY"] = ecs.Secret.from_secrets_manager(data.admin_key)
+        definition.add_container(
+            task.name, image=image, command=["python", "-m", task.module], environment=env_vars(values),
+            secrets=secrets,
+            port_mappings=[ecs.PortMapping(container_port=p) for p in self._ports_of(task.name)],
+            logging=self._logs(task.name))
+        return ecs.FargateService(
+            self, f"{task.name}Service", cluster=self.cluster, task_definition=definition,
+            desired_count=task.count, security_groups=[group], vpc_subnets=net.private, assign_public_ip=False,
+            circuit_breaker=ecs.DeploymentCircuitBreaker(rollback=True))
+
+    def _logs(self, name: str) -> ecs.LogDriver:
+        group = logs.LogGroup(self, f"{name}Logs", retention=logs.RetentionDays.ONE_MONTH,
+                              removal_policy=RemovalPolicy.DESTROY)
+        return ecs.LogDrivers.aws_logs(stream_prefix=name, log_group=group)
+
+    def _ports_of(self, name: str) -> list[int]:
+        return {"api": [self.ports["api"]], "marketdata": [self.ports["ws"], self.ports["marketdata"]],
+                "persistence": [self.ports["persistence"]], "market": [self.ports["market"]]}[name]
+
+    def _load_balancer(self, net: Network) -> None:
+        certificate = CfnParameter(self, "CertificateArn", type="String",
+                                   description="ACM certificate of the load balancer's HTTPS listener")
+        logs_bucket = s3.Bucket(self, "AlbLogs", encryption=s3.BucketEncryption.S3_MANAGED, enforce_ssl=True,
+                                block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
+                                lifecycle_rules=[s3.LifecycleRule(expiration=Duration.days(90))])
+        accept(logs_bucket, {"AwsSolutions-S1": "the access-log bucket itself: logging it would log the logging"})
+        self.alb = elbv2.ApplicationLoadBalancer(self, "Alb", vpc=net.vpc, internet_facing=True,
+                                                 security_group=net.alb, drop_invalid_header_fields=True)
+        self.alb.log_access_logs(logs_bucket)
+        api = elbv2.ApplicationTargetGroup(
+            self, "ApiTargets", vpc=net.vpc, port=self.ports["api"], protocol=elbv2.ApplicationProtocol.HTTP,
+            target_type=elbv2.TargetType.IP, health_check=elbv2.HealthCheck(path="/healthz"))
+        ws = elbv2.ApplicationTargetGroup(
+            self, "WebSocketTargets", vpc=net.vpc, port=self.ports["ws"], protocol=elbv2.ApplicationProtocol.HTTP,
+            target_type=elbv2.TargetType.IP,
+            health_check=elbv2.HealthCheck(path="/metrics", port=str(self.ports["marketdata"])))
+        self.services["api"].attach_to_application_target_group(api)
+        self.services["marketdata"].attach_to_application_target_group(ws)
+        self.target_groups = {"api": api, "marketdata": ws}
+        listener = self.alb.add_listener(
+            "Https", port=HTTPS_PORT, open=False, ssl_policy=elbv2.SslPolicy.RECOMMENDED_TLS,
+            certificates=[elbv2.ListenerCertificate.from_arn(certificate.value_as_string)],
+            default_target_groups=[api])
+        # one host name: a WebSocket upgrade goes to market data, everything else to the API
+        listener.add_target_groups("WebSocket", priority=10, target_groups=[ws],
+                                   conditions=[elbv2.ListenerCondition.http_header("Upgrade", ["websocket"])])
+        net.admit(net.api, self.ports["api"], net.alb)
+        net.admit(net.marketdata, self.ports["ws"], net.alb)
+        net.admit(net.marketdata, self.ports["marketdata"], net.alb)
+
+    def _clickhouse(self, env: Environment, net: Network, data: Data) -> str:
+        # one host in one zone: its EBS volume lives there. The tables are a read model that `tradesim rebuild
+        # analytics` replays from trade_executed, so a lost volume costs a rebuild, not data.
+        hosts = autoscaling.AutoScalingGroup(
+            self, "ClickHouseHosts", vpc=net.vpc,
+            vpc_subnets=ec2.SubnetSelection(subnets=net.vpc.private_subnets[:1]),
+            instance_type=ec2.InstanceType(env.clickhouse_instance),
+            machine_image=ecs.EcsOptimizedImage.amazon_linux2023(), min_capacity=1, max_capacity=1,
+            security_group=net.clickhouse, require_imdsv2=True,
+            instance_monitoring=autoscaling.Monitoring.DETAILED,
+            block_devices=[
+                autoscaling.BlockDevice(device_name="/dev/xvda",
+                                        volume=autoscaling.BlockDeviceVolume.ebs(30, encrypted=True)),
+                autoscaling.BlockDevice(device_name="/dev/xvdb", volume=autoscaling.BlockDeviceVolume.ebs(
+                    env.clickhouse_volume_gb, encrypted=True, volume_type=autoscaling.EbsDeviceVolumeType.GP3)),
+            ])
+        # on Nitro instances the second EBS volume is nvme1n1; formatted once, mounted where the task's volume is
+        hosts.add_user_data(
+            "dev=/dev/nvme1n1",
+            "blkid $dev || mkfs -t xfs $dev",
+            f"mkdir -p {CLICKHOUSE_DATA} && mount $dev {CLICKHOUSE_DATA} && chown 101:101 {CLICKHOUSE_DATA}",
+        )
+        accept(hosts, {
+            "AwsSolutions-AS3": "one fixed instance under an ECS capacity provider; TradesimComponentDown-clickhouse "
+                                "alarms when its task is not running",
+            "AwsSolutions-IAM5[Action::ecs:Submit*]": "the ECS agent's own policy (CDK's container-instance role)",
+            "AwsSolutions-IAM5[Resource::*]": "the ECS agent's own policy: its poll and telemetry calls take no ARN",
+        })
+        capacity = ecs.AsgCapacityProvider(self, "ClickHouseCapacity", auto_scaling_group=hosts,
+                                           enable_managed_termination_protection=False, enable_managed_draining=True)
+        self.cluster.add_asg_capacity_provider(capacity)
+        namespace = self.cluster.add_default_cloud_map_namespace(name=f"tradesim-{env.name}.internal")
+        definition = ecs.Ec2TaskDefinition(self, "ClickHouseTask", network_mode=ecs.NetworkMode.AWS_VPC)
+        accept(definition, {"AwsSolutions-ECS2": "the server's user and database names; its password is a secret"})
+        definition.add_volume(name="data", host=ecs.Host(source_path=CLICKHOUSE_DATA))
+        local = cloud_settings({})
+        server = definition.add_container(
+            "clickhouse", image=ecs.ContainerImage.from_registry(CLICKHOUSE_IMAGE),
+            memory_reservation_mib=2048, port_mappings=[ecs.PortMapping(container_port=CLICKHOUSE_HTTP_PORT)],
+            environment={"CLICKHOUSE_USER": local.clickhouse.user, "CLICKHOUSE_DB": local.clickhouse.database},
+            secrets={"CLICKHOUSE_PASSWORD": ecs.Secret.from_secrets_manager(data.clickhouse_password)},
+            logging=self._logs("clickhouse"))
+        server.add_mount_points(ecs.MountPoint(container_path="/var/lib/clickhouse", source_volume="data",
+                                               read_only=False))
+        self.clickhouse = ecs.Ec2Service(
+            self, "ClickHouse", cluster=self.cluster, task_definition=definition, desired_count=1,
+            security_groups=[net.clickhouse], vpc_subnets=ec2.SubnetSelection(subnets=net.vpc.private_subnets[:1]),
+            min_healthy_percent=0, max_healthy_percent=100,
+            capacity_provider_strategies=[ecs.CapacityProviderStrategy(
+                capacity_provider=capacity.capacity_provider_name, weight=1)],
+            cloud_map_options=ecs.CloudMapOptions(name="clickhouse"))
+        return f"http://clickhouse.{namespace.namespace_name}:{CLICKHOUSE_HTTP_PORT}"
