@@ -1,0 +1,50 @@
+"""One synthesis per environment for the whole module (each takes seconds: jsii runs the CDK on Node.js)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from tradesim.infra.synth import Synthesis, synthesize
+
+
+class Synthesized:
+    def __init__(self, result: Synthesis) -> None:
+        self.result = result
+        self.template: dict[str, Any] = json.loads(result.template.read_text())
+        self.resources: dict[str, dict[str, Any]] = self.template["Resources"]
+
+    def of_type(self, kind: str) -> dict[str, dict[str, Any]]:
+        found = {name: r for name, r in self.resources.items() if r["Type"] == kind}
+        assert found, f"the template has no {kind}"
+        return found
+
+    def properties(self, kind: str) -> list[dict[str, Any]]:
+        return [r.get("Properties", {}) for r in self.of_type(kind).values()]
+
+
+_DONE: dict[str, Synthesized] = {}
+
+
+def _synthesize(env: str, factory: pytest.TempPathFactory) -> Synthesized:
+    if env not in _DONE:
+        # no connector jar: the template must not depend on what this machine's stack has fetched
+        _DONE[env] = Synthesized(synthesize(env, factory.mktemp(f"infra-{env}") / "cdk.out", connector_jars=[]))
+    return _DONE[env]
+
+
+@pytest.fixture(scope="session", params=["dev", "prod"])
+def synthesized(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Synthesized:
+    return _synthesize(request.param, tmp_path_factory)
+
+
+@pytest.fixture(scope="session")
+def dev(tmp_path_factory: pytest.TempPathFactory) -> Synthesized:
+    return _synthesize("dev", tmp_path_factory)
+
+
+@pytest.fixture(scope="session")
+def prod(tmp_path_factory: pytest.TempPathFactory) -> Synthesized:
+    return _synthesize("prod", tmp_path_factory)
