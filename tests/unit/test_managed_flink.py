@@ -4,13 +4,15 @@ and TRADESIM_* settings; and the Kafka client properties every client starts fro
 from __future__ import annotations
 
 import json
+import os
 import re
 from pathlib import Path
 
 import pytest
 
 from tradesim.infra.settings_env import cloud_settings, env_vars
-from tradesim.jobs.managed import ENV_GROUP, JOB_GROUP, prepare, property_groups
+from tradesim.jobs.managed import ENV_GROUP, JOB_GROUP, adopt, prepare, property_groups
+from tradesim.jobs.managed import carried as carried_settings
 from tradesim.settings import load_settings
 from tradesim.stack.jobs import JOBS, job_args
 
@@ -20,10 +22,15 @@ def _write(path: Path, groups: dict[str, dict[str, str]]) -> Path:
     return path
 
 
-def test_the_properties_become_the_jobs_arguments_and_settings(tmp_path: Path,
-                                                               monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("TRADESIM_KAFKA__SECURITY_PROTOCOL", raising=False)
-    monkeypatch.setenv("TRADESIM_REDIS__URL", "redis://already-set:6379/0")
+@pytest.fixture
+def bare_environ(monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """A process environment without TRADESIM_* variables (a Managed Flink worker's), restored afterwards."""
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("TRADESIM_")}
+    monkeypatch.setattr(os, "environ", environ)
+    return environ
+
+
+def test_the_properties_become_the_jobs_arguments_and_settings(tmp_path: Path, bare_environ: dict[str, str]) -> None:
     settings = cloud_settings({"kafka": {"bootstrap_servers": "b-1.example:9094", "security_protocol": "SSL"}})
     args = job_args(JOBS["execution"], settings)
     path = _write(tmp_path / "application_properties.json", {
@@ -35,7 +42,22 @@ def test_the_properties_become_the_jobs_arguments_and_settings(tmp_path: Path,
     assert argv[argv.index("--bootstrap") + 1] == "b-1.example:9094"
     assert argv[argv.index("--kafka-security-protocol") + 1] == "SSL"
     assert load_settings().kafka.security_protocol == "SSL"
-    assert load_settings().redis.url == "redis://already-set:6379/0"  # what the process was given wins
+    assert load_settings().redis.url == "rediss://cloud:6390/0"
+
+
+def test_operators_carry_the_settings_to_a_worker_that_has_none(bare_environ: dict[str, str]) -> None:
+    bare_environ |= {"TRADESIM_REDIS__URL": "rediss://cloud:6390/0", "TRADESIM_API__ADMIN_KEY": "secret"}
+    carried = carried_settings()
+    assert carried == {"TRADESIM_REDIS__URL": "rediss://cloud:6390/0"}  # no secret goes into the job graph
+    bare_environ.clear()
+    adopt(carried)
+    assert load_settings().redis.url == "rediss://cloud:6390/0"
+
+
+def test_a_worker_the_stack_started_keeps_its_own_settings(bare_environ: dict[str, str]) -> None:
+    bare_environ["TRADESIM_REDIS__PORT"] = "16379"
+    adopt({"TRADESIM_REDIS__URL": "rediss://elsewhere:6390/0"})
+    assert "TRADESIM_REDIS__URL" not in bare_environ
 
 
 @pytest.mark.parametrize(("groups", "message"), [

@@ -11,6 +11,7 @@ import typer
 from rich.console import Console
 
 from tradesim.cli.errors import cli_errors
+from tradesim.infra.synth import DEFAULT_REGION, NodeMissing, synthesize  # aws_cdk loads in synthesize
 from tradesim.stack.errors import StackError, UserError
 from tradesim.stack.flink import REPO_ROOT
 
@@ -32,7 +33,7 @@ def synth(
     env: Annotated[Env, typer.Option("--env", help="Sizes of the environment (tradesim/infra/environments.py).")]
     = Env.dev,
     out_dir: Annotated[Path, typer.Option("--out", help="Cloud assembly folder.")] = DEFAULT_OUT,
-    region: Annotated[str, typer.Option(help="AWS region the templates are for.")] = "us-east-1",
+    region: Annotated[str, typer.Option(help="AWS region the templates are for.")] = DEFAULT_REGION,
     clickhouse_url: Annotated[str | None, typer.Option(
         help="An existing ClickHouse (http(s)://host:port) instead of the ECS-on-EC2 server.")] = None,
 ) -> None:
@@ -42,8 +43,6 @@ def synth(
         parts = urlsplit(clickhouse_url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise UserError(f"--clickhouse-url must be an http:// or https:// URL with a host, got {clickhouse_url!r}")
-    from tradesim.infra.synth import NodeMissing, synthesize
-
     try:
         result = synthesize(env.value, out_dir.resolve(), region=region, clickhouse_url=clickhouse_url)
     except NodeMissing as exc:

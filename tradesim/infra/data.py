@@ -37,10 +37,11 @@ class Data(Construct):
         prefix = f"tradesim-{env.name}-"
         self.key = kms.Key(self, "DataKey", enable_key_rotation=True, removal_policy=removal,
                            description="tradesim: encryption at rest of every store")
-        self.key.grant_encrypt_decrypt(iam.ServicePrincipal(f"logs.{Stack.of(self).region}.amazonaws.com"))
+        # CloudWatch publishes alarm notifications to the SNS topic this key encrypts
+        self.key.grant(iam.ServicePrincipal("cloudwatch.amazonaws.com"), "kms:Decrypt", "kms:GenerateDataKey*")
 
         self.table_prefix = prefix
-        self.tables: list[dynamodb.Table] = []
+        self.tables: dict[str, dynamodb.Table] = {}
         for spec in TABLES:
             table = dynamodb.Table(
                 self, spec.name, table_name=prefix + spec.name,
@@ -55,7 +56,7 @@ class Data(Construct):
                     index_name=index.name, partition_key=_attribute(spec, index.hash_key),
                     sort_key=_attribute(spec, index.range_key) if index.range_key else None,
                     projection_type=dynamodb.ProjectionType.ALL)
-            self.tables.append(table)
+            self.tables[spec.name] = table
 
         self._kafka(env, net, removal)
         self._redis(env, net)
@@ -75,7 +76,8 @@ class Data(Construct):
         """The IAM5 findings of a grant on the tables (CDK's own: index/* for the by_user and by_key_hash
         queries, and the tables' key), to acknowledge on the grantee."""
         stack = Stack.of(self)
-        ids = [stack.resolve(stack.get_logical_id(t.node.default_child)) for t in self.tables]  # type: ignore[arg-type]
+        ids = [stack.resolve(stack.get_logical_id(t.node.default_child))  # type: ignore[arg-type]
+               for t in self.tables.values()]
         return {
             **{f"AwsSolutions-IAM5[Resource::<{i}.Arn>/index/*]": "queries read the table's own indexes" for i in ids},
             "AwsSolutions-IAM5[Action::kms:GenerateDataKey*]": "CDK's table grant: the tables' key wraps data keys",
@@ -87,12 +89,12 @@ class Data(Construct):
                                     removal_policy=removal)
         config = msk.CfnConfiguration(
             self, "KafkaConfig", name=f"tradesim-{env.name}", kafka_versions_list=[KAFKA_VERSION],
-            # the topics appear on first use with the stack's partitions; replicated on every broker up to 3
+            # topics come only from the init task (their partitions and retention as locally), replicated on
+            # every broker up to 3; a write needs all but one of the replicas
             server_properties="\n".join([
-                "auto.create.topics.enable=true",
-                f"num.partitions={env.kafka_partitions}",
+                "auto.create.topics.enable=false",
                 f"default.replication.factor={min(env.kafka_brokers, 3)}",
-                f"min.insync.replicas={min(env.kafka_brokers, 3) - 1}",
+                f"min.insync.replicas={max(1, min(env.kafka_brokers, 3) - 1)}",
                 "unclean.leader.election.enable=false",
             ]))
         self.kafka = msk.CfnCluster(
@@ -114,7 +116,7 @@ class Data(Construct):
                 cloud_watch_logs=msk.CfnCluster.CloudWatchLogsProperty(enabled=True,
                                                                        log_group=broker_logs.log_group_name))))
         self.kafka.apply_removal_policy(removal)
-        net.admit(net.kafka, KAFKA_TLS_PORT, net.api, net.marketdata, net.persistence, net.market, net.flink)
+        net.admit(net.kafka, KAFKA_TLS_PORT, net.api, net.marketdata, net.persistence, net.market, net.flink, net.init)
         # MSK has no CloudFormation attribute for its bootstrap list: one GetBootstrapBrokers call at deploy time
         brokers = cr.AwsCustomResource(
             self, "KafkaBootstrap",
@@ -128,6 +130,10 @@ class Data(Construct):
         subnets = elasticache.CfnSubnetGroup(
             self, "RedisSubnets", description="tradesim Redis",
             subnet_ids=net.vpc.select_subnets(subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS).subnet_ids)
+        # as locally (redis.maxmemory_mb): a full Redis refuses writes rather than evicting idempotency answers
+        parameters = elasticache.CfnParameterGroup(
+            self, "RedisParameters", cache_parameter_group_family="redis7", description="tradesim: noeviction",
+            properties={"maxmemory-policy": "noeviction"})
         self.redis = elasticache.CfnReplicationGroup(
             self, "Redis", replication_group_description=f"tradesim {env.name}: prices, holdings, idempotency",
             engine="redis", engine_version=REDIS_VERSION, cache_node_type=env.redis_node, port=REDIS_PORT,
@@ -135,10 +141,11 @@ class Data(Construct):
             automatic_failover_enabled=env.redis_replicas > 0, multi_az_enabled=env.redis_replicas > 0,
             at_rest_encryption_enabled=True, kms_key_id=self.key.key_id, transit_encryption_enabled=True,
             cache_subnet_group_name=subnets.ref, security_group_ids=[net.redis.security_group_id],
+            cache_parameter_group_name=parameters.ref,
             snapshot_retention_limit=7 if env.protect_data else 1)
         accept(self.redis, {"AwsSolutions-AEC6": "no AUTH token: redis.url would carry it in a plain variable; TLS and "
                                                  "a security group that admits only the API, market data and Flink"})
-        net.admit(net.redis, REDIS_PORT, net.api, net.marketdata, net.flink)
+        net.admit(net.redis, REDIS_PORT, net.api, net.marketdata, net.market, net.flink)
         self.redis_url = f"rediss://{self.redis.attr_primary_end_point_address}:{REDIS_PORT}/0"
 
     def _search(self, env: Environment, net: Network, removal: RemovalPolicy) -> None:
@@ -164,7 +171,7 @@ class Data(Construct):
         # its security group admits only the API and persistence tasks)
         self.search.add_access_policies(iam.PolicyStatement(
             actions=["es:ESHttp*"], principals=[iam.AnyPrincipal()], resources=[self.search.domain_arn + "/*"]))
-        net.admit(net.search, HTTPS_PORT, net.api, net.persistence)
+        net.admit(net.search, HTTPS_PORT, net.api, net.persistence, net.init)
         accept(self.search, {
             "AwsSolutions-OS3": "in the private subnets: its security group, not an IP list, decides who reaches it",
             "AwsSolutions-OS5": "unsigned requests (the adapter does not sign); the group admits API and persistence",

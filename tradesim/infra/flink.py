@@ -11,12 +11,14 @@ from pathlib import Path
 from typing import Any
 
 from aws_cdk import ArnFormat, Stack
+from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kinesisanalyticsv2 as flink
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3_assets as assets
 from constructs import Construct
 
+from tradesim.adapters.dynamodb.tables import ORDERS, PORTFOLIOS
 from tradesim.infra.data import Data
 from tradesim.infra.environments import Environment
 from tradesim.infra.nag import accept
@@ -31,6 +33,8 @@ RUNTIME = "FLINK-2_2"
 CONNECTOR_JAR = "lib/flink-sql-connector-kafka.jar"
 MAIN = "main.py"
 PACKAGE = Path(__file__).resolve().parents[1]
+#: the tables each standard job writes (execution: the settle and the mirror; bars: none)
+TABLES_OF: dict[str, tuple[str, ...]] = {"execution": (ORDERS, PORTFOLIOS), "bars": ()}
 
 
 def stage_artifact(target: Path, connector_jars: list[Path]) -> bool:
@@ -54,30 +58,9 @@ class FlinkJobs(Construct):
                  shared: dict[str, Any], artifact: Path) -> None:
         super().__init__(scope, id)
         code = assets.Asset(self, "Code", path=str(artifact))
-        role = iam.Role(self, "Role", assumed_by=iam.ServicePrincipal("kinesisanalytics.amazonaws.com"),
-                        description="tradesim Flink applications")
-        code.grant_read(role)
-        for table in data.tables:
-            table.grant_read_write_data(role)
-        # the applications run in the VPC: the service creates their network interfaces under this role
-        role.add_to_policy(iam.PolicyStatement(
-            actions=["ec2:DescribeVpcs", "ec2:DescribeSubnets", "ec2:DescribeSecurityGroups", "ec2:DescribeDhcpOptions",
-                     "ec2:DescribeNetworkInterfaces", "ec2:CreateNetworkInterface",
-                     "ec2:CreateNetworkInterfacePermission", "ec2:DeleteNetworkInterface"],
-            resources=["*"]))
-        accept(role, {
-            **data.index_findings(),
-            "AwsSolutions-IAM5[Resource::*]": "the network-interface calls of a VPC application take no ARN",
-            "AwsSolutions-IAM5[Action::s3:GetBucket*]": "CDK's asset grant: read of the one code artifact",
-            "AwsSolutions-IAM5[Action::s3:GetObject*]": "CDK's asset grant: read of the one code artifact",
-            "AwsSolutions-IAM5[Action::s3:List*]": "CDK's asset grant: read of the one code artifact",
-            f"AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:s3:::cdk-hnb659fds-assets-<AWS::AccountId>-"
-            f"{Stack.of(self).region}/*]": "CDK's asset grant: the bootstrap bucket holds the artifact",
-        })
         log_group = logs.LogGroup(self, "Logs", retention=logs.RetentionDays.ONE_MONTH)
-        log_group.grant_write(role)
-        role.add_to_policy(iam.PolicyStatement(actions=["logs:DescribeLogGroups", "logs:DescribeLogStreams"],
-                                               resources=[log_group.log_group_arn]))
+        roles = {name: self._role(name, code, log_group, [data.tables[t] for t in tables], data)
+                 for name, tables in TABLES_OF.items()}
         settings = cloud_settings(shared)
         env_group = env_vars(shared)
         parallelism = {"execution": env.execution_parallelism, "bars": env.bars_parallelism}
@@ -85,7 +68,7 @@ class FlinkJobs(Construct):
         for spec in (s for s in JOBS.values() if s.standard):
             app = flink.CfnApplication(
                 self, spec.name, application_name=f"tradesim-{env.name}-{spec.name}", runtime_environment=RUNTIME,
-                service_execution_role=role.role_arn, application_description=spec.description,
+                service_execution_role=roles[spec.name].role_arn, application_description=spec.description,
                 application_configuration=flink.CfnApplication.ApplicationConfigurationProperty(
                     application_code_configuration=flink.CfnApplication.ApplicationCodeConfigurationProperty(
                         code_content_type="ZIPFILE",
@@ -119,13 +102,42 @@ class FlinkJobs(Construct):
                         subnet_ids=net.vpc.select_subnets(subnet_group_name="private").subnet_ids,
                         security_group_ids=[net.flink.security_group_id])]))
             # created after the role's policy, or the service finds no read access to the artifact
-            app.node.add_dependency(role.node.find_child("DefaultPolicy"))
-            flink.CfnApplicationCloudWatchLoggingOption(
+            app.node.add_dependency(roles[spec.name].node.find_child("DefaultPolicy"))
+            stream = logs.LogStream(self, f"{spec.name}Stream", log_group=log_group, log_stream_name=spec.name)
+            logging = flink.CfnApplicationCloudWatchLoggingOption(
                 self, f"{spec.name}Logging", application_name=app.ref,
                 cloud_watch_logging_option=flink.CfnApplicationCloudWatchLoggingOption.CloudWatchLoggingOptionProperty(
                     log_stream_arn=Stack.of(self).format_arn(
                         service="logs", resource="log-group",
                         resource_name=f"{log_group.log_group_name}:log-stream:{spec.name}",
                         arn_format=ArnFormat.COLON_RESOURCE_NAME)))
-            logs.LogStream(self, f"{spec.name}Stream", log_group=log_group, log_stream_name=spec.name)
+            logging.node.add_dependency(stream)
             self.applications[spec.name] = app
+
+    def _role(self, name: str, code: assets.Asset, log_group: logs.LogGroup, tables: list[dynamodb.Table],
+              data: Data) -> iam.Role:
+        """One application's role: its code, its log group, the tables it writes, its network interfaces."""
+        role = iam.Role(self, f"{name}Role", assumed_by=iam.ServicePrincipal("kinesisanalytics.amazonaws.com"),
+                        description=f"tradesim Flink application {name}")
+        code.grant_read(role)
+        for table in tables:
+            table.grant_read_write_data(role)
+        log_group.grant_write(role)
+        role.add_to_policy(iam.PolicyStatement(actions=["logs:DescribeLogGroups", "logs:DescribeLogStreams"],
+                                               resources=[log_group.log_group_arn]))
+        # the applications run in the VPC: the service creates their network interfaces under this role
+        role.add_to_policy(iam.PolicyStatement(
+            actions=["ec2:DescribeVpcs", "ec2:DescribeSubnets", "ec2:DescribeSecurityGroups", "ec2:DescribeDhcpOptions",
+                     "ec2:DescribeNetworkInterfaces", "ec2:CreateNetworkInterface",
+                     "ec2:CreateNetworkInterfacePermission", "ec2:DeleteNetworkInterface"],
+            resources=["*"]))
+        accept(role, {
+            **(data.index_findings() if tables else {}),
+            "AwsSolutions-IAM5[Resource::*]": "the network-interface calls of a VPC application take no ARN",
+            "AwsSolutions-IAM5[Action::s3:GetBucket*]": "CDK's asset grant: read of the one code artifact",
+            "AwsSolutions-IAM5[Action::s3:GetObject*]": "CDK's asset grant: read of the one code artifact",
+            "AwsSolutions-IAM5[Action::s3:List*]": "CDK's asset grant: read of the one code artifact",
+            f"AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:s3:::cdk-hnb659fds-assets-<AWS::AccountId>-"
+            f"{Stack.of(self).region}/*]": "CDK's asset grant: the bootstrap bucket holds the artifact",
+        })
+        return role

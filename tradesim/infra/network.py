@@ -45,6 +45,7 @@ class Network(Construct):
         self.marketdata = group("MarketData", "Market-data (WebSocket) tasks")
         self.persistence = group("Persistence", "Persistence tasks")
         self.market = group("Market", "Scenario feed task")
+        self.init = group("Init", "The one-off task that creates the topics, the search index and the tables")
         self.flink = group("Flink", "Managed Flink applications")
         self.kafka = group("Kafka", "MSK brokers")
         self.redis = group("Redis", "ElastiCache Redis")

@@ -7,20 +7,23 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from aws_cdk import CfnParameter, Duration, RemovalPolicy
+from aws_cdk import CfnParameter, Duration, RemovalPolicy, Stack
 from aws_cdk import aws_autoscaling as autoscaling
 from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_ecr_assets as ecr_assets
 from aws_cdk import aws_ecs as ecs
 from aws_cdk import aws_elasticloadbalancingv2 as elbv2
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
+from aws_cdk import aws_secretsmanager as secrets
 from constructs import Construct
 
+from tradesim.adapters.dynamodb.tables import ACCOUNTS
 from tradesim.infra.data import Data
 from tradesim.infra.environments import Environment
 from tradesim.infra.nag import accept
 from tradesim.infra.network import CLICKHOUSE_HTTP_PORT, HTTPS_PORT, Network
-from tradesim.infra.settings_env import Values, cloud_settings, env_vars
+from tradesim.infra.settings_env import cloud_settings, env_vars
 
 REPO = Path(__file__).resolve().parents[2]
 #: the image holds only what docker/Dockerfile copies; the rest of the checkout stays out of the asset's hash
@@ -29,6 +32,7 @@ CLICKHOUSE_IMAGE = "clickhouse/clickhouse-server:24.8"  # an LTS line that reads
 CLICKHOUSE_DATA = "/data/clickhouse"
 #: in a container the servers listen on the task's network interface, which the security groups guard
 ALL_INTERFACES = "0.0.0.0"  # noqa: S104
+CONTAINER_HOME = "/tmp/tradesim"  # noqa: S108 - the container's own /tmp, nothing shares it
 ENV_SETTINGS = {"AwsSolutions-ECS2": "TRADESIM_* variables are how every tradesim process reads its settings; they "
                                      "hold endpoints and sizes, the secrets come from Secrets Manager"}
 
@@ -36,12 +40,15 @@ ENV_SETTINGS = {"AwsSolutions-ECS2": "TRADESIM_* variables are how every tradesi
 @dataclass(frozen=True)
 class Task:
     name: str
-    module: str
+    command: list[str]
     cpu: int
     memory_mib: int
     count: int
-    #: settings of this service on top of the shared ones
+    #: settings of this task on top of the shared ones
     values: dict[str, Any]
+    #: its secrets: TRADESIM_* variable → secret
+    secrets: dict[str, secrets.ISecret]
+    ports: list[int]
 
 
 class Services(Construct):
@@ -56,60 +63,72 @@ class Services(Construct):
             "kafka": {"bootstrap_servers": data.kafka_bootstrap, "security_protocol": "SSL",
                       "partitions": env.kafka_partitions},
             "redis": {"url": data.redis_url},
-            "dynamodb": {"use_aws": True, "region": data.tables[0].stack.region, "table_prefix": data.table_prefix},
+            "dynamodb": {"use_aws": True, "region": Stack.of(self).region, "table_prefix": data.table_prefix},
             "opensearch": {"url": data.search_url},
             "clickhouse": {"url": clickhouse_url},
+            # state files (the API workers' metrics folder, `up`'s state) in the container's writable /tmp
+            "home": CONTAINER_HOME,
         }
         local = cloud_settings(self.shared)
         self.ports = {"api": local.api.port, "ws": local.marketdata.ws_port,
-                      "marketdata": local.marketdata.metrics_port,
-                      "persistence": local.persistence.metrics_port, "market": local.market.metrics_port}
-        image = ecs.ContainerImage.from_asset(str(REPO), file="docker/Dockerfile", exclude=IMAGE_CONTEXT_EXCLUDE)
+                      "marketdata": local.marketdata.metrics_port}
+        image = ecs.ContainerImage.from_asset(str(REPO), file="docker/Dockerfile", exclude=IMAGE_CONTEXT_EXCLUDE,
+                                              platform=ecr_assets.Platform.LINUX_AMD64)
+        clickhouse = {"TRADESIM_CLICKHOUSE__PASSWORD": data.clickhouse_password}
         tasks = [
-            Task("api", "tradesim.services.api", 1024, 2048, env.api_tasks, {"api": {"host": ALL_INTERFACES}}),
-            Task("marketdata", "tradesim.services.marketdata", 1024, 2048, env.marketdata_tasks,
-                 {"marketdata": {"host": ALL_INTERFACES}}),
-            Task("persistence", "tradesim.services.persistence", 512, 1024, env.persistence_tasks,
-                 {"persistence": {"host": ALL_INTERFACES}}),
-            # one feed: two would publish every tick twice
-            Task("market", "tradesim.services.market", 256, 512, 1,
-                 {"market": {"host": ALL_INTERFACES}, "scenarios_dir": "/app/scenarios"}),
+            Task("api", _module("tradesim.services.api"), 1024, 2048, env.api_tasks,
+                 {"api": {"host": ALL_INTERFACES}},
+                 {**clickhouse, "TRADESIM_API__ADMIN_KEY": data.admin_key}, [local.api.port]),
+            Task("marketdata", _module("tradesim.services.marketdata"), 1024, 2048, env.marketdata_tasks,
+                 {"marketdata": {"host": ALL_INTERFACES}}, {},
+                 [local.marketdata.ws_port, local.marketdata.metrics_port]),
+            Task("persistence", _module("tradesim.services.persistence"), 512, 1024, env.persistence_tasks,
+                 {"persistence": {"host": ALL_INTERFACES}}, clickhouse,
+                 [local.persistence.metrics_port]),
+            Task("market", _module("tradesim.services.market"), 256, 512, 1,
+                 {"market": {"host": ALL_INTERFACES}, "scenarios_dir": "/app/scenarios"}, {},
+                 [local.market.metrics_port]),
         ]
         groups = {"api": net.api, "marketdata": net.marketdata, "persistence": net.persistence, "market": net.market}
-        self.services = {t.name: self._service(t, image, groups[t.name], net, data) for t in tasks}
-        for table in data.tables:
-            table.grant_read_write_data(self.services["api"].task_definition.task_role)
+        self.services = {t.name: self._service(t, image, groups[t.name], net) for t in tasks}
+        api_role = self.services["api"].task_definition.task_role
+        for table in data.tables.values():
+            table.grant_read_write_data(api_role)
         accept(self.services["api"].task_definition, data.index_findings())
-        net.admit(net.clickhouse, CLICKHOUSE_HTTP_PORT, net.api, net.persistence)
+        # the WebSocket's account channel looks keys up by their hash (Accounts' by_key_hash index)
+        data.tables[ACCOUNTS].grant_read_data(self.services["marketdata"].task_definition.task_role)
+        accept(self.services["marketdata"].task_definition, data.index_findings())
+        self.init = self._definition(Task(
+            "init", ["tradesim", "up", "--only", "kafka,opensearch,clickhouse"], 512, 1024, 0,
+            {"stack": {"watchdog": False}}, clickhouse, []), image)
+        net.admit(net.clickhouse, CLICKHOUSE_HTTP_PORT, net.api, net.persistence, net.init)
         self._load_balancer(net)
 
-    def _service(self, task: Task, image: ecs.ContainerImage, group: ec2.SecurityGroup, net: Network,
-                 data: Data) -> ecs.FargateService:
+    def _definition(self, task: Task, image: ecs.ContainerImage) -> ecs.FargateTaskDefinition:
         definition = ecs.FargateTaskDefinition(self, f"{task.name}Task", cpu=task.cpu, memory_limit_mib=task.memory_mib)
-        accept(definition, {**ENV_SETTINGS, "AwsSolutions-IAM5[Resource::*]": "the image pull's "
-                            "ecr:GetAuthorizationToken takes no ARN (CDK's execution-role grant)"})
-        values: Values = {**self.shared, **task.values}
-        secrets = {"TRADESIM_CLICKHOUSE__PASSWORD": ecs.Secret.from_secrets_manager(data.clickhouse_password)}
-        if task.name == "api":
-            secrets["TRADESIM_API__ADMIN_KEY"] = ecs.Secret.from_secrets_manager(data.admin_key)
         definition.add_container(
-            task.name, image=image, command=["python", "-m", task.module], environment=env_vars(values),
-            secrets=secrets,
-            port_mappings=[ecs.PortMapping(container_port=p) for p in self._ports_of(task.name)],
-            logging=self._logs(task.name))
+            task.name, image=image, command=task.command, environment=env_vars({**self.shared, **task.values}),
+            secrets={name: ecs.Secret.from_secrets_manager(secret) for name, secret in task.secrets.items()},
+            port_mappings=[ecs.PortMapping(container_port=p) for p in task.ports], logging=self._logs(task.name))
+        accept(definition, ENV_SETTINGS)
+        accept(definition.obtain_execution_role(), {
+            "AwsSolutions-IAM5[Resource::*]": "the image pull's ecr:GetAuthorizationToken takes no ARN"})
+        return definition
+
+    def _service(self, task: Task, image: ecs.ContainerImage, group: ec2.SecurityGroup,
+                 net: Network) -> ecs.FargateService:
+        # the feed runs once: a rolling deployment's overlap would publish every tick twice
+        single = task.name == "market"
         return ecs.FargateService(
-            self, f"{task.name}Service", cluster=self.cluster, task_definition=definition,
+            self, f"{task.name}Service", cluster=self.cluster, task_definition=self._definition(task, image),
             desired_count=task.count, security_groups=[group], vpc_subnets=net.private, assign_public_ip=False,
-            circuit_breaker=ecs.DeploymentCircuitBreaker(rollback=True))
+            circuit_breaker=ecs.DeploymentCircuitBreaker(rollback=True),
+            min_healthy_percent=0 if single else 100, max_healthy_percent=100 if single else 200)
 
     def _logs(self, name: str) -> ecs.LogDriver:
         group = logs.LogGroup(self, f"{name}Logs", retention=logs.RetentionDays.ONE_MONTH,
                               removal_policy=RemovalPolicy.DESTROY)
         return ecs.LogDrivers.aws_logs(stream_prefix=name, log_group=group)
-
-    def _ports_of(self, name: str) -> list[int]:
-        return {"api": [self.ports["api"]], "marketdata": [self.ports["ws"], self.ports["marketdata"]],
-                "persistence": [self.ports["persistence"]], "market": [self.ports["market"]]}[name]
 
     def _load_balancer(self, net: Network) -> None:
         certificate = CfnParameter(self, "CertificateArn", type="String",
@@ -162,7 +181,10 @@ class Services(Construct):
         hosts.add_user_data(
             "dev=/dev/nvme1n1",
             "blkid $dev || mkfs -t xfs $dev",
-            f"mkdir -p {CLICKHOUSE_DATA} && mount $dev {CLICKHOUSE_DATA} && chown 101:101 {CLICKHOUSE_DATA}",
+            f"mkdir -p {CLICKHOUSE_DATA}",
+            f"grep -q ' {CLICKHOUSE_DATA} ' /etc/fstab || "
+            f"echo \"$dev {CLICKHOUSE_DATA} xfs defaults,nofail 0 2\" >> /etc/fstab",
+            f"mount -a && chown 101:101 {CLICKHOUSE_DATA}",
         )
         accept(hosts, {
             "AwsSolutions-AS3": "one fixed instance under an ECS capacity provider; TradesimComponentDown-clickhouse "
@@ -194,3 +216,7 @@ class Services(Construct):
                 capacity_provider=capacity.capacity_provider_name, weight=1)],
             cloud_map_options=ecs.CloudMapOptions(name="clickhouse"))
         return f"http://clickhouse.{namespace.namespace_name}:{CLICKHOUSE_HTTP_PORT}"
+
+
+def _module(name: str) -> list[str]:
+    return ["python", "-m", name]

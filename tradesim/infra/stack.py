@@ -35,17 +35,21 @@ class TradesimStack(Stack):
         self.alarms = Alarms(self, "Alarms", env, self.data, self.services, self.jobs,
                              cloud_settings(self.services.shared))
         CfnOutput(self, "ApiUrl", value=f"https://{self.services.alb.load_balancer_dns_name}",
-                  description="api.url and market_data.ws_url (wss://) for the CLI and TUI")
+                  description="api.url and marketdata.ws_url (wss://) for the CLI and TUI")
         CfnOutput(self, "AlarmTopic", value=self.alarms.topic.topic_arn)
+        CfnOutput(self, "InitTask", value=self.services.init.task_definition_arn,
+                  description="run once after the first deployment (and after adding a topic): creates the Kafka "
+                              "topics, the search index and the ClickHouse tables")
         # the one Lambda function behind every AwsCustomResource (here: MSK's bootstrap list, OpenSearch's log
         # policy); CDK builds it at the stack's root
-        accept(self, {
+        custom_resources = self.node.find_child(CUSTOM_RESOURCE_FUNCTION)
+        accept(custom_resources, {
             "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole]":
                 "CDK's custom-resource functions: logging only, the AWS managed policy is that and nothing more",
             "AwsSolutions-IAM5[Action::kms:Describe*]": "the key lookups of the SDK calls CDK's custom resources make",
             "AwsSolutions-IAM5[Action::kms:List*]": "the key lookups of the SDK calls CDK's custom resources make",
         })
-        function = self.node.find_child(CUSTOM_RESOURCE_FUNCTION).node.default_child
+        function = custom_resources.node.default_child
         if not isinstance(function, CfnResource):
             raise TypeError(f"{CUSTOM_RESOURCE_FUNCTION} is not the custom-resource function CDK used to build")
         # CDK writes both a GetAtt of its role and a DependsOn on it; cfn-lint's W3005 calls the second redundant

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
 from tradesim.infra.environments import ENVIRONMENTS
+from tradesim.stack.dynamodb import MIN_NODE, node_major
 
 DEFAULT_REGION = "us-east-1"
 LAUNCH_TEMPLATES = "@aws-cdk/aws-autoscaling:generateLaunchTemplateInsteadOfLaunchConfig"
@@ -28,14 +28,14 @@ class Synthesis:
     connector_jar: bool
 
 
-def require_node() -> str:
-    """The major version of the Node.js on PATH; NodeMissing when there is none."""
+def require_node() -> int:
+    """The major version of the Node.js on PATH; NodeMissing when there is none or it is too old."""
     node = shutil.which("node")
-    if node is None:
-        raise NodeMissing("synthesis needs Node.js on PATH (the CDK's jsii runtime runs on it): install Node.js 20 "
-                          "or newer")
-    version = subprocess.run([node, "--version"], capture_output=True, text=True, check=True, timeout=30).stdout
-    return version.strip().lstrip("v").split(".")[0]
+    major = node_major(node) if node else None
+    if major is None or major < MIN_NODE:
+        found = f"Node.js {major} is on PATH" if major else "no working Node.js on PATH"
+        raise NodeMissing(f"{found}: synthesis runs the CDK on Node.js {MIN_NODE}+ (jsii); install it")
+    return major
 
 
 def synthesize(env_name: str, outdir: Path, *, region: str = DEFAULT_REGION, clickhouse_url: str | None = None,
@@ -43,8 +43,8 @@ def synthesize(env_name: str, outdir: Path, *, region: str = DEFAULT_REGION, cli
     major = require_node()
     # jsii prints a boxed notice on every start under a Node.js past its end of life (20 since 2026-10-30);
     # synthesis works the same on it (checked on 20.20), so the notice would only bury the output
-    os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", major)
-    os.environ.setdefault("JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION", major)
+    os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", str(major))
+    os.environ.setdefault("JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION", str(major))
     from aws_cdk import App, Validations
     from cdk_nag import AwsSolutionsChecks
 

@@ -33,7 +33,7 @@ from pyflink.table import StreamTableEnvironment
 
 from tradesim.domain.events import encode
 from tradesim.jobs import bars_logic as logic
-from tradesim.jobs import guard
+from tradesim.jobs import guard, managed
 from tradesim.jobs.sinks import DEAD_LETTERS, dead_letter_sink, keyed_kafka_sink, start_at
 
 
@@ -44,10 +44,12 @@ class SymbolBarsFunction(KeyedProcessFunction):
     def __init__(self, lag_ms: int, source_topic: str) -> None:
         self.lag_ms = lag_ms
         self.source_topic = source_topic
+        self.carried = managed.carried()
 
     def open(self, runtime_context: RuntimeContext) -> None:
         from tradesim.settings import load_settings
 
+        managed.adopt(self.carried)
         self.faults = load_settings().faults
         self.state = runtime_context.get_state(ValueStateDescriptor("bars", Types.PICKLED_BYTE_ARRAY()))
 

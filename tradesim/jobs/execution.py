@@ -52,17 +52,19 @@ from pyflink.table import StreamTableEnvironment
 from tradesim.adapters.tracing import ORDER_ATTRIBUTE
 from tradesim.domain.book import Book, Decision
 from tradesim.jobs import execution_logic as logic
-from tradesim.jobs import guard
+from tradesim.jobs import guard, managed
 from tradesim.jobs.sinks import DEAD_LETTERS, dead_letter_sink, keyed_kafka_sink, start_at
 
 log = logging.getLogger("tradesim.jobs.execution")
 T = TypeVar("T")
 
 
-def _settings() -> Any:
-    """The stack's settings: the Flink component starts the TaskManager with them as TRADESIM_* variables."""
+def _settings(carried: dict[str, str]) -> Any:
+    """The stack's settings: the Flink component starts the TaskManager with them as TRADESIM_* variables; on
+    Managed Flink they come with the operator (tradesim.jobs.managed)."""
     from tradesim.settings import load_settings
 
+    managed.adopt(carried)
     return load_settings()
 
 
@@ -76,7 +78,7 @@ def _tracing() -> Any:
         from tradesim.adapters.tracing import Tracing
 
         try:
-            _TRACING = Tracing(_settings().tracing, logic.JOB_NAME)
+            _TRACING = Tracing(_settings({}).tracing, logic.JOB_NAME)
         except Exception as exc:  # noqa: BLE001 - a trace is an aid: the job runs without one
             log.warning("tracing off in this worker: %s", exc)
             _TRACING = Tracing.off()
@@ -98,6 +100,7 @@ class SymbolStage(KeyedCoProcessFunction):
         super().__init__()
         self.deadline_ms = deadline_ms  # an order older than this when it arrives expires unmatched
         self.orders_topic, self.market_topic = orders_topic, market_topic
+        self.carried = managed.carried()
 
     def open(self, runtime_context: RuntimeContext) -> None:
         from tradesim.adapters.redis.client import connect
@@ -105,7 +108,7 @@ class SymbolStage(KeyedCoProcessFunction):
         from tradesim.domain.events import Tick
         from tradesim.domain.matching import SlippageModel
 
-        s = _settings()
+        s = _settings(self.carried)
         self.faults = s.faults
         self.book_state = runtime_context.get_state(ValueStateDescriptor("book", Types.PICKLED_BYTE_ARRAY()))
         self.slippage = SlippageModel(max_bps=s.trading.slippage_bps, seed=s.trading.slippage_seed)
@@ -175,13 +178,14 @@ class UserStage(KeyedProcessFunction):
     def __init__(self, orders_topic: str) -> None:
         super().__init__()
         self.orders_topic = orders_topic
+        self.carried = managed.carried()
 
     def open(self, runtime_context: RuntimeContext) -> None:
         from tradesim.adapters.dynamodb.client import DynamoDB
         from tradesim.adapters.dynamodb.orders import OrderStore
         from tradesim.adapters.dynamodb.portfolios import PortfolioStore
 
-        s = _settings()
+        s = _settings(self.carried)
         self.faults = s.faults
         # Every operator of the job runs in one embedded interpreter (thread mode). This stage waits on DynamoDB;
         # after each answer it must win the GIL back from the other stages, which by default may hold it 5 ms.
@@ -257,6 +261,7 @@ class MirrorStage(KeyedProcessFunction):
     def __init__(self, orders_topic: str, executed_topic: str) -> None:
         super().__init__()
         self.orders_topic, self.executed_topic = orders_topic, executed_topic
+        self.carried = managed.carried()
 
     def open(self, runtime_context: RuntimeContext) -> None:
         from tradesim.adapters.dynamodb.client import DynamoDB
@@ -264,7 +269,7 @@ class MirrorStage(KeyedProcessFunction):
         from tradesim.adapters.redis.client import connect
         from tradesim.adapters.redis.portfolio_view import ViewWriter
 
-        s = _settings()
+        s = _settings(self.carried)
         self.orders = OrderStore(DynamoDB(s.dynamodb))
         # the API's pre-check reads holdings from this Redis view
         client = connect(s.redis, timeout_s=0.5)

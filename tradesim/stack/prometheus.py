@@ -19,6 +19,9 @@ from tradesim.stack.tools import Report, apt_install, run_tool, stop_packaged_se
 
 RULES_DIR = Path(__file__).resolve().parent / "rules"
 RULE_FILES = ("tradesim.rules.yml",)
+#: the in-memory head is cut into a block once it spans 1.5x this; the default 2 h lets the head (and the RSS)
+#: grow for 3 h, longer than any local session. The rules look back at most minutes, which the head still holds.
+HEAD_BLOCK = "15m"
 
 
 def _observed(name: str) -> tuple[str, ...]:
@@ -119,7 +122,8 @@ class Prometheus(Component):
     def argv(self) -> list[str]:
         o = self.settings.observability
         return [self._binary(), f"--config.file={self.config_path}", f"--storage.tsdb.path={self.dir / 'data'}",
-                f"--storage.tsdb.retention.time={o.retention}", f"--web.listen-address={o.host}:{o.prometheus_port}"]
+                f"--storage.tsdb.retention.time={o.retention}", f"--storage.tsdb.min-block-duration={HEAD_BLOCK}",
+                f"--web.listen-address={o.host}:{o.prometheus_port}"]
 
     def check_health(self) -> None:
         body = answers(f"{self.address()}/-/ready", "Prometheus")

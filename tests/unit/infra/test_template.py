@@ -4,13 +4,16 @@ tables and settings the local stack uses, cdk-nag and cfn-lint clean."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.unit.infra.conftest import Synthesized
 from tradesim.adapters.dynamodb.tables import TABLES
+from tradesim.infra import nag
 from tradesim.infra.alarms import NOT_ON_AWS, alert_rules
+from tradesim.infra.synth import synthesize
 from tradesim.jobs.managed import ENV_GROUP, JOB_GROUP
 from tradesim.settings import Settings
 from tradesim.stack.jobs import JOBS
@@ -104,13 +107,19 @@ def test_every_alert_rule_has_its_alarms_or_a_reason(synthesized: Synthesized) -
         assert alarm["AlarmActions"], alarm["AlarmName"]
 
 
-def test_cdk_nag_has_no_unacknowledged_finding(synthesized: Synthesized) -> None:
-    # synthesis fails on one, so the report exists only to be read here
-    report = json.loads((synthesized.result.outdir / "validation-report.json").read_text()) \
-        if (synthesized.result.outdir / "validation-report.json").exists() else {"pluginReports": []}
-    assert [v for r in report["pluginReports"] for v in r.get("violations", [])] == []
-    metadata = json.loads((synthesized.result.outdir / "manifest.json").read_text())
-    assert "tradesim-" + synthesized.result.stack.node.id.removeprefix("tradesim-") in metadata["artifacts"]  # type: ignore[attr-defined]
+def test_a_finding_nobody_acknowledged_fails_the_synthesis(monkeypatch: pytest.MonkeyPatch,
+                                                          tmp_path: Path) -> None:
+    class Deaf:
+        @staticmethod
+        def of(_: object) -> Deaf:
+            return Deaf()
+
+        def acknowledge(self, *_: object) -> None:
+            pass
+
+    monkeypatch.setattr(nag, "Validations", Deaf)
+    with pytest.raises(RuntimeError, match="ValidationFailed"):
+        synthesize("dev", tmp_path / "cdk.out", connector_jars=[])
 
 
 def test_cfn_lint_is_clean(synthesized: Synthesized) -> None:
@@ -120,10 +129,92 @@ def test_cfn_lint_is_clean(synthesized: Synthesized) -> None:
     assert [str(m) for m in matches] == []
 
 
+#: (client security group, store security group, port): what each task reaches (see tradesim/services/*)
+REACHES = [
+    *((client, "Kafka", 9094) for client in ("Api", "MarketData", "Persistence", "Market", "Flink", "Init")),
+    *((client, "Redis", 6390) for client in ("Api", "MarketData", "Market", "Flink")),
+    *((client, "Search", 443) for client in ("Api", "Persistence", "Init")),
+    *((client, "ClickHouse", 8123) for client in ("Api", "Persistence", "Init")),
+    ("Alb", "Api", 8080), ("Alb", "MarketData", 8765), ("Alb", "MarketData", 9108),
+]
+
+
+def test_each_task_reaches_the_stores_it_uses_and_no_other(dev: Synthesized) -> None:
+    def group(ref: dict[str, Any]) -> str:
+        name = ref["Fn::GetAtt"][0]
+        return name.removeprefix("Network").rstrip("0123456789ABCDEF")
+
+    found = {(group(r["SourceSecurityGroupId"]), group(r["GroupId"]), r["FromPort"])
+             for r in dev.properties("AWS::EC2::SecurityGroupIngress") if "SourceSecurityGroupId" in r}
+    assert found == set(REACHES)
+
+
+def _policy_actions(s: Synthesized, role_prefix: str) -> dict[str, set[str]]:
+    """Action → the resources' logical names of the inline policies of the role whose logical id starts so."""
+    out: dict[str, set[str]] = {}
+    for policy in s.properties("AWS::IAM::Policy"):
+        if not any(r["Ref"].startswith(role_prefix) for r in policy["Roles"]):
+            continue
+        for statement in policy["PolicyDocument"]["Statement"]:
+            actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+            resources = statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
+            names = {json.dumps(r).split('"')[3] if isinstance(r, dict) else r for r in resources}
+            for action in actions:
+                out.setdefault(action, set()).update(names)
+    return out
+
+
+def test_each_role_gets_the_tables_it_uses(dev: Synthesized) -> None:
+    def tables(role_prefix: str, action: str) -> set[str]:
+        names = _policy_actions(dev, role_prefix).get(action, set())
+        return {n.removeprefix("Data").rstrip("0123456789ABCDEF") for n in names if n.startswith("Data")
+                and not n.startswith("DataDataKey")}
+
+    assert tables("ServicesapiTaskTaskRole", "dynamodb:PutItem") == {"Accounts", "Orders", "Portfolios"}
+    assert tables("ServicesmarketdataTaskTaskRole", "dynamodb:Query") == {"Accounts"}
+    assert tables("ServicesmarketdataTaskTaskRole", "dynamodb:PutItem") == set()
+    assert tables("FlinkexecutionRole", "dynamodb:UpdateItem") == {"Orders", "Portfolios"}
+    assert not any(a.startswith("dynamodb:") for a in _policy_actions(dev, "FlinkbarsRole"))
+    for prefix in ("ServicespersistenceTask", "ServicesmarketTask"):
+        assert not any(a.startswith("dynamodb:") for a in _policy_actions(dev, prefix))
+
+
+def test_alarms_can_reach_their_encrypted_topic(dev: Synthesized) -> None:
+    (key,) = dev.properties("AWS::KMS::Key")
+    grants = [st for st in key["KeyPolicy"]["Statement"]
+              if st.get("Principal", {}).get("Service") == "cloudwatch.amazonaws.com"]
+    assert grants
+    assert {"kms:Decrypt", "kms:GenerateDataKey*"} <= {a for st in grants for a in st["Action"]}
+
+
+def test_redis_refuses_writes_when_full_as_locally(dev: Synthesized) -> None:
+    (parameters,) = dev.properties("AWS::ElastiCache::ParameterGroup")
+    assert parameters["Properties"] == {"maxmemory-policy": "noeviction"}
+    (redis,) = dev.of_type("AWS::ElastiCache::ReplicationGroup").values()
+    assert redis["Properties"]["CacheParameterGroupName"]["Ref"].startswith("DataRedisParameters")
+
+
+def test_topics_come_from_the_init_task_only(dev: Synthesized) -> None:
+    (config,) = dev.properties("AWS::MSK::Configuration")
+    assert "auto.create.topics.enable=false" in config["ServerProperties"].splitlines()
+    containers = {c["Name"]: c for t in dev.properties("AWS::ECS::TaskDefinition") for c in t["ContainerDefinitions"]}
+    assert containers["init"]["Command"] == ["tradesim", "up", "--only", "kafka,opensearch,clickhouse"]
+    env = {e["Name"]: e["Value"] for e in containers["init"]["Environment"]}
+    assert env["TRADESIM_STACK__WATCHDOG"] == "false"
+
+
+def test_the_feed_never_runs_twice(dev: Synthesized) -> None:
+    services = {r["Properties"]["TaskDefinition"]["Ref"]: r["Properties"]
+                for r in dev.of_type("AWS::ECS::Service").values()}
+    (feed,) = [p for ref, p in services.items() if ref.startswith("ServicesmarketTask")]
+    config = feed["DeploymentConfiguration"]
+    assert (config["MinimumHealthyPercent"], config["MaximumPercent"]) == (0, 100)
+
+
 def test_the_services_read_real_settings_and_get_their_secrets_from_secrets_manager(dev: Synthesized) -> None:
     known = _settings_names()
     containers = {c["Name"]: c for t in dev.properties("AWS::ECS::TaskDefinition") for c in t["ContainerDefinitions"]}
-    assert {"api", "marketdata", "persistence", "market", "clickhouse"} <= set(containers)
+    assert {"api", "marketdata", "persistence", "market", "clickhouse", "init"} <= set(containers)
     for name, container in containers.items():
         env = {e["Name"] for e in container.get("Environment", [])}
         if name != "clickhouse":
@@ -135,6 +226,7 @@ def test_the_services_read_real_settings_and_get_their_secrets_from_secrets_mana
     assert api_env["TRADESIM_API__HOST"] == "0.0.0.0"  # noqa: S104 - the task's interface, behind its group
     secrets = {s["Name"] for s in containers["api"]["Secrets"]}
     assert secrets == {"TRADESIM_API__ADMIN_KEY", "TRADESIM_CLICKHOUSE__PASSWORD"}
+    assert "Secrets" not in containers["marketdata"]  # what a service does not use, it does not get
     assert not any("PASSWORD" in e or "KEY" in e for e in api_env)
 
 

@@ -79,8 +79,9 @@ def ensure_topics(kafka: KafkaSettings, topics: list[TopicSpec], timeout_s: floa
     missing = [t for t in topics if t.name not in existing]
     if not missing:
         return []
+    # -1: the broker's default.replication.factor (1 on the local node, 3 on a cluster such as MSK)
     futures = client.create_topics(
-        [NewTopic(t.name, num_partitions=t.partitions, replication_factor=1, config=t.config) for t in missing],
+        [NewTopic(t.name, num_partitions=t.partitions, replication_factor=-1, config=t.config) for t in missing],
         operation_timeout=timeout_s,
     )
     created = []
