@@ -54,7 +54,7 @@ def _bare(settings: Settings, topic: str, n: int) -> float:
     return time.monotonic() - (start or time.monotonic())
 
 
-def throughput(settings: Settings, n: int, out: list[str], only: str | None = None) -> None:
+def throughput(settings: Settings, n: int, out: list[str], only: str | None = None) -> dict[str, float]:
     tag = uuid.uuid4().hex[:8]
     topic = f"bench_executed_{tag}"
     scratch = settings.model_copy(update={
@@ -67,6 +67,7 @@ def throughput(settings: Settings, n: int, out: list[str], only: str | None = No
     index, store = TradeIndex.from_settings(scratch.opensearch), TradeStore.from_settings(scratch.clickhouse)
     index.ensure()
     store.create_schema()
+    figures: dict[str, float] = {}
     try:
         events = outcomes([f"bench-{tag}-{i}" for i in range(100)], [f"B{i}" for i in range(20)], n, seed=19)
         produced = _publish(settings, topic, events)
@@ -90,11 +91,14 @@ def throughput(settings: Settings, n: int, out: list[str], only: str | None = No
             t.join(30)
         out.append(f"outcomes: {n} on {settings.kafka.partitions} partitions (produced at {n / produced:,.0f}/s)")
         out.append(f"bare Kafka consume: {n / bare:,.0f} events/s")
+        figures["bare_consume_per_s"] = n / bare
         for name, secs in sorted(done.items()):
             out.append(f"{name:<9} sink: {n / secs:,.0f} events/s  ratio to bare {bare / secs:.3f}")
+            figures[f"{name}_sink_per_s"] = n / secs
         if len(done) == 2 == len(sinks):
             both = max(done.values())
             out.append(f"both sinks, concurrently: {n / both:,.0f} events/s  ratio to bare {bare / both:.3f}")
+            figures["both_sinks_per_s"] = n / both
         else:
             out.append(f"not finished within 600 s: {sorted(set(sinks) - set(done))}")
     finally:
@@ -102,9 +106,10 @@ def throughput(settings: Settings, n: int, out: list[str], only: str | None = No
         store.drop()
         store.client.get().command(f"DROP DATABASE IF EXISTS {store.client.database}")
         admin(settings.kafka).delete_topics([topic])
+    return figures
 
 
-def latency(settings: Settings, rate: float, seconds: float, out: list[str]) -> None:
+def latency(settings: Settings, rate: float, seconds: float, out: list[str]) -> dict[str, float]:
     tag = uuid.uuid4().hex[:8]
     user = f"bench-lat-{tag}"
     index, store = TradeIndex.from_settings(settings.opensearch), TradeStore.from_settings(settings.clickhouse)
@@ -162,8 +167,12 @@ def latency(settings: Settings, rate: float, seconds: float, out: list[str]) -> 
         time.sleep(0.1)
     stop.set()
     out.append(f"steady {rate:.0f} outcomes/s for {seconds:.0f} s ({len(published)} outcomes), poll every 50 ms")
+    figures: dict[str, float] = {}
     for name, when in seen.items():
         lat = [(when[o] - t) * 1000 for o, t in published.items() if o in when]
         out.append(f"event → {'searchable' if name == 'search' else 'queryable in ClickHouse'}: "
                    f"p50 {percentile(lat, 50):.0f} ms  p99 {percentile(lat, 99):.0f} ms  "
                    f"({len(lat)}/{len(published)} seen)")
+        figures |= {f"{name}_visible_p50_ms": percentile(lat, 50), f"{name}_visible_p99_ms": percentile(lat, 99),
+                    f"{name}_unseen": float(len(published) - len(lat))}
+    return figures

@@ -122,7 +122,8 @@ async def _closed_loop(settings: Settings, clients: int, seconds: float,
     return latencies, failures[0], len(latencies)
 
 
-def run(settings: Settings, keys: dict[str, str], clients: int, seconds: float, out: list[str]) -> None:
+def run(settings: Settings, keys: dict[str, str], clients: int, seconds: float,
+        out: list[str]) -> dict[str, dict[str, float]]:
     users = [k for k in keys if k != "<admin>"]
     admin = keys["<admin>"]
     now = int(time.time() * 1000)
@@ -156,7 +157,11 @@ def run(settings: Settings, keys: dict[str, str], clients: int, seconds: float, 
              ("/analytics/volume one symbol (admin), 1 day of 1m", volume_symbol, clients),
              ("/analytics/volume market-wide (admin), 1 day of 1m", volume_market, clients),
              ("/portfolio", portfolio, clients)]
+    figures: dict[str, dict[str, float]] = {}
     for label, request, n in cases:
         latencies, failed, total = asyncio.run(_closed_loop(settings, n, seconds, request))
         out.append(f"{label}: {total / seconds:,.0f} req/s, p50 {percentile(latencies, 50):.1f} ms, "
                    f"p99 {percentile(latencies, 99):.1f} ms, {failed} non-200 ({n} clients, {seconds:g} s)")
+        figures[label] = {"per_s": total / seconds, "p50_ms": percentile(latencies, 50),
+                          "p99_ms": percentile(latencies, 99), "non_200": float(failed)}
+    return figures

@@ -221,6 +221,36 @@ def _tui(rate: float, symbols: int, orders: float, seconds: float, warmup: float
         out.print("  " + line, markup=False)
 
 
+@app.command("all")
+def all_(quick: Annotated[bool, typer.Option("--quick", help="Smaller runs: ~10 minutes on 2 cores.")] = False,
+         ) -> None:
+    """Every benchmark in sequence on a fresh stack, with a machine-speed probe; writes
+    benchmarks/results/<date>-<commit>.json and regenerates the tables at the end of RESULTS.md. Needs the
+    stack down (it starts its own on the configured ports)."""
+    _all(quick)
+
+
+@cli_errors
+def _all(quick: bool) -> None:
+    from benchmarks import all as bench_all
+    from tradesim.stack import registry
+    from tradesim.stack.errors import StackError, UserError
+    from tradesim.stack.supervisor import Supervisor
+
+    settings = load_settings()
+    running = [s.name for s in Supervisor(settings, registry.build(settings)).status() if s.state == "running"]
+    if running:
+        raise UserError(f"bench all starts a fresh stack on the same ports: `tradesim down` first (running: "
+                        f"{', '.join(running)})")
+    out.print(f"command: tradesim bench all{' --quick' if quick else ''}")
+    doc = bench_all.run(settings, bench_all.Plan(quick), lambda line: out.print(line, markup=False))
+    path = bench_all.write(doc)
+    bench_all.update_results(bench_all.load_all())
+    out.print(f"wrote {path} and the tables at the end of {bench_all.RESULTS_MD}")
+    if doc["errors"]:
+        raise StackError(f"{len(doc['errors'])} benchmark(s) failed: {', '.join(sorted(doc['errors']))}")
+
+
 @app.command("soak")
 def soak(minutes: Annotated[float, typer.Option(min=1, max=24 * 60, help="Length of the run.")] = 30,
          rate: Annotated[float, typer.Option(min=1, max=500, help="API requests/s: orders, cancels, reads.")] = 30,
