@@ -1,0 +1,53 @@
+"""`tradesim bench all`'s bookkeeping: the JSON per run, the generated tables, and what it leaves alone."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from benchmarks import all as bench_all
+
+
+def _doc(date: str, commit: str, **benchmarks: Any) -> dict[str, Any]:
+    return {"date": date, "commit": commit, "quick": True, "errors": {},
+            "probe": {"python_loop_1e7_s": 0.61, "flink_passthrough_records_per_s": 24_647.0},
+            "benchmarks": benchmarks, "lines": {}}
+
+
+def test_every_number_of_a_result_is_a_figure_by_its_path() -> None:
+    result = {"150.0": {"p99_ms": 72.5, "cpu_ms_per_order": {"api": 2.2}, "ok": True, "samples": [1, 2]},
+              "ratio": float("nan"), "label": "x"}
+    assert dict(bench_all.figures(result)) == {"150.0.p99_ms": 72.5, "150.0.cpu_ms_per_order.api": 2.2}
+
+
+def test_the_runs_line_up_by_probe_and_the_newest_shows_every_figure(tmp_path: Path) -> None:
+    old = _doc("2026-11-29T10:00:00+00:00", "aaaa111", e2e={"150.0": {"p99_ms": 90.0}})
+    new = _doc("2026-11-30T10:00:00+00:00", "bbbb222", e2e={"150.0": {"p99_ms": 72.5}}, orders={"sat": 1113.4})
+    new["errors"] = {"queries": "Unavailable: down"}
+    for doc in (new, old):
+        bench_all.write(doc, tmp_path)
+    docs = bench_all.load_all(tmp_path)
+    assert [d["commit"] for d in docs] == ["aaaa111", "bbbb222"]
+    text = bench_all.render(docs)
+    assert "| 2026-11-29 10:00 | aaaa111 | quick | 0.61 s | 24,647 records/s | none |" in text
+    assert "| 2026-11-30 10:00 | bbbb222 | quick | 0.61 s | 24,647 records/s | queries |" in text
+    assert "| e2e | 150.0.p99_ms | 72.5 |" in text
+    assert "| orders | sat | 1,113 |" in text
+    assert "90" not in text.split("Newest run")[1]  # only the newest run's figures
+
+
+def test_results_md_keeps_its_prose_and_replaces_only_the_generated_part(tmp_path: Path) -> None:
+    results = tmp_path / "RESULTS.md"
+    results.write_text("# Results\n\nHand-written: 42 ms.\n")
+    bench_all.update_results([_doc("2026-11-29T10:00:00+00:00", "aaaa111", e2e={"p99_ms": 90.0})], results)
+    bench_all.update_results([_doc("2026-11-30T10:00:00+00:00", "bbbb222", e2e={"p99_ms": 72.5})], results)
+    text = results.read_text()
+    assert text.startswith("# Results\n\nHand-written: 42 ms.\n")
+    assert text.count(bench_all.BEGIN) == 1
+    assert text.count(bench_all.END) == 1
+    assert "bbbb222" in text
+    assert "aaaa111" not in text
+
+
+def test_the_probe_times_a_loop() -> None:
+    assert 0 < bench_all.python_probe_s(additions=10_000, repeats=2) < 5
