@@ -279,15 +279,3 @@ def test_the_code_artifact_holds_the_package_and_the_entry_point(dev: Synthesize
     assert any(p.startswith("pydantic-settings==") for p in pins)
     assert dev.result.connector_jar is False
     assert not (staged / "lib").exists()
-
-
-@pytest.mark.parametrize("bad", ["ftp://x", "clickhouse:8123"])
-def test_a_bad_clickhouse_url_is_one_line_and_exit_2(bad: str) -> None:
-    from typer.testing import CliRunner
-
-    from tradesim.cli.app import app
-
-    result = CliRunner().invoke(app, ["infra", "synth", "--clickhouse-url", bad])
-    assert result.exit_code == 2
-    assert result.output.strip().count("\n") == 0
-    assert "--clickhouse-url" in result.output

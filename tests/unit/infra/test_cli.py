@@ -1,0 +1,43 @@
+"""`tradesim infra synth`: a missing Node.js or a bad option is one line and exit 2; the default writes
+infra/cdk.out's templates."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from tradesim.cli.app import app
+from tradesim.infra import synth
+
+runner = CliRunner()
+
+
+def test_without_node_it_says_so_in_one_line(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setattr(synth.shutil, "which", lambda _: None)
+    result = runner.invoke(app, ["infra", "synth", "--out", str(tmp_path / "out")])
+    assert result.exit_code == 2
+    assert result.output.strip().count("\n") == 0
+    assert "Node.js" in result.output
+    assert not (tmp_path / "out").exists()
+
+
+def test_an_old_node_is_refused_too(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(synth, "node_major", lambda _: 16)
+    with pytest.raises(synth.NodeMissing, match="Node.js 16"):
+        synth.require_node()
+
+
+@pytest.mark.parametrize("bad", ["ftp://x", "clickhouse:8123"])
+def test_a_bad_clickhouse_url_is_one_line_and_exit_2(bad: str) -> None:
+    result = runner.invoke(app, ["infra", "synth", "--clickhouse-url", bad])
+    assert result.exit_code == 2
+    assert result.output.strip().count("\n") == 0
+    assert "--clickhouse-url" in result.output
+
+
+def test_it_writes_the_template_where_asked(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["infra", "synth", "--env", "prod", "--out", str(tmp_path / "cdk.out")])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "cdk.out" / "tradesim-prod.template.json").exists()
