@@ -145,8 +145,18 @@ def run(base: Settings, plan: Plan, report: Callable[[str], None]) -> dict[str, 
 def write(doc: dict[str, Any], directory: Path = RESULTS_DIR) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / f"{doc['date'][:10]}-{doc['commit']}{'-quick' if doc['quick'] else ''}.json"
-    path.write_text(json.dumps(doc, indent=1, sort_keys=True, default=str) + "\n")
+    path.write_text(json.dumps(_keys_as_text(doc), indent=1, sort_keys=True, default=str) + "\n")
     return path
+
+
+def _keys_as_text(value: Any) -> Any:
+    """JSON objects have text keys; some results are keyed by rate (150.0). As json.dumps would write them,
+    but sortable together."""
+    if isinstance(value, dict):
+        return {json.dumps(k) if isinstance(k, int | float) else str(k): _keys_as_text(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_keys_as_text(v) for v in value]
+    return value
 
 
 def load_all(directory: Path = RESULTS_DIR) -> list[dict[str, Any]]:

@@ -49,5 +49,12 @@ def test_results_md_keeps_its_prose_and_replaces_only_the_generated_part(tmp_pat
     assert "aaaa111" not in text
 
 
+def test_results_keyed_by_rate_are_written(tmp_path: Path) -> None:
+    doc = _doc("2026-11-30T10:00:00+00:00", "cccc333", e2e={150.0: {"p99_ms": 72.5}, "passthrough": 41_464.0})
+    bench_all.write(doc, tmp_path)
+    (loaded,) = bench_all.load_all(tmp_path)
+    assert loaded["benchmarks"]["e2e"] == {"150.0": {"p99_ms": 72.5}, "passthrough": 41_464.0}
+
+
 def test_the_probe_times_a_loop() -> None:
     assert 0 < bench_all.python_probe_s(additions=10_000, repeats=2) < 5
