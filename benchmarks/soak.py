@@ -24,7 +24,7 @@ import httpx
 
 from benchmarks.orders import _fresh_price, _setup, price_tick, users_for
 from benchmarks.stats import percentile
-from benchmarks.usage import component_usage
+from benchmarks.usage import component_usage, state_on_disk
 from tradesim.domain.events import Tick
 from tradesim.services.ingest.publisher import publish_all
 from tradesim.settings import Settings
@@ -176,7 +176,7 @@ def run(settings: Settings, minutes: float, rate: float, clients: int, tick_rate
                 baseline = memory
             row = {"t_s": round(at), "requests": sum(window.statuses.values()),
                    "p99_ms": {kind: round(percentile(v, 99), 1) for kind, v in sorted(window.latencies.items())},
-                   "errors": window.errors(), "ws": ws, "memory": memory}
+                   "errors": window.errors(), "ws": ws, "memory": memory, "disk": state_on_disk(settings)}
             rows.append(row)
             p99 = row["p99_ms"]
             emit(f"t={at / 60:5.1f} min  {row['requests'] / interval_s:5.1f} req/s  p99 buy "
@@ -190,12 +190,15 @@ def run(settings: Settings, minutes: float, rate: float, clients: int, tick_rate
         fleet.kill()
         fleet.wait(timeout=30)
     end, base = rows[-1]["memory"], baseline or rows[0]["memory"]
+    base_at = next((r for r in rows if r["memory"] is base), rows[0])
     growth = {kind: {n: (end[n][kind] - base[n][kind]) / base[n][kind] for n in sorted(base)
                      if n in end and base[n][kind] and end[n]["pid"] == base[n]["pid"]}
               for kind in ("rss", "anon")}
     for kind, label in (("rss", "RSS"), ("anon", "anonymous RSS (heaps, no mapped files)")):
         emit(f"{label} after warm-up → end (MB): " + ", ".join(
             f"{n} {_mb(base[n][kind])}→{_mb(end[n][kind])} ({g:+.1%})" for n, g in growth[kind].items()))
+    disk = {n: (base_at["disk"][n], rows[-1]["disk"][n]) for n in base_at["disk"] if n in rows[-1]["disk"]}
+    emit("on disk after warm-up → end (MB): " + ", ".join(f"{n} {_mb(a)}→{_mb(b)}" for n, (a, b) in disk.items()))
     restarted = sorted(n for n in base if n in end and end[n]["pid"] != base[n]["pid"])
     ws_lost = int(rows[-1]["ws"].get("lost") or 0)
     total_errors = sum(sum(r["errors"].values()) for r in rows) + ws_lost
@@ -205,4 +208,4 @@ def run(settings: Settings, minutes: float, rate: float, clients: int, tick_rate
          + f"; anonymous RSS growth over {GOAL_GROWTH:.0%}: "
          + (", ".join(f"{n} {g:+.1%}" for n, g in over.items()) if over else "none"))
     return {"minutes": minutes, "rate": rate, "clients": clients, "tick_rate": tick_rate, "intervals": rows,
-            "growth": growth, "errors": total_errors, "restarted": restarted}
+            "growth": growth, "disk": disk, "errors": total_errors, "restarted": restarted}

@@ -51,3 +51,23 @@ def cpu_spent(before: dict[str, Usage], after: dict[str, Usage]) -> dict[str, fl
     pid) or was not running at both is left out rather than reported as a negative or partial figure."""
     return {name: after[name].cpu_s - u.cpu_s for name, u in before.items()
             if name in after and after[name].pid == u.pid}
+
+
+def _bytes_on_disk(root: Path) -> int:
+    total = 0
+    for path in root.rglob("*"):
+        try:
+            st = path.lstat()
+        except OSError:
+            continue  # removed meanwhile (a merged part, a rolled segment)
+        if path.is_file() and not path.is_symlink():
+            total += st.st_blocks * 512
+    return total
+
+
+def state_on_disk(settings: Settings) -> dict[str, int]:
+    """Bytes each local component keeps in its folder of the stack (data, checkpoints, logs): what grows with
+    use, where memory readings do not show it."""
+    if not settings.stack_dir.is_dir():
+        return {}
+    return {d.name: _bytes_on_disk(d) for d in sorted(settings.stack_dir.iterdir()) if d.is_dir()}

@@ -29,3 +29,19 @@ def test_this_process_is_read_from_proc() -> None:
     before = read_procs()[os.getpid()].cpu_s
     sum(i * i for i in range(2_000_000))  # burn some CPU so the reading must move
     assert read_procs()[os.getpid()].cpu_s > before
+
+
+def test_state_on_disk_counts_each_components_folder(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from benchmarks.usage import state_on_disk
+    from tradesim.settings import Settings
+
+    settings = Settings(home=tmp_path)
+    kafka = settings.stack_dir / "kafka" / "data" / "trade_orders-0"
+    kafka.mkdir(parents=True)
+    (kafka / "00000000000000000000.log").write_bytes(b"x" * 100_000)
+    (settings.stack_dir / "redis").mkdir()
+    (settings.stack_dir / "state.json").write_text("{}")  # a file of the stack, not a component's folder
+    sizes = state_on_disk(settings)
+    assert set(sizes) == {"kafka", "redis"}
+    assert sizes["kafka"] >= 100_000
+    assert sizes["redis"] == 0
