@@ -34,7 +34,7 @@ from pyflink.table import StreamTableEnvironment
 from tradesim.domain.events import encode
 from tradesim.jobs import bars_logic as logic
 from tradesim.jobs import guard, managed
-from tradesim.jobs.sinks import DEAD_LETTERS, dead_letter_sink, keyed_kafka_sink, start_at
+from tradesim.jobs.sinks import DEAD_LETTERS, add_kafka_args, dead_letter_sink, keyed_kafka_sink, start_at
 
 
 class SymbolBarsFunction(KeyedProcessFunction):
@@ -69,8 +69,7 @@ class SymbolBarsFunction(KeyedProcessFunction):
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="tradesim.jobs.bars")
-    p.add_argument("--bootstrap", required=True, help="Kafka bootstrap servers")
-    p.add_argument("--kafka-security-protocol", default="PLAINTEXT", choices=["PLAINTEXT", "SSL"])
+    add_kafka_args(p)
     p.add_argument("--source-topic", default="market_data")
     p.add_argument("--bars-topic", default="market_bars")
     p.add_argument("--dead-letter-topic", default="dead_letter")

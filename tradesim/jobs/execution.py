@@ -53,7 +53,7 @@ from tradesim.adapters.tracing import ORDER_ATTRIBUTE
 from tradesim.domain.book import Book, Decision
 from tradesim.jobs import execution_logic as logic
 from tradesim.jobs import guard, managed
-from tradesim.jobs.sinks import DEAD_LETTERS, dead_letter_sink, keyed_kafka_sink, start_at
+from tradesim.jobs.sinks import DEAD_LETTERS, add_kafka_args, dead_letter_sink, keyed_kafka_sink, start_at
 
 log = logging.getLogger("tradesim.jobs.execution")
 T = TypeVar("T")
@@ -339,8 +339,7 @@ def _outcome_row(value: Any) -> Row:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="tradesim.jobs.execution")
-    p.add_argument("--bootstrap", required=True)
-    p.add_argument("--kafka-security-protocol", default="PLAINTEXT", choices=["PLAINTEXT", "SSL"])
+    add_kafka_args(p)
     p.add_argument("--orders-topic", default="trade_orders")
     p.add_argument("--market-topic", default="market_data")
     p.add_argument("--executed-topic", default="trade_executed")

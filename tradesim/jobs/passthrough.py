@@ -10,11 +10,12 @@ import argparse
 
 from pyflink.table import EnvironmentSettings, TableEnvironment
 
+from tradesim.jobs.sinks import add_kafka_args
+
 
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(prog="tradesim.jobs.passthrough")
-    p.add_argument("--bootstrap", required=True)
-    p.add_argument("--kafka-security-protocol", default="PLAINTEXT", choices=["PLAINTEXT", "SSL"])
+    add_kafka_args(p)
     p.add_argument("--source-topic", default="market_data")
     p.add_argument("--sink-topic", default="market_data_copy")
     p.add_argument("--group-id", default="tradesim-passthrough")

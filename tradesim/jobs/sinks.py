@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import argparse
+from typing import get_args
+
 from pyflink.common import Types
 from pyflink.common.serialization import SimpleStringSchema
 from pyflink.datastream import DataStream, OutputTag, StreamExecutionEnvironment
@@ -16,6 +19,16 @@ from pyflink.datastream.connectors.kafka import (
 from pyflink.table import StreamTableEnvironment
 
 from tradesim.jobs.guard import SIDE_OUTPUT
+from tradesim.settings import KafkaSettings
+
+#: what `kafka.security_protocol` may be (PLAINTEXT locally, SSL on MSK)
+SECURITY_PROTOCOLS = get_args(KafkaSettings.model_fields["security_protocol"].annotation)
+
+
+def add_kafka_args(p: argparse.ArgumentParser) -> None:
+    """The brokers and how to reach them: the same two options on every job, filled from the settings."""
+    p.add_argument("--bootstrap", required=True, help="Kafka bootstrap servers")
+    p.add_argument("--kafka-security-protocol", default="PLAINTEXT", choices=SECURITY_PROTOCOLS)
 
 
 def keyed_kafka_sink(env: StreamExecutionEnvironment, rows: DataStream, *, table: str, key_field: str,
