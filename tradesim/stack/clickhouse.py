@@ -32,10 +32,11 @@ MARK_CACHE_BYTES = 8 * 1024 * 1024
 # tables are a read model that `tradesim rebuild analytics` reloads from `trade_executed`: a minute is enough,
 # and the soak's memory then stops growing with ~1,800 dead parts.
 OLD_PARTS_LIFETIME_S = 60
-# Debian's server links the system jemalloc, which by default keeps freed pages of merges and inserts in 4 arenas
-# per core and purges them only when the same arena allocates again: RSS ratchets up over a long run. A purging
-# thread with a 1 s decay gives them back (the soak's RSS growth goal).
-JEMALLOC_CONF = "background_thread:true,dirty_decay_ms:1000,muzzy_decay_ms:1000"
+# Debian's server links the system jemalloc, whose defaults suit a big server: 4 arenas per core, a cache per
+# thread, freed pages kept for seconds. Under a steady trickle of inserts and merges that ratchets RSS up for hours.
+# One arena, no thread caches and pages returned at once keep it flat, for ~0.04 core more at 4 inserts/s
+# (docs/design/analytics-model.md, "Memory").
+JEMALLOC_CONF = "background_thread:true,narenas:1,tcache:false,dirty_decay_ms:0,muzzy_decay_ms:0"
 
 
 def server_argv() -> list[str] | None:
