@@ -160,7 +160,7 @@ def run(settings: Settings, minutes: float, rate: float, clients: int, tick_rate
     feed.start()
     driver.start()
     rows: list[dict[str, Any]] = []
-    baseline: dict[str, dict[str, Any]] | None = None
+    baseline: dict[str, Any] | None = None  # the row at the end of the warm-up
     start = time.monotonic()
     assert fleet.stdout is not None
     emit(f"{len(keys)} accounts, {rate:g} requests/s ({'/'.join(MIX)}), {clients} WebSocket clients on "
@@ -172,12 +172,12 @@ def run(settings: Settings, minutes: float, rate: float, clients: int, tick_rate
                 raise RuntimeError(f"the WebSocket client process ended (exit {fleet.poll()}): the run is void")
             ws = json.loads(line)
             at, window, memory = time.monotonic() - start, load.take(), _memory(settings)
-            if baseline is None and at >= warmup_s:
-                baseline = memory
             row = {"t_s": round(at), "requests": sum(window.statuses.values()),
                    "p99_ms": {kind: round(percentile(v, 99), 1) for kind, v in sorted(window.latencies.items())},
                    "errors": window.errors(), "ws": ws, "memory": memory, "disk": state_on_disk(settings)}
             rows.append(row)
+            if baseline is None and at >= warmup_s:
+                baseline = row
             p99 = row["p99_ms"]
             emit(f"t={at / 60:5.1f} min  {row['requests'] / interval_s:5.1f} req/s  p99 buy "
                  f"{p99.get('buy', float('nan')):.0f} ms, cancel {p99.get('cancel', float('nan')):.0f} ms, "
@@ -189,8 +189,8 @@ def run(settings: Settings, minutes: float, rate: float, clients: int, tick_rate
     finally:
         fleet.kill()
         fleet.wait(timeout=30)
-    end, base = rows[-1]["memory"], baseline or rows[0]["memory"]
-    base_at = next((r for r in rows if r["memory"] is base), rows[0])
+    base_at = baseline if baseline is not None else rows[0]
+    end, base = rows[-1]["memory"], base_at["memory"]
     growth = {kind: {n: (end[n][kind] - base[n][kind]) / base[n][kind] for n in sorted(base)
                      if n in end and base[n][kind] and end[n]["pid"] == base[n]["pid"]}
               for kind in ("rss", "anon")}

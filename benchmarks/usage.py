@@ -3,6 +3,8 @@ them), so a benchmark can say what each server spent on its load and how much me
 
 from __future__ import annotations
 
+import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -54,14 +56,17 @@ def cpu_spent(before: dict[str, Usage], after: dict[str, Usage]) -> dict[str, fl
 
 
 def _bytes_on_disk(root: Path) -> int:
+    """Allocated bytes of the regular files under root; folders and files that vanish meanwhile (merged parts,
+    checkpoints, rolled segments) are skipped, not an error."""
     total = 0
-    for path in root.rglob("*"):
-        try:
-            st = path.lstat()
-        except OSError:
-            continue  # removed meanwhile (a merged part, a rolled segment)
-        if path.is_file() and not path.is_symlink():
-            total += st.st_blocks * 512
+    for folder, _, files in os.walk(root):  # os.walk skips a folder that is gone by the time it lists it
+        for name in files:
+            try:
+                st = os.lstat(os.path.join(folder, name))
+            except OSError:
+                continue
+            if stat.S_ISREG(st.st_mode):
+                total += st.st_blocks * 512
     return total
 
 

@@ -38,7 +38,7 @@ def test_state_on_disk_counts_each_components_folder(tmp_path) -> None:  # type:
     settings = Settings(home=tmp_path)
     kafka = settings.stack_dir / "kafka" / "data" / "trade_orders-0"
     kafka.mkdir(parents=True)
-    (kafka / "00000000000000000000.log").write_bytes(b"x" * 100_000)
+    (kafka / "00000000000000000000.log").write_bytes(os.urandom(100_000))  # incompressible
     (settings.stack_dir / "redis").mkdir()
     (settings.stack_dir / "state.json").write_text("{}")  # a file of the stack, not a component's folder
     sizes = state_on_disk(settings)

@@ -78,3 +78,11 @@ def test_external_when_url_is_set(settings: Settings) -> None:
         update={"url": "http://ch.example:8123"})})
     assert ClickHouse(s).external
     assert not ClickHouse(settings).external
+
+
+@pytest.mark.parametrize(("binary", "tuned"), [("/usr/sbin/clickhouse-server", True), ("/opt/bin/clickhouse", False)])
+def test_the_allocator_is_tuned_only_for_debians_server(component: ClickHouse, monkeypatch: pytest.MonkeyPatch,
+                                                        binary: str, tuned: bool) -> None:
+    monkeypatch.setattr(ch_module.shutil, "which",
+                        lambda name, path=None: binary if Path(binary).name == name else None)
+    assert (component.env().get("MALLOC_CONF") == ch_module.JEMALLOC_CONF) is tuned

@@ -33,9 +33,10 @@ MARK_CACHE_BYTES = 8 * 1024 * 1024
 # and the soak's memory then stops growing with ~1,800 dead parts.
 OLD_PARTS_LIFETIME_S = 60
 # Debian's server links the system jemalloc, whose defaults suit a big server: 4 arenas per core, a cache per
-# thread, freed pages kept for seconds. Under a steady trickle of inserts and merges that ratchets RSS up for hours.
-# One arena, no thread caches and pages returned at once keep it flat, for ~0.04 core more at 4 inserts/s
-# (docs/design/analytics-model.md, "Memory").
+# thread, freed pages kept for seconds. Under a steady trickle of inserts and merges that ratcheted RSS up for a
+# whole 30-minute soak. One arena, no thread caches and pages returned at once keep it flat, for ~0.04 core more
+# at 4 inserts/s (docs/design/analytics-model.md, "Memory"). Only for that server: the single `clickhouse` binary
+# bundles its own, tuned allocator.
 JEMALLOC_CONF = "background_thread:true,narenas:1,tcache:false,dirty_decay_ms:0,muzzy_decay_ms:0"
 
 
@@ -178,7 +179,9 @@ class ClickHouse(Component):
         return [*found, f"--config-file={self.config_path}"]
 
     def env(self) -> dict[str, str]:
-        return {**super().env(), "MALLOC_CONF": JEMALLOC_CONF}
+        argv = server_argv()
+        debian = argv is not None and Path(argv[0]).name == "clickhouse-server"
+        return {**super().env(), **({"MALLOC_CONF": JEMALLOC_CONF} if debian else {})}
 
     def check_health(self) -> None:
         c = self.settings.clickhouse
