@@ -109,16 +109,17 @@ def _set_config(client: AdminClient, topics: list[TopicSpec], timeout_s: float) 
             raise KafkaUnavailable(f"cannot configure topic {resource.name}: {exc}") from None
 
 
-def consumer_lag(client: Consumer, timeout_s: float = 1.0) -> int | None:
-    """Records between the consumer's position and the end of its assigned partitions; None when the broker did
-    not answer in time (a restarting or paused broker must not end the caller)."""
+def consumer_lag(client: Consumer) -> int | None:
+    """Records between the consumer's position and the end of its assigned partitions, as of its latest fetch
+    responses (they carry each partition's end): no request to the broker, which would wait behind the consumer's
+    own pending fetch and stall its loop. A partition not fetched yet counts 0; None if the client cannot tell."""
     total = 0
     try:
         for tp in client.assignment():
-            _, high = client.get_watermark_offsets(tp, timeout=timeout_s, cached=False)
+            _, high = client.get_watermark_offsets(tp, cached=True)
             at = TopicPartition(tp.topic, tp.partition)
             (pos,) = client.position([at])
-            if pos.offset >= 0:
+            if pos.offset >= 0 and high >= 0:
                 total += max(0, high - pos.offset)
     except KafkaException as exc:
         _log.warning("consumer lag not measured: %s", exc)

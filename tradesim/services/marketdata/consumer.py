@@ -30,6 +30,11 @@ from tradesim.services.marketdata import metrics
 from tradesim.settings import Settings
 
 log = logging.getLogger("tradesim.marketdata.consumer")
+#: How long the broker holds a fetch that finds nothing new. A record that arrives meanwhile answers it at once
+#: (fetch.min.bytes 1), so this bounds idle polling, not latency: at 10 ms the service's three consumers cost
+#: Kafka ~300 empty fetches a second. It also bounds how long a metadata or offsets request waits behind the
+#: connection's pending fetch, hence not librdkafka's 500 ms.
+FETCH_WAIT_MS = 100
 E = TypeVar("E", bound=Event)
 
 
@@ -67,11 +72,10 @@ class CacheConsumer(Generic[E]):
 
     def run(self) -> None:
         s = self.settings
-        # Low fetch wait: a quiet feed must still reach clients in milliseconds, not after the 500 ms default.
         # Short session: a copy restarted after kill -9 waits for the dead member's session to expire before the
         # group hands it the partitions (45 s by default: prices froze that long); 6 s is the broker's minimum.
         self._consumer = make_consumer(s.kafka, self.group, **{
-            "fetch.wait.max.ms": 10, "session.timeout.ms": 6000, "heartbeat.interval.ms": 2000})
+            "fetch.wait.max.ms": FETCH_WAIT_MS, "session.timeout.ms": 6000, "heartbeat.interval.ms": 2000})
         dlq = make_producer(s.kafka)
         self._consumer.subscribe([self.topic])
         log.info("consuming", extra={"topic": self.topic, "group": self.group})

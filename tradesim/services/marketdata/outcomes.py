@@ -20,6 +20,7 @@ from tradesim.adapters.kafka.client import consumer as make_consumer
 from tradesim.domain.errors import InvalidRecord
 from tradesim.domain.events import OrderOutcome, decode
 from tradesim.services.marketdata import metrics
+from tradesim.services.marketdata.consumer import FETCH_WAIT_MS
 from tradesim.settings import Settings
 
 log = logging.getLogger("tradesim.marketdata.outcomes")
@@ -48,7 +49,7 @@ class OutcomeFeed:
     def run(self) -> None:
         s = self.settings
         # assign(), never subscribe(): the group id only names the client (no offsets are committed or read)
-        consumer = make_consumer(s.kafka, f"{s.marketdata.group_id}-outcomes", **{"fetch.wait.max.ms": 10})
+        consumer = make_consumer(s.kafka, f"{s.marketdata.group_id}-outcomes", **{"fetch.wait.max.ms": FETCH_WAIT_MS})
         try:
             self._start_at_end(consumer)
             self.ready.set()
