@@ -112,7 +112,8 @@ def _set_config(client: AdminClient, topics: list[TopicSpec], timeout_s: float) 
 def consumer_lag(client: Consumer) -> int | None:
     """Records between the consumer's position and the end of its assigned partitions, as of its latest fetch
     responses (they carry each partition's end): no request to the broker, which would wait behind the consumer's
-    own pending fetch and stall its loop. A partition not fetched yet counts 0; None if the client cannot tell."""
+    own pending fetch and stall its loop. Stale while fetching is paused (a full local queue, a broker down); a
+    partition not fetched yet counts 0; None if the client cannot tell."""
     total = 0
     try:
         for tp in client.assignment():

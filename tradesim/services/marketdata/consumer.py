@@ -32,8 +32,8 @@ from tradesim.settings import Settings
 log = logging.getLogger("tradesim.marketdata.consumer")
 #: How long the broker holds a fetch that finds nothing new. A record that arrives meanwhile answers it at once
 #: (fetch.min.bytes 1), so this bounds idle polling, not latency: at 10 ms the service's three consumers cost
-#: Kafka ~300 empty fetches a second. It also bounds how long a metadata or offsets request waits behind the
-#: connection's pending fetch, hence not librdkafka's 500 ms.
+#: Kafka ~300 empty fetches a second. It also bounds how long a metadata request (the outcome feed's partition
+#: refresh, every 10 s) waits behind the connection's pending fetch, hence not librdkafka's 500 ms.
 FETCH_WAIT_MS = 100
 E = TypeVar("E", bound=Event)
 
