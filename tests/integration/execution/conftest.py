@@ -120,8 +120,14 @@ def start_execution_job(settings: Settings, savepoint: str | None = None, **over
 
 @pytest.fixture(scope="package")
 def execution_job(settings: Settings) -> Iterator[None]:
-    submit_job(settings, "execution")
+    _, started = submit_job(settings, "execution")
     yield
+    if not started:
+        # The session found it running, on a stack someone else started: leave a job running as found (some
+        # tests stop and restart it), or that stack accepts orders and never executes them.
+        if not running(settings):
+            submit_job(settings, "execution")
+        return
     # Cancelled when this package is done: left running, it executes nothing but still consumes every tick the
     # later market-data tests publish, and their timing-sensitive fan-out tests share the same two cores. (Some
     # tests restart it, so it is found by name.)
