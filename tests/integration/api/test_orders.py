@@ -356,8 +356,10 @@ def test_metrics_add_up_every_worker(settings: Settings) -> None:
     before = _healthz_count(httpx.get(f"{settings.api.client_url}/metrics").text)
     for _ in range(40):  # a new connection each: the kernel spreads them over the workers
         assert httpx.get(f"{settings.api.client_url}/healthz").status_code == 200
-    for _ in range(3):  # whichever worker answers, it reports the same total
-        assert _healthz_count(httpx.get(f"{settings.api.client_url}/metrics").text) == before + 40
+    # Whichever worker answers, it reports every worker's count: at least our 40 more (one worker's own count
+    # would be about half). The stack's exporter probes /healthz too, so a few more may land meanwhile.
+    for _ in range(3):
+        assert before + 40 <= _healthz_count(httpx.get(f"{settings.api.client_url}/metrics").text) <= before + 50
 
 
 def test_a_cached_price_outside_the_schemas_bounds_counts_as_no_price(http: httpx.Client, user: User,
