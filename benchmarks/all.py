@@ -51,7 +51,7 @@ class Plan:
     def marketdata(self) -> dict[str, Any]:
         return {"n": 50_000, "symbols": 50, "clients": 200, "burst": 2000, "rate": 20.0, "seconds": 5.0} \
             if self.quick else \
-            {"n": 200_000, "symbols": 50, "clients": 1000, "burst": 2000, "rate": 20.0, "seconds": 10.0}
+            {"n": 200_000, "symbols": 50, "clients": 1000, "burst": 2000, "rate": 20.0, "seconds": 30.0}
 
     @property
     def persistence(self) -> dict[str, Any]:
