@@ -23,20 +23,22 @@ PACKAGES = ["clickhouse-server", "clickhouse-client"]
 SEARCH_PATH = os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/usr/bin"])
 HEALTH_TIMEOUT_S = 1.0
 CACHE_BYTES = 64 * 1024 * 1024  # uncompressed cache: the package's 8 GiB suits a server, not a dev box
-# Marks are cached per part file, and most entries belong to parts that merges already replaced: a bound by bytes
-# alone let them pile up for the whole soak. 8 MB holds the marks of every live part of tables far larger than
-# this box keeps.
-MARK_CACHE_BYTES = 8 * 1024 * 1024
+# Marks are cached per column file of a part, weighed by the marks alone: ~26 bytes for a part of one insert,
+# against ~230 bytes of key and bookkeeping per entry. Every insert and merge makes new parts, so entries of
+# replaced parts pile up until the weight reaches the bound: at 8 MB that was ~300,000 entries and ~70 MB of
+# memory, climbing ~0.35 MB a minute for a whole soak. 128 KB holds the marks of every live part of a table of
+# a few million rows; a miss reads a small file the page cache holds.
+MARK_CACHE_BYTES = 128 * 1024
 # Parts replaced by a merge stay on disk and in memory this long (default 480 s) in case the merged part was not
 # yet on disk when the machine lost power. Here a second or two of page cache is all that is at risk, and the
 # tables are a read model that `tradesim rebuild analytics` reloads from `trade_executed`: a minute is enough,
 # and the soak's memory then stops growing with ~1,800 dead parts.
 OLD_PARTS_LIFETIME_S = 60
 # Debian's server links the system jemalloc, whose defaults suit a big server: 4 arenas per core, a cache per
-# thread, freed pages kept for seconds. Under a steady trickle of inserts and merges that ratcheted RSS up for a
-# whole 30-minute soak. One arena, no thread caches and pages returned at once keep it flat, for ~0.04 core more
-# at 4 inserts/s (docs/design/analytics-model.md, "Memory"). Only for that server: the single `clickhouse` binary
-# bundles its own, tuned allocator.
+# thread, freed pages kept for seconds: under a steady trickle of inserts and merges RSS swung by tens of MB.
+# One arena, no thread caches and pages returned at once remove the swings, for ~0.04 core more at 4 inserts/s
+# (docs/design/analytics-model.md, "Memory"). Only for that server: the single `clickhouse` binary bundles its
+# own, tuned allocator.
 JEMALLOC_CONF = "background_thread:true,narenas:1,tcache:false,dirty_decay_ms:0,muzzy_decay_ms:0"
 
 
