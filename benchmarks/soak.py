@@ -33,6 +33,25 @@ from tradesim.settings import Settings
 MIX = ("buy", "buy", "buy", "limit", "limit", "cancel", "cancel", "portfolio", "orders", "search")
 EXPECTED = {"buy": 202, "limit": 202, "cancel": 202, "portfolio": 200, "orders": 200, "search": 200}
 GOAL_GROWTH = 0.10
+#: rows whose peak stands for a moment's memory: heaps move in sawtooths (a JVM's collections, Prometheus cutting
+#: its head into blocks), so one reading at each end measures where the tooth was, not growth
+PEAK_ROWS = 3
+
+
+def peaks(rows: list[dict[str, Any]], base: int, kind: str) -> dict[str, tuple[int, int]]:
+    """Each component's `kind` memory (bytes): the peak of the PEAK_ROWS rows from `base` on, and the peak of the
+    last PEAK_ROWS rows; only components whose process was the same in every row compared."""
+    first, last = rows[base:base + PEAK_ROWS], rows[-PEAK_ROWS:]
+    out = {}
+    for name in sorted(rows[base]["memory"]):
+        pid = rows[base]["memory"][name]["pid"]
+        window = [r["memory"].get(name) for r in (*first, *last)]
+        if any(m is None or m["pid"] != pid for m in window):
+            continue  # stopped or restarted meanwhile: a new process is no growth figure
+        start, end = max(m[kind] for m in window[:len(first)]), max(m[kind] for m in window[len(first):])
+        if start:
+            out[name] = (start, end)
+    return out
 
 
 @dataclass
@@ -190,13 +209,13 @@ def run(settings: Settings, minutes: float, rate: float, clients: int, tick_rate
         fleet.kill()
         fleet.wait(timeout=30)
     base_at = baseline if baseline is not None else rows[0]
+    b = rows.index(base_at)
     end, base = rows[-1]["memory"], base_at["memory"]
-    growth = {kind: {n: (end[n][kind] - base[n][kind]) / base[n][kind] for n in sorted(base)
-                     if n in end and base[n][kind] and end[n]["pid"] == base[n]["pid"]}
-              for kind in ("rss", "anon")}
+    peak = {kind: peaks(rows, b, kind) for kind in ("rss", "anon")}
+    growth = {kind: {n: (e - s) / s for n, (s, e) in p.items()} for kind, p in peak.items()}
     for kind, label in (("rss", "RSS"), ("anon", "anonymous RSS (heaps, no mapped files)")):
-        emit(f"{label} after warm-up → end (MB): " + ", ".join(
-            f"{n} {_mb(base[n][kind])}→{_mb(end[n][kind])} ({g:+.1%})" for n, g in growth[kind].items()))
+        emit(f"{label}, peak of {PEAK_ROWS} rows after warm-up → of the last {PEAK_ROWS} (MB): " + ", ".join(
+            f"{n} {_mb(s)}→{_mb(e)} ({growth[kind][n]:+.1%})" for n, (s, e) in peak[kind].items()))
     disk = {n: (base_at["disk"][n], rows[-1]["disk"][n]) for n in base_at["disk"] if n in rows[-1]["disk"]}
     emit("on disk after warm-up → end (MB): " + ", ".join(f"{n} {_mb(a)}→{_mb(b)}" for n, (a, b) in disk.items()))
     restarted = sorted(n for n in base if n in end and end[n]["pid"] != base[n]["pid"])

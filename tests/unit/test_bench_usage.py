@@ -45,3 +45,26 @@ def test_state_on_disk_counts_each_components_folder(tmp_path) -> None:  # type:
     assert set(sizes) == {"kafka", "redis"}
     assert sizes["kafka"] >= 100_000
     assert sizes["redis"] == 0
+
+
+def _row(**anon: tuple[int, int]) -> dict[str, object]:
+    return {"memory": {name: {"pid": pid, "anon": value} for name, (pid, value) in anon.items()}}
+
+
+def test_soak_growth_compares_peaks_so_a_sawtooth_is_not_growth() -> None:
+    from benchmarks.soak import peaks
+
+    tooth = [_row(prom=(1, v), ch=(2, c)) for v, c in ((30, 40), (40, 41), (30, 42), (40, 43), (30, 44), (40, 45),
+                                                       (31, 46))]
+    got = peaks(tooth, 1, "anon")
+    assert got["prom"] == (40, 40)  # ends low in its tooth, yet no growth
+    assert got["ch"] == (43, 46)  # a climb still shows
+
+
+def test_soak_growth_leaves_out_a_component_restarted_or_gone_in_a_window() -> None:
+    from benchmarks.soak import peaks
+
+    rows = [_row(a=(1, 10), b=(2, 10), c=(3, 10)) for _ in range(6)]
+    rows[4] = _row(a=(1, 10), b=(9, 10), c=(3, 10))  # b restarted
+    rows[5] = _row(a=(1, 12), b=(9, 10))  # c stopped
+    assert peaks(rows, 0, "anon") == {"a": (10, 12)}
