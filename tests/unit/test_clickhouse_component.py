@@ -33,8 +33,11 @@ def test_config_is_complete_and_local(component: ClickHouse) -> None:
         assert Path(text[key]).is_relative_to(component.dir), key
         if key != "users_config":
             assert Path(text[key]).is_dir()
-    # marks are weighed without their ~230 bytes of bookkeeping: a bound by bytes must be small (see the module)
+    # marks are weighed without their ~230 bytes of bookkeeping: a bound by bytes must be small (see the module),
+    # and 18.16 enforces it only on entries older than the profile's mark_cache_min_lifetime
     assert int(text["mark_cache_size"]) <= 1024 * 1024
+    users = ET.parse(component.dir / "users.xml").getroot()  # noqa: S314 - our own generated file
+    assert int(users.findtext("profiles/default/mark_cache_min_lifetime") or 10_000) <= 300
     assert root.find("logger/console").text == "1"  # type: ignore[union-attr]
     assert root.find("logger/log") is None  # no log file outside the folder
 

@@ -25,10 +25,12 @@ HEALTH_TIMEOUT_S = 1.0
 CACHE_BYTES = 64 * 1024 * 1024  # uncompressed cache: the package's 8 GiB suits a server, not a dev box
 # Marks are cached per column file of a part, weighed by the marks alone: ~26 bytes for a part of one insert,
 # against ~230 bytes of key and bookkeeping per entry. Every insert and merge makes new parts, so entries of
-# replaced parts pile up until the weight reaches the bound: at 8 MB that was ~300,000 entries and ~70 MB of
-# memory, climbing ~0.35 MB a minute for a whole soak. 128 KB holds the marks of every live part of a table of
-# a few million rows; a miss reads a small file the page cache holds.
+# replaced parts pile up, ~0.35 MB a minute for a whole soak: 18.16 evicts nothing younger than the profile's
+# `mark_cache_min_lifetime` (10,000 s by default) whatever the size, and at 8 MB the bound itself meant ~300,000
+# entries. 128 KB holds the marks of every live part of a table of a few million rows; a miss reads a small
+# file the page cache holds.
 MARK_CACHE_BYTES = 128 * 1024
+MARK_CACHE_MIN_LIFETIME_S = 60
 # Parts replaced by a merge stay on disk and in memory this long (default 480 s) in case the merged part was not
 # yet on disk when the machine lost power. Here a second or two of page cache is all that is at risk, and the
 # tables are a read model that `tradesim rebuild analytics` reloads from `trade_executed`: a minute is enough,
@@ -145,6 +147,7 @@ class ClickHouse(Component):
         <default>
             <max_memory_usage>2000000000</max_memory_usage>
             <use_uncompressed_cache>0</use_uncompressed_cache>
+            <mark_cache_min_lifetime>{MARK_CACHE_MIN_LIFETIME_S}</mark_cache_min_lifetime>
         </default>
     </profiles>
     <users>
