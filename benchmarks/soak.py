@@ -40,8 +40,12 @@ PEAK_ROWS = 3
 
 def peaks(rows: list[dict[str, Any]], base: int, kind: str) -> dict[str, tuple[int, int]]:
     """Each component's `kind` memory (bytes): the peak of the PEAK_ROWS rows from `base` on, and the peak of the
-    last PEAK_ROWS rows; only components whose process was the same in every row compared."""
-    first, last = rows[base:base + PEAK_ROWS], rows[-PEAK_ROWS:]
+    last PEAK_ROWS rows (fewer each when the run is short, so the two never share a row); only components whose
+    process was the same in every row compared."""
+    n = max(1, min(PEAK_ROWS, (len(rows) - base) // 2))
+    first, last = rows[base:base + n], rows[max(base + n, len(rows) - n):]
+    if not last:
+        return {}  # nothing after the baseline: no growth to speak of
     out = {}
     for name in sorted(rows[base]["memory"]):
         pid = rows[base]["memory"][name]["pid"]
@@ -214,7 +218,7 @@ def run(settings: Settings, minutes: float, rate: float, clients: int, tick_rate
     peak = {kind: peaks(rows, b, kind) for kind in ("rss", "anon")}
     growth = {kind: {n: (e - s) / s for n, (s, e) in p.items()} for kind, p in peak.items()}
     for kind, label in (("rss", "RSS"), ("anon", "anonymous RSS (heaps, no mapped files)")):
-        emit(f"{label}, peak of {PEAK_ROWS} rows after warm-up → of the last {PEAK_ROWS} (MB): " + ", ".join(
+        emit(f"{label}, peak of up to {PEAK_ROWS} rows after warm-up → of the last ones (MB): " + ", ".join(
             f"{n} {_mb(s)}→{_mb(e)} ({growth[kind][n]:+.1%})" for n, (s, e) in peak[kind].items()))
     disk = {n: (base_at["disk"][n], rows[-1]["disk"][n]) for n in base_at["disk"] if n in rows[-1]["disk"]}
     emit("on disk after warm-up → end (MB): " + ", ".join(f"{n} {_mb(a)}→{_mb(b)}" for n, (a, b) in disk.items()))

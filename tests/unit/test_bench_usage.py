@@ -68,3 +68,12 @@ def test_soak_growth_leaves_out_a_component_restarted_or_gone_in_a_window() -> N
     rows[4] = _row(a=(1, 10), b=(9, 10), c=(3, 10))  # b restarted
     rows[5] = _row(a=(1, 12), b=(9, 10))  # c stopped
     assert peaks(rows, 0, "anon") == {"a": (10, 12)}
+
+
+def test_soak_growth_windows_never_share_a_row_in_a_short_run() -> None:
+    from benchmarks.soak import peaks
+
+    climb = [_row(ch=(2, v)) for v in (10, 20, 30, 40, 50)]
+    assert peaks(climb, 1, "anon") == {"ch": (30, 50)}  # two rows each: 20, 30 → 40, 50
+    assert peaks(climb, 3, "anon") == {"ch": (40, 50)}  # one row each
+    assert peaks(climb, 4, "anon") == {}  # the baseline is the last row

@@ -43,8 +43,8 @@ def marketdata(ticks: Annotated[int, typer.Option(min=1000)] = 200_000,
                clients: Annotated[int, typer.Option(min=1)] = 1000,
                burst: Annotated[int, typer.Option(min=10)] = 2000,
                rate: Annotated[float, typer.Option(min=1)] = 20.0,
-               seconds: Annotated[float, typer.Option(min=1, help="Length of the paced phase: its p99 is the "
-                                                      "worst 1 % of rate × seconds updates.")] = 30.0) -> None:
+               seconds: Annotated[float, typer.Option(min=1, help="Length of the paced phase: longer puts more "
+                                                      "updates behind its p99.")] = 30.0) -> None:
     """Ingest → Redis ticks/s, and WebSocket fan-out vs a bare websockets broadcast (needs `tradesim up`)."""
     _marketdata(ticks, symbols, clients, burst, rate, seconds)
 

@@ -39,7 +39,7 @@ class TickPublisher:
         self.topic = settings.topics.market_data
         self._producer = producer(settings.kafka, **{
             # 1 ms: a quiet feed's tick no longer waits 10 ms for company (its p50 to Redis went 14 → 5 ms);
-            # a fast replay still batches while earlier requests are in flight (62-69k ticks/s alone, not 42-53k).
+            # a fast replay still batches while earlier requests are in flight (57-69k ticks/s alone, not 42-53k).
             "linger.ms": 1,
             "batch.size": 1_000_000,
             "queue.buffering.max.messages": 500_000,

@@ -110,8 +110,8 @@ def _drop(index: dict[str, set[Client]], mine: set[str], client: Client, keys: l
 
 def _fan_out(clients: Iterable[Client], frame: str, update: Update | None) -> None:
     """Encode `frame` once and write it to every client that keeps up (nothing queued, a small socket backlog), so
-    order holds; queue it for the others, whose pumps send it after what they hold: as a price `update` (which
-    may be conflated), or without one as a control frame."""
+    order holds; queue it for the others: as a price `update` (which may be conflated), or without one as a
+    control frame (which a conflation keeps, ahead of the prices)."""
     direct = []
     for client in clients:
         if client.can_take_directly():
