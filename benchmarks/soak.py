@@ -213,9 +213,8 @@ def run(settings: Settings, minutes: float, rate: float, clients: int, tick_rate
         fleet.kill()
         fleet.wait(timeout=30)
     base_at = baseline if baseline is not None else rows[0]
-    b = rows.index(base_at)
     end, base = rows[-1]["memory"], base_at["memory"]
-    peak = {kind: peaks(rows, b, kind) for kind in ("rss", "anon")}
+    peak = {kind: peaks(rows, rows.index(base_at), kind) for kind in ("rss", "anon")}
     growth = {kind: {n: (e - s) / s for n, (s, e) in p.items()} for kind, p in peak.items()}
     for kind, label in (("rss", "RSS"), ("anon", "anonymous RSS (heaps, no mapped files)")):
         emit(f"{label}, peak of up to {PEAK_ROWS} rows after warm-up → of the last ones (MB): " + ", ".join(

@@ -32,9 +32,8 @@ CACHE_BYTES = 64 * 1024 * 1024  # uncompressed cache: the package's 8 GiB suits 
 MARK_CACHE_BYTES = 128 * 1024
 MARK_CACHE_MIN_LIFETIME_S = 60
 # Parts replaced by a merge stay on disk and in memory this long (default 480 s) in case the merged part was not
-# yet on disk when the machine lost power. Here a second or two of page cache is all that is at risk, and the
-# tables are a read model that `tradesim rebuild analytics` reloads from `trade_executed`: a minute is enough,
-# and the soak's memory then stops growing with ~1,800 dead parts.
+# yet on disk when the machine lost power. A minute outlasts the kernel's writeback (30 s), and the tables are a
+# read model that `tradesim rebuild analytics` reloads from `trade_executed`; at 480 s the soak held ~1,800.
 OLD_PARTS_LIFETIME_S = 60
 # Debian's server links the system jemalloc, whose defaults suit a big server: 4 arenas per core, a cache per
 # thread, freed pages kept for seconds: under a steady trickle of inserts and merges RSS swung by tens of MB.
