@@ -44,8 +44,8 @@ class Plan:
 
     @property
     def bars(self) -> dict[str, Any]:
-        return {"modes": ["thread"], "n_ticks": 10_000, "rate": 1_000} if self.quick else \
-            {"modes": ["thread", "process"], "n_ticks": 60_000, "rate": 1_000}
+        return {"modes": ["jvm", "thread"], "n_ticks": 10_000, "rate": 1_000} if self.quick else \
+            {"modes": ["jvm", "thread", "process"], "n_ticks": 60_000, "rate": 1_000}
 
     @property
     def marketdata(self) -> dict[str, Any]:

@@ -63,11 +63,13 @@ def _marketdata(ticks: int, symbols: int, clients: int, burst: int, rate: float,
 
 
 @app.command("bars")
-def bars(mode: Annotated[str, typer.Option("--mode", help="thread, process or both.")] = "both",
+def bars(mode: Annotated[str, typer.Option(
+             "--mode", help="jvm (the job the stack runs), thread or process (its Python twin), python (both "
+             "Python modes) or all.")] = "all",
          ticks: Annotated[int, typer.Option("--ticks", min=1000, help="Backlog size for throughput.")] = 60_000,
          rate: Annotated[int, typer.Option("--rate", min=1, help="Live ticks/s for the latency phase.")] = 1_000,
          ) -> None:
-    """Flink `bars` job: ticks/s and p99 tick→bar latency per execution mode, vs a pass-through job."""
+    """Flink `bars` job: ticks/s and p99 tick→bar latency per implementation, vs a pass-through job."""
     _bars(mode, ticks, rate)
 
 
@@ -76,9 +78,9 @@ def _bars(mode: str, ticks: int, rate: int) -> None:
     from benchmarks import flink_bars
     from tradesim.stack.errors import UserError
 
-    modes = {"both": ["thread", "process"], "thread": ["thread"], "process": ["process"]}.get(mode)
-    if modes is None:
-        raise UserError(f"unknown mode {mode!r}; use thread, process or both")
+    modes = {"all": list(flink_bars.MODES), "python": ["thread", "process"]}.get(mode, [mode])
+    if not set(modes) <= set(flink_bars.MODES):
+        raise UserError(f"unknown mode {mode!r}; use jvm, thread, process, python or all")
     lines: list[str] = []
     flink_bars.run(load_settings(), modes, ticks, rate, lines)
     out.print(f"command: tradesim bench bars --mode {mode} --ticks {ticks} --rate {rate}")

@@ -11,7 +11,7 @@ from tradesim.stack.component import Component
 from tradesim.stack.jaeger import go_too_old
 from tradesim.stack.process import OsProcessTable, ProcessTable
 from tradesim.stack.state import StateFile
-from tradesim.stack.tools import MIN_JAVA, go_version, java_executable, java_major_version
+from tradesim.stack.tools import MIN_JAVA, go_version, java_executable, java_major_version, jdk_tool
 
 MIN_FREE_DISK_GB = 5
 
@@ -73,10 +73,13 @@ def run_checks(settings: Settings, components: list[Component],
     major = java_major_version(java)
     if major is None:
         checks.append(Check("java", False, f"{java} does not run",
-                            "apt-get install -y openjdk-17-jre-headless (or set TRADESIM_STACK__JAVA_HOME)"))
+                            "apt-get install -y openjdk-17-jdk-headless (or set TRADESIM_STACK__JAVA_HOME)"))
     else:
         checks.append(Check("java", major >= MIN_JAVA, f"Java {major} at {java}",
                             "" if major >= MIN_JAVA else "set TRADESIM_STACK__JAVA_HOME to a JDK 17+"))
+        javac = jdk_tool(java, "javac")
+        checks.append(Check("javac", javac is not None, str(javac or "not found (a JRE): the bars job is compiled"),
+                            "" if javac else "apt-get install -y openjdk-17-jdk-headless"))
     for tool, package in (("mvn", "maven"), ("apt-get", "apt")):
         path = shutil.which(tool)
         checks.append(Check(tool, path is not None, path or "not found",

@@ -14,10 +14,12 @@ TaskManager when it dies, and stops both on SIGTERM.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
 import sys
+import tempfile
 from importlib import metadata
 from pathlib import Path
 
@@ -28,9 +30,11 @@ from tradesim.adapters.flink.errors import FlinkRequestError, FlinkUnavailable
 from tradesim.settings import settings_to_env
 from tradesim.stack.component import Component, PortSpec, Unhealthy
 from tradesim.stack.errors import ProvisionError
-from tradesim.stack.tools import Report, maven_copy_dependencies, require_java, run_tool
+from tradesim.stack.tools import Report, jdk_tool, maven_copy_dependencies, require_java, run_tool
 
 POM = Path(__file__).parent / "java" / "flink" / "pom.xml"
+#: the JVM jobs' sources (tradesim/jobs/jvm), compiled by `provision` against this Flink's jars
+JVM_JOBS = Path(__file__).resolve().parents[1] / "jobs" / "jvm" / "src"
 REPO_ROOT = Path(__file__).resolve().parents[2]
 #: what the jobs import besides PyFlink (events: pydantic; settings; execution: Redis + DynamoDB clients and the
 #: OpenTelemetry exporter); pinned to this venv's versions
@@ -88,6 +92,34 @@ class Flink(Component):
     def connector_jars(self) -> list[Path]:
         return sorted(self.jars_dir.glob("flink-sql-connector-kafka-*.jar"))
 
+    @property
+    def jobs_jar(self) -> Path:
+        """The JVM jobs' jar, named by a digest of their sources: an edited source builds a new jar."""
+        digest = hashlib.sha256()
+        for source in sorted(JVM_JOBS.rglob("*.java")):
+            digest.update(source.relative_to(JVM_JOBS).as_posix().encode() + b"\0" + source.read_bytes())
+        return self.cache / "jobs" / f"tradesim-jobs-{digest.hexdigest()[:12]}.jar"
+
+    def _build_jobs_jar(self, report: Report) -> None:
+        jar = self.jobs_jar
+        if jar.exists():
+            return
+        java = require_java(self.name, self.settings.stack.java_home)
+        javac, jar_tool = jdk_tool(java, "javac"), jdk_tool(java, "jar")
+        if javac is None or jar_tool is None:
+            raise ProvisionError(self.name, f"no javac beside {java}: the JVM jobs are compiled here, which needs "
+                                 "a JDK, not a JRE (`apt-get install -y openjdk-17-jdk-headless`)")
+        report(f"compiling the JVM jobs into {jar.name}")
+        classpath = ":".join(str(j) for j in [*sorted(self.flink_home.glob("lib/*.jar")), *self.connector_jars])
+        jar.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=jar.parent) as tmp:
+            classes = Path(tmp) / "classes"
+            run_tool(self.name, [str(javac), "--release", "17", "-nowarn", "-d", str(classes), "-cp", classpath,
+                                 *map(str, sorted(JVM_JOBS.rglob("*.java")))], "javac (JVM jobs)")
+            staged = Path(tmp) / jar.name
+            run_tool(self.name, [str(jar_tool), "cf", str(staged), "-C", str(classes), "."], "jar (JVM jobs)")
+            staged.replace(jar)  # atomic: a half-written jar never counts
+
     def _venv_marker(self) -> dict[str, str]:
         deps = {d: metadata.version(d) for d in JOB_RUNTIME_DEPS}
         return {"flink": self._cfg.version, "repo": str(REPO_ROOT), "constraints": ",".join(JOB_CONSTRAINTS), **deps}
@@ -99,6 +131,7 @@ class Flink(Component):
                                 {"kafka.connector.version": self._cfg.kafka_connector_version})
         if not self.connector_jars:
             raise ProvisionError(self.name, f"Maven resolved no flink-sql-connector-kafka jar into {self.jars_dir}")
+        self._build_jobs_jar(report)
 
     def _provision_venv(self, report: Report) -> None:
         marker_file = self.venv / ".tradesim-complete"

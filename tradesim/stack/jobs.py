@@ -24,6 +24,9 @@ class JobSpec:
     description: str
     #: submitted by `tradesim up --with-jobs`
     standard: bool
+    #: the job's JVM implementation (in the jar `Flink.jobs_jar`), which the local cluster runs; `module` is then
+    #: the same rule in Python: the tests' oracle's twin, and what Managed Flink runs (tradesim/infra)
+    main_class: str | None = None
 
     @property
     def flink_name(self) -> str:
@@ -34,7 +37,8 @@ class JobSpec:
 JOBS: dict[str, JobSpec] = {
     spec.name: spec
     for spec in (
-        JobSpec("bars", "tradesim.jobs.bars", "1 s and 1 min OHLCV bars: market_data → market_bars", True),
+        JobSpec("bars", "tradesim.jobs.bars", "1 s and 1 min OHLCV bars: market_data → market_bars", True,
+                "dev.tradesim.jobs.Bars"),
         JobSpec("execution", "tradesim.jobs.execution",
                 "match orders against prices, settle on portfolios: trade_orders + market_data → trade_executed",
                 True),
@@ -132,10 +136,12 @@ def running(rest: FlinkRest, flink_name: str) -> list[JobInfo]:
 
 def submit_job(settings: Settings, name: str, parallelism: int | None = None,
                overrides: dict[str, str] | None = None, options: dict[str, str] | None = None,
-               progress: Callable[[str], None] = lambda _msg: None) -> tuple[str, bool]:
+               progress: Callable[[str], None] = lambda _msg: None,
+               runtime: Literal["jvm", "python"] = "jvm") -> tuple[str, bool]:
     """Submit a catalog job unless it already runs; returns (job id, newly submitted). `options`: Flink
-    configuration for this job, e.g. `execution.state-recovery.path` to restore a savepoint."""
-    from tradesim.adapters.flink.client import submit
+    configuration for this job, e.g. `execution.state-recovery.path` to restore a savepoint. `runtime`: a job
+    with a JVM implementation runs it unless "python" is asked (`tradesim bench bars` compares the two)."""
+    from tradesim.adapters.flink.client import submit, submit_jar
     from tradesim.adapters.flink.errors import FlinkRequestError
     from tradesim.stack.flink import Flink
 
@@ -151,11 +157,20 @@ def submit_job(settings: Settings, name: str, parallelism: int | None = None,
     flink.provision(progress)  # no-op when the venv and jars exist
     opts = {"python.execution-mode": settings.flink.execution_mode, **(options or {})}
     args = _with_start_offsets(spec, settings, _arg_map(spec, _kafka_route(settings, progress), overrides))
+    parallelism = parallelism or settings.flink.parallelism
     try:
-        job_id = submit(flink.flink_bin, settings.flink.client_rest_url, spec.module,
-                        _argv(args), python=flink.python, jars=flink.connector_jars,
-                        env=flink.client_env(), parallelism=parallelism or settings.flink.parallelism,
-                        options=opts)
+        if spec.main_class and runtime == "jvm":
+            # the Python stages read faults.poison from the TaskManager's settings; the JVM job is told
+            poison = next((symbol for stage, symbol in settings.faults.poison.items() if stage == spec.name), None)
+            if poison:
+                args["poison-symbol"] = poison
+            job_id = submit_jar(flink.flink_bin, settings.flink.client_rest_url, flink.jobs_jar, spec.main_class,
+                                _argv(args), classpath=flink.connector_jars, env=flink.client_env(),
+                                parallelism=parallelism, options=options)
+        else:
+            job_id = submit(flink.flink_bin, settings.flink.client_rest_url, spec.module, _argv(args),
+                            python=flink.python, jars=flink.connector_jars, env=flink.client_env(),
+                            parallelism=parallelism, options=opts)
     except FlinkRequestError as exc:
         raise StackError(str(exc)) from None
     return job_id, True

@@ -51,6 +51,13 @@ def java_executable(configured: Path | None) -> str:
     return found or "java"
 
 
+def jdk_tool(java: str, tool: str) -> Path | None:
+    """A JDK tool (javac, jar) beside this java binary, symlinks resolved; None under a JRE."""
+    found = shutil.which(java)
+    path = Path(os.path.realpath(found)).with_name(tool) if found else None
+    return path if path and path.exists() else None
+
+
 def java_major_version(java: str) -> int | None:
     """Major version of a java binary, or None if it cannot run."""
     try:
@@ -69,7 +76,7 @@ def require_java(component: str, configured: Path | None) -> str:
     major = java_major_version(java)
     if major is None:
         raise ProvisionError(component, "Java is not installed or does not run: install a JDK 17+ "
-                             "(`apt-get install -y openjdk-17-jre-headless`) or set TRADESIM_STACK__JAVA_HOME")
+                             "(`apt-get install -y openjdk-17-jdk-headless`) or set TRADESIM_STACK__JAVA_HOME")
     if major < MIN_JAVA:
         raise ProvisionError(component, f"Java {major} found at {java}, {component} needs Java {MIN_JAVA}+: "
                              "set TRADESIM_STACK__JAVA_HOME to a newer JDK")

@@ -1,5 +1,5 @@
-"""The `bars` job on the real cluster: exact bars with out-of-order ticks, per-symbol clocks, dead letters,
-TaskManager kill -9."""
+"""The `bars` job on the real cluster (its JVM implementation, held to the Python rule and schema): exact bars
+with out-of-order ticks, per-symbol clocks, the records it takes and refuses, dead letters, TaskManager kill -9."""
 
 from __future__ import annotations
 
@@ -11,9 +11,10 @@ from decimal import Decimal
 
 import pytest
 
+from tests.integration.flink import tick_records
 from tests.integration.flink.conftest import BarsJob, make_tick, records
 from tradesim.domain.events import Bar, DeadLetter, decode, encode
-from tradesim.jobs.bars_logic import reference_bars
+from tradesim.jobs.bars_logic import classify, reference_bars
 from tradesim.stack.flink import Flink
 
 pytestmark = pytest.mark.integration
@@ -109,6 +110,29 @@ def test_malformed_record_goes_to_dead_letter_and_the_job_keeps_running(bars_job
     got = bars_of(bars_job.read_until(bars_start, lambda g: len(bars_of(g, sym)) >= 1, 60), sym)
     assert [b for _, b in got if b.interval == "1s"] == reference_bars(good, "1s")
     assert bars_job.rest.job(bars_job.job_id)["state"] == "RUNNING"
+
+
+def test_it_takes_and_refuses_exactly_the_records_the_tick_schema_does(bars_job: BarsJob) -> None:
+    """Every way pydantic's lax mode writes a valid tick, and one fault per invalid record: the job's bars are
+    the Python rule's over the valid ones, and each invalid one is dead-lettered naming the field Python names."""
+    b0 = bars_job.take_minute()
+    sym = "PAR" + os.urandom(2).hex().upper()
+    raws = tick_records.records(sym, b0)
+    judged = [(raw, *classify(raw.decode(), bars_job.ticks_topic)) for raw in raws]
+    valid = [tick for _, tick, _ in judged if tick is not None]
+    refused = [(raw, decode(DeadLetter, letter).reason.split(":", 1)[0]) for raw, _, letter in judged if letter]
+    assert len(valid) >= 20, "the fixtures hold valid records"
+    assert len(refused) >= 30, "the fixtures hold invalid records"
+    dl_start = bars_job.end_offsets(bars_job.dead_letter_topic)
+    start = bars_job.end_offsets(bars_job.bars_topic)
+    flush = make_tick(sym, 1_000, b0 + 60_000 + OOO_MS + 500, "1", 1)
+    bars_job.produce([(sym, raw) for raw in raws] + records([flush]))
+    expected = {(b.interval, b.window_start_ms): b for iv in ("1s", "1m") for b in reference_bars(valid, iv)}
+    got = bars_job.read_until(start, lambda g: len(distinct(bars_of(g, sym))) >= len(expected), 60)
+    assert distinct(bars_of(got, sym)) == expected
+    letters = [decode(DeadLetter, v) for _, v in
+               bars_job.read_until(dl_start, lambda g: len(g) >= len(refused), 60)]
+    assert [(d.record, d.reason.split(":", 1)[0]) for d in letters] == [(raw.decode(), f) for raw, f in refused]
 
 
 def test_a_tick_the_job_raises_on_is_dead_lettered_and_the_other_symbols_bars_go_on(bars_job: BarsJob) -> None:

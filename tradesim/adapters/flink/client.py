@@ -144,14 +144,32 @@ def submit(flink_bin: Path, rest_url: str, module: str, program_args: list[str],
     if jars:
         argv += ["--jarfile", str(jars[0]), "-Dpipeline.jars=" + ";".join(f"file://{j}" for j in jars)]
     argv += ["-pym", module, "-pyexec", str(python), "-pyclientexec", str(python)]
-    argv += [f"-D{k}={v}" for k, v in (options or {}).items()]
+    return _run_client(argv, module, program_args, env=env, parallelism=parallelism, options=options,
+                       timeout_s=timeout_s)
+
+
+def submit_jar(flink_bin: Path, rest_url: str, jar: Path, main_class: str, program_args: list[str], *,
+               classpath: list[Path], env: dict[str, str], parallelism: int | None = None,
+               options: dict[str, str] | None = None, timeout_s: float = 300) -> str:
+    """Detached `flink run -c main_class jar`; `classpath` (e.g. the connector jar) is added to the job's class
+    loader on the client and on every node, which share this machine's files. Returns the job id."""
+    argv = [str(flink_bin), "run", "-d", "-m", rest_address(rest_url), "-c", main_class]
+    argv += [part for j in classpath for part in ("-C", f"file://{j}")]
+    return _run_client(argv, main_class, program_args, env=env, parallelism=parallelism, options=options,
+                       timeout_s=timeout_s, jar=jar)
+
+
+def _run_client(argv: list[str], what: str, program_args: list[str], *, env: dict[str, str],
+                parallelism: int | None, options: dict[str, str] | None, timeout_s: float,
+                jar: Path | None = None) -> str:
+    argv = argv + [f"-D{k}={v}" for k, v in (options or {}).items()]
     if parallelism:
         argv += ["-p", str(parallelism)]
-    argv += program_args
+    argv += [*([str(jar)] if jar else []), *program_args]
     try:
         done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=timeout_s, check=False)
     except subprocess.TimeoutExpired:
-        raise FlinkRequestError(f"flink run {module}: no answer after {timeout_s:.0f} s") from None
+        raise FlinkRequestError(f"flink run {what}: no answer after {timeout_s:.0f} s") from None
     output = done.stdout + done.stderr
     for line in output.splitlines():
         if "Job has been submitted with JobID" in line:
@@ -161,4 +179,4 @@ def submit(flink_bin: Path, rest_url: str, module: str, program_args: list[str],
     java_causes = [ln.strip() for ln in output.splitlines() if ln.startswith("Caused by")]
     cause = (python_errors or java_causes or ["no job id in the client output"])[-1]
     tail = "\n".join(output.strip().splitlines()[-15:])
-    raise FlinkRequestError(f"flink run {module} failed (exit {done.returncode}): {cause}\n{tail}")
+    raise FlinkRequestError(f"flink run {what} failed (exit {done.returncode}): {cause}\n{tail}")

@@ -1,0 +1,185 @@
+package dev.tradesim.jobs;
+
+import java.math.BigDecimal;
+import java.util.Iterator;
+import java.util.Set;
+import java.util.regex.Pattern;
+
+import org.apache.flink.shaded.jackson2.com.fasterxml.jackson.core.JsonProcessingException;
+import org.apache.flink.shaded.jackson2.com.fasterxml.jackson.databind.JsonNode;
+import org.apache.flink.shaded.jackson2.com.fasterxml.jackson.databind.ObjectMapper;
+
+/**
+ * A `market_data` record checked as `tradesim.domain.events.Tick` (pydantic, lax mode) checks it: the same
+ * records pass and fail, and a failure names the same first field. Where the JVM cannot follow Python (an
+ * integer beyond 64 bits), the record is refused rather than misread. The parity is held by an integration test
+ * that sends the same fixtures through both.
+ */
+final class TickCheck {
+    static final Pattern SYMBOL = Pattern.compile("[A-Z][A-Z0-9.\\-]{0,15}");
+    static final BigDecimal MAX_PRICE = new BigDecimal("1000000");
+    static final int PRICE_PLACES = 4;
+    static final long MAX_PRINT_SIZE = 1_000_000_000L;
+    static final long MAX_EPOCH_MS = 253_402_300_799_999L;
+    static final Set<String> FIELDS = Set.of("schema_version", "type", "symbol", "bid", "ask", "last", "size",
+            "event_time_ms", "seq", "scenario_id", "run_id");
+    private static final Pattern INTEGER_TEXT = Pattern.compile("[+-]?[0-9]+(\\.0*)?");
+    private static final Pattern NOT_FINITE = Pattern.compile("[+-]?(nan|snan|inf|infinity)", Pattern.CASE_INSENSITIVE);
+    private static final Pattern DIGIT_UNDERSCORE = Pattern.compile("(?<=[0-9])_(?=[0-9])");
+
+    private TickCheck() {}
+
+    /** A bad record: the message is "field: problem", as InvalidRecord's. */
+    static final class Invalid extends Exception {
+        private static final long serialVersionUID = 1L;
+
+        Invalid(String field, String problem) {
+            super(field + ": " + problem, null, false, false);
+        }
+    }
+
+    static Bars.Tick parse(ObjectMapper json, String raw) throws Invalid {
+        JsonNode n;
+        try {
+            n = json.readTree(raw);
+        } catch (JsonProcessingException e) {
+            throw new Invalid("$", "not JSON: " + e.getOriginalMessage());
+        }
+        if (n == null || n.isMissingNode()) {
+            throw new Invalid("$", "not JSON: no value");
+        }
+        if (!n.isObject()) {
+            throw new Invalid("$", "not a JSON object");
+        }
+        literalOne(n);
+        JsonNode type = n.get("type");
+        if (type != null && !(type.isTextual() && type.textValue().equals("tick"))) {
+            throw new Invalid("type", "Input should be 'tick'");
+        }
+        Bars.Tick t = new Bars.Tick();
+        t.symbol = text(n, "symbol");
+        if (!SYMBOL.matcher(t.symbol).matches()) {
+            throw new Invalid("symbol", "String should match pattern '^" + SYMBOL.pattern() + "$'");
+        }
+        t.bid = price(n, "bid");
+        t.ask = price(n, "ask");
+        t.last = price(n, "last");
+        t.size = integer(n, "size", 0, MAX_PRINT_SIZE, null);
+        t.eventTimeMs = integer(n, "event_time_ms", 0, MAX_EPOCH_MS, null);
+        t.seq = integer(n, "seq", 1, Long.MAX_VALUE, null);
+        t.scenarioId = text(n, "scenario_id");
+        int length = t.scenarioId.codePointCount(0, t.scenarioId.length());
+        if (length < 1) {
+            throw new Invalid("scenario_id", "String should have at least 1 character");
+        }
+        if (length > 128) {
+            throw new Invalid("scenario_id", "String should have at most 128 characters");
+        }
+        t.runId = integer(n, "run_id", 0, Long.MAX_VALUE, 0L);
+        for (Iterator<String> names = n.fieldNames(); names.hasNext(); ) {
+            String name = names.next();
+            if (!FIELDS.contains(name)) {
+                throw new Invalid(name, "Extra inputs are not permitted");
+            }
+        }
+        if (t.bid.compareTo(t.ask) > 0) {
+            throw new Invalid("$", "Value error, bid " + t.bid + " is above ask " + t.ask);
+        }
+        return t;
+    }
+
+    /** `schema_version: Literal[1]`: absent, or a number (or true) equal to 1. */
+    private static void literalOne(JsonNode n) throws Invalid {
+        JsonNode v = n.get("schema_version");
+        if (v == null || (v.isBoolean() && v.booleanValue())
+                || (v.isNumber() && v.decimalValue().compareTo(BigDecimal.ONE) == 0)) {
+            return;
+        }
+        throw new Invalid("schema_version", "Input should be 1");
+    }
+
+    private static String text(JsonNode n, String field) throws Invalid {
+        JsonNode v = n.get(field);
+        if (v == null) {
+            throw new Invalid(field, "Field required");
+        }
+        if (!v.isTextual()) {
+            throw new Invalid(field, "Input should be a valid string");
+        }
+        return v.textValue();
+    }
+
+    /** `MarketPrice`: a decimal string or a JSON integer (never a float), finite, in (0, MAX_PRICE], at most
+     * PRICE_PLACES places once trailing zeros are dropped; kept as written (scale and all), as Decimal keeps it. */
+    private static BigDecimal price(JsonNode n, String field) throws Invalid {
+        JsonNode v = n.get(field);
+        if (v == null) {
+            throw new Invalid(field, "Field required");
+        }
+        BigDecimal d;
+        if (v.isIntegralNumber()) {
+            d = new BigDecimal(v.bigIntegerValue());
+        } else if (v.isNumber()) {
+            throw new Invalid(field, "Value error, must be a decimal string, not a float");
+        } else if (v.isTextual()) {
+            String s = DIGIT_UNDERSCORE.matcher(v.textValue().strip()).replaceAll("");
+            if (NOT_FINITE.matcher(s).matches()) {
+                throw new Invalid(field, "Input should be a finite number");
+            }
+            try {
+                d = new BigDecimal(s);
+            } catch (NumberFormatException e) {
+                throw new Invalid(field, "Input should be a valid decimal");
+            }
+        } else {
+            throw new Invalid(field, "Decimal input should be an integer, float, string or Decimal object");
+        }
+        if (d.signum() <= 0) {
+            throw new Invalid(field, "Input should be greater than 0");
+        }
+        if (d.compareTo(MAX_PRICE) > 0) {
+            throw new Invalid(field, "Input should be less than or equal to " + MAX_PRICE);
+        }
+        if (d.stripTrailingZeros().scale() > PRICE_PLACES) {
+            throw new Invalid(field, "Decimal input should have no more than " + PRICE_PLACES + " decimal places");
+        }
+        return d;
+    }
+
+    /** A pydantic lax int: a JSON integer, an integral float, true/false, or a string of an integer (spaces,
+     * sign, digit underscores and a ".0" allowed); refused beyond 64 bits. */
+    private static long integer(JsonNode n, String field, long min, long max, Long absent) throws Invalid {
+        JsonNode v = n.get(field);
+        if (v == null) {
+            if (absent != null) {
+                return absent;
+            }
+            throw new Invalid(field, "Field required");
+        }
+        BigDecimal d;
+        if (v.isBoolean()) {
+            d = v.booleanValue() ? BigDecimal.ONE : BigDecimal.ZERO;
+        } else if (v.isNumber()) {
+            d = v.decimalValue();
+            if (d.stripTrailingZeros().scale() > 0) {
+                throw new Invalid(field, "Input should be a valid integer, got a number with a fractional part");
+            }
+        } else if (v.isTextual()) {
+            String s = DIGIT_UNDERSCORE.matcher(v.textValue().strip()).replaceAll("");
+            if (!INTEGER_TEXT.matcher(s).matches()) {
+                throw new Invalid(field, "Input should be a valid integer, unable to parse string as an integer");
+            }
+            d = new BigDecimal(s);
+        } else {
+            throw new Invalid(field, "Input should be a valid integer");
+        }
+        if (d.compareTo(BigDecimal.valueOf(min)) < 0) {
+            throw new Invalid(field, "Input should be greater than or equal to " + min);
+        }
+        if (d.compareTo(BigDecimal.valueOf(max)) > 0) {
+            throw new Invalid(field, max == Long.MAX_VALUE ? "beyond 64 bits, which the bars job cannot hold"
+                    : "Input should be less than or equal to " + max);
+        }
+        return d.longValueExact();
+    }
+}
