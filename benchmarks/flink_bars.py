@@ -174,7 +174,8 @@ def run(settings: Settings, modes: list[str], n_ticks: int, rate: int, out: list
                         f"{mode}_ratio": tps / pt_rate}
             out.append(f"bars [{mode}]: {tps:,.0f} ticks/s sustained ({seen} ticks in bars); "
                        f"live at {rate}/s: 1 s bar latency after window end p50 {p50:.0f} ms, p99 {p99:.0f} ms "
-                       f"({len(lat)} bars; includes {OOO_MS} ms out-of-orderness, p99 beyond it {p99 - OOO_MS:.0f} ms); "
+                       f"({len(lat)} bars; includes {OOO_MS} ms out-of-orderness, p99 beyond it "
+                       f"{p99 - OOO_MS:.0f} ms); "
                        f"ratio to passthrough {tps / pt_rate:.2f}")
             rest.cancel(job_id)
     finally:

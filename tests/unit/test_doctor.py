@@ -56,15 +56,17 @@ def test_a_go_too_old_for_jaeger_is_named(tmp_path: Path, monkeypatch: pytest.Mo
 
 def test_a_jre_without_javac_is_named_since_the_bars_job_is_compiled(tmp_path: Path,
                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
-    assert _checks(tmp_path, monkeypatch, set(), root=True, chaos=False)["javac"].ok  # this machine's JDK
-
-    jdk_java = Path(shutil.which("java") or "java").resolve()
-    jre = tmp_path / "jre"
-    (jre / "bin").mkdir(parents=True)
-    (jre / "bin" / "java").write_text(f'#!/bin/sh\nexec {jdk_java} "$@"\n')  # a JRE: java alone
-    (jre / "bin" / "java").chmod(0o755)
-    monkeypatch.setenv("TRADESIM_STACK__JAVA_HOME", str(jre))
+    real_java = Path(shutil.which("java") or "java").resolve()
+    for kind in ("jre", "jdk"):
+        home = tmp_path / kind
+        (home / "bin").mkdir(parents=True)
+        (home / "bin" / "java").write_text(f'#!/bin/sh\nexec {real_java} "$@"\n')
+        (home / "bin" / "java").chmod(0o755)
+    (tmp_path / "jdk" / "bin" / "javac").write_text("")  # present beside java: all the check looks for
+    monkeypatch.setenv("TRADESIM_STACK__JAVA_HOME", str(tmp_path / "jre"))
     checks = _checks(tmp_path, monkeypatch, set(), root=True, chaos=False)
     assert checks["java"].ok
     assert not checks["javac"].ok
     assert "jdk" in checks["javac"].fix
+    monkeypatch.setenv("TRADESIM_STACK__JAVA_HOME", str(tmp_path / "jdk"))
+    assert _checks(tmp_path, monkeypatch, set(), root=True, chaos=False)["javac"].ok

@@ -40,6 +40,9 @@ MAX_QTY = 1_000_000_000
 MarketPrice = Annotated[Decimal, Field(gt=0, le=MAX_PRICE, allow_inf_nan=False, decimal_places=PRICE_PLACES)]
 #: the last millisecond of year 9999: every epoch-ms time is at most this, so every consumer can make a date of it
 MAX_EPOCH_MS = 253_402_300_799_999
+#: the largest sequence number or run id: a signed 64-bit integer, which every consumer (the JVM bars job, the
+#: stores) can hold
+MAX_SEQ = 2**63 - 1
 #: a W3C trace context (version 00): the span that produced an event, so a consumer continues the order's trace.
 #: In the event as well as in the record's headers, since PyFlink's Kafka source does not expose headers.
 TRACEPARENT_RE = r"00-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}"
@@ -90,11 +93,12 @@ class Tick(Event):
     last: MarketPrice
     size: int = Field(ge=0, le=MAX_PRINT_SIZE)
     event_time_ms: int = Field(ge=0, le=MAX_EPOCH_MS, description="simulated event time, epoch ms UTC")
-    seq: int = Field(ge=1, description="per-symbol sequence number within a scenario run")
+    seq: int = Field(ge=1, le=MAX_SEQ, description="per-symbol sequence number within a scenario run")
     scenario_id: str = Field(min_length=1, max_length=128)
     run_id: int = Field(
-        0, ge=0, description="epoch ms at which the replay run started; a newer run supersedes an older one, "
-        "so the price cache orders quotes by (run_id, seq)"
+        0, ge=0, le=MAX_SEQ,
+        description="epoch ms at which the replay run started; a newer run supersedes an older one, so the price "
+        "cache orders quotes by (run_id, seq)"
     )
 
     _floats = field_validator("bid", "ask", "last", mode="before")(_reject_float)
@@ -318,6 +322,8 @@ def decode(model: type[E], raw: bytes | str) -> E:
         data = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
         raise InvalidRecord("$", f"not JSON: {exc}") from None
+    except RecursionError:  # nested deeper than the interpreter's stack: refused, never the consumer's crash
+        raise InvalidRecord("$", "not JSON: nested too deep") from None
     if not isinstance(data, dict):
         raise InvalidRecord("$", "not a JSON object")
     try:

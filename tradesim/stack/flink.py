@@ -94,10 +94,11 @@ class Flink(Component):
 
     @property
     def jobs_jar(self) -> Path:
-        """The JVM jobs' jar, named by a digest of their sources: an edited source builds a new jar."""
-        digest = hashlib.sha256()
+        """The JVM jobs' jar, with the Kafka connector inside (one file the cluster is sent, wherever it runs),
+        named by a digest of the sources and the connector: a change to either builds a new jar."""
+        digest = hashlib.sha256(self._cfg.kafka_connector_version.encode())
         for source in sorted(JVM_JOBS.rglob("*.java")):
-            digest.update(source.relative_to(JVM_JOBS).as_posix().encode() + b"\0" + source.read_bytes())
+            digest.update(b"\0" + source.relative_to(JVM_JOBS).as_posix().encode() + b"\0" + source.read_bytes())
         return self.cache / "jobs" / f"tradesim-jobs-{digest.hexdigest()[:12]}.jar"
 
     def _build_jobs_jar(self, report: Report) -> None:
@@ -116,6 +117,9 @@ class Flink(Component):
             classes = Path(tmp) / "classes"
             run_tool(self.name, [str(javac), "--release", "17", "-nowarn", "-d", str(classes), "-cp", classpath,
                                  *map(str, sorted(JVM_JOBS.rglob("*.java")))], "javac (JVM jobs)")
+            for connector in self.connector_jars:
+                run_tool(self.name, [str(jar_tool), "xf", str(connector)], "jar xf (the connector)", cwd=classes)
+            shutil.rmtree(classes / "META-INF", ignore_errors=True)  # the connector's manifest; `jar cf` writes ours
             staged = Path(tmp) / jar.name
             run_tool(self.name, [str(jar_tool), "cf", str(staged), "-C", str(classes), "."], "jar (JVM jobs)")
             staged.replace(jar)  # atomic: a half-written jar never counts

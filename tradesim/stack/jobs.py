@@ -165,8 +165,7 @@ def submit_job(settings: Settings, name: str, parallelism: int | None = None,
             if poison:
                 args["poison-symbol"] = poison
             job_id = submit_jar(flink.flink_bin, settings.flink.client_rest_url, flink.jobs_jar, spec.main_class,
-                                _argv(args), classpath=flink.connector_jars, env=flink.client_env(),
-                                parallelism=parallelism, options=options)
+                                _argv(args), env=flink.client_env(), parallelism=parallelism, options=options)
         else:
             job_id = submit(flink.flink_bin, settings.flink.client_rest_url, spec.module, _argv(args),
                             python=flink.python, jars=flink.connector_jars, env=flink.client_env(),

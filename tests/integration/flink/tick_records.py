@@ -34,11 +34,12 @@ CHANGES: list[dict[str, Any]] = [
 
 
 def records(symbol: str, t0: int) -> list[bytes]:
+    assert len(CHANGES) < 60, "one second each, all in the minute from t0: test_bars expects one 1 min bar"
     out = []
     for i, change in enumerate(CHANGES):
         tick = _base(symbol, i + 1, t0 + i * 1000)
         for field, value in change.items():
-            if value is None and field != "run_id_null":
+            if value is None:
                 tick.pop(field)
             elif value == "STR":
                 tick[field] = str(tick[field])

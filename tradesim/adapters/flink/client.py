@@ -149,12 +149,10 @@ def submit(flink_bin: Path, rest_url: str, module: str, program_args: list[str],
 
 
 def submit_jar(flink_bin: Path, rest_url: str, jar: Path, main_class: str, program_args: list[str], *,
-               classpath: list[Path], env: dict[str, str], parallelism: int | None = None,
-               options: dict[str, str] | None = None, timeout_s: float = 300) -> str:
-    """Detached `flink run -c main_class jar`; `classpath` (e.g. the connector jar) is added to the job's class
-    loader on the client and on every node, which share this machine's files. Returns the job id."""
+               env: dict[str, str], parallelism: int | None = None, options: dict[str, str] | None = None,
+               timeout_s: float = 300) -> str:
+    """Detached `flink run -c main_class jar` (the jar holds everything the job needs); returns the job id."""
     argv = [str(flink_bin), "run", "-d", "-m", rest_address(rest_url), "-c", main_class]
-    argv += [part for j in classpath for part in ("-C", f"file://{j}")]
     return _run_client(argv, main_class, program_args, env=env, parallelism=parallelism, options=options,
                        timeout_s=timeout_s, jar=jar)
 

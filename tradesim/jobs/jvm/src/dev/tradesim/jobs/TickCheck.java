@@ -5,15 +5,18 @@ import java.util.Iterator;
 import java.util.Set;
 import java.util.regex.Pattern;
 
+import org.apache.flink.shaded.jackson2.com.fasterxml.jackson.core.JsonFactory;
 import org.apache.flink.shaded.jackson2.com.fasterxml.jackson.core.JsonProcessingException;
+import org.apache.flink.shaded.jackson2.com.fasterxml.jackson.core.StreamReadConstraints;
+import org.apache.flink.shaded.jackson2.com.fasterxml.jackson.core.json.JsonReadFeature;
+import org.apache.flink.shaded.jackson2.com.fasterxml.jackson.databind.DeserializationFeature;
 import org.apache.flink.shaded.jackson2.com.fasterxml.jackson.databind.JsonNode;
 import org.apache.flink.shaded.jackson2.com.fasterxml.jackson.databind.ObjectMapper;
 
 /**
  * A `market_data` record checked as `tradesim.domain.events.Tick` (pydantic, lax mode) checks it: the same
- * records pass and fail, and a failure names the same first field. Where the JVM cannot follow Python (an
- * integer beyond 64 bits), the record is refused rather than misread. The parity is held by an integration test
- * that sends the same fixtures through both.
+ * records pass and fail, and a failure names the same first field. Held to it by
+ * tests/integration/flink/test_tick_check.py (generated records through both) and test_bars.py (on the cluster).
  */
 final class TickCheck {
     static final Pattern SYMBOL = Pattern.compile("[A-Z][A-Z0-9.\\-]{0,15}");
@@ -23,9 +26,16 @@ final class TickCheck {
     static final long MAX_EPOCH_MS = 253_402_300_799_999L;
     static final Set<String> FIELDS = Set.of("schema_version", "type", "symbol", "bid", "ask", "last", "size",
             "event_time_ms", "seq", "scenario_id", "run_id");
-    private static final Pattern INTEGER_TEXT = Pattern.compile("[+-]?[0-9]+(\\.0*)?");
-    private static final Pattern NOT_FINITE = Pattern.compile("[+-]?(nan|snan|inf|infinity)", Pattern.CASE_INSENSITIVE);
-    private static final Pattern DIGIT_UNDERSCORE = Pattern.compile("(?<=[0-9])_(?=[0-9])");
+    /** pydantic-core's integer text (after trimming): digits, single underscores between them, a ".0…" end. */
+    private static final Pattern INTEGER_TEXT = Pattern.compile("[+-]?[0-9]+(_[0-9]+)*(\\.0+)?");
+    /** what Python's Decimal reads as not finite (pydantic then says "finite number") */
+    private static final Pattern NOT_FINITE = Pattern.compile("[+-]?(s?nan[0-9]*|inf|infinity)",
+            Pattern.CASE_INSENSITIVE);
+    /** Unicode White_Space: what pydantic-core (Rust's `trim`) strips around an integer's text */
+    private static final String UNICODE_SPACE = "\t\n\u000b\f\r \u0085\u00a0\u1680\u2000\u2001\u2002\u2003\u2004"
+            + "\u2005\u2006\u2007\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000";
+    /** Python's `str.isspace`: what pydantic strips around a decimal's text (White_Space plus \x1c–\x1f) */
+    private static final String PYTHON_SPACE = UNICODE_SPACE + "\u001c\u001d\u001e\u001f";
 
     private TickCheck() {}
 
@@ -36,6 +46,17 @@ final class TickCheck {
         Invalid(String field, String problem) {
             super(field + ": " + problem, null, false, false);
         }
+    }
+
+    /** The reader `parse` needs: floats kept exact (then read as Python would), NaN and Infinity taken as
+     * Python's json takes them, trailing data refused, numbers up to Python's 4,300 digits. */
+    static ObjectMapper mapper() {
+        JsonFactory factory = JsonFactory.builder()
+                .enable(JsonReadFeature.ALLOW_NON_NUMERIC_NUMBERS)
+                .streamReadConstraints(StreamReadConstraints.builder().maxNumberLength(4300).build())
+                .build();
+        return new ObjectMapper(factory).enable(DeserializationFeature.USE_BIG_DECIMAL_FOR_FLOATS,
+                DeserializationFeature.FAIL_ON_TRAILING_TOKENS);
     }
 
     static Bars.Tick parse(ObjectMapper json, String raw) throws Invalid {
@@ -88,11 +109,29 @@ final class TickCheck {
         return t;
     }
 
+    static String trim(String s, String space) {
+        int from = 0;
+        int to = s.length();
+        while (from < to && space.indexOf(s.charAt(from)) >= 0) {
+            from++;
+        }
+        while (to > from && space.indexOf(s.charAt(to - 1)) >= 0) {
+            to--;
+        }
+        return s.substring(from, to);
+    }
+
+    /** A JSON float as Python reads it: the nearest double. */
+    private static double asFloat(JsonNode v) {
+        return v.isDouble() ? v.doubleValue() : v.decimalValue().doubleValue();
+    }
+
     /** `schema_version: Literal[1]`: absent, or a number (or true) equal to 1. */
     private static void literalOne(JsonNode n) throws Invalid {
         JsonNode v = n.get("schema_version");
         if (v == null || (v.isBoolean() && v.booleanValue())
-                || (v.isNumber() && v.decimalValue().compareTo(BigDecimal.ONE) == 0)) {
+                || (v.isIntegralNumber() && v.bigIntegerValue().equals(java.math.BigInteger.ONE))
+                || (v.isNumber() && !v.isIntegralNumber() && asFloat(v) == 1.0)) {
             return;
         }
         throw new Invalid("schema_version", "Input should be 1");
@@ -106,7 +145,11 @@ final class TickCheck {
         if (!v.isTextual()) {
             throw new Invalid(field, "Input should be a valid string");
         }
-        return v.textValue();
+        String s = v.textValue();
+        if (s.codePoints().anyMatch(c -> c >= 0xD800 && c <= 0xDFFF)) {  // a lone surrogate: not text in Python
+            throw new Invalid(field, "Input should be a valid string, unpaired surrogate");
+        }
+        return s;
     }
 
     /** `MarketPrice`: a decimal string or a JSON integer (never a float), finite, in (0, MAX_PRICE], at most
@@ -119,10 +162,10 @@ final class TickCheck {
         BigDecimal d;
         if (v.isIntegralNumber()) {
             d = new BigDecimal(v.bigIntegerValue());
-        } else if (v.isNumber()) {
+        } else if (v.isNumber()) {  // NaN and Infinity literals too: Python's json reads them as floats
             throw new Invalid(field, "Value error, must be a decimal string, not a float");
         } else if (v.isTextual()) {
-            String s = DIGIT_UNDERSCORE.matcher(v.textValue().strip()).replaceAll("");
+            String s = trim(v.textValue(), PYTHON_SPACE).replace("_", "");  // pydantic drops every underscore
             if (NOT_FINITE.matcher(s).matches()) {
                 throw new Invalid(field, "Input should be a finite number");
             }
@@ -146,8 +189,8 @@ final class TickCheck {
         return d;
     }
 
-    /** A pydantic lax int: a JSON integer, an integral float, true/false, or a string of an integer (spaces,
-     * sign, digit underscores and a ".0" allowed); refused beyond 64 bits. */
+    /** A pydantic lax int: a JSON integer, an integral float (as the double Python reads), true/false, or a
+     * string of an integer (spaces, sign, digit underscores and a ".0" allowed). */
     private static long integer(JsonNode n, String field, long min, long max, Long absent) throws Invalid {
         JsonNode v = n.get(field);
         if (v == null) {
@@ -159,17 +202,23 @@ final class TickCheck {
         BigDecimal d;
         if (v.isBoolean()) {
             d = v.booleanValue() ? BigDecimal.ONE : BigDecimal.ZERO;
+        } else if (v.isIntegralNumber()) {
+            d = new BigDecimal(v.bigIntegerValue());
         } else if (v.isNumber()) {
-            d = v.decimalValue();
-            if (d.stripTrailingZeros().scale() > 0) {
+            double f = asFloat(v);
+            if (Double.isNaN(f) || Double.isInfinite(f)) {
+                throw new Invalid(field, "Input should be a finite number");
+            }
+            if (f != Math.rint(f)) {
                 throw new Invalid(field, "Input should be a valid integer, got a number with a fractional part");
             }
+            d = new BigDecimal(f);
         } else if (v.isTextual()) {
-            String s = DIGIT_UNDERSCORE.matcher(v.textValue().strip()).replaceAll("");
+            String s = trim(v.textValue(), UNICODE_SPACE);
             if (!INTEGER_TEXT.matcher(s).matches()) {
                 throw new Invalid(field, "Input should be a valid integer, unable to parse string as an integer");
             }
-            d = new BigDecimal(s);
+            d = new BigDecimal(s.replace("_", ""));
         } else {
             throw new Invalid(field, "Input should be a valid integer");
         }
@@ -177,8 +226,7 @@ final class TickCheck {
             throw new Invalid(field, "Input should be greater than or equal to " + min);
         }
         if (d.compareTo(BigDecimal.valueOf(max)) > 0) {
-            throw new Invalid(field, max == Long.MAX_VALUE ? "beyond 64 bits, which the bars job cannot hold"
-                    : "Input should be less than or equal to " + max);
+            throw new Invalid(field, "Input should be less than or equal to " + max);
         }
         return d.longValueExact();
     }
