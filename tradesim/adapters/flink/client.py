@@ -174,7 +174,11 @@ def _run_client(argv: list[str], what: str, program_args: list[str], *, env: dic
             return line.rsplit(" ", 1)[-1].strip()
     # the most telling line: the Python exception of the client program, else the first Java cause
     python_errors = [ln.strip() for ln in output.splitlines() if re.match(r"^[A-Za-z_.]+(Error|Exception): ", ln)]
-    java_causes = [ln.strip() for ln in output.splitlines() if ln.startswith("Caused by")]
-    cause = (python_errors or java_causes or ["no job id in the client output"])[-1]
+    lines = output.splitlines()
+    java_causes = [ln.strip() for ln in lines if ln.startswith("Caused by")]
+    # a jar's main that throws: the CLI prints the exception's message after this header
+    header = "The program finished with the following exception:"
+    thrown = [ln.strip() for ln in lines[lines.index(header) + 1:] if ln.strip()][:1] if header in lines else []
+    cause = (python_errors or java_causes or thrown or ["no job id in the client output"])[-1]
     tail = "\n".join(output.strip().splitlines()[-15:])
     raise FlinkRequestError(f"flink run {what} failed (exit {done.returncode}): {cause}\n{tail}")
