@@ -59,6 +59,9 @@ public final class Bars {
         String protocol = a.getOrDefault("kafka-security-protocol", "PLAINTEXT");
         String sourceTopic = a.getOrDefault("source-topic", "market_data");
         StreamExecutionEnvironment env = StreamExecutionEnvironment.getExecutionEnvironment();
+        // a tick crosses one exchange (by symbol); at Flink's default 100 ms buffer timeout a quiet stream's bar
+        // would wait up to that there (as the execution job: 5 ms; a busy stream fills its buffers first)
+        env.setBufferTimeout(Long.parseLong(a.getOrDefault("buffer-timeout-ms", "5")));
         env.enableCheckpointing(Long.parseLong(a.getOrDefault("checkpoint-interval-ms", "5000")),
                 CheckpointingMode.EXACTLY_ONCE);
 
