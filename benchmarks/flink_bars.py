@@ -130,10 +130,13 @@ def run(settings: Settings, modes: list[str], n_ticks: int, rate: int, out: list
     rest = Flink(settings).rest()
     run_id = uuid.uuid4().hex[:6]
     ticks_topic = f"bench_ticks_{run_id}"
-    # one partition: arrival order per symbol is the order produced
+    # one partition: arrival order per symbol is the order produced. Each mode reads its own copy of the
+    # backlog, so no job meets the live ticks of an earlier one's latency phase before its own.
+    mode_ticks = {mode: f"bench_ticks_{mode}_{run_id}" for mode in modes}
     topics = [TopicSpec(ticks_topic, 1, {}), TopicSpec(f"bench_copy_{run_id}", 1, {})]
     for mode in modes:
-        topics += [TopicSpec(f"bench_bars_{mode}_{run_id}", 3, {}), TopicSpec(f"bench_dl_{mode}_{run_id}", 1, {})]
+        topics += [TopicSpec(mode_ticks[mode], 1, {}), TopicSpec(f"bench_bars_{mode}_{run_id}", 3, {}),
+                   TopicSpec(f"bench_dl_{mode}_{run_id}", 1, {})]
     ensure_topics(settings.kafka, topics)
     base = int(time.time() * 1000) - n_ticks * 10 - 3_600_000
     values = _ticks(n_ticks, base, 10)
@@ -141,7 +144,8 @@ def run(settings: Settings, modes: list[str], n_ticks: int, rate: int, out: list
     flush = [encode(Tick(symbol=symbol, bid=Decimal(1), ask=Decimal(1), last=Decimal(1), size=0,
                          event_time_ms=base + n_ticks * 10 + 5_000, seq=20_000_000, scenario_id="bench"))
              for symbol in SYMBOLS]
-    _produce(settings, ticks_topic, [*values, *flush])
+    for topic in [ticks_topic, *mode_ticks.values()]:
+        _produce(settings, topic, [*values, *flush])
     out.append(f"backlog: {n_ticks} ticks, {len(SYMBOLS)} symbols, 1 partition, parallelism 1, 1 TaskManager")
     figures: dict[str, float] = {}
     jobs: list[str] = []
@@ -158,7 +162,8 @@ def run(settings: Settings, modes: list[str], n_ticks: int, rate: int, out: list
         for mode in modes:
             bars_topic = f"bench_bars_{mode}_{run_id}"
             job_id, _ = submit_job(settings, "bars", overrides={
-                "source-topic": ticks_topic, "bars-topic": bars_topic, "dead-letter-topic": f"bench_dl_{mode}_{run_id}",
+                "source-topic": mode_ticks[mode], "bars-topic": bars_topic,
+                "dead-letter-topic": f"bench_dl_{mode}_{run_id}",
                 "group-id": f"bench-bars-{mode}-{run_id}", "job-name": f"tradesim-bench-bars-{mode}-{run_id}",
                 "out-of-orderness-ms": str(OOO_MS), "idleness-ms": "1000"},
                 options=None if mode == "jvm" else {"python.execution-mode": mode},
@@ -167,7 +172,7 @@ def run(settings: Settings, modes: list[str], n_ticks: int, rate: int, out: list
             _wait_running(rest, job_id)
             first, last, seen = _count_until(settings, bars_topic, n_ticks, _one_second_count, 900)
             tps = seen / max(last - first, 1e-3)
-            lat = sorted(_latency(settings, ticks_topic, bars_topic, rate, 20))
+            lat = sorted(_latency(settings, mode_ticks[mode], bars_topic, rate, 20))
             p50 = statistics.median(lat) if lat else float("nan")
             p99 = lat[min(len(lat) - 1, int(len(lat) * 0.99))] if lat else float("nan")
             figures |= {f"{mode}_ticks_per_s": tps, f"{mode}_p50_ms": p50, f"{mode}_p99_ms": p99,
