@@ -13,6 +13,7 @@ import pytest
 
 from tests.integration.flink import tick_records
 from tests.integration.flink.conftest import BarsJob, make_tick, records
+from tradesim.adapters.kafka.client import producer
 from tradesim.domain.events import Bar, DeadLetter, decode, encode
 from tradesim.jobs.bars_logic import classify, reference_bars
 from tradesim.stack.flink import Flink
@@ -135,6 +136,25 @@ def test_it_takes_and_refuses_exactly_the_records_the_tick_schema_does(bars_job:
     letters = [decode(DeadLetter, v) for _, v in
                bars_job.read_until(dl_start, lambda g: len(g) >= len(refused), 60)]
     assert [(d.record, d.reason.split(":", 1)[0]) for d in letters] == [(raw.decode(), f) for raw, f in refused]
+
+
+def test_a_tombstone_is_dead_lettered_and_the_job_keeps_running(bars_job: BarsJob) -> None:
+    """A record with no value (a compaction tombstone someone wrote to the topic) is a bad record, not a crash."""
+    b0 = bars_job.take_minute()
+    sym = "TMB" + os.urandom(2).hex().upper()
+    dl_start = bars_job.end_offsets(bars_job.dead_letter_topic)
+    bars_start = bars_job.end_offsets(bars_job.bars_topic)
+    p = producer(bars_job.settings.kafka)
+    p.produce(bars_job.ticks_topic, key=sym.encode(), value=None)
+    assert p.flush(30) == 0
+    good = [make_tick(sym, 1, b0 + 10, "20.5", 2)]
+    bars_job.produce(records([*good, make_tick(sym, 2, b0 + 1000 + OOO_MS + 500, "1", 1)]))
+    (letter,) = [decode(DeadLetter, v) for _, v in bars_job.read_until(dl_start, lambda g: len(g) >= 1, 60)]
+    assert (letter.record, letter.consumer) == ("", "bars")
+    assert letter.reason.startswith("$: not JSON")
+    got = bars_of(bars_job.read_until(bars_start, lambda g: len(bars_of(g, sym)) >= 1, 60), sym)
+    assert [b for _, b in got if b.interval == "1s"] == reference_bars(good, "1s")
+    assert bars_job.rest.job(bars_job.job_id)["state"] == "RUNNING"
 
 
 def test_a_tick_the_job_raises_on_is_dead_lettered_and_the_other_symbols_bars_go_on(bars_job: BarsJob) -> None:
