@@ -40,8 +40,8 @@ MAX_QTY = 1_000_000_000
 MarketPrice = Annotated[Decimal, Field(gt=0, le=MAX_PRICE, allow_inf_nan=False, decimal_places=PRICE_PLACES)]
 #: the last millisecond of year 9999: every epoch-ms time is at most this, so every consumer can make a date of it
 MAX_EPOCH_MS = 253_402_300_799_999
-#: the largest sequence number or run id: a signed 64-bit integer, which every consumer (the JVM bars job, the
-#: stores) can hold
+#: the largest sequence number or run id: a signed 64-bit integer, what the JVM bars job and the stores hold (the
+#: Redis price cache's Lua compares them as doubles, exact to 2^53, which no feed of ours nears)
 MAX_SEQ = 2**63 - 1
 #: a W3C trace context (version 00): the span that produced an event, so a consumer continues the order's trace.
 #: In the event as well as in the record's headers, since PyFlink's Kafka source does not expose headers.

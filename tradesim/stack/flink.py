@@ -119,10 +119,17 @@ class Flink(Component):
                                  *map(str, sorted(JVM_JOBS.rglob("*.java")))], "javac (JVM jobs)")
             for connector in self.connector_jars:
                 run_tool(self.name, [str(jar_tool), "xf", str(connector)], "jar xf (the connector)", cwd=classes)
-            shutil.rmtree(classes / "META-INF", ignore_errors=True)  # the connector's manifest; `jar cf` writes ours
+            # its manifest and any signature go (`jar cf` writes our manifest); its LICENSE, NOTICE and service
+            # files stay
+            for meta in [classes / "META-INF" / "MANIFEST.MF", *classes.glob("META-INF/*.SF"),
+                         *classes.glob("META-INF/*.RSA"), *classes.glob("META-INF/*.DSA")]:
+                meta.unlink(missing_ok=True)
             staged = Path(tmp) / jar.name
             run_tool(self.name, [str(jar_tool), "cf", str(staged), "-C", str(classes), "."], "jar (JVM jobs)")
             staged.replace(jar)  # atomic: a half-written jar never counts
+        for old in jar.parent.glob("tradesim-jobs-*.jar"):  # builds of earlier sources
+            if old != jar:
+                old.unlink(missing_ok=True)
 
     def _venv_marker(self) -> dict[str, str]:
         deps = {d: metadata.version(d) for d in JOB_RUNTIME_DEPS}

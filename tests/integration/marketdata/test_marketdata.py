@@ -144,6 +144,8 @@ def test_protocol_errors_get_error_frames_and_connection_stays_usable(settings: 
         assert recv_json(ws)["code"] == "bad_request"
         ws.send(b"\x00\x01")
         assert recv_json(ws)["code"] == "bad_request"
+        ws.send("[" * 20_000 + "]" * 20_000)  # deeper than Python's stack
+        assert recv_json(ws)["code"] == "bad_request"
         ghost = unique_symbol("Z")
         ws.send(_sub(ghost))
         err = recv_json(ws)

@@ -496,6 +496,8 @@ class MarketDataHub:
             doc = json.loads(raw)
         except ValueError:
             return error("not JSON")
+        except RecursionError:  # nested deeper than the interpreter's stack, well within MAX_FRAME
+            return error("not JSON: nested too deep")
         if isinstance(doc, dict) and doc.get("op") == "account":
             key = doc.get("api_key")
             if not isinstance(key, str) or not 0 < len(key) <= MAX_KEY:

@@ -7,7 +7,8 @@ import java.nio.charset.StandardCharsets;
 
 import org.apache.flink.shaded.jackson2.com.fasterxml.jackson.databind.ObjectMapper;
 
-/** Test probe: each stdin line through the bars job's TickCheck; prints "OK <tick as encoded>" or "ERR <reason>". */
+/** Test probe: each stdin line through the bars job's TickCheck; prints "OK <tick as encoded>", "ERR <reason>" or
+ * "CRASH <exception>" (a record the check did not foresee). */
 public final class TickCheckProbe {
     private TickCheckProbe() {}
 
@@ -20,6 +21,8 @@ public final class TickCheckProbe {
                 out.println("OK " + TickCheck.parse(json, line).toJson(json));
             } catch (TickCheck.Invalid e) {
                 out.println("ERR " + e.getMessage().replace('\n', ' '));
+            } catch (RuntimeException e) {  // the job would dead-letter it as "parse failed"; the test names it
+                out.println("CRASH " + e.toString().replace('\n', ' '));
             }
         }
         out.flush();

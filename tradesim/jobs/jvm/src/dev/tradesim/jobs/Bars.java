@@ -237,11 +237,17 @@ public final class Bars {
 
         @Override
         public void processElement(String raw, Context ctx, Collector<Tick> out) {
+            Tick tick;
             try {
-                out.collect(TickCheck.parse(json, raw));
+                tick = TickCheck.parse(json, raw);
             } catch (TickCheck.Invalid e) {
                 ctx.output(DEAD_LETTERS, deadLetter(json, raw, e.getMessage(), sourceTopic));
+                return;
+            } catch (RuntimeException e) {  // a record the check did not foresee: set aside, never a restart loop
+                ctx.output(DEAD_LETTERS, deadLetter(json, raw, "parse failed: " + e, sourceTopic));
+                return;
             }
+            out.collect(tick);
         }
     }
 
@@ -361,10 +367,23 @@ public final class Bars {
                         + "bars fails on " + t.symbol + " (faults.poison)", sourceTopic));
                 return;
             }
+            List<Tuple2<String, String>> bars;
+            try {
+                bars = onTick(t);
+            } catch (RuntimeException e) {  // as tradesim.jobs.guard: the tick is set aside, the job goes on
+                ctx.output(DEAD_LETTERS, deadLetter(json, t.toJson(json), "bars failed: " + e, sourceTopic));
+                return;
+            }
+            bars.forEach(out::collect);
+        }
+
+        /** `bars_logic.on_tick`: the bars this tick closes, oldest window end first. */
+        private List<Tuple2<String, String>> onTick(Tick t) throws Exception {
+            List<Tuple2<String, String>> emitted = new ArrayList<>();
             Long seen = clock.value();
             long now = seen == null ? -1 : seen;
             if (windowStart(t.eventTimeMs, SECOND) + SECOND - 1 <= now - lagMs - 1) {
-                return;  // late: its 1 s window already closed on this symbol's clock
+                return emitted;  // late: its 1 s window already closed on this symbol's clock
             }
             long s = windowStart(t.eventTimeMs, SECOND);
             long m = windowStart(t.eventTimeMs, MINUTE);
@@ -384,9 +403,10 @@ public final class Bars {
                 MapState<Long, Acc> windows = d[1] == SECOND ? seconds : minutes;
                 Acc acc = windows.get(d[2]);
                 windows.remove(d[2]);
-                out.collect(Tuple2.of(t.symbol, acc.toJson(json, t.symbol, d[1] == SECOND ? "1s" : "1m", d[2],
+                emitted.add(Tuple2.of(t.symbol, acc.toJson(json, t.symbol, d[1] == SECOND ? "1s" : "1m", d[2],
                         d[0])));
             }
+            return emitted;
         }
 
         private static void collectClosed(MapState<Long, Acc> windows, long size, long watermark, List<long[]> done)

@@ -48,15 +48,17 @@ final class TickCheck {
         }
     }
 
-    /** The reader `parse` needs: floats kept exact (then read as Python would), NaN and Infinity taken as
-     * Python's json takes them, trailing data refused, numbers up to Python's 4,300 digits. */
+    /** Python's limit on an integer literal (`sys.int_info.default_max_str_digits`): its json refuses a longer one. */
+    static final int MAX_INT_DIGITS = 4300;
+
+    /** The reader `parse` needs: floats as the double Python's json makes of them (NaN and Infinity too),
+     * integers exact, trailing data refused; number length left to `parse` (Python bounds integers only). */
     static ObjectMapper mapper() {
         JsonFactory factory = JsonFactory.builder()
                 .enable(JsonReadFeature.ALLOW_NON_NUMERIC_NUMBERS)
-                .streamReadConstraints(StreamReadConstraints.builder().maxNumberLength(4300).build())
+                .streamReadConstraints(StreamReadConstraints.builder().maxNumberLength(Integer.MAX_VALUE).build())
                 .build();
-        return new ObjectMapper(factory).enable(DeserializationFeature.USE_BIG_DECIMAL_FOR_FLOATS,
-                DeserializationFeature.FAIL_ON_TRAILING_TOKENS);
+        return new ObjectMapper(factory).enable(DeserializationFeature.FAIL_ON_TRAILING_TOKENS);
     }
 
     static Bars.Tick parse(ObjectMapper json, String raw) throws Invalid {
@@ -65,6 +67,11 @@ final class TickCheck {
             n = json.readTree(raw);
         } catch (JsonProcessingException e) {
             throw new Invalid("$", "not JSON: " + e.getOriginalMessage());
+        } catch (RuntimeException e) {  // the reader's own limits: refused as Python refuses what it cannot read
+            throw new Invalid("$", "not JSON: " + e);
+        }
+        if (n != null && hugeInteger(n)) {
+            throw new Invalid("$", "not JSON: an integer of more than " + MAX_INT_DIGITS + " digits");
         }
         if (n == null || n.isMissingNode()) {
             throw new Invalid("$", "not JSON: no value");
@@ -121,9 +128,21 @@ final class TickCheck {
         return s.substring(from, to);
     }
 
-    /** A JSON float as Python reads it: the nearest double. */
+    /** A JSON float as Python reads it: the nearest double (what the reader made of it). */
     private static double asFloat(JsonNode v) {
-        return v.isDouble() ? v.doubleValue() : v.decimalValue().doubleValue();
+        return v.doubleValue();
+    }
+
+    private static boolean hugeInteger(JsonNode n) {
+        if (n.isBigInteger()) {
+            return n.bigIntegerValue().abs().toString().length() > MAX_INT_DIGITS;
+        }
+        for (JsonNode child : n) {
+            if (hugeInteger(child)) {
+                return true;
+            }
+        }
+        return false;
     }
 
     /** `schema_version: Literal[1]`: absent, or a number (or true) equal to 1. */
