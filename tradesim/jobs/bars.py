@@ -21,7 +21,6 @@ from collections.abc import Iterable
 from typing import Any
 
 from pyflink.common import Row, Types, WatermarkStrategy
-from pyflink.common.serialization import SimpleStringSchema
 from pyflink.datastream import CheckpointingMode, RuntimeContext, StreamExecutionEnvironment
 from pyflink.datastream.connectors.kafka import (
     KafkaOffsetResetStrategy,
@@ -34,7 +33,7 @@ from pyflink.table import StreamTableEnvironment
 from tradesim.domain.events import encode
 from tradesim.jobs import bars_logic as logic
 from tradesim.jobs import guard, managed
-from tradesim.jobs.sinks import DEAD_LETTERS, add_kafka_args, dead_letter_sink, keyed_kafka_sink, start_at
+from tradesim.jobs.sinks import DEAD_LETTERS, add_kafka_args, dead_letter_sink, keyed_kafka_sink, start_at, text_values
 
 
 class SymbolBarsFunction(KeyedProcessFunction):
@@ -93,7 +92,7 @@ def build(env: StreamExecutionEnvironment, args: argparse.Namespace) -> StreamTa
         # a restart from a checkpoint uses the checkpointed offsets; a fresh submit resumes the group's
         # committed offsets (committed on each checkpoint, resolved by `tradesim jobs submit`), or the beginning
         .set_starting_offsets(start_at(args.source_topic, args.source_start, KafkaOffsetResetStrategy.EARLIEST))
-        .set_value_only_deserializer(SimpleStringSchema())
+        .set_value_only_deserializer(text_values())
         .set_property("partition.discovery.interval.ms", "60000")
         .build()
     )

@@ -39,7 +39,6 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TypeVar
 
 from pyflink.common import Row, Types, WatermarkStrategy
-from pyflink.common.serialization import SimpleStringSchema
 from pyflink.datastream import CheckpointingMode, RuntimeContext, StreamExecutionEnvironment
 from pyflink.datastream.connectors.kafka import (
     KafkaOffsetResetStrategy,
@@ -53,7 +52,7 @@ from tradesim.adapters.tracing import ORDER_ATTRIBUTE
 from tradesim.domain.book import Book, Decision
 from tradesim.jobs import execution_logic as logic
 from tradesim.jobs import guard, managed
-from tradesim.jobs.sinks import DEAD_LETTERS, add_kafka_args, dead_letter_sink, keyed_kafka_sink, start_at
+from tradesim.jobs.sinks import DEAD_LETTERS, add_kafka_args, dead_letter_sink, keyed_kafka_sink, start_at, text_values
 
 log = logging.getLogger("tradesim.jobs.execution")
 T = TypeVar("T")
@@ -365,7 +364,7 @@ def _source(args: argparse.Namespace, topic: str, group: str, start: str, reset:
         .set_topics(topic)
         .set_group_id(group)
         .set_starting_offsets(start_at(topic, start, reset))
-        .set_value_only_deserializer(SimpleStringSchema())
+        .set_value_only_deserializer(text_values())
         .set_property("isolation.level", "read_committed")
         .set_property("partition.discovery.interval.ms", "60000")
         .build()

@@ -6,7 +6,7 @@ import argparse
 from typing import get_args
 
 from pyflink.common import Types
-from pyflink.common.serialization import SimpleStringSchema
+from pyflink.common.serialization import DeserializationSchema, SimpleStringSchema
 from pyflink.datastream import DataStream, OutputTag, StreamExecutionEnvironment
 from pyflink.datastream.connectors.base import DeliveryGuarantee
 from pyflink.datastream.connectors.kafka import (
@@ -72,6 +72,18 @@ def dead_letter_sink(letters: DataStream, *, topic: str, bootstrap: str, securit
         .set_delivery_guarantee(DeliveryGuarantee.AT_LEAST_ONCE)
         .build()
     ).name("dead_letter")
+
+
+def text_values() -> DeserializationSchema:
+    """The sources' value reader: text, and "" for a record without a value, which each job's parse sets aside as
+    a bad record (SimpleStringSchema throws on it: the job restarts on that record forever). The reader lives in
+    the jobs jar (`dev.tradesim.jobs.NullableText`); where only the bare connector is shipped (Managed Flink's
+    artifact today), it is SimpleStringSchema."""
+    from py4j.java_gateway import JavaClass
+    from pyflink.java_gateway import get_gateway
+
+    reader = get_gateway().jvm.dev.tradesim.jobs.NullableText
+    return DeserializationSchema(reader()) if isinstance(reader, JavaClass) else SimpleStringSchema()
 
 
 def start_at(topic: str, offsets: str, reset: KafkaOffsetResetStrategy) -> KafkaOffsetsInitializer:

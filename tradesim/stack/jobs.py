@@ -168,7 +168,8 @@ def submit_job(settings: Settings, name: str, parallelism: int | None = None,
                                 _argv(args), env=flink.client_env(), parallelism=parallelism, options=options)
         else:
             job_id = submit(flink.flink_bin, settings.flink.client_rest_url, spec.module, _argv(args),
-                            python=flink.python, jars=flink.connector_jars, env=flink.client_env(),
+                            # the jobs jar: the connector, and the sources' value reader (NullableText)
+                            python=flink.python, jars=[flink.jobs_jar], env=flink.client_env(),
                             parallelism=parallelism, options=opts)
     except FlinkRequestError as exc:
         raise StackError(str(exc)) from None

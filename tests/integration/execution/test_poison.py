@@ -11,6 +11,7 @@ import pytest
 
 from tradesim.adapters.dynamodb.client import DynamoDB
 from tradesim.adapters.dynamodb.orders import OrderStore
+from tradesim.adapters.kafka.client import producer
 from tradesim.services.ingest.publisher import publish_all
 from tradesim.settings import PoisonStage, Settings
 from tradesim.stack.flink import Flink
@@ -88,3 +89,28 @@ def test_a_decision_whose_settling_raises_is_set_aside_alone(ex: Exchange, symbo
     assert portfolio.cash == min(got[o.order_id].cash_after or 0 for o in (first, last)) < Decimal("1000")
     assert bad.order_id not in OrderStore(DynamoDB(ex.settings.dynamodb)).decided([bad.order_id])
     assert _failed_on_poison(ex.settings) == []
+
+
+def test_records_without_a_value_on_both_topics_are_set_aside_and_orders_go_on(ex: Exchange, symbol: str) -> None:
+    """A tombstone (a record with no value) on `market_data` or `trade_orders` used to make the source's reader
+    throw: the job restarted on that record forever and no order executed."""
+    letters = DeadLetters(ex.settings)
+    ex.price(symbol, 1, "20")
+    user = ex.account("1000")
+    outcomes = ex.outcomes()
+    (job_id,) = running(ex.settings)
+    p = producer(ex.settings.kafka)
+    p.produce(ex.settings.topics.market_data, key=symbol.encode(), value=None)
+    p.produce(ex.settings.topics.trade_orders, key=user.encode(), value=None)
+    assert p.flush(30) == 0
+    ex.price(symbol, 2, "21")  # after the market tombstone on the symbol's partition
+
+    order = ex.order(user, symbol)
+    ex.send(order)
+    got = outcomes.wait([order.order_id])
+    assert got[order.order_id].status == "executed"
+    # the order tombstone is a bad record (a tick one is skipped, as any unreadable tick)
+    wait_for(lambda: [x.source_topic for x in letters.about("", JOB) if x.record == ""]
+             == [ex.settings.topics.trade_orders], 60, "the tombstone's dead letter")
+    assert running(ex.settings) == [job_id]
+    assert [f for f in Flink(ex.settings).rest().failures(job_id) if "deserialize" in f] == []

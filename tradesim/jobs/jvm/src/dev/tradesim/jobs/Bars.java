@@ -12,14 +12,12 @@ import java.util.Map;
 
 import org.apache.flink.api.common.eventtime.WatermarkStrategy;
 import org.apache.flink.api.common.functions.OpenContext;
-import org.apache.flink.api.common.serialization.DeserializationSchema;
 import org.apache.flink.api.common.serialization.SerializationSchema;
 import org.apache.flink.api.common.serialization.SimpleStringSchema;
 import org.apache.flink.api.common.state.MapState;
 import org.apache.flink.api.common.state.MapStateDescriptor;
 import org.apache.flink.api.common.state.ValueState;
 import org.apache.flink.api.common.state.ValueStateDescriptor;
-import org.apache.flink.api.common.typeinfo.TypeInformation;
 import org.apache.flink.api.common.typeinfo.Types;
 import org.apache.flink.api.java.tuple.Tuple2;
 import org.apache.flink.connector.base.DeliveryGuarantee;
@@ -73,7 +71,7 @@ public final class Bars {
                 .setTopics(sourceTopic)
                 .setGroupId(a.getOrDefault("group-id", "tradesim-bars"))
                 .setStartingOffsets(startAt(sourceTopic, a.getOrDefault("source-start", "")))
-                .setValueOnlyDeserializer(new Text())
+                .setValueOnlyDeserializer(new NullableText())
                 .setProperty("partition.discovery.interval.ms", "60000")
                 .build();
         DataStream<String> raw = env.fromSource(source, WatermarkStrategy.noWatermarks(), "market_data")
@@ -113,27 +111,6 @@ public final class Bars {
                 .name("market_bars")
                 .uid("market_bars");
         env.execute(a.getOrDefault("job-name", "tradesim-bars"));
-    }
-
-    /** A record's value as text; a tombstone (no value) as "", which the parse dead-letters like any bad record,
-     * where SimpleStringSchema would throw and restart the job on it forever. */
-    static final class Text implements DeserializationSchema<String> {
-        private static final long serialVersionUID = 1L;
-
-        @Override
-        public String deserialize(byte[] message) {
-            return message == null ? "" : new String(message, StandardCharsets.UTF_8);
-        }
-
-        @Override
-        public boolean isEndOfStream(String next) {
-            return false;
-        }
-
-        @Override
-        public TypeInformation<String> getProducedType() {
-            return Types.STRING;
-        }
     }
 
     /** One field of a (key, value) row as UTF-8 (a class, not a lambda: the sink infers its type). */
