@@ -44,7 +44,8 @@ def synth(
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise UserError(f"--clickhouse-url must be an http:// or https:// URL with a host, got {clickhouse_url!r}")
     try:
-        result = synthesize(env.value, out_dir.resolve(), region=region, clickhouse_url=clickhouse_url)
+        result = synthesize(env.value, out_dir.resolve(), region=region, clickhouse_url=clickhouse_url,
+                            report=lambda line: out.print(line))
     except NodeMissing as exc:
         raise UserError(str(exc)) from None
     except ModuleNotFoundError as exc:
@@ -57,6 +58,3 @@ def synth(
         raise StackError(f"cdk-nag found what no acknowledgment covers: see {out_dir / 'validation-report.json'}"
                          ) from None
     out.print(f"wrote {result.template}")
-    if not result.connector_jar:
-        out.print("note: the Flink code artifact lacks the Kafka connector jar: run `tradesim provision --only flink` "
-                  "and synthesize again before deploying")

@@ -1,11 +1,16 @@
-"""The standard Flink jobs as Amazon Managed Service for Apache Flink applications: one code artifact built from
-the repo (the tradesim package and the Kafka connector jar), each job's arguments from the same catalog
-`tradesim jobs submit` uses."""
+"""The standard Flink jobs as Amazon Managed Service for Apache Flink applications, each job's arguments from the
+same catalog `tradesim jobs submit` uses. Two code artifacts built from the repo: the jobs jar (the JVM jobs, the
+Kafka connector and the value deserializer every job reads with) runs `bars` as a Java application; a zip of the
+tradesim package, the jobs' third-party packages built for the service's Python, and that jar runs `execution`."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
+import subprocess
+import sys
+from collections.abc import Callable
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -25,41 +30,100 @@ from tradesim.infra.nag import accept
 from tradesim.infra.network import Network
 from tradesim.infra.settings_env import cloud_settings, env_vars
 from tradesim.jobs.managed import ENV_GROUP, JOB_GROUP
+from tradesim.stack.errors import ProvisionError
 from tradesim.stack.flink import JOB_CONSTRAINTS, JOB_RUNTIME_DEPS
-from tradesim.stack.jobs import JOBS, job_args
+from tradesim.stack.jobs import JOBS, JobSpec, job_args
 
-#: the MSF runtime of the Flink the local stack runs (flink.version 2.2.x)
+#: the MSF runtime of the Flink the local stack runs (flink.version 2.2.x); it runs Python 3.12 on x86-64 Linux
 RUNTIME = "FLINK-2_2"
-CONNECTOR_JAR = "lib/flink-sql-connector-kafka.jar"
+MANAGED_PYTHON = "3.12"
+MANAGED_PLATFORM = "manylinux2014_x86_64"
+JOBS_JAR = "lib/tradesim-jobs.jar"
+#: the `pyFiles` folder: the tradesim package and its third-party packages (the service installs nothing)
+PYLIB = "pylib"
 MAIN = "main.py"
 PACKAGE = Path(__file__).resolve().parents[1]
 #: the tables each standard job writes (execution: the settle and the mirror; bars: none)
 TABLES_OF: dict[str, tuple[str, ...]] = {"execution": (ORDERS, PORTFOLIOS), "bars": ()}
+_ENTRY = f"""import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent / "{PYLIB}"))
+
+from tradesim.jobs.managed import main  # noqa: E402
+
+main()
+"""
 
 
-def stage_artifact(target: Path, connector_jars: list[Path]) -> bool:
-    """The application's code folder (zipped by the asset): the tradesim package without the CLI, TUI and this
-    app, a main.py that hands over to tradesim.jobs.managed, the jobs' pinned Python deps, and the connector jar
-    when the local stack has fetched it. Returns whether the jar is in."""
+def job_pins() -> list[str]:
+    """The jobs' third-party requirements, at the versions this machine runs them with."""
+    return [*JOB_CONSTRAINTS, *(f"{d}=={metadata.version(d)}" for d in JOB_RUNTIME_DEPS)]
+
+
+def vendored_deps(cache: Path, report: Callable[[str], None] = lambda _: None) -> Path:
+    """The jobs' third-party packages as built for the service's Python and platform (`pip install --target`,
+    binary wheels only), in a cache folder named by the pins: fetched from PyPI once, offline afterwards."""
+    pins = job_pins()
+    digest = hashlib.sha256("\n".join([MANAGED_PYTHON, MANAGED_PLATFORM, *pins]).encode()).hexdigest()[:12]
+    folder = cache / "infra" / f"pylib-{digest}"
+    if folder.exists():
+        return folder
+    report(f"fetching the jobs' Python packages for Python {MANAGED_PYTHON} on {MANAGED_PLATFORM}")
+    staging = folder.with_name(folder.name + ".partial")
+    shutil.rmtree(staging, ignore_errors=True)
+    argv = [sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-compile",
+            "--target", str(staging), "--platform", MANAGED_PLATFORM, "--python-version", MANAGED_PYTHON,
+            "--implementation", "cp", "--only-binary=:all:", *pins]
+    done = subprocess.run(argv, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        shutil.rmtree(staging, ignore_errors=True)
+        tail = "\n".join((done.stdout + done.stderr).strip().splitlines()[-5:])
+        raise ProvisionError("infra", "pip could not fetch the jobs' packages for Managed Flink", tail)
+    shutil.rmtree(staging / "bin", ignore_errors=True)  # console scripts: nothing runs them there
+    staging.rename(folder)
+    for old in folder.parent.glob("pylib-*"):  # built for other pins
+        if old != folder:
+            shutil.rmtree(old, ignore_errors=True)
+    return folder
+
+
+def stage_artifact(target: Path, jobs_jar: Path, deps: Path) -> None:
+    """The Python application's code folder (zipped by the asset): main.py, which puts `pylib` on the path and
+    hands over to tradesim.jobs.managed; `pylib` (also the `pyFiles` the workers get): the tradesim package without
+    the CLI, TUI and this app, plus `deps`; the jobs jar as `jarfile`; the pins, for the record."""
     shutil.rmtree(target, ignore_errors=True)
-    shutil.copytree(PACKAGE, target / "tradesim",
+    shutil.copytree(deps, target / PYLIB)
+    shutil.copytree(PACKAGE, target / PYLIB / "tradesim",
                     ignore=shutil.ignore_patterns("__pycache__", "cli", "tui", "infra", "*.pyc"))
-    (target / MAIN).write_text("from tradesim.jobs.managed import main\n\nmain()\n")
-    pins = [*JOB_CONSTRAINTS, *(f"{d}=={metadata.version(d)}" for d in JOB_RUNTIME_DEPS)]
-    (target / "requirements.txt").write_text("\n".join(pins) + "\n")
-    if connector_jars:
-        (target / CONNECTOR_JAR).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(connector_jars[-1], target / CONNECTOR_JAR)
-    return bool(connector_jars)
+    (target / MAIN).write_text(_ENTRY)
+    (target / "requirements.txt").write_text("\n".join(job_pins()) + "\n")
+    (target / JOBS_JAR).parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(jobs_jar, target / JOBS_JAR)
+
+
+def _properties(spec: JobSpec, settings: Any, env_group: dict[str, str]) -> list[Any]:
+    """A job's runtime property groups: a JVM job names its class, a Python job its module, the run options and
+    the TRADESIM_* settings its operators adopt (tradesim.jobs.managed)."""
+    group = flink.CfnApplication.PropertyGroupProperty
+    args = json.dumps(job_args(spec, settings))
+    if spec.main_class:
+        return [group(property_group_id=JOB_GROUP, property_map={"class": spec.main_class, "args": args})]
+    return [group(property_group_id="kinesis.analytics.flink.run.options",
+                  property_map={"python": MAIN, "jarfile": JOBS_JAR, "pyFiles": f"{PYLIB}/"}),
+            group(property_group_id=JOB_GROUP, property_map={"module": spec.module, "args": args}),
+            group(property_group_id=ENV_GROUP, property_map=env_group)]
 
 
 class FlinkJobs(Construct):
     def __init__(self, scope: Construct, id: str, env: Environment, net: Network, data: Data,
                  shared: dict[str, Any], artifact: Path) -> None:
         super().__init__(scope, id)
-        code = assets.Asset(self, "Code", path=str(artifact))
+        python_code = assets.Asset(self, "Code", path=str(artifact))
+        jar_code = assets.Asset(self, "JobsJar", path=str(artifact / JOBS_JAR))  # a file: uploaded as it is
+        code = {name: jar_code if JOBS[name].main_class else python_code for name in TABLES_OF}
         log_group = logs.LogGroup(self, "Logs", retention=logs.RetentionDays.ONE_MONTH)
-        roles = {name: self._role(name, code, log_group, [data.tables[t] for t in tables], data)
+        roles = {name: self._role(name, code[name], log_group, [data.tables[t] for t in tables], data)
                  for name, tables in TABLES_OF.items()}
         settings = cloud_settings(shared)
         env_group = env_vars(shared)
@@ -74,17 +138,10 @@ class FlinkJobs(Construct):
                         code_content_type="ZIPFILE",
                         code_content=flink.CfnApplication.CodeContentProperty(
                             s3_content_location=flink.CfnApplication.S3ContentLocationProperty(
-                                bucket_arn=code.bucket.bucket_arn, file_key=code.s3_object_key))),
-                    environment_properties=flink.CfnApplication.EnvironmentPropertiesProperty(property_groups=[
-                        flink.CfnApplication.PropertyGroupProperty(
-                            property_group_id="kinesis.analytics.flink.run.options",
-                            property_map={"python": MAIN, "jarfile": CONNECTOR_JAR}),
-                        flink.CfnApplication.PropertyGroupProperty(
-                            property_group_id=JOB_GROUP,
-                            property_map={"module": spec.module, "args": json.dumps(job_args(spec, settings))}),
-                        flink.CfnApplication.PropertyGroupProperty(property_group_id=ENV_GROUP,
-                                                                   property_map=env_group),
-                    ]),
+                                bucket_arn=code[spec.name].bucket.bucket_arn,
+                                file_key=code[spec.name].s3_object_key))),
+                    environment_properties=flink.CfnApplication.EnvironmentPropertiesProperty(
+                        property_groups=_properties(spec, settings, env_group)),
                     flink_application_configuration=flink.CfnApplication.FlinkApplicationConfigurationProperty(
                         checkpoint_configuration=flink.CfnApplication.CheckpointConfigurationProperty(
                             configuration_type="CUSTOM", checkpointing_enabled=True,

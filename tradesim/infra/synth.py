@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,8 +25,8 @@ class Synthesis:
     outdir: Path
     template: Path
     stack: object  # TradesimStack: typed loosely so this module imports without aws_cdk
-    #: the code artifact has the Kafka connector jar (fetched by `tradesim provision --only flink`)
-    connector_jar: bool
+    #: the Python application's code folder (the asset zips it)
+    artifact: Path
 
 
 def require_node() -> int:
@@ -39,7 +40,10 @@ def require_node() -> int:
 
 
 def synthesize(env_name: str, outdir: Path, *, region: str = DEFAULT_REGION, clickhouse_url: str | None = None,
-               connector_jars: list[Path] | None = None) -> Synthesis:
+               jobs_jar: Path | None = None, deps: Path | None = None,
+               report: Callable[[str], None] = lambda _: None) -> Synthesis:
+    """`jobs_jar` and `deps` (the jobs' vendored packages): by default the local stack's jar, compiled first if
+    it is not (`tradesim provision --only flink`), and the packages fetched for Managed Flink's Python once."""
     major = require_node()
     # jsii prints a boxed notice on every start under a Node.js past its end of life (20 since 2026-10-30);
     # synthesis works the same on it (checked on 20.20), so the notice would only bury the output
@@ -48,22 +52,26 @@ def synthesize(env_name: str, outdir: Path, *, region: str = DEFAULT_REGION, cli
     from aws_cdk import App, Validations
     from cdk_nag import AwsSolutionsChecks
 
-    from tradesim.infra.flink import stage_artifact
+    from tradesim.infra.flink import stage_artifact, vendored_deps
     from tradesim.infra.stack import TradesimStack
+    from tradesim.settings import load_settings
 
     env = ENVIRONMENTS[env_name]
     outdir.mkdir(parents=True, exist_ok=True)
     artifact = outdir.parent / f"{outdir.name}.flink-app"
-    if connector_jars is None:  # those the local stack fetched, if it has
-        from tradesim.settings import load_settings
+    settings = load_settings()
+    if jobs_jar is None:
         from tradesim.stack.flink import Flink
 
-        connector_jars = Flink(load_settings()).connector_jars
-    has_jar = stage_artifact(artifact, connector_jars)
+        local = Flink(settings)
+        if not local.jobs_jar.exists():
+            local.provision(report)
+        jobs_jar = local.jobs_jar
+    stage_artifact(artifact, jobs_jar, deps or vendored_deps(settings.cache_dir, report))
     # a launch template, not a launch configuration (an EC2 Auto Scaling feature in maintenance since 2024)
     app = App(outdir=str(outdir), context={LAUNCH_TEMPLATES: True})
     stack = TradesimStack(app, f"tradesim-{env.name}", env=env, region=region, artifact=artifact,
                           clickhouse_url=clickhouse_url)
     Validations.of(app).add_plugins(AwsSolutionsChecks(app, verbose=True))
     app.synth()
-    return Synthesis(outdir, outdir / f"{stack.stack_name}.template.json", stack, has_jar)
+    return Synthesis(outdir, outdir / f"{stack.stack_name}.template.json", stack, artifact)

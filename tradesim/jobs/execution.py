@@ -38,7 +38,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TypeVar
 
-from pyflink.common import Row, Types, WatermarkStrategy
+from pyflink.common import Configuration, Row, Types, WatermarkStrategy
 from pyflink.datastream import CheckpointingMode, RuntimeContext, StreamExecutionEnvironment
 from pyflink.datastream.connectors.kafka import (
     KafkaOffsetResetStrategy,
@@ -353,6 +353,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     # An order crosses three exchanges (by symbol, by user, by order); at Flink's default 100 ms buffer timeout a
     # quiet stream waits up to that at each. 5 ms keeps latency low at a small cost in flushes under load.
     p.add_argument("--buffer-timeout-ms", type=int, default=5)
+    # the job sets it itself: Managed Flink takes no cluster configuration and would run the stages in process mode
+    p.add_argument("--python-execution-mode", choices=("thread", "process"), default=None)
     return p.parse_args(argv)
 
 
@@ -416,7 +418,10 @@ def build(env: StreamExecutionEnvironment, args: argparse.Namespace) -> StreamTa
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    env = StreamExecutionEnvironment.get_execution_environment()
+    config = Configuration()
+    if args.python_execution_mode:
+        config.set_string("python.execution-mode", args.python_execution_mode)
+    env = StreamExecutionEnvironment.get_execution_environment(config)
     build(env, args)
     env.execute(args.job_name)
 

@@ -43,6 +43,10 @@ JOB_RUNTIME_DEPS = ("pydantic", "pydantic-settings", "platformdirs", "redis", "b
 #: kept while installing them: PyFlink's apache-beam needs protobuf < 6, and the OTLP exporter's newest
 #: googleapis-common-protos would pull protobuf 7 in
 JOB_CONSTRAINTS = ("protobuf<6",)
+#: the jobs jar's Main-Class: what Managed Flink starts (`tradesim.infra`); locally every job is named with -c
+JOBS_JAR_MAIN = "dev.tradesim.jobs.Managed"
+#: in the jar's digest with its sources: a change to how the jar is put together builds a new one
+JOBS_JAR_LAYOUT = 2
 LOG_CONFIGS = ("log4j-console.properties", "log4j-cli.properties", "log4j.properties", "log4j-session.properties")
 
 
@@ -96,7 +100,7 @@ class Flink(Component):
     def jobs_jar(self) -> Path:
         """The JVM jobs' jar, with the Kafka connector inside (one file the cluster is sent, wherever it runs),
         named by a digest of the sources and the connector: a change to either builds a new jar."""
-        digest = hashlib.sha256(self._cfg.kafka_connector_version.encode())
+        digest = hashlib.sha256(f"{JOBS_JAR_LAYOUT}\0{self._cfg.kafka_connector_version}".encode())
         for source in sorted(JVM_JOBS.rglob("*.java")):
             digest.update(b"\0" + source.relative_to(JVM_JOBS).as_posix().encode() + b"\0" + source.read_bytes())
         return self.cache / "jobs" / f"tradesim-jobs-{digest.hexdigest()[:12]}.jar"
@@ -125,7 +129,8 @@ class Flink(Component):
                          *classes.glob("META-INF/*.RSA"), *classes.glob("META-INF/*.DSA")]:
                 meta.unlink(missing_ok=True)
             staged = Path(tmp) / jar.name
-            run_tool(self.name, [str(jar_tool), "cf", str(staged), "-C", str(classes), "."], "jar (JVM jobs)")
+            run_tool(self.name, [str(jar_tool), "cfe", str(staged), JOBS_JAR_MAIN, "-C", str(classes), "."],
+                     "jar (JVM jobs)")
             staged.replace(jar)  # atomic: a half-written jar never counts
         for old in jar.parent.glob("tradesim-jobs-*.jar"):  # builds of earlier sources
             if old != jar:

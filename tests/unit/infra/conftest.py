@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import zipfile
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -28,10 +30,24 @@ class Synthesized:
 _DONE: dict[str, Synthesized] = {}
 
 
+def stand_in_jar(folder: Path) -> Path:
+    """A jar in place of the jobs jar, which only a provisioned Flink compiles: the templates must not depend on
+    what this machine's stack has built (tests/integration/flink/test_managed.py runs the real one)."""
+    jar = folder / "tradesim-jobs.jar"
+    if not jar.exists():
+        with zipfile.ZipFile(jar, "w") as z:
+            z.writestr("META-INF/MANIFEST.MF", "Manifest-Version: 1.0\nMain-Class: dev.tradesim.jobs.Managed\n")
+    return jar
+
+
+def synthesize_for_test(env: str, outdir: Path) -> Synthesis:
+    """Synthesis with the stand-in jar and the jobs' real vendored packages (fetched from PyPI once, cached)."""
+    return synthesize(env, outdir, jobs_jar=stand_in_jar(outdir.parent))
+
+
 def _synthesize(env: str, factory: pytest.TempPathFactory) -> Synthesized:
     if env not in _DONE:
-        # no connector jar: the template must not depend on what this machine's stack has fetched
-        _DONE[env] = Synthesized(synthesize(env, factory.mktemp(f"infra-{env}") / "cdk.out", connector_jars=[]))
+        _DONE[env] = Synthesized(synthesize_for_test(env, factory.mktemp(f"infra-{env}") / "cdk.out"))
     return _DONE[env]
 
 

@@ -9,11 +9,10 @@ from typing import Any
 
 import pytest
 
-from tests.unit.infra.conftest import Synthesized
+from tests.unit.infra.conftest import Synthesized, stand_in_jar, synthesize_for_test
 from tradesim.adapters.dynamodb.tables import TABLES
 from tradesim.infra import nag
 from tradesim.infra.alarms import NOT_ON_AWS, alert_rules
-from tradesim.infra.synth import synthesize
 from tradesim.jobs.managed import ENV_GROUP, JOB_GROUP
 from tradesim.settings import Settings
 from tradesim.stack.jobs import JOBS
@@ -119,7 +118,7 @@ def test_a_finding_nobody_acknowledged_fails_the_synthesis(monkeypatch: pytest.M
 
     monkeypatch.setattr(nag, "Validations", Deaf)
     with pytest.raises(RuntimeError, match="ValidationFailed"):
-        synthesize("dev", tmp_path / "cdk.out", connector_jars=[])
+        synthesize_for_test("dev", tmp_path / "cdk.out")
 
 
 def test_cfn_lint_is_clean(synthesized: Synthesized) -> None:
@@ -246,16 +245,27 @@ def test_the_standard_jobs_run_on_managed_flink_with_their_catalog_arguments(syn
     assert set(apps) == {name for name, spec in JOBS.items() if spec.standard}
     known = _settings_names()
     for name, app in apps.items():
+        spec = JOBS[name]
         assert app["RuntimeEnvironment"] == "FLINK-2_2"
         groups = {g["PropertyGroupId"]: g["PropertyMap"]
                   for g in app["ApplicationConfiguration"]["EnvironmentProperties"]["PropertyGroups"]}
-        assert groups["kinesis.analytics.flink.run.options"]["python"] == "main.py"
-        assert groups[JOB_GROUP]["module"] == JOBS[name].module
-        assert set(groups[ENV_GROUP]) <= known
+        key = json.dumps(app["ApplicationConfiguration"]["ApplicationCodeConfiguration"]["CodeContent"])
+        if spec.main_class:  # a Java application: the jobs jar, whose Main-Class reads the job's class and args
+            assert set(groups) == {JOB_GROUP}
+            assert groups[JOB_GROUP]["class"] == spec.main_class
+            assert ".jar" in key
+        else:  # PyFlink: main.py, the jobs jar for the connector, the vendored packages for every worker
+            assert groups["kinesis.analytics.flink.run.options"] == {
+                "python": "main.py", "jarfile": "lib/tradesim-jobs.jar", "pyFiles": "pylib/"}
+            assert groups[JOB_GROUP]["module"] == spec.module
+            assert set(groups[ENV_GROUP]) <= known
+            assert ".zip" in key
         args = json.dumps(groups[JOB_GROUP]["args"])  # a Fn::Join: the bootstrap list is resolved at deploy time
         assert "--kafka-security-protocol" in args
         assert "SSL" in args
         assert "--bootstrap" in args
+        if name == "execution":  # thread mode is set by the job: the service takes no cluster configuration
+            assert 'python-execution-mode\\", \\"thread' in args
         assert app["ApplicationConfiguration"]["ApplicationSnapshotConfiguration"]["SnapshotsEnabled"] is True
 
 
@@ -269,13 +279,26 @@ def test_prod_spreads_over_three_zones_and_protects_its_data(prod: Synthesized, 
     assert all(r["DeletionPolicy"] == "Delete" for r in dev.of_type("AWS::DynamoDB::Table").values())
 
 
-def test_the_code_artifact_holds_the_package_and_the_entry_point(dev: Synthesized) -> None:
-    staged = dev.result.outdir.parent / f"{dev.result.outdir.name}.flink-app"
-    assert (staged / "main.py").read_text().startswith("from tradesim.jobs.managed import main")
-    assert (staged / "tradesim" / "jobs" / "execution.py").exists()
-    assert not (staged / "tradesim" / "infra").exists()
-    assert not (staged / "tradesim" / "cli").exists()
+def test_the_code_artifact_holds_the_package_its_packages_and_the_jobs_jar(dev: Synthesized) -> None:
+    staged = dev.result.artifact
+    main = (staged / "main.py").read_text()
+    assert "tradesim.jobs.managed import main" in main
+    assert '"pylib"' in main
+    pylib = staged / "pylib"
+    assert (pylib / "tradesim" / "jobs" / "execution.py").exists()
+    for left_out in ("infra", "cli", "tui"):
+        assert not (pylib / "tradesim" / left_out).exists()
+    assert (staged / "lib" / "tradesim-jobs.jar").read_bytes() == stand_in_jar(dev.result.outdir.parent).read_bytes()
     pins = (staged / "requirements.txt").read_text().split()
     assert any(p.startswith("pydantic-settings==") for p in pins)
-    assert dev.result.connector_jar is False
-    assert not (staged / "lib").exists()
+    # every pinned package is in, at its pinned version, built for the service's Python 3.12 on x86-64 Linux
+    installed = dict(d.name.removesuffix(".dist-info").rsplit("-", 1) for d in pylib.glob("*.dist-info"))
+    installed = {name.lower().replace("_", "-"): version for name, version in installed.items()}
+    for pin in (p for p in pins if "==" in p):
+        name, version = pin.split("==")
+        assert installed.get(name.lower().replace("_", "-")) == version, pin
+    native = [p.name for p in pylib.rglob("*.so")]
+    assert any(n.startswith("_pydantic_core") for n in native)
+    assert all("cpython-312-x86_64-linux-gnu" in n or ".abi3." in n or not n.endswith(".so") for n in native), [
+        n for n in native if "cpython-312-x86_64-linux-gnu" not in n]
+    assert not (pylib / "bin").exists()
