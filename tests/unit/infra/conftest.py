@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from aws_cdk.assertions import Template
 
 from tradesim.infra.synth import Synthesis, synthesize
 
@@ -17,6 +18,8 @@ class Synthesized:
         self.result = result
         self.template: dict[str, Any] = json.loads(result.template.read_text())
         self.resources: dict[str, dict[str, Any]] = self.template["Resources"]
+        #: the same template under the CDK's own assertions (for the checks they state best)
+        self.cdk = Template.from_json(self.template)
 
     def of_type(self, kind: str) -> dict[str, dict[str, Any]]:
         found = {name: r for name, r in self.resources.items() if r["Type"] == kind}
