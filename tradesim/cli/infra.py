@@ -1,4 +1,4 @@
-"""`tradesim infra synth`: the AWS CDK app (tradesim/infra) as CloudFormation templates, offline."""
+"""`tradesim infra synth`: the AWS CDK app (tradesim/infra) as CloudFormation templates, with no AWS account."""
 
 from __future__ import annotations
 
@@ -45,7 +45,7 @@ def synth(
             raise UserError(f"--clickhouse-url must be an http:// or https:// URL with a host, got {clickhouse_url!r}")
     try:
         result = synthesize(env.value, out_dir.resolve(), region=region, clickhouse_url=clickhouse_url,
-                            report=lambda line: out.print(line))
+                            report=lambda line: out.print(line, markup=False))
     except NodeMissing as exc:
         raise UserError(str(exc)) from None
     except ModuleNotFoundError as exc:

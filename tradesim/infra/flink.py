@@ -5,13 +5,7 @@ tradesim package, the jobs' third-party packages built for the service's Python,
 
 from __future__ import annotations
 
-import hashlib
 import json
-import shutil
-import subprocess
-import sys
-from collections.abc import Callable
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -24,82 +18,19 @@ from aws_cdk import aws_s3_assets as assets
 from constructs import Construct
 
 from tradesim.adapters.dynamodb.tables import ORDERS, PORTFOLIOS
+from tradesim.infra.artifact import JOBS_JAR, MAIN, PYLIB
 from tradesim.infra.data import Data
 from tradesim.infra.environments import Environment
 from tradesim.infra.nag import accept
 from tradesim.infra.network import Network
 from tradesim.infra.settings_env import cloud_settings, env_vars
 from tradesim.jobs.managed import ENV_GROUP, JOB_GROUP
-from tradesim.stack.errors import ProvisionError
-from tradesim.stack.flink import JOB_CONSTRAINTS, JOB_RUNTIME_DEPS
 from tradesim.stack.jobs import JOBS, JobSpec, job_args
 
-#: the MSF runtime of the Flink the local stack runs (flink.version 2.2.x); it runs Python 3.12 on x86-64 Linux
+#: the MSF runtime of the Flink the local stack runs (flink.version 2.2.x)
 RUNTIME = "FLINK-2_2"
-MANAGED_PYTHON = "3.12"
-MANAGED_PLATFORM = "manylinux2014_x86_64"
-JOBS_JAR = "lib/tradesim-jobs.jar"
-#: the `pyFiles` folder: the tradesim package and its third-party packages (the service installs nothing)
-PYLIB = "pylib"
-MAIN = "main.py"
-PACKAGE = Path(__file__).resolve().parents[1]
 #: the tables each standard job writes (execution: the settle and the mirror; bars: none)
 TABLES_OF: dict[str, tuple[str, ...]] = {"execution": (ORDERS, PORTFOLIOS), "bars": ()}
-_ENTRY = f"""import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parent / "{PYLIB}"))
-
-from tradesim.jobs.managed import main  # noqa: E402
-
-main()
-"""
-
-
-def job_pins() -> list[str]:
-    """The jobs' third-party requirements, at the versions this machine runs them with."""
-    return [*JOB_CONSTRAINTS, *(f"{d}=={metadata.version(d)}" for d in JOB_RUNTIME_DEPS)]
-
-
-def vendored_deps(cache: Path, report: Callable[[str], None] = lambda _: None) -> Path:
-    """The jobs' third-party packages as built for the service's Python and platform (`pip install --target`,
-    binary wheels only), in a cache folder named by the pins: fetched from PyPI once, offline afterwards."""
-    pins = job_pins()
-    digest = hashlib.sha256("\n".join([MANAGED_PYTHON, MANAGED_PLATFORM, *pins]).encode()).hexdigest()[:12]
-    folder = cache / "infra" / f"pylib-{digest}"
-    if folder.exists():
-        return folder
-    report(f"fetching the jobs' Python packages for Python {MANAGED_PYTHON} on {MANAGED_PLATFORM}")
-    staging = folder.with_name(folder.name + ".partial")
-    shutil.rmtree(staging, ignore_errors=True)
-    argv = [sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-compile",
-            "--target", str(staging), "--platform", MANAGED_PLATFORM, "--python-version", MANAGED_PYTHON,
-            "--implementation", "cp", "--only-binary=:all:", *pins]
-    done = subprocess.run(argv, capture_output=True, text=True, check=False)
-    if done.returncode != 0:
-        shutil.rmtree(staging, ignore_errors=True)
-        tail = "\n".join((done.stdout + done.stderr).strip().splitlines()[-5:])
-        raise ProvisionError("infra", "pip could not fetch the jobs' packages for Managed Flink", tail)
-    shutil.rmtree(staging / "bin", ignore_errors=True)  # console scripts: nothing runs them there
-    staging.rename(folder)
-    for old in folder.parent.glob("pylib-*"):  # built for other pins
-        if old != folder:
-            shutil.rmtree(old, ignore_errors=True)
-    return folder
-
-
-def stage_artifact(target: Path, jobs_jar: Path, deps: Path) -> None:
-    """The Python application's code folder (zipped by the asset): main.py, which puts `pylib` on the path and
-    hands over to tradesim.jobs.managed; `pylib` (also the `pyFiles` the workers get): the tradesim package without
-    the CLI, TUI and this app, plus `deps`; the jobs jar as `jarfile`; the pins, for the record."""
-    shutil.rmtree(target, ignore_errors=True)
-    shutil.copytree(deps, target / PYLIB)
-    shutil.copytree(PACKAGE, target / PYLIB / "tradesim",
-                    ignore=shutil.ignore_patterns("__pycache__", "cli", "tui", "infra", "*.pyc"))
-    (target / MAIN).write_text(_ENTRY)
-    (target / "requirements.txt").write_text("\n".join(job_pins()) + "\n")
-    (target / JOBS_JAR).parent.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(jobs_jar, target / JOBS_JAR)
 
 
 def _properties(spec: JobSpec, settings: Any, env_group: dict[str, str]) -> list[Any]:
@@ -150,7 +81,7 @@ class FlinkJobs(Construct):
                         monitoring_configuration=flink.CfnApplication.MonitoringConfigurationProperty(
                             configuration_type="CUSTOM", log_level="INFO", metrics_level="APPLICATION"),
                         parallelism_configuration=flink.CfnApplication.ParallelismConfigurationProperty(
-                            # a KPU (1 vCPU, 4 GB) per subtask: the Python stages are CPU-bound per record
+                            # a KPU (1 vCPU, 4 GB) per subtask: execution's Python stages are CPU-bound per record
                             configuration_type="CUSTOM", parallelism=parallelism[spec.name], parallelism_per_kpu=1,
                             auto_scaling_enabled=False)),
                     application_snapshot_configuration=flink.CfnApplication.ApplicationSnapshotConfigurationProperty(

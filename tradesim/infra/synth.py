@@ -1,5 +1,5 @@
-"""Synthesis of the CDK app into CloudFormation templates, offline: the jsii runtime runs on this machine's Node.js
-and nothing is looked up in an AWS account."""
+"""Synthesis of the CDK app into CloudFormation templates: the jsii runtime runs on this machine's Node.js and
+nothing is looked up in an AWS account. The Flink code artifacts are built here too (tradesim.infra.flink)."""
 
 from __future__ import annotations
 
@@ -42,8 +42,8 @@ def require_node() -> int:
 def synthesize(env_name: str, outdir: Path, *, region: str = DEFAULT_REGION, clickhouse_url: str | None = None,
                jobs_jar: Path | None = None, deps: Path | None = None,
                report: Callable[[str], None] = lambda _: None) -> Synthesis:
-    """`jobs_jar` and `deps` (the jobs' vendored packages): by default the local stack's jar, compiled first if
-    it is not (`tradesim provision --only flink`), and the packages fetched for Managed Flink's Python once."""
+    """`jobs_jar` and `deps` (the jobs' vendored packages): by default the local stack's jar and the packages of
+    its PyFlink venv fetched for Managed Flink's Python (`tradesim provision --only flink` first, if needed)."""
     major = require_node()
     # jsii prints a boxed notice on every start under a Node.js past its end of life (20 since 2026-10-30);
     # synthesis works the same on it (checked on 20.20), so the notice would only bury the output
@@ -52,22 +52,23 @@ def synthesize(env_name: str, outdir: Path, *, region: str = DEFAULT_REGION, cli
     from aws_cdk import App, Validations
     from cdk_nag import AwsSolutionsChecks
 
-    from tradesim.infra.flink import stage_artifact, vendored_deps
+    from tradesim.infra.artifact import stage_artifact, vendored_deps
     from tradesim.infra.stack import TradesimStack
-    from tradesim.settings import load_settings
 
     env = ENVIRONMENTS[env_name]
     outdir.mkdir(parents=True, exist_ok=True)
     artifact = outdir.parent / f"{outdir.name}.flink-app"
-    settings = load_settings()
-    if jobs_jar is None:
+    if jobs_jar is None or deps is None:  # this machine's: its settings say where its cache is
+        from tradesim.settings import load_settings
         from tradesim.stack.flink import Flink
 
+        settings = load_settings()
         local = Flink(settings)
-        if not local.jobs_jar.exists():
-            local.provision(report)
-        jobs_jar = local.jobs_jar
-    stage_artifact(artifact, jobs_jar, deps or vendored_deps(settings.cache_dir, report))
+        local.provision(report)  # the jobs jar, and the PyFlink venv the pins come from (no-op when both exist)
+        jobs_jar = jobs_jar or local.jobs_jar
+        if deps is None:
+            deps = vendored_deps(settings.cache_dir, local.flink_home.parent, report)
+    stage_artifact(artifact, jobs_jar, deps)
     # a launch template, not a launch configuration (an EC2 Auto Scaling feature in maintenance since 2024)
     app = App(outdir=str(outdir), context={LAUNCH_TEMPLATES: True})
     stack = TradesimStack(app, f"tradesim-{env.name}", env=env, region=region, artifact=artifact,

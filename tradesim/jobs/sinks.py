@@ -77,13 +77,15 @@ def dead_letter_sink(letters: DataStream, *, topic: str, bootstrap: str, securit
 def text_values() -> DeserializationSchema:
     """The sources' value reader: text, and "" for a record without a value, which each job's parse sets aside as
     a bad record (SimpleStringSchema throws on it: the job restarts on that record forever). The reader lives in
-    the jobs jar (`dev.tradesim.jobs.NullableText`); where only the bare connector is shipped (Managed Flink's
-    artifact today), it is SimpleStringSchema."""
+    the jobs jar (`dev.tradesim.jobs.NullableText`), which every submission ships (`tradesim jobs submit`, and
+    Managed Flink's `jarfile`): without it the job must not start on a reader that restart-loops."""
     from py4j.java_gateway import JavaClass
     from pyflink.java_gateway import get_gateway
 
     reader = get_gateway().jvm.dev.tradesim.jobs.NullableText
-    return DeserializationSchema(reader()) if isinstance(reader, JavaClass) else SimpleStringSchema()
+    if not isinstance(reader, JavaClass):
+        raise RuntimeError("dev.tradesim.jobs.NullableText is not on the classpath: submit the job with the jobs jar")
+    return DeserializationSchema(reader())
 
 
 def start_at(topic: str, offsets: str, reset: KafkaOffsetResetStrategy) -> KafkaOffsetsInitializer:

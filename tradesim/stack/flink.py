@@ -45,8 +45,10 @@ JOB_RUNTIME_DEPS = ("pydantic", "pydantic-settings", "platformdirs", "redis", "b
 JOB_CONSTRAINTS = ("protobuf<6",)
 #: the jobs jar's Main-Class: what Managed Flink starts (`tradesim.infra`); locally every job is named with -c
 JOBS_JAR_MAIN = "dev.tradesim.jobs.Managed"
-#: in the jar's digest with its sources: a change to how the jar is put together builds a new one
+#: in the jar's digest with its sources, the Main-Class and the release: bump it when the way the jar is put
+#: together changes, so the change builds a new one
 JOBS_JAR_LAYOUT = 2
+JAVA_RELEASE = "17"
 LOG_CONFIGS = ("log4j-console.properties", "log4j-cli.properties", "log4j.properties", "log4j-session.properties")
 
 
@@ -100,7 +102,8 @@ class Flink(Component):
     def jobs_jar(self) -> Path:
         """The JVM jobs' jar, with the Kafka connector inside (one file the cluster is sent, wherever it runs),
         named by a digest of the sources and the connector: a change to either builds a new jar."""
-        digest = hashlib.sha256(f"{JOBS_JAR_LAYOUT}\0{self._cfg.kafka_connector_version}".encode())
+        recipe = (JOBS_JAR_LAYOUT, JOBS_JAR_MAIN, JAVA_RELEASE, self._cfg.kafka_connector_version)
+        digest = hashlib.sha256("\0".join(map(str, recipe)).encode())
         for source in sorted(JVM_JOBS.rglob("*.java")):
             digest.update(b"\0" + source.relative_to(JVM_JOBS).as_posix().encode() + b"\0" + source.read_bytes())
         return self.cache / "jobs" / f"tradesim-jobs-{digest.hexdigest()[:12]}.jar"
@@ -119,7 +122,7 @@ class Flink(Component):
         jar.parent.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(dir=jar.parent) as tmp:
             classes = Path(tmp) / "classes"
-            run_tool(self.name, [str(javac), "--release", "17", "-nowarn", "-d", str(classes), "-cp", classpath,
+            run_tool(self.name, [str(javac), "--release", JAVA_RELEASE, "-nowarn", "-d", str(classes), "-cp", classpath,
                                  *map(str, sorted(JVM_JOBS.rglob("*.java")))], "javac (JVM jobs)")
             for connector in self.connector_jars:
                 run_tool(self.name, [str(jar_tool), "xf", str(connector)], "jar xf (the connector)", cwd=classes)

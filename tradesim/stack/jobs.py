@@ -24,8 +24,8 @@ class JobSpec:
     description: str
     #: submitted by `tradesim up --with-jobs`
     standard: bool
-    #: the job's JVM implementation (in the jar `Flink.jobs_jar`), which the local cluster runs; `module` is then
-    #: the same rule in Python: the tests' oracle's twin, and what Managed Flink runs (tradesim/infra)
+    #: the job's JVM implementation (in the jar `Flink.jobs_jar`), which the local cluster and Managed Flink run;
+    #: `module` is then the same rule in Python, which `tradesim bench bars` measures against it
     main_class: str | None = None
 
     @property

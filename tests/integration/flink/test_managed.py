@@ -11,11 +11,13 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from packaging.utils import canonicalize_name
 
 from tests.integration.flink.conftest import BarsJob, make_tick, records
 from tradesim.adapters.flink.client import submit_jar
 from tradesim.adapters.kafka.client import TopicSpec, ensure_topics
 from tradesim.domain.events import Bar, decode
+from tradesim.infra.artifact import job_pins, vendored_deps
 from tradesim.jobs.managed import JOB_GROUP
 from tradesim.settings import Settings
 from tradesim.stack.flink import JOBS_JAR_MAIN, Flink
@@ -52,7 +54,8 @@ def test_the_jars_main_class_runs_the_job_its_properties_name(flink: Flink, sett
                                      "group-id": f"it-mbars-{run}", "job-name": f"tradesim-bars-managed-{run}"})
     properties = _properties(tmp_path / "application_properties.json",
                              {"class": spec.main_class, "args": json.dumps(args)})
-    job_id = submit_jar(flink.flink_bin, settings.flink.client_rest_url, flink.jobs_jar, JOBS_JAR_MAIN,
+    # no class named: the jar's manifest says which, as on the service
+    job_id = submit_jar(flink.flink_bin, settings.flink.client_rest_url, flink.jobs_jar, None,
                         ["--properties", str(properties)], env=flink.client_env())
     rest = flink.rest()
     try:
@@ -80,6 +83,7 @@ def test_the_jars_main_class_runs_the_job_its_properties_name(flink: Flink, sett
 @pytest.mark.parametrize(("group", "says"), [
     ({"args": "[]"}, f"{JOB_GROUP}.class must be a class of dev.tradesim.jobs."),
     ({"class": "java.lang.System", "args": "[]"}, f"{JOB_GROUP}.class must be a class of dev.tradesim.jobs."),
+    ({"class": JOBS_JAR_MAIN, "args": "[]"}, f"{JOB_GROUP}.class must be a class of dev.tradesim.jobs."),
     ({"class": "dev.tradesim.jobs.Bars", "args": '{"bootstrap": "x"}'}, f"{JOB_GROUP}.args must be a JSON list"),
 ])
 def test_properties_that_name_no_job_stop_it_with_the_reason(flink: Flink, settings: Settings, tmp_path: Path,
@@ -92,3 +96,26 @@ def test_properties_that_name_no_job_stop_it_with_the_reason(flink: Flink, setti
                           capture_output=True, text=True, timeout=60, check=False)
     assert done.returncode != 0
     assert f"IllegalArgumentException: {says}" in done.stderr
+
+
+def test_the_jobs_packages_are_vendored_at_the_pyflink_venvs_versions_for_the_services_python(
+        flink: Flink, tmp_path: Path) -> None:
+    site_packages = flink.flink_home.parent
+    pins = dict(p.split("==") for p in job_pins(site_packages) if "==" in p)
+    assert {"pydantic", "pydantic-core", "redis", "protobuf", "opentelemetry-sdk"} <= set(pins)
+    folder = vendored_deps(tmp_path, site_packages)
+    held = dict(d.name.removesuffix(".dist-info").rsplit("-", 1) for d in folder.glob("*.dist-info"))
+    assert {canonicalize_name(name): version for name, version in held.items()} == pins
+    for wheel in folder.glob("*.dist-info/WHEEL"):
+        tags = [line.split(": ", 1)[1] for line in wheel.read_text().splitlines() if line.startswith("Tag: ")]
+        assert tags, wheel
+        for tag in tags:  # pure Python, or CPython 3.12's ABI (or the stable one) on x86-64 manylinux
+            interpreter, abi, platform = tag.split("-")
+            if abi == "none":
+                assert platform == "any", tag
+            else:
+                assert abi in ("cp312", "abi3"), tag
+                assert platform.startswith("manylinux"), tag
+                assert platform.endswith("x86_64"), tag
+    assert list(folder.glob("pydantic_core/_pydantic_core.cpython-312-x86_64-linux-gnu.so"))
+    assert vendored_deps(tmp_path, site_packages) == folder  # cached: the second synthesis fetches nothing

@@ -43,9 +43,19 @@ def stand_in_jar(folder: Path) -> Path:
     return jar
 
 
+def stand_in_deps(folder: Path) -> Path:
+    """A folder in place of the vendored packages, which come from a provisioned PyFlink venv and PyPI
+    (tests/integration/flink/test_managed.py vendors the real ones)."""
+    deps = folder / "deps"
+    (deps / "example-1.0.dist-info").mkdir(parents=True, exist_ok=True)
+    (deps / "example").mkdir(exist_ok=True)
+    (deps / "example" / "__init__.py").write_text("")
+    return deps
+
+
 def synthesize_for_test(env: str, outdir: Path) -> Synthesis:
-    """Synthesis with the stand-in jar and the jobs' real vendored packages (fetched from PyPI once, cached)."""
-    return synthesize(env, outdir, jobs_jar=stand_in_jar(outdir.parent))
+    """Synthesis with stand-ins for the two built inputs: no network, no provisioned stack, no settings read."""
+    return synthesize(env, outdir, jobs_jar=stand_in_jar(outdir.parent), deps=stand_in_deps(outdir.parent))
 
 
 def _synthesize(env: str, factory: pytest.TempPathFactory) -> Synthesized:

@@ -295,7 +295,7 @@ def test_prod_spreads_over_three_zones_and_protects_its_data(prod: Synthesized, 
 
 
 def test_the_code_artifact_holds_the_package_its_packages_and_the_jobs_jar(dev: Synthesized) -> None:
-    staged = dev.result.artifact
+    staged, built = dev.result.artifact, dev.result.outdir.parent
     main = (staged / "main.py").read_text()
     assert "tradesim.jobs.managed import main" in main
     assert '"pylib"' in main
@@ -303,17 +303,6 @@ def test_the_code_artifact_holds_the_package_its_packages_and_the_jobs_jar(dev: 
     assert (pylib / "tradesim" / "jobs" / "execution.py").exists()
     for left_out in ("infra", "cli", "tui"):
         assert not (pylib / "tradesim" / left_out).exists()
-    assert (staged / "lib" / "tradesim-jobs.jar").read_bytes() == stand_in_jar(dev.result.outdir.parent).read_bytes()
-    pins = (staged / "requirements.txt").read_text().split()
-    assert any(p.startswith("pydantic-settings==") for p in pins)
-    # every pinned package is in, at its pinned version, built for the service's Python 3.12 on x86-64 Linux
-    installed = dict(d.name.removesuffix(".dist-info").rsplit("-", 1) for d in pylib.glob("*.dist-info"))
-    installed = {name.lower().replace("_", "-"): version for name, version in installed.items()}
-    for pin in (p for p in pins if "==" in p):
-        name, version = pin.split("==")
-        assert installed.get(name.lower().replace("_", "-")) == version, pin
-    native = [p.name for p in pylib.rglob("*.so")]
-    assert any(n.startswith("_pydantic_core") for n in native)
-    assert all("cpython-312-x86_64-linux-gnu" in n or ".abi3." in n or not n.endswith(".so") for n in native), [
-        n for n in native if "cpython-312-x86_64-linux-gnu" not in n]
-    assert not (pylib / "bin").exists()
+    assert (pylib / "example" / "__init__.py").exists()  # the vendored packages, beside the package
+    assert (staged / "requirements.txt").read_text() == "example==1.0\n"
+    assert (staged / "lib" / "tradesim-jobs.jar").read_bytes() == stand_in_jar(built).read_bytes()

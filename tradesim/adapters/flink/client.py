@@ -148,13 +148,14 @@ def submit(flink_bin: Path, rest_url: str, module: str, program_args: list[str],
                        timeout_s=timeout_s)
 
 
-def submit_jar(flink_bin: Path, rest_url: str, jar: Path, main_class: str, program_args: list[str], *,
+def submit_jar(flink_bin: Path, rest_url: str, jar: Path, main_class: str | None, program_args: list[str], *,
                env: dict[str, str], parallelism: int | None = None, options: dict[str, str] | None = None,
                timeout_s: float = 300) -> str:
-    """Detached `flink run -c main_class jar` (the jar holds everything the job needs); returns the job id."""
-    argv = [str(flink_bin), "run", "-d", "-m", rest_address(rest_url), "-c", main_class]
-    return _run_client(argv, main_class, program_args, env=env, parallelism=parallelism, options=options,
-                       timeout_s=timeout_s, jar=jar)
+    """Detached `flink run -c main_class jar` (the jar holds everything the job needs; None: its manifest's
+    Main-Class); returns the job id."""
+    argv = [str(flink_bin), "run", "-d", "-m", rest_address(rest_url), *(["-c", main_class] if main_class else [])]
+    return _run_client(argv, main_class or jar.name, program_args, env=env, parallelism=parallelism,
+                       options=options, timeout_s=timeout_s, jar=jar)
 
 
 def _run_client(argv: list[str], what: str, program_args: list[str], *, env: dict[str, str],

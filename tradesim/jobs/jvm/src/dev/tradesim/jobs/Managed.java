@@ -40,7 +40,7 @@ public final class Managed {
             throw new IllegalArgumentException("no property group " + JOB_GROUP + " in " + path);
         }
         String name = job.path("class").asText("");
-        if (!name.startsWith(PACKAGE)) {  // only this jar's jobs: the properties name a job, not any class
+        if (!name.startsWith(PACKAGE) || name.equals(Managed.class.getName())) {  // a job of this jar, not any class
             throw new IllegalArgumentException(JOB_GROUP + ".class must be a class of " + PACKAGE + ", got " + name);
         }
         JsonNode args = json.readTree(job.path("args").asText("[]"));
