@@ -14,6 +14,7 @@ TaskManager when it dies, and stops both on SIGTERM.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -98,7 +99,7 @@ class Flink(Component):
     def connector_jars(self) -> list[Path]:
         return sorted(self.jars_dir.glob("flink-sql-connector-kafka-*.jar"))
 
-    @property
+    @functools.cached_property
     def jobs_jar(self) -> Path:
         """The JVM jobs' jar, with the Kafka connector inside (one file the cluster is sent, wherever it runs),
         named by a digest of the sources and the connector: a change to either builds a new jar."""
