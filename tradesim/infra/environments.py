@@ -54,7 +54,7 @@ ENVIRONMENTS: dict[str, Environment] = {
             search_instance="r7g.large.search", search_nodes=3, search_masters=3, search_volume_gb=200,
             clickhouse_instance="r7i.xlarge", clickhouse_volume_gb=500,
             api_tasks=3, marketdata_tasks=2, persistence_tasks=2,
-            execution_parallelism=4, bars_parallelism=2,
+            execution_parallelism=4, bars_parallelism=1,  # bars: the JVM job, ~50,000 ticks/s a subtask
             protect_data=True,
         ),
     )
