@@ -49,14 +49,18 @@ def job_pins(site_packages: Path) -> list[str]:
     installed = {canonicalize_name(d.metadata["Name"]): d for d in metadata.distributions(path=[str(site_packages)])}
     pins: dict[str, str] = {}
     todo: list[tuple[str, frozenset[str]]] = [(canonicalize_name(d), frozenset()) for d in JOB_RUNTIME_DEPS]
+    seen: set[tuple[str, frozenset[str]]] = set()
     while todo:
-        name, extras = todo.pop()
+        item = todo.pop()
+        if item in seen:  # (a package asked for with other extras is looked at again, for those)
+            continue
+        seen.add(item)
+        name, extras = item
         dist = installed.get(name)
         if dist is None:
             raise ProvisionError("infra", f"{name} is not in {site_packages}: provision Flink again "
                                  "(`tradesim provision --only flink`)")
-        if pins.setdefault(name, dist.version) != dist.version:
-            continue
+        pins[name] = dist.version
         for line in dist.requires or []:
             req = Requirement(line)
             if req.marker is None or any(req.marker.evaluate({**marker_env, "extra": e}) for e in ("", *extras)):
