@@ -23,7 +23,7 @@ from confluent_kafka import TopicPartition
 from benchmarks.flink_bars import _count_until, _produce, _ticks
 from benchmarks.orders import _fresh_price, _order_request, _Pool, _setup, price_tick
 from benchmarks.usage import component_usage, cpu_spent
-from tradesim.adapters.kafka.client import TopicSpec, consumer, ensure_topics, group_lag
+from tradesim.adapters.kafka.client import TopicSpec, consumer, ensure_topics
 from tradesim.services.ingest.publisher import publish_all
 from tradesim.settings import Settings
 
@@ -95,13 +95,19 @@ async def _open_loop(settings: Settings, keys: list[str], symbol: str, rate: flo
 
 
 def _backlog(settings: Settings, group: str = "tradesim-execution") -> int:
-    """Orders on trade_orders the execution job has not committed yet (as of its last checkpoint); 0 for a group
-    that never committed or a broker that did not answer."""
-    probe = consumer(settings.kafka, group_id=group)
+    """Orders on trade_orders the execution job has not committed yet (as of its last checkpoint)."""
+    topic = settings.topics.trade_orders
+    c = consumer(settings.kafka, group_id=group)
     try:
-        return group_lag(probe, settings.topics.trade_orders, timeout_s=10, committed_only=True) or 0
+        parts = c.list_topics(topic, timeout=10).topics[topic].partitions
+        committed = c.committed([TopicPartition(topic, p) for p in parts], timeout=10)
+        lag = 0
+        for tp in committed:
+            low, high = c.get_watermark_offsets(TopicPartition(topic, tp.partition), timeout=10)
+            lag += high - max(tp.offset, low) if tp.offset >= 0 else 0
+        return lag
     finally:
-        probe.close()
+        c.close()
 
 
 def _drain(settings: Settings, out: list[str], limit_s: float = 900) -> None:

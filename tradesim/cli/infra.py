@@ -19,7 +19,7 @@ app = typer.Typer(help="Infrastructure as code: the whole system on AWS managed 
                   no_args_is_help=True)
 out = Console(highlight=False, soft_wrap=True)
 DEFAULT_OUT = REPO_ROOT / "infra" / "cdk.out"
-CDK_MODULES = ("aws_cdk", "cdk_nag", "constructs", "jsii")
+CDK_MODULES = ("aws_cdk", "cdk_nag", "constructs", "jsii", "packaging")
 
 
 class Env(StrEnum):

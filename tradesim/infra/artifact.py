@@ -7,8 +7,8 @@ from __future__ import annotations
 import hashlib
 import re
 import shutil
-import sys
 import tempfile
+import time
 from collections.abc import Callable
 from importlib import metadata
 from pathlib import Path
@@ -41,8 +41,7 @@ main()
 
 def job_pins(site_packages: Path) -> list[str]:
     """The jobs' third-party packages and all they need, at the versions installed in `site_packages` (the local
-    PyFlink venv, where they run beside PyFlink), for the service's Python: an artifact built at one commit holds
-    the same packages whichever machine builds it."""
+    PyFlink venv), for the service's Python: the artifact holds the packages that run beside PyFlink here."""
     marker_env = {"python_version": MANAGED_PYTHON, "python_full_version": f"{MANAGED_PYTHON}.0",
                   "sys_platform": "linux", "platform_system": "Linux", "platform_machine": "x86_64", "os_name": "posix",
                   "implementation_name": "cpython", "platform_python_implementation": "CPython"}
@@ -68,9 +67,11 @@ def job_pins(site_packages: Path) -> list[str]:
     return [*JOB_CONSTRAINTS, *(f"{n}=={v}" for n, v in sorted(pins.items()))]
 
 
-def vendored_deps(cache: Path, site_packages: Path, report: Callable[[str], None] = lambda _: None) -> Path:
-    """`job_pins` as built for the service's Python and platform (`pip install --target`, binary wheels only), in
-    a cache folder named by the pins: fetched from PyPI once, offline afterwards."""
+def vendored_deps(cache: Path, site_packages: Path, python: Path,
+                  report: Callable[[str], None] = lambda _: None) -> Path:
+    """`job_pins` as built for the service's Python and platform (`pip install --target` run by `python`, the
+    PyFlink venv's, which has pip; binary wheels only), in a cache folder named by the pins: fetched from PyPI
+    once, offline afterwards."""
     pins = job_pins(site_packages)
     digest = hashlib.sha256("\n".join([MANAGED_PYTHON, MANAGED_PLATFORM, *pins]).encode()).hexdigest()[:12]
     root = cache / "infra"
@@ -80,9 +81,10 @@ def vendored_deps(cache: Path, site_packages: Path, report: Callable[[str], None
     report(f"fetching the jobs' Python packages for Python {MANAGED_PYTHON} on {MANAGED_PLATFORM}")
     root.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=root, prefix="staging-"))
+    staging.chmod(0o755)  # mkdtemp's 0700 would travel into the artifact
     try:
         # --no-deps: the pins are the whole set (environment markers are pip's own Python's, not the target's)
-        run_tool("infra", [sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
+        run_tool("infra", [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
                            "--no-compile", "--no-deps", "--target", str(staging), "--platform", MANAGED_PLATFORM,
                            "--python-version", MANAGED_PYTHON, "--implementation", "cp", "--only-binary=:all:",
                            *(p for p in pins if "==" in p)], "pip install (the jobs' packages for Managed Flink)",
@@ -95,8 +97,9 @@ def vendored_deps(cache: Path, site_packages: Path, report: Callable[[str], None
                 raise
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    for old in root.glob("pylib-*"):  # built for other pins
-        if old != folder and re.fullmatch(r"pylib-[0-9a-f]{12}", old.name):
+    for old in root.iterdir():  # built for other pins, or left by a build that was killed an hour ago or more
+        if (old != folder and re.fullmatch(r"pylib-[0-9a-f]{12}", old.name)) or (
+                old.name.startswith("staging-") and time.time() - old.stat().st_mtime > 3600):
             shutil.rmtree(old, ignore_errors=True)
     return folder
 

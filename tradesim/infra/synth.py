@@ -67,7 +67,7 @@ def synthesize(env_name: str, outdir: Path, *, region: str = DEFAULT_REGION, cli
         local.provision(report)  # the jobs jar, and the PyFlink venv the pins come from (no-op when both exist)
         jobs_jar = jobs_jar or local.jobs_jar
         if deps is None:
-            deps = vendored_deps(settings.cache_dir, local.flink_home.parent, report)
+            deps = vendored_deps(settings.cache_dir, local.flink_home.parent, local.python, report)
     stage_artifact(artifact, jobs_jar, deps)
     # a launch template, not a launch configuration (an EC2 Auto Scaling feature in maintenance since 2024)
     app = App(outdir=str(outdir), context={LAUNCH_TEMPLATES: True})

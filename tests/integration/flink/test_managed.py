@@ -103,7 +103,7 @@ def test_the_jobs_packages_are_vendored_at_the_pyflink_venvs_versions_for_the_se
     site_packages = flink.flink_home.parent
     pins = dict(p.split("==") for p in job_pins(site_packages) if "==" in p)
     assert {"pydantic", "pydantic-core", "redis", "protobuf", "opentelemetry-sdk"} <= set(pins)
-    folder = vendored_deps(tmp_path, site_packages)
+    folder = vendored_deps(tmp_path, site_packages, flink.python)
     held = dict(d.name.removesuffix(".dist-info").rsplit("-", 1) for d in folder.glob("*.dist-info"))
     assert {canonicalize_name(name): version for name, version in held.items()} == pins
     for wheel in folder.glob("*.dist-info/WHEEL"):
@@ -118,4 +118,7 @@ def test_the_jobs_packages_are_vendored_at_the_pyflink_venvs_versions_for_the_se
                 assert platform.startswith("manylinux"), tag
                 assert platform.endswith("x86_64"), tag
     assert list(folder.glob("pydantic_core/_pydantic_core.cpython-312-x86_64-linux-gnu.so"))
-    assert vendored_deps(tmp_path, site_packages) == folder  # cached: the second synthesis fetches nothing
+    assert oct(folder.stat().st_mode & 0o777) == oct(0o755)  # readable wherever the artifact is unpacked
+    fetches: list[str] = []
+    assert vendored_deps(tmp_path, site_packages, flink.python, fetches.append) == folder
+    assert fetches == []  # cached: the second synthesis fetches nothing

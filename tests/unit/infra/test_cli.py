@@ -4,10 +4,13 @@ infra/cdk.out's templates."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 from typer.testing import CliRunner
 
+from tests.unit.infra.conftest import stand_in_deps, stand_in_jar
+from tradesim.cli import infra as infra_cli
 from tradesim.cli.app import app
 from tradesim.infra import synth
 
@@ -37,7 +40,14 @@ def test_a_bad_clickhouse_url_is_one_line_and_exit_2(bad: str) -> None:
     assert "--clickhouse-url" in result.output
 
 
-def test_it_writes_the_template_where_asked(tmp_path: Path) -> None:
+def test_it_writes_the_template_where_asked(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    real = infra_cli.synthesize
+
+    def with_stand_ins(env: str, outdir: Path, **kwargs: Any) -> synth.Synthesis:
+        # the two built inputs stand in (no provisioned stack, no PyPI); the CLI's wiring is what is tested here
+        return real(env, outdir, **kwargs, jobs_jar=stand_in_jar(tmp_path), deps=stand_in_deps(tmp_path))
+
+    monkeypatch.setattr(infra_cli, "synthesize", with_stand_ins)
     result = runner.invoke(app, ["infra", "synth", "--env", "prod", "--out", str(tmp_path / "cdk.out")])
     assert result.exit_code == 0, result.output
     assert (tmp_path / "cdk.out" / "tradesim-prod.template.json").exists()

@@ -43,19 +43,9 @@ def test_every_store_is_encrypted_at_rest(synthesized: Synthesized) -> None:
         "EncryptionAtRestOptions": Match.object_like({"Enabled": True}),
         "NodeToNodeEncryptionOptions": {"Enabled": True}})
     cdk.all_resources_properties("AWS::KMS::Key", {"EnableKeyRotation": True})
-    for table in synthesized.properties("AWS::DynamoDB::Table"):
-        assert table["SSESpecification"]["SSEEnabled"] is True
-        assert table["SSESpecification"]["SSEType"] == "KMS"
-        assert "KMSMasterKeyId" in table["SSESpecification"]
     for cluster in synthesized.properties("AWS::MSK::Cluster"):
         assert "DataVolumeKMSKeyId" in cluster["EncryptionInfo"]["EncryptionAtRest"]
         assert cluster["EncryptionInfo"]["EncryptionInTransit"] == {"ClientBroker": "TLS", "InCluster": True}
-    for redis in synthesized.properties("AWS::ElastiCache::ReplicationGroup"):
-        assert redis["AtRestEncryptionEnabled"] is True
-        assert redis["TransitEncryptionEnabled"] is True
-    for domain in synthesized.properties("AWS::OpenSearchService::Domain"):
-        assert domain["EncryptionAtRestOptions"]["Enabled"] is True
-        assert domain["NodeToNodeEncryptionOptions"]["Enabled"] is True
     for secret in synthesized.properties("AWS::SecretsManager::Secret"):
         assert "KmsKeyId" in secret
     for topic in synthesized.properties("AWS::SNS::Topic"):
@@ -66,8 +56,6 @@ def test_every_store_is_encrypted_at_rest(synthesized: Synthesized) -> None:
         devices = template["LaunchTemplateData"]["BlockDeviceMappings"]
         assert len(devices) == 2
         assert all(d["Ebs"]["Encrypted"] is True for d in devices)
-    for key in synthesized.properties("AWS::KMS::Key"):
-        assert key["EnableKeyRotation"] is True
 
 
 def test_only_the_load_balancer_takes_traffic_from_anywhere_and_only_on_443(synthesized: Synthesized) -> None:
@@ -85,8 +73,6 @@ def test_only_the_load_balancer_takes_traffic_from_anywhere_and_only_on_443(synt
     synthesized.cdk.resource_count_is("AWS::ElasticLoadBalancingV2::Listener", 1)
     synthesized.cdk.has_resource_properties("AWS::ElasticLoadBalancingV2::Listener", {"Port": 443,
                                                                                       "Protocol": "HTTPS"})
-    listeners = synthesized.properties("AWS::ElasticLoadBalancingV2::Listener")
-    assert [(listener["Port"], listener["Protocol"]) for listener in listeners] == [(443, "HTTPS")]
 
 
 def test_the_tables_are_the_adapters_with_point_in_time_recovery(synthesized: Synthesized) -> None:
@@ -98,8 +84,6 @@ def test_the_tables_are_the_adapters_with_point_in_time_recovery(synthesized: Sy
     assert set(tables) == {prefix + spec.name for spec in TABLES}
     for spec in TABLES:
         table = tables[prefix + spec.name]
-        assert table["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": True}
-        assert table["BillingMode"] == "PAY_PER_REQUEST"
         assert table["KeySchema"] == [{"AttributeName": spec.hash_key, "KeyType": "HASH"}]
         indexes = {i["IndexName"]: i for i in table.get("GlobalSecondaryIndexes", [])}
         assert set(indexes) == {i.name for i in spec.indexes}
@@ -118,7 +102,8 @@ def test_every_alert_rule_has_its_alarms_or_a_reason(synthesized: Synthesized) -
     for rule in rules:
         mirrored = [n for n in names if n == f"{env}-{rule}" or n.startswith(f"{env}-{rule}-")]
         assert bool(mirrored) != (rule in NOT_ON_AWS), rule
-    synthesized.cdk.all_resources_properties("AWS::CloudWatch::Alarm", {"AlarmActions": Match.any_value()})
+    for alarm in synthesized.properties("AWS::CloudWatch::Alarm"):  # each publishes somewhere
+        assert alarm["AlarmActions"], alarm["AlarmName"]
 
 
 def test_a_finding_nobody_acknowledged_fails_the_synthesis(monkeypatch: pytest.MonkeyPatch,
