@@ -1,5 +1,5 @@
 """Synthesis of the CDK app into CloudFormation templates: the jsii runtime runs on this machine's Node.js and
-nothing is looked up in an AWS account. The Flink code artifacts are built here too (tradesim.infra.flink)."""
+nothing is looked up in an AWS account. The Flink code artifacts are built here too (tradesim.infra.artifact)."""
 
 from __future__ import annotations
 
