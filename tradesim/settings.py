@@ -235,7 +235,7 @@ class MarketDataSettings(Section):
     group_id: str = Field("tradesim-marketdata", description="Kafka consumer group of the service copies.")
     batch_size: int = Field(1000, ge=1, description="Max records per consume() batch.")
     client_queue: int = Field(5000, ge=1, description="Per-client queued updates before per-symbol conflation.")
-    heartbeat_s: float = Field(5.0, gt=0, description="Interval of heartbeat frames to WebSocket clients.")
+    heartbeat_s: float = Field(5.0, gt=0, description="Longest a WebSocket client goes without any frame.")
     stale_after_s: float = Field(30.0, gt=0, description="A cached price older than this (wall time) is stale.")
 
     @property

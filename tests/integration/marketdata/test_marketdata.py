@@ -82,6 +82,41 @@ def test_websocket_gets_snapshot_then_every_update_in_order(settings: Settings, 
     assert seqs == list(range(2, 501))  # no gaps, no duplicates, in order
 
 
+def test_heartbeats_go_to_quiet_connections_only(settings: Settings, cache: PriceCache) -> None:
+    """A connection that gets prices hears no heartbeat; one that gets nothing hears one at least every
+    heartbeat_s."""
+    beat = settings.marketdata.heartbeat_s
+    s = unique_symbol()
+    _publish(settings, [tick(s, 1)])
+    wait_for(lambda: cached_seq(cache, s) == 1, what="first tick cached")
+    with ws_client(settings) as busy, ws_client(settings) as quiet:
+        opened = time.monotonic()
+        busy.send(_sub(s))
+        assert recv_json(busy)["type"] == "subscribed"
+        busy_frames: list[str] = []
+        quiet_at: list[float] = []
+        seq = 1
+        while time.monotonic() < opened + 2.5 * beat:
+            seq += 1
+            _publish(settings, [tick(s, seq)])  # a price every tenth of the interval, far inside its half
+            try:
+                frame = json.loads(quiet.recv(timeout=beat / 10))  # paces the loop; returns at once on a frame
+                assert frame["type"] == "heartbeat"
+                quiet_at.append(time.monotonic())
+            except TimeoutError:
+                pass
+            while True:
+                try:
+                    busy_frames.append(json.loads(busy.recv(timeout=0))["type"])
+                except TimeoutError:
+                    break
+    gaps = [b - a for a, b in zip([opened, *quiet_at], quiet_at, strict=False)]
+    assert len(quiet_at) >= 2
+    assert max(gaps) <= beat + 1.0  # one publish of slack on top of the interval
+    assert "heartbeat" not in busy_frames
+    assert busy_frames.count("tick") >= seq - 10  # it did get the prices (the last few may still be on the way)
+
+
 def test_slow_client_does_not_delay_a_fast_one_and_gets_the_latest_price(settings: Settings,
                                                                          cache: PriceCache) -> None:
     s = unique_symbol()

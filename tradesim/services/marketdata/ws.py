@@ -16,7 +16,8 @@ Protocol (JSON text frames); one connection may carry price subscriptions and on
            {"type": "outcome", "data": <OrderOutcome JSON exactly as on trade_executed>}
            {"type": "portfolio", "data": {"user_id", "symbol", "cash": "<decimal>", "position": <int>,
                                           "order_id", "as_of_ms": <decided_at_ms>}}   after each executed outcome
-           {"type": "heartbeat", "ts_ms": ...}    every heartbeat_s
+           {"type": "heartbeat", "ts_ms": ...}    when nothing else was sent for half of heartbeat_s, so no
+                                                  connection is silent longer than heartbeat_s
            {"type": "error", "code": "bad_request" | "unknown_symbol", "message": ..., "symbols"?: [...]}
            {"type": "error", "code": "unauthorized", ...} then close 1008: unknown key, or not a user key (admin)
            {"type": "error", "code": "unavailable", ...} then close 1011: the key cannot be checked (DynamoDB
@@ -113,8 +114,10 @@ def _fan_out(clients: Iterable[Client], frame: str, update: Update | None) -> No
     order holds; queue it for the others: as a price `update` (which may be conflated), or without one as a
     control frame (which a conflation keeps, ahead of the prices)."""
     direct = []
+    now = time.monotonic()
     for client in clients:
         if client.can_take_directly():
+            client.last_sent = now
             direct.append(client.ws)
         elif update is not None:
             client.offer(update)
@@ -149,6 +152,7 @@ class Client:
         self.closing: tuple[CloseCode, str] | None = None
         self.bad: deque[float] = deque(maxlen=BAD_FRAMES)  # when its latest bad frames came
         self.replies = 0  # control frames in `queue`
+        self.last_sent = time.monotonic()  # when a frame last went to its socket (heartbeats go to quiet ones)
 
     def can_take_directly(self) -> bool:
         transport = self.ws.transport
@@ -237,6 +241,7 @@ class Client:
                 else:
                     break
                 await self.ws.send(frame)
+                self.last_sent = time.monotonic()
                 metrics.UPDATES_OUT.inc()
             if self.closing is not None:
                 await self.ws.close(*self.closing)
@@ -353,11 +358,17 @@ class MarketDataHub:
         _drop(self.by_bars, client.bars, client, keys)
 
     async def heartbeat(self) -> None:
+        """Tell quiet connections they are alive: a client that got any frame lately knows that already, and a
+        heartbeat to 1,000 busy clients at once is a burst they must read before the next price."""
+        half = self.settings.marketdata.heartbeat_s / 2
         while True:
-            await asyncio.sleep(self.settings.marketdata.heartbeat_s)
-            frame = json.dumps({"type": "heartbeat", "ts_ms": int(time.time() * 1000)})
-            # Broadcast, not queued: 1,000 pumps woken at once held the next ticks back by tens of milliseconds.
-            _fan_out(list(self.clients), frame, None)
+            await asyncio.sleep(half)
+            now = time.monotonic()
+            quiet = [c for c in self.clients if now - c.last_sent >= half]
+            if quiet:
+                frame = json.dumps({"type": "heartbeat", "ts_ms": int(time.time() * 1000)})
+                # Broadcast, not queued: 1,000 pumps woken at once held the next ticks back by tens of ms.
+                _fan_out(quiet, frame, None)
 
     async def subscribe(self, client: Client, symbols: list[str]) -> None:
         known_flags = await self.redis.smismember(SYMBOLS_KEY, symbols) if symbols else []
