@@ -44,20 +44,23 @@ def marketdata(ticks: Annotated[int, typer.Option(min=1000)] = 200_000,
                burst: Annotated[int, typer.Option(min=10)] = 2000,
                rate: Annotated[float, typer.Option(min=1)] = 20.0,
                seconds: Annotated[float, typer.Option(min=1, help="Length of the paced phase: longer puts more "
-                                                      "updates behind its p99.")] = 30.0) -> None:
+                                                      "updates behind its p99.")] = 30.0,
+               rounds: Annotated[int, typer.Option(min=1, help="The paced phase alternates tradesim and bare this "
+                                                   "many times, so both share the box's moments.")] = 3) -> None:
     """Ingest → Redis ticks/s, and WebSocket fan-out vs a bare websockets broadcast (needs `tradesim up`)."""
-    _marketdata(ticks, symbols, clients, burst, rate, seconds)
+    _marketdata(ticks, symbols, clients, burst, rate, seconds, rounds)
 
 
 @cli_errors
-def _marketdata(ticks: int, symbols: int, clients: int, burst: int, rate: float, seconds: float) -> None:
+def _marketdata(ticks: int, symbols: int, clients: int, burst: int, rate: float, seconds: float,
+                rounds: int) -> None:
     from benchmarks import marketdata as bench_md
 
     settings = load_settings()
     lines: list[str] = []
-    bench_md.run(settings, ticks, symbols, clients, burst, rate, seconds, lines)
+    bench_md.run(settings, ticks, symbols, clients, burst, rate, seconds, lines, rounds)
     out.print(f"command: tradesim bench marketdata --ticks {ticks} --symbols {symbols} --clients {clients} "
-              f"--burst {burst} --rate {rate:g} --seconds {seconds:g}")
+              f"--burst {burst} --rate {rate:g} --seconds {seconds:g} --rounds {rounds}")
     for line in lines:
         out.print("  " + line, markup=False)
 
