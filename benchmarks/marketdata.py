@@ -86,21 +86,41 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _clients(url: str, symbol: str, n: int, last_seq: int, mode: str) -> subprocess.Popen[str]:
-    proc = subprocess.Popen([sys.executable, "-m", "benchmarks.ws_clients", url, symbol, str(n), str(last_seq), mode],
-                            stdout=subprocess.PIPE, text=True)
-    assert proc.stdout is not None
-    line = proc.stdout.readline()
-    if json.loads(line or "{}").get("event") != "ready":
-        raise RuntimeError(f"clients did not connect: {line!r}")
-    return proc
+class Fleet:
+    """The clients, split over `procs` processes of one event loop each: one process at ~90 % of a core queues
+    frames behind each other and measures its own backlog as much as the server's."""
 
+    def __init__(self, url: str, symbol: str, n: int, last_seq: int, mode: str, procs: int) -> None:
+        sizes = [n // procs + (1 if i < n % procs else 0) for i in range(procs)]
+        self.procs = [subprocess.Popen([sys.executable, "-m", "benchmarks.ws_clients", url, symbol, str(size),
+                                        str(last_seq), mode], stdout=subprocess.PIPE, text=True)
+                      for size in sizes if size]
+        try:
+            for proc in self.procs:
+                assert proc.stdout is not None
+                line = proc.stdout.readline()
+                if json.loads(line or "{}").get("event") != "ready":
+                    raise RuntimeError(f"clients did not connect: {line!r}")
+        except BaseException:
+            self.kill()
+            raise
 
-def _result(proc: subprocess.Popen[str]) -> dict[str, Any]:
-    assert proc.stdout is not None
-    out = proc.stdout.readline()
-    proc.wait(timeout=60)
-    return dict(json.loads(out))
+    def result(self) -> dict[str, Any]:
+        """The processes' results as one: counts summed, percentiles over all their samples."""
+        parts = []
+        for proc in self.procs:
+            assert proc.stdout is not None
+            parts.append(json.loads(proc.stdout.readline()))
+            proc.wait(timeout=60)
+        samples = [x for r in parts for x in r["latencies"]]
+        return {"frames": sum(r["frames"] for r in parts), "clients_done": sum(r["clients_done"] for r in parts),
+                "seconds": max(r["seconds"] for r in parts), "samples": len(samples),
+                "p50_ms": percentile(samples, 50), "p99_ms": percentile(samples, 99), "latencies": samples}
+
+    def kill(self) -> None:
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.kill()
 
 
 def _paced(rate: float) -> Callable[[int], None]:
@@ -152,24 +172,25 @@ class HopProbe:
         return self.latencies
 
 
-def _tradesim_phase(settings: Settings, clients: int, count: int, rate: float | None) -> dict[str, Any]:
+def _tradesim_phase(settings: Settings, clients: int, procs: int, count: int, rate: float | None) -> dict[str, Any]:
     """`count` updates of a fresh symbol through the whole path to `clients` subscribers; paced at `rate` per
     second (with the first hop probed) or, without one, as fast as the producer goes."""
     cache = PriceCache(connect(settings.redis))
     s = unique_symbol("F")
     publish_all(settings, [tick(s, 1)])
     _wait(lambda: _seq(cache, s) == 1, 30)
-    proc = _clients(settings.marketdata.client_ws_url, s, clients, count + 1, "tradesim")
+    fleet = Fleet(settings.marketdata.client_ws_url, s, clients, count + 1, "tradesim", procs)
     probe = HopProbe(settings, s) if rate else None
+    hops: list[float] = []
     try:
         # the pacer starts its schedule now, when the clients are ready (not when the loop was set up)
         publish_all(settings, _stamped(s, 2, count + 1, _paced(rate) if rate else None))
-        result = _result(proc)
+        result = fleet.result()
     finally:
-        if proc.poll() is None:
-            proc.kill()
+        fleet.kill()
         if probe is not None:
-            result["hop"] = probe.close()
+            hops = probe.close()
+    result["hop"] = hops
     return result
 
 
@@ -183,14 +204,17 @@ class BareServer:
         assert self.proc.stdout is not None
         self.proc.stdout.readline()
 
-    def phase(self, clients: int, count: int, rate: float | None) -> dict[str, Any]:
+    def phase(self, clients: int, procs: int, count: int, rate: float | None) -> dict[str, Any]:
         assert self.proc.stdin is not None
         assert self.proc.stdout is not None
         s = unique_symbol("F")
-        fleet = _clients(f"ws://127.0.0.1:{self.port}/", s, clients, count, "bare")
-        self.proc.stdin.write(f"{s} {count} {rate or 0.0}\n")
-        self.proc.stdin.flush()
-        result = _result(fleet)
+        fleet = Fleet(f"ws://127.0.0.1:{self.port}/", s, clients, count, "bare", procs)
+        try:
+            self.proc.stdin.write(f"{s} {count} {rate or 0.0}\n")
+            self.proc.stdin.flush()
+            result = fleet.result()
+        finally:
+            fleet.kill()
         self.proc.stdout.readline()
         return result
 
@@ -208,21 +232,25 @@ def _pooled(rounds: list[dict[str, Any]]) -> dict[str, Any]:
             "rounds_p99_ms": [r["p99_ms"] for r in rounds]}
 
 
-def fanout(settings: Settings, clients: int, burst: int, rate: float, seconds: float,
-           rounds: int) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The burst once each, then the paced phase in `rounds` alternating tradesim/bare rounds of seconds/rounds:
-    whatever else the box does meanwhile (a JVM collecting, a checkpoint) then falls on both sides alike."""
+def fanout(settings: Settings, clients: int, burst: int, rate: float, seconds: float, rounds: int,
+           procs: int) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The burst once each, then the paced phase in `rounds` rounds of seconds/rounds on each side, taking turns
+    at going first: whatever else the box does meanwhile (a JVM collecting, a checkpoint) falls on both alike."""
     bare_server = BareServer()
     try:
-        ts: dict[str, Any] = {"max": _tradesim_phase(settings, clients, burst, None)}
-        bare: dict[str, Any] = {"max": bare_server.phase(clients, burst, None)}
-        ts["max"].pop("latencies")
-        bare["max"].pop("latencies")
+        ts: dict[str, Any] = {"max": _tradesim_phase(settings, clients, procs, burst, None)}
+        bare: dict[str, Any] = {"max": bare_server.phase(clients, procs, burst, None)}
+        for side in (ts, bare):
+            side["max"].pop("latencies")
+        ts["max"].pop("hop")
         count = max(1, int(rate * seconds / rounds))
         paced_ts, paced_bare = [], []
-        for _ in range(rounds):
-            paced_ts.append(_tradesim_phase(settings, clients, count, rate))
-            paced_bare.append(bare_server.phase(clients, count, rate))
+        for i in range(rounds):  # tradesim first in even rounds, bare first in odd ones
+            for side in ("tradesim", "bare") if i % 2 == 0 else ("bare", "tradesim"):
+                if side == "tradesim":
+                    paced_ts.append(_tradesim_phase(settings, clients, procs, count, rate))
+                else:
+                    paced_bare.append(bare_server.phase(clients, procs, count, rate))
     finally:
         bare_server.close()
     hops = [x for r in paced_ts for x in r.pop("hop")]
@@ -233,12 +261,12 @@ def fanout(settings: Settings, clients: int, burst: int, rate: float, seconds: f
 
 
 def run(settings: Settings, n: int, symbols: int, clients: int, burst: int, rate: float, seconds: float,
-        out: list[str], rounds: int = 3) -> dict[str, Any]:
+        out: list[str], rounds: int = 3, procs: int = 1) -> dict[str, Any]:
     # The fan-out first, on a feed the bars job has caught up with: an ingest's flood of ticks keeps that job busy
     # for a minute after it ends, and the fan-out would then measure the job's CPU rather than the broadcast.
     if not feed_caught_up(settings):
         out.append("warning: the bars job was still behind on market_data after 180 s; the fan-out shares its CPU")
-    ts, bare = fanout(settings, clients, burst, rate, seconds, rounds)
+    ts, bare = fanout(settings, clients, burst, rate, seconds, rounds, procs)
     a = ingest(settings, n, symbols)
     feed_caught_up(settings)  # and leave the bars job idle for whatever runs next (`bench all`)
     out.append(f"(a) ingest → Redis: {a['ticks']:,.0f} ticks over {symbols} symbols in {a['seconds']:.1f} s: "
@@ -251,7 +279,8 @@ def run(settings: Settings, n: int, symbols: int, clients: int, burst: int, rate
     for name, r in (("tradesim", ts["paced"]), ("bare", bare["paced"])):
         out.append(f"    {name:8} at {rate:.0f} updates/s × {clients} clients ({seconds:.0f} s in {rounds} rounds): "
                    f"p50 {r['p50_ms']:.1f} ms, p99 {r['p99_ms']:.1f} ms tick→client "
-                   f"({r['frames']:,} frames; p99 by round {', '.join(f'{x:.0f}' for x in r['rounds_p99_ms'])} ms)")
+                   f"({r['frames']:,} frames, at least {r['clients_done']} clients complete per round; p99 by round "
+                   f"{', '.join('-' if x is None else f'{x:.0f}' for x in r['rounds_p99_ms'])} ms)")
     hop = ts["hop"]
     if hop["samples"]:
         out.append(f"    of which producer → Redis pub/sub alone: p50 {hop['p50_ms']:.1f} ms, "

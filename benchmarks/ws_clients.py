@@ -24,7 +24,7 @@ async def _client(url: str, symbol: str, mode: str, last_seq: int, ready: asynci
         counter[1] += 1
         if counter[1] == counter[2]:
             ready.set()
-        last = f'"seq":{last_seq},'
+        last = (f'"seq":{last_seq},', f'"seq":{last_seq}}}')  # followed by the next field, or the end
         async for raw in ws:
             now = time.time() * 1000
             if '"tick"' not in raw[:40]:
@@ -34,7 +34,7 @@ async def _client(url: str, symbol: str, mode: str, last_seq: int, ready: asynci
             # it does not measure adds its own queueing to both sides' latencies.
             if sample:
                 latencies.append(now - json.loads(raw)["data"]["event_time_ms"])
-            if last in raw:
+            if last[0] in raw or last[1] in raw:
                 done.append(time.monotonic())
                 return
 

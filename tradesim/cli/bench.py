@@ -46,21 +46,23 @@ def marketdata(ticks: Annotated[int, typer.Option(min=1000)] = 200_000,
                seconds: Annotated[float, typer.Option(min=1, help="Length of the paced phase: longer puts more "
                                                       "updates behind its p99.")] = 30.0,
                rounds: Annotated[int, typer.Option(min=1, help="The paced phase alternates tradesim and bare this "
-                                                   "many times, so both share the box's moments.")] = 3) -> None:
+                                                   "many times, so both share the box's moments.")] = 3,
+               client_procs: Annotated[int, typer.Option(min=1, help="Processes the clients are split over.")] = 1,
+               ) -> None:
     """Ingest → Redis ticks/s, and WebSocket fan-out vs a bare websockets broadcast (needs `tradesim up`)."""
-    _marketdata(ticks, symbols, clients, burst, rate, seconds, rounds)
+    _marketdata(ticks, symbols, clients, burst, rate, seconds, rounds, client_procs)
 
 
 @cli_errors
 def _marketdata(ticks: int, symbols: int, clients: int, burst: int, rate: float, seconds: float,
-                rounds: int) -> None:
+                rounds: int, procs: int) -> None:
     from benchmarks import marketdata as bench_md
 
     settings = load_settings()
     lines: list[str] = []
-    bench_md.run(settings, ticks, symbols, clients, burst, rate, seconds, lines, rounds)
+    bench_md.run(settings, ticks, symbols, clients, burst, rate, seconds, lines, rounds, procs)
     out.print(f"command: tradesim bench marketdata --ticks {ticks} --symbols {symbols} --clients {clients} "
-              f"--burst {burst} --rate {rate:g} --seconds {seconds:g} --rounds {rounds}")
+              f"--burst {burst} --rate {rate:g} --seconds {seconds:g} --rounds {rounds} --client-procs {procs}")
     for line in lines:
         out.print("  " + line, markup=False)
 

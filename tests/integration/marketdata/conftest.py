@@ -34,8 +34,8 @@ def ws_client(settings: Settings, rcvbuf: int | None = None) -> ClientConnection
 
 
 def recv_json(ws: ClientConnection, timeout_s: float = 10) -> dict:  # type: ignore[type-arg]
-    """The next frame that is not a heartbeat: the server sends every client one each `heartbeat_s`, at any
-    point between the frames a test expects."""
+    """The next frame that is not a heartbeat: the server sends one to a client that was quiet for half of
+    `heartbeat_s`, at any point between the frames a test expects."""
     deadline = time.monotonic() + timeout_s
     while (frame := json.loads(ws.recv(timeout=max(0.01, deadline - time.monotonic()))))["type"] == "heartbeat":
         pass

@@ -82,39 +82,59 @@ def test_websocket_gets_snapshot_then_every_update_in_order(settings: Settings, 
     assert seqs == list(range(2, 501))  # no gaps, no duplicates, in order
 
 
+def _frames_until(ws: ClientConnection, until: float) -> list[tuple[float, str]]:
+    """(arrival time, type) of every frame until the monotonic time `until`."""
+    got = []
+    while (left := until - time.monotonic()) > 0:
+        try:
+            got.append((time.monotonic(), json.loads(ws.recv(timeout=left))["type"]))
+        except TimeoutError:
+            break
+    return got
+
+
 def test_heartbeats_go_to_quiet_connections_only(settings: Settings, cache: PriceCache) -> None:
-    """A connection that gets prices hears no heartbeat; one that gets nothing hears one at least every
-    heartbeat_s."""
+    """A connection that was sent something within half of heartbeat_s gets no heartbeat; one that gets nothing
+    hears one before heartbeat_s is over."""
     beat = settings.marketdata.heartbeat_s
     s = unique_symbol()
     _publish(settings, [tick(s, 1)])
     wait_for(lambda: cached_seq(cache, s) == 1, what="first tick cached")
+    stop = threading.Event()
+
+    def feed() -> None:  # a price every 0.2 s, far inside the half interval
+        p = producer(settings.kafka)
+        seq = 1
+        while not stop.wait(0.2):
+            seq += 1
+            t = tick(s, seq)
+            p.produce(settings.topics.market_data, key=t.key, value=encode(t))
+            p.flush(5)
+
     with ws_client(settings) as busy, ws_client(settings) as quiet:
         opened = time.monotonic()
         busy.send(_sub(s))
-        assert recv_json(busy)["type"] == "subscribed"
-        busy_frames: list[str] = []
-        quiet_at: list[float] = []
-        seq = 1
-        while time.monotonic() < opened + 2.5 * beat:
-            seq += 1
-            _publish(settings, [tick(s, seq)])  # a price every tenth of the interval, far inside its half
-            try:
-                frame = json.loads(quiet.recv(timeout=beat / 10))  # paces the loop; returns at once on a frame
-                assert frame["type"] == "heartbeat"
-                quiet_at.append(time.monotonic())
-            except TimeoutError:
-                pass
-            while True:
-                try:
-                    busy_frames.append(json.loads(busy.recv(timeout=0))["type"])
-                except TimeoutError:
-                    break
-    gaps = [b - a for a, b in zip([opened, *quiet_at], quiet_at, strict=False)]
-    assert len(quiet_at) >= 2
-    assert max(gaps) <= beat + 1.0  # one publish of slack on top of the interval
-    assert "heartbeat" not in busy_frames
-    assert busy_frames.count("tick") >= seq - 10  # it did get the prices (the last few may still be on the way)
+        feeder = threading.Thread(target=feed)
+        feeder.start()
+        until = opened + 2.5 * beat
+        quiet_frames: list[tuple[float, str]] = []
+        quiet_reader = threading.Thread(target=lambda: quiet_frames.extend(_frames_until(quiet, until)))
+        quiet_reader.start()
+        try:
+            busy_frames = _frames_until(busy, until)
+        finally:
+            quiet_reader.join()
+            stop.set()
+            feeder.join()
+    assert sum(kind == "tick" for _, kind in busy_frames) >= 10
+    # any heartbeat the busy connection got came after half an interval with nothing (a stalled feed), never
+    # between prices (the old schedule sent one to every client every interval)
+    for (before, _), (at, kind) in zip(busy_frames, busy_frames[1:], strict=False):
+        assert kind != "heartbeat" or at - before >= beat / 2 - 0.1
+    beats = [at for at, kind in quiet_frames if kind == "heartbeat"]
+    assert len(beats) >= 2
+    assert [kind for _, kind in quiet_frames] == ["heartbeat"] * len(beats)
+    assert max(b - a for a, b in zip([opened, *beats], beats, strict=False)) < beat
 
 
 def test_slow_client_does_not_delay_a_fast_one_and_gets_the_latest_price(settings: Settings,
