@@ -87,9 +87,10 @@ def _frames_until(ws: ClientConnection, until: float) -> list[tuple[float, str]]
     got = []
     while (left := until - time.monotonic()) > 0:
         try:
-            got.append((time.monotonic(), json.loads(ws.recv(timeout=left))["type"]))
+            raw = ws.recv(timeout=left)
         except TimeoutError:
             break
+        got.append((time.monotonic(), json.loads(raw)["type"]))  # stamped on arrival, not when recv began
     return got
 
 
