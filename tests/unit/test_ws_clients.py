@@ -1,0 +1,71 @@
+"""The benchmark's light WebSocket clients speak the protocol a real `websockets` server expects: the fleet is the
+instrument of `tradesim bench marketdata`, and one that misreads frames would measure nothing (or the wrong
+thing) on both sides."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+from websockets.asyncio.server import ServerConnection, broadcast, serve
+
+from benchmarks.ws_clients import CLOSE, TEXT, client_frame, parse_frames, run
+
+
+def _unmask(frame: bytes) -> tuple[int, bytes]:
+    assert frame[1] & 0x80, "a client frame must be masked"
+    size, mask = frame[1] & 0x7F, frame[2:6]
+    return frame[0], bytes(b ^ mask[i % 4] for i, b in enumerate(frame[6:6 + size]))
+
+
+def test_client_frames_are_final_masked_and_unmask_to_the_payload() -> None:
+    head, payload = _unmask(client_frame(TEXT, b'{"op":"subscribe"}'))
+    assert head == 0x80 | TEXT
+    assert payload == b'{"op":"subscribe"}'
+
+
+def test_parse_frames_reads_short_and_16_bit_lengths_and_keeps_a_partial_frame() -> None:
+    long = b"x" * 300
+    buf = bytearray(bytes([0x81, 2]) + b"hi" + bytes([0x81, 126]) + len(long).to_bytes(2, "big") + long
+                    + bytes([0x88, 5]) + b"by")  # the close frame is cut short
+    frames, used = parse_frames(buf)
+    assert frames == [(TEXT, b"hi"), (TEXT, long)]
+    assert used == 4 + 4 + 300
+    buf += b"e!!"
+    del buf[:used]
+    assert parse_frames(buf) == ([(CLOSE, b"bye!!")], 7)
+
+
+def test_a_fleet_subscribes_answers_pings_and_records_every_tick_until_the_last() -> None:
+    async def scenario() -> dict:
+        conns: set[ServerConnection] = set()
+        subscribed: list[str] = []
+        pongs: list[float] = []
+        all_ponged = asyncio.Event()
+
+        async def handler(ws: ServerConnection) -> None:
+            subscribed.append(str(await ws.recv()))
+            conns.add(ws)
+            pongs.append(await (await ws.ping()))  # answered by the client, or this never returns
+            if len(pongs) == 12:
+                all_ponged.set()
+            await ws.wait_closed()
+
+        async with serve(handler, "127.0.0.1", 0, ping_interval=None, compression=None) as server:
+            port = server.sockets[0].getsockname()[1]
+            ready = asyncio.Event()
+            fleet = asyncio.create_task(run(f"ws://127.0.0.1:{port}/ws", "ABC", 12, 3, "tradesim", 30, ready.set))
+            await asyncio.wait_for(ready.wait(), 30)
+            await asyncio.wait_for(all_ponged.wait(), 30)  # every client subscribed and answered its ping
+            for seq in (1, 2, 3):
+                tick = {"symbol": "ABC", "seq": seq, "event_time_ms": 0, "note": "y" * 200 * seq}
+                # compact, as the service and the bare server send it (the fleet spots the last seq by substring)
+                broadcast(conns, json.dumps({"type": "tick", "data": tick}, separators=(",", ":")))
+            result = await asyncio.wait_for(fleet, 30)
+        assert subscribed == [json.dumps({"op": "subscribe", "symbols": ["ABC"]})] * 12
+        return result
+
+    result = asyncio.run(scenario())
+    assert result["frames"] == 36
+    assert result["clients_done"] == 12
+    assert result["samples"] == 2 * 3  # clients 0 and 10 sample, one latency per tick
