@@ -47,7 +47,7 @@ def marketdata(ticks: Annotated[int, typer.Option(min=1000)] = 200_000,
                                                       "updates behind its p99.")] = 30.0,
                rounds: Annotated[int, typer.Option(min=1, help="The paced phase alternates tradesim and bare this "
                                                    "many times, so both share the box's moments.")] = 3,
-               client_procs: Annotated[int, typer.Option(min=1, help="Processes the clients are split over.")] = 1,
+               client_procs: Annotated[int, typer.Option(min=1, help="Processes the clients are split over.")] = 2,
                ) -> None:
     """Ingest → Redis ticks/s, and WebSocket fan-out vs a bare websockets broadcast (needs `tradesim up`)."""
     _marketdata(ticks, symbols, clients, burst, rate, seconds, rounds, client_procs)
