@@ -172,16 +172,16 @@ class HopProbe:
         return self.latencies
 
 
-def _tradesim_phase(settings: Settings, clients: int, procs: int, count: int, rate: float | None) -> dict[str, Any]:
+def _tradesim_phase(settings: Settings, cache: PriceCache, clients: int, procs: int, count: int,
+                    rate: float | None) -> dict[str, Any]:
     """`count` updates of a fresh symbol through the whole path to `clients` subscribers; paced at `rate` per
-    second (with the first hop probed) or, without one, as fast as the producer goes."""
-    cache = PriceCache(connect(settings.redis))
+    second (with the first hop probed, under "hop") or, without one, as fast as the producer goes."""
     s = unique_symbol("F")
     publish_all(settings, [tick(s, 1)])
     _wait(lambda: _seq(cache, s) == 1, 30)
     fleet = Fleet(settings.marketdata.client_ws_url, s, clients, count + 1, "tradesim", procs)
     probe = HopProbe(settings, s) if rate else None
-    hops: list[float] = []
+    hops: list[float] | None = None
     try:
         # the pacer starts its schedule now, when the clients are ready (not when the loop was set up)
         publish_all(settings, _stamped(s, 2, count + 1, _paced(rate) if rate else None))
@@ -190,7 +190,8 @@ def _tradesim_phase(settings: Settings, clients: int, procs: int, count: int, ra
         fleet.kill()
         if probe is not None:
             hops = probe.close()
-    result["hop"] = hops
+    if hops is not None:
+        result["hop"] = hops
     return result
 
 
@@ -237,22 +238,24 @@ def fanout(settings: Settings, clients: int, burst: int, rate: float, seconds: f
     """The burst once each, then the paced phase in `rounds` rounds of seconds/rounds on each side, taking turns
     at going first: whatever else the box does meanwhile (a JVM collecting, a checkpoint) falls on both alike."""
     bare_server = BareServer()
+    redis = connect(settings.redis)
+    cache = PriceCache(redis)
     try:
-        ts: dict[str, Any] = {"max": _tradesim_phase(settings, clients, procs, burst, None)}
+        ts: dict[str, Any] = {"max": _tradesim_phase(settings, cache, clients, procs, burst, None)}
         bare: dict[str, Any] = {"max": bare_server.phase(clients, procs, burst, None)}
         for side in (ts, bare):
             side["max"].pop("latencies")
-        ts["max"].pop("hop")
         count = max(1, int(rate * seconds / rounds))
         paced_ts, paced_bare = [], []
         for i in range(rounds):  # tradesim first in even rounds, bare first in odd ones
             for side in ("tradesim", "bare") if i % 2 == 0 else ("bare", "tradesim"):
                 if side == "tradesim":
-                    paced_ts.append(_tradesim_phase(settings, clients, procs, count, rate))
+                    paced_ts.append(_tradesim_phase(settings, cache, clients, procs, count, rate))
                 else:
                     paced_bare.append(bare_server.phase(clients, procs, count, rate))
     finally:
         bare_server.close()
+        redis.close()
     hops = [x for r in paced_ts for x in r.pop("hop")]
     ts["hop"] = {"samples": len(hops), "p50_ms": percentile(hops, 50) if hops else None,
                  "p99_ms": percentile(hops, 99) if hops else None}

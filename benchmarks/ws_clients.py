@@ -58,12 +58,17 @@ class Fleet:
     def __init__(self, n: int) -> None:
         self.n = n
         self.frames = 0
-        self.connected = 0
+        self.connected = 0  # connected, and subscribed where the mode subscribes
         self.finished = 0  # done, closed or lost
         self.latencies: list[float] = []
         self.done: list[float] = []
         self.ready = asyncio.Event()
         self.over = asyncio.Event()
+
+    def joined(self) -> None:
+        self.connected += 1
+        if self.connected == self.n:
+            self.ready.set()
 
     def finish(self) -> None:
         self.finished += 1
@@ -103,11 +108,10 @@ class Client(asyncio.Protocol):
                 return
             del self.buf[:head_end + 4]
             self.open = True
-            if self.subscribe is not None:
+            if self.subscribe is None:
+                self.fleet.joined()
+            else:
                 self._send(TEXT, self.subscribe)
-            self.fleet.connected += 1
-            if self.fleet.connected == self.fleet.n:
-                self.fleet.ready.set()
         frames, used = parse_frames(self.buf)
         del self.buf[:used]
         for opcode, payload in frames:
@@ -116,6 +120,10 @@ class Client(asyncio.Protocol):
             elif opcode == CLOSE:
                 self._end()
                 return
+            elif opcode == TEXT and b'"subscribed"' in payload[:40]:
+                # ready once the server has the subscription: a feed that starts sooner would find the server
+                # still registering clients (work the bare side does not have) and some clients not yet there
+                self.fleet.joined()
             elif opcode == TEXT and b'"tick"' in payload[:40]:
                 self.fleet.frames += 1
                 # Only the sampled clients parse: parsing frames it does not measure costs the instrument CPU.
@@ -143,8 +151,8 @@ class Client(asyncio.Protocol):
 
 async def run(url: str, symbol: str, n: int, last_seq: int, mode: str, timeout_s: float,
               on_ready: Callable[[], None]) -> dict[str, Any]:
-    """Connect `n` clients, call `on_ready` once all are in, and return when each saw `last_seq` (or left, or
-    `timeout_s` passed)."""
+    """Connect `n` clients, call `on_ready` once all are in (and subscribed), and return when each saw `last_seq`
+    (or left, or `timeout_s` passed)."""
     loop = asyncio.get_running_loop()
     fleet = Fleet(n)
     parts = urlsplit(url)

@@ -36,15 +36,19 @@ def test_parse_frames_reads_short_and_16_bit_lengths_and_keeps_a_partial_frame()
     assert parse_frames(buf) == ([(CLOSE, b"bye!!")], 7)
 
 
-def test_a_fleet_subscribes_answers_pings_and_records_every_tick_until_the_last() -> None:
+def test_a_fleet_is_ready_once_subscribed_answers_pings_and_records_every_tick_until_the_last() -> None:
     async def scenario() -> dict:
         conns: set[ServerConnection] = set()
         subscribed: list[str] = []
+        acked: list[bool] = []
         pongs: list[float] = []
         all_ponged = asyncio.Event()
 
         async def handler(ws: ServerConnection) -> None:
             subscribed.append(str(await ws.recv()))
+            await asyncio.sleep(0.05)  # a server slow to register: the fleet is not ready until it has
+            acked.append(True)
+            await ws.send(json.dumps({"type": "subscribed", "symbols": ["ABC"]}))
             conns.add(ws)
             pongs.append(await (await ws.ping()))  # answered by the client, or this never returns
             if len(pongs) == 12:
@@ -56,6 +60,7 @@ def test_a_fleet_subscribes_answers_pings_and_records_every_tick_until_the_last(
             ready = asyncio.Event()
             fleet = asyncio.create_task(run(f"ws://127.0.0.1:{port}/ws", "ABC", 12, 3, "tradesim", 30, ready.set))
             await asyncio.wait_for(ready.wait(), 30)
+            assert len(acked) == 12
             await asyncio.wait_for(all_ponged.wait(), 30)  # every client subscribed and answered its ping
             for seq in (1, 2, 3):
                 tick = {"symbol": "ABC", "seq": seq, "event_time_ms": 0, "note": "y" * 200 * seq}
