@@ -99,8 +99,9 @@ class Fleet:
             for proc in self.procs:
                 assert proc.stdout is not None
                 line = proc.stdout.readline()
-                if json.loads(line or "{}").get("event") != "ready":
-                    raise RuntimeError(f"clients did not connect: {line!r}")
+                said = json.loads(line or "{}")
+                if said.get("event") != "ready":
+                    raise RuntimeError(f"clients did not get ready: {said.get('message', line)!r}")
         except BaseException:
             self.kill()
             raise
@@ -178,16 +179,19 @@ def _tradesim_phase(settings: Settings, cache: PriceCache, clients: int, procs: 
     second (with the first hop probed, under "hop") or, without one, as fast as the producer goes."""
     s = unique_symbol("F")
     publish_all(settings, [tick(s, 1)])
-    _wait(lambda: _seq(cache, s) == 1, 30)
-    fleet = Fleet(settings.marketdata.client_ws_url, s, clients, count + 1, "tradesim", procs)
+    if not _wait(lambda: _seq(cache, s) == 1, 30):
+        raise RuntimeError("the first tick never reached the price cache; is the market-data service running?")
     probe = HopProbe(settings, s) if rate else None
     hops: list[float] | None = None
     try:
-        # the pacer starts its schedule now, when the clients are ready (not when the loop was set up)
-        publish_all(settings, _stamped(s, 2, count + 1, _paced(rate) if rate else None))
-        result = fleet.result()
+        fleet = Fleet(settings.marketdata.client_ws_url, s, clients, count + 1, "tradesim", procs)
+        try:
+            # the pacer starts its schedule now, when the clients are ready (not when the loop was set up)
+            publish_all(settings, _stamped(s, 2, count + 1, _paced(rate) if rate else None))
+            result = fleet.result()
+        finally:
+            fleet.kill()
     finally:
-        fleet.kill()
         if probe is not None:
             hops = probe.close()
     if hops is not None:
@@ -256,7 +260,7 @@ def fanout(settings: Settings, clients: int, burst: int, rate: float, seconds: f
     finally:
         bare_server.close()
         redis.close()
-    hops = [x for r in paced_ts for x in r.pop("hop")]
+    hops = [x for r in paced_ts for x in r.pop("hop", [])]
     ts["hop"] = {"samples": len(hops), "p50_ms": percentile(hops, 50) if hops else None,
                  "p99_ms": percentile(hops, 99) if hops else None}
     ts["paced"], bare["paced"] = _pooled(paced_ts), _pooled(paced_bare)

@@ -19,10 +19,15 @@ import os
 import sys
 import time
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 from urllib.parse import urlsplit
 
-TEXT, CLOSE, PING, PONG = 0x1, 0x8, 0x9, 0xA
+CONTINUATION, TEXT, CLOSE, PING, PONG = 0x0, 0x1, 0x8, 0x9, 0xA
+
+
+class FleetError(Exception):
+    """Some client could not connect or subscribe."""
 
 
 def client_frame(opcode: int, payload: bytes) -> bytes:
@@ -33,12 +38,13 @@ def client_frame(opcode: int, payload: bytes) -> bytes:
     return bytes([0x80 | opcode, 0x80 | len(payload)]) + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
 
 
-def parse_frames(buf: bytearray) -> tuple[list[tuple[int, bytes]], int]:
-    """The whole (unmasked, unfragmented: servers send those) frames at the start of `buf`, and the bytes used."""
+def parse_frames(buf: bytearray) -> tuple[list[tuple[bool, int, bytes]], int]:
+    """The whole (unmasked: a server's) frames at the start of `buf` as (final, opcode, payload), and the bytes
+    used."""
     frames = []
     pos, end = 0, len(buf)
     while end - pos >= 2:
-        opcode, size, head = buf[pos] & 0x0F, buf[pos + 1] & 0x7F, 2
+        final, opcode, size, head = bool(buf[pos] & 0x80), buf[pos] & 0x0F, buf[pos + 1] & 0x7F, 2
         if size == 126:
             if end - pos < 4:
                 break
@@ -49,7 +55,7 @@ def parse_frames(buf: bytearray) -> tuple[list[tuple[int, bytes]], int]:
             size, head = int.from_bytes(buf[pos + 2:pos + 10], "big"), 10
         if end - pos < head + size:
             break
-        frames.append((opcode, bytes(buf[pos + head:pos + head + size])))
+        frames.append((final, opcode, bytes(buf[pos + head:pos + head + size])))
         pos += head + size
     return frames, pos
 
@@ -60,6 +66,8 @@ class Fleet:
         self.frames = 0
         self.connected = 0  # connected, and subscribed where the mode subscribes
         self.finished = 0  # done, closed or lost
+        self.failure: str | None = None  # why the first client that never got ready did not
+        self.clients: list[Client] = []
         self.latencies: list[float] = []
         self.done: list[float] = []
         self.ready = asyncio.Event()
@@ -69,6 +77,12 @@ class Fleet:
         self.connected += 1
         if self.connected == self.n:
             self.ready.set()
+
+    def fail(self, reason: str) -> None:
+        """A client will never be ready: stop waiting for the rest, and say why."""
+        if self.failure is None:
+            self.failure = reason
+        self.ready.set()
 
     def finish(self) -> None:
         self.finished += 1
@@ -85,6 +99,7 @@ class Client(asyncio.Protocol):
         self.sample = sample
         self.buf = bytearray()
         self.open = False
+        self.joined = False
         self.over = False
         self.transport: asyncio.Transport | None = None
 
@@ -104,26 +119,33 @@ class Client(asyncio.Protocol):
             if head_end < 0:
                 return
             if not self.buf.startswith(b"HTTP/1.1 101"):
-                self._end()
+                self._end(f"refused: {bytes(self.buf[:head_end]).decode(errors='replace').splitlines()[0]}")
                 return
             del self.buf[:head_end + 4]
             self.open = True
             if self.subscribe is None:
-                self.fleet.joined()
+                self._join()
             else:
                 self._send(TEXT, self.subscribe)
         frames, used = parse_frames(self.buf)
         del self.buf[:used]
-        for opcode, payload in frames:
+        for final, opcode, payload in frames:
+            if not final or opcode == CONTINUATION:
+                self._end("a fragmented frame (servers here send whole ones; this client does not join them)")
+                return
             if opcode == PING:
                 self._send(PONG, payload)
             elif opcode == CLOSE:
-                self._end()
+                self._end("closed by the server")
                 return
-            elif opcode == TEXT and b'"subscribed"' in payload[:40]:
-                # ready once the server has the subscription: a feed that starts sooner would find the server
-                # still registering clients (work the bare side does not have) and some clients not yet there
-                self.fleet.joined()
+            elif opcode == TEXT and not self.joined and self.subscribe is not None:
+                if b'"subscribed"' in payload[:40]:
+                    # ready once the server has the subscription: a feed that starts sooner would find the server
+                    # still registering clients (work the bare side does not have) and some clients not yet there
+                    self._join()
+                elif b'"error"' in payload[:40]:
+                    self._end(f"subscription refused: {payload[:200].decode(errors='replace')}")
+                    return
             elif opcode == TEXT and b'"tick"' in payload[:40]:
                 self.fleet.frames += 1
                 # Only the sampled clients parse: parsing frames it does not measure costs the instrument CPU.
@@ -135,15 +157,21 @@ class Client(asyncio.Protocol):
                     return
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._end()
+        self._end(f"connection lost: {exc or 'closed'}")
 
     def _send(self, opcode: int, payload: bytes) -> None:
         if self.transport is not None:
             self.transport.write(client_frame(opcode, payload))
 
-    def _end(self) -> None:
+    def _join(self) -> None:
+        self.joined = True
+        self.fleet.joined()
+
+    def _end(self, reason: str = "") -> None:
         if not self.over:
             self.over = True
+            if not self.joined:
+                self.fleet.fail(reason or "ended before it was ready")
             self.fleet.finish()
             if self.transport is not None:
                 self.transport.close()
@@ -152,18 +180,44 @@ class Client(asyncio.Protocol):
 async def run(url: str, symbol: str, n: int, last_seq: int, mode: str, timeout_s: float,
               on_ready: Callable[[], None]) -> dict[str, Any]:
     """Connect `n` clients, call `on_ready` once all are in (and subscribed), and return when each saw `last_seq`
-    (or left, or `timeout_s` passed)."""
-    loop = asyncio.get_running_loop()
-    fleet = Fleet(n)
+    (or left, or `timeout_s` passed). FleetError if a client could not get ready."""
     parts = urlsplit(url)
+    if parts.scheme != "ws" or not parts.hostname:
+        raise FleetError(f"{url}: only ws://host[:port]/path URLs (no TLS)")
+    fleet = Fleet(n)
     subscribe = json.dumps({"op": "subscribe", "symbols": [symbol]}).encode() if mode == "tradesim" else None
+
+    def client(sample: bool) -> Client:
+        fleet.clients.append(Client(fleet, url, subscribe, last_seq, sample))
+        return fleet.clients[-1]
+
+    try:
+        return await _measure(fleet, url, parts.hostname, parts.port or 80, client, timeout_s, on_ready)
+    finally:
+        for c in fleet.clients:  # whatever is still connected (all of them when a client failed)
+            if c.transport is not None:
+                c.transport.close()
+
+
+async def _measure(fleet: Fleet, url: str, host: str, port: int, client: Callable[[bool], Client],
+                   timeout_s: float, on_ready: Callable[[], None]) -> dict[str, Any]:
+    loop = asyncio.get_running_loop()
+    n = fleet.n
+
     for i in range(n):
         # Every client recording latency would cost the client process more than the server: sample 1 in 10.
-        await loop.create_connection(lambda i=i: Client(fleet, url, subscribe, last_seq, sample=i % 10 == 0),
-                                     parts.hostname, parts.port)
+        try:
+            await loop.create_connection(partial(client, i % 10 == 0), host, port)
+        except OSError as exc:
+            raise FleetError(f"client {i} could not connect to {url}: {exc}") from exc
         if i % 50 == 49:
             await asyncio.sleep(0.01)  # do not SYN-flood the listen backlog
-    await asyncio.wait_for(fleet.ready.wait(), timeout=120)
+    try:
+        await asyncio.wait_for(fleet.ready.wait(), timeout=120)
+    except TimeoutError:
+        raise FleetError(f"{n - fleet.connected} of {n} clients not ready after 120 s") from None
+    if fleet.failure is not None:
+        raise FleetError(fleet.failure)
     on_ready()
     start = time.monotonic()
     try:
@@ -183,8 +237,12 @@ async def run(url: str, symbol: str, n: int, last_seq: int, mode: str, timeout_s
 def main() -> None:
     url, symbol, n, last_seq, mode = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
     timeout_s = float(sys.argv[6]) if len(sys.argv) > 6 else 120
-    result = asyncio.run(run(url, symbol, n, last_seq, mode, timeout_s,
-                             lambda: print(json.dumps({"event": "ready"}), flush=True)))
+    try:
+        result = asyncio.run(run(url, symbol, n, last_seq, mode, timeout_s,
+                                 lambda: print(json.dumps({"event": "ready"}), flush=True)))
+    except FleetError as exc:  # one line the caller shows (it reads the first line for "ready")
+        print(json.dumps({"event": "error", "message": str(exc)}), flush=True)
+        sys.exit(1)
     print(json.dumps(result), flush=True)
 
 

@@ -7,9 +7,10 @@ from __future__ import annotations
 import asyncio
 import json
 
+import pytest
 from websockets.asyncio.server import ServerConnection, broadcast, serve
 
-from benchmarks.ws_clients import CLOSE, TEXT, client_frame, parse_frames, run
+from benchmarks.ws_clients import CLOSE, CONTINUATION, TEXT, FleetError, client_frame, parse_frames, run
 
 
 def _unmask(frame: bytes) -> tuple[int, bytes]:
@@ -29,11 +30,54 @@ def test_parse_frames_reads_short_and_16_bit_lengths_and_keeps_a_partial_frame()
     buf = bytearray(bytes([0x81, 2]) + b"hi" + bytes([0x81, 126]) + len(long).to_bytes(2, "big") + long
                     + bytes([0x88, 5]) + b"by")  # the close frame is cut short
     frames, used = parse_frames(buf)
-    assert frames == [(TEXT, b"hi"), (TEXT, long)]
+    assert frames == [(True, TEXT, b"hi"), (True, TEXT, long)]
     assert used == 4 + 4 + 300
     buf += b"e!!"
     del buf[:used]
-    assert parse_frames(buf) == ([(CLOSE, b"bye!!")], 7)
+    assert parse_frames(buf) == ([(True, CLOSE, b"bye!!")], 7)
+
+
+def test_parse_frames_reads_64_bit_lengths_and_the_final_bit() -> None:
+    big = b"z" * 70_000
+    buf = bytearray(bytes([0x01, 127]) + len(big).to_bytes(8, "big") + big + bytes([0x80 | CONTINUATION, 0]))
+    assert parse_frames(buf) == ([(False, TEXT, big), (True, CONTINUATION, b"")], 10 + 70_000 + 2)
+
+
+async def _refusing_server(reply: bytes, handlers: list[asyncio.Task[None]]) -> asyncio.Server:
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            await reader.readuntil(b"\r\n\r\n")
+            writer.write(reply)
+            await writer.drain()
+            await reader.read()  # until the client hangs up
+        finally:
+            writer.close()
+
+    def track(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        handlers.append(asyncio.create_task(answer(reader, writer)))
+
+    return await asyncio.start_server(track, "127.0.0.1", 0)
+
+
+@pytest.mark.parametrize(("reply", "says"), [
+    (b"HTTP/1.1 403 Forbidden\r\ncontent-length: 0\r\n\r\n", "refused: HTTP/1.1 403 Forbidden"),
+    (b"HTTP/1.1 101 Switching Protocols\r\n\r\n" + bytes([0x81, 35]) + b'{"type":"error","code":"unknown_sy"}',
+     "subscription refused"),
+])
+def test_a_client_that_cannot_get_ready_fails_the_fleet_at_once_with_the_reason(reply: bytes, says: str) -> None:
+    async def scenario() -> None:
+        handlers: list[asyncio.Task[None]] = []
+        server = await _refusing_server(reply, handlers)
+        port = server.sockets[0].getsockname()[1]
+        try:
+            await asyncio.wait_for(run(f"ws://127.0.0.1:{port}/", "ABC", 3, 1, "tradesim", 5, lambda: None), 10)
+        finally:
+            server.close()
+            # the fleet hung up on every connection, so each handler ends
+            await asyncio.wait_for(asyncio.gather(*handlers, return_exceptions=True), 10)
+
+    with pytest.raises(FleetError, match=says):
+        asyncio.run(scenario())
 
 
 def test_a_fleet_is_ready_once_subscribed_answers_pings_and_records_every_tick_until_the_last() -> None:
