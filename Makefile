@@ -26,14 +26,15 @@ check: install
 # `tradesim smoke` first, as a CI pipeline runs it: it brings the stack up if it is down and stops it again.
 # Unit tests need no server; integration tests bring the stack up themselves (and stop it again at the end
 # if it was not running before).
-test: check
+test: install
 	mkdir -p build
 	# The test stack traces (tests/integration/conftest.py) and Jaeger builds from source for minutes: it builds in
-	# the background (its own process group) while smoke runs, the tests' `up` waits for it (a file lock), and
-	# whatever is left of it is stopped when the recipe ends, however it ends.
+	# the background (its own process group) from the start, while the checks and smoke run, the tests' `up` waits
+	# for it (a file lock), and whatever is left of it is stopped when the recipe ends, however it ends.
 	TRADESIM_TRACING__ENABLED=true setsid nice -n 10 $(BIN)/tradesim provision --only jaeger \
 		> build/provision-jaeger.log 2>&1 & build=$$!; \
 	trap 'kill -- -$$build 2>/dev/null || true' EXIT; \
+	$(MAKE) --no-print-directory check && \
 	$(BIN)/tradesim smoke --junit build/smoke-junit.xml && $(BIN)/pytest
 
 unit: install

@@ -1,8 +1,9 @@
 """A fleet of WebSocket clients in one process (run as a subprocess so it does not share the server's GIL).
 
 Usage: python -m benchmarks.ws_clients URL SYMBOL CLIENTS EXPECTED_LAST_SEQ MODE [TIMEOUT_S]
-MODE "tradesim" sends the subscribe op; "bare" just listens. Prints one JSON line with the results (and every
-sampled latency, so a caller can pool rounds).
+MODE "tradesim" sends the subscribe op; "bare" just listens. Prints {"event": "ready"} once every client is in,
+then one JSON line with the results (and every sampled latency, so a caller can pool rounds); if a client cannot
+get ready, one {"event": "error"} line instead, and exits 1.
 Latency = receive wall time - the tick's event_time_ms (the benchmark stamps ticks with wall time).
 
 The clients speak just enough RFC 6455 on a bare asyncio protocol (no per-connection task or queue): the fleet is
