@@ -226,13 +226,9 @@ async def _measure(fleet: Fleet, url: str, host: str, port: int, client: Callabl
     except TimeoutError:
         pass
     end = max(fleet.done) if fleet.done else time.monotonic()
-    latencies = sorted(fleet.latencies)
-
-    def pct(p: float) -> float | None:
-        return latencies[min(len(latencies) - 1, int(p * len(latencies)))] if latencies else None
-
+    # the samples, not percentiles: the caller pools processes and rounds and takes them (benchmarks.stats)
     return {"event": "result", "frames": fleet.frames, "clients_done": len(fleet.done), "seconds": end - start,
-            "p50_ms": pct(0.50), "p99_ms": pct(0.99), "samples": len(latencies), "latencies": latencies}
+            "samples": len(fleet.latencies), "latencies": fleet.latencies}
 
 
 def main() -> None:
