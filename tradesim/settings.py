@@ -237,8 +237,6 @@ class MarketDataSettings(Section):
     client_queue: int = Field(5000, ge=1, description="Per-client queued updates before per-symbol conflation.")
     heartbeat_s: float = Field(5.0, gt=0, description="Longest a WebSocket client goes without any frame.")
     stale_after_s: float = Field(30.0, gt=0, description="A cached price older than this (wall time) is stale.")
-    hubs: int = Field(1, ge=1, le=16, description="WebSocket hub processes sharing ws_port (SO_REUSEPORT), each "
-                      "serving a share of the clients; the consumers run in a process of their own.")
 
     @property
     def client_ws_url(self) -> str:

@@ -24,12 +24,6 @@ def cached_seq(cache: PriceCache, symbol: str) -> int:
     return got[0].seq if got else 0
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def ws_client(settings: Settings, rcvbuf: int | None = None) -> ClientConnection:
     if rcvbuf is None:
         return connect(settings.marketdata.client_ws_url, open_timeout=5)

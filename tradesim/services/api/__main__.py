@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import os
+
 import uvicorn
 
 from tradesim import logs
+from tradesim.services.api import metrics
 from tradesim.services.api.app import create_app
-from tradesim.services.workers import use_shared_metrics
 from tradesim.settings import load_settings
 
 
@@ -18,7 +20,7 @@ def main() -> None:
     if api.workers > 1:
         # each worker builds its own app (and clients) from the same TRADESIM_* environment, and writes its
         # metrics to files that every worker's /metrics adds up (prometheus-client's multiprocess mode)
-        use_shared_metrics(settings.stack_dir / "api" / f"metrics-{api.port}")
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics.fresh_multiprocess_dir(settings))
         uvicorn.run("tradesim.services.api.app:app_from_env", factory=True, host=api.host, port=api.port,
                     workers=api.workers, log_config=None, access_log=False, timeout_graceful_shutdown=5,
                     timeout_keep_alive=api.keep_alive_s)

@@ -11,7 +11,6 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -19,7 +18,6 @@ import tradesim
 from tradesim.services.api import accounts, analytics, errors, health, metrics, orders, portfolio, trades
 from tradesim.services.api.gate import Gate
 from tradesim.services.api.resources import Resources
-from tradesim.services.workers import exit_with_parent, metrics_registry
 from tradesim.settings import Settings
 
 log = logging.getLogger("tradesim.api")
@@ -98,7 +96,8 @@ def create_app(settings: Settings, resources: Resources | None = None, *, tune_g
 
     @app.get("/metrics", include_in_schema=False)
     async def prometheus_metrics() -> Response:
-        return Response(generate_latest(metrics_registry()), media_type=CONTENT_TYPE_LATEST)
+        body, media_type = metrics.exposition()
+        return Response(body, media_type=media_type)
 
     app.add_middleware(Gate, max_body_bytes=settings.api.max_body_bytes)
     app.add_middleware(RequestContext)  # outermost: the gate's answers carry the request id too
@@ -114,9 +113,18 @@ def app_from_env() -> FastAPI:
 
 
 def _exit_with_the_server() -> None:
-    """In a uvicorn worker (a multiprocessing child): die with the server process."""
+    """In a uvicorn worker: get SIGTERM when the server process dies. Killed with -9, it cannot stop its workers,
+    which would keep the port and answer with no one to restart them (Linux: PR_SET_PDEATHSIG)."""
+    import ctypes
     import multiprocessing
+    import os
+    import signal
+    import sys
 
     parent = multiprocessing.parent_process()
-    if parent is not None:  # None: the server itself runs the app (one worker)
-        exit_with_parent(parent.pid)
+    if parent is None or not sys.platform.startswith("linux"):
+        return  # the server itself (one worker), or no prctl
+    pr_set_pdeathsig = 1
+    ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+    if os.getppid() != parent.pid:  # it died before the call
+        os.kill(os.getpid(), signal.SIGTERM)

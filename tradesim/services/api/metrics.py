@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any, TypeVar
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest, multiprocess
+
+from tradesim.settings import Settings
 
 _BUCKETS = (0.001, 0.0025, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03, 0.05, 0.075, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 REQUESTS = Counter("tradesim_api_requests_total", "HTTP requests", ["method", "route", "status"])
@@ -48,3 +53,20 @@ async def atimed(store: str, op: str, call: Callable[[], Awaitable[T]]) -> T:
 def route_of(scope: dict[str, Any]) -> str:
     route = scope.get("route")
     return getattr(route, "path", None) or "unmatched"
+
+
+def fresh_multiprocess_dir(settings: Settings) -> Path:
+    """An empty folder for the workers' metric files (left-overs of an earlier run would add to the counts)."""
+    path = settings.stack_dir / "api" / f"metrics-{settings.api.port}"
+    shutil.rmtree(path, ignore_errors=True)
+    path.mkdir(parents=True)
+    return path
+
+
+def exposition() -> tuple[bytes, str]:
+    """/metrics of this process, or of every worker when uvicorn runs several (multiprocess mode)."""
+    if "PROMETHEUS_MULTIPROC_DIR" in os.environ:
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+        return generate_latest(registry), CONTENT_TYPE_LATEST
+    return generate_latest(), CONTENT_TYPE_LATEST

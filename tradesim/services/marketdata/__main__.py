@@ -1,40 +1,81 @@
-"""`python -m tradesim.services.marketdata`: the market-data service (`--hub PID N`: its WebSocket hub N, started
-by the service's first process PID)."""
+"""`python -m tradesim.services.marketdata`: the consumer threads and the WebSocket server in one process."""
 
 from __future__ import annotations
 
-import sys
+import asyncio
+import logging
+import signal
+import threading
+from collections.abc import Callable
+
+from prometheus_client import start_http_server
 
 from tradesim import logs
-from tradesim.services.workers import use_shared_metrics
+from tradesim.services.marketdata.consumer import bar_consumer, tick_consumer
+from tradesim.services.marketdata.keys import KeyChecker
+from tradesim.services.marketdata.outcomes import Outcome, OutcomeFeed
+from tradesim.services.marketdata.ws import MarketDataHub, run_server
 from tradesim.settings import load_settings
 
-USAGE = "usage: python -m tradesim.services.marketdata [--hub PARENT_PID INDEX]"
 
+def _start(name: str, run: Callable[[], None], stop: threading.Event, log: logging.Logger) -> threading.Thread:
+    """Run a consumer in a thread; if it crashes, stop the service so the stack restarts it."""
 
-def _hub(args: list[str]) -> tuple[int, int] | None:
-    """(parent pid, hub index) for a hub, None for the first process."""
-    if not args:
-        return None
-    if len(args) == 3 and args[0] == "--hub" and args[1].isdigit() and args[2].isdigit():
-        return int(args[1]), int(args[2])
-    print(USAGE, file=sys.stderr)
-    raise SystemExit(2)
+    def guarded() -> None:
+        try:
+            run()
+        except Exception:
+            log.exception("consumer crashed; stopping the service so the stack restarts it", extra={"thread": name})
+            stop.set()
+
+    thread = threading.Thread(target=guarded, name=name, daemon=True)
+    thread.start()
+    return thread
 
 
 def main() -> None:
-    hub = _hub(sys.argv[1:])
     log = logs.setup("marketdata")
     settings = load_settings()
-    if hub is None:
-        # the hubs' metrics go to files the first process serves: chosen before prometheus_client is imported
-        use_shared_metrics(settings.stack_dir / "marketdata" / f"metrics-{settings.marketdata.ws_port}")
-    from tradesim.services.marketdata import service
+    start_http_server(settings.marketdata.metrics_port, addr=settings.marketdata.host)
+    stop_consumer = threading.Event()
+    threads = [_start("tick-consumer", tick_consumer(settings, stop_consumer).run, stop_consumer, log),
+               _start("bar-consumer", bar_consumer(settings, stop_consumer).run, stop_consumer, log)]
+    keys = KeyChecker(settings)
 
-    if hub is None:
-        service.run(settings, log)
-    else:
-        service.run_hub(settings, log, *hub)
+    async def serve() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        feed_ready = threading.Event()
+        hub = MarketDataHub(settings, keys, feed_ready)
+
+        def deliver(batch: list[Outcome]) -> None:
+            try:
+                loop.call_soon_threadsafe(hub.push_outcomes, batch)
+            except RuntimeError:  # the loop is closed: the service is stopping
+                stop_consumer.set()
+
+        feed = OutcomeFeed(settings, stop_consumer, deliver, feed_ready)
+        threads.append(_start("outcome-feed", feed.run, stop_consumer, log))
+
+        async def watch_consumer() -> None:
+            await asyncio.to_thread(stop_consumer.wait)
+            stop.set()
+
+        watcher = asyncio.create_task(watch_consumer(), name="consumer-watch")
+        try:
+            await run_server(hub, stop)
+        finally:
+            stop_consumer.set()  # also releases the watcher's thread, so asyncio.run can shut its executor down
+            watcher.cancel()
+
+    asyncio.run(serve())
+    stop_consumer.set()
+    for thread in threads:
+        thread.join(timeout=10)
+    keys.close()
+    log.info("stopped")
 
 
 if __name__ == "__main__":

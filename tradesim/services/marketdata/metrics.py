@@ -1,4 +1,4 @@
-"""Prometheus metrics of the market-data service (with several hubs, the first process serves all of theirs)."""
+"""Prometheus metrics of the market-data service."""
 
 from __future__ import annotations
 
@@ -9,13 +9,11 @@ TICKS_APPLIED = Counter("tradesim_marketdata_ticks_applied_total", "Ticks that m
 TICKS_STALE = Counter("tradesim_marketdata_ticks_stale_total", "Ticks ignored as older or duplicate")
 DEAD_LETTERS = Counter("tradesim_marketdata_dead_letters_total", "Malformed records sent to the dead-letter topic")
 REDIS_ERRORS = Counter("tradesim_marketdata_redis_errors_total", "Failed Redis writes (retried)")
-LAG = Gauge("tradesim_marketdata_consumer_lag", "Records behind the end of market_data (assigned partitions)",
-            multiprocess_mode="livemax")
+LAG = Gauge("tradesim_marketdata_consumer_lag", "Records behind the end of market_data (assigned partitions)")
 UPDATES_OUT = Counter("tradesim_marketdata_updates_out_total", "Frames sent to WebSocket clients")
 QUEUE_DROPS = Counter("tradesim_marketdata_queue_drops_total", "Updates conflated away for slow clients")
-CLIENTS = Gauge("tradesim_marketdata_clients", "Connected WebSocket clients", multiprocess_mode="livesum")
-ACCOUNT_CLIENTS = Gauge("tradesim_marketdata_account_clients", "WebSocket clients following an account",
-                        multiprocess_mode="livesum")
+CLIENTS = Gauge("tradesim_marketdata_clients", "Connected WebSocket clients")
+ACCOUNT_CLIENTS = Gauge("tradesim_marketdata_account_clients", "WebSocket clients following an account")
 OUTCOMES_IN = Counter("tradesim_marketdata_outcomes_in_total", "Order outcomes read from trade_executed")
 OUTCOMES_PUSHED = Counter("tradesim_marketdata_outcomes_pushed_total",
                           "Order outcomes queued to account clients (one per client)")
@@ -27,8 +25,7 @@ ACCOUNT_OVERFLOWS = Counter("tradesim_marketdata_account_overflows_total",
                             "Account clients closed for falling too far behind their outcomes")
 BARS_IN = Counter("tradesim_marketdata_bars_in_total", "Records consumed from market_bars")
 BARS_APPLIED = Counter("tradesim_marketdata_bars_applied_total", "Bars written to the recent-bars cache")
-BARS_LAG = Gauge("tradesim_marketdata_bars_consumer_lag", "Records behind the end of market_bars",
-                 multiprocess_mode="livemax")
+BARS_LAG = Gauge("tradesim_marketdata_bars_consumer_lag", "Records behind the end of market_bars")
 ORDER_TO_OUTCOME = Histogram(
     "tradesim_order_outcome_seconds", "Market orders: placed (API clock) to decided (job clock), per outcome read",
     buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30))

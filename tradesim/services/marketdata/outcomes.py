@@ -38,11 +38,8 @@ class OutcomeFeed:
     gets every outcome written after that.
     """
 
-    def __init__(self, settings: Settings, stop: threading.Event, deliver: Deliver, ready: threading.Event, *,
-                 record_metrics: bool = True) -> None:
+    def __init__(self, settings: Settings, stop: threading.Event, deliver: Deliver, ready: threading.Event) -> None:
         self.settings = settings
-        #: False in the extra hubs: the stream's figures (outcomes read, order → outcome) are counted once
-        self.record_metrics = record_metrics
         self.topic = settings.topics.trade_executed
         self.stop = stop
         self.deliver = deliver
@@ -115,20 +112,17 @@ class OutcomeFeed:
                 if err.code() != KafkaError._PARTITION_EOF:
                     log.warning("consume error", extra={"topic": self.topic, "error": str(err)})
                 continue
-            if self.record_metrics:
-                metrics.OUTCOMES_IN.inc()
+            metrics.OUTCOMES_IN.inc()
             raw = msg.value() or b""
             try:
                 outcome = decode(OrderOutcome, raw)
                 text = raw.decode()
             except (InvalidRecord, UnicodeDecodeError) as exc:
-                if self.record_metrics:
-                    metrics.OUTCOMES_SKIPPED.inc()
+                metrics.OUTCOMES_SKIPPED.inc()
                 log.warning("malformed outcome record skipped", extra={
                     "source": f"{msg.topic()}/{msg.partition()}/{msg.offset()}", "error": str(exc)})
                 continue
-            if self.record_metrics and outcome.order_type == "market" and outcome.placed_at_ms is not None:
-                # resting orders wait by design
+            if outcome.order_type == "market" and outcome.placed_at_ms is not None:  # resting orders wait by design
                 metrics.ORDER_TO_OUTCOME.observe(max(0, outcome.decided_at_ms - outcome.placed_at_ms) / 1000)
             outcomes.append((outcome, text))
         return outcomes

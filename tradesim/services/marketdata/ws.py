@@ -559,7 +559,7 @@ async def run_server(hub: MarketDataHub, stop: asyncio.Event) -> None:
     # compression=None: per-message deflate would compress every frame once per client (the fan-out's main
     # cost) and keep a zlib context per connection, for ~250-byte JSON frames that barely compress.
     server: Server = await serve(hub.handle, md.host, md.ws_port, max_size=MAX_FRAME, ping_interval=20,
-                                 ping_timeout=20, max_queue=64, compression=None, reuse_port=md.hubs > 1)
+                                 ping_timeout=20, max_queue=64, compression=None)
     log.info("websocket server listening", extra={"url": md.client_ws_url})
     try:
         await stop.wait()
