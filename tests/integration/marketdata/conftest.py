@@ -3,6 +3,7 @@ from __future__ import annotations
 import json
 import socket
 import time
+import urllib.request
 from collections.abc import Callable
 
 import pytest
@@ -22,6 +23,20 @@ def cache(settings: Settings) -> PriceCache:
 def cached_seq(cache: PriceCache, symbol: str) -> int:
     got = cache.latest(symbol)
     return got[0].seq if got else 0
+
+
+def metric(settings: Settings, name: str) -> float:
+    """The service's metric `name`, summed over its label sets (0 when it has none yet)."""
+    url = f"http://{settings.marketdata.host}:{settings.marketdata.metrics_port}/metrics"
+    body = urllib.request.urlopen(url, timeout=5).read().decode()  # noqa: S310 - our own loopback endpoint
+    return sum(float(line.split()[-1]) for line in body.splitlines()
+               if line.startswith((name + " ", name + "{")))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
 def ws_client(settings: Settings, rcvbuf: int | None = None) -> ClientConnection:

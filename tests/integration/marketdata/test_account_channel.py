@@ -9,10 +9,8 @@ from __future__ import annotations
 import asyncio
 import json
 import secrets
-import socket
 import threading
 import time
-import urllib.request
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -39,7 +37,7 @@ from tradesim.settings import Settings
 from tradesim.stack.jobs import submit_job
 from tradesim.testing.factories import tick, ticks, unique_symbol
 
-from .conftest import cached_seq, recv_json, recv_until, wait_for, ws_client
+from .conftest import cached_seq, free_port, metric, recv_json, recv_until, wait_for, ws_client
 
 pytestmark = pytest.mark.integration
 
@@ -125,13 +123,6 @@ def expect_close(ws: ClientConnection, code: int) -> None:
     frames, got = read_to_close(ws, 10)
     assert frames == []
     assert got == code
-
-
-def metric(settings: Settings, name: str) -> float:
-    url = f"http://{settings.marketdata.host}:{settings.marketdata.metrics_port}/metrics"
-    body = urllib.request.urlopen(url, timeout=5).read().decode()  # noqa: S310 - our own loopback endpoint
-    return sum(float(line.split()[-1]) for line in body.splitlines()
-               if line.startswith((name + " ", name + "{")))
 
 
 def test_own_outcome_and_portfolio_frames_arrive_on_every_socket_of_the_user(settings: Settings,
@@ -249,7 +240,7 @@ def private_hub(settings: Settings, partitions: int = 1, **sections: dict[str, o
     topic = "test-outcomes-" + secrets.token_hex(4)
     update: dict[str, object] = {name: getattr(settings, name).model_copy(update=values)
                                  for name, values in sections.items()}
-    update["marketdata"] = settings.marketdata.model_copy(update={"ws_port": _free_port(), "ws_url": None})
+    update["marketdata"] = settings.marketdata.model_copy(update={"ws_port": free_port(), "ws_url": None})
     update["topics"] = settings.topics.model_copy(update={"trade_executed": topic})
     custom = settings.model_copy(update=update)
     ensure_topics(settings.kafka, [TopicSpec(topic, partitions, {})])
@@ -274,12 +265,6 @@ def private_hub(settings: Settings, partitions: int = 1, **sections: dict[str, o
         loop.close()
         kafka_admin = admin(settings.kafka)  # held: the futures fail if the client is collected first
         kafka_admin.delete_topics([topic])[topic].result(timeout=10)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _accepts(settings: Settings) -> bool:
@@ -350,7 +335,7 @@ def test_a_partition_added_to_the_topic_is_followed(settings: Settings, accounts
 
 
 def test_unavailable_when_dynamodb_cannot_be_reached(settings: Settings) -> None:
-    with private_hub(settings, dynamodb={"port": _free_port()}) as hub, ws_client(hub) as ws:
+    with private_hub(settings, dynamodb={"port": free_port()}) as hub, ws_client(hub) as ws:
         err = follow(ws, "ts_" + secrets.token_urlsafe(32))
         assert (err["type"], err["code"]) == ("error", "unavailable")
         expect_close(ws, 1011)

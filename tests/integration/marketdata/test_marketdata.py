@@ -6,7 +6,6 @@ import json
 import socket
 import threading
 import time
-import urllib.request
 import uuid
 
 import pytest
@@ -24,18 +23,9 @@ from tradesim.stack.process import OsProcessTable
 from tradesim.stack.supervisor import Supervisor
 from tradesim.testing.factories import tick, ticks, unique_symbol
 
-from .conftest import cached_seq, recv_json, recv_until, wait_for, ws_client
+from .conftest import cached_seq, metric, recv_json, recv_until, wait_for, ws_client
 
 pytestmark = pytest.mark.integration
-
-
-def _metric(settings: Settings, name: str) -> float:
-    url = f"http://{settings.marketdata.host}:{settings.marketdata.metrics_port}/metrics"
-    body = urllib.request.urlopen(url, timeout=5).read().decode()  # noqa: S310 - our own loopback endpoint
-    for line in body.splitlines():
-        if line.startswith(name + " "):
-            return float(line.split()[1])
-    raise AssertionError(f"metric {name} not exported")
 
 
 def _sub(symbol: str) -> str:
@@ -144,7 +134,7 @@ def test_slow_client_does_not_delay_a_fast_one_and_gets_the_latest_price(setting
     n = 12000
     _publish(settings, [tick(s, 1)])
     wait_for(lambda: cached_seq(cache, s) == 1, what="first tick cached")
-    drops_before = _metric(settings, "tradesim_marketdata_queue_drops_total")
+    drops_before = metric(settings, "tradesim_marketdata_queue_drops_total")
     with ws_client(settings, rcvbuf=4096) as slow, ws_client(settings) as fast:
         for ws in (slow, fast):
             ws.send(_sub(s))
@@ -183,7 +173,7 @@ def test_slow_client_does_not_delay_a_fast_one_and_gets_the_latest_price(setting
     assert slow_ticks[-1] == n
     assert slow_ticks == sorted(slow_ticks)
     assert len(slow_ticks) < n - 1, "the slow client's queue should have been conflated"
-    assert _metric(settings, "tradesim_marketdata_queue_drops_total") > drops_before
+    assert metric(settings, "tradesim_marketdata_queue_drops_total") > drops_before
     print(f"fast client received {n - 1} updates in {fast_done:.2f} s while a slow client stalled; "
           f"slow client got {len(slow_ticks)} frames ending at seq {slow_ticks[-1]}")
 
@@ -217,7 +207,7 @@ def test_malformed_tick_goes_to_dead_letter_and_service_keeps_going(settings: Se
     c = consumer(settings.kafka, group_id=f"dlq-{tag}")
     parts = c.list_topics(dlq, timeout=10).topics[dlq].partitions
     ends = [TopicPartition(dlq, p, c.get_watermark_offsets(TopicPartition(dlq, p), timeout=10)[1]) for p in parts]
-    before = _metric(settings, "tradesim_marketdata_dead_letters_total")
+    before = metric(settings, "tradesim_marketdata_dead_letters_total")
     p = producer(settings.kafka)
     p.produce(settings.topics.market_data, key=b"BAD", value=f'{{"type":"tick","tag":"{tag}"}}'.encode())
     p.produce(settings.topics.market_data, key=b"BAD", value=b"\xff not json")
@@ -232,7 +222,7 @@ def test_malformed_tick_goes_to_dead_letter_and_service_keeps_going(settings: Se
     c.close()
     assert len(reasons) == 2
     assert all(r.startswith("invalid tick:") for r in reasons)
-    wait_for(lambda: _metric(settings, "tradesim_marketdata_dead_letters_total") >= before + 2, what="counter")
+    wait_for(lambda: metric(settings, "tradesim_marketdata_dead_letters_total") >= before + 2, what="counter")
     s = unique_symbol()
     _publish(settings, [tick(s, 1)])
     wait_for(lambda: cached_seq(cache, s) == 1, what="a good tick after the bad ones")
