@@ -49,9 +49,11 @@ class Plan:
 
     @property
     def marketdata(self) -> dict[str, Any]:
-        return {"n": 50_000, "symbols": 50, "clients": 200, "burst": 2000, "rate": 20.0, "seconds": 5.0} \
-            if self.quick else \
-            {"n": 200_000, "symbols": 50, "clients": 1000, "burst": 2000, "rate": 20.0, "seconds": 30.0}
+        # named as marketdata.run's parameters, all of them, so the JSON's plan says how the fleet ran too
+        return {"n": 50_000, "symbols": 50, "clients": 200, "burst": 2000, "rate": 20.0, "seconds": 5.0,
+                "rounds": 3, "procs": 2} if self.quick else \
+            {"n": 200_000, "symbols": 50, "clients": 1000, "burst": 2000, "rate": 20.0, "seconds": 30.0,
+             "rounds": 3, "procs": 2}
 
     @property
     def persistence(self) -> dict[str, Any]:
@@ -126,8 +128,7 @@ def run(base: Settings, plan: Plan, report: Callable[[str], None]) -> dict[str, 
                                                    o["users"], out))
             bench("e2e", lambda out: e2e.run(settings, e["rates"], e["seconds"], e["passthrough_records"], out))
             bench("bars", lambda out: flink_bars.run(settings, b["modes"], b["n_ticks"], b["rate"], out))
-            bench("marketdata", lambda out: marketdata.run(settings, m["n"], m["symbols"], m["clients"], m["burst"],
-                                                           m["rate"], m["seconds"], out))
+            bench("marketdata", lambda out: marketdata.run(settings, out=out, **m))
             bench("persistence", lambda out: {**persistence.throughput(settings, p["events"], out),
                                               **persistence.latency(settings, p["rate"], p["seconds"], out)})
             bench("queries", lambda out: queries.run(settings, queries.load(settings, q["trades"], q["users"], out),

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from benchmarks import all as bench_all
+from benchmarks import marketdata
 
 
 def _doc(date: str, commit: str, **benchmarks: Any) -> dict[str, Any]:
@@ -58,3 +62,10 @@ def test_results_keyed_by_rate_are_written(tmp_path: Path) -> None:
 
 def test_the_probe_times_a_loop() -> None:
     assert 0 < bench_all.python_probe_s(additions=10_000, repeats=2) < 5
+
+
+@pytest.mark.parametrize("quick", [True, False])
+def test_the_marketdata_plan_names_every_argument_of_the_bench(quick: bool) -> None:
+    """So the JSON records how the fleet ran (its processes and rounds), not only the load."""
+    arguments = set(inspect.signature(marketdata.run).parameters) - {"settings", "out"}
+    assert set(bench_all.Plan(quick).marketdata) == arguments
