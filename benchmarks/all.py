@@ -52,8 +52,8 @@ class Plan:
         # named as marketdata.run's parameters, all of them, so the JSON's plan says how the fleet ran too
         return {"n": 50_000, "symbols": 50, "clients": 200, "burst": 2000, "rate": 20.0, "seconds": 5.0,
                 "rounds": 3, "procs": 2} if self.quick else \
-            {"n": 200_000, "symbols": 50, "clients": 1000, "burst": 2000, "rate": 20.0, "seconds": 30.0,
-             "rounds": 3, "procs": 2}
+            {"n": 200_000, "symbols": 50, "clients": 1000, "burst": 2000, "rate": 20.0, "seconds": 60.0,
+             "rounds": 4, "procs": 2}
 
     @property
     def persistence(self) -> dict[str, Any]:

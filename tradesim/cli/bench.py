@@ -44,9 +44,9 @@ def marketdata(ticks: Annotated[int, typer.Option(min=1000)] = 200_000,
                burst: Annotated[int, typer.Option(min=10)] = 2000,
                rate: Annotated[float, typer.Option(min=1)] = 20.0,
                seconds: Annotated[float, typer.Option(min=1, help="Length of the paced phase: longer puts more "
-                                                      "updates behind its p99.")] = 30.0,
+                                                      "updates behind its p99.")] = 60.0,
                rounds: Annotated[int, typer.Option(min=1, help="The paced phase alternates tradesim and bare this "
-                                                   "many times, so both share the box's moments.")] = 3,
+                                                   "many times, so both share the box's moments.")] = 4,
                client_procs: Annotated[int, typer.Option(min=1, help="Processes the clients are split over.")] = 2,
                ) -> None:
     """Ingest → Redis ticks/s, and WebSocket fan-out vs a bare websockets broadcast (needs `tradesim up`)."""
