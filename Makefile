@@ -6,9 +6,15 @@ BIN    := $(VENV)/bin
 
 .PHONY: install demo check test unit down bench-up clean
 
-$(VENV)/.installed: pyproject.toml
+# the package with its runtime dependencies: enough for `tradesim provision`, so `make test` starts building Jaeger
+# while the development and infra extras install
+$(VENV)/.core: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e .
+	touch $@
+
+$(VENV)/.installed: $(VENV)/.core
 	$(BIN)/pip install -q -e '.[dev,infra]'
 	touch $@
 
@@ -26,11 +32,12 @@ check: install
 # `tradesim smoke` first, as a CI pipeline runs it: it brings the stack up if it is down and stops it again.
 # Unit tests need no server; integration tests bring the stack up themselves (and stop it again at the end
 # if it was not running before).
-test: install
+test: $(VENV)/.core
 	mkdir -p build
 	# The test stack traces (tests/integration/conftest.py) and Jaeger builds from source for minutes: it builds in
-	# the background (its own process group) from the start, while the checks and smoke run, the tests' `up` waits
-	# for it (a file lock), and whatever is left of it is stopped when the recipe ends, however it ends.
+	# the background (its own process group) from the start, while the extras install and the checks, smoke and the
+	# tests that need no spans run (the tests' late start waits for it through a file lock), and whatever is left of
+	# it is stopped when the recipe ends, however it ends.
 	TRADESIM_TRACING__ENABLED=true setsid nice -n 10 $(BIN)/tradesim provision --only jaeger \
 		> build/provision-jaeger.log 2>&1 & build=$$!; \
 	trap 'kill -- -$$build 2>/dev/null || true' EXIT; \
