@@ -97,7 +97,8 @@ def stack(supervisor: Supervisor) -> Iterator[LateStart]:
     if late:
         starting.start()
     yield starting
-    starting.join()  # a late start that failed has failed its tests already
+    if late:
+        starting.join()  # a late start that failed has failed its tests already
     ours = [c for c in supervisor.components if c.name not in found]
     if ours:
         Supervisor(supervisor.settings, ours, progress=_progress).down()
