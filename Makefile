@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 
 .PHONY: install demo check test unit down bench-up clean
 
-# the package with its runtime dependencies: enough for `tradesim provision`, so `make test` starts building Jaeger
+# the package with its runtime dependencies: enough for `tradesim provision`, so `make test` starts its Go builds
 # while the development and infra extras install
 $(VENV)/.core: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -34,12 +34,13 @@ check: install
 # if it was not running before).
 test: $(VENV)/.core
 	mkdir -p build
-	# The test stack traces (tests/integration/conftest.py) and Jaeger builds from source for minutes: it builds in
-	# the background (its own process group) from the start, while the extras install and the checks, smoke and the
-	# tests that need no spans run (the tests' late start waits for it through a file lock), and whatever is left of
-	# it is stopped when the recipe ends, however it ends.
-	TRADESIM_TRACING__ENABLED=true setsid nice -n 10 $(BIN)/tradesim provision --only jaeger \
-		> build/provision-jaeger.log 2>&1 & build=$$!; \
+	# The test stack runs Toxiproxy and traces (tests/integration/conftest.py), and both are Go builds: Toxiproxy's
+	# takes a minute, Jaeger's several (unoptimized for the tests: 40 % less CPU). They build in the background
+	# (their own process group) from the start, while the extras install and the checks and smoke run; the tests'
+	# `up` waits for Jaeger through its file lock, and whatever is left is stopped when the recipe ends.
+	TRADESIM_CHAOS__ENABLED=true TRADESIM_TRACING__ENABLED=true TRADESIM_TRACING__OPTIMIZED_BUILD=false \
+		setsid nice -n 10 \
+		$(BIN)/tradesim provision --only toxiproxy,jaeger > build/provision-go.log 2>&1 & build=$$!; \
 	trap 'kill -- -$$build 2>/dev/null || true' EXIT; \
 	$(MAKE) --no-print-directory check && \
 	$(BIN)/tradesim smoke --junit build/smoke-junit.xml && $(BIN)/pytest

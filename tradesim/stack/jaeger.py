@@ -54,7 +54,8 @@ class Jaeger(Component):
 
     @property
     def build_dir(self) -> Path:
-        return self.settings.cache_dir / "jaeger" / self.settings.tracing.version
+        t = self.settings.tracing
+        return self.settings.cache_dir / "jaeger" / (t.version if t.optimized_build else f"{t.version}-unoptimized")
 
     @property
     def binary(self) -> Path:
@@ -96,8 +97,10 @@ class Jaeger(Component):
         run_tool(self.name, [go, "get", "-tool", f"{PROGRAM}@{self.version()}"], "go get -tool", cwd=module,
                  env=env, timeout_s=1800)
         partial = self.binary.with_name(f"jaeger.partial.{os.getpid()}")  # never a file another build writes
-        run_tool(self.name, [go, "build", "-trimpath", "-ldflags=-s -w", "-o", str(partial), PROGRAM], "go build",
-                 cwd=module, env=env, timeout_s=2700)
+        # -N -l: no optimization, no inlining (the compiler's most expensive passes)
+        flags = [] if self.settings.tracing.optimized_build else ["-gcflags=all=-N -l"]
+        run_tool(self.name, [go, "build", "-trimpath", "-ldflags=-s -w", *flags, "-o", str(partial), PROGRAM],
+                 "go build", cwd=module, env=env, timeout_s=2700)
         partial.rename(self.binary)  # only a finished build counts
         shutil.rmtree(module, ignore_errors=True)
 

@@ -1,0 +1,42 @@
+"""Jaeger's build command: the unoptimized build (the test suite's) lands in a folder of its own with the compiler's
+optimizations off, so it never stands in for the optimized binary a user's `up` builds. A stub `go` on PATH records
+what it was asked to run (building Jaeger for real takes minutes; the integration tests' stack does that)."""
+
+from __future__ import annotations
+
+import stat
+from pathlib import Path
+
+import pytest
+
+from tradesim.settings import Settings
+from tradesim.stack.jaeger import Jaeger
+
+STUB = """#!/bin/sh
+echo "$@" >> "{log}"
+case "$1" in
+  version) echo "go version go1.26.0 linux/amd64" ;;
+  build) while [ $# -gt 0 ]; do [ "$1" = "-o" ] && : > "$2"; shift; done ;;
+esac
+"""
+
+
+@pytest.mark.parametrize(("optimized", "folder", "gcflags"), [(True, "v1.76.0", False),
+                                                              (False, "v1.76.0-unoptimized", True)])
+def test_the_build_flags_and_folder_follow_the_setting(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                       optimized: bool, folder: str, gcflags: bool) -> None:
+    log = tmp_path / "go.log"
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    go = bin_dir / "go"
+    go.write_text(STUB.format(log=log))
+    go.chmod(go.stat().st_mode | stat.S_IEXEC)
+    monkeypatch.setenv("PATH", f"{bin_dir}:/usr/bin:/bin")
+    settings = Settings(home=tmp_path / "home", cache_dir=tmp_path / "cache",
+                        tracing={"enabled": True, "version": "v1.76.0", "optimized_build": optimized})
+    jaeger = Jaeger(settings)
+    jaeger.provision(lambda _msg: None)
+    assert jaeger.binary == tmp_path / "cache" / "jaeger" / folder / "jaeger"
+    assert jaeger.binary.exists()
+    (build,) = [line for line in log.read_text().splitlines() if line.startswith("build")]
+    assert ("-gcflags=all=-N -l" in build) is gcflags
