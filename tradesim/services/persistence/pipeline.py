@@ -2,7 +2,8 @@
 
 The position advances only after the batch is in the sink, so a crash re-delivers it; the sink makes a repeat a
 no-op (effectively once). While the sink is down the batch is retried with a capped backoff and the position
-holds; the consumer keeps polling (paused) so it stays in its group. A record that is not an outcome, or that
+holds; the consumer keeps polling, so it stays in its group, and holds what arrives for the next batch (paused
+only once MAX_HELD_BATCHES are held). A record that is not an outcome, or that
 the sink refuses for what it is (`Refused`), goes to `dead_letter` with the reason. Any other error is the
 record's fault only if the sink takes other records: a batch that fails is written one record at a time, and a
 record that fails, and fails again after others were written, goes to `dead_letter`; when nothing is written (a
@@ -16,7 +17,7 @@ import contextlib
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Container, Sequence
 from dataclasses import dataclass, field
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
@@ -33,7 +34,7 @@ from tradesim.services.persistence import metrics
 from tradesim.settings import Settings
 
 log = logging.getLogger("tradesim.persistence")
-#: while every record fails, the held batch takes in new records up to this many batches (then only retries)
+#: while a sink retries, up to this many batches of new records are read and held (then the consumer pauses)
 MAX_HELD_BATCHES = 4
 
 
@@ -90,6 +91,7 @@ class SinkWorker:
         self.name = settings.persistence.group(sink.name)
         self._clock = clock
         self._last_lag = 0.0
+        self._held: list[Message] = []  # read while the sink retried, not yet in a batch; they come first
         self.persisted = 0  # records (valid or not) whose position is committed, since start
 
     @classmethod
@@ -99,10 +101,13 @@ class SinkWorker:
         return cls(settings, sink, make_consumer(settings.kafka, group), make_producer(settings.kafka), stop,
                    probe=make_consumer(settings.kafka, group), tracing=tracing)
 
-    def run(self) -> None:
+    def subscribe(self) -> None:
         topic = self.settings.topics.trade_executed
-        self.consumer.subscribe([topic])
+        self.consumer.subscribe([topic], on_revoke=self._revoked)
         log.info("consuming", extra={"topic": topic, "group": self.name})
+
+    def run(self) -> None:
+        self.subscribe()
         try:
             while not self.stop.is_set():
                 batch = self._collect()
@@ -116,12 +121,15 @@ class SinkWorker:
                 self.probe.close()
 
     def _collect(self) -> list[Message]:
-        """Up to batch_size records, or what came within flush_ms of the first one."""
+        """Up to batch_size records, or what came within flush_ms of the first one; the held records first."""
         p = self.settings.persistence
-        first = self.consumer.poll(0.2)
-        if first is None:
-            return []
-        batch = [first]
+        if self._held:
+            batch, self._held = self._held[:p.batch_size], self._held[p.batch_size:]
+        else:
+            first = self.consumer.poll(0.2)
+            if first is None:
+                return []
+            batch = [first]
         deadline = time.monotonic() + p.flush_ms / 1000
         while len(batch) < p.batch_size and not self.stop.is_set():
             left = deadline - time.monotonic()
@@ -251,19 +259,41 @@ class SinkWorker:
         for (topic, part), offset in first.items():
             with contextlib.suppress(KafkaException):  # not ours any more: its new owner starts from the commit
                 self.consumer.seek(TopicPartition(topic, part, offset))
+        self._forget(first)
+
+    def _revoked(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        """The held records of partitions taken away are dropped: their next owner reads them from the commit."""
+        self._forget({(tp.topic, tp.partition) for tp in partitions})
+
+    def _forget(self, partitions: Container[tuple[str, int]]) -> None:
+        """Drop the held records of these partitions (they will be read again)."""
+        self._held = [m for m in self._held if (m.topic() or "", m.partition() or 0) not in partitions]
 
     def _idle(self, seconds: float) -> None:
-        """Wait without fetching more, but keep polling so the group does not think the consumer died."""
-        assigned = self.consumer.assignment()
-        self.consumer.pause(assigned)
+        """Wait between retries, polling so the group does not think the consumer died, and hold what arrives for
+        the next batch: a paused consumer drops what it fetched and fetches again only seconds after it resumes,
+        so a retry would not see the records that came meanwhile. Once MAX_HELD_BATCHES are held, a partition
+        that brings more is paused and sought back to that record."""
+        limit = MAX_HELD_BATCHES * self.settings.persistence.batch_size
+        paused: set[tuple[str, int]] = set()
         try:
             deadline = time.monotonic() + seconds
             while not self.stop.is_set() and (left := deadline - time.monotonic()) > 0:
                 msg = self.consumer.poll(min(left, 0.5))
-                if msg is not None and msg.error() is None:  # from a partition assigned meanwhile: not consumed
-                    self.consumer.seek(TopicPartition(msg.topic() or "", msg.partition() or 0, msg.offset() or 0))
+                if msg is None or msg.error() is not None:
+                    continue
+                if len(self._held) < limit:
+                    self._held.append(msg)
+                    continue
+                key = (msg.topic() or "", msg.partition() or 0)
+                if key not in paused:
+                    at = TopicPartition(*key, msg.offset() or 0)
+                    self.consumer.pause([at])
+                    self.consumer.seek(at)
+                    paused.add(key)
         finally:
-            self.consumer.resume(self.consumer.assignment())
+            if paused:
+                self.consumer.resume(self.consumer.assignment())
         self._report_lag(force=True)
 
     def _dead_letter(self, msg: Message, reason: str) -> None:

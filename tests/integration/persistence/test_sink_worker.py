@@ -1,0 +1,118 @@
+"""A sink's loop reading while its sink retries, on the stack's Kafka: what arrives during the wait comes with the
+next batch; with the hold full, nothing is skipped or read twice; a rewind drops the held records it reads again."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections.abc import Iterator
+
+import pytest
+from confluent_kafka import Message
+
+from tradesim.adapters.kafka.client import TopicSpec, admin, ensure_topics
+from tradesim.adapters.kafka.client import consumer as make_consumer
+from tradesim.adapters.kafka.client import producer as make_producer
+from tradesim.adapters.search.trades import TradeIndex
+from tradesim.services.persistence.pipeline import MAX_HELD_BATCHES, SinkWorker
+from tradesim.settings import Settings
+from tradesim.testing.waiting import wait_for
+
+PARTITIONS = 3
+
+
+@pytest.fixture
+def topic(settings: Settings) -> Iterator[str]:
+    name = "test-sink-" + uuid.uuid4().hex[:8]
+    ensure_topics(settings.kafka, [TopicSpec(name, PARTITIONS, {})])
+    yield name
+    client = admin(settings.kafka)  # held: the futures fail if the client is collected first
+    client.delete_topics([name])[name].result(timeout=10)
+
+
+def _worker(settings: Settings, topic: str, index: TradeIndex, batch_size: int) -> SinkWorker:
+    """A worker of its own group on `topic`, subscribed and with its partitions assigned (nothing consumed)."""
+    s = settings.model_copy(update={
+        "topics": settings.topics.model_copy(update={"trade_executed": topic}),
+        "persistence": settings.persistence.model_copy(update={"batch_size": batch_size})})
+    worker = SinkWorker(s, index, make_consumer(s.kafka, "test-sink-" + uuid.uuid4().hex[:8]),
+                        make_producer(s.kafka), threading.Event())
+    worker.subscribe()
+    wait_for(lambda: worker.consumer.poll(0.1) is None and len(worker.consumer.assignment()) == PARTITIONS, 30,
+             "the partitions assigned")
+    return worker
+
+
+def _produce(settings: Settings, topic: str, n: int, partition: int | None = None) -> set[tuple[int, int]]:
+    """n records (over every partition, or into one); their (partition, offset)s."""
+    producer = make_producer(settings.kafka)
+    placed: set[tuple[int, int]] = set()
+
+    def delivered(err: object, msg: Message) -> None:
+        assert err is None, err
+        placed.add((msg.partition() or 0, msg.offset() or 0))
+
+    for i in range(n):
+        where = {} if partition is None else {"partition": partition}
+        producer.produce(topic, key=f"k{i}".encode(), value=b"v", on_delivery=delivered, **where)
+    assert producer.flush(30) == 0
+    assert len(placed) == n
+    return placed
+
+
+def _positions(batch: list[Message]) -> list[tuple[int, int]]:
+    return [(m.partition() or 0, m.offset() or 0) for m in batch]
+
+
+def _collect_until(worker: SinkWorker, n: int) -> list[tuple[int, int]]:
+    """The positions of the batches collected until there are n records."""
+    got: list[tuple[int, int]] = []
+
+    def enough() -> bool:
+        got.extend(_positions(worker._collect()))
+        return len(got) >= n
+
+    wait_for(enough, 60, f"{n} records collected")
+    return got
+
+
+def test_records_that_arrive_while_a_sink_retries_come_with_the_next_batch(
+        settings: Settings, topic: str, index: TradeIndex) -> None:
+    """A paused consumer would drop what it fetched and fetch again only after the retry's short collect."""
+    worker = _worker(settings, topic, index, batch_size=100)
+    try:
+        placed = _produce(settings, topic, 6)
+        worker._idle(3.0)
+        assert set(_positions(worker._collect())) == placed
+    finally:
+        worker.consumer.close()
+
+
+def test_a_full_hold_pauses_and_skips_or_repeats_nothing(
+        settings: Settings, topic: str, index: TradeIndex) -> None:
+    worker = _worker(settings, topic, index, batch_size=2)
+    try:
+        n = 5 * MAX_HELD_BATCHES * 2
+        placed = _produce(settings, topic, n)
+        worker._idle(3.0)  # holds MAX_HELD_BATCHES × 2, pauses and seeks back the partitions that bring more
+        got = _collect_until(worker, n)
+        assert sorted(got) == sorted(placed)  # each once
+        for part in range(PARTITIONS):
+            offsets = [offset for p, offset in got if p == part]
+            assert offsets == sorted(offsets), f"partition {part} out of order: {offsets}"
+    finally:
+        worker.consumer.close()
+
+
+def test_a_rewind_reads_the_batch_and_the_held_records_after_it_once_in_order(
+        settings: Settings, topic: str, index: TradeIndex) -> None:
+    worker = _worker(settings, topic, index, batch_size=4)
+    try:
+        placed = sorted(_produce(settings, topic, 10, partition=0))
+        batch = worker._collect()
+        assert batch, "nothing collected"
+        worker._idle(3.0)  # holds the records after the batch
+        worker._rewind(batch)  # as when a commit fails: the batch is read again, and what followed it
+        assert _collect_until(worker, len(placed)) == placed
+    finally:
+        worker.consumer.close()
