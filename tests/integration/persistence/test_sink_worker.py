@@ -95,6 +95,7 @@ def test_a_full_hold_pauses_and_skips_or_repeats_nothing(
         n = 5 * MAX_HELD_BATCHES * 2
         placed = _produce(settings, topic, n)
         worker._idle(3.0)  # holds MAX_HELD_BATCHES × 2, pauses and seeks back the partitions that bring more
+        assert len(worker._held) == MAX_HELD_BATCHES * 2, "the hold did not fill: the pause was not exercised"
         got = _collect_until(worker, n)
         assert sorted(got) == sorted(placed)  # each once
         for part in range(PARTITIONS):
@@ -109,8 +110,8 @@ def test_a_rewind_reads_the_batch_and_the_held_records_after_it_once_in_order(
     worker = _worker(settings, topic, index, batch_size=4)
     try:
         placed = sorted(_produce(settings, topic, 10, partition=0))
-        batch = worker._collect()
-        assert batch, "nothing collected"
+        batch: list[Message] = []
+        wait_for(lambda: batch.extend(worker._collect()) or batch, 30, "a first batch")
         worker._idle(3.0)  # holds the records after the batch
         worker._rewind(batch)  # as when a commit fails: the batch is read again, and what followed it
         assert _collect_until(worker, len(placed)) == placed

@@ -262,7 +262,10 @@ class SinkWorker:
         self._forget(first)
 
     def _revoked(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        """The held records of partitions taken away are dropped: their next owner reads them from the commit."""
+        """The held records of partitions taken away are dropped: their next owner reads them from the commit.
+        They are resumed too: a pause outlives the assignment, and one that `_idle` made would outlive `_idle`."""
+        with contextlib.suppress(KafkaException):
+            self.consumer.resume(partitions)
         self._forget({(tp.topic, tp.partition) for tp in partitions})
 
     def _forget(self, partitions: Container[tuple[str, int]]) -> None:
@@ -288,9 +291,10 @@ class SinkWorker:
                 key = (msg.topic() or "", msg.partition() or 0)
                 if key not in paused:
                     at = TopicPartition(*key, msg.offset() or 0)
-                    self.consumer.pause([at])
-                    self.consumer.seek(at)
                     paused.add(key)
+                    with contextlib.suppress(KafkaException):  # not ours any more: its next owner reads it
+                        self.consumer.pause([at])
+                        self.consumer.seek(at)
         finally:
             if paused:
                 self.consumer.resume(self.consumer.assignment())
