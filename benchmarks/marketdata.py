@@ -268,7 +268,7 @@ def fanout(settings: Settings, clients: int, burst: int, rate: float, seconds: f
 
 
 def run(settings: Settings, n: int, symbols: int, clients: int, burst: int, rate: float, seconds: float,
-        out: list[str], rounds: int = 4, procs: int = 2) -> dict[str, Any]:
+        out: list[str], rounds: int, procs: int) -> dict[str, Any]:
     # The fan-out first, on a feed the bars job has caught up with: an ingest's flood of ticks keeps that job busy
     # for a minute after it ends, and the fan-out would then measure the job's CPU rather than the broadcast.
     if not feed_caught_up(settings):

@@ -52,6 +52,12 @@ def supervisor(settings: Settings, stack_components: list[str]) -> Supervisor:
     return Supervisor(settings, registry.build(settings, stack_components), progress=_progress)
 
 
+@pytest.fixture
+def dynamodb_alone(settings: Settings) -> Supervisor:
+    """The store's own supervisor, for a test that restarts only it (the rest of the stack rides that out)."""
+    return Supervisor(settings, registry.build(settings, ["dynamodb"]))
+
+
 @pytest.fixture(scope="session", autouse=True)
 def stack(supervisor: Supervisor) -> Iterator[Supervisor]:
     # Stop at the end only what this session started: a component with a live process (even one restarting or

@@ -89,7 +89,7 @@ def test_a_post_while_the_broker_is_frozen_is_503_outcome_unknown_and_a_retry_pl
         os.kill(kafka.pid, signal.SIGCONT)
     # nothing else may have died of the pause (the market-data service used to, on its lag metric's timeout)
     wait_for(lambda: alive <= {c.name for c in supervisor.status() if c.healthy}, 30,
-             "every component healthy after the pause")
+             "every component that was healthy before the pause healthy again")
     assert answer.status_code == 503, answer.text
     assert answer.json()["code"] == "outcome_unknown"
     order_id = answer.json()["order_id"]

@@ -20,7 +20,6 @@ from tradesim.domain.events import OrderOutcome, OrderPlaced
 from tradesim.domain.settlement import RecordedOutcome
 from tradesim.ports import Unavailable
 from tradesim.settings import Settings
-from tradesim.stack import registry
 from tradesim.stack.supervisor import Supervisor
 
 pytestmark = pytest.mark.integration
@@ -145,19 +144,18 @@ def test_concurrent_conditional_decrements_lose_no_update(settings: Settings, st
     assert set(final.outcomes) == set(ok)
 
 
-def test_data_survives_down_and_up(settings: Settings, store: PortfolioStore) -> None:
+def test_data_survives_down_and_up(store: PortfolioStore, dynamodb_alone: Supervisor) -> None:
     # only the store restarts (the whole stack's restart is tests/integration/stack/test_lifecycle.py's); the
     # services that use it ride that out (tests/integration/marketdata/test_dependency_restarts.py)
-    dynamo = Supervisor(settings, registry.build(settings, ["dynamodb"]))
     user = new_user()
     store.create(user, Decimal("500"))
     store.apply_fill(user, "o1", Decimal("-123.45"), "TSLA", 5)
-    before = {s.name: s for s in dynamo.status()}["dynamodb"]
-    dynamo.down()
-    stopped = {s.name: s for s in dynamo.status()}["dynamodb"]
+    before = {s.name: s for s in dynamodb_alone.status()}["dynamodb"]
+    dynamodb_alone.down()
+    stopped = {s.name: s for s in dynamodb_alone.status()}["dynamodb"]
     assert (stopped.state, stopped.healthy) == ("stopped", False)
-    dynamo.up()
-    after = {s.name: s for s in dynamo.status()}["dynamodb"]
+    dynamodb_alone.up()
+    after = {s.name: s for s in dynamodb_alone.status()}["dynamodb"]
     assert after.healthy
     assert after.pid != before.pid  # a new process, so the data came from disk
     store.db.close()  # drop pooled connections to the old process

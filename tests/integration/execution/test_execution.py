@@ -15,7 +15,6 @@ from tradesim.domain.events import OrderCancelRequested
 from tradesim.domain.fees import FeeModel
 from tradesim.domain.money import round_cash
 from tradesim.domain.portfolio import fold
-from tradesim.stack import registry
 from tradesim.stack.flink import Flink
 from tradesim.stack.supervisor import Supervisor
 
@@ -202,7 +201,8 @@ def test_a_replayed_order_whose_outcome_left_the_portfolio_item_gets_the_same_ou
     assert (after.cash, after.positions, after.version) == (before.cash, before.positions, before.version)
 
 
-def test_taskmanager_kill_9_mid_run_loses_nothing_and_applies_nothing_twice(ex: Exchange, symbol: str) -> None:
+def test_taskmanager_kill_9_mid_run_loses_nothing_and_applies_nothing_twice(ex: Exchange, symbol: str,
+                                                                            dynamodb_alone: Supervisor) -> None:
     # 2,000 orders over 20 users (100 each). With 4 users (500 outcomes, ~120 KB per item) this test exposed a
     # dynalite defect in about one run of three: acknowledged writes to a large, hot item lost or read stale
     # (README, "Known problems"). That is the emulator's problem, not the job's; the crash is what is tested here.
@@ -226,9 +226,8 @@ def test_taskmanager_kill_9_mid_run_loses_nothing_and_applies_nothing_twice(ex: 
             assert len({(c.status, c.reason, c.fill_price, c.fee) for c in copies}) == 1, oid
     # Check what is durable: restart the store (a clean close and reopen of dynalite's LevelDB) before reading,
     # so a write that was only ever visible in the old process's memory counts as lost.
-    dynamo = Supervisor(ex.settings, registry.build(ex.settings, ["dynamodb"]))
-    dynamo.down()
-    dynamo.up()
+    dynamodb_alone.down()
+    dynamodb_alone.up()
     ex.store.db.close()  # pooled connections went to the old process
     archive = OrderStore(ex.store.db)
     for u in users:
@@ -263,19 +262,19 @@ def test_taskmanager_kill_9_mid_run_loses_nothing_and_applies_nothing_twice(ex: 
         assert (p.cash, {s: q for s, q in p.positions.items() if q}) == (folded.cash, folded.positions)
 
 
-def test_dynamodb_unavailable_for_a_while_then_catches_up(ex: Exchange, symbol: str, supervisor: Supervisor) -> None:
+def test_dynamodb_unavailable_for_a_while_then_catches_up(ex: Exchange, symbol: str,
+                                                           dynamodb_alone: Supervisor) -> None:
     user = ex.account("100000")
     ex.price(symbol, 1, "10")
     reader = ex.outcomes()
-    dynamo = Supervisor(ex.settings, registry.build(ex.settings, ["dynamodb"]))
-    dynamo.down()
+    dynamodb_alone.down()
     try:
         orders = [ex.order(user, symbol, "buy", qty=1) for _ in range(20)]
         ex.send(*orders)
         reader.poll()
         assert not any(o.order_id in reader.by_order() for o in orders)  # nothing can be settled now
     finally:
-        dynamo.up()
+        dynamodb_alone.up()
     outs = reader.wait([o.order_id for o in orders], timeout_s=180)
     assert all(o.status == "executed" for o in outs.values())
     p = ex.store.get(user)
