@@ -20,7 +20,7 @@ from tradesim.cli.app import app
 from tradesim.domain.events import encode
 from tradesim.settings import Settings
 from tradesim.stack import watchdog
-from tradesim.stack.jobs import source_groups
+from tradesim.stack.jobs import source_groups, submit_standard_jobs
 from tradesim.stack.prometheus import RULES_DIR, Prometheus
 from tradesim.stack.supervisor import Supervisor
 from tradesim.testing.factories import outcomes, unique_symbol
@@ -35,6 +35,12 @@ def prom(settings: Settings) -> Iterator[PrometheusApi]:
     api = PrometheusApi(settings.observability.client_url)
     yield api
     api.close()
+
+
+@pytest.fixture(scope="module")
+def standard_jobs(settings: Settings) -> None:
+    """The jobs whose consumer groups and rows the exporter and `top` show (running already in a full session)."""
+    submit_standard_jobs(settings)
 
 
 def test_the_alert_rules_pass_their_unit_tests() -> None:
@@ -56,8 +62,8 @@ def test_every_service_and_the_exporter_are_scraped(settings: Settings, prom: Pr
     wait_for(all_up, 60, f"{sorted(wanted)} scraped", poll_s=1)
 
 
-def test_the_exporter_reports_each_component_and_every_consumer_group(settings: Settings,
-                                                                      prom: PrometheusApi) -> None:
+def test_the_exporter_reports_each_component_and_every_consumer_group(settings: Settings, prom: PrometheusApi,
+                                                                      standard_jobs: None) -> None:
     servers = {"kafka", "redis", "dynamodb", "opensearch", "clickhouse", "flink", "marketdata", "api"}
 
     def measured() -> bool:
@@ -67,9 +73,13 @@ def test_the_exporter_reports_each_component_and_every_consumer_group(settings: 
     wait_for(measured, 60, "CPU and RSS of every server", poll_s=1)
     up = {s.labels["component"]: s.value for s in prom.query("tradesim_component_up")}
     assert all(up[name] == 1 for name in servers), up
-    groups = {(s.labels["group"], s.labels["topic"]) for s in prom.query("tradesim_consumer_lag")}
     prefix = settings.persistence.group_prefix
-    assert set(source_groups(settings)) | {(f"{prefix}-search", settings.topics.trade_executed)} <= groups
+    wanted = set(source_groups(settings)) | {(f"{prefix}-search", settings.topics.trade_executed)}
+
+    def missing() -> set[tuple[str, str]]:  # a group is reported once it has committed a position
+        return wanted - {(s.labels["group"], s.labels["topic"]) for s in prom.query("tradesim_consumer_lag")}
+
+    wait_for(lambda: not missing(), 60, "the lag of every consumer group", poll_s=1)
     redis = prom.scalar("tradesim_redis_maxmemory_bytes")
     assert redis == settings.redis.maxmemory_mb * 2**20
 
@@ -108,7 +118,7 @@ def test_a_component_that_dies_fires_an_alert_until_it_is_back(
     wait_for(lambda: "marketdata" not in firing(), 90, "the alert resolved once marketdata is back", poll_s=1)
 
 
-def test_top_draws_the_stack_once(settings: Settings, prom: PrometheusApi) -> None:
+def test_top_draws_the_stack_once(settings: Settings, prom: PrometheusApi, standard_jobs: None) -> None:
     wait_for(lambda: prom.query("tradesim:component_cpu:rate1m"), 60, "a CPU rate (two exporter passes)", poll_s=1)
     shown = runner.invoke(app, ["top", "--once"], env={"COLUMNS": "200"})
     assert shown.exit_code == 0, shown.output
