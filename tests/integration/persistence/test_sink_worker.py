@@ -19,6 +19,8 @@ from tradesim.settings import Settings
 from tradesim.testing.waiting import wait_for
 
 PARTITIONS = 3
+#: one wait between retries; the records are in Kafka before it starts, so it holds them within milliseconds
+IDLE_S = 1.5
 
 
 @pytest.fixture
@@ -82,7 +84,7 @@ def test_records_that_arrive_while_a_sink_retries_come_with_the_next_batch(
     worker = _worker(settings, topic, index, batch_size=100)
     try:
         placed = _produce(settings, topic, 6)
-        worker._idle(3.0)
+        worker._idle(IDLE_S)
         assert set(_positions(worker._collect())) == placed
     finally:
         worker.consumer.close()
@@ -94,7 +96,7 @@ def test_a_full_hold_pauses_and_skips_or_repeats_nothing(
     try:
         n = 5 * MAX_HELD_BATCHES * 2
         placed = _produce(settings, topic, n)
-        worker._idle(3.0)  # holds MAX_HELD_BATCHES × 2, pauses and seeks back the partitions that bring more
+        worker._idle(IDLE_S)  # holds MAX_HELD_BATCHES × 2, pauses and seeks back the partitions that bring more
         assert len(worker._held) == MAX_HELD_BATCHES * 2, "the hold did not fill: the pause was not exercised"
         got = _collect_until(worker, n)
         assert sorted(got) == sorted(placed)  # each once
@@ -112,7 +114,7 @@ def test_a_rewind_reads_the_batch_and_the_held_records_after_it_once_in_order(
         placed = sorted(_produce(settings, topic, 10, partition=0))
         batch: list[Message] = []
         wait_for(lambda: batch.extend(worker._collect()) or batch, 30, "a first batch")
-        worker._idle(3.0)  # holds the records after the batch
+        worker._idle(IDLE_S)  # holds the records after the batch
         worker._rewind(batch)  # as when a commit fails: the batch is read again, and what followed it
         assert _collect_until(worker, len(placed)) == placed
     finally:

@@ -102,6 +102,7 @@ class SinkWorker:
                    probe=make_consumer(settings.kafka, group), tracing=tracing)
 
     def subscribe(self) -> None:
+        """Join the sink's group on `trade_executed` (`run` does it first)."""
         topic = self.settings.topics.trade_executed
         self.consumer.subscribe([topic], on_revoke=self._revoked)
         log.info("consuming", extra={"topic": topic, "group": self.name})
