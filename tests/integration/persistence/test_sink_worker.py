@@ -98,6 +98,7 @@ def test_a_full_hold_pauses_and_skips_or_repeats_nothing(
         placed = _produce(settings, topic, n)
         worker._idle(IDLE_S)  # holds MAX_HELD_BATCHES × 2, pauses and seeks back the partitions that bring more
         assert len(worker._held) == MAX_HELD_BATCHES * 2, "the hold did not fill: the pause was not exercised"
+        worker._idle(IDLE_S)  # a retry with the hold still full: the paused partitions stay paused
         got = _collect_until(worker, n)
         assert sorted(got) == sorted(placed)  # each once
         for part in range(PARTITIONS):
@@ -109,12 +110,14 @@ def test_a_full_hold_pauses_and_skips_or_repeats_nothing(
 
 def test_a_rewind_reads_the_batch_and_the_held_records_after_it_once_in_order(
         settings: Settings, topic: str, index: TradeIndex) -> None:
-    worker = _worker(settings, topic, index, batch_size=4)
+    """Also when the rewind empties a full hold whose partition was paused: it is resumed, not left paused."""
+    worker = _worker(settings, topic, index, batch_size=2)
     try:
-        placed = sorted(_produce(settings, topic, 10, partition=0))
+        placed = sorted(_produce(settings, topic, 5 * MAX_HELD_BATCHES * 2, partition=0))
         batch: list[Message] = []
         wait_for(lambda: batch.extend(worker._collect()) or batch, 30, "a first batch")
-        worker._idle(IDLE_S)  # holds the records after the batch
+        worker._idle(IDLE_S)  # holds the records after the batch until the hold is full, then pauses
+        assert len(worker._held) == MAX_HELD_BATCHES * 2, "the hold did not fill: the pause was not exercised"
         worker._rewind(batch)  # as when a commit fails: the batch is read again, and what followed it
         assert _collect_until(worker, len(placed)) == placed
     finally:

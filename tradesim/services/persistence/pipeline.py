@@ -92,6 +92,7 @@ class SinkWorker:
         self._clock = clock
         self._last_lag = 0.0
         self._held: list[Message] = []  # read while the sink retried, not yet in a batch; they come first
+        self._paused: set[tuple[str, int]] = set()  # partitions that brought more than the hold takes, until it drains
         self.persisted = 0  # records (valid or not) whose position is committed, since start
 
     @classmethod
@@ -124,9 +125,12 @@ class SinkWorker:
     def _collect(self) -> list[Message]:
         """Up to batch_size records, or what came within flush_ms of the first one; the held records first."""
         p = self.settings.persistence
-        if self._held:
-            batch, self._held = self._held[:p.batch_size], self._held[p.batch_size:]
-        else:
+        batch, self._held = self._held[:p.batch_size], self._held[p.batch_size:]
+        if self._paused and len(self._held) < self._hold_limit():  # room again (taken, or dropped by a rewind)
+            with contextlib.suppress(KafkaException):
+                self.consumer.resume([TopicPartition(*key) for key in self._paused])
+            self._paused.clear()
+        if not batch:
             first = self.consumer.poll(0.2)
             if first is None:
                 return []
@@ -267,38 +271,37 @@ class SinkWorker:
         They are resumed too: a pause outlives the assignment, and one that `_idle` made would outlive `_idle`."""
         with contextlib.suppress(KafkaException):
             self.consumer.resume(partitions)
-        self._forget({(tp.topic, tp.partition) for tp in partitions})
+        gone = {(tp.topic, tp.partition) for tp in partitions}
+        self._paused -= gone
+        self._forget(gone)
 
     def _forget(self, partitions: Container[tuple[str, int]]) -> None:
         """Drop the held records of these partitions (they will be read again)."""
         self._held = [m for m in self._held if (m.topic() or "", m.partition() or 0) not in partitions]
 
+    def _hold_limit(self) -> int:
+        return MAX_HELD_BATCHES * self.settings.persistence.batch_size
+
     def _idle(self, seconds: float) -> None:
         """Wait between retries, polling so the group does not think the consumer died, and hold what arrives for
         the next batch: a paused consumer drops what it fetched and fetches again only seconds after it resumes,
         so a retry would not see the records that came meanwhile. Once MAX_HELD_BATCHES are held, a partition
-        that brings more is paused and sought back to that record."""
-        limit = MAX_HELD_BATCHES * self.settings.persistence.batch_size
-        paused: set[tuple[str, int]] = set()
-        try:
-            deadline = time.monotonic() + seconds
-            while not self.stop.is_set() and (left := deadline - time.monotonic()) > 0:
-                msg = self.consumer.poll(min(left, 0.5))
-                if msg is None or msg.error() is not None:
-                    continue
-                if len(self._held) < limit:
-                    self._held.append(msg)
-                    continue
-                key = (msg.topic() or "", msg.partition() or 0)
-                if key not in paused:
-                    at = TopicPartition(*key, msg.offset() or 0)
-                    paused.add(key)
-                    with contextlib.suppress(KafkaException):  # not ours any more: its next owner reads it
-                        self.consumer.pause([at])
-                        self.consumer.seek(at)
-        finally:
-            if paused:
-                self.consumer.resume(self.consumer.assignment())
+        that brings more is paused and sought back to that record, until `_collect` has taken from the hold."""
+        deadline = time.monotonic() + seconds
+        while not self.stop.is_set() and (left := deadline - time.monotonic()) > 0:
+            msg = self.consumer.poll(min(left, 0.5))
+            if msg is None or msg.error() is not None:
+                continue
+            if len(self._held) < self._hold_limit():
+                self._held.append(msg)
+                continue
+            key = (msg.topic() or "", msg.partition() or 0)
+            if key not in self._paused:
+                at = TopicPartition(*key, msg.offset() or 0)
+                self._paused.add(key)
+                with contextlib.suppress(KafkaException):  # not ours any more: its next owner reads it
+                    self.consumer.pause([at])
+                    self.consumer.seek(at)
         self._report_lag(force=True)
 
     def _dead_letter(self, msg: Message, reason: str) -> None:
