@@ -85,7 +85,8 @@ def test_records_that_arrive_while_a_sink_retries_come_with_the_next_batch(
     try:
         placed = _produce(settings, topic, 6)
         worker._idle(IDLE_S)
-        assert set(_positions(worker._collect())) == placed
+        assert set(_positions(worker._held)) == placed  # read during the wait...
+        assert set(_positions(worker._collect())) == placed  # ...and in the next batch
     finally:
         worker.consumer.close()
 
@@ -97,8 +98,11 @@ def test_a_full_hold_pauses_and_skips_or_repeats_nothing(
         n = 5 * MAX_HELD_BATCHES * 2
         placed = _produce(settings, topic, n)
         worker._idle(IDLE_S)  # holds MAX_HELD_BATCHES × 2, pauses and seeks back the partitions that bring more
-        assert len(worker._held) == MAX_HELD_BATCHES * 2, "the hold did not fill: the pause was not exercised"
+        assert len(worker._held) == MAX_HELD_BATCHES * 2
+        paused, held = set(worker._paused), _positions(worker._held)
+        assert paused, "no partition was paused"
         worker._idle(IDLE_S)  # a retry with the hold still full: the paused partitions stay paused
+        assert (worker._paused, _positions(worker._held)) == (paused, held)
         got = _collect_until(worker, n)
         assert sorted(got) == sorted(placed)  # each once
         for part in range(PARTITIONS):
@@ -117,7 +121,8 @@ def test_a_rewind_reads_the_batch_and_the_held_records_after_it_once_in_order(
         batch: list[Message] = []
         wait_for(lambda: batch.extend(worker._collect()) or batch, 30, "a first batch")
         worker._idle(IDLE_S)  # holds the records after the batch until the hold is full, then pauses
-        assert len(worker._held) == MAX_HELD_BATCHES * 2, "the hold did not fill: the pause was not exercised"
+        assert len(worker._held) == MAX_HELD_BATCHES * 2
+        assert worker._paused == {(topic, 0)}
         worker._rewind(batch)  # as when a commit fails: the batch is read again, and what followed it
         assert _collect_until(worker, len(placed)) == placed
     finally:

@@ -34,7 +34,8 @@ from tradesim.services.persistence import metrics
 from tradesim.settings import Settings
 
 log = logging.getLogger("tradesim.persistence")
-#: while a sink retries, up to this many batches of new records are read and held (then the consumer pauses)
+#: while a sink retries, up to this many batches of new records are held (then the consumer pauses), and a batch
+#: that nothing of is written grows to at most as many
 MAX_HELD_BATCHES = 4
 
 
@@ -126,7 +127,7 @@ class SinkWorker:
         """Up to batch_size records, or what came within flush_ms of the first one; the held records first."""
         p = self.settings.persistence
         batch, self._held = self._held[:p.batch_size], self._held[p.batch_size:]
-        if self._paused and len(self._held) < self._hold_limit():  # room again (taken, or dropped by a rewind)
+        if self._paused and len(self._held) < self._hold_limit():  # taken from (or emptied by a rewind): room
             with contextlib.suppress(KafkaException):
                 self.consumer.resume([TopicPartition(*key) for key in self._paused])
             self._paused.clear()
@@ -175,7 +176,7 @@ class SinkWorker:
                                                             "records": len(failed), "backoff_s": backoff})
             self._idle(backoff)
             backoff = min(backoff * 2, self.settings.persistence.backoff_max_s)
-            more = self._collect() if len(batch) < MAX_HELD_BATCHES * self.settings.persistence.batch_size else []
+            more = self._collect() if len(batch) < self._hold_limit() else []
             batch += more
             fresh = self._decoded(more, parents)
             outcomes += fresh
@@ -298,10 +299,12 @@ class SinkWorker:
             key = (msg.topic() or "", msg.partition() or 0)
             if key not in self._paused:
                 at = TopicPartition(*key, msg.offset() or 0)
-                self._paused.add(key)
-                with contextlib.suppress(KafkaException):  # not ours any more: its next owner reads it
+                try:
                     self.consumer.pause([at])
                     self.consumer.seek(at)
+                except KafkaException:  # not ours any more: its next owner reads it from the commit
+                    continue
+                self._paused.add(key)  # only once sought back: a record of it dropped below is read again
         self._report_lag(force=True)
 
     def _dead_letter(self, msg: Message, reason: str) -> None:
