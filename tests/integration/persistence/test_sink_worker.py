@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 from confluent_kafka import Message
@@ -32,17 +32,27 @@ def topic(settings: Settings) -> Iterator[str]:
     client.delete_topics([name])[name].result(timeout=10)
 
 
-def _worker(settings: Settings, topic: str, index: TradeIndex, batch_size: int) -> SinkWorker:
-    """A worker of its own group on `topic`, subscribed and with its partitions assigned (nothing consumed)."""
-    s = settings.model_copy(update={
-        "topics": settings.topics.model_copy(update={"trade_executed": topic}),
-        "persistence": settings.persistence.model_copy(update={"batch_size": batch_size})})
-    worker = SinkWorker(s, index, make_consumer(s.kafka, "test-sink-" + uuid.uuid4().hex[:8]),
-                        make_producer(s.kafka), threading.Event())
-    worker.subscribe()
-    wait_for(lambda: worker.consumer.poll(0.1) is None and len(worker.consumer.assignment()) == PARTITIONS, 30,
-             "the partitions assigned")
-    return worker
+@pytest.fixture
+def make_worker(settings: Settings, topic: str, index: TradeIndex) -> Iterator[Callable[[int], SinkWorker]]:
+    """Makes workers, each of its own group on `topic`, subscribed and with its partitions assigned (nothing
+    consumed); closes them all after the test."""
+    made: list[SinkWorker] = []
+
+    def make(batch_size: int) -> SinkWorker:
+        s = settings.model_copy(update={
+            "topics": settings.topics.model_copy(update={"trade_executed": topic}),
+            "persistence": settings.persistence.model_copy(update={"batch_size": batch_size})})
+        worker = SinkWorker(s, index, make_consumer(s.kafka, "test-sink-" + uuid.uuid4().hex[:8]),
+                            make_producer(s.kafka), threading.Event())
+        made.append(worker)
+        worker.subscribe()
+        wait_for(lambda: worker.consumer.poll(0.1) is None and len(worker.consumer.assignment()) == PARTITIONS,
+                 30, "the partitions assigned")
+        return worker
+
+    yield make
+    for worker in made:
+        worker.consumer.close()
 
 
 def _produce(settings: Settings, topic: str, n: int, partition: int | None = None) -> set[tuple[int, int]]:
@@ -79,51 +89,43 @@ def _collect_until(worker: SinkWorker, n: int) -> list[tuple[int, int]]:
 
 
 def test_records_that_arrive_while_a_sink_retries_come_with_the_next_batch(
-        settings: Settings, topic: str, index: TradeIndex) -> None:
+        settings: Settings, topic: str, make_worker: Callable[[int], SinkWorker]) -> None:
     """A paused consumer would drop what it fetched and fetch again only after the retry's short collect."""
-    worker = _worker(settings, topic, index, batch_size=100)
-    try:
-        placed = _produce(settings, topic, 6)
-        worker._idle(IDLE_S)
-        assert set(_positions(worker._held)) == placed  # read during the wait...
-        assert set(_positions(worker._collect())) == placed  # ...and in the next batch
-    finally:
-        worker.consumer.close()
+    worker = make_worker(100)
+    placed = _produce(settings, topic, 6)
+    worker._idle(IDLE_S)
+    assert set(_positions(worker._held)) == placed  # read during the wait...
+    assert set(_positions(worker._collect())) == placed  # ...and in the next batch
 
 
 def test_a_full_hold_pauses_and_skips_or_repeats_nothing(
-        settings: Settings, topic: str, index: TradeIndex) -> None:
-    worker = _worker(settings, topic, index, batch_size=2)
-    try:
-        n = 5 * MAX_HELD_BATCHES * 2
-        placed = _produce(settings, topic, n)
-        worker._idle(IDLE_S)  # holds MAX_HELD_BATCHES × 2, pauses and seeks back the partitions that bring more
-        assert len(worker._held) == MAX_HELD_BATCHES * 2
-        paused, held = set(worker._paused), _positions(worker._held)
-        assert paused, "no partition was paused"
-        worker._idle(IDLE_S)  # a retry with the hold still full: the paused partitions stay paused
-        assert (worker._paused, _positions(worker._held)) == (paused, held)
-        got = _collect_until(worker, n)
-        assert sorted(got) == sorted(placed)  # each once
-        for part in range(PARTITIONS):
-            offsets = [offset for p, offset in got if p == part]
-            assert offsets == sorted(offsets), f"partition {part} out of order: {offsets}"
-    finally:
-        worker.consumer.close()
+        settings: Settings, topic: str, make_worker: Callable[[int], SinkWorker]) -> None:
+    worker = make_worker(2)
+    n = 5 * MAX_HELD_BATCHES * 2
+    placed = _produce(settings, topic, n)
+    worker._idle(IDLE_S)  # holds MAX_HELD_BATCHES × 2, pauses and seeks back the partitions that bring more
+    assert len(worker._held) == MAX_HELD_BATCHES * 2
+    paused, held = set(worker._paused), _positions(worker._held)
+    assert paused, "no partition was paused"
+    worker._idle(IDLE_S)  # a retry with the hold still full: the paused partitions stay paused
+    assert (worker._paused, _positions(worker._held)) == (paused, held)
+    got = _collect_until(worker, n)
+    assert sorted(got) == sorted(placed)  # each once
+    for part in range(PARTITIONS):
+        offsets = [offset for p, offset in got if p == part]
+        assert offsets == sorted(offsets), f"partition {part} out of order: {offsets}"
 
 
 def test_a_rewind_reads_the_batch_and_the_held_records_after_it_once_in_order(
-        settings: Settings, topic: str, index: TradeIndex) -> None:
+        settings: Settings, topic: str, make_worker: Callable[[int], SinkWorker]) -> None:
     """Also when the rewind empties a full hold whose partition was paused: it is resumed, not left paused."""
-    worker = _worker(settings, topic, index, batch_size=2)
-    try:
-        placed = sorted(_produce(settings, topic, 5 * MAX_HELD_BATCHES * 2, partition=0))
-        batch: list[Message] = []
-        wait_for(lambda: batch.extend(worker._collect()) or batch, 30, "a first batch")
-        worker._idle(IDLE_S)  # holds the records after the batch until the hold is full, then pauses
-        assert len(worker._held) == MAX_HELD_BATCHES * 2
-        assert worker._paused == {(topic, 0)}
-        worker._rewind(batch)  # as when a commit fails: the batch is read again, and what followed it
-        assert _collect_until(worker, len(placed)) == placed
-    finally:
-        worker.consumer.close()
+    worker = make_worker(2)
+    placed = sorted(_produce(settings, topic, 5 * MAX_HELD_BATCHES * 2, partition=0))
+    batch: list[Message] = []
+    wait_for(lambda: batch.extend(worker._collect()) or batch, 30, "a first batch")
+    worker._idle(IDLE_S)  # holds the records after the batch until the hold is full, then pauses
+    assert len(worker._held) == MAX_HELD_BATCHES * 2
+    assert worker._paused == {(topic, 0)}
+    worker._rewind(batch)  # as when a commit fails: the batch is read again, and what followed it
+    assert _collect_until(worker, len(placed)) == placed
+
