@@ -56,6 +56,10 @@ class Plan:
              "rounds": 4, "procs": 2}
 
     @property
+    def dynamodb(self) -> dict[str, Any]:
+        return {"requests": 3000 if self.quick else 6000, "threads": 2}
+
+    @property
     def persistence(self) -> dict[str, Any]:
         return {"events": 20_000, "rate": 300.0, "seconds": 10.0} if self.quick else \
             {"events": 100_000, "rate": 300.0, "seconds": 30.0}
@@ -91,7 +95,7 @@ def commit() -> str:
 def run(base: Settings, plan: Plan, report: Callable[[str], None]) -> dict[str, Any]:
     """Every benchmark on a fresh stack (its own empty home, the configured ports, which must be free); a
     benchmark that fails is recorded with its error and the others still run."""
-    from benchmarks import e2e, flink_bars, marketdata, orders, persistence, queries, stack_up
+    from benchmarks import dynamodb, e2e, flink_bars, marketdata, orders, persistence, queries, stack_up
     from tradesim.stack import registry
     from tradesim.stack.jobs import submit_standard_jobs
     from tradesim.stack.supervisor import Supervisor
@@ -124,6 +128,8 @@ def run(base: Settings, plan: Plan, report: Callable[[str], None]) -> dict[str, 
             supervisor.up()
             submit_standard_jobs(settings)
             o, e, b, m, p, q = plan.orders, plan.e2e, plan.bars, plan.marketdata, plan.persistence, plan.queries
+            d = plan.dynamodb
+            bench("dynamodb", lambda out: dynamodb.run(settings, d["requests"], d["threads"], out))
             bench("orders", lambda out: orders.run(settings, o["rates"], o["seconds"], o["concurrency"],
                                                    o["users"], out))
             bench("e2e", lambda out: e2e.run(settings, e["rates"], e["seconds"], e["passthrough_records"], out))
@@ -138,8 +144,8 @@ def run(base: Settings, plan: Plan, report: Callable[[str], None]) -> dict[str, 
     passthrough = doc["benchmarks"].get("bars", {}).get("passthrough_records_per_s")
     if passthrough:
         doc["probe"]["flink_passthrough_records_per_s"] = passthrough
-    doc["plan"] = {name: getattr(plan, name) for name in ("orders", "e2e", "bars", "marketdata", "persistence",
-                                                          "queries")}
+    doc["plan"] = {name: getattr(plan, name) for name in ("dynamodb", "orders", "e2e", "bars", "marketdata",
+                                                          "persistence", "queries")}
     return doc
 
 

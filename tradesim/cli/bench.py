@@ -157,6 +157,26 @@ def _e2e(rates: str, seconds: float, passthrough: int, parallelism: int | None, 
         out.print("  " + line, markup=False)
 
 
+@app.command("dynamodb")
+def dynamodb(requests: Annotated[int, typer.Option(min=100, max=1_000_000, help="Orders claimed, then read.")]
+             = 6000,
+             threads: Annotated[int, typer.Option(min=1, max=64, help="Client threads.")] = 2) -> None:
+    """The store alone: conditional claims of new orders, then reads of them (rate, p50/p99, server CPU per
+    request)."""
+    _dynamodb(requests, threads)
+
+
+@cli_errors
+def _dynamodb(requests: int, threads: int) -> None:
+    from benchmarks import dynamodb as bench_dynamodb
+
+    lines: list[str] = []
+    bench_dynamodb.run(load_settings(), requests, threads, lines)
+    out.print(f"command: tradesim bench dynamodb --requests {requests} --threads {threads}")
+    for line in lines:
+        out.print("  " + line, markup=False)
+
+
 @app.command("persistence")
 def persistence(events: Annotated[int, typer.Option(min=1000, help="Outcomes for the throughput part.")] = 100_000,
                 rate: Annotated[float, typer.Option(min=1, help="Outcomes/s for the latency part.")] = 300,
