@@ -1,5 +1,4 @@
-"""The local DynamoDB server (dynalite with the fixes in tradesim/stack/node/dynalite/server.js): it outlives clients
-that vanish in the middle of a request (a killed TaskManager), keeps its folder bounded, and follows table changes."""
+"""The local DynamoDB server outlives clients that vanish in the middle of a request (a killed TaskManager)."""
 
 from __future__ import annotations
 
@@ -68,51 +67,3 @@ def test_overwriting_an_item_between_table_listings_does_not_pile_up_old_version
         db.close()
     grown_mb = (_folder_bytes(folder) - before) / 1e6
     assert grown_mb < 20, f"the data folder grew {grown_mb:.1f} MB for one 6 KB item"
-
-
-def test_item_requests_follow_a_table_deleted_and_made_again_with_another_key(settings: Settings) -> None:
-    """server.js caches table descriptions: a deleted table must refuse items at once, and one made again under
-    the same name must be used with its new key schema."""
-    from botocore.exceptions import ClientError
-
-    from tradesim.testing.waiting import wait_for
-
-    db = DynamoDB(settings.dynamodb)
-    client = db.client
-    name = "cache-probe-" + uuid.uuid4().hex[:8]
-
-    def make(key: str) -> None:
-        client.create_table(TableName=name, BillingMode="PAY_PER_REQUEST",
-                            KeySchema=[{"AttributeName": key, "KeyType": "HASH"}],
-                            AttributeDefinitions=[{"AttributeName": key, "AttributeType": "S"}])
-        wait_for(lambda: client.describe_table(TableName=name)["Table"]["TableStatus"] == "ACTIVE", 10,
-                 f"table {name} active")
-
-    def refused(item: dict[str, dict[str, str]]) -> str:
-        with pytest.raises(ClientError) as info:
-            client.put_item(TableName=name, Item=item)
-        return str(info.value.response["Error"]["Code"])
-
-    def gone() -> bool:
-        try:
-            client.describe_table(TableName=name)
-        except ClientError as exc:
-            return bool(exc.response["Error"]["Code"] == "ResourceNotFoundException")
-        return False
-
-    try:
-        make("a")
-        client.put_item(TableName=name, Item={"a": {"S": "1"}})
-        client.delete_table(TableName=name)
-        wait_for(gone, 10, f"table {name} deleted")
-        assert refused({"a": {"S": "2"}}) == "ResourceNotFoundException"
-        make("b")
-        client.put_item(TableName=name, Item={"b": {"S": "1"}})
-        assert refused({"a": {"S": "3"}}) == "ValidationException"  # the old key schema is gone too
-        assert client.get_item(TableName=name, Key={"b": {"S": "1"}})["Item"] == {"b": {"S": "1"}}
-    finally:
-        try:
-            client.delete_table(TableName=name)
-        except ClientError:
-            pass
-        db.close()

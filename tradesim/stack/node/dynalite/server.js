@@ -22,12 +22,11 @@
 //    hundred thousand orders it took over a second, the probe timed out and `tradesim up` gave up on a healthy
 //    server. Here the descriptions' key stream is a range scan of their prefix.
 //
-// 5. Item requests cost less. Every one reads its table's description from LevelDB: here a cache keeps each
-//    description as JSON text (each reader gets its own copy, since some actions change the object they read and
-//    write it back), drops a name whenever it is written, and keeps nothing read while a write ran. And reads run
-//    synchronously: LevelDB answers them from memory in microseconds, while an asynchronous read pays two thread
-//    hand-offs (a worker thread wakes, then the event loop). Together they cut the server's CPU per conditional
-//    PutItem by about a fifth (benchmarks/RESULTS.md). Writes stay asynchronous (they wait on the log file).
+// 5. LevelDB reads run synchronously. An asynchronous read (what dynalite asks for) hands the read to a worker
+//    thread and its answer back to the event loop, and takes a LevelDB snapshot for it; LevelDB answers from memory
+//    in microseconds, so the hand-offs cost more than the read. A synchronous read sees the same state (the
+//    database as of the call). Every conditional write reads its item first, so writes gain too. Writes stay
+//    asynchronous (they wait on the log file).
 //
 // usage: node server.js --module <node_modules/dynalite> --host H --port P --path DIR --createTableMs MS
 'use strict'
@@ -64,7 +63,6 @@ const storage = require(path.join(options.module, 'db'))
 const create = storage.create
 storage.create = function (opts) {
   const created = create(opts)
-  cacheDescriptions(created.tableDb)
   const prefix = 'table~' // dynalite's key prefix of table descriptions (db/index.js getSubDb('table'))
   const scanAll = created.tableDb.createKeyStream
   created.tableDb.createKeyStream = function (streamOptions) {
@@ -76,35 +74,6 @@ storage.create = function (opts) {
     }))
   }
   return created
-}
-
-function cacheDescriptions (tableDb) {
-  const cached = new Map() // table name → its description as JSON text
-  let writes = 0 // counts the starts and ends of writes, so a read that overlapped one is not kept
-  const { get, put, del, batch } = tableDb
-  tableDb.get = function (key, callback) {
-    const text = cached.get(key)
-    if (text !== undefined) return process.nextTick(callback, null, JSON.parse(text))
-    const seen = writes
-    get.call(this, key, (err, value) => {
-      if (!err && seen === writes && value !== undefined) cached.set(key, JSON.stringify(value))
-      callback(err, value)
-    })
-  }
-  const writing = (write, keysOf) => function (first, ...rest) {
-    writes++
-    const keys = keysOf(first)
-    for (const key of keys) cached.delete(key)
-    const callback = typeof rest[rest.length - 1] === 'function' ? rest.pop() : () => {}
-    write.call(this, first, ...rest, (...answer) => {
-      writes++
-      for (const key of keys) cached.delete(key)
-      callback(...answer)
-    })
-  }
-  tableDb.put = writing(put, (key) => [key])
-  tableDb.del = writing(del, (key) => [key])
-  tableDb.batch = writing(batch, (operations) => operations.map((op) => op.key))
 }
 
 const dynalite = require(options.module)
