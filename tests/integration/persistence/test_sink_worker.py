@@ -1,11 +1,13 @@
 """A sink's loop reading while its sink retries, on the stack's Kafka: what arrives during the wait comes with the
-next batch; with the hold full, nothing is skipped or read twice; a rewind drops the held records it reads again."""
+next batch; with the hold full, nothing is skipped or read twice; a rewind, or a rebalance that takes partitions
+away, drops the held records that will be read again."""
 
 from __future__ import annotations
 
 import threading
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
+from typing import Protocol
 
 import pytest
 from confluent_kafka import Message
@@ -32,22 +34,27 @@ def topic(settings: Settings) -> Iterator[str]:
     client.delete_topics([name])[name].result(timeout=10)
 
 
+class MakeWorker(Protocol):
+    def __call__(self, batch_size: int, group: str | None = None) -> SinkWorker: ...
+
+
 @pytest.fixture
-def make_worker(settings: Settings, topic: str, index: TradeIndex) -> Iterator[Callable[[int], SinkWorker]]:
-    """Makes workers, each of its own group on `topic`, subscribed and with its partitions assigned (nothing
-    consumed); closes them all after the test."""
+def make_worker(settings: Settings, topic: str, index: TradeIndex) -> Iterator[MakeWorker]:
+    """Makes workers on `topic`, subscribed; one of a new group (the default) waits for every partition, nothing
+    consumed; one joining a `group` does not wait. Closes them all after the test."""
     made: list[SinkWorker] = []
 
-    def make(batch_size: int) -> SinkWorker:
+    def make(batch_size: int, group: str | None = None) -> SinkWorker:
         s = settings.model_copy(update={
             "topics": settings.topics.model_copy(update={"trade_executed": topic}),
             "persistence": settings.persistence.model_copy(update={"batch_size": batch_size})})
-        worker = SinkWorker(s, index, make_consumer(s.kafka, "test-sink-" + uuid.uuid4().hex[:8]),
+        worker = SinkWorker(s, index, make_consumer(s.kafka, group or "test-sink-" + uuid.uuid4().hex[:8]),
                             make_producer(s.kafka), threading.Event())
         made.append(worker)
         worker.subscribe()
-        wait_for(lambda: worker.consumer.poll(0.1) is None and len(worker.consumer.assignment()) == PARTITIONS,
-                 30, "the partitions assigned")
+        if group is None:
+            wait_for(lambda: worker.consumer.poll(0.1) is None
+                     and len(worker.consumer.assignment()) == PARTITIONS, 30, "the partitions assigned")
         return worker
 
     yield make
@@ -89,7 +96,7 @@ def _collect_until(worker: SinkWorker, n: int) -> list[tuple[int, int]]:
 
 
 def test_records_that_arrive_while_a_sink_retries_come_with_the_next_batch(
-        settings: Settings, topic: str, make_worker: Callable[[int], SinkWorker]) -> None:
+        settings: Settings, topic: str, make_worker: MakeWorker) -> None:
     """A paused consumer would drop what it fetched and fetch again only after the retry's short collect."""
     worker = make_worker(100)
     placed = _produce(settings, topic, 6)
@@ -99,7 +106,7 @@ def test_records_that_arrive_while_a_sink_retries_come_with_the_next_batch(
 
 
 def test_a_full_hold_pauses_and_skips_or_repeats_nothing(
-        settings: Settings, topic: str, make_worker: Callable[[int], SinkWorker]) -> None:
+        settings: Settings, topic: str, make_worker: MakeWorker) -> None:
     worker = make_worker(2)
     n = 5 * MAX_HELD_BATCHES * 2
     placed = _produce(settings, topic, n)
@@ -117,7 +124,7 @@ def test_a_full_hold_pauses_and_skips_or_repeats_nothing(
 
 
 def test_a_rewind_reads_the_batch_and_the_held_records_after_it_once_in_order(
-        settings: Settings, topic: str, make_worker: Callable[[int], SinkWorker]) -> None:
+        settings: Settings, topic: str, make_worker: MakeWorker) -> None:
     """Also when the rewind empties a full hold whose partition was paused: it is resumed, not left paused."""
     worker = make_worker(2)
     placed = sorted(_produce(settings, topic, 5 * MAX_HELD_BATCHES * 2, partition=0))
@@ -129,3 +136,53 @@ def test_a_rewind_reads_the_batch_and_the_held_records_after_it_once_in_order(
     worker._rewind(batch)  # as when a commit fails: the batch is read again, and what followed it
     assert _collect_until(worker, len(placed)) == placed
 
+
+
+def test_partitions_taken_away_mid_retry_drop_their_held_records_and_are_not_left_paused(
+        settings: Settings, topic: str, make_worker: MakeWorker) -> None:
+    """A second worker joins the group while the first holds records and has paused partitions: the rebalance
+    takes partitions away (librdkafka's default assignors revoke all, then assign anew). Whatever the first keeps
+    or gets back it reads again from the commit (nothing committed here: from the start), so together the two
+    read every record once; a held record of a revoked partition would come twice, a pause left behind never."""
+    group = "test-sink-" + uuid.uuid4().hex[:8]
+    first = make_worker(2, group)
+    wait_for(lambda: first.consumer.poll(0.1) is None and len(first.consumer.assignment()) == PARTITIONS, 30,
+             "the partitions assigned to the first worker")
+    n = 5 * MAX_HELD_BATCHES * 2
+    placed = _produce(settings, topic, n)
+    first._idle(IDLE_S)
+    assert len(first._held) == MAX_HELD_BATCHES * 2
+    assert first._paused, "no partition was paused"
+
+    retrying = threading.Event()
+    assigned: list[int] = [PARTITIONS]  # the first worker's, as of its last wait (a consumer is not shared)
+
+    def retry() -> None:  # the first worker's waits go on, and take part in the rebalance, while the second joins
+        while not retrying.is_set():
+            first._idle(0.2)
+            assigned[0] = len(first.consumer.assignment())
+
+    waits = threading.Thread(target=retry)
+    waits.start()
+    second = make_worker(2, group)
+    got: list[tuple[int, int]] = []
+    try:
+        def split() -> bool:
+            got.extend(_positions(second._collect()))
+            theirs = len(second.consumer.assignment())
+            return 0 < theirs < PARTITIONS and assigned[0] + theirs == PARTITIONS
+        wait_for(split, 60, "the partitions split between the two workers")
+    finally:
+        retrying.set()
+        waits.join(10)
+    assert not waits.is_alive()
+    kept = {(tp.topic, tp.partition) for tp in first.consumer.assignment()}
+    assert {(m.topic(), m.partition()) for m in first._held} <= kept
+    assert first._paused <= kept
+
+    def both_read_everything() -> bool:
+        got.extend(_positions(first._collect()) + _positions(second._collect()))
+        return len(got) >= n
+
+    wait_for(both_read_everything, 60, f"{n} records collected by the two workers")
+    assert sorted(got) == sorted(placed)  # each once
