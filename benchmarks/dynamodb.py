@@ -15,6 +15,7 @@ from benchmarks.usage import component_usage, cpu_spent
 from tradesim.adapters.dynamodb.client import DynamoDB
 from tradesim.adapters.dynamodb.orders import OrderStore
 from tradesim.domain.events import OrderPlaced
+from tradesim.ports import Unavailable
 from tradesim.settings import Settings
 from tradesim.stack.errors import UserError
 
@@ -29,17 +30,23 @@ def _order(user_id: str) -> OrderPlaced:
 
 def _phase(settings: Settings, name: str, calls: list[Callable[[], Any]], threads: int,
            out: list[str]) -> dict[str, float]:
-    """Runs the calls from `threads` threads; the rate, each call's latency and the server's CPU per call."""
+    """Runs the calls from `threads` threads; the rate, each call's latency and the server's CPU per call. A call
+    that raises ends the phase with that error (after every thread stopped), so no figure counts calls not made."""
     latencies: list[float] = []
+    failures: list[BaseException] = []
     lock = threading.Lock()
     parts = [calls[i::threads] for i in range(threads)]
 
     def work(part: list[Callable[[], Any]]) -> None:
         mine = []
-        for call in part:
-            start = time.perf_counter()
-            call()
-            mine.append(time.perf_counter() - start)
+        try:
+            for call in part:
+                start = time.perf_counter()
+                call()
+                mine.append(time.perf_counter() - start)
+        except Exception as exc:  # noqa: BLE001 - handed to the main thread, which raises it
+            with lock:
+                failures.append(exc)
         with lock:
             latencies.extend(mine)
 
@@ -50,6 +57,8 @@ def _phase(settings: Settings, name: str, calls: list[Callable[[], Any]], thread
     for w in workers:
         w.join()
     elapsed = time.monotonic() - started
+    if failures:
+        raise failures[0]
     spent = cpu_spent(before, component_usage(settings)).get("dynamodb")
     if spent is None:
         raise UserError("the dynamodb component restarted or stopped during the run; run again")
@@ -62,29 +71,37 @@ def _phase(settings: Settings, name: str, calls: list[Callable[[], Any]], thread
 
 
 def run(settings: Settings, requests: int, threads: int, out: list[str]) -> dict[str, dict[str, float]]:
+    """Server CPU per request includes whatever else the server did meanwhile (health probes, other clients): run
+    it on a stack at rest for the figure of the requests alone."""
     if "dynamodb" not in component_usage(settings):
         raise UserError("the dynamodb component is not running here: `tradesim up --only dynamodb`")
     db = DynamoDB(settings.dynamodb)
     try:
-        store = OrderStore(db)
-        user_id = "u_bench_" + uuid.uuid4().hex[:8]
-        for _ in range(WARMUP):
-            store.claim(_order(user_id))
-        orders = [_order(user_id) for _ in range(requests)]
-
-        def claim(order: OrderPlaced) -> Callable[[], None]:
-            def call() -> None:
-                if store.claim(order) is not None:
-                    raise AssertionError(f"order {order.order_id} was claimed before")
-            return call
-
-        def read(order: OrderPlaced) -> Callable[[], None]:
-            def call() -> None:
-                if store.get(order.order_id) is None:
-                    raise AssertionError(f"order {order.order_id} not found after its claim")
-            return call
-
-        return {"claim": _phase(settings, "conditional claim (PutItem)", [claim(o) for o in orders], threads, out),
-                "get": _phase(settings, "read of the order (GetItem)", [read(o) for o in orders], threads, out)}
+        return _run(settings, db, requests, threads, out)
+    except Unavailable as exc:
+        raise UserError(f"DynamoDB did not answer: {exc}") from None
     finally:
         db.close()
+
+
+def _run(settings: Settings, db: DynamoDB, requests: int, threads: int, out: list[str]) -> dict[str, dict[str, float]]:
+    store = OrderStore(db)
+    user_id = "u_bench_" + uuid.uuid4().hex[:8]
+    for _ in range(WARMUP):
+        store.claim(_order(user_id))
+    orders = [_order(user_id) for _ in range(requests)]
+
+    def claim(order: OrderPlaced) -> Callable[[], None]:
+        def call() -> None:
+            if store.claim(order) is not None:
+                raise AssertionError(f"order {order.order_id} was claimed before")
+        return call
+
+    def read(order: OrderPlaced) -> Callable[[], None]:
+        def call() -> None:
+            if store.get(order.order_id) is None:
+                raise AssertionError(f"order {order.order_id} not found after its claim")
+        return call
+
+    return {"claim": _phase(settings, "conditional claim (PutItem)", [claim(o) for o in orders], threads, out),
+            "get": _phase(settings, "read of the order (GetItem)", [read(o) for o in orders], threads, out)}

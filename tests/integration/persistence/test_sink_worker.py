@@ -137,7 +137,6 @@ def test_a_rewind_reads_the_batch_and_the_held_records_after_it_once_in_order(
     assert _collect_until(worker, len(placed)) == placed
 
 
-
 def test_partitions_taken_away_mid_retry_drop_their_held_records_and_are_not_left_paused(
         settings: Settings, topic: str, make_worker: MakeWorker) -> None:
     """A second worker joins the group while the first holds records and has paused partitions: the rebalance
@@ -156,11 +155,15 @@ def test_partitions_taken_away_mid_retry_drop_their_held_records_and_are_not_lef
 
     retrying = threading.Event()
     assigned: list[int] = [PARTITIONS]  # the first worker's, as of its last wait (a consumer is not shared)
+    failed: list[BaseException] = []
 
     def retry() -> None:  # the first worker's waits go on, and take part in the rebalance, while the second joins
-        while not retrying.is_set():
-            first._idle(0.2)
-            assigned[0] = len(first.consumer.assignment())
+        try:
+            while not retrying.is_set():
+                first._idle(0.2)
+                assigned[0] = len(first.consumer.assignment())
+        except BaseException as exc:  # noqa: BLE001 - raised in the test's thread below
+            failed.append(exc)
 
     waits = threading.Thread(target=retry)
     waits.start()
@@ -171,11 +174,13 @@ def test_partitions_taken_away_mid_retry_drop_their_held_records_and_are_not_lef
             got.extend(_positions(second._collect()))
             theirs = len(second.consumer.assignment())
             return 0 < theirs < PARTITIONS and assigned[0] + theirs == PARTITIONS
-        wait_for(split, 60, "the partitions split between the two workers")
+        wait_for(lambda: bool(failed) or split(), 60, "the partitions split between the two workers")
     finally:
         retrying.set()
         waits.join(10)
     assert not waits.is_alive()
+    if failed:
+        raise failed[0]
     kept = {(tp.topic, tp.partition) for tp in first.consumer.assignment()}
     assert {(m.topic(), m.partition()) for m in first._held} <= kept
     assert first._paused <= kept

@@ -23,10 +23,10 @@
 //    server. Here the descriptions' key stream is a range scan of their prefix.
 //
 // 5. LevelDB reads run synchronously. An asynchronous read (what dynalite asks for) hands the read to a worker
-//    thread and its answer back to the event loop, and takes a LevelDB snapshot for it; LevelDB answers from memory
-//    in microseconds, so the hand-offs cost more than the read. A synchronous read sees the same state (the
-//    database as of the call). Every conditional write reads its item first, so writes gain too. Writes stay
-//    asynchronous (they wait on the log file).
+//    thread and its answer back to the event loop, and takes a LevelDB snapshot for it; LevelDB answers a read from
+//    its caches in microseconds, so the hand-offs cost more than the read. A synchronous read sees the same state
+//    (the database as of the call); one that misses the caches holds the event loop for its disk read. Every
+//    conditional write reads its item first, so writes gain too. Writes stay asynchronous.
 //
 // usage: node server.js --module <node_modules/dynalite> --host H --port P --path DIR --createTableMs MS
 'use strict'
