@@ -53,13 +53,18 @@ def make_worker(settings: Settings, topic: str, index: TradeIndex) -> Iterator[M
         made.append(worker)
         worker.subscribe()
         if group is None:
-            wait_for(lambda: worker.consumer.poll(0.1) is None
-                     and len(worker.consumer.assignment()) == PARTITIONS, 30, "the partitions assigned")
+            _wait_assigned_all(worker)
         return worker
 
     yield make
     for worker in made:
         worker.consumer.close()
+
+
+def _wait_assigned_all(worker: SinkWorker) -> None:
+    """Until every partition is the worker's (polling, which consumes nothing before any record is produced)."""
+    wait_for(lambda: worker.consumer.poll(0.1) is None and len(worker.consumer.assignment()) == PARTITIONS, 30,
+             "the partitions assigned")
 
 
 def _produce(settings: Settings, topic: str, n: int, partition: int | None = None) -> set[tuple[int, int]]:
@@ -145,8 +150,7 @@ def test_partitions_taken_away_mid_retry_drop_their_held_records_and_are_not_lef
     read every record once; a held record of a revoked partition would come twice, a pause left behind never."""
     group = "test-sink-" + uuid.uuid4().hex[:8]
     first = make_worker(2, group)
-    wait_for(lambda: first.consumer.poll(0.1) is None and len(first.consumer.assignment()) == PARTITIONS, 30,
-             "the partitions assigned to the first worker")
+    _wait_assigned_all(first)
     n = 5 * MAX_HELD_BATCHES * 2
     placed = _produce(settings, topic, n)
     first._idle(IDLE_S)
