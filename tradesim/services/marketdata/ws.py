@@ -48,9 +48,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import redis.asyncio as aioredis
-from websockets.asyncio.server import Server, ServerConnection, broadcast, serve
+from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
-from websockets.frames import CloseCode
+from websockets.frames import CloseCode, Frame, Opcode
+from websockets.protocol import State
 
 from tradesim.adapters.redis.bars import CHANNEL_PATTERN as BARS_PATTERN
 from tradesim.adapters.redis.bars import CHANNEL_PREFIX as BARS_PREFIX
@@ -109,23 +110,35 @@ def _drop(index: dict[str, set[Client]], mine: set[str], client: Client, keys: l
                 del index[key]
 
 
+def text_frame(text: str) -> bytes:
+    """`text` as one unmasked, uncompressed WebSocket text frame: what a server writes, header included."""
+    return Frame(Opcode.TEXT, text.encode()).serialize(mask=False, extensions=[])
+
+
 def _fan_out(clients: Iterable[Client], frame: str, update: Update | None) -> None:
     """Encode `frame` once and write it to every client that keeps up (nothing queued, a small socket backlog), so
     order holds; queue it for the others: as a price `update` (which may be conflated), or without one as a
-    control frame (which a conflation keeps, ahead of the prices)."""
-    direct = []
+    control frame (which a conflation keeps, ahead of the prices).
+
+    The frame's bytes go straight to each transport: the library's `broadcast` serializes the frame again for
+    every connection, a quarter of the fan-out's time at 1,000 clients."""
+    data = b""
     now = time.monotonic()
+    sent = 0
     for client in clients:
-        if client.can_take_directly():
+        transport = client.direct_transport()
+        if transport is not None:
+            if not data:
+                data = text_frame(frame)
+            transport.write(data)
             client.last_sent = now
-            direct.append(client.ws)
+            sent += 1
         elif update is not None:
             client.offer(update)
         else:
             client.send_now(frame)
-    if direct:
-        broadcast(direct, frame)
-        metrics.UPDATES_OUT.inc(len(direct))
+    if sent:
+        metrics.UPDATES_OUT.inc(sent)
 
 
 def _window_start(bar_json: str) -> int:
@@ -154,10 +167,17 @@ class Client:
         self.replies = 0  # control frames in `queue`
         self.last_sent = time.monotonic()  # when a frame last went to its socket (heartbeats go to quiet ones)
 
-    def can_take_directly(self) -> bool:
-        transport = self.ws.transport
-        return (not self.queue and not self.paused and self.closing is None and transport is not None
-                and transport.get_write_buffer_size() < DIRECT_BACKLOG)
+    def direct_transport(self) -> asyncio.WriteTransport | None:
+        """The socket's transport if a frame may be written to it now, bypassing the queue and the protocol: the
+        client keeps up (nothing queued or paused, a small backlog), the connection is open, no fragmented send
+        is under way and no extension (compression) rewrites frames; else None."""
+        ws = self.ws
+        transport = ws.transport
+        if (self.queue or self.paused or self.closing is not None or ws.protocol.state is not State.OPEN
+                or ws.send_in_progress is not None or ws.protocol.extensions
+                or transport.get_write_buffer_size() >= DIRECT_BACKLOG):
+            return None
+        return transport
 
     def offer(self, update: Update) -> None:
         if self.closing is not None:
