@@ -1,9 +1,12 @@
-"""The fan-out's frame bytes, read back by the websockets library's own frame parser (what a client runs)."""
+"""The fan-out's frame bytes: what the websockets library itself writes for a server, and what its parser (a
+client's) reads back."""
 
 from __future__ import annotations
 
 import pytest
 from websockets.frames import Frame, Opcode
+from websockets.protocol import State
+from websockets.server import ServerProtocol
 from websockets.streams import StreamReader
 
 from tradesim.services.marketdata.ws import text_frame
@@ -29,3 +32,7 @@ def test_a_fan_out_frame_is_one_whole_unmasked_final_text_frame(size: int) -> No
     frame, rest = _parse(text_frame(text))
     assert (frame.opcode, frame.fin, frame.data.decode()) == (Opcode.TEXT, True, text)
     assert rest == b""  # nothing left over: a client reads the next frame from the right byte
+    library = ServerProtocol()
+    library.state = State.OPEN  # past the opening handshake, which this comparison does not need
+    library.send_text(text.encode())
+    assert library.data_to_send() == [text_frame(text)]  # byte for byte what `broadcast` would have written

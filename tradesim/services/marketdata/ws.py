@@ -118,19 +118,25 @@ def text_frame(text: str) -> bytes:
 def _fan_out(clients: Iterable[Client], frame: str, update: Update | None) -> None:
     """Encode `frame` once and write it to every client that keeps up (nothing queued, a small socket backlog), so
     order holds; queue it for the others: as a price `update` (which may be conflated), or without one as a
-    control frame (which a conflation keeps, ahead of the prices).
+    control frame (which a conflation keeps, ahead of the prices). A connection no longer open is skipped.
 
-    The frame's bytes go straight to each transport, where the library's `broadcast` serializes the frame again
+    The frame's bytes go straight to each transport, whereas the library's `broadcast` serializes the frame again
     for every connection (docs/design/market-data.md)."""
     data = b""
     now = time.monotonic()
     sent = 0
     for client in clients:
-        transport = client.direct_transport()
-        if transport is not None:
+        ws = client.ws
+        if ws.protocol.state is not State.OPEN or ws.transport.is_closing():
+            continue  # its handler is ending; as in the library's broadcast, nothing more goes to it
+        if client.takes_directly():
             if not data:
                 data = text_frame(frame)
-            transport.write(data)
+            try:
+                ws.transport.write(data)
+            except Exception:  # one broken connection must not end the fan-out (the listener task) for all
+                log.warning("direct write failed", exc_info=True, extra={"remote": str(ws.remote_address)})
+                continue
             client.last_sent = now
             sent += 1
         elif update is not None:
@@ -167,17 +173,14 @@ class Client:
         self.replies = 0  # control frames in `queue`
         self.last_sent = time.monotonic()  # when a frame last went to its socket (heartbeats go to quiet ones)
 
-    def direct_transport(self) -> asyncio.WriteTransport | None:
-        """The socket's transport if a frame may be written to it now, bypassing the queue and the protocol: the
-        client keeps up (nothing queued or paused, a small backlog), the connection is open, no fragmented send
-        is under way and no extension (compression) rewrites frames; else None."""
+    def takes_directly(self) -> bool:
+        """Whether a frame may be written to its open connection now, past its queues and the protocol: nothing
+        of its own waits (account frames, queued updates, a subscription being answered), its socket backlog is
+        small, no fragmented send is under way and no extension (compression) rewrites frames."""
         ws = self.ws
-        transport = ws.transport
-        if (self.queue or self.paused or self.closing is not None or ws.protocol.state is not State.OPEN
-                or ws.send_in_progress is not None or ws.protocol.extensions
-                or transport.get_write_buffer_size() >= DIRECT_BACKLOG):
-            return None
-        return transport
+        return not (self.account or self.queue or self.paused or self.closing is not None
+                    or ws.send_in_progress is not None or ws.protocol.extensions
+                    or ws.transport.get_write_buffer_size() >= DIRECT_BACKLOG)
 
     def offer(self, update: Update) -> None:
         if self.closing is not None:
