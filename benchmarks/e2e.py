@@ -22,7 +22,8 @@ from confluent_kafka import TopicPartition
 
 from benchmarks.flink_bars import _count_until, _produce, _ticks
 from benchmarks.orders import _fresh_price, _order_request, _Pool, _setup, price_tick
-from benchmarks.usage import component_usage, cpu_spent
+from benchmarks.stats import percentile
+from benchmarks.usage import component_usage, cpu_spent, switches_spent
 from tradesim.adapters.kafka.client import TopicSpec, consumer, ensure_topics
 from tradesim.services.ingest.publisher import publish_all
 from tradesim.settings import Settings
@@ -39,6 +40,7 @@ class _Outcomes(threading.Thread):
         self.c.assign([TopicPartition(topic, p, self.c.get_watermark_offsets(TopicPartition(topic, p),
                                                                              timeout=10)[1]) for p in parts])
         self.arrived: dict[str, tuple[float, str]] = {}
+        self.decided_ms: dict[str, int] = {}  # the settle's decision time (wall clock), for the breakdown
         self.stop = threading.Event()
 
     def run(self) -> None:
@@ -49,17 +51,20 @@ class _Outcomes(threading.Thread):
             for m in [] if first is None else [first, *self.c.consume(999, 0)]:
                 if m.error() is None:
                     o = json.loads(m.value())  # only two fields: a full model decode per record costs the SUT CPU
-                    self.arrived.setdefault(o["order_id"], (time.monotonic(), o["status"]))
+                    if self.arrived.setdefault(o["order_id"], (now := time.monotonic(), o["status"]))[0] == now:
+                        self.decided_ms[o["order_id"]] = o["decided_at_ms"]
         self.c.close()
 
 
 async def _open_loop(settings: Settings, keys: list[str], symbol: str, rate: float, seconds: float,
-                     ) -> tuple[int, Counter[str], dict[str, float]]:
-    """(sent, refusals by status and code, order_id → scheduled send time) for one offered rate.
+                     ) -> tuple[int, Counter[str], dict[str, float], dict[str, float]]:
+    """(sent, refusals by status and code, order_id → scheduled send time, order_id → time of the API's 202) for
+    one offered rate.
 
     Uses the lean keep-alive client of `bench orders`: with httpx (and a model decode per outcome) the load
     generator took half a core at 120 orders/s from the system under test on the same two cores."""
     scheduled: dict[str, float] = {}
+    answered: dict[str, float] = {}
     errors: Counter[str] = Counter()
     url = urlsplit(settings.api.client_url)
     pool = _Pool(url.hostname or "127.0.0.1", url.port or 80)
@@ -68,7 +73,8 @@ async def _open_loop(settings: Settings, keys: list[str], symbol: str, rate: flo
     async def send(i: int, at: float) -> None:
         status, body = await pool.exchange(_order_request(host, keys, symbol, i))
         if status == 202:
-            scheduled[json.loads(body)["order_id"]] = at
+            order_id = json.loads(body)["order_id"]
+            scheduled[order_id], answered[order_id] = at, time.monotonic()
         elif status == 0:
             errors["connection failed"] += 1  # an overloaded server dropping the connection counts as refused
         else:
@@ -91,7 +97,7 @@ async def _open_loop(settings: Settings, keys: list[str], symbol: str, rate: flo
     await asyncio.gather(*tasks)
     keeper.cancel()
     pool.close()
-    return n, errors, scheduled
+    return n, errors, scheduled, answered
 
 
 def _backlog(settings: Settings, group: str = "tradesim-execution") -> int:
@@ -133,22 +139,42 @@ def accounts_for(settings: Settings, rate: float) -> int:
     return max(8, math.ceil(rate * hold_s / (0.8 * settings.trading.max_recent_orders)))
 
 
+def _legs(scheduled: dict[str, float], answered: dict[str, float], reader: _Outcomes) -> dict[str, dict[str, float]]:
+    """Each order's latency in three legs: its scheduled send → the API's 202 (after the claim and Kafka's ack);
+    → the settle's decision (`decided_at_ms`: fetched by the job, matched, queued for the group commit); → its
+    outcome read here (the settle's write, the sink, Kafka). The decision time is the job's wall clock, on this
+    box, so it is moved onto the monotonic clock with one offset."""
+    offset = time.time() - time.monotonic()
+    legs: dict[str, list[float]] = {"API": [], "to the decision": [], "to the outcome": []}
+    for order_id, at in scheduled.items():
+        if order_id not in reader.arrived or order_id not in reader.decided_ms:
+            continue
+        decided = reader.decided_ms[order_id] / 1000 - offset
+        for name, start, end in (("API", at, answered[order_id]), ("to the decision", answered[order_id], decided),
+                                 ("to the outcome", decided, reader.arrived[order_id][0])):
+            legs[name].append((end - start) * 1000)
+    return {name: {"p50": percentile(v, 50), "p99": percentile(v, 99)} for name, v in legs.items()}
+
+
 IDLE_S = 10.0
 
 
-def _idle_cpu(settings: Settings, seconds: float = IDLE_S) -> dict[str, float]:
-    """CPU seconds per second each component spends with no orders (heartbeats, checkpoints, scrapes, merges)."""
+def _idle(settings: Settings, seconds: float = IDLE_S) -> tuple[dict[str, float], dict[str, float]]:
+    """CPU seconds and context switches per second each component spends with no orders (heartbeats,
+    checkpoints, scrapes, merges, timers)."""
     before, start = component_usage(settings), time.monotonic()
     time.sleep(seconds)  # the measured window itself, not a wait for a condition
-    spent = cpu_spent(before, component_usage(settings))
+    after = component_usage(settings)
     elapsed = time.monotonic() - start
-    return {name: s / elapsed for name, s in spent.items()}
+    return ({name: s / elapsed for name, s in cpu_spent(before, after).items()},
+            {name: n / elapsed for name, n in switches_spent(before, after).items()})
 
 
-def cpu_per_order(spent: dict[str, float], idle: dict[str, float], elapsed_s: float, orders: int,
+def net_per_order(spent: dict[str, float], idle: dict[str, float], elapsed_s: float, orders: int,
                   ) -> dict[str, float]:
-    """CPU-ms per order of each component over a measured phase, net of what it spends idle in as long."""
-    return {name: max(0.0, s - idle.get(name, 0.0) * elapsed_s) * 1000 / orders for name, s in spent.items()}
+    """What each component spent over a measured phase (CPU seconds, context switches), net of what it spends
+    idle in as long, per order."""
+    return {name: max(0.0, s - idle.get(name, 0.0) * elapsed_s) / orders for name, s in spent.items()}
 
 
 def run(settings: Settings, rates: list[float], seconds: float, passthrough_records: int, out: list[str],
@@ -172,21 +198,22 @@ def run(settings: Settings, rates: list[float], seconds: float, passthrough_reco
         # warm-up, not reported: the job may have just started (JIT, Python workers, first checkpoints); 2 s at
         # 25/s left the first measured phase of a fresh stack with a p99 of 330 ms against 50–85 ms later
         _fresh_price(settings, symbol, int(time.time()))
-        _, _, warm = asyncio.run(_open_loop(settings, keys, symbol, min(rates), 10))
+        _, _, warm, _ = asyncio.run(_open_loop(settings, keys, symbol, min(rates), 10))
         deadline = time.monotonic() + 180
         while time.monotonic() < deadline and not set(warm) <= set(reader.arrived):
             time.sleep(0.1)
-        idle = _idle_cpu(settings)
+        idle, idle_switches = _idle(settings)
         out.append("idle CPU (ms/s): " + ", ".join(f"{n} {v * 1000:.0f}" for n, v in sorted(idle.items()))
                    + f"; total {sum(idle.values()) * 1000:.0f}")
         for rate in rates:
             _fresh_price(settings, symbol, int(time.time()))
             before, started = component_usage(settings), time.monotonic()
-            sent, errors, scheduled = asyncio.run(_open_loop(settings, keys, symbol, rate, seconds))
+            sent, errors, scheduled, answered = asyncio.run(_open_loop(settings, keys, symbol, rate, seconds))
             deadline = time.monotonic() + 120
             while time.monotonic() < deadline and not set(scheduled) <= set(reader.arrived):
                 time.sleep(0.1)
-            spent, elapsed = cpu_spent(before, component_usage(settings)), time.monotonic() - started
+            after, elapsed = component_usage(settings), time.monotonic() - started
+            spent, switches = cpu_spent(before, after), switches_spent(before, after)
             lat = sorted((reader.arrived[o][0] - t) * 1000 for o, t in scheduled.items() if o in reader.arrived)
             done = [reader.arrived[o][0] for o in scheduled if o in reader.arrived]
             window = (max(done) - min(scheduled.values())) if done else float("nan")
@@ -194,16 +221,25 @@ def run(settings: Settings, rates: list[float], seconds: float, passthrough_reco
             p50 = lat[len(lat) // 2] if lat else float("nan")
             p99 = lat[min(len(lat) - 1, int(len(lat) * 0.99))] if lat else float("nan")
             rate_done = len(done) / window if done else 0.0
-            cpu = cpu_per_order(spent, idle, elapsed, len(done)) if done else {}
-            figures[rate] = {"p50_ms": p50, "p99_ms": p99, "outcomes_per_s": rate_done,
-                             "cpu_ms_per_order": cpu, "cpu_ms_per_order_total": sum(cpu.values())}
+            cpu = {n: v * 1000 for n, v in net_per_order(spent, idle, elapsed, len(done)).items()} if done else {}
+            hand_offs = net_per_order({n: float(v) for n, v in switches.items()}, idle_switches, elapsed,
+                                      len(done)) if done else {}
+            legs = _legs(scheduled, answered, reader)
+            figures[rate] = {"p50_ms": p50, "p99_ms": p99, "outcomes_per_s": rate_done, "legs_ms": legs,
+                             "cpu_ms_per_order": cpu, "cpu_ms_per_order_total": sum(cpu.values()),
+                             "switches_per_order": hand_offs}
             refused = ", ".join(f"{n} × {why}" for why, n in errors.most_common()) or "none"
             out.append(f"offered {rate:g} orders/s for {seconds:g} s: {len(scheduled)}/{sent} accepted "
                        f"(refused: {refused}), {len(done)} outcomes ({executed} executed) at {rate_done:,.0f}/s; "
                        f"order→outcome p50 {p50:,.0f} ms, p99 {p99:,.0f} ms")
+            out.append("  where it waited, p50 / p99: " + ", ".join(
+                f"{name} {v['p50']:,.0f} / {v['p99']:,.0f} ms" for name, v in legs.items()))
             out.append("  CPU-ms per order, net of idle: " + ", ".join(
                 f"{n} {v:.2f}" for n, v in sorted(cpu.items(), key=lambda kv: -kv[1]) if v >= 0.005)
                 + f"; total {sum(cpu.values()):.2f}")
+            out.append("  context switches per order, net of idle: " + ", ".join(
+                f"{n} {v:.1f}" for n, v in sorted(hand_offs.items(), key=lambda kv: -kv[1]) if v >= 0.05)
+                + f"; total {sum(hand_offs.values()):.1f}")
     finally:
         reader.stop.set()
     # the platform's own limit, same run

@@ -1,5 +1,5 @@
-"""CPU per order in `bench e2e`: what a component spent on the load, net of what it spends idle, and never a
-figure from a component that restarted in between."""
+"""CPU and context switches per order in `bench e2e`: what a component spent on the load, net of what it spends
+idle, and never a figure from a component that restarted in between."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import os
 
 import pytest
 
-from benchmarks.e2e import cpu_per_order
-from benchmarks.usage import Usage, cpu_spent
+from benchmarks.e2e import net_per_order
+from benchmarks.usage import Usage, cpu_spent, switches_spent
 
 
 def test_a_restarted_or_vanished_component_is_left_out() -> None:
@@ -17,10 +17,29 @@ def test_a_restarted_or_vanished_component_is_left_out() -> None:
     assert cpu_spent(before, after) == {"api": pytest.approx(2.5)}
 
 
-def test_cpu_per_order_subtracts_the_idle_rate_over_the_same_time() -> None:
-    per = cpu_per_order({"api": 3.0, "flink": 6.0, "opensearch": 0.1}, {"flink": 0.2, "opensearch": 0.05},
+def test_switches_of_a_restarted_component_are_left_out() -> None:
+    before = {"api": Usage(10, 5.0, 1, 1, switches=100), "kafka": Usage(20, 50.0, 1, 1, switches=9000)}
+    after = {"api": Usage(10, 7.5, 1, 1, switches=350), "kafka": Usage(21, 0.5, 1, 1, switches=10)}
+    assert switches_spent(before, after) == {"api": 250}
+
+
+def test_per_order_subtracts_the_idle_rate_over_the_same_time() -> None:
+    per = net_per_order({"api": 3.0, "flink": 6.0, "opensearch": 0.1}, {"flink": 0.2, "opensearch": 0.05},
                         elapsed_s=10.0, orders=1000)
-    assert per == {"api": pytest.approx(3.0), "flink": pytest.approx(4.0), "opensearch": 0.0}
+    assert per == {"api": pytest.approx(0.003), "flink": pytest.approx(0.004), "opensearch": 0.0}
+
+
+def test_a_threads_waits_are_counted_as_context_switches() -> None:
+    import threading
+
+    from benchmarks.usage import _switches
+
+    before = _switches(os.getpid())
+    for _ in range(50):  # each join waits for a thread that has not finished: a voluntary switch at least
+        t = threading.Thread(target=threading.Event().wait, args=(0.001,))
+        t.start()
+        t.join()
+    assert _switches(os.getpid()) >= before + 50
 
 
 def test_this_process_is_read_from_proc() -> None:

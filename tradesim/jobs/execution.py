@@ -351,8 +351,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="an order that reaches the job later than this after its placing expires unmatched")
     p.add_argument("--checkpoint-interval-ms", type=int, default=5000)
     # An order crosses three exchanges (by symbol, by user, by order); at Flink's default 100 ms buffer timeout a
-    # quiet stream waits up to that at each. 5 ms keeps latency low at a small cost in flushes under load.
-    p.add_argument("--buffer-timeout-ms", type=int, default=5)
+    # quiet stream waits up to that at each. 0 sends each record on at once, so no output needs a flusher thread
+    # waking on a timer whether or not an order came (docs/design/flink-jobs.md).
+    p.add_argument("--buffer-timeout-ms", type=int, default=0)
     # the job sets it itself: Managed Flink takes no cluster configuration and would run the stages in process mode
     p.add_argument("--python-execution-mode", choices=("thread", "process"), default=None)
     return p.parse_args(argv)
