@@ -37,6 +37,10 @@ log = logging.getLogger("tradesim.persistence")
 #: while a sink retries, up to this many batches of new records are held (then the consumer pauses), and a batch
 #: that nothing of is written grows to at most as many
 MAX_HELD_BATCHES = 4
+#: the broker holds a fetch until this much is there or FETCH_WAIT_MS passed: a batch waits up to `flush_ms`
+#: anyway, and a fetch answered per outcome (the default, 1 byte) cost Kafka and this service a request each
+FETCH_MIN_BYTES = 1 << 20
+FETCH_WAIT_MS = 100
 
 
 @dataclass
@@ -100,7 +104,9 @@ class SinkWorker:
     def wired(cls, settings: Settings, sink: TradeSink, stop: threading.Event, tracing: Tracing | None = None
               ) -> SinkWorker:
         group = settings.persistence.group(sink.name)
-        return cls(settings, sink, make_consumer(settings.kafka, group), make_producer(settings.kafka), stop,
+        wait_ms = min(FETCH_WAIT_MS, settings.persistence.flush_ms)
+        fetch = {"fetch.min.bytes": FETCH_MIN_BYTES, "fetch.wait.max.ms": wait_ms}
+        return cls(settings, sink, make_consumer(settings.kafka, group, **fetch), make_producer(settings.kafka), stop,
                    probe=make_consumer(settings.kafka, group), tracing=tracing)
 
     def subscribe(self) -> None:
