@@ -51,7 +51,8 @@ class _Outcomes(threading.Thread):
             for m in [] if first is None else [first, *self.c.consume(999, 0)]:
                 if m.error() is None:
                     o = json.loads(m.value())  # only two fields: a full model decode per record costs the SUT CPU
-                    if self.arrived.setdefault(o["order_id"], (now := time.monotonic(), o["status"]))[0] == now:
+                    if o["order_id"] not in self.arrived:
+                        self.arrived[o["order_id"]] = (time.monotonic(), o["status"])
                         self.decided_ms[o["order_id"]] = o["decided_at_ms"]
         self.c.close()
 
@@ -139,19 +140,20 @@ def accounts_for(settings: Settings, rate: float) -> int:
     return max(8, math.ceil(rate * hold_s / (0.8 * settings.trading.max_recent_orders)))
 
 
-def _legs(scheduled: dict[str, float], answered: dict[str, float], reader: _Outcomes) -> dict[str, dict[str, float]]:
-    """Each order's latency in three legs: its scheduled send → the API's 202 (after the claim and Kafka's ack);
-    → the settle's decision (`decided_at_ms`: fetched by the job, matched, queued for the group commit); → its
+def _legs(scheduled: dict[str, float], answered: dict[str, float], arrived: dict[str, tuple[float, str]],
+          decided_ms: dict[str, int], wall_minus_monotonic: float) -> dict[str, dict[str, float]]:
+    """Each order's latency in three legs: its scheduled send → the API's 202 (the load generator's own lateness
+    and connects, then the claim, Kafka's ack, Redis); → the settle's decision (`decided_at_ms`: fetched by the
+    job, matched, queued for the group commit; may be negative if the job decides before the 202 is read); → its
     outcome read here (the settle's write, the sink, Kafka). The decision time is the job's wall clock, on this
-    box, so it is moved onto the monotonic clock with one offset."""
-    offset = time.time() - time.monotonic()
+    box, moved onto the monotonic clock with the offset between the two taken as the phase began."""
     legs: dict[str, list[float]] = {"API": [], "to the decision": [], "to the outcome": []}
     for order_id, at in scheduled.items():
-        if order_id not in reader.arrived or order_id not in reader.decided_ms:
+        if order_id not in arrived or order_id not in decided_ms:
             continue
-        decided = reader.decided_ms[order_id] / 1000 - offset
+        decided = decided_ms[order_id] / 1000 - wall_minus_monotonic
         for name, start, end in (("API", at, answered[order_id]), ("to the decision", answered[order_id], decided),
-                                 ("to the outcome", decided, reader.arrived[order_id][0])):
+                                 ("to the outcome", decided, arrived[order_id][0])):
             legs[name].append((end - start) * 1000)
     return {name: {"p50": percentile(v, 50), "p99": percentile(v, 99)} for name, v in legs.items()}
 
@@ -167,7 +169,8 @@ def _idle(settings: Settings, seconds: float = IDLE_S) -> tuple[dict[str, float]
     after = component_usage(settings)
     elapsed = time.monotonic() - start
     return ({name: s / elapsed for name, s in cpu_spent(before, after).items()},
-            {name: n / elapsed for name, n in switches_spent(before, after).items()})
+            # a thread that ends takes its count along, so a tree's count can drop: never a negative idle rate
+            {name: max(0, n) / elapsed for name, n in switches_spent(before, after).items()})
 
 
 def net_per_order(spent: dict[str, float], idle: dict[str, float], elapsed_s: float, orders: int,
@@ -203,11 +206,13 @@ def run(settings: Settings, rates: list[float], seconds: float, passthrough_reco
         while time.monotonic() < deadline and not set(warm) <= set(reader.arrived):
             time.sleep(0.1)
         idle, idle_switches = _idle(settings)
+        out.append(f"idle context switches: {sum(idle_switches.values()):,.0f}/s")
         out.append("idle CPU (ms/s): " + ", ".join(f"{n} {v * 1000:.0f}" for n, v in sorted(idle.items()))
                    + f"; total {sum(idle.values()) * 1000:.0f}")
         for rate in rates:
             _fresh_price(settings, symbol, int(time.time()))
             before, started = component_usage(settings), time.monotonic()
+            wall_minus_monotonic = time.time() - time.monotonic()
             sent, errors, scheduled, answered = asyncio.run(_open_loop(settings, keys, symbol, rate, seconds))
             deadline = time.monotonic() + 120
             while time.monotonic() < deadline and not set(scheduled) <= set(reader.arrived):
@@ -224,7 +229,7 @@ def run(settings: Settings, rates: list[float], seconds: float, passthrough_reco
             cpu = {n: v * 1000 for n, v in net_per_order(spent, idle, elapsed, len(done)).items()} if done else {}
             hand_offs = net_per_order({n: float(v) for n, v in switches.items()}, idle_switches, elapsed,
                                       len(done)) if done else {}
-            legs = _legs(scheduled, answered, reader)
+            legs = _legs(scheduled, answered, reader.arrived, reader.decided_ms, wall_minus_monotonic)
             figures[rate] = {"p50_ms": p50, "p99_ms": p99, "outcomes_per_s": rate_done, "legs_ms": legs,
                              "cpu_ms_per_order": cpu, "cpu_ms_per_order_total": sum(cpu.values()),
                              "switches_per_order": hand_offs}
@@ -257,6 +262,7 @@ def run(settings: Settings, rates: list[float], seconds: float, passthrough_reco
     pt = seen / max(last - first, 1e-3)
     best = max((f["outcomes_per_s"] for f in figures.values()), default=0.0)
     figures["idle_cpu_ms_per_s"] = {n: v * 1000 for n, v in idle.items()}
+    figures["idle_switches_per_s"] = idle_switches
     out.append(f"Flink pass-through (Kafka → Kafka, no Python): {pt:,.0f} records/s; "
                f"best e2e {best:,.0f} orders/s = ratio {best / pt:.3f}")
     figures["passthrough_records_per_s"] = pt

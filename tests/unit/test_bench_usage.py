@@ -96,3 +96,17 @@ def test_soak_growth_windows_never_share_a_row_in_a_short_run() -> None:
     assert peaks(climb, 1, "anon") == {"ch": (30, 50)}  # two rows each: 20, 30 → 40, 50
     assert peaks(climb, 3, "anon") == {"ch": (40, 50)}  # one row each
     assert peaks(climb, 4, "anon") == {}  # the baseline is the last row
+
+
+def test_latency_legs_split_each_order_at_the_202_and_the_decision() -> None:
+    from benchmarks.e2e import _legs
+
+    offset = 1_700_000_000.0  # wall clock minus monotonic clock
+    scheduled = {"a": 10.0, "lost": 30.0}
+    answered = {"a": 10.05, "lost": 30.01}
+    decided_ms = {"a": round((10.08 + offset) * 1000)}  # the job's wall clock
+    arrived = {"a": (10.1, "executed")}  # "lost" never came back: left out, not counted as zero
+    legs = _legs(scheduled, answered, arrived, decided_ms, offset)
+    assert {name: round(v["p99"]) for name, v in legs.items()} == {"API": 50, "to the decision": 30,
+                                                                    "to the outcome": 20}
+    assert legs["API"]["p50"] == legs["API"]["p99"]  # one order

@@ -13,10 +13,9 @@ import pytest
 from confluent_kafka import Message
 
 from tradesim.adapters.kafka.client import TopicSpec, admin, ensure_topics
-from tradesim.adapters.kafka.client import consumer as make_consumer
 from tradesim.adapters.kafka.client import producer as make_producer
 from tradesim.adapters.search.trades import TradeIndex
-from tradesim.services.persistence.pipeline import MAX_HELD_BATCHES, SinkWorker
+from tradesim.services.persistence.pipeline import MAX_HELD_BATCHES, SinkWorker, sink_consumer
 from tradesim.settings import Settings
 from tradesim.testing.waiting import wait_for
 
@@ -48,7 +47,7 @@ def make_worker(settings: Settings, topic: str, index: TradeIndex) -> Iterator[M
         s = settings.model_copy(update={
             "topics": settings.topics.model_copy(update={"trade_executed": topic}),
             "persistence": settings.persistence.model_copy(update={"batch_size": batch_size})})
-        worker = SinkWorker(s, index, make_consumer(s.kafka, group or "test-sink-" + uuid.uuid4().hex[:8]),
+        worker = SinkWorker(s, index, sink_consumer(s, group or "test-sink-" + uuid.uuid4().hex[:8]),
                             make_producer(s.kafka), threading.Event())
         made.append(worker)
         worker.subscribe()

@@ -37,10 +37,22 @@ log = logging.getLogger("tradesim.persistence")
 #: while a sink retries, up to this many batches of new records are held (then the consumer pauses), and a batch
 #: that nothing of is written grows to at most as many
 MAX_HELD_BATCHES = 4
-#: the broker holds a fetch until this much is there or FETCH_WAIT_MS passed: a batch waits up to `flush_ms`
-#: anyway, and a fetch answered per outcome (the default, 1 byte) cost Kafka and this service a request each
+#: the broker holds a fetch until this much is there or FETCH_WAIT_MS passed (docs/design/persistence.md)
 FETCH_MIN_BYTES = 1 << 20
 FETCH_WAIT_MS = 100
+
+
+def fetch_held_ms(settings: Settings) -> int:
+    """How long the broker may hold a sink's fetch: FETCH_WAIT_MS, taken from the batch's `flush_ms` so the oldest
+    outcome still waits at most that; 0 (a fetch answered per record) when `flush_ms` is too short to share."""
+    return FETCH_WAIT_MS if settings.persistence.flush_ms >= 2 * FETCH_WAIT_MS else 0
+
+
+def sink_consumer(settings: Settings, group: str) -> Consumer:
+    """A sink's consumer of `trade_executed`."""
+    held = fetch_held_ms(settings)
+    fetch = {"fetch.min.bytes": FETCH_MIN_BYTES, "fetch.wait.max.ms": held} if held else {}
+    return make_consumer(settings.kafka, group, **fetch)
 
 
 @dataclass
@@ -104,9 +116,7 @@ class SinkWorker:
     def wired(cls, settings: Settings, sink: TradeSink, stop: threading.Event, tracing: Tracing | None = None
               ) -> SinkWorker:
         group = settings.persistence.group(sink.name)
-        wait_ms = min(FETCH_WAIT_MS, settings.persistence.flush_ms)
-        fetch = {"fetch.min.bytes": FETCH_MIN_BYTES, "fetch.wait.max.ms": wait_ms}
-        return cls(settings, sink, make_consumer(settings.kafka, group, **fetch), make_producer(settings.kafka), stop,
+        return cls(settings, sink, sink_consumer(settings, group), make_producer(settings.kafka), stop,
                    probe=make_consumer(settings.kafka, group), tracing=tracing)
 
     def subscribe(self) -> None:
@@ -130,7 +140,8 @@ class SinkWorker:
                 self.probe.close()
 
     def _collect(self) -> list[Message]:
-        """Up to batch_size records, or what came within flush_ms of the first one; the held records first."""
+        """Up to batch_size records, or what came within flush_ms of the first one (counting the time the broker
+        may have held it); the held records first."""
         p = self.settings.persistence
         batch, self._held = self._held[:p.batch_size], self._held[p.batch_size:]
         if self._paused and len(self._held) < self._hold_limit():  # taken from (or emptied by a rewind): room
@@ -142,7 +153,7 @@ class SinkWorker:
             if first is None:
                 return []
             batch = [first]
-        deadline = time.monotonic() + p.flush_ms / 1000
+        deadline = time.monotonic() + (p.flush_ms - fetch_held_ms(self.settings)) / 1000
         while len(batch) < p.batch_size and not self.stop.is_set():
             left = deadline - time.monotonic()
             if left <= 0:
