@@ -67,13 +67,20 @@ class FlinkRest:
         return self._call("GET", "/overview")  # type: ignore[no-any-return]
 
     def jobs(self, with_checkpoints: bool = True) -> list[JobInfo]:
-        """All jobs the cluster knows, newest first; active jobs carry their last completed checkpoint."""
+        """All jobs the cluster knows, newest first; active jobs carry their last completed checkpoint.
+
+        A job whose checkpoint statistics the cluster cannot give is listed without a checkpoint: while a new job's
+        master initializes, Flink answers HTTP 500 for them, and one such job must not make the listing fail."""
         rows = []
         for j in self._call("GET", "/jobs/overview").get("jobs", []):
             info = JobInfo(id=j["jid"], name=j["name"], state=j["state"], start_time_ms=j["start-time"],
                            duration_ms=j.get("duration", 0))
             if with_checkpoints and info.active:
-                latest = (self._call("GET", f"/jobs/{info.id}/checkpoints").get("latest") or {}).get("completed")
+                try:
+                    stats = self._call("GET", f"/jobs/{info.id}/checkpoints")
+                except FlinkRequestError:
+                    stats = {}
+                latest = (stats.get("latest") or {}).get("completed")
                 if latest:
                     info = JobInfo(**{**info.__dict__, "last_checkpoint_ms": latest.get("latest_ack_timestamp"),
                                       "last_checkpoint_id": latest.get("id")})

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -162,7 +163,7 @@ def start_positions(kafka: KafkaSettings, group: str, topic: str, reset: Literal
         if meta is None or meta.error is not None or not meta.partitions:
             return {}
         out: dict[int, int] = {}
-        for tp in c.committed([TopicPartition(topic, p) for p in meta.partitions], timeout=timeout_s):
+        for tp in _committed(c, [TopicPartition(topic, p) for p in meta.partitions], time.monotonic() + timeout_s):
             if tp.offset >= 0:
                 out[tp.partition] = tp.offset
             else:
@@ -173,3 +174,21 @@ def start_positions(kafka: KafkaSettings, group: str, topic: str, reset: Literal
         raise KafkaUnavailable(f"cannot read the offsets of group {group} on {topic}: {exc}") from None
     finally:
         c.close()
+
+
+_COORDINATOR_NOT_READY = frozenset({KafkaError.NOT_COORDINATOR, KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
+                                    KafkaError.COORDINATOR_NOT_AVAILABLE})
+
+
+def _committed(c: Consumer, partitions: list[TopicPartition], deadline: float) -> list[TopicPartition]:
+    """The group's committed offsets, asked again while the broker says it is not ready (a coordinator that is
+    moving or still loading, as on a broker that just started) and the deadline allows."""
+    while True:
+        try:
+            return c.committed(partitions, timeout=max(0.1, deadline - time.monotonic()))
+        except KafkaException as exc:
+            err = exc.args[0] if exc.args else None
+            if not (isinstance(err, KafkaError) and (err.retriable() or err.code() in _COORDINATOR_NOT_READY)) \
+                    or time.monotonic() + 0.2 > deadline:
+                raise
+        time.sleep(0.2)
