@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 from tradesim.cli.app import app
 from tradesim.settings import load_settings
-from tradesim.stack.jobs import JOBS, job_args, name_of
+from tradesim.stack.jobs import JOBS, job_args, name_of, source_groups
 
 runner = CliRunner()
 
@@ -60,3 +60,13 @@ def test_bars_args_come_from_settings(monkeypatch: pytest.MonkeyPatch) -> None:
     assert pairs["--group-id"] == "g2"
     assert pairs["--job-name"] == "tradesim-bars"
     assert name_of("tradesim-bars") == "bars"
+
+
+def test_source_groups_of_some_jobs_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TRADESIM_TOPICS__MARKET_DATA", "md_x")
+    s = load_settings()
+    every = source_groups(s)
+    assert ("tradesim-execution-prices", "md_x") in every
+    assert source_groups(s, jobs={"bars"}) == [("tradesim-bars", "md_x")]
+    assert source_groups(s, jobs=set()) == []
+    assert set(source_groups(s, jobs={"bars", "execution"})) == set(every)

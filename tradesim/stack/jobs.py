@@ -4,7 +4,7 @@ here (the job modules are submitted, not imported)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
@@ -56,10 +56,13 @@ SOURCES: dict[str, list[tuple[str, str, Literal["earliest", "latest"], str]]] = 
 }
 
 
-def source_groups(settings: Settings) -> list[tuple[str, str]]:
-    """(consumer group, topic) of every Kafka source of the standard jobs, as submitted by default."""
+def source_groups(settings: Settings, jobs: Collection[str] | None = None) -> list[tuple[str, str]]:
+    """(consumer group, topic) of every Kafka source of the standard jobs (or of `jobs` only), as submitted by
+    default."""
     out = []
     for name, sources in SOURCES.items():
+        if jobs is not None and name not in jobs:
+            continue
         args = _arg_map(JOBS[name], settings)
         out += [(args["group-id"] + suffix, args[topic_arg]) for topic_arg, suffix, _, _ in sources]
     return out
