@@ -7,7 +7,6 @@ Needs the stack running (`tradesim up`): Kafka, Redis and the market-data servic
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import sys
 import threading
@@ -25,6 +24,7 @@ from tradesim.services.ingest.publisher import publish_all
 from tradesim.settings import Settings
 from tradesim.stack.jobs import name_of, source_groups
 from tradesim.testing.factories import tick, unique_symbol
+from tradesim.testing.net import free_port
 
 
 def _wait(cond: Callable[[], bool], timeout_s: float, every_s: float = 0.01) -> bool:
@@ -91,12 +91,6 @@ def _running_jobs(settings: Settings) -> set[str]:
         return {name_of(j.name) for j in Flink(settings).rest().jobs(with_checkpoints=False) if j.active}
     except (FlinkUnavailable, FlinkRequestError):
         return set()
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class Fleet:
@@ -216,7 +210,7 @@ class BareServer:
     """The bare broadcast in its own process; each phase broadcasts to a fresh fleet of clients."""
 
     def __init__(self) -> None:
-        self.port = _free_port()
+        self.port = free_port()
         self.proc = subprocess.Popen([sys.executable, "-m", "benchmarks.bare_broadcast", "127.0.0.1",
                                       str(self.port)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         assert self.proc.stdout is not None

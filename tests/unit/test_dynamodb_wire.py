@@ -14,6 +14,7 @@ from botocore.exceptions import ClientError, EndpointConnectionError, ReadTimeou
 
 from tradesim.adapters.dynamodb import wire
 from tradesim.adapters.dynamodb.wire import WireClient
+from tradesim.testing.net import free_port
 
 FIXED = time.struct_time((2026, 11, 25, 12, 34, 56, 2, 329, 0))
 
@@ -40,14 +41,8 @@ def test_snake_case_calls_name_the_operation() -> None:
     assert wire._operation("batch_write_item") == "BatchWriteItem"
 
 
-def _closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def test_nothing_listening_is_an_endpoint_connection_error() -> None:
-    client = WireClient(f"http://127.0.0.1:{_closed_port()}", "us-east-1", lambda: ("a", "b", None),
+    client = WireClient(f"http://127.0.0.1:{free_port()}", "us-east-1", lambda: ("a", "b", None),
                         timeout_s=1, max_attempts=2)
     with pytest.raises(EndpointConnectionError):
         client.get_item(TableName="t", Key={"k": {"S": "v"}})

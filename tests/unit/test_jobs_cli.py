@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 from pathlib import Path
 
 import pytest
@@ -11,21 +10,16 @@ from typer.testing import CliRunner
 from tradesim.cli.app import app
 from tradesim.settings import load_settings
 from tradesim.stack.jobs import JOBS, job_args, name_of, source_groups
+from tradesim.testing.net import free_port
 
 runner = CliRunner()
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture(autouse=True)
 def _isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("TRADESIM_HOME", str(tmp_path / "home"))
-    monkeypatch.setenv("TRADESIM_FLINK__REST_PORT", str(_free_port()))  # nothing listens there
+    monkeypatch.setenv("TRADESIM_FLINK__REST_PORT", str(free_port()))  # nothing listens there
 
 
 def _one_line(output: str) -> str:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import http.server
-import socket
 import threading
 from collections.abc import Iterator
 
@@ -11,6 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from tradesim.cli.app import app
+from tradesim.testing.net import free_port
 
 ON = {"TRADESIM_TRACING__ENABLED": "true"}
 
@@ -42,12 +42,6 @@ def not_jaeger() -> Iterator[str]:
     server.server_close()
 
 
-def _closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def test_user_mistakes_exit_2_with_one_line() -> None:
     code, out = _invoke({"TRADESIM_TRACING__ENABLED": "false"}, "o_1")
     assert (code, out.strip().splitlines()[0]) == (2, "error: tracing is off: set tracing.enabled "
@@ -61,7 +55,7 @@ def test_user_mistakes_exit_2_with_one_line() -> None:
 
 
 def test_a_missing_or_wrong_server_exits_1_with_the_cause(not_jaeger: str) -> None:
-    code, out = _invoke({**ON, "TRADESIM_TRACING__QUERY_URL": f"http://127.0.0.1:{_closed_port()}"}, "o_1")
+    code, out = _invoke({**ON, "TRADESIM_TRACING__QUERY_URL": f"http://127.0.0.1:{free_port()}"}, "o_1")
     assert code == 1
     assert "Jaeger query API" in out
     assert "Traceback" not in out

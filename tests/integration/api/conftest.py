@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import secrets
-import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -24,6 +23,7 @@ from tradesim.services.api.app import create_app
 from tradesim.services.ingest.publisher import publish_all
 from tradesim.settings import Settings
 from tradesim.testing.factories import tick, unique_symbol
+from tradesim.testing.net import free_port
 from tradesim.testing.waiting import wait_for  # noqa: F401 - re-exported to the tests
 
 
@@ -143,12 +143,6 @@ def forget_idempotency_keys(settings: Settings, user: User) -> int:
     r = redis_connect(settings.redis)
     keys = list(r.scan_iter(f"idem:{user.user_id}:*"))
     return int(r.delete(*keys)) if keys else 0
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture

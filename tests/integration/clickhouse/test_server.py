@@ -18,6 +18,7 @@ from tradesim.ports import Unavailable
 from tradesim.settings import Settings
 from tradesim.stack.state import StateFile
 from tradesim.stack.supervisor import Supervisor
+from tradesim.testing.net import free_port
 
 pytestmark = pytest.mark.integration
 
@@ -86,14 +87,8 @@ def test_data_survives_down_and_up(settings: Settings, supervisor: Supervisor,
     assert store.volume(interval_s=60, from_ms=0, to_ms=2 * T0) == before
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def test_closed_port_raises_unavailable_quickly(settings: Settings) -> None:
-    client = ClickHouseClient(settings.clickhouse.model_copy(update={"http_port": _free_port()}))
+    client = ClickHouseClient(settings.clickhouse.model_copy(update={"http_port": free_port()}))
     started = time.monotonic()
     with pytest.raises(Unavailable, match="did not answer"):
         TradeStore(client).count_final()

@@ -21,6 +21,7 @@ from tradesim.domain.settlement import RecordedOutcome
 from tradesim.ports import Unavailable
 from tradesim.settings import Settings
 from tradesim.stack.supervisor import Supervisor
+from tradesim.testing.net import free_port
 
 pytestmark = pytest.mark.integration
 #: a down store must fail within this (client: 2 attempts × 2 s timeouts, plus backoff)
@@ -165,14 +166,8 @@ def test_data_survives_down_and_up(store: PortfolioStore, dynamodb_alone: Superv
     assert portfolio.outcomes["o1"].cash_delta == Decimal("-123.45")
 
 
-def _closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def test_store_that_is_down_raises_unavailable_quickly(settings: Settings) -> None:
-    down = PortfolioStore(DynamoDB(settings.dynamodb.model_copy(update={"port": _closed_port()})))
+    down = PortfolioStore(DynamoDB(settings.dynamodb.model_copy(update={"port": free_port()})))
     started = time.monotonic()
     with pytest.raises(Unavailable):
         down.get("anyone")

@@ -3,7 +3,6 @@ partition's first or next offset, per partition."""
 
 from __future__ import annotations
 
-import socket
 import uuid
 from pathlib import Path
 
@@ -14,6 +13,7 @@ from tradesim.adapters.kafka.client import TopicSpec, consumer, ensure_topics, p
 from tradesim.settings import Settings
 from tradesim.stack.kafka import Kafka
 from tradesim.stack.supervisor import Supervisor
+from tradesim.testing.net import free_port
 
 pytestmark = pytest.mark.integration
 
@@ -36,18 +36,12 @@ def test_committed_offsets_where_the_group_has_them_else_the_reset_end(settings:
     assert start_positions(settings.kafka, group, "no-such-topic-" + uuid.uuid4().hex[:6], "earliest") == {}
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def test_a_broker_that_just_started_gives_positions_once_its_coordinator_is_ready(settings: Settings,
                                                                                  tmp_path: Path) -> None:
     """The first group lookup on a new broker creates its offsets topic and is answered "not coordinator" until
     that is ready; `tradesim jobs submit` right after `tradesim up` must wait for it, not fail."""
-    kafka = settings.kafka.model_copy(update={"port": _free_port(), "controller_port": _free_port(),
-                                              "proxied_port": _free_port(), "bootstrap_servers": None})
+    kafka = settings.kafka.model_copy(update={"port": free_port(), "controller_port": free_port(),
+                                              "proxied_port": free_port(), "bootstrap_servers": None})
     side = settings.model_copy(update={"home": tmp_path / "home", "kafka": kafka})
     sup = Supervisor(side, [Kafka(side)])
     try:

@@ -33,12 +33,6 @@ def metric(settings: Settings, name: str) -> float:
                if line.startswith((name + " ", name + "{")))
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def ws_client(settings: Settings, rcvbuf: int | None = None) -> ClientConnection:
     if rcvbuf is None:
         return connect(settings.marketdata.client_ws_url, open_timeout=5)

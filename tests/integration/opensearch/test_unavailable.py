@@ -13,17 +13,12 @@ from tradesim.adapters.search.trades import TradeIndex
 from tradesim.domain.trades import TradeQuery, TradeRecord
 from tradesim.ports import Unavailable
 from tradesim.settings import Settings
+from tradesim.testing.net import free_port
 
 pytestmark = pytest.mark.integration
 
 RECORD = TradeRecord(order_id="o-1", user_id="u1", symbol="AAPL", side="buy", qty=1, status="executed",
                      decided_at_ms=1_709_303_400_000, price=Decimal("1"), fee=Decimal("0"))
-
-
-def _closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _calls(index: TradeIndex) -> list[Callable[[], object]]:
@@ -32,7 +27,7 @@ def _calls(index: TradeIndex) -> list[Callable[[], object]]:
 
 
 def test_a_closed_port_is_unavailable_quickly(settings: Settings) -> None:
-    cfg = settings.opensearch.model_copy(update={"host": "127.0.0.1", "port": _closed_port(), "url": None})
+    cfg = settings.opensearch.model_copy(update={"host": "127.0.0.1", "port": free_port(), "url": None})
     down = TradeIndex.from_settings(cfg, timeout_s=2)
     started = time.monotonic()
     for call in _calls(down):

@@ -23,15 +23,10 @@ from tradesim.stack.process import OsProcessTable
 from tradesim.stack.redis import Redis
 from tradesim.stack.state import ComponentRecord, StackState
 from tradesim.stack.supervisor import Supervisor
+from tradesim.testing.net import free_port
 from tradesim.testing.waiting import wait_for
 
 pytestmark = pytest.mark.integration
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _listening(host: str, port: int) -> bool:
@@ -46,7 +41,7 @@ def _listening(host: str, port: int) -> bool:
 def side_redis(settings: Settings, tmp_path: Path) -> Iterator[Supervisor]:
     """A second, throw-away Redis in its own home on a free port (faults are provoked on it, not the stack)."""
     s = settings.model_copy(update={"home": tmp_path / "home",
-                                    "redis": settings.redis.model_copy(update={"port": _free_port()})})
+                                    "redis": settings.redis.model_copy(update={"port": free_port()})})
     sup = Supervisor(s, [Redis(s)])
     yield sup
     sup.down()

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import json
-import socket
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
 from tradesim.cli.app import app
+from tradesim.testing.net import free_port
 
 runner = CliRunner()
 
@@ -19,10 +19,7 @@ def _isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("TRADESIM_HOME", str(tmp_path / "home"))
     monkeypatch.setenv("TRADESIM_API__CREDENTIALS_FILE", str(tmp_path / "credentials.json"))
-    with socket.socket() as s:  # a port nothing listens on
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    monkeypatch.setenv("TRADESIM_API__URL", f"http://127.0.0.1:{port}")
+    monkeypatch.setenv("TRADESIM_API__URL", f"http://127.0.0.1:{free_port()}")  # nothing listens there
 
 
 def _credentials(tmp_path: Path) -> None:

@@ -5,7 +5,6 @@ servers cannot be reached."""
 from __future__ import annotations
 
 import json
-import socket
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -17,6 +16,7 @@ from textual.pilot import Pilot
 
 from tradesim.client.api import ApiUnreachable
 from tradesim.settings import Settings, TuiSettings
+from tradesim.testing.net import free_port
 from tradesim.tui.app import TradesimApp, User, create_app
 from tradesim.tui.widgets.chart import CandleChart
 from tradesim.tui.widgets.screens import AccountScreen, HelpScreen, SymbolScreen, TicketScreen
@@ -134,16 +134,10 @@ async def test_switching_account_starts_over_as_the_other_user(settings: Setting
         await until(pilot, lambda: app.status_text().startswith("bob ·"), 2, "the status bar to name bob")
 
 
-def closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 async def test_unreachable_servers_are_shown_and_retried(settings: Settings) -> None:
     custom = settings.model_copy(update={
-        "marketdata": settings.marketdata.model_copy(update={"ws_url": f"ws://127.0.0.1:{closed_port()}/"}),
-        "api": settings.api.model_copy(update={"url": f"http://127.0.0.1:{closed_port()}"})})
+        "marketdata": settings.marketdata.model_copy(update={"ws_url": f"ws://127.0.0.1:{free_port()}/"}),
+        "api": settings.api.model_copy(update={"url": f"http://127.0.0.1:{free_port()}"})})
     app = create_app(custom, User("alice", "alice", "key"), watchlist=["AAPL"])
     async with app.run_test(size=SIZE) as pilot:
         await until(pilot, lambda: "market data: disconnected (reconnecting in" in app.status_text()
