@@ -16,6 +16,7 @@ from tradesim.adapters.flink.errors import FlinkRequestError, FlinkUnavailable
 
 ACTIVE_STATES = frozenset({"INITIALIZING", "CREATED", "RUNNING", "RESTARTING", "FAILING", "CANCELLING",
                            "RECONCILING"})
+_NO_CHECKPOINTS_YET = frozenset({"INITIALIZING", "CREATED"})
 
 
 @dataclass(frozen=True)
@@ -56,7 +57,7 @@ class FlinkRest:
                 detail = errors[0].splitlines()[0] if errors else detail
             except (ValueError, AttributeError):
                 pass
-            raise FlinkRequestError(f"{method} {path}: HTTP {exc.code}: {detail.strip()[:300]}") from None
+            raise FlinkRequestError(f"{method} {path}: HTTP {exc.code}: {detail.strip()[:300]}", exc.code) from None
         except (urllib.error.URLError, OSError) as exc:
             reason = getattr(exc, "reason", exc)
             raise FlinkUnavailable(f"no Flink REST API answers at {self.url}: {reason}") from None
@@ -69,16 +70,19 @@ class FlinkRest:
     def jobs(self, with_checkpoints: bool = True) -> list[JobInfo]:
         """All jobs the cluster knows, newest first; active jobs carry their last completed checkpoint.
 
-        A job whose checkpoint statistics the cluster cannot give is listed without a checkpoint: while a new job's
-        master initializes, Flink answers HTTP 500 for them, and one such job must not make the listing fail."""
+        A job that has no checkpoint statistics yet is listed without a checkpoint: none is asked for while the job
+        is created or initializing, and a 404 or 500 for them (a job that ended meanwhile, or one whose master still
+        initializes: Flink's dispatcher answers 500 then) does not make the listing fail; any other refusal does."""
         rows = []
         for j in self._call("GET", "/jobs/overview").get("jobs", []):
             info = JobInfo(id=j["jid"], name=j["name"], state=j["state"], start_time_ms=j["start-time"],
                            duration_ms=j.get("duration", 0))
-            if with_checkpoints and info.active:
+            if with_checkpoints and info.active and info.state not in _NO_CHECKPOINTS_YET:
                 try:
                     stats = self._call("GET", f"/jobs/{info.id}/checkpoints")
-                except FlinkRequestError:
+                except FlinkRequestError as exc:
+                    if exc.status not in (404, 500):
+                        raise
                     stats = {}
                 latest = (stats.get("latest") or {}).get("completed")
                 if latest:
@@ -107,7 +111,7 @@ class FlinkRest:
         try:
             self._call("PATCH", f"/jobs/{job_id}?mode=cancel")
         except FlinkRequestError as exc:
-            if "HTTP 404" not in str(exc):
+            if exc.status != 404:
                 raise
             return
         deadline = time.monotonic() + timeout_s

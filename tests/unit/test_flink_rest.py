@@ -1,0 +1,64 @@
+"""`FlinkRest.jobs` lists jobs whose checkpoint statistics are not there yet, and still reports a real refusal."""
+
+from __future__ import annotations
+
+import http.server
+import json
+import threading
+from collections.abc import Iterator
+
+import pytest
+
+from tradesim.adapters.flink.client import FlinkRest
+from tradesim.adapters.flink.errors import FlinkRequestError
+
+JOBS = [{"jid": "a", "name": "execution", "state": "RUNNING", "start-time": 3},
+        {"jid": "b", "name": "bars", "state": "RUNNING", "start-time": 2},
+        {"jid": "c", "name": "persistence", "state": "INITIALIZING", "start-time": 1}]
+Cluster = tuple[str, dict[str, int], list[str]]  # its URL, the checkpoints status per job id, the paths asked
+
+
+@pytest.fixture
+def cluster() -> Iterator[Cluster]:
+    """A REST endpoint answering /jobs/overview with JOBS and each job's checkpoints with the status set for it."""
+    status: dict[str, int] = {}
+    asked: list[str] = []
+
+    class Rest(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 - the stdlib's name
+            asked.append(self.path)
+            if self.path == "/jobs/overview":
+                code, body = 200, {"jobs": JOBS}
+            else:
+                code = status.get(self.path.split("/")[2], 200)
+                body = {"latest": {"completed": {"id": 7, "latest_ack_timestamp": 99}}} if code == 200 \
+                    else {"errors": ["refused"]}
+            self.send_response(code)
+            self.end_headers()
+            self.wfile.write(json.dumps(body).encode())
+
+        def log_message(self, *_: object) -> None:
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Rest)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}", status, asked
+    server.shutdown()
+    server.server_close()
+
+
+def test_a_job_without_statistics_yet_lists_without_a_checkpoint(cluster: Cluster) -> None:
+    url, status, asked = cluster
+    status["b"] = 500  # the dispatcher's answer while the job master initializes
+    jobs = {j.id: j for j in FlinkRest(url).jobs()}
+    assert (jobs["a"].last_checkpoint_id, jobs["b"].last_checkpoint_id, jobs["c"].last_checkpoint_id) == (7, None, None)
+    assert "/jobs/c/checkpoints" not in asked  # an initializing job has none to ask for
+
+
+@pytest.mark.parametrize("code", [400, 403, 503])
+def test_any_other_refusal_fails_the_listing(cluster: Cluster, code: int) -> None:
+    url, status, _ = cluster
+    status["a"] = code
+    with pytest.raises(FlinkRequestError) as err:
+        FlinkRest(url).jobs()
+    assert err.value.status == code
