@@ -22,7 +22,7 @@ from tradesim.adapters.redis.client import connect
 from tradesim.adapters.redis.prices import PriceCache, channel
 from tradesim.services.ingest.publisher import publish_all
 from tradesim.settings import Settings
-from tradesim.stack.jobs import name_of, source_groups
+from tradesim.stack.jobs import running_names, source_groups
 from tradesim.testing.factories import tick, unique_symbol
 from tradesim.testing.net import free_port
 
@@ -66,10 +66,11 @@ def feed_caught_up(settings: Settings, timeout_s: float = 180) -> bool:
     """Wait until every running job reading `market_data` (the bars job, the execution job's prices) has committed
     to within CAUGHT_UP of its end. Its offsets move on each checkpoint, so this waits up to one interval more than
     the work itself. A job that is not running does not hold it up (its group's offsets stay where it stopped), nor
-    does a group that never committed or a broker that did not answer in 2 s."""
+    does a group that never committed or a broker that did not answer in 2 s; when Flink does not answer, every
+    job's group is waited for."""
     topic = settings.topics.market_data
     probes = [consumer(settings.kafka, group_id=group)
-              for group, t in source_groups(settings, jobs=_running_jobs(settings)) if t == topic]
+              for group, t in source_groups(settings, jobs=running_names(settings)) if t == topic]
 
     def behind(probe: Consumer) -> bool:
         lag = group_lag(probe, topic, committed_only=True)
@@ -80,17 +81,6 @@ def feed_caught_up(settings: Settings, timeout_s: float = 180) -> bool:
     finally:
         for p in probes:
             p.close()
-
-
-def _running_jobs(settings: Settings) -> set[str]:
-    """Catalog names of the jobs running on the cluster; none when no cluster answers."""
-    from tradesim.adapters.flink.errors import FlinkRequestError, FlinkUnavailable
-    from tradesim.stack.flink import Flink
-
-    try:
-        return {name_of(j.name) for j in Flink(settings).rest().jobs(with_checkpoints=False) if j.active}
-    except (FlinkUnavailable, FlinkRequestError):
-        return set()
 
 
 class Fleet:

@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 
 from tradesim.cli.app import app
 from tradesim.settings import load_settings
-from tradesim.stack.jobs import JOBS, job_args, name_of, source_groups
+from tradesim.stack.jobs import JOBS, job_args, name_of, running_names, source_groups
 from tradesim.testing.net import free_port
 
 runner = CliRunner()
@@ -64,3 +64,9 @@ def test_source_groups_of_some_jobs_only(monkeypatch: pytest.MonkeyPatch) -> Non
     assert source_groups(s, jobs={"bars"}) == [("tradesim-bars", "md_x")]
     assert source_groups(s, jobs=set()) == []
     assert set(source_groups(s, jobs={"bars", "execution"})) == set(every)
+
+
+def test_without_a_cluster_the_running_jobs_are_unknown_and_every_group_counts() -> None:
+    s = load_settings()  # Flink's REST port is one nothing listens on
+    assert running_names(s) is None
+    assert source_groups(s, jobs=running_names(s)) == source_groups(s)

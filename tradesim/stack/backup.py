@@ -124,9 +124,7 @@ def _running_jobs(settings: Settings) -> dict[str, str]:
     """Catalog name → id of every tradesim job running on the cluster."""
     from tradesim.stack import jobs
 
-    rest = jobs.cluster(settings)
-    return {jobs.name_of(j.name): j.id for j in rest.jobs(with_checkpoints=False)
-            if j.active and jobs.name_of(j.name) in jobs.JOBS}
+    return jobs.active_catalog_jobs(jobs.cluster(settings))
 
 
 @contextmanager

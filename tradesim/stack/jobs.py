@@ -138,6 +138,23 @@ def running(rest: FlinkRest, flink_name: str) -> list[JobInfo]:
     return [j for j in rest.jobs(with_checkpoints=False) if j.name == flink_name and j.active]
 
 
+def active_catalog_jobs(rest: FlinkRest) -> dict[str, str]:
+    """Catalog name → id of every catalog job active on the cluster."""
+    return {name_of(j.name): j.id for j in rest.jobs(with_checkpoints=False) if j.active and name_of(j.name) in JOBS}
+
+
+def running_names(settings: Settings) -> set[str] | None:
+    """Catalog names of the jobs active on the cluster; None when no cluster answers, which `source_groups` reads
+    as "all jobs" (a caller waiting on their groups then waits on every group rather than none)."""
+    from tradesim.adapters.flink.errors import FlinkRequestError, FlinkUnavailable
+    from tradesim.stack.flink import Flink
+
+    try:
+        return set(active_catalog_jobs(Flink(settings).rest()))
+    except (FlinkUnavailable, FlinkRequestError):
+        return None
+
+
 def submit_job(settings: Settings, name: str, parallelism: int | None = None,
                overrides: dict[str, str] | None = None, options: dict[str, str] | None = None,
                progress: Callable[[str], None] = lambda _msg: None,

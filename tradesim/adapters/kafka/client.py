@@ -94,7 +94,26 @@ def ensure_topics(kafka: KafkaSettings, topics: list[TopicSpec], timeout_s: floa
             if exc.args and exc.args[0].code() == KafkaError.TOPIC_ALREADY_EXISTS:
                 continue
             raise KafkaUnavailable(f"cannot create topic {name}: {exc}") from None
+    _await_leaders(client, [t.name for t in missing], time.monotonic() + timeout_s)
     return created
+
+
+def _await_leaders(client: AdminClient, names: list[str], deadline: float) -> None:
+    """Return once every partition of the topics has a leader in the broker's metadata. The controller confirms a
+    creation before the brokers' metadata shows it (KRaft propagates it afterwards), and a client asking in that
+    moment is told the topic does not exist."""
+    while True:
+        try:
+            topics = client.list_topics(timeout=_left(deadline)).topics
+        except KafkaException as exc:
+            raise KafkaUnavailable(f"cannot list the topics just created: {exc}") from None
+        pending = [n for n in names if n not in topics or topics[n].error is not None or not topics[n].partitions
+                   or any(p.leader < 0 for p in topics[n].partitions.values())]
+        if not pending:
+            return
+        if time.monotonic() + 0.05 > deadline:
+            raise KafkaUnavailable(f"topics {', '.join(pending)} created but without a leader after the timeout")
+        time.sleep(0.05)
 
 
 def _set_config(client: AdminClient, topics: list[TopicSpec], timeout_s: float) -> None:
@@ -157,17 +176,18 @@ def start_positions(kafka: KafkaSettings, group: str, topic: str, reset: Literal
     For the Flink jobs, which start from these concrete offsets rather than "the committed offset": the Kafka
     source keeps that marker in its state until a partition yields a record, and resolves it again on a restore,
     so a savepoint taken while a partition was idle would skip that partition's records since the savepoint."""
+    deadline = time.monotonic() + timeout_s
     c = consumer(kafka, group_id=group)
     try:
-        meta = c.list_topics(topic, timeout=timeout_s).topics.get(topic)
+        meta = c.list_topics(topic, timeout=_left(deadline)).topics.get(topic)
         if meta is None or meta.error is not None or not meta.partitions:
             return {}
         out: dict[int, int] = {}
-        for tp in _committed(c, [TopicPartition(topic, p) for p in meta.partitions], time.monotonic() + timeout_s):
+        for tp in _committed(c, [TopicPartition(topic, p) for p in meta.partitions], deadline):
             if tp.offset >= 0:
                 out[tp.partition] = tp.offset
             else:
-                low, high = c.get_watermark_offsets(TopicPartition(topic, tp.partition), timeout=timeout_s)
+                low, high = c.get_watermark_offsets(TopicPartition(topic, tp.partition), timeout=_left(deadline))
                 out[tp.partition] = low if reset == "earliest" else high
         return out
     except KafkaException as exc:
@@ -176,19 +196,27 @@ def start_positions(kafka: KafkaSettings, group: str, topic: str, reset: Literal
         c.close()
 
 
+def _left(deadline: float) -> float:
+    return max(0.1, deadline - time.monotonic())
+
+
 _COORDINATOR_NOT_READY = frozenset({KafkaError.NOT_COORDINATOR, KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
                                     KafkaError.COORDINATOR_NOT_AVAILABLE})
 
 
 def _committed(c: Consumer, partitions: list[TopicPartition], deadline: float) -> list[TopicPartition]:
-    """The group's committed offsets, asked again while the broker says it is not ready (a coordinator that is
-    moving or still loading, as on a broker that just started) and the deadline allows."""
+    """The group's committed offsets, asked again while the broker says its coordinator is not ready (moving, or
+    still loading as on a broker that just started) and the deadline allows. Any other error, for the request or
+    for one partition, raises: a partition whose offset is unknown must not be taken for one never committed."""
     while True:
         try:
-            return c.committed(partitions, timeout=max(0.1, deadline - time.monotonic()))
+            got = c.committed(partitions, timeout=_left(deadline))
+            errors = [tp.error for tp in got if tp.error is not None]
         except KafkaException as exc:
-            err = exc.args[0] if exc.args else None
-            if not (isinstance(err, KafkaError) and (err.retriable() or err.code() in _COORDINATOR_NOT_READY)) \
-                    or time.monotonic() + 0.2 > deadline:
-                raise
+            errors = [exc.args[0] if exc.args else None]
+        if not errors:
+            return got
+        if not all(isinstance(e, KafkaError) and e.code() in _COORDINATOR_NOT_READY for e in errors) \
+                or time.monotonic() + 0.2 > deadline:
+            raise KafkaException(errors[0])
         time.sleep(0.2)
