@@ -12,6 +12,7 @@ import pytest
 from tradesim.adapters.dynamodb.client import DynamoDB
 from tradesim.settings import Settings
 from tradesim.stack.supervisor import Supervisor
+from tradesim.testing.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -67,3 +68,43 @@ def test_overwriting_an_item_between_table_listings_does_not_pile_up_old_version
         db.close()
     grown_mb = (_folder_bytes(folder) - before) / 1e6
     assert grown_mb < 20, f"the data folder grew {grown_mb:.1f} MB for one 6 KB item"
+
+
+def test_an_items_index_entries_follow_its_put_update_and_delete(settings: Settings) -> None:
+    """The server writes an item and its index entries in one batch (server.js, point 6): the index holds exactly
+    the item's current entry after each kind of write, including one that moves the entry to another key."""
+    db = DynamoDB(settings.dynamodb)
+    name = "index-writes-" + uuid.uuid4().hex[:8]
+    client = db.client
+    try:
+        client.create_table(
+            TableName=name, BillingMode="PAY_PER_REQUEST",
+            AttributeDefinitions=[{"AttributeName": a, "AttributeType": "S"} for a in ("id", "owner", "at")],
+            KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
+            GlobalSecondaryIndexes=[{"IndexName": "by_owner", "Projection": {"ProjectionType": "ALL"},
+                                     "KeySchema": [{"AttributeName": "owner", "KeyType": "HASH"},
+                                                   {"AttributeName": "at", "KeyType": "RANGE"}]}])
+        wait_for(lambda: client.describe_table(TableName=name)["Table"]["TableStatus"] == "ACTIVE", 30, "the table")
+
+        def index(owner: str) -> list[tuple[str, str, str]]:
+            items = client.query(TableName=name, IndexName="by_owner", KeyConditionExpression="#o = :o",
+                                 ExpressionAttributeNames={"#o": "owner"},
+                                 ExpressionAttributeValues={":o": {"S": owner}})["Items"]
+            return [(i["id"]["S"], i["at"]["S"], i.get("note", {}).get("S", "")) for i in items]
+
+        client.put_item(TableName=name, Item={"id": {"S": "a"}, "owner": {"S": "u"}, "at": {"S": "1"}},
+                        ConditionExpression="attribute_not_exists(id)")
+        assert index("u") == [("a", "1", "")]
+        client.update_item(TableName=name, Key={"id": {"S": "a"}}, UpdateExpression="SET note = :n",
+                           ExpressionAttributeValues={":n": {"S": "x"}})
+        assert index("u") == [("a", "1", "x")]
+        client.update_item(TableName=name, Key={"id": {"S": "a"}}, UpdateExpression="SET #t = :t, #o = :o",
+                           ExpressionAttributeNames={"#t": "at", "#o": "owner"},
+                           ExpressionAttributeValues={":t": {"S": "2"}, ":o": {"S": "v"}})
+        assert (index("u"), index("v")) == ([], [("a", "2", "x")])
+        client.delete_item(TableName=name, Key={"id": {"S": "a"}})
+        assert index("v") == []
+        assert "Item" not in client.get_item(TableName=name, Key={"id": {"S": "a"}}, ConsistentRead=True)
+    finally:
+        client.delete_table(TableName=name)
+        db.close()
