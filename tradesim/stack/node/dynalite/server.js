@@ -29,8 +29,8 @@
 //    conditional write reads its item first, so writes gain too. Writes stay asynchronous.
 //
 // 6. A write to a table with indexes is one LevelDB batch. dynalite writes an item's index entries first (all
-//    deletes, then all puts, each its own LevelDB write) and the item after them: three hand-offs to a worker
-//    thread and back, one after another, for a PutItem on the Orders table, whose claim and settle are on every
+//    deletes, then all puts, each its own LevelDB write) and the item after them: up to three hand-offs to a worker
+//    thread and back, one after another, for a write to the Orders table, whose claim and outcome are on every
 //    order's path. Here the index writes are collected, and the item's own put or delete, which putItem,
 //    updateItem and deleteItem issue in the same call, writes them all in one batch: one hand-off, and the item
 //    and its index entries change together (dynalite's order left a moment with the index ahead of the item).
