@@ -49,10 +49,17 @@ def cluster() -> Iterator[Cluster]:
 
 def test_a_job_without_statistics_yet_lists_without_a_checkpoint(cluster: Cluster) -> None:
     url, status, asked = cluster
+    status["a"] = 404  # a job that ended between the overview and this request
     status["b"] = 500  # the dispatcher's answer while the job master initializes
     jobs = {j.id: j for j in FlinkRest(url).jobs()}
-    assert (jobs["a"].last_checkpoint_id, jobs["b"].last_checkpoint_id, jobs["c"].last_checkpoint_id) == (7, None, None)
+    assert [jobs[k].last_checkpoint_id for k in "abc"] == [None, None, None]
     assert "/jobs/c/checkpoints" not in asked  # an initializing job has none to ask for
+
+
+def test_a_job_with_statistics_carries_its_last_checkpoint(cluster: Cluster) -> None:
+    url, _, _ = cluster
+    got = {j.id: j for j in FlinkRest(url).jobs()}["a"]
+    assert (got.last_checkpoint_id, got.last_checkpoint_ms) == (7, 99)
 
 
 @pytest.mark.parametrize("code", [400, 403, 503])

@@ -20,6 +20,7 @@ def _isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("TRADESIM_HOME", str(tmp_path / "home"))
     monkeypatch.setenv("TRADESIM_FLINK__REST_PORT", str(free_port()))  # nothing listens there
+    monkeypatch.delenv("TRADESIM_FLINK__REST_URL", raising=False)  # which would win over the port
 
 
 def _one_line(output: str) -> str:

@@ -64,9 +64,14 @@ def list_cmd(show_all: Annotated[bool, typer.Option("--all", help="Also finished
 
 @cli_errors
 def _list(show_all: bool, as_json: bool = False) -> None:
+    from tradesim.adapters.flink.errors import FlinkRequestError
+
     settings = load_settings()
     rest = cluster(settings)
-    jobs = [j for j in rest.jobs() if show_all or j.active]
+    try:
+        jobs = [j for j in rest.jobs() if show_all or j.active]
+    except FlinkRequestError as exc:
+        raise StackError(str(exc)) from None
     if as_json:
         rows = [{**dataclasses.asdict(j), "name": name_of(j.name), "flink_name": j.name} for j in jobs]
         sys.stdout.write(json.dumps(rows, indent=2) + "\n")

@@ -15,8 +15,9 @@ import pytest
 
 from tradesim.settings import Settings
 from tradesim.stack.supervisor import Supervisor
+from tradesim.testing.net import free_port
 
-from .conftest import OrderLog, User, free_port, order, untraced, wait_for
+from .conftest import OrderLog, User, order, untraced, wait_for
 
 pytestmark = pytest.mark.integration
 

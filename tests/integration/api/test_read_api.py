@@ -30,8 +30,9 @@ from tradesim.domain.trades import TradeRecord
 from tradesim.services.api.app import create_app
 from tradesim.settings import Settings
 from tradesim.testing.factories import unique_symbol
+from tradesim.testing.net import free_port
 
-from .conftest import User, free_port, wait_for
+from .conftest import User, wait_for
 
 pytestmark = pytest.mark.integration
 D = Decimal

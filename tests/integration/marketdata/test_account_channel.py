@@ -36,8 +36,9 @@ from tradesim.services.marketdata.ws import ACCOUNT_QUEUE, MarketDataHub, run_se
 from tradesim.settings import Settings
 from tradesim.stack.jobs import submit_job
 from tradesim.testing.factories import tick, ticks, unique_symbol
+from tradesim.testing.net import free_port
 
-from .conftest import cached_seq, free_port, metric, recv_json, recv_until, wait_for, ws_client
+from .conftest import cached_seq, metric, recv_json, recv_until, wait_for, ws_client
 
 pytestmark = pytest.mark.integration
 

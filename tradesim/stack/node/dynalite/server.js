@@ -108,11 +108,14 @@ storage.updateIndexes = function (store, table, existingItem, item, cb) {
   }
   if (ops.length === 0) return cb()
   pendingIndexOps = ops
-  cb() // the action writes its item within this call, and that write takes the ops
-  if (pendingIndexOps === ops) { // not taken: a dynalite whose actions differ; write them as dynalite would
-    pendingIndexOps = null
-    console.error('[tradesim] an index update was not followed by its item write; written alone')
-    batchAlone(ops)
+  try {
+    cb() // the action writes its item within this call, and that write takes the ops
+  } finally {
+    if (pendingIndexOps === ops) { // not taken (a dynalite whose actions differ, or cb threw): write them alone
+      pendingIndexOps = null
+      console.error('[tradesim] an index update was not followed by its item write; written alone')
+      batchAlone(ops)
+    }
   }
 }
 
