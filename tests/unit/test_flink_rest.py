@@ -6,11 +6,14 @@ import http.server
 import json
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
 
 from tradesim.adapters.flink.client import FlinkRest
 from tradesim.adapters.flink.errors import FlinkRequestError
+from tradesim.cli.app import app
 
 JOBS = [{"jid": "a", "name": "execution", "state": "RUNNING", "start-time": 3},
         {"jid": "b", "name": "bars", "state": "RUNNING", "start-time": 2},
@@ -29,6 +32,8 @@ def cluster() -> Iterator[Cluster]:
             asked.append(self.path)
             if self.path == "/jobs/overview":
                 code, body = 200, {"jobs": JOBS}
+            elif self.path == "/overview":
+                code, body = 200, {"taskmanagers": 1}
             else:
                 code = status.get(self.path.split("/")[2], 200)
                 body = {"latest": {"completed": {"id": 7, "latest_ack_timestamp": 99}}} if code == 200 \
@@ -69,3 +74,17 @@ def test_any_other_refusal_fails_the_listing(cluster: Cluster, code: int) -> Non
     with pytest.raises(FlinkRequestError) as err:
         FlinkRest(url).jobs()
     assert err.value.status == code
+
+
+def test_jobs_list_reports_a_refusal_in_one_line(cluster: Cluster, monkeypatch: pytest.MonkeyPatch,
+                                                 tmp_path: Path) -> None:
+    url, status, _ = cluster
+    status["a"] = 403
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("TRADESIM_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("TRADESIM_FLINK__REST_URL", url)
+    result = CliRunner().invoke(app, ["jobs", "list"])
+    lines = [ln for ln in result.output.splitlines() if ln.strip()]
+    assert result.exit_code == 1, result.output
+    assert len(lines) == 1, result.output
+    assert "HTTP 403" in lines[0]
