@@ -1,4 +1,5 @@
-"""`FlinkRest.jobs` lists jobs whose checkpoint statistics are not there yet, and still reports a real refusal."""
+"""`FlinkRest.jobs` lists jobs whose checkpoint statistics are not there yet, and still reports a real refusal;
+so does what reads it (`tradesim jobs list`, the stack exporter)."""
 
 from __future__ import annotations
 
@@ -9,11 +10,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from prometheus_client import REGISTRY
 from typer.testing import CliRunner
 
 from tradesim.adapters.flink.client import FlinkRest
 from tradesim.adapters.flink.errors import FlinkRequestError
 from tradesim.cli.app import app
+from tradesim.settings import load_settings
+from tradesim.stack import exporter
 
 JOBS = [{"jid": "a", "name": "execution", "state": "RUNNING", "start-time": 3},
         {"jid": "b", "name": "bars", "state": "RUNNING", "start-time": 2},
@@ -34,6 +38,8 @@ def cluster() -> Iterator[Cluster]:
                 code, body = 200, {"jobs": JOBS}
             elif self.path == "/overview":
                 code, body = 200, {"taskmanagers": 1}
+            elif self.path.endswith("/metrics?get=numRestarts"):
+                code, body = 200, [{"id": "numRestarts", "value": "2"}]
             else:
                 code = status.get(self.path.split("/")[2], 200)
                 body = {"latest": {"completed": {"id": 7, "latest_ack_timestamp": 99}}} if code == 200 \
@@ -88,3 +94,29 @@ def test_jobs_list_reports_a_refusal_in_one_line(cluster: Cluster, monkeypatch: 
     assert result.exit_code == 1, result.output
     assert len(lines) == 1, result.output
     assert "HTTP 403" in lines[0]
+
+
+def test_the_exporter_reports_a_refusal_as_its_flink_source_down(cluster: Cluster, monkeypatch: pytest.MonkeyPatch,
+                                                                 tmp_path: Path) -> None:
+    url, status, _ = cluster
+    monkeypatch.setenv("TRADESIM_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("TRADESIM_FLINK__REST_URL", url)
+    ex = exporter.Exporter(load_settings())
+    for other in ("_components", "_lags", "_redis", "_disk"):  # no stack here: only the Flink source is read
+        monkeypatch.setattr(ex, other, lambda: None)
+    try:
+        ex.run_once()
+        assert _value("tradesim_exporter_source_up", source="flink") == 1
+        assert _value("tradesim_flink_job_restarts", flink_job="execution") == 2
+        status["a"] = 403
+        ex.run_once()
+    finally:
+        ex.close()
+    assert _value("tradesim_exporter_source_up", source="flink") == 0
+    # no stale gauge may keep an alert quiet: the jobs are no longer reported at all
+    assert _value("tradesim_flink_job_running", flink_job="execution") is None
+    assert _value("tradesim_flink_job_restarts", flink_job="bars") is None
+
+
+def _value(name: str, **labels: str) -> float | None:
+    return REGISTRY.get_sample_value(name, labels)
