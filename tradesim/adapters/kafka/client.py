@@ -70,31 +70,33 @@ def broker_count(kafka: KafkaSettings, timeout_s: float) -> int:
 
 def ensure_topics(kafka: KafkaSettings, topics: list[TopicSpec], timeout_s: float = 30) -> list[str]:
     """Create missing topics; returns the names created. Existing topics keep their partitions but get the spec's
-    config (retention of `trade_orders` follows the outcome horizon, so it must not stay at an older value)."""
+    config (retention of `trade_orders` follows the outcome horizon, so it must not stay at an older value).
+    Every step (listing, configuring, creating, waiting for leaders) runs under one deadline of `timeout_s`."""
+    deadline = time.monotonic() + timeout_s
     client = admin(kafka)
     try:
-        existing = set(client.list_topics(timeout=timeout_s).topics)
+        existing = set(client.list_topics(timeout=_left(deadline)).topics)
     except KafkaException as exc:
         raise KafkaUnavailable(f"cannot list topics at {kafka.bootstrap}: {exc}") from None
-    _set_config(client, [t for t in topics if t.name in existing and t.config], timeout_s)
+    _set_config(client, [t for t in topics if t.name in existing and t.config], deadline)
     missing = [t for t in topics if t.name not in existing]
     if not missing:
         return []
     # -1: the broker's default.replication.factor (1 on the local node, 3 on a cluster such as MSK)
     futures = client.create_topics(
         [NewTopic(t.name, num_partitions=t.partitions, replication_factor=-1, config=t.config) for t in missing],
-        operation_timeout=timeout_s,
+        operation_timeout=_left(deadline),
     )
     created = []
     for name, fut in futures.items():
         try:
-            fut.result(timeout=timeout_s)
+            fut.result(timeout=_left(deadline))
             created.append(name)
         except KafkaException as exc:
             if exc.args and exc.args[0].code() == KafkaError.TOPIC_ALREADY_EXISTS:
                 continue
             raise KafkaUnavailable(f"cannot create topic {name}: {exc}") from None
-    _await_leaders(client, [t.name for t in missing], time.monotonic() + timeout_s)
+    _await_leaders(client, [t.name for t in missing], deadline)
     return created
 
 
@@ -116,7 +118,7 @@ def _await_leaders(client: AdminClient, names: list[str], deadline: float) -> No
         time.sleep(0.05)
 
 
-def _set_config(client: AdminClient, topics: list[TopicSpec], timeout_s: float) -> None:
+def _set_config(client: AdminClient, topics: list[TopicSpec], deadline: float) -> None:
     if not topics:
         return
     resources = [ConfigResource(ResourceType.TOPIC, t.name, incremental_configs=[
@@ -124,7 +126,7 @@ def _set_config(client: AdminClient, topics: list[TopicSpec], timeout_s: float) 
         for t in topics]
     for resource, fut in client.incremental_alter_configs(resources).items():
         try:
-            fut.result(timeout=timeout_s)
+            fut.result(timeout=_left(deadline))
         except KafkaException as exc:
             raise KafkaUnavailable(f"cannot configure topic {resource.name}: {exc}") from None
 
@@ -213,7 +215,7 @@ def _committed(c: Consumer, partitions: list[TopicPartition], deadline: float) -
             got = c.committed(partitions, timeout=_left(deadline))
             errors = [tp.error for tp in got if tp.error is not None]
         except KafkaException as exc:
-            errors = [exc.args[0] if exc.args else None]
+            errors = [exc.args[0] if exc.args else KafkaError(KafkaError._FAIL, "committed offsets not returned")]
         if not errors:
             return got
         if not all(isinstance(e, KafkaError) and e.code() in _COORDINATOR_NOT_READY for e in errors) \
