@@ -6,7 +6,7 @@ from __future__ import annotations
 import http.server
 import json
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 
 from tradesim.adapters.flink.client import FlinkRest
 from tradesim.adapters.flink.errors import FlinkRequestError
+from tradesim.adapters.kafka import client as kafka_client
 from tradesim.cli.app import app
 from tradesim.settings import load_settings
 from tradesim.stack import exporter
@@ -96,14 +97,29 @@ def test_jobs_list_reports_a_refusal_in_one_line(cluster: Cluster, monkeypatch: 
     assert "HTTP 403" in lines[0]
 
 
-def test_the_exporter_reports_a_refusal_as_its_flink_source_down(cluster: Cluster, monkeypatch: pytest.MonkeyPatch,
+@pytest.fixture
+def gauges() -> Iterator[None]:
+    """The exporter's gauges are the process's: start and leave them empty."""
+    reported = (exporter.SOURCE_UP, exporter.JOB_RUNNING, exporter.JOB_RESTARTS, exporter.JOB_CHECKPOINT_AGE)
+    for gauge in reported:
+        gauge.clear()
+    yield
+    for gauge in reported:
+        gauge.clear()
+
+
+def test_the_exporter_reports_a_refusal_as_its_flink_source_down(cluster: Cluster, gauges: None,
+                                                                 monkeypatch: pytest.MonkeyPatch,
                                                                  tmp_path: Path) -> None:
     url, status, _ = cluster
+    monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("TRADESIM_HOME", str(tmp_path / "home"))
     monkeypatch.setenv("TRADESIM_FLINK__REST_URL", url)
+    # no broker here: the lag probes are never asked, and must not look for one while the exporter is built
+    monkeypatch.setattr(kafka_client, "consumer", lambda *_, **__: _Idle())
     ex = exporter.Exporter(load_settings())
     for other in ("_components", "_lags", "_redis", "_disk"):  # no stack here: only the Flink source is read
-        monkeypatch.setattr(ex, other, lambda: None)
+        monkeypatch.setattr(ex, other, _reads_nothing(other))
     try:
         ex.run_once()
         assert _value("tradesim_exporter_source_up", source="flink") == 1
@@ -116,6 +132,20 @@ def test_the_exporter_reports_a_refusal_as_its_flink_source_down(cluster: Cluste
     # no stale gauge may keep an alert quiet: the jobs are no longer reported at all
     assert _value("tradesim_flink_job_running", flink_job="execution") is None
     assert _value("tradesim_flink_job_restarts", flink_job="bars") is None
+
+
+def _reads_nothing(name: str) -> Callable[[], None]:
+    """A source that measures nothing, under the name the exporter labels its SOURCE_UP with."""
+    def read() -> None:
+        pass
+
+    read.__name__ = name
+    return read
+
+
+class _Idle:
+    def close(self) -> None:
+        pass
 
 
 def _value(name: str, **labels: str) -> float | None:
