@@ -85,13 +85,15 @@ def ensure_topics(kafka: KafkaSettings, topics: list[TopicSpec], timeout_s: floa
     # -1: the broker's default.replication.factor (1 on the local node, 3 on a cluster such as MSK)
     futures = client.create_topics(
         [NewTopic(t.name, num_partitions=t.partitions, replication_factor=-1, config=t.config) for t in missing],
-        operation_timeout=_left(deadline),
+        operation_timeout=_left(deadline), request_timeout=_left(deadline),
     )
     created = []
     for name, fut in futures.items():
         try:
             fut.result(timeout=_left(deadline))
             created.append(name)
+        except TimeoutError:  # the future's own wait ran out before librdkafka gave up on the request
+            raise KafkaUnavailable(f"topic {name} not created within {timeout_s:g} s") from None
         except KafkaException as exc:
             if exc.args and exc.args[0].code() == KafkaError.TOPIC_ALREADY_EXISTS:
                 continue
@@ -124,9 +126,11 @@ def _set_config(client: AdminClient, topics: list[TopicSpec], deadline: float) -
     resources = [ConfigResource(ResourceType.TOPIC, t.name, incremental_configs=[
         ConfigEntry(k, v, incremental_operation=AlterConfigOpType.SET) for k, v in t.config.items()])
         for t in topics]
-    for resource, fut in client.incremental_alter_configs(resources).items():
+    for resource, fut in client.incremental_alter_configs(resources, request_timeout=_left(deadline)).items():
         try:
             fut.result(timeout=_left(deadline))
+        except TimeoutError:
+            raise KafkaUnavailable(f"topic {resource.name} not configured within the timeout") from None
         except KafkaException as exc:
             raise KafkaUnavailable(f"cannot configure topic {resource.name}: {exc}") from None
 
