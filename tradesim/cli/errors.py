@@ -10,6 +10,7 @@ import typer
 from pydantic import ValidationError
 from rich.console import Console
 
+from tradesim.adapters.flink.errors import FlinkRequestError
 from tradesim.scenarios.errors import ScenarioError
 from tradesim.stack.errors import StackError, UserError
 
@@ -27,7 +28,8 @@ def settings_error_line(exc: ValidationError) -> str:
 
 
 def cli_errors(fn: Callable[P, R]) -> Callable[P, R]:
-    """Command decorator: UserError, ScenarioError, bad settings → exit 2; StackError → exit 1; no traceback."""
+    """Command decorator: UserError, ScenarioError, bad settings → exit 2; StackError and a request the Flink
+    cluster refused → exit 1; no traceback."""
 
     @functools.wraps(fn)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
@@ -45,7 +47,7 @@ def cli_errors(fn: Callable[P, R]) -> Callable[P, R]:
         except UserError as exc:
             err.print(f"error: {exc}", markup=False)
             raise typer.Exit(2) from None
-        except StackError as exc:
+        except (StackError, FlinkRequestError) as exc:
             err.print(f"error: {exc}", markup=False)
             raise typer.Exit(1) from None
 

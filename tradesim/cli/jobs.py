@@ -16,7 +16,7 @@ from rich.table import Table
 
 from tradesim.cli.errors import cli_errors
 from tradesim.settings import load_settings
-from tradesim.stack.errors import StackError, UserError
+from tradesim.stack.errors import UserError
 from tradesim.stack.jobs import JOBS, cluster, name_of, submit_job
 
 app = typer.Typer(help="Flink jobs on the session cluster: submit, list, cancel.", no_args_is_help=True)
@@ -64,14 +64,9 @@ def list_cmd(show_all: Annotated[bool, typer.Option("--all", help="Also finished
 
 @cli_errors
 def _list(show_all: bool, as_json: bool = False) -> None:
-    from tradesim.adapters.flink.errors import FlinkRequestError
-
     settings = load_settings()
     rest = cluster(settings)
-    try:
-        jobs = [j for j in rest.jobs() if show_all or j.active]
-    except FlinkRequestError as exc:
-        raise StackError(str(exc)) from None
+    jobs = [j for j in rest.jobs() if show_all or j.active]
     if as_json:
         rows = [{**dataclasses.asdict(j), "name": name_of(j.name), "flink_name": j.name} for j in jobs]
         sys.stdout.write(json.dumps(rows, indent=2) + "\n")
@@ -99,7 +94,6 @@ def cancel_cmd(job: Annotated[str, typer.Argument(help="Job name (e.g. bars) or 
 
 @cli_errors
 def _cancel(job: str, savepoint: bool) -> None:
-    from tradesim.adapters.flink.errors import FlinkRequestError
     settings = load_settings()
     rest = cluster(settings)
     active = [j for j in rest.jobs(with_checkpoints=False) if j.active]
@@ -108,12 +102,9 @@ def _cancel(job: str, savepoint: bool) -> None:
     if not targets:
         raise UserError(f"no running job {job!r}; `tradesim jobs list` shows the running ones")
     for target in targets:
-        try:
-            if savepoint:
-                location = rest.stop_with_savepoint(target.id, None)
-                out.print(f"stopped {job} ({target.id}) with savepoint {location}")
-            else:
-                rest.cancel(target.id)
-                out.print(f"cancelled {job} ({target.id})")
-        except FlinkRequestError as exc:
-            raise StackError(str(exc)) from None
+        if savepoint:
+            location = rest.stop_with_savepoint(target.id, None)
+            out.print(f"stopped {job} ({target.id}) with savepoint {location}")
+        else:
+            rest.cancel(target.id)
+            out.print(f"cancelled {job} ({target.id})")
