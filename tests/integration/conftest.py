@@ -9,6 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from tradesim.adapters.toxiproxy.client import Toxiproxy
 from tradesim.settings import Settings, load_settings
 from tradesim.stack import registry
 from tradesim.stack.supervisor import Supervisor
@@ -56,6 +57,17 @@ def supervisor(settings: Settings, stack_components: list[str]) -> Supervisor:
 def dynamodb_alone(settings: Settings) -> Supervisor:
     """The store's own supervisor, for a test that restarts only it (the rest of the stack rides that out)."""
     return Supervisor(settings, registry.build(settings, ["dynamodb"]))
+
+
+@pytest.fixture
+def tox(settings: Settings) -> Iterator[Toxiproxy]:
+    """Toxiproxy, with every proxy enabled and no toxic before and after the test."""
+    assert settings.chaos.enabled, "the test stack runs with chaos on (see above)"
+    proxy = Toxiproxy(settings.chaos.api_url)
+    proxy.reset()
+    yield proxy
+    proxy.reset()
+    proxy.close()
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -13,7 +13,7 @@ import os
 import secrets
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
 from pathlib import Path
@@ -46,16 +46,6 @@ FAULT_S = 8.0
 IN_CI = ("dynamodb-down", "dynamodb-latency", "dynamodb-reset", "dynamodb-timeout", "redis-down", "redis-latency",
          "kafka-down", "kafka-latency")
 RESULTS = Path(__file__).resolve().parents[3] / "build" / "fault-results.jsonl"
-
-
-@pytest.fixture
-def tox(settings: Settings) -> Iterator[Toxiproxy]:
-    assert settings.chaos.enabled, "the test stack runs with chaos on (tests/integration/conftest.py)"
-    proxy = Toxiproxy(settings.chaos.api_url)
-    proxy.reset()
-    yield proxy
-    proxy.reset()
-    proxy.close()
 
 
 class Ticker:

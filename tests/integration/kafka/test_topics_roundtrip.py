@@ -11,6 +11,8 @@ from confluent_kafka import TopicPartition
 from confluent_kafka.admin import ConfigResource, ResourceType
 
 from tradesim.adapters.kafka.client import TopicSpec, admin, consumer, ensure_topics, producer
+from tradesim.adapters.kafka.errors import KafkaUnavailable
+from tradesim.adapters.toxiproxy.client import Toxiproxy
 from tradesim.settings import Settings
 from tradesim.stack.kafka import orders_retention
 
@@ -53,6 +55,28 @@ def test_ensure_topics_sets_the_spec_config_on_an_existing_topic(settings: Setti
     assert _config(settings, name)["retention.ms"] == "3600000"
     client = admin(settings.kafka)
     client.delete_topics([name])[name].result(timeout=10)
+
+
+def test_ensure_topics_gives_up_at_one_deadline_for_all_its_steps(settings: Settings, tox: Toxiproxy) -> None:
+    """Each of ensure_topics' round trips (connect, list, create, wait for the leader) fits in the timeout on its
+    own but not all together: the call must end at the deadline with KafkaUnavailable, not succeed late."""
+    name = f"test-deadline-{uuid.uuid4().hex[:8]}"
+    proxied = settings.routed().kafka  # what the services use: through Toxiproxy
+    assert proxied.port != settings.kafka.port, "the test stack runs with chaos on"
+    # every reply 0.3 s late: connecting and listing take ~1.2 s, creating and the leader wait ~0.3 s each, so
+    # the whole call needs ~1.9 s (a deadline per step let it succeed then) against a deadline of 1.5 s
+    timeout_s = 1.5
+    tox.add_toxic("kafka", "test-deadline", "latency", {"latency": 300})
+    start = time.monotonic()
+    try:
+        with pytest.raises(KafkaUnavailable):
+            ensure_topics(proxied, [TopicSpec(name, 1, {})], timeout_s=timeout_s)
+        took = time.monotonic() - start
+    finally:
+        tox.remove_toxic("kafka", "test-deadline")
+        client = admin(settings.kafka)  # the creation may have reached the broker before the call gave up
+        client.delete_topics([name])[name].exception(timeout=10)
+    assert took < timeout_s + 0.5, f"gave up after {took:.1f} s, the deadline was {timeout_s:g} s"
 
 
 @pytest.mark.parametrize("topic_attr", ["market_data", "trade_orders", "trade_executed", "dead_letter"])
