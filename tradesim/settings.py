@@ -399,6 +399,9 @@ class TracingSettings(Section):
     enabled: bool = Field(False, description="Run Jaeger and export the services' and jobs' spans to it.")
     sample_ratio: float = Field(1.0, ge=0, le=1, description="Share of orders traced, decided once in the API "
                                 "(by trace id); the jobs and the read side follow the order's decision.")
+    max_per_s: float = Field(50, ge=0, description="At most this many new traces a second over all the API's "
+                             "workers (each takes its share; bursts up to a second's worth), after sample_ratio: a "
+                             "slow stream is traced whole, a fast one at a bounded cost. 0: no cap.")
     host: str = Field(LOOPBACK, description="Address Jaeger's OTLP receiver and query API bind to.")
     otlp_port: Port = Field(4318, description="Jaeger's OTLP/HTTP receiver.")
     query_port: Port = Field(16686, description="Jaeger's HTTP query API (a source build serves no web UI).")

@@ -10,6 +10,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from tradesim.adapters.tracing import StatusCode, Tracing
 from tradesim.adapters.tracing.jaeger import _trace
+from tradesim.adapters.tracing.sampling import RateCapped
 from tradesim.domain.errors import InvalidRecord
 from tradesim.domain.events import OrderOutcome, decode, encode
 from tradesim.settings import TracingSettings
@@ -24,9 +25,11 @@ def _parent(flags: str) -> str:
     return f"00-{TRACE_ID}-{PARENT_SPAN}-{flags}"
 
 
-def _tracing(*, root: bool = False, ratio: float = 1.0) -> tuple[Tracing, InMemorySpanExporter]:
+def _tracing(*, root: bool = False, ratio: float = 1.0, max_per_s: float = 0, processes: int = 1
+             ) -> tuple[Tracing, InMemorySpanExporter]:
     spans = InMemorySpanExporter()
-    return Tracing(ON.model_copy(update={"sample_ratio": ratio}), "test", root=root, exporter=spans), spans
+    settings = ON.model_copy(update={"sample_ratio": ratio, "max_per_s": max_per_s})
+    return Tracing(settings, "test", root=root, processes=processes, exporter=spans), spans
 
 
 @pytest.mark.parametrize("flags", ["01", "03"])  # 03: the W3C level-2 "random" bit beside "sampled"
@@ -68,6 +71,41 @@ def test_the_api_samples_by_its_ratio_and_off_means_nothing_at_all() -> None:
     with off.span("POST /orders"):
         assert off.current() is None
     assert off.record("settle", _parent("01"), time.time_ns()) is None
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _sampled(sampler: RateCapped, n: int) -> int:
+    return sum(sampler.should_sample(None, trace_id, "POST /orders").decision.is_sampled()
+               for trace_id in range(1, n + 1))
+
+
+def test_the_cap_passes_a_second_s_worth_at_once_then_its_rate() -> None:
+    clock = Clock()
+    sampler = RateCapped(1.0, 5, clock)
+    assert _sampled(sampler, 20) == 5  # a burst: one second's worth
+    clock.now += 0.5
+    assert _sampled(sampler, 20) == 2  # half a second refills 2.5 tokens
+    clock.now += 10
+    assert _sampled(sampler, 20) == 5  # a quiet spell refills no more than the bucket holds
+    assert _sampled(RateCapped(1.0, 0, clock), 20) == 20  # 0: no cap
+    assert _sampled(RateCapped(0.0, 5, Clock()), 20) == 0  # the ratio first: what it drops takes no token
+
+
+def test_a_capped_trace_keeps_its_children_and_the_workers_share_the_cap() -> None:
+    tracing, spans = _tracing(root=True, max_per_s=6, processes=2)  # 3 new traces a second for this one
+    traced = 0
+    for _ in range(10):  # within a few milliseconds: the bucket's 3 and nothing more
+        with tracing.span("POST /orders"), tracing.span("publish"):
+            traced += tracing.current() is not None
+    assert traced == 3
+    assert len(spans.get_finished_spans()) == 6  # each traced request whole: its publish span too
 
 
 def test_an_exception_leaving_a_span_is_not_marked_as_its_error() -> None:

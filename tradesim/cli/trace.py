@@ -59,8 +59,9 @@ def _trace(order_id: str, wait: float, json_: bool) -> None:
     if json_:
         out.print_json(json.dumps([asdict(tr) for tr in traces]))
     elif not traces:
-        out.print(f"no trace of order {order_id}: it was not sampled (tracing.sample_ratio {t.sample_ratio:g}), is "
-                  "older than Jaeger keeps, or its spans have not arrived yet (try --wait 5)")
+        cap = f", at most {t.max_per_s:g} a second" if t.max_per_s else ""
+        out.print(f"no trace of order {order_id}: it was not sampled (tracing.sample_ratio {t.sample_ratio:g}{cap}), "
+                  "is older than Jaeger keeps, or its spans have not arrived yet (try --wait 5)")
     for tr in [] if json_ else traces:
         out.print(_tree(tr), width=max(out.width, 160))  # a pipe gets 80 columns, too few for a tree
     if not traces:

@@ -1,8 +1,9 @@
 """OpenTelemetry for the services and jobs: one tracer provider per process exporting over OTLP/HTTP, and the W3C
 `traceparent` that carries an order's trace across Kafka (see `tradesim.domain.events.TRACEPARENT_RE`).
 
-The API decides whether an order is traced (`tracing.sample_ratio`, by trace id); the jobs and the read side
-only continue traces whose parent was sampled, so one setting governs the whole path. With tracing off every
+The API decides whether an order is traced (`tracing.sample_ratio`, by trace id, then at most `tracing.max_per_s`
+new traces a second); the jobs and the read side only continue traces whose parent was sampled, so the API's
+decision governs the whole path. With tracing off every
 call here is a no-op that allocates nothing per record. Tracing never fails its caller: an error in the SDK is
 logged once and the span is dropped.
 """
@@ -35,10 +36,11 @@ log = logging.getLogger("tradesim.tracing")
 
 
 class Tracing:
-    """A process's tracer. `root`: this process may start traces (the API); elsewhere a span exists only under a
-    sampled parent. `exporter`: where spans go, synchronously (tests); by default OTLP/HTTP in batches."""
+    """A process's tracer. `root`: this process may start traces (the API), sharing `tracing.max_per_s` with the
+    other `processes` that do; elsewhere a span exists only under a sampled parent. `exporter`: where spans go,
+    synchronously (tests); by default OTLP/HTTP in batches."""
 
-    def __init__(self, settings: TracingSettings, service: str, *, root: bool = False,
+    def __init__(self, settings: TracingSettings, service: str, *, root: bool = False, processes: int = 1,
                  exporter: Any = None) -> None:
         self.enabled = settings.enabled
         self._provider: Any = None
@@ -49,9 +51,12 @@ class Tracing:
         from opentelemetry.sdk.resources import Resource
         from opentelemetry.sdk.trace import TracerProvider
         from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor
-        from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ParentBased, TraceIdRatioBased
+        from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ParentBased
 
-        sampler = ParentBased(TraceIdRatioBased(settings.sample_ratio) if root else ALWAYS_OFF)
+        from tradesim.adapters.tracing.sampling import RateCapped
+
+        capped = RateCapped(settings.sample_ratio, settings.max_per_s / processes) if root else ALWAYS_OFF
+        sampler = ParentBased(capped)
         self._provider = TracerProvider(resource=Resource.create({"service.name": service}), sampler=sampler)
         if exporter is not None:
             self._provider.add_span_processor(SimpleSpanProcessor(exporter))

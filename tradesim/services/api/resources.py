@@ -144,7 +144,7 @@ class Resources:
         return cls(settings=settings, redis=connect_async(settings.redis.client_url, api.store_timeout_s),
                    kafka=kafka, db=DynamoDB(settings.dynamodb, timeout_s=api.store_timeout_s, max_attempts=1),
                    admin_key=load_admin_key(settings, create=True) or "", search=search, analytics=analytics,
-                   tracing=Tracing(settings.tracing, API_SERVICE, root=True),
+                   tracing=Tracing(settings.tracing, API_SERVICE, root=True, processes=api.workers),
                    closers=[search.close, analytics.close])
 
     async def close(self) -> None:
