@@ -31,7 +31,7 @@ class RateCapped(Sampler):
         result = self._ratio.should_sample(parent_context, trace_id, name, kind, attributes, links, trace_state)
         if not result.decision.is_sampled() or not self._per_s or self._take():
             return result
-        return SamplingResult(Decision.DROP, None, trace_state)
+        return SamplingResult(Decision.DROP, None, result.trace_state)
 
     def _take(self) -> bool:
         with self._lock:
