@@ -3,9 +3,8 @@
 
 The API decides whether an order is traced (`tracing.sample_ratio`, by trace id, then at most `tracing.max_per_s`
 new traces a second); the jobs and the read side only continue traces whose parent was sampled, so the API's
-decision governs the whole path. With tracing off every
-call here is a no-op that allocates nothing per record. Tracing never fails its caller: an error in the SDK is
-logged once and the span is dropped.
+decision governs the whole path. With tracing off every call here is a no-op that allocates nothing per record.
+Tracing never fails its caller: an error in the SDK is logged once and the span is dropped.
 """
 
 from __future__ import annotations
@@ -55,8 +54,7 @@ class Tracing:
 
         from tradesim.adapters.tracing.sampling import RateCapped
 
-        capped = RateCapped(settings.sample_ratio, settings.max_per_s / processes) if root else ALWAYS_OFF
-        sampler = ParentBased(capped)
+        sampler = ParentBased(RateCapped(settings.sample_ratio, settings.max_per_s / processes) if root else ALWAYS_OFF)
         self._provider = TracerProvider(resource=Resource.create({"service.name": service}), sampler=sampler)
         if exporter is not None:
             self._provider.add_span_processor(SimpleSpanProcessor(exporter))
