@@ -1,4 +1,4 @@
-"""The tracing wrapper's decisions, with spans kept in memory; the Jaeger answer's tree."""
+"""The tracer's decisions, with spans kept in a list; their OTLP/JSON encoding; the Jaeger answer's tree."""
 
 from __future__ import annotations
 
@@ -6,10 +6,10 @@ import json
 import time
 
 import pytest
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from tradesim.adapters.tracing import StatusCode, Tracing
+from tradesim.adapters.tracing import SpanKind, SpanRecord, StatusCode, Tracing
 from tradesim.adapters.tracing.jaeger import _trace
+from tradesim.adapters.tracing.otlp import encode as otlp_json
 from tradesim.adapters.tracing.sampling import RateCapped
 from tradesim.domain.errors import InvalidRecord
 from tradesim.domain.events import OrderOutcome, decode, encode
@@ -26,34 +26,36 @@ def _parent(flags: str) -> str:
 
 
 def _tracing(*, root: bool = False, ratio: float = 1.0, max_per_s: float = 0, processes: int = 1
-             ) -> tuple[Tracing, InMemorySpanExporter]:
-    spans = InMemorySpanExporter()
+             ) -> tuple[Tracing, list[SpanRecord]]:
+    spans: list[SpanRecord] = []
     settings = ON.model_copy(update={"sample_ratio": ratio, "max_per_s": max_per_s})
-    return Tracing(settings, "test", root=root, processes=processes, exporter=spans), spans
+    return Tracing(settings, "test", root=root, processes=processes, sink=spans.append), spans
 
 
 @pytest.mark.parametrize("flags", ["01", "03"])  # 03: the W3C level-2 "random" bit beside "sampled"
 def test_a_span_under_a_sampled_parent_continues_its_trace(flags: str) -> None:
     tracing, spans = _tracing()
     got = tracing.record("settle", _parent(flags), 1_000, 5_000, attributes={"order.id": "o1"})
-    (span,) = spans.get_finished_spans()
-    assert (span.name, span.start_time, span.end_time, span.attributes) == ("settle", 1_000, 5_000, {"order.id": "o1"})
-    assert span.parent is not None
-    assert (f"{span.parent.trace_id:032x}", f"{span.parent.span_id:016x}") == (TRACE_ID, PARENT_SPAN)
-    assert got == f"00-{TRACE_ID}-{span.context.span_id:016x}-{int(span.context.trace_flags):02x}"
+    (span,) = spans
+    assert (span.name, span.start_ns, span.end_ns, span.attributes) == ("settle", 1_000, 5_000, {"order.id": "o1"})
+    assert (f"{span.trace_id:032x}", f"{span.parent_id:016x}") == (TRACE_ID, PARENT_SPAN)
+    assert span.span_id not in (0, int(PARENT_SPAN, 16))
+    assert got == f"00-{TRACE_ID}-{span.span_id:016x}-{flags}"
 
 
 @pytest.mark.parametrize("parent", [None, _parent("00"), _parent("02")])
 def test_no_span_without_a_sampled_parent(parent: str | None) -> None:
     tracing, spans = _tracing()
     assert tracing.record("settle", parent, time.time_ns()) is None
-    assert spans.get_finished_spans() == ()
+    with tracing.span("settle", parent=parent):
+        assert tracing.current() is None
+    assert spans == []
 
 
 def test_a_failing_tracer_never_fails_the_record_it_describes() -> None:
     tracing, spans = _tracing()
-    assert tracing.record("settle", "00-not-hex-at-all-01", time.time_ns()) is None  # the SDK raises inside
-    assert spans.get_finished_spans() == ()
+    assert tracing.record("settle", "00-not-hex-at-all-01", time.time_ns()) is None  # the parse raises inside
+    assert spans == []
     assert tracing.record("settle", _parent("01"), time.time_ns()) is not None  # and it goes on
 
 
@@ -62,11 +64,11 @@ def test_the_api_samples_by_its_ratio_and_off_means_nothing_at_all() -> None:
         tracing, spans = _tracing(root=True, ratio=ratio)
         with tracing.span("POST /orders") as outer, tracing.span("publish"):
             assert (tracing.current() is not None) is traced
-        assert len(spans.get_finished_spans()) == (2 if traced else 0)
+        assert len(spans) == (2 if traced else 0)
         if traced:
-            inner = spans.get_finished_spans()[0]
-            assert inner.parent is not None
-            assert inner.parent.span_id == outer.get_span_context().span_id
+            inner = spans[0]
+            assert (inner.trace_id, inner.parent_id) == (outer.trace_id, outer.span_id)
+            assert outer.parent_id == 0
     off = Tracing.off()
     with off.span("POST /orders"):
         assert off.current() is None
@@ -82,8 +84,7 @@ class Clock:
 
 
 def _sampled(sampler: RateCapped, n: int) -> int:
-    return sum(sampler.should_sample(None, trace_id, "POST /orders").decision.is_sampled()
-               for trace_id in range(1, n + 1))
+    return sum(sampler.sampled(trace_id) for trace_id in range(1, n + 1))
 
 
 def test_the_cap_passes_a_second_s_worth_at_once_then_its_rate() -> None:
@@ -96,8 +97,7 @@ def test_the_cap_passes_a_second_s_worth_at_once_then_its_rate() -> None:
     assert _sampled(sampler, 20) == 5  # a quiet spell refills no more than the bucket holds
     assert _sampled(RateCapped(1.0, 0, clock), 20) == 20  # 0: no cap
     halves = RateCapped(0.5, 5, Clock())  # the ratio first: what it drops takes no token
-    dropped = [halves.should_sample(None, (1 << 63) + i, "POST /orders") for i in range(20)]
-    assert not any(r.decision.is_sampled() for r in dropped)
+    assert not any(halves.sampled((7 << 64) + (1 << 63) + i) for i in range(20))  # by the id's low 64 bits
     assert _sampled(halves, 5) == 5
 
 
@@ -108,15 +108,15 @@ def test_a_capped_trace_keeps_its_children_and_the_workers_share_the_cap() -> No
         with tracing.span("POST /orders"), tracing.span("publish"):
             traced += tracing.current() is not None
     assert traced == 1
-    assert len(spans.get_finished_spans()) == 2  # the traced request whole (its publish span too), no other
+    assert len(spans) == 2  # the traced request whole (its publish span too), no other
 
 
 def test_an_exception_leaving_a_span_is_not_marked_as_its_error() -> None:
     tracing, spans = _tracing(root=True)
     with pytest.raises(LookupError), tracing.span("POST /orders"):
         raise LookupError("a 404 is an answer")
-    (span,) = spans.get_finished_spans()
-    assert (span.status.status_code, span.events) == (StatusCode.UNSET, ())
+    (span,) = spans
+    assert (span.status, span.events) == (StatusCode.UNSET, [])
 
 
 def test_the_events_carry_a_w3c_traceparent_or_none() -> None:
@@ -151,3 +151,37 @@ def test_jaeger_answers_become_one_tree_per_trace() -> None:
     assert [c.operation for c in publish.children] == ["match", "settle"]  # by start time
     assert publish.children[1].attributes == {"status": "x"}
     assert publish.children[1].service == "tradesim-execution"
+
+
+def test_spans_encode_as_one_otlp_json_request_with_hex_ids_and_typed_attributes() -> None:
+    tracing, spans = _tracing(root=True)
+    odd = 'a "quoted" \\ name, ü\n'
+    with tracing.span("POST /orders", kind=SpanKind.SERVER, attributes={"symbol": odd}) as root:
+        with tracing.span("publish", kind=SpanKind.PRODUCER):
+            pass
+        root.set_attribute("http.response.status_code", 503)
+        root.set_attribute("price", 101.25)
+        root.set_attribute("retried", False)
+        root.set_status(StatusCode.ERROR, "kafka")
+        root.record_exception(TimeoutError("no ack"))
+    body = json.loads(otlp_json("tradesim-api", spans))
+    (resource,) = body["resourceSpans"]
+    assert resource["resource"]["attributes"] == [{"key": "service.name", "value": {"stringValue": "tradesim-api"}}]
+    (scope,) = resource["scopeSpans"]
+    child, parent = scope["spans"]
+    assert (parent["traceId"], parent["spanId"]) == (f"{root.trace_id:032x}", f"{root.span_id:016x}")
+    assert "parentSpanId" not in parent
+    assert (child["traceId"], child["parentSpanId"], child["kind"]) == (parent["traceId"], parent["spanId"], 4)
+    assert (parent["name"], parent["kind"], parent["flags"]) == ("POST /orders", 2, 1)
+    assert int(parent["startTimeUnixNano"]) == root.start_ns <= int(parent["endTimeUnixNano"]) == root.end_ns
+    assert parent["attributes"] == [
+        {"key": "symbol", "value": {"stringValue": odd}},
+        {"key": "http.response.status_code", "value": {"intValue": "503"}},
+        {"key": "price", "value": {"doubleValue": 101.25}},
+        {"key": "retried", "value": {"boolValue": False}}]
+    assert parent["status"] == {"code": 2, "message": "kafka"}
+    assert not {"status", "events"} & child.keys()
+    (event,) = parent["events"]
+    assert event["name"] == "exception"
+    assert {a["key"]: a["value"]["stringValue"] for a in event["attributes"]} == {
+        "exception.type": "TimeoutError", "exception.message": "no ack"}

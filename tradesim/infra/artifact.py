@@ -17,7 +17,7 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
 from tradesim.stack.errors import ProvisionError
-from tradesim.stack.flink import JOB_CONSTRAINTS, JOB_RUNTIME_DEPS
+from tradesim.stack.flink import JOB_RUNTIME_DEPS
 from tradesim.stack.tools import run_tool
 
 #: the Python and platform of Managed Flink's FLINK-2_2 runtime (tradesim.infra.flink.RUNTIME)
@@ -64,7 +64,7 @@ def job_pins(site_packages: Path) -> list[str]:
             req = Requirement(line)
             if req.marker is None or any(req.marker.evaluate({**marker_env, "extra": e}) for e in ("", *extras)):
                 todo.append((canonicalize_name(req.name), frozenset(req.extras)))
-    return [*JOB_CONSTRAINTS, *(f"{n}=={v}" for n, v in sorted(pins.items()))]
+    return [f"{n}=={v}" for n, v in sorted(pins.items())]
 
 
 def vendored_deps(cache: Path, site_packages: Path, python: Path,
@@ -87,7 +87,7 @@ def vendored_deps(cache: Path, site_packages: Path, python: Path,
         run_tool("infra", [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
                            "--no-compile", "--no-deps", "--target", str(staging), "--platform", MANAGED_PLATFORM,
                            "--python-version", MANAGED_PYTHON, "--implementation", "cp", "--only-binary=:all:",
-                           *(p for p in pins if "==" in p)], "pip install (the jobs' packages for Managed Flink)",
+                           *pins], "pip install (the jobs' packages for Managed Flink)",
                  timeout_s=600)
         shutil.rmtree(staging / "bin", ignore_errors=True)  # console scripts: nothing runs them there
         try:

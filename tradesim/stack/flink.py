@@ -37,13 +37,9 @@ POM = Path(__file__).parent / "java" / "flink" / "pom.xml"
 #: the JVM jobs' sources (tradesim/jobs/jvm), compiled by `provision` against this Flink's jars
 JVM_JOBS = Path(__file__).resolve().parents[1] / "jobs" / "jvm" / "src"
 REPO_ROOT = Path(__file__).resolve().parents[2]
-#: what the jobs import besides PyFlink (events: pydantic; settings; execution: Redis + DynamoDB clients and the
-#: OpenTelemetry exporter); pinned to this venv's versions
-JOB_RUNTIME_DEPS = ("pydantic", "pydantic-settings", "platformdirs", "redis", "boto3", "opentelemetry-api",
-                    "opentelemetry-sdk", "opentelemetry-exporter-otlp-proto-http")
-#: kept while installing them: PyFlink's apache-beam needs protobuf < 6, and the OTLP exporter's newest
-#: googleapis-common-protos would pull protobuf 7 in
-JOB_CONSTRAINTS = ("protobuf<6",)
+#: what the jobs import besides PyFlink (events: pydantic; settings; execution: Redis + DynamoDB clients); pinned
+#: to this venv's versions
+JOB_RUNTIME_DEPS = ("pydantic", "pydantic-settings", "platformdirs", "redis", "boto3")
 #: the jobs jar's Main-Class: what Managed Flink starts (`tradesim.infra`); locally every job is named with -c
 JOBS_JAR_MAIN = "dev.tradesim.jobs.Managed"
 #: in the jar's digest with its sources, the Main-Class and the release: bump it when the way the jar is put
@@ -142,7 +138,7 @@ class Flink(Component):
 
     def _venv_marker(self) -> dict[str, str]:
         deps = {d: metadata.version(d) for d in JOB_RUNTIME_DEPS}
-        return {"flink": self._cfg.version, "repo": str(REPO_ROOT), "constraints": ",".join(JOB_CONSTRAINTS), **deps}
+        return {"flink": self._cfg.version, "repo": str(REPO_ROOT), **deps}
 
     def provision(self, report: Report) -> None:
         require_java(self.name, self.settings.stack.java_home)
@@ -169,7 +165,7 @@ class Flink(Component):
             report(f"pip install apache-flink=={self._cfg.version} (a few minutes on a cold cache)")
             run_tool(self.name, [*pip, f"apache-flink=={self._cfg.version}"], "pip install apache-flink")
         report("installing tradesim (editable) and the jobs' runtime deps into the PyFlink venv")
-        run_tool(self.name, [*pip, *JOB_CONSTRAINTS, *(f"{d}=={v}" for d, v in want.items() if d in JOB_RUNTIME_DEPS)],
+        run_tool(self.name, [*pip, *(f"{d}=={v}" for d, v in want.items() if d in JOB_RUNTIME_DEPS)],
                  "pip install job runtime deps")
         # --no-deps: the jobs need only the domain model and PyFlink, not the CLI's clients
         run_tool(self.name, [*pip, "--no-deps", "-e", str(REPO_ROOT)], "pip install -e tradesim")

@@ -21,13 +21,12 @@ def _dist(site: Path, name: str, version: str, *requires: str) -> None:
 def test_pins_follow_requirements_for_the_services_python_through_extras_and_cycles(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(artifact, "JOB_RUNTIME_DEPS", ("top",))
-    monkeypatch.setattr(artifact, "JOB_CONSTRAINTS", ("low<2",))
     _dist(tmp_path, "top", "1.0", "Mid[fast]>=2", "only-old; python_version < '3.12'",
           "only-win; sys_platform == 'win32'")
     _dist(tmp_path, "mid", "2.5", "top", "speedup; extra == 'fast'", "docs; extra == 'docs'")  # a cycle back to top
     _dist(tmp_path, "speedup", "0.3")
     _dist(tmp_path, "only-old", "9.9")  # installed here, but not needed on Python 3.12
-    assert artifact.job_pins(tmp_path) == ["low<2", "mid==2.5", "speedup==0.3", "top==1.0"]
+    assert artifact.job_pins(tmp_path) == ["mid==2.5", "speedup==0.3", "top==1.0"]
 
 
 def test_a_requirement_missing_from_the_venv_says_to_provision_again(

@@ -1,28 +1,29 @@
-"""OpenTelemetry for the services and jobs: one tracer provider per process exporting over OTLP/HTTP, and the W3C
-`traceparent` that carries an order's trace across Kafka (see `tradesim.domain.events.TRACEPARENT_RE`).
+"""Tracing for the services and jobs: OpenTelemetry-compatible spans (W3C `traceparent`, OTLP/HTTP export), recorded
+by this small module rather than the OpenTelemetry SDK, whose per-span cost was the overhead of tracing an order
+(docs/design/observability.md). The `traceparent` carries an order's trace across Kafka (see
+`tradesim.domain.events.TRACEPARENT_RE`).
 
 The API decides whether an order is traced (`tracing.sample_ratio`, by trace id, then at most `tracing.max_per_s`
 new traces a second); the jobs and the read side only continue traces whose parent was sampled, so the API's
 decision governs the whole path. With tracing off every call here is a no-op that allocates nothing per record.
-Tracing never fails its caller: an error in the SDK is logged once and the span is dropped.
+Tracing never fails its caller: an error here is logged once and the span is dropped.
 """
 
 from __future__ import annotations
 
 import logging
-import threading
+import random
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from typing import Any
-
-from opentelemetry import trace
-from opentelemetry.context import Context
-from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind, StatusCode, TraceFlags
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from enum import IntEnum
 
 from tradesim.settings import TracingSettings
 
-__all__ = ["API_SERVICE", "ORDER_ATTRIBUTE", "PERSISTENCE_SERVICE", "SpanKind", "StatusCode", "Tracing"]
+__all__ = ["API_SERVICE", "ORDER_ATTRIBUTE", "PERSISTENCE_SERVICE", "SpanKind", "SpanRecord", "StatusCode",
+           "Tracing"]
 #: the attribute that names the order on every span of its path (how `tradesim trace` finds it)
 ORDER_ATTRIBUTE = "order.id"
 #: service names of the processes that trace (the execution job's is its job name)
@@ -30,45 +31,99 @@ API_SERVICE = "tradesim-api"
 PERSISTENCE_SERVICE = "tradesim-persistence"
 #: how long a stopping process waits for its last spans to leave (a missing Jaeger must not hold a stop)
 SHUTDOWN_S = 3.0
-Attributes = Mapping[str, str | int | float | bool]
+Value = str | int | float | bool
+Attributes = Mapping[str, Value]
 log = logging.getLogger("tradesim.tracing")
+_SAMPLED = 0x01  # the W3C trace flag
+
+
+class SpanKind(IntEnum):
+    """OTLP's span kinds (their wire values)."""
+    INTERNAL = 1
+    SERVER = 2
+    CLIENT = 3
+    PRODUCER = 4
+    CONSUMER = 5
+
+
+class StatusCode(IntEnum):
+    """OTLP's span status codes (their wire values)."""
+    UNSET = 0
+    OK = 1
+    ERROR = 2
+
+
+@dataclass(slots=True, eq=False)
+class SpanRecord:
+    """One span as OTLP carries it; open until `end_ns` is set. A record with `flags` not sampled is the no-op
+    stand-in for a span that is not traced (its setters keep nothing)."""
+
+    trace_id: int
+    span_id: int
+    parent_id: int  # 0: the trace's root
+    flags: int
+    name: str
+    kind: SpanKind
+    start_ns: int
+    end_ns: int = 0
+    attributes: dict[str, Value] = field(default_factory=dict)
+    status: StatusCode = StatusCode.UNSET
+    status_message: str = ""
+    events: list[tuple[str, int, dict[str, Value]]] = field(default_factory=list)
+
+    @property
+    def sampled(self) -> bool:
+        return bool(self.flags & _SAMPLED)
+
+    @property
+    def traceparent(self) -> str | None:
+        return f"00-{self.trace_id:032x}-{self.span_id:016x}-{self.flags:02x}" if self.sampled else None
+
+    def set_attribute(self, key: str, value: Value) -> None:
+        if self.sampled:
+            self.attributes[key] = value
+
+    def set_status(self, code: StatusCode, message: str = "") -> None:
+        if self.sampled:
+            self.status, self.status_message = code, message
+
+    def record_exception(self, exc: BaseException) -> None:
+        if self.sampled:
+            self.events.append(("exception", time.time_ns(),
+                                {"exception.type": type(exc).__qualname__, "exception.message": str(exc)}))
+
+
+#: the span of a request that is not traced: current while it runs, so what it starts is not traced either
+UNTRACED = SpanRecord(0, 0, 0, 0, "", SpanKind.INTERNAL, 0)
+_CURRENT: ContextVar[SpanRecord | None] = ContextVar("tradesim_span", default=None)
+def _new_id(bits: int) -> int:
+    """A random nonzero id (the `random` module: ids need to be unique, not secret; it reseeds after a fork)."""
+    return random.getrandbits(bits) or 1
 
 
 class Tracing:
     """A process's tracer. `root`: this process may start traces (the API), sharing `tracing.max_per_s` with the
-    other `processes` that do; elsewhere a span exists only under a sampled parent. `exporter`: where spans go,
-    synchronously (tests); by default OTLP/HTTP in batches."""
+    other `processes` that do; elsewhere a span exists only under a sampled parent. `sink`: where finished spans
+    go, synchronously (tests); by default OTLP/HTTP in batches (tradesim.adapters.tracing.otlp)."""
 
     def __init__(self, settings: TracingSettings, service: str, *, root: bool = False, processes: int = 1,
-                 exporter: Any = None) -> None:
+                 sink: Callable[[SpanRecord], None] | None = None) -> None:
         self.enabled = settings.enabled
-        self._provider: Any = None
         self._failed = False
+        self._exporter = None
+        self._sampler = None
         if not self.enabled:
-            self._tracer: trace.Tracer = trace.NoOpTracer()
             return
-        from opentelemetry.sdk.resources import Resource
-        from opentelemetry.sdk.trace import TracerProvider
-        from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor
-        from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ParentBased
+        if root:
+            from tradesim.adapters.tracing.sampling import RateCapped
 
-        from tradesim.adapters.tracing.sampling import RateCapped
+            self._sampler = RateCapped(settings.sample_ratio, settings.max_per_s / processes)
+        if sink is None:
+            from tradesim.adapters.tracing.otlp import OtlpExporter
 
-        sampler = ParentBased(RateCapped(settings.sample_ratio, settings.max_per_s / processes) if root else ALWAYS_OFF)
-        self._provider = TracerProvider(resource=Resource.create({"service.name": service}), sampler=sampler)
-        if exporter is not None:
-            self._provider.add_span_processor(SimpleSpanProcessor(exporter))
-        else:
-            from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-
-            # a short export timeout: a missing collector costs the exporter thread, never the request path
-            self._provider.add_span_processor(BatchSpanProcessor(
-                OTLPSpanExporter(endpoint=settings.traces_url, timeout=2), schedule_delay_millis=500,
-                max_queue_size=16_384))
-        # the exporter logs every batch it could not send (two a second while Jaeger is down); Jaeger's health
-        # is in `tradesim status` and its alert, so those lines would only bury the services' own logs
-        logging.getLogger("opentelemetry.exporter.otlp.proto.http.trace_exporter").setLevel(logging.CRITICAL)
-        self._tracer = self._provider.get_tracer("tradesim")
+            self._exporter = OtlpExporter(settings.traces_url, service)
+            sink = self._exporter.add
+        self._sink = sink
 
     @classmethod
     def off(cls) -> Tracing:
@@ -76,14 +131,42 @@ class Tracing:
 
     @contextmanager
     def span(self, name: str, *, kind: SpanKind = SpanKind.INTERNAL, parent: str | None = None,
-             attributes: Attributes | None = None) -> Iterator[trace.Span]:
+             attributes: Attributes | None = None) -> Iterator[SpanRecord]:
         """A span around the block, current inside it; under `parent` (a traceparent) when given, else under the
-        current span. An exception leaving the block is the caller's answer, not the span's error: the caller
-        sets the status it means."""
-        context = _context_of(parent) if parent else None
-        with self._tracer.start_as_current_span(name, context=context, kind=kind, attributes=attributes,
-                                                record_exception=False, set_status_on_exception=False) as span:
+        current span, else (the API) a new trace if the sampler takes it. An exception leaving the block is the
+        caller's answer, not the span's error: the caller sets the status it means."""
+        if not self.enabled:
+            yield UNTRACED
+            return
+        span = self._start(name, kind, parent, attributes)
+        token = _CURRENT.set(span)
+        try:
             yield span
+        finally:
+            _CURRENT.reset(token)
+            if span.sampled:
+                span.end_ns = time.time_ns()
+                self._sink(span)
+
+    def _start(self, name: str, kind: SpanKind, parent: str | None, attributes: Attributes | None) -> SpanRecord:
+        try:
+            current = _CURRENT.get()
+            if parent:
+                trace_id, parent_id, flags = _parsed(parent)
+            elif current is not None:
+                trace_id, parent_id, flags = current.trace_id, current.span_id, current.flags
+            elif self._sampler is not None:
+                trace_id, parent_id = _new_id(128), 0
+                flags = _SAMPLED if self._sampler.sampled(trace_id) else 0
+            else:
+                return UNTRACED
+            if not flags & _SAMPLED:
+                return UNTRACED
+            return SpanRecord(trace_id, _new_id(64), parent_id, flags, name, kind, time.time_ns(),
+                              attributes=dict(attributes) if attributes else {})
+        except Exception as exc:  # noqa: BLE001 - a trace is an aid: the request it describes must go on
+            self._failed_once(exc)
+            return UNTRACED
 
     def record(self, name: str, parent: str | None, start_ns: int, end_ns: int | None = None, *,
                kind: SpanKind = SpanKind.INTERNAL, attributes: Attributes | None = None) -> str | None:
@@ -92,41 +175,35 @@ class Tracing:
         if not self.enabled or not parent:
             return None
         try:
-            if not int(parent[-2:], 16) & 1:  # the order is not sampled
+            trace_id, parent_id, flags = _parsed(parent)
+            if not flags & _SAMPLED:  # the order is not sampled
                 return None
-            span = self._tracer.start_span(name, context=_context_of(parent), kind=kind, attributes=attributes,
-                                           start_time=start_ns)
-            span.end(end_time=end_ns or time.time_ns())
-            return traceparent_of(span)
+            span = SpanRecord(trace_id, _new_id(64), parent_id, flags, name, kind, start_ns,
+                              end_ns or time.time_ns(), attributes=dict(attributes) if attributes else {})
+            self._sink(span)
+            return span.traceparent
         except Exception as exc:  # noqa: BLE001 - a trace is an aid: the record it describes must go on
-            if not self._failed:
-                self._failed = True
-                log.warning("span not recorded (logged once): %s: %s", type(exc).__name__, exc)
+            self._failed_once(exc)
             return None
+
+    def _failed_once(self, exc: Exception) -> None:
+        if not self._failed:
+            self._failed = True
+            log.warning("span not recorded (logged once): %s: %s", type(exc).__name__, exc)
 
     def current(self) -> str | None:
         """The traceparent of the current span, if it is sampled."""
-        return traceparent_of(trace.get_current_span()) if self.enabled else None
+        span = _CURRENT.get() if self.enabled else None
+        return None if span is None else span.traceparent
 
     def shutdown(self) -> None:
-        """Export what is buffered, for at most SHUTDOWN_S (the exporter retries a missing collector longer)."""
-        if self._provider is None:
-            return
-        done = threading.Thread(target=self._provider.shutdown, name="tracing-shutdown", daemon=True)
-        done.start()
-        done.join(SHUTDOWN_S)
+        """Export what is queued, for at most SHUTDOWN_S."""
+        if self._exporter is not None:
+            self._exporter.shutdown(SHUTDOWN_S)
 
 
-def _context_of(parent: str) -> Context:
-    """The remote parent of a valid traceparent (checked by the event's schema): a split, not the propagator's
-    regular expression, since the job calls this for every traced order on its busiest thread."""
+def _parsed(parent: str) -> tuple[int, int, int]:
+    """Trace id, span id and flags of a traceparent (its form is checked by the event's schema): a split, since
+    the job calls this for every traced order on its busiest thread."""
     _, trace_id, span_id, flags = parent.split("-")
-    remote = SpanContext(int(trace_id, 16), int(span_id, 16), is_remote=True, trace_flags=TraceFlags(int(flags, 16)))
-    return trace.set_span_in_context(NonRecordingSpan(remote))
-
-
-def traceparent_of(span: trace.Span) -> str | None:
-    ctx = span.get_span_context()
-    if not ctx.is_valid or not ctx.trace_flags.sampled:
-        return None
-    return f"00-{ctx.trace_id:032x}-{ctx.span_id:016x}-{int(ctx.trace_flags):02x}"
+    return int(trace_id, 16), int(span_id, 16), int(flags, 16)
