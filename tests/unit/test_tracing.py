@@ -183,5 +183,41 @@ def test_spans_encode_as_one_otlp_json_request_with_hex_ids_and_typed_attributes
     assert not {"status", "events"} & child.keys()
     (event,) = parent["events"]
     assert event["name"] == "exception"
-    assert {a["key"]: a["value"]["stringValue"] for a in event["attributes"]} == {
-        "exception.type": "TimeoutError", "exception.message": "no ack"}
+    told = {a["key"]: a["value"]["stringValue"] for a in event["attributes"]}
+    assert (told["exception.type"], told["exception.message"]) == ("TimeoutError", "no ack")
+    assert "TimeoutError: no ack" in told["exception.stacktrace"]
+
+
+def _strict(body: bytes) -> object:
+    def refuse(token: str) -> None:
+        raise ValueError(f"not JSON: {token}")
+    return json.loads(body, parse_constant=refuse)  # Python's parser would take NaN and Infinity
+
+
+def test_values_json_cannot_hold_still_make_a_valid_request_and_ended_spans_keep_nothing() -> None:
+    tracing, spans = _tracing(root=True)
+    with tracing.span("odd", attributes={"nan": float("nan"), "inf": float("inf"), "big": 1 << 64}) as span:
+        pass
+    span.set_attribute("late", 1)  # after the end: the exporter may be writing it already
+    span.set_status(StatusCode.ERROR, "late")
+    (encoded,) = _strict(otlp_json("svc", spans))["resourceSpans"][0]["scopeSpans"][0]["spans"]  # type: ignore[index]
+    assert encoded["attributes"] == [{"key": "nan", "value": {"doubleValue": "NaN"}},
+                                     {"key": "inf", "value": {"doubleValue": "Infinity"}},
+                                     {"key": "big", "value": {"stringValue": str(1 << 64)}}]
+    assert "status" not in encoded
+
+
+def test_unknown_flag_bits_are_not_passed_on_and_zero_ids_are_no_parent() -> None:
+    tracing, spans = _tracing()
+    assert tracing.record("settle", _parent("ff"), 1, 2) == f"00-{TRACE_ID}-{spans[0].span_id:016x}-03"
+    assert tracing.record("settle", f"00-{'0' * 32}-{PARENT_SPAN}-01", 1, 2) is None
+    assert tracing.record("settle", f"00-{TRACE_ID}-{'0' * 16}-01", 1, 2) is None
+    assert len(spans) == 1
+
+
+def test_tracing_off_hands_out_one_shared_no_op_span() -> None:
+    off = Tracing.off()
+    assert off.span("a") is off.span("b", parent=_parent("01"))  # nothing made per call
+    with off.span("a") as span:
+        span.set_attribute("k", "v")
+    assert span.attributes == {}

@@ -1,9 +1,11 @@
 """An order's trace on the real stack: the API's request, its publish to Kafka, the execution job's match and
-settle, and the read side's writes arrive in Jaeger as one tree, which `tradesim trace` prints."""
+settle, and the read side's writes arrive in Jaeger as one tree, which `tradesim trace` prints; the exporter
+outlives a connection that died between its batches."""
 
 from __future__ import annotations
 
 import secrets
+import socket
 from collections.abc import Iterator
 
 import httpx
@@ -11,7 +13,9 @@ import pytest
 from typer.testing import CliRunner
 
 from tests.integration.execution.conftest import Exchange, wait_for
+from tradesim.adapters.tracing import API_SERVICE, ORDER_ATTRIBUTE, Tracing
 from tradesim.adapters.tracing.jaeger import JaegerQuery, Span, Trace
+from tradesim.adapters.tracing.otlp import OtlpExporter
 from tradesim.cli.app import app
 from tradesim.ports import Unavailable
 from tradesim.services.api.admin_key import load_admin_key
@@ -123,3 +127,31 @@ def test_trace_of_an_order_jaeger_never_saw_exits_1_with_the_reason(jaeger: Jaeg
     shown = CliRunner().invoke(app, ["trace", "o_never_" + secrets.token_hex(4)])
     assert shown.exit_code == 1
     assert "no trace of order" in shown.output
+
+
+def test_spans_reach_jaeger_on_a_new_connection_once_the_kept_one_died(settings: Settings,
+                                                                        jaeger: JaegerQuery) -> None:
+    """The exporter keeps its connection between batches; a receiver closes an idle one (Go's servers do), and
+    the next batch must go on a new connection, not be dropped."""
+    exporter = OtlpExporter(settings.tracing.traces_url, API_SERVICE, interval_s=0.05)
+    every = settings.tracing.model_copy(update={"sample_ratio": 1.0, "max_per_s": 0})
+    tracing = Tracing(every, API_SERVICE, root=True, sink=exporter.add)
+
+    def traced() -> str:
+        order_id = "o_export_" + secrets.token_hex(8)
+        with tracing.span("POST /orders", attributes={ORDER_ATTRIBUTE: order_id}):
+            pass
+        return order_id
+
+    try:
+        first = traced()
+        wait_for(lambda: jaeger.order_traces(first), 30, f"the trace of {first}")
+        kept = exporter._conn  # noqa: SLF001 - the connection under test
+        assert kept is not None
+        assert kept.sock is not None
+        kept.sock.shutdown(socket.SHUT_RDWR)  # dead, as a connection the receiver closed
+        second = traced()
+        wait_for(lambda: jaeger.order_traces(second), 30, f"the trace of {second}, sent after the connection died")
+        assert exporter._conn is not kept  # noqa: SLF001
+    finally:
+        exporter.shutdown(3)

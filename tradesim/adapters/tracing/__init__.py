@@ -14,8 +14,9 @@ from __future__ import annotations
 import logging
 import random
 import time
+import traceback
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from enum import IntEnum
@@ -35,6 +36,7 @@ Value = str | int | float | bool
 Attributes = Mapping[str, Value]
 log = logging.getLogger("tradesim.tracing")
 _SAMPLED = 0x01  # the W3C trace flag
+_KNOWN_FLAGS = 0x03  # sampled, and level 2's "random"; the other bits must be passed on as zero
 
 
 class SpanKind(IntEnum):
@@ -55,8 +57,8 @@ class StatusCode(IntEnum):
 
 @dataclass(slots=True, eq=False)
 class SpanRecord:
-    """One span as OTLP carries it; open until `end_ns` is set. A record with `flags` not sampled is the no-op
-    stand-in for a span that is not traced (its setters keep nothing)."""
+    """One span as OTLP carries it; open until `end_ns` is set, when it goes to the exporter and its setters stop
+    keeping anything (as they keep nothing on a span whose `flags` say it is not sampled: the no-op stand-in)."""
 
     trace_id: int
     span_id: int
@@ -79,23 +81,32 @@ class SpanRecord:
     def traceparent(self) -> str | None:
         return f"00-{self.trace_id:032x}-{self.span_id:016x}-{self.flags:02x}" if self.sampled else None
 
+    @property
+    def _open(self) -> bool:
+        return self.sampled and not self.end_ns
+
     def set_attribute(self, key: str, value: Value) -> None:
-        if self.sampled:
+        if self._open:
             self.attributes[key] = value
 
     def set_status(self, code: StatusCode, message: str = "") -> None:
-        if self.sampled:
+        if self._open:
             self.status, self.status_message = code, message
 
     def record_exception(self, exc: BaseException) -> None:
-        if self.sampled:
-            self.events.append(("exception", time.time_ns(),
-                                {"exception.type": type(exc).__qualname__, "exception.message": str(exc)}))
+        if self._open:
+            self.events.append(("exception", time.time_ns(), {
+                "exception.type": type(exc).__qualname__, "exception.message": str(exc),
+                "exception.stacktrace": "".join(traceback.format_exception(exc))}))
 
 
 #: the span of a request that is not traced: current while it runs, so what it starts is not traced either
 UNTRACED = SpanRecord(0, 0, 0, 0, "", SpanKind.INTERNAL, 0)
 _CURRENT: ContextVar[SpanRecord | None] = ContextVar("tradesim_span", default=None)
+#: `span` with tracing off: one context manager for every call (reusable: it holds no state)
+_OFF: AbstractContextManager[SpanRecord] = nullcontext(UNTRACED)
+
+
 def _new_id(bits: int) -> int:
     """A random nonzero id (the `random` module: ids need to be unique, not secret; it reseeds after a fork)."""
     return random.getrandbits(bits) or 1
@@ -112,6 +123,7 @@ class Tracing:
         self._failed = False
         self._exporter = None
         self._sampler = None
+        self._sink: Callable[[SpanRecord], None] = _drop
         if not self.enabled:
             return
         if root:
@@ -129,24 +141,28 @@ class Tracing:
     def off(cls) -> Tracing:
         return cls(TracingSettings(), "off")
 
-    @contextmanager
     def span(self, name: str, *, kind: SpanKind = SpanKind.INTERNAL, parent: str | None = None,
-             attributes: Attributes | None = None) -> Iterator[SpanRecord]:
+             attributes: Attributes | None = None) -> AbstractContextManager[SpanRecord]:
         """A span around the block, current inside it; under `parent` (a traceparent) when given, else under the
         current span, else (the API) a new trace if the sampler takes it. An exception leaving the block is the
         caller's answer, not the span's error: the caller sets the status it means."""
-        if not self.enabled:
-            yield UNTRACED
-            return
+        return self._span(name, kind, parent, attributes) if self.enabled else _OFF
+
+    @contextmanager
+    def _span(self, name: str, kind: SpanKind, parent: str | None, attributes: Attributes | None
+              ) -> Iterator[SpanRecord]:
         span = self._start(name, kind, parent, attributes)
         token = _CURRENT.set(span)
         try:
             yield span
         finally:
-            _CURRENT.reset(token)
-            if span.sampled:
-                span.end_ns = time.time_ns()
-                self._sink(span)
+            try:
+                _CURRENT.reset(token)  # fails if the block ended in another context (a task the caller did not own)
+                if span.sampled:
+                    span.end_ns = time.time_ns()
+                    self._sink(span)
+            except Exception as exc:  # noqa: BLE001 - never in place of the block's own outcome
+                self._failed_once(exc)
 
     def _start(self, name: str, kind: SpanKind, parent: str | None, attributes: Attributes | None) -> SpanRecord:
         try:
@@ -202,8 +218,14 @@ class Tracing:
             self._exporter.shutdown(SHUTDOWN_S)
 
 
+def _drop(span: SpanRecord) -> None:
+    """The sink of a tracer that is off (nothing reaches it)."""
+
+
 def _parsed(parent: str) -> tuple[int, int, int]:
     """Trace id, span id and flags of a traceparent (its form is checked by the event's schema): a split, since
-    the job calls this for every traced order on its busiest thread."""
+    the job calls this for every traced order on its busiest thread. All-zero ids are invalid (W3C): such a
+    parent counts as not sampled."""
     _, trace_id, span_id, flags = parent.split("-")
-    return int(trace_id, 16), int(span_id, 16), int(flags, 16)
+    ids = int(trace_id, 16), int(span_id, 16)
+    return *ids, int(flags, 16) & _KNOWN_FLAGS if all(ids) else 0
