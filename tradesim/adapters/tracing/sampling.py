@@ -15,7 +15,7 @@ class RateCapped:
     one), so a slow stream is traced whole and a fast one costs a bounded share. 0: no cap."""
 
     def __init__(self, ratio: float, per_s: float, clock: Callable[[], float] = time.monotonic) -> None:
-        self._bound = round(min(max(ratio, 0.0), 1.0) * (1 << 64))
+        self._bound = round(ratio * (1 << 64))  # ratio: 0..1, checked by the settings
         self._per_s = per_s
         self._capacity = max(1.0, per_s)
         self._tokens = self._capacity
