@@ -76,15 +76,14 @@ def test_websocket_gets_snapshot_then_every_update_in_order(settings: Settings, 
 
 
 @contextlib.contextmanager
-def _cache_writes_paused(settings: Settings) -> Iterator[None]:
-    """Redis holds every write (the cache's script and its PUBLISH) until the block ends; reads still answer.
-    The pause's own limit (60 s) only guards against a test process that dies inside the block."""
-    with contextlib.closing(redis_connect(settings.redis)) as r:
-        r.execute_command("CLIENT", "PAUSE", 60_000, "WRITE")
-        try:
-            yield
-        finally:
-            r.execute_command("CLIENT", "UNPAUSE")
+def _cache_writes_paused(settings: Settings, seconds: float = 5.0) -> Iterator[None]:
+    """Redis holds every write (the cache's script and its PUBLISH) until the block ends; reads still answer."""
+    r = redis_connect(settings.redis)
+    r.execute_command("CLIENT", "PAUSE", int(seconds * 1000), "WRITE")
+    try:
+        yield
+    finally:
+        r.execute_command("CLIENT", "UNPAUSE")
 
 
 def test_a_tick_reaches_clients_before_the_cache_write(settings: Settings, cache: PriceCache) -> None:
@@ -99,7 +98,7 @@ def test_a_tick_reaches_clients_before_the_cache_write(settings: Settings, cache
         assert recv_json(ws)["data"]["seq"] == 1
         with _cache_writes_paused(settings):
             _publish(settings, [tick(s, 2)])
-            frame = recv_json(ws)
+            frame = recv_json(ws, timeout_s=4)
             assert (frame["type"], frame["data"]["seq"]) == ("tick", 2)
             assert cached_seq(cache, s) == 1  # the cache has not got it yet
         wait_for(lambda: cached_seq(cache, s) == 2, what="the held write done")
@@ -110,8 +109,7 @@ def test_a_tick_reaches_clients_before_the_cache_write(settings: Settings, cache
 
 def test_a_client_joining_while_the_cache_lags_gets_the_tick_already_sent(settings: Settings,
                                                                          cache: PriceCache) -> None:
-    """The snapshot is the last tick sent to others when the cache has not got it yet: no client misses a price
-    or sees one twice."""
+    """A snapshot older than the last tick sent to others is followed by that tick: no client misses a price."""
     s = unique_symbol()
     _publish(settings, [tick(s, 1)])
     wait_for(lambda: cached_seq(cache, s) == 1, what="first tick cached")
@@ -120,13 +118,12 @@ def test_a_client_joining_while_the_cache_lags_gets_the_tick_already_sent(settin
         recv_until(first, lambda f: f["type"] == "snapshot")
         with _cache_writes_paused(settings):
             _publish(settings, [tick(s, 2)])
-            assert recv_json(first)["data"]["seq"] == 2
+            assert recv_json(first, timeout_s=4)["data"]["seq"] == 2
             late.send(_sub(s))
-            assert recv_json(late)["type"] == "subscribed"
-            snapshot = recv_json(late)
-            assert cached_seq(cache, s) == 1
-        assert (snapshot["type"], snapshot["data"]["seq"]) == ("snapshot", 2)
-        wait_for(lambda: cached_seq(cache, s) == 2, what="the held write done")
+            assert recv_json(late, timeout_s=4)["type"] == "subscribed"
+            snapshot, sent = recv_json(late, timeout_s=4), recv_json(late, timeout_s=4)
+        assert (snapshot["type"], snapshot["data"]["seq"]) == ("snapshot", 1)
+        assert (sent["type"], sent["data"]["seq"]) == ("tick", 2)
         _publish(settings, [tick(s, 3)])
         for ws in (first, late):
             frame = recv_json(ws)

@@ -48,7 +48,7 @@ def main() -> None:
             loop.add_signal_handler(sig, stop.set)
         feed_ready = threading.Event()
         hub = MarketDataHub(settings, keys, feed_ready)
-        ticks = tick_consumer(settings, stop_consumer, decoded=hub.tick_sink(loop))
+        ticks = tick_consumer(settings, stop_consumer, decoded=hub.decoded(loop))
         threads.append(_start("tick-consumer", ticks.run, stop_consumer, log))
 
         def deliver(batch: list[Outcome]) -> None:

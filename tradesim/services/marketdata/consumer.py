@@ -2,8 +2,7 @@
 
 Both are the same loop: batched consume(), write-through to a Redis cache, dead-letter malformed records, commit
 offsets only after a batch is in Redis, so a crash re-delivers; each cache's ordering guard makes the
-re-delivery harmless (at-least-once in, exactly-once effect on the cache). The tick loop hands each decoded batch
-to the WebSocket fan-out before it writes the cache (the hub drops what is not newer).
+re-delivery harmless (at-least-once in, exactly-once effect on the cache).
 """
 
 from __future__ import annotations

@@ -11,8 +11,6 @@ DEAD_LETTERS = Counter("tradesim_marketdata_dead_letters_total", "Malformed reco
 REDIS_ERRORS = Counter("tradesim_marketdata_redis_errors_total", "Failed Redis writes (retried)")
 LAG = Gauge("tradesim_marketdata_consumer_lag", "Records behind the end of market_data (assigned partitions)")
 UPDATES_OUT = Counter("tradesim_marketdata_updates_out_total", "Frames sent to WebSocket clients")
-LOCAL_DROPS = Counter("tradesim_marketdata_local_drops_total",
-                      "Consumed ticks left to their pub/sub echo: the fan-out was too far behind")
 QUEUE_DROPS = Counter("tradesim_marketdata_queue_drops_total", "Updates conflated away for slow clients")
 CLIENTS = Gauge("tradesim_marketdata_clients", "Connected WebSocket clients")
 ACCOUNT_CLIENTS = Gauge("tradesim_marketdata_account_clients", "WebSocket clients following an account")

@@ -1,5 +1,4 @@
-"""WebSocket push: prices (a snapshot, then every newer tick: this copy's as its consumer decodes them, other
-copies' through Redis pub/sub) and one user's account.
+"""WebSocket push: prices (snapshot from Redis, then every update through Redis pub/sub) and one user's account.
 
 Protocol (JSON text frames); one connection may carry price subscriptions and one account subscription:
   client → {"op": "subscribe", "symbols": ["AAPL", ...]} | {"op": "unsubscribe", "symbols": [...]}
@@ -86,8 +85,6 @@ BAD_FRAMES = 20
 BAD_FRAMES_WINDOW_S = 10.0
 #: order ids per followed user remembered to skip repeated outcomes (the job's sink is at-least-once)
 RECENT_ORDERS = 1024
-#: consumed batches (up to marketdata.batch_size ticks each) waiting for the event loop's fan-out
-LOCAL_BATCHES = 64
 #: seconds an account subscription waits, right after the service started, for the outcome feed to be positioned
 FEED_WAIT_S = 5.0
 
@@ -100,9 +97,6 @@ BAR_INTERVALS = ("1s", "1m")
 def _order(tick_json: str) -> tuple[str, int, int]:
     doc = json.loads(tick_json)
     return doc["symbol"], int(doc.get("run_id", 0)), int(doc["seq"])
-
-
-TICK_FRAME_HEAD = '{"type":"tick","data":'
 
 
 def _order_of(update: Update | None) -> tuple[int, int]:
@@ -139,10 +133,6 @@ def _fan_out(clients: Iterable[Client], frame: str, update: Update | None) -> No
         ws = client.ws
         if ws.protocol.state is not State.OPEN or ws.transport.is_closing():
             continue  # its handler is ending; as in the library's broadcast, nothing more goes to it
-        if client.floor and update is not None and update[0] in client.floor:
-            if (update[1], update[2]) <= client.floor[update[0]]:
-                continue  # its snapshot has it
-            del client.floor[update[0]]
         if client.takes_directly():
             if not data:
                 data = text_frame(frame)
@@ -174,8 +164,6 @@ class Client:
         self.ws = ws
         self.limit = limit
         self.symbols: set[str] = set()
-        #: per symbol just subscribed, the order its snapshot covers: ticks not newer skip this client
-        self.floor: dict[str, tuple[int, int]] = {}
         self.bars: set[str] = set()  # "SYMBOL|interval"
         self.queue: deque[Update] = deque()
         self.wake = asyncio.Event()
@@ -308,8 +296,7 @@ def account_frames(outcome: OrderOutcome, outcome_json: str) -> list[str]:
 
 
 class MarketDataHub:
-    """Fans ticks (from this copy's consumer and other copies' pub/sub) and bars out to the clients subscribed to
-    each, and outcomes to their user's clients."""
+    """Fans pub/sub updates out to the clients subscribed to each symbol, and outcomes to their user's clients."""
 
     def __init__(self, settings: Settings, keys: KeyChecker, feed_ready: threading.Event) -> None:
         self.settings = settings
@@ -321,50 +308,40 @@ class MarketDataHub:
         self.by_bars: dict[str, set[Client]] = {}  # "SYMBOL|interval" → clients
         self.by_user: dict[str, Follow] = {}
         self.clients: set[Client] = set()
-        #: per subscribed symbol, the newest tick sent: a tick reaches the hub twice (from this copy's consumer,
-        #: then as Redis's pub/sub echo), and a re-delivered one is older
+        #: per subscribed symbol, the newest tick sent (or only its order, "" as frame, if a snapshot covered it):
+        #: a tick reaches the hub twice (from this copy's consumer, then as Redis's pub/sub echo), or older than
+        #: the cache (a re-delivery)
         self.newest: dict[str, Update] = {}
-        #: decoded batches from this copy's tick consumer, bounded: if the loop falls that far behind, the oldest
-        #: batch is dropped and its ticks reach clients as their pub/sub echoes instead
-        self.local: asyncio.Queue[list[tuple[Tick, bytes]]] = asyncio.Queue(LOCAL_BATCHES)
+        self.local: asyncio.Queue[list[tuple[Tick, bytes]]] = asyncio.Queue()
 
-    def tick_sink(self, loop: asyncio.AbstractEventLoop) -> Callable[[list[tuple[Tick, bytes]]], None]:
+    def decoded(self, loop: asyncio.AbstractEventLoop) -> Callable[[list[tuple[Tick, bytes]]], None]:
         """For the tick consumer's thread: hand each decoded batch to the fan-out (`forward`) before the cache
-        write, so clients do not wait for the Redis round trip and the pub/sub echo."""
-
-        def take(batch: list[tuple[Tick, bytes]]) -> None:
-            if self.local.full():
-                metrics.LOCAL_DROPS.inc(len(self.local.get_nowait()))
-            self.local.put_nowait(batch)
+        write, so clients do not wait for Redis and the pub/sub echo."""
 
         def hand_over(batch: list[tuple[Tick, bytes]]) -> None:
             try:
-                loop.call_soon_threadsafe(take, batch)
+                loop.call_soon_threadsafe(self.local.put_nowait, batch)
             except RuntimeError:  # the loop is closed: the service is stopping; the cache write still happens
                 pass
 
         return hand_over
 
     async def forward(self) -> None:
-        """Fan out the ticks this copy consumes, as its consumer decodes them (see `tick_sink`)."""
-        burst = 0
+        """Fan out the ticks this copy consumes, as its consumer decodes them (see `decoded`)."""
         while True:
-            if self.local.empty():
-                burst = 0
             batch = await self.local.get()
-            for tick, raw in batch:
+            for n, (tick, raw) in enumerate(batch, 1):
                 if tick.symbol in self.by_symbol:
                     self._price(tick.symbol, tick.run_id, tick.seq, raw.decode())
-                burst += 1
-                if burst % 64 == 0:
+                if n % 64 == 0:
                     await asyncio.sleep(0)  # as in `listen`: let the client pumps run within a burst
 
     def _price(self, symbol: str, run: int, seq: int, data: str) -> None:
-        """Send a tick of a subscribed symbol unless one as new was already sent, so each client gets every price
-        once and never an older one (a new subscriber's snapshot sets its own floor: `Client.floor`)."""
+        """Send a tick of a subscribed symbol unless one as new was already sent or covered by a snapshot, so
+        each client sees every price once and never an older one."""
         if (run, seq) <= _order_of(self.newest.get(symbol)):
             return
-        frame = TICK_FRAME_HEAD + data + "}"
+        frame = '{"type":"tick","data":' + data + "}"
         update = self.newest[symbol] = (symbol, run, seq, frame)
         _fan_out(self.by_symbol[symbol], frame, update)
 
@@ -391,9 +368,6 @@ class MarketDataHub:
                     symbol = msg["channel"][len(CHANNEL_PREFIX):]
                     if symbol in self.by_symbol:
                         data: str = msg["data"]
-                        sent = self.newest.get(symbol)
-                        if sent is not None and sent[3].endswith(data + "}"):
-                            continue  # the echo of the tick `forward` sent last: no need to parse it
                         _, run, seq = _order(data)
                         self._price(symbol, run, seq, data)
             except (aioredis.ConnectionError, aioredis.TimeoutError, OSError) as exc:
@@ -469,14 +443,17 @@ class MarketDataHub:
         if not known:
             return
         # Register first so no update is missed, hold the pump, read the snapshot, then drop queued updates
-        # the snapshot already covers: the client sees snapshot then strictly newer ticks. The snapshot is the
-        # newer of the cache's tick and the last one sent (ticks go out before the cache has them, `forward`);
-        # ticks not newer than it that are still on their way to the fan-out skip this client (`floor`).
+        # the snapshot already covers: the client sees snapshot then strictly newer ticks. A tick is sent before
+        # the cache has it (`forward`), so the snapshot may be older than the last tick sent before this client
+        # registered: that tick follows the snapshot.
         client.paused = True
         try:
+            sent_before: dict[str, Update] = {}
             for s in known:
                 client.symbols.add(s)
                 self.by_symbol.setdefault(s, set()).add(client)
+                if s in self.newest:
+                    sent_before[s] = self.newest[s]
             pipe = self.redis.pipeline(transaction=False)
             for s in known:
                 pipe.hget(price_key(s), "tick")
@@ -484,14 +461,17 @@ class MarketDataHub:
             covered: dict[str, tuple[int, int]] = {}
             frames = []
             for s, snap in zip(known, snaps, strict=True):
-                data = snap or ""
-                order = _order(data)[1:] if data else (-1, -1)
-                sent = self.newest.get(s)
-                if sent is not None and (sent[1], sent[2]) > order:
-                    data, order = sent[3][len(TICK_FRAME_HEAD):-1], (sent[1], sent[2])
-                if data:
-                    covered[s] = client.floor[s] = order
-                    frames.append(("", 0, 0, '{"type":"snapshot","data":' + data + "}"))
+                order = (-1, -1)
+                if snap:
+                    _, run, seq = _order(snap)
+                    order = covered[s] = (run, seq)
+                    frames.append(("", 0, 0, '{"type":"snapshot","data":' + snap + "}"))
+                last = sent_before.get(s)
+                if last is not None and last[3] and (last[1], last[2]) > order:
+                    frames.append(last)
+                    order = covered[s] = (last[1], last[2])
+                if order > _order_of(self.newest.get(s)):
+                    self.newest[s] = (s, *order, "")  # what the cache has is what the client now has
             kept = [u for u in client.queue if not (u[0] in covered and (u[1], u[2]) <= covered[u[0]])]
             ack = ("", 0, 0, json.dumps({"type": "subscribed", "symbols": known}))
             client.replace_queue([ack, *frames, *kept])
@@ -502,7 +482,6 @@ class MarketDataHub:
     def unsubscribe(self, client: Client, symbols: list[str]) -> None:
         _drop(self.by_symbol, client.symbols, client, symbols)
         for s in symbols:
-            client.floor.pop(s, None)
             if s not in self.by_symbol:
                 self.newest.pop(s, None)  # a later subscriber's snapshot sets it again
 
