@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import socket
 import threading
 import time
 import uuid
-from collections.abc import Iterator
 
 import pytest
 from confluent_kafka import TopicPartition
@@ -16,7 +14,6 @@ from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
 
 from tradesim.adapters.kafka.client import consumer, producer
-from tradesim.adapters.redis.client import connect as redis_connect
 from tradesim.adapters.redis.prices import PriceCache
 from tradesim.domain.events import encode
 from tradesim.services.ingest.publisher import publish_all
@@ -73,80 +70,6 @@ def test_websocket_gets_snapshot_then_every_update_in_order(settings: Settings, 
         frames = recv_until(ws, lambda f: f.get("type") == "tick" and f["data"]["seq"] == 500, timeout_s=30)
     seqs = [f["data"]["seq"] for f in frames if f["type"] == "tick"]
     assert seqs == list(range(2, 501))  # no gaps, no duplicates, in order
-
-
-@contextlib.contextmanager
-def _cache_writes_paused(settings: Settings, seconds: float = 5.0) -> Iterator[None]:
-    """Redis holds every write (the cache's script and its PUBLISH) until the block ends; reads still answer."""
-    r = redis_connect(settings.redis)
-    r.execute_command("CLIENT", "PAUSE", int(seconds * 1000), "WRITE")
-    try:
-        yield
-    finally:
-        r.execute_command("CLIENT", "UNPAUSE")
-
-
-def test_a_tick_reaches_clients_before_the_cache_write(settings: Settings, cache: PriceCache) -> None:
-    """The fan-out takes each tick from the service's consumer, not from Redis's pub/sub after the write, so a
-    client's latency holds no Redis round trip; the write's pub/sub echo is not sent a second time."""
-    s = unique_symbol()
-    _publish(settings, [tick(s, 1)])
-    wait_for(lambda: cached_seq(cache, s) == 1, what="first tick cached")
-    with ws_client(settings) as ws:
-        ws.send(_sub(s))
-        assert recv_json(ws)["type"] == "subscribed"
-        assert recv_json(ws)["data"]["seq"] == 1
-        with _cache_writes_paused(settings):
-            _publish(settings, [tick(s, 2)])
-            frame = recv_json(ws, timeout_s=4)
-            assert (frame["type"], frame["data"]["seq"]) == ("tick", 2)
-            assert cached_seq(cache, s) == 1  # the cache has not got it yet
-        wait_for(lambda: cached_seq(cache, s) == 2, what="the held write done")
-        _publish(settings, [tick(s, 3)])
-        frame = recv_json(ws)
-        assert (frame["type"], frame["data"]["seq"]) == ("tick", 3)
-
-
-def test_a_client_joining_while_the_cache_lags_gets_the_tick_already_sent(settings: Settings,
-                                                                         cache: PriceCache) -> None:
-    """A snapshot older than the last tick sent to others is followed by that tick: no client misses a price."""
-    s = unique_symbol()
-    _publish(settings, [tick(s, 1)])
-    wait_for(lambda: cached_seq(cache, s) == 1, what="first tick cached")
-    with ws_client(settings) as first, ws_client(settings) as late:
-        first.send(_sub(s))
-        recv_until(first, lambda f: f["type"] == "snapshot")
-        with _cache_writes_paused(settings):
-            _publish(settings, [tick(s, 2)])
-            assert recv_json(first, timeout_s=4)["data"]["seq"] == 2
-            late.send(_sub(s))
-            assert recv_json(late, timeout_s=4)["type"] == "subscribed"
-            snapshot, sent = recv_json(late, timeout_s=4), recv_json(late, timeout_s=4)
-        assert (snapshot["type"], snapshot["data"]["seq"]) == ("snapshot", 1)
-        assert (sent["type"], sent["data"]["seq"]) == ("tick", 2)
-        _publish(settings, [tick(s, 3)])
-        for ws in (first, late):
-            frame = recv_json(ws)
-            assert (frame["type"], frame["data"]["seq"]) == ("tick", 3)  # not 2 again
-
-
-def test_ticks_other_copies_write_reach_clients_and_an_older_one_never_does(settings: Settings,
-                                                                            cache: PriceCache) -> None:
-    """Another copy of the service writes the cache and its pub/sub echo reaches this copy's clients; a tick
-    this copy consumes that is not newer than what a client has (a re-delivery) is not sent."""
-    s = unique_symbol()
-    _publish(settings, ticks(s, 1, 10))
-    wait_for(lambda: cached_seq(cache, s) == 10, what="ten ticks cached")
-    with ws_client(settings) as ws:
-        ws.send(_sub(s))
-        assert recv_json(ws)["type"] == "subscribed"
-        assert recv_json(ws)["data"]["seq"] == 10
-        _publish(settings, [tick(s, 5), tick(s, 10)])
-        other = tick(s, 11)
-        assert cache.apply([(other, encode(other))], now_ms=int(time.time() * 1000)) == 1
-        assert recv_json(ws)["data"]["seq"] == 11
-        _publish(settings, [tick(s, 12)])  # after 5 and 10 on the same partition: they were consumed first
-        assert recv_json(ws)["data"]["seq"] == 12
 
 
 def _frames_until(ws: ClientConnection, until: float) -> list[tuple[float, str]]:

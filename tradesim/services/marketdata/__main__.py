@@ -38,7 +38,8 @@ def main() -> None:
     settings = load_settings()
     start_http_server(settings.marketdata.metrics_port, addr=settings.marketdata.host)
     stop_consumer = threading.Event()
-    threads = [_start("bar-consumer", bar_consumer(settings, stop_consumer).run, stop_consumer, log)]
+    threads = [_start("tick-consumer", tick_consumer(settings, stop_consumer).run, stop_consumer, log),
+               _start("bar-consumer", bar_consumer(settings, stop_consumer).run, stop_consumer, log)]
     keys = KeyChecker(settings)
 
     async def serve() -> None:
@@ -48,8 +49,6 @@ def main() -> None:
             loop.add_signal_handler(sig, stop.set)
         feed_ready = threading.Event()
         hub = MarketDataHub(settings, keys, feed_ready)
-        ticks = tick_consumer(settings, stop_consumer, decoded=hub.decoded(loop))
-        threads.append(_start("tick-consumer", ticks.run, stop_consumer, log))
 
         def deliver(batch: list[Outcome]) -> None:
             try:

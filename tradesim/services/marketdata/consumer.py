@@ -59,8 +59,7 @@ class CacheConsumer(Generic[E]):
     the cache)."""
 
     def __init__(self, settings: Settings, stop: threading.Event, *, topic: str, group: str, kind: type[E],
-                 write: Callable[[list[tuple[E, bytes]]], int], counters: Counters,
-                 decoded: Callable[[list[tuple[E, bytes]]], None] | None = None) -> None:
+                 write: Callable[[list[tuple[E, bytes]]], int], counters: Counters) -> None:
         self.settings = settings
         self.stop = stop
         self.topic = topic
@@ -68,7 +67,6 @@ class CacheConsumer(Generic[E]):
         self.kind = kind
         self.write = write
         self.counters = counters
-        self.decoded = decoded  # each batch's good records, before they are written
         self._consumer: Consumer | None = None
         self._last_lag = 0.0
 
@@ -115,8 +113,6 @@ class CacheConsumer(Generic[E]):
             good.append((record, raw))
         if not good:
             return
-        if self.decoded is not None:
-            self.decoded(good)
         backoff = 0.1
         while not self.stop.is_set():
             try:
@@ -142,16 +138,12 @@ class CacheConsumer(Generic[E]):
             self.counters.lag.set(lag)
 
 
-def tick_consumer(settings: Settings, stop: threading.Event,
-                  decoded: Callable[[list[tuple[Tick, bytes]]], None] | None = None) -> CacheConsumer[Tick]:
-    """`decoded` gets each batch before the cache write: the WebSocket fan-out takes the ticks from there, so a
-    client's latency does not include the Redis round trip and the pub/sub echo."""
+def tick_consumer(settings: Settings, stop: threading.Event) -> CacheConsumer[Tick]:
     cache = PriceCache(connect(settings.redis, timeout_s=2.0))
     return CacheConsumer(
         settings, stop, topic=settings.topics.market_data, group=settings.marketdata.group_id, kind=Tick,
         write=lambda batch: cache.apply(batch, now_ms=int(time.time() * 1000)),
-        counters=Counters(metrics.TICKS_IN, metrics.TICKS_APPLIED, metrics.TICKS_STALE, metrics.LAG),
-        decoded=decoded)
+        counters=Counters(metrics.TICKS_IN, metrics.TICKS_APPLIED, metrics.TICKS_STALE, metrics.LAG))
 
 
 def bar_consumer(settings: Settings, stop: threading.Event) -> CacheConsumer[Bar]:

@@ -43,7 +43,7 @@ import socket
 import threading
 import time
 from collections import OrderedDict, deque
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -58,7 +58,7 @@ from tradesim.adapters.redis.bars import CHANNEL_PREFIX as BARS_PREFIX
 from tradesim.adapters.redis.bars import KEEP as BARS_KEPT
 from tradesim.adapters.redis.bars import bars_key, parse_channel
 from tradesim.adapters.redis.prices import CHANNEL_PATTERN, CHANNEL_PREFIX, SYMBOLS_KEY, price_key
-from tradesim.domain.events import OrderOutcome, Tick
+from tradesim.domain.events import OrderOutcome
 from tradesim.ports import Unavailable
 from tradesim.services.marketdata import metrics
 from tradesim.services.marketdata.keys import KeyChecker, Refused
@@ -97,10 +97,6 @@ BAR_INTERVALS = ("1s", "1m")
 def _order(tick_json: str) -> tuple[str, int, int]:
     doc = json.loads(tick_json)
     return doc["symbol"], int(doc.get("run_id", 0)), int(doc["seq"])
-
-
-def _order_of(update: Update | None) -> tuple[int, int]:
-    return (-1, -1) if update is None else (update[1], update[2])
 
 
 def _drop(index: dict[str, set[Client]], mine: set[str], client: Client, keys: list[str]) -> None:
@@ -308,42 +304,6 @@ class MarketDataHub:
         self.by_bars: dict[str, set[Client]] = {}  # "SYMBOL|interval" → clients
         self.by_user: dict[str, Follow] = {}
         self.clients: set[Client] = set()
-        #: per subscribed symbol, the newest tick sent (or only its order, "" as frame, if a snapshot covered it):
-        #: a tick reaches the hub twice (from this copy's consumer, then as Redis's pub/sub echo), or older than
-        #: the cache (a re-delivery)
-        self.newest: dict[str, Update] = {}
-        self.local: asyncio.Queue[list[tuple[Tick, bytes]]] = asyncio.Queue()
-
-    def decoded(self, loop: asyncio.AbstractEventLoop) -> Callable[[list[tuple[Tick, bytes]]], None]:
-        """For the tick consumer's thread: hand each decoded batch to the fan-out (`forward`) before the cache
-        write, so clients do not wait for Redis and the pub/sub echo."""
-
-        def hand_over(batch: list[tuple[Tick, bytes]]) -> None:
-            try:
-                loop.call_soon_threadsafe(self.local.put_nowait, batch)
-            except RuntimeError:  # the loop is closed: the service is stopping; the cache write still happens
-                pass
-
-        return hand_over
-
-    async def forward(self) -> None:
-        """Fan out the ticks this copy consumes, as its consumer decodes them (see `decoded`)."""
-        while True:
-            batch = await self.local.get()
-            for n, (tick, raw) in enumerate(batch, 1):
-                if tick.symbol in self.by_symbol:
-                    self._price(tick.symbol, tick.run_id, tick.seq, raw.decode())
-                if n % 64 == 0:
-                    await asyncio.sleep(0)  # as in `listen`: let the client pumps run within a burst
-
-    def _price(self, symbol: str, run: int, seq: int, data: str) -> None:
-        """Send a tick of a subscribed symbol unless one as new was already sent or covered by a snapshot, so
-        each client sees every price once and never an older one."""
-        if (run, seq) <= _order_of(self.newest.get(symbol)):
-            return
-        frame = '{"type":"tick","data":' + data + "}"
-        update = self.newest[symbol] = (symbol, run, seq, frame)
-        _fan_out(self.by_symbol[symbol], frame, update)
 
     async def listen(self) -> None:
         """Forward every price and bar update to its subscribers; reconnect to Redis with backoff if it drops."""
@@ -365,11 +325,13 @@ class MarketDataHub:
                     if msg["channel"].startswith(BARS_PREFIX):
                         self._bar(msg["channel"], msg["data"])
                         continue
-                    symbol = msg["channel"][len(CHANNEL_PREFIX):]
-                    if symbol in self.by_symbol:
+                    subs = self.by_symbol.get(msg["channel"][len(CHANNEL_PREFIX):])
+                    if subs:
                         data: str = msg["data"]
-                        _, run, seq = _order(data)
-                        self._price(symbol, run, seq, data)
+                        symbol, run, seq = _order(data)
+                        frame = '{"type":"tick","data":' + data + "}"
+                        update = (symbol, run, seq, frame)
+                        _fan_out(subs, frame, update)
             except (aioredis.ConnectionError, aioredis.TimeoutError, OSError) as exc:
                 log.warning("redis pub/sub lost, reconnecting", extra={"error": str(exc), "backoff_s": backoff})
                 await asyncio.sleep(backoff)  # pacing a reconnect, not waiting for a condition
@@ -443,17 +405,12 @@ class MarketDataHub:
         if not known:
             return
         # Register first so no update is missed, hold the pump, read the snapshot, then drop queued updates
-        # the snapshot already covers: the client sees snapshot then strictly newer ticks. A tick is sent before
-        # the cache has it (`forward`), so the snapshot may be older than the last tick sent before this client
-        # registered: that tick follows the snapshot.
+        # the snapshot already covers: the client sees snapshot then strictly newer ticks.
         client.paused = True
         try:
-            sent_before: dict[str, Update] = {}
             for s in known:
                 client.symbols.add(s)
                 self.by_symbol.setdefault(s, set()).add(client)
-                if s in self.newest:
-                    sent_before[s] = self.newest[s]
             pipe = self.redis.pipeline(transaction=False)
             for s in known:
                 pipe.hget(price_key(s), "tick")
@@ -461,17 +418,10 @@ class MarketDataHub:
             covered: dict[str, tuple[int, int]] = {}
             frames = []
             for s, snap in zip(known, snaps, strict=True):
-                order = (-1, -1)
                 if snap:
                     _, run, seq = _order(snap)
-                    order = covered[s] = (run, seq)
+                    covered[s] = (run, seq)
                     frames.append(("", 0, 0, '{"type":"snapshot","data":' + snap + "}"))
-                last = sent_before.get(s)
-                if last is not None and last[3] and (last[1], last[2]) > order:
-                    frames.append(last)
-                    order = covered[s] = (last[1], last[2])
-                if order > _order_of(self.newest.get(s)):
-                    self.newest[s] = (s, *order, "")  # what the cache has is what the client now has
             kept = [u for u in client.queue if not (u[0] in covered and (u[1], u[2]) <= covered[u[0]])]
             ack = ("", 0, 0, json.dumps({"type": "subscribed", "symbols": known}))
             client.replace_queue([ack, *frames, *kept])
@@ -481,9 +431,6 @@ class MarketDataHub:
 
     def unsubscribe(self, client: Client, symbols: list[str]) -> None:
         _drop(self.by_symbol, client.symbols, client, symbols)
-        for s in symbols:
-            if s not in self.by_symbol:
-                self.newest.pop(s, None)  # a later subscriber's snapshot sets it again
 
     def push_outcomes(self, batch: list[Outcome]) -> None:
         """Queue each outcome (and its portfolio frame) to the clients following its user; runs on the loop."""
@@ -630,7 +577,6 @@ class MarketDataHub:
 async def run_server(hub: MarketDataHub, stop: asyncio.Event) -> None:
     settings = hub.settings
     listener = create_task(hub.listen(), name="redis-listener")
-    forwarder = create_task(hub.forward(), name="tick-forwarder")
     beat = create_task(hub.heartbeat(), name="heartbeat")
     md = settings.marketdata
     # compression=None: per-message deflate would compress every frame once per client (the fan-out's main
@@ -644,6 +590,5 @@ async def run_server(hub: MarketDataHub, stop: asyncio.Event) -> None:
         server.close()
         await server.wait_closed()
         listener.cancel()
-        forwarder.cancel()
         beat.cancel()
         await hub.redis.aclose()
