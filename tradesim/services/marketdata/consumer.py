@@ -85,8 +85,7 @@ class CacheConsumer(Generic[E]):
                 # millisecond latency, a busy one still gets batches (consume() alone waits out its timeout).
                 first = self._consumer.poll(0.1)
                 batch = [] if first is None else [first, *self._consumer.consume(s.marketdata.batch_size - 1, 0)]
-                if batch:
-                    self._handle(batch, dlq)
+                if batch and self._handle(batch, dlq):
                     self._consumer.commit(asynchronous=True)
                 dlq.poll(0)
                 self._report_lag()
@@ -94,7 +93,9 @@ class CacheConsumer(Generic[E]):
             dlq.flush(10)
             self._consumer.close()
 
-    def _handle(self, batch: list[Message], dlq: Producer) -> None:
+    def _handle(self, batch: list[Message], dlq: Producer) -> bool:
+        """Write the batch's good records; False if the service stopped before they were written (the batch's
+        offsets must then stay uncommitted, so the next start re-delivers it)."""
         good: list[tuple[E, bytes]] = []
         for msg in batch:
             err = msg.error()
@@ -112,7 +113,7 @@ class CacheConsumer(Generic[E]):
                 continue
             good.append((record, raw))
         if not good:
-            return
+            return True
         backoff = 0.1
         while not self.stop.is_set():
             try:
@@ -120,13 +121,14 @@ class CacheConsumer(Generic[E]):
                 self.counters.applied.inc(applied)
                 if self.counters.ignored is not None:
                     self.counters.ignored.inc(len(good) - applied)
-                return
+                return True
             except redis.RedisError as exc:
                 # Redis restarting: keep the batch (offsets are not committed) and retry with a capped backoff.
                 metrics.REDIS_ERRORS.inc()
                 log.warning("redis write failed, retrying", extra={"error": str(exc), "backoff_s": backoff})
                 self.stop.wait(backoff)
                 backoff = min(backoff * 2, 2.0)
+        return False
 
     def _report_lag(self) -> None:
         now = time.monotonic()
