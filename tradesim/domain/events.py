@@ -149,6 +149,11 @@ class Bar(Event):
         return self.symbol.encode()
 
 
+#: a dead letter's record at most: ≤ 6 bytes each as JSON (a control character's escape), so ≤ 384 KiB, under Kafka's
+#: 1 MB record limit with room for the rest of the letter
+MAX_RECORD_CHARS = 64 * 1024
+
+
 class DeadLetter(Event):
     """A record a consumer could not process, with the reason; on `dead_letter`."""
 
@@ -160,8 +165,13 @@ class DeadLetter(Event):
 
     @classmethod
     def of(cls, raw: bytes | str, *, source_topic: str, consumer: str, reason: str) -> DeadLetter:
-        """The letter of a raw record (bytes that are not UTF-8 keep a replacement character)."""
+        """The letter of a raw record (bytes that are not UTF-8 keep a replacement character). A record longer than
+        MAX_RECORD_CHARS is cut there, with the reason saying so: the letter must fit a Kafka record whatever its
+        source was, or one record could hold its consumer forever."""
         text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw
+        if len(text) > MAX_RECORD_CHARS:
+            reason = f"{reason} (record cut to its first {MAX_RECORD_CHARS} of {len(text)} characters)"
+            text = text[:MAX_RECORD_CHARS]
         return cls(source_topic=source_topic, consumer=consumer, reason=reason, record=text)
 
 

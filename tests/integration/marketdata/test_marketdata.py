@@ -15,7 +15,7 @@ from websockets.sync.client import ClientConnection, connect
 
 from tradesim.adapters.kafka.client import consumer, producer
 from tradesim.adapters.redis.prices import PriceCache
-from tradesim.domain.events import encode
+from tradesim.domain.events import DeadLetter, decode, encode
 from tradesim.services.ingest.publisher import publish_all
 from tradesim.settings import Settings
 from tradesim.stack import registry
@@ -210,18 +210,22 @@ def test_malformed_tick_goes_to_dead_letter_and_service_keeps_going(settings: Se
     before = metric(settings, "tradesim_marketdata_dead_letters_total")
     p = producer(settings.kafka)
     p.produce(settings.topics.market_data, key=b"BAD", value=f'{{"type":"tick","tag":"{tag}"}}'.encode())
-    p.produce(settings.topics.market_data, key=b"BAD", value=b"\xff not json")
+    p.produce(settings.topics.market_data, key=b"BAD", value=b"\xff not json " + tag.encode())
     assert p.flush(10) == 0
     c.assign(ends)
-    reasons = []
+    letters: list[DeadLetter] = []
     deadline = time.monotonic() + 30
-    while len(reasons) < 2 and time.monotonic() < deadline:
+    while len(letters) < 2 and time.monotonic() < deadline:
         for m in c.consume(100, timeout=0.5):
             if m.error() is None and m.key() == b"BAD":
-                reasons.append(dict(m.headers() or [])["reason"].decode())
+                letter = decode(DeadLetter, m.value() or b"")
+                if tag in letter.record:
+                    letters.append(letter)
     c.close()
-    assert len(reasons) == 2
-    assert all(r.startswith("invalid tick:") for r in reasons)
+    assert len(letters) == 2  # the topic's one schema, as the jobs and persistence write it
+    assert all(x.reason.startswith("invalid tick:") for x in letters)
+    assert {(x.consumer, x.source_topic) for x in letters} == {("marketdata", settings.topics.market_data)}
+    assert sorted(x.record for x in letters) == sorted([f'{{"type":"tick","tag":"{tag}"}}', f"\ufffd not json {tag}"])
     wait_for(lambda: metric(settings, "tradesim_marketdata_dead_letters_total") >= before + 2, what="counter")
     s = unique_symbol()
     _publish(settings, [tick(s, 1)])

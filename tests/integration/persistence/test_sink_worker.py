@@ -10,13 +10,15 @@ from collections.abc import Iterator
 from typing import Protocol
 
 import pytest
-from confluent_kafka import Message
+from confluent_kafka import Message, TopicPartition
 
 from tradesim.adapters.kafka.client import TopicSpec, admin, ensure_topics
 from tradesim.adapters.kafka.client import producer as make_producer
+from tradesim.adapters.kafka.dead_letters import DeadLetterSender
 from tradesim.adapters.search.trades import TradeIndex
-from tradesim.services.persistence.pipeline import MAX_HELD_BATCHES, SinkWorker, sink_consumer
+from tradesim.services.persistence.pipeline import LETTER_DEADLINE_S, MAX_HELD_BATCHES, SinkWorker, sink_consumer
 from tradesim.settings import Settings
+from tradesim.testing.net import free_port
 from tradesim.testing.waiting import wait_for
 
 PARTITIONS = 3
@@ -34,7 +36,8 @@ def topic(settings: Settings) -> Iterator[str]:
 
 
 class MakeWorker(Protocol):
-    def __call__(self, batch_size: int, group: str | None = None) -> SinkWorker: ...
+    def __call__(self, batch_size: int, group: str | None = None, letters: DeadLetterSender | None = None
+                 ) -> SinkWorker: ...
 
 
 @pytest.fixture
@@ -43,12 +46,13 @@ def make_worker(settings: Settings, topic: str, index: TradeIndex) -> Iterator[M
     consumed; one joining a `group` does not wait. Closes them all after the test."""
     made: list[SinkWorker] = []
 
-    def make(batch_size: int, group: str | None = None) -> SinkWorker:
+    def make(batch_size: int, group: str | None = None, letters: DeadLetterSender | None = None) -> SinkWorker:
         s = settings.model_copy(update={
             "topics": settings.topics.model_copy(update={"trade_executed": topic}),
             "persistence": settings.persistence.model_copy(update={"batch_size": batch_size})})
-        worker = SinkWorker(s, index, sink_consumer(s, group or "test-sink-" + uuid.uuid4().hex[:8]),
-                            make_producer(s.kafka), threading.Event())
+        letters = letters or DeadLetterSender.connect(s.kafka, s.topics.dead_letter, "test-sink", LETTER_DEADLINE_S)
+        worker = SinkWorker(s, index, sink_consumer(s, group or "test-sink-" + uuid.uuid4().hex[:8]), letters,
+                            threading.Event())
         made.append(worker)
         worker.subscribe()
         if group is None:
@@ -194,3 +198,20 @@ def test_partitions_taken_away_mid_retry_drop_their_held_records_and_are_not_lef
 
     wait_for(both_read_everything, 60, f"{n} records collected by the two workers")
     assert sorted(got) == sorted(placed)  # each once
+
+
+def test_a_batch_whose_dead_letter_expired_is_not_committed_but_read_again(
+        settings: Settings, topic: str, make_worker: MakeWorker) -> None:
+    """The letter's broker is away and the letter expires, which empties the producer's queue: the batch must be
+    handled again, not committed (the old check, flush() == 0, called that delivered)."""
+    away = settings.kafka.model_copy(update={"bootstrap_servers": f"127.0.0.1:{free_port()}"})
+    worker = make_worker(10, letters=DeadLetterSender.connect(away, "dead_letter", "test-sink", 0.2))
+    placed = _produce(settings, topic, 1)  # b"v": not an outcome, so its batch has a dead letter
+    batch: list[Message] = []
+    wait_for(lambda: batch.extend(worker._collect()) or batch, 30, "the record")
+    worker._persist(batch)
+    assert worker.persisted == 0
+    [(part, _)] = placed
+    [committed] = worker.consumer.committed([TopicPartition(topic, part)], timeout=10)
+    assert committed.offset < 0
+    assert _collect_until(worker, 1) == sorted(placed)  # rewound: the record comes again

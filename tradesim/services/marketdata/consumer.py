@@ -1,8 +1,8 @@
 """The consume loops that feed Redis: ticks (market_data → price cache) and bars (market_bars → recent bars).
 
 Both are the same loop: batched consume(), write-through to a Redis cache, dead-letter malformed records, commit
-offsets only after a batch is in Redis, so a crash re-delivers; each cache's ordering guard makes the
-re-delivery harmless (at-least-once in, exactly-once effect on the cache).
+offsets only after a batch is in Redis and its dead letters are in Kafka, so a crash re-delivers; each cache's
+ordering guard makes the re-delivery harmless (at-least-once in, exactly-once effect on the cache).
 """
 
 from __future__ import annotations
@@ -15,12 +15,12 @@ from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 import redis
-from confluent_kafka import Consumer, KafkaError, Message, Producer
+from confluent_kafka import Consumer, KafkaError, Message
 from prometheus_client import Counter, Gauge
 
 from tradesim.adapters.kafka.client import consumer as make_consumer
 from tradesim.adapters.kafka.client import consumer_lag
-from tradesim.adapters.kafka.client import producer as make_producer
+from tradesim.adapters.kafka.dead_letters import DeadLetterSender
 from tradesim.adapters.redis.bars import BarCache
 from tradesim.adapters.redis.client import connect
 from tradesim.adapters.redis.prices import PriceCache
@@ -35,15 +35,9 @@ log = logging.getLogger("tradesim.marketdata.consumer")
 #: Kafka ~300 empty fetches a second. It also bounds how long a metadata request (the outcome feed's partition
 #: refresh, every 10 s) waits behind the connection's pending fetch, hence not librdkafka's 500 ms.
 FETCH_WAIT_MS = 100
+#: How long Kafka has to acknowledge a batch's dead letters before they are sent again (the batch held meanwhile).
+LETTER_DEADLINE_S = 5.0
 E = TypeVar("E", bound=Event)
-
-
-def dead_letter(producer: Producer, topic: str, msg: Message, reason: str) -> None:
-    producer.produce(topic, key=msg.key(), value=msg.value(), headers=[
-        ("reason", reason.encode()),
-        ("source", f"{msg.topic()}/{msg.partition()}/{msg.offset()}".encode()),
-        ("service", b"marketdata"),
-    ])
 
 
 @dataclass(frozen=True)
@@ -59,7 +53,8 @@ class CacheConsumer(Generic[E]):
     the cache)."""
 
     def __init__(self, settings: Settings, stop: threading.Event, *, topic: str, group: str, kind: type[E],
-                 write: Callable[[list[tuple[E, bytes]]], int], counters: Counters) -> None:
+                 write: Callable[[list[tuple[E, bytes]]], int], counters: Counters,
+                 letters: Callable[[], DeadLetterSender] | None = None) -> None:
         self.settings = settings
         self.stop = stop
         self.topic = topic
@@ -67,6 +62,8 @@ class CacheConsumer(Generic[E]):
         self.kind = kind
         self.write = write
         self.counters = counters
+        self._letters = letters or (lambda: DeadLetterSender.connect(
+            settings.kafka, settings.topics.dead_letter, "marketdata", LETTER_DEADLINE_S))
         self._consumer: Consumer | None = None
         self._last_lag = 0.0
 
@@ -76,7 +73,7 @@ class CacheConsumer(Generic[E]):
         # group hands it the partitions (45 s by default: prices froze that long); 6 s is the broker's minimum.
         self._consumer = make_consumer(s.kafka, self.group, **{
             "fetch.wait.max.ms": FETCH_WAIT_MS, "session.timeout.ms": 6000, "heartbeat.interval.ms": 2000})
-        dlq = make_producer(s.kafka)
+        dlq = self._letters()
         self._consumer.subscribe([self.topic])
         log.info("consuming", extra={"topic": self.topic, "group": self.group})
         try:
@@ -87,16 +84,17 @@ class CacheConsumer(Generic[E]):
                 batch = [] if first is None else [first, *self._consumer.consume(s.marketdata.batch_size - 1, 0)]
                 if batch and self._handle(batch, dlq):
                     self._consumer.commit(asynchronous=True)
-                dlq.poll(0)
+                dlq.poll()
                 self._report_lag()
         finally:
-            dlq.flush(10)
+            dlq.close(2)
             self._consumer.close()
 
-    def _handle(self, batch: list[Message], dlq: Producer) -> bool:
-        """Write the batch's good records; False if the service stopped before they were written (the batch's
-        offsets must then stay uncommitted, so the next start re-delivers it)."""
+    def _handle(self, batch: list[Message], dlq: DeadLetterSender) -> bool:
+        """Write the batch's good records and dead-letter the rest; False if the service stopped before both were
+        done (the batch's offsets must then stay uncommitted, so the next start re-delivers it)."""
         good: list[tuple[E, bytes]] = []
+        letters: list[tuple[Message, str]] = []
         for msg in batch:
             err = msg.error()
             if err is not None:
@@ -106,28 +104,45 @@ class CacheConsumer(Generic[E]):
             self.counters.received.inc()
             raw = msg.value() or b""
             try:
-                record = decode(self.kind, raw)
+                good.append((decode(self.kind, raw), raw))
             except InvalidRecord as exc:
                 metrics.DEAD_LETTERS.inc()
-                dead_letter(dlq, self.settings.topics.dead_letter, msg, f"invalid {self.kind.__name__.lower()}: {exc}")
-                continue
-            good.append((record, raw))
-        if not good:
+                letters.append((msg, f"invalid {self.kind.__name__.lower()}: {exc}"))
+        for msg, reason in letters:
+            dlq.send(msg, reason)
+        return ((not good or self._until_done(lambda: self._write(good)))
+                and (not letters or self._until_done(lambda: self._letters_out(letters, dlq))))
+
+    def _write(self, good: list[tuple[E, bytes]]) -> bool:
+        try:
+            applied = self.write(good)
+        except redis.RedisError as exc:
+            # Redis restarting: keep the batch (offsets are not committed) and retry.
+            metrics.REDIS_ERRORS.inc()
+            log.warning("redis write failed, retrying", extra={"error": str(exc)})
+            return False
+        self.counters.applied.inc(applied)
+        if self.counters.ignored is not None:
+            self.counters.ignored.inc(len(good) - applied)
+        return True
+
+    def _letters_out(self, letters: list[tuple[Message, str]], dlq: DeadLetterSender) -> bool:
+        if dlq.delivered(self.stop):
             return True
+        metrics.DEAD_LETTER_RETRIES.inc()
+        log.warning("dead letters not acknowledged, sending them again", extra={"letters": len(letters)})
+        for msg, reason in letters:
+            dlq.send(msg, reason)
+        return False
+
+    def _until_done(self, attempt: Callable[[], bool]) -> bool:
+        """Repeat `attempt` with a capped backoff until it succeeds (True) or the service stops (False)."""
         backoff = 0.1
         while not self.stop.is_set():
-            try:
-                applied = self.write(good)
-                self.counters.applied.inc(applied)
-                if self.counters.ignored is not None:
-                    self.counters.ignored.inc(len(good) - applied)
+            if attempt():
                 return True
-            except redis.RedisError as exc:
-                # Redis restarting: keep the batch (offsets are not committed) and retry with a capped backoff.
-                metrics.REDIS_ERRORS.inc()
-                log.warning("redis write failed, retrying", extra={"error": str(exc), "backoff_s": backoff})
-                self.stop.wait(backoff)
-                backoff = min(backoff * 2, 2.0)
+            self.stop.wait(backoff)
+            backoff = min(backoff * 2, 2.0)
         return False
 
     def _report_lag(self) -> None:

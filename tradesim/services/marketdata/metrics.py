@@ -8,6 +8,8 @@ TICKS_IN = Counter("tradesim_marketdata_ticks_in_total", "Records consumed from 
 TICKS_APPLIED = Counter("tradesim_marketdata_ticks_applied_total", "Ticks that moved the cached price")
 TICKS_STALE = Counter("tradesim_marketdata_ticks_stale_total", "Ticks ignored as older or duplicate")
 DEAD_LETTERS = Counter("tradesim_marketdata_dead_letters_total", "Malformed records sent to the dead-letter topic")
+DEAD_LETTER_RETRIES = Counter("tradesim_marketdata_dead_letter_retries_total",
+                              "Batches whose dead letters Kafka did not acknowledge in time (sent again, batch held)")
 REDIS_ERRORS = Counter("tradesim_marketdata_redis_errors_total", "Failed Redis writes (retried)")
 LAG = Gauge("tradesim_marketdata_consumer_lag", "Records behind the end of market_data (assigned partitions)")
 UPDATES_OUT = Counter("tradesim_marketdata_updates_out_total", "Frames sent to WebSocket clients")

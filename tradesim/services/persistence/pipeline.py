@@ -20,14 +20,14 @@ import time
 from collections.abc import Callable, Container, Sequence
 from dataclasses import dataclass, field
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
 from tradesim.adapters.kafka.client import consumer as make_consumer
 from tradesim.adapters.kafka.client import group_lag
-from tradesim.adapters.kafka.client import producer as make_producer
+from tradesim.adapters.kafka.dead_letters import DeadLetterSender
 from tradesim.adapters.tracing import ORDER_ATTRIBUTE, SpanKind, Tracing
 from tradesim.domain.errors import InvalidRecord
-from tradesim.domain.events import DeadLetter, OrderOutcome, decode, encode
+from tradesim.domain.events import OrderOutcome, decode
 from tradesim.domain.trades import TradeRecord, record_of
 from tradesim.ports import Refused, TradeSink, Unavailable
 from tradesim.services.persistence import metrics
@@ -40,6 +40,8 @@ MAX_HELD_BATCHES = 4
 #: the broker holds a fetch until this much is there or FETCH_WAIT_MS passed (docs/design/persistence.md)
 FETCH_MIN_BYTES = 1 << 20
 FETCH_WAIT_MS = 100
+#: how long Kafka has to acknowledge a batch's dead letters before the batch is handled again
+LETTER_DEADLINE_S = 30.0
 
 
 def fetch_held_ms(settings: Settings) -> int:
@@ -77,11 +79,6 @@ def decode_batch(batch: Sequence[Message]) -> Decoded:
     return out
 
 
-def dead_letter(producer: Producer, topic: str, consumer: str, msg: Message, reason: str) -> None:
-    letter = DeadLetter.of(msg.value() or b"", source_topic=msg.topic() or "", consumer=consumer, reason=reason)
-    producer.produce(topic, key=msg.key(), value=encode(letter))
-
-
 def next_offsets(batch: Sequence[Message]) -> list[TopicPartition]:
     """The position after each partition's last record in the batch."""
     last: dict[tuple[str, int], int] = {}
@@ -95,7 +92,7 @@ class SinkWorker:
     """Carries `trade_executed` into one sink with its own consumer group (so one sink's outage never holds the
     other's position)."""
 
-    def __init__(self, settings: Settings, sink: TradeSink, consumer: Consumer, dlq: Producer,
+    def __init__(self, settings: Settings, sink: TradeSink, consumer: Consumer, letters: DeadLetterSender,
                  stop: threading.Event, clock: Callable[[], float] = time.time, probe: Consumer | None = None,
                  tracing: Tracing | None = None) -> None:
         self.settings = settings
@@ -103,9 +100,9 @@ class SinkWorker:
         self.sink = sink
         self.consumer = consumer
         self.probe = probe  # a consumer of the same group that consumes nothing, for the lag metric
-        self.dlq = dlq
         self.stop = stop
         self.name = settings.persistence.group(sink.name)
+        self.letters = letters
         self._clock = clock
         self._last_lag = 0.0
         self._held: list[Message] = []  # read while the sink retried, not yet in a batch; they come first
@@ -116,7 +113,8 @@ class SinkWorker:
     def wired(cls, settings: Settings, sink: TradeSink, stop: threading.Event, tracing: Tracing | None = None
               ) -> SinkWorker:
         group = settings.persistence.group(sink.name)
-        return cls(settings, sink, sink_consumer(settings, group), make_producer(settings.kafka), stop,
+        letters = DeadLetterSender.connect(settings.kafka, settings.topics.dead_letter, group, LETTER_DEADLINE_S)
+        return cls(settings, sink, sink_consumer(settings, group), letters, stop,
                    probe=make_consumer(settings.kafka, group), tracing=tracing)
 
     def subscribe(self) -> None:
@@ -134,7 +132,7 @@ class SinkWorker:
                     self._persist(batch)
                 self._report_lag()
         finally:
-            self.dlq.flush(10)
+            self.letters.close(10)
             self.consumer.close()
             if self.probe is not None:
                 self.probe.close()
@@ -200,9 +198,10 @@ class SinkWorker:
             records = [(record, msg) for record, msg, _ in failed] + fresh
         else:
             return  # stopping: the batch is not committed, the next start re-delivers it
-        if self.dlq.flush(30) != 0:  # a dead letter's position must not move before the letter is out
+        if not self.letters.delivered(self.stop):  # a record's position must not move before its letter is out
             log.warning("dead letters not delivered; the batch will be handled again", extra={"sink": self.sink.name})
             self._rewind(batch)
+            self.stop.wait(1.0)  # a letter Kafka refuses at once must not spin the sink
             return
         try:
             self.consumer.commit(offsets=next_offsets(batch), asynchronous=False)
@@ -328,7 +327,7 @@ class SinkWorker:
         metrics.DEAD_LETTERS.labels(self.sink.name).inc()
         log.warning("dead letter", extra={"sink": self.sink.name, "reason": reason,
                                           "source": f"{msg.topic()}/{msg.partition()}/{msg.offset()}"})
-        dead_letter(self.dlq, self.settings.topics.dead_letter, self.name, msg, reason)
+        self.letters.send(msg, reason)
 
     def _report_lag(self, force: bool = False) -> None:
         now = time.monotonic()
