@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tradesim.domain.events import MAX_RECORD_CHARS, DeadLetter, decode, encode
+from tradesim.domain.events import MAX_REASON_CHARS, MAX_RECORD_CHARS, DeadLetter, decode, encode
 
 #: Kafka's default largest record (message.max.bytes)
 KAFKA_MAX_RECORD = 1_000_000
@@ -20,3 +20,10 @@ def test_a_record_whose_letter_would_not_fit_kafka_is_cut_and_says_so() -> None:
     assert letter.record == "\x00" * MAX_RECORD_CHARS
     assert letter.reason == f"not json (record cut to its first {MAX_RECORD_CHARS} of 900000 characters)"
     assert decode(DeadLetter, encode(letter)) == letter
+
+
+def test_a_reason_that_quotes_a_huge_record_is_cut_too() -> None:
+    huge = "\x01" * 900_000  # a validation error may quote the offending field whole
+    letter = DeadLetter.of(b"{}", source_topic="t", consumer="c", reason=f"extra field {huge}")
+    assert len(encode(letter)) < KAFKA_MAX_RECORD
+    assert letter.reason == f"extra field {huge}"[:MAX_REASON_CHARS] + "… (reason cut)"

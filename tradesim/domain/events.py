@@ -152,6 +152,8 @@ class Bar(Event):
 #: a dead letter's record at most: ≤ 6 bytes each as JSON (a control character's escape), so ≤ 384 KiB, under Kafka's
 #: 1 MB record limit with room for the rest of the letter
 MAX_RECORD_CHARS = 64 * 1024
+#: a dead letter's reason at most (it may quote the record, e.g. a validation error naming an unknown field)
+MAX_REASON_CHARS = 4 * 1024
 
 
 class DeadLetter(Event):
@@ -166,9 +168,11 @@ class DeadLetter(Event):
     @classmethod
     def of(cls, raw: bytes | str, *, source_topic: str, consumer: str, reason: str) -> DeadLetter:
         """The letter of a raw record (bytes that are not UTF-8 keep a replacement character). A record longer than
-        MAX_RECORD_CHARS is cut there, with the reason saying so: the letter must fit a Kafka record whatever its
-        source was, or one record could hold its consumer forever."""
+        MAX_RECORD_CHARS is cut there, and a reason longer than MAX_REASON_CHARS, each saying so: the letter must fit
+        a Kafka record whatever its source was, or one record could hold its consumer forever."""
         text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw
+        if len(reason) > MAX_REASON_CHARS:
+            reason = f"{reason[:MAX_REASON_CHARS]}… (reason cut)"
         if len(text) > MAX_RECORD_CHARS:
             reason = f"{reason} (record cut to its first {MAX_RECORD_CHARS} of {len(text)} characters)"
             text = text[:MAX_RECORD_CHARS]

@@ -5,34 +5,22 @@ moves the execution job's quote back; DAY orders end with the market day they en
 from __future__ import annotations
 
 import json
-import time
-import uuid
 from decimal import Decimal
 
 import pytest
-from confluent_kafka import TopicPartition
 
 from tradesim.adapters.dynamodb.client import DynamoDB
 from tradesim.adapters.dynamodb.orders import OrderStore
-from tradesim.adapters.kafka.client import consumer, producer
+from tradesim.adapters.kafka.client import producer
 from tradesim.domain.events import encode
 from tradesim.domain.matching import DAY_MS
 from tradesim.services.ingest.publisher import publish_all
-from tradesim.settings import Settings
 from tradesim.testing.factories import tick
+from tradesim.testing.letters import DeadLetters
 
 from .conftest import Exchange, wait_for
 
 pytestmark = pytest.mark.integration
-
-
-def _dead_letters_from_now(settings: Settings):  # noqa: ANN202 - a confluent consumer
-    topic = settings.topics.dead_letter
-    c = consumer(settings.kafka, group_id="dlq-" + uuid.uuid4().hex[:8])
-    parts = c.list_topics(topic, timeout=10).topics[topic].partitions
-    c.assign([TopicPartition(topic, p, c.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1])
-              for p in parts])
-    return c
 
 
 def test_an_out_of_range_tick_is_dead_lettered_and_the_symbol_trades_on(ex: Exchange, symbol: str) -> None:
@@ -41,19 +29,16 @@ def test_an_out_of_range_tick_is_dead_lettered_and_the_symbol_trades_on(ex: Exch
     bad = [good | {"seq": 2, "bid": "1e30", "ask": "1e30", "last": "1e30"},           # 1e30: the reported crash
            good | {"seq": 3, "last": "50.00001"},                                      # a fifth decimal place
            good | {"seq": 4, "size": 10**12}]                                          # an absurd print
-    watcher = _dead_letters_from_now(settings)
+    letters = DeadLetters(settings)
     p = producer(settings.kafka)
     for record in bad:
         p.produce(settings.topics.market_data, key=symbol.encode(), value=json.dumps(record).encode())
     assert p.flush(10) == 0
-    reasons: dict[bytes, str] = {}
-    deadline = time.monotonic() + 60
-    while len(reasons) < len(bad) and time.monotonic() < deadline:
-        for m in watcher.consume(100, timeout=0.5):
-            headers = dict(m.headers() or [])
-            if m.error() is None and m.key() == symbol.encode() and headers.get("service") == b"marketdata":
-                reasons[m.value()] = headers["reason"].decode()
-    watcher.close()
+    try:
+        got = letters.wait(symbol, len(bad), consumer="marketdata")
+    finally:
+        letters.close()
+    reasons = {x.record: x.reason for x in got}
     assert len(reasons) == len(bad), reasons
     text = " | ".join(reasons.values())
     assert "less than or equal to 1000000" in text

@@ -94,6 +94,17 @@ class FlinkRest:
     def job(self, job_id: str) -> dict[str, Any]:
         return self._call("GET", f"/jobs/{job_id}")  # type: ignore[no-any-return]
 
+    def assigned_splits(self, job_id: str) -> set[str]:
+        """The source splits (e.g. `trade_orders-3`, a Kafka partition) the job's readers hold now: each registers
+        its `split.<name>.*` metrics once assigned. A savepoint taken before holds no position for the others."""
+        splits: set[str] = set()
+        for vertex in self.job(job_id).get("vertices", []):
+            for metric in self._call("GET", f"/jobs/{job_id}/vertices/{vertex['id']}/metrics"):
+                _, found, rest = str(metric.get("id", "")).partition(".split.")
+                if found:
+                    splits.add(rest.split(".", 1)[0])
+        return splits
+
     def restarts(self, job_id: str) -> int:
         """How often the job failed and restarted since it was submitted (its numRestarts; the REST API caches
         metrics for up to `metrics.fetcher.update-interval`, 10 s)."""

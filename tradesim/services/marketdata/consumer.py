@@ -107,7 +107,10 @@ class CacheConsumer(Generic[E]):
                 good.append((decode(self.kind, raw), raw))
             except InvalidRecord as exc:
                 metrics.DEAD_LETTERS.inc()
-                letters.append((msg, f"invalid {self.kind.__name__.lower()}: {exc}"))
+                reason = f"invalid {self.kind.__name__.lower()}: {exc}"
+                log.warning("dead letter", extra={"reason": reason[:500],
+                                                  "source": f"{msg.topic()}/{msg.partition()}/{msg.offset()}"})
+                letters.append((msg, reason))
         for msg, reason in letters:
             dlq.send(msg, reason)
         return ((not good or self._until_done(lambda: self._write(good)))
@@ -129,8 +132,11 @@ class CacheConsumer(Generic[E]):
     def _letters_out(self, letters: list[tuple[Message, str]], dlq: DeadLetterSender) -> bool:
         if dlq.delivered(self.stop):
             return True
+        if self.stop.is_set():
+            return False  # uncommitted: the next start sends them
         metrics.DEAD_LETTER_RETRIES.inc()
-        log.warning("dead letters not acknowledged, sending them again", extra={"letters": len(letters)})
+        log.warning("dead letters not acknowledged, sending them again",
+                    extra={"letters": len(letters), "error": dlq.last_error})
         for msg, reason in letters:
             dlq.send(msg, reason)
         return False

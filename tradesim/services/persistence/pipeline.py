@@ -132,7 +132,7 @@ class SinkWorker:
                     self._persist(batch)
                 self._report_lag()
         finally:
-            self.letters.close(10)
+            self.letters.close(2)
             self.consumer.close()
             if self.probe is not None:
                 self.probe.close()
@@ -199,7 +199,10 @@ class SinkWorker:
         else:
             return  # stopping: the batch is not committed, the next start re-delivers it
         if not self.letters.delivered(self.stop):  # a record's position must not move before its letter is out
-            log.warning("dead letters not delivered; the batch will be handled again", extra={"sink": self.sink.name})
+            if self.stop.is_set():
+                return  # uncommitted: the next start handles the batch again
+            log.warning("dead letters not delivered; the batch will be handled again",
+                        extra={"sink": self.sink.name, "error": self.letters.last_error})
             self._rewind(batch)
             self.stop.wait(1.0)  # a letter Kafka refuses at once must not spin the sink
             return

@@ -164,8 +164,21 @@ public final class Bars {
         return OffsetsInitializer.offsets(at, OffsetResetStrategy.EARLIEST);
     }
 
-    /** The DeadLetter event (`tradesim.domain.events.DeadLetter`) as JSON. */
+    /** A letter's record and reason at most, in characters, as `tradesim.domain.events.DeadLetter.of` cuts them. */
+    static final int MAX_RECORD_CHARS = 64 * 1024;
+    static final int MAX_REASON_CHARS = 4 * 1024;
+
+    /** The DeadLetter event (`tradesim.domain.events.DeadLetter`) as JSON, cut to fit a Kafka record. */
     static String deadLetter(ObjectMapper json, String record, String reason, String sourceTopic) {
+        int reasonChars = reason.codePointCount(0, reason.length());
+        if (reasonChars > MAX_REASON_CHARS) {
+            reason = reason.substring(0, reason.offsetByCodePoints(0, MAX_REASON_CHARS)) + "\u2026 (reason cut)";
+        }
+        int recordChars = record.codePointCount(0, record.length());
+        if (recordChars > MAX_RECORD_CHARS) {
+            reason = reason + " (record cut to its first " + MAX_RECORD_CHARS + " of " + recordChars + " characters)";
+            record = record.substring(0, record.offsetByCodePoints(0, MAX_RECORD_CHARS));
+        }
         ObjectNode o = json.createObjectNode();
         o.put("schema_version", 1).put("type", "dead_letter").put("source_topic", sourceTopic)
                 .put("consumer", JOB).put("reason", reason).put("record", record);
