@@ -9,19 +9,19 @@ import time
 import uuid
 
 import pytest
-from confluent_kafka import TopicPartition
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
 
-from tradesim.adapters.kafka.client import consumer, producer
+from tradesim.adapters.kafka.client import producer
 from tradesim.adapters.redis.prices import PriceCache
-from tradesim.domain.events import DeadLetter, decode, encode
+from tradesim.domain.events import encode
 from tradesim.services.ingest.publisher import publish_all
 from tradesim.settings import Settings
 from tradesim.stack import registry
 from tradesim.stack.process import OsProcessTable
 from tradesim.stack.supervisor import Supervisor
 from tradesim.testing.factories import tick, ticks, unique_symbol
+from tradesim.testing.letters import DeadLetters
 
 from .conftest import cached_seq, metric, recv_json, recv_until, wait_for, ws_client
 
@@ -203,25 +203,16 @@ def test_protocol_errors_get_error_frames_and_connection_stays_usable(settings: 
 
 def test_malformed_tick_goes_to_dead_letter_and_service_keeps_going(settings: Settings, cache: PriceCache) -> None:
     tag = uuid.uuid4().hex
-    dlq = settings.topics.dead_letter
-    c = consumer(settings.kafka, group_id=f"dlq-{tag}")
-    parts = c.list_topics(dlq, timeout=10).topics[dlq].partitions
-    ends = [TopicPartition(dlq, p, c.get_watermark_offsets(TopicPartition(dlq, p), timeout=10)[1]) for p in parts]
     before = metric(settings, "tradesim_marketdata_dead_letters_total")
+    reader = DeadLetters(settings)
     p = producer(settings.kafka)
     p.produce(settings.topics.market_data, key=b"BAD", value=f'{{"type":"tick","tag":"{tag}"}}'.encode())
     p.produce(settings.topics.market_data, key=b"BAD", value=b"\xff not json " + tag.encode())
     assert p.flush(10) == 0
-    c.assign(ends)
-    letters: list[DeadLetter] = []
-    deadline = time.monotonic() + 30
-    while len(letters) < 2 and time.monotonic() < deadline:
-        for m in c.consume(100, timeout=0.5):
-            if m.error() is None and m.key() == b"BAD":
-                letter = decode(DeadLetter, m.value() or b"")
-                if tag in letter.record:
-                    letters.append(letter)
-    c.close()
+    try:
+        letters = reader.wait(tag, 2, consumer="marketdata", timeout_s=30)  # not the bars job's letters
+    finally:
+        reader.close()
     assert len(letters) == 2  # the topic's one schema, as the jobs and persistence write it
     assert all(x.reason.startswith("invalid tick:") for x in letters)
     assert {(x.consumer, x.source_topic) for x in letters} == {("marketdata", settings.topics.market_data)}
