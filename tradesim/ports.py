@@ -10,6 +10,7 @@ from collections.abc import Mapping, Sequence
 from decimal import Decimal
 from typing import Protocol
 
+from tradesim.domain.events import OrderOutcome, OrderPlaced
 from tradesim.domain.portfolio import Written
 from tradesim.domain.settlement import RecordedOutcome
 from tradesim.domain.trades import TradePage, TradeQuery, TradeRecord, VolumeBucket
@@ -38,6 +39,12 @@ class Ledger(Protocol):
         Unavailable."""
         ...
 
+    def record_elsewhere(self, order: OrderPlaced, outcome: OrderOutcome) -> None:
+        """Record an outcome the user's item cannot hold (it is full, or the user has none) where a replay of the
+        order finds it, so the order is still decided once. Raises OutcomeAlreadyRecorded (with the outcome
+        recorded first), Unavailable."""
+        ...
+
 
 class GroupLedger(Ledger, Protocol):
     """A ledger with group commit: apply_fill between group() and flush_group() is written once, at the flush."""
@@ -56,6 +63,10 @@ class OutcomeArchive(Protocol):
 
     def decided(self, order_ids: list[str]) -> dict[str, RecordedOutcome]:
         """order id → its recorded outcome, for those the archive holds."""
+        ...
+
+    def record_outcome(self, order: OrderPlaced, outcome: OrderOutcome) -> bool:
+        """Hold the order's outcome; False if the archive holds another one for it."""
         ...
 
 

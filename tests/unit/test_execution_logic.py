@@ -9,8 +9,14 @@ from typing import Any
 import pytest
 
 from tradesim.domain.book import Book, Decision
-from tradesim.domain.errors import InsufficientFunds, InsufficientShares, OutcomeAlreadyRecorded, PortfolioFull
-from tradesim.domain.events import OrderCancelRequested, OrderPlaced
+from tradesim.domain.errors import (
+    InsufficientFunds,
+    InsufficientShares,
+    OutcomeAlreadyRecorded,
+    PortfolioFull,
+    PortfolioNotFound,
+)
+from tradesim.domain.events import OrderCancelRequested, OrderOutcome, OrderPlaced
 from tradesim.domain.fees import FeeModel
 from tradesim.domain.matching import SlippageModel
 from tradesim.domain.portfolio import Written
@@ -36,14 +42,17 @@ class MemoryStore:
     positions: dict[str, int] = field(default_factory=dict)
     version: int = 0
     outcomes: dict[str, RecordedOutcome] = field(default_factory=dict)
+    #: outcomes recorded outside the item (record_elsewhere), where a replay finds them as the real store's do
+    elsewhere: dict[str, RecordedOutcome] = field(default_factory=dict)
 
     def position(self, symbol: str) -> int:
         return self.positions.get(symbol, 0)
 
     def apply_fill(self, user_id: str, order_id: str, cash_delta: Decimal, symbol: str, qty_delta: int, *,
                    status: str = "executed", details: Any = None, placed_at_ms: int | None = None) -> Written:
-        if order_id in self.outcomes:
-            raise OutcomeAlreadyRecorded(order_id, self.outcomes[order_id])
+        first = self.outcomes.get(order_id) or self.elsewhere.get(order_id)
+        if first is not None:
+            raise OutcomeAlreadyRecorded(order_id, first)
         if self.cash + cash_delta < 0:
             raise InsufficientFunds("cash")
         if self.position(symbol) + qty_delta < 0:
@@ -58,6 +67,12 @@ class MemoryStore:
         self.version += 1
         return Written(user_id, self.cash, symbol, self.position(symbol) if qty_delta else None, self.version,
                        len(self.outcomes))
+
+    def record_elsewhere(self, order: OrderPlaced, outcome: OrderOutcome) -> None:
+        first = self.elsewhere.setdefault(order.order_id, RecordedOutcome(
+            status=outcome.status, decided_at_ms=outcome.decided_at_ms, reason=outcome.reason))
+        if first.status != outcome.status:
+            raise OutcomeAlreadyRecorded(order.order_id, first)
 
 
 def test_market_order_without_any_price_is_rejected_unknown_symbol() -> None:
@@ -178,6 +193,33 @@ def test_settle_rejects_when_the_portfolio_item_cannot_hold_another_outcome() ->
     cancel = settle(Decision(order("o2"), "cancel"), store, FEES).outcome
     assert [(o.status, o.reason) for o in (fill, cancel)] == [("rejected", "too_many_recent_orders")] * 2
     assert store.cash == Decimal("1000")
+    assert {o: r.status for o, r in store.elsewhere.items()} == {"o1": "rejected", "o2": "rejected"}
+
+
+def test_a_rejection_the_item_had_no_room_for_is_what_a_replay_finds_once_it_has_room() -> None:
+    """A restore replays the order after the item made room: it must not execute what was announced rejected."""
+    class FullStore(MemoryStore):
+        def apply_fill(self, *args: Any, **kwargs: Any) -> Written:
+            raise PortfolioFull("too many")
+
+    full = FullStore(cash=Decimal("1000"))
+    first = settle(Decision(order("o1"), "fill", price=Decimal("10")), full, FEES).outcome
+    roomy = MemoryStore(cash=Decimal("1000"), elsewhere=full.elsewhere)
+    replay = settle(Decision(order("o1"), "fill", price=Decimal("10")), roomy, FEES)
+    assert (replay.outcome.status, replay.outcome.reason) == (first.status, first.reason) == (
+        "rejected", "too_many_recent_orders")
+    assert (roomy.cash, roomy.outcomes) == (Decimal("1000"), {})
+
+
+def test_a_user_without_a_portfolio_is_rejected_and_the_rejection_recorded_elsewhere() -> None:
+    class NoStore(MemoryStore):
+        def apply_fill(self, *args: Any, **kwargs: Any) -> Written:
+            raise PortfolioNotFound("nobody")
+
+    store = NoStore(cash=Decimal("0"))
+    out = settle(Decision(order("o1"), "fill", price=Decimal("10")), store, FEES).outcome
+    assert (out.status, out.reason) == ("rejected", "invalid")
+    assert store.elsewhere["o1"].status == "rejected"
 
 
 def test_settle_hands_over_what_its_write_left_and_nothing_for_a_replay() -> None:

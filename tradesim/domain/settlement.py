@@ -102,9 +102,9 @@ def settle(decision: Decision, ledger: Ledger, fees: FeeModel, now_ms: Callable[
         except InsufficientShares:
             return _record(order, ledger, "rejected", "insufficient_shares", decided)
         except PortfolioNotFound:
-            return _record_nowhere(order, "invalid", decided)
+            return _record_elsewhere(order, ledger, "invalid", decided)
         except PortfolioFull:
-            return _record_nowhere(order, "too_many_recent_orders", decided)
+            return _record_elsewhere(order, ledger, "too_many_recent_orders", decided)
         return Settled(order, outcome_of(
             order, status="executed", fill_price=decision.price, fee=change.fee, cash_after=after.cash,
             position_after=after.position(order.symbol), trade_id=trade_id(order.order_id), decided_at_ms=decided,
@@ -144,14 +144,20 @@ def _record(order: OrderPlaced, ledger: Ledger, status: OrderStatus, reason: Rej
     except OutcomeAlreadyRecorded as exc:
         return _replayed(order, exc)
     except PortfolioNotFound:
-        return _record_nowhere(order, reason, decided)
+        return _record_elsewhere(order, ledger, reason, decided)
     except PortfolioFull:
-        return _record_nowhere(order, "too_many_recent_orders", decided)
+        return _record_elsewhere(order, ledger, "too_many_recent_orders", decided)
     return Settled(order, outcome_of(order, status=status, reason=reason, decided_at_ms=decided), written)
 
 
-def _record_nowhere(order: OrderPlaced, reason: RejectReason | None, decided: int) -> Settled:
-    """A user without a portfolio, or whose item cannot hold another outcome (the API refuses such orders
-    first; only a producer that bypasses it gets here): nothing to record against, the order is rejected."""
-    return Settled(order, outcome_of(order, status="rejected", reason=reason or "invalid", decided_at_ms=decided),
-                   None)
+def _record_elsewhere(order: OrderPlaced, ledger: Ledger, reason: RejectReason | None, decided: int) -> Settled:
+    """A user without a portfolio, or whose item cannot hold another outcome (the API refuses live orders for
+    either; a backlog, a scripted order or a producer that bypasses the API gets here): the order is rejected,
+    and the rejection is recorded where a replay finds it, or a replay after the item made room would execute
+    an order already announced rejected."""
+    outcome = outcome_of(order, status="rejected", reason=reason or "invalid", decided_at_ms=decided)
+    try:
+        ledger.record_elsewhere(order, outcome)
+    except OutcomeAlreadyRecorded as exc:
+        return _replayed(order, exc)
+    return Settled(order, outcome, None)

@@ -298,6 +298,28 @@ def test_a_key_keeps_its_body_after_redis_forgot_it(http: httpx.Client, user: Us
     assert all(untraced(e) == untraced(events[0]) for e in events)
 
 
+def test_a_scripted_orders_market_times_are_part_of_the_body_its_key_keeps(
+        http: httpx.Client, user: User, symbol: str, order_log: OrderLog, settings: Settings) -> None:
+    headers = {**user.auth, **_key()}
+    at = int(time.time() * 1000) + 86_400_000  # a market time the feed will not reach in this test
+    body = order(symbol, qty=1, type="limit", limit_price="50.00", time_in_force="gtc", at_ms=at,
+                 cancel_at_ms=at + 60_000)
+    first = http.post("/orders", json=body, headers=headers)
+    assert first.status_code == 202, first.text
+    for other in ({**body, "at_ms": at + 1}, {k: v for k, v in body.items() if k != "at_ms"},
+                  {k: v for k, v in body.items() if k != "cancel_at_ms"}):
+        assert forget_idempotency_keys(settings, user) <= 1
+        clash = http.post("/orders", json=other, headers=headers)
+        assert (clash.status_code, clash.json()["code"]) == (409, "idempotency_mismatch"), other
+    forget_idempotency_keys(settings, user)
+    same = http.post("/orders", json=body, headers=headers)
+    assert same.status_code == 202, same.text
+    assert same.json() == first.json()
+    # a copy sent again carries the market times it was placed with
+    events = order_log.since(user.user_id)
+    assert {(e.at_ms, e.cancel_at_ms) for e in events} == {(at, at + 60_000)}
+
+
 def test_a_keyed_retry_is_the_first_order_even_when_its_check_would_now_fail(
         http: httpx.Client, new_user: Callable[..., User], symbol: str, order_log: OrderLog, settings: Settings,
 ) -> None:

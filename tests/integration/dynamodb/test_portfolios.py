@@ -10,14 +10,18 @@ from collections.abc import Iterator
 from decimal import Decimal
 
 import pytest
+from botocore.exceptions import ClientError
 
 from tradesim.adapters.dynamodb.client import DynamoDB
+from tradesim.adapters.dynamodb.errors import is_item_too_large
 from tradesim.adapters.dynamodb.orders import OrderStore
 from tradesim.adapters.dynamodb.portfolios import PortfolioStore
 from tradesim.adapters.dynamodb.tables import ACCOUNTS, ORDERS, PORTFOLIOS, table_name
+from tradesim.domain.book import Decision
 from tradesim.domain.errors import InsufficientFunds, InsufficientShares, OutcomeAlreadyRecorded, PortfolioFull
 from tradesim.domain.events import OrderOutcome, OrderPlaced
-from tradesim.domain.settlement import RecordedOutcome
+from tradesim.domain.fees import FeeModel
+from tradesim.domain.settlement import RecordedOutcome, settle
 from tradesim.ports import Unavailable
 from tradesim.settings import Settings
 from tradesim.stack.supervisor import Supervisor
@@ -516,3 +520,70 @@ def test_a_write_the_group_cannot_decide_goes_after_the_groups_earlier_writes(db
     after = store.get(user)
     assert after is not None
     assert (after.cash, after.positions, set(after.outcomes)) == (Decimal("0"), {"AAPL": 10}, {"o1", "o2", "o4"})
+
+
+def _fill_until_full(db: DynamoDB, user: str, room: int) -> None:
+    """Pad the user's item until fewer than `room` bytes more would fit in DynamoDB's 400 KB (a binary search on
+    the padding's length: the store's own size check decides)."""
+    table = table_name(db.settings, PORTFOLIOS)
+
+    def fits(length: int) -> bool:
+        try:
+            db.client.update_item(TableName=table, Key={"user_id": {"S": user}},
+                                  UpdateExpression="SET padding = :p, version = version + :one",  # as every writer
+                                  ExpressionAttributeValues={":p": {"S": "x" * length}, ":one": {"N": "1"}})
+        except ClientError as exc:
+            if not is_item_too_large(exc):
+                raise
+            return False
+        return True
+
+    low, high = 0, 420_000  # low fits, high does not
+    assert fits(low)
+    assert not fits(high)
+    while high - low > 1:
+        mid = (low + high) // 2
+        low, high = (mid, high) if fits(mid) else (low, mid)
+    assert fits(low - room)
+
+
+def test_a_rejection_the_full_item_had_no_room_for_is_found_by_a_replay_after_room_was_made(db: DynamoDB) -> None:
+    """Settling on a full item rejects the order: the rejection goes to the archive and the item's mark says so,
+    so a replay (a restore from a checkpoint before it) re-emits it after the item made room, never a fill."""
+    orders = OrderStore(db)
+    store = PortfolioStore(db, archive=orders)
+    user = new_user()
+    store.create(user, Decimal("1000"))
+    _executed(store, _buy(user, 1_000), 1_100)  # an outcome on the item: its mark must not hide it
+    _fill_until_full(db, user, room=80)  # room for the mark (~40 bytes), not for an outcome (~150)
+    order = _buy(user, 2_000)
+    first = settle(Decision(order, "fill", price=Decimal("10")), store, FeeModel()).outcome
+    assert (first.status, first.reason) == ("rejected", "too_many_recent_orders")
+    assert orders.decided([order.order_id])[order.order_id].status == "rejected"
+    full = store.get(user)
+    assert full is not None
+    assert (full.archived_upto, full.archived_n) == (2_000, 1)
+    db.client.update_item(TableName=table_name(db.settings, PORTFOLIOS), Key={"user_id": {"S": user}},
+                          UpdateExpression="REMOVE padding SET version = version + :one",  # room again, as a prune
+                          ExpressionAttributeValues={":one": {"N": "1"}})
+    for placed in (store, PortfolioStore(db, archive=orders)):  # with its copy of the item, and a fresh store
+        again = settle(Decision(order, "fill", price=Decimal("10")), placed, FeeModel()).outcome
+        assert (again.status, again.reason, again.decided_at_ms) == ("rejected", "too_many_recent_orders",
+                                                                     first.decided_at_ms)
+    after = store.get(user)
+    assert after is not None
+    assert (after.cash, after.position("AAPL")) == (Decimal("989"), 1)  # the first fill only
+    assert order.order_id not in after.outcomes
+    # a later order (placed after the mark) is judged on the item alone again
+    later = settle(Decision(_buy(user, 3_000), "fill", price=Decimal("10")), store, FeeModel()).outcome
+    assert later.status == "executed"
+
+
+def test_a_rejection_for_a_user_without_a_portfolio_is_held_by_the_archive(db: DynamoDB) -> None:
+    orders = OrderStore(db)
+    store = PortfolioStore(db, archive=orders)
+    order = _buy(new_user(), 2_000)
+    out = settle(Decision(order, "fill", price=Decimal("10")), store, FeeModel()).outcome
+    assert (out.status, out.reason) == ("rejected", "invalid")
+    assert orders.decided([order.order_id])[order.order_id].status == "rejected"
+    assert store.get(order.user_id) is None  # the mark found no item, and made none

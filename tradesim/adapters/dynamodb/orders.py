@@ -1,5 +1,5 @@
 """The `Orders` table: one item per order. The API claims it first (`accepted`, with the placing time and the
-body's hash, which are the order's for good); the execution job marks it when it reaches the book and replaces it
+whole body, which are the order's for good); the execution job marks it when it reaches the book and replaces it
 with the terminal outcome.
 """
 
@@ -23,7 +23,9 @@ ACCEPTED = "accepted"
 
 
 def order_item(order: OrderPlaced) -> dict[str, Any]:
-    """The item as the API records it (decimals as strings, like on the wire)."""
+    """The item as the API records it (decimals as strings, like on the wire). A scripted order's market times
+    are part of its body: `placed_cancel_at_ms` is the cancel time it was placed with (`cancel_at_ms` is the one
+    the book holds, which a later cancel may move earlier)."""
     item: dict[str, Any] = {
         "order_id": order.order_id, "user_id": order.user_id, "placed_at_ms": order.placed_at_ms,
         "symbol": order.symbol, "side": order.side, "qty": order.qty, "order_type": order.order_type,
@@ -35,6 +37,10 @@ def order_item(order: OrderPlaced) -> dict[str, Any]:
         item["stop_price"] = str(order.stop_price)
     if order.client_order_id is not None:
         item["client_order_id"] = order.client_order_id
+    if order.at_ms is not None:
+        item["at_ms"] = order.at_ms
+    if order.cancel_at_ms is not None:
+        item["placed_cancel_at_ms"] = order.cancel_at_ms
     return item
 
 
@@ -45,7 +51,12 @@ def placed_order(item: dict[str, Any]) -> OrderPlaced:
         qty=int(item["qty"]), order_type=item["order_type"], time_in_force=item.get("time_in_force", "day"),
         limit_price=None if item.get("limit_price") is None else Decimal(str(item["limit_price"])),
         stop_price=None if item.get("stop_price") is None else Decimal(str(item["stop_price"])),
-        client_order_id=item.get("client_order_id"), placed_at_ms=int(item["placed_at_ms"]))
+        client_order_id=item.get("client_order_id"), placed_at_ms=int(item["placed_at_ms"]),
+        at_ms=_int_or_none(item.get("at_ms")), cancel_at_ms=_int_or_none(item.get("placed_cancel_at_ms")))
+
+
+def _int_or_none(value: Any) -> int | None:
+    return None if value is None else int(value)
 
 
 def _plain(item: dict[str, Any]) -> dict[str, Any]:

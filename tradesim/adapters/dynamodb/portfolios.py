@@ -23,6 +23,7 @@ outcome. The encoding of items and outcomes lives in `codec`.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -55,9 +56,11 @@ from tradesim.domain.errors import (
     PortfolioNotFound,
     VersionConflict,
 )
+from tradesim.domain.events import OrderOutcome, OrderPlaced
 from tradesim.domain.portfolio import Written
 from tradesim.ports import OutcomeArchive
 
+log = logging.getLogger("tradesim.dynamodb.portfolios")
 #: a failed condition is re-checked against a fresh read; if the item moved in between (e.g. a credit landed),
 #: the write is retried this many times in all before giving up with VersionConflict
 _CONDITION_ATTEMPTS = 3
@@ -199,6 +202,42 @@ class PortfolioStore:
                     self._items[user_id] = copy
                     self._write_group(user_id)  # what the group applied goes first, in order
             return self._update(user_id, order_id, outcome, cash_delta, symbol, qty_delta, placed_at_ms)
+
+    def record_elsewhere(self, order: OrderPlaced, outcome: OrderOutcome) -> None:
+        """The outcome goes to the archive, then the item's mark rises to the order's placing time and counts one
+        more outcome outside the item, so a replay looks the order up there (see the module docstring). Without an
+        archive there is nowhere else: nothing is recorded. Raises OutcomeAlreadyRecorded, Unavailable.
+
+        Left open: an item too full even for the mark (a few bytes), and a user with no item at all, are recorded
+        in the archive only; a replay after that item made room, or after that user got a portfolio, would find
+        nothing on the item."""
+        if self.archive is None:
+            return
+        if not self.archive.record_outcome(order, outcome):
+            raise OutcomeAlreadyRecorded(order.order_id, self.archive.decided([order.order_id]).get(order.order_id))
+        user_id = order.user_id
+        values = {":p": {"N": str(order.placed_at_ms)}, ":one": {"N": "1"}, ":zero": {"N": "0"}}
+        counted = "archived_n = if_not_exists(archived_n, :zero) + :one, version = version + :one"
+        raised = {"UpdateExpression": f"SET archived_upto = :p, {counted}", "ExpressionAttributeValues": values,
+                  "ConditionExpression": "attribute_exists(user_id) AND "
+                                         "(attribute_not_exists(archived_upto) OR archived_upto < :p)"}
+        passed = {"UpdateExpression": f"SET {counted}", "ConditionExpression": "attribute_exists(user_id)",
+                  "ExpressionAttributeValues": {k: v for k, v in values.items() if k != ":p"}}
+        with self._locks[hash(user_id) % len(self._locks)]:
+            self._items.pop(user_id, None)  # every writer bumps the version: the copy is stale now
+            for request in (raised, passed):  # (the second when the mark is past the order already)
+                try:
+                    self.db.client.update_item(TableName=self.table, Key={"user_id": {"S": user_id}}, **request)
+                    return
+                except ClientError as exc:
+                    if is_item_too_large(exc):
+                        log.warning("no room on the item for the archive mark; the outcome is in the archive only",
+                                    extra={"user_id": user_id, "order_id": order.order_id})
+                        return
+                    if not is_condition_failed(exc):
+                        raise translate(exc, f"mark order {order.order_id!r} as recorded outside the item") from None
+                except BotoCoreError as exc:
+                    raise translate(exc, f"mark order {order.order_id!r} as recorded outside the item") from None
 
     def group(self, user_id: str) -> None:
         """Group commit: until flush_group, each apply_fill the copy can decide changes only the copy; flush_group
