@@ -203,3 +203,92 @@ def test_since_accepts_durations_and_iso_times() -> None:
     assert since_param("2w", now_ms=1) == "0"
     assert since_param("2025-01-31T09:30:00Z") == "2025-01-31T09:30:00Z"
     assert since_param(None) is None
+
+
+@pytest.mark.parametrize(("env", "toml", "message"), [
+    ({"TRADESIM_TUI__WATCHLIST": "AAPL"}, None, "are JSON"),
+    ({"TRADESIM_KAFKA": "notjson"}, None, 'field "kafka"'),
+    ({}, "[api\n", "tradesim.toml: not valid TOML"),
+    ({}, b"\xff\xfe", "tradesim.toml: not UTF-8 text"),
+    ({}, '[api]\nport = "abc"\n', "api.port ('abc' in tradesim.toml)"),
+    ({"TRADESIM_CONFIG": "/nonexistent/tradesim.toml"}, None, "TRADESIM_CONFIG='/nonexistent/tradesim.toml': no such"),
+    ({"TRADESIM_HOME": ""}, None, "home (TRADESIM_HOME='')"),
+    ({"TRADESIM_HOME": "~nosuchuser-of-tradesim/x"}, None, "home (TRADESIM_HOME="),
+    ({"TRADESIM_KAFKA__BOOTSTRAP_SERVERS": ""}, None, "kafka.bootstrap_servers"),
+    ({"TRADESIM_REDIS__URL": "bogus"}, None, "redis.url"),
+    ({"TRADESIM_API__URL": "http://127.0.0.1:abc"}, None, "api.url"),
+    ({"TRADESIM_API__URL": "http://[::1"}, None, "api.url"),
+    ({"TRADESIM_FLINK__REST_URL": "bogus"}, None, "flink.rest_url"),
+    ({"TRADESIM_MARKETDATA__WS_URL": "ws://x:abc"}, None, "marketdata.ws_url"),
+    ({"TRADESIM_OBSERVABILITY__PROMETHEUS_URL": "http://x:abc"}, None, "observability.prometheus_url"),
+])
+def test_settings_that_cannot_be_read_or_used_exit_2_with_one_line(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path, env: dict[str, str], toml: str | bytes | None,
+        message: str) -> None:
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    if isinstance(toml, bytes):
+        (tmp_path / "tradesim.toml").write_bytes(toml)
+    elif toml is not None:
+        (tmp_path / "tradesim.toml").write_text(toml)
+    result = runner.invoke(app, ["status"])
+    assert result.exit_code == 2, result.output
+    assert message in _one_line_error(result.output)
+
+
+def test_a_folder_named_like_the_settings_file_exits_2(tmp_path: Path) -> None:
+    (tmp_path / "tradesim.toml").mkdir()
+    result = runner.invoke(app, ["status"])
+    assert result.exit_code == 2
+    assert "tradesim.toml: not a file" in _one_line_error(result.output)
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["order", "buy", "ACME", "²"], "QTY must be a positive whole number"),
+    (["order", "buy", "ACME", "1", "--idempotency-key", "é"], "--idempotency-key must be 1 to 255 printable"),
+    (["logs", ""], "an empty name"),
+    (["run", "calm", "--junit", "/nonexistent/x.xml"], "the folder /nonexistent does not exist"),
+    (["run", "calm", "--json", "."], "is a folder"),
+    (["smoke", "--junit", "/nonexistent/x.xml"], "the folder /nonexistent does not exist"),
+])
+def test_bad_arguments_exit_2_before_any_work(api: list[tuple[str, dict[str, object]]], argv: list[str],
+                                              message: str) -> None:
+    result = runner.invoke(app, argv)
+    assert result.exit_code == 2, result.output
+    assert message in _one_line_error(result.output)
+    assert api == []
+
+
+@pytest.mark.parametrize(("content", "message"), [
+    ("[]", "a JSON list, not an object"),
+    ('{"users": {"bob": "k"}}', "user 'bob' has no `user_id` and `api_key` strings"),
+    ('{"users": []}', "`users` is not an object"),
+    ("{not json", "cannot read the credentials file"),
+])
+def test_a_broken_credentials_file_is_named_and_costs_no_key(
+        api: list[tuple[str, dict[str, object]]], tmp_path: Path, content: str, message: str) -> None:
+    (tmp_path / "credentials.json").write_text(content)
+    for argv in (["accounts", "create", "bob", "--cash", "100"], ["accounts", "rotate-key", "bob"]):
+        result = runner.invoke(app, argv)
+        assert result.exit_code == 2, result.output
+        assert message in _one_line_error(result.output)
+    assert api == []  # read before the API was asked for a key it shows once
+    assert (tmp_path / "credentials.json").read_text() == content
+
+
+def test_a_new_key_that_cannot_be_saved_is_shown(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    import tradesim.client.api as apiclient
+
+    monkeypatch.setenv("TRADESIM_API__CREDENTIALS_FILE", str(tmp_path / "credentials.json"))
+    monkeypatch.setattr(apiclient, "admin_key", lambda settings: "admin_key")
+    monkeypatch.setattr(apiclient, "call",
+                        lambda *a, **k: {"user_id": "bob", "api_key": "ts_new", "starting_cash": "1"})
+
+    def refuse(settings: object, data: object) -> Path:
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(apiclient, "save_credentials", refuse)
+    result = runner.invoke(app, ["accounts", "create", "bob", "--cash", "1"])
+    assert result.exit_code == 1
+    assert "ts_new" in result.output
+    assert "Traceback" not in result.output

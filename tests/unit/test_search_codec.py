@@ -170,6 +170,7 @@ def _raw_cursor(payload: object) -> str:
     _raw_cursor([1, [2**63, "o"], "abc"]),  # beyond a long: the engine would answer 400, the API 500
     _raw_cursor([1, [-(2**63) - 1, "o"], "abc"]),
     base64.urlsafe_b64encode(b"\xff\xfe").decode(),
+    base64.urlsafe_b64encode(b"[" * 3000).decode(),  # under the API's length limit, too deep for the JSON parser
 ])
 def test_a_cursor_this_service_did_not_issue_is_invalid(cursor: str) -> None:
     with pytest.raises(InvalidCursor):

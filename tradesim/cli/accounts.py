@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import json
 from decimal import Decimal, InvalidOperation
-from typing import Annotated
+from pathlib import Path
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from tradesim.cli.errors import cli_errors
-from tradesim.settings import load_settings
-from tradesim.stack.errors import UserError
+from tradesim.settings import Settings, load_settings
+from tradesim.stack.errors import StackError, UserError
 
 app = typer.Typer(help="Accounts of the order API (admin key read from the stack folder).", no_args_is_help=True)
 out = Console(highlight=False, soft_wrap=True)
@@ -30,7 +31,7 @@ def create(name: Annotated[str, typer.Argument(help="user id: lowercase letters,
 
 @cli_errors
 def _create(name: str, cash: str, rate_limit: int | None, activate: bool) -> None:
-    from tradesim.client.api import admin_key, call, load_credentials, save_credentials
+    from tradesim.client.api import admin_key, call, load_credentials
 
     try:
         if Decimal(cash) < 0:
@@ -41,12 +42,12 @@ def _create(name: str, cash: str, rate_limit: int | None, activate: bool) -> Non
     body: dict[str, object] = {"name": name, "cash": cash}
     if rate_limit is not None:
         body["rate_limit_per_s"] = rate_limit
+    data = load_credentials(settings)  # before the key exists: a bad file must not cost it
     created = call(settings, "POST", "/accounts", admin_key(settings), json_body=body)
-    data = load_credentials(settings)
     data["users"][name] = {"user_id": created["user_id"], "api_key": created["api_key"]}
     if activate or not data.get("active"):
         data["active"] = name
-    path = save_credentials(settings, data)
+    path = _saved(settings, data, name, created["api_key"])
     out.print(f"created {created['user_id']} with {created['starting_cash']} cash; key saved to {path}"
               + (" (active)" if data["active"] == name else ""))
 
@@ -102,19 +103,30 @@ def rotate_key(name: Annotated[str, typer.Argument(help="The user whose key to r
 
 @cli_errors
 def _rotate_key(name: str) -> None:
-    from tradesim.client.api import admin_key, call, load_credentials, save_credentials
+    from tradesim.client.api import admin_key, call, load_credentials
 
     settings = load_settings()
+    data = load_credentials(settings)  # before the old key stops working: a bad file must not cost the new one
     answer = call(settings, "POST", f"/accounts/{name}/rotate-key", admin_key(settings))
-    data = load_credentials(settings)
     if name in data["users"]:
         data["users"][name]["api_key"] = answer["api_key"]
-        path = save_credentials(settings, data)
+        path = _saved(settings, data, name, answer["api_key"])
         out.print(f"new key for {name} saved to {path}; the old one stops working within "
                   f"{settings.api.auth_cache_s:g} s")
     else:
         out.print(f"new key for {name} (shown once): {answer['api_key']}", markup=False)
         out.print(f"the old one stops working within {settings.api.auth_cache_s:g} s")
+
+
+def _saved(settings: Settings, data: dict[str, Any], name: str, key: str) -> Path:
+    """Save the credentials with a new key; if that fails, show the key (the API shows it once) and exit 1."""
+    from tradesim.client.api import save_credentials
+
+    try:
+        return save_credentials(settings, data)
+    except OSError as exc:
+        out.print(f"the new key for {name} (shown once, not saved): {key}", markup=False)
+        raise StackError(f"could not save the credentials file: {exc}") from None
 
 
 @app.command("use")

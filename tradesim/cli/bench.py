@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from tradesim.cli.errors import cli_errors
+from tradesim.cli.errors import check_output, cli_errors
 from tradesim.settings import load_settings
 
 app = typer.Typer(help="Benchmarks; each prints its figures and the command that produced them.",
@@ -304,6 +304,7 @@ def _soak(minutes: float, rate: float, clients: int, tick_rate: float, interval:
     from benchmarks import soak as bench_soak
     from tradesim.stack.errors import UserError
 
+    check_output(None if json_out is None else Path(json_out), "--json")
     if warmup >= minutes * 60 - interval:
         raise UserError("--warmup must end at least one --interval before the run does")
     out.print(f"command: tradesim bench soak --minutes {minutes:g} --rate {rate:g} --clients {clients} "

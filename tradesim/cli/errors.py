@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import functools
+import os
 from collections.abc import Callable
+from pathlib import Path
 from typing import ParamSpec, TypeVar
 
 import typer
@@ -12,6 +14,7 @@ from rich.console import Console
 
 from tradesim.adapters.flink.errors import FlinkRequestError
 from tradesim.scenarios.errors import ScenarioError
+from tradesim.settings import SettingsFileError, config_path
 from tradesim.stack.errors import StackError, UserError
 
 P = ParamSpec("P")
@@ -20,16 +23,31 @@ err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
 def settings_error_line(exc: ValidationError) -> str:
+    """One line naming the setting, where its value came from (the env var if set, else the config file) and why."""
     first = exc.errors()[0]
     loc = ".".join(str(p) for p in first["loc"])
     env = "TRADESIM_" + "__".join(str(p).upper() for p in first["loc"])
     value = first.get("input")
-    return f"invalid setting {loc} ({env}={value!r}): {first['msg']}"
+    source = f"{env}={value!r}" if env in os.environ else f"{value!r} in {config_path()}"
+    return f"invalid setting {loc} ({source}): {first['msg']}"
+
+
+def check_output(path: Path | None, option: str) -> None:
+    """Refuse an output file that cannot be written, before the work whose result it is to hold (UserError)."""
+    if path is None:
+        return
+    folder = path.parent if str(path.parent) else Path(".")
+    if path.is_dir():
+        raise UserError(f"{option} {path} is a folder; give a file name")
+    if not folder.is_dir():
+        raise UserError(f"{option} {path}: the folder {folder} does not exist")
+    if not os.access(folder, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise UserError(f"{option} {path}: not writable")
 
 
 def cli_errors(fn: Callable[P, R]) -> Callable[P, R]:
-    """Command decorator: UserError, ScenarioError, bad settings → exit 2; StackError and a request the Flink
-    cluster refused → exit 1; no traceback."""
+    """Command decorator: UserError, ScenarioError, bad or unreadable settings → exit 2; StackError and a request
+    the Flink cluster refused → exit 1; no traceback."""
 
     @functools.wraps(fn)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
@@ -39,6 +57,9 @@ def cli_errors(fn: Callable[P, R]) -> Callable[P, R]:
             if exc.title != "Settings":
                 raise  # a model tradesim built itself: a bug to see in full, not a setting to fix
             err.print(f"error: {settings_error_line(exc)}", markup=False)
+            raise typer.Exit(2) from None
+        except SettingsFileError as exc:
+            err.print(f"error: {exc}", markup=False)
             raise typer.Exit(2) from None
         except ScenarioError as exc:
             for problem in exc.problems:  # one `file:line: field: message` line each, like a compiler

@@ -28,7 +28,7 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print the API's JSON answ
 def order_body(side: str, symbol: str, qty: str, limit: str | None, stop: str | None, tif: str) -> dict[str, Any]:
     """The POST /orders body for the CLI's arguments; raises UserError naming the bad one."""
     sym = symbol_param(symbol)
-    if not qty.isdigit() or int(qty) <= 0:
+    if not (qty.isascii() and qty.isdigit()) or int(qty) <= 0:  # ("²".isdigit() is True; int() refuses it)
         raise UserError(f"QTY must be a positive whole number of shares, got {qty!r}")
     if tif not in _TIFS:
         raise UserError(f"--tif must be one of {', '.join(_TIFS)}, got {tif!r}")
@@ -53,6 +53,9 @@ def _place(side: str, symbol: str, qty: str, limit: str | None, stop: str | None
     from tradesim.client.api import active_key, call
 
     body = order_body(side, symbol, qty, limit, stop, tif)
+    if idempotency_key is not None and not (
+            0 < len(idempotency_key) <= 255 and idempotency_key.isascii() and idempotency_key.isprintable()):
+        raise UserError(f"--idempotency-key must be 1 to 255 printable ASCII characters, got {idempotency_key!r}")
     settings = load_settings()
     answer = call(settings, "POST", "/orders", active_key(settings)[1], json_body=body,
                   headers={"Idempotency-Key": idempotency_key or uuid.uuid4().hex})

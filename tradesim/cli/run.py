@@ -13,7 +13,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from tradesim.cli.errors import cli_errors, err
+from tradesim.cli.errors import check_output, cli_errors, err
 from tradesim.settings import Settings, load_settings
 
 if TYPE_CHECKING:
@@ -54,6 +54,8 @@ def _run_cli(name: str, speed: float | None, junit: Path | None, json_out: Path 
     from tradesim.scenarios.loader import find_scenario
     from tradesim.scenarios.report import RunReport, write_junit
 
+    check_output(junit, "--junit")
+    check_output(json_out, "--json")
     settings = load_settings()
     try:
         path = find_scenario(name, settings.scenarios_dir)
@@ -177,6 +179,7 @@ def _smoke(keep_up: bool, junit: Path | None) -> int:
     from tradesim.stack import registry
     from tradesim.stack.supervisor import Supervisor
 
+    check_output(junit, "--junit")
     settings = load_settings()
     supervisor = Supervisor(settings, registry.build(settings))
     before = [s for s in supervisor.status() if s.name != "market"]

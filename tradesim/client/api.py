@@ -25,16 +25,41 @@ def credentials_path(settings: Settings) -> Path:
 
 
 def load_credentials(settings: Settings) -> dict[str, Any]:
+    """The credentials file's content; raises UserError when it cannot be read or is not one (commands that
+    create a key read it before they ask for one, so a bad file never costs a key)."""
     path = credentials_path(settings)
     if not path.exists():
         return {"active": None, "users": {}}
     try:
-        data: dict[str, Any] = json.loads(path.read_text())
-    except ValueError as exc:
-        raise UserError(f"{path} is not valid JSON ({exc}); delete it and create the account again") from None
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:  # (UnicodeDecodeError is a ValueError)
+        raise UserError(f"cannot read the credentials file {path}: {exc}; {_MOVE_AWAY}") from None
+    problem = _credentials_problem(data)
+    if problem is not None:
+        raise UserError(f"the credentials file {path} is not one tradesim wrote ({problem}); {_MOVE_AWAY}")
     data.setdefault("users", {})
     data.setdefault("active", None)
-    return data
+    return data  # type: ignore[no-any-return]
+
+
+_MOVE_AWAY = ("fix it or move it away (an admin's `tradesim accounts rotate-key NAME` gives an account whose key "
+              "is lost a new one)")
+
+
+def _credentials_problem(data: object) -> str | None:
+    if not isinstance(data, dict):
+        return f"a JSON {type(data).__name__}, not an object"
+    users = data.get("users", {})
+    if not isinstance(users, dict):
+        return "`users` is not an object"
+    for name, user in users.items():
+        if not (isinstance(user, dict) and isinstance(user.get("user_id"), str)
+                and isinstance(user.get("api_key"), str)):
+            return f"user {name!r} has no `user_id` and `api_key` strings"
+    active = data.get("active")
+    if active is not None and not isinstance(active, str):
+        return "`active` is not a name"
+    return None
 
 
 def save_credentials(settings: Settings, data: dict[str, Any]) -> Path:

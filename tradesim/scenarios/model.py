@@ -27,6 +27,7 @@ from pydantic import (
 )
 
 from tradesim.domain.events import (
+    MAX_EPOCH_MS,
     MAX_PRICE,
     MAX_QTY,
     PRICE_PLACES,
@@ -49,6 +50,9 @@ FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
 
 #: ticks one pass of a scenario may generate: a run holds them in memory
 MAX_GENERATED_TICKS = 10_000_000
+#: a century: longer than any market history, and well inside the range of tick event times
+MAX_DURATION_S = 100 * 365.25 * 86_400
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -347,7 +351,7 @@ class Scenario(_Section):
     id: str = Field(pattern=r"^[a-z0-9][a-z0-9._-]{0,127}$", description="Becomes Tick.scenario_id.")
     description: str = Field("", max_length=1000)
     start: AwareDatetime = Field(description="Simulated time of the first tick (converted to UTC).")
-    duration_s: FiniteFloat = Field(gt=0, description="Simulated length of the generated part.")
+    duration_s: FiniteFloat = Field(gt=0, le=MAX_DURATION_S, description="Simulated length of the generated part.")
     tick_interval_ms: int = Field(ge=1, description="Each generated symbol ticks once per interval.")
     seed: int = Field(description="Same seed ⇒ byte-identical tick stream.")
     symbols: list[SymbolSpec] = Field(default_factory=list, description="Generated symbols.")
@@ -374,7 +378,13 @@ class Scenario(_Section):
     @field_validator("start")
     @classmethod
     def _utc(cls, value: datetime) -> datetime:
-        return value.astimezone(UTC)
+        try:
+            utc = value.astimezone(UTC)
+        except OverflowError:
+            raise ValueError("out of range once converted to UTC") from None
+        if not _EPOCH <= utc <= _EPOCH + timedelta(milliseconds=MAX_EPOCH_MS):
+            raise ValueError("must be from 1970-01-01T00:00:00Z on (tick times are epoch milliseconds)")
+        return utc
 
     @model_validator(mode="after")
     def _consistent(self) -> Scenario:
@@ -386,6 +396,8 @@ class Scenario(_Section):
             if spec.symbol in seen:
                 problems.append((("symbols", i, "symbol"), f"duplicate symbol {spec.symbol}"))
             seen.add(spec.symbol)
+        if self.start_ms + self.duration_s * 1000 > MAX_EPOCH_MS:
+            problems.append((("duration_s",), "the run would end after 9999-12-31T23:59:59.999Z"))
         if self.symbols and self.steps == 0:
             problems.append((("tick_interval_ms",), "longer than duration_s: no tick would be generated"))
         if self.steps * len(self.symbols) > MAX_GENERATED_TICKS:
@@ -467,7 +479,7 @@ class Scenario(_Section):
     @property
     def start_ms(self) -> int:
         """`start` as epoch milliseconds UTC."""
-        return (self.start - datetime(1970, 1, 1, tzinfo=UTC)) // _MS
+        return (self.start - _EPOCH) // _MS
 
     @property
     def steps(self) -> int:

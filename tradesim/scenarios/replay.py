@@ -95,18 +95,24 @@ def _rows(path: Path) -> Iterator[tuple[int, dict[str, str]]]:
         raise ScenarioError.one(shown, "csv", f"cannot read: {exc.strerror or exc}") from None
     with fh:
         reader = csv.DictReader(fh)
-        header = [h.strip() for h in (reader.fieldnames or [])]
-        reader.fieldnames = header
-        missing = [c for c in COLUMNS if c not in header]
-        if missing:
-            raise ScenarioError([
-                Problem(shown, 1, c, f"missing column (header has: {', '.join(header) or 'nothing'})")
-                for c in missing
-            ])
-        for row in reader:
-            if None in row or any(v is None for v in row.values()):
-                raise ScenarioError.one(shown, "row", "wrong number of fields", reader.line_num)
-            yield reader.line_num, row
+        try:
+            header = [h.strip() for h in (reader.fieldnames or [])]
+            reader.fieldnames = header
+            missing = [c for c in COLUMNS if c not in header]
+            if missing:
+                raise ScenarioError([
+                    Problem(shown, 1, c, f"missing column (header has: {', '.join(header) or 'nothing'})")
+                    for c in missing
+                ])
+            for row in reader:
+                if None in row or any(v is None for v in row.values()):
+                    raise ScenarioError.one(shown, "row", "wrong number of fields", reader.line_num)
+                yield reader.line_num, row
+        except UnicodeDecodeError as exc:  # (decoded a block at a time: no line to name)
+            raise ScenarioError.one(shown, "csv", f"not UTF-8 text (byte {exc.start} of a block)") from None
+        except csv.Error as exc:  # e.g. a field over the csv module's size limit
+            # (raised before the reader counts the line it was reading)
+            raise ScenarioError.one(shown, "csv", f"not readable as CSV: {exc}", reader.line_num + 1) from None
 
 
 def scan_csv(path: Path) -> CsvSummary:

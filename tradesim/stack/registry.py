@@ -43,6 +43,8 @@ NAMES: tuple[str, ...] = tuple(c.name for c in COMPONENT_TYPES)
 def build(settings: Settings, only: list[str] | None = None) -> list[Component]:
     """Components to act on, in start order; raises UserError for an unknown name."""
     wanted = [n.strip() for n in only if n.strip()] if only else list(NAMES)
+    if only and not wanted:
+        raise UserError(f"no component named (an empty name); known: {', '.join(NAMES)}")
     unknown = [n for n in wanted if n not in NAMES]
     if unknown:
         raise UserError(f"unknown component {', '.join(map(repr, unknown))} in --only; known: {', '.join(NAMES)}")

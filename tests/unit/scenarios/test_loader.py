@@ -149,3 +149,33 @@ def test_missing_csv_file_points_at_the_source_line(write: Write) -> None:
     problems = _problems(write("s.yaml", HEADER + "source:\n  csv: data/none.csv\n"))
     assert [(p.file, p.line, p.field) for p in problems] == [("s.yaml", 7, "source.csv")]
     assert "data/none.csv" in problems[0].message
+
+
+@pytest.mark.parametrize(("start", "duration", "field", "message"), [
+    ("1900-01-01T00:00:00Z", "300", "start", "must be from 1970-01-01T00:00:00Z on"),
+    ("0001-01-01T00:00:00+01:00", "300", "start", "out of range once converted to UTC"),
+    ("9999-12-31T23:59:00Z", "300", "duration_s", "the run would end after 9999-12-31"),
+    ("2024-01-02T14:30:00Z", "1e308", "duration_s", "must be <= 3155760000"),
+])
+def test_times_outside_what_ticks_can_carry_are_refused_at_their_line(
+        write: Write, start: str, duration: str, field: str, message: str) -> None:
+    body = (HEADER.replace("2024-01-02T14:30:00Z", start).replace("duration_s: 300", f"duration_s: {duration}")
+            + "symbols:\n  - {symbol: AAA, initial_price: 1}\n")
+    first = _problems(write("bad.yaml", body))[0]
+    assert (first.field, first.line) == (field, 2 if field == "start" else 3)
+    assert first.message.startswith(message)
+
+
+@pytest.mark.parametrize(("raw", "line", "message"), [
+    (b"timestamp,symbol,bid,ask,last,size\n1704205800000,AAA,1,2,1,1\n1704205800001,A\xff,1,2,1,1\n", None,
+     "not UTF-8 text"),
+    (b"timestamp,symbol,bid,ask,last,size\n1704205800000,AAA,1,2,1," + b"9" * 200_000 + b"\n", 2,
+     "not readable as CSV"),
+], ids=["not-utf8", "field-over-the-csv-limit"])
+def test_a_csv_file_that_is_not_text_or_not_csv_is_a_problem_of_its_own(
+        write: Write, raw: bytes, line: int | None, message: str) -> None:
+    write("data/t.csv", "")
+    Path("data/t.csv").write_bytes(raw)
+    first = _problems(write("s.yaml", HEADER + "source: {csv: data/t.csv}\n"))[0]
+    assert (first.file, first.line, first.field) == ("data/t.csv", line, "csv")
+    assert message in first.message

@@ -125,7 +125,7 @@ def decode_cursor(cursor: str, digest: str, kinds: Sequence[type]) -> list[objec
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         version, after, issued_for = json.loads(raw)
-    except (binascii.Error, ValueError, TypeError):
+    except (binascii.Error, ValueError, TypeError, RecursionError):  # (RecursionError: JSON nested too deep)
         raise InvalidCursor("the cursor is not one this service handed out") from None
     if version != CURSOR_VERSION or not isinstance(after, list) or not isinstance(issued_for, str):
         raise InvalidCursor("the cursor is not one this service handed out")

@@ -56,10 +56,15 @@ def _read(path: Path) -> str | None:
         mode = path.stat().st_mode
     except FileNotFoundError:
         return None
+    except OSError as exc:  # e.g. TRADESIM_HOME names a file
+        raise AdminKeyError(f"cannot read the admin key file {path}: {exc.strerror}") from None
     if mode & (stat.S_IRWXG | stat.S_IRWXO):
         raise AdminKeyError(f"the admin key file {path} is open to other users (mode {stat.S_IMODE(mode):o}): "
                             f"run `chmod 600 {path}`")
-    key = path.read_text().strip()
+    try:
+        key = path.read_text().strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise AdminKeyError(f"cannot read the admin key file {path}: {exc}") from None
     if not key:
         raise AdminKeyError(f"the admin key file {path} is empty: delete it and run `tradesim up` to make a new key")
     return key
