@@ -41,8 +41,8 @@ class Ledger(Protocol):
 
     def record_elsewhere(self, order: OrderPlaced, outcome: OrderOutcome) -> None:
         """Record an outcome the user's item cannot hold (it is full, or the user has none) where a replay of the
-        order finds it, so the order is still decided once. Raises OutcomeAlreadyRecorded (with the outcome
-        recorded first), Unavailable."""
+        order looks, as far as the ledger can (see its implementation for what it cannot). Raises
+        OutcomeAlreadyRecorded (with the outcome recorded first), Unavailable."""
         ...
 
 
@@ -65,8 +65,8 @@ class OutcomeArchive(Protocol):
         """order id → its recorded outcome, for those the archive holds."""
         ...
 
-    def record_outcome(self, order: OrderPlaced, outcome: OrderOutcome) -> bool:
-        """Hold the order's outcome; False if the archive holds another one for it."""
+    def record_first(self, order: OrderPlaced, outcome: OrderOutcome) -> RecordedOutcome | None:
+        """Hold the order's outcome unless it holds one: None if this call recorded it, else the first one."""
         ...
 
 

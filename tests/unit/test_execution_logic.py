@@ -69,10 +69,10 @@ class MemoryStore:
                        len(self.outcomes))
 
     def record_elsewhere(self, order: OrderPlaced, outcome: OrderOutcome) -> None:
-        first = self.elsewhere.setdefault(order.order_id, RecordedOutcome(
-            status=outcome.status, decided_at_ms=outcome.decided_at_ms, reason=outcome.reason))
-        if first.status != outcome.status:
-            raise OutcomeAlreadyRecorded(order.order_id, first)
+        if order.order_id in self.elsewhere:
+            raise OutcomeAlreadyRecorded(order.order_id, self.elsewhere[order.order_id])
+        self.elsewhere[order.order_id] = RecordedOutcome(
+            status=outcome.status, decided_at_ms=outcome.decided_at_ms, reason=outcome.reason)
 
 
 def test_market_order_without_any_price_is_rejected_unknown_symbol() -> None:

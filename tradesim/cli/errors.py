@@ -28,7 +28,17 @@ def settings_error_line(exc: ValidationError) -> str:
     loc = ".".join(str(p) for p in first["loc"])
     env = "TRADESIM_" + "__".join(str(p).upper() for p in first["loc"])
     value = first.get("input")
-    source = f"{env}={value!r}" if env in os.environ else f"{value!r} in {config_path()}"
+    # the variable of the setting or of a section holding it (JSON); pydantic-settings reads names in any case
+    names = {"TRADESIM_" + "__".join(str(p).upper() for p in first["loc"][:i]) for i in range(1, len(first["loc"]) + 1)}
+    given = next((name.upper() for name in os.environ if name.upper() in names), None)
+    if given == env:
+        source = f"{env}={value!r}"
+    elif given is not None:
+        source = f"{value!r} in {given}"
+    elif config_path().is_file():
+        source = f"{value!r} in {config_path()}"
+    else:
+        source = repr(value)
     return f"invalid setting {loc} ({source}): {first['msg']}"
 
 
@@ -36,7 +46,7 @@ def check_output(path: Path | None, option: str) -> None:
     """Refuse an output file that cannot be written, before the work whose result it is to hold (UserError)."""
     if path is None:
         return
-    folder = path.parent if str(path.parent) else Path(".")
+    folder = path.parent
     if path.is_dir():
         raise UserError(f"{option} {path} is a folder; give a file name")
     if not folder.is_dir():

@@ -5,13 +5,13 @@ from __future__ import annotations
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
-from urllib.parse import urlsplit
 
 import typer
 from rich.console import Console
 
 from tradesim.cli.errors import cli_errors
 from tradesim.infra.synth import DEFAULT_REGION, NodeMissing, synthesize  # aws_cdk loads in synthesize
+from tradesim.settings import check_url
 from tradesim.stack.errors import StackError, UserError
 from tradesim.stack.flink import REPO_ROOT
 
@@ -40,9 +40,10 @@ def synth(
     """Write the CloudFormation templates of every service, store, job and alarm; checked by cdk-nag's
     AwsSolutions pack as they are built (a finding fails the synthesis unless acknowledged with its reason)."""
     if clickhouse_url is not None:
-        parts = urlsplit(clickhouse_url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise UserError(f"--clickhouse-url must be an http:// or https:// URL with a host, got {clickhouse_url!r}")
+        try:
+            check_url(clickhouse_url, "http", "https")
+        except ValueError as exc:
+            raise UserError(f"--clickhouse-url {exc}, got {clickhouse_url!r}") from None
     try:
         result = synthesize(env.value, out_dir.resolve(), region=region, clickhouse_url=clickhouse_url,
                             report=lambda line: out.print(line, markup=False))

@@ -153,8 +153,8 @@ def _record(order: OrderPlaced, ledger: Ledger, status: OrderStatus, reason: Rej
 def _record_elsewhere(order: OrderPlaced, ledger: Ledger, reason: RejectReason | None, decided: int) -> Settled:
     """A user without a portfolio, or whose item cannot hold another outcome (the API refuses live orders for
     either; a backlog, a scripted order or a producer that bypasses the API gets here): the order is rejected,
-    and the rejection is recorded where a replay finds it, or a replay after the item made room would execute
-    an order already announced rejected."""
+    and the ledger records the rejection where a replay looks, or a replay after the item made room would
+    execute an order already announced rejected. A replay of an order rejected so re-emits the first rejection."""
     outcome = outcome_of(order, status="rejected", reason=reason or "invalid", decided_at_ms=decided)
     try:
         ledger.record_elsewhere(order, outcome)

@@ -566,17 +566,17 @@ def test_a_rejection_the_full_item_had_no_room_for_is_found_by_a_replay_after_ro
     db.client.update_item(TableName=table_name(db.settings, PORTFOLIOS), Key={"user_id": {"S": user}},
                           UpdateExpression="REMOVE padding SET version = version + :one",  # room again, as a prune
                           ExpressionAttributeValues={":one": {"N": "1"}})
-    for placed in (store, PortfolioStore(db, archive=orders)):  # with its copy of the item, and a fresh store
-        again = settle(Decision(order, "fill", price=Decimal("10")), placed, FeeModel()).outcome
+    # a later order (placed after the mark) is judged on the item alone, and leaves the store a copy of the item
+    later = settle(Decision(_buy(user, 3_000), "fill", price=Decimal("10")), store, FeeModel()).outcome
+    assert later.status == "executed"
+    for placed in (store, PortfolioStore(db, archive=orders)):  # with that copy (the mark sends it to the archive
+        again = settle(Decision(order, "fill", price=Decimal("10")), placed, FeeModel()).outcome  # too), and none
         assert (again.status, again.reason, again.decided_at_ms) == ("rejected", "too_many_recent_orders",
                                                                      first.decided_at_ms)
     after = store.get(user)
     assert after is not None
-    assert (after.cash, after.position("AAPL")) == (Decimal("989"), 1)  # the first fill only
+    assert (after.cash, after.position("AAPL")) == (Decimal("978"), 2)  # the two fills, not the rejected order
     assert order.order_id not in after.outcomes
-    # a later order (placed after the mark) is judged on the item alone again
-    later = settle(Decision(_buy(user, 3_000), "fill", price=Decimal("10")), store, FeeModel()).outcome
-    assert later.status == "executed"
 
 
 def test_a_rejection_for_a_user_without_a_portfolio_is_held_by_the_archive(db: DynamoDB) -> None:
@@ -587,3 +587,6 @@ def test_a_rejection_for_a_user_without_a_portfolio_is_held_by_the_archive(db: D
     assert (out.status, out.reason) == ("rejected", "invalid")
     assert orders.decided([order.order_id])[order.order_id].status == "rejected"
     assert store.get(order.user_id) is None  # the mark found no item, and made none
+    again = settle(Decision(order, "fill", price=Decimal("10")), store, FeeModel(),  # decided later, were it
+                   now_ms=lambda: out.decided_at_ms + 1_000).outcome  # decided again
+    assert (again.status, again.reason, again.decided_at_ms) == ("rejected", "invalid", out.decided_at_ms)

@@ -212,7 +212,7 @@ class OrderStore:
 
     def record_outcome(self, order: OrderPlaced, outcome: OrderOutcome) -> bool:
         """Set the terminal status from the recorded outcome; idempotent. False if another terminal status is
-        already there (cannot happen while outcomes come from the portfolio's first-writer-wins record).
+        already there (cannot happen while outcomes come from their first record, see record_outcomes).
 
         One conditional PutItem of the whole item (the order's own fields come from the same event as the
         `accepted` write, so nothing is lost): dynalite takes half the time of the equivalent UpdateItem.
@@ -225,12 +225,24 @@ class OrderStore:
             ExpressionAttributeValues={":accepted": {"S": ACCEPTED}, ":st": {"S": outcome.status}},
         ), f"record outcome of order {order.order_id!r}")
 
+    def record_first(self, order: OrderPlaced, outcome: OrderOutcome) -> RecordedOutcome | None:
+        """Record the order's outcome unless it has one: None if this call did, else the one recorded first (the
+        archive as the first writer, for an outcome the portfolio item could not take). Raises Unavailable."""
+        if conditional_write(lambda: self.db.client.put_item(
+                TableName=self.table, Item=outcome_item(order, outcome),
+                ConditionExpression="attribute_not_exists(#st) OR #st = :accepted",
+                ExpressionAttributeNames={"#st": "status"}, ExpressionAttributeValues={":accepted": {"S": ACCEPTED}},
+        ), f"record outcome of order {order.order_id!r}"):
+            return None
+        return self.decided([order.order_id]).get(order.order_id) or RecordedOutcome(status="")
+
     def record_outcomes(self, decided: list[tuple[OrderPlaced, OrderOutcome]]) -> None:
         """record_outcome for many orders in BatchWriteItem calls of 25 (the execution job's mirror).
 
-        Unconditional, and still safe: each order has exactly one recorded outcome (the portfolio's first writer
-        wins), so a put can only replace `accepted` or the same terminal item; and `accepted` is written only
-        where no item exists. Raises Unavailable (then none, some or all were written; repeating is harmless).
+        Unconditional, and still safe: each order has exactly one recorded outcome (first written on the portfolio
+        item, or by `record_first` when the item could not take it), and the job mirrors only that one, so a put
+        can only replace `accepted` or the same terminal item; and `accepted` is written only where no item
+        exists. Raises Unavailable (then none, some or all were written; repeating is harmless).
         """
         latest = {order.order_id: (order, outcome) for order, outcome in decided}  # one put per key per call
         puts = [{"PutRequest": {"Item": outcome_item(o, out)}} for o, out in latest.values()]

@@ -204,17 +204,27 @@ class PortfolioStore:
             return self._update(user_id, order_id, outcome, cash_delta, symbol, qty_delta, placed_at_ms)
 
     def record_elsewhere(self, order: OrderPlaced, outcome: OrderOutcome) -> None:
-        """The outcome goes to the archive, then the item's mark rises to the order's placing time and counts one
-        more outcome outside the item, so a replay looks the order up there (see the module docstring). Without an
-        archive there is nowhere else: nothing is recorded. Raises OutcomeAlreadyRecorded, Unavailable.
+        """First the item's mark rises to the order's placing time and counts one more outcome outside the item,
+        so a replay looks the order up in the archive (see the module docstring); then the archive takes the
+        outcome unless it holds one for the order already. In this order a failure in between leaves no outcome
+        anywhere (none was announced either: the order is decided afresh), never one a reader saw and a replay
+        misses. Without an archive there is nowhere else: nothing is recorded. Raises OutcomeAlreadyRecorded
+        (with the outcome recorded first), Unavailable.
 
-        Left open: an item too full even for the mark (a few bytes), and a user with no item at all, are recorded
-        in the archive only; a replay after that item made room, or after that user got a portfolio, would find
-        nothing on the item."""
+        Left open: an item too full even for the mark (up to ~40 bytes), and a user with no item at all (a reset
+        creates one), get the outcome in the archive only, which a replay after the item made room, or after the
+        user got a portfolio, does not look at; and two settlers of one user at once (a job attempt that did not
+        die) can each decide the order, one here and one on the item."""
         if self.archive is None:
             return
-        if not self.archive.record_outcome(order, outcome):
-            raise OutcomeAlreadyRecorded(order.order_id, self.archive.decided([order.order_id]).get(order.order_id))
+        self._mark_outside(order)
+        first = self.archive.record_first(order, outcome)
+        if first is not None:
+            raise OutcomeAlreadyRecorded(order.order_id, first)
+
+    def _mark_outside(self, order: OrderPlaced) -> None:
+        """Raise `archived_upto` to the order's placing time (unless past it already) and count one more outcome
+        outside the item in `archived_n`, which also fails a look-up another writer made before."""
         user_id = order.user_id
         values = {":p": {"N": str(order.placed_at_ms)}, ":one": {"N": "1"}, ":zero": {"N": "0"}}
         counted = "archived_n = if_not_exists(archived_n, :zero) + :one, version = version + :one"
@@ -223,7 +233,10 @@ class PortfolioStore:
                                          "(attribute_not_exists(archived_upto) OR archived_upto < :p)"}
         passed = {"UpdateExpression": f"SET {counted}", "ConditionExpression": "attribute_exists(user_id)",
                   "ExpressionAttributeValues": {k: v for k, v in values.items() if k != ":p"}}
+        what = f"mark order {order.order_id!r} as recorded outside the item"
         with self._locks[hash(user_id) % len(self._locks)]:
+            if self._groups.get(user_id) is not None:
+                self._write_group(user_id)  # (not reached today: the full item's write flushed the group first)
             self._items.pop(user_id, None)  # every writer bumps the version: the copy is stale now
             for request in (raised, passed):  # (the second when the mark is past the order already)
                 try:
@@ -235,9 +248,9 @@ class PortfolioStore:
                                     extra={"user_id": user_id, "order_id": order.order_id})
                         return
                     if not is_condition_failed(exc):
-                        raise translate(exc, f"mark order {order.order_id!r} as recorded outside the item") from None
+                        raise translate(exc, what) from None
                 except BotoCoreError as exc:
-                    raise translate(exc, f"mark order {order.order_id!r} as recorded outside the item") from None
+                    raise translate(exc, what) from None
 
     def group(self, user_id: str) -> None:
         """Group commit: until flush_group, each apply_fill the copy can decide changes only the copy; flush_group
