@@ -71,3 +71,23 @@ def test_without_a_cluster_the_running_jobs_are_unknown_and_every_group_counts()
     s = load_settings()  # Flink's REST port is one nothing listens on
     assert running_names(s) is None
     assert source_groups(s, jobs=running_names(s)) == source_groups(s)
+
+
+def test_fresh_and_a_savepoint_exclude_each_other(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["jobs", "submit", "execution", "--fresh", "--from-savepoint", str(tmp_path)])
+    assert result.exit_code == 2
+    assert "--fresh and --from-savepoint exclude each other" in _one_line(result.output)
+
+
+def test_fresh_forgets_the_parked_state_even_with_no_cluster_to_submit_to(tmp_path: Path) -> None:
+    from tradesim.stack.jobs import parked
+
+    settings = load_settings()
+    folder = settings.stack_dir / "flink" / "parked"
+    folder.mkdir(parents=True)
+    (folder / "parked.json").write_text('{"execution": "file:/sp/1", "bars": "file:/sp/2"}')
+    result = runner.invoke(app, ["jobs", "submit", "execution", "--fresh"])
+    assert result.exit_code == 2  # no cluster
+    assert parked(settings) == {"bars": "file:/sp/2"}
+    (folder / "parked.json").write_text("not json")
+    assert parked(settings) == {}

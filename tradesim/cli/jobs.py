@@ -17,7 +17,7 @@ from rich.table import Table
 from tradesim.cli.errors import cli_errors
 from tradesim.settings import load_settings
 from tradesim.stack.errors import UserError
-from tradesim.stack.jobs import JOBS, cluster, name_of, submit_job
+from tradesim.stack.jobs import JOBS, RECOVERY, cluster, name_of, submit_job, unpark
 
 app = typer.Typer(help="Flink jobs on the session cluster: submit, list, cancel.", no_args_is_help=True)
 out = Console(highlight=False, soft_wrap=True)
@@ -32,15 +32,23 @@ def submit_cmd(name: Annotated[str, typer.Argument(help="Job name, e.g. bars.")]
                parallelism: Annotated[int | None, typer.Option("--parallelism", "-p", min=1)] = None,
                savepoint: Annotated[Path | None, typer.Option(
                    "--from-savepoint", help="Start from this savepoint folder (e.g. one `jobs cancel --savepoint` "
-                   "or `tradesim backup` took).", exists=True, file_okay=False)] = None) -> None:
-    """Submit a job (detached); a job that already runs is left alone."""
-    _submit(name, parallelism, savepoint)
+                   "or `tradesim backup` took).", exists=True, file_okay=False)] = None,
+               fresh: Annotated[bool, typer.Option(
+                   "--fresh", help="Start without the state `tradesim down` parked for this job (its books and "
+                   "resting orders are then gone).")] = False) -> None:
+    """Submit a job (detached); a job that already runs is left alone. A job that `tradesim down` stopped resumes
+    the state it had then, unless --fresh or --from-savepoint."""
+    _submit(name, parallelism, savepoint, fresh)
 
 
 @cli_errors
-def _submit(name: str, parallelism: int | None, savepoint: Path | None = None) -> None:
+def _submit(name: str, parallelism: int | None, savepoint: Path | None = None, fresh: bool = False) -> None:
     settings = load_settings()
-    options = {"execution.state-recovery.path": str(savepoint.resolve())} if savepoint else None
+    if savepoint and fresh:
+        raise UserError("--fresh and --from-savepoint exclude each other")
+    if fresh:
+        unpark(settings, name)
+    options = {RECOVERY: str(savepoint.resolve())} if savepoint else None
     job_id, new = submit_job(settings, name, parallelism, options=options, progress=_progress)
     if new:
         out.print(f"submitted {name}: job {job_id}")

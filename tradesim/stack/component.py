@@ -90,6 +90,10 @@ class Component(ABC):
         """Create topics / tables / indices; idempotent. Default: nothing."""
         return None
 
+    def before_stop(self, report: Report) -> None:
+        """What to do while the server still runs, before `down` stops it (not on a purge). Default: nothing."""
+        return None
+
     def start_after(self) -> tuple[str, ...]:
         """The components `up` waits for before starting this one: its `needs`, and whatever settings add."""
         return self.needs

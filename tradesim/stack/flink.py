@@ -284,6 +284,13 @@ class Flink(Component):
     def argv(self) -> list[str]:
         return [sys.executable, "-m", "tradesim.stack.flink_proc", str(self.flink_home), str(self.dir / "pids")]
 
+    def before_stop(self, report: Report) -> None:
+        """Park the running jobs (stop them with a savepoint, noted for their next submit): a Flink that simply
+        stops takes the books and their resting orders with it (tradesim.stack.jobs.park_jobs)."""
+        from tradesim.stack.jobs import park_jobs
+
+        park_jobs(self.settings, report)
+
     def taskmanager_pid(self) -> int | None:
         """Pid of the TaskManager JVM that flink_proc runs now (tests kill it)."""
         try:

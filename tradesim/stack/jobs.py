@@ -4,8 +4,14 @@ here (the job modules are submitted, not imported)."""
 
 from __future__ import annotations
 
+import json
+import shutil
+import threading
+import time
 from collections.abc import Callable, Collection
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 from tradesim.settings import Settings
@@ -176,6 +182,10 @@ def submit_job(settings: Settings, name: str, parallelism: int | None = None,
         return already[0].id, False
     flink = Flink(settings)
     flink.provision(progress)  # no-op when the venv and jars exist
+    resumed = None if overrides or (options and RECOVERY in options) else parked(settings).get(name)
+    if resumed is not None:
+        progress(f"{name} resumes from the state `down` parked at {resumed}")
+        options = {**(options or {}), RECOVERY: resumed}
     opts = {"python.execution-mode": settings.flink.execution_mode, **(options or {})}
     args = _with_start_offsets(spec, settings, _arg_map(spec, _kafka_route(settings, progress), overrides))
     parallelism = parallelism or settings.flink.parallelism
@@ -194,7 +204,106 @@ def submit_job(settings: Settings, name: str, parallelism: int | None = None,
                             parallelism=parallelism, options=opts)
     except FlinkRequestError as exc:
         raise StackError(str(exc)) from None
+    if resumed is not None:
+        _await_resumed(rest, name, job_id, resumed)
+        unpark(settings, name)
     return job_id, True
+
+
+# ---- parking: a job's state across `down` and `up` ------------------------------------------------------------
+
+#: the Flink option that restores a job from a savepoint or checkpoint
+RECOVERY = "execution.state-recovery.path"
+PARK_TIMEOUT_S = 90.0
+_PARKED_LOCK = threading.Lock()
+
+
+def _park_dir(settings: Settings) -> Path:
+    return settings.stack_dir / "flink" / "parked"
+
+
+def parked(settings: Settings) -> dict[str, str]:
+    """Catalog job name → the savepoint `down` stopped it with, which its next standard submit resumes from."""
+    try:
+        found = json.loads((_park_dir(settings) / "parked.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    return {str(k): str(v) for k, v in found.items()} if isinstance(found, dict) else {}
+
+
+def _save_parked(settings: Settings, entries: dict[str, str]) -> None:
+    folder = _park_dir(settings)
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = folder / "parked.json.tmp"
+    tmp.write_text(json.dumps(entries, indent=1) + "\n")
+    tmp.replace(folder / "parked.json")
+
+
+def unpark(settings: Settings, name: str) -> None:
+    """Forget a job's parked state (it was resumed, or the user starts it afresh with `jobs submit --fresh`)."""
+    with _PARKED_LOCK:  # `up --with-jobs` submits the jobs side by side
+        entries = parked(settings)
+        if entries.pop(name, None) is not None:
+            _save_parked(settings, entries)
+
+
+def park_jobs(settings: Settings, progress: Callable[[str], None] = lambda _msg: None) -> list[str]:
+    """Stop every running standard job with a savepoint and note it, so that its next standard submit (`up
+    --with-jobs`, `jobs submit NAME`) resumes the books, the orders waiting for their market time and the
+    unwritten mirror batches instead of starting from the groups' offsets, which would lose every resting order.
+    For `down`, before Flink stops; a job that cannot be stopped this way is left to the stop (as before).
+    Returns the names parked."""
+    from tradesim.adapters.flink.errors import FlinkRequestError, FlinkUnavailable
+    from tradesim.stack.flink import Flink
+
+    rest = Flink(settings).rest()
+    try:
+        active = {name_of(j.name): j.id for j in rest.jobs(with_checkpoints=False)
+                  if j.state == "RUNNING" and name_of(j.name) in JOBS and JOBS[name_of(j.name)].standard}
+    except (FlinkUnavailable, FlinkRequestError):
+        return []
+
+    def one(name: str, job_id: str) -> str | None:
+        target = _park_dir(settings) / name
+        try:
+            location = rest.stop_with_savepoint(job_id, str(target.resolve()), timeout_s=PARK_TIMEOUT_S)
+        except (FlinkUnavailable, FlinkRequestError) as exc:
+            progress(f"{name} not parked ({exc}): its next submit starts from its group's offsets")
+            return None
+        return location
+
+    with ThreadPoolExecutor(max(1, len(active))) as pool:
+        done = {name: pool.submit(one, name, job_id) for name, job_id in active.items()}
+    entries = parked(settings)
+    for name, future in done.items():
+        location = future.result()
+        if location is None:
+            continue
+        entries[name] = location
+        progress(f"{name} parked at {location}")
+        kept = Path(location.removeprefix("file:")).resolve()
+        for older in (_park_dir(settings) / name).glob("savepoint-*"):  # one per job: the others were resumed from
+            if older.resolve() != kept:
+                shutil.rmtree(older, ignore_errors=True)
+    _save_parked(settings, entries)
+    return [n for n, f in done.items() if f.result() is not None]
+
+
+def _await_resumed(rest: FlinkRest, name: str, job_id: str, location: str, timeout_s: float = 60.0) -> None:
+    """Wait for a job restored from its parked savepoint to run; StackError if it failed, saying why and how to
+    start it afresh (its state cannot be mapped onto the submitted job: the job's code changed its operators)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        state = next((j.state for j in rest.jobs(with_checkpoints=False) if j.id == job_id), "CREATED")
+        if state == "RUNNING":
+            return
+        if state == "FAILED":
+            cause = next(iter(rest.failures(job_id)), state).strip().splitlines()[0]
+            raise StackError(f"job {name} could not resume from the state `down` parked at {location} ({cause}); "
+                             f"`tradesim jobs submit {name} --fresh` starts it without that state (its resting "
+                             "orders are then gone)")
+        time.sleep(0.5)
+    # still starting (a slow box): it was submitted with that state, which is its own from now on
 
 
 def _kafka_route(settings: Settings, progress: Callable[[str], None]) -> Settings:

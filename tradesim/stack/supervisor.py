@@ -324,6 +324,8 @@ class Supervisor:
             for comp in reversed(self.components):
                 record = state.components.pop(comp.name, None)
                 if record and self.processes.is_alive(record.handle):
+                    if not purge:
+                        comp.before_stop(lambda message, name=comp.name: self.progress(name, message))
                     self.progress(comp.name, "stopping")
                     self.processes.terminate(record.handle, self.settings.stack.stop_timeout_s)
                     stopped.append(comp.name)

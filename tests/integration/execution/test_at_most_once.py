@@ -197,3 +197,39 @@ def test_a_savepoint_taken_before_any_order_arrived_replays_every_order_since(ex
               for o in placed])
     got = reader.wait([o.order_id for o in placed], timeout_s=60)
     assert {o.status for o in got.values()} == {"cancelled"}  # each was in the restored book to be cancelled
+
+
+def test_a_resting_order_outlives_flink_stopped_by_down_and_started_again(ex: Exchange, symbol: str) -> None:
+    """`down` parks the jobs (a savepoint each) before Flink stops, and their next submit resumes from it: a GTC
+    order resting in the book still fills after Flink was stopped and started (before, the job started afresh
+    from its group's offsets, past the order, and the order stayed `accepted` for ever)."""
+    from tradesim.stack import registry
+    from tradesim.stack.jobs import JOBS, name_of, parked, submit_job
+    from tradesim.stack.supervisor import Supervisor
+
+    user = ex.account("100000")
+    ex.price(symbol, 1, "100")
+    reader = ex.outcomes()
+    resting = ex.order(user, symbol, kind="limit", limit="90", tif="gtc")
+    ex.send(resting)
+    db = DynamoDB(ex.settings.dynamodb)
+    try:
+        wait_for(lambda: (OrderStore(db).get(resting.order_id) or {}).get("in_book"), 60, "the order resting")
+    finally:
+        db.close()
+    rest = Flink(ex.settings).rest()
+    ran = [name_of(j.name) for j in rest.jobs(with_checkpoints=False) if j.active and name_of(j.name) in JOBS]
+    flink = Supervisor(ex.settings, registry.build(ex.settings, ["flink"]))
+    flink.down()
+    try:
+        assert "execution" in parked(ex.settings)
+    finally:
+        flink.up()
+        for name in ran:  # as `up --with-jobs` does: each from its parked state
+            submit_job(ex.settings, name)
+    assert "execution" not in parked(ex.settings)
+    ex.price(symbol, 2, "89")  # the ask crosses the limit: the order rested through the restart
+    outcome = reader.wait([resting.order_id])[resting.order_id]
+    assert outcome.status == "executed"
+    assert outcome.fill_price is not None
+    assert outcome.fill_price <= Decimal("90")
