@@ -4,6 +4,7 @@ here (the job modules are submitted, not imported)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import threading
@@ -183,6 +184,9 @@ def submit_job(settings: Settings, name: str, parallelism: int | None = None,
     flink = Flink(settings)
     flink.provision(progress)  # no-op when the venv and jars exist
     resumed = None if overrides or (options and RECOVERY in options) else parked(settings).get(name)
+    if resumed is not None and not (Path(resumed.removeprefix("file:")) / "_metadata").is_file():
+        progress(f"{name}: the state `down` parked at {resumed} is gone; it starts from its group's offsets")
+        resumed = None
     if resumed is not None:
         progress(f"{name} resumes from the state `down` parked at {resumed}")
         options = {**(options or {}), RECOVERY: resumed}
@@ -205,7 +209,8 @@ def submit_job(settings: Settings, name: str, parallelism: int | None = None,
     except FlinkRequestError as exc:
         raise StackError(str(exc)) from None
     if resumed is not None:
-        _await_resumed(rest, name, job_id, resumed)
+        _await_resumed(rest, name, job_id, resumed, progress)
+    if job_name == spec.flink_name:  # a new run of the job has its own state from now on: a parked one is stale
         unpark(settings, name)
     return job_id, True
 
@@ -289,21 +294,32 @@ def park_jobs(settings: Settings, progress: Callable[[str], None] = lambda _msg:
     return [n for n, f in done.items() if f.result() is not None]
 
 
-def _await_resumed(rest: FlinkRest, name: str, job_id: str, location: str, timeout_s: float = 60.0) -> None:
-    """Wait for a job restored from its parked savepoint to run; StackError if it failed, saying why and how to
-    start it afresh (its state cannot be mapped onto the submitted job: the job's code changed its operators)."""
+def _await_resumed(rest: FlinkRest, name: str, job_id: str, location: str, progress: Callable[[str], None],
+                   timeout_s: float = 120.0) -> None:
+    """Wait until a job restored from its parked savepoint has completed a checkpoint without a failure (RUNNING
+    alone comes before the tasks load their state). A job that failed (state that no longer fits its operators,
+    or its pickled objects its code) is cancelled, and StackError says why and how to start it afresh; one not
+    confirmed by the deadline (a slow box) is left running."""
+    from tradesim.adapters.flink.errors import FlinkRequestError, FlinkUnavailable
+
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        state = next((j.state for j in rest.jobs(with_checkpoints=False) if j.id == job_id), "CREATED")
-        if state == "RUNNING":
-            return
-        if state == "FAILED":
-            cause = next(iter(rest.failures(job_id)), state).strip().splitlines()[0]
+        try:
+            job = next((j for j in rest.jobs() if j.id == job_id), None)
+            failures = rest.failures(job_id) if job is not None and job.state != "CREATED" else []
+        except (FlinkUnavailable, FlinkRequestError):
+            job, failures = None, []  # a busy cluster: ask again
+        if failures or (job is not None and job.state == "FAILED"):
+            cause = (failures[0] if failures else "FAILED").strip().splitlines()[0]
+            with contextlib.suppress(FlinkUnavailable, FlinkRequestError):
+                rest.cancel(job_id)
             raise StackError(f"job {name} could not resume from the state `down` parked at {location} ({cause}); "
                              f"`tradesim jobs submit {name} --fresh` starts it without that state (its resting "
                              "orders are then gone)")
+        if job is not None and job.state == "RUNNING" and job.last_checkpoint_id is not None:
+            return
         time.sleep(0.5)
-    # still starting (a slow box): it was submitted with that state, which is its own from now on
+    progress(f"{name} resumed but has not completed a checkpoint in {timeout_s:.0f} s; `tradesim jobs list`")
 
 
 def _kafka_route(settings: Settings, progress: Callable[[str], None]) -> Settings:

@@ -325,7 +325,10 @@ class Supervisor:
                 record = state.components.pop(comp.name, None)
                 if record and self.processes.is_alive(record.handle):
                     if not purge:
-                        comp.before_stop(lambda message, name=comp.name: self.progress(name, message))
+                        try:
+                            comp.before_stop(lambda message, name=comp.name: self.progress(name, message))
+                        except Exception as exc:  # noqa: BLE001 - best effort: the stop itself must go on
+                            self.progress(comp.name, f"before stopping: {type(exc).__name__}: {exc}")
                     self.progress(comp.name, "stopping")
                     self.processes.terminate(record.handle, self.settings.stack.stop_timeout_s)
                     stopped.append(comp.name)
