@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from tradesim.adapters.flink.client import JobInfo
 from tradesim.cli.app import app
 from tradesim.settings import load_settings
 from tradesim.stack.jobs import JOBS, job_args, name_of, running_names, source_groups
@@ -91,3 +92,33 @@ def test_fresh_forgets_the_parked_state_even_with_no_cluster_to_submit_to(tmp_pa
     assert parked(settings) == {"bars": "file:/sp/2"}
     (folder / "parked.json").write_text("not json")
     assert parked(settings) == {}
+
+
+class _Cluster:
+    """Stands in for a Flink REST client here: only the ids of the jobs the cluster knows."""
+
+    def __init__(self, *ids: str) -> None:
+        self.ids = ids
+
+    def jobs(self, with_checkpoints: bool = True) -> list[JobInfo]:
+        return [JobInfo(id=i, name="tradesim-execution", state="CANCELED", start_time_ms=0, duration_ms=0)
+                for i in self.ids]
+
+
+def test_a_run_the_cluster_lost_resumes_its_newest_complete_checkpoint() -> None:
+    from tradesim.stack.jobs import lost_checkpoint
+
+    settings = load_settings()
+    runs_file = settings.stack_dir / "flink" / "runs.json"
+    runs_file.parent.mkdir(parents=True)
+    runs_file.write_text('{"execution": "run1"}')
+    folder = settings.stack_dir / "flink" / "checkpoints" / "run1"
+    for name, complete in (("chk-3", True), ("chk-12", True), ("chk-13", False), ("chk-x", True)):
+        (folder / name).mkdir(parents=True)
+        if complete:
+            (folder / name / "_metadata").write_bytes(b"")
+    assert lost_checkpoint(settings, _Cluster("other"), "execution") == ("run1", str(folder / "chk-12"))
+    assert lost_checkpoint(settings, _Cluster("run1"), "execution") is None  # ended on this cluster: not taken back
+    assert lost_checkpoint(settings, _Cluster(), "bars") is None  # no run noted
+    runs_file.write_text("not json")
+    assert lost_checkpoint(settings, _Cluster(), "execution") is None

@@ -17,7 +17,7 @@ from rich.table import Table
 from tradesim.cli.errors import cli_errors
 from tradesim.settings import load_settings
 from tradesim.stack.errors import UserError
-from tradesim.stack.jobs import JOBS, RECOVERY, cluster, name_of, submit_job, unpark
+from tradesim.stack.jobs import JOBS, RECOVERY, cancel_job, cluster, name_of, submit_job, unpark
 
 app = typer.Typer(help="Flink jobs on the session cluster: submit, list, cancel.", no_args_is_help=True)
 out = Console(highlight=False, soft_wrap=True)
@@ -34,10 +34,10 @@ def submit_cmd(name: Annotated[str, typer.Argument(help="Job name, e.g. bars.")]
                    "--from-savepoint", help="Start from this savepoint folder (e.g. one `jobs cancel --savepoint` "
                    "or `tradesim backup` took).", exists=True, file_okay=False)] = None,
                fresh: Annotated[bool, typer.Option(
-                   "--fresh", help="Start without the state `tradesim down` parked for this job (its books and "
-                   "resting orders are then gone).")] = False) -> None:
-    """Submit a job (detached); a job that already runs is left alone. A job that `tradesim down` stopped resumes
-    the state it had then, unless --fresh or --from-savepoint."""
+                   "--fresh", help="Start without the state of the job's last run (its books and resting orders "
+                   "are then gone).")] = False) -> None:
+    """Submit a job (detached); a job that already runs is left alone. A job that `tradesim down` stopped, or
+    whose run the cluster lost (a crash), resumes the state it had then, unless --fresh or --from-savepoint."""
     _submit(name, parallelism, savepoint, fresh)
 
 
@@ -46,10 +46,10 @@ def _submit(name: str, parallelism: int | None, savepoint: Path | None = None, f
     settings = load_settings()
     if savepoint and fresh:
         raise UserError("--fresh and --from-savepoint exclude each other")
-    if fresh:
+    if fresh:  # even with no cluster to submit to: the user said the parked state is not wanted
         unpark(settings, name)
     options = {RECOVERY: str(savepoint.resolve())} if savepoint else None
-    job_id, new = submit_job(settings, name, parallelism, options=options, progress=_progress)
+    job_id, new = submit_job(settings, name, parallelism, options=options, progress=_progress, fresh=fresh)
     if new:
         out.print(f"submitted {name}: job {job_id}")
     else:
@@ -114,5 +114,5 @@ def _cancel(job: str, savepoint: bool) -> None:
             location = rest.stop_with_savepoint(target.id, None)
             out.print(f"stopped {job} ({target.id}) with savepoint {location}")
         else:
-            rest.cancel(target.id)
+            cancel_job(settings, target.id)
             out.print(f"cancelled {job} ({target.id})")

@@ -251,7 +251,7 @@ def _resume(settings: Settings, savepoints: dict[str, str], steps: Steps) -> Non
     def one(name: str, location: str) -> None:
         how = f"`tradesim jobs submit {name} --from-savepoint {location.removeprefix('file:')}`"
         try:
-            _, new = jobs.submit_job(settings, name, options={"execution.state-recovery.path": location})
+            _, new = jobs.submit_job(settings, name, options={jobs.RECOVERY: location})
         except StackError as exc:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise StackError(f"job {name} did not resume ({first}); submit it with {how}") from None

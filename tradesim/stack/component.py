@@ -94,6 +94,11 @@ class Component(ABC):
         """What to do while the server still runs, before `down` stops it (not on a purge). Default: nothing."""
         return None
 
+    def after_restart(self, report: Report) -> None:
+        """What to put back after the watchdog started the server again once it died (not on `up`). Default:
+        nothing."""
+        return None
+
     def start_after(self) -> tuple[str, ...]:
         """The components `up` waits for before starting this one: its `needs`, and whatever settings add."""
         return self.needs

@@ -291,6 +291,13 @@ class Flink(Component):
 
         park_jobs(self.settings, report)
 
+    def after_restart(self, report: Report) -> None:
+        """Submit again the jobs whose runs died with the cluster, each from its last checkpoint: without a
+        JobManager of its own history (no HA here), a restarted cluster runs nothing (tradesim.stack.jobs)."""
+        from tradesim.stack.jobs import resubmit_lost
+
+        resubmit_lost(self.settings, report)
+
     def taskmanager_pid(self) -> int | None:
         """Pid of the TaskManager JVM that flink_proc runs now (tests kill it)."""
         try:

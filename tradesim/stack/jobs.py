@@ -165,10 +165,13 @@ def running_names(settings: Settings) -> set[str] | None:
 def submit_job(settings: Settings, name: str, parallelism: int | None = None,
                overrides: dict[str, str] | None = None, options: dict[str, str] | None = None,
                progress: Callable[[str], None] = lambda _msg: None,
-               runtime: Literal["jvm", "python"] = "jvm") -> tuple[str, bool]:
+               runtime: Literal["jvm", "python"] = "jvm", fresh: bool = False) -> tuple[str, bool]:
     """Submit a catalog job unless it already runs; returns (job id, newly submitted). `options`: Flink
     configuration for this job, e.g. `execution.state-recovery.path` to restore a savepoint. `runtime`: a job
-    with a JVM implementation runs it unless "python" is asked (`tradesim bench bars` compares the two)."""
+    with a JVM implementation runs it unless "python" is asked (`tradesim bench bars` compares the two).
+
+    A standard submit (no overrides, no recovery path, not `fresh`) continues the job's state: the savepoint
+    `down` parked, else the last checkpoint of a run the cluster lost (`lost_checkpoint`)."""
     from tradesim.adapters.flink.client import submit, submit_jar
     from tradesim.adapters.flink.errors import FlinkRequestError
     from tradesim.stack.flink import Flink
@@ -183,12 +186,17 @@ def submit_job(settings: Settings, name: str, parallelism: int | None = None,
         return already[0].id, False
     flink = Flink(settings)
     flink.provision(progress)  # no-op when the venv and jars exist
-    resumed = None if overrides or (options and RECOVERY in options) else parked(settings).get(name)
+    standard = not (fresh or overrides or (options and RECOVERY in options))
+    resumed = parked(settings).get(name) if standard else None
+    what = f"the state `down` parked at {resumed}"
     if resumed is not None and not (Path(resumed.removeprefix("file:")) / "_metadata").is_file():
-        progress(f"{name}: the state `down` parked at {resumed} is gone; it starts from its group's offsets")
+        progress(f"{name}: {what} is gone; it starts from its group's offsets")
         resumed = None
+    lost = lost_checkpoint(settings, rest, name) if standard and resumed is None else None
+    if lost is not None:
+        resumed, what = lost[1], f"checkpoint {lost[1]} of its run {lost[0]}, which the cluster lost"
     if resumed is not None:
-        progress(f"{name} resumes from the state `down` parked at {resumed}")
+        progress(f"{name} resumes from {what}")
         options = {**(options or {}), RECOVERY: resumed}
     opts = {"python.execution-mode": settings.flink.execution_mode, **(options or {})}
     args = _with_start_offsets(spec, settings, _arg_map(spec, _kafka_route(settings, progress), overrides))
@@ -208,10 +216,13 @@ def submit_job(settings: Settings, name: str, parallelism: int | None = None,
                             parallelism=parallelism, options=opts)
     except FlinkRequestError as exc:
         raise StackError(str(exc)) from None
-    if resumed is not None:
-        _await_resumed(rest, name, job_id, resumed, progress)
+    confirmed = resumed is not None and _await_resumed(rest, name, job_id, what, progress)
     if job_name == spec.flink_name:  # a new run of the job has its own state from now on: a parked one is stale
         unpark(settings, name)
+        # a run under other arguments keeps state the standard job cannot resume
+        _note_run(settings, name, job_id if not overrides else None)
+    if lost is not None and confirmed:  # checkpointed on its own: the lost run's checkpoints are superseded
+        shutil.rmtree(_checkpoints_of(settings, lost[0]), ignore_errors=True)
     return job_id, True
 
 
@@ -220,7 +231,7 @@ def submit_job(settings: Settings, name: str, parallelism: int | None = None,
 #: the Flink option that restores a job from a savepoint or checkpoint
 RECOVERY = "execution.state-recovery.path"
 PARK_TIMEOUT_S = 90.0
-_PARKED_LOCK = threading.Lock()
+_NOTES_LOCK = threading.Lock()
 
 
 def _park_dir(settings: Settings) -> Path:
@@ -246,7 +257,7 @@ def _save_parked(settings: Settings, entries: dict[str, str]) -> None:
 
 def unpark(settings: Settings, name: str) -> None:
     """Forget a job's parked state (it was resumed, or the user starts it afresh with `jobs submit --fresh`)."""
-    with _PARKED_LOCK:  # `up --with-jobs` submits the jobs side by side
+    with _NOTES_LOCK:  # `up --with-jobs` submits the jobs side by side
         entries = parked(settings)
         if entries.pop(name, None) is not None:
             _save_parked(settings, entries)
@@ -291,15 +302,18 @@ def park_jobs(settings: Settings, progress: Callable[[str], None] = lambda _msg:
             if older.resolve() != kept:
                 shutil.rmtree(older, ignore_errors=True)
     _save_parked(settings, entries)
-    return [n for n, f in done.items() if f.result() is not None]
+    names = [n for n, f in done.items() if f.result() is not None]
+    for name in names:  # ended on purpose, its state parked: not a run to take back after a crash
+        _note_run(settings, name, None)
+    return names
 
 
-def _await_resumed(rest: FlinkRest, name: str, job_id: str, location: str, progress: Callable[[str], None],
-                   timeout_s: float = 120.0) -> None:
-    """Wait until a job restored from its parked savepoint has completed a checkpoint without a failure (RUNNING
-    alone comes before the tasks load their state). A job that failed (state that no longer fits its operators,
-    or its pickled objects its code) is cancelled, and StackError says why and how to start it afresh; one not
-    confirmed by the deadline (a slow box) is left running."""
+def _await_resumed(rest: FlinkRest, name: str, job_id: str, what: str, progress: Callable[[str], None],
+                   timeout_s: float = 120.0) -> bool:
+    """Wait until a job restored from earlier state (`what`) has completed a checkpoint without a failure
+    (RUNNING alone comes before the tasks load their state). A job that failed (state that no longer fits its
+    operators, or pickled objects its code cannot read) is cancelled, and StackError says why and how to start it
+    afresh; one not confirmed by the deadline (a slow box) is left running (False)."""
     from tradesim.adapters.flink.errors import FlinkRequestError, FlinkUnavailable
 
     deadline = time.monotonic() + timeout_s
@@ -313,13 +327,117 @@ def _await_resumed(rest: FlinkRest, name: str, job_id: str, location: str, progr
             cause = (failures[0] if failures else "FAILED").strip().splitlines()[0]
             with contextlib.suppress(FlinkUnavailable, FlinkRequestError):
                 rest.cancel(job_id)
-            raise StackError(f"job {name} could not resume from the state `down` parked at {location} ({cause}); "
+            raise StackError(f"job {name} could not resume from {what} ({cause}); "
                              f"`tradesim jobs submit {name} --fresh` starts it without that state (its resting "
                              "orders are then gone)")
         if job is not None and job.state == "RUNNING" and job.last_checkpoint_id is not None:
-            return
+            return True
         time.sleep(0.5)
     progress(f"{name} resumed but has not completed a checkpoint in {timeout_s:.0f} s; `tradesim jobs list`")
+    return False
+
+
+# ---- a run the cluster lost: its last retained checkpoint ------------------------------------------------------
+
+
+def _runs_file(settings: Settings) -> Path:
+    return settings.stack_dir / "flink" / "runs.json"
+
+
+def runs(settings: Settings) -> dict[str, str]:
+    """Catalog job name → the Flink job id of its latest standard run (the run whose checkpoints it continues)."""
+    try:
+        found = json.loads(_runs_file(settings).read_text())
+    except (OSError, ValueError):
+        return {}
+    return {str(k): str(v) for k, v in found.items()} if isinstance(found, dict) else {}
+
+
+def _note_run(settings: Settings, name: str, job_id: str | None) -> None:
+    with _NOTES_LOCK:
+        entries = runs(settings)
+        if job_id is None:
+            if entries.pop(name, None) is None:
+                return
+        else:
+            entries[name] = job_id
+        _save_runs(settings, entries)
+
+
+def _save_runs(settings: Settings, entries: dict[str, str]) -> None:
+    path = _runs_file(settings)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(entries, indent=1) + "\n")
+    tmp.replace(path)
+
+
+def cancel_job(settings: Settings, job_id: str) -> None:
+    """Cancel a job on purpose: its run's checkpoints are not resumed by a later submit (they stay on disk for
+    `jobs submit --from-savepoint`). Cancelled by other means (Flink's own UI), a run lost with the cluster later
+    is resumed."""
+    from tradesim.stack.flink import Flink
+
+    Flink(settings).rest().cancel(job_id)
+    with _NOTES_LOCK:
+        entries = runs(settings)
+        kept = {name: noted for name, noted in entries.items() if noted != job_id}
+        if kept != entries:
+            _save_runs(settings, kept)
+
+
+def _checkpoints_of(settings: Settings, job_id: str) -> Path:
+    from tradesim.stack.flink import Flink
+
+    return Flink(settings).dir / "checkpoints" / job_id
+
+
+def lost_checkpoint(settings: Settings, rest: FlinkRest, name: str) -> tuple[str, str] | None:
+    """(run id, checkpoint folder) of the newest complete checkpoint the job's latest standard run retained, when
+    the cluster no longer knows that run: its JobManager stopped or died since (a crash, a kill, a `down` that
+    could not park it), and with it the run. None when the run is known (running, or ended on this cluster:
+    a cancelled job's state is not taken back), was never noted, or left no complete checkpoint here (a cluster
+    of its own keeps them elsewhere)."""
+    from tradesim.adapters.flink.errors import FlinkRequestError, FlinkUnavailable
+
+    job_id = runs(settings).get(name)
+    if job_id is None:
+        return None
+    try:
+        if any(j.id == job_id for j in rest.jobs(with_checkpoints=False)):
+            return None
+    except (FlinkUnavailable, FlinkRequestError):
+        return None
+    complete = [(int(p.name.removeprefix("chk-")), p) for p in _checkpoints_of(settings, job_id).glob("chk-*")
+                if p.name.removeprefix("chk-").isdigit() and (p / "_metadata").is_file()]
+    if not complete:
+        return None
+    return job_id, str(max(complete, key=lambda c: c[0])[1])
+
+
+def resubmit_lost(settings: Settings, progress: Callable[[str], None] = lambda _msg: None) -> list[str]:
+    """Submit again each job whose latest standard run the cluster no longer knows (for the watchdog, once it
+    restarted Flink); each continues from its last checkpoint. Returns the names submitted."""
+    from tradesim.adapters.flink.errors import FlinkRequestError, FlinkUnavailable
+    from tradesim.stack.flink import Flink
+
+    try:
+        known = {j.id for j in Flink(settings).rest().jobs(with_checkpoints=False)}
+    except (FlinkUnavailable, FlinkRequestError) as exc:
+        progress(f"lost jobs not resubmitted: {exc}")
+        return []
+    done = []
+    for name, job_id in runs(settings).items():
+        if name not in JOBS or job_id in known:
+            continue
+        try:
+            submit_job(settings, name, progress=progress)
+        except (StackError, UserError) as exc:
+            progress(f"{name} not resubmitted: {exc}")
+            continue
+        progress(f"{name} resubmitted (its run {job_id} was lost with the cluster)")
+        done.append(name)
+    return done
 
 
 def _kafka_route(settings: Settings, progress: Callable[[str], None]) -> Settings:

@@ -21,7 +21,7 @@ from tradesim.domain.events import OrderCancelRequested, OrderOutcome, OrderPlac
 from tradesim.services.ingest.publisher import publish_all
 from tradesim.settings import Settings
 from tradesim.stack.flink import Flink
-from tradesim.stack.jobs import JOBS, submit_job
+from tradesim.stack.jobs import JOBS, RECOVERY, cancel_job, submit_job
 from tradesim.testing.factories import tick, unique_symbol
 from tradesim.testing.waiting import wait_for  # noqa: F401 - re-exported to the tests
 
@@ -111,7 +111,7 @@ def stop_execution_job(settings: Settings) -> str:
 
 def start_execution_job(settings: Settings, savepoint: str | None = None, **overrides: str) -> str:
     """Submit the execution job, restored from `savepoint` if given; `overrides`: program arguments."""
-    options = {"execution.state-recovery.path": savepoint} if savepoint else None
+    options = {RECOVERY: savepoint} if savepoint else None
     job_id, new = submit_job(settings, "execution", overrides={k.replace("_", "-"): v for k, v in overrides.items()},
                              options=options)
     assert new, "an execution job was still running"
@@ -132,7 +132,7 @@ def execution_job(settings: Settings) -> Iterator[None]:
     # later market-data tests publish, and their timing-sensitive fan-out tests share the same two cores. (Some
     # tests restart it, so it is found by name.)
     for job_id in running(settings):
-        Flink(settings).rest().cancel(job_id)
+        cancel_job(settings, job_id)
 
 
 @pytest.fixture

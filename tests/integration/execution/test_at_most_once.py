@@ -4,6 +4,8 @@ is part of the guarantee); the job is stopped and restored from savepoints like 
 
 from __future__ import annotations
 
+import os
+import signal
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -16,6 +18,7 @@ from tradesim.adapters.dynamodb.client import DynamoDB
 from tradesim.adapters.dynamodb.orders import OrderStore, placed_order
 from tradesim.domain.events import OrderCancelRequested, OrderOutcome, OrderPlaced
 from tradesim.stack.flink import Flink
+from tradesim.stack.jobs import cancel_job
 
 from ..api.conftest import (  # noqa: F401 - fixtures
     OrderLog,
@@ -169,7 +172,7 @@ def test_a_savepoint_taken_before_any_order_arrived_replays_every_order_since(ex
 
     ex.price(symbol, 1, "100")
     for job_id in running(ex.settings):
-        Flink(ex.settings).rest().cancel(job_id)
+        cancel_job(ex.settings, job_id)
     rest = Flink(ex.settings).rest()
     job_id = start_execution_job(ex.settings)
     wait_for(lambda: all(v["status"] == "RUNNING" for v in rest.job(job_id)["vertices"]), 60, "the job's tasks")
@@ -233,3 +236,73 @@ def test_a_resting_order_outlives_flink_stopped_by_down_and_started_again(ex: Ex
     assert outcome.status == "executed"
     assert outcome.fill_price is not None
     assert outcome.fill_price <= Decimal("90")
+
+
+def test_a_resting_order_outlives_a_killed_jobmanager_and_the_watchdog_puts_the_job_back(
+        ex: Exchange, symbol: str) -> None:
+    """The JobManager killed (-9) takes the cluster's jobs with it (no HA: a new one knows none). The watchdog
+    starts Flink again and resubmits the execution job from its lost run's last retained checkpoint, so a GTC
+    order resting in the book still fills (before, nothing ran until `up --with-jobs`, which started the job
+    afresh from its group's offsets, past the order)."""
+    from confluent_kafka import TopicPartition
+
+    from tradesim.adapters.flink.errors import FlinkRequestError, FlinkUnavailable
+    from tradesim.adapters.kafka.client import consumer, start_positions
+    from tradesim.stack import watchdog
+    from tradesim.stack.jobs import runs, source_groups
+
+    user = ex.account("100000")
+    ex.price(symbol, 1, "100")
+    reader = ex.outcomes()
+    resting = ex.order(user, symbol, kind="limit", limit="90", tif="gtc")
+    ex.send(resting)
+    db = DynamoDB(ex.settings.dynamodb)
+    try:
+        wait_for(lambda: (OrderStore(db).get(resting.order_id) or {}).get("in_book"), 60, "the order resting")
+    finally:
+        db.close()
+    flink = Flink(ex.settings)
+    rest = flink.rest()
+    (run,) = running(ex.settings)
+    assert runs(ex.settings).get("execution") == run, "the execution job's run is noted at its submit"
+
+    def last_checkpoint() -> int:
+        job = next(j for j in rest.jobs() if j.id == run)
+        return job.last_checkpoint_id or 0
+
+    # the checkpoint after the one in flight now was triggered after the order rested: its barrier followed it
+    after = last_checkpoint() + 2
+    wait_for(lambda: last_checkpoint() >= after, 60, "a checkpoint taken after the order rested", poll_s=0.5)
+    # and the group's offsets are past the order (Kafka learns them some time after the checkpoint), so that a job
+    # started from them would never see it again: only the lost run's state still holds it
+    topic = ex.settings.topics.trade_orders
+    probe = consumer(ex.settings.kafka, group_id="probe-" + uuid.uuid4().hex[:8])
+    try:
+        parts = probe.list_topics(topic, timeout=10).topics[topic].partitions
+        ends = {p: probe.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in parts}
+    finally:
+        probe.close()
+    group = next(g for g, t in source_groups(ex.settings, {"execution"}) if t == topic)
+    wait_for(lambda: start_positions(ex.settings.kafka, group, topic, "earliest") == ends, 120,
+             "the job's group committed past the order", poll_s=1)
+    jobmanager = int((flink.dir / "pids" / "jobmanager.pid").read_text())
+    watchdog.start(ex.settings)
+    try:
+        os.kill(jobmanager, signal.SIGKILL)
+
+        def resubmitted() -> bool:
+            noted = runs(ex.settings).get("execution")
+            try:
+                return noted not in (None, run) and running(ex.settings) == [noted]
+            except (FlinkUnavailable, FlinkRequestError):  # the cluster restarting
+                return False
+
+        wait_for(resubmitted, 300, "Flink restarted and the execution job resubmitted by the watchdog", poll_s=1)
+    finally:
+        assert watchdog.stop(ex.settings), "the watchdog died during the test"
+    ex.price(symbol, 2, "89")  # the ask crosses the limit: the order rested through the crash
+    outcome = reader.wait([resting.order_id])[resting.order_id]
+    assert outcome.status == "executed"
+    assert outcome.fill_price is not None
+    assert outcome.fill_price <= Decimal("90")
+    wait_for(lambda: not (flink.dir / "checkpoints" / run).exists(), 10, "the lost run's checkpoints removed")

@@ -48,11 +48,12 @@ def test_list_answers_while_a_job_starts(settings: Settings) -> None:
     """For a new job's first moments Flink answers HTTP 500 for its checkpoint statistics (the job master is still
     initializing); the listing shows the job without a checkpoint instead of failing."""
     from tradesim.stack.flink import Flink
+    from tradesim.stack.jobs import cancel_job
 
     rest = Flink(settings).rest()
     for job in rest.jobs(with_checkpoints=False):
         if job.name == "tradesim-bars" and job.active:
-            rest.cancel(job.id)
+            cancel_job(settings, job.id)
     listings: list[list[str]] = []
     errors: list[Exception] = []
     done = threading.Event()

@@ -38,8 +38,7 @@ from tradesim.domain.portfolio import fold
 from tradesim.services.ingest.publisher import publish_all
 from tradesim.settings import Settings
 from tradesim.stack.backup import Manifest
-from tradesim.stack.flink import Flink
-from tradesim.stack.jobs import submit_job
+from tradesim.stack.jobs import cancel_job, submit_job
 from tradesim.stack.supervisor import Supervisor
 from tradesim.testing.factories import tick, unique_symbol
 from tradesim.testing.waiting import wait_for
@@ -139,9 +138,8 @@ def test_a_restored_stack_holds_the_same_data_and_executes_nothing_twice(
         _round_trip(settings, supervisor, http, new_user, tmp_path)
     finally:
         supervisor.up()  # whatever failed, later tests find the stack up
-        rest = Flink(settings).rest()
         for job_id in running(settings):  # as the execution package does when it is done
-            rest.cancel(job_id)
+            cancel_job(settings, job_id)
 
 
 def _round_trip(settings: Settings, supervisor: Supervisor, http: httpx.Client,  # noqa: F811

@@ -18,8 +18,7 @@ from tradesim.client.api import save_credentials
 from tradesim.services.api.admin_key import load_admin_key
 from tradesim.services.ingest.publisher import publish_all
 from tradesim.settings import Settings, TuiSettings
-from tradesim.stack.flink import Flink
-from tradesim.stack.jobs import submit_job
+from tradesim.stack.jobs import cancel_job, submit_job
 from tradesim.testing.factories import tick, unique_symbol
 from tradesim.testing.waiting import wait_for
 from tradesim.tui.app import TradesimApp, create_app, resolve_user
@@ -38,7 +37,7 @@ def execution_job(settings: Settings) -> Iterator[None]:
     job_id, new = submit_job(settings, "execution")
     yield
     if new:
-        Flink(settings).rest().cancel(job_id)
+        cancel_job(settings, job_id)
 
 
 @pytest.fixture(scope="session")
