@@ -94,11 +94,15 @@ def _bring_up(only: str | None, runtime: str | None, with_jobs: bool, *, show: b
         handle = watchdog.start(settings)
         out.print(f"watchdog: running (pid {handle.pid}); it restarts what dies, `tradesim down` stops it first",
                   markup=False)
-    if with_jobs:
-        from tradesim.stack.jobs import submit_standard_jobs
+    from tradesim.stack import jobs
 
-        for line in submit_standard_jobs(settings, progress=lambda msg: out.print(f"flink: {msg}", markup=False)):
+    if with_jobs:
+        for line in jobs.submit_standard_jobs(settings,
+                                              progress=lambda msg: out.print(f"flink: {msg}", markup=False)):
             out.print(line, markup=False)
+    elif any(c.name == "flink" for c in comps) and (waiting := jobs.waiting_to_resume(settings)):
+        out.print(f"flink: {', '.join(waiting)} stopped with state to resume (books, resting orders); "
+                  "`tradesim up --with-jobs` or `tradesim jobs submit NAME` resumes it", markup=False)
 
 
 DEMO_CASH = "100000"

@@ -415,21 +415,37 @@ def lost_checkpoint(settings: Settings, rest: FlinkRest, name: str) -> tuple[str
     return job_id, str(max(complete, key=lambda c: c[0])[1])
 
 
+def _lost_runs(settings: Settings) -> dict[str, str]:
+    """Catalog name → noted run id, for the runs the cluster no longer knows. Raises FlinkUnavailable."""
+    from tradesim.stack.flink import Flink
+
+    known = {j.id for j in Flink(settings).rest().jobs(with_checkpoints=False)}
+    return {name: job_id for name, job_id in runs(settings).items() if name in JOBS and job_id not in known}
+
+
+def waiting_to_resume(settings: Settings) -> list[str]:
+    """The jobs not running whose state a standard submit would resume (parked by `down`, or a run the cluster
+    lost): for `up` without `--with-jobs` to say so. Empty when no cluster answers."""
+    from tradesim.adapters.flink.errors import FlinkRequestError, FlinkUnavailable
+
+    try:
+        return sorted({*parked(settings), *_lost_runs(settings)} - set(active_catalog_jobs(cluster(settings))))
+    except (FlinkUnavailable, FlinkRequestError, UserError):
+        return []
+
+
 def resubmit_lost(settings: Settings, progress: Callable[[str], None] = lambda _msg: None) -> list[str]:
     """Submit again each job whose latest standard run the cluster no longer knows (for the watchdog, once it
     restarted Flink); each continues from its last checkpoint. Returns the names submitted."""
     from tradesim.adapters.flink.errors import FlinkRequestError, FlinkUnavailable
-    from tradesim.stack.flink import Flink
 
     try:
-        known = {j.id for j in Flink(settings).rest().jobs(with_checkpoints=False)}
+        lost = _lost_runs(settings)
     except (FlinkUnavailable, FlinkRequestError) as exc:
         progress(f"lost jobs not resubmitted: {exc}")
         return []
     done = []
-    for name, job_id in runs(settings).items():
-        if name not in JOBS or job_id in known:
-            continue
+    for name, job_id in lost.items():
         try:
             submit_job(settings, name, progress=progress)
         except (StackError, UserError) as exc:

@@ -207,7 +207,7 @@ def test_a_resting_order_outlives_flink_stopped_by_down_and_started_again(ex: Ex
     order resting in the book still fills after Flink was stopped and started (before, the job started afresh
     from its group's offsets, past the order, and the order stayed `accepted` for ever)."""
     from tradesim.stack import registry
-    from tradesim.stack.jobs import JOBS, name_of, parked, submit_job
+    from tradesim.stack.jobs import JOBS, name_of, parked, submit_job, waiting_to_resume
     from tradesim.stack.supervisor import Supervisor
 
     user = ex.account("100000")
@@ -228,9 +228,12 @@ def test_a_resting_order_outlives_flink_stopped_by_down_and_started_again(ex: Ex
         assert "execution" in parked(ex.settings)
     finally:
         flink.up()
+        waiting = waiting_to_resume(ex.settings)  # what `up` without --with-jobs names
         for name in ran:  # as `up --with-jobs` does: each from its parked state
             submit_job(ex.settings, name)
+    assert "execution" in waiting
     assert "execution" not in parked(ex.settings)
+    assert "execution" not in waiting_to_resume(ex.settings)
     ex.price(symbol, 2, "89")  # the ask crosses the limit: the order rested through the restart
     outcome = reader.wait([resting.order_id])[resting.order_id]
     assert outcome.status == "executed"
