@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -9,7 +10,7 @@ from typer.testing import CliRunner
 
 from tradesim.adapters.flink.client import JobInfo
 from tradesim.cli.app import app
-from tradesim.settings import load_settings
+from tradesim.settings import Settings, load_settings
 from tradesim.stack.jobs import JOBS, job_args, name_of, running_names, source_groups
 from tradesim.testing.net import free_port
 
@@ -105,13 +106,17 @@ class _Cluster:
                 for i in self.ids]
 
 
+def _noted(settings: Settings, **notes: dict[str, object]) -> None:
+    path = settings.stack_dir / "flink" / "runs.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(notes))
+
+
 def test_a_run_the_cluster_lost_resumes_its_newest_complete_checkpoint() -> None:
     from tradesim.stack.jobs import lost_checkpoint
 
     settings = load_settings()
-    runs_file = settings.stack_dir / "flink" / "runs.json"
-    runs_file.parent.mkdir(parents=True)
-    runs_file.write_text('{"execution": "run1"}')
+    _noted(settings, execution={"run": "run1"})  # a cluster tradesim did not start: unlisted counts as lost
     folder = settings.stack_dir / "flink" / "checkpoints" / "run1"
     for name, complete in (("chk-3", True), ("chk-12", True), ("chk-13", False), ("chk-x", True)):
         (folder / name).mkdir(parents=True)
@@ -120,5 +125,53 @@ def test_a_run_the_cluster_lost_resumes_its_newest_complete_checkpoint() -> None
     assert lost_checkpoint(settings, _Cluster("other"), "execution") == ("run1", str(folder / "chk-12"))
     assert lost_checkpoint(settings, _Cluster("run1"), "execution") is None  # ended on this cluster: not taken back
     assert lost_checkpoint(settings, _Cluster(), "bars") is None  # no run noted
-    runs_file.write_text("not json")
+    (settings.stack_dir / "flink" / "runs.json").write_text("not json")
     assert lost_checkpoint(settings, _Cluster(), "execution") is None
+
+
+def test_a_run_lost_before_its_first_checkpoint_resumes_the_state_it_had_resumed(tmp_path: Path) -> None:
+    from tradesim.stack.jobs import lost_checkpoint
+
+    settings = load_settings()
+    earlier = tmp_path / "savepoint-1"
+    earlier.mkdir()
+    _noted(settings, execution={"run": "run2", "resumed": f"file:{earlier}"})
+    assert lost_checkpoint(settings, _Cluster(), "execution") is None  # that state is gone too: nothing to resume
+    (earlier / "_metadata").write_bytes(b"")
+    assert lost_checkpoint(settings, _Cluster(), "execution") == ("run2", f"file:{earlier}")
+
+
+def test_a_run_is_lost_only_when_another_cluster_instance_runs(monkeypatch: pytest.MonkeyPatch) -> None:
+    from tradesim.stack import jobs
+
+    settings = load_settings()
+    (settings.stack_dir / "flink" / "checkpoints" / "run3" / "chk-1").mkdir(parents=True)
+    (settings.stack_dir / "flink" / "checkpoints" / "run3" / "chk-1" / "_metadata").write_bytes(b"")
+    _noted(settings, execution={"run": "run3", "cluster": "100:5"})
+    monkeypatch.setattr(jobs, "_cluster_instance", lambda _s: "100:5")
+    # the same JobManager no longer lists it (a finished job expires from its listing): it ended there
+    assert jobs.lost_checkpoint(settings, _Cluster(), "execution") is None
+    monkeypatch.setattr(jobs, "_cluster_instance", lambda _s: "200:9")  # a new one: the run died with the old
+    assert jobs.lost_checkpoint(settings, _Cluster(), "execution") is not None
+
+
+def test_fresh_forgets_a_lost_run_too_even_with_no_cluster_to_submit_to() -> None:
+    from tradesim.stack.jobs import runs
+
+    settings = load_settings()
+    _noted(settings, execution={"run": "run4"}, bars={"run": "run5"})
+    result = runner.invoke(app, ["jobs", "submit", "execution", "--fresh"])
+    assert result.exit_code == 2  # no cluster
+    assert set(runs(settings)) == {"bars"}
+
+
+def test_notes_changed_by_many_writers_at_once_keep_every_change() -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from tradesim.stack.jobs import RunNote, _note_run, runs
+
+    settings = load_settings()
+    names = [f"job{i}" for i in range(40)]
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(lambda n: _note_run(settings, n, RunNote(n + "-run")), names))
+    assert {n: note.run for n, note in runs(settings).items()} == {n: n + "-run" for n in names}

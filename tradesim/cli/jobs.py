@@ -17,7 +17,7 @@ from rich.table import Table
 from tradesim.cli.errors import cli_errors
 from tradesim.settings import load_settings
 from tradesim.stack.errors import UserError
-from tradesim.stack.jobs import JOBS, RECOVERY, cancel_job, cluster, name_of, submit_job, unpark
+from tradesim.stack.jobs import JOBS, RECOVERY, cancel_job, cluster, forget_state, name_of, submit_job
 
 app = typer.Typer(help="Flink jobs on the session cluster: submit, list, cancel.", no_args_is_help=True)
 out = Console(highlight=False, soft_wrap=True)
@@ -46,8 +46,8 @@ def _submit(name: str, parallelism: int | None, savepoint: Path | None = None, f
     settings = load_settings()
     if savepoint and fresh:
         raise UserError("--fresh and --from-savepoint exclude each other")
-    if fresh:  # even with no cluster to submit to: the user said the parked state is not wanted
-        unpark(settings, name)
+    if fresh:  # even with no cluster to submit to: the user said the state is not wanted
+        forget_state(settings, name)
     options = {RECOVERY: str(savepoint.resolve())} if savepoint else None
     job_id, new = submit_job(settings, name, parallelism, options=options, progress=_progress, fresh=fresh)
     if new:
@@ -110,9 +110,8 @@ def _cancel(job: str, savepoint: bool) -> None:
     if not targets:
         raise UserError(f"no running job {job!r}; `tradesim jobs list` shows the running ones")
     for target in targets:
+        location = cancel_job(settings, target.id, savepoint=savepoint)
         if savepoint:
-            location = rest.stop_with_savepoint(target.id, None)
             out.print(f"stopped {job} ({target.id}) with savepoint {location}")
         else:
-            cancel_job(settings, target.id)
             out.print(f"cancelled {job} ({target.id})")

@@ -399,9 +399,9 @@ def _cancel_jobs(settings: Settings) -> None:
     """The jobs of an empty stack hold nothing; they make way for the backup's."""
     from tradesim.stack import jobs
 
-    rest = jobs.cluster(settings)
+    jobs.cluster(settings)  # UserError when no cluster is up
     for job_id in _running_jobs(settings).values():
-        rest.cancel(job_id)
+        jobs.cancel_job(settings, job_id)
 
 
 def _restore_snapshot(settings: Settings, source: Path) -> None:

@@ -95,8 +95,8 @@ class Component(ABC):
         return None
 
     def after_restart(self, report: Report) -> None:
-        """What to put back after the watchdog started the server again once it died (not on `up`). Default:
-        nothing."""
+        """What to put back after the watchdog started the server again once it died (not on `up`); raises when
+        it should be tried again later. Default: nothing."""
         return None
 
     def start_after(self) -> tuple[str, ...]:

@@ -6,17 +6,19 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import shutil
 import threading
 import time
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from tradesim.settings import Settings
 from tradesim.stack.errors import StackError, UserError
+from tradesim.stack.state import file_lock
 
 if TYPE_CHECKING:
     from tradesim.adapters.flink.client import FlinkRest, JobInfo
@@ -171,18 +173,31 @@ def submit_job(settings: Settings, name: str, parallelism: int | None = None,
     with a JVM implementation runs it unless "python" is asked (`tradesim bench bars` compares the two).
 
     A standard submit (no overrides, no recovery path, not `fresh`) continues the job's state: the savepoint
-    `down` parked, else the last checkpoint of a run the cluster lost (`lost_checkpoint`)."""
-    from tradesim.adapters.flink.client import submit, submit_jar
-    from tradesim.adapters.flink.errors import FlinkRequestError
-    from tradesim.stack.flink import Flink
-
+    `down` parked, else the last checkpoint of a run the cluster lost (`lost_checkpoint`). One submit of a job
+    at a time across processes (`up --with-jobs`, the watchdog, the CLI), so two never resume the same state."""
     spec = JOBS.get(name)
     if spec is None:
         raise UserError(f"unknown job {name!r}; known: {', '.join(JOBS)}")
     rest = cluster(settings)
+    with file_lock(_flink_dir(settings) / f"submit-{name}.lock"):
+        return _submit_locked(settings, spec, rest, parallelism, overrides, options, progress, runtime, fresh)
+
+
+def _submit_locked(settings: Settings, spec: JobSpec, rest: FlinkRest, parallelism: int | None,
+                   overrides: dict[str, str] | None, options: dict[str, str] | None,
+                   progress: Callable[[str], None], runtime: Literal["jvm", "python"],
+                   fresh: bool) -> tuple[str, bool]:
+    from tradesim.adapters.flink.client import submit, submit_jar
+    from tradesim.adapters.flink.errors import FlinkRequestError
+    from tradesim.stack.flink import Flink
+
+    name = spec.name
     job_name = (overrides or {}).get("job-name", spec.flink_name)
+    ours = job_name == spec.flink_name  # the job under its own name: its runs are the ones noted
     already = running(rest, job_name)
     if already:
+        if ours and not overrides and name not in runs(settings):  # e.g. started before runs were noted
+            _note_run(settings, name, RunNote(already[0].id, _cluster_instance(settings)))
         return already[0].id, False
     flink = Flink(settings)
     flink.provision(progress)  # no-op when the venv and jars exist
@@ -194,7 +209,7 @@ def submit_job(settings: Settings, name: str, parallelism: int | None = None,
         resumed = None
     lost = lost_checkpoint(settings, rest, name) if standard and resumed is None else None
     if lost is not None:
-        resumed, what = lost[1], f"checkpoint {lost[1]} of its run {lost[0]}, which the cluster lost"
+        resumed, what = lost[1], f"{lost[1]}, the last state of its run {lost[0]}, which the cluster lost"
     if resumed is not None:
         progress(f"{name} resumes from {what}")
         options = {**(options or {}), RECOVERY: resumed}
@@ -216,14 +231,50 @@ def submit_job(settings: Settings, name: str, parallelism: int | None = None,
                             parallelism=parallelism, options=opts)
     except FlinkRequestError as exc:
         raise StackError(str(exc)) from None
-    confirmed = resumed is not None and _await_resumed(rest, name, job_id, what, progress)
-    if job_name == spec.flink_name:  # a new run of the job has its own state from now on: a parked one is stale
-        unpark(settings, name)
-        # a run under other arguments keeps state the standard job cannot resume
-        _note_run(settings, name, job_id if not overrides else None)
+    if not ours:
+        return job_id, True
+    # noted at once, with the state it resumed: lost before its first checkpoint, the run resumes that again
+    before = runs(settings).get(name)
+    _note_run(settings, name, None if overrides else RunNote(job_id, _cluster_instance(settings), resumed))
+    try:
+        confirmed = resumed is not None and _await_resumed(rest, name, job_id, what, progress)
+    except StackError:
+        _note_run(settings, name, before)  # the resume failed: the state it came from is still the one to resume
+        raise
+    unpark(settings, name)  # a new run has its own state from now on: a parked one is stale
     if lost is not None and confirmed:  # checkpointed on its own: the lost run's checkpoints are superseded
         shutil.rmtree(_checkpoints_of(settings, lost[0]), ignore_errors=True)
     return job_id, True
+
+
+def _flink_dir(settings: Settings) -> Path:
+    return settings.stack_dir / "flink"
+
+
+class _Notes:
+    """A small JSON object in a file that several processes change (the CLI, `up`, the watchdog, the tests): each
+    change is a read-modify-write under a lock they all take, written to a file of its own and renamed."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def read(self) -> dict[str, Any]:
+        try:
+            found = json.loads(self.path.read_text())
+        except (OSError, ValueError):
+            return {}
+        return found if isinstance(found, dict) else {}
+
+    @contextlib.contextmanager
+    def changing(self) -> Iterator[dict[str, Any]]:
+        with file_lock(self.path.with_name(self.path.name + ".lock")):
+            entries = self.read()
+            before = dict(entries)
+            yield entries
+            if entries != before:
+                tmp = self.path.with_name(f"{self.path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+                tmp.write_text(json.dumps(entries, indent=1) + "\n")
+                tmp.replace(self.path)
 
 
 # ---- parking: a job's state across `down` and `up` ------------------------------------------------------------
@@ -231,44 +282,40 @@ def submit_job(settings: Settings, name: str, parallelism: int | None = None,
 #: the Flink option that restores a job from a savepoint or checkpoint
 RECOVERY = "execution.state-recovery.path"
 PARK_TIMEOUT_S = 90.0
-_NOTES_LOCK = threading.Lock()
 
 
 def _park_dir(settings: Settings) -> Path:
-    return settings.stack_dir / "flink" / "parked"
+    return _flink_dir(settings) / "parked"
+
+
+def _parked_notes(settings: Settings) -> _Notes:
+    return _Notes(_park_dir(settings) / "parked.json")
 
 
 def parked(settings: Settings) -> dict[str, str]:
     """Catalog job name → the savepoint `down` stopped it with, which its next standard submit resumes from."""
-    try:
-        found = json.loads((_park_dir(settings) / "parked.json").read_text())
-    except (OSError, ValueError):
-        return {}
-    return {str(k): str(v) for k, v in found.items()} if isinstance(found, dict) else {}
-
-
-def _save_parked(settings: Settings, entries: dict[str, str]) -> None:
-    folder = _park_dir(settings)
-    folder.mkdir(parents=True, exist_ok=True)
-    tmp = folder / "parked.json.tmp"
-    tmp.write_text(json.dumps(entries, indent=1) + "\n")
-    tmp.replace(folder / "parked.json")
+    return {str(k): str(v) for k, v in _parked_notes(settings).read().items()}
 
 
 def unpark(settings: Settings, name: str) -> None:
     """Forget a job's parked state (it was resumed, or the user starts it afresh with `jobs submit --fresh`)."""
-    with _NOTES_LOCK:  # `up --with-jobs` submits the jobs side by side
-        entries = parked(settings)
-        if entries.pop(name, None) is not None:
-            _save_parked(settings, entries)
+    with _parked_notes(settings).changing() as entries:
+        entries.pop(name, None)
+
+
+def forget_state(settings: Settings, name: str) -> None:
+    """`jobs submit --fresh`, even with no cluster to submit to: neither the parked state nor a lost run's is
+    resumed later."""
+    unpark(settings, name)
+    _note_run(settings, name, None)
 
 
 def park_jobs(settings: Settings, progress: Callable[[str], None] = lambda _msg: None) -> list[str]:
     """Stop every running standard job with a savepoint and note it, so that its next standard submit (`up
     --with-jobs`, `jobs submit NAME`) resumes the books, the orders waiting for their market time and the
     unwritten mirror batches instead of starting from the groups' offsets, which would lose every resting order.
-    For `down`, before Flink stops; a job that cannot be stopped this way is left to the stop (as before).
-    Returns the names parked."""
+    For `down`, before Flink stops; a job that cannot be stopped this way is left to the stop (its run, still
+    noted, is then resumed as a lost one). Returns the names parked."""
     from tradesim.adapters.flink.errors import FlinkRequestError, FlinkUnavailable
     from tradesim.stack.flink import Flink
 
@@ -284,44 +331,49 @@ def park_jobs(settings: Settings, progress: Callable[[str], None] = lambda _msg:
         try:
             location = rest.stop_with_savepoint(job_id, str(target.resolve()), timeout_s=PARK_TIMEOUT_S)
         except (FlinkUnavailable, FlinkRequestError) as exc:
-            progress(f"{name} not parked ({exc}): its next submit starts from its group's offsets")
+            progress(f"{name} not parked ({exc}): its next submit resumes its last checkpoint, if it has one")
             return None
         return location
 
     with ThreadPoolExecutor(max(1, len(active))) as pool:
         done = {name: pool.submit(one, name, job_id) for name, job_id in active.items()}
-    entries = parked(settings)
+    names = []
     for name, future in done.items():
         location = future.result()
         if location is None:
             continue
-        entries[name] = location
+        with _parked_notes(settings).changing() as entries:
+            entries[name] = location
+        _note_run(settings, name, None)  # ended on purpose, its state parked: not a run to take back after a crash
+        names.append(name)
         progress(f"{name} parked at {location}")
         kept = Path(location.removeprefix("file:")).resolve()
         for older in (_park_dir(settings) / name).glob("savepoint-*"):  # one per job: the others were resumed from
             if older.resolve() != kept:
                 shutil.rmtree(older, ignore_errors=True)
-    _save_parked(settings, entries)
-    names = [n for n, f in done.items() if f.result() is not None]
-    for name in names:  # ended on purpose, its state parked: not a run to take back after a crash
-        _note_run(settings, name, None)
     return names
 
 
 def _await_resumed(rest: FlinkRest, name: str, job_id: str, what: str, progress: Callable[[str], None],
-                   timeout_s: float = 120.0) -> bool:
+                   timeout_s: float = 120.0, unreachable_s: float = 15.0) -> bool:
     """Wait until a job restored from earlier state (`what`) has completed a checkpoint without a failure
-    (RUNNING alone comes before the tasks load their state). A job that failed (state that no longer fits its
-    operators, or pickled objects its code cannot read) is cancelled, and StackError says why and how to start it
-    afresh; one not confirmed by the deadline (a slow box) is left running (False)."""
+    (RUNNING alone comes before the tasks load their state); True then. A job that failed (state that no longer
+    fits its operators, or pickled objects its code cannot read) is cancelled, and StackError says why and how
+    to start it afresh. False, with a line, when it is not confirmed by the deadline (a slow box: left running),
+    ended meanwhile (cancelled), or the cluster stopped answering (gone: its run stays noted with that state)."""
     from tradesim.adapters.flink.errors import FlinkRequestError, FlinkUnavailable
 
     deadline = time.monotonic() + timeout_s
+    answered = time.monotonic()
     while time.monotonic() < deadline:
         try:
             job = next((j for j in rest.jobs() if j.id == job_id), None)
             failures = rest.failures(job_id) if job is not None and job.state != "CREATED" else []
+            answered = time.monotonic()
         except (FlinkUnavailable, FlinkRequestError):
+            if time.monotonic() - answered > unreachable_s:
+                progress(f"{name}: the cluster stopped answering while the job resumed")
+                return False
             job, failures = None, []  # a busy cluster: ask again
         if failures or (job is not None and job.state == "FAILED"):
             cause = (failures[0] if failures else "FAILED").strip().splitlines()[0]
@@ -330,6 +382,9 @@ def _await_resumed(rest: FlinkRest, name: str, job_id: str, what: str, progress:
             raise StackError(f"job {name} could not resume from {what} ({cause}); "
                              f"`tradesim jobs submit {name} --fresh` starts it without that state (its resting "
                              "orders are then gone)")
+        if job is not None and job.state in ("CANCELED", "CANCELLING", "FINISHED"):
+            progress(f"{name} ended ({job.state}) before it completed a checkpoint")
+            return False
         if job is not None and job.state == "RUNNING" and job.last_checkpoint_id is not None:
             return True
         time.sleep(0.5)
@@ -340,50 +395,60 @@ def _await_resumed(rest: FlinkRest, name: str, job_id: str, what: str, progress:
 # ---- a run the cluster lost: its last retained checkpoint ------------------------------------------------------
 
 
-def _runs_file(settings: Settings) -> Path:
-    return settings.stack_dir / "flink" / "runs.json"
+@dataclass(frozen=True)
+class RunNote:
+    """A standard job's latest run: its Flink job id, the cluster instance it was submitted to (the flink
+    component's process; None for a cluster tradesim did not start) and the state it resumed, if any."""
+
+    run: str
+    cluster: str | None = None
+    resumed: str | None = None
 
 
-def runs(settings: Settings) -> dict[str, str]:
-    """Catalog job name → the Flink job id of its latest standard run (the run whose checkpoints it continues)."""
-    try:
-        found = json.loads(_runs_file(settings).read_text())
-    except (OSError, ValueError):
-        return {}
-    return {str(k): str(v) for k, v in found.items()} if isinstance(found, dict) else {}
+def _run_notes(settings: Settings) -> _Notes:
+    return _Notes(_flink_dir(settings) / "runs.json")
 
 
-def _note_run(settings: Settings, name: str, job_id: str | None) -> None:
-    with _NOTES_LOCK:
-        entries = runs(settings)
-        if job_id is None:
-            if entries.pop(name, None) is None:
-                return
+def runs(settings: Settings) -> dict[str, RunNote]:
+    """Catalog job name → its latest standard run (the run whose state its next standard submit continues)."""
+    out = {}
+    for name, raw in _run_notes(settings).read().items():
+        with contextlib.suppress(TypeError):
+            out[str(name)] = RunNote(**raw)
+    return out
+
+
+def _note_run(settings: Settings, name: str, note: RunNote | None) -> None:
+    with _run_notes(settings).changing() as entries:
+        if note is None:
+            entries.pop(name, None)
         else:
-            entries[name] = job_id
-        _save_runs(settings, entries)
+            entries[name] = asdict(note)
 
 
-def _save_runs(settings: Settings, entries: dict[str, str]) -> None:
-    path = _runs_file(settings)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(entries, indent=1) + "\n")
-    tmp.replace(path)
-
-
-def cancel_job(settings: Settings, job_id: str) -> None:
-    """Cancel a job on purpose: its run's checkpoints are not resumed by a later submit (they stay on disk for
-    `jobs submit --from-savepoint`). Cancelled by other means (Flink's own UI), a run lost with the cluster later
-    is resumed."""
+def cancel_job(settings: Settings, job_id: str, *, savepoint: bool = False) -> str | None:
+    """Cancel a job on purpose (with `savepoint`: stop it with one, returned): its run's state is not resumed by a
+    later submit (its checkpoints stay on disk for `jobs submit --from-savepoint`). Cancelled by other means
+    (Flink's own UI), a run the cluster later loses is resumed."""
     from tradesim.stack.flink import Flink
 
-    Flink(settings).rest().cancel(job_id)
-    with _NOTES_LOCK:
-        entries = runs(settings)
-        kept = {name: noted for name, noted in entries.items() if noted != job_id}
-        if kept != entries:
-            _save_runs(settings, kept)
+    rest = Flink(settings).rest()
+    location = rest.stop_with_savepoint(job_id, None) if savepoint else None
+    if not savepoint:
+        rest.cancel(job_id)
+    with _run_notes(settings).changing() as entries:
+        for name in [n for n, raw in entries.items() if isinstance(raw, dict) and raw.get("run") == job_id]:
+            del entries[name]
+    return location
+
+
+def _cluster_instance(settings: Settings) -> str | None:
+    """The flink component's process as the state file records it (pid and start time): a new one is a new
+    JobManager, which knows none of the old one's jobs. None when tradesim did not start the cluster."""
+    from tradesim.stack.state import StateFile
+
+    record = StateFile(settings.stack_dir).load().components.get("flink")
+    return None if record is None else f"{record.pid}:{record.start_ticks}"
 
 
 def _checkpoints_of(settings: Settings, job_id: str) -> Path:
@@ -392,35 +457,44 @@ def _checkpoints_of(settings: Settings, job_id: str) -> Path:
     return Flink(settings).dir / "checkpoints" / job_id
 
 
+def _is_lost(note: RunNote, known: set[str], instance: str | None) -> bool:
+    """The cluster lost the run: a new instance runs now (its JobManager stopped or died since: a crash, a kill,
+    a `down` that could not park it). On the same instance a run it no longer lists (a finished job expires from
+    its listing after an hour) ended there and is not taken back; with no instance to compare (a cluster of its
+    own), unlisted counts as lost."""
+    if note.run in known:
+        return False
+    if note.cluster is not None and instance is not None:
+        return note.cluster != instance
+    return True
+
+
+def _lost_runs(settings: Settings, rest: FlinkRest) -> dict[str, RunNote]:
+    """Catalog name → noted run, for the runs the cluster lost. Raises FlinkUnavailable/FlinkRequestError."""
+    known = {j.id for j in rest.jobs(with_checkpoints=False)}
+    instance = _cluster_instance(settings)
+    return {name: note for name, note in runs(settings).items() if name in JOBS and _is_lost(note, known, instance)}
+
+
 def lost_checkpoint(settings: Settings, rest: FlinkRest, name: str) -> tuple[str, str] | None:
-    """(run id, checkpoint folder) of the newest complete checkpoint the job's latest standard run retained, when
-    the cluster no longer knows that run: its JobManager stopped or died since (a crash, a kill, a `down` that
-    could not park it), and with it the run. None when the run is known (running, or ended on this cluster:
-    a cancelled job's state is not taken back), was never noted, or left no complete checkpoint here (a cluster
-    of its own keeps them elsewhere)."""
+    """(run id, state) to resume for a job whose latest standard run the cluster lost: that run's newest complete
+    retained checkpoint, else (lost before its first) the state that run had itself resumed. None when the run
+    was not lost, was never noted, or left nothing here (a cluster of its own keeps its checkpoints elsewhere)."""
     from tradesim.adapters.flink.errors import FlinkRequestError, FlinkUnavailable
 
-    job_id = runs(settings).get(name)
-    if job_id is None:
-        return None
     try:
-        if any(j.id == job_id for j in rest.jobs(with_checkpoints=False)):
-            return None
+        note = _lost_runs(settings, rest).get(name)
     except (FlinkUnavailable, FlinkRequestError):
         return None
-    complete = [(int(p.name.removeprefix("chk-")), p) for p in _checkpoints_of(settings, job_id).glob("chk-*")
-                if p.name.removeprefix("chk-").isdigit() and (p / "_metadata").is_file()]
-    if not complete:
+    if note is None:
         return None
-    return job_id, str(max(complete, key=lambda c: c[0])[1])
-
-
-def _lost_runs(settings: Settings) -> dict[str, str]:
-    """Catalog name → noted run id, for the runs the cluster no longer knows. Raises FlinkUnavailable."""
-    from tradesim.stack.flink import Flink
-
-    known = {j.id for j in Flink(settings).rest().jobs(with_checkpoints=False)}
-    return {name: job_id for name, job_id in runs(settings).items() if name in JOBS and job_id not in known}
+    complete = [(int(p.name.removeprefix("chk-")), p) for p in _checkpoints_of(settings, note.run).glob("chk-*")
+                if p.name.removeprefix("chk-").isdigit() and (p / "_metadata").is_file()]
+    if complete:
+        return note.run, str(max(complete, key=lambda c: c[0])[1])
+    if note.resumed and (Path(note.resumed.removeprefix("file:")) / "_metadata").is_file():
+        return note.run, note.resumed
+    return None
 
 
 def waiting_to_resume(settings: Settings) -> list[str]:
@@ -429,30 +503,34 @@ def waiting_to_resume(settings: Settings) -> list[str]:
     from tradesim.adapters.flink.errors import FlinkRequestError, FlinkUnavailable
 
     try:
-        return sorted({*parked(settings), *_lost_runs(settings)} - set(active_catalog_jobs(cluster(settings))))
+        rest = cluster(settings)
+        return sorted({*parked(settings), *_lost_runs(settings, rest)} - set(active_catalog_jobs(rest)))
     except (FlinkUnavailable, FlinkRequestError, UserError):
         return []
 
 
 def resubmit_lost(settings: Settings, progress: Callable[[str], None] = lambda _msg: None) -> list[str]:
-    """Submit again each job whose latest standard run the cluster no longer knows (for the watchdog, once it
-    restarted Flink); each continues from its last checkpoint. Returns the names submitted."""
+    """Submit again each job whose latest standard run the cluster lost (for the watchdog, once it restarted
+    Flink); each continues from its last checkpoint. Returns the names submitted; raises StackError naming the
+    ones that could not be (after trying every one), so that the caller tries again later."""
     from tradesim.adapters.flink.errors import FlinkRequestError, FlinkUnavailable
 
     try:
-        lost = _lost_runs(settings)
-    except (FlinkUnavailable, FlinkRequestError) as exc:
-        progress(f"lost jobs not resubmitted: {exc}")
-        return []
-    done = []
-    for name, job_id in lost.items():
+        lost = _lost_runs(settings, cluster(settings))
+    except (FlinkUnavailable, FlinkRequestError, UserError) as exc:
+        raise StackError(f"lost jobs not resubmitted: {exc}") from None
+    done, failed = [], []
+    for name, note in lost.items():
         try:
             submit_job(settings, name, progress=progress)
-        except (StackError, UserError) as exc:
-            progress(f"{name} not resubmitted: {exc}")
+        except Exception as exc:  # noqa: BLE001 - each job on its own; the caller retries what failed
+            progress(f"{name} not resubmitted: {type(exc).__name__}: {exc}")
+            failed.append(name)
             continue
-        progress(f"{name} resubmitted (its run {job_id} was lost with the cluster)")
+        progress(f"{name} resubmitted (its run {note.run} was lost with the cluster)")
         done.append(name)
+    if failed:
+        raise StackError(f"not resubmitted: {', '.join(failed)}")
     return done
 
 

@@ -202,10 +202,6 @@ class Supervisor:
                 comp.initialize(lambda msg: self.progress(name, msg))
             except Unhealthy as exc:
                 raise StartError(f"{name}: initialization failed: {exc}") from None
-        try:  # outside the state lock: it may take a while (Flink's job submissions)
-            comp.after_restart(lambda msg: self.progress(name, msg))
-        except Exception as exc:  # noqa: BLE001 - the server is back; what it ran is put back on a best effort
-            self.progress(name, f"after the restart: {type(exc).__name__}: {exc}")
         return True
 
     def _await_ports_released(self, comps: list[Component], timeout_s: float = PORT_RELEASE_S) -> None:

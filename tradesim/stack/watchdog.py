@@ -16,6 +16,7 @@ import os
 import signal
 import sys
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,8 @@ from tradesim.settings import Settings, settings_to_env
 from tradesim.stack.process import OsProcessTable, ProcessHandle, ProcessTable
 
 log = logging.getLogger("tradesim.watchdog")
+#: how often the watchdog tries to put back what a restarted component ran (Flink's jobs) before it gives up
+PUT_BACK_TRIES = 5
 
 
 @dataclass
@@ -102,6 +105,11 @@ class Watchdog:
         self.supervisor = Supervisor(settings, registry.build(settings), processes=processes,
                                      progress=lambda name, msg: log.info("%s: %s", name, msg))
         self.next_try: dict[str, float] = {}
+        # what a restarted component ran, put back in a thread of its own (Flink's job submissions take a while,
+        # and the other components stay watched meanwhile): component → (tries, next try)
+        self.put_back: dict[str, tuple[int, float]] = {}
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="put-back")
+        self._putting_back: tuple[str, Future[None]] | None = None
 
     def check(self, now: float | None = None) -> list[str]:
         """Restart what died; returns the names restarted."""
@@ -128,6 +136,7 @@ class Watchdog:
                 attempted = self.supervisor.restart(row.name)
                 if attempted:
                     done.append(row.name)
+                    self.put_back[row.name] = (0, 0.0)
             except Exception as exc:  # noqa: BLE001 - a failed start is retried after backoff, never fatal here
                 log.error("%s: restart failed: %s", row.name, exc)
                 attempted = True
@@ -136,7 +145,32 @@ class Watchdog:
             else:  # someone (`tradesim up`) got there first: not a restart of ours
                 state.restarts[row.name] = recent
         self._save(state)
+        self._put_back_next(now)
         return done
+
+    def busy(self) -> bool:
+        return self._putting_back is not None and not self._putting_back[1].done()
+
+    def _put_back_next(self, now: float) -> None:
+        """One `after_restart` at a time; one that raises is tried again after a backoff, up to PUT_BACK_TRIES."""
+        if self._putting_back is not None:
+            name, future = self._putting_back
+            if not future.done():
+                return
+            self._putting_back = None
+            exc = future.exception()
+            tries, _ = self.put_back.pop(name, (0, 0.0))
+            if exc is not None:
+                if tries + 1 < PUT_BACK_TRIES:
+                    log.warning("%s: putting back what it ran failed, trying again: %s", name, exc)
+                    self.put_back[name] = (tries + 1, now + min(2.0 ** (tries + 3), 60.0))
+                else:
+                    log.error("%s: putting back what it ran failed %d times, giving up: %s", name, tries + 1, exc)
+        due = next((n for n, (_, when) in self.put_back.items() if when <= now), None)
+        if due is None:
+            return
+        comp = next(c for c in self.supervisor.components if c.name == due)
+        self._putting_back = due, self._pool.submit(comp.after_restart, lambda msg: log.info("%s: %s", due, msg))
 
     def _save(self, state: WatchdogState) -> None:
         fresh = self.file.load()  # keep the pid fields `start` wrote; ours are the counts
@@ -169,6 +203,10 @@ def main() -> None:
         deadline = time.monotonic() + settings.stack.watchdog_poll_s
         while not stopping and time.monotonic() < deadline:
             time.sleep(0.1)
+    if dog.busy():  # `down` stops the watchdog first and waits a bounded time: never hold it up
+        log.warning("stopping while putting back what a restarted component ran")
+        logging.shutdown()
+        os._exit(0)
 
 
 if __name__ == "__main__":

@@ -267,7 +267,9 @@ def test_a_resting_order_outlives_a_killed_jobmanager_and_the_watchdog_puts_the_
     flink = Flink(ex.settings)
     rest = flink.rest()
     (run,) = running(ex.settings)
-    assert runs(ex.settings).get("execution") == run, "the execution job's run is noted at its submit"
+    noted = runs(ex.settings).get("execution")
+    assert noted is not None, "the execution job's run is noted at its submit"
+    assert noted.run == run
 
     def last_checkpoint() -> int:
         job = next(j for j in rest.jobs() if j.id == run)
@@ -286,7 +288,8 @@ def test_a_resting_order_outlives_a_killed_jobmanager_and_the_watchdog_puts_the_
     finally:
         probe.close()
     group = next(g for g, t in source_groups(ex.settings, {"execution"}) if t == topic)
-    wait_for(lambda: start_positions(ex.settings.kafka, group, topic, "earliest") == ends, 120,
+    wait_for(lambda: all(at >= ends[p] for p, at in start_positions(ex.settings.kafka, group, topic,
+                                                                    "earliest").items()), 120,
              "the job's group committed past the order", poll_s=1)
     jobmanager = int((flink.dir / "pids" / "jobmanager.pid").read_text())
     watchdog.start(ex.settings)
@@ -294,18 +297,21 @@ def test_a_resting_order_outlives_a_killed_jobmanager_and_the_watchdog_puts_the_
         os.kill(jobmanager, signal.SIGKILL)
 
         def resubmitted() -> bool:
-            noted = runs(ex.settings).get("execution")
+            now = runs(ex.settings).get("execution")
             try:
-                return noted not in (None, run) and running(ex.settings) == [noted]
+                return now is not None and now.run != run and running(ex.settings) == [now.run]
             except (FlinkUnavailable, FlinkRequestError):  # the cluster restarting
                 return False
 
         wait_for(resubmitted, 300, "Flink restarted and the execution job resubmitted by the watchdog", poll_s=1)
+        # once the new run has a checkpoint of its own
+        wait_for(lambda: not (flink.dir / "checkpoints" / run).exists(), 150, "the lost run's checkpoints removed",
+                 poll_s=0.5)
     finally:
-        assert watchdog.stop(ex.settings), "the watchdog died during the test"
+        stayed = watchdog.stop(ex.settings)
+    assert stayed, "the watchdog died during the test"
     ex.price(symbol, 2, "89")  # the ask crosses the limit: the order rested through the crash
     outcome = reader.wait([resting.order_id])[resting.order_id]
     assert outcome.status == "executed"
     assert outcome.fill_price is not None
     assert outcome.fill_price <= Decimal("90")
-    wait_for(lambda: not (flink.dir / "checkpoints" / run).exists(), 10, "the lost run's checkpoints removed")
