@@ -188,16 +188,18 @@ def _submit_locked(settings: Settings, spec: JobSpec, rest: FlinkRest, paralleli
                    progress: Callable[[str], None], runtime: Literal["jvm", "python"],
                    fresh: bool) -> tuple[str, bool]:
     from tradesim.adapters.flink.client import submit, submit_jar
-    from tradesim.adapters.flink.errors import FlinkRequestError
+    from tradesim.adapters.flink.errors import FlinkRequestError, FlinkUnavailable
     from tradesim.stack.flink import Flink
 
     name = spec.name
     job_name = (overrides or {}).get("job-name", spec.flink_name)
-    ours = job_name == spec.flink_name  # the job under its own name: its runs are the ones noted
+    # a standard job under its own name: its runs are the ones noted (of the instance that runs it now)
+    ours = spec.standard and job_name == spec.flink_name
+    instance = _cluster_instance(settings)
     already = running(rest, job_name)
     if already:
         if ours and not overrides and name not in runs(settings):  # e.g. started before runs were noted
-            _note_run(settings, name, RunNote(already[0].id, _cluster_instance(settings)))
+            _note_run(settings, name, RunNote(already[0].id, instance))
         return already[0].id, False
     flink = Flink(settings)
     flink.provision(progress)  # no-op when the venv and jars exist
@@ -207,7 +209,11 @@ def _submit_locked(settings: Settings, spec: JobSpec, rest: FlinkRest, paralleli
     if resumed is not None and not (Path(resumed.removeprefix("file:")) / "_metadata").is_file():
         progress(f"{name}: {what} is gone; it starts from its group's offsets")
         resumed = None
-    lost = lost_checkpoint(settings, rest, name) if standard and resumed is None else None
+    try:
+        lost = lost_checkpoint(settings, rest, name) if standard and resumed is None else None
+    except (FlinkUnavailable, FlinkRequestError) as exc:  # never start afresh for want of an answer
+        raise StackError(f"cannot tell whether {name}'s last run was lost with the cluster ({exc}); "
+                         "try again") from None
     if lost is not None:
         resumed, what = lost[1], f"{lost[1]}, the last state of its run {lost[0]}, which the cluster lost"
     if resumed is not None:
@@ -235,15 +241,19 @@ def _submit_locked(settings: Settings, spec: JobSpec, rest: FlinkRest, paralleli
         return job_id, True
     # noted at once, with the state it resumed: lost before its first checkpoint, the run resumes that again
     before = runs(settings).get(name)
-    _note_run(settings, name, None if overrides else RunNote(job_id, _cluster_instance(settings), resumed))
+    _note_run(settings, name, None if overrides else RunNote(job_id, instance, (options or {}).get(RECOVERY)))
     try:
         confirmed = resumed is not None and _await_resumed(rest, name, job_id, what, progress)
     except StackError:
         _note_run(settings, name, before)  # the resume failed: the state it came from is still the one to resume
         raise
     unpark(settings, name)  # a new run has its own state from now on: a parked one is stale
-    if lost is not None and confirmed:  # checkpointed on its own: the lost run's checkpoints are superseded
-        shutil.rmtree(_checkpoints_of(settings, lost[0]), ignore_errors=True)
+    if lost is not None and confirmed:  # checkpointed on its own: the lost run's checkpoints are superseded,
+        # and those of the older run it had resumed, if it never checkpointed itself
+        root = _checkpoints_of(settings, "x").parent.resolve()
+        for folder in {_checkpoints_of(settings, lost[0]).resolve(), Path(lost[1]).resolve().parent}:
+            if folder.parent == root:
+                shutil.rmtree(folder, ignore_errors=True)
     return job_id, True
 
 
@@ -355,7 +365,7 @@ def park_jobs(settings: Settings, progress: Callable[[str], None] = lambda _msg:
 
 
 def _await_resumed(rest: FlinkRest, name: str, job_id: str, what: str, progress: Callable[[str], None],
-                   timeout_s: float = 120.0, unreachable_s: float = 15.0) -> bool:
+                   timeout_s: float = 120.0, unreachable_s: float = 30.0) -> bool:
     """Wait until a job restored from earlier state (`what`) has completed a checkpoint without a failure
     (RUNNING alone comes before the tasks load their state); True then. A job that failed (state that no longer
     fits its operators, or pickled objects its code cannot read) is cancelled, and StackError says why and how
@@ -368,13 +378,15 @@ def _await_resumed(rest: FlinkRest, name: str, job_id: str, what: str, progress:
     while time.monotonic() < deadline:
         try:
             job = next((j for j in rest.jobs() if j.id == job_id), None)
-            failures = rest.failures(job_id) if job is not None and job.state != "CREATED" else []
             answered = time.monotonic()
-        except (FlinkUnavailable, FlinkRequestError):
+            failures = rest.failures(job_id) if job is not None and job.state != "CREATED" else []
+        except FlinkUnavailable:
             if time.monotonic() - answered > unreachable_s:
                 progress(f"{name}: the cluster stopped answering while the job resumed")
                 return False
             job, failures = None, []  # a busy cluster: ask again
+        except FlinkRequestError:  # e.g. checkpoint statistics while the job master initializes: ask again
+            job, failures = None, []
         if failures or (job is not None and job.state == "FAILED"):
             cause = (failures[0] if failures else "FAILED").strip().splitlines()[0]
             with contextlib.suppress(FlinkUnavailable, FlinkRequestError):
@@ -479,13 +491,9 @@ def _lost_runs(settings: Settings, rest: FlinkRest) -> dict[str, RunNote]:
 def lost_checkpoint(settings: Settings, rest: FlinkRest, name: str) -> tuple[str, str] | None:
     """(run id, state) to resume for a job whose latest standard run the cluster lost: that run's newest complete
     retained checkpoint, else (lost before its first) the state that run had itself resumed. None when the run
-    was not lost, was never noted, or left nothing here (a cluster of its own keeps its checkpoints elsewhere)."""
-    from tradesim.adapters.flink.errors import FlinkRequestError, FlinkUnavailable
-
-    try:
-        note = _lost_runs(settings, rest).get(name)
-    except (FlinkUnavailable, FlinkRequestError):
-        return None
+    was not lost, was never noted, or left nothing here (a cluster of its own keeps its checkpoints elsewhere).
+    Raises FlinkUnavailable/FlinkRequestError: no answer is not "not lost"."""
+    note = _lost_runs(settings, rest).get(name)
     if note is None:
         return None
     complete = [(int(p.name.removeprefix("chk-")), p) for p in _checkpoints_of(settings, note.run).glob("chk-*")
@@ -504,7 +512,8 @@ def waiting_to_resume(settings: Settings) -> list[str]:
 
     try:
         rest = cluster(settings)
-        return sorted({*parked(settings), *_lost_runs(settings, rest)} - set(active_catalog_jobs(rest)))
+        lost = [name for name in _lost_runs(settings, rest) if lost_checkpoint(settings, rest, name) is not None]
+        return sorted({*parked(settings), *lost} - set(active_catalog_jobs(rest)))
     except (FlinkUnavailable, FlinkRequestError, UserError):
         return []
 

@@ -109,7 +109,7 @@ class Watchdog:
         # and the other components stay watched meanwhile): component → (tries, next try)
         self.put_back: dict[str, tuple[int, float]] = {}
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="put-back")
-        self._putting_back: tuple[str, Future[None]] | None = None
+        self._putting_back: tuple[str, int, Future[None]] | None = None  # component, tries before, the attempt
 
     def check(self, now: float | None = None) -> list[str]:
         """Restart what died; returns the names restarted."""
@@ -149,28 +149,29 @@ class Watchdog:
         return done
 
     def busy(self) -> bool:
-        return self._putting_back is not None and not self._putting_back[1].done()
+        return self._putting_back is not None and not self._putting_back[2].done()
 
     def _put_back_next(self, now: float) -> None:
-        """One `after_restart` at a time; one that raises is tried again after a backoff, up to PUT_BACK_TRIES."""
+        """One `after_restart` at a time; one that raises is tried again after a backoff, up to PUT_BACK_TRIES. A
+        restart while an attempt runs schedules a fresh one (the attempt was for the server before)."""
         if self._putting_back is not None:
-            name, future = self._putting_back
+            name, tries, future = self._putting_back
             if not future.done():
                 return
             self._putting_back = None
             exc = future.exception()
-            tries, _ = self.put_back.pop(name, (0, 0.0))
-            if exc is not None:
-                if tries + 1 < PUT_BACK_TRIES:
-                    log.warning("%s: putting back what it ran failed, trying again: %s", name, exc)
-                    self.put_back[name] = (tries + 1, now + min(2.0 ** (tries + 3), 60.0))
-                else:
-                    log.error("%s: putting back what it ran failed %d times, giving up: %s", name, tries + 1, exc)
+            if exc is not None and tries + 1 < PUT_BACK_TRIES:
+                log.warning("%s: putting back what it ran failed, trying again: %s", name, exc)
+                self.put_back.setdefault(name, (tries + 1, now + min(2.0 ** (tries + 3), 60.0)))
+            elif exc is not None:
+                log.error("%s: putting back what it ran failed %d times, giving up: %s", name, tries + 1, exc)
         due = next((n for n, (_, when) in self.put_back.items() if when <= now), None)
         if due is None:
             return
+        tries, _ = self.put_back.pop(due)
         comp = next(c for c in self.supervisor.components if c.name == due)
-        self._putting_back = due, self._pool.submit(comp.after_restart, lambda msg: log.info("%s: %s", due, msg))
+        self._putting_back = due, tries, self._pool.submit(comp.after_restart,
+                                                           lambda msg: log.info("%s: %s", due, msg))
 
     def _save(self, state: WatchdogState) -> None:
         fresh = self.file.load()  # keep the pid fields `start` wrote; ours are the counts
