@@ -175,3 +175,13 @@ def test_notes_changed_by_many_writers_at_once_keep_every_change() -> None:
     with ThreadPoolExecutor(8) as pool:
         list(pool.map(lambda n: _note_run(settings, n, RunNote(n + "-run")), names))
     assert {n: note.run for n, note in runs(settings).items()} == {n: n + "-run" for n in names}
+
+
+def test_only_the_standard_jobs_runs_are_taken_back() -> None:
+    from tradesim.stack.jobs import lost_checkpoint
+
+    settings = load_settings()
+    (settings.stack_dir / "flink" / "checkpoints" / "run6" / "chk-1").mkdir(parents=True)
+    (settings.stack_dir / "flink" / "checkpoints" / "run6" / "chk-1" / "_metadata").write_bytes(b"")
+    _noted(settings, passthrough={"run": "run6"})  # a benchmark baseline noted by an older version
+    assert lost_checkpoint(settings, _Cluster(), "passthrough") is None

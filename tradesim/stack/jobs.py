@@ -203,7 +203,7 @@ def _submit_locked(settings: Settings, spec: JobSpec, rest: FlinkRest, paralleli
         return already[0].id, False
     flink = Flink(settings)
     flink.provision(progress)  # no-op when the venv and jars exist
-    standard = not (fresh or overrides or (options and RECOVERY in options))
+    standard = spec.standard and not (fresh or overrides or (options and RECOVERY in options))
     resumed = parked(settings).get(name) if standard else None
     what = f"the state `down` parked at {resumed}"
     if resumed is not None and not (Path(resumed.removeprefix("file:")) / "_metadata").is_file():
@@ -248,12 +248,8 @@ def _submit_locked(settings: Settings, spec: JobSpec, rest: FlinkRest, paralleli
         _note_run(settings, name, before)  # the resume failed: the state it came from is still the one to resume
         raise
     unpark(settings, name)  # a new run has its own state from now on: a parked one is stale
-    if lost is not None and confirmed:  # checkpointed on its own: the lost run's checkpoints are superseded,
-        # and those of the older run it had resumed, if it never checkpointed itself
-        root = _checkpoints_of(settings, "x").parent.resolve()
-        for folder in {_checkpoints_of(settings, lost[0]).resolve(), Path(lost[1]).resolve().parent}:
-            if folder.parent == root:
-                shutil.rmtree(folder, ignore_errors=True)
+    if lost is not None and confirmed:  # checkpointed on its own: the lost run's checkpoints are superseded
+        shutil.rmtree(_checkpoints_of(settings, lost[0]), ignore_errors=True)
     return job_id, True
 
 
@@ -376,17 +372,18 @@ def _await_resumed(rest: FlinkRest, name: str, job_id: str, what: str, progress:
     deadline = time.monotonic() + timeout_s
     answered = time.monotonic()
     while time.monotonic() < deadline:
+        job, failures = None, []
         try:
             job = next((j for j in rest.jobs() if j.id == job_id), None)
             answered = time.monotonic()
-            failures = rest.failures(job_id) if job is not None and job.state != "CREATED" else []
+            if job is not None and job.state != "CREATED":
+                failures = rest.failures(job_id)
         except FlinkUnavailable:
             if time.monotonic() - answered > unreachable_s:
                 progress(f"{name}: the cluster stopped answering while the job resumed")
                 return False
-            job, failures = None, []  # a busy cluster: ask again
-        except FlinkRequestError:  # e.g. checkpoint statistics while the job master initializes: ask again
-            job, failures = None, []
+        except FlinkRequestError:  # an answer (e.g. no statistics while the job master initializes): ask again
+            answered = time.monotonic()
         if failures or (job is not None and job.state == "FAILED"):
             cause = (failures[0] if failures else "FAILED").strip().splitlines()[0]
             with contextlib.suppress(FlinkUnavailable, FlinkRequestError):
@@ -485,7 +482,8 @@ def _lost_runs(settings: Settings, rest: FlinkRest) -> dict[str, RunNote]:
     """Catalog name → noted run, for the runs the cluster lost. Raises FlinkUnavailable/FlinkRequestError."""
     known = {j.id for j in rest.jobs(with_checkpoints=False)}
     instance = _cluster_instance(settings)
-    return {name: note for name, note in runs(settings).items() if name in JOBS and _is_lost(note, known, instance)}
+    return {name: note for name, note in runs(settings).items()
+            if name in JOBS and JOBS[name].standard and _is_lost(note, known, instance)}
 
 
 def lost_checkpoint(settings: Settings, rest: FlinkRest, name: str) -> tuple[str, str] | None:

@@ -163,7 +163,7 @@ class Watchdog:
             if exc is not None and tries + 1 < PUT_BACK_TRIES:
                 log.warning("%s: putting back what it ran failed, trying again: %s", name, exc)
                 self.put_back.setdefault(name, (tries + 1, now + min(2.0 ** (tries + 3), 60.0)))
-            elif exc is not None:
+            elif exc is not None and name not in self.put_back:  # (a newer restart's attempt is queued)
                 log.error("%s: putting back what it ran failed %d times, giving up: %s", name, tries + 1, exc)
         due = next((n for n, (_, when) in self.put_back.items() if when <= now), None)
         if due is None:
