@@ -492,14 +492,17 @@ def lost_checkpoint(settings: Settings, rest: FlinkRest, name: str) -> tuple[str
     was not lost, was never noted, or left nothing here (a cluster of its own keeps its checkpoints elsewhere).
     Raises FlinkUnavailable/FlinkRequestError: no answer is not "not lost"."""
     note = _lost_runs(settings, rest).get(name)
-    if note is None:
-        return None
+    state = None if note is None else _last_state(settings, note)
+    return None if note is None or state is None else (note.run, state)
+
+
+def _last_state(settings: Settings, note: RunNote) -> str | None:
     complete = [(int(p.name.removeprefix("chk-")), p) for p in _checkpoints_of(settings, note.run).glob("chk-*")
                 if p.name.removeprefix("chk-").isdigit() and (p / "_metadata").is_file()]
     if complete:
-        return note.run, str(max(complete, key=lambda c: c[0])[1])
+        return str(max(complete, key=lambda c: c[0])[1])
     if note.resumed and (Path(note.resumed.removeprefix("file:")) / "_metadata").is_file():
-        return note.run, note.resumed
+        return note.resumed
     return None
 
 
@@ -510,7 +513,7 @@ def waiting_to_resume(settings: Settings) -> list[str]:
 
     try:
         rest = cluster(settings)
-        lost = [name for name in _lost_runs(settings, rest) if lost_checkpoint(settings, rest, name) is not None]
+        lost = [name for name, note in _lost_runs(settings, rest).items() if _last_state(settings, note) is not None]
         return sorted({*parked(settings), *lost} - set(active_catalog_jobs(rest)))
     except (FlinkUnavailable, FlinkRequestError, UserError):
         return []

@@ -202,14 +202,8 @@ def test_a_savepoint_taken_before_any_order_arrived_replays_every_order_since(ex
     assert {o.status for o in got.values()} == {"cancelled"}  # each was in the restored book to be cancelled
 
 
-def test_a_resting_order_outlives_flink_stopped_by_down_and_started_again(ex: Exchange, symbol: str) -> None:
-    """`down` parks the jobs (a savepoint each) before Flink stops, and their next submit resumes from it: a GTC
-    order resting in the book still fills after Flink was stopped and started (before, the job started afresh
-    from its group's offsets, past the order, and the order stayed `accepted` for ever)."""
-    from tradesim.stack import registry
-    from tradesim.stack.jobs import JOBS, name_of, parked, submit_job, waiting_to_resume
-    from tradesim.stack.supervisor import Supervisor
-
+def _rest_a_buy_limit_at_90(ex: Exchange, symbol: str) -> tuple[Outcomes, OrderPlaced]:
+    """A GTC buy limit at 90 against an ask of 100, once the job's mirror marked it resting in the book."""
     user = ex.account("100000")
     ex.price(symbol, 1, "100")
     reader = ex.outcomes()
@@ -220,6 +214,26 @@ def test_a_resting_order_outlives_flink_stopped_by_down_and_started_again(ex: Ex
         wait_for(lambda: (OrderStore(db).get(resting.order_id) or {}).get("in_book"), 60, "the order resting")
     finally:
         db.close()
+    return reader, resting
+
+
+def _assert_it_fills_when_the_ask_crosses(ex: Exchange, symbol: str, reader: Outcomes, resting: OrderPlaced) -> None:
+    ex.price(symbol, 2, "89")
+    outcome = reader.wait([resting.order_id])[resting.order_id]
+    assert outcome.status == "executed"
+    assert outcome.fill_price is not None
+    assert outcome.fill_price <= Decimal("90")
+
+
+def test_a_resting_order_outlives_flink_stopped_by_down_and_started_again(ex: Exchange, symbol: str) -> None:
+    """`down` parks the jobs (a savepoint each) before Flink stops, and their next submit resumes from it: a GTC
+    order resting in the book still fills after Flink was stopped and started (before, the job started afresh
+    from its group's offsets, past the order, and the order stayed `accepted` for ever)."""
+    from tradesim.stack import registry
+    from tradesim.stack.jobs import JOBS, name_of, parked, submit_job, waiting_to_resume
+    from tradesim.stack.supervisor import Supervisor
+
+    reader, resting = _rest_a_buy_limit_at_90(ex, symbol)
     rest = Flink(ex.settings).rest()
     ran = [name_of(j.name) for j in rest.jobs(with_checkpoints=False) if j.active and name_of(j.name) in JOBS]
     flink = Supervisor(ex.settings, registry.build(ex.settings, ["flink"]))
@@ -234,11 +248,7 @@ def test_a_resting_order_outlives_flink_stopped_by_down_and_started_again(ex: Ex
     assert "execution" in waiting
     assert "execution" not in parked(ex.settings)
     assert "execution" not in waiting_to_resume(ex.settings)
-    ex.price(symbol, 2, "89")  # the ask crosses the limit: the order rested through the restart
-    outcome = reader.wait([resting.order_id])[resting.order_id]
-    assert outcome.status == "executed"
-    assert outcome.fill_price is not None
-    assert outcome.fill_price <= Decimal("90")
+    _assert_it_fills_when_the_ask_crosses(ex, symbol, reader, resting)  # it rested through the restart
 
 
 def test_a_resting_order_outlives_a_killed_jobmanager_and_the_watchdog_puts_the_job_back(
@@ -254,16 +264,7 @@ def test_a_resting_order_outlives_a_killed_jobmanager_and_the_watchdog_puts_the_
     from tradesim.stack import watchdog
     from tradesim.stack.jobs import runs, source_groups
 
-    user = ex.account("100000")
-    ex.price(symbol, 1, "100")
-    reader = ex.outcomes()
-    resting = ex.order(user, symbol, kind="limit", limit="90", tif="gtc")
-    ex.send(resting)
-    db = DynamoDB(ex.settings.dynamodb)
-    try:
-        wait_for(lambda: (OrderStore(db).get(resting.order_id) or {}).get("in_book"), 60, "the order resting")
-    finally:
-        db.close()
+    reader, resting = _rest_a_buy_limit_at_90(ex, symbol)
     flink = Flink(ex.settings)
     rest = flink.rest()
     (run,) = running(ex.settings)
@@ -310,8 +311,4 @@ def test_a_resting_order_outlives_a_killed_jobmanager_and_the_watchdog_puts_the_
     finally:
         stayed = watchdog.stop(ex.settings)
     assert stayed, "the watchdog died during the test"
-    ex.price(symbol, 2, "89")  # the ask crosses the limit: the order rested through the crash
-    outcome = reader.wait([resting.order_id])[resting.order_id]
-    assert outcome.status == "executed"
-    assert outcome.fill_price is not None
-    assert outcome.fill_price <= Decimal("90")
+    _assert_it_fills_when_the_ask_crosses(ex, symbol, reader, resting)  # it rested through the crash
