@@ -386,6 +386,9 @@ class FlinkSettings(Section):
     task_slots: int = Field(4, ge=1, description="Slots of the one TaskManager: room for the standard jobs.")
     parallelism: int = Field(1, ge=1, description="Default parallelism of submitted jobs (2 cores: keep it low).")
     checkpoint_interval_ms: int = Field(5000, ge=100, description="Checkpoint interval of the jobs tradesim submits.")
+    ended_runs_kept: int = Field(
+        5, ge=0, description="Ended runs whose retained checkpoints stay on disk (newest first, for `jobs submit "
+        "--from-savepoint`); a job submit removes older ones. Running and resumable runs' are always kept.")
     execution_mode: Literal["thread", "process"] = Field(
         "thread", description="PyFlink python.execution-mode: in the TaskManager JVM (thread) or a worker (process)."
     )
@@ -517,6 +520,9 @@ class StackSettings(Section):
     watchdog_window_s: float = Field(600.0, gt=0, description="The window of watchdog_max_restarts.")
     watchdog_backoff_max_s: float = Field(
         30.0, gt=0, description="Longest wait before another restart (it doubles from 1 s per recent restart).")
+    log_rotate_mb: float = Field(
+        10.0, gt=0, description="A server's log (server.log) at least this big when it starts is moved to server.log.1 "
+        "(the one before is dropped), so restarts do not grow a stack folder without bound.")
 
 
 def _default_home() -> Path:

@@ -52,6 +52,44 @@ def test_logs_of_never_started_component_exits_2() -> None:
     assert "no log yet" in _one_line_error(result.output)
 
 
+def test_logs_follow_goes_on_into_the_new_log_after_a_restart_moved_the_old_one(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+    import time
+
+    log = tmp_path / "home" / "stack" / "redis" / "server.log"
+    log.parent.mkdir(parents=True)
+    log.write_text("before\n")
+    tradesim = Path(sys.executable).parent / "tradesim"  # the installed command, as a user runs it
+    proc = subprocess.Popen([str(tradesim), "logs", "redis", "-f", "-n", "1"],
+                            stdout=subprocess.PIPE, env={**os.environ, "TRADESIM_HOME": str(tmp_path / "home")})
+    assert proc.stdout is not None
+    try:
+        os.set_blocking(proc.stdout.fileno(), False)
+        seen = b""
+
+        def wait_for_output(text: bytes) -> None:
+            nonlocal seen
+            deadline = time.monotonic() + 30
+            while text not in seen:
+                assert time.monotonic() < deadline, f"{text!r} not followed; printed: {seen!r}"
+                seen += proc.stdout.read() or b""  # type: ignore[union-attr]
+                time.sleep(0.05)
+
+        wait_for_output(b"before")
+        with open(log, "a") as fh:
+            fh.write("old run\n")
+        wait_for_output(b"old run")
+        log.replace(log.with_name("server.log.1"))  # what a restart does to a log at the size limit
+        log.write_text("new run\n")
+        wait_for_output(b"new run")
+    finally:
+        proc.kill()
+        proc.wait()
+        proc.stdout.close()
+
+
 def test_status_json_of_empty_stack_has_stable_shape() -> None:
     import json
 

@@ -30,9 +30,36 @@ def test_one_supervised_process_runs_both_daemons(settings: Settings) -> None:
     argv = flink.argv()
     assert argv[1:3] == ["-m", "tradesim.stack.flink_proc"]
     assert argv[3] == str(flink.flink_home)
+    assert argv[5] == str(flink.dir / "tmp" / "taskmanager")  # the TaskManager's own scratch, emptied per start
 
 
 def test_external_cluster_is_not_managed(settings: Settings) -> None:
     s = settings.model_copy(update={"flink": settings.flink.model_copy(update={"rest_url": "http://flink:8081/"})})
     assert Flink(s).external
     assert Flink(s).address() == "http://flink:8081"
+
+
+def test_a_start_clears_the_scratch_dead_jvms_left_but_not_while_one_of_ours_lives(settings: Settings) -> None:
+    import subprocess
+
+    flink = Flink(settings)
+    (flink.venv / "lib/python3.11/site-packages/pyflink/conf").mkdir(parents=True)  # the wheel's folder, empty
+    (flink.flink_home / "conf" / "config.yaml").write_text("{}\n")
+    scratch = flink.dir / "tmp"
+    (scratch / "jm_0123" / "blobStore").mkdir(parents=True)  # what a JobManager killed -9 leaves
+    (scratch / "flink-rpc-akka0123.jar").write_bytes(b"jar")
+    flink.configure()
+    assert list(scratch.iterdir()) == []
+    (scratch / "tm_live").mkdir()
+    # a JVM of this cluster whose flink_proc was killed -9: "java" with the stack's flink folder on its command line
+    (flink.dir / "pids").mkdir(exist_ok=True)
+    stray = subprocess.Popen(["bash", "-c", "sleep 60", "java", f"-Dlog.file={flink.dir}/log/tm.log"])
+    try:
+        (flink.dir / "pids" / "taskmanager.pid").write_text(f"{stray.pid}\n")
+        flink.configure()
+        assert [p.name for p in scratch.iterdir()] == ["tm_live"]  # its files stay while it runs
+    finally:
+        stray.kill()
+        stray.wait()
+    flink.configure()
+    assert list(scratch.iterdir()) == []

@@ -43,7 +43,8 @@ def cluster() -> Iterator[Cluster]:
                 code, body = 200, [{"id": "numRestarts", "value": "2"}]
             else:
                 code = status.get(self.path.split("/")[2], 200)
-                body = {"latest": {"completed": {"id": 7, "latest_ack_timestamp": 99}}} if code == 200 \
+                restored = {"restored": {"id": 3, "external_path": "file:/cp/run0/chk-3"}} if "a" in self.path else {}
+                body = {"latest": {"completed": {"id": 7, "latest_ack_timestamp": 99}, **restored}} if code == 200 \
                     else {"errors": ["refused"]}
             self.send_response(code)
             self.end_headers()
@@ -72,6 +73,18 @@ def test_a_job_with_statistics_carries_its_last_checkpoint(cluster: Cluster) -> 
     url, _, _ = cluster
     got = {j.id: j for j in FlinkRest(url).jobs()}["a"]
     assert (got.last_checkpoint_id, got.last_checkpoint_ms) == (7, 99)
+
+
+def test_where_a_job_restored_from_none_before_its_statistics_and_a_refusal_raises(cluster: Cluster) -> None:
+    url, status, _ = cluster
+    rest = FlinkRest(url)
+    assert rest.restored_from("a") == "file:/cp/run0/chk-3"
+    assert rest.restored_from("b") is None  # started afresh
+    status["b"] = 500  # still initializing
+    assert rest.restored_from("b") is None
+    status["a"] = 403
+    with pytest.raises(FlinkRequestError):
+        rest.restored_from("a")
 
 
 @pytest.mark.parametrize("code", [400, 403, 503])

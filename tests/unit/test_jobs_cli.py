@@ -185,3 +185,42 @@ def test_only_the_standard_jobs_runs_are_taken_back() -> None:
     (settings.stack_dir / "flink" / "checkpoints" / "run6" / "chk-1" / "_metadata").write_bytes(b"")
     _noted(settings, passthrough={"run": "run6"})  # a benchmark baseline noted by an older version
     assert lost_checkpoint(settings, _Cluster(), "passthrough") is None
+
+
+def test_retained_checkpoints_of_ended_runs_are_bounded_and_resumable_ones_kept(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    from tradesim.adapters.flink.errors import FlinkUnavailable
+    from tradesim.stack.jobs import prune_checkpoints
+
+    monkeypatch.setenv("TRADESIM_FLINK__ENDED_RUNS_KEPT", "2")
+    settings = load_settings()
+    root = settings.stack_dir / "flink" / "checkpoints"
+    names = ["live", "noted", "source", "picked", "restored", *(f"ended{i}" for i in range(6))]
+    for age, name in enumerate(names):  # "live" oldest, "ended5" newest
+        (root / name / "chk-1").mkdir(parents=True)
+        os.utime(root / name, (1_000_000 + age, 1_000_000 + age))
+    _noted(settings, execution={"run": "noted", "resumed": f"file:{root / 'source' / 'chk-1'}"})
+
+    class Live(_Cluster):
+        def jobs(self, with_checkpoints: bool = True) -> list[JobInfo]:
+            return [JobInfo(id="live", name="tradesim-bars", state="RUNNING", start_time_ms=0, duration_ms=0),
+                    *super().jobs(with_checkpoints)]
+
+        def restored_from(self, job_id: str) -> str | None:
+            return f"file:{root / 'restored' / 'chk-1'}" if job_id == "live" else None
+
+    class Gone:
+        def jobs(self, with_checkpoints: bool = True) -> list[JobInfo]:
+            raise FlinkUnavailable("no answer")
+
+    assert prune_checkpoints(settings, Gone()) == []  # type: ignore[arg-type]  # no telling what still writes
+    assert len(list(root.iterdir())) == len(names)
+    # "picked": the state this submit restores (`--from-savepoint`), not noted yet; "restored": what "live" restored
+    removed = prune_checkpoints(settings, Live("ended0", "ended5"),  # type: ignore[arg-type]
+                                restoring=str(root / "picked" / "chk-1"))
+    assert sorted(removed) == ["ended0", "ended1", "ended2", "ended3"]
+    assert sorted(p.name for p in root.iterdir()) == ["ended4", "ended5", "live", "noted", "picked", "restored",
+                                                      "source"]
+    assert prune_checkpoints(settings, Live()) == ["picked"]  # type: ignore[arg-type]  # an old ended run now

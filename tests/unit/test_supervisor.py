@@ -111,6 +111,34 @@ def test_dead_component_shows_down_with_log_and_up_restarts_it(sup: Supervisor, 
     assert {r.name: r.state for r in sup.status()} == {"alpha": "running", "beta": "running"}
 
 
+def test_a_restart_moves_a_log_at_the_size_limit_aside_so_logs_stay_bounded(
+        settings: Settings, procs: FakeProcesses) -> None:
+    limit_mb = 0.001  # ~1 KB
+    small = settings.model_copy(update={"stack": settings.stack.model_copy(update={"log_rotate_mb": limit_mb})})
+    comp = FakeComponent(small, "alpha", 7001, procs)
+    sup = Supervisor(small, [comp], processes=procs)
+    sup.up()
+    log, older = comp.log_path, comp.log_path.with_name("server.log.1")
+    assert not older.exists()  # a small log: the next start appends to it
+    for _ in range(3):
+        procs.kill(sup.state_file.load().components["alpha"].pid)
+        sup.up()
+    assert log.read_text().count("fake alpha-server started") == 4
+    assert not older.exists()
+    log.write_text("x" * 2048)  # a run that logged past the limit
+    old_run = log.read_text()
+    procs.kill(sup.state_file.load().components["alpha"].pid)
+    sup.up()
+    assert older.read_text() == old_run  # the crashed run's log is kept beside the new one
+    assert "x" not in log.read_text()
+    assert log.read_text().endswith("fake alpha-server started\n")
+    log.write_text("y" * 2048)
+    procs.kill(sup.state_file.load().components["alpha"].pid)
+    sup.up()
+    assert older.read_text() == "y" * 2048  # only one older log: the one before it is gone
+    assert len(list(log.parent.glob("server.log*"))) == 2
+
+
 def test_reused_pid_is_reported_stale_and_never_signalled(sup: Supervisor, procs: FakeProcesses) -> None:
     sup.up()
     pid = sup.state_file.load().components["alpha"].pid

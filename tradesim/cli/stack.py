@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
+from pathlib import Path
 from typing import Annotated, Literal
 
 import typer
@@ -250,18 +252,34 @@ def _logs(component: str, follow: bool, lines: int) -> None:
     for line in last_lines(comp.log_path, lines):
         out.print(line, markup=False)
     if follow:
-        with open(comp.log_path, "rb") as fh:
-            fh.seek(0, 2)
+        _follow(comp.log_path)
+
+
+def _follow(path: Path) -> None:
+    """Print what is appended to a log until Ctrl-C; a restart that moved the log aside (`stack.log_rotate_mb`)
+    is followed into the new file, as `tail -F` does."""
+    fh = open(path, "rb")  # noqa: SIM115 - reopened below when the log is replaced
+    fh.seek(0, 2)
+    try:
+        while True:
+            chunk = fh.readline()
+            if chunk:
+                sys.stdout.write(chunk.decode("utf-8", "replace"))
+                sys.stdout.flush()
+                continue
             try:
-                while True:
-                    chunk = fh.readline()
-                    if chunk:
-                        sys.stdout.write(chunk.decode("utf-8", "replace"))
-                        sys.stdout.flush()
-                    else:
-                        time.sleep(0.2)
-            except KeyboardInterrupt:
-                return
+                replaced = path.stat().st_ino != os.fstat(fh.fileno()).st_ino
+            except FileNotFoundError:  # between the move and the new server's first write
+                replaced = False
+            if replaced:
+                fh.close()
+                fh = open(path, "rb")  # noqa: SIM115
+            else:
+                time.sleep(0.2)
+    except KeyboardInterrupt:
+        return
+    finally:
+        fh.close()
 
 
 def doctor() -> None:

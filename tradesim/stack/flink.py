@@ -237,6 +237,15 @@ class Flink(Component):
     def configure(self) -> None:
         for sub in ("conf", "lib", "log", "pids", "tmp", "checkpoints", "savepoints"):
             (self.dir / sub).mkdir(parents=True, exist_ok=True)
+        # The cluster's scratch (blobs, the RPC jar, the web UI's files; the TaskManager's in tmp/taskmanager,
+        # which flink_proc empties before each start): a JobManager that stops removes its own, one killed leaves
+        # ~80 MB here. Before a start none of ours should run (a JVM left by a flink_proc killed -9 keeps its own).
+        if not self._jvms_left():
+            for left in (self.dir / "tmp").iterdir():
+                if left.is_dir() and not left.is_symlink():
+                    shutil.rmtree(left, ignore_errors=True)
+                else:
+                    left.unlink(missing_ok=True)
         home = self.flink_home
         # The cluster's lib/ = the wheel's lib/ plus opt/flink-python: thread mode loads PEMJA's native library
         # once per JVM, so a second Python job whose own classloader loads PEMJA again fails on Java 17
@@ -282,7 +291,8 @@ class Flink(Component):
         return env
 
     def argv(self) -> list[str]:
-        return [sys.executable, "-m", "tradesim.stack.flink_proc", str(self.flink_home), str(self.dir / "pids")]
+        return [sys.executable, "-m", "tradesim.stack.flink_proc", str(self.flink_home), str(self.dir / "pids"),
+                str(self.dir / "tmp" / "taskmanager")]
 
     def before_stop(self, report: Report) -> None:
         """Park the running jobs (stop them with a savepoint, noted for their next submit): a Flink that simply
@@ -297,6 +307,19 @@ class Flink(Component):
         from tradesim.stack.jobs import resubmit_lost
 
         resubmit_lost(self.settings, report)
+
+    def _jvms_left(self) -> list[int]:
+        """The cluster's JVMs still alive by their pid files (their flink_proc was killed -9, not stopped)."""
+        alive = []
+        for pid_file in (self.dir / "pids").glob("*.pid"):
+            try:
+                pid = int(pid_file.read_text())
+                command = Path(f"/proc/{pid}/cmdline").read_bytes()
+            except (OSError, ValueError):
+                continue
+            if b"java" in command and str(self.dir).encode() in command:  # its conf, log and lib are here
+                alive.append(pid)
+        return alive
 
     def taskmanager_pid(self) -> int | None:
         """Pid of the TaskManager JVM that flink_proc runs now (tests kill it)."""

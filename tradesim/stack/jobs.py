@@ -237,19 +237,22 @@ def _submit_locked(settings: Settings, spec: JobSpec, rest: FlinkRest, paralleli
                             parallelism=parallelism, options=opts)
     except FlinkRequestError as exc:
         raise StackError(str(exc)) from None
-    if not ours:
-        return job_id, True
-    # noted at once, with the state it resumed: lost before its first checkpoint, the run resumes that again
-    before = runs(settings).get(name)
-    _note_run(settings, name, None if overrides else RunNote(job_id, instance, (options or {}).get(RECOVERY)))
+    if ours:
+        # noted at once, with the state it resumed: lost before its first checkpoint, the run resumes that again
+        before = runs(settings).get(name)
+        _note_run(settings, name, None if overrides else RunNote(job_id, instance, (options or {}).get(RECOVERY)))
+        try:
+            confirmed = resumed is not None and _await_resumed(rest, name, job_id, what, progress)
+        except StackError:
+            _note_run(settings, name, before)  # the resume failed: the state it came from is still to be resumed
+            raise
+        unpark(settings, name)  # a new run has its own state from now on: a parked one is stale
+        if lost is not None and confirmed:  # checkpointed on its own: the lost run's checkpoints are superseded
+            shutil.rmtree(_checkpoints_of(settings, lost[0]), ignore_errors=True)
     try:
-        confirmed = resumed is not None and _await_resumed(rest, name, job_id, what, progress)
-    except StackError:
-        _note_run(settings, name, before)  # the resume failed: the state it came from is still the one to resume
-        raise
-    unpark(settings, name)  # a new run has its own state from now on: a parked one is stale
-    if lost is not None and confirmed:  # checkpointed on its own: the lost run's checkpoints are superseded
-        shutil.rmtree(_checkpoints_of(settings, lost[0]), ignore_errors=True)
+        prune_checkpoints(settings, rest, restoring=(options or {}).get(RECOVERY))
+    except Exception as exc:  # noqa: BLE001 - housekeeping: the job is submitted whatever happens here
+        progress(f"old checkpoints not pruned: {exc}")
     return job_id, True
 
 
@@ -460,10 +463,53 @@ def _cluster_instance(settings: Settings) -> str | None:
     return None if record is None else f"{record.pid}:{record.start_ticks}"
 
 
-def _checkpoints_of(settings: Settings, job_id: str) -> Path:
+def _checkpoints_root(settings: Settings) -> Path:
     from tradesim.stack.flink import Flink
 
-    return Flink(settings).dir / "checkpoints" / job_id
+    return Flink(settings).dir / "checkpoints"
+
+
+def _checkpoints_of(settings: Settings, job_id: str) -> Path:
+    return _checkpoints_root(settings) / job_id
+
+
+def prune_checkpoints(settings: Settings, rest: FlinkRest, restoring: str | None = None) -> list[str]:
+    """Bound the retained checkpoints, which Flink keeps for every run that ended (RETAIN_ON_CANCELLATION): keep
+    the folders of the runs the cluster has not ended and the ones those restored from, of every noted run (a lost
+    one resumes from its folder) and the ones noted runs resumed from, the one `restoring` (this submit's
+    recovery path) is in, and the `flink.ended_runs_kept` newest others. Returns the runs removed.
+
+    The folders are listed before the jobs: a folder exists only once its job does, so a run submitted meanwhile is
+    listed as not ended. A folder that a submit in flight in another process restores from is kept only if it is
+    among the newest, until Flink reports the restore."""
+    from tradesim.adapters.flink.errors import FlinkRequestError, FlinkUnavailable
+
+    root = _checkpoints_root(settings).resolve()
+    try:
+        folders = [d for d in root.iterdir() if d.is_dir()]
+        active = [j.id for j in rest.jobs(with_checkpoints=False) if j.active]
+        sources = [restoring, *(rest.restored_from(job_id) for job_id in active)]
+    except (OSError, FlinkUnavailable, FlinkRequestError):
+        return []  # no folder yet, or no telling which runs still need theirs: keep everything
+    notes = runs(settings).values()
+    keep = {*active, *(note.run for note in notes)}
+    for source in [*sources, *(note.resumed for note in notes)]:
+        path = Path(source.removeprefix("file:")).resolve() if source else None
+        if path is not None and path.parent.parent == root:  # <root>/<run>/chk-N
+            keep.add(path.parent.name)
+    ended = sorted((d for d in folders if d.name not in keep), key=_last_change, reverse=True)
+    gone = ended[settings.flink.ended_runs_kept:]
+    for folder in gone:
+        shutil.rmtree(folder, ignore_errors=True)
+    return [folder.name for folder in gone]
+
+
+def _last_change(folder: Path) -> float:
+    """When a run's folder last changed: a checkpoint added or dropped changes the folder's own time."""
+    try:
+        return folder.stat().st_mtime
+    except OSError:
+        return 0.0
 
 
 def _is_lost(note: RunNote, known: set[str], instance: str | None) -> bool:

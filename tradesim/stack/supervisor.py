@@ -44,6 +44,16 @@ def last_lines(path: Path, count: int = LOG_TAIL_LINES) -> list[str]:
     return text.splitlines()[-count:]
 
 
+def rotate_log(path: Path, limit_bytes: int) -> None:
+    """Before a server starts: a log at the limit becomes `<name>.1` (replacing the one before), so each start
+    appends to a log of bounded size and the previous run's tail is still at hand after a crash."""
+    try:
+        if path.stat().st_size >= limit_bytes:
+            path.replace(path.with_name(path.name + ".1"))
+    except FileNotFoundError:
+        return
+
+
 @dataclass
 class ComponentStatus:
     """One row of `tradesim status`; its JSON form is documented in the README and kept stable."""
@@ -290,6 +300,7 @@ class Supervisor:
         comp.configure()
         self.progress(comp.name, "starting")
         argv = comp.argv()
+        rotate_log(comp.log_path, int(self.settings.stack.log_rotate_mb * 1024 * 1024))
         with open(comp.log_path, "ab") as log:
             log.write(f"\n===== tradesim: starting {comp.name} at {datetime.now(UTC).isoformat()} =====\n".encode())
         try:

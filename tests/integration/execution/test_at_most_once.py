@@ -293,6 +293,10 @@ def test_a_resting_order_outlives_a_killed_jobmanager_and_the_watchdog_puts_the_
                                                                     "earliest").items()), 120,
              "the job's group committed past the order", poll_s=1)
     jobmanager = int((flink.dir / "pids" / "jobmanager.pid").read_text())
+    # the cluster's scratch: the JobManager's blobs, RPC jar, web files (~80 MB) and the TaskManager's folder's
+    tmp = flink.dir / "tmp"
+    scratch = {*(p for p in tmp.iterdir() if p.name != "taskmanager"), *(tmp / "taskmanager").iterdir()}
+    assert len(scratch) > 2, "the running cluster keeps its scratch in the stack's flink/tmp"
     watchdog.start(ex.settings)
     try:
         os.kill(jobmanager, signal.SIGKILL)
@@ -311,4 +315,6 @@ def test_a_resting_order_outlives_a_killed_jobmanager_and_the_watchdog_puts_the_
     finally:
         stayed = watchdog.stop(ex.settings)
     assert stayed, "the watchdog died during the test"
+    left = sorted(p.name for p in scratch if p.exists())
+    assert not left, f"the killed JobManager's scratch stayed behind: {left}"
     _assert_it_fills_when_the_ask_crosses(ex, symbol, reader, resting)  # it rested through the crash

@@ -216,10 +216,14 @@ def test_taskmanager_kill_9_mid_run_loses_nothing_and_applies_nothing_twice(ex: 
     wait_for(lambda: (reader.poll(), len(reader.by_order()) > 100)[1], 120, "the run to be under way")
     tm = flink.taskmanager_pid()
     assert tm is not None
+    scratch = set((flink.dir / "tmp" / "taskmanager").iterdir())  # its blob cache, RPC jar, Python files
+    assert scratch, "the TaskManager keeps its scratch in the stack's flink/tmp/taskmanager"
     os.kill(tm, signal.SIGKILL)
     ex.send(*orders[n // 2:])
     got = reader.wait([o.order_id for o in orders], timeout_s=300)
     assert flink.taskmanager_pid() not in (None, tm), "the TaskManager must have been restarted"
+    left = sorted(p.name for p in scratch if p.exists())
+    assert not left, f"the killed TaskManager's scratch stayed behind: {left}"
     # every order: exactly one distinct terminal outcome (replays may repeat it, never change it)
     for oid, copies in reader.by_order().items():
         if oid in got:
