@@ -39,8 +39,10 @@ def test_external_cluster_is_not_managed(settings: Settings) -> None:
     assert Flink(s).address() == "http://flink:8081"
 
 
-def test_a_start_clears_the_scratch_dead_jvms_left_but_not_while_one_of_ours_lives(settings: Settings) -> None:
+def test_a_start_clears_the_scratch_dead_jvms_left_and_first_stops_a_jvm_of_ours_left_running(
+        settings: Settings) -> None:
     import subprocess
+    import sys
 
     flink = Flink(settings)
     (flink.venv / "lib/python3.11/site-packages/pyflink/conf").mkdir(parents=True)  # the wheel's folder, empty
@@ -50,16 +52,19 @@ def test_a_start_clears_the_scratch_dead_jvms_left_but_not_while_one_of_ours_liv
     (scratch / "flink-rpc-akka0123.jar").write_bytes(b"jar")
     flink.configure()
     assert list(scratch.iterdir()) == []
-    (scratch / "tm_live").mkdir()
-    # a JVM of this cluster whose flink_proc was killed -9: "java" with the stack's flink folder on its command line
+    (scratch / "tm_left").mkdir()
+    # a TaskManager whose flink_proc was killed -9: "java" and the stack's flink folder on its command line
     (flink.dir / "pids").mkdir(exist_ok=True)
-    stray = subprocess.Popen(["bash", "-c", "sleep 60", "java", f"-Dlog.file={flink.dir}/log/tm.log"])
+    stray = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "java",
+                              f"-Dlog.file={flink.dir}/log/tm.log"])
+    bystander = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "java"])  # not ours
     try:
-        (flink.dir / "pids" / "taskmanager.pid").write_text(f"{stray.pid}\n")
+        (flink.dir / "pids" / "flink--taskexecutor.pid").write_text(f"{bystander.pid}\n{stray.pid}\n")
         flink.configure()
-        assert [p.name for p in scratch.iterdir()] == ["tm_live"]  # its files stay while it runs
+        assert stray.wait(timeout=10) == -9  # it would have joined the new cluster
+        assert bystander.poll() is None
+        assert list(scratch.iterdir()) == []
     finally:
-        stray.kill()
-        stray.wait()
-    flink.configure()
-    assert list(scratch.iterdir()) == []
+        for proc in (stray, bystander):
+            proc.kill()
+            proc.wait()

@@ -42,8 +42,9 @@ def cluster() -> Iterator[Cluster]:
             elif self.path.endswith("/metrics?get=numRestarts"):
                 code, body = 200, [{"id": "numRestarts", "value": "2"}]
             else:
-                code = status.get(self.path.split("/")[2], 200)
-                restored = {"restored": {"id": 3, "external_path": "file:/cp/run0/chk-3"}} if "a" in self.path else {}
+                job = self.path.split("/")[2]
+                code = status.get(job, 200)
+                restored = {"restored": {"id": 3, "external_path": "file:/cp/run0/chk-3"}} if job == "a" else {}
                 body = {"latest": {"completed": {"id": 7, "latest_ack_timestamp": 99}, **restored}} if code == 200 \
                     else {"errors": ["refused"]}
             self.send_response(code)

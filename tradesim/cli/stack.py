@@ -272,8 +272,12 @@ def _follow(path: Path) -> None:
             except FileNotFoundError:  # between the move and the new server's first write
                 replaced = False
             if replaced:
+                try:
+                    new = open(path, "rb")  # noqa: SIM115
+                except FileNotFoundError:  # moved again meanwhile: look again
+                    continue
                 fh.close()
-                fh = open(path, "rb")  # noqa: SIM115
+                fh = new
             else:
                 time.sleep(0.2)
     except KeyboardInterrupt:

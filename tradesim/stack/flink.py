@@ -14,13 +14,16 @@ TaskManager when it dies, and stops both on SIGTERM.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import json
 import os
 import shutil
+import signal
 import sys
 import tempfile
+import time
 from importlib import metadata
 from pathlib import Path
 
@@ -239,8 +242,9 @@ class Flink(Component):
             (self.dir / sub).mkdir(parents=True, exist_ok=True)
         # The cluster's scratch (blobs, the RPC jar, the web UI's files; the TaskManager's in tmp/taskmanager,
         # which flink_proc empties before each start): a JobManager that stops removes its own, one killed leaves
-        # ~80 MB here. Before a start none of ours should run (a JVM left by a flink_proc killed -9 keeps its own).
-        if not self._jvms_left():
+        # ~80 MB here. Before a start none of ours may run: a JVM whose flink_proc was killed -9 (a JobManager's
+        # ports stop the start before this; a TaskManager alone would join the new cluster) is stopped first.
+        if self._stop_jvms_left():
             for left in (self.dir / "tmp").iterdir():
                 if left.is_dir() and not left.is_symlink():
                     shutil.rmtree(left, ignore_errors=True)
@@ -308,18 +312,34 @@ class Flink(Component):
 
         resubmit_lost(self.settings, report)
 
-    def _jvms_left(self) -> list[int]:
+    def _jvms_left(self) -> set[int]:
         """The cluster's JVMs still alive by their pid files (their flink_proc was killed -9, not stopped)."""
-        alive = []
+        alive = set()
         for pid_file in (self.dir / "pids").glob("*.pid"):
             try:
-                pid = int(pid_file.read_text())
-                command = Path(f"/proc/{pid}/cmdline").read_bytes()
+                pids = [int(word) for word in pid_file.read_text().split()]
             except (OSError, ValueError):
                 continue
-            if b"java" in command and str(self.dir).encode() in command:  # its conf, log and lib are here
-                alive.append(pid)
+            for pid in pids:
+                try:
+                    command = Path(f"/proc/{pid}/cmdline").read_bytes()
+                except OSError:
+                    continue
+                if b"java" in command and str(self.dir).encode() in command:  # its conf, log and lib are here
+                    alive.add(pid)
         return alive
+
+    def _stop_jvms_left(self, timeout_s: float = 10.0) -> bool:
+        """Kill the JVMs a dead flink_proc left; True once none is alive (False: leave their files alone)."""
+        for pid in self._jvms_left():
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+        deadline = time.monotonic() + timeout_s
+        while self._jvms_left():
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.1)
+        return True
 
     def taskmanager_pid(self) -> int | None:
         """Pid of the TaskManager JVM that flink_proc runs now (tests kill it)."""

@@ -252,7 +252,7 @@ def _submit_locked(settings: Settings, spec: JobSpec, rest: FlinkRest, paralleli
     try:
         prune_checkpoints(settings, rest, restoring=(options or {}).get(RECOVERY))
     except Exception as exc:  # noqa: BLE001 - housekeeping: the job is submitted whatever happens here
-        progress(f"old checkpoints not pruned: {exc}")
+        progress(f"old checkpoints not pruned: {type(exc).__name__}: {exc}")
     return job_id, True
 
 

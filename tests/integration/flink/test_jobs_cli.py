@@ -90,3 +90,44 @@ def test_cancel_unknown_job_exits_2() -> None:
     result = runner.invoke(app, ["jobs", "cancel", "0" * 32])
     assert result.exit_code == 2
     assert "no running job" in result.output
+
+
+def test_pruning_keeps_the_checkpoint_a_run_restores_and_bounds_the_ended_ones(settings: Settings) -> None:
+    """With no ended run to keep, a submit from an ended run's checkpoint keeps that folder (Flink reports the
+    restore with its own spelling of the path), and a later plain submit removes both ended runs' folders."""
+    from pathlib import Path
+
+    from tradesim.stack.flink import Flink
+    from tradesim.stack.jobs import RECOVERY, cancel_job, running_names, submit_job
+    from tradesim.testing.waiting import wait_for
+
+    none_kept = settings.model_copy(update={"flink": settings.flink.model_copy(update={"ended_runs_kept": 0})})
+    rest = Flink(settings).rest()
+    root = Flink(settings).dir / "checkpoints"
+
+    def checkpointed(job_id: str) -> Path:
+        wait_for(lambda: any((d / "_metadata").is_file() for d in (root / job_id).glob("chk-*")), 60,
+                 f"a checkpoint of {job_id}", poll_s=0.5)
+        return next(d for d in (root / job_id).glob("chk-*") if (d / "_metadata").is_file())
+
+    first, _ = submit_job(none_kept, "bars")
+    chk = checkpointed(first)
+    cancel_job(settings, first)
+    second, new = submit_job(none_kept, "bars", options={RECOVERY: str(chk)})
+    assert new
+    assert chk.is_dir(), "the checkpoint this run restores from was pruned"
+    wait_for(lambda: rest.restored_from(second) is not None, 60, "Flink to report the restore", poll_s=0.5)
+    restored = rest.restored_from(second)
+    assert restored is not None
+    assert Path(restored.removeprefix("file:")).resolve() == chk.resolve()
+    checkpointed(second)
+    cancel_job(settings, second)
+    third, _ = submit_job(none_kept, "bars")
+    try:
+        assert not (root / first).exists()
+        assert not (root / second).exists()
+        assert "bars" in (running_names(settings) or set())
+        assert third != second
+    finally:
+        if "bars" not in (running_names(settings) or set()):
+            submit_job(settings, "bars")
