@@ -184,7 +184,7 @@ def backup(settings: Settings, folder: Path, steps: Steps = NO_STEPS) -> Manifes
                     _stopped_anyway(settings, name, folder, savepoints)
                     raise
                 savepoints[name] = location
-                manifest.jobs[name] = str(Path(location.removeprefix("file:")).relative_to(folder.resolve()))
+                manifest.jobs[name] = str(jobs.local_state(location).relative_to(folder.resolve()))
         topics = _topics(settings)
         with _step(steps, "consumer group offsets"):
             offsets = group_offsets(settings.kafka, topics)

@@ -238,18 +238,14 @@ class Flink(Component):
         }
 
     def configure(self) -> None:
-        for sub in ("conf", "lib", "log", "pids", "tmp", "checkpoints", "savepoints"):
-            (self.dir / sub).mkdir(parents=True, exist_ok=True)
         # The cluster's scratch (blobs, the RPC jar, the web UI's files; the TaskManager's in tmp/taskmanager,
         # which flink_proc empties before each start): a JobManager that stops removes its own, one killed leaves
         # ~80 MB here. Before a start none of ours may run: a JVM whose flink_proc was killed -9 (a JobManager's
         # ports stop the start before this; a TaskManager alone would join the new cluster) is stopped first.
         if self._stop_jvms_left():
-            for left in (self.dir / "tmp").iterdir():
-                if left.is_dir() and not left.is_symlink():
-                    shutil.rmtree(left, ignore_errors=True)
-                else:
-                    left.unlink(missing_ok=True)
+            shutil.rmtree(self.dir / "tmp", ignore_errors=True)
+        for sub in ("conf", "lib", "log", "pids", "tmp", "checkpoints", "savepoints"):
+            (self.dir / sub).mkdir(parents=True, exist_ok=True)
         home = self.flink_home
         # The cluster's lib/ = the wheel's lib/ plus opt/flink-python: thread mode loads PEMJA's native library
         # once per JVM, so a second Python job whose own classloader loads PEMJA again fails on Java 17

@@ -206,7 +206,7 @@ def _submit_locked(settings: Settings, spec: JobSpec, rest: FlinkRest, paralleli
     standard = spec.standard and not (fresh or overrides or (options and RECOVERY in options))
     resumed = parked(settings).get(name) if standard else None
     what = f"the state `down` parked at {resumed}"
-    if resumed is not None and not (Path(resumed.removeprefix("file:")) / "_metadata").is_file():
+    if resumed is not None and not (local_state(resumed) / "_metadata").is_file():
         progress(f"{name}: {what} is gone; it starts from its group's offsets")
         resumed = None
     try:
@@ -290,6 +290,11 @@ class _Notes:
 
 #: the Flink option that restores a job from a savepoint or checkpoint
 RECOVERY = "execution.state-recovery.path"
+
+
+def local_state(location: str) -> Path:
+    """A savepoint's or checkpoint's folder from the location Flink gives (`file:/…`) or takes (a plain path)."""
+    return Path(location.removeprefix("file:"))
 PARK_TIMEOUT_S = 90.0
 
 
@@ -356,7 +361,7 @@ def park_jobs(settings: Settings, progress: Callable[[str], None] = lambda _msg:
         _note_run(settings, name, None)  # ended on purpose, its state parked: not a run to take back after a crash
         names.append(name)
         progress(f"{name} parked at {location}")
-        kept = Path(location.removeprefix("file:")).resolve()
+        kept = local_state(location).resolve()
         for older in (_park_dir(settings) / name).glob("savepoint-*"):  # one per job: the others were resumed from
             if older.resolve() != kept:
                 shutil.rmtree(older, ignore_errors=True)
@@ -494,7 +499,7 @@ def prune_checkpoints(settings: Settings, rest: FlinkRest, restoring: str | None
     notes = runs(settings).values()
     keep = {*active, *(note.run for note in notes)}
     for source in [*sources, *(note.resumed for note in notes)]:
-        path = Path(source.removeprefix("file:")).resolve() if source else None
+        path = local_state(source).resolve() if source else None
         if path is not None and path.parent.parent == root:  # <root>/<run>/chk-N
             keep.add(path.parent.name)
     ended = sorted((d for d in folders if d.name not in keep), key=_last_change, reverse=True)
@@ -547,7 +552,7 @@ def _last_state(settings: Settings, note: RunNote) -> str | None:
                 if p.name.removeprefix("chk-").isdigit() and (p / "_metadata").is_file()]
     if complete:
         return str(max(complete, key=lambda c: c[0])[1])
-    if note.resumed and (Path(note.resumed.removeprefix("file:")) / "_metadata").is_file():
+    if note.resumed and (local_state(note.resumed) / "_metadata").is_file():
         return note.resumed
     return None
 
