@@ -277,6 +277,15 @@ class TradesimApp(App[None]):
 
     async def on_unmount(self) -> None:
         self._main_ready = False
+        # Textual cancels workers on exit without waiting for them. A cancelled worker still closes its socket
+        # (the feed's closing handshake, an answer being read), and asyncio releases a closed socket one loop step
+        # later: if the loop ends first (a test's loop, right after the app), the connection stays open until the
+        # garbage collector finds it. So the async workers are stopped and awaited here, while the loop runs (the
+        # health probe is a thread: it cannot be cancelled and ends by its own timeout).
+        running = [w for w in self.workers if w.group != "health"]
+        for worker in running:
+            worker.cancel()
+        await asyncio.gather(*(w.wait() for w in running), return_exceptions=True)
         if self.api is not None:
             await self.api.aclose()
 

@@ -9,7 +9,6 @@ for benchmarks/RESULTS.md."""
 from __future__ import annotations
 
 import json
-import os
 import secrets
 import threading
 import time
@@ -36,6 +35,7 @@ from tradesim.settings import Settings
 from tradesim.stack.chaos import FAULTS
 from tradesim.stack.supervisor import Supervisor
 from tradesim.testing.factories import tick, unique_symbol
+from tradesim.testing.net import ESTABLISHED, open_tcp
 from tradesim.testing.waiting import wait_for
 
 pytestmark = pytest.mark.integration
@@ -226,30 +226,10 @@ def _assert_kafka_through_the_proxy(settings: Settings, supervisor: Supervisor) 
 
 
 def _remote_ports(pid: int) -> set[int]:
-    """Remote ports of the established TCP connections of the process and its children (the API's workers):
-    their socket inodes in /proc/net/tcp{,6}."""
+    """Remote ports of the established TCP connections of the process and its children (the API's workers)."""
     from tradesim.stack.exporter import family, read_procs
 
-    inodes = set()
-    for member in family(read_procs(), pid):
-        try:
-            fds = list(Path(f"/proc/{member}/fd").iterdir())
-        except OSError:
-            continue  # gone meanwhile
-        for fd in fds:
-            try:
-                link = os.readlink(fd)
-            except OSError:
-                continue  # closed meanwhile
-            if link.startswith("socket:["):
-                inodes.add(link[len("socket:["):-1])
-    ports = set()
-    for table in ("tcp", "tcp6"):
-        for line in Path(f"/proc/{pid}/net/{table}").read_text().splitlines()[1:]:
-            fields = line.split()
-            if fields[3] == "01" and fields[9] in inodes:  # 01: ESTABLISHED
-                ports.add(int(fields[2].rsplit(":", 1)[1], 16))
-    return ports
+    return {port for port, state in open_tcp(family(read_procs(), pid)).values() if state == ESTABLISHED}
 
 
 def _price_cached(settings: Settings, symbol: str) -> bool:

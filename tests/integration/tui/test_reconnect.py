@@ -23,7 +23,7 @@ from tradesim.testing.factories import tick, unique_symbol
 from tradesim.testing.waiting import wait_for
 from tradesim.tui.app import TradesimApp
 
-from .conftest import SIZE, until
+from .conftest import running, until
 
 pytestmark = [pytest.mark.integration, pytest.mark.anyio]
 
@@ -68,7 +68,7 @@ def screen_text(app: TradesimApp) -> str:
 
 async def test_killing_the_market_data_service_shows_on_the_status_bar_and_prices_flow_again_once_it_is_back(
         app: TradesimApp, symbol: str, settings: Settings, marketdata: Supervisor) -> None:
-    async with app.run_test(size=SIZE) as pilot:
+    async with running(app) as pilot:
         await until(pilot, lambda: "market data: connected" in screen_text(app), 15, "the link up on the status bar")
         await until(pilot, lambda: re.search(rf"{symbol}\s+100\.00\s+100\.02\s+100\.01", screen_text(app)), 15,
                     "the symbol's price in the watchlist")

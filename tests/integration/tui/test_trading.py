@@ -11,7 +11,7 @@ from tradesim.tui.app import TradesimApp
 from tradesim.tui.widgets.screens import TicketScreen
 from tradesim.tui.widgets.tables import Blotter, OpenOrders, Positions
 
-from .conftest import SIZE, orders_at_the_api, until
+from .conftest import orders_at_the_api, running, until
 
 pytestmark = [pytest.mark.integration, pytest.mark.anyio]
 
@@ -24,7 +24,7 @@ def ticket(app: TradesimApp) -> TicketScreen:
 
 async def test_a_market_order_shows_executed_in_the_blotter_and_moves_the_portfolio(
         app: TradesimApp, symbol: str, account: dict[str, str]) -> None:
-    async with app.run_test(size=SIZE) as pilot:
+    async with running(app) as pilot:
         await until(pilot, lambda: app.model.market.last(symbol) is not None, 15, "the symbol's price")
         await until(pilot, lambda: app.model.account.loaded, 15, "the portfolio")
         cash_before = app.model.account.cash
@@ -48,7 +48,7 @@ async def test_a_market_order_shows_executed_in_the_blotter_and_moves_the_portfo
 
 async def test_a_limit_order_rests_in_open_orders_then_is_cancelled(
         app: TradesimApp, symbol: str, account: dict[str, str]) -> None:
-    async with app.run_test(size=SIZE) as pilot:
+    async with running(app) as pilot:
         await until(pilot, lambda: app.model.market.last(symbol) is not None, 15, "the symbol's price")
         await pilot.press("b")
         order_id = order_id_for(account["user_id"], ticket(app).idempotency_key)
@@ -72,7 +72,7 @@ async def test_a_limit_order_rests_in_open_orders_then_is_cancelled(
 
 async def test_an_invalid_qty_is_shown_next_to_the_field_and_nothing_is_sent(
         app: TradesimApp, symbol: str, account: dict[str, str], settings: Settings) -> None:
-    async with app.run_test(size=SIZE) as pilot:
+    async with running(app) as pilot:
         await until(pilot, lambda: app.model.account.loaded, 15, "the portfolio")
         await pilot.press("b")
         await pilot.press("0", "enter")
@@ -93,7 +93,7 @@ async def test_an_invalid_qty_is_shown_next_to_the_field_and_nothing_is_sent(
 
 async def test_enter_twice_places_one_order(app: TradesimApp, symbol: str, account: dict[str, str],
                                             settings: Settings) -> None:
-    async with app.run_test(size=SIZE) as pilot:
+    async with running(app) as pilot:
         await until(pilot, lambda: app.model.market.last(symbol) is not None, 15, "the symbol's price")
         await pilot.press("b")
         t = ticket(app)
