@@ -214,16 +214,20 @@ class MainScreen(Screen[None]):
 
 
 class TradesimApp(App[None]):
-    """The TUI. `offline=True` opens no connection (snapshot tests feed the model through the `feed_*` hooks)."""
+    """The TUI. `offline=True` opens no connection (snapshot tests feed the model through the `feed_*` hooks).
+    `tune_gc`: the app owns its process (`tradesim tui`), so it may freeze what start-up allocated; embedded (a
+    test session) it must not, or the host's garbage, leaks included, would never be collected."""
 
     TITLE = "tradesim"
     COMMANDS = App.COMMANDS | {TradingCommands}
 
-    def __init__(self, settings: Settings, user: User | None, *, watchlist: list[str], offline: bool = False) -> None:
+    def __init__(self, settings: Settings, user: User | None, *, watchlist: list[str], offline: bool = False,
+                 tune_gc: bool = False) -> None:
         super().__init__()
         self.settings = settings
         self.user = user
         self.offline = offline
+        self.tune_gc = tune_gc
         self.model = Model(market=Market(watchlist), user_name=user.name if user else "")
         self.model.selected = watchlist[0] if watchlist else None
         self.paint_latencies_ms: deque[float] = deque(maxlen=PAINT_KEEP)
@@ -254,7 +258,8 @@ class TradesimApp(App[None]):
         self._main_ready = True
         # Move what start-up allocated (Textual, widgets, imports) out of the collector's reach: full collections
         # over it paused the screen for 100-160 ms a few times a minute (bench tui: half the p99 refresh latency).
-        gc.freeze()
+        if self.tune_gc:
+            gc.freeze()
         if self.offline or self.user is None:
             self.model.set_link(self.model.market_link, "offline")
             self.model.set_link(self.model.api_link, "offline")
@@ -675,9 +680,9 @@ def _summary(v: Valuation) -> str:
 
 
 def create_app(settings: Settings, user: User | None, *, watchlist: list[str] | None = None,
-               offline: bool = False) -> TradesimApp:
+               offline: bool = False, tune_gc: bool = False) -> TradesimApp:
     """The app, built for a user (or none, offline); raises UserError for a bad binding or theme setting."""
-    return TradesimApp(settings, user, watchlist=watchlist or [], offline=offline)
+    return TradesimApp(settings, user, watchlist=watchlist or [], offline=offline, tune_gc=tune_gc)
 
 
 def run(user: str | None) -> None:
@@ -689,7 +694,7 @@ def run(user: str | None) -> None:
     chosen = resolve_user(settings, user)
     me = call(settings, "GET", "/accounts/me", chosen.api_key, timeout_s=5)
     held = [s for s, q in (me.get("positions") or {}).items() if q]
-    app = create_app(settings, chosen, watchlist=default_watchlist(settings, held))
+    app = create_app(settings, chosen, watchlist=default_watchlist(settings, held), tune_gc=True)
     _follow_the_terminal_size()
     app.run()
 
