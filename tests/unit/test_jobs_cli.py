@@ -224,3 +224,43 @@ def test_retained_checkpoints_of_ended_runs_are_bounded_and_resumable_ones_kept(
     assert sorted(p.name for p in root.iterdir()) == ["ended4", "ended5", "live", "noted", "picked", "restored",
                                                       "source"]
     assert prune_checkpoints(settings, Live()) == ["picked"]  # type: ignore[arg-type]  # an old ended run now
+
+
+def test_pruning_removes_nothing_while_it_cannot_tell_what_a_restore_reads(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A job other than the one just submitted still starting, a run notes file that does not parse: nothing goes.
+    A restore in flight in another process, named by its run folder or its `_metadata` file, keeps that run."""
+    import os
+
+    from tradesim.stack.jobs import _restoring_notes, prune_checkpoints
+
+    monkeypatch.setenv("TRADESIM_FLINK__ENDED_RUNS_KEPT", "0")
+    settings = load_settings()
+    root = settings.stack_dir / "flink" / "checkpoints"
+    for age, name in enumerate(["old", "folder", "metadata", "mine"]):
+        (root / name / "chk-1").mkdir(parents=True)
+        os.utime(root / name, (1_000_000 + age, 1_000_000 + age))
+
+    class Starting(_Cluster):
+        def __init__(self, state: str, job_id: str) -> None:
+            super().__init__()
+            self.state, self.job_id = state, job_id
+
+        def jobs(self, with_checkpoints: bool = True) -> list[JobInfo]:
+            return [JobInfo(id=self.job_id, name="tradesim-bars", state=self.state, start_time_ms=0, duration_ms=0)]
+
+        def restored_from(self, job_id: str) -> str | None:
+            return None
+
+    for state in ("INITIALIZING", "CREATED", "RESTARTING"):
+        assert prune_checkpoints(settings, Starting(state, "other")) == []  # type: ignore[arg-type]
+    assert len(list(root.iterdir())) == 4
+    (settings.stack_dir / "flink" / "runs.json").write_text("{not json")
+    assert prune_checkpoints(settings, Starting("RUNNING", "other")) == []  # type: ignore[arg-type]
+    (settings.stack_dir / "flink" / "runs.json").unlink()
+    with _restoring_notes(settings).changing() as entries:  # two submits of other processes, not listed yet
+        entries.update(bars=str(root / "folder"), execution=f"file:{root / 'metadata' / 'chk-1' / '_metadata'}")
+    # the submit that just started "mine" may prune while its job initializes: what it restores is `restoring`
+    removed = prune_checkpoints(settings, Starting("INITIALIZING", "mine"),  # type: ignore[arg-type]
+                                submitted="mine")
+    assert removed == ["old"]
+    assert sorted(p.name for p in root.iterdir()) == ["folder", "metadata", "mine"]

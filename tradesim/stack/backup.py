@@ -249,7 +249,7 @@ def _resume(settings: Settings, savepoints: dict[str, str], steps: Steps) -> Non
     task = steps.start(f"resume jobs {', '.join(savepoints)}", len(savepoints))
 
     def one(name: str, location: str) -> None:
-        how = f"`tradesim jobs submit {name} --from-savepoint {location.removeprefix('file:')}`"
+        how = f"`tradesim jobs submit {name} --from-savepoint {jobs.local_state(location)}`"
         try:
             _, new = jobs.submit_job(settings, name, options={jobs.RECOVERY: location})
         except StackError as exc:

@@ -22,6 +22,7 @@ from tradesim.stack.state import file_lock
 
 if TYPE_CHECKING:
     from tradesim.adapters.flink.client import FlinkRest, JobInfo
+    from tradesim.stack.flink import Flink
 
 JOB_NAME_PREFIX = "tradesim-"
 
@@ -187,7 +188,6 @@ def _submit_locked(settings: Settings, spec: JobSpec, rest: FlinkRest, paralleli
                    overrides: dict[str, str] | None, options: dict[str, str] | None,
                    progress: Callable[[str], None], runtime: Literal["jvm", "python"],
                    fresh: bool) -> tuple[str, bool]:
-    from tradesim.adapters.flink.client import submit, submit_jar
     from tradesim.adapters.flink.errors import FlinkRequestError, FlinkUnavailable
     from tradesim.stack.flink import Flink
 
@@ -219,41 +219,58 @@ def _submit_locked(settings: Settings, spec: JobSpec, rest: FlinkRest, paralleli
     if resumed is not None:
         progress(f"{name} resumes from {what}")
         options = {**(options or {}), RECOVERY: resumed}
-    opts = {"python.execution-mode": settings.flink.execution_mode, **(options or {})}
     args = _with_start_offsets(spec, settings, _arg_map(spec, _kafka_route(settings, progress), overrides))
     parallelism = parallelism or settings.flink.parallelism
+    recovery = (options or {}).get(RECOVERY)
+    if recovery:  # other processes' prunes keep its folder until the job reports the restore or the run is noted
+        with _restoring_notes(settings).changing() as entries:
+            entries[name] = recovery
+    try:
+        job_id = _start(settings, spec, flink, args, parallelism, options, runtime)
+        if ours:
+            # noted at once, with the state it resumed: lost before its first checkpoint, the run resumes that again
+            before = runs(settings).get(name)
+            _note_run(settings, name, None if overrides else RunNote(job_id, instance, recovery))
+            try:
+                confirmed = resumed is not None and _await_resumed(rest, name, job_id, what, progress)
+            except StackError:
+                _note_run(settings, name, before)  # the resume failed: the state it came from is still to be resumed
+                raise
+            unpark(settings, name)  # a new run has its own state from now on: a parked one is stale
+            if lost is not None and confirmed:  # checkpointed on its own: the lost run's checkpoints are superseded
+                shutil.rmtree(_checkpoints_of(settings, lost[0]), ignore_errors=True)
+        try:
+            prune_checkpoints(settings, rest, restoring=recovery, submitted=job_id)
+        except Exception as exc:  # noqa: BLE001 - housekeeping: the job is submitted whatever happens here
+            progress(f"old checkpoints not pruned: {type(exc).__name__}: {exc}")
+    finally:
+        if recovery:
+            with _restoring_notes(settings).changing() as entries:
+                entries.pop(name, None)
+    return job_id, True
+
+
+def _start(settings: Settings, spec: JobSpec, flink: Flink, args: dict[str, str], parallelism: int,
+           options: dict[str, str] | None, runtime: Literal["jvm", "python"]) -> str:
+    """Run the job's client (`flink run`); returns the new job's id."""
+    from tradesim.adapters.flink.client import submit, submit_jar
+    from tradesim.adapters.flink.errors import FlinkRequestError
+
     try:
         if spec.main_class and runtime == "jvm":
             # the Python stages read faults.poison from the TaskManager's settings; the JVM job is told
             poison = next((symbol for stage, symbol in settings.faults.poison.items() if stage == spec.name), None)
             if poison:
                 args["poison-symbol"] = poison
-            job_id = submit_jar(flink.flink_bin, settings.flink.client_rest_url, flink.jobs_jar, spec.main_class,
-                                _argv(args), env=flink.client_env(), parallelism=parallelism, options=options)
-        else:
-            job_id = submit(flink.flink_bin, settings.flink.client_rest_url, spec.module, _argv(args),
-                            # the jobs jar: the connector, and the sources' value reader (NullableText)
-                            python=flink.python, jars=[flink.jobs_jar], env=flink.client_env(),
-                            parallelism=parallelism, options=opts)
+            return submit_jar(flink.flink_bin, settings.flink.client_rest_url, flink.jobs_jar, spec.main_class,
+                              _argv(args), env=flink.client_env(), parallelism=parallelism, options=options)
+        opts = {"python.execution-mode": settings.flink.execution_mode, **(options or {})}
+        return submit(flink.flink_bin, settings.flink.client_rest_url, spec.module, _argv(args),
+                      # the jobs jar: the connector, and the sources' value reader (NullableText)
+                      python=flink.python, jars=[flink.jobs_jar], env=flink.client_env(),
+                      parallelism=parallelism, options=opts)
     except FlinkRequestError as exc:
         raise StackError(str(exc)) from None
-    if ours:
-        # noted at once, with the state it resumed: lost before its first checkpoint, the run resumes that again
-        before = runs(settings).get(name)
-        _note_run(settings, name, None if overrides else RunNote(job_id, instance, (options or {}).get(RECOVERY)))
-        try:
-            confirmed = resumed is not None and _await_resumed(rest, name, job_id, what, progress)
-        except StackError:
-            _note_run(settings, name, before)  # the resume failed: the state it came from is still to be resumed
-            raise
-        unpark(settings, name)  # a new run has its own state from now on: a parked one is stale
-        if lost is not None and confirmed:  # checkpointed on its own: the lost run's checkpoints are superseded
-            shutil.rmtree(_checkpoints_of(settings, lost[0]), ignore_errors=True)
-    try:
-        prune_checkpoints(settings, rest, restoring=(options or {}).get(RECOVERY))
-    except Exception as exc:  # noqa: BLE001 - housekeeping: the job is submitted whatever happens here
-        progress(f"old checkpoints not pruned: {type(exc).__name__}: {exc}")
-    return job_id, True
 
 
 def _flink_dir(settings: Settings) -> Path:
@@ -273,6 +290,15 @@ class _Notes:
         except (OSError, ValueError):
             return {}
         return found if isinstance(found, dict) else {}
+
+    def intact(self) -> bool:
+        """No file yet, or one that holds a JSON object (`read` takes anything else for an empty one)."""
+        try:
+            return isinstance(json.loads(self.path.read_text()), dict)
+        except FileNotFoundError:
+            return True
+        except (OSError, ValueError):
+            return False
 
     @contextlib.contextmanager
     def changing(self) -> Iterator[dict[str, Any]]:
@@ -445,7 +471,8 @@ def _note_run(settings: Settings, name: str, note: RunNote | None) -> None:
 
 def cancel_job(settings: Settings, job_id: str, *, savepoint: bool = False) -> str | None:
     """Cancel a job on purpose (with `savepoint`: stop it with one, returned): its run's state is not resumed by a
-    later submit (its checkpoints stay on disk for `jobs submit --from-savepoint`). Cancelled by other means
+    later submit (its checkpoints stay on disk for `jobs submit --from-savepoint` while it is among the
+    `flink.ended_runs_kept` newest ended runs, see `prune_checkpoints`). Cancelled by other means
     (Flink's own UI), a run the cluster later loses is resumed."""
     from tradesim.stack.flink import Flink
 
@@ -478,35 +505,56 @@ def _checkpoints_of(settings: Settings, job_id: str) -> Path:
     return _checkpoints_root(settings) / job_id
 
 
-def prune_checkpoints(settings: Settings, rest: FlinkRest, restoring: str | None = None) -> list[str]:
+def prune_checkpoints(settings: Settings, rest: FlinkRest, restoring: str | None = None,
+                      submitted: str | None = None) -> list[str]:
     """Bound the retained checkpoints, which Flink keeps for every run that ended (RETAIN_ON_CANCELLATION): keep
     the folders of the runs the cluster has not ended and the ones those restored from, of every noted run (a lost
-    one resumes from its folder) and the ones noted runs resumed from, the one `restoring` (this submit's
-    recovery path) is in, and the `flink.ended_runs_kept` newest others. Returns the runs removed.
+    one resumes from its folder) and the ones noted runs resumed from, the ones submits in flight restore from
+    (`restoring`, this submit's recovery path, and every other process's, see `_restoring`), and the
+    `flink.ended_runs_kept` newest others. Returns the runs removed.
 
-    The folders are listed before the jobs: a folder exists only once its job does, so a run submitted meanwhile is
-    listed as not ended. A folder that a submit in flight in another process restores from is kept only if it is
-    among the newest, until Flink reports the restore."""
+    Whenever it cannot tell what a run still needs, it removes nothing: no answer from Flink, a run notes file that
+    does not parse, or a job other than `submitted` (whose source is `restoring`) not yet RUNNING, since a job
+    starting or restarting reports its restore only once it has read it. The folders are listed before the jobs:
+    a folder exists only once its job does, so a run submitted meanwhile is listed as not ended."""
     from tradesim.adapters.flink.errors import FlinkRequestError, FlinkUnavailable
 
     root = _checkpoints_root(settings).resolve()
+    notes = _run_notes(settings)
+    if not notes.intact():
+        return []
     try:
         folders = [d for d in root.iterdir() if d.is_dir()]
-        active = [j.id for j in rest.jobs(with_checkpoints=False) if j.active]
-        sources = [restoring, *(rest.restored_from(job_id) for job_id in active)]
+        active = [j for j in rest.jobs(with_checkpoints=False) if j.active]
+        if any(j.state != "RUNNING" for j in active if j.id != submitted):
+            return []
+        sources = [restoring, *_restoring(settings).values(),
+                   *(rest.restored_from(j.id) for j in active if j.id != submitted)]
     except (OSError, FlinkUnavailable, FlinkRequestError):
         return []  # no folder yet, or no telling which runs still need theirs: keep everything
-    notes = runs(settings).values()
-    keep = {*active, *(note.run for note in notes)}
-    for source in [*sources, *(note.resumed for note in notes)]:
-        path = local_state(source).resolve() if source else None
-        if path is not None and path.parent.parent == root:  # <root>/<run>/chk-N
-            keep.add(path.parent.name)
+    noted = [raw for raw in notes.read().values() if isinstance(raw, dict)]
+    keep = {*(j.id for j in active), *(str(raw.get("run")) for raw in noted)}
+    for source in [*sources, *(raw.get("resumed") for raw in noted)]:
+        path = local_state(str(source)).resolve() if source else None
+        if path is not None and path.is_relative_to(root) and path != root:  # <root>/<run>[/chk-N[/_metadata]]
+            keep.add(path.relative_to(root).parts[0])
     ended = sorted((d for d in folders if d.name not in keep), key=_last_change, reverse=True)
     gone = ended[settings.flink.ended_runs_kept:]
     for folder in gone:
         shutil.rmtree(folder, ignore_errors=True)
-    return [folder.name for folder in gone]
+    return [folder.name for folder in gone if not folder.exists()]
+
+
+def _restoring(settings: Settings) -> dict[str, str]:
+    """Job name → the state a submit in flight restores from, written before `flink run` and removed after the
+    submit (by then the run is noted with it, or its job reports the restore): between the two, the job may not be
+    listed yet, and another process's prune must not take its folder. A submit that crashed leaves its entry; that
+    folder is then kept until the job's next restoring submit replaces it."""
+    return {str(k): str(v) for k, v in _restoring_notes(settings).read().items() if v}
+
+
+def _restoring_notes(settings: Settings) -> _Notes:
+    return _Notes(_flink_dir(settings) / "restoring.json")
 
 
 def _last_change(folder: Path) -> float:

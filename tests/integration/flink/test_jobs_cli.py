@@ -97,6 +97,7 @@ def test_pruning_keeps_the_checkpoint_a_run_restores_and_bounds_the_ended_ones(s
     restore with its own spelling of the path), and a later plain submit removes both ended runs' folders."""
     from pathlib import Path
 
+    from tradesim.adapters.flink.errors import FlinkRequestError
     from tradesim.stack.flink import Flink
     from tradesim.stack.jobs import RECOVERY, cancel_job, running_names, submit_job
     from tradesim.testing.waiting import wait_for
@@ -116,7 +117,13 @@ def test_pruning_keeps_the_checkpoint_a_run_restores_and_bounds_the_ended_ones(s
     second, new = submit_job(none_kept, "bars", options={RECOVERY: str(chk)})
     assert new
     assert chk.is_dir(), "the checkpoint this run restores from was pruned"
-    wait_for(lambda: rest.restored_from(second) is not None, 60, "Flink to report the restore", poll_s=0.5)
+    def reported() -> bool:
+        try:
+            return rest.restored_from(second) is not None
+        except FlinkRequestError:
+            return False  # no statistics while the job initializes
+
+    wait_for(reported, 60, "Flink to report the restore", poll_s=0.5)
     restored = rest.restored_from(second)
     assert restored is not None
     assert Path(restored.removeprefix("file:")).resolve() == chk.resolve()

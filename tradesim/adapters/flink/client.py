@@ -92,14 +92,10 @@ class FlinkRest:
         return sorted(rows, key=lambda r: r.start_time_ms, reverse=True)
 
     def restored_from(self, job_id: str) -> str | None:
-        """Where the job's latest restore read its state (a savepoint's or checkpoint's path), None if it has not
-        restored any (yet): a job still initializing has no statistics (404 or 500, as in `jobs`)."""
-        try:
-            stats = self._call("GET", f"/jobs/{job_id}/checkpoints")
-        except FlinkRequestError as exc:
-            if exc.status not in (404, 500):
-                raise
-            return None
+        """Where the job's latest restore read its state (a savepoint's or checkpoint's path), None if it restored
+        none. A job without statistics (still initializing, or a busy dispatcher: 404 or 500, as in `jobs`) raises
+        FlinkRequestError: that is no telling, not "none"."""
+        stats = self._call("GET", f"/jobs/{job_id}/checkpoints")
         restored = (stats.get("latest") or {}).get("restored") or {}
         path = restored.get("external_path")
         return str(path) if path else None
