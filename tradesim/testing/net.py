@@ -6,8 +6,15 @@ import os
 import socket
 from collections.abc import Iterable
 from pathlib import Path
+from urllib.parse import urlsplit
 
 ESTABLISHED = "01"  # a TCP state as /proc/net/tcp writes it
+
+
+def port_of(url: str) -> int:
+    """The port a URL connects to, its scheme's default when it names none."""
+    parts = urlsplit(url)
+    return parts.port or {"http": 80, "ws": 80, "https": 443, "wss": 443}[parts.scheme]
 
 
 def free_port() -> int:
@@ -22,13 +29,13 @@ def open_tcp(pids: Iterable[int]) -> dict[str, tuple[int, str]]:
     """The TCP sockets the processes hold open, by socket inode: (remote port, state as /proc writes it, e.g.
     ESTABLISHED). Read from /proc/<pid>/fd and /proc/net/tcp{,6}; a process gone meanwhile holds none."""
     inodes: set[str] = set()
-    netns_pid = None
+    tables: list[str] = []
     for pid in pids:
         try:
             fds = list(Path(f"/proc/{pid}/fd").iterdir())
+            tables = tables or [Path(f"/proc/{pid}/net/{t}").read_text() for t in ("tcp", "tcp6")]
         except OSError:
             continue  # gone meanwhile
-        netns_pid = netns_pid or pid
         for fd in fds:
             try:
                 link = os.readlink(fd)
@@ -37,10 +44,8 @@ def open_tcp(pids: Iterable[int]) -> dict[str, tuple[int, str]]:
             if link.startswith("socket:["):
                 inodes.add(link[len("socket:["):-1])
     found: dict[str, tuple[int, str]] = {}
-    if netns_pid is None:
-        return found
-    for table in ("tcp", "tcp6"):
-        for line in Path(f"/proc/{netns_pid}/net/{table}").read_text().splitlines()[1:]:
+    for table in tables:
+        for line in table.splitlines()[1:]:
             fields = line.split()
             if fields[9] in inodes:
                 found[fields[9]] = (int(fields[2].rsplit(":", 1)[1], 16), fields[3])

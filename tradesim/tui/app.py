@@ -10,6 +10,7 @@ docs/design/tui.md.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import os
 import sys
@@ -71,6 +72,7 @@ HEALTH_EVERY_S = 5.0
 POLL_EVERY_S = 1.0
 API_CHECK_S = 5.0
 PAINT_KEEP = 100_000
+UNMOUNT_WAIT_S = 3.0
 
 
 @dataclass(frozen=True)
@@ -285,12 +287,15 @@ class TradesimApp(App[None]):
         # Textual cancels workers on exit without waiting for them. A cancelled worker still closes its socket
         # (the feed's closing handshake, an answer being read), and asyncio releases a closed socket one loop step
         # later: if the loop ends first (a test's loop, right after the app), the connection stays open until the
-        # garbage collector finds it. So the async workers are stopped and awaited here, while the loop runs (the
-        # health probe is a thread: it cannot be cancelled and ends by its own timeout).
-        running = [w for w in self.workers if w.group != "health"]
-        for worker in running:
+        # garbage collector finds it. So the async workers are stopped and awaited here, while the loop runs, for
+        # a bounded time (the feed's handshake has its own 1 s timeout); the health probe is a thread, whose
+        # blocking calls end by their own timeouts.
+        stopping = [w for w in self.workers if w.group != "health"]
+        for worker in stopping:
             worker.cancel()
-        await asyncio.gather(*(w.wait() for w in running), return_exceptions=True)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.gather(*(w.wait() for w in stopping), return_exceptions=True),
+                                   UNMOUNT_WAIT_S)
         if self.api is not None:
             await self.api.aclose()
 
@@ -633,7 +638,8 @@ class TradesimApp(App[None]):
     async def _reconnect(self, user: User, old_api: Api | None) -> None:
         if old_api is not None:
             await old_api.aclose()
-        self._connect(user)
+        if self._main_ready:  # not once the app is closing: nothing would stop the new links
+            self._connect(user)
 
     # -- subscriptions and health ----------------------------------------------------------------------------
 

@@ -9,7 +9,6 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import httpx
 import pytest
@@ -23,7 +22,7 @@ from tradesim.services.ingest.publisher import publish_all
 from tradesim.settings import Settings, TuiSettings
 from tradesim.stack.jobs import cancel_job, submit_job
 from tradesim.testing.factories import tick, unique_symbol
-from tradesim.testing.net import open_tcp
+from tradesim.testing.net import open_tcp, port_of
 from tradesim.testing.waiting import wait_for
 from tradesim.tui.app import TradesimApp, create_app, resolve_user
 
@@ -96,15 +95,22 @@ def app(tui_settings: Settings, symbol: str, execution_job: None) -> TradesimApp
 @asynccontextmanager
 async def running(app: TradesimApp) -> AsyncIterator[Pilot[None]]:
     """The app driven by a pilot. Once it has exited, none of the connections it opened to the API or the
-    market-data service may still be open: checked before the loop runs again, since a socket left closing by a
-    cancelled worker is released only if the loop still runs (else when collected, and the session fails then
-    on an unraisable ResourceWarning)."""
-    ports = {urlsplit(url).port for url in (app.settings.api.client_url, app.settings.marketdata.client_ws_url)}
+    market-data service may be open: a socket left closing by a cancelled worker is released only if the loop
+    still runs (else when collected, and the session fails then on an unraisable ResourceWarning), so this waits
+    without running the loop, for the health probe's thread alone to finish a probe."""
+    ports = {port_of(app.settings.api.client_url), port_of(app.settings.marketdata.client_ws_url)}
     before = open_tcp([os.getpid()])
     async with app.run_test(size=SIZE) as pilot:
         yield pilot
-    left = {inode: peer for inode, peer in open_tcp([os.getpid()]).items() if peer[0] in ports and inode not in before}
-    assert left == {}, f"connections left open by the app (inode: remote port, TCP state): {left}"
+
+    def left() -> dict[str, tuple[int, str]]:
+        return {inode: peer for inode, peer in open_tcp([os.getpid()]).items()
+                if peer[0] in ports and inode not in before}
+
+    try:
+        wait_for(lambda: not left(), 5, "no connection left", poll_s=0.1)
+    except AssertionError:
+        raise AssertionError(f"connections left open by the app (inode: remote port, TCP state): {left()}") from None
 
 
 async def orders_at_the_api(settings: Settings, account: dict[str, str]) -> list[dict[str, object]]:
