@@ -53,18 +53,22 @@ def test_a_start_clears_the_scratch_dead_jvms_left_and_first_stops_a_jvm_of_ours
     flink.configure()
     assert list(scratch.iterdir()) == []
     (scratch / "tm_left").mkdir()
-    # a TaskManager whose flink_proc was killed -9: "java" and the stack's flink folder on its command line
+    # a TaskManager whose flink_proc was killed -9: its entry point, started with the stack's config folder
     (flink.dir / "pids").mkdir(exist_ok=True)
-    stray = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "java",
-                              f"-Dlog.file={flink.dir}/log/tm.log"])
-    bystander = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "java"])  # not ours
+    sleep = [sys.executable, "-c", "import time; time.sleep(60)",
+             "org.apache.flink.runtime.taskexecutor.TaskManagerRunner"]
+    stray = subprocess.Popen([*sleep, "--configDir", str(flink.conf_dir)])
+    # pids reused since: another stack's TaskManager (a folder whose path holds ours), anything else
+    others = [subprocess.Popen([*sleep, "--configDir", f"/other{flink.conf_dir}"]),
+              subprocess.Popen([*sleep[:3], "java", str(flink.conf_dir)])]
     try:
-        (flink.dir / "pids" / "flink--taskexecutor.pid").write_text(f"{bystander.pid}\n{stray.pid}\n")
+        pids = [p.pid for p in others] + [stray.pid]
+        (flink.dir / "pids" / "flink--taskexecutor.pid").write_text("\n".join(map(str, pids)) + "\n")
         flink.configure()
         assert stray.wait(timeout=10) == -9  # it would have joined the new cluster
-        assert bystander.poll() is None
+        assert [p.poll() for p in others] == [None, None]
         assert list(scratch.iterdir()) == []
     finally:
-        for proc in (stray, bystander):
+        for proc in (stray, *others):
             proc.kill()
             proc.wait()

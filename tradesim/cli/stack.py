@@ -268,7 +268,8 @@ def _follow(path: Path) -> None:
                 sys.stdout.flush()
                 continue
             try:
-                replaced = path.stat().st_ino != os.fstat(fh.fileno()).st_ino
+                now, ours = path.stat(), os.fstat(fh.fileno())
+                replaced = (now.st_dev, now.st_ino) != (ours.st_dev, ours.st_ino)
             except FileNotFoundError:  # between the move and the new server's first write
                 replaced = False
             if replaced:
@@ -276,6 +277,7 @@ def _follow(path: Path) -> None:
                     new = open(path, "rb")  # noqa: SIM115
                 except FileNotFoundError:  # moved again meanwhile: look again
                     continue
+                sys.stdout.write(fh.read().decode("utf-8", "replace"))  # the old log's last lines, if any came
                 fh.close()
                 fh = new
             else:

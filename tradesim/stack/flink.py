@@ -52,6 +52,11 @@ JAVA_RELEASE = "17"
 LOG_CONFIGS = ("log4j-console.properties", "log4j-cli.properties", "log4j.properties", "log4j-session.properties")
 
 
+#: the main classes of the cluster's two JVMs (flink-console.sh)
+FLINK_ENTRY_POINTS = frozenset({"org.apache.flink.runtime.entrypoint.StandaloneSessionClusterEntrypoint",
+                                "org.apache.flink.runtime.taskexecutor.TaskManagerRunner"})
+
+
 class Flink(Component):
     name = "flink"
     # no `needs`: the cluster starts without Kafka; its jobs (submitted once `up` is done) are what use Kafka
@@ -318,12 +323,18 @@ class Flink(Component):
                 continue
             for pid in pids:
                 try:
-                    command = Path(f"/proc/{pid}/cmdline").read_bytes()
+                    argv = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")
                 except OSError:
                     continue
-                if b"java" in command and str(self.dir).encode() in command:  # its conf, log and lib are here
+                if self._is_our_jvm(argv):
                     alive.add(pid)
         return alive
+
+    def _is_our_jvm(self, argv: list[str]) -> bool:
+        """A JobManager or TaskManager of this stack: one of the two entry points, started with this stack's
+        config folder (a pid in a pid file may since belong to anything, another stack's Flink included)."""
+        pairs = zip(argv, argv[1:], strict=False)
+        return bool(FLINK_ENTRY_POINTS & set(argv)) and ("--configDir", str(self.conf_dir)) in pairs
 
     def _stop_jvms_left(self, timeout_s: float = 10.0) -> bool:
         """Kill the JVMs a dead flink_proc left; True once none is alive (False: leave their files alone)."""
