@@ -222,9 +222,13 @@ def _submit_locked(settings: Settings, spec: JobSpec, rest: FlinkRest, paralleli
     args = _with_start_offsets(spec, settings, _arg_map(spec, _kafka_route(settings, progress), overrides))
     parallelism = parallelism or settings.flink.parallelism
     recovery = (options or {}).get(RECOVERY)
-    if recovery:  # other processes' prunes keep its folder until the job reports the restore or the run is noted
-        with _restoring_notes(settings).changing() as entries:
+    # other processes' prunes keep its folder until the job reports the restore or the run is noted; an entry of
+    # this name found here is a crashed submit's (this name's submits hold its lock)
+    with _restoring_notes(settings).changing() as entries:
+        if recovery:
             entries[name] = recovery
+        else:
+            entries.pop(name, None)
     try:
         job_id = _start(settings, spec, flink, args, parallelism, options, runtime)
         if ours:
@@ -549,7 +553,7 @@ def _restoring(settings: Settings) -> dict[str, str]:
     """Job name → the state a submit in flight restores from, written before `flink run` and removed after the
     submit (by then the run is noted with it, or its job reports the restore): between the two, the job may not be
     listed yet, and another process's prune must not take its folder. A submit that crashed leaves its entry; that
-    folder is then kept until the job's next restoring submit replaces it."""
+    folder is then kept until the job's next submit."""
     return {str(k): str(v) for k, v in _restoring_notes(settings).read().items() if v}
 
 
