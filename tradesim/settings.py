@@ -522,7 +522,8 @@ class StackSettings(Section):
         30.0, gt=0, description="Longest wait before another restart (it doubles from 1 s per recent restart).")
     log_rotate_mb: float = Field(
         10.0, gt=0, description="A server's log (server.log) at least this big when it starts is moved to server.log.1 "
-        "(the one before is dropped), so restarts do not grow a stack folder without bound.")
+        "(the one before is dropped), and while it runs the watchdog copies it there and empties it, so neither "
+        "restarts nor a long run grow a stack folder without bound.")
 
 
 def _default_home() -> Path:

@@ -52,7 +52,7 @@ def test_logs_of_never_started_component_exits_2() -> None:
     assert "no log yet" in _one_line_error(result.output)
 
 
-def test_logs_follow_goes_on_into_the_new_log_after_a_restart_moved_the_old_one(tmp_path: Path) -> None:
+def test_logs_follow_goes_into_the_new_log_after_a_restart_moved_the_old_and_on_after_a_trim(tmp_path: Path) -> None:
     import os
     import subprocess
     import sys
@@ -84,6 +84,10 @@ def test_logs_follow_goes_on_into_the_new_log_after_a_restart_moved_the_old_one(
         log.replace(log.with_name("server.log.1"))  # what a restart does to a log at the size limit
         log.write_text("new run\n")
         wait_for_output(b"new run")
+        os.truncate(log, 0)  # the watchdog's trim of a running server's log, which goes on appending
+        with open(log, "a") as fh:
+            fh.write("TR\n")  # shorter than what was read: the follower sees the log was emptied
+        wait_for_output(b"new run\nTR\n")
     finally:
         proc.kill()
         proc.wait()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from tradesim.settings import Settings
@@ -185,3 +187,34 @@ def test_a_routed_service_starts_after_toxiproxy_when_chaos_is_on_and_every_serv
     assert Prometheus(chaos).start_after() == (*StackExporter(chaos).start_after(), "exporter")
     traced = chaos.model_copy(update={"tracing": plain.tracing.model_copy(update={"enabled": True})})
     assert ApiService(traced).start_after() == ("kafka", "redis", "dynamodb", "toxiproxy", "jaeger")
+
+
+def test_a_running_servers_log_past_the_limit_is_copied_aside_and_emptied_where_it_appends(tmp_path: Path) -> None:
+    from tradesim.stack.supervisor import trim_log
+
+    log = tmp_path / "server.log"
+    with open(log, "ab", buffering=0) as server:  # how the supervisor hands a server its log: appending
+        server.write(b"a" * 512)
+        assert not trim_log(log, 1024)  # under the limit: left alone
+        server.write(b"b" * 1024)
+        assert trim_log(log, 1024)
+        assert (tmp_path / "server.log.1").read_bytes() == b"a" * 512 + b"b" * 1024
+        server.write(b"next\n")
+    assert log.read_bytes() == b"next\n"  # at the new start, no hole where the old lines were
+    assert not trim_log(tmp_path / "absent.log", 1)
+
+
+def test_the_watchdog_trims_the_logs_of_running_servers(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from tradesim.settings import load_settings
+    from tradesim.stack.watchdog import Watchdog
+
+    monkeypatch.setenv("TRADESIM_HOME", str(tmp_path))
+    monkeypatch.setenv("TRADESIM_STACK__LOG_ROTATE_MB", "0.001")
+    dog = Watchdog(load_settings())
+    big, small = dog.supervisor.components[:2]
+    for comp, size in ((big, 2048), (small, 100)):
+        comp.log_path.parent.mkdir(parents=True, exist_ok=True)
+        comp.log_path.write_bytes(b"x" * size)
+    dog._trim_logs()
+    assert [big.log_path.stat().st_size, small.log_path.stat().st_size] == [0, 100]
+    assert big.log_path.with_name("server.log.1").stat().st_size == 2048

@@ -269,10 +269,10 @@ def _follow(path: Path) -> None:
                 continue
             try:
                 now, ours = path.stat(), os.fstat(fh.fileno())
-                replaced = (now.st_dev, now.st_ino) != (ours.st_dev, ours.st_ino)
             except FileNotFoundError:  # between the move and the new server's first write
-                replaced = False
-            if replaced:
+                time.sleep(0.2)
+                continue
+            if (now.st_dev, now.st_ino) != (ours.st_dev, ours.st_ino):
                 try:
                     new = open(path, "rb")  # noqa: SIM115
                 except FileNotFoundError:  # moved again meanwhile: look again
@@ -280,6 +280,8 @@ def _follow(path: Path) -> None:
                 sys.stdout.write(fh.read().decode("utf-8", "replace"))  # the old log's last lines, if any came
                 fh.close()
                 fh = new
+            elif ours.st_size < fh.tell():  # emptied in place (the watchdog's trim): on from its new start
+                fh.seek(0)
             else:
                 time.sleep(0.2)
     except KeyboardInterrupt:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import time
 from collections.abc import Callable
@@ -52,6 +53,20 @@ def rotate_log(path: Path, limit_bytes: int) -> None:
             path.replace(path.with_name(path.name + ".1"))
     except FileNotFoundError:
         return
+
+
+def trim_log(path: Path, limit_bytes: int) -> bool:
+    """While a server runs: a log past the limit is copied to `<name>.1` and emptied in place, since the server
+    holds it open (`rotate_log` works only before a start). The server appends (O_APPEND), so its next line lands
+    at the new start; a line written between the copy and the truncation is lost. True if it trimmed."""
+    try:
+        if path.stat().st_size < limit_bytes:
+            return False
+        shutil.copyfile(path, path.with_name(path.name + ".1"))
+        os.truncate(path, 0)
+    except FileNotFoundError:
+        return False
+    return True
 
 
 @dataclass

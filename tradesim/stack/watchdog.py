@@ -146,7 +146,18 @@ class Watchdog:
                 state.restarts[row.name] = recent
         self._save(state)
         self._put_back_next(now)
+        self._trim_logs()
         return done
+
+    def _trim_logs(self) -> None:
+        """Bound each server's log while it runs, as a restart bounds it (`stack.log_rotate_mb`)."""
+        from tradesim.stack.supervisor import trim_log
+
+        limit = int(self.settings.stack.log_rotate_mb * 1024 * 1024)
+        for comp in self.supervisor.components:
+            if trim_log(comp.log_path, limit):
+                log.info("%s: %s reached %g MB: copied to %s.1 and emptied", comp.name, comp.log_path,
+                         self.settings.stack.log_rotate_mb, comp.log_path.name)
 
     def busy(self) -> bool:
         return self._putting_back is not None and not self._putting_back[2].done()
