@@ -105,24 +105,10 @@ def _write(path: Path, doc: dict[str, Any]) -> None:
     tmp.replace(path)
 
 
-def build_app() -> Any:
-    """The app as `tradesim tui` builds it (tradesim.tui.app.run), without running it."""
-    from tradesim.client.api import call
-    from tradesim.settings import load_settings
-    from tradesim.tui.app import check_theme, create_app, default_watchlist, resolve_user
-    from tradesim.tui.bindings import keymap
-
-    settings = load_settings()
-    keymap(settings.tui.bindings)
-    check_theme(settings.tui.theme)
-    user = resolve_user(settings, None)
-    me = call(settings, "GET", "/accounts/me", user.api_key, timeout_s=5)
-    held = [s for s, q in (me.get("positions") or {}).items() if q]
-    return create_app(settings, user, watchlist=default_watchlist(settings, held))
-
-
 async def run(out: Path, headless: bool, profile: Path | None) -> None:
-    app = build_app()
+    from tradesim.tui.app import build
+
+    app = build(None)  # as `tradesim tui` builds it, owning this process
     probe = Probe(app, out, profile)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

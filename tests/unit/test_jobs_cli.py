@@ -257,6 +257,9 @@ def test_pruning_removes_nothing_while_it_cannot_tell_what_a_restore_reads(monke
     (settings.stack_dir / "flink" / "runs.json").write_text("{not json")
     assert prune_checkpoints(settings, Starting("RUNNING", "other")) == []  # type: ignore[arg-type]
     (settings.stack_dir / "flink" / "runs.json").unlink()
+    (settings.stack_dir / "flink" / "restoring.json").write_text("[")
+    assert prune_checkpoints(settings, Starting("RUNNING", "other")) == []  # type: ignore[arg-type]
+    (settings.stack_dir / "flink" / "restoring.json").unlink()
     with _restoring_notes(settings).changing() as entries:  # two submits of other processes, not listed yet
         entries.update(bars=str(root / "folder"), execution=f"file:{root / 'metadata' / 'chk-1' / '_metadata'}")
     # the submit that just started "mine" may prune while its job initializes: what it restores is `restoring`

@@ -204,17 +204,37 @@ def test_a_running_servers_log_past_the_limit_is_copied_aside_and_emptied_where_
     assert not trim_log(tmp_path / "absent.log", 1)
 
 
-def test_the_watchdog_trims_the_logs_of_running_servers(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_on_a_full_disk_a_log_is_emptied_without_its_copy(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    import errno
+    import shutil
+
+    from tradesim.stack.supervisor import trim_log
+
+    def full(src: Path, dst: Path) -> None:
+        dst.write_bytes(b"part")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    log = tmp_path / "server.log"
+    log.write_bytes(b"x" * 2048)
+    monkeypatch.setattr(shutil, "copyfile", full)
+    assert trim_log(log, 1024)
+    assert log.stat().st_size == 0
+    assert not (tmp_path / "server.log.1").exists()  # the partial copy is not kept either
+
+
+def test_the_watchdog_trims_the_logs_of_running_servers_only(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     from tradesim.settings import load_settings
     from tradesim.stack.watchdog import Watchdog
 
     monkeypatch.setenv("TRADESIM_HOME", str(tmp_path))
     monkeypatch.setenv("TRADESIM_STACK__LOG_ROTATE_MB", "0.001")
     dog = Watchdog(load_settings())
-    big, small = dog.supervisor.components[:2]
-    for comp, size in ((big, 2048), (small, 100)):
+    big, small, stopped, unreadable = dog.supervisor.components[:4]
+    for comp, size in ((big, 2048), (small, 100), (stopped, 2048), (unreadable, 2048)):
         comp.log_path.parent.mkdir(parents=True, exist_ok=True)
         comp.log_path.write_bytes(b"x" * size)
-    dog._trim_logs()
-    assert [big.log_path.stat().st_size, small.log_path.stat().st_size] == [0, 100]
+    unreadable.log_path.with_name("server.log.1").mkdir()  # a copy that fails: reported, the others go on
+    dog._trim_logs({big.name, small.name, unreadable.name, dog.supervisor.components[5].name})
+    sizes = [c.log_path.stat().st_size for c in (big, small, stopped, unreadable)]
+    assert sizes == [0, 100, 2048, 2048]  # a stopped server's log keeps its tail where `status` points
     assert big.log_path.with_name("server.log.1").stat().st_size == 2048

@@ -248,9 +248,9 @@ def _submit_locked(settings: Settings, spec: JobSpec, rest: FlinkRest, paralleli
         except Exception as exc:  # noqa: BLE001 - housekeeping: the job is submitted whatever happens here
             progress(f"old checkpoints not pruned: {type(exc).__name__}: {exc}")
     finally:
-        if recovery:
-            with _restoring_notes(settings).changing() as entries:
-                entries.pop(name, None)
+        # never in place of the submit's own error: an entry left keeps a folder, and the next submit clears it
+        with contextlib.suppress(OSError), _restoring_notes(settings).changing() as entries:
+            entries.pop(name, None)
     return job_id, True
 
 
@@ -517,15 +517,16 @@ def prune_checkpoints(settings: Settings, rest: FlinkRest, restoring: str | None
     (`restoring`, this submit's recovery path, and every other process's, see `_restoring`), and the
     `flink.ended_runs_kept` newest others. Returns the runs removed.
 
-    Whenever it cannot tell what a run still needs, it removes nothing: no answer from Flink, a run notes file that
-    does not parse, or a job other than `submitted` (whose source is `restoring`) not yet RUNNING, since a job
-    starting or restarting reports its restore only once it has read it. The folders are listed before the jobs:
-    a folder exists only once its job does, so a run submitted meanwhile is listed as not ended."""
+    Whenever it cannot tell what a run still needs, it removes nothing: no answer from Flink, a notes file (runs,
+    restores in flight) that does not parse, or a job other than `submitted` (whose source is `restoring`) not yet
+    RUNNING, since a job starting or restarting reports its restore only once it has read it. The folders are
+    listed before the jobs: a folder exists only once its job does, so a run submitted meanwhile is listed as not
+    ended."""
     from tradesim.adapters.flink.errors import FlinkRequestError, FlinkUnavailable
 
     root = _checkpoints_root(settings).resolve()
     notes = _run_notes(settings)
-    if not notes.intact():
+    if not (notes.intact() and _restoring_notes(settings).intact()):
         return []
     try:
         folders = [d for d in root.iterdir() if d.is_dir()]

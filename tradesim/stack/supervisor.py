@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import time
@@ -58,14 +59,21 @@ def rotate_log(path: Path, limit_bytes: int) -> None:
 def trim_log(path: Path, limit_bytes: int) -> bool:
     """While a server runs: a log past the limit is copied to `<name>.1` and emptied in place, since the server
     holds it open (`rotate_log` works only before a start). The server appends (O_APPEND), so its next line lands
-    at the new start; a line written between the copy and the truncation is lost. True if it trimmed."""
+    at the new start; a line written between the copy and the truncation is lost. On a full disk the log is
+    emptied without its copy: the servers' room to write comes first. True if it trimmed."""
     try:
         if path.stat().st_size < limit_bytes:
             return False
-        shutil.copyfile(path, path.with_name(path.name + ".1"))
-        os.truncate(path, 0)
     except FileNotFoundError:
         return False
+    older = path.with_name(path.name + ".1")
+    try:
+        shutil.copyfile(path, older)
+    except OSError as exc:
+        if exc.errno != errno.ENOSPC:
+            raise
+        older.unlink(missing_ok=True)
+    os.truncate(path, 0)
     return True
 
 

@@ -117,7 +117,8 @@ class Watchdog:
         now = time.time() if now is None else now
         state = self.file.load()
         done: list[str] = []
-        for row in self.supervisor.status():
+        rows = self.supervisor.status()
+        for row in rows:
             if row.state == "running" and row.healthy and row.name in state.gave_up:
                 del state.gave_up[row.name]  # `tradesim up` brought it back: watched again, with a fresh budget
                 state.restarts.pop(row.name, None)
@@ -146,18 +147,27 @@ class Watchdog:
                 state.restarts[row.name] = recent
         self._save(state)
         self._put_back_next(now)
-        self._trim_logs()
+        self._trim_logs({row.name for row in rows if row.state == "running"})
         return done
 
-    def _trim_logs(self) -> None:
-        """Bound each server's log while it runs, as a restart bounds it (`stack.log_rotate_mb`)."""
+    def _trim_logs(self, running: set[str]) -> None:
+        """Bound each running server's log, as a restart bounds it (`stack.log_rotate_mb`): under the state lock,
+        so never while a start moves the log aside; a log that cannot be trimmed is reported, the others trimmed."""
         from tradesim.stack.supervisor import trim_log
 
         limit = int(self.settings.stack.log_rotate_mb * 1024 * 1024)
         for comp in self.supervisor.components:
-            if trim_log(comp.log_path, limit):
-                log.info("%s: %s reached %g MB: copied to %s.1 and emptied", comp.name, comp.log_path,
-                         self.settings.stack.log_rotate_mb, comp.log_path.name)
+            try:
+                if comp.name not in running or comp.log_path.stat().st_size < limit:
+                    continue
+                with self.supervisor.state_file.locked():
+                    if trim_log(comp.log_path, limit):
+                        log.info("%s: %s reached %g MB: copied to %s.1 and emptied", comp.name, comp.log_path,
+                                 self.settings.stack.log_rotate_mb, comp.log_path.name)
+            except FileNotFoundError:
+                continue  # no log (yet)
+            except OSError as exc:
+                log.warning("%s: its log could not be trimmed: %s", comp.name, exc)
 
     def busy(self) -> bool:
         return self._putting_back is not None and not self._putting_back[2].done()

@@ -691,16 +691,21 @@ def create_app(settings: Settings, user: User | None, *, watchlist: list[str] | 
     return TradesimApp(settings, user, watchlist=watchlist or [], offline=offline, tune_gc=tune_gc)
 
 
-def run(user: str | None) -> None:
-    """Open the TUI as `user` (else `tui.user`, else the active account). UserError (exit 2) for a missing
-    account or a bad setting, StackError (exit 1) when the API does not answer."""
+def build(user: str | None) -> TradesimApp:
+    """The app `tradesim tui` runs, as `user` (else `tui.user`, else the active account), owning its process.
+    UserError (exit 2) for a missing account or a bad setting, StackError (exit 1) when the API does not answer."""
     settings = load_settings()
     keymap(settings.tui.bindings)
     check_theme(settings.tui.theme)
     chosen = resolve_user(settings, user)
     me = call(settings, "GET", "/accounts/me", chosen.api_key, timeout_s=5)
     held = [s for s, q in (me.get("positions") or {}).items() if q]
-    app = create_app(settings, chosen, watchlist=default_watchlist(settings, held), tune_gc=True)
+    return create_app(settings, chosen, watchlist=default_watchlist(settings, held), tune_gc=True)
+
+
+def run(user: str | None) -> None:
+    """Open the TUI (see `build`)."""
+    app = build(user)
     _follow_the_terminal_size()
     app.run()
 

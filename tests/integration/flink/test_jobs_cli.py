@@ -95,6 +95,7 @@ def test_cancel_unknown_job_exits_2() -> None:
 def test_pruning_keeps_the_checkpoint_a_run_restores_and_bounds_the_ended_ones(settings: Settings) -> None:
     """With no ended run to keep, a submit from an ended run's checkpoint keeps that folder (Flink reports the
     restore with its own spelling of the path), and a later plain submit removes both ended runs' folders."""
+    import os
     from pathlib import Path
 
     from tradesim.adapters.flink.errors import FlinkRequestError
@@ -114,8 +115,11 @@ def test_pruning_keeps_the_checkpoint_a_run_restores_and_bounds_the_ended_ones(s
     first, _ = submit_job(none_kept, "bars")
     chk = checkpointed(first)
     cancel_job(settings, first)
+    (root / "stale" / "chk-1").mkdir(parents=True)  # an older ended run: this prune must remove it
+    os.utime(root / "stale", (1_000_000, 1_000_000))
     second, new = submit_job(none_kept, "bars", options={RECOVERY: str(chk)})
     assert new
+    assert not (root / "stale").exists(), "the submit pruned nothing"
     assert chk.is_dir(), "the checkpoint this run restores from was pruned"
     def reported() -> bool:
         try:
