@@ -6,9 +6,10 @@ import os
 import socket
 from collections.abc import Iterable
 from pathlib import Path
+from typing import NamedTuple
 from urllib.parse import urlsplit
 
-ESTABLISHED = "01"  # a TCP state as /proc/net/tcp writes it
+ESTABLISHED, LISTEN = "01", "0A"  # TCP states as /proc/net/tcp writes them
 
 
 def port_of(url: str) -> int:
@@ -25,9 +26,18 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def open_tcp(pids: Iterable[int]) -> dict[str, tuple[int, str]]:
-    """The TCP sockets the processes hold open, by socket inode: (remote port, state as /proc writes it, e.g.
-    ESTABLISHED). Read from /proc/<pid>/fd and /proc/net/tcp{,6}; a process gone meanwhile holds none."""
+class TcpSocket(NamedTuple):
+    """One TCP socket as /proc/net/tcp{,6} shows it; `state` as written there (ESTABLISHED, LISTEN)."""
+
+    local_address: str
+    local_port: int
+    remote_port: int
+    state: str
+
+
+def open_tcp(pids: Iterable[int]) -> dict[str, TcpSocket]:
+    """The TCP sockets the processes hold open, by socket inode. Read from /proc/<pid>/fd and /proc/net/tcp{,6};
+    a process gone meanwhile holds none."""
     inodes: set[str] = set()
     tables: list[str] = []
     for pid in pids:
@@ -43,10 +53,18 @@ def open_tcp(pids: Iterable[int]) -> dict[str, tuple[int, str]]:
                 continue  # closed meanwhile
             if link.startswith("socket:["):
                 inodes.add(link[len("socket:["):-1])
-    found: dict[str, tuple[int, str]] = {}
+    found: dict[str, TcpSocket] = {}
     for table in tables:
         for line in table.splitlines()[1:]:
             fields = line.split()
             if fields[9] in inodes:
-                found[fields[9]] = (int(fields[2].rsplit(":", 1)[1], 16), fields[3])
+                address, port = fields[1].split(":")
+                found[fields[9]] = TcpSocket(_address(address), int(port, 16), int(fields[2].rsplit(":", 1)[1], 16),
+                                             fields[3])
     return found
+
+
+def _address(hex_address: str) -> str:
+    """/proc's spelling of an address: 32-bit words, each in the host's (little-endian) byte order."""
+    raw = b"".join(bytes.fromhex(hex_address[i:i + 8])[::-1] for i in range(0, len(hex_address), 8))
+    return socket.inet_ntop(socket.AF_INET if len(raw) == 4 else socket.AF_INET6, raw)

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import os
 import socket
 import threading
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
@@ -18,7 +16,7 @@ from tradesim.ports import Unavailable
 from tradesim.settings import Settings
 from tradesim.stack.state import StateFile
 from tradesim.stack.supervisor import Supervisor
-from tradesim.testing.net import free_port
+from tradesim.testing.net import LISTEN, free_port, open_tcp
 
 pytestmark = pytest.mark.integration
 
@@ -29,28 +27,11 @@ def _server_pid(settings: Settings) -> int:
     return record.pid
 
 
-def _listening(pid: int) -> set[tuple[str, int]]:
-    """(address, port) of every listening TCP socket the process holds, read from /proc."""
-    inodes = set()
-    for fd in Path(f"/proc/{pid}/fd").iterdir():
-        target = os.readlink(fd)
-        if target.startswith("socket:["):
-            inodes.add(target[8:-1])
-    found = set()
-    for table in ("tcp", "tcp6"):
-        for line in Path(f"/proc/{pid}/net/{table}").read_text().splitlines()[1:]:
-            cols = line.split()
-            if cols[3] == "0A" and cols[9] in inodes:  # 0A = LISTEN
-                addr_hex, port_hex = cols[1].split(":")
-                addr = (socket.inet_ntoa(bytes.fromhex(addr_hex)[::-1]) if len(addr_hex) == 8
-                        else socket.inet_ntop(socket.AF_INET6, bytes.fromhex(addr_hex)))
-                found.add((addr, int(port_hex, 16)))
-    return found
-
-
 def test_server_listens_only_on_its_loopback_ports(settings: Settings) -> None:
     c = settings.clickhouse
-    assert _listening(_server_pid(settings)) == {("127.0.0.1", c.http_port), ("127.0.0.1", c.tcp_port)}
+    sockets = open_tcp([_server_pid(settings)]).values()
+    listening = {(s.local_address, s.local_port) for s in sockets if s.state == LISTEN}
+    assert listening == {("127.0.0.1", c.http_port), ("127.0.0.1", c.tcp_port)}
 
 
 def test_database_and_table_exist_after_up(settings: Settings) -> None:

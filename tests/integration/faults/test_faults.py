@@ -229,7 +229,7 @@ def _remote_ports(pid: int) -> set[int]:
     """Remote ports of the established TCP connections of the process and its children (the API's workers)."""
     from tradesim.stack.exporter import family, read_procs
 
-    return {port for port, state in open_tcp(family(read_procs(), pid)).values() if state == ESTABLISHED}
+    return {s.remote_port for s in open_tcp(family(read_procs(), pid)).values() if s.state == ESTABLISHED}
 
 
 def _price_cached(settings: Settings, symbol: str) -> bool:

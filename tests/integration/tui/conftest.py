@@ -22,7 +22,7 @@ from tradesim.services.ingest.publisher import publish_all
 from tradesim.settings import Settings, TuiSettings
 from tradesim.stack.jobs import cancel_job, submit_job
 from tradesim.testing.factories import tick, unique_symbol
-from tradesim.testing.net import open_tcp, port_of
+from tradesim.testing.net import TcpSocket, open_tcp, port_of
 from tradesim.testing.waiting import wait_for
 from tradesim.tui.app import TradesimApp, create_app, resolve_user
 
@@ -103,14 +103,14 @@ async def running(app: TradesimApp) -> AsyncIterator[Pilot[None]]:
     async with app.run_test(size=SIZE) as pilot:
         yield pilot
 
-    def left() -> dict[str, tuple[int, str]]:
-        return {inode: peer for inode, peer in open_tcp([os.getpid()]).items()
-                if peer[0] in ports and inode not in before}
+    def left() -> dict[str, TcpSocket]:
+        return {inode: s for inode, s in open_tcp([os.getpid()]).items()
+                if s.remote_port in ports and inode not in before}
 
     try:
         wait_for(lambda: not left(), 5, "no connection left", poll_s=0.1)
     except AssertionError:
-        raise AssertionError(f"connections left open by the app (inode: remote port, TCP state): {left()}") from None
+        raise AssertionError(f"connections left open by the app: {left()}") from None
 
 
 async def orders_at_the_api(settings: Settings, account: dict[str, str]) -> list[dict[str, object]]:
