@@ -284,12 +284,8 @@ class TradesimApp(App[None]):
 
     async def on_unmount(self) -> None:
         self._main_ready = False
-        # Textual cancels workers on exit without waiting for them. A cancelled worker still closes its socket
-        # (the feed's closing handshake, an answer being read), and asyncio releases a closed socket one loop step
-        # later: if the loop ends first (a test's loop, right after the app), the connection stays open until the
-        # garbage collector finds it. So the async workers are stopped and awaited here, while the loop runs, for
-        # a bounded time (the feed's handshake has its own 1 s timeout); the health probe is a thread, whose
-        # blocking calls end by their own timeouts.
+        # Textual cancels workers on exit without awaiting them: awaited here, while the loop runs, so the sockets
+        # they close are released (docs/design/tui.md, "Closing leaves no connection behind")
         stopping = [w for w in self.workers if w.group != "health"]
         for worker in stopping:
             worker.cancel()
