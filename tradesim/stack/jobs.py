@@ -249,8 +249,9 @@ def _submit_locked(settings: Settings, spec: JobSpec, rest: FlinkRest, paralleli
             progress(f"old checkpoints not pruned: {type(exc).__name__}: {exc}")
     finally:
         # never in place of the submit's own error: an entry left keeps a folder, and the next submit clears it
-        with contextlib.suppress(OSError), _restoring_notes(settings).changing() as entries:
-            entries.pop(name, None)
+        if recovery:
+            with contextlib.suppress(OSError), _restoring_notes(settings).changing() as entries:
+                entries.pop(name, None)
     return job_id, True
 
 
@@ -325,6 +326,8 @@ RECOVERY = "execution.state-recovery.path"
 def local_state(location: str) -> Path:
     """A savepoint's or checkpoint's folder from the location Flink gives (`file:/…`) or takes (a plain path)."""
     return Path(location.removeprefix("file:"))
+
+
 PARK_TIMEOUT_S = 90.0
 
 
