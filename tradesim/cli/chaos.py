@@ -17,7 +17,7 @@ from tradesim.ports import Unavailable
 from tradesim.settings import load_settings
 from tradesim.stack.errors import UserError
 
-app = typer.Typer(help="Inject faults between the services and Redis or DynamoDB (needs chaos.enabled).",
+app = typer.Typer(help="Inject faults between the services and Redis, DynamoDB or Kafka (needs chaos.enabled).",
                   no_args_is_help=True)
 out = Console(highlight=False, soft_wrap=True)
 
