@@ -9,6 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from tradesim.adapters.redis.client import connect as redis_connect
 from tradesim.adapters.toxiproxy.client import Toxiproxy
 from tradesim.settings import Settings, load_settings
 from tradesim.stack import registry
@@ -27,6 +28,17 @@ os.environ.setdefault("TRADESIM_CHAOS__ENABLED", "true")
 #: setting as the Makefile's background build, whose binary the session's `up` then finds)
 os.environ.setdefault("TRADESIM_TRACING__ENABLED", "true")
 os.environ.setdefault("TRADESIM_TRACING__OPTIMIZED_BUILD", "false")
+
+
+def forget_idempotency_keys(settings: Settings, user_id: str) -> int:
+    """What an expired `api.idempotency_ttl_s`, a failed answer write or a Redis data loss leave: no key record
+    of the user in Redis. Returns how many there were."""
+    r = redis_connect(settings.redis)
+    try:
+        keys = list(r.scan_iter(f"idem:{user_id}:*"))
+        return int(r.delete(*keys)) if keys else 0
+    finally:
+        r.close()
 
 
 #: components that were running before this session: a test that purges data runs only when this is empty

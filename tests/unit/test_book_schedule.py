@@ -9,9 +9,11 @@ from decimal import Decimal
 
 import pytest
 
+from tradesim.adapters.dynamodb.orders import order_item
 from tradesim.domain.book import Book, Decision
 from tradesim.domain.events import OrderCancelRequested, OrderPlaced, Tick
 from tradesim.domain.matching import SlippageModel
+from tradesim.domain.orders import body_hash
 from tradesim.testing.factories import tick
 
 SLIP = SlippageModel(max_bps=Decimal("0"))
@@ -170,7 +172,11 @@ def test_a_timed_cancel_takes_a_resting_order_out_before_the_next_tick_is_matche
     assert [d.kind for d in book.on_order(scripted("o1", 5, kind="limit", limit="98.50"), SLIP, now_ms=0)] == ["rest"]
     book.on_tick(STREAM[1], SLIP)  # releases it: rests (ask 101.01 > 98.50)
     (held,) = book.on_cancel(timed_cancel("o1", 10))
-    assert (held.kind, held.order.cancel_at_ms) == ("rest", at(10))  # shown as the order's cancel time
+    assert (held.kind, held.order.cancel_due_ms) == ("rest", at(10))  # shown as the order's cancel time
+    # held beside the order's body, which stays as placed: a keyed retry of that body is the same order
+    assert held.order.cancel_at_ms is None
+    assert body_hash(held.order) == body_hash(scripted("o1", 5, kind="limit", limit="98.50"))
+    assert order_item(held.order) == order_item(scripted("o1", 5, kind="limit", limit="98.50"))
     assert book.on_cancel(timed_cancel("o1", 10, user="u2")) == []  # not someone else's to cancel
     out = [d for e in STREAM[2:] for d in book.on_tick(e, SLIP)]
     assert [(d.order.order_id, d.kind) for d in out] == [("o1", "cancel")]  # before the 30 s tick (98) fills it
@@ -182,7 +188,9 @@ def test_a_timed_cancel_the_stream_already_passed_cancels_at_once_and_a_later_on
     book.on_order(scripted("o1", 0.5, kind="limit", limit="50", cancel_at=25), SLIP, now_ms=0)
     book.on_tick(STREAM[1], SLIP)
     (kept,) = book.on_cancel(timed_cancel("o1", 30))
-    assert kept.order.cancel_at_ms == at(25)
+    assert (kept.order.cancel_due_ms, kept.order.held_cancel_ms) == (at(25), None)
+    (earlier,) = book.on_cancel(timed_cancel("o1", 15))
+    assert (earlier.order.cancel_due_ms, earlier.order.cancel_at_ms) == (at(15), at(25))  # placed time kept
     assert [d.kind for d in book.on_cancel(timed_cancel("o1", 5))] == ["cancel"]  # 5 s is behind the 10 s tick
 
 

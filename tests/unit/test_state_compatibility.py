@@ -49,6 +49,7 @@ def test_fields_added_since_read_as_their_defaults() -> None:
     state = pickle.loads(OLD_STATE)  # noqa: S301 - as above
     order = state["queued"].order
     assert (order.at_ms, order.cancel_at_ms, order.session_ms, order.traceparent) == (None, None, None, None)
+    assert (order.held_cancel_ms, order.cancel_due_ms) == (None, None)
     assert order.time_in_force == "gtc"  # present in the old pickle: kept
     _, outcome, _ = state["mirror"]
     assert (outcome.order_type, outcome.placed_at_ms, outcome.traceparent) == (None, None, None)

@@ -8,7 +8,7 @@ an order until a tick past `at_ms` arrives and applies it, in (at_ms, arrival) o
 that tick is matched. So their outcomes depend on the tick stream alone, not on when the orders arrived. One that
 arrives after the stream passed its time is applied on arrival (the scripted runner publishes ticks past a time
 only once the book holds every order scripted before it). A cancel with a market time is held the same way, as
-the order's `cancel_at_ms`.
+the order's `held_cancel_ms` (its `cancel_at_ms` stays as placed: it is part of the order's body).
 """
 
 from __future__ import annotations
@@ -85,7 +85,8 @@ class Book:
 
     def on_cancel(self, cancel: OrderCancelRequested) -> list[Decision]:
         """Cancel an open order of the cancel's user now; one with a market time the stream has not passed yet
-        becomes the order's (earlier) `cancel_at_ms` instead, announced as "rest" so the mirror shows it."""
+        becomes the order's `held_cancel_ms` instead (if earlier than its due cancel), announced as "rest" so the
+        mirror shows it."""
         if cancel.at_ms is not None and self._waits(cancel.at_ms):
             return self._cancel_later(cancel, cancel.at_ms)
         for waiting in self.scheduled:
@@ -113,10 +114,11 @@ class Book:
 
     def _cancel_later(self, cancel: OrderCancelRequested, at_ms: int) -> list[Decision]:
         def later(order: OrderPlaced) -> OrderPlaced:
-            if order.cancel_at_ms is not None and order.cancel_at_ms <= at_ms:
+            cancel_ms = order.cancel_due_ms
+            if cancel_ms is not None and cancel_ms <= at_ms:
                 return order
             # not re-validated: a cancel at the order's own market time may equal its at_ms
-            return order.model_copy(update={"cancel_at_ms": at_ms})
+            return order.model_copy(update={"held_cancel_ms": at_ms})
 
         for i, waiting in enumerate(self.scheduled):
             if waiting.order_id == cancel.order_id and waiting.user_id == cancel.user_id:
@@ -137,19 +139,21 @@ class Book:
     def _release(self, now_ms: int, slippage: SlippageModel, first: Quote) -> list[Decision]:
         """Before the tick at `now_ms` applies: apply the held orders whose time it passes, on the quote in effect
         then (the current one, or `first` when the symbol had none: a time before the first tick means that tick),
-        then cancel the open orders whose `cancel_at_ms` it passes."""
+        then cancel the open orders whose cancel time (`cancel_due_ms`) it passes."""
         out: list[Decision] = []
         due = [o for o in self.scheduled if o.at_ms is not None and o.at_ms < now_ms]
         if due:
             self.scheduled = tuple(o for o in self.scheduled if o not in due)
             quote = self.quote or first
             for order in sorted(due, key=lambda o: o.at_ms or 0):  # stable: arrival order within one time
-                if order.cancel_at_ms is not None and order.at_ms is not None and order.cancel_at_ms < order.at_ms:
+                cancel_ms = order.cancel_due_ms
+                if cancel_ms is not None and order.at_ms is not None and cancel_ms < order.at_ms:
                     out.append(Decision(order, "cancel"))  # cancelled before its own time: it never enters
                 else:
                     out += self._apply(order, quote, slippage, triggered=False)
         for order_id, (order, _) in list(self.resting.items()):
-            if order.cancel_at_ms is not None and order.cancel_at_ms < now_ms:
+            cancel_ms = order.cancel_due_ms
+            if cancel_ms is not None and cancel_ms < now_ms:
                 del self.resting[order_id]
                 out.append(Decision(order, "cancel"))
         return out

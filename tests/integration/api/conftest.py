@@ -26,6 +26,8 @@ from tradesim.testing.factories import tick, unique_symbol
 from tradesim.testing.net import free_port
 from tradesim.testing.waiting import wait_for  # noqa: F401 - re-exported to the tests
 
+from ..conftest import forget_idempotency_keys as forget_user_keys
+
 
 @dataclass(frozen=True)
 class User:
@@ -138,11 +140,8 @@ def untraced(event: OrderPlaced | OrderCancelRequested) -> OrderPlaced | OrderCa
 
 
 def forget_idempotency_keys(settings: Settings, user: User) -> int:
-    """What an expired `api.idempotency_ttl_s`, a failed answer write or a Redis data loss leave: no key record
-    of the user in Redis. Returns how many there were."""
-    r = redis_connect(settings.redis)
-    keys = list(r.scan_iter(f"idem:{user.user_id}:*"))
-    return int(r.delete(*keys)) if keys else 0
+    """The user's idempotency key records gone from Redis (see the shared helper)."""
+    return forget_user_keys(settings, user.user_id)
 
 
 @pytest.fixture

@@ -17,6 +17,7 @@ from tradesim.services.ingest.publisher import publish_all
 from tradesim.settings import Settings
 from tradesim.testing.factories import tick, unique_symbol
 
+from ..conftest import forget_idempotency_keys
 from .conftest import Exchange, wait_for
 
 pytestmark = pytest.mark.integration
@@ -30,12 +31,17 @@ def http(settings: Settings) -> Iterator[httpx.Client]:
         yield client
 
 
-def _account(http: httpx.Client, settings: Settings) -> dict[str, str]:
+def _new_account(http: httpx.Client, settings: Settings) -> tuple[str, dict[str, str]]:
+    """A fresh account: its user id and auth header."""
     admin = load_admin_key(settings, create=False)
     answer = http.post("/accounts", json={"name": "s" + secrets.token_hex(5), "cash": "100000"},
                        headers={"Authorization": f"Bearer {admin}"})
     assert answer.status_code == 201, answer.text
-    return {"Authorization": f"Bearer {answer.json()['api_key']}"}
+    return answer.json()["user_id"], {"Authorization": f"Bearer {answer.json()['api_key']}"}
+
+
+def _account(http: httpx.Client, settings: Settings) -> dict[str, str]:
+    return _new_account(http, settings)[1]
 
 
 def _quote(symbol: str, seq: int, seconds: int, last: str) -> Any:
@@ -101,29 +107,42 @@ def test_a_scripted_order_needs_a_symbol_with_a_price(settings: Settings, http: 
 
 def test_a_cancel_with_a_market_time_is_held_until_the_ticks_pass_it(ex: Exchange, http: httpx.Client) -> None:
     """DELETE ?at_ms: the order shows the held `cancel_at_ms`; the tick at that time still fills an order it
-    reaches, and the next tick cancels one still open before matching it."""
+    reaches, and the next tick cancels one still open before matching it. The held time is not the order's
+    body: a keyed retry of the body as placed is the same order, held or decided, after Redis forgot the key."""
     settings = ex.settings
     sym = unique_symbol("C")
-    auth = _account(http, settings)
+    user_id, auth = _new_account(http, settings)
     stream = [_quote(sym, i + 1, s, p) for i, (s, p) in enumerate([(0, "100"), (10, "101"), (20, "99"),
                                                                    (30, "97")])]
     publish_all(settings, stream[:2])
     wait_for(lambda: (got := ex.cache.latest(sym)) is not None and got[0].seq == 2, 30, "price cached")
     bodies = [{"symbol": sym, "side": "buy", "qty": 1, "type": "limit", "limit_price": limit, "time_in_force": "gtc",
-               "at_ms": T0 + 10_000} for limit in ("99.50", "98.00")]  # the 20 s tick fills the first only
+               "at_ms": T0 + at_s * 1000}  # the 20 s tick fills the first only; the third waits for the 30 s tick
+              for limit, at_s in (("99.50", 10), ("98.00", 10), ("99.50", 20))]
     ids = [http.post("/orders", json=b, headers={**auth, "Idempotency-Key": f"held-{i}"}).json()["order_id"]
            for i, b in enumerate(bodies)]
+
+    def retried_as_placed() -> None:
+        forget_idempotency_keys(settings, user_id)
+        for i, (body, oid) in enumerate(zip(bodies, ids, strict=True)):
+            again = http.post("/orders", json=body, headers={**auth, "Idempotency-Key": f"held-{i}"})
+            assert (again.status_code, again.json().get("order_id")) == (202, oid), again.text
+            assert again.headers.get("idempotent-replayed") == "true"
+
     wait_for(lambda: all(http.get(f"/orders/{i}", headers=auth).json()["in_book"] for i in ids), 60, "held")
     for oid in ids:  # a strategy reacting to the 20 s tick, before that tick reached the job
         answer = http.delete(f"/orders/{oid}", params={"at_ms": T0 + 20_000}, headers=auth)
         assert answer.status_code == 202, answer.text
     wait_for(lambda: all(http.get(f"/orders/{i}", headers=auth).json().get("cancel_at_ms") == T0 + 20_000
-                         for i in ids), 60, "both cancels held by the book")
+                         for i in ids), 60, "the cancels held by the book")
+    retried_as_placed()  # the third's held cancel equals its own at_ms, which no placed body may have
     publish_all(settings, stream[2:])
     wait_for(lambda: all(http.get(f"/orders/{i}", headers=auth).json()["status"] in TERMINAL for i in ids), 60,
-             "both decided")
+             "all decided")
     got = [http.get(f"/orders/{i}", headers=auth).json() for i in ids]
-    assert [(o["status"], o.get("fill_price")) for o in got] == [("executed", "99.01"), ("cancelled", None)]
+    assert [(o["status"], o.get("fill_price")) for o in got] == [
+        ("executed", "99.01"), ("cancelled", None), ("executed", "99.01")]
+    retried_as_placed()
 
 
 def test_a_cancel_market_time_must_be_a_time(ex: Exchange, http: httpx.Client) -> None:

@@ -24,8 +24,8 @@ ACCEPTED = "accepted"
 
 def order_item(order: OrderPlaced) -> dict[str, Any]:
     """The item as the API records it (decimals as strings, like on the wire). A scripted order's market times
-    are part of its body: `placed_cancel_at_ms` is the cancel time it was placed with (`cancel_at_ms` is the one
-    the book holds, which a later cancel may move earlier)."""
+    are part of its body: `placed_cancel_at_ms` is the cancel time it was placed with (`cancel_at_ms`, written by
+    `mark_in_book`, is the one the book holds, which a later cancel may move earlier)."""
     item: dict[str, Any] = {
         "order_id": order.order_id, "user_id": order.user_id, "placed_at_ms": order.placed_at_ms,
         "symbol": order.symbol, "side": order.side, "qty": order.qty, "order_type": order.order_type,
@@ -121,9 +121,10 @@ class OrderStore:
         values = {f":v{i}": to_dynamo(v) for i, v in enumerate(fields.values())}
         sets = ", ".join(f"#f{i} = if_not_exists(#f{i}, :v{i})" for i in range(len(fields)))
         extra = ""
-        if order.cancel_at_ms is not None:  # held cancel time: the latest mark carries the earliest time
+        due = order.cancel_due_ms
+        if due is not None:  # the book's cancel time: the latest mark carries the earliest
             extra = ", cancel_at_ms = :cancel_at"
-            values[":cancel_at"] = to_dynamo(order.cancel_at_ms)
+            values[":cancel_at"] = to_dynamo(due)
         return conditional_write(lambda: self.db.client.update_item(
             TableName=self.table, Key={"order_id": {"S": order.order_id}},
             UpdateExpression=f"SET {sets}, in_book = :yes{extra}",
