@@ -83,7 +83,9 @@ class OrderRequest(Strict):
     limit_price: PriceStr | None = Field(None, description="required for limit and stop_limit, else absent")
     stop_price: PriceStr | None = Field(None, description="required for stop and stop_limit, else absent")
     time_in_force: TimeInForce = "day"
-    client_order_id: Annotated[str, Field(min_length=1, max_length=64)] | None = None
+    client_order_id: Annotated[str, Field(
+        min_length=1, max_length=64, pattern=r"^[^\x00-\x1f\x7f]+$",
+        description="your own reference, up to 64 characters, no control characters")] | None = None
     at_ms: int | None = Field(
         None, ge=0, le=MAX_EPOCH_MS, strict=True,
         description="scripted runs: the order's time on the market's clock (tick event time, epoch ms); the "
