@@ -1,6 +1,7 @@
 """An asyncio face on the idempotent producer: `await send(...)` returns once Kafka acknowledged the record.
 
-One thread serves librdkafka's delivery reports and resolves each record's future on the event loop. The
+One thread serves librdkafka's delivery reports and resolves each record's future on the event loop — also those
+of a producer replaced after a fatal error, until its last record is reported. The
 record's deadline is librdkafka's own `message.timeout.ms`, so a failure we report is librdkafka's final word:
 no later retry can still deliver a record after we answered that it failed. But a record that timed out after it
 was sent may have been written (librdkafka cannot know whether the broker took it): that is reported as
@@ -28,6 +29,10 @@ _NOT_WRITTEN = frozenset({
     KafkaError.TOPIC_AUTHORIZATION_FAILED,
 })
 
+#: how long past `message.timeout.ms` a send waits for its delivery report before it answers "outcome unknown"
+#: (librdkafka reports every record by then; this only bounds a request if a report were ever lost)
+REPORT_GRACE_S = 5.0
+
 
 class AckedProducer:
     def __init__(self, kafka: KafkaSettings, timeout_s: float) -> None:
@@ -38,6 +43,8 @@ class AckedProducer:
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
         self._fatal = False
+        #: producers replaced after a fatal error whose records are not all reported yet
+        self._retired: list[Producer] = []
 
     def start(self) -> None:
         self._producer = self._new()
@@ -57,6 +64,18 @@ class AckedProducer:
             producer = self._producer
             if producer is not None:
                 producer.poll(0.05)
+            if self._retired:
+                self._serve_retired()
+
+    def _serve_retired(self) -> None:
+        """Deliver the reports of replaced producers, each dropped once it holds no record: a request waiting on
+        one of their records gets its answer instead of waiting forever."""
+        with self._lock:
+            retired = list(self._retired)
+        for old in retired:
+            old.poll(0)
+        with self._lock:
+            self._retired = [p for p in self._retired if len(p) > 0]
 
     async def send(self, topic: str, key: bytes, value: bytes, headers: list[tuple[str, bytes]] | None = None
                    ) -> None:
@@ -88,7 +107,10 @@ class AckedProducer:
             raise KafkaDeliveryError("the producer's queue is full") from None
         except KafkaException as exc:
             raise KafkaDeliveryError(f"Kafka refused the record: {exc}") from None
-        await done
+        try:
+            await asyncio.wait_for(done, self._timeout_ms / 1000 + REPORT_GRACE_S)
+        except TimeoutError:
+            raise KafkaOutcomeUnknown("no delivery report from Kafka's client in time") from None
 
     def _on_error(self, err: KafkaError) -> None:
         # librdkafka calls this from poll(); a fatal (idempotence) error leaves the producer unusable
@@ -100,9 +122,9 @@ class AckedProducer:
             if not self._fatal:
                 return
             self._fatal = False
-            old, self._producer = self._producer, self._new()
-        if old is not None:
-            old.flush(0)
+            if self._producer is not None:
+                self._retired.append(self._producer)  # its records are still reported (`_serve_retired`)
+            self._producer = self._new()
 
     def ping(self, timeout_s: float) -> None:
         """Metadata round trip (blocking; run it in a thread). Raises KafkaUnavailable."""
@@ -118,8 +140,10 @@ class AckedProducer:
 
     def close(self, timeout_s: float = 10.0) -> None:
         deadline = time.monotonic() + timeout_s
-        if self._producer is not None:
-            self._producer.flush(timeout_s)
+        with self._lock:
+            producers = [*self._retired, *([self._producer] if self._producer is not None else [])]
+        for producer in producers:
+            producer.flush(max(0.0, deadline - time.monotonic()))
         self._stop.set()
         if self._thread is not None:
             self._thread.join(max(0.1, deadline - time.monotonic()))
