@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
-from tradesim.cli.app import app
+from tradesim.cli.app import app, main
 
 runner = CliRunner()
 
@@ -23,6 +24,39 @@ def _one_line_error(output: str) -> str:
     assert len(lines) == 1, output
     assert "Traceback" not in output
     return lines[0]
+
+
+def _main(argv: list[str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> tuple[object, str]:
+    """`tradesim ARGV` as the installed command runs it (CliRunner drives the app, not the entry point)."""
+    monkeypatch.setattr(sys, "argv", ["tradesim", *argv])
+    with pytest.raises(SystemExit) as exited:
+        main()
+    captured = capsys.readouterr()
+    return exited.value.code, captured.out + captured.err
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["logs", "redis", "-n", "0"], "'--lines'"), (["nosuch"], "No such command 'nosuch'"),
+    (["logs"], "Missing argument"), (["replay", "calm", "--speed", "abc"], "'--speed'"),
+    (["scenarios", "show", "calm", "--bogus"], "--bogus"),
+])
+def test_a_mistake_typer_itself_catches_is_one_line_and_exit_2(
+        argv: list[str], message: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    code, output = _main(argv, monkeypatch, capsys)
+    assert code == 2
+    line = _one_line_error(output)
+    assert line.startswith("error: ")
+    assert message in line
+
+
+def test_the_entry_point_keeps_help_and_exit_codes(monkeypatch: pytest.MonkeyPatch,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    assert _main(["--help"], monkeypatch, capsys)[0] == 0
+    code, output = _main([], monkeypatch, capsys)
+    assert (code, "Usage" in output) == (2, True)  # no command: the help, as before
+    code, output = _main(["order", "buy", "ACME", "0"], monkeypatch, capsys)  # a command's own mistake
+    assert code == 2
+    assert "QTY" in _one_line_error(output)
 
 
 def test_invalid_port_setting_exits_2(monkeypatch: pytest.MonkeyPatch) -> None:

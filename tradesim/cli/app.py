@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import logging
+import sys
+
 import typer
 
 from tradesim.cli import (
@@ -53,4 +56,24 @@ app.add_typer(scenarios.app, name="scenarios")
 
 
 def main() -> None:
-    app()
+    """The `tradesim` command. A mistake typer itself catches (an unknown option, a value out of range) is one
+    `error:` line and exit 2, like the commands' own; librdkafka's connection chatter stays out of the output."""
+    from tradesim.adapters.kafka import LIBRDKAFKA_LOGGER
+    from tradesim.cli.errors import err
+
+    logging.getLogger(LIBRDKAFKA_LOGGER).setLevel(logging.CRITICAL)
+    try:
+        code = app(standalone_mode=False)
+    except typer.Abort:
+        err.print("aborted", markup=False)
+        sys.exit(1)
+    except typer.TyperException as exc:  # typer's own click: usage errors, bad parameters
+        if type(exc).__name__ == "NoArgsIsHelpError":  # `tradesim` alone, or a group without its command
+            exc.show()  # the help itself
+            sys.exit(exc.exit_code)
+        ctx = getattr(exc, "ctx", None)
+        hint = f" (see `{ctx.command_path} --help`)" if ctx is not None else ""
+        err.print(f"error: {' '.join(exc.format_message().split())}{hint}", markup=False)
+        sys.exit(exc.exit_code)
+    # without standalone mode typer returns an exit's code, or the command's value (every command returns None)
+    sys.exit(code if isinstance(code, int) else 0)

@@ -10,11 +10,13 @@ from typing import Any, Literal
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource, NewTopic, ResourceType
 
+from tradesim.adapters.kafka import LIBRDKAFKA_LOGGER
 from tradesim.adapters.kafka.errors import KafkaUnavailable
 from tradesim.settings import KafkaSettings
 
-# librdkafka's own log lines go through Python logging (JSON in services) instead of raw stderr.
 _log = logging.getLogger("tradesim.kafka.client")
+# librdkafka's own log lines go through Python logging (JSON in services) instead of raw stderr.
+_rdkafka_log = logging.getLogger(LIBRDKAFKA_LOGGER)
 
 
 @dataclass(frozen=True)
@@ -38,7 +40,7 @@ def producer(kafka: KafkaSettings, **overrides: Any) -> Producer:
         "acks": "all",
         "linger.ms": 5,
         "compression.type": "lz4",
-        "logger": _log,
+        "logger": _rdkafka_log,
     }
     conf.update(overrides)
     return Producer(conf)
@@ -51,7 +53,7 @@ def consumer(kafka: KafkaSettings, group_id: str, **overrides: Any) -> Consumer:
         "auto.offset.reset": "earliest",
         "enable.auto.commit": False,
         "isolation.level": "read_committed",
-        "logger": _log,
+        "logger": _rdkafka_log,
     }
     conf.update(overrides)
     return Consumer(conf)
