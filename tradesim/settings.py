@@ -585,9 +585,12 @@ class Settings(BaseSettings):
     @classmethod
     def _absolute(cls, value: Path) -> Path:
         try:
-            return value.expanduser().absolute()
+            folder = value.expanduser().absolute()
         except RuntimeError as exc:  # ~user of no such user
             raise ValueError(str(exc)) from None
+        if folder.exists() and not folder.is_dir():
+            raise ValueError(f"{folder} is a file, not a folder")
+        return folder
 
     def routed(self) -> Settings:
         """The settings the services and jobs run with: with chaos on, the local Redis, DynamoDB and Kafka are

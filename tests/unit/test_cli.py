@@ -86,6 +86,31 @@ def test_logs_of_never_started_component_exits_2() -> None:
     assert "no log yet" in _one_line_error(result.output)
 
 
+def test_a_log_the_system_will_not_read_is_one_line_and_exit_1(tmp_path: Path) -> None:
+    (tmp_path / "home" / "stack" / "redis" / "server.log").mkdir(parents=True)  # a folder where the log should be
+    for argv in (["logs", "redis"], ["logs", "redis", "-f"]):
+        result = runner.invoke(app, argv)
+        assert result.exit_code == 1, result.output  # before: exit 0 and nothing, or a traceback with -f
+        assert "Is a directory" in _one_line_error(result.output)
+
+
+def test_an_unknown_component_is_named_without_an_option_it_did_not_come_from() -> None:
+    result = runner.invoke(app, ["logs", "zookeeper"])
+    assert result.exit_code == 2
+    line = _one_line_error(result.output)
+    assert "unknown component 'zookeeper'" in line
+    assert "--only" not in line
+
+
+def test_a_home_that_is_a_file_is_a_setting_mistake(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("")
+    monkeypatch.setenv("TRADESIM_HOME", str(tmp_path / "file"))
+    for argv in (["down"], ["market", "stop"], ["status"]):
+        result = runner.invoke(app, argv)
+        assert result.exit_code == 2, result.output  # before: NotADirectoryError's traceback from `down`
+        assert "is a file, not a folder" in _one_line_error(result.output)
+
+
 def test_logs_follow_goes_into_the_new_log_after_a_restart_moved_the_old_and_on_after_a_trim(tmp_path: Path) -> None:
     import os
     import subprocess

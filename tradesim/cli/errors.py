@@ -56,8 +56,8 @@ def check_output(path: Path | None, option: str) -> None:
 
 
 def cli_errors(fn: Callable[P, R]) -> Callable[P, R]:
-    """Command decorator: UserError, ScenarioError, bad or unreadable settings → exit 2; StackError and a request
-    the Flink cluster refused → exit 1; no traceback."""
+    """Command decorator: UserError, ScenarioError, bad or unreadable settings → exit 2; StackError, a request
+    the Flink cluster refused and a file operation the system refused → exit 1; no traceback."""
 
     @functools.wraps(fn)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
@@ -80,6 +80,10 @@ def cli_errors(fn: Callable[P, R]) -> Callable[P, R]:
             raise typer.Exit(2) from None
         except (StackError, FlinkRequestError) as exc:
             err.print(f"error: {exc}", markup=False)
+            raise typer.Exit(1) from None
+        except OSError as exc:  # the machine refused: a read-only or full folder, a folder where a file should be
+            where = f": {exc.filename}" if exc.filename else ""
+            err.print(f"error: {exc.strerror or exc}{where}", markup=False)
             raise typer.Exit(1) from None
 
     return wrapper

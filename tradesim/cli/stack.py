@@ -247,8 +247,10 @@ def _logs(component: str, follow: bool, lines: int) -> None:
 
     settings = load_settings()
     (comp,) = registry.build(settings, [component])
-    if not comp.log_path.exists():
-        raise UserError(f"{component} has no log yet at {comp.log_path}; start it with `tradesim up`")
+    try:
+        comp.log_path.open("rb").close()  # an unreadable log or a folder in its place: one line (cli_errors)
+    except FileNotFoundError:
+        raise UserError(f"{component} has no log yet at {comp.log_path}; start it with `tradesim up`") from None
     for line in last_lines(comp.log_path, lines):
         out.print(line, markup=False)
     if follow:

@@ -47,5 +47,5 @@ def build(settings: Settings, only: list[str] | None = None) -> list[Component]:
         raise UserError(f"no component named (an empty name); known: {', '.join(NAMES)}")
     unknown = [n for n in wanted if n not in NAMES]
     if unknown:
-        raise UserError(f"unknown component {', '.join(map(repr, unknown))} in --only; known: {', '.join(NAMES)}")
+        raise UserError(f"unknown component {', '.join(map(repr, unknown))}; known: {', '.join(NAMES)}")
     return [cls(settings) for cls in COMPONENT_TYPES if cls.name in wanted]
