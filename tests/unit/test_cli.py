@@ -395,3 +395,12 @@ def test_a_new_key_that_cannot_be_saved_is_shown(monkeypatch: pytest.MonkeyPatch
     assert result.exit_code == 1
     assert "ts_new" in result.output
     assert "Traceback" not in result.output
+
+
+def test_replay_without_kafka_says_so_in_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    from tradesim.testing.net import free_port
+
+    monkeypatch.setenv("TRADESIM_KAFKA__PORT", str(free_port()))  # no broker there
+    result = runner.invoke(app, ["replay", "calm", "--symbols", "AAPL"])
+    assert result.exit_code == 1  # before: a minute of librdkafka lines, then "600 were not acknowledged"
+    assert "no Kafka broker answered" in _one_line_error(result.output)

@@ -39,7 +39,8 @@ def replay(
 def _replay(scenario: str, speed: float | None, symbols: str | None) -> None:
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from tradesim.adapters.kafka.errors import KafkaDeliveryError
+    from tradesim.adapters.kafka.client import broker_count
+    from tradesim.adapters.kafka.errors import KafkaDeliveryError, KafkaUnavailable
     from tradesim.scenarios.generators import generate
     from tradesim.scenarios.loader import find_scenario, load_scenario
     from tradesim.scenarios.runner import SimClock
@@ -51,6 +52,10 @@ def _replay(scenario: str, speed: float | None, symbols: str | None) -> None:
     sc = load_scenario(find_scenario(scenario, settings.scenarios_dir))  # ScenarioError → exit 2 (cli_errors)
     wanted = [s.strip().upper() for s in symbols.split(",") if s.strip()] if symbols else None
     ticks = generate(sc, wanted)  # raises ScenarioError for a symbol the scenario does not have
+    try:
+        broker_count(settings.kafka, timeout_s=5)  # not a minute of unacknowledged ticks to learn it is down
+    except KafkaUnavailable as exc:
+        raise StackError(f"{exc}; start the stack with `tradesim up`") from None
     clock = SimClock(speed=speed)
     start_ms = int(sc.start.timestamp() * 1000)
     total_ms = int(sc.duration_s * 1000)

@@ -9,7 +9,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from confluent_kafka import Consumer, KafkaError, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
 from tradesim.adapters.kafka.client import consumer as make_consumer
 from tradesim.domain.errors import InvalidRecord
@@ -31,9 +31,12 @@ class Rebuilt:
 
 
 def _ends(consumer: Consumer, topic: str) -> dict[int, int]:
-    meta = consumer.list_topics(topic, timeout=10)
-    partitions = sorted(meta.topics[topic].partitions)
-    return {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in partitions}
+    try:
+        meta = consumer.list_topics(topic, timeout=10)
+        partitions = sorted(meta.topics[topic].partitions)
+        return {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in partitions}
+    except KafkaException as exc:
+        raise Unavailable(f"reading {topic}'s offsets: {exc.args[0].str() if exc.args else exc}") from None
 
 
 def _copy(consumer: Consumer, topic: str, start: dict[int, int], end: dict[int, int], sink: TradeSink,
