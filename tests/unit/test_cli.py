@@ -39,6 +39,11 @@ def _main(argv: list[str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.Captu
     (["logs", "redis", "-n", "0"], "'--lines'"), (["nosuch"], "No such command 'nosuch'"),
     (["logs"], "Missing argument"), (["replay", "calm", "--speed", "abc"], "'--speed'"),
     (["scenarios", "show", "calm", "--bogus"], "--bogus"),
+    # numbers past any sensible bound, NaN and infinity (before: OverflowError, ValueError tracebacks)
+    (["replay", "calm", "--speed", "nan"], "'--speed'"), (["replay", "calm", "--speed", "1e-300"], "'--speed'"),
+    (["prices", "AAPL", "--timeout", "inf"], "'--timeout'"),
+    (["scenarios", "show", "calm", "-n", "99999999999999999999"], "'--ticks'"),
+    (["bench", "e2e", "--rates", "nan"], "--rates"), (["bench", "orders", "--rates", "5,inf"], "--rates"),
 ])
 def test_a_mistake_typer_itself_catches_is_one_line_and_exit_2(
         argv: list[str], message: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:

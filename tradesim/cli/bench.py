@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Annotated
 
 import typer
@@ -9,10 +10,24 @@ from rich.console import Console
 
 from tradesim.cli.errors import check_output, cli_errors
 from tradesim.settings import load_settings
+from tradesim.stack.errors import UserError
 
 app = typer.Typer(help="Benchmarks; each prints its figures and the command that produced them.",
                   no_args_is_help=True)
 out = Console(highlight=False, soft_wrap=True)
+#: the highest offered rate a bench takes (orders/s): far past what one box saturates at
+MAX_RATE = 100_000
+
+
+def offered_rates(rates: str) -> list[float]:
+    """`--rates`: positive finite numbers separated by commas; raises UserError."""
+    try:
+        offered = [float(r) for r in rates.split(",") if r.strip()]
+    except ValueError:
+        raise UserError(f"--rates must be numbers separated by commas, got {rates!r}") from None
+    if not offered or not all(math.isfinite(r) and 0 < r <= MAX_RATE for r in offered):
+        raise UserError(f"--rates must be numbers from 0 to {MAX_RATE:,} (0 excluded), got {rates!r}")
+    return offered
 
 
 @app.command("up")
@@ -42,9 +57,9 @@ def marketdata(ticks: Annotated[int, typer.Option(min=1000)] = 200_000,
                symbols: Annotated[int, typer.Option(min=1)] = 50,
                clients: Annotated[int, typer.Option(min=1)] = 1000,
                burst: Annotated[int, typer.Option(min=10)] = 2000,
-               rate: Annotated[float, typer.Option(min=1)] = 20.0,
-               seconds: Annotated[float, typer.Option(min=1, help="Length of the paced phase: longer puts more "
-                                                      "updates behind its p99.")] = 60.0,
+               rate: Annotated[float, typer.Option(min=1, max=10_000)] = 20.0,
+               seconds: Annotated[float, typer.Option(min=1, max=3600, help="Length of the paced phase: longer puts "
+                                                      "more updates behind its p99.")] = 60.0,
                rounds: Annotated[int, typer.Option(min=1, help="The paced phase alternates tradesim and bare this "
                                                    "many times, so both share the box's moments.")] = 4,
                client_procs: Annotated[int, typer.Option(min=1, help="Processes the clients are split over.")] = 2,
@@ -81,7 +96,6 @@ def bars(mode: Annotated[str, typer.Option(
 @cli_errors
 def _bars(mode: str, ticks: int, rate: int) -> None:
     from benchmarks import flink_bars
-    from tradesim.stack.errors import UserError
 
     # "both" is the name "python" had when the job had no JVM twin (RESULTS cites it)
     modes = {"all": list(flink_bars.MODES), "python": ["thread", "process"], "both": ["thread", "process"]
@@ -98,7 +112,7 @@ def _bars(mode: str, ticks: int, rate: int) -> None:
 @app.command("orders")
 def orders(rates: Annotated[str, typer.Option("--rates", help="Comma-separated offered rates (orders/s).")]
            = "100,250,500,1000",
-           seconds: Annotated[float, typer.Option("--seconds", min=1, help="Length of each phase.")] = 5.0,
+           seconds: Annotated[float, typer.Option("--seconds", min=1, max=3600, help="Length of each phase.")] = 5.0,
            concurrency: Annotated[int, typer.Option("--concurrency", min=1, help="Connections at saturation.")] = 32,
            users: Annotated[int, typer.Option("--users", min=1, help="Bench accounts the orders rotate over.")] = 8,
            ) -> None:
@@ -109,14 +123,8 @@ def orders(rates: Annotated[str, typer.Option("--rates", help="Comma-separated o
 @cli_errors
 def _orders(rates: str, seconds: float, concurrency: int, users: int) -> None:
     from benchmarks import orders as bench_orders
-    from tradesim.stack.errors import UserError
 
-    try:
-        offered = [float(r) for r in rates.split(",") if r.strip()]
-    except ValueError:
-        raise UserError(f"--rates must be numbers separated by commas, got {rates!r}") from None
-    if not offered or min(offered) <= 0:
-        raise UserError(f"--rates must be positive, got {rates!r}")
+    offered = offered_rates(rates)
     settings = load_settings()
     lines: list[str] = []
     bench_orders.run(settings, offered, seconds, concurrency, users, lines)
@@ -128,7 +136,7 @@ def _orders(rates: str, seconds: float, concurrency: int, users: int) -> None:
 
 @app.command("e2e")
 def e2e(rates: Annotated[str, typer.Option(help="Comma-separated offered orders/s.")] = "50,150,300",
-        seconds: Annotated[float, typer.Option(min=1)] = 20.0,
+        seconds: Annotated[float, typer.Option(min=1, max=3600)] = 20.0,
         passthrough: Annotated[int, typer.Option(min=1000)] = 50_000,
         parallelism: Annotated[int | None, typer.Option(min=1, help="Of the execution job, if the bench submits "
                                                         "it (default: flink.parallelism).")] = None,
@@ -142,12 +150,8 @@ def e2e(rates: Annotated[str, typer.Option(help="Comma-separated offered orders/
 @cli_errors
 def _e2e(rates: str, seconds: float, passthrough: int, parallelism: int | None, users: int | None) -> None:
     from benchmarks import e2e as bench_e2e
-    from tradesim.stack.errors import UserError
 
-    try:
-        offered = [float(r) for r in rates.split(",") if r.strip()]
-    except ValueError:
-        raise UserError(f"--rates must be comma-separated numbers, got {rates!r}") from None
+    offered = offered_rates(rates)
     settings = load_settings()
     lines: list[str] = []
     bench_e2e.run(settings, offered, seconds, passthrough, lines, parallelism, users)
@@ -179,8 +183,9 @@ def _dynamodb(requests: int, threads: int) -> None:
 
 @app.command("persistence")
 def persistence(events: Annotated[int, typer.Option(min=1000, help="Outcomes for the throughput part.")] = 100_000,
-                rate: Annotated[float, typer.Option(min=1, help="Outcomes/s for the latency part.")] = 300,
-                seconds: Annotated[float, typer.Option(min=1, help="Length of the latency part.")] = 30) -> None:
+                rate: Annotated[float, typer.Option(min=1, max=100_000, help="Outcomes/s for the latency part.")] = 300,
+                seconds: Annotated[float, typer.Option(min=1, max=3600, help="Length of the latency part.")] = 30
+                ) -> None:
     """trade_executed → OpenSearch + ClickHouse: events/s vs a bare consume; event → visible p50/p99 at a rate."""
     _persistence(events, rate, seconds)
 
@@ -202,7 +207,7 @@ def _persistence(events: int, rate: float, seconds: float) -> None:
 def queries(trades: Annotated[int, typer.Option(min=0, help="Outcomes to load first (0: load none).")] = 1_000_000,
             users: Annotated[int, typer.Option(min=1, help="Accounts the outcomes belong to.")] = 1000,
             clients: Annotated[int, typer.Option(min=1)] = 20,
-            seconds: Annotated[float, typer.Option(min=1, help="Per query class.")] = 20) -> None:
+            seconds: Annotated[float, typer.Option(min=1, max=3600, help="Per query class.")] = 20) -> None:
     """Load outcomes through trade_executed, then /trades/search, /analytics/volume, /portfolio p50/p99."""
     _queries(trades, users, clients, seconds)
 
@@ -238,7 +243,6 @@ def tui(rate: Annotated[float, typer.Option(min=1, max=2000, help="Price updates
 def _tui(rate: float, symbols: int, orders: float, seconds: float, warmup: float, headless: bool,
          profile: bool) -> None:
     from benchmarks import tui as bench_tui
-    from tradesim.stack.errors import UserError
 
     if rate * seconds > 90_000:
         raise UserError("--rate × --seconds must stay within 90,000 updates (what the app keeps of its latencies)")
@@ -264,7 +268,7 @@ def all_(quick: Annotated[bool, typer.Option("--quick", help="Smaller runs: ~10 
 def _all(quick: bool) -> None:
     from benchmarks import all as bench_all
     from tradesim.stack import registry
-    from tradesim.stack.errors import StackError, UserError
+    from tradesim.stack.errors import StackError
     from tradesim.stack.supervisor import Supervisor
 
     settings = load_settings()
@@ -287,7 +291,7 @@ def soak(minutes: Annotated[float, typer.Option(min=1, max=24 * 60, help="Length
          clients: Annotated[int, typer.Option(min=1, max=5000, help="WebSocket clients on the tick stream.")] = 1000,
          tick_rate: Annotated[float, typer.Option(min=1, max=200, help="Ticks/s the clients receive.")] = 10,
          interval: Annotated[float, typer.Option(min=10, max=600, help="Seconds per reported row.")] = 60,
-         warmup: Annotated[float, typer.Option(min=0, help="Seconds before the RSS baseline: the JVMs', "
+         warmup: Annotated[float, typer.Option(min=0, max=3600, help="Seconds before the RSS baseline: the JVMs', "
                                                "V8's and Prometheus's heaps fill for ~8-10 minutes.")] = 600,
          json_out: Annotated[str | None, typer.Option("--json", help="Also write every row to this file.")] = None
          ) -> None:
@@ -302,7 +306,6 @@ def _soak(minutes: float, rate: float, clients: int, tick_rate: float, interval:
     from pathlib import Path
 
     from benchmarks import soak as bench_soak
-    from tradesim.stack.errors import UserError
 
     check_output(None if json_out is None else Path(json_out), "--json")
     if warmup >= minutes * 60 - interval:

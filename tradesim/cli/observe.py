@@ -61,7 +61,7 @@ def _alerts(all_: bool) -> None:
 
 
 def top_cmd(
-    interval: Annotated[float, typer.Option(help="Seconds between refreshes.", min=0.5)] = 2.0,
+    interval: Annotated[float, typer.Option(help="Seconds between refreshes.", min=0.5, max=3600)] = 2.0,
     once: Annotated[bool, typer.Option("--once", help="Print one screen and exit (for scripts and CI).")] = False,
 ) -> None:
     """A live dashboard of the stack from Prometheus: orders/s, order → outcome p50/p99, consumer lags, errors,

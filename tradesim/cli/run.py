@@ -35,7 +35,7 @@ def register(app: typer.Typer) -> None:
 
 
 def run(scenario: Annotated[str, typer.Argument(help="Scenario name (e.g. round-trip-fees) or path to a YAML file.")],
-        speed: Annotated[float, typer.Option("--speed", min=0.001, help="Simulated seconds per real second.")]
+        speed: Annotated[float, typer.Option("--speed", min=0.001, max=1e6, help="Simulated seconds per real second.")]
         = 10.0,
         fast: Annotated[bool, typer.Option("--fast", help="As fast as possible (same outcomes as any speed).")]
         = False,

@@ -53,7 +53,8 @@ def _list() -> None:
 
 @app.command("show")
 def show(name: Annotated[str, typer.Argument(help="Scenario name (e.g. calm) or path to a YAML file.")],
-         ticks: Annotated[int, typer.Option("--ticks", "-n", min=0, help="How many first ticks to print.")] = 10,
+         ticks: Annotated[int, typer.Option("--ticks", "-n", min=0, max=10_000_000,
+                                            help="How many first ticks to print.")] = 10,
          ) -> None:
     """Show a scenario's settings, symbols, shocks and its first ticks."""
     _show(name, ticks)

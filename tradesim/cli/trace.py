@@ -32,7 +32,7 @@ def register(app: typer.Typer) -> None:
 def trace_cmd(
     order_id: Annotated[str, typer.Argument(help="The order id POST /orders answered.")],
     wait: Annotated[float, typer.Option(help="Seconds to keep asking while no trace is found yet (spans reach "
-                                        "Jaeger within a second or two of each step).", min=0)] = 0.0,
+                                        "Jaeger within a second or two of each step).", min=0, max=600)] = 0.0,
     json_: Annotated[bool, typer.Option("--json", help="The spans as JSON, for scripts.")] = False,
 ) -> None:
     """The order's path as spans: API request → Kafka → match and settle in the execution job → the read side's
