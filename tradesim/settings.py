@@ -308,6 +308,11 @@ class TuiSettings(Section):
         description="Action → key(s), overriding the defaults, e.g. {buy = \"f1\", cancel = \"delete\"}.")
 
 
+def is_header_safe(key: str) -> bool:
+    """An API key can travel in `Authorization: Bearer <key>`: printable ASCII (httpx refuses anything else)."""
+    return key.isascii() and key.isprintable()
+
+
 class ApiSettings(Section):
     """The order API (`python -m tradesim.services.api`): accounts, orders, health and /metrics on one port."""
 
@@ -360,6 +365,13 @@ class ApiSettings(Section):
     workers: int = Field(
         2, ge=1, description="uvicorn worker processes (one per core; /metrics adds up every worker's counts)."
     )
+
+    @field_validator("admin_key")
+    @classmethod
+    def _header_safe(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not is_header_safe(value.get_secret_value()):
+            raise ValueError("must be printable ASCII (it travels in an HTTP header)")
+        return value
 
     @property
     def client_url(self) -> str:

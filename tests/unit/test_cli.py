@@ -409,3 +409,52 @@ def test_replay_without_kafka_says_so_in_one_line(monkeypatch: pytest.MonkeyPatc
     result = runner.invoke(app, ["replay", "calm", "--symbols", "AAPL"])
     assert result.exit_code == 1  # before: a minute of librdkafka lines, then "600 were not acknowledged"
     assert "no Kafka broker answered" in _one_line_error(result.output)
+
+
+@pytest.mark.parametrize("page", [False, True])  # a 404 page, or a 200 HTML page
+def test_an_api_url_that_is_not_the_tradesim_api_is_one_line(page: bool, monkeypatch: pytest.MonkeyPatch,
+                                                              tmp_path: Path) -> None:
+    import functools
+    import http.server
+    import threading
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - the base class's name
+            pass
+
+    served = tmp_path / "www"
+    served.mkdir()
+    if page:
+        (served / "accounts").write_text("<html><body>a web page</body></html>")
+    with http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=str(served))) as server:
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        monkeypatch.setenv("TRADESIM_API__URL", f"http://127.0.0.1:{server.server_address[1]}")
+        monkeypatch.setenv("TRADESIM_API__ADMIN_KEY", "k")
+        result = runner.invoke(app, ["accounts", "list"])
+        server.shutdown()
+    assert result.exit_code == 1  # before: a JSONDecodeError traceback, or the HTML page as the "error"
+    assert "the tradesim API (api.url)" in _one_line_error(result.output)
+
+
+def test_keys_that_cannot_travel_in_a_header_are_named(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    import json
+
+    monkeypatch.setenv("TRADESIM_API__ADMIN_KEY", "clé")
+    result = runner.invoke(app, ["accounts", "list"])
+    assert result.exit_code == 2  # before: UnicodeEncodeError's traceback
+    assert "api.admin_key" in _one_line_error(result.output)
+    monkeypatch.delenv("TRADESIM_API__ADMIN_KEY")
+    creds = tmp_path / "creds.json"
+    creds.write_text(json.dumps({"active": "a", "users": {"a": {"user_id": "a", "api_key": "clé"}}}))
+    monkeypatch.setenv("TRADESIM_API__CREDENTIALS_FILE", str(creds))
+    result = runner.invoke(app, ["portfolio"])
+    assert result.exit_code == 2
+    assert "not printable ASCII" in _one_line_error(result.output)
+
+
+@pytest.mark.parametrize("order_id", [".", ".."])
+def test_an_order_id_of_dots_is_refused_not_sent_as_a_path_step(order_id: str) -> None:
+    for argv in (["order", "show", order_id], ["order", "cancel", order_id], ["trace", order_id]):
+        result = runner.invoke(app, argv)
+        assert result.exit_code == 2, result.output  # before: `/orders/.` became GET /orders, then a KeyError
+        assert "is not an order id" in _one_line_error(result.output)

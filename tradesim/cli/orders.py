@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import re
 import time
 import uuid
 from decimal import Decimal, InvalidOperation
@@ -14,8 +13,7 @@ from rich.console import Console
 from rich.table import Table
 
 from tradesim.cli.errors import cli_errors
-from tradesim.cli.readout import symbol_param
-from tradesim.domain.events import ID_RE
+from tradesim.cli.readout import order_id_param, symbol_param
 from tradesim.settings import load_settings
 from tradesim.stack.errors import UserError
 
@@ -98,7 +96,7 @@ def _cancel(order_id: str, as_json: bool) -> None:
     from tradesim.client.api import active_key, call
 
     settings = load_settings()
-    answer = call(settings, "DELETE", f"/orders/{_order_id(order_id)}", active_key(settings)[1])
+    answer = call(settings, "DELETE", f"/orders/{order_id_param(order_id)}", active_key(settings)[1])
     out.print(json.dumps(answer) if as_json else f"cancel requested for order {answer['order_id']}", markup=False)
 
 
@@ -108,17 +106,11 @@ def show(order_id: str, as_json: JsonOpt = False) -> None:
     cli_errors(_show)(order_id, as_json)
 
 
-def _order_id(order_id: str) -> str:
-    if not re.fullmatch(ID_RE, order_id):
-        raise UserError(f"invalid order id {order_id!r}")
-    return order_id
-
-
 def _show(order_id: str, as_json: bool) -> None:
     from tradesim.client.api import active_key, call
 
     settings = load_settings()
-    o = call(settings, "GET", f"/orders/{_order_id(order_id)}", active_key(settings)[1])
+    o = call(settings, "GET", f"/orders/{order_id_param(order_id)}", active_key(settings)[1])
     if as_json:
         out.print(json.dumps(o), markup=False)
         return

@@ -1,4 +1,4 @@
-"""What the commands share: the `--since`, `--interval` and symbol parameters."""
+"""What the commands share: the `--since`, `--interval`, symbol and order id parameters."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from tradesim.domain.events import SYMBOL_RE
+from tradesim.domain.events import ID_RE, SYMBOL_RE
 from tradesim.stack.errors import UserError
 
 INTERVALS = ("1m", "5m", "1h", "1d")
@@ -28,6 +28,14 @@ def symbol_param(symbol: str) -> str:
     if not _SYMBOL.match(symbol.upper()):
         raise UserError(f"invalid symbol {symbol!r}")
     return symbol.upper()
+
+
+def order_id_param(order_id: str) -> str:
+    """An order id as the API takes it in a path; raises UserError. Dots alone would be read as a path step
+    (`/orders/.` is `/orders`), so such an id is refused here rather than answered with another route's data."""
+    if not re.fullmatch(ID_RE, order_id) or not order_id.strip("."):
+        raise UserError(f"{order_id!r} is not an order id (letters, digits and _.:- only, at most 64)")
+    return order_id
 
 
 def since_param(since: str | None, now_ms: int | None = None) -> str | None:

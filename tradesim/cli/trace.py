@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import re
 import time
 from dataclasses import asdict
 from typing import Annotated
@@ -15,7 +14,7 @@ from rich.tree import Tree
 
 from tradesim.adapters.tracing.jaeger import JaegerQuery, Span, Trace
 from tradesim.cli.errors import cli_errors
-from tradesim.domain.events import ID_RE
+from tradesim.cli.readout import order_id_param
 from tradesim.ports import Unavailable
 from tradesim.settings import load_settings
 from tradesim.stack.errors import StackError, UserError
@@ -42,8 +41,7 @@ def trace_cmd(
 
 @cli_errors
 def _trace(order_id: str, wait: float, json_: bool) -> None:
-    if not re.fullmatch(ID_RE, order_id):
-        raise UserError(f"{order_id!r} is not an order id (letters, digits and _.:- only, at most 64)")
+    order_id_param(order_id)
     t = load_settings().tracing
     if not t.enabled and t.query_url is None:
         raise UserError("tracing is off: set tracing.enabled (TRADESIM_TRACING__ENABLED=true) and run `tradesim up`")

@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 import platformdirs
 
-from tradesim.settings import Settings
+from tradesim.settings import Settings, is_header_safe
 from tradesim.stack.errors import StackError, UserError
 
 
@@ -56,6 +56,8 @@ def _credentials_problem(data: object) -> str | None:
         if not (isinstance(user, dict) and isinstance(user.get("user_id"), str)
                 and isinstance(user.get("api_key"), str)):
             return f"user {name!r} has no `user_id` and `api_key` strings"
+        if not is_header_safe(user["api_key"]):
+            return f"user {name!r}'s `api_key` is not printable ASCII"
     active = data.get("active")
     if active is not None and not isinstance(active, str):
         return "`active` is not a name"
@@ -111,13 +113,18 @@ def call(settings: Settings, method: str, path: str, key: str, *, json_body: Any
     except httpx.HTTPError as exc:
         raise StackError(f"the API is not reachable at {settings.api.client_url}: {exc} (is `tradesim up` "
                          "running?)") from None
+    not_ours = StackError(f"{method} {url} answered {answer.status_code} {answer.reason_phrase} without the "
+                          f"tradesim API's JSON: is {settings.api.client_url} the tradesim API (api.url)?")
     if answer.status_code < 400:
-        return answer.json()
+        try:
+            return answer.json()
+        except ValueError:
+            raise not_ours from None
     try:
         problem = answer.json()
         message = f"{problem['message']} ({problem['code']})"
     except (ValueError, KeyError, TypeError):
-        message = answer.text.strip() or answer.reason_phrase
+        raise not_ours from None
     if answer.status_code >= 500:
         raise StackError(f"API error {answer.status_code}: {message}")
     raise UserError(message)
