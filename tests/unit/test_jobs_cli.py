@@ -41,9 +41,9 @@ def test_unknown_job_name_exits_2() -> None:
 
 
 @pytest.mark.parametrize("argv", [["jobs", "submit", "bars"], ["jobs", "list"], ["jobs", "cancel", "bars"]])
-def test_no_cluster_exits_2(argv: list[str]) -> None:
+def test_no_cluster_exits_1(argv: list[str]) -> None:
     result = runner.invoke(app, argv)
-    assert result.exit_code == 2
+    assert result.exit_code == 1  # a server that is down: the environment, not the user's input
     assert "no Flink cluster is up" in _one_line(result.output)
 
 
@@ -89,7 +89,7 @@ def test_fresh_forgets_the_parked_state_even_with_no_cluster_to_submit_to(tmp_pa
     folder.mkdir(parents=True)
     (folder / "parked.json").write_text('{"execution": "file:/sp/1", "bars": "file:/sp/2"}')
     result = runner.invoke(app, ["jobs", "submit", "execution", "--fresh"])
-    assert result.exit_code == 2  # no cluster
+    assert result.exit_code == 1  # no cluster
     assert parked(settings) == {"bars": "file:/sp/2"}
     (folder / "parked.json").write_text("not json")
     assert parked(settings) == {}
@@ -161,7 +161,7 @@ def test_fresh_forgets_a_lost_run_too_even_with_no_cluster_to_submit_to() -> Non
     settings = load_settings()
     _noted(settings, execution={"run": "run4"}, bars={"run": "run5"})
     result = runner.invoke(app, ["jobs", "submit", "execution", "--fresh"])
-    assert result.exit_code == 2  # no cluster
+    assert result.exit_code == 1  # no cluster
     assert set(runs(settings)) == {"bars"}
 
 

@@ -15,7 +15,7 @@ from tradesim.adapters.toxiproxy.client import Toxiproxy, ToxiproxyRefused
 from tradesim.cli.errors import cli_errors
 from tradesim.ports import Unavailable
 from tradesim.settings import load_settings
-from tradesim.stack.errors import UserError
+from tradesim.stack.errors import StackError, UserError
 
 app = typer.Typer(help="Inject faults between the services and Redis, DynamoDB or Kafka (needs chaos.enabled).",
                   no_args_is_help=True)
@@ -44,7 +44,7 @@ def list_cmd() -> None:
     try:
         proxies = tox.proxies()
     except Unavailable as exc:
-        raise UserError(f"{exc}; start it with `tradesim up`") from None
+        raise StackError(f"{exc}; start it with `tradesim up`") from None
     finally:
         tox.close()
     state = Table("proxy", "listen", "upstream", "enabled", "toxics")
@@ -84,7 +84,7 @@ def run_cmd(name: Annotated[str, typer.Argument(help="A fault from `tradesim cha
             fault.remove(tox)
         out.print(f"{fault.name}: removed")
     except Unavailable as exc:
-        raise UserError(f"{exc}; start it with `tradesim up`") from None
+        raise StackError(f"{exc}; start it with `tradesim up`") from None
     except ToxiproxyRefused as exc:
         raise UserError(f"{exc} (`tradesim chaos clear` removes every fault)") from None
     finally:
@@ -103,7 +103,7 @@ def clear_cmd() -> None:
     try:
         tox.reset()
     except Unavailable as exc:
-        raise UserError(f"{exc}; start it with `tradesim up`") from None
+        raise StackError(f"{exc}; start it with `tradesim up`") from None
     finally:
         tox.close()
     out.print("no faults")

@@ -140,7 +140,7 @@ def cluster(settings: Settings) -> FlinkRest:
     try:
         rest.overview()
     except (FlinkUnavailable, FlinkRequestError) as exc:
-        raise UserError(f"no Flink cluster is up ({exc}); start it with `tradesim up --only kafka,flink`") from None
+        raise StackError(f"no Flink cluster is up ({exc}); start it with `tradesim up --only kafka,flink`") from None
     return rest
 
 
