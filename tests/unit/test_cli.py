@@ -458,3 +458,11 @@ def test_an_order_id_of_dots_is_refused_not_sent_as_a_path_step(order_id: str) -
         result = runner.invoke(app, argv)
         assert result.exit_code == 2, result.output  # before: `/orders/.` became GET /orders, then a KeyError
         assert "is not an order id" in _one_line_error(result.output)
+
+
+@pytest.mark.parametrize("argv", [["--region", ""], ["--region", "bad region!"], ["--out", "a-file"]])
+def test_infra_synth_checks_its_options_before_building(argv: list[str], tmp_path: Path) -> None:
+    (tmp_path / "a-file").write_text("")  # the test's working folder
+    result = runner.invoke(app, ["infra", "synth", *argv])
+    assert result.exit_code == 2, result.output  # before: a jsii error after 15 s, or FileExistsError
+    assert _one_line_error(result.output).startswith("error: --")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
@@ -20,6 +21,8 @@ app = typer.Typer(help="Infrastructure as code: the whole system on AWS managed 
 out = Console(highlight=False, soft_wrap=True)
 DEFAULT_OUT = REPO_ROOT / "infra" / "cdk.out"
 CDK_MODULES = ("aws_cdk", "cdk_nag", "constructs", "jsii", "packaging")
+#: an AWS region's name: us-east-1, eu-central-2, ap-southeast-4, us-gov-west-1, cn-north-1
+REGION_RE = r"[a-z]{2}(-[a-z]+)+-[0-9]"
 
 
 class Env(StrEnum):
@@ -39,6 +42,10 @@ def synth(
 ) -> None:
     """Write the CloudFormation templates of every service, store, job and alarm; checked by cdk-nag's
     AwsSolutions pack as they are built (a finding fails the synthesis unless acknowledged with its reason)."""
+    if not re.fullmatch(REGION_RE, region):
+        raise UserError(f"--region must be an AWS region name like {DEFAULT_REGION}, got {region!r}")
+    if out_dir.exists() and not out_dir.is_dir():
+        raise UserError(f"--out {out_dir} is a file; give a folder")
     if clickhouse_url is not None:
         try:
             check_url(clickhouse_url, "http", "https")
