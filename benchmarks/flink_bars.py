@@ -23,6 +23,7 @@ from confluent_kafka import TopicPartition
 from tradesim.adapters.kafka.client import TopicSpec, consumer, ensure_topics, producer
 from tradesim.domain.events import Bar, Tick, decode, encode
 from tradesim.settings import Settings
+from tradesim.stack.errors import StackError
 
 OOO_MS = 200
 #: the implementations a run can measure, in the order `--mode all` runs them
@@ -91,7 +92,7 @@ def _wait_running(rest, job_id: str, timeout_s: float = 120) -> None:  # noqa: A
         if d["state"] == "RUNNING" and all(v["status"] == "RUNNING" for v in d["vertices"]):
             return
         time.sleep(0.5)
-    raise RuntimeError(f"job {job_id} not running after {timeout_s:.0f} s")
+    raise StackError(f"job {job_id} not running after {timeout_s:.0f} s")
 
 
 def _latency(settings: Settings, ticks_topic: str, bars_topic: str, rate: int, seconds: int) -> list[float]:

@@ -22,6 +22,7 @@ from tradesim.adapters.redis.client import connect
 from tradesim.adapters.redis.prices import PriceCache, channel
 from tradesim.services.ingest.publisher import publish_all
 from tradesim.settings import Settings
+from tradesim.stack.errors import StackError
 from tradesim.stack.jobs import running_names, source_groups
 from tradesim.testing.factories import tick, unique_symbol
 from tradesim.testing.net import free_port
@@ -52,7 +53,7 @@ def ingest(settings: Settings, n: int, symbols: int) -> dict[str, float]:
     ok = _wait(lambda: all(_seq(cache, s) == per for s in names), timeout_s=300)
     done = time.monotonic()
     if not ok:
-        raise RuntimeError("the cache never caught up; is the market-data service running?")
+        raise StackError("the cache never caught up; is the market-data service running?")
     return {"ticks": float(len(stream)), "produce_rate": stats.delivered / (produced - start),
             "ingest_to_redis_rate": len(stream) / (done - start), "seconds": done - start}
 
@@ -98,7 +99,7 @@ class Fleet:
                 line = proc.stdout.readline()
                 said = json.loads(line or "{}")
                 if said.get("event") != "ready":
-                    raise RuntimeError(f"clients did not get ready: {said.get('message', line)!r}")
+                    raise StackError(f"clients did not get ready: {said.get('message', line)!r}")
         except BaseException:
             self.kill()
             raise
@@ -177,7 +178,7 @@ def _tradesim_phase(settings: Settings, cache: PriceCache, clients: int, procs: 
     s = unique_symbol("F")
     publish_all(settings, [tick(s, 1)])
     if not _wait(lambda: _seq(cache, s) == 1, 30):
-        raise RuntimeError("the first tick never reached the price cache; is the market-data service running?")
+        raise StackError("the first tick never reached the price cache; is the market-data service running?")
     probe = HopProbe(settings, s) if rate else None
     hops: list[float] | None = None
     try:

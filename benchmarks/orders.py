@@ -30,6 +30,7 @@ from tradesim.domain.events import Tick
 from tradesim.services.api.admin_key import load_admin_key
 from tradesim.services.ingest.publisher import publish_all
 from tradesim.settings import Settings
+from tradesim.stack.errors import StackError
 from tradesim.testing.factories import unique_symbol
 
 
@@ -186,7 +187,7 @@ def users_for(settings: Settings, orders: float, minimum: int) -> int:
 def _setup(settings: Settings, users: int) -> tuple[list[str], str]:
     admin = load_admin_key(settings, create=False)
     if not admin:
-        raise RuntimeError("no admin key: is the API running (`tradesim up`)?")
+        raise StackError("no admin key: is the API running (`tradesim up`)?")
     keys = []
     with httpx.Client(base_url=settings.api.client_url, timeout=30) as client:
         for _ in range(users):
@@ -215,7 +216,7 @@ def _fresh_price(settings: Settings, symbol: str, seq: int) -> None:
         if got is not None and got[0].seq >= seq:
             return
         time.sleep(0.01)
-    raise RuntimeError("the price never reached Redis: is the market-data service running?")
+    raise StackError("the price never reached Redis: is the market-data service running?")
 
 
 def run(settings: Settings, rates: list[float], seconds: float, concurrency: int, users: int,

@@ -27,6 +27,7 @@ from tradesim.adapters.search.trades import TradeIndex
 from tradesim.services.api.admin_key import load_admin_key
 from tradesim.settings import Settings
 from tradesim.stack import registry
+from tradesim.stack.errors import StackError
 from tradesim.stack.supervisor import Supervisor
 from tradesim.testing.factories import outcomes
 
@@ -37,7 +38,7 @@ SYMBOLS = [f"Q{i:02d}" for i in range(50)]
 def _accounts(settings: Settings, n: int) -> dict[str, str]:
     admin = load_admin_key(settings, create=False)
     if not admin:
-        raise RuntimeError("no admin key: is the API running (`tradesim up`)?")
+        raise StackError("no admin key: is the API running (`tradesim up`)?")
     tag = secrets.token_hex(3)
     keys = {}
     with httpx.Client(base_url=settings.api.client_url, timeout=30) as client:

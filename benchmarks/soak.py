@@ -28,6 +28,7 @@ from benchmarks.usage import component_usage, state_on_disk
 from tradesim.domain.events import Tick
 from tradesim.services.ingest.publisher import publish_all
 from tradesim.settings import Settings
+from tradesim.stack.errors import StackError
 
 #: one in ten requests of each kind: market buys, resting limit buys, cancels of those, and three reads
 MIX = ("buy", "buy", "buy", "limit", "limit", "cancel", "cancel", "portfolio", "orders", "search")
@@ -155,7 +156,7 @@ def _fleet(settings: Settings, symbol: str, clients: int, seconds: float, interv
     assert proc.stdout is not None
     line = proc.stdout.readline()
     if json.loads(line or "{}").get("event") != "ready":
-        raise RuntimeError(f"the WebSocket clients did not connect: {line!r}")
+        raise StackError(f"the WebSocket clients did not connect: {line!r}")
     return proc
 
 
@@ -192,7 +193,7 @@ def run(settings: Settings, minutes: float, rate: float, clients: int, tick_rate
         for _ in range(int(seconds // interval_s)):
             line = fleet.stdout.readline()  # the fleet reports on the same interval
             if not line:
-                raise RuntimeError(f"the WebSocket client process ended (exit {fleet.poll()}): the run is void")
+                raise StackError(f"the WebSocket client process ended (exit {fleet.poll()}): the run is void")
             ws = json.loads(line)
             at, window, memory = time.monotonic() - start, load.take(), _memory(settings)
             row = {"t_s": round(at), "requests": sum(window.statuses.values()),

@@ -466,3 +466,16 @@ def test_infra_synth_checks_its_options_before_building(argv: list[str], tmp_pat
     result = runner.invoke(app, ["infra", "synth", *argv])
     assert result.exit_code == 2, result.output  # before: a jsii error after 15 s, or FileExistsError
     assert _one_line_error(result.output).startswith("error: --")
+
+
+@pytest.mark.parametrize("argv", [["orders", "--symbol", "???"], ["prices", "a b"]])
+def test_every_symbol_option_is_checked_like_the_others(argv: list[str]) -> None:
+    result = runner.invoke(app, argv)
+    assert result.exit_code == 2, result.output
+    assert "invalid symbol" in _one_line_error(result.output)
+
+
+def test_a_bench_without_a_stack_says_so_in_one_line() -> None:
+    result = runner.invoke(app, ["bench", "queries", "--trades", "0", "--seconds", "1"])
+    assert result.exit_code == 1  # before: RuntimeError's traceback
+    assert "no admin key" in _one_line_error(result.output)

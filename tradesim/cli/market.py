@@ -16,6 +16,7 @@ from rich.live import Live
 from rich.table import Table
 
 from tradesim.cli.errors import cli_errors
+from tradesim.cli.readout import symbol_param
 from tradesim.settings import Settings, load_settings
 from tradesim.stack.errors import StackError, UserError
 
@@ -95,7 +96,7 @@ def _prices(symbols: list[str], watch: bool, timeout: float) -> None:
     from tradesim.adapters.redis.prices import PriceCache
 
     settings = load_settings()
-    wanted = sorted({s.upper() for s in symbols})
+    wanted = sorted({symbol_param(s) for s in symbols})
     if not wanted:
         import redis
 

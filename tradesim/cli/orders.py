@@ -142,7 +142,7 @@ def _orders(open_only: bool, symbol: str | None, limit: int, as_json: bool) -> N
     if open_only:
         params["status"] = "accepted"
     if symbol:
-        params["symbol"] = symbol.upper()
+        params["symbol"] = symbol_param(symbol)
     answer = call(settings, "GET", "/orders", active_key(settings)[1], params=params)
     if as_json:
         out.print(json.dumps(answer), markup=False)
