@@ -69,3 +69,17 @@ def test_a_symbol_without_bars_gets_an_empty_history_and_its_first_bar_live(sett
         assert (live["window_start_ms"] // 60_000, live["close"]) == (7, "50.5")
         ws.send(json.dumps({"op": "unsubscribe_bars", "symbols": [sym], "interval": "1m"}))
         assert recv_until(ws, lambda f: f.get("type") == "unsubscribed_bars")[-1]["symbols"] == [sym]
+
+
+def test_bar_subscriptions_of_one_connection_are_bounded(settings: Settings) -> None:
+    from tradesim.services.marketdata.ws import MAX_SYMBOLS
+
+    names = [f"{unique_symbol('B')[:10]}X{i}" for i in range(MAX_SYMBOLS + 1)]  # symbols with no bars: taken
+    with ws_client(settings) as ws:
+        ws.send(json.dumps({"op": "subscribe_bars", "symbols": names[:MAX_SYMBOLS], "interval": "1s"}))
+        recv_until(ws, lambda f: f.get("type") == "bars" and f["symbol"] == max(names[:MAX_SYMBOLS]))
+        ws.send(json.dumps({"op": "subscribe_bars", "symbols": names[MAX_SYMBOLS:], "interval": "1s"}))
+        err = recv_until(ws, lambda f: f.get("type") == "error")[-1]  # before: no bound at all
+        assert (err["code"], "at most" in err["message"]) == ("bad_request", True)
+        ws.send(json.dumps({"op": "subscribe_bars", "symbols": names[MAX_SYMBOLS:], "interval": "1m"}))
+        assert recv_until(ws, lambda f: f.get("type") == "bars")[-1]["symbol"] == names[MAX_SYMBOLS]

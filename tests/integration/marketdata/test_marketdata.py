@@ -192,6 +192,10 @@ def test_protocol_errors_get_error_frames_and_connection_stays_usable(settings: 
         assert recv_json(ws)["code"] == "bad_request"
         ws.send("[" * 20_000 + "]" * 20_000)  # deeper than Python's stack
         assert recv_json(ws)["code"] == "bad_request"
+        for op in ("subscribe", "subscribe_bars"):  # a lone surrogate (valid JSON) crashed the handler: close 1011
+            ws.send(json.dumps({"op": op, "symbols": [s, "\ud800"], "interval": "1s"}))
+            err = recv_json(ws)
+            assert (err["code"], "symbols must be" in err["message"]) == ("bad_request", True)
         ghost = unique_symbol("Z")
         ws.send(_sub(ghost))
         err = recv_json(ws)

@@ -14,6 +14,7 @@ from tradesim.adapters.dynamodb.accounts import AccountStore, hash_key
 from tradesim.adapters.dynamodb.client import DynamoDB
 from tradesim.adapters.dynamodb.errors import DynamoDBError
 from tradesim.ports import Unavailable
+from tradesim.services.api.admin_key import AdminKeyError, load_admin_key
 from tradesim.settings import Settings
 
 #: cached keys beyond this are dropped all at once (a bound, not an eviction policy: a service sees few keys)
@@ -33,12 +34,16 @@ class KeyChecker:
         self.settings = settings
         self.db = DynamoDB(settings.dynamodb)  # the default bounded timeouts: a down store answers in seconds
         self.accounts = AccountStore(self.db)
-        admin = settings.api.admin_key
-        self._admin = admin.get_secret_value() if admin is not None else ""
+        self._admin = ""  # read when first needed: the API may write the generated key after this service starts
         self._cache: dict[str, tuple[str, float]] = {}
 
     async def user_of(self, api_key: str) -> str:
         """The user id the key belongs to. Raises Refused (unknown or admin key), Unavailable (cannot check)."""
+        if not self._admin:
+            try:
+                self._admin = load_admin_key(self.settings, create=False) or ""
+            except AdminKeyError:
+                self._admin = ""  # a key file others may read: the API refuses to start with it anyway
         if self._admin and secrets.compare_digest(api_key.encode(), self._admin.encode()):
             raise Refused("admin_key")
         digest = hash_key(api_key)
@@ -50,7 +55,6 @@ class KeyChecker:
             account = await asyncio.to_thread(self.accounts.by_key_hash, digest)
         except DynamoDBError as exc:  # a setup problem (missing table): the client cannot fix it, but may retry
             raise Unavailable(str(exc)) from None
-        # The generated admin key (<home>/stack/api/admin.key) is never stored as an account, so it ends here too.
         if account is None:
             raise Refused("unknown_key")
         ttl = self.settings.api.auth_cache_s

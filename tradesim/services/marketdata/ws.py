@@ -39,6 +39,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 import socket
 import threading
 import time
@@ -58,18 +59,19 @@ from tradesim.adapters.redis.bars import CHANNEL_PREFIX as BARS_PREFIX
 from tradesim.adapters.redis.bars import KEEP as BARS_KEPT
 from tradesim.adapters.redis.bars import bars_key, parse_channel
 from tradesim.adapters.redis.prices import CHANNEL_PATTERN, CHANNEL_PREFIX, SYMBOLS_KEY, price_key
-from tradesim.domain.events import OrderOutcome
+from tradesim.domain.events import SYMBOL_RE, OrderOutcome
 from tradesim.ports import Unavailable
 from tradesim.services.marketdata import metrics
 from tradesim.services.marketdata.keys import KeyChecker, Refused
 from tradesim.services.marketdata.outcomes import Outcome
 from tradesim.services.tasks import create_task
-from tradesim.settings import Settings
+from tradesim.settings import Settings, is_header_safe
 
 log = logging.getLogger("tradesim.marketdata.ws")
 MAX_FRAME = 64 * 1024
 MAX_SYMBOLS = 500
 MAX_KEY = 512
+_SYMBOL = re.compile(SYMBOL_RE)
 SEND_BUFFER = 64 * 1024
 #: bytes a client may have pending in user space before its updates go through its conflating queue instead
 DIRECT_BACKLOG = 64 * 1024
@@ -353,8 +355,15 @@ class MarketDataHub:
 
     async def subscribe_bars(self, client: Client, symbols: list[str], interval: str) -> None:
         """Register, then send each symbol's recent bars; queued bars the history covers are dropped, so the
-        client sees the history and then strictly newer bars (as for price snapshots)."""
+        client sees the history and then strictly newer bars (as for price snapshots). A symbol with no bars yet
+        is taken (its first bar comes live), so a connection holds at most MAX_SYMBOLS of them per interval."""
         keys = [f"{s}|{interval}" for s in symbols]
+        held = sum(1 for k in client.bars if k.endswith(f"|{interval}"))
+        if held + len(set(keys) - client.bars) > MAX_SYMBOLS:
+            if not client.count_bad_frame(time.monotonic()):
+                client.send_now(_error("bad_request", f"at most {MAX_SYMBOLS} bar subscriptions per interval on one "
+                                                      "connection; unsubscribe_bars some first"))
+            return
         client.paused = True
         try:
             for key in keys:
@@ -536,8 +545,8 @@ class MarketDataHub:
             return error("not JSON: nested too deep")
         if isinstance(doc, dict) and doc.get("op") == "account":
             key = doc.get("api_key")
-            if not isinstance(key, str) or not 0 < len(key) <= MAX_KEY:
-                return error(f"api_key must be a non-empty string of at most {MAX_KEY} characters")
+            if not isinstance(key, str) or not 0 < len(key) <= MAX_KEY or not is_header_safe(key):
+                return error(f"api_key must be a non-empty printable ASCII string of at most {MAX_KEY} characters")
             return await self.follow(client, key)
         if not isinstance(doc, dict) or doc.get("op") not in ("subscribe", "unsubscribe", "subscribe_bars",
                                                               "unsubscribe_bars"):
@@ -546,8 +555,9 @@ class MarketDataHub:
                          'or {"op": "account", "api_key": "..."}')
         symbols = doc.get("symbols")
         if (not isinstance(symbols, list) or not symbols or len(symbols) > MAX_SYMBOLS
-                or not all(isinstance(s, str) and 0 < len(s) <= 16 for s in symbols)):
-            return error(f"symbols must be a non-empty list of at most {MAX_SYMBOLS} symbol strings")
+                or not all(isinstance(s, str) and _SYMBOL.fullmatch(s.upper()) for s in symbols)):
+            return error(f"symbols must be a non-empty list of at most {MAX_SYMBOLS} symbols (a letter, then up to "
+                         "15 letters, digits, '.' or '-')")
         if doc["op"] in ("subscribe_bars", "unsubscribe_bars") and doc.get("interval") not in BAR_INTERVALS:
             return error(f"interval must be one of {', '.join(BAR_INTERVALS)}")
         try:
