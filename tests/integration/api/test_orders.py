@@ -18,6 +18,7 @@ from tradesim.adapters.redis.client import connect as redis_connect
 from tradesim.adapters.redis.portfolio_view import ViewWriter
 from tradesim.adapters.redis.prices import PriceCache, price_key
 from tradesim.domain.events import OrderCancelRequested, OrderOutcome, OrderPlaced
+from tradesim.services.api.admin_key import load_admin_key
 from tradesim.settings import Settings
 from tradesim.testing.factories import tick, unique_symbol
 
@@ -95,11 +96,28 @@ def test_100_concurrent_posts_with_one_key_make_exactly_one_event(settings: Sett
     assert events[0].order_id == answers[0].json()["order_id"]
 
 
-def test_malformed_json_is_400(http: httpx.Client, user: User) -> None:
-    answer = http.post("/orders", content=b'{"symbol": "ACME", "qty": ', headers={
-        **user.auth, "content-type": "application/json"})
+@pytest.mark.parametrize("body", [b'{"symbol": "ACME", "qty": ', b"[" * 5000 + b"]" * 5000,
+                                  b'{"symbol": "ACME", "side": "buy", "qty": 1' + b"0" * 5000 + b"}"])
+def test_malformed_json_is_400(http: httpx.Client, user: User, body: bytes) -> None:
+    answer = http.post("/orders", content=body, headers={**user.auth, "content-type": "application/json"})
     assert answer.status_code == 400
-    assert answer.json()["code"] == "malformed_json"
+    assert answer.json()["code"] == "malformed_json"  # nested too deep or a number too long: was `bad_request`
+
+
+@pytest.mark.parametrize("content_type", ["text/plain", "application/x-www-form-urlencoded", None])
+def test_a_json_body_sent_as_another_type_is_415(http: httpx.Client, user: User, symbol: str,
+                                                 content_type: str | None) -> None:
+    headers = {**user.auth, **({"content-type": content_type} if content_type else {})}
+    answer = http.post("/orders", content=json.dumps(order(symbol)).encode(), headers=headers)
+    assert answer.status_code == 415  # was 422 "Input should be a valid dictionary" for a valid object
+    assert answer.json()["code"] == "unsupported_media_type"
+
+
+def test_the_admin_key_on_a_user_route_is_403(http: httpx.Client, settings: Settings, symbol: str) -> None:
+    admin = {"Authorization": f"Bearer {load_admin_key(settings, create=False)}"}
+    for answer in (http.get("/orders", headers=admin), http.post("/orders", json=order(symbol), headers=admin)):
+        assert answer.status_code == 403  # a known key, on the wrong route: not 401 "unauthorized"
+        assert answer.json()["code"] == "forbidden"
 
 
 @pytest.mark.parametrize("headers", [{}, {"Authorization": "Bearer ts_not-a-real-key"}, {"Authorization": "Basic x"}])

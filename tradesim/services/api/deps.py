@@ -43,8 +43,10 @@ async def _authenticated(res: Res, request: Request, creds: Credentials) -> Acco
     if creds is None or not creds.credentials:
         raise unauthorized()
     account = await _lookup(res, request, creds.credentials)
-    if not isinstance(account, Account):  # the admin key is no user's
-        raise unauthorized("unknown API key" if account is None else "this route takes a user key, not the admin key")
+    if account is None:
+        raise unauthorized("unknown API key")
+    if not isinstance(account, Account):  # the admin key: known, but no user's
+        raise ApiError(403, "forbidden", "this route takes a user key, not the admin key")
     return account
 
 

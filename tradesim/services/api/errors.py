@@ -76,6 +76,10 @@ def install(app: FastAPI, retry_after_s: int) -> None:
         errors = list(exc.errors())
         if any(e.get("type") == "json_invalid" for e in errors):
             return problem(request, 400, "malformed_json", "the request body is not valid JSON")
+        if any(tuple(e.get("loc", ())) == ("body",) and isinstance(e.get("input"), bytes) for e in errors):
+            # FastAPI reads a body without a JSON content type as bytes, which no model takes
+            return problem(request, 415, "unsupported_media_type",
+                           "send the body as JSON with `Content-Type: application/json`")
         fields = [{"loc": [p for p in e.get("loc", ()) if isinstance(p, str | int)], "msg": str(e.get("msg", "")),
                    "type": str(e.get("type", ""))} for e in errors]
         first = fields[0] if fields else {"loc": [], "msg": "invalid"}
@@ -84,6 +88,10 @@ def install(app: FastAPI, retry_after_s: int) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if exc.status_code == 400 and isinstance(exc.__cause__, ValueError | RecursionError):
+            # FastAPI's body parse failing past the JSON decoder: nested too deep, a number too long to read
+            reason = "nested too deep" if isinstance(exc.__cause__, RecursionError) else str(exc.__cause__)
+            return problem(request, 400, "malformed_json", f"the request body is not valid JSON: {reason}")
         code = _HTTP_CODES.get(exc.status_code, f"http_{exc.status_code}")
         return problem(request, exc.status_code, code, str(exc.detail), dict(exc.headers or {}))
 
