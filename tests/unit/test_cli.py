@@ -26,13 +26,15 @@ def _one_line_error(output: str) -> str:
     return lines[0]
 
 
-def _main(argv: list[str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> tuple[object, str]:
-    """`tradesim ARGV` as the installed command runs it (CliRunner drives the app, not the entry point)."""
+def _main(argv: list[str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+          ) -> tuple[object, str, str]:
+    """`tradesim ARGV` as the installed command runs it (CliRunner drives the app, not the entry point): its exit
+    code, stdout and stderr."""
     monkeypatch.setattr(sys, "argv", ["tradesim", *argv])
     with pytest.raises(SystemExit) as exited:
         main()
     captured = capsys.readouterr()
-    return exited.value.code, captured.out + captured.err
+    return exited.value.code, captured.out, captured.err
 
 
 @pytest.mark.parametrize(("argv", "message"), [
@@ -47,9 +49,9 @@ def _main(argv: list[str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.Captu
 ])
 def test_a_mistake_typer_itself_catches_is_one_line_and_exit_2(
         argv: list[str], message: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
-    code, output = _main(argv, monkeypatch, capsys)
-    assert code == 2
-    line = _one_line_error(output)
+    code, out, err = _main(argv, monkeypatch, capsys)
+    assert (code, out) == (2, "")
+    line = _one_line_error(err)
     assert line.startswith("error: ")
     assert message in line
 
@@ -57,11 +59,11 @@ def test_a_mistake_typer_itself_catches_is_one_line_and_exit_2(
 def test_the_entry_point_keeps_help_and_exit_codes(monkeypatch: pytest.MonkeyPatch,
                                                    capsys: pytest.CaptureFixture[str]) -> None:
     assert _main(["--help"], monkeypatch, capsys)[0] == 0
-    code, output = _main([], monkeypatch, capsys)
-    assert (code, "Usage" in output) == (2, True)  # no command: the help, as before
-    code, output = _main(["order", "buy", "ACME", "0"], monkeypatch, capsys)  # a command's own mistake
+    code, out, err = _main([], monkeypatch, capsys)
+    assert (code, "Usage" in out, err) == (2, True, "")  # no command: the help, as before, and nothing else
+    code, out, err = _main(["order", "buy", "ACME", "0"], monkeypatch, capsys)  # a command's own mistake
     assert code == 2
-    assert "QTY" in _one_line_error(output)
+    assert "QTY" in _one_line_error(err)
 
 
 def test_invalid_port_setting_exits_2(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -411,29 +413,35 @@ def test_replay_without_kafka_says_so_in_one_line(monkeypatch: pytest.MonkeyPatc
     assert "no Kafka broker answered" in _one_line_error(result.output)
 
 
-@pytest.mark.parametrize("page", [False, True])  # a 404 page, or a 200 HTML page
-def test_an_api_url_that_is_not_the_tradesim_api_is_one_line(page: bool, monkeypatch: pytest.MonkeyPatch,
-                                                              tmp_path: Path) -> None:
-    import functools
+@pytest.mark.parametrize(("status", "expected"), [
+    (404, "the tradesim API (api.url)"), (200, "the tradesim API (api.url)"),
+    (502, "API error 502 Bad Gateway: <html> <body>the gateway"),  # a load balancer before a stopped API
+])
+def test_an_answer_that_is_not_the_tradesim_apis_is_one_line(status: int, expected: str,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
     import http.server
     import threading
 
-    class Quiet(http.server.SimpleHTTPRequestHandler):
+    class NotOurs(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 - the base class's name
+            body = b"<html>\n<body>the gateway\nsays no</body></html>"
+            self.send_response(status)
+            self.send_header("Content-Type", "text/html")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
         def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - the base class's name
             pass
 
-    served = tmp_path / "www"
-    served.mkdir()
-    if page:
-        (served / "accounts").write_text("<html><body>a web page</body></html>")
-    with http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=str(served))) as server:
+    with http.server.ThreadingHTTPServer(("127.0.0.1", 0), NotOurs) as server:
         threading.Thread(target=server.serve_forever, daemon=True).start()
         monkeypatch.setenv("TRADESIM_API__URL", f"http://127.0.0.1:{server.server_address[1]}")
         monkeypatch.setenv("TRADESIM_API__ADMIN_KEY", "k")
         result = runner.invoke(app, ["accounts", "list"])
         server.shutdown()
     assert result.exit_code == 1  # before: a JSONDecodeError traceback, or the HTML page as the "error"
-    assert "the tradesim API (api.url)" in _one_line_error(result.output)
+    assert expected in _one_line_error(result.output)
 
 
 def test_keys_that_cannot_travel_in_a_header_are_named(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -479,3 +487,14 @@ def test_a_bench_without_a_stack_says_so_in_one_line() -> None:
     result = runner.invoke(app, ["bench", "queries", "--trades", "0", "--seconds", "1"])
     assert result.exit_code == 1  # before: RuntimeError's traceback
     assert "no admin key" in _one_line_error(result.output)
+
+
+def test_a_reader_that_went_away_is_left_to_typer_not_reported_as_an_error() -> None:
+    from tradesim.cli.errors import cli_errors
+
+    @cli_errors
+    def printing() -> None:
+        raise BrokenPipeError(32, "Broken pipe")  # `tradesim logs -f | head -3` once head has its lines
+
+    with pytest.raises(BrokenPipeError):  # typer ends quietly on EPIPE; the OSError branch printed "error: ..."
+        printing()

@@ -68,9 +68,8 @@ def main() -> None:
         err.print("aborted", markup=False)
         sys.exit(1)
     except typer.TyperException as exc:  # typer's own click: usage errors, bad parameters
-        if type(exc).__name__ == "NoArgsIsHelpError":  # `tradesim` alone, or a group without its command
-            exc.show()  # the help itself
-            sys.exit(exc.exit_code)
+        if type(exc).__name__ == "NoArgsIsHelpError":  # `tradesim` alone, or a group without its command:
+            sys.exit(exc.exit_code)  # typer printed the help as it raised this
         ctx = getattr(exc, "ctx", None)
         hint = f" (see `{ctx.command_path} --help`)" if ctx is not None else ""
         err.print(f"error: {' '.join(exc.format_message().split())}{hint}", markup=False)

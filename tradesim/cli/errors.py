@@ -81,6 +81,8 @@ def cli_errors(fn: Callable[P, R]) -> Callable[P, R]:
         except (StackError, FlinkRequestError) as exc:
             err.print(f"error: {exc}", markup=False)
             raise typer.Exit(1) from None
+        except BrokenPipeError:
+            raise  # the reader went away (`| head`): typer ends quietly
         except OSError as exc:  # the machine refused: a read-only or full folder, a folder where a file should be
             where = f": {exc.filename}" if exc.filename else ""
             err.print(f"error: {exc.strerror or exc}{where}", markup=False)

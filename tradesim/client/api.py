@@ -124,6 +124,10 @@ def call(settings: Settings, method: str, path: str, key: str, *, json_body: Any
         problem = answer.json()
         message = f"{problem['message']} ({problem['code']})"
     except (ValueError, KeyError, TypeError):
+        if answer.status_code >= 500:  # a proxy or load balancer in front of an API that is down
+            text = " ".join(answer.text.split())[:200]
+            raise StackError(f"API error {answer.status_code} {answer.reason_phrase}"
+                             + (f": {text}" if text else "")) from None
         raise not_ours from None
     if answer.status_code >= 500:
         raise StackError(f"API error {answer.status_code}: {message}")

@@ -213,9 +213,10 @@ class OrderPlaced(Event):
         description="set by the book, not by producers: the market time (quote event time) at which "
         "a live order reached it; a DAY order lasts until the end of that market day")
     held_cancel_ms: int | None = Field(
-        None, ge=0, le=MAX_EPOCH_MS,
-        description="set by the book, not by producers: the market time of a timed cancel request it holds for "
-        "this order, earlier than its own cancel_at_ms (which stays as placed: it is part of the order's body)")
+        None, ge=0, le=MAX_EPOCH_MS, exclude=True,
+        description="set by the book, not by producers, and never encoded (the job's state keeps it): the market "
+        "time of a timed cancel request it holds for this order, earlier than its own cancel_at_ms (which stays "
+        "as placed: it is part of the order's body)")
     traceparent: TraceParent = None
 
     _floats = field_validator("limit_price", "stop_price", mode="before")(_reject_float)
@@ -237,8 +238,8 @@ class OrderPlaced(Event):
     @property
     def cancel_due_ms(self) -> int | None:
         """The market time the book cancels this order at if it is still open: the earlier of its own
-        `cancel_at_ms` and a held cancel request's (`getattr`: a book pickled before the field existed)."""
-        times = [t for t in (self.cancel_at_ms, getattr(self, "held_cancel_ms", None)) if t is not None]
+        `cancel_at_ms` and a held cancel request's."""
+        times = [t for t in (self.cancel_at_ms, self.held_cancel_ms) if t is not None]
         return min(times) if times else None
 
     @property

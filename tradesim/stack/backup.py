@@ -399,7 +399,7 @@ def _cancel_jobs(settings: Settings) -> None:
     """The jobs of an empty stack hold nothing; they make way for the backup's."""
     from tradesim.stack import jobs
 
-    jobs.cluster(settings)  # UserError when no cluster is up
+    jobs.cluster(settings)  # StackError when no cluster is up
     for job_id in _running_jobs(settings).values():
         jobs.cancel_job(settings, job_id)
 

@@ -132,7 +132,7 @@ def name_of(flink_job_name: str) -> str:
 
 
 def cluster(settings: Settings) -> FlinkRest:
-    """A REST client of a cluster that answers; UserError (exit 2) when none is up."""
+    """A REST client of a cluster that answers; StackError (exit 1) when none is up."""
     from tradesim.adapters.flink.errors import FlinkRequestError, FlinkUnavailable
     from tradesim.stack.flink import Flink
 
@@ -622,7 +622,7 @@ def waiting_to_resume(settings: Settings) -> list[str]:
         rest = cluster(settings)
         lost = [name for name, note in _lost_runs(settings, rest).items() if _last_state(settings, note) is not None]
         return sorted({*parked(settings), *lost} - set(active_catalog_jobs(rest)))
-    except (FlinkUnavailable, FlinkRequestError, UserError):
+    except (FlinkUnavailable, FlinkRequestError, StackError):
         return []
 
 
@@ -634,7 +634,7 @@ def resubmit_lost(settings: Settings, progress: Callable[[str], None] = lambda _
 
     try:
         lost = _lost_runs(settings, cluster(settings))
-    except (FlinkUnavailable, FlinkRequestError, UserError) as exc:
+    except (FlinkUnavailable, FlinkRequestError, StackError) as exc:
         raise StackError(f"lost jobs not resubmitted: {exc}") from None
     done, failed = [], []
     for name, note in lost.items():
