@@ -46,7 +46,8 @@ async def _info(res: Resources, account: Account) -> AccountInfo:
                        positions={} if portfolio is None else {s: q for s, q in portfolio.positions.items() if q})
 
 
-@router.post("", status_code=201, response_model=AccountCreated, responses=responses(400, 401, 403, 409, 422, 503))
+@router.post("", status_code=201, response_model=AccountCreated,
+             responses=responses(400, 401, 403, 409, 415, 422, 503))
 async def create_account(body: AccountCreate, res: Res, _: Admin) -> AccountCreated:
     """Create a user with starting cash; the answer carries its API key, which is never shown again."""
     api_key = new_api_key()
@@ -80,7 +81,7 @@ async def list_accounts(res: Res, _: Admin) -> AccountList:
     return AccountList(accounts=[await _info(res, a) for a in accounts])
 
 
-@router.get("/me", response_model=AccountInfo, responses=responses(401, 429, 503))
+@router.get("/me", response_model=AccountInfo, responses=responses(401, 403, 429, 503))
 async def me(user: CurrentUser, res: Res) -> AccountInfo:
     """The caller's account: starting cash, cash and positions."""
     return await _info(res, user)

@@ -297,7 +297,7 @@ async def _remember(res: Resources, key: str, digest: str, answer: dict[str, Any
 
 
 @router.post("", status_code=202, response_model=OrderAccepted,
-             responses=responses(400, 401, 409, 422, 429, 503))
+             responses=responses(400, 401, 403, 409, 415, 422, 429, 503))
 async def place_order(
     body: OrderRequest, user: Authenticated, res: Res, response: Response,
     idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key", min_length=1, max_length=255,
@@ -414,7 +414,7 @@ async def get_order(user: CurrentUser, res: Res, order_id: str = OrderIdPath) ->
     return await _own(res, user, order_id)
 
 
-@router.get("", response_model=OrderList, responses=responses(401, 422, 429, 503))
+@router.get("", response_model=OrderList, responses=responses(401, 403, 422, 429, 503))
 async def list_orders(
     user: CurrentUser, res: Res,
     status: Annotated[OrderStatusStr | None, Query(description="only orders with this status")] = None,
