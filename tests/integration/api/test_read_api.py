@@ -318,6 +318,17 @@ def test_bad_parameters_are_422_with_field_errors(api: httpx.Client, user: User,
     assert body["errors"][0]["loc"] == ["query", where]
 
 
+def test_a_time_that_is_no_time_is_named_in_words_not_as_a_pattern(api: httpx.Client, user: User) -> None:
+    # `+01:00` typed into a URL arrives as a space: the answer says what a time is and how to send the offset
+    for path in ("/trades/search", "/analytics/pnl"):
+        answer = api.get(path, params={"from": "2025-01-31T09:30:00 01:00"}, headers=user.auth)
+        assert answer.status_code == 422, answer.text
+        message = answer.json()["message"]
+        assert "not an ISO-8601 time" in message
+        assert "%2B" in message
+        assert "pattern" not in message  # was "String should match pattern '^([0-9]{1,15}|...'"
+
+
 def test_ten_thousand_buckets_are_fine(api: httpx.Client, user: User) -> None:
     start = DAY
     ok = api.get("/analytics/volume", params={"from": start, "to": start + 10_000 * 60_000, "interval": "1m"},

@@ -15,6 +15,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from tradesim.adapters.dynamodb.errors import DynamoDBError
 from tradesim.adapters.kafka.errors import KafkaDeliveryError, KafkaUnavailable
 from tradesim.ports import Unavailable
+from tradesim.services.api.windows import TIME_PATTERN, not_a_time
 
 log = logging.getLogger("tradesim.api.errors")
 
@@ -64,6 +65,13 @@ _HTTP_CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "
                415: "unsupported_media_type"}
 
 
+def _message(error: dict[str, Any]) -> str:
+    """pydantic's message, except a time parameter's: its pattern says nothing to a reader."""
+    if (error.get("ctx") or {}).get("pattern") == TIME_PATTERN:
+        return not_a_time(error.get("input"))
+    return str(error.get("msg", ""))
+
+
 def install(app: FastAPI, retry_after_s: int) -> None:
     """Register the handlers that turn every failure into a problem body."""
 
@@ -80,7 +88,7 @@ def install(app: FastAPI, retry_after_s: int) -> None:
             # FastAPI reads a body without a JSON content type as bytes, which no model takes
             return problem(request, 415, "unsupported_media_type",
                            "send the body as JSON with `Content-Type: application/json`")
-        fields = [{"loc": [p for p in e.get("loc", ()) if isinstance(p, str | int)], "msg": str(e.get("msg", "")),
+        fields = [{"loc": [p for p in e.get("loc", ()) if isinstance(p, str | int)], "msg": _message(e),
                    "type": str(e.get("type", ""))} for e in errors]
         first = fields[0] if fields else {"loc": [], "msg": "invalid"}
         where = ".".join(str(p) for p in first["loc"] if p != "body") or "request"

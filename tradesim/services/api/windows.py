@@ -39,6 +39,11 @@ def invalid(name: str, message: str, kind: str = "value_error") -> RequestValida
     return RequestValidationError([{"loc": ("query", name), "msg": message, "type": kind}])
 
 
+def not_a_time(value: object) -> str:
+    return (f"not an ISO-8601 time or epoch milliseconds: {value!r} (in a URL, send the `+` of an offset as "
+            "`%2B`)")
+
+
 def parse_time(name: str, value: str | None) -> int | None:
     """Epoch ms of a `from`/`to` value; raises a 422 naming the parameter."""
     if value is None:
@@ -49,7 +54,7 @@ def parse_time(name: str, value: str | None) -> int | None:
         try:
             when = datetime.fromisoformat(value)
         except ValueError:
-            raise invalid(name, f"not an ISO-8601 time or epoch milliseconds: {value!r}") from None
+            raise invalid(name, not_a_time(value)) from None
         if when.tzinfo is None:
             when = when.replace(tzinfo=UTC)
         try:
