@@ -155,6 +155,8 @@ def test_order_times_accept_units_and_plain_seconds(at: str, ms: int) -> None:
     (ORDER.replace("qty: 1", "qty: 1, time_in_force: fok"), 12, "orders[0].time_in_force", "Input should be"),
     ("  - {name: bob, cash: 10.5}\n", 11, "accounts[1].cash", "write money as a quoted decimal string"),
     ("  - {name: bob, cash: \"10.505\"}\n", 11, "accounts[1].cash", "Decimal input should have no more than 2"),
+    # more than an account takes (before: validated, then the run ended "stack not usable" on the API's 422)
+    ("  - {name: bob, cash: \"1000000000000000.00\"}\n", 11, "accounts[1].cash", "must be < 1000000000000000"),
     # strategy
     ("strategy: {class: examples.MovingAverageCross, account: alice, symbols: [AAA]}\n",
      11, "strategy.class", "String should match pattern"),
@@ -166,6 +168,9 @@ def test_order_times_accept_units_and_plain_seconds(at: str, ms: int) -> None:
      14, "strategy.symbols[1]", "duplicate symbol AAA"),
     ("strategy:\n  class: a.b:C\n  account: alice\n  symbols: []\n",
      14, "strategy.symbols", "List should have at least 1 item"),
+    # a scripted id the strategy's orders would also carry (before: expectations read the strategy's order)
+    (ORDER.replace("{at:", "{id: s1, at:") + "strategy:\n  class: a.b:C\n  account: alice\n  symbols: [AAA]\n",
+     12, "orders[0].id", "s1 names one of the strategy's orders"),
     # expect
     (ORDER + "expect:\n  orders:\n    o7: {status: executed}\n",
      15, "expect.orders.o7", "unknown order o7 (orders: o0)"),

@@ -301,8 +301,16 @@ def user_modules(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
             pass
         VALUE = 3
     """))
+    (tmp_path / "exits_on_import.py").write_text("import sys\nsys.exit(3)\n")
+    (tmp_path / "keyed.py").write_text(textwrap.dedent("""
+        from tradesim.strategies import Strategy
+
+        class NeedsQty(Strategy):
+            def __init__(self, params):
+                self.qty = params["qty"]
+    """))
     monkeypatch.syspath_prepend(str(tmp_path))
-    for name in ("needs_missing", "breaks_on_import", "plain"):
+    for name in ("needs_missing", "breaks_on_import", "plain", "exits_on_import", "keyed"):
         monkeypatch.delitem(sys.modules, name, raising=False)
     return tmp_path
 
@@ -317,6 +325,9 @@ def user_modules(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     ("plain:NotAStrategy", {}, "class", "is not a subclass of tradesim.strategies.Strategy"),
     ("plain:VALUE", {}, "class", "is not a subclass"),
     ("tradesim.strategies.sdk:Context", {}, "class", "is not a subclass"),
+    # user code that ends the process or raises what a constructor often raises (before: exit 3, a traceback)
+    ("exits_on_import:S", {}, "class", "failed to import: SystemExit: 3"),
+    ("keyed:NeedsQty", {}, "params", "keyed:NeedsQty failed to start: KeyError: 'qty'"),
     ("tradesim.strategies.examples:MovingAverageCross", {"qty": 1, "fats": 2}, "params",
      "fats: unknown param (known: fast, slow, qty, interval)"),
     ("tradesim.strategies.examples:MovingAverageCross", {"qty": 1, "fast": 9, "slow": 9}, "params",

@@ -19,7 +19,7 @@ from tradesim.stack.errors import StackError, UserError
 
 P = ParamSpec("P")
 R = TypeVar("R")
-err = Console(stderr=True, highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True, emoji=False)  # `:x:` in a path stays as typed
 
 
 def settings_error_line(exc: ValidationError) -> str:

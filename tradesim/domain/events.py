@@ -33,6 +33,8 @@ PositiveDecimal = Annotated[Decimal, Field(gt=0, allow_inf_nan=False)]
 #: ingestion; order prices): part of the schema, so every producer and consumer agrees, and a price times any
 #: quantity stays exact in Decimal's default 28-digit context
 MAX_PRICE = Decimal("1000000")
+#: starting cash has at most this many integer digits (and cents): what an account takes
+CASH_DIGITS = 15
 PRICE_PLACES = 4
 MAX_PRINT_SIZE = 1_000_000_000
 #: the most shares one order may ask for (API, scenario files, strategies, the event)

@@ -25,7 +25,7 @@ import redis
 from tradesim.adapters.kafka.errors import KafkaDeliveryError
 from tradesim.domain.events import MAX_PRICE, OrderOutcome, Tick
 from tradesim.scenarios.expect import AccountResult, Outcome, ReadSide, RunResult, account_result, ordered
-from tradesim.scenarios.model import Scenario, ScriptedOrder
+from tradesim.scenarios.model import Scenario, ScriptedOrder, strategy_order_id
 from tradesim.settings import Settings
 from tradesim.stack.errors import StackError
 from tradesim.strategies.sdk import ApiContext, Driver, OpenOrder, Strategy, price_text
@@ -332,7 +332,8 @@ class ScenarioRunner:
         for account in [*self.scenario.accounts, None]:
             name, cash = ("barrier", Decimal(BARRIER_CASH)) if account is None else (account.name, account.cash)
             user = f"{name}-{self.suffix}"
-            body = self.http.ok("POST", "/accounts", admin, json={"name": user, "cash": str(cash)})
+            # as the API writes cash: plain digits (a file's 1E+6 is 1000000), never a sign (-0 is 0)
+            body = self.http.ok("POST", "/accounts", admin, json={"name": user, "cash": f"{cash.copy_abs():f}"})
             self.keys[name if account is not None else "\0barrier"] = body["api_key"]
             self.users[name if account is not None else "\0barrier"] = body["user_id"]
 
@@ -497,7 +498,8 @@ class ScenarioRunner:
         new: list[Placed] = []
         for order_id, order in ctx.placed:
             index = len(self.scenario.orders) + len(self.strategy_orders)
-            placed = Placed(order_id, f"s{len(self.strategy_orders) + 1}", index, order.at_ms - self.start_ms,
+            placed = Placed(order_id, strategy_order_id(len(self.strategy_orders) + 1), index,
+                            order.at_ms - self.start_ms,
                             ref.account, self.unalias[order.symbol], order.side, order.qty, order.type)
             self.strategy_orders[order_id] = placed
             self.placed.append(placed)

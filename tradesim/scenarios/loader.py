@@ -7,6 +7,7 @@ pydantic error at `symbols[0].volatility` can be mapped back to the line of that
 from __future__ import annotations
 
 import difflib
+import re
 from pathlib import Path
 from typing import Any
 
@@ -215,7 +216,8 @@ def _message(err: ErrorDetails, loc: Loc) -> str:
         bound = next(iter(ctx.values()), "?")
         if isinstance(bound, float) and bound.is_integer():
             bound = int(bound)  # "must be >= 0", not ">= 0.0"
-        return f"must be {_BOUNDS[kind]} {bound}"
+        shown = re.sub(r"^Decimal\('(.*)'\)$", r"\1", str(bound))  # pydantic hands a Decimal bound as its repr
+        return f"must be {_BOUNDS[kind]} {shown}"
     if kind == "timezone_aware":
         return "needs a UTC offset, e.g. 2024-01-02T14:30:00Z"
     if kind == "union_tag_not_found":

@@ -27,6 +27,7 @@ from pydantic import (
 )
 
 from tradesim.domain.events import (
+    CASH_DIGITS,
     MAX_EPOCH_MS,
     MAX_PRICE,
     MAX_QTY,
@@ -61,8 +62,10 @@ class _Section(BaseModel):
 class Spread(_Section):
     """Quoted spread around the mid price: set exactly one of `bps` (of mid) or `absolute` (price units)."""
 
-    bps: Decimal | None = Field(None, ge=0, allow_inf_nan=False, description="Full spread in basis points of mid.")
-    absolute: Decimal | None = Field(None, ge=0, allow_inf_nan=False, description="Full spread in price units.")
+    bps: Decimal | None = Field(None, ge=0, le=10_000, allow_inf_nan=False,
+                                description="Full spread in basis points of mid (at most 10,000: the mid itself).")
+    absolute: Decimal | None = Field(None, ge=0, le=MAX_PRICE, allow_inf_nan=False,
+                                     description="Full spread in price units.")
 
     @model_validator(mode="after")
     def _exactly_one(self) -> Spread:
@@ -169,10 +172,20 @@ Money = Annotated[Decimal, BeforeValidator(_no_float), Field(allow_inf_nan=False
 Price = Annotated[Decimal, BeforeValidator(_no_float),
                   Field(gt=0, le=MAX_PRICE, allow_inf_nan=False, decimal_places=PRICE_PLACES)]
 #: starting cash as the account API takes it: >= 0, cents
-Cash = Annotated[Decimal, BeforeValidator(_no_float), Field(ge=0, allow_inf_nan=False, decimal_places=2)]
+Cash = Annotated[Decimal, BeforeValidator(_no_float),
+                 Field(ge=0, lt=Decimal(10) ** CASH_DIGITS, allow_inf_nan=False, decimal_places=2)]
 Count = Annotated[int, Field(ge=0, strict=True)]
 #: an account name; the runner prefixes it per run (the API allows 40 characters), so it stays short
 AccountName = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_\-]{0,23}$")]
+#: the names the runner gives a strategy's orders, in the report, `expect.orders` and the outcomes hash: s1, s2, ...
+STRATEGY_ORDER_ID = re.compile(r"s[1-9][0-9]*")
+
+
+def strategy_order_id(n: int) -> str:
+    """The name of a strategy's n-th order (from 1)."""
+    return f"s{n}"
+
+
 #: "package.module:ClassName"
 CLASS_PATH_RE = r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-Za-z0-9_]*$"
 #: what an order's expected status can be: a terminal outcome (OrderStatus), or `refused` (the API answered 4xx: never
@@ -436,6 +449,9 @@ class Scenario(_Section):
         for i, order in enumerate(self.orders):
             if order.id in ids:
                 problems.append((("orders", i, "id"), f"duplicate order id {order.id}"))
+            if self.strategy is not None and STRATEGY_ORDER_ID.fullmatch(order.id):
+                problems.append((("orders", i, "id"), f"{order.id} names one of the strategy's orders (s1, s2, ...); "
+                                 "pick another id"))
             ids.add(order.id)
             known_account(("orders", i, "account"), order.account)
             for name, ms in (("at", order.at_ms), ("cancel_at", order.cancel_at_ms)):

@@ -24,7 +24,9 @@ COLUMNS = ("timestamp", "symbol", "bid", "ask", "last", "size")
 MAX_PROBLEMS = 20  # enough to see a pattern without flooding the terminal on a broken file
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MS = timedelta(milliseconds=1)
-_INT = re.compile(r"^[0-9]+$")
+#: an integer field: at most 19 digits (a size or an epoch-ms time never needs more, and Python refuses to read
+#: integers past 4,300 digits)
+_INT = re.compile(r"^[0-9]{1,19}$")
 
 
 @dataclass(frozen=True)
@@ -49,7 +51,8 @@ def parse_timestamp(text: str) -> int:
     try:
         moment = datetime.fromisoformat(text)
     except ValueError:
-        raise _RowError("timestamp", f"unparsable timestamp {text!r} (ISO-8601 with offset, or epoch ms)") from None
+        raise _RowError("timestamp", f"unparsable timestamp {text[:40]!r} (ISO-8601 with offset, or epoch ms)"
+                        ) from None
     if moment.tzinfo is None:
         raise _RowError("timestamp", f"timestamp {text!r} has no UTC offset (add Z or +00:00)")
     return (moment - _EPOCH) // _MS
@@ -69,7 +72,7 @@ def _decimal(row: dict[str, str], column: str) -> Decimal:
 def _size(row: dict[str, str]) -> int:
     text = row["size"].strip()
     if not _INT.match(text):
-        raise _RowError("size", f"not a non-negative integer: {text!r}")
+        raise _RowError("size", f"not a non-negative integer of at most 19 digits: {text[:40]!r}")
     return int(text)
 
 
@@ -90,7 +93,7 @@ def _rows(path: Path) -> Iterator[tuple[int, dict[str, str]]]:
     """(line number, row) pairs; raises ScenarioError if the file or a required column is missing."""
     shown = display_path(path)
     try:
-        fh = open(path, newline="", encoding="utf-8")
+        fh = open(path, newline="", encoding="utf-8-sig")  # a byte-order mark (spreadsheets write one) is no header
     except OSError as exc:
         raise ScenarioError.one(shown, "csv", f"cannot read: {exc.strerror or exc}") from None
     with fh:

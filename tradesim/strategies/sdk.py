@@ -370,7 +370,7 @@ def load_strategy(path: str, params: Mapping[str, Any] | None = None) -> Strateg
             raise StrategyError("class", f"no module {module_name!r} (is it installed / on PYTHONPATH?)") from None
         raise StrategyError("class", f"module {module_name!r} could not be imported: it needs {exc.name!r}, "
                             "which is not installed") from None
-    except Exception as exc:  # any failure while importing user code makes it an unusable strategy module
+    except (Exception, SystemExit) as exc:  # any failure while importing user code (an exit too) makes it unusable
         raise StrategyError("class", f"module {module_name!r} failed to import: {type(exc).__name__}: "
                             f"{_one_line(exc)}") from None
     cls = getattr(module, class_name, None)
@@ -382,6 +382,8 @@ def load_strategy(path: str, params: Mapping[str, Any] | None = None) -> Strateg
         return cls(dict(params or {}))
     except (ValueError, TypeError) as exc:
         raise StrategyError("params", f"bad params for {path}: {_one_line(exc)}") from None
+    except Exception as exc:  # the constructor is user code: a param it needs and did not get is often a KeyError
+        raise StrategyError("params", f"{path} failed to start: {type(exc).__name__}: {_one_line(exc)}") from None
 
 
 def _one_line(exc: BaseException) -> str:

@@ -35,7 +35,9 @@ def _bomb(levels: int) -> str:
     (HEADER + "symbols:\n  - {symbol: AAA, initial_price: 1e400}\n", "symbols[0].initial_price"),
     (HEADER + "symbols:\n  - {symbol: AAA, initial_price: 1}\ndescription: " + "x" * 5000 + "\n", "description"),
     ("x:\n" + "  " * 20 + "- " * 3000 + "1\n", "t.yaml"),
-], ids=["huge-integer", "alias-bomb", "too-many-ticks", "price-overflow", "oversized-field", "deep-nesting"])
+    (HEADER + "symbols:\n  - {symbol: AAA, initial_price: 1, spread: {bps: 1e308}}\n", "symbols[0].spread.bps"),
+], ids=["huge-integer", "alias-bomb", "too-many-ticks", "price-overflow", "oversized-field", "deep-nesting",
+        "spread-overflow"])
 def test_a_hostile_file_is_one_problem_not_a_crash(write: Write, body: str, message: str) -> None:
     with pytest.raises(ScenarioError) as caught:
         load_scenario(write("t.yaml", body))

@@ -8,7 +8,10 @@ from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
+import pytest
+
 from tradesim.domain.events import encode
+from tradesim.scenarios.errors import ScenarioError
 from tradesim.scenarios.generators import generate
 from tradesim.scenarios.loader import load_scenario
 
@@ -65,3 +68,19 @@ def test_csv_is_merged_with_generated_symbols_in_time_order(write: Callable[[str
     assert [t.symbol for t in ticks[:5]] == ["GEN", "REC", "GEN", "GEN", "REC"]
     assert [t.event_time_ms for t in ticks] == sorted(t.event_time_ms for t in ticks)
     assert [t.symbol for t in generate(scenario, ["REC"])] == ["REC", "REC"]
+
+
+def test_a_csv_a_spreadsheet_saved_with_a_byte_order_mark_reads_like_any_other(
+        write: Callable[[str, str], Path]) -> None:
+    write("t.csv", "\ufefftimestamp,symbol,bid,ask,last,size\n1704205800500,REC,1,2,1.5,1\n")
+    scenario = load_scenario(write("s.yaml", HEADER + "source: {csv: t.csv}\n"))  # before: "missing column"
+    assert [(t.symbol, t.size) for t in generate(scenario)] == [("REC", 1)]
+
+
+@pytest.mark.parametrize("column", ["timestamp", "size"])
+def test_an_integer_too_long_to_read_is_a_row_problem(write: Callable[[str, str], Path], column: str) -> None:
+    row = {"timestamp": "1704205800500", "size": "1"} | {column: "9" * 5000}
+    write("t.csv", f"timestamp,symbol,bid,ask,last,size\n{row['timestamp']},REC,1,2,1.5,{row['size']}\n")
+    with pytest.raises(ScenarioError) as caught:  # before: ValueError "Exceeds the limit (4300 digits)"
+        load_scenario(write("s.yaml", HEADER + "source: {csv: t.csv}\n"))
+    assert f"t.csv:2: {column}:" in str(caught.value)

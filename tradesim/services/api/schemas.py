@@ -8,6 +8,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from tradesim.domain.events import (
+    CASH_DIGITS,
     MAX_EPOCH_MS,
     MAX_PRICE,
     MAX_QTY,
@@ -21,7 +22,7 @@ from tradesim.domain.trades import Sort
 
 #: a positive decimal with at most 4 places, as a string (never a JSON number: floats cannot hold cents)
 PRICE_PATTERN = r"^(0|[1-9][0-9]{0,11})(\.[0-9]{1,4})?$"
-CASH_PATTERN = r"^(0|[1-9][0-9]{0,14})(\.[0-9]{1,2})?$"
+CASH_PATTERN = rf"^(0|[1-9][0-9]{{0,{CASH_DIGITS - 1}}})(\.[0-9]{{1,2}})?$"
 PriceStr = Annotated[str, Field(pattern=PRICE_PATTERN, examples=["101.25"])]
 CashStr = Annotated[str, Field(pattern=CASH_PATTERN, examples=["100000.00"])]
 USER_ID_PATTERN = r"^[a-z0-9][a-z0-9_.\-]{0,39}$"
