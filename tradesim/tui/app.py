@@ -24,6 +24,7 @@ from rich.text import Text
 from textual import on, work
 from textual.app import App, ComposeResult
 from textual.containers import Horizontal, Vertical
+from textual.css.query import NoMatches
 from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import Footer, Static
@@ -365,10 +366,13 @@ class TradesimApp(App[None]):
     def _repaint(self, panels: frozenset[str]) -> None:
         if not self._main_ready or not self.screen_stack:
             return  # not composed yet, or shutting down
-        dirty, symbols = self.model.take_dirty(panels)
         main = self.main
+        try:
+            watchlist = main.query_one(Watchlist)
+        except NoMatches:
+            return  # closing: the screen's widgets go before the app's unmount clears _main_ready
+        dirty, symbols = self.model.take_dirty(panels)
         model = self.model
-        watchlist = main.query_one(Watchlist)
         shown = WATCH in dirty and watchlist.sync(model.market, symbols)
         if PORTFOLIO in dirty or SUMMARY in dirty:
             valuation = model.account.valuation(model.market)
@@ -531,8 +535,17 @@ class TradesimApp(App[None]):
         if self.user is None:
             self.notify("no account", severity="error")
             return
-        self.push_screen(TicketScreen(side, self.model.selected or "", self.place_order, self.user.name),
-                         self._ticket_closed)
+        owner = self.user.name
+
+        async def place(body: dict[str, Any], idempotency_key: str) -> str:
+            # the ticket is its owner's: an account switched meanwhile (the command palette works over a ticket)
+            # must not receive the order
+            if self.user is None or self.user.name != owner:
+                raise ApiError(409, "account_switched", f"this ticket is {owner}'s and the app now trades as "
+                               f"{self.user.name if self.user else 'no one'}: close it and open a new one")
+            return await self.place_order(body, idempotency_key)
+
+        self.push_screen(TicketScreen(side, self.model.selected or "", place, owner), self._ticket_closed)
 
     def _ticket_closed(self, order_id: str | None) -> None:
         if order_id:

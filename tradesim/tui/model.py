@@ -7,6 +7,7 @@ frames costs one repaint). Times are passed in, never read from a clock, so a te
 
 from __future__ import annotations
 
+import re
 from collections import deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
@@ -593,7 +594,8 @@ def order_body(form: Mapping[str, str]) -> tuple[dict[str, Any] | None, dict[str
               "stop_price": form.get("type") in ("stop", "stop_limit")}
     qty_text = form.get("qty", "").strip()
     body: dict[str, Any] = {"symbol": form.get("symbol", "").strip().upper(), "side": form.get("side"),
-                            "qty": int(qty_text) if qty_text.lstrip("-").isdigit() else qty_text,
+                            # ASCII digits only: int() refuses "--1", "²" and 5,000 digits, and reads "١٢" as 12
+                            "qty": int(qty_text) if re.fullmatch(r"-?[0-9]{1,12}", qty_text) else qty_text,
                             "type": form.get("type"), "time_in_force": form.get("time_in_force")}
     for name, needed in prices.items():
         text = form.get(name, "").strip()

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import secrets
+
+import httpx
 import pytest
 from textual.widgets import Select
 
+from tradesim.client.api import save_credentials
 from tradesim.domain.precheck import order_id_for
 from tradesim.settings import Settings
 from tradesim.tui.app import TradesimApp
@@ -103,3 +107,30 @@ async def test_enter_twice_places_one_order(app: TradesimApp, symbol: str, accou
         orders = await orders_at_the_api(settings, account)
         assert [o["order_id"] for o in orders] == [order_id_for(account["user_id"], t.idempotency_key)]
         assert t.sent == 1
+
+
+@pytest.fixture
+def other(api: httpx.Client, admin_key: str, account: dict[str, str], tui_settings: Settings) -> dict[str, str]:
+    """A second account in the app's credentials file, beside the active one."""
+    answer = api.post("/accounts", json={"name": "tui" + secrets.token_hex(5), "cash": "100000"},
+                      headers={"Authorization": f"Bearer {admin_key}"})
+    assert answer.status_code == 201, answer.text
+    user = {"user_id": answer.json()["user_id"], "api_key": answer.json()["api_key"]}
+    save_credentials(tui_settings, {"active": account["user_id"],
+                                    "users": {account["user_id"]: account, user["user_id"]: user}})
+    return user
+
+
+async def test_a_ticket_places_only_for_the_account_it_was_opened_for(
+        app: TradesimApp, symbol: str, account: dict[str, str], other: dict[str, str], settings: Settings) -> None:
+    async with running(app) as pilot:
+        await until(pilot, lambda: app.model.account.loaded, 15, "the portfolio")
+        await pilot.press("b")
+        await pilot.press("1")
+        t = ticket(app)
+        app.switch_account(other["user_id"])  # what the command palette does, over the open ticket
+        await pilot.press("enter")
+        await until(pilot, lambda: "account_switched" in t.error_of(""), 15, "the ticket refusing")
+        # before: the order went out as the other account, under a ticket titled for the first
+        assert await orders_at_the_api(settings, other) == []
+        assert await orders_at_the_api(settings, account) == []

@@ -278,6 +278,9 @@ def test_a_valid_ticket_becomes_the_api_body() -> None:
     ({"qty": "-3"}, "qty", "greater than 0"),
     ({"qty": "ten"}, "qty", "valid integer"),
     ({"qty": ""}, "qty", "valid integer"),
+    # int() refuses these, or reads them as other numbers (before: "--1" crashed the app, "١٢" became 12)
+    ({"qty": "--1"}, "qty", "valid integer"), ({"qty": "\u00b2"}, "qty", "valid integer"),
+    ({"qty": "9" * 5000}, "qty", "valid integer"), ({"qty": "\u0661\u0662"}, "qty", "valid integer"),
     ({"symbol": "a b"}, "symbol", "symbol like AAPL"),
     ({"type": "limit"}, "limit_price", "limit_price is required"),
     ({"type": "stop", "stop_price": "1.23456"}, "stop_price", "price like"),
