@@ -305,7 +305,8 @@ class TuiSettings(Section):
     theme: str = Field("textual-dark", description="Textual theme name.")
     bindings: dict[str, str] = Field(
         default_factory=dict,
-        description="Action → key(s), overriding the defaults, e.g. {buy = \"f1\", cancel = \"delete\"}.")
+        description="Action → key(s), overriding the defaults, e.g. {buy = \"f2\", cancel = \"x\"}; a key two "
+        "actions would share is refused.")
 
 
 def is_header_safe(key: str) -> bool:

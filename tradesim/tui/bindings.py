@@ -4,10 +4,12 @@ Each binding's id is its action name, which is what Textual's keymap looks up.""
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass
 
 from textual.binding import Binding, BindingType
+from textual.keys import Keys
 
 from tradesim.stack.errors import UserError
 
@@ -45,19 +47,52 @@ BUILT_IN = (
 )
 
 
+#: the keys of BUILT_IN, which an action may not take from them
+RESERVED = frozenset({"ctrl+p", "tab", "shift+tab", "up", "down", "enter", "escape", "ctrl+q"})
+_MODIFIERS = frozenset({"ctrl", "shift", "alt", "meta", "super", "hyper"})
+_KEY_NAMES = frozenset(k.value for k in Keys)
+
+
+def _is_key(key: str) -> bool:
+    """A key Textual can match: modifiers, then one character, a key name (`f2`, `delete`) or a character's
+    name (`question_mark`)."""
+    *modifiers, base = key.split("+")
+    if not base or not set(modifiers) <= _MODIFIERS:
+        return False
+    if base in _KEY_NAMES or (len(base) == 1 and base.isprintable() and not base.isspace()):
+        return True
+    try:
+        unicodedata.lookup(base.replace("_", " "))
+    except KeyError:
+        return False
+    return True
+
+
 def bindings() -> list[BindingType]:
     return [Binding(k.keys, k.action, k.label, show=k.show, id=k.action, tooltip=k.help) for k in KEYS]
 
 
 def keymap(overrides: Mapping[str, str]) -> dict[str, str]:
-    """Textual's keymap for `tui.bindings`; raises UserError naming an unknown action."""
+    """Textual's keymap for `tui.bindings`; raises UserError naming an unknown action, a key Textual cannot match,
+    or a key two actions would share (Textual would silently keep one of them) or a built-in one has."""
     unknown = sorted(set(overrides) - set(ACTIONS))
     if unknown:
         raise UserError(f"tui.bindings: unknown action {', '.join(map(repr, unknown))}; actions: "
                         f"{', '.join(ACTIONS)}")
-    for action, keys in overrides.items():
-        if not keys.strip():
-            raise UserError(f"tui.bindings.{action}: give at least one key, e.g. \"f2\"")
+    owner: dict[str, str] = {}
+    for k in KEYS:
+        for key in (part.strip() for part in overrides.get(k.action, k.keys).split(",")):
+            if k.action in overrides and not key:
+                raise UserError(f"tui.bindings.{k.action}: give keys separated by commas, e.g. \"f2\" or "
+                                "\"d,delete\" (a comma key is `comma`)")
+            if not _is_key(key):
+                raise UserError(f"tui.bindings.{k.action}: {key!r} is not a key (e.g. \"f2\", \"ctrl+b\", \"x\")")
+            if key in RESERVED:
+                raise UserError(f"tui.bindings.{k.action}: {key!r} is taken by the TUI itself")
+            if key in owner:
+                raise UserError(f"tui.bindings: {key!r} would be both {owner[key]!r} and {k.action!r}; give one of "
+                                "them another key")
+            owner[key] = k.action
     return dict(overrides)
 
 

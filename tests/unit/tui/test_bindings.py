@@ -14,10 +14,25 @@ def test_every_binding_has_its_action_as_id() -> None:
 
 
 def test_overrides_are_checked_and_shown_in_the_help() -> None:
-    assert keymap({"buy": "f2", "cancel": "delete"}) == {"buy": "f2", "cancel": "delete"}
+    assert keymap({"buy": "f2", "cancel": "x"}) == {"buy": "f2", "cancel": "x"}
+    assert keymap({"cancel": "delete", "remove_symbol": "d"}) == {"cancel": "delete", "remove_symbol": "d"}
     assert keys_of("buy", {"buy": "f2"}) == "f2"
     assert keys_of("help", {}) == "? / f1"
     with pytest.raises(UserError, match="unknown action 'bye'; actions: buy, sell"):
         keymap({"bye": "x"})
     with pytest.raises(UserError, match="tui.bindings.buy"):
         keymap({"buy": " "})
+
+
+@pytest.mark.parametrize(("overrides", "message"), [
+    # Textual keeps one binding of a shared key and drops the other without a word (before: accepted)
+    ({"buy": "s"}, "'s' would be both 'buy' and 'sell'"),
+    ({"cancel": "delete"}, "'delete' would be both 'cancel' and 'remove_symbol'"),
+    ({"buy": "f1"}, "'f1' would be both 'buy' and 'help'"),
+    ({"buy": "enter"}, "'enter' is taken by the TUI itself"),
+    ({"buy": "notakey"}, "'notakey' is not a key"), ({"buy": "ctrl+"}, r"'ctrl\+' is not a key"),
+    ({"buy": "hyperctrl+b"}, "is not a key"), ({"buy": ","}, "a comma key is `comma`"),
+])
+def test_a_binding_textual_would_not_honour_is_refused(overrides: dict[str, str], message: str) -> None:
+    with pytest.raises(UserError, match=message):
+        keymap(overrides)
