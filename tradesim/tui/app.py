@@ -242,6 +242,7 @@ class TradesimApp(App[None]):
         self._fast_pending = self._slow_pending = False
         self._history_wanted = True
         self._last_error: str | None = None
+        self._told_unknown: set[str] = set()  # symbols the feed said never had a price, once told
         self._main_ready = False
         self._api_wake = asyncio.Event()
         self.set_keymap(keymap(settings.tui.bindings))
@@ -326,6 +327,13 @@ class TradesimApp(App[None]):
             self._refill()  # what was decided before the ack
         elif not self.offline:
             self._poll()
+
+    def feed_unknown_symbols(self, symbols: list[str]) -> None:
+        new = [s for s in symbols if s not in self._told_unknown]  # each reconnect asks again: say it once
+        self._told_unknown.update(new)
+        if new:
+            self.notify(f"no price was ever published for {', '.join(new)}: check the symbol (d removes it)",
+                        severity="warning")
 
     def feed_outcome(self, outcome: OrderOutcome, received_at: float) -> None:
         self.model.on_outcome(outcome, received_at)

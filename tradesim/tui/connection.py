@@ -51,6 +51,7 @@ class FeedEvents(Protocol):
     def feed_account(self, state: str) -> None: ...
     def feed_outcome(self, outcome: OrderOutcome, received_at: float) -> None: ...
     def feed_portfolio(self, data: dict[str, Any]) -> None: ...
+    def feed_unknown_symbols(self, symbols: list[str]) -> None: ...
 
 
 class Feed:
@@ -146,6 +147,8 @@ class Feed:
             self._pending = None
             self.bars_supported = False
             self._bars_sent = set()
+        elif code == "unknown_symbol":
+            self.events.feed_unknown_symbols([s for s in frame.get("symbols") or [] if isinstance(s, str)])
         elif code == "unauthorized":
             self.account_refused = True  # the server closes the socket now; the next connection skips the op
             self.events.feed_account("refused")

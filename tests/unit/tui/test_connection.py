@@ -45,6 +45,9 @@ class Events:
     def feed_portfolio(self, data: dict[str, Any]) -> None:
         self.got.append(("portfolio", data["cash"]))
 
+    def feed_unknown_symbols(self, symbols: list[str]) -> None:
+        self.got.append(("unknown", symbols))
+
 
 class Script:
     """A connection that answers with the given frames and records what the client sent."""
@@ -125,3 +128,9 @@ def test_a_refused_key_is_not_offered_again_and_broken_frames_are_skipped() -> N
     _, events, ws = serve([], refused=True)
     assert ws.sent[0]["op"] == "subscribe"
     assert ("account", "refused") in events.got
+
+
+def test_a_symbol_the_server_never_priced_is_reported() -> None:
+    _, events, _ = serve([{"type": "error", "code": "unknown_symbol", "symbols": ["ZZQX"],
+                           "message": "no price was ever published for these symbols"}])
+    assert ("unknown", ["ZZQX"]) in events.got  # before: ignored, the row showed "-" for ever
