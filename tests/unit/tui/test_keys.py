@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from textual.command import CommandList
 from textual.pilot import Pilot
+from textual.widgets import Input
 
 from tradesim.client.api import ApiUnreachable
 from tradesim.settings import Settings, TuiSettings
@@ -108,6 +109,10 @@ async def test_a_ticket_sends_one_key_however_often_it_is_submitted(offline_app:
         await pilot.press(*"7", "enter")
         await until(pilot, lambda: len(keys) == 1 and not ticket.sending, 2, "the first try")
         assert "enter tries again" in ticket.error_of("")
+        # perhaps placed: the body its key carries can no longer change (before: editable, then refused 409)
+        assert ticket.query_one("#qty", Input).disabled
+        await pilot.press("backspace", "9")
+        assert ticket.form()["qty"] == "7"
         await pilot.press("enter")
         await until(pilot, lambda: len(keys) == 2 and not ticket.sending, 2, "the retry")
         assert keys[0] == keys[1] == ticket.idempotency_key

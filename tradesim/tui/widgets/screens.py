@@ -139,14 +139,24 @@ class TicketScreen(ModalScreen[str | None]):
             self.sent += 1
             order_id = await self.place(body, self.idempotency_key)
         except ApiError as exc:
+            if exc.status >= 500:  # perhaps placed: only this very order may go with this key
+                self._hold()
             self.show_errors(self.api_errors(exc))
         except ApiUnreachable as exc:
+            self._hold()
             self.show_errors({"": f"{exc}; enter tries again (the same order, never a second one)"})
         else:
             self.dismiss(order_id)
             return
         finally:
             self.sending = False
+
+    def _hold(self) -> None:
+        """After a send whose outcome is unknown the fields are frozen: the order may have been placed, and its key
+        only ever carries this body (an edited retry would be refused; a new ticket could place it twice)."""
+        for name, _ in self.FIELDS:
+            self.query_one(f"#{name}").disabled = True
+        self.query_one("#place", Button).focus()
 
     @staticmethod
     def api_errors(exc: ApiError) -> dict[str, str]:
