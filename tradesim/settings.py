@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tomllib
 from decimal import Decimal
 from pathlib import Path
@@ -24,6 +25,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from tradesim.domain.events import SYMBOL_RE
 from tradesim.domain.fees import FeeModel
 from tradesim.ports import InjectedFault
 
@@ -307,6 +309,15 @@ class TuiSettings(Section):
         default_factory=dict,
         description="Action → key(s), overriding the defaults, e.g. {buy = \"f2\", cancel = \"x\"}; a key two "
         "actions would share is refused.")
+
+    @field_validator("watchlist")
+    @classmethod
+    def _symbols(cls, value: list[str]) -> list[str]:
+        wrong = [s for s in value if not re.fullmatch(SYMBOL_RE, s.upper())]
+        if wrong:
+            raise ValueError(f"not symbols: {', '.join(map(repr, wrong))} (a letter, then up to 15 letters, digits, "
+                             "'.' or '-')")
+        return [s.upper() for s in value]
 
 
 def is_header_safe(key: str) -> bool:

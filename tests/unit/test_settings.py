@@ -80,3 +80,18 @@ def test_home_is_absolute(monkeypatch: pytest.MonkeyPatch) -> None:
     s = load_settings()
     assert s.home.is_absolute()
     assert s.stack_dir == s.home / "stack"
+
+
+def test_a_watchlist_holds_symbols(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TRADESIM_TUI__WATCHLIST", '["aapl", "brk.b"]')
+    assert load_settings().tui.watchlist == ["AAPL", "BRK.B"]
+    monkeypatch.setenv("TRADESIM_TUI__WATCHLIST", '["AAPL", "BRK/B"]')
+    with pytest.raises(ValidationError, match="not symbols: 'BRK/B'"):  # the feed would refuse it
+        load_settings()
+
+
+@pytest.mark.parametrize("key", ["clé", "tab\there"])
+def test_an_admin_key_travels_in_a_header(monkeypatch: pytest.MonkeyPatch, key: str) -> None:
+    monkeypatch.setenv("TRADESIM_API__ADMIN_KEY", key)
+    with pytest.raises(ValidationError, match="printable ASCII"):
+        load_settings()

@@ -21,8 +21,8 @@ app = typer.Typer(help="Infrastructure as code: the whole system on AWS managed 
 out = Console(highlight=False, soft_wrap=True)
 DEFAULT_OUT = REPO_ROOT / "infra" / "cdk.out"
 CDK_MODULES = ("aws_cdk", "cdk_nag", "constructs", "jsii", "packaging")
-#: an AWS region's name: us-east-1, eu-central-2, ap-southeast-4, us-gov-west-1, cn-north-1
-REGION_RE = r"[a-z]{2}(-[a-z]+)+-[0-9]"
+#: an AWS region's name: us-east-1, eu-central-2, ap-southeast-4, us-gov-west-1, cn-north-1, eusc-de-east-1
+REGION_RE = r"[a-z]{2,4}(-[a-z]+)+-[0-9]+"
 
 
 class Env(StrEnum):

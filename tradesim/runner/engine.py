@@ -332,8 +332,9 @@ class ScenarioRunner:
         for account in [*self.scenario.accounts, None]:
             name, cash = ("barrier", Decimal(BARRIER_CASH)) if account is None else (account.name, account.cash)
             user = f"{name}-{self.suffix}"
-            # as the API writes cash: plain digits (a file's 1E+6 is 1000000), never a sign (-0 is 0)
-            body = self.http.ok("POST", "/accounts", admin, json={"name": user, "cash": f"{cash.copy_abs():f}"})
+            # as the API takes cash: plain digits and cents (a file's 1E+6 is 1000000.00, 5.000 is 5.00; -0 is 0)
+            body = self.http.ok("POST", "/accounts", admin,
+                                json={"name": user, "cash": f"{cash.copy_abs().quantize(Decimal('0.01')):f}"})
             self.keys[name if account is not None else "\0barrier"] = body["api_key"]
             self.users[name if account is not None else "\0barrier"] = body["user_id"]
 

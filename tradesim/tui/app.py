@@ -36,7 +36,7 @@ from tradesim.domain.precheck import order_id_for
 from tradesim.settings import Settings, load_settings
 from tradesim.stack.errors import UserError
 from tradesim.tui import health
-from tradesim.tui.bindings import bindings, keymap
+from tradesim.tui.bindings import bindings, keymap, keys_of
 from tradesim.tui.commands import TradingCommands
 from tradesim.tui.connection import Backoff, Feed
 from tradesim.tui.model import (
@@ -332,8 +332,8 @@ class TradesimApp(App[None]):
         new = [s for s in symbols if s not in self._told_unknown]  # each reconnect asks again: say it once
         self._told_unknown.update(new)
         if new:
-            self.notify(f"no price was ever published for {', '.join(new)}: check the symbol (d removes it)",
-                        severity="warning")
+            self.notify(f"no price was ever published for {', '.join(new)}: check the symbol "
+                        f"({keys_of('remove_symbol', self.settings.tui.bindings)} removes it)", severity="warning")
 
     def feed_outcome(self, outcome: OrderOutcome, received_at: float) -> None:
         self.model.on_outcome(outcome, received_at)
@@ -374,11 +374,14 @@ class TradesimApp(App[None]):
     def _repaint(self, panels: frozenset[str]) -> None:
         if not self._main_ready or not self.screen_stack:
             return  # not composed yet, or shutting down
-        main = self.main
         try:
-            watchlist = main.query_one(Watchlist)
+            self._paint(panels)
         except NoMatches:
-            return  # closing: the screen's widgets go before the app's unmount clears _main_ready
+            return  # closing: the screen's widgets go (side by side) before the app's unmount clears _main_ready
+
+    def _paint(self, panels: frozenset[str]) -> None:
+        main = self.main
+        watchlist = main.query_one(Watchlist)
         dirty, symbols = self.model.take_dirty(panels)
         model = self.model
         shown = WATCH in dirty and watchlist.sync(model.market, symbols)

@@ -4,12 +4,11 @@ Each binding's id is its action name, which is what Textual's keymap looks up.""
 
 from __future__ import annotations
 
-import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass
 
 from textual.binding import Binding, BindingType
-from textual.keys import Keys
+from textual.keys import KEY_ALIASES, KEY_NAME_REPLACEMENTS, Keys, _character_to_key, key_to_character
 
 from tradesim.stack.errors import UserError
 
@@ -47,25 +46,26 @@ BUILT_IN = (
 )
 
 
-#: the keys of BUILT_IN, which an action may not take from them
-RESERVED = frozenset({"ctrl+p", "tab", "shift+tab", "up", "down", "enter", "escape", "ctrl+q"})
+_BUILT_IN_KEYS = ("ctrl+p", "tab", "shift+tab", "up", "down", "enter", "escape", "ctrl+q")
+#: the keys of BUILT_IN and the names Textual gives them too (ctrl+m is enter), which no action may take
+RESERVED = frozenset({*_BUILT_IN_KEYS, *(alias for key in _BUILT_IN_KEYS for alias in KEY_ALIASES.get(key, ()))})
 _MODIFIERS = frozenset({"ctrl", "shift", "alt", "meta", "super", "hyper"})
-_KEY_NAMES = frozenset(k.value for k in Keys)
+_KEY_NAMES = frozenset({k.value for k in Keys} | set(KEY_NAME_REPLACEMENTS.values()))
 
 
-def _is_key(key: str) -> bool:
-    """A key Textual can match: modifiers, then one character, a key name (`f2`, `delete`) or a character's
-    name (`question_mark`)."""
+def _as_textual_names(key: str) -> str | None:
+    """The key as Textual names it in its events (`?` is `question_mark`), or None if Textual cannot match it:
+    modifiers, then one character, a key name (`f2`, `delete`, `minus`) or a character's name (`comma`)."""
     *modifiers, base = key.split("+")
     if not base or not set(modifiers) <= _MODIFIERS:
-        return False
-    if base in _KEY_NAMES or (len(base) == 1 and base.isprintable() and not base.isspace()):
-        return True
-    try:
-        unicodedata.lookup(base.replace("_", " "))
-    except KeyError:
-        return False
-    return True
+        return None
+    if len(base) == 1:
+        if not base.isprintable() or base.isspace():
+            return None
+        base = _character_to_key(base)
+    elif base not in _KEY_NAMES and key_to_character(base) is None:
+        return None
+    return "+".join([*modifiers, base])
 
 
 def bindings() -> list[BindingType]:
@@ -79,20 +79,22 @@ def keymap(overrides: Mapping[str, str]) -> dict[str, str]:
     if unknown:
         raise UserError(f"tui.bindings: unknown action {', '.join(map(repr, unknown))}; actions: "
                         f"{', '.join(ACTIONS)}")
-    owner: dict[str, str] = {}
+    owner: dict[str, tuple[str, str]] = {}  # Textual's name of a key → (action, the key as written)
     for k in KEYS:
         for key in (part.strip() for part in overrides.get(k.action, k.keys).split(",")):
             if k.action in overrides and not key:
                 raise UserError(f"tui.bindings.{k.action}: give keys separated by commas, e.g. \"f2\" or "
                                 "\"d,delete\" (a comma key is `comma`)")
-            if not _is_key(key):
+            name = _as_textual_names(key)
+            if name is None:
                 raise UserError(f"tui.bindings.{k.action}: {key!r} is not a key (e.g. \"f2\", \"ctrl+b\", \"x\")")
-            if key in RESERVED:
+            if name in RESERVED:
                 raise UserError(f"tui.bindings.{k.action}: {key!r} is taken by the TUI itself")
-            if key in owner:
-                raise UserError(f"tui.bindings: {key!r} would be both {owner[key]!r} and {k.action!r}; give one of "
-                                "them another key")
-            owner[key] = k.action
+            if name in owner:
+                action, written = owner[name]
+                raise UserError(f"tui.bindings: {action} ({written!r}) and {k.action} ({key!r}) would share one key; "
+                                "give one of them another")
+            owner[name] = (k.action, key)
     return dict(overrides)
 
 

@@ -81,5 +81,8 @@ def test_bar_subscriptions_of_one_connection_are_bounded(settings: Settings) -> 
         ws.send(json.dumps({"op": "subscribe_bars", "symbols": names[MAX_SYMBOLS:], "interval": "1s"}))
         err = recv_until(ws, lambda f: f.get("type") == "error")[-1]  # before: no bound at all
         assert (err["code"], "at most" in err["message"]) == ("bad_request", True)
+        ws.send(json.dumps({"op": "subscribe_bars", "symbols": names[:2], "interval": "1s"}))  # held: not counted again
+        frames = recv_until(ws, lambda f: f.get("type") == "error" or f.get("symbol") == max(names[:2]))
+        assert [f["type"] for f in frames] == ["bars", "bars"]
         ws.send(json.dumps({"op": "subscribe_bars", "symbols": names[MAX_SYMBOLS:], "interval": "1m"}))
         assert recv_until(ws, lambda f: f.get("type") == "bars")[-1]["symbol"] == names[MAX_SYMBOLS]

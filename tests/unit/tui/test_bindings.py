@@ -16,6 +16,7 @@ def test_every_binding_has_its_action_as_id() -> None:
 def test_overrides_are_checked_and_shown_in_the_help() -> None:
     assert keymap({"buy": "f2", "cancel": "x"}) == {"buy": "f2", "cancel": "x"}
     assert keymap({"cancel": "delete", "remove_symbol": "d"}) == {"cancel": "delete", "remove_symbol": "d"}
+    assert keymap({"buy": "minus", "sell": "slash", "cancel": "less_than_sign"})  # Textual's own names
     assert keys_of("buy", {"buy": "f2"}) == "f2"
     assert keys_of("help", {}) == "? / f1"
     with pytest.raises(UserError, match="unknown action 'bye'; actions: buy, sell"):
@@ -26,10 +27,11 @@ def test_overrides_are_checked_and_shown_in_the_help() -> None:
 
 @pytest.mark.parametrize(("overrides", "message"), [
     # Textual keeps one binding of a shared key and drops the other without a word (before: accepted)
-    ({"buy": "s"}, "'s' would be both 'buy' and 'sell'"),
-    ({"cancel": "delete"}, "'delete' would be both 'cancel' and 'remove_symbol'"),
-    ({"buy": "f1"}, "'f1' would be both 'buy' and 'help'"),
-    ({"buy": "enter"}, "'enter' is taken by the TUI itself"),
+    ({"buy": "s"}, r"buy \('s'\) and sell \('s'\) would share one key"),
+    ({"cancel": "delete"}, r"cancel \('delete'\) and remove_symbol \('delete'\) would share"),
+    ({"buy": "f1"}, r"buy \('f1'\) and help \('f1'\)"),
+    ({"buy": "?"}, r"buy \('\?'\) and help \('question_mark'\)"),  # one key, however written
+    ({"buy": "enter"}, "'enter' is taken by the TUI itself"), ({"buy": "ctrl+m"}, "is taken by the TUI"),
     ({"buy": "notakey"}, "'notakey' is not a key"), ({"buy": "ctrl+"}, r"'ctrl\+' is not a key"),
     ({"buy": "hyperctrl+b"}, "is not a key"), ({"buy": ","}, "a comma key is `comma`"),
 ])

@@ -98,7 +98,9 @@ def install(app: FastAPI, retry_after_s: int) -> None:
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         if exc.status_code == 400 and isinstance(exc.__cause__, ValueError | RecursionError):
             # FastAPI's body parse failing past the JSON decoder: nested too deep, a number too long to read
-            reason = "nested too deep" if isinstance(exc.__cause__, RecursionError) else str(exc.__cause__)
+            reason = ("nested too deep" if isinstance(exc.__cause__, RecursionError)
+                      else "a number too long to read (over 4,300 digits)" if "digits" in str(exc.__cause__)
+                      else str(exc.__cause__))
             return problem(request, 400, "malformed_json", f"the request body is not valid JSON: {reason}")
         code = _HTTP_CODES.get(exc.status_code, f"http_{exc.status_code}")
         return problem(request, exc.status_code, code, str(exc.detail), dict(exc.headers or {}))

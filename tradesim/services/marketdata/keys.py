@@ -17,6 +17,8 @@ from tradesim.ports import Unavailable
 from tradesim.services.api.admin_key import AdminKeyError, load_admin_key
 from tradesim.settings import Settings
 
+#: while there is no admin key yet, how often its file is looked for
+ADMIN_KEY_REREAD_S = 5.0
 #: cached keys beyond this are dropped all at once (a bound, not an eviction policy: a service sees few keys)
 MAX_CACHED = 100_000
 
@@ -35,11 +37,13 @@ class KeyChecker:
         self.db = DynamoDB(settings.dynamodb)  # the default bounded timeouts: a down store answers in seconds
         self.accounts = AccountStore(self.db)
         self._admin = ""  # read when first needed: the API may write the generated key after this service starts
+        self._admin_read_at = -ADMIN_KEY_REREAD_S
         self._cache: dict[str, tuple[str, float]] = {}
 
     async def user_of(self, api_key: str) -> str:
         """The user id the key belongs to. Raises Refused (unknown or admin key), Unavailable (cannot check)."""
-        if not self._admin:
+        if not self._admin and time.monotonic() - self._admin_read_at >= ADMIN_KEY_REREAD_S:
+            self._admin_read_at = time.monotonic()
             try:
                 self._admin = load_admin_key(self.settings, create=False) or ""
             except AdminKeyError:

@@ -555,9 +555,8 @@ class MarketDataHub:
                          'or {"op": "account", "api_key": "..."}')
         symbols = doc.get("symbols")
         if (not isinstance(symbols, list) or not symbols or len(symbols) > MAX_SYMBOLS
-                or not all(isinstance(s, str) and _SYMBOL.fullmatch(s.upper()) for s in symbols)):
-            return error(f"symbols must be a non-empty list of at most {MAX_SYMBOLS} symbols (a letter, then up to "
-                         "15 letters, digits, '.' or '-')")
+                or not all(isinstance(s, str) and 0 < len(s) <= 16 for s in symbols)):
+            return error(f"symbols must be a non-empty list of at most {MAX_SYMBOLS} symbol strings")
         if doc["op"] in ("subscribe_bars", "unsubscribe_bars") and doc.get("interval") not in BAR_INTERVALS:
             return error(f"interval must be one of {', '.join(BAR_INTERVALS)}")
         try:
@@ -568,6 +567,15 @@ class MarketDataHub:
 
     async def _subscription(self, client: Client, doc: dict[str, Any], symbols: list[str]) -> None:
         wanted = sorted({s.upper() for s in symbols})
+        malformed = [s for s in wanted if not _SYMBOL.fullmatch(s)]
+        if malformed:  # never priced, and kept away from Redis (a lone surrogate cannot even be encoded)
+            wanted = [s for s in wanted if s not in malformed]
+            if doc["op"] in ("subscribe", "subscribe_bars") and not client.count_bad_frame(time.monotonic()):
+                client.send_now(json.dumps({"type": "error", "code": "unknown_symbol", "symbols": malformed,
+                                            "message": "not symbols: a letter, then up to 15 letters, digits, "
+                                            "'.' or '-'"}))
+            if not wanted:
+                return None
         if doc["op"] in ("subscribe_bars", "unsubscribe_bars"):
             interval = str(doc["interval"])
             if doc["op"] == "subscribe_bars":
