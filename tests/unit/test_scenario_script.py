@@ -290,3 +290,11 @@ def test_show_lists_accounts_orders_strategy_and_the_number_of_expectations() ->
 
 def test_expected_statuses_are_the_terminal_ones_plus_refused() -> None:
     assert set(get_args(ExpectedStatus)) == {*get_args(OrderStatus), "refused"}
+
+
+@pytest.mark.parametrize(("field", "line"), [("duration_s: 300", 3), ("tick_interval_ms: 1000", 4), ("seed: 1", 5)])
+def test_yaml_true_is_no_number(field: str, line: int) -> None:
+    name = field.split(":")[0]
+    first = _problems(HEADER.replace(field, f"{name}: true"))[0]  # before: read as 1
+    assert (first.line, first.field) == (line, name)
+    assert "must be a number, not true/false" in first.message

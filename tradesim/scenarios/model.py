@@ -46,7 +46,16 @@ from tradesim.scenarios.errors import CrossFieldError
 
 Loc = tuple[str | int, ...]
 
-FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
+def _no_bool(value: Any) -> Any:
+    """YAML `true` is no number (pydantic would read it as 1); YAML 1.1 strings like `1e9` stay numbers."""
+    if isinstance(value, bool):
+        raise ValueError("must be a number, not true/false")
+    return value
+
+
+NotBool = BeforeValidator(_no_bool)
+FiniteFloat = Annotated[float, NotBool, Field(allow_inf_nan=False)]
+Int = Annotated[int, NotBool]
 
 
 #: ticks one pass of a scenario may generate: a run holds them in memory
@@ -86,7 +95,7 @@ class LognormalVolume(_Section):
     kind: Literal["lognormal"]
     mean: FiniteFloat = Field(gt=0, description="Mean size in shares.")
     sigma: FiniteFloat = Field(0.5, ge=0, description="Standard deviation of log size.")
-    lot: int = Field(1, ge=1, description="Sizes are multiples of this.")
+    lot: Int = Field(1, ge=1, description="Sizes are multiples of this.")
 
 
 class PoissonVolume(_Section):
@@ -94,7 +103,7 @@ class PoissonVolume(_Section):
 
     kind: Literal["poisson"]
     mean: FiniteFloat = Field(gt=0, description="Mean size in shares.")
-    lot: int = Field(1, ge=1, description="Sizes are multiples of this.")
+    lot: Int = Field(1, ge=1, description="Sizes are multiples of this.")
 
 
 VolumeModel = Annotated[LognormalVolume | PoissonVolume, Field(discriminator="kind")]
@@ -365,8 +374,8 @@ class Scenario(_Section):
     description: str = Field("", max_length=1000)
     start: AwareDatetime = Field(description="Simulated time of the first tick (converted to UTC).")
     duration_s: FiniteFloat = Field(gt=0, le=MAX_DURATION_S, description="Simulated length of the generated part.")
-    tick_interval_ms: int = Field(ge=1, description="Each generated symbol ticks once per interval.")
-    seed: int = Field(description="Same seed ⇒ byte-identical tick stream.")
+    tick_interval_ms: Int = Field(ge=1, description="Each generated symbol ticks once per interval.")
+    seed: Int = Field(description="Same seed ⇒ byte-identical tick stream.")
     symbols: list[SymbolSpec] = Field(default_factory=list, description="Generated symbols.")
     events: list[ShockSpec] = Field(default_factory=list, description="Shocks applied to generated symbols.")
     source: CsvSource | None = Field(None, description="Recorded ticks merged into the stream by time.")
