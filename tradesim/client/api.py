@@ -137,8 +137,10 @@ def call(settings: Settings, method: str, path: str, key: str, *, json_body: Any
 class ApiError(Exception):
     """A 4xx/5xx problem answer of the API: its status, stable code, message and field errors."""
 
-    def __init__(self, status: int, code: str, message: str, errors: list[dict[str, Any]] | None = None) -> None:
+    def __init__(self, status: int, code: str, message: str, errors: list[dict[str, Any]] | None = None,
+                 retry_after_s: float | None = None) -> None:
         self.status, self.code, self.message, self.errors = status, code, message, errors or []
+        self.retry_after_s = retry_after_s  # the answer's Retry-After (429, 503), if it had one
         super().__init__(f"{message} ({code})")
 
 
@@ -163,12 +165,15 @@ class Api:
             raise ApiUnreachable(f"the API is not reachable at {self.base_url}: {exc or type(exc).__name__}") from None
         if answer.status_code < 400:
             return answer.json()
+        retry = answer.headers.get("retry-after", "")
+        retry_after_s = float(retry) if retry.isdigit() else None
         try:
             problem = answer.json()
-            raise ApiError(answer.status_code, problem["code"], problem["message"], problem.get("errors"))
+            raise ApiError(answer.status_code, problem["code"], problem["message"], problem.get("errors"),
+                           retry_after_s)
         except (ValueError, KeyError, TypeError):
             raise ApiError(answer.status_code, f"http_{answer.status_code}",
-                           answer.text.strip() or answer.reason_phrase) from None
+                           answer.text.strip() or answer.reason_phrase, retry_after_s=retry_after_s) from None
 
     async def healthz(self) -> None:
         await self.request("GET", "/healthz")

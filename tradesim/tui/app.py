@@ -16,9 +16,10 @@ import os
 import sys
 import time
 from collections import deque
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from functools import partial
-from typing import Any
+from typing import Any, TypeVar
 
 from rich.text import Text
 from textual import on, work
@@ -74,6 +75,10 @@ POLL_EVERY_S = 1.0
 API_CHECK_S = 5.0
 PAINT_KEEP = 100_000
 UNMOUNT_WAIT_S = 3.0
+#: a read answered 429 is asked this many times in all, waiting its Retry-After (at most this long) between
+PATIENT_TRIES = 6
+PATIENT_WAIT_MAX_S = 5.0
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -83,6 +88,19 @@ class User:
     name: str
     user_id: str
     api_key: str
+
+
+async def _patient(call: Callable[[], Awaitable[T]]) -> T:
+    """One read, asked again after its Retry-After while the API answers 429: an account with a low rate limit
+    still loads (its start-up reads come back to back)."""
+    for _ in range(PATIENT_TRIES - 1):
+        try:
+            return await call()
+        except ApiError as exc:
+            if exc.status != 429:
+                raise
+            await asyncio.sleep(min(exc.retry_after_s or 1.0, PATIENT_WAIT_MAX_S))
+    return await call()
 
 
 def resolve_user(settings: Settings, name: str | None) -> User:
@@ -475,11 +493,11 @@ class TradesimApp(App[None]):
             return False
         started_ms = _now_ms()
         try:
-            portfolio = await api.portfolio()
-            open_orders = await api.orders(status="accepted", limit=1000)
-            recent = await api.orders(limit=100)
+            portfolio = await _patient(api.portfolio)
+            open_orders = await _patient(lambda: api.orders(status="accepted", limit=1000))
+            recent = await _patient(lambda: api.orders(limit=100))
             history = self._history_wanted  # kept until loaded: a refill may be cancelled by the next one
-            trades = await api.trades(size=100) if history else []
+            trades = await _patient(lambda: api.trades(size=100)) if history else []
         except ApiUnreachable as exc:
             self._api_failed(exc)
             return False
@@ -516,6 +534,7 @@ class TradesimApp(App[None]):
 
     def refresh_from_api(self) -> None:
         if self.api is not None:
+            self._last_error = None  # asked for: a failure that repeats is told again
             self._refill()
 
     # -- actions ---------------------------------------------------------------------------------------------

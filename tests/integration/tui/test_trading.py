@@ -11,7 +11,7 @@ from textual.widgets import Select
 from tradesim.client.api import save_credentials
 from tradesim.domain.precheck import order_id_for
 from tradesim.settings import Settings
-from tradesim.tui.app import TradesimApp
+from tradesim.tui.app import TradesimApp, create_app, resolve_user
 from tradesim.tui.widgets.screens import TicketScreen
 from tradesim.tui.widgets.tables import Blotter, OpenOrders, Positions
 
@@ -134,3 +134,24 @@ async def test_a_ticket_places_only_for_the_account_it_was_opened_for(
         # before: the order went out as the other account, under a ticket titled for the first
         assert await orders_at_the_api(settings, other) == []
         assert await orders_at_the_api(settings, account) == []
+
+
+@pytest.fixture
+def slow_account(api: httpx.Client, admin_key: str, tui_settings: Settings) -> dict[str, str]:
+    """An account allowed 1 request/s, the app's active one."""
+    answer = api.post("/accounts", json={"name": "tui" + secrets.token_hex(5), "cash": "100000",
+                                         "rate_limit_per_s": 1}, headers={"Authorization": f"Bearer {admin_key}"})
+    assert answer.status_code == 201, answer.text
+    user = {"user_id": answer.json()["user_id"], "api_key": answer.json()["api_key"]}
+    save_credentials(tui_settings, {"active": user["user_id"], "users": {user["user_id"]: user}})
+    return user
+
+
+async def test_an_account_with_a_low_rate_limit_still_loads(slow_account: dict[str, str], tui_settings: Settings,
+                                                            symbol: str) -> None:
+    app = create_app(tui_settings, resolve_user(tui_settings, None), watchlist=[symbol])
+    async with running(app) as pilot:
+        # its start-up reads come back to back: each answered 429 is asked again after Retry-After (before: the
+        # account never loaded)
+        await until(pilot, lambda: app.model.account.loaded, 30, "the portfolio")
+        assert app.model.account.cash is not None
