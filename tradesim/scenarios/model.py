@@ -46,6 +46,7 @@ from tradesim.scenarios.errors import CrossFieldError
 
 Loc = tuple[str | int, ...]
 
+
 def _no_bool(value: Any) -> Any:
     """YAML `true` is no number (pydantic would read it as 1); YAML 1.1 strings like `1e9` stay numbers."""
     if isinstance(value, bool):
