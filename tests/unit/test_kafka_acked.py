@@ -6,7 +6,6 @@ client's queue until `message.timeout.ms` and is reported as not acknowledged.""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Iterator
 
 import pytest
@@ -51,24 +50,3 @@ def test_a_record_of_a_producer_replaced_after_a_fatal_error_is_still_answered(
     assert isinstance(first, KafkaOutcomeUnknown), first  # before: never answered (its producer was not polled)
     assert isinstance(second, KafkaOutcomeUnknown), second
     assert acked._retired == []  # served until its last record was reported, then let go
-
-
-@pytest.mark.parametrize("fatal", [False, True])
-def test_close_flushes_every_producer(fatal: bool, loop: asyncio.AbstractEventLoop) -> None:
-    acked = AckedProducer(KafkaSettings(port=free_port()), timeout_s=TIMEOUT_S)
-    acked.start()
-
-    async def queue_one() -> None:
-        task = asyncio.create_task(acked.send("t", b"k", b"v"))
-        await asyncio.sleep(0)
-        if fatal:
-            acked._on_error(KafkaError(KafkaError._FATAL, "idempotence broken", fatal=True))
-            acked._replace_if_fatal()
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-
-    loop.run_until_complete(queue_one())
-    producers = [*acked._retired, acked._producer]
-    acked.close(timeout_s=TIMEOUT_S + 3)
-    assert [len(p) for p in producers if p is not None] == [0] * (2 if fatal else 1)
