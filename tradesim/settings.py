@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import tomllib
 from decimal import Decimal
 from pathlib import Path
@@ -25,7 +24,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-from tradesim.domain.events import SYMBOL_RE
+from tradesim.domain.events import is_symbol
 from tradesim.domain.fees import FeeModel
 from tradesim.ports import InjectedFault
 
@@ -313,7 +312,7 @@ class TuiSettings(Section):
     @field_validator("watchlist")
     @classmethod
     def _symbols(cls, value: list[str]) -> list[str]:
-        wrong = [s for s in value if not re.fullmatch(SYMBOL_RE, s.upper())]
+        wrong = [s for s in value if not is_symbol(s.upper())]
         if wrong:
             raise ValueError(f"not symbols: {', '.join(map(repr, wrong))} (a letter, then up to 15 letters, digits, "
                              "'.' or '-')")

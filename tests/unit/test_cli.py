@@ -284,6 +284,7 @@ def test_analytics_volume_and_pnl(api: list[tuple[str, dict[str, object]]]) -> N
     (["trades", "--status", "accepted"], "--status must be one of"),
     (["trades", "--since", "yesterday"], "--since must be a duration"),
     (["trades", "--symbol", "no way"], "invalid symbol"),
+    (["trades", "--symbol", "acme\n"], "invalid symbol"),  # `$` in a Python regex lets a final newline through
     (["analytics", "volume", "--interval", "2m"], "--interval must be one of"),
     (["analytics", "pnl", "--since", "3 days"], "--since must be a duration"),
 ])

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from tradesim.domain.events import ID_RE, SYMBOL_RE
+from tradesim.domain.events import ID_RE, is_symbol
 from tradesim.stack.errors import UserError
 
 INTERVALS = ("1m", "5m", "1h", "1d")
@@ -20,12 +20,11 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print the API's JSON answ
 Since = Annotated[str | None, typer.Option(
     "--since", help="From this long ago (90s, 15m, 1h, 2d, 1w) or this time (ISO-8601, UTC unless it says).")]
 Interval = Annotated[str, typer.Option("--interval", help="Bucket length: 1m, 5m, 1h or 1d.")]
-_SYMBOL = re.compile(f"^{SYMBOL_RE}$")
 
 
 def symbol_param(symbol: str) -> str:
     """The symbol as the API spells it (upper case); raises UserError if it cannot be one."""
-    if not _SYMBOL.match(symbol.upper()):
+    if not is_symbol(symbol.upper()):
         raise UserError(f"invalid symbol {symbol!r}")
     return symbol.upper()
 

@@ -28,6 +28,14 @@ from tradesim.domain.errors import InvalidRecord
 SYMBOL_RE = r"[A-Z][A-Z0-9.\-]{0,15}"
 ID_RE = r"[A-Za-z0-9_.:\-]{1,64}"
 SymbolStr = Annotated[str, Field(pattern=f"^{SYMBOL_RE}$")]
+_SYMBOL = re.compile(SYMBOL_RE)
+
+
+def is_symbol(text: str) -> bool:
+    """Whether `text` is a symbol as events spell it (upper case): the check of every entry point outside a schema."""
+    return _SYMBOL.fullmatch(text) is not None
+
+
 PositiveDecimal = Annotated[Decimal, Field(gt=0, allow_inf_nan=False)]
 #: the bounds of every price and print size that enters the system (ticks from scenario files, CSV replay,
 #: ingestion; order prices): part of the schema, so every producer and consumer agrees, and a price times any

@@ -39,7 +39,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import re
 import socket
 import threading
 import time
@@ -59,7 +58,7 @@ from tradesim.adapters.redis.bars import CHANNEL_PREFIX as BARS_PREFIX
 from tradesim.adapters.redis.bars import KEEP as BARS_KEPT
 from tradesim.adapters.redis.bars import bars_key, parse_channel
 from tradesim.adapters.redis.prices import CHANNEL_PATTERN, CHANNEL_PREFIX, SYMBOLS_KEY, price_key
-from tradesim.domain.events import SYMBOL_RE, OrderOutcome
+from tradesim.domain.events import OrderOutcome, is_symbol
 from tradesim.ports import Unavailable
 from tradesim.services.marketdata import metrics
 from tradesim.services.marketdata.keys import KeyChecker, Refused
@@ -71,7 +70,6 @@ log = logging.getLogger("tradesim.marketdata.ws")
 MAX_FRAME = 64 * 1024
 MAX_SYMBOLS = 500
 MAX_KEY = 512
-_SYMBOL = re.compile(SYMBOL_RE)
 SEND_BUFFER = 64 * 1024
 #: bytes a client may have pending in user space before its updates go through its conflating queue instead
 DIRECT_BACKLOG = 64 * 1024
@@ -567,7 +565,7 @@ class MarketDataHub:
 
     async def _subscription(self, client: Client, doc: dict[str, Any], symbols: list[str]) -> None:
         wanted = sorted({s.upper() for s in symbols})
-        malformed = [s for s in wanted if not _SYMBOL.fullmatch(s)]
+        malformed = [s for s in wanted if not is_symbol(s)]
         if malformed:  # never priced, and kept away from Redis (a lone surrogate cannot even be encoded)
             wanted = [s for s in wanted if s not in malformed]
             if doc["op"] in ("subscribe", "subscribe_bars") and not client.count_bad_frame(time.monotonic()):

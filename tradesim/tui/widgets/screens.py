@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
@@ -17,13 +16,12 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, OptionList, Select, Static
 
 from tradesim.client.api import ApiError, ApiUnreachable
-from tradesim.domain.events import SYMBOL_RE
+from tradesim.domain.events import is_symbol
 from tradesim.tui.bindings import BUILT_IN, KEYS, keys_of
 from tradesim.tui.model import CODE_FIELDS, field_errors, order_body
 
 #: place(body, idempotency key) → order id; raises ApiError / ApiUnreachable
 Place = Callable[[dict[str, Any], str], Awaitable[str]]
-_SYMBOL = re.compile(f"^{SYMBOL_RE}$")
 
 DIALOG_CSS = """
     align: center middle;
@@ -201,7 +199,7 @@ class SymbolScreen(ModalScreen[str | None]):
     @on(Input.Submitted)
     def _submit(self, event: Input.Submitted) -> None:
         symbol = event.value.strip().upper()
-        if not _SYMBOL.match(symbol):
+        if not is_symbol(symbol):
             self.query_one("#error", Static).update(Text(f"{event.value!r} is not a symbol"))
             return
         self.dismiss(symbol)
