@@ -27,7 +27,7 @@ import httpx
 from tradesim.adapters.redis.client import connect
 from tradesim.adapters.redis.prices import PriceCache
 from tradesim.domain.events import Tick
-from tradesim.services.api.admin_key import load_admin_key
+from tradesim.services.admin_key import load_admin_key
 from tradesim.services.ingest.publisher import publish_all
 from tradesim.settings import Settings
 from tradesim.stack.errors import StackError

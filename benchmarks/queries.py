@@ -24,7 +24,7 @@ from benchmarks.persistence import _publish
 from benchmarks.stats import percentile
 from tradesim.adapters.clickhouse.trades import TradeStore
 from tradesim.adapters.search.trades import TradeIndex
-from tradesim.services.api.admin_key import load_admin_key
+from tradesim.services.admin_key import load_admin_key
 from tradesim.settings import Settings
 from tradesim.stack import registry
 from tradesim.stack.errors import StackError

@@ -38,7 +38,7 @@ from tradesim.adapters.redis.client import connect
 from tradesim.adapters.redis.prices import PriceCache
 from tradesim.client.api import save_credentials
 from tradesim.domain.events import Tick
-from tradesim.services.api.admin_key import load_admin_key
+from tradesim.services.admin_key import load_admin_key
 from tradesim.services.ingest.publisher import TickPublisher
 from tradesim.settings import Settings
 from tradesim.stack.errors import StackError

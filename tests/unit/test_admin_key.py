@@ -8,7 +8,7 @@ from concurrent.futures import ProcessPoolExecutor
 
 import pytest
 
-from tradesim.services.api.admin_key import AdminKeyError, admin_key_path, load_admin_key
+from tradesim.services.admin_key import AdminKeyError, admin_key_path, load_admin_key
 from tradesim.settings import Settings
 
 

@@ -88,7 +88,7 @@ def active_key(settings: Settings) -> tuple[str, str]:
 
 
 def admin_key(settings: Settings) -> str:
-    from tradesim.services.api.admin_key import AdminKeyError, admin_key_path, load_admin_key
+    from tradesim.services.admin_key import AdminKeyError, admin_key_path, load_admin_key
 
     try:
         key = load_admin_key(settings, create=False)

@@ -18,7 +18,7 @@ from tradesim.adapters.kafka.client import consumer
 from tradesim.adapters.redis.client import connect as redis_connect
 from tradesim.adapters.redis.prices import PriceCache
 from tradesim.domain.events import OrderCancelRequested, OrderPlaced, decode_trade_order
-from tradesim.services.api.admin_key import load_admin_key
+from tradesim.services.admin_key import load_admin_key
 from tradesim.services.api.app import create_app
 from tradesim.services.ingest.publisher import publish_all
 from tradesim.settings import Settings

@@ -18,7 +18,7 @@ from tradesim.adapters.redis.client import connect as redis_connect
 from tradesim.adapters.redis.portfolio_view import ViewWriter
 from tradesim.adapters.redis.prices import PriceCache, price_key
 from tradesim.domain.events import OrderCancelRequested, OrderOutcome, OrderPlaced
-from tradesim.services.api.admin_key import load_admin_key
+from tradesim.services.admin_key import load_admin_key
 from tradesim.settings import Settings
 from tradesim.testing.factories import tick, unique_symbol
 

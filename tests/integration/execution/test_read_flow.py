@@ -9,7 +9,7 @@ from decimal import Decimal
 import httpx
 
 from tests.integration.execution.conftest import Exchange, wait_for
-from tradesim.services.api.admin_key import load_admin_key
+from tradesim.services.admin_key import load_admin_key
 from tradesim.settings import Settings
 
 

@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tradesim.services.api.admin_key import load_admin_key
+from tradesim.services.admin_key import load_admin_key
 from tradesim.services.ingest.publisher import publish_all
 from tradesim.settings import Settings
 from tradesim.testing.factories import tick, unique_symbol

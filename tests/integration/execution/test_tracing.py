@@ -18,7 +18,7 @@ from tradesim.adapters.tracing.jaeger import JaegerQuery, Span, Trace
 from tradesim.adapters.tracing.otlp import OtlpExporter
 from tradesim.cli.app import app
 from tradesim.ports import Unavailable
-from tradesim.services.api.admin_key import load_admin_key
+from tradesim.services.admin_key import load_admin_key
 from tradesim.settings import Settings
 
 #: the spans an executed order's trace holds once the read side wrote it, as (service, operation)

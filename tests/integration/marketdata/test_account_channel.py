@@ -27,7 +27,7 @@ from tradesim.adapters.dynamodb.client import DynamoDB
 from tradesim.adapters.kafka.client import TopicSpec, admin, ensure_topics, producer
 from tradesim.adapters.redis.prices import PriceCache
 from tradesim.domain.events import OrderOutcome, encode
-from tradesim.services.api.admin_key import load_admin_key
+from tradesim.services.admin_key import load_admin_key
 from tradesim.services.ingest.publisher import publish_all
 from tradesim.services.marketdata import outcomes as outcomes_module
 from tradesim.services.marketdata.keys import KeyChecker

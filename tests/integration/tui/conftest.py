@@ -17,7 +17,7 @@ from textual.pilot import Pilot
 from tradesim.adapters.redis.client import connect as redis_connect
 from tradesim.adapters.redis.prices import PriceCache
 from tradesim.client.api import save_credentials
-from tradesim.services.api.admin_key import load_admin_key
+from tradesim.services.admin_key import load_admin_key
 from tradesim.services.ingest.publisher import publish_all
 from tradesim.settings import Settings, TuiSettings
 from tradesim.stack.jobs import cancel_job, submit_job

@@ -24,8 +24,8 @@ from tradesim.adapters.redis.ratelimit import RateLimiter
 from tradesim.adapters.search.trades import TradeIndex
 from tradesim.adapters.tracing import API_SERVICE, Tracing
 from tradesim.ports import TradeAnalytics, TradeSearch
+from tradesim.services.admin_key import load_admin_key
 from tradesim.services.api import metrics
-from tradesim.services.api.admin_key import load_admin_key
 from tradesim.settings import Settings
 
 #: entries of the key cache and of the per-address lookup counters before they are dropped (memory bound)

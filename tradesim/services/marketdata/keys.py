@@ -14,7 +14,7 @@ from tradesim.adapters.dynamodb.accounts import AccountStore, hash_key
 from tradesim.adapters.dynamodb.client import DynamoDB
 from tradesim.adapters.dynamodb.errors import DynamoDBError
 from tradesim.ports import Unavailable
-from tradesim.services.api.admin_key import AdminKeyError, load_admin_key
+from tradesim.services.admin_key import AdminKeyError, load_admin_key
 from tradesim.settings import Settings
 
 #: while there is no admin key yet, how often its file is looked for
