@@ -13,6 +13,7 @@ import pytest
 
 from tradesim.adapters.search import queries
 from tradesim.adapters.search.codec import decode, decode_cursor, encode, encode_cursor
+from tradesim.domain.events import MAX_PRICE, MAX_QTY
 from tradesim.adapters.search.errors import (
     IndexingFailed,
     SearchRequestError,
@@ -80,12 +81,22 @@ def test_an_order_that_did_not_execute_has_no_money_but_a_zero_notional() -> Non
     ({"price": Decimal("1.00001")}, "price"),  # finer than the index's 1/10000
     ({"fee": Decimal("0.000001")}, "fee"),
     ({"qty": 2**63}, "qty"),  # beyond the mapping's long
-    ({"qty": 2_000_000_000, "price": Decimal("1000000")}, "notional"),  # could no longer sort or sum exactly
 ])
 def test_encode_refuses_what_the_index_cannot_hold_exactly(overrides: dict[str, Any], field: str) -> None:
     with pytest.raises(InvalidRecord) as info:
         encode(_record(**overrides))
     assert info.value.field == field
+
+
+@pytest.mark.parametrize(("qty", "price", "units"), [
+    (1_000_000_000, Decimal("1000.2820"), 10_002_820_000_000_000),  # above 2^53 units: the long sorts it exactly
+    (MAX_QTY, MAX_PRICE, 2**63 - 1),  # the largest notional the domain allows: beyond the long, sorts as the top
+])
+def test_every_notional_the_domain_allows_is_indexed(qty: int, price: Decimal, units: int) -> None:
+    record = _record(qty=qty, price=price)
+    doc = encode(record)  # before: refused (dead letter), so search missed an outcome analytics held
+    assert doc["notional_units"] == units
+    assert decode(doc) == record
 
 
 def test_every_encoded_field_is_mapped_and_the_mapping_is_strict() -> None:

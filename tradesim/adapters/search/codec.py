@@ -1,7 +1,7 @@
 """TradeRecord ↔ search document, and the opaque cursor of a search.
 
 Money travels as decimal strings (exact in `_source`, parsed by the `scaled_float` mapping for range queries)
-plus `notional_units`, the notional in 1/10000 units as an integer, which sorts and sums exactly (see
+plus `notional_units`, the notional in 1/10000 units as a long, which sorts exactly (see
 docs/design/search-model.md). Times are epoch milliseconds. Decoding validates every field and names the bad one.
 """
 
@@ -23,8 +23,6 @@ from tradesim.ports import InvalidCursor
 MONEY_SCALE = int(1 / PRICE_QUANTUM)
 #: the mapping's `long`
 MAX_LONG = 2**63 - 1
-#: largest integer a double (what aggregations sum in) holds exactly
-MAX_EXACT_UNITS = 2**53
 CURSOR_VERSION = 1
 
 _REQUIRED_TEXT = ("order_id", "user_id", "symbol", "side", "status")
@@ -36,10 +34,13 @@ def money_units(value: Decimal, field: str) -> int:
     scaled = value * MONEY_SCALE
     if scaled != scaled.to_integral_value():
         raise InvalidRecord(field, f"{value} has more decimal places than the index keeps ({PRICE_QUANTUM})")
-    units = int(scaled)
-    if abs(units) >= MAX_EXACT_UNITS:
-        raise InvalidRecord(field, f"{value} is too large to sort and sum exactly")
-    return units
+    return int(scaled)
+
+
+def notional_units(notional: Decimal) -> int:
+    """The `notional_desc` sort key: saturates at the long's range, so the few notionals the domain allows above
+    it (~9.2 × 10^14) sort as equals (then by time) instead of being refused."""
+    return min(money_units(notional, "notional"), MAX_LONG)
 
 
 def encode(record: TradeRecord) -> dict[str, Any]:
@@ -63,7 +64,7 @@ def encode(record: TradeRecord) -> dict[str, Any]:
             money_units(money, name)
             doc[name] = format(money, "f")
     doc["notional"] = format(record.notional, "f")
-    doc["notional_units"] = money_units(record.notional, "notional")
+    doc["notional_units"] = notional_units(record.notional)
     return doc
 
 
@@ -108,7 +109,7 @@ def decode(doc: object) -> TradeRecord:
         price=_money(doc, "price"), fee=_money(doc, "fee"),
     )
     units = doc.get("notional_units")
-    if units is not None and units != money_units(record.notional, "notional"):
+    if units is not None and units != notional_units(record.notional):
         raise InvalidRecord("notional_units", f"{units!r} does not match price × qty = {record.notional}")
     return record
 
