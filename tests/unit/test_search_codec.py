@@ -13,7 +13,6 @@ import pytest
 
 from tradesim.adapters.search import queries
 from tradesim.adapters.search.codec import decode, decode_cursor, encode, encode_cursor
-from tradesim.domain.events import MAX_PRICE, MAX_QTY
 from tradesim.adapters.search.errors import (
     IndexingFailed,
     SearchRequestError,
@@ -23,6 +22,7 @@ from tradesim.adapters.search.errors import (
 )
 from tradesim.adapters.search.schema import TEXT_FIELD, mapping, template
 from tradesim.domain.errors import InvalidRecord
+from tradesim.domain.events import MAX_PRICE, MAX_QTY
 from tradesim.domain.trades import MAX_PAGE_SIZE, SORTS, TradeQuery, TradeRecord
 from tradesim.ports import InvalidCursor, Unavailable
 

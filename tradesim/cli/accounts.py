@@ -23,8 +23,9 @@ out = Console(highlight=False, soft_wrap=True)
 def create(name: Annotated[str, typer.Argument(help="user id: lowercase letters, digits, _.-")],
            cash: Annotated[str, typer.Option("--cash", help="Starting cash.")] = "100000",
            rate_limit: Annotated[int | None, typer.Option("--rate-limit", help="Requests/s of this key.")] = None,
-           activate: Annotated[bool, typer.Option("--activate/--no-activate",
-                                                  help="Make it the active user of the CLI (a first account always becomes active).")] = True) -> None:
+           activate: Annotated[bool, typer.Option(
+               "--activate/--no-activate",
+               help="Make it the active user of the CLI (a first account always becomes active).")] = True) -> None:
     """Create a user with starting cash; its API key is kept in the credentials file (0600)."""
     _create(name, cash, rate_limit, activate)
 

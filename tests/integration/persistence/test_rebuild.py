@@ -6,10 +6,13 @@ from __future__ import annotations
 import threading
 import uuid
 
+import pytest
+
 from tests.integration.persistence.conftest import analysed, distinct_outcomes_in_log, publish, searched
 from tradesim.adapters.clickhouse.trades import TradeStore
 from tradesim.adapters.search.trades import TradeIndex
 from tradesim.domain.trades import fold, record_of
+from tradesim.ports import Unavailable
 from tradesim.services.persistence.rebuild import rebuild
 from tradesim.services.persistence.sinks import rebuildable
 from tradesim.settings import Settings
@@ -57,3 +60,13 @@ def test_rebuild_equals_live_while_outcomes_keep_arriving(settings: Settings, in
     wait_for(lambda: index.count() == store.count_final() == distinct_outcomes_in_log(settings), 60,
              "both rebuilt models to hold every distinct outcome of the log")
     assert index.count() >= live_counts[0] - len(stray) + len(during)
+
+
+def test_a_rebuild_from_a_topic_that_is_not_there_changes_nothing(settings: Settings, index: TradeIndex) -> None:
+    live = index.current()
+    wrong = settings.model_copy(update={"topics": settings.topics.model_copy(
+        update={"trade_executed": f"no-such-topic-{uuid.uuid4().hex[:8]}"})})
+    [model] = rebuildable(wrong, ["search"])
+    with pytest.raises(Unavailable, match="is not on the Kafka cluster"):
+        rebuild(wrong, model)  # before: read as an empty log, and the switch emptied the live model
+    assert index.current() == live

@@ -35,8 +35,9 @@ def _ends(consumer: Consumer, topic: str) -> dict[int, int]:
         found = consumer.list_topics(topic, timeout=10).topics[topic]
         if found.error is not None or not found.partitions:
             # without this an unknown topic would read as an empty one, and the switch would empty the live model
-            raise Unavailable(f"topic {topic!r} is not on the Kafka cluster ({found.error.str() if found.error else
-                              'no partitions'}): check topics.trade_executed, or run `tradesim up`")
+            why = found.error.str() if found.error is not None else "no partitions"
+            raise Unavailable(f"topic {topic!r} is not on the Kafka cluster ({why}): check topics.trade_executed, "
+                              "or run `tradesim up`")
         partitions = sorted(found.partitions)
         return {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in partitions}
     except KafkaException as exc:
