@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from tradesim.stack.backup import FORMAT, MANIFEST, Manifest, describe
+from tradesim.settings import Settings
+from tradesim.stack.backup import FORMAT, MANIFEST, Manifest, backup, describe, restore
 from tradesim.stack.errors import UserError
 
 
@@ -34,8 +35,35 @@ def test_a_folder_without_a_manifest_is_not_a_backup(tmp_path: Path) -> None:
     ("{not json", "not a valid backup manifest"),
     (json.dumps({"format": FORMAT}), "not a valid backup manifest"),
     (json.dumps({**json.loads(json.dumps(_manifest().__dict__)), "format": FORMAT + 1}), f"format {FORMAT + 1}"),
+    # before: AttributeError, TypeError and RecursionError tracebacks from inside the restore
+    (json.dumps({**_manifest().__dict__, "kafka": []}), "kafka: Input should be an object"),
+    (json.dumps({**_manifest().__dict__, "dynamodb": {"Orders": "4"}}), "dynamodb.Orders: Input should be"),
+    (json.dumps({**_manifest().__dict__, "kafka": {"orders": [[0, 5]]}}), "a Kafka span is not"),
+    ("[" * 100_000 + "]" * 100_000, "not a valid backup manifest"),
 ])
 def test_a_damaged_or_foreign_manifest_is_refused(tmp_path: Path, text: str, says: str) -> None:
     (tmp_path / MANIFEST).write_text(text)
     with pytest.raises(UserError, match=says):
         Manifest.load(tmp_path)
+
+
+def test_names_this_stack_does_not_have_are_refused_before_anything(settings: Settings, tmp_path: Path) -> None:
+    manifest = _manifest()
+    manifest.kafka = {"no_such_topic": [[0, 0, 1]]}
+    manifest.dynamodb = {"NoSuchTable": 0}
+    manifest.clickhouse = {"x; drop": 1}
+    manifest.jobs = {"execution": "../../elsewhere"}
+    manifest.save(tmp_path)
+    # no server runs here: a refusal that came after the first request would be a StackError, not this
+    with pytest.raises(UserError, match="names what this stack does not have") as info:
+        restore(settings, tmp_path)
+    for named in ("topic 'no_such_topic'", "DynamoDB table 'NoSuchTable'", "ClickHouse table 'x; drop'",
+                  "savepoint '../../elsewhere' (outside the backup)"):
+        assert named in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+def test_a_backup_folder_that_cannot_be_made_is_a_user_mistake(settings: Settings, tmp_path: Path) -> None:
+    (tmp_path / "afile").write_text("")
+    with pytest.raises(UserError, match="cannot make the backup folder"):  # before: a StackError (exit 1)
+        backup(settings, tmp_path / "afile" / "sub")

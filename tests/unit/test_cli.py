@@ -469,12 +469,23 @@ def test_an_order_id_of_dots_is_refused_not_sent_as_a_path_step(order_id: str) -
         assert "is not an order id" in _one_line_error(result.output)
 
 
-@pytest.mark.parametrize("argv", [["--region", ""], ["--region", "bad region!"], ["--out", "a-file"]])
+@pytest.mark.parametrize("argv", [["--region", ""], ["--region", "bad region!"], ["--out", "a-file"],
+                                  ["--out", "a-file/sub"], ["--out", "a-dead-link"]])
 def test_infra_synth_checks_its_options_before_building(argv: list[str], tmp_path: Path) -> None:
     (tmp_path / "a-file").write_text("")  # the test's working folder
+    (tmp_path / "a-dead-link").symlink_to(tmp_path / "nothing")
     result = runner.invoke(app, ["infra", "synth", *argv])
     assert result.exit_code == 2, result.output  # before: a jsii error after 15 s, or FileExistsError
     assert _one_line_error(result.output).startswith("error: --")
+
+
+def test_infra_synth_names_a_settings_mistake_before_it_makes_a_folder(monkeypatch: pytest.MonkeyPatch,
+                                                                       tmp_path: Path) -> None:
+    monkeypatch.setenv("TRADESIM_KAFKA__PORT", "0")
+    result = runner.invoke(app, ["infra", "synth", "--out", str(tmp_path / "deep" / "out")])
+    assert result.exit_code == 2, result.output
+    assert "kafka.port" in _one_line_error(result.output)
+    assert not (tmp_path / "deep").exists()  # before: the empty folders were left behind
 
 
 @pytest.mark.parametrize("argv", [["orders", "--symbol", "???"], ["prices", "a b"]])

@@ -55,6 +55,20 @@ def check_output(path: Path | None, option: str) -> None:
         raise UserError(f"{option} {path}: not writable")
 
 
+def check_output_folder(path: Path, option: str) -> None:
+    """Refuse an output folder that cannot be made or written, before the work whose result it is to hold
+    (UserError); nothing is made here."""
+    if path.exists() and not path.is_dir():
+        raise UserError(f"{option} {path} is a file; give a folder")
+    if path.is_symlink() and not path.exists():
+        raise UserError(f"{option} {path} is a link to nothing; give a folder")
+    nearest = next(p for p in (path, *path.parents) if p.exists())
+    if not nearest.is_dir():
+        raise UserError(f"{option} {path}: {nearest} is a file, not a folder")
+    if not os.access(nearest, os.W_OK | os.X_OK):
+        raise UserError(f"{option} {path}: {nearest} is not writable")
+
+
 def cli_errors(fn: Callable[P, R]) -> Callable[P, R]:
     """Command decorator: UserError, ScenarioError, bad or unreadable settings → exit 2; StackError, a request
     the Flink cluster refused and a file operation the system refused → exit 1; no traceback."""

@@ -10,9 +10,9 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from tradesim.cli.errors import cli_errors
+from tradesim.cli.errors import check_output_folder, cli_errors
 from tradesim.infra.synth import DEFAULT_REGION, NodeMissing, synthesize  # aws_cdk loads in synthesize
-from tradesim.settings import check_url
+from tradesim.settings import check_url, load_settings
 from tradesim.stack.errors import StackError, UserError
 from tradesim.stack.flink import REPO_ROOT
 
@@ -44,13 +44,13 @@ def synth(
     AwsSolutions pack as they are built (a finding fails the synthesis unless acknowledged with its reason)."""
     if not re.fullmatch(REGION_RE, region):
         raise UserError(f"--region must be an AWS region name like {DEFAULT_REGION}, got {region!r}")
-    if out_dir.exists() and not out_dir.is_dir():
-        raise UserError(f"--out {out_dir} is a file; give a folder")
     if clickhouse_url is not None:
         try:
             check_url(clickhouse_url, "http", "https")
         except ValueError as exc:
             raise UserError(f"--clickhouse-url {exc}, got {clickhouse_url!r}") from None
+    load_settings()  # a settings mistake is named before anything is made
+    check_output_folder(out_dir, "--out")
     try:
         result = synthesize(env.value, out_dir.resolve(), region=region, clickhouse_url=clickhouse_url,
                             report=lambda line: out.print(line, markup=False))

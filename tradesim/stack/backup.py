@@ -14,6 +14,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from pydantic import TypeAdapter, ValidationError
+
 from tradesim import __version__
 from tradesim.settings import Settings
 from tradesim.stack.errors import StackError, UserError
@@ -84,13 +86,34 @@ class Manifest:
         if not path.is_file():
             raise UserError(f"{folder} is not a tradesim backup (no {MANIFEST}; an unfinished backup has none)")
         try:
-            data = json.loads(path.read_text())
-            manifest = cls(**data)
-        except (ValueError, TypeError) as exc:
-            raise UserError(f"{path} is not a valid backup manifest: {exc}") from None
+            manifest = TypeAdapter(cls).validate_json(path.read_bytes(), strict=True)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(map(str, first["loc"])) or "the whole"
+            raise UserError(f"{path} is not a valid backup manifest: {where}: {first['msg']}") from None
+        except (ValueError, RecursionError) as exc:  # not JSON, or nested past the parser's depth
+            raise UserError(f"{path} is not a valid backup manifest: {str(exc) or type(exc).__name__}") from None
         if manifest.format != FORMAT:
             raise UserError(f"{folder} is a backup of format {manifest.format}; this tradesim reads format {FORMAT}")
+        if any(len(span) != 3 for spans in manifest.kafka.values() for span in spans):
+            raise UserError(f"{path} is not a valid backup manifest: a Kafka span is not [partition, low, high]")
         return manifest
+
+    def foreign(self, settings: Settings, folder: Path) -> list[str]:
+        """What the manifest names that this stack does not have (a restore would stop half-way on it)."""
+        from tradesim.adapters.clickhouse.schema import TABLE, by_user
+        from tradesim.stack.jobs import JOBS
+
+        known = {"topic": set(_topics(settings)), "DynamoDB table": set(_tables()),
+                 "ClickHouse table": {TABLE, by_user(TABLE)},
+                 "job": set(JOBS)}
+        named = {"topic": self.kafka, "DynamoDB table": self.dynamodb, "ClickHouse table": self.clickhouse,
+                 "job": self.jobs}
+        wrong = [f"{kind} {name!r}" for kind, names in named.items() for name in names if name not in known[kind]]
+        inside = folder.resolve()
+        wrong += [f"job {name}'s savepoint {path!r} (outside the backup)" for name, path in self.jobs.items()
+                  if not (folder / path).resolve().is_relative_to(inside)]
+        return wrong
 
 
 def _local_only(settings: Settings) -> None:
@@ -168,7 +191,10 @@ def backup(settings: Settings, folder: Path, steps: Steps = NO_STEPS) -> Manifes
     _local_only(settings)
     if folder.exists() and (not folder.is_dir() or any(folder.iterdir())):
         raise UserError(f"{folder} exists and is not an empty folder; back up into a new one")
-    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:  # a path the user chose that cannot be a folder here (a file on the way, /proc, ...)
+        raise UserError(f"cannot make the backup folder {folder}: {exc.strerror or exc}") from None
     started = time.time()
     running = _running_jobs(settings)
     manifest = Manifest(FORMAT, __version__, started, 0.0, 0.0)
@@ -316,6 +342,10 @@ def restore(settings: Settings, folder: Path, steps: Steps = NO_STEPS) -> Manife
     from tradesim.stack.supervisor import Supervisor
 
     manifest = Manifest.load(folder)
+    foreign = manifest.foreign(settings, folder)
+    if foreign:
+        raise UserError(f"{folder} names what this stack does not have: {', '.join(foreign)} (a backup of a stack "
+                        "with other settings?)")
     _local_only(settings)
     with _step(steps, "check the stack is empty"):
         held = _not_empty(settings, manifest)

@@ -281,6 +281,7 @@ def test_prod_spreads_over_three_zones_and_protects_its_data(prod: Synthesized, 
 
 def test_the_code_artifact_holds_the_package_its_packages_and_the_jobs_jar(dev: Synthesized) -> None:
     staged, built = dev.result.artifact, dev.result.outdir.parent
+    assert staged.parent == dev.result.outdir  # before: beside it, replacing whatever folder had its name
     main = (staged / "main.py").read_text()
     assert "tradesim.jobs.managed import main" in main
     assert '"pylib"' in main
