@@ -9,6 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from tradesim.cli.app import app, main
+from tradesim.testing.foreign import foreign_server
 
 runner = CliRunner()
 
@@ -420,27 +421,10 @@ def test_replay_without_kafka_says_so_in_one_line(monkeypatch: pytest.MonkeyPatc
 ])
 def test_an_answer_that_is_not_the_tradesim_apis_is_one_line(status: int, expected: str,
                                                               monkeypatch: pytest.MonkeyPatch) -> None:
-    import http.server
-    import threading
-
-    class NotOurs(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 - the base class's name
-            body = b"<html>\n<body>the gateway\nsays no</body></html>"
-            self.send_response(status)
-            self.send_header("Content-Type", "text/html")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - the base class's name
-            pass
-
-    with http.server.ThreadingHTTPServer(("127.0.0.1", 0), NotOurs) as server:
-        threading.Thread(target=server.serve_forever, daemon=True).start()
-        monkeypatch.setenv("TRADESIM_API__URL", f"http://127.0.0.1:{server.server_address[1]}")
+    with foreign_server(status, b"<html>\n<body>the gateway\nsays no</body></html>") as url:
+        monkeypatch.setenv("TRADESIM_API__URL", url)
         monkeypatch.setenv("TRADESIM_API__ADMIN_KEY", "k")
         result = runner.invoke(app, ["accounts", "list"])
-        server.shutdown()
     assert result.exit_code == 1  # before: a JSONDecodeError traceback, or the HTML page as the "error"
     assert expected in _one_line_error(result.output)
 

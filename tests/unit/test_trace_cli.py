@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import http.server
-import threading
 from collections.abc import Iterator
 
 import pytest
 from typer.testing import CliRunner
 
 from tradesim.cli.app import app
+from tradesim.testing.foreign import foreign_server
 from tradesim.testing.net import free_port
 
 ON = {"TRADESIM_TRACING__ENABLED": "true"}
@@ -24,22 +23,8 @@ def _invoke(env: dict[str, str], *args: str) -> tuple[int, str]:
 @pytest.fixture
 def not_jaeger() -> Iterator[str]:
     """A real HTTP server that is not Jaeger (answers 200 with text)."""
-
-    class Hello(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 - the stdlib's name
-            self.send_response(200)
-            self.end_headers()
-            self.wfile.write(b"hello")
-
-        def log_message(self, *_: object) -> None:
-            pass
-
-    server = http.server.HTTPServer(("127.0.0.1", 0), Hello)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
+    with foreign_server(200, b"hello", "text/plain") as url:
+        yield url
 
 
 def test_user_mistakes_exit_2_with_one_line() -> None:

@@ -28,6 +28,8 @@ def rebuild_cmd(which: Annotated[Which, typer.Argument(help="search (OpenSearch)
 
 @cli_errors
 def _rebuild(which: Which) -> None:
+    from tradesim.adapters.clickhouse.errors import ClickHouseRefused
+    from tradesim.adapters.search.errors import IndexLayoutError, SearchRequestError
     from tradesim.ports import Unavailable
     from tradesim.services.persistence.rebuild import rebuild
     from tradesim.services.persistence.sinks import rebuildable
@@ -42,5 +44,7 @@ def _rebuild(which: Which) -> None:
             except Unavailable as exc:
                 raise StackError(f"rebuild of {model.name} stopped: {exc} (the live copy keeps serving; run it "
                                  "again when the server answers)") from None
+            except (ClickHouseRefused, SearchRequestError, IndexLayoutError) as exc:
+                raise StackError(f"rebuild of {model.name} refused: {' '.join(str(exc).split())}") from None
         out.print(f"{done.name}: {done.written} outcomes from {done.read} records"
                   + (f" ({done.skipped} malformed skipped)" if done.skipped else "") + "; switched")

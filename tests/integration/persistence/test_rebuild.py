@@ -7,16 +7,19 @@ import threading
 import uuid
 
 import pytest
+from typer.testing import CliRunner
 
 from tests.integration.persistence.conftest import analysed, distinct_outcomes_in_log, publish, searched
 from tradesim.adapters.clickhouse.trades import TradeStore
 from tradesim.adapters.search.trades import TradeIndex
+from tradesim.cli.app import app
 from tradesim.domain.trades import fold, record_of
 from tradesim.ports import Unavailable
 from tradesim.services.persistence.rebuild import rebuild
 from tradesim.services.persistence.sinks import rebuildable
 from tradesim.settings import Settings
 from tradesim.testing.factories import outcomes, unique_symbol
+from tradesim.testing.foreign import foreign_server
 from tradesim.testing.waiting import wait_for
 
 
@@ -70,3 +73,17 @@ def test_a_rebuild_from_a_topic_that_is_not_there_changes_nothing(settings: Sett
     with pytest.raises(Unavailable, match="is not on the Kafka cluster"):
         rebuild(wrong, model)  # before: read as an empty log, and the switch emptied the live model
     assert index.current() == live
+
+
+@pytest.mark.parametrize(("model", "setting"), [("search", "TRADESIM_OPENSEARCH__URL"),
+                                                 ("analytics", "TRADESIM_CLICKHOUSE__URL")])
+def test_a_read_model_setting_that_names_another_server_is_one_line(model: str, setting: str,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    with foreign_server(401, b'{"code": "unauthorized",\n "message": "send a key"}', "application/json") as url:
+        monkeypatch.setenv(setting, url)
+        result = CliRunner().invoke(app, ["rebuild", model])
+    assert result.exit_code == 1, result.output  # before: a traceback (SearchRequestError, DatabaseError)
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    [line] = [x for x in result.output.splitlines() if x.startswith("error:")]
+    assert f"rebuild of {model} refused" in line
+    assert "401" in line

@@ -24,6 +24,11 @@ TRANSIENT_CODES = frozenset({
 _CODE = re.compile(r"\bCode:\s*(\d+)")
 
 
+class ClickHouseRefused(Exception):
+    """An HTTP refusal without a ClickHouse error code: what answers at the address is not ClickHouse (another
+    server, a proxy asking for credentials), a setting to fix rather than a statement to debug."""
+
+
 def error_code(exc: BaseException) -> int | None:
     """The server's numeric error code of a client exception, if it carries one."""
     code = getattr(exc, "code", None)
@@ -35,14 +40,17 @@ def error_code(exc: BaseException) -> int | None:
 
 @contextmanager
 def translated(address: str) -> Iterator[None]:
-    """Connection failures, timeouts and transient server errors become `Unavailable`; other SQL errors stay as
-    they are (they are bugs)."""
+    """Connection failures, timeouts and transient server errors become `Unavailable`, an answer that is not
+    ClickHouse's `ClickHouseRefused`; other SQL errors stay as they are (they are bugs)."""
     try:
         yield
     except OperationalError as exc:  # clickhouse-connect's class for refused, reset and timed-out requests
         raise Unavailable(f"ClickHouse at {address} did not answer: {_first_line(exc)}") from exc
     except DatabaseError as exc:
-        if error_code(exc) not in TRANSIENT_CODES:
+        code = error_code(exc)
+        if code is None and "HTTP status" in str(exc):
+            raise ClickHouseRefused(f"ClickHouse at {address} refused: {_first_line(exc)}") from exc
+        if code not in TRANSIENT_CODES:
             raise
         raise Unavailable(f"ClickHouse at {address} cannot serve now: {_first_line(exc)}") from exc
 
