@@ -69,6 +69,11 @@ def check_output_folder(path: Path, option: str) -> None:
         raise UserError(f"{option} {path}: {nearest} is not writable")
 
 
+def _line(exc: BaseException) -> str:
+    """The message on one line: a server's answer quoted in it may span several."""
+    return " ".join(str(exc).split())
+
+
 def cli_errors(fn: Callable[P, R]) -> Callable[P, R]:
     """Command decorator: UserError, ScenarioError, bad or unreadable settings → exit 2; StackError, a request
     the Flink cluster refused and a file operation the system refused → exit 1; no traceback."""
@@ -83,17 +88,17 @@ def cli_errors(fn: Callable[P, R]) -> Callable[P, R]:
             err.print(f"error: {settings_error_line(exc)}", markup=False)
             raise typer.Exit(2) from None
         except SettingsFileError as exc:
-            err.print(f"error: {exc}", markup=False)
+            err.print(f"error: {_line(exc)}", markup=False)
             raise typer.Exit(2) from None
         except ScenarioError as exc:
             for problem in exc.problems:  # one `file:line: field: message` line each, like a compiler
                 err.print(str(problem), markup=False)
             raise typer.Exit(2) from None
         except UserError as exc:
-            err.print(f"error: {exc}", markup=False)
+            err.print(f"error: {_line(exc)}", markup=False)
             raise typer.Exit(2) from None
         except (StackError, FlinkRequestError) as exc:
-            err.print(f"error: {exc}", markup=False)
+            err.print(f"error: {_line(exc)}", markup=False)
             raise typer.Exit(1) from None
         except BrokenPipeError:
             raise  # the reader went away (`| head`): typer ends quietly

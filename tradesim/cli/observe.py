@@ -14,7 +14,7 @@ from tradesim.adapters.prometheus.client import PrometheusApi
 from tradesim.cli.errors import cli_errors
 from tradesim.ports import Unavailable
 from tradesim.settings import load_settings
-from tradesim.stack.errors import UserError
+from tradesim.stack.errors import StackError
 
 out = Console(highlight=False, soft_wrap=True)
 
@@ -28,8 +28,8 @@ def _api() -> PrometheusApi:
     return PrometheusApi(load_settings().observability.client_url)
 
 
-def _unreachable(exc: Unavailable) -> UserError:
-    return UserError(f"{exc}; start it with `tradesim up` (or set observability.prometheus_url)")
+def _unreachable(exc: Unavailable) -> StackError:
+    return StackError(f"{exc}; start it with `tradesim up` (or set observability.prometheus_url)")
 
 
 def alerts_cmd(

@@ -24,6 +24,7 @@ from tradesim.stack.jobs import source_groups, submit_standard_jobs
 from tradesim.stack.prometheus import RULES_DIR, Prometheus
 from tradesim.stack.supervisor import Supervisor
 from tradesim.testing.factories import outcomes, unique_symbol
+from tradesim.testing.foreign import foreign_server
 from tradesim.testing.waiting import wait_for
 
 pytestmark = pytest.mark.integration
@@ -126,8 +127,15 @@ def test_top_draws_the_stack_once(settings: Settings, prom: PrometheusApi, stand
         assert part in shown.output
 
 
-def test_alerts_without_prometheus_is_one_line_and_exit_2(settings: Settings) -> None:
+def test_alerts_without_prometheus_is_one_line_and_exit_1(settings: Settings) -> None:
+    # a server that does not answer is the stack's problem (exit 1, as `chaos`, `trace` and `jobs` say it), not a
+    # mistake in the command (before: exit 2)
     shown = runner.invoke(app, ["alerts"], env={"TRADESIM_OBSERVABILITY__PROMETHEUS_URL": "http://127.0.0.1:9"})
-    assert shown.exit_code == 2
+    assert shown.exit_code == 1
     assert shown.output.strip().startswith("error: no Prometheus answers at http://127.0.0.1:9")
     assert len(shown.output.strip().splitlines()) == 1
+    with foreign_server(500, b"<html>\n<body>\nnot\nPrometheus</body></html>") as url:
+        shown = runner.invoke(app, ["alerts"], env={"TRADESIM_OBSERVABILITY__PROMETHEUS_URL": url})
+    assert shown.exit_code == 1
+    assert len(shown.output.strip().splitlines()) == 1  # before: the server's page over four lines
+    assert "answered HTTP 500" in shown.output
