@@ -15,7 +15,7 @@ from typing import Annotated, ClassVar, Literal
 from urllib.parse import urlsplit
 
 import platformdirs
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, SecretStr, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -28,7 +28,26 @@ from tradesim.domain.events import is_symbol
 from tradesim.domain.fees import FeeModel
 from tradesim.ports import InjectedFault
 
-Port = Annotated[int, Field(ge=1, le=65535)]
+
+def _digits(value: object) -> object:
+    """A port is written as digits: lax parsing would take `true` for 1 and "1.0" for 1."""
+    if isinstance(value, bool | float) or (isinstance(value, str) and not (value.isascii() and value.isdigit())):
+        raise ValueError("must be a whole number of digits")
+    return value
+
+
+def check_host(value: str) -> str:
+    """A host name or IPv4 address a URL can hold as it is; else ValueError. (An IPv6 address would need brackets
+    in every URL and server configuration built from it.)"""
+    if ":" in value:
+        raise ValueError(f"must be a host name or IPv4 address (IPv6 is not supported here), got {value!r}")
+    if not value or any(c.isspace() or not c.isprintable() or c in "/?#@[]" for c in value):
+        raise ValueError(f"must be a host name or IPv4 address, got {value!r}")
+    return value
+
+
+Port = Annotated[int, BeforeValidator(_digits), Field(ge=1, le=65535)]
+Host = Annotated[str, AfterValidator(check_host)]
 LOOPBACK = "127.0.0.1"
 
 
@@ -53,6 +72,10 @@ def check_url(value: str, *schemes: str) -> str:
         raise ValueError(f"not a URL: {exc}") from None
     if parts.scheme not in schemes or (parts.scheme != "unix" and not parts.hostname):
         raise ValueError(f"must be a {wanted} URL with a host")
+    if parts.hostname and any(c.isspace() or not c.isprintable() for c in parts.hostname):
+        raise ValueError(f"has a host that cannot be one: {parts.hostname!r}")
+    if parts.port == 0:
+        raise ValueError("has port 0")
     return value
 
 
@@ -74,7 +97,7 @@ class Section(BaseModel):
 class KafkaSettings(Section):
     """Apache Kafka (KRaft, one combined broker+controller node)."""
 
-    host: str = Field(LOOPBACK, description="Address the broker listens on and clients connect to.")
+    host: Host = Field(LOOPBACK, description="Address the broker listens on and clients connect to.")
     port: Port = Field(9092, description="Client (PLAINTEXT) listener port.")
     controller_port: Port = Field(9093, description="KRaft controller listener port.")
     proxied_port: Port = Field(9094, description="With chaos.enabled: a second client listener, reached only "
@@ -114,7 +137,7 @@ class KafkaSettings(Section):
 class RedisSettings(Section):
     """Redis: the latest-price cache and pub/sub fan-out."""
 
-    host: str = Field(LOOPBACK, description="Address Redis binds to and clients connect to.")
+    host: Host = Field(LOOPBACK, description="Address Redis binds to and clients connect to.")
     port: Port = Field(6379, description="Redis port.")
     url: RedisEndpoint = Field(None, description="Use an external Redis (redis://...) instead of host:port.")
     persistence: Literal["aof", "none"] = Field(
@@ -134,7 +157,7 @@ class RedisSettings(Section):
 class DynamoDBSettings(Section):
     """DynamoDB API: dynalite locally, or real AWS / another endpoint by configuration."""
 
-    host: str = Field(LOOPBACK, description="Address the local dynalite binds to.")
+    host: Host = Field(LOOPBACK, description="Address the local dynalite binds to.")
     port: Port = Field(8000, description="Port of the local dynalite (DynamoDB Local's usual port).")
     endpoint_url: HttpEndpoint = Field(
         None, description="External endpoint (e.g. https://dynamodb.eu-west-1.amazonaws.com); set use_aws instead "
@@ -162,7 +185,7 @@ class DynamoDBSettings(Section):
 class OpenSearchSettings(Section):
     """Search engine (OpenSearch 2.19.x, Elasticsearch-compatible REST)."""
 
-    host: str = Field(LOOPBACK, description="Address the local node binds HTTP and transport to.")
+    host: Host = Field(LOOPBACK, description="Address the local node binds HTTP and transport to.")
     port: Port = Field(9200, description="HTTP port.")
     transport_port: Port = Field(9300, description="Node-to-node transport port.")
     url: HttpEndpoint = Field(None, description="Use an external cluster (http(s)://host:port) instead.")
@@ -183,7 +206,7 @@ class OpenSearchSettings(Section):
 class ClickHouseSettings(Section):
     """ClickHouse: the analytics read model."""
 
-    host: str = Field(LOOPBACK, description="Address the local server binds to.")
+    host: Host = Field(LOOPBACK, description="Address the local server binds to.")
     http_port: Port = Field(8123, description="HTTP interface port (used by clickhouse-connect).")
     tcp_port: Port = Field(9000, description="Native protocol port (clickhouse-client).")
     url: HttpEndpoint = Field(None, description="Use an external server (http://host:port) instead.")
@@ -201,7 +224,7 @@ class PersistenceSettings(Section):
     """The persistence service: `trade_executed` → OpenSearch and ClickHouse, one consumer (and position) per
     sink, so a sink that is down holds only its own position."""
 
-    host: str = Field(LOOPBACK, description="Address the metrics server binds to.")
+    host: Host = Field(LOOPBACK, description="Address the metrics server binds to.")
     metrics_port: Port = Field(9109, description="Prometheus /metrics port (also its health check).")
     group_prefix: str = Field("tradesim-persistence", description="Consumer groups are <prefix>-<sink>.")
     batch_size: int = Field(1000, ge=1, description="A batch is written when it has this many outcomes...")
@@ -271,7 +294,7 @@ class TradingSettings(Section):
 class MarketDataSettings(Section):
     """The market-data service: Kafka `market_data` → Redis cache + pub/sub → WebSocket clients."""
 
-    host: str = Field(LOOPBACK, description="Address the WebSocket and metrics servers bind to.")
+    host: Host = Field(LOOPBACK, description="Address the WebSocket and metrics servers bind to.")
     ws_port: Port = Field(8765, description="WebSocket port (ws://host:port/).")
     metrics_port: Port = Field(9108, description="Prometheus /metrics port.")
     ws_url: WsEndpoint = Field(None, description="Where clients (CLI, TUI) connect; default ws://host:ws_port/.")
@@ -289,7 +312,7 @@ class MarketDataSettings(Section):
 class MarketSettings(Section):
     """The live market (`tradesim market start`): a scenario fed to `market_data` continuously, supervised."""
 
-    host: str = Field(LOOPBACK, description="Address the feed's metrics server binds to.")
+    host: Host = Field(LOOPBACK, description="Address the feed's metrics server binds to.")
     metrics_port: Port = Field(9110, description="Prometheus /metrics port of the feed (also its health check).")
     scenario: str = Field("calm", description="Scenario the live market runs when `market start` names none.")
     speed: float = Field(1.0, gt=0, description="Simulated seconds per real second (1 = real time).")
@@ -327,7 +350,7 @@ def is_header_safe(key: str) -> bool:
 class ApiSettings(Section):
     """The order API (`python -m tradesim.services.api`): accounts, orders, health and /metrics on one port."""
 
-    host: str = Field(LOOPBACK, description="Address the HTTP server binds to.")
+    host: Host = Field(LOOPBACK, description="Address the HTTP server binds to.")
     port: Port = Field(8080, description="HTTP port of the API, its /healthz, /readyz and /metrics.")
     url: HttpEndpoint = Field(None, description="Where clients (CLI, TUI, bench) reach the API; default http://host:port.")
     admin_key: SecretStr | None = Field(
@@ -392,7 +415,7 @@ class ApiSettings(Section):
 class FlinkSettings(Section):
     """Apache Flink standalone session cluster (one JobManager + one TaskManager) from the PyFlink wheel."""
 
-    host: str = Field(LOOPBACK, description="Address the JobManager and TaskManager bind to (REST, RPC).")
+    host: Host = Field(LOOPBACK, description="Address the JobManager and TaskManager bind to (REST, RPC).")
     rest_port: Port = Field(8081, description="REST API and web UI port (`rest.port`).")
     rpc_port: Port = Field(6123, description="JobManager RPC port (`jobmanager.rpc.port`).")
     rest_url: HttpEndpoint = Field(
@@ -429,7 +452,7 @@ class ObservabilitySettings(Section):
     """Prometheus (Debian's package) and the stack exporter (tradesim/stack/exporter.py) it scrapes with the
     services: consumer lags, CPU/RSS and restarts per component, Redis memory, disk, Flink job state."""
 
-    host: str = Field(LOOPBACK, description="Address Prometheus and the exporter bind to.")
+    host: Host = Field(LOOPBACK, description="Address Prometheus and the exporter bind to.")
     prometheus_port: Port = Field(9090, description="Prometheus web and HTTP API port.")
     prometheus_url: HttpEndpoint = Field(
         None, description="Use an external Prometheus (its http://host:port) for `tradesim top` and `alerts`.")
@@ -448,7 +471,7 @@ class ChaosSettings(Section):
 
     enabled: bool = Field(False, description="Run Toxiproxy and route the services' and jobs' Redis, DynamoDB and "
                           "Kafka through it.")
-    host: str = Field(LOOPBACK, description="Address Toxiproxy's API and proxies bind to.")
+    host: Host = Field(LOOPBACK, description="Address Toxiproxy's API and proxies bind to.")
     api_port: Port = Field(8474, description="Toxiproxy's HTTP API.")
     redis_port: Port = Field(16379, description="The Redis proxy.")
     dynamodb_port: Port = Field(18000, description="The DynamoDB proxy.")
@@ -470,7 +493,7 @@ class TracingSettings(Section):
     max_per_s: float = Field(50, ge=0, description="At most this many new traces a second over all the API's "
                              "workers (each takes its share; bursts up to a second's worth), after sample_ratio: a "
                              "slow stream is traced whole, a fast one at a bounded cost. 0: no cap.")
-    host: str = Field(LOOPBACK, description="Address Jaeger's OTLP receiver and query API bind to.")
+    host: Host = Field(LOOPBACK, description="Address Jaeger's OTLP receiver and query API bind to.")
     otlp_port: Port = Field(4318, description="Jaeger's OTLP/HTTP receiver.")
     query_port: Port = Field(16686, description="Jaeger's HTTP query API (a source build serves no web UI).")
     query_grpc_port: Port = Field(16685, description="Jaeger's query gRPC API (bound, not used by tradesim).")

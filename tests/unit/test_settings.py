@@ -62,10 +62,26 @@ def test_external_endpoints_by_configuration(monkeypatch: pytest.MonkeyPatch) ->
     ("TRADESIM_KAFKA__PORT", "99999"),
     ("TRADESIM_KAFKA__PORT", "abc"),
     ("TRADESIM_REDIS__PERSISTENCE", "sometimes"),
+    # before: each was accepted, and the command blamed the server (exit 1) or gave a traceback
+    ("TRADESIM_API__PORT", "1.0"),
+    ("TRADESIM_API__PORT", "true"),
+    ("TRADESIM_API__HOST", ""),
+    ("TRADESIM_API__HOST", "a b"),
+    ("TRADESIM_API__HOST", "a\nb"),
+    ("TRADESIM_KAFKA__HOST", "::1"),
+    ("TRADESIM_API__URL", "http://h:0"),
+    ("TRADESIM_API__URL", "http://a b:80"),
 ])
 def test_invalid_values_are_rejected(monkeypatch: pytest.MonkeyPatch, var: str, value: str) -> None:
     monkeypatch.setenv(var, value)
     with pytest.raises(ValidationError):
+        load_settings()
+
+
+@pytest.mark.parametrize("line", ["port = true", "port = 8080.0"])
+def test_a_port_in_toml_is_digits(tmp_path: Path, line: str) -> None:
+    (tmp_path / "tradesim.toml").write_text(f"[api]\n{line}\n")
+    with pytest.raises(ValidationError, match="whole number"):
         load_settings()
 
 

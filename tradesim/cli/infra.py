@@ -46,6 +46,8 @@ def synth(
         raise UserError(f"--region must be an AWS region name like {DEFAULT_REGION}, got {region!r}")
     if clickhouse_url is not None:
         try:
+            if "${" in clickhouse_url:  # check_url lets the synthesis's own tokens through; a user's is a mistake
+                raise ValueError("must be a URL, not a placeholder")
             check_url(clickhouse_url, "http", "https")
         except ValueError as exc:
             raise UserError(f"--clickhouse-url {exc}, got {clickhouse_url!r}") from None

@@ -32,7 +32,7 @@ def test_an_old_node_is_refused_too(monkeypatch: pytest.MonkeyPatch) -> None:
         synth.require_node()
 
 
-@pytest.mark.parametrize("bad", ["ftp://x", "clickhouse:8123"])
+@pytest.mark.parametrize("bad", ["ftp://x", "clickhouse:8123", "http://${X}", "http://a b:8123"])
 def test_a_bad_clickhouse_url_is_one_line_and_exit_2(bad: str) -> None:
     result = runner.invoke(app, ["infra", "synth", "--clickhouse-url", bad])
     assert result.exit_code == 2
