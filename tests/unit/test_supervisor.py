@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from tradesim.settings import Settings
-from tradesim.stack.errors import PortInUseError, ProvisionError, StartError
+from tradesim.stack.errors import PortInUseError, ProvisionError, StartError, UserError
+from tradesim.stack.state import MARKER
 from tradesim.stack.supervisor import Supervisor
 from tradesim.testing.fakes import FakeComponent, FakeProcesses
 
@@ -169,6 +170,26 @@ def test_down_purge_deletes_data(sup: Supervisor, comps: list[FakeComponent]) ->
     assert not comps[0].dir.exists()
 
 
+def test_down_leaves_a_folder_up_never_made_alone(sup: Supervisor, comps: list[FakeComponent]) -> None:
+    # a home pointed at the user's own files, whose folders happen to bear the components' names
+    comps[0].dir.mkdir(parents=True)
+    (comps[0].dir / "notes.txt").write_text("mine")
+    (sup.settings.stack_dir / "state.json").write_text('{"mine": true}')
+    assert sup.down() == []
+    assert (sup.settings.stack_dir / "state.json").read_text() == '{"mine": true}'  # before: rewritten
+    with pytest.raises(UserError, match="was not made by `tradesim up`"):
+        sup.down(purge=True)  # before: every component's folder deleted
+    assert (comps[0].dir / "notes.txt").read_text() == "mine"
+
+
+def test_a_stack_from_before_the_marker_is_still_purged(sup: Supervisor, comps: list[FakeComponent]) -> None:
+    sup.up()
+    (sup.settings.stack_dir / MARKER).unlink()
+    (comps[0].dir / "data.bin").write_text("x")
+    sup.down(purge=True)  # its state file is tradesim's
+    assert not comps[0].dir.exists()
+
+
 def test_a_routed_service_starts_after_toxiproxy_when_chaos_is_on_and_every_service_after_jaeger_when_tracing(
     settings: Settings,
 ) -> None:
@@ -220,6 +241,25 @@ def test_on_a_full_disk_a_log_is_emptied_without_its_copy(monkeypatch: pytest.Mo
     assert trim_log(log, 1024)
     assert log.stat().st_size == 0
     assert not (tmp_path / "server.log.1").exists()  # the partial copy is not kept either
+
+
+def test_a_trim_never_writes_through_a_link(tmp_path: Path) -> None:
+    from tradesim.stack.supervisor import trim_log
+
+    victim, older_victim = tmp_path / "user.txt", tmp_path / "other.txt"
+    victim.write_bytes(b"u" * 2048)
+    older_victim.write_text("keep")
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "server.log").symlink_to(victim)
+    assert not trim_log(home / "server.log", 1024)  # before: the user's file emptied
+    (home / "server.log").unlink()
+    (home / "server.log").write_bytes(b"x" * 2048)
+    (home / "server.log.1").symlink_to(older_victim)
+    assert trim_log(home / "server.log", 1024)
+    assert (victim.read_bytes(), older_victim.read_text()) == (b"u" * 2048, "keep")  # before: overwritten
+    assert not (home / "server.log.1").is_symlink()
+    assert (home / "server.log.1").stat().st_size == 2048
 
 
 def test_the_watchdog_trims_the_logs_of_running_servers_only(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

@@ -13,6 +13,8 @@ from pathlib import Path
 from tradesim.stack.process import ProcessHandle
 
 STATE_SCHEMA_VERSION = 1
+#: the file `up` leaves in the stack folder: `down --purge` deletes only folders that hold it
+MARKER = ".tradesim-stack"
 
 
 @dataclass
@@ -45,6 +47,23 @@ class StateFile:
     def __init__(self, stack_dir: Path) -> None:
         self.path = stack_dir / "state.json"
         self._lock_path = stack_dir / ".lock"
+        self._marker = stack_dir / MARKER
+
+    def claim(self) -> None:
+        """Mark the folder as the stack's (at every `up`): the proof `down` asks for before it writes or deletes."""
+        self._marker.parent.mkdir(parents=True, exist_ok=True)
+        self._marker.touch()
+
+    def owned(self) -> bool:
+        """Whether tradesim made this folder: its marker, or (a stack started before the marker) a state file of
+        tradesim's shape."""
+        if self._marker.is_file():
+            return True
+        try:
+            raw = json.loads(self.path.read_text())
+        except (OSError, ValueError):
+            return False
+        return isinstance(raw, dict) and raw.get("schema_version") == STATE_SCHEMA_VERSION and "components" in raw
 
     def load(self) -> StackState:
         try:

@@ -14,9 +14,9 @@ from typing import Any, Literal
 
 from tradesim.settings import Settings
 from tradesim.stack.component import Component, Unhealthy
-from tradesim.stack.errors import PortInUseError, StackError, StartError
+from tradesim.stack.errors import PortInUseError, StackError, StartError, UserError
 from tradesim.stack.process import OsProcessTable, ProcessTable
-from tradesim.stack.state import ComponentRecord, StateFile
+from tradesim.stack.state import MARKER, ComponentRecord, StateFile
 
 State = Literal["running", "unhealthy", "down", "stopped", "external"]
 #: (component name, short phase message); the CLI renders these live
@@ -62,11 +62,12 @@ def trim_log(path: Path, limit_bytes: int) -> bool:
     at the new start; a line written between the copy and the truncation is lost. On a full disk the log is
     emptied without its copy: the servers' room to write comes first. True if it trimmed."""
     try:
-        if path.stat().st_size < limit_bytes:
-            return False
+        if path.is_symlink() or path.stat().st_size < limit_bytes:
+            return False  # (a server writes its log as a file; a link may lead out of the home)
     except FileNotFoundError:
         return False
     older = path.with_name(path.name + ".1")
+    older.unlink(missing_ok=True)  # replaced, never written through: it too could be a link
     try:
         shutil.copyfile(path, older)
     except OSError as exc:
@@ -164,6 +165,7 @@ class Supervisor:
     def up(self) -> list[ComponentStatus]:
         """Start what is not running healthy; leave the rest alone. Raises StackError with a precise cause."""
         with self.state_file.locked():
+            self.state_file.claim()
             state = self.state_file.load()
             to_start: list[Component] = []
             parked: set[str] = set()  # on-demand components nobody asked for: left stopped, not initialized
@@ -351,8 +353,15 @@ class Supervisor:
     # ---- down ---------------------------------------------------------------------------------------------
 
     def down(self, purge: bool = False) -> list[str]:
-        """Stop our processes (reverse start order); returns the names stopped. purge also deletes data."""
-        stopped = []
+        """Stop our processes (reverse start order); returns the names stopped. purge also deletes data, only in a
+        folder `up` made (a home pointed at the user's own files must not lose them)."""
+        stopped: list[str] = []
+        if not self.state_file.owned():
+            folder = self.settings.stack_dir
+            if purge and folder.is_dir() and any(folder.iterdir()):
+                raise UserError(f"{self.settings.stack_dir} was not made by `tradesim up` (no {MARKER} in it): "
+                                "nothing deleted; check TRADESIM_HOME, or remove the folder by hand")
+            return stopped  # nothing of ours runs from here, and nothing is written into it
         with self.state_file.locked():
             state = self.state_file.load()
             for comp in reversed(self.components):
