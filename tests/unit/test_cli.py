@@ -82,6 +82,15 @@ def test_unknown_component_in_only_exits_2() -> None:
     assert "unknown component 'zookeeper'" in _one_line_error(result.output)
 
 
+def test_a_docker_purge_of_some_components_is_refused_before_any_docker_call(monkeypatch: pytest.MonkeyPatch) -> None:
+    import shutil
+
+    monkeypatch.setattr(shutil, "which", lambda _: "/nonexistent/docker")  # any call would fail as "not found"
+    result = runner.invoke(app, ["down", "--purge", "--only", "redis", "--runtime", "docker"])
+    assert result.exit_code == 2, result.output  # before: `docker compose down -v`, every volume of the project
+    assert "run it without --only" in _one_line_error(result.output)
+
+
 def test_unknown_runtime_exits_2() -> None:
     result = runner.invoke(app, ["up", "--runtime", "podman"])
     assert result.exit_code == 2
@@ -494,3 +503,23 @@ def test_a_reader_that_went_away_is_left_to_typer_not_reported_as_an_error() -> 
 
     with pytest.raises(BrokenPipeError):  # typer ends quietly on EPIPE; the OSError branch printed "error: ..."
         printing()
+
+
+def test_saving_credentials_touches_no_file_beside_them(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    import os
+
+    from tradesim.client.api import save_credentials
+    from tradesim.settings import load_settings
+
+    path = tmp_path / "c" / "keys.json"
+    path.parent.mkdir()
+    victim = tmp_path / "important.txt"
+    victim.write_text("mine")
+    (path.parent / "keys.tmp").symlink_to(victim)  # before: emptied, filled with the keys, renamed over
+    monkeypatch.setenv("TRADESIM_API__CREDENTIALS_FILE", str(path))
+    save_credentials(load_settings(), {"users": {}, "active": None})
+    assert victim.read_text() == "mine"
+    assert (path.parent / "keys.tmp").is_symlink()
+    assert not path.is_symlink()
+    assert os.stat(path).st_mode & 0o777 == 0o600
+    assert sorted(p.name for p in path.parent.iterdir()) == ["keys.json", "keys.tmp"]  # no temporary left

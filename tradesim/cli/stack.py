@@ -180,7 +180,7 @@ def _down(purge: bool, only: str | None, runtime: str | None) -> None:
     if _runtime(settings, runtime) == "docker":
         from tradesim.stack.docker import DockerRuntime
 
-        DockerRuntime(settings, comps).down(purge)
+        DockerRuntime(settings, comps).down(purge, everything=only is None)
         return
     from tradesim.stack import watchdog
     from tradesim.stack.supervisor import Supervisor

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from tradesim.settings import Settings, settings_to_env
 from tradesim.stack.component import Component
-from tradesim.stack.errors import StackError
+from tradesim.stack.errors import StackError, UserError
 
 REPO_COMPOSE = Path(__file__).resolve().parents[2] / "docker" / "compose.yaml"
 
@@ -40,5 +40,13 @@ class DockerRuntime:
     def up(self) -> None:
         self._compose("up", "-d", "--wait", *[c.name for c in self.components])
 
-    def down(self, purge: bool = False) -> None:
-        self._compose("down", *(["-v"] if purge else []))
+    def down(self, purge: bool = False, everything: bool = True) -> None:
+        """`everything`: the whole project (`down`); else only these components' containers are stopped, and a
+        purge is refused, since compose removes volumes only for the whole project."""
+        if everything:
+            self._compose("down", *(["-v"] if purge else []))
+        elif purge:
+            raise UserError("with the docker runtime, --purge removes every volume of the project: run it without "
+                            "--only")
+        else:
+            self._compose("stop", *[c.name for c in self.components])
