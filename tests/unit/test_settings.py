@@ -71,6 +71,7 @@ def test_external_endpoints_by_configuration(monkeypatch: pytest.MonkeyPatch) ->
     ("TRADESIM_KAFKA__HOST", "::1"),
     ("TRADESIM_API__URL", "http://h:0"),
     ("TRADESIM_API__URL", "http://a b:80"),
+    ("TRADESIM_FLINK__VERSION", "/some/dir"),  # a version becomes a folder name: provisioning removed /some/dir/venv
 ])
 def test_invalid_values_are_rejected(monkeypatch: pytest.MonkeyPatch, var: str, value: str) -> None:
     monkeypatch.setenv(var, value)

@@ -20,6 +20,8 @@ app = typer.Typer(help="Infrastructure as code: the whole system on AWS managed 
                   no_args_is_help=True)
 out = Console(highlight=False, soft_wrap=True)
 DEFAULT_OUT = REPO_ROOT / "infra" / "cdk.out"
+#: the file CDK writes into every cloud assembly (its schema version): a folder holding it is a synthesis's
+ASSEMBLY_MARKER = "cdk.out"
 CDK_MODULES = ("aws_cdk", "cdk_nag", "constructs", "jsii", "packaging")
 #: an AWS region's name: us-east-1, eu-central-2, ap-southeast-4, us-gov-west-1, cn-north-1, eusc-de-east-1
 REGION_RE = r"[a-z]{2,4}(-[a-z]+)+-[0-9]+"
@@ -53,6 +55,9 @@ def synth(
             raise UserError(f"--clickhouse-url {exc}, got {clickhouse_url!r}") from None
     load_settings()  # a settings mistake is named before anything is made
     check_output_folder(out_dir, "--out")
+    if out_dir.is_dir() and any(out_dir.iterdir()) and not (out_dir / ASSEMBLY_MARKER).is_file():
+        raise UserError(f"--out {out_dir} holds files a synthesis did not write: give a new or empty folder (the "
+                        "synthesis writes over what is in it)")
     try:
         result = synthesize(env.value, out_dir.resolve(), region=region, clickhouse_url=clickhouse_url,
                             report=lambda line: out.print(line, markup=False))

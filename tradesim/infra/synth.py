@@ -57,7 +57,7 @@ def synthesize(env_name: str, outdir: Path, *, region: str = DEFAULT_REGION, cli
 
     env = ENVIRONMENTS[env_name]
     outdir.mkdir(parents=True, exist_ok=True)
-    artifact = outdir / "flink-app"  # inside the folder the user chose: nothing is written or removed beside it
+    artifact = outdir / "flink-app"  # inside the assembly folder: nothing is written or removed beside it
     if jobs_jar is None or deps is None:  # this machine's: its settings say where its cache is
         from tradesim.settings import load_settings
         from tradesim.stack.flink import Flink

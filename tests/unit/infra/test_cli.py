@@ -51,3 +51,13 @@ def test_it_writes_the_template_where_asked(tmp_path: Path, monkeypatch: pytest.
     result = runner.invoke(app, ["infra", "synth", "--env", "prod", "--out", str(tmp_path / "cdk.out")])
     assert result.exit_code == 0, result.output
     assert (tmp_path / "cdk.out" / "tradesim-prod.template.json").exists()
+    again = runner.invoke(app, ["infra", "synth", "--env", "prod", "--out", str(tmp_path / "cdk.out")])
+    assert again.exit_code == 0, again.output  # a folder an earlier synthesis wrote is written over
+
+    mine = tmp_path / "mine"
+    (mine / "flink-app").mkdir(parents=True)
+    (mine / "flink-app" / "notes.txt").write_text("keep")
+    refused = runner.invoke(app, ["infra", "synth", "--out", str(mine)])
+    assert refused.exit_code == 2, refused.output  # before: flink-app replaced, CDK's files written among them
+    assert "--out" in refused.output
+    assert (mine / "flink-app" / "notes.txt").read_text() == "keep"
