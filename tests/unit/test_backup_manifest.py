@@ -39,6 +39,8 @@ def test_a_folder_without_a_manifest_is_not_a_backup(tmp_path: Path) -> None:
     (json.dumps({**_manifest().__dict__, "kafka": []}), "kafka: Input should be an object"),
     (json.dumps({**_manifest().__dict__, "dynamodb": {"Orders": "4"}}), "dynamodb.Orders: Input should be"),
     (json.dumps({**_manifest().__dict__, "kafka": {"orders": [[0, 5]]}}), "a Kafka span is not"),
+    (json.dumps({**_manifest().__dict__, "kafka": {"orders": [[-1, 5, 2]]}}), "a Kafka span is not"),
+    (json.dumps({**_manifest().__dict__, "groups": {"g": {"orders": {"x": 1}}}}), "a group's partition"),
     ("[" * 100_000 + "]" * 100_000, "not a valid backup manifest"),
 ])
 def test_a_damaged_or_foreign_manifest_is_refused(tmp_path: Path, text: str, says: str) -> None:
@@ -50,6 +52,7 @@ def test_a_damaged_or_foreign_manifest_is_refused(tmp_path: Path, text: str, say
 def test_names_this_stack_does_not_have_are_refused_before_anything(settings: Settings, tmp_path: Path) -> None:
     manifest = _manifest()
     manifest.kafka = {"no_such_topic": [[0, 0, 1]]}
+    manifest.groups = {"g": {"no_group_topic": {"0": 1}}}
     manifest.dynamodb = {"NoSuchTable": 0}
     manifest.clickhouse = {"x; drop": 1}
     manifest.jobs = {"execution": "../../elsewhere"}
@@ -57,7 +60,8 @@ def test_names_this_stack_does_not_have_are_refused_before_anything(settings: Se
     # no server runs here: a refusal that came after the first request would be a StackError, not this
     with pytest.raises(UserError, match="names what this stack does not have") as info:
         restore(settings, tmp_path)
-    for named in ("topic 'no_such_topic'", "DynamoDB table 'NoSuchTable'", "ClickHouse table 'x; drop'",
+    for named in ("topic 'no_such_topic'", "topic 'no_group_topic'",
+                  "DynamoDB table 'NoSuchTable'", "ClickHouse table 'x; drop'",
                   "savepoint '../../elsewhere' (outside the backup)"):
         assert named in str(info.value)
     assert "\n" not in str(info.value)

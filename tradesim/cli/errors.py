@@ -70,7 +70,7 @@ def check_output_folder(path: Path, option: str) -> None:
 
 
 def _line(exc: BaseException) -> str:
-    """The message on one line: a server's answer quoted in it may span several."""
+    """A user mistake's message on one line, whatever a value quoted in it holds."""
     return " ".join(str(exc).split())
 
 
@@ -97,8 +97,8 @@ def cli_errors(fn: Callable[P, R]) -> Callable[P, R]:
         except UserError as exc:
             err.print(f"error: {_line(exc)}", markup=False)
             raise typer.Exit(2) from None
-        except (StackError, FlinkRequestError) as exc:
-            err.print(f"error: {_line(exc)}", markup=False)
+        except (StackError, FlinkRequestError) as exc:  # may end with a tool's output (`flink run`, compose)
+            err.print(f"error: {exc}", markup=False)
             raise typer.Exit(1) from None
         except BrokenPipeError:
             raise  # the reader went away (`| head`): typer ends quietly

@@ -45,6 +45,6 @@ def _rebuild(which: Which) -> None:
                 raise StackError(f"rebuild of {model.name} stopped: {exc} (the live copy keeps serving; run it "
                                  "again when the server answers)") from None
             except (ClickHouseRefused, SearchRequestError, IndexLayoutError) as exc:
-                raise StackError(f"rebuild of {model.name} refused: {exc}") from None
+                raise StackError(f"rebuild of {model.name} refused: {' '.join(str(exc).split())}") from None
         out.print(f"{done.name}: {done.written} outcomes from {done.read} records"
                   + (f" ({done.skipped} malformed skipped)" if done.skipped else "") + "; switched")

@@ -95,8 +95,13 @@ class Manifest:
             raise UserError(f"{path} is not a valid backup manifest: {str(exc) or type(exc).__name__}") from None
         if manifest.format != FORMAT:
             raise UserError(f"{folder} is a backup of format {manifest.format}; this tradesim reads format {FORMAT}")
-        if any(len(span) != 3 for spans in manifest.kafka.values() for span in spans):
-            raise UserError(f"{path} is not a valid backup manifest: a Kafka span is not [partition, low, high]")
+        if any(len(span) != 3 or not 0 <= span[1] <= span[2] or span[0] < 0
+               for spans in manifest.kafka.values() for span in spans):
+            raise UserError(f"{path} is not a valid backup manifest: a Kafka span is not [partition, low, high] "
+                            "with 0 <= low <= high")
+        if not all(p.isascii() and p.isdigit() for topics in manifest.groups.values() for parts in topics.values()
+                   for p in parts):
+            raise UserError(f"{path} is not a valid backup manifest: a group's partition is not a number")
         return manifest
 
     def foreign(self, settings: Settings, folder: Path) -> list[str]:
@@ -107,8 +112,8 @@ class Manifest:
         known = {"topic": set(_topics(settings)), "DynamoDB table": set(_tables()),
                  "ClickHouse table": {TABLE, by_user(TABLE)},
                  "job": set(JOBS)}
-        named = {"topic": self.kafka, "DynamoDB table": self.dynamodb, "ClickHouse table": self.clickhouse,
-                 "job": self.jobs}
+        named = {"topic": {*self.kafka, *(t for topics in self.groups.values() for t in topics)},
+                 "DynamoDB table": self.dynamodb, "ClickHouse table": self.clickhouse, "job": self.jobs}
         wrong = [f"{kind} {name!r}" for kind, names in named.items() for name in names if name not in known[kind]]
         inside = folder.resolve()
         wrong += [f"job {name}'s savepoint {path!r} (outside the backup)" for name, path in self.jobs.items()

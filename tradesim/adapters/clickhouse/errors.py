@@ -22,6 +22,11 @@ TRANSIENT_CODES = frozenset({
 })
 #: 18.16 sends no X-ClickHouse-Exception-Code header, so the code is read from the message when the client has none
 _CODE = re.compile(r"\bCode:\s*(\d+)")
+#: clickhouse-connect's words for an HTTP answer that is not a query's result
+_HTTP_STATUS = re.compile(r"HTTP status (\d{3})")
+#: HTTP statuses without a ClickHouse code that still mean "later": too many requests, a gateway before a server
+#: that is down or restarting
+BUSY_STATUSES = frozenset({429, 502, 503, 504})
 
 
 class ClickHouseRefused(Exception):
@@ -48,7 +53,10 @@ def translated(address: str) -> Iterator[None]:
         raise Unavailable(f"ClickHouse at {address} did not answer: {_first_line(exc)}") from exc
     except DatabaseError as exc:
         code = error_code(exc)
-        if code is None and "HTTP status" in str(exc):
+        status = _HTTP_STATUS.search(str(exc))
+        if code is None and status:
+            if int(status.group(1)) in BUSY_STATUSES:  # a proxy before a restarting server, or one asking to slow
+                raise Unavailable(f"ClickHouse at {address} cannot serve now: {_first_line(exc)}") from exc
             raise ClickHouseRefused(f"ClickHouse at {address} refused: {_first_line(exc)}") from exc
         if code not in TRANSIENT_CODES:
             raise

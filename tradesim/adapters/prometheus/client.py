@@ -38,11 +38,13 @@ class PrometheusApi:
         except httpx.HTTPError as exc:
             raise Unavailable(f"no Prometheus answers at {self.url}: {exc}") from None
         if answer.status_code != 200:
-            raise Unavailable(f"Prometheus at {self.url} answered HTTP {answer.status_code}: {answer.text[:200]}")
+            raise Unavailable(f"Prometheus at {self.url} answered HTTP {answer.status_code}: "
+                              f"{' '.join(answer.text.split())[:200]}")
         try:
             body = answer.json()
         except ValueError:
-            raise Unavailable(f"what answers at {self.url} is not Prometheus: {answer.text[:100]!r}") from None
+            raise Unavailable(f"what answers at {self.url} is not Prometheus: {' '.join(answer.text.split())[:100]!r}"
+                              ) from None
         if body.get("status") != "success":
             raise Unavailable(f"Prometheus at {self.url}: {body.get('error', body)}")
         return body["data"]

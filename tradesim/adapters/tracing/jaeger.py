@@ -76,7 +76,7 @@ class JaegerQuery:
         try:
             response = self._client.get(path, params=params)
             if response.status_code != 200:
-                raise Unavailable(f"{where} answered {response.status_code}: {response.text[:200]}")
+                raise Unavailable(f"{where} answered {response.status_code}: {' '.join(response.text.split())[:200]}")
             body = response.json()
         except httpx.HTTPError as exc:
             raise Unavailable(f"{where}: {exc}") from None
