@@ -481,6 +481,17 @@ def test_infra_synth_names_a_settings_mistake_before_it_makes_a_folder(monkeypat
     assert not (tmp_path / "deep").exists()  # before: the empty folders were left behind
 
 
+@pytest.mark.parametrize(("argv", "says"), [
+    (["replay", "calm", "--symbols", ","], "--symbols names no symbol"),  # before: exit 0, nothing published
+    (["replay", "calm", "--symbols", " "], "--symbols names no symbol"),
+    (["replay", "calm", "--symbols", "AAPL,a b"], "invalid symbol"),
+])
+def test_a_replay_subset_names_symbols(argv: list[str], says: str) -> None:
+    result = runner.invoke(app, argv)
+    assert result.exit_code == 2, result.output
+    assert says in _one_line_error(result.output)
+
+
 @pytest.mark.parametrize("argv", [["orders", "--symbol", "???"], ["prices", "a b"]])
 def test_every_symbol_option_is_checked_like_the_others(argv: list[str]) -> None:
     result = runner.invoke(app, argv)

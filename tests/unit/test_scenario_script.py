@@ -137,6 +137,8 @@ def test_order_times_accept_units_and_plain_seconds(at: str, ms: int) -> None:
     (ORDER.replace("AAA", "ZZZ"), 12, "orders[0].symbol", "unknown symbol ZZZ (scenario has: AAA, BBB)"),
     ("  - {name: alice, cash: \"5\"}\n", 11, "accounts[1].name", "duplicate account alice"),
     ("  - {name: Bob, cash: \"5\"}\n", 11, "accounts[1].name", "String should match pattern"),
+    # the runner's own account (before: validated, then the run ended "stack not usable" on the API's 409)
+    ("  - {name: barrier, cash: \"5\"}\n", 11, "accounts[1].name", "'barrier' is the runner's own"),
     (ORDER + "  - {id: o0, at: 1s, account: alice, symbol: AAA, side: sell, qty: 1}\n",
      13, "orders[1].id", "duplicate order id o0"),
     # order body, as the API takes it
@@ -203,6 +205,12 @@ def test_problem_names_file_line_and_field(body: str, line: int, field: str, mes
     assert (first.file, first.line, first.field) == ("bad.yaml", line, field), str(first)
     assert first.message.startswith(message), first.message
     assert str(first).startswith(f"bad.yaml:{line}: {field}: {message}")
+
+
+def test_expectations_may_name_the_strategys_orders() -> None:
+    text = HEADER + ("strategy:\n  class: a.b:C\n  account: alice\n  symbols: [AAA]\n"
+                     "expect:\n  orders:\n    s2: {status: executed}\n")
+    assert list(load_scenario(_write(text)).expect.orders) == ["s2"]  # type: ignore[union-attr]  # before: unknown
 
 
 def test_every_broken_reference_is_reported_at_once_in_line_order() -> None:

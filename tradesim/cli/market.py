@@ -16,7 +16,7 @@ from rich.live import Live
 from rich.table import Table
 
 from tradesim.cli.errors import cli_errors
-from tradesim.cli.readout import symbol_param
+from tradesim.cli.readout import symbol_param, symbols_param
 from tradesim.settings import Settings, load_settings
 from tradesim.stack.errors import StackError, UserError
 
@@ -47,9 +47,9 @@ def _replay(scenario: str, speed: float | None, symbols: str | None) -> None:
     from tradesim.scenarios.runner import SimClock
     from tradesim.services.ingest.publisher import PublishStats, publish_all
 
+    wanted = symbols_param(symbols, "--symbols")
     settings = load_settings()
     sc = load_scenario(find_scenario(scenario, settings.scenarios_dir))  # ScenarioError → exit 2 (cli_errors)
-    wanted = [s.strip().upper() for s in symbols.split(",") if s.strip()] if symbols else None
     ticks = generate(sc, wanted)  # raises ScenarioError for a symbol the scenario does not have
     try:
         broker_count(settings.kafka, timeout_s=5)  # not a minute of unacknowledged ticks to learn it is down

@@ -29,6 +29,17 @@ def symbol_param(symbol: str) -> str:
     return symbol.upper()
 
 
+def symbols_param(symbols: str | None, option: str) -> list[str] | None:
+    """A comma-separated list of symbols (None: the option was not given); raises UserError for one that cannot
+    be a symbol or a list that names none."""
+    if symbols is None:
+        return None
+    wanted = [symbol_param(s.strip()) for s in symbols.split(",") if s.strip()]
+    if not wanted:
+        raise UserError(f"{option} names no symbol, got {symbols!r}")
+    return wanted
+
+
 def order_id_param(order_id: str) -> str:
     """An order id as the API takes it in a path; raises UserError. Dots alone would be read as a path step
     (`/orders/.` is `/orders`), so such an id is refused here rather than answered with another route's data."""

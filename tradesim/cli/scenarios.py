@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from tradesim.cli.errors import cli_errors
 from tradesim.settings import load_settings
@@ -44,9 +45,10 @@ def _list() -> None:
         try:
             scenario = load_scenario(path)
         except ScenarioError as exc:
-            table.add_row(path.stem, f"[red]invalid[/]: {exc.problems[0]}", "-", "-", "-")
+            # as text, not markup: a file's name, a problem quoting it and a description may hold [brackets]
+            table.add_row(Text(path.stem), Text.assemble(("invalid", "red"), f": {exc.problems[0]}"), "-", "-", "-")
             continue
-        table.add_row(path.stem, scenario.description, _symbols(scenario.symbol_names()),
+        table.add_row(Text(path.stem), Text(scenario.description), _symbols(scenario.symbol_names()),
                       f"{scenario.duration_s:g}s", f"{scenario.expected_ticks():,}")
     out.print(table)
 
@@ -68,7 +70,7 @@ def _show(name: str, ticks: int) -> None:
 
     path = find_scenario(name, load_settings().scenarios_dir)
     s = load_scenario(path)
-    out.print(f"[bold]{s.id}[/] ({display_path(path)})")
+    out.print(Text.assemble((s.id, "bold"), f" ({display_path(path)})"))
     if s.description:
         out.print(s.description, markup=False)
     out.print(f"start {s.start.isoformat()} · duration {s.duration_s:g}s · interval {s.tick_interval_ms} ms · "
@@ -123,7 +125,7 @@ def _validate(files: list[str]) -> None:
         try:
             path = find_scenario(name, folder)
             scenario = load_scenario(path)
-            if scenario.orders or scenario.strategy is not None:
+            if scenario.orders or scenario.strategy is not None or scenario.accounts or scenario.expect is not None:
                 from tradesim.runner.files import load_run
 
                 load_run(path)  # what `tradesim run` needs too: symbols it can alias, a strategy it can build

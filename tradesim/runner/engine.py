@@ -25,7 +25,7 @@ import redis
 from tradesim.adapters.kafka.errors import KafkaDeliveryError
 from tradesim.domain.events import MAX_PRICE, OrderOutcome, Tick
 from tradesim.scenarios.expect import AccountResult, Outcome, ReadSide, RunResult, account_result, ordered
-from tradesim.scenarios.model import Scenario, ScriptedOrder, strategy_order_id
+from tradesim.scenarios.model import RUNNER_ACCOUNT, Scenario, ScriptedOrder, strategy_order_id
 from tradesim.settings import Settings
 from tradesim.stack.errors import StackError
 from tradesim.strategies.sdk import ApiContext, Driver, OpenOrder, Strategy, price_text
@@ -330,7 +330,7 @@ class ScenarioRunner:
 
     def _accounts(self, admin: str) -> None:
         for account in [*self.scenario.accounts, None]:
-            name, cash = ("barrier", Decimal(BARRIER_CASH)) if account is None else (account.name, account.cash)
+            name, cash = (RUNNER_ACCOUNT, Decimal(BARRIER_CASH)) if account is None else (account.name, account.cash)
             user = f"{name}-{self.suffix}"
             # as the API takes cash: plain digits and cents (a file's 1E+6 is 1000000.00, 5.000 is 5.00; -0 is 0)
             body = self.http.ok("POST", "/accounts", admin,
@@ -362,7 +362,7 @@ class ScenarioRunner:
         for index, order in enumerate(self.scenario.orders):
             status, body = self.http.request(
                 "POST", "/orders", self.keys[order.account], json=self._script_body(order),
-                headers={"Idempotency-Key": f"{self.suffix}-{order.idempotency_key or order.id}"})
+                headers={"Idempotency-Key": self._script_key(order)})
             if status >= 400:
                 self.outcomes[order.id] = Outcome(
                     order_id=order.id, index=index, at_ms=order.at_ms, account=order.account, symbol=order.symbol,
@@ -372,6 +372,12 @@ class ScenarioRunner:
             self.placed.append(Placed(body["order_id"], order.id, index, order.at_ms, order.account, order.symbol,
                                       order.side, order.qty, order.type))
         self._await_in_book(self.placed, "the scripted orders to enter the book")
+
+    def _script_key(self, order: ScriptedOrder) -> str:
+        """The order's Idempotency-Key, namespaced by the run; a key the file gives and the id an order without one
+        falls back to live apart, so `idempotency_key: a` is never taken for order `a`'s retry."""
+        return (f"{self.suffix}-key-{order.idempotency_key}" if order.idempotency_key
+                else f"{self.suffix}-id-{order.id}")
 
     def _script_body(self, order: ScriptedOrder) -> dict[str, Any]:
         body: dict[str, Any] = {"symbol": self.alias[order.symbol], "side": order.side, "qty": order.qty,
@@ -492,7 +498,7 @@ class ScenarioRunner:
             raise
         except StackError as exc:
             raise StackUnusable(f"the strategy's requests failed: {exc}") from None
-        except Exception as exc:  # anything a strategy raises ends the run with its one-line reason
+        except (Exception, SystemExit) as exc:  # anything a strategy raises (an exit too) ends the run, one line
             text = " ".join(str(exc).split()) or type(exc).__name__
             raise StrategyFailed(f"strategy {ref.class_path} raised at market time {ctx.now_ms - self.start_ms} ms: "
                                  f"{type(exc).__name__}: {text}") from None

@@ -41,9 +41,6 @@ def load_scenario(path: Path, *, check_data: bool = True) -> Scenario:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
         raise ScenarioError.one(shown, "", f"cannot read: {reason}") from None
     root, data = _parse(text, shown)
-    problems = _duplicate_keys(root, shown)
-    if problems:
-        raise ScenarioError(problems)
     try:
         scenario = Scenario.model_validate(data, context={"base_dir": path.parent.absolute()})
     except ValidationError as exc:
@@ -100,6 +97,11 @@ def _parse(text: str, shown: str) -> tuple[yaml.MappingNode, Any]:
         if expanded > MAX_VALUES:
             raise ScenarioError.one(shown, "yaml", f"the document expands to {expanded:,} values (aliases "
                                     f"repeat what they name); at most {MAX_VALUES:,}", 1)
+        # before construction, which copies a merge's (`<<: *base`) keys into the mapping: a key that overrides
+        # one of them is not a duplicate
+        problems = _duplicate_keys(root, shown, (), set())
+        if problems:
+            raise ScenarioError(problems)
         data = loader.construct_document(root)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
@@ -141,8 +143,12 @@ def _expanded_size(node: yaml.Node, sizes: dict[int, int]) -> int:
     return sizes[id(node)]
 
 
-def _duplicate_keys(node: yaml.Node, shown: str, loc: Loc = ()) -> list[Problem]:
-    """PyYAML keeps the last of duplicate keys silently; a scenario must not."""
+def _duplicate_keys(node: yaml.Node, shown: str, loc: Loc, visited: set[int]) -> list[Problem]:
+    """PyYAML keeps the last of duplicate keys silently; a scenario must not. Each node once: an alias shares
+    the node it names, which is checked where it is written."""
+    if id(node) in visited:
+        return []
+    visited.add(id(node))
     problems: list[Problem] = []
     if isinstance(node, yaml.MappingNode):
         seen: set[str] = set()
@@ -151,10 +157,10 @@ def _duplicate_keys(node: yaml.Node, shown: str, loc: Loc = ()) -> list[Problem]
             if name in seen:
                 problems.append(Problem(shown, key.start_mark.line + 1, format_loc((*loc, name)), "duplicate key"))
             seen.add(name)
-            problems += _duplicate_keys(value, shown, (*loc, name))
+            problems += _duplicate_keys(value, shown, (*loc, name), visited)
     elif isinstance(node, yaml.SequenceNode):
         for i, item in enumerate(node.value):
-            problems += _duplicate_keys(item, shown, (*loc, i))
+            problems += _duplicate_keys(item, shown, (*loc, i), visited)
     return problems
 
 

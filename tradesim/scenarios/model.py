@@ -205,11 +205,22 @@ BAR_INTERVALS: tuple[str, ...] = get_args(Bar.model_fields["interval"].annotatio
 REJECT_REASONS: tuple[str, ...] = get_args(RejectReason)
 
 
+#: the account the runner makes for itself in every run (it places the orders that mark the end of the run)
+RUNNER_ACCOUNT = "barrier"
+
+
 class Account(_Section):
     """A trading account, created fresh for each run (the runner namespaces its name by the run)."""
 
     name: AccountName
     cash: Cash = Field(description="Starting cash, a decimal string.")
+
+    @field_validator("name")
+    @classmethod
+    def _not_the_runners(cls, value: str) -> str:
+        if value == RUNNER_ACCOUNT:
+            raise ValueError(f"{RUNNER_ACCOUNT!r} is the runner's own account in every run; choose another name")
+        return value
 
 
 class ScriptedOrder(_Section):
@@ -474,9 +485,10 @@ class Scenario(_Section):
                     problems.append((("strategy", "symbols", j), f"duplicate symbol {symbol}"))
         if self.expect is not None:
             for order_id in self.expect.orders:
-                if order_id not in ids:
+                if order_id not in ids and not (self.strategy is not None and STRATEGY_ORDER_ID.fullmatch(order_id)):
+                    theirs = " or the strategy's s1, s2, ..." if self.strategy is not None else ""
                     problems.append((("expect", "orders", order_id),
-                                     f"unknown order {order_id} (orders: {', '.join(sorted(ids)) or 'none'})"))
+                                     f"unknown order {order_id} (orders: {', '.join(sorted(ids)) or 'none'}{theirs})"))
             for name in self.expect.accounts:
                 known_account(("expect", "accounts", name), name)
         return problems

@@ -382,7 +382,7 @@ def load_strategy(path: str, params: Mapping[str, Any] | None = None) -> Strateg
         return cls(dict(params or {}))
     except (ValueError, TypeError) as exc:
         raise StrategyError("params", f"bad params for {path}: {_one_line(exc)}") from None
-    except Exception as exc:  # the constructor is user code: a param it needs and did not get is often a KeyError
+    except (Exception, SystemExit) as exc:  # user code: a param it needs and did not get is often a KeyError
         raise StrategyError("params", f"{path} failed to start: {type(exc).__name__}: {_one_line(exc)}") from None
 
 

@@ -48,6 +48,33 @@ def test_each_shipped_scenario_passes(name: str, tmp_path: Path) -> None:
     assert not suites[0].findall("testcase/failure")
 
 
+def test_an_explicit_idempotency_key_is_never_taken_for_another_orders_id(tmp_path: Path) -> None:
+    path = tmp_path / "keys.yaml"
+    path.write_text("""\
+id: keys
+start: 2024-01-02T14:30:00Z
+duration_s: 20
+tick_interval_ms: 1000
+seed: 7
+symbols:
+  - {symbol: AAPL, initial_price: "100"}
+accounts:
+  - {name: k, cash: "10000.00"}
+orders:
+  - {id: a, at: 2s, account: k, symbol: AAPL, side: buy, qty: 1}
+  - {id: b, at: 3s, account: k, symbol: AAPL, side: buy, qty: 2, idempotency_key: a}
+expect:
+  orders:
+    a: {status: executed}
+    b: {status: executed}
+  accounts:
+    k: {positions: {AAPL: 3}}
+""")
+    done = _tradesim("run", str(path), "--fast")
+    # before: b's key `a` was order a's default key too, so b was refused as a retry with another body (409)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
 def test_a_wrong_expectation_fails_with_expected_and_actual(tmp_path: Path) -> None:
     text = (SCENARIOS / "cancel-before-fill.yaml").read_text()
     wrong = text.replace("resting: {status: cancelled}", "resting: {status: executed}")
@@ -139,8 +166,12 @@ class Crashy(Strategy):
 '''
 
 
-def test_a_strategy_that_raises_ends_the_run_with_one_line(tmp_path: Path) -> None:
-    (tmp_path / "crashy.py").write_text(CRASHY)
+@pytest.mark.parametrize(("raised", "says"), [
+    ('RuntimeError("boom")', "RuntimeError: boom"),
+    ("SystemExit(0)", "SystemExit: 0"),  # before: the run ended at once with exit 0, nothing checked, no report
+])
+def test_a_strategy_that_raises_ends_the_run_with_one_line(tmp_path: Path, raised: str, says: str) -> None:
+    (tmp_path / "crashy.py").write_text(CRASHY.replace('RuntimeError("boom")', raised))
     path = tmp_path / "crashy.yaml"
     path.write_text((SCENARIOS / "strategy-ma-cross.yaml").read_text()
                     .replace("tradesim.strategies.examples:MovingAverageCross", "crashy:Crashy")
@@ -148,6 +179,6 @@ def test_a_strategy_that_raises_ends_the_run_with_one_line(tmp_path: Path) -> No
     done = _tradesim("run", str(path), "--fast", "--junit", str(tmp_path / "j.xml"),
                      env={"PYTHONPATH": str(tmp_path)})
     assert done.returncode == 1, done.stdout + done.stderr
-    assert "strategy crashy:Crashy raised at market time 10000 ms: RuntimeError: boom" in done.stderr
+    assert f"strategy crashy:Crashy raised at market time 10000 ms: {says}" in done.stderr
     assert "Traceback" not in done.stderr
     assert _junit(tmp_path / "j.xml").find("testsuite/testcase/error") is not None

@@ -130,3 +130,37 @@ def test_validate_checks_what_a_run_needs_a_strategy_it_can_build_and_symbols_it
     result = runner.invoke(app, ["scenarios", "validate", long])
     assert result.exit_code == 2
     assert _lines(result.output)[0].startswith("long.yaml:6: symbols:")
+
+
+def test_list_shows_brackets_as_written(tmp_path: Path) -> None:
+    (tmp_path / "sc").mkdir()
+    (tmp_path / "sc" / "x[red]y.yaml").write_text(HEADER + "description: \"[bold]x[/] [/nope] [red\"\nsymbols:\n"
+                                                  "  - {symbol: ONE, initial_price: 1}\n")
+    (tmp_path / "sc" / "bad.yaml").write_text(HEADER.replace("id: t", "id: BAD") + "symbols:\n"
+                                              "  - {symbol: ONE, initial_price: 1}\n")
+    result = runner.invoke(app, ["scenarios", "list"], env={"COLUMNS": "300", "TRADESIM_SCENARIOS_DIR": "sc"})
+    assert result.exit_code == 0, result.output  # before: a MarkupError traceback
+    for shown in ("x[red]y", "[bold]x[/] [/nope] [red", "[a-z0-9"):
+        assert shown in result.output  # before: dropped as markup
+
+
+def test_validate_checks_what_a_run_needs_also_without_orders() -> None:
+    long = _write("long.yaml", HEADER + "symbols:\n  - {symbol: ABCDEFGHIJKLM, initial_price: 1}\n"
+                  "accounts:\n  - {name: q, cash: \"1000\"}\n")
+    result = runner.invoke(app, ["scenarios", "validate", long])
+    assert result.exit_code == 2, result.output  # before: ok, and `tradesim run` refused it
+    assert _lines(result.output)[0].startswith("long.yaml:6: symbols:")
+
+
+def test_a_strategy_constructor_that_exits_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "quitter.py").write_text("from tradesim.strategies import Strategy\n\n"
+                                         "class Q(Strategy):\n    def __init__(self, params):\n"
+                                         "        raise SystemExit(4)\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    path = _write("q.yaml", HEADER + "symbols:\n  - {symbol: AAA, initial_price: 1}\n"
+                  "accounts:\n  - {name: q, cash: \"1000\"}\n"
+                  "strategy:\n  class: \"quitter:Q\"\n  account: q\n  symbols: [AAA]\n")
+    result = runner.invoke(app, ["scenarios", "validate", path])
+    assert result.exit_code == 2, result.output  # before: exit 4 and no word
+    (line,) = _lines(result.output)
+    assert "failed to start: SystemExit: 4" in line

@@ -103,6 +103,16 @@ def test_problem_names_file_line_and_field(write: Write, body: str, line: int, f
     assert str(first).startswith(f"bad.yaml:{line}: {field}: {message}")
 
 
+def test_a_merge_key_override_is_not_a_duplicate(write: Write) -> None:
+    path = write("merge.yaml", HEADER + "symbols:\n  - &base {symbol: AAA, initial_price: 1}\n"
+                 "  - <<: *base\n    symbol: BBB\n")
+    scenario = load_scenario(path)  # before: symbols[1].symbol: duplicate key
+    assert scenario.symbol_names() == ["AAA", "BBB"]
+    twice = write("twice.yaml", HEADER + "symbols:\n  - &base {symbol: AAA, initial_price: 1}\n"
+                  "  - <<: *base\n    symbol: BBB\n    symbol: CCC\n")
+    assert [(p.field, p.message) for p in _problems(twice)] == [("symbols[1].symbol", "duplicate key")]
+
+
 def test_naive_start_is_refused_at_its_line(write: Write) -> None:
     path = write("bad.yaml", HEADER.replace("14:30:00Z", "14:30:00") + "symbols:\n  - {symbol: A, initial_price: 1}\n")
     assert [(p.line, p.field) for p in _problems(path)] == [(2, "start")]
