@@ -182,8 +182,9 @@ def _smoke(keep_up: bool, junit: Path | None) -> int:
     check_output(junit, "--junit")
     settings = load_settings()
     supervisor = Supervisor(settings, registry.build(settings))
-    before = [s for s in supervisor.status() if s.name != "market"]
-    started_stack = not all(s.healthy for s in before)
+    statuses = supervisor.status()
+    running = {s.name for s in statuses if s.state == "running"}  # left running at the end, whatever happens
+    started_stack = not all(s.healthy for s in statuses if s.name != "market")
     if started_stack:
         out.print("bringing the stack up …")
         rows = supervisor.up()
@@ -203,8 +204,8 @@ def _smoke(keep_up: bool, junit: Path | None) -> int:
             reports.append(report)
     finally:
         if started_stack and not keep_up:
-            out.print("stopping the stack this command started …")
-            supervisor.down()
+            out.print("stopping what this command started …")
+            Supervisor(settings, [c for c in supervisor.components if c.name not in running]).down()
     if junit is not None:
         write_junit(junit, reports)
     failed = sum(r.error is not None or r.failures > 0 for r in reports)

@@ -15,6 +15,7 @@ import pytest
 
 from tradesim.cli.run import SMOKE
 from tradesim.settings import Settings
+from tradesim.stack.supervisor import Supervisor
 
 pytestmark = pytest.mark.integration
 TRADESIM = str(Path(sys.executable).parent / "tradesim")
@@ -136,10 +137,22 @@ def test_the_outcomes_hash_is_the_same_at_speed_10_and_as_fast_as_possible(name:
     assert hashes[0] in (SCENARIOS / f"{name}.yaml").read_text()
 
 
-def test_smoke_runs_every_shipped_scenario(tmp_path: Path, settings: Settings) -> None:
+def test_smoke_runs_every_shipped_scenario_and_stops_only_what_it_started(tmp_path: Path, settings: Settings,
+                                                                          supervisor: Supervisor) -> None:
+    if "exporter" not in {c.name for c in supervisor.components}:
+        pytest.skip("needs the exporter in the test stack: smoke starts it and stops it again")
+    alone = Supervisor(settings, [c for c in supervisor.components if c.name == "exporter"])
+    alone.down()
     junit = tmp_path / "smoke.xml"
-    done = _tradesim("smoke", "--keep-up", "--junit", str(junit), timeout_s=600)
+    try:
+        done = _tradesim("smoke", "--junit", str(junit), timeout_s=600)
+        states = {s.name: s.state for s in supervisor.status()}
+    finally:
+        alone.up()
     assert done.returncode == 0, done.stdout + done.stderr
+    assert states["exporter"] == "stopped"
+    # before: the whole stack stopped, though only the exporter was down when smoke began
+    assert states["api"] == states["kafka"] == "running"
     assert done.stdout.strip().splitlines()[-1] == f"{len(SMOKE)} passed, 0 failed"
     suites = _junit(junit).findall("testsuite")
     assert [s.get("name") for s in suites] == list(SMOKE)
