@@ -11,7 +11,9 @@ import typer
 from rich.console import Console
 
 from tradesim.cli.errors import check_output_folder, cli_errors
-from tradesim.infra.synth import DEFAULT_REGION, NodeMissing, synthesize  # aws_cdk loads in synthesize
+
+# aws_cdk loads in synthesize
+from tradesim.infra.synth import ASSEMBLY_MARKER, DEFAULT_REGION, SYNTH_MARKER, NodeMissing, synthesize
 from tradesim.settings import check_url, load_settings
 from tradesim.stack.errors import StackError, UserError
 from tradesim.stack.flink import REPO_ROOT
@@ -20,8 +22,6 @@ app = typer.Typer(help="Infrastructure as code: the whole system on AWS managed 
                   no_args_is_help=True)
 out = Console(highlight=False, soft_wrap=True)
 DEFAULT_OUT = REPO_ROOT / "infra" / "cdk.out"
-#: the file CDK writes into every cloud assembly (its schema version): a folder holding it is a synthesis's
-ASSEMBLY_MARKER = "cdk.out"
 CDK_MODULES = ("aws_cdk", "cdk_nag", "constructs", "jsii", "packaging")
 #: an AWS region's name: us-east-1, eu-central-2, ap-southeast-4, us-gov-west-1, cn-north-1, eusc-de-east-1
 REGION_RE = r"[a-z]{2,4}(-[a-z]+)+-[0-9]+"
@@ -55,7 +55,8 @@ def synth(
             raise UserError(f"--clickhouse-url {exc}, got {clickhouse_url!r}") from None
     load_settings()  # a settings mistake is named before anything is made
     check_output_folder(out_dir, "--out")
-    if out_dir.is_dir() and any(out_dir.iterdir()) and not (out_dir / ASSEMBLY_MARKER).is_file():
+    if out_dir.is_dir() and any(out_dir.iterdir()) and not any(
+            (out_dir / marker).is_file() for marker in (SYNTH_MARKER, ASSEMBLY_MARKER)):
         raise UserError(f"--out {out_dir} holds files a synthesis did not write: give a new or empty folder (the "
                         "synthesis writes over what is in it)")
     try:

@@ -12,6 +12,9 @@ from pathlib import Path
 from tradesim.infra.environments import ENVIRONMENTS
 from tradesim.stack.dynamodb import MIN_NODE, node_major
 
+#: what marks a folder as a synthesis's: tradesim's own, written first, and the file CDK writes last
+SYNTH_MARKER = ".tradesim-synth"
+ASSEMBLY_MARKER = "cdk.out"
 DEFAULT_REGION = "us-east-1"
 LAUNCH_TEMPLATES = "@aws-cdk/aws-autoscaling:generateLaunchTemplateInsteadOfLaunchConfig"
 
@@ -57,6 +60,7 @@ def synthesize(env_name: str, outdir: Path, *, region: str = DEFAULT_REGION, cli
 
     env = ENVIRONMENTS[env_name]
     outdir.mkdir(parents=True, exist_ok=True)
+    (outdir / SYNTH_MARKER).touch()  # before anything else: a synthesis that stops half-way still owns the folder
     artifact = outdir / "flink-app"  # inside the assembly folder: nothing is written or removed beside it
     if jobs_jar is None or deps is None:  # this machine's: its settings say where its cache is
         from tradesim.settings import load_settings

@@ -335,8 +335,8 @@ class ScenarioRunner:
             # as the API takes cash: plain digits and cents (a file's 1E+6 is 1000000.00, 5.000 is 5.00; -0 is 0)
             body = self.http.ok("POST", "/accounts", admin,
                                 json={"name": user, "cash": f"{cash.copy_abs().quantize(Decimal('0.01')):f}"})
-            self.keys[name if account is not None else "\0barrier"] = body["api_key"]
-            self.users[name if account is not None else "\0barrier"] = body["user_id"]
+            self.keys[name] = body["api_key"]  # (no scenario account can be named RUNNER_ACCOUNT)
+            self.users[name] = body["user_id"]
 
     def _publisher(self) -> Any:
         from tradesim.services.ingest.publisher import TickPublisher
@@ -539,7 +539,7 @@ class ScenarioRunner:
         barriers are cancelled there, every outcome of that account the ticks before the closing one decided is
         too; what has none is open."""
         last_ms = max(t.event_time_ms for t in last.values())
-        owners = [a.name for a in self.scenario.accounts] or ["\0barrier"]
+        owners = [a.name for a in self.scenario.accounts] or [RUNNER_ACCOUNT]
         barriers: list[Placed] = []
         for owner in owners:
             for alias in last:

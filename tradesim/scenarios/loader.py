@@ -171,7 +171,7 @@ def _locate(root: yaml.Node, loc: Loc) -> tuple[int, Loc]:
     shown: list[str | int] = []
     for i, part in enumerate(loc):
         if isinstance(node, yaml.MappingNode) and isinstance(part, str):
-            for key, value in node.value:
+            for key, value in reversed(node.value):  # the last: a key written after a merge (`<<`) wins
                 if key.value == part:
                     line, node = key.start_mark.line + 1, value
                     shown.append(part)

@@ -61,3 +61,9 @@ def test_it_writes_the_template_where_asked(tmp_path: Path, monkeypatch: pytest.
     assert refused.exit_code == 2, refused.output  # before: flink-app replaced, CDK's files written among them
     assert "--out" in refused.output
     assert (mine / "flink-app" / "notes.txt").read_text() == "keep"
+
+    half = tmp_path / "half"  # a synthesis stopped before CDK wrote its own files: still tradesim's folder
+    (half / "flink-app").mkdir(parents=True)
+    (half / synth.SYNTH_MARKER).touch()
+    resumed = runner.invoke(app, ["infra", "synth", "--env", "prod", "--out", str(half)])
+    assert resumed.exit_code == 0, resumed.output

@@ -111,6 +111,11 @@ def test_a_merge_key_override_is_not_a_duplicate(write: Write) -> None:
     twice = write("twice.yaml", HEADER + "symbols:\n  - &base {symbol: AAA, initial_price: 1}\n"
                   "  - <<: *base\n    symbol: BBB\n    symbol: CCC\n")
     assert [(p.field, p.message) for p in _problems(twice)] == [("symbols[1].symbol", "duplicate key")]
+    wrong = write("wrong.yaml", HEADER + "symbols:\n  - &base {symbol: AAA, initial_price: 1}\n"
+                  "  - <<: *base\n    symbol: BBB\n    initial_price: x\n")
+    first = _problems(wrong)[0]
+    # the override's line, not the anchor's (whose value is fine): the key written after the merge wins
+    assert (first.line, first.field) == (HEADER.count("\n") + 5, "symbols[1].initial_price")
 
 
 def test_naive_start_is_refused_at_its_line(write: Write) -> None:
