@@ -13,6 +13,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
 
 from tradesim.adapters.kafka.client import producer
+from tradesim.adapters.redis.client import connect as redis_connect
 from tradesim.adapters.redis.prices import PriceCache
 from tradesim.domain.events import encode
 from tradesim.services.ingest.publisher import publish_all
@@ -242,7 +243,12 @@ def test_redis_restart_under_the_service(settings: Settings, cache: PriceCache, 
     redis_only.up()
     wait_for(lambda: cached_seq(cache, s) == 50, timeout_s=60, what="cache repopulated after Redis restart")
     assert OsProcessTable().is_alive(md.handle), "the service must survive a Redis restart (no crash loop)"
-    # Pub/sub reconnected too: a new subscriber gets live updates.
+    # Pub/sub reconnects too (its two patterns on the new server; the service alone subscribes to patterns). The
+    # cache can be written before that: what is published in between reaches no one (before: the test raced it
+    # and, on a slow box, published 51..60 into that gap and waited for a frame that could not come).
+    with redis_connect(settings.redis) as r:
+        wait_for(lambda: r.pubsub_numpat() >= 2, timeout_s=30, what="the service's pub/sub back on Redis")
+    # a new subscriber gets live updates
     with ws_client(settings) as ws:
         ws.send(_sub(s))
         assert recv_json(ws)["type"] == "subscribed"
