@@ -27,6 +27,7 @@ from tradesim.cli import (
 )
 from tradesim.cli import run as run_cmd
 from tradesim.cli import tui as tui_cmd
+from tradesim.text import one_line
 
 app = typer.Typer(
     name="tradesim",
@@ -72,7 +73,7 @@ def main() -> None:
             sys.exit(exc.exit_code)  # typer printed the help as it raised this
         ctx = getattr(exc, "ctx", None)
         hint = f" (see `{ctx.command_path} --help`)" if ctx is not None else ""
-        err.print(f"error: {' '.join(exc.format_message().split())}{hint}", markup=False)
+        err.print(f"error: {one_line(exc.format_message())}{hint}", markup=False)
         sys.exit(exc.exit_code)
     # without standalone mode typer returns an exit's code, or the command's value (every command returns None)
     sys.exit(code if isinstance(code, int) else 0)

@@ -16,6 +16,7 @@ from tradesim.adapters.flink.errors import FlinkRequestError
 from tradesim.scenarios.errors import ScenarioError
 from tradesim.settings import SettingsFileError, config_path
 from tradesim.stack.errors import StackError, UserError
+from tradesim.text import one_line
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -69,11 +70,6 @@ def check_output_folder(path: Path, option: str) -> None:
         raise UserError(f"{option} {path}: {nearest} is not writable")
 
 
-def _line(exc: BaseException) -> str:
-    """A user mistake's message on one line, whatever a value quoted in it holds."""
-    return " ".join(str(exc).split())
-
-
 def cli_errors(fn: Callable[P, R]) -> Callable[P, R]:
     """Command decorator: UserError, ScenarioError, bad or unreadable settings → exit 2; StackError, a request
     the Flink cluster refused and a file operation the system refused → exit 1; no traceback."""
@@ -88,14 +84,14 @@ def cli_errors(fn: Callable[P, R]) -> Callable[P, R]:
             err.print(f"error: {settings_error_line(exc)}", markup=False)
             raise typer.Exit(2) from None
         except SettingsFileError as exc:
-            err.print(f"error: {_line(exc)}", markup=False)
+            err.print(f"error: {one_line(exc)}", markup=False)
             raise typer.Exit(2) from None
         except ScenarioError as exc:
             for problem in exc.problems:  # one `file:line: field: message` line each, like a compiler
                 err.print(str(problem), markup=False)
             raise typer.Exit(2) from None
         except UserError as exc:
-            err.print(f"error: {_line(exc)}", markup=False)
+            err.print(f"error: {one_line(exc)}", markup=False)
             raise typer.Exit(2) from None
         except (StackError, FlinkRequestError) as exc:  # may end with a tool's output (`flink run`, compose)
             err.print(f"error: {exc}", markup=False)

@@ -11,6 +11,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from tradesim.cli.errors import cli_errors
 from tradesim.settings import load_settings
 from tradesim.stack.errors import StackError
+from tradesim.text import one_line
 
 out = Console(highlight=False, soft_wrap=True)
 Which = Literal["search", "analytics", "all"]
@@ -45,6 +46,6 @@ def _rebuild(which: Which) -> None:
                 raise StackError(f"rebuild of {model.name} stopped: {exc} (the live copy keeps serving; run it "
                                  "again when the server answers)") from None
             except (ClickHouseRefused, SearchRequestError, IndexLayoutError) as exc:
-                raise StackError(f"rebuild of {model.name} refused: {' '.join(str(exc).split())}") from None
+                raise StackError(f"rebuild of {model.name} refused: {one_line(exc)}") from None
         out.print(f"{done.name}: {done.written} outcomes from {done.read} records"
                   + (f" ({done.skipped} malformed skipped)" if done.skipped else "") + "; switched")

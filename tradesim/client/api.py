@@ -19,6 +19,7 @@ import platformdirs
 
 from tradesim.settings import Settings, is_header_safe
 from tradesim.stack.errors import StackError, UserError
+from tradesim.text import one_line
 
 
 def credentials_path(settings: Settings) -> Path:
@@ -129,7 +130,7 @@ def call(settings: Settings, method: str, path: str, key: str, *, json_body: Any
         message = f"{problem['message']} ({problem['code']})"
     except (ValueError, KeyError, TypeError):
         if answer.status_code >= 500:  # a proxy or load balancer in front of an API that is down
-            text = " ".join(answer.text.split())[:200]
+            text = one_line(answer.text)[:200]
             raise StackError(f"API error {answer.status_code} {answer.reason_phrase}"
                              + (f": {text}" if text else "")) from None
         raise not_ours from None

@@ -29,6 +29,7 @@ from tradesim.scenarios.model import RUNNER_ACCOUNT, Scenario, ScriptedOrder, st
 from tradesim.settings import Settings
 from tradesim.stack.errors import StackError
 from tradesim.strategies.sdk import ApiContext, Driver, OpenOrder, Strategy, price_text
+from tradesim.text import error_line
 
 TERMINAL = frozenset({"executed", "rejected", "cancelled", "expired"})
 ALPHABET = string.digits + string.ascii_lowercase
@@ -499,7 +500,7 @@ class ScenarioRunner:
         except StackError as exc:
             raise StackUnusable(f"the strategy's requests failed: {exc}") from None
         except (Exception, SystemExit) as exc:  # anything a strategy raises (an exit too) ends the run, one line
-            text = " ".join(str(exc).split()) or type(exc).__name__
+            text = error_line(exc)
             raise StrategyFailed(f"strategy {ref.class_path} raised at market time {ctx.now_ms - self.start_ms} ms: "
                                  f"{type(exc).__name__}: {text}") from None
         new: list[Placed] = []

@@ -17,6 +17,7 @@ from pydantic_core import ErrorDetails
 
 from tradesim.scenarios.errors import CrossFieldError, Problem, ScenarioError, display_path, format_loc
 from tradesim.scenarios.model import Scenario, model_field_names
+from tradesim.text import one_line
 
 SUFFIXES = (".yaml", ".yml")
 #: a scenario file's size and its values after alias expansion are bounded: a file is read whole and validated
@@ -86,7 +87,7 @@ def _parse(text: str, shown: str) -> tuple[yaml.MappingNode, Any]:
     try:
         loader = yaml.SafeLoader(text)  # the reader checks every character here already
     except yaml.YAMLError as exc:
-        raise ScenarioError.one(shown, "yaml", f"invalid YAML: {' '.join(str(exc).split())}") from None
+        raise ScenarioError.one(shown, "yaml", f"invalid YAML: {one_line(exc)}") from None
     try:
         root = loader.get_single_node()
         if root is None:
@@ -110,7 +111,7 @@ def _parse(text: str, shown: str) -> tuple[yaml.MappingNode, Any]:
     except yaml.YAMLError as exc:
         raise ScenarioError.one(shown, "yaml", f"invalid YAML: {exc}") from None
     except (ValueError, OverflowError) as exc:  # a number too long to convert, a date out of range
-        text = " ".join(str(exc).split())
+        text = one_line(exc)
         if "integer string conversion" in text:
             text = "a number has more than 4,300 digits"
         raise ScenarioError.one(shown, "yaml", f"invalid value: {text[:200]}") from None

@@ -29,6 +29,7 @@ from tradesim.domain.pnl import cash_delta
 from tradesim.domain.trades import record_of
 from tradesim.settings import Settings
 from tradesim.stack.errors import StackError, UserError
+from tradesim.text import error_line
 
 CLASS_PATH = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-Za-z0-9_]*$")
 #: the longest Idempotency-Key the API takes; a longer derived key is hashed
@@ -372,7 +373,7 @@ def load_strategy(path: str, params: Mapping[str, Any] | None = None) -> Strateg
                             "which is not installed") from None
     except (Exception, SystemExit) as exc:  # any failure while importing user code (an exit too) makes it unusable
         raise StrategyError("class", f"module {module_name!r} failed to import: {type(exc).__name__}: "
-                            f"{_one_line(exc)}") from None
+                            f"{error_line(exc)}") from None
     cls = getattr(module, class_name, None)
     if cls is None:
         raise StrategyError("class", f"module {module_name!r} has no {class_name!r}")
@@ -381,10 +382,6 @@ def load_strategy(path: str, params: Mapping[str, Any] | None = None) -> Strateg
     try:
         return cls(dict(params or {}))
     except (ValueError, TypeError) as exc:
-        raise StrategyError("params", f"bad params for {path}: {_one_line(exc)}") from None
+        raise StrategyError("params", f"bad params for {path}: {error_line(exc)}") from None
     except (Exception, SystemExit) as exc:  # user code: a param it needs and did not get is often a KeyError
-        raise StrategyError("params", f"{path} failed to start: {type(exc).__name__}: {_one_line(exc)}") from None
-
-
-def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split()) or type(exc).__name__
+        raise StrategyError("params", f"{path} failed to start: {type(exc).__name__}: {error_line(exc)}") from None

@@ -9,6 +9,7 @@ from typing import Any
 import httpx
 
 from tradesim.ports import Unavailable
+from tradesim.text import one_line
 
 
 @dataclass(frozen=True)
@@ -39,11 +40,11 @@ class PrometheusApi:
             raise Unavailable(f"no Prometheus answers at {self.url}: {exc}") from None
         if answer.status_code != 200:
             raise Unavailable(f"Prometheus at {self.url} answered HTTP {answer.status_code}: "
-                              f"{' '.join(answer.text.split())[:200]}")
+                              f"{one_line(answer.text)[:200]}")
         try:
             body = answer.json()
         except ValueError:
-            raise Unavailable(f"what answers at {self.url} is not Prometheus: {' '.join(answer.text.split())[:100]!r}"
+            raise Unavailable(f"what answers at {self.url} is not Prometheus: {one_line(answer.text)[:100]!r}"
                               ) from None
         if body.get("status") != "success":
             raise Unavailable(f"Prometheus at {self.url}: {body.get('error', body)}")

@@ -11,6 +11,7 @@ import httpx
 
 from tradesim.adapters.tracing import API_SERVICE, ORDER_ATTRIBUTE
 from tradesim.ports import Unavailable
+from tradesim.text import one_line
 
 
 @dataclass
@@ -76,7 +77,7 @@ class JaegerQuery:
         try:
             response = self._client.get(path, params=params)
             if response.status_code != 200:
-                raise Unavailable(f"{where} answered {response.status_code}: {' '.join(response.text.split())[:200]}")
+                raise Unavailable(f"{where} answered {response.status_code}: {one_line(response.text)[:200]}")
             body = response.json()
         except httpx.HTTPError as exc:
             raise Unavailable(f"{where}: {exc}") from None

@@ -1,0 +1,14 @@
+"""Text shown to users on one line."""
+
+from __future__ import annotations
+
+
+def one_line(value: object) -> str:
+    """`str(value)` with every run of whitespace (newlines, tabs, a quoted value's own) made one space: a message
+    that quotes user input stays one readable line."""
+    return " ".join(str(value).split())
+
+
+def error_line(exc: BaseException) -> str:
+    """An exception's message on one line, or its type's name when it has none (a bare `KeyError()`)."""
+    return one_line(exc) or type(exc).__name__
