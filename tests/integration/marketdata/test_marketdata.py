@@ -257,6 +257,32 @@ def test_redis_restart_under_the_service(settings: Settings, cache: PriceCache, 
     assert frames[-1]["data"]["seq"] == 60
 
 
+def test_a_price_published_while_pubsub_reconnects_still_reaches_subscribers(settings: Settings,
+                                                                              cache: PriceCache) -> None:
+    """A tick published while the service's pub/sub connection is away reaches no one; once it has subscribed again,
+    the service sends each subscribed symbol's cached price that moved, once, and then the ticks after it in order."""
+    s = unique_symbol()
+    _publish(settings, [tick(s, 1)])
+    wait_for(lambda: cached_seq(cache, s) == 1, what="first tick cached")
+    with ws_client(settings) as ws, redis_connect(settings.redis) as r:
+        ws.send(_sub(s))
+        assert recv_json(ws)["type"] == "subscribed"
+        assert recv_json(ws)["data"]["seq"] == 1
+        listeners = [c["id"] for c in r.client_list(_type="pubsub") if int(c["psub"]) > 0]
+        assert listeners, "the service listens with patterns"
+        moved = tick(s, 2)
+        drop_then_write = r.pipeline(transaction=True)  # one transaction: the tick is published to no listener
+        for client_id in listeners:
+            drop_then_write.client_kill_filter(_id=client_id)
+        cache.stage(drop_then_write, [(moved, encode(moved))], now_ms=int(time.time() * 1000))
+        drop_then_write.execute()
+        assert cached_seq(cache, s) == 2
+        frames = recv_until(ws, lambda f: f.get("type") == "tick" and f["data"]["seq"] == 2, timeout_s=30)
+        _publish(settings, ticks(s, 3, 5))
+        frames += recv_until(ws, lambda f: f.get("type") == "tick" and f["data"]["seq"] == 5, timeout_s=30)
+    assert [f["data"]["seq"] for f in frames if f["type"] == "tick"] == [2, 3, 4, 5]
+
+
 def _closed_with(ws: ClientConnection, timeout_s: float = 30, pause_s: float = 0.0) -> tuple[int | None, list[dict]]:  # type: ignore[type-arg]
     """Read (one frame per `pause_s`: a slow reader) until the server closes; (close code, the error frames)."""
     errors = []

@@ -8,12 +8,15 @@ one Lua script, so it is atomic even with several market-data service copies wri
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import redis
 from pydantic import ValidationError
 
 from tradesim.domain.events import Tick
+
+if TYPE_CHECKING:
+    from redis.client import Pipeline
 
 SYMBOLS_KEY = "price:symbols"
 # KEYS: one price hash per tick, then the symbol set. ARGV[1]: now_ms; then 5 per tick: run, seq, json, channel, sym.
@@ -76,6 +79,15 @@ class PriceCache:
         Ticks are applied in order, so several ticks of one symbol in a batch all get published.
         """
         pipe = self._r.pipeline(transaction=False)
+        if self.stage(pipe, ticks, now_ms) == 0:
+            return 0
+        results: list[Any] = pipe.execute()
+        return sum(int(r) for r in results)
+
+    def stage(self, pipe: Pipeline, ticks: Iterable[tuple[Tick, bytes]], now_ms: int) -> int:
+        """Add the writes of `apply` to a pipeline (one script call per CHUNK ticks); returns how many calls.
+
+        A transactional pipeline makes them atomic with other commands in it."""
         keys: list[str] = []
         args: list[object] = [now_ms]
         calls = 0
@@ -89,10 +101,7 @@ class PriceCache:
         if keys:
             self._script(keys=[*keys, SYMBOLS_KEY], args=args, client=pipe)
             calls += 1
-        if calls == 0:
-            return 0
-        results: list[Any] = pipe.execute()
-        return sum(int(r) for r in results)
+        return calls
 
     def latest(self, symbol: str) -> tuple[Tick, int] | None:
         """The cached tick and the wall time (ms) it was written, or None if the symbol was never seen."""

@@ -129,6 +129,8 @@ def _fan_out(clients: Iterable[Client], frame: str, update: Update | None) -> No
         ws = client.ws
         if ws.protocol.state is not State.OPEN or ws.transport.is_closing():
             continue  # its handler is ending; as in the library's broadcast, nothing more goes to it
+        if update is not None and client.floor and client.below_floor(update):
+            continue
         if client.takes_directly():
             if not data:
                 data = text_frame(frame)
@@ -172,6 +174,19 @@ class Client:
         self.bad: deque[float] = deque(maxlen=BAD_FRAMES)  # when its latest bad frames came
         self.replies = 0  # control frames in `queue`
         self.last_sent = time.monotonic()  # when a frame last went to its socket (heartbeats go to quiet ones)
+        #: per symbol, the (run_id, seq) a snapshot or a catch-up already gave it: a tick up to that one, read from
+        #: pub/sub after them, is not sent; the entry goes once a newer tick passed (pub/sub is in order from there)
+        self.floor: dict[str, tuple[int, int]] = {}
+
+    def below_floor(self, update: Update) -> bool:
+        """Whether this price update is covered by what the client got from the cache (snapshot, catch-up)."""
+        floor = self.floor.get(update[0])
+        if floor is None:
+            return False
+        if (update[1], update[2]) <= floor:
+            return True
+        del self.floor[update[0]]
+        return False
 
     def takes_directly(self) -> bool:
         """Whether a frame may be written to its open connection now, past its queues and the protocol: nothing
@@ -304,6 +319,10 @@ class MarketDataHub:
         self.by_bars: dict[str, set[Client]] = {}  # "SYMBOL|interval" → clients
         self.by_user: dict[str, Follow] = {}
         self.clients: set[Client] = set()
+        #: per subscribed symbol, the (run_id, seq) of the newest tick fanned out: what a catch-up after a pub/sub
+        #: reconnect compares the cache with
+        self.fanned: dict[str, tuple[int, int]] = {}
+        self.bars_fanned: dict[str, int] = {}  # "SYMBOL|interval" → window start of the newest bar fanned out
 
     async def listen(self) -> None:
         """Forward every price and bar update to its subscribers; reconnect to Redis with backoff if it drops."""
@@ -313,6 +332,7 @@ class MarketDataHub:
             try:
                 await pubsub.psubscribe(CHANNEL_PATTERN, BARS_PATTERN)
                 backoff = 0.1
+                await self._catch_up()
                 burst = 0
                 async for msg in pubsub.listen():
                     if msg.get("type") != "pmessage":
@@ -329,9 +349,9 @@ class MarketDataHub:
                     if subs:
                         data: str = msg["data"]
                         symbol, run, seq = _order(data)
+                        self.fanned[symbol] = (run, seq)
                         frame = '{"type":"tick","data":' + data + "}"
-                        update = (symbol, run, seq, frame)
-                        _fan_out(subs, frame, update)
+                        _fan_out(subs, frame, (symbol, run, seq, frame))
             except (aioredis.ConnectionError, aioredis.TimeoutError, OSError) as exc:
                 log.warning("redis pub/sub lost, reconnecting", extra={"error": str(exc), "backoff_s": backoff})
                 await asyncio.sleep(backoff)  # pacing a reconnect, not waiting for a condition
@@ -342,12 +362,53 @@ class MarketDataHub:
                 except (aioredis.RedisError, OSError):
                     pass
 
+    async def _catch_up(self) -> None:
+        """Send subscribers the cached price of each symbol that moved while pub/sub was not listening (Redis
+        restarted, the connection dropped): what was published then reached no one, and a feed that has paused
+        would leave their price stale until its next tick. Runs once the patterns are subscribed again, so every
+        later tick comes through pub/sub; the clients' floors drop the copies of what this sends."""
+        symbols = list(self.by_symbol)
+        bar_keys = [k for k in self.by_bars if k in self.bars_fanned]
+        if not symbols and not bar_keys:
+            return
+        pipe = self.redis.pipeline(transaction=False)
+        for s in symbols:
+            pipe.hget(price_key(s), "tick")
+        for key in bar_keys:
+            symbol, _, interval = key.partition("|")
+            pipe.zrangebyscore(bars_key(symbol, interval), f"({self.bars_fanned[key]}", "+inf")
+        got: list[Any] = await pipe.execute()
+        cached, bars = got[:len(symbols)], got[len(symbols):]
+        for key, new in zip(bar_keys, bars, strict=True):
+            for data in new:  # oldest first, each newer than what the key's subscribers got
+                self._fan_bar(key, data)
+        moved = 0
+        for s, tick in zip(symbols, cached, strict=True):
+            subs = self.by_symbol.get(s)
+            if not tick or not subs:
+                continue
+            _, run, seq = _order(tick)
+            if (run, seq) <= self.fanned.get(s, (-1, -1)):
+                continue  # nothing missed (or the cache restarted emptier: its next tick comes through pub/sub)
+            self.fanned[s] = (run, seq)
+            frame = '{"type":"tick","data":' + tick + "}"
+            _fan_out(list(subs), frame, (s, run, seq, frame))
+            for client in subs:
+                client.floor[s] = max(client.floor.get(s, (run, seq)), (run, seq))
+            moved += 1
+        if moved:
+            log.info("prices caught up after a pub/sub reconnect", extra={"symbols": moved})
+
     def _bar(self, channel: str, data: str) -> None:
         symbol, interval = parse_channel(channel)
-        key = f"{symbol}|{interval}"
+        self._fan_bar(f"{symbol}|{interval}", data)
+
+    def _fan_bar(self, key: str, data: str) -> None:
         subs = self.by_bars.get(key)
         if subs:
-            update = (key, 0, _window_start(data), '{"type":"bar","data":' + data + "}")
+            start = _window_start(data)
+            self.bars_fanned[key] = start
+            update = (key, 0, start, '{"type":"bar","data":' + data + "}")
             for client in subs:
                 client.offer(update)
 
@@ -386,6 +447,9 @@ class MarketDataHub:
 
     def unsubscribe_bars(self, client: Client, keys: list[str]) -> None:
         _drop(self.by_bars, client.bars, client, keys)
+        for key in keys:
+            if key not in self.by_bars:
+                self.bars_fanned.pop(key, None)
 
     async def heartbeat(self) -> None:
         """Tell quiet connections they are alive: a client that got any frame lately knows that already, and a
@@ -430,6 +494,7 @@ class MarketDataHub:
                     covered[s] = (run, seq)
                     frames.append(("", 0, 0, '{"type":"snapshot","data":' + snap + "}"))
             kept = [u for u in client.queue if not (u[0] in covered and (u[1], u[2]) <= covered[u[0]])]
+            client.floor.update(covered)  # and a tick still on its way from pub/sub is not sent after it
             ack = ("", 0, 0, json.dumps({"type": "subscribed", "symbols": known}))
             client.replace_queue([ack, *frames, *kept])
         finally:
@@ -438,6 +503,10 @@ class MarketDataHub:
 
     def unsubscribe(self, client: Client, symbols: list[str]) -> None:
         _drop(self.by_symbol, client.symbols, client, symbols)
+        for s in symbols:
+            client.floor.pop(s, None)
+            if s not in self.by_symbol:
+                self.fanned.pop(s, None)
 
     def push_outcomes(self, batch: list[Outcome]) -> None:
         """Queue each outcome (and its portfolio frame) to the clients following its user; runs on the loop."""
