@@ -283,6 +283,51 @@ def test_a_price_published_while_pubsub_reconnects_still_reaches_subscribers(set
     assert [f["data"]["seq"] for f in frames if f["type"] == "tick"] == [2, 3, 4, 5]
 
 
+def test_a_message_that_is_not_a_tick_on_a_price_channel_is_skipped_and_the_feed_goes_on(settings: Settings,
+                                                                                          cache: PriceCache) -> None:
+    """Anyone who can reach Redis can PUBLISH on the price and bar channels: before, one such message ended the
+    service's listener, and no client got another price while the service looked healthy."""
+    s = unique_symbol()
+    _publish(settings, [tick(s, 1)])
+    wait_for(lambda: cached_seq(cache, s) == 1, what="first tick cached")
+    bad_before = metric(settings, "tradesim_marketdata_bad_updates_total")
+    with ws_client(settings) as ws, redis_connect(settings.redis) as r:
+        ws.send(_sub(s))
+        assert recv_json(ws)["type"] == "subscribed"
+        assert recv_json(ws)["data"]["seq"] == 1
+        ws.send(json.dumps({"op": "subscribe_bars", "symbols": [s], "interval": "1s"}))
+        assert recv_json(ws)["type"] == "bars"
+        for junk in ("hello", "[]", f'{{"symbol": "{s}", "seq": Infinity}}', "{}"):
+            assert r.publish(f"prices:{s}", junk) == 1  # one pattern subscriber: the service
+        assert r.publish(f"bars:{s}:1s", "not a bar") == 1
+        _publish(settings, [tick(s, 2)])
+        frames = recv_until(ws, lambda f: f.get("type") == "tick", timeout_s=30)
+    assert frames[-1]["data"]["seq"] == 2
+    assert metric(settings, "tradesim_marketdata_bad_updates_total") - bad_before == 5
+
+
+def test_a_subscription_redis_refused_holds_nothing(settings: Settings, cache: PriceCache) -> None:
+    """The snapshot read fails after the client was registered: it gets `unavailable` and is not subscribed (before,
+    it went on getting that symbol's ticks with no ack and no snapshot)."""
+    refused, other = unique_symbol(), unique_symbol()
+    _publish(settings, [tick(refused, 1), tick(other, 1)])
+    wait_for(lambda: cached_seq(cache, refused) == 1 and cached_seq(cache, other) == 1, what="both cached")
+    with ws_client(settings) as ws, redis_connect(settings.redis) as r:
+        r.acl_setuser("default", enabled=True, commands=["-hget"])  # the snapshot read only (the cache uses HMGET)
+        try:
+            ws.send(_sub(refused))
+            answer = recv_json(ws)
+        finally:
+            r.acl_setuser("default", enabled=True, commands=["+hget"])
+        assert (answer["type"], answer["code"]) == ("error", "unavailable"), answer
+        _publish(settings, [tick(refused, 2)])
+        wait_for(lambda: cached_seq(cache, refused) == 2, what="the refused symbol's tick published")
+        ws.send(_sub(other))
+        _publish(settings, [tick(other, 2)])  # after the refused symbol's tick on the same pub/sub connection
+        frames = recv_until(ws, lambda f: f.get("type") == "tick" and f["data"]["symbol"] == other, timeout_s=30)
+    assert [f["data"]["symbol"] for f in frames if f["type"] in ("tick", "snapshot")] == [other, other]
+
+
 def _closed_with(ws: ClientConnection, timeout_s: float = 30, pause_s: float = 0.0) -> tuple[int | None, list[dict]]:  # type: ignore[type-arg]
     """Read (one frame per `pause_s`: a slow reader) until the server closes; (close code, the error frames)."""
     errors = []

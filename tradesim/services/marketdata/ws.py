@@ -94,6 +94,10 @@ Update = tuple[str, int, int, str]
 BAR_INTERVALS = ("1s", "1m")
 
 
+#: what decoding a message that is not one of our ticks or bars raises (JSON's Infinity makes int() overflow)
+BAD_MESSAGE = (ValueError, KeyError, TypeError, OverflowError)
+
+
 def _order(tick_json: str) -> tuple[str, int, int]:
     doc = json.loads(tick_json)
     return doc["symbol"], int(doc.get("run_id", 0)), int(doc["seq"])
@@ -215,6 +219,13 @@ class Client:
                 control.append(u)  # acks, snapshots, errors: each one counts
         metrics.QUEUE_DROPS.inc(len(self.queue) - len(latest) - len(control))
         self.queue = deque([*control, *sorted(latest.values(), key=lambda u: (u[1], u[2]))])
+
+    def forget(self, keys: list[str]) -> None:
+        """Drop the queued updates of these symbols (or "SYMBOL|interval" bar keys): unsubscribed, none may follow
+        the acknowledgement."""
+        gone = set(keys)
+        if any(u[0] in gone for u in self.queue):
+            self.queue = deque(u for u in self.queue if u[0] not in gone)
 
     def send_now(self, frame: str) -> None:
         if self.closing is not None:
@@ -342,17 +353,14 @@ class MarketDataHub:
                         # Updates arrive in bursts (one consume batch at a time); let the client pumps run so a
                         # client that keeps up is never conflated just because the burst was read in one go.
                         await asyncio.sleep(0)
-                    if msg["channel"].startswith(BARS_PREFIX):
-                        self._bar(msg["channel"], msg["data"])
-                        continue
-                    subs = self.by_symbol.get(msg["channel"][len(CHANNEL_PREFIX):])
-                    if subs:
-                        data: str = msg["data"]
-                        symbol, run, seq = _order(data)
-                        self.fanned[symbol] = (run, seq)
-                        frame = '{"type":"tick","data":' + data + "}"
-                        _fan_out(subs, frame, (symbol, run, seq, frame))
-            except (aioredis.ConnectionError, aioredis.TimeoutError, OSError) as exc:
+                    try:
+                        self._message(msg["channel"], msg["data"])
+                    except BAD_MESSAGE as exc:
+                        # anyone can PUBLISH on these channels: one bad message must not end every client's feed
+                        metrics.BAD_UPDATES.inc()
+                        log.warning("skipped a message that is not a tick or bar", extra={
+                            "channel": msg["channel"], "error": str(exc)})
+            except (aioredis.RedisError, OSError) as exc:  # a refused command too: the feed must outlive it
                 log.warning("redis pub/sub lost, reconnecting", extra={"error": str(exc), "backoff_s": backoff})
                 await asyncio.sleep(backoff)  # pacing a reconnect, not waiting for a condition
                 backoff = min(backoff * 2, 2.0)
@@ -361,6 +369,17 @@ class MarketDataHub:
                     await pubsub.aclose()
                 except (aioredis.RedisError, OSError):
                     pass
+
+    def _message(self, channel: str, data: str) -> None:
+        if channel.startswith(BARS_PREFIX):
+            self._bar(channel, data)
+            return
+        subs = self.by_symbol.get(channel[len(CHANNEL_PREFIX):])
+        if subs:
+            symbol, run, seq = _order(data)
+            self.fanned[symbol] = (run, seq)
+            frame = '{"type":"tick","data":' + data + "}"
+            _fan_out(subs, frame, (symbol, run, seq, frame))
 
     async def _catch_up(self) -> None:
         """Send subscribers the cached price of each symbol that moved while pub/sub was not listening (Redis
@@ -379,15 +398,22 @@ class MarketDataHub:
             pipe.zrangebyscore(bars_key(symbol, interval), f"({self.bars_fanned[key]}", "+inf")
         got: list[Any] = await pipe.execute()
         cached, bars = got[:len(symbols)], got[len(symbols):]
+        moved = 0
         for key, new in zip(bar_keys, bars, strict=True):
             for data in new:  # oldest first, each newer than what the key's subscribers got
-                self._fan_bar(key, data)
-        moved = 0
+                try:
+                    self._fan_bar(key, data)
+                except BAD_MESSAGE:
+                    metrics.BAD_UPDATES.inc()
         for s, tick in zip(symbols, cached, strict=True):
             subs = self.by_symbol.get(s)
             if not tick or not subs:
                 continue
-            _, run, seq = _order(tick)
+            try:
+                _, run, seq = _order(tick)
+            except BAD_MESSAGE:
+                metrics.BAD_UPDATES.inc()
+                continue
             if (run, seq) <= self.fanned.get(s, (-1, -1)):
                 continue  # nothing missed (or the cache restarted emptier: its next tick comes through pub/sub)
             self.fanned[s] = (run, seq)
@@ -424,6 +450,7 @@ class MarketDataHub:
                                                       "connection; unsubscribe_bars some first"))
             return
         client.paused = True
+        added = [k for k in keys if k not in client.bars]
         try:
             for key in keys:
                 client.bars.add(key)
@@ -431,7 +458,11 @@ class MarketDataHub:
             pipe = self.redis.pipeline(transaction=False)
             for s in symbols:
                 pipe.zrange(bars_key(s, interval), -BARS_KEPT, -1)
-            histories: list[Any] = await pipe.execute()
+            try:
+                histories: list[Any] = await pipe.execute()
+            except BaseException:  # as for prices: a refused subscription holds nothing
+                self.unsubscribe_bars(client, added)
+                raise
             covered: dict[str, int] = {}
             frames: list[Update] = []
             for s, key, bars in zip(symbols, keys, histories, strict=True):
@@ -447,6 +478,7 @@ class MarketDataHub:
 
     def unsubscribe_bars(self, client: Client, keys: list[str]) -> None:
         _drop(self.by_bars, client.bars, client, keys)
+        client.forget(keys)
         for key in keys:
             if key not in self.by_bars:
                 self.bars_fanned.pop(key, None)
@@ -478,6 +510,7 @@ class MarketDataHub:
         # Register first so no update is missed, hold the pump, read the snapshot, then drop queued updates
         # the snapshot already covers: the client sees snapshot then strictly newer ticks.
         client.paused = True
+        added = [s for s in known if s not in client.symbols]
         try:
             for s in known:
                 client.symbols.add(s)
@@ -485,7 +518,11 @@ class MarketDataHub:
             pipe = self.redis.pipeline(transaction=False)
             for s in known:
                 pipe.hget(price_key(s), "tick")
-            snaps: list[Any] = await pipe.execute()
+            try:
+                snaps: list[Any] = await pipe.execute()
+            except BaseException:  # refused (Redis away): not subscribed either, or ticks would come unannounced
+                self.unsubscribe(client, added)
+                raise
             covered: dict[str, tuple[int, int]] = {}
             frames = []
             for s, snap in zip(known, snaps, strict=True):
@@ -503,6 +540,7 @@ class MarketDataHub:
 
     def unsubscribe(self, client: Client, symbols: list[str]) -> None:
         _drop(self.by_symbol, client.symbols, client, symbols)
+        client.forget(symbols)
         for s in symbols:
             client.floor.pop(s, None)
             if s not in self.by_symbol:
@@ -629,7 +667,8 @@ class MarketDataHub:
         try:
             return await self._subscription(client, doc, symbols)
         except aioredis.RedisError as exc:  # Redis restarting: the request fails, the connection stays
-            client.send_now(_error("unavailable", f"the price cache is unavailable, retry shortly: {exc}"))
+            log.warning("a subscription failed on Redis", extra={"error": str(exc)})
+            client.send_now(_error("unavailable", "the price cache is unavailable; subscribe again shortly"))
             return None
 
     async def _subscription(self, client: Client, doc: dict[str, Any], symbols: list[str]) -> None:
