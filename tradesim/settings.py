@@ -24,7 +24,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-from tradesim.domain.events import is_symbol
+from tradesim.domain.events import typed_symbol
 from tradesim.domain.fees import FeeModel
 from tradesim.ports import InjectedFault
 
@@ -337,11 +337,11 @@ class TuiSettings(Section):
     @field_validator("watchlist")
     @classmethod
     def _symbols(cls, value: list[str]) -> list[str]:
-        wrong = [s for s in value if not is_symbol(s.upper())]
+        wrong = [s for s in value if typed_symbol(s) is None]
         if wrong:
             raise ValueError(f"not symbols: {', '.join(map(repr, wrong))} (a letter, then up to 15 letters, digits, "
                              "'.' or '-')")
-        return [s.upper() for s in value]
+        return [typed_symbol(s) or s for s in value]
 
 
 def is_header_safe(key: str) -> bool:

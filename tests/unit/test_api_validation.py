@@ -88,6 +88,7 @@ def test_short_selling_is_not_a_setting_any_more() -> None:
     {"type": "limit", "limit_price": 10.5}, {"type": "limit", "limit_price": "0.0000"}, {"extra": 1},
     # a control character could make two bodies hash alike (the hash joins the fields with \x1f)
     {"client_order_id": "c\x1fat=1700000000000"}, {"client_order_id": "line\n"}, {"client_order_id": "\x7f"},
+    {"client_order_id": "\x9b2J"}, {"client_order_id": "a\x85b"}, {"client_order_id": "x\u202ey"},  # C1, bidi
 ])
 def test_order_request_refuses(change: dict[str, object]) -> None:
     with pytest.raises(ValidationError):

@@ -367,6 +367,14 @@ def test_a_folder_named_like_the_settings_file_exits_2(tmp_path: Path) -> None:
 @pytest.mark.parametrize(("argv", "message"), [
     (["order", "buy", "ACME", "²"], "QTY must be a positive whole number"),
     (["order", "buy", "ACME", "1", "--idempotency-key", "é"], "--idempotency-key must be 1 to 255 printable"),
+    (["order", "buy", "ACME", "9" * 5000], "QTY must be a positive whole number"),  # before: int()'s traceback
+    (["order", "buy", "mſft", "1"], "invalid symbol 'mſft'"),  # before: Unicode's upper() made it MSFT, traded
+    (["order", "buy", "ß", "1"], "invalid symbol 'ß'"),
+    (["order", "buy", "ACME", "1", "--limit", "100.12345"], "--limit has at most 4 decimal places"),
+    (["order", "buy", "ACME", "1", "--stop", "1e30"], "--stop must be at most 1000000"),
+    (["accounts", "reset", ""], "'' is not a user id"),  # before: reset the active account
+    (["accounts", "reset", "c1/rotate-key?"], "is not a user id"),  # before: rotated c1's key, never shown
+    (["accounts", "rotate-key", "bob/reset#"], "is not a user id"),  # before: reset bob's account
     (["logs", ""], "an empty name"),
     (["run", "calm", "--junit", "/nonexistent/x.xml"], "the folder /nonexistent does not exist"),
     (["run", "calm", "--json", "."], "is a folder"),
@@ -436,6 +444,32 @@ def test_an_answer_that_is_not_the_tradesim_apis_is_one_line(status: int, expect
         result = runner.invoke(app, ["accounts", "list"])
     assert result.exit_code == 1  # before: a JSONDecodeError traceback, or the HTML page as the "error"
     assert expected in _one_line_error(result.output)
+
+
+@pytest.mark.parametrize("given", [None, "my-key-1"])
+def test_an_order_whose_outcome_is_unknown_names_the_key_to_retry_with(given: str | None, tmp_path: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    import json
+    import re
+
+    creds = tmp_path / "creds.json"
+    creds.write_text(json.dumps({"active": "a", "users": {"a": {"user_id": "a", "api_key": "ts_k"}}}))
+    monkeypatch.setenv("TRADESIM_API__CREDENTIALS_FILE", str(creds))
+    unknown = {"code": "outcome_unknown", "message": "Kafka did not confirm the order in time"}
+    with foreign_server(503, json.dumps(unknown).encode(), "application/json") as url:
+        monkeypatch.setenv("TRADESIM_API__URL", url)
+        result = runner.invoke(app, ["order", "buy", "ACME", "1", "--limit", "1e2"]
+                               + (["--idempotency-key", given] if given else []))
+    assert result.exit_code == 1
+    line = _one_line_error(result.output)
+    assert "(outcome_unknown)" in line
+    # before: the key the CLI made up was never shown, so the only retry open was a new order
+    named = re.search(r"run the same command with --idempotency-key (\S+)$", line)
+    assert named is not None, line
+    if given:
+        assert named.group(1) == given
+    else:  # the one it made up and sent
+        assert re.fullmatch(r"[0-9a-f]{32}", named.group(1)), named.group(1)
 
 
 def test_keys_that_cannot_travel_in_a_header_are_named(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from tradesim.cli.errors import cli_errors
+from tradesim.cli.readout import user_param
 from tradesim.settings import Settings, load_settings
 from tradesim.stack.errors import StackError, UserError
 
@@ -90,7 +91,7 @@ def _reset(name: str | None) -> None:
     from tradesim.client.api import active_key, admin_key, call
 
     settings = load_settings()
-    user = name or active_key(settings)[0]
+    user = active_key(settings)[0] if name is None else user_param(name)  # "" is a mistake, not "the active one"
     answer = call(settings, "POST", f"/accounts/{user}/reset", admin_key(settings))
     out.print(f"reset {answer['user_id']} to {answer['cash']} cash, no positions")
 
@@ -106,6 +107,7 @@ def rotate_key(name: Annotated[str, typer.Argument(help="The user whose key to r
 def _rotate_key(name: str) -> None:
     from tradesim.client.api import admin_key, call, load_credentials
 
+    user_param(name)
     settings = load_settings()
     data = load_credentials(settings)  # before the old key stops working: a bad file must not cost the new one
     answer = call(settings, "POST", f"/accounts/{name}/rotate-key", admin_key(settings))

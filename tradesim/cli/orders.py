@@ -14,8 +14,9 @@ from rich.table import Table
 
 from tradesim.cli.errors import cli_errors
 from tradesim.cli.readout import order_id_param, symbol_param
+from tradesim.domain.events import MAX_PRICE
 from tradesim.settings import load_settings
-from tradesim.stack.errors import UserError
+from tradesim.stack.errors import StackError, UserError
 
 app = typer.Typer(help="Place, show and cancel orders as the active user.", no_args_is_help=True)
 out = Console(highlight=False, soft_wrap=True)
@@ -26,8 +27,9 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print the API's JSON answ
 def order_body(side: str, symbol: str, qty: str, limit: str | None, stop: str | None, tif: str) -> dict[str, Any]:
     """The POST /orders body for the CLI's arguments; raises UserError naming the bad one."""
     sym = symbol_param(symbol)
-    if not (qty.isascii() and qty.isdigit()) or int(qty) <= 0:  # ("²".isdigit() is True; int() refuses it)
-        raise UserError(f"QTY must be a positive whole number of shares, got {qty!r}")
+    # ASCII digits ("²".isdigit() is True; int() refuses it), and few of them (int() refuses 4,300 and more)
+    if not (qty.isascii() and qty.isdigit() and len(qty) <= 12) or int(qty) <= 0:
+        raise UserError(f"QTY must be a positive whole number of shares (at most 12 digits), got {qty!r}")
     if tif not in _TIFS:
         raise UserError(f"--tif must be one of {', '.join(_TIFS)}, got {tif!r}")
     body: dict[str, Any] = {"symbol": sym, "side": side, "qty": int(qty), "time_in_force": tif}
@@ -38,9 +40,16 @@ def order_body(side: str, symbol: str, qty: str, limit: str | None, stop: str | 
             price = Decimal(value)
         except InvalidOperation:
             price = Decimal(-1)
+        option = f"--{name.split('_')[0]}"
         if not price.is_finite() or price <= 0:
-            raise UserError(f"--{name.split('_')[0]} must be a positive price, got {value!r}")
-        body[name] = str(price)
+            raise UserError(f"{option} must be a positive price, got {value!r}")
+        if price > MAX_PRICE:
+            raise UserError(f"{option} must be at most {MAX_PRICE}, got {value!r}")
+        price = price.normalize()  # 1e2 and 100.00000 are 100: sent as the API spells prices, never "1E+2"
+        exponent = price.as_tuple().exponent
+        if isinstance(exponent, int) and exponent < -4:
+            raise UserError(f"{option} has at most 4 decimal places, got {value!r}")
+        body[name] = format(price, "f")
     body["type"] = {(True, True): "stop_limit", (True, False): "limit", (False, True): "stop"}.get(
         (limit is not None, stop is not None), "market")
     return body
@@ -55,8 +64,13 @@ def _place(side: str, symbol: str, qty: str, limit: str | None, stop: str | None
             0 < len(idempotency_key) <= 255 and idempotency_key.isascii() and idempotency_key.isprintable()):
         raise UserError(f"--idempotency-key must be 1 to 255 printable ASCII characters, got {idempotency_key!r}")
     settings = load_settings()
-    answer = call(settings, "POST", "/orders", active_key(settings)[1], json_body=body,
-                  headers={"Idempotency-Key": idempotency_key or uuid.uuid4().hex})
+    key = idempotency_key or uuid.uuid4().hex
+    try:
+        answer = call(settings, "POST", "/orders", active_key(settings)[1], json_body=body,
+                      headers={"Idempotency-Key": key})
+    except StackError as exc:  # no answer, or a 5xx such as outcome_unknown: the order may have been placed
+        raise StackError(f"{exc}; to retry without a risk of placing it twice, run the same command with "
+                         f"--idempotency-key {key}") from None
     if as_json:
         out.print(json.dumps(answer), markup=False)
         return

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from tradesim.domain.events import ID_RE, is_symbol
+from tradesim.domain.events import ID_RE, USER_ID_PATTERN, typed_symbol
 from tradesim.stack.errors import UserError
 
 INTERVALS = ("1m", "5m", "1h", "1d")
@@ -24,9 +24,10 @@ Interval = Annotated[str, typer.Option("--interval", help="Bucket length: 1m, 5m
 
 def symbol_param(symbol: str) -> str:
     """The symbol as the API spells it (upper case); raises UserError if it cannot be one."""
-    if not is_symbol(symbol.upper()):
+    typed = typed_symbol(symbol)
+    if typed is None:
         raise UserError(f"invalid symbol {symbol!r}")
-    return symbol.upper()
+    return typed
 
 
 def symbols_param(symbols: str | None, option: str) -> list[str] | None:
@@ -38,6 +39,14 @@ def symbols_param(symbols: str | None, option: str) -> list[str] | None:
     if not wanted:
         raise UserError(f"{option} names no symbol, got {symbols!r}")
     return wanted
+
+
+def user_param(name: str) -> str:
+    """A user id as the API takes it in a path; raises UserError. Anything else could change the path itself
+    ('bob/reset#' would reset bob where a key rotation was asked for)."""
+    if not re.fullmatch(USER_ID_PATTERN, name):
+        raise UserError(f"{name!r} is not a user id (a lowercase letter or digit, then up to 39 of a-z 0-9 _ . -)")
+    return name
 
 
 def order_id_param(order_id: str) -> str:

@@ -27,6 +27,8 @@ from tradesim.domain.errors import InvalidRecord
 #: a symbol and an id (order, user): the one definition every entry point (API, CLI, scenario files) checks against
 SYMBOL_RE = r"[A-Z][A-Z0-9.\-]{0,15}"
 ID_RE = r"[A-Za-z0-9_.:\-]{1,64}"
+#: a user id (an account's name): what the API takes in a path, and what the CLI checks before it builds one
+USER_ID_PATTERN = r"^[a-z0-9][a-z0-9_.\-]{0,39}$"
 SymbolStr = Annotated[str, Field(pattern=f"^{SYMBOL_RE}$")]
 _SYMBOL = re.compile(SYMBOL_RE)
 
@@ -34,6 +36,13 @@ _SYMBOL = re.compile(SYMBOL_RE)
 def is_symbol(text: str) -> bool:
     """Whether `text` is a symbol as events spell it (upper case): the check of every entry point outside a schema."""
     return _SYMBOL.fullmatch(text) is not None
+
+
+def typed_symbol(text: str) -> str | None:
+    """The symbol a user typed, in upper case, or None if it is not one. Only ASCII is upper-cased: Unicode's
+    rules turn 'ß' into 'SS' and 'ſ' into 'S', so 'mſft' would trade MSFT."""
+    upper = text.upper() if text.isascii() else text
+    return upper if is_symbol(upper) else None
 
 
 PositiveDecimal = Annotated[Decimal, Field(gt=0, allow_inf_nan=False)]

@@ -16,7 +16,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from tradesim.domain.events import Bar, OrderOutcome
+from tradesim.domain.events import Bar, OrderOutcome, typed_symbol
 from tradesim.domain.matching import DAY_MS
 from tradesim.domain.pnl import PositionCost, value
 from tradesim.domain.trades import TradeRecord, record_of
@@ -587,13 +587,18 @@ _PATTERN_HELP = {"symbol": "must be a symbol like AAPL (capitals, digits, . and 
                  "stop_price": "must be a price like 101.25 (at most 4 decimals)"}
 
 
+def _symbol(text: str) -> str:
+    """The ticket's symbol in upper case; as typed when it is not one, for the request model to refuse."""
+    return typed_symbol(text.strip()) or text.strip()
+
+
 def order_body(form: Mapping[str, str]) -> tuple[dict[str, Any] | None, dict[str, str]]:
     """(the POST /orders body, {}) or (None, {field: message}) for a ticket's texts, checked by the API's own
     request model, so what would be refused is shown next to its field and never sent."""
     prices = {"limit_price": form.get("type") in ("limit", "stop_limit"),
               "stop_price": form.get("type") in ("stop", "stop_limit")}
     qty_text = form.get("qty", "").strip()
-    body: dict[str, Any] = {"symbol": form.get("symbol", "").strip().upper(), "side": form.get("side"),
+    body: dict[str, Any] = {"symbol": _symbol(form.get("symbol", "")), "side": form.get("side"),
                             # ASCII digits only: int() refuses "--1", "²" and 5,000 digits, and reads "١٢" as 12
                             "qty": int(qty_text) if re.fullmatch(r"-?[0-9]{1,12}", qty_text) else qty_text,
                             "type": form.get("type"), "time_in_force": form.get("time_in_force")}

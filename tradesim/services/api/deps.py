@@ -11,12 +11,12 @@ from fastapi import Depends, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from tradesim.adapters.dynamodb.accounts import Account
+from tradesim.domain.events import USER_ID_PATTERN
 from tradesim.ports import StoreFull
 from tradesim.services.api import metrics
 from tradesim.services.api.errors import ApiError, unauthorized
 from tradesim.services.api.gate import ADMIN, resolve
 from tradesim.services.api.resources import LookupsExhausted, Resources
-from tradesim.services.api.schemas import USER_ID_PATTERN
 from tradesim.services.api.windows import invalid
 
 

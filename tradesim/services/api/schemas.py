@@ -13,6 +13,7 @@ from tradesim.domain.events import (
     MAX_PRICE,
     MAX_QTY,
     SYMBOL_RE,
+    USER_ID_PATTERN,
     OrderStatus,
     OrderType,
     Side,
@@ -25,7 +26,6 @@ PRICE_PATTERN = r"^(0|[1-9][0-9]{0,11})(\.[0-9]{1,4})?$"
 CASH_PATTERN = rf"^(0|[1-9][0-9]{{0,{CASH_DIGITS - 1}}})(\.[0-9]{{1,2}})?$"
 PriceStr = Annotated[str, Field(pattern=PRICE_PATTERN, examples=["101.25"])]
 CashStr = Annotated[str, Field(pattern=CASH_PATTERN, examples=["100000.00"])]
-USER_ID_PATTERN = r"^[a-z0-9][a-z0-9_.\-]{0,39}$"
 UserId = Annotated[str, Field(pattern=USER_ID_PATTERN, examples=["alice"])]
 OrderStatusStr = Literal["accepted", "executed", "rejected", "cancelled", "expired"]
 
@@ -85,7 +85,8 @@ class OrderRequest(Strict):
     stop_price: PriceStr | None = Field(None, description="required for stop and stop_limit, else absent")
     time_in_force: TimeInForce = "day"
     client_order_id: Annotated[str, Field(
-        min_length=1, max_length=64, pattern=r"^[^\x00-\x1f\x7f]+$",
+        # C0, DEL, C1 and the bidirectional controls: each can rewrite a terminal line that shows the reference
+        min_length=1, max_length=64, pattern=r"^[^\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]+$",
         description="your own reference, up to 64 characters, no control characters")] | None = None
     at_ms: int | None = Field(
         None, ge=0, le=MAX_EPOCH_MS, strict=True,

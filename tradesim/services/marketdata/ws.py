@@ -58,7 +58,7 @@ from tradesim.adapters.redis.bars import CHANNEL_PREFIX as BARS_PREFIX
 from tradesim.adapters.redis.bars import KEEP as BARS_KEPT
 from tradesim.adapters.redis.bars import bars_key, parse_channel
 from tradesim.adapters.redis.prices import CHANNEL_PATTERN, CHANNEL_PREFIX, SYMBOLS_KEY, price_key
-from tradesim.domain.events import OrderOutcome, is_symbol
+from tradesim.domain.events import OrderOutcome, is_symbol, typed_symbol
 from tradesim.ports import Unavailable
 from tradesim.services.marketdata import metrics
 from tradesim.services.marketdata.keys import KeyChecker, Refused
@@ -672,7 +672,7 @@ class MarketDataHub:
             return None
 
     async def _subscription(self, client: Client, doc: dict[str, Any], symbols: list[str]) -> None:
-        wanted = sorted({s.upper() for s in symbols})
+        wanted = sorted({typed_symbol(s) or s for s in symbols})  # what is not one is refused just below
         malformed = [s for s in wanted if not is_symbol(s)]
         if malformed:  # never priced, and kept away from Redis (a lone surrogate cannot even be encoded)
             wanted = [s for s in wanted if s not in malformed]

@@ -16,7 +16,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, OptionList, Select, Static
 
 from tradesim.client.api import ApiError, ApiUnreachable
-from tradesim.domain.events import is_symbol
+from tradesim.domain.events import typed_symbol
 from tradesim.tui.bindings import BUILT_IN, KEYS, keys_of
 from tradesim.tui.model import CODE_FIELDS, field_errors, order_body
 
@@ -198,8 +198,8 @@ class SymbolScreen(ModalScreen[str | None]):
 
     @on(Input.Submitted)
     def _submit(self, event: Input.Submitted) -> None:
-        symbol = event.value.strip().upper()
-        if not is_symbol(symbol):
+        symbol = typed_symbol(event.value.strip())
+        if symbol is None:
             self.query_one("#error", Static).update(Text(f"{event.value!r} is not a symbol"))
             return
         self.dismiss(symbol)
