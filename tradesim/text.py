@@ -6,7 +6,11 @@ from __future__ import annotations
 def one_line(value: object) -> str:
     """`str(value)` with every run of whitespace (newlines, tabs, a quoted value's own) made one space: a message
     that quotes user input stays one readable line."""
-    return " ".join(str(value).split())
+    try:
+        text = str(value)
+    except Exception:  # user code's exception whose __str__ fails: a message must still be printed
+        return ""
+    return " ".join(text.split())
 
 
 def error_line(exc: BaseException) -> str:

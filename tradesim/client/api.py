@@ -169,7 +169,12 @@ class Api:
         except httpx.HTTPError as exc:
             raise ApiUnreachable(f"the API is not reachable at {self.base_url}: {exc or type(exc).__name__}") from None
         if answer.status_code < 400:
-            return answer.json()
+            try:
+                return answer.json()
+            except ValueError:  # a proxy's page, another service: the callers expect ApiError, never a crash
+                raise ApiError(answer.status_code, "not_tradesim_api", f"{method} {path} answered "
+                               f"{answer.status_code} without the tradesim API's JSON: is {self.base_url} the "
+                               "tradesim API (api.url)?") from None
         retry = answer.headers.get("retry-after", "")
         retry_after_s = float(retry) if retry.isdigit() else None
         try:

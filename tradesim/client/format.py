@@ -3,21 +3,44 @@
 from __future__ import annotations
 
 import time
-from decimal import ROUND_HALF_EVEN, Decimal
+from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
+
+#: beyond this a figure is not rounded for a table but shown as it came (rounding 1e40 to the cent needs more
+#: digits than Decimal's context has; no account or price of the API comes near it)
+_SHOWN_AS_IS = Decimal("1e20")
+
+
+def _rounded(amount: str, places: str) -> Decimal | None:
+    """`amount` rounded to `places`, or None when it is not a number a table can round (NaN, Infinity, 1e40)."""
+    try:
+        value = Decimal(amount)
+    except (InvalidOperation, ValueError, TypeError):
+        return None
+    if not value.is_finite() or abs(value) >= _SHOWN_AS_IS:
+        return None
+    return value.quantize(Decimal(places), ROUND_HALF_EVEN)
+
+
+def _as_is(amount: object) -> str:
+    return str(amount)[:24]
 
 
 def cents(amount: str | None) -> str:
     """A money string rounded to the cent for a table; `-` for null."""
     if amount is None:
         return "-"
-    return f"{Decimal(amount).quantize(Decimal('0.01'), ROUND_HALF_EVEN):,}"
+    value = _rounded(amount, "0.01")
+    return _as_is(amount) if value is None else f"{value:,}"
 
 
 def price(amount: str | None) -> str:
     """A price or per-share cost at 4 places at most (the API keeps more for average costs); `-` for null."""
     if amount is None:
         return "-"
-    whole, _, frac = format(Decimal(amount).quantize(Decimal("0.0001"), ROUND_HALF_EVEN), "f").partition(".")
+    value = _rounded(amount, "0.0001")
+    if value is None:
+        return _as_is(amount)
+    whole, _, frac = format(value, "f").partition(".")
     return f"{whole}.{frac.rstrip('0').ljust(2, '0')}"
 
 
@@ -25,7 +48,9 @@ def signed(amount: str | None) -> str:
     """A P&L figure: cents with a sign, rich-colored (green gain, red loss)."""
     if amount is None:
         return "-"
-    value = Decimal(amount).quantize(Decimal("0.01"), ROUND_HALF_EVEN)
+    value = _rounded(amount, "0.01")
+    if value is None:
+        return _as_is(amount).replace("[", r"\[")  # rich markup
     if value > 0:
         return f"[green]+{value:,}[/green]"
     if value < 0:

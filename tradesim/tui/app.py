@@ -554,7 +554,10 @@ class TradesimApp(App[None]):
             if exc.status < 500:
                 self.model.latency.pending.pop(order_id, None)  # refused: no order was made
             raise
-        placed = answer["order_id"]
+        placed = answer.get("order_id") if isinstance(answer, dict) else None
+        if not isinstance(placed, str):  # a 2xx that is not the API's answer: the order's fate is unknown
+            raise ApiError(502, "not_tradesim_api", f"the answer to POST /orders has no order id: is "
+                           f"{self.settings.api.client_url} the tradesim API (api.url)?")
         self.model.on_placed(OpenOrder(placed, body["symbol"], body["side"], body["qty"], body["type"],
                                        body.get("limit_price"), body.get("stop_price"), body["time_in_force"],
                                        _now_ms()))
@@ -645,7 +648,12 @@ class TradesimApp(App[None]):
         return sorted(load_credentials(self.settings)["users"])
 
     def ask_account(self) -> None:
-        self.push_screen(AccountScreen(self.account_names(), self.model.user_name), self._account_picked)
+        try:
+            names = self.account_names()
+        except UserError as exc:  # the credentials file broke since the app started
+            self.notify(str(exc), severity="error")
+            return
+        self.push_screen(AccountScreen(names, self.model.user_name), self._account_picked)
 
     def _account_picked(self, name: str | None) -> None:
         if name:

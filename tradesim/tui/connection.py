@@ -14,7 +14,6 @@ import asyncio
 import json
 import time
 from collections.abc import Iterable
-from decimal import InvalidOperation
 from typing import Any, Protocol
 
 from pydantic import ValidationError
@@ -116,8 +115,10 @@ class Feed:
             try:
                 frame = json.loads(raw)
                 await self._on_frame(frame, received)
-            except (ValueError, KeyError, TypeError, InvalidOperation, ValidationError):
-                self.bad_frames += 1  # one broken frame must not end the session
+            except (ValueError, KeyError, TypeError, AttributeError, ArithmeticError, ValidationError):
+                # a frame that is not an object, a number JSON's Infinity made too big for int(): one broken
+                # frame must not end the session
+                self.bad_frames += 1
 
     async def _on_frame(self, frame: dict[str, Any], received: float) -> None:
         kind = frame.get("type")

@@ -58,9 +58,13 @@ class Row:
 
 
 def parse_quote(data: Mapping[str, Any]) -> tuple[str, Quote]:
-    """(symbol, quote) of a tick frame's data; raises KeyError/ValueError/InvalidOperation on a broken one."""
-    return data["symbol"], Quote(Decimal(data["bid"]), Decimal(data["ask"]), Decimal(data["last"]),
-                                 int(data["event_time_ms"]), int(data.get("run_id", 0)), int(data["seq"]))
+    """(symbol, quote) of a tick frame's data; raises KeyError/ValueError/InvalidOperation on a broken one (a price
+    that is not a finite number too: NaN cannot even be compared with the last one)."""
+    bid, ask, last = (Decimal(data[name]) for name in ("bid", "ask", "last"))
+    if not (bid.is_finite() and ask.is_finite() and last.is_finite()):
+        raise ValueError(f"prices must be finite numbers: {bid} {ask} {last}")
+    return data["symbol"], Quote(bid, ask, last, int(data["event_time_ms"]), int(data.get("run_id", 0)),
+                                 int(data["seq"]))
 
 
 class Market:
@@ -214,9 +218,10 @@ def _dec(value: object) -> Decimal | None:
     if value is None:
         return None
     try:
-        return Decimal(str(value))
+        number = Decimal(str(value))
     except (InvalidOperation, ValueError):
         return None
+    return number if number.is_finite() else None
 
 
 class Account:

@@ -134,3 +134,15 @@ def test_a_symbol_the_server_never_priced_is_reported() -> None:
     _, events, _ = serve([{"type": "error", "code": "unknown_symbol", "symbols": ["ZZQX"],
                            "message": "no price was ever published for these symbols"}])
     assert ("unknown", ["ZZQX"]) in events.got  # before: ignored, the row showed "-" for ever
+
+
+def test_frames_no_decoder_expects_are_skipped_and_the_session_goes_on() -> None:
+    """Before: a frame that was not an object, a portfolio frame whose data was not one, or JSON's Infinity as a
+    time ended the feed task while the status bar still said connected."""
+    feed, events, _ = serve(["[]", '"x"', {"type": "portfolio", "data": []},
+                             '{"type": "tick", "data": {"symbol": "AAA", "bid": "1", "ask": "1", "last": "1", '
+                             '"event_time_ms": Infinity, "seq": 2}}',
+                             {"type": "tick", "data": {**TICK, "last": "NaN", "seq": 3}},  # cannot be compared
+                             {"type": "tick", "data": {**TICK, "seq": 4}}])
+    assert feed.bad_frames == 5
+    assert [g for g in events.got if g[0] == "quote"] == [("quote", ("AAA", Decimal("1.01")))]

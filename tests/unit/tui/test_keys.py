@@ -17,6 +17,7 @@ from textual.widgets import Input
 
 from tradesim.client.api import ApiUnreachable
 from tradesim.settings import Settings, TuiSettings
+from tradesim.testing.foreign import foreign_server
 from tradesim.testing.net import free_port
 from tradesim.tui.app import TradesimApp, User, create_app
 from tradesim.tui.widgets.chart import CandleChart
@@ -149,3 +150,36 @@ async def test_unreachable_servers_are_shown_and_retried(settings: Settings) -> 
                     and "api: disconnected (reconnecting in" in app.status_text(), 10, "both links shown down")
         first = app.model.market_link.retry_in_s
         await until(pilot, lambda: (app.model.market_link.retry_in_s or 0) > (first or 0), 10, "a longer backoff")
+
+
+@pytest.mark.parametrize(("body", "content_type"), [(b"<html>a proxy</html>", "text/html"),
+                                                    (b'{"status": "accepted"}', "application/json")])
+async def test_a_ticket_answered_by_something_else_than_the_api_says_so(settings: Settings, body: bytes,
+                                                                        content_type: str) -> None:
+    """Before: a 2xx that was not JSON, or JSON without an order id, crashed the app with a traceback."""
+    with foreign_server(200, body, content_type) as url:
+        custom = settings.model_copy(update={
+            "marketdata": settings.marketdata.model_copy(update={"ws_url": f"ws://127.0.0.1:{free_port()}/"}),
+            "api": settings.api.model_copy(update={"url": url})})
+        app = create_app(custom, User("alice", "alice", "key"), watchlist=["AAPL"])
+        async with app.run_test(size=SIZE) as pilot:
+            ticket = TicketScreen("buy", "AAPL", app.place_order, "alice")
+            await app.push_screen(ticket)
+            await pilot.press(*"7", "enter")
+            await until(pilot, lambda: ticket.sent == 1 and not ticket.sending, 5, "the answer")
+            assert "the tradesim API (api.url)" in ticket.error_of("")
+            assert app.screen is ticket
+
+
+async def test_a_credentials_file_broken_while_running_is_reported_when_switching(settings: Settings,
+                                                                                   tmp_path: Path) -> None:
+    creds = tmp_path / "credentials.json"
+    creds.write_text(json.dumps({"active": "alice", "users": {"alice": {"user_id": "alice", "api_key": "k1"}}}))
+    custom = settings.model_copy(update={"api": settings.api.model_copy(update={"credentials_file": creds})})
+    app = create_app(custom, User("alice", "alice", "k1"), watchlist=CALM.symbol_names(), offline=True)
+    async with app.run_test(size=SIZE) as pilot:
+        creds.write_text("{not json")
+        await pilot.press("u")  # before: UserError's traceback ended the app
+        await pilot.pause()
+        assert not isinstance(app.screen, AccountScreen)
+        assert any("credentials" in str(n.message) for n in app._notifications)

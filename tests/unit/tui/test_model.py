@@ -297,3 +297,12 @@ def test_api_field_errors_map_to_ticket_fields() -> None:
               {"loc": [], "msg": "something else", "type": "x"}]
     assert field_errors(errors) == {"qty": "Input should be greater than 0",
                                     "stop_price": "stop_price is required for a stop order", "": "something else"}
+
+
+def test_figures_a_table_cannot_round_are_shown_as_they_came() -> None:
+    """Before: rounding NaN, Infinity or 1e40 raised InvalidOperation in the repaint, which ended the TUI."""
+    from tradesim.client.format import cents, price, signed
+
+    assert (cents("1e40"), price("Infinity"), signed("NaN"), signed("-1E+25")) == ("1e40", "Infinity", "NaN",
+                                                                                     "-1E+25")
+    assert (cents("12.345"), price("185.12345"), signed("-3.999")) == ("12.34", "185.1234", "[red]-4.00[/red]")
