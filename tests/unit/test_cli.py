@@ -568,3 +568,22 @@ def test_saving_credentials_touches_no_file_beside_them(monkeypatch: pytest.Monk
     assert not path.is_symlink()
     assert os.stat(path).st_mode & 0o777 == 0o600
     assert sorted(p.name for p in path.parent.iterdir()) == ["keys.json", "keys.tmp"]  # no temporary left
+
+
+def test_a_request_sent_and_never_answered_is_not_called_unreachable(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A server that takes the connection and never answers: the request may have been done (before: "not
+    reachable (is `tradesim up` running?)", which invites placing the order again)."""
+    import socket
+
+    from tradesim.client.api import call
+    from tradesim.settings import load_settings
+    from tradesim.stack.errors import StackError
+
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(1)  # the kernel completes the handshake; nobody reads
+        monkeypatch.setenv("TRADESIM_API__URL", f"http://127.0.0.1:{silent.getsockname()[1]}")
+        with pytest.raises(StackError) as raised:
+            call(load_settings(), "POST", "/orders", "k", json_body={}, timeout_s=0.3)
+    assert "no answer from the API" in str(raised.value)
+    assert "may have been done" in str(raised.value)
