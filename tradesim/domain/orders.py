@@ -60,6 +60,12 @@ def read_grace_ms(deadline_ms: int) -> int:
     return min(60_000, deadline_ms // 10)
 
 
+def stored_statuses(shown: ShownStatus) -> tuple[ShownStatus, ...]:
+    """The stored statuses an order shown as `shown` may have (see shown_status): an expired one may still be
+    stored as accepted."""
+    return ("expired", "accepted") if shown == "expired" else (shown,)
+
+
 def shown_status(status: ShownStatus, reached_book: bool, placed_at_ms: int, now_ms: int,
                  deadline_ms: int) -> tuple[ShownStatus, RejectReason | None]:
     """What a reader shows for a stored order: an `accepted` order that never reached the book and is overdue

@@ -6,6 +6,7 @@ with the terminal outcome.
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from decimal import Decimal
 from typing import Any
 
@@ -178,19 +179,21 @@ class OrderStore:
         item = answer.get("Item")
         return _plain(item) if item else None
 
-    def by_user(self, user_id: str, *, status: str | None = None, symbol: str | None = None,
+    def by_user(self, user_id: str, *, status: str | Sequence[str] | None = None, symbol: str | None = None,
                 limit: int = 100, scan_max: int = 1_000) -> list[dict[str, Any]]:
-        """A user's orders, newest first, filtered; at most `limit`, found among the newest `scan_max` (the work of
-        one call is bounded whatever the user holds). Raises Unavailable."""
+        """A user's orders, newest first, filtered (`status`: one, or any of several); at most `limit`, found among
+        the newest `scan_max` (the work of one call is bounded whatever the user holds). Raises Unavailable."""
         request: dict[str, Any] = {
             "TableName": self.table, "IndexName": "by_user", "KeyConditionExpression": "user_id = :u",
             "ExpressionAttributeValues": {":u": {"S": user_id}}, "ScanIndexForward": False,
         }
         filters = []
         if status is not None:
-            filters.append("#st = :st")
+            statuses = [status] if isinstance(status, str) else list(status)
+            names = [f":st{i}" for i in range(len(statuses))]
+            filters.append(f"#st IN ({', '.join(names)})")
             request.setdefault("ExpressionAttributeNames", {})["#st"] = "status"
-            request["ExpressionAttributeValues"][":st"] = {"S": status}
+            request["ExpressionAttributeValues"].update({n: {"S": s} for n, s in zip(names, statuses, strict=True)})
         if symbol is not None:
             filters.append("symbol = :sym")
             request["ExpressionAttributeValues"][":sym"] = {"S": symbol}

@@ -46,7 +46,7 @@ from tradesim.domain.events import (
     Tick,
     encode,
 )
-from tradesim.domain.orders import body_hash, body_hash_of, shown_status
+from tradesim.domain.orders import body_hash, body_hash_of, shown_status, stored_statuses
 from tradesim.domain.portfolio import Holdings
 from tradesim.domain.precheck import (
     OrderIntent,
@@ -424,10 +424,11 @@ async def list_orders(
     """The caller's orders, newest first; with `status` or `symbol`, those among the newest `api.orders_scan_max`."""
     with metrics.timed("dynamodb", "orders_by_user"):
         items = await anyio.to_thread.run_sync(
-            lambda: res.orders.by_user(user.user_id, status=status, symbol=symbol, limit=limit,
-                                       scan_max=res.settings.api.orders_scan_max))
+            lambda: res.orders.by_user(user.user_id, status=None if status is None else stored_statuses(status),
+                                       symbol=symbol, limit=limit, scan_max=res.settings.api.orders_scan_max))
     orders = [_order(i, res) for i in items]
-    # an overdue `accepted` order shows as expired (see shown_status): not what `status=accepted` asks for
+    # an overdue `accepted` order shows as expired (see shown_status): `status=accepted` does not ask for it, and
+    # `status=expired` does (it was read with the accepted ones)
     return OrderList(orders=[o for o in orders if status is None or o.status == status])
 
 
