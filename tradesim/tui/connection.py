@@ -148,6 +148,10 @@ class Feed:
             self._pending = None
             self.bars_supported = False
             self._bars_sent = set()
+        elif code == "unavailable" and self._ws is not None:
+            # a subscription the server could not make (its Redis restarting): nothing of it holds, so start over
+            # on a new connection, which sends every wanted subscription again after the backoff
+            await self._ws.close()
         elif code == "unknown_symbol":
             self.events.feed_unknown_symbols([s for s in frame.get("symbols") or [] if isinstance(s, str)])
         elif code == "unauthorized":

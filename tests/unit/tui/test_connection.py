@@ -55,9 +55,13 @@ class Script:
     def __init__(self, frames: list[object]) -> None:
         self.frames = [f if isinstance(f, str) else json.dumps(f) for f in frames]
         self.sent: list[dict[str, Any]] = []
+        self.closed = False
 
     async def send(self, text: str) -> None:
         self.sent.append(json.loads(text))
+
+    async def close(self) -> None:
+        self.closed = True
 
     async def __aiter__(self) -> AsyncIterator[str]:
         for f in self.frames:
@@ -146,3 +150,12 @@ def test_frames_no_decoder_expects_are_skipped_and_the_session_goes_on() -> None
                              {"type": "tick", "data": {**TICK, "seq": 4}}])
     assert feed.bad_frames == 5
     assert [g for g in events.got if g[0] == "quote"] == [("quote", ("AAA", Decimal("1.01")))]
+
+
+def test_a_subscription_the_server_could_not_make_starts_a_new_connection() -> None:
+    """The server answers `unavailable` (its Redis restarting) and holds nothing of the subscription: before, the
+    TUI ignored it and the symbols had no price until the app restarted."""
+    _, _, ws = serve([{"type": "error", "code": "unavailable", "message": "the price cache is unavailable"}])
+    assert ws.closed  # the run loop reconnects after its backoff and subscribes everything again
+    _, _, ws = serve([{"type": "error", "code": "bad_request", "message": "no"}])
+    assert not ws.closed

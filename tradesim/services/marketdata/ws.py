@@ -19,6 +19,7 @@ Protocol (JSON text frames); one connection may carry price subscriptions and on
            {"type": "heartbeat", "ts_ms": ...}    when nothing else was sent for half of heartbeat_s (checked
                                                   every quarter), so no connection is silent for heartbeat_s
            {"type": "error", "code": "bad_request" | "unknown_symbol", "message": ..., "symbols"?: [...]}
+           {"type": "error", "code": "unavailable", ...}   a (bar) subscription Redis refused: none of it holds
            {"type": "error", "code": "unauthorized", ...} then close 1008: unknown key, or not a user key (admin)
            {"type": "error", "code": "unavailable", ...} then close 1011: the key cannot be checked (DynamoDB
                                                   down; or the service is just starting), or the client fell
