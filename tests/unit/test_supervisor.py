@@ -182,6 +182,15 @@ def test_down_leaves_a_folder_up_never_made_alone(sup: Supervisor, comps: list[F
     assert (comps[0].dir / "notes.txt").read_text() == "mine"
 
 
+def test_up_refuses_a_folder_that_holds_the_users_files(sup: Supervisor, comps: list[FakeComponent]) -> None:
+    sup.settings.stack_dir.mkdir(parents=True)
+    (sup.settings.stack_dir / "notes.txt").write_text("mine")
+    with pytest.raises(UserError, match=r"holds files `tradesim up` did not make \(notes.txt\)"):
+        sup.up()  # before: claimed it, started every component in it, and a later purge could delete from it
+    assert not comps[0].dir.exists()
+    assert sorted(p.name for p in sup.settings.stack_dir.iterdir()) == [".lock", "notes.txt"]
+
+
 def test_a_stack_from_before_the_marker_is_still_purged(sup: Supervisor, comps: list[FakeComponent]) -> None:
     sup.up()
     (sup.settings.stack_dir / MARKER).unlink()

@@ -10,6 +10,7 @@ from contextlib import AbstractContextManager, contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from tradesim.stack.errors import UserError
 from tradesim.stack.process import ProcessHandle
 
 STATE_SCHEMA_VERSION = 1
@@ -50,8 +51,17 @@ class StateFile:
         self._marker = stack_dir / MARKER
 
     def claim(self) -> None:
-        """Mark the folder as the stack's (at every `up`): the proof `down` asks for before it writes or deletes."""
-        self._marker.parent.mkdir(parents=True, exist_ok=True)
+        """Mark the folder as the stack's (at every `up`): the proof `down` asks for before it writes or deletes.
+        Raises UserError for a folder that holds something else and is not the stack's: `up` would write the
+        components' files among the user's, and `down --purge` delete folders that bear their names."""
+        folder = self._marker.parent
+        if folder.is_dir() and not self.owned():
+            others = sorted(p.name for p in folder.iterdir() if p != self._lock_path)
+            if others:
+                raise UserError(f"{folder} holds files `tradesim up` did not make ({', '.join(others[:3])}"
+                                f"{', …' if len(others) > 3 else ''}): nothing started; point TRADESIM_HOME at "
+                                "an empty or new folder")
+        folder.mkdir(parents=True, exist_ok=True)
         self._marker.touch()
 
     def owned(self) -> bool:
