@@ -311,13 +311,19 @@ class MarketDataSettings(Section):
         return self.ws_url or f"ws://{self.host}:{self.ws_port}/"
 
 
+#: the live market's fastest pace: it loops for ever, so a faster one would fill `market_data` as fast as Kafka
+#: takes it (`tradesim replay --fast` is the one-pass way through a scenario at full speed)
+MAX_LIVE_SPEED = 1000.0
+
+
 class MarketSettings(Section):
     """The live market (`tradesim market start`): a scenario fed to `market_data` continuously, supervised."""
 
     host: Host = Field(LOOPBACK, description="Address the feed's metrics server binds to.")
     metrics_port: Port = Field(9110, description="Prometheus /metrics port of the feed (also its health check).")
     scenario: str = Field("calm", description="Scenario the live market runs when `market start` names none.")
-    speed: float = Field(1.0, gt=0, description="Simulated seconds per real second (1 = real time).")
+    speed: float = Field(1.0, gt=0, le=MAX_LIVE_SPEED,
+                         description="Simulated seconds per real second (1 = real time; at most 1000).")
     loop: bool = Field(True, description="Start over when the scenario ends, continuing from the last prices.")
 
 

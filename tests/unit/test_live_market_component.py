@@ -120,6 +120,7 @@ def _one_line_error(output: str) -> str:
     (["market", "start", "no-such-scenario"], "unknown scenario"),
     (["market", "start", "--speed", "0"], "--speed must be a positive number"),
     (["market", "start", "--speed", "fast"], "--speed must be a positive number, got 'fast'"),
+    (["market", "start", "--speed", "1e6"], "--speed is at most 1000 for the live market"),  # loops: it would flood
     (["market", "start", "--speed", "nan"], "--speed must be a positive number"),
     (["market", "start", "csv-replay"], "recorded CSV cannot continue"),
     (["up", "--demo", "--only", "kafka"], "--demo brings up the whole stack"),

@@ -17,7 +17,7 @@ from rich.table import Table
 
 from tradesim.cli.errors import cli_errors
 from tradesim.cli.readout import symbol_param, symbols_param
-from tradesim.settings import Settings, load_settings
+from tradesim.settings import MAX_LIVE_SPEED, Settings, load_settings
 from tradesim.stack.errors import StackError, UserError
 
 if TYPE_CHECKING:
@@ -234,6 +234,9 @@ def _market_request(settings: Settings, scenario: str | None, speed: str | float
             raise UserError(f"--speed must be a positive number, got {speed!r}") from None
         if not (math.isfinite(pace) and pace > 0):
             raise UserError(f"--speed must be a positive number, got {speed!r}")
+        if pace > MAX_LIVE_SPEED:
+            raise UserError(f"--speed is at most {MAX_LIVE_SPEED:g} for the live market, which loops for ever; "
+                            "`tradesim replay SCENARIO --speed N` goes through a scenario once at any speed")
     name = scenario or m.scenario
     path = find_scenario(name, settings.scenarios_dir)  # ScenarioError (exit 2) names the available ones
     check_live(load_scenario(path))

@@ -27,7 +27,7 @@ from tradesim.services.market.feed import (
     read_run,
     write_run,
 )
-from tradesim.settings import load_settings
+from tradesim.settings import MAX_LIVE_SPEED, load_settings
 
 
 def _args(argv: list[str] | None) -> argparse.Namespace:
@@ -48,7 +48,7 @@ def main(argv: list[str] | None = None) -> None:
     name = args.scenario or m.scenario
     speed = m.speed if args.speed is None else args.speed
     loop = m.loop if args.loop is None else args.loop
-    if not (math.isfinite(speed) and speed > 0):
+    if not (math.isfinite(speed) and 0 < speed <= MAX_LIVE_SPEED):
         log.error("speed must be a positive number", extra={"speed": speed})
         raise SystemExit(2)
     try:
