@@ -297,13 +297,16 @@ def test_a_message_that_is_not_a_tick_on_a_price_channel_is_skipped_and_the_feed
         assert recv_json(ws)["data"]["seq"] == 1
         ws.send(json.dumps({"op": "subscribe_bars", "symbols": [s], "interval": "1s"}))
         assert recv_json(ws)["type"] == "bars"
-        for junk in ("hello", "[]", f'{{"symbol": "{s}", "seq": Infinity}}', "{}"):
-            assert r.publish(f"prices:{s}", junk) == 1  # one pattern subscriber: the service
+        other = tick(unique_symbol(), 9).model_dump_json()
+        junk: list[str | bytes] = ["hello", "[]", f'{{"symbol": "{s}", "seq": Infinity}}', "{}", b"\xff\xfe",
+                                   "[" * 100_000, other]  # not UTF-8; nested too deep; another symbol's tick
+        for message in junk:
+            assert r.publish(f"prices:{s}", message) == 1  # one pattern subscriber: the service
         assert r.publish(f"bars:{s}:1s", "not a bar") == 1
         _publish(settings, [tick(s, 2)])
         frames = recv_until(ws, lambda f: f.get("type") == "tick", timeout_s=30)
     assert frames[-1]["data"]["seq"] == 2
-    assert metric(settings, "tradesim_marketdata_bad_updates_total") - bad_before == 5
+    assert metric(settings, "tradesim_marketdata_bad_updates_total") - bad_before == len(junk) + 1
 
 
 def test_a_subscription_redis_refused_holds_nothing(settings: Settings, cache: PriceCache) -> None:

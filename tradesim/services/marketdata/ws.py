@@ -179,9 +179,13 @@ class Client:
         self.bad: deque[float] = deque(maxlen=BAD_FRAMES)  # when its latest bad frames came
         self.replies = 0  # control frames in `queue`
         self.last_sent = time.monotonic()  # when a frame last went to its socket (heartbeats go to quiet ones)
-        #: per symbol, the (run_id, seq) a snapshot or a catch-up already gave it: a tick up to that one, read from
-        #: pub/sub after them, is not sent; the entry goes once a newer tick passed (pub/sub is in order from there)
+        #: per symbol (or "SYMBOL|interval": (0, window start)), what a snapshot, a bar history or a catch-up already
+        #: gave it: an update up to that one, read from pub/sub after them, is not sent; the entry goes once a newer
+        #: one passed (pub/sub is in order from there)
         self.floor: dict[str, tuple[int, int]] = {}
+
+    def raise_floor(self, key: str, order: tuple[int, int]) -> None:
+        self.floor[key] = max(self.floor.get(key, order), order)
 
     def below_floor(self, update: Update) -> bool:
         """Whether this price update is covered by what the client got from the cache (snapshot, catch-up)."""
@@ -222,9 +226,11 @@ class Client:
         self.queue = deque([*control, *sorted(latest.values(), key=lambda u: (u[1], u[2]))])
 
     def forget(self, keys: list[str]) -> None:
-        """Drop the queued updates of these symbols (or "SYMBOL|interval" bar keys): unsubscribed, none may follow
-        the acknowledgement."""
+        """Drop the queued updates and floors of these symbols (or "SYMBOL|interval" bar keys): unsubscribed, none
+        may follow the acknowledgement."""
         gone = set(keys)
+        for key in gone:
+            self.floor.pop(key, None)
         if any(u[0] in gone for u in self.queue):
             self.queue = deque(u for u in self.queue if u[0] not in gone)
 
@@ -325,6 +331,10 @@ class MarketDataHub:
         self.settings = settings
         self.redis = aioredis.Redis.from_url(settings.redis.client_url, decode_responses=True,
                                              socket_connect_timeout=2, health_check_interval=10)
+        #: pub/sub and the catch-up read bytes: a message that is not UTF-8 is then one bad message, where the
+        #: decoding client raised it out of the listener
+        self.raw = aioredis.Redis.from_url(settings.redis.client_url, socket_connect_timeout=2,
+                                           health_check_interval=10)
         self.keys = keys
         self.feed_ready = feed_ready
         self.by_symbol: dict[str, set[Client]] = {}
@@ -340,11 +350,11 @@ class MarketDataHub:
         """Forward every price and bar update to its subscribers; reconnect to Redis with backoff if it drops."""
         backoff = 0.1
         while True:
-            pubsub = self.redis.pubsub()
+            pubsub = self.raw.pubsub()
             try:
                 await pubsub.psubscribe(CHANNEL_PATTERN, BARS_PATTERN)
-                backoff = 0.1
                 await self._catch_up()
+                backoff = 0.1  # listening again: a later drop starts its backoff over
                 burst = 0
                 async for msg in pubsub.listen():
                     if msg.get("type") != "pmessage":
@@ -354,13 +364,7 @@ class MarketDataHub:
                         # Updates arrive in bursts (one consume batch at a time); let the client pumps run so a
                         # client that keeps up is never conflated just because the burst was read in one go.
                         await asyncio.sleep(0)
-                    try:
-                        self._message(msg["channel"], msg["data"])
-                    except BAD_MESSAGE as exc:
-                        # anyone can PUBLISH on these channels: one bad message must not end every client's feed
-                        metrics.BAD_UPDATES.inc()
-                        log.warning("skipped a message that is not a tick or bar", extra={
-                            "channel": msg["channel"], "error": str(exc)})
+                    self._on_message(msg["channel"], msg["data"])
             except (aioredis.RedisError, OSError) as exc:  # a refused command too: the feed must outlive it
                 log.warning("redis pub/sub lost, reconnecting", extra={"error": str(exc), "backoff_s": backoff})
                 await asyncio.sleep(backoff)  # pacing a reconnect, not waiting for a condition
@@ -371,47 +375,72 @@ class MarketDataHub:
                 except (aioredis.RedisError, OSError):
                     pass
 
+    def _on_message(self, channel: bytes, data: bytes) -> None:
+        """One published message; anyone can PUBLISH on these channels, so whatever a message holds (not UTF-8,
+        not JSON, nested too deep, another symbol's tick) it is skipped and counted, never the end of the feed."""
+        try:
+            self._message(channel.decode(), data.decode())
+        except Exception as exc:  # noqa: BLE001 - see above; an unexpected one is logged with its traceback
+            metrics.BAD_UPDATES.inc()
+            log.warning("skipped a message that is not a tick or bar", exc_info=not isinstance(exc, BAD_MESSAGE),
+                        extra={"channel": channel[:100].decode(errors="replace"), "error": str(exc)[:200]})
+
     def _message(self, channel: str, data: str) -> None:
         if channel.startswith(BARS_PREFIX):
-            self._bar(channel, data)
+            symbol, interval = parse_channel(channel)
+            self._fan_bar(f"{symbol}|{interval}", data)
             return
-        subs = self.by_symbol.get(channel[len(CHANNEL_PREFIX):])
+        symbol = channel[len(CHANNEL_PREFIX):]
+        subs = self.by_symbol.get(symbol)
         if subs:
-            symbol, run, seq = _order(data)
-            self.fanned[symbol] = (run, seq)
+            named, run, seq = _order(data)
+            if named != symbol:
+                raise ValueError(f"a tick of {named!r} on the channel of {symbol!r}")
+            order = (run, seq)
+            self.fanned[symbol] = max(self.fanned.get(symbol, order), order)
             frame = '{"type":"tick","data":' + data + "}"
             _fan_out(subs, frame, (symbol, run, seq, frame))
 
     async def _catch_up(self) -> None:
-        """Send subscribers the cached price of each symbol that moved while pub/sub was not listening (Redis
-        restarted, the connection dropped): what was published then reached no one, and a feed that has paused
-        would leave their price stale until its next tick. Runs once the patterns are subscribed again, so every
-        later tick comes through pub/sub; the clients' floors drop the copies of what this sends."""
+        """Send subscribers what moved while pub/sub was not listening (Redis restarted, the connection dropped):
+        each symbol's cached price if newer than the last one fanned out, and each bar key's newer bars. What was
+        published then reached no one, and a feed that has paused would leave them stale until its next update.
+        Runs once the patterns are subscribed again, so every later update comes through pub/sub; the clients'
+        floors drop the copies of what this sends. Best effort: an entry that cannot be read is skipped."""
         symbols = list(self.by_symbol)
         bar_keys = [k for k in self.by_bars if k in self.bars_fanned]
         if not symbols and not bar_keys:
             return
-        pipe = self.redis.pipeline(transaction=False)
+        pipe = self.raw.pipeline(transaction=False)
         for s in symbols:
             pipe.hget(price_key(s), "tick")
         for key in bar_keys:
             symbol, _, interval = key.partition("|")
             pipe.zrangebyscore(bars_key(symbol, interval), f"({self.bars_fanned[key]}", "+inf")
-        got: list[Any] = await pipe.execute()
-        cached, bars = got[:len(symbols)], got[len(symbols):]
+        got: list[Any] = await pipe.execute(raise_on_error=False)  # a wrong-typed key fails alone
         moved = 0
-        for key, new in zip(bar_keys, bars, strict=True):
-            for data in new:  # oldest first, each newer than what the key's subscribers got
-                try:
-                    self._fan_bar(key, data)
-                except BAD_MESSAGE:
-                    metrics.BAD_UPDATES.inc()
-        for s, tick in zip(symbols, cached, strict=True):
+        for key, new in zip(bar_keys, got[len(symbols):], strict=True):
+            if not (isinstance(new, list) and new):
+                continue
+            channel = f"{BARS_PREFIX}{key.replace('|', ':')}".encode()
+            for raw in new:  # oldest first, each newer than what the key's subscribers got
+                self._on_message(channel, raw)
+            try:
+                last = _window_start(new[-1].decode())
+            except BAD_MESSAGE:
+                continue
+            for client in self.by_bars.get(key, ()):
+                client.raise_floor(key, (0, last))
+            moved += 1
+        for s, raw in zip(symbols, got[:len(symbols)], strict=True):
             subs = self.by_symbol.get(s)
-            if not tick or not subs:
+            if not isinstance(raw, bytes) or not subs:
                 continue
             try:
-                _, run, seq = _order(tick)
+                tick = raw.decode()
+                named, run, seq = _order(tick)
+                if named != s:
+                    raise ValueError(f"the cached price of {s!r} is {named!r}'s")
             except BAD_MESSAGE:
                 metrics.BAD_UPDATES.inc()
                 continue
@@ -421,23 +450,20 @@ class MarketDataHub:
             frame = '{"type":"tick","data":' + tick + "}"
             _fan_out(list(subs), frame, (s, run, seq, frame))
             for client in subs:
-                client.floor[s] = max(client.floor.get(s, (run, seq)), (run, seq))
+                client.raise_floor(s, (run, seq))
             moved += 1
         if moved:
-            log.info("prices caught up after a pub/sub reconnect", extra={"symbols": moved})
-
-    def _bar(self, channel: str, data: str) -> None:
-        symbol, interval = parse_channel(channel)
-        self._fan_bar(f"{symbol}|{interval}", data)
+            log.info("caught up after a pub/sub reconnect", extra={"updated": moved})
 
     def _fan_bar(self, key: str, data: str) -> None:
         subs = self.by_bars.get(key)
         if subs:
             start = _window_start(data)
-            self.bars_fanned[key] = start
+            self.bars_fanned[key] = max(self.bars_fanned.get(key, start), start)
             update = (key, 0, start, '{"type":"bar","data":' + data + "}")
-            for client in subs:
-                client.offer(update)
+            for client in list(subs):
+                if not (client.floor and client.below_floor(update)):
+                    client.offer(update)
 
     async def subscribe_bars(self, client: Client, symbols: list[str], interval: str) -> None:
         """Register, then send each symbol's recent bars; queued bars the history covers are dropped, so the
@@ -468,11 +494,18 @@ class MarketDataHub:
             frames: list[Update] = []
             for s, key, bars in zip(symbols, keys, histories, strict=True):
                 if bars:
-                    covered[key] = _window_start(bars[-1])
+                    try:
+                        covered[key] = _window_start(bars[-1])
+                    except BAD_MESSAGE:  # not ours to show
+                        metrics.BAD_UPDATES.inc()
+                        bars = []
                 head = json.dumps({"type": "bars", "symbol": s, "interval": interval})[:-1]
                 frames.append(("", 0, 0, head + ',"data":[' + ",".join(bars) + "]}"))  # bars stay as stored
             kept = [u for u in client.queue if not (u[0] in covered and u[2] <= covered[u[0]])]
             client.replace_queue([*frames, *kept])
+            for key, start in covered.items():  # a bar still on its way from pub/sub is not sent after its history
+                client.raise_floor(key, (0, start))
+                self.bars_fanned[key] = max(self.bars_fanned.get(key, start), start)
         finally:
             client.paused = False
             client.wake.set()
@@ -527,12 +560,18 @@ class MarketDataHub:
             covered: dict[str, tuple[int, int]] = {}
             frames = []
             for s, snap in zip(known, snaps, strict=True):
-                if snap:
+                if not snap:
+                    continue
+                try:
                     _, run, seq = _order(snap)
-                    covered[s] = (run, seq)
-                    frames.append(("", 0, 0, '{"type":"snapshot","data":' + snap + "}"))
+                except BAD_MESSAGE:  # a cached price not ours to show: no snapshot; the next tick comes live
+                    metrics.BAD_UPDATES.inc()
+                    continue
+                covered[s] = (run, seq)
+                frames.append(("", 0, 0, '{"type":"snapshot","data":' + snap + "}"))
             kept = [u for u in client.queue if not (u[0] in covered and (u[1], u[2]) <= covered[u[0]])]
-            client.floor.update(covered)  # and a tick still on its way from pub/sub is not sent after it
+            for s, order in covered.items():  # and a tick still on its way from pub/sub is not sent after it
+                client.raise_floor(s, order)
             ack = ("", 0, 0, json.dumps({"type": "subscribed", "symbols": known}))
             client.replace_queue([ack, *frames, *kept])
         finally:
@@ -543,7 +582,6 @@ class MarketDataHub:
         _drop(self.by_symbol, client.symbols, client, symbols)
         client.forget(symbols)
         for s in symbols:
-            client.floor.pop(s, None)
             if s not in self.by_symbol:
                 self.fanned.pop(s, None)
 
@@ -667,7 +705,8 @@ class MarketDataHub:
             return error(f"interval must be one of {', '.join(BAR_INTERVALS)}")
         try:
             return await self._subscription(client, doc, symbols)
-        except aioredis.RedisError as exc:  # Redis restarting: the request fails, the connection stays
+        except (aioredis.RedisError, UnicodeDecodeError) as exc:  # Redis restarting (or a cached value not ours):
+            # the request fails, the connection stays
             log.warning("a subscription failed on Redis", extra={"error": str(exc)})
             client.send_now(_error("unavailable", "the price cache is unavailable; subscribe again shortly"))
             return None
@@ -717,3 +756,4 @@ async def run_server(hub: MarketDataHub, stop: asyncio.Event) -> None:
         listener.cancel()
         beat.cancel()
         await hub.redis.aclose()
+        await hub.raw.aclose()
