@@ -174,8 +174,9 @@ class Api:
         if answer.status_code < 400:
             try:
                 return answer.json()
-            except ValueError:  # a proxy's page, another service: the callers expect ApiError, never a crash
-                raise ApiError(answer.status_code, "not_tradesim_api", f"{method} {path} answered "
+            except ValueError:  # a proxy's page, another service: the callers expect ApiError, never a crash.
+                # As a 502: whether what stands behind it did the request is unknown (a ticket holds its order)
+                raise ApiError(502, "not_tradesim_api", f"{method} {path} answered "
                                f"{answer.status_code} without the tradesim API's JSON: is {self.base_url} the "
                                "tradesim API (api.url)?") from None
         retry = answer.headers.get("retry-after", "")

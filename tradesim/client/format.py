@@ -10,19 +10,16 @@ from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
 _SHOWN_AS_IS = Decimal("1e20")
 
 
-def _rounded(amount: str, places: str) -> Decimal | None:
-    """`amount` rounded to `places`, or None when it is not a number a table can round (NaN, Infinity, 1e40)."""
+def _rounded(amount: str, places: str) -> Decimal | str:
+    """`amount` rounded to `places`; else what to show instead: a number a table cannot round as Decimal spells it
+    (NaN, Infinity, 1E+40), anything else as `?` (the text itself could carry markup or control characters)."""
     try:
         value = Decimal(amount)
     except (InvalidOperation, ValueError, TypeError):
-        return None
+        return "?"
     if not value.is_finite() or abs(value) >= _SHOWN_AS_IS:
-        return None
+        return str(value)[:24]
     return value.quantize(Decimal(places), ROUND_HALF_EVEN)
-
-
-def _as_is(amount: object) -> str:
-    return str(amount)[:24]
 
 
 def cents(amount: str | None) -> str:
@@ -30,7 +27,7 @@ def cents(amount: str | None) -> str:
     if amount is None:
         return "-"
     value = _rounded(amount, "0.01")
-    return _as_is(amount) if value is None else f"{value:,}"
+    return value if isinstance(value, str) else f"{value:,}"
 
 
 def price(amount: str | None) -> str:
@@ -38,8 +35,8 @@ def price(amount: str | None) -> str:
     if amount is None:
         return "-"
     value = _rounded(amount, "0.0001")
-    if value is None:
-        return _as_is(amount)
+    if isinstance(value, str):
+        return value
     whole, _, frac = format(value, "f").partition(".")
     return f"{whole}.{frac.rstrip('0').ljust(2, '0')}"
 
@@ -49,8 +46,8 @@ def signed(amount: str | None) -> str:
     if amount is None:
         return "-"
     value = _rounded(amount, "0.01")
-    if value is None:
-        return _as_is(amount).replace("[", r"\[")  # rich markup
+    if isinstance(value, str):
+        return value
     if value > 0:
         return f"[green]+{value:,}[/green]"
     if value < 0:

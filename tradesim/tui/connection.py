@@ -83,7 +83,6 @@ class Feed:
                 async with connect(self.url, open_timeout=self.open_timeout_s, max_size=2**24, compression=None,
                                    ping_interval=10, ping_timeout=10, close_timeout=1) as ws:
                     self._ws = ws
-                    self.backoff.reset()
                     self.events.feed_state("connected", None, "")
                     await self._serve(ws)
                     detail = "closed by the server"
@@ -109,11 +108,17 @@ class Feed:
             await ws.send(json.dumps({"op": "subscribe", "symbols": sorted(self.prices)}))
         if self._pending is None:
             await self._sync_bars()
+        served = False
         async for raw in ws:
             received = time.perf_counter()
             self.frames += 1
             try:
                 frame = json.loads(raw)
+                if not served and frame.get("type") not in ("error", None):
+                    # the backoff starts over once the server serves, not once it accepts: a subscription it
+                    # answers `unavailable` (a new connection follows) must not reconnect at the first delay for ever
+                    served = True
+                    self.backoff.reset()
                 await self._on_frame(frame, received)
             except (ValueError, KeyError, TypeError, AttributeError, ArithmeticError, ValidationError):
                 # a frame that is not an object, a number JSON's Infinity made too big for int(): one broken

@@ -291,17 +291,22 @@ def test_an_accepted_order_is_in_orders_from_its_202_and_gives_way_to_its_outcom
 def test_an_overdue_accepted_order_is_listed_by_the_status_it_shows(http: httpx.Client, user: User, symbol: str,
                                                                     settings: Settings) -> None:
     """An `accepted` order the job never saw and whose deadline passed shows as expired; `status=expired` lists it
-    (before: only orders stored as expired) and `status=accepted` does not."""
+    (before: only orders stored as expired), however many newer accepted ones there are, and `status=accepted`
+    does not."""
     db = DynamoDB(settings.dynamodb)
     stale = OrderPlaced(order_id=f"o{time.time_ns()}", user_id=user.user_id, symbol=symbol, side="buy", qty=1,
                         order_type="market",
                         placed_at_ms=int(time.time() * 1000) - 2 * settings.trading.processing_deadline_ms)
+    fresh = stale.model_copy(update={"order_id": f"o{time.time_ns()}", "placed_at_ms": int(time.time() * 1000)})
     assert OrderStore(db).claim(stale) is None  # written as accepted, twice the deadline ago
+    assert OrderStore(db).claim(fresh) is None  # and a newer one, still accepted
     db.close()
     assert http.get(f"/orders/{stale.order_id}", headers=user.auth).json()["status"] == "expired"
-    expired = http.get("/orders", params={"status": "expired"}, headers=user.auth).json()["orders"]
+    # limit=1: the newer accepted one, read first and dropped, must not use up the limit
+    expired = http.get("/orders", params={"status": "expired", "limit": 1}, headers=user.auth).json()["orders"]
     assert [(o["order_id"], o["status"]) for o in expired] == [(stale.order_id, "expired")]
-    assert http.get("/orders", params={"status": "accepted"}, headers=user.auth).json() == {"orders": []}
+    accepted = http.get("/orders", params={"status": "accepted"}, headers=user.auth).json()["orders"]
+    assert [o["order_id"] for o in accepted] == [fresh.order_id]
 
 
 def test_a_key_keeps_its_body_after_redis_forgot_it(http: httpx.Client, user: User, symbol: str,

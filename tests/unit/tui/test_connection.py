@@ -68,9 +68,13 @@ class Script:
             yield f
 
 
-def serve(frames: list[object], key: str | None = "k", refused: bool = False) -> tuple[Feed, Events, Script]:
+def serve(frames: list[object], key: str | None = "k", refused: bool = False,
+          delays: int = 0) -> tuple[Feed, Events, Script]:
+    """Serve the frames to a feed whose backoff has been taken `delays` times (earlier failed connections)."""
     events = Events()
     feed = Feed("ws://unused", key, events)
+    for _ in range(delays):
+        feed.backoff.next()
     feed.account_refused = refused
     feed.prices = {"AAA"}
     feed.bars = {("AAA", "1m")}
@@ -155,7 +159,11 @@ def test_frames_no_decoder_expects_are_skipped_and_the_session_goes_on() -> None
 def test_a_subscription_the_server_could_not_make_starts_a_new_connection() -> None:
     """The server answers `unavailable` (its Redis restarting) and holds nothing of the subscription: before, the
     TUI ignored it and the symbols had no price until the app restarted."""
-    _, _, ws = serve([{"type": "error", "code": "unavailable", "message": "the price cache is unavailable"}])
+    feed, _, ws = serve([{"type": "error", "code": "unavailable", "message": "the price cache is unavailable"}],
+                        delays=2)
     assert ws.closed  # the run loop reconnects after its backoff and subscribes everything again
+    assert feed.backoff.next() == 2  # and the backoff grows: the server never served (before: 0.5 s for ever)
+    feed, _, _ = serve([{"type": "subscribed", "symbols": ["AAA"]}], delays=2)
+    assert feed.backoff.next() == 0.5  # served: a later drop starts over
     _, _, ws = serve([{"type": "error", "code": "bad_request", "message": "no"}])
     assert not ws.closed

@@ -303,6 +303,8 @@ def test_figures_a_table_cannot_round_are_shown_as_they_came() -> None:
     """Before: rounding NaN, Infinity or 1e40 raised InvalidOperation in the repaint, which ended the TUI."""
     from tradesim.client.format import cents, price, signed
 
-    assert (cents("1e40"), price("Infinity"), signed("NaN"), signed("-1E+25")) == ("1e40", "Infinity", "NaN",
+    assert (cents("1e40"), price("Infinity"), signed("NaN"), signed("-1E+25")) == ("1E+40", "Infinity", "NaN",
                                                                                      "-1E+25")
+    # not a number: never its text, which could be markup or control characters
+    assert (cents("[bold]x[/]"), price("\x1b[2J"), signed("\\[blink]x")) == ("?", "?", "?")
     assert (cents("12.345"), price("185.12345"), signed("-3.999")) == ("12.34", "185.1234", "[red]-4.00[/red]")

@@ -422,14 +422,17 @@ async def list_orders(
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> OrderList:
     """The caller's orders, newest first; with `status` or `symbol`, those among the newest `api.orders_scan_max`."""
+    scan_max = res.settings.api.orders_scan_max
+    stored = None if status is None else stored_statuses(status)
+    # an overdue `accepted` order shows as expired (see shown_status): `status=accepted` does not ask for it, and
+    # `status=expired` does. Which is which shows only once read, so those two read all they may (`scan_max`)
+    # before they keep `limit`: the ones dropped must not use up the limit.
+    fetch = limit if status not in ("accepted", "expired") else max(limit, scan_max)
     with metrics.timed("dynamodb", "orders_by_user"):
         items = await anyio.to_thread.run_sync(
-            lambda: res.orders.by_user(user.user_id, status=None if status is None else stored_statuses(status),
-                                       symbol=symbol, limit=limit, scan_max=res.settings.api.orders_scan_max))
+            lambda: res.orders.by_user(user.user_id, status=stored, symbol=symbol, limit=fetch, scan_max=scan_max))
     orders = [_order(i, res) for i in items]
-    # an overdue `accepted` order shows as expired (see shown_status): `status=accepted` does not ask for it, and
-    # `status=expired` does (it was read with the accepted ones)
-    return OrderList(orders=[o for o in orders if status is None or o.status == status])
+    return OrderList(orders=[o for o in orders if status is None or o.status == status][:limit])
 
 
 @router.delete("/{order_id}", status_code=202, response_model=CancelAccepted,
