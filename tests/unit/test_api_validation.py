@@ -89,6 +89,8 @@ def test_short_selling_is_not_a_setting_any_more() -> None:
     # a control character could make two bodies hash alike (the hash joins the fields with \x1f)
     {"client_order_id": "c\x1fat=1700000000000"}, {"client_order_id": "line\n"}, {"client_order_id": "\x7f"},
     {"client_order_id": "\x9b2J"}, {"client_order_id": "a\x85b"}, {"client_order_id": "x\u202ey"},  # C1, bidi
+    {"client_order_id": "a\u2028b"}, {"client_order_id": "a\u200bb"}, {"client_order_id": "\ufeffa"},
+    {"client_order_id": "a\u061cb"},
 ])
 def test_order_request_refuses(change: dict[str, object]) -> None:
     with pytest.raises(ValidationError):

@@ -587,3 +587,20 @@ def test_a_request_sent_and_never_answered_is_not_called_unreachable(monkeypatch
             call(load_settings(), "POST", "/orders", "k", json_body={}, timeout_s=0.3)
     assert "no answer from the API" in str(raised.value)
     assert "may have been done" in str(raised.value)
+
+
+def test_an_order_never_sent_does_not_ask_for_a_retry_with_its_key(tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    import json
+
+    from tradesim.testing.net import free_port
+
+    creds = tmp_path / "creds.json"
+    creds.write_text(json.dumps({"active": "a", "users": {"a": {"user_id": "a", "api_key": "ts_k"}}}))
+    monkeypatch.setenv("TRADESIM_API__CREDENTIALS_FILE", str(creds))
+    monkeypatch.setenv("TRADESIM_API__URL", f"http://127.0.0.1:{free_port()}")
+    result = runner.invoke(app, ["order", "buy", "ACME", "1"])
+    assert result.exit_code == 1
+    line = _one_line_error(result.output)
+    assert "the API is not reachable" in line
+    assert "--idempotency-key" not in line  # refused before anything was sent: nothing to be careful about

@@ -16,7 +16,7 @@ from tradesim.cli.errors import cli_errors
 from tradesim.cli.readout import order_id_param, symbol_param
 from tradesim.domain.events import MAX_PRICE
 from tradesim.settings import load_settings
-from tradesim.stack.errors import StackError, UserError
+from tradesim.stack.errors import UserError
 
 app = typer.Typer(help="Place, show and cancel orders as the active user.", no_args_is_help=True)
 out = Console(highlight=False, soft_wrap=True)
@@ -57,7 +57,7 @@ def order_body(side: str, symbol: str, qty: str, limit: str | None, stop: str | 
 
 def _place(side: str, symbol: str, qty: str, limit: str | None, stop: str | None, tif: str, as_json: bool,
            idempotency_key: str | None) -> None:
-    from tradesim.client.api import active_key, call
+    from tradesim.client.api import OutcomeUnknown, active_key, call
 
     body = order_body(side, symbol, qty, limit, stop, tif)
     if idempotency_key is not None and not (
@@ -68,8 +68,8 @@ def _place(side: str, symbol: str, qty: str, limit: str | None, stop: str | None
     try:
         answer = call(settings, "POST", "/orders", active_key(settings)[1], json_body=body,
                       headers={"Idempotency-Key": key})
-    except StackError as exc:  # no answer, or a 5xx such as outcome_unknown: the order may have been placed
-        raise StackError(f"{exc}; to retry without a risk of placing it twice, run the same command with "
+    except OutcomeUnknown as exc:  # no answer, or a 5xx such as outcome_unknown: the order may have been placed
+        raise OutcomeUnknown(f"{exc}; to retry without a risk of placing it twice, run the same command with "
                          f"--idempotency-key {key}") from None
     if as_json:
         out.print(json.dumps(answer), markup=False)

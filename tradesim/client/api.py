@@ -105,11 +105,16 @@ def admin_key(settings: Settings) -> str:
     return key
 
 
+class OutcomeUnknown(StackError):
+    """The request was sent and nothing says what became of it (no whole answer, or a 5xx): it may have been
+    done, so only a retry that is idempotent (the same Idempotency-Key) is safe."""
+
+
 def call(settings: Settings, method: str, path: str, key: str, *, json_body: Any = None,
          params: dict[str, Any] | None = None, headers: dict[str, str] | None = None,
          timeout_s: float = 15.0) -> Any:
-    """One request; returns the decoded JSON answer. Raises UserError (4xx) or StackError (5xx, unreachable).
-    Parameters whose value is None are left out."""
+    """One request; returns the decoded JSON answer. Raises UserError (4xx), OutcomeUnknown (5xx, no answer) or
+    StackError (unreachable, not the API). Parameters whose value is None are left out."""
     url = settings.api.client_url + path
     given = None if params is None else {k: v for k, v in params.items() if v is not None}
     try:
@@ -119,7 +124,7 @@ def call(settings: Settings, method: str, path: str, key: str, *, json_body: Any
         raise StackError(f"the API is not reachable at {settings.api.client_url}: {exc} (is `tradesim up` "
                          "running?)") from None
     except httpx.HTTPError as exc:  # sent, and no whole answer: the request may or may not have been done
-        raise StackError(f"no answer from the API at {settings.api.client_url} within {timeout_s:g} s "
+        raise OutcomeUnknown(f"no answer from the API at {settings.api.client_url} within {timeout_s:g} s "
                          f"({one_line(exc) or type(exc).__name__}); the request may have been done") from None
     not_ours = StackError(f"{method} {url} answered {answer.status_code} {answer.reason_phrase} without the "
                           f"tradesim API's JSON: is {settings.api.client_url} the tradesim API (api.url)?")
@@ -134,11 +139,11 @@ def call(settings: Settings, method: str, path: str, key: str, *, json_body: Any
     except (ValueError, KeyError, TypeError):
         if answer.status_code >= 500:  # a proxy or load balancer in front of an API that is down
             text = one_line(answer.text)[:200]
-            raise StackError(f"API error {answer.status_code} {answer.reason_phrase}"
+            raise OutcomeUnknown(f"API error {answer.status_code} {answer.reason_phrase}"
                              + (f": {text}" if text else "")) from None
         raise not_ours from None
     if answer.status_code >= 500:
-        raise StackError(f"API error {answer.status_code}: {message}")
+        raise OutcomeUnknown(f"API error {answer.status_code}: {message}")
     raise UserError(message)
 
 

@@ -85,8 +85,10 @@ class OrderRequest(Strict):
     stop_price: PriceStr | None = Field(None, description="required for stop and stop_limit, else absent")
     time_in_force: TimeInForce = "day"
     client_order_id: Annotated[str, Field(
-        # C0, DEL, C1 and the bidirectional controls: each can rewrite a terminal line that shows the reference
-        min_length=1, max_length=64, pattern=r"^[^\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]+$",
+        # C0, DEL, C1, line separators, zero-width and bidirectional controls: each can rewrite or hide part of a
+        # terminal line that shows the reference
+        min_length=1, max_length=64,
+        pattern=r"^[^\x00-\x1f\x7f-\x9f\u061c\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff]+$",
         description="your own reference, up to 64 characters, no control characters")] | None = None
     at_ms: int | None = Field(
         None, ge=0, le=MAX_EPOCH_MS, strict=True,

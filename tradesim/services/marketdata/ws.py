@@ -6,7 +6,8 @@ Protocol (JSON text frames); one connection may carry price subscriptions and on
            {"op": "subscribe_bars", "symbols": [...], "interval": "1s" | "1m"} | {"op": "unsubscribe_bars", ...}
   server → {"type": "subscribed", "symbols": [...]}  |  {"type": "unsubscribed", "symbols": [...]}
            {"type": "snapshot", "data": <tick>}   once per symbol on subscribe (if it has a price)
-           {"type": "tick", "data": <tick>}       every update after the snapshot, in (run_id, seq) order
+           {"type": "tick", "data": <tick>}       every newer update after the snapshot, in (run_id, seq) order (one
+                                                  that moved while pub/sub reconnected: once it is back)
            {"type": "bars", "symbol", "interval", "data": [<bar>, ...]}   on subscribe_bars: the recent bars
                                                   (oldest first, up to 300; [] when there are none yet)
            {"type": "bar", "data": <bar>}         every bar after that history, in window order
