@@ -144,3 +144,13 @@ def test_cash_and_cost_follow_the_ledger_which_rounds_the_notional_to_the_cent()
     sold = fill("sell", 10, "50.0257", at=1)  # 500.257 → 500.26 − 1.00
     assert cash_delta(sold) == D("499.26")
     assert positions([bought, sold])["ACME"].realized == D("499.26") - D("501.21")
+
+
+def test_a_reset_starts_the_cost_basis_and_the_series_over() -> None:
+    history = [fill("buy", 10, "100.00", at=10), fill("sell", 4, "150.00", at=20),  # the account before its reset
+               fill("buy", 2, "120.00", at=40)]
+    assert positions(history, since_ms=30) == {"ACME": PositionCost("ACME", 2, D("241.00"), D(0))}
+    cash_now = D("10000") - D("241.00")  # the reset set 10,000; one buy since
+    marks = {25: {"ACME": D("150")}, 50: {"ACME": D("121")}}
+    assert pnl_series(history, cash_now, [25, 30, 50], marks, since_ms=30) == [
+        PnlPoint(25, D(0), None), PnlPoint(30, D(0), None), PnlPoint(50, D(0), cash_now + 2 * D("121"))]

@@ -44,11 +44,12 @@ def cash_delta(fill: TradeRecord) -> Decimal:
     return -(notional + fee) if fill.side == "buy" else notional - fee
 
 
-def positions(executions: Iterable[TradeRecord]) -> dict[str, PositionCost]:
-    """Fold executions (in decision order; other statuses are skipped) into a cost position per symbol."""
+def positions(executions: Iterable[TradeRecord], since_ms: int = 0) -> dict[str, PositionCost]:
+    """Fold executions (in decision order; other statuses are skipped) into a cost position per symbol; those
+    decided before `since_ms` (the account's last reset) are of the account before it and are skipped too."""
     out: dict[str, PositionCost] = {}
     for fill in executions:
-        if fill.executed:
+        if fill.executed and fill.decided_at_ms >= since_ms:
             out[fill.symbol] = out.get(fill.symbol, PositionCost(fill.symbol)).after(fill)
     return out
 
@@ -89,16 +90,21 @@ class PnlPoint:
 
 
 def pnl_series(executions: Sequence[TradeRecord], cash_now: Decimal, bucket_ends: Sequence[int],
-               marks: Mapping[int, Mapping[str, Decimal]]) -> list[PnlPoint]:
+               marks: Mapping[int, Mapping[str, Decimal]], since_ms: int = 0) -> list[PnlPoint]:
     """Realized P&L and equity at each bucket end (ascending). Cash then = cash now minus the cash deltas of the
-    fills after it (so it assumes no deposits after the first fill); positions are marked at `marks[end]`
-    (equity is None when a held symbol has no mark)."""
-    fills = sorted((f for f in executions if f.executed), key=lambda f: f.decided_at_ms)
+    fills after it (no deposit comes between fills: a reset, which sets the cash, starts the series over at
+    `since_ms`); positions are marked at `marks[end]` (equity is None when a held symbol has no mark). A bucket
+    that ends at or before `since_ms` was the account before its reset: no equity, no realized P&L."""
+    fills = sorted((f for f in executions if f.executed and f.decided_at_ms >= since_ms),
+                   key=lambda f: f.decided_at_ms)
     cash = cash_now - sum((cash_delta(f) for f in fills), ZERO)
     held: dict[str, PositionCost] = {}
     out: list[PnlPoint] = []
     i = 0
     for end in bucket_ends:
+        if end <= since_ms:
+            out.append(PnlPoint(end, ZERO, None))
+            continue
         while i < len(fills) and fills[i].decided_at_ms < end:
             fill = fills[i]
             held[fill.symbol] = held.get(fill.symbol, PositionCost(fill.symbol)).after(fill)

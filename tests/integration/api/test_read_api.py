@@ -400,6 +400,31 @@ def test_pnl_series_realized_and_equity_per_bucket(api: httpx.Client, new_user: 
     ]
 
 
+def test_a_reset_starts_the_pnl_and_the_cost_basis_over(api: httpx.Client, new_user: Callable[..., User],
+                                                        index: TradeIndex, store: TradeStore, ledger: PortfolioStore,
+                                                        admin: dict[str, str]) -> None:
+    """Before: the executions before a reset still made the cost basis and realized P&L, and the P&L series
+    worked past cash out of today's (reset) cash, so its equity before the reset was made up."""
+    u = new_user(cash="10000")
+    sym = unique_symbol()
+    now = int(time.time() * 1000)
+    before = [rec(u, sym, "buy", 10, "100.00", now - 2 * HOUR), rec(u, sym, "sell", 4, "150.00", now - HOUR)]
+    write(index, store, before)
+    settle(ledger, before)
+    assert api.post(f"/accounts/{u.user_id}/reset", headers=admin).status_code == 200
+    after = [rec(u, sym, "buy", 2, "120.00", int(time.time() * 1000) + 1)]  # decided after the reset
+    write(index, store, after)
+    settle(ledger, after)
+    p = api.get("/portfolio", headers=u.auth).json()
+    assert D(p["cash"]) == D("10000") - D("241.00")
+    (row,) = p["positions"]
+    assert (row["qty"], D(row["average_cost"]), D(row["realized_pnl"])) == (2, D("120.50"), D(0))
+    window = {"from": now - 3 * HOUR, "to": now + HOUR, "interval": "1h"}
+    points = api.get("/analytics/pnl", params=window, headers=u.auth).json()["points"]
+    assert [(p["realized_pnl"], p["equity"]) for p in points[:2]] == [("0.00", None)] * 2  # before the reset
+    assert (D(points[-1]["realized_pnl"]), D(points[-1]["equity"])) == (D(0), D("9759.00") + 2 * D("120.00"))
+
+
 # ---- /portfolio -----------------------------------------------------------------------------------------------
 
 def test_portfolio_values_the_ledger_at_the_cached_price(api: httpx.Client, new_user: Callable[..., User],

@@ -122,8 +122,8 @@ class AccountStore:
             raise translate(exc, "list accounts") from None
         return sorted(accounts, key=lambda a: a.user_id)
 
-    def reset_portfolio(self, user_id: str, cash: Decimal, attempts: int = 5) -> int:
-        """Back to `cash` and no positions; returns the new version.
+    def reset_portfolio(self, user_id: str, cash: Decimal, at_ms: int, attempts: int = 5) -> int:
+        """Back to `cash` and no positions, marked reset at `at_ms`; returns the new version.
 
         Recorded outcomes stay, so a replayed old order still finds its first outcome and is not applied again.
         The write is conditional on the version just read (the execution job writes the same item); raises
@@ -141,9 +141,9 @@ class AccountStore:
             version = int(_from_dynamo(answer["Item"].get("version", {"N": "0"})))
             if conditional_write(lambda version=version: self.db.client.update_item(
                     TableName=self.portfolios, Key={"user_id": {"S": user_id}},
-                    UpdateExpression="SET cash = :cash, positions = :empty, version = :next",
+                    UpdateExpression="SET cash = :cash, positions = :empty, version = :next, reset_at_ms = :at",
                     ConditionExpression="version = :v",
-                    ExpressionAttributeValues={":cash": _to_dynamo(cash), ":empty": {"M": {}},
+                    ExpressionAttributeValues={":cash": _to_dynamo(cash), ":empty": {"M": {}}, ":at": {"N": str(at_ms)},
                                                ":v": {"N": str(version)}, ":next": {"N": str(version + 1)}}),
                     what):
                 return version + 1

@@ -41,6 +41,8 @@ class Portfolio:
     archived_upto: int | None = None
     #: how many outcomes ever left the item for the archive
     archived_n: int = 0
+    #: when an admin last reset it (epoch ms; 0: never): executions decided before are not this cash's history
+    reset_at_ms: int = 0
 
     def position(self, symbol: str) -> int:
         return self.positions.get(symbol, 0)
@@ -101,6 +103,7 @@ def portfolio_of(item: Mapping[str, Any]) -> Portfolio:
         n_outcomes=int(data.get("n_outcomes", len(data.get("outcomes", {})))),
         archived_upto=int(data["archived_upto"]) if "archived_upto" in data else None,
         archived_n=int(data.get("archived_n", 0)),
+        reset_at_ms=int(data.get("reset_at_ms", 0)),
     )
 
 

@@ -65,7 +65,7 @@ log = logging.getLogger("tradesim.dynamodb.portfolios")
 #: the write is retried this many times in all before giving up with VersionConflict
 _CONDITION_ATTEMPTS = 3
 #: attributes without the outcomes map: what the API's pre-check and account pages need
-_HOLDINGS = "user_id, cash, positions, version, n_outcomes"
+_HOLDINGS = "user_id, cash, positions, version, n_outcomes, reset_at_ms"
 #: DynamoDB numbers have 38 significant digits (Python's default context rounds at 28)
 _EXACT = DecimalContext(prec=38, traps=[Inexact, Overflow])
 #: outcomes removed per UpdateItem when pruning (keeps the expression well under DynamoDB's 4 KB)

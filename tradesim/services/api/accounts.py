@@ -105,7 +105,8 @@ async def reset_account(res: Res, _: Admin, user_id: str = UserPath) -> ResetDon
     if account is None:
         raise ApiError(404, "account_not_found", f"no account {user_id!r}")
     try:
-        version = await anyio.to_thread.run_sync(res.accounts.reset_portfolio, user_id, account.starting_cash)
+        version = await anyio.to_thread.run_sync(res.accounts.reset_portfolio, user_id, account.starting_cash,
+                                                 int(time.time() * 1000))
     except PortfolioNotFound:
         await anyio.to_thread.run_sync(res.portfolios.create, user_id, account.starting_cash)
         version = 0

@@ -79,7 +79,7 @@ async def pnl(
     if symbols and ends:
         with metrics.timed("clickhouse", "marks"):
             marks = await anyio.to_thread.run_sync(res.analytics.marks, symbols, ends)
-    points = pnl_series(fills, item.cash, ends, marks)
+    points = pnl_series(fills, item.cash, ends, marks, item.reset_at_ms)
     return PnlSeries(user_id=user_id, interval=interval, from_ms=win.from_ms, to_ms=win.to_ms, cash=money(item.cash),
                      points=[PnlRow(end_ms=p.end_ms, realized_pnl=money(p.realized),
                                     equity=None if p.equity is None else money(p.equity)) for p in points])

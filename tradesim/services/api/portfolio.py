@@ -36,13 +36,14 @@ async def prices(res: Resources, symbols: list[str]) -> dict[str, tuple[Tick, in
         return await quotes.latest_many(res.redis, symbols)
 
 
-async def costs(res: Resources, user_id: str, symbols: list[str],
-                day_start_ms: int) -> tuple[dict[str, PositionCost], dict[str, Decimal]] | None:
-    """The user's cost positions and the previous close of `symbols`; None if the analytics model is down."""
+async def costs(res: Resources, user_id: str, symbols: list[str], day_start_ms: int,
+                since_ms: int) -> tuple[dict[str, PositionCost], dict[str, Decimal]] | None:
+    """The user's cost positions since `since_ms` (the last reset) and the previous close of `symbols`; None if
+    the analytics model is down."""
 
     async def executions() -> dict[str, PositionCost]:
         with metrics.timed("clickhouse", "executions"):
-            return positions(await anyio.to_thread.run_sync(res.analytics.executions, user_id))
+            return positions(await anyio.to_thread.run_sync(res.analytics.executions, user_id), since_ms)
 
     async def closes() -> dict[str, Decimal]:
         if not symbols:
@@ -78,7 +79,8 @@ async def portfolio(reader: ReadAs, res: Res) -> Portfolio:
     now_ms = int(time.time() * 1000)
     symbols = list(held)
     day_start_ms = now_ms - now_ms % DAY_MS
-    cached, folded = await asyncio.gather(prices(res, symbols), costs(res, user_id, symbols, day_start_ms))
+    cached, folded = await asyncio.gather(prices(res, symbols), costs(res, user_id, symbols, day_start_ms,
+                                                                      item.reset_at_ms))
     fold, close = folded if folded is not None else ({}, {})
     stale_ms = res.stale_after_s * 1000
     rows: list[Position] = []
