@@ -137,3 +137,10 @@ def test_market_stop_when_nothing_runs_says_so() -> None:
     result = runner.invoke(app, ["market", "stop"])
     assert result.exit_code == 0, result.output
     assert "market was not running" in result.output
+
+
+def test_a_request_stored_before_the_speed_bound_runs_at_the_bound(settings: Settings) -> None:
+    """Before: a stored speed of 5,000 made the feed exit at every `up`, which then stopped there."""
+    write_request(settings, MarketRequest("calm", 5000.0, True))
+    assert read_request(settings) == MarketRequest("calm", 1000.0, True)
+    assert "--speed 1000" in " ".join(MarketService(settings).argv())

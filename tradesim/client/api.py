@@ -120,13 +120,15 @@ def call(settings: Settings, method: str, path: str, key: str, *, json_body: Any
     try:
         answer = httpx.request(method, url, json=json_body, params=given, timeout=timeout_s,
                                headers={"Authorization": f"Bearer {key}", **(headers or {})})
-    except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+    except (httpx.ConnectError, httpx.ConnectTimeout, httpx.UnsupportedProtocol, httpx.ProxyError,
+            httpx.PoolTimeout, httpx.LocalProtocolError) as exc:  # nothing was sent
         raise StackError(f"the API is not reachable at {settings.api.client_url}: {exc} (is `tradesim up` "
                          "running?)") from None
     except httpx.HTTPError as exc:  # sent, and no whole answer: the request may or may not have been done
         raise OutcomeUnknown(f"no answer from the API at {settings.api.client_url} within {timeout_s:g} s "
                          f"({one_line(exc) or type(exc).__name__}); the request may have been done") from None
-    not_ours = StackError(f"{method} {url} answered {answer.status_code} {answer.reason_phrase} without the "
+    not_ours = (OutcomeUnknown if answer.status_code < 400 else StackError)(  # a 2xx: perhaps done behind it
+        f"{method} {url} answered {answer.status_code} {answer.reason_phrase} without the "
                           f"tradesim API's JSON: is {settings.api.client_url} the tradesim API (api.url)?")
     if answer.status_code < 400:
         try:

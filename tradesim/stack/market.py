@@ -13,7 +13,7 @@ import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from tradesim.settings import Settings
+from tradesim.settings import MAX_LIVE_SPEED, Settings
 from tradesim.stack.component import PortSpec, ServiceComponent, answers
 from tradesim.stack.state import StateFile
 
@@ -45,7 +45,8 @@ def read_request(settings: Settings) -> MarketRequest | None:
     """The standing request, or None when nobody started the market (an unreadable file counts as none)."""
     try:
         raw = json.loads((market_dir(settings) / REQUEST_FILE).read_text())
-        return MarketRequest(str(raw["scenario"]), float(raw["speed"]), bool(raw["loop"]))
+        # capped: a request stored before the bound must not stop every `up` (the feed refuses a faster pace)
+        return MarketRequest(str(raw["scenario"]), min(float(raw["speed"]), MAX_LIVE_SPEED), bool(raw["loop"]))
     except (OSError, ValueError, KeyError, TypeError):
         return None
 

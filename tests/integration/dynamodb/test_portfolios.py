@@ -394,7 +394,7 @@ def test_a_copy_that_would_allow_a_fill_does_not_overwrite_a_reset(db: DynamoDB)
     user = new_user()
     store.create(user, Decimal("1000"))
     store.apply_fill(user, "o1", Decimal("-100"), "AAPL", 1)  # copy: cash 900, version 1
-    AccountStore(db).reset_portfolio(user, Decimal("50"), at_ms=1)  # stored: cash 50, version 2
+    AccountStore(db).reset_portfolio(user, Decimal("50"), lambda: 1)  # stored: cash 50, version 2
     with pytest.raises(InsufficientFunds):  # the copy's 900 would cover it; the put on version 1 must lose
         store.apply_fill(user, "o2", Decimal("-500"), "AAPL", 5)
     after = store.get(user)
@@ -410,7 +410,7 @@ def test_a_write_on_a_stale_copy_loses_to_a_reset_and_is_decided_on_the_stored_i
     user = new_user()
     store.create(user, Decimal("100"))
     store.apply_fill(user, "o1", Decimal("-60"), "AAPL", 6)  # the store now holds a copy at version 1
-    AccountStore(db).reset_portfolio(user, Decimal("1000"), at_ms=1)  # another writer: version 2, cash 1000, flat
+    AccountStore(db).reset_portfolio(user, Decimal("1000"), lambda: 1)  # another writer: version 2, cash 1000, flat
     applied = store.apply_fill(user, "o2", Decimal("-500"), "AAPL", 5)  # the copy says 40 cash: too little
     assert (applied.cash, applied.position("AAPL"), applied.version) == (Decimal("500"), 5, 3)
     with pytest.raises(InsufficientShares):  # the copy (refreshed by the last write) knows the reset now
@@ -493,7 +493,7 @@ def test_a_group_that_loses_to_another_writer_writes_none_of_its_changes(db: Dyn
     store.group(user)
     store.apply_fill(user, "o2", Decimal("-100"), "AAPL", 1)
     store.apply_fill(user, "o3", Decimal("-100"), "AAPL", 1)
-    AccountStore(db).reset_portfolio(user, Decimal("50"), at_ms=1)  # another writer moves the item mid-group
+    AccountStore(db).reset_portfolio(user, Decimal("50"), lambda: 1)  # another writer moves the item mid-group
     with pytest.raises(GroupLost):
         store.flush_group(user)
     after = store.get(user)

@@ -7,6 +7,7 @@ job changes the same item.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -122,8 +123,9 @@ class AccountStore:
             raise translate(exc, "list accounts") from None
         return sorted(accounts, key=lambda a: a.user_id)
 
-    def reset_portfolio(self, user_id: str, cash: Decimal, at_ms: int, attempts: int = 5) -> int:
-        """Back to `cash` and no positions, marked reset at `at_ms`; returns the new version.
+    def reset_portfolio(self, user_id: str, cash: Decimal, now_ms: Callable[[], int], attempts: int = 5) -> int:
+        """Back to `cash` and no positions, marked reset at `now_ms()` (read again for each attempt, so the mark
+        is as close as can be to the write that wipes the executions before it); returns the new version.
 
         Recorded outcomes stay, so a replayed old order still finds its first outcome and is not applied again.
         The write is conditional on the version just read (the execution job writes the same item); raises
@@ -139,7 +141,8 @@ class AccountStore:
             if "Item" not in answer:
                 raise PortfolioNotFound(user_id)
             version = int(_from_dynamo(answer["Item"].get("version", {"N": "0"})))
-            if conditional_write(lambda version=version: self.db.client.update_item(
+            at_ms = now_ms()
+            if conditional_write(lambda version=version, at_ms=at_ms: self.db.client.update_item(
                     TableName=self.portfolios, Key={"user_id": {"S": user_id}},
                     UpdateExpression="SET cash = :cash, positions = :empty, version = :next, reset_at_ms = :at",
                     ConditionExpression="version = :v",

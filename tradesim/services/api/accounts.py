@@ -25,6 +25,11 @@ from tradesim.services.api.schemas import (
     ResetDone,
 )
 
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
 router = APIRouter(prefix="/accounts", tags=["accounts"])
 UserPath = Path(pattern=r"^[a-z0-9][a-z0-9_.\-]{0,39}$")
 
@@ -69,7 +74,7 @@ async def create_account(body: AccountCreate, res: Res, _: Admin) -> AccountCrea
     except AccountExists:
         raise ApiError(409, "account_exists", f"an account named {body.name!r} exists already") from None
     if orphan:
-        await anyio.to_thread.run_sync(res.accounts.reset_portfolio, body.name, cash)
+        await anyio.to_thread.run_sync(res.accounts.reset_portfolio, body.name, cash, _now_ms)
         await res.view.drop(body.name)
     return AccountCreated(user_id=body.name, api_key=api_key, starting_cash=_money(cash))
 
@@ -106,9 +111,9 @@ async def reset_account(res: Res, _: Admin, user_id: str = UserPath) -> ResetDon
         raise ApiError(404, "account_not_found", f"no account {user_id!r}")
     try:
         version = await anyio.to_thread.run_sync(res.accounts.reset_portfolio, user_id, account.starting_cash,
-                                                 int(time.time() * 1000))
-    except PortfolioNotFound:
-        await anyio.to_thread.run_sync(res.portfolios.create, user_id, account.starting_cash)
+                                                 _now_ms)
+    except PortfolioNotFound:  # made again, marked as reset too (the user's executions so far are of before)
+        await anyio.to_thread.run_sync(res.portfolios.create, user_id, account.starting_cash, _now_ms())
         version = 0
     except VersionConflict as exc:
         raise ApiError(409, "conflict", str(exc)) from None

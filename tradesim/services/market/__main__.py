@@ -49,7 +49,7 @@ def main(argv: list[str] | None = None) -> None:
     speed = m.speed if args.speed is None else args.speed
     loop = m.loop if args.loop is None else args.loop
     if not (math.isfinite(speed) and 0 < speed <= MAX_LIVE_SPEED):
-        log.error("speed must be a positive number", extra={"speed": speed})
+        log.error(f"speed must be a positive number, at most {MAX_LIVE_SPEED:g}", extra={"speed": speed})
         raise SystemExit(2)
     try:
         scenario = load_scenario(find_scenario(name, settings.scenarios_dir))
