@@ -6,6 +6,7 @@ from __future__ import annotations
 import gzip
 import shutil
 from pathlib import Path
+from typing import BinaryIO, cast
 
 from tradesim.adapters.clickhouse.client import ClickHouseClient, identifier
 from tradesim.adapters.clickhouse.errors import translated
@@ -19,7 +20,8 @@ def _qualified(client: ClickHouseClient, table: str) -> str:
 
 def row_count(client: ClickHouseClient, table: str) -> int:
     with translated(client.address):
-        return int(client.get().command(f"SELECT count() FROM {_qualified(client, table)}"))  # noqa: S608 - checked names
+        count = client.get().command(f"SELECT count() FROM {_qualified(client, table)}")  # noqa: S608 - checked names
+        return int(cast(int, count))
 
 
 def export_table(client: ClickHouseClient, table: str, path: Path) -> int:
@@ -29,11 +31,11 @@ def export_table(client: ClickHouseClient, table: str, path: Path) -> int:
         stream = client.get().raw_stream(f"SELECT * FROM {_qualified(client, table)}",  # noqa: S608 - checked names
                                          fmt="Native")
         with stream, gzip.open(path, "wb", compresslevel=3) as f:
-            shutil.copyfileobj(stream, f, _CHUNK)
+            shutil.copyfileobj(cast(BinaryIO, stream), f, _CHUNK)
     return rows
 
 
 def import_table(client: ClickHouseClient, table: str, path: Path) -> None:
     """Insert the rows of `path` into `table` (same columns)."""
     with translated(client.address), gzip.open(path, "rb") as f:
-        client.get().raw_insert(_qualified(client, table), insert_block=f, fmt="Native")
+        client.get().raw_insert(_qualified(client, table), insert_block=cast(BinaryIO, f), fmt="Native")

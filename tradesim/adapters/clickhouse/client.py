@@ -65,7 +65,8 @@ class ClickHouseClient:
             compress=False,  # 18.16 cannot do lz4/zstd over HTTP; gzip would only cost CPU on loopback
             query_retries=0,  # a down server must fail fast; callers decide about retries
             connect_timeout=self.connect_timeout_s,
-            send_receive_timeout=self.query_timeout_s,  # bounds a server that accepts but never answers
+            # bounds a server that accepts but never answers (a float works: urllib3's timeout; the stub says int)
+            send_receive_timeout=self.query_timeout_s,  # type: ignore[arg-type]
             autogenerate_session_id=False,  # sessions serialise concurrent queries and 18.16 locks them
         )
 

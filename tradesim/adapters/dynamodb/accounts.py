@@ -10,6 +10,7 @@ import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
+from functools import partial
 from typing import Any
 
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
@@ -142,8 +143,8 @@ class AccountStore:
                 raise PortfolioNotFound(user_id)
             version = int(_from_dynamo(answer["Item"].get("version", {"N": "0"})))
             at_ms = now_ms()
-            if conditional_write(lambda version=version, at_ms=at_ms: self.db.client.update_item(
-                    TableName=self.portfolios, Key={"user_id": {"S": user_id}},
+            if conditional_write(partial(
+                    self.db.client.update_item, TableName=self.portfolios, Key={"user_id": {"S": user_id}},
                     UpdateExpression="SET cash = :cash, positions = :empty, version = :next, reset_at_ms = :at",
                     ConditionExpression="version = :v",
                     ExpressionAttributeValues={":cash": _to_dynamo(cash), ":empty": {"M": {}}, ":at": {"N": str(at_ms)},

@@ -8,6 +8,7 @@ import json
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
+from functools import partial
 from itertools import chain
 from pathlib import Path
 from typing import Any
@@ -77,7 +78,7 @@ def import_table(db: DynamoDB, logical: str, path: Path, progress: Progress = la
 def _put(db: DynamoDB, name: str, items: list[dict[str, Any]]) -> int:
     requests: dict[str, list[dict[str, Any]]] = {name: [{"PutRequest": {"Item": i}} for i in items]}
     for attempt in range(20):
-        answer = _call(f"write {name}", lambda pending=requests: db.client.batch_write_item(RequestItems=pending))
+        answer = _call(f"write {name}", partial(db.client.batch_write_item, RequestItems=requests))
         requests = answer.get("UnprocessedItems") or {}
         if not requests:
             return len(items)

@@ -29,6 +29,7 @@ import time
 from collections.abc import Callable, Mapping
 from decimal import Context as DecimalContext
 from decimal import Decimal, Inexact, Overflow
+from functools import partial
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -358,7 +359,7 @@ class PortfolioStore:
             else:
                 conditions.append("(attribute_not_exists(archived_upto) OR archived_upto < :placed)")
                 values[":placed"] = placed_at_ms
-        request = {
+        request: dict[str, Any] = {
             "TableName": self.table,
             "Key": {"user_id": {"S": user_id}},
             "UpdateExpression": "SET " + ", ".join(updates),
@@ -439,8 +440,9 @@ class PortfolioStore:
                 update += ", archived_upto = :upto, archived_n = if_not_exists(archived_n, :zero) + :k"
                 values[":upto"] = {"N": str(upto)}
             self._items.pop(user_id, None)
-            written = conditional_write(lambda names=names, update=update, values=values: self.db.client.update_item(
-                TableName=self.table, Key={"user_id": {"S": user_id}}, UpdateExpression=update,
+            written = conditional_write(partial(
+                self.db.client.update_item, TableName=self.table, Key={"user_id": {"S": user_id}},
+                UpdateExpression=update,
                 ConditionExpression="version = :v", ExpressionAttributeNames=names,
                 ExpressionAttributeValues=values), what)
             if not written:  # written in between: the next prune reads again

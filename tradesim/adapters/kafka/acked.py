@@ -77,7 +77,8 @@ class AckedProducer:
         with self._lock:
             self._retired = [p for p in self._retired if len(p) > 0]
 
-    async def send(self, topic: str, key: bytes, value: bytes, headers: list[tuple[str, bytes]] | None = None
+    async def send(self, topic: str, key: bytes, value: bytes,
+                   headers: list[tuple[str, str | bytes | None]] | None = None
                    ) -> None:
         """Produce and wait for the broker's acknowledgement. Raises KafkaOutcomeUnknown (perhaps written) or
         KafkaDeliveryError (not written)."""

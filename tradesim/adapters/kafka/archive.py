@@ -15,6 +15,7 @@ from base64 import b64decode, b64encode
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 from confluent_kafka import ConsumerGroupTopicPartitions, KafkaException, Message, TopicPartition
 
@@ -74,8 +75,9 @@ def _bytes(v: str | bytes) -> bytes:
 
 def _frame(msg: Message) -> bytes:
     key, value, headers = msg.key(), msg.value(), msg.headers()
-    head_bytes = json.dumps([[k, None if v is None else b64encode(_bytes(v)).decode()] for k, v in headers]).encode() \
-        if headers else None
+    pairs = cast(list[tuple[str, str | bytes | None]], headers or [])  # a consumed message's: a list of pairs
+    head_bytes = json.dumps([[k, None if v is None else b64encode(_bytes(v)).decode()] for k, v in pairs]).encode() \
+        if pairs else None
     fields = (key, value, head_bytes)
     lengths = (-1 if x is None else len(x) for x in fields)
     return _HEAD.pack(msg.offset(), msg.timestamp()[1], *lengths) + b"".join(x for x in fields if x is not None)

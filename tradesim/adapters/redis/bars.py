@@ -10,7 +10,7 @@ Check, write, trim and publish are one Lua script, atomic with several service c
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, cast
 
 import redis
 
@@ -67,7 +67,7 @@ class BarCache:
         """Write a batch (bar, its encoded JSON) in order, in few round trips; returns how many were written."""
         pipe = self._r.pipeline(transaction=False)
         keys: list[str] = []
-        args: list[object] = [self._keep]
+        args: list[bytes | str | int] = [self._keep]
         written = 0
         for bar, raw in bars:
             keys.append(bars_key(bar.symbol, bar.interval))
@@ -85,5 +85,5 @@ class BarCache:
 
     def recent(self, symbol: str, interval: str, count: int = KEEP) -> list[str]:
         """The newest `count` bars' JSON, oldest first."""
-        got: list[Any] = self._r.zrange(bars_key(symbol, interval), -count, -1)
+        got = cast(list[Any], self._r.zrange(bars_key(symbol, interval), -count, -1))  # sync client: a list
         return [g.decode() if isinstance(g, bytes) else g for g in got]

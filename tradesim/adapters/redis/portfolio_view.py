@@ -17,8 +17,9 @@ Hash fields: `v` version, `cash` (decimal string), `n` kept outcomes, `p:<SYMBOL
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Awaitable, Iterable, Mapping
 from decimal import Decimal
+from typing import cast
 
 import redis
 import redis.asyncio as aredis
@@ -109,7 +110,7 @@ class PortfolioView:
         self._ttl_s = ttl_s
 
     async def get(self, user_id: str) -> Holdings | None:
-        return decode(await self._r.hgetall(view_key(user_id)))
+        return decode(await cast("Awaitable[dict[str, str]]", self._r.hgetall(view_key(user_id))))
 
     @staticmethod
     def queue_get(pipe: Pipeline, user_id: str) -> None:

@@ -8,7 +8,7 @@ one Lua script, so it is atomic even with several market-data service copies wri
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import redis
 from pydantic import ValidationError
@@ -89,7 +89,7 @@ class PriceCache:
 
         A transactional pipeline makes them atomic with other commands in it."""
         keys: list[str] = []
-        args: list[object] = [now_ms]
+        args: list[bytes | str | int] = [now_ms]
         calls = 0
         for tick, raw in ticks:
             keys.append(price_key(tick.symbol))
@@ -105,7 +105,7 @@ class PriceCache:
 
     def latest(self, symbol: str) -> tuple[Tick, int] | None:
         """The cached tick and the wall time (ms) it was written, or None if the symbol was never seen."""
-        return cached_tick(self._r.hmget(price_key(symbol), ["tick", "updated_ms"]))
+        return cached_tick(cast(list[Any], self._r.hmget(price_key(symbol), ["tick", "updated_ms"])))
 
     def symbols(self) -> list[str]:
         return sorted(self._r.smembers(SYMBOLS_KEY))  # type: ignore[arg-type]

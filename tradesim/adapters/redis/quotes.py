@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
+from typing import Any, cast
+
 import redis.asyncio as aredis
 from redis.asyncio.client import Pipeline
 
@@ -12,7 +15,7 @@ from tradesim.domain.events import Tick
 
 async def latest(client: aredis.Redis, symbol: str) -> tuple[Tick, int] | None:
     """The cached tick and the wall time (ms) it was written, or None. Raises redis.RedisError."""
-    return decode_latest(await client.hmget(price_key(symbol), ["tick", "updated_ms"]))
+    return decode_latest(await cast("Awaitable[list[Any]]", client.hmget(price_key(symbol), ["tick", "updated_ms"])))
 
 
 async def latest_many(client: aredis.Redis, symbols: list[str]) -> dict[str, tuple[Tick, int]]:
@@ -38,5 +41,6 @@ def decode_latest(raw: list[str | None]) -> tuple[Tick, int] | None:
 
 def connect_async(url: str, timeout_s: float) -> aredis.Redis:
     """A lazy asyncio client (connection pool); no I/O until the first command."""
-    return aredis.Redis.from_url(url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s,
-                                 decode_responses=True)
+    client: aredis.Redis = aredis.Redis.from_url(url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s,
+                                                 decode_responses=True)
+    return client

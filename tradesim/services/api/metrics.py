@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
@@ -50,7 +50,7 @@ async def atimed(store: str, op: str, call: Callable[[], Awaitable[T]]) -> T:
         return await call()
 
 
-def route_of(scope: dict[str, Any]) -> str:
+def route_of(scope: Mapping[str, Any]) -> str:
     route = scope.get("route")
     return getattr(route, "path", None) or "unmatched"
 

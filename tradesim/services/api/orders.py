@@ -342,7 +342,8 @@ async def _place_order(body: OrderRequest, user: Account, res: Resources, respon
             raise
         metrics.ORDERS.labels("accepted").inc()
         return OrderAccepted(order_id=placed.order.order_id, status="accepted")
-    held, prefetched = gate.held, gate
+    held = gate.held
+    prefetched: Gate | None = gate
     deadline = time.monotonic() + res.settings.api.idempotency_wait_s
     pause = _POLL_MIN_S
     while held is not None:

@@ -53,8 +53,8 @@ def _copy(consumer: Consumer, topic: str, start: dict[int, int], end: dict[int, 
     consumer.assign([TopicPartition(topic, p, s) for p, (s, _) in todo.items()])
     read = written = skipped = 0
     while todo:
-        batch = [m for m in consumer.consume(batch_size, 1.0) if m.error() is None or
-                 m.error().code() != KafkaError._PARTITION_EOF]
+        batch = [m for m in consumer.consume(batch_size, 1.0)
+                 if (error := m.error()) is None or error.code() != KafkaError._PARTITION_EOF]
         wanted = []
         for msg in batch:
             if msg.error() is not None:
