@@ -70,7 +70,7 @@ def _place(side: str, symbol: str, qty: str, limit: str | None, stop: str | None
                       headers={"Idempotency-Key": key})
     except OutcomeUnknown as exc:  # no answer, or a 5xx such as outcome_unknown: the order may have been placed
         raise OutcomeUnknown(f"{exc}; to retry without a risk of placing it twice, run the same command with "
-                         f"--idempotency-key {key}") from None
+                             f"--idempotency-key {key}") from None
     if as_json:
         out.print(json.dumps(answer), markup=False)
         return

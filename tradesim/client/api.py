@@ -126,10 +126,10 @@ def call(settings: Settings, method: str, path: str, key: str, *, json_body: Any
                          "running?)") from None
     except httpx.HTTPError as exc:  # sent, and no whole answer: the request may or may not have been done
         raise OutcomeUnknown(f"no answer from the API at {settings.api.client_url} within {timeout_s:g} s "
-                         f"({one_line(exc) or type(exc).__name__}); the request may have been done") from None
+                             f"({one_line(exc) or type(exc).__name__}); the request may have been done") from None
     not_ours = (OutcomeUnknown if answer.status_code < 400 else StackError)(  # a 2xx: perhaps done behind it
-        f"{method} {url} answered {answer.status_code} {answer.reason_phrase} without the "
-                          f"tradesim API's JSON: is {settings.api.client_url} the tradesim API (api.url)?")
+        f"{method} {url} answered {answer.status_code} {answer.reason_phrase} without the tradesim API's JSON: "
+        f"is {settings.api.client_url} the tradesim API (api.url)?")
     if answer.status_code < 400:
         try:
             return answer.json()
@@ -142,7 +142,7 @@ def call(settings: Settings, method: str, path: str, key: str, *, json_body: Any
         if answer.status_code >= 500:  # a proxy or load balancer in front of an API that is down
             text = one_line(answer.text)[:200]
             raise OutcomeUnknown(f"API error {answer.status_code} {answer.reason_phrase}"
-                             + (f": {text}" if text else "")) from None
+                                 + (f": {text}" if text else "")) from None
         raise not_ours from None
     if answer.status_code >= 500:
         raise OutcomeUnknown(f"API error {answer.status_code}: {message}")
