@@ -43,7 +43,17 @@ def check_host(value: str) -> str:
         raise ValueError(f"must be a host name or IPv4 address (IPv6 is not supported here), got {value!r}")
     if not value or any(c.isspace() or not c.isprintable() or c in "/?#@[]" for c in value):
         raise ValueError(f"must be a host name or IPv4 address, got {value!r}")
+    _check_labels(value)
     return value
+
+
+def _check_labels(host: str) -> None:
+    """A name every client can resolve: no empty label (`a..b`) and none over 63 characters, which the IDNA codec
+    of the socket layer refuses with a UnicodeError (a traceback in whatever connects first)."""
+    try:
+        host.encode("idna")
+    except UnicodeError:
+        raise ValueError(f"is not a host name (an empty label or one over 63 characters): {host!r}") from None
 
 
 Port = Annotated[int, BeforeValidator(_digits), Field(ge=1, le=65535)]
@@ -76,6 +86,8 @@ def check_url(value: str, *schemes: str) -> str:
         raise ValueError(f"must be a {wanted} URL with a host")
     if parts.hostname and any(c.isspace() or not c.isprintable() for c in parts.hostname):
         raise ValueError(f"has a host that cannot be one: {parts.hostname!r}")
+    if parts.hostname and ":" not in parts.hostname:  # (an IPv6 literal is not a name)
+        _check_labels(parts.hostname)
     if parts.port == 0:
         raise ValueError("has port 0")
     return value
@@ -714,6 +726,8 @@ def load_settings(**overrides: object) -> Settings:
     named = f"TRADESIM_CONFIG={os.environ['TRADESIM_CONFIG']!r}" if "TRADESIM_CONFIG" in os.environ else str(path)
     if path.is_dir() or ("TRADESIM_CONFIG" in os.environ and not path.exists()):
         raise SettingsFileError(f"{named}: {'a folder, not a file' if path.exists() else 'no such file'}")
+    if path.exists() and not path.is_file():  # a FIFO or device: reading it could block, or it is skipped
+        raise SettingsFileError(f"{named}: not a regular file")
     try:
         return Settings(**overrides)  # type: ignore[arg-type]
     except tomllib.TOMLDecodeError as exc:

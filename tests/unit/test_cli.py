@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -95,6 +96,59 @@ def test_unknown_runtime_exits_2() -> None:
     result = runner.invoke(app, ["up", "--runtime", "podman"])
     assert result.exit_code == 2
     assert "unknown runtime" in _one_line_error(result.output)
+
+
+def test_special_files_where_files_are_read_are_refused_not_waited_on(tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """A FIFO where the log, the credentials or the settings file should be: before, `logs` and any command that
+    reads credentials waited for ever, and TRADESIM_CONFIG was silently skipped."""
+    log = tmp_path / "home" / "stack" / "redis" / "server.log"
+    log.parent.mkdir(parents=True)
+    os.mkfifo(log)
+    result = runner.invoke(app, ["logs", "redis"])
+    assert (result.exit_code, "is not a regular file" in _one_line_error(result.output)) == (2, True), result.output
+    creds = tmp_path / "creds.fifo"
+    os.mkfifo(creds)
+    monkeypatch.setenv("TRADESIM_API__CREDENTIALS_FILE", str(creds))
+    result = runner.invoke(app, ["portfolio"])
+    assert (result.exit_code, "is not a regular file" in _one_line_error(result.output)) == (2, True), result.output
+    config = tmp_path / "config.fifo"
+    os.mkfifo(config)
+    monkeypatch.setenv("TRADESIM_CONFIG", str(config))
+    result = runner.invoke(app, ["status"])
+    assert (result.exit_code, "not a regular file" in _one_line_error(result.output)) == (2, True), result.output
+
+
+def test_only_with_an_empty_value_is_an_empty_name_not_every_component() -> None:
+    for argv in (["status", "--only", ""], ["down", "--only", ""], ["provision", "--only", ""]):
+        result = runner.invoke(app, argv)
+        assert result.exit_code == 2, result.output  # before: every component (provision downloaded them all)
+        assert "an empty name" in _one_line_error(result.output)
+
+
+@pytest.mark.parametrize("error", ["kafka", "delivery", "search"])
+def test_a_server_a_command_reaches_directly_that_does_not_answer_is_one_line_and_exit_1(
+        error: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """The benchmarks reach Kafka and the stores directly: before, their Unavailable errors left `cli_errors` as a
+    traceback (`bench persistence` with Kafka down: KafkaUnavailable)."""
+    import typer
+
+    from tradesim.adapters.kafka.errors import KafkaDeliveryError, KafkaUnavailable
+    from tradesim.adapters.search.errors import SearchUnavailable
+    from tradesim.cli.errors import cli_errors
+
+    raised = {"kafka": KafkaUnavailable("cannot list topics at 127.0.0.1:1:\n timed out"),
+              "delivery": KafkaDeliveryError("0 ticks failed and 1 were not acknowledged within 60 s"),
+              "search": SearchUnavailable("OpenSearch did not answer")}[error]
+
+    @cli_errors
+    def command() -> None:
+        raise raised
+
+    with pytest.raises(typer.Exit) as exited:
+        command()
+    assert exited.value.exit_code == 1
+    assert capsys.readouterr().err.strip() == f"error: {' '.join(str(raised).split())}"
 
 
 def test_logs_of_never_started_component_exits_2() -> None:
@@ -340,6 +394,10 @@ def test_since_accepts_durations_and_iso_times() -> None:
     ({"TRADESIM_API__URL": "http://127.0.0.1:abc"}, None, "api.url"),
     ({"TRADESIM_API__URL": "http://[::1"}, None, "api.url"),
     ({"TRADESIM_FLINK__REST_URL": "bogus"}, None, "flink.rest_url"),
+    # the socket layer's IDNA codec refuses these with a UnicodeError (a traceback from whatever connected first)
+    ({"TRADESIM_FLINK__HOST": "a..b"}, None, "flink.host"),
+    ({"TRADESIM_API__HOST": "x" * 64 + ".example"}, None, "api.host"),
+    ({"TRADESIM_API__URL": "http://a..b:8080"}, None, "api.url"),
     ({"TRADESIM_MARKETDATA__WS_URL": "ws://x:abc"}, None, "marketdata.ws_url"),
     ({"TRADESIM_OBSERVABILITY__PROMETHEUS_URL": "http://x:abc"}, None, "observability.prometheus_url"),
 ])

@@ -43,7 +43,7 @@ def _up(only: str | None, cold: bool) -> None:
     from tradesim.stack import registry
 
     settings = load_settings()
-    names = only.split(",") if only else None
+    names = None if only is None else only.split(",")
     registry.build(settings, names)  # validates names before anything starts
     lines: list[str] = []
     stack_up.run(settings, names, cold, lines)

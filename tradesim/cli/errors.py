@@ -13,6 +13,8 @@ from pydantic import ValidationError
 from rich.console import Console
 
 from tradesim.adapters.flink.errors import FlinkRequestError
+from tradesim.adapters.kafka.errors import KafkaDeliveryError, KafkaUnavailable
+from tradesim.ports import Unavailable
 from tradesim.scenarios.errors import ScenarioError
 from tradesim.settings import SettingsFileError, config_path
 from tradesim.stack.errors import StackError, UserError
@@ -72,7 +74,8 @@ def check_output_folder(path: Path, option: str) -> None:
 
 def cli_errors(fn: Callable[P, R]) -> Callable[P, R]:
     """Command decorator: UserError, ScenarioError, bad or unreadable settings → exit 2; StackError, a request
-    the Flink cluster refused and a file operation the system refused → exit 1; no traceback."""
+    the Flink cluster refused, a store or Kafka that does not answer and a file operation the system refused →
+    exit 1; no traceback."""
 
     @functools.wraps(fn)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
@@ -95,6 +98,10 @@ def cli_errors(fn: Callable[P, R]) -> Callable[P, R]:
             raise typer.Exit(2) from None
         except (StackError, FlinkRequestError) as exc:  # may end with a tool's output (`flink run`, compose)
             err.print(f"error: {exc}", markup=False)
+            raise typer.Exit(1) from None
+        except (Unavailable, KafkaUnavailable, KafkaDeliveryError) as exc:  # a server a command needs (the
+            # benchmarks reach the stores directly): the stack's problem, one line
+            err.print(f"error: {one_line(exc)}", markup=False)
             raise typer.Exit(1) from None
         except BrokenPipeError:
             raise  # the reader went away (`| head`): typer ends quietly

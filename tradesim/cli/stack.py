@@ -30,7 +30,8 @@ def _runtime(settings: Settings, runtime: str | None) -> Literal["native", "dock
 
 
 def _split(only: str | None) -> list[str] | None:
-    return only.split(",") if only else None
+    """The names `--only` gives; `--only ''` is an empty name (refused), not "every component"."""
+    return None if only is None else only.split(",")
 
 
 class _LineProgress:
@@ -247,8 +248,11 @@ def _logs(component: str, follow: bool, lines: int) -> None:
 
     settings = load_settings()
     (comp,) = registry.build(settings, [component])
+    path = comp.log_path
+    if path.exists() and not (path.is_file() or path.is_dir()):  # a FIFO, whose open would block for ever
+        raise UserError(f"{path} is not a regular file")
     try:
-        comp.log_path.open("rb").close()  # an unreadable log or a folder in its place: one line (cli_errors)
+        comp.log_path.open("rb").close()  # an unreadable log: one line (cli_errors)
     except FileNotFoundError:
         raise UserError(f"{component} has no log yet at {comp.log_path}; start it with `tradesim up`") from None
     for line in last_lines(comp.log_path, lines):

@@ -32,6 +32,8 @@ def load_credentials(settings: Settings) -> dict[str, Any]:
     path = credentials_path(settings)
     if not path.exists():
         return {"active": None, "users": {}}
+    if not path.is_file():  # a folder, or a FIFO whose read would block for ever
+        raise UserError(f"the credentials file {path} is not a regular file; {_MOVE_AWAY}")
     try:
         data = json.loads(path.read_text())
     except (OSError, ValueError) as exc:  # (UnicodeDecodeError is a ValueError)
