@@ -572,6 +572,13 @@ class FaultSettings(Section):
             raise InjectedFault(f"injected fault: {stage} fails on {symbol} (faults.poison)")
 
 
+def _not_blank(value: object) -> object:
+    """A path setting given empty would be read as the current folder (`./bin/java` run as the JDK's)."""
+    if isinstance(value, str) and not value.strip():
+        raise ValueError("must be a path, not empty (unset it for the default)")
+    return value
+
+
 class StackSettings(Section):
     """How `tradesim up` runs servers."""
 
@@ -591,6 +598,11 @@ class StackSettings(Section):
         10.0, gt=0, description="A server's log (server.log) at least this big when it starts is moved to server.log.1 "
         "(the one before is dropped), and while it runs the watchdog copies it there and empties it, so neither "
         "restarts nor a long run grow a stack folder without bound.")
+
+    @field_validator("java_home", "compose_file", mode="before")
+    @classmethod
+    def _not_empty(cls, value: object) -> object:
+        return _not_blank(value)
 
 
 def _default_home() -> Path:
@@ -644,9 +656,7 @@ class Settings(BaseSettings):
     @field_validator("home", "cache_dir", "scenarios_dir", mode="before")
     @classmethod
     def _not_empty(cls, value: object) -> object:
-        if isinstance(value, str) and not value.strip():
-            raise ValueError("must be a folder, not empty (unset it for the default)")
-        return value
+        return _not_blank(value)
 
     @field_validator("home", "cache_dir", "scenarios_dir")
     @classmethod

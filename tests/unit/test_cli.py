@@ -396,6 +396,7 @@ def test_since_accepts_durations_and_iso_times() -> None:
     ({"TRADESIM_FLINK__REST_URL": "bogus"}, None, "flink.rest_url"),
     # the socket layer's IDNA codec refuses these with a UnicodeError (a traceback from whatever connected first)
     ({"TRADESIM_FLINK__HOST": "a..b"}, None, "flink.host"),
+    ({"TRADESIM_STACK__JAVA_HOME": ""}, None, "stack.java_home"),  # before: the current folder's bin/java
     ({"TRADESIM_API__HOST": "x" * 64 + ".example"}, None, "api.host"),
     ({"TRADESIM_API__URL": "http://a..b:8080"}, None, "api.url"),
     ({"TRADESIM_MARKETDATA__WS_URL": "ws://x:abc"}, None, "marketdata.ws_url"),
