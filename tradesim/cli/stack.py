@@ -252,13 +252,13 @@ def _logs(component: str, follow: bool, lines: int) -> None:
     if path.exists() and not (path.is_file() or path.is_dir()):  # a FIFO, whose open would block for ever
         raise UserError(f"{path} is not a regular file")
     try:
-        comp.log_path.open("rb").close()  # an unreadable log: one line (cli_errors)
+        path.open("rb").close()  # an unreadable log: one line (cli_errors)
     except FileNotFoundError:
-        raise UserError(f"{component} has no log yet at {comp.log_path}; start it with `tradesim up`") from None
-    for line in last_lines(comp.log_path, lines):
+        raise UserError(f"{component} has no log yet at {path}; start it with `tradesim up`") from None
+    for line in last_lines(path, lines):
         out.print(line, markup=False)
     if follow:
-        _follow(comp.log_path)
+        _follow(path)
 
 
 def _follow(path: Path) -> None:
