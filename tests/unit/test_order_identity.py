@@ -3,11 +3,19 @@
 from __future__ import annotations
 
 from decimal import Decimal
+from typing import get_args
 
 from tradesim.domain.book import Book
-from tradesim.domain.events import OrderPlaced
+from tradesim.domain.events import OrderPlaced, OrderStatus
 from tradesim.domain.matching import SlippageModel
-from tradesim.domain.orders import NOT_PROCESSED, body_hash, read_grace_ms, shown_status
+from tradesim.domain.orders import (
+    NOT_PROCESSED,
+    body_hash,
+    read_grace_ms,
+    shown_may_differ,
+    shown_status,
+    stored_statuses,
+)
 
 DAY_MS = 86_400_000
 
@@ -55,3 +63,15 @@ def test_readers_show_an_overdue_accepted_order_expired_unless_a_book_holds_it()
     assert shown_status("accepted", False, 0, late + 1, deadline) == ("expired", NOT_PROCESSED)
     assert shown_status("accepted", True, 0, 10 * deadline, deadline) == ("accepted", None)
     assert shown_status("executed", False, 0, 10 * deadline, deadline) == ("executed", None)
+
+
+def test_a_status_filter_knows_which_statuses_a_read_may_change() -> None:
+    """A list filtered on a status must read past the rows that show otherwise (the API's `limit`)."""
+    for stored in ("accepted", *get_args(OrderStatus)):
+        for reached, now in ((False, 0), (False, 10**12), (True, 10**12)):
+            shown, _ = shown_status(stored, reached, 0, now, 60_000)
+            assert stored in stored_statuses(shown)
+            if shown != stored:
+                assert shown_may_differ(shown)
+                assert shown_may_differ(stored)
+    assert not shown_may_differ("executed")

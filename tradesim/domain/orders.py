@@ -66,6 +66,12 @@ def stored_statuses(shown: ShownStatus) -> tuple[ShownStatus, ...]:
     return ("expired", "accepted") if shown == "expired" else (shown,)
 
 
+def shown_may_differ(shown: ShownStatus) -> bool:
+    """Whether a stored order's shown status can differ from `shown` after reading it (see shown_status): a
+    filter on such a status keeps only some of what the store returns for it."""
+    return shown in ("accepted", "expired")
+
+
 def shown_status(status: ShownStatus, reached_book: bool, placed_at_ms: int, now_ms: int,
                  deadline_ms: int) -> tuple[ShownStatus, RejectReason | None]:
     """What a reader shows for a stored order: an `accepted` order that never reached the book and is overdue

@@ -46,7 +46,7 @@ from tradesim.domain.events import (
     Tick,
     encode,
 )
-from tradesim.domain.orders import body_hash, body_hash_of, shown_status, stored_statuses
+from tradesim.domain.orders import body_hash, body_hash_of, shown_may_differ, shown_status, stored_statuses
 from tradesim.domain.portfolio import Holdings
 from tradesim.domain.precheck import (
     OrderIntent,
@@ -425,10 +425,9 @@ async def list_orders(
     """The caller's orders, newest first; with `status` or `symbol`, those among the newest `api.orders_scan_max`."""
     scan_max = res.settings.api.orders_scan_max
     stored = None if status is None else stored_statuses(status)
-    # an overdue `accepted` order shows as expired (see shown_status): `status=accepted` does not ask for it, and
-    # `status=expired` does. Which is which shows only once read, so those two read all they may (`scan_max`)
-    # before they keep `limit`: the ones dropped must not use up the limit.
-    fetch = limit if status not in ("accepted", "expired") else max(limit, scan_max)
+    # which stored orders a status keeps shows only once read: read all it may (`scan_max`) before keeping
+    # `limit`, so the ones dropped do not use up the limit
+    fetch = max(limit, scan_max) if status is not None and shown_may_differ(status) else limit
     with metrics.timed("dynamodb", "orders_by_user"):
         items = await anyio.to_thread.run_sync(
             lambda: res.orders.by_user(user.user_id, status=stored, symbol=symbol, limit=fetch, scan_max=scan_max))
