@@ -303,10 +303,11 @@ def test_a_message_that_is_not_a_tick_on_a_price_channel_is_skipped_and_the_feed
         for message in junk:
             assert r.publish(f"prices:{s}", message) == 1  # one pattern subscriber: the service
         assert r.publish(f"bars:{s}:1s", "not a bar") == 1
+        assert r.publish(b"prices:\xff", tick(s, 9).model_dump_json()) == 1  # a channel name not UTF-8
         _publish(settings, [tick(s, 2)])
         frames = recv_until(ws, lambda f: f.get("type") == "tick", timeout_s=30)
     assert frames[-1]["data"]["seq"] == 2
-    assert metric(settings, "tradesim_marketdata_bad_updates_total") - bad_before == len(junk) + 1
+    assert metric(settings, "tradesim_marketdata_bad_updates_total") - bad_before == len(junk) + 2
 
 
 def test_a_subscription_redis_refused_holds_nothing(settings: Settings, cache: PriceCache) -> None:

@@ -45,9 +45,9 @@ import socket
 import threading
 import time
 from collections import OrderedDict, deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import redis.asyncio as aioredis
 from websockets.asyncio.server import Server, ServerConnection, serve
@@ -69,6 +69,7 @@ from tradesim.services.tasks import create_task
 from tradesim.settings import Settings, is_header_safe
 
 log = logging.getLogger("tradesim.marketdata.ws")
+K = TypeVar("K")  # what names a message to its fan-out: a channel (bytes) or a bar key
 MAX_FRAME = 64 * 1024
 MAX_SYMBOLS = 500
 MAX_KEY = 512
@@ -377,23 +378,30 @@ class MarketDataHub:
                     pass
 
     def _on_message(self, channel: bytes, data: bytes) -> None:
-        """One published message; anyone can PUBLISH on these channels, so whatever a message holds (not UTF-8,
-        not JSON, nested too deep, another symbol's tick) it is skipped and counted, never the end of the feed."""
+        self._skipping_bad(channel, self._message, channel, data)
+
+    @staticmethod
+    def _skipping_bad(source: bytes, fan: Callable[[K, bytes], None], name: K, data: bytes) -> None:
+        """Fan out one published message; anyone can PUBLISH on these channels, so whatever a message holds (not
+        UTF-8, not JSON, nested too deep, another symbol's tick) it is skipped and counted, never the end of the
+        feed."""
         try:
-            self._message(channel.decode(), data.decode())
+            fan(name, data)
         except Exception as exc:  # noqa: BLE001 - see above; an unexpected one is logged with its traceback
             metrics.BAD_UPDATES.inc()
             log.warning("skipped a message that is not a tick or bar", exc_info=not isinstance(exc, BAD_MESSAGE),
-                        extra={"channel": channel[:100].decode(errors="replace"), "error": str(exc)[:200]})
+                        extra={"channel": source[:100].decode(errors="replace"), "error": str(exc)[:200]})
 
-    def _message(self, channel: str, data: str) -> None:
+    def _message(self, name: bytes, raw: bytes) -> None:
+        channel = name.decode()
         if channel.startswith(BARS_PREFIX):
             symbol, interval = parse_channel(channel)
-            self._fan_bar(f"{symbol}|{interval}", data)
+            self._fan_bar(f"{symbol}|{interval}", raw)
             return
         symbol = channel[len(CHANNEL_PREFIX):]
         subs = self.by_symbol.get(symbol)
         if subs:
+            data = raw.decode()
             named, run, seq = _order(data)
             if named != symbol:
                 raise ValueError(f"a tick of {named!r} on the channel of {symbol!r}")
@@ -423,9 +431,8 @@ class MarketDataHub:
         for key, new in zip(bar_keys, got[len(symbols):], strict=True):
             if not (isinstance(new, list) and new):
                 continue
-            channel = f"{BARS_PREFIX}{key.replace('|', ':')}".encode()
             for raw in new:  # oldest first, each newer than what the key's subscribers got
-                self._on_message(channel, raw)
+                self._skipping_bad(bars_key(*key.split("|")).encode(), self._fan_bar, key, raw)
             try:
                 last = _window_start(new[-1].decode())
             except BAD_MESSAGE:
@@ -456,9 +463,10 @@ class MarketDataHub:
         if moved:
             log.info("caught up after a pub/sub reconnect", extra={"updated": moved})
 
-    def _fan_bar(self, key: str, data: str) -> None:
+    def _fan_bar(self, key: str, raw: bytes) -> None:
         subs = self.by_bars.get(key)
         if subs:
+            data = raw.decode()
             start = _window_start(data)
             self.bars_fanned[key] = max(self.bars_fanned.get(key, start), start)
             update = (key, 0, start, '{"type":"bar","data":' + data + "}")
