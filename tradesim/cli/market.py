@@ -57,7 +57,7 @@ def _replay(scenario: str, speed: float | None, symbols: str | None) -> None:
         raise StackError(f"{exc}; start the stack with `tradesim up`") from None
     clock = SimClock(speed=speed)
     start_ms = int(sc.start.timestamp() * 1000)
-    total_ms = int(sc.duration_s * 1000)
+    total_ms = sc.duration_ms
     with Progress(TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.fields[info]}"),
                   TimeElapsedColumn(), console=out, transient=False) as progress:
         task = progress.add_task(f"replay {sc.id}", total=max(total_ms, 1), info="")

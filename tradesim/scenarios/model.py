@@ -361,6 +361,12 @@ class Expect(_Section):
     outcomes_hash: str | None = Field(None, pattern=r"^[0-9a-f]{64}$",
                                       description="SHA-256 of the ordered outcomes (tradesim.scenarios.expect).")
 
+    @model_validator(mode="after")
+    def _something(self) -> Expect:
+        if not self.count():  # a run would pass with no check at all
+            raise ValueError("set orders, accounts, market, read_side or outcomes_hash")
+        return self
+
     def count(self) -> int:
         """How many checks these expectations make."""
         n = sum((o.status is not None) + (o.reason is not None) + (o.fill_price is not None)
@@ -430,7 +436,9 @@ class Scenario(_Section):
             if spec.symbol in seen:
                 problems.append((("symbols", i, "symbol"), f"duplicate symbol {spec.symbol}"))
             seen.add(spec.symbol)
-        if self.start_ms + self.duration_s * 1000 > MAX_EPOCH_MS:
+        if self._duration_ms_exact % 1:
+            problems.append((("duration_s",), "whole milliseconds only (at most 3 decimal places)"))
+        if self.start_ms + self.duration_ms > MAX_EPOCH_MS:
             problems.append((("duration_s",), "the run would end after 9999-12-31T23:59:59.999Z"))
         if self.symbols and self.steps == 0:
             problems.append((("tick_interval_ms",), "longer than duration_s: no tick would be generated"))
@@ -466,7 +474,7 @@ class Scenario(_Section):
                 problems.append((loc, f"unknown account {name} (accounts: {have})"))
 
         ids: set[str] = set()
-        end_ms = self.duration_s * 1000
+        end_ms = self.duration_ms
         for i, order in enumerate(self.orders):
             if order.id in ids:
                 problems.append((("orders", i, "id"), f"duplicate order id {order.id}"))
@@ -520,9 +528,18 @@ class Scenario(_Section):
         return (self.start - _EPOCH) // _MS
 
     @property
+    def _duration_ms_exact(self) -> Decimal:
+        """`duration_s` in milliseconds as written (a float's 1.001 * 1000 is 1000.999…, not the 1001 it means)."""
+        return Decimal(repr(self.duration_s)) * 1000
+
+    @property
+    def duration_ms(self) -> int:
+        return round(self._duration_ms_exact)
+
+    @property
     def steps(self) -> int:
         """Ticks per generated symbol: one at `start`, then one per interval while inside the duration."""
-        return int(self.duration_s * 1000) // self.tick_interval_ms
+        return self.duration_ms // self.tick_interval_ms
 
     def symbol_names(self) -> list[str]:
         """Generated symbols in file order, then replayed ones (scanning the CSV once if not yet done)."""

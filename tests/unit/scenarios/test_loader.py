@@ -194,3 +194,15 @@ def test_a_csv_file_that_is_not_text_or_not_csv_is_a_problem_of_its_own(
     first = _problems(write("s.yaml", HEADER + "source: {csv: data/t.csv}\n"))[0]
     assert (first.file, first.line, first.field) == ("data/t.csv", line, "csv")
     assert message in first.message
+
+
+def test_a_fractional_duration_is_counted_in_whole_milliseconds(write: Write) -> None:
+    """1.001 * 1000 is 1000.999… as a float: the last millisecond's tick, and an order at it, were lost."""
+    body = HEADER.replace("duration_s: 300", "duration_s: 1.001").replace("tick_interval_ms: 1000",
+                                                                         "tick_interval_ms: 1")
+    scenario = load_scenario(write("s.yaml", body + "symbols:\n  - {symbol: AAA, initial_price: 1}\n"))
+    assert scenario.duration_ms == 1001
+    assert scenario.steps == 1001
+    finer = write("f.yaml", body.replace("1.001", "1.0005") + "symbols:\n  - {symbol: AAA, initial_price: 1}\n")
+    assert [(p.field, p.message) for p in _problems(finer)] == [
+        ("duration_s", "whole milliseconds only (at most 3 decimal places)")]
