@@ -14,16 +14,16 @@ from __future__ import annotations
 import secrets
 import string
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 import redis
 
 from tradesim.adapters.kafka.errors import KafkaDeliveryError
-from tradesim.domain.events import MAX_PRICE, OrderOutcome, Tick
+from tradesim.domain.events import MAX_PRICE, Bar, Event, OrderOutcome, Tick
 from tradesim.scenarios.expect import AccountResult, Outcome, ReadSide, RunResult, account_result, ordered
 from tradesim.scenarios.model import RUNNER_ACCOUNT, Scenario, ScriptedOrder, strategy_order_id
 from tradesim.settings import Settings
@@ -100,17 +100,17 @@ class Placed:
         return self.status in TERMINAL
 
 
-class OutcomeLog:
-    """The outcomes of the run's users on `trade_executed`, from where the topic ended when the run began."""
+E = TypeVar("E", bound=Event)
 
-    def __init__(self, settings: Settings, users: set[str]) -> None:
+
+class _TopicTail:
+    """A topic read from where it ended when the run began (each partition's end then): what the run made."""
+
+    def __init__(self, settings: Settings, topic: str) -> None:
         from confluent_kafka import TopicPartition
 
         from tradesim.adapters.kafka.client import consumer
 
-        self.users = users
-        self.seen: dict[str, OrderOutcome] = {}
-        topic = settings.topics.trade_executed
         try:
             self._c = consumer(settings.kafka, f"tradesim-run-{new_suffix(8)}")
             parts = self._c.list_topics(topic, timeout=10).topics[topic].partitions
@@ -119,8 +119,9 @@ class OutcomeLog:
         except Exception as exc:  # no broker answered: Kafka is not usable
             raise StackUnusable(f"Kafka is not usable: {exc}") from None
 
-    def poll(self) -> bool:
-        """Read what has arrived; True (so it can lead a wait condition)."""
+    def _read(self, kind: type[E]) -> Iterator[E]:
+        """What has arrived since the last read; a record that is not a `kind` is not ours to judge (the
+        topic's owners dead-letter it)."""
         from tradesim.domain.errors import InvalidRecord
         from tradesim.domain.events import decode
 
@@ -128,15 +129,44 @@ class OutcomeLog:
             if m.error() is not None:
                 continue
             try:
-                outcome = decode(OrderOutcome, m.value() or b"")
+                yield decode(kind, m.value() or b"")
             except InvalidRecord:
-                continue  # not ours to judge: the topic's owners dead-letter it
+                continue
+
+    def close(self) -> None:
+        self._c.close()
+
+
+class OutcomeLog(_TopicTail):
+    """The outcomes of the run's users on `trade_executed`."""
+
+    def __init__(self, settings: Settings, users: set[str]) -> None:
+        super().__init__(settings, settings.topics.trade_executed)
+        self.users = users
+        self.seen: dict[str, OrderOutcome] = {}
+
+    def poll(self) -> bool:
+        """Read what has arrived; True (so it can lead a wait condition)."""
+        for outcome in self._read(OrderOutcome):
             if outcome.user_id in self.users:
                 self.seen.setdefault(outcome.order_id, outcome)  # the first copy: at-least-once repeats it
         return True
 
-    def close(self) -> None:
-        self._c.close()
+
+class BarLog(_TopicTail):
+    """The windows of the run's symbols' bars on `market_bars`, per interval (the bar cache keeps only the newest
+    few of each symbol, so a long run is counted here)."""
+
+    def __init__(self, settings: Settings, symbols: set[str]) -> None:
+        super().__init__(settings, settings.topics.market_bars)
+        self.symbols = symbols
+        self.windows: dict[str, set[tuple[str, int]]] = {}  # interval → (symbol, window start); repeats fold
+
+    def poll(self) -> bool:
+        for bar in self._read(Bar):
+            if bar.symbol in self.symbols:
+                self.windows.setdefault(bar.interval, set()).add((bar.symbol, bar.window_start_ms))
+        return True
 
 
 @dataclass
@@ -243,6 +273,7 @@ class ScenarioRunner:
         self.delivered: set[str] = set()
         self._ctx: _RunContext | None = None
         self._log: OutcomeLog | None = None
+        self._bars_log: BarLog | None = None
         self.barriers: list[Placed] = []
         self.probes: list[Placed] = []
         self._ref: Any = None
@@ -264,6 +295,7 @@ class ScenarioRunner:
             if not ticks:
                 raise StackUnusable("the scenario generated no ticks")
             publisher = self._publisher()
+            self._bars_log = BarLog(self.settings, set(self.alias.values()))
             cache = PriceCache(connect(self.settings.redis))
             first: dict[str, Tick] = {}
             for t in ticks:
@@ -300,8 +332,9 @@ class ScenarioRunner:
             raise StackUnusable(f"{type(exc).__name__}: {exc}") from None
         finally:
             self.http.close()
-            if self._log is not None:
-                self._log.close()
+            for tail in (self._log, self._bars_log):
+                if tail is not None:
+                    tail.close()
 
     def _check_stack(self) -> None:
         from tradesim.stack.errors import UserError
@@ -572,6 +605,11 @@ class ScenarioRunner:
 
     # ---- results -----------------------------------------------------------------------------------------
 
+    def _bar_log(self) -> BarLog:
+        if self._bars_log is None:
+            raise RuntimeError("the bar log is opened before the first tick is published")
+        return self._bars_log
+
     def _outcome_log(self) -> OutcomeLog:
         if self._log is None:
             raise RuntimeError("the outcome log is opened before the script is placed")
@@ -641,31 +679,24 @@ class ScenarioRunner:
 
     def _bars(self, ticks: list[Tick]) -> dict[str, int]:
         """Bars per interval over the run's symbols with a window inside the scenario, as the `bars` job put them
-        in the bar cache; waits (deadline) until each symbol's last window is there (the closing ticks close it
+        on `market_bars`; waits (deadline) until each symbol's last window is there (the closing ticks close it
         on the symbol's own clock)."""
-        import json
-
-        from tradesim.adapters.redis.bars import BarCache
-        from tradesim.adapters.redis.client import connect
         from tradesim.jobs.bars_logic import INTERVALS_MS
 
-        cache = BarCache(connect(self.settings.redis))
-        end_ms = self.start_ms + int(self.scenario.duration_s * 1000)
+        bars = self._bar_log()
+        end_ms = self.start_ms + self.scenario.duration_ms
         last_tick = max(t.event_time_ms for t in ticks)
 
-        def count(interval: str) -> tuple[int, bool]:
-            total, complete = 0, True
-            size = INTERVALS_MS[interval]
-            last_window = last_tick - last_tick % size
-            for alias in self.alias.values():
-                starts = {json.loads(raw)["window_start_ms"] for raw in cache.recent(alias, interval)}
-                inside = {s for s in starts if self.start_ms <= s < end_ms}
-                total += len(inside)
-                complete = complete and last_window in inside
-            return total, complete
+        def inside(interval: str) -> set[tuple[str, int]]:
+            return {w for w in bars.windows.get(interval, ()) if self.start_ms <= w[1] < end_ms}
+
+        def complete() -> bool:
+            bars.poll()
+            return all((symbol, last_tick - last_tick % size) in inside(interval)
+                       for interval, size in INTERVALS_MS.items() for symbol in self.alias.values())
 
         try:
-            await_(lambda: all(count(i)[1] for i in INTERVALS_MS), self.settle_s, "the last bars", poll_s=0.2)
+            await_(complete, self.settle_s, "the last bars", poll_s=0.2)
         except StackUnusable:
-            self.progress.step("the bar cache did not show every symbol's last bars in time; counting what is there")
-        return {interval: count(interval)[0] for interval in INTERVALS_MS}
+            self.progress.step("market_bars did not show every symbol's last bars in time; counting what is there")
+        return {interval: len(inside(interval)) for interval in INTERVALS_MS}

@@ -14,6 +14,9 @@ from pathlib import Path
 import pytest
 
 from tradesim.cli.run import SMOKE
+from tradesim.jobs.bars_logic import INTERVALS_MS
+from tradesim.scenarios.generators import generate
+from tradesim.scenarios.loader import load_scenario
 from tradesim.settings import Settings
 from tradesim.stack.supervisor import Supervisor
 
@@ -74,6 +77,32 @@ expect:
     done = _tradesim("run", str(path), "--fast")
     # before: b's key `a` was order a's default key too, so b was refused as a retry with another body (409)
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_bars_are_counted_past_what_the_bar_cache_keeps(tmp_path: Path) -> None:
+    """The bar cache keeps each symbol's newest 300 bars: before, a run longer than 300 s counted only those, so a
+    correct `bars` expectation failed. Expected: one bar per window the generated ticks fall in."""
+    path = tmp_path / "long.yaml"
+    text = """\
+id: long
+start: 2024-01-02T14:30:00Z
+duration_s: 330
+tick_interval_ms: 1000
+seed: 3
+symbols:
+  - {symbol: AAPL, initial_price: "100"}
+accounts:
+  - {name: k, cash: "1000.00"}
+"""
+    path.write_text(text)
+    scenario = load_scenario(path)
+    windows = {interval: len({t.event_time_ms - t.event_time_ms % size for t in generate(scenario)})
+               for interval, size in INTERVALS_MS.items()}
+    assert windows["1s"] > 300
+    path.write_text(text + f'expect:\n  market:\n    bars: {{"1s": {windows["1s"]}, "1m": {windows["1m"]}}}\n')
+    done = _tradesim("run", str(path), "--fast", "--json", str(tmp_path / "r.json"))
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert json.loads((tmp_path / "r.json").read_text())["market"]["bars"] == windows
 
 
 def test_a_wrong_expectation_fails_with_expected_and_actual(tmp_path: Path) -> None:
