@@ -30,6 +30,7 @@ from tradesim.domain.events import (
     CASH_DIGITS,
     MAX_EPOCH_MS,
     MAX_PRICE,
+    MAX_PRINT_SIZE,
     MAX_QTY,
     PRICE_PLACES,
     SYMBOL_RE,
@@ -94,8 +95,9 @@ class LognormalVolume(_Section):
     """Trade sizes from a lognormal with the given mean, rounded to whole lots (at least one lot)."""
 
     kind: Literal["lognormal"]
-    mean: FiniteFloat = Field(gt=0, description="Mean size in shares.")
-    sigma: FiniteFloat = Field(0.5, ge=0, description="Standard deviation of log size.")
+    mean: FiniteFloat = Field(gt=0, le=MAX_PRINT_SIZE, description="Mean size in shares.")
+    # 5 is a spread of e^5 ≈ 150× per standard deviation; much more would overflow a draw
+    sigma: FiniteFloat = Field(0.5, ge=0, le=5, description="Standard deviation of log size.")
     lot: Int = Field(1, ge=1, description="Sizes are multiples of this.")
 
 
@@ -103,7 +105,7 @@ class PoissonVolume(_Section):
     """Trade sizes as a Poisson count of lots (normal approximation for large means); may be zero."""
 
     kind: Literal["poisson"]
-    mean: FiniteFloat = Field(gt=0, description="Mean size in shares.")
+    mean: FiniteFloat = Field(gt=0, le=MAX_PRINT_SIZE, description="Mean size in shares.")
     lot: Int = Field(1, ge=1, description="Sizes are multiples of this.")
 
 

@@ -93,6 +93,11 @@ def test_csv_path_is_relative_to_the_scenario_file_not_the_working_directory(
          "must be <= 1000000"),
         ("symbols:\n  - {symbol: AAA, initial_price: \"1.00001\"}\n", 7, "symbols[0].initial_price",
          "Decimal input should have no more than 4 decimal places"),
+        # a draw from a lognormal of mean 1e308 overflowed: `scenarios show`, `replay` and `run` gave a traceback
+        ("symbols:\n  - {symbol: AAA, initial_price: 1, volume: {kind: lognormal, mean: 1e308}}\n", 7,
+         "symbols[0].volume.mean", "must be <= 1000000000"),
+        ("symbols:\n  - {symbol: AAA, initial_price: 1, volume: {kind: lognormal, mean: 5, sigma: 900}}\n", 7,
+         "symbols[0].volume.sigma", "must be <= 5"),
     ],
 )
 def test_problem_names_file_line_and_field(write: Write, body: str, line: int, field: str, message: str) -> None:
