@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 
 import yaml
@@ -30,6 +31,10 @@ def _line(path: Path, *keys: str) -> int:
     return line
 
 
+def _iso(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
 def load_run(path: Path) -> tuple[Scenario, Strategy | None]:
     """The scenario (ScenarioError as the loader raises it) and its strategy built, or ScenarioError."""
     from tradesim.scenarios.loader import load_scenario
@@ -40,6 +45,11 @@ def load_run(path: Path) -> tuple[Scenario, Strategy | None]:
         aliases(scenario.symbol_names(), "x" * 5)
     except AliasError as exc:
         raise ScenarioError.one(shown, "symbols", str(exc), _line(path, "symbols")) from None
+    first_ms = scenario.replay_first_ms()
+    if first_ms is not None and first_ms < scenario.start_ms:
+        # a run's market time begins at `start` (orders' times count from it, a strategy's clock starts there)
+        raise ScenarioError.one(shown, "source.csv", f"its first tick ({_iso(first_ms)}) is before start "
+                                f"({_iso(scenario.start_ms)}); a run begins at start", _line(path, "source", "csv"))
     ref = scenario.strategy
     if ref is None:
         return scenario, None

@@ -44,6 +44,7 @@ from tradesim.domain.events import (
 )
 from tradesim.domain.orders import price_problems
 from tradesim.scenarios.errors import CrossFieldError
+from tradesim.scenarios.replay import CsvSummary, scan_csv
 
 Loc = tuple[str | int, ...]
 
@@ -404,8 +405,7 @@ class Scenario(_Section):
     strategy: StrategyRef | None = Field(None, description="A strategy class driven by the runner.")
     expect: Expect | None = Field(None, description="What the run must produce.")
 
-    _replay_symbols: tuple[str, ...] | None = PrivateAttr(default=None)
-    _replay_rows: int | None = PrivateAttr(default=None)
+    _replay: Any = PrivateAttr(default=None)  # the CSV source's CsvSummary, once scanned
 
     @model_validator(mode="before")
     @classmethod
@@ -554,14 +554,22 @@ class Scenario(_Section):
 
     def replay_summary(self) -> tuple[tuple[str, ...], int]:
         """(symbols, rows) of the CSV source; ((), 0) without one."""
-        if self.source is None:
-            return (), 0
-        if self._replay_symbols is None or self._replay_rows is None:
-            from tradesim.scenarios.replay import scan_csv
+        csv = self._csv()
+        return ((), 0) if csv is None else (csv.symbols, csv.rows)
 
-            summary = scan_csv(self.source.csv)
-            self._replay_symbols, self._replay_rows = summary.symbols, summary.rows
-        return self._replay_symbols, self._replay_rows
+    def replay_first_ms(self) -> int | None:
+        """The CSV source's first tick time; None without one (or no rows)."""
+        csv = self._csv()
+        return None if csv is None else csv.first_ms
+
+    def _csv(self) -> CsvSummary | None:
+        """The CSV source checked and summed up, scanned once."""
+        if self.source is None:
+            return None
+        if self._replay is None:
+            self._replay = scan_csv(self.source.csv)
+        summary: CsvSummary = self._replay
+        return summary
 
 
 _MS = timedelta(milliseconds=1)

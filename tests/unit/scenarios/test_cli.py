@@ -152,6 +152,19 @@ def test_validate_checks_what_a_run_needs_also_without_orders() -> None:
     assert _lines(result.output)[0].startswith("long.yaml:6: symbols:")
 
 
+def test_validate_refuses_a_replayed_csv_that_begins_before_start_for_a_run() -> None:
+    """Before: accepted; the run then blamed the strategy ("market time went back"), exit 1."""
+    _write("early.csv", "timestamp,symbol,bid,ask,last,size\n2020-01-02T14:30:00Z,AAA,1,1.02,1.01,5\n"
+           "2024-01-02T14:30:01Z,AAA,1,1.02,1.01,5\n")
+    early = _write("early.yaml", HEADER + "source:\n  csv: early.csv\naccounts:\n  - {name: q, cash: \"1000\"}\n")
+    result = runner.invoke(app, ["scenarios", "validate", early])
+    assert result.exit_code == 2, result.output
+    assert _lines(result.output) == ["early.yaml:7: source.csv: its first tick (2020-01-02T14:30:00.000Z) is before "
+                                     "start (2024-01-02T14:30:00.000Z); a run begins at start"]
+    replay = _write("replay.yaml", HEADER + "source:\n  csv: early.csv\n")
+    assert runner.invoke(app, ["scenarios", "validate", replay]).exit_code == 0  # a replay alone plays it as written
+
+
 def test_a_strategy_constructor_that_exits_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     (tmp_path / "quitter.py").write_text("from tradesim.strategies import Strategy\n\n"
                                          "class Q(Strategy):\n    def __init__(self, params):\n"
