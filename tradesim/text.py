@@ -16,3 +16,10 @@ def one_line(value: object) -> str:
 def error_line(exc: BaseException) -> str:
     """An exception's message on one line, or its type's name when it has none (a bare `KeyError()`)."""
     return one_line(exc) or type(exc).__name__
+
+
+def visible(text: str) -> str:
+    """`text` with every character a terminal would not show as itself (control characters such as ESC or a
+    newline, zero-width and bidirectional marks, unassigned code points) written as its Python escape: a quoted
+    value shows what it holds and cannot restyle the terminal or start a line of its own."""
+    return "".join(c if c.isprintable() or c == " " else repr(c)[1:-1] for c in text)

@@ -70,6 +70,22 @@ def test_markup_in_names_and_values_survives_the_round_trip(tmp_path: Path) -> N
     assert failure.get("message") == 'expected executed, got rejected (insufficient_funds) <&>'
 
 
+def test_characters_xml_cannot_hold_are_escaped_not_written_raw() -> None:
+    """Before: a control character in a message (a scenario's own key, a strategy's error) made the file one CI
+    servers refuse to read (not well-formed)."""
+    check = Check("order o\x01 status", False, "executed", "rejected \x1b[31m\ufffe")
+    root = _parse(junit_xml([RunReport("t", [check], 0.0, error="strategy raised: bad\x00 value\nsecond line")]))
+    case, error_case = root.findall("testsuite/testcase")[1], root.find("testsuite/testcase")
+    assert case.get("name") == "order o\\x01 status"
+    failure = case.find("failure")
+    assert failure is not None
+    assert failure.get("message") == "expected executed, got rejected \\x1b[31m\\ufffe"
+    assert error_case is not None
+    error = error_case.find("error")
+    assert error is not None
+    assert error.text == "strategy raised: bad\\x00 value\nsecond line"  # a newline is XML's own
+
+
 def test_no_runs_is_an_empty_but_valid_document() -> None:
     root = _parse(junit_xml([]))
     assert (root.tag, root.get("tests"), root.findall("testsuite")) == ("testsuites", "0", [])

@@ -10,6 +10,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from tradesim.text import visible
+
 
 @dataclass(frozen=True)
 class Problem:
@@ -23,7 +25,7 @@ class Problem:
     def __str__(self) -> str:
         where = f"{self.file}:{self.line}" if self.line is not None else self.file
         parts = [p for p in (where, self.field, self.message) if p]
-        return ": ".join(parts)
+        return visible(": ".join(parts))  # field names and messages quote the file's own keys and values
 
 
 class ScenarioError(Exception):

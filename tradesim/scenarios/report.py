@@ -4,6 +4,7 @@ as CI servers read it) and a JSON document. Pure writers over `Check`s and a `Ru
 from __future__ import annotations
 
 import json
+import re
 import xml.etree.ElementTree as ET
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -60,8 +61,20 @@ def junit(runs: Sequence[RunReport]) -> ET.ElementTree[ET.Element]:
             case = ET.SubElement(suite, "testcase", classname=classname, name=check.name, time="0")
             if not check.passed:
                 ET.SubElement(case, "failure", message=check.message, type="ExpectationFailed").text = check.message
+    for element in root.iter():  # messages quote user input: keep the document well-formed XML 1.0
+        element.attrib = {k: _xml_text(v) for k, v in element.attrib.items()}
+        if element.text:
+            element.text = _xml_text(element.text)
     ET.indent(root)
     return ET.ElementTree(root)
+
+
+#: characters XML 1.0 cannot hold in any form (ElementTree would write them raw, and readers then refuse the file)
+_NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+
+
+def _xml_text(text: str) -> str:
+    return _NOT_XML.sub(lambda m: repr(m.group())[1:-1], text)
 
 
 def junit_xml(runs: Sequence[RunReport]) -> bytes:

@@ -165,6 +165,16 @@ def test_validate_refuses_a_replayed_csv_that_begins_before_start_for_a_run() ->
     assert runner.invoke(app, ["scenarios", "validate", replay]).exit_code == 0  # a replay alone plays it as written
 
 
+def test_a_problem_shows_control_characters_in_the_files_keys_as_escapes() -> None:
+    """Before: an ESC in a key restyled the terminal, and a newline made a second line that looked like another
+    file's problem."""
+    path = _write("ctl.yaml", HEADER + "symbols:\n  - {symbol: AAA, initial_price: 1}\n"
+                  "\"a\\x01\\e[31mRED\\nfake.yaml:1: all good\": 1\n")
+    result = runner.invoke(app, ["scenarios", "validate", path])
+    assert result.exit_code == 2, result.output
+    assert _lines(result.output) == ["ctl.yaml:8: a\\x01\\x1b[31mRED\\nfake.yaml:1: all good: unknown field"]
+
+
 def test_a_strategy_constructor_that_exits_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     (tmp_path / "quitter.py").write_text("from tradesim.strategies import Strategy\n\n"
                                          "class Q(Strategy):\n    def __init__(self, params):\n"
