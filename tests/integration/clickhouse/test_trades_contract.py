@@ -207,6 +207,10 @@ def test_a_users_reads_come_from_the_by_user_copy(store: TradeStore) -> None:
 
 @pytest.mark.parametrize(("symbols", "ends"), [
     (["AAPL", "MSFT", "TIE"], [T0 + i * 15_000 for i in range(6)]),         # evenly spaced
+    # evenly spaced but a shorter last bucket (a window cut at `to`: every API request), a fill at its start
+    (["AAPL", "MSFT", "TIE"], [T0 + 20_000, T0 + 30_000, T0 + 30_001]),
+    (["AAPL", "MSFT", "TIE"], [T0 - 15_000 + i * 15_000 for i in range(5)] + [T0 + 45_001]),
+    (["AAPL", "MSFT"], [T0, T0 + 15_000, T0 + 60_001]),                     # a longer last bucket
     (["AAPL", "MSFT"], [T0 + 30_000, T0 + 30_001, T0 + 60_000, T0 + 60_001, T0 + 3_600_000]),  # uneven
     (["AAPL"], [T0 + 3_600_000]),                                           # one end: all history before it
     (["AAPL", "NVDA"], [T0 + 60_000, T0 - 86_400_000]),                     # unsorted; NVDA never traded

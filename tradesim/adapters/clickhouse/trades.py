@@ -300,11 +300,15 @@ class TradeStore:
         if not ends or not symbols:
             return {end: {} for end in bucket_ends}
         params: dict[str, Any] = {"symbols": tuple(sorted(set(symbols))), "last_end": ends[-1]}
-        # index of the first end after the decision; arithmetic when the ends are evenly spaced (the usual case),
-        # else a scan of the (short) list of ends per row
-        steps = {b - a for a, b in zip(ends, ends[1:], strict=False)}
-        if len(steps) <= 1:
-            params |= {"first_end": ends[0], "step": steps.pop() if steps else 1}
+        # index of the first end after the decision: arithmetic when the ends are evenly spaced but for a shorter
+        # last bucket (a window's, cut at `to`: the API's every request), else a scan of the list of ends per row,
+        # whose memory grows as rows × ends (1,440 one-minute ends over 300,000 fills exceeded the server's limit)
+        steps = [b - a for a, b in zip(ends, ends[1:], strict=False)]
+        step = steps[0] if steps else 1
+        if all(s == step for s in steps[:-1]) and (not steps or steps[-1] <= step):
+            params |= {"first_end": ends[0], "step": step}
+            # a decision in the last bucket (before last_end, so less than a step after the one before) gets its
+            # index from the same division
             bucket = "if(decided_at_ms < %(first_end)s, 0, intDiv(decided_at_ms - %(first_end)s, %(step)s) + 1)"
         else:
             params["ends"] = ends
