@@ -20,7 +20,7 @@ from tradesim.domain.events import OrderCancelRequested, OrderOutcome, OrderPlac
 from tradesim.domain.fees import FeeModel
 from tradesim.domain.matching import SlippageModel
 from tradesim.domain.portfolio import Written
-from tradesim.domain.settlement import RecordedOutcome, settle, settle_group
+from tradesim.domain.settlement import DecisionClock, RecordedOutcome, settle, settle_group
 from tradesim.testing.factories import tick
 
 SLIP = SlippageModel(max_bps=Decimal("0"))
@@ -296,3 +296,35 @@ def test_a_group_settles_like_one_by_one_even_when_its_write_loses(lose: int) ->
         one_by_one.cash, one_by_one.positions, set(one_by_one.outcomes))
     assert store.flushes == 1
     assert [s.written.version for s in settled if s.written is not None][-1] == store.version  # as the item is
+
+
+def test_a_groups_outcomes_sort_by_decision_time_in_the_order_the_ledger_applied_them() -> None:
+    """Before: a group's outcomes shared one millisecond, and readers folding fills by (decided_at_ms, order_id)
+    took the ids' order: a sell before its buy, a wrong average cost and realized P&L."""
+    now = [5_000]
+    clock = DecisionClock(lambda: now[0])
+    store = GroupingStore(cash=Decimal("10000"))
+    first = [Decision(order(oid, side=side, qty=10), "fill", price=Decimal("50"))
+             for oid, side in (("z-buy", "buy"), ("a-sell", "sell"), ("m-buy", "buy"))]
+    settled = settle_group("u1", first, store, FEES, clock)
+    second = settle_group("u1", [Decision(order("b-sell", side="sell", qty=10), "fill", price=Decimal("51"))],
+                          store, FEES, clock)  # the next group, still in the same millisecond
+    outcomes = [s.outcome for s in settled + second]
+    assert [o.status for o in outcomes] == ["executed"] * 4
+    by_time = sorted(outcomes, key=lambda o: (o.decided_at_ms, o.order_id))
+    assert [o.order_id for o in by_time] == ["z-buy", "a-sell", "m-buy", "b-sell"]
+    assert [o.decided_at_ms for o in outcomes] == [5_000, 5_001, 5_002, 5_003]
+
+
+def test_the_decision_clock_follows_the_wall_clock_and_forgets_users_long_behind_it() -> None:
+    now = [1_000]
+    clock = DecisionClock(lambda: now[0])
+    assert [clock("a"), clock("a"), clock("b"), clock("a")] == [1_000, 1_001, 1_000, 1_002]
+    now[0] = 990  # the wall clock stepped back: still later than what a was given
+    assert clock("a") == 1_003
+    now[0] = 2_000
+    assert (clock("a"), clock("b")) == (2_000, 2_000)
+    for i in range(5_000):  # many users, one order each, over seconds: memory stays bounded
+        now[0] = 2_000 + i
+        clock(f"user-{i}")
+    assert len(clock._last) <= 2 * DecisionClock.FORGET_MS + 1024

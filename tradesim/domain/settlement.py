@@ -9,6 +9,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
+from functools import partial
 from typing import TYPE_CHECKING, Any, Literal
 
 from tradesim.domain.book import Decision
@@ -56,6 +57,31 @@ class Settled:
 
 def _now_ms() -> int:
     return int(time.time() * 1000)
+
+
+class DecisionClock:
+    """Decision times for one settler's outcomes: the wall clock in ms, but strictly increasing per user, so a
+    user's `decided_at_ms` orders the outcomes as the ledger applied them (a group's write decides several in one
+    millisecond, and readers that fold fills by time would otherwise take the order ids' order). A user deciding
+    more than one order a millisecond runs ahead of the wall clock by as much, and no further."""
+
+    #: a user whose last time is this far behind the clock cannot collide with a new one: dropped (bounded memory;
+    #: the margin covers a small step back of the wall clock)
+    FORGET_MS = 1000
+
+    def __init__(self, now_ms: Callable[[], int] = _now_ms) -> None:
+        self._now_ms = now_ms
+        self._last: dict[str, int] = {}
+        self._prune_at = 1024
+
+    def __call__(self, user_id: str) -> int:
+        now = self._now_ms()
+        decided = max(now, self._last.get(user_id, now - 1) + 1)
+        if len(self._last) >= self._prune_at:
+            self._last = {u: t for u, t in self._last.items() if t > now - self.FORGET_MS}
+            self._prune_at = max(1024, 2 * len(self._last))
+        self._last[user_id] = decided
+        return decided
 
 
 def trade_id(order_id: str) -> str:
@@ -114,13 +140,17 @@ def settle(decision: Decision, ledger: Ledger, fees: FeeModel, now_ms: Callable[
     return _record(order, ledger, status, decision.reason, decided)
 
 
-def settle_group(user_id: str, decisions: list[Decision], ledger: GroupLedger, fees: FeeModel) -> list[Settled]:
+def settle_group(user_id: str, decisions: list[Decision], ledger: GroupLedger, fees: FeeModel,
+                 clock: DecisionClock | None = None) -> list[Settled]:
     """Settle one user's queued decisions, in order, with as few writes as the ledger can manage (one, usually):
     the same outcomes as settling them one by one. If the group's write loses to another writer (VersionConflict),
-    none of its unwritten changes were written, so they are settled again one by one. Raises Unavailable."""
+    none of its unwritten changes were written, so they are settled again one by one. Raises Unavailable.
+    `clock`: the settler's (kept across groups), so its decision times keep increasing per user."""
+    clock = clock or DecisionClock()
+    now_ms = partial(clock, user_id)
     ledger.group(user_id)
     try:
-        out = [settle(d, ledger, fees) for d in decisions]
+        out = [settle(d, ledger, fees, now_ms) for d in decisions]
         ledger.flush_group(user_id)
         return out
     except VersionConflict:
@@ -128,7 +158,7 @@ def settle_group(user_id: str, decisions: list[Decision], ledger: GroupLedger, f
     except BaseException:
         ledger.end_group(user_id)
         raise
-    return [settle(d, ledger, fees) for d in decisions]
+    return [settle(d, ledger, fees, now_ms) for d in decisions]
 
 
 def _replayed(order: OrderPlaced, exc: OutcomeAlreadyRecorded) -> Settled:

@@ -183,6 +183,7 @@ class UserStage(KeyedProcessFunction):
         from tradesim.adapters.dynamodb.client import DynamoDB
         from tradesim.adapters.dynamodb.orders import OrderStore
         from tradesim.adapters.dynamodb.portfolios import PortfolioStore
+        from tradesim.domain.settlement import DecisionClock
 
         s = _settings(self.carried)
         self.faults = s.faults
@@ -195,6 +196,7 @@ class UserStage(KeyedProcessFunction):
         self.portfolios = PortfolioStore(db, horizon_ms=int(s.trading.outcome_live_s * 1000),
                                          prune_above=s.trading.prune_above, archive=OrderStore(db))
         self.fees = s.trading.fee_model()
+        self.clock = DecisionClock()  # a user's decision times increase in the order this stage settles them
         self.batch_ms = s.trading.settle_batch_ms
         self.queued = runtime_context.get_list_state(ListStateDescriptor("queued", Types.PICKLED_BYTE_ARRAY()))
 
@@ -226,7 +228,7 @@ class UserStage(KeyedProcessFunction):
         def write(group: Sequence[Decision]) -> list[Any]:
             for d in group:
                 self.faults.check("settle", d.order.symbol)
-            return _retrying(lambda: settle_group(user_id, list(group), self.portfolios, self.fees))
+            return _retrying(lambda: settle_group(user_id, list(group), self.portfolios, self.fees, self.clock))
 
         settled, failed = guard.isolate(decisions, write)
         out: list[Any] = []

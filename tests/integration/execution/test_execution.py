@@ -60,6 +60,20 @@ def test_concurrent_buys_beyond_cash_execute_exactly_floor_cash_over_cost(ex: Ex
     assert (p.cash, p.positions) == (Decimal("50.00"), {symbol: 20})
 
 
+def test_a_users_decision_times_increase_in_the_order_the_ledger_applied_them(ex: Exchange, symbol: str) -> None:
+    """Orders sent together settle in groups, one write each: before, a group's outcomes shared a millisecond, and
+    the read side, folding fills by (decided_at_ms, order_id), took the random ids' order (a wrong average cost)."""
+    ex.price(symbol, 1, "100")
+    user = ex.account("100000")
+    reader = ex.outcomes()
+    orders = [ex.order(user, symbol, "buy", qty=1) for _ in range(30)]
+    ex.send(*orders)
+    in_ledger_order = sorted(reader.wait([o.order_id for o in orders]).values(), key=lambda o: o.position_after or 0)
+    assert [o.position_after for o in in_ledger_order] == list(range(1, 31))
+    times = [o.decided_at_ms for o in in_ledger_order]
+    assert all(a < b for a, b in zip(times, times[1:], strict=False)), times
+
+
 def test_selling_more_than_held_is_rejected(ex: Exchange, symbol: str) -> None:
     user = ex.account("1000")
     ex.price(symbol, 1, "10")
