@@ -134,3 +134,7 @@ class Rebuildable(Protocol):
     def live(self) -> TradeSink:
         """A writer through the live name."""
         ...
+
+    def discard(self) -> None:
+        """Drop the fresh copy when the load stopped before switch(); raises Unavailable."""
+        ...

@@ -238,9 +238,7 @@ def test_marks_hand_checked(store: TradeStore) -> None:
 # --- schema and rebuilds ---------------------------------------------------------------------------------------------
 
 def _tables(store: TradeStore) -> set[str]:
-    rows = store.client.get().query("SELECT name FROM system.tables WHERE database = %(db)s",
-                                    parameters={"db": store.client.database}).result_rows
-    return {str(r[0]) for r in rows}
+    return store.table_names()
 
 
 PAIR = {"trades", "trades_by_user"}
@@ -380,6 +378,37 @@ def test_rebuild_drives_fresh_switch_live(store: TradeStore) -> None:
     rebuild.live().write(DATASET)  # the catch-up through the live name
     assert store.rows_final() == store.rows_final(by_user=True) == by_decision(DATASET)
     assert _tables(store) == PAIR
+
+
+def test_two_rebuilds_at_once_each_load_a_pair_of_their_own(store: TradeStore) -> None:
+    """Before: both loaded `trades_rebuild`; the second's fresh() dropped the first's half-loaded pair, and the
+    first then swapped in a partial copy (trades lost from portfolios and analytics until another rebuild)."""
+    store.write(DATASET[:2])
+    first, second = Rebuild(store), Rebuild(store)
+    loading = first.fresh()
+    loading.write(DATASET[:6])
+    second.fresh().write(DATASET)
+    loading.write(DATASET[6:])
+    first.switch()
+    assert store.rows_final() == by_decision(DATASET)
+    second.switch()
+    assert store.rows_final() == store.rows_final(by_user=True) == by_decision(DATASET)
+    assert _tables(store) == PAIR
+
+
+def test_a_rebuild_drops_its_own_pair_when_discarded_and_a_stale_one_left_by_a_killed_rebuild(
+        store: TradeStore) -> None:
+    stale = store.fresh(f"trades_rebuild_{store.clock_us() - Rebuild.STALE_US - 1}")
+    running = store.fresh(f"trades_rebuild_{store.clock_us() - 1_000_000}")  # another rebuild, loading now
+    rebuild = Rebuild(store)
+    rebuild.fresh().write(DATASET)
+    tables = _tables(store)
+    assert stale.table not in tables
+    assert stale.by_user_table not in tables
+    assert {running.table, running.by_user_table} <= tables
+    rebuild.discard()
+    assert _tables(store) == PAIR | {running.table, running.by_user_table}
+    running.drop()
 
 
 def test_readers_during_swaps_see_one_table_or_the_other(store: TradeStore) -> None:

@@ -65,6 +65,25 @@ def test_rebuild_equals_live_while_outcomes_keep_arriving(settings: Settings, in
     assert index.count() >= live_counts[0] - len(stray) + len(during)
 
 
+class _Stopped(Exception):
+    pass
+
+
+def _stop(_read: int, _total: int) -> None:
+    raise _Stopped
+
+
+def test_a_rebuild_that_stops_mid_load_drops_its_unfinished_copy(settings: Settings, index: TradeIndex,
+                                                                store: TradeStore) -> None:
+    """Before: the copy stayed (a search index `trades-N` outside the alias, for ever)."""
+    publish(settings, outcomes([f"s-{uuid.uuid4().hex[:8]}"], [unique_symbol("S")], 3, seed=5))
+    indices, tables, live = set(index.indices()), store.table_names(), index.current()
+    for model in rebuildable(settings, ["search", "analytics"]):
+        with pytest.raises(_Stopped):
+            rebuild(settings, model, _stop)  # stops after its first batch, before the switch
+    assert (set(index.indices()), store.table_names(), index.current()) == (indices, tables, live)
+
+
 def test_a_rebuild_from_a_topic_that_is_not_there_changes_nothing(settings: Settings, index: TradeIndex) -> None:
     live = index.current()
     wrong = settings.model_copy(update={"topics": settings.topics.model_copy(

@@ -8,6 +8,7 @@ server-side `{name:Type}` parameters. The `# noqa: S608` marks below stand for e
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
@@ -99,6 +100,15 @@ class TradeStore:
         rows = self._rows("SELECT name FROM system.columns WHERE database = %(db)s AND table = %(table)s",
                           {"db": self.client.database, "table": table or self.table})
         return {str(r[0]) for r in rows}
+
+    def table_names(self) -> set[str]:
+        """Every table of this store's database."""
+        return {str(r[0]) for r in self._rows("SELECT name FROM system.tables WHERE database = %(db)s",
+                                              {"db": self.client.database})}
+
+    def clock_us(self) -> int:
+        """This store's clock (row versions, table stamps), in microseconds."""
+        return self._clock_us()
 
     def exists(self) -> bool:
         """Whether both tables of the pair exist."""
@@ -343,26 +353,43 @@ def _window(from_ms: int, to_ms: int) -> tuple[list[str], dict[str, Any]]:
 
 
 
-#: where a rebuild loads before the swap, with its by-user copy (dropped first if a failed rebuild left them)
-REBUILD_TABLE = f"{TABLE}_rebuild"
+#: where a rebuild loads before the swap, with its by-user copy: `trades_rebuild_<µs>`, a pair of its own, so two
+#: rebuilds at once cannot load into (or drop) each other's tables
+REBUILD_PREFIX = f"{TABLE}_rebuild"
 
 
 class Rebuild:
     """One rebuild of the analytics read model, in the shape `tradesim rebuild` drives: fresh() creates and returns
-    the writer of an empty `trades_rebuild` pair, switch() swaps it in for the `trades` pair, live() writes through
+    the writer of an empty pair of its own, switch() swaps it in for the `trades` pair, live() writes through
     `trades`."""
 
     name = "analytics"
+    #: a pair a rebuild left this long ago (it was killed before switch or discard) is dropped by the next one
+    STALE_US = 24 * 3600 * 1_000_000
 
-    def __init__(self, store: TradeStore, table: str = REBUILD_TABLE) -> None:
+    def __init__(self, store: TradeStore, prefix: str = REBUILD_PREFIX) -> None:
         self.store = store
-        self.table = table
+        self.prefix = prefix
         self.new: TradeStore | None = None
 
     def fresh(self) -> TradeStore:
         self.store.create_schema()  # the database may not exist yet (an external server never `up`ped)
-        self.new = self.store.fresh(self.table)
+        now_us = self.store.clock_us()
+        self._drop_stale(now_us)
+        self.new = self.store.fresh(identifier(f"{self.prefix}_{now_us}"))
         return self.new
+
+    def _drop_stale(self, now_us: int) -> None:
+        own = re.compile(rf"{re.escape(self.prefix)}_(\d+)")
+        for name in self.store.table_names():
+            found = own.fullmatch(name)
+            if found and int(found.group(1)) < now_us - self.STALE_US:
+                TradeStore(self.store.client, name).drop()
+
+    def discard(self) -> None:
+        if self.new is not None:
+            self.new.drop()
+            self.new = None
 
     def switch(self) -> None:
         if self.new is None:

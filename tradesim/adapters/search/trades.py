@@ -250,3 +250,8 @@ class Rebuild:
 
     def live(self) -> TradeIndex:
         return self.index
+
+    def discard(self) -> None:
+        if self.new is not None and self.switched is None:
+            self.index.client.delete_index(self.new)
+            self.new = None

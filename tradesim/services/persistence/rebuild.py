@@ -94,6 +94,14 @@ def _write(sink: TradeSink, records: list[TradeRecord]) -> int:
     return refused
 
 
+def _discard(model: Rebuildable) -> None:
+    """Best effort: a copy left by a load that stopped (its server gone too, say) is the next rebuild's to drop."""
+    try:
+        model.discard()
+    except Exception as exc:  # noqa: BLE001 - the load's own error is the one to report
+        log.warning("the unfinished copy was not dropped", extra={"model": model.name, "error": str(exc)})
+
+
 def rebuild(settings: Settings, model: Rebuildable, progress: Progress = lambda _done, _total: None) -> Rebuilt:
     """Raises Unavailable if a server stops answering (the live copy is then untouched, or already switched and
     only missing the catch-up, which the live service is writing too)."""
@@ -105,7 +113,12 @@ def rebuild(settings: Settings, model: Rebuildable, progress: Progress = lambda 
         loaded = _ends(consumer, topic)
         total = sum(loaded[p] - first[p] for p in loaded)
         batch = settings.persistence.batch_size
-        read, written, skipped = _copy(consumer, topic, first, loaded, model.fresh(), batch, progress, 0, total)
+        fresh = model.fresh()
+        try:
+            read, written, skipped = _copy(consumer, topic, first, loaded, fresh, batch, progress, 0, total)
+        except BaseException:
+            _discard(model)
+            raise
         model.switch()
         log.info("switched", extra={"model": model.name, "read": read})
         caught = _ends(consumer, topic)
