@@ -370,12 +370,29 @@ def test_read_commands_without_an_account_exit_2(monkeypatch: pytest.MonkeyPatch
 
 def test_since_accepts_durations_and_iso_times() -> None:
     from tradesim.cli.readout import since_param
+    from tradesim.stack.errors import UserError
 
     assert since_param("1h", now_ms=10_000_000) == str(10_000_000 - 3_600_000)
     assert since_param("90s", now_ms=100_000) == "10000"
     assert since_param("2w", now_ms=1) == "0"
-    assert since_param("2025-01-31T09:30:00Z") == "2025-01-31T09:30:00Z"
+    assert since_param("2025-01-31T09:30:00Z") == "1738315800000"  # sent as epoch ms: no `+` to escape
+    assert since_param("2025-01-31T10:30:00+01:00") == since_param("2025-01-31 09:30") == "1738315800000"
     assert since_param(None) is None
+    # before: sent on as written, and the API's 422 named its own parameter (`query.from: not an ISO-8601 time`)
+    for typo in ("2025-01-31garbage", "2025-02-30"):
+        with pytest.raises(UserError, match=r"^--since: not an ISO-8601 time: "):
+            since_param(typo)
+
+
+def test_a_422_about_a_query_parameter_names_the_option_that_gave_it() -> None:
+    from tradesim.cli.readout import OPTIONS
+    from tradesim.client.api import _in_options_terms
+
+    problem = {"code": "invalid_request", "message": "query.interval: 10081 buckets",
+               "errors": [{"loc": ["query", "interval"], "msg": "10081 buckets of 1m", "type": "value_error"}]}
+    assert _in_options_terms(problem, OPTIONS) == "--interval: 10081 buckets of 1m"
+    assert _in_options_terms({**problem, "errors": [{"loc": ["body", "qty"], "msg": "x"}]}, OPTIONS) is None
+    assert _in_options_terms({"errors": "not a list"}, OPTIONS) is None
 
 
 @pytest.mark.parametrize(("env", "toml", "message"), [

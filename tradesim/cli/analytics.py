@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from tradesim.cli.errors import cli_errors
-from tradesim.cli.readout import Interval, JsonOpt, interval_param, since_param, symbol_param
+from tradesim.cli.readout import OPTIONS, Interval, JsonOpt, interval_param, since_param, symbol_param
 from tradesim.client.format import cents, price, signed, when
 from tradesim.settings import load_settings
 
@@ -39,7 +39,7 @@ def _volume(symbol: str | None, interval: str, since: str | None, market: bool, 
         params["symbol"] = symbol_param(symbol)
     settings = load_settings()
     key = admin_key(settings) if market else active_key(settings)[1]
-    answer = call(settings, "GET", "/analytics/volume", key, params=params)
+    answer = call(settings, "GET", "/analytics/volume", key, params=params, options=OPTIONS)
     if as_json:
         out.print(json.dumps(answer), markup=False)
         return
@@ -68,7 +68,8 @@ def _pnl(interval: str, since: str | None, as_json: bool) -> None:
 
     params = {"interval": interval_param(interval), "from": since_param(since)}
     settings = load_settings()
-    answer = call(settings, "GET", "/analytics/pnl", active_key(settings)[1], params=params)
+    answer = call(settings, "GET", "/analytics/pnl", active_key(settings)[1], params=params,
+                  options=OPTIONS)
     if as_json:
         out.print(json.dumps(answer), markup=False)
         return

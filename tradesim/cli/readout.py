@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import time
+from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
 import typer
@@ -15,6 +16,11 @@ INTERVALS = ("1m", "5m", "1h", "1d")
 _DURATION = re.compile(r"^([0-9]+)(s|m|h|d|w)$")
 _UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86_400, "w": 604_800}
 _ABSOLUTE = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}")
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MS = timedelta(milliseconds=1)
+#: the read API's query parameters → the options that give them, for its 422s (client.api.call)
+OPTIONS = {"from": "--since", "interval": "--interval", "symbol": "--symbol", "side": "--side",
+           "status": "--status", "q": "--q"}
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print the API's JSON answer (for scripts).")]
 Since = Annotated[str | None, typer.Option(
@@ -67,7 +73,12 @@ def since_param(since: str | None, now_ms: int | None = None) -> str | None:
         now = int(time.time() * 1000) if now_ms is None else now_ms
         return str(max(0, now - int(duration.group(1)) * _UNIT_S[duration.group(2)] * 1000))
     if _ABSOLUTE.match(text):
-        return text
+        try:  # read here, so a typo is told in the option's terms and an offset's `+` needs no URL escape
+            when = datetime.fromisoformat(text)
+        except ValueError:
+            raise UserError(f"--since: not an ISO-8601 time: {since!r}") from None
+        when = when if when.tzinfo is not None else when.replace(tzinfo=UTC)
+        return str(max(0, (when - _EPOCH) // _MS))
     raise UserError(f"--since must be a duration like 15m, 1h or 2d, or an ISO-8601 time, got {since!r}")
 
 

@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from tradesim.cli.errors import cli_errors
-from tradesim.cli.readout import JsonOpt, Since, since_param, symbol_param
+from tradesim.cli.readout import OPTIONS, JsonOpt, Since, since_param, symbol_param
 from tradesim.client.format import cents, price, when
 from tradesim.domain.trades import MAX_PAGE_SIZE, STATUSES
 from tradesim.settings import load_settings
@@ -66,7 +66,8 @@ def _trades(symbol: str | None, side: str | None, status: str | None, since: str
     total = 0
     while True:
         page = call(settings, "GET", "/trades/search", key,
-                    params={**params, "size": min(MAX_PAGE_SIZE, limit - len(found)), "cursor": cursor})
+                    params={**params, "size": min(MAX_PAGE_SIZE, limit - len(found)), "cursor": cursor},
+                    options=OPTIONS)
         found += page["trades"]
         cursor, total = page["next_cursor"], page["total"]
         if cursor is None or len(found) >= limit:

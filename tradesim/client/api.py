@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -114,9 +115,10 @@ class OutcomeUnknown(StackError):
 
 def call(settings: Settings, method: str, path: str, key: str, *, json_body: Any = None,
          params: dict[str, Any] | None = None, headers: dict[str, str] | None = None,
-         timeout_s: float = 15.0) -> Any:
+         timeout_s: float = 15.0, options: Mapping[str, str] | None = None) -> Any:
     """One request; returns the decoded JSON answer. Raises UserError (4xx), OutcomeUnknown (5xx, no answer) or
-    StackError (unreachable, not the API). Parameters whose value is None are left out."""
+    StackError (unreachable, not the API). Parameters whose value is None are left out. `options`: query
+    parameter → the command's option that gave it, named instead in a 422 about that parameter."""
     url = settings.api.client_url + path
     given = None if params is None else {k: v for k, v in params.items() if v is not None}
     try:
@@ -148,7 +150,17 @@ def call(settings: Settings, method: str, path: str, key: str, *, json_body: Any
         raise not_ours from None
     if answer.status_code >= 500:
         raise OutcomeUnknown(f"API error {answer.status_code}: {message}")
-    raise UserError(message)
+    raise UserError(_in_options_terms(problem, options or {}) or message)
+
+
+def _in_options_terms(problem: Any, options: Mapping[str, str]) -> str | None:
+    """A 422 about a query parameter a command's option gave, as `--option: what is wrong` (None: not one)."""
+    errors = problem.get("errors") if isinstance(problem, dict) else None
+    first = errors[0] if isinstance(errors, list) and errors and isinstance(errors[0], dict) else {}
+    loc = first.get("loc")
+    if isinstance(loc, list) and len(loc) == 2 and loc[0] == "query" and loc[1] in options:
+        return f"{options[loc[1]]}: {one_line(first.get('msg', 'invalid'))}"
+    return None
 
 
 class ApiError(Exception):
