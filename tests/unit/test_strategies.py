@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import textwrap
@@ -347,6 +348,36 @@ def test_load_strategy_explains_what_is_wrong_in_one_line(path: str, params: dic
     assert caught.value.field == field
     assert message in str(caught.value)
     assert "\n" not in str(caught.value)
+
+
+@pytest.mark.timeout(60, method="thread")  # the limit under test is SIGALRM, which the signal method would hold
+def test_a_strategy_that_never_finishes_importing_or_starting_is_given_up_in_one_line(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Before: `scenarios validate` and `run` waited for ever (a CI job until its own timeout)."""
+    (tmp_path / "loops_on_import.py").write_text(textwrap.dedent("""
+        while True:
+            try:
+                pass
+            except Exception:  # a strategy's own catch-all does not swallow the limit
+                pass
+    """))
+    (tmp_path / "slow_start.py").write_text(textwrap.dedent("""
+        from tradesim.strategies import Strategy
+
+        class Forever(Strategy):
+            def __init__(self, params):
+                while True:
+                    pass
+    """))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    for path in ("loops_on_import:S", "slow_start:Forever"):
+        monkeypatch.delitem(sys.modules, path.partition(":")[0], raising=False)
+        started = time.monotonic()
+        with pytest.raises(StrategyError, match=r"did not return within 0\.5 s \(a loop that never ends\?\)$"):
+            load_strategy(path, {}, time_limit_s=0.5)
+        assert time.monotonic() - started < 30
+    assert signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0)  # no alarm left behind
+    assert load_strategy("tradesim.strategies.examples:BuyAndHold", {"qty": 1}, time_limit_s=0.5)
 
 
 # --- ApiContext: the requests it makes ---

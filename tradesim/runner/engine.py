@@ -28,7 +28,15 @@ from tradesim.scenarios.expect import AccountResult, Outcome, ReadSide, RunResul
 from tradesim.scenarios.model import RUNNER_ACCOUNT, Scenario, ScriptedOrder, strategy_order_id
 from tradesim.settings import Settings
 from tradesim.stack.errors import StackError
-from tradesim.strategies.sdk import ApiContext, Driver, OpenOrder, Strategy, price_text
+from tradesim.strategies.sdk import (
+    ApiContext,
+    Driver,
+    OpenOrder,
+    Strategy,
+    StrategyTimeout,
+    price_text,
+    time_limit,
+)
 from tradesim.text import error_line
 
 TERMINAL = frozenset({"executed", "rejected", "cancelled", "expired"})
@@ -527,7 +535,11 @@ class ScenarioRunner:
         if ctx is None:
             raise ValueError("no strategy context")
         try:
-            step()
+            with time_limit(ref.time_limit_s, "a callback"):
+                step()
+        except StrategyTimeout as exc:
+            raise StrategyFailed(f"strategy {ref.class_path} at market time {ctx.now_ms - self.start_ms} ms: {exc}"
+                                 ) from None
         except (StackUnusable, StrategyFailed):
             raise
         except StackError as exc:

@@ -54,7 +54,7 @@ def load_run(path: Path) -> tuple[Scenario, Strategy | None]:
     if ref is None:
         return scenario, None
     try:
-        return scenario, load_strategy(ref.class_path, ref.params)
+        return scenario, load_strategy(ref.class_path, ref.params, ref.time_limit_s)
     except StrategyError as exc:
         key = "class" if exc.field == "class" else "params"
         raise ScenarioError.one(shown, f"strategy.{key}", str(exc), _line(path, "strategy", key)) from None

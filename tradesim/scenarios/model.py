@@ -262,6 +262,8 @@ class StrategyRef(_Section):
     account: AccountName
     symbols: list[SymbolStr] = Field(min_length=1, description="What it trades (scenario symbols).")
     params: dict[str, Any] = Field(default_factory=dict, description="Passed to the class as is.")
+    time_limit_s: FiniteFloat = Field(60, gt=0, le=3600, description="How long its import, constructor or one "
+                                      "callback may run before the run gives up on it (exit 1).")
 
 
 class Range(_Section):

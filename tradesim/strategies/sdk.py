@@ -12,9 +12,12 @@ from __future__ import annotations
 import hashlib
 import importlib
 import re
+import signal
+import threading
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from decimal import Decimal
 from typing import Any, Protocol, TypeVar
@@ -34,6 +37,37 @@ from tradesim.text import error_line
 CLASS_PATH = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-Za-z0-9_]*$")
 #: the longest Idempotency-Key the API takes; a longer derived key is hashed
 MAX_KEY_LEN = 255
+
+
+#: how long a strategy's import, constructor or one callback may run before the run gives up on it
+DEFAULT_TIME_LIMIT_S = 60.0
+
+
+class StrategyTimeout(BaseException):
+    """A strategy's code ran past its time limit. A BaseException, as KeyboardInterrupt is, so the strategy's own
+    `except Exception` cannot swallow it."""
+
+
+@contextmanager
+def time_limit(seconds: float, what: str) -> Iterator[None]:
+    """Raise StrategyTimeout in the block once it has run `seconds` (SIGALRM: it interrupts a loop of Python code,
+    not a call blocked in C). No limit off the main thread, where SIGALRM is missing, or while another alarm is set
+    (not ours to move: pytest-timeout's, say)."""
+    if (seconds <= 0 or not hasattr(signal, "setitimer") or threading.current_thread() is not threading.main_thread()
+            or signal.getitimer(signal.ITIMER_REAL)[0] > 0):
+        yield
+        return
+
+    def expired(_signum: int, _frame: object) -> None:
+        raise StrategyTimeout(f"{what} did not return within {seconds:g} s (a loop that never ends?)")
+
+    previous = signal.signal(signal.SIGALRM, expired)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
 
 
 class StrategyError(ValueError):
@@ -358,14 +392,23 @@ class Driver:
             self.strategy.on_fill(self.ctx, outcome)
 
 
-def load_strategy(path: str, params: Mapping[str, Any] | None = None) -> Strategy:
-    """Import "package.module:Class", check it is a Strategy and build it with `params`.
+def load_strategy(path: str, params: Mapping[str, Any] | None = None,
+                  time_limit_s: float = DEFAULT_TIME_LIMIT_S) -> Strategy:
+    """Import "package.module:Class", check it is a Strategy and build it with `params`, each within the time limit.
     Raises StrategyError (field "class" or "params") with a one-line message."""
+    try:
+        return _load_strategy(path, params, time_limit_s)
+    except StrategyTimeout as exc:
+        raise StrategyError("class", f"{path}: {exc}") from None
+
+
+def _load_strategy(path: str, params: Mapping[str, Any] | None, time_limit_s: float) -> Strategy:
     if not CLASS_PATH.match(path):
         raise StrategyError("class", f"{path!r} is not a class path: write package.module:ClassName")
     module_name, _, class_name = path.partition(":")
     try:
-        module = importlib.import_module(module_name)
+        with time_limit(time_limit_s, "its import"):
+            module = importlib.import_module(module_name)
     except ModuleNotFoundError as exc:
         if exc.name is not None and (module_name == exc.name or module_name.startswith(exc.name + ".")):
             raise StrategyError("class", f"no module {module_name!r} (is it installed / on PYTHONPATH?)") from None
@@ -380,7 +423,8 @@ def load_strategy(path: str, params: Mapping[str, Any] | None = None) -> Strateg
     if not (isinstance(cls, type) and issubclass(cls, Strategy)):
         raise StrategyError("class", f"{path} is not a subclass of tradesim.strategies.Strategy")
     try:
-        return cls(dict(params or {}))
+        with time_limit(time_limit_s, "its constructor"):
+            return cls(dict(params or {}))
     except (ValueError, TypeError) as exc:
         raise StrategyError("params", f"bad params for {path}: {error_line(exc)}") from None
     except (Exception, SystemExit) as exc:  # user code: a param it needs and did not get is often a KeyError

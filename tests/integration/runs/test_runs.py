@@ -224,3 +224,18 @@ def test_a_strategy_that_raises_ends_the_run_with_one_line(tmp_path: Path, raise
     assert f"strategy crashy:Crashy raised at market time 10000 ms: {says}" in done.stderr
     assert "Traceback" not in done.stderr
     assert _junit(tmp_path / "j.xml").find("testsuite/testcase/error") is not None
+
+
+def test_a_strategy_callback_that_never_returns_ends_the_run_with_one_line(tmp_path: Path) -> None:
+    """Before: the run waited for ever."""
+    (tmp_path / "loopy.py").write_text(CRASHY.replace('raise RuntimeError("boom")', "while True:\n                pass")
+                                       .replace("class Crashy", "class Loopy"))
+    path = tmp_path / "loopy.yaml"
+    path.write_text((SCENARIOS / "strategy-ma-cross.yaml").read_text()
+                    .replace("tradesim.strategies.examples:MovingAverageCross", "loopy:Loopy")
+                    .replace("params: {fast: 5, slow: 20, qty: 50, interval: 1s}", "params: {}\n  time_limit_s: 2"))
+    done = _tradesim("run", str(path), "--fast", env={"PYTHONPATH": str(tmp_path)})
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert ("strategy loopy:Loopy at market time 10000 ms: a callback did not return within 2 s (a loop that never "
+            "ends?)") in done.stderr
+    assert "Traceback" not in done.stderr
