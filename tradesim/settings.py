@@ -12,7 +12,7 @@ import tomllib
 from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, ClassVar, Literal
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 import platformdirs
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, SecretStr, field_validator
@@ -66,6 +66,20 @@ LOOPBACK = "127.0.0.1"
 class SettingsFileError(ValueError):
     """The settings could not be read at all: a config file that is missing, not TOML or not UTF-8, or an env var
     that must be JSON and is not. (A value that is read but wrong is pydantic's ValidationError.)"""
+
+
+def redacted(url: str) -> str:
+    """`url` with the password of its user part (scheme://user:password@host) shown as ***: URL settings may carry
+    credentials, and messages, logs and `status` print them."""
+    try:
+        parts = urlsplit(url)
+        password = parts.password
+    except ValueError:
+        return url
+    if password is None:
+        return url
+    user, _, host = parts.netloc.rpartition("@")
+    return urlunsplit(parts._replace(netloc=f"{user.partition(':')[0]}:***@{host}"))
 
 
 def check_url(value: str, *schemes: str) -> str:

@@ -238,6 +238,39 @@ def test_status_json_of_empty_stack_has_stable_shape() -> None:
     assert (row["name"], row["state"], row["healthy"]) == ("redis", "stopped", False)
 
 
+def test_status_and_its_errors_do_not_print_a_urls_password(monkeypatch: pytest.MonkeyPatch) -> None:
+    import tradesim.client.api as apiclient
+
+    """Before: `status` (and --json, which CI logs keep) printed an external Redis's password in full."""
+    import json
+
+    monkeypatch.setenv("TRADESIM_REDIS__URL", "redis://admin:s3cret-pw@127.0.0.1:9/0")  # nothing answers at :9
+    monkeypatch.setenv("TRADESIM_API__URL", "http://user:api-pw@127.0.0.1:9")
+    result = runner.invoke(app, ["status", "--json", "--only", "redis"])
+    (row,) = json.loads(result.stdout)["components"]
+    assert (row["state"], row["address"]) == ("external", "redis://admin:***@127.0.0.1:9/0")
+    assert "s3cret-pw" not in result.output
+    monkeypatch.setattr(apiclient, "active_key", lambda settings: ("alice", "ts_key"))
+    result = runner.invoke(app, ["portfolio"])
+    assert result.exit_code == 1, result.output
+    assert "http://user:***@127.0.0.1:9" in result.output
+    assert "api-pw" not in result.output
+
+
+@pytest.mark.parametrize(("url", "shown"), [
+    ("redis://admin:pw@host:6379/0", "redis://admin:***@host:6379/0"),
+    ("rediss://:pw@host/0", "rediss://:***@host/0"),
+    ("https://u:p%40ss@search.example:9200", "https://u:***@search.example:9200"),
+    ("http://user@host:8080", "http://user@host:8080"),  # no password: as given
+    ("http://127.0.0.1:8080", "http://127.0.0.1:8080"),
+    ("not a url", "not a url"),
+])
+def test_redacted_hides_only_the_password(url: str, shown: str) -> None:
+    from tradesim.settings import redacted
+
+    assert redacted(url) == shown
+
+
 # ---- read commands: portfolio, trades, analytics ----------------------------------------------------------------
 
 @pytest.fixture

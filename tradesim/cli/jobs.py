@@ -15,7 +15,7 @@ from rich.console import Console
 from rich.table import Table
 
 from tradesim.cli.errors import cli_errors
-from tradesim.settings import load_settings
+from tradesim.settings import load_settings, redacted
 from tradesim.stack.errors import UserError
 from tradesim.stack.jobs import JOBS, RECOVERY, cancel_job, cluster, forget_state, name_of, submit_job
 
@@ -80,7 +80,7 @@ def _list(show_all: bool, as_json: bool = False) -> None:
         sys.stdout.write(json.dumps(rows, indent=2) + "\n")
         return
     now = time.time() * 1000
-    table = Table(title=f"Flink jobs at {rest.url}")
+    table = Table(title=f"Flink jobs at {redacted(rest.url)}")
     for col in ("name", "id", "state", "started", "uptime", "last checkpoint"):
         table.add_column(col)
     for j in jobs:

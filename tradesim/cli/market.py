@@ -17,7 +17,7 @@ from rich.table import Table
 
 from tradesim.cli.errors import cli_errors
 from tradesim.cli.readout import symbol_param, symbols_param
-from tradesim.settings import MAX_LIVE_SPEED, Settings, load_settings
+from tradesim.settings import MAX_LIVE_SPEED, Settings, load_settings, redacted
 from tradesim.stack.errors import StackError, UserError
 
 if TYPE_CHECKING:
@@ -103,7 +103,8 @@ def _prices(symbols: list[str], watch: bool, timeout: float) -> None:
         try:
             wanted = PriceCache(redis_connect(settings.redis)).symbols()
         except redis.RedisError as exc:
-            raise StackError(f"cannot list symbols from Redis at {settings.redis.client_url}: {exc}") from None
+            raise StackError(f"cannot list symbols from Redis at {redacted(settings.redis.client_url)}: {exc}"
+                             ) from None
         if not wanted:
             raise UserError("no prices yet: run `tradesim replay calm` first")
     rows: dict[str, dict] = {}  # type: ignore[type-arg]

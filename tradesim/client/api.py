@@ -18,7 +18,7 @@ from typing import Any
 import httpx
 import platformdirs
 
-from tradesim.settings import Settings, is_header_safe
+from tradesim.settings import Settings, is_header_safe, redacted
 from tradesim.stack.errors import StackError, UserError
 from tradesim.text import one_line
 
@@ -126,14 +126,14 @@ def call(settings: Settings, method: str, path: str, key: str, *, json_body: Any
                                headers={"Authorization": f"Bearer {key}", **(headers or {})})
     except (httpx.ConnectError, httpx.ConnectTimeout, httpx.UnsupportedProtocol, httpx.ProxyError,
             httpx.PoolTimeout, httpx.LocalProtocolError) as exc:  # nothing was sent
-        raise StackError(f"the API is not reachable at {settings.api.client_url}: {exc} (is `tradesim up` "
+        raise StackError(f"the API is not reachable at {redacted(settings.api.client_url)}: {exc} (is `tradesim up` "
                          "running?)") from None
     except httpx.HTTPError as exc:  # sent, and no whole answer: the request may or may not have been done
-        raise OutcomeUnknown(f"no answer from the API at {settings.api.client_url} within {timeout_s:g} s "
+        raise OutcomeUnknown(f"no answer from the API at {redacted(settings.api.client_url)} within {timeout_s:g} s "
                              f"({one_line(exc) or type(exc).__name__}); the request may have been done") from None
     not_ours = (OutcomeUnknown if answer.status_code < 400 else StackError)(  # a 2xx: perhaps done behind it
-        f"{method} {url} answered {answer.status_code} {answer.reason_phrase} without the tradesim API's JSON: "
-        f"is {settings.api.client_url} the tradesim API (api.url)?")
+        f"{method} {redacted(url)} answered {answer.status_code} {answer.reason_phrase} without the tradesim API's "
+        f"JSON: is {redacted(settings.api.client_url)} the tradesim API (api.url)?")
     if answer.status_code < 400:
         try:
             return answer.json()

@@ -128,7 +128,8 @@ def _local_only(settings: Settings) -> None:
     for comp in (Flink(settings), OpenSearch(settings)):
         if comp.external:
             raise UserError(f"backup and restore need the local {comp.name} (savepoints and snapshots are files on "
-                            f"its machine); {comp.name} points at {comp.address()}: use that service's own backups")
+                            f"its machine); {comp.name} points at {comp.shown_address()}: use that service's own "
+                            "backups")
 
 
 def _topics(settings: Settings) -> list[str]:

@@ -14,6 +14,7 @@ from xml.sax.saxutils import escape
 from tradesim.adapters.clickhouse.client import ClickHouseClient
 from tradesim.adapters.clickhouse.trades import TradeStore
 from tradesim.ports import Unavailable
+from tradesim.settings import redacted
 from tradesim.stack.component import Component, PortSpec, Unhealthy
 from tradesim.stack.errors import ProvisionError
 from tradesim.stack.tools import Report, apt_install, stop_packaged_service
@@ -190,7 +191,7 @@ class ClickHouse(Component):
     def check_health(self) -> None:
         c = self.settings.clickhouse
         if not c.client_url.startswith(("http://", "https://")):
-            raise Unhealthy(f"ClickHouse url must be http(s)://host:port, got {c.client_url!r}")
+            raise Unhealthy(f"ClickHouse url must be http(s)://host:port, got {redacted(c.client_url)!r}")
         url = f"{c.client_url.rstrip('/')}/?query=SELECT%201"
         headers = {"X-ClickHouse-User": c.user, "X-ClickHouse-Key": c.password.get_secret_value()}
         request = urllib.request.Request(url, headers=headers)  # noqa: S310 - scheme checked just above
@@ -201,11 +202,11 @@ class ClickHouse(Component):
                 body = response.read(64).decode("utf-8", "replace").strip()
         except urllib.error.HTTPError as exc:
             detail = exc.read(300).decode("utf-8", "replace").strip()
-            raise Unhealthy(f"SELECT 1 on {self.address()} answered HTTP {exc.code}: {detail}") from None
+            raise Unhealthy(f"SELECT 1 on {self.shown_address()} answered HTTP {exc.code}: {detail}") from None
         except (OSError, ValueError) as exc:
-            raise Unhealthy(f"SELECT 1 on {self.address()} failed: {exc}") from None
+            raise Unhealthy(f"SELECT 1 on {self.shown_address()} failed: {exc}") from None
         if body != "1":
-            raise Unhealthy(f"SELECT 1 on {self.address()} answered {body!r}")
+            raise Unhealthy(f"SELECT 1 on {self.shown_address()} answered {body!r}")
 
     def initialize(self, report: Report) -> None:
         client = ClickHouseClient(self.settings.clickhouse)

@@ -14,7 +14,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
 
-from tradesim.settings import Settings
+from tradesim.settings import Settings, redacted
 from tradesim.stack.tools import Report
 
 
@@ -62,6 +62,10 @@ class Component(ABC):
     @abstractmethod
     def address(self) -> str:
         """Where clients reach it."""
+
+    def shown_address(self) -> str:
+        """`address()` as messages and `status` print it: without a URL's password."""
+        return redacted(self.address())
 
     @abstractmethod
     def version(self) -> str:

@@ -128,7 +128,7 @@ class DynamoDB(Component):
         try:
             db.client.list_tables(Limit=1)
         except (BotoCoreError, ClientError) as exc:
-            raise Unhealthy(f"ListTables at {self.address()}: {translate(exc, 'ListTables')}") from None
+            raise Unhealthy(f"ListTables at {self.shown_address()}: {translate(exc, 'ListTables')}") from None
         finally:
             db.close()
 

@@ -366,4 +366,4 @@ class Flink(Component):
         except (FlinkUnavailable, FlinkRequestError) as exc:
             raise Unhealthy(str(exc)) from None
         if overview.get("taskmanagers", 0) < 1:
-            raise Unhealthy(f"JobManager at {self.address()} has no registered TaskManager yet")
+            raise Unhealthy(f"JobManager at {self.shown_address()} has no registered TaskManager yet")

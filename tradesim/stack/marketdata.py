@@ -30,4 +30,4 @@ class MarketDataService(ServiceComponent):
             with ws_connect(self.address(), open_timeout=2, close_timeout=1):
                 pass
         except (OSError, TimeoutError, InvalidHandshake, WebSocketException) as exc:
-            raise Unhealthy(f"WebSocket {self.address()} not answering: {exc}") from None
+            raise Unhealthy(f"WebSocket {self.shown_address()} not answering: {exc}") from None

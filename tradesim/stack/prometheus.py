@@ -128,10 +128,10 @@ class Prometheus(Component):
     def check_health(self) -> None:
         body = answers(f"{self.address()}/-/ready", "Prometheus")
         if b"Ready" not in body:
-            raise Unhealthy(f"Prometheus at {self.address()} is not ready: {body[:100]!r}")
+            raise Unhealthy(f"Prometheus at {self.shown_address()} is not ready: {body[:100]!r}")
 
     def initialize(self, report: Report) -> None:
         got = json.loads(answers(f"{self.address()}/api/v1/rules", "Prometheus rules API"))
         if not got.get("data", {}).get("groups"):
-            raise Unhealthy(f"Prometheus at {self.address()} loaded no rules from {RULES_DIR}")
+            raise Unhealthy(f"Prometheus at {self.shown_address()} loaded no rules from {RULES_DIR}")
         report(f"{sum(len(g['rules']) for g in got['data']['groups'])} rules loaded")

@@ -70,6 +70,6 @@ class Redis(Component):
             if not client.ping():
                 raise Unhealthy("PING did not answer PONG")
         except redis_py.RedisError as exc:
-            raise Unhealthy(f"PING {self.address()} failed: {exc}") from None
+            raise Unhealthy(f"PING {self.shown_address()} failed: {exc}") from None
         finally:
             client.close()

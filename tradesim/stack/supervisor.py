@@ -122,15 +122,15 @@ class Supervisor:
     def probe(self, comp: Component, record: ComponentRecord | None) -> ComponentStatus:
         if comp.external:
             problem = self._health(comp)
-            return ComponentStatus(comp.name, "external", problem is None, address=comp.address(),
+            return ComponentStatus(comp.name, "external", problem is None, address=comp.shown_address(),
                                    detail=problem or "external endpoint, not managed by tradesim")
         off = comp.not_requested()
         if off is not None and (record is None or not self.processes.is_alive(record.handle)):
             # stopped on purpose: as it should be, so it does not make the stack unhealthy
-            return ComponentStatus(comp.name, "stopped", True, address=comp.address(), log=str(comp.log_path),
+            return ComponentStatus(comp.name, "stopped", True, address=comp.shown_address(), log=str(comp.log_path),
                                    detail=off)
         if record is None:
-            return ComponentStatus(comp.name, "stopped", False, address=comp.address(), log=str(comp.log_path))
+            return ComponentStatus(comp.name, "stopped", False, address=comp.shown_address(), log=str(comp.log_path))
         base = dict(pid=record.pid, address=record.address, version=record.version, log=record.log)
         if not self.processes.is_alive(record.handle):
             if self.processes.pid_exists(record.pid):
@@ -179,7 +179,7 @@ class Supervisor:
                     parked.add(comp.name)
                     continue
                 if status.state == "external":
-                    raise StartError(f"{comp.name}: external endpoint {comp.address()} is not healthy: "
+                    raise StartError(f"{comp.name}: external endpoint {comp.shown_address()} is not healthy: "
                                      f"{status.detail}")
                 if status.state == "unhealthy":
                     # Alive but not answering: give a starting server its deadline before replacing it.
@@ -333,7 +333,7 @@ class Supervisor:
         except OSError as exc:
             raise StartError(f"{comp.name}: cannot run {argv[0]}: {exc}") from None
         record = ComponentRecord(pid=handle.pid, start_ticks=handle.start_ticks, started_at=time.time(),
-                                 address=comp.address(), version=comp.version(), log=str(comp.log_path))
+                                 address=comp.shown_address(), version=comp.version(), log=str(comp.log_path))
         state.components[comp.name] = record
         self.state_file.save(state)
         self.progress(comp.name, "waiting for health")

@@ -34,7 +34,7 @@ from tradesim.client.api import Api, ApiError, ApiUnreachable, call, credentials
 from tradesim.client.format import cents, signed
 from tradesim.domain.events import Bar, OrderOutcome
 from tradesim.domain.precheck import order_id_for
-from tradesim.settings import Settings, load_settings
+from tradesim.settings import Settings, load_settings, redacted
 from tradesim.stack.errors import UserError
 from tradesim.tui import health
 from tradesim.tui.bindings import bindings, keymap, keys_of
@@ -557,7 +557,7 @@ class TradesimApp(App[None]):
         placed = answer.get("order_id") if isinstance(answer, dict) else None
         if not isinstance(placed, str):  # a 2xx that is not the API's answer: the order's fate is unknown
             raise ApiError(502, "not_tradesim_api", f"the answer to POST /orders has no order id: is "
-                           f"{self.settings.api.client_url} the tradesim API (api.url)?")
+                           f"{redacted(self.settings.api.client_url)} the tradesim API (api.url)?")
         self.model.on_placed(OpenOrder(placed, body["symbol"], body["side"], body["qty"], body["type"],
                                        body.get("limit_price"), body.get("stop_price"), body["time_in_force"],
                                        _now_ms()))

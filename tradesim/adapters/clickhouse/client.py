@@ -11,7 +11,7 @@ from clickhouse_connect.driver.client import Client
 
 from tradesim.adapters.clickhouse.compat import CompatHttpClient
 from tradesim.adapters.clickhouse.errors import translated
-from tradesim.settings import ClickHouseSettings
+from tradesim.settings import ClickHouseSettings, redacted
 
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
@@ -40,7 +40,8 @@ class ClickHouseClient:
 
     @property
     def address(self) -> str:
-        return self.dsn or self.settings.client_url
+        """Where the server is, as messages print it (without a password)."""
+        return redacted(self.dsn or self.settings.client_url)
 
     def get(self) -> Client:
         """The connected client; raises `Unavailable` if the server does not answer within the timeout."""

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from tradesim.adapters.flink.errors import FlinkRequestError, FlinkUnavailable
+from tradesim.settings import redacted
 
 ACTIVE_STATES = frozenset({"INITIALIZING", "CREATED", "RUNNING", "RESTARTING", "FAILING", "CANCELLING",
                            "RECONCILING"})
@@ -41,6 +42,7 @@ class FlinkRest:
 
     def __init__(self, url: str, timeout_s: float = 5.0) -> None:
         self.url = url.rstrip("/")
+        self.shown_url = redacted(self.url)  # for messages
         self.timeout_s = timeout_s
 
     def _call(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
@@ -60,7 +62,7 @@ class FlinkRest:
             raise FlinkRequestError(f"{method} {path}: HTTP {exc.code}: {detail.strip()[:300]}", exc.code) from None
         except (urllib.error.URLError, OSError) as exc:
             reason = getattr(exc, "reason", exc)
-            raise FlinkUnavailable(f"no Flink REST API answers at {self.url}: {reason}") from None
+            raise FlinkUnavailable(f"no Flink REST API answers at {self.shown_url}: {reason}") from None
         return json.loads(raw) if raw else {}
 
     def overview(self) -> dict[str, Any]:

@@ -9,6 +9,7 @@ from typing import Any
 import httpx
 
 from tradesim.ports import Unavailable
+from tradesim.settings import redacted
 from tradesim.text import one_line
 
 
@@ -31,23 +32,24 @@ class Alert:
 class PrometheusApi:
     def __init__(self, url: str, timeout_s: float = 3.0) -> None:
         self.url = url.rstrip("/")
+        self.shown_url = redacted(self.url)  # for messages
         self.http = httpx.Client(base_url=self.url, timeout=timeout_s, trust_env=False)
 
     def _get(self, path: str, **params: str) -> Any:
         try:
             answer = self.http.get(path, params=params)
         except httpx.HTTPError as exc:
-            raise Unavailable(f"no Prometheus answers at {self.url}: {exc}") from None
+            raise Unavailable(f"no Prometheus answers at {self.shown_url}: {exc}") from None
         if answer.status_code != 200:
-            raise Unavailable(f"Prometheus at {self.url} answered HTTP {answer.status_code}: "
+            raise Unavailable(f"Prometheus at {self.shown_url} answered HTTP {answer.status_code}: "
                               f"{one_line(answer.text)[:200]}")
         try:
             body = answer.json()
         except ValueError:
-            raise Unavailable(f"what answers at {self.url} is not Prometheus: {one_line(answer.text)[:100]!r}"
+            raise Unavailable(f"what answers at {self.shown_url} is not Prometheus: {one_line(answer.text)[:100]!r}"
                               ) from None
         if body.get("status") != "success":
-            raise Unavailable(f"Prometheus at {self.url}: {body.get('error', body)}")
+            raise Unavailable(f"Prometheus at {self.shown_url}: {body.get('error', body)}")
         return body["data"]
 
     def query(self, expr: str) -> list[Sample]:

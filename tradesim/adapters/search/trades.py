@@ -14,7 +14,7 @@ from tradesim.adapters.search.codec import decode, decode_cursor, encode, encode
 from tradesim.adapters.search.errors import IndexingFailed, IndexLayoutError, bulk_failure
 from tradesim.adapters.search.schema import REFRESH_INTERVAL, template
 from tradesim.domain.trades import TradePage, TradeQuery, TradeRecord
-from tradesim.settings import OpenSearchSettings
+from tradesim.settings import OpenSearchSettings, redacted
 
 #: documents per _bulk request; a larger batch is sent in several, and retried whole on Unavailable
 BULK_CHUNK = 1000
@@ -97,8 +97,8 @@ class TradeIndex:
                 raise IndexLayoutError(
                     f"{self.alias!r} is a concrete index from before tradesim 0.14 (no alias), holding {documents} "
                     f"document(s) of the old shape; `tradesim rebuild search` replaces it by {self.alias}-<n> "
-                    f"behind an alias, or delete it (curl -X DELETE {self.client.url}/{self.alias}) and run `up` "
-                    "again")
+                    f"behind an alias, or delete it (curl -X DELETE {redacted(self.client.url)}/{self.alias}) and run "
+                    "`up` again")
             self.client.delete_index(self.alias)
         elif behind:
             return None

@@ -8,6 +8,7 @@ from typing import Any
 import httpx
 
 from tradesim.ports import Unavailable
+from tradesim.settings import redacted
 
 
 class ToxiproxyRefused(Exception):
@@ -26,13 +27,14 @@ class Proxy:
 class Toxiproxy:
     def __init__(self, url: str, timeout_s: float = 5.0) -> None:
         self.url = url.rstrip("/")
+        self.shown_url = redacted(self.url)  # for messages
         self.http = httpx.Client(base_url=self.url, timeout=timeout_s, trust_env=False)
 
     def _call(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
         try:
             answer = self.http.request(method, path, json=body)
         except httpx.HTTPError as exc:
-            raise Unavailable(f"no Toxiproxy answers at {self.url}: {exc}") from None
+            raise Unavailable(f"no Toxiproxy answers at {self.shown_url}: {exc}") from None
         if 400 <= answer.status_code < 500:
             raise ToxiproxyRefused(f"Toxiproxy refused {method} {path}: {answer.text[:200]}")
         if answer.status_code >= 500:
@@ -40,7 +42,7 @@ class Toxiproxy:
         try:
             return answer.json() if answer.content else None
         except ValueError:
-            raise Unavailable(f"what answers at {self.url} is not Toxiproxy: {answer.text[:100]!r}") from None
+            raise Unavailable(f"what answers at {self.shown_url} is not Toxiproxy: {answer.text[:100]!r}") from None
 
     def proxies(self) -> list[Proxy]:
         rows = self._call("GET", "/proxies") or {}
