@@ -316,15 +316,29 @@ def test_a_groups_outcomes_sort_by_decision_time_in_the_order_the_ledger_applied
     assert [o.decided_at_ms for o in outcomes] == [5_000, 5_001, 5_002, 5_003]
 
 
-def test_the_decision_clock_follows_the_wall_clock_and_forgets_users_long_behind_it() -> None:
+def test_a_replay_or_a_lost_group_takes_no_decision_time() -> None:
+    """A replay re-emits its recorded time; a group whose write lost recorded none: neither moves the user's clock
+    (before: each took a millisecond, and the next new outcome ran that far ahead of the wall clock)."""
+    clock = DecisionClock(lambda: 7_000)
+    store = GroupingStore(cash=Decimal("10000"))
+    settle_group("u1", [Decision(order("first"), "fill", price=Decimal("50"))], store, FEES, clock)
+    assert clock.last("u1") == 7_000
+    replays = [Decision(order("first"), "fill", price=Decimal("50")) for _ in range(20)]
+    store.lose = 1  # the group's write loses once: settled again one by one
+    settled = settle_group("u1", [*replays, Decision(order("new"), "fill", price=Decimal("50"))], store, FEES,
+                           clock)
+    assert [s.outcome.decided_at_ms for s in settled] == [7_000] * 20 + [7_001]
+    assert clock.last("u1") == 7_001
+
+
+def test_the_decision_clock_keeps_each_users_last_time_and_forgets_users_long_behind_the_wall_clock() -> None:
     now = [1_000]
     clock = DecisionClock(lambda: now[0])
-    assert [clock("a"), clock("a"), clock("b"), clock("a")] == [1_000, 1_001, 1_000, 1_002]
-    now[0] = 990  # the wall clock stepped back: still later than what a was given
-    assert clock("a") == 1_003
-    now[0] = 2_000
-    assert (clock("a"), clock("b")) == (2_000, 2_000)
-    for i in range(5_000):  # many users, one order each, over seconds: memory stays bounded
+    clock.recorded("a", 1_005)
+    clock.recorded("a", 1_002)  # never back
+    assert (clock.last("a"), clock.last("b")) == (1_005, -1)
+    for i in range(5_000):  # many users, one outcome each, over seconds: memory stays bounded
         now[0] = 2_000 + i
-        clock(f"user-{i}")
+        clock.recorded(f"user-{i}", now[0])
     assert len(clock._last) <= 2 * DecisionClock.FORGET_MS + 1024
+    assert clock.last("a") == -1  # forgotten: its time is long behind the wall clock

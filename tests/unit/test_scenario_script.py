@@ -201,6 +201,7 @@ def test_order_times_accept_units_and_plain_seconds(at: str, ms: int) -> None:
     ("expectations:\n  orders: {}\n", 11, "expectations", "unknown field (did you mean 'expect'?)"),
     # an expect that states nothing (before: the run passed with no check at all)
     ("expect: {}\n", 11, "expect", "set orders, accounts, market, read_side or outcomes_hash"),
+    ("expect:\n#  orders:\n#    o0: {status: executed}\n", 11, "expect", "set orders, accounts, market"),
     ("expect:\n  orders: {}\n  accounts: {}\n", 11, "expect", "set orders, accounts, market"),
 ])
 def test_problem_names_file_line_and_field(body: str, line: int, field: str, message: str) -> None:

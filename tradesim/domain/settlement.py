@@ -9,7 +9,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
-from functools import partial
 from typing import TYPE_CHECKING, Any, Literal
 
 from tradesim.domain.book import Decision
@@ -60,28 +59,33 @@ def _now_ms() -> int:
 
 
 class DecisionClock:
-    """Decision times for one settler's outcomes: the wall clock in ms, but strictly increasing per user, so a
-    user's `decided_at_ms` orders the outcomes as the ledger applied them (a group's write decides several in one
-    millisecond, and readers that fold fills by time would otherwise take the order ids' order). A user deciding
-    more than one order a millisecond runs ahead of the wall clock by as much, and no further."""
+    """The last decision time recorded per user, so that one settler's outcomes for a user get strictly increasing
+    `decided_at_ms` in the order the ledger applied them: a group's write decides several orders in one millisecond,
+    and readers that fold fills by time would otherwise take the order ids' order. Each new outcome takes the wall
+    clock's millisecond, or one past the user's last if that is later (see settle_group), so a user deciding more
+    than one order a millisecond runs ahead of the wall clock by as much; a replay re-emits its recorded time and
+    takes none."""
 
     #: a user whose last time is this far behind the clock cannot collide with a new one: dropped (bounded memory;
     #: the margin covers a small step back of the wall clock)
     FORGET_MS = 1000
 
     def __init__(self, now_ms: Callable[[], int] = _now_ms) -> None:
-        self._now_ms = now_ms
+        self.now_ms = now_ms
         self._last: dict[str, int] = {}
         self._prune_at = 1024
 
-    def __call__(self, user_id: str) -> int:
-        now = self._now_ms()
-        decided = max(now, self._last.get(user_id, now - 1) + 1)
+    def last(self, user_id: str) -> int:
+        """The user's last recorded decision time; -1 for none kept."""
+        return self._last.get(user_id, -1)
+
+    def recorded(self, user_id: str, decided_at_ms: int) -> None:
+        """Outcomes of the user up to this time are recorded."""
         if len(self._last) >= self._prune_at:
+            now = self.now_ms()
             self._last = {u: t for u, t in self._last.items() if t > now - self.FORGET_MS}
             self._prune_at = max(1024, 2 * len(self._last))
-        self._last[user_id] = decided
-        return decided
+        self._last[user_id] = max(self.last(user_id), decided_at_ms)
 
 
 def trade_id(order_id: str) -> str:
@@ -147,18 +151,32 @@ def settle_group(user_id: str, decisions: list[Decision], ledger: GroupLedger, f
     none of its unwritten changes were written, so they are settled again one by one. Raises Unavailable.
     `clock`: the settler's (kept across groups), so its decision times keep increasing per user."""
     clock = clock or DecisionClock()
-    now_ms = partial(clock, user_id)
     ledger.group(user_id)
     try:
-        out = [settle(d, ledger, fees, now_ms) for d in decisions]
+        out = _settle_in_order(user_id, decisions, ledger, fees, clock)
         ledger.flush_group(user_id)
-        return out
     except VersionConflict:
         ledger.end_group(user_id)
+        out = _settle_in_order(user_id, decisions, ledger, fees, clock)  # the lost group's times were not recorded
     except BaseException:
         ledger.end_group(user_id)
         raise
-    return [settle(d, ledger, fees, now_ms) for d in decisions]
+    if out:
+        clock.recorded(user_id, max(s.outcome.decided_at_ms for s in out))
+    return out
+
+
+def _settle_in_order(user_id: str, decisions: list[Decision], ledger: Ledger, fees: FeeModel,
+                     clock: DecisionClock) -> list[Settled]:
+    """Each decision settled with the wall clock's time, or one past the last decided if that is later; a replay
+    keeps its recorded time and moves nothing."""
+    last = clock.last(user_id)
+    out: list[Settled] = []
+    for d in decisions:
+        settled = settle(d, ledger, fees, lambda: max(clock.now_ms(), last + 1))  # noqa: B023 - called at once
+        last = max(last, settled.outcome.decided_at_ms)
+        out.append(settled)
+    return out
 
 
 def _replayed(order: OrderPlaced, exc: OutcomeAlreadyRecorded) -> Settled:

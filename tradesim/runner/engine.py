@@ -128,18 +128,22 @@ class _TopicTail:
             raise StackUnusable(f"Kafka is not usable: {exc}") from None
 
     def _read(self, kind: type[E]) -> Iterator[E]:
-        """What has arrived since the last read; a record that is not a `kind` is not ours to judge (the
-        topic's owners dead-letter it)."""
+        """What has arrived since the last read, all of it (a busy topic, read rarely, holds a backlog); a record
+        that is not a `kind` is not ours to judge (the topic's owners dead-letter it)."""
         from tradesim.domain.errors import InvalidRecord
         from tradesim.domain.events import decode
 
-        for m in self._c.consume(1000, timeout=0.01):
-            if m.error() is not None:
-                continue
-            try:
-                yield decode(kind, m.value() or b"")
-            except InvalidRecord:
-                continue
+        full = True
+        while full:
+            batch = self._c.consume(1000, timeout=0.01)
+            full = len(batch) == 1000
+            for m in batch:
+                if m.error() is not None:
+                    continue
+                try:
+                    yield decode(kind, m.value() or b"")
+                except InvalidRecord:
+                    continue
 
     def close(self) -> None:
         self._c.close()

@@ -419,6 +419,13 @@ class Scenario(_Section):
                   for i, o in enumerate(data["orders"])]
         return {**data, "orders": orders}
 
+    @field_validator("expect", mode="before")
+    @classmethod
+    def _stated(cls, value: Any) -> Any:
+        """`expect:` with nothing under it (its lines commented out) is YAML's null: judged as an empty section,
+        which states nothing (a run would pass with no check)."""
+        return {} if value is None else value
+
     @field_validator("start")
     @classmethod
     def _utc(cls, value: datetime) -> datetime:

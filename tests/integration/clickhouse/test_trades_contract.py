@@ -399,12 +399,12 @@ def test_two_rebuilds_at_once_each_load_a_pair_of_their_own(store: TradeStore) -
 def test_a_rebuild_drops_its_own_pair_when_discarded_and_a_stale_one_left_by_a_killed_rebuild(
         store: TradeStore) -> None:
     stale = store.fresh(f"trades_rebuild_{store.clock_us() - Rebuild.STALE_US - 1}")
+    legacy = store.fresh("trades_rebuild")  # the pair every rebuild used before they had their own
     running = store.fresh(f"trades_rebuild_{store.clock_us() - 1_000_000}")  # another rebuild, loading now
     rebuild = Rebuild(store)
     rebuild.fresh().write(DATASET)
     tables = _tables(store)
-    assert stale.table not in tables
-    assert stale.by_user_table not in tables
+    assert not {stale.table, stale.by_user_table, legacy.table, legacy.by_user_table} & tables
     assert {running.table, running.by_user_table} <= tables
     rebuild.discard()
     assert _tables(store) == PAIR | {running.table, running.by_user_table}

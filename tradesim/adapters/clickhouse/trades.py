@@ -383,7 +383,8 @@ class Rebuild:
         own = re.compile(rf"{re.escape(self.prefix)}_(\d+)")
         for name in self.store.table_names():
             found = own.fullmatch(name)
-            if found and int(found.group(1)) < now_us - self.STALE_US:
+            # the prefix alone: the one pair every rebuild loaded before they had their own
+            if name == self.prefix or (found and int(found.group(1)) < now_us - self.STALE_US):
                 TradeStore(self.store.client, name).drop()
 
     def discard(self) -> None:
