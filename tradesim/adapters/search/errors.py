@@ -10,6 +10,7 @@ from typing import Any
 import opensearchpy
 
 from tradesim.ports import Refused, Unavailable
+from tradesim.settings import redacted
 
 #: 4xx statuses that mean "the cluster cannot serve now" rather than "this request is wrong"; every 5xx does too
 UNAVAILABLE_4XX = frozenset({408, 429})
@@ -74,10 +75,11 @@ def translated(what: str, url: str, timeout_s: float) -> Iterator[None]:
     """Run a client call, raising SearchUnavailable or SearchRequestError instead of vendor exceptions."""
     try:
         yield
-    except opensearchpy.ConnectionError as exc:  # also ConnectionTimeout; must precede TransportError
-        raise SearchUnavailable(
-            f"{what}: no answer from {url} within {timeout_s:g} s ({type(exc).__name__}: {exc.error})"
-        ) from None
+    except opensearchpy.ConnectionTimeout as exc:  # a ConnectionError: must precede it
+        raise SearchUnavailable(f"{what}: no answer from {redacted(url)} within {timeout_s:g} s ({exc.error})"
+                                ) from None
+    except opensearchpy.ConnectionError as exc:  # refused, reset, no route: at once, not after the timeout
+        raise SearchUnavailable(f"{what}: cannot reach {redacted(url)} ({exc.error})") from None
     except opensearchpy.TransportError as exc:
         status = exc.status_code if isinstance(exc.status_code, int) else None
         raise from_status(what, status, *_error_details(exc)) from None
