@@ -51,7 +51,8 @@ def load_scenario(path: Path, *, check_data: bool = True) -> Scenario:
         csv_path = scenario.source.csv
         if not csv_path.is_file():
             line, _ = _locate(root, ("source", "csv"))
-            raise ScenarioError([Problem(shown, line, "source.csv", f"file not found: {display_path(csv_path)}")])
+            raise ScenarioError([Problem(shown, line, "source.csv", f"{_not_a_file(csv_path)}: "
+                                         f"{display_path(csv_path)}")])
         scenario.replay_summary()  # raises ScenarioError naming the CSV file, column and line
         unknown = scenario.unknown_symbols(scenario.symbol_names())
         if unknown:
@@ -67,13 +68,22 @@ def scenario_files(search_dir: Path) -> list[Path]:
     return sorted(p for p in search_dir.iterdir() if p.suffix in SUFFIXES and p.is_file())
 
 
+def _not_a_file(path: Path) -> str:
+    """Why a path that should name a file does not: a folder or a FIFO was reported as missing."""
+    try:
+        path.stat()
+    except OSError:
+        return "file not found"  # missing, a dangling link, a loop of links, or not readable
+    return "not a regular file (a folder, a FIFO or a device)"
+
+
 def find_scenario(name_or_path: str, search_dir: Path) -> Path:
     """A bare name ("calm") is looked up in `search_dir`; anything path-like is taken as a path."""
     as_path = Path(name_or_path)
     if as_path.suffix in SUFFIXES or len(as_path.parts) > 1:
         if as_path.is_file():
             return as_path
-        raise ScenarioError.one(name_or_path, "", "file not found")
+        raise ScenarioError.one(name_or_path, "", _not_a_file(as_path))
     for suffix in SUFFIXES:
         candidate = search_dir / f"{name_or_path}{suffix}"
         if candidate.is_file():

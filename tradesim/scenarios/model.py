@@ -7,6 +7,7 @@ elsewhere in the file (an order's account, a symbol, an expected order id) are c
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Collection, Iterator
 from datetime import UTC, datetime, timedelta
@@ -56,8 +57,15 @@ def _no_bool(value: Any) -> Any:
     return value
 
 
+def _finite(value: Any) -> Any:
+    """YAML's .nan and .inf, refused as what they are (a NaN otherwise failed a bound: "must be >= 0")."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError("must be a finite number, not NaN or infinity")
+    return value
+
+
 NotBool = BeforeValidator(_no_bool)
-FiniteFloat = Annotated[float, NotBool, Field(allow_inf_nan=False)]
+FiniteFloat = Annotated[float, NotBool, BeforeValidator(_finite), Field(allow_inf_nan=False)]
 Int = Annotated[int, NotBool]
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -93,6 +94,9 @@ def test_csv_path_is_relative_to_the_scenario_file_not_the_working_directory(
          "must be <= 1000000"),
         ("symbols:\n  - {symbol: AAA, initial_price: \"1.00001\"}\n", 7, "symbols[0].initial_price",
          "Decimal input should have no more than 4 decimal places"),
+        # before: a NaN failed a bound ("must be >= 0")
+        ("symbols:\n  - {symbol: AAA, initial_price: 1, volatility: .nan}\n", 7, "symbols[0].volatility",
+         "must be a finite number, not NaN or infinity"),
         # a draw from a lognormal of mean 1e308 overflowed: `scenarios show`, `replay` and `run` gave a traceback
         ("symbols:\n  - {symbol: AAA, initial_price: 1, volume: {kind: lognormal, mean: 1e308}}\n", 7,
          "symbols[0].volume.mean", "must be <= 1000000000"),
@@ -169,6 +173,18 @@ def test_missing_csv_file_points_at_the_source_line(write: Write) -> None:
     problems = _problems(write("s.yaml", HEADER + "source:\n  csv: data/none.csv\n"))
     assert [(p.file, p.line, p.field) for p in problems] == [("s.yaml", 7, "source.csv")]
     assert "data/none.csv" in problems[0].message
+
+
+def test_a_folder_or_fifo_named_as_a_file_is_not_called_missing(write: Write, repo_scenarios: Path) -> None:
+    Path("data/folder.csv").mkdir(parents=True)
+    os.mkfifo("pipe.yaml")
+    problems = _problems(write("s.yaml", HEADER + "source:\n  csv: data/folder.csv\n"))
+    assert [(p.field, p.message) for p in problems] == [
+        ("source.csv", "not a regular file (a folder, a FIFO or a device): data/folder.csv")]  # before: not found
+    with pytest.raises(ScenarioError, match=r"^pipe\.yaml: not a regular file"):
+        find_scenario("pipe.yaml", repo_scenarios)
+    with pytest.raises(ScenarioError, match=r"^gone\.yaml: file not found$"):
+        find_scenario("gone.yaml", repo_scenarios)
 
 
 @pytest.mark.parametrize(("start", "duration", "field", "message"), [
