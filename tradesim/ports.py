@@ -136,5 +136,6 @@ class Rebuildable(Protocol):
         ...
 
     def discard(self) -> None:
-        """Drop the fresh copy when the load stopped before switch(); raises Unavailable."""
+        """Drop the fresh copy when the load or the switch failed, unless the switch may have made it live;
+        raises Unavailable."""
         ...

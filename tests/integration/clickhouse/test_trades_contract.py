@@ -378,6 +378,15 @@ def test_rebuild_drives_fresh_switch_live(store: TradeStore) -> None:
     rebuild.live().write(DATASET)  # the catch-up through the live name
     assert store.rows_final() == store.rows_final(by_user=True) == by_decision(DATASET)
     assert _tables(store) == PAIR
+    rebuild.discard()  # as after a switch that failed late: nothing of the live pair goes
+    assert store.rows_final() == by_decision(DATASET)
+    assert _tables(store) == PAIR
+    halfway = Rebuild(store)
+    loaded = halfway.fresh()
+    loaded.write(DATASET)
+    store.client.get().command(f"RENAME TABLE {store.qualified} TO {store.client.database}.trades_out")
+    halfway.discard()  # a swap stopped between its renames: the loaded pair is what `trades` is to become
+    assert loaded.table in _tables(store)
 
 
 def test_two_rebuilds_at_once_each_load_a_pair_of_their_own(store: TradeStore) -> None:

@@ -78,6 +78,13 @@ def test_rebuild_drives_create_next_and_switch(fresh: TradeIndex) -> None:
     assert rebuild.switched.carried == 0  # a rebuild equals the log: its catch-up brings what came meanwhile
     assert fresh.current() == [f"{fresh.alias}-2"]
     assert stored(fresh) == ids(RECORDS)
+    rebuild.discard()  # as after a switch that failed once the alias had moved: the live index stays
+    assert fresh.current() == [f"{fresh.alias}-2"]
+    assert stored(fresh) == ids(RECORDS)
+    unswitched = Rebuild(fresh)
+    unswitched.fresh().write(RECORDS[:5])
+    unswitched.discard()
+    assert set(fresh.indices()) == {f"{fresh.alias}-2"}
 
 
 def test_searches_are_served_throughout_a_switch(fresh: TradeIndex) -> None:

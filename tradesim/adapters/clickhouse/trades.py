@@ -388,7 +388,9 @@ class Rebuild:
                 TradeStore(self.store.client, name).drop()
 
     def discard(self) -> None:
-        if self.new is not None:
+        """Drop the loaded pair unless a switch may have begun renaming it in (then the live pair is missing a
+        table, and the loaded one is what `trades` is to become: kept, as a failed swap leaves it)."""
+        if self.new is not None and self.store.exists():
             self.new.drop()
             self.new = None
 

@@ -252,6 +252,7 @@ class Rebuild:
         return self.index
 
     def discard(self) -> None:
-        if self.new is not None and self.switched is None:
+        """Delete the loaded index unless the alias already points to it (a switch that failed after the move)."""
+        if self.new is not None and self.new not in self.index.current():
             self.index.client.delete_index(self.new)
             self.new = None

@@ -116,10 +116,10 @@ def rebuild(settings: Settings, model: Rebuildable, progress: Progress = lambda 
         fresh = model.fresh()
         try:
             read, written, skipped = _copy(consumer, topic, first, loaded, fresh, batch, progress, 0, total)
+            model.switch()
         except BaseException:
-            _discard(model)
+            _discard(model)  # the model keeps a copy a switch may already have made live
             raise
-        model.switch()
         log.info("switched", extra={"model": model.name, "read": read})
         caught = _ends(consumer, topic)
         total += sum(caught[p] - loaded.get(p, 0) for p in caught)
