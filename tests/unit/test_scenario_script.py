@@ -211,6 +211,19 @@ def test_problem_names_file_line_and_field(body: str, line: int, field: str, mes
     assert str(first).startswith(f"bad.yaml:{line}: {field}: {message}")
 
 
+def test_a_bar_count_or_range_written_wrong_is_one_problem_in_the_files_terms() -> None:
+    """Before: one line per form the value could have had, named by pydantic's union tags
+    (`bars.1s.constrained-int`, `bars.1s.function-after[_bounds(), Range]`)."""
+    problems = _problems(HEADER + 'expect:\n  market:\n    bars: {"1s": "120", "1m": {min: 1, mx: 2}}\n')
+    assert [(p.field, p.message) for p in problems] == [
+        ("expect.market.bars.1s", "Input should be a valid integer"),
+        ("expect.market.bars.1m.mx", "unknown field (did you mean 'max'?)")]
+    ok = load_scenario(_write(HEADER + 'expect:\n  market:\n    bars: {"1s": 120, "1m": {min: 1, max: 2}}\n'))
+    assert ok.expect is not None
+    assert ok.expect.market is not None
+    assert ok.expect.market.bars["1s"] == 120
+
+
 def test_expectations_may_name_the_strategys_orders() -> None:
     text = HEADER + ("strategy:\n  class: a.b:C\n  account: alice\n  symbols: [AAA]\n"
                      "expect:\n  orders:\n    s2: {status: executed}\n")

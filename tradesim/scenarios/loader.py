@@ -192,6 +192,8 @@ def _locate(root: yaml.Node, loc: Loc) -> tuple[int, Loc]:
                     shown.append(part)  # a missing or unknown key: point at its parent
                 # otherwise a union tag pydantic inserts (volume → lognormal → sigma); it is not in the file
             continue
+        if isinstance(node, yaml.ScalarNode) and isinstance(part, str):
+            continue  # a union tag after a value written as a scalar (bars: {1s: 120} → count)
         if isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
             node = node.value[part]
             line = node.start_mark.line + 1

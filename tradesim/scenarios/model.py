@@ -20,8 +20,10 @@ from pydantic import (
     BaseModel,
     BeforeValidator,
     ConfigDict,
+    Discriminator,
     Field,
     PrivateAttr,
+    Tag,
     ValidationInfo,
     field_validator,
     model_validator,
@@ -337,10 +339,19 @@ class AccountExpect(_Section):
         return self
 
 
+def _count_or_range(value: Any) -> str:
+    return "range" if isinstance(value, dict) else "count"
+
+
+#: a count, or a range written as a mapping: only the form written is checked (one problem, not one per form)
+CountOrRange = Annotated[Annotated[Count, Tag("count")] | Annotated[Range, Tag("range")],
+                         Discriminator(_count_or_range)]
+
+
 class MarketExpect(_Section):
     """Market data the run produced."""
 
-    bars: dict[str, Count | Range] = Field(min_length=1, description="Interval → bars over all symbols.")
+    bars: dict[str, CountOrRange] = Field(min_length=1, description="Interval → bars over all symbols.")
 
     @model_validator(mode="after")
     def _intervals(self) -> MarketExpect:
