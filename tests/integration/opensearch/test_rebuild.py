@@ -87,6 +87,27 @@ def test_rebuild_drives_create_next_and_switch(fresh: TradeIndex) -> None:
     assert set(fresh.indices()) == {f"{fresh.alias}-2"}
 
 
+def test_a_rebuild_deletes_an_index_a_killed_rebuild_left_once_it_is_stale(fresh: TradeIndex) -> None:
+    """Before: an index outside the alias stayed for ever (`trades-N`, from a rebuild killed mid-load)."""
+    fresh.write(RECORDS[:5], refresh=True)
+    live = fresh.current()
+    left = fresh.create_next()  # what a killed rebuild leaves: outside the alias, half loaded
+    fresh.on(left).write(RECORDS[:3], refresh=True)
+    recent = Rebuild(fresh)
+    recent.fresh()
+    assert left in fresh.indices()  # young: perhaps a rebuild still loading
+    recent.discard()
+    later = Rebuild(fresh)
+    later.STALE_MS = -1  # every index outside the alias counts as stale now
+    later.fresh()
+    assert later.new is not None
+    assert set(fresh.indices()) == {*live, later.new}  # the leftover is gone (its name may be taken again)
+    fresh.refresh()
+    assert fresh.on(later.new).count() == 0
+    assert fresh.current() == live
+    later.discard()
+
+
 def test_searches_are_served_throughout_a_switch(fresh: TradeIndex) -> None:
     fresh.write(RECORDS, refresh=True)
     new = fresh.create_next()

@@ -4,6 +4,7 @@ idempotently by order id, searched page by page, and swapped whole by a rebuild 
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -237,9 +238,22 @@ class Rebuild:
         self.new: str | None = None
         self.switched: Switched | None = None
 
+    #: an index outside the alias this old, left by a rebuild that was killed, is deleted by the next one
+    STALE_MS = 24 * 3600 * 1000
+
     def fresh(self) -> TradeIndex:
+        self._delete_stale()
         self.new = self.index.create_next()
         return self.index.on(self.new)
+
+    def _delete_stale(self) -> None:
+        now_ms = int(time.time() * 1000)
+        for name, aliases in self.index.indices().items():
+            if aliases:
+                continue  # live (or someone's on purpose)
+            created = self.index.client.get_settings(name).get(name, {}).get("settings", {}).get("index", {})
+            if int(created.get("creation_date", now_ms)) < now_ms - self.STALE_MS:
+                self.index.client.delete_index(name)
 
     def switch(self) -> None:
         if self.new is None:
