@@ -271,6 +271,15 @@ def test_redacted_hides_only_the_password(url: str, shown: str) -> None:
     assert redacted(url) == shown
 
 
+def test_a_health_check_names_its_url_without_the_password() -> None:
+    from tradesim.stack.component import Unhealthy, answers
+
+    with pytest.raises(Unhealthy) as caught:
+        answers("http://prom:hunter2@127.0.0.1:9/-/ready", "Prometheus")  # nothing answers at :9
+    assert "http://prom:***@127.0.0.1:9/-/ready" in str(caught.value)
+    assert "hunter2" not in str(caught.value)
+
+
 # ---- read commands: portfolio, trades, analytics ----------------------------------------------------------------
 
 @pytest.fixture

@@ -130,7 +130,8 @@ def _prices(symbols: list[str], watch: bool, timeout: float) -> None:
     except TimeoutError:
         out.print(_table(rows, wanted))
     except (OSError, WebSocketException) as exc:
-        raise StackError(f"market-data service not reachable at {url}: {exc} (is `tradesim up` running?)") from None
+        raise StackError(f"market-data service not reachable at {redacted(url)}: {exc} (is `tradesim up` running?)"
+                         ) from None
 
 
 def _on_frame(frame: dict, rows: dict, pending: set[str]) -> None:  # type: ignore[type-arg]

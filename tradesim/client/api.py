@@ -191,15 +191,16 @@ class Api:
         try:
             answer = await self._client.request(method, path, json=json_body, params=given, headers=headers)
         except httpx.HTTPError as exc:
-            raise ApiUnreachable(f"the API is not reachable at {self.base_url}: {exc or type(exc).__name__}") from None
+            raise ApiUnreachable(f"the API is not reachable at {redacted(self.base_url)}: {exc or type(exc).__name__}"
+                                 ) from None
         if answer.status_code < 400:
             try:
                 return answer.json()
             except ValueError:  # a proxy's page, another service: the callers expect ApiError, never a crash.
                 # As a 502: whether what stands behind it did the request is unknown (a ticket holds its order)
-                raise ApiError(502, "not_tradesim_api", f"{method} {path} answered "
-                               f"{answer.status_code} without the tradesim API's JSON: is {self.base_url} the "
-                               "tradesim API (api.url)?") from None
+                raise ApiError(502, "not_tradesim_api", f"{method} {path} answered {answer.status_code} without "
+                               f"the tradesim API's JSON: is {redacted(self.base_url)} the tradesim API (api.url)?"
+                               ) from None
         retry = answer.headers.get("retry-after", "")
         retry_after_s = float(retry) if retry.isdigit() else None
         try:

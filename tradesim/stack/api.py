@@ -6,6 +6,7 @@ import json
 import urllib.error
 import urllib.request
 
+from tradesim.settings import redacted
 from tradesim.stack.component import PortSpec, ServiceComponent, Unhealthy
 
 
@@ -31,6 +32,6 @@ class ApiService(ServiceComponent):
             with urllib.request.urlopen(url, timeout=2) as answer:  # noqa: S310 - our own http:// endpoint
                 body = json.loads(answer.read())
         except (OSError, ValueError, urllib.error.URLError) as exc:
-            raise Unhealthy(f"API {url} not answering: {exc}") from None
+            raise Unhealthy(f"API {redacted(url)} not answering: {exc}") from None
         if body.get("status") != "ok":
-            raise Unhealthy(f"API {url} answered {body!r}")
+            raise Unhealthy(f"API {redacted(url)} answered {body!r}")

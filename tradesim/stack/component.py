@@ -120,7 +120,7 @@ def answers(url: str, what: str, timeout_s: float = 2.0) -> bytes:
         with opener.open(url, timeout=timeout_s) as answer:
             return bytes(answer.read())
     except (OSError, ValueError, urllib.error.URLError) as exc:
-        raise Unhealthy(f"{what} {url} not answering: {exc}") from None
+        raise Unhealthy(f"{what} {redacted(url)} not answering: {exc}") from None
 
 
 class ServiceComponent(Component):

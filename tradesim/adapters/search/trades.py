@@ -98,8 +98,8 @@ class TradeIndex:
                 raise IndexLayoutError(
                     f"{self.alias!r} is a concrete index from before tradesim 0.14 (no alias), holding {documents} "
                     f"document(s) of the old shape; `tradesim rebuild search` replaces it by {self.alias}-<n> "
-                    f"behind an alias, or delete it (curl -X DELETE {redacted(self.client.url)}/{self.alias}) and run "
-                    "`up` again")
+                    f"behind an alias, or delete it (DELETE {redacted(self.client.url)}/{self.alias}) and run `up` "
+                    "again")
             self.client.delete_index(self.alias)
         elif behind:
             return None

@@ -11,6 +11,7 @@ import httpx
 
 from tradesim.adapters.tracing import API_SERVICE, ORDER_ATTRIBUTE
 from tradesim.ports import Unavailable
+from tradesim.settings import redacted
 from tradesim.text import one_line
 
 
@@ -68,12 +69,15 @@ class JaegerQuery:
         try:
             traces = [_trace(t) for t in got.get("data") or []]
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
-            raise Unavailable(f"Jaeger query API at {self._client.base_url} answered a trace it cannot be: "
-                              f"{type(exc).__name__}: {exc}") from None
+            raise Unavailable(f"{self._where()} answered a trace it cannot be: {type(exc).__name__}: {exc}"
+                              ) from None
         return sorted((t for t in traces if t.roots), key=lambda t: t.start_us)
 
+    def _where(self) -> str:
+        return f"Jaeger query API at {redacted(str(self._client.base_url))}"
+
     def _get(self, path: str, params: dict[str, str]) -> dict[str, Any]:
-        where = f"Jaeger query API at {self._client.base_url}"
+        where = self._where()
         try:
             response = self._client.get(path, params=params)
             if response.status_code != 200:

@@ -66,7 +66,7 @@ from tradesim.services.marketdata import metrics
 from tradesim.services.marketdata.keys import KeyChecker, Refused
 from tradesim.services.marketdata.outcomes import Outcome
 from tradesim.services.tasks import create_task
-from tradesim.settings import Settings, is_header_safe
+from tradesim.settings import Settings, is_header_safe, redacted
 
 log = logging.getLogger("tradesim.marketdata.ws")
 K = TypeVar("K")  # what names a message to its fan-out: a channel (bytes) or a bar key
@@ -756,7 +756,7 @@ async def run_server(hub: MarketDataHub, stop: asyncio.Event) -> None:
     # cost) and keep a zlib context per connection, for ~250-byte JSON frames that barely compress.
     server: Server = await serve(hub.handle, md.host, md.ws_port, max_size=MAX_FRAME, ping_interval=20,
                                  ping_timeout=20, max_queue=64, compression=None)
-    log.info("websocket server listening", extra={"url": md.client_ws_url})
+    log.info("websocket server listening", extra={"url": redacted(md.client_ws_url)})
     try:
         await stop.wait()
     finally:
