@@ -29,9 +29,12 @@ from tradesim.strategies.sdk import (
     OrderRefused,
     Strategy,
     StrategyError,
+    StrategyTimeout,
     bar_time_ms,
     idempotency_key,
     load_strategy,
+    outside_time_limit,
+    time_limit,
 )
 
 T0 = 1_704_205_800_000  # 2024-01-02T14:30:00Z
@@ -378,6 +381,28 @@ def test_a_strategy_that_never_finishes_importing_or_starting_is_given_up_in_one
         assert time.monotonic() - started < 30
     assert signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0)  # no alarm left behind
     assert load_strategy("tradesim.strategies.examples:BuyAndHold", {"qty": 1}, time_limit_s=0.5)
+
+
+@pytest.mark.timeout(60, method="thread")
+def test_the_time_limit_fires_again_after_a_bare_except_and_pauses_for_the_stacks_own_work() -> None:
+    def swallows_the_first() -> None:
+        try:
+            while True:
+                pass
+        except BaseException:  # noqa: BLE001, S110 - what a careless strategy does
+            pass
+        while True:
+            pass
+
+    with pytest.raises(StrategyTimeout, match=r"^a callback did not return within 0\.2 s"):
+        with time_limit(0.2, "a callback"):
+            swallows_the_first()
+    with time_limit(0.2, "a callback"):
+        with outside_time_limit():
+            time.sleep(0.5)  # an API request and its retries: not the strategy's time
+        time.sleep(0.1)
+    assert signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0)
+    assert signal.getsignal(signal.SIGALRM) in (signal.SIG_DFL, signal.default_int_handler, None)
 
 
 # --- ApiContext: the requests it makes ---

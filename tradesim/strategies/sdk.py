@@ -48,12 +48,19 @@ class StrategyTimeout(BaseException):
     `except Exception` cannot swallow it."""
 
 
+#: the strategy code's time limit is running (time_limit), so outside_time_limit has an alarm to pause
+_limited = False
+
+
 @contextmanager
 def time_limit(seconds: float, what: str) -> Iterator[None]:
     """Raise StrategyTimeout in the block once it has run `seconds` (SIGALRM: it interrupts a loop of Python code,
-    not a call blocked in C). No limit off the main thread, where SIGALRM is missing, or while another alarm is set
-    (not ours to move: pytest-timeout's, say)."""
-    if (seconds <= 0 or not hasattr(signal, "setitimer") or threading.current_thread() is not threading.main_thread()
+    not a call blocked in C), and again every half second while it goes on (a bare `except:` in the strategy
+    swallows one). No limit off the main thread, where SIGALRM is missing, or while another alarm is set (not
+    ours to move: pytest-timeout's, say)."""
+    global _limited
+    if (seconds <= 0 or _limited or not hasattr(signal, "setitimer")
+            or threading.current_thread() is not threading.main_thread()
             or signal.getitimer(signal.ITIMER_REAL)[0] > 0):
         yield
         return
@@ -62,12 +69,34 @@ def time_limit(seconds: float, what: str) -> Iterator[None]:
         raise StrategyTimeout(f"{what} did not return within {seconds:g} s (a loop that never ends?)")
 
     previous = signal.signal(signal.SIGALRM, expired)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
+    _limited = True
+    signal.setitimer(signal.ITIMER_REAL, seconds, 0.5)
     try:
         yield
     finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
+        while True:  # disarm even if the alarm fires meanwhile (the block has ended: that firing is moot)
+            try:
+                signal.setitimer(signal.ITIMER_REAL, 0)
+                signal.signal(signal.SIGALRM, previous)
+                _limited = False
+                break
+            except StrategyTimeout:
+                continue
+
+
+@contextmanager
+def outside_time_limit() -> Iterator[None]:
+    """Pause a running time_limit for the block: work done for the strategy by the stack (an API request and its
+    retries) is not the strategy's time."""
+    if not _limited or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    delay, interval = signal.setitimer(signal.ITIMER_REAL, 0)
+    try:
+        yield
+    finally:
+        if delay > 0:
+            signal.setitimer(signal.ITIMER_REAL, delay, interval)
 
 
 class StrategyError(ValueError):
@@ -300,6 +329,10 @@ class ApiContext(Context):
                 raise
 
     def _send(self, method: str, path: str, **kw: Any) -> Any:
+        with outside_time_limit():  # the stack's time (requests, retries), not the strategy's
+            return self._send_retrying(method, path, **kw)
+
+    def _send_retrying(self, method: str, path: str, **kw: Any) -> Any:
         attempt = 0
         while True:
             attempt += 1
