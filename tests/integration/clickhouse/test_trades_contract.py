@@ -409,11 +409,15 @@ def test_a_rebuild_drops_its_own_pair_when_discarded_and_a_stale_one_left_by_a_k
         store: TradeStore) -> None:
     stale = store.fresh(f"trades_rebuild_{store.clock_us() - Rebuild.STALE_US - 1}")
     legacy = store.fresh("trades_rebuild")  # the pair every rebuild used before they had their own
+    old = store.fresh(f"trades_old_{store.clock_us() - Rebuild.STALE_US - 1}")  # a swap did not get to drop it
+    half = store.fresh(f"trades_rebuild_{store.clock_us() - Rebuild.STALE_US - 2}")
+    store.client.get().command(f"DROP TABLE {half.qualified}")  # a swap stopped after renaming this half in
     running = store.fresh(f"trades_rebuild_{store.clock_us() - 1_000_000}")  # another rebuild, loading now
     rebuild = Rebuild(store)
     rebuild.fresh().write(DATASET)
     tables = _tables(store)
-    assert not {stale.table, stale.by_user_table, legacy.table, legacy.by_user_table} & tables
+    assert not {stale.table, stale.by_user_table, legacy.table, legacy.by_user_table, old.table, old.by_user_table,
+                half.by_user_table} & tables
     assert {running.table, running.by_user_table} <= tables
     rebuild.discard()
     assert _tables(store) == PAIR | {running.table, running.by_user_table}

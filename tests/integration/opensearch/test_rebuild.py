@@ -87,6 +87,24 @@ def test_rebuild_drives_create_next_and_switch(fresh: TradeIndex) -> None:
     assert set(fresh.indices()) == {f"{fresh.alias}-2"}
 
 
+def test_a_switch_that_fails_after_the_alias_moved_keeps_the_index(fresh: TradeIndex,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """The discard after a failed switch must not delete what the alias may already point to."""
+    fresh.write(RECORDS[:5], refresh=True)
+    rebuild = Rebuild(fresh)
+    rebuild.fresh().write(RECORDS[:8])
+
+    def times_out(_index: str) -> None:
+        raise Unavailable("blocking the old index's writes: no answer in time")
+
+    monkeypatch.setattr(fresh.client, "block_writes", times_out)  # after the alias change
+    with pytest.raises(Unavailable):
+        rebuild.switch()
+    rebuild.discard()
+    assert fresh.current() == [rebuild.new]
+    assert stored(fresh) == ids(RECORDS[:8])
+
+
 def test_a_rebuild_deletes_an_index_a_killed_rebuild_left_once_it_is_stale(fresh: TradeIndex) -> None:
     """Before: an index outside the alias stayed for ever (`trades-N`, from a rebuild killed mid-load)."""
     fresh.write(RECORDS[:5], refresh=True)

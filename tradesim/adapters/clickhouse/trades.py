@@ -380,12 +380,14 @@ class Rebuild:
         return self.new
 
     def _drop_stale(self, now_us: int) -> None:
-        own = re.compile(rf"{re.escape(self.prefix)}_(\d+)")
+        # a loaded pair (or its by-user half a stopped swap left), the one pair every rebuild loaded before they
+        # had their own (the prefix alone), an old pair a swap did not get to drop
+        left = re.compile(rf"(?P<pair>(?:{re.escape(self.prefix)}|{re.escape(self.store.table)}_old)(?:_(?P<us>\d+))?)"
+                          rf"(?:{re.escape(by_user(''))})?")
         for name in self.store.table_names():
-            found = own.fullmatch(name)
-            # the prefix alone: the one pair every rebuild loaded before they had their own
-            if name == self.prefix or (found and int(found.group(1)) < now_us - self.STALE_US):
-                TradeStore(self.store.client, name).drop()
+            found = left.fullmatch(name)
+            if found and (found["us"] is None or int(found["us"]) < now_us - self.STALE_US):
+                TradeStore(self.store.client, found["pair"]).drop()
 
     def discard(self) -> None:
         """Drop the loaded pair unless a switch may have begun renaming it in (then the live pair is missing a

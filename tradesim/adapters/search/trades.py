@@ -237,6 +237,7 @@ class Rebuild:
         self.index = index
         self.new: str | None = None
         self.switched: Switched | None = None
+        self.switching = False
 
     #: an index outside the alias this old, left by a rebuild that was killed, is deleted by the next one
     STALE_MS = 24 * 3600 * 1000
@@ -258,6 +259,7 @@ class Rebuild:
     def switch(self) -> None:
         if self.new is None:
             raise RuntimeError("switch() before fresh(): there is no new index to switch to")
+        self.switching = True
         # No carry-over: a rebuild must equal the log (and drop what the log does not have); what the live
         # service wrote to the old index during the load is re-read by the rebuild's catch-up.
         self.switched = self.index.switch(self.new, carry_over=False)
@@ -266,7 +268,8 @@ class Rebuild:
         return self.index
 
     def discard(self) -> None:
-        """Delete the loaded index unless the alias already points to it (a switch that failed after the move)."""
-        if self.new is not None and self.new not in self.index.current():
+        """Delete the loaded index, unless a switch was tried: an alias change whose answer timed out may still
+        apply, so the index may be live or become so (one left over is deleted a day later, see fresh)."""
+        if self.new is not None and not self.switching:
             self.index.client.delete_index(self.new)
             self.new = None
