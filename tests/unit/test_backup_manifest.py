@@ -71,3 +71,23 @@ def test_a_backup_folder_that_cannot_be_made_is_a_user_mistake(settings: Setting
     (tmp_path / "afile").write_text("")
     with pytest.raises(UserError, match="cannot make the backup folder"):  # before: a StackError (exit 1)
         backup(settings, tmp_path / "afile" / "sub")
+
+
+def test_a_backup_inside_the_stacks_own_folder_is_refused(settings: Settings) -> None:
+    """Before: accepted, and the `down --purge` a restore starts with deleted it."""
+    inside = settings.stack_dir / "kafka" / "mybackup"
+    with pytest.raises(UserError, match="inside the stack's own folder"):
+        backup(settings, inside)
+    assert not inside.exists()
+
+
+def test_a_backup_with_a_standard_job_stopped_is_refused_and_leaves_no_folder(
+        settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Before: a backup with `execution` cancelled (its state parked) had no execution savepoint; restored, every
+    resting order was gone from the book and could not be cancelled."""
+    from tradesim.stack import backup as module
+
+    monkeypatch.setattr(module, "_running_jobs", lambda _settings: {"bars": "b1"})
+    with pytest.raises(UserError, match=r"^job execution is not running, so its state cannot be saved"):
+        backup(settings, tmp_path / "bk")
+    assert not (tmp_path / "bk").exists()

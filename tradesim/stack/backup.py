@@ -197,12 +197,23 @@ def backup(settings: Settings, folder: Path, steps: Steps = NO_STEPS) -> Manifes
     _local_only(settings)
     if folder.exists() and (not folder.is_dir() or any(folder.iterdir())):
         raise UserError(f"{folder} exists and is not an empty folder; back up into a new one")
+    if folder.resolve().is_relative_to(settings.stack_dir.resolve()):
+        raise UserError(f"{folder} is inside the stack's own folder ({settings.stack_dir}), which `tradesim down "
+                        "--purge` deletes before a restore; back up elsewhere")
+    made = not folder.exists()
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:  # a path the user chose that cannot be a folder here (a file on the way, /proc, ...)
         raise UserError(f"cannot make the backup folder {folder}: {exc.strerror or exc}") from None
     started = time.time()
     running = _running_jobs(settings)
+    stopped_jobs = [name for name, spec in jobs.JOBS.items() if spec.standard and name not in running]
+    if stopped_jobs:  # its state (the execution job's resting orders) would be missing from the backup
+        if made:
+            folder.rmdir()
+        raise UserError(f"job {', '.join(stopped_jobs)} is not running, so its state cannot be saved with the rest; "
+                        "start it with `tradesim jobs submit NAME` (it resumes the state it was stopped with) and "
+                        "back up again")
     manifest = Manifest(FORMAT, __version__, started, 0.0, 0.0)
     rest = jobs.cluster(settings)
     savepoints: dict[str, str] = {}
