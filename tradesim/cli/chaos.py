@@ -81,8 +81,8 @@ def run_cmd(name: Annotated[str, typer.Argument(help="A fault from `tradesim cha
         except KeyboardInterrupt:
             out.print("interrupted")
         finally:
-            fault.remove(tox)
-        out.print(f"{fault.name}: removed")
+            removed = fault.remove(tox)
+        out.print(f"{fault.name}: removed" if removed else f"{fault.name}: removed already (`tradesim chaos clear`?)")
     except Unavailable as exc:
         raise StackError(f"{exc}; start it with `tradesim up`") from None
     except ToxiproxyRefused as exc:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from tradesim.adapters.toxiproxy.client import Toxiproxy
+from tradesim.adapters.toxiproxy.client import Toxiproxy, ToxiproxyRefused
 
 Target = Literal["redis", "dynamodb", "kafka"]
 Kind = Literal["latency", "bandwidth", "reset", "timeout", "down"]
@@ -35,17 +35,22 @@ class Fault:
         return f"{self.target}: {KINDS[self.kind][2]}"
 
     def apply(self, tox: Toxiproxy) -> None:
+        """Raises ToxiproxyRefused if this fault is in place already (another run's: its end would undo this)."""
         if self.kind == "down":
+            if any(p.name == self.target and not p.enabled for p in tox.proxies()):
+                raise ToxiproxyRefused(f"{self.target} is down already (another `tradesim chaos run`?)", 409)
             tox.set_enabled(self.target, False)
             return
         toxic, attributes, _ = KINDS[self.kind]
         tox.add_toxic(self.target, TOXIC, toxic, attributes)
 
-    def remove(self, tox: Toxiproxy) -> None:
+    def remove(self, tox: Toxiproxy) -> bool:
+        """False if the fault was gone already (`tradesim chaos clear` meanwhile)."""
         if self.kind == "down":
+            was_down = any(p.name == self.target and not p.enabled for p in tox.proxies())
             tox.set_enabled(self.target, True)
-        else:
-            tox.remove_toxic(self.target, TOXIC)
+            return was_down
+        return tox.remove_toxic(self.target, TOXIC)
 
 
 FAULTS: dict[str, Fault] = {f.name: f for f in (Fault(t, k) for t in ("redis", "dynamodb", "kafka") for k in KINDS)}

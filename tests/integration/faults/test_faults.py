@@ -27,7 +27,7 @@ from tradesim.adapters.dynamodb.client import DynamoDB
 from tradesim.adapters.dynamodb.portfolios import PortfolioStore
 from tradesim.adapters.kafka.client import consumer
 from tradesim.adapters.search.trades import TradeIndex
-from tradesim.adapters.toxiproxy.client import Toxiproxy
+from tradesim.adapters.toxiproxy.client import Toxiproxy, ToxiproxyRefused
 from tradesim.domain.events import OrderOutcome
 from tradesim.domain.portfolio import fold
 from tradesim.services.ingest.publisher import publish_all
@@ -241,3 +241,19 @@ def _price_cached(settings: Settings, symbol: str) -> bool:
         return PriceCache(client).latest(symbol) is not None
     finally:
         client.close()
+
+
+def test_a_fault_in_place_is_refused_again_and_one_cleared_meanwhile_counts_as_removed(tox: Toxiproxy) -> None:
+    """Before: a second `redis-down` was applied, and the shorter run's end brought Redis back under the longer
+    one; a run whose toxic `chaos clear` had removed ended with Toxiproxy's 404 as an error."""
+    down, slow = FAULTS["redis-down"], FAULTS["redis-latency"]
+    down.apply(tox)
+    with pytest.raises(ToxiproxyRefused, match="redis is down already"):
+        down.apply(tox)
+    assert down.remove(tox) is True
+    assert down.remove(tox) is False  # (up already)
+    slow.apply(tox)
+    with pytest.raises(ToxiproxyRefused):
+        slow.apply(tox)  # Toxiproxy's own refusal: the toxic exists
+    tox.reset()  # `tradesim chaos clear`
+    assert slow.remove(tox) is False

@@ -14,6 +14,10 @@ from tradesim.settings import redacted
 class ToxiproxyRefused(Exception):
     """Toxiproxy answered but refused the request (4xx), e.g. a toxic of that name is already on the proxy."""
 
+    def __init__(self, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.status = status
+
 
 @dataclass(frozen=True)
 class Proxy:
@@ -36,7 +40,7 @@ class Toxiproxy:
         except httpx.HTTPError as exc:
             raise Unavailable(f"no Toxiproxy answers at {self.shown_url}: {exc}") from None
         if 400 <= answer.status_code < 500:
-            raise ToxiproxyRefused(f"Toxiproxy refused {method} {path}: {answer.text[:200]}")
+            raise ToxiproxyRefused(f"Toxiproxy refused {method} {path}: {answer.text[:200]}", answer.status_code)
         if answer.status_code >= 500:
             raise Unavailable(f"Toxiproxy {method} {path} answered HTTP {answer.status_code}: {answer.text[:200]}")
         try:
@@ -66,8 +70,15 @@ class Toxiproxy:
         self._call("POST", f"/proxies/{proxy}/toxics",
                    {"name": name, "type": kind, "stream": stream, "toxicity": 1.0, "attributes": attributes})
 
-    def remove_toxic(self, proxy: str, name: str) -> None:
-        self._call("DELETE", f"/proxies/{proxy}/toxics/{name}")
+    def remove_toxic(self, proxy: str, name: str) -> bool:
+        """Remove the toxic; False if it was not there (removed meanwhile)."""
+        try:
+            self._call("DELETE", f"/proxies/{proxy}/toxics/{name}")
+        except ToxiproxyRefused as exc:
+            if exc.status == 404:
+                return False
+            raise
+        return True
 
     def reset(self) -> None:
         """Every proxy enabled, every toxic removed."""
