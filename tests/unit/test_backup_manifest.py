@@ -91,3 +91,23 @@ def test_a_backup_with_a_standard_job_stopped_is_refused_and_leaves_no_folder(
     with pytest.raises(UserError, match=r"^job execution is not running, so its state cannot be saved"):
         backup(settings, tmp_path / "bk")
     assert not (tmp_path / "bk").exists()
+
+
+@pytest.mark.parametrize("damage", ["flipped", "truncated", "missing"])
+def test_a_damaged_data_file_is_refused_before_the_stack_is_touched(settings: Settings, tmp_path: Path,
+                                                                    damage: str) -> None:
+    """Before: found halfway through the restore (topics written, jobs cancelled), with a zlib traceback."""
+    import gzip
+
+    manifest = Manifest(FORMAT, "0.1.0", 1.0, 2.0, 3.0, kafka={"trade_orders": [[0, 0, 1]]}, dynamodb={"Orders": 1})
+    manifest.save(tmp_path)
+    (tmp_path / "kafka" / "trade_orders").mkdir(parents=True)
+    (tmp_path / "dynamodb").mkdir()
+    good = gzip.compress(b"x" * 10_000)
+    (tmp_path / "kafka" / "trade_orders" / "0.bin.gz").write_bytes(good)
+    damaged = {"flipped": good[:20] + bytes(b ^ 0xFF for b in good[20:40]) + good[40:], "truncated": good[:-12]}
+    if damage in damaged:
+        (tmp_path / "dynamodb" / "Orders.jsonl.gz").write_bytes(damaged[damage])
+    # no server runs here: a refusal that came after the first request would be a StackError, not this
+    with pytest.raises(UserError, match=r"Orders\.jsonl\.gz is missing or damaged \(.+\): this backup cannot be "):
+        restore(settings, tmp_path)

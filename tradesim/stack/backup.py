@@ -3,10 +3,12 @@ stack. The order of the steps is what makes the copy consistent; docs/design/bac
 
 from __future__ import annotations
 
+import gzip
 import json
 import shutil
 import time
 import uuid
+import zlib
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -149,6 +151,22 @@ def _partition_file(folder: Path, topic: str, partition: int) -> Path:
     return folder / "kafka" / topic / f"{partition}.bin.gz"
 
 
+def _check_files(folder: Path, manifest: Manifest) -> None:
+    """Every compressed file the manifest names reads to its end (gzip checks each one's CRC and length), so a
+    damaged backup is refused before the stack is touched, not half restored."""
+    files = [_partition_file(folder, topic, partition) for topic, parts in manifest.kafka.items()
+             for partition, _low, _high in parts]
+    files += [folder / "dynamodb" / f"{table}.jsonl.gz" for table in manifest.dynamodb]
+    files += [folder / "clickhouse" / f"{table}.native.gz" for table in manifest.clickhouse]
+    for path in files:
+        try:
+            with gzip.open(path, "rb") as data:
+                while data.read(1 << 20):
+                    pass
+        except (OSError, EOFError, zlib.error) as exc:  # (gzip's BadGzipFile is an OSError)
+            raise UserError(f"{path} is missing or damaged ({exc}): this backup cannot be restored") from None
+
+
 def _running_jobs(settings: Settings) -> dict[str, str]:
     """Catalog name → id of every tradesim job running on the cluster."""
     from tradesim.stack import jobs
@@ -171,8 +189,8 @@ def failures(what: str) -> Iterator[None]:
     try:
         yield
     except (Unavailable, DynamoDBError, FlinkRequestError, FlinkUnavailable, ArchiveError, KafkaUnavailable,
-            KafkaDeliveryError, KafkaException, SearchRequestError, OSError, EOFError, ValueError) as exc:
-        # (OSError: files, timeouts; EOFError and ValueError: a damaged backup file)
+            KafkaDeliveryError, KafkaException, SearchRequestError, OSError, EOFError, ValueError, zlib.error) as exc:
+        # (OSError: files, timeouts; EOFError, ValueError and zlib.error: a damaged backup file)
         raise StackError(f"{what} stopped: {str(exc).strip() or type(exc).__name__}") from None
 
 
@@ -364,6 +382,8 @@ def restore(settings: Settings, folder: Path, steps: Steps = NO_STEPS) -> Manife
         raise UserError(f"{folder} names what this stack does not have: {', '.join(foreign)} (a backup of a stack "
                         "with other settings?)")
     _local_only(settings)
+    with _step(steps, "check the backup's files"):
+        _check_files(folder, manifest)
     with _step(steps, "check the stack is empty"):
         held = _not_empty(settings, manifest)
     if held:
