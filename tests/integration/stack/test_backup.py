@@ -38,7 +38,7 @@ from tradesim.domain.portfolio import fold
 from tradesim.services.ingest.publisher import publish_all
 from tradesim.settings import Settings
 from tradesim.stack.backup import Manifest
-from tradesim.stack.jobs import cancel_job, submit_job
+from tradesim.stack.jobs import cancel_job, submit_standard_jobs
 from tradesim.stack.supervisor import Supervisor
 from tradesim.testing.factories import tick, unique_symbol
 from tradesim.testing.waiting import wait_for
@@ -144,7 +144,7 @@ def test_a_restored_stack_holds_the_same_data_and_executes_nothing_twice(
 
 def _round_trip(settings: Settings, supervisor: Supervisor, http: httpx.Client,  # noqa: F811
                 new_user: Callable[..., User], tmp_path: Path) -> None:  # noqa: F811
-    submit_job(settings, "execution")
+    submit_standard_jobs(settings)  # a backup needs every standard job running, to save its state
     symbol = unique_symbol("BK")
     users = [new_user(cash=CASH) for _ in range(3)]
     during = new_user(cash=CASH)  # trades while the backup runs; the others stand still
