@@ -4,20 +4,18 @@ from __future__ import annotations
 
 import re
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Annotated
 
 import typer
 
-from tradesim.domain.events import ID_RE, USER_ID_PATTERN, typed_symbol
+from tradesim.domain.events import ID_RE, USER_ID_PATTERN, epoch_ms, typed_symbol
 from tradesim.stack.errors import UserError
 
 INTERVALS = ("1m", "5m", "1h", "1d")
 _DURATION = re.compile(r"^([0-9]+)(s|m|h|d|w)$")
 _UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86_400, "w": 604_800}
 _ABSOLUTE = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}")
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_MS = timedelta(milliseconds=1)
 #: the read API's query parameters → the options that give them, for its 422s (client.api.call)
 OPTIONS = {"from": "--since", "interval": "--interval", "symbol": "--symbol", "side": "--side",
            "status": "--status", "q": "--q"}
@@ -78,7 +76,7 @@ def since_param(since: str | None, now_ms: int | None = None) -> str | None:
         except ValueError:
             raise UserError(f"--since: not an ISO-8601 time: {since!r}") from None
         when = when if when.tzinfo is not None else when.replace(tzinfo=UTC)
-        return str(max(0, (when - _EPOCH) // _MS))
+        return str(max(0, epoch_ms(when)))
     raise UserError(f"--since must be a duration like 15m, 1h or 2d, or an ISO-8601 time, got {since!r}")
 
 

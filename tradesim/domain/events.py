@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Annotated, Any, Literal, TypeVar
 
@@ -59,6 +60,14 @@ MAX_QTY = 1_000_000_000
 MarketPrice = Annotated[Decimal, Field(gt=0, le=MAX_PRICE, allow_inf_nan=False, decimal_places=PRICE_PLACES)]
 #: the last millisecond of year 9999: every epoch-ms time is at most this, so every consumer can make a date of it
 MAX_EPOCH_MS = 253_402_300_799_999
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MS = timedelta(milliseconds=1)
+
+
+def epoch_ms(when: datetime) -> int:
+    """An aware time as epoch milliseconds, by integer arithmetic (a float timestamp can be 1 ms off)."""
+    return (when - _EPOCH) // _MS
+
 #: the largest sequence number or run id: a signed 64-bit integer, what the JVM bars job and the stores hold (the
 #: Redis price cache's Lua compares them as doubles, exact to 2^53, which no feed of ours nears)
 MAX_SEQ = 2**63 - 1

@@ -44,6 +44,7 @@ from tradesim.domain.events import (
     Side,
     SymbolStr,
     TimeInForce,
+    epoch_ms,
 )
 from tradesim.domain.orders import price_problems
 from tradesim.scenarios.errors import CrossFieldError
@@ -555,7 +556,7 @@ class Scenario(_Section):
     @property
     def start_ms(self) -> int:
         """`start` as epoch milliseconds UTC."""
-        return (self.start - _EPOCH) // _MS
+        return epoch_ms(self.start)
 
     @property
     def _duration_ms_exact(self) -> Decimal:
@@ -600,7 +601,6 @@ class Scenario(_Section):
         return summary
 
 
-_MS = timedelta(milliseconds=1)
 
 
 def model_field_names() -> set[str]:

@@ -11,19 +11,17 @@ import csv
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
 from pydantic import ValidationError
 
-from tradesim.domain.events import Tick
+from tradesim.domain.events import Tick, epoch_ms
 from tradesim.scenarios.errors import Problem, ScenarioError, display_path
 
 COLUMNS = ("timestamp", "symbol", "bid", "ask", "last", "size")
 MAX_PROBLEMS = 20  # enough to see a pattern without flooding the terminal on a broken file
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_MS = timedelta(milliseconds=1)
 #: an integer field: at most 19 digits (a size or an epoch-ms time never needs more, and Python refuses to read
 #: integers past 4,300 digits)
 _INT = re.compile(r"^[0-9]{1,19}$")
@@ -55,7 +53,7 @@ def parse_timestamp(text: str) -> int:
                         ) from None
     if moment.tzinfo is None:
         raise _RowError("timestamp", f"timestamp {text!r} has no UTC offset (add Z or +00:00)")
-    return (moment - _EPOCH) // _MS
+    return epoch_ms(moment)
 
 
 def _decimal(row: dict[str, str], column: str) -> Decimal:

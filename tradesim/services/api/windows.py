@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import Query
 from fastapi.exceptions import RequestValidationError
 
-from tradesim.domain.events import MAX_EPOCH_MS
+from tradesim.domain.events import MAX_EPOCH_MS, epoch_ms
 
 Interval = Literal["1m", "5m", "1h", "1d"]
 INTERVAL_S: dict[str, int] = {"1m": 60, "5m": 300, "1h": 3600, "1d": 86_400}
@@ -18,8 +18,6 @@ DEFAULT_SPAN_MS = 24 * 3600 * 1000
 DAY_MS = 86_400_000
 #: epoch ms (digits), or an ISO-8601 date / date-time; the parser decides the rest (naive times are UTC)
 TIME_PATTERN = r"^([0-9]{1,15}|[0-9]{4}-[0-9]{2}-[0-9]{2}([T ][0-9:.]{2,15})?(Z|[+-][0-9]{2}:?[0-9]{2})?)$"
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_MS = timedelta(milliseconds=1)
 _TIME_HELP = ("ISO-8601 (`2025-01-31`, `2025-01-31T09:30:00Z`, `…+01:00`; without an offset: UTC) or epoch "
               "milliseconds (`1738315800000`)")
 
@@ -58,7 +56,7 @@ def parse_time(name: str, value: str | None) -> int | None:
         if when.tzinfo is None:
             when = when.replace(tzinfo=UTC)
         try:
-            ms = (when - _EPOCH) // _MS  # integer arithmetic: a float timestamp could be 1 ms off
+            ms = epoch_ms(when)
         except OverflowError:
             raise invalid(name, f"out of range: {value!r}") from None
     if not 0 <= ms <= MAX_EPOCH_MS:
