@@ -9,6 +9,7 @@ import typer
 from rich.console import Console
 
 from tradesim.cli.errors import check_output, cli_errors
+from tradesim.cli.stack import only_names
 from tradesim.settings import load_settings
 from tradesim.stack.errors import UserError
 
@@ -43,7 +44,7 @@ def _up(only: str | None, cold: bool) -> None:
     from tradesim.stack import registry
 
     settings = load_settings()
-    names = None if only is None else only.split(",")
+    names = only_names(only)
     registry.build(settings, names)  # validates names before anything starts
     lines: list[str] = []
     stack_up.run(settings, names, cold, lines)

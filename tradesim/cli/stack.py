@@ -29,7 +29,7 @@ def _runtime(settings: Settings, runtime: str | None) -> Literal["native", "dock
     return chosen  # type: ignore[return-value]
 
 
-def _split(only: str | None) -> list[str] | None:
+def only_names(only: str | None) -> list[str] | None:
     """The names `--only` gives; `--only ''` is an empty name (refused), not "every component"."""
     return None if only is None else only.split(",")
 
@@ -73,7 +73,7 @@ def _bring_up(only: str | None, runtime: str | None, with_jobs: bool, *, show: b
     from tradesim.stack import registry
 
     settings = load_settings()
-    comps = registry.build(settings, _split(only))
+    comps = registry.build(settings, only_names(only))
     if _runtime(settings, runtime) == "docker":
         from tradesim.stack.docker import DockerRuntime
 
@@ -177,7 +177,7 @@ def _down(purge: bool, only: str | None, runtime: str | None) -> None:
     from tradesim.stack import registry
 
     settings = load_settings()
-    comps = registry.build(settings, _split(only))
+    comps = registry.build(settings, only_names(only))
     if _runtime(settings, runtime) == "docker":
         from tradesim.stack.docker import DockerRuntime
 
@@ -204,7 +204,7 @@ def _status(as_json: bool, only: str | None) -> None:
     from tradesim.stack.supervisor import Supervisor, status_document
 
     settings = load_settings()
-    rows = Supervisor(settings, registry.build(settings, _split(only))).status()
+    rows = Supervisor(settings, registry.build(settings, only_names(only))).status()
     if as_json:
         sys.stdout.write(json.dumps(status_document(settings, "native", rows), indent=2) + "\n")
     else:
@@ -329,7 +329,7 @@ def _provision(only: str | None) -> None:
     from tradesim.stack import registry
 
     progress = _LineProgress()
-    for comp in registry.build(load_settings(), _split(only)):
+    for comp in registry.build(load_settings(), only_names(only)):
         skip = "external" if comp.external else comp.not_requested()
         if skip is not None:
             progress(comp.name, f"skipped ({skip})")
