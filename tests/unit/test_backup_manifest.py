@@ -8,6 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from tradesim.adapters.dynamodb.codec import to_dynamo
+from tradesim.adapters.dynamodb.orders import order_item
+from tradesim.adapters.kafka.archive import Record, write
+from tradesim.domain.events import OrderCancelRequested, OrderPlaced, encode
 from tradesim.settings import Settings
 from tradesim.stack.backup import FORMAT, MANIFEST, Manifest, backup, describe, restore
 from tradesim.stack.errors import UserError
@@ -16,14 +20,21 @@ from tradesim.stack.errors import UserError
 def _manifest() -> Manifest:
     return Manifest(FORMAT, "0.1.0", 1.0, 2.0, 3.0, kafka={"orders": [[0, 5, 9], [1, 0, 2]]},
                     groups={"g": {"orders": {"0": 7}}}, dynamodb={"Orders": 4}, clickhouse={"trades": 6},
-                    opensearch={"trades-1": ["trades"]}, jobs={"execution": "flink/execution/savepoint-1"})
+                    opensearch={"trades-1": ["trades"]}, jobs={"execution": "flink/execution/savepoint-1"},
+                    late={"orders": [[1, 2]]})
 
 
 def test_a_manifest_reads_back_as_written(tmp_path: Path) -> None:
     _manifest().save(tmp_path)
     assert Manifest.load(tmp_path) == _manifest()
-    assert describe(Manifest.load(tmp_path)) == {"kafka records": 6, "DynamoDB items": 4, "search indices": 1,
+    assert describe(Manifest.load(tmp_path)) == {"kafka records": 8, "DynamoDB items": 4, "search indices": 1,
                                                  "ClickHouse rows": 6, "job savepoints": 1}
+
+
+def test_a_manifest_written_before_late_orders_were_copied_reads_with_none(tmp_path: Path) -> None:
+    written = {k: v for k, v in _manifest().__dict__.items() if k != "late"}
+    (tmp_path / MANIFEST).write_text(json.dumps(written))
+    assert Manifest.load(tmp_path).late == {}
 
 
 def test_a_folder_without_a_manifest_is_not_a_backup(tmp_path: Path) -> None:
@@ -41,6 +52,8 @@ def test_a_folder_without_a_manifest_is_not_a_backup(tmp_path: Path) -> None:
     (json.dumps({**_manifest().__dict__, "kafka": {"orders": [[0, 5]]}}), "a Kafka span is not"),
     (json.dumps({**_manifest().__dict__, "kafka": {"orders": [[-1, 5, 2]]}}), "a Kafka span is not"),
     (json.dumps({**_manifest().__dict__, "groups": {"g": {"orders": {"x": 1}}}}), "a group's partition"),
+    (json.dumps({**_manifest().__dict__, "late": {"orders": [[0]]}}), "a late span is not"),
+    (json.dumps({**_manifest().__dict__, "late": {"orders": [[0, -1]]}}), "a late span is not"),
     ("[" * 100_000 + "]" * 100_000, "not a valid backup manifest"),
 ])
 def test_a_damaged_or_foreign_manifest_is_refused(tmp_path: Path, text: str, says: str) -> None:
@@ -53,6 +66,7 @@ def test_names_this_stack_does_not_have_are_refused_before_anything(settings: Se
     manifest = _manifest()
     manifest.kafka = {"no_such_topic": [[0, 0, 1]]}
     manifest.groups = {"g": {"no_group_topic": {"0": 1}}}
+    manifest.late = {"no_late_topic": [[0, 1]]}
     manifest.dynamodb = {"NoSuchTable": 0}
     manifest.clickhouse = {"x; drop": 1}
     manifest.jobs = {"execution": "../../elsewhere"}
@@ -60,7 +74,7 @@ def test_names_this_stack_does_not_have_are_refused_before_anything(settings: Se
     # no server runs here: a refusal that came after the first request would be a StackError, not this
     with pytest.raises(UserError, match="names what this stack does not have") as info:
         restore(settings, tmp_path)
-    for named in ("topic 'no_such_topic'", "topic 'no_group_topic'",
+    for named in ("topic 'no_such_topic'", "topic 'no_group_topic'", "topic 'no_late_topic'",
                   "DynamoDB table 'NoSuchTable'", "ClickHouse table 'x; drop'",
                   "savepoint '../../elsewhere' (outside the backup)"):
         assert named in str(info.value)
@@ -111,3 +125,50 @@ def test_a_damaged_data_file_is_refused_before_the_stack_is_touched(settings: Se
     # no server runs here: a refusal that came after the first request would be a StackError, not this
     with pytest.raises(UserError, match=r"Orders\.jsonl\.gz is missing or damaged \(.+\): this backup cannot be "):
         restore(settings, tmp_path)
+
+
+def test_a_missing_late_orders_file_is_refused_before_the_stack_is_touched(settings: Settings,
+                                                                           tmp_path: Path) -> None:
+    import gzip
+
+    manifest = Manifest(FORMAT, "0.1.0", 1.0, 2.0, 3.0, kafka={"trade_orders": [[0, 0, 1]]},
+                        late={"trade_orders": [[0, 1]]})
+    manifest.save(tmp_path)
+    (tmp_path / "kafka" / "trade_orders").mkdir(parents=True)
+    (tmp_path / "kafka" / "trade_orders" / "0.bin.gz").write_bytes(gzip.compress(b"x"))
+    with pytest.raises(UserError, match=r"0\.late\.bin\.gz is missing or damaged"):
+        restore(settings, tmp_path)
+
+
+def _claimed(folder: Path, orders: list[tuple[OrderPlaced, dict[str, object]]],
+             log: list[OrderPlaced | OrderCancelRequested]) -> Manifest:
+    """A backup folder whose `Orders` export holds `orders` (with extra attributes) and whose copied trade_orders
+    partition 0 holds `log`."""
+    import gzip
+
+    (folder / "dynamodb").mkdir()
+    with gzip.open(folder / "dynamodb" / "Orders.jsonl.gz", "wt") as f:
+        for order, extra in orders:
+            f.write(json.dumps({k: to_dynamo(v) for k, v in {**order_item(order), **extra}.items()}) + "\n")
+    (folder / "kafka" / "trade_orders").mkdir(parents=True)
+    write(folder / "kafka" / "trade_orders" / "0.bin.gz",
+          [Record(i, 1, o.key, encode(o), None) for i, o in enumerate(log)])
+    return Manifest(FORMAT, "0.1.0", 1.0, 2.0, 3.0, kafka={"trade_orders": [[0, 0, len(log)]]})
+
+
+def _order(order_id: str) -> OrderPlaced:
+    return OrderPlaced(order_id=order_id, user_id="u1", symbol="ACME", side="buy", qty=1, order_type="market",
+                       time_in_force="day", placed_at_ms=1_000)
+
+
+def test_the_claims_a_late_copy_looks_for_are_those_waiting_whose_order_the_copied_log_lacks(
+        tmp_path: Path) -> None:
+    """Decided and resting orders do not wait; a waiting claim's order in the log is found; a cancel of a waiting
+    order is not its order."""
+    from tradesim.stack.backup import _unlogged_claims
+
+    waiting, resting, decided, cancelled = (_order(f"o_{n}") for n in ("w", "r", "d", "c"))
+    cancel = OrderCancelRequested(order_id=cancelled.order_id, user_id="u1", symbol="ACME", requested_at_ms=2_000)
+    manifest = _claimed(tmp_path, [(waiting, {}), (resting, {"in_book": True}), (decided, {"status": "executed"}),
+                                   (cancelled, {})], [decided, waiting, cancel])
+    assert _unlogged_claims(tmp_path, manifest, "trade_orders") == {cancelled.order_id}

@@ -78,6 +78,9 @@ class Manifest:
     opensearch: dict[str, list[str]] = field(default_factory=dict)
     #: job name → savepoint folder, relative to the backup folder
     jobs: dict[str, str] = field(default_factory=dict)
+    #: topic → [[partition, records], ...]: orders claimed before the recovery point whose record reached Kafka
+    #: after it; the restore appends them (see `_late_orders`)
+    late: dict[str, list[list[int]]] = field(default_factory=dict)
 
     def save(self, folder: Path) -> None:
         (folder / MANIFEST).write_text(json.dumps(asdict(self), indent=2) + "\n")
@@ -101,6 +104,9 @@ class Manifest:
                for spans in manifest.kafka.values() for span in spans):
             raise UserError(f"{path} is not a valid backup manifest: a Kafka span is not [partition, low, high] "
                             "with 0 <= low <= high")
+        if any(len(part) != 2 or min(part) < 0 for parts in manifest.late.values() for part in parts):
+            raise UserError(f"{path} is not a valid backup manifest: a late span is not [partition, records] of "
+                            "numbers >= 0")
         if not all(p.isascii() and p.isdigit() for topics in manifest.groups.values() for parts in topics.values()
                    for p in parts):
             raise UserError(f"{path} is not a valid backup manifest: a group's partition is not a number")
@@ -114,7 +120,7 @@ class Manifest:
         known = {"topic": set(_topics(settings)), "DynamoDB table": set(_tables()),
                  "ClickHouse table": {TABLE, by_user(TABLE)},
                  "job": set(JOBS)}
-        named = {"topic": {*self.kafka, *(t for topics in self.groups.values() for t in topics)},
+        named = {"topic": {*self.kafka, *self.late, *(t for topics in self.groups.values() for t in topics)},
                  "DynamoDB table": self.dynamodb, "ClickHouse table": self.clickhouse, "job": self.jobs}
         wrong = [f"{kind} {name!r}" for kind, names in named.items() for name in names if name not in known[kind]]
         inside = folder.resolve()
@@ -151,11 +157,16 @@ def _partition_file(folder: Path, topic: str, partition: int) -> Path:
     return folder / "kafka" / topic / f"{partition}.bin.gz"
 
 
+def _late_file(folder: Path, topic: str, partition: int) -> Path:
+    return folder / "kafka" / topic / f"{partition}.late.bin.gz"
+
+
 def _check_files(folder: Path, manifest: Manifest) -> None:
     """Every compressed file the manifest names reads to its end (gzip checks each one's CRC and length), so a
     damaged backup is refused before the stack is touched, not half restored."""
     files = [_partition_file(folder, topic, partition) for topic, parts in manifest.kafka.items()
              for partition, _low, _high in parts]
+    files += [_late_file(folder, topic, partition) for topic, parts in manifest.late.items() for partition, _ in parts]
     files += [folder / "dynamodb" / f"{table}.jsonl.gz" for table in manifest.dynamodb]
     files += [folder / "clickhouse" / f"{table}.native.gz" for table in manifest.clickhouse]
     for path in files:
@@ -276,9 +287,68 @@ def backup(settings: Settings, folder: Path, steps: Steps = NO_STEPS) -> Manifes
             done = export_partition(settings.kafka, span, _partition_file(folder, span.topic, span.partition),
                                     advance)
         manifest.kafka.setdefault(span.topic, []).append([span.partition, done.low, done.high])
+    with _step(steps, "orders claimed before the recovery point"):
+        _late_orders(settings, folder, manifest)
     manifest.finished_at = time.time()
     manifest.save(folder)
     return manifest
+
+
+def _late_orders(settings: Settings, folder: Path, manifest: Manifest) -> None:
+    """Copy the records of the orders whose claim is in the copied `Orders` table but whose record reached
+    `trade_orders` after the recovery point (the API claims, then publishes): restored without them, such an order
+    would stay `accepted`, in no book, until it expired. Only records found: a claim whose publish failed has none.
+    """
+    from tradesim.adapters.kafka.archive import Record, records_after, write
+
+    topic = settings.topics.trade_orders
+    waiting = _unlogged_claims(folder, manifest, topic)
+    if not waiting:
+        return
+    found: dict[int, list[Record]] = {}
+    start = {partition: high for partition, _low, high in manifest.kafka.get(topic, [])}
+    for partition, rec in records_after(settings.kafka, topic, start):
+        order_id = _placed_id(rec.value, waiting)
+        if order_id is not None:
+            waiting.discard(order_id)
+            found.setdefault(partition, []).append(rec)
+            if not waiting:
+                break
+    for partition, records in sorted(found.items()):
+        write(_late_file(folder, topic, partition), records)
+        manifest.late.setdefault(topic, []).append([partition, len(records)])
+
+
+def _unlogged_claims(folder: Path, manifest: Manifest, topic: str) -> set[str]:
+    """Ids of the orders claimed in the copied `Orders`, neither decided nor in a book, whose `OrderPlaced` the
+    copied `topic` lacks."""
+    from tradesim.adapters.dynamodb.archive import read_items
+    from tradesim.adapters.dynamodb.orders import ACCEPTED, awaiting_book, plain_item
+    from tradesim.adapters.dynamodb.tables import ORDERS
+    from tradesim.adapters.kafka.archive import read
+
+    waiting = {item["order_id"] for raw in read_items(folder / "dynamodb" / f"{ORDERS}.jsonl.gz", ACCEPTED)
+               if awaiting_book(item := plain_item(raw))}
+    for partition, _low, _high in manifest.kafka.get(topic, []):
+        if not waiting:
+            break
+        waiting -= {order_id for rec in read(_partition_file(folder, topic, partition))
+                    if (order_id := _placed_id(rec.value, waiting)) is not None}
+    return waiting
+
+
+def _placed_id(value: bytes | None, among: set[str]) -> str | None:
+    """The order id of a `trade_orders` record placing one of the orders `among`; None for anything else."""
+    from tradesim.domain.errors import InvalidRecord
+    from tradesim.domain.events import OrderPlaced, decode_trade_order
+
+    if value is None:
+        return None
+    try:
+        event = decode_trade_order(value)
+    except InvalidRecord:
+        return None
+    return event.order_id if isinstance(event, OrderPlaced) and event.order_id in among else None
 
 
 def _stopped_anyway(settings: Settings, name: str, folder: Path, savepoints: dict[str, str],
@@ -372,7 +442,7 @@ def restore(settings: Settings, folder: Path, steps: Steps = NO_STEPS) -> Manife
     from tradesim.adapters.clickhouse.trades import TradeStore
     from tradesim.adapters.dynamodb import archive as dynamo
     from tradesim.adapters.dynamodb.client import DynamoDB
-    from tradesim.adapters.kafka.archive import Span, commit_group_offsets, import_partition
+    from tradesim.adapters.kafka.archive import Span, append, commit_group_offsets, import_partition, read
     from tradesim.stack import registry
     from tradesim.stack.supervisor import Supervisor
 
@@ -397,6 +467,10 @@ def restore(settings: Settings, folder: Path, steps: Steps = NO_STEPS) -> Manife
                 span = Span(topic, partition, low, high)
                 with _step(steps, f"Kafka {topic}[{partition}]", span.count) as advance:
                     import_partition(settings.kafka, span, _partition_file(folder, topic, partition), advance)
+        for topic, late in manifest.late.items():  # after the log: they reached Kafka after the recovery point
+            for partition, count in late:
+                with _step(steps, f"Kafka {topic}[{partition}], late orders", count):
+                    append(settings.kafka, topic, partition, read(_late_file(folder, topic, partition)))
         with _step(steps, "consumer group offsets"):
             commit_group_offsets(settings.kafka, {g: {t: {int(p): o for p, o in ps.items()} for t, ps in ts.items()}
                                                   for g, ts in manifest.groups.items()})
@@ -496,7 +570,8 @@ def _restore_snapshot(settings: Settings, source: Path) -> None:
 def describe(manifest: Manifest) -> dict[str, Any]:
     """Counts for the CLI's summary line."""
     return {
-        "kafka records": sum(high - low for parts in manifest.kafka.values() for _, low, high in parts),
+        "kafka records": sum(high - low for parts in manifest.kafka.values() for _, low, high in parts)
+        + sum(count for parts in manifest.late.values() for _, count in parts),
         "DynamoDB items": sum(manifest.dynamodb.values()),
         "search indices": len(manifest.opensearch),
         "ClickHouse rows": sum(manifest.clickhouse.values()),

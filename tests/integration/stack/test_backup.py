@@ -26,15 +26,18 @@ from tests.integration.execution.conftest import running
 from tests.integration.persistence.conftest import analysed, searched
 from tradesim.adapters.clickhouse.trades import TradeStore
 from tradesim.adapters.dynamodb.client import DynamoDB
+from tradesim.adapters.dynamodb.orders import OrderStore
 from tradesim.adapters.dynamodb.portfolios import PortfolioStore
-from tradesim.adapters.kafka.client import consumer
+from tradesim.adapters.kafka.client import consumer, producer
 from tradesim.adapters.redis.client import connect
 from tradesim.adapters.redis.prices import PriceCache
 from tradesim.adapters.search.trades import TradeIndex
 from tradesim.cli.app import app
+from tradesim.cli.backup import _Bars
 from tradesim.domain.errors import InvalidRecord
-from tradesim.domain.events import OrderOutcome, decode
+from tradesim.domain.events import OrderOutcome, OrderPlaced, decode, encode
 from tradesim.domain.portfolio import fold
+from tradesim.domain.precheck import order_id_for
 from tradesim.services.ingest.publisher import publish_all
 from tradesim.settings import Settings
 from tradesim.stack.backup import Manifest
@@ -129,13 +132,40 @@ class DuringBackup(threading.Thread):
                 self.stop.wait(0.2)  # the client's pace, not a wait for a condition
 
 
+class LatePublisher:
+    """An API that claimed an order before the backup copied `Orders` and publishes it only after the recovery
+    point (the API claims, then publishes: a slow publish straddles the recovery point). The backup's progress
+    display is where the test can act between its steps; the record goes out as the read models' copy starts."""
+
+    def __init__(self, settings: Settings, user: User, symbol: str, key: str) -> None:
+        self.settings = settings
+        self.order = OrderPlaced(order_id=order_id_for(user.user_id, key), user_id=user.user_id, symbol=symbol,
+                                 side="buy", qty=1, order_type="market", time_in_force="day",
+                                 placed_at_ms=int(time.time() * 1000))
+        self.body, self.key, self.published = {"symbol": symbol, "side": "buy", "qty": 1}, key, False
+        assert OrderStore(DynamoDB(settings.dynamodb)).claim(self.order) is None
+
+    def hook(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        start = _Bars.start
+
+        def started(bars: _Bars, description: str, total: int | None) -> int:
+            if description == "OpenSearch snapshot":  # the first step after the recovery point
+                p = producer(self.settings.kafka)
+                p.produce(self.settings.topics.trade_orders, key=self.order.key, value=encode(self.order))
+                assert p.flush(30) == 0
+                self.published = True
+            return start(bars, description, total)
+
+        monkeypatch.setattr(_Bars, "start", started)
+
+
 def test_a_restored_stack_holds_the_same_data_and_executes_nothing_twice(
         settings: Settings, supervisor: Supervisor, http: httpx.Client,  # noqa: F811
-        new_user: Callable[..., User], tmp_path: Path) -> None:  # noqa: F811
+        new_user: Callable[..., User], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
     if FOUND_RUNNING:
         pytest.skip("purges the stack's data: runs only on a stack this session started")
     try:
-        _round_trip(settings, supervisor, http, new_user, tmp_path)
+        _round_trip(settings, supervisor, http, new_user, tmp_path, monkeypatch)
     finally:
         supervisor.up()  # whatever failed, later tests find the stack up
         for job_id in running(settings):  # as the execution package does when it is done
@@ -143,7 +173,7 @@ def test_a_restored_stack_holds_the_same_data_and_executes_nothing_twice(
 
 
 def _round_trip(settings: Settings, supervisor: Supervisor, http: httpx.Client,  # noqa: F811
-                new_user: Callable[..., User], tmp_path: Path) -> None:  # noqa: F811
+                new_user: Callable[..., User], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
     submit_standard_jobs(settings)  # a backup needs every standard job running, to save its state
     symbol = unique_symbol("BK")
     users = [new_user(cash=CASH) for _ in range(3)]
@@ -180,14 +210,20 @@ def _round_trip(settings: Settings, supervisor: Supervisor, http: httpx.Client, 
     before = _state(settings, http, users)
 
     folder = tmp_path / "backup"
+    late = LatePublisher(settings, during, symbol, secrets.token_hex(8))
+    late.hook(monkeypatch)
     client = DuringBackup(settings, during, symbol, seqs)
     client.start()
     done = cli.invoke(app, ["backup", str(folder)])
     client.stop.set()
     client.join(30)
+    monkeypatch.undo()  # the restore's steps go unwatched
     assert done.exit_code == 0, done.output
     assert "backed up into" in done.output
-    recovery_point = Manifest.load(folder).recovery_point
+    assert late.published
+    manifest = Manifest.load(folder)
+    assert manifest.late.get(settings.topics.trade_orders), "the late-published order's record copied"
+    recovery_point = manifest.recovery_point
     in_backup = [a for a in client.answers if a[1] == 202 and a[0] < recovery_point]
     assert in_backup, f"no order was accepted before the recovery point: {client.answers[:5]}"
     again = cli.invoke(app, ["backup", str(folder)])
@@ -206,10 +242,12 @@ def _round_trip(settings: Settings, supervisor: Supervisor, http: httpx.Client, 
              poll_s=1)
     refused = cli.invoke(app, ["restore", str(folder)])
     assert (refused.exit_code, "needs an empty stack" in refused.output) == (2, True), refused.output
-    # every order accepted before the recovery point is in the restored stack and gets decided
+    # every order accepted before the recovery point is in the restored stack and gets decided, also the one
+    # claimed before it and published after it (without a client's retry)
     placed += [(during, body, key, str(order_id)) for _, _, body, key, order_id in in_backup]
-    wait_for(lambda: decided([str(a[4]) for a in in_backup]), 120, "the orders accepted during the backup decided",
-             poll_s=0.5)
+    placed.append((during, late.body, late.key, late.order.order_id))
+    wait_for(lambda: decided([str(a[4]) for a in in_backup] + [late.order.order_id]), 120,
+             "the orders accepted during the backup decided", poll_s=0.5)
 
     # trade on: every client retries what it placed (before the backup, and during it: orders accepted after the
     # recovery point were not in the backup and are placed again), the resting order fills, new orders run

@@ -6,7 +6,7 @@ from __future__ import annotations
 import gzip
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from functools import partial
 from itertools import chain
@@ -51,6 +51,15 @@ def export_table(db: DynamoDB, logical: str, path: Path, progress: Progress = la
             if "LastEvaluatedKey" not in page:
                 return n
             request["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+
+def read_items(path: Path, containing: str = "") -> Iterator[dict[str, Any]]:
+    """The items of an exported table, in DynamoDB's JSON; only lines containing `containing` are parsed (a cheap
+    filter for a scan of a large table)."""
+    with gzip.open(path, "rt", encoding="utf-8") as f:
+        for line in f:
+            if containing in line:
+                yield json.loads(line)
 
 
 def import_table(db: DynamoDB, logical: str, path: Path, progress: Progress = lambda _n: None,

@@ -56,11 +56,17 @@ def placed_order(item: dict[str, Any]) -> OrderPlaced:
         at_ms=_int_or_none(item.get("at_ms")), cancel_at_ms=_int_or_none(item.get("placed_cancel_at_ms")))
 
 
+def awaiting_book(item: dict[str, Any]) -> bool:
+    """Claimed, but neither decided nor in a book (plain form): its record may not have reached the job."""
+    return item.get("status") == ACCEPTED and not item.get("in_book")
+
+
 def _int_or_none(value: Any) -> int | None:
     return None if value is None else int(value)
 
 
-def _plain(item: dict[str, Any]) -> dict[str, Any]:
+def plain_item(item: dict[str, Any]) -> dict[str, Any]:
+    """An item in DynamoDB's JSON (as read or exported) in plain form."""
     out = {k: from_dynamo(v) for k, v in item.items()}
     for k, v in list(out.items()):
         if k in ("qty", "placed_at_ms", "decided_at_ms", "position_after") and v is not None:
@@ -145,7 +151,7 @@ class OrderStore:
         found: dict[str, RecordedOutcome] = {}
         for item in self._batch_get(order_ids, "order_id, #st, reason, fill_price, fee, decided_at_ms",
                                     {"#st": "status"}, "read decided orders"):
-            plain = _plain(item)
+            plain = plain_item(item)
             if plain.get("status") not in (None, ACCEPTED) and "decided_at_ms" in plain:
                 found[plain.pop("order_id")] = recorded(plain)
         return found
@@ -177,7 +183,7 @@ class OrderStore:
         except (BotoCoreError, ClientError) as exc:
             raise translate(exc, f"get order {order_id!r}") from None
         item = answer.get("Item")
-        return _plain(item) if item else None
+        return plain_item(item) if item else None
 
     def by_user(self, user_id: str, *, status: str | Sequence[str] | None = None, symbol: str | None = None,
                 limit: int = 100, scan_max: int = 1_000) -> list[dict[str, Any]]:
@@ -206,7 +212,7 @@ class OrderStore:
                 request["Limit"] = min(budget, max(limit - len(found), 100) if filters else limit - len(found))
                 answer = self.db.client.query(**request)
                 budget -= int(answer.get("ScannedCount", request["Limit"]))
-                found += [_plain(i) for i in answer.get("Items", [])]
+                found += [plain_item(i) for i in answer.get("Items", [])]
                 if "LastEvaluatedKey" not in answer:
                     break
                 request["ExclusiveStartKey"] = answer["LastEvaluatedKey"]

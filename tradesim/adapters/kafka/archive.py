@@ -12,12 +12,12 @@ import struct
 import time
 import uuid
 from base64 import b64decode, b64encode
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import cast
 
-from confluent_kafka import ConsumerGroupTopicPartitions, KafkaException, Message, TopicPartition
+from confluent_kafka import ConsumerGroupTopicPartitions, KafkaException, Message, Producer, TopicPartition
 
 from tradesim.adapters.kafka.client import admin, consumer, producer
 from tradesim.adapters.kafka.errors import KafkaUnavailable
@@ -73,16 +73,6 @@ def _bytes(v: str | bytes) -> bytes:
     return v.encode() if isinstance(v, str) else v
 
 
-def _frame(msg: Message) -> bytes:
-    key, value, headers = msg.key(), msg.value(), msg.headers()
-    pairs = cast(list[tuple[str, str | bytes | None]], headers or [])  # a consumed message's: a list of pairs
-    head_bytes = json.dumps([[k, None if v is None else b64encode(_bytes(v)).decode()] for k, v in pairs]).encode() \
-        if pairs else None
-    fields = (key, value, head_bytes)
-    lengths = (-1 if x is None else len(x) for x in fields)
-    return _HEAD.pack(msg.offset(), msg.timestamp()[1], *lengths) + b"".join(x for x in fields if x is not None)
-
-
 @dataclass(frozen=True)
 class Record:
     offset: int
@@ -90,6 +80,31 @@ class Record:
     key: bytes | None
     value: bytes | None
     headers: list[tuple[str, bytes | None]] | None
+
+    @classmethod
+    def of(cls, msg: Message) -> Record:
+        pairs = cast(list[tuple[str, str | bytes | None]], msg.headers() or [])  # a consumed message's: pairs
+        return cls(cast(int, msg.offset()), msg.timestamp()[1], msg.key(), msg.value(),
+                   [(k, None if v is None else _bytes(v)) for k, v in pairs] or None)
+
+
+def _frame(rec: Record) -> bytes:
+    head_bytes = json.dumps([[k, None if v is None else b64encode(v).decode()] for k, v in rec.headers]).encode() \
+        if rec.headers else None
+    fields = (rec.key, rec.value, head_bytes)
+    lengths = (-1 if x is None else len(x) for x in fields)
+    return _HEAD.pack(rec.offset, rec.timestamp_ms, *lengths) + b"".join(x for x in fields if x is not None)
+
+
+def write(path: Path, records: Iterable[Record]) -> int:
+    """An archive file of `records` (as `read` gives them back); returns the count."""
+    n = 0
+    with gzip.open(path, "wb", compresslevel=3) as f:
+        f.write(MAGIC)
+        for rec in records:
+            f.write(_frame(rec))
+            n += 1
+    return n
 
 
 def read(path: Path) -> Iterator[Record]:
@@ -154,7 +169,7 @@ def _export(kafka: KafkaSettings, span: Span, path: Path, progress: Progress) ->
                                            "compacted or transactional topic cannot be restored with its offsets")
                     if offset >= span.high:
                         break
-                    f.write(_frame(msg))
+                    f.write(_frame(Record.of(msg)))
                     expected = offset + 1
                     n += 1
                 if n:
@@ -185,12 +200,7 @@ def import_partition(kafka: KafkaSettings, span: Span, path: Path, progress: Pro
     p = producer(kafka, **{"linger.ms": 20, "batch.num.messages": 10000})
 
     def send(**kw: object) -> None:
-        while True:
-            try:
-                p.produce(span.topic, partition=span.partition, **kw)  # type: ignore[arg-type]
-                return
-            except BufferError:
-                p.poll(0.05)
+        _produce(p, span.topic, span.partition, **kw)
 
     if span.low > 0:  # offsets below the backup's first one: fill, then delete
         for i in range(span.low):
@@ -223,6 +233,67 @@ def import_partition(kafka: KafkaSettings, span: Span, path: Path, progress: Pro
     if wrong:
         raise ArchiveError(f"{span.topic}[{span.partition}] came back at other offsets ({len(wrong)} records, "
                            f"first: {wrong[0]})")
+
+
+def _produce(p: Producer, topic: str, partition: int, **kw: object) -> None:
+    """Produce, waiting for room when the producer's queue is full."""
+    while True:
+        try:
+            p.produce(topic, partition=partition, **kw)  # type: ignore[arg-type]
+            return
+        except BufferError:
+            p.poll(0.05)
+
+
+def records_after(kafka: KafkaSettings, topic: str, start: dict[int, int]) -> Iterator[tuple[int, Record]]:
+    """(partition, record) for the records of `topic` from `start` (partition → offset) to each partition's end as
+    it is when the reading starts. Raises KafkaUnavailable when the broker stalls."""
+    ends = {s.partition: s.high for s in spans(kafka, [topic]) if s.partition in start}
+    due = {p: end for p, end in ends.items() if end > start[p]}
+    if not due:
+        return
+    c = consumer(kafka, group_id=f"tradesim-archive-{uuid.uuid4().hex[:8]}", **{"fetch.max.bytes": 16 << 20})
+    c.assign([TopicPartition(topic, p, start[p]) for p in due])
+    last_progress = time.monotonic()
+    try:
+        while due:
+            batch = c.consume(num_messages=5000, timeout=1.0)
+            if batch:
+                last_progress = time.monotonic()
+            elif time.monotonic() - last_progress > STALL_S:
+                raise KafkaUnavailable(f"{topic} yielded nothing for {STALL_S:.0f} s")
+            for msg in batch:
+                if msg.error() is not None:
+                    raise KafkaUnavailable(f"reading {topic}: {msg.error()}")
+                partition, offset = cast(int, msg.partition()), cast(int, msg.offset())  # consumed: set
+                if partition not in due or offset >= due[partition]:
+                    continue
+                yield partition, Record.of(msg)
+                if offset + 1 >= due[partition]:
+                    del due[partition]
+    finally:
+        c.close()
+
+
+def append(kafka: KafkaSettings, topic: str, partition: int, records: Iterable[Record]) -> int:
+    """Produce `records` at the end of `topic`'s `partition` with their keys, values, headers and timestamps (they
+    take the partition's next offsets); returns the count. Raises KafkaUnavailable."""
+    p = producer(kafka, **{"linger.ms": 20})
+    failed: list[str] = []
+
+    def check(err: object, _msg: Message) -> None:
+        if err is not None:
+            failed.append(str(err))
+
+    n = 0
+    for rec in records:
+        _produce(p, topic, partition, key=rec.key, value=rec.value, headers=rec.headers, timestamp=rec.timestamp_ms,
+                 on_delivery=check)
+        n += 1
+    if p.flush(60) != 0 or failed:
+        raise KafkaUnavailable(f"appending to {topic}[{partition}] did not finish"
+                               + (f": {failed[0]}" if failed else ""))
+    return n
 
 
 #: group → topic → partition → committed offset
