@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tomllib
 from decimal import Decimal
 from pathlib import Path
-from typing import Annotated, ClassVar, Literal
+from typing import Annotated, ClassVar, Literal, get_args
 from urllib.parse import urlsplit, urlunsplit
 
 import platformdirs
@@ -74,12 +75,27 @@ def redacted(url: str) -> str:
     try:
         parts = urlsplit(url)
         password = parts.password
-    except ValueError:
-        return url
+    except ValueError:  # not parsed (e.g. a broken IPv6 host): anything between user: and @ is taken for one
+        return re.sub(r"^([A-Za-z][A-Za-z0-9+.-]*://[^:/@]*:)[^/]*@", r"\1***@", url)
     if password is None:
         return url
     user, _, host = parts.netloc.rpartition("@")
     return urlunsplit(parts._replace(netloc=f"{user.partition(':')[0]}:***@{host}"))
+
+
+def shown_value(loc: tuple[str | int, ...], value: object) -> str:
+    """How a settings error shows the value given for the setting at `loc`: a secret's never, a URL's without its
+    password."""
+    model: type[BaseModel] = Settings
+    for part in loc:
+        field = model.model_fields.get(str(part))
+        if field is None:
+            break
+        kinds = (field.annotation, *get_args(field.annotation))
+        if SecretStr in kinds:
+            return "***"
+        model = next((k for k in kinds if isinstance(k, type) and issubclass(k, BaseModel)), BaseModel)
+    return repr(redacted(value)) if isinstance(value, str) else repr(value)
 
 
 def check_url(value: str, *schemes: str) -> str:

@@ -77,6 +77,23 @@ def test_invalid_port_setting_exits_2(monkeypatch: pytest.MonkeyPatch) -> None:
     assert "TRADESIM_KAFKA__PORT" in line
 
 
+@pytest.mark.parametrize(("env", "value", "secret"), [
+    ("TRADESIM_API__ADMIN_KEY", "ключ-hunter2", "hunter2"),  # not ASCII: refused, and never shown
+    ("TRADESIM_API", '{"admin_key": "ключ-hunter2"}', "hunter2"),  # the section as JSON
+    ("TRADESIM_REDIS__URL", "redis://u:hunter2@127.0.0.1:99999", "hunter2"),  # a URL's password
+    ("TRADESIM_REDIS__URL", "redis://u:hunter2@[::1:6379", "hunter2"),  # one urlsplit cannot parse
+])
+def test_an_invalid_secret_setting_is_named_but_never_shown(monkeypatch: pytest.MonkeyPatch, env: str, value: str,
+                                                           secret: str) -> None:
+    """Before: the error line echoed the admin key and URL passwords as given."""
+    monkeypatch.setenv(env, value)
+    result = runner.invoke(app, ["status"])
+    assert result.exit_code == 2
+    line = _one_line_error(result.output)
+    assert env in line and "***" in line, line
+    assert secret not in result.output
+
+
 def test_unknown_component_in_only_exits_2() -> None:
     result = runner.invoke(app, ["up", "--only", "kafka,zookeeper"])
     assert result.exit_code == 2
@@ -264,6 +281,7 @@ def test_status_and_its_errors_do_not_print_a_urls_password(monkeypatch: pytest.
     ("http://user@host:8080", "http://user@host:8080"),  # no password: as given
     ("http://127.0.0.1:8080", "http://127.0.0.1:8080"),
     ("not a url", "not a url"),
+    ("redis://u:pw@[::1:6379/0", "redis://u:***@[::1:6379/0"),  # not parsed: what looks like a password hidden
 ])
 def test_redacted_hides_only_the_password(url: str, shown: str) -> None:
     from tradesim.settings import redacted

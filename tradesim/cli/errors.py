@@ -16,7 +16,7 @@ from tradesim.adapters.flink.errors import FlinkRequestError
 from tradesim.adapters.kafka.errors import KafkaDeliveryError, KafkaUnavailable
 from tradesim.ports import Unavailable
 from tradesim.scenarios.errors import ScenarioError
-from tradesim.settings import SettingsFileError, config_path
+from tradesim.settings import SettingsFileError, config_path, shown_value
 from tradesim.stack.errors import StackError, UserError
 from tradesim.text import one_line
 
@@ -30,18 +30,18 @@ def settings_error_line(exc: ValidationError) -> str:
     first = exc.errors()[0]
     loc = ".".join(str(p) for p in first["loc"])
     env = "TRADESIM_" + "__".join(str(p).upper() for p in first["loc"])
-    value = first.get("input")
+    value = shown_value(first["loc"], first.get("input"))
     # the variable of the setting or of a section holding it (JSON); pydantic-settings reads names in any case
     names = {"TRADESIM_" + "__".join(str(p).upper() for p in first["loc"][:i]) for i in range(1, len(first["loc"]) + 1)}
     given = next((name.upper() for name in os.environ if name.upper() in names), None)
     if given == env:
-        source = f"{env}={value!r}"
+        source = f"{env}={value}"
     elif given is not None:
-        source = f"{value!r} in {given}"
+        source = f"{value} in {given}"
     elif config_path().is_file():
-        source = f"{value!r} in {config_path()}"
+        source = f"{value} in {config_path()}"
     else:
-        source = repr(value)
+        source = value
     return f"invalid setting {loc} ({source}): {first['msg']}"
 
 
