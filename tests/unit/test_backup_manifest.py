@@ -13,7 +13,7 @@ from tradesim.adapters.dynamodb.orders import order_item
 from tradesim.adapters.kafka.archive import Record, write
 from tradesim.domain.events import OrderCancelRequested, OrderPlaced, encode
 from tradesim.settings import Settings
-from tradesim.stack.backup import FORMAT, MANIFEST, Manifest, backup, describe, restore
+from tradesim.stack.backup import FORMAT, LATE_FORMAT, MANIFEST, Manifest, backup, describe, restore
 from tradesim.stack.errors import UserError
 
 
@@ -45,7 +45,8 @@ def test_a_folder_without_a_manifest_is_not_a_backup(tmp_path: Path) -> None:
 @pytest.mark.parametrize(("text", "says"), [
     ("{not json", "not a valid backup manifest"),
     (json.dumps({"format": FORMAT}), "not a valid backup manifest"),
-    (json.dumps({**json.loads(json.dumps(_manifest().__dict__)), "format": FORMAT + 1}), f"format {FORMAT + 1}"),
+    (json.dumps({**json.loads(json.dumps(_manifest().__dict__)), "format": LATE_FORMAT + 1}),
+     f"format {LATE_FORMAT + 1}"),
     # before: AttributeError, TypeError and RecursionError tracebacks from inside the restore
     (json.dumps({**_manifest().__dict__, "kafka": []}), "kafka: Input should be an object"),
     (json.dumps({**_manifest().__dict__, "dynamodb": {"Orders": "4"}}), "dynamodb.Orders: Input should be"),
@@ -54,6 +55,9 @@ def test_a_folder_without_a_manifest_is_not_a_backup(tmp_path: Path) -> None:
     (json.dumps({**_manifest().__dict__, "groups": {"g": {"orders": {"x": 1}}}}), "a group's partition"),
     (json.dumps({**_manifest().__dict__, "late": {"orders": [[0]]}}), "a late span is not"),
     (json.dumps({**_manifest().__dict__, "late": {"orders": [[0, -1]]}}), "a late span is not"),
+    (json.dumps({**_manifest().__dict__, "late": {"orders": [[2, 1]]}}), "one the backup did not copy"),
+    (json.dumps({**_manifest().__dict__, "late": {"orders": [[1, 1], [1, 2]]}}), "name a partition twice"),
+    (json.dumps({**_manifest().__dict__, "late": {"other": [[0, 1]]}}), "one the backup did not copy"),
     ("[" * 100_000 + "]" * 100_000, "not a valid backup manifest"),
 ])
 def test_a_damaged_or_foreign_manifest_is_refused(tmp_path: Path, text: str, says: str) -> None:
@@ -65,8 +69,8 @@ def test_a_damaged_or_foreign_manifest_is_refused(tmp_path: Path, text: str, say
 def test_names_this_stack_does_not_have_are_refused_before_anything(settings: Settings, tmp_path: Path) -> None:
     manifest = _manifest()
     manifest.kafka = {"no_such_topic": [[0, 0, 1]]}
+    manifest.late = {"no_such_topic": [[0, 1]]}
     manifest.groups = {"g": {"no_group_topic": {"0": 1}}}
-    manifest.late = {"no_late_topic": [[0, 1]]}
     manifest.dynamodb = {"NoSuchTable": 0}
     manifest.clickhouse = {"x; drop": 1}
     manifest.jobs = {"execution": "../../elsewhere"}
@@ -74,7 +78,7 @@ def test_names_this_stack_does_not_have_are_refused_before_anything(settings: Se
     # no server runs here: a refusal that came after the first request would be a StackError, not this
     with pytest.raises(UserError, match="names what this stack does not have") as info:
         restore(settings, tmp_path)
-    for named in ("topic 'no_such_topic'", "topic 'no_group_topic'", "topic 'no_late_topic'",
+    for named in ("topic 'no_such_topic'", "topic 'no_group_topic'",
                   "DynamoDB table 'NoSuchTable'", "ClickHouse table 'x; drop'",
                   "savepoint '../../elsewhere' (outside the backup)"):
         assert named in str(info.value)
@@ -171,4 +175,15 @@ def test_the_claims_a_late_copy_looks_for_are_those_waiting_whose_order_the_copi
     cancel = OrderCancelRequested(order_id=cancelled.order_id, user_id="u1", symbol="ACME", requested_at_ms=2_000)
     manifest = _claimed(tmp_path, [(waiting, {}), (resting, {"in_book": True}), (decided, {"status": "executed"}),
                                    (cancelled, {})], [decided, waiting, cancel])
-    assert _unlogged_claims(tmp_path, manifest, "trade_orders") == {cancelled.order_id}
+    assert _unlogged_claims(tmp_path, manifest, "trade_orders") == {cancelled.order_id: 1_000}
+
+
+def test_a_record_of_the_same_id_placed_at_another_time_is_another_order(tmp_path: Path) -> None:
+    """A claim released after a refused publish and made again under the same id is another order: the first
+    one's record does not stand for it."""
+    from tradesim.stack.backup import _unlogged_claims
+
+    first = _order("o_again")
+    again = first.model_copy(update={"placed_at_ms": 2_000})
+    manifest = _claimed(tmp_path, [(again, {})], [first])
+    assert _unlogged_claims(tmp_path, manifest, "trade_orders") == {"o_again": 2_000}

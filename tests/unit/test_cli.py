@@ -90,7 +90,8 @@ def test_an_invalid_secret_setting_is_named_but_never_shown(monkeypatch: pytest.
     result = runner.invoke(app, ["status"])
     assert result.exit_code == 2
     line = _one_line_error(result.output)
-    assert env in line and "***" in line, line
+    assert env in line, line
+    assert "***" in line, line
     assert secret not in result.output
 
 

@@ -72,6 +72,12 @@ def shown_may_differ(shown: ShownStatus) -> bool:
     return shown in ("accepted", "expired")
 
 
+def awaiting_book(status: str | None, reached_book: bool) -> bool:
+    """Accepted, but neither decided nor in a book: the execution job may not have the order's record yet, so the
+    record may be sent (again) — the job decides each order id once."""
+    return status == "accepted" and not reached_book
+
+
 def shown_status(status: ShownStatus, reached_book: bool, placed_at_ms: int, now_ms: int,
                  deadline_ms: int) -> tuple[ShownStatus, RejectReason | None]:
     """What a reader shows for a stored order: an `accepted` order that never reached the book and is overdue

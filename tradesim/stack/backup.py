@@ -23,6 +23,8 @@ from tradesim.settings import Settings
 from tradesim.stack.errors import StackError, UserError
 
 FORMAT = 1
+#: a backup with late orders (an older tradesim must refuse it rather than restore without them)
+LATE_FORMAT = 2
 MANIFEST = "manifest.json"
 #: services that read or write Kafka and DynamoDB: stopped while a restore writes underneath them
 SERVICES = ("marketdata", "persistence", "api")
@@ -98,8 +100,9 @@ class Manifest:
             raise UserError(f"{path} is not a valid backup manifest: {where}: {first['msg']}") from None
         except (ValueError, RecursionError) as exc:  # not JSON, or nested past the parser's depth
             raise UserError(f"{path} is not a valid backup manifest: {str(exc) or type(exc).__name__}") from None
-        if manifest.format != FORMAT:
-            raise UserError(f"{folder} is a backup of format {manifest.format}; this tradesim reads format {FORMAT}")
+        if manifest.format not in (FORMAT, LATE_FORMAT):
+            raise UserError(f"{folder} is a backup of format {manifest.format}; this tradesim reads formats "
+                            f"{FORMAT} and {LATE_FORMAT}")
         if any(len(span) != 3 or not 0 <= span[1] <= span[2] or span[0] < 0
                for spans in manifest.kafka.values() for span in spans):
             raise UserError(f"{path} is not a valid backup manifest: a Kafka span is not [partition, low, high] "
@@ -107,6 +110,12 @@ class Manifest:
         if any(len(part) != 2 or min(part) < 0 for parts in manifest.late.values() for part in parts):
             raise UserError(f"{path} is not a valid backup manifest: a late span is not [partition, records] of "
                             "numbers >= 0")
+        for topic, parts in manifest.late.items():
+            copied = [span[0] for span in manifest.kafka.get(topic, [])]
+            late = [part[0] for part in parts]
+            if len(set(late)) != len(late) or not set(late) <= set(copied):
+                raise UserError(f"{path} is not a valid backup manifest: late records of {topic} name a partition "
+                                "twice or one the backup did not copy")
         if not all(p.isascii() and p.isdigit() for topics in manifest.groups.values() for parts in topics.values()
                    for p in parts):
             raise UserError(f"{path} is not a valid backup manifest: a group's partition is not a number")
@@ -120,7 +129,7 @@ class Manifest:
         known = {"topic": set(_topics(settings)), "DynamoDB table": set(_tables()),
                  "ClickHouse table": {TABLE, by_user(TABLE)},
                  "job": set(JOBS)}
-        named = {"topic": {*self.kafka, *self.late, *(t for topics in self.groups.values() for t in topics)},
+        named = {"topic": {*self.kafka, *(t for topics in self.groups.values() for t in topics)},
                  "DynamoDB table": self.dynamodb, "ClickHouse table": self.clickhouse, "job": self.jobs}
         wrong = [f"{kind} {name!r}" for kind, names in named.items() for name in names if name not in known[kind]]
         inside = folder.resolve()
@@ -289,6 +298,8 @@ def backup(settings: Settings, folder: Path, steps: Steps = NO_STEPS) -> Manifes
         manifest.kafka.setdefault(span.topic, []).append([span.partition, done.low, done.high])
     with _step(steps, "orders claimed before the recovery point"):
         _late_orders(settings, folder, manifest)
+    if manifest.late:
+        manifest.format = LATE_FORMAT
     manifest.finished_at = time.time()
     manifest.save(folder)
     return manifest
@@ -299,18 +310,21 @@ def _late_orders(settings: Settings, folder: Path, manifest: Manifest) -> None:
     `trade_orders` after the recovery point (the API claims, then publishes): restored without them, such an order
     would stay `accepted`, in no book, until it expired. Only records found: a claim whose publish failed has none.
     """
+    from tradesim.adapters.kafka.acked import REPORT_GRACE_S
     from tradesim.adapters.kafka.archive import Record, records_after, write
 
     topic = settings.topics.trade_orders
     waiting = _unlogged_claims(folder, manifest, topic)
     if not waiting:
         return
+    # a claim copied before the recovery point was published, refused or timed out by then plus the API's deadline
+    time.sleep(max(0.0, manifest.recovery_point + settings.api.kafka_timeout_s + REPORT_GRACE_S - time.time()))
     found: dict[int, list[Record]] = {}
     start = {partition: high for partition, _low, high in manifest.kafka.get(topic, [])}
     for partition, rec in records_after(settings.kafka, topic, start):
         order_id = _placed_id(rec.value, waiting)
         if order_id is not None:
-            waiting.discard(order_id)
+            del waiting[order_id]
             found.setdefault(partition, []).append(rec)
             if not waiting:
                 break
@@ -319,26 +333,31 @@ def _late_orders(settings: Settings, folder: Path, manifest: Manifest) -> None:
         manifest.late.setdefault(topic, []).append([partition, len(records)])
 
 
-def _unlogged_claims(folder: Path, manifest: Manifest, topic: str) -> set[str]:
-    """Ids of the orders claimed in the copied `Orders`, neither decided nor in a book, whose `OrderPlaced` the
-    copied `topic` lacks."""
+def _unlogged_claims(folder: Path, manifest: Manifest, topic: str) -> dict[str, int]:
+    """Order id → placing time of the orders claimed in the copied `Orders`, neither decided nor in a book, whose
+    `OrderPlaced` the copied `topic` lacks."""
     from tradesim.adapters.dynamodb.archive import read_items
-    from tradesim.adapters.dynamodb.orders import ACCEPTED, awaiting_book, plain_item
+    from tradesim.adapters.dynamodb.orders import ACCEPTED, plain_item
     from tradesim.adapters.dynamodb.tables import ORDERS
     from tradesim.adapters.kafka.archive import read
+    from tradesim.domain.orders import awaiting_book
 
-    waiting = {item["order_id"] for raw in read_items(folder / "dynamodb" / f"{ORDERS}.jsonl.gz", ACCEPTED)
-               if awaiting_book(item := plain_item(raw))}
+    waiting = {item["order_id"]: item["placed_at_ms"]
+               for raw in read_items(folder / "dynamodb" / f"{ORDERS}.jsonl.gz", ACCEPTED)
+               if awaiting_book((item := plain_item(raw)).get("status"), bool(item.get("in_book")))}
     for partition, _low, _high in manifest.kafka.get(topic, []):
-        if not waiting:
-            break
-        waiting -= {order_id for rec in read(_partition_file(folder, topic, partition))
-                    if (order_id := _placed_id(rec.value, waiting)) is not None}
+        for rec in read(_partition_file(folder, topic, partition)):
+            if not waiting:
+                return waiting
+            order_id = _placed_id(rec.value, waiting)
+            if order_id is not None:
+                del waiting[order_id]
     return waiting
 
 
-def _placed_id(value: bytes | None, among: set[str]) -> str | None:
-    """The order id of a `trade_orders` record placing one of the orders `among`; None for anything else."""
+def _placed_id(value: bytes | None, among: dict[str, int]) -> str | None:
+    """The order id of a `trade_orders` record placing one of the orders `among` (id → placing time: a claim
+    released and made again under the same id is another order); None for anything else."""
     from tradesim.domain.errors import InvalidRecord
     from tradesim.domain.events import OrderPlaced, decode_trade_order
 
@@ -348,7 +367,9 @@ def _placed_id(value: bytes | None, among: set[str]) -> str | None:
         event = decode_trade_order(value)
     except InvalidRecord:
         return None
-    return event.order_id if isinstance(event, OrderPlaced) and event.order_id in among else None
+    if isinstance(event, OrderPlaced) and among.get(event.order_id) == event.placed_at_ms:
+        return event.order_id
+    return None
 
 
 def _stopped_anyway(settings: Settings, name: str, folder: Path, savepoints: dict[str, str],
@@ -442,7 +463,14 @@ def restore(settings: Settings, folder: Path, steps: Steps = NO_STEPS) -> Manife
     from tradesim.adapters.clickhouse.trades import TradeStore
     from tradesim.adapters.dynamodb import archive as dynamo
     from tradesim.adapters.dynamodb.client import DynamoDB
-    from tradesim.adapters.kafka.archive import Span, append, commit_group_offsets, import_partition, read
+    from tradesim.adapters.kafka.archive import (
+        ArchiveError,
+        Span,
+        append,
+        commit_group_offsets,
+        import_partition,
+        read,
+    )
     from tradesim.stack import registry
     from tradesim.stack.supervisor import Supervisor
 
@@ -468,9 +496,15 @@ def restore(settings: Settings, folder: Path, steps: Steps = NO_STEPS) -> Manife
                 with _step(steps, f"Kafka {topic}[{partition}]", span.count) as advance:
                     import_partition(settings.kafka, span, _partition_file(folder, topic, partition), advance)
         for topic, late in manifest.late.items():  # after the log: they reached Kafka after the recovery point
+            ends = {partition: high for partition, _low, high in manifest.kafka[topic]}
             for partition, count in late:
-                with _step(steps, f"Kafka {topic}[{partition}], late orders", count):
-                    append(settings.kafka, topic, partition, read(_late_file(folder, topic, partition)))
+                with _step(steps, f"Kafka {topic}[{partition}], late orders", count) as advance:
+                    n = append(settings.kafka, topic, partition, ends[partition],
+                               read(_late_file(folder, topic, partition)))
+                    advance(n)
+                if n != count:
+                    raise ArchiveError(f"{_late_file(folder, topic, partition)} holds {n} records, the manifest "
+                                       f"says {count}")
         with _step(steps, "consumer group offsets"):
             commit_group_offsets(settings.kafka, {g: {t: {int(p): o for p, o in ps.items()} for t, ps in ts.items()}
                                                   for g, ts in manifest.groups.items()})

@@ -143,7 +143,8 @@ def test_a_copy_whose_start_retention_removed_begins_at_the_new_start(settings: 
 
 def test_records_appended_after_a_partitions_end_are_read_from_there(settings: Settings) -> None:
     """What a backup's late orders go through: read from an offset to the end of each partition as it was when the
-    reading began, then appended elsewhere with their keys, values, headers and timestamps."""
+    reading began (records produced meanwhile are not read), then appended elsewhere at the offsets given, with
+    their keys, values, headers and timestamps."""
     source, target = _topic(settings), _topic(settings)
     p = producer(settings.kafka)
     now_ms = int(time.time() * 1000)
@@ -151,19 +152,23 @@ def test_records_appended_after_a_partitions_end_are_read_from_there(settings: S
         p.produce(source, partition=i % 2, key=f"k{i}".encode(), value=f"v{i}".encode(), timestamp=now_ms + i,
                   headers=[("traceparent", b"t")] if i == 5 else None)
     assert p.flush(10) == 0
-    found = list(records_after(settings.kafka, source, {0: 1, 1: 0}))
-    # partitions interleave in any order; each one's records in offset order
+    reading = records_after(settings.kafka, source, {0: 1, 1: 0})
+    found = [next(reading)]
+    for i in range(6, 10):  # after the reading began: beyond the ends it reads to
+        p.produce(source, partition=i % 2, value=f"v{i}".encode())
+    assert p.flush(10) == 0
+    found += list(reading)
     assert sorted((part, rec.offset, rec.value) for part, rec in found) == [
-        (part, rec.offset, rec.value) for part, rec in found if part == 0] + [
-        (part, rec.offset, rec.value) for part, rec in found if part == 1]
-    assert sorted((part, rec.value) for part, rec in found) == [(0, b"v2"), (0, b"v4"), (1, b"v1"), (1, b"v3"),
-                                                                (1, b"v5")]
-    assert list(records_after(settings.kafka, source, {0: 3, 1: 3})) == []
+        (0, 1, b"v2"), (0, 2, b"v4"), (1, 0, b"v1"), (1, 1, b"v3"), (1, 2, b"v5")]
+    assert list(records_after(settings.kafka, source, {0: 5, 1: 5})) == []
+
     p.produce(target, partition=1, value=b"first")
     assert p.flush(10) == 0
-    ones = [rec for part, rec in found if part == 1]
-    assert append(settings.kafka, target, 1, ones) == 3
+    ones = sorted((rec for part, rec in found if part == 1), key=lambda r: r.offset)
+    with pytest.raises(ArchiveError, match=r"came back at other offsets"):
+        append(settings.kafka, target, 1, 5, ones[:1])  # the partition's end is 1, not 5
+    assert append(settings.kafka, target, 1, 2, ones) == 3
     back = _records(settings, target, 1)
-    assert [(o, k, v, ts) for o, k, v, _h, ts in back] == [(0, None, b"first", back[0][4])] + [
-        (1 + i, rec.key, rec.value, rec.timestamp_ms) for i, rec in enumerate(ones)]
+    assert [(o, k, v, ts) for o, k, v, _h, ts in back[2:]] == [(2 + i, rec.key, rec.value, rec.timestamp_ms)
+                                                               for i, rec in enumerate(ones)]
     assert back[-1][3] == [("traceparent", b"t")]

@@ -143,7 +143,11 @@ class LatePublisher:
                                  side="buy", qty=1, order_type="market", time_in_force="day",
                                  placed_at_ms=int(time.time() * 1000))
         self.body, self.key, self.published = {"symbol": symbol, "side": "buy", "qty": 1}, key, False
-        assert OrderStore(DynamoDB(settings.dynamodb)).claim(self.order) is None
+        db = DynamoDB(settings.dynamodb)
+        try:
+            assert OrderStore(db).claim(self.order) is None
+        finally:
+            db.close()
 
     def hook(self, monkeypatch: pytest.MonkeyPatch) -> None:
         start = _Bars.start

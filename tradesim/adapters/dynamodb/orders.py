@@ -56,11 +56,6 @@ def placed_order(item: dict[str, Any]) -> OrderPlaced:
         at_ms=_int_or_none(item.get("at_ms")), cancel_at_ms=_int_or_none(item.get("placed_cancel_at_ms")))
 
 
-def awaiting_book(item: dict[str, Any]) -> bool:
-    """Claimed, but neither decided nor in a book (plain form): its record may not have reached the job."""
-    return item.get("status") == ACCEPTED and not item.get("in_book")
-
-
 def _int_or_none(value: Any) -> int | None:
     return None if value is None else int(value)
 

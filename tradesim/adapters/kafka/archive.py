@@ -2,7 +2,8 @@
 
 A restore into an empty partition gives every record its old offset (records below the backup's first offset are
 filled and then deleted with DeleteRecords), so the consumer-group offsets and Flink savepoints taken with the
-backup stay valid. Holds for logs without gaps: tradesim's topics are neither compacted nor transactional."""
+backup stay valid. Holds for logs without gaps: tradesim's topics are neither compacted nor transactional.
+Records can also be appended after a restored partition's end (`append`, checked to land at the offsets given)."""
 
 from __future__ import annotations
 
@@ -141,8 +142,7 @@ def export_partition(kafka: KafkaSettings, span: Span, path: Path, progress: Pro
 
 def _export(kafka: KafkaSettings, span: Span, path: Path, progress: Progress) -> Span:
     if span.count <= 0:
-        with gzip.open(path, "wb") as f:
-            f.write(MAGIC)
+        write(path, [])
         return Span(span.topic, span.partition, span.high, span.high)
     c = consumer(kafka, group_id=f"tradesim-archive-{uuid.uuid4().hex[:8]}", **{"fetch.max.bytes": 16 << 20})
     c.assign([TopicPartition(span.topic, span.partition, span.low)])
@@ -189,22 +189,10 @@ def import_partition(kafka: KafkaSettings, span: Span, path: Path, progress: Pro
         raise ArchiveError(f"topic {span.topic} has no partition {span.partition}")
     if current.high != 0:
         raise ArchiveError(f"{span.topic}[{span.partition}] is not empty ({current.high} records)")
-    wrong: list[str] = []
-
-    def check(expected: int) -> Callable[[object, Message], None]:
-        def on_delivery(err: object, msg: Message) -> None:
-            if err is not None or msg.offset() != expected:
-                wrong.append(f"offset {expected}: {err or f'written at {msg.offset()}'}")
-        return on_delivery
-
     p = producer(kafka, **{"linger.ms": 20, "batch.num.messages": 10000})
-
-    def send(**kw: object) -> None:
-        _produce(p, span.topic, span.partition, **kw)
-
     if span.low > 0:  # offsets below the backup's first one: fill, then delete
         for i in range(span.low):
-            send(value=None)
+            _produce(p, span.topic, span.partition, value=None)
             if i % 10000 == 0:
                 p.poll(0)
         if p.flush(60) != 0:
@@ -217,22 +205,45 @@ def import_partition(kafka: KafkaSettings, span: Span, path: Path, progress: Pro
         futures = client.delete_records([TopicPartition(span.topic, span.partition, span.low)], request_timeout=30)
         for f in futures.values():
             f.result(timeout=60)
+    _write_at(p, span.topic, span.partition, ((rec.offset, rec) for rec in read(path)), progress)
+
+
+def append(kafka: KafkaSettings, topic: str, partition: int, first: int, records: Iterable[Record]) -> int:
+    """Produce `records` at the end of `topic`'s `partition`, which must be `first`, with their keys, values,
+    headers and timestamps; returns the count. Raises ArchiveError when they land at other offsets."""
+    p = producer(kafka, **{"linger.ms": 20})
+    return _write_at(p, topic, partition, enumerate(records, start=first))
+
+
+def _write_at(p: Producer, topic: str, partition: int, records: Iterable[tuple[int, Record]],
+              progress: Progress = lambda _n: None) -> int:
+    """Produce each (expected offset, record) and check every delivery's offset; returns the count. Stops writing
+    at the first wrong one (the partition is not ours alone) and raises ArchiveError."""
+    wrong: list[str] = []
+
+    def check(expected: int) -> Callable[[object, Message], None]:
+        def on_delivery(err: object, msg: Message) -> None:
+            if err is not None or msg.offset() != expected:
+                wrong.append(f"offset {expected}: {err or f'written at {msg.offset()}'}")
+        return on_delivery
+
     n = 0
-    for rec in read(path):
-        send(key=rec.key, value=rec.value, headers=rec.headers, timestamp=rec.timestamp_ms,
-             on_delivery=check(rec.offset))
+    for expected, rec in records:
+        _produce(p, topic, partition, key=rec.key, value=rec.value, headers=rec.headers, timestamp=rec.timestamp_ms,
+                 on_delivery=check(expected))
         n += 1
         if n % 5000 == 0:
             p.poll(0)
             progress(5000)
             if wrong:
-                break  # the partition is not ours alone: stop writing into it
+                break
     if p.flush(60) != 0:
-        raise KafkaUnavailable(f"restoring {span.topic}[{span.partition}] did not finish")
+        raise KafkaUnavailable(f"writing {topic}[{partition}] did not finish")
     progress(n % 5000)
     if wrong:
-        raise ArchiveError(f"{span.topic}[{span.partition}] came back at other offsets ({len(wrong)} records, "
-                           f"first: {wrong[0]})")
+        raise ArchiveError(f"{topic}[{partition}] came back at other offsets ({len(wrong)} records, first: "
+                           f"{wrong[0]})")
+    return n
 
 
 def _produce(p: Producer, topic: str, partition: int, **kw: object) -> None:
@@ -258,42 +269,21 @@ def records_after(kafka: KafkaSettings, topic: str, start: dict[int, int]) -> It
     try:
         while due:
             batch = c.consume(num_messages=5000, timeout=1.0)
-            if batch:
-                last_progress = time.monotonic()
-            elif time.monotonic() - last_progress > STALL_S:
-                raise KafkaUnavailable(f"{topic} yielded nothing for {STALL_S:.0f} s")
             for msg in batch:
                 if msg.error() is not None:
                     raise KafkaUnavailable(f"reading {topic}: {msg.error()}")
                 partition, offset = cast(int, msg.partition()), cast(int, msg.offset())  # consumed: set
-                if partition not in due or offset >= due[partition]:
+                if partition not in due or not start[partition] <= offset < due[partition]:
                     continue
+                last_progress = time.monotonic()
                 yield partition, Record.of(msg)
                 if offset + 1 >= due[partition]:
                     del due[partition]
+                    c.incremental_unassign([TopicPartition(topic, partition)])  # its later records are not due
+            if due and time.monotonic() - last_progress > STALL_S:
+                raise KafkaUnavailable(f"{topic} yielded nothing due for {STALL_S:.0f} s")
     finally:
         c.close()
-
-
-def append(kafka: KafkaSettings, topic: str, partition: int, records: Iterable[Record]) -> int:
-    """Produce `records` at the end of `topic`'s `partition` with their keys, values, headers and timestamps (they
-    take the partition's next offsets); returns the count. Raises KafkaUnavailable."""
-    p = producer(kafka, **{"linger.ms": 20})
-    failed: list[str] = []
-
-    def check(err: object, _msg: Message) -> None:
-        if err is not None:
-            failed.append(str(err))
-
-    n = 0
-    for rec in records:
-        _produce(p, topic, partition, key=rec.key, value=rec.value, headers=rec.headers, timestamp=rec.timestamp_ms,
-                 on_delivery=check)
-        n += 1
-    if p.flush(60) != 0 or failed:
-        raise KafkaUnavailable(f"appending to {topic}[{partition}] did not finish"
-                               + (f": {failed[0]}" if failed else ""))
-    return n
 
 
 #: group → topic → partition → committed offset

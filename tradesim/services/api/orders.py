@@ -29,7 +29,7 @@ import anyio
 from fastapi import APIRouter, Header, Path, Query, Response
 
 from tradesim.adapters.dynamodb.accounts import Account
-from tradesim.adapters.dynamodb.orders import awaiting_book, placed_order
+from tradesim.adapters.dynamodb.orders import placed_order
 from tradesim.adapters.kafka.errors import KafkaDeliveryError, KafkaOutcomeUnknown, KafkaUnavailable
 from tradesim.adapters.redis import quotes
 from tradesim.adapters.redis.client import execute, unavailable_on_error
@@ -46,7 +46,14 @@ from tradesim.domain.events import (
     Tick,
     encode,
 )
-from tradesim.domain.orders import body_hash, body_hash_of, shown_may_differ, shown_status, stored_statuses
+from tradesim.domain.orders import (
+    awaiting_book,
+    body_hash,
+    body_hash_of,
+    shown_may_differ,
+    shown_status,
+    stored_statuses,
+)
 from tradesim.domain.portfolio import Holdings
 from tradesim.domain.precheck import (
     OrderIntent,
@@ -214,7 +221,7 @@ async def _replay(res: Resources, event: OrderPlaced, stored: dict[str, Any]) ->
     first = placed_order(stored)
     if first.user_id != event.user_id or body_hash(first) != body_hash(event):
         raise ApiError(409, "idempotency_mismatch", "this Idempotency-Key was used with a different request body")
-    if awaiting_book(stored):
+    if awaiting_book(stored.get("status"), bool(stored.get("in_book"))):
         if not await _store(res, "order_replayed", res.orders.mark_replayed, first):
             return None
         await _send(res, first, owner=False)  # with the first placing time, by which the job knows the order
