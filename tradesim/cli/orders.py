@@ -76,7 +76,7 @@ def _place(side: str, symbol: str, qty: str, limit: str | None, stop: str | None
         return
     price = {"limit": f" limit {body.get('limit_price')}", "stop": f" stop {body.get('stop_price')}",
              "stop_limit": f" stop {body.get('stop_price')} limit {body.get('limit_price')}"}.get(body["type"], "")
-    out.print(f"{answer['status']}: {side} {body['qty']} {body['symbol']} {body['type']}{price} "
+    out.print(f"{answer['status']}: {side} {body['qty']} {body['symbol']} {price.strip() or body['type']} "
               f"({body['time_in_force']}) — order {answer['order_id']}", markup=False)
 
 

@@ -104,6 +104,15 @@ def test_malformed_json_is_400(http: httpx.Client, user: User, body: bytes) -> N
     assert answer.json()["code"] == "malformed_json"  # nested too deep or a number too long: was `bad_request`
 
 
+@pytest.mark.parametrize("content_type", ["application/json", None])
+def test_an_empty_body_is_400_saying_so(http: httpx.Client, user: User, content_type: str | None) -> None:
+    headers = {**user.auth, **({"content-type": content_type} if content_type else {})}
+    answer = http.post("/orders", content=b"", headers=headers)
+    assert answer.status_code == 400, answer.text  # was 422 "request: Field required"
+    assert answer.json()["code"] == "malformed_json"
+    assert "empty" in answer.json()["message"]
+
+
 @pytest.mark.parametrize("content_type", ["text/plain", "application/x-www-form-urlencoded", None])
 def test_a_json_body_sent_as_another_type_is_415(http: httpx.Client, user: User, symbol: str,
                                                  content_type: str | None) -> None:

@@ -166,6 +166,14 @@ def test_a_user_key_cannot_name_another_user(api: httpx.Client, new_user: Callab
     assert (unknown.status_code, unknown.json()["code"]) == (404, "account_not_found")
 
 
+def test_a_user_key_cannot_list_another_users_orders(api: httpx.Client, new_user: Callable[..., User]) -> None:
+    """Before: `?user=` was ignored and the caller's own orders came back, as if they were the other user's."""
+    a, b = new_user(), new_user()
+    other = api.get("/orders", params={"user": b.user_id}, headers=a.auth)
+    assert (other.status_code, other.json()["code"]) == (403, "forbidden"), other.text
+    assert api.get("/orders", params={"user": a.user_id}, headers=a.auth).status_code == 200
+
+
 @pytest.mark.parametrize("path", ["/portfolio", "/analytics/pnl"])
 def test_per_user_reads_with_the_admin_key_must_name_the_user(api: httpx.Client, admin: dict[str, str],
                                                               path: str) -> None:
@@ -303,6 +311,8 @@ def test_a_cursor_from_another_query_or_made_up_is_400(api: httpx.Client, user: 
     ("/analytics/volume", {"from": "0", "interval": "1m"}, "interval"),  # > 10,000 buckets
     ("/analytics/volume", {"from": "2024-03-02T00:00:00Z", "to": "1709251200000"}, "from"),
     ("/analytics/pnl", {"from": "99999999999999999"}, "from"),
+    ("/analytics/volume", {"from": "2999-01-01"}, "from"),  # after `to`, which is now: was 200 with `to` moved
+    ("/analytics/pnl", {"from": "2999-01-01"}, "from"),
     ("/analytics/pnl", {"to": "2024-01-01T00:00:00+01:00", "interval": "1d", "from": "2023-12-31"}, None),
     ("/portfolio", {"user": "Not A User"}, "user"),
 ])

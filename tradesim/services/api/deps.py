@@ -129,9 +129,14 @@ async def _reader(res: Res, request: Request, creds: Credentials, user: UserQuer
         raise unauthorized("unknown API key")
     account = found
     await _count(res, account)
+    own_only(account, user)
+    return Reader(account.user_id)
+
+
+def own_only(account: Account, user: str | None) -> None:
+    """A user key names only itself in `?user=` (403 otherwise)."""
     if user is not None and user != account.user_id:
         raise ApiError(403, "forbidden", f"a user key reads only its own data; {user!r} is another user")
-    return Reader(account.user_id)
 
 
 #: who reads what: a user key its own data (rate limited), the admin key anyone's (`?user=`) or everyone's

@@ -84,6 +84,8 @@ def install(app: FastAPI, retry_after_s: int) -> None:
         errors = list(exc.errors())
         if any(e.get("type") == "json_invalid" for e in errors):
             return problem(request, 400, "malformed_json", "the request body is not valid JSON")
+        if any(tuple(e.get("loc", ())) == ("body",) and e.get("type") == "missing" for e in errors):
+            return problem(request, 400, "malformed_json", "the request body is empty; send a JSON object")
         if any(tuple(e.get("loc", ())) == ("body",) and isinstance(e.get("input"), bytes) for e in errors):
             # FastAPI reads a body without a JSON content type as bytes, which no model takes
             return problem(request, 415, "unsupported_media_type",

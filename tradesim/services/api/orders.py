@@ -65,7 +65,15 @@ from tradesim.domain.precheck import (
 )
 from tradesim.ports import Unavailable
 from tradesim.services.api import metrics
-from tradesim.services.api.deps import Authenticated, CurrentUser, Res, rate_limit_of, rate_limited
+from tradesim.services.api.deps import (
+    Authenticated,
+    CurrentUser,
+    Res,
+    UserQuery,
+    own_only,
+    rate_limit_of,
+    rate_limited,
+)
 from tradesim.services.api.errors import ApiError, responses
 from tradesim.services.api.resources import Resources
 from tradesim.services.api.schemas import (
@@ -424,12 +432,14 @@ async def get_order(user: CurrentUser, res: Res, order_id: str = OrderIdPath) ->
 
 @router.get("", response_model=OrderList, responses=responses(401, 403, 422, 429, 503))
 async def list_orders(
-    user: CurrentUser, res: Res,
+    caller: CurrentUser, res: Res,
     status: Annotated[OrderStatusStr | None, Query(description="only orders with this status")] = None,
     symbol: Annotated[str | None, Query(pattern=f"^{SYMBOL_RE}$")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    user: UserQuery = None,
 ) -> OrderList:
     """The caller's orders, newest first; with `status` or `symbol`, those among the newest `api.orders_scan_max`."""
+    own_only(caller, user)
     scan_max = res.settings.api.orders_scan_max
     stored = None if status is None else stored_statuses(status)
     # which stored orders a status keeps shows only once read: read all it may (`scan_max`) before keeping
@@ -437,7 +447,7 @@ async def list_orders(
     fetch = max(limit, scan_max) if status is not None and shown_may_differ(status) else limit
     with metrics.timed("dynamodb", "orders_by_user"):
         items = await anyio.to_thread.run_sync(
-            lambda: res.orders.by_user(user.user_id, status=stored, symbol=symbol, limit=fetch, scan_max=scan_max))
+            lambda: res.orders.by_user(caller.user_id, status=stored, symbol=symbol, limit=fetch, scan_max=scan_max))
     orders = [_order(i, res) for i in items]
     return OrderList(orders=[o for o in orders if status is None or o.status == status][:limit])
 

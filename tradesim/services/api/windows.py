@@ -106,7 +106,9 @@ def window(from_: str | None, to: str | None, interval: str, now_ms: int) -> Win
     from > to or it holds more than MAX_BUCKETS buckets."""
     start, end = time_range(from_, to)
     if end is None:
-        end = max(now_ms, start or 0)
+        end = now_ms
+        if start is not None and start > end:
+            raise invalid("from", "must not be after `to` (now, when `to` is not given)")
     if start is None:
         start = max(0, end - DEFAULT_SPAN_MS)
     interval_s = INTERVAL_S[interval]
