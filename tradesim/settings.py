@@ -13,7 +13,7 @@ import tomllib
 from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, ClassVar, Literal, get_args
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import platformdirs
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, SecretStr, field_validator
@@ -69,18 +69,15 @@ class SettingsFileError(ValueError):
     that must be JSON and is not. (A value that is read but wrong is pydantic's ValidationError.)"""
 
 
+#: scheme://user:password@ — the password taken to the last @, so one holding / ? # or @ unencoded is hidden whole
+_USERINFO = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://[^:/?#@]*:).*@")
+
+
 def redacted(url: str) -> str:
     """`url` with the password of its user part (scheme://user:password@host) shown as ***: URL settings may carry
     credentials, and messages, logs and `status` print them."""
-    try:
-        parts = urlsplit(url)
-        password = parts.password
-    except ValueError:  # not parsed (e.g. a broken IPv6 host): anything between user: and @ is taken for one
-        return re.sub(r"^([A-Za-z][A-Za-z0-9+.-]*://[^:/@]*:)[^/]*@", r"\1***@", url)
-    if password is None:
-        return url
-    user, _, host = parts.netloc.rpartition("@")
-    return urlunsplit(parts._replace(netloc=f"{user.partition(':')[0]}:***@{host}"))
+    found = _USERINFO.match(url)
+    return url if found is None else f"{found.group(1)}***@{url[found.end():]}"
 
 
 def shown_value(loc: tuple[str | int, ...], value: object) -> str:
@@ -110,8 +107,10 @@ def check_url(value: str, *schemes: str) -> str:
     try:
         parts = urlsplit(value)
         parts.port  # noqa: B018 - raises ValueError for a port that is not a number
-    except ValueError as exc:
-        raise ValueError(f"not a URL: {exc}") from None
+    except ValueError as exc:  # urllib's message may quote a piece of the URL (a password's, when it holds a /)
+        why = ("its port is not a number (a password holding / ? # or @ must be percent-encoded)"
+               if "could not be cast" in str(exc) else str(exc))
+        raise ValueError(f"not a URL: {why}") from None
     if parts.scheme not in schemes or (parts.scheme != "unix" and not parts.hostname):
         raise ValueError(f"must be a {wanted} URL with a host")
     if parts.hostname and any(c.isspace() or not c.isprintable() for c in parts.hostname):
@@ -208,7 +207,8 @@ class DynamoDBSettings(Section):
         "to let boto3 pick the AWS endpoint."
     )
     use_aws: bool = Field(False, description="Talk to real AWS DynamoDB (credentials from the usual AWS chain).")
-    region: str = Field("us-east-1", description="AWS region name (dynalite accepts any).")
+    region: str = Field("us-east-1", description="AWS region name (dynalite accepts any that can be part of a host "
+                        "name).")
     table_prefix: str = Field("", description="Prefix of every table name, to share one AWS account.")
     client: Literal["wire", "boto3"] = Field(
         "wire", description="`wire`: tradesim's lean client (same calls, errors and SigV4 signing, a third of the "
@@ -224,6 +224,13 @@ class DynamoDBSettings(Section):
         if self.use_aws:
             return None
         return self.endpoint_url or f"http://{self.host}:{self.port}"
+
+    @field_validator("region")
+    @classmethod
+    def _region(cls, value: str) -> str:
+        if not re.fullmatch(r"[a-z0-9][a-z0-9-]{0,31}", value):  # it becomes part of the endpoint's host name
+            raise ValueError("must be an AWS region name like us-east-1 (lower-case letters, digits and -)")
+        return value
 
 
 class OpenSearchSettings(Section):
@@ -776,6 +783,8 @@ def load_settings(**overrides: object) -> Settings:
         raise SettingsFileError(f"{path}: not UTF-8 text") from None
     except OSError as exc:
         raise SettingsFileError(f"{named}: cannot read it: {exc.strerror or exc}") from None
+    except RecursionError:  # a TOML file or a JSON env value nested past the parser's depth
+        raise SettingsFileError(f"{named} or a TRADESIM_* variable: nested too deep to read") from None
     except SettingsError as exc:  # a value a source could not parse: an env var of a list or table not in JSON
         cause = f": {exc.__cause__}" if exc.__cause__ is not None else ""
         hint = (""" (lists and tables in TRADESIM_* variables are JSON, e.g. TRADESIM_TUI__WATCHLIST='["AAPL"]')"""

@@ -82,6 +82,9 @@ def test_invalid_port_setting_exits_2(monkeypatch: pytest.MonkeyPatch) -> None:
     ("TRADESIM_API", '{"admin_key": "ключ-hunter2"}', "hunter2"),  # the section as JSON
     ("TRADESIM_REDIS__URL", "redis://u:hunter2@127.0.0.1:99999", "hunter2"),  # a URL's password
     ("TRADESIM_REDIS__URL", "redis://u:hunter2@[::1:6379", "hunter2"),  # one urlsplit cannot parse
+    ("TRADESIM_REDIS__URL", "redis://u:hun/ter2@h:1", "hun"),  # a / splits it early: urllib quoted "hun" as a port
+    ("TRADESIM_REDIS__URL", "redis://u:hun#ter2@h:1", "ter2"),
+    ("TRADESIM_CLICKHOUSE__PASSWROD", "hunter2", "hunter2"),  # a misspelt secret: unknown, its value not shown
 ])
 def test_an_invalid_secret_setting_is_named_but_never_shown(monkeypatch: pytest.MonkeyPatch, env: str, value: str,
                                                            secret: str) -> None:
@@ -91,7 +94,7 @@ def test_an_invalid_secret_setting_is_named_but_never_shown(monkeypatch: pytest.
     assert result.exit_code == 2
     line = _one_line_error(result.output)
     assert env in line, line
-    assert "***" in line, line
+    assert "***" in line or "PASSWROD" in env, line
     assert secret not in result.output
 
 
@@ -169,9 +172,9 @@ def test_a_server_a_command_reaches_directly_that_does_not_answer_is_one_line_an
     assert capsys.readouterr().err.strip() == f"error: {' '.join(str(raised).split())}"
 
 
-def test_logs_of_never_started_component_exits_2() -> None:
+def test_logs_of_never_started_component_exits_1() -> None:
     result = runner.invoke(app, ["logs", "redis"])
-    assert result.exit_code == 2
+    assert result.exit_code == 1  # the stack is not started: an environment state, not a mistake in the command
     assert "no log yet" in _one_line_error(result.output)
 
 
@@ -283,6 +286,7 @@ def test_status_and_its_errors_do_not_print_a_urls_password(monkeypatch: pytest.
     ("http://127.0.0.1:8080", "http://127.0.0.1:8080"),
     ("not a url", "not a url"),
     ("redis://u:pw@[::1:6379/0", "redis://u:***@[::1:6379/0"),  # not parsed: what looks like a password hidden
+    ("redis://u:p/w?x#y@host:1/0", "redis://u:***@host:1/0"),  # unencoded / ? #: hidden to the last @
 ])
 def test_redacted_hides_only_the_password(url: str, shown: str) -> None:
     from tradesim.settings import redacted
@@ -346,6 +350,20 @@ def test_portfolio_prints_a_table_and_its_json(api: list[tuple[str, dict[str, ob
         assert text in shown.stdout
     as_json = runner.invoke(app, ["portfolio", "--json"])
     assert json.loads(as_json.stdout) == PORTFOLIO
+
+
+@pytest.mark.parametrize(("options", "shown"), [
+    ([], "buy 1 ACME market (day)"),
+    (["--limit", "5"], "buy 1 ACME limit 5 (day)"),  # was "limit limit 5"
+    (["--stop", "6", "--tif", "gtc"], "buy 1 ACME stop 6 (gtc)"),
+    (["--stop", "6", "--limit", "7"], "buy 1 ACME stop 6 limit 7 (day)"),
+])
+def test_a_placed_order_is_confirmed_with_its_type_once(api: list[tuple[str, dict[str, object]]],
+                                                        options: list[str], shown: str) -> None:
+    ANSWERS["/orders"] = {"order_id": "o_1", "status": "accepted"}
+    placed = runner.invoke(app, ["order", "buy", "ACME", "1", *options])
+    assert placed.exit_code == 0, placed.output
+    assert f"accepted: {shown} — order o_1" in placed.stdout
 
 
 def test_a_degraded_portfolio_still_prints_and_warns(api: list[tuple[str, dict[str, object]]]) -> None:
@@ -643,6 +661,13 @@ def test_infra_synth_checks_its_options_before_building(argv: list[str], tmp_pat
     assert _one_line_error(result.output).startswith("error: --")
 
 
+def test_infra_synth_refuses_a_clickhouse_url_without_showing_its_password() -> None:
+    result = runner.invoke(app, ["infra", "synth", "--clickhouse-url", "http://default:hunter2@ch:notaport"])
+    assert result.exit_code == 2, result.output
+    assert "http://default:***@ch:notaport" in _one_line_error(result.output)
+    assert "hunter2" not in result.output
+
+
 def test_infra_synth_names_a_settings_mistake_before_it_makes_a_folder(monkeypatch: pytest.MonkeyPatch,
                                                                        tmp_path: Path) -> None:
     monkeypatch.setenv("TRADESIM_KAFKA__PORT", "0")
@@ -741,3 +766,82 @@ def test_an_order_never_sent_does_not_ask_for_a_retry_with_its_key(tmp_path: Pat
     line = _one_line_error(result.output)
     assert "the API is not reachable" in line
     assert "--idempotency-key" not in line  # refused before anything was sent: nothing to be careful about
+
+
+# ---- hostile settings and files (the thirty-eighth session's probe): one line, the right exit code ---------------
+
+def test_settings_nested_past_the_parsers_depth_are_one_line(tmp_path: Path) -> None:
+    (tmp_path / "tradesim.toml").write_text("x = " + "[" * 100_000 + "]" * 100_000 + "\n")
+    result = runner.invoke(app, ["status"])
+    assert result.exit_code == 2, result.output  # before: a RecursionError traceback of ~3,000 lines
+    assert "nested too deep" in _one_line_error(result.output)
+
+
+def test_a_credentials_file_nested_past_the_parsers_depth_is_one_line(monkeypatch: pytest.MonkeyPatch,
+                                                                       tmp_path: Path) -> None:
+    creds = tmp_path / "deep.json"
+    creds.write_text("[" * 100_000 + "]" * 100_000)
+    monkeypatch.setenv("TRADESIM_API__CREDENTIALS_FILE", str(creds))
+    result = runner.invoke(app, ["orders"])
+    assert result.exit_code == 2, result.output
+    assert "cannot read the credentials file" in _one_line_error(result.output)
+
+
+def test_an_admin_key_file_that_cannot_travel_in_a_header_is_one_line(tmp_path: Path) -> None:
+    key = tmp_path / "home" / "stack" / "api" / "admin.key"
+    key.parent.mkdir(parents=True)
+    key.write_text("key with é\n")
+    key.chmod(0o600)
+    result = runner.invoke(app, ["accounts", "list"])
+    assert result.exit_code == 2, result.output  # before: UnicodeEncodeError's traceback from the HTTP client
+    assert "not printable ASCII" in _one_line_error(result.output)
+    key.unlink()
+    os.mkfifo(key, 0o600)
+    result = runner.invoke(app, ["accounts", "list"])
+    assert result.exit_code == 2, result.output  # before: waited for a writer for ever
+    assert "not a regular file" in _one_line_error(result.output)
+
+
+def test_no_admin_key_yet_is_the_stack_not_started_exit_1() -> None:
+    result = runner.invoke(app, ["accounts", "list"])
+    assert result.exit_code == 1, result.output  # was 2, as if the user had made a mistake
+    assert "no admin key" in _one_line_error(result.output)
+
+
+def test_a_region_that_cannot_be_part_of_a_host_name_is_a_settings_mistake(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TRADESIM_DYNAMODB__REGION", "a b/c")
+    result = runner.invoke(app, ["status"])
+    assert result.exit_code == 2, result.output  # before: http.client.InvalidURL's traceback from `status`
+    assert "dynamodb.region" in _one_line_error(result.output)
+
+
+def test_aws_dynamodb_without_credentials_is_a_status_row_not_a_traceback(monkeypatch: pytest.MonkeyPatch,
+                                                                          tmp_path: Path) -> None:
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    monkeypatch.setenv("TRADESIM_DYNAMODB__USE_AWS", "true")
+    result = runner.invoke(app, ["status", "--only", "dynamodb", "--json"])
+    assert "Traceback" not in result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
+    assert "credentials" in result.output
+
+
+def test_a_since_of_thousands_of_digits_is_a_user_mistake() -> None:
+    result = runner.invoke(app, ["trades", "--since", "9" * 5000 + "s"])
+    assert result.exit_code == 2, result.output  # before: int()'s ValueError traceback (over 4,300 digits)
+    assert "--since" in _one_line_error(result.output)
+
+
+def test_a_search_text_too_long_for_a_url_is_a_user_mistake(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    import json
+
+    creds = tmp_path / "creds.json"
+    creds.write_text(json.dumps({"active": "alice", "users": {"alice": {"user_id": "alice", "api_key": "ts_k"}}}))
+    creds.chmod(0o600)
+    monkeypatch.setenv("TRADESIM_API__CREDENTIALS_FILE", str(creds))
+    result = runner.invoke(app, ["trades", "--q", "x" * 70_000])
+    assert result.exit_code == 2, result.output  # before: httpx.InvalidURL's traceback
+    assert "cannot be sent" in _one_line_error(result.output)

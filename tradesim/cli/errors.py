@@ -18,7 +18,7 @@ from tradesim.ports import Unavailable
 from tradesim.scenarios.errors import ScenarioError
 from tradesim.settings import SettingsFileError, config_path, shown_value
 from tradesim.stack.errors import StackError, UserError
-from tradesim.text import one_line
+from tradesim.text import one_line, visible
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -30,19 +30,20 @@ def settings_error_line(exc: ValidationError) -> str:
     first = exc.errors()[0]
     loc = ".".join(str(p) for p in first["loc"])
     env = "TRADESIM_" + "__".join(str(p).upper() for p in first["loc"])
-    value = shown_value(first["loc"], first.get("input"))
+    # an unknown key's value is not shown: it may be a secret under a misspelt name
+    value = None if first.get("type") == "extra_forbidden" else shown_value(first["loc"], first.get("input"))
     # the variable of the setting or of a section holding it (JSON); pydantic-settings reads names in any case
     names = {"TRADESIM_" + "__".join(str(p).upper() for p in first["loc"][:i]) for i in range(1, len(first["loc"]) + 1)}
     given = next((name.upper() for name in os.environ if name.upper() in names), None)
     if given == env:
-        source = f"{env}={value}"
+        source = env if value is None else f"{env}={value}"
     elif given is not None:
-        source = f"{value} in {given}"
+        source = f"in {given}" if value is None else f"{value} in {given}"
     elif config_path().is_file():
-        source = f"{value} in {config_path()}"
+        source = f"in {config_path()}" if value is None else f"{value} in {config_path()}"
     else:
-        source = value
-    return f"invalid setting {loc} ({source}): {first['msg']}"
+        source = "given" if value is None else value
+    return f"invalid setting {visible(loc)} ({source}): {first['msg']}"
 
 
 def check_output(path: Path | None, option: str) -> None:

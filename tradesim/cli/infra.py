@@ -14,7 +14,7 @@ from tradesim.cli.errors import check_output_folder, cli_errors
 
 # aws_cdk loads in synthesize
 from tradesim.infra.synth import ASSEMBLY_MARKER, DEFAULT_REGION, SYNTH_MARKER, NodeMissing, synthesize
-from tradesim.settings import check_url, load_settings
+from tradesim.settings import check_url, load_settings, redacted
 from tradesim.stack.errors import StackError, UserError
 from tradesim.stack.flink import REPO_ROOT
 
@@ -52,7 +52,7 @@ def synth(
                 raise ValueError("must be a URL, not a placeholder")
             check_url(clickhouse_url, "http", "https")
         except ValueError as exc:
-            raise UserError(f"--clickhouse-url {exc}, got {clickhouse_url!r}") from None
+            raise UserError(f"--clickhouse-url {exc}, got {redacted(clickhouse_url)!r}") from None
     load_settings()  # a settings mistake is named before anything is made
     check_output_folder(out_dir, "--out")
     if out_dir.is_dir() and any(out_dir.iterdir()) and not any(

@@ -13,7 +13,7 @@ from tradesim.domain.events import ID_RE, USER_ID_PATTERN, epoch_ms, typed_symbo
 from tradesim.stack.errors import UserError
 
 INTERVALS = ("1m", "5m", "1h", "1d")
-_DURATION = re.compile(r"^([0-9]+)(s|m|h|d|w)$")
+_DURATION = re.compile(r"^([0-9]{1,15})(s|m|h|d|w)$")  # 15 digits of weeks already reach before the epoch
 _UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86_400, "w": 604_800}
 _ABSOLUTE = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}")
 #: the read API's query parameters → the options that give them, for its 422s (client.api.call)

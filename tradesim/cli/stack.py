@@ -254,7 +254,7 @@ def _logs(component: str, follow: bool, lines: int) -> None:
     try:
         path.open("rb").close()  # an unreadable log: one line (cli_errors)
     except FileNotFoundError:
-        raise UserError(f"{component} has no log yet at {path}; start it with `tradesim up`") from None
+        raise StackError(f"{component} has no log yet at {path}; start it with `tradesim up`") from None
     for line in last_lines(path, lines):
         out.print(line, markup=False)
     if follow:

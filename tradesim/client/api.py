@@ -37,7 +37,7 @@ def load_credentials(settings: Settings) -> dict[str, Any]:
         raise UserError(f"the credentials file {path} is not a regular file; {_MOVE_AWAY}")
     try:
         data = json.loads(path.read_text())
-    except (OSError, ValueError) as exc:  # (UnicodeDecodeError is a ValueError)
+    except (OSError, ValueError, RecursionError) as exc:  # (UnicodeDecodeError is a ValueError)
         raise UserError(f"cannot read the credentials file {path}: {exc}; {_MOVE_AWAY}") from None
     problem = _credentials_problem(data)
     if problem is not None:
@@ -103,7 +103,7 @@ def admin_key(settings: Settings) -> str:
     except AdminKeyError as exc:
         raise UserError(str(exc)) from None
     if not key:
-        raise UserError(f"no admin key at {admin_key_path(settings)}: start the API (`tradesim up`) or set "
+        raise StackError(f"no admin key at {admin_key_path(settings)}: start the API (`tradesim up`) or set "
                         "TRADESIM_API__ADMIN_KEY")
     return key
 
@@ -124,6 +124,8 @@ def call(settings: Settings, method: str, path: str, key: str, *, json_body: Any
     try:
         answer = httpx.request(method, url, json=json_body, params=given, timeout=timeout_s,
                                headers={"Authorization": f"Bearer {key}", **(headers or {})})
+    except httpx.InvalidURL as exc:  # built from the command's arguments, e.g. a search text past a URL's length
+        raise UserError(f"the request cannot be sent: {one_line(exc)}") from None
     except (httpx.ConnectError, httpx.ConnectTimeout, httpx.UnsupportedProtocol, httpx.ProxyError,
             httpx.PoolTimeout, httpx.LocalProtocolError) as exc:  # nothing was sent
         raise StackError(f"the API is not reachable at {redacted(settings.api.client_url)}: {exc} (is `tradesim up` "

@@ -7,6 +7,7 @@ pydantic error at `symbols[0].volatility` can be mapped back to the line of that
 from __future__ import annotations
 
 import difflib
+import errno
 import re
 from pathlib import Path
 from typing import Any
@@ -49,7 +50,7 @@ def load_scenario(path: Path, *, check_data: bool = True) -> Scenario:
         raise ScenarioError(sorted(problems, key=lambda p: p.line or 0)) from None
     if check_data and scenario.source is not None:
         csv_path = scenario.source.csv
-        if not csv_path.is_file():
+        if not _is_file(csv_path):
             line, _ = _locate(root, ("source", "csv"))
             raise ScenarioError([Problem(shown, line, "source.csv", f"{_not_a_file(csv_path)}: "
                                          f"{display_path(csv_path)}")])
@@ -65,15 +66,25 @@ def scenario_files(search_dir: Path) -> list[Path]:
     """Scenario files of a folder, sorted by name."""
     if not search_dir.is_dir():
         return []
-    return sorted(p for p in search_dir.iterdir() if p.suffix in SUFFIXES and p.is_file())
+    return sorted(p for p in search_dir.iterdir() if p.suffix in SUFFIXES and _is_file(p))
+
+
+def _is_file(path: Path) -> bool:
+    """`path.is_file()`, False also for a name too long for the file system (which raises there)."""
+    try:
+        return path.is_file()
+    except OSError:
+        return False
 
 
 def _not_a_file(path: Path) -> str:
     """Why a path that should name a file does not: a folder or a FIFO was reported as missing."""
     try:
         path.stat()
-    except OSError:
-        return "file not found"  # missing, a dangling link, a loop of links, or not readable
+    except ValueError:
+        return "not a file name (it holds a NUL character)"
+    except OSError as exc:  # missing, a dangling link, a loop of links, a name too long, or not readable
+        return "file not found" if exc.errno != errno.ENAMETOOLONG else "the file name is too long"
     return "not a regular file (a folder, a FIFO or a device)"
 
 
@@ -81,12 +92,12 @@ def find_scenario(name_or_path: str, search_dir: Path) -> Path:
     """A bare name ("calm") is looked up in `search_dir`; anything path-like is taken as a path."""
     as_path = Path(name_or_path)
     if as_path.suffix in SUFFIXES or len(as_path.parts) > 1:
-        if as_path.is_file():
+        if _is_file(as_path):
             return as_path
         raise ScenarioError.one(name_or_path, "", _not_a_file(as_path))
     for suffix in SUFFIXES:
         candidate = search_dir / f"{name_or_path}{suffix}"
-        if candidate.is_file():
+        if _is_file(candidate):
             return candidate
     names = ", ".join(p.stem for p in scenario_files(search_dir)) or "none"
     raise ScenarioError.one(name_or_path, "",

@@ -13,7 +13,7 @@ import secrets
 import stat
 from pathlib import Path
 
-from tradesim.settings import Settings
+from tradesim.settings import Settings, is_header_safe
 
 
 class AdminKeyError(ValueError):
@@ -58,6 +58,9 @@ def _read(path: Path) -> str | None:
         return None
     except OSError as exc:  # e.g. TRADESIM_HOME names a file
         raise AdminKeyError(f"cannot read the admin key file {path}: {exc.strerror}") from None
+    if not stat.S_ISREG(mode):  # a folder, or a FIFO whose read would wait for ever
+        raise AdminKeyError(f"the admin key file {path} is not a regular file: delete it and run `tradesim up` to "
+                            "make a new key")
     if mode & (stat.S_IRWXG | stat.S_IRWXO):
         raise AdminKeyError(f"the admin key file {path} is open to other users (mode {stat.S_IMODE(mode):o}): "
                             f"run `chmod 600 {path}`")
@@ -67,4 +70,7 @@ def _read(path: Path) -> str | None:
         raise AdminKeyError(f"cannot read the admin key file {path}: {exc}") from None
     if not key:
         raise AdminKeyError(f"the admin key file {path} is empty: delete it and run `tradesim up` to make a new key")
+    if not is_header_safe(key):  # it travels in an HTTP header
+        raise AdminKeyError(f"the admin key in {path} is not printable ASCII: delete the file and run `tradesim up` "
+                            "to make a new key")
     return key

@@ -129,6 +129,8 @@ class DynamoDB(Component):
             db.client.list_tables(Limit=1)
         except (BotoCoreError, ClientError) as exc:
             raise Unhealthy(f"ListTables at {self.shown_address()}: {translate(exc, 'ListTables')}") from None
+        except (DynamoDBError, ValueError) as exc:  # no AWS credentials; an endpoint no HTTP client can form
+            raise Unhealthy(f"ListTables at {self.shown_address()}: {exc}") from None
         finally:
             db.close()
 

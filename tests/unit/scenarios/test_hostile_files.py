@@ -44,6 +44,16 @@ def test_a_hostile_file_is_one_problem_not_a_crash(write: Write, body: str, mess
     assert message in str(caught.value)
 
 
+@pytest.mark.parametrize(("csv", "message"), [
+    ("bad\\0name.csv", "not a file name (it holds a NUL character)"),  # before: ValueError's traceback
+    ("x" * 300 + ".csv", "the file name is too long"),  # before: OSError, exit 1 as if the machine failed
+])
+def test_a_csv_source_that_cannot_name_a_file_is_one_problem(write: Write, csv: str, message: str) -> None:
+    with pytest.raises(ScenarioError) as caught:
+        load_scenario(write("t.yaml", HEADER + SYMBOL + f'source: {{csv: "{csv}"}}\n'))
+    assert message in str(caught.value)
+
+
 def test_an_oversized_file_is_refused_before_it_is_read(write: Write) -> None:
     path = write("t.yaml", HEADER + SYMBOL + "# " + "x" * MAX_FILE_BYTES + "\n")
     with pytest.raises(ScenarioError, match="scenario files are at most 1,048,576"):
