@@ -15,10 +15,14 @@ from tradesim.adapters.dynamodb.client import DynamoDB
 from tradesim.adapters.dynamodb.orders import OrderStore
 from tradesim.adapters.dynamodb.tables import PORTFOLIOS, table_name
 from tradesim.adapters.redis.client import connect as redis_connect
+from tradesim.adapters.redis.idempotency import IdempotencyStore, record_key
 from tradesim.adapters.redis.portfolio_view import ViewWriter
 from tradesim.adapters.redis.prices import PriceCache, price_key
 from tradesim.domain.events import OrderCancelRequested, OrderOutcome, OrderPlaced
+from tradesim.domain.precheck import order_id_for
 from tradesim.services.admin_key import load_admin_key
+from tradesim.services.api.orders import request_hash
+from tradesim.services.api.schemas import OrderRequest
 from tradesim.settings import Settings
 from tradesim.testing.factories import tick, unique_symbol
 
@@ -344,6 +348,31 @@ def test_a_key_keeps_its_body_after_redis_forgot_it(http: httpx.Client, user: Us
     assert len(events) == (2 if stored.get("replayed") else 1)
     assert stored.get("replayed") or stored.get("in_book")
     assert all(untraced(e) == untraced(events[0]) for e in events)
+
+
+def test_a_retry_after_its_first_request_died_holding_the_key_is_the_claimed_order(
+        http: httpx.Client, user: User, symbol: str, order_log: OrderLog, settings: Settings) -> None:
+    """The first request claimed the key in Redis and the order in `Orders`, then its API process died before it
+    published (a kill -9). Before, every retry got 409 `idempotency_in_progress` until the Redis record expired
+    (a minute); now, after `api.idempotency_wait_s`, the claim in `Orders` answers: that order, sent again."""
+    key = f"k-{time.monotonic_ns()}"
+    body = order(symbol, qty=1)
+    r = redis_connect(settings.redis)
+    pipe = r.pipeline(transaction=False)
+    IdempotencyStore(r).queue_claim(  # type: ignore[arg-type] - queue_claim only uses the (sync) pipeline
+        pipe, record_key(user.user_id, key), request_hash(OrderRequest.model_validate(body)))
+    assert pipe.execute()[0], "the key was free"
+    dead = OrderPlaced(order_id=order_id_for(user.user_id, key), user_id=user.user_id, symbol=symbol, side="buy",
+                       qty=1, order_type="market", time_in_force="day", placed_at_ms=int(time.time() * 1000))
+    db = DynamoDB(settings.dynamodb)
+    assert OrderStore(db).claim(dead) is None
+    db.close()
+    retry = http.post("/orders", json=body, headers={**user.auth, "Idempotency-Key": key}, timeout=60)
+    assert retry.status_code == 202, retry.text
+    assert retry.json()["order_id"] == dead.order_id
+    assert retry.headers.get("idempotent-replayed") == "true"
+    events = order_log.since(user.user_id)
+    assert [(e.order_id, e.placed_at_ms) for e in events] == [(dead.order_id, dead.placed_at_ms)]
 
 
 def test_a_scripted_orders_market_times_are_part_of_the_body_its_key_keeps(

@@ -187,10 +187,7 @@ async def _place(res: Resources, user: Account, body: OrderRequest, order_id: st
     the id comes from an Idempotency-Key, so it may have been placed before."""
     now_ms = int(time.time() * 1000)
     intent = intent_of(body)
-    event = OrderPlaced(order_id=order_id, user_id=user.user_id, symbol=body.symbol, side=body.side, qty=body.qty,
-                        order_type=body.type, limit_price=intent.limit_price, stop_price=intent.stop_price,
-                        time_in_force=body.time_in_force, client_order_id=body.client_order_id, placed_at_ms=now_ms,
-                        at_ms=body.at_ms, cancel_at_ms=body.cancel_at_ms)
+    event = _event(user, body, order_id, now_ms)
     try:
         if body.at_ms is None:
             await _check(res, user, body, intent, gate, now_ms)
@@ -215,6 +212,23 @@ async def _place(res: Resources, user: Account, body: OrderRequest, order_id: st
             return placed
     raise ApiError(503, "unavailable", f"order {order_id!r} keeps being claimed and released; retry",
                    {"Retry-After": str(res.settings.api.retry_after_s)})
+
+
+def _event(user: Account, body: OrderRequest, order_id: str, now_ms: int) -> OrderPlaced:
+    intent = intent_of(body)
+    return OrderPlaced(order_id=order_id, user_id=user.user_id, symbol=body.symbol, side=body.side, qty=body.qty,
+                       order_type=body.type, limit_price=intent.limit_price, stop_price=intent.stop_price,
+                       time_in_force=body.time_in_force, client_order_id=body.client_order_id, placed_at_ms=now_ms,
+                       at_ms=body.at_ms, cancel_at_ms=body.cancel_at_ms)
+
+
+async def _claimed_before(res: Resources, user: Account, body: OrderRequest, order_id: str) -> Placed | None:
+    """The order a keyed request claimed before, as a replay (sent again while no book or outcome has it); None
+    when it was not claimed. Raises ApiError 409 for another body."""
+    stored = await _store(res, "order_get", res.orders.get, order_id)
+    if stored is None:
+        return None
+    return await _replay(res, _event(user, body, order_id, int(time.time() * 1000)), stored)
 
 
 async def _store(res: Resources, op: str, call: Callable[[Any], T], arg: Any) -> T:
@@ -371,8 +385,15 @@ async def _place_order(body: OrderRequest, user: Account, res: Resources, respon
             metrics.ORDERS.labels("replayed").inc()
             return OrderAccepted(**held.body)
         if time.monotonic() > deadline:
-            raise ApiError(409, "idempotency_in_progress", "a request with this Idempotency-Key is still running",
-                           {"Retry-After": "1"})
+            # the key's request may have died after claiming the order (its Redis record stays pending until it
+            # expires): the claim in `Orders` is the durable answer, that order again
+            before = await _claimed_before(res, user, body, order_id_for(user.user_id, idempotency_key or ""))
+            if before is None:
+                raise ApiError(409, "idempotency_in_progress", "a request with this Idempotency-Key is still "
+                               "running", {"Retry-After": "1"})
+            response.headers["Idempotent-Replayed"] = "true"
+            metrics.ORDERS.labels("replayed").inc()
+            return OrderAccepted(order_id=before.order.order_id, status="accepted")
         await asyncio.sleep(pause)  # another request holds the key: wait for its answer
         pause = min(_POLL_MAX_S, pause * 2)
         prefetched = None  # the price and holdings read with the first try are old now
