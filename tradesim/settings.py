@@ -191,6 +191,23 @@ class RedisSettings(Section):
         "beyond it (noeviction: nothing the API or the job keeps is silently dropped); the largest share is "
         "Idempotency-Key answers, about 360 B per order for `api.idempotency_ttl_s`.")
 
+    @field_validator("url")
+    @classmethod
+    def _client_takes_it(cls, value: str | None) -> str | None:
+        """The URL's query parameters are the client's options: checked by building (not opening) a connection."""
+        if value is None or "${" in value:
+            return value
+        import redis
+
+        try:
+            redis.ConnectionPool.from_url(value).make_connection()
+        except TypeError as exc:  # "... got an unexpected keyword argument 'foo'"
+            name = str(exc).rpartition(" ")[2]
+            raise ValueError(f"has a query parameter the Redis client does not take here: {name}") from None
+        except ValueError as exc:  # "Invalid value for 'db' in connection URL."
+            raise ValueError(str(exc)) from None
+        return value
+
     @property
     def client_url(self) -> str:
         """URL clients use."""

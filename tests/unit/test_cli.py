@@ -845,3 +845,38 @@ def test_a_search_text_too_long_for_a_url_is_a_user_mistake(monkeypatch: pytest.
     result = runner.invoke(app, ["trades", "--q", "x" * 70_000])
     assert result.exit_code == 2, result.output  # before: httpx.InvalidURL's traceback
     assert "cannot be sent" in _one_line_error(result.output)
+
+
+@pytest.mark.parametrize(("url", "says"), [
+    ("redis://127.0.0.1:9/0?ssl_cert_reqs=none", "does not take here: 'ssl_cert_reqs'"),  # TLS options need rediss
+    ("redis://127.0.0.1:9/0?foo=bar", "does not take here: 'foo'"),
+    ("redis://127.0.0.1:9/0?db=x", "Invalid value for 'db'"),
+])
+def test_a_redis_url_whose_options_the_client_refuses_is_a_settings_mistake(monkeypatch: pytest.MonkeyPatch,
+                                                                            url: str, says: str) -> None:
+    monkeypatch.setenv("TRADESIM_REDIS__URL", url)
+    for argv in (["status"], ["prices", "ACME"]):
+        result = runner.invoke(app, argv)
+        assert result.exit_code == 2, result.output  # before: TypeError or ValueError tracebacks when connecting
+        line = _one_line_error(result.output)
+        assert "redis.url" in line, line
+        assert says in line, line
+
+
+@pytest.mark.parametrize(("argv", "says"), [
+    (["accounts", "create", "Alice!", "--cash", "5"], "'Alice!' is not a user id"),  # before: sent, then the
+    (["accounts", "create", "", "--cash", "5"], "'' is not a user id"),  # API's regex, or "not reachable"
+    (["accounts", "create", "hal", "--cash", "1.005"], "--cash must be an amount like 100000"),
+    (["accounts", "create", "hal", "--cash", "Infinity"], "--cash must be an amount like 100000"),
+    (["accounts", "create", "hal", "--cash", "1" + "0" * 15], "at most 15 digits"),
+])
+def test_accounts_create_checks_its_arguments_before_asking_the_api(argv: list[str], says: str) -> None:
+    result = runner.invoke(app, argv)
+    assert result.exit_code == 2, result.output
+    assert says in _one_line_error(result.output)
+
+
+def test_cash_is_sent_as_the_api_spells_it() -> None:
+    from tradesim.cli.accounts import cash_param
+
+    assert [cash_param(c) for c in ("1e5", " 5", "2500.50", "-0", "0.10")] == ["100000", "5", "2500.50", "0", "0.10"]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from decimal import Decimal, InvalidOperation
+from decimal import ROUND_DOWN, Decimal, InvalidOperation
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -13,6 +13,7 @@ from rich.table import Table
 
 from tradesim.cli.errors import cli_errors
 from tradesim.cli.readout import user_param
+from tradesim.domain.events import CASH_DIGITS
 from tradesim.settings import Settings, load_settings
 from tradesim.stack.errors import StackError, UserError
 
@@ -31,17 +32,26 @@ def create(name: Annotated[str, typer.Argument(help="user id: lowercase letters,
     _create(name, cash, rate_limit, activate)
 
 
+def cash_param(cash: str) -> str:
+    """--cash as the API takes it (1e5 is 100000); raises UserError in the option's terms, not the API's pattern."""
+    try:
+        amount = Decimal(cash.strip()) + 0  # (-0 is 0)
+    except InvalidOperation:
+        amount = Decimal("NaN")
+    if (not amount.is_finite() or amount < 0 or amount != amount.quantize(Decimal("0.01"), rounding=ROUND_DOWN)
+            or amount >= Decimal(10) ** CASH_DIGITS):
+        raise UserError(f"--cash must be an amount like 100000 or 2500.50 (at least 0, at most {CASH_DIGITS} digits "
+                        f"before the point and 2 after), got {cash!r}")
+    return f"{amount.normalize():f}" if amount == amount.to_integral_value() else f"{amount:f}"
+
+
 @cli_errors
 def _create(name: str, cash: str, rate_limit: int | None, activate: bool) -> None:
     from tradesim.client.api import admin_key, call, load_credentials
 
-    try:
-        if Decimal(cash) < 0:
-            raise InvalidOperation
-    except InvalidOperation:
-        raise UserError(f"--cash must be a non-negative decimal, got {cash!r}") from None
+    user_param(name)
     settings = load_settings()
-    body: dict[str, object] = {"name": name, "cash": cash}
+    body: dict[str, object] = {"name": name, "cash": cash_param(cash)}
     if rate_limit is not None:
         body["rate_limit_per_s"] = rate_limit
     data = load_credentials(settings)  # before the key exists: a bad file must not cost it
