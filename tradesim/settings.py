@@ -387,7 +387,8 @@ class MarketSettings(Section):
 
     host: Host = Field(LOOPBACK, description="Address the feed's metrics server binds to.")
     metrics_port: Port = Field(9110, description="Prometheus /metrics port of the feed (also its health check).")
-    scenario: str = Field("calm", description="Scenario the live market runs when `market start` names none.")
+    scenario: str = Field("calm", min_length=1,
+                          description="Scenario the live market runs when `market start` names none.")
     speed: float = Field(1.0, gt=0, le=MAX_LIVE_SPEED,
                          description="Simulated seconds per real second (1 = real time; at most 1000).")
     loop: bool = Field(True, description="Start over when the scenario ends, continuing from the last prices.")
@@ -473,6 +474,11 @@ class ApiSettings(Section):
     workers: int = Field(
         2, ge=1, description="uvicorn worker processes (one per core; /metrics adds up every worker's counts)."
     )
+
+    @field_validator("credentials_file", mode="before")
+    @classmethod
+    def _not_empty(cls, value: object) -> object:
+        return _not_blank(value)
 
     @field_validator("admin_key")
     @classmethod
@@ -630,6 +636,8 @@ def _not_blank(value: object) -> object:
     """A path setting given empty would be read as the current folder (`./bin/java` run as the JDK's)."""
     if isinstance(value, str) and not value.strip():
         raise ValueError("must be a path, not empty (unset it for the default)")
+    if isinstance(value, str) and "\0" in value:
+        raise ValueError("must be a path, and a path holds no NUL character")
     return value
 
 

@@ -880,3 +880,21 @@ def test_cash_is_sent_as_the_api_spells_it() -> None:
     from tradesim.cli.accounts import cash_param
 
     assert [cash_param(c) for c in ("1e5", " 5", "2500.50", "-0", "0.10")] == ["100000", "5", "2500.50", "0", "0.10"]
+
+
+@pytest.mark.parametrize(("env", "value", "says"), [
+    ("TRADESIM_API__CREDENTIALS_FILE", "", "not empty"),  # before: the current folder, "not a regular file"
+    ("TRADESIM_STACK__JAVA_HOME", "a\0b".replace("\0", "\\u0000"), None),
+    ("TRADESIM_MARKET__SCENARIO", "", "at least 1 character"),
+])
+def test_an_empty_or_impossible_path_setting_is_a_settings_mistake(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+                                                                  env: str, value: str, says: str | None) -> None:
+    if says is None:  # a NUL cannot be in an environment variable: the settings file holds it
+        (tmp_path / "tradesim.toml").write_text(f'[stack]\njava_home = "{value}"\n')
+        says = "no NUL character"
+    else:
+        monkeypatch.setenv(env, value)
+    result = runner.invoke(app, ["doctor"])
+    assert result.exit_code == 2, result.output  # before: ValueError's traceback (NUL) or a later, other error
+    line = _one_line_error(result.output)
+    assert says in line, line
