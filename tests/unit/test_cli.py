@@ -898,3 +898,12 @@ def test_an_empty_or_impossible_path_setting_is_a_settings_mistake(monkeypatch: 
     assert result.exit_code == 2, result.output  # before: ValueError's traceback (NUL) or a later, other error
     line = _one_line_error(result.output)
     assert says in line, line
+
+
+def test_a_backup_refused_before_any_step_prints_nothing_but_its_error(tmp_path: Path) -> None:
+    (tmp_path / "adir").mkdir()
+    (tmp_path / "adir" / "x").write_text("")
+    result = runner.invoke(app, ["backup", str(tmp_path / "adir")])
+    assert result.exit_code == 2, result.output
+    assert result.stdout == ""  # before: an empty line from the progress display, then the error
+    assert "not an empty folder" in _one_line_error(result.stderr)

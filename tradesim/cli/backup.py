@@ -39,12 +39,17 @@ def restore_cmd(folder: Folder) -> None:
 
 
 class _Bars:
-    """Steps (tradesim.stack.backup) as rich progress bars; a step of unknown size pulses until it ends."""
+    """Steps (tradesim.stack.backup) as rich progress bars; a step of unknown size pulses until it ends. The display
+    starts with the first step, so a refusal before any is its one error line (not after an empty one)."""
 
     def __init__(self, bar: Progress) -> None:
         self.bar = bar
+        self.shown = False
 
     def start(self, description: str, total: int | None) -> int:
+        if not self.shown:
+            self.bar.start()
+            self.shown = True
         return int(self.bar.add_task(description, total=total))
 
     def advance(self, task: int, n: int) -> None:
@@ -58,8 +63,12 @@ class _Bars:
 @contextmanager
 def _bars() -> Iterator[_Bars]:
     columns = (TextColumn("{task.description:<34}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    with Progress(*columns, console=out, transient=False) as bar:
-        yield _Bars(bar)
+    bars = _Bars(Progress(*columns, console=out, transient=False))
+    try:
+        yield bars
+    finally:
+        if bars.shown:
+            bars.bar.stop()
 
 
 @cli_errors
