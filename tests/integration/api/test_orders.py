@@ -176,6 +176,20 @@ def test_invalid_fields_are_422(http: httpx.Client, user: User, symbol: str, ord
     assert order_log.since(user.user_id) == []
 
 
+@pytest.mark.parametrize(("change", "says"), [
+    ({"symbol": "acme"}, "symbol: must be a symbol: an upper-case letter"),
+    ({"type": "limit", "limit_price": "1e3"}, "limit_price: must be a price like 101.25"),
+    ({"client_order_id": "a\u202eb"}, "client_order_id: must hold no control"),
+])
+def test_a_value_a_pattern_refuses_is_told_in_words(http: httpx.Client, user: User, symbol: str,
+                                                    change: dict[str, object], says: str) -> None:
+    answer = http.post("/orders", json={**order(symbol), **change}, headers=user.auth)
+    assert answer.status_code == 422, answer.text
+    assert answer.json()["message"] == says or answer.json()["message"].startswith(says), answer.text
+    # was "String should match pattern '^[A-Z][A-Z0-9.\\-]{0,15}$'"
+    assert all("pattern" not in e["msg"] for e in answer.json()["errors"]), answer.text
+
+
 def test_unknown_symbol_is_422(http: httpx.Client, user: User) -> None:
     answer = http.post("/orders", json=order(unique_symbol()), headers=user.auth)
     assert (answer.status_code, answer.json()["code"]) == (422, "unknown_symbol")

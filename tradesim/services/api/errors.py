@@ -14,7 +14,9 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from tradesim.adapters.dynamodb.errors import DynamoDBError
 from tradesim.adapters.kafka.errors import KafkaDeliveryError, KafkaUnavailable
+from tradesim.domain.events import CASH_DIGITS, ID_RE, SYMBOL_RE, USER_ID_PATTERN
 from tradesim.ports import Unavailable
+from tradesim.services.api.schemas import CASH_PATTERN, CLIENT_ORDER_ID_PATTERN, PRICE_PATTERN
 from tradesim.services.api.windows import TIME_PATTERN, not_a_time
 
 log = logging.getLogger("tradesim.api.errors")
@@ -65,10 +67,25 @@ _HTTP_CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "
                415: "unsupported_media_type"}
 
 
+#: what a value refused by a pattern must look like, in words (a regular expression says little to a reader)
+_PATTERN_WORDS = {
+    f"^{SYMBOL_RE}$": "must be a symbol: an upper-case letter, then up to 15 of A-Z 0-9 . -",
+    USER_ID_PATTERN: "must be a user id: a lower-case letter or digit, then up to 39 of a-z 0-9 _ . -",
+    f"^{ID_RE}$": "must be an id: 1 to 64 of A-Z a-z 0-9 _ . : -",
+    PRICE_PATTERN: "must be a price like 101.25: up to 12 digits, a point and up to 4 decimals; no sign, no exponent",
+    CASH_PATTERN: f"must be an amount like 100000.00: up to {CASH_DIGITS} digits, a point and up to 2 decimals; no "
+                  "sign, no exponent",
+    CLIENT_ORDER_ID_PATTERN: "must hold no control, zero-width or bidirectional characters",
+}
+
+
 def _message(error: dict[str, Any]) -> str:
-    """pydantic's message, except a time parameter's: its pattern says nothing to a reader."""
-    if (error.get("ctx") or {}).get("pattern") == TIME_PATTERN:
+    """pydantic's message, except for a value a pattern refused: what it must look like, in words."""
+    pattern = (error.get("ctx") or {}).get("pattern")
+    if pattern == TIME_PATTERN:
         return not_a_time(error.get("input"))
+    if pattern in _PATTERN_WORDS:
+        return _PATTERN_WORDS[pattern]
     return str(error.get("msg", ""))
 
 

@@ -24,6 +24,9 @@ from tradesim.domain.trades import Sort
 #: a positive decimal with at most 4 places, as a string (never a JSON number: floats cannot hold cents)
 PRICE_PATTERN = r"^(0|[1-9][0-9]{0,11})(\.[0-9]{1,4})?$"
 CASH_PATTERN = rf"^(0|[1-9][0-9]{{0,{CASH_DIGITS - 1}}})(\.[0-9]{{1,2}})?$"
+# C0, DEL, C1, line separators, zero-width and bidirectional controls: each can rewrite or hide part of a terminal
+# line that shows the reference
+CLIENT_ORDER_ID_PATTERN = r"^[^\x00-\x1f\x7f-\x9f\u061c\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff]+$"
 PriceStr = Annotated[str, Field(pattern=PRICE_PATTERN, examples=["101.25"])]
 CashStr = Annotated[str, Field(pattern=CASH_PATTERN, examples=["100000.00"])]
 UserId = Annotated[str, Field(pattern=USER_ID_PATTERN, examples=["alice"])]
@@ -85,10 +88,8 @@ class OrderRequest(Strict):
     stop_price: PriceStr | None = Field(None, description="required for stop and stop_limit, else absent")
     time_in_force: TimeInForce = "day"
     client_order_id: Annotated[str, Field(
-        # C0, DEL, C1, line separators, zero-width and bidirectional controls: each can rewrite or hide part of a
-        # terminal line that shows the reference
         min_length=1, max_length=64,
-        pattern=r"^[^\x00-\x1f\x7f-\x9f\u061c\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff]+$",
+        pattern=CLIENT_ORDER_ID_PATTERN,
         description="your own reference, up to 64 characters, no control characters")] | None = None
     at_ms: int | None = Field(
         None, ge=0, le=MAX_EPOCH_MS, strict=True,
