@@ -199,6 +199,8 @@ def test_order_times_accept_units_and_plain_seconds(at: str, ms: int) -> None:
     ("expect:\n  outcomes_hash: ABC\n", 12, "expect.outcomes_hash", "String should match pattern"),
     ("expect:\n  outcome_hash: abc\n", 12, "expect.outcome_hash", "unknown field (did you mean 'outcomes_hash'?)"),
     ("expectations:\n  orders: {}\n", 11, "expectations", "unknown field (did you mean 'expect'?)"),
+    # a field of another part: was "unknown field (did you mean 'name'?)" for `name`
+    ("name: x\n", 11, "name", "unknown field here (it belongs to another part of a scenario)"),
     # an expect that states nothing (before: the run passed with no check at all)
     ("expect: {}\n", 11, "expect", "set orders, accounts, market, read_side or outcomes_hash"),
     ("expect:\n#  orders:\n#    o0: {status: executed}\n", 11, "expect", "set orders, accounts, market"),

@@ -240,7 +240,10 @@ def _message(err: ErrorDetails, loc: Loc) -> str:
     if kind == "extra_forbidden":
         if len(loc) == 1 and loc[0] in _RENAMED:
             return f"unknown field (did you mean {_RENAMED[str(loc[-1])]!r}?)"
-        close = difflib.get_close_matches(str(loc[-1]) if loc else "", sorted(model_field_names()), n=1)
+        key, known = str(loc[-1]) if loc else "", model_field_names()
+        if key in known:  # a field of another part of the format: "did you mean" itself would say nothing
+            return "unknown field here (it belongs to another part of a scenario)"
+        close = difflib.get_close_matches(key, sorted(known), n=1)
         return "unknown field" + (f" (did you mean {close[0]!r}?)" if close else "")
     if kind in _BOUNDS:
         bound = next(iter(ctx.values()), "?")
