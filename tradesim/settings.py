@@ -277,7 +277,8 @@ class ClickHouseSettings(Section):
     host: Host = Field(LOOPBACK, description="Address the local server binds to.")
     http_port: Port = Field(8123, description="HTTP interface port (used by clickhouse-connect).")
     tcp_port: Port = Field(9000, description="Native protocol port (clickhouse-client).")
-    url: HttpEndpoint = Field(None, description="Use an external server (http://host:port) instead.")
+    url: HttpEndpoint = Field(None, description="Use an external server (http://host:port) instead; credentials go "
+                              "in user and password (a user:password@ in the URL is not used).")
     database: str = Field("tradesim", description="Database holding the tradesim tables.")
     user: str = Field("default", description="User name.")
     password: SecretStr = Field(SecretStr(""), description="Password.")
@@ -286,6 +287,13 @@ class ClickHouseSettings(Section):
     @property
     def client_url(self) -> str:
         return self.url or f"http://{self.host}:{self.http_port}"
+
+    @property
+    def server(self) -> tuple[str, str, int]:
+        """(scheme, host, port) of the HTTP interface, without any user:password@ of the URL."""
+        url = urlsplit(self.client_url)
+        secure = url.scheme == "https"
+        return url.scheme or "http", url.hostname or self.host, url.port or (8443 if secure else self.http_port)
 
 
 class PersistenceSettings(Section):

@@ -90,3 +90,19 @@ def test_the_allocator_is_tuned_only_for_debians_server(component: ClickHouse, m
     monkeypatch.setattr(ch_module.shutil, "which",
                         lambda name, path=None: binary if Path(binary).name == name else None)
     assert (component.env().get("MALLOC_CONF") == ch_module.JEMALLOC_CONF) is tuned
+
+
+def test_a_url_with_credentials_is_probed_at_its_host(settings: Settings) -> None:
+    """Before: urllib took `u:pw@127.0.0.1` for the host name ("Name or service not known"), so an external server
+    named with credentials in its URL never looked healthy. Nothing listens on the port here."""
+    from tradesim.stack.component import Unhealthy
+    from tradesim.testing.net import free_port
+
+    port = free_port()
+    external = settings.model_copy(update={"clickhouse": settings.clickhouse.model_copy(
+        update={"url": f"http://u:hunter2@127.0.0.1:{port}"})})
+    assert external.clickhouse.server == ("http", "127.0.0.1", port)
+    with pytest.raises(Unhealthy) as caught:
+        ClickHouse(external).check_health()
+    assert "refused" in str(caught.value)
+    assert "hunter2" not in str(caught.value)

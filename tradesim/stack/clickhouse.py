@@ -192,7 +192,8 @@ class ClickHouse(Component):
         c = self.settings.clickhouse
         if not c.client_url.startswith(("http://", "https://")):
             raise Unhealthy(f"ClickHouse url must be http(s)://host:port, got {redacted(c.client_url)!r}")
-        url = f"{c.client_url.rstrip('/')}/?query=SELECT%201"
+        scheme, host, port = c.server  # a user:password@ in the URL would be taken for part of the host name
+        url = f"{scheme}://{host}:{port}/?query=SELECT%201"
         headers = {"X-ClickHouse-User": c.user, "X-ClickHouse-Key": c.password.get_secret_value()}
         request = urllib.request.Request(url, headers=headers)  # noqa: S310 - scheme checked just above
         # no proxies: a loopback probe must reach the server itself

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 import threading
-from urllib.parse import urlsplit
 
 import clickhouse_connect
 from clickhouse_connect.driver.client import Client
@@ -54,12 +53,8 @@ class ClickHouseClient:
     def _connect(self) -> Client:
         if self.dsn is not None:
             return clickhouse_connect.get_client(dsn=self.dsn)
-        url = urlsplit(self.settings.client_url)
-        secure = url.scheme == "https"
         return CompatHttpClient(
-            url.scheme or "http",
-            url.hostname or self.settings.host,
-            url.port or (8443 if secure else self.settings.http_port),
+            *self.settings.server,
             self.settings.user,
             self.settings.password.get_secret_value(),
             None,  # no default database: it may not exist yet, and every statement names it
