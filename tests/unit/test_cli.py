@@ -907,3 +907,13 @@ def test_a_backup_refused_before_any_step_prints_nothing_but_its_error(tmp_path:
     assert result.exit_code == 2, result.output
     assert result.stdout == ""  # before: an empty line from the progress display, then the error
     assert "not an empty folder" in _one_line_error(result.stderr)
+
+
+def test_replay_of_a_symbol_the_scenario_lacks_is_a_mistake_before_kafka_is_asked(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from tradesim.testing.net import free_port
+
+    monkeypatch.setenv("TRADESIM_KAFKA__PORT", str(free_port()))  # no broker there
+    result = runner.invoke(app, ["replay", "calm", "--symbols", "NOPE"])
+    assert result.exit_code == 2, result.output  # before: exit 1, "no Kafka broker answered" with the stack down
+    assert "unknown symbol NOPE" in result.output

@@ -25,8 +25,12 @@ _MAX_LOG = 700.0
 
 
 def generate(scenario: Scenario, symbols: list[str] | None = None) -> Iterator[Tick]:
-    """All ticks of the scenario in event-time order (ties: generated symbols in file order, then CSV rows)."""
-    wanted = _wanted(scenario, symbols)
+    """All ticks of the scenario in event-time order (ties: generated symbols in file order, then CSV rows).
+    Raises ScenarioError for a symbol the scenario does not have at once, before the first tick is asked for."""
+    return _ticks(scenario, _wanted(scenario, symbols))
+
+
+def _ticks(scenario: Scenario, wanted: set[str] | None) -> Iterator[Tick]:
     specs = [s for s in scenario.symbols if wanted is None or s.symbol in wanted]
     streams: list[Iterator[Tick]] = []
     if specs:
