@@ -13,7 +13,7 @@ import tomllib
 from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, ClassVar, Literal, get_args
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 import platformdirs
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, SecretStr, field_validator
@@ -69,15 +69,32 @@ class SettingsFileError(ValueError):
     that must be JSON and is not. (A value that is read but wrong is pydantic's ValidationError.)"""
 
 
-#: scheme://user:password@ — the password taken to the last @, so one holding / ? # or @ unencoded is hidden whole
+#: scheme://user:password@ of a URL urllib cannot parse (a password holding / ? # or @ unencoded): the password is
+#: taken to the last @
 _USERINFO = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://[^:/?#@]*:).*@")
+#: user:password@ anywhere in a text, for messages that may quote a URL
+_USERINFO_IN_TEXT = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*://[^:/?#@\s]*:)[^@\s]*@")
 
 
 def redacted(url: str) -> str:
     """`url` with the password of its user part (scheme://user:password@host) shown as ***: URL settings may carry
     credentials, and messages, logs and `status` print them."""
-    found = _USERINFO.match(url)
-    return url if found is None else f"{found.group(1)}***@{url[found.end():]}"
+    try:
+        parts = urlsplit(url)
+        password = parts.password
+        parts.port  # noqa: B018 - a netloc cut short by a / ? # in the password has no numeric port
+    except ValueError:
+        found = _USERINFO.match(url)
+        return url if found is None else f"{found.group(1)}***@{url[found.end():]}"
+    if password is None:
+        return url  # (an @ after the host is part of the path or query)
+    user, _, host = parts.netloc.rpartition("@")
+    return urlunsplit(parts._replace(netloc=f"{user.partition(':')[0]}:***@{host}"))
+
+
+def redacted_text(text: str) -> str:
+    """`text` with the password of every scheme://user:password@ in it shown as ***."""
+    return _USERINFO_IN_TEXT.sub(r"\1***@", text)
 
 
 def shown_value(loc: tuple[str | int, ...], value: object) -> str:
@@ -92,7 +109,12 @@ def shown_value(loc: tuple[str | int, ...], value: object) -> str:
         if SecretStr in kinds:
             return "***"
         model = next((k for k in kinds if isinstance(k, type) and issubclass(k, BaseModel)), BaseModel)
-    return repr(redacted(value)) if isinstance(value, str) else repr(value)
+    if not isinstance(value, str):
+        return repr(value)
+    shown = redacted(value)
+    if shown == value and "@" in value:  # no scheme:// (refused for it): what may be user:password@ is hidden too
+        shown = re.sub(r"^([^@:]*:)[^@]*@", r"\1***@", value)
+    return repr(shown)
 
 
 def check_url(value: str, *schemes: str) -> str:
@@ -107,9 +129,12 @@ def check_url(value: str, *schemes: str) -> str:
     try:
         parts = urlsplit(value)
         parts.port  # noqa: B018 - raises ValueError for a port that is not a number
-    except ValueError as exc:  # urllib's message may quote a piece of the URL (a password's, when it holds a /)
+    except ValueError as exc:  # urllib's message may quote a piece of the URL (a password's): never passed on
+        text = str(exc)
         why = ("its port is not a number (a password holding / ? # or @ must be percent-encoded)"
-               if "could not be cast" in str(exc) else str(exc))
+               if "could not be cast" in text else "its port is out of range 0-65535" if "out of range" in text
+               else "its [host] is not closed" if "IPv6" in text
+               else "it holds characters that change under Unicode normalization (NFKC)")
         raise ValueError(f"not a URL: {why}") from None
     if parts.scheme not in schemes or (parts.scheme != "unix" and not parts.hostname):
         raise ValueError(f"must be a {wanted} URL with a host")
@@ -204,8 +229,8 @@ class RedisSettings(Section):
         except TypeError as exc:  # "... got an unexpected keyword argument 'foo'"
             name = str(exc).rpartition(" ")[2]
             raise ValueError(f"has a query parameter the Redis client does not take here: {name}") from None
-        except ValueError as exc:  # "Invalid value for 'db' in connection URL."
-            raise ValueError(str(exc)) from None
+        except (ValueError, redis.RedisError) as exc:  # "Invalid value for 'db' in connection URL.", a protocol
+            raise ValueError(redacted_text(str(exc))) from None
         return value
 
     @property

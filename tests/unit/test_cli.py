@@ -85,6 +85,8 @@ def test_invalid_port_setting_exits_2(monkeypatch: pytest.MonkeyPatch) -> None:
     ("TRADESIM_REDIS__URL", "redis://u:hun/ter2@h:1", "hun"),  # a / splits it early: urllib quoted "hun" as a port
     ("TRADESIM_REDIS__URL", "redis://u:hun#ter2@h:1", "ter2"),
     ("TRADESIM_CLICKHOUSE__PASSWROD", "hunter2", "hunter2"),  # a misspelt secret: unknown, its value not shown
+    ("TRADESIM_REDIS__URL", "redis://u:hunter2\u2100x@h:1", "hunter2"),  # urllib's own message quoted it whole
+    ("TRADESIM_REDIS__URL", "u:hunter2@h:6379", "hunter2"),  # no scheme://
 ])
 def test_an_invalid_secret_setting_is_named_but_never_shown(monkeypatch: pytest.MonkeyPatch, env: str, value: str,
                                                            secret: str) -> None:
@@ -287,6 +289,8 @@ def test_status_and_its_errors_do_not_print_a_urls_password(monkeypatch: pytest.
     ("not a url", "not a url"),
     ("redis://u:pw@[::1:6379/0", "redis://u:***@[::1:6379/0"),  # not parsed: what looks like a password hidden
     ("redis://u:p/w?x#y@host:1/0", "redis://u:***@host:1/0"),  # unencoded / ? #: hidden to the last @
+    ("http://host:8123/?q=a@b", "http://host:8123/?q=a@b"),  # an @ after the host is the query's
+    ("http://u:p@host/?email=a@b.c", "http://u:***@host/?email=a@b.c"),
 ])
 def test_redacted_hides_only_the_password(url: str, shown: str) -> None:
     from tradesim.settings import redacted
@@ -851,6 +855,7 @@ def test_a_search_text_too_long_for_a_url_is_a_user_mistake(monkeypatch: pytest.
     ("redis://127.0.0.1:9/0?ssl_cert_reqs=none", "does not take here: 'ssl_cert_reqs'"),  # TLS options need rediss
     ("redis://127.0.0.1:9/0?foo=bar", "does not take here: 'foo'"),
     ("redis://127.0.0.1:9/0?db=x", "Invalid value for 'db'"),
+    ("redis://127.0.0.1:9/0?protocol=9", "protocol must be either 2 or 3"),  # a RedisError, not a ValueError
 ])
 def test_a_redis_url_whose_options_the_client_refuses_is_a_settings_mistake(monkeypatch: pytest.MonkeyPatch,
                                                                             url: str, says: str) -> None:
@@ -879,7 +884,8 @@ def test_accounts_create_checks_its_arguments_before_asking_the_api(argv: list[s
 def test_cash_is_sent_as_the_api_spells_it() -> None:
     from tradesim.cli.accounts import cash_param
 
-    assert [cash_param(c) for c in ("1e5", " 5", "2500.50", "-0", "0.10")] == ["100000", "5", "2500.50", "0", "0.10"]
+    assert [cash_param(c) for c in ("1e5", " 5", "2500.50", "-0", "0.10", "2500.500", "0.100")] == [
+        "100000", "5", "2500.50", "0", "0.10", "2500.50", "0.10"]
 
 
 @pytest.mark.parametrize(("env", "value", "says"), [

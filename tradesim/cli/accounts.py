@@ -32,17 +32,20 @@ def create(name: Annotated[str, typer.Argument(help="user id: lowercase letters,
     _create(name, cash, rate_limit, activate)
 
 
+CENT = Decimal("0.01")
+
+
 def cash_param(cash: str) -> str:
     """--cash as the API takes it (1e5 is 100000); raises UserError in the option's terms, not the API's pattern."""
     try:
         amount = Decimal(cash.strip()) + 0  # (-0 is 0)
     except InvalidOperation:
         amount = Decimal("NaN")
-    if (not amount.is_finite() or amount < 0 or amount != amount.quantize(Decimal("0.01"), rounding=ROUND_DOWN)
+    if (not amount.is_finite() or amount < 0 or amount != amount.quantize(CENT, rounding=ROUND_DOWN)
             or amount >= Decimal(10) ** CASH_DIGITS):
         raise UserError(f"--cash must be an amount like 100000 or 2500.50 (at least 0, at most {CASH_DIGITS} digits "
                         f"before the point and 2 after), got {cash!r}")
-    return f"{amount.normalize():f}" if amount == amount.to_integral_value() else f"{amount:f}"
+    return f"{amount.normalize():f}" if amount == amount.to_integral_value() else f"{amount.quantize(CENT):f}"
 
 
 @cli_errors

@@ -367,11 +367,11 @@ class ScenarioRunner:
 
     def _admin_key(self) -> str:
         from tradesim.client.api import admin_key
-        from tradesim.stack.errors import UserError
+        from tradesim.stack.errors import StackError
 
         try:
             return admin_key(self.settings)
-        except UserError as exc:
+        except StackError as exc:  # none yet (the API never started), or a file that cannot be used (UserError)
             raise StackUnusable(str(exc)) from None
 
     def _accounts(self, admin: str) -> None:

@@ -18,7 +18,7 @@ from tradesim.adapters.dynamodb.client import DynamoDB as DynamoDBClient
 from tradesim.adapters.dynamodb.errors import DynamoDBError, translate
 from tradesim.adapters.dynamodb.tables import ensure_tables
 from tradesim.ports import Unavailable
-from tradesim.settings import DynamoDBSettings
+from tradesim.settings import DynamoDBSettings, redacted_text
 from tradesim.stack.component import Component, PortSpec, Unhealthy
 from tradesim.stack.errors import ProvisionError
 from tradesim.stack.tools import Report, run_tool
@@ -130,7 +130,7 @@ class DynamoDB(Component):
         except (BotoCoreError, ClientError) as exc:
             raise Unhealthy(f"ListTables at {self.shown_address()}: {translate(exc, 'ListTables')}") from None
         except (DynamoDBError, ValueError) as exc:  # no AWS credentials; an endpoint no HTTP client can form
-            raise Unhealthy(f"ListTables at {self.shown_address()}: {exc}") from None
+            raise Unhealthy(f"ListTables at {self.shown_address()}: {redacted_text(str(exc))}") from None
         finally:
             db.close()
 

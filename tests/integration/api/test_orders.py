@@ -387,6 +387,8 @@ def test_a_retry_after_its_first_request_died_holding_the_key_is_the_claimed_ord
     assert retry.headers.get("idempotent-replayed") == "true"
     events = order_log.since(user.user_id)
     assert [(e.order_id, e.placed_at_ms) for e in events] == [(dead.order_id, dead.placed_at_ms)]
+    # kept as the key's answer: the next retry needs no wait
+    assert json.loads(r.get(record_key(user.user_id, key)) or "{}").get("state") == "done"
 
 
 def test_a_scripted_orders_market_times_are_part_of_the_body_its_key_keeps(

@@ -225,10 +225,15 @@ def _event(user: Account, body: OrderRequest, order_id: str, now_ms: int) -> Ord
 async def _claimed_before(res: Resources, user: Account, body: OrderRequest, order_id: str) -> Placed | None:
     """The order a keyed request claimed before, as a replay (sent again while no book or outcome has it); None
     when it was not claimed. Raises ApiError 409 for another body."""
-    stored = await _store(res, "order_get", res.orders.get, order_id)
-    if stored is None:
-        return None
-    return await _replay(res, _event(user, body, order_id, int(time.time() * 1000)), stored)
+    event = _event(user, body, order_id, int(time.time() * 1000))
+    for _ in range(2):  # decided or released between the read and the replay's mark: read it again
+        stored = await _store(res, "order_get", res.orders.get, order_id)
+        if stored is None:
+            return None
+        placed = await _replay(res, event, stored)
+        if placed is not None:
+            return placed
+    return None
 
 
 async def _store(res: Resources, op: str, call: Callable[[Any], T], arg: Any) -> T:
@@ -393,7 +398,9 @@ async def _place_order(body: OrderRequest, user: Account, res: Resources, respon
                                "running", {"Retry-After": "1"})
             response.headers["Idempotent-Replayed"] = "true"
             metrics.ORDERS.labels("replayed").inc()
-            return OrderAccepted(order_id=before.order.order_id, status="accepted")
+            answer = {"order_id": before.order.order_id, "status": "accepted"}
+            await _remember(res, key, digest, answer)  # later retries: the answer at once, not after the wait
+            return OrderAccepted(**answer)
         await asyncio.sleep(pause)  # another request holds the key: wait for its answer
         pause = min(_POLL_MAX_S, pause * 2)
         prefetched = None  # the price and holdings read with the first try are old now
