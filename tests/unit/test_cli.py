@@ -885,7 +885,7 @@ def test_cash_is_sent_as_the_api_spells_it() -> None:
     from tradesim.cli.accounts import cash_param
 
     assert [cash_param(c) for c in ("1e5", " 5", "2500.50", "-0", "0.10", "2500.500", "0.100")] == [
-        "100000", "5", "2500.50", "0", "0.10", "2500.50", "0.10"]
+        "100000.00", "5.00", "2500.50", "0.00", "0.10", "2500.50", "0.10"]
 
 
 @pytest.mark.parametrize(("env", "value", "says"), [

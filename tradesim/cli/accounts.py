@@ -14,6 +14,7 @@ from rich.table import Table
 from tradesim.cli.errors import cli_errors
 from tradesim.cli.readout import user_param
 from tradesim.domain.events import CASH_DIGITS
+from tradesim.domain.money import CENT, cash_text
 from tradesim.settings import Settings, load_settings
 from tradesim.stack.errors import StackError, UserError
 
@@ -32,20 +33,17 @@ def create(name: Annotated[str, typer.Argument(help="user id: lowercase letters,
     _create(name, cash, rate_limit, activate)
 
 
-CENT = Decimal("0.01")
-
-
 def cash_param(cash: str) -> str:
     """--cash as the API takes it (1e5 is 100000); raises UserError in the option's terms, not the API's pattern."""
     try:
-        amount = Decimal(cash.strip()) + 0  # (-0 is 0)
+        amount = Decimal(cash.strip())
     except InvalidOperation:
         amount = Decimal("NaN")
     if (not amount.is_finite() or amount < 0 or amount != amount.quantize(CENT, rounding=ROUND_DOWN)
             or amount >= Decimal(10) ** CASH_DIGITS):
         raise UserError(f"--cash must be an amount like 100000 or 2500.50 (at least 0, at most {CASH_DIGITS} digits "
                         f"before the point and 2 after), got {cash!r}")
-    return f"{amount.normalize():f}" if amount == amount.to_integral_value() else f"{amount.quantize(CENT):f}"
+    return cash_text(amount)
 
 
 @cli_errors

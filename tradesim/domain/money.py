@@ -25,3 +25,9 @@ def to_decimal(value: object, field: str = "value") -> Decimal:
 
 def round_cash(amount: Decimal) -> Decimal:
     return amount.quantize(CENT, rounding=ROUND_HALF_EVEN)
+
+
+def cash_text(amount: Decimal) -> str:
+    """A whole-cent amount of at least 0 as the API takes it: plain digits and cents (1E+6 is 1000000.00, 5.000 is
+    5.00, -0 is 0.00)."""
+    return f"{amount.copy_abs().quantize(CENT):f}"

@@ -24,6 +24,7 @@ import redis
 
 from tradesim.adapters.kafka.errors import KafkaDeliveryError
 from tradesim.domain.events import MAX_PRICE, Bar, Event, OrderOutcome, Tick
+from tradesim.domain.money import cash_text
 from tradesim.scenarios.expect import AccountResult, Outcome, ReadSide, RunResult, account_result, ordered
 from tradesim.scenarios.model import RUNNER_ACCOUNT, Scenario, ScriptedOrder, strategy_order_id
 from tradesim.settings import Settings
@@ -378,9 +379,7 @@ class ScenarioRunner:
         for account in [*self.scenario.accounts, None]:
             name, cash = (RUNNER_ACCOUNT, Decimal(BARRIER_CASH)) if account is None else (account.name, account.cash)
             user = f"{name}-{self.suffix}"
-            # as the API takes cash: plain digits and cents (a file's 1E+6 is 1000000.00, 5.000 is 5.00; -0 is 0)
-            body = self.http.ok("POST", "/accounts", admin,
-                                json={"name": user, "cash": f"{cash.copy_abs().quantize(Decimal('0.01')):f}"})
+            body = self.http.ok("POST", "/accounts", admin, json={"name": user, "cash": cash_text(cash)})
             self.keys[name] = body["api_key"]  # (no scenario account can be named RUNNER_ACCOUNT)
             self.users[name] = body["user_id"]
 
