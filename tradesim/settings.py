@@ -824,9 +824,29 @@ def settings_to_env(settings: Settings) -> dict[str, str]:
     return env
 
 
+def _refuse_unknown_env() -> None:
+    """pydantic-settings reads only the variables named after a top-level field, so `TRADESIM_KAFKA_PORT` (one `_`
+    where `__` nests) would be ignored without a word; a nested typo is already refused by the sections' own
+    `extra="forbid"`. Raises SettingsFileError naming the variable."""
+    fields = set(Settings.model_fields)
+    for name in sorted(os.environ):
+        if not name.upper().startswith("TRADESIM_") or name.upper() == "TRADESIM_CONFIG":
+            continue
+        top = name[len("TRADESIM_"):].split("__")[0].lower()
+        if top in fields:
+            continue
+        sections = (n for n, f in Settings.model_fields.items()
+                    if isinstance(f.annotation, type) and issubclass(f.annotation, BaseModel))
+        near = next((n for n in sections if top.startswith(n + "_")), None)
+        hint = (f" (a nested setting is TRADESIM_{near.upper()}__{top[len(near) + 1:].upper()}, with `__`)"
+                if near is not None else "; the README's Settings section lists them")
+        raise SettingsFileError(f"{name}: not a tradesim setting{hint}")
+
+
 def load_settings(**overrides: object) -> Settings:
     """Build the settings; raises pydantic.ValidationError on invalid values and SettingsFileError when they cannot
     be read (the CLI turns both into exit 2)."""
+    _refuse_unknown_env()
     path = config_path()
     named = f"TRADESIM_CONFIG={os.environ['TRADESIM_CONFIG']!r}" if "TRADESIM_CONFIG" in os.environ else str(path)
     if path.is_dir() or ("TRADESIM_CONFIG" in os.environ and not path.exists()):

@@ -56,7 +56,7 @@ def settings() -> Settings:
 
 @pytest.fixture(scope="session")
 def stack_components(pytestconfig: pytest.Config) -> list[str]:
-    only = pytestconfig.getoption("--stack-only") or os.environ.get("TRADESIM_TEST_STACK_ONLY")
+    only = pytestconfig.getoption("--stack-only")
     return [n.strip() for n in only.split(",")] if only else list(registry.NAMES)
 
 

@@ -501,6 +501,7 @@ def test_a_422_about_a_query_parameter_names_the_option_that_gave_it() -> None:
     ({"TRADESIM_API__URL": "http://a..b:8080"}, None, "api.url"),
     ({"TRADESIM_MARKETDATA__WS_URL": "ws://x:abc"}, None, "marketdata.ws_url"),
     ({"TRADESIM_OBSERVABILITY__PROMETHEUS_URL": "http://x:abc"}, None, "observability.prometheus_url"),
+    ({"TRADESIM_API_PORT": "8090"}, None, "TRADESIM_API_PORT: not a tradesim setting"),  # before: ignored
 ])
 def test_settings_that_cannot_be_read_or_used_exit_2_with_one_line(
         monkeypatch: pytest.MonkeyPatch, tmp_path: Path, env: dict[str, str], toml: str | bytes | None,

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from tradesim.settings import load_settings
+from tradesim.settings import SettingsFileError, load_settings
 
 
 @pytest.fixture(autouse=True)
@@ -112,3 +112,24 @@ def test_an_admin_key_travels_in_a_header(monkeypatch: pytest.MonkeyPatch, key: 
     monkeypatch.setenv("TRADESIM_API__ADMIN_KEY", key)
     with pytest.raises(ValidationError, match="printable ASCII"):
         load_settings()
+
+
+@pytest.mark.parametrize(("name", "hint"), [
+    ("TRADESIM_KAFKA_PORT", "TRADESIM_KAFKA__PORT, with `__`"),  # one `_` where `__` nests: would be ignored
+    ("TRADESIM_PORTT", "Settings section"),
+    ("tradesim_chaos_enabled", "TRADESIM_CHAOS__ENABLED"),
+])
+def test_an_unknown_variable_is_refused(monkeypatch: pytest.MonkeyPatch, name: str, hint: str) -> None:
+    monkeypatch.setenv(name, "19092")
+    with pytest.raises(SettingsFileError, match=f"^{name}: not a tradesim setting") as err:
+        load_settings()
+    assert hint in str(err.value)
+
+
+def test_known_variables_in_any_case_are_read(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("tradesim_kafka__port", "19092")
+    monkeypatch.setenv("TRADESIM_CACHE_DIR", str(tmp_path))
+    monkeypatch.setenv("TRADESIM_CONFIG", str(tmp_path / "t.toml"))
+    (tmp_path / "t.toml").write_text("")
+    s = load_settings()
+    assert (s.kafka.port, s.cache_dir) == (19092, tmp_path)
