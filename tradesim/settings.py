@@ -187,8 +187,14 @@ class KafkaSettings(Section):
     @field_validator("bootstrap_servers")
     @classmethod
     def _servers(cls, value: str | None) -> str | None:
-        if value is not None and not all(server.strip() for server in value.split(",")):
-            raise ValueError("must be a comma-separated host:port list (unset it for the local broker)")
+        if value is None:
+            return None
+        for server in value.split(","):
+            host, colon, port = server.strip().rpartition(":")
+            if not colon or not (port.isascii() and port.isdigit() and len(port) <= 5 and 1 <= int(port) <= 65535):
+                raise ValueError(f"must be a comma-separated host:port list (unset it for the local broker); "
+                                 f"{server.strip()!r} has no port of 1 to 65535")
+            check_host(host)
         return value
 
     @property

@@ -490,6 +490,10 @@ def test_a_422_about_a_query_parameter_names_the_option_that_gave_it() -> None:
     ({"TRADESIM_HOME": ""}, None, "home (TRADESIM_HOME='')"),
     ({"TRADESIM_HOME": "~nosuchuser-of-tradesim/x"}, None, "home (TRADESIM_HOME="),
     ({"TRADESIM_KAFKA__BOOTSTRAP_SERVERS": ""}, None, "kafka.bootstrap_servers"),
+    # before: accepted, and every client then failed on its own terms (the Flink connector with a stack trace)
+    ({"TRADESIM_KAFKA__BOOTSTRAP_SERVERS": "h:notaport"}, None, "'h:notaport' has no port of 1 to 65535"),
+    ({"TRADESIM_KAFKA__BOOTSTRAP_SERVERS": "a:9092,b"}, None, "'b' has no port"),
+    ({"TRADESIM_KAFKA__BOOTSTRAP_SERVERS": "a:9092,b..c:9092"}, None, "'b..c'"),
     ({"TRADESIM_REDIS__URL": "bogus"}, None, "redis.url"),
     ({"TRADESIM_API__URL": "http://127.0.0.1:abc"}, None, "api.url"),
     ({"TRADESIM_API__URL": "http://[::1"}, None, "api.url"),
