@@ -195,10 +195,7 @@ async def _place(res: Resources, user: Account, body: OrderRequest, order_id: st
             await _check_scripted(res, body, gate)
     except ApiError:
         # a keyed retry of an order accepted before is that order, whatever the market or the account says now
-        first = await _store(res, "order_get", res.orders.get, order_id) if keyed else None
-        if first is None:
-            raise
-        placed = await _replay(res, event, first)
+        placed = await _claimed_before(res, user, body, order_id) if keyed else None
         if placed is None:
             raise
         return placed
@@ -370,14 +367,15 @@ async def _place_order(body: OrderRequest, user: Account, res: Resources, respon
         raise rate_limited(limit, gate.wait_s)
     if key is None:
         try:
-            placed = await _place(res, user, body, "o_" + uuid.uuid4().hex, gate, keyed=False)
+            fresh = await _place(res, user, body, "o_" + uuid.uuid4().hex, gate, keyed=False)
         except ApiError as exc:
             metrics.ORDERS.labels(exc.code).inc()
             raise
         metrics.ORDERS.labels("accepted").inc()
-        return OrderAccepted(order_id=placed.order.order_id, status="accepted")
+        return OrderAccepted(order_id=fresh.order.order_id, status="accepted")
     held = gate.held
     prefetched: Gate | None = gate
+    placed: Placed | None = None
     deadline = time.monotonic() + res.settings.api.idempotency_wait_s
     pause = _POLL_MIN_S
     while held is not None:
@@ -392,28 +390,26 @@ async def _place_order(body: OrderRequest, user: Account, res: Resources, respon
         if time.monotonic() > deadline:
             # the key's request may have died after claiming the order (its Redis record stays pending until it
             # expires): the claim in `Orders` is the durable answer, that order again
-            before = await _claimed_before(res, user, body, order_id_for(user.user_id, idempotency_key or ""))
-            if before is None:
+            placed = await _claimed_before(res, user, body, order_id_for(user.user_id, idempotency_key or ""))
+            if placed is None:
                 raise ApiError(409, "idempotency_in_progress", "a request with this Idempotency-Key is still "
                                "running", {"Retry-After": "1"})
-            response.headers["Idempotent-Replayed"] = "true"
-            metrics.ORDERS.labels("replayed").inc()
-            answer = {"order_id": before.order.order_id, "status": "accepted"}
-            await _remember(res, key, digest, answer)  # later retries: the answer at once, not after the wait
-            return OrderAccepted(**answer)
+            break  # answered (and remembered) below, so later retries get it at once, not after the wait
         await asyncio.sleep(pause)  # another request holds the key: wait for its answer
         pause = min(_POLL_MAX_S, pause * 2)
         prefetched = None  # the price and holdings read with the first try are old now
         with metrics.timed("redis", "idempotency_claim"):
             held = await res.idempotency.claim(key, digest)
-    try:
-        placed = await _place(res, user, body, order_id_for(user.user_id, idempotency_key or ""), prefetched,
-                              keyed=True)
-    except BaseException as exc:
-        # no event was acknowledged (or, outcome_unknown, perhaps one was): free the key so a retry can ask again
-        metrics.ORDERS.labels(exc.code if isinstance(exc, ApiError) else "error").inc()
-        await _release(res, key, digest)
-        raise
+    if placed is None:
+        try:
+            placed = await _place(res, user, body, order_id_for(user.user_id, idempotency_key or ""), prefetched,
+                                  keyed=True)
+        except BaseException as exc:
+            # no event was acknowledged (or, outcome_unknown, perhaps one was): free the key so a retry can ask
+            # again
+            metrics.ORDERS.labels(exc.code if isinstance(exc, ApiError) else "error").inc()
+            await _release(res, key, digest)
+            raise
     if placed.replayed:
         response.headers["Idempotent-Replayed"] = "true"
     metrics.ORDERS.labels("replayed" if placed.replayed else "accepted").inc()
