@@ -119,6 +119,7 @@ def _prices(symbols: list[str], watch: bool, timeout: float) -> None:
                     frame = json.loads(ws.recv(timeout=max(0.01, deadline - time.monotonic())))
                     _on_frame(frame, rows, pending)
                 out.print(_table(rows, wanted))
+                _refuse_unknown(rows)
                 return
             with Live(_table(rows, wanted), console=out, refresh_per_second=8) as live:
                 try:
@@ -129,9 +130,19 @@ def _prices(symbols: list[str], watch: bool, timeout: float) -> None:
                     return
     except TimeoutError:
         out.print(_table(rows, wanted))
+        _refuse_unknown(rows)
     except (OSError, WebSocketException) as exc:
         raise StackError(f"market-data service not reachable at {redacted(url)}: {exc} (is `tradesim up` running?)"
                          ) from None
+
+
+def _refuse_unknown(rows: dict) -> None:  # type: ignore[type-arg]
+    """A symbol the service never had a price for is most likely a typo: exit 2 (after the table), so a script
+    that checks prices sees it."""
+    unknown = sorted(s for s, r in rows.items() if r.get("unknown"))
+    if unknown:
+        raise UserError(f"unknown symbol{'s' if len(unknown) > 1 else ''} {', '.join(unknown)}: no price was ever "
+                        "published for it (see `tradesim scenarios`)")
 
 
 def _on_frame(frame: dict, rows: dict, pending: set[str]) -> None:  # type: ignore[type-arg]

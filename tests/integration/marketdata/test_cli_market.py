@@ -38,6 +38,19 @@ def test_replay_leaves_exactly_the_last_tick_of_each_symbol(settings: Settings, 
         assert str(expected.last) in shown.output
 
 
+def test_prices_of_an_unknown_symbol_exit_2_after_the_table(settings: Settings, cache: PriceCache) -> None:
+    known = sorted(cache.symbols())[0] if cache.symbols() else None
+    if known is None:
+        runner.invoke(app, ["replay", "csv-replay"])
+        wait_for(lambda: bool(cache.symbols()), what="a price in the cache")
+        known = sorted(cache.symbols())[0]
+    shown = runner.invoke(app, ["prices", known, "NOPE"])
+    assert shown.exit_code == 2, shown.output  # before: 0, "unknown symbol" only in the table
+    assert known in shown.output
+    assert shown.output.strip().splitlines()[-1] == (
+        "error: unknown symbol NOPE: no price was ever published for it (see `tradesim scenarios`)")
+
+
 def test_replay_of_unknown_scenario_exits_2(settings: Settings) -> None:
     result = runner.invoke(app, ["replay", "no-such-scenario"])
     assert result.exit_code == 2
