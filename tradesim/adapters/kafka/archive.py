@@ -151,31 +151,36 @@ def _export(kafka: KafkaSettings, span: Span, path: Path, progress: Progress) ->
     if span.count <= 0:
         write(path, [])
         return Span(span.topic, span.partition, span.high, span.high)
-    where = f"{span.topic}[{span.partition}]"
     c = _reader(kafka, [TopicPartition(span.topic, span.partition, span.low)])
     expected = span.low  # the next offset due
+    last_progress = time.monotonic()
     try:
         with gzip.open(path, "wb", compresslevel=3) as f:
             f.write(MAGIC)
-            for batch in _batches(c, where):
+            while expected < span.high:
+                batch = c.consume(num_messages=5000, timeout=1.0)
+                if not batch and time.monotonic() - last_progress > STALL_S:
+                    raise KafkaUnavailable(f"{span.topic}[{span.partition}] yielded nothing for {STALL_S:.0f} s "
+                                           f"at offset {expected}")
                 n = 0
                 for msg in batch:
+                    if msg.error() is not None:
+                        raise KafkaUnavailable(f"reading {span.topic}[{span.partition}]: {msg.error()}")
                     offset = msg.offset()
                     if offset != expected:
                         low = c.get_watermark_offsets(TopicPartition(span.topic, span.partition), timeout=10)[0]
                         if low > expected:  # the consumer was moved to the new start
                             raise _StartMoved
-                        raise ArchiveError(f"{where} has a gap at offset {expected}; a compacted or transactional "
-                                           "topic cannot be restored with its offsets")
+                        raise ArchiveError(f"{span.topic}[{span.partition}] has a gap at offset {expected}; a "
+                                           "compacted or transactional topic cannot be restored with its offsets")
                     if offset >= span.high:
                         break
                     f.write(_frame(Record.of(msg)))
                     expected = offset + 1
                     n += 1
                 if n:
+                    last_progress = time.monotonic()
                     progress(n)
-                if expected >= span.high:
-                    break
     finally:
         c.close()
     return span
@@ -265,18 +270,23 @@ def records_after(kafka: KafkaSettings, topic: str, start: dict[int, int]) -> It
     if not due:
         return
     c = _reader(kafka, [TopicPartition(topic, p, start[p]) for p in due])
+    last_progress = time.monotonic()
     try:
-        for batch in _batches(c, topic):
+        while due:
+            batch = c.consume(num_messages=5000, timeout=1.0)
             for msg in batch:
+                if msg.error() is not None:
+                    raise KafkaUnavailable(f"reading {topic}: {msg.error()}")
                 partition, offset = cast(int, msg.partition()), cast(int, msg.offset())  # consumed: set
                 if partition not in due or not start[partition] <= offset < due[partition]:
                     continue
+                last_progress = time.monotonic()
                 yield partition, Record.of(msg)
                 if offset + 1 >= due[partition]:
                     del due[partition]
                     c.incremental_unassign([TopicPartition(topic, partition)])  # its later records are not due
-            if not due:
-                break
+            if due and time.monotonic() - last_progress > STALL_S:
+                raise KafkaUnavailable(f"{topic} yielded nothing due for {STALL_S:.0f} s")
     finally:
         c.close()
 
@@ -286,22 +296,6 @@ def _reader(kafka: KafkaSettings, starts: list[TopicPartition]) -> Consumer:
     c = consumer(kafka, group_id=f"tradesim-archive-{uuid.uuid4().hex[:8]}", **{"fetch.max.bytes": 16 << 20})
     c.assign(starts)
     return c
-
-
-def _batches(c: Consumer, where: str) -> Iterator[list[Message]]:
-    """The consumer's batches (an empty one after each idle second), every message checked for an error. Raises
-    KafkaUnavailable on an error or when nothing came for STALL_S; the caller stops when it has what it wants."""
-    last_progress = time.monotonic()
-    while True:
-        batch = c.consume(num_messages=5000, timeout=1.0)
-        if batch:
-            last_progress = time.monotonic()
-        elif time.monotonic() - last_progress > STALL_S:
-            raise KafkaUnavailable(f"{where} yielded nothing for {STALL_S:.0f} s")
-        for msg in batch:
-            if msg.error() is not None:
-                raise KafkaUnavailable(f"reading {where}: {msg.error()}")
-        yield batch
 
 
 #: group → topic → partition → committed offset
