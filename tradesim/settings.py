@@ -28,6 +28,7 @@ from pydantic_settings import (
 from tradesim.domain.events import typed_symbol
 from tradesim.domain.fees import FeeModel
 from tradesim.ports import InjectedFault
+from tradesim.text import visible
 
 
 def _digits(value: object) -> object:
@@ -187,8 +188,8 @@ class KafkaSettings(Section):
     @field_validator("bootstrap_servers")
     @classmethod
     def _servers(cls, value: str | None) -> str | None:
-        if value is None:
-            return None
+        if value is None or "${" in value:  # None: the local broker; ${...}: a CDK token, resolved at deploy time
+            return value
         for server in value.split(","):
             host, colon, port = server.strip().rpartition(":")
             if not colon or not (port.isascii() and port.isdigit() and len(port) <= 5 and 1 <= int(port) <= 65535):
@@ -834,19 +835,20 @@ def _refuse_unknown_env() -> None:
     """pydantic-settings reads only the variables named after a top-level field, so `TRADESIM_KAFKA_PORT` (one `_`
     where `__` nests) would be ignored without a word; a nested typo is already refused by the sections' own
     `extra="forbid"`. Raises SettingsFileError naming the variable."""
-    fields = set(Settings.model_fields)
+    sections = {n: f.annotation for n, f in Settings.model_fields.items()
+                if isinstance(f.annotation, type) and issubclass(f.annotation, BaseModel)}
     for name in sorted(os.environ):
-        if not name.upper().startswith("TRADESIM_") or name.upper() == "TRADESIM_CONFIG":
+        if not name.upper().startswith("TRADESIM_") or name == "TRADESIM_CONFIG":
             continue
         top = name[len("TRADESIM_"):].split("__")[0].lower()
-        if top in fields:
+        if top in Settings.model_fields:
             continue
-        sections = (n for n, f in Settings.model_fields.items()
-                    if isinstance(f.annotation, type) and issubclass(f.annotation, BaseModel))
-        near = next((n for n in sections if top.startswith(n + "_")), None)
-        hint = (f" (a nested setting is TRADESIM_{near.upper()}__{top[len(near) + 1:].upper()}, with `__`)"
+        near = next((n for n, model in sections.items()
+                     if top.startswith(n + "_") and top[len(n) + 1:] in model.model_fields), None)
+        hint = ("; it is read only as TRADESIM_CONFIG, in capitals" if top == "config" else
+                f" (the nested setting is TRADESIM_{near.upper()}__{top[len(near) + 1:].upper()}, with `__`)"
                 if near is not None else "; the README's Settings section lists them")
-        raise SettingsFileError(f"{name}: not a tradesim setting{hint}")
+        raise SettingsFileError(f"{visible(name)}: not a tradesim setting{hint}")
 
 
 def load_settings(**overrides: object) -> Settings:

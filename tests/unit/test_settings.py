@@ -118,6 +118,8 @@ def test_an_admin_key_travels_in_a_header(monkeypatch: pytest.MonkeyPatch, key: 
     ("TRADESIM_KAFKA_PORT", "TRADESIM_KAFKA__PORT, with `__`"),  # one `_` where `__` nests: would be ignored
     ("TRADESIM_PORTT", "Settings section"),
     ("tradesim_chaos_enabled", "TRADESIM_CHAOS__ENABLED"),
+    ("TRADESIM_STACK_DIR", "Settings section"),  # `stack` has no `dir`: no made-up nested name
+    ("tradesim_config", "only as TRADESIM_CONFIG"),  # config_path() reads the capitals alone
 ])
 def test_an_unknown_variable_is_refused(monkeypatch: pytest.MonkeyPatch, name: str, hint: str) -> None:
     monkeypatch.setenv(name, "19092")
