@@ -141,8 +141,9 @@ def _refuse_unknown(rows: dict) -> None:  # type: ignore[type-arg]
     that checks prices sees it."""
     unknown = sorted(s for s, r in rows.items() if r.get("unknown"))
     if unknown:
-        raise UserError(f"unknown symbol{'s' if len(unknown) > 1 else ''} {', '.join(unknown)}: no price was ever "
-                        "published for it (see `tradesim scenarios`)")
+        many = len(unknown) > 1
+        raise UserError(f"unknown symbol{'s' if many else ''} {', '.join(unknown)}: no price was ever published for "
+                        f"{'them' if many else 'it'} (see `tradesim scenarios`)")
 
 
 def _on_frame(frame: dict, rows: dict, pending: set[str]) -> None:  # type: ignore[type-arg]
