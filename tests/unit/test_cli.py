@@ -6,6 +6,7 @@ import os
 import sys
 from pathlib import Path
 
+import httpx
 import pytest
 from typer.testing import CliRunner
 
@@ -317,13 +318,14 @@ def api(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> list[tuple[str, dict
     monkeypatch.setenv("TRADESIM_API__CREDENTIALS_FILE", str(tmp_path / "credentials.json"))
     calls: list[tuple[str, dict[str, object]]] = []
 
-    def call(settings: object, method: str, path: str, key: str, *, params: dict[str, object] | None = None,
-             **_: object) -> object:
+    def exchange(settings: object, method: str, path: str, key: str, *, params: dict[str, object] | None = None,
+                 **_: object) -> tuple[object, httpx.Headers]:
         calls.append((path, {k: v for k, v in (params or {}).items() if v is not None}))
         answer = ANSWERS[path]
-        return answer.pop(0) if isinstance(answer, list) else answer
+        return answer.pop(0) if isinstance(answer, list) else answer, httpx.Headers()
 
-    monkeypatch.setattr(apiclient, "call", call)
+    monkeypatch.setattr(apiclient, "exchange", exchange)
+    monkeypatch.setattr(apiclient, "call", lambda *args, **kwargs: exchange(*args, **kwargs)[0])
     monkeypatch.setattr(apiclient, "active_key", lambda settings: ("alice", "ts_key"))
     monkeypatch.setattr(apiclient, "admin_key", lambda settings: "admin_key")
     return calls

@@ -57,7 +57,7 @@ def order_body(side: str, symbol: str, qty: str, limit: str | None, stop: str | 
 
 def _place(side: str, symbol: str, qty: str, limit: str | None, stop: str | None, tif: str, as_json: bool,
            idempotency_key: str | None) -> None:
-    from tradesim.client.api import OutcomeUnknown, active_key, call
+    from tradesim.client.api import OutcomeUnknown, active_key, exchange
 
     body = order_body(side, symbol, qty, limit, stop, tif)
     if idempotency_key is not None and not (
@@ -66,8 +66,8 @@ def _place(side: str, symbol: str, qty: str, limit: str | None, stop: str | None
     settings = load_settings()
     key = idempotency_key or uuid.uuid4().hex
     try:
-        answer = call(settings, "POST", "/orders", active_key(settings)[1], json_body=body,
-                      headers={"Idempotency-Key": key})
+        answer, answered = exchange(settings, "POST", "/orders", active_key(settings)[1], json_body=body,
+                                    headers={"Idempotency-Key": key})
     except OutcomeUnknown as exc:  # no answer, or a 5xx such as outcome_unknown: the order may have been placed
         raise OutcomeUnknown(f"{exc}; to retry without a risk of placing it twice, run the same command with "
                              f"--idempotency-key {key}") from None
@@ -76,8 +76,10 @@ def _place(side: str, symbol: str, qty: str, limit: str | None, stop: str | None
         return
     price = {"limit": f" limit {body.get('limit_price')}", "stop": f" stop {body.get('stop_price')}",
              "stop_limit": f" stop {body.get('stop_price')} limit {body.get('limit_price')}"}.get(body["type"], "")
+    again = (" (placed before with this --idempotency-key: the same order, not placed again)"
+             if answered.get("idempotent-replayed") == "true" else "")
     out.print(f"{answer['status']}: {side} {body['qty']} {body['symbol']} {price.strip() or body['type']} "
-              f"({body['time_in_force']}) — order {answer['order_id']}", markup=False)
+              f"({body['time_in_force']}) — order {answer['order_id']}{again}", markup=False)
 
 
 Limit = Annotated[str | None, typer.Option("--limit", help="Limit price (limit / stop-limit order).")]

@@ -119,6 +119,14 @@ def call(settings: Settings, method: str, path: str, key: str, *, json_body: Any
     """One request; returns the decoded JSON answer. Raises UserError (4xx), OutcomeUnknown (5xx, no answer) or
     StackError (unreachable, not the API). Parameters whose value is None are left out. `options`: query
     parameter → the command's option that gave it, named instead in a 422 about that parameter."""
+    return exchange(settings, method, path, key, json_body=json_body, params=params, headers=headers,
+                    timeout_s=timeout_s, options=options)[0]
+
+
+def exchange(settings: Settings, method: str, path: str, key: str, *, json_body: Any = None,
+             params: dict[str, Any] | None = None, headers: dict[str, str] | None = None,
+             timeout_s: float = 15.0, options: Mapping[str, str] | None = None) -> tuple[Any, httpx.Headers]:
+    """`call`, with the answer's headers (e.g. `Idempotent-Replayed`)."""
     url = settings.api.client_url + path
     given = None if params is None else {k: v for k, v in params.items() if v is not None}
     try:
@@ -138,7 +146,7 @@ def call(settings: Settings, method: str, path: str, key: str, *, json_body: Any
         f"JSON: is {redacted(settings.api.client_url)} the tradesim API (api.url)?")
     if answer.status_code < 400:
         try:
-            return answer.json()
+            return answer.json(), answer.headers
         except ValueError:
             raise not_ours from None
     try:

@@ -51,11 +51,17 @@ def test_up_demo_sets_up_a_market_and_an_account_whose_market_order_executes(
 
     wait_for(lambda: cache.latest(a) is not None, 30, f"a live price of {a}")
     auth = {"Authorization": f"Bearer {key}"}
+    idempotency_key = uuid.uuid4().hex
+    placed = cli("order", "buy", a, "10", "--idempotency-key", idempotency_key)  # as the demo user (active)
+    assert placed.exit_code == 0, placed.output
+    assert placed.stdout.startswith(f"accepted: buy 10 {a} market (day) — order o_"), placed.stdout
+    order_id = placed.stdout.split("— order ")[1].split()[0]
+    assert "not placed again" not in placed.stdout
+    again = cli("order", "buy", a, "10", "--idempotency-key", idempotency_key)  # a retry: said so, same order
+    assert again.exit_code == 0, again.output
+    assert f"— order {order_id} (placed before with this --idempotency-key: the same order, not placed again)" in (
+        again.stdout)
     with httpx.Client(base_url=settings.api.client_url, timeout=30) as http:
-        placed = http.post("/orders", headers={**auth, "Idempotency-Key": uuid.uuid4().hex},
-                           json={"symbol": a, "side": "buy", "qty": 10, "type": "market"})
-        assert placed.status_code == 202, placed.text
-        order_id = placed.json()["order_id"]
 
         def executed() -> bool:
             answer = http.get(f"/orders/{order_id}", headers=auth)
