@@ -531,6 +531,13 @@ class ApiSettings(Section):
     def client_url(self) -> str:
         return (self.url or f"http://{self.host}:{self.port}").rstrip("/")
 
+    @property
+    def order_answer_s(self) -> float:
+        """How long a client waits for `POST /orders`: a retry whose key is still in flight waits
+        `idempotency_wait_s`, then reads the order's claim and may publish it again (`kafka_timeout_s`), each store
+        call within `store_timeout_s`. A client that gives up sooner reports a failure the server would not have."""
+        return self.idempotency_wait_s + self.kafka_timeout_s + 2 * self.store_timeout_s + 1.0
+
 
 class FlinkSettings(Section):
     """Apache Flink standalone session cluster (one JobManager + one TaskManager) from the PyFlink wheel."""

@@ -67,7 +67,7 @@ def _place(side: str, symbol: str, qty: str, limit: str | None, stop: str | None
     key = idempotency_key or uuid.uuid4().hex
     try:
         answer, answered = exchange(settings, "POST", "/orders", active_key(settings)[1], json_body=body,
-                                    headers={"Idempotency-Key": key})
+                                    headers={"Idempotency-Key": key}, timeout_s=settings.api.order_answer_s)
     except OutcomeUnknown as exc:  # no answer, or a 5xx such as outcome_unknown: the order may have been placed
         raise OutcomeUnknown(f"{exc}; to retry without a risk of placing it twice, run the same command with "
                              f"--idempotency-key {key}") from None

@@ -190,16 +190,17 @@ class ApiUnreachable(Exception):
 class Api:
     """The API calls the TUI makes, on one httpx.AsyncClient; problems become ApiError / ApiUnreachable."""
 
-    def __init__(self, base_url: str, api_key: str, timeout_s: float = 10.0) -> None:
-        self.base_url = base_url
+    def __init__(self, base_url: str, api_key: str, timeout_s: float = 10.0, place_timeout_s: float = 20.0) -> None:
+        self.base_url, self.place_timeout_s = base_url, place_timeout_s  # place: `ApiSettings.order_answer_s`
         self._client = httpx.AsyncClient(base_url=base_url, timeout=timeout_s,
                                          headers={"Authorization": f"Bearer {api_key}"})
 
     async def request(self, method: str, path: str, *, json_body: Any = None, params: dict[str, Any] | None = None,
-                      headers: dict[str, str] | None = None) -> Any:
+                      headers: dict[str, str] | None = None, timeout_s: float | None = None) -> Any:
         given = None if params is None else {k: v for k, v in params.items() if v is not None}
         try:
-            answer = await self._client.request(method, path, json=json_body, params=given, headers=headers)
+            answer = await self._client.request(method, path, json=json_body, params=given, headers=headers,
+                                                timeout=httpx.USE_CLIENT_DEFAULT if timeout_s is None else timeout_s)
         except httpx.HTTPError as exc:
             raise ApiUnreachable(f"the API is not reachable at {redacted(self.base_url)}: {exc or type(exc).__name__}"
                                  ) from None
@@ -240,7 +241,7 @@ class Api:
 
     async def place(self, body: dict[str, Any], idempotency_key: str) -> dict[str, Any]:
         return await self.request("POST", "/orders", json_body=body,  # type: ignore[no-any-return]
-                                  headers={"Idempotency-Key": idempotency_key})
+                                  headers={"Idempotency-Key": idempotency_key}, timeout_s=self.place_timeout_s)
 
     async def cancel(self, order_id: str) -> dict[str, Any]:
         return await self.request("DELETE", f"/orders/{order_id}")  # type: ignore[no-any-return]

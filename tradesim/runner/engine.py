@@ -193,7 +193,7 @@ class Http:
     """The public API over one connection; 5xx or no answer → StackUnusable, 4xx → (status, problem)."""
 
     def __init__(self, settings: Settings) -> None:
-        self._client = httpx.Client(base_url=settings.api.client_url, timeout=30)
+        self._client = httpx.Client(base_url=settings.api.client_url, timeout=max(30.0, settings.api.order_answer_s))
 
     def request(self, method: str, path: str, key: str, **kw: Any) -> tuple[int, Any]:
         headers = {**({"Authorization": f"Bearer {key}"} if key else {}), **kw.pop("headers", {})}

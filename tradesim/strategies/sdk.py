@@ -317,7 +317,8 @@ class ApiContext(Context):
         if order.stop_price is not None:
             body["stop_price"] = price_text(order.stop_price)
         key = idempotency_key(self.run_id, self.strategy, self._counter)
-        answer = self._send("POST", "/orders", json_body=body, headers={"Idempotency-Key": key})
+        answer = self._send("POST", "/orders", json_body=body, headers={"Idempotency-Key": key},
+                            timeout_s=self._settings.api.order_answer_s)
         return str(answer["order_id"])
 
     def _cancel(self, order_id: str) -> None:

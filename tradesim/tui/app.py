@@ -293,7 +293,7 @@ class TradesimApp(App[None]):
         self.repaint_now()
 
     def _connect(self, user: User) -> None:
-        self.api = Api(self.settings.api.client_url, user.api_key)
+        self.api = Api(self.settings.api.client_url, user.api_key, place_timeout_s=self.settings.api.order_answer_s)
         self.feed = Feed(self.settings.marketdata.client_ws_url, user.api_key, self)
         self.feed.prices = self._price_symbols()
         self.feed.bars = self._bar_pairs()

@@ -1,0 +1,54 @@
+"""The TUI's API client against a real (local, slow) HTTP server: an order may take longer than a read to answer."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+
+from tradesim.client.api import Api, ApiUnreachable
+from tradesim.settings import ApiSettings
+
+SLOW_S = 1.0
+
+
+async def _slow_server(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """Answers every request after SLOW_S with a 202 order answer (headers and body read as HTTP/1.1)."""
+    head = await reader.readuntil(b"\r\n\r\n")
+    length = next((int(line.split(b":")[1]) for line in head.split(b"\r\n")
+                   if line.lower().startswith(b"content-length:")), 0)
+    await reader.readexactly(length)
+    await asyncio.sleep(SLOW_S)
+    body = json.dumps({"order_id": "o_1", "status": "accepted"}).encode()
+    writer.write(b"HTTP/1.1 202 Accepted\r\ncontent-type: application/json\r\ncontent-length: "
+                 + str(len(body)).encode() + b"\r\nconnection: close\r\n\r\n" + body)
+    await writer.drain()
+    writer.close()
+
+
+def test_an_order_waits_for_its_own_deadline_not_the_reads() -> None:
+    """Before, POST /orders had the reads' 10 s: a retry the API holds for `idempotency_wait_s` (10 s) for the
+    key's first request timed out just before its answer, and the ticket said the API was unreachable."""
+    async def main() -> None:
+        server = await asyncio.start_server(_slow_server, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        api = Api(f"http://127.0.0.1:{port}", "ts_key", timeout_s=SLOW_S / 4, place_timeout_s=SLOW_S * 4)
+        try:
+            with pytest.raises(ApiUnreachable):
+                await api.portfolio()  # a read keeps the short deadline
+            placed = await api.place({"symbol": "ACME"}, "k1")
+            assert placed == {"order_id": "o_1", "status": "accepted"}
+        finally:
+            await api.aclose()
+            server.close()
+            await server.wait_closed()
+
+    asyncio.run(main())
+
+
+def test_the_order_deadline_covers_the_apis_longest_answer() -> None:
+    api = ApiSettings()
+    assert api.order_answer_s > api.idempotency_wait_s + api.kafka_timeout_s
+    slower = ApiSettings(idempotency_wait_s=60)
+    assert slower.order_answer_s - api.order_answer_s == 50
