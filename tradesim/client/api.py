@@ -190,8 +190,10 @@ class ApiUnreachable(Exception):
 class Api:
     """The API calls the TUI makes, on one httpx.AsyncClient; problems become ApiError / ApiUnreachable."""
 
-    def __init__(self, base_url: str, api_key: str, timeout_s: float = 10.0, place_timeout_s: float = 20.0) -> None:
-        self.base_url, self.place_timeout_s = base_url, place_timeout_s  # place: `ApiSettings.order_answer_s`
+    def __init__(self, base_url: str, api_key: str, timeout_s: float = 10.0,
+                 place_timeout_s: float | None = None) -> None:
+        self.base_url = base_url
+        self.place_timeout_s = place_timeout_s  # `ApiSettings.order_answer_s`; None: timeout_s
         self._client = httpx.AsyncClient(base_url=base_url, timeout=timeout_s,
                                          headers={"Authorization": f"Bearer {api_key}"})
 
