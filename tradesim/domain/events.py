@@ -133,6 +133,10 @@ class Tick(Event):
 
     @model_validator(mode="after")
     def _spread(self) -> Tick:
+        # the cap is the one price no bid reaches: a sell limit there rests until cancelled (the scenario runner's
+        # own probe and barrier orders are such sells)
+        if self.bid >= MAX_PRICE:
+            raise ValueError(f"bid {self.bid} is not below the price cap {MAX_PRICE}")
         if self.bid > self.ask:
             raise ValueError(f"bid {self.bid} is above ask {self.ask}")
         return self

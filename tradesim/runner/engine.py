@@ -51,7 +51,8 @@ CLOSE_GAP_MS = 61_000
 PROBE_GAP_MS = 2
 BARRIER_CASH = "1000000"
 #: the runner's own orders (barriers, probes) are sells at the schema's price cap: they rest until cancelled, as
-#: no bid reaches the cap, and reserve no cash (a buy at a penny could fill on a crashed quote)
+#: a tick's bid is below the cap by the schema (`events.Tick`), and reserve no cash (a buy at a penny could fill on
+#: a crashed quote)
 UNREACHABLE = price_text(MAX_PRICE)
 
 

@@ -11,7 +11,7 @@ import heapq
 import math
 import random
 from collections.abc import Callable, Iterator, Mapping
-from decimal import Decimal
+from decimal import ROUND_CEILING, Decimal
 
 from tradesim.domain.events import MAX_PRICE, MAX_PRINT_SIZE, Tick
 from tradesim.scenarios.errors import ScenarioError
@@ -138,6 +138,8 @@ class _SymbolSim:
         self.tick_size = spec.tick_size
         self.tick_f = float(spec.tick_size)
         self.max_ticks = int(MAX_PRICE / spec.tick_size)
+        #: the highest bid below the cap (a tick's bid never reaches it; see events.Tick)
+        self.max_bid_ticks = int((MAX_PRICE / spec.tick_size).to_integral_value(rounding=ROUND_CEILING)) - 1
         self.max_price_f = float(MAX_PRICE)
 
     def tick(self, step: int, offset_ms: int, time_ms: int) -> Tick:
@@ -152,7 +154,7 @@ class _SymbolSim:
         else:
             # the tolerance keeps float noise (100 / 0.01 = 10000.000000000002) from adding a tick
             bid_t, ask_t = math.floor(m - half + _EPS_TICKS), math.ceil(m + half - _EPS_TICKS)
-        bid_t = min(max(1, bid_t), self.max_ticks)
+        bid_t = min(max(1, bid_t), self.max_bid_ticks)
         ask_t = min(max(bid_t, ask_t), self.max_ticks)
         last_t = min(max(round(m), bid_t), ask_t)
         ts = self.tick_size

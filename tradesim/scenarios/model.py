@@ -132,7 +132,7 @@ class SymbolSpec(_Section):
                                    description="Mid price at `start`.")
     drift: FiniteFloat = Field(0.0, description="Annual drift μ (0.05 = +5 %/year, calendar year).")
     volatility: FiniteFloat = Field(0.2, ge=0, description="Annual volatility σ (0.2 = 20 %/√year).")
-    tick_size: Decimal = Field(Decimal("0.01"), gt=0, le=MAX_PRICE, allow_inf_nan=False,
+    tick_size: Decimal = Field(Decimal("0.01"), gt=0, lt=MAX_PRICE, allow_inf_nan=False,
                                decimal_places=PRICE_PLACES, description="Prices are multiples.")
     spread: Spread = Spread(bps=Decimal(5))
     volume: VolumeModel = LognormalVolume(kind="lognormal", mean=100.0)

@@ -79,6 +79,35 @@ expect:
     assert done.returncode == 0, done.stdout + done.stderr
 
 
+def test_a_market_quoted_at_the_price_cap_trades_only_what_the_script_places(tmp_path: Path) -> None:
+    """The runner's own barrier orders are sells at the price cap, which no bid may reach. Before, a scenario at
+    the cap without a spread quoted bid = 1,000,000, a barrier sold the account's share and the run failed with a
+    position of 0 (its table still said one execution)."""
+    path = tmp_path / "cap.yaml"
+    path.write_text("""\
+id: cap
+start: 2024-01-02T14:30:00Z
+duration_s: 5
+tick_interval_ms: 500
+seed: 1
+symbols:
+  - {symbol: BIG, initial_price: "1000000", volatility: 0, spread: {absolute: "0"}}
+accounts:
+  - {name: trader, cash: "2000000"}
+orders:
+  - {id: one, at: 2s, account: trader, symbol: BIG, side: buy, qty: 1}
+expect:
+  orders:
+    one: {status: executed}
+  accounts:
+    trader: {positions: {BIG: 1}}
+""")
+    done = _tradesim("run", str(path), "--fast", "--json", str(tmp_path / "r.json"))
+    assert done.returncode == 0, done.stdout + done.stderr
+    outcomes = json.loads((tmp_path / "r.json").read_text())["outcomes"]
+    assert [o["status"] for o in outcomes] == ["executed"], outcomes
+
+
 def test_bars_are_counted_past_what_the_bar_cache_keeps(tmp_path: Path) -> None:
     """The bar cache keeps each symbol's newest 300 bars: before, a run longer than 300 s counted only those, so a
     correct `bars` expectation failed. Expected: one bar per window the generated ticks fall in."""

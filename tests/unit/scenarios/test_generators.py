@@ -202,3 +202,17 @@ def test_a_runaway_path_stays_at_the_price_cap_and_every_tick_stays_valid() -> N
     assert len(ticks) == 3600
     assert max(t.ask for t in ticks) == MAX_PRICE  # reached and held, never passed
     assert all(Decimal(0) < t.bid <= t.last <= t.ask for t in ticks)
+
+
+@pytest.mark.parametrize("tick_size", ["0.01", "3", "999999.9999"])
+def test_a_quote_at_the_cap_without_a_spread_bids_below_it(tick_size: str) -> None:
+    """The probe found a scenario at the cap with no spread quoting bid = ask = 1,000,000: the runner's barrier
+    sells (limit at the cap) filled against it and `run` reported positions the script never traded."""
+    from tradesim.domain.events import MAX_PRICE
+
+    sc = _scenario(symbols=[{"symbol": "AAA", "initial_price": "999999.9999", "volatility": 0, "drift": 1e4,
+                             "tick_size": tick_size, "spread": {"absolute": "0"}}], duration_s=60)
+    ticks = list(generate(sc))
+    assert ticks
+    assert all(t.bid < MAX_PRICE and t.bid <= t.last <= t.ask <= MAX_PRICE for t in ticks)
+    assert max(t.bid for t in ticks) > MAX_PRICE - Decimal(tick_size) - Decimal(tick_size)  # as high as it may go

@@ -92,6 +92,8 @@ def test_csv_path_is_relative_to_the_scenario_file_not_the_working_directory(
         # prices are bounded where they enter (the schema's cap and 4 decimal places): 1e30 once crashed the job
         ("symbols:\n  - {symbol: AAA, initial_price: 1e30}\n", 7, "symbols[0].initial_price",
          "must be <= 1000000"),
+        ("symbols:\n  - {symbol: AAA, initial_price: 1, tick_size: 1000000}\n", 7, "symbols[0].tick_size",
+         "must be < 1000000"),  # no bid below the cap would be a multiple of it
         ("symbols:\n  - {symbol: AAA, initial_price: \"1.00001\"}\n", 7, "symbols[0].initial_price",
          "Decimal input should have no more than 4 decimal places"),
         # before: a NaN failed a bound ("must be >= 0")
@@ -150,6 +152,9 @@ def test_all_problems_are_reported_in_line_order(write: Write) -> None:
         ("timestamp,symbol,bid,ask,last,size\n1704205800000,AAA,1,2,1,1\n1704205799999,AAA,1,2,1,1\n",
          3, "timestamp", "earlier than the row on line 2"),
         ("timestamp,symbol,bid,ask,last,size\n1704205800000,AAA,3,2,1,1\n", 2, "bid", "bid 3 is above ask 2"),
+        # a bid at the cap filled the runner's own barrier sells (limit at the cap): `run` reported wrong positions
+        ("timestamp,symbol,bid,ask,last,size\n1704205800000,AAA,1000000,1000000,1000000,1\n", 2, "bid",
+         "bid 1000000 is not below the price cap 1000000"),
         ("timestamp,symbol,bid,ask,last,size\n1704205800000,AAA,1,two,1,1\n", 2, "ask", "not a decimal number"),
         ("timestamp,symbol,bid,ask,last,size\n1704205800000,AAA,1,2,1,1.5\n", 2, "size", "not a non-negative"),
         ("timestamp,symbol,bid,ask,last,size\n1704205800000,aaa,1,2,1,1\n", 2, "symbol", "String should match"),

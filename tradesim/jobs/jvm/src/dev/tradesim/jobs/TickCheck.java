@@ -110,6 +110,9 @@ final class TickCheck {
                 throw new Invalid(name, "Extra inputs are not permitted");
             }
         }
+        if (t.bid.compareTo(MAX_PRICE) >= 0) {  // the cap is the one price no bid reaches (events.Tick)
+            throw new Invalid("$", "Value error, bid " + t.bid + " is not below the price cap " + MAX_PRICE);
+        }
         if (t.bid.compareTo(t.ask) > 0) {
             throw new Invalid("$", "Value error, bid " + t.bid + " is above ask " + t.ask);
         }
