@@ -458,8 +458,9 @@ class TuiSettings(Section):
 
 
 def is_header_safe(key: str) -> bool:
-    """An API key can travel in `Authorization: Bearer <key>`: printable ASCII (httpx refuses anything else)."""
-    return key.isascii() and key.isprintable()
+    """An API key can travel in `Authorization: Bearer <key>`: printable ASCII (httpx refuses anything else),
+    not empty and without spaces (a blank key made a header value httpx refuses; a key is one token)."""
+    return bool(key) and key.isascii() and key.isprintable() and " " not in key
 
 
 class ApiSettings(Section):
@@ -524,7 +525,7 @@ class ApiSettings(Section):
     @classmethod
     def _header_safe(cls, value: SecretStr | None) -> SecretStr | None:
         if value is not None and not is_header_safe(value.get_secret_value()):
-            raise ValueError("must be printable ASCII (it travels in an HTTP header)")
+            raise ValueError("must be printable ASCII without spaces (it travels in an HTTP header)")
         return value
 
     @property

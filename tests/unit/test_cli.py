@@ -638,16 +638,20 @@ def test_an_order_whose_outcome_is_unknown_names_the_key_to_retry_with(given: st
         assert re.fullmatch(r"[0-9a-f]{32}", named.group(1)), named.group(1)
 
 
-def test_keys_that_cannot_travel_in_a_header_are_named(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+# before: "clé" gave UnicodeEncodeError's traceback; " " and "a b" exit 1 blaming the stack ("the API is not
+# reachable: Illegal header value")
+@pytest.mark.parametrize("bad", ["clé", " ", "a b"])
+def test_keys_that_cannot_travel_in_a_header_are_named(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+                                                       bad: str) -> None:
     import json
 
-    monkeypatch.setenv("TRADESIM_API__ADMIN_KEY", "clé")
+    monkeypatch.setenv("TRADESIM_API__ADMIN_KEY", bad)
     result = runner.invoke(app, ["accounts", "list"])
-    assert result.exit_code == 2  # before: UnicodeEncodeError's traceback
+    assert result.exit_code == 2
     assert "api.admin_key" in _one_line_error(result.output)
     monkeypatch.delenv("TRADESIM_API__ADMIN_KEY")
     creds = tmp_path / "creds.json"
-    creds.write_text(json.dumps({"active": "a", "users": {"a": {"user_id": "a", "api_key": "clé"}}}))
+    creds.write_text(json.dumps({"active": "a", "users": {"a": {"user_id": "a", "api_key": bad}}}))
     monkeypatch.setenv("TRADESIM_API__CREDENTIALS_FILE", str(creds))
     result = runner.invoke(app, ["portfolio"])
     assert result.exit_code == 2

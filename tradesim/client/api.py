@@ -62,7 +62,7 @@ def _credentials_problem(data: object) -> str | None:
                 and isinstance(user.get("api_key"), str)):
             return f"user {name!r} has no `user_id` and `api_key` strings"
         if not is_header_safe(user["api_key"]):
-            return f"user {name!r}'s `api_key` is not printable ASCII"
+            return f"user {name!r}'s `api_key` is not printable ASCII without spaces"
     active = data.get("active")
     if active is not None and not isinstance(active, str):
         return "`active` is not a name"

@@ -71,6 +71,7 @@ def _read(path: Path) -> str | None:
     if not key:
         raise AdminKeyError(f"the admin key file {path} is empty: delete it and run `tradesim up` to make a new key")
     if not is_header_safe(key):  # it travels in an HTTP header
-        raise AdminKeyError(f"the admin key in {path} is not printable ASCII: delete the file and run `tradesim up` "
+        raise AdminKeyError(f"the admin key in {path} is not printable ASCII without spaces: delete the file and run "
+                            "`tradesim up` "
                             "to make a new key")
     return key
