@@ -203,6 +203,11 @@ def test_protocol_errors_get_error_frames_and_connection_stays_usable(settings: 
         assert recv_json(ws)["code"] == "unknown_symbol"
         ws.send(json.dumps({"op": "unsubscribe", "symbols": [s]}))
         assert recv_json(ws) == {"type": "unsubscribed", "symbols": [s]}
+        # names that are no symbols: confirmed as nothing unsubscribed (before: no answer at all)
+        ws.send(json.dumps({"op": "unsubscribe", "symbols": ["a b"]}))
+        assert recv_json(ws) == {"type": "unsubscribed", "symbols": []}
+        ws.send(json.dumps({"op": "unsubscribe_bars", "symbols": ["*"], "interval": "1m"}))
+        assert recv_json(ws) == {"type": "unsubscribed_bars", "symbols": [], "interval": "1m"}
         ghost = unique_symbol("Z")
         ws.send(_sub(ghost))
         err = recv_json(ws)

@@ -729,8 +729,8 @@ class MarketDataHub:
                 client.send_now(json.dumps({"type": "error", "code": "unknown_symbol", "symbols": malformed,
                                             "message": "not symbols: a letter, then up to 15 letters, digits, "
                                             "'.' or '-'"}))
-            if not wanted:
-                return None
+            if not wanted and doc["op"] in ("subscribe", "subscribe_bars"):
+                return None  # answered just above; an unsubscribe is always confirmed (of what it could name)
         if doc["op"] in ("subscribe_bars", "unsubscribe_bars"):
             interval = str(doc["interval"])
             if doc["op"] == "subscribe_bars":
