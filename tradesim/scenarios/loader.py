@@ -25,6 +25,7 @@ SUFFIXES = (".yaml", ".yml")
 MAX_FILE_BYTES = 1_048_576
 MAX_VALUES = 100_000
 Loc = tuple[str | int, ...]
+_STR, _MERGE = "tag:yaml.org,2002:str", "tag:yaml.org,2002:merge"
 
 
 def load_scenario(path: Path, *, check_data: bool = True) -> Scenario:
@@ -104,9 +105,37 @@ def find_scenario(name_or_path: str, search_dir: Path) -> Path:
                             f"unknown scenario (available in {display_path(search_dir)}: {names})")
 
 
+class _BadValue(Exception):
+    """A scalar YAML could resolve but not build (2024-02-30, a 5,000-digit number), with its node's place."""
+
+    def __init__(self, node: yaml.Node, cause: BaseException) -> None:
+        super().__init__(str(cause))
+        self.node, self.cause = node, cause
+
+
+#: YAML 1.1's base-60 numbers (`1:30` is 90): a scenario means no such thing, so they stay text and fail where a
+#: number is due, instead of becoming another number without a word
+_SEXAGESIMAL = re.compile(r"^[-+]?[0-9][0-9_]*(?::[0-5]?[0-9])+(?:\.[0-9_]*)?$")
+
+
+class _Loader(yaml.SafeLoader):
+    """SafeLoader without base-60 numbers, whose construction failures carry the node that failed."""
+
+    yaml_implicit_resolvers = {
+        first: ([("tag:yaml.org,2002:str", _SEXAGESIMAL)] if first in "+-0123456789" else []) + list(resolvers)
+        for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+    }
+
+    def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
+        try:
+            return super().construct_object(node, deep)
+        except (ValueError, OverflowError) as exc:  # the innermost node that failed; outer ones pass it on
+            raise _BadValue(node, exc) from None
+
+
 def _parse(text: str, shown: str) -> tuple[yaml.MappingNode, Any]:
     try:
-        loader = yaml.SafeLoader(text)  # the reader checks every character here already
+        loader = _Loader(text)  # the reader checks every character here already
     except yaml.YAMLError as exc:
         raise ScenarioError.one(shown, "yaml", f"invalid YAML: {one_line(exc)}") from None
     try:
@@ -117,8 +146,8 @@ def _parse(text: str, shown: str) -> tuple[yaml.MappingNode, Any]:
             raise ScenarioError.one(shown, "", "must be a mapping of keys to values", root.start_mark.line + 1)
         expanded = _expanded_size(root, {})
         if expanded > MAX_VALUES:
-            raise ScenarioError.one(shown, "yaml", f"the document expands to {expanded:,} values (aliases "
-                                    f"repeat what they name); at most {MAX_VALUES:,}", 1)
+            raise ScenarioError.one(shown, "yaml", f"the document holds more than {MAX_VALUES:,} values (counting "
+                                    "each value an alias repeats); put market data in a CSV source", 1)
         # before construction, which copies a merge's (`<<: *base`) keys into the mapping: a key that overrides
         # one of them is not a duplicate
         problems = _duplicate_keys(root, shown, (), set())
@@ -131,11 +160,13 @@ def _parse(text: str, shown: str) -> tuple[yaml.MappingNode, Any]:
         raise ScenarioError.one(shown, "yaml", f"invalid YAML: {exc.problem or exc.context}", line) from None
     except yaml.YAMLError as exc:
         raise ScenarioError.one(shown, "yaml", f"invalid YAML: {exc}") from None
-    except (ValueError, OverflowError) as exc:  # a number too long to convert, a date out of range
-        text = one_line(exc)
+    except _BadValue as bad:  # a number too long to convert, a date out of range
+        text = one_line(bad.cause)
         if "integer string conversion" in text:
             text = "a number has more than 4,300 digits"
-        raise ScenarioError.one(shown, "yaml", f"invalid value: {text[:200]}") from None
+        where = _loc_of(root, bad.node) if root is not None else ()
+        raise ScenarioError.one(shown, format_loc(where) or "yaml",
+                                f"invalid value: {text[:200]}", bad.node.start_mark.line + 1) from None
     except RecursionError:
         raise ScenarioError.one(shown, "yaml", "nested too deeply") from None
     finally:
@@ -176,6 +207,10 @@ def _duplicate_keys(node: yaml.Node, shown: str, loc: Loc, visited: set[int]) ->
         seen: set[str] = set()
         for key, value in node.value:
             name = str(key.value)
+            if key.tag not in (_STR, _MERGE):  # `1:`, `2024-01-01:`, `~:`: a key the model would see as no text
+                problems.append(Problem(shown, key.start_mark.line + 1, format_loc((*loc, name)),
+                                        f"a key must be text: quote it ('{name}')" if isinstance(key, yaml.ScalarNode)
+                                        else "a key must be text"))
             if name in seen:
                 problems.append(Problem(shown, key.start_mark.line + 1, format_loc((*loc, name)), "duplicate key"))
             seen.add(name)
@@ -184,6 +219,24 @@ def _duplicate_keys(node: yaml.Node, shown: str, loc: Loc, visited: set[int]) ->
         for i, item in enumerate(node.value):
             problems += _duplicate_keys(item, shown, (*loc, i), visited)
     return problems
+
+
+def _loc_of(root: yaml.Node, target: yaml.Node) -> Loc:
+    """Where in the document `target` is written (keys and list indexes); () when it is not found below `root`."""
+    todo: list[tuple[yaml.Node, Loc]] = [(root, ())]
+    seen: set[int] = set()
+    while todo:
+        node, loc = todo.pop()
+        if node is target:
+            return loc
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        if isinstance(node, yaml.MappingNode):
+            todo += [(n, (*loc, str(k.value))) for k, v in node.value for n in (k, v)]
+        elif isinstance(node, yaml.SequenceNode):
+            todo += [(item, (*loc, i)) for i, item in enumerate(node.value)]
+    return ()
 
 
 def _locate(root: yaml.Node, loc: Loc) -> tuple[int, Loc]:
@@ -253,6 +306,8 @@ def _message(err: ErrorDetails, loc: Loc) -> str:
         return f"must be {_BOUNDS[kind]} {shown}"
     if kind == "timezone_aware":
         return "needs a UTC offset, e.g. 2024-01-02T14:30:00Z"
+    if kind == "path_type":
+        return "must be a file path (text)"
     if kind == "union_tag_not_found":
         return "needs `kind` (lognormal or poisson)"
     return err["msg"].removeprefix("Value error, ")

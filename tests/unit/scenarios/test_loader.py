@@ -92,6 +92,17 @@ def test_csv_path_is_relative_to_the_scenario_file_not_the_working_directory(
         # prices are bounded where they enter (the schema's cap and 4 decimal places): 1e30 once crashed the job
         ("symbols:\n  - {symbol: AAA, initial_price: 1e30}\n", 7, "symbols[0].initial_price",
          "must be <= 1000000"),
+        # before: no line and no field; a Python repr for a field at line 1; a base-60 `1:30` read as 90
+        ("symbols:\n  - {symbol: AAA, initial_price: 1}\nevents:\n  - {at_s: 1, symbol: AAA, move_pct: 5, x: "
+         "2024-02-30}\n", 9, "events[0].x", "invalid value: day is out of range for month"),
+        ("symbols:\n  - {symbol: AAA, initial_price: 1}\n2024-01-01: 1\n", 8, "2024-01-01",
+         "a key must be text: quote it ('2024-01-01')"),
+        ("symbols:\n  - {symbol: AAA, initial_price: 1}\nexpect:\n  accounts:\n    ~: {cash: {min: 1}}\n", 10,
+         "expect.accounts.~", "a key must be text"),
+        ("symbols:\n  - {symbol: AAA, initial_price: 1, volatility: 1:30}\n", 7, "symbols[0].volatility",
+         "Input should be a valid number"),
+        ("symbols:\n  - {symbol: AAA, initial_price: 1}\nsource: {csv: 5}\n", 8, "source.csv",
+         "must be a file path (text)"),
         ("symbols:\n  - {symbol: AAA, initial_price: 1, tick_size: 1000000}\n", 7, "symbols[0].tick_size",
          "must be < 1000000"),  # no bid below the cap would be a multiple of it
         ("symbols:\n  - {symbol: AAA, initial_price: \"1.00001\"}\n", 7, "symbols[0].initial_price",
