@@ -9,6 +9,8 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 
+import pytest
+
 from tradesim.scenarios.expect import AccountResult, Check, Outcome, ReadSide, RunResult
 from tradesim.scenarios.report import RunReport, json_document, junit_xml, write_json, write_junit
 
@@ -129,3 +131,12 @@ def test_json_passes_only_when_every_check_passed_and_the_run_completed() -> Non
     assert json_document("x", 1, None, [OK, BAD], result)["passed"] is False
     failed_run = json_document("x", 1, None, [], result, error="deadline passed")
     assert (failed_run["passed"], failed_run["error"], failed_run["speed"]) == (False, "deadline passed", None)
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs Linux's /dev/full")
+def test_a_report_that_cannot_be_written_names_its_file() -> None:
+    """Before: `run --json /dev/full` said only "No space left on device" (the write's error has no file name)."""
+    for write in (lambda p: write_json(p, {"a": 1}), lambda p: write_junit(p, [])):
+        with pytest.raises(OSError, match="No space left") as caught:
+            write(Path("/dev/full"))
+        assert caught.value.filename == "/dev/full"

@@ -14,6 +14,7 @@ from rich.text import Text
 from tradesim.cli.errors import cli_errors
 from tradesim.settings import load_settings
 from tradesim.stack.errors import UserError
+from tradesim.text import visible
 
 if TYPE_CHECKING:  # the model is imported inside the commands (startup stays fast)
     from tradesim.scenarios.model import Scenario
@@ -48,9 +49,15 @@ def _list() -> None:
             # as text, not markup: a file's name, a problem quoting it and a description may hold [brackets]
             table.add_row(Text(path.stem), Text.assemble(("invalid", "red"), f": {exc.problems[0]}"), "-", "-", "-")
             continue
-        table.add_row(Text(path.stem), Text(scenario.description), _symbols(scenario.symbol_names()),
+        table.add_row(Text(path.stem), Text(_shown(scenario.description)), _symbols(scenario.symbol_names()),
                       f"{scenario.duration_s:g}s", f"{scenario.expected_ticks():,}")
     out.print(table)
+
+
+def _shown(text: str) -> str:
+    """A file's free text as the terminal should show it: its lines, each control character written as an escape
+    (an ESC sequence in a description restyled the terminal)."""
+    return "\n".join(visible(line) for line in text.splitlines())
 
 
 @app.command("show")
@@ -72,7 +79,7 @@ def _show(name: str, ticks: int) -> None:
     s = load_scenario(path)
     out.print(Text.assemble((s.id, "bold"), f" ({display_path(path)})"))
     if s.description:
-        out.print(s.description, markup=False)
+        out.print(_shown(s.description), markup=False)
     out.print(f"start {s.start.isoformat()} · duration {s.duration_s:g}s · interval {s.tick_interval_ms} ms · "
               f"seed {s.seed} · {s.expected_ticks():,} ticks", markup=False)
     if s.symbols:

@@ -84,7 +84,15 @@ def junit_xml(runs: Sequence[RunReport]) -> bytes:
 
 
 def write_junit(path: Path, runs: Sequence[RunReport]) -> None:
-    path.write_bytes(junit_xml(runs))
+    _write(path, junit_xml(runs))
+
+
+def _write(path: Path, data: bytes) -> None:
+    """Write a report file; an OSError names the file (a full disk fails at the write, whose error has no name)."""
+    try:
+        path.write_bytes(data)
+    except OSError as exc:
+        raise OSError(exc.errno, exc.strerror or str(exc), str(path)) from None
 
 
 def json_document(scenario_id: str, seed: int, speed: float | None, checks: Sequence[Check], result: RunResult,
@@ -110,7 +118,7 @@ def json_document(scenario_id: str, seed: int, speed: float | None, checks: Sequ
 
 
 def write_json(path: Path, document: Mapping[str, Any]) -> None:
-    path.write_text(json.dumps(document, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    _write(path, (json.dumps(document, indent=2, ensure_ascii=False) + "\n").encode())
 
 
 def _outcome(o: Outcome) -> dict[str, Any]:

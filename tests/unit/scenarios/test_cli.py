@@ -144,6 +144,20 @@ def test_list_shows_brackets_as_written(tmp_path: Path) -> None:
         assert shown in result.output  # before: dropped as markup
 
 
+def test_a_description_shows_control_characters_as_escapes(tmp_path: Path) -> None:
+    """Before: `list` and `show` wrote a description's ESC sequences to the terminal (restyling it)."""
+    (tmp_path / "sc").mkdir()
+    (tmp_path / "sc" / "esc.yaml").write_text(HEADER + "description: \"a\\e[31mred\\nnext\"\nsymbols:\n"
+                                              "  - {symbol: ONE, initial_price: 1}\n")
+    env = {"COLUMNS": "300", "TRADESIM_SCENARIOS_DIR": "sc"}
+    for argv in (["scenarios", "list"], ["scenarios", "show", "esc", "-n", "0"]):
+        result = runner.invoke(app, argv, env=env)
+        assert result.exit_code == 0, result.output
+        assert "\x1b" not in result.output
+        assert "a\\x1b[31mred" in result.output
+        assert "next" in result.output
+
+
 def test_validate_checks_what_a_run_needs_also_without_orders() -> None:
     long = _write("long.yaml", HEADER + "symbols:\n  - {symbol: ABCDEFGHIJKLM, initial_price: 1}\n"
                   "accounts:\n  - {name: q, cash: \"1000\"}\n")
