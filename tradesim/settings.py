@@ -524,7 +524,8 @@ class ApiSettings(Section):
     @field_validator("admin_key")
     @classmethod
     def _header_safe(cls, value: SecretStr | None) -> SecretStr | None:
-        if value is not None and not is_header_safe(value.get_secret_value()):
+        # empty: no key set (docker/compose.yaml passes an unset one so), the key file's key is used
+        if value is not None and value.get_secret_value() and not is_header_safe(value.get_secret_value()):
             raise ValueError("must be printable ASCII without spaces (it travels in an HTTP header)")
         return value
 

@@ -135,3 +135,15 @@ def test_known_variables_in_any_case_are_read(monkeypatch: pytest.MonkeyPatch, t
     (tmp_path / "t.toml").write_text("")
     s = load_settings()
     assert (s.kafka.port, s.cache_dir) == (19092, tmp_path)
+
+
+def test_an_empty_admin_key_is_no_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    """docker/compose.yaml passes `TRADESIM_API__ADMIN_KEY` empty when the user set none: the API then uses its
+    key file. A key with a space cannot travel in a header and is refused."""
+    monkeypatch.setenv("TRADESIM_API__ADMIN_KEY", "")
+    key = load_settings().api.admin_key
+    assert key is not None
+    assert key.get_secret_value() == ""
+    monkeypatch.setenv("TRADESIM_API__ADMIN_KEY", "a b")
+    with pytest.raises(ValidationError, match="without spaces"):
+        load_settings()

@@ -699,7 +699,8 @@ class MarketDataHub:
         if isinstance(doc, dict) and doc.get("op") == "account":
             key = doc.get("api_key")
             if not isinstance(key, str) or not 0 < len(key) <= MAX_KEY or not is_header_safe(key):
-                return error(f"api_key must be a non-empty printable ASCII string of at most {MAX_KEY} characters")
+                return error(f"api_key must be a non-empty printable ASCII string without spaces, of at most "
+                             f"{MAX_KEY} characters")
             return await self.follow(client, key)
         if not isinstance(doc, dict) or doc.get("op") not in ("subscribe", "unsubscribe", "subscribe_bars",
                                                               "unsubscribe_bars"):
