@@ -122,7 +122,8 @@ class _Loader(yaml.SafeLoader):
     """SafeLoader without base-60 numbers, whose construction failures carry the node that failed."""
 
     yaml_implicit_resolvers = {
-        first: ([("tag:yaml.org,2002:str", _SEXAGESIMAL)] if first in "+-0123456789" else []) + list(resolvers)
+        first: ([("tag:yaml.org,2002:str", _SEXAGESIMAL)] if isinstance(first, str) and first
+                and first in "+-0123456789" else []) + list(resolvers)
         for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
     }
 
@@ -160,6 +161,8 @@ def _parse(text: str, shown: str) -> tuple[yaml.MappingNode, Any]:
         raise ScenarioError.one(shown, "yaml", f"invalid YAML: {exc.problem or exc.context}", line) from None
     except yaml.YAMLError as exc:
         raise ScenarioError.one(shown, "yaml", f"invalid YAML: {exc}") from None
+    except (ValueError, OverflowError) as exc:  # built outside any one node's construction (none known today)
+        raise ScenarioError.one(shown, "yaml", f"invalid value: {one_line(exc)[:200]}") from None
     except _BadValue as bad:  # a number too long to convert, a date out of range
         text = one_line(bad.cause)
         if "integer string conversion" in text:
@@ -207,10 +210,12 @@ def _duplicate_keys(node: yaml.Node, shown: str, loc: Loc, visited: set[int]) ->
         seen: set[str] = set()
         for key, value in node.value:
             name = str(key.value)
-            if key.tag not in (_STR, _MERGE):  # `1:`, `2024-01-01:`, `~:`: a key the model would see as no text
-                problems.append(Problem(shown, key.start_mark.line + 1, format_loc((*loc, name)),
-                                        f"a key must be text: quote it ('{name}')" if isinstance(key, yaml.ScalarNode)
-                                        else "a key must be text"))
+            # `1:`, `2024-01-01:`, `~:`: a key the model would see as no text (a strategy's params are its own)
+            if key.tag not in (_STR, _MERGE) and loc[:2] != ("strategy", "params"):
+                scalar = isinstance(key, yaml.ScalarNode)
+                problems.append(Problem(shown, key.start_mark.line + 1, format_loc((*loc, name if scalar else "?")),
+                                        f"a key must be text: quote it ('{name}')" if scalar
+                                        else "a key must be text, not a list or a mapping"))
             if name in seen:
                 problems.append(Problem(shown, key.start_mark.line + 1, format_loc((*loc, name)), "duplicate key"))
             seen.add(name)
@@ -232,10 +237,12 @@ def _loc_of(root: yaml.Node, target: yaml.Node) -> Loc:
         if id(node) in seen:
             continue
         seen.add(id(node))
+        # pushed last first, so the search goes in document order: a shared node is named where it is defined
+        # (an anchor comes before its aliases), at the line its mark gives
         if isinstance(node, yaml.MappingNode):
-            todo += [(n, (*loc, str(k.value))) for k, v in node.value for n in (k, v)]
+            todo += reversed([(n, (*loc, str(k.value))) for k, v in node.value for n in (k, v)])
         elif isinstance(node, yaml.SequenceNode):
-            todo += [(item, (*loc, i)) for i, item in enumerate(node.value)]
+            todo += reversed([(item, (*loc, i)) for i, item in enumerate(node.value)])
     return ()
 
 

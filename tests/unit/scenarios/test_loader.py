@@ -103,6 +103,11 @@ def test_csv_path_is_relative_to_the_scenario_file_not_the_working_directory(
          "Input should be a valid number"),
         ("symbols:\n  - {symbol: AAA, initial_price: 1}\nsource: {csv: 5}\n", 8, "source.csv",
          "must be a file path (text)"),
+        # a node shared through an alias is named where it is written first, at that line
+        ("symbols:\n  - &s {symbol: AAA, initial_price: 1, x: 2024-02-30}\n  - *s\n", 7, "symbols[0].x",
+         "invalid value: day is out of range"),
+        ("symbols:\n  - {symbol: AAA, initial_price: 1}\n? [a, b]\n: 1\n", 8, "?",
+         "a key must be text, not a list or a mapping"),
         ("symbols:\n  - {symbol: AAA, initial_price: 1, tick_size: 1000000}\n", 7, "symbols[0].tick_size",
          "must be < 1000000"),  # no bid below the cap would be a multiple of it
         ("symbols:\n  - {symbol: AAA, initial_price: \"1.00001\"}\n", 7, "symbols[0].initial_price",
@@ -123,6 +128,18 @@ def test_problem_names_file_line_and_field(write: Write, body: str, line: int, f
     assert (first.file, first.line, first.field) == ("bad.yaml", line, field)
     assert first.message.startswith(message)
     assert str(first).startswith(f"bad.yaml:{line}: {field}: {message}")
+
+
+def test_a_strategys_params_may_have_keys_that_are_not_text(write: Write) -> None:
+    """`params` go to the strategy as written: a map keyed by numbers (levels) is the strategy's business."""
+    path = write("p.yaml", HEADER + "symbols:\n  - {symbol: AAA, initial_price: 1}\n"
+                 "strategy:\n  class: \"x:Y\"\n  params: {levels: {1: 10, 2: 20}}\n")
+    try:
+        problems: list[Problem] = []
+        load_scenario(path)
+    except ScenarioError as exc:
+        problems = list(exc.problems)
+    assert not any("a key must be text" in p.message for p in problems), problems
 
 
 def test_a_merge_key_override_is_not_a_duplicate(write: Write) -> None:
