@@ -110,3 +110,16 @@ def test_a_csv_source_cannot_run_live() -> None:
     sc = _scenario().model_copy(update={"source": object()})  # any source: refused before it is read
     with pytest.raises(ScenarioError, match="recorded CSV cannot continue"):
         next(generate_live(sc, START_MS))
+
+
+def test_a_big_shock_every_pass_keeps_a_looping_market_valid() -> None:
+    """Each pass folds its last shock level into the next: a +1,000,000 % shock per pass reaches a float's limit
+    within ~80 passes, and a falling one reaches 0; a volatility so wild that the path itself reaches 0 made
+    that inf × 0 = nan (a ValueError at the next tick). The level stays within a float's range instead."""
+    from tradesim.domain.events import MAX_PRICE
+
+    for move, volatility in ((1_000_000, 1e300), (1_000_000, 0.2), (-99.9999, 0.2)):
+        sc = _scenario(duration_s=2, events=[{"at_s": 0, "symbol": "*", "move_pct": move}],
+                       symbols=[{"symbol": "AAA", "initial_price": "100.00", "volatility": volatility}])
+        ticks = list(islice(generate_live(sc, START_MS), 400 * sc.steps * len(sc.symbols)))
+        assert all(Decimal(0) < t.bid <= t.last <= t.ask <= MAX_PRICE and t.bid < MAX_PRICE for t in ticks)

@@ -119,7 +119,8 @@ class ShockPlan:
             else:
                 log_factor += log_move * (offset_ms - at_ms) / over_ms
                 spread = max(spread, multiplier)
-        return math.exp(log_factor), spread
+        # shocks in a row can add up past what a float holds; the price is capped at MAX_PRICE anyway
+        return math.exp(max(-_MAX_LOG, min(log_factor, _MAX_LOG))), spread
 
 
 class _SymbolSim:
@@ -204,8 +205,10 @@ def generate_live(scenario: Scenario, start_ms: int, *, loop: bool = True,
         if not loop:
             return
         for sim in sims:
-            # fold in the shock level of the pass's last tick, so the next pass starts from that price
-            sim.carry *= sim.shocks.at((steps - 1) * interval)[0]
+            # fold in the shock level of the pass's last tick, so the next pass starts from that price (bounded
+            # as one pass's level is: a shock repeated every pass would otherwise reach inf, and inf × 0 is nan)
+            level = math.log(sim.carry) + math.log(sim.shocks.at((steps - 1) * interval)[0])
+            sim.carry = math.exp(max(-_MAX_LOG, min(level, _MAX_LOG)))
 
 
 def pass_of(scenario: Scenario, tick: Tick) -> int:

@@ -76,6 +76,9 @@ Int = Annotated[int, NotBool]
 MAX_GENERATED_TICKS = 10_000_000
 #: a century: longer than any market history, and well inside the range of tick event times
 MAX_DURATION_S = 100 * 365.25 * 86_400
+#: one shock's reach: ×10,001 up, and a spread 10,000 times as wide (prices stay within the schema's cap anyway)
+MAX_MOVE_PCT = 1_000_000
+MAX_SPREAD_MULTIPLIER = 10_000
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 class _Section(BaseModel):
@@ -143,9 +146,12 @@ class ShockSpec(_Section):
 
     at_s: FiniteFloat = Field(ge=0, description="Seconds after `start` when the move begins.")
     symbol: str = Field(pattern=f"^(\\*|{SYMBOL_RE})$", description="A symbol, or * for all.")
-    move_pct: FiniteFloat = Field(gt=-100, description="Total move in percent (−12 = down 12 %).")
-    over_s: FiniteFloat = Field(0.0, ge=0, description="Window the move is spread over (0 = instant gap).")
-    spread_multiplier: FiniteFloat = Field(1.0, ge=1, description="Spread is widened by this inside the window.")
+    move_pct: FiniteFloat = Field(gt=-100, le=MAX_MOVE_PCT,
+                                  description="Total move in percent (−12 = down 12 %; at most 1,000,000).")
+    over_s: FiniteFloat = Field(0.0, ge=0, le=MAX_DURATION_S,
+                                description="Window the move is spread over (0 = instant gap).")
+    spread_multiplier: FiniteFloat = Field(1.0, ge=1, le=MAX_SPREAD_MULTIPLIER,
+                                           description="Spread is widened by this inside the window (at most 10,000).")
 
 
 class CsvSource(_Section):

@@ -10,6 +10,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
 from tradesim.domain.events import Tick, encode
 from tradesim.scenarios.errors import ScenarioError
@@ -216,3 +217,25 @@ def test_a_quote_at_the_cap_without_a_spread_bids_below_it(tick_size: str) -> No
     assert ticks
     assert all(t.bid < MAX_PRICE and t.bid <= t.last <= t.ask <= MAX_PRICE for t in ticks)
     assert max(t.bid for t in ticks) > MAX_PRICE - Decimal(tick_size) - Decimal(tick_size)  # as high as it may go
+
+
+@pytest.mark.parametrize("event", [
+    {"move_pct": 1_000_000}, {"move_pct": -99.999999}, {"over_s": 3_155_760_000, "move_pct": 50},
+    {"spread_multiplier": 10_000, "over_s": 5, "move_pct": 1}])
+def test_shocks_at_their_bounds_in_a_row_still_give_valid_ticks(event: dict[str, float]) -> None:
+    """The review found `move_pct: 1e300` (twice) and `spread_multiplier: 1e308` passing `validate`, then
+    `scenarios show` ending in an OverflowError: the bounds are the model's, and shocks adding up are clamped."""
+    from tradesim.domain.events import MAX_PRICE
+
+    shocks = [{"at_s": s, "symbol": "AAA", **event} for s in range(1, 100)]
+    ticks = list(generate(_scenario(events=shocks, duration_s=120)))
+    assert len(ticks) == 240
+    assert all(Decimal(0) < t.bid <= t.last <= t.ask <= MAX_PRICE and t.bid < MAX_PRICE for t in ticks)
+
+
+@pytest.mark.parametrize(("field", "value"), [
+    ("move_pct", 1e300), ("move_pct", 1_000_001), ("over_s", 1e308), ("spread_multiplier", 1e308),
+    ("spread_multiplier", 10_001)])
+def test_a_shock_past_its_bound_is_refused_by_the_model(field: str, value: float) -> None:
+    with pytest.raises(ValidationError, match=field):
+        _scenario(events=[{"at_s": 1, "symbol": "AAA", "move_pct": 1, field: value}])
