@@ -538,6 +538,7 @@ def test_a_folder_named_like_the_settings_file_exits_2(tmp_path: Path) -> None:
     (["order", "buy", "ß", "1"], "invalid symbol 'ß'"),
     (["order", "buy", "ACME", "1", "--limit", "100.12345"], "--limit has at most 4 decimal places"),
     (["order", "buy", "ACME", "1", "--stop", "1e30"], "--stop must be at most 1000000"),
+    (["order", "buy", "ACME", "1", "--limit", "0.00000"], "--limit must be a positive price"),
     (["accounts", "reset", ""], "'' is not a user id"),  # before: reset the active account
     (["accounts", "reset", "c1/rotate-key?"], "is not a user id"),  # before: rotated c1's key, never shown
     (["accounts", "rotate-key", "bob/reset#"], "is not a user id"),  # before: reset bob's account
@@ -885,6 +886,8 @@ def test_a_redis_url_whose_options_the_client_refuses_is_a_settings_mistake(monk
     (["accounts", "create", "hal", "--cash", "1.005"], "--cash must be an amount like 100000"),
     (["accounts", "create", "hal", "--cash", "Infinity"], "--cash must be an amount like 100000"),
     (["accounts", "create", "hal", "--cash", "1" + "0" * 15], "at most 15 digits"),
+    (["accounts", "create", "hal", "--cash", "1e26"], "at most 15 digits"),  # a review: decimal.InvalidOperation
+    (["accounts", "create", "hal", "--cash", "1e100"], "at most 15 digits"),
 ])
 def test_accounts_create_checks_its_arguments_before_asking_the_api(argv: list[str], says: str) -> None:
     result = runner.invoke(app, argv)
@@ -934,3 +937,12 @@ def test_replay_of_a_symbol_the_scenario_lacks_is_a_mistake_before_kafka_is_aske
     result = runner.invoke(app, ["replay", "calm", "--symbols", "NOPE"])
     assert result.exit_code == 2, result.output  # before: exit 1, "no Kafka broker answered" with the stack down
     assert "unknown symbol NOPE" in result.output
+
+
+def test_prices_are_sent_as_the_api_spells_them() -> None:
+    """Prices are judged by their value (the domain's `price_error`), so the cap and zeros past the 4th place pass."""
+    from tradesim.cli.orders import order_body
+
+    bodies = [order_body("buy", "ACME", "1", p, None, "day")["limit_price"]
+              for p in ("1000000.00000", "1e2", "0.0001", "12.3400000")]
+    assert bodies == ["1000000", "100", "0.0001", "12.34"]

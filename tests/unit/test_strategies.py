@@ -262,8 +262,11 @@ def test_market_time_never_goes_back_and_a_bar_is_handled_at_the_end_of_its_wind
     ({"type": "limit"}, ValueError, "limit_price is required"),
     ({"stop_price": Decimal("9")}, ValueError, "stop_price is not allowed"),
     ({"type": "limit", "limit_price": 10.5}, TypeError, "must be a Decimal"),
-    ({"type": "limit", "limit_price": Decimal("10.00001")}, ValueError, "more than 4 decimal places"),
+    ({"type": "limit", "limit_price": Decimal("10.00001")}, ValueError, "at most 4 decimal places"),
     ({"type": "stop", "stop_price": Decimal("-1")}, ValueError, "positive price"),
+    # a review found 1e30 ending in decimal.InvalidOperation (quantize past 28 digits), and the cap unchecked
+    ({"type": "limit", "limit_price": Decimal("1e30")}, ValueError, "at most 1000000"),
+    ({"type": "limit", "limit_price": Decimal("1000000.01")}, ValueError, "at most 1000000"),
 ])
 def test_an_order_that_cannot_be_valid_is_refused_before_it_is_sent(kwargs: dict[str, Any], error: type[Exception],
                                                                      match: str) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from decimal import ROUND_DOWN, Decimal, InvalidOperation
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -13,8 +13,7 @@ from rich.table import Table
 
 from tradesim.cli.errors import cli_errors
 from tradesim.cli.readout import user_param
-from tradesim.domain.events import CASH_DIGITS
-from tradesim.domain.money import CENT, cash_text
+from tradesim.domain.money import cash_error, cash_text
 from tradesim.settings import Settings, load_settings
 from tradesim.stack.errors import StackError, UserError
 
@@ -39,10 +38,8 @@ def cash_param(cash: str) -> str:
         amount = Decimal(cash.strip())
     except InvalidOperation:
         amount = Decimal("NaN")
-    if (not amount.is_finite() or amount < 0 or amount != amount.quantize(CENT, rounding=ROUND_DOWN)
-            or amount >= Decimal(10) ** CASH_DIGITS):
-        raise UserError(f"--cash must be an amount like 100000 or 2500.50 (at least 0, at most {CASH_DIGITS} digits "
-                        f"before the point and 2 after), got {cash!r}")
+    if problem := cash_error(amount):
+        raise UserError(f"--cash {problem}, got {cash!r}")
     return cash_text(amount)
 
 

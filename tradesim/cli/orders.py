@@ -14,7 +14,7 @@ from rich.table import Table
 
 from tradesim.cli.errors import cli_errors
 from tradesim.cli.readout import order_id_param, symbol_param
-from tradesim.domain.events import MAX_PRICE
+from tradesim.domain.money import price_error
 from tradesim.settings import load_settings
 from tradesim.stack.errors import UserError
 
@@ -40,16 +40,9 @@ def order_body(side: str, symbol: str, qty: str, limit: str | None, stop: str | 
             price = Decimal(value)
         except InvalidOperation:
             price = Decimal(-1)
-        option = f"--{name.split('_')[0]}"
-        if not price.is_finite() or price <= 0:
-            raise UserError(f"{option} must be a positive price, got {value!r}")
-        if price > MAX_PRICE:
-            raise UserError(f"{option} must be at most {MAX_PRICE}, got {value!r}")
-        price = price.normalize()  # 1e2 and 100.00000 are 100: sent as the API spells prices, never "1E+2"
-        exponent = price.as_tuple().exponent
-        if isinstance(exponent, int) and exponent < -4:
-            raise UserError(f"{option} has at most 4 decimal places, got {value!r}")
-        body[name] = format(price, "f")
+        if problem := price_error(price):
+            raise UserError(f"--{name.split('_')[0]} {problem}, got {value!r}")
+        body[name] = format(price.normalize(), "f")  # 1e2 and 100.00000 are 100: as the API spells prices
     body["type"] = {(True, True): "stop_limit", (True, False): "limit", (False, True): "stop"}.get(
         (limit is not None, stop is not None), "market")
     return body

@@ -31,3 +31,36 @@ def cash_text(amount: Decimal) -> str:
     """A whole-cent amount of at least 0 as the API takes it: plain digits and cents (1E+6 is 1000000.00, 5.000 is
     5.00, -0 is 0.00)."""
     return f"{amount.copy_abs().quantize(CENT):f}"
+
+
+def places(amount: Decimal) -> int:
+    """Digits after the point, trailing zeros not counted (100.000 → 0, 1.50 → 1, 1E+30 → 0); exact at any size,
+    where `quantize` raises past 28 digits."""
+    _, digits, exponent = amount.as_tuple()
+    if not isinstance(exponent, int) or not any(digits):
+        return 0
+    trailing = len(digits) - len("".join(map(str, digits)).rstrip("0"))
+    return max(0, -(exponent + trailing))
+
+
+def price_error(price: Decimal) -> str | None:
+    """Why `price` cannot be an order's limit or stop price (the API's `MarketPrice`), or None when it can."""
+    from tradesim.domain.events import MAX_PRICE, PRICE_PLACES
+
+    if not price.is_finite() or price <= 0:
+        return "must be a positive price"
+    if price > MAX_PRICE:
+        return f"must be at most {MAX_PRICE}"
+    if places(price) > PRICE_PLACES:
+        return f"has at most {PRICE_PLACES} decimal places"
+    return None
+
+
+def cash_error(amount: Decimal) -> str | None:
+    """Why `amount` cannot be an account's starting cash (the API's cash pattern), or None when it can."""
+    from tradesim.domain.events import CASH_DIGITS
+
+    if not amount.is_finite() or amount < 0 or amount >= Decimal(10) ** CASH_DIGITS or places(amount) > 2:
+        return (f"must be an amount like 100000 or 2500.50 (at least 0, at most {CASH_DIGITS} digits before the "
+                "point and 2 after)")
+    return None

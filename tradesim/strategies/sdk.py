@@ -26,7 +26,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from tradesim.client.api import call
 from tradesim.domain.events import Bar, OrderOutcome, OrderType, Side, Tick, TimeInForce
-from tradesim.domain.money import PRICE_QUANTUM
+from tradesim.domain.money import price_error
 from tradesim.domain.orders import price_problems
 from tradesim.domain.pnl import cash_delta
 from tradesim.domain.trades import record_of
@@ -254,10 +254,8 @@ class Context(ABC):
 def _check_price(name: str, price: Decimal) -> None:
     if not isinstance(price, Decimal):
         raise TypeError(f"{name} must be a Decimal, got {type(price).__name__} {price!r}")
-    if not price.is_finite() or price <= 0:
-        raise ValueError(f"{name} must be a positive price, got {price}")
-    if price != price.quantize(PRICE_QUANTUM):
-        raise ValueError(f"{name} {price} has more than 4 decimal places: round it first")
+    if problem := price_error(price):
+        raise ValueError(f"{name} {problem}, got {price}")
 
 
 def price_text(price: Decimal) -> str:
