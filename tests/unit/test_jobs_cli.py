@@ -12,6 +12,7 @@ from tradesim.adapters.flink.client import JobInfo
 from tradesim.cli.app import app
 from tradesim.settings import Settings, load_settings
 from tradesim.stack.jobs import JOBS, job_args, name_of, running_names, source_groups
+from tradesim.stack.state import StateFile
 from tradesim.testing.net import free_port
 
 runner = CliRunner()
@@ -23,6 +24,7 @@ def _isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("TRADESIM_HOME", str(tmp_path / "home"))
     monkeypatch.setenv("TRADESIM_FLINK__REST_PORT", str(free_port()))  # nothing listens there
     monkeypatch.delenv("TRADESIM_FLINK__REST_URL", raising=False)  # which would win over the port
+    StateFile(load_settings().stack_dir).claim()  # the stack's folder, as `up` leaves it
 
 
 def _one_line(output: str) -> str:
@@ -93,6 +95,31 @@ def test_fresh_forgets_the_parked_state_even_with_no_cluster_to_submit_to(tmp_pa
     assert parked(settings) == {"bars": "file:/sp/2"}
     (folder / "parked.json").write_text("not json")
     assert parked(settings) == {}
+
+
+@pytest.mark.parametrize("name", ["nosuchjob", "execution"])
+def test_fresh_before_the_first_up_leaves_a_folder_up_takes(name: str, monkeypatch: pytest.MonkeyPatch,
+                                                            tmp_path: Path) -> None:
+    """A review found `jobs submit nosuchjob --fresh` on a new home writing the jobs' note locks into the stack
+    folder before the name was checked, after which `up` refused the folder as not its own."""
+    monkeypatch.setenv("TRADESIM_HOME", str(tmp_path / "new"))
+    settings = load_settings()
+    result = runner.invoke(app, ["jobs", "submit", name, "--fresh"])
+    assert result.exit_code == (2 if name == "nosuchjob" else 1), result.output  # 1: no cluster
+    assert settings.stack_dir.exists() == (name != "nosuchjob")
+    StateFile(settings.stack_dir).claim()  # as `up` does first; raised UserError
+
+
+def test_fresh_on_a_folder_holding_something_else_writes_nothing_there(monkeypatch: pytest.MonkeyPatch,
+                                                                      tmp_path: Path) -> None:
+    monkeypatch.setenv("TRADESIM_HOME", str(tmp_path / "new"))
+    settings = load_settings()
+    settings.stack_dir.mkdir(parents=True)
+    (settings.stack_dir / "mine.txt").write_text("the user's")
+    result = runner.invoke(app, ["jobs", "submit", "execution", "--fresh"])
+    assert result.exit_code == 2, result.output
+    assert "did not make" in _one_line(result.output)
+    assert sorted(p.name for p in settings.stack_dir.iterdir()) in (["mine.txt"], [".lock", "mine.txt"])
 
 
 class _Cluster:

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from tradesim.settings import Settings
 from tradesim.stack.errors import StackError, UserError
-from tradesim.stack.state import file_lock
+from tradesim.stack.state import claim_stack_dir, file_lock
 
 if TYPE_CHECKING:
     from tradesim.adapters.flink.client import FlinkRest, JobInfo
@@ -165,6 +165,14 @@ def running_names(settings: Settings) -> set[str] | None:
         return None
 
 
+def job_spec(name: str) -> JobSpec:
+    """The catalog's job of this name; raises UserError naming the known ones."""
+    spec = JOBS.get(name)
+    if spec is None:
+        raise UserError(f"unknown job {name!r}; known: {', '.join(JOBS)}")
+    return spec
+
+
 def submit_job(settings: Settings, name: str, parallelism: int | None = None,
                overrides: dict[str, str] | None = None, options: dict[str, str] | None = None,
                progress: Callable[[str], None] = lambda _msg: None,
@@ -176,10 +184,9 @@ def submit_job(settings: Settings, name: str, parallelism: int | None = None,
     A standard submit (no overrides, no recovery path, not `fresh`) continues the job's state: the savepoint
     `down` parked, else the last checkpoint of a run the cluster lost (`lost_checkpoint`). One submit of a job
     at a time across processes (`up --with-jobs`, the watchdog, the CLI), so two never resume the same state."""
-    spec = JOBS.get(name)
-    if spec is None:
-        raise UserError(f"unknown job {name!r}; known: {', '.join(JOBS)}")
+    spec = job_spec(name)
     rest = cluster(settings)
+    claim_stack_dir(settings.stack_dir)
     with file_lock(_flink_dir(settings) / f"submit-{name}.lock"):
         return _submit_locked(settings, spec, rest, parallelism, overrides, options, progress, runtime, fresh)
 
@@ -286,7 +293,8 @@ class _Notes:
     """A small JSON object in a file that several processes change (the CLI, `up`, the watchdog, the tests): each
     change is a read-modify-write under a lock they all take, written to a file of its own and renamed."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, settings: Settings, path: Path) -> None:
+        self.stack_dir = settings.stack_dir
         self.path = path
 
     def read(self) -> dict[str, Any]:
@@ -307,6 +315,7 @@ class _Notes:
 
     @contextlib.contextmanager
     def changing(self) -> Iterator[dict[str, Any]]:
+        claim_stack_dir(self.stack_dir)
         with file_lock(self.path.with_name(self.path.name + ".lock")):
             entries = self.read()
             before = dict(entries)
@@ -336,7 +345,7 @@ def _park_dir(settings: Settings) -> Path:
 
 
 def _parked_notes(settings: Settings) -> _Notes:
-    return _Notes(_park_dir(settings) / "parked.json")
+    return _Notes(settings, _park_dir(settings) / "parked.json")
 
 
 def parked(settings: Settings) -> dict[str, str]:
@@ -353,6 +362,7 @@ def unpark(settings: Settings, name: str) -> None:
 def forget_state(settings: Settings, name: str) -> None:
     """`jobs submit --fresh`, even with no cluster to submit to: neither the parked state nor a lost run's is
     resumed later."""
+    job_spec(name)
     unpark(settings, name)
     _note_run(settings, name, None)
 
@@ -456,7 +466,7 @@ class RunNote:
 
 
 def _run_notes(settings: Settings) -> _Notes:
-    return _Notes(_flink_dir(settings) / "runs.json")
+    return _Notes(settings, _flink_dir(settings) / "runs.json")
 
 
 def runs(settings: Settings) -> dict[str, RunNote]:
@@ -562,7 +572,7 @@ def _restoring(settings: Settings) -> dict[str, str]:
 
 
 def _restoring_notes(settings: Settings) -> _Notes:
-    return _Notes(_flink_dir(settings) / "restoring.json")
+    return _Notes(settings, _flink_dir(settings) / "restoring.json")
 
 
 def _last_change(folder: Path) -> float:

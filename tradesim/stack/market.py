@@ -15,7 +15,7 @@ from pathlib import Path
 
 from tradesim.settings import MAX_LIVE_SPEED, Settings
 from tradesim.stack.component import PortSpec, ServiceComponent, answers
-from tradesim.stack.state import StateFile
+from tradesim.stack.state import claim_stack_dir
 
 REQUEST_FILE = "request.json"
 #: written by the feed process at its start (run id, event-time start); read by `tradesim market status`
@@ -53,9 +53,7 @@ def read_request(settings: Settings) -> MarketRequest | None:
 
 def write_request(settings: Settings, request: MarketRequest) -> None:
     """Leave the request in the stack's folder, checked and marked as `up` does before it writes there."""
-    state = StateFile(settings.stack_dir)
-    with state.locked():
-        state.claim()
+    claim_stack_dir(settings.stack_dir)
     path = market_dir(settings) / REQUEST_FILE
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")

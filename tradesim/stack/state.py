@@ -64,10 +64,13 @@ class StateFile:
         folder.mkdir(parents=True, exist_ok=True)
         self._marker.touch()
 
+    def marked(self) -> bool:
+        return self._marker.is_file()
+
     def owned(self) -> bool:
         """Whether tradesim made this folder: its marker, or (a stack started before the marker) a state file of
         tradesim's shape."""
-        if self._marker.is_file():
+        if self.marked():
             return True
         try:
             raw = json.loads(self.path.read_text())
@@ -102,6 +105,18 @@ class StateFile:
 
     def locked(self) -> AbstractContextManager[None]:
         return file_lock(self._lock_path)
+
+
+def claim_stack_dir(stack_dir: Path) -> None:
+    """Check and mark the stack's folder as `up` does, before a command writes into it (a job's notes, the live
+    market's request), so one run before the first `up` cannot leave files for which `up` refuses the folder.
+    Raises UserError for a folder that holds something else. A folder already marked costs no lock, so a
+    caller that holds the state lock (`up` itself, which marks first) does not wait on its own lock."""
+    state = StateFile(stack_dir)
+    if state.marked():
+        return
+    with state.locked():
+        state.claim()
 
 
 @contextmanager
