@@ -946,3 +946,20 @@ def test_prices_are_sent_as_the_api_spells_them() -> None:
     bodies = [order_body("buy", "ACME", "1", p, None, "day")["limit_price"]
               for p in ("1000000.00000", "1e2", "0.0001", "12.3400000")]
     assert bodies == ["1000000", "100", "0.0001", "12.34"]
+
+
+def test_every_command_prints_text_as_written() -> None:
+    """Paths, names and descriptions users wrote may hold [brackets] or :codes:: every console a command prints
+    with reads no markup or emoji codes (a review found `[/]` in a folder's name ending in a MarkupError)."""
+    import importlib
+    import pkgutil
+
+    from rich.console import Console
+
+    import tradesim.cli
+
+    consoles = {f"{info.name}.{name}": value for info in pkgutil.iter_modules(tradesim.cli.__path__)
+                for name, value in vars(importlib.import_module(f"tradesim.cli.{info.name}")).items()
+                if isinstance(value, Console)}
+    assert len(consoles) >= 10
+    assert [name for name, c in consoles.items() if c._markup or c._emoji] == []

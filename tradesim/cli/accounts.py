@@ -8,17 +8,16 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from tradesim.cli.errors import cli_errors
-from tradesim.cli.readout import user_param
+from tradesim.cli.readout import console, user_param
 from tradesim.domain.money import cash_error, cash_text
 from tradesim.settings import Settings, load_settings
 from tradesim.stack.errors import StackError, UserError
 
 app = typer.Typer(help="Accounts of the order API (admin key read from the stack folder).", no_args_is_help=True)
-out = Console(highlight=False, soft_wrap=True)
+out = console()
 
 
 @app.command("create")
@@ -75,7 +74,7 @@ def _list(as_json: bool) -> None:
     settings = load_settings()
     answer = call(settings, "GET", "/accounts", admin_key(settings))
     if as_json:
-        out.print(json.dumps(answer), markup=False)
+        out.print(json.dumps(answer))
         return
     active = load_credentials(settings).get("active")
     table = Table(title="accounts")
@@ -125,7 +124,7 @@ def _rotate_key(name: str) -> None:
         out.print(f"new key for {name} saved to {path}; the old one stops working within "
                   f"{settings.api.auth_cache_s:g} s")
     else:
-        out.print(f"new key for {name} (shown once): {answer['api_key']}", markup=False)
+        out.print(f"new key for {name} (shown once): {answer['api_key']}")
         out.print(f"the old one stops working within {settings.api.auth_cache_s:g} s")
 
 
@@ -136,7 +135,7 @@ def _saved(settings: Settings, data: dict[str, Any], name: str, key: str) -> Pat
     try:
         return save_credentials(settings, data)
     except OSError as exc:
-        out.print(f"the new key for {name} (shown once, not saved): {key}", markup=False)
+        out.print(f"the new key for {name} (shown once, not saved): {key}")
         raise StackError(f"could not save the credentials file: {exc}") from None
 
 
@@ -172,7 +171,7 @@ def _show(as_json: bool) -> None:
     settings = load_settings()
     answer = call(settings, "GET", "/accounts/me", active_key(settings)[1])
     if as_json:
-        out.print(json.dumps(answer), markup=False)
+        out.print(json.dumps(answer))
         return
     positions = ", ".join(f"{s} {q}" for s, q in sorted(answer["positions"].items())) or "none"
     out.print(f"{answer['user_id']}: cash {answer['cash']} (started with {answer['starting_cash']}); "

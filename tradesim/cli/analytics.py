@@ -7,16 +7,15 @@ from typing import Annotated, Any
 
 import typer
 from rich import box
-from rich.console import Console
 from rich.table import Table
 
 from tradesim.cli.errors import cli_errors
-from tradesim.cli.readout import OPTIONS, Interval, JsonOpt, interval_param, since_param, symbol_param
+from tradesim.cli.readout import OPTIONS, Interval, JsonOpt, console, interval_param, since_param, symbol_param
 from tradesim.client.format import cents, price, signed, when
 from tradesim.settings import load_settings
 
 app = typer.Typer(help="Volume and P&L over time, from the analytics read model.", no_args_is_help=True)
-out = Console(highlight=False, soft_wrap=True)
+out = console()
 
 
 @app.command("volume")
@@ -41,7 +40,7 @@ def _volume(symbol: str | None, interval: str, since: str | None, market: bool, 
     key = admin_key(settings) if market else active_key(settings)[1]
     answer = call(settings, "GET", "/analytics/volume", key, params=params, options=OPTIONS)
     if as_json:
-        out.print(json.dumps(answer), markup=False)
+        out.print(json.dumps(answer))
         return
     whose = "market" if answer["user_id"] is None else answer["user_id"]
     table = Table(title=f"{whose} volume per {answer['interval']}, {when(answer['from_ms'], False)} to "
@@ -71,7 +70,7 @@ def _pnl(interval: str, since: str | None, as_json: bool) -> None:
     answer = call(settings, "GET", "/analytics/pnl", active_key(settings)[1], params=params,
                   options=OPTIONS)
     if as_json:
-        out.print(json.dumps(answer), markup=False)
+        out.print(json.dumps(answer))
         return
     table = Table(title=f"P&L of {answer['user_id']} per {answer['interval']} (cash now {cents(answer['cash'])})",
                   box=box.SIMPLE_HEAD)

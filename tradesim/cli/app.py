@@ -66,14 +66,14 @@ def main() -> None:
     try:
         code = app(standalone_mode=False)
     except typer.Abort:
-        err.print("aborted", markup=False)
+        err.print("aborted")
         sys.exit(1)
     except typer.TyperException as exc:  # typer's own click: usage errors, bad parameters
         if type(exc).__name__ == "NoArgsIsHelpError":  # `tradesim` alone, or a group without its command:
             sys.exit(exc.exit_code)  # typer printed the help as it raised this
         ctx = getattr(exc, "ctx", None)
         hint = f" (see `{ctx.command_path} --help`)" if ctx is not None else ""
-        err.print(f"error: {one_line(exc.format_message())}{hint}", markup=False)
+        err.print(f"error: {one_line(exc.format_message())}{hint}")
         sys.exit(exc.exit_code)
     # without standalone mode typer returns an exit's code, or the command's value (every command returns None)
     sys.exit(code if isinstance(code, int) else 0)

@@ -9,13 +9,13 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
 from tradesim.cli.errors import cli_errors
+from tradesim.cli.readout import console
 from tradesim.settings import load_settings
 
-out = Console(highlight=False, soft_wrap=True)
+out = console()
 
 
 def register(app: typer.Typer) -> None:
@@ -62,7 +62,8 @@ class _Bars:
 
 @contextmanager
 def _bars() -> Iterator[_Bars]:
-    columns = (TextColumn("{task.description:<34}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    columns = (TextColumn("{task.description:<34}", markup=False), BarColumn(), MofNCompleteColumn(),
+               TimeElapsedColumn())
     bars = _Bars(Progress(*columns, console=out, transient=False))
     try:
         yield bars

@@ -6,16 +6,16 @@ import math
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
 from tradesim.cli.errors import check_output, cli_errors
+from tradesim.cli.readout import console
 from tradesim.cli.stack import only_names
 from tradesim.settings import load_settings
 from tradesim.stack.errors import UserError
 
 app = typer.Typer(help="Benchmarks; each prints its figures and the command that produced them.",
                   no_args_is_help=True)
-out = Console(highlight=False, soft_wrap=True)
+out = console()
 #: the highest offered rate a bench takes (orders/s): far past what one box saturates at
 MAX_RATE = 100_000
 
@@ -50,7 +50,7 @@ def _up(only: str | None, cold: bool) -> None:
     stack_up.run(settings, names, cold, lines)
     out.print(f"command: tradesim bench up{' --only ' + only if only else ''}{'' if cold else ' --warm'}")
     for line in lines:
-        out.print("  " + line, markup=False)
+        out.print("  " + line)
 
 
 @app.command("marketdata")
@@ -80,7 +80,7 @@ def _marketdata(ticks: int, symbols: int, clients: int, burst: int, rate: float,
     out.print(f"command: tradesim bench marketdata --ticks {ticks} --symbols {symbols} --clients {clients} "
               f"--burst {burst} --rate {rate:g} --seconds {seconds:g} --rounds {rounds} --client-procs {procs}")
     for line in lines:
-        out.print("  " + line, markup=False)
+        out.print("  " + line)
 
 
 @app.command("bars")
@@ -107,7 +107,7 @@ def _bars(mode: str, ticks: int, rate: int) -> None:
     flink_bars.run(load_settings(), modes, ticks, rate, lines)
     out.print(f"command: tradesim bench bars --mode {mode} --ticks {ticks} --rate {rate}")
     for line in lines:
-        out.print("  " + line, markup=False)
+        out.print("  " + line)
 
 
 @app.command("orders")
@@ -132,7 +132,7 @@ def _orders(rates: str, seconds: float, concurrency: int, users: int) -> None:
     out.print(f"command: tradesim bench orders --rates {rates} --seconds {seconds:g} --concurrency {concurrency} "
               f"--users {users}")
     for line in lines:
-        out.print("  " + line, markup=False)
+        out.print("  " + line)
 
 
 @app.command("e2e")
@@ -159,7 +159,7 @@ def _e2e(rates: str, seconds: float, passthrough: int, parallelism: int | None, 
     out.print(f"command: tradesim bench e2e --rates {rates} --seconds {seconds:g} --passthrough {passthrough}"
               + (f" --parallelism {parallelism}" if parallelism else "") + (f" --users {users}" if users else ""))
     for line in lines:
-        out.print("  " + line, markup=False)
+        out.print("  " + line)
 
 
 @app.command("dynamodb")
@@ -179,7 +179,7 @@ def _dynamodb(requests: int, threads: int) -> None:
     bench_dynamodb.run(load_settings(), requests, threads, lines)
     out.print(f"command: tradesim bench dynamodb --requests {requests} --threads {threads}")
     for line in lines:
-        out.print("  " + line, markup=False)
+        out.print("  " + line)
 
 
 @app.command("persistence")
@@ -201,7 +201,7 @@ def _persistence(events: int, rate: float, seconds: float) -> None:
     bench_persistence.latency(settings, rate, seconds, lines)
     out.print(f"command: tradesim bench persistence --events {events} --rate {rate:g} --seconds {seconds:g}")
     for line in lines:
-        out.print("  " + line, markup=False)
+        out.print("  " + line)
 
 
 @app.command("queries")
@@ -224,7 +224,7 @@ def _queries(trades: int, users: int, clients: int, seconds: float) -> None:
     out.print(f"command: tradesim bench queries --trades {trades} --users {users} --clients {clients} "
               f"--seconds {seconds:g}")
     for line in lines:
-        out.print("  " + line, markup=False)
+        out.print("  " + line)
 
 
 @app.command("tui")
@@ -253,7 +253,7 @@ def _tui(rate: float, symbols: int, orders: float, seconds: float, warmup: float
               f"--seconds {seconds:g} --warmup {warmup:g}" + (" --headless" if headless else "")
               + (" --profile" if profile else ""))
     for line in lines:
-        out.print("  " + line, markup=False)
+        out.print("  " + line)
 
 
 @app.command("all")
@@ -278,7 +278,7 @@ def _all(quick: bool) -> None:
         raise UserError(f"bench all starts a fresh stack on the same ports: `tradesim down` first (running: "
                         f"{', '.join(running)})")
     out.print(f"command: tradesim bench all{' --quick' if quick else ''}")
-    doc = bench_all.run(settings, bench_all.Plan(quick), lambda line: out.print(line, markup=False))
+    doc = bench_all.run(settings, bench_all.Plan(quick), lambda line: out.print(line))
     path = bench_all.write(doc)
     bench_all.update_results(bench_all.load_all())
     out.print(f"wrote {path} and the tables at the end of {bench_all.RESULTS_MD}")
@@ -314,6 +314,6 @@ def _soak(minutes: float, rate: float, clients: int, tick_rate: float, interval:
     out.print(f"command: tradesim bench soak --minutes {minutes:g} --rate {rate:g} --clients {clients} "
               f"--tick-rate {tick_rate:g} --interval {interval:g} --warmup {warmup:g}")
     result = bench_soak.run(load_settings(), minutes, rate, clients, tick_rate, interval, warmup,
-                            lambda line: out.print("  " + line, markup=False))
+                            lambda line: out.print("  " + line))
     if json_out:
         Path(json_out).write_text(json.dumps(result, indent=1) + "\n")

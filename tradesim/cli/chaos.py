@@ -8,18 +8,19 @@ from types import FrameType
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from tradesim.adapters.toxiproxy.client import Toxiproxy, ToxiproxyRefused
 from tradesim.cli.errors import cli_errors
+from tradesim.cli.readout import console
 from tradesim.ports import Unavailable
 from tradesim.settings import load_settings
 from tradesim.stack.errors import StackError, UserError
 
 app = typer.Typer(help="Inject faults between the services and Redis, DynamoDB or Kafka (needs chaos.enabled).",
                   no_args_is_help=True)
-out = Console(highlight=False, soft_wrap=True)
+out = console()
 
 
 def _proxy() -> Toxiproxy:
@@ -49,7 +50,8 @@ def list_cmd() -> None:
         tox.close()
     state = Table("proxy", "listen", "upstream", "enabled", "toxics")
     for p in proxies:
-        state.add_row(p.name, p.listen, p.upstream, "yes" if p.enabled else "[red]no[/]", ", ".join(p.toxics) or "-")
+        state.add_row(p.name, p.listen, p.upstream, "yes" if p.enabled else Text("no", style="red"),
+                      ", ".join(p.toxics) or "-")
     out.print(state)
 
 

@@ -22,7 +22,7 @@ from tradesim.text import one_line, visible
 
 P = ParamSpec("P")
 R = TypeVar("R")
-err = Console(stderr=True, highlight=False, soft_wrap=True, emoji=False)  # `:x:` in a path stays as typed
+err = Console(stderr=True, highlight=False, soft_wrap=True, emoji=False, markup=False)  # text as typed
 
 
 def settings_error_line(exc: ValidationError) -> str:
@@ -85,30 +85,30 @@ def cli_errors(fn: Callable[P, R]) -> Callable[P, R]:
         except ValidationError as exc:
             if exc.title != "Settings":
                 raise  # a model tradesim built itself: a bug to see in full, not a setting to fix
-            err.print(f"error: {settings_error_line(exc)}", markup=False)
+            err.print(f"error: {settings_error_line(exc)}")
             raise typer.Exit(2) from None
         except SettingsFileError as exc:
-            err.print(f"error: {one_line(exc)}", markup=False)
+            err.print(f"error: {one_line(exc)}")
             raise typer.Exit(2) from None
         except ScenarioError as exc:
             for problem in exc.problems:  # one `file:line: field: message` line each, like a compiler
-                err.print(str(problem), markup=False)
+                err.print(str(problem))
             raise typer.Exit(2) from None
         except UserError as exc:
-            err.print(f"error: {one_line(exc)}", markup=False)
+            err.print(f"error: {one_line(exc)}")
             raise typer.Exit(2) from None
         except (StackError, FlinkRequestError) as exc:  # may end with a tool's output (`flink run`, compose)
-            err.print(f"error: {exc}", markup=False)
+            err.print(f"error: {exc}")
             raise typer.Exit(1) from None
         except (Unavailable, KafkaUnavailable, KafkaDeliveryError) as exc:  # a server a command needs (the
             # benchmarks reach the stores directly): the stack's problem, one line
-            err.print(f"error: {one_line(exc)}", markup=False)
+            err.print(f"error: {one_line(exc)}")
             raise typer.Exit(1) from None
         except BrokenPipeError:
             raise  # the reader went away (`| head`): typer ends quietly
         except OSError as exc:  # the machine refused: a read-only or full folder, a folder where a file should be
             where = f": {exc.filename}" if exc.filename else ""
-            err.print(f"error: {exc.strerror or exc}{where}", markup=False)
+            err.print(f"error: {exc.strerror or exc}{where}")
             raise typer.Exit(1) from None
 
     return wrapper

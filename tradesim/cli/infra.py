@@ -8,9 +8,9 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
 from tradesim.cli.errors import check_output_folder, cli_errors
+from tradesim.cli.readout import console
 
 # aws_cdk loads in synthesize
 from tradesim.infra.synth import ASSEMBLY_MARKER, DEFAULT_REGION, SYNTH_MARKER, NodeMissing, synthesize
@@ -20,7 +20,7 @@ from tradesim.stack.flink import REPO_ROOT
 
 app = typer.Typer(help="Infrastructure as code: the whole system on AWS managed services (AWS CDK).",
                   no_args_is_help=True)
-out = Console(highlight=False, soft_wrap=True)
+out = console()
 DEFAULT_OUT = REPO_ROOT / "infra" / "cdk.out"
 CDK_MODULES = ("aws_cdk", "cdk_nag", "constructs", "jsii", "packaging")
 #: an AWS region's name: us-east-1, eu-central-2, ap-southeast-4, us-gov-west-1, cn-north-1, eusc-de-east-1
@@ -61,7 +61,7 @@ def synth(
                         "synthesis writes over what is in it)")
     try:
         result = synthesize(env.value, out_dir.resolve(), region=region, clickhouse_url=clickhouse_url,
-                            report=lambda line: out.print(line, markup=False))
+                            report=lambda line: out.print(line))
     except NodeMissing as exc:
         raise UserError(str(exc)) from None
     except ModuleNotFoundError as exc:

@@ -11,20 +11,20 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from tradesim.cli.errors import cli_errors
+from tradesim.cli.readout import console
 from tradesim.settings import load_settings, redacted
 from tradesim.stack.errors import UserError
 from tradesim.stack.jobs import JOBS, RECOVERY, cancel_job, cluster, forget_state, name_of, submit_job
 
 app = typer.Typer(help="Flink jobs on the session cluster: submit, list, cancel.", no_args_is_help=True)
-out = Console(highlight=False, soft_wrap=True)
+out = console()
 
 
 def _progress(message: str) -> None:
-    out.print(f"flink: {message}", markup=False)
+    out.print(f"flink: {message}")
 
 
 @app.command("submit")

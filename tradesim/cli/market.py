@@ -11,19 +11,18 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
 from tradesim.cli.errors import cli_errors
-from tradesim.cli.readout import symbol_param, symbols_param
+from tradesim.cli.readout import console, symbol_param, symbols_param
 from tradesim.settings import MAX_LIVE_SPEED, Settings, load_settings, redacted
 from tradesim.stack.errors import StackError, UserError
 
 if TYPE_CHECKING:
     from tradesim.stack.market import MarketRequest
 
-out = Console(highlight=False, soft_wrap=True)
+out = console()
 
 
 def replay(
@@ -58,7 +57,8 @@ def _replay(scenario: str, speed: float | None, symbols: str | None) -> None:
     clock = SimClock(speed=speed)
     start_ms = int(sc.start.timestamp() * 1000)
     total_ms = sc.duration_ms
-    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.fields[info]}"),
+    with Progress(TextColumn("{task.description}", style="bold", markup=False), BarColumn(),
+                  TextColumn("{task.fields[info]}", markup=False),
                   TimeElapsedColumn(), console=out, transient=False) as progress:
         task = progress.add_task(f"replay {sc.id}", total=max(total_ms, 1), info="")
 
@@ -194,7 +194,7 @@ def market_start(
 
 @cli_errors
 def _market_start(scenario: str | None, speed: str | None, loop: bool | None) -> None:
-    out.print(start_market(load_settings(), scenario, speed, loop), markup=False)
+    out.print(start_market(load_settings(), scenario, speed, loop))
 
 
 def start_market(settings: Settings, scenario: str | None, speed: str | float | None, loop: bool | None, *,
@@ -313,20 +313,19 @@ def _market_status(as_json: bool) -> None:
     if as_json:
         sys.stdout.write(json.dumps(doc, indent=2) + "\n")
     elif row.state == "running":
-        out.print(f"market running (pid {row.pid}): {_describe(request) if request else 'settings defaults'}",
-                  markup=False)
+        out.print(f"market running (pid {row.pid}): {_describe(request) if request else 'settings defaults'}")
         if run is not None:
             started = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(run.start_ms / 1000))
-            out.print(f"run {run.run_id}, scenario id {run.scenario_id}, event time from {started} UTC", markup=False)
+            out.print(f"run {run.run_id}, scenario id {run.scenario_id}, event time from {started} UTC")
         if counts:
             last = counts.get("last_event_time_ms")
             when = time.strftime("%H:%M:%S", time.gmtime(last / 1000)) if last else "-"
             out.print(f"{counts['ticks_published']:,} ticks published, {counts['loops_completed']} passes "
-                      f"completed, last event time {when} UTC", markup=False)
+                      f"completed, last event time {when} UTC")
     elif row.state == "stopped" and row.healthy:
-        out.print("market stopped: nobody started it (`tradesim market start`)", markup=False)
+        out.print("market stopped: nobody started it (`tradesim market start`)")
     else:
-        out.print(f"market {row.state}: {row.detail or '-'}", markup=False)
+        out.print(f"market {row.state}: {row.detail or '-'}")
     if not row.healthy:
         raise typer.Exit(1)
 

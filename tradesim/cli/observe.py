@@ -6,17 +6,19 @@ import time
 from typing import Annotated
 
 import typer
-from rich.console import Console, Group
+from rich.console import Group
 from rich.live import Live
 from rich.table import Table
+from rich.text import Text
 
 from tradesim.adapters.prometheus.client import PrometheusApi
 from tradesim.cli.errors import cli_errors
+from tradesim.cli.readout import console
 from tradesim.ports import Unavailable
 from tradesim.settings import load_settings
 from tradesim.stack.errors import StackError
 
-out = Console(highlight=False, soft_wrap=True)
+out = console()
 
 
 def register(app: typer.Typer) -> None:
@@ -85,11 +87,11 @@ def screen(api: PrometheusApi) -> Group:
     requests, errors = api.scalar("tradesim:api_requests:rate1m"), api.scalar("tradesim:api_5xx:rate1m")
     firing = [a for a in api.alerts() if a.state == "firing"]
     head = Table.grid(padding=(0, 3))
-    head.add_row(f"orders/s [bold]{_fmt(orders)}[/]",
-                 f"order → outcome p50 [bold]{_fmt(None if p50 is None else p50 * 1000, ' ms', 0)}[/] "
-                 f"p99 [bold]{_fmt(None if p99 is None else p99 * 1000, ' ms', 0)}[/]",
-                 f"API req/s [bold]{_fmt(requests)}[/] 5xx/s [bold]{_fmt(errors, '', 2)}[/]",
-                 f"alerts firing [bold]{'[red]' if firing else ''}{len(firing)}[/]")
+    head.add_row(Text.assemble("orders/s ", (_fmt(orders), "bold")),
+                 Text.assemble("order → outcome p50 ", (_fmt(None if p50 is None else p50 * 1000, " ms", 0), "bold"),
+                               " p99 ", (_fmt(None if p99 is None else p99 * 1000, " ms", 0), "bold")),
+                 Text.assemble("API req/s ", (_fmt(requests), "bold"), " 5xx/s ", (_fmt(errors, "", 2), "bold")),
+                 Text.assemble("alerts firing ", (str(len(firing)), "bold red" if firing else "bold")))
 
     comps = Table("component", "up", "restarts", "CPU %", "RSS MB", title="components", title_justify="left")
     up = {s.labels["component"]: s.value for s in api.query("tradesim_component_up")}
@@ -97,7 +99,7 @@ def screen(api: PrometheusApi) -> Group:
     cpu = {s.labels["component"]: s.value for s in api.query("tradesim:component_cpu:rate1m")}
     rss = {s.labels["component"]: s.value for s in api.query("tradesim_component_rss_bytes")}
     for name in sorted(up):
-        comps.add_row(name, "yes" if up[name] else "[red]no[/]", _fmt(restarts.get(name), "", 0),
+        comps.add_row(name, "yes" if up[name] else Text("no", style="red"), _fmt(restarts.get(name), "", 0),
                       _fmt(None if name not in cpu else cpu[name] * 100), _fmt(rss.get(name, 0) / 2**20, "", 0))
 
     lags = Table("consumer group", "topic", "lag", title="consumer lag", title_justify="left")
@@ -108,7 +110,7 @@ def screen(api: PrometheusApi) -> Group:
     job_restarts = {s.labels["flink_job"]: s.value for s in api.query("tradesim_flink_job_restarts")}
     ages = {s.labels["flink_job"]: s.value for s in api.query("tradesim_flink_job_checkpoint_age_seconds")}
     for job in sorted(running):
-        jobs.add_row(job, "yes" if running[job] else "[red]no[/]", _fmt(job_restarts.get(job), "", 0),
+        jobs.add_row(job, "yes" if running[job] else Text("no", style="red"), _fmt(job_restarts.get(job), "", 0),
                      _fmt(ages.get(job), "", 0))
     parts: list[Table] = [head, comps, lags, jobs]
     if firing:

@@ -9,17 +9,16 @@ from decimal import Decimal, InvalidOperation
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from tradesim.cli.errors import cli_errors
-from tradesim.cli.readout import order_id_param, symbol_param
+from tradesim.cli.readout import console, order_id_param, symbol_param
 from tradesim.domain.money import price_error
 from tradesim.settings import load_settings
 from tradesim.stack.errors import UserError
 
 app = typer.Typer(help="Place, show and cancel orders as the active user.", no_args_is_help=True)
-out = Console(highlight=False, soft_wrap=True)
+out = console()
 _TIFS = ("day", "gtc", "ioc")
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print the API's JSON answer.")]
 
@@ -65,14 +64,14 @@ def _place(side: str, symbol: str, qty: str, limit: str | None, stop: str | None
         raise OutcomeUnknown(f"{exc}; to retry without a risk of placing it twice, run the same command with "
                              f"--idempotency-key {key}") from None
     if as_json:
-        out.print(json.dumps(answer), markup=False)
+        out.print(json.dumps(answer))
         return
     price = {"limit": f" limit {body.get('limit_price')}", "stop": f" stop {body.get('stop_price')}",
              "stop_limit": f" stop {body.get('stop_price')} limit {body.get('limit_price')}"}.get(body["type"], "")
     again = (" (placed before with this --idempotency-key: the same order, not placed again)"
              if answered.get("idempotent-replayed") == "true" else "")
     out.print(f"{answer['status']}: {side} {body['qty']} {body['symbol']} {price.strip() or body['type']} "
-              f"({body['time_in_force']}) — order {answer['order_id']}{again}", markup=False)
+              f"({body['time_in_force']}) — order {answer['order_id']}{again}")
 
 
 Limit = Annotated[str | None, typer.Option("--limit", help="Limit price (limit / stop-limit order).")]
@@ -106,7 +105,7 @@ def _cancel(order_id: str, as_json: bool) -> None:
 
     settings = load_settings()
     answer = call(settings, "DELETE", f"/orders/{order_id_param(order_id)}", active_key(settings)[1])
-    out.print(json.dumps(answer) if as_json else f"cancel requested for order {answer['order_id']}", markup=False)
+    out.print(json.dumps(answer) if as_json else f"cancel requested for order {answer['order_id']}")
 
 
 @app.command("show")
@@ -121,14 +120,14 @@ def _show(order_id: str, as_json: bool) -> None:
     settings = load_settings()
     o = call(settings, "GET", f"/orders/{order_id_param(order_id)}", active_key(settings)[1])
     if as_json:
-        out.print(json.dumps(o), markup=False)
+        out.print(json.dumps(o))
         return
     lines = [f"order {o['order_id']}: {o['status']}", f"  {o['side']} {o['qty']} {o['symbol']} {o['type']} "
              f"({o['time_in_force']})", f"  placed {_when(o['placed_at_ms'])}"]
     for field in ("limit_price", "stop_price", "fill_price", "fee", "reason", "client_order_id"):
         if o.get(field) is not None:
             lines.append(f"  {field.replace('_', ' ')}: {o[field]}")
-    out.print("\n".join(lines), markup=False)
+    out.print("\n".join(lines))
 
 
 def _when(ms: int) -> str:
@@ -154,7 +153,7 @@ def _orders(open_only: bool, symbol: str | None, limit: int, as_json: bool) -> N
         params["symbol"] = symbol_param(symbol)
     answer = call(settings, "GET", "/orders", active_key(settings)[1], params=params)
     if as_json:
-        out.print(json.dumps(answer), markup=False)
+        out.print(json.dumps(answer))
         return
     table = Table(title="orders")
     for col in ("order", "placed (UTC)", "side", "qty", "symbol", "type", "price", "status"):

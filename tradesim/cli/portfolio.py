@@ -6,15 +6,15 @@ import json
 from typing import Any
 
 from rich import box
-from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from tradesim.cli.errors import cli_errors, err
-from tradesim.cli.readout import JsonOpt
+from tradesim.cli.readout import JsonOpt, console
 from tradesim.client.format import age, cents, price, signed
 from tradesim.settings import load_settings
 
-out = Console(highlight=False, soft_wrap=True)
+out = console()
 
 
 def portfolio(as_json: JsonOpt = False) -> None:
@@ -28,7 +28,7 @@ def _portfolio(as_json: bool) -> None:
     settings = load_settings()
     answer = call(settings, "GET", "/portfolio", active_key(settings)[1])
     if as_json:
-        out.print(json.dumps(answer), markup=False)
+        out.print(json.dumps(answer))
         return
     render(answer)
 
@@ -39,20 +39,20 @@ def render(p: dict[str, Any]) -> None:
     for col in ("symbol", "qty", "avg cost", "last", "age", "value", "unrealized", "realized", "today"):
         table.add_column(col, justify="left" if col == "symbol" else "right", overflow="fold")
     for pos in p["positions"]:
-        stale = "[yellow]*[/yellow]" if pos["price_stale"] and pos["last_price"] is not None else ""
-        table.add_row(pos["symbol"], f"{pos['qty']:,}", price(pos["average_cost"]), price(pos["last_price"]) + stale,
+        stale = ("*", "yellow") if pos["price_stale"] and pos["last_price"] is not None else ""
+        table.add_row(pos["symbol"], f"{pos['qty']:,}", price(pos["average_cost"]),
+                      Text.assemble(price(pos["last_price"]), stale),
                       age(pos["price_age_ms"]), cents(pos["market_value"]), signed(pos["unrealized_pnl"]),
                       signed(pos["realized_pnl"]), signed(pos["day_change"]))
     if p["positions"]:
         out.print(table)
     else:
         out.print(f"{p['user_id']} holds no shares")
-    out.print(f"cash {cents(p['cash'])} · market value {cents(p['market_value'])} · equity "
-              f"[bold]{cents(p['equity'])}[/bold]")
+    out.print(Text.assemble(f"cash {cents(p['cash'])} · market value {cents(p['market_value'])} · equity ",
+                            (cents(p["equity"]), "bold")))
     out.print(f"P&L realized {signed(p['realized_pnl'])} · unrealized {signed(p['unrealized_pnl'])} · "
               f"today {signed(p['day_change'])}")
     if any(pos["price_stale"] and pos["last_price"] is not None for pos in p["positions"]):
-        out.print("[yellow]*[/yellow] stale: older than the order check accepts")
+        out.print(Text.assemble(("*", "yellow"), " stale: older than the order check accepts"))
     if p["degraded"]:
-        err.print(f"warning: {', '.join(p['degraded'])} did not answer: cost basis and P&L are unknown for now",
-                  markup=False)
+        err.print(f"warning: {', '.join(p['degraded'])} did not answer: cost basis and P&L are unknown for now")

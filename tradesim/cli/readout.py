@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from typing import Annotated
 
 import typer
+from rich.console import Console
 
 from tradesim.domain.events import ID_RE, USER_ID_PATTERN, epoch_ms, typed_symbol
 from tradesim.stack.errors import UserError
@@ -24,6 +25,12 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print the API's JSON answ
 Since = Annotated[str | None, typer.Option(
     "--since", help="From this long ago (90s, 15m, 1h, 2d, 1w) or this time (ISO-8601, UTC unless it says).")]
 Interval = Annotated[str, typer.Option("--interval", help="Bucket length: 1m, 5m, 1h or 1d.")]
+
+
+def console() -> Console:
+    """A command's standard output, as plain text: names, paths and descriptions users wrote may hold [brackets]
+    or :codes: and print as written. What is styled says so with `rich.text.Text`."""
+    return Console(highlight=False, soft_wrap=True, markup=False, emoji=False)
 
 
 def symbol_param(symbol: str) -> str:

@@ -5,15 +5,15 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 import typer
-from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from tradesim.cli.errors import cli_errors
+from tradesim.cli.readout import console
 from tradesim.settings import load_settings
 from tradesim.stack.errors import StackError
 from tradesim.text import one_line
 
-out = Console(highlight=False, soft_wrap=True)
+out = console()
 Which = Literal["search", "analytics", "all"]
 
 
@@ -37,7 +37,8 @@ def _rebuild(which: Which) -> None:
 
     settings = load_settings()
     for model in rebuildable(settings, [which] if which != "all" else ["search", "analytics"]):
-        columns = (TextColumn(f"{model.name:<9}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+        columns = (TextColumn(f"{model.name:<9}", markup=False), BarColumn(), MofNCompleteColumn(),
+                   TimeRemainingColumn())
         with Progress(*columns, console=out, transient=False) as bar:
             task = bar.add_task(model.name, total=None)
             try:

@@ -10,10 +10,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from tradesim.cli.errors import check_output, cli_errors, err
+from tradesim.cli.readout import console
 from tradesim.settings import Settings, load_settings
 
 if TYPE_CHECKING:
@@ -21,7 +22,7 @@ if TYPE_CHECKING:
     from tradesim.scenarios.expect import Check
     from tradesim.scenarios.report import RunReport
 
-out = Console(highlight=False, soft_wrap=True)
+out = console()
 EXIT_FAILED, EXIT_BAD_FILE, EXIT_STACK = 1, 2, 3
 #: the canonical smoke scenarios `tradesim smoke` runs, from the scenarios folder
 SMOKE = ("round-trip-fees", "flash-crash-ladder", "earnings-gap-stop", "overdraw-refused", "cancel-before-fill",
@@ -81,13 +82,14 @@ def run_file(settings: Settings, path: Path, speed: float | None, json_out: Path
     started = time.monotonic()
     stamp = datetime.now(UTC)
     props = {"seed": str(scenario.seed), "speed": "fast" if speed is None else f"{speed:g}"}
-    out.print(f"[bold]{scenario.id}[/] · {'as fast as possible' if speed is None else f'speed {speed:g}×'}")
+    pace = "as fast as possible" if speed is None else f"speed {speed:g}×"
+    out.print(Text.assemble((scenario.id, "bold"), f" · {pace}"))
     try:
         runner = ScenarioRunner(settings, scenario, speed=speed, strategy=strategy)
-        runner.progress.step = lambda msg: out.print(f"  {msg}", style="dim", markup=False)
+        runner.progress.step = lambda msg: out.print(f"  {msg}", style="dim")
         done = runner.run()
     except StackUnusable as exc:
-        err.print(f"error: stack not usable: {exc}", markup=False)
+        err.print(f"error: stack not usable: {exc}")
         report = RunReport(scenario.id, [], time.monotonic() - started, error=f"stack not usable: {exc}",
                            timestamp=stamp, properties=props)
         if json_out is not None:
@@ -95,7 +97,7 @@ def run_file(settings: Settings, path: Path, speed: float | None, json_out: Path
                                                error=str(exc)))
         return report, EXIT_STACK
     except StrategyFailed as exc:
-        err.print(f"error: {exc}", markup=False)
+        err.print(f"error: {exc}")
         report = RunReport(scenario.id, [], time.monotonic() - started, error=str(exc), timestamp=stamp,
                            properties=props)
         if json_out is not None:
@@ -120,7 +122,7 @@ def _print(done: Run, checks: list[Check], elapsed: float) -> None:
         colour = {"executed": "green", "refused": "red", "rejected": "red", "open": "yellow"}.get(o.status, "")
         status = o.status + (f" ({o.reason})" if o.reason else "")
         table.add_row(o.order_id, f"{o.at_ms / 1000:g}s", o.account, f"{o.side} {o.qty} {o.symbol} {o.type}",
-                      f"[{colour}]{status}[/]" if colour else status, str(o.fill_price or "-"), str(o.fee or "-"))
+                      Text(status, style=colour), str(o.fill_price or "-"), str(o.fee or "-"))
     out.print(table)
     accounts = Table(title="accounts", title_justify="left")
     for col in ("account", "cash", "positions", "realized P&L", "executions", "cash curve"):
@@ -131,17 +133,15 @@ def _print(done: Run, checks: list[Check], elapsed: float) -> None:
         accounts.add_row(name, str(a.cash), held, str(a.realized_pnl), str(a.executions), curve)
     out.print(accounts)
     if result.bars:
-        out.print("bars: " + ", ".join(f"{k} {v}" for k, v in result.bars.items()) + " (from the bars job)",
-                  markup=False)
+        out.print("bars: " + ", ".join(f"{k} {v}" for k, v in result.bars.items()) + " (from the bars job)")
     for c in checks:
-        mark = "[green]✓[/]" if c.passed else "[red]✗[/]"
+        mark = ("✓", "green") if c.passed else ("✗", "red")
         detail = f"{c.actual}" if c.passed else f"expected {c.expected}, got {c.actual}"
-        out.print(f"{mark} {c.name}: ", end="")
-        out.print(detail, markup=False)
+        out.print(Text.assemble(mark, f" {c.name}: {detail}"))
     failed = sum(not c.passed for c in checks)
-    out.print(f"outcomes hash {result.outcomes_hash}", markup=False)
-    verdict = "[green]passed[/]" if not failed else f"[red]{failed} of {len(checks)} expectations failed[/]"
-    out.print(f"{verdict} in {elapsed:.1f}s (run {done.suffix})")
+    out.print(f"outcomes hash {result.outcomes_hash}")
+    verdict = ("passed", "green") if not failed else (f"{failed} of {len(checks)} expectations failed", "red")
+    out.print(Text.assemble(verdict, f" in {elapsed:.1f}s (run {done.suffix})"))
 
 
 def _cash_curve(start: Decimal, outcomes: list[object]) -> str:
@@ -190,7 +190,7 @@ def _smoke(keep_up: bool, junit: Path | None) -> int:
         rows = supervisor.up()
         bad = [r.name for r in rows if not r.healthy and r.name != "market"]
         if bad:
-            err.print(f"error: stack not healthy after up: {', '.join(bad)}", markup=False)
+            err.print(f"error: stack not healthy after up: {', '.join(bad)}")
             return EXIT_STACK
     reports: list[RunReport] = []
     try:
@@ -199,7 +199,7 @@ def _smoke(keep_up: bool, junit: Path | None) -> int:
             try:
                 report, _code = run_file(settings, find_scenario(name, settings.scenarios_dir), None)
             except ScenarioError as exc:
-                err.print(str(exc), markup=False)
+                err.print(str(exc))
                 report = RunReport(name, [], time.monotonic() - started, error=str(exc))
             reports.append(report)
     finally:
@@ -209,5 +209,5 @@ def _smoke(keep_up: bool, junit: Path | None) -> int:
     if junit is not None:
         write_junit(junit, reports)
     failed = sum(r.error is not None or r.failures > 0 for r in reports)
-    out.print(f"{len(reports) - failed} passed, {failed} failed", markup=False)
+    out.print(f"{len(reports) - failed} passed, {failed} failed")
     return EXIT_FAILED if failed else 0

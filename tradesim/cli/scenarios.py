@@ -7,11 +7,11 @@ from itertools import islice
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
 from tradesim.cli.errors import cli_errors
+from tradesim.cli.readout import console
 from tradesim.settings import load_settings
 from tradesim.stack.errors import UserError
 from tradesim.text import visible
@@ -19,7 +19,7 @@ from tradesim.text import visible
 if TYPE_CHECKING:  # the model is imported inside the commands (startup stays fast)
     from tradesim.scenarios.model import Scenario
 
-out = Console(highlight=False, soft_wrap=True)
+out = console()
 app = typer.Typer(help="Scenario files: what is available, what one does, whether files are valid.",
                   no_args_is_help=True)
 
@@ -46,7 +46,6 @@ def _list() -> None:
         try:
             scenario = load_scenario(path)
         except ScenarioError as exc:
-            # as text, not markup: a file's name, a problem quoting it and a description may hold [brackets]
             table.add_row(Text(path.stem), Text.assemble(("invalid", "red"), f": {exc.problems[0]}"), "-", "-", "-")
             continue
         table.add_row(Text(path.stem), Text(_shown(scenario.description)), _symbols(scenario.symbol_names()),
@@ -79,9 +78,9 @@ def _show(name: str, ticks: int) -> None:
     s = load_scenario(path)
     out.print(Text.assemble((s.id, "bold"), f" ({display_path(path)})"))
     if s.description:
-        out.print(_shown(s.description), markup=False)
+        out.print(_shown(s.description))
     out.print(f"start {s.start.isoformat()} · duration {s.duration_s:g}s · interval {s.tick_interval_ms} ms · "
-              f"seed {s.seed} · {s.expected_ticks():,} ticks", markup=False)
+              f"seed {s.seed} · {s.expected_ticks():,} ticks")
     if s.symbols:
         table = Table(title="generated symbols")
         for col in ("symbol", "initial", "drift/yr", "vol/yr", "tick", "spread", "volume"):
@@ -103,8 +102,7 @@ def _show(name: str, ticks: int) -> None:
     _show_trading(s)
     if s.source is not None:
         symbols, rows = s.replay_summary()
-        out.print(f"replays {display_path(s.source.csv)}: {rows:,} rows, symbols {_symbols(list(symbols))}",
-                  markup=False)
+        out.print(f"replays {display_path(s.source.csv)}: {rows:,} rows, symbols {_symbols(list(symbols))}")
     if ticks:
         table = Table(title=f"first {ticks} ticks")
         for col in ("time (UTC)", "symbol", "seq", "bid", "ask", "last", "size"):
@@ -141,7 +139,7 @@ def _validate(files: list[str]) -> None:
             continue
         trading = "".join(f", {part}" for part in _trading_counts(scenario))
         out.print(f"ok {display_path(path)}: {scenario.id}, {len(scenario.symbol_names())} symbols, "
-                  f"{scenario.expected_ticks():,} ticks{trading}", markup=False)
+                  f"{scenario.expected_ticks():,} ticks{trading}")
     if problems:
         raise ScenarioError(problems)
 
@@ -163,9 +161,9 @@ def _show_trading(s: Scenario) -> None:
     counts = _trading_counts(s)
     if not counts:
         return
-    out.print("trading: " + ", ".join(counts), markup=False)
+    out.print("trading: " + ", ".join(counts))
     if s.accounts:
-        out.print("accounts: " + ", ".join(f"{a.name} ({a.cash})" for a in s.accounts), markup=False)
+        out.print("accounts: " + ", ".join(f"{a.name} ({a.cash})" for a in s.accounts))
     if s.orders:
         table = Table(title="scripted orders")
         for col in ("id", "at", "account", "order", "prices", "tif", "cancel at"):
@@ -181,7 +179,7 @@ def _show_trading(s: Scenario) -> None:
         st = s.strategy
         params = ", ".join(f"{k}={v}" for k, v in st.params.items())
         out.print(f"strategy: {st.class_path} as {st.account} on {', '.join(st.symbols)}"
-                  + (f" ({params})" if params else ""), markup=False)
+                  + (f" ({params})" if params else ""))
 
 
 def _symbols(names: list[str], limit: int = 6) -> str:

@@ -10,14 +10,15 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import typer
-from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from tradesim.cli.errors import cli_errors
+from tradesim.cli.readout import console
 from tradesim.settings import Settings, load_settings
 from tradesim.stack.errors import StackError, UserError
 
-out = Console(highlight=False, soft_wrap=True)
+out = console()
 Only = Annotated[str | None, typer.Option("--only", help="Comma-separated components, e.g. kafka,redis.")]
 Runtime = Annotated[str | None, typer.Option("--runtime", help="native (default) or docker.")]
 
@@ -41,7 +42,7 @@ class _LineProgress:
         self.started = time.monotonic()
 
     def __call__(self, component: str, message: str) -> None:
-        out.print(f"[{time.monotonic() - self.started:6.1f}s] {component:<10} {message}", markup=False)
+        out.print(f"[{time.monotonic() - self.started:6.1f}s] {component:<10} {message}")
 
 
 def up(only: Only = None, runtime: Runtime = None,
@@ -61,7 +62,7 @@ def up(only: Only = None, runtime: Runtime = None,
     if sys.stdin.isatty() and sys.stdout.isatty():
         _open_tui(demo_user)
     else:
-        out.print("open the trading terminal: tradesim tui", markup=False)
+        out.print("open the trading terminal: tradesim tui")
 
 
 @cli_errors
@@ -95,17 +96,16 @@ def _bring_up(only: str | None, runtime: str | None, with_jobs: bool, *, show: b
         from tradesim.stack import watchdog
 
         handle = watchdog.start(settings)
-        out.print(f"watchdog: running (pid {handle.pid}); it restarts what dies, `tradesim down` stops it first",
-                  markup=False)
+        out.print(f"watchdog: running (pid {handle.pid}); it restarts what dies, `tradesim down` stops it first")
     from tradesim.stack import jobs
 
     if with_jobs:
         for line in jobs.submit_standard_jobs(settings,
-                                              progress=lambda msg: out.print(f"flink: {msg}", markup=False)):
-            out.print(line, markup=False)
+                                              progress=lambda msg: out.print(f"flink: {msg}")):
+            out.print(line)
     elif any(c.name == "flink" for c in comps) and (waiting := jobs.waiting_to_resume(settings)):
         out.print(f"flink: {', '.join(waiting)} stopped with state to resume (books, resting orders); "
-                  "`tradesim up --with-jobs` or `tradesim jobs submit NAME` resumes it", markup=False)
+                  "`tradesim up --with-jobs` or `tradesim jobs submit NAME` resumes it")
 
 
 DEMO_CASH = "100000"
@@ -127,8 +127,8 @@ def _demo(only: str | None, runtime: str | None, user: str) -> None:
     market = start_market(settings, None, None, None, keep_any=True)
     account = _demo_account(settings, user)
     _print_table(Supervisor(settings, registry.build(settings)).status())
-    out.print(market, markup=False)
-    out.print(account, markup=False)
+    out.print(market)
+    out.print(account)
 
 
 def _demo_account(settings: Settings, name: str) -> str:
@@ -187,7 +187,7 @@ def _down(purge: bool, only: str | None, runtime: str | None) -> None:
     from tradesim.stack.supervisor import Supervisor
 
     if only is None and watchdog.stop(settings):  # first: it must not restart what this stops
-        out.print("watchdog stopped", markup=False)
+        out.print("watchdog stopped")
     stopped = Supervisor(settings, comps, progress=_LineProgress()).down(purge)
     out.print(f"stopped: {', '.join(stopped) if stopped else 'nothing was running'}")
 
@@ -224,14 +224,14 @@ def _print_table(rows: list) -> None:  # type: ignore[type-arg]
         colour = "yellow" if r.state == "stopped" else ("green" if r.healthy else "red")
         health = "ok" if r.healthy and r.state != "stopped" else (r.detail or "-")
         uptime = f"{r.uptime_s:.0f}s" if r.uptime_s is not None else "-"
-        table.add_row(r.name, f"[{colour}]{r.state}[/]", str(r.pid or "-"), r.address or "-", r.version or "-",
+        table.add_row(r.name, Text(r.state, style=colour), str(r.pid or "-"), r.address or "-", r.version or "-",
                       uptime, *([str(r.restarts)] if restarted else []), health)
     out.print(table)
     for r in rows:
         if r.last_log_lines and not r.healthy:
-            out.print(f"[bold]{r.name}[/] last log lines ({r.log}):")
+            out.print(Text.assemble((r.name, "bold"), f" last log lines ({r.log}):"))
             for line in r.last_log_lines:
-                out.print("  " + line, markup=False)
+                out.print("  " + line)
 
 
 def logs(component: Annotated[str, typer.Argument(help="kafka, redis, ...")],
@@ -256,7 +256,7 @@ def _logs(component: str, follow: bool, lines: int) -> None:
     except FileNotFoundError:
         raise StackError(f"{component} has no log yet at {path}; start it with `tradesim up`") from None
     for line in last_lines(path, lines):
-        out.print(line, markup=False)
+        out.print(line)
     if follow:
         _follow(path)
 
@@ -312,7 +312,7 @@ def _doctor() -> None:
     for col in ("check", "ok", "detail", "fix"):
         table.add_column(col)
     for c in checks:
-        table.add_row(c.name, "[green]ok[/]" if c.ok else "[red]problem[/]", c.detail, c.fix)
+        table.add_row(c.name, Text("ok", style="green") if c.ok else Text("problem", style="red"), c.detail, c.fix)
     out.print(table)
     if not all(c.ok for c in checks):
         raise typer.Exit(1)

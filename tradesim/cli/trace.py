@@ -8,18 +8,17 @@ from dataclasses import asdict
 from typing import Annotated
 
 import typer
-from rich.console import Console
-from rich.markup import escape
+from rich.text import Text
 from rich.tree import Tree
 
 from tradesim.adapters.tracing.jaeger import JaegerQuery, Span, Trace
 from tradesim.cli.errors import cli_errors
-from tradesim.cli.readout import order_id_param
+from tradesim.cli.readout import console, order_id_param
 from tradesim.ports import Unavailable
 from tradesim.settings import load_settings
 from tradesim.stack.errors import StackError, UserError
 
-out = Console(highlight=False, soft_wrap=True)
+out = console()
 #: attributes worth a glance on a span's line (the rest are in --json)
 SHOWN = ("status", "trigger", "batch", "symbol")
 
@@ -69,13 +68,14 @@ def _trace(order_id: str, wait: float, json_: bool) -> None:
 def _tree(tr: Trace) -> Tree:
     start = tr.start_us
     end = tr.end_us
-    tree = Tree(f"[bold]trace {tr.trace_id}[/]  {tr.spans} spans over {(end - start) / 1000:.1f} ms")
+    tree = Tree(Text.assemble((f"trace {tr.trace_id}", "bold"),
+                              f"  {tr.spans} spans over {(end - start) / 1000:.1f} ms"))
 
     def add(node: Tree, span: Span) -> None:
         shown = " ".join(f"{k}={span.attributes[k]}" for k in SHOWN if k in span.attributes)
-        label = (f"{escape(span.operation)}  [dim]{escape(span.service)}[/]  "
-                 f"+{(span.start_us - start) / 1000:.1f} ms  [bold]{span.duration_us / 1000:.1f} ms[/]"
-                 + (f"  [dim]{escape(shown)}[/]" if shown else ""))
+        label = Text.assemble(span.operation, "  ", (span.service, "dim"),
+                              f"  +{(span.start_us - start) / 1000:.1f} ms  ",
+                              (f"{span.duration_us / 1000:.1f} ms", "bold"), ("  " + shown if shown else "", "dim"))
         child = node.add(label)
         for c in span.children:
             add(child, c)

@@ -7,17 +7,16 @@ from typing import Annotated, Any
 
 import typer
 from rich import box
-from rich.console import Console
 from rich.table import Table
 
 from tradesim.cli.errors import cli_errors
-from tradesim.cli.readout import OPTIONS, JsonOpt, Since, since_param, symbol_param
+from tradesim.cli.readout import OPTIONS, JsonOpt, Since, console, since_param, symbol_param
 from tradesim.client.format import cents, price, when
 from tradesim.domain.trades import MAX_PAGE_SIZE, STATUSES
 from tradesim.settings import load_settings
 from tradesim.stack.errors import UserError
 
-out = Console(highlight=False, soft_wrap=True)
+out = console()
 #: the most `--limit` pages through (in pages of MAX_PAGE_SIZE)
 MAX_LIMIT = 10_000
 
@@ -73,7 +72,7 @@ def _trades(symbol: str | None, side: str | None, status: str | None, since: str
         if cursor is None or len(found) >= limit:
             break
     if as_json:
-        out.print(json.dumps({"trades": found, "next_cursor": cursor, "total": total}), markup=False)
+        out.print(json.dumps({"trades": found, "next_cursor": cursor, "total": total}))
         return
     # light borders: a row is ~110 columns wide (the order id alone takes 34); `--json` for narrow terminals
     table = Table(title=f"trades ({len(found)} of {total})" if cursor else "trades", box=box.SIMPLE_HEAD,

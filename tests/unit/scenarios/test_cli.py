@@ -144,6 +144,16 @@ def test_list_shows_brackets_as_written(tmp_path: Path) -> None:
         assert shown in result.output  # before: dropped as markup
 
 
+@pytest.mark.parametrize("folder", ["a[/]b", "[old]"])
+def test_list_shows_a_folder_with_brackets_as_written(tmp_path: Path, folder: str) -> None:
+    """A review found `a[/]b` ending in a MarkupError traceback and `[old]` dropped from the title."""
+    (tmp_path / folder).mkdir(parents=True)
+    (tmp_path / folder / "one.yaml").write_text(HEADER + "symbols:\n  - {symbol: ONE, initial_price: 1}\n")
+    result = runner.invoke(app, ["scenarios", "list"], env={"COLUMNS": "300", "TRADESIM_SCENARIOS_DIR": folder})
+    assert result.exit_code == 0, result.output
+    assert f"scenarios in {folder}" in result.output
+
+
 def test_a_description_shows_control_characters_as_escapes(tmp_path: Path) -> None:
     """Before: `list` and `show` wrote a description's ESC sequences to the terminal (restyling it)."""
     (tmp_path / "sc").mkdir()
