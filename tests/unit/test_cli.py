@@ -963,3 +963,10 @@ def test_every_command_prints_text_as_written() -> None:
                 if isinstance(value, Console)}
     assert len(consoles) >= 10
     assert [name for name, c in consoles.items() if c._markup or c._emoji] == []
+
+
+def test_a_rate_limit_out_of_range_is_named_by_its_option() -> None:
+    """A review: `--rate-limit 0` reached the API, whose 422 named the body's field, not the option."""
+    result = runner.invoke(app, ["accounts", "create", "hal", "--rate-limit", "0"])
+    assert result.exit_code == 2
+    assert "Invalid value for '--rate-limit'" in result.output

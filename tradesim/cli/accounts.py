@@ -23,7 +23,8 @@ out = console()
 @app.command("create")
 def create(name: Annotated[str, typer.Argument(help="user id: lowercase letters, digits, _.-")],
            cash: Annotated[str, typer.Option("--cash", help="Starting cash.")] = "100000",
-           rate_limit: Annotated[int | None, typer.Option("--rate-limit", help="Requests/s of this key.")] = None,
+           rate_limit: Annotated[int | None, typer.Option("--rate-limit", min=1, max=1_000_000,
+                                                          help="Requests/s of this key.")] = None,
            activate: Annotated[bool, typer.Option(
                "--activate/--no-activate",
                help="Make it the active user of the CLI (a first account always becomes active).")] = True) -> None:

@@ -16,7 +16,7 @@ from rich.table import Table
 
 from tradesim.cli.errors import cli_errors
 from tradesim.cli.readout import console, symbol_param, symbols_param
-from tradesim.settings import MAX_LIVE_SPEED, Settings, load_settings, redacted
+from tradesim.settings import MAX_LIVE_SPEED, MIN_SPEED, Settings, load_settings, redacted
 from tradesim.stack.errors import StackError, UserError
 
 if TYPE_CHECKING:
@@ -27,7 +27,7 @@ out = console()
 
 def replay(
     scenario: Annotated[str, typer.Argument(help="Scenario name (see `tradesim scenarios list`) or YAML path.")],
-    speed: Annotated[float | None, typer.Option("--speed", min=0.001, max=1e6, help="Simulated seconds per real "
+    speed: Annotated[float | None, typer.Option("--speed", min=MIN_SPEED, max=1e6, help="Simulated seconds per real "
                                                 "second; omit to publish as fast as possible.")] = None,
     symbols: Annotated[str | None, typer.Option("--symbols", help="Comma-separated subset of symbols.")] = None,
 ) -> None:
@@ -245,9 +245,9 @@ def _market_request(settings: Settings, scenario: str | None, speed: str | float
         try:
             pace = float(speed)
         except ValueError:
-            raise UserError(f"--speed must be a positive number, got {speed!r}") from None
-        if not (math.isfinite(pace) and pace > 0):
-            raise UserError(f"--speed must be a positive number, got {speed!r}")
+            raise UserError(f"--speed must be a number of at least {MIN_SPEED:g}, got {speed!r}") from None
+        if not (math.isfinite(pace) and pace >= MIN_SPEED):
+            raise UserError(f"--speed must be a number of at least {MIN_SPEED:g}, got {speed!r}")
         if pace > MAX_LIVE_SPEED:
             raise UserError(f"--speed is at most {MAX_LIVE_SPEED:g} for the live market, which loops for ever; "
                             "`tradesim replay SCENARIO --speed N` goes through a scenario once at any speed")

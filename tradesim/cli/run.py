@@ -15,7 +15,7 @@ from rich.text import Text
 
 from tradesim.cli.errors import check_output, cli_errors, err
 from tradesim.cli.readout import console
-from tradesim.settings import Settings, load_settings
+from tradesim.settings import MIN_SPEED, Settings, load_settings
 
 if TYPE_CHECKING:
     from tradesim.runner.engine import Run
@@ -36,7 +36,8 @@ def register(app: typer.Typer) -> None:
 
 
 def run(scenario: Annotated[str, typer.Argument(help="Scenario name (e.g. round-trip-fees) or path to a YAML file.")],
-        speed: Annotated[float, typer.Option("--speed", min=0.001, max=1e6, help="Simulated seconds per real second.")]
+        speed: Annotated[float, typer.Option("--speed", min=MIN_SPEED, max=1e6,
+                                             help="Simulated seconds per real second.")]
         = 10.0,
         fast: Annotated[bool, typer.Option("--fast", help="As fast as possible (same outcomes as any speed).")]
         = False,
