@@ -85,14 +85,28 @@ def save_credentials(settings: Settings, data: dict[str, Any]) -> Path:
     return path
 
 
+def account_key(settings: Settings, name: str | None = None) -> tuple[str, str, str]:
+    """(name, user_id, api_key) of the account `name`, else of the active one; raises UserError saying which
+    account is missing and what to do."""
+    data = load_credentials(settings)
+    chosen = name or data.get("active")
+    if not chosen:
+        raise UserError("no active account: run `tradesim accounts create NAME --cash 100000` first")
+    found = data["users"].get(chosen)
+    if not found:
+        known = ", ".join(sorted(data["users"])) or "none"
+        if name:
+            raise UserError(f"no account {chosen!r} in {credentials_path(settings)} (known: {known}); "
+                            "`tradesim accounts create NAME` adds one")
+        raise UserError(f"the active account {chosen!r} is not in {credentials_path(settings)} (known: {known}); "
+                        "`tradesim accounts use NAME` picks another")
+    return chosen, found["user_id"], found["api_key"]
+
+
 def active_key(settings: Settings) -> tuple[str, str]:
     """(user_id, api_key) of the active user; raises UserError if there is none."""
-    data = load_credentials(settings)
-    name = data.get("active")
-    user = data["users"].get(name) if name else None
-    if not user:
-        raise UserError("no active account: run `tradesim accounts create NAME --cash 100000` first")
-    return user["user_id"], user["api_key"]
+    _, user_id, api_key = account_key(settings)
+    return user_id, api_key
 
 
 def admin_key(settings: Settings) -> str:

@@ -30,7 +30,7 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import Footer, Static
 
-from tradesim.client.api import Api, ApiError, ApiUnreachable, call, credentials_path, load_credentials
+from tradesim.client.api import Api, ApiError, ApiUnreachable, account_key, call, load_credentials
 from tradesim.client.format import cents, signed
 from tradesim.domain.events import Bar, OrderOutcome
 from tradesim.domain.precheck import order_id_for
@@ -105,16 +105,7 @@ async def _patient(call: Callable[[], Awaitable[T]]) -> T:
 
 def resolve_user(settings: Settings, name: str | None) -> User:
     """`name`, else `tui.user`, else the active account of the credentials file; UserError if there is none."""
-    data = load_credentials(settings)
-    chosen = name or settings.tui.user or data.get("active")
-    if not chosen:
-        raise UserError("no active account: run `tradesim accounts create NAME --cash 100000` first")
-    found = data["users"].get(chosen)
-    if not found:
-        known = ", ".join(sorted(data["users"])) or "none"
-        raise UserError(f"no account {chosen!r} in {credentials_path(settings)} (known: {known}); "
-                        "`tradesim accounts create NAME` adds one")
-    return User(chosen, found["user_id"], found["api_key"])
+    return User(*account_key(settings, name or settings.tui.user))
 
 
 def default_watchlist(settings: Settings, held: list[str]) -> list[str]:

@@ -69,3 +69,15 @@ def test_an_unreachable_api_exits_1(tmp_path: Path) -> None:
     result = runner.invoke(app, ["tui"])
     assert result.exit_code == 1
     assert "the API is not reachable" in _one_line(result.output)
+
+
+def test_an_active_account_missing_from_the_file_is_named(tmp_path: Path) -> None:
+    """A review: an `active` naming no account was told "no active account: create one" (the CLI's wording, a
+    second copy of the TUI's lookup); now one lookup for both, naming it and the accounts there are."""
+    (tmp_path / "credentials.json").write_text(json.dumps(
+        {"active": "zzz", "users": {"alice": {"user_id": "alice", "api_key": "k"}}}))
+    for argv in (["tui"], ["orders"]):
+        result = runner.invoke(app, argv)
+        assert result.exit_code == 2, result.output
+        line = _one_line(result.output)
+        assert "the active account 'zzz' is not in" in line and "alice" in line and "accounts use" in line
