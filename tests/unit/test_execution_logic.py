@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from tradesim.domain.book import Book, Decision
+from tradesim.domain.book import EARLY_CANCELS_KEPT, Book, Decision
 from tradesim.domain.errors import (
     InsufficientFunds,
     InsufficientShares,
@@ -120,6 +120,46 @@ def test_cancel_removes_a_resting_order_only_for_its_owner() -> None:
     (d,) = book.on_cancel(OrderCancelRequested(order_id="o1", user_id="u1", requested_at_ms=1))
     assert d.kind == "cancel"
     assert book.on_cancel(OrderCancelRequested(order_id="o1", user_id="u1", requested_at_ms=2)) == []
+
+
+def test_a_cancel_that_came_before_its_order_cancels_it_when_it_comes() -> None:
+    """A probe: an order whose claim's answer was lost was never published; its user cancelled it (202, but the
+    book knew no such order and dropped the cancel), then a retry with the key sent it and it rested, live."""
+    book = Book()
+    book.on_tick(tick("AAA", 1), SLIP)
+    assert book.on_cancel(OrderCancelRequested(order_id="o1", user_id="u1", requested_at_ms=5)) == []
+    assert book.on_cancel(OrderCancelRequested(order_id="o2", user_id="intruder", requested_at_ms=5)) == []
+    (d,) = book.on_order(order("o1", kind="limit", limit="1"), SLIP, now_ms=10, deadline_ms=1000)
+    assert (d.kind, d.order.order_id) == ("cancel", "o1")
+    assert "o1" not in book.resting
+    (d,) = book.on_order(order("o2", kind="limit", limit="1"), SLIP, now_ms=10, deadline_ms=1000)
+    assert d.kind == "rest"  # someone else's cancel does not touch u1's order
+    assert book.early_cancels == (("o2", "intruder", 5),)
+
+
+def test_early_cancels_are_forgotten_once_their_order_could_no_longer_come() -> None:
+    book = Book()
+    book.on_tick(tick("AAA", 1), SLIP)
+    book.on_cancel(OrderCancelRequested(order_id="old", user_id="u1", requested_at_ms=0))
+    book.on_cancel(OrderCancelRequested(order_id="new", user_id="u1", requested_at_ms=900))
+    book.on_order(order("o3", kind="limit", limit="1"), SLIP, now_ms=1500, deadline_ms=1000)
+    assert book.early_cancels == (("new", "u1", 900),)
+    for i in range(EARLY_CANCELS_KEPT + 5):
+        book.on_cancel(OrderCancelRequested(order_id=f"c{i}", user_id="u1", requested_at_ms=1000))
+    assert len(book.early_cancels) == EARLY_CANCELS_KEPT
+    assert book.early_cancels[-1][0] == f"c{EARLY_CANCELS_KEPT + 4}"
+
+
+def test_a_book_pickled_before_early_cancels_existed_restores_with_none() -> None:
+    import copy
+
+    book = Book()
+    book.on_tick(tick("AAA", 1), SLIP)
+    old = copy.copy(book)  # as pickle restores it: the instance's dict, without the field it did not have then
+    del old.__dict__["early_cancels"]
+    assert old.early_cancels == ()
+    (d,) = old.on_order(order("o1", kind="limit", limit="1"), SLIP)
+    assert d.kind == "rest"
 
 
 def test_settle_executes_once_and_replays_the_recorded_outcome() -> None:

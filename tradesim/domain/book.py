@@ -26,6 +26,8 @@ from tradesim.domain.orders import NOT_PROCESSED, overdue
 #: "rest": the order now rests in the book — not an outcome; the Orders mirror marks it `in_book`, so readers keep it
 #: open past the processing deadline
 Kind = Literal["fill", "expire", "cancel", "reject", "rest"]
+#: a book remembers at most this many cancels of orders it had not seen (see `Book.early_cancels`)
+EARLY_CANCELS_KEPT = 1000
 
 
 def _now_ms() -> int:
@@ -55,6 +57,10 @@ class Book:
     #: scripted orders waiting for the tick stream to pass their `at_ms`, in arrival order (a tuple: books
     #: pickled before it existed restore with this class default)
     scheduled: tuple[OrderPlaced, ...] = ()
+    #: cancels of orders this book had not seen, as (order_id, user_id, requested_at_ms), newest last: an order
+    #: whose first publish was lost (its outcome unknown to the API) may come later, sent again by a retry, and
+    #: is then cancelled as its user asked. Kept while such an order could still come (the processing deadline)
+    early_cancels: tuple[tuple[str, str, int], ...] = ()
 
     def on_order(self, order: OrderPlaced, slippage: SlippageModel,
                  fallback: Callable[[str], Tick | None] | None = None, *, now_ms: int | None = None,
@@ -64,6 +70,8 @@ class Book:
         if order.order_id in self.resting or any(o.order_id == order.order_id for o in self.scheduled):
             return []  # a re-delivered order that already rests or waits for its time
         now = _now_ms() if now_ms is None else now_ms
+        if self.early_cancels and self._cancelled_early(order, now, deadline_ms):
+            return [Decision(order, "cancel")]
         if deadline_ms is not None and overdue(order.placed_at_ms, now, deadline_ms):
             return [Decision(order, "expire", reason=NOT_PROCESSED)]
         if self._waits(order.at_ms):
@@ -94,11 +102,21 @@ class Book:
                 self.scheduled = tuple(w for w in self.scheduled if w is not waiting)
                 return [Decision(waiting, "cancel")]
         held = self.resting.pop(cancel.order_id, None)
-        if held is None or held[0].user_id != cancel.user_id:
-            if held is not None:
-                self.resting[cancel.order_id] = held  # someone else's order: leave it
-            return []  # not resting (filled, expired, unknown): nothing to cancel
+        if held is None:  # not resting (filled, expired, or not here yet): nothing to cancel now
+            entry = (cancel.order_id, cancel.user_id, cancel.requested_at_ms)
+            self.early_cancels = (*self.early_cancels[-(EARLY_CANCELS_KEPT - 1):], entry)
+            return []
+        if held[0].user_id != cancel.user_id:
+            self.resting[cancel.order_id] = held  # someone else's order: leave it
+            return []
         return [Decision(held[0], "cancel")]
+
+    def _cancelled_early(self, order: OrderPlaced, now_ms: int, deadline_ms: int | None) -> bool:
+        """Whether the order's user cancelled it before it came (taking that cancel); forgets the cancels whose
+        orders could no longer come in time."""
+        kept = tuple(e for e in self.early_cancels if deadline_ms is None or not overdue(e[2], now_ms, deadline_ms))
+        self.early_cancels = tuple(e for e in kept if (e[0], e[1]) != (order.order_id, order.user_id))
+        return len(self.early_cancels) < len(kept)
 
     def on_tick(self, tick: Tick, slippage: SlippageModel) -> list[Decision]:
         order_key = (tick.run_id, tick.seq)

@@ -391,6 +391,26 @@ def test_a_retry_after_its_first_request_died_holding_the_key_is_the_claimed_ord
     assert json.loads(r.get(record_key(user.user_id, key)) or "{}").get("state") == "done"
 
 
+def test_a_key_whose_claim_landed_unanswered_is_not_blocked_until_it_expires(
+        http: httpx.Client, user: User, symbol: str, order_log: OrderLog, settings: Settings) -> None:
+    """A probe stalled Redis: the key's `SET NX` landed after the API gave up (503), and every retry waited, then
+    got 409 `idempotency_in_progress` until the record expired (55 s). With no claim in `Orders` after the wait,
+    the retry now places the order itself."""
+    key = f"k-{time.monotonic_ns()}"
+    body = order(symbol, qty=1)
+    r = redis_connect(settings.redis)
+    pipe = r.pipeline(transaction=False)
+    IdempotencyStore(r).queue_claim(  # type: ignore[arg-type] - queue_claim only uses the (sync) pipeline
+        pipe, record_key(user.user_id, key), request_hash(OrderRequest.model_validate(body)))
+    assert pipe.execute()[0], "the key was free"
+    retry = http.post("/orders", json=body, headers={**user.auth, "Idempotency-Key": key}, timeout=60)
+    assert retry.status_code == 202, retry.text
+    assert retry.json()["order_id"] == order_id_for(user.user_id, key)
+    assert retry.headers.get("idempotent-replayed") is None
+    assert [e.order_id for e in order_log.since(user.user_id)] == [order_id_for(user.user_id, key)]
+    assert json.loads(r.get(record_key(user.user_id, key)) or "{}").get("state") == "done"
+
+
 def test_a_scripted_orders_market_times_are_part_of_the_body_its_key_keeps(
         http: httpx.Client, user: User, symbol: str, order_log: OrderLog, settings: Settings) -> None:
     headers = {**user.auth, **_key()}

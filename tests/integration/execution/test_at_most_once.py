@@ -106,6 +106,31 @@ def test_a_retry_after_the_outcome_left_the_item_and_redis_forgot_the_key_execut
     assert orders.get(k) == stored
 
 
+def test_a_cancel_of_an_order_never_sent_holds_when_a_retry_sends_it(
+        ex: Exchange, http: httpx.Client, new_user: Callable[..., User], symbol: str,  # noqa: F811
+        orders: OrderStore) -> None:
+    """A probe: DynamoDB did not answer the claim (503), yet it landed; the order was on no log. Its user cancelled
+    it (202: the book knew no such order and dropped the cancel), then a retry with the key sent it: it rested,
+    live. The book now keeps such a cancel, and the order ends cancelled when it comes."""
+    from tradesim.domain.precheck import order_id_for
+
+    user = new_user(cash="100000")
+    ex.price(symbol, 1, "100")
+    reader = ex.outcomes()
+    key = "k-" + uuid.uuid4().hex
+    body = order(symbol, qty=1, type="limit", limit_price="50", time_in_force="gtc")  # would rest: 50 < 100
+    claimed = OrderPlaced(order_id=order_id_for(user.user_id, key), user_id=user.user_id, symbol=symbol,
+                          side="buy", qty=1, order_type="limit", limit_price=Decimal(50), time_in_force="gtc",
+                          placed_at_ms=int(time.time() * 1000))
+    assert orders.claim(claimed) is None  # the claim that landed unanswered; nothing published
+    cancel = http.delete(f"/orders/{claimed.order_id}", headers=user.auth)
+    assert cancel.status_code == 202, cancel.text
+    assert _post(http, user, body, key) == claimed.order_id  # the retry: the claimed order, sent now
+    (outcome,) = reader.wait([claimed.order_id]).values()
+    assert outcome.status == "cancelled"  # before: no outcome; the order rested in the book
+    wait_for(lambda: (orders.get(claimed.order_id) or {}).get("status") == "cancelled", 30, "the mirror's status")
+
+
 def test_a_restore_from_a_savepoint_taken_before_an_order_does_not_execute_it_again(
         ex: Exchange, http: httpx.Client, new_user: Callable[..., User], symbol: str,  # noqa: F811
         orders: OrderStore) -> None:

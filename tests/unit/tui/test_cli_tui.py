@@ -80,4 +80,6 @@ def test_an_active_account_missing_from_the_file_is_named(tmp_path: Path) -> Non
         result = runner.invoke(app, argv)
         assert result.exit_code == 2, result.output
         line = _one_line(result.output)
-        assert "the active account 'zzz' is not in" in line and "alice" in line and "accounts use" in line
+        assert "the active account 'zzz' is not in" in line
+        assert "alice" in line
+        assert "accounts use" in line

@@ -200,7 +200,7 @@ async def _place(res: Resources, user: Account, body: OrderRequest, order_id: st
             raise
         return placed
     for _ in range(3):
-        first = await _store(res, "order_claim", res.orders.claim, event)
+        first = await _claim(res, event)
         if first is None:
             await _send(res, event, owner=True)
             return Placed(event)
@@ -209,6 +209,22 @@ async def _place(res: Resources, user: Account, body: OrderRequest, order_id: st
             return placed
     raise ApiError(503, "unavailable", f"order {order_id!r} keeps being claimed and released; retry",
                    {"Retry-After": str(res.settings.api.retry_after_s)})
+
+
+async def _claim(res: Resources, event: OrderPlaced) -> dict[str, Any] | None:
+    """`Orders.claim`. A write DynamoDB did not answer may still land, leaving an order open that nobody sends:
+    it is taken back then, and the answer is 503; if that fails too, 503 `outcome_unknown` with the order id (a
+    retry with the key sends it; a cancel ends it when it comes)."""
+    try:
+        return await _store(res, "order_claim", res.orders.claim, event)
+    except Unavailable:
+        try:
+            await _store(res, "order_release", res.orders.release, event)
+        except Unavailable:
+            raise ApiError(503, "outcome_unknown", "DynamoDB did not confirm the order in time; it may or may not "
+                           "be placed: retry with the same Idempotency-Key, or look the order up",
+                           {"Retry-After": str(res.settings.api.retry_after_s)}, order_id=event.order_id) from None
+        raise
 
 
 def _event(user: Account, body: OrderRequest, order_id: str, now_ms: int) -> OrderPlaced:
@@ -388,12 +404,11 @@ async def _place_order(body: OrderRequest, user: Account, res: Resources, respon
             metrics.ORDERS.labels("replayed").inc()
             return OrderAccepted(**held.body)
         if time.monotonic() > deadline:
-            # the key's request may have died after claiming the order (its Redis record stays pending until it
-            # expires): the claim in `Orders` is the durable answer, that order again
+            # the key's request may have died after claiming the order, or its claim of the key landed though
+            # Redis did not answer it (the record stays pending until it expires): the claim in `Orders` is the
+            # durable answer, that order again; without one, this request places it. Should the first still run,
+            # both claim one order id in `Orders`, conditionally: one places the order, the other replays it
             placed = await _claimed_before(res, user, body, order_id_for(user.user_id, idempotency_key or ""))
-            if placed is None:
-                raise ApiError(409, "idempotency_in_progress", "a request with this Idempotency-Key is still "
-                               "running", {"Retry-After": "1"})
             break  # answered (and remembered) below, so later retries get it at once, not after the wait
         await asyncio.sleep(pause)  # another request holds the key: wait for its answer
         pause = min(_POLL_MAX_S, pause * 2)
@@ -488,6 +503,11 @@ async def cancel_order(
     order = await _own(res, user, order_id)
     if order.status in TERMINAL:
         raise ApiError(409, "order_not_open", f"order {order_id!r} is already {order.status}")
-    await _publish(res, OrderCancelRequested(order_id=order_id, user_id=user.user_id, symbol=order.symbol,
-                                             requested_at_ms=int(time.time() * 1000), at_ms=at_ms))
+    try:
+        await _publish(res, OrderCancelRequested(order_id=order_id, user_id=user.user_id, symbol=order.symbol,
+                                                 requested_at_ms=int(time.time() * 1000), at_ms=at_ms))
+    except KafkaOutcomeUnknown:
+        raise ApiError(503, "outcome_unknown", "Kafka did not confirm the cancel in time; it may or may not be "
+                       "requested: cancel again (a second cancel does no harm), or look the order up",
+                       {"Retry-After": str(res.settings.api.retry_after_s)}, order_id=order_id) from None
     return CancelAccepted(order_id=order_id)
