@@ -533,6 +533,8 @@ def test_a_folder_named_like_the_settings_file_exits_2(tmp_path: Path) -> None:
 @pytest.mark.parametrize(("argv", "message"), [
     (["order", "buy", "ACME", "²"], "QTY must be a positive whole number"),
     (["order", "buy", "ACME", "1", "--idempotency-key", "é"], "--idempotency-key must be 1 to 255 printable"),
+    (["order", "buy", "ACME", "1", "--idempotency-key", "ab "], "without spaces at either end"),  # a probe: "API
+    (["order", "buy", "ACME", "1", "--idempotency-key", " ab"], "without spaces at either end"),  # not reachable"
     (["order", "buy", "ACME", "9" * 5000], "QTY must be a positive whole number"),  # before: int()'s traceback
     (["order", "buy", "mſft", "1"], "invalid symbol 'mſft'"),  # before: Unicode's upper() made it MSFT, traded
     (["order", "buy", "ß", "1"], "invalid symbol 'ß'"),

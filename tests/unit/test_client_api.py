@@ -52,3 +52,32 @@ def test_the_order_deadline_covers_the_apis_longest_answer() -> None:
     assert api.order_answer_s > api.idempotency_wait_s + api.kafka_timeout_s
     slower = ApiSettings(idempotency_wait_s=60)
     assert slower.order_answer_s - api.order_answer_s == 50
+
+
+@pytest.mark.parametrize("key", ["ключ", " ", "a\nb", "ab ", " ab", "", "k" * 256])
+def test_a_key_no_request_can_carry_is_refused_before_sending(key: str) -> None:
+    """A probe: 'ключ' escaped as a UnicodeEncodeError, ' ' and 'a\\nb' as "the API is not reachable" (httpx
+    refused the header), which a ticket takes for "perhaps placed"."""
+    async def place() -> None:
+        api = Api("http://127.0.0.1:9", "k")  # nothing is sent
+        try:
+            await api.place({"symbol": "AAPL", "side": "buy", "qty": 1}, key)
+        finally:
+            await api.aclose()
+
+    with pytest.raises(ValueError, match="Idempotency-Key must be 1 to 255 printable ASCII"):
+        asyncio.run(place())
+
+
+@pytest.mark.parametrize("order_id", ["../accounts/me", "x?at_ms=1", "", ".."])
+def test_a_cancel_takes_only_an_order_id(order_id: str) -> None:
+    """A probe: `cancel("x?at_ms=1")` added a query, `cancel("../accounts/me")` reached another route."""
+    async def cancel() -> None:
+        api = Api("http://127.0.0.1:9", "k")
+        try:
+            await api.cancel(order_id)
+        finally:
+            await api.aclose()
+
+    with pytest.raises(ValueError, match="is not an order id"):
+        asyncio.run(cancel())

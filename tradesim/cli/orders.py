@@ -49,12 +49,11 @@ def order_body(side: str, symbol: str, qty: str, limit: str | None, stop: str | 
 
 def _place(side: str, symbol: str, qty: str, limit: str | None, stop: str | None, tif: str, as_json: bool,
            idempotency_key: str | None) -> None:
-    from tradesim.client.api import OutcomeUnknown, active_key, exchange
+    from tradesim.client.api import OutcomeUnknown, active_key, exchange, idempotency_key_error
 
     body = order_body(side, symbol, qty, limit, stop, tif)
-    if idempotency_key is not None and not (
-            0 < len(idempotency_key) <= 255 and idempotency_key.isascii() and idempotency_key.isprintable()):
-        raise UserError(f"--idempotency-key must be 1 to 255 printable ASCII characters, got {idempotency_key!r}")
+    if idempotency_key is not None and (problem := idempotency_key_error(idempotency_key)):
+        raise UserError(f"--idempotency-key {problem}, got {idempotency_key!r}")
     settings = load_settings()
     key = idempotency_key or uuid.uuid4().hex
     try:

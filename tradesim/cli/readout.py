@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from tradesim.domain.events import ID_RE, USER_ID_PATTERN, epoch_ms, typed_symbol
+from tradesim.domain.events import USER_ID_PATTERN, epoch_ms, is_path_id, typed_symbol
 from tradesim.stack.errors import UserError
 
 INTERVALS = ("1m", "5m", "1h", "1d")
@@ -63,7 +63,7 @@ def user_param(name: str) -> str:
 def order_id_param(order_id: str) -> str:
     """An order id as the API takes it in a path; raises UserError. Dots alone would be read as a path step
     (`/orders/.` is `/orders`), so such an id is refused here rather than answered with another route's data."""
-    if not re.fullmatch(ID_RE, order_id) or not order_id.strip("."):
+    if not is_path_id(order_id):
         raise UserError(f"{order_id!r} is not an order id (letters, digits and _.:- only, at most 64)")
     return order_id
 

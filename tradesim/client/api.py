@@ -18,6 +18,7 @@ from typing import Any
 import httpx
 import platformdirs
 
+from tradesim.domain.events import is_path_id
 from tradesim.settings import Settings, is_header_safe, redacted
 from tradesim.stack.errors import StackError, UserError
 from tradesim.text import one_line
@@ -201,6 +202,14 @@ class ApiUnreachable(Exception):
     """No answer from the API (refused, timed out, connection lost)."""
 
 
+def idempotency_key_error(key: str) -> str | None:
+    """Why `key` cannot be an Idempotency-Key (the API takes 1 to 255 characters; a header value is printable
+    ASCII, without spaces at its ends), or None."""
+    if not (0 < len(key) <= 255 and key.isascii() and key.isprintable() and key == key.strip()):
+        return "must be 1 to 255 printable ASCII characters, without spaces at either end"
+    return None
+
+
 class Api:
     """The API calls the TUI makes, on one httpx.AsyncClient; problems become ApiError / ApiUnreachable."""
 
@@ -256,10 +265,16 @@ class Api:
         return answer["trades"]  # type: ignore[no-any-return]
 
     async def place(self, body: dict[str, Any], idempotency_key: str) -> dict[str, Any]:
+        """Raises ValueError for a key no request can carry (`idempotency_key_error`)."""
+        if problem := idempotency_key_error(idempotency_key):
+            raise ValueError(f"the Idempotency-Key {problem}, got {idempotency_key!r}")
         return await self.request("POST", "/orders", json_body=body,  # type: ignore[no-any-return]
                                   headers={"Idempotency-Key": idempotency_key}, timeout_s=self.place_timeout_s)
 
     async def cancel(self, order_id: str) -> dict[str, Any]:
+        """Raises ValueError for a text that is not an order id (it would reach another route)."""
+        if not is_path_id(order_id):
+            raise ValueError(f"{order_id!r} is not an order id (letters, digits and _.:- only, at most 64)")
         return await self.request("DELETE", f"/orders/{order_id}")  # type: ignore[no-any-return]
 
     async def aclose(self) -> None:

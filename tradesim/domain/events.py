@@ -39,6 +39,12 @@ def is_symbol(text: str) -> bool:
     return _SYMBOL.fullmatch(text) is not None
 
 
+def is_path_id(text: str) -> bool:
+    """Whether `text` is an id that can stand as a step of a URL path (`/orders/{id}`): the id pattern, and not
+    dots alone, which a path reads as `.` or `..`."""
+    return re.fullmatch(ID_RE, text) is not None and bool(text.strip("."))
+
+
 def typed_symbol(text: str) -> str | None:
     """The symbol a user typed, in upper case, or None if it is not one. Only ASCII is upper-cased: Unicode's
     rules turn 'ß' into 'SS' and 'ſ' into 'S', so 'mſft' would trade MSFT."""
