@@ -59,6 +59,10 @@ def test_a_folder_without_a_manifest_is_not_a_backup(tmp_path: Path) -> None:
     (json.dumps({**_manifest().__dict__, "late": {"orders": [[1, 1], [1, 2]]}}), "name a partition twice"),
     (json.dumps({**_manifest().__dict__, "late": {"other": [[0, 1]]}}), "one the backup did not copy"),
     ("[" * 100_000 + "]" * 100_000, "not a valid backup manifest"),
+    (json.dumps({**_manifest().__dict__, "files": {"../x": "0" * 64}}), "a file is not a relative path"),
+    (json.dumps({**_manifest().__dict__, "files": {"/etc/passwd": "0" * 64}}), "a file is not a relative path"),
+    (json.dumps({**_manifest().__dict__, "files": {"a/./b": "0" * 64}}), "a file is not a relative path"),
+    (json.dumps({**_manifest().__dict__, "files": {"a": "xyz"}}), "with a SHA-256"),
 ])
 def test_a_damaged_or_foreign_manifest_is_refused(tmp_path: Path, text: str, says: str) -> None:
     (tmp_path / MANIFEST).write_text(text)
@@ -187,3 +191,54 @@ def test_a_record_of_the_same_id_placed_at_another_time_is_another_order(tmp_pat
     again = first.model_copy(update={"placed_at_ms": 2_000})
     manifest = _claimed(tmp_path, [(again, {})], [first])
     assert _unlogged_claims(tmp_path, manifest, "trade_orders") == {"o_again": 2_000}
+
+
+def _written(folder: Path) -> Manifest:
+    """A backup folder as `backup` leaves it: one Kafka partition, one table, a savepoint, the digests."""
+    import gzip
+
+    from tradesim.stack.backup import _digests
+
+    (folder / "kafka" / "trade_orders").mkdir(parents=True)
+    write(folder / "kafka" / "trade_orders" / "0.bin.gz",
+          [Record(i, 1, b"u1", encode(_order(f"o_{i}")), None) for i in range(4)])
+    (folder / "dynamodb").mkdir()
+    (folder / "dynamodb" / "Orders.jsonl.gz").write_bytes(gzip.compress(b"{}\n"))
+    (folder / "flink" / "execution" / "savepoint-1").mkdir(parents=True)
+    (folder / "flink" / "execution" / "savepoint-1" / "_metadata").write_bytes(b"state")
+    manifest = Manifest(FORMAT, "0.1.0", 1.0, 2.0, 3.0, kafka={"trade_orders": [[0, 0, 4]]}, dynamodb={"Orders": 1},
+                        jobs={"execution": "flink/execution/savepoint-1"})
+    manifest.files = _digests(folder)
+    manifest.save(folder)
+    return manifest
+
+
+def test_a_backup_file_cut_short_inside_a_sound_gzip_is_refused_before_the_stack_is_touched(
+        settings: Settings, tmp_path: Path) -> None:
+    """A probe cut a partition's records short and compressed them again: the gzip layer was sound, the restore
+    wrote one broken record of four, exit 0. Every file now carries its SHA-256 in the manifest."""
+    import gzip
+
+    manifest = _written(tmp_path)
+    assert set(manifest.files) == {"kafka/trade_orders/0.bin.gz", "dynamodb/Orders.jsonl.gz",
+                                   "flink/execution/savepoint-1/_metadata"}
+    part = tmp_path / "kafka" / "trade_orders" / "0.bin.gz"
+    part.write_bytes(gzip.compress(gzip.decompress(part.read_bytes())[:60]))
+    with pytest.raises(UserError, match=r"0\.bin\.gz is not as the backup wrote it"):
+        restore(settings, tmp_path)
+
+
+@pytest.mark.parametrize("digests", [True, False])
+def test_a_backup_missing_a_savepoint_is_refused_before_the_stack_is_touched(
+        settings: Settings, tmp_path: Path, digests: bool) -> None:
+    """A probe removed a job's savepoint: the restore wrote every store, then failed to resume the job, naming a
+    savepoint that did not exist. A backup made before the digests is checked for its savepoints too."""
+    import shutil
+
+    manifest = _written(tmp_path)
+    if not digests:
+        manifest.files = {}
+        manifest.save(tmp_path)
+    shutil.rmtree(tmp_path / "flink" / "execution")
+    with pytest.raises(UserError, match=r"savepoint-1/_metadata is missing"):
+        restore(settings, tmp_path)

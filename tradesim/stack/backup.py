@@ -4,7 +4,9 @@ stack. The order of the steps is what makes the copy consistent; docs/design/bac
 from __future__ import annotations
 
 import gzip
+import hashlib
 import json
+import re
 import shutil
 import time
 import uuid
@@ -83,6 +85,9 @@ class Manifest:
     #: topic → [[partition, records], ...]: orders claimed before the recovery point whose record reached Kafka
     #: after it; the restore appends them (see `_late_orders`)
     late: dict[str, list[list[int]]] = field(default_factory=dict)
+    #: every file of the backup but the manifest, by its path relative to the backup folder → SHA-256 (hex): a
+    #: restore reads them all before it touches the stack. Empty in backups made before it existed
+    files: dict[str, str] = field(default_factory=dict)
 
     def save(self, folder: Path) -> None:
         (folder / MANIFEST).write_text(json.dumps(asdict(self), indent=2) + "\n")
@@ -119,6 +124,9 @@ class Manifest:
         if not all(p.isascii() and p.isdigit() for topics in manifest.groups.values() for parts in topics.values()
                    for p in parts):
             raise UserError(f"{path} is not a valid backup manifest: a group's partition is not a number")
+        if not all(_SHA256.fullmatch(digest) and _inside(name) for name, digest in manifest.files.items()):
+            raise UserError(f"{path} is not a valid backup manifest: a file is not a relative path inside the "
+                            "backup with a SHA-256")
         return manifest
 
     def foreign(self, settings: Settings, folder: Path) -> list[str]:
@@ -136,6 +144,28 @@ class Manifest:
         wrong += [f"job {name}'s savepoint {path!r} (outside the backup)" for name, path in self.jobs.items()
                   if not (folder / path).resolve().is_relative_to(inside)]
         return wrong
+
+
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+
+
+def _inside(name: str) -> bool:
+    parts = name.split("/")
+    return bool(name) and "\0" not in name and not name.startswith("/") and all(p not in ("", ".", "..") for p in parts)
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as data:
+        while chunk := data.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _digests(folder: Path) -> dict[str, str]:
+    """SHA-256 of every file below `folder` but the manifest, by relative path."""
+    return {p.relative_to(folder).as_posix(): _sha256(p) for p in sorted(folder.rglob("*"))
+            if p.is_file() and p.relative_to(folder).as_posix() != MANIFEST}
 
 
 def _local_only(settings: Settings) -> None:
@@ -171,8 +201,24 @@ def _late_file(folder: Path, topic: str, partition: int) -> Path:
 
 
 def _check_files(folder: Path, manifest: Manifest) -> None:
-    """Every compressed file the manifest names reads to its end (gzip checks each one's CRC and length), so a
-    damaged backup is refused before the stack is touched, not half restored."""
+    """Every file of the backup is as it was written (its SHA-256), and every compressed file the manifest names
+    reads to its end (gzip checks each one's CRC and length), so a damaged backup is refused before the stack is
+    touched, not half restored. A backup made before the digests: the savepoints and the snapshot are there."""
+    for name, digest in manifest.files.items():
+        path = folder / name
+        try:
+            same = _sha256(path) == digest
+        except OSError as exc:
+            raise UserError(f"{path} is missing or unreadable ({exc.strerror or exc}): this backup cannot be "
+                            "restored") from None
+        if not same:
+            raise UserError(f"{path} is not as the backup wrote it (its SHA-256 differs): this backup cannot be "
+                            "restored")
+    needed = [folder / path / "_metadata" for path in manifest.jobs.values()]
+    needed += [folder / "opensearch"] if manifest.opensearch else []
+    for path in needed:
+        if not path.exists():
+            raise UserError(f"{path} is missing: this backup cannot be restored")
     files = [_partition_file(folder, topic, partition) for topic, parts in manifest.kafka.items()
              for partition, _low, _high in parts]
     files += [_late_file(folder, topic, partition) for topic, parts in manifest.late.items() for partition, _ in parts]
@@ -300,6 +346,8 @@ def backup(settings: Settings, folder: Path, steps: Steps = NO_STEPS) -> Manifes
         _late_orders(settings, folder, manifest)
     if manifest.late:
         manifest.format = LATE_FORMAT
+    with _step(steps, "checksums"):
+        manifest.files = _digests(folder)
     manifest.finished_at = time.time()
     manifest.save(folder)
     return manifest
