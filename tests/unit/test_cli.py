@@ -972,3 +972,25 @@ def test_a_rate_limit_out_of_range_is_named_by_its_option() -> None:
     result = runner.invoke(app, ["accounts", "create", "hal", "--rate-limit", "0"])
     assert result.exit_code == 2
     assert "Invalid value for '--rate-limit'" in result.output
+
+
+def test_a_termination_signal_ends_a_command_as_ctrl_c_does(tmp_path: Path) -> None:
+    """A probe killed `backup` with SIGTERM: no clean-up ran, the jobs stayed stopped with their only savepoints
+    in its unfinished folder. Every command now ends on SIGTERM or SIGHUP as on Ctrl-C (`logs -f` then returns
+    quietly); before, the signal's default ended the process on the spot."""
+    import signal
+    import subprocess
+
+    log = tmp_path / "home" / "stack" / "kafka" / "server.log"
+    log.parent.mkdir(parents=True)
+    log.write_text("the first line\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TRADESIM_")}
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        proc = subprocess.Popen([sys.executable, "-c", "from tradesim.cli.app import main; main()", "logs", "kafka",
+                                 "-f"], env={**env, "TRADESIM_HOME": str(tmp_path / "home")},
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        assert proc.stdout is not None
+        assert proc.stdout.readline() == "the first line\n"  # it follows the log now
+        proc.send_signal(sig)
+        _, errors = proc.communicate(timeout=30)
+        assert (proc.returncode, errors) == (0, ""), sig

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+import signal
 import sys
+from types import FrameType
 
 import typer
 
@@ -56,13 +58,21 @@ app.add_typer(jobs.app, name="jobs")
 app.add_typer(scenarios.app, name="scenarios")
 
 
+def _interrupt(_signum: int, _frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
+
+
 def main() -> None:
     """The `tradesim` command. A mistake typer itself catches (an unknown option, a value out of range) is one
-    `error:` line and exit 2, like the commands' own; librdkafka's connection chatter stays out of the output."""
+    `error:` line and exit 2, like the commands' own; librdkafka's connection chatter stays out of the output.
+    A termination signal (kill, a closed terminal) ends a command as Ctrl-C does, so its clean-up runs: a backup
+    killed mid-way left the jobs stopped, their only savepoints in its unfinished folder."""
     from tradesim.adapters.kafka import LIBRDKAFKA_LOGGER
     from tradesim.cli.errors import err
 
     logging.getLogger(LIBRDKAFKA_LOGGER).setLevel(logging.CRITICAL)
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, _interrupt)
     try:
         code = app(standalone_mode=False)
     except typer.Abort:

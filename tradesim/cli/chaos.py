@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import signal
 import time
-from types import FrameType
 from typing import Annotated
 
 import typer
@@ -72,9 +70,6 @@ def run_cmd(name: Annotated[str, typer.Argument(help="A fault from `tradesim cha
     if external[fault.target]:
         raise UserError(f"{fault.target} is an external endpoint: it is never proxied, so {name} would change nothing")
     tox = _proxy()
-    # a termination signal ends the fault like Ctrl-C does: it must not outlive the command
-    for sig in (signal.SIGTERM, signal.SIGHUP):
-        signal.signal(sig, _interrupt)
     try:
         fault.apply(tox)
         out.print(f"{fault.name}: {fault.description}, for {seconds:g} s")
@@ -91,10 +86,6 @@ def run_cmd(name: Annotated[str, typer.Argument(help="A fault from `tradesim cha
         raise UserError(f"{exc} (`tradesim chaos clear` removes every fault)") from None
     finally:
         tox.close()
-
-
-def _interrupt(_signum: int, _frame: FrameType | None) -> None:
-    raise KeyboardInterrupt
 
 
 @app.command("clear")
