@@ -242,3 +242,20 @@ def test_a_backup_missing_a_savepoint_is_refused_before_the_stack_is_touched(
     shutil.rmtree(tmp_path / "flink" / "execution")
     with pytest.raises(UserError, match=r"savepoint-1/_metadata is missing"):
         restore(settings, tmp_path)
+
+
+def test_a_job_that_does_not_resume_for_any_reason_is_named_with_its_savepoint(
+        settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A probe: an OSError on the way (a bad TRADESIM_HOME) passed the resume's StackError wrapper, so the backup
+    ended without saying where the stopped job's state was."""
+    from tradesim.stack import jobs
+    from tradesim.stack.backup import NO_STEPS, _resume
+    from tradesim.stack.errors import StackError
+
+    def fails(*_args: object, **_kwargs: object) -> tuple[str, bool]:
+        raise FileExistsError(17, "File exists")
+
+    monkeypatch.setattr(jobs, "submit_job", fails)
+    with pytest.raises(StackError, match=r"job execution did not resume \(.*File exists.*\); submit it with "
+                                         r"`tradesim jobs submit execution --from-savepoint /bk/sp-1`"):
+        _resume(settings, {"execution": "file:/bk/sp-1"}, NO_STEPS)

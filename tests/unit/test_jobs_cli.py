@@ -122,6 +122,17 @@ def test_fresh_on_a_folder_holding_something_else_writes_nothing_there(monkeypat
     assert sorted(p.name for p in settings.stack_dir.iterdir()) in (["mine.txt"], [".lock", "mine.txt"])
 
 
+def test_a_home_whose_stack_is_a_file_is_named_in_one_line(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """A probe: such a home gave `[Errno 17] File exists` with exit 1 (`up`, and a backup, whose jobs then stayed
+    stopped)."""
+    monkeypatch.setenv("TRADESIM_HOME", str(tmp_path / "odd"))
+    (tmp_path / "odd").mkdir()
+    (tmp_path / "odd" / "stack").write_text("not a folder")
+    result = runner.invoke(app, ["jobs", "submit", "execution", "--fresh"])
+    assert result.exit_code == 2, result.output
+    assert "stack is not a folder, so it cannot be the stack's" in _one_line(result.output)
+
+
 class _Cluster:
     """Stands in for a Flink REST client here: only the ids of the jobs the cluster knows."""
 

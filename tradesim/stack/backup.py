@@ -452,7 +452,7 @@ def _resume(settings: Settings, savepoints: dict[str, str], steps: Steps) -> Non
         how = f"`tradesim jobs submit {name} --from-savepoint {jobs.local_state(location)}`"
         try:
             _, new = jobs.submit_job(settings, name, options={jobs.RECOVERY: location})
-        except StackError as exc:
+        except Exception as exc:  # noqa: BLE001 - whatever stopped it, the savepoint and the way back are named
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise StackError(f"job {name} did not resume ({first}); submit it with {how}") from None
         if not new:  # someone started it meanwhile, without the state: its books are not the savepoint's

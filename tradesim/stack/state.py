@@ -61,8 +61,12 @@ class StateFile:
                 raise UserError(f"{folder} holds files `tradesim up` did not make ({', '.join(others[:3])}"
                                 f"{', …' if len(others) > 3 else ''}): nothing started; point TRADESIM_HOME at "
                                 "an empty or new folder")
-        folder.mkdir(parents=True, exist_ok=True)
-        self._marker.touch()
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            self._marker.touch()
+        except OSError as exc:  # a file where the folder should be, a folder it may not write
+            raise UserError(f"cannot use {folder} as the stack's folder ({exc.strerror or exc}); point "
+                            "TRADESIM_HOME at an empty or new folder") from None
 
     def marked(self) -> bool:
         return self._marker.is_file()
@@ -104,6 +108,10 @@ class StateFile:
         os.replace(tmp, self.path)
 
     def locked(self) -> AbstractContextManager[None]:
+        folder = self._lock_path.parent
+        if folder.exists() and not folder.is_dir():
+            raise UserError(f"{folder} is not a folder, so it cannot be the stack's; point TRADESIM_HOME at an "
+                            "empty or new folder")
         return file_lock(self._lock_path)
 
 
