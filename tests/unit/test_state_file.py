@@ -3,6 +3,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from tradesim.stack.state import ComponentRecord, StackState, StateFile
 
 
@@ -31,6 +33,26 @@ def test_torn_or_foreign_file_is_treated_as_empty(tmp_path: Path) -> None:
     assert sf.load().components == {}
     sf.path.write_text(json.dumps({"schema_version": 999, "components": {"kafka": {}}}))
     assert sf.load().components == {}
+
+
+@pytest.mark.parametrize("text", [
+    "[]", '{"schema_version": 1, "components": []}', '{"schema_version": 1, "components": {"kafka": {"pid": 1}}}',
+    '{"schema_version": 1, "components": {"kafka": {"pid": "x", "start_ticks": 1, "started_at": 1.0, '
+    '"address": "a", "version": "1", "log": "/x"}}}', '{"schema_version": 1, "runtime": [], "components": {}}'])
+def test_a_file_of_another_shape_is_treated_as_empty(tmp_path: Path, text: str) -> None:
+    """A probe: `[]`, a list of components or a record missing fields gave AttributeError and TypeError
+    tracebacks from status, up and down."""
+    sf = StateFile(tmp_path)
+    sf.path.write_text(text)
+    assert sf.load() == StackState()
+
+
+def test_a_fifo_in_its_place_does_not_block(tmp_path: Path) -> None:
+    """A probe: `status` hung for ever reading a FIFO named state.json."""
+    import os
+
+    os.mkfifo(tmp_path / "state.json")
+    assert StateFile(tmp_path).load() == StackState()
 
 
 def test_save_is_atomic_no_tmp_left(tmp_path: Path) -> None:

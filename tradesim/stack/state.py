@@ -10,6 +10,8 @@ from contextlib import AbstractContextManager, contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from pydantic import TypeAdapter
+
 from tradesim.stack.errors import UserError
 from tradesim.stack.process import ProcessHandle
 
@@ -40,6 +42,9 @@ class StackState:
 
     runtime: str = "native"
     components: dict[str, ComponentRecord] = field(default_factory=dict)
+
+
+_STATE: TypeAdapter[StackState] = TypeAdapter(StackState)
 
 
 class StateFile:
@@ -83,18 +88,18 @@ class StateFile:
         return isinstance(raw, dict) and raw.get("schema_version") == STATE_SCHEMA_VERSION and "components" in raw
 
     def load(self) -> StackState:
+        """The recorded state; empty for a file that is missing, torn or hand-edited into another shape (it must
+        not brick the CLI: preflight then names the processes on the ports), or not a regular file (a FIFO's read
+        would block for ever)."""
         try:
+            if not self.path.is_file():
+                return StackState()
             raw = json.loads(self.path.read_text())
-        except FileNotFoundError:
+            if not isinstance(raw, dict) or raw.get("schema_version") != STATE_SCHEMA_VERSION:
+                return StackState()
+            return _STATE.validate_python({k: v for k, v in raw.items() if k in ("runtime", "components")})
+        except (OSError, ValueError):  # (pydantic's ValidationError is a ValueError)
             return StackState()
-        except (OSError, ValueError):
-            # A torn or hand-edited file must not brick the CLI: treat it as empty, processes are re-found
-            # by their ports on the next `up` (preflight names them).
-            return StackState()
-        if raw.get("schema_version") != STATE_SCHEMA_VERSION:
-            return StackState()
-        comps = {name: ComponentRecord(**rec) for name, rec in raw.get("components", {}).items()}
-        return StackState(runtime=raw.get("runtime", "native"), components=comps)
 
     def save(self, state: StackState) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
