@@ -14,7 +14,7 @@ from rich.table import Table
 from rich.text import Text
 
 from tradesim.cli.errors import cli_errors
-from tradesim.cli.readout import console
+from tradesim.cli.readout import console, user_param
 from tradesim.settings import Settings, load_settings
 from tradesim.stack.errors import StackError, UserError
 
@@ -120,6 +120,7 @@ def _demo(only: str | None, runtime: str | None, user: str) -> None:
 
     if only:
         raise UserError("--demo brings up the whole stack; leave out --only")
+    user_param(user)  # before anything starts
     settings = load_settings()
     if _runtime(settings, runtime) == "docker":
         raise UserError("--demo runs the native stack; leave out --runtime docker")

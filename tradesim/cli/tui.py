@@ -7,6 +7,7 @@ from typing import Annotated
 import typer
 
 from tradesim.cli.errors import cli_errors
+from tradesim.cli.readout import user_param
 
 
 def tui(user: Annotated[str | None, typer.Option(
@@ -20,7 +21,7 @@ def tui(user: Annotated[str | None, typer.Option(
 def _tui(user: str | None) -> None:
     from tradesim.tui.app import run
 
-    run(user)
+    run(None if user is None else user_param(user))
 
 
 def register(app: typer.Typer) -> None:

@@ -729,20 +729,33 @@ def create_app(settings: Settings, user: User | None, *, watchlist: list[str] | 
     return TradesimApp(settings, user, watchlist=watchlist or [], offline=offline, tune_gc=tune_gc)
 
 
-def build(user: str | None) -> TradesimApp:
-    """The app `tradesim tui` runs, as `user` (else `tui.user`, else the active account), owning its process.
-    UserError (exit 2) for a missing account or a bad setting, StackError (exit 1) when the API does not answer."""
+def _checked(user: str | None) -> tuple[Settings, User]:
+    """The settings and the account, or UserError for a mistake in either."""
     settings = load_settings()
     keymap(settings.tui.bindings)
     check_theme(settings.tui.theme)
-    chosen = resolve_user(settings, user)
+    return settings, resolve_user(settings, user)
+
+
+def on_a_terminal() -> bool:
+    return sys.stdin.isatty() and sys.stdout.isatty()
+
+
+def build(user: str | None) -> TradesimApp:
+    """The app `tradesim tui` runs, as `user` (else `tui.user`, else the active account), owning its process.
+    UserError (exit 2) for a missing account or a bad setting, StackError (exit 1) when the API does not answer."""
+    settings, chosen = _checked(user)
     me = call(settings, "GET", "/accounts/me", chosen.api_key, timeout_s=5)
     held = [s for s, q in (me.get("positions") or {}).items() if q]
     return create_app(settings, chosen, watchlist=default_watchlist(settings, held), tune_gc=True)
 
 
 def run(user: str | None) -> None:
-    """Open the TUI (see `build`)."""
+    """Open the TUI (see `build`); raises UserError without a terminal to draw on (a redirected run wrote escape
+    sequences into its file until killed)."""
+    _checked(user)  # a mistake in the settings or the account is the first thing to say
+    if not on_a_terminal():
+        raise UserError("tradesim tui needs a terminal (its input and output are redirected here)")
     app = build(user)
     _follow_the_terminal_size()
     app.run()

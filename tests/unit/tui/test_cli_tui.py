@@ -64,8 +64,11 @@ def test_an_unknown_theme_exits_2(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     assert "unknown theme 'sepia'" in _one_line(result.output)
 
 
-def test_an_unreachable_api_exits_1(tmp_path: Path) -> None:
+def test_an_unreachable_api_exits_1(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from tradesim.tui import app as tui_app
+
     _credentials(tmp_path)
+    monkeypatch.setattr(tui_app, "on_a_terminal", lambda: True)  # as a user's run has (CliRunner's has none)
     result = runner.invoke(app, ["tui"])
     assert result.exit_code == 1
     assert "the API is not reachable" in _one_line(result.output)
@@ -83,3 +86,18 @@ def test_an_active_account_missing_from_the_file_is_named(tmp_path: Path) -> Non
         assert "the active account 'zzz' is not in" in line
         assert "alice" in line
         assert "accounts use" in line
+
+
+def test_an_empty_user_is_refused(tmp_path: Path) -> None:
+    _credentials(tmp_path)
+    result = runner.invoke(app, ["tui", "--user", ""])  # a probe: taken as "no user given"
+    assert result.exit_code == 2
+    assert "'' is not a user id" in _one_line(result.output)
+
+
+def test_without_a_terminal_it_says_so(tmp_path: Path) -> None:
+    """A probe: `tradesim tui </dev/null >file` wrote escape sequences into the file until killed."""
+    _credentials(tmp_path)
+    result = runner.invoke(app, ["tui"])  # CliRunner's input and output are no terminal
+    assert result.exit_code == 2
+    assert "tradesim tui needs a terminal" in _one_line(result.output)
