@@ -305,3 +305,26 @@ def test_pruning_removes_nothing_while_it_cannot_tell_what_a_restore_reads(monke
                                 submitted="mine")
     assert removed == ["old"]
     assert sorted(p.name for p in root.iterdir()) == ["folder", "metadata", "mine"]
+
+
+class _Slots:
+    def __init__(self, free: int, total: int) -> None:
+        self.answer = {"slots-available": free, "slots-total": total}
+
+    def overview(self) -> dict[str, int]:
+        return self.answer
+
+
+@pytest.mark.parametrize(("parallelism", "free", "refused"), [(3, 2, True), (100_000, 4, True), (2, 2, False)])
+def test_a_parallelism_the_free_slots_cannot_hold_is_refused(parallelism: int, free: int, refused: bool) -> None:
+    """A probe: `-p 3` with two free slots was submitted and restarted for ever; `-p 100000` ended in a page of
+    Java. Both are one line now, before anything is submitted."""
+    from tradesim.stack.errors import UserError
+    from tradesim.stack.jobs import _check_slots
+
+    if refused:
+        with pytest.raises(UserError, match=f"--parallelism {parallelism} needs as many task slots; the cluster "
+                                            f"has {free} free of 4"):
+            _check_slots(_Slots(free, 4), parallelism)  # type: ignore[arg-type]
+    else:
+        _check_slots(_Slots(free, 4), parallelism)  # type: ignore[arg-type]

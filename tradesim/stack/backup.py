@@ -295,9 +295,10 @@ def backup(settings: Settings, folder: Path, steps: Steps = NO_STEPS) -> Manifes
     if stopped_jobs:  # its state (the execution job's resting orders) would be missing from the backup
         if made:
             folder.rmdir()
-        raise UserError(f"job {', '.join(stopped_jobs)} is not running, so its state cannot be saved with the rest; "
-                        "start it with `tradesim jobs submit NAME` (it resumes the state it was stopped with) and "
-                        "back up again")
+        raise UserError(f"job {', '.join(stopped_jobs)} is not running, so its state cannot be saved with the rest: "
+                        "another backup may hold it (wait for that one), else start it with `tradesim jobs submit "
+                        "NAME` (a job `down` stopped resumes its state; one `jobs cancel --savepoint` stopped needs "
+                        "--from-savepoint) and back up again")
     manifest = Manifest(FORMAT, __version__, started, 0.0, 0.0)
     rest = jobs.cluster(settings)
     savepoints: dict[str, str] = {}

@@ -165,6 +165,21 @@ def running_names(settings: Settings) -> set[str] | None:
         return None
 
 
+def _check_slots(rest: FlinkRest, parallelism: int) -> None:
+    """UserError for a parallelism the cluster's free task slots cannot hold: the job would be accepted, then
+    restart for ever waiting for slots (a probe's `-p 3` with two free), or fail with a page of Java (`-p 100000`)."""
+    from tradesim.adapters.flink.errors import FlinkRequestError, FlinkUnavailable
+
+    try:
+        overview = rest.overview()
+    except (FlinkUnavailable, FlinkRequestError):
+        return  # the submit says what is wrong with the cluster
+    free, total = overview.get("slots-available"), overview.get("slots-total")
+    if isinstance(free, int) and isinstance(total, int) and parallelism > free:
+        raise UserError(f"--parallelism {parallelism} needs as many task slots; the cluster has {free} free of "
+                        f"{total} (flink.task_slots; other jobs hold the rest)")
+
+
 def job_spec(name: str) -> JobSpec:
     """The catalog's job of this name; raises UserError naming the known ones."""
     spec = JOBS.get(name)
@@ -208,6 +223,8 @@ def _submit_locked(settings: Settings, spec: JobSpec, rest: FlinkRest, paralleli
         if ours and not overrides and name not in runs(settings):  # e.g. started before runs were noted
             _note_run(settings, name, RunNote(already[0].id, instance))
         return already[0].id, False
+    if parallelism is not None:
+        _check_slots(rest, parallelism)
     flink = Flink(settings)
     flink.provision(progress)  # no-op when the venv and jars exist
     standard = spec.standard and not (fresh or overrides or (options and RECOVERY in options))
