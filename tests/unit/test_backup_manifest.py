@@ -91,7 +91,7 @@ def test_names_this_stack_does_not_have_are_refused_before_anything(settings: Se
 
 def test_a_backup_folder_that_cannot_be_made_is_a_user_mistake(settings: Settings, tmp_path: Path) -> None:
     (tmp_path / "afile").write_text("")
-    with pytest.raises(UserError, match="cannot make the backup folder"):  # before: a StackError (exit 1)
+    with pytest.raises(UserError, match="cannot make or write the backup folder"):  # before: a StackError (exit 1)
         backup(settings, tmp_path / "afile" / "sub")
 
 
@@ -259,3 +259,25 @@ def test_a_job_that_does_not_resume_for_any_reason_is_named_with_its_savepoint(
     with pytest.raises(StackError, match=r"job execution did not resume \(.*File exists.*\); submit it with "
                                          r"`tradesim jobs submit execution --from-savepoint /bk/sp-1`"):
         _resume(settings, {"execution": "file:/bk/sp-1"}, NO_STEPS)
+
+
+def test_a_backup_with_a_store_down_changes_nothing_and_leaves_no_folder(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A probe: with OpenSearch down, a backup stopped the jobs and copied DynamoDB for 21 s of paused trading
+    before it failed. The stores are checked before anything changes."""
+    from tradesim.settings import load_settings
+    from tradesim.stack import backup as module
+    from tradesim.stack.errors import StackError
+    from tradesim.stack.jobs import JOBS
+    from tradesim.testing.net import free_port
+
+    monkeypatch.chdir(tmp_path)
+    nowhere = load_settings(home=tmp_path / "home", cache_dir=tmp_path / "cache",
+                            kafka={"port": free_port()}, dynamodb={"port": free_port()},
+                            opensearch={"port": free_port()}, clickhouse={"http_port": free_port()},
+                            flink={"rest_port": free_port()})
+    monkeypatch.setattr(module, "_running_jobs", lambda _settings: {n: "j" for n, s in JOBS.items() if s.standard})
+    with pytest.raises(StackError, match=r"^kafka, dynamodb, opensearch, clickhouse, flink not running \(start the "
+                                         r"stack with `tradesim up`\); nothing was changed$"):
+        backup(nowhere, tmp_path / "bk")
+    assert not (tmp_path / "bk").exists()

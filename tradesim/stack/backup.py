@@ -168,6 +168,22 @@ def _digests(folder: Path) -> dict[str, str]:
             if p.is_file() and p.relative_to(folder).as_posix() != MANIFEST}
 
 
+#: the servers a backup and a restore read or write
+_STORES = ("kafka", "dynamodb", "opensearch", "clickhouse", "flink")
+
+
+def _stores_up(settings: Settings) -> None:
+    """StackError naming the stores that do not answer, before anything changes: a backup stopped the jobs and
+    copied DynamoDB before it found OpenSearch down."""
+    from tradesim.stack import registry
+    from tradesim.stack.supervisor import Supervisor
+
+    down = [row.name for row in Supervisor(settings, registry.build(settings, list(_STORES))).status()
+            if not row.healthy]
+    if down:
+        raise StackError(f"{', '.join(down)} not running (start the stack with `tradesim up`); nothing was changed")
+
+
 def _local_only(settings: Settings) -> None:
     from tradesim.stack.flink import Flink
     from tradesim.stack.opensearch import OpenSearch
@@ -287,8 +303,10 @@ def backup(settings: Settings, folder: Path, steps: Steps = NO_STEPS) -> Manifes
     made = not folder.exists()
     try:
         folder.mkdir(parents=True, exist_ok=True)
+        (folder / ".written").touch()  # a folder it may not write (read-only, immutable) failed in Flink's savepoint
+        (folder / ".written").unlink()
     except OSError as exc:  # a path the user chose that cannot be a folder here (a file on the way, /proc, ...)
-        raise UserError(f"cannot make the backup folder {folder}: {exc.strerror or exc}") from None
+        raise UserError(f"cannot make or write the backup folder {folder}: {exc.strerror or exc}") from None
     started = time.time()
     running = _running_jobs(settings)
     stopped_jobs = [name for name, spec in jobs.JOBS.items() if spec.standard and name not in running]
@@ -299,6 +317,12 @@ def backup(settings: Settings, folder: Path, steps: Steps = NO_STEPS) -> Manifes
                         "another backup may hold it (wait for that one), else start it with `tradesim jobs submit "
                         "NAME` (a job `down` stopped resumes its state; one `jobs cancel --savepoint` stopped needs "
                         "--from-savepoint) and back up again")
+    try:
+        _stores_up(settings)
+    except StackError:
+        if made:
+            folder.rmdir()
+        raise
     manifest = Manifest(FORMAT, __version__, started, 0.0, 0.0)
     rest = jobs.cluster(settings)
     savepoints: dict[str, str] = {}
@@ -531,6 +555,7 @@ def restore(settings: Settings, folder: Path, steps: Steps = NO_STEPS) -> Manife
     _local_only(settings)
     with _step(steps, "check the backup's files"):
         _check_files(folder, manifest)
+    _stores_up(settings)
     with _step(steps, "check the stack is empty"):
         held = _not_empty(settings, manifest)
     if held:
