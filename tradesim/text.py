@@ -23,3 +23,10 @@ def visible(text: str) -> str:
     newline, zero-width and bidirectional marks, unassigned code points) written as its Python escape: a quoted
     value shows what it holds and cannot restyle the terminal or start a line of its own."""
     return "".join(c if c.isprintable() or c == " " else repr(c)[1:-1] for c in text)
+
+
+def validation_message(error: object) -> str:
+    """A pydantic error's message as a person reads it: without the "Value error, " or "Assertion failed, "
+    pydantic puts before a validator's own words."""
+    msg = str(error.get("msg", "invalid")) if isinstance(error, dict) else str(error)
+    return msg.removeprefix("Value error, ").removeprefix("Assertion failed, ")

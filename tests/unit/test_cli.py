@@ -994,3 +994,19 @@ def test_a_termination_signal_ends_a_command_as_ctrl_c_does(tmp_path: Path) -> N
         proc.send_signal(sig)
         _, errors = proc.communicate(timeout=30)
         assert (proc.returncode, errors) == (0, ""), sig
+
+
+@pytest.mark.parametrize(("env", "value", "says"), [
+    ("TRADESIM_KAFKA__PORT", "abc", "must be a whole number of digits"),
+    ("TRADESIM_API__KAFKA_TIMEOUT_S", "inf", "finite number"),
+])
+def test_a_setting_is_refused_in_its_own_words(monkeypatch: pytest.MonkeyPatch, env: str, value: str,
+                                               says: str) -> None:
+    """A review: validators' messages came with pydantic's "Value error, " in front (one helper drops it now,
+    for settings, the API, scenario files, the TUI and the strategy SDK alike)."""
+    monkeypatch.setenv(env, value)
+    result = runner.invoke(app, ["scenarios", "list"])
+    assert result.exit_code == 2, result.output
+    line = _one_line_error(result.output)
+    assert says in line
+    assert "Value error" not in line

@@ -18,7 +18,7 @@ from tradesim.ports import Unavailable
 from tradesim.scenarios.errors import ScenarioError
 from tradesim.settings import SettingsFileError, config_path, shown_value
 from tradesim.stack.errors import StackError, UserError
-from tradesim.text import one_line, visible
+from tradesim.text import one_line, validation_message, visible
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -43,7 +43,7 @@ def settings_error_line(exc: ValidationError) -> str:
         source = f"in {config_path()}" if value is None else f"{value} in {config_path()}"
     else:
         source = "given" if value is None else value
-    return f"invalid setting {visible(loc)} ({source}): {first['msg']}"
+    return f"invalid setting {visible(loc)} ({source}): {validation_message(first)}"
 
 
 def check_output(path: Path | None, option: str) -> None:

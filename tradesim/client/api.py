@@ -21,7 +21,7 @@ import platformdirs
 from tradesim.domain.events import is_path_id
 from tradesim.settings import Settings, is_header_safe, redacted
 from tradesim.stack.errors import StackError, UserError
-from tradesim.text import one_line
+from tradesim.text import one_line, validation_message
 
 
 def credentials_path(settings: Settings) -> Path:
@@ -184,7 +184,7 @@ def _in_options_terms(problem: Any, options: Mapping[str, str]) -> str | None:
     first = errors[0] if isinstance(errors, list) and errors and isinstance(errors[0], dict) else {}
     loc = first.get("loc")
     if isinstance(loc, list) and len(loc) == 2 and loc[0] == "query" and loc[1] in options:
-        return f"{options[loc[1]]}: {one_line(first.get('msg', 'invalid'))}"
+        return f"{options[loc[1]]}: {one_line(validation_message(first))}"
     return None
 
 

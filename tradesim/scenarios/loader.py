@@ -18,7 +18,7 @@ from pydantic_core import ErrorDetails
 
 from tradesim.scenarios.errors import CrossFieldError, Problem, ScenarioError, display_path, format_loc
 from tradesim.scenarios.model import Scenario, model_field_names
-from tradesim.text import one_line
+from tradesim.text import one_line, validation_message
 
 SUFFIXES = (".yaml", ".yml")
 #: a scenario file's size and its values after alias expansion are bounded: a file is read whole and validated
@@ -317,4 +317,4 @@ def _message(err: ErrorDetails, loc: Loc) -> str:
         return "must be a file path (text)"
     if kind == "union_tag_not_found":
         return "needs `kind` (lognormal or poisson)"
-    return err["msg"].removeprefix("Value error, ")
+    return validation_message(err)

@@ -19,6 +19,7 @@ from pydantic import ValidationError
 
 from tradesim.domain.events import Tick, epoch_ms
 from tradesim.scenarios.errors import Problem, ScenarioError, display_path
+from tradesim.text import validation_message
 
 COLUMNS = ("timestamp", "symbol", "bid", "ask", "last", "size")
 MAX_PROBLEMS = 20  # enough to see a pattern without flooding the terminal on a broken file
@@ -84,7 +85,7 @@ def _tick(row: dict[str, str], seq: int, scenario_id: str) -> Tick:
     except ValidationError as exc:
         first = exc.errors()[0]
         column = str(first["loc"][0]) if first["loc"] else "bid"  # model-level check is the bid/ask order
-        raise _RowError(column, first["msg"].removeprefix("Value error, ")) from None
+        raise _RowError(column, validation_message(first)) from None
 
 
 def _rows(path: Path) -> Iterator[tuple[int, dict[str, str]]]:

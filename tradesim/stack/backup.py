@@ -23,6 +23,7 @@ from pydantic import TypeAdapter, ValidationError
 from tradesim import __version__
 from tradesim.settings import Settings
 from tradesim.stack.errors import StackError, UserError
+from tradesim.text import validation_message
 
 FORMAT = 1
 #: a backup with late orders (an older tradesim must refuse it rather than restore without them)
@@ -102,7 +103,7 @@ class Manifest:
         except ValidationError as exc:
             first = exc.errors()[0]
             where = ".".join(map(str, first["loc"])) or "the whole"
-            raise UserError(f"{path} is not a valid backup manifest: {where}: {first['msg']}") from None
+            raise UserError(f"{path} is not a valid backup manifest: {where}: {validation_message(first)}") from None
         except (ValueError, RecursionError) as exc:  # not JSON, or nested past the parser's depth
             raise UserError(f"{path} is not a valid backup manifest: {str(exc) or type(exc).__name__}") from None
         if manifest.format not in (FORMAT, LATE_FORMAT):

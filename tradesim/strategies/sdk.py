@@ -32,7 +32,7 @@ from tradesim.domain.pnl import cash_delta
 from tradesim.domain.trades import record_of
 from tradesim.settings import Settings
 from tradesim.stack.errors import StackError, UserError
-from tradesim.text import error_line
+from tradesim.text import error_line, validation_message
 
 CLASS_PATH = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-Za-z0-9_]*$")
 #: the longest Idempotency-Key the API takes; a longer derived key is hashed
@@ -384,7 +384,7 @@ def parse_params(model: type[M], params: Mapping[str, Any]) -> M:
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"]) or "params"
-        message = first["msg"].removeprefix("Value error, ")
+        message = validation_message(first)
         if first["type"] == "extra_forbidden":
             message = f"unknown param (known: {', '.join(model.model_fields) or 'none'})"
         raise ValueError(f"{where}: {message}") from None

@@ -21,6 +21,7 @@ from tradesim.domain.matching import DAY_MS
 from tradesim.domain.pnl import PositionCost, value
 from tradesim.domain.trades import TradeRecord, record_of
 from tradesim.services.api.schemas import OrderRequest
+from tradesim.text import validation_message
 
 #: bars kept per symbol and interval (what the server's history holds)
 CANDLES_KEEP = 300
@@ -623,7 +624,7 @@ def field_errors(errors: Iterable[Mapping[str, Any]]) -> dict[str, str]:
     out: dict[str, str] = {}
     for e in errors:
         loc = [p for p in e.get("loc", []) if p != "body"]
-        msg = str(e.get("msg", "invalid")).removeprefix("Value error, ")
+        msg = validation_message(dict(e))
         name = str(loc[0]) if loc else next((f for f in ORDER_FIELDS if f in msg), "")
         if e.get("type") == "string_pattern_mismatch" and name in _PATTERN_HELP:
             msg = _PATTERN_HELP[name]

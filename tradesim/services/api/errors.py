@@ -18,6 +18,7 @@ from tradesim.domain.events import CASH_DIGITS, ID_RE, SYMBOL_RE, USER_ID_PATTER
 from tradesim.ports import Unavailable
 from tradesim.services.api.schemas import CASH_PATTERN, CLIENT_ORDER_ID_PATTERN, PRICE_PATTERN
 from tradesim.services.api.windows import TIME_PATTERN, not_a_time
+from tradesim.text import validation_message
 
 log = logging.getLogger("tradesim.api.errors")
 
@@ -86,7 +87,7 @@ def _message(error: dict[str, Any]) -> str:
         return not_a_time(error.get("input"))
     if pattern in _PATTERN_WORDS:
         return _PATTERN_WORDS[pattern]
-    return str(error.get("msg", ""))
+    return validation_message(error)
 
 
 def install(app: FastAPI, retry_after_s: int) -> None:
