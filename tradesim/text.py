@@ -26,7 +26,13 @@ def visible(text: str) -> str:
 
 
 def validation_message(error: object) -> str:
-    """A pydantic error's message as a person reads it: without the "Value error, " or "Assertion failed, "
-    pydantic puts before a validator's own words."""
-    msg = str(error.get("msg", "invalid")) if isinstance(error, dict) else str(error)
-    return msg.removeprefix("Value error, ").removeprefix("Assertion failed, ")
+    """A pydantic error's message as a person reads it: a symbol's, a user id's or an id's pattern in words, and
+    without the "Value error, " or "Assertion failed, " pydantic puts before a validator's own words."""
+    from tradesim.domain.events import PATTERN_WORDS
+
+    if not isinstance(error, dict):
+        return str(error)
+    pattern = (error.get("ctx") or {}).get("pattern")
+    if error.get("type") == "string_pattern_mismatch" and pattern in PATTERN_WORDS:
+        return PATTERN_WORDS[pattern]
+    return str(error.get("msg", "invalid")).removeprefix("Value error, ").removeprefix("Assertion failed, ")

@@ -30,6 +30,12 @@ SYMBOL_RE = r"[A-Z][A-Z0-9.\-]{0,15}"
 ID_RE = r"[A-Za-z0-9_.:\-]{1,64}"
 #: a user id (an account's name): what the API takes in a path, and what the CLI checks before it builds one
 USER_ID_PATTERN = r"^[a-z0-9][a-z0-9_.\-]{0,39}$"
+#: what a value refused by one of these patterns must look like, in words (a regular expression says little)
+PATTERN_WORDS = {
+    f"^{SYMBOL_RE}$": "must be a symbol like AAPL: an upper-case letter, then up to 15 of A-Z 0-9 . -",
+    USER_ID_PATTERN: "must be a user id: a lower-case letter or digit, then up to 39 of a-z 0-9 _ . -",
+    f"^{ID_RE}$": "must be an id: 1 to 64 of A-Z a-z 0-9 _ . : -",
+}
 SymbolStr = Annotated[str, Field(pattern=f"^{SYMBOL_RE}$")]
 _SYMBOL = re.compile(SYMBOL_RE)
 

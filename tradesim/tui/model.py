@@ -20,6 +20,7 @@ from tradesim.domain.events import Bar, OrderOutcome, typed_symbol
 from tradesim.domain.matching import DAY_MS
 from tradesim.domain.pnl import PositionCost, value
 from tradesim.domain.trades import TradeRecord, record_of
+from tradesim.services.api.errors import field_message
 from tradesim.services.api.schemas import OrderRequest
 from tradesim.text import validation_message
 
@@ -588,11 +589,6 @@ ORDER_FIELDS = ("side", "symbol", "qty", "type", "limit_price", "stop_price", "t
 CODE_FIELDS = {"stale_price": "symbol", "unknown_symbol": "symbol", "insufficient_funds": "qty",
                "insufficient_shares": "qty"}
 #: the API's pattern errors quote a regular expression; these say it in words
-_PATTERN_HELP = {"symbol": "must be a symbol like AAPL (capitals, digits, . and -)",
-                 "limit_price": "must be a price like 101.25 (at most 4 decimals)",
-                 "stop_price": "must be a price like 101.25 (at most 4 decimals)"}
-
-
 def _symbol(text: str) -> str:
     """The ticket's symbol in upper case; as typed when it is not one, for the request model to refuse."""
     return typed_symbol(text.strip()) or text.strip()
@@ -615,7 +611,8 @@ def order_body(form: Mapping[str, str]) -> tuple[dict[str, Any] | None, dict[str
     try:
         OrderRequest.model_validate(body)
     except ValidationError as exc:
-        return None, field_errors([{"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in exc.errors()])
+        return None, field_errors([{"loc": list(e["loc"]), "msg": field_message(dict(e)), "type": e["type"]}
+                                   for e in exc.errors()])
     return body, {}
 
 
@@ -626,7 +623,5 @@ def field_errors(errors: Iterable[Mapping[str, Any]]) -> dict[str, str]:
         loc = [p for p in e.get("loc", []) if p != "body"]
         msg = validation_message(dict(e))
         name = str(loc[0]) if loc else next((f for f in ORDER_FIELDS if f in msg), "")
-        if e.get("type") == "string_pattern_mismatch" and name in _PATTERN_HELP:
-            msg = _PATTERN_HELP[name]
         out.setdefault(name if name in ORDER_FIELDS else "", msg)
     return out

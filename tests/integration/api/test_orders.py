@@ -177,7 +177,7 @@ def test_invalid_fields_are_422(http: httpx.Client, user: User, symbol: str, ord
 
 
 @pytest.mark.parametrize(("change", "says"), [
-    ({"symbol": "acme"}, "symbol: must be a symbol: an upper-case letter"),
+    ({"symbol": "acme"}, "symbol: must be a symbol like AAPL: an upper-case letter"),
     ({"type": "limit", "limit_price": "1e3"}, "limit_price: must be a price like 101.25"),
     ({"client_order_id": "a\u202eb"}, "client_order_id: must hold no control"),
 ])

@@ -185,7 +185,7 @@ def test_all_problems_are_reported_in_line_order(write: Write) -> None:
          "bid 1000000 is not below the price cap 1000000"),
         ("timestamp,symbol,bid,ask,last,size\n1704205800000,AAA,1,two,1,1\n", 2, "ask", "not a decimal number"),
         ("timestamp,symbol,bid,ask,last,size\n1704205800000,AAA,1,2,1,1.5\n", 2, "size", "not a non-negative"),
-        ("timestamp,symbol,bid,ask,last,size\n1704205800000,aaa,1,2,1,1\n", 2, "symbol", "String should match"),
+        ("timestamp,symbol,bid,ask,last,size\n1704205800000,aaa,1,2,1,1\n", 2, "symbol", "must be a symbol like AAPL"),
         ("timestamp,symbol,bid,ask,last,size\n1704205800000,AAA,1,1e30,1,1\n", 2, "ask",
          "less than or equal to 1000000"),
         ("timestamp,symbol,bid,ask,last,size\n1704205800000,AAA,1,2,1.00001,1\n", 2, "last", "decimal places"),

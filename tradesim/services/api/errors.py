@@ -14,7 +14,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from tradesim.adapters.dynamodb.errors import DynamoDBError
 from tradesim.adapters.kafka.errors import KafkaDeliveryError, KafkaUnavailable
-from tradesim.domain.events import CASH_DIGITS, ID_RE, SYMBOL_RE, USER_ID_PATTERN
+from tradesim.domain.events import CASH_DIGITS, PATTERN_WORDS
 from tradesim.ports import Unavailable
 from tradesim.services.api.schemas import CASH_PATTERN, CLIENT_ORDER_ID_PATTERN, PRICE_PATTERN
 from tradesim.services.api.windows import TIME_PATTERN, not_a_time
@@ -70,9 +70,7 @@ _HTTP_CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "
 
 #: what a value refused by a pattern must look like, in words (a regular expression says little to a reader)
 _PATTERN_WORDS = {
-    f"^{SYMBOL_RE}$": "must be a symbol: an upper-case letter, then up to 15 of A-Z 0-9 . -",
-    USER_ID_PATTERN: "must be a user id: a lower-case letter or digit, then up to 39 of a-z 0-9 _ . -",
-    f"^{ID_RE}$": "must be an id: 1 to 64 of A-Z a-z 0-9 _ . : -",
+    **PATTERN_WORDS,
     PRICE_PATTERN: "must be a price like 101.25: up to 12 digits, a point and up to 4 decimals; no sign, no exponent",
     CASH_PATTERN: f"must be an amount like 100000.00: up to {CASH_DIGITS} digits, a point and up to 2 decimals; no "
                   "sign, no exponent",
@@ -80,7 +78,7 @@ _PATTERN_WORDS = {
 }
 
 
-def _message(error: dict[str, Any]) -> str:
+def field_message(error: dict[str, Any]) -> str:
     """pydantic's message, except for a value a pattern refused: what it must look like, in words."""
     pattern = (error.get("ctx") or {}).get("pattern")
     if pattern == TIME_PATTERN:
@@ -108,7 +106,7 @@ def install(app: FastAPI, retry_after_s: int) -> None:
             # FastAPI reads a body without a JSON content type as bytes, which no model takes
             return problem(request, 415, "unsupported_media_type",
                            "send the body as JSON with `Content-Type: application/json`")
-        fields = [{"loc": [p for p in e.get("loc", ()) if isinstance(p, str | int)], "msg": _message(e),
+        fields = [{"loc": [p for p in e.get("loc", ()) if isinstance(p, str | int)], "msg": field_message(e),
                    "type": str(e.get("type", ""))} for e in errors]
         first = fields[0] if fields else {"loc": [], "msg": "invalid"}
         where = ".".join(str(p) for p in first["loc"] if p != "body") or "request"
