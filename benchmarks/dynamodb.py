@@ -4,6 +4,7 @@ store's own CPU per request from /proc, so a change to the server can be judged 
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 import uuid
@@ -17,7 +18,7 @@ from tradesim.adapters.dynamodb.orders import OrderStore
 from tradesim.domain.events import OrderPlaced
 from tradesim.ports import Unavailable
 from tradesim.settings import Settings
-from tradesim.stack.errors import UserError
+from tradesim.stack.errors import StackError, UserError
 
 #: requests before the measured phases, so the server's JIT has compiled its hot paths
 WARMUP = 3000
@@ -79,7 +80,7 @@ def run(settings: Settings, requests: int, threads: int, out: list[str]) -> dict
     try:
         return _run(settings, db, requests, threads, out)
     except Unavailable as exc:
-        raise UserError(f"DynamoDB did not answer: {exc}") from None
+        raise StackError(f"DynamoDB did not answer: {exc}") from None
     finally:
         db.close()
 
@@ -87,10 +88,20 @@ def run(settings: Settings, requests: int, threads: int, out: list[str]) -> dict
 def _run(settings: Settings, db: DynamoDB, requests: int, threads: int, out: list[str]) -> dict[str, dict[str, float]]:
     store = OrderStore(db)
     user_id = "u_bench_" + uuid.uuid4().hex[:8]
-    for _ in range(WARMUP):
-        store.claim(_order(user_id))
+    warmup = [_order(user_id) for _ in range(WARMUP)]
     orders = [_order(user_id) for _ in range(requests)]
+    try:
+        for order in warmup:
+            store.claim(order)
+        return _measured(settings, store, orders, threads, out)
+    finally:  # the claims are open orders of nobody in the stack's `Orders` (listed, and read by every backup)
+        with contextlib.suppress(Unavailable):  # a server that stopped answering: the run's own error says so
+            for order in (*warmup, *orders):
+                store.release(order)
 
+
+def _measured(settings: Settings, store: OrderStore, orders: list[OrderPlaced], threads: int,
+              out: list[str]) -> dict[str, dict[str, float]]:
     def claim(order: OrderPlaced) -> Callable[[], None]:
         def call() -> None:
             if store.claim(order) is not None:

@@ -354,6 +354,7 @@ def test_portfolio_prints_a_table_and_its_json(api: list[tuple[str, dict[str, ob
     assert shown.exit_code == 0, shown.output
     for text in ("ACME", "96.9722", "100.01", "1,800.18", "+54.68", "+23.33", "+36.18", "50,072.68"):
         assert text in shown.stdout
+    assert "[" not in shown.stdout  # a review: P&L figures came out as "[green]+54.68[/green]" (output is text)
     as_json = runner.invoke(app, ["portfolio", "--json"])
     assert json.loads(as_json.stdout) == PORTFOLIO
 
@@ -424,6 +425,7 @@ def test_analytics_volume_and_pnl(api: list[tuple[str, dict[str, object]]]) -> N
     pnl = runner.invoke(app, ["analytics", "pnl", "--interval", "1d"])
     assert pnl.exit_code == 0, pnl.output
     assert "-12.50" in pnl.stdout
+    assert "[" not in pnl.stdout
     assert [(path, params.get("interval"), params.get("symbol")) for path, params in api] == [
         ("/analytics/volume", "1h", "ACME"), ("/analytics/pnl", "1d", None)]
 

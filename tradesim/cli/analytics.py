@@ -11,7 +11,7 @@ from rich.table import Table
 
 from tradesim.cli.errors import cli_errors
 from tradesim.cli.readout import OPTIONS, Interval, JsonOpt, console, interval_param, since_param, symbol_param
-from tradesim.client.format import cents, price, signed, when
+from tradesim.client.format import cents, price, signed_text, when
 from tradesim.settings import load_settings
 
 app = typer.Typer(help="Volume and P&L over time, from the analytics read model.", no_args_is_help=True)
@@ -77,5 +77,5 @@ def _pnl(interval: str, since: str | None, as_json: bool) -> None:
     for col in ("until (UTC)", "realized", "equity"):
         table.add_column(col, justify="left" if col == "until (UTC)" else "right")
     for p in answer["points"]:
-        table.add_row(when(p["end_ms"], False), signed(p["realized_pnl"]), cents(p["equity"]))
+        table.add_row(when(p["end_ms"], False), signed_text(p["realized_pnl"]), cents(p["equity"]))
     out.print(table)

@@ -11,7 +11,7 @@ from rich.text import Text
 
 from tradesim.cli.errors import cli_errors, err
 from tradesim.cli.readout import JsonOpt, console
-from tradesim.client.format import age, cents, price, signed
+from tradesim.client.format import age, cents, price, signed_text
 from tradesim.settings import load_settings
 
 out = console()
@@ -42,16 +42,16 @@ def render(p: dict[str, Any]) -> None:
         stale = ("*", "yellow") if pos["price_stale"] and pos["last_price"] is not None else ""
         table.add_row(pos["symbol"], f"{pos['qty']:,}", price(pos["average_cost"]),
                       Text.assemble(price(pos["last_price"]), stale),
-                      age(pos["price_age_ms"]), cents(pos["market_value"]), signed(pos["unrealized_pnl"]),
-                      signed(pos["realized_pnl"]), signed(pos["day_change"]))
+                      age(pos["price_age_ms"]), cents(pos["market_value"]), signed_text(pos["unrealized_pnl"]),
+                      signed_text(pos["realized_pnl"]), signed_text(pos["day_change"]))
     if p["positions"]:
         out.print(table)
     else:
         out.print(f"{p['user_id']} holds no shares")
     out.print(Text.assemble(f"cash {cents(p['cash'])} · market value {cents(p['market_value'])} · equity ",
                             (cents(p["equity"]), "bold")))
-    out.print(f"P&L realized {signed(p['realized_pnl'])} · unrealized {signed(p['unrealized_pnl'])} · "
-              f"today {signed(p['day_change'])}")
+    out.print(Text.assemble("P&L realized ", signed_text(p["realized_pnl"]), " · unrealized ",
+                            signed_text(p["unrealized_pnl"]), " · today ", signed_text(p["day_change"])))
     if any(pos["price_stale"] and pos["last_price"] is not None for pos in p["positions"]):
         out.print(Text.assemble(("*", "yellow"), " stale: older than the order check accepts"))
     if p["degraded"]:

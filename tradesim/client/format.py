@@ -5,6 +5,8 @@ from __future__ import annotations
 import time
 from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
 
+from rich.text import Text
+
 #: beyond this a figure is not rounded for a table but shown as it came (rounding 1e40 to the cent needs more
 #: digits than Decimal's context has; no account or price of the API comes near it)
 _SHOWN_AS_IS = Decimal("1e20")
@@ -41,18 +43,23 @@ def price(amount: str | None) -> str:
     return f"{whole}.{frac.rstrip('0').ljust(2, '0')}"
 
 
-def signed(amount: str | None) -> str:
-    """A P&L figure: cents with a sign, rich-colored (green gain, red loss)."""
+def signed_text(amount: str | None) -> Text:
+    """A P&L figure: cents with a sign, colored (green gain, red loss)."""
     if amount is None:
-        return "-"
+        return Text("-")
     value = _rounded(amount, "0.01")
     if isinstance(value, str):
-        return value
+        return Text(value)
     if value > 0:
-        return f"[green]+{value:,}[/green]"
+        return Text(f"+{value:,}", style="green")
     if value < 0:
-        return f"[red]{value:,}[/red]"
-    return f"{abs(value):,}"
+        return Text(f"{value:,}", style="red")
+    return Text(f"{abs(value):,}")
+
+
+def signed(amount: str | None) -> str:
+    """`signed_text` as rich markup, for the TUI's widgets (the CLI prints text, not markup)."""
+    return signed_text(amount).markup
 
 
 def when(ms: int, seconds: bool = True) -> str:

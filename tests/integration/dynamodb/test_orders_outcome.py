@@ -108,3 +108,23 @@ def test_the_in_book_mark_keeps_the_order_and_creates_one_that_bypassed_the_api(
         assert (got["status"], got["in_book"], placed_order(got)) == ("accepted", True, o)
     store.release(claimed)  # an order in a book is no longer the API's to release
     assert store.get(claimed.order_id) is not None
+
+
+def _bench_claims(db: DynamoDB, table: str) -> int:
+    pages = db.client.get_paginator("scan").paginate(
+        TableName=table, FilterExpression="begins_with(user_id, :p)",
+        ExpressionAttributeValues={":p": {"S": "u_bench_"}}, Select="COUNT")
+    return sum(page["Count"] for page in pages)
+
+
+def test_the_dynamodb_benchmark_leaves_no_claim_behind(settings: Settings) -> None:
+    """A probe: `bench dynamodb` left its 3,100 claims as open orders in the stack's `Orders`, read by every later
+    backup."""
+    from benchmarks import dynamodb as bench
+
+    db = DynamoDB(settings.dynamodb)
+    table = OrderStore(db).table
+    before = _bench_claims(db, table)
+    figures = bench.run(settings, 100, 2, [])
+    assert set(figures) == {"claim", "get"}
+    assert _bench_claims(db, table) == before
