@@ -1012,3 +1012,27 @@ def test_a_setting_is_refused_in_its_own_words(monkeypatch: pytest.MonkeyPatch, 
     line = _one_line_error(result.output)
     assert says in line
     assert "Value error" not in line
+
+
+def test_nohup_keeps_a_command_alive_past_its_terminal(tmp_path: Path) -> None:
+    """A review: `main` replaced an ignored SIGHUP (what `nohup` sets) with its Ctrl-C handler."""
+    import signal
+    import subprocess
+
+    code = ("import signal; signal.signal(signal.SIGHUP, signal.SIG_IGN); import sys; "
+            "sys.argv = ['tradesim', 'logs', 'kafka', '-f']; from tradesim.cli.app import main; main()")
+    log = tmp_path / "home" / "stack" / "kafka" / "server.log"
+    log.parent.mkdir(parents=True)
+    log.write_text("the first line\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TRADESIM_")}
+    proc = subprocess.Popen([sys.executable, "-c", code], env={**env, "TRADESIM_HOME": str(tmp_path / "home")},
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline() == "the first line\n"
+        proc.send_signal(signal.SIGHUP)
+        with pytest.raises(subprocess.TimeoutExpired):
+            proc.wait(timeout=2)  # still following: the hangup is ignored, as nohup asked
+    finally:
+        proc.kill()
+        proc.communicate()

@@ -59,3 +59,22 @@ def test_save_is_atomic_no_tmp_left(tmp_path: Path) -> None:
     sf = StateFile(tmp_path)
     sf.save(StackState(components={"kafka": _record()}))
     assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")] == []
+
+
+def test_claiming_a_folder_owned_before_the_marker_needs_no_lock(tmp_path: Path) -> None:
+    """A review: `down` of a stack started before the marker existed holds the state lock while it parks the
+    jobs, whose notes claim the folder: that claim took the lock again and waited on it for ever."""
+    import threading
+
+    from tradesim.stack.state import MARKER, claim_stack_dir
+
+    sf = StateFile(tmp_path)
+    sf.save(StackState(components={"kafka": _record()}))
+    assert not (tmp_path / MARKER).exists()
+    done = threading.Event()
+    with sf.locked():
+        worker = threading.Thread(target=lambda: (claim_stack_dir(tmp_path), done.set()), daemon=True)
+        worker.start()
+        assert done.wait(10), "claim_stack_dir waited on the lock its caller holds"
+    assert (tmp_path / MARKER).is_file()
+

@@ -72,7 +72,8 @@ def main() -> None:
 
     logging.getLogger(LIBRDKAFKA_LOGGER).setLevel(logging.CRITICAL)
     for sig in (signal.SIGTERM, signal.SIGHUP):
-        signal.signal(sig, _interrupt)
+        if signal.getsignal(sig) is not signal.SIG_IGN:  # `nohup tradesim ...` outlives its terminal, as asked
+            signal.signal(sig, _interrupt)
     try:
         code = app(standalone_mode=False)
     except typer.Abort:

@@ -68,13 +68,16 @@ class StateFile:
                                 "an empty or new folder")
         try:
             folder.mkdir(parents=True, exist_ok=True)
-            self._marker.touch()
+            self.mark()
         except OSError as exc:  # a file where the folder should be, a folder it may not write
             raise UserError(f"cannot use {folder} as the stack's folder ({exc.strerror or exc}); point "
                             "TRADESIM_HOME at an empty or new folder") from None
 
     def marked(self) -> bool:
         return self._marker.is_file()
+
+    def mark(self) -> None:
+        self._marker.touch()
 
     def owned(self) -> bool:
         """Whether tradesim made this folder: its marker, or (a stack started before the marker) a state file of
@@ -123,10 +126,14 @@ class StateFile:
 def claim_stack_dir(stack_dir: Path) -> None:
     """Check and mark the stack's folder as `up` does, before a command writes into it (a job's notes, the live
     market's request), so one run before the first `up` cannot leave files for which `up` refuses the folder.
-    Raises UserError for a folder that holds something else. A folder already marked costs no lock, so a
-    caller that holds the state lock (`up` itself, which marks first) does not wait on its own lock."""
+    Raises UserError for a folder that holds something else. A folder already marked, or owned by its state file,
+    costs no lock, so a caller that holds the state lock (`up`, which marks first; `down`, which parks the jobs)
+    does not wait on its own lock."""
     state = StateFile(stack_dir)
     if state.marked():
+        return
+    if state.owned():  # a stack `up` started before the marker existed: `down` holds the lock and writes notes
+        state.mark()
         return
     with state.locked():
         state.claim()
