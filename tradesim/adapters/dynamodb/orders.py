@@ -90,10 +90,11 @@ class OrderStore:
                 return stored
         raise Unavailable(f"order {order.order_id!r} keeps being claimed and released; retry")
 
-    def release(self, order: OrderPlaced) -> None:
+    def release(self, order: OrderPlaced) -> bool:
         """Undo our claim after Kafka refused the order for certain. A claim someone else holds stays, and so does
-        one a retry sent again meanwhile (`mark_replayed`) or a book holds. Raises Unavailable."""
-        conditional_write(lambda: self.db.client.delete_item(
+        one a retry sent again meanwhile (`mark_replayed`) or a book holds. False: nothing was deleted (no such
+        claim, or one that stays). Raises Unavailable."""
+        return conditional_write(lambda: self.db.client.delete_item(
             TableName=self.table, Key={"order_id": {"S": order.order_id}},
             ConditionExpression="#st = :accepted AND placed_at_ms = :p AND attribute_not_exists(in_book) "
                                 "AND attribute_not_exists(replayed)",

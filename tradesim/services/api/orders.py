@@ -213,14 +213,17 @@ async def _place(res: Resources, user: Account, body: OrderRequest, order_id: st
 
 async def _claim(res: Resources, event: OrderPlaced) -> dict[str, Any] | None:
     """`Orders.claim`. A write DynamoDB did not answer may still land, leaving an order open that nobody sends:
-    it is taken back then, and the answer is 503; if that fails too, 503 `outcome_unknown` with the order id (a
-    retry with the key sends it; a cancel ends it when it comes)."""
+    it is taken back then, and the answer is 503 (not placed). If the claim cannot be taken back (DynamoDB still
+    does not answer, or a retry with the key sent the order meanwhile, or the write is still on its way), 503
+    `outcome_unknown` with the order id: a retry with the key sends it; a cancel ends it when it comes."""
     try:
         return await _store(res, "order_claim", res.orders.claim, event)
     except Unavailable:
         try:
-            await _store(res, "order_release", res.orders.release, event)
+            released = await _store(res, "order_release", res.orders.release, event)
         except Unavailable:
+            released = False
+        if not released:
             raise ApiError(503, "outcome_unknown", "DynamoDB did not confirm the order in time; it may or may not "
                            "be placed: retry with the same Idempotency-Key, or look the order up",
                            {"Retry-After": str(res.settings.api.retry_after_s)}, order_id=event.order_id) from None
