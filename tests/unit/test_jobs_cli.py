@@ -315,16 +315,19 @@ class _Slots:
         return self.answer
 
 
-@pytest.mark.parametrize(("parallelism", "free", "refused"), [(3, 2, True), (100_000, 4, True), (2, 2, False)])
-def test_a_parallelism_the_free_slots_cannot_hold_is_refused(parallelism: int, free: int, refused: bool) -> None:
-    """A probe: `-p 3` with two free slots was submitted and restarted for ever; `-p 100000` ended in a page of
-    Java. Both are one line now, before anything is submitted."""
+@pytest.mark.parametrize(("parallelism", "free", "said"), [
+    (100_000, 4, "refused"), (5, 4, "refused"), (3, 2, "warned"), (2, 2, "")])
+def test_a_parallelism_the_slots_cannot_hold_is_refused_and_one_they_cannot_hold_now_warned(
+        parallelism: int, free: int, said: str) -> None:
+    """A probe: `-p 100000` ended in a page of Java, `-p 3` with two free slots restarted silently."""
     from tradesim.stack.errors import UserError
     from tradesim.stack.jobs import _check_slots
 
-    if refused:
+    told: list[str] = []
+    if said == "refused":
         with pytest.raises(UserError, match=f"--parallelism {parallelism} needs as many task slots; the cluster "
-                                            f"has {free} free of 4"):
-            _check_slots(_Slots(free, 4), parallelism)  # type: ignore[arg-type]
+                                            "has 4"):
+            _check_slots(_Slots(free, 4), parallelism, told.append)  # type: ignore[arg-type]
     else:
-        _check_slots(_Slots(free, 4), parallelism)  # type: ignore[arg-type]
+        _check_slots(_Slots(free, 4), parallelism, told.append)  # type: ignore[arg-type]
+    assert bool(told) == (said == "warned")

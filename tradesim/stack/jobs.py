@@ -165,9 +165,10 @@ def running_names(settings: Settings) -> set[str] | None:
         return None
 
 
-def _check_slots(rest: FlinkRest, parallelism: int) -> None:
-    """UserError for a parallelism the cluster's free task slots cannot hold: the job would be accepted, then
-    restart for ever waiting for slots (a probe's `-p 3` with two free), or fail with a page of Java (`-p 100000`)."""
+def _check_slots(rest: FlinkRest, parallelism: int, progress: Callable[[str], None]) -> None:
+    """UserError for a parallelism the cluster's task slots cannot hold (a probe's `-p 100000` failed with a page
+    of Java); a warning when fewer are free now (a probe's `-p 3` with two free restarted until slots came free;
+    right after a cancel, slots come free a moment later)."""
     from tradesim.adapters.flink.errors import FlinkRequestError, FlinkUnavailable
 
     try:
@@ -175,9 +176,11 @@ def _check_slots(rest: FlinkRest, parallelism: int) -> None:
     except (FlinkUnavailable, FlinkRequestError):
         return  # the submit says what is wrong with the cluster
     free, total = overview.get("slots-available"), overview.get("slots-total")
-    if isinstance(free, int) and isinstance(total, int) and parallelism > free:
-        raise UserError(f"--parallelism {parallelism} needs as many task slots; the cluster has {free} free of "
-                        f"{total} (flink.task_slots; other jobs hold the rest)")
+    if isinstance(total, int) and parallelism > total:
+        raise UserError(f"--parallelism {parallelism} needs as many task slots; the cluster has {total} "
+                        "(flink.task_slots)")
+    if isinstance(free, int) and parallelism > free:
+        progress(f"only {free} of the cluster's task slots are free: the job restarts until {parallelism} are")
 
 
 def job_spec(name: str) -> JobSpec:
@@ -224,7 +227,7 @@ def _submit_locked(settings: Settings, spec: JobSpec, rest: FlinkRest, paralleli
             _note_run(settings, name, RunNote(already[0].id, instance))
         return already[0].id, False
     if parallelism is not None:
-        _check_slots(rest, parallelism)
+        _check_slots(rest, parallelism, progress)
     flink = Flink(settings)
     flink.provision(progress)  # no-op when the venv and jars exist
     standard = spec.standard and not (fresh or overrides or (options and RECOVERY in options))
