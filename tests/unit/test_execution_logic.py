@@ -148,6 +148,9 @@ def test_early_cancels_are_forgotten_once_their_order_could_no_longer_come() -> 
         book.on_cancel(OrderCancelRequested(order_id=f"c{i}", user_id="u1", requested_at_ms=1000))
     assert len(book.early_cancels) == EARLY_CANCELS_KEPT
     assert book.early_cancels[-1][0] == f"c{EARLY_CANCELS_KEPT + 4}"
+    # a cancel a deadline later forgets them all (a book is written at every record: it stays small)
+    book.on_cancel(OrderCancelRequested(order_id="late", user_id="u1", requested_at_ms=2001), deadline_ms=1000)
+    assert book.early_cancels == (("late", "u1", 2001),)
 
 
 def test_a_book_pickled_before_early_cancels_existed_restores_with_none() -> None:

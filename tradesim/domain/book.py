@@ -26,8 +26,9 @@ from tradesim.domain.orders import NOT_PROCESSED, overdue
 #: "rest": the order now rests in the book — not an outcome; the Orders mirror marks it `in_book`, so readers keep it
 #: open past the processing deadline
 Kind = Literal["fill", "expire", "cancel", "reject", "rest"]
-#: a book remembers at most this many cancels of orders it had not seen (see `Book.early_cancels`)
-EARLY_CANCELS_KEPT = 1000
+#: a book remembers at most this many cancels of orders it had not seen (see `Book.early_cancels`): they are
+#: mostly cancels that came just after their order was decided, and the book is state written at every record
+EARLY_CANCELS_KEPT = 200
 
 
 def _now_ms() -> int:
@@ -91,7 +92,7 @@ class Book:
             order = order.model_copy(update={"session_ms": quote.event_time_ms})  # its session: the market's day
         return self._apply(order, quote, slippage, triggered=False, announce=True)
 
-    def on_cancel(self, cancel: OrderCancelRequested) -> list[Decision]:
+    def on_cancel(self, cancel: OrderCancelRequested, *, deadline_ms: int | None = None) -> list[Decision]:
         """Cancel an open order of the cancel's user now; one with a market time the stream has not passed yet
         becomes the order's `held_cancel_ms` instead (if earlier than its due cancel), announced as "rest" so the
         mirror shows it."""
@@ -103,8 +104,10 @@ class Book:
                 return [Decision(waiting, "cancel")]
         held = self.resting.pop(cancel.order_id, None)
         if held is None:  # not resting (filled, expired, or not here yet): nothing to cancel now
-            entry = (cancel.order_id, cancel.user_id, cancel.requested_at_ms)
-            self.early_cancels = (*self.early_cancels[-(EARLY_CANCELS_KEPT - 1):], entry)
+            now = cancel.requested_at_ms
+            kept = [e for e in self.early_cancels[-(EARLY_CANCELS_KEPT - 1):]
+                    if deadline_ms is None or not overdue(e[2], now, deadline_ms)]
+            self.early_cancels = (*kept, (cancel.order_id, cancel.user_id, now))
             return []
         if held[0].user_id != cancel.user_id:
             self.resting[cancel.order_id] = held  # someone else's order: leave it
