@@ -474,7 +474,7 @@ def test_idempotency_keys_are_a_function_of_run_strategy_and_counter() -> None:
 
 def test_api_context_retries_an_unusable_stack_with_the_same_key_then_gives_up(settings: Settings) -> None:
     call = FakeCall(StackError("API error 503: unknown (outcome_unknown)"),
-                    UserError("still running (idempotency_in_progress)"), {"order_id": "o_abc", "status": "accepted"})
+                    UserError("too fast (rate_limited)"), {"order_id": "o_abc", "status": "accepted"})
     ctx = api_context(settings, call)
     assert ctx.buy("AAPL", 1) == "o_abc"
     assert [r["headers"] for r in call.requests] == [{"Idempotency-Key": "strategy:run-1:ma:1"}] * 3

@@ -10,10 +10,10 @@ from typing import ParamSpec, TypeVar
 
 import typer
 from pydantic import ValidationError
-from rich.console import Console
 
 from tradesim.adapters.flink.errors import FlinkRequestError
 from tradesim.adapters.kafka.errors import KafkaDeliveryError, KafkaUnavailable
+from tradesim.cli.readout import console
 from tradesim.ports import Unavailable
 from tradesim.scenarios.errors import ScenarioError
 from tradesim.settings import SettingsFileError, config_path, shown_value
@@ -22,7 +22,7 @@ from tradesim.text import one_line, validation_message, visible
 
 P = ParamSpec("P")
 R = TypeVar("R")
-err = Console(stderr=True, highlight=False, soft_wrap=True, emoji=False, markup=False)  # text as typed
+err = console(stderr=True)
 
 
 def settings_error_line(exc: ValidationError) -> str:

@@ -27,10 +27,10 @@ Since = Annotated[str | None, typer.Option(
 Interval = Annotated[str, typer.Option("--interval", help="Bucket length: 1m, 5m, 1h or 1d.")]
 
 
-def console() -> Console:
-    """A command's standard output, as plain text: names, paths and descriptions users wrote may hold [brackets]
-    or :codes: and print as written. What is styled says so with `rich.text.Text`."""
-    return Console(highlight=False, soft_wrap=True, markup=False, emoji=False)
+def console(*, stderr: bool = False) -> Console:
+    """A command's output, as plain text: names, paths and descriptions users wrote may hold [brackets] or :codes:
+    and print as written. What is styled says so with `rich.text.Text`."""
+    return Console(stderr=stderr, highlight=False, soft_wrap=True, markup=False, emoji=False)
 
 
 def symbol_param(symbol: str) -> str:

@@ -273,8 +273,8 @@ class CallFn(Protocol):
 
 
 _CODE = re.compile(r"\(([a-z0-9_]+)\)$")
-#: 4xx answers that mean "the same request may succeed shortly" (the key's first request still runs; too fast)
-_RETRY_CODES = frozenset({"idempotency_in_progress", "rate_limited"})
+#: 4xx answers that mean "the same request may succeed shortly" (too fast)
+_RETRY_CODES = frozenset({"rate_limited"})
 
 
 def _code(exc: UserError) -> str:

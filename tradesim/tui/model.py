@@ -20,8 +20,7 @@ from tradesim.domain.events import Bar, OrderOutcome, typed_symbol
 from tradesim.domain.matching import DAY_MS
 from tradesim.domain.pnl import PositionCost, value
 from tradesim.domain.trades import TradeRecord, record_of
-from tradesim.services.api.errors import field_message
-from tradesim.services.api.schemas import OrderRequest
+from tradesim.services.api.schemas import OrderRequest, field_message
 from tradesim.text import validation_message
 
 #: bars kept per symbol and interval (what the server's history holds)

@@ -7,6 +7,7 @@ import json
 import time
 from collections.abc import Callable
 from decimal import Decimal
+from typing import Any
 
 import httpx
 import pytest
@@ -364,6 +365,17 @@ def test_a_key_keeps_its_body_after_redis_forgot_it(http: httpx.Client, user: Us
     assert all(untraced(e) == untraced(events[0]) for e in events)
 
 
+def _hold_key(settings: Settings, user: User, key: str, body: dict[str, object]) -> Any:
+    """Claim the key in Redis as a request that then died (or whose claim landed unanswered) leaves it: pending;
+    returns the Redis client."""
+    r = redis_connect(settings.redis)
+    pipe = r.pipeline(transaction=False)
+    IdempotencyStore(r).queue_claim(  # type: ignore[arg-type] - queue_claim only uses the (sync) pipeline
+        pipe, record_key(user.user_id, key), request_hash(OrderRequest.model_validate(body)))
+    assert pipe.execute()[0], "the key was free"
+    return r
+
+
 def test_a_retry_after_its_first_request_died_holding_the_key_is_the_claimed_order(
         http: httpx.Client, user: User, symbol: str, order_log: OrderLog, settings: Settings) -> None:
     """The first request claimed the key in Redis and the order in `Orders`, then its API process died before it
@@ -371,11 +383,7 @@ def test_a_retry_after_its_first_request_died_holding_the_key_is_the_claimed_ord
     (a minute); now, after `api.idempotency_wait_s`, the claim in `Orders` answers: that order, sent again."""
     key = f"k-{time.monotonic_ns()}"
     body = order(symbol, qty=1)
-    r = redis_connect(settings.redis)
-    pipe = r.pipeline(transaction=False)
-    IdempotencyStore(r).queue_claim(  # type: ignore[arg-type] - queue_claim only uses the (sync) pipeline
-        pipe, record_key(user.user_id, key), request_hash(OrderRequest.model_validate(body)))
-    assert pipe.execute()[0], "the key was free"
+    r = _hold_key(settings, user, key, body)
     dead = OrderPlaced(order_id=order_id_for(user.user_id, key), user_id=user.user_id, symbol=symbol, side="buy",
                        qty=1, order_type="market", time_in_force="day", placed_at_ms=int(time.time() * 1000))
     db = DynamoDB(settings.dynamodb)
@@ -398,11 +406,7 @@ def test_a_key_whose_claim_landed_unanswered_is_not_blocked_until_it_expires(
     the retry now places the order itself."""
     key = f"k-{time.monotonic_ns()}"
     body = order(symbol, qty=1)
-    r = redis_connect(settings.redis)
-    pipe = r.pipeline(transaction=False)
-    IdempotencyStore(r).queue_claim(  # type: ignore[arg-type] - queue_claim only uses the (sync) pipeline
-        pipe, record_key(user.user_id, key), request_hash(OrderRequest.model_validate(body)))
-    assert pipe.execute()[0], "the key was free"
+    r = _hold_key(settings, user, key, body)
     retry = http.post("/orders", json=body, headers={**user.auth, "Idempotency-Key": key}, timeout=60)
     assert retry.status_code == 202, retry.text
     assert retry.json()["order_id"] == order_id_for(user.user_id, key)

@@ -14,11 +14,9 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from tradesim.adapters.dynamodb.errors import DynamoDBError
 from tradesim.adapters.kafka.errors import KafkaDeliveryError, KafkaUnavailable
-from tradesim.domain.events import CASH_DIGITS, PATTERN_WORDS
 from tradesim.ports import Unavailable
-from tradesim.services.api.schemas import CASH_PATTERN, CLIENT_ORDER_ID_PATTERN, PRICE_PATTERN
+from tradesim.services.api.schemas import field_message
 from tradesim.services.api.windows import TIME_PATTERN, not_a_time
-from tradesim.text import validation_message
 
 log = logging.getLogger("tradesim.api.errors")
 
@@ -68,24 +66,11 @@ _HTTP_CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "
                415: "unsupported_media_type"}
 
 
-#: what a value refused by a pattern must look like, in words (a regular expression says little to a reader)
-_PATTERN_WORDS = {
-    **PATTERN_WORDS,
-    PRICE_PATTERN: "must be a price like 101.25: up to 12 digits, a point and up to 4 decimals; no sign, no exponent",
-    CASH_PATTERN: f"must be an amount like 100000.00: up to {CASH_DIGITS} digits, a point and up to 2 decimals; no "
-                  "sign, no exponent",
-    CLIENT_ORDER_ID_PATTERN: "must hold no control, zero-width or bidirectional characters",
-}
-
-
-def field_message(error: dict[str, Any]) -> str:
-    """pydantic's message, except for a value a pattern refused: what it must look like, in words."""
-    pattern = (error.get("ctx") or {}).get("pattern")
-    if pattern == TIME_PATTERN:
+def _message(error: dict[str, Any]) -> str:
+    """A request field's message (`field_message`), a time query parameter's included."""
+    if (error.get("ctx") or {}).get("pattern") == TIME_PATTERN:
         return not_a_time(error.get("input"))
-    if pattern in _PATTERN_WORDS:
-        return _PATTERN_WORDS[pattern]
-    return validation_message(error)
+    return field_message(error)
 
 
 def install(app: FastAPI, retry_after_s: int) -> None:
@@ -106,7 +91,7 @@ def install(app: FastAPI, retry_after_s: int) -> None:
             # FastAPI reads a body without a JSON content type as bytes, which no model takes
             return problem(request, 415, "unsupported_media_type",
                            "send the body as JSON with `Content-Type: application/json`")
-        fields = [{"loc": [p for p in e.get("loc", ()) if isinstance(p, str | int)], "msg": field_message(e),
+        fields = [{"loc": [p for p in e.get("loc", ()) if isinstance(p, str | int)], "msg": _message(e),
                    "type": str(e.get("type", ""))} for e in errors]
         first = fields[0] if fields else {"loc": [], "msg": "invalid"}
         where = ".".join(str(p) for p in first["loc"] if p != "body") or "request"

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -12,6 +12,7 @@ from tradesim.domain.events import (
     MAX_EPOCH_MS,
     MAX_PRICE,
     MAX_QTY,
+    PATTERN_WORDS,
     SYMBOL_RE,
     USER_ID_PATTERN,
     OrderStatus,
@@ -20,6 +21,7 @@ from tradesim.domain.events import (
     TimeInForce,
 )
 from tradesim.domain.trades import Sort
+from tradesim.text import validation_message
 
 #: a positive decimal with at most 4 places, as a string (never a JSON number: floats cannot hold cents)
 PRICE_PATTERN = r"^(0|[1-9][0-9]{0,11})(\.[0-9]{1,4})?$"
@@ -27,6 +29,22 @@ CASH_PATTERN = rf"^(0|[1-9][0-9]{{0,{CASH_DIGITS - 1}}})(\.[0-9]{{1,2}})?$"
 # C0, DEL, C1, line separators, zero-width and bidirectional controls: each can rewrite or hide part of a terminal
 # line that shows the reference
 CLIENT_ORDER_ID_PATTERN = r"^[^\x00-\x1f\x7f-\x9f\u061c\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff]+$"
+#: what a value refused by one of the API's patterns must look like, in words (a regular expression says little)
+_PATTERN_WORDS = {
+    **PATTERN_WORDS,
+    PRICE_PATTERN: "must be a price like 101.25: up to 12 digits, a point and up to 4 decimals; no sign, no exponent",
+    CASH_PATTERN: f"must be an amount like 100000.00: up to {CASH_DIGITS} digits, a point and up to 2 decimals; no "
+                  "sign, no exponent",
+    CLIENT_ORDER_ID_PATTERN: "must hold no control, zero-width or bidirectional characters",
+}
+
+
+def field_message(error: dict[str, Any]) -> str:
+    """A request field's message for a person: a value a pattern refused says what it must look like."""
+    pattern = (error.get("ctx") or {}).get("pattern")
+    return _PATTERN_WORDS[pattern] if pattern in _PATTERN_WORDS else validation_message(error)
+
+
 PriceStr = Annotated[str, Field(pattern=PRICE_PATTERN, examples=["101.25"])]
 CashStr = Annotated[str, Field(pattern=CASH_PATTERN, examples=["100000.00"])]
 UserId = Annotated[str, Field(pattern=USER_ID_PATTERN, examples=["alice"])]
