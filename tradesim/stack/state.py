@@ -84,6 +84,8 @@ class StateFile:
         tradesim's shape."""
         if self.marked():
             return True
+        if not self.path.is_file():  # missing, or a FIFO whose read would block for ever
+            return False
         try:
             raw = json.loads(self.path.read_text())
         except (OSError, ValueError):
