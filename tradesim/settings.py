@@ -801,10 +801,12 @@ class Settings(BaseSettings):
     def _absolute(cls, value: Path) -> Path:
         try:
             folder = value.expanduser().absolute()
+            if folder.exists() and not folder.is_dir():
+                raise ValueError(f"{folder} is a file, not a folder")
         except RuntimeError as exc:  # ~user of no such user
             raise ValueError(str(exc)) from None
-        if folder.exists() and not folder.is_dir():
-            raise ValueError(f"{folder} is a file, not a folder")
+        except OSError as exc:  # a name too long, a loop of links: said of this setting, not of tradesim.toml
+            raise ValueError(f"cannot use it as a folder: {exc.strerror or exc}") from None
         return folder
 
     def routed(self) -> Settings:
@@ -898,6 +900,8 @@ def load_settings(**overrides: object) -> Settings:
     if path.exists() and not path.is_file():  # a FIFO or device: reading it could block, or it is skipped
         raise SettingsFileError(f"{named}: not a regular file")
     try:
+        if path.is_file() and path.read_bytes()[:3] == b"\xef\xbb\xbf":  # TOML's parser: "invalid statement"
+            raise SettingsFileError(f"{named}: starts with a byte-order mark; save it as UTF-8 without one")
         return Settings(**overrides)  # type: ignore[arg-type]
     except tomllib.TOMLDecodeError as exc:
         raise SettingsFileError(f"{path}: not valid TOML: {exc}") from None

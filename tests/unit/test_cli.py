@@ -1036,3 +1036,11 @@ def test_nohup_keeps_a_command_alive_past_its_terminal(tmp_path: Path) -> None:
     finally:
         proc.kill()
         proc.communicate()
+
+
+@pytest.mark.parametrize("option", ["--junit", "--json"])
+def test_an_output_path_too_long_is_a_user_mistake(option: str) -> None:
+    """A review: exit 1 ("File name too long"), as if the system had failed."""
+    result = runner.invoke(app, ["run", "round-trip-fees", option, "/tmp/" + "a" * 300 + ".x"])
+    assert result.exit_code == 2, result.output
+    assert "File name too long" in _one_line_error(result.output)

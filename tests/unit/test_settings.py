@@ -183,3 +183,17 @@ def test_an_infinite_or_huge_number_is_refused(monkeypatch: pytest.MonkeyPatch, 
     monkeypatch.setenv(var, value)
     with pytest.raises(ValidationError):
         load_settings()
+
+
+def test_a_config_file_with_a_byte_order_mark_says_so(tmp_path: Path) -> None:
+    """A review: TOML's parser called it "Invalid statement (at line 1, column 1)"."""
+    (tmp_path / "tradesim.toml").write_bytes(b"\xef\xbb\xbf[kafka]\nport = 1\n")
+    with pytest.raises(SettingsFileError, match="starts with a byte-order mark"):
+        load_settings()
+
+
+def test_a_home_whose_name_is_too_long_is_named_as_the_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A review: it was blamed on tradesim.toml ("cannot read it: File name too long"), with no such file."""
+    monkeypatch.setenv("TRADESIM_HOME", "/tmp/" + "a" * 300)
+    with pytest.raises(ValidationError, match="cannot use it as a folder: File name too long"):
+        load_settings()

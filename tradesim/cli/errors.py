@@ -50,6 +50,13 @@ def check_output(path: Path | None, option: str) -> None:
     """Refuse an output file that cannot be written, before the work whose result it is to hold (UserError)."""
     if path is None:
         return
+    try:
+        _check_output(path, option)
+    except OSError as exc:  # a name too long, a loop of links: the path the user gave
+        raise UserError(f"{option} {path}: {exc.strerror or exc}") from None
+
+
+def _check_output(path: Path, option: str) -> None:
     folder = path.parent
     if path.is_dir():
         raise UserError(f"{option} {path} is a folder; give a file name")
@@ -62,6 +69,13 @@ def check_output(path: Path | None, option: str) -> None:
 def check_output_folder(path: Path, option: str) -> None:
     """Refuse an output folder that cannot be made or written, before the work whose result it is to hold
     (UserError); nothing is made here."""
+    try:
+        _check_output_folder(path, option)
+    except OSError as exc:  # a name too long, a loop of links: the path the user gave
+        raise UserError(f"{option} {path}: {exc.strerror or exc}") from None
+
+
+def _check_output_folder(path: Path, option: str) -> None:
     if path.exists() and not path.is_dir():
         raise UserError(f"{option} {path} is a file; give a folder")
     if path.is_symlink() and not path.exists():
