@@ -979,7 +979,8 @@ def test_a_rate_limit_out_of_range_is_named_by_its_option() -> None:
 def test_a_termination_signal_ends_a_command_as_ctrl_c_does(tmp_path: Path) -> None:
     """A probe killed `backup` with SIGTERM: no clean-up ran, the jobs stayed stopped with their only savepoints
     in its unfinished folder. Every command now ends on SIGTERM or SIGHUP as on Ctrl-C (`logs -f` then returns
-    quietly); before, the signal's default ended the process on the spot."""
+    quietly, or exits 130 when the signal comes before it follows, as Ctrl-C then does); before, the signal's
+    default ended the process on the spot (-15)."""
     import signal
     import subprocess
 
@@ -995,7 +996,7 @@ def test_a_termination_signal_ends_a_command_as_ctrl_c_does(tmp_path: Path) -> N
         assert proc.stdout.readline() == "the first line\n"  # it follows the log now
         proc.send_signal(sig)
         _, errors = proc.communicate(timeout=30)
-        assert (proc.returncode, errors) == (0, ""), sig
+        assert (proc.returncode in (0, 130), errors) == (True, ""), (sig, proc.returncode)
 
 
 @pytest.mark.parametrize(("env", "value", "says"), [
