@@ -988,15 +988,21 @@ def test_a_termination_signal_ends_a_command_as_ctrl_c_does(tmp_path: Path) -> N
     log.parent.mkdir(parents=True)
     log.write_text("the first line\n")
     env = {k: v for k, v in os.environ.items() if not k.startswith("TRADESIM_")}
+    # SIGHUP as a terminal's session has it (a CI run under nohup passes it on ignored, which `main` keeps)
+    code = "import signal; signal.signal(signal.SIGHUP, signal.SIG_DFL); from tradesim.cli.app import main; main()"
     for sig in (signal.SIGTERM, signal.SIGHUP):
-        proc = subprocess.Popen([sys.executable, "-c", "from tradesim.cli.app import main; main()", "logs", "kafka",
-                                 "-f"], env={**env, "TRADESIM_HOME": str(tmp_path / "home")},
+        proc = subprocess.Popen([sys.executable, "-c", code, "logs", "kafka", "-f"],
+                                env={**env, "TRADESIM_HOME": str(tmp_path / "home")},
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        assert proc.stdout is not None
-        assert proc.stdout.readline() == "the first line\n"  # it follows the log now
-        proc.send_signal(sig)
-        _, errors = proc.communicate(timeout=30)
-        assert (proc.returncode in (0, 130), errors) == (True, ""), (sig, proc.returncode)
+        try:
+            assert proc.stdout is not None
+            assert proc.stdout.readline() == "the first line\n"  # it follows the log now
+            proc.send_signal(sig)
+            _, errors = proc.communicate(timeout=30)
+            assert (proc.returncode in (0, 130), errors) == (True, ""), (sig, proc.returncode)
+        finally:
+            proc.kill()
+            proc.communicate()
 
 
 @pytest.mark.parametrize(("env", "value", "says"), [
