@@ -281,3 +281,21 @@ def test_a_backup_with_a_store_down_changes_nothing_and_leaves_no_folder(
                                          r"stack with `tradesim up`\); nothing was changed$"):
         backup(nowhere, tmp_path / "bk")
     assert not (tmp_path / "bk").exists()
+
+
+def test_a_restore_that_began_is_named_until_it_finishes_or_the_stack_is_purged(settings: Settings,
+                                                                                 tmp_path: Path) -> None:
+    from tradesim.stack.backup import _begin_restore, forget_unfinished_restore, unfinished_restore
+
+    assert unfinished_restore(settings) is None
+    _begin_restore(settings, tmp_path / "monday")
+    line = unfinished_restore(settings)
+    assert line is not None
+    assert f"a restore from {tmp_path / 'monday'} did not finish (started 2" in line
+    assert line.endswith(f"tradesim restore {tmp_path / 'monday'}`")
+    (settings.stack_dir / "restore-unfinished.json").write_text('{"folder": ')  # torn: still unfinished
+    assert unfinished_restore(settings) == ("a restore from a backup did not finish: the stack holds part of that "
+                                            "backup; start over with `tradesim down --purge && tradesim up && "
+                                            "tradesim restore DIR`")
+    forget_unfinished_restore(settings)
+    assert unfinished_restore(settings) is None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from pathlib import Path
@@ -11,6 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 from tradesim.cli.app import app, main
+from tradesim.settings import load_settings
 from tradesim.testing.foreign import foreign_server
 
 runner = CliRunner()
@@ -248,13 +250,31 @@ def test_logs_follow_goes_into_the_new_log_after_a_restart_moved_the_old_and_on_
         proc.stdout.close()
 
 
+def test_status_names_an_unfinished_restore_until_down_purge_clears_it(tmp_path: Path) -> None:
+    from tradesim.stack.backup import _begin_restore
+    from tradesim.stack.state import StateFile
+
+    settings = load_settings()
+    StateFile(settings.stack_dir).claim()  # a folder `up` made
+    _begin_restore(settings, tmp_path / "monday")
+    shown = runner.invoke(app, ["status", "--only", "redis"])
+    assert f"warning: a restore from {tmp_path / 'monday'} did not finish" in shown.stderr
+    assert "did not finish" in json.loads(runner.invoke(app, ["status", "--json", "--only", "redis"]).stdout)[
+        "unfinished_restore"]
+    assert runner.invoke(app, ["down", "--only", "redis", "--purge"]).exit_code == 0
+    assert "did not finish" in runner.invoke(app, ["status", "--only", "redis"]).stderr  # one part purged only
+    assert runner.invoke(app, ["down", "--purge"]).exit_code == 0
+    assert "did not finish" not in runner.invoke(app, ["status", "--only", "redis"]).stderr
+
+
 def test_status_json_of_empty_stack_has_stable_shape() -> None:
     import json
 
     result = runner.invoke(app, ["status", "--json", "--only", "redis"])
     assert result.exit_code == 1  # nothing runs: not healthy
     doc = json.loads(result.stdout)
-    assert set(doc) == {"schema_version", "runtime", "stack_dir", "healthy", "components"}
+    assert set(doc) == {"schema_version", "runtime", "stack_dir", "healthy", "components", "unfinished_restore"}
+    assert doc["unfinished_restore"] is None
     assert doc["schema_version"] == 1
     (row,) = doc["components"]
     assert set(row) == {"name", "state", "healthy", "pid", "address", "version", "started_at", "uptime_s",

@@ -33,6 +33,8 @@ MANIFEST = "manifest.json"
 SERVICES = ("marketdata", "persistence", "api")
 SNAPSHOT = "tradesim"
 SNAPSHOT_TIMEOUT_S = 600.0
+#: in the stack's folder while a restore changes the stack: one that stopped half-way leaves it
+UNFINISHED_RESTORE = "restore-unfinished.json"
 
 
 class Steps(Protocol):
@@ -560,8 +562,11 @@ def restore(settings: Settings, folder: Path, steps: Steps = NO_STEPS) -> Manife
     with _step(steps, "check the stack is empty"):
         held = _not_empty(settings, manifest)
     if held:
+        unfinished = unfinished_restore(settings)
         raise UserError("restore needs an empty stack, and this one holds " + "; ".join(held)
-                        + " (start an empty one with `tradesim down --purge && tradesim up`)")
+                        + (f" ({unfinished})" if unfinished else
+                           " (start an empty one with `tradesim down --purge && tradesim up`)"))
+    _begin_restore(settings, folder)  # from here on the stack changes; only success removes the mark
     _cancel_jobs(settings)
     stopped = Supervisor(settings, registry.build(settings, list(SERVICES))).down()
     try:
@@ -609,7 +614,37 @@ def restore(settings: Settings, folder: Path, steps: Steps = NO_STEPS) -> Manife
         raise
     if stopped:
         Supervisor(settings, registry.build(settings, stopped)).up()
+    forget_unfinished_restore(settings)
     return manifest
+
+
+def unfinished_restore(settings: Settings) -> str | None:
+    """A line saying that a restore began changing this stack and did not finish (None: none did). Such a stack
+    holds part of a backup, so its data and the backup's may disagree."""
+    path = settings.stack_dir / UNFINISHED_RESTORE
+    try:
+        began = json.loads(path.read_text())
+        source, at = str(began["folder"]), time.localtime(float(began["started_at"]))
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, TypeError, KeyError):  # torn or hand-edited: still a restore that did not finish
+        source, at = "a backup", None
+    when = f" (started {time.strftime('%Y-%m-%d %H:%M:%S', at)})" if at else ""
+    return (f"a restore from {source} did not finish{when}: the stack holds part of that backup; start over with "
+            f"`tradesim down --purge && tradesim up && tradesim restore {source if at else 'DIR'}`")
+
+
+def forget_unfinished_restore(settings: Settings) -> None:
+    """The stack's data is gone (`down --purge`), and with it the half-restored part."""
+    (settings.stack_dir / UNFINISHED_RESTORE).unlink(missing_ok=True)
+
+
+def _begin_restore(settings: Settings, folder: Path) -> None:
+    path = settings.stack_dir / UNFINISHED_RESTORE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps({"folder": str(folder.resolve()), "started_at": time.time()}) + "\n")
+    tmp.replace(path)
 
 
 def _not_empty(settings: Settings, manifest: Manifest) -> list[str]:

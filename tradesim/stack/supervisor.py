@@ -387,10 +387,13 @@ class Supervisor:
 
 def status_document(settings: Settings, runtime: str, rows: list[ComponentStatus]) -> dict[str, Any]:
     """The stable `tradesim status --json` shape (schema_version 1)."""
+    from tradesim.stack.backup import unfinished_restore
+
     return {
         "schema_version": STATUS_SCHEMA_VERSION,
         "runtime": runtime,
         "stack_dir": str(settings.stack_dir),
         "healthy": all(r.healthy for r in rows),
         "components": [r.to_json() for r in rows],
+        "unfinished_restore": unfinished_restore(settings),
     }

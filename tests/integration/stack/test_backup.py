@@ -6,6 +6,7 @@ retry every order they placed before the backup."""
 from __future__ import annotations
 
 import itertools
+import json
 import secrets
 import threading
 import time
@@ -40,7 +41,7 @@ from tradesim.domain.portfolio import fold
 from tradesim.domain.precheck import order_id_for
 from tradesim.services.ingest.publisher import publish_all
 from tradesim.settings import Settings
-from tradesim.stack.backup import Manifest
+from tradesim.stack.backup import Manifest, NoSteps, restore, unfinished_restore
 from tradesim.stack.jobs import cancel_job, submit_standard_jobs
 from tradesim.stack.supervisor import Supervisor
 from tradesim.testing.factories import tick, unique_symbol
@@ -176,6 +177,18 @@ def test_a_restored_stack_holds_the_same_data_and_executes_nothing_twice(
             cancel_job(settings, job_id)
 
 
+class _StopAt(NoSteps):
+    """Steps that stop the restore at the first step whose description starts with `prefix`, as a Ctrl-C would."""
+
+    def __init__(self, prefix: str) -> None:
+        self.prefix = prefix
+
+    def start(self, description: str, total: int | None) -> int:
+        if description.startswith(self.prefix):
+            raise KeyboardInterrupt
+        return 0
+
+
 def _round_trip(settings: Settings, supervisor: Supervisor, http: httpx.Client,  # noqa: F811
                 new_user: Callable[..., User], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
     submit_standard_jobs(settings)  # a backup needs every standard job running, to save its state
@@ -238,8 +251,16 @@ def _round_trip(settings: Settings, supervisor: Supervisor, http: httpx.Client, 
     Supervisor(settings, [c for c in supervisor.components if c.name != "api"]).down(purge=True)
     supervisor.up()
     assert cli.invoke(app, ["restore", str(tmp_path / "nothing")]).exit_code == 2
+    # a restore stopped once it began changing the stack (here before any data moved, so it may start again) leaves
+    # a mark that `status` and `up` show until a restore finishes
+    with pytest.raises(KeyboardInterrupt):
+        restore(settings, folder, _StopAt("Kafka"))
+    shown = cli.invoke(app, ["status"])
+    assert f"a restore from {folder.resolve()} did not finish" in shown.stderr, shown.output
     done = cli.invoke(app, ["restore", str(folder)])
     assert done.exit_code == 0, done.output
+    assert unfinished_restore(settings) is None
+    assert json.loads(cli.invoke(app, ["status", "--json"]).stdout)["unfinished_restore"] is None
     assert running(settings), "the execution job resumed from its savepoint"
 
     wait_for(lambda: _state(settings, http, users) == before, 60, "the restored state equal to the backed-up one",
