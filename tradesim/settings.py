@@ -532,6 +532,8 @@ class ApiSettings(Section):
         "query until the next second. Above the worker's 40 lookup threads, so valid keys are never refused.")
     max_body_bytes: int = Field(
         65_536, ge=1_024, le=1 << 30, description="Largest request body; larger is 413 before it is read.")
+    body_timeout_s: float = Field(
+        10.0, gt=0, le=WEEK_S, description="How long a request's body may take to arrive; later is 408.")
     orders_scan_max: int = Field(
         1_000, ge=1, le=1_000_000,
         description="GET /orders with a status or symbol filter looks at most at this many of the "

@@ -28,6 +28,8 @@ os.environ.setdefault("TRADESIM_CHAOS__ENABLED", "true")
 #: setting as the Makefile's background build, whose binary the session's `up` then finds)
 os.environ.setdefault("TRADESIM_TRACING__ENABLED", "true")
 os.environ.setdefault("TRADESIM_TRACING__OPTIMIZED_BUILD", "false")
+#: a body that stops short is answered 408 after this (tests/integration/api/test_limits.py waits it out)
+os.environ.setdefault("TRADESIM_API__BODY_TIMEOUT_S", "3")
 
 
 def forget_idempotency_keys(settings: Settings, user_id: str) -> int:

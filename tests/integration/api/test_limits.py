@@ -4,6 +4,7 @@ not cost a DynamoDB query each), and GET /orders reads a bounded number of order
 
 from __future__ import annotations
 
+import json
 import re
 import secrets
 import socket
@@ -51,21 +52,63 @@ def test_a_body_over_the_limit_is_413_whether_announced_or_streamed(http: httpx.
     assert fine.status_code == 202, fine.text  # a body under the limit still goes through
 
 
-def test_the_key_is_checked_before_the_body_is_read(settings: Settings) -> None:
-    """Headers promise a body that never comes: an unknown key is still answered at once (401)."""
+def _exchange(settings: Settings, request: bytes) -> tuple[str, float]:
+    """Send raw bytes to the API; its whole answer (head and JSON body) and how long it took to come."""
     where = urlsplit(settings.api.client_url)
-    with socket.create_connection((where.hostname, where.port), timeout=10) as conn:
-        conn.sendall(b"POST /orders HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                     b"Authorization: Bearer ts_" + secrets.token_hex(16).encode() + b"\r\n"
-                     b"Content-Length: 1000\r\n\r\n")
+    began = time.monotonic()
+    with socket.create_connection((where.hostname, where.port), timeout=settings.api.body_timeout_s + 30) as conn:
+        conn.sendall(request)
         answer = b""
-        while b"\r\n\r\n" not in answer or not answer.endswith(b"}"):  # the head, then its JSON body
+        while b"\r\n\r\n" not in answer or not answer.endswith(b"}"):
             chunk = conn.recv(4096)
             assert chunk, f"closed after {answer!r}"
             answer += chunk
-    text = answer.decode("latin-1")
+    return answer.decode("latin-1"), time.monotonic() - began
+
+
+def test_the_key_is_checked_before_the_body_is_read(settings: Settings) -> None:
+    """Headers promise a body that never comes: an unknown key is still answered at once (401)."""
+    text, took = _exchange(settings, b"POST /orders HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                           b"Authorization: Bearer ts_" + secrets.token_hex(16).encode() + b"\r\n"
+                           b"Content-Length: 1000\r\n\r\n")
     assert text.startswith("HTTP/1.1 401"), text
     assert '"code":"unauthorized"' in text.replace(" ", "")
+    assert took < settings.api.body_timeout_s  # not the body's timeout
+
+
+def test_a_body_that_stops_short_of_its_length_is_408_after_the_body_timeout(settings: Settings,
+                                                                            user: User) -> None:
+    auth = user.auth["Authorization"].encode()
+    text, took = _exchange(settings, b"POST /orders HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                           b"Authorization: " + auth + b"\r\nContent-Length: 100\r\n\r\n" + b'{"symbol": ')
+    assert text.startswith("HTTP/1.1 408"), text
+    assert '"code":"request_timeout"' in text.replace(" ", "")
+    assert settings.api.body_timeout_s <= took < settings.api.body_timeout_s + 10
+
+
+@pytest.mark.parametrize("header", ["Idempotency-Key", "Authorization"])
+def test_a_header_that_may_come_once_is_400_when_repeated(settings: Settings, user: User, symbol: str,
+                                                          header: str) -> None:
+    body = json.dumps(order(symbol)).encode()
+    heads = {"Authorization": [user.auth["Authorization"]], "Idempotency-Key": [secrets.token_hex(8)]}
+    heads[header].append(heads[header][0] + "x")  # two values: which one counts would be a guess
+    lines = b"".join(f"{name}: {value}\r\n".encode() for name, values in heads.items() for value in values)
+    text, _ = _exchange(settings, b"POST /orders HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                        + lines + f"Content-Length: {len(body)}\r\n\r\n".encode() + body)
+    assert text.startswith("HTTP/1.1 400"), text
+    assert f"the {header} header comes more than once" in text
+
+
+def test_a_body_that_names_a_field_twice_is_400_and_places_nothing(http: httpx.Client, user: User,
+                                                                   symbol: str) -> None:
+    key = secrets.token_hex(8)
+    body = b'{"symbol": "%s", "side": "buy", "qty": 1, "qty": 100}' % symbol.encode()
+    answer = http.post("/orders", content=body, headers={**user.auth, "Idempotency-Key": key,
+                                                         "Content-Type": "application/json"})
+    assert (answer.status_code, answer.json()["code"]) == (400, "malformed_json"), answer.text
+    assert answer.json()["message"] == 'the body names "qty" twice in one object; send each field once'
+    fine = http.post("/orders", json=order(symbol), headers={**user.auth, "Idempotency-Key": key})
+    assert fine.status_code == 202, fine.text  # the key was not taken by the refused body
 
 
 def test_bogus_keys_are_remembered_and_limited_per_address(http: httpx.Client, settings: Settings,

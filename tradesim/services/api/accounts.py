@@ -24,13 +24,14 @@ from tradesim.services.api.schemas import (
     KeyRotated,
     ResetDone,
 )
+from tradesim.services.api.strict_json import StrictJsonRoute
 
 
 def _now_ms() -> int:
     return int(time.time() * 1000)
 
 
-router = APIRouter(prefix="/accounts", tags=["accounts"])
+router = APIRouter(prefix="/accounts", tags=["accounts"], route_class=StrictJsonRoute)
 UserPath = Path(pattern=r"^[a-z0-9][a-z0-9_.\-]{0,39}$")
 
 

@@ -99,7 +99,7 @@ def create_app(settings: Settings, resources: Resources | None = None, *, tune_g
         body, media_type = metrics.exposition()
         return Response(body, media_type=media_type)
 
-    app.add_middleware(Gate, max_body_bytes=settings.api.max_body_bytes)
+    app.add_middleware(Gate, max_body_bytes=settings.api.max_body_bytes, body_timeout_s=settings.api.body_timeout_s)
     app.add_middleware(RequestContext)  # outermost: the gate's answers carry the request id too
     return app
 

@@ -1,5 +1,6 @@
-"""The API's front door, before routing and before a body is read: the body size limit (413) and the API key
-(401 for a missing or unknown key on routes that need one, 429 when an address looks up too many unknown keys).
+"""The API's front door, before routing and before a body is read: the body size limit (413) and the time it may
+take to arrive (408), headers that may come only once (400), and the API key (401 for a missing or unknown key on
+routes that need one, 429 when an address looks up too many unknown keys).
 
 Pure ASGI, so nothing of a refused request's body is read or parsed. The key it resolves is left in the request
 state for the route's own checks (admin or user), which then cost no second lookup.
@@ -7,6 +8,7 @@ state for the route's own checks (admin or user), which then cost no second look
 
 from __future__ import annotations
 
+import asyncio
 import json
 import secrets
 from typing import Any
@@ -20,6 +22,8 @@ from tradesim.services.api.resources import LookupsExhausted, Resources
 PUBLIC = frozenset({"/healthz", "/readyz", "/metrics", "/docs", "/redoc", "/openapi.json", "/docs/oauth2-redirect"})
 ADMIN = "admin"
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+#: headers whose second copy would be ignored (the first wins): a request that repeats one is ambiguous
+_ONCE = {b"authorization": "Authorization", b"idempotency-key": "Idempotency-Key"}
 
 
 def bearer(scope: Scope) -> str | None:
@@ -45,9 +49,10 @@ async def resolve(res: Resources, scope: Scope, key: str) -> Account | str | Non
 
 
 class Gate:
-    def __init__(self, app: ASGIApp, max_body_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, max_body_bytes: int, body_timeout_s: float) -> None:
         self.app = app
         self.max_body = max_body_bytes
+        self.body_timeout_s = body_timeout_s
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -58,6 +63,11 @@ class Gate:
             await _answer(scope, send, 413, "payload_too_large",
                           f"the request body is over the limit of {self.max_body} bytes (api.max_body_bytes)")
             return
+        once = [k for k, _ in scope["headers"] if k in _ONCE]
+        if len(once) != len(set(once)):
+            name = _ONCE[next(k for k in once if once.count(k) > 1)]
+            await _answer(scope, send, 400, "bad_request", f"the {name} header comes more than once; send it once")
+            return
         if scope["path"] not in PUBLIC:
             refused = await self._check_key(scope)
             if refused is not None:
@@ -65,14 +75,29 @@ class Gate:
                 return
         seen = 0
         started = answered = False
+        body_done = False
+        deadline = asyncio.get_running_loop().time() + self.body_timeout_s
 
         async def counted() -> Message:
-            """The body as it arrives; past the limit, answer 413 and tell the app the client left."""
-            nonlocal seen, answered
+            """The body as it arrives; past the limit, answer 413, past the deadline 408, and tell the app the
+            client left (a client that sends less than its Content-Length must not hold the request for ever)."""
+            nonlocal seen, answered, body_done
             if answered:
                 return {"type": "http.disconnect"}
-            message = await receive()
+            if body_done:
+                return await receive()
+            try:
+                async with asyncio.timeout_at(deadline):
+                    message = await receive()
+            except TimeoutError:
+                answered = True
+                if not started:
+                    await _answer(scope, send, 408, "request_timeout",
+                                  f"the request body did not arrive within {self.body_timeout_s:g} s "
+                                  "(api.body_timeout_s)", {"Connection": "close"})
+                return {"type": "http.disconnect"}
             if message["type"] == "http.request":
+                body_done = not message.get("more_body", False)
                 seen += len(message.get("body", b""))
                 if seen > self.max_body and not started:
                     answered = True

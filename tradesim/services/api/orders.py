@@ -84,10 +84,11 @@ from tradesim.services.api.schemas import (
     OrderRequest,
     OrderStatusStr,
 )
+from tradesim.services.api.strict_json import StrictJsonRoute
 
 log = logging.getLogger("tradesim.api.orders")
 T = TypeVar("T")
-router = APIRouter(prefix="/orders", tags=["orders"])
+router = APIRouter(prefix="/orders", tags=["orders"], route_class=StrictJsonRoute)
 OrderIdPath = Path(min_length=1, max_length=64, pattern=f"^{ID_RE}$")
 TERMINAL = frozenset({"executed", "rejected", "cancelled", "expired"})
 _POLL_MIN_S, _POLL_MAX_S = 0.002, 0.05
