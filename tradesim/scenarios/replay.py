@@ -106,6 +106,10 @@ def _rows(path: Path) -> Iterator[tuple[int, dict[str, str]]]:
                     Problem(shown, 1, c, f"missing column (header has: {', '.join(header) or 'nothing'})")
                     for c in missing
                 ])
+            twice = [c for c in COLUMNS if header.count(c) > 1]  # which copy holds the value would be a guess
+            if twice:
+                raise ScenarioError([Problem(shown, 1, c, f"column named {header.count(c)} times in the header")
+                                     for c in twice])
             for row in reader:
                 if None in row or any(v is None for v in row.values()):
                     raise ScenarioError.one(shown, "row", "wrong number of fields", reader.line_num)

@@ -173,6 +173,9 @@ def test_all_problems_are_reported_in_line_order(write: Write) -> None:
     ("csv_text", "line", "field", "message"),
     [
         ("timestamp,symbol,bid,ask,size\n1,AAA,1,2,3\n", 1, "last", "missing column"),
+        # which copy holds the bid would be a guess (the csv module takes the last)
+        ("timestamp,symbol,bid,ask,last,size,bid\n1704205800000,AAA,1,2,1,1,3\n", 1, "bid",
+         "column named 2 times in the header"),
         ("timestamp,symbol,bid,ask,last,size\n1704205800000,AAA,1,2,1,1\nyesterday,AAA,1,2,1,1\n",
          3, "timestamp", "unparsable timestamp 'yesterday'"),
         ("timestamp,symbol,bid,ask,last,size\n2024-01-02T14:30:00,AAA,1,2,1,1\n",
