@@ -163,6 +163,21 @@ def test_down_stops_in_reverse_order_and_clears_state(sup: Supervisor, procs: Fa
     assert {r.state for r in sup.status()} == {"stopped"}
 
 
+def test_down_says_stopped_only_of_what_it_stopped(settings: Settings, comps: list[FakeComponent],
+                                                   procs: FakeProcesses) -> None:
+    said: list[tuple[str, str]] = []
+    sup = Supervisor(settings, list(comps), processes=procs, progress=lambda name, msg: said.append((name, msg)))
+    sup.up()
+    said.clear()
+    sup.down()
+    assert [s for s in said if s[1] == "stopped"] == [("beta", "stopped"), ("alpha", "stopped")]
+    said.clear()
+    assert sup.down() == []
+    assert said == []  # before: every component "stopped" again, then "nothing was running"
+    sup.down(purge=True)
+    assert said == [("beta", "purged"), ("alpha", "purged")]
+
+
 def test_down_purge_deletes_data(sup: Supervisor, comps: list[FakeComponent]) -> None:
     sup.up()
     (comps[0].dir / "data.bin").write_text("x")

@@ -378,7 +378,9 @@ class Supervisor:
                 self.state_file.save(state)
                 if purge:
                     shutil.rmtree(comp.dir, ignore_errors=True)
-                self.progress(comp.name, "stopped" + (" and purged" if purge else ""))
+                if comp.name in stopped or purge:  # a second `down` has nothing to say of what it did not stop
+                    self.progress(comp.name, ("stopped and purged" if purge else "stopped") if comp.name in stopped
+                                  else "purged")
             # a `down` then `up` (market start with a new choice, a restore) must not find a port still held by
             # what the stopped process forked
             self._await_ports_released([c for c in self.components if c.name in stopped])
