@@ -1071,3 +1071,13 @@ def test_an_output_path_too_long_is_a_user_mistake(option: str) -> None:
     result = runner.invoke(app, ["run", "round-trip-fees", option, "/tmp/" + "a" * 300 + ".x"])
     assert result.exit_code == 2, result.output
     assert "File name too long" in _one_line_error(result.output)
+
+
+@pytest.mark.parametrize(("component", "hint"), [("redis", "start it with `tradesim up`"),
+                                                 ("market", "not started: `tradesim market start`")])
+def test_logs_of_a_component_never_started_says_how_to_start_it(component: str, hint: str) -> None:
+    result = runner.invoke(app, ["logs", component])
+    assert result.exit_code == 1
+    line = _one_line_error(result.output)
+    assert line.startswith(f"error: {component} has no log yet at "), line
+    assert line.endswith(f"({hint})"), line

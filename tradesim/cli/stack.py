@@ -269,7 +269,9 @@ def _logs(component: str, follow: bool, lines: int) -> None:
     try:
         path.open("rb").close()  # an unreadable log: one line (cli_errors)
     except FileNotFoundError:
-        raise StackError(f"{component} has no log yet at {path}; start it with `tradesim up`") from None
+        hint = comp.not_requested()  # an on-demand component (the live market) starts its own way
+        raise StackError(f"{component} has no log yet at {path} ({hint or 'start it with `tradesim up`'})"
+                         ) from None
     for line in last_lines(path, lines):
         out.print(line)
     if follow:
