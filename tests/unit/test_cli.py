@@ -261,6 +261,8 @@ def test_status_names_an_unfinished_restore_until_down_purge_clears_it(tmp_path:
     assert f"warning: a restore from {tmp_path / 'monday'} did not finish" in shown.stderr
     assert "did not finish" in json.loads(runner.invoke(app, ["status", "--json", "--only", "redis"]).stdout)[
         "unfinished_restore"]
+    backup = runner.invoke(app, ["backup", str(tmp_path / "tuesday")])  # no stack runs: it stops after warning
+    assert f"warning: a restore from {tmp_path / 'monday'} did not finish" in backup.stderr
     assert runner.invoke(app, ["down", "--only", "redis", "--purge"]).exit_code == 0
     assert "did not finish" in runner.invoke(app, ["status", "--only", "redis"]).stderr  # one part purged only
     assert runner.invoke(app, ["down", "--purge"]).exit_code == 0

@@ -16,6 +16,7 @@ from tradesim.cli.readout import console
 from tradesim.settings import load_settings
 
 out = console()
+err = console(stderr=True)
 
 
 def register(app: typer.Typer) -> None:
@@ -74,9 +75,11 @@ def _bars() -> Iterator[_Bars]:
 
 @cli_errors
 def _backup(folder: Path) -> None:
-    from tradesim.stack.backup import backup, describe, failures
+    from tradesim.stack.backup import backup, describe, failures, unfinished_restore
 
     settings = load_settings()
+    if unfinished := unfinished_restore(settings):  # a copy of it holds part of that backup only
+        err.print(f"warning: {unfinished}")
     began = time.monotonic()
     with failures(f"backup into {folder} (the folder has no manifest, so it is not a backup; remove it)"), \
             _bars() as steps:
