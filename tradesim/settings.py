@@ -492,8 +492,8 @@ class ApiSettings(Section):
         "which the CLI reads."
     )
     credentials_file: Path | None = Field(
-        None, description="Where the CLI keeps the active user's API key (0600); default: "
-        "<platformdirs user_config_dir>/tradesim/credentials.json."
+        None, description="Where the CLI keeps the accounts' API keys and the active one (0600); default: "
+        "<home>/credentials.json, beside the stack whose accounts they open."
     )
     rate_limit_per_s: int = Field(
         200, ge=0, le=1_000_000,
@@ -745,7 +745,7 @@ class StackSettings(Section):
         return _not_blank(value)
 
 
-def _default_home() -> Path:
+def default_home() -> Path:
     return Path(platformdirs.user_data_dir("tradesim"))
 
 
@@ -767,7 +767,7 @@ class Settings(BaseSettings):
         extra="forbid",
     )
 
-    home: Path = Field(default_factory=_default_home, description="Stack state: data, logs, pids, state file.")
+    home: Path = Field(default_factory=default_home, description="Stack state: data, logs, pids, state file.")
     cache_dir: Path = Field(
         default_factory=_default_cache, description="Downloaded artifacts (jars, npm packages); safe to delete."
     )

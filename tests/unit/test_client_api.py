@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+from pathlib import Path
 
 import pytest
 
-from tradesim.client.api import Api, ApiUnreachable
-from tradesim.settings import ApiSettings
+from tradesim.client.api import Api, ApiUnreachable, load_credentials, save_credentials
+from tradesim.settings import ApiSettings, load_settings
 
 SLOW_S = 1.0
 
@@ -81,3 +82,32 @@ def test_a_cancel_takes_only_an_order_id(order_id: str) -> None:
 
     with pytest.raises(ValueError, match="is not an order id"):
         asyncio.run(cancel())
+
+
+def test_each_home_keeps_its_own_keys_and_the_default_home_reads_the_earlier_file(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))  # platformdirs' folders, here
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    monkeypatch.delenv("TRADESIM_HOME", raising=False)
+    monkeypatch.delenv("TRADESIM_API__CREDENTIALS_FILE", raising=False)
+    earlier = tmp_path / "config" / "tradesim" / "credentials.json"
+    earlier.parent.mkdir(parents=True)
+    earlier.write_text(json.dumps({"active": "alice", "users": {"alice": {"user_id": "u_1", "api_key": "ts_a"}}}))
+
+    default = load_settings()
+    assert default.home == tmp_path / "data" / "tradesim"
+    assert load_credentials(default)["users"] == {"alice": {"user_id": "u_1", "api_key": "ts_a"}}  # kept keys
+    other = load_settings(home=tmp_path / "other")
+    assert load_credentials(other) == {"active": None, "users": {}}  # another stack's keys are not its own
+
+    saved = load_credentials(other)
+    saved["users"]["alice"] = {"user_id": "u_2", "api_key": "ts_b"}  # the other stack's alice
+    assert save_credentials(other, saved) == tmp_path / "other" / "credentials.json"
+    assert load_credentials(default)["users"]["alice"]["api_key"] == "ts_a"  # before: replaced by ts_b
+
+    data = load_credentials(default)
+    data["active"] = None
+    assert save_credentials(default, data) == tmp_path / "data" / "tradesim" / "credentials.json"
+    earlier.unlink()  # the default home now reads its own file
+    assert load_credentials(default)["users"]["alice"]["api_key"] == "ts_a"

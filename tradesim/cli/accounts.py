@@ -107,7 +107,7 @@ def _reset(name: str | None) -> None:
 @app.command("rotate-key")
 def rotate_key(name: Annotated[str, typer.Argument(help="The user whose key to replace.")]) -> None:
     """A new API key for NAME (admin); the old key stops working within api.auth_cache_s (30 s by default). The
-    new key replaces the old one in the credentials file when this machine holds it."""
+    new key replaces the old one in the credentials file when it holds the old one."""
     _rotate_key(name)
 
 
@@ -141,7 +141,7 @@ def _saved(settings: Settings, data: dict[str, Any], name: str, key: str) -> Pat
 
 
 @app.command("use")
-def use(name: Annotated[str, typer.Argument(help="A user created from this machine.")]) -> None:
+def use(name: Annotated[str, typer.Argument(help="A user whose key the credentials file holds.")]) -> None:
     """Make a stored user the active one."""
     _use(name)
 

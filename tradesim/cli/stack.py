@@ -53,8 +53,8 @@ def up(only: Only = None, runtime: Runtime = None,
            "--demo", help="Also the standard jobs, the live market and a demo account with cash; then open the "
            "TUI when run in a terminal.")] = False,
        demo_user: Annotated[str, typer.Option(
-           "--demo-user", help="Account of --demo: created with 100,000 cash, or reused if this machine has its "
-           "key.")] = "demo") -> None:
+           "--demo-user", help="Account of --demo: created with 100,000 cash, or reused if the credentials file "
+           "has its key.")] = "demo") -> None:
     """Provision, start and health-check the stack; what already runs healthy is left alone."""
     if not demo:
         _up(only, runtime, with_jobs)
@@ -135,7 +135,8 @@ def _demo(only: str | None, runtime: str | None, user: str) -> None:
 
 
 def _demo_account(settings: Settings, name: str) -> str:
-    """Reuse the account if this machine holds a working key for it, else create it; either way make it active."""
+    """Reuse the account if the credentials file holds a working key for it, else create it; either way make it
+    active."""
     from tradesim.client.api import admin_key, call, credentials_path, load_credentials, save_credentials
 
     data = load_credentials(settings)

@@ -1,9 +1,10 @@
 """The order API's client: the stored user keys (credentials file, 0600), and calls that turn problems into
 errors — `call` for the CLI (UserError / StackError), `Api` for asyncio code (ApiError / ApiUnreachable).
 
-Credentials live in `api.credentials_file` (default `<platformdirs user_config_dir>/tradesim/credentials.json`):
-`{"active": NAME, "users": {NAME: {"user_id", "api_key"}}}`. API 4xx answers become UserError (exit 2) carrying
-the problem's message; 5xx answers and an unreachable API become StackError (exit 1).
+Credentials live in `api.credentials_file` (default `<home>/credentials.json`: a key opens an account of one
+stack, so two homes keep two files): `{"active": NAME, "users": {NAME: {"user_id", "api_key"}}}`. API 4xx
+answers become UserError (exit 2) carrying the problem's message; 5xx answers and an unreachable API become
+StackError (exit 1).
 """
 
 from __future__ import annotations
@@ -19,19 +20,29 @@ import httpx
 import platformdirs
 
 from tradesim.domain.events import is_path_id
-from tradesim.settings import Settings, is_header_safe, redacted
+from tradesim.settings import Settings, default_home, is_header_safe, redacted
 from tradesim.stack.errors import StackError, UserError
 from tradesim.text import one_line, validation_message
 
 
 def credentials_path(settings: Settings) -> Path:
-    return settings.api.credentials_file or Path(platformdirs.user_config_dir("tradesim")) / "credentials.json"
+    return settings.api.credentials_file or settings.home / "credentials.json"
+
+
+def _earlier_path(settings: Settings) -> Path | None:
+    """Where tradesim kept the keys of every stack before they moved into the home: still read by the default
+    home until it has a file of its own (its first save writes one), so keys made before are not lost."""
+    if settings.api.credentials_file is None and settings.home == default_home():
+        return Path(platformdirs.user_config_dir("tradesim")) / "credentials.json"
+    return None
 
 
 def load_credentials(settings: Settings) -> dict[str, Any]:
     """The credentials file's content; raises UserError when it cannot be read or is not one (commands that
     create a key read it before they ask for one, so a bad file never costs a key)."""
     path = credentials_path(settings)
+    if not path.exists() and (earlier := _earlier_path(settings)) is not None and earlier.exists():
+        path = earlier
     if not path.exists():
         return {"active": None, "users": {}}
     if not path.is_file():  # a folder, or a FIFO whose read would block for ever
