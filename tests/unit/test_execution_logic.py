@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from tradesim.domain.book import EARLY_CANCELS_KEPT, Book, Decision
+from tradesim.domain.book import EARLY_CANCEL_WINDOW_MS, EARLY_CANCELS_KEPT, Book, Decision
 from tradesim.domain.errors import (
     InsufficientFunds,
     InsufficientShares,
@@ -134,23 +134,59 @@ def test_a_cancel_that_came_before_its_order_cancels_it_when_it_comes() -> None:
     assert "o1" not in book.resting
     (d,) = book.on_order(order("o2", kind="limit", limit="1"), SLIP, now_ms=10, deadline_ms=1000)
     assert d.kind == "rest"  # someone else's cancel does not touch u1's order
-    assert book.early_cancels == (("o2", "intruder", 5),)
+    assert book.early_cancels == (("o2", "intruder", 5, None),)
 
 
-def test_early_cancels_are_forgotten_once_their_order_could_no_longer_come() -> None:
+def test_early_cancels_are_forgotten_once_their_order_could_no_longer_overtake_them() -> None:
+    """A cancel overtakes its order only while the order's publish is on its way; an order sent again later
+    comes with its cancel again. So the book keeps such cancels a window long, and at most EARLY_CANCELS_KEPT:
+    after a day of cancels that came just after their order filled it held 200 of them (written with every
+    tick), and an order sent again after them was not cancelled."""
+    window = EARLY_CANCEL_WINDOW_MS
     book = Book()
     book.on_tick(tick("AAA", 1), SLIP)
     book.on_cancel(OrderCancelRequested(order_id="old", user_id="u1", requested_at_ms=0))
     book.on_cancel(OrderCancelRequested(order_id="new", user_id="u1", requested_at_ms=900))
-    book.on_order(order("o3", kind="limit", limit="1"), SLIP, now_ms=1500, deadline_ms=1000)
-    assert book.early_cancels == (("new", "u1", 900),)
+    book.on_order(order("o3", kind="limit", limit="1"), SLIP, now_ms=window + 500, deadline_ms=86_400_000)
+    assert book.early_cancels == (("new", "u1", 900, None),)
     for i in range(EARLY_CANCELS_KEPT + 5):
         book.on_cancel(OrderCancelRequested(order_id=f"c{i}", user_id="u1", requested_at_ms=1000))
     assert len(book.early_cancels) == EARLY_CANCELS_KEPT
     assert book.early_cancels[-1][0] == f"c{EARLY_CANCELS_KEPT + 4}"
-    # a cancel a deadline later forgets them all (a book is written at every record: it stays small)
-    book.on_cancel(OrderCancelRequested(order_id="late", user_id="u1", requested_at_ms=2001), deadline_ms=1000)
-    assert book.early_cancels == (("late", "u1", 2001),)
+    # a cancel a window later forgets them all (a book is written at every record: it stays small)
+    book.on_cancel(OrderCancelRequested(order_id="late", user_id="u1", requested_at_ms=1001 + window))
+    assert book.early_cancels == (("late", "u1", 1001 + window, None),)
+
+
+def test_a_cancel_at_a_market_time_that_came_before_its_order_holds_when_it_comes() -> None:
+    """A review: `DELETE /orders/{id}?at_ms=T` that reached the book before its order was dropped, and the order
+    filled after T."""
+    book = Book()
+    book.on_tick(tick("AAA", 1, price="100", event_time_ms=10_000), SLIP)
+    timed = OrderCancelRequested(order_id="o1", user_id="u1", requested_at_ms=5, at_ms=20_000)
+    assert book.on_cancel(timed) == []
+    (d,) = book.on_order(order("o1", kind="limit", limit="95"), SLIP, now_ms=10, deadline_ms=86_400_000)
+    assert (d.kind, d.order.cancel_due_ms) == ("rest", 20_000)  # the mirror shows when it will be cancelled
+    assert book.on_tick(tick("AAA", 2, price="99", event_time_ms=15_000), SLIP) == []
+    (d,) = book.on_tick(tick("AAA", 3, price="94", event_time_ms=30_000), SLIP)
+    assert (d.kind, d.order.order_id) == ("cancel", "o1")  # before: filled at 94
+    # the stream passed the cancel's time before the order came: cancelled as it comes
+    assert book.on_cancel(timed.model_copy(update={"order_id": "o2", "at_ms": 25_000})) == []
+    (d,) = book.on_order(order("o2", kind="limit", limit="95"), SLIP, now_ms=20, deadline_ms=86_400_000)
+    assert (d.kind, d.order.order_id) == ("cancel", "o2")
+    # a timed and a plain cancel of one order: the plain one, at once
+    book.on_cancel(timed.model_copy(update={"order_id": "o3", "at_ms": 90_000}))
+    book.on_cancel(timed.model_copy(update={"order_id": "o3", "at_ms": None}))
+    (d,) = book.on_order(order("o3", kind="limit", limit="1"), SLIP, now_ms=30, deadline_ms=86_400_000)
+    assert d.kind == "cancel"
+
+
+def test_an_early_cancel_a_book_kept_before_market_times_were_kept_still_cancels() -> None:
+    book = Book()
+    book.on_tick(tick("AAA", 1), SLIP)
+    book.early_cancels = (("o1", "u1", 5),)  # as pickled by the fortieth session's job
+    (d,) = book.on_order(order("o1", kind="limit", limit="1"), SLIP, now_ms=10, deadline_ms=86_400_000)
+    assert d.kind == "cancel"
 
 
 def test_a_book_pickled_before_early_cancels_existed_restores_with_none() -> None:

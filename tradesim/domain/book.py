@@ -29,6 +29,10 @@ Kind = Literal["fill", "expire", "cancel", "reject", "rest"]
 #: a book remembers at most this many cancels of orders it had not seen (see `Book.early_cancels`): they are
 #: mostly cancels that came just after their order was decided, and the book is state written at every record
 EARLY_CANCELS_KEPT = 200
+#: ... and each for this long: a cancel overtakes its order only while the order's own publish is on its way (a
+#: producer's delivery timeout, seconds); an order sent again later (a keyed retry) comes with its cancel again
+#: (the API keeps the request on the order's claim)
+EARLY_CANCEL_WINDOW_MS = 60_000
 
 
 def _now_ms() -> int:
@@ -58,10 +62,11 @@ class Book:
     #: scripted orders waiting for the tick stream to pass their `at_ms`, in arrival order (a tuple: books
     #: pickled before it existed restore with this class default)
     scheduled: tuple[OrderPlaced, ...] = ()
-    #: cancels of orders this book had not seen, as (order_id, user_id, requested_at_ms), newest last: an order
-    #: whose first publish was lost (its outcome unknown to the API) may come later, sent again by a retry, and
-    #: is then cancelled as its user asked. Kept while such an order could still come (the processing deadline)
-    early_cancels: tuple[tuple[str, str, int], ...] = ()
+    #: cancels of orders this book had not seen, as (order_id, user_id, requested_at_ms, at_ms), newest last: an
+    #: order whose publish was overtaken by its cancel is cancelled as its user asked when it comes (at the
+    #: cancel's market time `at_ms`, if it has one). Kept `EARLY_CANCEL_WINDOW_MS` (books pickled before `at_ms`
+    #: was kept hold 3-tuples)
+    early_cancels: tuple[tuple[str, str, int] | tuple[str, str, int, int | None], ...] = ()
 
     def on_order(self, order: OrderPlaced, slippage: SlippageModel,
                  fallback: Callable[[str], Tick | None] | None = None, *, now_ms: int | None = None,
@@ -71,8 +76,12 @@ class Book:
         if order.order_id in self.resting or any(o.order_id == order.order_id for o in self.scheduled):
             return []  # a re-delivered order that already rests or waits for its time
         now = _now_ms() if now_ms is None else now_ms
-        if self.early_cancels and self._cancelled_early(order, now, deadline_ms):
-            return [Decision(order, "cancel")]
+        times = self._take_early_cancels(order, now) if self.early_cancels else []
+        if times:  # its user cancelled it before it came: now, or at the earliest market time asked
+            at_ms = None if None in times else min(t for t in times if t is not None)
+            if at_ms is None or not self._waits(at_ms):
+                return [Decision(order, "cancel")]
+            order = _cancel_held(order, at_ms)  # held as its cancel would have been, had the order come first
         if deadline_ms is not None and overdue(order.placed_at_ms, now, deadline_ms):
             return [Decision(order, "expire", reason=NOT_PROCESSED)]
         if self._waits(order.at_ms):
@@ -92,7 +101,7 @@ class Book:
             order = order.model_copy(update={"session_ms": quote.event_time_ms})  # its session: the market's day
         return self._apply(order, quote, slippage, triggered=False, announce=True)
 
-    def on_cancel(self, cancel: OrderCancelRequested, *, deadline_ms: int | None = None) -> list[Decision]:
+    def on_cancel(self, cancel: OrderCancelRequested) -> list[Decision]:
         """Cancel an open order of the cancel's user now; one with a market time the stream has not passed yet
         becomes the order's `held_cancel_ms` instead (if earlier than its due cancel), announced as "rest" so the
         mirror shows it."""
@@ -104,22 +113,25 @@ class Book:
                 return [Decision(waiting, "cancel")]
         held = self.resting.pop(cancel.order_id, None)
         if held is None:  # not resting (filled, expired, or not here yet): nothing to cancel now
-            now = cancel.requested_at_ms
-            kept = [e for e in self.early_cancels[-(EARLY_CANCELS_KEPT - 1):]
-                    if deadline_ms is None or not overdue(e[2], now, deadline_ms)]
-            self.early_cancels = (*kept, (cancel.order_id, cancel.user_id, now))
+            self._keep_early_cancel(cancel, None)
             return []
         if held[0].user_id != cancel.user_id:
             self.resting[cancel.order_id] = held  # someone else's order: leave it
             return []
         return [Decision(held[0], "cancel")]
 
-    def _cancelled_early(self, order: OrderPlaced, now_ms: int, deadline_ms: int | None) -> bool:
-        """Whether the order's user cancelled it before it came (taking that cancel); forgets the cancels whose
-        orders could no longer come in time."""
-        kept = tuple(e for e in self.early_cancels if deadline_ms is None or not overdue(e[2], now_ms, deadline_ms))
+    def _keep_early_cancel(self, cancel: OrderCancelRequested, at_ms: int | None) -> None:
+        now = cancel.requested_at_ms
+        kept = [e for e in self.early_cancels[-(EARLY_CANCELS_KEPT - 1):]
+                if not overdue(e[2], now, EARLY_CANCEL_WINDOW_MS)]
+        self.early_cancels = (*kept, (cancel.order_id, cancel.user_id, now, at_ms))
+
+    def _take_early_cancels(self, order: OrderPlaced, now_ms: int) -> list[int | None]:
+        """The market times (None: at once) of the cancels the order's user sent before it came, taken from the
+        book; forgets the cancels kept past the window."""
+        kept = tuple(e for e in self.early_cancels if not overdue(e[2], now_ms, EARLY_CANCEL_WINDOW_MS))
         self.early_cancels = tuple(e for e in kept if (e[0], e[1]) != (order.order_id, order.user_id))
-        return len(self.early_cancels) < len(kept)
+        return [e[3] if len(e) > 3 else None for e in kept if (e[0], e[1]) == (order.order_id, order.user_id)]
 
     def on_tick(self, tick: Tick, slippage: SlippageModel) -> list[Decision]:
         order_key = (tick.run_id, tick.seq)
@@ -134,22 +146,18 @@ class Book:
         return out
 
     def _cancel_later(self, cancel: OrderCancelRequested, at_ms: int) -> list[Decision]:
-        def later(order: OrderPlaced) -> OrderPlaced:
-            cancel_ms = order.cancel_due_ms
-            if cancel_ms is not None and cancel_ms <= at_ms:
-                return order
-            # not re-validated: a cancel at the order's own market time may equal its at_ms
-            return order.model_copy(update={"held_cancel_ms": at_ms})
-
         for i, waiting in enumerate(self.scheduled):
             if waiting.order_id == cancel.order_id and waiting.user_id == cancel.user_id:
-                order = later(waiting)
+                order = _cancel_held(waiting, at_ms)
                 self.scheduled = (*self.scheduled[:i], order, *self.scheduled[i + 1:])
                 return [Decision(order, "rest")]
         held = self.resting.get(cancel.order_id)
-        if held is None or held[0].user_id != cancel.user_id:
+        if held is None:  # not here yet (or decided): kept, in case it comes
+            self._keep_early_cancel(cancel, at_ms)
             return []
-        order = later(held[0])
+        if held[0].user_id != cancel.user_id:
+            return []
+        order = _cancel_held(held[0], at_ms)
         self.resting[cancel.order_id] = (order, held[1])
         return [Decision(order, "rest")]
 
@@ -189,3 +197,12 @@ class Book:
         assert isinstance(d, Rest)  # noqa: S101 - Decision is a closed union
         self.resting[order.order_id] = (order, d.triggered)
         return [Decision(order, "rest")] if announce else []
+
+
+def _cancel_held(order: OrderPlaced, at_ms: int) -> OrderPlaced:
+    """The order with a cancel at market time `at_ms` held, unless it is due to be cancelled no later."""
+    cancel_ms = order.cancel_due_ms
+    if cancel_ms is not None and cancel_ms <= at_ms:
+        return order
+    # not re-validated: a cancel at the order's own market time may equal its at_ms
+    return order.model_copy(update={"held_cancel_ms": at_ms})

@@ -133,7 +133,7 @@ class SymbolStage(KeyedCoProcessFunction):
             if value.type == "order_placed":
                 decisions = list(book.on_order(value, self.slippage, self.fallback, deadline_ms=self.deadline_ms))
             else:
-                decisions = list(book.on_cancel(value, deadline_ms=self.deadline_ms))
+                decisions = list(book.on_cancel(value))
         except Exception as exc:  # noqa: BLE001 - set the record aside; the book stays as it was (guard)
             yield DEAD_LETTERS, guard.failed(value, exc, stage="match", source_topic=self.orders_topic,
                                              consumer=logic.JOB_NAME)
