@@ -45,6 +45,10 @@ class Ledger(Protocol):
         OutcomeAlreadyRecorded (with the outcome recorded first), Unavailable."""
         ...
 
+    def recorded(self, user_id: str, order_id: str) -> RecordedOutcome | None:
+        """The outcome recorded for the order, wherever the ledger keeps it; None: none. Raises Unavailable."""
+        ...
+
 
 class GroupLedger(Ledger, Protocol):
     """A ledger with group commit: apply_fill between group() and flush_group() is written once, at the flush."""

@@ -74,6 +74,9 @@ class MemoryStore:
         self.elsewhere[order.order_id] = RecordedOutcome(
             status=outcome.status, decided_at_ms=outcome.decided_at_ms, reason=outcome.reason)
 
+    def recorded(self, user_id: str, order_id: str) -> RecordedOutcome | None:
+        return self.outcomes.get(order_id) or self.elsewhere.get(order_id)
+
 
 def test_market_order_without_any_price_is_rejected_unknown_symbol() -> None:
     (d,) = Book().on_order(order("o1"), SLIP)
@@ -199,6 +202,26 @@ def test_a_book_pickled_before_early_cancels_existed_restores_with_none() -> Non
     assert old.early_cancels == ()
     (d,) = old.on_order(order("o1", kind="limit", limit="1"), SLIP)
     assert d.kind == "rest"
+
+
+def test_an_order_a_replay_now_rests_is_its_recorded_outcome_when_it_was_decided_before() -> None:
+    """A review: after a crash between the fill's write and its emission, the restored book matched the replayed
+    limit order against other ticks and it rested; a rest never reaches settling, so the fill (cash moved) was
+    never announced."""
+    from tradesim.domain.settlement import decided_before
+
+    store = MemoryStore(cash=Decimal("10000"))
+    o1 = order("o1", kind="limit", limit="100")
+    first = settle(Decision(o1, "fill", price=Decimal("99.03")), store, FEES)
+    book = Book()  # restored from before the fill
+    book.on_tick(tick("AAA", 2, price="101"), SLIP)
+    (rest,) = book.on_order(o1, SLIP)
+    assert rest.kind == "rest"
+    again = decided_before(rest, store)
+    assert again is not None
+    assert (again.outcome, again.written) == (first.outcome.model_copy(update={"cash_after": None,
+                                                                               "position_after": None}), None)
+    assert decided_before(Decision(order("o2", kind="limit", limit="1"), "rest"), store) is None  # it rests
 
 
 def test_settle_executes_once_and_replays_the_recorded_outcome() -> None:

@@ -144,6 +144,15 @@ def settle(decision: Decision, ledger: Ledger, fees: FeeModel, now_ms: Callable[
     return _record(order, ledger, status, decision.reason, decided)
 
 
+def decided_before(decision: Decision, ledger: Ledger) -> Settled | None:
+    """For an order the book now holds ("rest") that a replay brought again: its outcome, if the ledger recorded
+    one before (then lost with the emission: the book restored from before it, and matched the order anew, against
+    other ticks, to rest this time). None: it rests. Raises Unavailable."""
+    order = decision.order
+    recorded = ledger.recorded(order.user_id, order.order_id)
+    return None if recorded is None else Settled(order, outcome_from_record(order, recorded), None)
+
+
 def settle_group(user_id: str, decisions: list[Decision], ledger: GroupLedger, fees: FeeModel,
                  clock: DecisionClock | None = None) -> list[Settled]:
     """Settle one user's queued decisions, in order, with as few writes as the ledger can manage (one, usually):

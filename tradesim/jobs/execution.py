@@ -199,9 +199,18 @@ class UserStage(KeyedProcessFunction):
         self.clock = DecisionClock()  # a user's decision times increase in the order this stage settles them
         self.batch_ms = s.trading.settle_batch_ms
         self.queued = runtime_context.get_list_state(ListStateDescriptor("queued", Types.PICKLED_BYTE_ARRAY()))
+        #: orders placed before this attempt began may be replays of orders decided before a restore
+        self.opened_ms = int(time.time() * 1000)
 
     def process_element(self, value: Any, ctx: KeyedProcessFunction.Context) -> Iterable[Any]:
         if value.kind == "rest":
+            if value.order.placed_at_ms < self.opened_ms:  # perhaps decided before, its outcome lost with the crash
+                from tradesim.domain.settlement import decided_before
+
+                settled = _retrying(lambda: decided_before(value, self.portfolios))
+                if settled is not None:  # re-emitted, as settling re-emits a replay's recorded outcome
+                    yield settled.order, settled.outcome, settled.written
+                    return
             yield value.order, None, None  # nothing to settle: only the Orders mirror records it (as accepted)
             return
         if self.batch_ms == 0:

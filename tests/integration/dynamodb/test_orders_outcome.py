@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 
 from tradesim.adapters.dynamodb.client import DynamoDB
-from tradesim.adapters.dynamodb.orders import OrderStore, placed_order
-from tradesim.domain.events import OrderOutcome, OrderPlaced
+from tradesim.adapters.dynamodb.orders import OrderStore, placed_order, requested_cancel
+from tradesim.domain.events import OrderCancelRequested, OrderOutcome, OrderPlaced
 from tradesim.settings import Settings
 
 pytestmark = pytest.mark.integration
@@ -95,6 +95,31 @@ def test_a_claim_a_retry_sent_again_is_not_released_by_its_claimer(settings: Set
     assert store.claim(gone) is None
     store.release(gone)
     assert not store.mark_replayed(gone)  # released first: the retry claims anew instead
+
+
+def test_a_claim_keeps_its_cancel_at_once_over_one_at_a_market_time_and_the_earlier_of_two(
+        settings: Settings) -> None:
+    store = OrderStore(DynamoDB(settings.dynamodb))
+    o = _order("u" + uuid.uuid4().hex[:8])
+    assert store.claim(o) is None
+    assert requested_cancel(store.get(o.order_id) or {}) is None
+
+    def cancel(at_ms: int | None, requested_at_ms: int = 5, user_id: str = o.user_id) -> OrderCancelRequested:
+        return OrderCancelRequested(order_id=o.order_id, user_id=user_id, symbol=o.symbol,
+                                    requested_at_ms=requested_at_ms, at_ms=at_ms)
+
+    assert not store.mark_cancel_requested(cancel(None, user_id="intruder"))  # not theirs to cancel
+    assert store.mark_cancel_requested(cancel(9_000))
+    assert not store.mark_cancel_requested(cancel(10_000))  # later than the one kept
+    assert store.mark_cancel_requested(cancel(8_000, 6))
+    assert requested_cancel(store.get(o.order_id) or {}) == cancel(8_000, 6)
+    assert store.mark_cancel_requested(cancel(None, 7))
+    assert not store.mark_cancel_requested(cancel(1_000, 8))  # one at once is kept already
+    assert requested_cancel(store.get(o.order_id) or {}) == cancel(None, 7)
+    assert placed_order(store.get(o.order_id) or {}) == o  # the order's body is as placed
+    assert store.record_outcome(o, _outcome(o, "executed"))
+    assert not store.mark_cancel_requested(cancel(None, 9))  # decided: nothing to keep
+    assert requested_cancel(store.get(o.order_id) or {}) is None
 
 
 def test_the_in_book_mark_keeps_the_order_and_creates_one_that_bypassed_the_api(settings: Settings) -> None:

@@ -290,6 +290,25 @@ def test_a_replayed_order_whose_outcome_left_the_item_reemits_it_and_applies_not
     assert (after.cash, after.position("AAPL"), after.version) == (Decimal("989"), 1, 2)  # the fill, the prune
 
 
+def test_an_orders_recorded_outcome_is_found_on_the_item_or_once_it_left_in_the_archive(db: DynamoDB) -> None:
+    orders = OrderStore(db)
+    store = PortfolioStore(db, archive=orders)
+    user = new_user()
+    store.create(user, Decimal("1000"))
+    left, stays, never = _buy(user, 1_000), _buy(user, 9_000), _buy(user, 9_500)
+    _executed(store, left, 1_100, orders)
+    _executed(store, stays, 9_100)
+    assert store.prune(user, older_than_ms=5_000) == 1
+    found = store.recorded(user, stays.order_id)
+    assert found is not None
+    assert (found.status, found.decided_at_ms) == ("executed", 9_100)
+    archived = store.recorded(user, left.order_id)
+    assert archived is not None
+    assert (archived.status, archived.fill_price, archived.decided_at_ms) == ("executed", Decimal("10"), 1_100)
+    assert store.recorded(user, never.order_id) is None
+    assert store.recorded(new_user(), never.order_id) is None  # no item at all
+
+
 def _one_archived(db: DynamoDB) -> tuple[OrderStore, PortfolioStore, str]:
     """A user with 1,000 cash whose one fill (placed at 5,000, 11 cash) has left the item: archived_upto 5,000."""
     orders = OrderStore(db)

@@ -16,7 +16,7 @@ from tradesim.adapters.dynamodb.client import DynamoDB
 from tradesim.adapters.dynamodb.codec import from_dynamo, recorded, to_dynamo
 from tradesim.adapters.dynamodb.errors import conditional_write, translate
 from tradesim.adapters.dynamodb.tables import ORDERS, table_name
-from tradesim.domain.events import OrderOutcome, OrderPlaced
+from tradesim.domain.events import OrderCancelRequested, OrderOutcome, OrderPlaced
 from tradesim.domain.settlement import RecordedOutcome
 from tradesim.ports import Unavailable
 
@@ -54,6 +54,15 @@ def placed_order(item: dict[str, Any]) -> OrderPlaced:
         stop_price=None if item.get("stop_price") is None else Decimal(str(item["stop_price"])),
         client_order_id=item.get("client_order_id"), placed_at_ms=int(item["placed_at_ms"]),
         at_ms=_int_or_none(item.get("at_ms")), cancel_at_ms=_int_or_none(item.get("placed_cancel_at_ms")))
+
+
+def requested_cancel(item: dict[str, Any]) -> OrderCancelRequested | None:
+    """The cancel `OrderStore.mark_cancel_requested` kept on the order's item (plain form), or None."""
+    if item.get("cancel_requested_ms") is None:
+        return None
+    return OrderCancelRequested(order_id=item["order_id"], user_id=item["user_id"], symbol=item["symbol"],
+                                requested_at_ms=int(item["cancel_requested_ms"]),
+                                at_ms=_int_or_none(item.get("cancel_requested_at")))
 
 
 def _int_or_none(value: Any) -> int | None:
@@ -113,6 +122,26 @@ class OrderStore:
             ExpressionAttributeValues={":yes": {"BOOL": True}, ":accepted": {"S": ACCEPTED},
                                        ":p": {"N": str(order.placed_at_ms)}},
         ), f"mark order {order.order_id!r} replayed")
+
+    def mark_cancel_requested(self, cancel: OrderCancelRequested) -> bool:
+        """Keep a cancel on its order's claim while the order is `accepted`, so that sending the order again (a
+        keyed retry: its first publish may be lost) sends the cancel after it. A cancel at once replaces one at
+        a market time; of two at market times the earlier stays. False: not kept (the order is decided, not the
+        user's, or already cancelled no later). Raises Unavailable."""
+        values: dict[str, Any] = {":accepted": {"S": ACCEPTED}, ":u": {"S": cancel.user_id},
+                                  ":r": {"N": str(cancel.requested_at_ms)}}
+        condition = "#st = :accepted AND user_id = :u"
+        if cancel.at_ms is None:
+            update = "SET cancel_requested_ms = :r REMOVE cancel_requested_at"
+        else:
+            update = "SET cancel_requested_ms = :r, cancel_requested_at = :a"
+            condition += " AND (attribute_not_exists(cancel_requested_ms) OR cancel_requested_at > :a)"
+            values[":a"] = {"N": str(cancel.at_ms)}
+        return conditional_write(lambda: self.db.client.update_item(
+            TableName=self.table, Key={"order_id": {"S": cancel.order_id}}, UpdateExpression=update,
+            ConditionExpression=condition, ExpressionAttributeNames={"#st": "status"},
+            ExpressionAttributeValues=values,
+        ), f"keep the cancel of order {cancel.order_id!r}")
 
     def mark_in_book(self, order: OrderPlaced) -> bool:
         """Note that the order reached the book (it rests there), so readers keep it open past the processing

@@ -59,6 +59,7 @@ from tradesim.domain.errors import (
 )
 from tradesim.domain.events import OrderOutcome, OrderPlaced
 from tradesim.domain.portfolio import Written
+from tradesim.domain.settlement import RecordedOutcome
 from tradesim.ports import OutcomeArchive
 
 log = logging.getLogger("tradesim.dynamodb.portfolios")
@@ -206,6 +207,14 @@ class PortfolioStore:
                     self._items[user_id] = copy
                     self._write_group(user_id)  # what the group applied goes first, in order
             return self._update(user_id, order_id, outcome, cash_delta, symbol, qty_delta, placed_at_ms)
+
+    def recorded(self, user_id: str, order_id: str) -> RecordedOutcome | None:
+        """The outcome recorded for the order: on the user's item (a strongly consistent read), else in the
+        archive, which takes an outcome before it leaves the item. Raises Unavailable."""
+        current = self.get(user_id)
+        if current is not None and order_id in current.outcomes:
+            return current.outcomes[order_id]
+        return None if self.archive is None else self.archive.decided([order_id]).get(order_id)
 
     def record_elsewhere(self, order: OrderPlaced, outcome: OrderOutcome) -> None:
         """First the item's mark rises to the order's placing time and counts one more outcome outside the item,

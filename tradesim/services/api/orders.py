@@ -29,7 +29,7 @@ import anyio
 from fastapi import APIRouter, Header, Path, Query, Response
 
 from tradesim.adapters.dynamodb.accounts import Account
-from tradesim.adapters.dynamodb.orders import placed_order
+from tradesim.adapters.dynamodb.orders import placed_order, requested_cancel
 from tradesim.adapters.kafka.errors import KafkaDeliveryError, KafkaOutcomeUnknown, KafkaUnavailable
 from tradesim.adapters.redis import quotes
 from tradesim.adapters.redis.client import execute, unavailable_on_error
@@ -269,6 +269,15 @@ async def _replay(res: Resources, event: OrderPlaced, stored: dict[str, Any]) ->
         if not await _store(res, "order_replayed", res.orders.mark_replayed, first):
             return None
         await _send(res, first, owner=False)  # with the first placing time, by which the job knows the order
+        cancel = requested_cancel(stored)
+        if cancel is not None:  # its user cancelled it meanwhile: the cancel follows it again
+            try:
+                await _publish(res, cancel)
+            except (KafkaOutcomeUnknown, KafkaDeliveryError, KafkaUnavailable):
+                raise ApiError(503, "outcome_unknown", "the order was sent again, but Kafka did not confirm the "
+                               "cancel its user asked for; retry with the same Idempotency-Key",
+                               {"Retry-After": str(res.settings.api.retry_after_s)},
+                               order_id=first.order_id) from None
     return Placed(first, replayed=True)
 
 
@@ -507,11 +516,20 @@ async def cancel_order(
     order = await _own(res, user, order_id)
     if order.status in TERMINAL:
         raise ApiError(409, "order_not_open", f"order {order_id!r} is already {order.status}")
+    cancel = OrderCancelRequested(order_id=order_id, user_id=user.user_id, symbol=order.symbol,
+                                  requested_at_ms=int(time.time() * 1000), at_ms=at_ms)
+    kept = False
     try:
-        await _publish(res, OrderCancelRequested(order_id=order_id, user_id=user.user_id, symbol=order.symbol,
-                                                 requested_at_ms=int(time.time() * 1000), at_ms=at_ms))
-    except KafkaOutcomeUnknown:
-        raise ApiError(503, "outcome_unknown", "Kafka did not confirm the cancel in time; it may or may not be "
+        if not order.in_book:  # the book may not have the order yet: a later send of it carries this cancel too
+            kept = await _store(res, "order_cancel_mark", res.orders.mark_cancel_requested, cancel)
+        await _publish(res, cancel)
+    except (Unavailable, KafkaDeliveryError, KafkaUnavailable) as exc:
+        refused = isinstance(exc, KafkaUnavailable | KafkaDeliveryError) and not isinstance(exc, KafkaOutcomeUnknown)
+        if refused and not kept:
+            raise  # certainly not requested: 503, nothing done
+        # perhaps on Kafka, perhaps kept on the claim (which a later send of the order carries): it may hold
+        store = "DynamoDB" if isinstance(exc, Unavailable) else "Kafka"
+        raise ApiError(503, "outcome_unknown", f"{store} did not confirm the cancel; it may or may not be "
                        "requested: cancel again (a second cancel does no harm), or look the order up",
                        {"Retry-After": str(res.settings.api.retry_after_s)}, order_id=order_id) from None
     return CancelAccepted(order_id=order_id)
