@@ -289,6 +289,9 @@ def test_refused_items_are_named() -> None:
 @pytest.mark.parametrize(("status", "error_type"), [
     (429, "rejected_execution_exception"), (503, "unavailable_shards_exception"),
     (403, "cluster_block_exception"),
+    # a probe: the index deleted by hand made the persistence service dead-letter every outcome (lost from search)
+    # instead of holding them until `up` made the index again
+    (404, "index_not_found_exception"),
 ])
 def test_items_that_may_succeed_later_mean_unavailable(status: int, error_type: str) -> None:
     failure = bulk_failure(_answer(_item("a", 201), _item("b", status, error_type)))

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
@@ -101,3 +103,41 @@ def test_a_post_while_the_broker_is_frozen_is_503_outcome_unknown_and_a_retry_pl
     copies = [e for e in order_log.since(user.user_id) if e.order_id == order_id]
     assert 1 <= len(copies) <= 2  # the frozen send may have landed after SIGCONT: the same event, twice
     assert all(untraced(c) == untraced(copies[0]) for c in copies)
+
+
+def test_a_stalled_read_model_holds_only_its_own_threads(api_with: Callable[..., httpx.Client], user: User) -> None:
+    """A probe: 100 searches against a stalled OpenSearch took every thread of the API's shared pool, so orders and
+    readiness (DynamoDB, Kafka) waited behind them and `/readyz` blamed Kafka and DynamoDB. The read models have
+    threads of their own now: orders are served while every search still waits, and each search gets its 503."""
+    with socket.socket() as hole:  # accepts connections (the kernel does) and never answers: a frozen node
+        hole.bind(("127.0.0.1", 0))
+        hole.listen(512)
+        api = api_with(opensearch={"port": hole.getsockname()[1], "timeout_s": 3.0})
+        with ThreadPoolExecutor(60) as pool:
+            searches = [pool.submit(api.get, "/trades/search", headers=user.auth) for _ in range(60)]
+            served: list[int] = []
+            while not any(f.done() for f in searches):  # (a request starved of a thread times out: an error)
+                served.append(api.get("/orders", params={"limit": 1}, headers=user.auth, timeout=2.5).status_code)
+                served.append(api.get("/readyz", timeout=2.5).status_code)
+            answers = [f.result() for f in searches]
+    assert served
+    assert set(served) == {200}
+    for answer in answers:
+        _assert_503(answer)
+
+
+def test_a_500_says_the_connection_closes(api_with: Callable[..., httpx.Client], user: User,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """A probe: after a 500 the server closed the keep-alive connection without saying so, and a client's next
+    request on it (perhaps a POST) failed as a reset."""
+    from tradesim.adapters.search.trades import TradeIndex
+
+    def bug(*_: object) -> None:
+        raise RuntimeError("a bug")
+
+    api = api_with()
+    monkeypatch.setattr(TradeIndex, "search", bug)  # (the in-process API shares this module)
+    answer = api.get("/trades/search", headers=user.auth)
+    assert (answer.status_code, answer.json()["code"]) == (500, "internal_error")
+    assert answer.headers["connection"] == "close"
+    assert api.get("/orders", params={"limit": 1}, headers=user.auth).status_code == 200  # a new connection

@@ -9,6 +9,7 @@ import signal
 import threading
 import uuid
 
+import pytest
 from confluent_kafka import TopicPartition
 
 from tests.integration.persistence.conftest import analysed, metric, publish, searched
@@ -16,7 +17,8 @@ from tradesim.adapters.clickhouse.trades import TradeStore
 from tradesim.adapters.kafka.client import consumer as make_consumer
 from tradesim.adapters.search.trades import TradeIndex
 from tradesim.domain.events import DeadLetter, decode, encode
-from tradesim.domain.trades import fold, record_of
+from tradesim.domain.trades import TradeQuery, fold, record_of
+from tradesim.ports import Unavailable
 from tradesim.settings import Settings
 from tradesim.stack import registry
 from tradesim.stack.supervisor import Supervisor
@@ -119,6 +121,29 @@ def test_a_sink_down_for_30_s_holds_only_its_own_position_and_converges_when_bac
     assert fold(analysed(store, users), "user_id") == fold([record_of(e) for e in events], "user_id")
     wait_for(lambda: metric(settings, "tradesim_persistence_consumer_lag", "analytics") == 0, 30,
              "the analytics lag back to 0")
+
+
+def test_outcomes_written_while_the_search_index_is_gone_are_held_until_it_is_back(
+        settings: Settings, index: TradeIndex) -> None:
+    """A probe: with the index deleted by hand, the search sink took "no such index" as a refused document and
+    dead-lettered every outcome (lost from search; `up` made the index again, empty of them), and
+    `GET /trades/search` answered 500. Here the alias goes away (the data behind it stays, for later tests)."""
+    (behind,) = index.current()
+    users = _users(1)
+    events = outcomes(users, [unique_symbol("P")], 20, seed=31)
+    retries = metric(settings, "tradesim_persistence_retries_total", "search")
+    with DeadLetters(settings) as watcher:
+        index.client.update_aliases([{"remove": {"index": behind, "alias": index.alias}}])
+        try:
+            publish(settings, events)
+            wait_for(lambda: metric(settings, "tradesim_persistence_retries_total", "search") > retries + 2, 30,
+                     "the search sink to hold and retry")
+            with pytest.raises(Unavailable, match="is missing"):  # the API's 503, not a 500
+                index.search(TradeQuery(user_id=users[0]))
+        finally:
+            index.client.update_aliases([{"add": {"index": behind, "alias": index.alias, "is_write_index": True}}])
+        wait_for(lambda: len(searched(index, users)) == len(events), 60, "search to converge once the index is back")
+        assert [letter for e in events for letter in watcher.about(e.order_id)] == []
 
 
 def _poison_outcomes(settings: Settings, users: list[str], seed: int) -> list:  # type: ignore[type-arg]

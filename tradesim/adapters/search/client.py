@@ -12,7 +12,7 @@ from typing import Any
 
 import opensearchpy
 
-from tradesim.adapters.search.errors import SearchRequestError, translated
+from tradesim.adapters.search.errors import SearchRequestError, missing_index_unavailable, translated
 from tradesim.settings import OpenSearchSettings
 
 
@@ -170,9 +170,15 @@ class SearchClient:
                                          request_timeout=timeout_s))
 
     def search(self, index: str, body: dict[str, Any]) -> dict[str, Any]:
-        with self._translated(f"search {index}"):
-            return dict(self._os.search(index=index, body=body))
+        try:
+            with self._translated(f"search {index}"):
+                return dict(self._os.search(index=index, body=body))
+        except SearchRequestError as exc:
+            raise missing_index_unavailable(exc, index) from None
 
     def count(self, index: str, body: dict[str, Any] | None = None) -> int:
-        with self._translated(f"count {index}"):
-            return int(self._os.count(index=index, body=body)["count"])
+        try:
+            with self._translated(f"count {index}"):
+                return int(self._os.count(index=index, body=body)["count"])
+        except SearchRequestError as exc:
+            raise missing_index_unavailable(exc, index) from None

@@ -17,6 +17,9 @@ UNAVAILABLE_4XX = frozenset({408, 429})
 #: a write to an index under a block (the old index of an alias switch, or a full disk): retry it through the
 #: alias, which by then names a writable index
 RETRYABLE_TYPES = frozenset({"cluster_block_exception"})
+#: the index or alias a read or a write names is gone: the store's layout is missing (deleted by hand, a cluster
+#: wiped), not the request wrong; `tradesim up` makes it again and `tradesim rebuild search` refills it
+MISSING_INDEX = "index_not_found_exception"
 
 
 class SearchUnavailable(Unavailable):
@@ -89,10 +92,19 @@ def _error_type(error: object) -> str:
     return str(error.get("type")) if isinstance(error, dict) else str(error)
 
 
+def missing_index_unavailable(exc: SearchRequestError, index: str) -> Exception:
+    """A read of an index that is gone is the store's outage (SearchUnavailable), not a refused request."""
+    if exc.error_type != MISSING_INDEX:
+        return exc
+    return SearchUnavailable(f"the search index {index} is missing (`tradesim up` makes it again, `tradesim rebuild "
+                             "search` refills it)")
+
+
 def bulk_failure(answer: Mapping[str, Any]) -> Exception | None:
     """What a _bulk answer of `create` operations amounts to: None if every document is now stored (a 409
     version conflict means an earlier write stored it), SearchUnavailable if any item may succeed on a retry
-    (429, 5xx), IndexingFailed naming the refused ids otherwise."""
+    (429, 5xx, a missing index: held until `up` makes it again), IndexingFailed naming the refused ids
+    otherwise."""
     if not answer.get("errors"):
         return None
     refused: dict[str, str] = {}
@@ -104,7 +116,8 @@ def bulk_failure(answer: Mapping[str, Any]) -> Exception | None:
         if not error or (status == 409 and _error_type(error) == "version_conflict_engine_exception"):
             continue
         detail = f"HTTP {status} {_error_type(error)}: {error.get('reason') if isinstance(error, dict) else ''}"
-        (retry if retryable(status, _error_type(error)) else refused)[str(result.get("_id"))] = detail
+        transient = retryable(status, _error_type(error)) or _error_type(error) == MISSING_INDEX
+        (retry if transient else refused)[str(result.get("_id"))] = detail
     if refused:
         return IndexingFailed(refused)
     if retry:

@@ -42,7 +42,7 @@ async def volume(
     whole market's, or one user's with `user`."""
     win = window(from_, to, interval, _now_ms())
     with metrics.timed("clickhouse", "volume"):
-        buckets = await anyio.to_thread.run_sync(lambda: res.analytics.volume(
+        buckets = await res.read_model(lambda: res.analytics.volume(
             interval_s=win.interval_s, from_ms=win.from_ms, to_ms=win.to_ms, symbol=symbol, user_id=reader.user_id))
     return Volume(user_id=reader.user_id, interval=interval, from_ms=win.from_ms, to_ms=win.to_ms,
                   buckets=[VolumeRow(symbol=b.symbol, start_ms=b.start_ms, shares=b.shares, notional=money(b.notional),
@@ -68,7 +68,7 @@ async def pnl(
 
     async def executions() -> list[TradeRecord]:
         with metrics.timed("clickhouse", "executions"):
-            return await anyio.to_thread.run_sync(res.analytics.executions, user_id)
+            return await res.read_model(res.analytics.executions, user_id)
 
     item, fills = await asyncio.gather(holdings(), executions())
     if item is None:
@@ -78,7 +78,7 @@ async def pnl(
     marks: dict[int, dict[str, Decimal]] = {}
     if symbols and ends:
         with metrics.timed("clickhouse", "marks"):
-            marks = await anyio.to_thread.run_sync(res.analytics.marks, symbols, ends)
+            marks = await res.read_model(res.analytics.marks, symbols, ends)
     points = pnl_series(fills, item.cash, ends, marks, item.reset_at_ms)
     return PnlSeries(user_id=user_id, interval=interval, from_ms=win.from_ms, to_ms=win.to_ms, cash=money(item.cash),
                      points=[PnlRow(end_ms=p.end_ms, realized_pnl=money(p.realized),

@@ -122,7 +122,10 @@ def install(app: FastAPI, retry_after_s: int) -> None:
     @app.exception_handler(Exception)
     async def _bug(request: Request, exc: Exception) -> JSONResponse:
         log.error("unhandled error", exc_info=exc, extra={"path": request.url.path})
-        return problem(request, 500, "internal_error", "an unexpected error occurred; see the server log")
+        # Starlette re-raises after this answer and uvicorn then closes the connection: say so, or a client's next
+        # request on it (perhaps a POST) fails as a reset
+        return problem(request, 500, "internal_error", "an unexpected error occurred; see the server log",
+                       {"Connection": "close"})
 
     @app.exception_handler(DynamoDBError)
     async def _store(request: Request, exc: DynamoDBError) -> JSONResponse:

@@ -43,13 +43,13 @@ async def costs(res: Resources, user_id: str, symbols: list[str], day_start_ms: 
 
     async def executions() -> dict[str, PositionCost]:
         with metrics.timed("clickhouse", "executions"):
-            return positions(await anyio.to_thread.run_sync(res.analytics.executions, user_id), since_ms)
+            return positions(await res.read_model(res.analytics.executions, user_id), since_ms)
 
     async def closes() -> dict[str, Decimal]:
         if not symbols:
             return {}
         with metrics.timed("clickhouse", "marks"):
-            marks = await anyio.to_thread.run_sync(res.analytics.marks, symbols, [day_start_ms])
+            marks = await res.read_model(res.analytics.marks, symbols, [day_start_ms])
         return marks.get(day_start_ms, {})
 
     try:

@@ -23,13 +23,16 @@ from tradesim.adapters.redis.quotes import connect_async
 from tradesim.adapters.redis.ratelimit import RateLimiter
 from tradesim.adapters.search.trades import TradeIndex
 from tradesim.adapters.tracing import API_SERVICE, Tracing
-from tradesim.ports import TradeAnalytics, TradeSearch
+from tradesim.ports import TradeAnalytics, TradeSearch, Unavailable
 from tradesim.services.admin_key import load_admin_key
 from tradesim.services.api import metrics
 from tradesim.settings import Settings
 
 #: entries of the key cache and of the per-address lookup counters before they are dropped (memory bound)
 MAX_CACHED_KEYS = 100_000
+#: threads a worker gives reads of the read models (OpenSearch, ClickHouse) beside anyio's shared 40, so that one
+#: of them stalled holds these and not the threads orders, accounts and readiness checks need
+READ_MODEL_THREADS = 16
 V = TypeVar("V")
 
 
@@ -70,6 +73,8 @@ class Resources:
     _keys: OrderedDict[str, tuple[Account, float]] = field(default_factory=OrderedDict)
     _unknown: OrderedDict[str, float] = field(default_factory=OrderedDict)  # key hash → remembered until
     _lookups: OrderedDict[str, tuple[int, int]] = field(default_factory=OrderedDict)  # address → (second, misses)
+    #: (turns at a read-model thread, the threads themselves): made in the event loop, at the first read
+    _read_limits: tuple[anyio.CapacityLimiter, anyio.CapacityLimiter] | None = None
 
     def __post_init__(self) -> None:
         api = self.settings.api
@@ -121,6 +126,26 @@ class Resources:
     def _uncount(self, client: str | None, second: int) -> None:
         if client is not None and (seen := self._lookups.get(client)) is not None and seen[0] == second:
             self._lookups[client] = (second, max(0, seen[1] - 1))
+
+    async def read_model(self, call: Callable[..., V], *args: object) -> V:
+        """A blocking read of OpenSearch or ClickHouse on the read models' own threads. A request that waits for
+        one longer than the stores' timeout raises Unavailable (503): they are stalled or overloaded, and a client
+        waits no longer than a read of them may take."""
+        if self._read_limits is None:
+            self._read_limits = (anyio.CapacityLimiter(READ_MODEL_THREADS), anyio.CapacityLimiter(READ_MODEL_THREADS))
+        turns, threads = self._read_limits
+        wait_s = max(self.settings.opensearch.timeout_s, self.settings.clickhouse.timeout_s)
+        got = False
+        with anyio.move_on_after(wait_s):
+            await turns.acquire()
+            got = True
+        if not got:
+            raise Unavailable(f"the read models took no request for {wait_s:g} s (stalled, or {READ_MODEL_THREADS} "
+                              "reads already wait on them); retry")
+        try:
+            return await anyio.to_thread.run_sync(call, *args, limiter=threads)
+        finally:
+            turns.release()
 
     def forget_keys_of(self, user_id: str) -> None:
         """Drop the user's cached keys from this process (after a key rotation)."""

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Annotated
 
-import anyio
 from fastapi import APIRouter, Query
 
 from tradesim.domain.events import SYMBOL_RE, Side
@@ -51,7 +50,7 @@ async def search_trades(
                        to_ms=to_ms, text=q, sort=sort, size=size, cursor=cursor)
     try:
         with metrics.timed("opensearch", "trades_search"):
-            page = await anyio.to_thread.run_sync(res.search.search, query)
+            page = await res.read_model(res.search.search, query)
     except InvalidCursor as exc:
         raise ApiError(400, "invalid_cursor", str(exc)) from None
     return TradeList(trades=[trade_of(r) for r in page.records], next_cursor=page.next_cursor, total=page.total)
