@@ -58,6 +58,10 @@ app.add_typer(jobs.app, name="jobs")
 app.add_typer(scenarios.app, name="scenarios")
 
 
+#: the exit code of a command stopped by Ctrl-C (128 + SIGINT)
+INTERRUPTED = 130
+
+
 def _interrupt(_signum: int, _frame: FrameType | None) -> None:
     raise KeyboardInterrupt
 
@@ -87,4 +91,6 @@ def main() -> None:
         err.print(f"error: {one_line(exc.format_message())}{hint}")
         sys.exit(exc.exit_code)
     # without standalone mode typer returns an exit's code, or the command's value (every command returns None)
+    if code == INTERRUPTED:  # typer's answer to Ctrl-C (or a termination signal, see above): say why it stopped
+        err.print("interrupted")
     sys.exit(code if isinstance(code, int) else 0)

@@ -186,15 +186,15 @@ def _smoke(keep_up: bool, junit: Path | None) -> int:
     statuses = supervisor.status()
     running = {s.name for s in statuses if s.state == "running"}  # left running at the end, whatever happens
     started_stack = not all(s.healthy for s in statuses if s.name != "market")
-    if started_stack:
-        out.print("bringing the stack up …")
-        rows = supervisor.up()
-        bad = [r.name for r in rows if not r.healthy and r.name != "market"]
-        if bad:
-            err.print(f"error: stack not healthy after up: {', '.join(bad)}")
-            return EXIT_STACK
     reports: list[RunReport] = []
-    try:
+    try:  # what it starts is stopped again, also when the start itself fails or is interrupted
+        if started_stack:
+            out.print("bringing the stack up …")
+            rows = supervisor.up()
+            bad = [r.name for r in rows if not r.healthy and r.name != "market"]
+            if bad:
+                err.print(f"error: stack not healthy after up: {', '.join(bad)}")
+                return EXIT_STACK
         for name in SMOKE:
             started = time.monotonic()
             try:
