@@ -278,6 +278,7 @@ class ScenarioRunner:
         self.alias = aliases(scenario.symbol_names(), self.suffix)
         self.unalias = {v: k for k, v in self.alias.items()}
         self.start_ms = scenario.start_ms
+        self.began_ms = 0  # the wall clock's time when the run began (its run id)
         self.http = Http(settings)
         self.keys: dict[str, str] = {}  # scenario account → api key
         self.users: dict[str, str] = {}  # scenario account → user id
@@ -303,7 +304,7 @@ class ScenarioRunner:
             self._check_stack()
             admin = self._admin_key()
             self._accounts(admin)
-            run_id = int(time.time() * 1000)
+            run_id = self.began_ms = int(time.time() * 1000)
             ticks = [t.model_copy(update={"symbol": self.alias[t.symbol], "run_id": run_id})
                      for t in generate(self.scenario)]
             if not ticks:
@@ -338,7 +339,7 @@ class ScenarioRunner:
             publisher.close()
             accounts = self._account_results()
             outcomes = self._outcomes()
-            read_side = self._read_side(outcomes, ticks[-1].event_time_ms)
+            read_side = self._read_side(outcomes)
             bars = self._bars(ticks)
             return Run(RunResult(outcomes=outcomes, accounts=accounts, bars=bars, read_side=read_side),
                        self.suffix, self.placed, {a.name: a.cash for a in self.scenario.accounts})
@@ -656,7 +657,7 @@ class ScenarioRunner:
             results[account.name] = account_result(cash, held, [o for o in outcomes if o.account == account.name])
         return results
 
-    def _read_side(self, outcomes: list[Outcome], last_ms: int) -> ReadSide | None:
+    def _read_side(self, outcomes: list[Outcome]) -> ReadSide | None:
         """Wait (deadline) until search holds every decided outcome and analytics every executed share."""
         admin = self._admin_key()
         own = self.barriers + self.probes  # the runner's orders: searchable too, not the run's
@@ -664,6 +665,7 @@ class ScenarioRunner:
                        + sum(b.account == a.name for b in own) for a in self.scenario.accounts}
         want_volume = {s: sum(o.qty for o in outcomes if o.executed and o.symbol == s) for s in self.alias}
         got: dict[str, Any] = {}
+        refused: list[str] = []
 
         def caught_up() -> bool:
             trades = 0
@@ -676,9 +678,12 @@ class ScenarioRunner:
                 ok = ok and status == 200 and n == want
             volume: dict[str, int] = {}
             for symbol, want in want_volume.items():
+                # analytics buckets by decision time, the wall clock's (not the scenario's, which may be 1995)
                 status, body = self.http.request("GET", "/analytics/volume", admin, params={
-                    "symbol": self.alias[symbol], "interval": "1d", "from": str(self.start_ms),
-                    "to": str(max(last_ms, int(time.time() * 1000)) + DAY_MS)})
+                    "symbol": self.alias[symbol], "interval": "1d", "from": str(self.began_ms - DAY_MS),
+                    "to": str(int(time.time() * 1000) + DAY_MS)})
+                if status != 200:  # said when the wait ends, not counted as no volume
+                    refused[:] = [f"GET /analytics/volume answered {status}: {body.get('message', body)}"]
                 shares = sum(int(b["shares"]) for b in body.get("buckets", [])) if status == 200 else 0
                 volume[symbol] = shares
                 ok = ok and status == 200 and shares == want
@@ -688,7 +693,8 @@ class ScenarioRunner:
         try:
             await_(caught_up, self.read_side_s, "the read side", poll_s=0.5)
         except StackUnusable:
-            self.progress.step(f"read side did not catch up within {self.read_side_s:g} s; reporting what it shows")
+            self.progress.step(f"read side did not catch up within {self.read_side_s:g} s; reporting what it shows"
+                               + (f" ({refused[0]})" if refused else ""))
             if not got:
                 return None
         return ReadSide(searchable_trades=got["trades"], volume=got["volume"])

@@ -79,6 +79,34 @@ expect:
     assert done.returncode == 0, done.stdout + done.stderr
 
 
+@pytest.mark.parametrize("start", ["1995-01-03T14:30:00Z", "2090-01-03T14:30:00Z"])
+def test_the_read_sides_volume_is_found_whatever_year_the_scenario_plays_in(tmp_path: Path, start: str) -> None:
+    """A probe: the runner asked analytics for volume from the scenario's start (market time) while it buckets by
+    decision time (the wall clock): a 1995 run asked for 11,661 days (refused, read as 0 shares after a 60 s
+    wait), a 2090 one missed today."""
+    path = tmp_path / "years.yaml"
+    path.write_text(f"""\
+id: years
+start: {start}
+duration_s: 10
+tick_interval_ms: 1000
+seed: 3
+symbols:
+  - {{symbol: IBM, initial_price: "100"}}
+accounts:
+  - {{name: y, cash: "10000.00"}}
+orders:
+  - {{id: a, at: 2s, account: y, symbol: IBM, side: buy, qty: 10}}
+expect:
+  orders:
+    a: {{status: executed}}
+  read_side: {{searchable_trades: 1, volume: {{IBM: 10}}}}
+""")
+    done = _tradesim("run", str(path), "--fast")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "did not catch up" not in done.stdout + done.stderr
+
+
 def test_a_market_quoted_at_the_price_cap_trades_only_what_the_script_places(tmp_path: Path) -> None:
     """The runner's own barrier orders are sells at the price cap, which no bid may reach. Before, a scenario at
     the cap without a spread quoted bid = 1,000,000, a barrier sold the account's share and the run failed with a
