@@ -15,7 +15,7 @@ import secrets
 import string
 import time
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from typing import Any, TypeVar
 
@@ -238,17 +238,37 @@ def await_(cond: Callable[[], bool], timeout_s: float, what: str, poll_s: float 
 
 
 class _RunContext(ApiContext):
-    """The strategy's ApiContext, telling the runner what it placed and cancelled (to await them)."""
+    """The strategy's ApiContext, telling the runner what it placed and cancelled (to await them). The strategy
+    names the scenario's symbols; its orders go out under the run's (`aliases`: name → the run's symbol)."""
 
-    def __init__(self, *args: Any, **kw: Any) -> None:
+    def __init__(self, *args: Any, aliases: Mapping[str, str], **kw: Any) -> None:
         super().__init__(*args, **kw)
+        self.aliases = aliases
         self.placed: list[tuple[str, OpenOrder]] = []
         self.cancelled: list[str] = []
 
     def _submit(self, order: OpenOrder) -> str:
-        order_id = super()._submit(order)
+        order_id = super()._submit(replace(order, symbol=self.aliases[order.symbol]))
         self.placed.append((order_id, order))
         return order_id
+
+
+class _NamedDriver(Driver):
+    """Shows the strategy the scenario's symbol names (`AAPL`), not the run's (`AAPL.L2XQP`, new every run), so
+    its parameters and its logic may name them (`names`: the run's symbol → the scenario's)."""
+
+    def __init__(self, strategy: Any, ctx: _RunContext, names: Mapping[str, str]) -> None:
+        super().__init__(strategy, ctx)
+        self.names = names
+
+    def tick(self, tick: Tick) -> None:
+        super().tick(tick.model_copy(update={"symbol": self.names.get(tick.symbol, tick.symbol)}))
+
+    def bar(self, bar: Bar) -> None:
+        super().bar(bar.model_copy(update={"symbol": self.names.get(bar.symbol, bar.symbol)}))
+
+    def fill(self, outcome: OrderOutcome) -> None:
+        super().fill(outcome.model_copy(update={"symbol": self.names.get(outcome.symbol, outcome.symbol)}))
 
     def _cancel(self, order_id: str) -> None:
         super()._cancel(order_id)
@@ -463,10 +483,10 @@ class ScenarioRunner:
         self._ref, self._ctx = ref, None
         cash = next(a.cash for a in self.scenario.accounts if a.name == ref.account)
         ctx = _RunContext(self.settings, self.keys[ref.account], run_id=f"{self.suffix}-{self.start_ms}",
-                          strategy=ref.class_path, symbols=[self.alias[s] for s in ref.symbols], cash=cash,
-                          start_ms=self.start_ms)
+                          strategy=ref.class_path, symbols=list(ref.symbols), cash=cash, start_ms=self.start_ms,
+                          aliases=self.alias)
         self._ctx = ctx
-        return Driver(self.strategy, ctx)
+        return _NamedDriver(self.strategy, ctx, self.unalias)
 
     def _stream(self, publisher: Any, head: list[Tick], rest: list[Tick], driver: Driver | None) -> None:
         from tradesim.runner.bars import BarBuilder
@@ -488,7 +508,7 @@ class ScenarioRunner:
                     self._strategy_step(driver, lambda bar=bar: driver.bar(bar))  # type: ignore[misc]
             builder.add(t)
             probe = None
-            if (self._ctx is not None and self._ctx.open_orders(t.symbol)
+            if (self._ctx is not None and self._ctx.open_orders(self.unalias[t.symbol])
                     and t.event_time_ms - last_ms[t.symbol] >= PROBE_GAP_MS):
                 probe = self._probe(t)
             last_ms[t.symbol] = t.event_time_ms
@@ -558,7 +578,7 @@ class ScenarioRunner:
             index = len(self.scenario.orders) + len(self.strategy_orders)
             placed = Placed(order_id, strategy_order_id(len(self.strategy_orders) + 1), index,
                             order.at_ms - self.start_ms,
-                            ref.account, self.unalias[order.symbol], order.side, order.qty, order.type)
+                            ref.account, order.symbol, order.side, order.qty, order.type)
             self.strategy_orders[order_id] = placed
             self.placed.append(placed)
             new.append(placed)

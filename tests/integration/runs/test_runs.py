@@ -283,6 +283,40 @@ def test_a_strategy_that_raises_ends_the_run_with_one_line(tmp_path: Path, raise
     assert _junit(tmp_path / "j.xml").find("testsuite/testcase/error") is not None
 
 
+NAMED = '''
+from tradesim.strategies.sdk import Strategy
+
+
+class Named(Strategy):
+    """Buys one share of the symbol its params name at the start, and one on the first tick that names it."""
+
+    def __init__(self, params=None):
+        super().__init__(params)
+        self.ticked = False
+
+    def on_start(self, ctx):
+        ctx.buy(self.params["symbol"], 1)
+
+    def on_tick(self, ctx, tick):
+        if tick.symbol == self.params["symbol"] and not self.ticked:
+            self.ticked = True
+            ctx.buy(tick.symbol, 1)
+'''
+
+
+def test_a_strategy_names_the_scenarios_symbols(tmp_path: Path) -> None:
+    """A probe: strategies were shown the run's symbol names (`AAPL.L2XQP`, new every run), so `ctx.buy("AAPL")`
+    raised and a strategy whose params named a symbol never traded."""
+    (tmp_path / "named.py").write_text(NAMED)
+    path = tmp_path / "named.yaml"
+    path.write_text((SCENARIOS / "strategy-ma-cross.yaml").read_text()
+                    .replace("tradesim.strategies.examples:MovingAverageCross", "named:Named")
+                    .replace("params: {fast: 5, slow: 20, qty: 50, interval: 1s}", "params: {symbol: AAPL}")
+                    .split("expect:")[0] + "expect:\n  accounts:\n    quant: {positions: {AAPL: 2}, executions: 2}\n")
+    done = _tradesim("run", str(path), "--fast", env={"PYTHONPATH": str(tmp_path)})
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
 def test_a_strategy_callback_that_never_returns_ends_the_run_with_one_line(tmp_path: Path) -> None:
     """Before: the run waited for ever."""
     (tmp_path / "loopy.py").write_text(CRASHY.replace('raise RuntimeError("boom")', "while True:\n                pass")
