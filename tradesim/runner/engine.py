@@ -727,15 +727,18 @@ class ScenarioRunner:
 
         bars = self._bar_log()
         end_ms = self.start_ms + self.scenario.duration_ms
-        last_tick = max(t.event_time_ms for t in ticks)
+        last: dict[str, int] = {}  # each symbol's last tick inside the scenario: its feed may stop early
+        for t in ticks:
+            if self.start_ms <= t.event_time_ms < end_ms:
+                last[t.symbol] = max(last.get(t.symbol, t.event_time_ms), t.event_time_ms)
 
         def inside(interval: str) -> set[tuple[str, int]]:
             return {w for w in bars.windows.get(interval, ()) if self.start_ms <= w[1] < end_ms}
 
         def complete() -> bool:
             bars.poll()
-            return all((symbol, last_tick - last_tick % size) in inside(interval)
-                       for interval, size in INTERVALS_MS.items() for symbol in self.alias.values())
+            return all((symbol, at - at % size) in inside(interval)
+                       for interval, size in INTERVALS_MS.items() for symbol, at in last.items())
 
         try:
             await_(complete, self.settle_s, "the last bars", poll_s=0.2)

@@ -107,6 +107,36 @@ expect:
     assert "did not catch up" not in done.stdout + done.stderr
 
 
+def test_a_symbol_whose_feed_stops_early_does_not_hold_the_run(tmp_path: Path) -> None:
+    """A probe: the runner waited, for every symbol, for the bar of the run's last tick; a CSV symbol that stopped
+    at 20 s of 60 never has one, so every such run stalled 60 s and said the bars were incomplete."""
+    rows = "".join(f"2024-03-15T13:30:{s:02d}.250Z,XOM,100,100.04,100.02,100\n" for s in range(20))
+    (tmp_path / "halt.csv").write_text("timestamp,symbol,bid,ask,last,size\n" + rows)
+    path = tmp_path / "halt.yaml"
+    path.write_text("""\
+id: halt
+start: 2024-03-15T13:30:00Z
+duration_s: 60
+tick_interval_ms: 1000
+seed: 11
+symbols:
+  - {symbol: GEN, initial_price: "20", volatility: 0.3}
+source: {csv: halt.csv}
+accounts:
+  - {name: a, cash: "100000"}
+orders:
+  - {id: x, at: 5s, account: a, symbol: XOM, side: buy, qty: 10}
+expect:
+  orders:
+    x: {status: executed}
+  market:
+    bars: {"1s": 80}
+""")
+    done = _tradesim("run", str(path), "--fast")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "did not show every symbol's last bars" not in done.stdout + done.stderr
+
+
 def test_a_market_quoted_at_the_price_cap_trades_only_what_the_script_places(tmp_path: Path) -> None:
     """The runner's own barrier orders are sells at the price cap, which no bid may reach. Before, a scenario at
     the cap without a spread quoted bid = 1,000,000, a barrier sold the account's share and the run failed with a
