@@ -150,7 +150,8 @@ def test_early_cancels_are_forgotten_once_their_order_could_no_longer_overtake_t
     book.on_tick(tick("AAA", 1), SLIP)
     book.on_cancel(OrderCancelRequested(order_id="old", user_id="u1", requested_at_ms=0))
     book.on_cancel(OrderCancelRequested(order_id="new", user_id="u1", requested_at_ms=900))
-    book.on_order(order("o3", kind="limit", limit="1"), SLIP, now_ms=window + 500, deadline_ms=86_400_000)
+    later = order("o3", kind="limit", limit="1").model_copy(update={"placed_at_ms": window + 500})
+    book.on_order(later, SLIP, now_ms=window + 500, deadline_ms=86_400_000)
     assert book.early_cancels == (("new", "u1", 900, None),)
     for i in range(EARLY_CANCELS_KEPT + 5):
         book.on_cancel(OrderCancelRequested(order_id=f"c{i}", user_id="u1", requested_at_ms=1000))
@@ -159,6 +160,17 @@ def test_early_cancels_are_forgotten_once_their_order_could_no_longer_overtake_t
     # a cancel a window later forgets them all (a book is written at every record: it stays small)
     book.on_cancel(OrderCancelRequested(order_id="late", user_id="u1", requested_at_ms=1001 + window))
     assert book.early_cancels == (("late", "u1", 1001 + window, None),)
+
+
+def test_an_early_cancel_is_matched_by_the_records_times_so_a_replay_minutes_later_decides_the_same() -> None:
+    """A review: the window was measured on the job's clock, so a job restored from a checkpoint that replayed
+    "cancel, then its order" more than a window later forgot the cancel, and the order went live."""
+    book = Book()
+    book.on_tick(tick("AAA", 1), SLIP)
+    book.on_cancel(OrderCancelRequested(order_id="o1", user_id="u1", requested_at_ms=1_000))
+    late = order("o1", kind="limit", limit="1").model_copy(update={"placed_at_ms": 900})
+    (d,) = book.on_order(late, SLIP, now_ms=1_000 + 10 * EARLY_CANCEL_WINDOW_MS, deadline_ms=86_400_000)
+    assert d.kind == "cancel"
 
 
 def test_a_cancel_at_a_market_time_that_came_before_its_order_holds_when_it_comes() -> None:

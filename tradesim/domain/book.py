@@ -76,7 +76,7 @@ class Book:
         if order.order_id in self.resting or any(o.order_id == order.order_id for o in self.scheduled):
             return []  # a re-delivered order that already rests or waits for its time
         now = _now_ms() if now_ms is None else now_ms
-        times = self._take_early_cancels(order, now) if self.early_cancels else []
+        times = self._take_early_cancels(order) if self.early_cancels else []
         if times:  # its user cancelled it before it came: now, or at the earliest market time asked
             at_ms = None if None in times else min(t for t in times if t is not None)
             if at_ms is None or not self._waits(at_ms):
@@ -126,10 +126,13 @@ class Book:
                 if not overdue(e[2], now, EARLY_CANCEL_WINDOW_MS)]
         self.early_cancels = (*kept, (cancel.order_id, cancel.user_id, now, at_ms))
 
-    def _take_early_cancels(self, order: OrderPlaced, now_ms: int) -> list[int | None]:
+    def _take_early_cancels(self, order: OrderPlaced) -> list[int | None]:
         """The market times (None: at once) of the cancels the order's user sent before it came, taken from the
-        book; forgets the cancels kept past the window."""
-        kept = tuple(e for e in self.early_cancels if not overdue(e[2], now_ms, EARLY_CANCEL_WINDOW_MS))
+        book; forgets the cancels requested a window before this order was placed. The times compared are the
+        records' own, not the clock's: a job restored from a checkpoint replays them minutes later in the same
+        order, and must decide the same."""
+        kept = tuple(e for e in self.early_cancels
+                     if not overdue(e[2], order.placed_at_ms, EARLY_CANCEL_WINDOW_MS))
         self.early_cancels = tuple(e for e in kept if (e[0], e[1]) != (order.order_id, order.user_id))
         return [e[3] if len(e) > 3 else None for e in kept if (e[0], e[1]) == (order.order_id, order.user_id)]
 
