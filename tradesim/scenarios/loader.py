@@ -91,6 +91,9 @@ def _not_a_file(path: Path) -> str:
 
 def find_scenario(name_or_path: str, search_dir: Path) -> Path:
     """A bare name ("calm") is looked up in `search_dir`; anything path-like is taken as a path."""
+    if not name_or_path.strip():
+        raise ScenarioError.one("scenario", "", "empty: give a scenario's name (`tradesim scenarios list`) or a "
+                                "file's path")
     as_path = Path(name_or_path)
     if as_path.suffix in SUFFIXES or len(as_path.parts) > 1:
         if _is_file(as_path):

@@ -56,6 +56,14 @@ def test_show_prints_details_and_first_ticks() -> None:
     assert result.output.count("674.70") >= 2  # initial price in the symbol table and the first tick
 
 
+@pytest.mark.parametrize("command", [["scenarios", "show"], ["run"]])
+def test_an_empty_scenario_name_says_so(command: list[str]) -> None:
+    result = runner.invoke(app, [*command, ""])
+    assert result.exit_code == 2
+    (line,) = _lines(result.output)
+    assert line == "scenario: empty: give a scenario's name (`tradesim scenarios list`) or a file's path"  # was ".:"
+
+
 def test_show_unknown_name_exits_2_listing_what_exists() -> None:
     result = runner.invoke(app, ["scenarios", "show", "nope"])
     assert result.exit_code == 2
