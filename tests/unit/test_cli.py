@@ -1127,3 +1127,13 @@ def test_smoke_stops_what_it_started_when_bringing_the_stack_up_is_interrupted(
     assert result.exit_code != 0
     assert len(stopped) == 1
     assert {"kafka", "api"} <= set(stopped[0])  # nothing ran before: all of it is this command's to stop
+
+
+def test_smoke_with_a_scenarios_folder_that_is_not_there_is_a_settings_mistake(tmp_path: Path,
+                                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """A probe: it brought the stack up, then counted every smoke scenario failed (exit 1)."""
+    monkeypatch.setenv("TRADESIM_SCENARIOS_DIR", str(tmp_path / "nowhere"))
+    result = runner.invoke(app, ["smoke"])
+    assert result.exit_code == 2, result.output
+    assert "unknown scenario" in result.output
+    assert "bringing the stack up" not in result.output

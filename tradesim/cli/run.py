@@ -182,6 +182,7 @@ def _smoke(keep_up: bool, junit: Path | None) -> int:
 
     check_output(junit, "--junit")
     settings = load_settings()
+    files = {name: find_scenario(name, settings.scenarios_dir) for name in SMOKE}  # a wrong folder: exit 2, at once
     supervisor = Supervisor(settings, registry.build(settings))
     statuses = supervisor.status()
     running = {s.name for s in statuses if s.state == "running"}  # left running at the end, whatever happens
@@ -198,7 +199,7 @@ def _smoke(keep_up: bool, junit: Path | None) -> int:
         for name in SMOKE:
             started = time.monotonic()
             try:
-                report, _code = run_file(settings, find_scenario(name, settings.scenarios_dir), None)
+                report, _code = run_file(settings, files[name], None)
             except ScenarioError as exc:
                 err.print(str(exc))
                 report = RunReport(name, [], time.monotonic() - started, error=str(exc))
