@@ -9,6 +9,7 @@ from tradesim.domain.events import Bar
 from tradesim.jobs.bars_logic import reference_bars
 from tradesim.runner.bars import BarBuilder
 from tradesim.runner.engine import AliasError, aliases, new_suffix
+from tradesim.settings import Settings
 from tradesim.testing.factories import tick
 
 T0 = 1_704_205_800_000
@@ -40,3 +41,23 @@ def test_bars_are_the_jobs_bars_handed_out_once_their_window_passed() -> None:
         assert mine == reference_bars(ticks, interval)
     ends = [b.window_end_ms for b in handed]
     assert ends == sorted(ends)
+
+
+def test_the_run_context_names_the_scenarios_symbols_and_tells_the_runner_what_it_placed_and_cancelled(
+        settings: Settings) -> None:
+    """A review: `_cancel` slipped into another class, so the runner never awaited a strategy's cancels."""
+    from decimal import Decimal
+
+    from tests.unit.test_strategies import FakeCall
+    from tradesim.runner.engine import _RunContext
+
+    call = FakeCall()
+    ctx = _RunContext(settings, "key-1", run_id="r", strategy="s", symbols=["AAPL"], cash=Decimal("1000"),
+                      start_ms=T0, call_fn=call, retry_pause_s=0, sleep=lambda _: None,
+                      aliases={"AAPL": "AAPL.X1Y2Z"})
+    order_id = ctx.buy("AAPL", 1)
+    assert call.requests[0]["json"]["symbol"] == "AAPL.X1Y2Z"  # sent under the run's name
+    assert [(i, o.symbol) for i, o in ctx.placed] == [(order_id, "AAPL")]
+    ctx.cancel(order_id)
+    assert ctx.cancelled == [order_id]
+    assert ctx.open_orders("AAPL")[0].cancel_requested

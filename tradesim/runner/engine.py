@@ -252,6 +252,10 @@ class _RunContext(ApiContext):
         self.placed.append((order_id, order))
         return order_id
 
+    def _cancel(self, order_id: str) -> None:
+        super()._cancel(order_id)
+        self.cancelled.append(order_id)
+
 
 class _NamedDriver(Driver):
     """Shows the strategy the scenario's symbol names (`AAPL`), not the run's (`AAPL.L2XQP`, new every run), so
@@ -269,10 +273,6 @@ class _NamedDriver(Driver):
 
     def fill(self, outcome: OrderOutcome) -> None:
         super().fill(outcome.model_copy(update={"symbol": self.names.get(outcome.symbol, outcome.symbol)}))
-
-    def _cancel(self, order_id: str) -> None:
-        super()._cancel(order_id)
-        self.cancelled.append(order_id)
 
 
 @dataclass
