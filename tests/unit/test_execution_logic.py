@@ -171,6 +171,12 @@ def test_an_early_cancel_is_matched_by_the_records_times_so_a_replay_minutes_lat
     late = order("o1", kind="limit", limit="1").model_copy(update={"placed_at_ms": 900})
     (d,) = book.on_order(late, SLIP, now_ms=1_000 + 10 * EARLY_CANCEL_WINDOW_MS, deadline_ms=86_400_000)
     assert d.kind == "cancel"
+    # a longer Kafka delivery timeout keeps them longer (the job passes the window it derives from it)
+    book.on_cancel(OrderCancelRequested(order_id="o2", user_id="u1", requested_at_ms=1_000))
+    slow = late.model_copy(update={"order_id": "o2", "placed_at_ms": 1_000 + 2 * EARLY_CANCEL_WINDOW_MS})
+    (d,) = book.on_order(slow, SLIP, now_ms=slow.placed_at_ms, deadline_ms=86_400_000,
+                         early_window_ms=3 * EARLY_CANCEL_WINDOW_MS)
+    assert d.kind == "cancel"
 
 
 def test_a_cancel_at_a_market_time_that_came_before_its_order_holds_when_it_comes() -> None:

@@ -29,9 +29,9 @@ Kind = Literal["fill", "expire", "cancel", "reject", "rest"]
 #: a book remembers at most this many cancels of orders it had not seen (see `Book.early_cancels`): they are
 #: mostly cancels that came just after their order was decided, and the book is state written at every record
 EARLY_CANCELS_KEPT = 200
-#: ... and each for this long: a cancel overtakes its order only while the order's own publish is on its way (a
-#: producer's delivery timeout, seconds); an order sent again later (a keyed retry) comes with its cancel again
-#: (the API keeps the request on the order's claim)
+#: ... and each for this long by default (the job keeps them longer if the API's Kafka delivery timeout is
+#: longer): a cancel overtakes its order only while the order's own publish is on its way; an order sent again
+#: later (a keyed retry) comes after its cancel again (the API keeps the request on the order's claim)
 EARLY_CANCEL_WINDOW_MS = 60_000
 
 
@@ -70,13 +70,14 @@ class Book:
 
     def on_order(self, order: OrderPlaced, slippage: SlippageModel,
                  fallback: Callable[[str], Tick | None] | None = None, *, now_ms: int | None = None,
-                 deadline_ms: int | None = None) -> list[Decision]:
+                 deadline_ms: int | None = None, early_window_ms: int = EARLY_CANCEL_WINDOW_MS) -> list[Decision]:
         """`deadline_ms`: an order that reaches the book more than this after its placing expires unmatched
-        (the job was down, or behind, for longer than users were promised)."""
+        (the job was down, or behind, for longer than users were promised). `early_window_ms`: how long a cancel
+        that came before its order is kept (at least the producers' delivery timeout)."""
         if order.order_id in self.resting or any(o.order_id == order.order_id for o in self.scheduled):
             return []  # a re-delivered order that already rests or waits for its time
         now = _now_ms() if now_ms is None else now_ms
-        times = self._take_early_cancels(order) if self.early_cancels else []
+        times = self._take_early_cancels(order, early_window_ms) if self.early_cancels else []
         if times:  # its user cancelled it before it came: now, or at the earliest market time asked
             at_ms = None if None in times else min(t for t in times if t is not None)
             if at_ms is None or not self._waits(at_ms):
@@ -101,38 +102,37 @@ class Book:
             order = order.model_copy(update={"session_ms": quote.event_time_ms})  # its session: the market's day
         return self._apply(order, quote, slippage, triggered=False, announce=True)
 
-    def on_cancel(self, cancel: OrderCancelRequested) -> list[Decision]:
+    def on_cancel(self, cancel: OrderCancelRequested, *,
+                  early_window_ms: int = EARLY_CANCEL_WINDOW_MS) -> list[Decision]:
         """Cancel an open order of the cancel's user now; one with a market time the stream has not passed yet
         becomes the order's `held_cancel_ms` instead (if earlier than its due cancel), announced as "rest" so the
         mirror shows it."""
         if cancel.at_ms is not None and self._waits(cancel.at_ms):
-            return self._cancel_later(cancel, cancel.at_ms)
+            return self._cancel_later(cancel, cancel.at_ms, early_window_ms)
         for waiting in self.scheduled:
             if waiting.order_id == cancel.order_id and waiting.user_id == cancel.user_id:
                 self.scheduled = tuple(w for w in self.scheduled if w is not waiting)
                 return [Decision(waiting, "cancel")]
         held = self.resting.pop(cancel.order_id, None)
         if held is None:  # not resting (filled, expired, or not here yet): nothing to cancel now
-            self._keep_early_cancel(cancel, None)
+            self._keep_early_cancel(cancel, None, early_window_ms)
             return []
         if held[0].user_id != cancel.user_id:
             self.resting[cancel.order_id] = held  # someone else's order: leave it
             return []
         return [Decision(held[0], "cancel")]
 
-    def _keep_early_cancel(self, cancel: OrderCancelRequested, at_ms: int | None) -> None:
+    def _keep_early_cancel(self, cancel: OrderCancelRequested, at_ms: int | None, window_ms: int) -> None:
         now = cancel.requested_at_ms
-        kept = [e for e in self.early_cancels[-(EARLY_CANCELS_KEPT - 1):]
-                if not overdue(e[2], now, EARLY_CANCEL_WINDOW_MS)]
+        kept = [e for e in self.early_cancels[-(EARLY_CANCELS_KEPT - 1):] if not overdue(e[2], now, window_ms)]
         self.early_cancels = (*kept, (cancel.order_id, cancel.user_id, now, at_ms))
 
-    def _take_early_cancels(self, order: OrderPlaced) -> list[int | None]:
+    def _take_early_cancels(self, order: OrderPlaced, window_ms: int) -> list[int | None]:
         """The market times (None: at once) of the cancels the order's user sent before it came, taken from the
         book; forgets the cancels requested a window before this order was placed. The times compared are the
         records' own, not the clock's: a job restored from a checkpoint replays them minutes later in the same
         order, and must decide the same."""
-        kept = tuple(e for e in self.early_cancels
-                     if not overdue(e[2], order.placed_at_ms, EARLY_CANCEL_WINDOW_MS))
+        kept = tuple(e for e in self.early_cancels if not overdue(e[2], order.placed_at_ms, window_ms))
         self.early_cancels = tuple(e for e in kept if (e[0], e[1]) != (order.order_id, order.user_id))
         return [e[3] if len(e) > 3 else None for e in kept if (e[0], e[1]) == (order.order_id, order.user_id)]
 
@@ -148,7 +148,7 @@ class Book:
             out += self._apply(order, self.quote, slippage, triggered)
         return out
 
-    def _cancel_later(self, cancel: OrderCancelRequested, at_ms: int) -> list[Decision]:
+    def _cancel_later(self, cancel: OrderCancelRequested, at_ms: int, early_window_ms: int) -> list[Decision]:
         for i, waiting in enumerate(self.scheduled):
             if waiting.order_id == cancel.order_id and waiting.user_id == cancel.user_id:
                 order = _cancel_held(waiting, at_ms)
@@ -156,7 +156,7 @@ class Book:
                 return [Decision(order, "rest")]
         held = self.resting.get(cancel.order_id)
         if held is None:  # not here yet (or decided): kept, in case it comes
-            self._keep_early_cancel(cancel, at_ms)
+            self._keep_early_cancel(cancel, at_ms, early_window_ms)
             return []
         if held[0].user_id != cancel.user_id:
             return []

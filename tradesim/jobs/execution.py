@@ -49,7 +49,7 @@ from pyflink.datastream.state import ListStateDescriptor, ValueStateDescriptor
 from pyflink.table import StreamTableEnvironment
 
 from tradesim.adapters.tracing import ORDER_ATTRIBUTE
-from tradesim.domain.book import Book, Decision
+from tradesim.domain.book import EARLY_CANCEL_WINDOW_MS, Book, Decision
 from tradesim.jobs import execution_logic as logic
 from tradesim.jobs import guard, managed
 from tradesim.jobs.sinks import DEAD_LETTERS, add_kafka_args, dead_letter_sink, keyed_kafka_sink, start_at, text_values
@@ -110,6 +110,8 @@ class SymbolStage(KeyedCoProcessFunction):
         s = _settings(self.carried)
         self.faults = s.faults
         self.book_state = runtime_context.get_state(ValueStateDescriptor("book", Types.PICKLED_BYTE_ARRAY()))
+        # a cancel may overtake its order while the order's publish is on its way: up to the API's Kafka timeout
+        self.early_window_ms = max(EARLY_CANCEL_WINDOW_MS, int(3_000 * s.api.kafka_timeout_s))
         self.slippage = SlippageModel(max_bps=s.trading.slippage_bps, seed=s.trading.slippage_seed)
         cache = PriceCache(connect(s.redis))
 
@@ -131,9 +133,10 @@ class SymbolStage(KeyedCoProcessFunction):
             self.faults.check("match", value.symbol)
             book = self._book()
             if value.type == "order_placed":
-                decisions = list(book.on_order(value, self.slippage, self.fallback, deadline_ms=self.deadline_ms))
+                decisions = list(book.on_order(value, self.slippage, self.fallback, deadline_ms=self.deadline_ms,
+                                               early_window_ms=self.early_window_ms))
             else:
-                decisions = list(book.on_cancel(value))
+                decisions = list(book.on_cancel(value, early_window_ms=self.early_window_ms))
         except Exception as exc:  # noqa: BLE001 - set the record aside; the book stays as it was (guard)
             yield DEAD_LETTERS, guard.failed(value, exc, stage="match", source_topic=self.orders_topic,
                                              consumer=logic.JOB_NAME)
@@ -205,9 +208,14 @@ class UserStage(KeyedProcessFunction):
     def process_element(self, value: Any, ctx: KeyedProcessFunction.Context) -> Iterable[Any]:
         if value.kind == "rest":
             if value.order.placed_at_ms < self.opened_ms:  # perhaps decided before, its outcome lost with the crash
+                from tradesim.domain.errors import InvalidRecord
                 from tradesim.domain.settlement import decided_before
 
-                settled = _retrying(lambda: decided_before(value, self.portfolios))
+                try:
+                    settled = _retrying(lambda: decided_before(value, self.portfolios))
+                except InvalidRecord as exc:  # a recorded outcome it cannot read: the order rests, as before
+                    log.warning("recorded outcome unreadable: %s", exc)
+                    settled = None
                 if settled is not None:  # re-emitted, as settling re-emits a replay's recorded outcome
                     yield settled.order, settled.outcome, settled.written
                     return

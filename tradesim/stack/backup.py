@@ -566,8 +566,8 @@ def restore(settings: Settings, folder: Path, steps: Steps = NO_STEPS) -> Manife
         raise UserError("restore needs an empty stack, and this one holds " + "; ".join(held)
                         + (f" ({unfinished})" if unfinished else
                            " (start an empty one with `tradesim down --purge && tradesim up`)"))
-    _begin_restore(settings, folder)  # from here on the stack changes; only success removes the mark
-    _cancel_jobs(settings)
+    _cancel_jobs(settings)  # (an empty stack's jobs hold nothing)
+    _begin_restore(settings, folder)  # from here on the stack's data changes; only a finished copy removes the mark
     stopped = Supervisor(settings, registry.build(settings, list(SERVICES))).down()
     try:
         for topic, parts in manifest.kafka.items():
@@ -605,6 +605,7 @@ def restore(settings: Settings, folder: Path, steps: Steps = NO_STEPS) -> Manife
         finally:
             store.close()
         _resume(settings, {name: str((folder / path).resolve()) for name, path in manifest.jobs.items()}, steps)
+        forget_unfinished_restore(settings)  # every store holds the whole backup now, whatever starts next
     except BaseException as exc:
         if stopped:  # the services come back on a half-restored stack; a failed start must not hide the cause
             try:
@@ -614,7 +615,6 @@ def restore(settings: Settings, folder: Path, steps: Steps = NO_STEPS) -> Manife
         raise
     if stopped:
         Supervisor(settings, registry.build(settings, stopped)).up()
-    forget_unfinished_restore(settings)
     return manifest
 
 

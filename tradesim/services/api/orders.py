@@ -261,23 +261,26 @@ async def _store(res: Resources, op: str, call: Callable[[Any], T], arg: Any) ->
 async def _replay(res: Resources, event: OrderPlaced, stored: dict[str, Any]) -> Placed | None:
     """This request's order id was claimed before: the same body is that order again, another body is refused.
     While no outcome and no book has it, it is sent again (its first publish may be lost), marked `replayed`
-    first so its claimer can no longer release it. None: the claim is gone (released meanwhile)."""
+    first so its claimer can no longer release it, and after the cancel its user asked for meanwhile, if any.
+    None: the claim is gone (released meanwhile)."""
     first = placed_order(stored)
     if first.user_id != event.user_id or body_hash(first) != body_hash(event):
         raise ApiError(409, "idempotency_mismatch", "this Idempotency-Key was used with a different request body")
-    if awaiting_book(stored.get("status"), bool(stored.get("in_book"))):
-        if not await _store(res, "order_replayed", res.orders.mark_replayed, first):
-            return None
+    awaiting = awaiting_book(stored.get("status"), bool(stored.get("in_book")))
+    if awaiting and not await _store(res, "order_replayed", res.orders.mark_replayed, first):
+        return None
+    cancel = requested_cancel(stored) if stored.get("status") == "accepted" else None
+    if cancel is not None:
+        # its user cancelled it meanwhile: the cancel goes first (stamped now), so the book holds it when the order
+        # comes, whatever the book did since; and again while the order is in a book (a first send may have failed)
+        try:
+            await _publish(res, cancel.model_copy(update={"requested_at_ms": int(time.time() * 1000)}))
+        except (KafkaDeliveryError, KafkaUnavailable):
+            raise ApiError(503, "outcome_unknown", "Kafka did not confirm the cancel this order's user asked for; "
+                           "retry with the same Idempotency-Key", {"Retry-After": str(res.settings.api.retry_after_s)},
+                           order_id=first.order_id) from None
+    if awaiting:
         await _send(res, first, owner=False)  # with the first placing time, by which the job knows the order
-        cancel = requested_cancel(stored)
-        if cancel is not None:  # its user cancelled it meanwhile: the cancel follows it again
-            try:
-                await _publish(res, cancel)
-            except (KafkaOutcomeUnknown, KafkaDeliveryError, KafkaUnavailable):
-                raise ApiError(503, "outcome_unknown", "the order was sent again, but Kafka did not confirm the "
-                               "cancel its user asked for; retry with the same Idempotency-Key",
-                               {"Retry-After": str(res.settings.api.retry_after_s)},
-                               order_id=first.order_id) from None
     return Placed(first, replayed=True)
 
 
