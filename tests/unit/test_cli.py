@@ -1004,7 +1004,9 @@ def test_a_command_stopped_by_ctrl_c_says_so(tmp_path: Path) -> None:
     import subprocess
 
     env = {k: v for k, v in os.environ.items() if not k.startswith("TRADESIM_")}
-    code = ("import sys, time; from tradesim.cli import app as cli; "
+    # SIGINT as a terminal has it: a background job (a CI run started with `&`) passes it on ignored
+    code = ("import signal, sys, time; signal.signal(signal.SIGINT, signal.default_int_handler); "
+            "from tradesim.cli import app as cli; "
             "cli.app.command('nap')(lambda: (print('napping', flush=True), time.sleep(60))); cli.main()")
     proc = subprocess.Popen([sys.executable, "-c", code, "nap"], env={**env, "TRADESIM_HOME": str(tmp_path)},
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
