@@ -293,9 +293,10 @@ def test_a_restore_that_began_is_named_until_it_finishes_or_the_stack_is_purged(
     assert line is not None
     assert f"a restore from {tmp_path / 'monday'} did not finish (started 2" in line
     assert line.endswith(f"tradesim restore {tmp_path / 'monday'}`")
-    (settings.stack_dir / "restore-unfinished.json").write_text('{"folder": ')  # torn: still unfinished
-    assert unfinished_restore(settings) == ("a restore from a backup did not finish: the stack holds part of that "
-                                            "backup; start over with `tradesim down --purge && tradesim up && "
-                                            "tradesim restore DIR`")
+    for odd in ('{"folder": ', '{"folder": "x", "started_at": 1e300}'):  # torn, or hand-edited: still unfinished
+        (settings.stack_dir / "restore-unfinished.json").write_text(odd)
+        assert unfinished_restore(settings) == ("a restore from a backup did not finish: the stack holds part of that "
+                                                "backup; start over with `tradesim down --purge && tradesim up && "
+                                                "tradesim restore DIR`")
     forget_unfinished_restore(settings)
     assert unfinished_restore(settings) is None

@@ -627,7 +627,7 @@ def unfinished_restore(settings: Settings) -> str | None:
         source, at = str(began["folder"]), time.localtime(float(began["started_at"]))
     except FileNotFoundError:
         return None
-    except (OSError, ValueError, TypeError, KeyError):  # torn or hand-edited: still a restore that did not finish
+    except (OSError, ValueError, TypeError, KeyError, OverflowError):  # torn or hand-edited: still unfinished
         source, at = "a backup", None
     when = f" (started {time.strftime('%Y-%m-%d %H:%M:%S', at)})" if at else ""
     return (f"a restore from {source} did not finish{when}: the stack holds part of that backup; start over with "
@@ -635,7 +635,7 @@ def unfinished_restore(settings: Settings) -> str | None:
 
 
 def forget_unfinished_restore(settings: Settings) -> None:
-    """The stack's data is gone (`down --purge`), and with it the half-restored part."""
+    """No part of a backup alone any more: the stack was purged (`down --purge`), or a restore copied it all."""
     (settings.stack_dir / UNFINISHED_RESTORE).unlink(missing_ok=True)
 
 

@@ -125,7 +125,7 @@ class OrderStore:
 
     def mark_cancel_requested(self, cancel: OrderCancelRequested) -> bool:
         """Keep a cancel on its order's claim while the order is `accepted`, so that sending the order again (a
-        keyed retry: its first publish may be lost) sends the cancel after it. A cancel at once replaces one at
+        keyed retry: its first publish may be lost) sends the cancel too, before it. A cancel at once replaces one at
         a market time; of two at market times the earlier stays. False: not kept (the order is decided, not the
         user's, or already cancelled no later). Raises Unavailable."""
         values: dict[str, Any] = {":accepted": {"S": ACCEPTED}, ":u": {"S": cancel.user_id},

@@ -261,8 +261,8 @@ async def _store(res: Resources, op: str, call: Callable[[Any], T], arg: Any) ->
 async def _replay(res: Resources, event: OrderPlaced, stored: dict[str, Any]) -> Placed | None:
     """This request's order id was claimed before: the same body is that order again, another body is refused.
     While no outcome and no book has it, it is sent again (its first publish may be lost), marked `replayed`
-    first so its claimer can no longer release it, and after the cancel its user asked for meanwhile, if any.
-    None: the claim is gone (released meanwhile)."""
+    first so its claimer can no longer release it. A cancel its user asked for meanwhile is sent again first
+    (also while a book holds the order). None: the claim is gone (released meanwhile)."""
     first = placed_order(stored)
     if first.user_id != event.user_id or body_hash(first) != body_hash(event):
         raise ApiError(409, "idempotency_mismatch", "this Idempotency-Key was used with a different request body")
