@@ -13,7 +13,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextC
 
 from tradesim.cli.errors import cli_errors
 from tradesim.cli.readout import console
-from tradesim.settings import load_settings
+from tradesim.settings import Settings, load_settings
 
 out = console()
 err = console(stderr=True)
@@ -73,13 +73,20 @@ def _bars() -> Iterator[_Bars]:
             bars.bar.stop()
 
 
+def warn_unfinished_restore(settings: Settings) -> None:
+    """Say on stderr that a restore stopped half-way on this stack (`up`, `status` and `backup` say it)."""
+    from tradesim.stack.backup import unfinished_restore
+
+    if line := unfinished_restore(settings):
+        err.print(f"warning: {line}")
+
+
 @cli_errors
 def _backup(folder: Path) -> None:
-    from tradesim.stack.backup import backup, describe, failures, unfinished_restore
+    from tradesim.stack.backup import backup, describe, failures
 
     settings = load_settings()
-    if unfinished := unfinished_restore(settings):  # a copy of it holds part of that backup only
-        err.print(f"warning: {unfinished}")
+    warn_unfinished_restore(settings)  # a copy of it holds part of that backup only
     began = time.monotonic()
     with failures(f"backup into {folder} (the folder has no manifest, so it is not a backup; remove it)"), \
             _bars() as steps:

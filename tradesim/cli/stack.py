@@ -13,13 +13,13 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
+from tradesim.cli.backup import warn_unfinished_restore
 from tradesim.cli.errors import cli_errors
 from tradesim.cli.readout import console, user_param
 from tradesim.settings import Settings, load_settings
 from tradesim.stack.errors import StackError, UserError
 
 out = console()
-err = console(stderr=True)
 Only = Annotated[str | None, typer.Option("--only", help="Comma-separated components, e.g. kafka,redis.")]
 Runtime = Annotated[str | None, typer.Option("--runtime", help="native (default) or docker.")]
 
@@ -88,7 +88,7 @@ def _bring_up(only: str | None, runtime: str | None, with_jobs: bool, *, show: b
     rows = Supervisor(settings, comps, progress=_LineProgress()).up()
     if show:
         _print_table(rows)
-    _warn_unfinished_restore(settings)
+    warn_unfinished_restore(settings)
     bad = [r.name for r in rows if not r.healthy]
     if bad:
         if not show:
@@ -217,16 +217,9 @@ def _status(as_json: bool, only: str | None) -> None:
         sys.stdout.write(json.dumps(status_document(settings, "native", rows), indent=2) + "\n")
     else:
         _print_table(rows)
-        _warn_unfinished_restore(settings)
+        warn_unfinished_restore(settings)
     if not all(r.healthy for r in rows):
         raise typer.Exit(1)
-
-
-def _warn_unfinished_restore(settings: Settings) -> None:
-    from tradesim.stack.backup import unfinished_restore
-
-    if line := unfinished_restore(settings):
-        err.print(f"warning: {line}")
 
 
 def _print_table(rows: list) -> None:  # type: ignore[type-arg]
