@@ -78,14 +78,18 @@ def test_names_this_stack_does_not_have_are_refused_before_anything(settings: Se
     manifest.dynamodb = {"NoSuchTable": 0}
     manifest.clickhouse = {"x; drop": 1}
     manifest.jobs = {"execution": "../../elsewhere"}
+    # a backup of a stack whose search alias was another: the restore would bring back an index nothing reads
+    manifest.opensearch = {"orders-2": ["orders"], "trades-3": ["orders"], "trades-4": ["trades"]}
     manifest.save(tmp_path)
     # no server runs here: a refusal that came after the first request would be a StackError, not this
     with pytest.raises(UserError, match="names what this stack does not have") as info:
         restore(settings, tmp_path)
     for named in ("topic 'no_such_topic'", "topic 'no_group_topic'",
                   "DynamoDB table 'NoSuchTable'", "ClickHouse table 'x; drop'",
-                  "savepoint '../../elsewhere' (outside the backup)"):
+                  "savepoint '../../elsewhere' (outside the backup)", "search index 'orders-2'",
+                  "search index 'trades-3'"):
         assert named in str(info.value)
+    assert "trades-4" not in str(info.value)
     assert "\n" not in str(info.value)
 
 
@@ -285,10 +289,10 @@ def test_a_backup_with_a_store_down_changes_nothing_and_leaves_no_folder(
 
 def test_a_restore_that_began_is_named_until_it_finishes_or_the_stack_is_purged(settings: Settings,
                                                                                  tmp_path: Path) -> None:
-    from tradesim.stack.backup import _begin_restore, forget_unfinished_restore, unfinished_restore
+    from tradesim.stack.marks import begin_restore, forget_unfinished_restore, unfinished_restore
 
     assert unfinished_restore(settings) is None
-    _begin_restore(settings, tmp_path / "monday")
+    begin_restore(settings, tmp_path / "monday")
     line = unfinished_restore(settings)
     assert line is not None
     assert f"a restore from {tmp_path / 'monday'} did not finish (started 2" in line
@@ -300,3 +304,21 @@ def test_a_restore_that_began_is_named_until_it_finishes_or_the_stack_is_purged(
                                                 "tradesim restore DIR`")
     forget_unfinished_restore(settings)
     assert unfinished_restore(settings) is None
+
+
+def test_a_rebuild_that_switched_is_named_until_it_finishes(settings: Settings) -> None:
+    from tradesim.stack.marks import begin_rebuild, finish_rebuild, rebuild_unfinished, unfinished_rebuilds
+
+    assert unfinished_rebuilds(settings) == []
+    begin_rebuild(settings, "search")
+    begin_rebuild(settings, "analytics")
+    assert rebuild_unfinished(settings, "search")
+    lines = unfinished_rebuilds(settings)
+    assert [line.split(" switched")[0] for line in lines] == ["a rebuild of analytics", "a rebuild of search"]
+    assert lines[1].endswith("run `tradesim rebuild search` again")
+    (settings.stack_dir / "rebuild-unfinished-search.json").write_text('{"model": ')  # torn: still named
+    assert unfinished_rebuilds(settings)[1].startswith("a rebuild of search switched to its fresh copy and stopped "
+                                                       "before catching up: ")
+    finish_rebuild(settings, "search")
+    finish_rebuild(settings, "analytics")
+    assert (unfinished_rebuilds(settings), rebuild_unfinished(settings, "search")) == ([], False)

@@ -73,11 +73,12 @@ def _bars() -> Iterator[_Bars]:
             bars.bar.stop()
 
 
-def warn_unfinished_restore(settings: Settings) -> None:
-    """Say on stderr that a restore stopped half-way on this stack (`up`, `status` and `backup` say it)."""
-    from tradesim.stack.backup import unfinished_restore
+def warn_unfinished(settings: Settings) -> None:
+    """Say on stderr that a restore or a rebuild stopped half-way on this stack (`up`, `status` and `backup` say
+    it)."""
+    from tradesim.stack.marks import unfinished_rebuilds, unfinished_restore
 
-    if line := unfinished_restore(settings):
+    for line in filter(None, [unfinished_restore(settings), *unfinished_rebuilds(settings)]):
         err.print(f"warning: {line}")
 
 
@@ -86,7 +87,7 @@ def _backup(folder: Path) -> None:
     from tradesim.stack.backup import backup, describe, failures
 
     settings = load_settings()
-    warn_unfinished_restore(settings)  # a copy of it holds part of that backup only
+    warn_unfinished(settings)  # a copy of it holds part of that backup only
     began = time.monotonic()
     with failures(f"backup into {folder} (the folder has no manifest, so it is not a backup; remove it)"), \
             _bars() as steps:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Annotated, Literal
 
 import typer
@@ -9,7 +10,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from tradesim.cli.errors import cli_errors
 from tradesim.cli.readout import console
-from tradesim.settings import load_settings
+from tradesim.settings import Settings, load_settings
 from tradesim.stack.errors import StackError
 from tradesim.text import one_line
 
@@ -34,6 +35,7 @@ def _rebuild(which: Which) -> None:
     from tradesim.ports import Unavailable
     from tradesim.services.persistence.rebuild import rebuild
     from tradesim.services.persistence.sinks import rebuildable
+    from tradesim.stack.marks import begin_rebuild, finish_rebuild
 
     settings = load_settings()
     for model in rebuildable(settings, [which] if which != "all" else ["search", "analytics"]):
@@ -42,11 +44,23 @@ def _rebuild(which: Which) -> None:
         with Progress(*columns, console=out, transient=False) as bar:
             task = bar.add_task(model.name, total=None)
             try:
-                done = rebuild(settings, model, lambda n, total, t=task: bar.update(t, completed=n, total=total))
+                done = rebuild(settings, model, lambda n, total, t=task: bar.update(t, completed=n, total=total),
+                               partial(begin_rebuild, settings, model.name))
             except Unavailable as exc:
-                raise StackError(f"rebuild of {model.name} stopped: {exc} (the live copy keeps serving; run it "
-                                 "again when the server answers)") from None
+                raise StackError(f"rebuild of {model.name} stopped: {exc} ({_what_serves(settings, model.name)}; "
+                                 "run it again when the server answers)") from None
             except (ClickHouseRefused, SearchRequestError, IndexLayoutError) as exc:
-                raise StackError(f"rebuild of {model.name} refused: {one_line(exc)}") from None
+                raise StackError(f"rebuild of {model.name} refused: {one_line(exc)} "
+                                 f"({_what_serves(settings, model.name)})") from None
+        finish_rebuild(settings, model.name)
         out.print(f"{done.name}: {done.written} outcomes from {done.read} records"
                   + (f" ({done.skipped} malformed skipped)" if done.skipped else "") + "; switched")
+
+
+def _what_serves(settings: Settings, model: str) -> str:
+    from tradesim.stack.marks import rebuild_unfinished
+
+    if not rebuild_unfinished(settings, model):
+        return "the live copy keeps serving, unchanged"
+    return (f"it switched to the fresh copy, which misses outcomes that arrived during the load until "
+            f"`tradesim rebuild {model}` finishes")

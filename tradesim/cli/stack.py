@@ -13,7 +13,7 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from tradesim.cli.backup import warn_unfinished_restore
+from tradesim.cli.backup import warn_unfinished
 from tradesim.cli.errors import cli_errors
 from tradesim.cli.readout import console, user_param
 from tradesim.settings import Settings, load_settings
@@ -88,7 +88,7 @@ def _bring_up(only: str | None, runtime: str | None, with_jobs: bool, *, show: b
     rows = Supervisor(settings, comps, progress=_LineProgress()).up()
     if show:
         _print_table(rows)
-    warn_unfinished_restore(settings)
+    warn_unfinished(settings)
     bad = [r.name for r in rows if not r.healthy]
     if bad:
         if not show:
@@ -194,9 +194,10 @@ def _down(purge: bool, only: str | None, runtime: str | None) -> None:
         out.print("watchdog stopped")
     stopped = Supervisor(settings, comps, progress=_LineProgress()).down(purge)
     if purge and only is None:
-        from tradesim.stack.backup import forget_unfinished_restore
+        from tradesim.stack.marks import forget_unfinished_rebuilds, forget_unfinished_restore
 
         forget_unfinished_restore(settings)
+        forget_unfinished_rebuilds(settings)
     out.print(f"stopped: {', '.join(stopped) if stopped else 'nothing was running'}")
 
 
@@ -217,7 +218,7 @@ def _status(as_json: bool, only: str | None) -> None:
         sys.stdout.write(json.dumps(status_document(settings, "native", rows), indent=2) + "\n")
     else:
         _print_table(rows)
-        warn_unfinished_restore(settings)
+        warn_unfinished(settings)
     if not all(r.healthy for r in rows):
         raise typer.Exit(1)
 

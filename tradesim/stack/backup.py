@@ -23,6 +23,7 @@ from pydantic import TypeAdapter, ValidationError
 from tradesim import __version__
 from tradesim.settings import Settings
 from tradesim.stack.errors import StackError, UserError
+from tradesim.stack.marks import begin_restore, forget_unfinished_restore, unfinished_restore
 from tradesim.text import validation_message
 
 FORMAT = 1
@@ -33,8 +34,6 @@ MANIFEST = "manifest.json"
 SERVICES = ("marketdata", "persistence", "api")
 SNAPSHOT = "tradesim"
 SNAPSHOT_TIMEOUT_S = 600.0
-#: in the stack's folder while a restore changes the stack: one that stopped half-way leaves it
-UNFINISHED_RESTORE = "restore-unfinished.json"
 
 
 class Steps(Protocol):
@@ -143,6 +142,9 @@ class Manifest:
         named = {"topic": {*self.kafka, *(t for topics in self.groups.values() for t in topics)},
                  "DynamoDB table": self.dynamodb, "ClickHouse table": self.clickhouse, "job": self.jobs}
         wrong = [f"{kind} {name!r}" for kind, names in named.items() for name in names if name not in known[kind]]
+        alias = settings.opensearch.trades_index  # the restore replaces `<alias>-*` with the snapshot's indices
+        wrong += [f"search index {name!r}" for name, aliases in self.opensearch.items()
+                  if not re.fullmatch(rf"{re.escape(alias)}-\d+", name) or set(aliases) - {alias}]
         inside = folder.resolve()
         wrong += [f"job {name}'s savepoint {path!r} (outside the backup)" for name, path in self.jobs.items()
                   if not (folder / path).resolve().is_relative_to(inside)]
@@ -567,7 +569,7 @@ def restore(settings: Settings, folder: Path, steps: Steps = NO_STEPS) -> Manife
                         + (f" ({unfinished})" if unfinished else
                            " (start an empty one with `tradesim down --purge && tradesim up`)"))
     _cancel_jobs(settings)  # (an empty stack's jobs hold nothing)
-    _begin_restore(settings, folder)  # from here on the stack's data changes; only a finished copy removes the mark
+    begin_restore(settings, folder)  # from here on the stack's data changes; only a finished copy removes the mark
     stopped = Supervisor(settings, registry.build(settings, list(SERVICES))).down()
     try:
         for topic, parts in manifest.kafka.items():
@@ -616,35 +618,6 @@ def restore(settings: Settings, folder: Path, steps: Steps = NO_STEPS) -> Manife
     if stopped:
         Supervisor(settings, registry.build(settings, stopped)).up()
     return manifest
-
-
-def unfinished_restore(settings: Settings) -> str | None:
-    """A line saying that a restore began changing this stack and did not finish (None: none did). Such a stack
-    holds part of a backup, so its data and the backup's may disagree."""
-    path = settings.stack_dir / UNFINISHED_RESTORE
-    try:
-        began = json.loads(path.read_text())
-        source, at = str(began["folder"]), time.localtime(float(began["started_at"]))
-    except FileNotFoundError:
-        return None
-    except (OSError, ValueError, TypeError, KeyError, OverflowError):  # torn or hand-edited: still unfinished
-        source, at = "a backup", None
-    when = f" (started {time.strftime('%Y-%m-%d %H:%M:%S', at)})" if at else ""
-    return (f"a restore from {source} did not finish{when}: the stack holds part of that backup; start over with "
-            f"`tradesim down --purge && tradesim up && tradesim restore {source if at else 'DIR'}`")
-
-
-def forget_unfinished_restore(settings: Settings) -> None:
-    """No part of a backup alone any more: the stack was purged (`down --purge`), or a restore copied it all."""
-    (settings.stack_dir / UNFINISHED_RESTORE).unlink(missing_ok=True)
-
-
-def _begin_restore(settings: Settings, folder: Path) -> None:
-    path = settings.stack_dir / UNFINISHED_RESTORE
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"folder": str(folder.resolve()), "started_at": time.time()}) + "\n")
-    tmp.replace(path)
 
 
 def _not_empty(settings: Settings, manifest: Manifest) -> list[str]:

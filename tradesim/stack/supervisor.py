@@ -389,7 +389,7 @@ class Supervisor:
 
 def status_document(settings: Settings, runtime: str, rows: list[ComponentStatus]) -> dict[str, Any]:
     """The stable `tradesim status --json` shape (schema_version 1)."""
-    from tradesim.stack.backup import unfinished_restore
+    from tradesim.stack.marks import unfinished_rebuilds, unfinished_restore
 
     return {
         "schema_version": STATUS_SCHEMA_VERSION,
@@ -398,4 +398,5 @@ def status_document(settings: Settings, runtime: str, rows: list[ComponentStatus
         "healthy": all(r.healthy for r in rows),
         "components": [r.to_json() for r in rows],
         "unfinished_restore": unfinished_restore(settings),
+        "unfinished_rebuilds": unfinished_rebuilds(settings),
     }

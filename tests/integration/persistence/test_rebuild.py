@@ -3,18 +3,22 @@ keep arriving during the load and the switch."""
 
 from __future__ import annotations
 
+import json
 import threading
 import uuid
+from collections.abc import Callable, Sequence
 
 import pytest
 from typer.testing import CliRunner
 
+import tradesim.services.persistence.rebuild as rebuild_module
 from tests.integration.persistence.conftest import analysed, distinct_outcomes_in_log, publish, searched
 from tradesim.adapters.clickhouse.trades import TradeStore
 from tradesim.adapters.search.trades import TradeIndex
 from tradesim.cli.app import app
-from tradesim.domain.trades import fold, record_of
-from tradesim.ports import Unavailable
+from tradesim.domain.trades import TradeRecord, fold, record_of
+from tradesim.ports import Rebuildable, TradeSink, Unavailable
+from tradesim.services.persistence import sinks
 from tradesim.services.persistence.rebuild import rebuild
 from tradesim.services.persistence.sinks import rebuildable
 from tradesim.settings import Settings
@@ -106,3 +110,85 @@ def test_a_read_model_setting_that_names_another_server_is_one_line(model: str, 
     [line] = [x for x in result.output.splitlines() if x.startswith("error:")]
     assert f"rebuild of {model} refused" in line
     assert "401" in line
+
+
+class _Failing:
+    """A writer through the live name whose server answers "later" `times` times (None: for good)."""
+
+    def __init__(self, real: TradeSink, times: int | None) -> None:
+        self.real, self.times, self.name = real, times, real.name
+
+    def write(self, records: Sequence[TradeRecord]) -> None:
+        if self.times is None or self.times > 0:
+            self.times = None if self.times is None else self.times - 1
+            raise Unavailable("a 429 from the node")
+        self.real.write(records)
+
+
+class _Arriving:
+    """The search rebuild, with outcomes arriving while it loads (the live service writes them into the copy
+    about to retire) and a catch-up whose server fails `times` times."""
+
+    def __init__(self, real: Rebuildable, arrive: Callable[[], None], times: int | None) -> None:
+        self.real, self.arrive, self.times, self.name = real, arrive, times, real.name
+
+    def fresh(self) -> TradeSink:
+        sink = self.real.fresh()  # after the rebuild read the log's ends: what is published now comes during the load
+        self.arrive()
+        return sink
+
+    def switch(self) -> None:
+        self.real.switch()
+
+    def live(self) -> TradeSink:
+        return _Failing(self.real.live(), self.times)
+
+    def discard(self) -> None:
+        self.real.discard()
+
+
+def test_a_catch_up_stopped_after_the_switch_is_named_until_a_rebuild_finishes(
+        settings: Settings, index: TradeIndex, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Before: the switched copy silently missed what arrived during the load (the live service had written it
+    into the retired copy and committed past it), and the CLI said the live copy kept serving."""
+    users = [f"c-{uuid.uuid4().hex[:8]}"]
+    before, during = outcomes(users, [unique_symbol("C")], 20, seed=31), outcomes(users, [unique_symbol("C")], 7)
+    publish(settings, before)
+    wait_for(lambda: len(searched(index, users)) == len(before), 60, "the first outcomes searchable")
+
+    def arrive() -> None:
+        publish(settings, during)
+        wait_for(lambda: len(searched(index, users)) == len(before) + len(during), 60,
+                 "the live service wrote the outcomes that arrived during the load")
+
+    real = sinks.rebuildable
+    monkeypatch.setattr(sinks, "rebuildable", lambda s, names: [_Arriving(m, arrive, None) for m in real(s, names)])
+    monkeypatch.setattr(rebuild_module, "PATIENCE_S", 0.5)
+    cli = CliRunner()
+    stopped = cli.invoke(app, ["rebuild", "search"])
+    assert stopped.exit_code == 1, stopped.output
+    [line] = [x for x in stopped.output.splitlines() if x.startswith("error:")]
+    assert "switched to the fresh copy, which misses outcomes that arrived during the load" in line
+    assert len(searched(index, users)) == len(before)  # what the mark warns of
+    warned = "warning: a rebuild of search switched to its fresh copy and stopped before catching up"
+    assert warned in cli.invoke(app, ["status"]).stderr
+    assert json.loads(cli.invoke(app, ["status", "--json"]).stdout)["unfinished_rebuilds"]
+
+    monkeypatch.undo()
+    done = cli.invoke(app, ["rebuild", "search"])
+    assert done.exit_code == 0, done.output
+    assert len(searched(index, users)) == len(before) + len(during)
+    assert warned not in cli.invoke(app, ["status"]).stderr
+    assert json.loads(cli.invoke(app, ["status", "--json"]).stdout)["unfinished_rebuilds"] == []
+
+
+def test_a_rebuild_rides_out_a_server_that_answers_later_a_few_times(settings: Settings, index: TradeIndex) -> None:
+    """Before: one 429 (common right after a bulk load) stopped the rebuild, after its switch too."""
+    users = [f"l-{uuid.uuid4().hex[:8]}"]
+    before, during = outcomes(users, [unique_symbol("L")], 20, seed=32), outcomes(users, [unique_symbol("L")], 7)
+    publish(settings, before)
+    wait_for(lambda: len(searched(index, users)) == len(before), 60, "the first outcomes searchable")
+    [model] = rebuildable(settings, ["search"])
+    done = rebuild(settings, _Arriving(model, lambda: publish(settings, during), 2))
+    assert done.name == "search"
+    wait_for(lambda: len(searched(index, users)) == len(before) + len(during), 60, "every outcome searchable")

@@ -41,8 +41,9 @@ from tradesim.domain.portfolio import fold
 from tradesim.domain.precheck import order_id_for
 from tradesim.services.ingest.publisher import publish_all
 from tradesim.settings import Settings
-from tradesim.stack.backup import Manifest, NoSteps, restore, unfinished_restore
+from tradesim.stack.backup import Manifest, NoSteps, restore
 from tradesim.stack.jobs import cancel_job, submit_standard_jobs
+from tradesim.stack.marks import unfinished_restore
 from tradesim.stack.supervisor import Supervisor
 from tradesim.testing.factories import tick, unique_symbol
 from tradesim.testing.waiting import wait_for

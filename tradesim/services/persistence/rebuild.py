@@ -1,10 +1,13 @@
 """Rebuild a read model from `trade_executed`: load a fresh copy from the earliest offset while the live one keeps
 serving, switch to it, then catch up through the live name with what arrived during the load (repeats are
-no-ops, so the overlap with the live service's own writes is harmless)."""
+no-ops, so the overlap with the live service's own writes is harmless). From the switch until the catch-up ends,
+the live copy misses what arrived during the load (the live service wrote it into the retired copy and went on),
+so the caller marks that span (`switching`)."""
 
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -20,6 +23,8 @@ from tradesim.settings import Settings
 
 log = logging.getLogger("tradesim.persistence.rebuild")
 Progress = Callable[[int, int], None]  # (records read, records to read)
+#: how long a write is retried while its server answers "later" (a bulk load is often met by a 429 or two)
+PATIENCE_S = 60.0
 
 
 @dataclass
@@ -45,7 +50,8 @@ def _ends(consumer: Consumer, topic: str) -> dict[int, int]:
 
 
 def _copy(consumer: Consumer, topic: str, start: dict[int, int], end: dict[int, int], sink: TradeSink,
-          batch_size: int, progress: Progress, done: int, total: int) -> tuple[int, int, int]:
+          batch_size: int, backoff_max_s: float, progress: Progress, done: int, total: int
+          ) -> tuple[int, int, int]:
     """Write every outcome in [start, end) per partition into `sink`; returns (read, written, skipped)."""
     todo = {p: (start.get(p, 0), e) for p, e in end.items() if e > start.get(p, 0)}
     if not todo:
@@ -67,7 +73,7 @@ def _copy(consumer: Consumer, topic: str, start: dict[int, int], end: dict[int, 
             if tp.offset >= todo[tp.partition][1]:
                 del todo[tp.partition]
         decoded = decode_batch(wanted)
-        refused = _write(sink, [r for r, _ in decoded.records])
+        refused = _write(sink, [r for r, _ in decoded.records], backoff_max_s)
         read += len(wanted)
         written += len(decoded.records) - refused
         skipped += len(decoded.refused) + refused
@@ -76,18 +82,34 @@ def _copy(consumer: Consumer, topic: str, start: dict[int, int], end: dict[int, 
     return read, written, skipped
 
 
-def _write(sink: TradeSink, records: list[TradeRecord]) -> int:
+def _retrying(sink: TradeSink, records: list[TradeRecord], backoff_max_s: float) -> None:
+    """Write, retrying for PATIENCE_S with a capped backoff while the sink is unavailable; then Unavailable."""
+    deadline, backoff = time.monotonic() + PATIENCE_S, 0.1
+    while True:
+        try:
+            sink.write(records)
+            return
+        except Unavailable as exc:
+            if time.monotonic() + backoff > deadline:
+                raise
+            log.warning("sink unavailable, retrying", extra={"model": sink.name, "error": str(exc),
+                                                             "backoff_s": backoff})
+            time.sleep(backoff)
+            backoff = min(backoff * 2, backoff_max_s)
+
+
+def _write(sink: TradeSink, records: list[TradeRecord], backoff_max_s: float) -> int:
     """Write a batch; if the sink refuses it, one record at a time. Returns how many it refused (the live service
     sent those to dead_letter already). Raises Unavailable."""
     try:
-        sink.write(records)
+        _retrying(sink, records, backoff_max_s)
         return 0
     except (Refused, InvalidRecord):
         pass
     refused = 0
     for record in records:
         try:
-            sink.write([record])
+            _retrying(sink, [record], backoff_max_s)
         except (Refused, InvalidRecord) as exc:
             log.warning("record refused", extra={"model": sink.name, "order_id": record.order_id, "error": str(exc)})
             refused += 1
@@ -102,9 +124,10 @@ def _discard(model: Rebuildable) -> None:
         log.warning("the unfinished copy was not dropped", extra={"model": model.name, "error": str(exc)})
 
 
-def rebuild(settings: Settings, model: Rebuildable, progress: Progress = lambda _done, _total: None) -> Rebuilt:
-    """Raises Unavailable if a server stops answering (the live copy is then untouched, or already switched and
-    only missing the catch-up, which the live service is writing too)."""
+def rebuild(settings: Settings, model: Rebuildable, progress: Progress = lambda _done, _total: None,
+            switching: Callable[[], None] = lambda: None) -> Rebuilt:
+    """Raises Unavailable if a server stops answering: before `switching` was called the live copy is untouched;
+    after it the live copy misses what arrived during the load until a rebuild finishes."""
     topic = settings.topics.trade_executed
     consumer = make_consumer(settings.kafka, f"tradesim-rebuild-{uuid.uuid4().hex[:8]}")
     try:
@@ -112,10 +135,11 @@ def rebuild(settings: Settings, model: Rebuildable, progress: Progress = lambda 
                  for p in _ends(consumer, topic)}
         loaded = _ends(consumer, topic)
         total = sum(loaded[p] - first[p] for p in loaded)
-        batch = settings.persistence.batch_size
+        batch, backoff = settings.persistence.batch_size, settings.persistence.backoff_max_s
         fresh = model.fresh()
         try:
-            read, written, skipped = _copy(consumer, topic, first, loaded, fresh, batch, progress, 0, total)
+            read, written, skipped = _copy(consumer, topic, first, loaded, fresh, batch, backoff, progress, 0, total)
+            switching()
             model.switch()
         except BaseException:
             _discard(model)  # the model keeps a copy a switch may already have made live
@@ -123,7 +147,7 @@ def rebuild(settings: Settings, model: Rebuildable, progress: Progress = lambda 
         log.info("switched", extra={"model": model.name, "read": read})
         caught = _ends(consumer, topic)
         total += sum(caught[p] - loaded.get(p, 0) for p in caught)
-        more = _copy(consumer, topic, loaded, caught, model.live(), batch, progress, read, total)
+        more = _copy(consumer, topic, loaded, caught, model.live(), batch, backoff, progress, read, total)
         return Rebuilt(model.name, read + more[0], written + more[1], skipped + more[2])
     finally:
         consumer.close()
