@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -302,3 +304,46 @@ def test_the_watchdog_trims_the_logs_of_running_servers_only(monkeypatch: pytest
     sizes = [c.log_path.stat().st_size for c in (big, small, stopped, unreadable)]
     assert sizes == [0, 100, 2048, 2048]  # a stopped server's log keeps its tail where `status` points
     assert big.log_path.with_name("server.log.1").stat().st_size == 2048
+
+
+def test_a_slow_build_runs_beside_the_servers_that_do_not_wait_for_it(settings: Settings,
+                                                                      procs: FakeProcesses) -> None:
+    """Before: every component was provisioned before any started, so the whole stack waited for a cold Jaeger
+    build (minutes); now only what starts after it does."""
+    built, server, user = (FakeComponent(settings, n, p, procs) for n, p in (("built", 7001), ("server", 7002),
+                                                                             ("user", 7003)))
+    built.builds_beside = True
+    user.needs = ("built",)
+    events: list[tuple[str, str]] = []
+    release = threading.Event()
+
+    def slow_build(report: Callable[[str], None]) -> None:
+        assert release.wait(10), "the server never became healthy while the build ran"
+        built.provisioned += 1
+
+    def progress(name: str, msg: str) -> None:
+        events.append((name, msg))
+        if (name, msg) == ("server", "healthy"):
+            release.set()  # the build ends only once the other server is up: proof they overlapped
+
+    built.provision = slow_build  # type: ignore[method-assign]
+    Supervisor(settings, [built, server, user], processes=procs, progress=progress).up()
+    order = [e for e in events if e[1] in ("starting", "healthy")]
+    assert order == [("server", "starting"), ("server", "healthy"), ("built", "starting"), ("built", "healthy"),
+                     ("user", "starting"), ("user", "healthy")]
+    assert built.provisioned == 1
+
+
+def test_a_build_that_fails_beside_the_starts_names_it_and_what_was_left_running(
+        settings: Settings, procs: FakeProcesses) -> None:
+    built, server = FakeComponent(settings, "built", 7001, procs), FakeComponent(settings, "server", 7002, procs)
+    built.builds_beside = True
+    built.fail_provision = ProvisionError("built", "go build failed (exit 1)", "undefined: x")
+    events: list[tuple[str, str]] = []
+    with pytest.raises(ProvisionError) as exc:
+        Supervisor(settings, [built, server], processes=procs, progress=lambda n, m: events.append((n, m))).up()
+    assert "go build failed" in str(exc.value)
+    assert ("built", "failed") in events
+    assert procs.spawned in ([], [["server-server"]])  # the build may fail before or after the server spawned
+    if procs.spawned:
+        assert "left running: server" in str(exc.value)

@@ -37,6 +37,9 @@ class Component(ABC):
     name: str
     #: other components that must answer before this one starts (the rest start side by side)
     needs: tuple[str, ...] = ()
+    #: provisioning is a build of its own (minutes on a cold cache) that touches only its folder and the build
+    #: tool's caches: `up` runs it beside the other servers' starts rather than before them
+    builds_beside: bool = False
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings

@@ -37,6 +37,7 @@ STORE = "memstore"
 
 class Jaeger(Component):
     name = "jaeger"
+    builds_beside = True  # a Go build
 
     @property
     def external(self) -> bool:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import os
 import shutil
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -32,6 +33,49 @@ HEALTH_POLL_FIRST_S, HEALTH_POLL_S = 0.05, 0.25
 
 def _no_progress(_: str, __: str) -> None:
     return None
+
+
+class _Builds:
+    """The `builds_beside` provisionings of an `up`, one after another in a thread of their own, so the servers
+    that do not wait for them boot meanwhile (a cold Jaeger build takes minutes)."""
+
+    def __init__(self, comps: list[Component], progress: Progress) -> None:
+        self.pending = {c.name for c in comps}
+        self.error: BaseException | None = None
+        self.failed = ""  # the component whose build raised `error`
+        self.changed = threading.Condition()
+        self.thread = threading.Thread(target=self._run, args=(comps, progress), name="builds", daemon=True)
+        if comps:
+            self.thread.start()
+
+    def _run(self, comps: list[Component], progress: Progress) -> None:
+        for comp in comps:
+            try:
+                progress(comp.name, "provisioning")
+                comp.provision(lambda msg, n=comp.name: progress(n, msg))  # type: ignore[misc]
+            except BaseException as exc:  # noqa: BLE001 - handed to `up`'s thread, which raises it
+                with self.changed:
+                    self.error, self.failed = exc, comp.name
+                    self.changed.notify_all()
+                return
+            with self.changed:
+                self.pending.discard(comp.name)
+                self.changed.notify_all()
+
+    def done(self, name: str) -> bool:
+        with self.changed:
+            return name not in self.pending
+
+    def check(self) -> None:
+        """Raise what a build raised."""
+        with self.changed:
+            if self.error is not None:
+                raise self.error
+
+    def wait(self, timeout_s: float) -> None:
+        with self.changed:
+            if self.pending and self.error is None:
+                self.changed.wait(timeout_s)
 
 
 def last_lines(path: Path, count: int = LOG_TAIL_LINES) -> list[str]:
@@ -199,10 +243,11 @@ class Supervisor:
 
             self._preflight_ports(to_start)
             for comp in to_start:
-                self.progress(comp.name, "provisioning")
-                comp.provision(lambda msg, n=comp.name: self.progress(n, msg))  # type: ignore[misc]
+                if not comp.builds_beside:
+                    self.progress(comp.name, "provisioning")
+                    comp.provision(lambda msg, n=comp.name: self.progress(n, msg))  # type: ignore[misc]
 
-            self._start_together(to_start, state)
+            self._start_together(to_start, state, _Builds([c for c in to_start if c.builds_beside], self.progress))
 
             for comp in self.components:
                 if comp.name in parked:
@@ -258,27 +303,33 @@ class Supervisor:
         if problems:
             raise PortInUseError("; ".join(problems) + " (nothing was started)")
 
-    def _start_together(self, to_start: list[Component], state: Any, *, note_left_running: bool = True) -> None:
-        """Start each component as soon as the ones it `needs` (among these) answer, and wait for all of them
-        at once: independent servers boot side by side instead of one after another. Health is polled fast
-        right after each spawn, then every HEALTH_POLL_S. Raises StackError for the first that fails, saying
-        (`note_left_running`) what was left running."""
+    def _start_together(self, to_start: list[Component], state: Any, builds: _Builds | None = None, *,
+                        note_left_running: bool = True) -> None:
+        """Start each component as soon as the ones it `needs` (among these) answer and its build (`builds`) is
+        done, and wait for all of them at once: independent servers boot side by side instead of one after
+        another. Health is polled fast right after each spawn, then every HEALTH_POLL_S. Raises StackError for
+        the first that fails, saying (`note_left_running`) what was left running."""
+        builds = builds or _Builds([], self.progress)
         names = {c.name for c in to_start}
         pending, healthy = list(to_start), set[str]()
         waiting: dict[str, tuple[Component, ComponentRecord, float]] = {}
         spawned: list[str] = []
         poll_s = HEALTH_POLL_FIRST_S
         while pending or waiting:
-            current = ""
+            current = builds.failed
             try:
+                builds.check()
                 for comp in [c for c in pending if all(n in healthy or n not in names for n in c.start_after())]:
                     current = comp.name
+                    if not builds.done(comp.name):
+                        continue
                     pending.remove(comp)
                     record = self._spawn(comp, state)
                     spawned.append(comp.name)
                     waiting[comp.name] = (comp, record, time.monotonic() + self.settings.stack.start_timeout_s)
                     poll_s = HEALTH_POLL_FIRST_S  # a server just spawned: look at it often
-                if not waiting:  # a need that nothing here provides: a cycle in `needs`
+                if not waiting and all(builds.done(c.name) for c in pending):
+                    # a need that nothing here provides: a cycle in `needs`
                     current = ", ".join(c.name for c in pending)
                     raise StartError(f"{current}: `needs` form a cycle")
                 for name, (comp, record, deadline) in list(waiting.items()):
@@ -300,6 +351,8 @@ class Supervisor:
             if waiting:
                 time.sleep(poll_s)
                 poll_s = min(poll_s * 2, HEALTH_POLL_S)
+            elif pending:
+                builds.wait(HEALTH_POLL_S)  # nothing starting: only a build is left to wait for
 
     def _health_step(self, comp: Component, record: ComponentRecord, deadline: float) -> bool:
         """One health probe of a starting server: True when it answers; raises StartError when it exited or

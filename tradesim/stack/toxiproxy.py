@@ -18,6 +18,7 @@ OFF_HINT = "off: set chaos.enabled (TRADESIM_CHAOS__ENABLED=true) and run `trade
 
 class ToxiproxyServer(Component):
     name = "toxiproxy"
+    builds_beside = True  # a Go build
 
     def ports(self) -> list[PortSpec]:
         c = self.settings.chaos
