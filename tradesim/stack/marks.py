@@ -71,11 +71,12 @@ def finish_rebuild(settings: Settings, model: str) -> None:
 
 def unfinished_rebuilds(settings: Settings) -> list[str]:
     """A line per read model a rebuild switched and did not catch up (it may miss outcomes until one finishes)."""
+    prefix, suffix = UNFINISHED_REBUILD.split("{model}")
     lines = []
     for path in sorted(settings.stack_dir.glob(UNFINISHED_REBUILD.format(model="*"))):
         if (found := _read(path, "model")) is None:
             continue
-        model = found[0] or path.stem.removeprefix("rebuild-unfinished-")
+        model = path.name.removeprefix(prefix).removesuffix(suffix)
         lines.append(f"a rebuild of {model} switched to its fresh copy and stopped before catching up"
                      f"{_started(found[1])}: it may miss outcomes that arrived during its load; run "
                      f"`tradesim rebuild {model}` again")
