@@ -233,6 +233,8 @@ class Account:
         self.cash: Decimal | None = None
         self.cash_as_of_ms = 0
         self.holdings: dict[str, Holding] = {}
+        #: what the symbols the last answer did not list (closed positions) realized; None: not known
+        self.realized_closed: Decimal | None = Decimal(0)
         self.loaded = False
 
     def load(self, doc: Mapping[str, Any]) -> None:
@@ -243,9 +245,11 @@ class Account:
             self.cash = _dec(doc.get("cash"))
             self.cash_as_of_ms = as_of
         seen = set()
+        listed: list[Decimal | None] = []
         for p in doc.get("positions", []):
             symbol, qty = p["symbol"], int(p["qty"])
             seen.add(symbol)
+            listed.append(_dec(p.get("realized_pnl")))
             held = self.holdings.get(symbol)
             if held is not None and held.as_of_ms > as_of:
                 continue
@@ -255,6 +259,12 @@ class Account:
             self.holdings[symbol] = Holding(symbol, qty, cost, _dec(p.get("last_price")), as_of)
         for symbol in [s for s, h in self.holdings.items() if s not in seen and h.as_of_ms <= as_of]:
             del self.holdings[symbol]
+        total = _dec(doc.get("realized_pnl"))
+        # the answer's total counts closed positions too; a position it did not list that a newer frame keeps
+        # would be counted twice (in the total and in its holding), so the figure is then unknown
+        kept = any(s not in seen for s in self.holdings)
+        self.realized_closed = (total - sum((r for r in listed if r is not None), Decimal(0))
+                                if total is not None and None not in listed and not kept else None)
         self.loaded = True
 
     def fill(self, record: TradeRecord, cash_after: Decimal | None, position_after: int | None,
@@ -311,7 +321,9 @@ class Account:
         market_value = _total([r.market_value for r in rows])
         unrealized = _total([r.unrealized for r in rows])
         known = [h.cost.realized for h in self.holdings.values() if h.cost is not None]
-        realized = sum(known, Decimal(0)) if len(known) == len(self.holdings) else None
+        realized = (self.realized_closed + sum(known, Decimal(0))
+                    if self.loaded and self.realized_closed is not None and len(known) == len(self.holdings)
+                    else None)
         equity = self.cash + market_value if self.cash is not None and market_value is not None else None
         return Valuation(self.cash, rows, market_value, equity, unrealized, realized)
 

@@ -41,7 +41,8 @@ def feed(app: TradesimApp) -> None:
     model = app.model
     model.on_portfolio({"user_id": "alice", "as_of_ms": START, "cash": "81234.56", "positions": [
         {"symbol": "AAPL", "qty": 50, "average_cost": "185.1234", "realized_pnl": "0", "last_price": None},
-        {"symbol": "MSFT", "qty": 20, "average_cost": "369.5", "realized_pnl": "12.5", "last_price": None}]})
+        {"symbol": "MSFT", "qty": 20, "average_cost": "369.5", "realized_pnl": "12.5", "last_price": None}],
+        "realized_pnl": "12.5"})
     model.on_open_orders([
         OpenOrder("o_limit", "GOOG", "buy", 10, "limit", "139.50", None, "gtc", START + 1_000),
         OpenOrder("o_stop", "AAPL", "sell", 25, "stop_limit", "180.00", "181.00", "day", START + 2_000)], START)

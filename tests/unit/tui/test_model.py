@@ -308,3 +308,22 @@ def test_figures_a_table_cannot_round_are_shown_as_they_came() -> None:
     # not a number: never its text, which could be markup or control characters
     assert (cents("[bold]x[/]"), price("\x1b[2J"), signed("\\[blink]x")) == ("?", "?", "?")
     assert (cents("12.345"), price("185.12345"), signed("-3.999")) == ("12.34", "185.1234", "[red]-4.00[/red]")
+
+
+def test_realized_pnl_counts_the_positions_the_answer_no_longer_lists() -> None:
+    """Before: only the listed (held) positions' realized P&L was summed, so a closed position's vanished from
+    the summary on start-up and on `r`, and an account not loaded showed 0."""
+    a, m = Account(), Market()
+    assert a.valuation(m).realized is None  # nothing loaded yet: not known, not 0
+    doc = portfolio_doc(T0)
+    doc["positions"][0]["realized_pnl"] = "2.50"
+    a.load({**doc, "realized_pnl": "-4.65"})  # BBB was bought and sold out: -7.15 realized, not listed
+    assert a.valuation(m).realized == Decimal("-4.65")
+    a.fill(record("o1", side="sell", qty=10, price="101"), Decimal("10010"), 0, T0 + 10)  # AAA sold out too
+    in_session = a.valuation(m).realized
+    assert in_session is not None
+    assert in_session == Decimal("-7.15") + a.holdings["AAA"].cost.realized  # type: ignore[union-attr]
+    a.load({**portfolio_doc(T0 + 20), "positions": [], "realized_pnl": str(in_session)})  # `r`: nothing held
+    assert a.valuation(m).realized == in_session
+    a.load({**portfolio_doc(T0 + 30), "realized_pnl": None})  # analytics did not answer
+    assert a.valuation(m).realized is None
