@@ -113,10 +113,26 @@ def test_a_backup_with_a_standard_job_stopped_is_refused_and_leaves_no_folder(
     resting order was gone from the book and could not be cancelled."""
     from tradesim.stack import backup as module
 
+    monkeypatch.setattr(module, "_stores_up", lambda _settings: None)
     monkeypatch.setattr(module, "_running_jobs", lambda _settings: {"bars": "b1"})
     with pytest.raises(UserError, match=r"^job execution is not running, so its state cannot be saved"):
         backup(settings, tmp_path / "bk")
     assert not (tmp_path / "bk").exists()
+
+
+def test_a_second_backup_or_restore_while_one_runs_is_refused_and_leaves_no_folder(
+        settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A probe: two backups at once stopped each other's jobs mid-savepoint; both failed with a Java line."""
+    from tradesim.stack import backup as module
+
+    monkeypatch.setattr(module, "_stores_up", lambda _settings: None)
+    monkeypatch.setattr(module, "_running_jobs", lambda _settings: pytest.fail("the second backup went on"))
+    with module._alone(settings, "back up"):
+        with pytest.raises(UserError, match=r"^another backup or restore of this stack is running; back up when"):
+            backup(settings, tmp_path / "bk")
+        assert not (tmp_path / "bk").exists()
+    with pytest.raises(UserError, match="no such backup|is not a tradesim backup"):
+        restore(settings, tmp_path / "bk")  # the lock is free again: the next check speaks
 
 
 @pytest.mark.parametrize("damage", ["flipped", "truncated", "missing"])
@@ -270,9 +286,7 @@ def test_a_backup_with_a_store_down_changes_nothing_and_leaves_no_folder(
     """A probe: with OpenSearch down, a backup stopped the jobs and copied DynamoDB for 21 s of paused trading
     before it failed. The stores are checked before anything changes."""
     from tradesim.settings import load_settings
-    from tradesim.stack import backup as module
     from tradesim.stack.errors import StackError
-    from tradesim.stack.jobs import JOBS
     from tradesim.testing.net import free_port
 
     monkeypatch.chdir(tmp_path)
@@ -280,7 +294,7 @@ def test_a_backup_with_a_store_down_changes_nothing_and_leaves_no_folder(
                             kafka={"port": free_port()}, dynamodb={"port": free_port()},
                             opensearch={"port": free_port()}, clickhouse={"http_port": free_port()},
                             flink={"rest_port": free_port()})
-    monkeypatch.setattr(module, "_running_jobs", lambda _settings: {n: "j" for n, s in JOBS.items() if s.standard})
+    # before: the jobs were asked for first, so the line named Flink alone and `up --only kafka,flink`
     with pytest.raises(StackError, match=r"^kafka, dynamodb, opensearch, clickhouse, flink not running \(start the "
                                          r"stack with `tradesim up`\); nothing was changed$"):
         backup(nowhere, tmp_path / "bk")

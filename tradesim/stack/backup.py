@@ -3,6 +3,7 @@ stack. The order of the steps is what makes the copy consistent; docs/design/bac
 
 from __future__ import annotations
 
+import fcntl
 import gzip
 import hashlib
 import json
@@ -177,6 +178,19 @@ def _digests(folder: Path) -> dict[str, str]:
 _STORES = ("kafka", "dynamodb", "opensearch", "clickhouse", "flink")
 
 
+@contextmanager
+def _alone(settings: Settings, what: str) -> Iterator[None]:
+    """One backup or restore at a time on a stack: two backups at once stopped each other's jobs mid-savepoint
+    and both failed. The lock is the kernel's, so a killed one holds nothing."""
+    settings.stack_dir.mkdir(parents=True, exist_ok=True)  # (it exists when the stores answer)
+    with (settings.stack_dir / "backup.lock").open("w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise UserError(f"another backup or restore of this stack is running; {what} when it has ended") from None
+        yield
+
+
 def _stores_up(settings: Settings) -> None:
     """StackError naming the stores that do not answer, before anything changes: a backup stopped the jobs and
     copied DynamoDB before it found OpenSearch down."""
@@ -294,11 +308,6 @@ def _step(steps: Steps, description: str, total: int | None = None) -> Iterator[
 def backup(settings: Settings, folder: Path, steps: Steps = NO_STEPS) -> Manifest:
     """Copy the stack's data into `folder` (new or empty) while the stack keeps taking orders. The jobs stop with a
     savepoint for the duration and resume from it, so orders wait in Kafka rather than being lost."""
-    from tradesim.adapters.dynamodb.archive import export_table
-    from tradesim.adapters.dynamodb.client import DynamoDB
-    from tradesim.adapters.kafka.archive import export_partition, group_offsets, spans
-    from tradesim.stack import jobs
-
     _local_only(settings)
     if folder.exists() and (not folder.is_dir() or any(folder.iterdir())):
         raise UserError(f"{folder} exists and is not an empty folder; back up into a new one")
@@ -313,21 +322,29 @@ def backup(settings: Settings, folder: Path, steps: Steps = NO_STEPS) -> Manifes
     except OSError as exc:  # a path the user chose that cannot be a folder here (a file on the way, /proc, ...)
         raise UserError(f"cannot make or write the backup folder {folder}: {exc.strerror or exc}") from None
     started = time.time()
+    try:
+        _stores_up(settings)  # first: a stack that is down is one line, whatever else is wrong
+        with _alone(settings, "back up"):
+            return _backup(settings, folder, steps, made, started)
+    except (StackError, KeyboardInterrupt):
+        if made and folder.is_dir() and not any(folder.iterdir()):
+            folder.rmdir()
+        raise
+
+
+def _backup(settings: Settings, folder: Path, steps: Steps, made: bool, started: float) -> Manifest:
+    from tradesim.adapters.dynamodb.archive import export_table
+    from tradesim.adapters.dynamodb.client import DynamoDB
+    from tradesim.adapters.kafka.archive import export_partition, group_offsets, spans
+    from tradesim.stack import jobs
+
     running = _running_jobs(settings)
     stopped_jobs = [name for name, spec in jobs.JOBS.items() if spec.standard and name not in running]
     if stopped_jobs:  # its state (the execution job's resting orders) would be missing from the backup
-        if made:
-            folder.rmdir()
         raise UserError(f"job {', '.join(stopped_jobs)} is not running, so its state cannot be saved with the rest: "
                         "another backup may hold it (wait for that one), else start it with `tradesim jobs submit "
                         "NAME` (a job `down` stopped resumes its state; one `jobs cancel --savepoint` stopped needs "
                         "--from-savepoint) and back up again")
-    try:
-        _stores_up(settings)
-    except StackError:
-        if made:
-            folder.rmdir()
-        raise
     manifest = Manifest(FORMAT, __version__, started, 0.0, 0.0)
     rest = jobs.cluster(settings)
     savepoints: dict[str, str] = {}
@@ -537,6 +554,20 @@ def _export_clickhouse(settings: Settings, into: Path, manifest: Manifest, steps
 def restore(settings: Settings, folder: Path, steps: Steps = NO_STEPS) -> Manifest:
     """Put a backup back onto an empty stack (`tradesim down --purge && tradesim up`): every Kafka record at its
     old offset, the groups' offsets, the tables, the indices, and the jobs from their savepoints."""
+    manifest = Manifest.load(folder)
+    foreign = manifest.foreign(settings, folder)
+    if foreign:
+        raise UserError(f"{folder} names what this stack does not have: {', '.join(foreign)} (a backup of a stack "
+                        "with other settings?)")
+    _local_only(settings)
+    with _step(steps, "check the backup's files"):
+        _check_files(folder, manifest)
+    _stores_up(settings)
+    with _alone(settings, "restore"):
+        return _restore(settings, folder, manifest, steps)
+
+
+def _restore(settings: Settings, folder: Path, manifest: Manifest, steps: Steps) -> Manifest:
     from tradesim.adapters.clickhouse.archive import import_table
     from tradesim.adapters.clickhouse.trades import TradeStore
     from tradesim.adapters.dynamodb import archive as dynamo
@@ -552,15 +583,6 @@ def restore(settings: Settings, folder: Path, steps: Steps = NO_STEPS) -> Manife
     from tradesim.stack import registry
     from tradesim.stack.supervisor import Supervisor
 
-    manifest = Manifest.load(folder)
-    foreign = manifest.foreign(settings, folder)
-    if foreign:
-        raise UserError(f"{folder} names what this stack does not have: {', '.join(foreign)} (a backup of a stack "
-                        "with other settings?)")
-    _local_only(settings)
-    with _step(steps, "check the backup's files"):
-        _check_files(folder, manifest)
-    _stores_up(settings)
     with _step(steps, "check the stack is empty"):
         held = _not_empty(settings, manifest)
     if held:
