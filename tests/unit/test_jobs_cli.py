@@ -83,6 +83,18 @@ def test_fresh_and_a_savepoint_exclude_each_other(tmp_path: Path) -> None:
     assert "--fresh and --from-savepoint exclude each other" in _one_line(result.output)
 
 
+def test_a_folder_that_is_not_a_savepoint_is_one_line_before_flink_is_asked(tmp_path: Path) -> None:
+    """A probe: `--from-savepoint /etc` (or a savepoint's parent folder) ended in Flink's Java trace, exit 1; with
+    the job running it said "already runs" and exit 0."""
+    result = runner.invoke(app, ["jobs", "submit", "execution", "--from-savepoint", str(tmp_path)])
+    assert result.exit_code == 2, result.output
+    assert _one_line(result.output) == f"error: {tmp_path} is not a savepoint (it has no _metadata file)"
+    (tmp_path / "savepoint-1a2b").mkdir()
+    (tmp_path / "savepoint-1a2b" / "_metadata").write_bytes(b"")
+    result = runner.invoke(app, ["jobs", "submit", "execution", "--from-savepoint", str(tmp_path)])
+    assert _one_line(result.output).endswith(f"; the one in it is {tmp_path / 'savepoint-1a2b'}")
+
+
 def test_fresh_forgets_the_parked_state_even_with_no_cluster_to_submit_to(tmp_path: Path) -> None:
     from tradesim.stack.jobs import parked
 

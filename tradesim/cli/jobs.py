@@ -46,6 +46,10 @@ def _submit(name: str, parallelism: int | None, savepoint: Path | None = None, f
     settings = load_settings()
     if savepoint and fresh:
         raise UserError("--fresh and --from-savepoint exclude each other")
+    if savepoint and not (savepoint / "_metadata").is_file():  # before: Flink's Java trace, exit 1
+        inside = sorted(str(p.parent) for p in savepoint.glob("*/_metadata"))
+        raise UserError(f"{savepoint} is not a savepoint (it has no _metadata file)"
+                        + (f"; the one in it is {inside[0]}" if len(inside) == 1 else ""))
     if fresh:  # even with no cluster to submit to: the user said the state is not wanted
         forget_state(settings, name)
     options = {RECOVERY: str(savepoint.resolve())} if savepoint else None
