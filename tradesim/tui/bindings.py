@@ -39,14 +39,15 @@ ACTIONS = tuple(k.action for k in KEYS)
 BUILT_IN = (
     ("ctrl+p", "command palette: buy, sell, cancel, switch account, theme, …"),
     ("tab / shift+tab", "next / previous panel"),
-    ("↑ ↓", "move in a list (the watchlist selects the chart's symbol)"),
+    ("↑ ↓ pgup pgdn home end", "move in a list (the watchlist selects the chart's symbol)"),
     ("enter", "ticket: place the order"),
     ("escape", "close a dialog"),
     ("ctrl+q", "quit"),
 )
 
 
-_BUILT_IN_KEYS = ("ctrl+p", "tab", "shift+tab", "up", "down", "enter", "escape", "ctrl+q")
+_BUILT_IN_KEYS = ("ctrl+p", "tab", "shift+tab", "up", "down", "pageup", "pagedown", "home", "end", "enter", "escape",
+                  "ctrl+q")
 #: the keys of BUILT_IN and the names Textual gives them too (ctrl+m is enter), which no action may take
 RESERVED = frozenset({*_BUILT_IN_KEYS, *(alias for key in _BUILT_IN_KEYS for alias in KEY_ALIASES.get(key, ()))})
 _MODIFIERS = frozenset({"ctrl", "shift", "alt", "meta", "super", "hyper"})
