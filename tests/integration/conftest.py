@@ -28,6 +28,9 @@ os.environ.setdefault("TRADESIM_CHAOS__ENABLED", "true")
 #: setting as the Makefile's background build, whose binary the session's `up` then finds)
 os.environ.setdefault("TRADESIM_TRACING__ENABLED", "true")
 os.environ.setdefault("TRADESIM_TRACING__OPTIMIZED_BUILD", "false")
+#: a price stays fresh for orders this long: tests that restart jobs between a tick and their orders took over the
+#: default 30 s on a busy box and met 422 stale_price (the staleness test itself uses an hour-old price)
+os.environ.setdefault("TRADESIM_MARKETDATA__STALE_AFTER_S", "600")
 #: a body that stops short is answered 408 after this (tests/integration/api/test_limits.py waits it out)
 os.environ.setdefault("TRADESIM_API__BODY_TIMEOUT_S", "3")
 

@@ -163,3 +163,52 @@ class _Idle:
 
 def _value(name: str, **labels: str) -> float | None:
     return REGISTRY.get_sample_value(name, labels)
+
+
+DECLINED = ("java.util.concurrent.CompletionException: org.apache.flink.runtime.checkpoint.CheckpointException: "
+            "Checkpoint triggering task Source: trade_orders (1/1) of job j is not being executed at the moment. "
+            "Aborting checkpoint. Failure reason: Not all required tasks are currently running.")
+
+
+@pytest.mark.parametrize(("first_cause", "stops"), [(DECLINED, True), ("java.io.IOException: disk full", False)])
+def test_a_savepoint_a_starting_job_declines_is_asked_again_and_any_other_failure_is_raised(
+        first_cause: str, stops: bool) -> None:
+    """CI on a busy box: a savepoint asked right after a job's (re)start failed with "not all required tasks are
+    currently running" (the job ran on), failing `jobs cancel --savepoint`, `backup` and `down`'s parking."""
+    triggers: list[str] = []
+
+    class Rest(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802 - the stdlib's name
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            triggers.append(f"t{len(triggers) + 1}")
+            self._send({"request-id": triggers[-1]})
+
+        def do_GET(self) -> None:  # noqa: N802 - the stdlib's name
+            if self.path.endswith("/t1"):
+                self._send({"status": {"id": "COMPLETED"},
+                            "operation": {"failure-cause": {"stack-trace": first_cause + "\n\tat x.y(Z.java:1)"}}})
+            else:
+                self._send({"status": {"id": "COMPLETED"}, "operation": {"location": "file:/sp/savepoint-1"}})
+
+        def _send(self, body: object) -> None:
+            self.send_response(200)
+            self.end_headers()
+            self.wfile.write(json.dumps(body).encode())
+
+        def log_message(self, *_: object) -> None:
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Rest)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        rest = FlinkRest(f"http://127.0.0.1:{server.server_address[1]}")
+        if stops:
+            assert rest.stop_with_savepoint("j", None, timeout_s=10) == "file:/sp/savepoint-1"
+            assert triggers == ["t1", "t2"]
+        else:
+            with pytest.raises(FlinkRequestError, match=r"^savepoint of j failed: java.io.IOException: disk full$"):
+                rest.stop_with_savepoint("j", None, timeout_s=10)
+            assert triggers == ["t1"]
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -18,6 +18,8 @@ from tradesim.settings import redacted
 ACTIVE_STATES = frozenset({"INITIALIZING", "CREATED", "RUNNING", "RESTARTING", "FAILING", "CANCELLING",
                            "RECONCILING"})
 _NO_CHECKPOINTS_YET = frozenset({"INITIALIZING", "CREATED"})
+#: how Flink declines a savepoint of a job whose tasks are not all running yet (the job itself runs on)
+NOT_RUNNING_YET = ("Not all required tasks are currently running", "is not being executed at the moment")
 
 
 @dataclass(frozen=True)
@@ -144,20 +146,26 @@ class FlinkRest:
         raise FlinkRequestError(f"job {job_id} still not cancelled after {timeout_s:.0f} s")
 
     def stop_with_savepoint(self, job_id: str, target_dir: str | None, timeout_s: float = 120) -> str:
-        """Take a savepoint and stop the job; returns the savepoint's location."""
+        """Take a savepoint and stop the job; returns the savepoint's location. A job whose tasks are still being
+        deployed (just submitted, or restarting) declines the savepoint and runs on: asked again until it can."""
         body: dict[str, Any] = {"drain": False}
         if target_dir:
             body["targetDirectory"] = target_dir
-        trigger = self._call("POST", f"/jobs/{job_id}/stop", body)["request-id"]
         deadline = time.monotonic() + timeout_s
+        trigger = self._call("POST", f"/jobs/{job_id}/stop", body)["request-id"]
         while time.monotonic() < deadline:
             st = self._call("GET", f"/jobs/{job_id}/savepoints/{trigger}")
             if st.get("status", {}).get("id") == "COMPLETED":
                 op = st.get("operation", {})
-                if "failure-cause" in op:
-                    cause = op["failure-cause"].get("stack-trace", "").splitlines()
+                if "failure-cause" not in op:
+                    return str(op.get("location"))
+                trace = str(op["failure-cause"].get("stack-trace", ""))
+                if not any(why in trace for why in NOT_RUNNING_YET) or time.monotonic() + 0.5 > deadline:
+                    cause = trace.splitlines()
                     raise FlinkRequestError(f"savepoint of {job_id} failed: {cause[0] if cause else op}")
-                return str(op.get("location"))
+                time.sleep(0.5)
+                trigger = self._call("POST", f"/jobs/{job_id}/stop", body)["request-id"]
+                continue
             time.sleep(0.5)
         raise FlinkRequestError(f"savepoint of {job_id} not complete after {timeout_s:.0f} s")
 
