@@ -576,9 +576,16 @@ class TradesimApp(App[None]):
             self.notify(f"order {short_id(order_id)} accepted", timeout=3)
 
     def cancel_selected(self) -> None:
-        order_id = self.main.query_one(OpenOrders).selected_key()
+        """Cancel the open order under the cursor once the user is in that panel: from another panel the first
+        row would go without ever being chosen, so `c` there moves to the panel first."""
+        grid = self.main.query_one(OpenOrders)
+        order_id = grid.selected_key()
         if order_id is None:
             self.notify("no open order selected", severity="warning")
+            return
+        if not grid.has_focus:
+            grid.focus()
+            self.notify("choose the order to cancel in open orders, then press c again", timeout=4)
             return
         self._cancel(order_id)
 

@@ -22,7 +22,7 @@ from tradesim.testing.net import free_port
 from tradesim.tui.app import TradesimApp, User, create_app
 from tradesim.tui.widgets.chart import CandleChart
 from tradesim.tui.widgets.screens import AccountScreen, HelpScreen, SymbolScreen, TicketScreen
-from tradesim.tui.widgets.tables import Watchlist
+from tradesim.tui.widgets.tables import OpenOrders, Watchlist
 
 from .conftest import CALM, feed
 
@@ -185,3 +185,23 @@ async def test_a_credentials_file_broken_while_running_is_reported_when_switchin
         await pilot.pause()
         assert not isinstance(app.screen, AccountScreen)
         assert any("credentials" in str(n.message) for n in app._notifications)
+
+
+async def test_c_cancels_only_an_order_chosen_in_open_orders(offline_app: TradesimApp) -> None:
+    """A probe: `c` with the watchlist focused cancelled the first open order, which the user never chose."""
+    app = offline_app
+    asked: list[str] = []
+    app._cancel = asked.append  # type: ignore[method-assign,assignment]  # the API call is not what this tests
+    async with app.run_test(size=SIZE) as pilot:
+        feed(app)
+        await pilot.pause()
+        open_orders = app.main.query_one(OpenOrders)
+        assert len(open_orders.keys()) == 2
+        assert app.focused is not open_orders
+        await pilot.press("c")
+        await pilot.pause()
+        assert asked == []
+        assert app.focused is open_orders
+        await pilot.press("down", "c")
+        await pilot.pause()
+        assert asked == [open_orders.keys()[1]]
