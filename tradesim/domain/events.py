@@ -40,6 +40,10 @@ SymbolStr = Annotated[str, Field(pattern=f"^{SYMBOL_RE}$")]
 _SYMBOL = re.compile(SYMBOL_RE)
 
 
+#: the most symbols one WebSocket (un)subscribe request may name (the market-data service refuses more)
+MAX_SYMBOLS_PER_REQUEST = 500
+
+
 def is_symbol(text: str) -> bool:
     """Whether `text` is a symbol as events spell it (upper case): the check of every entry point outside a schema."""
     return _SYMBOL.fullmatch(text) is not None

@@ -20,7 +20,7 @@ from pydantic import ValidationError
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
-from tradesim.domain.events import Bar, OrderOutcome
+from tradesim.domain.events import MAX_SYMBOLS_PER_REQUEST, Bar, OrderOutcome
 from tradesim.tui.model import Quote, parse_quote
 
 
@@ -104,8 +104,8 @@ class Feed:
             await ws.send(json.dumps({"op": "account", "api_key": self.api_key}))
         else:
             self.events.feed_account("refused" if self.account_refused else "polling")
-        if self.prices:
-            await ws.send(json.dumps({"op": "subscribe", "symbols": sorted(self.prices)}))
+        for symbols in _requests(self.prices):
+            await ws.send(json.dumps({"op": "subscribe", "symbols": symbols}))
         if self._pending is None:
             await self._sync_bars()
         served = False
@@ -181,10 +181,10 @@ class Feed:
         wanted = set(symbols)
         added, removed = wanted - self.prices, self.prices - wanted
         self.prices = wanted
-        if added:
-            await self._send({"op": "subscribe", "symbols": sorted(added)})
-        if removed:
-            await self._send({"op": "unsubscribe", "symbols": sorted(removed)})
+        for symbols in _requests(added):
+            await self._send({"op": "subscribe", "symbols": symbols})
+        for symbols in _requests(removed):
+            await self._send({"op": "unsubscribe", "symbols": symbols})
 
     async def set_bars(self, pairs: Iterable[tuple[str, str]]) -> None:
         self.bars = set(pairs)
@@ -204,10 +204,10 @@ class Feed:
         added, removed = self.bars - self._bars_sent, self._bars_sent - self.bars
         for op, pairs in (("unsubscribe_bars", removed), ("subscribe_bars", added)):
             for interval in sorted({i for _, i in pairs}):
-                symbols = sorted(s for s, i in pairs if i == interval)
-                if op == "subscribe_bars" and self.bars_supported is None:
-                    self._pending = "bars"
-                await self._send({"op": op, "symbols": symbols, "interval": interval})
+                for symbols in _requests(s for s, i in pairs if i == interval):
+                    if op == "subscribe_bars" and self.bars_supported is None:
+                        self._pending = "bars"
+                    await self._send({"op": op, "symbols": symbols, "interval": interval})
         self._bars_sent = set(self.bars)
 
     async def _send(self, doc: dict[str, Any]) -> None:
@@ -218,3 +218,10 @@ class Feed:
             await ws.send(json.dumps(doc))
         except ConnectionClosed:
             pass  # the reader sees the close and reconnects, re-sending the wanted state
+
+
+def _requests(symbols: Iterable[str]) -> list[list[str]]:
+    """The symbols, sorted, in as many requests as the server's limit per request needs (a watchlist of 600
+    in one request was refused, and no price came at all)."""
+    ordered = sorted(symbols)
+    return [ordered[i:i + MAX_SYMBOLS_PER_REQUEST] for i in range(0, len(ordered), MAX_SYMBOLS_PER_REQUEST)]

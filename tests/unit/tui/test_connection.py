@@ -167,3 +167,22 @@ def test_a_subscription_the_server_could_not_make_starts_a_new_connection() -> N
     assert feed.backoff.next() == 0.5  # served: a later drop starts over
     _, _, ws = serve([{"type": "error", "code": "bad_request", "message": "no"}])
     assert not ws.closed
+
+
+def test_a_watchlist_longer_than_one_request_may_name_is_subscribed_in_several() -> None:
+    """A probe: 600 symbols went in one subscribe, which the server refuses (at most 500), and no price came."""
+    from tradesim.domain.events import MAX_SYMBOLS_PER_REQUEST
+
+    events = Events()
+    feed = Feed("ws://unused", None, events)
+    feed.prices = {f"S{i:04d}" for i in range(1200)}
+    ws = Script([])
+    feed._ws = ws  # type: ignore[assignment]
+    asyncio.run(feed._serve(ws))  # type: ignore[arg-type]
+    asyncio.run(feed.set_prices({f"T{i:04d}" for i in range(600)}))
+    sizes = [(s["op"], len(s["symbols"])) for s in ws.sent]
+    assert sizes == [("subscribe", 500), ("subscribe", 500), ("subscribe", 200),
+                     ("subscribe", 500), ("subscribe", 100), ("unsubscribe", 500), ("unsubscribe", 500),
+                     ("unsubscribe", 200)]
+    assert all(n <= MAX_SYMBOLS_PER_REQUEST for _, n in sizes)
+    assert {x for s in ws.sent[:3] for x in s["symbols"]} == {f"S{i:04d}" for i in range(1200)}

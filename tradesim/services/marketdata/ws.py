@@ -60,7 +60,7 @@ from tradesim.adapters.redis.bars import CHANNEL_PREFIX as BARS_PREFIX
 from tradesim.adapters.redis.bars import KEEP as BARS_KEPT
 from tradesim.adapters.redis.bars import bars_key, parse_channel
 from tradesim.adapters.redis.prices import CHANNEL_PATTERN, CHANNEL_PREFIX, SYMBOLS_KEY, price_key
-from tradesim.domain.events import OrderOutcome, is_symbol, typed_symbol
+from tradesim.domain.events import MAX_SYMBOLS_PER_REQUEST, OrderOutcome, is_symbol, typed_symbol
 from tradesim.ports import Unavailable
 from tradesim.services.marketdata import metrics
 from tradesim.services.marketdata.keys import KeyChecker, Refused
@@ -71,7 +71,7 @@ from tradesim.settings import Settings, is_header_safe, redacted
 log = logging.getLogger("tradesim.marketdata.ws")
 K = TypeVar("K")  # what names a message to its fan-out: a channel (bytes) or a bar key
 MAX_FRAME = 64 * 1024
-MAX_SYMBOLS = 500
+MAX_SYMBOLS = MAX_SYMBOLS_PER_REQUEST
 MAX_KEY = 512
 SEND_BUFFER = 64 * 1024
 #: bytes a client may have pending in user space before its updates go through its conflating queue instead
