@@ -59,6 +59,9 @@ def load_credentials(settings: Settings) -> dict[str, Any]:
     return data  # type: ignore[no-any-return]
 
 
+#: client errors raised before any of the request left: the API did nothing
+NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.UnsupportedProtocol, httpx.ProxyError, httpx.PoolTimeout,
+            httpx.LocalProtocolError)
 _MOVE_AWAY = ("fix it or move it away (an admin's `tradesim accounts rotate-key NAME` gives an account whose key "
               "is lost a new one)")
 
@@ -160,8 +163,7 @@ def exchange(settings: Settings, method: str, path: str, key: str, *, json_body:
                                headers={"Authorization": f"Bearer {key}", **(headers or {})})
     except httpx.InvalidURL as exc:  # built from the command's arguments, e.g. a search text past a URL's length
         raise UserError(f"the request cannot be sent: {one_line(exc)}") from None
-    except (httpx.ConnectError, httpx.ConnectTimeout, httpx.UnsupportedProtocol, httpx.ProxyError,
-            httpx.PoolTimeout, httpx.LocalProtocolError) as exc:  # nothing was sent
+    except NOT_SENT as exc:
         raise StackError(f"the API is not reachable at {redacted(settings.api.client_url)}: {exc} (is `tradesim up` "
                          "running?)") from None
     except httpx.HTTPError as exc:  # sent, and no whole answer: the request may or may not have been done
@@ -210,7 +212,11 @@ class ApiError(Exception):
 
 
 class ApiUnreachable(Exception):
-    """No answer from the API (refused, timed out, connection lost)."""
+    """No answer from the API (refused, timed out, connection lost); `sent`: the request may have reached it."""
+
+    def __init__(self, message: str, *, sent: bool = True) -> None:
+        super().__init__(message)
+        self.sent = sent
 
 
 def idempotency_key_error(key: str) -> str | None:
@@ -238,8 +244,8 @@ class Api:
             answer = await self._client.request(method, path, json=json_body, params=given, headers=headers,
                                                 timeout=httpx.USE_CLIENT_DEFAULT if timeout_s is None else timeout_s)
         except httpx.HTTPError as exc:
-            raise ApiUnreachable(f"the API is not reachable at {redacted(self.base_url)}: {exc or type(exc).__name__}"
-                                 ) from None
+            raise ApiUnreachable(f"the API is not reachable at {redacted(self.base_url)}: {exc or type(exc).__name__}",
+                                 sent=not isinstance(exc, NOT_SENT)) from None
         if answer.status_code < 400:
             try:
                 return answer.json()

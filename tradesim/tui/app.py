@@ -539,6 +539,8 @@ class TradesimApp(App[None]):
         try:
             answer = await self.api.place(body, idempotency_key)
         except ApiUnreachable as exc:
+            if not exc.sent:  # no order was made: the retry's send is where its latency starts
+                self.model.latency.pending.pop(order_id, None)
             self._api_failed(exc)
             raise
         except ApiError as exc:

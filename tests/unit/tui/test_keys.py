@@ -205,3 +205,17 @@ async def test_c_cancels_only_an_order_chosen_in_open_orders(offline_app: Trades
         await pilot.press("down", "c")
         await pilot.pause()
         assert asked == [open_orders.keys()[1]]
+
+
+async def test_an_order_the_api_never_got_starts_its_latency_at_the_retry(settings: Settings) -> None:
+    """A probe: a ticket held while the API was down, placed on a retry 16 s later, showed 16,426 ms
+    order→outcome (the first, unsent try's time was kept)."""
+    nowhere = settings.model_copy(update={
+        "api": settings.api.model_copy(update={"url": f"http://127.0.0.1:{free_port()}"})})
+    app = create_app(nowhere, User("alice", "alice", "key"), watchlist=["AAPL"])
+    async with app.run_test(size=SIZE):
+        with pytest.raises(ApiUnreachable) as exc:
+            await app.place_order({"symbol": "AAPL", "side": "buy", "qty": 1, "type": "market",
+                                   "time_in_force": "day"}, "k-1")
+        assert exc.value.sent is False
+        assert app.model.latency.pending == {}
