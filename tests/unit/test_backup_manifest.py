@@ -146,7 +146,7 @@ def test_a_damaged_data_file_is_refused_before_the_stack_is_touched(settings: Se
     (tmp_path / "kafka" / "trade_orders").mkdir(parents=True)
     (tmp_path / "dynamodb").mkdir()
     good = gzip.compress(b"x" * 10_000)
-    (tmp_path / "kafka" / "trade_orders" / "0.bin.gz").write_bytes(good)
+    write(tmp_path / "kafka" / "trade_orders" / "0.bin.gz", [Record(0, 1, b"k", b"v", None)])
     damaged = {"flipped": good[:20] + bytes(b ^ 0xFF for b in good[20:40]) + good[40:], "truncated": good[:-12]}
     if damage in damaged:
         (tmp_path / "dynamodb" / "Orders.jsonl.gz").write_bytes(damaged[damage])
@@ -155,15 +155,26 @@ def test_a_damaged_data_file_is_refused_before_the_stack_is_touched(settings: Se
         restore(settings, tmp_path)
 
 
+@pytest.mark.parametrize(("span", "offsets"), [([0, 0, 2], [0, 2]), ([0, 1, 3], [0, 1]), ([0, 0, 3], [1, 0])])
+def test_a_partition_file_that_is_not_its_span_is_refused_before_the_stack_is_touched(
+        settings: Settings, tmp_path: Path, span: list[int], offsets: list[int]) -> None:
+    """A probe: a manifest whose span disagreed with its file was restored (the manifest has no digest of its own);
+    a record outside the span, or out of order, is now refused first."""
+    manifest = Manifest(FORMAT, "0.1.0", 1.0, 2.0, 3.0, kafka={"trade_orders": [span]})
+    manifest.save(tmp_path)
+    (tmp_path / "kafka" / "trade_orders").mkdir(parents=True)
+    write(tmp_path / "kafka" / "trade_orders" / "0.bin.gz", [Record(o, 1, b"k", b"v", None) for o in offsets])
+    with pytest.raises(UserError, match=r"0\.bin\.gz does not match the manifest's span of trade_orders\[0\] "):
+        restore(settings, tmp_path)
+
+
 def test_a_missing_late_orders_file_is_refused_before_the_stack_is_touched(settings: Settings,
                                                                            tmp_path: Path) -> None:
-    import gzip
-
     manifest = Manifest(FORMAT, "0.1.0", 1.0, 2.0, 3.0, kafka={"trade_orders": [[0, 0, 1]]},
                         late={"trade_orders": [[0, 1]]})
     manifest.save(tmp_path)
     (tmp_path / "kafka" / "trade_orders").mkdir(parents=True)
-    (tmp_path / "kafka" / "trade_orders" / "0.bin.gz").write_bytes(gzip.compress(b"x"))
+    write(tmp_path / "kafka" / "trade_orders" / "0.bin.gz", [Record(0, 1, b"k", b"v", None)])
     with pytest.raises(UserError, match=r"0\.late\.bin\.gz is missing or damaged"):
         restore(settings, tmp_path)
 

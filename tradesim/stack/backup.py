@@ -239,6 +239,8 @@ def _check_files(folder: Path, manifest: Manifest) -> None:
     """Every file of the backup is as it was written (its SHA-256), and every compressed file the manifest names
     reads to its end (gzip checks each one's CRC and length), so a damaged backup is refused before the stack is
     touched, not half restored. A backup made before the digests: the savepoints and the snapshot are there."""
+    from tradesim.adapters.kafka.archive import ArchiveError, misplaced
+
     for name, digest in manifest.files.items():
         path = folder / name
         try:
@@ -254,9 +256,17 @@ def _check_files(folder: Path, manifest: Manifest) -> None:
     for path in needed:
         if not path.exists():
             raise UserError(f"{path} is missing: this backup cannot be restored")
-    files = [_partition_file(folder, topic, partition) for topic, parts in manifest.kafka.items()
-             for partition, _low, _high in parts]
-    files += [_late_file(folder, topic, partition) for topic, parts in manifest.late.items() for partition, _ in parts]
+    for topic, parts in manifest.kafka.items():  # read through, and each record where the manifest's span says
+        for partition, low, high in parts:
+            path = _partition_file(folder, topic, partition)
+            try:
+                wrong = misplaced(path, low, high)
+            except (OSError, EOFError, zlib.error, ArchiveError) as exc:
+                raise UserError(f"{path} is missing or damaged ({exc}): this backup cannot be restored") from None
+            if wrong:
+                raise UserError(f"{path} does not match the manifest's span of {topic}[{partition}] ({wrong}): this "
+                                "backup cannot be restored")
+    files = [_late_file(folder, topic, partition) for topic, parts in manifest.late.items() for partition, _ in parts]
     files += [folder / "dynamodb" / f"{table}.jsonl.gz" for table in manifest.dynamodb]
     files += [folder / "clickhouse" / f"{table}.native.gz" for table in manifest.clickhouse]
     for path in files:

@@ -129,6 +129,17 @@ def read(path: Path) -> Iterator[Record]:
             yield Record(offset, ts, key, value, headers)
 
 
+def misplaced(path: Path, low: int, high: int) -> str | None:
+    """Why the archived partition's records cannot be the span [low, high) (an offset outside it or out of order),
+    or None; reads the whole file, so a damaged one raises ArchiveError, OSError or EOFError."""
+    last = low - 1
+    for rec in read(path):
+        if not last < rec.offset < high:
+            return f"record at offset {rec.offset} after {last}, outside [{low}, {high})"
+        last = rec.offset
+    return None
+
+
 class _StartMoved(Exception):
     """Retention removed records the copy had not reached: copy again from the partition's new start."""
 
