@@ -126,6 +126,7 @@ def _one_line_error(output: str) -> str:
     (["market", "start", "csv-replay"], "recorded CSV cannot continue"),
     (["up", "--demo", "--only", "kafka"], "--demo brings up the whole stack"),
     (["up", "--demo", "--demo-user", ""], "'' is not a user id"),  # a probe: checked once the stack was up
+    (["up", "--demo-user", "carol"], "--demo-user names the account of --demo; add --demo"),  # was ignored
 ])
 def test_bad_market_input_exits_2_with_one_line(args: list[str], expected: str) -> None:
     result = runner.invoke(app, args)

@@ -52,22 +52,25 @@ def up(only: Only = None, runtime: Runtime = None,
        demo: Annotated[bool, typer.Option(
            "--demo", help="Also the standard jobs, the live market and a demo account with cash; then open the "
            "TUI when run in a terminal.")] = False,
-       demo_user: Annotated[str, typer.Option(
-           "--demo-user", help="Account of --demo: created with 100,000 cash, or reused if the credentials file "
-           "has its key.")] = "demo") -> None:
+       demo_user: Annotated[str | None, typer.Option(
+           "--demo-user", help="Account of --demo (default demo): created with 100,000 cash, or reused if the "
+           "credentials file has its key.")] = None) -> None:
     """Provision, start and health-check the stack; what already runs healthy is left alone."""
     if not demo:
-        _up(only, runtime, with_jobs)
+        _up(only, runtime, with_jobs, demo_user)
         return
-    _demo(only, runtime, demo_user)
+    user = "demo" if demo_user is None else demo_user
+    _demo(only, runtime, user)
     if sys.stdin.isatty() and sys.stdout.isatty():
-        _open_tui(demo_user)
+        _open_tui(user)
     else:
         out.print("open the trading terminal: tradesim tui")
 
 
 @cli_errors
-def _up(only: str | None, runtime: str | None, with_jobs: bool = False) -> None:
+def _up(only: str | None, runtime: str | None, with_jobs: bool = False, demo_user: str | None = None) -> None:
+    if demo_user is not None:  # before: ignored without a word
+        raise UserError("--demo-user names the account of --demo; add --demo")
     _bring_up(only, runtime, with_jobs, show=True)
 
 
