@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -347,3 +348,33 @@ def test_a_build_that_fails_beside_the_starts_names_it_and_what_was_left_running
     assert procs.spawned in ([], [["server-server"]])  # the build may fail before or after the server spawned
     if procs.spawned:
         assert "left running: server" in str(exc.value)
+
+
+def test_a_build_beside_an_up_that_fails_is_stopped_with_it(settings: Settings, procs: FakeProcesses) -> None:
+    """A review: the build ran on (a `go build` child of a CLI that had exited) after a server failed its start."""
+    import subprocess
+
+    from tradesim.stack.tools import run_tool
+
+    built, server = FakeComponent(settings, "built", 7001, procs), FakeComponent(settings, "server", 7002, procs)
+    built.builds_beside = True
+    server.healthy = False
+    pids: list[int] = []
+    real_popen = subprocess.Popen
+
+    def popen(*args: object, **kwargs: object) -> subprocess.Popen[str]:
+        proc = real_popen(*args, **kwargs)  # type: ignore[call-overload]
+        pids.append(proc.pid)
+        return proc  # type: ignore[no-any-return]
+
+    def slow_build(report: Callable[[str], None]) -> None:
+        run_tool("built", ["sleep", "600"], "a long build")
+
+    built.provision = slow_build  # type: ignore[method-assign]
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(subprocess, "Popen", popen)
+        with pytest.raises(StartError, match="server: not healthy"):
+            Supervisor(settings, [built, server], processes=procs).up()
+    assert len(pids) == 1
+    with pytest.raises(ChildProcessError):  # killed and reaped: no such child any more
+        os.waitpid(pids[0], os.WNOHANG)

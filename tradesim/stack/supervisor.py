@@ -43,6 +43,7 @@ class _Builds:
         self.pending = {c.name for c in comps}
         self.error: BaseException | None = None
         self.failed = ""  # the component whose build raised `error`
+        self.abandoned = False
         self.changed = threading.Condition()
         self.thread = threading.Thread(target=self._run, args=(comps, progress), name="builds", daemon=True)
         if comps:
@@ -50,6 +51,8 @@ class _Builds:
 
     def _run(self, comps: list[Component], progress: Progress) -> None:
         for comp in comps:
+            if self.abandoned:
+                return
             try:
                 progress(comp.name, "provisioning")
                 comp.provision(lambda msg, n=comp.name: progress(n, msg))  # type: ignore[misc]
@@ -62,15 +65,19 @@ class _Builds:
                 self.pending.discard(comp.name)
                 self.changed.notify_all()
 
-    def done(self, name: str) -> bool:
+    def state(self) -> tuple[set[str], tuple[str, BaseException] | None]:
+        """One consistent look: the builds still running or waiting, and the failed one with its error."""
         with self.changed:
-            return name not in self.pending
+            return set(self.pending), (self.failed, self.error) if self.error is not None else None
 
-    def check(self) -> None:
-        """Raise what a build raised."""
-        with self.changed:
-            if self.error is not None:
-                raise self.error
+    def abandon(self) -> None:
+        """The `up` failed: no further build, and the running one's command killed (it must not outlive `up`)."""
+        from tradesim.stack.tools import stop_tools
+
+        self.abandoned = True
+        if self.thread.is_alive():
+            stop_tools()
+            self.thread.join(10)
 
     def wait(self, timeout_s: float) -> None:
         with self.changed:
@@ -247,7 +254,12 @@ class Supervisor:
                     self.progress(comp.name, "provisioning")
                     comp.provision(lambda msg, n=comp.name: self.progress(n, msg))  # type: ignore[misc]
 
-            self._start_together(to_start, state, _Builds([c for c in to_start if c.builds_beside], self.progress))
+            builds = _Builds([c for c in to_start if c.builds_beside], self.progress)
+            try:
+                self._start_together(to_start, state, builds)
+            except BaseException:
+                builds.abandon()
+                raise
 
             for comp in self.components:
                 if comp.name in parked:
@@ -316,19 +328,22 @@ class Supervisor:
         spawned: list[str] = []
         poll_s = HEALTH_POLL_FIRST_S
         while pending or waiting:
-            current = builds.failed
+            current = ""
             try:
-                builds.check()
+                building, failed = builds.state()  # one look, so a build ending meanwhile is no false cycle
+                if failed is not None:
+                    current = failed[0]
+                    raise failed[1]
                 for comp in [c for c in pending if all(n in healthy or n not in names for n in c.start_after())]:
                     current = comp.name
-                    if not builds.done(comp.name):
+                    if comp.name in building:
                         continue
                     pending.remove(comp)
                     record = self._spawn(comp, state)
                     spawned.append(comp.name)
                     waiting[comp.name] = (comp, record, time.monotonic() + self.settings.stack.start_timeout_s)
                     poll_s = HEALTH_POLL_FIRST_S  # a server just spawned: look at it often
-                if not waiting and all(builds.done(c.name) for c in pending):
+                if not waiting and not any(c.name in building for c in pending):
                     # a need that nothing here provides: a cycle in `needs`
                     current = ", ".join(c.name for c in pending)
                     raise StartError(f"{current}: `needs` form a cycle")

@@ -6,6 +6,7 @@ import os
 import re
 import shutil
 import subprocess
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -19,21 +20,45 @@ def tail(text: str, lines: int = 15) -> str:
     return "\n".join(text.strip().splitlines()[-lines:])
 
 
+#: provisioning commands running now (`stop_tools` ends them when an `up` fails beside a build)
+_RUNNING: set[subprocess.Popen[str]] = set()
+_RUNNING_LOCK = threading.Lock()
+
+
 def run_tool(component: str, argv: list[str], what: str, *, cwd: Path | None = None,
              env: dict[str, str] | None = None, timeout_s: float = 1800) -> str:
     """Run a provisioning command; on failure raise ProvisionError with a one-line cause and the output tail."""
     try:
-        done = subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout_s,
-                              check=False)
+        proc = subprocess.Popen(argv, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     except FileNotFoundError:
         raise ProvisionError(component, f"{what}: '{argv[0]}' is not installed") from None
-    except subprocess.TimeoutExpired as exc:
-        out = (exc.stdout or "") if isinstance(exc.stdout, str) else ""
-        raise ProvisionError(component, f"{what}: timed out after {timeout_s:.0f} s", tail(out)) from None
-    if done.returncode != 0:
-        raise ProvisionError(component, f"{what} failed (exit {done.returncode}): {' '.join(argv)}",
-                             tail(done.stdout + done.stderr))
-    return done.stdout
+    with _RUNNING_LOCK:
+        _RUNNING.add(proc)
+    try:
+        out, err = proc.communicate(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, _ = proc.communicate()
+        raise ProvisionError(component, f"{what}: timed out after {timeout_s:.0f} s", tail(out or "")) from None
+    except BaseException:  # interrupted: the command does not outlive the provisioning that ran it
+        proc.kill()
+        proc.wait()
+        raise
+    finally:
+        with _RUNNING_LOCK:
+            _RUNNING.discard(proc)
+    if proc.returncode != 0:
+        raise ProvisionError(component, f"{what} failed (exit {proc.returncode}): {' '.join(argv)}",
+                             tail(out + err))
+    return out
+
+
+def stop_tools() -> None:
+    """Kill the provisioning commands running now (a build beside an `up` that failed: it must not outlive it)."""
+    with _RUNNING_LOCK:
+        running = list(_RUNNING)
+    for proc in running:
+        proc.kill()
 
 
 def java_home(configured: Path | None) -> Path | None:
