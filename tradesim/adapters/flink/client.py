@@ -147,11 +147,14 @@ class FlinkRest:
 
     def stop_with_savepoint(self, job_id: str, target_dir: str | None, timeout_s: float = 120) -> str:
         """Take a savepoint and stop the job; returns the savepoint's location. A job whose tasks are still being
-        deployed (just submitted, or restarting) declines the savepoint and runs on: asked again until it can."""
+        deployed (just submitted, or restarting) declines the savepoint and runs on: asked again for the first
+        half of `timeout_s`, so the last request has the other half to finish (a stop still in flight when this
+        gives up could stop the job behind its caller's back)."""
         body: dict[str, Any] = {"drain": False}
         if target_dir:
             body["targetDirectory"] = target_dir
-        deadline = time.monotonic() + timeout_s
+        start = time.monotonic()
+        deadline, asking = start + timeout_s, start + timeout_s / 2
         trigger = self._call("POST", f"/jobs/{job_id}/stop", body)["request-id"]
         while time.monotonic() < deadline:
             st = self._call("GET", f"/jobs/{job_id}/savepoints/{trigger}")
@@ -160,8 +163,8 @@ class FlinkRest:
                 if "failure-cause" not in op:
                     return str(op.get("location"))
                 trace = str(op["failure-cause"].get("stack-trace", ""))
-                if not any(why in trace for why in NOT_RUNNING_YET) or time.monotonic() + 0.5 > deadline:
-                    cause = trace.splitlines()
+                cause = trace.splitlines()
+                if not any(why in trace for why in NOT_RUNNING_YET) or time.monotonic() + 0.5 > asking:
                     raise FlinkRequestError(f"savepoint of {job_id} failed: {cause[0] if cause else op}")
                 time.sleep(0.5)
                 trigger = self._call("POST", f"/jobs/{job_id}/stop", body)["request-id"]
