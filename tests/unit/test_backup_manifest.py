@@ -155,7 +155,8 @@ def test_a_damaged_data_file_is_refused_before_the_stack_is_touched(settings: Se
         restore(settings, tmp_path)
 
 
-@pytest.mark.parametrize(("span", "offsets"), [([0, 0, 2], [0, 2]), ([0, 1, 3], [0, 1]), ([0, 0, 3], [1, 0])])
+@pytest.mark.parametrize(("span", "offsets"), [([0, 0, 2], [0, 2]), ([0, 1, 3], [0, 1]), ([0, 0, 3], [1, 0]),
+                                               ([0, 0, 3], [0, 2]), ([0, 5, 8], [6, 7]), ([0, 0, 3], [0, 1])])
 def test_a_partition_file_that_is_not_its_span_is_refused_before_the_stack_is_touched(
         settings: Settings, tmp_path: Path, span: list[int], offsets: list[int]) -> None:
     """A probe: a manifest whose span disagreed with its file was restored (the manifest has no digest of its own);

@@ -130,14 +130,15 @@ def read(path: Path) -> Iterator[Record]:
 
 
 def misplaced(path: Path, low: int, high: int) -> str | None:
-    """Why the archived partition's records cannot be the span [low, high) (an offset outside it or out of order),
-    or None; reads the whole file, so a damaged one raises ArchiveError, OSError or EOFError."""
-    last = low - 1
+    """Why the archived partition's records are not exactly the offsets low, low + 1, … high - 1 (as an export
+    writes them; it refuses a gap), or None; reads the whole file, so a damaged one raises ArchiveError, OSError
+    or EOFError."""
+    expected = low
     for rec in read(path):
-        if not last < rec.offset < high:
-            return f"record at offset {rec.offset} after {last}, outside [{low}, {high})"
-        last = rec.offset
-    return None
+        if rec.offset != expected:
+            return f"offset {rec.offset} where {expected} was due"
+        expected += 1
+    return None if expected == high else f"it ends before offset {high} at {expected}"
 
 
 class _StartMoved(Exception):
