@@ -340,11 +340,11 @@ def test_a_rebuild_that_switched_is_named_until_it_finishes(settings: Settings) 
     begin_rebuild(settings, "analytics")
     assert rebuild_unfinished(settings, "search")
     lines = unfinished_rebuilds(settings)
-    assert [line.split(" switched")[0] for line in lines] == ["a rebuild of analytics", "a rebuild of search"]
+    assert [line.split(" stopped")[0] for line in lines] == ["a rebuild of analytics", "a rebuild of search"]
     assert lines[1].endswith("run `tradesim rebuild search` again")
     (settings.stack_dir / "rebuild-unfinished-search.json").write_text('{"model": ')  # torn: still named
-    assert unfinished_rebuilds(settings)[1].startswith("a rebuild of search switched to its fresh copy and stopped "
-                                                       "before catching up: ")
+    assert unfinished_rebuilds(settings)[1].startswith("a rebuild of search stopped at or after its switch to a "
+                                                       "fresh copy: ")
     finish_rebuild(settings, "search")
     finish_rebuild(settings, "analytics")
     assert (unfinished_rebuilds(settings), rebuild_unfinished(settings, "search")) == ([], False)

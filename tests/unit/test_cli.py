@@ -260,7 +260,7 @@ def test_status_names_an_unfinished_restore_until_down_purge_clears_it(tmp_path:
     begin_rebuild(settings, "analytics")
     shown = runner.invoke(app, ["status", "--only", "redis"])
     assert f"warning: a restore from {tmp_path / 'monday'} did not finish" in shown.stderr
-    assert "warning: a rebuild of analytics switched to its fresh copy and stopped before catching up" in shown.stderr
+    assert "warning: a rebuild of analytics stopped at or after its switch to a fresh copy" in shown.stderr
     assert "did not finish" in json.loads(runner.invoke(app, ["status", "--json", "--only", "redis"]).stdout)[
         "unfinished_restore"]
     backup = runner.invoke(app, ["backup", str(tmp_path / "tuesday")])  # no stack runs: it stops after warning

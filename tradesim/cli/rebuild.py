@@ -62,5 +62,5 @@ def _what_serves(settings: Settings, model: str) -> str:
 
     if not rebuild_unfinished(settings, model):
         return "the live copy keeps serving, unchanged"
-    return (f"it switched to the fresh copy, which misses outcomes that arrived during the load until "
-            f"`tradesim rebuild {model}` finishes")
+    return (f"{model} may miss outcomes that arrived during the load, if the switch to the fresh copy happened, "
+            f"until `tradesim rebuild {model}` finishes")

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,7 @@ UNFINISHED_REBUILD = "rebuild-unfinished-{model}.json"
 
 def _write(path: Path, fields: dict[str, Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")  # two writers of one mark do not share a file
     tmp.write_text(json.dumps({**fields, "started_at": time.time()}) + "\n")
     tmp.replace(path)
 
@@ -77,9 +78,8 @@ def unfinished_rebuilds(settings: Settings) -> list[str]:
         if (found := _read(path, "model")) is None:
             continue
         model = path.name.removeprefix(prefix).removesuffix(suffix)
-        lines.append(f"a rebuild of {model} switched to its fresh copy and stopped before catching up"
-                     f"{_started(found[1])}: it may miss outcomes that arrived during its load; run "
-                     f"`tradesim rebuild {model}` again")
+        lines.append(f"a rebuild of {model} stopped at or after its switch to a fresh copy{_started(found[1])}: "
+                     f"{model} may miss outcomes that arrived during the load; run `tradesim rebuild {model}` again")
     return lines
 
 
