@@ -536,17 +536,23 @@ class TradesimApp(App[None]):
             raise ApiUnreachable("offline: this app has no connection to the API")
         order_id = order_id_for(self.user.user_id, idempotency_key)
         self.model.latency.sent(order_id, time.perf_counter())
+        latency = self.model.latency
         try:
             answer = await self.api.place(body, idempotency_key)
         except ApiUnreachable as exc:
-            if not exc.sent:  # no order was made: the retry's send is where its latency starts
-                self.model.latency.pending.pop(order_id, None)
+            if exc.sent:
+                latency.reached(order_id)
+            else:
+                latency.not_sent(order_id)
             self._api_failed(exc)
             raise
         except ApiError as exc:
             if exc.status < 500:
-                self.model.latency.pending.pop(order_id, None)  # refused: no order was made
+                latency.not_sent(order_id, refused=True)
+            else:
+                latency.reached(order_id)
             raise
+        latency.reached(order_id)
         placed = answer.get("order_id") if isinstance(answer, dict) else None
         if not isinstance(placed, str):  # a 2xx that is not the API's answer: the order's fate is unknown
             raise ApiError(502, "not_tradesim_api", f"the answer to POST /orders has no order id: is "

@@ -235,6 +235,7 @@ class Account:
         self.holdings: dict[str, Holding] = {}
         #: what the symbols the last answer did not list (closed positions) realized; None: not known
         self.realized_closed: Decimal | None = Decimal(0)
+        self.realized_as_of_ms = 0
         self.loaded = False
 
     def load(self, doc: Mapping[str, Any]) -> None:
@@ -259,12 +260,14 @@ class Account:
             self.holdings[symbol] = Holding(symbol, qty, cost, _dec(p.get("last_price")), as_of)
         for symbol in [s for s, h in self.holdings.items() if s not in seen and h.as_of_ms <= as_of]:
             del self.holdings[symbol]
-        total = _dec(doc.get("realized_pnl"))
-        # the answer's total counts closed positions too; a position it did not list that a newer frame keeps
-        # would be counted twice (in the total and in its holding), so the figure is then unknown
-        kept = any(s not in seen for s in self.holdings)
-        self.realized_closed = (total - sum((r for r in listed if r is not None), Decimal(0))
-                                if total is not None and None not in listed and not kept else None)
+        if as_of >= self.realized_as_of_ms:  # an older answer (two fetches crossing) does not undo a newer one
+            total = _dec(doc.get("realized_pnl"))
+            # the answer's total counts closed positions too; a position it did not list that a newer frame keeps
+            # would be counted twice (in the total and in its holding), so the figure is then unknown
+            kept = any(s not in seen for s in self.holdings)
+            self.realized_closed = (total - sum((r for r in listed if r is not None), Decimal(0))
+                                    if total is not None and None not in listed and not kept else None)
+            self.realized_as_of_ms = as_of
         self.loaded = True
 
     def fill(self, record: TradeRecord, cash_after: Decimal | None, position_after: int | None,
@@ -424,11 +427,23 @@ class Latency:
     def __init__(self) -> None:
         self.pending: dict[str, float] = {}
         self.samples: deque[float] = deque(maxlen=LATENCY_KEEP)
+        #: orders an attempt may have reached the API with: their time runs from that attempt
+        self.maybe_placed: set[str] = set()
 
     def sent(self, order_id: str, at: float) -> None:
         self.pending.setdefault(order_id, at)
 
+    def not_sent(self, order_id: str, *, refused: bool = False) -> None:
+        """An attempt that made no order (nothing left, or the API refused it): the next one's send is where the
+        time starts, unless an earlier attempt may have placed it."""
+        if refused or order_id not in self.maybe_placed:
+            self.pending.pop(order_id, None)
+
+    def reached(self, order_id: str) -> None:
+        self.maybe_placed.add(order_id)
+
     def seen(self, order_id: str, at: float) -> float | None:
+        self.maybe_placed.discard(order_id)
         sent = self.pending.pop(order_id, None)
         if sent is None:
             return None

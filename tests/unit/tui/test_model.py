@@ -327,3 +327,22 @@ def test_realized_pnl_counts_the_positions_the_answer_no_longer_lists() -> None:
     assert a.valuation(m).realized == in_session
     a.load({**portfolio_doc(T0 + 30), "realized_pnl": None})  # analytics did not answer
     assert a.valuation(m).realized is None
+
+
+def test_an_older_portfolio_answer_does_not_undo_the_newer_realized_figure() -> None:
+    """A review: two fetches crossing applied the older answer's closed-position figure over the newer one's."""
+    a, m = Account(), Market()
+    a.load({**portfolio_doc(T0 + 50), "realized_pnl": "-9.00"})
+    a.load({**portfolio_doc(T0), "realized_pnl": "-4.65"})  # answered later, put together earlier
+    assert a.valuation(m).realized == Decimal("-9.00")
+
+
+def test_an_order_an_earlier_attempt_may_have_placed_keeps_that_attempts_time() -> None:
+    latency = Latency()
+    latency.sent("o1", 1.0)
+    latency.not_sent("o1")  # the API was not reached: the retry's time counts
+    latency.sent("o1", 5.0)
+    latency.reached("o1")  # timed out after sending: it may be placed
+    latency.not_sent("o1")  # a third try that did not reach the API changes nothing
+    latency.sent("o1", 9.0)
+    assert latency.seen("o1", 6.0) == 1000.0
