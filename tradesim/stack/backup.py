@@ -135,6 +135,7 @@ class Manifest:
     def foreign(self, settings: Settings, folder: Path) -> list[str]:
         """What the manifest names that this stack does not have (a restore would stop half-way on it)."""
         from tradesim.adapters.clickhouse.schema import TABLE, by_user
+        from tradesim.adapters.search.trades import numbered_index
         from tradesim.stack.jobs import JOBS
 
         known = {"topic": set(_topics(settings)), "DynamoDB table": set(_tables()),
@@ -145,7 +146,7 @@ class Manifest:
         wrong = [f"{kind} {name!r}" for kind, names in named.items() for name in names if name not in known[kind]]
         alias = settings.opensearch.trades_index  # the restore replaces `<alias>-*` with the snapshot's indices
         wrong += [f"search index {name!r}" for name, aliases in self.opensearch.items()
-                  if not re.fullmatch(rf"{re.escape(alias)}-\d+", name) or set(aliases) - {alias}]
+                  if not numbered_index(alias, name) or set(aliases) - {alias}]
         inside = folder.resolve()
         wrong += [f"job {name}'s savepoint {path!r} (outside the backup)" for name, path in self.jobs.items()
                   if not (folder / path).resolve().is_relative_to(inside)]
@@ -352,7 +353,7 @@ def _backup(settings: Settings, folder: Path, steps: Steps, made: bool, started:
     stopped_jobs = [name for name, spec in jobs.JOBS.items() if spec.standard and name not in running]
     if stopped_jobs:  # its state (the execution job's resting orders) would be missing from the backup
         raise UserError(f"job {', '.join(stopped_jobs)} is not running, so its state cannot be saved with the rest: "
-                        "another backup may hold it (wait for that one), else start it with `tradesim jobs submit "
+                        "start it with `tradesim jobs submit "
                         "NAME` (a job `down` stopped resumes its state; one `jobs cancel --savepoint` stopped needs "
                         "--from-savepoint) and back up again")
     manifest = Manifest(FORMAT, __version__, started, 0.0, 0.0)

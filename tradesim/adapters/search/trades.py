@@ -25,6 +25,11 @@ SCAN_PAGE = 1000
 CARRY_OVER_TIMEOUT_S = 300.0
 
 
+def numbered_index(alias: str, name: str) -> re.Match[str] | None:
+    """`name` as a concrete index `<alias>-<n>` of `alias` (group 1: n), or None."""
+    return re.fullmatch(re.escape(alias) + r"-([0-9]+)", name)
+
+
 @dataclass(frozen=True)
 class Switched:
     """What an alias switch did: the indices the alias left (now deleted) and how many of their documents the
@@ -47,7 +52,6 @@ class TradeIndex:
         self.alias = alias
         #: where reads and writes go: the alias, or one concrete index
         self.target = index or alias
-        self._numbered = re.compile(re.escape(alias) + r"-([0-9]+)")
 
     @classmethod
     def from_settings(cls, settings: OpenSearchSettings, timeout_s: float | None = None) -> TradeIndex:
@@ -71,7 +75,7 @@ class TradeIndex:
     def indices(self) -> dict[str, set[str]]:
         """Every concrete index `<alias>-<n>` → its aliases (an index from an unfinished rebuild has none)."""
         return {name: aliases for name, aliases in self.client.aliases(f"{self.alias}-*").items()
-                if self._numbered.fullmatch(name)}
+                if numbered_index(self.alias, name)}
 
     def current(self) -> list[str]:
         """The concrete indices behind the alias (one, unless someone else added more); [] if it does not
@@ -79,7 +83,7 @@ class TradeIndex:
         return sorted(self.client.aliases(self.alias))
 
     def _next_name(self) -> str:
-        numbers = [int(m.group(1)) for name in self.indices() if (m := self._numbered.fullmatch(name))]
+        numbers = [int(m.group(1)) for name in self.indices() if (m := numbered_index(self.alias, name))]
         return f"{self.alias}-{max(numbers, default=0) + 1}"
 
     def _install_template(self) -> None:
@@ -126,7 +130,7 @@ class TradeIndex:
         was loaded) are copied over twice: before the change, so searches see no dip, and after blocking the
         old index's writes, for those written in between. A copy that fails raises IndexingFailed before the
         alias moved (first pass) or keeps the old index (second). A pre-alias index is removed in the change."""
-        if not self._numbered.fullmatch(new_index):
+        if not numbered_index(self.alias, new_index):
             raise ValueError(f"{new_index!r} is not a concrete index of {self.alias!r}")
         # Searchable like a live index before anyone reads it through the alias.
         self.client.put_settings(new_index, {"index": {"refresh_interval": REFRESH_INTERVAL}})
