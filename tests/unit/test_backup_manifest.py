@@ -333,12 +333,12 @@ def test_a_restore_that_began_is_named_until_it_finishes_or_the_stack_is_purged(
 
 
 def test_a_rebuild_that_switched_is_named_until_it_finishes(settings: Settings) -> None:
-    from tradesim.stack.marks import begin_rebuild, finish_rebuild, rebuild_unfinished, unfinished_rebuilds
+    from tradesim.stack.marks import begin_rebuild, finish_rebuild, rebuild_marked, unfinished_rebuilds
 
     assert unfinished_rebuilds(settings) == []
     begin_rebuild(settings, "search")
     begin_rebuild(settings, "analytics")
-    assert rebuild_unfinished(settings, "search")
+    assert rebuild_marked(settings, "search")
     lines = unfinished_rebuilds(settings)
     assert [line.split(" stopped")[0] for line in lines] == ["a rebuild of analytics", "a rebuild of search"]
     assert lines[1].endswith("run `tradesim rebuild search` again")
@@ -347,4 +347,4 @@ def test_a_rebuild_that_switched_is_named_until_it_finishes(settings: Settings) 
                                                        "fresh copy: ")
     finish_rebuild(settings, "search")
     finish_rebuild(settings, "analytics")
-    assert (unfinished_rebuilds(settings), rebuild_unfinished(settings, "search")) == ([], False)
+    assert (unfinished_rebuilds(settings), rebuild_marked(settings, "search")) == ([], False)

@@ -7,6 +7,7 @@ import http.server
 import json
 import threading
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -26,13 +27,37 @@ JOBS = [{"jid": "a", "name": "execution", "state": "RUNNING", "start-time": 3},
 Cluster = tuple[str, dict[str, int], list[str]]  # its URL, the checkpoints status per job id, the paths asked
 
 
+class _Json(http.server.BaseHTTPRequestHandler):
+    """A REST handler answering JSON, quietly."""
+
+    def reply(self, code: int, body: object) -> None:
+        self.send_response(code)
+        self.end_headers()
+        self.wfile.write(json.dumps(body).encode())
+
+    def log_message(self, *_: object) -> None:
+        pass
+
+
+@contextmanager
+def _serving(handler: type[_Json]) -> Iterator[str]:
+    """The handler on a loopback port; yields its base URL."""
+    server = http.server.HTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
 @pytest.fixture
 def cluster() -> Iterator[Cluster]:
     """A REST endpoint answering /jobs/overview with JOBS and each job's checkpoints with the status set for it."""
     status: dict[str, int] = {}
     asked: list[str] = []
 
-    class Rest(http.server.BaseHTTPRequestHandler):
+    class Rest(_Json):
         def do_GET(self) -> None:  # noqa: N802 - the stdlib's name
             asked.append(self.path)
             if self.path == "/jobs/overview":
@@ -47,18 +72,10 @@ def cluster() -> Iterator[Cluster]:
                 restored = {"restored": {"id": 3, "external_path": "file:/cp/run0/chk-3"}} if job == "a" else {}
                 body = {"latest": {"completed": {"id": 7, "latest_ack_timestamp": 99}, **restored}} if code == 200 \
                     else {"errors": ["refused"]}
-            self.send_response(code)
-            self.end_headers()
-            self.wfile.write(json.dumps(body).encode())
+            self.reply(code, body)
 
-        def log_message(self, *_: object) -> None:
-            pass
-
-    server = http.server.HTTPServer(("127.0.0.1", 0), Rest)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}", status, asked
-    server.shutdown()
-    server.server_close()
+    with _serving(Rest) as url:
+        yield url, status, asked
 
 
 def test_a_job_without_statistics_yet_lists_without_a_checkpoint(cluster: Cluster) -> None:
@@ -177,31 +194,21 @@ def test_a_savepoint_a_starting_job_declines_is_asked_again_and_any_other_failur
     currently running" (the job ran on), failing `jobs cancel --savepoint`, `backup` and `down`'s parking."""
     triggers: list[str] = []
 
-    class Rest(http.server.BaseHTTPRequestHandler):
+    class Rest(_Json):
         def do_POST(self) -> None:  # noqa: N802 - the stdlib's name
             self.rfile.read(int(self.headers.get("Content-Length") or 0))
             triggers.append(f"t{len(triggers) + 1}")
-            self._send({"request-id": triggers[-1]})
+            self.reply(200, {"request-id": triggers[-1]})
 
         def do_GET(self) -> None:  # noqa: N802 - the stdlib's name
             if self.path.endswith("/t1"):
-                self._send({"status": {"id": "COMPLETED"},
-                            "operation": {"failure-cause": {"stack-trace": first_cause + "\n\tat x.y(Z.java:1)"}}})
+                self.reply(200, {"status": {"id": "COMPLETED"},
+                                 "operation": {"failure-cause": {"stack-trace": first_cause + "\n\tat x.y(Z.java:1)"}}})
             else:
-                self._send({"status": {"id": "COMPLETED"}, "operation": {"location": "file:/sp/savepoint-1"}})
+                self.reply(200, {"status": {"id": "COMPLETED"}, "operation": {"location": "file:/sp/savepoint-1"}})
 
-        def _send(self, body: object) -> None:
-            self.send_response(200)
-            self.end_headers()
-            self.wfile.write(json.dumps(body).encode())
-
-        def log_message(self, *_: object) -> None:
-            pass
-
-    server = http.server.HTTPServer(("127.0.0.1", 0), Rest)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        rest = FlinkRest(f"http://127.0.0.1:{server.server_address[1]}")
+    with _serving(Rest) as url:
+        rest = FlinkRest(url)
         if stops:
             assert rest.stop_with_savepoint("j", None, timeout_s=10) == "file:/sp/savepoint-1"
             assert triggers == ["t1", "t2"]
@@ -209,6 +216,3 @@ def test_a_savepoint_a_starting_job_declines_is_asked_again_and_any_other_failur
             with pytest.raises(FlinkRequestError, match=r"^savepoint of j failed: java.io.IOException: disk full$"):
                 rest.stop_with_savepoint("j", None, timeout_s=10)
             assert triggers == ["t1"]
-    finally:
-        server.shutdown()
-        server.server_close()

@@ -58,9 +58,9 @@ def _rebuild(which: Which) -> None:
 
 
 def _what_serves(settings: Settings, model: str) -> str:
-    from tradesim.stack.marks import rebuild_unfinished
+    from tradesim.stack.marks import rebuild_marked
 
-    if not rebuild_unfinished(settings, model):
+    if not rebuild_marked(settings, model):
         return "the live copy keeps serving, unchanged"
     return (f"{model} may miss outcomes that arrived during the load, if the switch to the fresh copy happened, "
             f"until `tradesim rebuild {model}` finishes")

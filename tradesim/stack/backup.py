@@ -3,7 +3,6 @@ stack. The order of the steps is what makes the copy consistent; docs/design/bac
 
 from __future__ import annotations
 
-import fcntl
 import gzip
 import hashlib
 import json
@@ -182,14 +181,14 @@ _STORES = ("kafka", "dynamodb", "opensearch", "clickhouse", "flink")
 @contextmanager
 def _alone(settings: Settings, what: str) -> Iterator[None]:
     """One backup or restore at a time on a stack: two backups at once stopped each other's jobs mid-savepoint
-    and both failed. The lock is the kernel's, so a killed one holds nothing."""
-    settings.stack_dir.mkdir(parents=True, exist_ok=True)  # (it exists when the stores answer)
-    with (settings.stack_dir / "backup.lock").open("w") as lock:
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise UserError(f"another backup or restore of this stack is running; {what} when it has ended") from None
-        yield
+    and both failed."""
+    from tradesim.stack.state import LockHeld, file_lock
+
+    try:
+        with file_lock(settings.stack_dir / "backup.lock", wait=False):
+            yield
+    except LockHeld:
+        raise UserError(f"another backup or restore of this stack is running; {what} when it has ended") from None
 
 
 def _stores_up(settings: Settings) -> None:
@@ -353,9 +352,8 @@ def _backup(settings: Settings, folder: Path, steps: Steps, made: bool, started:
     stopped_jobs = [name for name, spec in jobs.JOBS.items() if spec.standard and name not in running]
     if stopped_jobs:  # its state (the execution job's resting orders) would be missing from the backup
         raise UserError(f"job {', '.join(stopped_jobs)} is not running, so its state cannot be saved with the rest: "
-                        "start it with `tradesim jobs submit "
-                        "NAME` (a job `down` stopped resumes its state; one `jobs cancel --savepoint` stopped needs "
-                        "--from-savepoint) and back up again")
+                        "start it with `tradesim jobs submit NAME` (a job `down` stopped resumes its state; one "
+                        "`jobs cancel --savepoint` stopped needs --from-savepoint) and back up again")
     manifest = Manifest(FORMAT, __version__, started, 0.0, 0.0)
     rest = jobs.cluster(settings)
     savepoints: dict[str, str] = {}

@@ -56,18 +56,22 @@ def forget_unfinished_restore(settings: Settings) -> None:
     (settings.stack_dir / UNFINISHED_RESTORE).unlink(missing_ok=True)
 
 
+def _rebuild_mark(settings: Settings, model: str) -> Path:
+    return settings.stack_dir / UNFINISHED_REBUILD.format(model=model)
+
+
 def begin_rebuild(settings: Settings, model: str) -> None:
     """A rebuild is switching `model` to its fresh copy: until its catch-up ends, that copy misses the outcomes that
     arrived during the load (the live service wrote them into the retired copy and went on)."""
-    _write(settings.stack_dir / UNFINISHED_REBUILD.format(model=model), {"model": model})
+    _write(_rebuild_mark(settings, model), {"model": model})
 
 
-def rebuild_unfinished(settings: Settings, model: str) -> bool:
-    return (settings.stack_dir / UNFINISHED_REBUILD.format(model=model)).exists()
+def rebuild_marked(settings: Settings, model: str) -> bool:
+    return _rebuild_mark(settings, model).exists()
 
 
 def finish_rebuild(settings: Settings, model: str) -> None:
-    (settings.stack_dir / UNFINISHED_REBUILD.format(model=model)).unlink(missing_ok=True)
+    _rebuild_mark(settings, model).unlink(missing_ok=True)
 
 
 def unfinished_rebuilds(settings: Settings) -> list[str]:

@@ -141,13 +141,20 @@ def claim_stack_dir(stack_dir: Path) -> None:
         state.claim()
 
 
+class LockHeld(Exception):
+    """`file_lock(..., wait=False)` found the lock held by another process."""
+
+
 @contextmanager
-def file_lock(path: Path) -> Iterator[None]:
+def file_lock(path: Path, *, wait: bool = True) -> Iterator[None]:
     """An exclusive lock other processes respect (flock on `path`, created if missing), for read-modify-write of
-    the stack's small files."""
+    the stack's small files; without `wait`, LockHeld if another holds it. The kernel drops it with its holder."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise LockHeld(str(path)) from None
         try:
             yield
         finally:

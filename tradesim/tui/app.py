@@ -535,8 +535,8 @@ class TradesimApp(App[None]):
         if self.api is None or self.user is None:
             raise ApiUnreachable("offline: this app has no connection to the API")
         order_id = order_id_for(self.user.user_id, idempotency_key)
-        self.model.latency.sent(order_id, time.perf_counter())
         latency = self.model.latency
+        latency.sent(order_id, time.perf_counter())
         try:
             answer = await self.api.place(body, idempotency_key)
         except ApiUnreachable as exc:
