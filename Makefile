@@ -29,21 +29,21 @@ check: install
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
-# `tradesim smoke` first, as a CI pipeline runs it: it brings the stack up if it is down and stops it again.
 # Unit tests need no server; integration tests bring the stack up themselves (and stop it again at the end
-# if it was not running before).
+# if it was not running before). `tradesim smoke` runs among them, as a CI pipeline runs it, on the tests' stack
+# (tests/integration/runs/test_runs.py): one stack start fewer than a smoke step of its own (about 3 minutes).
 test: $(VENV)/.core
 	mkdir -p build
 	# The test stack runs Toxiproxy and traces (tests/integration/conftest.py), and both are Go builds: Toxiproxy's
 	# takes a minute, Jaeger's several (unoptimized for the tests: 40 % less CPU). They build in the background
-	# (their own process group) from the start, while the extras install and the checks and smoke run; the tests'
+	# (their own process group) from the start, while the extras install and the checks and unit tests run; the tests'
 	# `up` waits for Jaeger through its file lock, and whatever is left is stopped when the recipe ends.
 	TRADESIM_CHAOS__ENABLED=true TRADESIM_TRACING__ENABLED=true TRADESIM_TRACING__OPTIMIZED_BUILD=false \
 		setsid nice -n 10 \
 		$(BIN)/tradesim provision --only toxiproxy,jaeger > build/provision-go.log 2>&1 & build=$$!; \
 	trap 'kill -- -$$build 2>/dev/null || true' EXIT; \
 	$(MAKE) --no-print-directory check && \
-	$(BIN)/tradesim smoke --junit build/smoke-junit.xml && $(BIN)/pytest
+	$(BIN)/pytest
 
 unit: install
 	$(BIN)/pytest tests/unit
