@@ -78,6 +78,7 @@ def test_names_this_stack_does_not_have_are_refused_before_anything(settings: Se
     manifest.dynamodb = {"NoSuchTable": 0}
     manifest.clickhouse = {"x; drop": 1}
     manifest.jobs = {"execution": "../../elsewhere"}
+    manifest.short_models = ["search", "../../x"]  # before: a rebuild mark written outside the stack's folder
     # a backup of a stack whose search alias was another: the restore would bring back an index nothing reads
     manifest.opensearch = {"orders-2": ["orders"], "trades-3": ["orders"], "trades-4": ["trades"]}
     manifest.save(tmp_path)
@@ -86,10 +87,11 @@ def test_names_this_stack_does_not_have_are_refused_before_anything(settings: Se
         restore(settings, tmp_path)
     for named in ("topic 'no_such_topic'", "topic 'no_group_topic'",
                   "DynamoDB table 'NoSuchTable'", "ClickHouse table 'x; drop'",
-                  "savepoint '../../elsewhere' (outside the backup)", "search index 'orders-2'",
+                  "savepoint '../../elsewhere' (outside the backup)", "search index 'orders-2'", "read model '../../x'",
                   "search index 'trades-3'"):
         assert named in str(info.value)
     assert "trades-4" not in str(info.value)
+    assert "'search'" not in str(info.value)
     assert "\n" not in str(info.value)
 
 
@@ -333,12 +335,13 @@ def test_a_restore_that_began_is_named_until_it_finishes_or_the_stack_is_purged(
 
 
 def test_a_rebuild_that_switched_is_named_until_it_finishes(settings: Settings) -> None:
-    from tradesim.stack.marks import begin_rebuild, finish_rebuild, rebuild_marked, unfinished_rebuilds
+    from tradesim.stack.marks import begin_rebuild, finish_rebuild, rebuild_marked, short_models, unfinished_rebuilds
 
     assert unfinished_rebuilds(settings) == []
     begin_rebuild(settings, "search")
     begin_rebuild(settings, "analytics")
     assert rebuild_marked(settings, "search")
+    assert short_models(settings) == ["analytics", "search"]
     lines = unfinished_rebuilds(settings)
     assert [line.split(" stopped")[0] for line in lines] == ["a rebuild of analytics", "a rebuild of search"]
     assert lines[1].endswith("run `tradesim rebuild search` again")

@@ -23,7 +23,13 @@ from pydantic import TypeAdapter, ValidationError
 from tradesim import __version__
 from tradesim.settings import Settings
 from tradesim.stack.errors import StackError, UserError
-from tradesim.stack.marks import begin_restore, forget_unfinished_restore, unfinished_restore
+from tradesim.stack.marks import (
+    begin_rebuild,
+    begin_restore,
+    forget_unfinished_restore,
+    short_models,
+    unfinished_restore,
+)
 from tradesim.text import validation_message
 
 FORMAT = 1
@@ -90,6 +96,9 @@ class Manifest:
     #: every file of the backup but the manifest, by its path relative to the backup folder → SHA-256 (hex): a
     #: restore reads them all before it touches the stack. Empty in backups made before it existed
     files: dict[str, str] = field(default_factory=dict)
+    #: read models a rebuild had switched to a fresh copy and not caught up while they were copied: the restore
+    #: marks them again, so `status` and `up` go on saying to rebuild them
+    short_models: list[str] = field(default_factory=list)
 
     def save(self, folder: Path) -> None:
         (folder / MANIFEST).write_text(json.dumps(asdict(self), indent=2) + "\n")
@@ -139,9 +148,10 @@ class Manifest:
 
         known = {"topic": set(_topics(settings)), "DynamoDB table": set(_tables()),
                  "ClickHouse table": {TABLE, by_user(TABLE)},
-                 "job": set(JOBS)}
+                 "job": set(JOBS), "read model": set(settings.persistence.SINKS)}
         named = {"topic": {*self.kafka, *(t for topics in self.groups.values() for t in topics)},
-                 "DynamoDB table": self.dynamodb, "ClickHouse table": self.clickhouse, "job": self.jobs}
+                 "DynamoDB table": self.dynamodb, "ClickHouse table": self.clickhouse, "job": self.jobs,
+                 "read model": self.short_models}
         wrong = [f"{kind} {name!r}" for kind, names in named.items() for name in names if name not in known[kind]]
         alias = settings.opensearch.trades_index  # the restore replaces `<alias>-*` with the snapshot's indices
         wrong += [f"search index {name!r}" for name, aliases in self.opensearch.items()
@@ -386,9 +396,11 @@ def _backup(settings: Settings, folder: Path, steps: Steps, made: bool, started:
         manifest.recovery_point = time.time()
         parts = spans(settings.kafka, topics)
         # the read models before the jobs resume: they then hold no outcome beyond the copied log
+        short = short_models(settings)
         with _step(steps, "OpenSearch snapshot"):
             manifest.opensearch = _snapshot(settings, folder / "opensearch")
         _export_clickhouse(settings, folder / "clickhouse", manifest, steps)
+        manifest.short_models = sorted({*short, *short_models(settings)})  # also one switched during the copy
     finally:
         _resume(settings, savepoints, steps)
         manifest.jobs_paused_s = round(time.time() - started, 1) if savepoints else 0.0
@@ -638,6 +650,8 @@ def _restore(settings: Settings, folder: Path, manifest: Manifest, steps: Steps)
         finally:
             store.close()
         _resume(settings, {name: str((folder / path).resolve()) for name, path in manifest.jobs.items()}, steps)
+        for model in manifest.short_models:
+            begin_rebuild(settings, model)
         forget_unfinished_restore(settings)  # every store holds the whole backup now, whatever starts next
     except BaseException as exc:
         if stopped:  # the services come back on a half-restored stack; a failed start must not hide the cause

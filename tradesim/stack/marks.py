@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -74,17 +75,23 @@ def finish_rebuild(settings: Settings, model: str) -> None:
     _rebuild_mark(settings, model).unlink(missing_ok=True)
 
 
+def _rebuild_marks(settings: Settings) -> Iterator[tuple[str, time.struct_time | None]]:
+    prefix, suffix = UNFINISHED_REBUILD.split("{model}")
+    for path in sorted(settings.stack_dir.glob(UNFINISHED_REBUILD.format(model="*"))):
+        if (found := _read(path, "model")) is not None:
+            yield path.name.removeprefix(prefix).removesuffix(suffix), found[1]
+
+
+def short_models(settings: Settings) -> list[str]:
+    """The read models a rebuild switched and did not catch up (a backup carries them over to its restore)."""
+    return [model for model, _ in _rebuild_marks(settings)]
+
+
 def unfinished_rebuilds(settings: Settings) -> list[str]:
     """A line per read model a rebuild switched and did not catch up (it may miss outcomes until one finishes)."""
-    prefix, suffix = UNFINISHED_REBUILD.split("{model}")
-    lines = []
-    for path in sorted(settings.stack_dir.glob(UNFINISHED_REBUILD.format(model="*"))):
-        if (found := _read(path, "model")) is None:
-            continue
-        model = path.name.removeprefix(prefix).removesuffix(suffix)
-        lines.append(f"a rebuild of {model} stopped at or after its switch to a fresh copy{_started(found[1])}: "
-                     f"{model} may miss outcomes that arrived during the load; run `tradesim rebuild {model}` again")
-    return lines
+    return [f"a rebuild of {model} stopped at or after its switch to a fresh copy{_started(at)}: {model} may miss "
+            f"outcomes that arrived during the load; run `tradesim rebuild {model}` again"
+            for model, at in _rebuild_marks(settings)]
 
 
 def forget_unfinished_rebuilds(settings: Settings) -> None:
