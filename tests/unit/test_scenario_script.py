@@ -48,7 +48,7 @@ orders:
     time_in_force: gtc
     cancel_at: 2m
     idempotency_key: protect-1
-  - {at: 90, account: bob, symbol: BBB, side: buy, qty: 5, type: limit, limit_price: "1.9999", time_in_force: ioc}
+  - {at: 90, account: alice, symbol: BBB, side: buy, qty: 5, type: limit, limit_price: "1.9999", time_in_force: ioc}
 strategy:
   class: tradesim.strategies.examples:MovingAverageCross
   account: bob
@@ -130,6 +130,10 @@ def test_order_times_accept_units_and_plain_seconds(at: str, ms: int) -> None:
     (ORDER.replace("10s", "-5"), 12, "orders[0].at", "must be >= 0"),
     (ORDER.replace("10s", "1.0005s"), 12, "orders[0].at", "'1.0005s' is finer than a millisecond"),
     (ORDER.replace("10s", "5m"), 12, "orders[0].at", "must be before the end (duration_s 300)"),
+    # before: an OverflowError traceback
+    (ORDER.replace("10s", "1" + "0" * 400 + "s"), 12, "orders[0].at",
+     "must be before the end, and no scenario lasts longer than 100 years"),
+    (ORDER.replace("qty: 1", "qty: 1, cancel_at: 1e400"), 12, "orders[0].cancel_at", "not a time offset"),
     (ORDER.replace("qty: 1", "qty: 1, cancel_at: 5s"), 12, "orders[0].cancel_at", "must be after at (10s)"),
     (ORDER.replace("qty: 1", "qty: 1, cancel_at: 300s"), 12, "orders[0].cancel_at", "must be before the end"),
     # references and names
@@ -170,6 +174,10 @@ def test_order_times_accept_units_and_plain_seconds(at: str, ms: int) -> None:
      14, "strategy.symbols[1]", "duplicate symbol AAA"),
     ("strategy:\n  class: a.b:C\n  account: alice\n  symbols: []\n",
      14, "strategy.symbols", "List should have at least 1 item"),
+    # an account both scripted and the strategy's (before: the strategy's cash and positions left out the script's
+    # fills, so it decided on wrong ones)
+    (ORDER + "strategy:\n  class: a.b:C\n  account: alice\n  symbols: [AAA]\n",
+     15, "strategy.account", "alice also places orders[0]; give the strategy an account of its own"),
     # a scripted id the strategy's orders would also carry (before: expectations read the strategy's order)
     (ORDER.replace("{at:", "{id: s1, at:") + "strategy:\n  class: a.b:C\n  account: alice\n  symbols: [AAA]\n",
      12, "orders[0].id", "s1 names one of the strategy's orders"),

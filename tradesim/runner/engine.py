@@ -336,7 +336,6 @@ class ScenarioRunner:
             for t in ticks:
                 first.setdefault(t.symbol, t)
             head = list(first.values())
-            rest = [t for t in ticks if first[t.symbol] is not t]
             self.progress.step(f"run {self.suffix}: {len(ticks)} ticks, symbols "
                                + ", ".join(self.alias.values()))
             for t in head:
@@ -353,7 +352,7 @@ class ScenarioRunner:
                 publisher.publish(t)
             self._flush(publisher)
             driver = self._driver() if self.strategy is not None else None
-            self._stream(publisher, head, rest, driver)
+            self._stream(publisher, ticks, head, driver)
             last = {t.symbol: t for t in ticks}
             self._barrier(publisher, last, driver)
             publisher.close()
@@ -488,7 +487,9 @@ class ScenarioRunner:
         self._ctx = ctx
         return _NamedDriver(self.strategy, ctx, self.unalias)
 
-    def _stream(self, publisher: Any, head: list[Tick], rest: list[Tick], driver: Driver | None) -> None:
+    def _stream(self, publisher: Any, ticks: list[Tick], head: list[Tick], driver: Driver | None) -> None:
+        """Publish `ticks` but the `head` (each symbol's first, published already) at their times, and hand the
+        strategy every tick in event-time order: a symbol that starts later reaches it at its own time."""
         from tradesim.runner.bars import BarBuilder
         from tradesim.scenarios.runner import SimClock
 
@@ -496,23 +497,21 @@ class ScenarioRunner:
         builder = BarBuilder()
         if driver is not None:
             self._strategy_step(driver, driver.start)
+        firsts = {id(t) for t in head}
         last_ms = {t.symbol: t.event_time_ms for t in head}
-        for t in head:
-            builder.add(t)
-            if driver is not None:
-                self._strategy_step(driver, lambda t=t: driver.tick(t))  # type: ignore[misc]
-        for t in rest:
+        for t in ticks:
             clock.wait_until(t.event_time_ms)
             if driver is not None:
                 for bar in builder.closed_by(t.event_time_ms):
                     self._strategy_step(driver, lambda bar=bar: driver.bar(bar))  # type: ignore[misc]
             builder.add(t)
             probe = None
-            if (self._ctx is not None and self._ctx.open_orders(self.unalias[t.symbol])
-                    and t.event_time_ms - last_ms[t.symbol] >= PROBE_GAP_MS):
-                probe = self._probe(t)
-            last_ms[t.symbol] = t.event_time_ms
-            publisher.publish(t)
+            if id(t) not in firsts:
+                if (self._ctx is not None and self._ctx.open_orders(self.unalias[t.symbol])
+                        and t.event_time_ms - last_ms[t.symbol] >= PROBE_GAP_MS):
+                    probe = self._probe(t)
+                last_ms[t.symbol] = t.event_time_ms
+                publisher.publish(t)
             if driver is None or self._ctx is None:
                 publisher.poll(0)
                 continue

@@ -183,6 +183,9 @@ def _offset_ms(value: Any) -> Any:
     if amount < 0:
         raise ValueError("must be >= 0")
     ms = amount * _UNIT_MS[unit]
+    if ms > MAX_DURATION_S * 1000:  # (before: an OverflowError traceback where the file's times are shown)
+        raise ValueError(f"must be before the end, and no scenario lasts longer than "
+                         f"{MAX_DURATION_S / (365.25 * 86_400):g} years")
     if ms != ms.to_integral_value():
         raise ValueError(f"{value!r} is finer than a millisecond")
     return int(ms)
@@ -525,6 +528,12 @@ class Scenario(_Section):
                     problems.append((("orders", i, name), f"must be before the end (duration_s {self.duration_s:g})"))
         if self.strategy is not None:
             known_account(("strategy", "account"), self.strategy.account)
+            # the strategy's context counts its own orders' fills only: a scripted fill in its account would leave
+            # the cash and positions it decides on wrong
+            shared = next((i for i, o in enumerate(self.orders) if o.account == self.strategy.account), None)
+            if shared is not None:
+                problems.append((("strategy", "account"), f"{self.strategy.account} also places orders[{shared}]; give "
+                                 "the strategy an account of its own (its context counts only its own orders)"))
             for j, symbol in enumerate(self.strategy.symbols):
                 if symbol in self.strategy.symbols[:j]:
                     problems.append((("strategy", "symbols", j), f"duplicate symbol {symbol}"))

@@ -347,6 +347,67 @@ def test_a_strategy_names_the_scenarios_symbols(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stdout + done.stderr
 
 
+IN_ORDER = '''
+from tradesim.strategies.sdk import Strategy
+
+
+class InOrder(Strategy):
+    """Fails the run on a tick or bar older than one before it; buys one share of each symbol on its first tick."""
+
+    def __init__(self, params=None):
+        super().__init__(params)
+        self.last_ms = 0
+        self.bought = set()
+
+    def _seen(self, ms):
+        if ms < self.last_ms:
+            raise RuntimeError(f"out of order: {ms} after {self.last_ms}")
+        self.last_ms = ms
+
+    def on_tick(self, ctx, tick):
+        self._seen(tick.event_time_ms)
+        if tick.symbol not in self.bought:
+            self.bought.add(tick.symbol)
+            ctx.buy(tick.symbol, 1)
+
+    def on_bar(self, ctx, bar):
+        self._seen(bar.window_start_ms)
+'''
+
+
+def test_a_strategy_sees_a_symbol_that_starts_later_at_its_own_time(tmp_path: Path) -> None:
+    """A review: each symbol's first tick went to the strategy before every other tick, so a CSV symbol starting at
+    5 s moved market time past the other's 0.5 s tick: a traceback ("market time went back"), or, with a bar closing
+    first, the strategy blamed for it (exit 1)."""
+    rows = [f"{1710509400000 + ms},AAA,10,10.02,10.01,100\n" for ms in range(0, 10_000, 500)]
+    rows += [f"{1710509400000 + ms},BBB,20,20.02,20.01,100\n" for ms in range(5_000, 10_000, 500)]
+    rows.sort(key=lambda r: int(r.split(",")[0]))
+    (tmp_path / "late.csv").write_text("timestamp,symbol,bid,ask,last,size\n" + "".join(rows))
+    (tmp_path / "in_order.py").write_text(IN_ORDER)
+    path = tmp_path / "late.yaml"
+    path.write_text("""\
+id: late
+start: 2024-03-15T13:30:00Z
+duration_s: 10
+tick_interval_ms: 1000
+seed: 1
+symbols: []
+source: {csv: late.csv}
+accounts:
+  - {name: q, cash: "100000"}
+strategy:
+  class: in_order:InOrder
+  account: q
+  symbols: [AAA, BBB]
+  params: {}
+expect:
+  accounts:
+    q: {positions: {AAA: 1, BBB: 1}, executions: 2}
+""")
+    done = _tradesim("run", str(path), "--fast", env={"PYTHONPATH": str(tmp_path)})
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
 def test_a_strategy_callback_that_never_returns_ends_the_run_with_one_line(tmp_path: Path) -> None:
     """Before: the run waited for ever."""
     (tmp_path / "loopy.py").write_text(CRASHY.replace('raise RuntimeError("boom")', "while True:\n                pass")
