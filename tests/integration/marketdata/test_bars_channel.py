@@ -10,7 +10,7 @@ import pytest
 
 from tests.integration.marketdata.conftest import recv_json, recv_until, ws_client
 from tradesim.adapters.kafka.client import producer
-from tradesim.adapters.redis.bars import BarCache
+from tradesim.adapters.redis.bars import BarCache, bars_key
 from tradesim.adapters.redis.client import connect as redis_connect
 from tradesim.domain.events import Bar, encode
 from tradesim.settings import Settings
@@ -69,6 +69,28 @@ def test_a_symbol_without_bars_gets_an_empty_history_and_its_first_bar_live(sett
         assert (live["window_start_ms"] // 60_000, live["close"]) == (7, "50.5")
         ws.send(json.dumps({"op": "unsubscribe_bars", "symbols": [sym], "interval": "1m"}))
         assert recv_until(ws, lambda f: f.get("type") == "unsubscribed_bars")[-1]["symbols"] == [sym]
+
+
+def test_a_first_bar_cached_while_pubsub_reconnects_still_reaches_its_subscriber(settings: Settings) -> None:
+    """A review: the catch-up after a pub/sub reconnect read only the bar keys that had fanned out a bar before, so
+    a subscription whose history was empty missed every bar cached while the service was not listening."""
+    sym = unique_symbol()
+    first = _bar(sym, 7, "50.5")
+    with ws_client(settings) as ws, redis_connect(settings.redis) as r:
+        ws.send(json.dumps({"op": "subscribe_bars", "symbols": [sym], "interval": "1m"}))
+        assert recv_json(ws) == {"type": "bars", "symbol": sym, "interval": "1m", "data": []}
+        listeners = [c["id"] for c in r.client_list(_type="pubsub") if int(c["psub"]) > 0]
+        assert listeners, "the service listens with patterns"
+        drop_then_write = r.pipeline(transaction=True)  # one transaction: the bar is cached with no one listening
+        for client_id in listeners:
+            drop_then_write.client_kill_filter(_id=client_id)
+        drop_then_write.zadd(bars_key(sym, "1m"), {encode(first): first.window_start_ms})
+        drop_then_write.execute()
+        frames = recv_until(ws, lambda f: f.get("type") == "bar", timeout_s=30)
+        _produce(settings, [_bar(sym, 8, "51")])
+        frames += recv_until(ws, lambda f: f.get("type") == "bar" and f["data"]["window_start_ms"] == 8 * 60_000,
+                             timeout_s=30)
+    assert [f["data"]["window_start_ms"] // 60_000 for f in frames if f["type"] == "bar"] == [7, 8]
 
 
 def test_bar_subscriptions_of_one_connection_are_bounded(settings: Settings) -> None:

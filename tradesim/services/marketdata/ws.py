@@ -156,6 +156,14 @@ def _fan_out(clients: Iterable[Client], frame: str, update: Update | None) -> No
         metrics.UPDATES_OUT.inc(sent)
 
 
+#: a bar subscription's key is "SYMBOL|interval" (a symbol cannot hold it)
+BAR_KEY_SEPARATOR = "|"
+
+
+def bar_key(symbol: str, interval: str) -> str:
+    return f"{symbol}{BAR_KEY_SEPARATOR}{interval}"
+
+
 def _window_start(bar_json: str) -> int:
     return int(json.loads(bar_json)["window_start_ms"])
 
@@ -213,19 +221,31 @@ class Client:
             return
         if len(self.queue) >= self.limit:
             self._conflate()
+            if self.closing is not None:
+                return
         self.queue.append(update)
         self.wake.set()
 
     def _conflate(self) -> None:
+        """Keep the latest price per symbol. Replies and bars each count (a bar is its window's whole, which no
+        later bar repeats): a client with `limit` bars unread is closed, and its next `subscribe_bars` history
+        fills what it missed."""
         latest: dict[str, Update] = {}
         control: list[Update] = []
+        bars: list[Update] = []
         for u in self.queue:
-            if u[0]:
-                latest[u[0]] = u
+            if not u[0]:
+                control.append(u)  # acks, snapshots, errors
+            elif BAR_KEY_SEPARATOR in u[0]:
+                bars.append(u)
             else:
-                control.append(u)  # acks, snapshots, errors: each one counts
-        metrics.QUEUE_DROPS.inc(len(self.queue) - len(latest) - len(control))
-        self.queue = deque([*control, *sorted(latest.values(), key=lambda u: (u[1], u[2]))])
+                latest[u[0]] = u
+        if len(bars) >= self.limit:
+            self.close_with(CloseCode.TRY_AGAIN_LATER, "too_slow", f"{len(bars)} bars unread; reconnect and "
+                            "subscribe_bars again (its history holds the recent bars)")
+            return
+        metrics.QUEUE_DROPS.inc(len(self.queue) - len(latest) - len(control) - len(bars))
+        self.queue = deque([*control, *bars, *sorted(latest.values(), key=lambda u: (u[1], u[2]))])
 
     def forget(self, keys: list[str]) -> None:
         """Drop the queued updates and floors of these symbols (or "SYMBOL|interval" bar keys): unsubscribed, none
@@ -396,7 +416,7 @@ class MarketDataHub:
         channel = name.decode()
         if channel.startswith(BARS_PREFIX):
             symbol, interval = parse_channel(channel)
-            self._fan_bar(f"{symbol}|{interval}", raw)
+            self._fan_bar(bar_key(symbol, interval), raw)
             return
         symbol = channel[len(CHANNEL_PREFIX):]
         subs = self.by_symbol.get(symbol)
@@ -417,22 +437,24 @@ class MarketDataHub:
         Runs once the patterns are subscribed again, so every later update comes through pub/sub; the clients'
         floors drop the copies of what this sends. Best effort: an entry that cannot be read is skipped."""
         symbols = list(self.by_symbol)
-        bar_keys = [k for k in self.by_bars if k in self.bars_fanned]
+        bar_keys = list(self.by_bars)
         if not symbols and not bar_keys:
             return
         pipe = self.raw.pipeline(transaction=False)
         for s in symbols:
             pipe.hget(price_key(s), "tick")
         for key in bar_keys:
-            symbol, _, interval = key.partition("|")
-            pipe.zrangebyscore(bars_key(symbol, interval), f"({self.bars_fanned[key]}", "+inf")
+            symbol, _, interval = key.partition(BAR_KEY_SEPARATOR)
+            # a key with none fanned out yet had no history when subscribed: every bar cached since is new to it
+            after = self.bars_fanned.get(key)
+            pipe.zrangebyscore(bars_key(symbol, interval), "-inf" if after is None else f"({after}", "+inf")
         got: list[Any] = await pipe.execute(raise_on_error=False)  # a wrong-typed key fails alone
         moved = 0
         for key, new in zip(bar_keys, got[len(symbols):], strict=True):
             if not (isinstance(new, list) and new):
                 continue
             for raw in new:  # oldest first, each newer than what the key's subscribers got
-                self._skipping_bad(bars_key(*key.split("|")).encode(), self._fan_bar, key, raw)
+                self._skipping_bad(bars_key(*key.split(BAR_KEY_SEPARATOR)).encode(), self._fan_bar, key, raw)
             try:
                 last = _window_start(new[-1].decode())
             except BAD_MESSAGE:
@@ -478,8 +500,8 @@ class MarketDataHub:
         """Register, then send each symbol's recent bars; queued bars the history covers are dropped, so the
         client sees the history and then strictly newer bars (as for price snapshots). A symbol with no bars yet
         is taken (its first bar comes live), so a connection holds at most MAX_SYMBOLS of them per interval."""
-        keys = [f"{s}|{interval}" for s in symbols]
-        held = sum(1 for k in client.bars if k.endswith(f"|{interval}"))
+        keys = [bar_key(s, interval) for s in symbols]
+        held = sum(1 for k in client.bars if k.endswith(bar_key("", interval)))
         if held + len(set(keys) - client.bars) > MAX_SYMBOLS:
             if not client.count_bad_frame(time.monotonic()):
                 client.send_now(_error("bad_request", f"at most {MAX_SYMBOLS} bar subscriptions per interval on one "
@@ -737,7 +759,7 @@ class MarketDataHub:
             if doc["op"] == "subscribe_bars":
                 await self.subscribe_bars(client, wanted, interval)
             else:
-                self.unsubscribe_bars(client, [f"{s}|{interval}" for s in wanted])
+                self.unsubscribe_bars(client, [bar_key(s, interval) for s in wanted])
                 client.send_now(json.dumps({"type": "unsubscribed_bars", "symbols": wanted, "interval": interval}))
             return None
         if doc["op"] == "subscribe":
