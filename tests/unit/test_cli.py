@@ -574,6 +574,7 @@ def test_a_folder_named_like_the_settings_file_exits_2(tmp_path: Path) -> None:
     (["logs", ""], "an empty name"),
     (["run", "calm", "--junit", "/nonexistent/x.xml"], "the folder /nonexistent does not exist"),
     (["run", "calm", "--json", "."], "is a folder"),
+    (["run", "calm", "--json", "r.x", "--junit", "./r.x"], "--junit and --json both name"),  # before: XML over JSON
     (["smoke", "--junit", "/nonexistent/x.xml"], "the folder /nonexistent does not exist"),
 ])
 def test_bad_arguments_exit_2_before_any_work(api: list[tuple[str, dict[str, object]]], argv: list[str],
@@ -582,6 +583,17 @@ def test_bad_arguments_exit_2_before_any_work(api: list[tuple[str, dict[str, obj
     assert result.exit_code == 2, result.output
     assert message in _one_line_error(result.output)
     assert api == []
+
+
+def test_a_bad_scenario_file_leaves_an_error_report_in_place_of_an_older_runs(tmp_path: Path) -> None:
+    (tmp_path / "old.json").write_text('{"passed": true}')  # an earlier run's report
+    (tmp_path / "bad.yaml").write_text("id: bad\n")
+    result = runner.invoke(app, ["run", str(tmp_path / "bad.yaml"), "--json", str(tmp_path / "old.json"),
+                                 "--junit", str(tmp_path / "old.xml")])
+    assert result.exit_code == 2, result.output
+    doc = json.loads((tmp_path / "old.json").read_text())
+    assert (doc["passed"], doc["scenario"], doc["seed"]) == (False, "bad", None)
+    assert "bad.yaml" in doc["error"]
 
 
 @pytest.mark.parametrize(("content", "message"), [

@@ -103,6 +103,12 @@ def _result() -> RunResult:
                      bars={"1m": 2}, read_side=ReadSide(2, {"AAPL": 200}))
 
 
+def test_a_lone_surrogate_in_an_error_is_written_as_its_json_escape(tmp_path: Path) -> None:
+    """A strategy's exception text may hold one (before: UnicodeEncodeError, a traceback)."""
+    write_json(tmp_path / "run.json", json_document("s", 1, None, [], _result(), error="bad \ud800 text"))
+    assert json.loads((tmp_path / "run.json").read_text(encoding="utf-8"))["error"] == "bad \ud800 text"
+
+
 def test_json_document_has_the_run_checks_accounts_and_ordered_outcomes(tmp_path: Path) -> None:
     result = _result()
     doc = json_document("round-trip-fees", 42, 10.0, [OK, BAD], result)

@@ -16,6 +16,7 @@ from rich.text import Text
 from tradesim.cli.errors import check_output, cli_errors, err
 from tradesim.cli.readout import console
 from tradesim.settings import MIN_SPEED, Settings, load_settings
+from tradesim.stack.errors import UserError
 
 if TYPE_CHECKING:
     from tradesim.runner.engine import Run
@@ -58,13 +59,20 @@ def _run_cli(name: str, speed: float | None, junit: Path | None, json_out: Path 
 
     check_output(junit, "--junit")
     check_output(json_out, "--json")
+    if junit is not None and json_out is not None and junit.resolve() == json_out.resolve():
+        raise UserError(f"--junit and --json both name {junit}; give each report a file of its own")
     settings = load_settings()
     try:
         path = find_scenario(name, settings.scenarios_dir)
         report, code = run_file(settings, path, speed, json_out)
-    except ScenarioError as exc:  # a CI server still gets a report: one errored case saying why
+    except ScenarioError as exc:  # a CI server still gets a report saying why (never an older run's)
         if junit is not None:
             write_junit(junit, [RunReport(Path(name).stem, [], 0.0, error=str(exc))])
+        if json_out is not None:
+            from tradesim.scenarios.expect import RunResult
+            from tradesim.scenarios.report import json_document, write_json
+
+            write_json(json_out, json_document(Path(name).stem, None, speed, [], RunResult([], {}), error=str(exc)))
         raise
     if junit is not None:
         write_junit(junit, [report])

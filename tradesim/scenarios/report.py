@@ -95,10 +95,10 @@ def _write(path: Path, data: bytes) -> None:
         raise OSError(exc.errno, exc.strerror or str(exc), str(path)) from None
 
 
-def json_document(scenario_id: str, seed: int, speed: float | None, checks: Sequence[Check], result: RunResult,
+def json_document(scenario_id: str, seed: int | None, speed: float | None, checks: Sequence[Check], result: RunResult,
                   error: str | None = None) -> dict[str, Any]:
     """The run as JSON-ready data: money as decimal strings, outcomes in script order; `speed` None = as fast as
-    possible; `passed` only when every check passed and the run completed."""
+    possible; `passed` only when every check passed and the run completed; `seed` None: the file did not load."""
     side = result.read_side
     return {
         "scenario": scenario_id,
@@ -118,7 +118,8 @@ def json_document(scenario_id: str, seed: int, speed: float | None, checks: Sequ
 
 
 def write_json(path: Path, document: Mapping[str, Any]) -> None:
-    _write(path, (json.dumps(document, indent=2, ensure_ascii=False) + "\n").encode())
+    # a lone surrogate (a strategy's exception text) becomes its JSON escape rather than an encoding error
+    _write(path, (json.dumps(document, indent=2, ensure_ascii=False) + "\n").encode(errors="backslashreplace"))
 
 
 def _outcome(o: Outcome) -> dict[str, Any]:

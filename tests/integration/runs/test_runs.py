@@ -107,6 +107,26 @@ expect:
     assert "did not catch up" not in done.stdout + done.stderr
 
 
+def test_a_market_only_scenario_counts_no_searchable_trades(tmp_path: Path) -> None:
+    """A review: with no account of the scenario's, the runner's own barrier orders were taken off a count that
+    never held them, so `searchable_trades: 0` failed with "got -1"."""
+    path = tmp_path / "quiet.yaml"
+    path.write_text("""\
+id: quiet
+start: 2024-01-02T14:30:00Z
+duration_s: 5
+tick_interval_ms: 500
+seed: 1
+symbols:
+  - {symbol: QQ, initial_price: "10"}
+expect:
+  read_side: {searchable_trades: 0}
+""")
+    done = _tradesim("run", str(path), "--fast", "--json", str(tmp_path / "r.json"))
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert json.loads((tmp_path / "r.json").read_text())["read_side"]["searchable_trades"] == 0
+
+
 def test_a_symbol_whose_feed_stops_early_does_not_hold_the_run(tmp_path: Path) -> None:
     """A probe: the runner waited, for every symbol, for the bar of the run's last tick; a CSV symbol that stopped
     at 20 s of 60 never has one, so every such run stalled 60 s and said the bars were incomplete."""
