@@ -572,6 +572,10 @@ def test_a_folder_named_like_the_settings_file_exits_2(tmp_path: Path) -> None:
     (["accounts", "reset", "c1/rotate-key?"], "is not a user id"),  # before: rotated c1's key, never shown
     (["accounts", "rotate-key", "bob/reset#"], "is not a user id"),  # before: reset bob's account
     (["logs", ""], "an empty name"),
+    # a review: each of these listed or started everything, as if the option had not been given
+    (["orders", "--symbol", ""], "invalid symbol ''"),
+    (["trades", "--q", "  "], "--q needs a word to find"),
+    (["market", "start", ""], "scenario: empty"),
     (["run", "calm", "--junit", "/nonexistent/x.xml"], "the folder /nonexistent does not exist"),
     (["run", "calm", "--json", "."], "is a folder"),
     (["run", "calm", "--json", "r.x", "--junit", "./r.x"], "--junit and --json both name"),  # before: XML over JSON

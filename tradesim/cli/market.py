@@ -251,7 +251,7 @@ def _market_request(settings: Settings, scenario: str | None, speed: str | float
         if pace > MAX_LIVE_SPEED:
             raise UserError(f"--speed is at most {MAX_LIVE_SPEED:g} for the live market, which loops for ever; "
                             "`tradesim replay SCENARIO --speed N` goes through a scenario once at any speed")
-    name = scenario or m.scenario
+    name = m.scenario if scenario is None else scenario  # "" is a mistake (find_scenario says so), not the default
     path = find_scenario(name, settings.scenarios_dir)  # ScenarioError (exit 2) names the available ones
     check_live(load_scenario(path))
     # a name stays a name (readable in status); a path is made absolute: the feed runs in another folder

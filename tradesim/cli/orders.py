@@ -148,7 +148,7 @@ def _orders(open_only: bool, symbol: str | None, limit: int, as_json: bool) -> N
     params: dict[str, Any] = {"limit": limit}
     if open_only:
         params["status"] = "accepted"
-    if symbol:
+    if symbol is not None:  # (before: "" listed every symbol's orders)
         params["symbol"] = symbol_param(symbol)
     answer = call(settings, "GET", "/orders", active_key(settings)[1], params=params)
     if as_json:

@@ -36,7 +36,9 @@ def params_of(symbol: str | None, side: str | None, status: str | None, since: s
             raise UserError(f"--status must be one of {', '.join(STATUSES)}, got {status!r}")
         params["status"] = status
     params["from"] = since_param(since)
-    params["q"] = q or None
+    if q is not None and not q.strip():  # (before: dropped, so every trade was listed)
+        raise UserError("--q needs a word to find")
+    params["q"] = q
     return params
 
 

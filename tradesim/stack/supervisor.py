@@ -85,16 +85,26 @@ class _Builds:
                 self.changed.wait(timeout_s)
 
 
-def last_lines(path: Path, count: int = LOG_TAIL_LINES) -> list[str]:
+def last_lines(path: Path, count: int = LOG_TAIL_LINES, block: int = 64 * 1024) -> list[str]:
+    """The file's last `count` whole lines, read backwards a block at a time (before: the last 64 KiB only, so
+    `tradesim logs -n 5000` printed a few hundred lines, the first of them cut)."""
     try:
         with open(path, "rb") as fh:
-            fh.seek(0, 2)
-            size = fh.tell()
-            fh.seek(max(0, size - 64 * 1024))
-            text = fh.read().decode("utf-8", "replace")
+            start = fh.seek(0, 2)
+            chunks: list[bytes] = []
+            newlines = 0
+            while start > 0 and newlines <= count:
+                size = min(block, start)
+                start -= size
+                fh.seek(start)
+                chunks.append(fh.read(size))
+                newlines += chunks[-1].count(b"\n")
     except OSError:
         return []
-    return text.splitlines()[-count:]
+    lines = b"".join(reversed(chunks)).decode("utf-8", "replace").splitlines()
+    if start > 0:
+        lines = lines[1:]  # the block began inside this one
+    return lines[-count:]
 
 
 def rotate_log(path: Path, limit_bytes: int) -> None:

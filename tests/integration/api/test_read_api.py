@@ -166,6 +166,22 @@ def test_a_user_key_cannot_name_another_user(api: httpx.Client, new_user: Callab
     assert (unknown.status_code, unknown.json()["code"]) == (404, "account_not_found")
 
 
+@pytest.mark.parametrize("path", ["/portfolio", "/trades/search", "/analytics/volume", "/analytics/pnl", "/orders"])
+def test_a_misspelt_or_repeated_query_parameter_is_refused(api: httpx.Client, new_user: Callable[..., User],
+                                                           path: str) -> None:
+    """A review: both were answered 200, the misspelt one dropped (`?symbl=X` searched every symbol) and the
+    repeated one overridden by its last value."""
+    a = new_user()
+    misspelt = api.get(path, params={"usr": a.user_id}, headers=a.auth)
+    assert (misspelt.status_code, misspelt.json()["code"]) == (422, "invalid_request"), misspelt.text
+    assert misspelt.json()["message"].startswith("usr: not a parameter of this route (it takes: ")
+    assert "user" in misspelt.json()["message"]
+    twice = api.get(path, params=[("user", a.user_id), ("user", a.user_id)], headers=a.auth)
+    assert (twice.status_code, twice.json()["message"]) == (422, "user: given more than once; give it once")
+    assert twice.json()["errors"] == [{"loc": ["query", "user"], "msg": "given more than once; give it once",
+                                       "type": "extra_forbidden"}]
+
+
 def test_a_user_key_cannot_list_another_users_orders(api: httpx.Client, new_user: Callable[..., User]) -> None:
     """Before: `?user=` was ignored and the caller's own orders came back, as if they were the other user's."""
     a, b = new_user(), new_user()

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from typing import Annotated
 
 import anyio
 from fastapi import Depends, Query, Request
+from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from tradesim.adapters.dynamodb.accounts import Account
@@ -148,3 +150,39 @@ def one_user(reader: Reader) -> str:
     if reader.user_id is None:
         raise invalid("user", "the admin key must name a user (`?user=`)", "missing")
     return reader.user_id
+
+
+@functools.cache
+def _query_names(route: APIRoute) -> frozenset[str]:
+    """The query parameters of the route and of its dependencies."""
+    names: set[str] = set()
+    pending = [route.dependant]
+    while pending:
+        dependant = pending.pop()
+        names.update(p.alias for p in dependant.query_params)
+        pending.extend(dependant.dependencies)
+    return frozenset(names)
+
+
+async def _exact_query(request: Request) -> None:
+    """422 for a query parameter the route does not take, or one given twice: a misspelt filter was dropped and a
+    repeated one overridden, so the answer covered something else than was asked, with a 200."""
+    if not request.query_params:
+        return
+    route = request.scope.get("route")
+    taken = _query_names(route) if isinstance(route, APIRoute) else frozenset()
+    seen: set[str] = set()
+    for name, _ in request.query_params.multi_items():
+        if name not in taken:
+            why = f"not a parameter of this route (it takes: {', '.join(sorted(taken)) or 'none'})"
+        elif name in seen:
+            why = "given more than once; give it once"
+        else:
+            seen.add(name)
+            continue
+        raise ApiError(422, "invalid_request", f"{name}: {why}",
+                       errors=[{"loc": ["query", name], "msg": why, "type": "extra_forbidden"}])
+
+
+#: for routes with query parameters (the read routes): their names are checked, see `_exact_query`
+EXACT_QUERY = Depends(_exact_query)

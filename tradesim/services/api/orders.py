@@ -66,6 +66,7 @@ from tradesim.domain.precheck import (
 from tradesim.ports import Unavailable
 from tradesim.services.api import metrics
 from tradesim.services.api.deps import (
+    EXACT_QUERY,
     Authenticated,
     CurrentUser,
     Res,
@@ -485,7 +486,7 @@ async def get_order(user: CurrentUser, res: Res, order_id: str = OrderIdPath) ->
     return await _own(res, user, order_id)
 
 
-@router.get("", response_model=OrderList, responses=responses(401, 403, 422, 429, 503))
+@router.get("", response_model=OrderList, responses=responses(401, 403, 422, 429, 503), dependencies=[EXACT_QUERY])
 async def list_orders(
     caller: CurrentUser, res: Res,
     status: Annotated[OrderStatusStr | None, Query(description="only orders with this status")] = None,

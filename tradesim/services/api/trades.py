@@ -10,12 +10,12 @@ from tradesim.domain.events import SYMBOL_RE, Side
 from tradesim.domain.trades import MAX_PAGE_SIZE, TradeQuery, TradeRecord
 from tradesim.ports import InvalidCursor
 from tradesim.services.api import metrics
-from tradesim.services.api.deps import ReadAs, Res
+from tradesim.services.api.deps import EXACT_QUERY, ReadAs, Res
 from tradesim.services.api.errors import ApiError, responses
-from tradesim.services.api.schemas import SortStr, Trade, TradeList, TradeStatusStr, money
+from tradesim.services.api.schemas import WORDS_PATTERN, SortStr, Trade, TradeList, TradeStatusStr, money
 from tradesim.services.api.windows import FromParam, ToParam, time_range
 
-router = APIRouter(prefix="/trades", tags=["trades"])
+router = APIRouter(prefix="/trades", tags=["trades"], dependencies=[EXACT_QUERY])
 
 
 def trade_of(record: TradeRecord) -> Trade:
@@ -35,7 +35,8 @@ async def search_trades(
     status: Annotated[TradeStatusStr | None, Query(description="only this outcome")] = None,
     from_: FromParam = None,
     to: ToParam = None,
-    q: Annotated[str | None, Query(min_length=1, max_length=200, description="words matched against order id, "
+    q: Annotated[str | None, Query(min_length=1, max_length=200, pattern=WORDS_PATTERN,
+                                   description="words matched against order id, "
                                    "symbol, status and reason")] = None,
     sort: Annotated[SortStr, Query(description="order of the results")] = "decided_desc",
     size: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE, description="trades per page")] = 50,
