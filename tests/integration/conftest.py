@@ -87,21 +87,13 @@ def tox(settings: Settings) -> Iterator[Toxiproxy]:
     proxy.close()
 
 
-#: what the session's first `up` leaves out: Jaeger is a Go build of minutes on a cold cache (`make test` runs it
-#: beside the unit tests), and only the tracing tests read it. The services send spans to its port from the start
-#: (dropped until it answers); the first whole `supervisor.up()` of a test starts it, at the latest the tracing
-#: tests' (tests/integration/execution/test_tracing.py).
-LATER = ("jaeger",)
-
-
 @pytest.fixture(scope="session", autouse=True)
 def stack(supervisor: Supervisor) -> Iterator[Supervisor]:
     # Stop at the end only what this session started: a component with a live process (even one restarting or
     # briefly unhealthy) belongs to whoever started it, so a session never takes down a stack it found.
     found = {s.name for s in supervisor.status() if s.state in ("running", "unhealthy", "external")}
     FOUND_RUNNING.update(found)
-    Supervisor(supervisor.settings, [c for c in supervisor.components if c.name not in LATER],
-               progress=_progress).up()
+    supervisor.up()
     yield supervisor
     ours = [c for c in supervisor.components if c.name not in found]
     if ours:

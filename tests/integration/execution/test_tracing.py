@@ -20,7 +20,6 @@ from tradesim.cli.app import app
 from tradesim.ports import Unavailable
 from tradesim.services.admin_key import load_admin_key
 from tradesim.settings import Settings
-from tradesim.stack.supervisor import Supervisor
 
 #: the spans an executed order's trace holds once the read side wrote it, as (service, operation)
 EXECUTED = {("tradesim-api", "POST /orders"), ("tradesim-api", "publish trade_orders"),
@@ -36,9 +35,8 @@ def _named(tr: Trace) -> dict[tuple[str, str], list[Span]]:
 
 
 @pytest.fixture
-def jaeger(settings: Settings, supervisor: Supervisor) -> Iterator[JaegerQuery]:
+def jaeger(settings: Settings) -> Iterator[JaegerQuery]:
     assert settings.tracing.enabled, "the test stack runs with tracing on (tests/integration/conftest.py)"
-    supervisor.up()  # the session's first `up` left Jaeger out (tests/integration/conftest.py: LATER)
     query = JaegerQuery(settings.tracing.client_query_url)
     try:
         query.services()
