@@ -30,8 +30,8 @@ check: install
 	$(BIN)/lint-imports
 
 # Unit tests need no server; integration tests bring the stack up themselves (and stop it again at the end
-# if it was not running before). `tradesim smoke` runs among them, as a CI pipeline runs it, on the tests' stack
-# (tests/integration/runs/test_runs.py): one stack start fewer than a smoke step of its own (about 3 minutes).
+# if it was not running before). `tradesim smoke` runs among them on the tests' stack, with one component stopped
+# for it to start and stop again (tests/integration/runs/test_runs.py): one stack start fewer than a step of its own.
 test: $(VENV)/.core
 	mkdir -p build
 	# The test stack runs Toxiproxy and traces (tests/integration/conftest.py), and both are Go builds: Toxiproxy's

@@ -112,7 +112,7 @@ class Load:
             elif kind == "orders":
                 answer = await client.get("/orders", params={"limit": 20}, headers=auth)
             else:
-                answer = await client.get("/trades/search", params={"limit": 20}, headers=auth)
+                answer = await client.get("/trades/search", params={"size": 20}, headers=auth)
             status = answer.status_code
         except Exception as exc:  # noqa: BLE001 - any failure is an error of this request, counted by its kind
             status, failure = 0, type(exc).__name__

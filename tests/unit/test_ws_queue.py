@@ -23,25 +23,28 @@ def _tick(symbol: str, seq: int) -> tuple[str, int, int, str]:
 
 
 def test_prices_conflate_to_the_newest_while_every_bar_and_reply_stays_in_order() -> None:
-    client = _client(6)
+    client = _client(16)
     client.send_now('{"type":"subscribed"}')
     for i in range(5):
         client.offer(_tick("AAA", i))
         client.offer(_bar("AAA", i * 1000))
+    for i in range(5, 11):  # the 16th queued update makes the next offer conflate
+        client.offer(_tick("AAA", i))
     kinds = [(u[0], u[2]) for u in client.queue]
     assert client.closing is None
-    assert [w for key, w in kinds if key == bar_key("AAA", "1s")] == [0, 1000, 2000, 3000, 4000]  # before: 2000 on
-    assert [s for key, s in kinds if key == "AAA"][-1] == 4  # the newest price is there
-    assert len([1 for key, _ in kinds if key == "AAA"]) < 5  # older prices were dropped
+    assert [w for key, w in kinds if key == bar_key("AAA", "1s")] == [0, 1000, 2000, 3000, 4000]  # before: 4000
+    assert [s for key, s in kinds if key == "AAA"] == [9, 10]  # the newest price before the conflation, then one
     assert kinds[0] == ("", 0)  # the reply, first
 
 
-def test_a_client_with_a_queue_full_of_unread_bars_is_closed_rather_than_missing_one() -> None:
-    client = _client(3)
-    for i in range(4):
+def test_a_client_that_conflation_cannot_bring_under_half_its_queue_is_closed() -> None:
+    """Bars (and replies) are never dropped, so a client that does not read them is closed rather than being
+    passed over on every update with a full queue."""
+    client = _client(4)
+    for i in range(5):
         client.offer(_bar("AAA", i * 1000))
     assert client.closing == (CloseCode.TRY_AGAIN_LATER, "too_slow")
     assert not client.queue
     error = json.loads(client.account[0])
     assert (error["type"], error["code"]) == ("error", "too_slow")
-    assert "subscribe_bars again" in error["message"]
+    assert error["message"].startswith("4 bars and 0 other frames unread; reconnect and subscribe again")

@@ -65,14 +65,13 @@ def _run_cli(name: str, speed: float | None, junit: Path | None, json_out: Path 
     try:
         path = find_scenario(name, settings.scenarios_dir)
         report, code = run_file(settings, path, speed, json_out)
-    except ScenarioError as exc:  # a CI server still gets a report saying why (never an older run's)
+    except ScenarioError as exc:  # a CI server still gets a report saying why (not an older run's)
         if junit is not None:
             write_junit(junit, [RunReport(Path(name).stem, [], 0.0, error=str(exc))])
         if json_out is not None:
-            from tradesim.scenarios.expect import RunResult
-            from tradesim.scenarios.report import json_document, write_json
+            from tradesim.scenarios.report import write_error_json
 
-            write_json(json_out, json_document(Path(name).stem, None, speed, [], RunResult([], {}), error=str(exc)))
+            write_error_json(json_out, Path(name).stem, None, speed, str(exc))
         raise
     if junit is not None:
         write_junit(junit, [report])
@@ -84,8 +83,8 @@ def run_file(settings: Settings, path: Path, speed: float | None, json_out: Path
     """Load, run, print, and the JUnit record and exit code; ScenarioError (bad file) propagates."""
     from tradesim.runner.engine import ScenarioRunner, StackUnusable, StrategyFailed
     from tradesim.runner.files import load_run
-    from tradesim.scenarios.expect import RunResult, evaluate
-    from tradesim.scenarios.report import RunReport, json_document, write_json
+    from tradesim.scenarios.expect import evaluate
+    from tradesim.scenarios.report import RunReport, json_document, write_error_json, write_json
 
     scenario, strategy = load_run(path)
     started = time.monotonic()
@@ -102,16 +101,14 @@ def run_file(settings: Settings, path: Path, speed: float | None, json_out: Path
         report = RunReport(scenario.id, [], time.monotonic() - started, error=f"stack not usable: {exc}",
                            timestamp=stamp, properties=props)
         if json_out is not None:
-            write_json(json_out, json_document(scenario.id, scenario.seed, speed, [], RunResult([], {}),
-                                               error=str(exc)))
+            write_error_json(json_out, scenario.id, scenario.seed, speed, str(exc))
         return report, EXIT_STACK
     except StrategyFailed as exc:
         err.print(f"error: {exc}")
         report = RunReport(scenario.id, [], time.monotonic() - started, error=str(exc), timestamp=stamp,
                            properties=props)
         if json_out is not None:
-            write_json(json_out, json_document(scenario.id, scenario.seed, speed, [], RunResult([], {}),
-                                               error=str(exc)))
+            write_error_json(json_out, scenario.id, scenario.seed, speed, str(exc))
         return report, EXIT_FAILED
     checks = evaluate(scenario.expect, done.result)
     elapsed = time.monotonic() - started

@@ -117,6 +117,11 @@ def json_document(scenario_id: str, seed: int | None, speed: float | None, check
     }
 
 
+def write_error_json(path: Path, scenario_id: str, seed: int | None, speed: float | None, error: str) -> None:
+    """The JSON document of a run that did not complete (no checks, no results)."""
+    write_json(path, json_document(scenario_id, seed, speed, [], RunResult([], {}), error=error))
+
+
 def write_json(path: Path, document: Mapping[str, Any]) -> None:
     # a lone surrogate (a strategy's exception text) becomes its JSON escape rather than an encoding error
     _write(path, (json.dumps(document, indent=2, ensure_ascii=False) + "\n").encode(errors="backslashreplace"))

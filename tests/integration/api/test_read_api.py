@@ -296,6 +296,10 @@ def test_search_filters(api: httpx.Client, user: User, index: TradeIndex, store:
     iso = datetime.fromtimestamp((DAY + 3_000) / 1000, UTC).isoformat().replace("+00:00", "Z")
     assert qtys(**{"from": iso}) == [4, 3]
     assert qtys(q="insufficient_funds") == [4]
+    for blank in ("  ", "\x1c"):  # before: 200 and every trade (the search strips the text and drops it if empty)
+        answer = api.get("/trades/search", params={"q": blank}, headers=user.auth)
+        assert (answer.status_code, answer.json()["code"]) == (422, "invalid_request"), answer.text
+        assert answer.json()["message"].startswith("q: must hold a word to find")
     assert qtys(sort="decided_asc") == [1, 2, 3, 4]
     assert qtys(sort="qty_desc") == [4, 3, 2, 1]
 

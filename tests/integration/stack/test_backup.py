@@ -43,7 +43,13 @@ from tradesim.services.ingest.publisher import publish_all
 from tradesim.settings import Settings
 from tradesim.stack.backup import Manifest, NoSteps, restore
 from tradesim.stack.jobs import cancel_job, submit_standard_jobs
-from tradesim.stack.marks import begin_rebuild, finish_rebuild, unfinished_restore
+from tradesim.stack.marks import (
+    begin_rebuild,
+    finish_rebuild,
+    forget_unfinished_rebuilds,
+    short_models,
+    unfinished_restore,
+)
 from tradesim.stack.supervisor import Supervisor
 from tradesim.testing.factories import tick, unique_symbol
 from tradesim.testing.waiting import wait_for
@@ -252,6 +258,8 @@ def _round_trip(settings: Settings, supervisor: Supervisor, http: httpx.Client, 
     # an empty stack: every store's data deleted (the API's admin key is kept: the session's fixtures hold it)
     supervisor.down()
     Supervisor(settings, [c for c in supervisor.components if c.name != "api"]).down(purge=True)
+    forget_unfinished_rebuilds(settings)  # as `tradesim down --purge` does
+    assert short_models(settings) == []
     supervisor.up()
     assert cli.invoke(app, ["restore", str(tmp_path / "nothing")]).exit_code == 2
     # a restore stopped once it began changing the stack (here before any data moved, so it may start again) leaves
@@ -266,6 +274,7 @@ def _round_trip(settings: Settings, supervisor: Supervisor, http: httpx.Client, 
     status = json.loads(cli.invoke(app, ["status", "--json"]).stdout)
     assert status["unfinished_restore"] is None
     # the purge removed the rebuild's mark; the restored stack marks the model the backup copied short again
+    assert Manifest.load(folder).short_models == ["search"]
     assert [line.split(" stopped")[0] for line in status["unfinished_rebuilds"]] == ["a rebuild of search"]
     finish_rebuild(settings, "search")
     assert running(settings), "the execution job resumed from its savepoint"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import math
 from dataclasses import dataclass
 from typing import Annotated
@@ -152,7 +151,6 @@ def one_user(reader: Reader) -> str:
     return reader.user_id
 
 
-@functools.cache
 def _query_names(route: APIRoute) -> frozenset[str]:
     """The query parameters of the route and of its dependencies."""
     names: set[str] = set()

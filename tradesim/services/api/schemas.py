@@ -30,15 +30,12 @@ CASH_PATTERN = rf"^(0|[1-9][0-9]{{0,{CASH_DIGITS - 1}}})(\.[0-9]{{1,2}})?$"
 # line that shows the reference
 CLIENT_ORDER_ID_PATTERN = r"^[^\x00-\x1f\x7f-\x9f\u061c\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff]+$"
 #: what a value refused by one of the API's patterns must look like, in words (a regular expression says little)
-#: a search text: something besides white space (which the search would drop, matching every trade)
-WORDS_PATTERN = r"\S"
 _PATTERN_WORDS = {
     **PATTERN_WORDS,
     PRICE_PATTERN: "must be a price like 101.25: up to 12 digits, a point and up to 4 decimals; no sign, no exponent",
     CASH_PATTERN: f"must be an amount like 100000.00: up to {CASH_DIGITS} digits, a point and up to 2 decimals; no "
                   "sign, no exponent",
     CLIENT_ORDER_ID_PATTERN: "must hold no control, zero-width or bidirectional characters",
-    WORDS_PATTERN: "must hold a word to find (not only spaces)",
 }
 
 

@@ -227,9 +227,9 @@ class Client:
         self.wake.set()
 
     def _conflate(self) -> None:
-        """Keep the latest price per symbol. Replies and bars each count (a bar is its window's whole, which no
-        later bar repeats): a client with `limit` bars unread is closed, and its next `subscribe_bars` history
-        fills what it missed."""
+        """Keep the latest price per symbol; replies and bars each count (a bar is its window's whole, which no
+        later bar repeats). A client with half of `limit` in bars and replies unread is closed: with them never
+        dropped, its conflations would otherwise free less and less, until one ran on every update."""
         latest: dict[str, Update] = {}
         control: list[Update] = []
         bars: list[Update] = []
@@ -240,12 +240,14 @@ class Client:
                 bars.append(u)
             else:
                 latest[u[0]] = u
-        if len(bars) >= self.limit:
-            self.close_with(CloseCode.TRY_AGAIN_LATER, "too_slow", f"{len(bars)} bars unread; reconnect and "
-                            "subscribe_bars again (its history holds the recent bars)")
+        kept = [*control, *bars, *sorted(latest.values(), key=lambda u: (u[1], u[2]))]
+        if len(bars) + len(control) >= self.limit // 2:
+            self.close_with(CloseCode.TRY_AGAIN_LATER, "too_slow", f"{len(bars)} bars and {len(kept) - len(bars)} "
+                            "other frames unread; reconnect and subscribe again (a bar history holds the newest "
+                            f"{BARS_KEPT} of each symbol)")
             return
-        metrics.QUEUE_DROPS.inc(len(self.queue) - len(latest) - len(control) - len(bars))
-        self.queue = deque([*control, *bars, *sorted(latest.values(), key=lambda u: (u[1], u[2]))])
+        metrics.QUEUE_DROPS.inc(len(self.queue) - len(kept))
+        self.queue = deque(kept)
 
     def forget(self, keys: list[str]) -> None:
         """Drop the queued updates and floors of these symbols (or "SYMBOL|interval" bar keys): unsubscribed, none
