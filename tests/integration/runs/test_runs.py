@@ -372,7 +372,8 @@ from tradesim.strategies.sdk import Strategy
 
 
 class InOrder(Strategy):
-    """Fails the run on a tick or bar older than one before it; buys one share of each symbol on its first tick."""
+    """Fails the run on a tick or a bar's close older than what came before; buys a share of each symbol on its
+    first tick."""
 
     def __init__(self, params=None):
         super().__init__(params)
@@ -391,7 +392,7 @@ class InOrder(Strategy):
             ctx.buy(tick.symbol, 1)
 
     def on_bar(self, ctx, bar):
-        self._seen(bar.window_start_ms)
+        self._seen(bar.window_end_ms)  # a bar comes once its window closed
 '''
 
 
