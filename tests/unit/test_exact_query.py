@@ -47,8 +47,8 @@ def test_the_parameters_of_the_route_and_its_dependencies_pass_once_each() -> No
 def test_an_unknown_or_repeated_parameter_is_a_422_problem() -> None:
     unknown = _get({"symbl": "X"})
     assert (unknown.status_code, unknown.json()["code"]) == (422, "invalid_request")
-    assert unknown.json()["message"] == "symbl: not a parameter of this route (it takes: from, symbol, user)"
+    assert unknown.json()["message"] == "query.symbl: not a parameter of this route (it takes: from, symbol, user)"
     twice = _get([("symbol", "X"), ("symbol", "Y")])
-    assert (twice.status_code, twice.json()["message"]) == (422, "symbol: given more than once; give it once")
+    assert (twice.status_code, twice.json()["message"]) == (422, "query.symbol: given more than once; give it once")
     assert twice.json()["errors"] == [{"loc": ["query", "symbol"], "msg": "given more than once; give it once",
                                        "type": "extra_forbidden"}]

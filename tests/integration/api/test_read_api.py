@@ -174,10 +174,10 @@ def test_a_misspelt_or_repeated_query_parameter_is_refused(api: httpx.Client, ne
     a = new_user()
     misspelt = api.get(path, params={"usr": a.user_id}, headers=a.auth)
     assert (misspelt.status_code, misspelt.json()["code"]) == (422, "invalid_request"), misspelt.text
-    assert misspelt.json()["message"].startswith("usr: not a parameter of this route (it takes: ")
+    assert misspelt.json()["message"].startswith("query.usr: not a parameter of this route (it takes: ")
     assert "user" in misspelt.json()["message"]
     twice = api.get(path, params=[("user", a.user_id), ("user", a.user_id)], headers=a.auth)
-    assert (twice.status_code, twice.json()["message"]) == (422, "user: given more than once; give it once")
+    assert (twice.status_code, twice.json()["message"]) == (422, "query.user: given more than once; give it once")
     assert twice.json()["errors"] == [{"loc": ["query", "user"], "msg": "given more than once; give it once",
                                        "type": "extra_forbidden"}]
 
@@ -299,7 +299,7 @@ def test_search_filters(api: httpx.Client, user: User, index: TradeIndex, store:
     for blank in ("  ", "\x1c"):  # before: 200 and every trade (the search strips the text and drops it if empty)
         answer = api.get("/trades/search", params={"q": blank}, headers=user.auth)
         assert (answer.status_code, answer.json()["code"]) == (422, "invalid_request"), answer.text
-        assert answer.json()["message"].startswith("q: must hold a word to find")
+        assert answer.json()["message"].startswith("query.q: must hold a word to find")
     assert qtys(sort="decided_asc") == [1, 2, 3, 4]
     assert qtys(sort="qty_desc") == [4, 3, 2, 1]
 

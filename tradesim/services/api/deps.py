@@ -178,8 +178,7 @@ async def _exact_query(request: Request) -> None:
         else:
             seen.add(name)
             continue
-        raise ApiError(422, "invalid_request", f"{name}: {why}",
-                       errors=[{"loc": ["query", name], "msg": why, "type": "extra_forbidden"}])
+        raise invalid(name, why, "extra_forbidden")
 
 
 #: for routes with query parameters (the read routes): their names are checked, see `_exact_query`

@@ -13,7 +13,7 @@ from tradesim.services.api import metrics
 from tradesim.services.api.deps import EXACT_QUERY, ReadAs, Res
 from tradesim.services.api.errors import ApiError, responses
 from tradesim.services.api.schemas import SortStr, Trade, TradeList, TradeStatusStr, money
-from tradesim.services.api.windows import FromParam, ToParam, time_range
+from tradesim.services.api.windows import FromParam, ToParam, invalid, time_range
 
 router = APIRouter(prefix="/trades", tags=["trades"], dependencies=[EXACT_QUERY])
 
@@ -46,8 +46,7 @@ async def search_trades(
     sees their own; the admin key everyone's, or one user's with `user`. Pages never repeat or skip a trade
     while new ones arrive."""
     if q is not None and not q.strip():  # the search drops what `strip` drops: the filter would match every trade
-        raise ApiError(422, "invalid_request", "q: must hold a word to find (not only spaces or control characters)",
-                       errors=[{"loc": ["query", "q"], "msg": "must hold a word to find", "type": "value_error"}])
+        raise invalid("q", "must hold a word to find (not only spaces or control characters)")
     from_ms, to_ms = time_range(from_, to)
     query = TradeQuery(user_id=reader.user_id, symbol=symbol, side=side, status=status, from_ms=from_ms,
                        to_ms=to_ms, text=q, sort=sort, size=size, cursor=cursor)
