@@ -176,6 +176,7 @@ def test_a_misspelt_or_repeated_query_parameter_is_refused(api: httpx.Client, ne
     assert (misspelt.status_code, misspelt.json()["code"]) == (422, "invalid_request"), misspelt.text
     assert misspelt.json()["message"].startswith("query.usr: not a parameter of this route (it takes: ")
     assert "user" in misspelt.json()["message"]
+    assert api.get(path, params={"usr": a.user_id}).status_code == 401  # no key: that first, whatever the query
     twice = api.get(path, params=[("user", a.user_id), ("user", a.user_id)], headers=a.auth)
     assert (twice.status_code, twice.json()["message"]) == (422, "query.user: given more than once; give it once")
     assert twice.json()["errors"] == [{"loc": ["query", "user"], "msg": "given more than once; give it once",

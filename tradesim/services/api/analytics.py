@@ -15,12 +15,12 @@ from tradesim.domain.events import SYMBOL_RE
 from tradesim.domain.pnl import pnl_series
 from tradesim.domain.trades import TradeRecord
 from tradesim.services.api import metrics
-from tradesim.services.api.deps import EXACT_QUERY, ReadAs, Res, one_user
+from tradesim.services.api.deps import READ_CHECKS, ReadAs, Res, one_user
 from tradesim.services.api.errors import ApiError, responses
 from tradesim.services.api.schemas import PnlRow, PnlSeries, Volume, VolumeRow, money
 from tradesim.services.api.windows import FromParam, Interval, ToParam, window
 
-router = APIRouter(prefix="/analytics", tags=["analytics"], dependencies=[EXACT_QUERY])
+router = APIRouter(prefix="/analytics", tags=["analytics"], dependencies=READ_CHECKS)
 IntervalParam = Annotated[Interval, Query(description="bucket length; buckets are aligned to the epoch (days to "
                                           "00:00 UTC)")]
 

@@ -66,7 +66,7 @@ from tradesim.domain.precheck import (
 from tradesim.ports import Unavailable
 from tradesim.services.api import metrics
 from tradesim.services.api.deps import (
-    EXACT_QUERY,
+    OWN_READ_CHECKS,
     Authenticated,
     CurrentUser,
     Res,
@@ -486,7 +486,7 @@ async def get_order(user: CurrentUser, res: Res, order_id: str = OrderIdPath) ->
     return await _own(res, user, order_id)
 
 
-@router.get("", response_model=OrderList, responses=responses(401, 403, 422, 429, 503), dependencies=[EXACT_QUERY])
+@router.get("", response_model=OrderList, responses=responses(401, 403, 422, 429, 503), dependencies=OWN_READ_CHECKS)
 async def list_orders(
     caller: CurrentUser, res: Res,
     status: Annotated[OrderStatusStr | None, Query(description="only orders with this status")] = None,

@@ -21,13 +21,13 @@ from tradesim.domain.pnl import PositionCost, Valued, positions, value
 from tradesim.domain.trades import ZERO
 from tradesim.ports import Unavailable
 from tradesim.services.api import metrics
-from tradesim.services.api.deps import EXACT_QUERY, ReadAs, Res, one_user
+from tradesim.services.api.deps import READ_CHECKS, ReadAs, Res, one_user
 from tradesim.services.api.errors import ApiError, responses
 from tradesim.services.api.resources import Resources
 from tradesim.services.api.schemas import Portfolio, Position, money
 from tradesim.services.api.windows import DAY_MS
 
-router = APIRouter(prefix="/portfolio", tags=["portfolio"], dependencies=[EXACT_QUERY])
+router = APIRouter(prefix="/portfolio", tags=["portfolio"], dependencies=READ_CHECKS)
 
 
 async def prices(res: Resources, symbols: list[str]) -> dict[str, tuple[Tick, int]]:

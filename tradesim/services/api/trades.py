@@ -10,12 +10,12 @@ from tradesim.domain.events import SYMBOL_RE, Side
 from tradesim.domain.trades import MAX_PAGE_SIZE, TradeQuery, TradeRecord
 from tradesim.ports import InvalidCursor
 from tradesim.services.api import metrics
-from tradesim.services.api.deps import EXACT_QUERY, ReadAs, Res
+from tradesim.services.api.deps import READ_CHECKS, ReadAs, Res
 from tradesim.services.api.errors import ApiError, responses
 from tradesim.services.api.schemas import SortStr, Trade, TradeList, TradeStatusStr, money
 from tradesim.services.api.windows import FromParam, ToParam, invalid, time_range
 
-router = APIRouter(prefix="/trades", tags=["trades"], dependencies=[EXACT_QUERY])
+router = APIRouter(prefix="/trades", tags=["trades"], dependencies=READ_CHECKS)
 
 
 def trade_of(record: TradeRecord) -> Trade:
