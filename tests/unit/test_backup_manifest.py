@@ -78,7 +78,7 @@ def test_names_this_stack_does_not_have_are_refused_before_anything(settings: Se
     manifest.dynamodb = {"NoSuchTable": 0}
     manifest.clickhouse = {"x; drop": 1}
     manifest.jobs = {"execution": "../../elsewhere"}
-    manifest.short_models = ["search", "../../x"]  # before: a rebuild mark written outside the stack's folder
+    manifest.short_models = ["search", "../../x"]  # unchecked, its rebuild mark would go outside the stack folder
     # a backup of a stack whose search alias was another: the restore would bring back an index nothing reads
     manifest.opensearch = {"orders-2": ["orders"], "trades-3": ["orders"], "trades-4": ["trades"]}
     manifest.save(tmp_path)
