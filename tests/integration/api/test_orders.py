@@ -254,6 +254,10 @@ def test_cancel_publishes_a_cancel_with_the_symbol(http: httpx.Client, user: Use
                                                    order_log: OrderLog, settings: Settings) -> None:
     placed = http.post("/orders", json=order(symbol, type="limit", limit_price="50"), headers=user.auth)
     order_id = placed.json()["order_id"]
+    # a probe: a misspelt or repeated `at_ms` was dropped or overridden, and the order cancelled at once
+    for params in ({"atms": "1"}, [("at_ms", "1"), ("at_ms", "2")]):
+        refused = http.delete(f"/orders/{order_id}", params=params, headers=user.auth)
+        assert (refused.status_code, refused.json()["code"]) == (422, "invalid_request"), refused.text
     cancel = http.delete(f"/orders/{order_id}", headers=user.auth)
     assert cancel.status_code == 202
     assert cancel.json() == {"order_id": order_id, "status": "cancel_requested"}

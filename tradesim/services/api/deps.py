@@ -183,7 +183,7 @@ async def _exact_query(request: Request) -> None:
 
 #: for routes with query parameters (the read routes): their names are checked, see `_exact_query`
 EXACT_QUERY = Depends(_exact_query)
-#: the read routes' `dependencies`: the caller first (a request without a key is 401 whatever its query), then
-#: the query's names; the route's own ReadAs or CurrentUser parameter reuses the first one's result
+#: the `dependencies` of routes with query parameters: the caller first (a request without a key is 401 whatever
+#: its query), then the query's names; the route's own ReadAs or CurrentUser parameter reuses the first result
 READ_CHECKS = [Depends(_reader), EXACT_QUERY]
-OWN_READ_CHECKS = [Depends(_current_user), EXACT_QUERY]
+USER_QUERY_CHECKS = [Depends(_current_user), EXACT_QUERY]

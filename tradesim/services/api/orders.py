@@ -66,7 +66,7 @@ from tradesim.domain.precheck import (
 from tradesim.ports import Unavailable
 from tradesim.services.api import metrics
 from tradesim.services.api.deps import (
-    OWN_READ_CHECKS,
+    USER_QUERY_CHECKS,
     Authenticated,
     CurrentUser,
     Res,
@@ -486,7 +486,7 @@ async def get_order(user: CurrentUser, res: Res, order_id: str = OrderIdPath) ->
     return await _own(res, user, order_id)
 
 
-@router.get("", response_model=OrderList, responses=responses(401, 403, 422, 429, 503), dependencies=OWN_READ_CHECKS)
+@router.get("", response_model=OrderList, responses=responses(401, 403, 422, 429, 503), dependencies=USER_QUERY_CHECKS)
 async def list_orders(
     caller: CurrentUser, res: Res,
     status: Annotated[OrderStatusStr | None, Query(description="only orders with this status")] = None,
@@ -509,7 +509,7 @@ async def list_orders(
 
 
 @router.delete("/{order_id}", status_code=202, response_model=CancelAccepted,
-               responses=responses(401, 403, 404, 409, 422, 429, 503))
+               responses=responses(401, 403, 404, 409, 422, 429, 503), dependencies=USER_QUERY_CHECKS)
 async def cancel_order(
     user: CurrentUser, res: Res, order_id: str = OrderIdPath,
     at_ms: Annotated[int | None, Query(ge=0, le=MAX_EPOCH_MS, description=(

@@ -228,8 +228,9 @@ class Client:
 
     def _conflate(self) -> None:
         """Keep the latest price per symbol; replies and bars each count (a bar is its window's whole, which no
-        later bar repeats). A client with half of `limit` in bars and replies unread is closed: with them never
-        dropped, its conflations would otherwise free less and less, until one ran on every update."""
+        later bar repeats). Run when the queue is full: a client whose bars and replies are half of it or more is
+        closed, as with them never dropped its conflations would free less and less, until one ran on every
+        update."""
         latest: dict[str, Update] = {}
         control: list[Update] = []
         bars: list[Update] = []
