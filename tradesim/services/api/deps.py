@@ -181,7 +181,7 @@ async def _exact_query(request: Request) -> None:
         raise invalid(name, why, "extra_forbidden")
 
 
-#: for routes with query parameters (the read routes): their names are checked, see `_exact_query`
+#: for routes with query parameters: their names are checked, see `_exact_query`
 EXACT_QUERY = Depends(_exact_query)
 #: the `dependencies` of routes with query parameters: the caller first (a request without a key is 401 whatever
 #: its query), then the query's names; the route's own ReadAs or CurrentUser parameter reuses the first result
