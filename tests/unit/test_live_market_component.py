@@ -2,13 +2,25 @@
 
 from __future__ import annotations
 
+import json
+from dataclasses import asdict
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
 from tradesim.cli.app import app
-from tradesim.services.market.feed import first_event_time, next_run_id
+from tradesim.cli.market import _ahead
+from tradesim.domain.events import Tick
+from tradesim.services.market.feed import (
+    RunFile,
+    RunRecord,
+    first_event_time,
+    market_clock,
+    next_run_id,
+    read_run,
+)
 from tradesim.settings import Settings
 from tradesim.stack.component import Unhealthy
 from tradesim.stack.market import START_HINT, MarketRequest, MarketService, clear_request, read_request, write_request
@@ -95,6 +107,69 @@ def test_run_ids_only_grow_and_event_time_starts_on_a_round_time() -> None:
     assert next_run_id(5_000, 1_000) == 5_001  # the clock went back: still newer than the last run
     assert first_event_time(1_700_000_000_001, 1000) == 1_700_000_001_000
     assert first_event_time(1_700_000_000_000, 1000) == 1_700_000_000_000
+
+
+NOW = 1_700_000_000_000
+HOUR = 3_600_000
+
+
+def _tick(symbol: str, event_time_ms: int, scenario_id: str = "calm") -> Tick:
+    return Tick(symbol=symbol, bid=Decimal("9.99"), ask=Decimal("10.01"), last=Decimal("10"), size=1,
+                event_time_ms=event_time_ms, seq=1, scenario_id=scenario_id)
+
+
+def _record(**changes: object) -> RunRecord:
+    base = RunRecord(run_id=1, scenario="calm", scenario_id="calm", speed=100.0, loop=True, start_ms=NOW - HOUR,
+                     started_at_ms=NOW - HOUR, pid=1, symbols=("AAPL", "MSFT"), last_event_ms=NOW + 5 * HOUR)
+    return RunRecord(**{**asdict(base), **changes})  # type: ignore[arg-type]
+
+
+def test_a_new_run_starts_after_the_latest_market_time_of_its_symbols_never_behind_it() -> None:
+    """A run at --speed 100 took the market's clock hours past the wall clock; the bars job closes each symbol's
+    windows on that clock, so a run that started back at the wall clock had every tick dropped as late."""
+    cached = {"AAPL": _tick("AAPL", NOW + 5 * HOUR, "volatile"), "JPM": _tick("JPM", NOW + 9 * HOUR)}
+    assert market_clock(["AAPL", "MSFT"], cached, None) == NOW + 5 * HOUR  # any scenario's tick moves the clock
+    assert market_clock(["MSFT"], cached, None) is None  # JPM is not one of the symbols
+    assert first_event_time(NOW, 1000, after_ms=NOW + 5 * HOUR) == NOW + 5 * HOUR + 1000  # after its last tick
+    assert first_event_time(NOW, 1000, after_ms=NOW - HOUR) == NOW  # an older clock: the wall clock
+    assert first_event_time(NOW, 1000, after_ms=None) == NOW
+    # a replay on an older clock took the cache over: the last run's own record still knows where it was
+    replayed = {"AAPL": _tick("AAPL", NOW - 900 * 24 * HOUR)}
+    assert market_clock(["AAPL"], replayed, _record()) == NOW + 5 * HOUR
+    assert market_clock(["AAPL"], replayed, _record(symbols=("NVDA",))) == NOW - 900 * 24 * HOUR  # other symbols
+    assert market_clock(["AAPL"], {}, _record(last_event_ms=None)) is None
+
+
+def test_a_run_file_written_before_it_named_symbols_is_still_read(tmp_path: Path) -> None:
+    path = tmp_path / "run.json"
+    old = {k: v for k, v in asdict(_record()).items() if k not in ("symbols", "last_event_ms")}
+    path.write_text(json.dumps(old))
+    assert read_run(path) == _record(symbols=(), last_event_ms=None)
+    path.write_text(json.dumps(asdict(_record())))
+    assert read_run(path) == _record()
+    path.write_text(json.dumps({**asdict(_record()), "symbols": 5}))
+    assert read_run(path) is None
+
+
+def test_the_run_file_keeps_the_last_event_time_at_most_a_second_old_and_exact_at_the_end(tmp_path: Path) -> None:
+    path = tmp_path / "run.json"
+    run = RunFile(path, _record(last_event_ms=None), every_s=3600)
+    assert read_run(path) == _record(last_event_ms=None)
+    run.advance(NOW + 1)
+    run.advance(NOW + 2)
+    assert read_run(path) == _record(last_event_ms=None)  # not yet: at most once every every_s
+    run.flush()
+    assert read_run(path) == _record(last_event_ms=NOW + 2)
+    eager = RunFile(path, _record(last_event_ms=None), every_s=0)
+    eager.advance(NOW + 7)
+    assert read_run(path) == _record(last_event_ms=NOW + 7)
+
+
+def test_market_start_says_when_market_time_starts_ahead_of_the_wall_clock() -> None:
+    assert _ahead(_record(start_ms=NOW + 999, started_at_ms=NOW)) == ""  # the round-up to the tick interval
+    assert "5 h 30 min ahead of the wall clock" in _ahead(_record(start_ms=NOW + 5 * HOUR + 1_800_000,
+                                                                  started_at_ms=NOW))
+    assert "2 min ahead" in _ahead(_record(start_ms=NOW + 150_000, started_at_ms=NOW))
 
 
 # --- CLI: bad input is exit 2 with one line, before anything is touched -----------------------------------

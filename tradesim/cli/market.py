@@ -56,6 +56,11 @@ def _replay(scenario: str, speed: float | None, symbols: str | None) -> None:
         raise StackError(f"{exc}; start the stack with `tradesim up`") from None
     clock = SimClock(speed=speed)
     start_ms = int(sc.start.timestamp() * 1000)
+    behind = _behind_market_time(settings, wanted or sc.symbol_names(), start_ms)
+    if behind:
+        out.print(f"note: {', '.join(behind)} already ticked at a later market time (the live market's?); the bars "
+                  "job closes each symbol's windows on its own clock, so it drops this replay's older ticks of "
+                  "them as late: no bars for those")
     total_ms = sc.duration_ms
     with Progress(TextColumn("{task.description}", style="bold", markup=False), BarColumn(),
                   TextColumn("{task.fields[info]}", markup=False),
@@ -75,6 +80,16 @@ def _replay(scenario: str, speed: float | None, symbols: str | None) -> None:
         progress.update(task, completed=max(total_ms, 1))
     out.print(f"published {stats.delivered:,} ticks of {sc.id} in {stats.elapsed_s:.1f} s "
               f"({stats.rate:,.0f} ticks/s) to {settings.topics.market_data}")
+
+
+def _behind_market_time(settings: Settings, symbols: list[str], start_ms: int) -> list[str]:
+    """The symbols whose cached tick is later than a replay starting at start_ms (beyond the bars job's
+    out-of-orderness); none when Redis does not answer."""
+    from tradesim.services.market.feed import cached_ticks, market_clock
+
+    cached = cached_ticks(settings, symbols) or {}
+    lag = settings.flink.out_of_orderness_ms
+    return [s for s in symbols if (clock := market_clock([s], cached, None)) is not None and clock - lag > start_ms]
 
 
 def prices(
@@ -227,7 +242,8 @@ def start_market(settings: Settings, scenario: str | None, speed: str | float | 
         clear_request(settings)  # a market that cannot start must not make every later `tradesim up` fail
         raise
     run = _run_record(settings, row.pid)
-    return f"market running: {_describe(request)}" + (f", run {run.run_id}" if run else "") + f" (pid {row.pid})"
+    return (f"market running: {_describe(request)}" + (f", run {run.run_id}" if run else "") + f" (pid {row.pid})"
+            + (_ahead(run) if run else ""))
 
 
 def _market_request(settings: Settings, scenario: str | None, speed: str | float | None,
@@ -262,6 +278,21 @@ def _market_request(settings: Settings, scenario: str | None, speed: str | float
 
 def _describe(request: MarketRequest) -> str:
     return f"{request.scenario} at speed {request.speed:g}, " + ("looping" if request.loop else "once")
+
+
+AHEAD_NOTED_MS = 60_000
+
+
+def _ahead(run: Any) -> str:
+    """A note when the run's event time starts well ahead of the wall clock: an earlier run (faster than real
+    time) took these symbols there, and market time never goes back for a symbol (its bars would stop)."""
+    ahead_ms = run.start_ms - run.started_at_ms
+    if ahead_ms < AHEAD_NOTED_MS:
+        return ""
+    minutes = ahead_ms // 60_000
+    span = f"{minutes // 60} h {minutes % 60} min" if minutes >= 60 else f"{minutes} min"
+    return (f"; market time starts {span} ahead of the wall clock, where an earlier run left these symbols "
+            "(it never goes back)")
 
 
 def _run_record(settings: Settings, pid: int | None) -> Any:
@@ -316,7 +347,8 @@ def _market_status(as_json: bool) -> None:
         out.print(f"market running (pid {row.pid}): {_describe(request) if request else 'settings defaults'}")
         if run is not None:
             started = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(run.start_ms / 1000))
-            out.print(f"run {run.run_id}, scenario id {run.scenario_id}, event time from {started} UTC")
+            out.print(f"run {run.run_id}, scenario id {run.scenario_id}, event time from {started} UTC"
+                      + _ahead(run))
         if counts:
             last = counts.get("last_event_time_ms")
             when = time.strftime("%H:%M:%S", time.gmtime(last / 1000)) if last else "-"

@@ -4,16 +4,21 @@ stop for good when stopped, and continue across the loop point without a jump.""
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Callable
 from decimal import Decimal
 from itertools import islice
 
 import pytest
+from confluent_kafka import TopicPartition
 
+from tradesim.adapters.kafka.client import consumer
 from tradesim.adapters.redis.prices import PriceCache
+from tradesim.domain.events import Bar, decode
 from tradesim.scenarios.generators import generate_live
 from tradesim.scenarios.loader import load_scenario
 from tradesim.settings import Settings
+from tradesim.stack.jobs import submit_job
 from tradesim.stack.market import START_HINT
 
 from .conftest import TickReader, TinyScenario, cli, current_run, market_row, status_json, wait_for
@@ -117,3 +122,61 @@ def test_a_looped_scenario_continues_across_the_loop_without_a_jump(
     assert status.exit_code == 0, status.output
     assert '"loops_completed": ' in status.output
     wait_for(lambda: market_row(settings).healthy, 5, "the feed still healthy")
+
+
+def test_a_run_after_a_faster_one_goes_on_from_its_market_time_and_its_ticks_still_make_bars(
+        settings: Settings, cache: PriceCache, ticks: TickReader, tiny: Callable[..., TinyScenario]) -> None:
+    """Found live: after `market start calm --speed 100` for a few minutes, `market start calm` began back at the
+    wall clock, hours behind where the bars job's clock for those symbols stood: it dropped every tick as late,
+    and no bar came for hours, without a word."""
+    submit_job(settings, "bars")  # a no-op when the stack's jobs run
+    sc = tiny(duration_s=10, interval_ms=1000)
+    a, b = sc.symbols
+    fast = cli("market", "start", str(sc.path), "--speed", "1000")
+    assert fast.exit_code == 0, fast.output
+    run = current_run(settings)
+    ahead_ms = 10 * 60_000
+    wait_for(lambda: (t := _latest(cache, a)) is not None and t.run_id == run.run_id
+             and t.event_time_ms > time.time() * 1000 + ahead_ms, 60, f"{a}'s market time 10 minutes ahead")
+
+    topic = settings.topics.market_bars
+    bars = consumer(settings.kafka, group_id="probe-" + uuid.uuid4().hex[:8])
+    try:
+        parts = bars.list_topics(topic, timeout=10).topics[topic].partitions
+        bars.assign([TopicPartition(topic, p, bars.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1])
+                     for p in parts])
+        real_time = cli("market", "start", str(sc.path), "--speed", "1")
+        assert real_time.exit_code == 0, real_time.output
+        assert "ahead of the wall clock" in real_time.output
+        rerun = current_run(settings)
+        assert rerun.start_ms > time.time() * 1000 + ahead_ms
+
+        def new_run_ticks() -> bool:
+            ticks.poll()
+            return bool(ticks.of(a, rerun.run_id))
+
+        wait_for(new_run_ticks, 30, f"{a} ticks of the real-time run")
+        fast_end = ticks.of(a, run.run_id)[-1].event_time_ms
+        assert ticks.of(a, rerun.run_id)[0].event_time_ms > fast_end
+
+        seen: list[Bar] = []
+
+        def a_bar_of_the_new_run() -> bool:
+            """A 1 s bar of a window only the real-time run's ticks fall in (the fast run's bars keep coming
+            for a while: the job closes its last windows on the new ticks' clock)."""
+            ticks.poll()
+            for m in bars.consume(100, timeout=0.2):
+                if m.error() is None and m.key() == a.encode():
+                    seen.append(decode(Bar, m.value()))
+            windows = {t.event_time_ms // 1000 * 1000 for t in ticks.of(a, rerun.run_id)}
+            return any(b.interval == "1s" and b.window_start_ms in windows and b.window_start_ms > fast_end
+                       for b in seen)
+
+        wait_for(a_bar_of_the_new_run, 60, f"a 1 s bar of {a} from the real-time run's ticks")
+
+        # a replay of these symbols on the file's 2024 clock makes no bars for them, and says so
+        replayed = cli("replay", str(sc.path))
+        assert replayed.exit_code == 0, replayed.output
+        assert f"note: {a}, {b} already ticked at a later market time" in replayed.output
+    finally:
+        bars.close()

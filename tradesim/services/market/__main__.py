@@ -20,12 +20,14 @@ from tradesim.scenarios.generators import check_live
 from tradesim.scenarios.loader import find_scenario, load_scenario
 from tradesim.services.market.feed import (
     LiveFeed,
+    RunFile,
     RunRecord,
-    cached_prices,
+    cached_ticks,
+    continued_prices,
     first_event_time,
+    market_clock,
     next_run_id,
     read_run,
-    write_run,
 )
 from tradesim.settings import MAX_LIVE_SPEED, load_settings
 
@@ -69,18 +71,25 @@ def main(argv: list[str] | None = None) -> None:
     now_ms = int(time.time() * 1000)
     previous = read_run(args.run_file) if args.run_file else None
     run_id = next_run_id(previous.run_id if previous else None, now_ms)
-    start_ms = first_event_time(now_ms, scenario.tick_interval_ms)
-    initial = cached_prices(settings, scenario)
-    if args.run_file:
-        write_run(args.run_file, RunRecord(run_id=run_id, scenario=name, scenario_id=scenario.id, speed=speed,
-                                           loop=loop, start_ms=start_ms, started_at_ms=now_ms, pid=os.getpid()))
+    symbols = tuple(s.symbol for s in scenario.symbols)
+    cached = cached_ticks(settings, symbols)
+    if cached is None:
+        log.warning("Redis does not answer: no cached prices or market time to continue from; starting at the "
+                    "scenario's prices and at the wall clock")
+        cached = {}
+    clock_ms = market_clock(symbols, cached, previous)
+    start_ms = first_event_time(now_ms, scenario.tick_interval_ms, after_ms=clock_ms)
+    initial = continued_prices(scenario, cached)
+    record = RunRecord(run_id=run_id, scenario=name, scenario_id=scenario.id, speed=speed, loop=loop,
+                       start_ms=start_ms, started_at_ms=now_ms, pid=os.getpid(), symbols=symbols)
+    run_file = RunFile(args.run_file, record) if args.run_file else None
     start_http_server(m.metrics_port, addr=m.host)  # healthy from here on, with the run file in place
     log.info("market started", extra={
         "scenario": name, "scenario_id": scenario.id, "speed": speed, "loop": loop, "run_id": run_id,
-        "start_ms": start_ms, "symbols": [s.symbol for s in scenario.symbols],
+        "start_ms": start_ms, "ahead_of_wall_clock_ms": max(0, start_ms - now_ms), "symbols": list(symbols),
         "continued_from_cache": {k: str(v) for k, v in initial.items()}})
     feed = LiveFeed(settings, scenario, speed=speed, loop=loop, run_id=run_id, start_ms=start_ms,
-                    initial_prices=initial)
+                    initial_prices=initial, run_file=run_file)
     stats = feed.run(stop)
     log.info("stopped", extra={"ticks_sent": stats.sent, "ticks_delivered": stats.delivered,
                                "ticks_failed": stats.failed})

@@ -3,7 +3,8 @@ ingest publisher.
 
 Each start of the feed takes a run id newer than the last one (epoch ms, at least the previous + 1), so the
 price cache's "newer run wins" lets it take over; its passes keep that id (seq keeps counting). Event time
-starts at the wall clock (rounded up to the tick interval), so bars, DAY orders and the TUI see the present.
+starts at the wall clock (rounded up to the tick interval), so bars, DAY orders and the TUI see the present —
+unless an earlier run already took these symbols past it: then it goes on from there (`market_clock`).
 """
 
 from __future__ import annotations
@@ -13,12 +14,13 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import asdict, dataclass, replace
 from decimal import Decimal
 from pathlib import Path
 
 from tradesim.adapters.kafka.errors import KafkaDeliveryError
+from tradesim.domain.events import Tick
 from tradesim.scenarios.generators import generate_live, pass_of
 from tradesim.scenarios.model import Scenario
 from tradesim.scenarios.runner import SimClock
@@ -42,12 +44,16 @@ class RunRecord:
     start_ms: int  # event time of the first tick
     started_at_ms: int  # wall time the feed started
     pid: int
+    symbols: tuple[str, ...] = ()
+    last_event_ms: int | None = None  # event time of the last tick published (see RunFile)
 
 
 def read_run(path: Path) -> RunRecord | None:
     try:
-        return RunRecord(**json.loads(path.read_text()))
-    except (OSError, ValueError, TypeError):
+        data = json.loads(path.read_text())
+        data["symbols"] = tuple(data.get("symbols", ()))
+        return RunRecord(**data)
+    except (OSError, ValueError, TypeError, AttributeError):
         return None
 
 
@@ -63,38 +69,84 @@ def next_run_id(previous: int | None, now_ms: int) -> int:
     return now_ms if previous is None else max(now_ms, previous + 1)
 
 
-def first_event_time(now_ms: int, interval_ms: int) -> int:
-    """The wall clock rounded up to the tick interval, so ticks fall on round times."""
-    return -(-now_ms // interval_ms) * interval_ms
+def first_event_time(now_ms: int, interval_ms: int, after_ms: int | None = None) -> int:
+    """The wall clock rounded up to the tick interval, so ticks fall on round times; past `after_ms` (the
+    market's clock, see `market_clock`) when that is later."""
+    start = now_ms if after_ms is None else max(now_ms, after_ms + 1)
+    return -(-start // interval_ms) * interval_ms
 
 
-def cached_prices(settings: Settings, scenario: Scenario) -> dict[str, Decimal]:
-    """The last cached price of each of the scenario's symbols that this scenario wrote (a restarted feed goes
-    on from there instead of jumping back to the file's initial prices); {} when Redis does not answer."""
+def market_clock(symbols: Iterable[str], cached: Mapping[str, Tick], previous: RunRecord | None) -> int | None:
+    """The latest event time the market already published for any of these symbols (their cached ticks, and the
+    last run's own record when it played one of them), or None. A new run starts after it: the bars job closes
+    each symbol's windows on that symbol's clock, so a run that started behind it (after one at --speed 100)
+    would have every tick dropped as late until the wall clock caught up, hours later."""
+    wanted = set(symbols)
+    times = [tick.event_time_ms for symbol, tick in cached.items() if symbol in wanted]
+    if previous is not None and previous.last_event_ms is not None and wanted & set(previous.symbols):
+        times.append(previous.last_event_ms)
+    return max(times, default=None)
+
+
+def cached_ticks(settings: Settings, symbols: Iterable[str]) -> dict[str, Tick] | None:
+    """The cached tick of each of these symbols that has one; None when Redis does not answer."""
     import redis
 
     from tradesim.adapters.redis.client import connect
     from tradesim.adapters.redis.prices import PriceCache
 
-    found: dict[str, Decimal] = {}
+    found: dict[str, Tick] = {}
     try:
         cache = PriceCache(connect(settings.redis))
-        for spec in scenario.symbols:
-            latest = cache.latest(spec.symbol)
-            if latest is not None and latest[0].scenario_id == scenario.id:
-                found[spec.symbol] = latest[0].last
-    except redis.RedisError as exc:
-        _log.warning("no cached prices to continue from; starting at the scenario's",
-                     extra={"error": str(exc)})
-        return {}
+        for symbol in symbols:
+            latest = cache.latest(symbol)
+            if latest is not None:
+                found[symbol] = latest[0]
+    except redis.RedisError:
+        return None
     return found
+
+
+def continued_prices(scenario: Scenario, cached: Mapping[str, Tick]) -> dict[str, Decimal]:
+    """The cached prices this scenario wrote: a restarted feed goes on from there instead of jumping back to the
+    file's initial prices (another scenario's price of a shared symbol is not this one's path)."""
+    return {symbol: tick.last for symbol, tick in cached.items() if tick.scenario_id == scenario.id}
+
+
+class RunFile:
+    """A running feed's run file, its `last_event_ms` rewritten at most every `every_s` and at the end, so the
+    next run knows where the market's clock stood even when the price cache no longer says (a replay of the
+    same symbols took it over). A feed killed outright loses at most `every_s` of it."""
+
+    def __init__(self, path: Path, record: RunRecord, every_s: float = 1.0) -> None:
+        self.path = path
+        self.record = record
+        self.every_s = every_s
+        self._last_ms: int | None = None
+        self._written_at = time.monotonic()
+        write_run(path, record)
+
+    def advance(self, event_time_ms: int) -> None:
+        self._last_ms = event_time_ms
+        if time.monotonic() - self._written_at >= self.every_s:
+            self.flush()
+
+    def flush(self) -> None:
+        if self._last_ms is not None and self._last_ms != self.record.last_event_ms:
+            self.record = replace(self.record, last_event_ms=self._last_ms)
+            try:
+                write_run(self.path, self.record)
+            except OSError as exc:
+                _log.warning("cannot update the run file", extra={"path": str(self.path), "error": str(exc)})
+        self._written_at = time.monotonic()
 
 
 class LiveFeed:
     """Publishes the live market until `stop` is set (or, without loop, until the scenario ends)."""
 
     def __init__(self, settings: Settings, scenario: Scenario, *, speed: float, loop: bool, run_id: int,
-                 start_ms: int, initial_prices: dict[str, Decimal] | None = None) -> None:
+                 start_ms: int, initial_prices: dict[str, Decimal] | None = None,
+                 run_file: RunFile | None = None) -> None:
         self.settings = settings
         self.scenario = scenario
         self.speed = speed
@@ -102,6 +154,7 @@ class LiveFeed:
         self.run_id = run_id
         self.start_ms = start_ms
         self.initial_prices = initial_prices or {}
+        self.run_file = run_file
         self._counted = (0, 0)  # delivered, failed already added to the counters
         self._failure_logged_at = float("-inf")
 
@@ -125,6 +178,8 @@ class LiveFeed:
                 publisher.publish(tick.model_copy(update={"run_id": self.run_id}))
                 publisher.poll()
                 metrics.LAST_EVENT_TIME.set(tick.event_time_ms / 1000)
+                if self.run_file is not None:
+                    self.run_file.advance(tick.event_time_ms)
                 self._count(publisher.stats)
             else:
                 metrics.LOOPS.inc()
@@ -136,6 +191,8 @@ class LiveFeed:
                 publisher.close(timeout_s=10)
             except KafkaDeliveryError as exc:
                 _log.error("ticks not delivered at close", extra={"error": str(exc)})
+            if self.run_file is not None:
+                self.run_file.flush()
             self._count(publisher.stats)
         stop.wait()
         return publisher.stats
