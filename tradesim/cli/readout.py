@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from tradesim.domain.events import USER_ID_PATTERN, epoch_ms, is_path_id, typed_symbol
+from tradesim.domain.events import MIN_QUERY_EPOCH_MS, USER_ID_PATTERN, epoch_ms, is_path_id, typed_symbol
 from tradesim.stack.errors import UserError
 
 INTERVALS = ("1m", "5m", "1h", "1d")
@@ -69,22 +69,27 @@ def order_id_param(order_id: str) -> str:
 
 
 def since_param(since: str | None, now_ms: int | None = None) -> str | None:
-    """The API's `from` for a `--since` value: epoch ms for a duration, an ISO time as given; raises UserError."""
+    """The API's `from` for a `--since` value: epoch ms of a duration ago or of an ISO time; raises UserError."""
     if since is None:
         return None
     text = since.strip()
     duration = _DURATION.match(text)
     if duration:
         now = int(time.time() * 1000) if now_ms is None else now_ms
-        return str(max(0, now - int(duration.group(1)) * _UNIT_S[duration.group(2)] * 1000))
+        return _from_ms(now - int(duration.group(1)) * _UNIT_S[duration.group(2)] * 1000)
     if _ABSOLUTE.match(text):
         try:  # read here, so a typo is told in the option's terms and an offset's `+` needs no URL escape
             when = datetime.fromisoformat(text)
         except ValueError:
             raise UserError(f"--since: not an ISO-8601 time: {since!r}") from None
         when = when if when.tzinfo is not None else when.replace(tzinfo=UTC)
-        return str(max(0, epoch_ms(when)))
+        return _from_ms(epoch_ms(when))
     raise UserError(f"--since must be a duration like 15m, 1h or 2d, or an ISO-8601 time, got {since!r}")
+
+
+def _from_ms(ms: int) -> str:
+    """A time as the API's digits: 0 for any time before it takes digits (nothing happened then in tradesim)."""
+    return str(ms if ms >= MIN_QUERY_EPOCH_MS else 0)
 
 
 def interval_param(interval: str) -> str:

@@ -76,6 +76,9 @@ MAX_QTY = 1_000_000_000
 MarketPrice = Annotated[Decimal, Field(gt=0, le=MAX_PRICE, allow_inf_nan=False, decimal_places=PRICE_PLACES)]
 #: the last millisecond of year 9999: every epoch-ms time is at most this, so every consumer can make a date of it
 MAX_EPOCH_MS = 253_402_300_799_999
+#: the read API takes a time given in digits only from here (or 0): a smaller one is likely epoch seconds or a
+#: compact date (`20250131`), which read as milliseconds would fall in January 1970 (1970-04-26T17:46:40Z)
+MIN_QUERY_EPOCH_MS = 10**10
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MS = timedelta(milliseconds=1)
 

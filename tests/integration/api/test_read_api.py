@@ -332,6 +332,8 @@ def test_a_cursor_from_another_query_or_made_up_is_400(api: httpx.Client, user: 
     ("/analytics/volume", {"from": "0", "interval": "1m"}, "interval"),  # > 10,000 buckets
     ("/analytics/volume", {"from": "2024-03-02T00:00:00Z", "to": "1709251200000"}, "from"),
     ("/analytics/pnl", {"from": "99999999999999999"}, "from"),
+    ("/trades/search", {"from": "1738315800"}, "from"),  # epoch seconds: was read as ms, 1970-01-21
+    ("/analytics/volume", {"to": "20250131"}, "to"),  # a compact date: was read as ms, 1970-01-01T05:37
     ("/analytics/volume", {"from": "2999-01-01"}, "from"),  # after `to`, which is now: was 200 with `to` moved
     ("/analytics/pnl", {"from": "2999-01-01"}, "from"),
     ("/analytics/pnl", {"to": "2024-01-01T00:00:00+01:00", "interval": "1d", "from": "2023-12-31"}, None),

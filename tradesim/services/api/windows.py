@@ -9,7 +9,7 @@ from typing import Annotated, Any, Literal
 from fastapi import Query
 from fastapi.exceptions import RequestValidationError
 
-from tradesim.domain.events import MAX_EPOCH_MS, epoch_ms
+from tradesim.domain.events import MAX_EPOCH_MS, MIN_QUERY_EPOCH_MS, epoch_ms
 
 Interval = Literal["1m", "5m", "1h", "1d"]
 INTERVAL_S: dict[str, int] = {"1m": 60, "5m": 300, "1h": 3600, "1d": 86_400}
@@ -19,7 +19,8 @@ DAY_MS = 86_400_000
 #: epoch ms (digits), or an ISO-8601 date / date-time; the parser decides the rest (naive times are UTC)
 TIME_PATTERN = r"^([0-9]{1,15}|[0-9]{4}-[0-9]{2}-[0-9]{2}([T ][0-9:.]{2,15})?(Z|[+-][0-9]{2}:?[0-9]{2})?)$"
 _TIME_HELP = ("ISO-8601 (`2025-01-31`, `2025-01-31T09:30:00Z`, `…+01:00`; without an offset: UTC) or epoch "
-              "milliseconds (`1738315800000`)")
+              "milliseconds (`1738315800000`; `0` for the beginning; other values before 1970-04-27 are refused, "
+              "as seconds or compact dates)")
 
 
 def time_query(what: str, alias: str | None = None) -> Any:
@@ -48,6 +49,10 @@ def parse_time(name: str, value: str | None) -> int | None:
         return None
     if value.isdigit():
         ms = int(value)
+        if 0 < ms < MIN_QUERY_EPOCH_MS:
+            raise invalid(name, f"{value!r} would be epoch milliseconds in 1970: send epoch milliseconds "
+                          "(13 digits today, e.g. 1738315800000, not seconds), 0 for the beginning, or an "
+                          "ISO-8601 date such as 2025-01-31")
     else:
         try:
             when = datetime.fromisoformat(value)

@@ -1,0 +1,29 @@
+"""The read API's `from`/`to`: what a number means, and the numbers refused because they mean something else."""
+
+from __future__ import annotations
+
+import pytest
+from fastapi.exceptions import RequestValidationError
+
+from tradesim.services.api.windows import parse_time
+
+
+@pytest.mark.parametrize(("value", "ms"), [
+    ("0", 0),
+    ("1738315800000", 1_738_315_800_000),
+    ("2025-01-31", 1_738_281_600_000),
+    ("2025-01-31T09:30:00Z", 1_738_315_800_000),
+    ("10000000000", 10_000_000_000),
+])
+def test_epoch_milliseconds_and_iso_times_are_read(value: str, ms: int) -> None:
+    assert parse_time("from", value) == ms
+
+
+@pytest.mark.parametrize("value", ["1738315800", "20250131", "1", "9999999999"])
+def test_epoch_seconds_and_compact_dates_are_refused_not_read_as_1970(value: str) -> None:
+    with pytest.raises(RequestValidationError) as caught:
+        parse_time("to", value)
+    (error,) = caught.value.errors()
+    assert error["loc"] == ("query", "to")
+    assert "not seconds" in error["msg"]
+    assert value in error["msg"]
