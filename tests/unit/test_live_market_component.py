@@ -17,9 +17,10 @@ from tradesim.services.market.feed import (
     RunFile,
     RunRecord,
     first_event_time,
-    market_clock,
+    known_clocks,
     next_run_id,
     read_run,
+    start_time,
 )
 from tradesim.settings import Settings
 from tradesim.stack.component import Unhealthy
@@ -120,7 +121,7 @@ def _tick(symbol: str, event_time_ms: int, scenario_id: str = "calm") -> Tick:
 
 def _record(**changes: object) -> RunRecord:
     base = RunRecord(run_id=1, scenario="calm", scenario_id="calm", speed=100.0, loop=True, start_ms=NOW - HOUR,
-                     started_at_ms=NOW - HOUR, pid=1, symbols=("AAPL", "MSFT"), last_event_ms=NOW + 5 * HOUR)
+                     started_at_ms=NOW - HOUR, pid=1, clocks={"AAPL": NOW + 5 * HOUR, "NVDA": NOW + HOUR})
     return RunRecord(**{**asdict(base), **changes})  # type: ignore[arg-type]
 
 
@@ -128,48 +129,62 @@ def test_a_new_run_starts_after_the_latest_market_time_of_its_symbols_never_behi
     """A run at --speed 100 took the market's clock hours past the wall clock; the bars job closes each symbol's
     windows on that clock, so a run that started back at the wall clock had every tick dropped as late."""
     cached = {"AAPL": _tick("AAPL", NOW + 5 * HOUR, "volatile"), "JPM": _tick("JPM", NOW + 9 * HOUR)}
-    assert market_clock(["AAPL", "MSFT"], cached, None) == NOW + 5 * HOUR  # any scenario's tick moves the clock
-    assert market_clock(["MSFT"], cached, None) is None  # JPM is not one of the symbols
-    assert first_event_time(NOW, 1000, after_ms=NOW + 5 * HOUR) == NOW + 5 * HOUR + 1000  # after its last tick
-    assert first_event_time(NOW, 1000, after_ms=NOW - HOUR) == NOW  # an older clock: the wall clock
-    assert first_event_time(NOW, 1000, after_ms=None) == NOW
-    # a replay on an older clock took the cache over: the last run's own record still knows where it was
+    clocks = known_clocks(cached, None)  # any scenario's tick moves its symbol's clock
+    assert clocks == {"AAPL": NOW + 5 * HOUR, "JPM": NOW + 9 * HOUR}
+    assert start_time(NOW, 1000, ["AAPL", "MSFT"], clocks) == (NOW + 5 * HOUR + 1000, NOW + 5 * HOUR)
+    assert start_time(NOW, 1000, ["MSFT"], clocks) == (NOW, None)  # JPM is not one of the symbols
+    assert start_time(NOW + 1, 1000, ["AAPL"], {"AAPL": NOW - HOUR}) == (NOW + 1000, None)  # behind the clock
+    assert start_time(NOW, 1000, ["AAPL"], {"AAPL": NOW}) == (NOW + 1000, NOW)  # strictly after its last tick
+
+
+def test_clocks_carry_forward_through_runs_of_other_symbols_and_replays_that_took_the_cache() -> None:
+    """A review: the run file knew only the previous run, so fast calm → replay calm (the cache back in 2024) →
+    earnings-gap → calm started calm back at the wall clock."""
+    fast_calm = _record(clocks={"AAPL": NOW + 5 * HOUR})
     replayed = {"AAPL": _tick("AAPL", NOW - 900 * 24 * HOUR)}
-    assert market_clock(["AAPL"], replayed, _record()) == NOW + 5 * HOUR
-    assert market_clock(["AAPL"], replayed, _record(symbols=("NVDA",))) == NOW - 900 * 24 * HOUR  # other symbols
-    assert market_clock(["AAPL"], {}, _record(last_event_ms=None)) is None
+    other = known_clocks({"NVDA": _tick("NVDA", NOW)}, fast_calm)  # the earnings-gap run's start
+    assert other == {"AAPL": NOW + 5 * HOUR, "NVDA": NOW}
+    assert known_clocks(replayed, _record(clocks=other))["AAPL"] == NOW + 5 * HOUR
+    assert known_clocks({"AAPL": _tick("AAPL", NOW + 6 * HOUR)}, fast_calm)["AAPL"] == NOW + 6 * HOUR
+    assert known_clocks({}, None) == {}
 
 
-def test_a_run_file_written_before_it_named_symbols_is_still_read(tmp_path: Path) -> None:
+def test_a_run_file_of_an_older_shape_is_read_and_a_broken_one_is_none(tmp_path: Path) -> None:
     path = tmp_path / "run.json"
-    old = {k: v for k, v in asdict(_record()).items() if k not in ("symbols", "last_event_ms")}
-    path.write_text(json.dumps(old))
-    assert read_run(path) == _record(symbols=(), last_event_ms=None)
-    path.write_text(json.dumps(asdict(_record())))
-    assert read_run(path) == _record()
-    path.write_text(json.dumps({**asdict(_record()), "symbols": 5}))
-    assert read_run(path) is None
+    old = {k: v for k, v in asdict(_record()).items() if k not in ("clocks", "continued_ms", "cache_answered")}
+    path.write_text(json.dumps({**old, "gone": 1}))  # an unknown field (another version's) is left out
+    assert read_run(path) == _record(clocks={})
+    path.write_text(json.dumps(asdict(_record(continued_ms=NOW, cache_answered=False))))
+    assert read_run(path) == _record(continued_ms=NOW, cache_answered=False)
+    for broken in ({"clocks": [1]}, {"clocks": {"AAPL": "soon"}}, {"clocks": {"AAPL": 1.5}}):
+        path.write_text(json.dumps({**asdict(_record()), **broken}))
+        assert read_run(path) is None, broken
 
 
-def test_the_run_file_keeps_the_last_event_time_at_most_a_second_old_and_exact_at_the_end(tmp_path: Path) -> None:
+def test_the_run_file_keeps_clocks_ahead_of_the_last_tick_while_running_and_exact_when_stopped(
+        tmp_path: Path) -> None:
     path = tmp_path / "run.json"
-    run = RunFile(path, _record(last_event_ms=None), every_s=3600)
-    assert read_run(path) == _record(last_event_ms=None)
-    run.advance(NOW + 1)
-    run.advance(NOW + 2)
-    assert read_run(path) == _record(last_event_ms=None)  # not yet: at most once every every_s
-    run.flush()
-    assert read_run(path) == _record(last_event_ms=NOW + 2)
-    eager = RunFile(path, _record(last_event_ms=None), every_s=0)
-    eager.advance(NOW + 7)
-    assert read_run(path) == _record(last_event_ms=NOW + 7)
+    first = _record(speed=100.0, clocks={"JPM": NOW})
+    lazy = RunFile(path, first, every_s=1)
+    assert read_run(path) == first
+    lazy.advance("AAPL", NOW + 7)
+    assert read_run(path) == first  # not yet: at most once a second
+    lazy.flush()  # a stop: the exact clock, the earlier runs' kept
+    assert read_run(path) == _record(speed=100.0, clocks={"JPM": NOW, "AAPL": NOW + 7})
+    running = RunFile(path, _record(speed=100.0, clocks={}), every_s=0.5)
+    running._written_at -= 1  # a second went by since the last write
+    running.advance("AAPL", NOW + 9)
+    assert read_run(path) == _record(speed=100.0, clocks={"AAPL": NOW + 9 + 2 * 500 * 100})
 
 
-def test_market_start_says_when_market_time_starts_ahead_of_the_wall_clock() -> None:
-    assert _ahead(_record(start_ms=NOW + 999, started_at_ms=NOW)) == ""  # the round-up to the tick interval
-    assert "5 h 30 min ahead of the wall clock" in _ahead(_record(start_ms=NOW + 5 * HOUR + 1_800_000,
-                                                                  started_at_ms=NOW))
-    assert "2 min ahead" in _ahead(_record(start_ms=NOW + 150_000, started_at_ms=NOW))
+def test_market_start_says_when_market_time_starts_ahead_of_the_wall_clock_and_when_redis_was_not_read() -> None:
+    assert _ahead(_record(start_ms=NOW + 2 * HOUR, started_at_ms=NOW)) == ""  # not continued: not its doing
+    assert _ahead(_record(start_ms=NOW + 59_000, started_at_ms=NOW, continued_ms=NOW + 58_000)) == ""
+    continued = _ahead(_record(start_ms=NOW + 5 * HOUR + 1_800_000, started_at_ms=NOW, continued_ms=NOW))
+    assert "5 h 30 min ahead of the wall clock" in continued
+    assert "2 min ahead" in _ahead(_record(start_ms=NOW + 150_000, started_at_ms=NOW, continued_ms=NOW))
+    assert "3 d 4 h ahead" in _ahead(_record(start_ms=NOW + 76 * HOUR, started_at_ms=NOW, continued_ms=NOW))
+    assert "Redis did not answer" in _ahead(_record(start_ms=NOW, started_at_ms=NOW, cache_answered=False))
 
 
 # --- CLI: bad input is exit 2 with one line, before anything is touched -----------------------------------

@@ -58,9 +58,10 @@ def _replay(scenario: str, speed: float | None, symbols: str | None) -> None:
     start_ms = int(sc.start.timestamp() * 1000)
     behind = _behind_market_time(settings, wanted or sc.symbol_names(), start_ms)
     if behind:
-        out.print(f"note: {', '.join(behind)} already ticked at a later market time (the live market's?); the bars "
-                  "job closes each symbol's windows on its own clock, so it drops this replay's older ticks of "
-                  "them as late: no bars for those")
+        until = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(max(behind.values()) / 1000))
+        out.print(f"note: {', '.join(behind)} already ticked at later market times (up to {until} UTC; the live "
+                  "market's?): the bars job closes each symbol's windows on its own clock, so it drops this "
+                  "replay's ticks of them before those times as late, and they make no bars")
     total_ms = sc.duration_ms
     with Progress(TextColumn("{task.description}", style="bold", markup=False), BarColumn(),
                   TextColumn("{task.fields[info]}", markup=False),
@@ -82,14 +83,16 @@ def _replay(scenario: str, speed: float | None, symbols: str | None) -> None:
               f"({stats.rate:,.0f} ticks/s) to {settings.topics.market_data}")
 
 
-def _behind_market_time(settings: Settings, symbols: list[str], start_ms: int) -> list[str]:
-    """The symbols whose cached tick is later than a replay starting at start_ms (beyond the bars job's
-    out-of-orderness); none when Redis does not answer."""
-    from tradesim.services.market.feed import cached_ticks, market_clock
+def _behind_market_time(settings: Settings, symbols: list[str], first_ms: int) -> dict[str, int]:
+    """The symbols whose known market time (`known_clocks`) makes a tick at first_ms late for the bars job, with
+    that time; from what Redis and the live market's run file say (nothing of Redis when it does not answer)."""
+    from tradesim.jobs.bars_logic import is_late
+    from tradesim.services.market.feed import cached_ticks, known_clocks, read_run
+    from tradesim.stack.market import RUN_FILE, market_dir
 
-    cached = cached_ticks(settings, symbols) or {}
+    clocks = known_clocks(cached_ticks(settings, symbols) or {}, read_run(market_dir(settings) / RUN_FILE))
     lag = settings.flink.out_of_orderness_ms
-    return [s for s in symbols if (clock := market_clock([s], cached, None)) is not None and clock - lag > start_ms]
+    return {s: clocks[s] for s in symbols if s in clocks and is_late(clocks[s], first_ms, lag)}
 
 
 def prices(
@@ -284,15 +287,26 @@ AHEAD_NOTED_MS = 60_000
 
 
 def _ahead(run: Any) -> str:
-    """A note when the run's event time starts well ahead of the wall clock: an earlier run (faster than real
-    time) took these symbols there, and market time never goes back for a symbol (its bars would stop)."""
+    """Notes on where the run's market time starts: well ahead of the wall clock because an earlier run (faster
+    than real time) took its symbols there, as market time never goes back for a symbol (its bars would stop);
+    and that Redis did not answer, so neither its prices nor its clocks were read."""
+    note = ""
     ahead_ms = run.start_ms - run.started_at_ms
-    if ahead_ms < AHEAD_NOTED_MS:
-        return ""
-    minutes = ahead_ms // 60_000
-    span = f"{minutes // 60} h {minutes % 60} min" if minutes >= 60 else f"{minutes} min"
-    return (f"; market time starts {span} ahead of the wall clock, where an earlier run left these symbols "
-            "(it never goes back)")
+    if run.continued_ms is not None and ahead_ms >= AHEAD_NOTED_MS:
+        note += (f"; market time starts {_span(ahead_ms)} ahead of the wall clock, where an earlier run left these "
+                 "symbols (it never goes back)")
+    if not run.cache_answered:
+        note += ("; Redis did not answer at the start: prices start at the scenario's, and market time only "
+                 "after what this stack's run file knows")
+    return note
+
+
+def _span(ms: int) -> str:
+    minutes = ms // 60_000
+    days, hours = divmod(minutes // 60, 24)
+    if days:
+        return f"{days} d {hours} h"
+    return f"{hours} h {minutes % 60} min" if hours else f"{minutes} min"
 
 
 def _run_record(settings: Settings, pid: int | None) -> Any:
@@ -351,7 +365,7 @@ def _market_status(as_json: bool) -> None:
                       + _ahead(run))
         if counts:
             last = counts.get("last_event_time_ms")
-            when = time.strftime("%H:%M:%S", time.gmtime(last / 1000)) if last else "-"
+            when = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(last / 1000)) if last else "-"
             out.print(f"{counts['ticks_published']:,} ticks published, {counts['loops_completed']} passes "
                       f"completed, last event time {when} UTC")
     elif row.state == "stopped" and row.healthy:

@@ -98,6 +98,11 @@ class SymbolBars:
     open: dict[tuple[str, int], BarAcc] = field(default_factory=dict)  # (interval, window start) → aggregate
 
 
+def is_late(clock_ms: int, event_time_ms: int, lag_ms: int) -> bool:
+    """A tick is late on its symbol's clock when its 1 s window already closed there (Bars.java's rule too)."""
+    return window_start(event_time_ms, INTERVALS_MS["1s"]) + INTERVALS_MS["1s"] - 1 <= clock_ms - lag_ms - 1
+
+
 def on_tick(state: SymbolBars, tick: Tick, lag_ms: int) -> list[Bar]:
     """Feed one tick to its symbol's state (mutated) and return the bars it closes, oldest window first.
 
@@ -105,8 +110,7 @@ def on_tick(state: SymbolBars, tick: Tick, lag_ms: int) -> list[Bar]:
     out-of-orderness), whatever other symbols' clocks say — so a replay on an older clock on the same topic gets
     its bars. A tick whose 1 s window already closed is late and dropped (its 1 min window closes no earlier).
     """
-    watermark = state.clock_ms - lag_ms - 1
-    if window_start(tick.event_time_ms, INTERVALS_MS["1s"]) + INTERVALS_MS["1s"] - 1 <= watermark:
+    if is_late(state.clock_ms, tick.event_time_ms, lag_ms):
         return []
     for interval, size in INTERVALS_MS.items():
         key = (interval, window_start(tick.event_time_ms, size))

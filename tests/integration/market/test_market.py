@@ -128,7 +128,8 @@ def test_a_run_after_a_faster_one_goes_on_from_its_market_time_and_its_ticks_sti
         settings: Settings, cache: PriceCache, ticks: TickReader, tiny: Callable[..., TinyScenario]) -> None:
     """Found live: after `market start calm --speed 100` for a few minutes, `market start calm` began back at the
     wall clock, hours behind where the bars job's clock for those symbols stood: it dropped every tick as late,
-    and no bar came for hours, without a word."""
+    and no bar came for hours, without a word. Here a replay on the file's 2024 clock takes the price cache over
+    in between, so only the run file still knows where the market's clock stood."""
     submit_job(settings, "bars")  # a no-op when the stack's jobs run
     sc = tiny(duration_s=10, interval_ms=1000)
     a, b = sc.symbols
@@ -138,6 +139,12 @@ def test_a_run_after_a_faster_one_goes_on_from_its_market_time_and_its_ticks_sti
     ahead_ms = 10 * 60_000
     wait_for(lambda: (t := _latest(cache, a)) is not None and t.run_id == run.run_id
              and t.event_time_ms > time.time() * 1000 + ahead_ms, 60, f"{a}'s market time 10 minutes ahead")
+
+    replayed = cli("replay", str(sc.path))
+    assert replayed.exit_code == 0, replayed.output
+    assert f"note: {a}, {b} already ticked at later market times" in replayed.output
+    wait_for(lambda: _latest(cache, a).event_time_ms < time.time() * 1000 - 365 * 86_400_000, 30,
+             "the replay's 2024 ticks in the price cache")
 
     topic = settings.topics.market_bars
     bars = consumer(settings.kafka, group_id="probe-" + uuid.uuid4().hex[:8])
@@ -173,10 +180,5 @@ def test_a_run_after_a_faster_one_goes_on_from_its_market_time_and_its_ticks_sti
                        for b in seen)
 
         wait_for(a_bar_of_the_new_run, 60, f"a 1 s bar of {a} from the real-time run's ticks")
-
-        # a replay of these symbols on the file's 2024 clock makes no bars for them, and says so
-        replayed = cli("replay", str(sc.path))
-        assert replayed.exit_code == 0, replayed.output
-        assert f"note: {a}, {b} already ticked at a later market time" in replayed.output
     finally:
         bars.close()

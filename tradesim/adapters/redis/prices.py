@@ -107,5 +107,15 @@ class PriceCache:
         """The cached tick and the wall time (ms) it was written, or None if the symbol was never seen."""
         return cached_tick(cast(list[Any], self._r.hmget(price_key(symbol), ["tick", "updated_ms"])))
 
+    def latest_many(self, symbols: Iterable[str]) -> dict[str, Tick]:
+        """The cached tick of each of these symbols that has one, in one round trip."""
+        wanted = list(symbols)
+        pipe = self._r.pipeline(transaction=False)
+        for symbol in wanted:
+            pipe.hmget(price_key(symbol), ["tick", "updated_ms"])
+        answers: list[Any] = pipe.execute() if wanted else []
+        found = ((symbol, cached_tick(raw)) for symbol, raw in zip(wanted, answers, strict=True))
+        return {symbol: hit[0] for symbol, hit in found if hit is not None}
+
     def symbols(self) -> list[str]:
         return sorted(self._r.smembers(SYMBOLS_KEY))  # type: ignore[arg-type]

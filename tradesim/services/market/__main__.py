@@ -24,10 +24,10 @@ from tradesim.services.market.feed import (
     RunRecord,
     cached_ticks,
     continued_prices,
-    first_event_time,
-    market_clock,
+    known_clocks,
     next_run_id,
     read_run,
+    start_time,
 )
 from tradesim.settings import MAX_LIVE_SPEED, load_settings
 
@@ -71,22 +71,22 @@ def main(argv: list[str] | None = None) -> None:
     now_ms = int(time.time() * 1000)
     previous = read_run(args.run_file) if args.run_file else None
     run_id = next_run_id(previous.run_id if previous else None, now_ms)
-    symbols = tuple(s.symbol for s in scenario.symbols)
+    symbols = [s.symbol for s in scenario.symbols]
     cached = cached_ticks(settings, symbols)
     if cached is None:
-        log.warning("Redis does not answer: no cached prices or market time to continue from; starting at the "
-                    "scenario's prices and at the wall clock")
-        cached = {}
-    clock_ms = market_clock(symbols, cached, previous)
-    start_ms = first_event_time(now_ms, scenario.tick_interval_ms, after_ms=clock_ms)
-    initial = continued_prices(scenario, cached)
+        log.warning("Redis does not answer: no cached prices or market time to go on from; starting at the "
+                    "scenario's prices and at the later of the wall clock and the run file's market time")
+    clocks = known_clocks(cached or {}, previous)
+    start_ms, continued_ms = start_time(now_ms, scenario.tick_interval_ms, symbols, clocks)
+    initial = continued_prices(scenario, cached or {})
     record = RunRecord(run_id=run_id, scenario=name, scenario_id=scenario.id, speed=speed, loop=loop,
-                       start_ms=start_ms, started_at_ms=now_ms, pid=os.getpid(), symbols=symbols)
+                       start_ms=start_ms, started_at_ms=now_ms, pid=os.getpid(), clocks=clocks,
+                       continued_ms=continued_ms, cache_answered=cached is not None)
     run_file = RunFile(args.run_file, record) if args.run_file else None
     start_http_server(m.metrics_port, addr=m.host)  # healthy from here on, with the run file in place
     log.info("market started", extra={
         "scenario": name, "scenario_id": scenario.id, "speed": speed, "loop": loop, "run_id": run_id,
-        "start_ms": start_ms, "ahead_of_wall_clock_ms": max(0, start_ms - now_ms), "symbols": list(symbols),
+        "start_ms": start_ms, "continued_from_market_time_ms": record.continued_ms, "symbols": symbols,
         "continued_from_cache": {k: str(v) for k, v in initial.items()}})
     feed = LiveFeed(settings, scenario, speed=speed, loop=loop, run_id=run_id, start_ms=start_ms,
                     initial_prices=initial, run_file=run_file)

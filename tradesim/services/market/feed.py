@@ -15,7 +15,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from decimal import Decimal
 from pathlib import Path
 
@@ -44,17 +44,26 @@ class RunRecord:
     start_ms: int  # event time of the first tick
     started_at_ms: int  # wall time the feed started
     pid: int
-    symbols: tuple[str, ...] = ()
-    last_event_ms: int | None = None  # event time of the last tick published (see RunFile)
+    #: the market time each symbol reached, in this run and every earlier one (see RunFile)
+    clocks: dict[str, int] = field(default_factory=dict)
+    continued_ms: int | None = None  # the market time this run went on from; None: it started at the wall clock
+    cache_answered: bool = True  # False: Redis did not answer at the start (prices and clocks not read from it)
+
+
+_RUN_FIELDS = {f.name for f in fields(RunRecord)}
 
 
 def read_run(path: Path) -> RunRecord | None:
+    """The run file, or None when it is missing or not one (a field of the wrong type included)."""
     try:
         data = json.loads(path.read_text())
-        data["symbols"] = tuple(data.get("symbols", ()))
-        return RunRecord(**data)
+        record = RunRecord(**{k: v for k, v in data.items() if k in _RUN_FIELDS})
     except (OSError, ValueError, TypeError, AttributeError):
         return None
+    clocks = record.clocks
+    if not isinstance(clocks, dict) or not all(type(v) is int for v in clocks.values()):
+        return None
+    return record
 
 
 def write_run(path: Path, record: RunRecord) -> None:
@@ -69,23 +78,32 @@ def next_run_id(previous: int | None, now_ms: int) -> int:
     return now_ms if previous is None else max(now_ms, previous + 1)
 
 
-def first_event_time(now_ms: int, interval_ms: int, after_ms: int | None = None) -> int:
-    """The wall clock rounded up to the tick interval, so ticks fall on round times; past `after_ms` (the
-    market's clock, see `market_clock`) when that is later."""
-    start = now_ms if after_ms is None else max(now_ms, after_ms + 1)
-    return -(-start // interval_ms) * interval_ms
+def first_event_time(now_ms: int, interval_ms: int) -> int:
+    """The wall clock rounded up to the tick interval, so ticks fall on round times."""
+    return -(-now_ms // interval_ms) * interval_ms
 
 
-def market_clock(symbols: Iterable[str], cached: Mapping[str, Tick], previous: RunRecord | None) -> int | None:
-    """The latest event time the market already published for any of these symbols (their cached ticks, and the
-    last run's own record when it played one of them), or None. A new run starts after it: the bars job closes
-    each symbol's windows on that symbol's clock, so a run that started behind it (after one at --speed 100)
-    would have every tick dropped as late until the wall clock caught up, hours later."""
-    wanted = set(symbols)
-    times = [tick.event_time_ms for symbol, tick in cached.items() if symbol in wanted]
-    if previous is not None and previous.last_event_ms is not None and wanted & set(previous.symbols):
-        times.append(previous.last_event_ms)
-    return max(times, default=None)
+def start_time(now_ms: int, interval_ms: int, symbols: Iterable[str], clocks: Mapping[str, int]
+               ) -> tuple[int, int | None]:
+    """A run's first event time, and the market time it goes on after (None: it starts at the wall clock):
+    after the latest market time its symbols reached (`known_clocks`) when the wall clock is not past it."""
+    wall = first_event_time(now_ms, interval_ms)
+    reached = max((clocks[s] for s in symbols if s in clocks), default=None)
+    if reached is None or reached < wall:
+        return wall, None
+    return first_event_time(reached + 1, interval_ms), reached
+
+
+def known_clocks(cached: Mapping[str, Tick], previous: RunRecord | None) -> dict[str, int]:
+    """The latest market time known for each symbol: its cached tick (any scenario's: they share symbol names) and
+    the last run file's clocks, which every run carries forward (a replay on an older clock may have taken the
+    cache over since). A new run starts after the latest of its symbols: the bars job closes each symbol's
+    windows on that symbol's clock, so a run that started behind it (after one at --speed 100) had every tick
+    dropped as late until the wall clock caught up, hours later."""
+    clocks = dict(previous.clocks) if previous is not None else {}
+    for symbol, tick in cached.items():
+        clocks[symbol] = max(clocks.get(symbol, tick.event_time_ms), tick.event_time_ms)
+    return clocks
 
 
 def cached_ticks(settings: Settings, symbols: Iterable[str]) -> dict[str, Tick] | None:
@@ -95,16 +113,10 @@ def cached_ticks(settings: Settings, symbols: Iterable[str]) -> dict[str, Tick] 
     from tradesim.adapters.redis.client import connect
     from tradesim.adapters.redis.prices import PriceCache
 
-    found: dict[str, Tick] = {}
     try:
-        cache = PriceCache(connect(settings.redis))
-        for symbol in symbols:
-            latest = cache.latest(symbol)
-            if latest is not None:
-                found[symbol] = latest[0]
+        return PriceCache(connect(settings.redis)).latest_many(symbols)
     except redis.RedisError:
         return None
-    return found
 
 
 def continued_prices(scenario: Scenario, cached: Mapping[str, Tick]) -> dict[str, Decimal]:
@@ -114,31 +126,43 @@ def continued_prices(scenario: Scenario, cached: Mapping[str, Tick]) -> dict[str
 
 
 class RunFile:
-    """A running feed's run file, its `last_event_ms` rewritten at most every `every_s` and at the end, so the
-    next run knows where the market's clock stood even when the price cache no longer says (a replay of the
-    same symbols took it over). A feed killed outright loses at most `every_s` of it."""
+    """A running feed's run file, rewritten at most every `every_s` with the market time its symbols reached,
+    so the next run knows it even when the price cache does not (a replay took it over, Redis was emptied).
+
+    While the feed runs each clock is written ahead by what the feed may publish before the next write (twice
+    `every_s` at its speed), so a feed killed outright leaves a clock past its last tick, never behind it; a
+    clean stop (`flush`) writes the exact one."""
 
     def __init__(self, path: Path, record: RunRecord, every_s: float = 1.0) -> None:
         self.path = path
         self.record = record
         self.every_s = every_s
-        self._last_ms: int | None = None
+        self._margin_ms = int(2 * every_s * record.speed * 1000)
+        self._reached: dict[str, int] = {}
+        self._written = record
         self._written_at = time.monotonic()
         write_run(path, record)
 
-    def advance(self, event_time_ms: int) -> None:
-        self._last_ms = event_time_ms
+    def advance(self, symbol: str, event_time_ms: int) -> None:
+        self._reached[symbol] = event_time_ms
         if time.monotonic() - self._written_at >= self.every_s:
-            self.flush()
+            self._write(self._margin_ms)
 
     def flush(self) -> None:
-        if self._last_ms is not None and self._last_ms != self.record.last_event_ms:
-            self.record = replace(self.record, last_event_ms=self._last_ms)
-            try:
-                write_run(self.path, self.record)
-            except OSError as exc:
-                _log.warning("cannot update the run file", extra={"path": str(self.path), "error": str(exc)})
+        """The exact clocks: the feed publishes no more."""
+        self._write(0)
+
+    def _write(self, margin_ms: int) -> None:
         self._written_at = time.monotonic()
+        record = replace(self.record, clocks={**self.record.clocks,
+                                              **{s: t + margin_ms for s, t in self._reached.items()}})
+        if record == self._written:
+            return
+        try:
+            write_run(self.path, record)
+            self._written = record
+        except OSError as exc:
+            _log.warning("cannot update the run file", extra={"path": str(self.path), "error": str(exc)})
 
 
 class LiveFeed:
@@ -179,7 +203,7 @@ class LiveFeed:
                 publisher.poll()
                 metrics.LAST_EVENT_TIME.set(tick.event_time_ms / 1000)
                 if self.run_file is not None:
-                    self.run_file.advance(tick.event_time_ms)
+                    self.run_file.advance(tick.symbol, tick.event_time_ms)
                 self._count(publisher.stats)
             else:
                 metrics.LOOPS.inc()
@@ -187,12 +211,12 @@ class LiveFeed:
                 _log.info("scenario played to the end; not looping, so the feed idles until stopped",
                           extra={"ticks": publisher.stats.sent})
         finally:
+            if self.run_file is not None:
+                self.run_file.flush()  # before the close, which may take seconds or raise
             try:
                 publisher.close(timeout_s=10)
             except KafkaDeliveryError as exc:
                 _log.error("ticks not delivered at close", extra={"error": str(exc)})
-            if self.run_file is not None:
-                self.run_file.flush()
             self._count(publisher.stats)
         stop.wait()
         return publisher.stats

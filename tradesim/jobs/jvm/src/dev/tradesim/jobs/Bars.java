@@ -373,7 +373,7 @@ public final class Bars {
             Long seen = clock.value();
             long now = seen == null ? -1 : seen;
             if (windowStart(t.eventTimeMs, SECOND) + SECOND - 1 <= now - lagMs - 1) {
-                return emitted;  // late: its 1 s window already closed on this symbol's clock
+                return emitted;  // late (`bars_logic.is_late`): its 1 s window already closed on this symbol's clock
             }
             long s = windowStart(t.eventTimeMs, SECOND);
             long m = windowStart(t.eventTimeMs, MINUTE);
