@@ -86,6 +86,17 @@ def test_a_body_that_stops_short_of_its_length_is_408_after_the_body_timeout(set
     assert settings.api.body_timeout_s <= took < settings.api.body_timeout_s + 10
 
 
+def test_a_request_the_parser_refuses_is_a_json_400(settings: Settings, user: User) -> None:
+    """A probe: a URL of 64 KiB and more got uvicorn's plain-text 400 ("Invalid HTTP request received.")."""
+    auth = user.auth["Authorization"].encode()
+    text, _ = _exchange(settings, b"GET /orders?symbol=" + b"A" * 70_000 + b" HTTP/1.1\r\nHost: x\r\n"
+                        b"Authorization: " + auth + b"\r\n\r\n")
+    head, _, body = text.partition("\r\n\r\n")
+    assert head.startswith("HTTP/1.1 400"), text[:500]
+    assert "content-type: application/json" in head.lower()
+    assert json.loads(body)["code"] == "bad_request"
+
+
 @pytest.mark.parametrize("header", ["Idempotency-Key", "Authorization"])
 def test_a_header_that_may_come_once_is_400_when_repeated(settings: Settings, user: User, symbol: str,
                                                           header: str) -> None:

@@ -11,6 +11,9 @@ from tradesim.services.api import metrics
 from tradesim.services.api.app import create_app
 from tradesim.settings import load_settings
 
+#: uvicorn's protocol with a JSON 400 for bytes that are not HTTP (an import string: workers import it too)
+HTTP_PROTOCOL = "tradesim.services.api.protocol:JsonErrorsHttpProtocol"
+
 
 def main() -> None:
     log = logs.setup("api")
@@ -23,10 +26,10 @@ def main() -> None:
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics.fresh_multiprocess_dir(settings))
         uvicorn.run("tradesim.services.api.app:app_from_env", factory=True, host=api.host, port=api.port,
                     workers=api.workers, log_config=None, access_log=False, timeout_graceful_shutdown=5,
-                    timeout_keep_alive=api.keep_alive_s)
+                    timeout_keep_alive=api.keep_alive_s, http=HTTP_PROTOCOL)
     else:
         uvicorn.run(create_app(settings, tune_gc=True), host=api.host, port=api.port, log_config=None, access_log=False,
-                    timeout_graceful_shutdown=5, timeout_keep_alive=api.keep_alive_s)
+                    timeout_graceful_shutdown=5, timeout_keep_alive=api.keep_alive_s, http=HTTP_PROTOCOL)
     log.info("stopped")
 
 

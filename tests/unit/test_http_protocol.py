@@ -1,0 +1,79 @@
+"""Bytes that are not an HTTP request get the API's JSON problem body (uvicorn's own answer is plain text)."""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import uvicorn
+
+from tradesim.services.api.__main__ import HTTP_PROTOCOL
+from tradesim.testing.waiting import wait_for
+
+
+async def _app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    if scope["type"] != "http":
+        return
+    headers = [(b"content-type", b"text/plain"), (b"content-length", b"2")]
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    await send({"type": "http.response.body", "body": b"ok"})
+
+
+def _serve(http: str) -> Iterator[int]:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(_app, host="127.0.0.1", port=port, log_config=None, http=http,
+                                           lifespan="off"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    wait_for(lambda: server.started, 10, "uvicorn started")
+    yield port
+    server.should_exit = True
+    thread.join(10)
+
+
+@pytest.fixture(params=[HTTP_PROTOCOL, "auto"], ids=["ours", "uvicorn's"])
+def served(request: pytest.FixtureRequest) -> Iterator[tuple[str, int]]:
+    for port in _serve(request.param):
+        yield request.param, port
+
+
+def _exchange(port: int, data: bytes) -> bytes:
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as conn:
+        conn.sendall(data)
+        answer = b""
+        while chunk := conn.recv(65536):  # the server closes after its 400
+            answer += chunk
+    return answer
+
+
+@pytest.mark.parametrize("data", [
+    b"GET /orders?symbol=" + b"A" * 70_000 + b" HTTP/1.1\r\nHost: x\r\n\r\n",  # a line over the parser's limit
+    b"GET /orders HTTP/1.1\r\nHost: x\r\nno colon here\r\n\r\n",
+    b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03 TLS hello on the plain port\r\n\r\n",
+])
+def test_bytes_that_are_not_http_get_a_json_400_and_a_closed_connection(served: tuple[str, int],
+                                                                         data: bytes) -> None:
+    http, port = served
+    head, _, body = _exchange(port, data).partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 400"), head
+    if http != HTTP_PROTOCOL:  # what it answered before: the proof that these bytes reach send_400_response
+        assert b"content-type: text/plain" in head.lower()
+        return
+    assert b"content-type: application/json" in head.lower()
+    assert b"connection: close" in head.lower()
+    problem = json.loads(body)
+    assert problem["code"] == "bad_request"
+    assert "64 KiB" in problem["message"]
+
+
+def test_a_valid_request_is_served_as_before(served: tuple[str, int]) -> None:
+    _, port = served
+    answer = _exchange(port, b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    assert answer.startswith(b"HTTP/1.1 200")
+    assert answer.endswith(b"\r\n\r\nok")
