@@ -95,6 +95,32 @@ def test_a_requested_market_that_died_is_down_until_the_request_is_withdrawn(
     assert clear_request(settings) is False
 
 
+def test_a_request_whose_scenario_can_no_longer_run_leaves_the_market_stopped_and_the_stack_healthy(
+        sup: Supervisor, procs: FakeProcesses, settings: Settings, tmp_path: Path) -> None:
+    """A probe: `market start mine.yaml`, the file removed, then every `up` failed on the feed's exit (and the
+    watchdog kept restarting it) until `market stop`."""
+    mine = tmp_path / "mine.yaml"
+    mine.write_text((Path(__file__).parents[2] / "scenarios" / "calm.yaml").read_text())
+    write_request(settings, MarketRequest(str(mine), 1.0, True))
+    sup.up()
+    assert _row(sup).state == "running"
+    sup.down()
+    mine.unlink()
+    sup.up()
+    assert sum("tradesim.services.market" in argv for argv in procs.spawned) == 1, "the feed was started again"
+    row = _row(sup)
+    assert (row.state, row.healthy) == ("stopped", True)
+    assert "its scenario cannot run" in row.detail
+    assert "mine.yaml: file not found" in row.detail
+    assert "tradesim market stop" in row.detail
+    assert status_document(settings, "native", sup.status())["healthy"] is True
+    mine.write_text("id: broken\n")  # back, but not a scenario: the same, with the file's own problem
+    assert "its scenario cannot run: " in (_row(sup).detail or "")
+    mine.write_text((Path(__file__).parents[2] / "scenarios" / "calm.yaml").read_text())
+    sup.up()  # a playable file again: it runs
+    assert _row(sup).state == "running"
+
+
 def test_an_unreadable_request_counts_as_none(settings: Settings) -> None:
     path = settings.stack_dir / "market" / "request.json"
     path.parent.mkdir(parents=True)

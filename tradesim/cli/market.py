@@ -20,6 +20,7 @@ from tradesim.settings import MAX_LIVE_SPEED, MIN_SPEED, Settings, load_settings
 from tradesim.stack.errors import StackError, UserError
 
 if TYPE_CHECKING:
+    from tradesim.domain.events import Tick
     from tradesim.stack.market import MarketRequest
 
 out = console()
@@ -45,6 +46,7 @@ def _replay(scenario: str, speed: float | None, symbols: str | None) -> None:
     from tradesim.scenarios.loader import find_scenario, load_scenario
     from tradesim.scenarios.runner import SimClock
     from tradesim.services.ingest.publisher import PublishStats, publish_all
+    from tradesim.services.market.feed import cached_ticks
 
     wanted = symbols_param(symbols, "--symbols")
     settings = load_settings()
@@ -56,7 +58,14 @@ def _replay(scenario: str, speed: float | None, symbols: str | None) -> None:
         raise StackError(f"{exc}; start the stack with `tradesim up`") from None
     clock = SimClock(speed=speed)
     start_ms = int(sc.start.timestamp() * 1000)
-    behind = _behind_market_time(settings, wanted or sc.symbol_names(), start_ms)
+    played = wanted or sc.symbol_names()
+    cached = cached_ticks(settings, played) or {}  # {} when Redis does not answer
+    live = [s for s in played if s in cached]
+    if live:
+        out.print(f"note: {', '.join(live)} already have prices: from now on their prices, and the books that "
+                  "match open orders on them, follow this replay (the newest run owns a symbol) until `tradesim "
+                  "market start` takes them back")
+    behind = _behind_market_time(settings, played, cached, start_ms)
     if behind:
         until = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(max(behind.values()) / 1000))
         out.print(f"note: {', '.join(behind)} already ticked at later market times (up to {until} UTC; the live "
@@ -83,14 +92,15 @@ def _replay(scenario: str, speed: float | None, symbols: str | None) -> None:
               f"({stats.rate:,.0f} ticks/s) to {settings.topics.market_data}")
 
 
-def _behind_market_time(settings: Settings, symbols: list[str], first_ms: int) -> dict[str, int]:
-    """The symbols whose known market time (`known_clocks`) makes a tick at first_ms late for the bars job, with
-    that time; from what Redis and the live market's run file say (nothing of Redis when it does not answer)."""
+def _behind_market_time(settings: Settings, symbols: list[str], cached: dict[str, Tick], first_ms: int
+                        ) -> dict[str, int]:
+    """The symbols whose known market time (`known_clocks`: their cached ticks and the live market's run file)
+    makes a tick at first_ms late for the bars job, with that time."""
     from tradesim.jobs.bars_logic import is_late
-    from tradesim.services.market.feed import cached_ticks, known_clocks, read_run
+    from tradesim.services.market.feed import known_clocks, read_run
     from tradesim.stack.market import RUN_FILE, market_dir
 
-    clocks = known_clocks(cached_ticks(settings, symbols) or {}, read_run(market_dir(settings) / RUN_FILE))
+    clocks = known_clocks(cached, read_run(market_dir(settings) / RUN_FILE))
     lag = settings.flink.out_of_orderness_ms
     return {s: clocks[s] for s in symbols if s in clocks and is_late(clocks[s], first_ms, lag)}
 
@@ -234,8 +244,11 @@ def start_market(settings: Settings, scenario: str | None, speed: str | float | 
     sup = Supervisor(settings, [MarketService(settings)], progress=lambda _c, _m: None)
     row = sup.status()[0]
     current = read_request(settings)
+    taken: list[str] = []
     if row.state == "running" and current is not None and (current == request or keep_any):
-        return f"market already running: {_describe(current)} (pid {row.pid})"
+        taken = [] if keep_any else _taken_over(settings, request, _run_record(settings, row.pid))
+        if not taken:
+            return f"market already running: {_describe(current)} (pid {row.pid})"
     if row.state in ("running", "unhealthy"):
         sup.down()  # running something else: replace it
     write_request(settings, request)
@@ -245,17 +258,31 @@ def start_market(settings: Settings, scenario: str | None, speed: str | float | 
         clear_request(settings)  # a market that cannot start must not make every later `tradesim up` fail
         raise
     run = _run_record(settings, row.pid)
+    took = f"; restarted to take back {', '.join(taken)} from a later replay" if taken else ""
     return (f"market running: {_describe(request)}" + (f", run {run.run_id}" if run else "") + f" (pid {row.pid})"
-            + (_ahead(run) if run else ""))
+            + took + (_ahead(run) if run else ""))
+
+
+def _taken_over(settings: Settings, request: MarketRequest, run: Any) -> list[str]:
+    """The market's symbols whose cached price a later run (a `tradesim replay`) owns now: the running feed's
+    ticks of them no longer count, so starting the same market again takes them back with a newer run id."""
+    from tradesim.scenarios.loader import load_scenario
+    from tradesim.services.market.feed import cached_ticks
+    from tradesim.stack.market import playable
+
+    if run is None:
+        return []
+    symbols = [s.symbol for s in load_scenario(playable(settings, request.scenario)).symbols]
+    cached = cached_ticks(settings, symbols) or {}
+    return [s for s in symbols if s in cached and cached[s].run_id > run.run_id]
 
 
 def _market_request(settings: Settings, scenario: str | None, speed: str | float | None,
                     loop: bool | None) -> MarketRequest:
     import math
 
-    from tradesim.scenarios.generators import check_live
-    from tradesim.scenarios.loader import SUFFIXES, find_scenario, load_scenario
-    from tradesim.stack.market import MarketRequest
+    from tradesim.scenarios.loader import SUFFIXES
+    from tradesim.stack.market import MarketRequest, playable
 
     m = settings.market
     if speed is None:
@@ -271,8 +298,7 @@ def _market_request(settings: Settings, scenario: str | None, speed: str | float
             raise UserError(f"--speed is at most {MAX_LIVE_SPEED:g} for the live market, which loops for ever; "
                             "`tradesim replay SCENARIO --speed N` goes through a scenario once at any speed")
     name = m.scenario if scenario is None else scenario  # "" is a mistake (find_scenario says so), not the default
-    path = find_scenario(name, settings.scenarios_dir)  # ScenarioError (exit 2) names the available ones
-    check_live(load_scenario(path))
+    path = playable(settings, name)  # ScenarioError (exit 2) names the available ones
     # a name stays a name (readable in status); a path is made absolute: the feed runs in another folder
     given = Path(name)
     stored = name if given.suffix not in SUFFIXES and len(given.parts) == 1 else str(path.resolve())

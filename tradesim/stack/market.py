@@ -13,9 +13,11 @@ import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from tradesim.scenarios.errors import ScenarioError
 from tradesim.settings import MAX_LIVE_SPEED, Settings
 from tradesim.stack.component import PortSpec, ServiceComponent, answers
 from tradesim.stack.state import claim_stack_dir
+from tradesim.text import one_line
 
 REQUEST_FILE = "request.json"
 #: written by the feed process at its start (run id, event-time start); read by `tradesim market status`
@@ -35,6 +37,17 @@ class MarketRequest:
     def defaults(cls, settings: Settings) -> MarketRequest:
         m = settings.market
         return cls(m.scenario, m.speed, m.loop)
+
+
+def playable(settings: Settings, scenario: str) -> Path:
+    """The file of the scenario the live market would play; raises ScenarioError when it cannot (not found, not
+    valid, a recorded CSV that cannot continue past its end)."""
+    from tradesim.scenarios.generators import check_live
+    from tradesim.scenarios.loader import find_scenario, load_scenario
+
+    path = find_scenario(scenario, settings.scenarios_dir)
+    check_live(load_scenario(path))
+    return path
 
 
 def market_dir(settings: Settings) -> Path:
@@ -75,6 +88,10 @@ class MarketService(ServiceComponent):
     module = "tradesim.services.market"
     needs = ("kafka", "redis")
 
+    def __init__(self, settings: Settings) -> None:
+        super().__init__(settings)
+        self._verdict: tuple[tuple[str, int, int], str | None] | None = None  # (file stamp, problem)
+
     def ports(self) -> list[PortSpec]:
         m = self.settings.market
         return [PortSpec(m.host, m.metrics_port, "TRADESIM_MARKET__METRICS_PORT")]
@@ -84,7 +101,36 @@ class MarketService(ServiceComponent):
         return f"http://{m.host}:{m.metrics_port}/metrics"
 
     def not_requested(self) -> str | None:
-        return None if read_request(self.settings) is not None else START_HINT
+        """START_HINT without a request; a line saying why when its scenario can no longer run (the file was
+        removed or broken since `market start`), so `up`, `status` and the watchdog leave it stopped instead of
+        failing on it every time."""
+        request = read_request(self.settings)
+        if request is None:
+            return START_HINT
+        problem = self._unplayable(request.scenario)
+        if problem is None:
+            return None
+        return (f"not started: its scenario cannot run: {problem} (`tradesim market start` another scenario, "
+                "or `tradesim market stop`)")
+
+    def _unplayable(self, scenario: str) -> str | None:
+        """What stops the scenario from playing, or None; a file's verdict is kept while the file is unchanged
+        (the watchdog asks at every poll)."""
+        from tradesim.scenarios.loader import find_scenario
+
+        try:
+            path = find_scenario(scenario, self.settings.scenarios_dir)
+            info = path.stat()
+        except (ScenarioError, OSError) as exc:
+            return one_line(exc)
+        stamp = (str(path), info.st_mtime_ns, info.st_size)
+        if self._verdict is None or self._verdict[0] != stamp:
+            try:
+                playable(self.settings, str(path))
+                self._verdict = (stamp, None)
+            except ScenarioError as exc:
+                self._verdict = (stamp, one_line(exc))
+        return self._verdict[1]
 
     def argv(self) -> list[str]:
         request = read_request(self.settings) or MarketRequest.defaults(self.settings)

@@ -124,6 +124,36 @@ def test_a_looped_scenario_continues_across_the_loop_without_a_jump(
     wait_for(lambda: market_row(settings).healthy, 5, "the feed still healthy")
 
 
+def test_a_replay_says_it_takes_the_market_s_symbols_and_market_start_takes_them_back(
+        settings: Settings, cache: PriceCache, tiny: Callable[..., TinyScenario]) -> None:
+    """A probe: after `tradesim replay` of the market's symbols, `market start` (the same choice) answered
+    "already running" and the symbols stayed frozen at the replay's last price until orders were refused as
+    stale; and the replay said nothing of taking over the prices that open orders are matched against."""
+    sc = tiny(duration_s=10, interval_ms=500)
+    a, b = sc.symbols
+    started = cli("market", "start", str(sc.path), "--speed", "1")
+    assert started.exit_code == 0, started.output
+    run = current_run(settings)
+    wait_for(lambda: (t := _latest(cache, a)) is not None and t.run_id == run.run_id, 30, f"{a} from the market")
+
+    replayed = cli("replay", str(sc.path), "--symbols", a)
+    assert replayed.exit_code == 0, replayed.output
+    assert f"note: {a} already have prices" in replayed.output
+    assert "books that match open orders" in replayed.output
+    wait_for(lambda: _latest(cache, a).run_id > run.run_id, 30, f"the replay owning {a}")
+    replay_run = _latest(cache, a).run_id
+
+    again = cli("market", "start", str(sc.path), "--speed", "1")
+    assert again.exit_code == 0, again.output
+    assert f"restarted to take back {a} from a later replay" in again.output
+    rerun = current_run(settings)
+    assert rerun.run_id > replay_run
+    wait_for(lambda: _latest(cache, a).run_id == rerun.run_id, 30, f"the market owning {a} again")
+    same = cli("market", "start", str(sc.path), "--speed", "1")
+    assert "already running" in same.output  # nothing taken over: kept as it is
+    assert current_run(settings).run_id == rerun.run_id
+
+
 def test_a_run_after_a_faster_one_goes_on_from_its_market_time_and_its_ticks_still_make_bars(
         settings: Settings, cache: PriceCache, ticks: TickReader, tiny: Callable[..., TinyScenario]) -> None:
     """Found live: after `market start calm --speed 100` for a few minutes, `market start calm` began back at the
