@@ -10,7 +10,7 @@ import json
 import re
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar, get_args
 
 from pydantic import (
     BaseModel,
@@ -165,6 +165,11 @@ class Tick(Event):
         return self.symbol.encode()
 
 
+BarInterval = Literal["1s", "1m"]
+#: the bar intervals the `bars` job emits
+BAR_INTERVALS: tuple[str, ...] = get_args(BarInterval)
+
+
 class Bar(Event):
     """An OHLCV bar of one symbol over one event-time window [start, end); on `market_bars`, keyed by symbol.
 
@@ -174,7 +179,7 @@ class Bar(Event):
 
     type: Literal["bar"] = "bar"
     symbol: SymbolStr
-    interval: Literal["1s", "1m"]
+    interval: BarInterval
     window_start_ms: int = Field(ge=0, le=MAX_EPOCH_MS, description="window start, epoch ms UTC, inclusive")
     window_end_ms: int = Field(ge=0, le=MAX_EPOCH_MS, description="window end, epoch ms UTC, exclusive")
     open: PositiveDecimal

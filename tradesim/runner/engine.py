@@ -54,6 +54,8 @@ BARRIER_CASH = "1000000"
 #: a tick's bid is below the cap by the schema (`events.Tick`), and reserve no cash (a buy at a penny could fill on
 #: a crashed quote)
 UNREACHABLE = price_text(MAX_PRICE)
+#: how long a run's own symbols keep their cached prices and bars after it ends (to look at them), then expire
+RUN_CACHE_TTL_S = 3600
 
 
 class StackUnusable(Exception):
@@ -369,6 +371,22 @@ class ScenarioRunner:
             for tail in (self._log, self._bars_log):
                 if tail is not None:
                     tail.close()
+            self._retire_symbols()
+
+    def _retire_symbols(self) -> None:
+        """The run's own symbols (aliases no later run uses) leave the price and bar caches after RUN_CACHE_TTL_S:
+        kept, every run added up to 600 bars per symbol to Redis for good, and `tradesim prices` listed them all."""
+        from tradesim.adapters.redis.bars import BarCache
+        from tradesim.adapters.redis.client import connect
+        from tradesim.adapters.redis.prices import PriceCache
+
+        symbols = list(self.alias.values())
+        try:
+            client = connect(self.settings.redis)
+            PriceCache(client).retire(symbols, RUN_CACHE_TTL_S)
+            BarCache(client).retire(symbols, RUN_CACHE_TTL_S)
+        except redis.RedisError:
+            pass  # Redis away: they stay cached (the run itself reports a Redis that failed it)
 
     def _check_stack(self) -> None:
         from tradesim.stack.errors import UserError

@@ -30,6 +30,7 @@ from pydantic import (
 )
 
 from tradesim.domain.events import (
+    BAR_INTERVALS,
     CASH_DIGITS,
     MAX_EPOCH_MS,
     MAX_PRICE,
@@ -37,7 +38,6 @@ from tradesim.domain.events import (
     MAX_QTY,
     PRICE_PLACES,
     SYMBOL_RE,
-    Bar,
     IdStr,
     OrderType,
     RejectReason,
@@ -224,7 +224,6 @@ CLASS_PATH_RE = r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A
 #: what an order's expected status can be: a terminal outcome (OrderStatus), or `refused` (the API answered 4xx: never
 #: placed). One flat Literal, not a union of two, so a wrong value gets one plain error message
 ExpectedStatus = Literal["executed", "rejected", "cancelled", "expired", "refused"]
-BAR_INTERVALS: tuple[str, ...] = get_args(Bar.model_fields["interval"].annotation)
 REJECT_REASONS: tuple[str, ...] = get_args(RejectReason)
 
 

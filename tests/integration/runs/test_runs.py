@@ -442,3 +442,34 @@ def test_a_strategy_callback_that_never_returns_ends_the_run_with_one_line(tmp_p
     assert ("strategy loopy:Loopy at market time 10000 ms: a callback did not return within 2 s (a loop that never "
             "ends?)") in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_a_runs_own_symbols_leave_the_price_and_bar_caches_an_hour_after_it(tmp_path: Path,
+                                                                            settings: Settings) -> None:
+    """A probe: every run's renamed symbols stayed in Redis for good (up to 600 bars each) and in `prices`."""
+    from tradesim.adapters.redis.client import connect
+    from tradesim.runner.engine import RUN_CACHE_TTL_S
+    from tradesim.testing.factories import unique_symbol
+
+    symbol = unique_symbol("ZT")[:8]
+    path = tmp_path / "short.yaml"
+    path.write_text(f"""\
+id: short
+start: 2024-01-02T14:30:00Z
+duration_s: 5
+tick_interval_ms: 500
+seed: 3
+symbols:
+  - {{symbol: {symbol}, initial_price: "100"}}
+accounts:
+  - {{name: k, cash: "1000.00"}}
+""")
+    done = _tradesim("run", str(path), "--fast")
+    assert done.returncode == 0, done.stdout + done.stderr
+    r = connect(settings.redis)
+    prices = list(r.scan_iter(match=f"price:{symbol}.*"))
+    bars = list(r.scan_iter(match=f"bars:{symbol}.*"))
+    assert len(prices) == 1, prices
+    assert len(bars) >= 1, bars  # the 1 s bars, and the 1 min bar if it came
+    for key in prices + bars:
+        assert 0 < r.ttl(key) <= RUN_CACHE_TTL_S, key

@@ -14,7 +14,7 @@ from typing import Any, cast
 
 import redis
 
-from tradesim.domain.events import Bar
+from tradesim.domain.events import BAR_INTERVALS, Bar
 
 #: bars kept per symbol and interval: 5 min of 1 s bars, 5 h of 1 min bars
 KEEP = 300
@@ -82,6 +82,14 @@ class BarCache:
         if written:
             pipe.execute()
         return written
+
+    def retire(self, symbols: Iterable[str], after_s: int) -> None:
+        """Let these symbols' recent bars expire after_s from now (PriceCache.retire's twin)."""
+        pipe = self._r.pipeline(transaction=False)
+        for symbol in symbols:
+            for interval in BAR_INTERVALS:
+                pipe.expire(bars_key(symbol, interval), after_s)
+        pipe.execute()
 
     def recent(self, symbol: str, interval: str, count: int = KEEP) -> list[str]:
         """The newest `count` bars' JSON, oldest first."""

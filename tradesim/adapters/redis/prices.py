@@ -41,10 +41,24 @@ return applied
 """
 #: ticks per script call: big enough to amortise the round trip, small enough not to stall Redis (~1 ms)
 CHUNK = 256
+# KEYS[1]: the symbol set. ARGV[1]: the price key prefix. Drops the members whose price hash is gone (expired),
+# atomically with the apply script, which adds a member back with its hash.
+_PRUNE = """
+local kept = {}
+for _, s in ipairs(redis.call('SMEMBERS', KEYS[1])) do
+  if redis.call('EXISTS', ARGV[1] .. s) == 1 then
+    table.insert(kept, s)
+  else
+    redis.call('SREM', KEYS[1], s)
+  end
+end
+return kept
+"""
+PRICE_KEY_PREFIX = "price:"
 
 
 def price_key(symbol: str) -> str:
-    return f"price:{symbol}"
+    return PRICE_KEY_PREFIX + symbol
 
 
 CHANNEL_PREFIX = "prices:"
@@ -72,6 +86,7 @@ class PriceCache:
     def __init__(self, client: redis.Redis) -> None:
         self._r = client
         self._script = client.register_script(_APPLY)
+        self._prune = client.register_script(_PRUNE)
 
     def apply(self, ticks: Iterable[tuple[Tick, bytes]], now_ms: int) -> int:
         """Write-through a batch (tick, its encoded JSON) in one round trip; returns how many were newer.
@@ -118,4 +133,13 @@ class PriceCache:
         return {symbol: hit[0] for symbol, hit in found if hit is not None}
 
     def symbols(self) -> list[str]:
-        return sorted(self._r.smembers(SYMBOLS_KEY))  # type: ignore[arg-type]
+        """Every symbol with a cached price (those whose price expired are forgotten on the way)."""
+        return sorted(self._prune(keys=[SYMBOLS_KEY], args=[PRICE_KEY_PREFIX]))
+
+    def retire(self, symbols: Iterable[str], after_s: int) -> None:
+        """Let these symbols' prices expire after_s from now (a scripted run's own symbols, at its end): nothing
+        publishes them again, and kept for ever they only fill Redis."""
+        pipe = self._r.pipeline(transaction=False)
+        for symbol in symbols:
+            pipe.expire(price_key(symbol), after_s)
+        pipe.execute()

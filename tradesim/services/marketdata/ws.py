@@ -60,7 +60,7 @@ from tradesim.adapters.redis.bars import CHANNEL_PREFIX as BARS_PREFIX
 from tradesim.adapters.redis.bars import KEEP as BARS_KEPT
 from tradesim.adapters.redis.bars import bars_key, parse_channel
 from tradesim.adapters.redis.prices import CHANNEL_PATTERN, CHANNEL_PREFIX, SYMBOLS_KEY, price_key
-from tradesim.domain.events import MAX_SYMBOLS_PER_REQUEST, OrderOutcome, is_symbol, typed_symbol
+from tradesim.domain.events import BAR_INTERVALS, MAX_SYMBOLS_PER_REQUEST, OrderOutcome, is_symbol, typed_symbol
 from tradesim.ports import Unavailable
 from tradesim.services.marketdata import metrics
 from tradesim.services.marketdata.keys import KeyChecker, Refused
@@ -94,7 +94,6 @@ FEED_WAIT_S = 5.0
 #: (what it updates, then its order within that) and the frame: a price is (symbol, run_id, seq); a bar is
 #: ("SYMBOL|interval", 0, window start); a control frame (ack, snapshot, error, heartbeat) is ("", 0, 0)
 Update = tuple[str, int, int, str]
-BAR_INTERVALS = ("1s", "1m")
 
 
 #: what decoding a message that is not one of our ticks or bars raises (JSON's Infinity makes int() overflow)
