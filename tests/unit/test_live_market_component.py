@@ -263,3 +263,16 @@ def test_a_request_stored_before_the_speed_bound_runs_at_the_bound(settings: Set
     write_request(settings, MarketRequest("calm", 5000.0, True))
     assert read_request(settings) == MarketRequest("calm", 1000.0, True)
     assert "--speed 1000" in " ".join(MarketService(settings).argv())
+
+
+@pytest.mark.usefixtures("_isolated")
+def test_market_status_tells_not_started_from_stopped_with_the_stack() -> None:
+    """A probe: after `down` it printed "market stopped: -", and after `market stop` "nobody started it"."""
+    from tradesim.settings import load_settings
+
+    idle = runner.invoke(app, ["market", "status"])
+    assert (idle.exit_code, idle.output.strip()) == (0, f"market stopped: {START_HINT}")
+    write_request(load_settings(), MarketRequest("calm", 1.0, True))  # started, then `tradesim down`
+    down = runner.invoke(app, ["market", "status"])
+    assert down.exit_code == 1
+    assert down.output.strip() == "market stopped, but started (`tradesim down`?): `tradesim up` brings it back"

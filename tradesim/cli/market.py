@@ -370,7 +370,7 @@ def market_status(as_json: Annotated[bool, typer.Option("--json", help="Machine-
 def _market_status(as_json: bool) -> None:
     from dataclasses import asdict
 
-    from tradesim.stack.market import MarketService, read_request
+    from tradesim.stack.market import START_HINT, MarketService, read_request
     from tradesim.stack.supervisor import Supervisor
 
     settings = load_settings()
@@ -394,8 +394,10 @@ def _market_status(as_json: bool) -> None:
             when = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(last / 1000)) if last else "-"
             out.print(f"{counts['ticks_published']:,} ticks published, {counts['loops_completed']} passes "
                       f"completed, last event time {when} UTC")
-    elif row.state == "stopped" and row.healthy:
-        out.print("market stopped: nobody started it (`tradesim market start`)")
+    elif row.state == "stopped" and row.healthy:  # not requested, or its scenario cannot run (the detail says)
+        out.print(f"market stopped: {row.detail or START_HINT}")
+    elif row.state == "stopped":
+        out.print("market stopped, but started (`tradesim down`?): `tradesim up` brings it back")
     else:
         out.print(f"market {row.state}: {row.detail or '-'}")
     if not row.healthy:

@@ -31,15 +31,18 @@ SMOKE = ("round-trip-fees", "flash-crash-ladder", "earnings-gap-stop", "overdraw
 SPARKS = "▁▂▃▄▅▆▇█"
 
 
+DEFAULT_RUN_SPEED = 10.0
+
+
 def register(app: typer.Typer) -> None:
     app.command("run")(run)
     app.command("smoke")(smoke)
 
 
 def run(scenario: Annotated[str, typer.Argument(help="Scenario name (e.g. round-trip-fees) or path to a YAML file.")],
-        speed: Annotated[float, typer.Option("--speed", min=MIN_SPEED, max=1e6,
-                                             help="Simulated seconds per real second.")]
-        = 10.0,
+        speed: Annotated[float | None, typer.Option("--speed", min=MIN_SPEED, max=1e6, show_default=False,
+                                                    help="Simulated seconds per real second [default: 10].")]
+        = None,
         fast: Annotated[bool, typer.Option("--fast", help="As fast as possible (same outcomes as any speed).")]
         = False,
         junit: Annotated[Path | None, typer.Option("--junit", help="Write JUnit XML here.")] = None,
@@ -47,16 +50,19 @@ def run(scenario: Annotated[str, typer.Argument(help="Scenario name (e.g. round-
         ) -> None:
     """Run a scenario on the stack: accounts, scripted orders, strategy; check its `expect` section.
     Exit 0 all met, 1 an expectation failed, 2 bad file, 3 stack not usable."""
-    code = _run_cli(scenario, None if fast else speed, junit, json_out)
+    code = _run_cli(scenario, speed, fast, junit, json_out)
     raise typer.Exit(code)
 
 
 @cli_errors
-def _run_cli(name: str, speed: float | None, junit: Path | None, json_out: Path | None) -> int:
+def _run_cli(name: str, given_speed: float | None, fast: bool, junit: Path | None, json_out: Path | None) -> int:
     from tradesim.scenarios.errors import ScenarioError
     from tradesim.scenarios.loader import find_scenario
     from tradesim.scenarios.report import RunReport, write_junit
 
+    if fast and given_speed is not None:
+        raise UserError("give --speed N or --fast, not both")
+    speed = None if fast else DEFAULT_RUN_SPEED if given_speed is None else given_speed
     check_output(junit, "--junit")
     check_output(json_out, "--json")
     if junit is not None and json_out is not None and junit.resolve() == json_out.resolve():

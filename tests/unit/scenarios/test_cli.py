@@ -64,6 +64,12 @@ def test_an_empty_scenario_name_says_so(command: list[str]) -> None:
     assert line == "scenario: empty: give a scenario's name (`tradesim scenarios list`) or a file's path"  # was ".:"
 
 
+def test_run_with_both_a_speed_and_fast_exits_2_instead_of_one_winning() -> None:
+    result = runner.invoke(app, ["run", "calm", "--speed", "10", "--fast"])
+    assert result.exit_code == 2
+    assert _lines(result.output) == ["error: give --speed N or --fast, not both"]
+
+
 def test_show_unknown_name_exits_2_listing_what_exists() -> None:
     result = runner.invoke(app, ["scenarios", "show", "nope"])
     assert result.exit_code == 2
