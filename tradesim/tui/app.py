@@ -22,7 +22,7 @@ from functools import partial
 from typing import Any, TypeVar
 
 from rich.text import Text
-from textual import on, work
+from textual import events, on, work
 from textual.app import App, ComposeResult
 from textual.containers import Horizontal, Vertical
 from textual.css.query import NoMatches
@@ -69,6 +69,8 @@ from tradesim.tui.widgets.tables import Blotter, OpenOrders, Positions, Watchlis
 SLOW_REPAINT_S = 0.2
 FAST = frozenset((WATCH, ORDERS))
 SLOW = PANELS - FAST
+#: the terminal size the panels are laid out for (README: "a terminal of 100×30 or larger")
+MIN_SIZE = (100, 30)
 HEALTH_EVERY_S = 5.0
 #: without the account channel (an older market-data service), how often orders and portfolio are polled
 POLL_EVERY_S = 1.0
@@ -252,6 +254,7 @@ class TradesimApp(App[None]):
         self._history_wanted = True
         self._last_error: str | None = None
         self._told_unknown: set[str] = set()  # symbols the feed said never had a price, once told
+        self._told_small = False  # the terminal is below MIN_SIZE and the user was told
         self._main_ready = False
         self._api_wake = asyncio.Event()
         self.set_keymap(keymap(settings.tui.bindings))
@@ -259,6 +262,14 @@ class TradesimApp(App[None]):
 
     def get_default_screen(self) -> MainScreen:
         return MainScreen()
+
+    def on_resize(self, event: events.Resize) -> None:
+        """Say once per shrink that the panels are cut below MIN_SIZE (the README's 100×30)."""
+        small = event.size.width < MIN_SIZE[0] or event.size.height < MIN_SIZE[1]
+        if small and not self._told_small:
+            self.notify(f"the terminal is {event.size.width}×{event.size.height}: the panels need "
+                        f"{MIN_SIZE[0]}×{MIN_SIZE[1]} or more, so some are cut", severity="warning", timeout=8)
+        self._told_small = small
 
     @property
     def main(self) -> MainScreen:

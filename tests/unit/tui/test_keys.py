@@ -219,3 +219,21 @@ async def test_an_order_the_api_never_got_starts_its_latency_at_the_retry(settin
                                    "time_in_force": "day"}, "k-1")
         assert exc.value.sent is False
         assert app.model.latency.pending == {}
+
+
+async def test_a_terminal_below_the_layouts_size_is_told_once_per_shrink(settings: Settings) -> None:
+    """A probe: under an 80×24 terminal the TUI drew its panels cut, without a word."""
+    def told(app: TradesimApp) -> int:
+        return sum("panels need 100×30" in str(n.message) for n in app._notifications)
+
+    small = create_app(settings, None, watchlist=CALM.symbol_names(), offline=True)
+    async with small.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        assert told(small) == 1
+        await pilot.resize_terminal(90, 24)  # still small: not told again
+        await pilot.pause()
+        assert told(small) == 1
+    large = create_app(settings, None, watchlist=CALM.symbol_names(), offline=True)
+    async with large.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        assert told(large) == 0
