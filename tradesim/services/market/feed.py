@@ -4,7 +4,7 @@ ingest publisher.
 Each start of the feed takes a run id newer than the last one (epoch ms, at least the previous + 1), so the
 price cache's "newer run wins" lets it take over; its passes keep that id (seq keeps counting). Event time
 starts at the wall clock (rounded up to the tick interval), so bars, DAY orders and the TUI see the present —
-unless an earlier run already took these symbols past it: then it goes on from there (`market_clock`).
+unless an earlier run already took these symbols past it: then it goes on from there (`known_clocks`).
 """
 
 from __future__ import annotations
