@@ -9,7 +9,7 @@ from decimal import Decimal
 import pytest
 
 from tradesim.domain.errors import InvalidRecord
-from tradesim.domain.events import Bar, DeadLetter, Tick, decode, encode
+from tradesim.domain.events import BAR_INTERVALS, Bar, DeadLetter, Tick, decode, encode
 from tradesim.jobs import bars_logic as logic
 
 
@@ -152,3 +152,7 @@ def test_on_tick_closes_the_minute_once_the_symbols_clock_passes_it() -> None:
     assert logic.on_tick(state, tick(4, 59_500, "9", 1), 2_000) == []  # its second already closed: late
     assert ("1m", 60_000) in state.open
     assert state.open[("1s", 61_000)].count == 1
+
+
+def test_the_job_closes_windows_of_exactly_the_intervals_a_bar_can_have() -> None:
+    assert tuple(logic.INTERVALS_MS) == BAR_INTERVALS

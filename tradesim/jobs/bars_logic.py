@@ -11,11 +11,11 @@ from dataclasses import dataclass, field
 from decimal import ROUND_HALF_EVEN, Decimal
 
 from tradesim.domain.errors import InvalidRecord
-from tradesim.domain.events import Bar, Tick, decode, encode
+from tradesim.domain.events import Bar, BarInterval, Tick, decode, encode
 from tradesim.jobs.guard import dead_letter
 
 JOB_NAME = "bars"
-INTERVALS_MS: dict[str, int] = {"1s": 1_000, "1m": 60_000}
+INTERVALS_MS: dict[BarInterval, int] = {"1s": 1_000, "1m": 60_000}  # every one of events.BAR_INTERVALS
 VWAP_QUANTUM = Decimal("0.00000001")  # 8 decimal places, banker's rounding: deterministic and exact for tests
 
 

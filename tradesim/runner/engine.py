@@ -322,6 +322,7 @@ class ScenarioRunner:
         from tradesim.adapters.redis.prices import PriceCache
         from tradesim.scenarios.generators import generate
 
+        redis_failed = False
         try:
             self._check_stack()
             admin = self._admin_key()
@@ -365,13 +366,15 @@ class ScenarioRunner:
             return Run(RunResult(outcomes=outcomes, accounts=accounts, bars=bars, read_side=read_side),
                        self.suffix, self.placed, {a.name: a.cash for a in self.scenario.accounts})
         except (redis.RedisError, KafkaDeliveryError) as exc:  # a server went away mid-run
+            redis_failed = isinstance(exc, redis.RedisError)
             raise StackUnusable(f"{type(exc).__name__}: {exc}") from None
         finally:
             self.http.close()
             for tail in (self._log, self._bars_log):
                 if tail is not None:
                     tail.close()
-            self._retire_symbols()
+            if not redis_failed:  # else it would only wait out another timeout before the error is shown
+                self._retire_symbols()
 
     def _retire_symbols(self) -> None:
         """The run's own symbols (aliases no later run uses) leave the price and bar caches after RUN_CACHE_TTL_S:

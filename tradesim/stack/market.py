@@ -83,14 +83,14 @@ def clear_request(settings: Settings) -> bool:
     return True
 
 
+#: the last scenario file MarketService._unplayable checked: {(path, mtime, size): its problem or None}
+_verdict: dict[tuple[str, int, int], str | None] = {}
+
+
 class MarketService(ServiceComponent):
     name = "market"
     module = "tradesim.services.market"
     needs = ("kafka", "redis")
-
-    def __init__(self, settings: Settings) -> None:
-        super().__init__(settings)
-        self._verdict: tuple[tuple[str, int, int], str | None] | None = None  # (file stamp, problem)
 
     def ports(self) -> list[PortSpec]:
         m = self.settings.market
@@ -110,12 +110,12 @@ class MarketService(ServiceComponent):
         problem = self._unplayable(request.scenario)
         if problem is None:
             return None
-        return (f"not started: its scenario cannot run: {problem} (`tradesim market start` another scenario, "
-                "or `tradesim market stop`)")
+        return (f"its scenario cannot run: {problem} (`tradesim market start` another scenario, or "
+                "`tradesim market stop`)")
 
     def _unplayable(self, scenario: str) -> str | None:
-        """What stops the scenario from playing, or None; a file's verdict is kept while the file is unchanged
-        (the watchdog asks at every poll)."""
+        """What stops the scenario from playing, or None; the last file's verdict is kept while the file is
+        unchanged (the watchdog asks at every poll, the TUI's health line every few seconds)."""
         from tradesim.scenarios.loader import find_scenario
 
         try:
@@ -124,13 +124,15 @@ class MarketService(ServiceComponent):
         except (ScenarioError, OSError) as exc:
             return one_line(exc)
         stamp = (str(path), info.st_mtime_ns, info.st_size)
-        if self._verdict is None or self._verdict[0] != stamp:
+        if stamp not in _verdict:
             try:
                 playable(self.settings, str(path))
-                self._verdict = (stamp, None)
+                problem = None
             except ScenarioError as exc:
-                self._verdict = (stamp, one_line(exc))
-        return self._verdict[1]
+                problem = one_line(exc)
+            _verdict.clear()
+            _verdict[stamp] = problem
+        return _verdict[stamp]
 
     def argv(self) -> list[str]:
         request = read_request(self.settings) or MarketRequest.defaults(self.settings)

@@ -9,11 +9,11 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Mapping
 from decimal import ROUND_DOWN, Decimal
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import Field, model_validator
 
-from tradesim.domain.events import MAX_QTY, Bar, OrderOutcome, Tick
+from tradesim.domain.events import MAX_QTY, Bar, BarInterval, OrderOutcome, Tick
 from tradesim.domain.money import CENT
 from tradesim.strategies.sdk import Context, Strategy, StrategyParams, parse_params
 
@@ -47,7 +47,7 @@ class MovingAverageCross(Strategy):
         fast: int = Field(5, strict=True, ge=1, description="bars in the fast average")
         slow: int = Field(20, strict=True, ge=2, description="bars in the slow average")
         qty: int = Qty
-        interval: Literal["1s", "1m"] = Field("1s", description="which bars to average")
+        interval: BarInterval = Field("1s", description="which bars to average")
 
         @model_validator(mode="after")
         def _fast_below_slow(self) -> MovingAverageCross.Params:

@@ -14,6 +14,7 @@ from typing import Any, cast
 
 import redis
 
+from tradesim.adapters.redis.prices import price_key
 from tradesim.domain.events import BAR_INTERVALS, Bar
 
 #: bars kept per symbol and interval: 5 min of 1 s bars, 5 h of 1 min bars
@@ -21,22 +22,29 @@ KEEP = 300
 CHANNEL_PREFIX = "bars:"
 CHANNEL_PATTERN = CHANNEL_PREFIX + "*"
 
-# KEYS[i]: the bar set. ARGV: keep, then 3 per bar: window start, json, channel.
+# KEYS: 2 per bar, its bar set and its symbol's price hash. ARGV: keep, then 3 per bar: window start, json, channel.
+# A bar set takes the expiry its price hash has (a scripted run's symbols expire after the run, PriceCache.retire):
+# a bar written after the retire, or a set rebuilt by the DEL below, would otherwise stay for good.
 _APPLY = """
 local keep = tonumber(ARGV[1])
-for i = 1, #KEYS do
+for i = 1, #KEYS / 2 do
+  local key = KEYS[2 * i - 1]
   local b = 2 + (i - 1) * 3
   local start = tonumber(ARGV[b])
-  local top = redis.call('ZREVRANGE', KEYS[i], 0, 0, 'WITHSCORES')
+  local top = redis.call('ZREVRANGE', key, 0, 0, 'WITHSCORES')
   if top[2] ~= nil and start < tonumber(top[2]) then
-    redis.call('DEL', KEYS[i])
+    redis.call('DEL', key)
   end
-  redis.call('ZREMRANGEBYSCORE', KEYS[i], start, start)
-  redis.call('ZADD', KEYS[i], start, ARGV[b + 1])
-  redis.call('ZREMRANGEBYRANK', KEYS[i], 0, -(keep + 1))
+  redis.call('ZREMRANGEBYSCORE', key, start, start)
+  redis.call('ZADD', key, start, ARGV[b + 1])
+  redis.call('ZREMRANGEBYRANK', key, 0, -(keep + 1))
+  local ttl = redis.call('PTTL', KEYS[2 * i])
+  if ttl > 0 then
+    redis.call('PEXPIRE', key, ttl)
+  end
   redis.call('PUBLISH', ARGV[b + 2], ARGV[b + 1])
 end
-return #KEYS
+return #KEYS / 2
 """
 CHUNK = 256
 
@@ -70,21 +78,22 @@ class BarCache:
         args: list[bytes | str | int] = [self._keep]
         written = 0
         for bar, raw in bars:
-            keys.append(bars_key(bar.symbol, bar.interval))
+            keys += [bars_key(bar.symbol, bar.interval), price_key(bar.symbol)]
             args += [bar.window_start_ms, raw, channel(bar.symbol, bar.interval)]
-            if len(keys) == CHUNK:
+            if len(keys) == 2 * CHUNK:
                 self._script(keys=keys, args=args, client=pipe)
-                written += len(keys)
+                written += len(keys) // 2
                 keys, args = [], [self._keep]
         if keys:
             self._script(keys=keys, args=args, client=pipe)
-            written += len(keys)
+            written += len(keys) // 2
         if written:
             pipe.execute()
         return written
 
     def retire(self, symbols: Iterable[str], after_s: int) -> None:
-        """Let these symbols' recent bars expire after_s from now (PriceCache.retire's twin)."""
+        """Let these symbols' recent bars expire after_s from now (PriceCache.retire's twin; a bar written later
+        takes its price hash's expiry)."""
         pipe = self._r.pipeline(transaction=False)
         for symbol in symbols:
             for interval in BAR_INTERVALS:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import Any
 
@@ -52,6 +53,11 @@ class ApiError(Exception):
 
 def unauthorized(message: str = "missing or unknown API key (send `Authorization: Bearer <key>`)") -> ApiError:
     return ApiError(401, "unauthorized", message, {"WWW-Authenticate": "Bearer"})
+
+
+def problem_bytes(code: str, message: str, request_id: str | None) -> bytes:
+    """A problem body as bytes, for the answers given below FastAPI (the key gate, the HTTP protocol)."""
+    return json.dumps({"code": code, "message": message, "request_id": request_id}).encode()
 
 
 def problem(request: Request, status: int, code: str, message: str, headers: dict[str, str] | None = None,

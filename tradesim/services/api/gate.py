@@ -9,13 +9,13 @@ state for the route's own checks (admin or user), which then cost no second look
 from __future__ import annotations
 
 import asyncio
-import json
 import secrets
 from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tradesim.adapters.dynamodb.accounts import Account, hash_key
+from tradesim.services.api.errors import problem_bytes
 from tradesim.services.api.resources import LookupsExhausted, Resources
 
 #: routes anyone may call: no key needed, none checked
@@ -136,8 +136,7 @@ class Gate:
 
 async def _answer(scope: Scope, send: Send, status: int, code: str, message: str,
                   headers: dict[str, str] | None = None) -> None:
-    request_id = scope.get("state", {}).get("request_id")
-    body = json.dumps({"code": code, "message": message, "request_id": request_id}).encode()
+    body = problem_bytes(code, message, scope.get("state", {}).get("request_id"))
     raw = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
     raw += [(k.lower().encode(), v.encode()) for k, v in (headers or {}).items()]
     await send({"type": "http.response.start", "status": status, "headers": raw})
