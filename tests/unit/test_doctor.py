@@ -70,3 +70,31 @@ def test_a_jre_without_javac_is_named_since_the_bars_job_is_compiled(tmp_path: P
     assert "jdk" in checks["javac"].fix
     monkeypatch.setenv("TRADESIM_STACK__JAVA_HOME", str(tmp_path / "jdk"))
     assert _checks(tmp_path, monkeypatch, set(), root=True, chaos=False)["javac"].ok
+
+
+def test_a_port_inside_the_client_port_range_is_named_with_its_setting(tmp_path: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """A probe: chaos ports set to 36379/38000/39092 were taken by the services' own outgoing connections
+    (a TCP self-connect on 39092), and every `up` failed on Toxiproxy's bind; doctor said "free"."""
+    from tradesim.stack.toxiproxy import ToxiproxyServer
+    from tradesim.testing.fakes import FakeProcesses
+
+    monkeypatch.setattr(doctor, "client_port_range", lambda: (32768, 60999))
+    monkeypatch.setattr(doctor, "reserved_ports", lambda: {38000})
+    settings = Settings(home=tmp_path, chaos={"enabled": True, "kafka_port": 39092,  # type: ignore[arg-type]
+                                              "dynamodb_port": 38000})
+    checks = {c.name: c for c in doctor.run_checks(settings, [ToxiproxyServer(settings)], FakeProcesses())}
+    assert not checks["port 39092"].ok
+    assert "client ports (32768-60999)" in checks["port 39092"].detail
+    assert "TRADESIM_CHAOS__KAFKA_PORT below 32768" in checks["port 39092"].fix
+    assert checks["port 38000"].ok  # reserved: no client takes it
+    assert checks["port 16379"].ok  # the default, below the range
+
+
+def test_the_kernels_port_ranges_are_read_and_an_unreadable_one_is_none(tmp_path: Path) -> None:
+    (tmp_path / "range").write_text("32768\t60999\n")
+    (tmp_path / "reserved").write_text("8000-8002,9000\n")
+    assert doctor.client_port_range(tmp_path / "range") == (32768, 60999)
+    assert doctor.reserved_ports(tmp_path / "reserved") == {8000, 8001, 8002, 9000}
+    assert doctor.client_port_range(tmp_path / "missing") is None
+    assert doctor.reserved_ports(tmp_path / "missing") == set()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 from dataclasses import dataclass
+from pathlib import Path
 
 from tradesim.settings import Settings
 from tradesim.stack.component import Component
@@ -105,12 +106,20 @@ def run_checks(settings: Settings, components: list[Component],
                         "TRADESIM_HOME / TRADESIM_CACHE_DIR to a bigger disk"))
 
     ours = StateFile(settings.stack_dir).load().components
+    clients, reserved = client_port_range(), reserved_ports()
     for comp in components:
         if comp.external:
             continue
         record = ours.get(comp.name)
         mine = record is not None and processes.is_alive(record.handle)
         for spec in comp.ports():
+            if clients is not None and clients[0] <= spec.port <= clients[1] and spec.port not in reserved:
+                checks.append(Check(f"port {spec.port}", False, f"{comp.name}: inside the system's range for "
+                                    f"client ports ({clients[0]}-{clients[1]}), where any outgoing connection can "
+                                    "take it before the server binds it",
+                                    f"set {spec.setting} below {clients[0]} (or reserve it: sysctl "
+                                    "net.ipv4.ip_local_reserved_ports)"))
+                continue
             taken = processes.port_in_use(spec.host, spec.port)
             if mine:
                 checks.append(Check(f"port {spec.port}", True, f"used by our {comp.name}"))
@@ -119,3 +128,25 @@ def run_checks(settings: Settings, components: list[Component],
                                     f"{comp.name}: {'in use by another process' if taken else 'free'}",
                                     f"stop that process or set {spec.setting}" if taken else ""))
     return checks
+
+
+def reserved_ports(path: Path = Path("/proc/sys/net/ipv4/ip_local_reserved_ports")) -> set[int]:
+    """The ports the kernel keeps out of the client range (`8000-8010,9000`); empty where unreadable."""
+    found: set[int] = set()
+    try:
+        for part in path.read_text().strip().split(","):
+            if part:
+                low, _, high = part.partition("-")
+                found.update(range(int(low), int(high or low) + 1))
+    except (OSError, ValueError):
+        return set()
+    return found
+
+
+def client_port_range(path: Path = Path("/proc/sys/net/ipv4/ip_local_port_range")) -> tuple[int, int] | None:
+    """The kernel's range for client (ephemeral) ports, or None where it cannot be read (not Linux)."""
+    try:
+        low, high = (int(v) for v in path.read_text().split())
+    except (OSError, ValueError):
+        return None
+    return low, high
