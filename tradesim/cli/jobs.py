@@ -100,7 +100,8 @@ def _list(show_all: bool, as_json: bool = False) -> None:
 def cancel_cmd(job: Annotated[str, typer.Argument(help="Job name (e.g. bars) or Flink job id.")],
                savepoint: Annotated[bool, typer.Option("--savepoint", help="Stop with a savepoint first.")]
                = False) -> None:
-    """Cancel a running job by name or id (with --savepoint: stop it with a savepoint)."""
+    """Cancel a running job by name or id; with --savepoint, stop it with a savepoint that its next `jobs submit`
+    resumes (a standard job: execution, bars)."""
     _cancel(job, savepoint)
 
 
@@ -114,8 +115,13 @@ def _cancel(job: str, savepoint: bool) -> None:
     if not targets:
         raise UserError(f"no running job {job!r}; `tradesim jobs list` shows the running ones")
     for target in targets:
-        location = cancel_job(settings, target.id, savepoint=savepoint)
+        name = name_of(target.name)
+        standard = name in JOBS and JOBS[name].standard
+        location = cancel_job(settings, target.id, savepoint=savepoint, park_as=name if standard else None)
         if savepoint:
-            out.print(f"stopped {job} ({target.id}) with savepoint {location}")
+            resumes = f"; `tradesim jobs submit {name}` resumes it" if standard else ""
+            out.print(f"stopped {job} ({target.id}) with savepoint {location}{resumes}")
         else:
-            out.print(f"cancelled {job} ({target.id})")
+            dropped = (f"; its state (books, resting orders) is not kept: the next `jobs submit {name}` starts "
+                       "without it (--savepoint keeps it)") if standard else ""
+            out.print(f"cancelled {job} ({target.id}){dropped}")

@@ -362,8 +362,8 @@ def _backup(settings: Settings, folder: Path, steps: Steps, made: bool, started:
     stopped_jobs = [name for name, spec in jobs.JOBS.items() if spec.standard and name not in running]
     if stopped_jobs:  # its state (the execution job's resting orders) would be missing from the backup
         raise UserError(f"job {', '.join(stopped_jobs)} is not running, so its state cannot be saved with the rest: "
-                        "start it with `tradesim jobs submit NAME` (a job `down` stopped resumes its state; one "
-                        "`jobs cancel --savepoint` stopped needs --from-savepoint) and back up again")
+                        "start it with `tradesim jobs submit NAME` (a job `down` or `jobs cancel --savepoint` "
+                        "stopped resumes its state) and back up again")
     manifest = Manifest(FORMAT, __version__, started, 0.0, 0.0)
     rest = jobs.cluster(settings)
     savepoints: dict[str, str] = {}

@@ -200,8 +200,9 @@ def submit_job(settings: Settings, name: str, parallelism: int | None = None,
     with a JVM implementation runs it unless "python" is asked (`tradesim bench bars` compares the two).
 
     A standard submit (no overrides, no recovery path, not `fresh`) continues the job's state: the savepoint
-    `down` parked, else the last checkpoint of a run the cluster lost (`lost_checkpoint`). One submit of a job
-    at a time across processes (`up --with-jobs`, the watchdog, the CLI), so two never resume the same state."""
+    `down` or `jobs cancel --savepoint` parked, else the last checkpoint of a run the cluster lost
+    (`lost_checkpoint`). One submit of a job at a time across processes (`up --with-jobs`, the watchdog, the
+    CLI), so two never resume the same state."""
     spec = job_spec(name)
     rest = cluster(settings)
     claim_stack_dir(settings.stack_dir)
@@ -232,7 +233,7 @@ def _submit_locked(settings: Settings, spec: JobSpec, rest: FlinkRest, paralleli
     flink.provision(progress)  # no-op when the venv and jars exist
     standard = spec.standard and not (fresh or overrides or (options and RECOVERY in options))
     resumed = parked(settings).get(name) if standard else None
-    what = f"the state `down` parked at {resumed}"
+    what = f"the state parked at {resumed}"
     if resumed is not None and not (local_state(resumed) / "_metadata").is_file():
         progress(f"{name}: {what} is gone; it starts from its group's offsets")
         resumed = None
@@ -419,16 +420,21 @@ def park_jobs(settings: Settings, progress: Callable[[str], None] = lambda _msg:
         location = future.result()
         if location is None:
             continue
-        with _parked_notes(settings).changing() as entries:
-            entries[name] = location
-        _note_run(settings, name, None)  # ended on purpose, its state parked: not a run to take back after a crash
+        _note_parked(settings, name, location)
         names.append(name)
         progress(f"{name} parked at {location}")
-        kept = local_state(location).resolve()
-        for older in (_park_dir(settings) / name).glob("savepoint-*"):  # one per job: the others were resumed from
-            if older.resolve() != kept:
-                shutil.rmtree(older, ignore_errors=True)
     return names
+
+
+def _note_parked(settings: Settings, name: str, location: str) -> None:
+    """The job's state is the savepoint at `location` (in its park folder): its next standard submit resumes it."""
+    with _parked_notes(settings).changing() as entries:
+        entries[name] = location
+    _note_run(settings, name, None)  # ended on purpose, its state parked: not a run to take back after a crash
+    kept = local_state(location).resolve()
+    for older in (_park_dir(settings) / name).glob("savepoint-*"):  # one per job: the others were resumed from
+        if older.resolve() != kept:
+            shutil.rmtree(older, ignore_errors=True)
 
 
 def _await_resumed(rest: FlinkRest, name: str, job_id: str, what: str, progress: Callable[[str], None],
@@ -506,20 +512,25 @@ def _note_run(settings: Settings, name: str, note: RunNote | None) -> None:
             entries[name] = asdict(note)
 
 
-def cancel_job(settings: Settings, job_id: str, *, savepoint: bool = False) -> str | None:
-    """Cancel a job on purpose (with `savepoint`: stop it with one, returned): its run's state is not resumed by a
-    later submit (its checkpoints stay on disk for `jobs submit --from-savepoint` while it is among the
-    `flink.ended_runs_kept` newest ended runs, see `prune_checkpoints`). Cancelled by other means
-    (Flink's own UI), a run the cluster later loses is resumed."""
+def cancel_job(settings: Settings, job_id: str, *, savepoint: bool = False, park_as: str | None = None) -> str | None:
+    """Cancel a job on purpose (with `savepoint`: stop it with one, returned). With `park_as`, a standard job's
+    name, the savepoint is parked as `down` parks it, so the job's next standard submit resumes it (its books and
+    resting orders); without, the run's state is not resumed by a later submit (its checkpoints stay on disk for
+    `jobs submit --from-savepoint` while it is among the `flink.ended_runs_kept` newest ended runs, see
+    `prune_checkpoints`). Cancelled by other means (Flink's own UI), a run the cluster later loses is resumed."""
     from tradesim.stack.flink import Flink
 
     rest = Flink(settings).rest()
-    location = rest.stop_with_savepoint(job_id, None) if savepoint else None
+    parking = savepoint and park_as is not None and park_as in JOBS and JOBS[park_as].standard
+    target = str((_park_dir(settings) / park_as).resolve()) if parking and park_as else None
+    location = rest.stop_with_savepoint(job_id, target) if savepoint else None
     if not savepoint:
         rest.cancel(job_id)
     with _run_notes(settings).changing() as entries:
         for name in [n for n, raw in entries.items() if isinstance(raw, dict) and raw.get("run") == job_id]:
             del entries[name]
+    if parking and park_as and location:
+        _note_parked(settings, park_as, location)
     return location
 
 

@@ -142,3 +142,50 @@ def test_pruning_keeps_the_checkpoint_a_run_restores_and_bounds_the_ended_ones(s
     finally:
         if "bars" not in (running_names(settings) or set()):
             submit_job(settings, "bars")
+
+
+def test_a_job_stopped_with_a_savepoint_is_resumed_from_it_by_the_next_plain_submit(settings: Settings) -> None:
+    """A probe: `jobs cancel execution --savepoint`, then `jobs submit execution`, started the job without its
+    state (Flink: restored null): the resting orders stayed `accepted` for good, and nothing said so."""
+    from pathlib import Path
+
+    from tradesim.adapters.flink.errors import FlinkRequestError
+    from tradesim.stack.flink import Flink
+    from tradesim.stack.jobs import running_names, submit_job
+    from tradesim.testing.waiting import wait_for
+
+    submit_job(settings, "bars")
+    rest = Flink(settings).rest()
+    stopped = runner.invoke(app, ["jobs", "cancel", "bars", "--savepoint"])
+    try:
+        assert stopped.exit_code == 0, stopped.output
+        assert "`tradesim jobs submit bars` resumes it" in stopped.output
+        location = stopped.output.split("with savepoint ")[1].split(";")[0]
+        submitted = runner.invoke(app, ["jobs", "submit", "bars"])
+        assert submitted.exit_code == 0, submitted.output
+        job_id = submitted.output.split("submitted bars: job ")[1].split()[0]
+
+        def restored() -> str | None:
+            try:
+                return rest.restored_from(job_id)
+            except FlinkRequestError:
+                return None  # no statistics while the job initializes
+
+        wait_for(lambda: restored() is not None, 60, "Flink to report the restore", poll_s=0.5)
+        assert Path(str(restored()).removeprefix("file:")).resolve() == Path(location.removeprefix("file:")).resolve()
+    finally:
+        if "bars" not in (running_names(settings) or set()):
+            submit_job(settings, "bars")
+
+
+def test_a_plain_cancel_of_a_job_with_state_says_the_next_submit_starts_without_it(settings: Settings) -> None:
+    from tradesim.stack.jobs import running_names, submit_job
+
+    submit_job(settings, "bars")
+    try:
+        cancelled = runner.invoke(app, ["jobs", "cancel", "bars"])
+        assert cancelled.exit_code == 0, cancelled.output
+        assert "is not kept: the next `jobs submit bars` starts without it" in " ".join(cancelled.output.split())
+    finally:
+        if "bars" not in (running_names(settings) or set()):
+            submit_job(settings, "bars")
