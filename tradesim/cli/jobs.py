@@ -119,7 +119,9 @@ def _cancel(job: str, savepoint: bool) -> None:
         standard = name in JOBS and JOBS[name].standard
         location = cancel_job(settings, target.id, savepoint=savepoint, park_as=name if standard else None)
         if savepoint:
-            resumes = f"; `tradesim jobs submit {name}` resumes it" if standard else ""
+            parked = standard and settings.flink.rest_url is None  # an external cluster's savepoints stay its own
+            resumes = (f"; `tradesim jobs submit {name}` resumes it" if parked
+                       else f"; `tradesim jobs submit {name} --from-savepoint DIR` resumes it" if standard else "")
             out.print(f"stopped {job} ({target.id}) with savepoint {location}{resumes}")
         else:
             dropped = (f"; its state (books, resting orders) is not kept: the next `jobs submit {name}` starts "

@@ -520,8 +520,11 @@ def cancel_job(settings: Settings, job_id: str, *, savepoint: bool = False, park
     `prune_checkpoints`). Cancelled by other means (Flink's own UI), a run the cluster later loses is resumed."""
     from tradesim.stack.flink import Flink
 
-    rest = Flink(settings).rest()
-    parking = savepoint and park_as is not None and park_as in JOBS and JOBS[park_as].standard
+    flink = Flink(settings)
+    rest = flink.rest()
+    # parked in this machine's stack folder, as `down` parks: an external cluster keeps its own savepoints
+    parking = (savepoint and park_as is not None and park_as in JOBS and JOBS[park_as].standard
+               and not flink.external)
     target = str((_park_dir(settings) / park_as).resolve()) if parking and park_as else None
     location = rest.stop_with_savepoint(job_id, target) if savepoint else None
     if not savepoint:
