@@ -17,7 +17,7 @@ from tradesim.cli.errors import cli_errors
 from tradesim.cli.readout import console
 from tradesim.settings import load_settings, redacted
 from tradesim.stack.errors import UserError
-from tradesim.stack.jobs import JOBS, RECOVERY, cancel_job, cluster, forget_state, name_of, submit_job
+from tradesim.stack.jobs import JOBS, RECOVERY, cancel_job, cluster, forget_state, name_of, parked, submit_job
 
 app = typer.Typer(help="Flink jobs on the session cluster: submit, list, cancel.", no_args_is_help=True)
 out = console()
@@ -119,8 +119,7 @@ def _cancel(job: str, savepoint: bool) -> None:
         standard = name in JOBS and JOBS[name].standard
         location = cancel_job(settings, target.id, savepoint=savepoint, park_as=name if standard else None)
         if savepoint:
-            parked = standard and settings.flink.rest_url is None  # an external cluster's savepoints stay its own
-            resumes = (f"; `tradesim jobs submit {name}` resumes it" if parked
+            resumes = (f"; `tradesim jobs submit {name}` resumes it" if parked(settings).get(name) == location
                        else f"; `tradesim jobs submit {name} --from-savepoint DIR` resumes it" if standard else "")
             out.print(f"stopped {job} ({target.id}) with savepoint {location}{resumes}")
         else:
