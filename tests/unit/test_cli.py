@@ -51,6 +51,9 @@ def _main(argv: list[str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.Captu
     (["prices", "AAPL", "--timeout", "inf"], "'--timeout'"),
     (["scenarios", "show", "calm", "-n", "99999999999999999999"], "'--ticks'"),
     (["bench", "e2e", "--rates", "nan"], "--rates"), (["bench", "orders", "--rates", "5,inf"], "--rates"),
+    # click reads a negative number as an option (before: "No such option: -1")
+    (["order", "buy", "AAPL", "-1"], "negative numbers"), (["order", "sell", "AAPL", "-2.5"], "negative numbers"),
+    (["order", "buy", "AAPL", "5", "--limt", "3"], "No such option: --limt"),
 ])
 def test_a_mistake_typer_itself_catches_is_one_line_and_exit_2(
         argv: list[str], message: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:

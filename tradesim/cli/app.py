@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import signal
 import sys
 from types import FrameType
@@ -58,6 +59,9 @@ app.add_typer(jobs.app, name="jobs")
 app.add_typer(scenarios.app, name="scenarios")
 
 
+#: an option name click made of a negative number (`-1`, `-2.5` gives `-2`)
+_NUMBER = re.compile(r"-[0-9.]+")
+
 #: the exit code of a command stopped by Ctrl-C (128 + SIGINT)
 INTERRUPTED = 130
 
@@ -88,7 +92,11 @@ def main() -> None:
             sys.exit(exc.exit_code)  # typer printed the help as it raised this
         ctx = getattr(exc, "ctx", None)
         hint = f" (see `{ctx.command_path} --help`)" if ctx is not None else ""
-        err.print(f"error: {one_line(exc.format_message())}{hint}")
+        message = exc.format_message()
+        if type(exc).__name__ == "NoSuchOption" and _NUMBER.fullmatch(getattr(exc, "option_name", "")):
+            # `order buy AAPL -1`: click reads a negative number as an option; before: "No such option: -1"
+            message = "negative numbers are not accepted here: quantities, prices and amounts are positive"
+        err.print(f"error: {one_line(message)}{hint}")
         sys.exit(exc.exit_code)
     # without standalone mode typer returns an exit's code, or the command's value (every command returns None)
     if code == INTERRUPTED:  # typer's answer to Ctrl-C (or a termination signal, see above): say why it stopped
