@@ -1165,3 +1165,18 @@ def test_smoke_with_a_scenarios_folder_that_is_not_there_is_a_settings_mistake(t
     assert result.exit_code == 2, result.output
     assert "unknown scenario" in result.output
     assert "bringing the stack up" not in result.output
+
+
+def test_up_that_leaves_a_component_unhealthy_says_what_runs_and_how_to_go_on(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Before: "not healthy after up: redis" alone, though what did start keeps running."""
+    from tradesim.stack.supervisor import ComponentStatus, Supervisor
+
+    monkeypatch.setattr(Supervisor, "up", lambda self: [
+        ComponentStatus(name="kafka", state="running", healthy=True),
+        ComponentStatus(name="redis", state="running", healthy=False, detail="PING timed out")])
+    result = runner.invoke(app, ["up", "--only", "kafka,redis"])
+    assert result.exit_code == 1
+    line = _one_line_error(result.stderr)
+    assert "not healthy after up: redis" in line
+    assert "`tradesim logs redis`" in line and "`tradesim down`" in line

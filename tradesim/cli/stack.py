@@ -96,7 +96,9 @@ def _bring_up(only: str | None, runtime: str | None, with_jobs: bool, *, show: b
     if bad:
         if not show:
             _print_table(rows)
-        raise StackError(f"not healthy after up: {', '.join(bad)}")
+        # what did start keeps running (`up` is idempotent): say how to see why, and how to retry or stop
+        raise StackError(f"not healthy after up: {', '.join(bad)} (`tradesim logs {bad[0]}` shows why); the rest "
+                         "keeps running: `tradesim up` again starts what is missing, `tradesim down` stops it all")
     if settings.stack.watchdog:
         from tradesim.stack import watchdog
 
