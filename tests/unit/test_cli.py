@@ -1179,4 +1179,5 @@ def test_up_that_leaves_a_component_unhealthy_says_what_runs_and_how_to_go_on(
     assert result.exit_code == 1
     line = _one_line_error(result.stderr)
     assert "not healthy after up: redis" in line
-    assert "`tradesim logs redis`" in line and "`tradesim down`" in line
+    assert "`tradesim logs redis`" in line
+    assert "`tradesim down`" in line
