@@ -71,6 +71,21 @@ def test_sells_need_the_position() -> None:
             check_affordable(sell, T, Decimal(0), held, buffer_pct=Decimal(2), fees=FEES)
 
 
+def test_a_sell_whose_proceeds_cannot_cover_its_fee_needs_the_rest_in_cash() -> None:
+    """Before: accepted with 202 on the position alone, then rejected `insufficient_funds` by the job's write."""
+    penny = tick("PENNY", 1, price="0.10")  # bid 0.10, last 0.11
+    sell = OrderIntent("PENNY", "sell", 5, "market")
+    # budgeted at the bid less 2 %: 5 × 0.098 = 0.49 of proceeds against the 1.00 minimum fee
+    assert estimated_cost(sell, penny, Decimal(2), FEES) == Decimal("0.51")
+    check_affordable(sell, penny, Decimal("0.51"), 5, buffer_pct=Decimal(2), fees=FEES)
+    with pytest.raises(InsufficientFunds):
+        check_affordable(sell, penny, Decimal("0.50"), 5, buffer_pct=Decimal(2), fees=FEES)
+    limit = OrderIntent("PENNY", "sell", 5, "limit", limit_price=Decimal("0.20"))  # at its limit: 1.00 - 1.00
+    check_affordable(limit, penny, Decimal(0), 5, buffer_pct=Decimal(2), fees=FEES)
+    stop = OrderIntent("PENNY", "sell", 10, "stop", stop_price=Decimal("0.05"))  # budgeted below its stop
+    assert estimated_cost(stop, penny, Decimal(0), FEES) == Decimal("0.50")
+
+
 def test_short_selling_is_not_a_setting_any_more() -> None:
     """`trading.allow_short` was honoured by the API's pre-check but not by the job's write; it is gone, and an old
     tradesim.toml or environment that still sets it is refused rather than silently ignored."""

@@ -14,6 +14,7 @@ from tradesim.domain.errors import DomainError, InsufficientFunds, InsufficientS
 from tradesim.domain.events import OrderType, Side, Tick
 from tradesim.domain.fees import FeeModel
 from tradesim.domain.money import round_cash
+from tradesim.domain.portfolio import fill_change
 
 
 class UnknownSymbol(DomainError):
@@ -54,28 +55,37 @@ def check_fresh(symbol: str, cached: tuple[Tick, int] | None, now_ms: int, stale
 
 
 def reference_price(intent: OrderIntent, tick: Tick, buffer_pct: Decimal) -> Decimal:
-    """Price a buy is budgeted at: the limit price, else the ask (or last, if higher) plus the buffer."""
+    """Price the order is budgeted at, the one that leaves the least cash: the limit price; else for a buy the ask
+    (or last, if higher) plus the buffer, for a sell the bid (or last, if lower) less it."""
     if intent.limit_price is not None:
         return intent.limit_price
-    base = max(tick.ask, tick.last)
+    if intent.side == "buy":
+        base = max(tick.ask, tick.last)
+        if intent.stop_price is not None:
+            base = max(base, intent.stop_price)  # a buy stop triggers at or above its stop
+        return base * (1 + buffer_pct / Decimal(100))
+    base = min(tick.bid, tick.last)
     if intent.stop_price is not None:
-        base = max(base, intent.stop_price)  # a buy stop triggers at or above its stop
-    return base * (1 + buffer_pct / Decimal(100))
+        base = min(base, intent.stop_price)  # a sell stop triggers at or below its stop
+    return base * (1 - buffer_pct / Decimal(100))
 
 
 def estimated_cost(intent: OrderIntent, tick: Tick, buffer_pct: Decimal, fees: FeeModel) -> Decimal:
-    """Cash a buy may consume, fee included, rounded to the cent."""
-    return round_cash(fees.buy_cost(intent.qty, reference_price(intent, tick, buffer_pct)))
+    """Cash the order may consume, fee included, rounded to the cent: a buy's price and fee; a sell's fee less its
+    proceeds (negative when the proceeds cover the fee)."""
+    change = fill_change(intent.side, intent.qty, reference_price(intent, tick, buffer_pct), fees)
+    return round_cash(-change.cash_delta)
 
 
 def check_affordable(intent: OrderIntent, tick: Tick, cash: Decimal, position: int, *, buffer_pct: Decimal,
                      fees: FeeModel) -> None:
-    """Raises InsufficientFunds (buy) or InsufficientShares (sell) if the portfolio cannot cover the order now."""
-    if intent.side == "buy":
-        need = estimated_cost(intent, tick, buffer_pct, fees)
-        if cash < need:
-            raise InsufficientFunds(f"cash {cash} cannot cover the estimated {need} (price, buffer and fees) of "
-                                    f"buying {intent.qty} {intent.symbol}")
-        return
-    if position < intent.qty:
+    """Raises InsufficientShares (a sell of more than held) or InsufficientFunds (cash that cannot cover the
+    order's estimated cost: a buy's, or the fee of a sell whose proceeds do not cover it), as the job's write
+    would refuse it."""
+    if intent.side == "sell" and position < intent.qty:
         raise InsufficientShares(f"holding {position} {intent.symbol}, cannot sell {intent.qty}")
+    need = estimated_cost(intent, tick, buffer_pct, fees)
+    if cash < need:
+        what = "price, buffer and fees" if intent.side == "buy" else "fee, less the estimated proceeds"
+        raise InsufficientFunds(f"cash {cash} cannot cover the estimated {need} ({what}) of "
+                                f"{intent.side}ing {intent.qty} {intent.symbol}")
