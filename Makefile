@@ -37,7 +37,7 @@ test: $(VENV)/.core
 	# The test stack runs Toxiproxy and traces (tests/integration/conftest.py), and both are Go builds: Toxiproxy's
 	# takes a minute, Jaeger's several (unoptimized for the tests: 40 % less CPU). They build in the background
 	# (their own process group) from the start, while the extras install and the checks and unit tests run; the tests'
-	# `up` waits for Jaeger through its file lock, and whatever is left is stopped when the recipe ends.
+	# `up` waits for Jaeger through its provisioning lock (in the cache), and whatever is left is stopped when the recipe ends.
 	TRADESIM_CHAOS__ENABLED=true TRADESIM_TRACING__ENABLED=true TRADESIM_TRACING__OPTIMIZED_BUILD=false \
 		setsid nice -n 10 \
 		$(BIN)/tradesim provision --only toxiproxy,jaeger > build/provision-go.log 2>&1 & build=$$!; \

@@ -378,3 +378,39 @@ def test_a_build_beside_an_up_that_fails_is_stopped_with_it(settings: Settings, 
     assert len(pids) == 1
     with pytest.raises(ChildProcessError):  # killed and reaped: no such child any more
         os.waitpid(pids[0], os.WNOHANG)
+
+
+def test_two_provisions_of_one_component_take_turns_on_the_shared_cache(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Before: two stacks sharing the artifact cache (two `up`s, `provision` beside an `up`) staged OpenSearch's
+    jars into one folder at once, and one failed ("Failed to copy full contents")."""
+    from tradesim.stack.kafka import Kafka
+
+    settings = Settings(home=tmp_path / "home", cache_dir=tmp_path / "cache")
+    inside: list[int] = []
+    seen_inside: list[int] = []
+    first_in, release, waiting = threading.Event(), threading.Event(), threading.Event()
+
+    def provision(self: Kafka, report: object) -> None:
+        inside.append(1)
+        seen_inside.append(len(inside))
+        if not first_in.is_set():
+            first_in.set()
+            release.wait(10)
+        inside.pop()
+
+    monkeypatch.setattr(Kafka, "provision", provision)
+    reports: list[str] = []
+    first = threading.Thread(target=Kafka(settings).provision_locked, args=(lambda _msg: None,))
+    first.start()
+    assert first_in.wait(10)
+    second = threading.Thread(target=Kafka(settings).provision_locked,
+                              args=(lambda msg: (reports.append(msg), waiting.set()),))
+    second.start()
+    assert waiting.wait(10)
+    assert seen_inside == [1]  # the second waits outside
+    release.set()
+    first.join(10)
+    second.join(10)
+    assert seen_inside == [1, 1]  # then provisions (a no-op for a real component), alone
+    assert reports[0].startswith("waiting for another process to finish provisioning kafka")

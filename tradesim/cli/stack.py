@@ -352,7 +352,7 @@ def _provision(only: str | None) -> None:
             progress(comp.name, f"skipped ({skip})")
             continue
         progress(comp.name, "provisioning")
-        comp.provision(lambda msg, n=comp.name: progress(n, msg))  # type: ignore[misc]
+        comp.provision_locked(lambda msg, n=comp.name: progress(n, msg))  # type: ignore[misc]
         progress(comp.name, "provisioned")
 
 

@@ -68,7 +68,7 @@ def synthesize(env_name: str, outdir: Path, *, region: str = DEFAULT_REGION, cli
 
         settings = load_settings()
         local = Flink(settings)
-        local.provision(report)  # the jobs jar, and the PyFlink venv the pins come from (no-op when both exist)
+        local.provision_locked(report)  # the jobs jar, and the PyFlink venv the pins come from (no-op when both exist)
         jobs_jar = jobs_jar or local.jobs_jar
         if deps is None:
             deps = vendored_deps(settings.cache_dir, local.flink_home.parent, local.python, report)

@@ -76,7 +76,25 @@ class Component(ABC):
 
     @abstractmethod
     def provision(self, report: Report) -> None:
-        """Obtain artifacts through a package client; idempotent; raises ProvisionError."""
+        """Obtain artifacts through a package client; idempotent; raises ProvisionError. Called through
+        `provision_locked`."""
+
+    def provision_locked(self, report: Report) -> None:
+        """`provision` under this component's lock in the artifact cache, which stacks share: two at once (two
+        stacks' `up`, `provision` beside an `up`) staged into one folder, and one failed copying its jars."""
+        from tradesim.stack.state import LockHeld, file_lock
+
+        path = self.settings.cache_dir / "locks" / f"{self.name}.lock"
+        try:
+            with file_lock(path, wait=False):
+                self.provision(report)
+                return
+        except LockHeld as held:
+            if held.args != (str(path),):
+                raise
+        report(f"waiting for another process to finish provisioning {self.name} (lock {path})")
+        with file_lock(path):
+            self.provision(report)
 
     @abstractmethod
     def configure(self) -> None:

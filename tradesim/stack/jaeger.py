@@ -2,13 +2,12 @@
 it receives the services' and jobs' spans over OTLP/HTTP, keeps them in memory and answers `tradesim trace`.
 
 Built from its Go module at a pinned version. Its go.mod has `replace` directives, so `go install mod@version`
-refuses it: the build runs inside a throwaway module of ours (`go get -tool`, then `go build`). A file lock makes
-two `up`s started together share one build.
+refuses it: the build runs inside a throwaway module of ours (`go get -tool`, then `go build`). Two `up`s started
+together share one build through `provision_locked`.
 """
 
 from __future__ import annotations
 
-import fcntl
 import os
 import shutil
 from pathlib import Path
@@ -78,15 +77,7 @@ class Jaeger(Component):
         if (old := go_too_old(go_version(go))) is not None:
             raise ProvisionError(self.name, old)
         self.build_dir.mkdir(parents=True, exist_ok=True)
-        with (self.build_dir / ".lock").open("w") as lock:
-            try:
-                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                report(f"waiting for another process's Jaeger build (lock {self.build_dir / '.lock'})")
-                fcntl.flock(lock, fcntl.LOCK_EX)
-            if self.binary.exists():
-                return
-            self._build(go, report)
+        self._build(go, report)
 
     def _build(self, go: str, report: Report) -> None:
         module = self.build_dir / "module"

@@ -230,7 +230,7 @@ def _submit_locked(settings: Settings, spec: JobSpec, rest: FlinkRest, paralleli
     if parallelism is not None:
         _check_slots(rest, parallelism, progress)
     flink = Flink(settings)
-    flink.provision(progress)  # no-op when the venv and jars exist
+    flink.provision_locked(progress)  # no-op when the venv and jars exist
     standard = spec.standard and not (fresh or overrides or (options and RECOVERY in options))
     resumed = parked(settings).get(name) if standard else None
     what = f"the state parked at {resumed}"
@@ -732,7 +732,7 @@ def submit_standard_jobs(settings: Settings, progress: Callable[[str], None] = l
                 todo.append(spec.name)
     if not todo:
         return lines
-    Flink(settings).provision(progress)  # once, before the clients that would each check it
+    Flink(settings).provision_locked(progress)  # once, before the clients that would each check it
     with ThreadPoolExecutor(max_workers=len(todo)) as pool:
         futures = {name: pool.submit(submit_job, settings, name, progress=progress) for name in todo}
     failed: list[BaseException] = []

@@ -55,7 +55,7 @@ class _Builds:
                 return
             try:
                 progress(comp.name, "provisioning")
-                comp.provision(lambda msg, n=comp.name: progress(n, msg))  # type: ignore[misc]
+                comp.provision_locked(lambda msg, n=comp.name: progress(n, msg))  # type: ignore[misc]
             except BaseException as exc:  # noqa: BLE001 - handed to `up`'s thread, which raises it
                 with self.changed:
                     self.error, self.failed = exc, comp.name
@@ -262,7 +262,7 @@ class Supervisor:
             for comp in to_start:
                 if not comp.builds_beside:
                     self.progress(comp.name, "provisioning")
-                    comp.provision(lambda msg, n=comp.name: self.progress(n, msg))  # type: ignore[misc]
+                    comp.provision_locked(lambda msg, n=comp.name: self.progress(n, msg))  # type: ignore[misc]
 
             builds = _Builds([c for c in to_start if c.builds_beside], self.progress)
             try:
