@@ -61,3 +61,46 @@ def test_the_run_context_names_the_scenarios_symbols_and_tells_the_runner_what_i
     ctx.cancel(order_id)
     assert ctx.cancelled == [order_id]
     assert ctx.open_orders("AAPL")[0].cancel_requested
+
+
+def test_the_runners_requests_wait_out_the_apis_rate_limit(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Before: a script of 150-300 orders ended `stack not usable` (exit 3) on a healthy stack: polling its own
+    orders, the runner went past the account's requests/s and took the 429 for a broken API."""
+    import json
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from tradesim.runner import engine
+
+    answers = [429, 429, 200]
+    seen: list[str] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 - http.server's name
+            seen.append(self.path)
+            status = answers.pop(0) if answers else 429
+            body = json.dumps({"code": "rate_limited"} if status == 429 else {"status": "accepted"}).encode()
+            self.send_response(status)
+            if status == 429:
+                self.send_header("Retry-After", "0")  # taken as the 0.05 s floor
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *_args: object) -> None:
+            return None
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        http = engine.Http(Settings(api={"url": f"http://127.0.0.1:{server.server_address[1]}"}))
+        assert http.ok("GET", "/orders/o_1", "key") == {"status": "accepted"}
+        assert seen == ["/orders/o_1"] * 3
+        monkeypatch.setattr(engine, "RATE_LIMIT_WAIT_S", 0.2)  # a limit that does not end: the 429 counts then
+        status, body = http.request("GET", "/orders/o_2", "key")
+        assert (status, body) == (429, {"code": "rate_limited"})
+        http.close()
+    finally:
+        server.shutdown()
+        server.server_close()
