@@ -159,6 +159,18 @@ def test_account_result_realizes_pnl_by_average_cost_with_fees() -> None:
     assert (result.cash, result.positions, result.executions) == (D("8797"), {"AAPL": 100}, 3)
 
 
+def test_account_result_folds_fills_in_the_order_they_were_decided_not_placed() -> None:
+    """Before: a limit buy placed first but filled after a later buy and sell was folded first, so the sell
+    realized against its lower price (a probe's run: 917.49 realized where the account made -11.22)."""
+    dip = _outcome("dip", 0, 5_000, qty=100, fill_price=D("166.96"), fee=D("2.14"), decided_ms=1_040)
+    buy = _outcome("buy", 1, 10_000, qty=100, fill_price=D("185.5324"), fee=D("2.36"), decided_ms=1_010)
+    sell = _outcome("sell", 2, 20_000, side="sell", qty=100, fill_price=D("185.4673"), fee=D("2.35"),
+                    decided_ms=1_020)
+    result = account_result(D(0), {"AAPL": 100}, [dip, buy, sell])
+    # buy 18,553.24 + 2.36; sell 18,546.73 − 2.35: −11.22 (the dip's shares are still held)
+    assert result.realized_pnl == D("-11.22")
+
+
 def test_account_result_without_fills_has_nothing_realized() -> None:
     assert account_result(D("5"), {}, []) == AccountResult(D("5"), {}, D(0), 0)
 

@@ -705,7 +705,8 @@ class ScenarioRunner:
                 qty=order.qty, type=order.type,  # type: ignore[arg-type]
                 status=status, reason=s.get("reason"),
                 fill_price=Decimal(s["fill_price"]) if s.get("fill_price") else None,
-                fee=Decimal(s["fee"]) if s.get("fee") else None))
+                fee=Decimal(s["fee"]) if s.get("fee") else None,
+                decided_ms=None if decided is None else decided.decided_at_ms))
         return ordered(out)
 
     def _account_results(self) -> dict[str, AccountResult]:

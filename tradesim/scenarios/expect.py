@@ -26,6 +26,8 @@ class Outcome:
     `index` is the order's place in the script's `orders`; orders a strategy placed come after them, numbered in
     placing order, with `at_ms` their simulated placing offset and `order_id` a name the runner gives them.
     `status` is a terminal status, or `refused` when the API answered 4xx (then `reason` is its error code).
+    `decided_ms`, the ledger's decision time (a wall time), only orders an account's fills for its realized P&L: it
+    is in no report and not hashed.
     """
 
     order_id: str
@@ -42,6 +44,7 @@ class Outcome:
     fee: Decimal | None = None
     cash_after: Decimal | None = None
     position_after: int | None = None
+    decided_ms: int | None = None
 
     @property
     def executed(self) -> bool:
@@ -99,9 +102,10 @@ class Check:
 
 
 def account_result(cash: Decimal, held: Mapping[str, int], outcomes: Iterable[Outcome]) -> AccountResult:
-    """An account's end state from the ledger's cash and positions and its outcomes in the order they were decided
-    (realized P&L by the average-cost method of `tradesim.domain.pnl`; non-executed outcomes are skipped)."""
-    executed = [o for o in outcomes if o.executed]
+    """An account's end state from the ledger's cash and positions and its outcomes (realized P&L by the
+    average-cost method of `tradesim.domain.pnl`, folding the fills in the order the ledger decided them, not the
+    script's: an order placed first may fill last; non-executed outcomes are skipped)."""
+    executed = sorted((o for o in outcomes if o.executed), key=lambda o: (o.decided_ms is None, o.decided_ms or 0))
     records = [TradeRecord(order_id=o.order_id, user_id=o.account, symbol=o.symbol, side=o.side, qty=o.qty,
                            status=o.status, decided_at_ms=i, order_type=o.type, price=o.fill_price, fee=o.fee)
                for i, o in enumerate(executed)]
