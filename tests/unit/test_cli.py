@@ -607,6 +607,31 @@ def test_a_bad_scenario_file_leaves_an_error_report_in_place_of_an_older_runs(tm
     assert "bad.yaml" in doc["error"]
 
 
+@pytest.mark.parametrize("command", ["run", "smoke"])
+def test_an_interrupted_run_leaves_reports_saying_so_not_an_older_runs_pass(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, command: str) -> None:
+    """Before: Ctrl-C or SIGTERM (a CI job's timeout or cancel) left the previous run's files, `passed: true`."""
+    from tradesim.cli import run as run_cli
+    from tradesim.scenarios.report import UNFINISHED
+    from tradesim.stack.supervisor import Supervisor
+
+    def interrupted(*_args: object, **_kw: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(run_cli, "run_file", interrupted)
+    monkeypatch.setattr(Supervisor, "status", lambda self: [])  # smoke: a stack it need not start
+    (tmp_path / "old.json").write_text('{"passed": true}')
+    (tmp_path / "old.xml").write_text('<testsuites tests="1" failures="0" errors="0"/>')
+    reports = ["--junit", str(tmp_path / "old.xml")] + (["--json", str(tmp_path / "old.json")]
+                                                        if command == "run" else [])
+    result = runner.invoke(app, [command, *(["round-trip-fees"] if command == "run" else []), *reports])
+    assert result.exit_code == 130, result.output
+    assert UNFINISHED in (tmp_path / "old.xml").read_text()
+    if command == "run":
+        doc = json.loads((tmp_path / "old.json").read_text())
+        assert (doc["passed"], doc["error"], doc["outcomes_hash"]) == (False, UNFINISHED, None)
+
+
 @pytest.mark.parametrize(("content", "message"), [
     ("[]", "a JSON list, not an object"),
     ('{"users": {"bob": "k"}}', "user 'bob' has no `user_id` and `api_key` strings"),

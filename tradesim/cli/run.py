@@ -58,7 +58,7 @@ def run(scenario: Annotated[str, typer.Argument(help="Scenario name (e.g. round-
 def _run_cli(name: str, given_speed: float | None, fast: bool, junit: Path | None, json_out: Path | None) -> int:
     from tradesim.scenarios.errors import ScenarioError
     from tradesim.scenarios.loader import find_scenario
-    from tradesim.scenarios.report import RunReport, write_junit
+    from tradesim.scenarios.report import UNFINISHED, write_junit
 
     if fast and given_speed is not None:
         raise UserError("give --speed N or --fast, not both")
@@ -67,21 +67,27 @@ def _run_cli(name: str, given_speed: float | None, fast: bool, junit: Path | Non
     check_output(json_out, "--json")
     if junit is not None and json_out is not None and junit.resolve() == json_out.resolve():
         raise UserError(f"--junit and --json both name {junit}; give each report a file of its own")
+    _error_reports(junit, json_out, Path(name).stem, speed, UNFINISHED)  # what the run's end replaces
     settings = load_settings()
     try:
         path = find_scenario(name, settings.scenarios_dir)
         report, code = run_file(settings, path, speed, json_out)
     except ScenarioError as exc:  # a CI server still gets a report saying why (not an older run's)
-        if junit is not None:
-            write_junit(junit, [RunReport(Path(name).stem, [], 0.0, error=str(exc))])
-        if json_out is not None:
-            from tradesim.scenarios.report import write_error_json
-
-            write_error_json(json_out, Path(name).stem, None, speed, str(exc))
+        _error_reports(junit, json_out, Path(name).stem, speed, str(exc))
         raise
     if junit is not None:
         write_junit(junit, [report])
     return code
+
+
+def _error_reports(junit: Path | None, json_out: Path | None, name: str, speed: float | None, error: str) -> None:
+    """The reports asked for, of a run that did not complete."""
+    from tradesim.scenarios.report import RunReport, write_error_json, write_junit
+
+    if junit is not None:
+        write_junit(junit, [RunReport(name, [], 0.0, error=error)])
+    if json_out is not None:
+        write_error_json(json_out, name, None, speed, error)
 
 
 def run_file(settings: Settings, path: Path, speed: float | None, json_out: Path | None = None,
@@ -187,13 +193,14 @@ def smoke(keep_up: Annotated[bool, typer.Option("--keep-up", help="Leave a stack
 def _smoke(keep_up: bool, junit: Path | None) -> int:
     from tradesim.scenarios.errors import ScenarioError
     from tradesim.scenarios.loader import find_scenario
-    from tradesim.scenarios.report import RunReport, write_junit
+    from tradesim.scenarios.report import UNFINISHED, RunReport, write_junit
     from tradesim.stack import registry
     from tradesim.stack.supervisor import Supervisor
 
     check_output(junit, "--junit")
     settings = load_settings()
     files = {name: find_scenario(name, settings.scenarios_dir) for name in SMOKE}  # a wrong folder: exit 2, at once
+    _error_reports(junit, None, "smoke", None, UNFINISHED)  # what the end replaces: not an older run's pass
     supervisor = Supervisor(settings, registry.build(settings))
     statuses = supervisor.status()
     running = {s.name for s in statuses if s.state == "running"}  # left running at the end, whatever happens
@@ -206,6 +213,7 @@ def _smoke(keep_up: bool, junit: Path | None) -> int:
             bad = [r.name for r in rows if not r.healthy and r.name != "market"]
             if bad:
                 err.print(f"error: stack not healthy after up: {', '.join(bad)}")
+                _error_reports(junit, None, "smoke", None, f"stack not healthy after up: {', '.join(bad)}")
                 return EXIT_STACK
         for name in SMOKE:
             started = time.monotonic()

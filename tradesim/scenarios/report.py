@@ -117,9 +117,16 @@ def json_document(scenario_id: str, seed: int | None, speed: float | None, check
     }
 
 
+#: what a run's reports say from its start until its end replaces them: a run interrupted or killed (a CI job's
+#: timeout or cancel) leaves this, not an older run's pass
+UNFINISHED = "the run did not finish (interrupted or killed), or is still running"
+
+
 def write_error_json(path: Path, scenario_id: str, seed: int | None, speed: float | None, error: str) -> None:
-    """The JSON document of a run that did not complete (no checks, no results)."""
-    write_json(path, json_document(scenario_id, seed, speed, [], RunResult([], {}), error=error))
+    """The JSON document of a run that did not complete (no checks, no results, no outcomes hash)."""
+    document = json_document(scenario_id, seed, speed, [], RunResult([], {}), error=error)
+    document["outcomes_hash"] = None  # the hash of no outcomes would read as a result
+    write_json(path, document)
 
 
 def write_json(path: Path, document: Mapping[str, Any]) -> None:
