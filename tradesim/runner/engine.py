@@ -33,6 +33,7 @@ from tradesim.strategies.sdk import (
     ApiContext,
     Driver,
     OpenOrder,
+    OrderRefused,
     Strategy,
     StrategyTimeout,
     price_text,
@@ -267,12 +268,17 @@ class _RunContext(ApiContext):
     def __init__(self, *args: Any, aliases: Mapping[str, str], **kw: Any) -> None:
         super().__init__(*args, **kw)
         self.aliases = aliases
-        self.placed: list[tuple[str, OpenOrder]] = []
+        #: (order id, order, refusal code) in placing order: an order the API refused has no id, only the code
+        self.placed: list[tuple[str | None, OpenOrder, str | None]] = []
         self.cancelled: list[str] = []
 
     def _submit(self, order: OpenOrder) -> str:
-        order_id = super()._submit(replace(order, symbol=self.aliases[order.symbol]))
-        self.placed.append((order_id, order))
+        try:
+            order_id = super()._submit(replace(order, symbol=self.aliases[order.symbol]))
+        except OrderRefused as exc:  # the strategy may catch it and go on: the report lists it all the same
+            self.placed.append((None, order, exc.code))
+            raise
+        self.placed.append((order_id, order, None))
         return order_id
 
     def _cancel(self, order_id: str) -> None:
@@ -326,8 +332,9 @@ class ScenarioRunner:
         self.keys: dict[str, str] = {}  # scenario account → api key
         self.users: dict[str, str] = {}  # scenario account → user id
         self.placed: list[Placed] = []
-        self.outcomes: dict[str, Outcome] = {}  # script id → refused outcome (never placed)
+        self.outcomes: dict[str, Outcome] = {}  # script or strategy order id → refused outcome (never placed)
         self.strategy_orders: dict[str, Placed] = {}
+        self.n_strategy_orders = 0  # placed or refused: each takes the next name (s1, s2, ...)
         self.delivered: set[str] = set()
         self._ctx: _RunContext | None = None
         self._log: OutcomeLog | None = None
@@ -615,10 +622,17 @@ class ScenarioRunner:
             raise StrategyFailed(f"strategy {ref.class_path} raised at market time {ctx.now_ms - self.start_ms} ms: "
                                  f"{type(exc).__name__}: {text}") from None
         new: list[Placed] = []
-        for order_id, order in ctx.placed:
-            index = len(self.scenario.orders) + len(self.strategy_orders)
-            placed = Placed(order_id, strategy_order_id(len(self.strategy_orders) + 1), index,
-                            order.at_ms - self.start_ms,
+        for order_id, order, refused in ctx.placed:
+            self.n_strategy_orders += 1
+            name = strategy_order_id(self.n_strategy_orders)
+            index = len(self.scenario.orders) + self.n_strategy_orders - 1
+            if order_id is None:  # refused by the API (4xx): an outcome of the run, as a scripted order's
+                self.outcomes[name] = Outcome(
+                    order_id=name, index=index, at_ms=order.at_ms - self.start_ms, account=ref.account,
+                    symbol=order.symbol, side=order.side, qty=order.qty, type=order.type, status="refused",
+                    reason=refused)
+                continue
+            placed = Placed(order_id, name, index, order.at_ms - self.start_ms,
                             ref.account, order.symbol, order.side, order.qty, order.type)
             self.strategy_orders[order_id] = placed
             self.placed.append(placed)
