@@ -1102,6 +1102,40 @@ def test_a_termination_signal_ends_a_command_as_ctrl_c_does(tmp_path: Path) -> N
             proc.communicate()
 
 
+@pytest.mark.parametrize("sig_name", ["SIGINT", "SIGTERM"])
+def test_a_second_signal_ends_a_command_that_swallowed_the_first(tmp_path: Path, sig_name: str) -> None:
+    """A probe: a strategy looping in `try: ... except BaseException: pass` outlived its time limit and the SIGTERM
+    of `timeout` (which the CLI turns into KeyboardInterrupt); only SIGKILL ended it."""
+    import signal
+    import subprocess
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TRADESIM_")}
+    code = ("import signal, sys, time; signal.signal(signal.SIGINT, signal.default_int_handler); "
+            "from tradesim.cli import app as cli\n"
+            "def swallow():\n"
+            "    print('looping', flush=True)\n"
+            "    while True:\n"
+            "        try:\n"
+            "            time.sleep(60)\n"
+            "        except BaseException:\n"
+            "            print('swallowed', flush=True)\n"
+            "cli.app.command('swallow')(swallow); cli.main()")
+    proc = subprocess.Popen([sys.executable, "-c", code, "swallow"], env={**env, "TRADESIM_HOME": str(tmp_path)},
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    sig = getattr(signal, sig_name)
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline() == "looping\n"
+        proc.send_signal(sig)
+        assert proc.stdout.readline() == "swallowed\n"  # the first: a KeyboardInterrupt, caught
+        proc.send_signal(sig)
+        _, errors = proc.communicate(timeout=30)
+        assert (proc.returncode, errors) == (130, "interrupted again: stopped at once, without clean-up\n")
+    finally:
+        proc.kill()
+        proc.communicate()
+
+
 @pytest.mark.parametrize(("env", "value", "says"), [
     ("TRADESIM_KAFKA__PORT", "abc", "must be a whole number of digits"),
     ("TRADESIM_API__KAFKA_TIMEOUT_S", "inf", "finite number"),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import re
 import signal
 import sys
@@ -66,8 +67,27 @@ _NUMBER = re.compile(r"-[0-9.]+")
 INTERRUPTED = 130
 
 
+_signals = 0
+
+
 def _interrupt(_signum: int, _frame: FrameType | None) -> None:
+    """The first Ctrl-C or termination signal ends the command as Ctrl-C does, so its clean-up runs; a second ends
+    the process at once: a clean-up that hangs, or a strategy that swallows the first (`except BaseException`),
+    does not keep it running."""
+    global _signals  # noqa: PLW0603 - one process, one count
+    _signals += 1
+    if _signals > 1:
+        os.write(2, b"interrupted again: stopped at once, without clean-up\n")
+        os._exit(INTERRUPTED)
     raise KeyboardInterrupt
+
+
+def install_signal_handlers() -> None:
+    """`_interrupt` for Ctrl-C and termination signals, but those the process was started ignoring: `nohup
+    tradesim ...` outlives its terminal, and a background job of a shell ignores Ctrl-C, as asked."""
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        if signal.getsignal(sig) is not signal.SIG_IGN:
+            signal.signal(sig, _interrupt)
 
 
 def main() -> None:
@@ -79,9 +99,7 @@ def main() -> None:
     from tradesim.cli.errors import err
 
     logging.getLogger(LIBRDKAFKA_LOGGER).setLevel(logging.CRITICAL)
-    for sig in (signal.SIGTERM, signal.SIGHUP):
-        if signal.getsignal(sig) is not signal.SIG_IGN:  # `nohup tradesim ...` outlives its terminal, as asked
-            signal.signal(sig, _interrupt)
+    install_signal_handlers()
     try:
         code = app(standalone_mode=False)
     except typer.Abort:
