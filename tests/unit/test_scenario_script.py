@@ -323,8 +323,9 @@ def test_show_lists_accounts_orders_strategy_and_the_number_of_expectations() ->
     assert "strategy: tradesim.strategies.examples:MovingAverageCross as bob on AAA, BBB" in out
 
 
-def test_expected_statuses_are_the_terminal_ones_plus_refused() -> None:
-    assert set(get_args(ExpectedStatus)) == {*get_args(OrderStatus), "refused"}
+def test_expected_statuses_are_the_terminal_ones_plus_refused_and_open() -> None:
+    """`open`: what the report says of an order still in the book at the end (before: it could not be expected)."""
+    assert set(get_args(ExpectedStatus)) == {*get_args(OrderStatus), "refused", "open"}
 
 
 @pytest.mark.parametrize(("field", "line"), [("duration_s: 300", 3), ("tick_interval_ms: 1000", 4), ("seed: 1", 5)])

@@ -221,9 +221,10 @@ def strategy_order_id(n: int) -> str:
 
 #: "package.module:ClassName"
 CLASS_PATH_RE = r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-Za-z0-9_]*$"
-#: what an order's expected status can be: a terminal outcome (OrderStatus), or `refused` (the API answered 4xx: never
-#: placed). One flat Literal, not a union of two, so a wrong value gets one plain error message
-ExpectedStatus = Literal["executed", "rejected", "cancelled", "expired", "refused"]
+#: what an order's expected status can be: a terminal outcome (OrderStatus), `refused` (the API answered 4xx: never
+#: placed), or `open` (still in the book when the run ended, e.g. a gtc limit never reached: the report's word).
+#: One flat Literal, not a union, so a wrong value gets one plain error message
+ExpectedStatus = Literal["executed", "rejected", "cancelled", "expired", "refused", "open"]
 REJECT_REASONS: tuple[str, ...] = get_args(RejectReason)
 
 
