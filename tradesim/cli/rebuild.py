@@ -53,7 +53,9 @@ def _rebuild(which: Which) -> None:
                 raise StackError(f"rebuild of {model.name} refused: {one_line(exc)} "
                                  f"({_what_serves(settings, model.name)})") from None
         finish_rebuild(settings, model.name)
-        out.print(f"{done.name}: {done.written} outcomes from {done.read} records"
+        # records, not outcomes: trade_executed is at-least-once, and a repeat is one document again
+        out.print(f"{done.name}: {done.written} of {done.read} outcome records written (a repeated outcome "
+                  "counts each time)"
                   + (f" ({done.skipped} malformed skipped)" if done.skipped else "") + "; switched")
 
 
