@@ -53,6 +53,12 @@ def producer(kafka: KafkaSettings, **overrides: Any) -> Producer:
     return Producer(conf)
 
 
+#: For a group's only member that a supervisor restarts: after a kill -9 the group hands the new member the
+#: partitions only once the dead one's session expired (45 s by default, while prices or read models froze); 6 s
+#: is the broker's minimum. Heartbeats come from librdkafka's own thread, so a slow batch does not end a session.
+SHORT_SESSION: dict[str, Any] = {"session.timeout.ms": 6000, "heartbeat.interval.ms": 2000}
+
+
 def consumer(kafka: KafkaSettings, group_id: str, **overrides: Any) -> Consumer:
     conf: dict[str, Any] = {
         **kafka.connection,

@@ -18,8 +18,8 @@ import redis
 from confluent_kafka import Consumer, KafkaError, Message
 from prometheus_client import Counter, Gauge
 
+from tradesim.adapters.kafka.client import SHORT_SESSION, consumer_lag
 from tradesim.adapters.kafka.client import consumer as make_consumer
-from tradesim.adapters.kafka.client import consumer_lag
 from tradesim.adapters.kafka.dead_letters import DeadLetterSender
 from tradesim.adapters.redis.bars import BarCache
 from tradesim.adapters.redis.client import connect
@@ -69,10 +69,7 @@ class CacheConsumer(Generic[E]):
 
     def run(self) -> None:
         s = self.settings
-        # Short session: a copy restarted after kill -9 waits for the dead member's session to expire before the
-        # group hands it the partitions (45 s by default: prices froze that long); 6 s is the broker's minimum.
-        self._consumer = make_consumer(s.kafka, self.group, **{
-            "fetch.wait.max.ms": FETCH_WAIT_MS, "session.timeout.ms": 6000, "heartbeat.interval.ms": 2000})
+        self._consumer = make_consumer(s.kafka, self.group, **{"fetch.wait.max.ms": FETCH_WAIT_MS, **SHORT_SESSION})
         dlq = self._letters()
         self._consumer.subscribe([self.topic])
         log.info("consuming", extra={"topic": self.topic, "group": self.group})

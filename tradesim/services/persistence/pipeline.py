@@ -22,8 +22,8 @@ from dataclasses import dataclass, field
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
+from tradesim.adapters.kafka.client import SHORT_SESSION, group_lag
 from tradesim.adapters.kafka.client import consumer as make_consumer
-from tradesim.adapters.kafka.client import group_lag
 from tradesim.adapters.kafka.dead_letters import DeadLetterSender
 from tradesim.adapters.tracing import ORDER_ATTRIBUTE, SpanKind, Tracing
 from tradesim.domain.errors import InvalidRecord
@@ -51,10 +51,10 @@ def fetch_held_ms(settings: Settings) -> int:
 
 
 def sink_consumer(settings: Settings, group: str) -> Consumer:
-    """A sink's consumer of `trade_executed`."""
+    """A sink's consumer of `trade_executed` (a short session: a restarted service resumed 45 s after a kill -9)."""
     held = fetch_held_ms(settings)
     fetch = {"fetch.min.bytes": FETCH_MIN_BYTES, "fetch.wait.max.ms": held} if held else {}
-    return make_consumer(settings.kafka, group, **fetch)
+    return make_consumer(settings.kafka, group, **fetch, **SHORT_SESSION)
 
 
 @dataclass
