@@ -27,3 +27,16 @@ def test_epoch_seconds_and_compact_dates_are_refused_not_read_as_1970(value: str
     assert error["loc"] == ("query", "to")
     assert "not seconds" in error["msg"]
     assert value in error["msg"]
+
+
+@pytest.mark.parametrize(("interval", "loc", "advice"), [("1h", "interval", "choose a longer interval"),
+                                                         ("1d", "from", "choose a shorter range")])
+def test_a_window_of_too_many_buckets_gets_advice_it_can_follow(interval: str, loc: str, advice: str) -> None:
+    """A probe: `interval=1d&from=0` was told to choose a longer interval, though 1d is the longest."""
+    from tradesim.services.api.windows import window
+
+    with pytest.raises(RequestValidationError) as caught:
+        window("0", None, interval, 1_796_000_000_000)
+    (error,) = caught.value.errors()
+    assert error["loc"] == ("query", loc)
+    assert advice in error["msg"]

@@ -119,6 +119,9 @@ def window(from_: str | None, to: str | None, interval: str, now_ms: int) -> Win
     interval_s = INTERVAL_S[interval]
     n = bucket_count(start, end, interval_s)
     if n > MAX_BUCKETS:
+        if interval_s == max(INTERVAL_S.values()):  # no longer interval to advise (before: "choose a longer one")
+            raise invalid("from", f"{n} buckets of {interval} between `from` and `to`; at most {MAX_BUCKETS}: "
+                          "choose a shorter range")
         raise invalid("interval", f"{n} buckets of {interval} between `from` and `to`; at most {MAX_BUCKETS}: "
                       "choose a longer interval or a shorter range")
     return Window(start, end, interval_s)
