@@ -128,6 +128,10 @@ def maven_copy_dependencies(component: str, pom: Path, out_dir: Path, report: Re
     marker.write_text("ok\n")
 
 
+#: how long apt-get waits for the package lock another apt holds
+APT_LOCK_WAIT_S = 300
+
+
 def apt_install(component: str, packages: list[str], report: Report, *, recommends: bool = True) -> None:
     """Install Debian packages when root; otherwise tell the exact command to run. `recommends=False` leaves out
     what the packages only recommend (Prometheus recommends an exporter of the whole host)."""
@@ -139,13 +143,16 @@ def apt_install(component: str, packages: list[str], report: Report, *, recommen
         raise ProvisionError(component, f"{' '.join(packages)} is not installed: run `sudo {command}`")
     env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
     report(f"apt-get install {' '.join(packages)}")
-    install = ["apt-get", "install", "-y", "-q", *([] if recommends else ["--no-install-recommends"]), *packages]
+    # another apt (a second stack's `up`, the system's updates) holding the lock is waited for, not a failure
+    wait = ["-o", f"DPkg::Lock::Timeout={APT_LOCK_WAIT_S}"]
+    install = ["apt-get", *wait, "install", "-y", "-q", *([] if recommends else ["--no-install-recommends"]),
+               *packages]
     try:
         run_tool(component, install, "apt-get install", env=env)
     except ProvisionError:
         # A fresh machine may have empty package lists: refresh once, then retry.
         report("apt-get update")
-        run_tool(component, ["apt-get", "update", "-q"], "apt-get update", env=env)
+        run_tool(component, ["apt-get", *wait, "update", "-q"], "apt-get update", env=env)
         run_tool(component, install, "apt-get install", env=env)
 
 
