@@ -1113,9 +1113,9 @@ def test_a_second_signal_ends_a_command_that_swallowed_the_first(tmp_path: Path,
     code = ("import signal, sys, time; signal.signal(signal.SIGINT, signal.default_int_handler); "
             "from tradesim.cli import app as cli\n"
             "def swallow():\n"
-            "    print('looping', flush=True)\n"
             "    while True:\n"
-            "        try:\n"
+            "        try:\n"  # from before the line the test waits for: the first signal always lands in here
+            "            print('looping', flush=True)\n"
             "            time.sleep(60)\n"
             "        except BaseException:\n"
             "            print('swallowed', flush=True)\n"
