@@ -50,14 +50,20 @@ def test_the_run_context_names_the_scenarios_symbols_and_tells_the_runner_what_i
 
     from tests.unit.test_strategies import FakeCall
     from tradesim.runner.engine import _RunContext
+    from tradesim.stack.errors import UserError
+    from tradesim.strategies.sdk import OrderRefused
 
-    call = FakeCall()
+    call = FakeCall(UserError("qty too large (invalid_request)"))
     ctx = _RunContext(settings, "key-1", run_id="r", strategy="s", symbols=["AAPL"], cash=Decimal("1000"),
                       start_ms=T0, call_fn=call, retry_pause_s=0, sleep=lambda _: None,
                       aliases={"AAPL": "AAPL.X1Y2Z"})
+    with pytest.raises(OrderRefused):
+        ctx.buy("AAPL", 10**9)
     order_id = ctx.buy("AAPL", 1)
     assert call.requests[0]["json"]["symbol"] == "AAPL.X1Y2Z"  # sent under the run's name
-    assert [(i, o.symbol) for i, o in ctx.placed] == [(order_id, "AAPL")]
+    # a refused order is told too, with its code, in placing order (a probe: it was missing from the report)
+    assert [(i, o.symbol, o.qty, code) for i, o, code in ctx.placed] == [
+        (None, "AAPL", 10**9, "invalid_request"), (order_id, "AAPL", 1, None)]
     ctx.cancel(order_id)
     assert ctx.cancelled == [order_id]
     assert ctx.open_orders("AAPL")[0].cancel_requested

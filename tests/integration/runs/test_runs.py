@@ -372,11 +372,11 @@ from tradesim.strategies.sdk import OrderRefused, Strategy
 
 
 class Refused(Strategy):
-    """Asks for more than its cash covers (refused, caught), then buys one share."""
+    """Asks for more shares than an order may hold (refused, caught), then buys one share."""
 
     def on_start(self, ctx):
         try:
-            ctx.buy("AAPL", 10_000)
+            ctx.buy("AAPL", 1_000_000_001)
         except OrderRefused:
             pass
         ctx.buy("AAPL", 1)
@@ -391,13 +391,13 @@ def test_a_strategys_order_the_api_refused_is_in_the_report_under_its_name(tmp_p
     path.write_text((SCENARIOS / "strategy-ma-cross.yaml").read_text()
                     .replace("tradesim.strategies.examples:MovingAverageCross", "refused:Refused")
                     .replace("params: {fast: 5, slow: 20, qty: 50, interval: 1s}", "params: {}")
-                    .split("expect:")[0] + "expect:\n  orders:\n    s1: {status: refused, reason: insufficient_funds}\n"
+                    .split("expect:")[0] + "expect:\n  orders:\n    s1: {status: refused, reason: invalid_request}\n"
                     "    s2: {status: executed}\n  accounts:\n    quant: {positions: {AAPL: 1}, executions: 1}\n")
     report = tmp_path / "report.json"
     done = _tradesim("run", str(path), "--fast", "--json", str(report), env={"PYTHONPATH": str(tmp_path)})
     assert done.returncode == 0, done.stdout + done.stderr
     rows = [(o["order_id"], o["qty"], o["status"], o["reason"]) for o in json.loads(report.read_text())["outcomes"]]
-    assert rows == [("s1", 10_000, "refused", "insufficient_funds"), ("s2", 1, "executed", None)]
+    assert rows == [("s1", 1_000_000_001, "refused", "invalid_request"), ("s2", 1, "executed", None)]
 
 
 IN_ORDER = '''
