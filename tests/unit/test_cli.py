@@ -11,7 +11,7 @@ import httpx
 import pytest
 from typer.testing import CliRunner
 
-from tradesim.cli.app import app, main
+from tradesim.cli.app import SAME_REQUEST_S, app, main
 from tradesim.settings import load_settings
 from tradesim.testing.foreign import foreign_server
 
@@ -35,7 +35,11 @@ def _main(argv: list[str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.Captu
           ) -> tuple[object, str, str]:
     """`tradesim ARGV` as the installed command runs it (CliRunner drives the app, not the entry point): its exit
     code, stdout and stderr."""
+    import tradesim.cli.app as cli_app
+
     monkeypatch.setattr(sys, "argv", ["tradesim", *argv])
+    # not in pytest itself: a second Ctrl-C would end the test run at once, its fixtures' stacks left up
+    monkeypatch.setattr(cli_app, "install_signal_handlers", lambda: None)
     with pytest.raises(SystemExit) as exited:
         main()
     captured = capsys.readouterr()
@@ -52,7 +56,7 @@ def _main(argv: list[str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.Captu
     (["scenarios", "show", "calm", "-n", "99999999999999999999"], "'--ticks'"),
     (["bench", "e2e", "--rates", "nan"], "--rates"), (["bench", "orders", "--rates", "5,inf"], "--rates"),
     # click reads a negative number as an option (before: "No such option: -1")
-    (["order", "buy", "AAPL", "-1"], "negative numbers"), (["order", "sell", "AAPL", "-2.5"], "negative numbers"),
+    (["order", "buy", "AAPL", "-1"], "negative number"), (["order", "sell", "AAPL", "-2.5"], "negative number"),
     (["order", "buy", "AAPL", "5", "--limt", "3"], "No such option: --limt"),
 ])
 def test_a_mistake_typer_itself_catches_is_one_line_and_exit_2(
@@ -1108,6 +1112,7 @@ def test_a_second_signal_ends_a_command_that_swallowed_the_first(tmp_path: Path,
     of `timeout` (which the CLI turns into KeyboardInterrupt); only SIGKILL ended it."""
     import signal
     import subprocess
+    import time
 
     env = {k: v for k, v in os.environ.items() if not k.startswith("TRADESIM_")}
     code = ("import signal, sys, time; signal.signal(signal.SIGINT, signal.default_int_handler); "
@@ -1128,12 +1133,36 @@ def test_a_second_signal_ends_a_command_that_swallowed_the_first(tmp_path: Path,
         assert proc.stdout.readline() == "looping\n"
         proc.send_signal(sig)
         assert proc.stdout.readline() == "swallowed\n"  # the first: a KeyboardInterrupt, caught
+        assert proc.stdout.readline() == "looping\n"
+        time.sleep(SAME_REQUEST_S)  # a second request, not the first delivered twice (which is ignored)
         proc.send_signal(sig)
         _, errors = proc.communicate(timeout=30)
         assert (proc.returncode, errors) == (130, "interrupted again: stopped at once, without clean-up\n")
     finally:
         proc.kill()
         proc.communicate()
+
+
+def test_a_signal_delivered_twice_at_once_is_one_request(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A review: a CI runner signalling the process group (or a wrapper forwarding Ctrl-C) delivers one request
+    twice; that must not skip the clean-up the first one started."""
+    import signal
+
+    import tradesim.cli.app as cli_app
+
+    now = [100.0]
+    exits: list[int] = []
+    monkeypatch.setattr(cli_app, "_first_signal", None)
+    monkeypatch.setattr(cli_app, "_clock", lambda: now[0])
+    monkeypatch.setattr(cli_app, "_exit", exits.append)
+    with pytest.raises(KeyboardInterrupt):
+        cli_app._interrupt(signal.SIGINT, None)
+    now[0] += cli_app.SAME_REQUEST_S / 2
+    cli_app._interrupt(signal.SIGTERM, None)  # the same request: ignored
+    assert exits == []
+    now[0] += cli_app.SAME_REQUEST_S
+    cli_app._interrupt(signal.SIGINT, None)  # a second request: at once
+    assert exits == [130]
 
 
 @pytest.mark.parametrize(("env", "value", "says"), [
