@@ -378,7 +378,8 @@ class TradingSettings(Section):
     slippage_seed: int = Field(7, description="Seed of the slippage model (deterministic per order id).")
     price_buffer_pct: Decimal = Field(
         Decimal("2"), ge=0, le=100,
-        description="Margin over the last price when the API checks a market buy is affordable."
+        description="Margin the API's affordability check takes on the market price: over it for a market buy, "
+        "under it for a market sell (whose proceeds may have to cover its fee)."
     )
     processing_deadline_s: int = Field(
         86_400, ge=1, le=365 * 86_400,
