@@ -413,4 +413,4 @@ def test_two_provisions_of_one_component_take_turns_on_the_shared_cache(
     first.join(10)
     second.join(10)
     assert seen_inside == [1, 1]  # then provisions (a no-op for a real component), alone
-    assert reports[0].startswith("waiting for another process to finish provisioning kafka")
+    assert reports[0].startswith("waiting for another provisioning of kafka to finish")

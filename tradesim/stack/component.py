@@ -86,13 +86,19 @@ class Component(ABC):
 
         path = self.settings.cache_dir / "locks" / f"{self.name}.lock"
         try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.touch()
+        except OSError:  # a cache this process cannot write (a shared read-only one): nothing to take turns on
+            self.provision(report)
+            return
+        try:
             with file_lock(path, wait=False):
                 self.provision(report)
                 return
         except LockHeld as held:
             if held.args != (str(path),):
                 raise
-        report(f"waiting for another process to finish provisioning {self.name} (lock {path})")
+        report(f"waiting for another provisioning of {self.name} to finish (lock {path})")
         with file_lock(path):
             self.provision(report)
 
