@@ -636,6 +636,17 @@ def test_an_interrupted_run_leaves_reports_saying_so_not_an_older_runs_pass(
         assert (doc["passed"], doc["error"], doc["outcomes_hash"]) == (False, UNFINISHED, None)
 
 
+def test_smoke_that_cannot_start_leaves_a_report_saying_why(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A review: a smoke stopped by a bad setting or folder (exit 2) left an older run's passing JUnit file."""
+    (tmp_path / "old.xml").write_text('<testsuites tests="1" failures="0" errors="0"/>')
+    monkeypatch.setenv("TRADESIM_SCENARIOS_DIR", str(tmp_path / "nowhere"))
+    result = runner.invoke(app, ["smoke", "--junit", str(tmp_path / "old.xml")])
+    assert result.exit_code == 2, result.output
+    report = (tmp_path / "old.xml").read_text()
+    assert "nowhere" in report
+    assert 'errors="1"' in report
+
+
 @pytest.mark.parametrize(("content", "message"), [
     ("[]", "a JSON list, not an object"),
     ('{"users": {"bob": "k"}}', "user 'bob' has no `user_id` and `api_key` strings"),

@@ -56,7 +56,6 @@ def run(scenario: Annotated[str, typer.Argument(help="Scenario name (e.g. round-
 
 @cli_errors
 def _run_cli(name: str, given_speed: float | None, fast: bool, junit: Path | None, json_out: Path | None) -> int:
-    from tradesim.scenarios.errors import ScenarioError
     from tradesim.scenarios.loader import find_scenario
     from tradesim.scenarios.report import UNFINISHED, write_junit
 
@@ -68,11 +67,11 @@ def _run_cli(name: str, given_speed: float | None, fast: bool, junit: Path | Non
     if junit is not None and json_out is not None and junit.resolve() == json_out.resolve():
         raise UserError(f"--junit and --json both name {junit}; give each report a file of its own")
     _error_reports(junit, json_out, Path(name).stem, speed, UNFINISHED)  # what the run's end replaces
-    settings = load_settings()
     try:
+        settings = load_settings()
         path = find_scenario(name, settings.scenarios_dir)
         report, code = run_file(settings, path, speed, json_out)
-    except ScenarioError as exc:  # a CI server still gets a report saying why (not an older run's)
+    except Exception as exc:  # a bad file, setting or server: a CI server still gets a report saying why
         _error_reports(junit, json_out, Path(name).stem, speed, str(exc))
         raise
     if junit is not None:
@@ -191,16 +190,26 @@ def smoke(keep_up: Annotated[bool, typer.Option("--keep-up", help="Leave a stack
 
 @cli_errors
 def _smoke(keep_up: bool, junit: Path | None) -> int:
+    from tradesim.scenarios.report import UNFINISHED
+
+    check_output(junit, "--junit")
+    _error_reports(junit, None, "smoke", None, UNFINISHED)  # what the end replaces: not an older run's pass
+    try:
+        return _smoke_runs(keep_up, junit)
+    except Exception as exc:  # a bad setting or folder, a stack that would not start: the report says why
+        _error_reports(junit, None, "smoke", None, str(exc))
+        raise
+
+
+def _smoke_runs(keep_up: bool, junit: Path | None) -> int:
     from tradesim.scenarios.errors import ScenarioError
     from tradesim.scenarios.loader import find_scenario
-    from tradesim.scenarios.report import UNFINISHED, RunReport, write_junit
+    from tradesim.scenarios.report import RunReport, write_junit
     from tradesim.stack import registry
     from tradesim.stack.supervisor import Supervisor
 
-    check_output(junit, "--junit")
     settings = load_settings()
     files = {name: find_scenario(name, settings.scenarios_dir) for name in SMOKE}  # a wrong folder: exit 2, at once
-    _error_reports(junit, None, "smoke", None, UNFINISHED)  # what the end replaces: not an older run's pass
     supervisor = Supervisor(settings, registry.build(settings))
     statuses = supervisor.status()
     running = {s.name for s in statuses if s.state == "running"}  # left running at the end, whatever happens

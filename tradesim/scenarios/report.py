@@ -119,7 +119,7 @@ def json_document(scenario_id: str, seed: int | None, speed: float | None, check
 
 #: what a run's reports say from its start until its end replaces them: a run interrupted or killed (a CI job's
 #: timeout or cancel) leaves this, not an older run's pass
-UNFINISHED = "the run did not finish (interrupted or killed), or is still running"
+UNFINISHED = "the run did not finish: stopped by a signal or killed, or still running"
 
 
 def write_error_json(path: Path, scenario_id: str, seed: int | None, speed: float | None, error: str) -> None:
