@@ -487,6 +487,22 @@ def test_api_context_retries_an_unusable_stack_with_the_same_key_then_gives_up(s
     assert [r["headers"] for r in down.requests] == [{"Idempotency-Key": "strategy:run-1:ma:1"}] * 3
 
 
+def test_api_context_waits_out_a_rate_limit_before_it_counts_as_a_refusal(settings: Settings) -> None:
+    """A review: three tries, then `refused (rate_limited)` in a run's report: the requests' pace (the runner polls
+    with the same key) changed a run's outcomes and its hash."""
+    from tradesim.strategies.sdk import RATE_LIMITED_RETRIES
+
+    limited = [UserError("too fast (rate_limited)")] * 10
+    call = FakeCall(*limited, {"order_id": "o_abc", "status": "accepted"})
+    assert api_context(settings, call).buy("AAPL", 1) == "o_abc"
+    assert len(call.requests) == 11
+    never = FakeCall(*[UserError("too fast (rate_limited)")] * (RATE_LIMITED_RETRIES + 1))
+    with pytest.raises(OrderRefused) as caught:
+        api_context(settings, never).buy("AAPL", 1)
+    assert caught.value.code == "rate_limited"
+    assert len(never.requests) == RATE_LIMITED_RETRIES + 1
+
+
 def test_api_context_raises_a_refusal_with_its_code_without_retrying(settings: Settings) -> None:
     call = FakeCall(UserError("cash 10.00 cannot cover 500.00 (insufficient_funds)"))
     ctx = api_context(settings, call)

@@ -201,6 +201,12 @@ def _in_options_terms(problem: Any, options: Mapping[str, str]) -> str | None:
     return None
 
 
+def retry_after(answer: httpx.Response) -> float | None:
+    """A 429's or 503's Retry-After in seconds; None without one, or with an HTTP date (the API sends seconds)."""
+    value = answer.headers.get("retry-after", "")
+    return float(value) if value.isdigit() else None
+
+
 class ApiError(Exception):
     """A 4xx/5xx problem answer of the API: its status, stable code, message and field errors."""
 
@@ -254,8 +260,7 @@ class Api:
                 raise ApiError(502, "not_tradesim_api", f"{method} {path} answered {answer.status_code} without "
                                f"the tradesim API's JSON: is {redacted(self.base_url)} the tradesim API (api.url)?"
                                ) from None
-        retry = answer.headers.get("retry-after", "")
-        retry_after_s = float(retry) if retry.isdigit() else None
+        retry_after_s = retry_after(answer)
         try:
             problem = answer.json()
             raise ApiError(answer.status_code, problem["code"], problem["message"], problem.get("errors"),

@@ -23,6 +23,7 @@ import httpx
 import redis
 
 from tradesim.adapters.kafka.errors import KafkaDeliveryError
+from tradesim.client.api import retry_after
 from tradesim.domain.events import MAX_PRICE, Bar, Event, OrderOutcome, Tick
 from tradesim.domain.money import cash_text
 from tradesim.scenarios.expect import AccountResult, Outcome, ReadSide, RunResult, account_result, ordered
@@ -197,15 +198,6 @@ class Progress:
 RATE_LIMIT_WAIT_S = 60.0
 
 
-def _retry_after_s(answer: httpx.Response) -> float:
-    """The 429's Retry-After in seconds, within [0.05, 5] (1 when missing or not a number of seconds)."""
-    try:
-        wait = float(answer.headers.get("Retry-After", "1"))
-    except ValueError:
-        wait = 1.0
-    return min(5.0, max(0.05, wait)) if wait == wait else 1.0
-
-
 class Http:
     """The public API over one connection; 5xx or no answer → StackUnusable, 4xx → (status, problem)."""
 
@@ -234,7 +226,8 @@ class Http:
                 time.sleep(0.2 * attempt)
                 continue
             if answer.status_code == 429 and time.monotonic() < limited_until:
-                time.sleep(_retry_after_s(answer))
+                wait = retry_after(answer)  # the API says whole seconds; 1 if it says nothing
+                time.sleep(min(5.0, max(0.05, 1.0 if wait is None else wait)))
                 continue
             try:
                 body = answer.json()

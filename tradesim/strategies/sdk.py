@@ -275,6 +275,8 @@ class CallFn(Protocol):
 _CODE = re.compile(r"\(([a-z0-9_]+)\)$")
 #: 4xx answers that mean "the same request may succeed shortly" (too fast)
 _RETRY_CODES = frozenset({"rate_limited"})
+#: how many times a rate-limited request is sent again, `retry_pause_s` apart
+RATE_LIMITED_RETRIES = 120
 
 
 def _code(exc: UserError) -> str:
@@ -332,16 +334,22 @@ class ApiContext(Context):
             return self._send_retrying(method, path, **kw)
 
     def _send_retrying(self, method: str, path: str, **kw: Any) -> Any:
-        attempt = 0
+        """A rate limit is waited out (RATE_LIMITED_RETRIES pauses, ~60 s by default): the pace of the requests
+        (the runner polls with the same key) must not decide an order, or a run's outcomes would vary; other
+        failures are retried `retries` times."""
+        attempt = limited = 0
         while True:
-            attempt += 1
             try:
                 return self._call(self._settings, method, path, self._api_key, **kw)
             except UserError as exc:
                 code = _code(exc)
-                if code not in _RETRY_CODES or attempt > self._retries:
+                limited += code in _RETRY_CODES
+                if code not in _RETRY_CODES or limited > RATE_LIMITED_RETRIES:
                     raise OrderRefused(code, str(exc)) from None
+                self._sleep(self._pause)
+                continue
             except StackError:
+                attempt += 1
                 if attempt > self._retries:
                     raise
             self._sleep(self._pause * attempt)
