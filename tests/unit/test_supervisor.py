@@ -11,6 +11,7 @@ import pytest
 
 from tradesim.settings import Settings
 from tradesim.stack.errors import PortInUseError, ProvisionError, StartError, UserError
+from tradesim.stack.process import ProcessHandle
 from tradesim.stack.state import MARKER
 from tradesim.stack.supervisor import Supervisor
 from tradesim.testing.fakes import FakeComponent, FakeProcesses
@@ -414,3 +415,34 @@ def test_two_provisions_of_one_component_take_turns_on_the_shared_cache(
     second.join(10)
     assert seen_inside == [1, 1]  # then provisions (a no-op for a real component), alone
     assert reports[0].startswith("waiting for another provisioning of kafka to finish")
+
+
+def test_up_replacing_a_hung_component_waits_for_its_ports_to_free(
+        settings: Settings, comps: list[FakeComponent]) -> None:
+    """A probe: `up` on a SIGSTOP'd server killed it, then found its port still held (the kernel had not released
+    it yet) and left the component stopped, with no watchdog to bring it back."""
+
+    class SlowRelease(FakeProcesses):
+        held: dict[int, int] = {}  # port -> checks it still answers "in use"
+
+        def terminate(self, handle: ProcessHandle, grace_s: float) -> None:
+            super().terminate(handle, grace_s)
+            self.held[7002] = 3
+            beta.healthy = True  # the next process answers
+
+        def port_in_use(self, host: str, port: int) -> bool:
+            if self.held.get(port, 0) > 0:
+                self.held[port] -= 1
+                return True
+            return super().port_in_use(host, port)
+
+    procs = SlowRelease()
+    alpha, beta = (FakeComponent(settings, c.name, c.port, procs) for c in comps)
+    sup = Supervisor(settings, [alpha, beta], processes=procs)
+    sup.up()
+    hung = sup.state_file.load().components["beta"].pid
+    beta.healthy = False  # alive, not answering
+    rows = sup.up()
+    assert procs.terminated == [hung]
+    assert {r.name: r.state for r in rows} == {"alpha": "running", "beta": "running"}
+    assert sup.state_file.load().components["beta"].pid != hung

@@ -245,6 +245,8 @@ class Supervisor:
                 if status.state == "unhealthy":
                     # Alive but not answering: give a starting server its deadline before replacing it.
                     record = state.components[comp.name]
+                    self.progress(comp.name, f"not answering: waiting up to {self.settings.stack.start_timeout_s:g} "
+                                  "s before restarting it")
                     if self._await_health(comp, record):
                         self.progress(comp.name, "already running")
                         continue
@@ -253,7 +255,9 @@ class Supervisor:
                 if status.state in ("down", "unhealthy"):
                     if status.state == "down":
                         self.progress(comp.name, "recovering: " + (status.detail or "process gone"))
-                        self._await_ports_released([comp])
+                    # a process stopped just now (killed, or terminated above) may hold its ports a moment longer
+                    # (before: a hung server replaced by `up` failed the port check, and stayed stopped)
+                    self._await_ports_released([comp])
                     del state.components[comp.name]
                     self.state_file.save(state)
                 to_start.append(comp)
