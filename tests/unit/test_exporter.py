@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import pytest
+
 from tradesim.stack.exporter import read_procs, tree
 
 
@@ -30,3 +32,37 @@ def test_a_tree_sums_the_process_and_its_descendants_only(tmp_path: Path) -> Non
     assert sum(p.cpu_s for p in mine) == 6.0  # an exited child's CPU stays counted (the sum must not drop)
     assert sum(p.rss_bytes for p in mine) == 175 * page
     assert list(tree(procs, 99)) == []  # a pid that is gone
+
+
+def test_a_noted_job_the_cluster_no_longer_runs_is_reported_not_running(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A probe: the exporter reported active jobs only, so a failed job, or one lost with a restarted cluster, had
+    no series and `TradesimJobNotRunning` (running == 0) could never fire."""
+    from tradesim.adapters.flink import client as flink_client
+    from tradesim.adapters.flink.client import JobInfo
+    from tradesim.settings import Settings
+    from tradesim.stack import exporter, jobs
+
+    class Cluster:
+        def __init__(self, _url: str) -> None:
+            pass
+
+        def jobs(self) -> list[JobInfo]:
+            return [JobInfo("j1", "tradesim-bars", "RUNNING", 0, 10),
+                    JobInfo("j0", "tradesim-execution", "FAILED", 0, 5)]
+
+        def restarts(self, _job_id: str) -> int:
+            return 0
+
+    monkeypatch.setattr(flink_client, "FlinkRest", Cluster)
+    settings = Settings(home=tmp_path / "home", cache_dir=tmp_path / "cache")
+    for name, run in (("bars", "j1"), ("execution", "j0")):  # both submitted; neither stopped on purpose
+        jobs._note_run(settings, name, jobs.RunNote(run))
+    probe = exporter.Exporter.__new__(exporter.Exporter)  # only what _flink reads: no Kafka probes
+    probe.settings = settings
+    probe._flink()
+    running = {s.labels["flink_job"]: s.value for s in exporter.JOB_RUNNING.collect()[0].samples}
+    assert running == {"bars": 1, "execution": 0}
+    jobs._note_run(settings, "execution", None)  # cancelled on purpose: not expected to run
+    probe._flink()
+    assert {s.labels["flink_job"] for s in exporter.JOB_RUNNING.collect()[0].samples} == {"bars"}

@@ -173,7 +173,7 @@ class Exporter:
 
     def _flink(self) -> None:
         from tradesim.adapters.flink.client import FlinkRest
-        from tradesim.stack.jobs import name_of
+        from tradesim.stack.jobs import name_of, runs
 
         rest = FlinkRest(self.settings.flink.client_rest_url)
         now_ms = time.time() * 1000
@@ -187,6 +187,10 @@ class Exporter:
             JOB_RESTARTS.labels(name).set(restarts[job.id])
             since = job.last_checkpoint_ms or job.start_time_ms
             JOB_CHECKPOINT_AGE.labels(name).set(max(0.0, (now_ms - since) / 1000))
+        # a standard job tradesim submitted and nobody stopped on purpose (its run is still noted) that the cluster
+        # no longer runs (failed, or lost with a restarted cluster) is 0, not absent: an absent series fires no alert
+        for name in set(runs(self.settings)) - {name_of(job.name) for job in jobs}:
+            JOB_RUNNING.labels(name).set(0)
 
     def close(self) -> None:
         for probe in self.probes.values():
