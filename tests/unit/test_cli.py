@@ -1280,3 +1280,23 @@ def test_up_that_leaves_a_component_unhealthy_says_what_runs_and_how_to_go_on(
     assert "not healthy after up: redis" in line
     assert "`tradesim logs redis`" in line
     assert "`tradesim down`" in line
+
+
+def test_prices_from_a_service_that_never_answers_exit_1(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A probe: with the market-data service hung (or its Redis away), `prices AAPL` printed `no data` and exited
+    0 after its timeout."""
+    import threading
+
+    from websockets.sync.server import serve
+
+    def silent(ws: object) -> None:
+        for _ in ws:  # type: ignore[attr-defined]
+            pass  # reads the subscription, answers nothing
+
+    with serve(silent, "127.0.0.1", 0) as server:
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        monkeypatch.setenv("TRADESIM_MARKETDATA__WS_URL", f"ws://127.0.0.1:{server.socket.getsockname()[1]}/")
+        result = runner.invoke(app, ["prices", "AAPL", "--timeout", "0.5"])
+        server.shutdown()
+    assert result.exit_code == 1, result.output
+    assert "did not answer the subscription within 0.5 s" in result.stderr

@@ -137,6 +137,7 @@ def _prices(symbols: list[str], watch: bool, timeout: float) -> None:
             raise UserError("no prices yet: run `tradesim replay calm` first")
     rows: dict[str, dict] = {}  # type: ignore[type-arg]
     url = settings.marketdata.client_ws_url
+    answered = False
     try:
         with connect(url, open_timeout=timeout) as ws:
             ws.send(json.dumps({"op": "subscribe", "symbols": wanted}))
@@ -145,6 +146,7 @@ def _prices(symbols: list[str], watch: bool, timeout: float) -> None:
                 pending = set(wanted)
                 while pending and time.monotonic() < deadline:
                     frame = json.loads(ws.recv(timeout=max(0.01, deadline - time.monotonic())))
+                    answered = True
                     _on_frame(frame, rows, pending)
                 out.print(_table(rows, wanted))
                 _refuse_unknown(rows)
@@ -159,6 +161,9 @@ def _prices(symbols: list[str], watch: bool, timeout: float) -> None:
     except TimeoutError:
         out.print(_table(rows, wanted))
         _refuse_unknown(rows)
+        if not answered:  # not even the subscription's answer: a service hung, or its Redis away (before: exit 0)
+            raise StackError(f"the market-data service at {redacted(url)} did not answer the subscription within "
+                             f"{timeout:g} s (`tradesim status` shows whether it and Redis are healthy)") from None
     except (OSError, WebSocketException) as exc:
         raise StackError(f"market-data service not reachable at {redacted(url)}: {exc} (is `tradesim up` running?)"
                          ) from None
