@@ -89,3 +89,24 @@ def test_a_websocket_upgrade_is_an_ordinary_request_to_the_api(served: tuple[str
         assert answer.startswith(b"HTTP/1.1 400"), answer[:200]  # uvicorn's "Missing Sec-WebSocket-Key header"
         return
     assert answer.startswith(b"HTTP/1.1 200"), answer[:200]
+
+
+def test_an_api_worker_writes_the_services_json_log_lines(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A probe: `tradesim logs api` showed `request failed` and nothing else: a uvicorn worker (a fresh interpreter)
+    never set up the JSON logging `main` sets up, so the fields of its lines (route, status, error) were lost."""
+    import logging
+
+    from tradesim.logs import JsonFormatter
+    from tradesim.services.api import app as api_app
+
+    root = logging.getLogger()
+    kept = root.handlers[:], root.level
+    monkeypatch.setattr(api_app, "_exit_with_the_server", lambda: None)  # not in pytest itself
+    monkeypatch.setattr(api_app, "create_app", lambda settings, tune_gc: "app")
+    try:
+        root.handlers[:] = []
+        assert api_app.app_from_env() == "app"
+        assert [type(h.formatter) for h in root.handlers] == [JsonFormatter]
+    finally:
+        root.handlers[:], _ = kept
+        root.setLevel(kept[1])

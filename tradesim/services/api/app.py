@@ -105,9 +105,12 @@ def create_app(settings: Settings, resources: Resources | None = None, *, tune_g
 
 
 def app_from_env() -> FastAPI:
-    """Factory for uvicorn workers: settings from the TRADESIM_* environment."""
+    """Factory for uvicorn workers: settings from the TRADESIM_* environment, and the service's JSON log lines (a
+    worker is a fresh interpreter: before, its lines were bare messages, their fields dropped)."""
+    from tradesim import logs
     from tradesim.settings import load_settings
 
+    logs.setup("api")
     _exit_with_the_server()
     return create_app(load_settings(), tune_gc=True)
 
