@@ -1,5 +1,5 @@
-"""flink_proc, the parent of Flink's two JVMs, with stand-in JVMs (scripts that exec `sleep`): a kill -9 of it
-takes them with it."""
+"""Process supervision without servers: a kill -9 of flink_proc takes its JVMs (stand-ins: scripts that exec
+`sleep`) with it, and children that exited are reaped."""
 
 from __future__ import annotations
 
@@ -50,3 +50,15 @@ def test_a_killed_flink_proc_takes_both_jvms_with_it(tmp_path: Path) -> None:
         for pid in jvms:
             if _alive(pid):
                 os.kill(pid, signal.SIGKILL)
+
+
+def test_children_that_exited_are_reaped_not_left_as_zombies(tmp_path: Path) -> None:
+    """A probe: every server the watchdog restarted and that died again stayed `<defunct>` under it."""
+    from tradesim.stack.process import OsProcessTable
+
+    handle = OsProcessTable().spawn(["true"], dict(os.environ), tmp_path, tmp_path / "true.log")
+    stat = Path(f"/proc/{handle.pid}/stat")
+    wait_for(lambda: not _alive(handle.pid), 10, "the child to exit")
+    assert stat.exists()  # a zombie until reaped
+    OsProcessTable.reap_exited()
+    assert not stat.exists()

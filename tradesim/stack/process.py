@@ -118,6 +118,13 @@ class OsProcessTable:
             pass
 
     @classmethod
+    def reap_exited(cls) -> None:
+        """Reap every child started here that has exited: a long-lived starter (the watchdog) otherwise keeps one
+        zombie per server that died after it restarted it."""
+        for pid in list(cls._children):
+            cls._reap(pid)
+
+    @classmethod
     def _reap(cls, pid: int) -> None:
         # Reap our own children (spawned in this same process) so they do not linger as zombies.
         proc = cls._children.get(pid)

@@ -218,6 +218,7 @@ def main() -> None:
     dog = Watchdog(settings)
     log.info("watching the stack in %s every %g s", settings.stack_dir, settings.stack.watchdog_poll_s)
     while not stopping:
+        OsProcessTable.reap_exited()  # the servers it restarted are its children
         try:
             dog.check()
         except Exception:  # noqa: BLE001 - the watchdog outlives any one bad pass
