@@ -285,8 +285,8 @@ def test_status_json_of_empty_stack_has_stable_shape() -> None:
     assert result.exit_code == 1  # nothing runs: not healthy
     doc = json.loads(result.stdout)
     assert set(doc) == {"schema_version", "runtime", "stack_dir", "healthy", "components", "unfinished_restore",
-                        "unfinished_rebuilds"}
-    assert (doc["unfinished_restore"], doc["unfinished_rebuilds"]) == (None, [])
+                        "unfinished_rebuilds", "watchdog"}
+    assert (doc["unfinished_restore"], doc["unfinished_rebuilds"], doc["watchdog"]) == (None, [], "idle")
     assert doc["schema_version"] == 1
     (row,) = doc["components"]
     assert set(row) == {"name", "state", "healthy", "pid", "address", "version", "started_at", "uptime_s",

@@ -446,3 +446,15 @@ def test_up_replacing_a_hung_component_waits_for_its_ports_to_free(
     assert procs.terminated == [hung]
     assert {r.name: r.state for r in rows} == {"alpha": "running", "beta": "running"}
     assert sup.state_file.load().components["beta"].pid != hung
+
+
+def test_status_says_when_components_run_without_their_watchdog(sup: Supervisor, settings: Settings) -> None:
+    """A probe: after a kill -9 of the watchdog, nothing restarted what died, and neither `status` nor
+    `status --json` said so."""
+    from tradesim.stack.supervisor import watchdog_state
+
+    assert watchdog_state(settings, sup.status()) == "idle"  # nothing runs: nothing to watch
+    sup.up()  # components run; no watchdog was started (a killed one looks the same)
+    assert watchdog_state(settings, sup.status()) == "not running"
+    off = settings.model_copy(update={"stack": settings.stack.model_copy(update={"watchdog": False})})
+    assert watchdog_state(off, sup.status()) == "off"

@@ -14,7 +14,7 @@ from rich.table import Table
 from rich.text import Text
 
 from tradesim.cli.backup import warn_unfinished
-from tradesim.cli.errors import cli_errors
+from tradesim.cli.errors import cli_errors, err
 from tradesim.cli.readout import console, user_param
 from tradesim.settings import Settings, load_settings
 from tradesim.stack.errors import StackError, UserError
@@ -215,7 +215,7 @@ def status(as_json: Annotated[bool, typer.Option("--json", help="Machine-readabl
 @cli_errors
 def _status(as_json: bool, only: str | None) -> None:
     from tradesim.stack import registry
-    from tradesim.stack.supervisor import Supervisor, status_document
+    from tradesim.stack.supervisor import Supervisor, status_document, watchdog_state
 
     settings = load_settings()
     rows = Supervisor(settings, registry.build(settings, only_names(only))).status()
@@ -224,6 +224,9 @@ def _status(as_json: bool, only: str | None) -> None:
     else:
         _print_table(rows)
         warn_unfinished(settings)
+        if watchdog_state(settings, rows) == "not running":
+            err.print("warning: the watchdog is not running, so nothing restarts a component that dies; "
+                      "`tradesim up` starts it again")
     if not all(r.healthy for r in rows):
         raise typer.Exit(1)
 

@@ -481,4 +481,18 @@ def status_document(settings: Settings, runtime: str, rows: list[ComponentStatus
         "components": [r.to_json() for r in rows],
         "unfinished_restore": unfinished_restore(settings),
         "unfinished_rebuilds": unfinished_rebuilds(settings),
+        "watchdog": watchdog_state(settings, rows),
     }
+
+
+def watchdog_state(settings: Settings, rows: list[ComponentStatus]) -> str:
+    """"running"; "off" (`stack.watchdog` false); "idle" (nothing of the stack runs, so nothing to watch); or "not
+    running" while components run without it (it was killed, or `up` did not start it): then nothing restarts
+    what dies, which `status` said nowhere."""
+    from tradesim.stack.watchdog import running
+
+    if not settings.stack.watchdog:
+        return "off"
+    if running(settings) is not None:
+        return "running"
+    return "not running" if any(r.state in ("running", "unhealthy", "down") for r in rows) else "idle"
