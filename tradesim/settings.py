@@ -626,7 +626,9 @@ class ObservabilitySettings(Section):
     exporter_port: Port = Field(9111, description="The stack exporter's /metrics port.")
     scrape_interval_s: float = Field(5.0, gt=0, le=WEEK_S,
                                      description="How often Prometheus scrapes and evaluates rules.")
-    retention: str = Field("2d", description="How long Prometheus keeps samples (--storage.tsdb.retention.time).")
+    retention: str = Field("2d", pattern=r"^([0-9]+(y|w|d|h|m|s|ms))+$",
+                           description="How long Prometheus keeps samples (--storage.tsdb.retention.time), a "
+                           "Prometheus duration such as 2d, 12h or 1w2d.")
 
     @property
     def client_url(self) -> str:

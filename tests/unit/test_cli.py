@@ -1179,6 +1179,8 @@ def test_a_signal_delivered_twice_at_once_is_one_request(monkeypatch: pytest.Mon
 @pytest.mark.parametrize(("env", "value", "says"), [
     ("TRADESIM_KAFKA__PORT", "abc", "must be a whole number of digits"),
     ("TRADESIM_API__KAFKA_TIMEOUT_S", "inf", "finite number"),
+    # a probe: accepted, then Prometheus failed to start with its --help text
+    ("TRADESIM_OBSERVABILITY__RETENTION", "forever", "observability.retention"),
 ])
 def test_a_setting_is_refused_in_its_own_words(monkeypatch: pytest.MonkeyPatch, env: str, value: str,
                                                says: str) -> None:
