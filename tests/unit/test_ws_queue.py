@@ -48,3 +48,20 @@ def test_a_client_that_conflation_cannot_bring_under_half_its_queue_is_closed() 
     error = json.loads(client.account[0])
     assert (error["type"], error["code"]) == ("error", "too_slow")
     assert error["message"].startswith("4 bars and 0 other frames unread; reconnect and subscribe again")
+
+
+def test_a_subscriptions_replies_follow_the_replies_queued_before_them() -> None:
+    """A probe: `subscribe_bars`, `unsubscribe_bars`, `subscribe_bars` of the same bars, back to back, were
+    answered `bars`, `bars`, `unsubscribed_bars`: the last answer said unsubscribed while bars kept coming."""
+    client = _client(64)
+    client.send_now('{"type":"bars","n":1}')  # the first subscription's answer, not sent yet
+    client.offer(_tick("AAA", 1))
+    client.offer(_bar("AAA", 1000))
+    client.offer(_bar("AAA", 2000))
+    client.send_now('{"type":"unsubscribed_bars"}')
+    covered = bar_key("AAA", "1s")
+    client.splice([("", 0, 0, '{"type":"bars","n":2}')], lambda u: u[0] == covered and u[2] <= 1000)
+    frames = [json.loads(u[3]) for u in client.queue]
+    assert [f["type"] for f in frames] == ["bars", "unsubscribed_bars", "bars", "tick", "bar"]
+    assert (frames[2]["n"], frames[4]["window_start_ms"]) == (2, 2000)  # the history covers the 1000 bar
+    assert client.replies == 3

@@ -108,3 +108,19 @@ def test_bar_subscriptions_of_one_connection_are_bounded(settings: Settings) -> 
         assert [f["type"] for f in frames] == ["bars", "bars"]
         ws.send(json.dumps({"op": "subscribe_bars", "symbols": names[MAX_SYMBOLS:], "interval": "1m"}))
         assert recv_until(ws, lambda f: f.get("type") == "bars")[-1]["symbol"] == names[MAX_SYMBOLS]
+
+
+def test_requests_sent_back_to_back_are_answered_in_their_order(settings: Settings) -> None:
+    """A probe: `subscribe_bars`, `unsubscribe_bars`, `subscribe_bars` sent at once were answered `bars`, `bars`,
+    `unsubscribed_bars`: a client following the answers thought itself unsubscribed while bars kept coming."""
+    sym = unique_symbol()
+    _produce(settings, [_bar(sym, 1, "101")])
+    wait_for(lambda: _cached_starts(settings, sym) == [1], 30, "bars cached by the service")
+    with ws_client(settings) as ws:
+        ask = {"symbols": [sym], "interval": "1m"}
+        for op in ("subscribe_bars", "unsubscribe_bars", "subscribe_bars"):
+            ws.send(json.dumps({"op": op, **ask}))
+        ws.send(json.dumps({"op": "subscribe", "symbols": ["NOSUCH0"]}))  # a last request: its answer ends them
+        answers = [f["type"] for f in recv_until(ws, lambda f: f.get("type") == "error")
+                   if f["type"] in ("bars", "unsubscribed_bars", "error")]
+        assert answers == ["bars", "unsubscribed_bars", "bars", "error"]

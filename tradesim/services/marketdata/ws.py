@@ -266,10 +266,14 @@ class Client:
         self.bound_replies()
         self.wake.set()
 
-    def replace_queue(self, updates: list[Update]) -> None:
-        """Set the queue (a subscription's replies spliced in) and bound its replies."""
-        self.queue = deque(updates)
-        self.replies = sum(1 for u in self.queue if not u[0])
+    def splice(self, replies: list[Update], covered: Callable[[Update], bool]) -> None:
+        """Queue a subscription's replies after the replies queued before them (answers go out in the order they
+        were asked for; before, a `subscribe_bars` after an `unsubscribe_bars` of the same bars was answered
+        first) and ahead of the queued updates, less those the replies cover (a snapshot or history has them)."""
+        earlier = [u for u in self.queue if not u[0]]
+        updates = [u for u in self.queue if u[0] and not covered(u)]
+        self.queue = deque([*earlier, *replies, *updates])
+        self.replies = len(earlier) + sum(1 for u in replies if not u[0])
         self.bound_replies()
 
     def bound_replies(self) -> None:
@@ -534,8 +538,7 @@ class MarketDataHub:
                         bars = []
                 head = json.dumps({"type": "bars", "symbol": s, "interval": interval})[:-1]
                 frames.append(("", 0, 0, head + ',"data":[' + ",".join(bars) + "]}"))  # bars stay as stored
-            kept = [u for u in client.queue if not (u[0] in covered and u[2] <= covered[u[0]])]
-            client.replace_queue([*frames, *kept])
+            client.splice(frames, lambda u: u[0] in covered and u[2] <= covered[u[0]])
             for key, start in covered.items():  # a bar still on its way from pub/sub is not sent after its history
                 client.raise_floor(key, (0, start))
                 self.bars_fanned[key] = max(self.bars_fanned.get(key, start), start)
@@ -602,11 +605,10 @@ class MarketDataHub:
                     continue
                 covered[s] = (run, seq)
                 frames.append(("", 0, 0, '{"type":"snapshot","data":' + snap + "}"))
-            kept = [u for u in client.queue if not (u[0] in covered and (u[1], u[2]) <= covered[u[0]])]
             for s, order in covered.items():  # and a tick still on its way from pub/sub is not sent after it
                 client.raise_floor(s, order)
             ack = ("", 0, 0, json.dumps({"type": "subscribed", "symbols": known}))
-            client.replace_queue([ack, *frames, *kept])
+            client.splice([ack, *frames], lambda u: u[0] in covered and (u[1], u[2]) <= covered[u[0]])
         finally:
             client.paused = False
             client.wake.set()
