@@ -371,3 +371,15 @@ def test_a_real_order_reaches_its_users_socket(settings: Settings, cache: PriceC
     assert portfolio["position"] == 3 == me["positions"][symbol]
     assert Decimal(portfolio["cash"]) == Decimal(me["cash"]) < 10_000
     assert portfolio["as_of_ms"] == result["decided_at_ms"]
+
+
+def test_a_connection_whose_key_was_rotated_is_closed(settings: Settings, accounts: AccountStore) -> None:
+    """A probe: a connection opened with a key kept getting that user's fills and cash after the key was rotated,
+    for as long as it stayed open (new connections with the old key were refused)."""
+    user, key = new_user(accounts)
+    with private_hub(settings, api={"auth_cache_s": 0.0}) as hub, ws_client(hub) as ws:
+        assert follow(ws, key) == {"type": "account", "user_id": user}
+        assert accounts.set_key_hash(user, hash_key("ts_" + secrets.token_urlsafe(32)))  # rotated
+        frames, code = read_to_close(ws, 30)  # checked again within KEY_RECHECK_MIN_S
+        assert code == 1008
+        assert [(f["type"], f["code"]) for f in frames] == [("error", "unauthorized")]

@@ -80,6 +80,8 @@ DIRECT_BACKLOG = 64 * 1024
 #: above one consume batch of a single user's outcomes (a job catching up after an outage), so a client that
 #: reads is never closed by a burst; a stuck one costs ≤ 4 MB until then
 ACCOUNT_QUEUE = 10_000
+#: how often, at least, the keys of account connections are checked again (else every `api.auth_cache_s`)
+KEY_RECHECK_MIN_S = 5.0
 #: replies (acks, snapshots, bar histories, errors, heartbeats) a client may leave unread before it is closed (1008):
 #: they are never conflated, so this is what bounds them for a client that sends requests and does not read
 CONTROL_QUEUE = 5_000
@@ -182,6 +184,7 @@ class Client:
         self.paused = False
         #: the followed account's user id, and its frames (sent before prices, never conflated)
         self.user_id: str | None = None
+        self.api_key: str | None = None  # the key `user_id` was followed with, checked again now and then
         self.account: deque[str] = deque()
         #: set by close_with: the close code and reason to send once the account queue (the error frame) is out
         self.closing: tuple[CloseCode, str] | None = None
@@ -669,11 +672,32 @@ class MarketDataHub:
             return
         if client.closing is not None:
             return
-        client.user_id = user_id
+        client.user_id, client.api_key = user_id, api_key
         self.by_user.setdefault(user_id, Follow()).clients.add(client)
         metrics.ACCOUNT_CLIENTS.inc()
         # registered and acknowledged in one step of the loop: no outcome read after the ack can miss the client
         client.offer_account([json.dumps({"type": "account", "user_id": user_id})])
+
+    async def recheck_keys(self) -> None:
+        """Check the keys of the connections that follow an account again, as the key cache lets them go, and
+        close those whose key no longer works (rotated, or the account gone): before, a connection opened with a
+        key kept getting that user's fills and cash for as long as it stayed open. A key that cannot be checked
+        now keeps its connection (the check comes again)."""
+        while True:
+            await asyncio.sleep(max(KEY_RECHECK_MIN_S, self.settings.api.auth_cache_s))
+            for client in [c for follow in self.by_user.values() for c in follow.clients]:
+                try:
+                    still = await self.keys.user_of(client.api_key or "")
+                except Refused:
+                    still = None
+                except Exception as exc:  # noqa: BLE001 - cannot check now (Unavailable, a client error): later
+                    log.warning("cannot check an API key again", extra={"error": str(exc)})
+                    continue
+                if still != client.user_id and client.closing is None:
+                    metrics.ACCOUNT_AUTH_FAILURES.labels("revoked").inc()
+                    self.unfollow(client)
+                    client.close_with(CloseCode.POLICY_VIOLATION, "unauthorized",
+                                      "the API key no longer works (rotated?); connect again with the new key")
 
     def unfollow(self, client: Client) -> None:
         follow = self.by_user.get(client.user_id or "")
@@ -778,6 +802,7 @@ async def run_server(hub: MarketDataHub, stop: asyncio.Event) -> None:
     settings = hub.settings
     listener = create_task(hub.listen(), name="redis-listener")
     beat = create_task(hub.heartbeat(), name="heartbeat")
+    keys = create_task(hub.recheck_keys(), name="key-recheck")
     md = settings.marketdata
     # compression=None: per-message deflate would compress every frame once per client (the fan-out's main
     # cost) and keep a zlib context per connection, for ~250-byte JSON frames that barely compress.
@@ -791,5 +816,6 @@ async def run_server(hub: MarketDataHub, stop: asyncio.Event) -> None:
         await server.wait_closed()
         listener.cancel()
         beat.cancel()
+        keys.cancel()
         await hub.redis.aclose()
         await hub.raw.aclose()
