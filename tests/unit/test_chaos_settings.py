@@ -61,3 +61,25 @@ def test_services_and_the_taskmanager_get_the_routed_settings_the_exporter_does_
 def test_every_fault_names_its_target_and_kind() -> None:
     assert {f.name for f in FAULTS.values()} == {f"{t}-{k}" for t in ("redis", "dynamodb", "kafka")
                                                   for k in ("latency", "bandwidth", "reset", "timeout", "down")}
+
+
+def test_toxiproxy_starts_with_its_proxies_from_a_file(tmp_path: Path) -> None:
+    """A probe: with chaos on, the services started once Toxiproxy answered, but its proxies came only with
+    `initialize` after every start: hundreds of refused connections in their logs. The server now reads them at
+    start, before it answers (checked by hand against the pinned server: "Populated proxies from file" comes
+    before "Starting HTTP server")."""
+    import json
+
+    from tradesim.stack.toxiproxy import ToxiproxyServer
+
+    settings = Settings(home=tmp_path / "home", cache_dir=tmp_path / "cache", chaos={"enabled": True})
+    server = ToxiproxyServer(settings)
+    server.configure()
+    argv = server.argv()
+    assert argv[argv.index("-config") + 1] == str(server.config_path)
+    written = json.loads(server.config_path.read_text())
+    assert [(p["name"], p["listen"], p["upstream"], p["enabled"]) for p in written] == [
+        (name, listen, upstream, True) for name, listen, upstream in server.proxies()]
+    assert {p["upstream"] for p in written} == {f"{settings.redis.host}:{settings.redis.port}",
+                                               f"{settings.dynamodb.host}:{settings.dynamodb.port}",
+                                               f"{settings.kafka.host}:{settings.kafka.proxied_port}"}

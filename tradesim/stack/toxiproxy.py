@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from pathlib import Path
@@ -52,12 +53,27 @@ class ToxiproxyServer(Component):
         run_tool(self.name, [go, "install", f"{MODULE}@{self.settings.chaos.version}"], "go install",
                  env=env, timeout_s=900)
 
+    def proxies(self) -> list[tuple[str, str, str]]:
+        """(name, listen, upstream) of each proxy the services and jobs are routed through."""
+        s, c = self.settings, self.settings.chaos
+        return [("redis", f"{c.host}:{c.redis_port}", f"{s.redis.host}:{s.redis.port}"),
+                ("dynamodb", f"{c.host}:{c.dynamodb_port}", f"{s.dynamodb.host}:{s.dynamodb.port}"),
+                ("kafka", f"{c.host}:{c.kafka_port}", f"{s.kafka.host}:{s.kafka.proxied_port}")]
+
+    @property
+    def config_path(self) -> Path:
+        return self.dir / "proxies.json"
+
     def configure(self) -> None:
+        # the proxies exist before the server answers (it reads this file first): the services that start once it
+        # answers found none before `initialize` made them, and logged hundreds of refused connections
         self.dir.mkdir(parents=True, exist_ok=True)
+        self.config_path.write_text(json.dumps([{"name": name, "listen": listen, "upstream": upstream,
+                                                 "enabled": True} for name, listen, upstream in self.proxies()]))
 
     def argv(self) -> list[str]:
         c = self.settings.chaos
-        return [str(self.binary), "-host", c.host, "-port", str(c.api_port)]
+        return [str(self.binary), "-host", c.host, "-port", str(c.api_port), "-config", str(self.config_path)]
 
     def check_health(self) -> None:
         answers(f"{self.address()}/version", "Toxiproxy API")
@@ -65,13 +81,11 @@ class ToxiproxyServer(Component):
     def initialize(self, report: Report) -> None:
         from tradesim.adapters.toxiproxy.client import Toxiproxy
 
-        s, c = self.settings, self.settings.chaos
-        tox = Toxiproxy(c.api_url)
+        tox = Toxiproxy(self.settings.chaos.api_url)
         try:
             tox.reset()  # `up` leaves no fault behind (a `chaos run` that was killed cannot remove its own)
-            tox.ensure_proxy("redis", f"{c.host}:{c.redis_port}", f"{s.redis.host}:{s.redis.port}")
-            tox.ensure_proxy("dynamodb", f"{c.host}:{c.dynamodb_port}", f"{s.dynamodb.host}:{s.dynamodb.port}")
-            tox.ensure_proxy("kafka", f"{c.host}:{c.kafka_port}", f"{s.kafka.host}:{s.kafka.proxied_port}")
+            for name, listen, upstream in self.proxies():
+                tox.ensure_proxy(name, listen, upstream)
         finally:
             tox.close()
         report("proxies redis, dynamodb and kafka ready")
