@@ -20,6 +20,7 @@ from decimal import Decimal
 
 from confluent_kafka import TopicPartition
 
+from benchmarks.stats import rate as rate_of
 from tradesim.adapters.kafka.client import TopicSpec, consumer, ensure_topics, producer
 from tradesim.domain.events import Bar, Tick, decode, encode
 from tradesim.settings import Settings
@@ -156,7 +157,7 @@ def run(settings: Settings, modes: list[str], n_ticks: int, rate: int, out: list
             "job-name": f"tradesim-bench-passthrough-{run_id}"})
         jobs.append(job_id)
         first, last, seen = _count_until(settings, f"bench_copy_{run_id}", n_ticks + len(flush), lambda v: 1, 600)
-        pt_rate = seen / max(last - first, 1e-3)
+        pt_rate = rate_of(seen, first, last)
         figures["passthrough_records_per_s"] = pt_rate
         out.append(f"passthrough (Flink SQL, no Python): {pt_rate:,.0f} records/s ({seen} records)")
         rest.cancel(job_id)
@@ -172,7 +173,7 @@ def run(settings: Settings, modes: list[str], n_ticks: int, rate: int, out: list
             jobs.append(job_id)
             _wait_running(rest, job_id)
             first, last, seen = _count_until(settings, bars_topic, n_ticks, _one_second_count, 900)
-            tps = seen / max(last - first, 1e-3)
+            tps = rate_of(seen, first, last)
             lat = sorted(_latency(settings, mode_ticks[mode], bars_topic, rate, 20))
             p50 = statistics.median(lat) if lat else float("nan")
             p99 = lat[min(len(lat) - 1, int(len(lat) * 0.99))] if lat else float("nan")

@@ -11,3 +11,14 @@ def percentile(values: Sequence[float], p: float) -> float:
         return float("nan")
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))]
+
+
+#: arrivals spanning less than this came in one or two fetches: their count over the span is the batching, not a rate
+MIN_RATE_SPAN_S = 0.05
+
+
+def rate(count: int, first: float, last: float) -> float:
+    """count / (last - first) of arrivals timed from `first` to `last`; NaN ("not measured") when they span less
+    than MIN_RATE_SPAN_S (before: 1,000 records in one fetch printed 1,000,000 records/s)."""
+    span = last - first
+    return count / span if span >= MIN_RATE_SPAN_S else float("nan")

@@ -41,3 +41,14 @@ def test_a_bad_setting_is_one_line_and_exit_2(monkeypatch: pytest.MonkeyPatch) -
     with pytest.raises(typer.Exit) as exit_info:
         command()
     assert exit_info.value.exit_code == 2
+
+
+def test_a_rate_over_arrivals_in_one_fetch_is_not_measured() -> None:
+    """A probe: `bench e2e --passthrough 1000` printed a Flink pass-through of 1,000,000 records/s: the records came
+    in one fetch, and the span was floored at 1 ms."""
+    import math
+
+    from benchmarks.stats import MIN_RATE_SPAN_S, rate
+
+    assert math.isnan(rate(1000, 10.0, 10.0005))
+    assert rate(1000, 10.0, 10.0 + 4 * MIN_RATE_SPAN_S) == 1000 / (4 * MIN_RATE_SPAN_S)
