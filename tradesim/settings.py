@@ -918,6 +918,11 @@ def load_settings(**overrides: object) -> Settings:
         raise SettingsFileError(f"{named} or a TRADESIM_* variable: nested too deep to read") from None
     except SettingsError as exc:  # a value a source could not parse: an env var of a list or table not in JSON
         cause = f": {exc.__cause__}" if exc.__cause__ is not None else ""
-        hint = (""" (lists and tables in TRADESIM_* variables are JSON, e.g. TRADESIM_TUI__WATCHLIST='["AAPL"]')"""
-                if "EnvSettingsSource" in str(exc) else "")
-        raise SettingsFileError(f"{exc}{cause}{hint}") from None
+        if "EnvSettingsSource" not in str(exc):
+            raise SettingsFileError(f"{exc}{cause}") from None
+        # name the variables (pydantic-settings names only the section: `field "faults"`)
+        field = re.search(r'field "([^"]+)"', str(exc))
+        prefix = f"TRADESIM_{field.group(1)}".upper() if field else "TRADESIM_"
+        named = sorted(n for n in os.environ if n.upper() == prefix or n.upper().startswith(prefix + "__"))
+        raise SettingsFileError(f"{', '.join(named) or str(exc)}: not JSON{cause} (lists and tables in TRADESIM_* "
+                                """variables are JSON, e.g. TRADESIM_TUI__WATCHLIST='["AAPL"]')""") from None

@@ -520,7 +520,9 @@ def test_a_422_about_a_query_parameter_names_the_option_that_gave_it() -> None:
 
 @pytest.mark.parametrize(("env", "toml", "message"), [
     ({"TRADESIM_TUI__WATCHLIST": "AAPL"}, None, "are JSON"),
-    ({"TRADESIM_KAFKA": "notjson"}, None, 'field "kafka"'),
+    ({"TRADESIM_KAFKA": "notjson"}, None, "TRADESIM_KAFKA: not JSON"),
+    # a probe: it named the section (`field "faults"`), not the variable
+    ({"TRADESIM_FAULTS__POISON": "notjson"}, None, "TRADESIM_FAULTS__POISON: not JSON"),
     ({}, "[api\n", "tradesim.toml: not valid TOML"),
     ({}, b"\xff\xfe", "tradesim.toml: not UTF-8 text"),
     ({}, '[api]\nport = "abc"\n', "api.port ('abc' in tradesim.toml)"),
