@@ -923,6 +923,6 @@ def load_settings(**overrides: object) -> Settings:
         # name the variables (pydantic-settings names only the section: `field "faults"`)
         field = re.search(r'field "([^"]+)"', str(exc))
         prefix = f"TRADESIM_{field.group(1)}".upper() if field else "TRADESIM_"
-        named = sorted(n for n in os.environ if n.upper() == prefix or n.upper().startswith(prefix + "__"))
-        raise SettingsFileError(f"{', '.join(named) or str(exc)}: not JSON{cause} (lists and tables in TRADESIM_* "
+        variables = sorted(n for n in os.environ if n.upper() == prefix or n.upper().startswith(prefix + "__"))
+        raise SettingsFileError(f"{', '.join(variables) or str(exc)}: not JSON{cause} (lists and tables in TRADESIM_* "
                                 """variables are JSON, e.g. TRADESIM_TUI__WATCHLIST='["AAPL"]')""") from None
