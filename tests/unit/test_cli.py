@@ -1286,7 +1286,12 @@ def test_up_that_leaves_a_component_unhealthy_says_what_runs_and_how_to_go_on(
     assert "`tradesim down`" in line
 
 
-def test_prices_from_a_service_that_never_answers_exit_1(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize(("answer", "says"), [
+    ('{"type": "heartbeat", "ts_ms": 1}', "did not answer the subscription within 0.5 s"),  # stuck on Redis
+    ('{"type": "error", "code": "unavailable", "message": "Redis is away"}', "cannot read prices now: Redis"),
+])
+def test_prices_from_a_service_that_never_answers_exit_1(monkeypatch: pytest.MonkeyPatch, answer: str,
+                                                        says: str) -> None:
     """A probe: with the market-data service hung (or its Redis away), `prices AAPL` printed `no data` and exited
     0 after its timeout."""
     import threading
@@ -1294,8 +1299,8 @@ def test_prices_from_a_service_that_never_answers_exit_1(monkeypatch: pytest.Mon
     from websockets.sync.server import serve
 
     def silent(ws: object) -> None:
-        for _ in ws:  # type: ignore[attr-defined]
-            pass  # reads the subscription, answers nothing
+        for _ in ws:  # type: ignore[attr-defined]  # reads the subscription; answers no price
+            ws.send(answer)  # type: ignore[attr-defined]
 
     with serve(silent, "127.0.0.1", 0) as server:
         threading.Thread(target=server.serve_forever, daemon=True).start()
@@ -1303,4 +1308,4 @@ def test_prices_from_a_service_that_never_answers_exit_1(monkeypatch: pytest.Mon
         result = runner.invoke(app, ["prices", "AAPL", "--timeout", "0.5"])
         server.shutdown()
     assert result.exit_code == 1, result.output
-    assert "did not answer the subscription within 0.5 s" in result.stderr
+    assert says in result.stderr

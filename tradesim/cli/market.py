@@ -146,7 +146,11 @@ def _prices(symbols: list[str], watch: bool, timeout: float) -> None:
                 pending = set(wanted)
                 while pending and time.monotonic() < deadline:
                     frame = json.loads(ws.recv(timeout=max(0.01, deadline - time.monotonic())))
-                    answered = True
+                    if frame.get("type") == "error" and frame.get("code") == "unavailable":
+                        raise StackError(f"the market-data service cannot read prices now: {frame.get('message')} "
+                                         "(`tradesim status` shows whether Redis is healthy)")
+                    # an answer to the subscription (a heartbeat is not: a service stuck on Redis still sends it)
+                    answered = answered or frame.get("type") in ("subscribed", "snapshot", "error")
                     _on_frame(frame, rows, pending)
                 out.print(_table(rows, wanted))
                 _refuse_unknown(rows)
