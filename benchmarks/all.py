@@ -143,7 +143,7 @@ def run(base: Settings, plan: Plan, report: Callable[[str], None]) -> dict[str, 
         finally:
             supervisor.down()
     passthrough = doc["benchmarks"].get("bars", {}).get("passthrough_records_per_s")
-    if passthrough:
+    if passthrough and math.isfinite(passthrough):  # NaN: the run could not time it (benchmarks.stats.rate)
         doc["probe"]["flink_passthrough_records_per_s"] = passthrough
     doc["plan"] = {name: getattr(plan, name) for name in ("dynamodb", "orders", "e2e", "bars", "marketdata",
                                                           "persistence", "queries")}

@@ -626,9 +626,17 @@ class ObservabilitySettings(Section):
     exporter_port: Port = Field(9111, description="The stack exporter's /metrics port.")
     scrape_interval_s: float = Field(5.0, gt=0, le=WEEK_S,
                                      description="How often Prometheus scrapes and evaluates rules.")
-    retention: str = Field("2d", pattern=r"^([0-9]+(y|w|d|h|m|s|ms))+$",
-                           description="How long Prometheus keeps samples (--storage.tsdb.retention.time), a "
-                           "Prometheus duration such as 2d, 12h or 1w2d.")
+    retention: str = Field("2d", description="How long Prometheus keeps samples (--storage.tsdb.retention.time), "
+                           "a Prometheus duration such as 2d, 12h or 1w2d.")
+
+    @field_validator("retention")
+    @classmethod
+    def _prometheus_duration(cls, value: str) -> str:
+        # Prometheus's own rule: units from the largest down, each at most once; or 0
+        if value != "0" and not re.fullmatch(r"([0-9]+y)?([0-9]+w)?([0-9]+d)?([0-9]+h)?([0-9]+m)?([0-9]+s)?"
+                                             r"([0-9]+ms)?", value) or not value:
+            raise ValueError("a Prometheus duration such as 2d, 12h or 1w2d (units from the largest down, each once)")
+        return value
 
     @property
     def client_url(self) -> str:
@@ -924,5 +932,6 @@ def load_settings(**overrides: object) -> Settings:
         field = re.search(r'field "([^"]+)"', str(exc))
         prefix = f"TRADESIM_{field.group(1)}".upper() if field else "TRADESIM_"
         variables = sorted(n for n in os.environ if n.upper() == prefix or n.upper().startswith(prefix + "__"))
-        raise SettingsFileError(f"{', '.join(variables) or str(exc)}: not JSON{cause} (lists and tables in TRADESIM_* "
+        named = variables[0] if len(variables) == 1 else f"one of {', '.join(variables)}" if variables else str(exc)
+        raise SettingsFileError(f"{named}: not JSON{cause} (lists and tables in TRADESIM_* "
                                 """variables are JSON, e.g. TRADESIM_TUI__WATCHLIST='["AAPL"]')""") from None

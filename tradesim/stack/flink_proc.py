@@ -103,8 +103,7 @@ def main(argv: list[str]) -> int:
             time.sleep(RESTART_DELAY_S)
             tm = _start_taskmanager(flink_home, pid_dir, scratch)
     _log("SIGTERM: stopping TaskManager and JobManager")
-    _stop([tm])
-    _stop([jm])
+    _stop([tm, jm])  # together, within one grace period: the supervisor's own wait for this process is longer
     return 0
 
 

@@ -685,15 +685,18 @@ class MarketDataHub:
         now keeps its connection (the check comes again)."""
         while True:
             await asyncio.sleep(max(KEY_RECHECK_MIN_S, self.settings.api.auth_cache_s))
-            for client in [c for follow in self.by_user.values() for c in follow.clients]:
+            keys = {c.api_key for follow in self.by_user.values() for c in follow.clients if c.api_key}
+            owners: dict[str, str | None] = {}
+            for key in keys:  # each key once, however many connections share it
                 try:
-                    still = await self.keys.user_of(client.api_key or "")
+                    owners[key] = await self.keys.user_of(key)
                 except Refused:
-                    still = None
-                except Exception as exc:  # noqa: BLE001 - cannot check now (Unavailable, a client error): later
-                    log.warning("cannot check an API key again", extra={"error": str(exc)})
-                    continue
-                if still != client.user_id and client.closing is None:
+                    owners[key] = None
+                except Exception as exc:  # noqa: BLE001 - cannot check now (DynamoDB away): the next pass does
+                    log.warning("cannot check the account connections' keys again", extra={"error": str(exc)})
+                    break
+            for client in [c for follow in self.by_user.values() for c in follow.clients]:
+                if client.api_key in owners and owners[client.api_key] != client.user_id and client.closing is None:
                     metrics.ACCOUNT_AUTH_FAILURES.labels("revoked").inc()
                     self.unfollow(client)
                     client.close_with(CloseCode.POLICY_VIOLATION, "unauthorized",
