@@ -278,9 +278,10 @@ def test_status_names_an_unfinished_restore_until_down_purge_clears_it(tmp_path:
     assert runner.invoke(app, ["status", "--only", "redis"]).stderr == ""  # an empty stack misses nothing
 
 
-def test_status_json_of_empty_stack_has_stable_shape() -> None:
+def test_status_json_of_empty_stack_has_stable_shape(monkeypatch: pytest.MonkeyPatch) -> None:
     import json
 
+    monkeypatch.setenv("TRADESIM_STACK__WATCHDOG", "true")  # as users have it (the integration tests turn it off)
     result = runner.invoke(app, ["status", "--json", "--only", "redis"])
     assert result.exit_code == 1  # nothing runs: not healthy
     doc = json.loads(result.stdout)

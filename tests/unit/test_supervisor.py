@@ -453,8 +453,10 @@ def test_status_says_when_components_run_without_their_watchdog(sup: Supervisor,
     `status --json` said so."""
     from tradesim.stack.supervisor import watchdog_state
 
-    assert watchdog_state(settings, sup.status()) == "idle"  # nothing runs: nothing to watch
+    # the setting as the user has it, whatever the environment says (the integration tests turn it off)
+    on, off = (settings.model_copy(update={"stack": settings.stack.model_copy(update={"watchdog": v})})
+               for v in (True, False))
+    assert watchdog_state(on, sup.status()) == "idle"  # nothing runs: nothing to watch
     sup.up()  # components run; no watchdog was started (a killed one looks the same)
-    assert watchdog_state(settings, sup.status()) == "not running"
-    off = settings.model_copy(update={"stack": settings.stack.model_copy(update={"watchdog": False})})
+    assert watchdog_state(on, sup.status()) == "not running"
     assert watchdog_state(off, sup.status()) == "off"
