@@ -632,9 +632,9 @@ class ObservabilitySettings(Section):
     @field_validator("retention")
     @classmethod
     def _prometheus_duration(cls, value: str) -> str:
-        # Prometheus's own rule: units from the largest down, each at most once; or 0
-        if value != "0" and not re.fullmatch(r"([0-9]+y)?([0-9]+w)?([0-9]+d)?([0-9]+h)?([0-9]+m)?([0-9]+s)?"
-                                             r"([0-9]+ms)?", value) or not value:
+        # Prometheus's own rule: 0, or units from the largest down, each at most once
+        units = r"([0-9]+y)?([0-9]+w)?([0-9]+d)?([0-9]+h)?([0-9]+m)?([0-9]+s)?([0-9]+ms)?"
+        if value != "0" and not (value and re.fullmatch(units, value)):
             raise ValueError("a Prometheus duration such as 2d, 12h or 1w2d (units from the largest down, each once)")
         return value
 

@@ -7,20 +7,21 @@ when it dies (kill -9, OOM) so running jobs get their slots back and recover fro
 JobManager dies it stops the TaskManager and exits (the component is then `down` and `tradesim up` restarts it);
 on SIGTERM it stops both (TERM, then KILL after a grace period); killed itself, it takes both with it. The
 TaskManager gets a scratch folder of its own (`io.tmp.dirs`), emptied before each start: one killed leaves ~85 MB
-there (its blob cache, RPC jar, Python files). Stdlib only: it runs in tradesim's own venv.
+there (its blob cache, RPC jar, Python files). Stdlib only (and tradesim.lifetime): it runs in tradesim's own venv.
 """
 
 from __future__ import annotations
 
-import ctypes
 import os
 import shutil
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from functools import partial
 from pathlib import Path
+
+from tradesim.lifetime import die_with_parent
 
 GRACE_S = 15.0
 RESTART_DELAY_S = 1.0
@@ -30,28 +31,11 @@ def _log(message: str) -> None:
     print(f"[flink_proc {time.strftime('%H:%M:%S')}] {message}", flush=True)
 
 
-#: prctl(2)'s PR_SET_PDEATHSIG
-_PR_SET_PDEATHSIG = 1
-
-
-def _dies_with(parent: int) -> Callable[[], None]:
-    """For Popen's preexec_fn: the child (and the JVM it execs into; the setting survives exec) is killed when
-    this process dies. Before, a kill -9 of flink_proc (the pid `status` shows) left both JVMs holding Flink's
-    ports, and neither the watchdog nor `up` could start Flink again, nor `down` stop them."""
-    libc = ctypes.CDLL(None, use_errno=True)  # loaded before the fork: the child only calls into it
-
-    def set_it() -> None:
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
-        if os.getppid() != parent:  # died before the setting took: nothing would signal
-            os._exit(1)
-
-    return set_it
-
-
 def _start(flink_home: Path, script: str, pid_dir: Path, *args: str) -> subprocess.Popen[bytes]:
     # `start-foreground` execs flink-console.sh, which execs java: the child's pid is the JVM's pid.
     proc = subprocess.Popen(["bash", str(flink_home / "bin" / script), "start-foreground", *args],
-                            stdin=subprocess.DEVNULL, preexec_fn=_dies_with(os.getpid()))  # noqa: PLW1509
+                            stdin=subprocess.DEVNULL,  # and it dies with this process (not left holding ports)
+                            preexec_fn=partial(die_with_parent, os.getpid(), signal.SIGKILL))  # noqa: PLW1509
     (pid_dir / f"{script.removesuffix('.sh')}.pid").write_text(f"{proc.pid}\n")
     _log(f"started {script} as pid {proc.pid}")
     return proc

@@ -116,18 +116,12 @@ def app_from_env() -> FastAPI:
 
 
 def _exit_with_the_server() -> None:
-    """In a uvicorn worker: get SIGTERM when the server process dies. Killed with -9, it cannot stop its workers,
-    which would keep the port and answer with no one to restart them (Linux: PR_SET_PDEATHSIG)."""
-    import ctypes
+    """In a uvicorn worker: get SIGTERM when the server process dies (see tradesim.lifetime)."""
     import multiprocessing
-    import os
     import signal
-    import sys
+
+    from tradesim.lifetime import die_with_parent
 
     parent = multiprocessing.parent_process()
-    if parent is None or not sys.platform.startswith("linux"):
-        return  # the server itself (one worker), or no prctl
-    pr_set_pdeathsig = 1
-    ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
-    if os.getppid() != parent.pid:  # it died before the call
-        os.kill(os.getpid(), signal.SIGTERM)
+    if parent is not None and parent.pid is not None:  # None: the server itself (one worker)
+        die_with_parent(parent.pid, signal.SIGTERM)
