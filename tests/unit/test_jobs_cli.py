@@ -343,3 +343,27 @@ def test_a_parallelism_the_slots_cannot_hold_is_refused_and_one_they_cannot_hold
     else:
         _check_slots(_Slots(free, 4), parallelism, told.append)  # type: ignore[arg-type]
     assert bool(told) == (said == "warned")
+
+
+def test_standard_jobs_provision_flink_once_and_report_no_wait_for_each_other(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """`up --with-jobs` printed "waiting for another provisioning of flink to finish" with no other provisioning
+    anywhere: its two job submits, side by side, each took Flink's provisioning lock after `up` had provisioned."""
+    from tradesim.stack import jobs
+    from tradesim.stack.flink import Flink
+
+    provisions: list[str] = []
+    monkeypatch.setattr(Flink, "provision_locked", lambda self, report: provisions.append("flink"))
+    monkeypatch.setattr(jobs, "cluster", lambda settings: object())
+    monkeypatch.setattr(jobs, "running", lambda rest, name: [])
+
+    class Reached(Exception):
+        """The submit went past provisioning (to the parked state): far enough for this test."""
+
+    def parked(settings: Settings) -> dict[str, str]:
+        raise Reached
+
+    monkeypatch.setattr(jobs, "parked", parked)
+    with pytest.raises(Reached):
+        jobs.submit_standard_jobs(load_settings())
+    assert provisions == ["flink"]

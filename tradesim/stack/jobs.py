@@ -194,10 +194,13 @@ def job_spec(name: str) -> JobSpec:
 def submit_job(settings: Settings, name: str, parallelism: int | None = None,
                overrides: dict[str, str] | None = None, options: dict[str, str] | None = None,
                progress: Callable[[str], None] = lambda _msg: None,
-               runtime: Literal["jvm", "python"] = "jvm", fresh: bool = False) -> tuple[str, bool]:
+               runtime: Literal["jvm", "python"] = "jvm", fresh: bool = False,
+               provisioned: bool = False) -> tuple[str, bool]:
     """Submit a catalog job unless it already runs; returns (job id, newly submitted). `options`: Flink
     configuration for this job, e.g. `execution.state-recovery.path` to restore a savepoint. `runtime`: a job
     with a JVM implementation runs it unless "python" is asked (`tradesim bench bars` compares the two).
+    `provisioned`: the caller provisioned Flink already (jobs submitted side by side would otherwise take
+    turns on its lock and report waiting for one another).
 
     A standard submit (no overrides, no recovery path, not `fresh`) continues the job's state: the savepoint
     `down` or `jobs cancel --savepoint` parked, else the last checkpoint of a run the cluster lost
@@ -207,13 +210,14 @@ def submit_job(settings: Settings, name: str, parallelism: int | None = None,
     rest = cluster(settings)
     claim_stack_dir(settings.stack_dir)
     with file_lock(_flink_dir(settings) / f"submit-{name}.lock"):
-        return _submit_locked(settings, spec, rest, parallelism, overrides, options, progress, runtime, fresh)
+        return _submit_locked(settings, spec, rest, parallelism, overrides, options, progress, runtime, fresh,
+                              provisioned)
 
 
 def _submit_locked(settings: Settings, spec: JobSpec, rest: FlinkRest, parallelism: int | None,
                    overrides: dict[str, str] | None, options: dict[str, str] | None,
                    progress: Callable[[str], None], runtime: Literal["jvm", "python"],
-                   fresh: bool) -> tuple[str, bool]:
+                   fresh: bool, provisioned: bool) -> tuple[str, bool]:
     from tradesim.adapters.flink.errors import FlinkRequestError, FlinkUnavailable
     from tradesim.stack.flink import Flink
 
@@ -230,7 +234,8 @@ def _submit_locked(settings: Settings, spec: JobSpec, rest: FlinkRest, paralleli
     if parallelism is not None:
         _check_slots(rest, parallelism, progress)
     flink = Flink(settings)
-    flink.provision_locked(progress)  # no-op when the venv and jars exist
+    if not provisioned:
+        flink.provision_locked(progress)  # no-op when the venv and jars exist
     standard = spec.standard and not (fresh or overrides or (options and RECOVERY in options))
     resumed = parked(settings).get(name) if standard else None
     what = f"the state parked at {resumed}"
@@ -734,7 +739,8 @@ def submit_standard_jobs(settings: Settings, progress: Callable[[str], None] = l
         return lines
     Flink(settings).provision_locked(progress)  # once, before the clients that would each check it
     with ThreadPoolExecutor(max_workers=len(todo)) as pool:
-        futures = {name: pool.submit(submit_job, settings, name, progress=progress) for name in todo}
+        futures = {name: pool.submit(submit_job, settings, name, progress=progress, provisioned=True)
+                   for name in todo}
     failed: list[BaseException] = []
     for name, future in futures.items():
         exc = future.exception()
