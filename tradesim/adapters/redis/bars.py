@@ -14,6 +14,7 @@ from typing import Any, cast
 
 import redis
 
+from tradesim.adapters.redis.client import BatchScript, ScriptCall
 from tradesim.adapters.redis.prices import price_key
 from tradesim.domain.events import BAR_INTERVALS, Bar
 
@@ -69,26 +70,24 @@ class BarCache:
     def __init__(self, client: redis.Redis, keep: int = KEEP) -> None:
         self._r = client
         self._keep = keep
-        self._script = client.register_script(_APPLY)
+        self._script = BatchScript(client, _APPLY)
 
     def apply(self, bars: Iterable[tuple[Bar, bytes]]) -> int:
-        """Write a batch (bar, its encoded JSON) in order, in few round trips; returns how many were written."""
-        pipe = self._r.pipeline(transaction=False)
+        """Write a batch (bar, its encoded JSON) in order, in one round trip; returns how many were written."""
+        calls: list[ScriptCall] = []
         keys: list[str] = []
         args: list[bytes | str | int] = [self._keep]
         written = 0
         for bar, raw in bars:
             keys += [bars_key(bar.symbol, bar.interval), price_key(bar.symbol)]
             args += [bar.window_start_ms, raw, channel(bar.symbol, bar.interval)]
+            written += 1
             if len(keys) == 2 * CHUNK:
-                self._script(keys=keys, args=args, client=pipe)
-                written += len(keys) // 2
+                calls.append((keys, args))
                 keys, args = [], [self._keep]
         if keys:
-            self._script(keys=keys, args=args, client=pipe)
-            written += len(keys) // 2
-        if written:
-            pipe.execute()
+            calls.append((keys, args))
+        self._script.run(calls)
         return written
 
     def retire(self, symbols: Iterable[str], after_s: int) -> None:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable
+import hashlib
+from collections.abc import Awaitable, Sequence
 from typing import Any, TypeVar
 
 import redis
 from redis.asyncio.client import Pipeline
+from redis.exceptions import NoScriptError
 
 from tradesim.ports import Unavailable
 from tradesim.settings import RedisSettings
@@ -18,6 +20,39 @@ def connect(settings: RedisSettings, timeout_s: float = 2.0) -> redis.Redis:
     """A client; lazy, so no network I/O happens until the first command."""
     return redis.Redis.from_url(settings.client_url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s,
                                 decode_responses=True)
+
+
+ScriptCall = tuple[Sequence[str], Sequence[bytes | str | int]]
+"""One call of a Lua script: its keys and its arguments."""
+
+
+class BatchScript:
+    """A Lua script called many times in one round trip (synchronous client).
+
+    redis-py's `Script` on a pipeline asks `SCRIPT EXISTS` before every execute, a second round trip on every
+    batch; this sends `EVALSHA` at once and loads the script only when Redis answers `NOSCRIPT` (a restarted or
+    flushed Redis), then sends the batch again: a call refused for `NOSCRIPT` ran nothing."""
+
+    def __init__(self, client: redis.Redis, source: str) -> None:
+        self._r = client
+        self._source = source
+        self.sha = hashlib.sha1(source.encode()).hexdigest()  # noqa: S324 - Redis names scripts by SHA-1
+
+    def run(self, calls: Sequence[ScriptCall]) -> list[Any]:
+        """Every call in order, in one round trip (two when Redis must load the script first)."""
+        if not calls:
+            return []
+        try:
+            return self._send(calls)
+        except NoScriptError:
+            self._r.script_load(self._source)
+            return self._send(calls)
+
+    def _send(self, calls: Sequence[ScriptCall]) -> list[Any]:
+        pipe = self._r.pipeline(transaction=False)
+        for keys, args in calls:
+            pipe.evalsha(self.sha, len(keys), *keys, *args)  # type: ignore[arg-type]  # typed as str only
+        return pipe.execute()
 
 
 async def execute(pipe: Pipeline) -> list[Any]:

@@ -25,6 +25,7 @@ import redis
 import redis.asyncio as aredis
 from redis.asyncio.client import Pipeline
 
+from tradesim.adapters.redis.client import BatchScript
 from tradesim.domain.portfolio import Holdings, Written
 
 #: seconds a view lives after its last write
@@ -84,7 +85,7 @@ class ViewWriter:
 
     def __init__(self, client: redis.Redis, ttl_s: int = VIEW_TTL_S) -> None:
         self._client = client
-        self._patch = client.register_script(_PATCH)
+        self._patch = BatchScript(client, _PATCH)
         self._ttl_s = ttl_s
 
     def patch(self, user_id: str, *, version: int, cash: Decimal, n_outcomes: int, symbol: str,
@@ -94,11 +95,10 @@ class ViewWriter:
 
     def patch_all(self, writes: Iterable[Written]) -> list[int]:
         """patch() with what each write left, in the order given, in one round trip. Raises redis.RedisError."""
-        pipe = self._client.pipeline(transaction=False)
-        for p in writes:
-            self._patch(keys=[view_key(p.user_id)], client=pipe, args=[
-                p.version, str(p.cash), p.n_outcomes, self._ttl_s, p.symbol, "" if p.quantity is None else p.quantity])
-        return [int(answer) for answer in pipe.execute()]
+        return [int(answer) for answer in self._patch.run([
+            ([view_key(p.user_id)],
+             [p.version, str(p.cash), p.n_outcomes, self._ttl_s, p.symbol, "" if p.quantity is None else p.quantity])
+            for p in writes])]
 
 
 class PortfolioView:

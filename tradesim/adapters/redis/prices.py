@@ -8,15 +8,13 @@ one Lua script, so it is atomic even with several market-data service copies wri
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any, cast
 
 import redis
 from pydantic import ValidationError
 
+from tradesim.adapters.redis.client import BatchScript, ScriptCall
 from tradesim.domain.events import Tick
-
-if TYPE_CHECKING:
-    from redis.client import Pipeline
 
 SYMBOLS_KEY = "price:symbols"
 # KEYS: one price hash per tick, then the symbol set. ARGV[1]: now_ms; then 5 per tick: run, seq, json, channel, sym.
@@ -85,7 +83,7 @@ class PriceCache:
 
     def __init__(self, client: redis.Redis) -> None:
         self._r = client
-        self._script = client.register_script(_APPLY)
+        self._script = BatchScript(client, _APPLY)
         self._prune = client.register_script(_PRUNE)
 
     def apply(self, ticks: Iterable[tuple[Tick, bytes]], now_ms: int) -> int:
@@ -93,30 +91,18 @@ class PriceCache:
 
         Ticks are applied in order, so several ticks of one symbol in a batch all get published.
         """
-        pipe = self._r.pipeline(transaction=False)
-        if self.stage(pipe, ticks, now_ms) == 0:
-            return 0
-        results: list[Any] = pipe.execute()
-        return sum(int(r) for r in results)
-
-    def stage(self, pipe: Pipeline, ticks: Iterable[tuple[Tick, bytes]], now_ms: int) -> int:
-        """Add the writes of `apply` to a pipeline (one script call per CHUNK ticks); returns how many calls.
-
-        A transactional pipeline makes them atomic with other commands in it."""
+        calls: list[ScriptCall] = []
         keys: list[str] = []
         args: list[bytes | str | int] = [now_ms]
-        calls = 0
         for tick, raw in ticks:
             keys.append(price_key(tick.symbol))
             args += [tick.run_id, tick.seq, raw, channel(tick.symbol), tick.symbol]
-            if len(keys) == CHUNK:
-                self._script(keys=[*keys, SYMBOLS_KEY], args=args, client=pipe)
-                calls += 1
+            if len(keys) == CHUNK:  # one script call per CHUNK ticks
+                calls.append(([*keys, SYMBOLS_KEY], args))
                 keys, args = [], [now_ms]
         if keys:
-            self._script(keys=[*keys, SYMBOLS_KEY], args=args, client=pipe)
-            calls += 1
-        return calls
+            calls.append(([*keys, SYMBOLS_KEY], args))
+        return sum(int(r) for r in self._script.run(calls))
 
     def latest(self, symbol: str) -> tuple[Tick, int] | None:
         """The cached tick and the wall time (ms) it was written, or None if the symbol was never seen."""
