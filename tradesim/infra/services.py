@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from aws_cdk import CfnParameter, Duration, RemovalPolicy, Stack
+from aws_cdk import CfnParameter, Duration, RemovalPolicy, Stack, Stage
 from aws_cdk import aws_autoscaling as autoscaling
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_ecr_assets as ecr_assets
@@ -33,6 +33,18 @@ CLICKHOUSE_DATA = "/data/clickhouse"
 #: in a container the servers listen on the task's network interface, which the security groups guard
 ALL_INTERFACES = "0.0.0.0"  # noqa: S104
 CONTAINER_HOME = "/tmp/tradesim"  # noqa: S108 - the container's own /tmp, nothing shares it
+
+
+def image_exclude(outdir: Path) -> list[str]:
+    """What the image's build context leaves out: an assembly folder inside the checkout too, which the asset would
+    otherwise copy into itself, each copy holding the one before (until the path is too long)."""
+    try:
+        inside = outdir.resolve().relative_to(REPO)
+    except ValueError:
+        return IMAGE_CONTEXT_EXCLUDE
+    return [*IMAGE_CONTEXT_EXCLUDE, inside.as_posix()]
+
+
 ENV_SETTINGS = {"AwsSolutions-ECS2": "TRADESIM_* variables are how every tradesim process reads its settings; they "
                                      "hold endpoints and sizes, the secrets come from Secrets Manager"}
 
@@ -53,7 +65,7 @@ class Task:
 
 class Services(Construct):
     def __init__(self, scope: Construct, id: str, env: Environment, net: Network, data: Data,
-                 clickhouse_url: str | None) -> None:
+                 clickhouse_url: str | None, clickhouse_user: str = "default") -> None:
         super().__init__(scope, id)
         self.cluster = ecs.Cluster(self, "Cluster", vpc=net.vpc, container_insights_v2=ecs.ContainerInsights.ENHANCED)
         self.clickhouse: ecs.Ec2Service | None = None
@@ -64,15 +76,17 @@ class Services(Construct):
                       "partitions": env.kafka_partitions},
             "redis": {"url": data.redis_url},
             "dynamodb": {"use_aws": True, "region": Stack.of(self).region, "table_prefix": data.table_prefix},
-            "opensearch": {"url": data.search_url},
-            "clickhouse": {"url": clickhouse_url},
+            # a replica per further node (at most 2): zone awareness keeps a copy of the shard in another zone
+            "opensearch": {"url": data.search_url, "replicas": min(env.search_nodes - 1, 2)},
+            "clickhouse": {"url": clickhouse_url, "user": clickhouse_user},
             # state files (the API workers' metrics folder, `up`'s state) in the container's writable /tmp
             "home": CONTAINER_HOME,
         }
         local = cloud_settings(self.shared)
         self.ports = {"api": local.api.port, "ws": local.marketdata.ws_port,
                       "marketdata": local.marketdata.metrics_port}
-        image = ecs.ContainerImage.from_asset(str(REPO), file="docker/Dockerfile", exclude=IMAGE_CONTEXT_EXCLUDE,
+        image = ecs.ContainerImage.from_asset(str(REPO), file="docker/Dockerfile",
+                                              exclude=image_exclude(Path(Stage.of(self).outdir)),
                                               platform=ecr_assets.Platform.LINUX_AMD64)
         clickhouse = {"TRADESIM_CLICKHOUSE__PASSWORD": data.clickhouse_password}
         tasks = [

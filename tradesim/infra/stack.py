@@ -23,23 +23,31 @@ CUSTOM_RESOURCE_FUNCTION = "AWS679f53fac002430cb0da5b7982bd2287"
 
 class TradesimStack(Stack):
     def __init__(self, scope: Construct, id: str, *, env: Environment, region: str, artifact: Path,
-                 clickhouse_url: str | None = None) -> None:
+                 clickhouse_url: str | None = None, clickhouse_user: str = "default") -> None:
         super().__init__(scope, id, env=AwsEnvironment(region=region),
                          description=f"tradesim {env.name}: the trading simulator on managed engines")
         Tags.of(self).add("project", "tradesim")
         Tags.of(self).add("environment", env.name)
         self.net = Network(self, "Network", env)
         self.data = Data(self, "Data", env, self.net)
-        self.services = Services(self, "Services", env, self.net, self.data, clickhouse_url)
+        self.services = Services(self, "Services", env, self.net, self.data, clickhouse_url, clickhouse_user)
         self.jobs = FlinkJobs(self, "Flink", env, self.net, self.data, self.services.shared, artifact)
         self.alarms = Alarms(self, "Alarms", env, self.data, self.services, self.jobs,
                              cloud_settings(self.services.shared))
-        CfnOutput(self, "ApiUrl", value=f"https://{self.services.alb.load_balancer_dns_name}",
-                  description="api.url and marketdata.ws_url (wss://) for the CLI and TUI")
+        CfnOutput(self, "LoadBalancer", value=self.services.alb.load_balancer_dns_name,
+                  description="point the DNS name the CertificateArn certificate is for at it (a CNAME or alias): "
+                              "https://NAME is api.url and wss://NAME marketdata.ws_url for the CLI and TUI")
         CfnOutput(self, "AlarmTopic", value=self.alarms.topic.topic_arn)
         CfnOutput(self, "InitTask", value=self.services.init.task_definition_arn,
                   description="run once after the first deployment (and after adding a topic): creates the Kafka "
-                              "topics, the search index and the ClickHouse tables")
+                              "topics, the search index and the ClickHouse tables; on Cluster, in InitSubnets, "
+                              "with InitSecurityGroup (the only group besides the services' the stores admit)")
+        CfnOutput(self, "Cluster", value=self.services.cluster.cluster_name)
+        CfnOutput(self, "InitSubnets", value=Fn.join(",", self.net.vpc.select_subnets(
+            subnet_type=self.net.private.subnet_type).subnet_ids))
+        CfnOutput(self, "InitSecurityGroup", value=self.net.init.security_group_id)
+        CfnOutput(self, "ClickHousePasswordSecret", value=self.data.clickhouse_password.secret_arn,
+                  description="the services' ClickHouse password (with --clickhouse-url: set it to that server's)")
         # the one Lambda function behind every AwsCustomResource (here: MSK's bootstrap list, OpenSearch's log
         # policy); CDK builds it at the stack's root
         custom_resources = self.node.find_child(CUSTOM_RESOURCE_FUNCTION)

@@ -43,7 +43,7 @@ def require_node() -> int:
 
 
 def synthesize(env_name: str, outdir: Path, *, region: str = DEFAULT_REGION, clickhouse_url: str | None = None,
-               jobs_jar: Path | None = None, deps: Path | None = None,
+               clickhouse_user: str = "default", jobs_jar: Path | None = None, deps: Path | None = None,
                report: Callable[[str], None] = lambda _: None) -> Synthesis:
     """`jobs_jar` and `deps` (the jobs' vendored packages): by default the local stack's jar and the packages of
     its PyFlink venv fetched for Managed Flink's Python (`tradesim provision --only flink` first, if needed)."""
@@ -76,7 +76,7 @@ def synthesize(env_name: str, outdir: Path, *, region: str = DEFAULT_REGION, cli
     # a launch template, not a launch configuration (an EC2 Auto Scaling feature in maintenance since 2024)
     app = App(outdir=str(outdir), context={LAUNCH_TEMPLATES: True})
     stack = TradesimStack(app, f"tradesim-{env.name}", env=env, region=region, artifact=artifact,
-                          clickhouse_url=clickhouse_url)
+                          clickhouse_url=clickhouse_url, clickhouse_user=clickhouse_user)
     Validations.of(app).add_plugins(AwsSolutionsChecks(app, verbose=True))
     app.synth()
     return Synthesis(outdir, outdir / f"{stack.stack_name}.template.json", stack, artifact)

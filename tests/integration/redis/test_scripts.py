@@ -43,6 +43,7 @@ def test_batches_after_a_script_flush_load_the_script_again_and_then_cost_one_ro
     assert bars.apply([bar(sym, 3)]) == 1
     assert view.patch_all([Written("nobody-" + sym, Decimal(1), sym, 1, 2, 1)]) == [0]
     assert _calls(r, "script|exists") == asked  # no component of the stack asks any more
-    assert prices.latest(sym) is not None and prices.latest(sym)[0].seq == 3  # type: ignore[index]
+    assert prices.latest(sym) is not None
+    assert prices.latest(sym)[0].seq == 3
     assert r.hget(price_key(sym), "seq") == "3"
     assert starts(bars, sym) == [1, 2, 3]

@@ -64,3 +64,38 @@ def test_it_writes_the_template_where_asked(tmp_path: Path, monkeypatch: pytest.
     assert "--out" in refused.output
     assert (mine / "flink-app" / "notes.txt").read_text() == "keep"
 
+
+
+@pytest.mark.parametrize("url", ["https://analyst:s3cret@ch.example.com:8443", "http://analyst@ch.example.com:8123"])
+def test_a_clickhouse_url_with_credentials_is_refused_without_showing_them(url: str, tmp_path: Path) -> None:
+    """A probe: the password in `--clickhouse-url` went into the template in the clear (six places), and the
+    services logged in with the stack's own generated password anyway."""
+    result = runner.invoke(app, ["infra", "synth", "--clickhouse-url", url, "--out", str(tmp_path / "out")])
+    assert result.exit_code == 2, result.output
+    assert result.output.strip().count("\n") == 0
+    assert "--clickhouse-user" in result.output
+    assert "s3cret" not in result.output
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_clickhouse_user_without_a_clickhouse_url_is_refused(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["infra", "synth", "--clickhouse-user", "analyst", "--out", str(tmp_path / "out")])
+    assert result.exit_code == 2, result.output
+    assert result.output.strip().count("\n") == 0
+    assert "--clickhouse-url" in result.output
+
+
+def test_a_failing_synthesis_is_one_line_not_a_traceback(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A probe: any error of the CDK (it comes through jsii as RuntimeError), e.g. a folder where the template goes,
+    ended in a Python traceback."""
+    def failing(env: str, outdir: Path, **kwargs: Any) -> synth.Synthesis:
+        raise RuntimeError("Error: EISDIR: illegal operation on a directory, open '/x/tradesim-dev.template.json'\n"
+                           "    at Object.openSync (node:fs:573:18)")
+
+    monkeypatch.setattr(infra_cli, "synthesize", failing)
+    result = runner.invoke(app, ["infra", "synth", "--out", str(tmp_path / "out")])
+    assert result.exit_code == 1, result.output
+    assert "Traceback" not in result.output
+    assert result.output.strip().count("\n") == 0
+    assert "EISDIR" in result.output
+    assert "openSync" not in result.output

@@ -292,3 +292,52 @@ def test_the_code_artifact_holds_the_package_its_packages_and_the_jobs_jar(dev: 
     assert (pylib / "example" / "__init__.py").exists()  # the vendored packages, beside the package
     assert (staged / "requirements.txt").read_text() == "example==1.0\n"
     assert (staged / "lib" / "tradesim-jobs.jar").read_bytes() == stand_in_jar(built).read_bytes()
+
+
+def test_kafka_is_kraft_and_follows_its_configuration_s_newest_revision(synthesized: Synthesized) -> None:
+    """A probe: "3.9.x" makes a ZooKeeper cluster (KRaft is "3.9.x.kraft", and a cluster never changes mode), and
+    the cluster was pinned to revision 1 of its configuration, so a change of the broker settings never applied."""
+    (config_name,) = synthesized.of_type("AWS::MSK::Configuration")
+    (cluster,) = synthesized.properties("AWS::MSK::Cluster")
+    (config,) = synthesized.properties("AWS::MSK::Configuration")
+    assert cluster["KafkaVersion"].endswith(".kraft")
+    assert config["KafkaVersionsList"] == [cluster["KafkaVersion"]]
+    assert cluster["ConfigurationInfo"]["Revision"] == {"Fn::GetAtt": [config_name, "LatestRevision.Revision"]}
+
+
+def test_redis_is_kept_where_the_data_is_protected(prod: Synthesized, dev: Synthesized) -> None:
+    assert all(r.get("DeletionPolicy") == "Retain" for r in prod.of_type("AWS::ElastiCache::ReplicationGroup").values())
+    assert all(r.get("DeletionPolicy") == "Delete" for r in dev.of_type("AWS::ElastiCache::ReplicationGroup").values())
+
+
+def test_the_search_index_has_a_replica_in_another_zone(synthesized: Synthesized) -> None:
+    """A probe: the init task made the index with the local node's 0 replicas, so a zone-aware domain lost it
+    (red) with one node."""
+    (domain,) = synthesized.properties("AWS::OpenSearchService::Domain")
+    nodes = domain["ClusterConfig"]["InstanceCount"]
+    for definition in synthesized.properties("AWS::ECS::TaskDefinition"):
+        for container in definition["ContainerDefinitions"]:
+            env = {v["Name"]: v["Value"] for v in container.get("Environment", [])}
+            if "TRADESIM_OPENSEARCH__URL" in env:
+                assert env["TRADESIM_OPENSEARCH__REPLICAS"] == str(min(nodes - 1, 2)), container["Name"]
+
+
+def test_the_init_task_can_be_run_from_the_outputs(synthesized: Synthesized) -> None:
+    """A probe: the outputs named the init task's definition but not where it may run (only its security group
+    reaches the stores)."""
+    outputs = synthesized.template["Outputs"]
+    assert {"LoadBalancer", "InitTask", "Cluster", "InitSubnets", "InitSecurityGroup",
+            "ClickHousePasswordSecret"} <= set(outputs)
+    (init_group,) = [name for name, r in synthesized.of_type("AWS::EC2::SecurityGroup").items()
+                     if "one-off task" in r["Properties"]["GroupDescription"]]
+    assert outputs["InitSecurityGroup"]["Value"] == {"Fn::GetAtt": [init_group, "GroupId"]}
+
+
+def test_an_assembly_folder_inside_the_checkout_stays_out_of_the_image(tmp_path: Path) -> None:
+    """A probe: `--out cdk.out` at the checkout's root made the image asset copy the folder into itself until the
+    path was too long (ENAMETOOLONG, 105 MB left behind)."""
+    from tradesim.infra.services import IMAGE_CONTEXT_EXCLUDE, REPO, image_exclude
+
+    assert image_exclude(tmp_path / "out") == IMAGE_CONTEXT_EXCLUDE
+    assert image_exclude(REPO / "cdk.out") == [*IMAGE_CONTEXT_EXCLUDE, "cdk.out"]
+    assert image_exclude(REPO / "work" / "out") == [*IMAGE_CONTEXT_EXCLUDE, "work/out"]

@@ -28,10 +28,10 @@ def _time() -> dict[str, Any]:
 REFRESH_INTERVAL = "500ms"
 
 
-def settings() -> dict[str, Any]:
+def settings(replicas: int = 0) -> dict[str, Any]:
     return {
         "number_of_shards": 1,
-        "number_of_replicas": 0,
+        "number_of_replicas": replicas,
         "refresh_interval": REFRESH_INTERVAL,
         "analysis": {
             # Split on anything but letters and digits, so "insufficient_funds" and "o-7f3a" yield their words
@@ -59,12 +59,12 @@ def mapping() -> dict[str, Any]:
     return {"dynamic": "strict", "_meta": {"schema_version": SCHEMA_VERSION}, "properties": properties}
 
 
-def template(alias: str) -> dict[str, Any]:
+def template(alias: str, replicas: int = 0) -> dict[str, Any]:
     """Composable index template for the concrete indices `<alias>-<n>`. Its priority grows with the alias
     length: OpenSearch refuses two templates of equal priority whose patterns overlap, and `a-*` only overlaps
     a longer pattern such as `a-b-*`."""
     return {
         "index_patterns": [f"{alias}-*"],
         "priority": 100 + len(alias),
-        "template": {"settings": settings(), "mappings": mapping()},
+        "template": {"settings": settings(replicas), "mappings": mapping()},
     }

@@ -47,19 +47,22 @@ class TradeIndex:
     #: the sink's name (metrics, consumer group)
     name = "search"
 
-    def __init__(self, client: SearchClient, alias: str = "trades", *, index: str | None = None) -> None:
+    def __init__(self, client: SearchClient, alias: str = "trades", *, index: str | None = None,
+                 replicas: int = 0) -> None:
         self.client = client
         self.alias = alias
+        #: of each new concrete index (the template's); existing ones keep theirs
+        self.replicas = replicas
         #: where reads and writes go: the alias, or one concrete index
         self.target = index or alias
 
     @classmethod
     def from_settings(cls, settings: OpenSearchSettings, timeout_s: float | None = None) -> TradeIndex:
-        return cls(SearchClient(settings, timeout_s), settings.trades_index)
+        return cls(SearchClient(settings, timeout_s), settings.trades_index, replicas=settings.replicas)
 
     def on(self, index: str) -> TradeIndex:
         """The read model of one concrete index, sharing this client."""
-        return TradeIndex(self.client, self.alias, index=index)
+        return TradeIndex(self.client, self.alias, index=index, replicas=self.replicas)
 
     def close(self) -> None:
         self.client.close()
@@ -88,7 +91,7 @@ class TradeIndex:
 
     def _install_template(self) -> None:
         # Always, so a changed mapping reaches the next index; existing indices keep theirs.
-        self.client.put_index_template(self.alias, template(self.alias))
+        self.client.put_index_template(self.alias, template(self.alias, self.replicas))
 
     def ensure(self) -> str | None:
         """Install the template and, if the alias does not exist, create the first concrete index behind it;
