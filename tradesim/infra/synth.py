@@ -42,6 +42,18 @@ def require_node() -> int:
     return major
 
 
+def check_runtime(flink_version: str) -> None:
+    """The jobs jar and the Python pins come from the local Flink (`flink.version`); Managed Flink runs them on
+    `RUNTIME`: a local Flink of another line would build artifacts its runtime cannot load."""
+    from tradesim.infra.flink import RUNTIME
+    from tradesim.stack.errors import UserError
+
+    major, _, rest = flink_version.partition(".")
+    if RUNTIME != f"FLINK-{major}_{rest.partition('.')[0]}":
+        raise UserError(f"Managed Flink runs the jobs on {RUNTIME}, but flink.version is {flink_version} (the jobs "
+                        "jar and the Python pins are built from it): synthesize with the default flink.version")
+
+
 def synthesize(env_name: str, outdir: Path, *, region: str = DEFAULT_REGION, clickhouse_url: str | None = None,
                clickhouse_user: str = "default", jobs_jar: Path | None = None, deps: Path | None = None,
                report: Callable[[str], None] = lambda _: None) -> Synthesis:
@@ -59,14 +71,19 @@ def synthesize(env_name: str, outdir: Path, *, region: str = DEFAULT_REGION, cli
     from tradesim.infra.stack import TradesimStack
 
     env = ENVIRONMENTS[env_name]
+    local_settings = None
+    if jobs_jar is None or deps is None:  # built from this machine's Flink: of the runtime's line, else nothing made
+        from tradesim.settings import load_settings
+
+        local_settings = load_settings()
+        check_runtime(local_settings.flink.version)
     outdir.mkdir(parents=True, exist_ok=True)
     (outdir / SYNTH_MARKER).touch()  # before anything else: a synthesis that stops half-way still owns the folder
     artifact = outdir / "flink-app"  # inside the assembly folder: nothing is written or removed beside it
-    if jobs_jar is None or deps is None:  # this machine's: its settings say where its cache is
-        from tradesim.settings import load_settings
+    if local_settings is not None:  # this machine's: its settings say where its cache is
         from tradesim.stack.flink import Flink
 
-        settings = load_settings()
+        settings = local_settings
         local = Flink(settings)
         local.provision_locked(report)  # the jobs jar, and the PyFlink venv the pins come from (no-op when both exist)
         jobs_jar = jobs_jar or local.jobs_jar

@@ -99,3 +99,17 @@ def test_a_failing_synthesis_is_one_line_not_a_traceback(tmp_path: Path, monkeyp
     assert result.output.strip().count("\n") == 0
     assert "EISDIR" in result.output
     assert "openSync" not in result.output
+
+
+def test_a_local_flink_of_another_line_than_the_managed_runtime_is_refused(tmp_path: Path,
+                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """A probe (from the code): the jobs jar and the Python pins came from the local `flink.version` while the
+    runtime stayed FLINK-2_2, and nothing compared them."""
+    monkeypatch.setenv("TRADESIM_FLINK__VERSION", "2.1.0")
+    result = runner.invoke(app, ["infra", "synth", "--out", str(tmp_path / "out")])
+    assert result.exit_code == 2, result.output
+    assert result.output.strip().count("\n") == 0
+    assert "FLINK-2_2" in result.output
+    assert "2.1.0" in result.output
+    assert not (tmp_path / "out").exists()
+    synth.check_runtime("2.2.7")  # any patch release of the line is the runtime's
