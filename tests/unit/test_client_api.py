@@ -111,3 +111,25 @@ def test_each_home_keeps_its_own_keys_and_the_default_home_reads_the_earlier_fil
     assert save_credentials(default, data) == tmp_path / "data" / "tradesim" / "credentials.json"
     earlier.unlink()  # the default home now reads its own file
     assert load_credentials(default)["users"]["alice"]["api_key"] == "ts_a"
+
+
+def test_an_api_that_does_not_answer_in_time_is_told_so_by_name() -> None:
+    """A probe: with the API stopped (SIGSTOP), the ticket said "the API is not reachable at …: ;" (an httpx
+    timeout's text is empty, and the exception object itself, always true, was used for the or)."""
+    import socket
+
+    async def ask(url: str) -> None:
+        api = Api(url, "key", timeout_s=0.3)
+        try:
+            await api.request("GET", "/portfolio")
+        finally:
+            await api.aclose()
+
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(1)  # connections are taken by the kernel and never answered
+        with pytest.raises(ApiUnreachable) as exc:
+            asyncio.run(ask(f"http://127.0.0.1:{listener.getsockname()[1]}"))
+    assert exc.value.sent
+    assert "did not answer in time" in str(exc.value)
+    assert str(exc.value).endswith(": ReadTimeout")

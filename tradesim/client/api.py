@@ -250,8 +250,11 @@ class Api:
             answer = await self._client.request(method, path, json=json_body, params=given, headers=headers,
                                                 timeout=httpx.USE_CLIENT_DEFAULT if timeout_s is None else timeout_s)
         except httpx.HTTPError as exc:
-            raise ApiUnreachable(f"the API is not reachable at {redacted(self.base_url)}: {exc or type(exc).__name__}",
-                                 sent=not isinstance(exc, NOT_SENT)) from None
+            sent = not isinstance(exc, NOT_SENT)
+            what = "did not answer in time" if isinstance(exc, httpx.TimeoutException) and sent else "is not reachable"
+            # an httpx timeout's text is often empty: its type names it then
+            raise ApiUnreachable(f"the API {what} at {redacted(self.base_url)}: {str(exc) or type(exc).__name__}",
+                                 sent=sent) from None
         if answer.status_code < 400:
             try:
                 return answer.json()

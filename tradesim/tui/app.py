@@ -72,8 +72,12 @@ SLOW = PANELS - FAST
 #: the terminal size the panels are laid out for (README: "a terminal of 100×30 or larger")
 MIN_SIZE = (100, 30)
 HEALTH_EVERY_S = 5.0
-#: without the account channel (an older market-data service), how often orders and portfolio are polled
+#: without the account channel (market data down, an older service, a refused key), how often orders and portfolio
+#: are polled
 POLL_EVERY_S = 1.0
+#: with it, how often the open orders are loaded again: the channel carries outcomes, not orders placed elsewhere
+#: (the CLI, a script) that rest
+OPEN_ORDERS_EVERY_S = 5.0
 API_CHECK_S = 5.0
 PAINT_KEEP = 100_000
 UNMOUNT_WAIT_S = 3.0
@@ -254,7 +258,8 @@ class TradesimApp(App[None]):
         self._history_wanted = True
         self._last_error: str | None = None
         self._told_unknown: set[str] = set()  # symbols the feed said never had a price, once told
-        self._told_small = False  # the terminal is below MIN_SIZE and the user was told
+        #: the size the user was last told is below MIN_SIZE (None: not small, or not told)
+        self._told_small: tuple[int, int] | None = None
         self._main_ready = False
         self._api_wake = asyncio.Event()
         self.set_keymap(keymap(settings.tui.bindings))
@@ -264,12 +269,16 @@ class TradesimApp(App[None]):
         return MainScreen()
 
     def on_resize(self, event: events.Resize) -> None:
-        """Say once per shrink that the panels are cut below MIN_SIZE (the README's 100×30)."""
-        small = event.size.width < MIN_SIZE[0] or event.size.height < MIN_SIZE[1]
-        if small and not self._told_small:
-            self.notify(f"the terminal is {event.size.width}×{event.size.height}: the panels need "
+        """Say once per shrink that the panels are cut below MIN_SIZE (the README's 100×30), with the size now."""
+        size = (event.size.width, event.size.height)
+        if size[0] >= MIN_SIZE[0] and size[1] >= MIN_SIZE[1]:
+            self._told_small = None
+            return
+        told = self._told_small
+        if told is None or size[0] < told[0] or size[1] < told[1]:
+            self.notify(f"the terminal is {size[0]}×{size[1]}: the panels need "
                         f"{MIN_SIZE[0]}×{MIN_SIZE[1]} or more, so some are cut", severity="warning", timeout=8)
-        self._told_small = small
+            self._told_small = size
 
     @property
     def main(self) -> MainScreen:
@@ -291,6 +300,7 @@ class TradesimApp(App[None]):
             self._connect(self.user)
             self._poll_health()
             self.set_interval(HEALTH_EVERY_S, self._poll_health)
+            self.set_interval(OPEN_ORDERS_EVERY_S, self._refill_while_live)
         self.model.dirty.update(PANELS)
         self.repaint_now()
 
@@ -323,6 +333,8 @@ class TradesimApp(App[None]):
         self.model.set_link(self.model.market_link, state, retry_in_s, detail)
         if state != "connected":
             self.model.account_feed = "-"  # until the next connection's channel answers
+            if not self.offline:
+                self._poll()  # the API may still answer: without the channel, outcomes come from it
         self._schedule()
 
     def feed_quote(self, symbol: str, quote: Quote, received_at: float) -> None:
@@ -343,6 +355,10 @@ class TradesimApp(App[None]):
         self.model.account_feed = state
         self.model.dirty.add(STATUS)
         self._schedule()
+        if state == "refused" and self.user is not None:
+            self.notify(f"the market-data service refused the key of {self.user.name}; if it was rotated, "
+                        f"{keys_of('refresh', self.settings.tui.bindings)} loads the new one from the credentials "
+                        "file", severity="warning", timeout=10)
         if state == "live":
             self._refill()  # what was decided before the ack
         elif not self.offline:
@@ -534,7 +550,19 @@ class TradesimApp(App[None]):
             await self._fetch()
             await asyncio.sleep(POLL_EVERY_S)  # a polling period, not a wait for a condition
 
+    def _refill_while_live(self) -> None:
+        if self.model.account_feed == "live":  # else the poll loads them every second
+            self._refill()
+
     def refresh_from_api(self) -> None:
+        if self.user is not None and not self.offline:
+            try:  # the key again from the credentials file: `accounts rotate-key` gave the account a new one
+                current = resolve_user(self.settings, self.user.name)
+            except UserError:
+                current = self.user
+            if current != self.user:
+                self.switch_account(current.name)
+                return
         if self.api is not None:
             self._last_error = None  # asked for: a failure that repeats is told again
             self._refill()
@@ -621,6 +649,8 @@ class TradesimApp(App[None]):
             return
         except ApiError as exc:
             self.notify(f"cancel {short_id(order_id)}: {exc}", severity="error")
+            if exc.code == "order_not_open":  # decided meanwhile, and this app missed it: show what happened
+                self._refill()
             return
         self.model.orders.cancelling(order_id)
         self.model.dirty.add(ORDERS)
@@ -682,7 +712,7 @@ class TradesimApp(App[None]):
         except UserError as exc:
             self.notify(str(exc), severity="error")
             return
-        if self.user is not None and user.name == self.user.name:
+        if user == self.user:  # the same account with the same key (a rotated key connects again)
             return
         # stop the old user's links first: none of their frames or answers may reach the new user's model
         for group in ("feed", "api", "poll", "refill"):

@@ -347,13 +347,15 @@ class OpenOrder:
     time_in_force: str
     placed_at_ms: int
     cancelling: bool = False
+    #: held by the execution job: resting (or a scripted order waiting for its time)
+    in_book: bool = False
 
     @staticmethod
     def of(doc: Mapping[str, Any]) -> OpenOrder:
         """From an Order of GET /orders."""
         return OpenOrder(doc["order_id"], doc["symbol"], doc["side"], int(doc["qty"]), doc["type"],
                          doc.get("limit_price"), doc.get("stop_price"), doc.get("time_in_force", "day"),
-                         int(doc.get("placed_at_ms", 0)))
+                         int(doc.get("placed_at_ms", 0)), in_book=bool(doc.get("in_book")))
 
 
 def record_of_order(doc: Mapping[str, Any]) -> TradeRecord | None:
@@ -441,6 +443,12 @@ class Latency:
 
     def reached(self, order_id: str) -> None:
         self.maybe_placed.add(order_id)
+
+    def forget(self, order_id: str) -> None:
+        """No sample for this order: it rested (its time is the market's, not the system's), or its outcome was
+        read from the API (when a poll or a refresh came, not when the outcome did)."""
+        self.maybe_placed.discard(order_id)
+        self.pending.pop(order_id, None)
 
     def seen(self, order_id: str, at: float) -> float | None:
         self.maybe_placed.discard(order_id)
@@ -553,18 +561,22 @@ class Model:
     def on_outcome(self, outcome: OrderOutcome, at: float) -> bool:
         """An outcome of the account channel; False if it was known already."""
         record = record_of(outcome)
-        new = self.on_record(record, at)
+        new = self.on_record(record, at, timed=True)
         if outcome.status == "executed":
             self.account.fill(record, outcome.cash_after, outcome.position_after, outcome.decided_at_ms)
             self.market.track(outcome.symbol)
             self.dirty.update(HOLDINGS)
         return new
 
-    def on_record(self, record: TradeRecord, at: float) -> bool:
-        """An outcome from any source (channel, GET /orders, search)."""
+    def on_record(self, record: TradeRecord, at: float, *, timed: bool = False) -> bool:
+        """An outcome from any source (channel, GET /orders, search); `timed`: it came as it was decided (the
+        account channel), so `at` ends its order → outcome latency."""
         was_open = record.order_id in self.orders.open
         new = self.orders.outcome(record)
-        self.latency.seen(record.order_id, at)
+        if timed:
+            self.latency.seen(record.order_id, at)
+        else:
+            self.latency.forget(record.order_id)
         if new:
             self.dirty.update((BLOTTER, STATUS))
         if was_open:
@@ -586,6 +598,10 @@ class Model:
             self.dirty.add(ORDERS)
 
     def on_open_orders(self, orders: Iterable[OpenOrder], fetched_from_ms: int) -> None:
+        orders = list(orders)
+        for order in orders:
+            if order.in_book:
+                self.latency.forget(order.order_id)
         self.orders.replace_open(orders, fetched_from_ms)
         self.dirty.add(ORDERS)
 

@@ -8,12 +8,15 @@ import html
 import os
 import re
 import signal
+import time
 from collections.abc import Iterator
 
+import httpx
 import pytest
 
 from tradesim.adapters.redis.client import connect as redis_connect
 from tradesim.adapters.redis.prices import PriceCache
+from tradesim.domain.events import encode
 from tradesim.services.ingest.publisher import publish_all
 from tradesim.settings import Settings
 from tradesim.stack import registry
@@ -22,6 +25,7 @@ from tradesim.stack.supervisor import Supervisor
 from tradesim.testing.factories import tick, unique_symbol
 from tradesim.testing.waiting import wait_for
 from tradesim.tui.app import TradesimApp
+from tradesim.tui.widgets.tables import Blotter
 
 from .conftest import running, until
 
@@ -88,3 +92,25 @@ async def test_killing_the_market_data_service_shows_on_the_status_bar_and_price
         await asyncio.to_thread(publish_all, settings, [tick(symbol, 2, price="123.40")])
         await until(pilot, lambda: re.search(rf"{symbol}\s+123\.41\s+123\.43\s+123\.42", screen_text(app)),
                     REJOIN_S, "the price published after the restart in the watchlist")
+
+
+async def test_with_market_data_down_the_account_is_polled_from_the_api(
+        app: TradesimApp, symbol: str, account: dict[str, str], settings: Settings, marketdata: Supervisor) -> None:
+    """A probe: with the market-data service stopped, an order placed from the TUI showed "open" for good although
+    it had executed (the API answered all along): only a lost account channel's refusal started the polling."""
+    async with running(app) as pilot:
+        await until(pilot, lambda: app.model.account_feed == "live", 30, "the account channel")
+        await asyncio.to_thread(marketdata.down)
+        await until(pilot, lambda: app.model.market_link.state == "down", 15, "the lost link")
+        # a fresh price, as the stopped service would have written it: the API's pre-check wants one
+        fresh = tick(symbol, 2)
+        await asyncio.to_thread(PriceCache(redis_connect(settings.redis)).apply, [(fresh, encode(fresh))],
+                                int(time.time() * 1000))
+        async with httpx.AsyncClient(base_url=settings.api.client_url, timeout=30) as client:
+            answer = await client.post("/orders", headers={"Authorization": f"Bearer {account['api_key']}"},
+                                       json={"symbol": symbol, "side": "buy", "qty": 1})
+        assert answer.status_code == 202, answer.text
+        order_id = answer.json()["order_id"]
+        blotter = app.main.query_one(Blotter)
+        await until(pilot, lambda: order_id in blotter.keys(), 60, "the outcome, polled from the API, in the blotter")
+        assert blotter.row_text(order_id)[4] == "executed"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 
 import httpx
@@ -155,3 +156,20 @@ async def test_an_account_with_a_low_rate_limit_still_loads(slow_account: dict[s
         # account never loaded)
         await until(pilot, lambda: app.model.account.loaded, 30, "the portfolio")
         assert app.model.account.cash is not None
+
+
+async def test_an_order_placed_elsewhere_that_rests_shows_in_open_orders(
+        app: TradesimApp, symbol: str, account: dict[str, str], api: httpx.Client) -> None:
+    """A probe: limit orders placed with the CLI for the TUI's account stayed out of its open orders until `r` (the
+    account channel carries outcomes, not orders that rest), so they could not be cancelled there."""
+    async with running(app) as pilot:
+        await until(pilot, lambda: app.model.account_feed == "live", 30, "the account channel")
+        answer = await asyncio.to_thread(
+            api.post, "/orders", headers={"Authorization": f"Bearer {account['api_key']}"},
+            json={"symbol": symbol, "side": "buy", "qty": 1, "type": "limit", "limit_price": "50.00",
+                  "time_in_force": "gtc"})
+        assert answer.status_code == 202, answer.text
+        order_id = answer.json()["order_id"]
+        open_orders = app.main.query_one(OpenOrders)
+        await until(pilot, lambda: order_id in open_orders.keys(), 30, "the order placed elsewhere in open orders")
+        assert open_orders.row_text(order_id)[:5] == [symbol, "buy", "1", "limit", "50.00"]

@@ -4,7 +4,9 @@ servers cannot be reached."""
 
 from __future__ import annotations
 
+import html
 import json
+import re
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -83,6 +85,10 @@ async def test_help_lists_the_bindings_with_their_overrides(settings: Settings) 
         assert isinstance(app.screen, HelpScreen)
         assert ("f2", "order ticket to buy the selected symbol") in app.screen.rows
         assert ("h", "this list") in app.screen.rows
+        await pilot.pause()
+        # a probe: the last line was cut at the dialog's edge ("… open orde"), the bindings hint never seen
+        shown = re.sub(r"\s+", " ", html.unescape(re.sub(r"<[^>]*>", "", app.export_screenshot())).replace("\xa0", " "))
+        assert "Bindings: tui.bindings in tradesim.toml." in shown
 
 
 async def test_the_command_palette_opens_a_ticket(offline_app: TradesimApp) -> None:
@@ -233,7 +239,28 @@ async def test_a_terminal_below_the_layouts_size_is_told_once_per_shrink(setting
         await pilot.resize_terminal(90, 24)  # still small: not told again
         await pilot.pause()
         assert told(small) == 1
+        await pilot.resize_terminal(40, 12)  # smaller still: told with the size now (a probe saw 80×24 at 40×12)
+        await pilot.pause()
+        assert told(small) == 2
+        assert any("the terminal is 40×12" in str(n.message) for n in small._notifications)
     large = create_app(settings, None, watchlist=CALM.symbol_names(), offline=True)
     async with large.run_test(size=SIZE) as pilot:
         await pilot.pause()
         assert told(large) == 0
+
+
+async def test_refresh_loads_a_rotated_key_from_the_credentials_file(settings: Settings, tmp_path: Path) -> None:
+    """A probe: after `tradesim accounts rotate-key demo` the TUI kept the old key; `r` and choosing the same account
+    changed nothing, and only a restart (or another account and back) took the new key."""
+    from tradesim.client.api import save_credentials
+
+    mine = settings.model_copy(update={"api": settings.api.model_copy(update={
+        "url": f"http://127.0.0.1:{free_port()}", "credentials_file": tmp_path / "credentials.json"})})
+    save_credentials(mine, {"active": "alice", "users": {"alice": {"user_id": "alice", "api_key": "old"}}})
+    app = create_app(mine, User("alice", "alice", "old"), watchlist=["AAPL"])
+    async with app.run_test(size=SIZE) as pilot:
+        app.refresh_from_api()
+        assert app.user == User("alice", "alice", "old")  # the same key: nothing to change
+        save_credentials(mine, {"active": "alice", "users": {"alice": {"user_id": "alice", "api_key": "new"}}})
+        await pilot.press("r")
+        await until(pilot, lambda: app.user is not None and app.user.api_key == "new", 5, "the new key")

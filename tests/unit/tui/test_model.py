@@ -7,7 +7,7 @@ from decimal import Decimal
 import pytest
 
 from tradesim.domain.events import Bar, OrderOutcome
-from tradesim.domain.trades import TradeRecord
+from tradesim.domain.trades import TradeRecord, record_of
 from tradesim.tui.model import (
     CHART,
     PORTFOLIO,
@@ -346,3 +346,23 @@ def test_an_order_an_earlier_attempt_may_have_placed_keeps_that_attempts_time() 
     latency.not_sent("o1")  # a third try that did not reach the API changes nothing
     latency.sent("o1", 9.0)
     assert latency.seen("o1", 6.0) == 1000.0
+
+
+def test_an_order_that_rested_or_was_read_from_the_api_gives_no_latency_sample() -> None:
+    """A probe: the status bar's order→outcome showed 58,795 ms for a limit order cancelled after resting, and the
+    time until a refresh for outcomes read from the API."""
+    model = Model(market=Market(["AAA"]))
+    model.latency.sent("rests", 1.0)
+    model.latency.sent("polled", 1.0)
+    model.latency.sent("pushed", 1.0)
+    model.on_open_orders([OpenOrder("rests", "AAA", "buy", 1, "limit", "9", None, "gtc", T0, in_book=True),
+                          OpenOrder("pushed", "AAA", "buy", 1, "market", None, None, "day", T0)], T0)
+    for order_id, timed in (("rests", True), ("polled", False), ("pushed", True)):
+        outcome = OrderOutcome(order_id=order_id, user_id="u", symbol="AAA", side="buy", qty=1, status="cancelled",
+                               decided_at_ms=T0)
+        if timed:
+            model.on_outcome(outcome, 60.0)
+        else:
+            model.on_record(record_of(outcome), 60.0)
+    assert list(model.latency.samples) == [59_000.0]  # the one decided as it came, pushed by the channel
+    assert model.latency.pending == {}

@@ -261,8 +261,9 @@ class HelpScreen(ModalScreen[None]):
         with Vertical():
             yield Label("Keys", classes="title")
             yield Static(text, id="keys")
-            yield Label("Panels: watchlist · chart of the selected symbol · portfolio · open orders · executions. "
-                        "Bindings: tui.bindings in tradesim.toml.", classes="hint")
+            # a Static wraps at the dialog's width (a Label was cut there, with the bindings hint)
+            yield Static("Panels: watchlist · chart of the selected symbol · portfolio · open orders · executions. "
+                         "Bindings: tui.bindings in tradesim.toml.", classes="hint")
 
     def action_close(self) -> None:
         self.dismiss(None)
