@@ -1174,9 +1174,12 @@ def test_a_signal_delivered_twice_at_once_is_one_request(monkeypatch: pytest.Mon
     now[0] += cli_app.SAME_REQUEST_S / 2
     cli_app._interrupt(signal.SIGTERM, None)  # the same request: ignored
     assert exits == []
+    stopped: list[bool] = []
+    monkeypatch.setattr(cli_app, "stop_children", lambda: stopped.append(True) or 0)
     now[0] += cli_app.SAME_REQUEST_S
     cli_app._interrupt(signal.SIGINT, None)  # a second request: at once
     assert exits == [130]
+    assert stopped == [True]  # its children first (a probe: orphaned `flink run` clients submitted jobs later)
 
 
 @pytest.mark.parametrize(("env", "value", "says"), [

@@ -216,3 +216,30 @@ def test_a_savepoint_a_starting_job_declines_is_asked_again_and_any_other_failur
             with pytest.raises(FlinkRequestError, match=r"^savepoint of j failed: java.io.IOException: disk full$"):
                 rest.stop_with_savepoint("j", None, timeout_s=10)
             assert triggers == ["t1"]
+
+
+def test_the_flink_client_runs_in_a_session_of_its_own_and_is_killed_at_its_deadline(tmp_path: Path) -> None:
+    """A probe: Ctrl-C at the terminal reached the `flink run` clients a backup was resuming its jobs with, and
+    both jobs stayed stopped. The client now has a session of its own (the terminal's signals go to the command,
+    whose clean-up waits for it), and is still killed when its deadline passes."""
+    import os
+
+    from tradesim.adapters.flink.client import _run_client
+
+    seen = tmp_path / "seen"
+    client = tmp_path / "flink"
+    client.write_text(f'#!/bin/sh\necho "$$ $(ps -o sid= -p $$)" > {seen}\nsleep "$1"\n'
+                      'echo "Job has been submitted with JobID 0123abcd"\n')
+    client.chmod(0o755)
+
+    def run(seconds: str, timeout_s: float) -> str:
+        return _run_client([str(client)], "job", [seconds], env=dict(os.environ), parallelism=None, options=None,
+                           timeout_s=timeout_s)
+
+    assert run("0", 30) == "0123abcd"
+    pid, session = (int(x) for x in seen.read_text().split())
+    assert session == pid != os.getsid(0)  # the leader of a session of its own
+    with pytest.raises(FlinkRequestError, match="no answer after"):
+        run("60", 0.5)
+    pid = int(seen.read_text().split()[0])
+    assert not Path(f"/proc/{pid}").exists()  # killed and reaped, not left running

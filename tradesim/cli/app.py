@@ -32,6 +32,7 @@ from tradesim.cli import (
 )
 from tradesim.cli import run as run_cmd
 from tradesim.cli import tui as tui_cmd
+from tradesim.lifetime import stop_children
 from tradesim.text import one_line
 
 app = typer.Typer(
@@ -86,7 +87,9 @@ def _interrupt(_signum: int, _frame: FrameType | None) -> None:
         raise KeyboardInterrupt
     if now - _first_signal < SAME_REQUEST_S:
         return
-    os.write(2, b"interrupted again: stopped at once, without clean-up\n")
+    stopped = stop_children()  # e.g. `flink run` clients resuming jobs: none may submit after this exit
+    os.write(2, b"interrupted again: stopped at once, without clean-up" + (
+        b" (a job submit under way was stopped: `tradesim jobs list` shows what runs)" if stopped else b"") + b"\n")
     _exit(INTERRUPTED)
 
 

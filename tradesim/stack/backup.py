@@ -8,6 +8,7 @@ import hashlib
 import json
 import re
 import shutil
+import threading
 import time
 import uuid
 import zlib
@@ -376,7 +377,7 @@ def _backup(settings: Settings, folder: Path, steps: Steps, made: bool, started:
                 except Exception:
                     _stopped_anyway(settings, name, folder, savepoints)
                     raise
-                savepoints[name] = location
+                _stopped(settings, savepoints, name, location)
                 manifest.jobs[name] = str(jobs.local_state(location).relative_to(folder.resolve()))
         topics = _topics(settings)
         with _step(steps, "consumer group offsets"):
@@ -402,7 +403,7 @@ def _backup(settings: Settings, folder: Path, steps: Steps, made: bool, started:
         _export_clickhouse(settings, folder / "clickhouse", manifest, steps)
         manifest.short_models = sorted({*short, *short_models(settings)})  # also one switched during the copy
     finally:
-        _resume(settings, savepoints, steps)
+        _uninterrupted(lambda: _resume(settings, savepoints, steps))
         manifest.jobs_paused_s = round(time.time() - started, 1) if savepoints else 0.0
     for span in parts:  # up to the offsets read above, while the jobs run again
         (folder / "kafka" / span.topic).mkdir(parents=True, exist_ok=True)
@@ -488,6 +489,16 @@ def _placed_id(value: bytes | None, among: dict[str, int]) -> str | None:
     return None
 
 
+def _stopped(settings: Settings, savepoints: dict[str, str], name: str, location: str) -> None:
+    """Job `name` stopped with its savepoint at `location`: to be resumed at the end, and noted as parked at once,
+    so that if the resume never comes (the command killed, its `flink run` client gone) the job's next plain
+    submit (`up --with-jobs`, `jobs submit NAME`) resumes that state instead of starting without its books."""
+    from tradesim.stack import jobs
+
+    savepoints[name] = location
+    jobs.note_parked(settings, name, location)
+
+
 def _stopped_anyway(settings: Settings, name: str, folder: Path, savepoints: dict[str, str],
                     wait_s: float = 30.0) -> None:
     """The stop of job `name` was triggered but not confirmed: if the job stops after all, it must resume too.
@@ -500,12 +511,38 @@ def _stopped_anyway(settings: Settings, name: str, folder: Path, savepoints: dic
         if name not in _running_jobs(settings):
             done = sorted((folder / "flink" / name).glob("savepoint-*"), key=lambda p: p.stat().st_mtime)
             if done:
-                savepoints[name] = str(done[-1].resolve())
+                _stopped(settings, savepoints, name, str(done[-1].resolve()))
             return
         job = next((j for j in rest.jobs(with_checkpoints=False) if jobs.name_of(j.name) == name and j.active), None)
         if job is not None and job.state == "RUNNING":
             return  # the stop did not happen: it runs on
         time.sleep(0.5)  # the job is stopping: its state changes on Flink's side
+
+
+def _uninterrupted(call: Callable[[], None]) -> None:
+    """Run `call` to its end in a thread of its own, even if Ctrl-C comes meanwhile (it is raised after): a Ctrl-C
+    in the middle of the resume left a job stopped whose resume had not started yet. A second request stops the
+    process at once (`tradesim.cli.app`), which this does not hold up."""
+    failure: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            call()
+        except BaseException as exc:  # noqa: BLE001 - handed to the waiting thread, which raises it
+            failure.append(exc)
+
+    worker = threading.Thread(target=run, name="clean-up", daemon=True)
+    worker.start()
+    interrupted = False
+    while worker.is_alive():
+        try:
+            worker.join()
+        except KeyboardInterrupt:
+            interrupted = True
+    if failure:
+        raise failure[0]
+    if interrupted:
+        raise KeyboardInterrupt
 
 
 def _resume(settings: Settings, savepoints: dict[str, str], steps: Steps) -> None:

@@ -425,14 +425,15 @@ def park_jobs(settings: Settings, progress: Callable[[str], None] = lambda _msg:
         location = future.result()
         if location is None:
             continue
-        _note_parked(settings, name, location)
+        note_parked(settings, name, location)
         names.append(name)
         progress(f"{name} parked at {location}")
     return names
 
 
-def _note_parked(settings: Settings, name: str, location: str) -> None:
-    """The job's state is the savepoint at `location` (in its park folder): its next standard submit resumes it."""
+def note_parked(settings: Settings, name: str, location: str) -> None:
+    """The job's state is the savepoint at `location` (in its park folder, or a backup's): its next standard
+    submit resumes it; a submit that resumes it (or starts it afresh) drops the note."""
     with _parked_notes(settings).changing() as entries:
         entries[name] = location
     _note_run(settings, name, None)  # ended on purpose, its state parked: not a run to take back after a crash
@@ -538,7 +539,7 @@ def cancel_job(settings: Settings, job_id: str, *, savepoint: bool = False, park
         for name in [n for n, raw in entries.items() if isinstance(raw, dict) and raw.get("run") == job_id]:
             del entries[name]
     if parking and park_as and location:
-        _note_parked(settings, park_as, location)
+        note_parked(settings, park_as, location)
     return location
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from tradesim.adapters.flink.errors import FlinkRequestError, FlinkUnavailable
+from tradesim.lifetime import own_session_child
 from tradesim.settings import redacted
 
 ACTIVE_STATES = frozenset({"INITIALIZING", "CREATED", "RUNNING", "RESTARTING", "FAILING", "CANCELLING",
@@ -209,11 +210,15 @@ def _run_client(argv: list[str], what: str, program_args: list[str], *, env: dic
     if parallelism:
         argv += ["-p", str(parallelism)]
     argv += [*([str(jar)] if jar else []), *program_args]
-    try:
-        done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=timeout_s, check=False)
-    except subprocess.TimeoutExpired:
-        raise FlinkRequestError(f"flink run {what}: no answer after {timeout_s:.0f} s") from None
-    output = done.stdout + done.stderr
+    # in a session of its own: a Ctrl-C at the terminal goes to the command, whose clean-up (a backup resuming the
+    # jobs it stopped) needs this client to finish; `own_session_child` kills it when its caller stops waiting
+    with subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                          start_new_session=True) as proc, own_session_child(proc):
+        try:
+            stdout, stderr = proc.communicate(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            raise FlinkRequestError(f"flink run {what}: no answer after {timeout_s:.0f} s") from None
+    output = stdout + stderr
     for line in output.splitlines():
         if "Job has been submitted with JobID" in line:
             return line.rsplit(" ", 1)[-1].strip()
@@ -226,4 +231,4 @@ def _run_client(argv: list[str], what: str, program_args: list[str], *, env: dic
     thrown = [ln.strip() for ln in lines[lines.index(header) + 1:] if ln.strip()][:1] if header in lines else []
     cause = (python_errors or java_causes or thrown or ["no job id in the client output"])[-1]
     tail = "\n".join(output.strip().splitlines()[-15:])
-    raise FlinkRequestError(f"flink run {what} failed (exit {done.returncode}): {cause}\n{tail}")
+    raise FlinkRequestError(f"flink run {what} failed (exit {proc.returncode}): {cause}\n{tail}")
