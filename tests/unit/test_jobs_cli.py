@@ -367,3 +367,16 @@ def test_standard_jobs_provision_flink_once_and_report_no_wait_for_each_other(
     with pytest.raises(Reached):
         jobs.submit_standard_jobs(load_settings())
     assert provisions == ["flink"]
+
+
+def test_a_standard_job_running_twice_is_named_with_its_ids() -> None:
+    """A probe: an orphaned `flink run` client started a second execution job; `jobs list` showed both without a
+    word, and a backup stopped one while the other went on deciding orders."""
+    from tradesim.stack.jobs import doubled
+
+    def job(job_id: str, name: str, state: str = "RUNNING") -> JobInfo:
+        return JobInfo(id=job_id, name=name, state=state, start_time_ms=0, duration_ms=0)
+
+    assert doubled([job("a", "tradesim-execution"), job("b", "tradesim-execution"), job("c", "tradesim-bars"),
+                    job("d", "tradesim-bars", "CANCELED"), job("e", "tradesim-passthrough"),
+                    job("f", "tradesim-passthrough")]) == {"execution": ["a", "b"]}

@@ -17,7 +17,17 @@ from tradesim.cli.errors import cli_errors
 from tradesim.cli.readout import console
 from tradesim.settings import load_settings, redacted
 from tradesim.stack.errors import UserError
-from tradesim.stack.jobs import JOBS, RECOVERY, cancel_job, cluster, forget_state, name_of, parked, submit_job
+from tradesim.stack.jobs import (
+    JOBS,
+    RECOVERY,
+    cancel_job,
+    cluster,
+    doubled,
+    forget_state,
+    name_of,
+    parked,
+    submit_job,
+)
 
 app = typer.Typer(help="Flink jobs on the session cluster: submit, list, cancel.", no_args_is_help=True)
 out = console()
@@ -94,6 +104,9 @@ def _list(show_all: bool, as_json: bool = False) -> None:
     out.print(table)
     if not jobs:
         out.print("no jobs" + ("" if show_all else " running (--all shows finished ones)"))
+    for name, ids in doubled(jobs).items():
+        out.print(f"[yellow]warning:[/yellow] {len(ids)} {name} jobs run: every order is decided by each and every "
+                  f"outcome goes out {len(ids)} times; cancel all but one with `tradesim jobs cancel ID`")
 
 
 @app.command("cancel")

@@ -359,6 +359,10 @@ def _backup(settings: Settings, folder: Path, steps: Steps, made: bool, started:
     from tradesim.adapters.kafka.archive import export_partition, group_offsets, spans
     from tradesim.stack import jobs
 
+    twice = jobs.doubled(jobs.cluster(settings).jobs(with_checkpoints=False))
+    if twice:  # a backup stopped one of them, and the other went on deciding orders while trading was to be paused
+        raise UserError("; ".join(f"{len(ids)} {name} jobs run ({', '.join(ids)})" for name, ids in twice.items())
+                        + ": cancel all but one with `tradesim jobs cancel ID` and back up again")
     running = _running_jobs(settings)
     stopped_jobs = [name for name, spec in jobs.JOBS.items() if spec.standard and name not in running]
     if stopped_jobs:  # its state (the execution job's resting orders) would be missing from the backup

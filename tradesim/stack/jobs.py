@@ -148,6 +148,17 @@ def running(rest: FlinkRest, flink_name: str) -> list[JobInfo]:
     return [j for j in rest.jobs(with_checkpoints=False) if j.name == flink_name and j.active]
 
 
+def doubled(active: list[JobInfo]) -> dict[str, list[str]]:
+    """Catalog name → ids, for each standard job active more than once (each order would be decided twice: the
+    ledger's conditional write keeps the balances right, but every outcome goes out twice)."""
+    ids: dict[str, list[str]] = {}
+    for job in active:
+        name = name_of(job.name)
+        if job.active and name in JOBS and JOBS[name].standard:
+            ids.setdefault(name, []).append(job.id)
+    return {name: found for name, found in ids.items() if len(found) > 1}
+
+
 def active_catalog_jobs(rest: FlinkRest) -> dict[str, str]:
     """Catalog name → id of every catalog job active on the cluster."""
     return {name_of(j.name): j.id for j in rest.jobs(with_checkpoints=False) if j.active and name_of(j.name) in JOBS}
