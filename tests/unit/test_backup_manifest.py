@@ -117,7 +117,22 @@ def test_a_backup_with_a_standard_job_stopped_is_refused_and_leaves_no_folder(
 
     monkeypatch.setattr(module, "_stores_up", lambda _settings: None)
     monkeypatch.setattr(module, "_running_jobs", lambda _settings: {"bars": "b1"})
+    monkeypatch.setattr(module, "_doubled_jobs", lambda _settings: {})
     with pytest.raises(UserError, match=r"^job execution is not running, so its state cannot be saved"):
+        backup(settings, tmp_path / "bk")
+    assert not (tmp_path / "bk").exists()
+
+
+def test_a_backup_with_a_standard_job_running_twice_is_refused_and_leaves_no_folder(
+        settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A probe: with two execution jobs running, a backup stopped one and the other went on deciding orders while
+    trading was to be paused."""
+    from tradesim.stack import backup as module
+
+    monkeypatch.setattr(module, "_stores_up", lambda _settings: None)
+    monkeypatch.setattr(module, "_doubled_jobs", lambda _settings: {"execution": ["a1", "a2"]})
+    monkeypatch.setattr(module, "_running_jobs", lambda _settings: pytest.fail("the backup went on"))
+    with pytest.raises(UserError, match=r"^2 execution jobs run \(a1, a2\): cancel all but one"):
         backup(settings, tmp_path / "bk")
     assert not (tmp_path / "bk").exists()
 
@@ -133,8 +148,12 @@ def test_a_second_backup_or_restore_while_one_runs_is_refused_and_leaves_no_fold
         with pytest.raises(UserError, match=r"^another backup or restore of this stack is running; back up when"):
             backup(settings, tmp_path / "bk")
         assert not (tmp_path / "bk").exists()
-    with pytest.raises(UserError, match="no such backup|is not a tradesim backup"):
-        restore(settings, tmp_path / "bk")  # the lock is free again: the next check speaks
+    with pytest.raises(UserError, match=r"bk does not exist: give the folder `tradesim backup` wrote"):
+        restore(settings, tmp_path / "bk")  # the lock is free again: the next check speaks (a probe: it said "is
+        # not a tradesim backup (no manifest.json …)" of a folder that was not there)
+    (tmp_path / "bk").mkdir()
+    with pytest.raises(UserError, match="is not a tradesim backup"):
+        restore(settings, tmp_path / "bk")
 
 
 @pytest.mark.parametrize("damage", ["flipped", "truncated", "missing"])

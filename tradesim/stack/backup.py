@@ -107,6 +107,8 @@ class Manifest:
     @classmethod
     def load(cls, folder: Path) -> Manifest:
         path = folder / MANIFEST
+        if not folder.exists():
+            raise UserError(f"{folder} does not exist: give the folder `tradesim backup` wrote")
         if not path.is_file():
             raise UserError(f"{folder} is not a tradesim backup (no {MANIFEST}; an unfinished backup has none)")
         try:
@@ -289,6 +291,13 @@ def _check_files(folder: Path, manifest: Manifest) -> None:
             raise UserError(f"{path} is missing or damaged ({exc}): this backup cannot be restored") from None
 
 
+def _doubled_jobs(settings: Settings) -> dict[str, list[str]]:
+    """Standard jobs running more than once: name → ids."""
+    from tradesim.stack import jobs
+
+    return jobs.doubled(jobs.cluster(settings).jobs(with_checkpoints=False))
+
+
 def _running_jobs(settings: Settings) -> dict[str, str]:
     """Catalog name → id of every tradesim job running on the cluster."""
     from tradesim.stack import jobs
@@ -359,7 +368,7 @@ def _backup(settings: Settings, folder: Path, steps: Steps, made: bool, started:
     from tradesim.adapters.kafka.archive import export_partition, group_offsets, spans
     from tradesim.stack import jobs
 
-    twice = jobs.doubled(jobs.cluster(settings).jobs(with_checkpoints=False))
+    twice = _doubled_jobs(settings)
     if twice:  # a backup stopped one of them, and the other went on deciding orders while trading was to be paused
         raise UserError("; ".join(f"{len(ids)} {name} jobs run ({', '.join(ids)})" for name, ids in twice.items())
                         + ": cancel all but one with `tradesim jobs cancel ID` and back up again")
