@@ -620,7 +620,7 @@ class TradesimApp(App[None]):
 
     def _ticket_closed(self, order_id: str | None) -> None:
         if order_id:
-            self.notify(f"order {short_id(order_id)} accepted", timeout=3)
+            self.notify(f"order {order_id} accepted", timeout=3)  # whole: `order show` and `trace` take it
 
     def cancel_selected(self) -> None:
         """Cancel the open order under the cursor once the user is in that panel: from another panel the first

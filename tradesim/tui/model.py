@@ -643,8 +643,9 @@ def order_body(form: Mapping[str, str]) -> tuple[dict[str, Any] | None, dict[str
               "stop_price": form.get("type") in ("stop", "stop_limit")}
     qty_text = form.get("qty", "").strip()
     body: dict[str, Any] = {"symbol": _symbol(form.get("symbol", "")), "side": form.get("side"),
-                            # ASCII digits only: int() refuses "--1", "²" and 5,000 digits, and reads "١٢" as 12
-                            "qty": int(qty_text) if re.fullmatch(r"-?[0-9]{1,12}", qty_text) else qty_text,
+                            # ASCII digits only: int() refuses "--1", "²" and 5,000 digits, and reads "١٢" as 12;
+                            # up to 40, so a number too large is told the limit, not "a valid integer"
+                            "qty": int(qty_text) if re.fullmatch(r"-?[0-9]{1,40}", qty_text) else qty_text,
                             "type": form.get("type"), "time_in_force": form.get("time_in_force")}
     for name, needed in prices.items():
         text = form.get(name, "").strip()

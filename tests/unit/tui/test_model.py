@@ -281,6 +281,8 @@ def test_a_valid_ticket_becomes_the_api_body() -> None:
     # int() refuses these, or reads them as other numbers (before: "--1" crashed the app, "١٢" became 12)
     ({"qty": "--1"}, "qty", "valid integer"), ({"qty": "\u00b2"}, "qty", "valid integer"),
     ({"qty": "9" * 5000}, "qty", "valid integer"), ({"qty": "\u0661\u0662"}, "qty", "valid integer"),
+    # a probe: 20 digits said "valid integer" while 10 said the limit
+    ({"qty": "9" * 20}, "qty", "less than or equal to"), ({"qty": "9223372036854775807"}, "qty", "less than"),
     ({"symbol": "a b"}, "symbol", "symbol like AAPL"),
     ({"type": "limit"}, "limit_price", "limit_price is required"),
     ({"type": "stop", "stop_price": "1.23456"}, "stop_price", "price like"),
