@@ -29,7 +29,8 @@ def die_with_parent(parent: int, sig: int) -> None:
 
 
 _CHILDREN: set[subprocess.Popen[str]] = set()
-_CHILDREN_LOCK = threading.Lock()
+#: re-entrant: `stop_children` runs in a signal handler, which may interrupt the main thread holding it
+_CHILDREN_LOCK = threading.RLock()
 
 
 @contextlib.contextmanager

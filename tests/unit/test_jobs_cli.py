@@ -380,3 +380,26 @@ def test_a_standard_job_running_twice_is_named_with_its_ids() -> None:
     assert doubled([job("a", "tradesim-execution"), job("b", "tradesim-execution"), job("c", "tradesim-bars"),
                     job("d", "tradesim-bars", "CANCELED"), job("e", "tradesim-passthrough"),
                     job("f", "tradesim-passthrough")]) == {"execution": ["a", "b"]}
+
+
+def test_a_plain_submit_of_a_job_that_runs_already_forgets_a_parked_state(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A review: a parked note left while the job ran (a backup's resume done by another submit, an orphaned
+    client) made a later resume after a crash roll the job back to the parked state."""
+    from tradesim.stack import jobs
+
+    settings = load_settings()
+    running = JobInfo(id="j1", name=JOBS["execution"].flink_name, state="RUNNING", start_time_ms=0, duration_ms=0)
+    monkeypatch.setattr(jobs, "cluster", lambda settings: object())
+    monkeypatch.setattr(jobs, "running", lambda rest, name: [running])
+    jobs.note_parked(settings, "execution", "file:/backups/b1/flink/execution/savepoint-1")
+    jobs.note_parked(settings, "bars", "file:/backups/b1/flink/bars/savepoint-2")
+    said: list[str] = []
+    assert jobs.submit_job(settings, "execution", progress=said.append) == ("j1", False)
+    assert jobs.parked(settings) == {"bars": "file:/backups/b1/flink/bars/savepoint-2"}
+    assert said == ["execution runs already (job j1): the state parked at file:/backups/b1/flink/execution/"
+                    "savepoint-1 is not its state any more, and is forgotten"]
+    assert jobs.submit_job(settings, "execution", overrides={"job-name": "x"}, progress=said.append)[1] is False
+    assert jobs.parked(settings) == {"bars": "file:/backups/b1/flink/bars/savepoint-2"}  # another's name: kept
+    assert jobs._unpark_if(settings, "bars", "file:/elsewhere") is None  # parked anew meanwhile: not this one's
+    assert jobs._unpark_if(settings, "bars", "file:/backups/b1/flink/bars/savepoint-2") is not None
+    assert jobs.parked(settings) == {}

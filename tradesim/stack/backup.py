@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -387,8 +388,8 @@ def _backup(settings: Settings, folder: Path, steps: Steps, made: bool, started:
             with _step(steps, f"savepoint of job {name}"):
                 try:
                     location = rest.stop_with_savepoint(job_id, str((folder / "flink" / name).resolve()))
-                except Exception:
-                    _stopped_anyway(settings, name, folder, savepoints)
+                except BaseException:  # Ctrl-C too: Flink may finish the stop all the same
+                    _uninterrupted(partial(_stopped_anyway, settings, name, folder, savepoints))
                     raise
                 _stopped(settings, savepoints, name, location)
                 manifest.jobs[name] = str(jobs.local_state(location).relative_to(folder.resolve()))
@@ -532,6 +533,18 @@ def _stopped_anyway(settings: Settings, name: str, folder: Path, savepoints: dic
         time.sleep(0.5)  # the job is stopping: its state changes on Flink's side
 
 
+def _restored_from(settings: Settings, job_id: str, location: str) -> bool:
+    """Whether the job restored its state from the savepoint at `location`."""
+    from tradesim.adapters.flink.errors import FlinkRequestError, FlinkUnavailable
+    from tradesim.stack import jobs
+
+    try:
+        restored = jobs.cluster(settings).restored_from(job_id)
+    except (FlinkUnavailable, FlinkRequestError, StackError):
+        return False
+    return restored is not None and jobs.local_state(restored).resolve() == jobs.local_state(location).resolve()
+
+
 def _uninterrupted(call: Callable[[], None]) -> None:
     """Run `call` to its end in a thread of its own, even if Ctrl-C comes meanwhile (it is raised after): a Ctrl-C
     in the middle of the resume left a job stopped whose resume had not started yet. A second request stops the
@@ -544,12 +557,13 @@ def _uninterrupted(call: Callable[[], None]) -> None:
         except BaseException as exc:  # noqa: BLE001 - handed to the waiting thread, which raises it
             failure.append(exc)
 
-    worker = threading.Thread(target=run, name="clean-up", daemon=True)
+    worker = threading.Thread(target=run, name="clean-up")  # not a daemon: an exiting interpreter waits for it
     worker.start()
     interrupted = False
-    while worker.is_alive():
+    while True:
         try:
             worker.join()
+            break
         except KeyboardInterrupt:
             interrupted = True
     if failure:
@@ -569,11 +583,12 @@ def _resume(settings: Settings, savepoints: dict[str, str], steps: Steps) -> Non
     def one(name: str, location: str) -> None:
         how = f"`tradesim jobs submit {name} --from-savepoint {jobs.local_state(location)}`"
         try:
-            _, new = jobs.submit_job(settings, name, options={jobs.RECOVERY: location})
+            job_id, new = jobs.submit_job(settings, name, options={jobs.RECOVERY: location})
         except Exception as exc:  # noqa: BLE001 - whatever stopped it, the savepoint and the way back are named
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise StackError(f"job {name} did not resume ({first}); submit it with {how}") from None
-        if not new:  # someone started it meanwhile, without the state: its books are not the savepoint's
+        if not new and not _restored_from(settings, job_id, location):
+            # someone started it meanwhile, without the state (a plain submit resumes it: it is noted as parked)
             raise StackError(f"job {name} was started by someone else while it was stopped, without its savepoint; "
                              f"cancel it and submit it with {how}")
         steps.advance(task, 1)

@@ -239,8 +239,13 @@ def _submit_locked(settings: Settings, spec: JobSpec, rest: FlinkRest, paralleli
     instance = _cluster_instance(settings)
     already = running(rest, job_name)
     if already:
-        if ours and not overrides and name not in runs(settings):  # e.g. started before runs were noted
-            _note_run(settings, name, RunNote(already[0].id, instance))
+        if ours and not overrides:
+            if name not in runs(settings):  # e.g. started before runs were noted
+                _note_run(settings, name, RunNote(already[0].id, instance))
+            stale = _unpark_if(settings, name, parked(settings).get(name))
+            if stale is not None:  # kept, it would roll a later resume of the running job back to it
+                progress(f"{name} runs already (job {already[0].id}): the state parked at {stale} is not its state "
+                         "any more, and is forgotten")
         return already[0].id, False
     if parallelism is not None:
         _check_slots(rest, parallelism, progress)
@@ -248,7 +253,8 @@ def _submit_locked(settings: Settings, spec: JobSpec, rest: FlinkRest, paralleli
     if not provisioned:
         flink.provision_locked(progress)  # no-op when the venv and jars exist
     standard = spec.standard and not (fresh or overrides or (options and RECOVERY in options))
-    resumed = parked(settings).get(name) if standard else None
+    noted = parked(settings).get(name)
+    resumed = noted if standard else None
     what = f"the state parked at {resumed}"
     if resumed is not None and not (local_state(resumed) / "_metadata").is_file():
         progress(f"{name}: {what} is gone; it starts from its group's offsets")
@@ -279,12 +285,18 @@ def _submit_locked(settings: Settings, spec: JobSpec, rest: FlinkRest, paralleli
             # noted at once, with the state it resumed: lost before its first checkpoint, the run resumes that again
             before = runs(settings).get(name)
             _note_run(settings, name, None if overrides else RunNote(job_id, instance, recovery))
+            # a new run has its own state from now on: a parked one is stale, and kept while the run waits for its
+            # first checkpoint it would roll a later resume back (a run lost before that resumes `recovery`, noted
+            # above); a note parked meanwhile by someone else is theirs
+            dropped = _unpark_if(settings, name, noted)
             try:
                 confirmed = resumed is not None and _await_resumed(rest, name, job_id, what, progress)
             except StackError:
                 _note_run(settings, name, before)  # the resume failed: the state it came from is still to be resumed
+                if dropped is not None:
+                    with _parked_notes(settings).changing() as entries:
+                        entries.setdefault(name, dropped)
                 raise
-            unpark(settings, name)  # a new run has its own state from now on: a parked one is stale
             if lost is not None and confirmed:  # checkpointed on its own: the lost run's checkpoints are superseded
                 shutil.rmtree(_checkpoints_of(settings, lost[0]), ignore_errors=True)
         try:
@@ -394,6 +406,17 @@ def unpark(settings: Settings, name: str) -> None:
     """Forget a job's parked state (it was resumed, or the user starts it afresh with `jobs submit --fresh`)."""
     with _parked_notes(settings).changing() as entries:
         entries.pop(name, None)
+
+
+def _unpark_if(settings: Settings, name: str, location: str | None) -> str | None:
+    """Forget the job's parked state if it is still `location` (read earlier); returns it when forgotten."""
+    if location is None:
+        return None
+    with _parked_notes(settings).changing() as entries:
+        if entries.get(name) != location:
+            return None
+        entries.pop(name)
+    return location
 
 
 def forget_state(settings: Settings, name: str) -> None:
@@ -734,8 +757,9 @@ def submit_standard_jobs(settings: Settings, progress: Callable[[str], None] = l
     one line per job. The submissions run side by side: each is a client process that mostly waits on the
     cluster. A failed one does not stop the others; its error is raised once all are done, naming what was
     submitted."""
-    from concurrent.futures import ThreadPoolExecutor
+    from concurrent.futures import ThreadPoolExecutor, wait
 
+    from tradesim.lifetime import stop_children
     from tradesim.stack.flink import Flink
 
     rest = cluster(settings)
@@ -753,6 +777,11 @@ def submit_standard_jobs(settings: Settings, progress: Callable[[str], None] = l
     with ThreadPoolExecutor(max_workers=len(todo)) as pool:
         futures = {name: pool.submit(submit_job, settings, name, progress=progress, provisioned=True)
                    for name in todo}
+        try:
+            wait(futures.values())
+        except KeyboardInterrupt:  # their `flink run` clients are out of the terminal's reach: stopped here
+            stop_children()
+            raise
     failed: list[BaseException] = []
     for name, future in futures.items():
         exc = future.exception()

@@ -55,6 +55,7 @@ from tradesim.tui.model import (
     OpenOrder,
     Quote,
     Valuation,
+    decided_at_once,
     record_of_order,
     record_of_trade,
 )
@@ -333,7 +334,7 @@ class TradesimApp(App[None]):
         self.model.set_link(self.model.market_link, state, retry_in_s, detail)
         if state != "connected":
             self.model.account_feed = "-"  # until the next connection's channel answers
-            if not self.offline:
+            if not self.offline and not any(w.group == "poll" and w.is_running for w in self.workers):
                 self._poll()  # the API may still answer: without the channel, outcomes come from it
         self._schedule()
 
@@ -575,7 +576,8 @@ class TradesimApp(App[None]):
             raise ApiUnreachable("offline: this app has no connection to the API")
         order_id = order_id_for(self.user.user_id, idempotency_key)
         latency = self.model.latency
-        latency.sent(order_id, time.perf_counter())
+        if decided_at_once(body):  # the others' time is the market's as much as the system's
+            latency.sent(order_id, time.perf_counter())
         try:
             answer = await self.api.place(body, idempotency_key)
         except ApiUnreachable as exc:

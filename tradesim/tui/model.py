@@ -347,15 +347,13 @@ class OpenOrder:
     time_in_force: str
     placed_at_ms: int
     cancelling: bool = False
-    #: held by the execution job: resting (or a scripted order waiting for its time)
-    in_book: bool = False
 
     @staticmethod
     def of(doc: Mapping[str, Any]) -> OpenOrder:
         """From an Order of GET /orders."""
         return OpenOrder(doc["order_id"], doc["symbol"], doc["side"], int(doc["qty"]), doc["type"],
                          doc.get("limit_price"), doc.get("stop_price"), doc.get("time_in_force", "day"),
-                         int(doc.get("placed_at_ms", 0)), in_book=bool(doc.get("in_book")))
+                         int(doc.get("placed_at_ms", 0)))
 
 
 def record_of_order(doc: Mapping[str, Any]) -> TradeRecord | None:
@@ -423,6 +421,12 @@ class Orders:
         return sorted(self.outcomes.values(), key=lambda r: (r.decided_at_ms, r.order_id), reverse=True)
 
 
+def decided_at_once(body: Mapping[str, Any]) -> bool:
+    """Whether an order is decided on the first quote the job has (a market or IOC order), so its order → outcome
+    time is the system's; a limit or stop order may rest, and then its time is the market's."""
+    return body.get("type") == "market" or body.get("time_in_force") == "ioc"
+
+
 class Latency:
     """Order → outcome latency: from sending the order to seeing its outcome, in ms (perf_counter times)."""
 
@@ -445,8 +449,8 @@ class Latency:
         self.maybe_placed.add(order_id)
 
     def forget(self, order_id: str) -> None:
-        """No sample for this order: it rested (its time is the market's, not the system's), or its outcome was
-        read from the API (when a poll or a refresh came, not when the outcome did)."""
+        """No sample for this order: its outcome was read from the API (when a poll or a refresh came, not when
+        the outcome did)."""
         self.maybe_placed.discard(order_id)
         self.pending.pop(order_id, None)
 
@@ -598,10 +602,6 @@ class Model:
             self.dirty.add(ORDERS)
 
     def on_open_orders(self, orders: Iterable[OpenOrder], fetched_from_ms: int) -> None:
-        orders = list(orders)
-        for order in orders:
-            if order.in_book:
-                self.latency.forget(order.order_id)
         self.orders.replace_open(orders, fetched_from_ms)
         self.dirty.add(ORDERS)
 

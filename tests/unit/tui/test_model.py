@@ -22,6 +22,7 @@ from tradesim.tui.model import (
     OpenOrder,
     Orders,
     Quote,
+    decided_at_once,
     field_errors,
     order_body,
     parse_quote,
@@ -350,21 +351,22 @@ def test_an_order_an_earlier_attempt_may_have_placed_keeps_that_attempts_time() 
     assert latency.seen("o1", 6.0) == 1000.0
 
 
-def test_an_order_that_rested_or_was_read_from_the_api_gives_no_latency_sample() -> None:
+def test_only_orders_decided_at_once_and_outcomes_pushed_as_decided_give_latency_samples() -> None:
     """A probe: the status bar's order→outcome showed 58,795 ms for a limit order cancelled after resting, and the
     time until a refresh for outcomes read from the API."""
+    assert decided_at_once({"type": "market", "time_in_force": "day"})
+    assert decided_at_once({"type": "limit", "time_in_force": "ioc"})
+    assert not decided_at_once({"type": "limit", "time_in_force": "gtc"})
+    assert not decided_at_once({"type": "stop", "time_in_force": "day"})
     model = Model(market=Market(["AAA"]))
-    model.latency.sent("rests", 1.0)
     model.latency.sent("polled", 1.0)
     model.latency.sent("pushed", 1.0)
-    model.on_open_orders([OpenOrder("rests", "AAA", "buy", 1, "limit", "9", None, "gtc", T0, in_book=True),
-                          OpenOrder("pushed", "AAA", "buy", 1, "market", None, None, "day", T0)], T0)
-    for order_id, timed in (("rests", True), ("polled", False), ("pushed", True)):
+    for order_id, pushed in (("polled", False), ("pushed", True)):
         outcome = OrderOutcome(order_id=order_id, user_id="u", symbol="AAA", side="buy", qty=1, status="cancelled",
                                decided_at_ms=T0)
-        if timed:
-            model.on_outcome(outcome, 60.0)
+        if pushed:
+            model.on_outcome(outcome, 1.25)
         else:
             model.on_record(record_of(outcome), 60.0)
-    assert list(model.latency.samples) == [59_000.0]  # the one decided as it came, pushed by the channel
+    assert list(model.latency.samples) == [250.0]  # the one pushed by the account channel as it was decided
     assert model.latency.pending == {}

@@ -48,11 +48,20 @@ class BatchScript:
             self._r.script_load(self._source)
             return self._send(calls)
 
+    def queue(self, pipe: redis.client.Pipeline, calls: Sequence[ScriptCall]) -> None:
+        """Add the calls to the caller's pipeline (a transaction makes them atomic with its other commands), after
+        loading the script: a NOSCRIPT inside it could not be sent again alone."""
+        self._r.script_load(self._source)
+        self._add(pipe, calls)
+
     def _send(self, calls: Sequence[ScriptCall]) -> list[Any]:
         pipe = self._r.pipeline(transaction=False)
+        self._add(pipe, calls)
+        return pipe.execute()
+
+    def _add(self, pipe: redis.client.Pipeline, calls: Sequence[ScriptCall]) -> None:
         for keys, args in calls:
             pipe.evalsha(self.sha, len(keys), *keys, *args)  # type: ignore[arg-type]  # typed as str only
-        return pipe.execute()
 
 
 async def execute(pipe: Pipeline) -> list[Any]:

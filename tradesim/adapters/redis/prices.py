@@ -91,18 +91,30 @@ class PriceCache:
 
         Ticks are applied in order, so several ticks of one symbol in a batch all get published.
         """
+        return sum(int(r) for r in self._script.run(self._calls(ticks, now_ms)))
+
+    def stage(self, pipe: redis.client.Pipeline, ticks: Iterable[tuple[Tick, bytes]], now_ms: int) -> int:
+        """Add the writes of `apply` to the caller's pipeline; returns how many script calls. A transactional
+        pipeline makes them atomic with other commands in it."""
+        calls = self._calls(ticks, now_ms)
+        self._script.queue(pipe, calls)
+        return len(calls)
+
+    @staticmethod
+    def _calls(ticks: Iterable[tuple[Tick, bytes]], now_ms: int) -> list[ScriptCall]:
+        """One script call per CHUNK ticks."""
         calls: list[ScriptCall] = []
         keys: list[str] = []
         args: list[bytes | str | int] = [now_ms]
         for tick, raw in ticks:
             keys.append(price_key(tick.symbol))
             args += [tick.run_id, tick.seq, raw, channel(tick.symbol), tick.symbol]
-            if len(keys) == CHUNK:  # one script call per CHUNK ticks
+            if len(keys) == CHUNK:
                 calls.append(([*keys, SYMBOLS_KEY], args))
                 keys, args = [], [now_ms]
         if keys:
             calls.append(([*keys, SYMBOLS_KEY], args))
-        return sum(int(r) for r in self._script.run(calls))
+        return calls
 
     def latest(self, symbol: str) -> tuple[Tick, int] | None:
         """The cached tick and the wall time (ms) it was written, or None if the symbol was never seen."""
