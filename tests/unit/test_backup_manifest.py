@@ -370,3 +370,27 @@ def test_a_rebuild_that_switched_is_named_until_it_finishes(settings: Settings) 
     finish_rebuild(settings, "search")
     finish_rebuild(settings, "analytics")
     assert (unfinished_rebuilds(settings), rebuild_marked(settings, "search")) == ([], False)
+
+
+def test_a_backup_s_resume_runs_to_its_end_through_a_ctrl_c() -> None:
+    """An integration test of an interrupted backup failed one run in two: the execution job was never resumed. A
+    `Thread.join` that Ctrl-C interrupted returned at once the next time, while the resume still ran."""
+    import os
+    import signal
+    import threading
+
+    from tradesim.stack.backup import _uninterrupted
+
+    release, finished = threading.Event(), []
+
+    def resume() -> None:
+        release.wait(10)
+        finished.append(True)
+
+    threading.Timer(0.2, os.kill, (os.getpid(), signal.SIGINT)).start()  # Ctrl-C while it runs
+    threading.Timer(0.6, release.set).start()
+    with pytest.raises(KeyboardInterrupt):
+        _uninterrupted(resume)
+    assert finished == [True]
+    with pytest.raises(ValueError, match="its own"):  # a failure of the clean-up is raised as it is
+        _uninterrupted(lambda: (_ for _ in ()).throw(ValueError("its own")))

@@ -548,22 +548,24 @@ def _restored_from(settings: Settings, job_id: str, location: str) -> bool:
 def _uninterrupted(call: Callable[[], None]) -> None:
     """Run `call` to its end in a thread of its own, even if Ctrl-C comes meanwhile (it is raised after): a Ctrl-C
     in the middle of the resume left a job stopped whose resume had not started yet. A second request stops the
-    process at once (`tradesim.cli.app`), which this does not hold up."""
+    process at once (`tradesim.cli.app`), which this does not hold up. It waits on an event, not `Thread.join`:
+    a join that Ctrl-C interrupted returned at once the next time, with the thread still running (Python 3.11)."""
     failure: list[BaseException] = []
+    done = threading.Event()
 
     def run() -> None:
         try:
             call()
         except BaseException as exc:  # noqa: BLE001 - handed to the waiting thread, which raises it
             failure.append(exc)
+        finally:
+            done.set()
 
-    worker = threading.Thread(target=run, name="clean-up")  # not a daemon: an exiting interpreter waits for it
-    worker.start()
+    threading.Thread(target=run, name="clean-up").start()  # not a daemon: an exiting interpreter waits for it
     interrupted = False
-    while True:
+    while not done.is_set():
         try:
-            worker.join()
-            break
+            done.wait(0.2)
         except KeyboardInterrupt:
             interrupted = True
     if failure:
@@ -583,7 +585,9 @@ def _resume(settings: Settings, savepoints: dict[str, str], steps: Steps) -> Non
     def one(name: str, location: str) -> None:
         how = f"`tradesim jobs submit {name} --from-savepoint {jobs.local_state(location)}`"
         try:
-            job_id, new = jobs.submit_job(settings, name, options={jobs.RECOVERY: location})
+            # provisioned: it ran until the backup stopped it (and a check's `java -version`, in the terminal's
+            # process group, died with a Ctrl-C there, failing the resume)
+            job_id, new = jobs.submit_job(settings, name, options={jobs.RECOVERY: location}, provisioned=True)
         except Exception as exc:  # noqa: BLE001 - whatever stopped it, the savepoint and the way back are named
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise StackError(f"job {name} did not resume ({first}); submit it with {how}") from None

@@ -84,9 +84,11 @@ def jdk_tool(java: str, tool: str) -> Path | None:
 
 
 def java_major_version(java: str) -> int | None:
-    """Major version of a java binary, or None if it cannot run."""
+    """Major version of a java binary, or None if it cannot run. In a session of its own: asked in the middle of a
+    clean-up (a backup resuming its jobs), it must not die with the terminal's Ctrl-C and fail the resume."""
     try:
-        done = subprocess.run([java, "-version"], capture_output=True, text=True, timeout=30, check=False)
+        done = subprocess.run([java, "-version"], capture_output=True, text=True, timeout=30, check=False,
+                              start_new_session=True)
     except (OSError, subprocess.TimeoutExpired):
         return None
     match = re.search(r'version "(\d+)(?:\.(\d+))?', done.stderr + done.stdout)
