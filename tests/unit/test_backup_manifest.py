@@ -387,10 +387,15 @@ def test_a_backup_s_resume_runs_to_its_end_through_a_ctrl_c() -> None:
         release.wait(10)
         finished.append(True)
 
-    threading.Timer(0.2, os.kill, (os.getpid(), signal.SIGINT)).start()  # Ctrl-C while it runs
-    threading.Timer(0.6, release.set).start()
-    with pytest.raises(KeyboardInterrupt):
-        _uninterrupted(resume)
+    # Ctrl-C while it runs, as Python's own handler raises it (a test run in the background inherits SIGINT ignored)
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        threading.Timer(0.2, os.kill, (os.getpid(), signal.SIGINT)).start()
+        threading.Timer(0.6, release.set).start()
+        with pytest.raises(KeyboardInterrupt):
+            _uninterrupted(resume)
+    finally:
+        signal.signal(signal.SIGINT, before)
     assert finished == [True]
     with pytest.raises(ValueError, match="its own"):  # a failure of the clean-up is raised as it is
         _uninterrupted(lambda: (_ for _ in ()).throw(ValueError("its own")))
