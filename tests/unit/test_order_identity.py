@@ -11,11 +11,13 @@ from tradesim.domain.matching import SlippageModel
 from tradesim.domain.orders import (
     NOT_PROCESSED,
     body_hash,
+    may_rest,
     read_grace_ms,
     shown_may_differ,
     shown_status,
     stored_statuses,
 )
+from tradesim.testing.factories import tick
 
 DAY_MS = 86_400_000
 
@@ -75,3 +77,23 @@ def test_a_status_filter_knows_which_statuses_a_read_may_change() -> None:
                 assert shown_may_differ(shown)
                 assert shown_may_differ(stored)
     assert not shown_may_differ("executed")
+
+
+def test_only_orders_that_may_rest_ever_rest_in_a_book() -> None:
+    """`may_rest` decides which decided orders the Orders mirror also removes from `OpenOrders`: an order it calls
+    unable to rest must be decided on arrival, whatever the price (here none can fill: far from the market)."""
+    far = {"buy": Decimal("1.00"), "sell": Decimal("100000.00")}
+    cases = [_order(order_type=t, side=side, time_in_force=tif, limit_price=far[side] if "limit" in t else None,
+                    stop_price=(far["sell"] if side == "buy" else far["buy"]) if "stop" in t else None)
+             for t in ("market", "limit", "stop", "stop_limit") for side in ("buy", "sell")
+             for tif in ("day", "gtc", "ioc")]
+    for order in cases:
+        book = Book()
+        book.on_tick(tick("ACME", 1, event_time_ms=900), SlippageModel())
+        kinds = [d.kind for d in book.on_order(order, SlippageModel(), now_ms=1_000)]
+        assert ("rest" in kinds) <= may_rest(order), (order.order_type, order.side, order.time_in_force, kinds)
+        if order.order_type != "market" and order.time_in_force != "ioc":
+            assert kinds == ["rest"], (order.order_type, order.side, order.time_in_force, kinds)
+    scripted = _order(order_type="market", limit_price=None, time_in_force="day", at_ms=5_000)
+    assert may_rest(scripted)
+    assert not may_rest(_order(order_type="market", limit_price=None, time_in_force="day"))

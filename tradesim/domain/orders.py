@@ -48,6 +48,12 @@ def body_hash(order: OrderPlaced) -> str:
                         order.cancel_at_ms)
 
 
+def may_rest(order: OrderPlaced) -> bool:
+    """Whether a book can hold the order past its arrival: a scripted order waits for its market time, a limit or
+    stop order for its price; an unscripted market order and an IOC order are decided as they arrive."""
+    return order.at_ms is not None or (order.order_type != "market" and order.time_in_force != "ioc")
+
+
 def overdue(placed_at_ms: int, now_ms: int, deadline_ms: int) -> bool:
     """True once an order placed at `placed_at_ms` can no longer start being processed: the execution job expires
     it (reason not_processed_in_time) instead of matching it."""

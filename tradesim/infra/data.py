@@ -48,6 +48,7 @@ class Data(Construct):
             table = dynamodb.Table(
                 self, spec.name, table_name=prefix + spec.name,
                 partition_key=_attribute(spec, spec.hash_key),
+                sort_key=_attribute(spec, spec.range_key) if spec.range_key else None,
                 billing_mode=dynamodb.BillingMode.PAY_PER_REQUEST,
                 point_in_time_recovery_specification=dynamodb.PointInTimeRecoverySpecification(
                     point_in_time_recovery_enabled=True),

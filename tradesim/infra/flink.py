@@ -17,7 +17,7 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3_assets as assets
 from constructs import Construct
 
-from tradesim.adapters.dynamodb.tables import ORDERS, PORTFOLIOS
+from tradesim.adapters.dynamodb.tables import OPEN_ORDERS, ORDERS, PORTFOLIOS
 from tradesim.infra.artifact import JOBS_JAR, MAIN, PYLIB
 from tradesim.infra.data import Data
 from tradesim.infra.environments import Environment
@@ -30,7 +30,7 @@ from tradesim.stack.jobs import JOBS, JobSpec, job_args
 #: the MSF runtime of the Flink the local stack runs (flink.version 2.2.x)
 RUNTIME = "FLINK-2_2"
 #: the tables each standard job writes (execution: the settle and the mirror; bars: none)
-TABLES_OF: dict[str, tuple[str, ...]] = {"execution": (ORDERS, PORTFOLIOS), "bars": ()}
+TABLES_OF: dict[str, tuple[str, ...]] = {"execution": (ORDERS, OPEN_ORDERS, PORTFOLIOS), "bars": ()}
 
 
 def _properties(spec: JobSpec, settings: Any, env_group: dict[str, str]) -> list[Any]:

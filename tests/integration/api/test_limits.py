@@ -9,7 +9,7 @@ import re
 import secrets
 import socket
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from decimal import Decimal
 from urllib.parse import urlsplit
 
@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 from tradesim.adapters.dynamodb.client import DynamoDB
-from tradesim.adapters.dynamodb.orders import OrderStore
+from tradesim.adapters.dynamodb.orders import OrderStore, placed_order
 from tradesim.domain.events import OrderOutcome, OrderPlaced
 from tradesim.settings import Settings
 from tradesim.testing.waiting import wait_for
@@ -165,3 +165,66 @@ def test_listing_orders_with_a_filter_reads_a_bounded_number(settings: Settings)
     (found,) = store.by_user(user, status="executed", limit=5, scan_max=100)
     assert found["order_id"] == oldest.order_id
     assert len(store.by_user(user, limit=7)) == 7
+
+
+def test_a_resting_order_is_listed_open_however_many_orders_came_after_it(
+        api_with: Callable[..., httpx.Client], user: User, symbol: str, settings: Settings) -> None:
+    """GET /orders?status=accepted looks at the newest `orders_scan_max` orders and at every order a book holds:
+    an old resting order stays on the user's open list (the TUI's open orders, a strategy's cancels)."""
+    narrow = api_with(api={"orders_scan_max": 3})
+    resting = narrow.post("/orders", json=order(symbol, type="limit", limit_price="50", time_in_force="gtc"),
+                          headers=user.auth).json()["order_id"]
+    db = DynamoDB(settings.dynamodb)
+    store = OrderStore(db)
+    stored = store.get(resting)
+    assert stored is not None
+    held = placed_order(stored)
+    assert store.mark_in_book(held)  # as the execution job's mirror notes an order the book holds
+    later = [narrow.post("/orders", json=order(symbol, type="limit", limit_price="40"), headers=user.auth)
+             for _ in range(4)]
+    assert all(p.status_code == 202 for p in later), [p.text for p in later]
+    store.record_outcomes([(placed_order(item), _cancelled(item)) for item in
+                           (store.get(p.json()["order_id"]) for p in later) if item is not None])
+
+    listed = narrow.get("/orders", params={"status": "accepted", "limit": 2}, headers=user.auth)
+    assert listed.status_code == 200, listed.text
+    # the newest 3 (all cancelled) are what the filter looks at; the book's order is found all the same
+    assert [o["order_id"] for o in listed.json()["orders"]] == [resting]
+    assert resting not in [o["order_id"] for o in narrow.get("/orders", params={"status": "accepted", "symbol": "OTHR"},
+                                                             headers=user.auth).json()["orders"]]
+    # decided (as the mirror records outcomes): no longer open, and its pointer is gone with the outcome's write
+    store.record_outcomes([(held, _cancelled(stored))])
+    assert store.open_by_user(user.user_id) == []
+    assert resting not in [o["order_id"] for o in narrow.get("/orders", params={"status": "accepted"},
+                                                             headers=user.auth).json()["orders"]]
+    db.close()
+
+
+def _cancelled(item: dict[str, object]) -> OrderOutcome:
+    return OrderOutcome(order_id=str(item["order_id"]), user_id=str(item["user_id"]), symbol=str(item["symbol"]),
+                        side="buy", qty=10, status="cancelled", decided_at_ms=int(time.time() * 1000))
+
+
+def test_a_pointer_left_behind_is_not_an_open_order_and_is_dropped(settings: Settings) -> None:
+    """A crash between the outcome's write and the pointer's delete (here: an outcome written alone) leaves a
+    pointer; `Orders` says the order is decided, so the listing skips it and drops it."""
+    db = DynamoDB(settings.dynamodb)
+    store = OrderStore(db)
+    user = "ptr" + secrets.token_hex(5)
+    orders = [OrderPlaced(order_id=f"{user}-{i}", user_id=user, symbol="PTRS", side="buy", qty=1,
+                          order_type="limit", limit_price=Decimal("5"), placed_at_ms=int(time.time() * 1000) + i)
+              for i in range(2)]
+    for o in orders:
+        store.claim(o)
+        assert store.mark_in_book(o)
+    decided = orders[0]
+    store.record_outcome(decided, OrderOutcome(order_id=decided.order_id, user_id=user, symbol="PTRS", side="buy",
+                                               qty=1, status="expired", decided_at_ms=int(time.time() * 1000)))
+    assert [i["order_id"] for i in store.open_by_user(user)] == [orders[1].order_id]
+    left = db.client.query(TableName=store.open_table, KeyConditionExpression="user_id = :u",
+                           ExpressionAttributeValues={":u": {"S": user}}, ConsistentRead=True)["Items"]
+    assert [i["order_id"]["S"] for i in left] == [orders[1].order_id]
+    # a book's late note of an order already decided does not open it again
+    assert not store.mark_in_book(decided)
+    assert [i["order_id"] for i in store.open_by_user(user)] == [orders[1].order_id]
+    db.close()

@@ -101,6 +101,7 @@ def test_limit_order_rests_until_a_tick_crosses(ex: Exchange, symbol: str) -> No
     # resting: the job's Orders mirror marks it in the book (it stays open past the processing deadline)
     wait_for(lambda: (orders.get(o.order_id) or {}).get("in_book") is True, what="resting order in Orders")
     assert (orders.get(o.order_id) or {}).get("status") == "accepted"
+    assert [i["order_id"] for i in orders.open_by_user(user)] == [o.order_id]  # and notes it open (OpenOrders)
     crossing_at = int(time.time() * 1000)
     ex.price(symbol, 3, "99.40")   # ask 99.44 ≤ 99.50
     out = reader.wait([o.order_id])[o.order_id]
@@ -108,6 +109,9 @@ def test_limit_order_rests_until_a_tick_crosses(ex: Exchange, symbol: str) -> No
     assert out.fill_price == Decimal("99.44")  # the ask, better than the limit
     assert out.decided_at_ms >= crossing_at, "it must not fill before the crossing tick"
     wait_for(lambda: (orders.get(o.order_id) or {}).get("status") == "executed", what="outcome in Orders")
+    wait_for(lambda: not orders.db.client.query(  # the mirror removed its pointer with the outcome's write
+        TableName=orders.open_table, KeyConditionExpression="user_id = :u",
+        ExpressionAttributeValues={":u": {"S": user}}, ConsistentRead=True)["Items"], what="OpenOrders emptied")
     orders.db.close()
 
 

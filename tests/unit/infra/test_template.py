@@ -84,7 +84,8 @@ def test_the_tables_are_the_adapters_with_point_in_time_recovery(synthesized: Sy
     assert set(tables) == {prefix + spec.name for spec in TABLES}
     for spec in TABLES:
         table = tables[prefix + spec.name]
-        assert table["KeySchema"] == [{"AttributeName": spec.hash_key, "KeyType": "HASH"}]
+        assert table["KeySchema"] == [{"AttributeName": spec.hash_key, "KeyType": "HASH"}] + (
+            [{"AttributeName": spec.range_key, "KeyType": "RANGE"}] if spec.range_key else [])
         indexes = {i["IndexName"]: i for i in table.get("GlobalSecondaryIndexes", [])}
         assert set(indexes) == {i.name for i in spec.indexes}
         for index in spec.indexes:
@@ -169,10 +170,10 @@ def test_each_role_gets_the_tables_it_uses(dev: Synthesized) -> None:
         return {n.removeprefix("Data").rstrip("0123456789ABCDEF") for n in names if n.startswith("Data")
                 and not n.startswith("DataDataKey")}
 
-    assert tables("ServicesapiTaskTaskRole", "dynamodb:PutItem") == {"Accounts", "Orders", "Portfolios"}
+    assert tables("ServicesapiTaskTaskRole", "dynamodb:PutItem") == {"Accounts", "OpenOrders", "Orders", "Portfolios"}
     assert tables("ServicesmarketdataTaskTaskRole", "dynamodb:Query") == {"Accounts"}
     assert tables("ServicesmarketdataTaskTaskRole", "dynamodb:PutItem") == set()
-    assert tables("FlinkexecutionRole", "dynamodb:UpdateItem") == {"Orders", "Portfolios"}
+    assert tables("FlinkexecutionRole", "dynamodb:UpdateItem") == {"OpenOrders", "Orders", "Portfolios"}
     assert not any(a.startswith("dynamodb:") for a in _policy_actions(dev, "FlinkbarsRole"))
     for prefix in ("ServicespersistenceTask", "ServicesmarketTask"):
         assert not any(a.startswith("dynamodb:") for a in _policy_actions(dev, prefix))

@@ -1,6 +1,10 @@
 """The `Orders` table: one item per order. The API claims it first (`accepted`, with the placing time and the
 whole body, which are the order's for good); the execution job marks it when it reaches the book and replaces it
 with the terminal outcome.
+
+`OpenOrders` holds a key (user, order) for each order a book holds: written before the `in_book` mark, deleted with
+the outcome's write. It is only a pointer: `Orders` says whether the order is still open, so a pointer left behind
+(a crash between the two writes) hides nothing and is dropped when a listing meets it.
 """
 
 from __future__ import annotations
@@ -15,8 +19,9 @@ from botocore.exceptions import BotoCoreError, ClientError
 from tradesim.adapters.dynamodb.client import DynamoDB
 from tradesim.adapters.dynamodb.codec import from_dynamo, recorded, to_dynamo
 from tradesim.adapters.dynamodb.errors import conditional_write, translate
-from tradesim.adapters.dynamodb.tables import ORDERS, table_name
+from tradesim.adapters.dynamodb.tables import OPEN_ORDERS, ORDERS, table_name
 from tradesim.domain.events import OrderCancelRequested, OrderOutcome, OrderPlaced
+from tradesim.domain.orders import may_rest
 from tradesim.domain.settlement import RecordedOutcome
 from tradesim.ports import Unavailable
 
@@ -84,6 +89,7 @@ class OrderStore:
     def __init__(self, db: DynamoDB) -> None:
         self.db = db
         self.table = table_name(db.settings, ORDERS)
+        self.open_table = table_name(db.settings, OPEN_ORDERS)
 
     def claim(self, order: OrderPlaced) -> dict[str, Any] | None:
         """Record the accepted order unless its id is taken. None: this call recorded it; else the stored item
@@ -148,6 +154,10 @@ class OrderStore:
         deadline, with the market time it will be cancelled at if it has one; creates the item for an order that
         bypassed the API. Never replaces an outcome: False then.
         Raises Unavailable."""
+        try:  # the pointer first: an order a book holds is always found by `open_by_user`
+            self.db.client.put_item(TableName=self.open_table, Item=self._open_key(order.user_id, order.order_id))
+        except (BotoCoreError, ClientError) as exc:
+            raise translate(exc, f"note order {order.order_id!r} open") from None
         fields = {k: v for k, v in order_item(order).items() if k != "order_id"}
         names = {f"#f{i}": k for i, k in enumerate(fields)}
         values = {f":v{i}": to_dynamo(v) for i, v in enumerate(fields.values())}
@@ -157,13 +167,50 @@ class OrderStore:
         if due is not None:  # the book's cancel time: the latest mark carries the earliest
             extra = ", cancel_at_ms = :cancel_at"
             values[":cancel_at"] = to_dynamo(due)
-        return conditional_write(lambda: self.db.client.update_item(
+        marked = conditional_write(lambda: self.db.client.update_item(
             TableName=self.table, Key={"order_id": {"S": order.order_id}},
             UpdateExpression=f"SET {sets}, in_book = :yes{extra}",
             ConditionExpression="attribute_not_exists(order_id) OR #st = :accepted",
             ExpressionAttributeNames={**names, "#st": "status"},
             ExpressionAttributeValues={**values, ":yes": {"BOOL": True}, ":accepted": {"S": ACCEPTED}},
         ), f"mark order {order.order_id!r} in the book")
+        if not marked:  # decided already: no longer open
+            self._write_all([(self.open_table, {"DeleteRequest": {"Key": self._open_key(order.user_id,
+                                                                                       order.order_id)}})],
+                            f"forget order {order.order_id!r} open")
+        return marked
+
+    @staticmethod
+    def _open_key(user_id: str, order_id: str) -> dict[str, Any]:
+        return {"user_id": {"S": user_id}, "order_id": {"S": order_id}}
+
+    def open_by_user(self, user_id: str, *, max_items: int = 10_000) -> list[dict[str, Any]]:
+        """The user's orders a book holds (status `accepted` in `Orders`), however old, newest first; at most
+        `max_items` pointers are read. Pointers whose order is decided are dropped on the way (best effort).
+        Raises Unavailable."""
+        request: dict[str, Any] = {"TableName": self.open_table, "KeyConditionExpression": "user_id = :u",
+                                   "ExpressionAttributeValues": {":u": {"S": user_id}}, "ConsistentRead": True}
+        ids: list[str] = []
+        try:
+            while len(ids) < max_items:
+                answer = self.db.client.query(**request, Limit=min(1000, max_items - len(ids)))
+                ids += [i["order_id"]["S"] for i in answer.get("Items", [])]
+                if "LastEvaluatedKey" not in answer:
+                    break
+                request["ExclusiveStartKey"] = answer["LastEvaluatedKey"]
+        except (BotoCoreError, ClientError) as exc:
+            raise translate(exc, f"list the open orders of {user_id!r}") from None
+        items = [plain_item(i) for i in self._batch_get(ids, None, {}, f"read the open orders of {user_id!r}")]
+        open_ = [i for i in items if i.get("status") == ACCEPTED and i.get("user_id") == user_id]
+        still = {i["order_id"] for i in open_}
+        stale = [o for o in ids if o not in still]
+        if stale:
+            try:
+                self._write_all([(self.open_table, {"DeleteRequest": {"Key": self._open_key(user_id, o)}})
+                                 for o in stale], f"forget {len(stale)} decided orders of {user_id!r}")
+            except Unavailable:
+                pass  # dropped by a later listing
+        return sorted(open_, key=lambda i: (i["placed_at_ms"], i["order_id"]), reverse=True)
 
     def existing(self, order_ids: list[str]) -> set[str]:
         """Which of these orders have an item. Raises Unavailable."""
@@ -181,14 +228,16 @@ class OrderStore:
                 found[plain.pop("order_id")] = recorded(plain)
         return found
 
-    def _batch_get(self, order_ids: list[str], projection: str, names: dict[str, str],
+    def _batch_get(self, order_ids: list[str], projection: str | None, names: dict[str, str],
                    what: str) -> list[dict[str, Any]]:
-        """Strongly consistent BatchGetItem of these keys (any number), raw items. Raises Unavailable."""
+        """Strongly consistent BatchGetItem of these keys (any number), raw items (whole, without a
+        `projection`). Raises Unavailable."""
         items: list[dict[str, Any]] = []
         for start in range(0, len(order_ids), 100):  # BatchGetItem takes at most 100 keys
             keys: list[dict[str, Any]] = [{"order_id": {"S": o}} for o in dict.fromkeys(order_ids[start:start + 100])]
-            request: dict[str, Any] = {self.table: {"Keys": keys, "ProjectionExpression": projection,
-                                                    "ConsistentRead": True}}
+            request: dict[str, Any] = {self.table: {"Keys": keys, "ConsistentRead": True}}
+            if projection is not None:
+                request[self.table]["ProjectionExpression"] = projection
             if names:
                 request[self.table]["ExpressionAttributeNames"] = names
             try:
@@ -280,10 +329,18 @@ class OrderStore:
         exists. Raises Unavailable (then none, some or all were written; repeating is harmless).
         """
         latest = {order.order_id: (order, outcome) for order, outcome in decided}  # one put per key per call
-        puts = [{"PutRequest": {"Item": outcome_item(o, out)}} for o, out in latest.values()]
+        writes = [(self.table, {"PutRequest": {"Item": outcome_item(o, out)}}) for o, out in latest.values()]
+        writes += [(self.open_table, {"DeleteRequest": {"Key": self._open_key(o.user_id, o.order_id)}})
+                   for o, _ in latest.values() if may_rest(o)]  # no longer open (if a book ever held it)
+        self._write_all(writes, f"record the outcomes of {len(latest)} orders")
+
+    def _write_all(self, writes: list[tuple[str, dict[str, Any]]], what: str) -> None:
+        """(table, put or delete request) pairs in BatchWriteItem calls of 25. Raises Unavailable."""
         try:
-            for start in range(0, len(puts), 25):  # BatchWriteItem takes at most 25 requests
-                request: dict[str, Any] = {self.table: puts[start:start + 25]}
+            for start in range(0, len(writes), 25):  # BatchWriteItem takes at most 25 requests, all tables together
+                request: dict[str, Any] = {}
+                for table, write in writes[start:start + 25]:
+                    request.setdefault(table, []).append(write)
                 backoff = 0.01
                 while request:
                     request = self.db.client.batch_write_item(RequestItems=request).get("UnprocessedItems") or {}
@@ -291,7 +348,7 @@ class OrderStore:
                         time.sleep(backoff)
                         backoff = min(backoff * 2, 1.0)
         except (BotoCoreError, ClientError) as exc:
-            raise translate(exc, f"record the outcomes of {len(latest)} orders") from None
+            raise translate(exc, what) from None
 
 
 def outcome_item(order: OrderPlaced, outcome: OrderOutcome) -> dict[str, Any]:

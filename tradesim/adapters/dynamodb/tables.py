@@ -14,6 +14,7 @@ from tradesim.settings import DynamoDBSettings
 
 PORTFOLIOS = "Portfolios"
 ORDERS = "Orders"
+OPEN_ORDERS = "OpenOrders"
 ACCOUNTS = "Accounts"
 
 
@@ -33,6 +34,7 @@ class TableDef:
     #: attribute name → DynamoDB scalar type ("S" or "N") of every key attribute, table and indexes
     key_types: dict[str, str]
     indexes: tuple[Index, ...] = ()
+    range_key: str | None = None
 
 
 TABLES: tuple[TableDef, ...] = (
@@ -41,6 +43,9 @@ TABLES: tuple[TableDef, ...] = (
     # a user's orders, newest last: Query by_user with user_id (placed_at_ms is epoch millis, UTC)
     TableDef(ORDERS, "order_id", {"order_id": "S", "user_id": "S", "placed_at_ms": "N"},
              (Index("by_user", "user_id", "placed_at_ms"),)),
+    # which of a user's orders rest in a book (a hint: `Orders` holds the truth), so listing the open ones does not
+    # depend on how many orders came after them
+    TableDef(OPEN_ORDERS, "user_id", {"user_id": "S", "order_id": "S"}, range_key="order_id"),
     # the order API authenticates by the hash of an API key, never by the key itself
     TableDef(ACCOUNTS, "user_id", {"user_id": "S", "api_key_hash": "S"}, (Index("by_key_hash", "api_key_hash"),)),
 )
@@ -62,7 +67,7 @@ def create_table_request(settings: DynamoDBSettings, table: TableDef) -> dict[st
     request: dict[str, Any] = {
         "TableName": table_name(settings, table.name),
         "AttributeDefinitions": [{"AttributeName": a, "AttributeType": t} for a, t in table.key_types.items()],
-        "KeySchema": _key_schema(table.hash_key, None),
+        "KeySchema": _key_schema(table.hash_key, table.range_key),
         "BillingMode": "PAY_PER_REQUEST",
     }
     if table.indexes:

@@ -494,7 +494,8 @@ async def list_orders(
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     user: UserQuery = None,
 ) -> OrderList:
-    """The caller's orders, newest first; with `status` or `symbol`, those among the newest `api.orders_scan_max`."""
+    """The caller's orders, newest first; with `status` or `symbol`, those among the newest `api.orders_scan_max`
+    — and with `status=accepted`, every order a book holds, however old."""
     own_only(caller, user)
     scan_max = res.settings.api.orders_scan_max
     stored = None if status is None else stored_statuses(status)
@@ -504,6 +505,12 @@ async def list_orders(
     with metrics.timed("dynamodb", "orders_by_user"):
         items = await anyio.to_thread.run_sync(
             lambda: res.orders.by_user(caller.user_id, status=stored, symbol=symbol, limit=fetch, scan_max=scan_max))
+    if status == "accepted":  # a resting order may be older than the newest `scan_max`: its user must see it
+        with metrics.timed("dynamodb", "open_orders_by_user"):
+            resting = await anyio.to_thread.run_sync(res.orders.open_by_user, caller.user_id)
+        seen = {i["order_id"] for i in items}
+        items += [i for i in resting if i["order_id"] not in seen and (symbol is None or i["symbol"] == symbol)]
+        items.sort(key=lambda i: (i["placed_at_ms"], i["order_id"]), reverse=True)
     orders = [_order(i, res) for i in items]
     return OrderList(orders=[o for o in orders if status is None or o.status == status][:limit])
 
