@@ -16,7 +16,8 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from tradesim.adapters.dynamodb.client import DynamoDB as DynamoDBClient
 from tradesim.adapters.dynamodb.errors import DynamoDBError, translate
-from tradesim.adapters.dynamodb.tables import ensure_tables
+from tradesim.adapters.dynamodb.orders import OrderStore
+from tradesim.adapters.dynamodb.tables import OPEN_ORDERS, ensure_tables, table_name
 from tradesim.ports import Unavailable
 from tradesim.settings import DynamoDBSettings, redacted_text
 from tradesim.stack.component import Component, PortSpec, Unhealthy
@@ -138,9 +139,11 @@ class DynamoDB(Component):
         db = self._client(timeout_s=5.0)
         try:
             created = ensure_tables(db.client, self._cfg)
+            # a stack from before `OpenOrders`: its resting orders get their pointers (see OrderStore)
+            noted = OrderStore(db).note_open_orders() if table_name(self._cfg, OPEN_ORDERS) in created else 0
         except (Unavailable, DynamoDBError) as exc:
             raise Unhealthy(str(exc)) from None
         finally:
             db.close()
         if created:
-            report("created tables " + ", ".join(created))
+            report("created tables " + ", ".join(created) + (f"; noted {noted} resting orders open" if noted else ""))

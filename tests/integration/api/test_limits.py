@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 from tradesim.adapters.dynamodb.client import DynamoDB
-from tradesim.adapters.dynamodb.orders import OrderStore, placed_order
+from tradesim.adapters.dynamodb.orders import OrderStore, open_key
 from tradesim.domain.events import OrderOutcome, OrderPlaced
 from tradesim.settings import Settings
 from tradesim.testing.waiting import wait_for
@@ -168,63 +168,110 @@ def test_listing_orders_with_a_filter_reads_a_bounded_number(settings: Settings)
 
 
 def test_a_resting_order_is_listed_open_however_many_orders_came_after_it(
-        api_with: Callable[..., httpx.Client], user: User, symbol: str, settings: Settings) -> None:
+        api_with: Callable[..., httpx.Client], user: User, settings: Settings) -> None:
     """GET /orders?status=accepted looks at the newest `orders_scan_max` orders and at every order a book holds:
-    an old resting order stays on the user's open list (the TUI's open orders, a strategy's cancels)."""
+    an old resting order stays on the user's open list (the TUI's open orders, a strategy's cancels). The orders
+    are written as the API claims them and the job's mirror marks and decides them, but never published, so no
+    book holds them in fact."""
     narrow = api_with(api={"orders_scan_max": 3})
-    resting = narrow.post("/orders", json=order(symbol, type="limit", limit_price="50", time_in_force="gtc"),
-                          headers=user.auth).json()["order_id"]
     db = DynamoDB(settings.dynamodb)
     store = OrderStore(db)
-    stored = store.get(resting)
-    assert stored is not None
-    held = placed_order(stored)
-    assert store.mark_in_book(held)  # as the execution job's mirror notes an order the book holds
-    later = [narrow.post("/orders", json=order(symbol, type="limit", limit_price="40"), headers=user.auth)
-             for _ in range(4)]
-    assert all(p.status_code == 202 for p in later), [p.text for p in later]
-    store.record_outcomes([(placed_order(item), _cancelled(item)) for item in
-                           (store.get(p.json()["order_id"]) for p in later) if item is not None])
+    now = int(time.time() * 1000)
+    resting, later = _limit(user.user_id, now), [_limit(user.user_id, now + 1 + i) for i in range(4)]
+    store.claim(resting)
+    assert store.mark_in_book(resting)  # the book holds it: the mirror notes it
+    for o in later:
+        store.claim(o)
+    store.record_outcomes([(o, _cancelled(o)) for o in later])
 
-    listed = narrow.get("/orders", params={"status": "accepted", "limit": 2}, headers=user.auth)
-    assert listed.status_code == 200, listed.text
-    # the newest 3 (all cancelled) are what the filter looks at; the book's order is found all the same
-    assert [o["order_id"] for o in listed.json()["orders"]] == [resting]
-    assert resting not in [o["order_id"] for o in narrow.get("/orders", params={"status": "accepted", "symbol": "OTHR"},
-                                                             headers=user.auth).json()["orders"]]
-    # decided (as the mirror records outcomes): no longer open, and its pointer is gone with the outcome's write
-    store.record_outcomes([(held, _cancelled(stored))])
-    assert store.open_by_user(user.user_id) == []
-    assert resting not in [o["order_id"] for o in narrow.get("/orders", params={"status": "accepted"},
-                                                             headers=user.auth).json()["orders"]]
+    def open_ids(**params: object) -> list[str]:
+        listed = narrow.get("/orders", params={"status": "accepted", **params}, headers=user.auth)
+        assert listed.status_code == 200, listed.text
+        return [o["order_id"] for o in listed.json()["orders"]]
+
+    # the newest 3 (all cancelled) are all the filter looks at; the book's order is found all the same
+    assert open_ids(limit=2) == [resting.order_id]
+    assert open_ids(limit=2, symbol="OTHR") == []
+    # decided (as the mirror records outcomes): no longer open, and its pointer goes with the outcome's write
+    store.record_outcomes([(resting, _cancelled(resting))])
+    assert _pointers(store, user.user_id) == []
+    assert open_ids(limit=2) == []
     db.close()
 
 
-def _cancelled(item: dict[str, object]) -> OrderOutcome:
-    return OrderOutcome(order_id=str(item["order_id"]), user_id=str(item["user_id"]), symbol=str(item["symbol"]),
-                        side="buy", qty=10, status="cancelled", decided_at_ms=int(time.time() * 1000))
+def _limit(user_id: str, placed_at_ms: int) -> OrderPlaced:
+    return OrderPlaced(order_id="o_" + secrets.token_hex(8), user_id=user_id, symbol="LIMS", side="buy", qty=1,
+                       order_type="limit", limit_price=Decimal("5"), time_in_force="gtc", placed_at_ms=placed_at_ms)
 
 
-def test_a_pointer_left_behind_is_not_an_open_order_and_is_dropped(settings: Settings) -> None:
+def _cancelled(order: OrderPlaced) -> OrderOutcome:
+    return OrderOutcome(order_id=order.order_id, user_id=order.user_id, symbol=order.symbol, side=order.side,
+                        qty=order.qty, status="cancelled", decided_at_ms=int(time.time() * 1000))
+
+
+def _pointers(store: OrderStore, user_id: str) -> list[str]:
+    """The order ids `OpenOrders` points at for the user, oldest first."""
+    items = store.db.client.query(TableName=store.open_table, KeyConditionExpression="user_id = :u",
+                                  ExpressionAttributeValues={":u": {"S": user_id}}, ConsistentRead=True)["Items"]
+    return [i["placed_order"]["S"].partition("#")[2] for i in items]
+
+
+def test_pointers_left_behind_hide_nothing_and_are_dropped_when_decided(settings: Settings) -> None:
     """A crash between the outcome's write and the pointer's delete (here: an outcome written alone) leaves a
-    pointer; `Orders` says the order is decided, so the listing skips it and drops it."""
+    pointer; `Orders` says the order is decided, so the listing skips it and drops it. A pointer whose order has
+    no item yet stays (the job notes the pointer before the order's mark creates the item)."""
     db = DynamoDB(settings.dynamodb)
     store = OrderStore(db)
     user = "ptr" + secrets.token_hex(5)
-    orders = [OrderPlaced(order_id=f"{user}-{i}", user_id=user, symbol="PTRS", side="buy", qty=1,
-                          order_type="limit", limit_price=Decimal("5"), placed_at_ms=int(time.time() * 1000) + i)
-              for i in range(2)]
-    for o in orders:
+    now = int(time.time() * 1000)
+    decided, held, unmarked = (_limit(user, now + i) for i in range(3))
+    for o in (decided, held):
         store.claim(o)
         assert store.mark_in_book(o)
-    decided = orders[0]
-    store.record_outcome(decided, OrderOutcome(order_id=decided.order_id, user_id=user, symbol="PTRS", side="buy",
-                                               qty=1, status="expired", decided_at_ms=int(time.time() * 1000)))
-    assert [i["order_id"] for i in store.open_by_user(user)] == [orders[1].order_id]
-    left = db.client.query(TableName=store.open_table, KeyConditionExpression="user_id = :u",
-                           ExpressionAttributeValues={":u": {"S": user}}, ConsistentRead=True)["Items"]
-    assert [i["order_id"]["S"] for i in left] == [orders[1].order_id]
+    store.record_outcome(decided, _cancelled(decided))
+    db.client.put_item(TableName=store.open_table, Item=open_key(unmarked))
+    assert [i["order_id"] for i in store.open_by_user(user, limit=10, max_read=10)] == [held.order_id]
+    assert _pointers(store, user) == [held.order_id, unmarked.order_id]
     # a book's late note of an order already decided does not open it again
     assert not store.mark_in_book(decided)
-    assert [i["order_id"] for i in store.open_by_user(user)] == [orders[1].order_id]
+    assert _pointers(store, user) == [held.order_id, unmarked.order_id]
+    # newest first, and no more than asked for (or read)
+    assert store.mark_in_book(unmarked)
+    assert [i["order_id"] for i in store.open_by_user(user, limit=10, max_read=10)] == [unmarked.order_id,
+                                                                                        held.order_id]
+    assert [i["order_id"] for i in store.open_by_user(user, limit=1, max_read=10)] == [unmarked.order_id]
+    assert store.open_by_user(user, limit=10, max_read=1) == store.open_by_user(user, limit=1, max_read=10)
+    db.close()
+
+
+def test_a_stack_from_before_open_orders_gets_pointers_for_its_resting_orders(settings: Settings) -> None:
+    """`note_open_orders` (run by `tradesim up` when it creates `OpenOrders`, and by a restore of a backup made
+    before it) points at every order `Orders` shows in a book, and at no other."""
+    db = DynamoDB(settings.dynamodb)
+    store = OrderStore(db)
+    user = "old" + secrets.token_hex(5)
+    now = int(time.time() * 1000)
+    held, waiting = _limit(user, now), _limit(user, now + 1)
+    for o in (held, waiting):
+        store.claim(o)
+    assert store.mark_in_book(held)
+    db.client.delete_item(TableName=store.open_table, Key=open_key(held))  # as before the table existed
+    assert store.open_by_user(user, limit=10, max_read=10) == []
+    assert store.note_open_orders() >= 1
+    assert _pointers(store, user) == [held.order_id]
+    db.close()
+
+
+def test_without_open_orders_the_order_is_still_marked_and_decided(settings: Settings) -> None:
+    """The pointers are an aid to listing: a store that refuses them (here: no such table, a job newer than the
+    stack it runs on) still gets the `in_book` mark and the outcome, which readers and retries depend on."""
+    db = DynamoDB(settings.dynamodb)
+    store = OrderStore(db)
+    store.open_table = "NoSuchTable" + secrets.token_hex(3)
+    o = _limit("nop" + secrets.token_hex(5), int(time.time() * 1000))
+    store.claim(o)
+    assert store.mark_in_book(o)
+    assert (store.get(o.order_id) or {}).get("in_book") is True
+    store.record_outcomes([(o, _cancelled(o))])
+    assert (store.get(o.order_id) or {}).get("status") == "cancelled"
     db.close()

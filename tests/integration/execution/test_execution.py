@@ -101,7 +101,8 @@ def test_limit_order_rests_until_a_tick_crosses(ex: Exchange, symbol: str) -> No
     # resting: the job's Orders mirror marks it in the book (it stays open past the processing deadline)
     wait_for(lambda: (orders.get(o.order_id) or {}).get("in_book") is True, what="resting order in Orders")
     assert (orders.get(o.order_id) or {}).get("status") == "accepted"
-    assert [i["order_id"] for i in orders.open_by_user(user)] == [o.order_id]  # and notes it open (OpenOrders)
+    # and notes it open (OpenOrders)
+    assert [i["order_id"] for i in orders.open_by_user(user, limit=10, max_read=10)] == [o.order_id]
     crossing_at = int(time.time() * 1000)
     ex.price(symbol, 3, "99.40")   # ask 99.44 ≤ 99.50
     out = reader.wait([o.order_id])[o.order_id]

@@ -9,6 +9,7 @@ the outcome's write. It is only a pointer: `Orders` says whether the order is st
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Sequence
 from decimal import Decimal
@@ -18,7 +19,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from tradesim.adapters.dynamodb.client import DynamoDB
 from tradesim.adapters.dynamodb.codec import from_dynamo, recorded, to_dynamo
-from tradesim.adapters.dynamodb.errors import conditional_write, translate
+from tradesim.adapters.dynamodb.errors import DynamoDBError, conditional_write, translate
 from tradesim.adapters.dynamodb.tables import OPEN_ORDERS, ORDERS, table_name
 from tradesim.domain.events import OrderCancelRequested, OrderOutcome, OrderPlaced
 from tradesim.domain.orders import may_rest
@@ -26,6 +27,12 @@ from tradesim.domain.settlement import RecordedOutcome
 from tradesim.ports import Unavailable
 
 ACCEPTED = "accepted"
+log = logging.getLogger("tradesim.dynamodb.orders")
+
+
+def open_key(order: OrderPlaced) -> dict[str, Any]:
+    """The order's pointer in `OpenOrders`: by user, newest last (placing time, then id)."""
+    return {"user_id": {"S": order.user_id}, "placed_order": {"S": f"{order.placed_at_ms:015d}#{order.order_id}"}}
 
 
 def order_item(order: OrderPlaced) -> dict[str, Any]:
@@ -154,10 +161,15 @@ class OrderStore:
         deadline, with the market time it will be cancelled at if it has one; creates the item for an order that
         bypassed the API. Never replaces an outcome: False then.
         Raises Unavailable."""
-        try:  # the pointer first: an order a book holds is always found by `open_by_user`
-            self.db.client.put_item(TableName=self.open_table, Item=self._open_key(order.user_id, order.order_id))
+        # the pointer first, so an order a book holds is always found by `open_by_user`; a pointer the store
+        # refuses (no such table: a job newer than the stack) must not cost the order its mark
+        try:
+            self.db.client.put_item(TableName=self.open_table, Item=open_key(order))
         except (BotoCoreError, ClientError) as exc:
-            raise translate(exc, f"note order {order.order_id!r} open") from None
+            error = translate(exc, f"note order {order.order_id!r} open")
+            if isinstance(error, Unavailable):
+                raise error from None
+            log.warning("open order not noted: %s", error)
         fields = {k: v for k, v in order_item(order).items() if k != "order_id"}
         names = {f"#f{i}": k for i, k in enumerate(fields)}
         values = {f":v{i}": to_dynamo(v) for i, v in enumerate(fields.values())}
@@ -175,42 +187,66 @@ class OrderStore:
             ExpressionAttributeValues={**values, ":yes": {"BOOL": True}, ":accepted": {"S": ACCEPTED}},
         ), f"mark order {order.order_id!r} in the book")
         if not marked:  # decided already: no longer open
-            self._write_all([(self.open_table, {"DeleteRequest": {"Key": self._open_key(order.user_id,
-                                                                                       order.order_id)}})],
-                            f"forget order {order.order_id!r} open")
+            self._forget_open([order], f"forget order {order.order_id!r} open")
         return marked
 
-    @staticmethod
-    def _open_key(user_id: str, order_id: str) -> dict[str, Any]:
-        return {"user_id": {"S": user_id}, "order_id": {"S": order_id}}
-
-    def open_by_user(self, user_id: str, *, max_items: int = 10_000) -> list[dict[str, Any]]:
-        """The user's orders a book holds (status `accepted` in `Orders`), however old, newest first; at most
-        `max_items` pointers are read. Pointers whose order is decided are dropped on the way (best effort).
-        Raises Unavailable."""
+    def open_by_user(self, user_id: str, *, limit: int, max_read: int,
+                     symbol: str | None = None) -> list[dict[str, Any]]:
+        """The user's newest `limit` orders a book holds (`accepted` in `Orders`; of `symbol` if given), however
+        many orders came after them, newest first; at most `max_read` pointers are read, so a call's work is
+        bounded. A pointer whose order is decided is dropped on the way (best effort); one without an item stays
+        (its order may be on its way). Raises Unavailable."""
         request: dict[str, Any] = {"TableName": self.open_table, "KeyConditionExpression": "user_id = :u",
-                                   "ExpressionAttributeValues": {":u": {"S": user_id}}, "ConsistentRead": True}
-        ids: list[str] = []
+                                   "ExpressionAttributeValues": {":u": {"S": user_id}}, "ConsistentRead": True,
+                                   "ScanIndexForward": False}
+        found: list[dict[str, Any]] = []
+        read = 0
+        while len(found) < limit and read < max_read:
+            try:
+                answer = self.db.client.query(**request, Limit=min(100, max_read - read))
+            except (BotoCoreError, ClientError) as exc:
+                raise translate(exc, f"list the open orders of {user_id!r}") from None
+            ids = [i["placed_order"]["S"].partition("#")[2] for i in answer.get("Items", [])]
+            read += len(ids)
+            items = [plain_item(i) for i in self._batch_get(ids, None, {}, f"read the open orders of {user_id!r}")]
+            open_ = {i["order_id"]: i for i in items if i.get("status") == ACCEPTED and i.get("user_id") == user_id}
+            found += [open_[o] for o in ids if o in open_ and (symbol is None or open_[o]["symbol"] == symbol)]
+            decided = [placed_order(i) for i in items if i["order_id"] not in open_ and i.get("user_id") == user_id]
+            if decided:
+                self._forget_open(decided, f"forget {len(decided)} decided orders of {user_id!r}")
+            if "LastEvaluatedKey" not in answer:
+                break
+            request["ExclusiveStartKey"] = answer["LastEvaluatedKey"]
+        return found[:limit]
+
+    def note_open_orders(self) -> int:
+        """A pointer for every order `Orders` shows in a book: for a stack whose `OpenOrders` is new (or restored
+        from a backup made before it). Returns the count. Raises Unavailable."""
+        request: dict[str, Any] = {"TableName": self.table, "FilterExpression": "#st = :accepted AND in_book = :yes",
+                                   "ExpressionAttributeNames": {"#st": "status"},
+                                   "ExpressionAttributeValues": {":accepted": {"S": ACCEPTED}, ":yes": {"BOOL": True}}}
+        n = 0
         try:
-            while len(ids) < max_items:
-                answer = self.db.client.query(**request, Limit=min(1000, max_items - len(ids)))
-                ids += [i["order_id"]["S"] for i in answer.get("Items", [])]
+            while True:
+                answer = self.db.client.scan(**request)
+                held = [placed_order(plain_item(i)) for i in answer.get("Items", [])]
+                self._write_all([(self.open_table, {"PutRequest": {"Item": open_key(o)}}) for o in held],
+                                "note the open orders")
+                n += len(held)
                 if "LastEvaluatedKey" not in answer:
-                    break
+                    return n
                 request["ExclusiveStartKey"] = answer["LastEvaluatedKey"]
         except (BotoCoreError, ClientError) as exc:
-            raise translate(exc, f"list the open orders of {user_id!r}") from None
-        items = [plain_item(i) for i in self._batch_get(ids, None, {}, f"read the open orders of {user_id!r}")]
-        open_ = [i for i in items if i.get("status") == ACCEPTED and i.get("user_id") == user_id]
-        still = {i["order_id"] for i in open_}
-        stale = [o for o in ids if o not in still]
-        if stale:
-            try:
-                self._write_all([(self.open_table, {"DeleteRequest": {"Key": self._open_key(user_id, o)}})
-                                 for o in stale], f"forget {len(stale)} decided orders of {user_id!r}")
-            except Unavailable:
-                pass  # dropped by a later listing
-        return sorted(open_, key=lambda i: (i["placed_at_ms"], i["order_id"]), reverse=True)
+            raise translate(exc, "note the open orders") from None
+
+    def _forget_open(self, orders: Sequence[OrderPlaced], what: str) -> None:
+        """Delete these orders' pointers, best effort: a pointer left behind hides nothing (`Orders` says the order
+        is decided) and a later listing drops it."""
+        try:
+            self._write_all([(self.open_table, {"DeleteRequest": {"Key": open_key(o)}}) for o in orders], what,
+                            attempts=1)
+        except (Unavailable, DynamoDBError) as exc:
+            log.warning("%s: %s", what, exc)
 
     def existing(self, order_ids: list[str]) -> set[str]:
         """Which of these orders have an item. Raises Unavailable."""
@@ -329,22 +365,24 @@ class OrderStore:
         exists. Raises Unavailable (then none, some or all were written; repeating is harmless).
         """
         latest = {order.order_id: (order, outcome) for order, outcome in decided}  # one put per key per call
-        writes = [(self.table, {"PutRequest": {"Item": outcome_item(o, out)}}) for o, out in latest.values()]
-        writes += [(self.open_table, {"DeleteRequest": {"Key": self._open_key(o.user_id, o.order_id)}})
-                   for o, _ in latest.values() if may_rest(o)]  # no longer open (if a book ever held it)
-        self._write_all(writes, f"record the outcomes of {len(latest)} orders")
+        self._write_all([(self.table, {"PutRequest": {"Item": outcome_item(o, out)}}) for o, out in latest.values()],
+                        f"record the outcomes of {len(latest)} orders")
+        # then no longer open (if a book ever held it); the outcomes above are what must not wait for this
+        self._forget_open([o for o, _ in latest.values() if may_rest(o)], f"forget {len(latest)} orders open")
 
-    def _write_all(self, writes: list[tuple[str, dict[str, Any]]], what: str) -> None:
-        """(table, put or delete request) pairs in BatchWriteItem calls of 25. Raises Unavailable."""
+    def _write_all(self, writes: list[tuple[str, dict[str, Any]]], what: str, attempts: int | None = None) -> None:
+        """(table, put or delete request) pairs in BatchWriteItem calls of 25; what the store leaves unprocessed
+        is sent again, up to `attempts` times per call (None: until done). Raises Unavailable."""
         try:
             for start in range(0, len(writes), 25):  # BatchWriteItem takes at most 25 requests, all tables together
                 request: dict[str, Any] = {}
                 for table, write in writes[start:start + 25]:
                     request.setdefault(table, []).append(write)
-                backoff = 0.01
-                while request:
+                backoff, left = 0.01, attempts
+                while request and (left is None or left > 0):
                     request = self.db.client.batch_write_item(RequestItems=request).get("UnprocessedItems") or {}
-                    if request:  # throttled (real DynamoDB): the SDK's advice is to back off before the rest
+                    left = None if left is None else left - 1
+                    if request and left != 0:  # throttled (real DynamoDB): the SDK's advice is to back off first
                         time.sleep(backoff)
                         backoff = min(backoff * 2, 1.0)
         except (BotoCoreError, ClientError) as exc:

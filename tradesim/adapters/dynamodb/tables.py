@@ -45,7 +45,8 @@ TABLES: tuple[TableDef, ...] = (
              (Index("by_user", "user_id", "placed_at_ms"),)),
     # which of a user's orders rest in a book (a hint: `Orders` holds the truth), so listing the open ones does not
     # depend on how many orders came after them
-    TableDef(OPEN_ORDERS, "user_id", {"user_id": "S", "order_id": "S"}, range_key="order_id"),
+    # (placed_order: placing time in 15 digits, "#", order id — newest last)
+    TableDef(OPEN_ORDERS, "user_id", {"user_id": "S", "placed_order": "S"}, range_key="placed_order"),
     # the order API authenticates by the hash of an API key, never by the key itself
     TableDef(ACCOUNTS, "user_id", {"user_id": "S", "api_key_hash": "S"}, (Index("by_key_hash", "api_key_hash"),)),
 )

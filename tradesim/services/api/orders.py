@@ -507,9 +507,11 @@ async def list_orders(
             lambda: res.orders.by_user(caller.user_id, status=stored, symbol=symbol, limit=fetch, scan_max=scan_max))
     if status == "accepted":  # a resting order may be older than the newest `scan_max`: its user must see it
         with metrics.timed("dynamodb", "open_orders_by_user"):
-            resting = await anyio.to_thread.run_sync(res.orders.open_by_user, caller.user_id)
-        seen = {i["order_id"] for i in items}
-        items += [i for i in resting if i["order_id"] not in seen and (symbol is None or i["symbol"] == symbol)]
+            resting = await anyio.to_thread.run_sync(lambda: res.orders.open_by_user(
+                caller.user_id, limit=limit, max_read=max(limit, scan_max), symbol=symbol))
+        # the pointed-to copy is the newer read (strongly consistent; the index lags its table)
+        fresh = {i["order_id"]: i for i in resting}
+        items = [*fresh.values(), *(i for i in items if i["order_id"] not in fresh)]
         items.sort(key=lambda i: (i["placed_at_ms"], i["order_id"]), reverse=True)
     orders = [_order(i, res) for i in items]
     return OrderList(orders=[o for o in orders if status is None or o.status == status][:limit])
