@@ -2,9 +2,10 @@
 whole body, which are the order's for good); the execution job marks it when it reaches the book and replaces it
 with the terminal outcome.
 
-`OpenOrders` holds a key (user, order) for each order a book holds: written before the `in_book` mark, deleted with
-the outcome's write. It is only a pointer: `Orders` says whether the order is still open, so a pointer left behind
-(a crash between the two writes) hides nothing and is dropped when a listing meets it.
+`OpenOrders` holds a key (user; placing time and order id) for each order a book holds: written before the
+`in_book` mark, deleted after the outcome's write. It is only a pointer: `Orders` says whether the order is still
+open, so a pointer left behind (a crash between the two writes) hides nothing and is dropped when a listing meets
+it.
 """
 
 from __future__ import annotations
@@ -230,7 +231,7 @@ class OrderStore:
             while True:
                 answer = self.db.client.scan(**request)
                 held = [placed_order(plain_item(i)) for i in answer.get("Items", [])]
-                self._write_all([(self.open_table, {"PutRequest": {"Item": open_key(o)}}) for o in held],
+                self._write_all(self.open_table, [{"PutRequest": {"Item": open_key(o)}} for o in held],
                                 "note the open orders")
                 n += len(held)
                 if "LastEvaluatedKey" not in answer:
@@ -243,7 +244,7 @@ class OrderStore:
         """Delete these orders' pointers, best effort: a pointer left behind hides nothing (`Orders` says the order
         is decided) and a later listing drops it."""
         try:
-            self._write_all([(self.open_table, {"DeleteRequest": {"Key": open_key(o)}}) for o in orders], what,
+            self._write_all(self.open_table, [{"DeleteRequest": {"Key": open_key(o)}} for o in orders], what,
                             attempts=1)
         except (Unavailable, DynamoDBError) as exc:
             log.warning("%s: %s", what, exc)
@@ -365,19 +366,17 @@ class OrderStore:
         exists. Raises Unavailable (then none, some or all were written; repeating is harmless).
         """
         latest = {order.order_id: (order, outcome) for order, outcome in decided}  # one put per key per call
-        self._write_all([(self.table, {"PutRequest": {"Item": outcome_item(o, out)}}) for o, out in latest.values()],
+        self._write_all(self.table, [{"PutRequest": {"Item": outcome_item(o, out)}} for o, out in latest.values()],
                         f"record the outcomes of {len(latest)} orders")
         # then no longer open (if a book ever held it); the outcomes above are what must not wait for this
         self._forget_open([o for o, _ in latest.values() if may_rest(o)], f"forget {len(latest)} orders open")
 
-    def _write_all(self, writes: list[tuple[str, dict[str, Any]]], what: str, attempts: int | None = None) -> None:
-        """(table, put or delete request) pairs in BatchWriteItem calls of 25; what the store leaves unprocessed
-        is sent again, up to `attempts` times per call (None: until done). Raises Unavailable."""
+    def _write_all(self, table: str, writes: list[dict[str, Any]], what: str, attempts: int | None = None) -> None:
+        """Put or delete requests in BatchWriteItem calls of 25; what the store leaves unprocessed is sent again,
+        up to `attempts` times per call (None: until done). Raises Unavailable."""
         try:
-            for start in range(0, len(writes), 25):  # BatchWriteItem takes at most 25 requests, all tables together
-                request: dict[str, Any] = {}
-                for table, write in writes[start:start + 25]:
-                    request.setdefault(table, []).append(write)
+            for start in range(0, len(writes), 25):  # BatchWriteItem takes at most 25 requests
+                request: dict[str, Any] = {table: writes[start:start + 25]}
                 backoff, left = 0.01, attempts
                 while request and (left is None or left > 0):
                     request = self.db.client.batch_write_item(RequestItems=request).get("UnprocessedItems") or {}
