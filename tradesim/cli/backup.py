@@ -82,6 +82,17 @@ def warn_unfinished(settings: Settings) -> None:
         err.print(f"warning: {line}")
 
 
+@contextmanager
+def _said_if_interrupted(what: str) -> Iterator[None]:
+    """Ctrl-C (or a termination signal) part-way leaves a half-written folder or stack: say what to do about it
+    before the CLI's own "interrupted"."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        err.print(what)
+        raise
+
+
 @cli_errors
 def _backup(folder: Path) -> None:
     from tradesim.stack.backup import backup, describe, failures
@@ -89,8 +100,9 @@ def _backup(folder: Path) -> None:
     settings = load_settings()
     warn_unfinished(settings)  # a copy of it holds part of that backup only
     began = time.monotonic()
-    with failures(f"backup into {folder} (the folder has no manifest, so it is not a backup; remove it)"), \
-            _bars() as steps:
+    cleanup = "the folder has no manifest, so it is not a backup; remove it"
+    with _said_if_interrupted(f"backup into {folder} interrupted: {cleanup}"), \
+            failures(f"backup into {folder} ({cleanup})"), _bars() as steps:
         manifest = backup(settings, folder, steps)
     counts = ", ".join(f"{v} {k}" for k, v in describe(manifest).items())
     out.print(f"backed up into {folder} in {time.monotonic() - began:.1f} s (jobs paused {manifest.jobs_paused_s} s): "
@@ -103,7 +115,8 @@ def _restore(folder: Path) -> None:
 
     settings = load_settings()
     began = time.monotonic()
-    with failures(f"restore from {folder} (purge the stack and restore again)"), _bars() as steps:
+    with _said_if_interrupted(f"restore from {folder} interrupted: purge the stack and restore again"), \
+            failures(f"restore from {folder} (purge the stack and restore again)"), _bars() as steps:
         manifest = restore(settings, folder, steps)
     counts = ", ".join(f"{v} {k}" for k, v in describe(manifest).items())
     out.print(f"restored {folder} in {time.monotonic() - began:.1f} s: {counts}")

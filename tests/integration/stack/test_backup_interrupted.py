@@ -65,6 +65,7 @@ def test_a_signal_to_the_group_while_a_backup_resumes_its_jobs_lets_them_resume(
             backup.kill()
             backup.communicate(timeout=30)
     assert backup.returncode == 130, output
+    assert "interrupted: the folder has no manifest, so it is not a backup; remove it" in output, output
     rest = cluster(settings)
     assert set(active_catalog_jobs(rest)) >= STANDARD, output
     for name, job_id in active_catalog_jobs(rest).items():
