@@ -278,6 +278,19 @@ def test_status_names_an_unfinished_restore_until_down_purge_clears_it(tmp_path:
     assert runner.invoke(app, ["status", "--only", "redis"]).stderr == ""  # an empty stack misses nothing
 
 
+def test_down_only_toxiproxy_with_chaos_on_says_what_it_cuts_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A probe: `down --only toxiproxy` said only what it stopped, while every service and job, routed through
+    its ports, silently lost Redis, DynamoDB and Kafka."""
+    monkeypatch.setenv("TRADESIM_CHAOS__ENABLED", "true")
+    cut = runner.invoke(app, ["down", "--only", "toxiproxy"])
+    assert cut.exit_code == 0
+    assert "they fail until `tradesim up` starts it again" in cut.stderr
+    monkeypatch.setenv("TRADESIM_CHAOS__ENABLED", "false")
+    assert runner.invoke(app, ["down", "--only", "toxiproxy"]).stderr == ""
+    monkeypatch.setenv("TRADESIM_CHAOS__ENABLED", "true")
+    assert runner.invoke(app, ["down", "--only", "redis"]).stderr == ""
+
+
 def test_status_json_of_empty_stack_has_stable_shape(monkeypatch: pytest.MonkeyPatch) -> None:
     import json
 
