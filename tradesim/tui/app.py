@@ -79,6 +79,8 @@ POLL_EVERY_S = 1.0
 #: with it, how often the open orders are loaded again: the channel carries outcomes, not orders placed elsewhere
 #: (the CLI, a script) that rest
 OPEN_ORDERS_EVERY_S = 5.0
+#: how often the watchlist looks for quotes older than `marketdata.stale_after_s`
+STALE_CHECK_EVERY_S = 1.0
 API_CHECK_S = 5.0
 PAINT_KEEP = 100_000
 UNMOUNT_WAIT_S = 3.0
@@ -302,6 +304,7 @@ class TradesimApp(App[None]):
             self._poll_health()
             self.set_interval(HEALTH_EVERY_S, self._poll_health)
             self.set_interval(OPEN_ORDERS_EVERY_S, self._refill_while_live)
+            self.set_interval(STALE_CHECK_EVERY_S, self._mark_stale)
         self.model.dirty.update(PANELS)
         self.repaint_now()
 
@@ -339,7 +342,7 @@ class TradesimApp(App[None]):
         self._schedule()
 
     def feed_quote(self, symbol: str, quote: Quote, received_at: float) -> None:
-        if self.model.on_quote(symbol, quote):
+        if self.model.on_quote(symbol, quote, received_at):
             if symbol in self.model.market.watchlist:
                 self._unpainted.append(received_at)
             self._schedule()
@@ -550,6 +553,10 @@ class TradesimApp(App[None]):
         while self.model.account_feed != "live" and self.api is not None:
             await self._fetch()
             await asyncio.sleep(POLL_EVERY_S)  # a polling period, not a wait for a condition
+
+    def _mark_stale(self) -> None:
+        if self.model.mark_stale(time.perf_counter(), self.settings.marketdata.stale_after_s):
+            self._schedule()
 
     def _refill_while_live(self) -> None:
         if self.model.account_feed == "live":  # else the poll loads them every second

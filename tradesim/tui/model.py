@@ -56,6 +56,9 @@ class Row:
     first_last: Decimal | None = None
     #: (UTC day, open of that day's first 1m bar), recomputed when the bars or the day change
     session: tuple[int, Decimal | None] | None = None
+    #: when the quote came (time.perf_counter()); past the API's `stale_after_s` the row shows it is stale
+    received_at: float = 0.0
+    stale: bool = False
 
 
 def parse_quote(data: Mapping[str, Any]) -> tuple[str, Quote]:
@@ -100,7 +103,7 @@ class Market:
         row = self.rows.get(symbol)
         return row.quote.last if row and row.quote else None
 
-    def tick(self, symbol: str, quote: Quote) -> bool:
+    def tick(self, symbol: str, quote: Quote, received_at: float = 0.0) -> bool:
         """Apply a snapshot or tick; False for one older than the quote held (a newer run wins, then seq)."""
         row = self.rows.setdefault(symbol, Row(symbol))
         held = row.quote
@@ -108,6 +111,7 @@ class Market:
             return False
         row.previous_last = held.last if held else None
         row.quote = quote
+        row.received_at, row.stale = received_at, False
         if row.first_last is None:
             row.first_last = quote.last
         return True
@@ -536,8 +540,8 @@ class Model:
     dirty: set[str] = field(default_factory=set)
     dirty_symbols: set[str] = field(default_factory=set)
 
-    def on_quote(self, symbol: str, quote: Quote) -> bool:
-        if not self.market.tick(symbol, quote):
+    def on_quote(self, symbol: str, quote: Quote, received_at: float = 0.0) -> bool:
+        if not self.market.tick(symbol, quote, received_at):
             return False
         self.dirty_symbols.add(symbol)
         self.dirty.add(WATCH)
@@ -546,6 +550,19 @@ class Model:
         if symbol in self.account.holdings and self.account.holdings[symbol].qty:
             self.dirty.update(HOLDINGS)
         return True
+
+    def mark_stale(self, now: float, after_s: float) -> bool:
+        """Mark the watched quotes that came more than `after_s` before `now` (the API refuses orders on such a
+        price: `stale_price`); True if a row changed. A new quote makes its row fresh again."""
+        changed = False
+        for symbol in self.market.watchlist:
+            row = self.market.rows[symbol]
+            if row.quote is not None and not row.stale and now - row.received_at > after_s:
+                row.stale = changed = True
+                self.dirty_symbols.add(symbol)
+        if changed:
+            self.dirty.add(WATCH)
+        return changed
 
     def on_bars(self, symbol: str, interval: str, bars: Iterable[Bar]) -> None:
         self.market.set_bars(symbol, interval, bars)

@@ -370,3 +370,22 @@ def test_only_orders_decided_at_once_and_outcomes_pushed_as_decided_give_latency
             model.on_record(record_of(outcome), 60.0)
     assert list(model.latency.samples) == [250.0]  # the one pushed by the account channel as it was decided
     assert model.latency.pending == {}
+
+
+def test_a_watched_quote_without_a_tick_for_longer_than_the_api_accepts_is_marked_stale() -> None:
+    """A probe: with the market stopped, the watchlist showed its last prices as if live, and every order on them
+    was refused `stale_price`. A quote older than `marketdata.stale_after_s` now shows so, until the next tick."""
+    from tradesim.tui.widgets.tables import Watchlist
+
+    m = Model(market=Market(["ACME", "INIT"]))
+    assert m.on_quote("ACME", q("10", 1), received_at=100.0)
+    m.take_dirty()
+    assert not m.mark_stale(now=129.0, after_s=30)
+    assert m.mark_stale(now=131.0, after_s=30)
+    assert m.take_dirty() == ({WATCH}, {"ACME"})  # INIT has no quote yet: nothing to call stale
+    assert not m.mark_stale(now=200.0, after_s=30)  # once
+    stale = Watchlist._row(m.market, "ACME")
+    assert str(stale[4]) == "stale"
+    assert m.on_quote("ACME", q("11", 2), received_at=201.0)
+    assert not m.market.rows["ACME"].stale
+    assert str(Watchlist._row(m.market, "ACME")[4]) != "stale"

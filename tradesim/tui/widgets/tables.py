@@ -69,13 +69,16 @@ class Watchlist(Keyed):
         q = row.quote
         if q is None:
             return (symbol, "-", "-", "-", "-", "")
+        spark = Text(market.spark(symbol, SPARK_WIDTH), style="cyan")
+        if row.stale:  # no tick for longer than the API accepts: orders on it are refused (stale_price)
+            return (symbol, Text(_price(q.bid), style="dim"), Text(_price(q.ask), style="dim"),
+                    Text(_price(q.last), style="dim"), Text("stale", style="yellow"), spark)
         direction = "" if row.previous_last is None or q.last == row.previous_last else (
             "green" if q.last > row.previous_last else "red")
         chg = market.change_pct(symbol)
         chg_text: Value = "-" if chg is None else Text(
             f"{chg:+.2f}", style="green" if chg > 0 else "red" if chg < 0 else "")
-        return (symbol, _price(q.bid), _price(q.ask), Text(_price(q.last), style=direction), chg_text,
-                Text(market.spark(symbol, SPARK_WIDTH), style="cyan"))
+        return (symbol, _price(q.bid), _price(q.ask), Text(_price(q.last), style=direction), chg_text, spark)
 
 
 class Positions(Keyed):
