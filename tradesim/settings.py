@@ -840,6 +840,11 @@ class Settings(BaseSettings):
         return self.model_copy(update=update)
 
     @property
+    def stale_price_after_s(self) -> float:
+        """How old a price may be for the API to take an order on it (the TUI marks older ones stale)."""
+        return self.api.price_stale_after_s or self.marketdata.stale_after_s
+
+    @property
     def stack_dir(self) -> Path:
         """Folder of the running stack: one subfolder per component plus the state file."""
         return self.home / "stack"

@@ -257,6 +257,46 @@ def test_logs_follow_goes_into_the_new_log_after_a_restart_moved_the_old_and_on_
         proc.stdout.close()
 
 
+@pytest.mark.parametrize("written", [False, True])
+def test_an_interrupted_backup_says_whether_it_left_a_folder_to_remove(
+        written: bool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import tradesim.stack.backup as backup_steps
+
+    folder = tmp_path / "tuesday"
+
+    def interrupted(*_args: object) -> None:
+        if written:
+            folder.mkdir()
+            (folder / "kafka").mkdir()
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(backup_steps, "backup", interrupted)
+    said = runner.invoke(app, ["backup", str(folder)])
+    assert said.exit_code == 130
+    expected = "the folder has no manifest, so it is not a backup; remove it" if written else "nothing was written"
+    assert f"backup into {folder} interrupted: {expected}" in said.stderr
+
+
+@pytest.mark.parametrize("begun", [False, True])
+def test_an_interrupted_restore_says_whether_the_stack_changed(
+        begun: bool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import tradesim.stack.backup as backup_steps
+    from tradesim.stack.marks import begin_restore
+
+    settings = load_settings()
+
+    def interrupted(*_args: object) -> None:
+        if begun:
+            begin_restore(settings, tmp_path / "monday")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(backup_steps, "restore", interrupted)
+    said = runner.invoke(app, ["restore", str(tmp_path / "monday")])
+    assert said.exit_code == 130
+    expected = "purge the stack and restore again" if begun else "the stack was not changed"
+    assert f"restore from {tmp_path / 'monday'} interrupted: {expected}" in said.stderr
+
+
 def test_status_names_an_unfinished_restore_until_down_purge_clears_it(tmp_path: Path) -> None:
     from tradesim.stack.marks import begin_rebuild, begin_restore
     from tradesim.stack.state import StateFile
@@ -289,6 +329,7 @@ def test_down_only_toxiproxy_with_chaos_on_says_what_it_cuts_off(monkeypatch: py
     assert runner.invoke(app, ["down", "--only", "toxiproxy"]).stderr == ""
     monkeypatch.setenv("TRADESIM_CHAOS__ENABLED", "true")
     assert runner.invoke(app, ["down", "--only", "redis"]).stderr == ""
+    assert "they fail until" in runner.invoke(app, ["down", "--only", "redis, toxiproxy"]).stderr
 
 
 def test_status_json_of_empty_stack_has_stable_shape(monkeypatch: pytest.MonkeyPatch) -> None:

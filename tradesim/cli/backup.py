@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
@@ -83,26 +83,30 @@ def warn_unfinished(settings: Settings) -> None:
 
 
 @contextmanager
-def _said_if_interrupted(what: str) -> Iterator[None]:
-    """Ctrl-C (or a termination signal) part-way leaves a half-written folder or stack: say what to do about it
-    before the CLI's own "interrupted"."""
+def _said_if_interrupted(what: Callable[[], str]) -> Iterator[None]:
+    """Ctrl-C (or a termination signal) part-way may leave a half-written folder or stack: say what to do about
+    it (`what`, worded by what is left then) before the CLI's own "interrupted"."""
     try:
         yield
     except KeyboardInterrupt:
-        err.print(what)
+        err.print(what())
         raise
 
 
 @cli_errors
 def _backup(folder: Path) -> None:
-    from tradesim.stack.backup import backup, describe, failures
+    from tradesim.stack.backup import MANIFEST, backup, describe, failures
 
     settings = load_settings()
     warn_unfinished(settings)  # a copy of it holds part of that backup only
     began = time.monotonic()
     cleanup = "the folder has no manifest, so it is not a backup; remove it"
-    with _said_if_interrupted(f"backup into {folder} interrupted: {cleanup}"), \
-            failures(f"backup into {folder} ({cleanup})"), _bars() as steps:
+
+    def left() -> str:
+        partial = folder.is_dir() and any(folder.iterdir()) and not (folder / MANIFEST).exists()
+        return f"backup into {folder} interrupted: " + (cleanup if partial else "nothing was written")
+
+    with _said_if_interrupted(left), failures(f"backup into {folder} ({cleanup})"), _bars() as steps:
         manifest = backup(settings, folder, steps)
     counts = ", ".join(f"{v} {k}" for k, v in describe(manifest).items())
     out.print(f"backed up into {folder} in {time.monotonic() - began:.1f} s (jobs paused {manifest.jobs_paused_s} s): "
@@ -112,11 +116,17 @@ def _backup(folder: Path) -> None:
 @cli_errors
 def _restore(folder: Path) -> None:
     from tradesim.stack.backup import describe, failures, restore
+    from tradesim.stack.marks import unfinished_restore
 
     settings = load_settings()
     began = time.monotonic()
-    with _said_if_interrupted(f"restore from {folder} interrupted: purge the stack and restore again"), \
-            failures(f"restore from {folder} (purge the stack and restore again)"), _bars() as steps:
+    def left() -> str:
+        begun = unfinished_restore(settings) is not None  # marked once the stack is about to change
+        return f"restore from {folder} interrupted: " + (
+            "purge the stack and restore again" if begun else "the stack was not changed")
+
+    with _said_if_interrupted(left), failures(f"restore from {folder} (purge the stack and restore again)"), \
+            _bars() as steps:
         manifest = restore(settings, folder, steps)
     counts = ", ".join(f"{v} {k}" for k, v in describe(manifest).items())
     out.print(f"restored {folder} in {time.monotonic() - began:.1f} s: {counts}")

@@ -204,10 +204,10 @@ def _down(purge: bool, only: str | None, runtime: str | None) -> None:
         forget_unfinished_restore(settings)
         forget_unfinished_rebuilds(settings)
     out.print(f"stopped: {', '.join(stopped) if stopped else 'nothing was running'}")
-    if settings.chaos.enabled and "toxiproxy" in (only_names(only) or []):
-        # the services and jobs still reach Redis, DynamoDB and Kafka through its ports: they are cut off now
-        err.print("warning: with chaos.enabled the services and jobs reach Redis, DynamoDB and Kafka through "
-                  "Toxiproxy; they fail until `tradesim up` starts it again")
+    if settings.chaos.enabled and only is not None and any(c.name == "toxiproxy" for c in comps):
+        # the services and jobs still reach the local stores through its ports: they are cut off now
+        err.print("warning: with chaos.enabled the services and jobs reach the local Redis, DynamoDB and Kafka "
+                  "through Toxiproxy; they fail until `tradesim up` starts it again")
 
 
 def status(as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,

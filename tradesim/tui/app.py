@@ -79,7 +79,7 @@ POLL_EVERY_S = 1.0
 #: with it, how often the open orders are loaded again: the channel carries outcomes, not orders placed elsewhere
 #: (the CLI, a script) that rest
 OPEN_ORDERS_EVERY_S = 5.0
-#: how often the watchlist looks for quotes older than `marketdata.stale_after_s`
+#: how often the watchlist looks for quotes older than the API takes orders on (`Settings.stale_price_after_s`)
 STALE_CHECK_EVERY_S = 1.0
 API_CHECK_S = 5.0
 PAINT_KEEP = 100_000
@@ -555,7 +555,7 @@ class TradesimApp(App[None]):
             await asyncio.sleep(POLL_EVERY_S)  # a polling period, not a wait for a condition
 
     def _mark_stale(self) -> None:
-        if self.model.mark_stale(time.perf_counter(), self.settings.marketdata.stale_after_s):
+        if self.model.mark_stale(time.perf_counter(), self.settings.stale_price_after_s):
             self._schedule()
 
     def _refill_while_live(self) -> None:

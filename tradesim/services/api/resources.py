@@ -88,7 +88,7 @@ class Resources:
 
     @property
     def stale_after_s(self) -> float:
-        return self.settings.api.price_stale_after_s or self.settings.marketdata.stale_after_s
+        return self.settings.stale_price_after_s
 
     async def account_for(self, api_key_hash: str, client: str | None = None) -> Account | None:
         """The key's account, cached for api.auth_cache_s; a key that matched nothing is remembered as unknown for
