@@ -120,6 +120,7 @@ def _restore(folder: Path) -> None:
 
     settings = load_settings()
     began = time.monotonic()
+
     def left() -> str:
         begun = unfinished_restore(settings) is not None  # marked once the stack is about to change
         return f"restore from {folder} interrupted: " + (
