@@ -56,7 +56,7 @@ class Row:
     first_last: Decimal | None = None
     #: (UTC day, open of that day's first 1m bar), recomputed when the bars or the day change
     session: tuple[int, Decimal | None] | None = None
-    #: when the quote came (time.perf_counter()); past the API's `stale_after_s` the row shows it is stale
+    #: when the quote came (time.perf_counter()); past `Settings.stale_price_after_s` the row shows it is stale
     received_at: float = 0.0
     stale: bool = False
 

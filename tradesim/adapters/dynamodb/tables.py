@@ -43,9 +43,8 @@ TABLES: tuple[TableDef, ...] = (
     # a user's orders, newest last: Query by_user with user_id (placed_at_ms is epoch millis, UTC)
     TableDef(ORDERS, "order_id", {"order_id": "S", "user_id": "S", "placed_at_ms": "N"},
              (Index("by_user", "user_id", "placed_at_ms"),)),
-    # which of a user's orders rest in a book (a hint: `Orders` holds the truth), so listing the open ones does not
-    # depend on how many orders came after them
-    # (placed_order: placing time in 15 digits, "#", order id — newest last)
+    # which of a user's orders rest in a book (a pointer: `Orders` holds the truth), so listing the open ones does
+    # not depend on how many orders came after them; placed_order is the placing time in 15 digits, "#", the order id
     TableDef(OPEN_ORDERS, "user_id", {"user_id": "S", "placed_order": "S"}, range_key="placed_order"),
     # the order API authenticates by the hash of an API key, never by the key itself
     TableDef(ACCOUNTS, "user_id", {"user_id": "S", "api_key_hash": "S"}, (Index("by_key_hash", "api_key_hash"),)),
