@@ -404,7 +404,7 @@ class TradingSettings(Section):
         "usually with one write of the user's item for the whole queue (group commit; adds up to this much "
         "latency). 0: one write per decision, on arrival.")
     mirror_flush_ms: int = Field(
-        100, ge=1, le=1000, description="The execution job writes decided orders to `Orders` (and patches the API's "
+        20, ge=1, le=1000, description="The execution job writes decided orders to `Orders` (and patches the API's "
         "holdings view) in batches at most this old: one BatchWriteItem and one Redis round trip per batch "
         "instead of per order.")
 
@@ -606,11 +606,6 @@ class FlinkSettings(Section):
     execution_mode: Literal["thread", "process"] = Field(
         "thread", description="PyFlink python.execution-mode: in the TaskManager JVM (thread) or a worker (process)."
     )
-    fetch_wait_ms: int = Field(
-        20, ge=0, le=500,
-        description="The execution job's Kafka sources (orders and prices) fetch at most this often when the stream is "
-        "quiet (a fetch waits this long to gather records) instead of once per record. Adds up to this much latency "
-        "to an order or a price; 0: a fetch per record.")
     out_of_orderness_ms: int = Field(
         2000, ge=0, le=WEEK_S * 1000,
         description="Bounded out-of-orderness of event-time watermarks (ticks later than this are late)."

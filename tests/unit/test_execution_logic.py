@@ -371,16 +371,6 @@ def test_a_failed_read_model_update_pauses_updates_then_they_resume() -> None:
     assert (calls, len(errors)) == ([[1], [3, 4]], 1)
 
 
-def test_the_sources_fetch_per_record_only_when_no_wait_is_set() -> None:
-    from tradesim.jobs.execution_logic import FETCH_MIN_BYTES, batched_fetch
-
-    assert batched_fetch(0) == {}
-    held = batched_fetch(20)
-    assert held["fetch.max.wait.ms"] == "20"
-    # the broker answers at the wait, not at the first record, unless far more than a quiet stream's records came
-    assert int(held["fetch.min.bytes"]) == FETCH_MIN_BYTES > 1
-
-
 class GroupingStore(MemoryStore):
     """MemoryStore with PortfolioStore's group commit: a group changes a tentative copy, written at flush; a
     flush that loses (`lose` set) writes nothing."""

@@ -61,15 +61,6 @@ def test_bars_args_come_from_settings(monkeypatch: pytest.MonkeyPatch) -> None:
     assert name_of("tradesim-bars") == "bars"
 
 
-def test_execution_args_come_from_settings(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("TRADESIM_FLINK__FETCH_WAIT_MS", "35")
-    monkeypatch.setenv("TRADESIM_TRADING__PROCESSING_DEADLINE_S", "600")
-    args = job_args(JOBS["execution"], load_settings())
-    pairs = dict(zip(args[::2], args[1::2], strict=True))
-    assert (pairs["--fetch-wait-ms"], pairs["--processing-deadline-s"]) == ("35", "600")
-    assert pairs["--job-name"] == "tradesim-execution"
-
-
 def test_source_groups_of_some_jobs_only(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TRADESIM_TOPICS__MARKET_DATA", "md_x")
     s = load_settings()

@@ -373,15 +373,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     # quiet stream waits up to that at each. 0 sends each record on at once, so no output needs a flusher thread
     # waking on a timer whether or not an order came (docs/design/flink-jobs.md).
     p.add_argument("--buffer-timeout-ms", type=int, default=0)
-    p.add_argument("--fetch-wait-ms", type=int, default=0,
-                   help="the sources' fetches wait this long for more records (0: answered per record)")
     # the job sets it itself: Managed Flink takes no cluster configuration and would run the stages in process mode
     p.add_argument("--python-execution-mode", choices=("thread", "process"), default=None)
     return p.parse_args(argv)
 
 
 def _source(args: argparse.Namespace, topic: str, group: str, start: str, reset: Any) -> KafkaSource:
-    builder = (
+    return (
         KafkaSource.builder()
         .set_bootstrap_servers(args.bootstrap)
         .set_property("security.protocol", args.kafka_security_protocol)
@@ -391,10 +389,8 @@ def _source(args: argparse.Namespace, topic: str, group: str, start: str, reset:
         .set_value_only_deserializer(text_values())
         .set_property("isolation.level", "read_committed")
         .set_property("partition.discovery.interval.ms", "60000")
+        .build()
     )
-    for name, value in logic.batched_fetch(args.fetch_wait_ms).items():
-        builder = builder.set_property(name, value)
-    return builder.build()
 
 
 def build(env: StreamExecutionEnvironment, args: argparse.Namespace) -> StreamTableEnvironment:

@@ -1,6 +1,6 @@
-"""Glue of the execution job that is not a trading rule, in plain Python (unit-tested without Flink): parsing
-records, the sources' fetch properties and the best-effort Redis read model. The rules themselves live in the
-domain: the order book (`tradesim.domain.book`) and settling (`tradesim.domain.settlement`).
+"""Per-record glue of the execution job that is not a trading rule, in plain Python (unit-tested without Flink):
+parsing records and the best-effort Redis read model. The rules themselves live in the domain: the order book
+(`tradesim.domain.book`) and settling (`tradesim.domain.settlement`).
 """
 
 from __future__ import annotations
@@ -18,17 +18,6 @@ from tradesim.jobs.guard import dead_letter
 
 JOB_NAME = "tradesim-execution"
 T = TypeVar("T")
-#: what a held fetch may gather, far more than a quiet stream sends within the wait: the wait decides
-FETCH_MIN_BYTES = 65536
-
-
-def batched_fetch(wait_ms: int) -> dict[str, str]:
-    """A Kafka source's fetch properties: a fetch is answered once `wait_ms` passed (or 64 KiB gathered) instead of
-    per record, so a quiet stream costs the broker and the TaskManager one round trip per `wait_ms`, for up to
-    `wait_ms` of latency. 0: Kafka's defaults (a fetch is answered as soon as one record is there)."""
-    if wait_ms <= 0:
-        return {}
-    return {"fetch.min.bytes": str(FETCH_MIN_BYTES), "fetch.max.wait.ms": str(wait_ms)}
 
 
 def classify_order(raw: str, source_topic: str) -> tuple[OrderPlaced | OrderCancelRequested | None, str | None]:

@@ -118,7 +118,6 @@ def _arg_map(spec: JobSpec, settings: Settings, overrides: dict[str, str] | None
         args |= {"orders-topic": t.trade_orders, "market-topic": t.market_data, "executed-topic": t.trade_executed,
                  "dead-letter-topic": t.dead_letter, "group-id": "tradesim-execution",
                  "processing-deadline-s": str(settings.trading.processing_deadline_s),
-                 "fetch-wait-ms": str(f.fetch_wait_ms),
                  "python-execution-mode": f.execution_mode}
     elif spec.name == "passthrough":
         args |= {"source-topic": t.market_data, "sink-topic": t.market_data + "_copy",
