@@ -231,8 +231,11 @@ def run(settings: Settings, rates: list[float], seconds: float, passthrough_reco
             hand_offs = net_per_order({n: float(v) for n, v in switches.items()}, idle_switches, elapsed,
                                       len(done)) if done else {}
             legs = _legs(scheduled, answered, reader.arrived, reader.decided_ms, wall_minus_monotonic)
+            # net of idle alone rewards moving cost into idle (e.g. a consumer polling more often while quiet)
+            gross = sum(spent.values()) * 1000 / len(done) if done else float("nan")
             figures[rate] = {"p50_ms": p50, "p99_ms": p99, "outcomes_per_s": rate_done, "legs_ms": legs,
                              "cpu_ms_per_order": cpu, "cpu_ms_per_order_total": sum(cpu.values()),
+                             "cpu_ms_per_order_gross": gross,
                              "switches_per_order": hand_offs}
             refused = ", ".join(f"{n} × {why}" for why, n in errors.most_common()) or "none"
             out.append(f"offered {rate:g} orders/s for {seconds:g} s: {len(scheduled)}/{sent} accepted "
@@ -242,7 +245,7 @@ def run(settings: Settings, rates: list[float], seconds: float, passthrough_reco
                 f"{name} {v['p50']:,.0f} / {v['p99']:,.0f} ms" for name, v in legs.items()))
             out.append("  CPU-ms per order, net of idle: " + ", ".join(
                 f"{n} {v:.2f}" for n, v in sorted(cpu.items(), key=lambda kv: -kv[1]) if v >= 0.005)
-                + f"; total {sum(cpu.values()):.2f}")
+                + f"; total {sum(cpu.values()):.2f} (idle included: {gross:.2f})")
             out.append("  context switches per order, net of idle: " + ", ".join(
                 f"{n} {v:.1f}" for n, v in sorted(hand_offs.items(), key=lambda kv: -kv[1]) if v >= 0.05)
                 + f"; total {sum(hand_offs.values()):.1f}")
