@@ -103,8 +103,9 @@ class Market:
         row = self.rows.get(symbol)
         return row.quote.last if row and row.quote else None
 
-    def tick(self, symbol: str, quote: Quote, received_at: float = 0.0) -> bool:
-        """Apply a snapshot or tick; False for one older than the quote held (a newer run wins, then seq)."""
+    def tick(self, symbol: str, quote: Quote, received_at: float) -> bool:
+        """Apply a snapshot or tick received at `received_at` (time.perf_counter()); False for one older than the
+        quote held (a newer run wins, then seq)."""
         row = self.rows.setdefault(symbol, Row(symbol))
         held = row.quote
         if held is not None and (quote.run_id, quote.seq) <= (held.run_id, held.seq):
@@ -540,7 +541,7 @@ class Model:
     dirty: set[str] = field(default_factory=set)
     dirty_symbols: set[str] = field(default_factory=set)
 
-    def on_quote(self, symbol: str, quote: Quote, received_at: float = 0.0) -> bool:
+    def on_quote(self, symbol: str, quote: Quote, received_at: float) -> bool:
         if not self.market.tick(symbol, quote, received_at):
             return False
         self.dirty_symbols.add(symbol)

@@ -66,25 +66,25 @@ def test_a_quote_frame_is_parsed_with_decimals() -> None:
 
 def test_an_older_quote_is_ignored_and_a_newer_run_wins() -> None:
     m = Market(["AAA"])
-    assert m.tick("AAA", q("100", 5))
-    assert not m.tick("AAA", q("101", 4))
-    assert not m.tick("AAA", q("101", 5))
+    assert m.tick("AAA", q("100", 5), 0.0)
+    assert not m.tick("AAA", q("101", 4), 0.0)
+    assert not m.tick("AAA", q("101", 5), 0.0)
     assert m.last("AAA") == Decimal("100")
-    assert m.tick("AAA", q("90", 1, run=2))
+    assert m.tick("AAA", q("90", 1, run=2), 0.0)
     assert m.last("AAA") == Decimal("90")
     assert m.rows["AAA"].previous_last == Decimal("100")
 
 
 def test_change_is_measured_from_the_first_price_seen_until_a_bar_of_the_day_is_known() -> None:
     m = Market(["AAA"])
-    m.tick("AAA", q("100", 1))
-    m.tick("AAA", q("102", 2))
+    m.tick("AAA", q("100", 1), 0.0)
+    m.tick("AAA", q("102", 2), 0.0)
     assert m.change_pct("AAA") == Decimal(2)
     m.set_bars("AAA", "1m", [bar("AAA", T0 - DAY, "50", "51"), bar("AAA", T0 - 60_000, "101", "101.5"),
                              bar("AAA", T0, "101.5", "102")])
     assert m.session_open("AAA") == Decimal("101")  # the first 1m bar of the tick's day, not yesterday's
     assert m.change_pct("AAA") == (Decimal(102) - Decimal(101)) / Decimal(101) * 100
-    m.tick("AAA", q("103", 3, t=T0 + DAY))  # the next simulated day: no bar of it yet
+    m.tick("AAA", q("103", 3, t=T0 + DAY), 0.0)  # the next simulated day: no bar of it yet
     assert m.session_open("AAA") is None
     assert m.change_pct("AAA") == Decimal(3)
 
@@ -109,7 +109,7 @@ def test_sparkline_scales_closes_and_ends_with_the_last_price() -> None:
     m = Market(["AAA"])
     assert m.spark("AAA", 8) == ""  # no bars: nothing to draw
     m.set_bars("AAA", "1m", [bar("AAA", T0 + i * 60_000, "10", str(10 + i)) for i in range(10)])
-    m.tick("AAA", q("5", 1))
+    m.tick("AAA", q("5", 1), 0.0)
     assert m.spark("AAA", 4) == "▇██▁"  # the newest 3 closes (17, 18, 19) and the last price 5
 
 
@@ -124,7 +124,7 @@ def test_portfolio_is_valued_at_the_latest_prices() -> None:
     a.load(portfolio_doc(T0))
     v = a.valuation(m)
     assert v.holdings[0].last == Decimal(101)  # the API's price until the feed has one
-    m.tick("AAA", q("110", 1))
+    m.tick("AAA", q("110", 1), 0.0)
     v = a.valuation(m)
     h = v.holdings[0]
     assert (h.qty, h.average_cost, h.market_value) == (10, Decimal("100.1"), Decimal(1100))
@@ -144,7 +144,7 @@ def test_a_fill_moves_cash_and_shares_and_is_folded_into_the_cost_once() -> None
     assert h.qty == 15
     assert h.cost is not None
     assert h.cost.cost == Decimal("1001.0") + Decimal(510) + Decimal("1.00")
-    m.tick("AAA", q("102", 1))
+    m.tick("AAA", q("102", 1), 0.0)
     assert a.valuation(m).holdings[0].average_cost == ((Decimal("1512.0")) / 15).quantize(Decimal("1e-8"))
 
 
@@ -152,7 +152,7 @@ def test_a_fill_the_view_cannot_place_leaves_the_cost_unknown_not_wrong() -> Non
     a, m = Account(), Market()
     a.load(portfolio_doc(T0))
     a.fill(record("o1", qty=5), Decimal("500"), 40, T0 + 10)  # 40 after buying 5: we missed fills
-    m.tick("AAA", q("100", 1))
+    m.tick("AAA", q("100", 1), 0.0)
     h = a.valuation(m).holdings[0]
     assert h.qty == 40
     assert h.average_cost is None
@@ -226,7 +226,7 @@ def test_outcomes_from_the_api_read_as_records() -> None:
 
 def test_the_model_marks_what_to_repaint() -> None:
     model = Model(market=Market(["AAA"]), selected="AAA")
-    assert model.on_quote("AAA", q("1", 1))
+    assert model.on_quote("AAA", q("1", 1), 0.0)
     assert model.take_dirty({CHART}) == ({CHART}, set())
     assert model.take_dirty() == ({WATCH}, {"AAA"})
     outcome = OrderOutcome(order_id="o1", user_id="u", symbol="BBB", side="buy", qty=2, status="executed",
