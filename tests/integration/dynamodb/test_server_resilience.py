@@ -108,3 +108,54 @@ def test_an_items_index_entries_follow_its_put_update_and_delete(settings: Setti
     finally:
         client.delete_table(TableName=name)
         db.close()
+
+
+def test_a_table_deleted_and_created_again_starts_empty_and_its_neighbour_keeps_its_items(settings: Settings) -> None:
+    """DeleteTable removes the table's items and index entries by key range (server.js, point 7): a table created
+    again under the same name has none of them, and a table whose name starts with the deleted one's keeps its own."""
+    from botocore.exceptions import ClientError
+
+    db = DynamoDB(settings.dynamodb)
+    client = db.client
+    name = "range-" + uuid.uuid4().hex[:8]
+    neighbour = name + "-x"
+
+    def create(table: str, items: int) -> None:
+        client.create_table(
+            TableName=table, BillingMode="PAY_PER_REQUEST",
+            AttributeDefinitions=[{"AttributeName": a, "AttributeType": "S"} for a in ("id", "owner")],
+            KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
+            GlobalSecondaryIndexes=[{"IndexName": "by_owner", "Projection": {"ProjectionType": "ALL"},
+                                     "KeySchema": [{"AttributeName": "owner", "KeyType": "HASH"}]}])
+        wait_for(lambda: client.describe_table(TableName=table)["Table"]["TableStatus"] == "ACTIVE", 30, table)
+        for i in range(items):
+            client.put_item(TableName=table, Item={"id": {"S": f"{table}-{i}"}, "owner": {"S": "u"}})
+
+    def gone(table: str) -> bool:
+        try:
+            client.describe_table(TableName=table)
+        except ClientError as exc:
+            return exc.response["Error"]["Code"] == "ResourceNotFoundException"
+        return False
+
+    def contents(table: str) -> tuple[set[str], set[str]]:
+        items = client.scan(TableName=table, ConsistentRead=True)["Items"]
+        indexed = client.query(TableName=table, IndexName="by_owner", KeyConditionExpression="#o = :o",
+                               ExpressionAttributeNames={"#o": "owner"},
+                               ExpressionAttributeValues={":o": {"S": "u"}})["Items"]
+        return {i["id"]["S"] for i in items}, {i["id"]["S"] for i in indexed}
+
+    try:
+        create(name, 20)
+        create(neighbour, 20)
+        client.delete_table(TableName=name)
+        wait_for(lambda: gone(name), 30, "the deleted table to be gone")
+        create(name, 0)
+        assert contents(name) == (set(), set())
+        expected = {f"{neighbour}-{i}" for i in range(20)}
+        assert contents(neighbour) == (expected, expected)
+    finally:
+        for table in (name, neighbour):
+            if not gone(table):
+                client.delete_table(TableName=table)
+        db.close()
