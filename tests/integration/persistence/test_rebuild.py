@@ -64,8 +64,14 @@ def test_rebuild_equals_live_while_outcomes_keep_arriving(settings: Settings, in
         assert fold(searched(index, users), key) == fold(everything, key)  # type: ignore[arg-type]
         assert fold(analysed(store, users), key) == fold(everything, key)  # type: ignore[arg-type]
     # the rebuilt models hold exactly the log, nothing more, nothing less
-    wait_for(lambda: index.count() == store.count_final() == distinct_outcomes_in_log(settings), 60,
-             "both rebuilt models to hold every distinct outcome of the log")
+    seen: list[tuple[int, int, int]] = []
+
+    def agree() -> bool:
+        seen.append((index.count(), store.count_final(), distinct_outcomes_in_log(settings)))
+        return len(set(seen[-1])) == 1
+
+    wait_for(agree, 60, lambda: "both rebuilt models to hold every distinct outcome of the log; (search, analytics, "
+             f"log) counts seen: {seen[:3]} ... {seen[-3:]} ({len(seen)} polls)")
     assert index.count() >= live_counts[0] - len(stray) + len(during)
 
 
