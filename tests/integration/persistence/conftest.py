@@ -80,8 +80,8 @@ def metric(settings: Settings, name: str, sink: str) -> float:
     return 0.0
 
 
-def distinct_outcomes_in_log(settings: Settings) -> int:
-    """How many distinct order ids the valid outcomes of trade_executed name, from its first offset to its end."""
+def outcome_ids_in_log(settings: Settings) -> set[str]:
+    """The order ids the valid outcomes of trade_executed name, from its first offset to its end (as of the call)."""
     topic = settings.topics.trade_executed
     reader = make_consumer(settings.kafka, "test-log-" + uuid.uuid4().hex[:8])
     try:
@@ -98,6 +98,6 @@ def distinct_outcomes_in_log(settings: Settings) -> int:
             for tp in reader.position([TopicPartition(topic, p) for p in todo]):
                 if tp.offset >= ends[tp.partition][1]:
                     todo.discard(tp.partition)
-        return len(ids)
+        return ids
     finally:
         reader.close()

@@ -7,12 +7,13 @@ import json
 import threading
 import uuid
 from collections.abc import Callable, Sequence
+from functools import partial
 
 import pytest
 from typer.testing import CliRunner
 
 import tradesim.services.persistence.rebuild as rebuild_module
-from tests.integration.persistence.conftest import analysed, distinct_outcomes_in_log, publish, searched
+from tests.integration.persistence.conftest import analysed, outcome_ids_in_log, publish, searched
 from tradesim.adapters.clickhouse.trades import TradeStore
 from tradesim.adapters.search.trades import TradeIndex
 from tradesim.cli.app import app
@@ -63,15 +64,35 @@ def test_rebuild_equals_live_while_outcomes_keep_arriving(settings: Settings, in
     for key in ("user_id", "symbol"):
         assert fold(searched(index, users), key) == fold(everything, key)  # type: ignore[arg-type]
         assert fold(analysed(store, users), key) == fold(everything, key)  # type: ignore[arg-type]
-    # the rebuilt models hold exactly the log, nothing more, nothing less
-    seen: list[tuple[int, int, int]] = []
+    # The rebuilt models hold exactly the log, nothing more, nothing less. Outcomes of earlier tests may still be
+    # arriving (the stack outlives them), so: every outcome the log held before this check, and nothing it did not
+    # hold after it.
+    held = outcome_ids_in_log(settings)
+    ids: dict[str, Callable[[], list[str]]] = {"search": lambda: [r.order_id for r in index.records()],
+                                               "analytics": lambda: [r.order_id for r in store.rows_final()]}
+    counts: dict[str, Callable[[], int]] = {"search": index.count, "analytics": store.count_final}
+    seen: dict[str, int] = {}
+    missing: dict[str, list[str]] = {}
 
-    def agree() -> bool:
-        seen.append((index.count(), store.count_final(), distinct_outcomes_in_log(settings)))
-        return len(set(seen[-1])) == 1
+    def has_held(model: str) -> bool:
+        seen[model] = counts[model]()
+        if seen[model] < len(held):  # cheap first: the ids are read only once the count is there
+            return False
+        missing[model] = sorted(held - set(ids[model]()))
+        return not missing[model]
 
-    wait_for(agree, 60, lambda: "both rebuilt models to hold every distinct outcome of the log; (search, analytics, "
-             f"log) counts seen: {seen[:3]} ... {seen[-3:]} ({len(seen)} polls)")
+    def lacking(model: str) -> str:
+        return (f"{model} to hold the log's {len(held)} outcomes; it counted {seen.get(model)}, "
+                f"missing e.g. {missing.get(model, [])[:5]}")
+
+    for model in ids:
+        wait_for(partial(has_held, model), 60, partial(lacking, model))
+    stored = {model: read() for model, read in ids.items()}
+    logged = outcome_ids_in_log(settings)
+    for model, order_ids in stored.items():
+        assert len(order_ids) == len(set(order_ids)), f"{model} holds an order id twice"
+        extra = sorted(set(order_ids) - logged)
+        assert not extra, f"{model} holds outcomes the log does not: {extra[:5]}"
     assert index.count() >= live_counts[0] - len(stray) + len(during)
 
 
