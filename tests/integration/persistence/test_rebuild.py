@@ -72,13 +72,15 @@ def test_rebuild_equals_live_while_outcomes_keep_arriving(settings: Settings, in
                                                "analytics": lambda: [r.order_id for r in store.rows_final()]}
     counts: dict[str, Callable[[], int]] = {"search": index.count, "analytics": store.count_final}
     seen: dict[str, int] = {}
+    stored: dict[str, list[str]] = {}
     missing: dict[str, list[str]] = {}
 
     def has_held(model: str) -> bool:
         seen[model] = counts[model]()
         if seen[model] < len(held):  # cheap first: the ids are read only once the count is there
             return False
-        missing[model] = sorted(held - set(ids[model]()))
+        stored[model] = ids[model]()
+        missing[model] = sorted(held - set(stored[model]))
         return not missing[model]
 
     def lacking(model: str) -> str:
@@ -87,7 +89,6 @@ def test_rebuild_equals_live_while_outcomes_keep_arriving(settings: Settings, in
 
     for model in ids:
         wait_for(partial(has_held, model), 60, partial(lacking, model))
-    stored = {model: read() for model, read in ids.items()}
     logged = outcome_ids_in_log(settings)
     for model, order_ids in stored.items():
         assert len(order_ids) == len(set(order_ids)), f"{model} holds an order id twice"
