@@ -88,7 +88,7 @@ def test_rebuild_equals_live_while_outcomes_keep_arriving(settings: Settings, in
                 f"missing e.g. {missing.get(model, [])[:5]}")
 
     for model in ids:
-        wait_for(partial(has_held, model), 60, partial(lacking, model))
+        wait_for(partial(has_held, model), 60, partial(lacking, model), poll_s=0.5)
     logged = outcome_ids_in_log(settings)
     for model, order_ids in stored.items():
         assert len(order_ids) == len(set(order_ids)), f"{model} holds an order id twice"
