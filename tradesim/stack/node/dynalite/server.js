@@ -81,22 +81,22 @@ storage.create = function (opts) {
     objectMode: true,
     transform (key, _encoding, callback) { callback(null, key.substring(prefix.length)) },
   }))
-  const scanAll = created.tableDb.createKeyStream
-  created.tableDb.createKeyStream = function (streamOptions) {
-    if (streamOptions && Object.keys(streamOptions).length) return scanAll.call(this, streamOptions)
-    return keysUnder('table~') // dynalite's key prefix of table descriptions (db/index.js getSubDb('table'))
-  }
-  // point 7: a table's tags are listed by ListTagsOfResource through the same scan
-  const getTagDb = created.getTagDb
-  created.getTagDb = function (name) {
-    const view = getTagDb.call(this, name)
-    const viewScanAll = view.createKeyStream
+  // a prefixed view's key stream, when asked for every key (as dynalite asks), read by range; once per view
+  // (getTagDb hands out a cached view)
+  const rangedKeys = (view, prefix) => {
+    if (view.rangedKeys) return view
+    const scanAll = view.createKeyStream
     view.createKeyStream = function (streamOptions) {
-      if (streamOptions && Object.keys(streamOptions).length) return viewScanAll.call(this, streamOptions)
-      return keysUnder(`tag-${name}~`)
+      if (streamOptions && Object.keys(streamOptions).length) return scanAll.call(this, streamOptions)
+      return keysUnder(prefix)
     }
+    view.rangedKeys = true
     return view
   }
+  rangedKeys(created.tableDb, 'table~') // dynalite's key prefix of table descriptions (db/index.js getSubDb('table'))
+  // point 7: a table's tags are listed by ListTagsOfResource through the same scan
+  const getTagDb = created.getTagDb
+  created.getTagDb = function (name) { return rangedKeys(getTagDb.call(this, name), `tag-${name}~`) }
   // point 7: the key prefixes of db/index.js deleteItemDb, deleteIndexDb and deleteTagDb
   const deleteUnder = (keyPrefix, cb) => {
     const ops = []
