@@ -737,7 +737,8 @@ class StackSettings(Section):
     stop_timeout_s: float = Field(20.0, gt=0, le=WEEK_S, description="Grace period after SIGTERM before SIGKILL.")
     java_home: Path | None = Field(None, description="JDK used for Java servers; default: JAVA_HOME or PATH.")
     compose_file: Path | None = Field(None, description="docker compose file; default: docker/compose.yaml.")
-    watchdog: bool = Field(True, description="`tradesim up` leaves a watchdog that restarts components that died.")
+    watchdog: bool = Field(True, description="`tradesim up` leaves a watchdog that restarts components that died "
+                           "(off: it leaves one that only trims the servers' logs, see log_rotate_mb).")
     watchdog_poll_s: float = Field(1.0, gt=0, le=WEEK_S, description="How often the watchdog looks.")
     watchdog_max_restarts: int = Field(
         5, ge=1, le=1_000_000,

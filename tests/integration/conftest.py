@@ -19,8 +19,8 @@ from tradesim.stack.supervisor import Supervisor
 #: uses (tests/integration/execution/test_poison.py, flink/test_bars.py, persistence/test_persistence.py).
 POISON = {"bars": "ZZPOISON", "match": "ZZPOISON", "settle": "ZZPOISON.S", "persist": "ZZPOISON.P"}
 os.environ.setdefault("TRADESIM_FAULTS__POISON", json.dumps(POISON))
-#: no watchdog restarts what a test kills on purpose (`tradesim up` through the CLI would leave one); the watchdog
-#: tests start their own
+#: no watchdog restarts what a test kills on purpose (`tradesim up` through the CLI leaves one for the logs only);
+#: the watchdog tests start their own
 os.environ.setdefault("TRADESIM_STACK__WATCHDOG", "false")
 #: Toxiproxy between the services and Redis / DynamoDB, for tests/integration/faults (idle proxies otherwise)
 os.environ.setdefault("TRADESIM_CHAOS__ENABLED", "true")
@@ -91,10 +91,15 @@ def tox(settings: Settings) -> Iterator[Toxiproxy]:
 def stack(supervisor: Supervisor) -> Iterator[Supervisor]:
     # Stop at the end only what this session started: a component with a live process (even one restarting or
     # briefly unhealthy) belongs to whoever started it, so a session never takes down a stack it found.
+    from tradesim.stack import watchdog
+
     found = {s.name for s in supervisor.status() if s.state in ("running", "unhealthy", "external")}
     FOUND_RUNNING.update(found)
+    dog_found = watchdog.running(supervisor.settings) is not None
     supervisor.up()
     yield supervisor
+    if not dog_found:  # one a test's `tradesim up` left (for the logs only, as the tests run) goes first
+        watchdog.stop(supervisor.settings)
     ours = [c for c in supervisor.components if c.name not in found]
     if ours:
         Supervisor(supervisor.settings, ours, progress=_progress).down()

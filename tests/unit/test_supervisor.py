@@ -460,3 +460,43 @@ def test_status_says_when_components_run_without_their_watchdog(sup: Supervisor,
     sup.up()  # components run; no watchdog was started (a killed one looks the same)
     assert watchdog_state(on, sup.status()) == "not running"
     assert watchdog_state(off, sup.status()) == "off"
+
+
+def test_a_watchdog_for_the_logs_only_trims_and_neither_restarts_nor_probes(
+        settings: Settings, procs: FakeProcesses, comps: list[FakeComponent], sup: Supervisor) -> None:
+    """`stack.watchdog` off: `up` still leaves a watchdog, so a long run's logs stay bounded; it must not bring
+    back what a test (or the user) stopped, nor probe the servers every second."""
+    from tradesim.stack.watchdog import Watchdog
+
+    small = settings.model_copy(update={"stack": settings.stack.model_copy(update={"log_rotate_mb": 0.001})})
+    sup.up()
+    alpha, beta = comps
+    procs.kill(sup.state_file.load().components["beta"].pid)
+    for comp in comps:
+        comp.log_path.write_bytes(b"x" * 2048)
+    dog = Watchdog(small, processes=procs, restarting=False)
+    dog.supervisor.components = list(comps)
+    alpha.answers_after = 5  # a probe would use one up
+
+    assert dog.check() == []
+    assert len(procs.spawned) == 2  # beta not restarted
+    assert alpha.answers_after == 5  # nobody's health asked
+    assert (alpha.log_path.stat().st_size, beta.log_path.stat().st_size) == (0, 2048)  # only the running one's
+    assert alpha.log_path.with_name("server.log.1").stat().st_size == 2048
+
+
+def test_the_watchdog_started_is_of_the_kind_asked_and_replaces_one_of_the_other(
+        settings: Settings, procs: FakeProcesses) -> None:
+    from tradesim.stack import watchdog
+
+    logs_only = watchdog.start(settings, procs, restarting=False)
+    assert procs.spawned[-1][-2:] == ["tradesim.stack.watchdog", watchdog.LOGS_ONLY]
+    assert watchdog.start(settings, procs, restarting=False) == logs_only  # already running: left alone
+    restarting = watchdog.start(settings, procs)
+    assert restarting != logs_only
+    assert procs.terminated == [logs_only.pid]
+    assert procs.spawned[-1][-1] == "tradesim.stack.watchdog"
+    assert watchdog.WatchdogFile(settings.stack_dir).load().restarting
+    assert watchdog.start(settings, procs, restarting=False) != restarting  # `up` with it turned off
+    assert procs.terminated == [logs_only.pid, restarting.pid]
+    assert len(procs.spawned) == 3

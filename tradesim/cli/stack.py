@@ -99,11 +99,14 @@ def _bring_up(only: str | None, runtime: str | None, with_jobs: bool, *, show: b
         # what did start keeps running (`up` is idempotent): say how to see why, and how to retry or stop
         raise StackError(f"not healthy after up: {', '.join(bad)} (`tradesim logs {bad[0]}` shows why); the rest "
                          "keeps running: `tradesim up` again starts what is missing, `tradesim down` stops it all")
-    if settings.stack.watchdog:
-        from tradesim.stack import watchdog
+    from tradesim.stack import watchdog
 
-        handle = watchdog.start(settings)
+    handle = watchdog.start(settings, restarting=settings.stack.watchdog)
+    if settings.stack.watchdog:
         out.print(f"watchdog: running (pid {handle.pid}); it restarts what dies, `tradesim down` stops it first")
+    else:
+        out.print(f"watchdog: for the logs only (pid {handle.pid}): stack.watchdog is off, so nothing restarts "
+                  "what dies; it keeps each server's log under stack.log_rotate_mb")
     from tradesim.stack import jobs
 
     if with_jobs:

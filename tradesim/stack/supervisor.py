@@ -221,6 +221,12 @@ class Supervisor:
                 row.detail = f"watchdog gave up: {dog.gave_up[row.name]}"
         return rows
 
+    def alive(self) -> set[str]:
+        """The components whose recorded process is alive, without asking their health (cheap enough per second)."""
+        records = self.state_file.load().components
+        return {c.name for c in self.components
+                if (record := records.get(c.name)) is not None and self.processes.is_alive(record.handle)}
+
     # ---- up -----------------------------------------------------------------------------------------------
 
     def up(self) -> list[ComponentStatus]:

@@ -1,11 +1,13 @@
 """The watchdog `tradesim up` leaves running: it restarts a component whose process died, with backoff, and gives
-up on one that keeps dying (like compose's `restart: unless-stopped` with a restart budget).
+up on one that keeps dying (like compose's `restart: unless-stopped` with a restart budget). With `stack.watchdog`
+off it runs for the logs only: it keeps each running server's log under `stack.log_rotate_mb`, which nothing else
+bounds while a server runs, and restarts nothing.
 
 It only acts on what the state file records as started by us, and a process counts as ours only by pid and start
 time (as everywhere in the stack): it never signals anything, it only starts. `tradesim down` stops it first, so
 it never races a deliberate stop. Its counts live in `<stack_dir>/watchdog.json` for `tradesim status`.
 
-Run as `python -m tradesim.stack.watchdog` (by `tradesim up`; logs to `<stack_dir>/watchdog.log`).
+Run as `python -m tradesim.stack.watchdog [--logs-only]` (by `tradesim up`; logs to `<stack_dir>/watchdog.log`).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from tradesim.stack.process import OsProcessTable, ProcessHandle, ProcessTable
 log = logging.getLogger("tradesim.watchdog")
 #: how often the watchdog tries to put back what a restarted component ran (Flink's jobs) before it gives up
 PUT_BACK_TRIES = 5
+LOGS_ONLY = "--logs-only"
 
 
 @dataclass
@@ -37,6 +40,7 @@ class WatchdogState:
     start_ticks: int | None = None
     restarts: dict[str, list[float]] = field(default_factory=dict)  # component → wall-clock restart times
     gave_up: dict[str, str] = field(default_factory=dict)  # component → why
+    restarting: bool = True  # False: it runs for the logs only (`stack.watchdog` off)
 
     @property
     def handle(self) -> ProcessHandle | None:
@@ -53,7 +57,8 @@ class WatchdogFile:
             raw: dict[str, Any] = json.loads(self.path.read_text())
             return WatchdogState(pid=raw.get("pid"), start_ticks=raw.get("start_ticks"),
                                  restarts={k: list(v) for k, v in raw.get("restarts", {}).items()},
-                                 gave_up=dict(raw.get("gave_up", {})))
+                                 gave_up=dict(raw.get("gave_up", {})),
+                                 restarting=bool(raw.get("restarting", True)))
         except (OSError, ValueError, TypeError, AttributeError):
             return WatchdogState()
 
@@ -70,16 +75,21 @@ def running(settings: Settings, processes: ProcessTable | None = None) -> Proces
     return handle if handle is not None and (processes or OsProcessTable()).is_alive(handle) else None
 
 
-def start(settings: Settings, processes: ProcessTable | None = None) -> ProcessHandle:
-    """Start the watchdog unless it runs; returns its process. Restart counts start afresh."""
+def start(settings: Settings, processes: ProcessTable | None = None, *, restarting: bool = True) -> ProcessHandle:
+    """Start the watchdog unless one runs that does what is asked; returns its process. `restarting=False` starts
+    one for the logs only; one of the other kind is stopped first, so a stack never has two (nor restarts that
+    `stack.watchdog` turned off). Restart counts start afresh."""
     table = processes or OsProcessTable()
+    wd = WatchdogFile(settings.stack_dir)
     found = running(settings, table)
     if found is not None:
-        return found
-    wd = WatchdogFile(settings.stack_dir)
+        if wd.load().restarting == restarting:
+            return found
+        table.terminate(found, settings.stack.stop_timeout_s)
     env = {**os.environ, **settings_to_env(settings), "PYTHONUNBUFFERED": "1"}  # the same settings as `up`
-    handle = table.spawn([sys.executable, "-m", "tradesim.stack.watchdog"], env, settings.stack_dir, wd.log_path)
-    wd.save(WatchdogState(pid=handle.pid, start_ticks=handle.start_ticks))
+    argv = [sys.executable, "-m", "tradesim.stack.watchdog", *([] if restarting else [LOGS_ONLY])]
+    handle = table.spawn(argv, env, settings.stack_dir, wd.log_path)
+    wd.save(WatchdogState(pid=handle.pid, start_ticks=handle.start_ticks, restarting=restarting))
     return handle
 
 
@@ -94,13 +104,15 @@ def stop(settings: Settings, processes: ProcessTable | None = None) -> bool:
 
 
 class Watchdog:
-    """One pass per poll: restart each recorded component whose process is gone, within its budget."""
+    """One pass per poll: restart each recorded component whose process is gone, within its budget; bound the
+    running servers' logs. Without `restarting` only the latter, and without probing anyone's health."""
 
-    def __init__(self, settings: Settings, processes: ProcessTable | None = None) -> None:
+    def __init__(self, settings: Settings, processes: ProcessTable | None = None, *, restarting: bool = True) -> None:
         from tradesim.stack import registry
         from tradesim.stack.supervisor import Supervisor
 
         self.settings = settings
+        self.restarting = restarting
         self.file = WatchdogFile(settings.stack_dir)
         self.supervisor = Supervisor(settings, registry.build(settings), processes=processes,
                                      progress=lambda name, msg: log.info("%s: %s", name, msg))
@@ -113,6 +125,9 @@ class Watchdog:
 
     def check(self, now: float | None = None) -> list[str]:
         """Restart what died; returns the names restarted."""
+        if not self.restarting:
+            self._trim_logs()
+            return []
         cfg = self.settings.stack
         now = time.time() if now is None else now
         state = self.file.load()
@@ -150,15 +165,20 @@ class Watchdog:
         self._trim_logs({row.name for row in rows if row.state == "running"})
         return done
 
-    def _trim_logs(self, running: set[str]) -> None:
+    def _trim_logs(self, running: set[str] | None = None) -> None:
         """Bound each running server's log, as a restart bounds it (`stack.log_rotate_mb`): under the state lock,
-        so never while a start moves the log aside; a log that cannot be trimmed is reported, the others trimmed."""
+        so never while a start moves the log aside; a log that cannot be trimmed is reported, the others trimmed.
+        `running` None: the components whose recorded process is alive (asked only when a log is over)."""
         from tradesim.stack.supervisor import trim_log
 
         limit = int(self.settings.stack.log_rotate_mb * 1024 * 1024)
         for comp in self.supervisor.components:
             try:
-                if comp.name not in running or comp.log_path.stat().st_size < limit:
+                if comp.log_path.stat().st_size < limit:
+                    continue
+                if running is None:
+                    running = self.supervisor.alive()
+                if comp.name not in running:
                     continue
                 with self.supervisor.state_file.locked():
                     if trim_log(comp.log_path, limit):
@@ -207,6 +227,7 @@ def main() -> None:
     setup("watchdog", level=logging.WARNING)  # clients' request logs stay out
     logging.getLogger("tradesim").setLevel(logging.INFO)
     settings = load_settings()
+    restarting = LOGS_ONLY not in sys.argv[1:]
     stopping = False
 
     def _stop(signum: int, frame: object) -> None:
@@ -215,8 +236,9 @@ def main() -> None:
 
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
-    dog = Watchdog(settings)
-    log.info("watching the stack in %s every %g s", settings.stack_dir, settings.stack.watchdog_poll_s)
+    dog = Watchdog(settings, restarting=restarting)
+    log.info("watching the stack in %s every %g s%s", settings.stack_dir, settings.stack.watchdog_poll_s,
+             "" if restarting else ", for the logs only (stack.watchdog is off)")
     while not stopping:
         OsProcessTable.reap_exited()  # the servers it restarted are its children
         try:

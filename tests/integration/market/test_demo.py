@@ -34,6 +34,7 @@ def test_up_demo_sets_up_a_market_and_an_account_whose_market_order_executes(
     first = cli("up", "--demo", "--demo-user", user)
     assert first.exit_code == 0, first.output
     assert "tradesim stack" in first.output  # the status table
+    assert "watchdog: for the logs only" in first.output  # `stack.watchdog` is off in the tests
     assert "market running" in first.output
     assert f"account {user}: created with 100000" in first.output
     assert "open the trading terminal: tradesim tui" in first.output

@@ -80,3 +80,31 @@ def test_the_watchdog_is_known_by_its_process_and_stops(settings: Settings, stac
     assert watchdog.stop(settings)
     assert watchdog.running(settings) is None
     assert not OsProcessTable().is_alive(handle)
+
+
+def test_for_the_logs_only_it_trims_a_running_servers_log_and_leaves_a_killed_one_down(
+        settings: Settings, supervisor: Supervisor) -> None:
+    """`stack.watchdog` off (as these tests run): `tradesim up` still leaves a watchdog, for the logs only, so a
+    long run's logs stay bounded; it must not bring back what was killed on purpose."""
+    logs = {c.name: c.log_path for c in supervisor.components}
+    # a limit no server reaches on its own during the test: only the lines written here cross it
+    limit = max((p.stat().st_size for p in logs.values() if p.exists()), default=0) + 256 * 1024
+    small = settings.model_copy(update={"stack": settings.stack.model_copy(update={"log_rotate_mb": limit / 2**20})})
+    victim = supervisor.state_file.load().components["marketdata"]
+    watchdog.start(small, restarting=False)
+    try:
+        os.kill(victim.pid, signal.SIGKILL)
+        wait_for(lambda: not OsProcessTable().is_alive(victim.handle), 10, "marketdata gone")
+        marker = f"line written by the test {os.getpid()}\n".encode()
+        with open(logs["api"], "ab") as fh:  # as the running API appends to it
+            fh.write(marker * (limit // len(marker) + 1))
+        older = logs["api"].with_name("server.log.1")
+        wait_for(lambda: older.exists() and marker in older.read_bytes(), 30, "the API's log copied aside",
+                 poll_s=0.25)
+        assert logs["api"].stat().st_size < limit
+        # the pass that trimmed came after the kill, and a restarting watchdog restarts before it trims
+        assert _row(supervisor, "marketdata").state == "down"
+    finally:
+        assert watchdog.stop(small), "the watchdog died during the test"
+        supervisor.up()
+    assert _row(supervisor, "marketdata").healthy
