@@ -500,3 +500,35 @@ def test_the_watchdog_started_is_of_the_kind_asked_and_replaces_one_of_the_other
     assert watchdog.start(settings, procs, restarting=False) != restarting  # `up` with it turned off
     assert procs.terminated == [logs_only.pid, restarting.pid]
     assert len(procs.spawned) == 3
+
+
+def test_a_watchdog_running_with_other_settings_is_replaced(settings: Settings, procs: FakeProcesses) -> None:
+    from tradesim.stack import watchdog
+
+    first = watchdog.start(settings, procs)
+    assert watchdog.start(settings.model_copy(), procs) == first  # equal settings: left alone
+    small = settings.model_copy(update={"stack": settings.stack.model_copy(update={"log_rotate_mb": 0.5})})
+    second = watchdog.start(small, procs)
+    assert second != first
+    assert procs.terminated == [first.pid]
+    assert watchdog.stop(small, procs)
+    assert not watchdog.stop(small, procs)
+
+
+@pytest.mark.parametrize(("setting", "kind", "expected"), [
+    (True, "restarting", "running"), (True, "logs-only", "not running"), (True, None, "not running"),
+    (False, "logs-only", "off"), (False, None, "off"),
+    (False, "restarting", "running"),  # turned off since: it still restarts until the next `up` replaces it
+])
+def test_status_says_whether_something_restarts_what_dies(
+        settings: Settings, procs: FakeProcesses, monkeypatch: pytest.MonkeyPatch,
+        setting: bool, kind: str | None, expected: str) -> None:
+    from tradesim.stack import watchdog
+    from tradesim.stack.process import OsProcessTable
+    from tradesim.stack.supervisor import ComponentStatus, watchdog_state
+
+    monkeypatch.setattr(OsProcessTable, "is_alive", lambda self, handle: procs.is_alive(handle))
+    if kind is not None:
+        watchdog.start(settings, procs, restarting=kind == "restarting")
+    ours = settings.model_copy(update={"stack": settings.stack.model_copy(update={"watchdog": setting})})
+    assert watchdog_state(ours, [ComponentStatus("redis", "running", True)]) == expected

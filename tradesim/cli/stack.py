@@ -88,25 +88,22 @@ def _bring_up(only: str | None, runtime: str | None, with_jobs: bool, *, show: b
         return
     from tradesim.stack.supervisor import Supervisor
 
-    rows = Supervisor(settings, comps, progress=_LineProgress()).up()
+    try:
+        rows = Supervisor(settings, comps, progress=_LineProgress()).up()
+    except StackError:
+        _leave_watchdog(settings, healthy=False)
+        raise
     if show:
         _print_table(rows)
     warn_unfinished(settings)
     bad = [r.name for r in rows if not r.healthy]
+    _leave_watchdog(settings, healthy=not bad)
     if bad:
         if not show:
             _print_table(rows)
         # what did start keeps running (`up` is idempotent): say how to see why, and how to retry or stop
         raise StackError(f"not healthy after up: {', '.join(bad)} (`tradesim logs {bad[0]}` shows why); the rest "
                          "keeps running: `tradesim up` again starts what is missing, `tradesim down` stops it all")
-    from tradesim.stack import watchdog
-
-    handle = watchdog.start(settings, restarting=settings.stack.watchdog)
-    if settings.stack.watchdog:
-        out.print(f"watchdog: running (pid {handle.pid}); it restarts what dies, `tradesim down` stops it first")
-    else:
-        out.print(f"watchdog: for the logs only (pid {handle.pid}): stack.watchdog is off, so nothing restarts "
-                  "what dies; it keeps each server's log under stack.log_rotate_mb")
     from tradesim.stack import jobs
 
     if with_jobs:
@@ -119,6 +116,25 @@ def _bring_up(only: str | None, runtime: str | None, with_jobs: bool, *, show: b
 
 
 DEMO_CASH = "100000"
+
+
+def _leave_watchdog(settings: Settings, *, healthy: bool) -> None:
+    """The watchdog `up` leaves: one that restarts what dies (`stack.watchdog`) only after a healthy `up`; else
+    one for the logs only, safe after a failed `up` too (and it replaces a restarting one the setting turned
+    off). None for the logs where no server of ours runs (an all-external stack, the AWS init task)."""
+    from tradesim.stack import registry, watchdog
+    from tradesim.stack.supervisor import Supervisor
+
+    if settings.stack.watchdog:
+        if healthy:
+            handle = watchdog.start(settings)
+            out.print(f"watchdog: running (pid {handle.pid}); it restarts what dies, `tradesim down` stops it first")
+        return
+    if not Supervisor(settings, registry.build(settings)).alive():
+        return
+    handle = watchdog.start(settings, restarting=False)
+    out.print(f"watchdog: for the logs only (pid {handle.pid}): stack.watchdog is off, so nothing restarts what "
+              "dies; it keeps each server's log under stack.log_rotate_mb")
 
 
 @cli_errors

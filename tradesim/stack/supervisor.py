@@ -492,13 +492,14 @@ def status_document(settings: Settings, runtime: str, rows: list[ComponentStatus
 
 
 def watchdog_state(settings: Settings, rows: list[ComponentStatus]) -> str:
-    """"running"; "off" (`stack.watchdog` false); "idle" (nothing of the stack runs, so nothing to watch); or "not
-    running" while components run without it (it was killed, or `up` did not start it): then nothing restarts
-    what dies, which `status` said nowhere."""
-    from tradesim.stack.watchdog import running
+    """"running" (one that restarts runs, even if `stack.watchdog` was turned off since: the next `up` replaces
+    it); "off" (`stack.watchdog` false); "idle" (nothing of the stack runs, so nothing to watch); or "not
+    running" while components run without one that restarts (it was killed, `up` did not start it, or the one
+    running is for the logs only): then nothing restarts what dies, which `status` said nowhere."""
+    from tradesim.stack.watchdog import WatchdogFile, running
 
+    if running(settings) is not None and WatchdogFile(settings.stack_dir).load().restarting:
+        return "running"
     if not settings.stack.watchdog:
         return "off"
-    if running(settings) is not None:
-        return "running"
     return "not running" if any(r.state in ("running", "unhealthy", "down") for r in rows) else "idle"

@@ -12,6 +12,7 @@ Run as `python -m tradesim.stack.watchdog [--logs-only]` (by `tradesim up`; logs
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -25,6 +26,7 @@ from typing import Any
 
 from tradesim.settings import Settings, settings_to_env
 from tradesim.stack.process import OsProcessTable, ProcessHandle, ProcessTable
+from tradesim.stack.state import file_lock
 
 log = logging.getLogger("tradesim.watchdog")
 #: how often the watchdog tries to put back what a restarted component ran (Flink's jobs) before it gives up
@@ -41,6 +43,7 @@ class WatchdogState:
     restarts: dict[str, list[float]] = field(default_factory=dict)  # component → wall-clock restart times
     gave_up: dict[str, str] = field(default_factory=dict)  # component → why
     restarting: bool = True  # False: it runs for the logs only (`stack.watchdog` off)
+    settings_digest: str | None = None  # of the settings it runs with (a change replaces it at the next `up`)
 
     @property
     def handle(self) -> ProcessHandle | None:
@@ -51,6 +54,7 @@ class WatchdogFile:
     def __init__(self, stack_dir: Path) -> None:
         self.path = stack_dir / "watchdog.json"
         self.log_path = stack_dir / "watchdog.log"
+        self.lock_path = stack_dir / "watchdog.lock"  # start/stop (not the state lock, which a trim waits on)
 
     def load(self) -> WatchdogState:
         try:
@@ -58,7 +62,8 @@ class WatchdogFile:
             return WatchdogState(pid=raw.get("pid"), start_ticks=raw.get("start_ticks"),
                                  restarts={k: list(v) for k, v in raw.get("restarts", {}).items()},
                                  gave_up=dict(raw.get("gave_up", {})),
-                                 restarting=bool(raw.get("restarting", True)))
+                                 restarting=bool(raw.get("restarting", True)),
+                                 settings_digest=raw.get("settings_digest"))
         except (OSError, ValueError, TypeError, AttributeError):
             return WatchdogState()
 
@@ -75,32 +80,42 @@ def running(settings: Settings, processes: ProcessTable | None = None) -> Proces
     return handle if handle is not None and (processes or OsProcessTable()).is_alive(handle) else None
 
 
+def _digest(settings: Settings) -> str:
+    return hashlib.sha256(json.dumps(sorted(settings_to_env(settings).items())).encode()).hexdigest()[:16]
+
+
 def start(settings: Settings, processes: ProcessTable | None = None, *, restarting: bool = True) -> ProcessHandle:
-    """Start the watchdog unless one runs that does what is asked; returns its process. `restarting=False` starts
-    one for the logs only; one of the other kind is stopped first, so a stack never has two (nor restarts that
-    `stack.watchdog` turned off). Restart counts start afresh."""
+    """Start the watchdog unless one of the kind asked runs with these settings; returns its process.
+    `restarting=False` starts one for the logs only. One of the other kind, or with other settings, is stopped
+    first, so a change takes effect at the next `up`; `start` and `stop` take turns, so a stack never has two.
+    Restart counts start afresh."""
     table = processes or OsProcessTable()
     wd = WatchdogFile(settings.stack_dir)
-    found = running(settings, table)
-    if found is not None:
-        if wd.load().restarting == restarting:
-            return found
-        table.terminate(found, settings.stack.stop_timeout_s)
-    env = {**os.environ, **settings_to_env(settings), "PYTHONUNBUFFERED": "1"}  # the same settings as `up`
-    argv = [sys.executable, "-m", "tradesim.stack.watchdog", *([] if restarting else [LOGS_ONLY])]
-    handle = table.spawn(argv, env, settings.stack_dir, wd.log_path)
-    wd.save(WatchdogState(pid=handle.pid, start_ticks=handle.start_ticks, restarting=restarting))
-    return handle
+    digest = _digest(settings)
+    with file_lock(wd.lock_path):
+        found = running(settings, table)
+        if found is not None:
+            current = wd.load()
+            if (current.restarting, current.settings_digest) == (restarting, digest):
+                return found
+            table.terminate(found, settings.stack.stop_timeout_s)
+        env = {**os.environ, **settings_to_env(settings), "PYTHONUNBUFFERED": "1"}  # the same settings as `up`
+        argv = [sys.executable, "-m", "tradesim.stack.watchdog", *([] if restarting else [LOGS_ONLY])]
+        handle = table.spawn(argv, env, settings.stack_dir, wd.log_path)
+        wd.save(WatchdogState(pid=handle.pid, start_ticks=handle.start_ticks, restarting=restarting,
+                              settings_digest=digest))
+        return handle
 
 
 def stop(settings: Settings, processes: ProcessTable | None = None) -> bool:
     """Stop the watchdog if it runs (before anything else stops); True if it was running."""
     table = processes or OsProcessTable()
-    found = running(settings, table)
-    if found is None:
-        return False
-    table.terminate(found, settings.stack.stop_timeout_s)
-    return True
+    with file_lock(WatchdogFile(settings.stack_dir).lock_path):
+        found = running(settings, table)
+        if found is None:
+            return False
+        table.terminate(found, settings.stack.stop_timeout_s)
+        return True
 
 
 class Watchdog:
@@ -162,13 +177,14 @@ class Watchdog:
                 state.restarts[row.name] = recent
         self._save(state)
         self._put_back_next(now)
-        self._trim_logs({row.name for row in rows if row.state == "running"})
+        self._trim_logs()
         return done
 
     def _trim_logs(self, running: set[str] | None = None) -> None:
         """Bound each running server's log, as a restart bounds it (`stack.log_rotate_mb`): under the state lock,
         so never while a start moves the log aside; a log that cannot be trimmed is reported, the others trimmed.
-        `running` None: the components whose recorded process is alive (asked only when a log is over)."""
+        `running` None: the components whose recorded process is alive, healthy or not (asked only when a log is
+        over: an unhealthy server writing errors is the likeliest to grow)."""
         from tradesim.stack.supervisor import trim_log
 
         limit = int(self.settings.stack.log_rotate_mb * 1024 * 1024)

@@ -103,7 +103,7 @@ def test_a_component_that_dies_fires_an_alert_until_it_is_back(
         return {a.labels.get("component", "") for a in prom.alerts()
                 if a.name == "TradesimComponentDown" and a.state == "firing"}
 
-    watchdog.stop(settings)  # one left by `tradesim up` would restart the victim before the alert is due
+    watchdog.stop(settings)  # a restarting one (a stack the session found) would bring the victim back too soon
     (status,) = [s for s in supervisor.status() if s.name == "marketdata"]
     assert status.pid is not None
     assert "marketdata" not in firing()

@@ -91,7 +91,7 @@ def test_for_the_logs_only_it_trims_a_running_servers_log_and_leaves_a_killed_on
     limit = max((p.stat().st_size for p in logs.values() if p.exists()), default=0) + 256 * 1024
     small = settings.model_copy(update={"stack": settings.stack.model_copy(update={"log_rotate_mb": limit / 2**20})})
     victim = supervisor.state_file.load().components["marketdata"]
-    watchdog.start(small, restarting=False)
+    watchdog.start(small, restarting=False)  # (replaces one a test's `up` left with the usual limit)
     try:
         os.kill(victim.pid, signal.SIGKILL)
         wait_for(lambda: not OsProcessTable().is_alive(victim.handle), 10, "marketdata gone")
@@ -105,6 +105,7 @@ def test_for_the_logs_only_it_trims_a_running_servers_log_and_leaves_a_killed_on
         # the pass that trimmed came after the kill, and a restarting watchdog restarts before it trims
         assert _row(supervisor, "marketdata").state == "down"
     finally:
-        assert watchdog.stop(small), "the watchdog died during the test"
+        stopped = watchdog.stop(small)
         supervisor.up()
+    assert stopped, "the watchdog died during the test"
     assert _row(supervisor, "marketdata").healthy
