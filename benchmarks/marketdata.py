@@ -185,7 +185,7 @@ def _tradesim_phase(settings: Settings, cache: PriceCache, clients: int, procs: 
         fleet = Fleet(settings.marketdata.client_ws_url, s, clients, count + 1, "tradesim", procs)
         try:
             # the pacer starts its schedule now, when the clients are ready (not when the loop was set up)
-            publish_all(settings, _stamped(s, 2, count + 1, _paced(rate) if rate else None))
+            publish_all(settings, _stamped(s, 2, count + 1, _paced(rate) if rate else None), paced=bool(rate))
             result = fleet.result()
         finally:
             fleet.kill()

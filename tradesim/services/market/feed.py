@@ -185,7 +185,7 @@ class LiveFeed:
     def run(self, stop: threading.Event) -> PublishStats:
         """Publish until stopped; flushes what is in flight before returning."""
         metrics.RUN_ID.set(self.run_id)
-        publisher = TickPublisher(self.settings)
+        publisher = TickPublisher(self.settings, paced=True)  # held to its clock
         clock = SimClock(self.speed, start_ms=self.start_ms, sleep=_serving_sleep(stop, publisher))
         current = 0
         try:
