@@ -168,7 +168,7 @@ class Prices:
 
 def _prime(settings: Settings, prices: Prices) -> None:
     """One price per symbol in the cache before the TUI starts (its first price is a snapshot of these)."""
-    pub = TickPublisher(settings)
+    pub = TickPublisher(settings, paced=False)
     for i in range(len(prices.symbols)):
         pub.publish(prices.next(i))
     pub.close(30)
@@ -184,7 +184,7 @@ async def _load(settings: Settings, prices: Prices, key: str, rate: float, order
                 seconds: float, mark: Any, end: Any) -> Load:
     """Ticks at `rate`/s and orders at `orders_rate`/s on a fixed schedule (open loop) for warm-up + measured
     phase; `mark()` at the start of the measured phase, `end()` at its end."""
-    pub = TickPublisher(settings)
+    pub = TickPublisher(settings, paced=True)  # a live market's ticks
     url = urlsplit(settings.api.client_url)
     pool = _Pool(url.hostname or "127.0.0.1", url.port or 80)
     load = Load()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import threading
 from collections.abc import Callable
@@ -532,3 +533,49 @@ def test_status_says_whether_something_restarts_what_dies(
         watchdog.start(settings, procs, restarting=kind == "restarting")
     ours = settings.model_copy(update={"stack": settings.stack.model_copy(update={"watchdog": setting})})
     assert watchdog_state(ours, [ComponentStatus("redis", "running", True)]) == expected
+
+
+def test_stopping_no_watchdog_writes_nothing(settings: Settings) -> None:
+    """Before: `down` on a fresh home made the stack folder for the watchdog's lock, and `up` then refused it."""
+    from tradesim.stack import watchdog
+
+    assert not watchdog.stop(settings)
+    assert not settings.stack_dir.exists()
+
+
+def test_a_replaced_watchdog_hands_on_its_counts(settings: Settings, procs: FakeProcesses) -> None:
+    from tradesim.stack import watchdog
+
+    watchdog.start(settings, procs)
+    wd = watchdog.WatchdogFile(settings.stack_dir)
+    wd.save(dataclasses.replace(wd.load(), restarts={"redis": [1.0]}, gave_up={"kafka": "died 6 times"}))
+    watchdog.start(settings, procs, restarting=False)
+    after = wd.load()
+    assert (after.restarting, after.restarts, after.gave_up) == (False, {"redis": [1.0]}, {"kafka": "died 6 times"})
+
+
+@pytest.mark.parametrize(("setting", "healthy", "found", "alive", "expected"), [
+    (True, True, None, True, "start restarting"),
+    (True, False, "running", True, "keep"),  # a failed `up` keeps the restarting one it found
+    (True, False, "not running", True, "start logs-only"),
+    (False, True, "off", True, "start logs-only"),
+    (False, False, "off", True, "start logs-only"),
+    (False, True, "running", False, "stop"),  # nothing of ours runs: nothing to restart or trim
+    (True, False, "not running", False, "stop"),
+])
+def test_up_leaves_the_watchdog_that_its_outcome_and_the_setting_ask_for(
+        settings: Settings, monkeypatch: pytest.MonkeyPatch, setting: bool, healthy: bool, found: str | None,
+        alive: bool, expected: str) -> None:
+    from tradesim.cli import stack as cli_stack
+    from tradesim.stack import supervisor, watchdog
+    from tradesim.stack.process import ProcessHandle
+
+    calls: list[str] = []
+    monkeypatch.setattr(watchdog, "start", lambda s, restarting=True: calls.append(
+        "start " + ("restarting" if restarting else "logs-only")) or ProcessHandle(1, 1))
+    monkeypatch.setattr(watchdog, "stop", lambda s: calls.append("stop") or True)
+    monkeypatch.setattr(supervisor, "watchdog_state", lambda s, rows: found)
+    monkeypatch.setattr(Supervisor, "alive", lambda self: {"redis"} if alive else set())
+    ours = settings.model_copy(update={"stack": settings.stack.model_copy(update={"watchdog": setting})})
+    cli_stack._leave_watchdog(ours, healthy=healthy)
+    assert calls == ([] if expected == "keep" else [expected])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
@@ -91,7 +92,8 @@ def _bring_up(only: str | None, runtime: str | None, with_jobs: bool, *, show: b
     try:
         rows = Supervisor(settings, comps, progress=_LineProgress()).up()
     except StackError:
-        _leave_watchdog(settings, healthy=False)
+        with contextlib.suppress(Exception):  # the failure to report is up's own
+            _leave_watchdog(settings, healthy=False)
         raise
     if show:
         _print_table(rows)
@@ -119,22 +121,24 @@ DEMO_CASH = "100000"
 
 
 def _leave_watchdog(settings: Settings, *, healthy: bool) -> None:
-    """The watchdog `up` leaves: one that restarts what dies (`stack.watchdog`) only after a healthy `up`; else
-    one for the logs only, safe after a failed `up` too (and it replaces a restarting one the setting turned
-    off). None for the logs where no server of ours runs (an all-external stack, the AWS init task)."""
+    """The watchdog `up` leaves (docs/design/hardening.md): a restarting one after a healthy `up` with
+    `stack.watchdog` on; else one for the logs only while a server of ours runs, none when none does."""
     from tradesim.stack import registry, watchdog
-    from tradesim.stack.supervisor import Supervisor
+    from tradesim.stack.supervisor import Supervisor, watchdog_state
 
-    if settings.stack.watchdog:
-        if healthy:
-            handle = watchdog.start(settings)
-            out.print(f"watchdog: running (pid {handle.pid}); it restarts what dies, `tradesim down` stops it first")
+    if settings.stack.watchdog and healthy:
+        handle = watchdog.start(settings)
+        out.print(f"watchdog: running (pid {handle.pid}); it restarts what dies, `tradesim down` stops it first")
         return
+    if settings.stack.watchdog and watchdog_state(settings, []) == "running":
+        return  # a failed `up` keeps the restarting one it found
     if not Supervisor(settings, registry.build(settings)).alive():
+        watchdog.stop(settings)  # an all-external stack (the AWS init task): nothing to restart or trim
         return
     handle = watchdog.start(settings, restarting=False)
-    out.print(f"watchdog: for the logs only (pid {handle.pid}): stack.watchdog is off, so nothing restarts what "
-              "dies; it keeps each server's log under stack.log_rotate_mb")
+    state = "`up` failed" if settings.stack.watchdog else "stack.watchdog is off"
+    out.print(f"watchdog: for the logs only (pid {handle.pid}): {state}, so nothing restarts what dies; it keeps "
+              "each server's log under stack.log_rotate_mb")
 
 
 @cli_errors

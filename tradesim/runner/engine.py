@@ -450,7 +450,7 @@ class ScenarioRunner:
         from tradesim.services.ingest.publisher import TickPublisher
 
         try:
-            return TickPublisher(self.settings)
+            return TickPublisher(self.settings, paced=self.speed is not None)  # at a clock's pace or as fast as it goes
         except Exception as exc:  # a producer that cannot be built: Kafka is not usable
             raise StackUnusable(f"Kafka is not usable: {exc}") from None
 

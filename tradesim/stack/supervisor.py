@@ -492,13 +492,13 @@ def status_document(settings: Settings, runtime: str, rows: list[ComponentStatus
 
 
 def watchdog_state(settings: Settings, rows: list[ComponentStatus]) -> str:
-    """"running" (one that restarts runs, even if `stack.watchdog` was turned off since: the next `up` replaces
-    it); "off" (`stack.watchdog` false); "idle" (nothing of the stack runs, so nothing to watch); or "not
-    running" while components run without one that restarts (it was killed, `up` did not start it, or the one
-    running is for the logs only): then nothing restarts what dies, which `status` said nowhere."""
-    from tradesim.stack.watchdog import WatchdogFile, running
+    """"running" (one that restarts, whatever the setting says); "off" (`stack.watchdog` false); "idle" (nothing
+    runs); or "not running" while components run and nothing restarts what dies, which `status` warns about."""
+    from tradesim.stack.process import OsProcessTable
+    from tradesim.stack.watchdog import WatchdogFile
 
-    if running(settings) is not None and WatchdogFile(settings.stack_dir).load().restarting:
+    dog = WatchdogFile(settings.stack_dir).load()
+    if dog.restarting and dog.handle is not None and OsProcessTable().is_alive(dog.handle):
         return "running"
     if not settings.stack.watchdog:
         return "off"

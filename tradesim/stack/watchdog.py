@@ -85,31 +85,31 @@ def _digest(settings: Settings) -> str:
 
 
 def start(settings: Settings, processes: ProcessTable | None = None, *, restarting: bool = True) -> ProcessHandle:
-    """Start the watchdog unless one of the kind asked runs with these settings; returns its process.
-    `restarting=False` starts one for the logs only. One of the other kind, or with other settings, is stopped
-    first, so a change takes effect at the next `up`; `start` and `stop` take turns, so a stack never has two.
-    Restart counts start afresh."""
+    """Start the watchdog unless one of the kind asked runs with these settings (else it replaces it, keeping
+    its counts); returns its process. `restarting=False`: one for the logs only."""
     table = processes or OsProcessTable()
     wd = WatchdogFile(settings.stack_dir)
     digest = _digest(settings)
     with file_lock(wd.lock_path):
         found = running(settings, table)
+        current = wd.load() if found is not None else WatchdogState()
         if found is not None:
-            current = wd.load()
             if (current.restarting, current.settings_digest) == (restarting, digest):
                 return found
             table.terminate(found, settings.stack.stop_timeout_s)
         env = {**os.environ, **settings_to_env(settings), "PYTHONUNBUFFERED": "1"}  # the same settings as `up`
         argv = [sys.executable, "-m", "tradesim.stack.watchdog", *([] if restarting else [LOGS_ONLY])]
         handle = table.spawn(argv, env, settings.stack_dir, wd.log_path)
-        wd.save(WatchdogState(pid=handle.pid, start_ticks=handle.start_ticks, restarting=restarting,
-                              settings_digest=digest))
+        wd.save(WatchdogState(pid=handle.pid, start_ticks=handle.start_ticks, restarts=current.restarts,
+                              gave_up=current.gave_up, restarting=restarting, settings_digest=digest))
         return handle
 
 
 def stop(settings: Settings, processes: ProcessTable | None = None) -> bool:
     """Stop the watchdog if it runs (before anything else stops); True if it was running."""
     table = processes or OsProcessTable()
+    if running(settings, table) is None:
+        return False  # (before the lock, whose file would land in a folder no `up` made)
     with file_lock(WatchdogFile(settings.stack_dir).lock_path):
         found = running(settings, table)
         if found is None:
@@ -181,10 +181,8 @@ class Watchdog:
         return done
 
     def _trim_logs(self, running: set[str] | None = None) -> None:
-        """Bound each running server's log, as a restart bounds it (`stack.log_rotate_mb`): under the state lock,
-        so never while a start moves the log aside; a log that cannot be trimmed is reported, the others trimmed.
-        `running` None: the components whose recorded process is alive, healthy or not (asked only when a log is
-        over: an unhealthy server writing errors is the likeliest to grow)."""
+        """Bound each live server's log, healthy or not (`stack.log_rotate_mb`), under the state lock so never while
+        a start moves it aside. `running` None: those whose recorded process is alive, asked only if a log is over."""
         from tradesim.stack.supervisor import trim_log
 
         limit = int(self.settings.stack.log_rotate_mb * 1024 * 1024)

@@ -52,7 +52,7 @@ class Load:
 
     def _ticks(self) -> None:
         symbol, seq = unique_symbol("L"), 0
-        publisher = TickPublisher(self.settings)  # buffers while Kafka is down
+        publisher = TickPublisher(self.settings, paced=True)  # buffers while Kafka is down
         while not self.stop.is_set():
             seq += 1
             publisher.publish(tick(symbol, seq, run_id=1))

@@ -34,11 +34,9 @@ class PublishStats:
 
 class TickPublisher:
     """Produces ticks asynchronously; `close()` waits for every delivery report and raises on any failure.
-    `paced`: a feed held to a clock sends each tick at once (no linger: there is nothing to wait for at its
-    rates, and the wait was a third of a tick's way to Redis); one as fast as possible lingers 1 ms, which
-    doubles its rate (docs/design/market-data.md)."""
+    `paced`: held to a clock, so each tick goes out at once; else it lingers 1 ms to batch (market-data.md)."""
 
-    def __init__(self, settings: Settings, *, paced: bool = False) -> None:
+    def __init__(self, settings: Settings, *, paced: bool) -> None:
         self.topic = settings.topics.market_data
         self._producer = producer(settings.kafka, **{
             "linger.ms": 0 if paced else 1,
