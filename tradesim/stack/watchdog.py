@@ -1,7 +1,7 @@
 """The watchdog `tradesim up` leaves running: it restarts a component whose process died, with backoff, and gives
-up on one that keeps dying (like compose's `restart: unless-stopped` with a restart budget). With `stack.watchdog`
-off it runs for the logs only: it keeps each running server's log under `stack.log_rotate_mb`, which nothing else
-bounds while a server runs, and restarts nothing.
+up on one that keeps dying (like compose's `restart: unless-stopped` with a restart budget). Either way it keeps
+each live server's log under `stack.log_rotate_mb`; with `stack.watchdog` off (or after a failed `up`) it runs for
+that alone and restarts nothing.
 
 It only acts on what the state file records as started by us, and a process counts as ours only by pid and start
 time (as everywhere in the stack): it never signals anything, it only starts. `tradesim down` stops it first, so
@@ -180,9 +180,9 @@ class Watchdog:
         self._trim_logs()
         return done
 
-    def _trim_logs(self, running: set[str] | None = None) -> None:
+    def _trim_logs(self, live: set[str] | None = None) -> None:
         """Bound each live server's log, healthy or not (`stack.log_rotate_mb`), under the state lock so never while
-        a start moves it aside. `running` None: those whose recorded process is alive, asked only if a log is over."""
+        a start moves it aside. `live` None: those whose recorded process is alive, asked only if a log is over."""
         from tradesim.stack.supervisor import trim_log
 
         limit = int(self.settings.stack.log_rotate_mb * 1024 * 1024)
@@ -190,9 +190,9 @@ class Watchdog:
             try:
                 if comp.log_path.stat().st_size < limit:
                     continue
-                if running is None:
-                    running = self.supervisor.alive()
-                if comp.name not in running:
+                if live is None:
+                    live = self.supervisor.alive()
+                if comp.name not in live:
                     continue
                 with self.supervisor.state_file.locked():
                     if trim_log(comp.log_path, limit):
@@ -252,7 +252,7 @@ def main() -> None:
     signal.signal(signal.SIGINT, _stop)
     dog = Watchdog(settings, restarting=restarting)
     log.info("watching the stack in %s every %g s%s", settings.stack_dir, settings.stack.watchdog_poll_s,
-             "" if restarting else ", for the logs only (stack.watchdog is off)")
+             "" if restarting else ", for the logs only (it restarts nothing)")
     while not stopping:
         OsProcessTable.reap_exited()  # the servers it restarted are its children
         try:
