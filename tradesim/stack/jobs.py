@@ -488,6 +488,7 @@ def _await_resumed(rest: FlinkRest, name: str, job_id: str, what: str, progress:
 
     deadline = time.monotonic() + timeout_s
     answered = time.monotonic()
+    asked: str | None = None
     while time.monotonic() < deadline:
         job, failures = None, []
         try:
@@ -495,6 +496,10 @@ def _await_resumed(rest: FlinkRest, name: str, job_id: str, what: str, progress:
             answered = time.monotonic()
             if job is not None and job.state != "CREATED":
                 failures = rest.failures(job_id)
+            if job is not None and job.state == "RUNNING" and job.last_checkpoint_id is None and not failures:
+                asked, checkpointed = _ask_checkpoint(rest, job_id, asked)
+                if checkpointed:
+                    return True
         except FlinkUnavailable:
             if time.monotonic() - answered > unreachable_s:
                 progress(f"{name}: the cluster stopped answering while the job resumed")
@@ -516,6 +521,26 @@ def _await_resumed(rest: FlinkRest, name: str, job_id: str, what: str, progress:
         time.sleep(0.5)
     progress(f"{name} resumed but has not completed a checkpoint in {timeout_s:.0f} s; `tradesim jobs list`")
     return False
+
+
+def _ask_checkpoint(rest: FlinkRest, job_id: str, asked: str | None) -> tuple[str | None, bool]:
+    """Ask the resumed job for a checkpoint rather than wait up to an interval for its first periodic one (and
+    for the REST API's statistics, cached for seconds, to show it); ask again when the last request failed (tasks
+    still loading their state decline it). Returns the request to follow ("" once the cluster refused to take
+    one, e.g. an older Flink without the endpoint: the periodic checkpoint confirms the resume then) and whether
+    it completed. Raises FlinkUnavailable, FlinkRequestError while following a request."""
+    from tradesim.adapters.flink.errors import FlinkRequestError
+
+    if asked == "":
+        return asked, False
+    if asked is not None:
+        done = rest.checkpoint_requested(job_id, asked)
+        if done is not False:
+            return asked, bool(done)
+    try:
+        return rest.trigger_checkpoint(job_id), False
+    except FlinkRequestError:
+        return "", False
 
 
 # ---- a run the cluster lost: its last retained checkpoint ------------------------------------------------------

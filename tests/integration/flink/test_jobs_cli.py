@@ -178,6 +178,36 @@ def test_a_job_stopped_with_a_savepoint_is_resumed_from_it_by_the_next_plain_sub
             submit_job(settings, "bars")
 
 
+def test_a_resumed_submit_asks_for_the_checkpoint_that_confirms_it(settings: Settings) -> None:
+    """A resumed submit waits for a completed checkpoint (the tasks loaded their state); it asks for one rather
+    than wait up to an interval for the first periodic one. Here no periodic one comes within the submit's 120 s:
+    without the request the resume would go unconfirmed and say so."""
+    from tradesim.stack.flink import Flink
+    from tradesim.stack.jobs import cancel_job, running_names, submit_job
+    from tradesim.testing.waiting import wait_for
+
+    hourly = settings.flink.model_copy(update={"checkpoint_interval_ms": 3_600_000})
+    rare = settings.model_copy(update={"flink": hourly})
+    rest = Flink(settings).rest()
+    first, _ = submit_job(settings, "bars")
+    lines: list[str] = []
+    job_id = None
+    try:
+        cancel_job(settings, first, savepoint=True, park_as="bars")
+        job_id, new = submit_job(rare, "bars", progress=lines.append)
+        assert new
+        assert any(line.startswith("bars resumes from the state parked") for line in lines), lines
+        assert not any("has not completed a checkpoint" in line for line in lines), lines
+        # the statistics the REST API caches for a few seconds show it too
+        wait_for(lambda: next(j for j in rest.jobs() if j.id == job_id).last_checkpoint_id is not None, 30,
+                 "the checkpoint in the job's statistics", poll_s=0.5)
+    finally:
+        if job_id is not None:  # the later tests get bars at the usual interval, with its state
+            cancel_job(settings, job_id, savepoint=True, park_as="bars")
+        if "bars" not in (running_names(settings) or set()):
+            submit_job(settings, "bars")
+
+
 def test_a_plain_cancel_of_a_job_with_state_says_the_next_submit_starts_without_it(settings: Settings) -> None:
     from tradesim.stack.jobs import running_names, submit_job
 

@@ -105,6 +105,20 @@ class FlinkRest:
         path = restored.get("external_path")
         return str(path) if path else None
 
+    def trigger_checkpoint(self, job_id: str) -> str:
+        """Ask for a checkpoint now, beside the periodic ones (Flink 1.19 and later); returns the request's id for
+        `checkpoint_requested`."""
+        return str(self._call("POST", f"/jobs/{job_id}/checkpoints", {})["request-id"])
+
+    def checkpoint_requested(self, job_id: str, request_id: str) -> bool | None:
+        """A checkpoint asked for with `trigger_checkpoint`: None while it is in progress, True once it completed,
+        False when it failed (a job whose tasks are still loading their state declines one)."""
+        st = self._call("GET", f"/jobs/{job_id}/checkpoints/{request_id}")
+        if st.get("status", {}).get("id") != "COMPLETED":
+            return None
+        op = st.get("operation") or {}
+        return "failureCause" not in op and "failure-cause" not in op  # (this endpoint spells it the first way)
+
     def job(self, job_id: str) -> dict[str, Any]:
         return self._call("GET", f"/jobs/{job_id}")  # type: ignore[no-any-return]
 
