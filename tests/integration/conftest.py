@@ -3,9 +3,12 @@ Supervisor `tradesim up` uses, and stops it at the end if it was not running bef
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -50,8 +53,16 @@ def forget_idempotency_keys(settings: Settings, user_id: str) -> int:
 FOUND_RUNNING: set[str] = set()
 
 
+#: the session's stack start and stop, line by line with the time: pytest shows a fixture's output only when a
+#: test fails, and CI's first test spends minutes there (provisioning on an empty home)
+STACK_LOG = Path("build") / "test-stack.log"
+
+
 def _progress(component: str, message: str) -> None:
-    print(f"[stack] {component}: {message}", flush=True)
+    line = f"[stack] {component}: {message}"
+    print(line, flush=True)
+    with contextlib.suppress(OSError), STACK_LOG.open("a") as log:
+        log.write(f"{time.strftime('%H:%M:%S')} {line}\n")
 
 
 @pytest.fixture(scope="session")
