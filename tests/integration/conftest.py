@@ -55,14 +55,16 @@ FOUND_RUNNING: set[str] = set()
 
 #: the session's stack start and stop, line by line with the time: pytest shows a fixture's output only when a
 #: test fails, and CI's first test spends minutes there (provisioning on an empty home)
-STACK_LOG = Path("build") / "test-stack.log"
+STACK_LOG = Path(__file__).resolve().parents[2] / "build" / "test-stack.log"
 
 
 def _progress(component: str, message: str) -> None:
     line = f"[stack] {component}: {message}"
     print(line, flush=True)
-    with contextlib.suppress(OSError), STACK_LOG.open("a") as log:
-        log.write(f"{time.strftime('%H:%M:%S')} {line}\n")
+    with contextlib.suppress(OSError):
+        STACK_LOG.parent.mkdir(exist_ok=True)
+        with STACK_LOG.open("a") as log:
+            log.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {line}\n")
 
 
 @pytest.fixture(scope="session")

@@ -482,8 +482,10 @@ def _await_resumed(rest: FlinkRest, name: str, job_id: str, what: str, progress:
     """Wait until a job restored from earlier state (`what`) has completed a checkpoint without a failure
     (RUNNING alone comes before the tasks load their state); True then. A job that failed (state that no longer
     fits its operators, or pickled objects its code cannot read) is cancelled, and StackError says why and how
-    to start it afresh. False, with a line, when it is not confirmed by the deadline (a slow box: left running),
-    ended meanwhile (cancelled), or the cluster stopped answering (gone: its run stays noted with that state)."""
+    to start it afresh; a pickle is read only when a record reaches its key, so one that fails after this wait
+    fails the job then, as any record's error does. False, with a line, when it is not confirmed by the deadline
+    (a slow box: left running), ended meanwhile (cancelled), or the cluster stopped answering (gone: its run stays
+    noted with that state)."""
     from tradesim.adapters.flink.errors import FlinkRequestError, FlinkUnavailable
 
     deadline = time.monotonic() + timeout_s
@@ -524,23 +526,24 @@ def _await_resumed(rest: FlinkRest, name: str, job_id: str, what: str, progress:
 
 
 def _ask_checkpoint(rest: FlinkRest, job_id: str, asked: str | None) -> tuple[str | None, bool]:
-    """Ask the resumed job for a checkpoint rather than wait up to an interval for its first periodic one (and
-    for the REST API's statistics, cached for seconds, to show it); ask again when the last request failed (tasks
-    still loading their state decline it). Returns the request to follow ("" once the cluster refused to take
-    one, e.g. an older Flink without the endpoint: the periodic checkpoint confirms the resume then) and whether
-    it completed. Raises FlinkUnavailable, FlinkRequestError while following a request."""
+    """Ask the resumed job for a checkpoint once its tasks run, rather than wait up to an interval for its first
+    periodic one (and for the REST API's statistics, cached for seconds, to show it). Returns the request to follow
+    (None: ask at the next poll, as after a request that failed or an error; "": the cluster takes no such
+    request, and the periodic checkpoint confirms the resume) and whether it completed. Raises FlinkUnavailable."""
     from tradesim.adapters.flink.errors import FlinkRequestError
 
     if asked == "":
         return asked, False
-    if asked is not None:
-        done = rest.checkpoint_requested(job_id, asked)
-        if done is not False:
-            return asked, bool(done)
     try:
-        return rest.trigger_checkpoint(job_id), False
+        if asked is not None:
+            done = rest.checkpoint_requested(job_id, asked)
+            if done is not False:
+                return asked, bool(done)
+        if not rest.tasks_running(job_id):
+            return None, False  # a task still loading its state would decline it
+        return rest.trigger_checkpoint(job_id) or "", False
     except FlinkRequestError:
-        return "", False
+        return None, False
 
 
 # ---- a run the cluster lost: its last retained checkpoint ------------------------------------------------------

@@ -325,13 +325,16 @@ def test_a_resting_order_outlives_a_killed_jobmanager_and_the_watchdog_puts_the_
     assert noted is not None, "the execution job's run is noted at its submit"
     assert noted.run == run
 
-    def last_checkpoint() -> int:
-        job = next(j for j in rest.jobs() if j.id == run)
-        return job.last_checkpoint_id or 0
+    # a checkpoint asked for now, after the order rested: its barrier follows the order
+    asked = [rest.trigger_checkpoint(run)]
 
-    # the checkpoint after the one in flight now was triggered after the order rested: its barrier followed it
-    after = last_checkpoint() + 2
-    wait_for(lambda: last_checkpoint() >= after, 60, "a checkpoint taken after the order rested", poll_s=0.5)
+    def checkpointed() -> bool:
+        done = rest.checkpoint_requested(run, asked[0])
+        if done is False:  # declined: ask again
+            asked[0] = rest.trigger_checkpoint(run)
+        return bool(done)
+
+    wait_for(checkpointed, 60, "a checkpoint taken after the order rested", poll_s=0.5)
     # and the group's offsets are past the order (Kafka learns them some time after the checkpoint), so that a job
     # started from them would never see it again: only the lost run's state still holds it
     topic = ex.settings.topics.trade_orders

@@ -105,10 +105,18 @@ class FlinkRest:
         path = restored.get("external_path")
         return str(path) if path else None
 
-    def trigger_checkpoint(self, job_id: str) -> str:
-        """Ask for a checkpoint now, beside the periodic ones (Flink 1.19 and later); returns the request's id for
-        `checkpoint_requested`."""
-        return str(self._call("POST", f"/jobs/{job_id}/checkpoints", {})["request-id"])
+    def trigger_checkpoint(self, job_id: str) -> str | None:
+        """Ask for a checkpoint now, beside the periodic ones; returns the request's id for `checkpoint_requested`,
+        or None from a cluster that takes no such request (the endpoint came with Flink 1.19)."""
+        try:
+            answer = self._call("POST", f"/jobs/{job_id}/checkpoints", {})
+        except FlinkRequestError as exc:
+            if exc.status in (404, 405):
+                return None
+            raise
+        if "request-id" not in answer:
+            raise FlinkRequestError(f"POST /jobs/{job_id}/checkpoints: no request id in {str(answer)[:200]}")
+        return str(answer["request-id"])
 
     def checkpoint_requested(self, job_id: str, request_id: str) -> bool | None:
         """A checkpoint asked for with `trigger_checkpoint`: None while it is in progress, True once it completed,
@@ -116,8 +124,12 @@ class FlinkRest:
         st = self._call("GET", f"/jobs/{job_id}/checkpoints/{request_id}")
         if st.get("status", {}).get("id") != "COMPLETED":
             return None
-        op = st.get("operation") or {}
-        return "failureCause" not in op and "failure-cause" not in op  # (this endpoint spells it the first way)
+        return (st.get("operation") or {}).get("checkpointId") is not None
+
+    def tasks_running(self, job_id: str) -> bool:
+        """Whether every task of the job runs (a restored task runs once it has loaded its state)."""
+        vertices = self.job(job_id).get("vertices", [])
+        return bool(vertices) and all(v.get("status") == "RUNNING" for v in vertices)
 
     def job(self, job_id: str) -> dict[str, Any]:
         return self._call("GET", f"/jobs/{job_id}")  # type: ignore[no-any-return]
