@@ -526,10 +526,10 @@ def _await_resumed(rest: FlinkRest, name: str, job_id: str, what: str, progress:
 
 
 def _ask_checkpoint(rest: FlinkRest, job_id: str, asked: str | None) -> tuple[str | None, bool]:
-    """Ask the resumed job for a checkpoint once its tasks run, rather than wait up to an interval for its first
-    periodic one (and for the REST API's statistics, cached for seconds, to show it). Returns the request to follow
-    (None: ask at the next poll, as after a request that failed or an error; "": the cluster takes no such
-    request, and the periodic checkpoint confirms the resume) and whether it completed. Raises FlinkUnavailable."""
+    """Ask the resumed job for a checkpoint rather than wait up to an interval for its first periodic one (and
+    for the REST API's statistics, cached for seconds, to show it). Returns the request to follow (None: ask at
+    the next poll, as after a request that failed or an error; "": the cluster takes no such request, and the
+    periodic checkpoint confirms the resume) and whether it completed. Raises FlinkUnavailable."""
     from tradesim.adapters.flink.errors import FlinkRequestError
 
     if asked == "":
@@ -539,8 +539,8 @@ def _ask_checkpoint(rest: FlinkRest, job_id: str, asked: str | None) -> tuple[st
             done = rest.checkpoint_requested(job_id, asked)
             if done is not False:
                 return asked, bool(done)
-        if not rest.tasks_running(job_id):
-            return None, False  # a task still loading its state would decline it
+        # asked again each poll until one is taken: a task still loading its state declines it (the REST API's
+        # view of the tasks lags by seconds, so it cannot tell when to ask)
         return rest.trigger_checkpoint(job_id) or "", False
     except FlinkRequestError:
         return None, False

@@ -126,11 +126,6 @@ class FlinkRest:
             return None
         return (st.get("operation") or {}).get("checkpointId") is not None
 
-    def tasks_running(self, job_id: str) -> bool:
-        """Whether every task of the job runs (a restored task runs once it has loaded its state)."""
-        vertices = self.job(job_id).get("vertices", [])
-        return bool(vertices) and all(v.get("status") == "RUNNING" for v in vertices)
-
     def job(self, job_id: str) -> dict[str, Any]:
         return self._call("GET", f"/jobs/{job_id}")  # type: ignore[no-any-return]
 
