@@ -58,12 +58,16 @@ FOUND_RUNNING: set[str] = set()
 STACK_LOG = Path(__file__).resolve().parents[2] / "build" / "test-stack.log"
 
 
+_STACK_LOG_MODE = ["w"]  # each test session starts the file afresh
+
+
 def _progress(component: str, message: str) -> None:
     line = f"[stack] {component}: {message}"
     print(line, flush=True)
     with contextlib.suppress(OSError):
         STACK_LOG.parent.mkdir(exist_ok=True)
-        with STACK_LOG.open("a") as log:
+        with STACK_LOG.open(_STACK_LOG_MODE[0]) as log:
+            _STACK_LOG_MODE[0] = "a"
             log.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {line}\n")
 
 

@@ -482,10 +482,9 @@ def _await_resumed(rest: FlinkRest, name: str, job_id: str, what: str, progress:
     """Wait until a job restored from earlier state (`what`) has completed a checkpoint without a failure
     (RUNNING alone comes before the tasks load their state); True then. A job that failed (state that no longer
     fits its operators, or pickled objects its code cannot read) is cancelled, and StackError says why and how
-    to start it afresh; a pickle is read only when a record reaches its key, so one that fails after this wait
-    fails the job then, as any record's error does. False, with a line, when it is not confirmed by the deadline
-    (a slow box: left running), ended meanwhile (cancelled), or the cluster stopped answering (gone: its run stays
-    noted with that state)."""
+    to start it afresh (a pickle only once a record reaches its key: docs/design/flink-jobs.md). False, with a
+    line, when it is not confirmed by the deadline (a slow box: left running), ended meanwhile (cancelled), or the
+    cluster stopped answering (gone: its run stays noted with that state)."""
     from tradesim.adapters.flink.errors import FlinkRequestError, FlinkUnavailable
 
     deadline = time.monotonic() + timeout_s
@@ -525,14 +524,18 @@ def _await_resumed(rest: FlinkRest, name: str, job_id: str, what: str, progress:
     return False
 
 
+#: what `_ask_checkpoint` follows once the cluster has shown that it takes no checkpoint requests
+NO_REQUESTS = ""
+
+
 def _ask_checkpoint(rest: FlinkRest, job_id: str, asked: str | None) -> tuple[str | None, bool]:
     """Ask the resumed job for a checkpoint rather than wait up to an interval for its first periodic one (and
     for the REST API's statistics, cached for seconds, to show it). Returns the request to follow (None: ask at
-    the next poll, as after a request that failed or an error; "": the cluster takes no such request, and the
+    the next poll, as after a request that failed or an error; NO_REQUESTS: the cluster takes none, and the
     periodic checkpoint confirms the resume) and whether it completed. Raises FlinkUnavailable."""
     from tradesim.adapters.flink.errors import FlinkRequestError
 
-    if asked == "":
+    if asked == NO_REQUESTS:
         return asked, False
     try:
         if asked is not None:
@@ -541,7 +544,7 @@ def _ask_checkpoint(rest: FlinkRest, job_id: str, asked: str | None) -> tuple[st
                 return asked, bool(done)
         # asked again each poll until one is taken: a task still loading its state declines it (the REST API's
         # view of the tasks lags by seconds, so it cannot tell when to ask)
-        return rest.trigger_checkpoint(job_id) or "", False
+        return rest.trigger_checkpoint(job_id) or NO_REQUESTS, False
     except FlinkRequestError:
         return None, False
 

@@ -329,6 +329,7 @@ def test_a_resting_order_outlives_a_killed_jobmanager_and_the_watchdog_puts_the_
     asked = [rest.trigger_checkpoint(run)]
 
     def checkpointed() -> bool:
+        assert asked[0] is not None, "this Flink takes checkpoint requests"
         done = rest.checkpoint_requested(run, asked[0])
         if done is False:  # declined: ask again
             asked[0] = rest.trigger_checkpoint(run)

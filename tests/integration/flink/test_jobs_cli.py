@@ -186,7 +186,7 @@ def test_a_resumed_submit_asks_for_the_checkpoint_that_confirms_it(settings: Set
     resume would go unconfirmed and say so, and the confirmation must come from the requested checkpoint's status."""
     from tradesim.adapters.flink.client import FlinkRest
     from tradesim.stack.flink import Flink
-    from tradesim.stack.jobs import cancel_job, running_names, submit_job
+    from tradesim.stack.jobs import cancel_job, job_spec, submit_job
     from tradesim.testing.waiting import wait_for
 
     answers: list[bool | None] = []
@@ -201,8 +201,8 @@ def test_a_resumed_submit_asks_for_the_checkpoint_that_confirms_it(settings: Set
     rare = settings.model_copy(update={"flink": weekly})
     rest = Flink(settings).rest()
     first, _ = submit_job(settings, "bars")
+    spec = job_spec("bars")
     lines: list[str] = []
-    job_id = None
     try:
         cancel_job(settings, first, savepoint=True, park_as="bars")
         job_id, new = submit_job(rare, "bars", progress=lines.append)
@@ -213,14 +213,14 @@ def test_a_resumed_submit_asks_for_the_checkpoint_that_confirms_it(settings: Set
         # the statistics the REST API caches for a few seconds show it too
         wait_for(lambda: next(j for j in rest.jobs() if j.id == job_id).last_checkpoint_id is not None, 30,
                  "the checkpoint in the job's statistics", poll_s=0.5)
-    finally:
-        if job_id is not None:  # the later tests get bars at the usual interval, with its state if it can
-            try:
-                cancel_job(settings, job_id, savepoint=True, park_as="bars")
-            finally:
-                if "bars" in (running_names(settings) or set()):
-                    cancel_job(settings, job_id)
-        if "bars" not in (running_names(settings) or set()):
+    finally:  # the later tests get bars at the usual interval, with its state if it can be kept
+        try:
+            for job in [j for j in rest.jobs(with_checkpoints=False) if j.active and j.name == spec.flink_name]:
+                try:
+                    cancel_job(settings, job.id, savepoint=True, park_as="bars")
+                except Exception:  # noqa: BLE001 - the test's own failure is the one to report
+                    cancel_job(settings, job.id)
+        finally:
             submit_job(settings, "bars")
 
 
