@@ -56,9 +56,7 @@ FOUND_RUNNING: set[str] = set()
 #: the session's stack start and stop, line by line with the time: pytest shows a fixture's output only when a
 #: test fails, and CI's first test spends minutes there (provisioning on an empty home)
 STACK_LOG = Path(__file__).resolve().parents[2] / "build" / "test-stack.log"
-
-
-_STACK_LOG_MODE = ["w"]  # each test session starts the file afresh
+STACK_LOG.unlink(missing_ok=True)  # each test session starts it afresh
 
 
 def _progress(component: str, message: str) -> None:
@@ -66,8 +64,7 @@ def _progress(component: str, message: str) -> None:
     print(line, flush=True)
     with contextlib.suppress(OSError):
         STACK_LOG.parent.mkdir(exist_ok=True)
-        with STACK_LOG.open(_STACK_LOG_MODE[0]) as log:
-            _STACK_LOG_MODE[0] = "a"
+        with STACK_LOG.open("a") as log:
             log.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {line}\n")
 
 

@@ -498,7 +498,7 @@ def _await_resumed(rest: FlinkRest, name: str, job_id: str, what: str, progress:
             if job is not None and job.state != "CREATED":
                 failures = rest.failures(job_id)
             if job is not None and job.state == "RUNNING" and job.last_checkpoint_id is None and not failures:
-                asked, checkpointed = _ask_checkpoint(rest, job_id, asked)
+                asked, checkpointed = ask_checkpoint(rest, job_id, asked)
                 if checkpointed:
                     return True
         except FlinkUnavailable:
@@ -524,11 +524,11 @@ def _await_resumed(rest: FlinkRest, name: str, job_id: str, what: str, progress:
     return False
 
 
-#: what `_ask_checkpoint` follows once the cluster has shown that it takes no checkpoint requests
+#: what `ask_checkpoint` follows once the cluster has shown that it takes no checkpoint requests
 NO_REQUESTS = ""
 
 
-def _ask_checkpoint(rest: FlinkRest, job_id: str, asked: str | None) -> tuple[str | None, bool]:
+def ask_checkpoint(rest: FlinkRest, job_id: str, asked: str | None) -> tuple[str | None, bool]:
     """Ask the resumed job for a checkpoint rather than wait up to an interval for its first periodic one (and
     for the REST API's statistics, cached for seconds, to show it). Returns the request to follow (None: ask at
     the next poll, as after a request that failed or an error; NO_REQUESTS: the cluster takes none, and the

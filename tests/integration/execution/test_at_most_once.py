@@ -315,7 +315,7 @@ def test_a_resting_order_outlives_a_killed_jobmanager_and_the_watchdog_puts_the_
     from tradesim.adapters.flink.errors import FlinkRequestError, FlinkUnavailable
     from tradesim.adapters.kafka.client import consumer, start_positions
     from tradesim.stack import watchdog
-    from tradesim.stack.jobs import runs, source_groups
+    from tradesim.stack.jobs import NO_REQUESTS, ask_checkpoint, runs, source_groups
 
     reader, resting = _rest_a_buy_limit_at_90(ex, symbol)
     flink = Flink(ex.settings)
@@ -326,14 +326,12 @@ def test_a_resting_order_outlives_a_killed_jobmanager_and_the_watchdog_puts_the_
     assert noted.run == run
 
     # a checkpoint asked for now, after the order rested: its barrier follows the order
-    asked = [rest.trigger_checkpoint(run)]
+    asked: list[str | None] = [None]
 
     def checkpointed() -> bool:
-        assert asked[0] is not None, "this Flink takes checkpoint requests"
-        done = rest.checkpoint_requested(run, asked[0])
-        if done is False:  # declined: ask again
-            asked[0] = rest.trigger_checkpoint(run)
-        return bool(done)
+        asked[0], done = ask_checkpoint(rest, run, asked[0])
+        assert asked[0] != NO_REQUESTS, "this Flink takes checkpoint requests"
+        return done
 
     wait_for(checkpointed, 60, "a checkpoint taken after the order rested", poll_s=0.5)
     # and the group's offsets are past the order (Kafka learns them some time after the checkpoint), so that a job
