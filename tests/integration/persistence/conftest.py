@@ -80,8 +80,9 @@ def metric(settings: Settings, name: str, sink: str) -> float:
     return 0.0
 
 
-def outcome_ids_in_log(settings: Settings) -> set[str]:
-    """The order ids the valid outcomes of trade_executed name, from its first offset to its end (as of the call)."""
+def outcome_ids_in_log(settings: Settings, timeout_s: float = 60) -> set[str]:
+    """The order ids the valid outcomes of trade_executed name, from its first offset to its end (as of the call);
+    fails after `timeout_s` with the partitions it has not read to their end."""
     topic = settings.topics.trade_executed
     reader = make_consumer(settings.kafka, "test-log-" + uuid.uuid4().hex[:8])
     try:
@@ -90,7 +91,10 @@ def outcome_ids_in_log(settings: Settings) -> set[str]:
         todo = {p for p, (low, high) in ends.items() if high > low}
         reader.assign([TopicPartition(topic, p, ends[p][0]) for p in todo])
         ids: set[str] = set()
+        deadline = time.monotonic() + timeout_s
         while todo:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{topic} not read to its end in {timeout_s} s: partitions {sorted(todo)} left")
             for msg in reader.consume(1000, 1.0):
                 if msg.error() is None:
                     with contextlib.suppress(InvalidRecord):
