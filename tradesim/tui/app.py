@@ -341,8 +341,8 @@ class TradesimApp(App[None]):
                 self._poll()  # the API may still answer: without the channel, outcomes come from it
         self._schedule()
 
-    def feed_quote(self, symbol: str, quote: Quote, received_at: float) -> None:
-        if self.model.on_quote(symbol, quote, received_at):
+    def feed_quote(self, symbol: str, quote: Quote, received_at: float, age_s: float = 0.0) -> None:
+        if self.model.on_quote(symbol, quote, received_at, age_s):
             if symbol in self.model.market.watchlist:
                 self._unpainted.append(received_at)
             self._schedule()

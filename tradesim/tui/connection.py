@@ -44,7 +44,7 @@ class FeedEvents(Protocol):
     """What the WebSocket session reports (called on the event loop, one frame at a time)."""
 
     def feed_state(self, state: str, retry_in_s: float | None, detail: str) -> None: ...
-    def feed_quote(self, symbol: str, quote: Quote, received_at: float) -> None: ...
+    def feed_quote(self, symbol: str, quote: Quote, received_at: float, age_s: float = 0.0) -> None: ...
     def feed_bars(self, symbol: str, interval: str, bars: list[Bar]) -> None: ...
     def feed_bar(self, bar: Bar) -> None: ...
     def feed_account(self, state: str) -> None: ...
@@ -129,7 +129,9 @@ class Feed:
         kind = frame.get("type")
         if kind in ("tick", "snapshot"):
             symbol, quote = parse_quote(frame["data"])
-            self.events.feed_quote(symbol, quote, received)
+            # a snapshot is the cache's price, already this old when it came: its staleness counts from then
+            age_s = max(0.0, float(frame.get("age_ms") or 0) / 1000) if kind == "snapshot" else 0.0
+            self.events.feed_quote(symbol, quote, received, age_s)
         elif kind == "bar":
             self._bars_known()
             self.events.feed_bar(Bar.model_validate(frame["data"]))

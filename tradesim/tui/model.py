@@ -56,7 +56,8 @@ class Row:
     first_last: Decimal | None = None
     #: (UTC day, open of that day's first 1m bar), recomputed when the bars or the day change
     session: tuple[int, Decimal | None] | None = None
-    #: when the quote came (time.perf_counter()); past `Settings.stale_price_after_s` the row shows it is stale
+    #: when the quote's price was new (time.perf_counter(): its arrival, less a snapshot's age); past
+    #: `Settings.stale_price_after_s` the row shows it is stale
     received_at: float = 0.0
     stale: bool = False
 
@@ -103,16 +104,16 @@ class Market:
         row = self.rows.get(symbol)
         return row.quote.last if row and row.quote else None
 
-    def tick(self, symbol: str, quote: Quote, received_at: float) -> bool:
-        """Apply a snapshot or tick received at `received_at` (time.perf_counter()); False for one older than the
-        quote held (a newer run wins, then seq)."""
+    def tick(self, symbol: str, quote: Quote, received_at: float, age_s: float = 0.0) -> bool:
+        """Apply a snapshot or tick received at `received_at` (time.perf_counter()), `age_s` old already then (a
+        snapshot's price); False for one older than the quote held (a newer run wins, then seq)."""
         row = self.rows.setdefault(symbol, Row(symbol))
         held = row.quote
         if held is not None and (quote.run_id, quote.seq) <= (held.run_id, held.seq):
             return False
         row.previous_last = held.last if held else None
         row.quote = quote
-        row.received_at, row.stale = received_at, False
+        row.received_at, row.stale = received_at - age_s, False
         if row.first_last is None:
             row.first_last = quote.last
         return True
@@ -541,8 +542,8 @@ class Model:
     dirty: set[str] = field(default_factory=set)
     dirty_symbols: set[str] = field(default_factory=set)
 
-    def on_quote(self, symbol: str, quote: Quote, received_at: float) -> bool:
-        if not self.market.tick(symbol, quote, received_at):
+    def on_quote(self, symbol: str, quote: Quote, received_at: float, age_s: float = 0.0) -> bool:
+        if not self.market.tick(symbol, quote, received_at, age_s):
             return False
         self.dirty_symbols.add(symbol)
         self.dirty.add(WATCH)

@@ -73,6 +73,22 @@ def test_websocket_gets_snapshot_then_every_update_in_order(settings: Settings, 
     assert seqs == list(range(2, 501))  # no gaps, no duplicates, in order
 
 
+def test_a_snapshot_says_how_long_ago_the_cache_took_its_price(settings: Settings, cache: PriceCache) -> None:
+    """The age the order API judges a stale price by: a TUI opened on a stopped market showed the cached prices
+    as live while orders on them were refused `stale_price`."""
+    s = unique_symbol()
+    written_ms = int(time.time() * 1000) - 120_000  # the market stopped two minutes ago
+    assert cache.apply([(tick(s, 1), tick(s, 1).model_dump_json().encode())], now_ms=written_ms) == 1
+    with ws_client(settings) as ws:
+        ws.send(_sub(s))
+        assert recv_json(ws)["type"] == "subscribed"
+        snap = recv_json(ws)
+        took_ms = int(time.time() * 1000) - written_ms
+    assert snap["type"] == "snapshot"
+    assert snap["data"]["seq"] == 1
+    assert 120_000 <= snap["age_ms"] <= took_ms
+
+
 def _frames_until(ws: ClientConnection, until: float) -> list[tuple[float, str]]:
     """(arrival time, type) of every frame until the monotonic time `until`."""
     got = []

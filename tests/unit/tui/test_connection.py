@@ -23,12 +23,14 @@ OLD_SERVER_ERROR = {"type": "error", "code": "bad_request",
 class Events:
     def __init__(self) -> None:
         self.got: list[tuple[str, Any]] = []
+        self.ages: list[float] = []
 
     def feed_state(self, state: str, retry_in_s: float | None, detail: str) -> None:
         self.got.append(("state", state))
 
-    def feed_quote(self, symbol: str, quote: Quote, received_at: float) -> None:
+    def feed_quote(self, symbol: str, quote: Quote, received_at: float, age_s: float = 0.0) -> None:
         self.got.append(("quote", (symbol, quote.last)))
+        self.ages.append(age_s)
 
     def feed_bars(self, symbol: str, interval: str, bars: list[Bar]) -> None:
         self.got.append(("bars", (symbol, interval, len(bars))))
@@ -103,6 +105,17 @@ def test_an_older_server_refuses_the_account_and_bars_ops_and_prices_keep_flowin
     assert feed.account_supported is False
     assert feed.bars_supported is False
     assert [g for g in events.got if g[0] == "quote"] == [("quote", ("AAA", Decimal("1.01")))] * 2
+
+
+def test_a_snapshot_reports_its_price_age_and_a_tick_none() -> None:
+    """The snapshot is the cache's price, possibly minutes old (the market stopped): its age comes with it, so the
+    watchlist's stale mark counts from when the price was new, as the API's `stale_price` does."""
+    _, events, _ = serve([{"type": "subscribed", "symbols": ["AAA"]},
+                          {"type": "snapshot", "data": TICK, "age_ms": 95_000},
+                          {"type": "tick", "data": {**TICK, "seq": 2}}])
+    assert events.ages == [95.0, 0.0]
+    _, events, _ = serve([{"type": "subscribed", "symbols": ["AAA"]}, {"type": "snapshot", "data": TICK}])
+    assert events.ages == [0.0]  # an older server's snapshot: its age is not known, it counts from its arrival
 
 
 def test_the_account_channel_and_bars_of_a_newer_server() -> None:

@@ -389,3 +389,14 @@ def test_a_watched_quote_without_a_tick_for_longer_than_the_api_accepts_is_marke
     assert m.on_quote("ACME", q("11", 2), received_at=201.0)
     assert not m.market.rows["ACME"].stale
     assert str(Watchlist._row(m.market, "ACME")[4]) != "stale"
+
+
+def test_a_snapshot_already_old_on_arrival_is_stale_by_its_age_not_its_arrival() -> None:
+    """A probe's limit: opening the TUI on a stopped market showed the cached prices as live for another
+    `stale_after_s`, while the API already refused orders on them."""
+    m = Model(market=Market(["ACME", "INIT"]))
+    assert m.on_quote("ACME", q("10", 1), received_at=100.0, age_s=25.0)
+    assert m.on_quote("INIT", q("20", 1), received_at=100.0, age_s=5.0)
+    assert m.mark_stale(now=106.0, after_s=30)
+    assert m.market.rows["ACME"].stale
+    assert not m.market.rows["INIT"].stale

@@ -5,7 +5,9 @@ Protocol (JSON text frames); one connection may carry price subscriptions and on
            {"op": "account", "api_key": "<user API key>"}
            {"op": "subscribe_bars", "symbols": [...], "interval": "1s" | "1m"} | {"op": "unsubscribe_bars", ...}
   server → {"type": "subscribed", "symbols": [...]}  |  {"type": "unsubscribed", "symbols": [...]}
-           {"type": "snapshot", "data": <tick>}   once per symbol on subscribe (if it has a price)
+           {"type": "snapshot", "data": <tick>, "age_ms": <ms since the cache took it>}   once per symbol on
+                                                  subscribe (if it has a price); the age is what the order API
+                                                  judges a stale price by
            {"type": "tick", "data": <tick>}       every newer update after the snapshot, in (run_id, seq) order (one
                                                   that moved while pub/sub reconnected: once it is back)
            {"type": "bars", "symbol", "interval", "data": [<bar>, ...]}   on subscribe_bars: the recent bars
@@ -591,23 +593,26 @@ class MarketDataHub:
             pipe = self.redis.pipeline(transaction=False)
             for s in known:
                 pipe.hget(price_key(s), "tick")
+                pipe.hget(price_key(s), "updated_ms")
             try:
-                snaps: list[Any] = await pipe.execute()
+                answers: list[Any] = await pipe.execute()
             except BaseException:  # refused (Redis away): not subscribed either, or ticks would come unannounced
                 self.unsubscribe(client, added)
                 raise
+            now_ms = int(time.time() * 1000)
             covered: dict[str, tuple[int, int]] = {}
             frames = []
-            for s, snap in zip(known, snaps, strict=True):
+            for s, snap, written in zip(known, answers[::2], answers[1::2], strict=True):
                 if not snap:
                     continue
                 try:
                     _, run, seq = _order(snap)
+                    age_ms = max(0, now_ms - int(written or now_ms))
                 except BAD_MESSAGE:  # a cached price not ours to show: no snapshot; the next tick comes live
                     metrics.BAD_UPDATES.inc()
                     continue
                 covered[s] = (run, seq)
-                frames.append(("", 0, 0, '{"type":"snapshot","data":' + snap + "}"))
+                frames.append(("", 0, 0, '{"type":"snapshot","data":' + snap + f',"age_ms":{age_ms}' + "}"))
             for s, order in covered.items():  # and a tick still on its way from pub/sub is not sent after it
                 client.raise_floor(s, order)
             ack = ("", 0, 0, json.dumps({"type": "subscribed", "symbols": known}))
