@@ -43,12 +43,18 @@ def order_id_for(user_id: str, idempotency_key: str) -> str:
     return "o_" + digest[:32]
 
 
+def price_age_ms(updated_ms: int, now_ms: int) -> int:
+    """How old a cached price is: since the cache took it (`updated_ms`; 0 when unknown: as old as can be), never
+    below zero (another host's clock)."""
+    return max(0, now_ms - updated_ms)
+
+
 def check_fresh(symbol: str, cached: tuple[Tick, int] | None, now_ms: int, stale_after_s: float) -> Tick:
     """The cached tick if it is fresh; raises UnknownSymbol or StalePrice."""
     if cached is None:
         raise UnknownSymbol(f"no price for {symbol}: unknown symbol")
     tick, updated_ms = cached
-    age_s = (now_ms - updated_ms) / 1000
+    age_s = price_age_ms(updated_ms, now_ms) / 1000
     if age_s > stale_after_s:
         raise StalePrice(f"the last price of {symbol} is {age_s:.0f} s old (limit {stale_after_s:g} s)")
     return tick

@@ -341,7 +341,7 @@ class TradesimApp(App[None]):
                 self._poll()  # the API may still answer: without the channel, outcomes come from it
         self._schedule()
 
-    def feed_quote(self, symbol: str, quote: Quote, received_at: float, age_s: float = 0.0) -> None:
+    def feed_quote(self, symbol: str, quote: Quote, received_at: float, age_s: float) -> None:
         if self.model.on_quote(symbol, quote, received_at, age_s):
             if symbol in self.model.market.watchlist:
                 self._unpainted.append(received_at)

@@ -58,7 +58,7 @@ class Row:
     session: tuple[int, Decimal | None] | None = None
     #: when the quote's price was new (time.perf_counter(): its arrival, less a snapshot's age); past
     #: `Settings.stale_price_after_s` the row shows it is stale
-    received_at: float = 0.0
+    priced_at: float = 0.0
     stale: bool = False
 
 
@@ -113,7 +113,7 @@ class Market:
             return False
         row.previous_last = held.last if held else None
         row.quote = quote
-        row.received_at, row.stale = received_at - age_s, False
+        row.priced_at, row.stale = received_at - age_s, False
         if row.first_last is None:
             row.first_last = quote.last
         return True
@@ -559,7 +559,7 @@ class Model:
         changed = False
         for symbol in self.market.watchlist:
             row = self.market.rows[symbol]
-            if row.quote is not None and not row.stale and now - row.received_at > after_s:
+            if row.quote is not None and not row.stale and now - row.priced_at > after_s:
                 row.stale = changed = True
                 self.dirty_symbols.add(symbol)
         if changed:

@@ -37,7 +37,7 @@ def feed(app: TradesimApp) -> None:
         app.feed_bar(bar)
     for t in ticks:
         symbol, quote = parse_quote(t.model_dump(mode="json"))
-        app.feed_quote(symbol, quote, time.perf_counter())
+        app.feed_quote(symbol, quote, time.perf_counter(), 0.0)
     model = app.model
     model.on_portfolio({"user_id": "alice", "as_of_ms": START, "cash": "81234.56", "positions": [
         {"symbol": "AAPL", "qty": 50, "average_cost": "185.1234", "realized_pnl": "0", "last_price": None},

@@ -28,7 +28,7 @@ class Events:
     def feed_state(self, state: str, retry_in_s: float | None, detail: str) -> None:
         self.got.append(("state", state))
 
-    def feed_quote(self, symbol: str, quote: Quote, received_at: float, age_s: float = 0.0) -> None:
+    def feed_quote(self, symbol: str, quote: Quote, received_at: float, age_s: float) -> None:
         self.got.append(("quote", (symbol, quote.last)))
         self.ages.append(age_s)
 

@@ -8,6 +8,7 @@ import pytest
 
 from tradesim.domain.events import Bar, OrderOutcome
 from tradesim.domain.trades import TradeRecord, record_of
+from tradesim.tui.app import TradesimApp
 from tradesim.tui.model import (
     CHART,
     PORTFOLIO,
@@ -400,3 +401,9 @@ def test_a_snapshot_already_old_on_arrival_is_stale_by_its_age_not_its_arrival()
     assert m.mark_stale(now=106.0, after_s=30)
     assert m.market.rows["ACME"].stale
     assert not m.market.rows["INIT"].stale
+
+
+def test_the_app_hands_a_snapshots_age_to_its_model(offline_app: TradesimApp) -> None:
+    symbol = offline_app.model.market.watchlist[0]
+    offline_app.feed_quote(symbol, q("10", 1), 100.0, 40.0)
+    assert offline_app.model.market.rows[symbol].priced_at == 60.0

@@ -67,13 +67,19 @@ def channel(symbol: str) -> str:
     return CHANNEL_PREFIX + symbol
 
 
+def written_ms(raw: bytes | str | None) -> int:
+    """A price hash's `updated_ms`; 0 (as old as can be: stale) when missing or not ours to read."""
+    text = raw.decode("ascii", "replace") if isinstance(raw, bytes) else raw or ""
+    return int(text) if text.isascii() and text.isdigit() else 0
+
+
 def cached_tick(raw: list[Any]) -> tuple[Tick, int] | None:
     """A price hash's (tick, updated_ms), or None: never written, or written before the schema's bounds and out
     of them now (treated as no price until the next tick replaces it)."""
     if raw[0] is None:
         return None
     try:
-        return Tick.model_validate_json(raw[0]), int(raw[1] or 0)
+        return Tick.model_validate_json(raw[0]), written_ms(raw[1])
     except ValidationError:
         return None
 

@@ -18,6 +18,7 @@ from fastapi import APIRouter
 from tradesim.adapters.redis import quotes
 from tradesim.domain.events import Tick
 from tradesim.domain.pnl import PositionCost, Valued, positions, value
+from tradesim.domain.precheck import price_age_ms
 from tradesim.domain.trades import ZERO
 from tradesim.ports import Unavailable
 from tradesim.services.api import metrics
@@ -90,7 +91,7 @@ async def portfolio(reader: ReadAs, res: Res) -> Portfolio:
         cost = fold.get(symbol, PositionCost(symbol))
         v = value(cost, qty, tick.last if tick else None, close.get(symbol))
         valued.append(v)
-        age_ms = None if updated_ms is None else max(0, now_ms - updated_ms)
+        age_ms = None if updated_ms is None else price_age_ms(updated_ms, now_ms)
         rows.append(Position(
             symbol=symbol, qty=qty, average_cost=_text(v.average_cost),
             realized_pnl=_text(v.realized if folded is not None else None), last_price=_text(v.price),

@@ -61,8 +61,9 @@ from tradesim.adapters.redis.bars import CHANNEL_PATTERN as BARS_PATTERN
 from tradesim.adapters.redis.bars import CHANNEL_PREFIX as BARS_PREFIX
 from tradesim.adapters.redis.bars import KEEP as BARS_KEPT
 from tradesim.adapters.redis.bars import bars_key, parse_channel
-from tradesim.adapters.redis.prices import CHANNEL_PATTERN, CHANNEL_PREFIX, SYMBOLS_KEY, price_key
+from tradesim.adapters.redis.prices import CHANNEL_PATTERN, CHANNEL_PREFIX, SYMBOLS_KEY, price_key, written_ms
 from tradesim.domain.events import BAR_INTERVALS, MAX_SYMBOLS_PER_REQUEST, OrderOutcome, is_symbol, typed_symbol
+from tradesim.domain.precheck import price_age_ms
 from tradesim.ports import Unavailable
 from tradesim.services.marketdata import metrics
 from tradesim.services.marketdata.keys import KeyChecker, Refused
@@ -607,10 +608,10 @@ class MarketDataHub:
                     continue
                 try:
                     _, run, seq = _order(snap)
-                    age_ms = max(0, now_ms - int(written or now_ms))
                 except BAD_MESSAGE:  # a cached price not ours to show: no snapshot; the next tick comes live
                     metrics.BAD_UPDATES.inc()
                     continue
+                age_ms = price_age_ms(written_ms(written), now_ms)
                 covered[s] = (run, seq)
                 frames.append(("", 0, 0, '{"type":"snapshot","data":' + snap + f',"age_ms":{age_ms}' + "}"))
             for s, order in covered.items():  # and a tick still on its way from pub/sub is not sent after it
