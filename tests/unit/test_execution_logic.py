@@ -202,6 +202,53 @@ def test_a_cancel_at_a_market_time_that_came_before_its_order_holds_when_it_come
     assert d.kind == "cancel"
 
 
+def test_a_cancel_carrying_an_order_the_book_lost_with_its_state_cancels_it_and_settles_once() -> None:
+    """A book started without the state that held the order (`jobs submit --fresh`, a plain `jobs cancel`): the
+    order showed open for ever, and a cancel of it was kept for an order that never comes. A cancel that carries
+    the order (the API sends it for an order shown in a book) cancels it; if it was decided after all, the settling
+    keeps that first outcome."""
+    store = MemoryStore(cash=Decimal("10000"))
+    lost = order("o1", kind="limit", limit="1")
+    book = Book()  # the new run's
+    book.on_tick(tick("AAA", 1, price="100", event_time_ms=10_000), SLIP)
+    (d,) = book.on_cancel(OrderCancelRequested(order_id="o1", user_id="u1", symbol="AAA", requested_at_ms=5,
+                                               order=lost))
+    assert (d.kind, d.order) == ("cancel", lost)
+    assert book.early_cancels == ()  # nothing waits for it
+    assert settle(d, store, FEES, now_ms=lambda: 7).outcome.status == "cancelled"
+    # one held for a market time the stream has not passed: nothing is left to hold it, so at once too
+    timed = book.on_cancel(OrderCancelRequested(order_id="o2", user_id="u1", symbol="AAA", requested_at_ms=5,
+                                                at_ms=50_000, order=order("o2", kind="limit", limit="1")))
+    assert [(x.kind, x.order.order_id) for x in timed] == [("cancel", "o2")]
+    # decided before its cancel came (the mirror had not caught up): the first outcome stands
+    filled = order("o3", qty=1)
+    settle(Decision(filled, "fill", price=Decimal("100")), store, FEES, now_ms=lambda: 8)
+    (late,) = book.on_cancel(OrderCancelRequested(order_id="o3", user_id="u1", symbol="AAA", requested_at_ms=9,
+                                                  order=filled))
+    again = settle(late, store, FEES, now_ms=lambda: 10).outcome
+    assert (again.status, again.decided_at_ms, store.positions) == ("executed", 8, {"AAA": 1})
+    # held by this book: cancelled as any cancel, once
+    resting = order("o4", kind="limit", limit="1")
+    book.on_order(resting, SLIP)
+    (d,) = book.on_cancel(OrderCancelRequested(order_id="o4", user_id="u1", symbol="AAA", requested_at_ms=11,
+                                               order=resting))
+    assert d.kind == "cancel"
+    assert "o4" not in book.resting
+
+
+def test_a_cancel_may_carry_only_its_own_order() -> None:
+    from tradesim.domain.errors import InvalidRecord
+    from tradesim.domain.events import decode_trade_order, encode
+
+    mine = order("o1", kind="limit", limit="1")
+    ok = OrderCancelRequested(order_id="o1", user_id="u1", symbol="AAA", requested_at_ms=1, order=mine)
+    assert decode_trade_order(encode(ok)) == ok  # the order travels whole
+    for other in (order("o2"), order("o1", user="u2"), mine.model_copy(update={"symbol": "BBB"})):
+        raw = encode(ok).replace(encode(mine), encode(other))
+        with pytest.raises(InvalidRecord, match="must be the cancelled order"):
+            decode_trade_order(raw)
+
+
 def test_an_early_cancel_a_book_kept_before_market_times_were_kept_still_cancels() -> None:
     book = Book()
     book.on_tick(tick("AAA", 1), SLIP)

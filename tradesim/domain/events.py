@@ -319,6 +319,18 @@ class OrderCancelRequested(Event):
         description="market time (tick event time, epoch ms) the cancel takes effect at: the book holds "
         "it as the order's cancel_at_ms until the tick stream passes it; absent: at once"
     )
+    order: OrderPlaced | None = Field(
+        None, description="the order as placed, sent when it was shown resting in a book: a book that no longer "
+        "holds it (the job started without its state) cancels it from this, where without it the cancel would "
+        "wait for an order that never comes"
+    )
+
+    @model_validator(mode="after")
+    def _order_matches(self) -> OrderCancelRequested:
+        if self.order is not None and (self.order.order_id, self.order.user_id, self.order.symbol) != (
+                self.order_id, self.user_id, self.symbol):
+            raise ValueError("order: must be the cancelled order (its order_id, user_id and symbol)")
+        return self
 
     @property
     def key(self) -> bytes:

@@ -37,6 +37,9 @@ class JobSpec:
     #: the job's JVM implementation (in the jar `Flink.jobs_jar`), which the local cluster and Managed Flink run;
     #: `module` is then the same rule in Python, which `tradesim bench bars` measures against it
     main_class: str | None = None
+    #: its state holds resting orders: a run under its own name that starts without state first cancels the
+    #: orders an earlier run held (`cancel_orders_left_in_books`)
+    holds_orders: bool = False
 
     @property
     def flink_name(self) -> str:
@@ -51,7 +54,7 @@ JOBS: dict[str, JobSpec] = {
                 "dev.tradesim.jobs.Bars"),
         JobSpec("execution", "tradesim.jobs.execution",
                 "match orders against prices, settle on portfolios: trade_orders + market_data → trade_executed",
-                True),
+                True, holds_orders=True),
         JobSpec("passthrough", "tradesim.jobs.passthrough",
                 "benchmark baseline: copy market_data to market_data_copy in Flink SQL", False),
     )
@@ -272,6 +275,10 @@ def _submit_locked(settings: Settings, spec: JobSpec, rest: FlinkRest, paralleli
     args = _with_start_offsets(spec, settings, _arg_map(spec, _kafka_route(settings, progress), overrides))
     parallelism = parallelism or settings.flink.parallelism
     recovery = (options or {}).get(RECOVERY)
+    if ours and spec.holds_orders and not recovery:
+        cancelled = cancel_orders_left_in_books(settings)
+        if cancelled:
+            progress(f"{name} starts without state: {cancelled} orders its books held before are cancelled")
     # other processes' prunes keep its folder until the job reports the restore or the run is noted; an entry of
     # this name found here is a crashed submit's (this name's submits hold its lock)
     with _restoring_notes(settings).changing() as entries:
@@ -309,6 +316,34 @@ def _submit_locked(settings: Settings, spec: JobSpec, rest: FlinkRest, paralleli
             with contextlib.suppress(OSError), _restoring_notes(settings).changing() as entries:
                 entries.pop(name, None)
     return job_id, True
+
+
+def cancel_orders_left_in_books(settings: Settings) -> int:
+    """Before the execution job starts without state: the orders `Orders` shows in a book were held by an earlier
+    run, whose books are gone with its state, and no later record brings them back. Each gets a cancel carrying
+    the order, on `trade_orders` ahead of the new run, which decides it as any cancel (or, if it was decided
+    after all, emits its first outcome again); before, such orders showed open for ever. Returns the count.
+    Raises StackError when DynamoDB or Kafka does not answer (the job is not submitted then)."""
+    from tradesim.adapters.dynamodb.client import DynamoDB
+    from tradesim.adapters.dynamodb.orders import OrderStore
+    from tradesim.adapters.kafka.client import produce_confirmed
+    from tradesim.adapters.kafka.errors import KafkaDeliveryError, KafkaUnavailable
+    from tradesim.domain.events import OrderCancelRequested, encode
+    from tradesim.ports import Unavailable
+
+    db = DynamoDB(settings.dynamodb)
+    try:
+        held = OrderStore(db).held_in_books()
+        now = int(time.time() * 1000)
+        cancels = [OrderCancelRequested(order_id=o.order_id, user_id=o.user_id, symbol=o.symbol,
+                                        requested_at_ms=now, order=o) for o in held]
+        produce_confirmed(settings.kafka, settings.topics.trade_orders, [(c.key, encode(c)) for c in cancels])
+    except (Unavailable, KafkaDeliveryError, KafkaUnavailable) as exc:
+        raise StackError(f"the execution job starts without state, and the orders its last run held could not be "
+                         f"cancelled first ({exc}); try again") from None
+    finally:
+        db.close()
+    return len(cancels)
 
 
 def _start(settings: Settings, spec: JobSpec, flink: Flink, args: dict[str, str], parallelism: int,

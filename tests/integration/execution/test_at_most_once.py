@@ -304,6 +304,61 @@ def test_a_resting_order_outlives_flink_stopped_by_down_and_started_again(ex: Ex
     _assert_it_fills_when_the_ask_crosses(ex, symbol, reader, resting)  # it rested through the restart
 
 
+def test_a_cancel_of_an_order_shown_in_a_book_that_no_longer_holds_it_cancels_it(
+        ex: Exchange, http: httpx.Client, new_user: Callable[..., User], symbol: str,  # noqa: F811
+        orders: OrderStore) -> None:
+    """An order shown resting in a book whose run's state is gone (here: marked so without ever being sent, as
+    the mirror marked it for the lost run): before, its cancel was kept for an order that never comes, and the
+    order showed open for ever. The API sends the order with the cancel, and the book cancels it from that."""
+    from tradesim.domain.precheck import order_id_for
+
+    user = new_user(cash="100000")
+    ex.price(symbol, 1, "100")
+    reader = ex.outcomes()
+    lost = OrderPlaced(order_id=order_id_for(user.user_id, "k-" + uuid.uuid4().hex), user_id=user.user_id,
+                       symbol=symbol, side="buy", qty=1, order_type="limit", limit_price=Decimal(50),
+                       time_in_force="gtc", placed_at_ms=int(time.time() * 1000))
+    assert orders.claim(lost) is None
+    assert orders.mark_in_book(lost)
+    assert http.get(f"/orders/{lost.order_id}", headers=user.auth).json()["in_book"] is True
+    assert http.delete(f"/orders/{lost.order_id}", headers=user.auth).status_code == 202
+    (outcome,) = reader.wait([lost.order_id]).values()
+    assert outcome.status == "cancelled"  # before: no outcome
+    wait_for(lambda: http.get(f"/orders/{lost.order_id}", headers=user.auth).json()["status"] == "cancelled", 30,
+             "the order shown cancelled")
+    listed = http.get("/orders", params={"status": "accepted"}, headers=user.auth).json()["orders"]
+    assert lost.order_id not in {o["order_id"] for o in listed}
+
+
+def test_orders_a_book_held_are_cancelled_when_the_job_starts_without_its_state(ex: Exchange, symbol: str) -> None:
+    """A plain `jobs cancel` keeps no state: the next submit started with empty books, and an order the old run
+    held showed `accepted`, in the book, for ever. The submit now cancels such orders first, so each gets an
+    outcome; the job then trades on."""
+    from typer.testing import CliRunner
+
+    from tradesim.cli.app import app
+
+    reader, resting = _rest_a_buy_limit_at_90(ex, symbol)
+    (run,) = running(ex.settings)
+    cancelled = CliRunner().invoke(app, ["jobs", "cancel", run])
+    assert cancelled.exit_code == 0, cancelled.output
+    submitted = CliRunner().invoke(app, ["jobs", "submit", "execution"])
+    assert submitted.exit_code == 0, submitted.output
+    assert "orders its books held before are cancelled" in " ".join(submitted.output.split())
+    outcome = reader.wait([resting.order_id])[resting.order_id]
+    assert outcome.status == "cancelled"  # before: no outcome, ever
+    db = DynamoDB(ex.settings.dynamodb)
+    try:
+        wait_for(lambda: (OrderStore(db).get(resting.order_id) or {}).get("status") == "cancelled", 30,
+                 "the order shown cancelled")
+        assert resting.order_id not in {o.order_id for o in OrderStore(db).held_in_books()}
+    finally:
+        db.close()
+    again = ex.order(resting.user_id, symbol)  # the new run trades
+    ex.send(again)
+    assert reader.wait([again.order_id])[again.order_id].status == "executed"
+
+
 def test_a_resting_order_outlives_a_killed_jobmanager_and_the_watchdog_puts_the_job_back(
         ex: Exchange, symbol: str) -> None:
     """The JobManager killed (-9) takes the cluster's jobs with it (no HA: a new one knows none). The watchdog

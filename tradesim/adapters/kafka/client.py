@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -18,7 +19,7 @@ from confluent_kafka.admin import (  # type: ignore[attr-defined] # exported, no
 )
 
 from tradesim.adapters.kafka import LIBRDKAFKA_LOGGER
-from tradesim.adapters.kafka.errors import KafkaUnavailable
+from tradesim.adapters.kafka.errors import KafkaDeliveryError, KafkaOutcomeUnknown, KafkaUnavailable
 from tradesim.settings import KafkaSettings
 
 _log = logging.getLogger("tradesim.kafka.client")
@@ -51,6 +52,32 @@ def producer(kafka: KafkaSettings, **overrides: Any) -> Producer:
     }
     conf.update(overrides)
     return Producer(conf)
+
+
+def produce_confirmed(kafka: KafkaSettings, topic: str, records: Sequence[tuple[bytes, bytes]],
+                      timeout_s: float = 30.0) -> None:
+    """Produce (key, value) records and wait for every one's delivery report (a flush that returns 0 only says
+    the queue is empty: a refused or expired record leaves it too). Raises KafkaDeliveryError with the first
+    failure, KafkaOutcomeUnknown when some were not answered within `timeout_s`."""
+    failed: list[str] = []
+
+    def on_delivery(err: KafkaError | None, _msg: object) -> None:
+        if err is not None:
+            failed.append(str(err))
+
+    p = producer(kafka, **{"message.timeout.ms": int(timeout_s * 1000)})
+    for key, value in records:
+        while True:
+            try:
+                p.produce(topic, key=key, value=value, on_delivery=on_delivery)
+                break
+            except BufferError:
+                p.poll(0.05)  # local queue full: serve delivery reports, then retry
+    left = p.flush(timeout_s + 5)
+    if failed:
+        raise KafkaDeliveryError(f"{len(failed)} of {len(records)} records to {topic} refused: {failed[0]}")
+    if left:
+        raise KafkaOutcomeUnknown(f"{left} of {len(records)} records to {topic} unanswered after {timeout_s:.0f} s")
 
 
 #: For a group's only member that a supervisor restarts: after a kill -9 the group hands the new member the
