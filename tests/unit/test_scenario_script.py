@@ -202,6 +202,22 @@ def test_order_times_accept_units_and_plain_seconds(at: str, ms: int) -> None:
      15, "expect.orders.o0.fill_price", "a rejected order has no fill price"),
     (ORDER + "expect:\n  orders:\n    o0: {}\n", 15, "expect.orders.o0", "set status, reason or fill_price"),
     (ORDER + "expect:\n  orders:\n    o0: {status: filled}\n", 15, "expect.orders.o0.status", "Input should be"),
+    # a reason no such outcome carries, and a count range no count is in (a probe: each validated, then failed
+    # every run)
+    (ORDER + "expect:\n  orders:\n    o0: {status: executed, reason: insufficient_funds}\n",
+     15, "expect.orders.o0.reason", "an executed order has no reason"),
+    (ORDER + "expect:\n  orders:\n    o0: {status: open, reason: expired}\n",
+     15, "expect.orders.o0.reason", "an open order has no reason"),
+    (ORDER + "expect:\n  orders:\n    o0: {reason: insufficient_funds, fill_price: {min: \"1\"}}\n",
+     15, "expect.orders.o0.reason", "an order with a reason has no fill price"),
+    (ORDER + "expect:\n  orders:\n    o0: {status: expired, fill_price: {max: \"1\"}}\n",
+     15, "expect.orders.o0.fill_price", "an expired order has no fill price"),
+    ("expect:\n  market:\n    bars: {\"1s\": {max: -5}}\n", 13, "expect.market.bars.1s.max", "must be >= 0"),
+    ("expect:\n  market:\n    bars: {\"1s\": {min: 0.5}}\n", 13, "expect.market.bars.1s.min",
+     "Input should be a valid integer"),
+    # a limit too short for any import: it blamed the class, and passed or failed by the machine's speed
+    ("strategy:\n  class: a.b:C\n  account: alice\n  symbols: [AAA]\n  time_limit_s: 0.001\n",
+     15, "strategy.time_limit_s", "must be >= 1"),
     ("expect:\n  accounts:\n    alice: {}\n", 13, "expect.accounts.alice", "set cash, positions, realized_pnl"),
     ("expect:\n  accounts:\n    alice: {executions: -1}\n", 13, "expect.accounts.alice.executions", "must be >= 0"),
     ("expect:\n  outcomes_hash: ABC\n", 12, "expect.outcomes_hash", "String should match pattern"),
@@ -263,6 +279,38 @@ def test_symbols_of_a_replayed_csv_count_once_the_file_is_scanned() -> None:
     assert [str(p) for p in info.value.problems] == [
         "bad.yaml:10: orders[0].symbol: unknown symbol NOPE (scenario has: CSVX)"]
     assert load_scenario(bad, check_data=False).orders[0].symbol == "NOPE"  # the CSV is not read then
+
+
+def test_a_volatility_so_large_its_path_would_be_nan_is_refused() -> None:
+    """Before: validated, then a traceback (`cannot convert float NaN to integer`) from `scenarios show`,
+    `replay` and `run`."""
+    (problem,) = _problems(HEADER.replace("initial_price: 2}", "initial_price: 2, volatility: 1e308}"))
+    assert (problem.line, problem.field, problem.message) == (8, "symbols[1].volatility", "must be <= 1000")
+
+
+@pytest.mark.parametrize("start", ["1704205800", "1704205800000", "'1704205800'", "0"])
+def test_a_start_written_as_a_number_is_refused(start: str) -> None:
+    """Pydantic reads a number as epoch seconds or milliseconds by its size; the format asks for ISO-8601."""
+    (problem,) = _problems(HEADER.replace("2024-01-02T14:30:00Z", start))
+    assert (problem.line, problem.field) == (2, "start")
+    assert problem.message.startswith("write a time as ISO-8601 with a UTC offset")
+
+
+@pytest.mark.parametrize(("csv", "message"), [
+    # a run of it created its accounts, then ended "stack not usable" (exit 3)
+    ("timestamp,symbol,bid,ask,last,size\n", "data/t.csv holds no rows"),
+    # each source numbered AAA's ticks from 1: the price cache and the book dropped the CSV's as repeats
+    ("timestamp,symbol,bid,ask,last,size\n1704205800500,AAA,1,2,1,1\n",
+     "AAA also under symbols: a symbol is either generated or replayed, not both"),
+])
+def test_a_csv_source_without_rows_or_with_a_generated_symbol_is_refused(csv: str, message: str) -> None:
+    _write(csv, "data/t.csv")
+    bad = _write(HEADER.replace("accounts:", "source: {csv: data/t.csv}\naccounts:"), "bad.yaml")
+    with pytest.raises(ScenarioError) as info:
+        load_scenario(bad)
+    (problem,) = info.value.problems
+    assert (problem.line, problem.field) == (9, "source.csv")
+    assert problem.message.endswith(message)
 
 
 SMOKE = ("round-trip-fees", "flash-crash-ladder", "earnings-gap-stop", "overdraw-refused", "cancel-before-fill",

@@ -656,8 +656,11 @@ class ScenarioRunner:
         """An order per (account, symbol), cancelled by the closing tick. An account's outcomes are on
         `trade_executed` in the order its decisions were made (one partition per user), so once an account's
         barriers are cancelled there, every outcome of that account the ticks before the closing one decided is
-        too; what has none is open."""
-        last_ms = max(t.event_time_ms for t in last.values())
+        too; what has none is open. The barrier comes after the last tick and after every scripted time, so the
+        closing tick releases and cancels each scripted order before it (a book releases held orders by time and
+        cancels in the order they entered)."""
+        scripted = [t for o in self.scenario.orders for t in (o.at_ms, o.cancel_at_ms) if t is not None]
+        last_ms = max([t.event_time_ms for t in last.values()] + [self.start_ms + t for t in scripted])
         owners = [a.name for a in self.scenario.accounts] or [RUNNER_ACCOUNT]
         barriers: list[Placed] = []
         for owner in owners:

@@ -51,11 +51,17 @@ def load_scenario(path: Path, *, check_data: bool = True) -> Scenario:
         raise ScenarioError(sorted(problems, key=lambda p: p.line or 0)) from None
     if check_data and scenario.source is not None:
         csv_path = scenario.source.csv
+        at, _ = _locate(root, ("source", "csv"))
         if not _is_file(csv_path):
-            line, _ = _locate(root, ("source", "csv"))
-            raise ScenarioError([Problem(shown, line, "source.csv", f"{_not_a_file(csv_path)}: "
+            raise ScenarioError([Problem(shown, at, "source.csv", f"{_not_a_file(csv_path)}: "
                                          f"{display_path(csv_path)}")])
-        scenario.replay_summary()  # raises ScenarioError naming the CSV file, column and line
+        replayed, rows = scenario.replay_summary()  # raises ScenarioError naming the CSV file, column and line
+        if rows == 0:  # a run of it would find no tick to trade on (exit 3, after creating its accounts)
+            raise ScenarioError([Problem(shown, at, "source.csv", f"{display_path(csv_path)} holds no rows")])
+        both = sorted(set(replayed) & {s.symbol for s in scenario.symbols})
+        if both:  # two sources numbering one symbol's ticks each from 1: the cache and the book drop the repeats
+            raise ScenarioError([Problem(shown, at, "source.csv", f"{', '.join(both)} also under symbols: a symbol "
+                                         "is either generated or replayed, not both")])
         unknown = scenario.unknown_symbols(scenario.symbol_names())
         if unknown:
             raise ScenarioError([Problem(shown, line, format_loc(clean), message)

@@ -79,6 +79,8 @@ MAX_DURATION_S = 100 * 365.25 * 86_400
 #: one shock's reach: ×10,001 up, and a spread 10,000 times as wide (prices stay within the schema's cap anyway)
 MAX_MOVE_PCT = 1_000_000
 MAX_SPREAD_MULTIPLIER = 10_000
+#: σ (100,000 %/√year) far past any market and well below where σ²/2 overflows a float (the path turned to NaN)
+MAX_VOLATILITY = 1000.0
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 class _Section(BaseModel):
@@ -134,7 +136,8 @@ class SymbolSpec(_Section):
     initial_price: Decimal = Field(gt=0, le=MAX_PRICE, allow_inf_nan=False, decimal_places=PRICE_PLACES,
                                    description="Mid price at `start`.")
     drift: FiniteFloat = Field(0.0, description="Annual drift μ (0.05 = +5 %/year, calendar year).")
-    volatility: FiniteFloat = Field(0.2, ge=0, description="Annual volatility σ (0.2 = 20 %/√year).")
+    volatility: FiniteFloat = Field(0.2, ge=0, le=MAX_VOLATILITY,
+                                    description="Annual volatility σ (0.2 = 20 %/√year; at most 1,000).")
     tick_size: Decimal = Field(Decimal("0.01"), gt=0, lt=MAX_PRICE, allow_inf_nan=False,
                                decimal_places=PRICE_PLACES, description="Prices are multiples.")
     spread: Spread = Spread(bps=Decimal(5))
@@ -195,6 +198,13 @@ def _no_float(value: Any) -> Any:
     """Money in the trading sections is written as a string (or integer): YAML floats cannot hold every cent."""
     if isinstance(value, float | bool):
         raise ValueError(f"write money as a quoted decimal string, e.g. \"{value}\"")
+    return value
+
+
+def _no_number(value: Any) -> Any:
+    """A time written as a number would be read as epoch seconds or milliseconds, by its size: refused."""
+    if isinstance(value, int | float) or (isinstance(value, str) and value.strip().lstrip("-").isdigit()):
+        raise ValueError("write a time as ISO-8601 with a UTC offset, e.g. 2024-03-15T13:30:00Z")
     return value
 
 
@@ -282,7 +292,7 @@ class StrategyRef(_Section):
     account: AccountName
     symbols: list[SymbolStr] = Field(min_length=1, description="What it trades (scenario symbols).")
     params: dict[str, Any] = Field(default_factory=dict, description="Passed to the class as is.")
-    time_limit_s: FiniteFloat = Field(60, gt=0, le=3600, description="How long its import, constructor or one "
+    time_limit_s: FiniteFloat = Field(60, ge=1, le=3600, description="How long its import, constructor or one "
                                       "callback may run before the run gives up on it (exit 1).")
 
 
@@ -328,10 +338,19 @@ class OrderExpect(_Section):
             problems.append((("reason",), f"unknown reason {self.reason!r} (one of {', '.join(REJECT_REASONS)}; "
                                           "an API error code needs status: refused)"))
         if self.fill_price is not None and self.status not in (None, "executed"):
-            problems.append((("fill_price",), f"a {self.status} order has no fill price"))
+            problems.append((("fill_price",), f"{_a(self.status)} order has no fill price"))
+        if self.reason is not None and self.status in ("executed", "cancelled", "open"):
+            problems.append((("reason",), f"{_a(self.status)} order has no reason (only rejected, expired and "
+                                          "refused ones do)"))
+        elif self.reason is not None and self.fill_price is not None:
+            problems.append((("reason",), "an order with a reason has no fill price (it did not execute)"))
         if problems:
             raise CrossFieldError(problems)
         return self
+
+
+def _a(word: str | None) -> str:
+    return f"{'an' if (word or ' ')[0] in 'aeiou' else 'a'} {word}"
 
 
 class AccountExpect(_Section):
@@ -349,12 +368,19 @@ class AccountExpect(_Section):
         return self
 
 
+class CountRange(Range):
+    """An inclusive range of counts: whole numbers, at least 0."""
+
+    min: Count | None = None  # type: ignore[assignment]  # a Range whose bounds are counts
+    max: Count | None = None  # type: ignore[assignment]
+
+
 def _count_or_range(value: Any) -> str:
     return "range" if isinstance(value, dict) else "count"
 
 
 #: a count, or a range written as a mapping: only the form written is checked (one problem, not one per form)
-CountOrRange = Annotated[Annotated[Count, Tag("count")] | Annotated[Range, Tag("range")],
+CountOrRange = Annotated[Annotated[Count, Tag("count")] | Annotated[CountRange, Tag("range")],
                          Discriminator(_count_or_range)]
 
 
@@ -424,7 +450,8 @@ class Scenario(_Section):
     schema_version: Literal[1] = 1
     id: str = Field(pattern=r"^[a-z0-9][a-z0-9._-]{0,127}$", description="Becomes Tick.scenario_id.")
     description: str = Field("", max_length=1000)
-    start: AwareDatetime = Field(description="Simulated time of the first tick (converted to UTC).")
+    start: Annotated[AwareDatetime, BeforeValidator(_no_number)] = Field(
+        description="Simulated time of the first tick, ISO-8601 with a UTC offset (converted to UTC).")
     duration_s: FiniteFloat = Field(gt=0, le=MAX_DURATION_S, description="Simulated length of the generated part.")
     tick_interval_ms: Int = Field(ge=1, description="Each generated symbol ticks once per interval.")
     seed: Int = Field(description="Same seed ⇒ byte-identical tick stream.")
@@ -623,7 +650,7 @@ def model_field_names() -> set[str]:
     names: set[str] = set()
     models: tuple[type[BaseModel], ...] = (
         Scenario, SymbolSpec, ShockSpec, Spread, LognormalVolume, PoissonVolume, CsvSource, Account, ScriptedOrder,
-        StrategyRef, Range, OrderExpect, AccountExpect, MarketExpect, ReadSideExpect, Expect)
+        StrategyRef, Range, CountRange, OrderExpect, AccountExpect, MarketExpect, ReadSideExpect, Expect)
     for model in models:
         names.update(info.alias or name for name, info in model.model_fields.items())
     return names

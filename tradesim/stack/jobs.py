@@ -325,6 +325,7 @@ def cancel_orders_left_in_books(settings: Settings) -> int:
     after all, emits its first outcome again); before, such orders showed open for ever. Returns the count.
     Raises StackError when DynamoDB or Kafka does not answer (the job is not submitted then)."""
     from tradesim.adapters.dynamodb.client import DynamoDB
+    from tradesim.adapters.dynamodb.errors import DynamoDBError
     from tradesim.adapters.dynamodb.orders import OrderStore
     from tradesim.adapters.kafka.client import produce_confirmed
     from tradesim.adapters.kafka.errors import KafkaDeliveryError, KafkaUnavailable
@@ -338,7 +339,7 @@ def cancel_orders_left_in_books(settings: Settings) -> int:
         cancels = [OrderCancelRequested(order_id=o.order_id, user_id=o.user_id, symbol=o.symbol,
                                         requested_at_ms=now, order=o) for o in held]
         produce_confirmed(settings.kafka, settings.topics.trade_orders, [(c.key, encode(c)) for c in cancels])
-    except (Unavailable, KafkaDeliveryError, KafkaUnavailable) as exc:
+    except (Unavailable, DynamoDBError, KafkaDeliveryError, KafkaUnavailable) as exc:
         raise StackError(f"the execution job starts without state, and the orders its last run held could not be "
                          f"cancelled first ({exc}); try again") from None
     finally:
