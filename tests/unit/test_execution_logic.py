@@ -202,51 +202,60 @@ def test_a_cancel_at_a_market_time_that_came_before_its_order_holds_when_it_come
     assert d.kind == "cancel"
 
 
-def test_a_cancel_carrying_an_order_the_book_lost_with_its_state_cancels_it_and_settles_once() -> None:
-    """A book started without the state that held the order (`jobs submit --fresh`, a plain `jobs cancel`): the
-    order showed open for ever, and a cancel of it was kept for an order that never comes. A cancel that carries
-    the order (the API sends it for an order shown in a book) cancels it; if it was decided after all, the settling
-    keeps that first outcome."""
+def _lost(o: OrderPlaced, requested_at_ms: int = 5) -> OrderCancelRequested:
+    return OrderCancelRequested(order_id=o.order_id, user_id=o.user_id, symbol=o.symbol,
+                                requested_at_ms=requested_at_ms, lost_order=o)
+
+
+def test_a_cancel_of_a_lost_order_cancels_it_once_unless_this_book_holds_it() -> None:
+    """The execution job started without the state that held an order (`jobs submit --fresh`, a plain `jobs
+    cancel`): it showed open for ever. The submit sends a cancel carrying the order; the new run cancels it, keeps
+    one it read again (it holds it: its own), and settling keeps an outcome recorded first."""
     store = MemoryStore(cash=Decimal("10000"))
-    lost = order("o1", kind="limit", limit="1")
     book = Book()  # the new run's
     book.on_tick(tick("AAA", 1, price="100", event_time_ms=10_000), SLIP)
-    (d,) = book.on_cancel(OrderCancelRequested(order_id="o1", user_id="u1", symbol="AAA", requested_at_ms=5,
-                                               order=lost))
+    lost = order("o1", kind="limit", limit="1")
+    (d,) = book.on_cancel(_lost(lost))
     assert (d.kind, d.order) == ("cancel", lost)
-    assert book.early_cancels == ()  # nothing waits for it
     assert settle(d, store, FEES, now_ms=lambda: 7).outcome.status == "cancelled"
-    # one held for a market time the stream has not passed: nothing is left to hold it, so at once too
-    timed = book.on_cancel(OrderCancelRequested(order_id="o2", user_id="u1", symbol="AAA", requested_at_ms=5,
-                                                at_ms=50_000, order=order("o2", kind="limit", limit="1")))
-    assert [(x.kind, x.order.order_id) for x in timed] == [("cancel", "o2")]
-    # decided before its cancel came (the mirror had not caught up): the first outcome stands
-    filled = order("o3", qty=1)
-    settle(Decision(filled, "fill", price=Decimal("100")), store, FEES, now_ms=lambda: 8)
-    (late,) = book.on_cancel(OrderCancelRequested(order_id="o3", user_id="u1", symbol="AAA", requested_at_ms=9,
-                                                  order=filled))
-    again = settle(late, store, FEES, now_ms=lambda: 10).outcome
-    assert (again.status, again.decided_at_ms, store.positions) == ("executed", 8, {"AAA": 1})
-    # held by this book: cancelled as any cancel, once
-    resting = order("o4", kind="limit", limit="1")
-    book.on_order(resting, SLIP)
-    (d,) = book.on_cancel(OrderCancelRequested(order_id="o4", user_id="u1", symbol="AAA", requested_at_ms=11,
-                                               order=resting))
-    assert d.kind == "cancel"
-    assert "o4" not in book.resting
+    # a later copy of it (say, a retry) is cancelled as it comes: nothing rests as a ghost
+    (again,) = book.on_order(lost, SLIP, now_ms=8, deadline_ms=86_400_000)
+    assert again.kind == "cancel"
+    assert "o1" not in book.resting
+    # read again by this run, before the cancel: it rests here, and stays
+    reread = order("o2", kind="limit", limit="1")
+    book.on_order(reread, SLIP)
+    assert book.on_cancel(_lost(reread)) == []
+    assert "o2" in book.resting
+    scripted = order("o3", kind="limit", limit="1").model_copy(update={"at_ms": 50_000})
+    book.on_order(scripted, SLIP)  # held for its market time
+    assert book.on_cancel(_lost(scripted)) == []
+    assert [o.order_id for o in book.scheduled] == ["o3"]
+    # decided after all (its outcome never reached `Orders`): the first outcome stands
+    filled = order("o4", qty=1)
+    settle(Decision(filled, "fill", price=Decimal("100")), store, FEES, now_ms=lambda: 9)
+    (late,) = book.on_cancel(_lost(filled, 10))
+    replayed = settle(late, store, FEES, now_ms=lambda: 11).outcome
+    assert (replayed.status, replayed.decided_at_ms, store.positions) == ("executed", 9, {"AAA": 1})
 
 
-def test_a_cancel_may_carry_only_its_own_order() -> None:
+def test_a_cancel_may_carry_only_its_own_order_and_a_plain_one_is_written_as_before() -> None:
     from tradesim.domain.errors import InvalidRecord
     from tradesim.domain.events import decode_trade_order, encode
 
     mine = order("o1", kind="limit", limit="1")
-    ok = OrderCancelRequested(order_id="o1", user_id="u1", symbol="AAA", requested_at_ms=1, order=mine)
+    ok = _lost(mine)
     assert decode_trade_order(encode(ok)) == ok  # the order travels whole
     for other in (order("o2"), order("o1", user="u2"), mine.model_copy(update={"symbol": "BBB"})):
         raw = encode(ok).replace(encode(mine), encode(other))
         with pytest.raises(InvalidRecord, match="must be the cancelled order"):
             decode_trade_order(raw)
+    timed = encode(ok).replace(b'"at_ms":null', b'"at_ms":5', 1)  # the cancel's own, before its order's
+    with pytest.raises(InvalidRecord, match="takes effect at once"):
+        decode_trade_order(timed)
+    plain = OrderCancelRequested(order_id="o1", user_id="u1", symbol="AAA", requested_at_ms=1)
+    assert b"lost_order" not in encode(plain)  # a job of the release before reads it (it refuses unknown fields)
+    assert decode_trade_order(encode(plain)) == plain
 
 
 def test_an_early_cancel_a_book_kept_before_market_times_were_kept_still_cancels() -> None:

@@ -110,3 +110,39 @@ def test_the_runners_requests_wait_out_the_apis_rate_limit(monkeypatch: pytest.M
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_the_end_barrier_comes_after_every_scripted_time_so_the_closing_tick_decides_the_script_first() -> None:
+    """A probe: ticks at 0 and 60 s, an order scripted at 90 s with a cancel at 100 s. The barrier was held for just
+    after the last tick, so the closing tick released it first and cancelled it first; the runner stops reading at
+    the barrier's cancellation, so the order could be reported open."""
+    from decimal import Decimal
+
+    from tradesim.domain.book import Book
+    from tradesim.domain.events import OrderPlaced
+    from tradesim.domain.matching import SlippageModel
+    from tradesim.runner.engine import CLOSE_GAP_MS, script_end_ms
+    from tradesim.scenarios.model import ScriptedOrder
+
+    script = [ScriptedOrder.model_validate({
+        "id": "low", "at": "90s", "account": "a", "symbol": "AAA", "side": "buy", "qty": 1, "type": "limit",
+        "limit_price": "1", "time_in_force": "gtc", "cancel_at": "100s"})]
+    last_tick = T0 + 60_000
+    end = script_end_ms(last_tick, T0, script)
+    assert end == T0 + 100_000
+    assert script_end_ms(last_tick, T0, []) == last_tick
+
+    def decided_by_the_closing_tick(end_ms: int) -> list[str]:
+        book, slip = Book(), SlippageModel()
+        book.on_tick(tick("AAA", 1, price="100", event_time_ms=T0), slip)
+        book.on_tick(tick("AAA", 2, price="100", event_time_ms=last_tick), slip)
+        limit = {"symbol": "AAA", "side": "buy", "qty": 1, "order_type": "limit", "limit_price": Decimal(1),
+                 "time_in_force": "gtc", "placed_at_ms": T0}
+        for order in (OrderPlaced(order_id="low", user_id="a", at_ms=T0 + 90_000, cancel_at_ms=T0 + 100_000, **limit),
+                      OrderPlaced(order_id="barrier", user_id="a", at_ms=end_ms + 1, cancel_at_ms=end_ms + 2, **limit)):
+            book.on_order(order, slip, now_ms=T0)
+        closing = tick("AAA", 3, price="100", event_time_ms=end_ms + CLOSE_GAP_MS)
+        return [f"{d.kind} {d.order.order_id}" for d in book.on_tick(closing, slip)]
+
+    assert decided_by_the_closing_tick(end) == ["cancel low", "cancel barrier"]
+    assert decided_by_the_closing_tick(last_tick) == ["cancel barrier", "cancel low"]  # before

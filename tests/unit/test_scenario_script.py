@@ -288,7 +288,8 @@ def test_a_volatility_so_large_its_path_would_be_nan_is_refused() -> None:
     assert (problem.line, problem.field, problem.message) == (8, "symbols[1].volatility", "must be <= 1000")
 
 
-@pytest.mark.parametrize("start", ["1704205800", "1704205800000", "'1704205800'", "0"])
+@pytest.mark.parametrize("start", ["1704205800", "1704205800000", "'1704205800'", "0", "'1704205800.5'",
+                                   "'+1704205800'", "1.7e9"])
 def test_a_start_written_as_a_number_is_refused(start: str) -> None:
     """Pydantic reads a number as epoch seconds or milliseconds by its size; the format asks for ISO-8601."""
     (problem,) = _problems(HEADER.replace("2024-01-02T14:30:00Z", start))

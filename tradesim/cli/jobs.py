@@ -44,8 +44,8 @@ def submit_cmd(name: Annotated[str, typer.Argument(help="Job name, e.g. bars.")]
                    "--from-savepoint", help="Start from this savepoint folder (e.g. one `jobs cancel --savepoint` "
                    "or `tradesim backup` took).", exists=True, file_okay=False)] = None,
                fresh: Annotated[bool, typer.Option(
-                   "--fresh", help="Start without the state of the job's last run (its books and resting orders "
-                   "are then gone).")] = False) -> None:
+                   "--fresh", help="Start without the state of the job's last run (its books are then gone; the "
+                   "execution job cancels the orders they held).")] = False) -> None:
     """Submit a job (detached); a job that already runs is left alone. A job that `tradesim down` stopped, or
     whose run the cluster lost (a crash), resumes the state it had then, unless --fresh or --from-savepoint."""
     _submit(name, parallelism, savepoint, fresh)

@@ -106,7 +106,9 @@ class Book:
                   early_window_ms: int = EARLY_CANCEL_WINDOW_MS) -> list[Decision]:
         """Cancel an open order of the cancel's user now; one with a market time the stream has not passed yet
         becomes the order's `held_cancel_ms` instead (if earlier than its due cancel), announced as "rest" so the
-        mirror shows it."""
+        mirror shows it. A cancel of a lost order (`lost_order`) cancels it only if this book does not hold it."""
+        if cancel.lost_order is not None:
+            return self._cancel_lost(cancel, cancel.lost_order, early_window_ms)
         if cancel.at_ms is not None and self._waits(cancel.at_ms):
             return self._cancel_later(cancel, cancel.at_ms, early_window_ms)
         for waiting in self.scheduled:
@@ -114,22 +116,22 @@ class Book:
                 self.scheduled = tuple(w for w in self.scheduled if w is not waiting)
                 return [Decision(waiting, "cancel")]
         held = self.resting.pop(cancel.order_id, None)
-        if held is None:  # not resting: filled or expired, not here yet, or lost with an earlier run's state
-            return self._not_held(cancel, None, early_window_ms)
+        if held is None:  # not resting (filled, expired, or not here yet): nothing to cancel now
+            self._keep_early_cancel(cancel, None, early_window_ms)
+            return []
         if held[0].user_id != cancel.user_id:
             self.resting[cancel.order_id] = held  # someone else's order: leave it
             return []
         return [Decision(held[0], "cancel")]
 
-    def _not_held(self, cancel: OrderCancelRequested, at_ms: int | None, window_ms: int) -> list[Decision]:
-        """A cancel of an order this book does not hold. One that carries its order was sent for an order shown
-        resting in a book: decided since (the settling keeps the first outcome), or held by a run whose state this
-        job did not start from, and never coming again, so it is cancelled now. Any other is kept, in case its
-        order comes."""
-        if cancel.order is not None:
-            return [Decision(cancel.order, "cancel")]
-        self._keep_early_cancel(cancel, at_ms, window_ms)
-        return []
+    def _cancel_lost(self, cancel: OrderCancelRequested, lost: OrderPlaced, window_ms: int) -> list[Decision]:
+        """An order an earlier run's book held, sent after this run started without that state. Held here (this
+        run read it again), it is this run's and stays; otherwise it is cancelled from the order the cancel carries
+        (if it was decided after all, settling keeps that first outcome), and the cancel is kept for a later copy."""
+        if cancel.order_id in self.resting or any(o.order_id == cancel.order_id for o in self.scheduled):
+            return []
+        self._keep_early_cancel(cancel, None, window_ms)
+        return [Decision(lost, "cancel")]
 
     def _keep_early_cancel(self, cancel: OrderCancelRequested, at_ms: int | None, window_ms: int) -> None:
         now = cancel.requested_at_ms
@@ -164,8 +166,9 @@ class Book:
                 self.scheduled = (*self.scheduled[:i], order, *self.scheduled[i + 1:])
                 return [Decision(order, "rest")]
         held = self.resting.get(cancel.order_id)
-        if held is None:
-            return self._not_held(cancel, at_ms, early_window_ms)
+        if held is None:  # not here yet (or decided): kept, in case it comes
+            self._keep_early_cancel(cancel, at_ms, early_window_ms)
+            return []
         if held[0].user_id != cancel.user_id:
             return []
         order = _cancel_held(held[0], at_ms)

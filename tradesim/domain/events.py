@@ -17,9 +17,11 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    SerializerFunctionWrapHandler,
     TypeAdapter,
     ValidationError,
     field_validator,
+    model_serializer,
     model_validator,
 )
 
@@ -319,18 +321,29 @@ class OrderCancelRequested(Event):
         description="market time (tick event time, epoch ms) the cancel takes effect at: the book holds "
         "it as the order's cancel_at_ms until the tick stream passes it; absent: at once"
     )
-    order: OrderPlaced | None = Field(
-        None, description="the order as placed, sent when it was shown resting in a book: a book that no longer "
-        "holds it (the job started without its state) cancels it from this, where without it the cancel would "
-        "wait for an order that never comes"
+    lost_order: OrderPlaced | None = Field(
+        None, description="the order as placed, when its sender believes the book lost it (the execution job "
+        "started without the state that held it): a book that holds the order ignores this cancel, one that does "
+        "not cancels the order from this; absent from the record when not set"
     )
 
     @model_validator(mode="after")
-    def _order_matches(self) -> OrderCancelRequested:
-        if self.order is not None and (self.order.order_id, self.order.user_id, self.order.symbol) != (
-                self.order_id, self.user_id, self.symbol):
-            raise ValueError("order: must be the cancelled order (its order_id, user_id and symbol)")
+    def _lost_order_matches(self) -> OrderCancelRequested:
+        lost = self.lost_order
+        if lost is not None and (lost.order_id, lost.user_id, lost.symbol) != (self.order_id, self.user_id,
+                                                                               self.symbol):
+            raise ValueError("lost_order: must be the cancelled order (its order_id, user_id and symbol)")
+        if lost is not None and self.at_ms is not None:
+            raise ValueError("lost_order: a cancel of a lost order takes effect at once (no at_ms)")
         return self
+
+    @model_serializer(mode="wrap")
+    def _without_lost_order_unset(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """A plain cancel is written as before the field existed, so a job of the release before reads it."""
+        data: dict[str, Any] = handler(self)
+        if data.get("lost_order") is None:
+            data.pop("lost_order", None)
+        return data
 
     @property
     def key(self) -> bytes:

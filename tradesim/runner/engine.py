@@ -14,7 +14,7 @@ from __future__ import annotations
 import secrets
 import string
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from typing import Any, TypeVar
@@ -88,6 +88,12 @@ def aliases(symbols: list[str], suffix: str) -> dict[str, str]:
                              f" use at most {MAX_SYMBOL - len(suffix) - 1})")
         out[symbol] = alias
     return out
+
+
+def script_end_ms(last_tick_ms: int, start_ms: int, orders: Sequence[ScriptedOrder]) -> int:
+    """The market time the end barrier comes after: the last tick's, or the latest scripted `at` or `cancel_at`."""
+    scripted = [start_ms + t for o in orders for t in (o.at_ms, o.cancel_at_ms) if t is not None]
+    return max([last_tick_ms, *scripted])
 
 
 @dataclass
@@ -659,8 +665,7 @@ class ScenarioRunner:
         too; what has none is open. The barrier comes after the last tick and after every scripted time, so the
         closing tick releases and cancels each scripted order before it (a book releases held orders by time and
         cancels in the order they entered)."""
-        scripted = [t for o in self.scenario.orders for t in (o.at_ms, o.cancel_at_ms) if t is not None]
-        last_ms = max([t.event_time_ms for t in last.values()] + [self.start_ms + t for t in scripted])
+        last_ms = script_end_ms(max(t.event_time_ms for t in last.values()), self.start_ms, self.scenario.orders)
         owners = [a.name for a in self.scenario.accounts] or [RUNNER_ACCOUNT]
         barriers: list[Placed] = []
         for owner in owners:

@@ -203,9 +203,17 @@ def _no_float(value: Any) -> Any:
 
 def _no_number(value: Any) -> Any:
     """A time written as a number would be read as epoch seconds or milliseconds, by its size: refused."""
-    if isinstance(value, int | float) or (isinstance(value, str) and value.strip().lstrip("-").isdigit()):
+    if isinstance(value, int | float) or (isinstance(value, str) and _is_number(value)):
         raise ValueError("write a time as ISO-8601 with a UTC offset, e.g. 2024-03-15T13:30:00Z")
     return value
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 #: milliseconds after the scenario start; written as "60s", "1.5s", "2m" or seconds

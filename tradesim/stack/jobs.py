@@ -275,10 +275,6 @@ def _submit_locked(settings: Settings, spec: JobSpec, rest: FlinkRest, paralleli
     args = _with_start_offsets(spec, settings, _arg_map(spec, _kafka_route(settings, progress), overrides))
     parallelism = parallelism or settings.flink.parallelism
     recovery = (options or {}).get(RECOVERY)
-    if ours and spec.holds_orders and not recovery:
-        cancelled = cancel_orders_left_in_books(settings)
-        if cancelled:
-            progress(f"{name} starts without state: {cancelled} orders its books held before are cancelled")
     # other processes' prunes keep its folder until the job reports the restore or the run is noted; an entry of
     # this name found here is a crashed submit's (this name's submits hold its lock)
     with _restoring_notes(settings).changing() as entries:
@@ -306,6 +302,8 @@ def _submit_locked(settings: Settings, spec: JobSpec, rest: FlinkRest, paralleli
                 raise
             if lost is not None and confirmed:  # checkpointed on its own: the lost run's checkpoints are superseded
                 shutil.rmtree(_checkpoints_of(settings, lost[0]), ignore_errors=True)
+            if spec.holds_orders and not recovery:
+                _cancel_lost_orders(settings, name, progress)
         try:
             prune_checkpoints(settings, rest, restoring=recovery, submitted=job_id)
         except Exception as exc:  # noqa: BLE001 - housekeeping: the job is submitted whatever happens here
@@ -318,12 +316,27 @@ def _submit_locked(settings: Settings, spec: JobSpec, rest: FlinkRest, paralleli
     return job_id, True
 
 
-def cancel_orders_left_in_books(settings: Settings) -> int:
-    """Before the execution job starts without state: the orders `Orders` shows in a book were held by an earlier
-    run, whose books are gone with its state, and no later record brings them back. Each gets a cancel carrying
-    the order, on `trade_orders` ahead of the new run, which decides it as any cancel (or, if it was decided
-    after all, emits its first outcome again); before, such orders showed open for ever. Returns the count.
-    Raises StackError when DynamoDB or Kafka does not answer (the job is not submitted then)."""
+def _cancel_lost_orders(settings: Settings, name: str, progress: Callable[[str], None]) -> None:
+    """After a run of the execution job started without state: cancel the orders an earlier run's books held
+    (`cancel_lost_orders`), or say why they still show open."""
+    try:
+        n = cancel_lost_orders(settings)
+    except StackError as exc:
+        progress(f"{name} started without state, and the orders an earlier run held in its books still show open: "
+                 f"{exc}; a `tradesim order cancel ID` of one cancels it too")
+        return
+    if n:
+        what = "1 order an earlier run held in its books is" if n == 1 else \
+            f"{n} orders an earlier run held in its books are"
+        progress(f"{name} started without state: {what} cancelled, unless this run read them again")
+
+
+def cancel_lost_orders(settings: Settings) -> int:
+    """Once a run of the execution job started without state: every order `Orders` shows in a book gets a cancel
+    carrying it (`OrderCancelRequested.lost_order`), confirmed by Kafka. The new run ignores it for an order it holds
+    (one it read again from its group's offsets) and cancels the others, which an earlier run's books held and no
+    record brings back (before, they showed open for ever). Returns the count sent. Raises StackError when
+    DynamoDB or Kafka does not answer."""
     from tradesim.adapters.dynamodb.client import DynamoDB
     from tradesim.adapters.dynamodb.errors import DynamoDBError
     from tradesim.adapters.dynamodb.orders import OrderStore
@@ -337,11 +350,10 @@ def cancel_orders_left_in_books(settings: Settings) -> int:
         held = OrderStore(db).held_in_books()
         now = int(time.time() * 1000)
         cancels = [OrderCancelRequested(order_id=o.order_id, user_id=o.user_id, symbol=o.symbol,
-                                        requested_at_ms=now, order=o) for o in held]
+                                        requested_at_ms=now, lost_order=o) for o in held]
         produce_confirmed(settings.kafka, settings.topics.trade_orders, [(c.key, encode(c)) for c in cancels])
     except (Unavailable, DynamoDBError, KafkaDeliveryError, KafkaUnavailable) as exc:
-        raise StackError(f"the execution job starts without state, and the orders its last run held could not be "
-                         f"cancelled first ({exc}); try again") from None
+        raise StackError(str(exc)) from None
     finally:
         db.close()
     return len(cancels)
@@ -466,7 +478,7 @@ def forget_state(settings: Settings, name: str) -> None:
 def park_jobs(settings: Settings, progress: Callable[[str], None] = lambda _msg: None) -> list[str]:
     """Stop every running standard job with a savepoint and note it, so that its next standard submit (`up
     --with-jobs`, `jobs submit NAME`) resumes the books, the orders waiting for their market time and the
-    unwritten mirror batches instead of starting from the groups' offsets, which would lose every resting order.
+    unwritten mirror batches instead of starting from the groups' offsets, which would cancel every resting order.
     For `down`, before Flink stops; a job that cannot be stopped this way is left to the stop (its run, still
     noted, is then resumed as a lost one). Returns the names parked."""
     from tradesim.adapters.flink.errors import FlinkRequestError, FlinkUnavailable
@@ -549,7 +561,7 @@ def _await_resumed(rest: FlinkRest, name: str, job_id: str, what: str, progress:
                 rest.cancel(job_id)
             raise StackError(f"job {name} could not resume from {what} ({cause}); "
                              f"`tradesim jobs submit {name} --fresh` starts it without that state (its resting "
-                             "orders are then gone)")
+                             "orders are then cancelled)")
         if job is not None and job.state in ("CANCELED", "CANCELLING", "FINISHED"):
             progress(f"{name} ended ({job.state}) before it completed a checkpoint")
             return False

@@ -157,36 +157,6 @@ expect:
     assert "did not show every symbol's last bars" not in done.stdout + done.stderr
 
 
-def test_orders_scripted_after_the_last_tick_are_decided_before_the_end_barrier(tmp_path: Path) -> None:
-    """A probe: the barrier was held for just after the last tick, so the closing tick released it before an order
-    scripted later (by `at`), and cancelled it first; the runner stops reading at the barrier's cancellations, so
-    such an order could be reported open. The barrier now comes after every scripted time."""
-    path = tmp_path / "late.yaml"
-    path.write_text("""\
-id: late
-start: 2024-03-15T13:30:00Z
-duration_s: 120
-tick_interval_ms: 60000
-seed: 3
-symbols:
-  - {symbol: LATE, initial_price: "20", volatility: 0, spread: {absolute: "0.02"}}
-accounts:
-  - {name: a, cash: "100000"}
-orders:
-  - {id: buy, at: 90s, account: a, symbol: LATE, side: buy, qty: 10}
-  - {id: low, at: 95s, account: a, symbol: LATE, side: buy, qty: 1, type: limit, limit_price: "1",
-     time_in_force: gtc, cancel_at: 100s}
-expect:
-  orders:
-    buy: {status: executed, fill_price: {min: "20.01", max: "20.02"}}  # the 60 s quote, still in effect
-    low: {status: cancelled}
-""")
-    done = _tradesim("run", str(path), "--fast", "--json", str(tmp_path / "r.json"))
-    assert done.returncode == 0, done.stdout + done.stderr
-    outcomes = {o["order_id"]: o["status"] for o in json.loads((tmp_path / "r.json").read_text())["outcomes"]}
-    assert outcomes == {"buy": "executed", "low": "cancelled"}
-
-
 def test_a_market_quoted_at_the_price_cap_trades_only_what_the_script_places(tmp_path: Path) -> None:
     """The runner's own barrier orders are sells at the price cap, which no bid may reach. Before, a scenario at
     the cap without a spread quoted bid = 1,000,000, a barrier sold the account's share and the run failed with a

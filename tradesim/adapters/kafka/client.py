@@ -59,25 +59,30 @@ def produce_confirmed(kafka: KafkaSettings, topic: str, records: Sequence[tuple[
     """Produce (key, value) records and wait for every one's delivery report (a flush that returns 0 only says
     the queue is empty: a refused or expired record leaves it too). Raises KafkaDeliveryError with the first
     failure, KafkaOutcomeUnknown when some were not answered within `timeout_s`."""
-    failed: list[str] = []
+    refused: list[str] = []
+    unknown: list[str] = []
 
     def on_delivery(err: KafkaError | None, _msg: object) -> None:
-        if err is not None:
-            failed.append(str(err))
+        if err is not None:  # a record that timed out may have reached the log: unknown, not refused
+            (unknown if err.code() == KafkaError._MSG_TIMED_OUT else refused).append(str(err))
 
     p = producer(kafka, **{"message.timeout.ms": int(timeout_s * 1000)})
-    for key, value in records:
-        while True:
-            try:
-                p.produce(topic, key=key, value=value, on_delivery=on_delivery)
-                break
-            except BufferError:
-                p.poll(0.05)  # local queue full: serve delivery reports, then retry
+    try:
+        for key, value in records:
+            while True:
+                try:
+                    p.produce(topic, key=key, value=value, on_delivery=on_delivery)
+                    break
+                except BufferError:
+                    p.poll(0.05)  # local queue full: serve delivery reports, then retry
+    except KafkaException as exc:
+        raise KafkaDeliveryError(f"records to {topic} refused: {exc}") from None
     left = p.flush(timeout_s + 5)
-    if failed:
-        raise KafkaDeliveryError(f"{len(failed)} of {len(records)} records to {topic} refused: {failed[0]}")
-    if left:
-        raise KafkaOutcomeUnknown(f"{left} of {len(records)} records to {topic} unanswered after {timeout_s:.0f} s")
+    if refused:
+        raise KafkaDeliveryError(f"{len(refused)} of {len(records)} records to {topic} refused: {refused[0]}")
+    if left or unknown:
+        raise KafkaOutcomeUnknown(f"{left + len(unknown)} of {len(records)} records to {topic} unanswered after "
+                                  f"{timeout_s:.0f} s")
 
 
 #: For a group's only member that a supervisor restarts: after a kill -9 the group hands the new member the

@@ -471,17 +471,13 @@ def _order(item: dict[str, Any], res: Resources) -> Order:
 
 
 async def _own(res: Resources, user: Account, order_id: str) -> Order:
-    return _order(await _own_item(res, user, order_id), res)
-
-
-async def _own_item(res: Resources, user: Account, order_id: str) -> dict[str, Any]:
     with metrics.timed("dynamodb", "order_get"):
         item = await anyio.to_thread.run_sync(res.orders.get, order_id)
     if item is None:
         raise ApiError(404, "order_not_found", f"no order {order_id!r}")
     if item.get("user_id") != user.user_id:
         raise ApiError(403, "forbidden", f"order {order_id!r} belongs to another user")
-    return item
+    return _order(item, res)
 
 
 @router.get("/{order_id}", response_model=Order, responses=responses(401, 403, 404, 422, 429, 503))
@@ -530,14 +526,11 @@ async def cancel_order(
         "passes it (a scripted run's strategy cancels this way); the order then shows `cancel_at_ms`"))] = None,
 ) -> CancelAccepted:
     """Ask to cancel a resting order; 202 once Kafka acknowledged `OrderCancelRequested` (the job decides)."""
-    item = await _own_item(res, user, order_id)
-    order = _order(item, res)
+    order = await _own(res, user, order_id)
     if order.status in TERMINAL:
         raise ApiError(409, "order_not_open", f"order {order_id!r} is already {order.status}")
-    # an order shown in a book travels with its cancel: a book that lost it with a run's state cancels it so
     cancel = OrderCancelRequested(order_id=order_id, user_id=user.user_id, symbol=order.symbol,
-                                  requested_at_ms=int(time.time() * 1000), at_ms=at_ms,
-                                  order=placed_order(item) if order.in_book else None)
+                                  requested_at_ms=int(time.time() * 1000), at_ms=at_ms)
     kept = False
     try:
         if not order.in_book:  # the book may not have the order yet: a later send of it carries this cancel too
