@@ -403,3 +403,62 @@ def test_a_plain_submit_of_a_job_that_runs_already_forgets_a_parked_state(monkey
     assert jobs._unpark_if(settings, "bars", "file:/elsewhere") is None  # parked anew meanwhile: not this one's
     assert jobs._unpark_if(settings, "bars", "file:/backups/b1/flink/bars/savepoint-2") is not None
     assert jobs.parked(settings) == {}
+
+
+@pytest.mark.parametrize(("name", "how", "sent"), [
+    ("execution", "plain", True),  # nothing parked, no lost run: a start without state
+    ("execution", "fresh", True),
+    ("execution", "parked", False),
+    ("execution", "parked but gone", True),
+    ("execution", "lost run", False),
+    ("execution", "from a savepoint", False),
+    ("execution", "other name", False),  # not the standard job's run: not its books
+    ("bars", "plain", False),  # holds no orders
+])
+def test_only_a_start_of_the_execution_job_without_state_cancels_the_orders_earlier_books_held(
+        name: str, how: str, sent: bool, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """A run that restores nothing has empty books: the orders an earlier run held there showed open for ever.
+    Such a start sends them cancels (which the run ignores for orders it holds); one that restores state must not
+    (its books hold them)."""
+    from tradesim.stack import jobs
+    from tradesim.stack.flink import Flink
+
+    settings = load_settings()
+    monkeypatch.setattr(Flink, "provision_locked", lambda self, report: None)
+    monkeypatch.setattr(jobs, "cluster", lambda settings: object())
+    monkeypatch.setattr(jobs, "running", lambda rest, name: [])
+    monkeypatch.setattr(jobs, "_kafka_route", lambda settings, progress: settings)
+    monkeypatch.setattr(jobs, "_with_start_offsets", lambda spec, settings, args: args)
+    monkeypatch.setattr(jobs, "_start", lambda *args: "job-1")
+    monkeypatch.setattr(jobs, "_await_resumed", lambda *args: True)
+    monkeypatch.setattr(jobs, "prune_checkpoints", lambda *args, **kwargs: None)
+    monkeypatch.setattr(jobs, "lost_checkpoint",
+                        lambda s, rest, n: ("run-0", str(tmp_path / "chk-1")) if how == "lost run" else None)
+    calls: list[Settings] = []
+    monkeypatch.setattr(jobs, "cancel_lost_orders", lambda s: calls.append(s) or 3)
+    savepoint = tmp_path / "savepoint-1"
+    savepoint.mkdir()
+    if how != "parked but gone":
+        (savepoint / "_metadata").write_bytes(b"")
+    if how.startswith("parked"):
+        jobs.note_parked(settings, name, f"file:{savepoint}")
+    said: list[str] = []
+    jobs.submit_job(settings, name, progress=said.append, fresh=how == "fresh",
+                    options={jobs.RECOVERY: f"file:{savepoint}"} if how == "from a savepoint" else None,
+                    overrides={"job-name": "mine"} if how == "other name" else None)
+    assert bool(calls) == sent
+    assert any("3 orders an earlier run held in its books are cancelled" in line for line in said) == sent
+
+
+def test_cancels_a_start_could_not_send_are_named_and_the_start_stands(monkeypatch: pytest.MonkeyPatch) -> None:
+    from tradesim.stack import jobs
+    from tradesim.stack.errors import StackError
+
+    def refused(settings: Settings) -> int:
+        raise StackError("Kafka did not answer")
+
+    monkeypatch.setattr(jobs, "cancel_lost_orders", refused)
+    said: list[str] = []
+    jobs._cancel_lost_orders(load_settings(), "execution", said.append)
+    assert said == ["execution started without state, and the orders an earlier run held in its books could not be "
+                    "cancelled (Kafka did not answer): they show open until its next start without state"]

@@ -322,8 +322,8 @@ def _cancel_lost_orders(settings: Settings, name: str, progress: Callable[[str],
     try:
         n = cancel_lost_orders(settings)
     except StackError as exc:
-        progress(f"{name} started without state, and the orders an earlier run held in its books still show open: "
-                 f"{exc}; a `tradesim order cancel ID` of one cancels it too")
+        progress(f"{name} started without state, and the orders an earlier run held in its books could not be "
+                 f"cancelled ({exc}): they show open until its next start without state")
         return
     if n:
         what = "1 order an earlier run held in its books is" if n == 1 else \
