@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,7 @@ from typer.testing import CliRunner
 
 from tradesim.adapters.flink.client import JobInfo
 from tradesim.cli.app import app
+from tradesim.domain.events import OrderPlaced
 from tradesim.settings import Settings, load_settings
 from tradesim.stack.jobs import JOBS, job_args, name_of, running_names, source_groups
 from tradesim.stack.state import StateFile
@@ -429,13 +431,18 @@ def test_only_a_start_of_the_execution_job_without_state_cancels_the_orders_earl
     monkeypatch.setattr(jobs, "running", lambda rest, name: [])
     monkeypatch.setattr(jobs, "_kafka_route", lambda settings, progress: settings)
     monkeypatch.setattr(jobs, "_with_start_offsets", lambda spec, settings, args: args)
-    monkeypatch.setattr(jobs, "_start", lambda *args: "job-1")
     monkeypatch.setattr(jobs, "_await_resumed", lambda *args: True)
     monkeypatch.setattr(jobs, "prune_checkpoints", lambda *args, **kwargs: None)
     monkeypatch.setattr(jobs, "lost_checkpoint",
                         lambda s, rest, n: ("run-0", str(tmp_path / "chk-1")) if how == "lost run" else None)
-    calls: list[Settings] = []
-    monkeypatch.setattr(jobs, "cancel_lost_orders", lambda s: calls.append(s) or 3)
+    held = [OrderPlaced(order_id=f"o{i}", user_id="u", symbol="AAA", side="buy", qty=1, order_type="limit",
+                        limit_price=Decimal(1), time_in_force="gtc", placed_at_ms=1) for i in range(3)]
+    read: list[str] = []
+    monkeypatch.setattr(jobs, "_orders_in_books", lambda s: read.append("read") or held)
+    calls: list[list[OrderPlaced]] = []
+    monkeypatch.setattr(jobs, "cancel_lost_orders", lambda s, orders: calls.append(orders))
+    started: list[str] = []
+    monkeypatch.setattr(jobs, "_start", lambda *args: started.append("job-1") or "job-1")
     savepoint = tmp_path / "savepoint-1"
     savepoint.mkdir()
     if how != "parked but gone":
@@ -446,7 +453,9 @@ def test_only_a_start_of_the_execution_job_without_state_cancels_the_orders_earl
     jobs.submit_job(settings, name, progress=said.append, fresh=how == "fresh",
                     options={jobs.RECOVERY: f"file:{savepoint}"} if how == "from a savepoint" else None,
                     overrides={"job-name": "mine"} if how == "other name" else None)
-    assert bool(calls) == sent
+    assert calls == ([held] if sent else [])
+    assert read == (["read"] if sent else [])  # read before the start: the new run's own orders are not among them
+    assert started == ["job-1"]
     assert any("3 orders an earlier run held in its books are cancelled" in line for line in said) == sent
 
 
@@ -454,11 +463,16 @@ def test_cancels_a_start_could_not_send_are_named_and_the_start_stands(monkeypat
     from tradesim.stack import jobs
     from tradesim.stack.errors import StackError
 
-    def refused(settings: Settings) -> int:
+    def refused(settings: Settings, orders: list[OrderPlaced]) -> None:
         raise StackError("Kafka did not answer")
 
     monkeypatch.setattr(jobs, "cancel_lost_orders", refused)
     said: list[str] = []
-    jobs._cancel_lost_orders(load_settings(), "execution", said.append)
-    assert said == ["execution started without state, and the orders an earlier run held in its books could not be "
-                    "cancelled (Kafka did not answer): they show open until its next start without state"]
+    one = OrderPlaced(order_id="o1", user_id="u", symbol="AAA", side="buy", qty=1, order_type="market",
+                      placed_at_ms=1)
+    jobs._cancel_lost_orders(load_settings(), "execution", [], said.append)  # nothing to send: nothing said
+    jobs._cancel_lost_orders(load_settings(), "execution", [one], said.append)
+    jobs._cancel_lost_orders(load_settings(), "execution", StackError("DynamoDB did not answer"), said.append)
+    assert said == [f"execution started without state, and the orders an earlier run held in its books could not be "
+                    f"cancelled ({why} did not answer): they show open until its next start without state"
+                    for why in ("Kafka", "DynamoDB")]

@@ -22,6 +22,7 @@ from tradesim.stack.state import claim_stack_dir, file_lock
 
 if TYPE_CHECKING:
     from tradesim.adapters.flink.client import FlinkRest, JobInfo
+    from tradesim.domain.events import OrderPlaced
     from tradesim.stack.flink import Flink
 
 JOB_NAME_PREFIX = "tradesim-"
@@ -37,8 +38,8 @@ class JobSpec:
     #: the job's JVM implementation (in the jar `Flink.jobs_jar`), which the local cluster and Managed Flink run;
     #: `module` is then the same rule in Python, which `tradesim bench bars` measures against it
     main_class: str | None = None
-    #: its state holds resting orders: a run under its own name that starts without state first cancels the
-    #: orders an earlier run held (`cancel_orders_left_in_books`)
+    #: its state holds resting orders: a run under its own name started without state cancels the orders an
+    #: earlier run's books held (`cancel_lost_orders`)
     holds_orders: bool = False
 
     @property
@@ -282,6 +283,8 @@ def _submit_locked(settings: Settings, spec: JobSpec, rest: FlinkRest, paralleli
             entries[name] = recovery
         else:
             entries.pop(name, None)
+    # read before the start: every order a book shows then is an earlier run's (the new run's come after)
+    left_in_books = _orders_in_books(settings) if ours and spec.holds_orders and not recovery else None
     try:
         job_id = _start(settings, spec, flink, args, parallelism, options, runtime)
         if ours:
@@ -302,8 +305,8 @@ def _submit_locked(settings: Settings, spec: JobSpec, rest: FlinkRest, paralleli
                 raise
             if lost is not None and confirmed:  # checkpointed on its own: the lost run's checkpoints are superseded
                 shutil.rmtree(_checkpoints_of(settings, lost[0]), ignore_errors=True)
-            if spec.holds_orders and not recovery:
-                _cancel_lost_orders(settings, name, progress)
+            if left_in_books is not None:
+                _cancel_lost_orders(settings, name, left_in_books, progress)
         try:
             prune_checkpoints(settings, rest, restoring=recovery, submitted=job_id)
         except Exception as exc:  # noqa: BLE001 - housekeeping: the job is submitted whatever happens here
@@ -316,47 +319,58 @@ def _submit_locked(settings: Settings, spec: JobSpec, rest: FlinkRest, paralleli
     return job_id, True
 
 
-def _cancel_lost_orders(settings: Settings, name: str, progress: Callable[[str], None]) -> None:
-    """After a run of the execution job started without state: cancel the orders an earlier run's books held
-    (`cancel_lost_orders`), or say why they still show open."""
-    try:
-        n = cancel_lost_orders(settings)
-    except StackError as exc:
-        progress(f"{name} started without state, and the orders an earlier run held in its books could not be "
-                 f"cancelled ({exc}): they show open until its next start without state")
-        return
-    if n:
-        what = "1 order an earlier run held in its books is" if n == 1 else \
-            f"{n} orders an earlier run held in its books are"
-        progress(f"{name} started without state: {what} cancelled, unless this run read them again")
-
-
-def cancel_lost_orders(settings: Settings) -> int:
-    """Once a run of the execution job started without state: every order `Orders` shows in a book gets a cancel
-    carrying it (`OrderCancelRequested.lost_order`), confirmed by Kafka. The new run ignores it for an order it holds
-    (one it read again from its group's offsets) and cancels the others, which an earlier run's books held and no
-    record brings back (before, they showed open for ever). Returns the count sent. Raises StackError when
-    DynamoDB or Kafka does not answer."""
+def _orders_in_books(settings: Settings) -> list[OrderPlaced] | StackError:
+    """Every order `Orders` shows in a book, or why they could not be read."""
     from tradesim.adapters.dynamodb.client import DynamoDB
     from tradesim.adapters.dynamodb.errors import DynamoDBError
     from tradesim.adapters.dynamodb.orders import OrderStore
-    from tradesim.adapters.kafka.client import produce_confirmed
-    from tradesim.adapters.kafka.errors import KafkaDeliveryError, KafkaUnavailable
-    from tradesim.domain.events import OrderCancelRequested, encode
     from tradesim.ports import Unavailable
 
     db = DynamoDB(settings.dynamodb)
     try:
-        held = OrderStore(db).held_in_books()
-        now = int(time.time() * 1000)
-        cancels = [OrderCancelRequested(order_id=o.order_id, user_id=o.user_id, symbol=o.symbol,
-                                        requested_at_ms=now, lost_order=o) for o in held]
-        produce_confirmed(settings.kafka, settings.topics.trade_orders, [(c.key, encode(c)) for c in cancels])
-    except (Unavailable, DynamoDBError, KafkaDeliveryError, KafkaUnavailable) as exc:
-        raise StackError(str(exc)) from None
+        return OrderStore(db).held_in_books()
+    except (Unavailable, DynamoDBError) as exc:
+        return StackError(str(exc))
     finally:
         db.close()
-    return len(cancels)
+
+
+def _cancel_lost_orders(settings: Settings, name: str, orders: list[OrderPlaced] | StackError,
+                        progress: Callable[[str], None]) -> None:
+    """After a run of the execution job started without state: cancel the orders an earlier run's books held
+    (read before the start; `cancel_lost_orders`), or say why they still show open."""
+    if not orders:
+        return
+    try:
+        if isinstance(orders, StackError):
+            raise orders
+        cancel_lost_orders(settings, orders)
+    except StackError as exc:
+        progress(f"{name} started without state, and the orders an earlier run held in its books could not be "
+                 f"cancelled ({exc}): they show open until its next start without state")
+        return
+    if orders:
+        what = "1 order an earlier run held in its books is" if len(orders) == 1 else \
+            f"{len(orders)} orders an earlier run held in its books are"
+        progress(f"{name} started without state: {what} cancelled, unless this run read them again")
+
+
+def cancel_lost_orders(settings: Settings, orders: list[OrderPlaced]) -> None:
+    """Once a run of the execution job started without state: each of these orders, which an earlier run's books
+    held, gets a cancel carrying it (`OrderCancelRequested.lost_order`), confirmed by Kafka. The new run ignores it
+    for an order it holds (one it read again from its group's offsets) and cancels the others, which no record
+    brings back (before, they showed open for ever). Raises StackError when Kafka does not confirm them."""
+    from tradesim.adapters.kafka.client import produce_confirmed
+    from tradesim.adapters.kafka.errors import KafkaDeliveryError, KafkaUnavailable
+    from tradesim.domain.events import OrderCancelRequested, encode
+
+    now = int(time.time() * 1000)
+    cancels = [OrderCancelRequested(order_id=o.order_id, user_id=o.user_id, symbol=o.symbol, requested_at_ms=now,
+                                    lost_order=o) for o in orders]
+    try:
+        produce_confirmed(settings.kafka, settings.topics.trade_orders, [(c.key, encode(c)) for c in cancels])
+    except (KafkaDeliveryError, KafkaUnavailable) as exc:
+        raise StackError(str(exc)) from None
 
 
 def _start(settings: Settings, spec: JobSpec, flink: Flink, args: dict[str, str], parallelism: int,
