@@ -103,7 +103,7 @@ def test_each_kind_of_expectation_passes_and_fails_readably(
 def test_missing_things_fail_and_say_what_is_missing() -> None:
     empty = RunResult(outcomes=[], accounts={})
     checks = _checks({
-        "orders": {"buy": {"status": "executed", "reason": "expired", "fill_price": {"min": "1"}}},
+        "orders": {"buy": {"status": "executed", "fill_price": {"min": "1"}}, "sell": {"reason": "expired"}},
         "accounts": {"ghost": {"cash": {"min": "1"}, "positions": {"AAPL": 0}, "realized_pnl": {"max": "0"},
                                "executions": 0}},
         "market": {"bars": {"1s": 0}},
@@ -111,8 +111,8 @@ def test_missing_things_fail_and_say_what_is_missing() -> None:
     }, empty)
     assert [(c.name, c.passed, c.actual) for c in checks] == [
         ("order buy status", False, "no outcome"),
-        ("order buy reason", False, "no outcome"),
         ("order buy fill price", False, "no outcome"),
+        ("order sell reason", False, "no outcome"),
         ("account ghost cash", False, "no such account in the run"),
         ("account ghost position AAPL", False, "no such account in the run"),
         ("account ghost realized P&L", False, "no such account in the run"),
