@@ -30,3 +30,16 @@ def test_price_error_says_why_or_nothing(text: str, says: str | None) -> None:
     ("999999999999999.99", True), ("1e14", True), ("-0", True), ("2.500", True)])
 def test_cash_error_accepts_what_an_account_takes(text: str, ok: bool) -> None:
     assert (cash_error(Decimal(text)) is None) == ok
+
+
+@pytest.mark.parametrize(("text", "value"), [
+    ("185.50", Decimal("185.50")), ("1e5", Decimal("1e5")), (" 5 ", Decimal(5)), ("-0.5", Decimal("-0.5")),
+    (".5", Decimal("0.5")), ("5.", Decimal(5)),
+    # a probe: the CLI and scenario files took these as numbers, where the API refuses them
+    ("1_000", None), ("1_85.50", None), ("٣", None), ("１２", None), ("NaN", None), ("Infinity", None), ("", None),
+    ("1.2.3", None), ("0x10", None),
+])
+def test_a_plain_decimal_is_ascii_digits_a_point_a_sign_or_an_exponent(text: str, value: Decimal | None) -> None:
+    from tradesim.domain.money import plain_decimal
+
+    assert plain_decimal(text) == value

@@ -281,6 +281,14 @@ def test_symbols_of_a_replayed_csv_count_once_the_file_is_scanned() -> None:
     assert load_scenario(bad, check_data=False).orders[0].symbol == "NOPE"  # the CSV is not read then
 
 
+def test_numbers_in_strings_are_plain_ascii_decimals() -> None:
+    """A probe: `initial_price: "1_85.50"` validated as 185.50, and Arabic-Indic digits as a fill price bound."""
+    text = HEADER.replace("initial_price: 2}", "initial_price: \"1_85.50\"}").replace(
+        'cash: "1000.00"', 'cash: "１０００"')
+    assert [(p.line, p.field) for p in _problems(text)] == [(8, "symbols[1].initial_price"), (10, "accounts[0].cash")]
+    assert all(p.message.startswith("not a number:") for p in _problems(text))
+
+
 def test_a_volatility_so_large_its_path_would_be_nan_is_refused() -> None:
     """Before: validated, then a traceback (`cannot convert float NaN to integer`) from `scenarios show`,
     `replay` and `run`."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -12,7 +12,7 @@ from rich.table import Table
 
 from tradesim.cli.errors import cli_errors
 from tradesim.cli.readout import console, user_param
-from tradesim.domain.money import cash_error, cash_text
+from tradesim.domain.money import cash_error, cash_text, plain_decimal
 from tradesim.settings import Settings, load_settings
 from tradesim.stack.errors import StackError, UserError
 
@@ -34,10 +34,8 @@ def create(name: Annotated[str, typer.Argument(help="user id: lowercase letters,
 
 def cash_param(cash: str) -> str:
     """--cash as the API takes it (1e5 is 100000); raises UserError in the option's terms, not the API's pattern."""
-    try:
-        amount = Decimal(cash.strip())
-    except InvalidOperation:
-        amount = Decimal("NaN")
+    typed = plain_decimal(cash)
+    amount = Decimal("NaN") if typed is None else typed
     if problem := cash_error(amount):
         raise UserError(f"--cash {problem}, got {cash!r}")
     return cash_text(amount)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import os
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import ParamSpec, TypeVar
@@ -90,7 +91,7 @@ def _check_output_folder(path: Path, option: str) -> None:
 def cli_errors(fn: Callable[P, R]) -> Callable[P, R]:
     """Command decorator: UserError, ScenarioError, bad or unreadable settings → exit 2; StackError, a request
     the Flink cluster refused, a store or Kafka that does not answer and a file operation the system refused →
-    exit 1; no traceback."""
+    exit 1; a reader that stopped reading the output → exit 0; no traceback."""
 
     @functools.wraps(fn)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
@@ -118,8 +119,10 @@ def cli_errors(fn: Callable[P, R]) -> Callable[P, R]:
             # benchmarks reach the stores directly): the stack's problem, one line
             err.print(f"error: {one_line(exc)}")
             raise typer.Exit(1) from None
-        except BrokenPipeError:
-            raise  # the reader went away (`| head`): typer ends quietly
+        except BrokenPipeError:  # the reader went away (`| head`): it has what it wanted, no error (click said 1)
+            quiet = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(quiet, sys.stdout.fileno())  # what is left to flush at exit goes nowhere, silently
+            raise typer.Exit(0) from None
         except OSError as exc:  # the machine refused: a read-only or full folder, a folder where a file should be
             where = f": {exc.filename}" if exc.filename else ""
             err.print(f"error: {exc.strerror or exc}{where}")

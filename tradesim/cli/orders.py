@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from decimal import Decimal, InvalidOperation
 from typing import Annotated, Any
 
 import typer
@@ -13,7 +12,7 @@ from rich.table import Table
 
 from tradesim.cli.errors import cli_errors
 from tradesim.cli.readout import console, order_id_param, symbol_param
-from tradesim.domain.money import price_error
+from tradesim.domain.money import plain_decimal, price_error
 from tradesim.settings import load_settings
 from tradesim.stack.errors import UserError
 
@@ -35,10 +34,9 @@ def order_body(side: str, symbol: str, qty: str, limit: str | None, stop: str | 
     for name, value in (("limit_price", limit), ("stop_price", stop)):
         if value is None:
             continue
-        try:
-            price = Decimal(value)
-        except InvalidOperation:
-            price = Decimal(-1)
+        price = plain_decimal(value)
+        if price is None:
+            raise UserError(f"--{name.split('_')[0]} must be a number like 101.25, got {value!r}")
         if problem := price_error(price):
             raise UserError(f"--{name.split('_')[0]} {problem}, got {value!r}")
         body[name] = format(price.normalize(), "f")  # 1e2 and 100.00000 are 100: as the API spells prices

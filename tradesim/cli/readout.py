@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import re
+import sys
 import time
 from datetime import UTC, datetime
 from typing import Annotated
@@ -27,10 +29,18 @@ Since = Annotated[str | None, typer.Option(
 Interval = Annotated[str, typer.Option("--interval", help="Bucket length: 1m, 5m, 1h or 1d.")]
 
 
+class _Console(Console):
+    def on_broken_pipe(self) -> None:
+        """The reader went away (`tradesim ... | head`): it has what it wanted, so exit 0 (rich's own exit is 1,
+        which the CLI's codes read as a server problem); what is left to write goes nowhere."""
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        raise SystemExit(0)
+
+
 def console(*, stderr: bool = False) -> Console:
     """A command's output, as plain text: names, paths and descriptions users wrote may hold [brackets] or :codes:
     and print as written. What is styled says so with `rich.text.Text`."""
-    return Console(stderr=stderr, highlight=False, soft_wrap=True, markup=False, emoji=False)
+    return _Console(stderr=stderr, highlight=False, soft_wrap=True, markup=False, emoji=False)
 
 
 def symbol_param(symbol: str) -> str:

@@ -2,10 +2,20 @@
 
 from __future__ import annotations
 
+import re
 from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
 
 CENT = Decimal("0.01")
 PRICE_QUANTUM = Decimal("0.0001")
+#: a number as people write one: ASCII digits, a point, a sign, an exponent
+_PLAIN = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+
+
+def plain_decimal(text: str) -> Decimal | None:
+    """The number `text` spells (spaces around it aside), or None. Python's Decimal also reads underscores and
+    other scripts' digits, so a typo like `1_85.50` would be a price (the API refuses both)."""
+    text = text.strip()
+    return Decimal(text) if _PLAIN.fullmatch(text) else None
 
 
 def to_decimal(value: object, field: str = "value") -> Decimal:

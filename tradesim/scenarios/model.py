@@ -46,6 +46,7 @@ from tradesim.domain.events import (
     TimeInForce,
     epoch_ms,
 )
+from tradesim.domain.money import plain_decimal
 from tradesim.domain.orders import price_problems
 from tradesim.scenarios.errors import CrossFieldError
 from tradesim.scenarios.replay import CsvSummary, scan_csv
@@ -83,6 +84,18 @@ MAX_SPREAD_MULTIPLIER = 10_000
 MAX_VOLATILITY = 1000.0
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
+def _decimal_text(value: Any) -> Any:
+    """A number written as a string is one as people write it (pydantic, as Python, also reads `1_85.50`, other
+    scripts' digits and spaces around: a typo would be a price)."""
+    if isinstance(value, str) and plain_decimal(value) is None:
+        raise ValueError(f"not a number: {value!r} (write digits and a point, e.g. \"185.50\")")
+    return value
+
+
+#: a decimal field: a number, or a string that spells one plainly
+DecimalText = Annotated[Decimal, BeforeValidator(_decimal_text)]
+
+
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -90,9 +103,9 @@ class _Section(BaseModel):
 class Spread(_Section):
     """Quoted spread around the mid price: set exactly one of `bps` (of mid) or `absolute` (price units)."""
 
-    bps: Decimal | None = Field(None, ge=0, le=10_000, allow_inf_nan=False,
+    bps: DecimalText | None = Field(None, ge=0, le=10_000, allow_inf_nan=False,
                                 description="Full spread in basis points of mid (at most 10,000: the mid itself).")
-    absolute: Decimal | None = Field(None, ge=0, le=MAX_PRICE, allow_inf_nan=False,
+    absolute: DecimalText | None = Field(None, ge=0, le=MAX_PRICE, allow_inf_nan=False,
                                      description="Full spread in price units.")
 
     @model_validator(mode="after")
@@ -133,12 +146,12 @@ class SymbolSpec(_Section):
     """One simulated instrument: seeded geometric Brownian motion plus spread and size models."""
 
     symbol: SymbolStr
-    initial_price: Decimal = Field(gt=0, le=MAX_PRICE, allow_inf_nan=False, decimal_places=PRICE_PLACES,
+    initial_price: DecimalText = Field(gt=0, le=MAX_PRICE, allow_inf_nan=False, decimal_places=PRICE_PLACES,
                                    description="Mid price at `start`.")
     drift: FiniteFloat = Field(0.0, description="Annual drift μ (0.05 = +5 %/year, calendar year).")
     volatility: FiniteFloat = Field(0.2, ge=0, le=MAX_VOLATILITY,
                                     description="Annual volatility σ (0.2 = 20 %/√year; at most 1,000).")
-    tick_size: Decimal = Field(Decimal("0.01"), gt=0, lt=MAX_PRICE, allow_inf_nan=False,
+    tick_size: DecimalText = Field(Decimal("0.01"), gt=0, lt=MAX_PRICE, allow_inf_nan=False,
                                decimal_places=PRICE_PLACES, description="Prices are multiples.")
     spread: Spread = Spread(bps=Decimal(5))
     volume: VolumeModel = LognormalVolume(kind="lognormal", mean=100.0)
@@ -169,7 +182,7 @@ class CsvSource(_Section):
         return value if value.is_absolute() or base is None else Path(base) / value
 
 
-_OFFSET_RE = re.compile(r"^(\d+(?:\.\d+)?)\s*(ms|s|m|h)?$")
+_OFFSET_RE = re.compile(r"^(\d+(?:\.\d+)?)\s*(ms|s|m|h)?$", re.ASCII)
 _UNIT_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000}
 
 
@@ -218,12 +231,12 @@ def _is_number(text: str) -> bool:
 
 #: milliseconds after the scenario start; written as "60s", "1.5s", "2m" or seconds
 SimOffset = Annotated[int, BeforeValidator(_offset_ms)]
-Money = Annotated[Decimal, BeforeValidator(_no_float), Field(allow_inf_nan=False)]
+Money = Annotated[Decimal, BeforeValidator(_decimal_text), BeforeValidator(_no_float), Field(allow_inf_nan=False)]
 #: what the order API takes: positive, at most 4 decimal places
-Price = Annotated[Decimal, BeforeValidator(_no_float),
+Price = Annotated[Decimal, BeforeValidator(_decimal_text), BeforeValidator(_no_float),
                   Field(gt=0, le=MAX_PRICE, allow_inf_nan=False, decimal_places=PRICE_PLACES)]
 #: starting cash as the account API takes it: >= 0, cents
-Cash = Annotated[Decimal, BeforeValidator(_no_float),
+Cash = Annotated[Decimal, BeforeValidator(_decimal_text), BeforeValidator(_no_float),
                  Field(ge=0, lt=Decimal(10) ** CASH_DIGITS, allow_inf_nan=False, decimal_places=2)]
 Count = Annotated[int, Field(ge=0, strict=True)]
 #: an account name; the runner prefixes it per run (the API allows 40 characters), so it stays short
