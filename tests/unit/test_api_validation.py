@@ -54,6 +54,9 @@ def test_market_buy_is_budgeted_at_the_ask_plus_buffer_and_fees() -> None:
     check_affordable(intent, T, Decimal("1021.20"), 0, buffer_pct=Decimal(2), fees=FEES)
     with pytest.raises(InsufficientFunds):
         check_affordable(intent, T, Decimal("1021.19"), 0, buffer_pct=Decimal(2), fees=FEES)
+    # cash in cents, as every other view shows it (a probe: "cash 72.1", "cash 1000")
+    with pytest.raises(InsufficientFunds, match=r"^cash 72\.10 cannot cover the estimated 1021\.20 "):
+        check_affordable(intent, T, Decimal("72.1"), 0, buffer_pct=Decimal(2), fees=FEES)
 
 
 def test_limit_buy_is_budgeted_at_the_limit_and_stop_buy_at_least_at_the_stop() -> None:

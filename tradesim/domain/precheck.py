@@ -13,7 +13,7 @@ from decimal import Decimal
 from tradesim.domain.errors import DomainError, InsufficientFunds, InsufficientShares
 from tradesim.domain.events import OrderType, Side, Tick
 from tradesim.domain.fees import FeeModel
-from tradesim.domain.money import round_cash
+from tradesim.domain.money import cash_text, round_cash
 from tradesim.domain.portfolio import fill_change
 
 
@@ -93,5 +93,5 @@ def check_affordable(intent: OrderIntent, tick: Tick, cash: Decimal, position: i
     need = estimated_cost(intent, tick, buffer_pct, fees)
     if cash < need:
         what = "price, buffer and fees" if intent.side == "buy" else "fee, less the estimated proceeds"
-        raise InsufficientFunds(f"cash {cash} cannot cover the estimated {need} ({what}) of "
+        raise InsufficientFunds(f"cash {cash_text(cash)} cannot cover the estimated {need} ({what}) of "
                                 f"{intent.side}ing {intent.qty} {intent.symbol}")

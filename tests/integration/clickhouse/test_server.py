@@ -73,9 +73,11 @@ def test_closed_port_raises_unavailable_quickly(settings: Settings) -> None:
     started = time.monotonic()
     with pytest.raises(Unavailable, match="did not answer"):
         TradeStore(client).count_final()
-    with pytest.raises(Unavailable, match="did not answer"):
+    with pytest.raises(Unavailable, match="did not answer") as refused:
         TradeStore(client).write(DATASET)
     assert time.monotonic() - started < 3
+    # a probe: the API's 503 and the CLI's `error:` line carried the client's ~600 characters (URL, query, retries)
+    assert str(refused.value).endswith("did not answer (connection refused)"), str(refused.value)
 
 
 @pytest.fixture

@@ -50,7 +50,7 @@ def translated(address: str) -> Iterator[None]:
     try:
         yield
     except OperationalError as exc:  # clickhouse-connect's class for refused, reset and timed-out requests
-        raise Unavailable(f"ClickHouse at {address} did not answer: {_first_line(exc)}") from exc
+        raise Unavailable(f"ClickHouse at {address} did not answer ({_network_reason(exc)})") from exc
     except DatabaseError as exc:
         code = error_code(exc)
         status = _HTTP_STATUS.search(str(exc))
@@ -61,6 +61,17 @@ def translated(address: str) -> Iterator[None]:
         if code not in TRANSIENT_CODES:
             raise
         raise Unavailable(f"ClickHouse at {address} cannot serve now: {_first_line(exc)}") from exc
+
+
+#: what a failed request's text says, in a few words: the client's own line names the whole URL with its query
+#: parameters and urllib3's retry state (~600 characters in a user's `error:` line)
+_NETWORK_REASONS = (("refused", "connection refused"), ("timed out", "timed out"), ("reset", "connection reset"),
+                    ("name or service not known", "unknown host"), ("no route", "no route to host"))
+
+
+def _network_reason(exc: BaseException) -> str:
+    text = str(exc).lower()
+    return next((said for found, said in _NETWORK_REASONS if found in text), type(exc).__name__)
 
 
 def _first_line(exc: BaseException) -> str:

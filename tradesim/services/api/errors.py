@@ -118,7 +118,9 @@ def install(app: FastAPI, retry_after_s: int) -> None:
         return problem(request, exc.status_code, code, str(exc.detail), dict(exc.headers or {}))
 
     async def _unavailable(request: Request, exc: Exception) -> JSONResponse:
-        log.warning("dependency unavailable", extra={"error": str(exc), "path": request.url.path})
+        cause = exc.__cause__  # the client's own words, which the answer leaves out (a URL, retry state)
+        log.warning("dependency unavailable", extra={"error": str(exc), "path": request.url.path,
+                                                     "cause": None if cause is None else str(cause)[:2000]})
         return problem(request, 503, "unavailable", f"a backing service is unavailable, retry later: {exc}",
                        {"Retry-After": str(retry_after_s)})
 
