@@ -287,6 +287,15 @@ def test_numbers_in_strings_are_plain_ascii_decimals() -> None:
         'cash: "1000.00"', 'cash: "１０００"')
     assert [(p.line, p.field) for p in _problems(text)] == [(8, "symbols[1].initial_price"), (10, "accounts[0].cash")]
     assert all(p.message.startswith("not a number:") for p in _problems(text))
+    # unquoted, YAML 1.1 reads an underscore as a digit separator; in a CSV, Decimal() read both forms
+    unquoted = HEADER.replace("initial_price: 2}", "initial_price: 1_85.50, volatility: '0.1_5'}")
+    assert [(p.field, p.message) for p in _problems(unquoted)] == [
+        ("symbols[1].initial_price", "not a number: '1_85.50' (write digits and a point, e.g. \"185.50\")"),
+        ("symbols[1].volatility", "not a number: '0.1_5'")]
+    _write("timestamp,symbol,bid,ask,last,size\n1704205800000,CSVX,1_04.18,105,١٠٤.٢٠,1\n", "data/t.csv")
+    csv = _write(HEADER.replace("accounts:", "source: {csv: data/t.csv}\naccounts:"), "bad.yaml")
+    with pytest.raises(ScenarioError, match="not a decimal number: '1_04.18'"):
+        load_scenario(csv)
 
 
 def test_a_volatility_so_large_its_path_would_be_nan_is_refused() -> None:

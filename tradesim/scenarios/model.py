@@ -62,9 +62,12 @@ def _no_bool(value: Any) -> Any:
 
 
 def _finite(value: Any) -> Any:
-    """YAML's .nan and .inf, refused as what they are (a NaN otherwise failed a bound: "must be >= 0")."""
+    """YAML's .nan and .inf, refused as what they are (a NaN otherwise failed a bound: "must be >= 0"); a number
+    written as a string is one as people write it (Python's float() also reads `1_20` and other scripts' digits)."""
     if isinstance(value, float) and not math.isfinite(value):
         raise ValueError("must be a finite number, not NaN or infinity")
+    if isinstance(value, str) and plain_decimal(value) is None:
+        raise ValueError(f"not a number: {value!r}")
     return value
 
 

@@ -12,12 +12,13 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from pathlib import Path
 
 from pydantic import ValidationError
 
 from tradesim.domain.events import Tick, epoch_ms
+from tradesim.domain.money import plain_decimal
 from tradesim.scenarios.errors import Problem, ScenarioError, display_path
 from tradesim.text import validation_message
 
@@ -59,12 +60,9 @@ def parse_timestamp(text: str) -> int:
 
 def _decimal(row: dict[str, str], column: str) -> Decimal:
     text = row[column].strip()
-    try:
-        value = Decimal(text)
-    except InvalidOperation:
-        raise _RowError(column, f"not a decimal number: {text!r}") from None
-    if not value.is_finite():
-        raise _RowError(column, f"not a finite number: {text!r}")
+    value = plain_decimal(text)  # not Decimal(): it reads `1_04.18` and other scripts' digits
+    if value is None:
+        raise _RowError(column, f"not a decimal number: {text!r}")
     return value
 
 

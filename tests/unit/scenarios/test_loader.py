@@ -100,7 +100,7 @@ def test_csv_path_is_relative_to_the_scenario_file_not_the_working_directory(
         ("symbols:\n  - {symbol: AAA, initial_price: 1}\nexpect:\n  accounts:\n    ~: {cash: {min: 1}}\n", 10,
          "expect.accounts.~", "a key must be text"),
         ("symbols:\n  - {symbol: AAA, initial_price: 1, volatility: 1:30}\n", 7, "symbols[0].volatility",
-         "Input should be a valid number"),
+         "not a number: '1:30'"),
         ("symbols:\n  - {symbol: AAA, initial_price: 1}\nsource: {csv: 5}\n", 8, "source.csv",
          "must be a file path (text)"),
         # a node shared through an alias is named where it is written first, at that line
