@@ -69,3 +69,20 @@ def test_the_pinned_library_still_sends_the_probe_we_patch() -> None:
     from clickhouse_connect.driver._backend import orchestration
 
     assert SETTINGS_PROBE in inspect.getsource(orchestration.init_sequence)
+
+
+def test_a_clickhouse_that_does_not_answer_is_said_in_a_few_words() -> None:
+    """A probe: the API's 503 and the CLI's `error:` line carried the client's ~600 characters (the URL with its
+    query, urllib3's retry state). A word in the URL's query says nothing about the failure."""
+    from tradesim.adapters.clickhouse.errors import translated
+    from tradesim.ports import Unavailable
+
+    long = ("HTTPDriver for http://127.0.0.1:8123/?query_id=x&query=SELECT+'reset'+FROM+t received error: "
+            "HTTPConnectionPool(host='127.0.0.1', port=8123): Max retries exceeded with url: /?query=SELECT+'reset' "
+            "(Caused by NewConnectionError(': Failed to establish a new connection: [Errno 111] Connection refused'))")
+    for text, said in ((long, "connection refused"),
+                       ("Read timed out. (read timeout=10) http://h/?q=refused", "timed out"),
+                       ("something new " + "x" * 300, "something new " + "x" * 106)):
+        with pytest.raises(Unavailable) as caught, translated("127.0.0.1:8123"):
+            raise OperationalError(text)
+        assert str(caught.value) == f"ClickHouse at 127.0.0.1:8123 did not answer ({said})"

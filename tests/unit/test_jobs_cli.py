@@ -438,7 +438,7 @@ def test_only_a_start_of_the_execution_job_without_state_cancels_the_orders_earl
     held = [OrderPlaced(order_id=f"o{i}", user_id="u", symbol="AAA", side="buy", qty=1, order_type="limit",
                         limit_price=Decimal(1), time_in_force="gtc", placed_at_ms=1) for i in range(3)]
     read: list[str] = []
-    monkeypatch.setattr(jobs, "_orders_in_books", lambda s: read.append("read") or held)
+    monkeypatch.setattr(jobs, "orders_in_books", lambda s: read.append("read") or held)
     calls: list[list[OrderPlaced]] = []
     monkeypatch.setattr(jobs, "cancel_lost_orders", lambda s, orders: calls.append(orders))
     started: list[str] = []
@@ -474,5 +474,5 @@ def test_cancels_a_start_could_not_send_are_named_and_the_start_stands(monkeypat
     jobs._cancel_lost_orders(load_settings(), "execution", [one], said.append)
     jobs._cancel_lost_orders(load_settings(), "execution", StackError("DynamoDB did not answer"), said.append)
     assert said == [f"execution started without state, and the orders an earlier run held in its books could not be "
-                    f"cancelled ({why} did not answer): they show open until its next start without state"
+                    f"cancelled ({why} did not answer): `tradesim jobs cancel-lost` sends their cancels again"
                     for why in ("Kafka", "DynamoDB")]

@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import os
 import re
-import signal
 import sys
 import time
 from types import FrameType
@@ -32,6 +31,7 @@ from tradesim.cli import (
 )
 from tradesim.cli import run as run_cmd
 from tradesim.cli import tui as tui_cmd
+from tradesim.cli.entry import INTERRUPTED, install
 from tradesim.lifetime import stop_children
 from tradesim.text import one_line
 
@@ -65,8 +65,6 @@ app.add_typer(scenarios.app, name="scenarios")
 #: an option name click made of a negative number (`-1`, `-2.5` gives `-2`)
 _NUMBER = re.compile(r"-[0-9.]+")
 
-#: the exit code of a command stopped by Ctrl-C (128 + SIGINT)
-INTERRUPTED = 130
 
 
 #: a signal this soon after the first is the same request delivered twice (a CI runner signalling the process
@@ -94,11 +92,8 @@ def _interrupt(_signum: int, _frame: FrameType | None) -> None:
 
 
 def install_signal_handlers() -> None:
-    """`_interrupt` for Ctrl-C and termination signals, but those the process was started ignoring: `nohup
-    tradesim ...` outlives its terminal, and a background job of a shell ignores Ctrl-C, as asked."""
-    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-        if signal.getsignal(sig) is not signal.SIG_IGN:
-            signal.signal(sig, _interrupt)
+    """`_interrupt` for Ctrl-C and the termination signals (`entry.install`: not those the process ignores)."""
+    install(_interrupt)
 
 
 def main() -> None:

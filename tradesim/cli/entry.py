@@ -4,28 +4,41 @@ without a word (the others)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
-import sys
+from collections.abc import Callable
 from types import FrameType
 
-#: 128 + SIGINT, as `tradesim.cli.app` exits on a signal
+#: the exit of a command stopped by Ctrl-C or a termination signal (128 + SIGINT)
 INTERRUPTED = 130
+SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+def install(handler: Callable[[int, FrameType | None], None]) -> None:
+    """`handler` for Ctrl-C and the termination signals, but those the process was started ignoring: `nohup
+    tradesim ...` outlives its terminal, and a background job of a shell ignores Ctrl-C, as asked."""
+    for sig in SIGNALS:
+        if signal.getsignal(sig) is not signal.SIG_IGN:
+            signal.signal(sig, handler)
+
+
+def _at_once(_signum: int, _frame: FrameType | None) -> None:
+    os._exit(INTERRUPTED)
 
 
 def _early(_signum: int, _frame: FrameType | None) -> None:
-    """The first signal stops the loading; another one while that unwinds ends the process at once."""
-    signal.signal(_signum, lambda *_: os._exit(INTERRUPTED))
+    """The first signal stops the loading; any other while that unwinds ends the process at once."""
+    install(_at_once)
     raise KeyboardInterrupt
 
 
 def main() -> None:
-    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-        if signal.getsignal(sig) is not signal.SIG_IGN:  # as asked by `nohup` or a shell's background job
-            signal.signal(sig, _early)
+    install(_early)
     try:
-        from tradesim.cli.app import main as run  # installs the command's own handlers
+        from tradesim.cli.app import main as run  # installs the commands' own handlers
     except KeyboardInterrupt:
-        os.write(2, b"interrupted\n")
-        sys.exit(INTERRUPTED)
+        with contextlib.suppress(OSError):  # a terminal that hung up takes no more output
+            os.write(2, b"interrupted\n")
+        os._exit(INTERRUPTED)  # not sys.exit: a signal during the interpreter's shutdown would end it by the signal
     run()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import functools
 import os
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import ParamSpec, TypeVar
@@ -14,7 +13,7 @@ from pydantic import ValidationError
 
 from tradesim.adapters.flink.errors import FlinkRequestError
 from tradesim.adapters.kafka.errors import KafkaDeliveryError, KafkaUnavailable
-from tradesim.cli.readout import console
+from tradesim.cli.readout import console, reader_gone
 from tradesim.ports import Unavailable
 from tradesim.scenarios.errors import ScenarioError
 from tradesim.settings import SettingsFileError, config_path, shown_value
@@ -91,7 +90,7 @@ def _check_output_folder(path: Path, option: str) -> None:
 def cli_errors(fn: Callable[P, R]) -> Callable[P, R]:
     """Command decorator: UserError, ScenarioError, bad or unreadable settings → exit 2; StackError, a request
     the Flink cluster refused, a store or Kafka that does not answer and a file operation the system refused →
-    exit 1; a reader that stopped reading the output → exit 0; no traceback."""
+    exit 1; a reader that stopped reading the output → exit 141, quietly; no traceback."""
 
     @functools.wraps(fn)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
@@ -119,10 +118,8 @@ def cli_errors(fn: Callable[P, R]) -> Callable[P, R]:
             # benchmarks reach the stores directly): the stack's problem, one line
             err.print(f"error: {one_line(exc)}")
             raise typer.Exit(1) from None
-        except BrokenPipeError:  # the reader went away (`| head`): it has what it wanted, no error (click said 1)
-            quiet = os.open(os.devnull, os.O_WRONLY)
-            os.dup2(quiet, sys.stdout.fileno())  # what is left to flush at exit goes nowhere, silently
-            raise typer.Exit(0) from None
+        except BrokenPipeError:  # the reader went away (`| head`): not an error of the stack's (click said 1)
+            reader_gone()
         except OSError as exc:  # the machine refused: a read-only or full folder, a folder where a file should be
             where = f": {exc.filename}" if exc.filename else ""
             err.print(f"error: {exc.strerror or exc}{where}")

@@ -21,10 +21,12 @@ from tradesim.stack.jobs import (
     JOBS,
     RECOVERY,
     cancel_job,
+    cancel_lost_orders,
     cluster,
     doubled,
     forget_state,
     name_of,
+    orders_in_books,
     parked,
     submit_job,
 )
@@ -139,3 +141,22 @@ def _cancel(job: str, savepoint: bool) -> None:
             dropped = (f"; its state (books, resting orders) is not kept: the next `jobs submit {name}` starts "
                        "without it (--savepoint keeps it)") if standard else ""
             out.print(f"cancelled {job} ({target.id}){dropped}")
+
+
+@app.command("cancel-lost")
+def cancel_lost_cmd() -> None:
+    """Cancel the orders shown in a book that the execution job does not hold (an earlier run's, lost with its
+    state): each gets a cancel the job ignores for an order it holds, so this is safe at any time. A start of the
+    job without state does the same by itself."""
+    _cancel_lost()
+
+
+@cli_errors
+def _cancel_lost() -> None:
+    settings = load_settings()
+    orders = orders_in_books(settings)
+    if isinstance(orders, Exception):
+        raise orders
+    cancel_lost_orders(settings, orders)
+    out.print(f"{len(orders)} orders shown in a book: each sent a cancel, which the execution job acts on only for an "
+              "order it does not hold")

@@ -7,7 +7,7 @@ import re
 import sys
 import time
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import Annotated, NoReturn
 
 import typer
 from rich.console import Console
@@ -29,12 +29,22 @@ Since = Annotated[str | None, typer.Option(
 Interval = Annotated[str, typer.Option("--interval", help="Bucket length: 1m, 5m, 1h or 1d.")]
 
 
+#: the exit of a command whose reader went away (`| head`): 128 + SIGPIPE, as a shell's own tools end
+READER_GONE = 141
+
+
+def reader_gone() -> NoReturn:
+    """End a command whose output's reader went away, quietly: what is left to write goes nowhere, and the exit
+    says the command did not finish (not 1, a server problem by the CLI's codes, nor 0: `run ... | head` did
+    not check its expectations)."""
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    raise SystemExit(READER_GONE)
+
+
 class _Console(Console):
     def on_broken_pipe(self) -> None:
-        """The reader went away (`tradesim ... | head`): it has what it wanted, so exit 0 (rich's own exit is 1,
-        which the CLI's codes read as a server problem); what is left to write goes nowhere."""
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        raise SystemExit(0)
+        self.quiet = True
+        reader_gone()
 
 
 def console(*, stderr: bool = False) -> Console:

@@ -127,7 +127,8 @@ class Book:
     def _cancel_lost(self, cancel: OrderCancelRequested, lost: OrderPlaced, window_ms: int) -> list[Decision]:
         """An order an earlier run's book held, sent after this run started without that state. Held here (this
         run read it again), it is this run's and stays; otherwise it is cancelled from the order the cancel carries
-        (if it was decided after all, settling keeps that first outcome), and the cancel is kept for a later copy."""
+        (if it was decided after all, settling keeps that first outcome), and the cancel is kept for a later copy
+        (as early cancels are: the newest `EARLY_CANCELS_KEPT` of the book)."""
         if cancel.order_id in self.resting or any(o.order_id == cancel.order_id for o in self.scheduled):
             return []
         self._keep_early_cancel(cancel, None, window_ms)

@@ -284,7 +284,7 @@ def _submit_locked(settings: Settings, spec: JobSpec, rest: FlinkRest, paralleli
         else:
             entries.pop(name, None)
     # read before the start: every order a book shows then is an earlier run's (the new run's come after)
-    left_in_books = _orders_in_books(settings) if ours and spec.holds_orders and not recovery else None
+    left_in_books = orders_in_books(settings) if ours and spec.holds_orders and not recovery else None
     try:
         job_id = _start(settings, spec, flink, args, parallelism, options, runtime)
         if ours:
@@ -319,8 +319,9 @@ def _submit_locked(settings: Settings, spec: JobSpec, rest: FlinkRest, paralleli
     return job_id, True
 
 
-def _orders_in_books(settings: Settings) -> list[OrderPlaced] | StackError:
-    """Every order `Orders` shows in a book, or why they could not be read."""
+def orders_in_books(settings: Settings) -> list[OrderPlaced] | StackError:
+    """Every order `Orders` shows in a book, or why they could not be read (returned, not raised: a start goes on
+    without them)."""
     from tradesim.adapters.dynamodb.client import DynamoDB
     from tradesim.adapters.dynamodb.errors import DynamoDBError
     from tradesim.adapters.dynamodb.orders import OrderStore
@@ -347,12 +348,11 @@ def _cancel_lost_orders(settings: Settings, name: str, orders: list[OrderPlaced]
         cancel_lost_orders(settings, orders)
     except StackError as exc:
         progress(f"{name} started without state, and the orders an earlier run held in its books could not be "
-                 f"cancelled ({exc}): they show open until its next start without state")
+                 f"cancelled ({exc}): `tradesim jobs cancel-lost` sends their cancels again")
         return
-    if orders:
-        what = "1 order an earlier run held in its books is" if len(orders) == 1 else \
-            f"{len(orders)} orders an earlier run held in its books are"
-        progress(f"{name} started without state: {what} cancelled, unless this run read them again")
+    what = "1 order an earlier run held in its books is" if len(orders) == 1 else \
+        f"{len(orders)} orders an earlier run held in its books are"
+    progress(f"{name} started without state: {what} cancelled, unless this run read them again")
 
 
 def cancel_lost_orders(settings: Settings, orders: list[OrderPlaced]) -> None:
@@ -574,8 +574,8 @@ def _await_resumed(rest: FlinkRest, name: str, job_id: str, what: str, progress:
             with contextlib.suppress(FlinkUnavailable, FlinkRequestError):
                 rest.cancel(job_id)
             raise StackError(f"job {name} could not resume from {what} ({cause}); "
-                             f"`tradesim jobs submit {name} --fresh` starts it without that state (its resting "
-                             "orders are then cancelled)")
+                             f"`tradesim jobs submit {name} --fresh` starts it without that state"
+                             + (" (its resting orders are then cancelled)" if JOBS[name].holds_orders else ""))
         if job is not None and job.state in ("CANCELED", "CANCELLING", "FINISHED"):
             progress(f"{name} ended ({job.state}) before it completed a checkpoint")
             return False

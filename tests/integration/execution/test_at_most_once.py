@@ -336,6 +336,27 @@ def test_a_resting_order_outlives_flink_stopped_by_down_and_started_again(ex: Ex
     _assert_it_fills_when_the_ask_crosses(ex, symbol, reader, resting)  # it rested through the restart
 
 
+def test_cancel_lost_cancels_an_order_no_book_holds_and_leaves_one_the_book_holds(
+        ex: Exchange, symbol: str, orders: OrderStore) -> None:
+    """`tradesim jobs cancel-lost` (what a start without state sends by itself, for when it could not): an order
+    shown in a book that the running job does not hold (here: marked so, never sent, as an earlier run's book left
+    it) is cancelled; one the book holds stays, and fills later."""
+    from typer.testing import CliRunner
+
+    from tradesim.cli.app import app
+
+    reader, resting = _rest_a_buy_limit_at_90(ex, symbol)
+    lost = ex.order(resting.user_id, symbol, kind="limit", limit="80")
+    assert orders.claim(lost) is None
+    assert orders.mark_in_book(lost)
+    sent = CliRunner().invoke(app, ["jobs", "cancel-lost"])
+    assert sent.exit_code == 0, sent.output
+    assert reader.wait([lost.order_id])[lost.order_id].status == "cancelled"  # before: open for ever
+    wait_for(lambda: (orders.get(lost.order_id) or {}).get("status") == "cancelled", 30, "the order shown cancelled")
+    assert (orders.get(resting.order_id) or {}).get("status") == "accepted"
+    _assert_it_fills_when_the_ask_crosses(ex, symbol, reader, resting)  # the book held it: its cancel passed by
+
+
 def test_orders_a_book_held_are_cancelled_when_the_job_starts_without_its_state(ex: Exchange, symbol: str) -> None:
     """A plain `jobs cancel` keeps no state: the next submit started with empty books, and an order the old run
     held showed `accepted`, in the book, for ever. The submit now sends each such order a cancel the new run

@@ -66,12 +66,16 @@ def translated(address: str) -> Iterator[None]:
 #: what a failed request's text says, in a few words: the client's own line names the whole URL with its query
 #: parameters and urllib3's retry state (~600 characters in a user's `error:` line)
 _NETWORK_REASONS = (("refused", "connection refused"), ("timed out", "timed out"), ("reset", "connection reset"),
-                    ("name or service not known", "unknown host"), ("no route", "no route to host"))
+                    ("name or service not known", "unknown host"), ("name resolution", "unknown host"),
+                    ("no route", "no route to host"), ("remotedisconnected", "connection closed"),
+                    ("remote end closed", "connection closed"))
 
 
 def _network_reason(exc: BaseException) -> str:
-    text = str(exc).lower()
-    return next((said for found, said in _NETWORK_REASONS if found in text), type(exc).__name__)
+    """The failure in a few words, read from the text without its URLs (whose query could hold any word)."""
+    text = re.sub(r"\w+://\S+", "", str(exc))
+    found = next((said for word, said in _NETWORK_REASONS if word in text.lower()), None)
+    return found or _first_line(exc)[:120]
 
 
 def _first_line(exc: BaseException) -> str:

@@ -255,7 +255,7 @@ class OrderStore:
                     if item.get("status") == ACCEPTED and item.get("in_book"):
                         try:
                             held.append(placed_order(item))
-                        except ValidationError as exc:  # written by another release: left as it is
+                        except (ValidationError, KeyError, ValueError) as exc:  # another release's: left as it is
                             log.warning("order %r in a book not read: %s", item.get("order_id"), exc)
                 if "LastEvaluatedKey" not in answer:
                     return sorted(held, key=lambda o: (o.placed_at_ms, o.order_id))

@@ -17,17 +17,8 @@ import time
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from tradesim.adapters.kafka.client import producer as make_producer
-from tradesim.adapters.kafka.errors import KafkaDeliveryError, KafkaOutcomeUnknown, KafkaUnavailable
+from tradesim.adapters.kafka.errors import NOT_WRITTEN, KafkaDeliveryError, KafkaOutcomeUnknown, KafkaUnavailable
 from tradesim.settings import KafkaSettings
-
-#: delivery errors after which the record is certainly not on the log: it never left this process, or the broker
-#: refused it for good for what it is (so no earlier attempt of the idempotent producer can have written it). Any
-#: other failure — a timeout, a lost connection, a retriable broker error — may follow a write the broker did make.
-_NOT_WRITTEN = frozenset({
-    KafkaError._INVALID_ARG, KafkaError._UNKNOWN_TOPIC, KafkaError._UNKNOWN_PARTITION, KafkaError._PURGE_QUEUE,
-    KafkaError.MSG_SIZE_TOO_LARGE, KafkaError.RECORD_LIST_TOO_LARGE, KafkaError.INVALID_RECORD,
-    KafkaError.TOPIC_AUTHORIZATION_FAILED,
-})
 
 #: how long past `message.timeout.ms` a send waits for its delivery report before it answers "outcome unknown"
 #: (librdkafka reports every record by then; this only bounds a request if a report were ever lost)
@@ -90,7 +81,7 @@ class AckedProducer:
                 return
             if err is None:
                 done.set_result(None)
-            elif err.code() in _NOT_WRITTEN:
+            elif err.code() in NOT_WRITTEN:
                 done.set_exception(KafkaDeliveryError(f"Kafka refused the record: {err.str()}"))
             else:
                 done.set_exception(KafkaOutcomeUnknown(f"Kafka did not acknowledge the record: {err.str()}"))

@@ -19,7 +19,7 @@ from confluent_kafka.admin import (  # type: ignore[attr-defined] # exported, no
 )
 
 from tradesim.adapters.kafka import LIBRDKAFKA_LOGGER
-from tradesim.adapters.kafka.errors import KafkaDeliveryError, KafkaOutcomeUnknown, KafkaUnavailable
+from tradesim.adapters.kafka.errors import NOT_WRITTEN, KafkaDeliveryError, KafkaOutcomeUnknown, KafkaUnavailable
 from tradesim.settings import KafkaSettings
 
 _log = logging.getLogger("tradesim.kafka.client")
@@ -63,8 +63,8 @@ def produce_confirmed(kafka: KafkaSettings, topic: str, records: Sequence[tuple[
     unknown: list[str] = []
 
     def on_delivery(err: KafkaError | None, _msg: object) -> None:
-        if err is not None:  # a record that timed out may have reached the log: unknown, not refused
-            (unknown if err.code() == KafkaError._MSG_TIMED_OUT else refused).append(str(err))
+        if err is not None:  # anything but a certain refusal may follow a write the broker made: unknown
+            (refused if err.code() in NOT_WRITTEN else unknown).append(str(err))
 
     p = producer(kafka, **{"message.timeout.ms": int(timeout_s * 1000)})
     try:
