@@ -66,7 +66,6 @@ app.add_typer(scenarios.app, name="scenarios")
 _NUMBER = re.compile(r"-[0-9.]+")
 
 
-
 #: a signal this soon after the first is the same request delivered twice (a CI runner signalling the process
 #: group, Ctrl-C with a wrapper forwarding it), not a second one
 SAME_REQUEST_S = 1.0

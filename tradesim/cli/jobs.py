@@ -158,5 +158,5 @@ def _cancel_lost() -> None:
     if isinstance(orders, Exception):
         raise orders
     cancel_lost_orders(settings, orders)
-    out.print(f"{len(orders)} orders shown in a book: each sent a cancel, which the execution job acts on only for an "
-              "order it does not hold")
+    shown = "1 order shown in a book" if len(orders) == 1 else f"{len(orders)} orders shown in a book"
+    out.print(f"{shown}: each sent a cancel, which the execution job acts on only for an order it does not hold")
