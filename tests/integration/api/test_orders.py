@@ -55,7 +55,7 @@ def test_accepted_order_is_on_kafka_and_shows_as_accepted(http: httpx.Client, us
     shown = http.get(f"/orders/{order_id}", headers=user.auth)
     assert shown.status_code == 200
     assert shown.json()["status"] == "accepted"
-    assert shown.json()["limit_price"] == "99.5"
+    assert shown.json()["limit_price"] == "99.50"  # money as every route writes it
     listed = http.get("/orders", params={"status": "accepted", "symbol": symbol}, headers=user.auth).json()
     assert [o["order_id"] for o in listed["orders"]] == [order_id]
     assert http.get("/orders", params={"status": "executed"}, headers=user.auth).json() == {"orders": []}

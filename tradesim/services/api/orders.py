@@ -84,6 +84,7 @@ from tradesim.services.api.schemas import (
     OrderList,
     OrderRequest,
     OrderStatusStr,
+    money,
 )
 from tradesim.services.api.strict_json import StrictJsonRoute
 
@@ -458,7 +459,8 @@ async def _release(res: Resources, key: str, digest: str) -> None:
 
 
 def _order(item: dict[str, Any], res: Resources) -> Order:
-    text = {k: str(item[k]) for k in ("limit_price", "stop_price", "fill_price", "fee") if item.get(k) is not None}
+    text = {k: money(Decimal(str(item[k]))) for k in ("limit_price", "stop_price", "fill_price", "fee")
+            if item.get(k) is not None}  # as every route writes money: `/trades/search` shows the same fill price
     placed_at_ms = int(item["placed_at_ms"])
     status, overdue_reason = shown_status(item.get("status", "accepted"), bool(item.get("in_book")), placed_at_ms,
                                           int(time.time() * 1000), res.settings.trading.processing_deadline_ms)
