@@ -122,6 +122,20 @@ def test_a_body_that_names_a_field_twice_is_400_and_places_nothing(http: httpx.C
     assert fine.status_code == 202, fine.text  # the key was not taken by the refused body
 
 
+@pytest.mark.parametrize("constant", ["NaN", "Infinity", "-Infinity"])
+def test_a_body_holding_nan_or_infinity_is_400_and_places_nothing(http: httpx.Client, user: User, symbol: str,
+                                                                  constant: str) -> None:
+    """Python's json reads these; JSON has no such numbers (before: 422, as if it were a bad quantity)."""
+    key = secrets.token_hex(8)
+    body = b'{"symbol": "%s", "side": "buy", "qty": %s}' % (symbol.encode(), constant.encode())
+    answer = http.post("/orders", content=body, headers={**user.auth, "Idempotency-Key": key,
+                                                         "Content-Type": "application/json"})
+    assert (answer.status_code, answer.json()["code"]) == (400, "malformed_json"), answer.text
+    assert answer.json()["message"] == f"the body holds {constant}, which JSON has no spelling for; send a number"
+    fine = http.post("/orders", json=order(symbol), headers={**user.auth, "Idempotency-Key": key})
+    assert fine.status_code == 202, fine.text  # the key was not taken by the refused body
+
+
 def test_bogus_keys_are_remembered_and_limited_per_address(http: httpx.Client, settings: Settings,
                                                            user: User) -> None:
     bogus = {"Authorization": "Bearer ts_" + secrets.token_hex(16)}

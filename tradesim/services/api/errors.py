@@ -17,7 +17,7 @@ from tradesim.adapters.dynamodb.errors import DynamoDBError
 from tradesim.adapters.kafka.errors import KafkaDeliveryError, KafkaUnavailable
 from tradesim.ports import Unavailable
 from tradesim.services.api.schemas import field_message
-from tradesim.services.api.strict_json import RepeatedName
+from tradesim.services.api.strict_json import NotStrictJson
 from tradesim.services.api.windows import TIME_PATTERN, not_a_time
 
 log = logging.getLogger("tradesim.api.errors")
@@ -106,7 +106,7 @@ def install(app: FastAPI, retry_after_s: int) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        if exc.status_code == 400 and isinstance(exc.__cause__, RepeatedName):
+        if exc.status_code == 400 and isinstance(exc.__cause__, NotStrictJson):
             return problem(request, 400, "malformed_json", str(exc.__cause__))
         if exc.status_code == 400 and isinstance(exc.__cause__, ValueError | RecursionError):
             # FastAPI's body parse failing past the JSON decoder: nested too deep, a number too long to read
