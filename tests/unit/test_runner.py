@@ -3,9 +3,11 @@ closed on stream time)."""
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 import pytest
 
-from tradesim.domain.events import Bar
+from tradesim.domain.events import Bar, OrderPlaced
 from tradesim.jobs.bars_logic import reference_bars
 from tradesim.runner.bars import BarBuilder
 from tradesim.runner.engine import AliasError, aliases, new_suffix
@@ -112,16 +114,36 @@ def test_the_runners_requests_wait_out_the_apis_rate_limit(monkeypatch: pytest.M
         server.server_close()
 
 
+def _closing_decisions(script: list[OrderPlaced], ticks: list[int], end_ms: int) -> list[list[str]]:
+    """What a book decides at the runner's closing and final ticks, after `ticks` (market times) at price 100
+    and the scripted orders, with an end barrier held as the runner holds it."""
+    from tradesim.domain.book import Book
+    from tradesim.domain.matching import SlippageModel
+    from tradesim.runner.engine import barrier_body, closing_times
+
+    book, slip = Book(), SlippageModel()
+    for seq, at_ms in enumerate(ticks, start=1):
+        book.on_tick(tick("AAA", seq, price="100", event_time_ms=at_ms), slip)
+    close_ms, final_ms = closing_times(end_ms, 200)
+    body = barrier_body("AAA", end_ms, close_ms)
+    barrier = OrderPlaced(order_id="barrier", user_id="a", order_type=body.pop("type"), placed_at_ms=T0, **body)
+    for order in (*script, barrier):
+        book.on_order(order, slip, now_ms=T0)
+    seq = len(ticks)
+    return [[f"{d.kind} {d.order.order_id}" for d in book.on_tick(
+        tick("AAA", seq + k, price="100", event_time_ms=at_ms), slip)] for k, at_ms in ((1, close_ms), (2, final_ms))]
+
+
+def _low(order_id: str, **times: int) -> OrderPlaced:
+    return OrderPlaced(order_id=order_id, user_id="a", symbol="AAA", side="buy", qty=1, order_type="limit",
+                       limit_price=Decimal(1), placed_at_ms=T0, **times)
+
+
 def test_the_end_barrier_comes_after_every_scripted_time_so_the_closing_tick_decides_the_script_first() -> None:
     """A probe: ticks at 0 and 60 s, an order scripted at 90 s with a cancel at 100 s. The barrier was held for just
     after the last tick, so the closing tick released it first and cancelled it first; the runner stops reading at
     the barrier's cancellation, so the order could be reported open."""
-    from decimal import Decimal
-
-    from tradesim.domain.book import Book
-    from tradesim.domain.events import OrderPlaced
-    from tradesim.domain.matching import SlippageModel
-    from tradesim.runner.engine import CLOSE_GAP_MS, script_end_ms
+    from tradesim.runner.engine import script_end_ms
     from tradesim.scenarios.model import ScriptedOrder
 
     script = [ScriptedOrder.model_validate({
@@ -131,18 +153,21 @@ def test_the_end_barrier_comes_after_every_scripted_time_so_the_closing_tick_dec
     end = script_end_ms(last_tick, T0, script)
     assert end == T0 + 100_000
     assert script_end_ms(last_tick, T0, []) == last_tick
+    low = _low("low", at_ms=T0 + 90_000, cancel_at_ms=T0 + 100_000)
+    assert _closing_decisions([low], [T0, last_tick], end) == [["cancel low"], ["cancel barrier"]]
 
-    def decided_by_the_closing_tick(end_ms: int) -> list[str]:
-        book, slip = Book(), SlippageModel()
-        book.on_tick(tick("AAA", 1, price="100", event_time_ms=T0), slip)
-        book.on_tick(tick("AAA", 2, price="100", event_time_ms=last_tick), slip)
-        limit = {"symbol": "AAA", "side": "buy", "qty": 1, "order_type": "limit", "limit_price": Decimal(1),
-                 "time_in_force": "gtc", "placed_at_ms": T0}
-        for order in (OrderPlaced(order_id="low", user_id="a", at_ms=T0 + 90_000, cancel_at_ms=T0 + 100_000, **limit),
-                      OrderPlaced(order_id="barrier", user_id="a", at_ms=end_ms + 1, cancel_at_ms=end_ms + 2, **limit)):
-            book.on_order(order, slip, now_ms=T0)
-        closing = tick("AAA", 3, price="100", event_time_ms=end_ms + CLOSE_GAP_MS)
-        return [f"{d.kind} {d.order.order_id}" for d in book.on_tick(closing, slip)]
 
-    assert decided_by_the_closing_tick(end) == ["cancel low", "cancel barrier"]
-    assert decided_by_the_closing_tick(last_tick) == ["cancel barrier", "cancel low"]  # before
+def test_a_closing_tick_past_midnight_expires_day_orders_before_the_barrier_is_cancelled() -> None:
+    """A probe: a scenario ending a minute before UTC midnight. The closing tick (61 s on) passes midnight and
+    expires an open DAY order, but it cancelled the barrier first: the runner, which stops reading at the barrier,
+    reported the order open or expired depending on what its last read held. Now the barrier waits for the
+    final tick, after every decision of the closing one."""
+    midnight = (T0 // 86_400_000 + 1) * 86_400_000
+    start, last_tick = midnight - 90_000, midnight - 30_000
+    day = _low("day", at_ms=start + 10_000)
+    gtc = _low("gtc", at_ms=start + 10_000).model_copy(update={"time_in_force": "gtc"})
+    assert _closing_decisions([day, gtc], [start, last_tick], last_tick) == [["expire day"], ["cancel barrier"]]
+    # the same order a day earlier in the scenario's time, far from midnight: open at the end, nothing expires
+    assert _closing_decisions([day], [start - 3_600_000, last_tick - 3_600_000], last_tick - 3_600_000) == [
+        [], ["cancel barrier"]]
+

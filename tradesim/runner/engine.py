@@ -96,6 +96,22 @@ def script_end_ms(last_tick_ms: int, start_ms: int, orders: Sequence[ScriptedOrd
     return max([last_tick_ms, *scripted])
 
 
+def barrier_body(symbol: str, end_ms: int, close_ms: int) -> dict[str, Any]:
+    """An end barrier's `POST /orders` body: held until just after `end_ms`, cancelled by the first tick after
+    `close_ms` (the final tick of `closing_times`)."""
+    return {"symbol": symbol, "side": "sell", "qty": 1, "type": "limit", "limit_price": UNREACHABLE,
+            "time_in_force": "gtc", "at_ms": end_ms + 1, "cancel_at_ms": close_ms}
+
+
+def closing_times(end_ms: int, out_of_orderness_ms: int) -> tuple[int, int]:
+    """(closing tick, final tick) market times after `end_ms` (`script_end_ms`). The closing tick decides what the
+    market's end decides (held orders, scripted cancels, DAY orders when it passes a UTC midnight) and closes the
+    last bar windows; the final tick, a millisecond on, only cancels the end barriers, so on `trade_executed` every
+    decision of the closing tick comes before them."""
+    close_ms = end_ms + CLOSE_GAP_MS + out_of_orderness_ms
+    return close_ms, close_ms + 1
+
+
 @dataclass
 class Placed:
     """An order the runner placed or saw placed (script, strategy or barrier), by its API id."""
@@ -664,37 +680,42 @@ class ScenarioRunner:
         barriers are cancelled there, every outcome of that account the ticks before the closing one decided is
         too; what has none is open. The barrier comes after the last tick and after every scripted time, so the
         closing tick releases and cancels each scripted order before it (a book releases held orders by time and
-        cancels in the order they entered)."""
+        cancels in the order they entered); the barriers' cancels wait for a final tick (`closing_times`)."""
         last_ms = script_end_ms(max(t.event_time_ms for t in last.values()), self.start_ms, self.scenario.orders)
+        close_ms, final_ms = closing_times(last_ms, self.settings.flink.out_of_orderness_ms)
         owners = [a.name for a in self.scenario.accounts] or [RUNNER_ACCOUNT]
         barriers: list[Placed] = []
         for owner in owners:
             for alias in last:
-                body = {"symbol": alias, "side": "sell", "qty": 1, "type": "limit", "limit_price": UNREACHABLE,
-                        "time_in_force": "gtc", "at_ms": last_ms + 1, "cancel_at_ms": last_ms + 2}
+                body = barrier_body(alias, last_ms, close_ms)
                 answer = self.http.ok("POST", "/orders", self.keys[owner], json=body,
                                       headers={"Idempotency-Key": f"{self.suffix}-barrier-{alias}"})
                 barriers.append(Placed(answer["order_id"], "barrier", -1, 0, owner, self.unalias[alias], "sell", 1,
                                        "limit"))
         self.barriers = barriers
         self._await_in_book(barriers, "the end barrier to enter the book")
-        close_ms = last_ms + CLOSE_GAP_MS + self.settings.flink.out_of_orderness_ms
-        closing = [t.model_copy(update={"size": 0, "seq": t.seq + 1, "event_time_ms": close_ms})
-                   for t in last.values()]
         if driver is not None:
             for bar in self._tail_bars.closed_by(close_ms):
                 self._strategy_step(driver, lambda bar=bar: driver.bar(bar))  # type: ignore[misc]
-        for t in closing:
-            publisher.publish(t)
+        for step, at_ms in ((1, close_ms), (2, final_ms)):
+            for t in last.values():
+                publisher.publish(t.model_copy(update={"size": 0, "seq": t.seq + step, "event_time_ms": at_ms}))
         self._flush(publisher)
         log = self._outcome_log()
         await_(lambda: log.poll() and all(b.order_id in log.seen for b in barriers), self.settle_s,
                "the end barrier on trade_executed (the job processing every tick)")
-        if driver is not None:  # the rest, per symbol in the book's order (the symbols' interleaving may vary)
-            for symbol in sorted(last):
-                for outcome in list(log.seen.values()):
-                    if outcome.symbol == symbol:
-                        self._deliver(driver, outcome)
+        if driver is None:
+            return
+        placed_before = len(self.placed)
+        for symbol in sorted(last):  # the rest, per symbol in the book's order (the symbols' interleaving may vary)
+            for outcome in list(log.seen.values()):
+                if outcome.symbol == symbol:
+                    self._deliver(driver, outcome)
+        # what the strategy placed in those callbacks met the final quote on arrival: the decided ones are awaited
+        # on trade_executed, so the report and the account agree (their fills are not handed to the strategy)
+        late = [o for o in self.placed[placed_before:] if o.terminal]
+        await_(lambda: log.poll() and all(o.order_id in log.seen for o in late), self.settle_s,
+               "the outcomes of the orders the strategy placed at the close")
 
     # ---- results -----------------------------------------------------------------------------------------
 
