@@ -408,6 +408,25 @@ def test_the_time_limit_fires_again_after_a_bare_except_and_pauses_for_the_stack
     assert signal.getsignal(signal.SIGALRM) in (signal.SIG_DFL, signal.default_int_handler, None)
 
 
+@pytest.mark.timeout(60, method="thread")
+def test_a_callback_that_swallows_the_time_limit_and_returns_still_ends_over_it() -> None:
+    """A probe: `try: <work> except: return` returned normally after the limit, what it did depending on where the
+    alarm struck; the run went on as if nothing happened."""
+    def gives_up_quietly() -> None:
+        try:
+            while True:
+                pass
+        except BaseException:  # noqa: BLE001 - what a careless strategy does
+            return
+
+    with pytest.raises(StrategyTimeout, match=r"^a callback did not return within 0\.2 s"):
+        with time_limit(0.2, "a callback"):
+            gives_up_quietly()
+    assert signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0)
+    with time_limit(0.2, "a callback"):
+        pass  # returns in time: nothing raised after it
+
+
 # --- ApiContext: the requests it makes ---
 
 

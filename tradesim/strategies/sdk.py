@@ -56,8 +56,9 @@ _limited = False
 def time_limit(seconds: float, what: str) -> Iterator[None]:
     """Raise StrategyTimeout in the block once it has run `seconds` (SIGALRM: it interrupts a loop of Python code,
     not a call blocked in C), and again every half second while it goes on (a bare `except:` in the strategy
-    swallows one). No limit off the main thread, where SIGALRM is missing, or while another alarm is set (not
-    ours to move: pytest-timeout's, say)."""
+    swallows one), and once more when the block returns after the limit fired (it swallowed them all: what it did
+    then depends on where the alarm struck). No limit off the main thread, where SIGALRM is missing, or while
+    another alarm is set (not ours to move: pytest-timeout's, say)."""
     global _limited
     if (seconds <= 0 or _limited or not hasattr(signal, "setitimer")
             or threading.current_thread() is not threading.main_thread()
@@ -65,15 +66,22 @@ def time_limit(seconds: float, what: str) -> Iterator[None]:
         yield
         return
 
+    message = f"{what} did not return within {seconds:g} s (a loop that never ends?)"
+    fired = in_block = False
+
     def expired(_signum: int, _frame: object) -> None:
-        raise StrategyTimeout(f"{what} did not return within {seconds:g} s (a loop that never ends?)")
+        nonlocal fired
+        fired = fired or in_block
+        raise StrategyTimeout(message)
 
     previous = signal.signal(signal.SIGALRM, expired)
     _limited = True
     signal.setitimer(signal.ITIMER_REAL, seconds, 0.5)
+    in_block = True
     try:
         yield
     finally:
+        in_block = False
         while True:  # disarm even if the alarm fires meanwhile (the block has ended: that firing is moot)
             try:
                 signal.setitimer(signal.ITIMER_REAL, 0)
@@ -82,6 +90,8 @@ def time_limit(seconds: float, what: str) -> Iterator[None]:
                 break
             except StrategyTimeout:
                 continue
+    if fired:
+        raise StrategyTimeout(message)
 
 
 @contextmanager
