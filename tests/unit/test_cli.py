@@ -660,6 +660,26 @@ def test_bad_arguments_exit_2_before_any_work(api: list[tuple[str, dict[str, obj
     assert api == []
 
 
+@pytest.mark.parametrize("option", ["--json", "--junit"])
+def test_a_report_may_not_overwrite_its_own_scenario_file(tmp_path: Path, option: str) -> None:
+    """A probe: `run f.yaml --json f.yaml` wrote the unfinished report over the scenario, then read that as one."""
+    path = tmp_path / "mine.yaml"
+    text = (Path(__file__).parents[2] / "scenarios" / "round-trip-fees.yaml").read_text()
+    path.write_text(text)
+    result = runner.invoke(app, ["run", str(path), option, str(tmp_path / "." / "mine.yaml")])
+    assert result.exit_code == 2, result.output
+    assert f"{option} names the scenario file" in _one_line_error(result.output)
+    assert path.read_text() == text
+
+
+def test_a_run_of_a_file_without_expectations_is_refused(tmp_path: Path) -> None:
+    """A probe: a file without `expect` ran and passed with no check (an empty `expect:` was refused already)."""
+    result = runner.invoke(app, ["run", "calm", "--json", str(tmp_path / "r.json")])
+    assert result.exit_code == 2, result.output
+    assert "calm.yaml: expect: the file has no `expect` section" in _one_line_error(result.output)
+    assert json.loads((tmp_path / "r.json").read_text())["passed"] is False
+
+
 def test_a_bad_scenario_file_leaves_an_error_report_in_place_of_an_older_runs(tmp_path: Path) -> None:
     (tmp_path / "old.json").write_text('{"passed": true}')  # an earlier run's report
     (tmp_path / "bad.yaml").write_text("id: bad\n")

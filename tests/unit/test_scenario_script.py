@@ -196,6 +196,8 @@ def test_order_times_accept_units_and_plain_seconds(at: str, ms: int) -> None:
      16, "expect.orders.o0.fill_price.max", "must be >= min (2)"),
     (ORDER + "expect:\n  orders:\n    o0:\n      fill_price: {}\n",
      16, "expect.orders.o0.fill_price", "set min, max or both"),
+    ("expect:\n  accounts:\n    alice: {cash: \"1000.00\"}\n",  # a probe: pydantic's "valid dictionary or instance"
+     13, "expect.accounts.alice.cash", "a range is written {min: ..., max: ...} (either or both), not '1000.00'"),
     (ORDER + "expect:\n  orders:\n    o0: {status: rejected, reason: stale_price}\n",
      15, "expect.orders.o0.reason", "unknown reason 'stale_price'"),
     (ORDER + "expect:\n  orders:\n    o0: {status: rejected, fill_price: {max: \"1\"}}\n",

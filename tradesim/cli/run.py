@@ -66,12 +66,19 @@ def _run_cli(name: str, given_speed: float | None, fast: bool, junit: Path | Non
     check_output(json_out, "--json")
     if junit is not None and json_out is not None and junit.resolve() == json_out.resolve():
         raise UserError(f"--junit and --json both name {junit}; give each report a file of its own")
-    _error_reports(junit, json_out, Path(name).stem, speed, UNFINISHED)  # what the run's end replaces
-    try:
+    try:  # a bad file, setting or server: a CI server still gets a report saying why
         settings = load_settings()
         path = find_scenario(name, settings.scenarios_dir)
+    except Exception as exc:
+        _error_reports(junit, json_out, Path(name).stem, speed, str(exc))
+        raise
+    for option, given in (("--junit", junit), ("--json", json_out)):
+        if given is not None and given.resolve() == path.resolve():  # the report would overwrite the scenario
+            raise UserError(f"{option} names the scenario file {given}; write the report to another file")
+    _error_reports(junit, json_out, Path(name).stem, speed, UNFINISHED)  # what the run's end replaces
+    try:
         report, code = run_file(settings, path, speed, json_out)
-    except Exception as exc:  # a bad file, setting or server: a CI server still gets a report saying why
+    except Exception as exc:
         _error_reports(junit, json_out, Path(name).stem, speed, str(exc))
         raise
     if junit is not None:
@@ -94,10 +101,14 @@ def run_file(settings: Settings, path: Path, speed: float | None, json_out: Path
     """Load, run, print, and the JUnit record and exit code; ScenarioError (bad file) propagates."""
     from tradesim.runner.engine import ScenarioRunner, StackUnusable, StrategyFailed
     from tradesim.runner.files import load_run
+    from tradesim.scenarios.errors import ScenarioError
     from tradesim.scenarios.expect import evaluate
     from tradesim.scenarios.report import RunReport, json_document, write_error_json, write_json
 
     scenario, strategy = load_run(path)
+    if scenario.expect is None:  # a CI job whose expectations were deleted would stay green
+        raise ScenarioError.one(path, "expect", "the file has no `expect` section, so a run would pass with "
+                                "nothing checked; add one (scenarios/README.md), or play it with `tradesim replay`")
     started = time.monotonic()
     stamp = datetime.now(UTC)
     props = {"seed": str(scenario.seed), "speed": "fast" if speed is None else f"{speed:g}"}

@@ -317,7 +317,8 @@ class StrategyRef(_Section):
     symbols: list[SymbolStr] = Field(min_length=1, description="What it trades (scenario symbols).")
     params: dict[str, Any] = Field(default_factory=dict, description="Passed to the class as is.")
     time_limit_s: FiniteFloat = Field(60, ge=1, le=3600, description="How long its import, constructor or one "
-                                      "callback may run before the run gives up on it (exit 1).")
+                                      "callback may run before the run gives up on it (exit 2 for the import or "
+                                      "constructor, as a strategy that cannot load; exit 1 for a callback).")
 
 
 class Range(_Section):
@@ -325,6 +326,13 @@ class Range(_Section):
 
     min: Money | None = None
     max: Money | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _mapping(cls, value: Any) -> Any:
+        if not isinstance(value, dict | Range):  # else pydantic's words: "a valid dictionary or instance of Range"
+            raise ValueError(f"a range is written {{min: ..., max: ...}} (either or both), not {value!r}")
+        return value
 
     @model_validator(mode="after")
     def _bounds(self) -> Range:

@@ -497,6 +497,9 @@ symbols:
   - {{symbol: {symbol}, initial_price: "100"}}
 accounts:
   - {{name: k, cash: "1000.00"}}
+expect:
+  accounts:
+    k: {{cash: {{min: "1000.00", max: "1000.00"}}}}
 """)
     done = _tradesim("run", str(path), "--fast")
     assert done.returncode == 0, done.stdout + done.stderr
