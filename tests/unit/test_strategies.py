@@ -315,6 +315,10 @@ def user_modules(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
         class NeedsQty(Strategy):
             def __init__(self, params):
                 self.qty = params["qty"]
+
+        class NoParams(Strategy):
+            def __init__(self):
+                super().__init__()
     """))
     monkeypatch.syspath_prepend(str(tmp_path))
     for name in ("needs_missing", "breaks_on_import", "plain", "exits_on_import", "keyed"):
@@ -335,6 +339,8 @@ def user_modules(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     # user code that ends the process or raises what a constructor often raises (before: exit 3, a traceback)
     ("exits_on_import:S", {}, "class", "failed to import: SystemExit: 3"),
     ("keyed:NeedsQty", {}, "params", "keyed:NeedsQty failed to start: KeyError: 'qty'"),
+    # a probe: reported as a bad param ("takes 1 positional argument but 2 were given")
+    ("keyed:NoParams", {}, "class", "keyed:NoParams's constructor takes no params: write __init__(self, params)"),
     ("tradesim.strategies.examples:MovingAverageCross", {"qty": 1, "fats": 2}, "params",
      "fats: unknown param (known: fast, slow, qty, interval)"),
     ("tradesim.strategies.examples:MovingAverageCross", {"qty": 1, "fast": 9, "slow": 9}, "params",

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -53,6 +54,9 @@ def load_run(path: Path) -> tuple[Scenario, Strategy | None]:
     ref = scenario.strategy
     if ref is None:
         return scenario, None
+    folder = str(path.resolve().parent)
+    if folder not in sys.path:  # a strategy module beside its scenario file, after anything installed (no shadowing)
+        sys.path.append(folder)
     try:
         return scenario, load_strategy(ref.class_path, ref.params, ref.time_limit_s)
     except StrategyError as exc:

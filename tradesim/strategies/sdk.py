@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib
+import inspect
 import re
 import signal
 import threading
@@ -461,7 +462,8 @@ def _load_strategy(path: str, params: Mapping[str, Any] | None, time_limit_s: fl
             module = importlib.import_module(module_name)
     except ModuleNotFoundError as exc:
         if exc.name is not None and (module_name == exc.name or module_name.startswith(exc.name + ".")):
-            raise StrategyError("class", f"no module {module_name!r} (is it installed / on PYTHONPATH?)") from None
+            raise StrategyError("class", f"no module {module_name!r} (not installed, on PYTHONPATH or "
+                                "beside the scenario file)") from None
         raise StrategyError("class", f"module {module_name!r} could not be imported: it needs {exc.name!r}, "
                             "which is not installed") from None
     except (Exception, SystemExit) as exc:  # any failure while importing user code (an exit too) makes it unusable
@@ -472,6 +474,12 @@ def _load_strategy(path: str, params: Mapping[str, Any] | None, time_limit_s: fl
         raise StrategyError("class", f"module {module_name!r} has no {class_name!r}")
     if not (isinstance(cls, type) and issubclass(cls, Strategy)):
         raise StrategyError("class", f"{path} is not a subclass of tradesim.strategies.Strategy")
+    try:
+        inspect.signature(cls).bind({})
+    except TypeError:  # else its TypeError below reads as a bad param
+        raise StrategyError("class", f"{path}'s constructor takes no params: write __init__(self, params)") from None
+    except ValueError:
+        pass  # no signature to read (a C-level class): the call below tells
     try:
         with time_limit(time_limit_s, "its constructor"):
             return cls(dict(params or {}))

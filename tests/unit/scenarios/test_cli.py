@@ -225,3 +225,23 @@ def test_a_strategy_constructor_that_exits_is_one_line(tmp_path: Path, monkeypat
     assert result.exit_code == 2, result.output  # before: exit 4 and no word
     (line,) = _lines(result.output)
     assert "failed to start: SystemExit: 4" in line
+
+
+def test_a_strategy_module_beside_its_scenario_file_is_found(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A probe: `class: mystrat:Mine` with mystrat.py beside the file was "no module" unless PYTHONPATH named it (the
+    console script does not put the working folder on the path)."""
+    import sys
+
+    monkeypatch.setattr(sys, "path", [p for p in sys.path if p not in ("", str(tmp_path))])
+    monkeypatch.delitem(sys.modules, "beside_mine", raising=False)
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")  # the folder, not the working one, is searched
+    (tmp_path / "beside_mine.py").write_text("from tradesim.strategies import Strategy\n\n"
+                                             "class Mine(Strategy):\n    pass\n")
+    path = tmp_path / "mine.yaml"
+    path.write_text(HEADER + "symbols:\n  - {symbol: AAA, initial_price: 1}\n"
+                    "accounts:\n  - {name: q, cash: \"1000\"}\n"
+                    "strategy:\n  class: \"beside_mine:Mine\"\n  account: q\n  symbols: [AAA]\n")
+    result = runner.invoke(app, ["scenarios", "validate", str(path)])
+    assert result.exit_code == 0, result.output
+    assert sys.path[-1] == str(tmp_path)  # after what is installed: a module there cannot shadow one
