@@ -66,3 +66,30 @@ def test_a_noted_job_the_cluster_no_longer_runs_is_reported_not_running(
     jobs._note_run(settings, "execution", None)  # cancelled on purpose: not expected to run
     probe._flink()
     assert {s.labels["flink_job"] for s in exporter.JOB_RUNNING.collect()[0].samples} == {"bars"}
+
+
+def test_a_broker_that_does_not_answer_marks_the_lag_source_down() -> None:
+    """A probe: the lag lookup swallowed Kafka's error, so the source stayed up and the lag series just vanished:
+    `TradesimConsumerLag` went quiet and `TradesimMetricsSourceDown` never said the alerts were blind."""
+    from confluent_kafka import KafkaError, KafkaException
+
+    from tradesim.stack import exporter
+
+    class Unanswered:
+        def list_topics(self, *_args: object, **_kw: object) -> None:
+            raise KafkaException(KafkaError(KafkaError._TRANSPORT, "broker down"))
+
+    probe = exporter.Exporter.__new__(exporter.Exporter)  # no Kafka, Redis, Flink or stack: only the lag source
+    probe.groups = [("tradesim-execution", "trade_orders")]
+    probe.probes = {"tradesim-execution": Unanswered()}
+
+    def measured() -> None:
+        pass
+
+    for name in ("_components", "_redis", "_disk", "_flink"):
+        setattr(probe, name, measured)
+    exporter.LAG.labels("tradesim-execution", "trade_orders").set(5)  # an earlier pass's value
+    probe.run_once()
+    up = {s.labels["source"]: s.value for s in exporter.SOURCE_UP.collect()[0].samples}
+    assert up["lags"] == 0
+    assert exporter.LAG.collect()[0].samples == []  # no stale value keeps the lag alert quiet

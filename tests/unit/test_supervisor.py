@@ -119,6 +119,20 @@ def test_dead_component_shows_down_with_log_and_up_restarts_it(sup: Supervisor, 
     assert {r.name: r.state for r in sup.status()} == {"alpha": "running", "beta": "running"}
 
 
+def test_status_counts_the_watchdogs_restarts_within_its_window(sup: Supervisor, settings: Settings) -> None:
+    """A probe: the watchdog trims its list only when the component dies again, so one restart a day ago still
+    showed, and `TradesimWatchdogRestarts` (restarts > 0) fired for the life of the stack."""
+    import time
+
+    from tradesim.stack.watchdog import WatchdogFile, WatchdogState
+
+    sup.up()
+    now, window = time.time(), settings.stack.watchdog_window_s
+    WatchdogFile(settings.stack_dir).save(WatchdogState(restarts={
+        "alpha": [now - 86_400, now - window - 1, now - window + 60], "beta": [now - 86_400]}))
+    assert {r.name: r.restarts for r in sup.status()} == {"alpha": 1, "beta": 0}
+
+
 def test_a_restart_moves_a_log_at_the_size_limit_aside_so_logs_stay_bounded(
         settings: Settings, procs: FakeProcesses) -> None:
     limit_mb = 0.001  # ~1 KB

@@ -146,9 +146,10 @@ class Exporter:
                 RSS.labels(row.name).set(sum(s.rss_bytes for s in stats))
 
     def _lags(self) -> None:
-        from tradesim.adapters.kafka.client import group_lag
+        from tradesim.adapters.kafka.client import measure_group_lag
 
-        lags = {(group, topic): group_lag(self.probes[group], topic, committed_only=True)
+        # a broker that does not answer raises: the source is down (alerts blind), not a lag of nothing
+        lags = {(group, topic): measure_group_lag(self.probes[group], topic, committed_only=True)
                 for group, topic in self.groups}
         LAG.clear()
         for (group, topic), lag in lags.items():

@@ -109,7 +109,8 @@ class Prometheus(Component):
 
     def configure(self) -> None:
         (self.dir / "data").mkdir(parents=True, exist_ok=True)
-        interval = f"{self.settings.observability.scrape_interval_s:g}s"
+        # whole milliseconds: Prometheus reads no decimal point in a duration (`2.5s` failed its config)
+        interval = f"{max(1, round(self.settings.observability.scrape_interval_s * 1000))}ms"
         config = {
             "global": {"scrape_interval": interval, "evaluation_interval": interval},
             "rule_files": [str(RULES_DIR / name) for name in RULE_FILES],

@@ -154,7 +154,7 @@ class ComponentStatus:
     detail: str | None = None
     log: str | None = None
     last_log_lines: list[str] = field(default_factory=list)
-    restarts: int = 0  # by the watchdog since it started
+    restarts: int = 0  # by the watchdog within its window (`stack.watchdog_window_s`)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -215,8 +215,9 @@ class Supervisor:
         state = self.state_file.load()
         rows = [self.probe(c, state.components.get(c.name)) for c in self.components]
         dog = WatchdogFile(self.settings.stack_dir).load()
+        since = time.time() - self.settings.stack.watchdog_window_s  # the watchdog trims its list only at a death
         for row in rows:
-            row.restarts = len(dog.restarts.get(row.name, []))
+            row.restarts = sum(1 for t in dog.restarts.get(row.name, []) if t > since)
             if row.name in dog.gave_up and not row.healthy:
                 row.detail = f"watchdog gave up: {dog.gave_up[row.name]}"
         return rows

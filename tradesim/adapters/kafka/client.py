@@ -201,23 +201,29 @@ def consumer_lag(client: Consumer) -> int | None:
     return total
 
 
-def group_lag(probe: Consumer, topic: str, timeout_s: float = 2.0, committed_only: bool = False) -> int | None:
-    """Records of `topic` beyond the committed offsets of `probe`'s consumer group, over all partitions; None when
-    the broker did not answer in time. `probe` is a consumer of that group that consumes nothing: its connection
-    is idle, so the two lookups are not queued behind a long-poll fetch (which cost the consuming client up to
-    fetch.wait.max.ms per partition)."""
+def group_lag(probe: Consumer, topic: str, timeout_s: float = 2.0) -> int | None:
+    """`measure_group_lag`, or None when the broker did not answer in time."""
     try:
-        parts = [TopicPartition(topic, p) for p in probe.list_topics(topic, timeout=timeout_s).topics[topic].partitions]
-        total = 0
-        committed = [tp for tp in probe.committed(parts, timeout=timeout_s) if tp.offset >= 0 or not committed_only]
-        if committed_only and not committed:
-            return None  # a group that never committed (a job never submitted) is not behind: it is not there
-        for tp in committed:
-            low, high = probe.get_watermark_offsets(TopicPartition(topic, tp.partition), timeout=timeout_s)
-            total += max(0, high - (tp.offset if tp.offset >= 0 else low))
+        return measure_group_lag(probe, topic, timeout_s)
     except KafkaException as exc:
         _log.warning("consumer group lag not measured: %s", exc)
         return None
+
+
+def measure_group_lag(probe: Consumer, topic: str, timeout_s: float = 2.0, committed_only: bool = False,
+                      ) -> int | None:
+    """Records of `topic` beyond the committed offsets of `probe`'s consumer group, over all partitions; KafkaException
+    when the broker did not answer in time; `committed_only`: None for a group that never committed. `probe` is a
+    consumer of that group that consumes nothing: its connection is idle, so the two lookups are not queued behind a
+    long-poll fetch (which cost the consuming client up to fetch.wait.max.ms per partition)."""
+    parts = [TopicPartition(topic, p) for p in probe.list_topics(topic, timeout=timeout_s).topics[topic].partitions]
+    total = 0
+    committed = [tp for tp in probe.committed(parts, timeout=timeout_s) if tp.offset >= 0 or not committed_only]
+    if committed_only and not committed:
+        return None  # a group that never committed (a job never submitted) is not behind: it is not there
+    for tp in committed:
+        low, high = probe.get_watermark_offsets(TopicPartition(topic, tp.partition), timeout=timeout_s)
+        total += max(0, high - (tp.offset if tp.offset >= 0 else low))
     return total
 
 

@@ -46,20 +46,29 @@ class PrometheusApi:
         try:
             body = answer.json()
         except ValueError:
-            raise Unavailable(f"what answers at {self.shown_url} is not Prometheus: {one_line(answer.text)[:100]!r}"
-                              ) from None
+            raise self._not_prometheus(answer.text) from None
+        if not isinstance(body, dict):
+            raise self._not_prometheus(answer.text)
         if body.get("status") != "success":
             raise Unavailable(f"Prometheus at {self.shown_url}: {body.get('error', body)}")
+        if not isinstance(body.get("data"), dict):
+            raise self._not_prometheus(answer.text)
         return body["data"]
+
+    def _not_prometheus(self, what: object) -> Unavailable:
+        return Unavailable(f"what answers at {self.shown_url} is not Prometheus: {one_line(str(what))[:100]!r}")
 
     def query(self, expr: str) -> list[Sample]:
         """An instant query's vector (NaN samples left out: an empty histogram has no quantile)."""
         data = self._get("/api/v1/query", query=expr)
         out = []
-        for row in data.get("result", []):
-            value = float(row["value"][1])
-            if not math.isnan(value):
-                out.append(Sample(dict(row["metric"]), value))
+        try:
+            for row in data.get("result") or []:
+                value = float(row["value"][1])
+                if not math.isnan(value):
+                    out.append(Sample(dict(row["metric"]), value))
+        except (KeyError, TypeError, ValueError, IndexError):
+            raise self._not_prometheus(data) from None
         return out
 
     def scalar(self, expr: str) -> float | None:
@@ -68,19 +77,25 @@ class PrometheusApi:
         return got[0].value if got else None
 
     def alerts(self) -> list[Alert]:
-        rows = self._get("/api/v1/alerts").get("alerts", [])
+        data = self._get("/api/v1/alerts")
         out = []
-        for row in rows:
-            labels = dict(row.get("labels", {}))
-            out.append(Alert(name=labels.pop("alertname", "?"), state=row.get("state", "?"),
-                             severity=labels.pop("severity", ""),
-                             summary=row.get("annotations", {}).get("summary", ""), labels=labels,
-                             active_at=row.get("activeAt", "")))
+        try:
+            for row in data.get("alerts") or []:
+                labels = {str(k): str(v) for k, v in (row.get("labels") or {}).items()}
+                out.append(Alert(name=labels.pop("alertname", "?"), state=str(row.get("state", "?")),
+                                 severity=labels.pop("severity", ""),
+                                 summary=str((row.get("annotations") or {}).get("summary", "")), labels=labels,
+                                 active_at=str(row.get("activeAt") or "")))
+        except (AttributeError, TypeError, ValueError):
+            raise self._not_prometheus(data) from None
         return sorted(out, key=lambda a: (a.state != "firing", a.name, sorted(a.labels.items())))
 
     def targets(self) -> list[dict[str, Any]]:
         """The active scrape targets with their health ("up", "down", "unknown")."""
-        return list(self._get("/api/v1/targets").get("activeTargets", []))
+        targets = self._get("/api/v1/targets").get("activeTargets") or []
+        if not isinstance(targets, list):
+            raise self._not_prometheus(targets)
+        return targets
 
     def close(self) -> None:
         self.http.close()

@@ -54,7 +54,7 @@ class JaegerQuery:
     """Raises Unavailable for anything but a well-formed answer (down, wrong URL, another server)."""
 
     def __init__(self, url: str, timeout_s: float = 10.0) -> None:
-        self._client = httpx.Client(base_url=url, timeout=timeout_s)
+        self._client = httpx.Client(base_url=url, timeout=timeout_s, trust_env=False)  # as Prometheus: no proxy
 
     def close(self) -> None:
         self._client.close()
