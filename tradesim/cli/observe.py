@@ -100,7 +100,8 @@ def screen(api: PrometheusApi) -> Group:
     rss = {s.labels["component"]: s.value for s in api.query("tradesim_component_rss_bytes")}
     for name in sorted(up):
         comps.add_row(name, "yes" if up[name] else Text("no", style="red"), _fmt(restarts.get(name), "", 0),
-                      _fmt(None if name not in cpu else cpu[name] * 100), _fmt(None if name not in rss else rss[name] / 2**20, "", 0))
+                      _fmt(None if name not in cpu else cpu[name] * 100),
+                      _fmt(None if name not in rss else rss[name] / 2**20, "", 0))
 
     lags = Table("consumer group", "topic", "lag", title="consumer lag", title_justify="left")
     for s in sorted(api.query("tradesim_consumer_lag"), key=lambda s: s.labels.get("group", "")):
