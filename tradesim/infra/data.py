@@ -167,7 +167,7 @@ class Data(Construct):
                 multi_az_with_standby_enabled=False),
             zone_awareness=opensearch.ZoneAwarenessConfig(enabled=zones > 1, availability_zone_count=zones)
             if zones > 1 else opensearch.ZoneAwarenessConfig(enabled=False),
-            ebs=opensearch.EbsOptions(volume_size=env.search_volume_gb),
+            ebs=opensearch.EbsOptions(volume_size=env.search_volume_gb, volume_type=ec2.EbsDeviceVolumeType.GP3),
             encryption_at_rest=opensearch.EncryptionAtRestOptions(enabled=True, kms_key=self.key),
             node_to_node_encryption=True, enforce_https=True,
             logging=opensearch.LoggingOptions(slow_search_log_enabled=True, slow_index_log_enabled=True,

@@ -191,13 +191,15 @@ class Services(Construct):
                 autoscaling.BlockDevice(device_name="/dev/xvdb", volume=autoscaling.BlockDeviceVolume.ebs(
                     env.clickhouse_volume_gb, encrypted=True, volume_type=autoscaling.EbsDeviceVolumeType.GP3)),
             ])
-        # on Nitro instances the second EBS volume is nvme1n1; formatted once, mounted where the task's volume is
+        # on Nitro instances EBS volumes are NVMe devices numbered in no fixed order; the AMI's udev rules link the
+        # mapping's name (/dev/xvdb) to the right one. Formatted once, mounted by its filesystem's UUID where the
+        # task's volume is
         hosts.add_user_data(
-            "dev=/dev/nvme1n1",
+            "dev=/dev/xvdb; [ -e $dev ] || dev=/dev/nvme1n1",
             "blkid $dev || mkfs -t xfs $dev",
             f"mkdir -p {CLICKHOUSE_DATA}",
             f"grep -q ' {CLICKHOUSE_DATA} ' /etc/fstab || "
-            f"echo \"$dev {CLICKHOUSE_DATA} xfs defaults,nofail 0 2\" >> /etc/fstab",
+            f"echo \"UUID=$(blkid -s UUID -o value $dev) {CLICKHOUSE_DATA} xfs defaults,nofail 0 2\" >> /etc/fstab",
             f"mount -a && chown 101:101 {CLICKHOUSE_DATA}",
         )
         accept(hosts, {

@@ -342,3 +342,16 @@ def test_an_assembly_folder_inside_the_checkout_stays_out_of_the_image(tmp_path:
     assert image_exclude(tmp_path / "out") == IMAGE_CONTEXT_EXCLUDE
     assert image_exclude(REPO / "cdk.out") == [*IMAGE_CONTEXT_EXCLUDE, "cdk.out"]
     assert image_exclude(REPO / "work" / "out") == [*IMAGE_CONTEXT_EXCLUDE, "work/out"]
+
+
+def test_volumes_are_gp3_and_clickhouses_is_mounted_by_its_own_name(synthesized: Synthesized) -> None:
+    """A probe: OpenSearch's volumes were gp2 (docs/scaling.md prices gp3), and ClickHouse's data disk was mounted as
+    /dev/nvme1n1, a name Nitro instances do not keep: swapped, ClickHouse would write to the root disk."""
+    (domain,) = synthesized.properties("AWS::OpenSearchService::Domain")
+    assert domain["EBSOptions"]["VolumeType"] == "gp3"
+    (template,) = synthesized.properties("AWS::EC2::LaunchTemplate")
+    devices = {d["DeviceName"]: d["Ebs"] for d in template["LaunchTemplateData"]["BlockDeviceMappings"]}
+    assert devices["/dev/xvdb"]["VolumeType"] == "gp3"
+    script = json.dumps(template["LaunchTemplateData"]["UserData"])
+    assert "dev=/dev/xvdb" in script  # the mapping's name, linked to its NVMe device by the AMI's udev rules
+    assert "UUID=$(blkid -s UUID -o value $dev)" in script
