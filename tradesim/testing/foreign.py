@@ -1,5 +1,6 @@
-"""A real HTTP server on loopback that answers every request alike: what a client meets when a setting points
-at a server that is not the one it expects (another service, a proxy, a load balancer before a stopped server)."""
+"""Real HTTP servers on loopback that answer from a fixed script: what a client meets when a setting points at a
+server that is not the one it expects (another service, a proxy, a load balancer before a stopped server), or when
+one route of the right server fails (a read model down behind the API)."""
 
 from __future__ import annotations
 
@@ -12,10 +13,21 @@ from contextlib import contextmanager
 @contextmanager
 def foreign_server(status: int, body: bytes, content_type: str = "text/html") -> Iterator[str]:
     """Serve `status` and `body` to any method and path; yields the base URL."""
+    with scripted_server({"/": (status, body, content_type)}) as url:
+        yield url
+
+
+@contextmanager
+def scripted_server(routes: dict[str, tuple[int, bytes, str]]) -> Iterator[str]:
+    """Serve each request the (status, body, content type) of the longest path prefix in `routes` that its path
+    starts with (404 when none does); yields the base URL."""
 
     class Answer(http.server.BaseHTTPRequestHandler):
         def _answer(self) -> None:
             self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            path = self.path.split("?", 1)[0]
+            prefix = max((p for p in routes if path.startswith(p)), key=len, default=None)
+            status, body, content_type = routes[prefix] if prefix is not None else (404, b"", "text/plain")
             self.send_response(status)
             self.send_header("Content-Type", content_type)
             self.send_header("Content-Length", str(len(body)))

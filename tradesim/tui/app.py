@@ -514,24 +514,30 @@ class TradesimApp(App[None]):
         if api is None:
             return False
         started_ms = _now_ms()
+        history = self._history_wanted  # kept until loaded: a refill may be cancelled by the next one
+        trades: list[dict[str, Any]] = []
+        missing_history: str | None = None
         try:
             portfolio = await _patient(api.portfolio)
             open_orders = await _patient(lambda: api.orders(status="accepted", limit=1000))
             recent = await _patient(lambda: api.orders(limit=100))
-            history = self._history_wanted  # kept until loaded: a refill may be cancelled by the next one
-            trades = await _patient(lambda: api.trades(size=100)) if history else []
+            if history:
+                try:
+                    trades = await _patient(lambda: api.trades(size=100))
+                except ApiError as exc:  # the search read model alone: the account loads without the history
+                    history, missing_history = False, f"could not load the executions history: {exc}"
         except ApiUnreachable as exc:
             self._api_failed(exc)
             return False
         except ApiError as exc:
-            message = f"could not load the account: {exc}"
-            if message != self._last_error:  # polling must not repeat the same toast every second
-                self._last_error = message
-                self.notify(message, severity="error")
+            self._error_once(f"could not load the account: {exc}")
             return False
         if api is not self.api:
             return False  # the account was switched meanwhile
-        self._last_error = None
+        if missing_history is None:
+            self._last_error = None
+        else:
+            self._error_once(missing_history)  # tried again at the next refill
         if history:
             self._history_wanted = False
         at = time.perf_counter()
@@ -546,6 +552,11 @@ class TradesimApp(App[None]):
         self._sync_feed()
         self._schedule()
         return True
+
+    def _error_once(self, message: str) -> None:
+        if message != self._last_error:  # polling must not repeat the same toast every second
+            self._last_error = message
+            self.notify(message, severity="error")
 
     @work(group="poll", exclusive=True, exit_on_error=False)
     async def _poll(self) -> None:

@@ -9,6 +9,7 @@ import json
 import re
 import time
 from collections.abc import Callable
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,7 @@ from textual.widgets import Input
 
 from tradesim.client.api import ApiUnreachable
 from tradesim.settings import Settings, TuiSettings
-from tradesim.testing.foreign import foreign_server
+from tradesim.testing.foreign import foreign_server, scripted_server
 from tradesim.testing.net import free_port
 from tradesim.tui.app import TradesimApp, User, create_app
 from tradesim.tui.widgets.chart import CandleChart
@@ -177,6 +178,26 @@ async def test_a_ticket_answered_by_something_else_than_the_api_says_so(settings
             assert app.screen is ticket
             # perhaps placed by what stands behind it: the order is held for a retry with its key
             assert ticket.query_one("#qty", Input).disabled
+
+
+async def test_the_account_loads_when_the_search_read_model_does_not_answer(settings: Settings) -> None:
+    """A probe: the executions history (`/trades/search`) was read with the portfolio and orders, so OpenSearch down
+    kept the whole account from loading (cash `-`, no open orders) at every refill."""
+    portfolio = {"user_id": "alice", "as_of_ms": 1, "cash": "1234.50", "positions": [], "realized_pnl": "0.00"}
+    ok = "application/json"
+    routes = {"/": (200, b"{}", ok), "/portfolio": (200, json.dumps(portfolio).encode(), ok),
+              "/orders": (200, b'{"orders": []}', ok),
+              "/trades/search": (503, b'{"code": "unavailable", "message": "OpenSearch is down"}', ok)}
+    with scripted_server(routes) as url:
+        custom = settings.model_copy(update={
+            "marketdata": settings.marketdata.model_copy(update={"ws_url": f"ws://127.0.0.1:{free_port()}/"}),
+            "api": settings.api.model_copy(update={"url": url})})
+        app = create_app(custom, User("alice", "alice", "key"), watchlist=["AAPL"])
+        async with app.run_test(size=SIZE) as pilot:
+            await until(pilot, lambda: app.model.account.cash == Decimal("1234.50"), 10, "the portfolio loaded")
+            await until(pilot, lambda: any("could not load the executions history" in str(n.message)
+                                           for n in app._notifications), 5, "the history's failure told")
+            assert not any("could not load the account" in str(n.message) for n in app._notifications)
 
 
 async def test_a_credentials_file_broken_while_running_is_reported_when_switching(settings: Settings,
