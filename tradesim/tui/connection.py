@@ -23,6 +23,9 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 from tradesim.domain.events import MAX_SYMBOLS_PER_REQUEST, Bar, OrderOutcome
 from tradesim.tui.model import Quote, parse_quote
 
+#: how often symbols the server called unknown are asked for again (each refusal is one of its 20 bad frames in 10 s)
+UNKNOWN_RETRY_S = 10.0
+
 
 class Backoff:
     """Capped exponential delays: first, first·2, … up to cap; reset after a success."""
@@ -72,6 +75,10 @@ class Feed:
         self._ws: ClientConnection | None = None
         self._bars_sent: set[tuple[str, str]] = set()
         self._pending: str | None = None  # the newer op ("account" / "bars") still unanswered on this connection
+        #: symbols the server called unknown (never priced), asked again every UNKNOWN_RETRY_S on this connection:
+        #: a market started later prices them, and nothing else would subscribe them again
+        self.unknown: set[str] = set()
+        self._unknown_asked = 0.0
         self.frames = 0
         self.bad_frames = 0
 
@@ -97,6 +104,7 @@ class Feed:
 
     async def _serve(self, ws: ClientConnection) -> None:
         self._bars_sent = set()
+        self.unknown = set()  # every wanted symbol is asked for below
         self.account_supported = self.bars_supported = None
         self._pending = None
         if self.api_key and not self.account_refused:
@@ -120,6 +128,7 @@ class Feed:
                     served = True
                     self.backoff.reset()
                 await self._on_frame(frame, received)
+                await self._ask_unknown_again(received)
             except (ValueError, KeyError, TypeError, AttributeError, ArithmeticError, ValidationError):
                 # a frame that is not an object, a number JSON's Infinity made too big for int(): one broken
                 # frame must not end the session
@@ -160,12 +169,26 @@ class Feed:
             # on a new connection, which sends every wanted subscription again after the backoff
             await self._ws.close()
         elif code == "unknown_symbol":
-            self.events.feed_unknown_symbols([s for s in frame.get("symbols") or [] if isinstance(s, str)])
+            symbols = [s for s in frame.get("symbols") or [] if isinstance(s, str)]
+            if not self.unknown:
+                self._unknown_asked = time.perf_counter()
+            self.unknown.update(symbols)
+            self.events.feed_unknown_symbols(symbols)
         elif code == "unauthorized":
             self.account_refused = True  # the server closes the socket now; the next connection skips the op
             self.events.feed_account("refused")
             if self._pending == "account":
                 self._pending = None
+
+    async def _ask_unknown_again(self, now: float) -> None:
+        """Every frame (a heartbeat at least every few seconds) checks whether to ask for the unknown symbols again;
+        each refusal counts as one bad frame at the server, so a slow period keeps far below its limit."""
+        if not self.unknown or now - self._unknown_asked < UNKNOWN_RETRY_S:
+            return
+        again, self.unknown = self.unknown & self.prices, set()
+        self._unknown_asked = now
+        for symbols in _requests(again):
+            await self._send({"op": "subscribe", "symbols": symbols})
 
     async def _account_answered(self, supported: bool) -> None:
         if self._pending == "account":

@@ -8,6 +8,8 @@ from collections.abc import AsyncIterator
 from decimal import Decimal
 from typing import Any
 
+import pytest
+
 from tradesim.domain.events import Bar, OrderOutcome
 from tradesim.tui.connection import Backoff, Feed
 from tradesim.tui.model import Quote
@@ -155,6 +157,22 @@ def test_a_symbol_the_server_never_priced_is_reported() -> None:
     _, events, _ = serve([{"type": "error", "code": "unknown_symbol", "symbols": ["ZZQX"],
                            "message": "no price was ever published for these symbols"}])
     assert ("unknown", ["ZZQX"]) in events.got  # before: ignored, the row showed "-" for ever
+
+
+def test_a_symbol_the_server_never_priced_is_asked_for_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A probe: the watchlist's symbols, refused before `market start`, stayed without a price for the session: only
+    a reconnect subscribed them again, and heartbeats kept the connection up."""
+    from tradesim.tui import connection
+
+    unknown = {"type": "error", "code": "unknown_symbol", "symbols": ["AAA"], "message": "never priced"}
+    beats = [{"type": "heartbeat", "ts_ms": 1}] * 3
+    _, _, ws = serve([unknown, *beats])
+    assert [m["op"] for m in ws.sent if m["op"] == "subscribe"] == ["subscribe"]  # not yet: within the period
+    monkeypatch.setattr(connection, "UNKNOWN_RETRY_S", 0.0)
+    _, _, ws = serve([unknown, *beats])
+    assert [m["symbols"] for m in ws.sent if m["op"] == "subscribe"] == [["AAA"], ["AAA"]]  # once per refusal
+    _, _, ws = serve([{**unknown, "symbols": ["ZZZ"]}, *beats])  # refused, but no longer on the watchlist
+    assert [m["symbols"] for m in ws.sent if m["op"] == "subscribe"] == [["AAA"]]
 
 
 def test_frames_no_decoder_expects_are_skipped_and_the_session_goes_on() -> None:
