@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import bisect
 from collections.abc import Callable, Iterable, Sequence
+from decimal import Decimal
 from functools import lru_cache
 
 from rich.segment import Segment
@@ -43,6 +44,37 @@ def _style_of(text: Text) -> Style | None:
 def _parts(value: Value) -> tuple[str, Style | None]:
     """A cell's text and its one style."""
     return (value.plain, _style_of(value)) if isinstance(value, Text) else _markup(value)
+
+
+_SUFFIXES = ((Decimal(10) ** 12, "T"), (Decimal(10) ** 9, "B"), (Decimal(10) ** 6, "M"), (Decimal(1000), "k"))
+
+
+def fit_right(plain: str, width: int) -> str:
+    """A right-aligned cell's text in `width` columns with a space before it: a number too wide with fewer decimal
+    places, else in thousands, millions, ... (`1.23M`; never its last digits alone), anything else cut with `…` in
+    front."""
+    room = width - 1
+    if len(plain) <= room:
+        return plain.rjust(width)
+    try:
+        number = Decimal(plain.replace(",", ""))
+    except ArithmeticError:
+        number = None
+    if number is not None and number.is_finite():
+        sign = "+" if plain.startswith("+") else ""
+        grouping = "," if "," in plain else ""
+        for places in range(max(0, -int(number.as_tuple().exponent)) - 1, -1, -1):
+            text = f"{sign}{number:{grouping}.{places}f}"
+            if len(text) <= room:
+                return text.rjust(width)
+        for scale, suffix in _SUFFIXES:
+            if abs(number) >= scale:
+                for places in (2, 1, 0):
+                    text = f"{sign}{number / scale:.{places}f}{suffix}"
+                    if len(text) <= room:
+                        return text.rjust(width)
+                break
+    return ("…" + plain[-(room - 1):] if room > 1 else "…"[:room]).rjust(width)
 
 
 def _look(value: Value) -> object:
@@ -237,7 +269,7 @@ class Grid(ScrollView, can_focus=True):
         for (_, _, width, right), value in zip(self.COLUMNS, cells, strict=False):
             plain, cell_style = _parts(value)
             if right:
-                text = plain[-width:].rjust(width)
+                text = fit_right(plain, width)
             else:
                 text = (" " + plain)
                 text = text[: width - 1] + "…" if len(text) > width else text.ljust(width)

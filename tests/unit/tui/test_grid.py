@@ -1,0 +1,26 @@
+"""How a table cell too narrow for its value shows it."""
+
+from __future__ import annotations
+
+import pytest
+
+from tradesim.tui.widgets.grid import fit_right
+
+
+@pytest.mark.parametrize(("plain", "width", "shown"), [
+    ("99.50", 8, "   99.50"),  # fits: right-aligned, a space before it
+    ("12345", 6, " 12345"),  # exactly the room: still a space from the column before
+    # a probe: the last digits alone were shown (`00,000` for 100,000 shares, `,234,567.89` for $1,234,567.89)
+    ("100,000", 6, "  100k"),
+    ("1,000,000", 7, "  1.00M"),
+    ("1,234,567.89", 11, "  1,234,568"),  # fewer decimal places first
+    ("123456.78", 8, "  123457"),
+    ("1000.1234", 8, " 1000.12"),
+    ("-1,234,567.89", 12, "  -1,234,568"),
+    ("+123,456,789.00", 12, "    +123.46M"),  # a signed P&L keeps its sign
+    ("abcdefghij", 6, " …ghij"),  # not a number: cut where it shows
+])
+def test_a_value_too_wide_for_its_column_is_shortened_never_cut_to_its_last_digits(plain: str, width: int,
+                                                                                   shown: str) -> None:
+    assert fit_right(plain, width) == shown
+    assert len(shown) == width
