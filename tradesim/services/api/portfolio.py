@@ -72,6 +72,7 @@ def _text(amount: Decimal | None) -> str | None:
 async def portfolio(reader: ReadAs, res: Res) -> Portfolio:
     """Cash, positions at the latest prices, average cost, realized and unrealized P&L, day change, equity."""
     user_id = one_user(reader)
+    read_ms = int(time.time() * 1000)  # before the read: a client keeps what a decision stamped later told it
     with metrics.timed("dynamodb", "portfolio_get"):
         item = await anyio.to_thread.run_sync(res.portfolios.holdings, user_id)
     if item is None:
@@ -101,7 +102,7 @@ async def portfolio(reader: ReadAs, res: Res) -> Portfolio:
     market = _sum([v.market_value for v in valued])
     realized = sum((p.realized for p in fold.values()), ZERO) if folded is not None else None
     return Portfolio(
-        user_id=user_id, as_of_ms=now_ms, cash=money(item.cash), positions=rows, market_value=_text(market),
+        user_id=user_id, as_of_ms=read_ms, cash=money(item.cash), positions=rows, market_value=_text(market),
         equity=_text(None if market is None else item.cash + market), realized_pnl=_text(realized),
         unrealized_pnl=_text(_sum([v.unrealized for v in valued])),
         day_change=_text(_sum([v.day_change for v in valued])),

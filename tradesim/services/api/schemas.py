@@ -213,7 +213,8 @@ class Portfolio(BaseModel):
     P&L from the analytics read model."""
 
     user_id: str
-    as_of_ms: int = Field(description="when the answer was put together, epoch ms")
+    as_of_ms: int = Field(description="when the ledger read began, epoch ms: an outcome decided (`decided_at_ms`) "
+                          "after it may not be in `cash` and `positions` yet")
     cash: str
     positions: list[Position] = Field(description="held symbols, by symbol")
     market_value: str | None = Field(description="Σ market values; null if a held symbol has no price")
