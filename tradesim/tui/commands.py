@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING, cast
 
 from textual.command import DiscoveryHit, Hit, Hits, Provider
 
+from tradesim.stack.errors import UserError
+
 if TYPE_CHECKING:
     from tradesim.tui.app import TradesimApp
 
@@ -25,7 +27,12 @@ class TradingCommands(Provider):
             ("Chart: switch 1 s / 1 min bars", app.toggle_interval, ""),
             ("Refresh portfolio and orders", app.refresh_from_api, "reload them from the API"),
         ]
-        for name in app.account_names():
+        try:
+            names = app.account_names()
+        except UserError as exc:  # a broken credentials file costs the switch entries, not the whole palette
+            names = []
+            out.append(("Switch account: unavailable", partial(app.notify, str(exc), severity="error"), str(exc)))
+        for name in names:
             out.append((f"Switch account: {name}", partial(app.switch_account, name), ""))
         for theme in sorted(app.available_themes):
             out.append((f"Theme: {theme}", partial(setattr, app, "theme", theme), ""))

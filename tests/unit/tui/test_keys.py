@@ -104,6 +104,20 @@ async def test_the_command_palette_opens_a_ticket(offline_app: TradesimApp) -> N
         assert app.screen.form()["symbol"] == "AAPL"  # type: ignore[attr-defined]
 
 
+async def test_the_command_palette_keeps_its_trading_commands_when_the_credentials_file_breaks(
+        settings: Settings, tmp_path: Path) -> None:
+    """A probe: the palette listed the accounts from the credentials file, and a broken file emptied it silently
+    (buy, sell and cancel gone)."""
+    creds = tmp_path / "credentials.json"
+    creds.write_text("{not json")
+    custom = settings.model_copy(update={"api": settings.api.model_copy(update={"credentials_file": creds})})
+    app = create_app(custom, User("alice", "alice", "k1"), watchlist=CALM.symbol_names(), offline=True)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("ctrl+p", *"sell aapl")
+        await until(pilot, lambda: any("Sell AAPL" in str(o.prompt) for o in app.screen.query_one(CommandList).options),
+                    5, "the palette to find the command")
+
+
 async def test_a_ticket_sends_one_key_however_often_it_is_submitted(offline_app: TradesimApp) -> None:
     keys: list[str] = []
 
