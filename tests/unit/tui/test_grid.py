@@ -24,3 +24,20 @@ def test_a_value_too_wide_for_its_column_is_shortened_never_cut_to_its_last_digi
                                                                                    shown: str) -> None:
     assert fit_right(plain, width) == shown
     assert len(shown) == width
+
+
+def test_the_order_tables_fit_their_panel_at_the_smallest_screen_with_every_reason_whole() -> None:
+    """A probe: at 100×30 the blotter needed 59 columns of its panel's 48, so a rejection read `insuffic` (funds or
+    shares?), and open orders 49."""
+    from typing import get_args
+
+    from tradesim.domain.events import RejectReason
+    from tradesim.tui.widgets.tables import Blotter, OpenOrders, Positions
+
+    inside = 100 // 2 - 2  # half the screen, less the panel's border
+    for table in (Blotter, OpenOrders, Positions):
+        assert sum(width for *_, width, _ in table.COLUMNS) <= inside, table.__name__
+    info = dict((name, width) for name, _, width, _ in Blotter.COLUMNS)["info"]
+    words = {Blotter.REASONS.get(r, r) for r in get_args(RejectReason)}
+    assert all(len(w) <= info - 1 for w in words), words  # the cell's leading space, then the whole word
+    assert len(words) == len(get_args(RejectReason))  # no two reasons read alike

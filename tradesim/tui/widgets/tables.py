@@ -100,9 +100,9 @@ ORDER_TYPES = {"market": "market", "limit": "limit", "stop": "stop", "stop_limit
 
 
 class OpenOrders(Keyed):
-    COLUMNS = (("symbol", "symbol", 9, False), ("side", "side", 5, False), ("qty", "qty", 6, True),
+    COLUMNS = (("symbol", "symbol", 8, False), ("side", "side", 5, False), ("qty", "qty", 6, True),
                ("type", "type", 9, False), ("price", "price", 8, True), ("tif", "tif", 4, False),
-               ("state", "state", 8, False))
+               ("state", "state", 8, False))  # 48: see Blotter
 
     def sync(self, orders: dict[str, OpenOrder]) -> None:
         self.drop(k for k in self.keys() if k not in orders)
@@ -116,9 +116,13 @@ class OpenOrders(Keyed):
 class Blotter(Keyed):
     """Outcomes, newest first: the fill price of an execution, the reason of a rejection or expiry."""
 
-    COLUMNS = (("time", "time", 9, True), ("symbol", "symbol", 9, False), ("side", "side", 5, False),
-               ("qty", "qty", 6, True), ("status", "status", 10, False), ("info", "price / reason", 20, False))
+    # 48 columns, the panel's inside at the smallest screen (100 wide): a reason in a word or two (REASONS)
+    COLUMNS = (("time", "time", 9, True), ("symbol", "symbol", 8, False), ("side", "side", 5, False),
+               ("qty", "qty", 6, True), ("status", "status", 10, False), ("info", "price/why", 10, False))
     STATUS_STYLE = {"executed": "green", "rejected": "red", "cancelled": "yellow", "expired": "dim"}
+    #: an outcome's reason code in at most 9 characters (`tradesim orders` and the API show the code itself)
+    REASONS = {"insufficient_funds": "no cash", "insufficient_shares": "no shares", "unknown_symbol": "no symbol",
+               "too_many_recent_orders": "too many", "not_processed_in_time": "too late", "internal_error": "error"}
 
     def sync(self, records: list[TradeRecord]) -> None:
         """`records`: newest first."""
@@ -127,7 +131,7 @@ class Blotter(Keyed):
         for r in records:
             if r.order_id in self._values:
                 continue
-            info = _price(r.price) if r.status == "executed" else (r.reason or "")
+            info = _price(r.price) if r.status == "executed" else self.REASONS.get(r.reason or "", r.reason or "")
             self.put(r.order_id, (Stamp(r.decided_at_ms), r.symbol, r.side, f"{r.qty:,}",
                                   Text(r.status, style=self.STATUS_STYLE.get(r.status, "")), info),
                      sort_key=(r.decided_at_ms, r.order_id))
