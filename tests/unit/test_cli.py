@@ -666,10 +666,13 @@ def test_a_report_may_not_overwrite_its_own_scenario_file(tmp_path: Path, option
     path = tmp_path / "mine.yaml"
     text = (Path(__file__).parents[2] / "scenarios" / "round-trip-fees.yaml").read_text()
     path.write_text(text)
-    result = runner.invoke(app, ["run", str(path), option, str(tmp_path / "." / "mine.yaml")])
+    other, other_file = ("--junit", tmp_path / "r.xml") if option == "--json" else ("--json", tmp_path / "r.json")
+    other_file.write_text('{"passed": true}')  # an earlier run's report
+    result = runner.invoke(app, ["run", str(path), option, str(tmp_path / "." / "mine.yaml"), other, str(other_file)])
     assert result.exit_code == 2, result.output
     assert f"{option} names the scenario file" in _one_line_error(result.output)
     assert path.read_text() == text
+    assert "names the scenario file" in other_file.read_text()  # the other report says why, not an old pass
 
 
 def test_a_run_of_a_file_without_expectations_is_refused(tmp_path: Path) -> None:

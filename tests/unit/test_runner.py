@@ -170,4 +170,11 @@ def test_a_closing_tick_past_midnight_expires_day_orders_before_the_barrier_is_c
     # the same order a day earlier in the scenario's time, far from midnight: open at the end, nothing expires
     assert _closing_decisions([day], [start - 3_600_000, last_tick - 3_600_000], last_tick - 3_600_000) == [
         [], ["cancel barrier"]]
+    # a review: a closing tick a millisecond before midnight left the final tick to pass it
+    from tradesim.runner.engine import closing_times
+
+    end = midnight - 1 - 61_000 - 200
+    assert closing_times(end, 200)[0] + 1 == midnight + 1  # both after midnight, not one on each side
+    assert _closing_decisions([day.model_copy(update={"at_ms": end - 10_000})], [end - 20_000, end], end) == [
+        ["expire day"], ["cancel barrier"]]
 

@@ -340,7 +340,8 @@ def user_modules(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     ("exits_on_import:S", {}, "class", "failed to import: SystemExit: 3"),
     ("keyed:NeedsQty", {}, "params", "keyed:NeedsQty failed to start: KeyError: 'qty'"),
     # a probe: reported as a bad param ("takes 1 positional argument but 2 were given")
-    ("keyed:NoParams", {}, "class", "keyed:NoParams's constructor takes no params: write __init__(self, params)"),
+    ("keyed:NoParams", {}, "class",
+     "keyed:NoParams's constructor cannot take the params mapping alone: write __init__(self, params)"),
     ("tradesim.strategies.examples:MovingAverageCross", {"qty": 1, "fats": 2}, "params",
      "fats: unknown param (known: fast, slow, qty, interval)"),
     ("tradesim.strategies.examples:MovingAverageCross", {"qty": 1, "fast": 9, "slow": 9}, "params",

@@ -74,7 +74,10 @@ def _run_cli(name: str, given_speed: float | None, fast: bool, junit: Path | Non
         raise
     for option, given in (("--junit", junit), ("--json", json_out)):
         if given is not None and given.resolve() == path.resolve():  # the report would overwrite the scenario
-            raise UserError(f"{option} names the scenario file {given}; write the report to another file")
+            message = f"{option} names the scenario file {given}; write the report to another file"
+            _error_reports(None if junit is given else junit, None if json_out is given else json_out,
+                           Path(name).stem, speed, message)  # an older report of the other kind says no more
+            raise UserError(message)
     _error_reports(junit, json_out, Path(name).stem, speed, UNFINISHED)  # what the run's end replaces
     try:
         report, code = run_file(settings, path, speed, json_out)
@@ -108,7 +111,7 @@ def run_file(settings: Settings, path: Path, speed: float | None, json_out: Path
     scenario, strategy = load_run(path)
     if scenario.expect is None:  # a CI job whose expectations were deleted would stay green
         raise ScenarioError.one(path, "expect", "the file has no `expect` section, so a run would pass with "
-                                "nothing checked; add one (scenarios/README.md), or play it with `tradesim replay`")
+                                "nothing checked; add what must come out (scenarios/README.md)")
     started = time.monotonic()
     stamp = datetime.now(UTC)
     props = {"seed": str(scenario.seed), "speed": "fast" if speed is None else f"{speed:g}"}

@@ -109,6 +109,8 @@ def closing_times(end_ms: int, out_of_orderness_ms: int) -> tuple[int, int]:
     last bar windows; the final tick, a millisecond on, only cancels the end barriers, so on `trade_executed` every
     decision of the closing tick comes before them."""
     close_ms = end_ms + CLOSE_GAP_MS + out_of_orderness_ms
+    if (close_ms + 1) % DAY_MS == 0:
+        close_ms += 1  # the final tick may not be the one that passes midnight: the closing one expires DAY orders
     return close_ms, close_ms + 1
 
 

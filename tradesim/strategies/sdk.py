@@ -477,7 +477,8 @@ def _load_strategy(path: str, params: Mapping[str, Any] | None, time_limit_s: fl
     try:
         inspect.signature(cls).bind({})
     except TypeError:  # else its TypeError below reads as a bad param
-        raise StrategyError("class", f"{path}'s constructor takes no params: write __init__(self, params)") from None
+        raise StrategyError("class", f"{path}'s constructor cannot take the params mapping alone: write "
+                            "__init__(self, params)") from None
     except ValueError:
         pass  # no signature to read (a C-level class): the call below tells
     try:

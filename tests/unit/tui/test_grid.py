@@ -19,6 +19,11 @@ from tradesim.tui.widgets.grid import fit_right
     ("-1,234,567.89", 12, "  -1,234,568"),
     ("+123,456,789.00", 12, "    +123.46M"),  # a signed P&L keeps its sign
     ("abcdefghij", 6, " …ghij"),  # not a number: cut where it shows
+    # a review: rounding that reaches 1000 takes the next suffix; half up; no negative zero
+    ("-999,999", 6, " -1.0M"),
+    ("999,999.6", 6, " 1.00M"),
+    ("2.5", 2, " 3"),
+    ("-0.004", 5, " 0.00"),
 ])
 def test_a_value_too_wide_for_its_column_is_shortened_never_cut_to_its_last_digits(plain: str, width: int,
                                                                                    shown: str) -> None:

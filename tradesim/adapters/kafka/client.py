@@ -201,10 +201,10 @@ def consumer_lag(client: Consumer) -> int | None:
     return total
 
 
-def group_lag(probe: Consumer, topic: str, timeout_s: float = 2.0) -> int | None:
+def group_lag(probe: Consumer, topic: str, timeout_s: float = 2.0, committed_only: bool = False) -> int | None:
     """`measure_group_lag`, or None when the broker did not answer in time."""
     try:
-        return measure_group_lag(probe, topic, timeout_s)
+        return measure_group_lag(probe, topic, timeout_s, committed_only)
     except KafkaException as exc:
         _log.warning("consumer group lag not measured: %s", exc)
         return None

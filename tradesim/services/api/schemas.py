@@ -214,7 +214,8 @@ class Portfolio(BaseModel):
 
     user_id: str
     as_of_ms: int = Field(description="when the ledger read began, epoch ms: an outcome decided (`decided_at_ms`) "
-                          "after it may not be in `cash` and `positions` yet")
+                          "after it is not in `cash` and `positions`, nor one decided just before whose write had "
+                          "not landed yet")
     cash: str
     positions: list[Position] = Field(description="held symbols, by symbol")
     market_value: str | None = Field(description="Σ market values; null if a held symbol has no price")

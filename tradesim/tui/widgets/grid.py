@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import bisect
 from collections.abc import Callable, Iterable, Sequence
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 from functools import lru_cache
 
 from rich.segment import Segment
@@ -46,13 +46,13 @@ def _parts(value: Value) -> tuple[str, Style | None]:
     return (value.plain, _style_of(value)) if isinstance(value, Text) else _markup(value)
 
 
-_SUFFIXES = ((Decimal(10) ** 12, "T"), (Decimal(10) ** 9, "B"), (Decimal(10) ** 6, "M"), (Decimal(1000), "k"))
+_SUFFIXES = ((Decimal(1000), "k"), (Decimal(10) ** 6, "M"), (Decimal(10) ** 9, "B"), (Decimal(10) ** 12, "T"))
 
 
 def fit_right(plain: str, width: int) -> str:
     """A right-aligned cell's text in `width` columns with a space before it: a number too wide with fewer decimal
     places, else in thousands, millions, ... (`1.23M`; never its last digits alone), anything else cut with `…` in
-    front."""
+    front. Rounded half up, as a reader rounds."""
     room = width - 1
     if len(plain) <= room:
         return plain.rjust(width)
@@ -63,17 +63,21 @@ def fit_right(plain: str, width: int) -> str:
     if number is not None and number.is_finite():
         sign = "+" if plain.startswith("+") else ""
         grouping = "," if "," in plain else ""
-        for places in range(max(0, -int(number.as_tuple().exponent)) - 1, -1, -1):
-            text = f"{sign}{number:{grouping}.{places}f}"
+        decimals = max(0, -int(number.as_tuple().exponent))
+        candidates = [(Decimal(1), "", places) for places in range(decimals - 1, -1, -1)]
+        # the suffix that leaves 1 to 999 before the point, and the next (999.996k rounds to 1.00M, not 1000k)
+        fitting = [i for i, (scale, _) in enumerate(_SUFFIXES) if scale <= abs(number) < scale * 1000]
+        for scale, suffix in _SUFFIXES[fitting[0]:fitting[0] + 2] if fitting else ():
+            candidates += [(scale, suffix, places) for places in (2, 1, 0)]
+        for scale, suffix, places in candidates:
+            shown = (number / scale).quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_UP)
+            if shown.is_zero():
+                shown = abs(shown)  # not "-0.0"
+            if suffix and abs(shown) >= 1000:
+                continue  # the next suffix says it
+            text = f"{sign}{shown:{grouping if not suffix else ''}.{places}f}{suffix}"
             if len(text) <= room:
                 return text.rjust(width)
-        for scale, suffix in _SUFFIXES:
-            if abs(number) >= scale:
-                for places in (2, 1, 0):
-                    text = f"{sign}{number / scale:.{places}f}{suffix}"
-                    if len(text) <= room:
-                        return text.rjust(width)
-                break
     return ("…" + plain[-(room - 1):] if room > 1 else "…"[:room]).rjust(width)
 
 

@@ -16,7 +16,7 @@ from rich.text import Text
 from tradesim.client.format import cents, price, signed
 from tradesim.domain.trades import TradeRecord
 from tradesim.tui.model import Market, OpenOrder, Valuation
-from tradesim.tui.widgets.grid import Grid, Value
+from tradesim.tui.widgets.grid import Grid, Value, fit_right
 
 SPARK_WIDTH = 7
 
@@ -113,12 +113,15 @@ class OpenOrders(Keyed):
                                   Text("cancel…", style="yellow") if o.cancelling else "open"))
 
 
+_INFO_WIDTH = 10  # the blotter's price/why column: a fill price with fewer decimals if it must (fit_right)
+
+
 class Blotter(Keyed):
     """Outcomes, newest first: the fill price of an execution, the reason of a rejection or expiry."""
 
     # 48 columns, the panel's inside at the smallest screen (100 wide): a reason in a word or two (REASONS)
     COLUMNS = (("time", "time", 9, True), ("symbol", "symbol", 8, False), ("side", "side", 5, False),
-               ("qty", "qty", 6, True), ("status", "status", 10, False), ("info", "price/why", 10, False))
+               ("qty", "qty", 6, True), ("status", "status", 10, False), ("info", "price/why", _INFO_WIDTH, False))
     STATUS_STYLE = {"executed": "green", "rejected": "red", "cancelled": "yellow", "expired": "dim"}
     #: an outcome's reason code in at most 9 characters (`tradesim orders` and the API show the code itself)
     REASONS = {"insufficient_funds": "no cash", "insufficient_shares": "no shares", "unknown_symbol": "no symbol",
@@ -131,7 +134,8 @@ class Blotter(Keyed):
         for r in records:
             if r.order_id in self._values:
                 continue
-            info = _price(r.price) if r.status == "executed" else self.REASONS.get(r.reason or "", r.reason or "")
+            info = (fit_right(_price(r.price), _INFO_WIDTH).lstrip() if r.status == "executed"
+                    else self.REASONS.get(r.reason or "", r.reason or ""))
             self.put(r.order_id, (Stamp(r.decided_at_ms), r.symbol, r.side, f"{r.qty:,}",
                                   Text(r.status, style=self.STATUS_STYLE.get(r.status, "")), info),
                      sort_key=(r.decided_at_ms, r.order_id))
