@@ -265,14 +265,15 @@ def test_cancel_publishes_a_cancel_with_the_symbol(http: httpx.Client, user: Use
     assert [type(e) for e in events] == [OrderPlaced, OrderCancelRequested]
     assert events[1].order_id == order_id
     assert events[1].symbol == symbol  # type: ignore[union-attr]
-    # once the execution job recorded a terminal status, there is nothing left to cancel
+    # once a terminal status is recorded, there is nothing left to cancel. Written here; but where the execution job
+    # runs (an earlier test's run submitted it), its mirror may record the cancel's `cancelled` first or after
     db = DynamoDB(settings.dynamodb)
     assert isinstance(events[0], OrderPlaced)
     OrderStore(db).record_outcome(events[0], OrderOutcome(
         order_id=order_id, user_id=user.user_id, symbol=symbol, side="buy", qty=10, status="executed",
         fill_price=Decimal("49.5"), fee=Decimal("1"), trade_id=f"{order_id}-1", decided_at_ms=int(time.time() * 1000)))
     db.close()
-    assert http.get(f"/orders/{order_id}", headers=user.auth).json()["status"] == "executed"
+    assert http.get(f"/orders/{order_id}", headers=user.auth).json()["status"] in ("executed", "cancelled")
     late = http.delete(f"/orders/{order_id}", headers=user.auth)
     assert (late.status_code, late.json()["code"]) == (409, "order_not_open")
     assert len(order_log.since(user.user_id)) == 2
