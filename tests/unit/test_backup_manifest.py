@@ -63,6 +63,9 @@ def test_a_folder_without_a_manifest_is_not_a_backup(tmp_path: Path) -> None:
     (json.dumps({**_manifest().__dict__, "files": {"/etc/passwd": "0" * 64}}), "a file is not a relative path"),
     (json.dumps({**_manifest().__dict__, "files": {"a/./b": "0" * 64}}), "a file is not a relative path"),
     (json.dumps({**_manifest().__dict__, "files": {"a": "xyz"}}), "with a SHA-256"),
+    # a probe: found only after the log was written, when the restore committed them
+    (json.dumps({**_manifest().__dict__, "groups": {"g": {"orders": {"0": -3}}}}), "name a negative offset"),
+    (json.dumps({**_manifest().__dict__, "groups": {"g": {"orders": {"7": 1}}}}), "a partition the backup did not"),
 ])
 def test_a_damaged_or_foreign_manifest_is_refused(tmp_path: Path, text: str, says: str) -> None:
     (tmp_path / MANIFEST).write_text(text)
@@ -198,6 +201,42 @@ def test_a_missing_late_orders_file_is_refused_before_the_stack_is_touched(setti
     (tmp_path / "kafka" / "trade_orders").mkdir(parents=True)
     write(tmp_path / "kafka" / "trade_orders" / "0.bin.gz", [Record(0, 1, b"k", b"v", None)])
     with pytest.raises(UserError, match=r"0\.late\.bin\.gz is missing or damaged"):
+        restore(settings, tmp_path)
+
+
+def test_a_late_orders_file_holding_other_than_the_manifest_says_is_refused_before_the_stack_is_touched(
+        settings: Settings, tmp_path: Path) -> None:
+    """A probe: a hand-edited late count was found only after the records were appended (exit 1, a restore
+    half done)."""
+    manifest = Manifest(FORMAT, "0.1.0", 1.0, 2.0, 3.0, kafka={"trade_orders": [[0, 0, 1]]},
+                        late={"trade_orders": [[0, 5]]})
+    manifest.save(tmp_path)
+    (tmp_path / "kafka" / "trade_orders").mkdir(parents=True)
+    write(tmp_path / "kafka" / "trade_orders" / "0.bin.gz", [Record(0, 1, b"k", b"v", None)])
+    write(tmp_path / "kafka" / "trade_orders" / "0.late.bin.gz", [Record(1, 1, b"k", b"v", None)])
+    with pytest.raises(UserError, match=r"0\.late\.bin\.gz holds 1 records, the manifest says 5"):
+        restore(settings, tmp_path)
+
+
+@pytest.mark.parametrize(("frame", "says"), [
+    (b"cut", "is truncated in the record of offset 0"),  # a value shorter than its length, in a sound gzip
+    (b"5", "the headers of the record of offset 0 do not read"),  # before: a TypeError traceback
+    (b"{x", "the headers of the record of offset 0 do not read"),  # before: exit 1, "purge and restore again"
+])
+def test_a_partition_file_without_digests_that_does_not_read_is_refused_before_the_stack_is_touched(
+        settings: Settings, tmp_path: Path, frame: bytes, says: str) -> None:
+    """Backups made before the digests are restored on the archive's own checks alone (a probe)."""
+    import gzip
+
+    from tradesim.adapters.kafka.archive import _HEAD, MAGIC
+
+    manifest = Manifest(FORMAT, "0.1.0", 1.0, 2.0, 3.0, kafka={"trade_orders": [[0, 0, 1]]})
+    manifest.save(tmp_path)
+    (tmp_path / "kafka" / "trade_orders").mkdir(parents=True)
+    head = _HEAD.pack(0, 1, 1, 10, -1) if frame == b"cut" else _HEAD.pack(0, 1, 1, 1, len(frame))
+    body = b"kv" + frame if frame != b"cut" else b"k" + b"short"
+    (tmp_path / "kafka" / "trade_orders" / "0.bin.gz").write_bytes(gzip.compress(MAGIC + head + body))
+    with pytest.raises(UserError, match=f"0\\.bin\\.gz is missing or damaged .*{says}"):
         restore(settings, tmp_path)
 
 

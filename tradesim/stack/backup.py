@@ -139,6 +139,13 @@ class Manifest:
         if not all(p.isascii() and p.isdigit() for topics in manifest.groups.values() for parts in topics.values()
                    for p in parts):
             raise UserError(f"{path} is not a valid backup manifest: a group's partition is not a number")
+        copied_parts = {topic: {span[0] for span in spans} for topic, spans in manifest.kafka.items()}
+        for group, topics in manifest.groups.items():  # checked here: the restore commits them after the log
+            for topic, parts in topics.items():
+                if any(o < 0 for o in parts.values()) or (
+                        topic in copied_parts and not {int(p) for p in parts} <= copied_parts[topic]):
+                    raise UserError(f"{path} is not a valid backup manifest: group {group}'s offsets of {topic} "
+                                    "name a negative offset or a partition the backup did not copy")
         if not all(_SHA256.fullmatch(digest) and _inside(name) for name, digest in manifest.files.items()):
             raise UserError(f"{path} is not a valid backup manifest: a file is not a relative path inside the "
                             "backup with a SHA-256")
@@ -253,7 +260,7 @@ def _check_files(folder: Path, manifest: Manifest) -> None:
     """Every file of the backup is as it was written (its SHA-256), and every compressed file the manifest names
     reads to its end (gzip checks each one's CRC and length), so a damaged backup is refused before the stack is
     touched, not half restored. A backup made before the digests: the savepoints and the snapshot are there."""
-    from tradesim.adapters.kafka.archive import ArchiveError, misplaced
+    from tradesim.adapters.kafka.archive import ArchiveError, misplaced, read
 
     for name, digest in manifest.files.items():
         path = folder / name
@@ -280,8 +287,17 @@ def _check_files(folder: Path, manifest: Manifest) -> None:
             if wrong:
                 raise UserError(f"{path} does not match the manifest's span of {topic}[{partition}] ({wrong}): this "
                                 "backup cannot be restored")
-    files = [_late_file(folder, topic, partition) for topic, parts in manifest.late.items() for partition, _ in parts]
-    files += [folder / "dynamodb" / f"{table}.jsonl.gz" for table in manifest.dynamodb]
+    for topic, late in manifest.late.items():  # counted as the restore will append them
+        for partition, count in late:
+            path = _late_file(folder, topic, partition)
+            try:
+                n = sum(1 for _ in read(path))
+            except (OSError, EOFError, zlib.error, ArchiveError) as exc:
+                raise UserError(f"{path} is missing or damaged ({exc}): this backup cannot be restored") from None
+            if n != count:
+                raise UserError(f"{path} holds {n} records, the manifest says {count}: this backup cannot be "
+                                "restored")
+    files = [folder / "dynamodb" / f"{table}.jsonl.gz" for table in manifest.dynamodb]
     files += [folder / "clickhouse" / f"{table}.native.gz" for table in manifest.clickhouse]
     for path in files:
         try:
@@ -753,7 +769,8 @@ def _not_empty(settings: Settings, manifest: Manifest) -> list[str]:
     for topic, parts in manifest.kafka.items():
         have = sorted(p for t, p in now if t == topic)
         if have != sorted(p[0] for p in parts):
-            held.append(f"topic {topic} with {len(have)} partitions (the backup has {len(parts)})")
+            held.append(f"topic {topic} with {len(have)} partitions (the backup has {len(parts)}: set "
+                        f"`kafka.partitions` to {len(parts)} before the purge and `up`)")
         elif any(now[(topic, p)].high for p in have):
             held.append(f"records in {topic}")
     db = DynamoDB(settings.dynamodb)

@@ -124,9 +124,18 @@ def read(path: Path) -> Iterator[Record]:
             if len(head) < _HEAD.size:
                 raise ArchiveError(f"{path} is truncated")
             offset, ts, *lengths = _HEAD.unpack(head)
-            key, value, raw = (None if n < 0 else f.read(n) for n in lengths)
-            headers = None if raw is None else [(k, None if v is None else b64decode(v)) for k, v in json.loads(raw)]
-            yield Record(offset, ts, key, value, headers)
+            key, value, raw = fields = [None if n < 0 else f.read(n) for n in lengths]
+            if any(got is not None and len(got) < n for got, n in zip(fields, lengths, strict=True)):
+                raise ArchiveError(f"{path} is truncated in the record of offset {offset}")
+            yield Record(offset, ts, key, value, None if raw is None else _headers(path, offset, raw))
+
+
+def _headers(path: Path, offset: int, raw: bytes) -> list[tuple[str, bytes | None]]:
+    try:
+        pairs = json.loads(raw)
+        return [(str(k), None if v is None else b64decode(v, validate=True)) for k, v in pairs]
+    except (ValueError, TypeError) as exc:  # (binascii.Error is a ValueError)
+        raise ArchiveError(f"{path}: the headers of the record of offset {offset} do not read ({exc})") from None
 
 
 def misplaced(path: Path, low: int, high: int) -> str | None:
