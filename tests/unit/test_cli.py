@@ -1460,3 +1460,22 @@ def test_a_reader_that_stops_early_is_no_server_problem(tmp_path: Path) -> None:
     proc.stdout.close()  # as `head -1` does
     _, errors = proc.communicate(timeout=60)
     assert (proc.returncode, errors) == (141, b"")
+
+
+@pytest.mark.parametrize(("status", "body"), [(404, b'{"error": "not found"}'), (200, b"[1, 2]"),
+                                              (200, b'{"p": {"name": "x"}}')])
+@pytest.mark.parametrize("command", ["list", "clear"])
+def test_chaos_against_a_server_that_is_not_toxiproxy_is_one_line(monkeypatch: pytest.MonkeyPatch, status: int,
+                                                                 body: bytes, command: str) -> None:
+    """A probe: a 4xx answer (another service on `chaos.api_port`) or JSON of another shape was a traceback."""
+    with foreign_server(status, body, "application/json") as url:
+        monkeypatch.setenv("TRADESIM_CHAOS__ENABLED", "true")
+        monkeypatch.setenv("TRADESIM_CHAOS__API_PORT", url.rsplit(":", 1)[1])
+        result = runner.invoke(app, ["chaos", command])
+    if command == "clear" and status == 200:
+        assert result.exit_code == 0, result.output  # POST /reset answered: nothing to read in it
+        return
+    assert result.exit_code == 1, result.output
+    assert "Traceback" not in result.output
+    last = [ln for ln in result.output.strip().splitlines() if ln.strip()][-1]  # `list` prints the faults first
+    assert last.startswith("error: ") and "Toxiproxy" in last, result.output

@@ -44,6 +44,8 @@ def list_cmd() -> None:
         proxies = tox.proxies()
     except Unavailable as exc:
         raise StackError(f"{exc}; start it with `tradesim up`") from None
+    except ToxiproxyRefused as exc:  # another service on chaos.api_port
+        raise StackError(f"{exc}: is `chaos.api_port` Toxiproxy's?") from None
     finally:
         tox.close()
     state = Table("proxy", "listen", "upstream", "enabled", "toxics")
@@ -97,6 +99,8 @@ def clear_cmd() -> None:
         tox.reset()
     except Unavailable as exc:
         raise StackError(f"{exc}; start it with `tradesim up`") from None
+    except ToxiproxyRefused as exc:
+        raise StackError(f"{exc}: is `chaos.api_port` Toxiproxy's?") from None
     finally:
         tox.close()
     out.print("no faults")

@@ -50,9 +50,12 @@ class Toxiproxy:
 
     def proxies(self) -> list[Proxy]:
         rows = self._call("GET", "/proxies") or {}
-        return sorted((Proxy(p["name"], p["listen"], p["upstream"], p["enabled"],
-                             tuple(t["name"] for t in p.get("toxics", []))) for p in rows.values()),
-                      key=lambda p: p.name)
+        try:
+            return sorted((Proxy(str(p["name"]), str(p["listen"]), str(p["upstream"]), bool(p["enabled"]),
+                                 tuple(str(t["name"]) for t in p.get("toxics") or [])) for p in rows.values()),
+                          key=lambda p: p.name)
+        except (AttributeError, KeyError, TypeError):  # JSON of another shape: another service on the port
+            raise Unavailable(f"what answers at {self.shown_url} is not Toxiproxy: {str(rows)[:100]!r}") from None
 
     def ensure_proxy(self, name: str, listen: str, upstream: str) -> None:
         """Create the proxy, or point an existing one at `upstream` and enable it."""
