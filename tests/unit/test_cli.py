@@ -1478,4 +1478,5 @@ def test_chaos_against_a_server_that_is_not_toxiproxy_is_one_line(monkeypatch: p
     assert result.exit_code == 1, result.output
     assert "Traceback" not in result.output
     last = [ln for ln in result.output.strip().splitlines() if ln.strip()][-1]  # `list` prints the faults first
-    assert last.startswith("error: ") and "Toxiproxy" in last, result.output
+    assert last.startswith("error: "), result.output
+    assert "Toxiproxy" in last, result.output

@@ -126,6 +126,9 @@ def test_an_unreadable_request_counts_as_none(settings: Settings) -> None:
     path.parent.mkdir(parents=True)
     path.write_text("{not json")
     assert read_request(settings) is None
+    for speed in (0, -1, "NaN"):  # a probe: the feed refused each, exit 2, and so every `up` failed
+        path.write_text(json.dumps({"scenario": "calm", "speed": speed, "loop": True}))
+        assert read_request(settings) is None, speed
 
 
 def test_run_ids_only_grow_and_event_time_starts_on_a_round_time() -> None:
@@ -182,7 +185,9 @@ def test_a_run_file_of_an_older_shape_is_read_and_a_broken_one_is_none(tmp_path:
     assert read_run(path) == _record(clocks={})
     path.write_text(json.dumps(asdict(_record(continued_ms=NOW, cache_answered=False))))
     assert read_run(path) == _record(continued_ms=NOW, cache_answered=False)
-    for broken in ({"clocks": [1]}, {"clocks": {"AAPL": "soon"}}, {"clocks": {"AAPL": 1.5}}):
+    for broken in ({"clocks": [1]}, {"clocks": {"AAPL": "soon"}}, {"clocks": {"AAPL": 1.5}},
+                   # a probe: the feed died at every start (run_id), `market status` gave a traceback (start_ms)
+                   {"run_id": "x"}, {"start_ms": "x"}, {"speed": "fast"}, {"continued_ms": "later"}):
         path.write_text(json.dumps({**asdict(_record()), **broken}))
         assert read_run(path) is None, broken
 

@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from tradesim.scenarios.errors import ScenarioError
-from tradesim.settings import MAX_LIVE_SPEED, Settings
+from tradesim.settings import MAX_LIVE_SPEED, MIN_SPEED, Settings
 from tradesim.stack.component import PortSpec, ServiceComponent, answers
 from tradesim.stack.state import claim_stack_dir
 from tradesim.text import one_line
@@ -58,8 +58,11 @@ def read_request(settings: Settings) -> MarketRequest | None:
     """The standing request, or None when nobody started the market (an unreadable file counts as none)."""
     try:
         raw = json.loads((market_dir(settings) / REQUEST_FILE).read_text())
+        speed = float(raw["speed"])
+        if not speed >= MIN_SPEED:  # 0, negative or NaN: no pace the feed takes (it exited 2 at every `up`)
+            return None
         # capped: a request stored before the bound must not stop every `up` (the feed refuses a faster pace)
-        return MarketRequest(str(raw["scenario"]), min(float(raw["speed"]), MAX_LIVE_SPEED), bool(raw["loop"]))
+        return MarketRequest(str(raw["scenario"]), min(speed, MAX_LIVE_SPEED), bool(raw["loop"]))
     except (OSError, ValueError, KeyError, TypeError):
         return None
 

@@ -63,6 +63,11 @@ def read_run(path: Path) -> RunRecord | None:
     clocks = record.clocks
     if not isinstance(clocks, dict) or not all(type(v) is int for v in clocks.values()):
         return None
+    types: dict[str, type | tuple[type, ...]] = {
+        "run_id": int, "scenario": str, "scenario_id": str, "speed": (int, float), "loop": bool, "start_ms": int,
+        "started_at_ms": int, "pid": int, "continued_ms": (int, type(None)), "cache_answered": bool}
+    if not all(isinstance(getattr(record, name), kind) for name, kind in types.items()):
+        return None  # a file of another shape: as missing (the feed's next run id, `market status`)
     return record
 
 
