@@ -497,6 +497,25 @@ def test_trades_table(api: list[tuple[str, dict[str, object]]]) -> None:
     assert "30.00" in shown.stdout
 
 
+def test_order_ids_and_figures_are_never_cut_in_a_pipe(api: list[tuple[str, dict[str, object]]]) -> None:
+    """A probe: piped (80 columns), `orders` printed `o_7efc976e…`, an id no command takes, and `trades` printed
+    `1,012.…` and `insuffi…`."""
+    long_id = "o_7efc976e436d4f6290b2dc39d0d20c14"
+    ANSWERS["/orders"] = {"orders": [{
+        "order_id": long_id, "user_id": "alice", "symbol": "ACME", "side": "buy", "qty": 10, "type": "limit",
+        "limit_price": "100.0125", "time_in_force": "day", "status": "accepted", "in_book": True,
+        "placed_at_ms": 1_738_315_800_000}]}
+    ANSWERS["/trades/search"] = {"trades": [
+        {**_trade(3), "order_id": long_id, "qty": 101, "notional": "1012.50", "price": "10.0248"},
+        {**_trade(4), "status": "rejected", "reason": "insufficient_funds", "price": None, "fee": None,
+         "notional": None}], "next_cursor": None, "total": 2}
+    for argv in (["orders"], ["trades"]):
+        shown = runner.invoke(app, argv, env={"COLUMNS": "80"})
+        assert shown.exit_code == 0, shown.output
+        assert long_id in shown.stdout, shown.stdout
+        assert "…" not in shown.stdout, shown.stdout
+
+
 def test_analytics_volume_and_pnl(api: list[tuple[str, dict[str, object]]]) -> None:
     ANSWERS["/analytics/volume"] = {"user_id": None, "interval": "1h", "from_ms": 0, "to_ms": 3_600_000,
                                     "buckets": [{"symbol": "ACME", "start_ms": 0, "shares": 1200,
@@ -1044,6 +1063,10 @@ def test_a_search_text_too_long_for_a_url_is_a_user_mistake(monkeypatch: pytest.
     result = runner.invoke(app, ["trades", "--q", "x" * 70_000])
     assert result.exit_code == 2, result.output  # before: httpx.InvalidURL's traceback
     assert "cannot be sent" in _one_line_error(result.output)
+    # a probe: a byte that is not UTF-8 reaches the command as a surrogate (before: UnicodeEncodeError's traceback)
+    result = runner.invoke(app, ["trades", "--q", "caf\udce9"])
+    assert result.exit_code == 2, result.output
+    assert "bytes that are not UTF-8" in _one_line_error(result.output)
 
 
 @pytest.mark.parametrize(("url", "says"), [

@@ -153,8 +153,10 @@ def _orders(open_only: bool, symbol: str | None, limit: int, as_json: bool) -> N
         out.print(json.dumps(answer))
         return
     table = Table(title="orders")
+    id_width = max((len(o["order_id"]) for o in answer["orders"]), default=5)
     for col in ("order", "placed (UTC)", "side", "qty", "symbol", "type", "price", "status"):
-        table.add_column(col)
+        # as in `trades`: the id whole, the rest folded rather than cut (a pipe prints 80 columns)
+        table.add_column(col, min_width=id_width if col == "order" else None, overflow="fold")
     for o in answer["orders"]:
         price = o.get("fill_price") or o.get("limit_price") or o.get("stop_price") or "-"
         table.add_row(o["order_id"], _when(o["placed_at_ms"])[:-4], o["side"], str(o["qty"]), o["symbol"],

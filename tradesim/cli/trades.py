@@ -81,8 +81,10 @@ def _trades(symbol: str | None, side: str | None, status: str | None, since: str
                   pad_edge=False, collapse_padding=True)
     id_width = max((len(t["order_id"]) for t in found), default=5)
     for col in ("decided (UTC)", "order", "side", "qty", "symbol", "type", "status", "price", "notional", "fee"):
+        # the order id whole (it is what `order show` takes); every other cell folds on a narrow screen or a pipe
+        # (80 columns), never cut to an ellipsis (`1,012.…`)
         table.add_column(col, justify="right" if col in ("qty", "price", "notional", "fee") else "left",
-                         min_width=id_width if col == "order" else None)  # whole: it is what `order show` takes
+                         min_width=id_width if col == "order" else None, overflow="fold")
     for t in found:
         status = t["status"] if t["reason"] is None else f"{t['status']}: {t['reason']}"
         table.add_row(when(t["decided_at_ms"])[5:], t["order_id"], t["side"], f"{t['qty']:,}", t["symbol"],

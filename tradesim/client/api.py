@@ -163,6 +163,8 @@ def exchange(settings: Settings, method: str, path: str, key: str, *, json_body:
                                headers={"Authorization": f"Bearer {key}", **(headers or {})})
     except httpx.InvalidURL as exc:  # built from the command's arguments, e.g. a search text past a URL's length
         raise UserError(f"the request cannot be sent: {one_line(exc)}") from None
+    except UnicodeEncodeError:  # an argument holding bytes that are not UTF-8 (the shell passes them as surrogates)
+        raise UserError("the request cannot be sent: an argument holds bytes that are not UTF-8 text") from None
     except NOT_SENT as exc:
         raise StackError(f"the API is not reachable at {redacted(settings.api.client_url)}: {exc} (is `tradesim up` "
                          "running?)") from None
