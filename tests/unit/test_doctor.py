@@ -98,3 +98,38 @@ def test_the_kernels_port_ranges_are_read_and_an_unreadable_one_is_none(tmp_path
     assert doctor.reserved_ports(tmp_path / "reserved") == {8000, 8001, 8002, 9000}
     assert doctor.client_port_range(tmp_path / "missing") is None
     assert doctor.reserved_ports(tmp_path / "missing") == set()
+
+
+def test_ports_two_settings_share_or_an_off_component_holds_are_told_as_up_sees_them(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A probe: `api.port` set to Flink's REST port passed doctor (and `up`'s check) with both ports "free", and
+    Jaeger's ports were checked with tracing off, so another program on 8888 failed doctor for nothing."""
+    from tradesim.stack.api import ApiService
+    from tradesim.stack.flink import Flink
+    from tradesim.stack.jaeger import Jaeger
+    from tradesim.testing.fakes import FakeProcesses
+
+    monkeypatch.setattr(doctor, "client_port_range", lambda: None)
+    settings = Settings(home=tmp_path, api={"port": 18081}, flink={"rest_port": 18081})  # type: ignore[arg-type]
+    comps = [ApiService(settings), Flink(settings), Jaeger(settings)]
+    checks = doctor.run_checks(settings, comps, FakeProcesses())
+    (clash,) = [c for c in checks if c.name == "ports"]
+    assert not clash.ok
+    assert "127.0.0.1:18081 is given to api (TRADESIM_API__PORT) and flink (TRADESIM_FLINK__REST_PORT)" in (
+        clash.detail)
+    assert not any(str(settings.tracing.metrics_port) in c.name for c in checks)  # tracing is off
+
+
+def test_an_address_not_of_this_machine_is_named_with_its_setting(tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """A probe: `kafka.host` 192.0.2.1 (or a name that does not resolve) ended doctor with `error: Cannot assign
+    requested address`, no table, no setting named."""
+    from tradesim.stack.kafka import Kafka
+
+    monkeypatch.setattr(doctor, "client_port_range", lambda: None)
+    settings = Settings(home=tmp_path, kafka={"host": "192.0.2.1"})  # type: ignore[arg-type]
+    checks = {c.name: c for c in doctor.run_checks(settings, [Kafka(settings)])}  # the real bind
+    port = checks[f"port {settings.kafka.port}"]
+    assert not port.ok
+    assert "kafka: cannot listen on 192.0.2.1" in port.detail
+    assert port.fix == "set TRADESIM_KAFKA__HOST to an address of this machine"

@@ -476,3 +476,22 @@ def test_cancels_a_start_could_not_send_are_named_and_the_start_stands(monkeypat
     assert said == [f"execution started without state, and the orders an earlier run held in its books could not be "
                     f"cancelled ({why} did not answer): `tradesim jobs cancel-lost` sends their cancels again"
                     for why in ("Kafka", "DynamoDB")]
+
+
+def test_two_runs_of_one_job_are_warned_in_words_not_markup(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A probe: the only warning of an execution job running twice printed `[yellow]warning:[/yellow]` (the
+    console reads no markup)."""
+    import tradesim.cli.jobs as jobs_cli
+    from tradesim.adapters.flink.client import JobInfo
+
+    class Cluster:
+        url = "http://127.0.0.1:8081"
+
+        def jobs(self) -> list[JobInfo]:
+            return [JobInfo(f"j{i}", "tradesim-execution", "RUNNING", 0, 1000) for i in (1, 2)]
+
+    monkeypatch.setattr(jobs_cli, "cluster", lambda _settings: Cluster())
+    result = runner.invoke(app, ["jobs", "list"])
+    assert result.exit_code == 0, result.output
+    assert "warning: 2 execution jobs run" in result.output
+    assert "[yellow]" not in result.output

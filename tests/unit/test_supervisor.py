@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import threading
 from collections.abc import Callable
@@ -86,6 +87,17 @@ def test_port_taken_fails_before_starting_anything(sup: Supervisor, procs: FakeP
     assert procs.spawned == []
 
 
+def test_two_components_given_one_port_fail_before_starting_anything(settings: Settings,
+                                                                     procs: FakeProcesses) -> None:
+    """A probe: the check tried each port alone, found it free, and the second server failed after the first ran."""
+    sup = Supervisor(settings, [FakeComponent(settings, "alpha", 7001, procs), FakeComponent(settings, "beta", 7001,
+                                                                                            procs)], processes=procs)
+    with pytest.raises(PortInUseError, match=r"port 127\.0\.0\.1:7001 is given to alpha \(TRADESIM_ALPHA__PORT\) "
+                       r"and beta \(TRADESIM_BETA__PORT\)"):
+        sup.up()
+    assert procs.spawned == []
+
+
 def test_provision_failure_starts_nothing(sup: Supervisor, procs: FakeProcesses, comps: list[FakeComponent]) -> None:
     comps[1].fail_provision = ProvisionError("beta", "mvn failed (exit 1)", "BUILD FAILURE")
     with pytest.raises(ProvisionError, match="BUILD FAILURE"):
@@ -130,6 +142,11 @@ def test_status_counts_the_watchdogs_restarts_within_its_window(sup: Supervisor,
     now, window = time.time(), settings.stack.watchdog_window_s
     WatchdogFile(settings.stack_dir).save(WatchdogState(restarts={
         "alpha": [now - 86_400, now - window - 1, now - window + 60], "beta": [now - 86_400]}))
+    assert {r.name: r.restarts for r in sup.status()} == {"alpha": 1, "beta": 0}
+    # a hand-edited file: a time that is not a number counts as none (before: a TypeError from `status`, and the
+    # watchdog's every pass)
+    (settings.stack_dir / "watchdog.json").write_text(
+        json.dumps({"restarts": {"alpha": ["x", None, True, now - 1], "beta": "soon"}}))
     assert {r.name: r.restarts for r in sup.status()} == {"alpha": 1, "beta": 0}
 
 

@@ -13,7 +13,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from tradesim.cli.errors import cli_errors
+from tradesim.cli.errors import cli_errors, err
 from tradesim.cli.readout import console
 from tradesim.settings import load_settings, redacted
 from tradesim.stack.errors import UserError
@@ -107,7 +107,7 @@ def _list(show_all: bool, as_json: bool = False) -> None:
     if not jobs:
         out.print("no jobs" + ("" if show_all else " running (--all shows finished ones)"))
     for name, ids in doubled(jobs).items():
-        out.print(f"[yellow]warning:[/yellow] {len(ids)} {name} jobs run: every order is decided by each and every "
+        err.print(f"warning: {len(ids)} {name} jobs run: every order is decided by each and every "
                   f"outcome goes out {len(ids)} times; cancel all but one with `tradesim jobs cancel ID`")
 
 

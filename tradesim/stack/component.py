@@ -11,6 +11,7 @@ import os
 import urllib.error
 import urllib.request
 from abc import ABC, abstractmethod
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -138,6 +139,22 @@ class Component(ABC):
         """For an on-demand component nobody asked to run (the live market): the hint that starts it, so `up`
         leaves it stopped and `status` shows it stopped without counting it as unhealthy. None: it should run."""
         return None
+
+
+def shared_ports(comps: Iterable[Component]) -> list[str]:
+    """The ports two settings give at once (`api.port` set to Flink's REST port, say): one line each. Only one
+    server can bind such a port, so the other fails once it starts, after everything before it started."""
+    users: dict[tuple[str, int], list[str]] = {}
+    for comp in comps:
+        for spec in comp.ports():
+            users.setdefault((spec.host, spec.port), []).append(f"{comp.name} ({spec.setting})")
+    return [f"port {host}:{port} is given to {' and '.join(names)}; set one of them to another port"
+            for (host, port), names in users.items() if len(names) > 1]
+
+
+def host_setting(spec: PortSpec) -> str:
+    """The setting of the host a port is bound on (`TRADESIM_KAFKA__PORT` → `TRADESIM_KAFKA__HOST`)."""
+    return spec.setting.rsplit("__", 1)[0] + "__HOST"
 
 
 def answers(url: str, what: str, timeout_s: float = 2.0) -> bytes:

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tradesim.settings import Settings
-from tradesim.stack.component import Component
+from tradesim.stack.component import Component, host_setting, shared_ports
 from tradesim.stack.jaeger import go_too_old
 from tradesim.stack.process import OsProcessTable, ProcessTable
 from tradesim.stack.state import StateFile
@@ -107,9 +107,9 @@ def run_checks(settings: Settings, components: list[Component],
 
     ours = StateFile(settings.stack_dir).load().components
     clients, reserved = client_port_range(), reserved_ports()
-    for comp in components:
-        if comp.external:
-            continue
+    served = [c for c in components if not c.external and c.not_requested() is None]  # what `up` would start
+    checks += [Check("ports", False, clash, "") for clash in shared_ports(served)]
+    for comp in served:
         record = ours.get(comp.name)
         mine = record is not None and processes.is_alive(record.handle)
         for spec in comp.ports():
@@ -120,7 +120,13 @@ def run_checks(settings: Settings, components: list[Component],
                                     f"set {spec.setting} below {clients[0]} (or reserve it: sysctl "
                                     "net.ipv4.ip_local_reserved_ports)"))
                 continue
-            taken = processes.port_in_use(spec.host, spec.port)
+            try:
+                taken = processes.port_in_use(spec.host, spec.port)
+            except OSError as exc:  # an address not of this machine, a name that does not resolve
+                checks.append(Check(f"port {spec.port}", False, f"{comp.name}: cannot listen on {spec.host}:"
+                                    f"{spec.port} ({exc.strerror or exc})",
+                                    f"set {host_setting(spec)} to an address of this machine"))
+                continue
             if mine:
                 checks.append(Check(f"port {spec.port}", True, f"used by our {comp.name}"))
             else:

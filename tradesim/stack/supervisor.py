@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from tradesim.settings import Settings
-from tradesim.stack.component import Component, Unhealthy
+from tradesim.stack.component import Component, Unhealthy, host_setting, shared_ports
 from tradesim.stack.errors import PortInUseError, StackError, StartError, UserError
 from tradesim.stack.process import OsProcessTable, ProcessTable
 from tradesim.stack.state import MARKER, ComponentRecord, StateFile
@@ -327,10 +327,16 @@ class Supervisor:
 
     def _preflight_ports(self, comps: list[Component]) -> None:
         """Fail before starting anything if a port is taken, naming component, port and setting."""
-        problems = []
+        problems = shared_ports(comps)
         for comp in comps:
             for spec in comp.ports():
-                if self.processes.port_in_use(spec.host, spec.port):
+                try:
+                    taken = self.processes.port_in_use(spec.host, spec.port)
+                except OSError as exc:  # an address not of this machine, a name that does not resolve
+                    problems.append(f"{comp.name}: cannot listen on {spec.host}:{spec.port} ({exc.strerror or exc})"
+                                    f"; set {host_setting(spec)} to an address of this machine")
+                    continue
+                if taken:
                     problems.append(f"{comp.name}: port {spec.host}:{spec.port} is already in use by another "
                                     f"process; stop it or set {spec.setting} to a free port")
         if problems:

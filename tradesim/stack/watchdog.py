@@ -50,6 +50,14 @@ class WatchdogState:
         return None if self.pid is None or self.start_ticks is None else ProcessHandle(self.pid, self.start_ticks)
 
 
+def _times(value: Any) -> list[float]:
+    """A component's restart times as stored; anything but a list of numbers (a hand edit) counts as none: a string
+    among them made `status` and the watchdog's every pass fail on comparing it with the clock."""
+    if not isinstance(value, list):
+        return []
+    return [float(t) for t in value if isinstance(t, int | float) and not isinstance(t, bool)]
+
+
 class WatchdogFile:
     def __init__(self, stack_dir: Path) -> None:
         self.path = stack_dir / "watchdog.json"
@@ -60,7 +68,7 @@ class WatchdogFile:
         try:
             raw: dict[str, Any] = json.loads(self.path.read_text())
             return WatchdogState(pid=raw.get("pid"), start_ticks=raw.get("start_ticks"),
-                                 restarts={k: list(v) for k, v in raw.get("restarts", {}).items()},
+                                 restarts={k: _times(v) for k, v in raw.get("restarts", {}).items()},
                                  gave_up=dict(raw.get("gave_up", {})),
                                  restarting=bool(raw.get("restarting", True)),
                                  settings_digest=raw.get("settings_digest"))
