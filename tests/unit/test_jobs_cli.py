@@ -217,6 +217,15 @@ def test_fresh_forgets_a_lost_run_too_even_with_no_cluster_to_submit_to() -> Non
     assert set(runs(settings)) == {"bars"}
 
 
+def test_a_hand_edited_run_note_of_the_wrong_types_is_no_note() -> None:
+    """A probe: `{"run": "abc", "resumed": 5}` in runs.json gave a traceback after every `up`."""
+    from tradesim.stack.jobs import runs
+
+    settings = load_settings()
+    _noted(settings, execution={"run": "abc", "resumed": 5}, bars={"run": 7}, passthrough={"run": "p1"})
+    assert set(runs(settings)) == {"passthrough"}
+
+
 def test_notes_changed_by_many_writers_at_once_keep_every_change() -> None:
     from concurrent.futures import ThreadPoolExecutor
 

@@ -633,7 +633,9 @@ def runs(settings: Settings) -> dict[str, RunNote]:
     out = {}
     for name, raw in _run_notes(settings).read().items():
         with contextlib.suppress(TypeError):
-            out[str(name)] = RunNote(**raw)
+            note = RunNote(**raw)
+            if isinstance(note.run, str) and all(isinstance(v, str | None) for v in (note.cluster, note.resumed)):
+                out[str(name)] = note  # else a hand edit: as no note (a `resumed` of 5 was a traceback after `up`)
     return out
 
 
