@@ -173,25 +173,28 @@ class SinkWorker:
         outcomes = list(records)  # every outcome of the (growing) batch, for the visibility metric
         backoff, written = 0.1, 0
         while (got := self._write(records)) is not None:
-            done, failed = got
+            done, failed, trailing = got
             written += done
             if not failed:
                 break
-            if written:  # the sink took other records: once more (it may have come back midway), then set aside
-                again = self._write([(record, msg) for record, msg, _ in failed])
+            if not trailing:  # the sink took a record after each that failed: these fail on their own; once more
+                again = self._write([(record, msg) for record, msg, _ in failed])  # (it may have come back)
                 if again is None:
                     return
                 written += again[0]
                 for _, msg, exc in again[1]:
                     self._dead_letter(msg, f"{self.sink.name} failed on this record: {type(exc).__name__}: {exc}")
                 break
-            # nothing was written: the sink rather than a record; hold the position and retry, with what comes in
+            # the sink failed every record after its last write (or wrote none): the sink rather than a record (it
+            # broke midway: a disk full), or the last records are the poison and only records after them tell; hold
+            # the position and retry, with what comes in
             metrics.RETRIES.labels(self.sink.name).inc()
-            log.error("sink write failed, retrying", extra={"sink": self.sink.name, "error": str(failed[0][2]),
+            log.error("sink write failed, retrying", extra={"sink": self.sink.name, "error": str(failed[-1][2]),
                                                             "records": len(failed), "backoff_s": backoff})
             self._idle(backoff)
             backoff = min(backoff * 2, self.settings.persistence.backoff_max_s)
-            more = self._collect() if len(batch) < self._hold_limit() else []
+            # the limit counts what is still to be written: records set aside (not outcomes, refused) are done
+            more = self._collect() if len(failed) < self._hold_limit() and len(batch) < 8 * self._hold_limit() else []
             batch += more
             fresh = self._decoded(more, parents)
             outcomes += fresh
@@ -233,29 +236,32 @@ class SinkWorker:
         return decoded.records
 
     def _write(self, sources: list[tuple[TradeRecord, Message]]
-               ) -> tuple[int, list[tuple[TradeRecord, Message, Exception]]] | None:
+               ) -> tuple[int, list[tuple[TradeRecord, Message, Exception]], int] | None:
         """Write the batch; if the sink fails it, one record at a time. The records the sink refuses go to
-        dead_letter. Returns how many records the sink took and those that failed on their own with another
-        error; None if asked to stop first."""
+        dead_letter. Returns how many records the sink took, those that failed with another error, and how many of
+        those come after the last record the sink answered (took or refused); None if asked to stop first."""
         if not sources:
-            return 0, []
+            return 0, [], 0
         try:
-            return (len(sources), []) if self._retrying([r for r, _ in sources]) else None
+            return (len(sources), [], 0) if self._retrying([r for r, _ in sources]) else None
         except Exception as exc:  # noqa: BLE001 - Refused, InvalidRecord or unexpected: find the record(s) at fault
             log.warning("sink failed the batch; writing one by one", extra={"sink": self.sink.name,
                                                                             "error": str(exc)})
         failed: list[tuple[TradeRecord, Message, Exception]] = []
-        written = 0
+        written = trailing = 0
         for record, msg in sources:
             try:
                 if not self._retrying([record]):
                     return None
                 written += 1
+                trailing = 0
             except (Refused, InvalidRecord) as exc:  # this one record cannot be stored: set it aside, go on
                 self._dead_letter(msg, f"refused by {self.sink.name}: {exc}")
+                trailing = 0
             except Exception as exc:  # noqa: BLE001 - the caller tells a poison record from a broken sink
                 failed.append((record, msg, exc))
-        return written, failed
+                trailing += 1
+        return written, failed, trailing
 
     def _retrying(self, records: list[TradeRecord]) -> bool:
         """Write, retrying while the sink is unavailable with a capped backoff while the position holds; False if
