@@ -88,6 +88,9 @@ KEY_RECHECK_MIN_S = 5.0
 #: replies (acks, snapshots, bar histories, errors, heartbeats) a client may leave unread before it is closed (1008):
 #: they are never conflated, so this is what bounds them for a client that sends requests and does not read
 CONTROL_QUEUE = 5_000
+#: and their bytes: a bar history is ~66 KB, so 5,000 re-subscriptions of one symbol's bars held 330 MB for a client
+#: that never reads; twice the largest single answer (500 symbols' histories, ~33 MB) still fits
+CONTROL_BYTES = 64 * 1024 * 1024
 #: bad frames a client may send within BAD_FRAMES_WINDOW_S before it is closed (1008)
 BAD_FRAMES = 20
 BAD_FRAMES_WINDOW_S = 10.0
@@ -193,6 +196,7 @@ class Client:
         self.closing: tuple[CloseCode, str] | None = None
         self.bad: deque[float] = deque(maxlen=BAD_FRAMES)  # when its latest bad frames came
         self.replies = 0  # control frames in `queue`
+        self.reply_bytes = 0  # and their length
         self.last_sent = time.monotonic()  # when a frame last went to its socket (heartbeats go to quiet ones)
         #: per symbol (or "SYMBOL|interval": (0, window start)), what a snapshot, a bar history or a catch-up already
         #: gave it: an update up to that one, read from pub/sub after them, is not sent; the entry goes once a newer
@@ -269,6 +273,7 @@ class Client:
             return
         self.queue.append(("", 0, 0, frame))
         self.replies += 1
+        self.reply_bytes += len(frame)
         self.bound_replies()
         self.wake.set()
 
@@ -279,14 +284,16 @@ class Client:
         earlier = [u for u in self.queue if not u[0]]
         updates = [u for u in self.queue if u[0] and not covered(u)]
         self.queue = deque([*earlier, *replies, *updates])
-        self.replies = len(earlier) + sum(1 for u in replies if not u[0])
+        kept = [*earlier, *(u for u in replies if not u[0])]
+        self.replies, self.reply_bytes = len(kept), sum(len(u[3]) for u in kept)
         self.bound_replies()
 
     def bound_replies(self) -> None:
         """Close a client that left more than CONTROL_QUEUE replies unread (they are never conflated)."""
-        if self.closing is None and self.replies > CONTROL_QUEUE:
+        if self.closing is None and (self.replies > CONTROL_QUEUE or self.reply_bytes > CONTROL_BYTES):
             self.close_with(CloseCode.POLICY_VIOLATION, "too_many_unread_replies",
-                            f"more than {CONTROL_QUEUE} replies unread: read what you ask for")
+                            f"more than {CONTROL_QUEUE} replies or {CONTROL_BYTES >> 20} MiB of them unread: read "
+                            "what you ask for")
 
     def count_bad_frame(self, now: float) -> bool:
         """Note a bad frame; True once BAD_FRAMES came within BAD_FRAMES_WINDOW_S (the client is then closed)."""
@@ -312,7 +319,7 @@ class Client:
     def close_with(self, code: CloseCode, error: str, message: str) -> None:
         """Send an error frame, then close with `code`; what is still queued is dropped (refilled over REST)."""
         self.queue.clear()
-        self.replies = 0
+        self.replies = self.reply_bytes = 0
         self.account.clear()
         self.account.append(_error(error, message))
         self.closing = (code, error)
@@ -327,7 +334,9 @@ class Client:
                     frame = self.account.popleft()
                 elif self.queue and not self.paused and self.closing is None:
                     key, _, _, frame = self.queue.popleft()
-                    self.replies -= not key
+                    if not key:
+                        self.replies -= 1
+                        self.reply_bytes -= len(frame)
                 else:
                     break
                 await self.ws.send(frame)
@@ -521,6 +530,8 @@ class MarketDataHub:
             return
         client.paused = True
         added = [k for k in keys if k not in client.bars]
+        # keys other clients follow already: what they got is what a catch-up goes on from, not this history
+        shared = {k for k in keys if self.by_bars.get(k, set()) - {client}}
         try:
             for key in keys:
                 client.bars.add(key)
@@ -547,7 +558,9 @@ class MarketDataHub:
             client.splice(frames, lambda u: u[0] in covered and u[2] <= covered[u[0]])
             for key, start in covered.items():  # a bar still on its way from pub/sub is not sent after its history
                 client.raise_floor(key, (0, start))
-                self.bars_fanned[key] = max(self.bars_fanned.get(key, start), start)
+                if key not in shared:  # (a review: raised by a newcomer during a pub/sub outage, the catch-up
+                    # skipped the bars the earlier subscribers missed)
+                    self.bars_fanned[key] = max(self.bars_fanned.get(key, start), start)
         finally:
             client.paused = False
             client.wake.set()
@@ -574,11 +587,13 @@ class MarketDataHub:
                 # Broadcast, not queued: 1,000 pumps woken at once held the next ticks back by tens of ms.
                 _fan_out(quiet, frame, None)
 
-    async def subscribe(self, client: Client, symbols: list[str]) -> None:
+    async def subscribe(self, client: Client, symbols: list[str], *, counted: bool = False) -> None:
+        """`counted`: the frame was already counted as bad (it named malformed symbols too): once per frame."""
         known_flags = await self.redis.smismember(SYMBOLS_KEY, symbols) if symbols else []
         known = [s for s, k in zip(symbols, known_flags, strict=True) if k]
         unknown = [s for s, k in zip(symbols, known_flags, strict=True) if not k]
-        if unknown and not client.count_bad_frame(time.monotonic()):  # each costs a lookup: a loop is bad too
+        # each costs a lookup: a loop is bad too
+        if unknown and (counted and client.closing is None or not client.count_bad_frame(time.monotonic())):
             client.send_now(json.dumps({"type": "error", "code": "unknown_symbol", "symbols": unknown,
                                         "message": "no price was ever published for these symbols"}))
         if not known:
@@ -800,7 +815,7 @@ class MarketDataHub:
                 client.send_now(json.dumps({"type": "unsubscribed_bars", "symbols": wanted, "interval": interval}))
             return None
         if doc["op"] == "subscribe":
-            await self.subscribe(client, wanted)
+            await self.subscribe(client, wanted, counted=bool(malformed))
         else:
             self.unsubscribe(client, wanted)
             client.send_now(json.dumps({"type": "unsubscribed", "symbols": wanted}))
