@@ -110,7 +110,8 @@ def test_ports_two_settings_share_or_an_off_component_holds_are_told_as_up_sees_
     from tradesim.testing.fakes import FakeProcesses
 
     monkeypatch.setattr(doctor, "client_port_range", lambda: None)
-    settings = Settings(home=tmp_path, api={"port": 18081}, flink={"rest_port": 18081})  # type: ignore[arg-type]
+    settings = Settings(home=tmp_path, api={"port": 18081}, flink={"rest_port": 18081},  # type: ignore[arg-type]
+                        tracing={"enabled": False})  # (the integration tests turn it on for the whole run)
     comps = [ApiService(settings), Flink(settings), Jaeger(settings)]
     checks = doctor.run_checks(settings, comps, FakeProcesses())
     (clash,) = [c for c in checks if c.name == "ports"]
