@@ -66,19 +66,3 @@ def test_a_subscriptions_replies_follow_the_replies_queued_before_them() -> None
     assert (frames[2]["n"], frames[4]["window_start_ms"]) == (2, 2000)  # the history covers the 1000 bar
     assert client.replies == 3
 
-
-def test_a_client_leaving_megabytes_of_replies_unread_is_closed_before_thousands_of_them() -> None:
-    """A review: a bar history is ~66 KB, so 5,000 re-subscriptions of one symbol's bars (63 bytes each) from a
-    client that never reads held 330 MB before the frame count closed it."""
-    from tradesim.services.marketdata.ws import CONTROL_BYTES, CONTROL_QUEUE
-
-    history = '{"type":"bars","data":[' + ",".join(['{"close":"1.00"}'] * 4000) + "]}"  # ~68 KB
-    client = _client(64)
-    sent = 0
-    while client.closing is None:
-        client.splice([("", 0, 0, history)], lambda _u: False)
-        sent += 1
-    assert sent * len(history) > CONTROL_BYTES >= (sent - 1) * len(history)
-    assert sent < CONTROL_QUEUE
-    assert client.closing == (CloseCode.POLICY_VIOLATION, "too_many_unread_replies")
-    assert client.reply_bytes == 0  # what was queued is dropped with the close

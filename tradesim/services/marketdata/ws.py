@@ -88,9 +88,6 @@ KEY_RECHECK_MIN_S = 5.0
 #: replies (acks, snapshots, bar histories, errors, heartbeats) a client may leave unread before it is closed (1008):
 #: they are never conflated, so this is what bounds them for a client that sends requests and does not read
 CONTROL_QUEUE = 5_000
-#: and their bytes: a bar history is ~66 KB, so 5,000 re-subscriptions of one symbol's bars held 330 MB for a client
-#: that never reads; twice the largest single answer (500 symbols' histories, ~33 MB) still fits
-CONTROL_BYTES = 64 * 1024 * 1024
 #: bad frames a client may send within BAD_FRAMES_WINDOW_S before it is closed (1008)
 BAD_FRAMES = 20
 BAD_FRAMES_WINDOW_S = 10.0
@@ -196,7 +193,6 @@ class Client:
         self.closing: tuple[CloseCode, str] | None = None
         self.bad: deque[float] = deque(maxlen=BAD_FRAMES)  # when its latest bad frames came
         self.replies = 0  # control frames in `queue`
-        self.reply_bytes = 0  # and their length
         self.last_sent = time.monotonic()  # when a frame last went to its socket (heartbeats go to quiet ones)
         #: per symbol (or "SYMBOL|interval": (0, window start)), what a snapshot, a bar history or a catch-up already
         #: gave it: an update up to that one, read from pub/sub after them, is not sent; the entry goes once a newer
@@ -273,7 +269,6 @@ class Client:
             return
         self.queue.append(("", 0, 0, frame))
         self.replies += 1
-        self.reply_bytes += len(frame)
         self.bound_replies()
         self.wake.set()
 
@@ -284,16 +279,14 @@ class Client:
         earlier = [u for u in self.queue if not u[0]]
         updates = [u for u in self.queue if u[0] and not covered(u)]
         self.queue = deque([*earlier, *replies, *updates])
-        kept = [*earlier, *(u for u in replies if not u[0])]
-        self.replies, self.reply_bytes = len(kept), sum(len(u[3]) for u in kept)
+        self.replies = len(earlier) + sum(1 for u in replies if not u[0])
         self.bound_replies()
 
     def bound_replies(self) -> None:
         """Close a client that left more than CONTROL_QUEUE replies unread (they are never conflated)."""
-        if self.closing is None and (self.replies > CONTROL_QUEUE or self.reply_bytes > CONTROL_BYTES):
+        if self.closing is None and self.replies > CONTROL_QUEUE:
             self.close_with(CloseCode.POLICY_VIOLATION, "too_many_unread_replies",
-                            f"more than {CONTROL_QUEUE} replies or {CONTROL_BYTES >> 20} MiB of them unread: read "
-                            "what you ask for")
+                            f"more than {CONTROL_QUEUE} replies unread: read what you ask for")
 
     def count_bad_frame(self, now: float) -> bool:
         """Note a bad frame; True once BAD_FRAMES came within BAD_FRAMES_WINDOW_S (the client is then closed)."""
@@ -319,7 +312,7 @@ class Client:
     def close_with(self, code: CloseCode, error: str, message: str) -> None:
         """Send an error frame, then close with `code`; what is still queued is dropped (refilled over REST)."""
         self.queue.clear()
-        self.replies = self.reply_bytes = 0
+        self.replies = 0
         self.account.clear()
         self.account.append(_error(error, message))
         self.closing = (code, error)
@@ -334,9 +327,7 @@ class Client:
                     frame = self.account.popleft()
                 elif self.queue and not self.paused and self.closing is None:
                     key, _, _, frame = self.queue.popleft()
-                    if not key:
-                        self.replies -= 1
-                        self.reply_bytes -= len(frame)
+                    self.replies -= not key
                 else:
                     break
                 await self.ws.send(frame)
@@ -593,7 +584,7 @@ class MarketDataHub:
         known = [s for s, k in zip(symbols, known_flags, strict=True) if k]
         unknown = [s for s, k in zip(symbols, known_flags, strict=True) if not k]
         # each costs a lookup: a loop is bad too
-        if unknown and (counted and client.closing is None or not client.count_bad_frame(time.monotonic())):
+        if unknown and ((client.closing is None) if counted else not client.count_bad_frame(time.monotonic())):
             client.send_now(json.dumps({"type": "error", "code": "unknown_symbol", "symbols": unknown,
                                         "message": "no price was ever published for these symbols"}))
         if not known:
