@@ -152,9 +152,12 @@ def shared_ports(comps: Iterable[Component]) -> list[str]:
             for (host, port), names in users.items() if len(names) > 1]
 
 
-def host_setting(spec: PortSpec) -> str:
-    """The setting of the host a port is bound on (`TRADESIM_KAFKA__PORT` → `TRADESIM_KAFKA__HOST`)."""
-    return spec.setting.rsplit("__", 1)[0] + "__HOST"
+def unbindable(spec: PortSpec, exc: OSError) -> tuple[str, str]:
+    """A port that cannot be bound for another reason than its use (an address not of this machine, a name that
+    does not resolve): why, and the host setting to change (`TRADESIM_KAFKA__PORT` → `TRADESIM_KAFKA__HOST`)."""
+    host_setting = spec.setting.rsplit("__", 1)[0] + "__HOST"
+    return (f"cannot listen on {spec.host}:{spec.port} ({exc.strerror or exc})",
+            f"set {host_setting} to an address of this machine")
 
 
 def answers(url: str, what: str, timeout_s: float = 2.0) -> bytes:

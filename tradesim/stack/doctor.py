@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tradesim.settings import Settings
-from tradesim.stack.component import Component, host_setting, shared_ports
+from tradesim.stack.component import Component, shared_ports, unbindable
 from tradesim.stack.jaeger import go_too_old
 from tradesim.stack.process import OsProcessTable, ProcessTable
 from tradesim.stack.state import StateFile
@@ -122,10 +122,9 @@ def run_checks(settings: Settings, components: list[Component],
                 continue
             try:
                 taken = processes.port_in_use(spec.host, spec.port)
-            except OSError as exc:  # an address not of this machine, a name that does not resolve
-                checks.append(Check(f"port {spec.port}", False, f"{comp.name}: cannot listen on {spec.host}:"
-                                    f"{spec.port} ({exc.strerror or exc})",
-                                    f"set {host_setting(spec)} to an address of this machine"))
+            except OSError as exc:
+                why, fix = unbindable(spec, exc)
+                checks.append(Check(f"port {spec.port}", False, f"{comp.name}: {why}", fix))
                 continue
             if mine:
                 checks.append(Check(f"port {spec.port}", True, f"used by our {comp.name}"))

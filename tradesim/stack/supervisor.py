@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from tradesim.settings import Settings
-from tradesim.stack.component import Component, Unhealthy, host_setting, shared_ports
+from tradesim.stack.component import Component, Unhealthy, shared_ports, unbindable
 from tradesim.stack.errors import PortInUseError, StackError, StartError, UserError
 from tradesim.stack.process import OsProcessTable, ProcessTable
 from tradesim.stack.state import MARKER, ComponentRecord, StateFile
@@ -332,9 +332,9 @@ class Supervisor:
             for spec in comp.ports():
                 try:
                     taken = self.processes.port_in_use(spec.host, spec.port)
-                except OSError as exc:  # an address not of this machine, a name that does not resolve
-                    problems.append(f"{comp.name}: cannot listen on {spec.host}:{spec.port} ({exc.strerror or exc})"
-                                    f"; set {host_setting(spec)} to an address of this machine")
+                except OSError as exc:
+                    why, fix = unbindable(spec, exc)
+                    problems.append(f"{comp.name}: {why}; {fix}")
                     continue
                 if taken:
                     problems.append(f"{comp.name}: port {spec.host}:{spec.port} is already in use by another "
