@@ -66,3 +66,38 @@ def test_a_subscriptions_replies_follow_the_replies_queued_before_them() -> None
     assert (frames[2]["n"], frames[4]["window_start_ms"]) == (2, 2000)  # the history covers the 1000 bar
     assert client.replies == 3
 
+
+
+def _history(symbol: str, n: int) -> str:
+    return json.dumps({"type": "bars", "symbol": symbol, "n": n, "data": ["x" * 1000]})
+
+
+def test_asking_for_the_same_bars_again_unread_holds_one_history_per_key() -> None:
+    """A probe re-subscribed held bars without reading: every answer queued its own ~66 KB history, 5,000 of them
+    (~330 MB) before the reply bound closed it. An unsent history now gives way to the newer one of the same key:
+    as many answers as requests, in order, but one string for them."""
+    client = _client(64)
+    aaa, bbb = bar_key("AAA", "1s"), bar_key("BBB", "1s")
+    for n in range(100):
+        answers = {aaa: _history("AAA", n), bbb: _history("BBB", n)}
+        client.splice([("", 0, 0, answers[aaa]), ("", 0, 0, answers[bbb])], lambda u: False, answers)
+    assert client.closing is None
+    assert client.replies == 200
+    frames = [u[3] for u in client.queue]
+    assert len(frames) == 200
+    assert len({id(f) for f in frames}) == 2  # before: 200 strings
+    assert [json.loads(f)["n"] for f in frames[:2]] == [99, 99]  # the first answers carry the newest history
+
+
+def test_a_history_being_sent_is_not_replaced_afterwards() -> None:
+    client = _client(64)
+    key = bar_key("AAA", "1s")
+    first = _history("AAA", 1)
+    client.splice([("", 0, 0, first)], lambda u: False, {key: first})
+    client.leaving(client.queue.popleft()[3])  # what the pump does as the frame leaves the queue
+    client.send_now('{"type":"unsubscribed_bars"}')
+    second = _history("AAA", 2)
+    client.splice([("", 0, 0, second)], lambda u: False, {key: second})
+    assert [json.loads(u[3])["type"] for u in client.queue] == ["unsubscribed_bars", "bars"]
+    assert client.histories == {key: second}
+    assert client.history_keys == {id(second): key}
