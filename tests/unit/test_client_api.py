@@ -70,18 +70,19 @@ def test_a_key_no_request_can_carry_is_refused_before_sending(key: str) -> None:
         asyncio.run(place())
 
 
+@pytest.mark.parametrize("method", ["cancel", "order"])
 @pytest.mark.parametrize("order_id", ["../accounts/me", "x?at_ms=1", "", ".."])
-def test_a_cancel_takes_only_an_order_id(order_id: str) -> None:
+def test_a_cancel_or_a_lookup_takes_only_an_order_id(order_id: str, method: str) -> None:
     """A probe: `cancel("x?at_ms=1")` added a query, `cancel("../accounts/me")` reached another route."""
-    async def cancel() -> None:
+    async def ask() -> None:
         api = Api("http://127.0.0.1:9", "k")
         try:
-            await api.cancel(order_id)
+            await getattr(api, method)(order_id)
         finally:
             await api.aclose()
 
     with pytest.raises(ValueError, match="is not an order id"):
-        asyncio.run(cancel())
+        asyncio.run(ask())
 
 
 def test_each_home_keeps_its_own_keys_and_the_default_home_reads_the_earlier_file(

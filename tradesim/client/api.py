@@ -298,11 +298,20 @@ class Api:
         return await self.request("POST", "/orders", json_body=body,  # type: ignore[no-any-return]
                                   headers={"Idempotency-Key": idempotency_key}, timeout_s=self.place_timeout_s)
 
+    async def order(self, order_id: str) -> dict[str, Any]:
+        """GET /orders/{id}; raises ValueError for a text that is not an order id (it would reach another route)."""
+        return await self.request("GET", _order_path(order_id))  # type: ignore[no-any-return]
+
     async def cancel(self, order_id: str) -> dict[str, Any]:
         """Raises ValueError for a text that is not an order id (it would reach another route)."""
-        if not is_path_id(order_id):
-            raise ValueError(f"{order_id!r} is not an order id (letters, digits and _.:- only, at most 64)")
-        return await self.request("DELETE", f"/orders/{order_id}")  # type: ignore[no-any-return]
+        return await self.request("DELETE", _order_path(order_id))  # type: ignore[no-any-return]
 
     async def aclose(self) -> None:
         await self._client.aclose()
+
+
+def _order_path(order_id: str) -> str:
+    """`/orders/{order_id}`; raises ValueError for a text that is not an order id."""
+    if not is_path_id(order_id):
+        raise ValueError(f"{order_id!r} is not an order id (letters, digits and _.:- only, at most 64)")
+    return f"/orders/{order_id}"
