@@ -79,6 +79,10 @@ POLL_EVERY_S = 1.0
 #: with it, how often the open orders are loaded again: the channel carries outcomes, not orders placed elsewhere
 #: (the CLI, a script) that rest
 OPEN_ORDERS_EVERY_S = 5.0
+#: orders the open listing dropped with no outcome seen (decided while the account channel was away, and older than
+#: the 100 recent orders read) are looked up one by one, at most this many per refill or poll: a refill stays a few
+#: reads even when a thousand open orders were decided meanwhile, and the rest are looked up at the next one
+LOOKUPS_PER_FETCH = 50
 #: how often the watchlist looks for quotes older than the API takes orders on (`Settings.stale_price_after_s`)
 STALE_CHECK_EVERY_S = 1.0
 API_CHECK_S = 5.0
@@ -551,7 +555,29 @@ class TradesimApp(App[None]):
         self.model.on_portfolio(portfolio)
         self._sync_feed()
         self._schedule()
+        await self._settle(api)
         return True
+
+    async def _settle(self, api: Api) -> None:
+        """Look up the orders the open listing dropped with no outcome seen (GET /orders/{id}), at most
+        LOOKUPS_PER_FETCH; each answer is applied as it comes, so a refill cancelled by the next keeps them."""
+        for order_id in list(self.model.orders.unsettled)[:LOOKUPS_PER_FETCH]:
+            doc: dict[str, Any] | None
+            try:
+                doc = await _patient(partial(api.order, order_id))
+            except ApiUnreachable as exc:
+                self._api_failed(exc)
+                return
+            except ApiError as exc:
+                if exc.status >= 500:
+                    return  # looked up again at the next refill or poll
+                doc = None  # a 404 (no longer stored), or a refusal that asking again would not change
+            except ValueError:
+                doc = None  # not an id a path can carry: no lookup can find it
+            if api is not self.api:
+                return  # the account was switched meanwhile
+            self.model.on_looked_up(order_id, doc, time.perf_counter())
+            self._schedule()
 
     def _error_once(self, message: str) -> None:
         if message != self._last_error:  # polling must not repeat the same toast every second

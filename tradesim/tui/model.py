@@ -389,22 +389,27 @@ class Orders:
     def __init__(self) -> None:
         self.open: dict[str, OpenOrder] = {}
         self.outcomes: dict[str, TradeRecord] = {}
+        #: orders the open listing dropped with no outcome seen (decided while the account channel was away, and
+        #: older than the recent orders read): the app looks each up
+        self.unsettled: dict[str, OpenOrder] = {}
 
     def placed(self, order: OpenOrder) -> bool:
         """An order the API accepted; ignored when its outcome is already known (it can arrive first)."""
-        if order.order_id in self.outcomes or order.order_id in self.open:
+        if order.order_id in self.outcomes or order.order_id in self.open or order.order_id in self.unsettled:
             return False
         self.open[order.order_id] = order
         return True
 
     def replace_open(self, orders: Iterable[OpenOrder], fetched_from_ms: int) -> None:
         """The open orders the API listed: orders it did not list and that were placed before the listing
-        started are gone (decided while we did not listen); later ones may just be newer than the listing."""
+        started are decided (while we did not listen), and unsettled until their outcome is known; later ones may
+        just be newer than the listing."""
         listed = {o.order_id: o for o in orders if o.order_id not in self.outcomes}
         for oid, o in list(self.open.items()):
             if oid not in listed and o.placed_at_ms < fetched_from_ms:
-                del self.open[oid]
+                self.unsettled[oid] = self.open.pop(oid)
         for oid, o in listed.items():
+            self.unsettled.pop(oid, None)
             held = self.open.get(oid)
             self.open[oid] = replace(o, cancelling=held.cancelling) if held else o
 
@@ -412,9 +417,20 @@ class Orders:
         if order_id in self.open:
             self.open[order_id] = replace(self.open[order_id], cancelling=True)
 
+    def still_open(self, order: OpenOrder) -> None:
+        """An unsettled order the API holds open after all (the listing lagged the order): open again."""
+        held = self.unsettled.pop(order.order_id, None)
+        if held is not None:
+            self.open[order.order_id] = replace(order, cancelling=held.cancelling)
+
+    def gone(self, order_id: str) -> None:
+        """An unsettled order the API no longer has: there is no outcome to show."""
+        self.unsettled.pop(order_id, None)
+
     def outcome(self, record: TradeRecord) -> bool:
         """Record an outcome; False for one already known (outcomes are delivered at least once)."""
         self.open.pop(record.order_id, None)
+        self.unsettled.pop(record.order_id, None)
         if record.order_id in self.outcomes:
             return False
         self.outcomes[record.order_id] = record
@@ -623,6 +639,19 @@ class Model:
     def on_open_orders(self, orders: Iterable[OpenOrder], fetched_from_ms: int) -> None:
         self.orders.replace_open(orders, fetched_from_ms)
         self.dirty.add(ORDERS)
+
+    def on_looked_up(self, order_id: str, doc: Mapping[str, Any] | None, at: float) -> None:
+        """The answer to looking up an unsettled order: the Order of GET /orders/{id}, or None when there is none."""
+        if doc is None:
+            self.orders.gone(order_id)
+            self.latency.forget(order_id)
+            return
+        record = record_of_order(doc)
+        if record is not None:
+            self.on_record(record, at)
+        else:
+            self.orders.still_open(OpenOrder.of(doc))
+            self.dirty.add(ORDERS)
 
     def set_link(self, link: Link, state: str, retry_in_s: float | None = None, detail: str = "") -> None:
         link.state, link.retry_in_s, link.detail = state, retry_in_s, detail

@@ -11,6 +11,7 @@ from tradesim.domain.trades import TradeRecord, record_of
 from tradesim.tui.app import TradesimApp
 from tradesim.tui.model import (
     CHART,
+    ORDERS,
     PORTFOLIO,
     SUMMARY,
     WATCH,
@@ -201,6 +202,38 @@ def test_listing_open_orders_drops_what_was_decided_unseen_but_keeps_what_is_new
     o.cancelling("o3")  # unknown: nothing happens
     o.replace_open([OpenOrder("o4", "BBB", "sell", 2, "stop", None, "8", "day", T0 - 5)], fetched_from_ms=T0 + 500)
     assert set(o.open) == {"o2", "o4"}
+    assert set(o.unsettled) == {"o1"}  # decided unseen: its outcome is still to be looked up
+
+
+def test_an_order_decided_unseen_stays_unsettled_until_its_lookup_answers() -> None:
+    model = Model()
+    orders = model.orders
+
+    def mk(order_id: str) -> OpenOrder:
+        return OpenOrder(order_id, "AAA", "buy", 1, "limit", "9", None, "gtc", T0)
+
+    model.on_open_orders([mk("o1"), mk("o2"), mk("o3"), mk("o4"), mk("o5")], T0)
+    orders.cancelling("o2")
+    model.on_open_orders([], T0 + 1)
+    assert orders.open == {}
+    assert list(orders.unsettled) == ["o1", "o2", "o3", "o4", "o5"]
+    assert not orders.placed(mk("o1"))  # the POST's late answer does not reopen it
+    model.on_looked_up("o1", {"order_id": "o1", "user_id": "u", "symbol": "AAA", "side": "buy", "qty": 1,
+                              "type": "limit", "status": "cancelled", "placed_at_ms": T0, "decided_at_ms": T0 + 5},
+                       0.0)
+    assert orders.outcomes["o1"].status == "cancelled"
+    model.dirty.clear()
+    model.on_looked_up("o2", {"order_id": "o2", "user_id": "u", "symbol": "AAA", "side": "buy", "qty": 1,
+                              "type": "limit", "limit_price": "9", "time_in_force": "gtc", "status": "accepted",
+                              "placed_at_ms": T0}, 0.0)
+    assert orders.open["o2"].cancelling  # open after all (the listing lagged), still being cancelled
+    assert ORDERS in model.dirty
+    model.on_looked_up("o3", None, 0.0)  # the API has no such order any more
+    model.on_record(record("o4", decided=T0 + 7), 0.0)  # its outcome came another way first
+    model.on_open_orders([mk("o2"), mk("o5")], T0 + 2)  # listed again
+    assert orders.unsettled == {}
+    assert set(orders.open) == {"o2", "o5"}
+    assert set(orders.outcomes) == {"o1", "o4"}
 
 
 def test_the_blotter_is_newest_first_and_bounded() -> None:
