@@ -100,4 +100,33 @@ def test_a_history_being_sent_is_not_replaced_afterwards() -> None:
     client.splice([("", 0, 0, second)], lambda u: False, {key: second})
     assert [json.loads(u[3])["type"] for u in client.queue] == ["unsubscribed_bars", "bars"]
     assert client.histories == {key: second}
-    assert client.history_keys == {id(second): key}
+    assert client.history_keys == {id(second): (key, 1)}
+
+
+def test_after_part_of_the_answers_went_out_later_requests_still_share_one_history_per_key() -> None:
+    """A review: the first copy of a shared history leaving the queue ended its tracking while another answer still
+    carried it, so each later request added a second string per key."""
+    client = _client(64)
+    keys = [bar_key(s, "1s") for s in ("AAA", "BBB")]
+
+    def ask(n: int) -> None:
+        answers = {k: _history(k, n) for k in keys}
+        client.splice([("", 0, 0, answers[k]) for k in keys], lambda u: False, answers)
+
+    ask(1)
+    ask(2)
+    for _ in range(2):  # the client reads the first two answers, then stops
+        client.leaving(client.queue.popleft()[3])
+    for n in range(3, 50):
+        ask(n)
+    assert len({id(u[3]) for u in client.queue}) == 2
+    assert [json.loads(u[3])["n"] for u in client.queue][:2] == [49, 49]
+
+
+def test_a_subscription_answered_after_the_client_was_closed_queues_nothing() -> None:
+    client = _client(4)
+    client.close_with(CloseCode.POLICY_VIOLATION, "unauthorized", "unknown API key")
+    history = _history("AAA", 1)
+    client.splice([("", 0, 0, history)], lambda u: False, {bar_key("AAA", "1s"): history})
+    assert not client.queue
+    assert not client.histories
