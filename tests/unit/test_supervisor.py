@@ -98,6 +98,34 @@ def test_two_components_given_one_port_fail_before_starting_anything(settings: S
     assert procs.spawned == []
 
 
+def test_a_host_not_of_this_machine_after_a_crash_is_named_with_its_setting(sup: Supervisor, procs: FakeProcesses,
+                                                                            comps: list[FakeComponent]) -> None:
+    """A read-through: with a server down and its host setting then naming an address not of this machine, `up`
+    (and the watchdog's restart) ended in a bare `Cannot assign requested address` from the wait for the crashed
+    server's ports, before the preflight that names the setting."""
+    sup.up()
+    procs.kill(sup.state_file.load().components["beta"].pid)
+    comps[1].host = "192.0.2.1"
+    procs.unbindable_hosts.add("192.0.2.1")
+    named = r"beta: cannot listen on 192\.0\.2\.1:7002 \(.+\); set TRADESIM_BETA__HOST to an address of this machine"
+    with pytest.raises(PortInUseError, match=named):
+        sup.restart("beta")
+    with pytest.raises(PortInUseError, match=named):
+        sup.up()
+    assert len(procs.spawned) == 2
+
+
+def test_down_stops_a_server_whose_host_setting_no_longer_binds(sup: Supervisor, procs: FakeProcesses,
+                                                               comps: list[FakeComponent]) -> None:
+    """A read-through: the wait for the stopped servers' ports raised `Cannot assign requested address` after
+    `down` had stopped them, so `down --purge` and a restore did not finish."""
+    sup.up()
+    comps[0].host = "192.0.2.1"
+    procs.unbindable_hosts.add("192.0.2.1")
+    assert sup.down() == ["beta", "alpha"]
+    assert sup.state_file.load().components == {}
+
+
 def test_provision_failure_starts_nothing(sup: Supervisor, procs: FakeProcesses, comps: list[FakeComponent]) -> None:
     comps[1].fail_provision = ProvisionError("beta", "mvn failed (exit 1)", "BUILD FAILURE")
     with pytest.raises(ProvisionError, match="BUILD FAILURE"):

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from tradesim.settings import Settings
-from tradesim.stack.component import Component, Unhealthy, shared_ports, unbindable
+from tradesim.stack.component import Component, PortSpec, Unhealthy, shared_ports, unbindable
 from tradesim.stack.errors import PortInUseError, StackError, StartError, UserError
 from tradesim.stack.process import OsProcessTable, ProcessTable
 from tradesim.stack.state import MARKER, ComponentRecord, StateFile
@@ -321,9 +321,16 @@ class Supervisor:
         """Give a port that a server killed just now still holds a moment to free: the children it forked (a
         Redis snapshot in progress, a worker) close it as they exit."""
         deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline and any(self.processes.port_in_use(p.host, p.port)
-                                                  for c in comps for p in c.ports()):
+        while time.monotonic() < deadline and any(self._held(p) for c in comps for p in c.ports()):
             time.sleep(0.2)
+
+    def _held(self, spec: PortSpec) -> bool:
+        try:
+            return self.processes.port_in_use(spec.host, spec.port)
+        except OSError:
+            # cannot be bound at all (a host setting naming an address not of this machine): nothing to wait for;
+            # the preflight of `up` and `restart` names it (`unbindable`), and `down` has done its work
+            return False
 
     def _preflight_ports(self, comps: list[Component]) -> None:
         """Fail before starting anything if a port is taken, naming component, port and setting."""

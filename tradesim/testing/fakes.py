@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -13,10 +15,11 @@ from tradesim.stack.tools import Report
 
 @dataclass
 class FakeProcesses:
-    """Processes as a dict; ports held by 'foreign' processes can be declared."""
+    """Processes as a dict; ports held by 'foreign' processes, and hosts no port can be bound on, can be declared."""
 
     alive: dict[int, int] = field(default_factory=dict)  # pid -> start_ticks
     foreign_ports: set[int] = field(default_factory=set)
+    unbindable_hosts: set[str] = field(default_factory=set)  # as an address not of this machine (192.0.2.1)
     spawned: list[list[str]] = field(default_factory=list)
     terminated: list[int] = field(default_factory=list)
     next_pid: int = 1000
@@ -42,6 +45,8 @@ class FakeProcesses:
             self.terminated.append(handle.pid)
 
     def port_in_use(self, host: str, port: int) -> bool:
+        if host in self.unbindable_hosts:  # what the real bind raises there
+            raise OSError(errno.EADDRNOTAVAIL, os.strerror(errno.EADDRNOTAVAIL))
         return port in self.foreign_ports
 
     def kill(self, pid: int) -> None:
@@ -54,6 +59,7 @@ class FakeComponent(Component):
     def __init__(self, settings: Settings, name: str, port: int, processes: FakeProcesses) -> None:
         super().__init__(settings)
         self.name = name
+        self.host = "127.0.0.1"
         self.port = port
         self.processes = processes
         self.healthy = True
@@ -63,10 +69,10 @@ class FakeComponent(Component):
         self.fail_provision: Exception | None = None
 
     def ports(self) -> list[PortSpec]:
-        return [PortSpec("127.0.0.1", self.port, f"TRADESIM_{self.name.upper()}__PORT")]
+        return [PortSpec(self.host, self.port, f"TRADESIM_{self.name.upper()}__PORT")]
 
     def address(self) -> str:
-        return f"127.0.0.1:{self.port}"
+        return f"{self.host}:{self.port}"
 
     def version(self) -> str:
         return "1.0"
