@@ -260,7 +260,7 @@ def _check_files(folder: Path, manifest: Manifest) -> None:
     """Every file of the backup is as it was written (its SHA-256), and every compressed file the manifest names
     reads to its end (gzip checks each one's CRC and length), so a damaged backup is refused before the stack is
     touched, not half restored. A backup made before the digests: the savepoints and the snapshot are there."""
-    from tradesim.adapters.kafka.archive import ArchiveError, misplaced, read
+    from tradesim.adapters.kafka.archive import misplaced, read
 
     for name, digest in manifest.files.items():
         path = folder / name
@@ -280,32 +280,36 @@ def _check_files(folder: Path, manifest: Manifest) -> None:
     for topic, parts in manifest.kafka.items():  # read through, and each record where the manifest's span says
         for partition, low, high in parts:
             path = _partition_file(folder, topic, partition)
-            try:
+            with _unless_damaged(path):
                 wrong = misplaced(path, low, high)
-            except (OSError, EOFError, zlib.error, ArchiveError) as exc:
-                raise UserError(f"{path} is missing or damaged ({exc}): this backup cannot be restored") from None
             if wrong:
                 raise UserError(f"{path} does not match the manifest's span of {topic}[{partition}] ({wrong}): this "
                                 "backup cannot be restored")
     for topic, late in manifest.late.items():  # counted as the restore will append them
         for partition, count in late:
             path = _late_file(folder, topic, partition)
-            try:
+            with _unless_damaged(path):
                 n = sum(1 for _ in read(path))
-            except (OSError, EOFError, zlib.error, ArchiveError) as exc:
-                raise UserError(f"{path} is missing or damaged ({exc}): this backup cannot be restored") from None
             if n != count:
                 raise UserError(f"{path} holds {n} records, the manifest says {count}: this backup cannot be "
                                 "restored")
     files = [folder / "dynamodb" / f"{table}.jsonl.gz" for table in manifest.dynamodb]
     files += [folder / "clickhouse" / f"{table}.native.gz" for table in manifest.clickhouse]
     for path in files:
-        try:
-            with gzip.open(path, "rb") as data:
-                while data.read(1 << 20):
-                    pass
-        except (OSError, EOFError, zlib.error) as exc:  # (gzip's BadGzipFile is an OSError)
-            raise UserError(f"{path} is missing or damaged ({exc}): this backup cannot be restored") from None
+        with _unless_damaged(path), gzip.open(path, "rb") as data:
+            while data.read(1 << 20):
+                pass
+
+
+@contextmanager
+def _unless_damaged(path: Path) -> Iterator[None]:
+    """A backup file that is missing or does not read to its end refuses the restore (UserError)."""
+    from tradesim.adapters.kafka.archive import ArchiveError
+
+    try:
+        yield
+    except (OSError, EOFError, zlib.error, ArchiveError) as exc:  # (gzip's BadGzipFile is an OSError)
+        raise UserError(f"{path} is missing or damaged ({exc}): this backup cannot be restored") from None
 
 
 def _doubled_jobs(settings: Settings) -> dict[str, list[str]]:
