@@ -187,9 +187,14 @@ def test_a_run_file_of_an_older_shape_is_read_and_a_broken_one_is_none(tmp_path:
     assert read_run(path) == _record(continued_ms=NOW, cache_answered=False)
     for broken in ({"clocks": [1]}, {"clocks": {"AAPL": "soon"}}, {"clocks": {"AAPL": 1.5}},
                    # a probe: the feed died at every start (run_id), `market status` gave a traceback (start_ms)
-                   {"run_id": "x"}, {"start_ms": "x"}, {"speed": "fast"}, {"continued_ms": "later"}):
+                   {"run_id": "x"}, {"start_ms": "x"}, {"speed": "fast"}, {"continued_ms": "later"},
+                   {"run_id": True}, {"loop": 1}, {"scenario": None}, {"pid": 1.0}):
         path.write_text(json.dumps({**asdict(_record()), **broken}))
         assert read_run(path) is None, broken
+    path.write_text(json.dumps({**asdict(_record()), "speed": 100}))  # JSON from elsewhere: an int speed
+    assert read_run(path) == _record(speed=100.0)
+    path.write_text("[" * 100_000 + "]" * 100_000)  # nested past json's depth: was a RecursionError
+    assert read_run(path) is None
 
 
 def test_the_run_file_keeps_clocks_ahead_of_the_last_tick_while_running_and_exact_when_stopped(

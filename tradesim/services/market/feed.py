@@ -15,9 +15,11 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field, replace
 from decimal import Decimal
 from pathlib import Path
+
+from pydantic import TypeAdapter
 
 from tradesim.adapters.kafka.errors import KafkaDeliveryError
 from tradesim.domain.events import Tick
@@ -50,25 +52,17 @@ class RunRecord:
     cache_answered: bool = True  # False: Redis did not answer at the start (prices and clocks not read from it)
 
 
-_RUN_FIELDS = {f.name for f in fields(RunRecord)}
+#: the run file read as RunRecord declares its fields, strictly (`true` is no run id, `100` is a speed); fields of
+#: another version are left out
+_RUN_FILE = TypeAdapter(RunRecord)
 
 
 def read_run(path: Path) -> RunRecord | None:
     """The run file, or None when it is missing or not one (a field of the wrong type included)."""
     try:
-        data = json.loads(path.read_text())
-        record = RunRecord(**{k: v for k, v in data.items() if k in _RUN_FIELDS})
-    except (OSError, ValueError, TypeError, AttributeError):
+        return _RUN_FILE.validate_json(path.read_bytes(), strict=True)
+    except (OSError, ValueError):  # a file of another shape: as missing (the feed's next run id, `market status`)
         return None
-    clocks = record.clocks
-    if not isinstance(clocks, dict) or not all(type(v) is int for v in clocks.values()):
-        return None
-    types: dict[str, type | tuple[type, ...]] = {
-        "run_id": int, "scenario": str, "scenario_id": str, "speed": (int, float), "loop": bool, "start_ms": int,
-        "started_at_ms": int, "pid": int, "continued_ms": (int, type(None)), "cache_answered": bool}
-    if not all(isinstance(getattr(record, name), kind) for name, kind in types.items()):
-        return None  # a file of another shape: as missing (the feed's next run id, `market status`)
-    return record
 
 
 def write_run(path: Path, record: RunRecord) -> None:
