@@ -92,7 +92,7 @@ def test_two_components_given_one_port_fail_before_starting_anything(settings: S
     """A probe: the check tried each port alone, found it free, and the second server failed after the first ran."""
     sup = Supervisor(settings, [FakeComponent(settings, "alpha", 7001, procs), FakeComponent(settings, "beta", 7001,
                                                                                             procs)], processes=procs)
-    with pytest.raises(PortInUseError, match=r"port 127\.0\.0\.1:7001 is given to alpha \(TRADESIM_ALPHA__PORT\) "
+    with pytest.raises(UserError, match=r"port 127\.0\.0\.1:7001 is given to alpha \(TRADESIM_ALPHA__PORT\) "
                        r"and beta \(TRADESIM_BETA__PORT\)"):
         sup.up()
     assert procs.spawned == []
@@ -108,9 +108,9 @@ def test_a_host_not_of_this_machine_after_a_crash_is_named_with_its_setting(sup:
     comps[1].host = "192.0.2.1"
     procs.unbindable_hosts.add("192.0.2.1")
     named = r"beta: cannot listen on 192\.0\.2\.1:7002 \(.+\); set TRADESIM_BETA__HOST to an address of this machine"
-    with pytest.raises(PortInUseError, match=named):
+    with pytest.raises(UserError, match=named):  # the settings' fault: exit 2
         sup.restart("beta")
-    with pytest.raises(PortInUseError, match=named):
+    with pytest.raises(UserError, match=named):
         sup.up()
     assert len(procs.spawned) == 2
 

@@ -333,8 +333,10 @@ class Supervisor:
             return False
 
     def _preflight_ports(self, comps: list[Component]) -> None:
-        """Fail before starting anything if a port is taken, naming component, port and setting."""
+        """Fail before starting anything if a port is taken, naming component, port and setting: UserError when
+        only the settings are at fault (two given one port, a host not of this machine), else PortInUseError."""
         problems = shared_ports(comps)
+        taken_by_others = False
         for comp in comps:
             for spec in comp.ports():
                 try:
@@ -344,10 +346,12 @@ class Supervisor:
                     problems.append(f"{comp.name}: {why}; {fix}")
                     continue
                 if taken:
+                    taken_by_others = True
                     problems.append(f"{comp.name}: port {spec.host}:{spec.port} is already in use by another "
                                     f"process; stop it or set {spec.setting} to a free port")
         if problems:
-            raise PortInUseError("; ".join(problems) + " (nothing was started)")
+            error = PortInUseError if taken_by_others else UserError
+            raise error("; ".join(problems) + " (nothing was started)")
 
     def _start_together(self, to_start: list[Component], state: Any, builds: _Builds | None = None, *,
                         note_left_running: bool = True) -> None:
