@@ -497,6 +497,21 @@ def test_trades_table(api: list[tuple[str, dict[str, object]]]) -> None:
     assert "30.00" in shown.stdout
 
 
+@pytest.mark.parametrize("argv", [["orders"], ["trades"]])
+def test_orders_and_trades_show_a_times_year(api: list[tuple[str, dict[str, object]]], argv: list[str]) -> None:
+    """Before: `trades` printed `09-21 14:13:20`, so a trade of an earlier year read as this year's (`orders`
+    showed the year). Both print the same UTC date and time; in a pipe the date is never folded (`2026-09-`)."""
+    long_id = "o_7efc976e436d4f6290b2dc39d0d20c14"  # leaves the other columns little room in 80
+    ANSWERS["/orders"] = {"orders": [{
+        "order_id": long_id, "user_id": "alice", "symbol": "ACME", "side": "buy", "qty": 1, "type": "market",
+        "time_in_force": "day", "status": "executed", "fill_price": "10.00", "placed_at_ms": 1_790_000_000_000}]}
+    ANSWERS["/trades/search"] = {"trades": [{**_trade(3), "order_id": long_id}], "next_cursor": None, "total": 1}
+    for columns in ("200", "80"):
+        shown = runner.invoke(app, argv, env={"COLUMNS": columns})
+        assert shown.exit_code == 0, shown.output
+        assert ("2026-09-21 14:13:20" if columns == "200" else "2026-09-21") in shown.stdout, shown.stdout
+
+
 def test_order_ids_and_figures_are_never_cut_in_a_pipe(api: list[tuple[str, dict[str, object]]]) -> None:
     """A probe: piped (80 columns), `orders` printed `o_7efc976e…`, an id no command takes, and `trades` printed
     `1,012.…` and `insuffi…`."""

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 import uuid
 from typing import Annotated, Any
 
@@ -12,6 +11,7 @@ from rich.table import Table
 
 from tradesim.cli.errors import cli_errors
 from tradesim.cli.readout import console, order_id_param, symbol_param
+from tradesim.client.format import WHEN_MIN_WIDTH, when
 from tradesim.domain.money import plain_decimal, price_error
 from tradesim.settings import load_settings
 from tradesim.stack.errors import UserError
@@ -128,7 +128,7 @@ def _show(order_id: str, as_json: bool) -> None:
 
 
 def _when(ms: int) -> str:
-    return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(ms / 1000)) + " UTC"
+    return f"{when(ms)} UTC"
 
 
 def orders(open_only: Annotated[bool, typer.Option("--open", help="Only orders still open (accepted).")] = False,
@@ -156,10 +156,10 @@ def _orders(open_only: bool, symbol: str | None, limit: int, as_json: bool) -> N
     id_width = max((len(o["order_id"]) for o in answer["orders"]), default=5)
     for col in ("order", "placed (UTC)", "side", "qty", "symbol", "type", "price", "status"):
         # as in `trades`: the id whole, the rest folded rather than cut (a pipe prints 80 columns)
-        table.add_column(col, min_width=id_width if col == "order" else None, overflow="fold")
+        table.add_column(col, min_width={"order": id_width, "placed (UTC)": WHEN_MIN_WIDTH}.get(col), overflow="fold")
     for o in answer["orders"]:
         price = o.get("fill_price") or o.get("limit_price") or o.get("stop_price") or "-"
-        table.add_row(o["order_id"], _when(o["placed_at_ms"])[:-4], o["side"], str(o["qty"]), o["symbol"],
+        table.add_row(o["order_id"], when(o["placed_at_ms"]), o["side"], str(o["qty"]), o["symbol"],
                       o["type"], str(price), o["status"])
     out.print(table)
 

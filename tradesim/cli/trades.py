@@ -11,7 +11,7 @@ from rich.table import Table
 
 from tradesim.cli.errors import cli_errors
 from tradesim.cli.readout import OPTIONS, JsonOpt, Since, console, since_param, symbol_param
-from tradesim.client.format import cents, price, when
+from tradesim.client.format import WHEN_MIN_WIDTH, cents, price, when
 from tradesim.domain.trades import MAX_PAGE_SIZE, STATUSES
 from tradesim.settings import load_settings
 from tradesim.stack.errors import UserError
@@ -76,7 +76,7 @@ def _trades(symbol: str | None, side: str | None, status: str | None, since: str
     if as_json:
         out.print(json.dumps({"trades": found, "next_cursor": cursor, "total": total}))
         return
-    # light borders: a row is ~110 columns wide (the order id alone takes 34); `--json` for narrow terminals
+    # light borders: a row is ~115 columns wide (the order id alone takes 34); `--json` for narrow terminals
     table = Table(title=f"trades ({len(found)} of {total})" if cursor else "trades", box=box.SIMPLE_HEAD,
                   pad_edge=False, collapse_padding=True)
     id_width = max((len(t["order_id"]) for t in found), default=5)
@@ -84,9 +84,9 @@ def _trades(symbol: str | None, side: str | None, status: str | None, since: str
         # the order id whole (it is what `order show` takes); every other cell folds on a narrow screen or a pipe
         # (80 columns), never cut to an ellipsis (`1,012.…`)
         table.add_column(col, justify="right" if col in ("qty", "price", "notional", "fee") else "left",
-                         min_width=id_width if col == "order" else None, overflow="fold")
+                         min_width={"order": id_width, "decided (UTC)": WHEN_MIN_WIDTH}.get(col), overflow="fold")
     for t in found:
         status = t["status"] if t["reason"] is None else f"{t['status']}: {t['reason']}"
-        table.add_row(when(t["decided_at_ms"])[5:], t["order_id"], t["side"], f"{t['qty']:,}", t["symbol"],
+        table.add_row(when(t["decided_at_ms"]), t["order_id"], t["side"], f"{t['qty']:,}", t["symbol"],
                       t["order_type"] or "-", status, price(t["price"]), cents(t["notional"]), cents(t["fee"]))
     out.print(table)

@@ -62,8 +62,13 @@ def signed(amount: str | None) -> str:
     return signed_text(amount).markup
 
 
+#: a `when` cell's least width: on a narrow screen or in a pipe it folds between the date and the time, never
+#: inside the date
+WHEN_MIN_WIDTH = len("2024-01-02")
+
+
 def when(ms: int, seconds: bool = True) -> str:
-    """UTC wall time of epoch ms, for a table cell."""
+    """UTC wall time of epoch ms, for a table cell; with the year, so an old trade does not read as this year's."""
     return time.strftime("%Y-%m-%d %H:%M:%S" if seconds else "%Y-%m-%d %H:%M", time.gmtime(ms / 1000))
 
 
