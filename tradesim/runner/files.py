@@ -36,6 +36,40 @@ def _iso(ms: int) -> str:
     return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+#: the folder `_beside` last put on sys.path, and the modules loaded before it did: only one first imported since,
+#: from that folder, is a scenario file's to forget (so tradesim's own, loaded first, stay even for a file in its
+#: checkout); None while it has put none there
+_put: tuple[str, frozenset[str]] | None = None
+
+
+def _beside(folder: Path) -> None:
+    """Search `folder` for a strategy module after anything installed (a module there cannot shadow one), in place
+    of an earlier scenario file's folder, whose modules are forgotten: with `mystrat.py` beside two files, each
+    file's strategy is its own, not the first one's cached under the same name."""
+    global _put
+    where = str(folder)
+    if _put is not None and _put[0] != where:
+        old, before = _put
+        if old in sys.path:
+            sys.path.remove(old)
+        tops = {name.partition(".")[0] for name in sys.modules} - before
+        gone = {top for top in tops if _imported_from(Path(old), top)}  # all, before a package's submodules go
+        for name in [name for name in sys.modules if name.partition(".")[0] in gone]:
+            del sys.modules[name]
+        _put = None
+    if where not in sys.path:  # else on PYTHONPATH, or put there for an earlier file of this folder already
+        sys.path.append(where)
+        if _put is None:
+            _put = (where, frozenset(sys.modules))
+
+
+def _imported_from(folder: Path, top: str) -> bool:
+    """Whether top-level module `top` was found in `folder` (folder/top.py, a package folder/top/)."""
+    module = sys.modules.get(top)
+    places = getattr(module, "__path__", None) or [getattr(module, "__file__", None)]
+    return any(place is not None and Path(place).parent == folder for place in places)
+
+
 def load_run(path: Path) -> tuple[Scenario, Strategy | None]:
     """The scenario (ScenarioError as the loader raises it) and its strategy built, or ScenarioError."""
     from tradesim.scenarios.loader import load_scenario
@@ -54,9 +88,7 @@ def load_run(path: Path) -> tuple[Scenario, Strategy | None]:
     ref = scenario.strategy
     if ref is None:
         return scenario, None
-    folder = str(path.resolve().parent)
-    if folder not in sys.path:  # a strategy module beside its scenario file, after anything installed (no shadowing)
-        sys.path.append(folder)
+    _beside(path.resolve().parent)
     try:
         return scenario, load_strategy(ref.class_path, ref.params, ref.time_limit_s)
     except StrategyError as exc:

@@ -245,3 +245,27 @@ def test_a_strategy_module_beside_its_scenario_file_is_found(tmp_path: Path, mon
     result = runner.invoke(app, ["scenarios", "validate", str(path)])
     assert result.exit_code == 0, result.output
     assert sys.path[-1] == str(tmp_path)  # after what is installed: a module there cannot shadow one
+
+
+def test_each_scenario_files_strategy_is_the_module_beside_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A probe: `validate a/s.yaml b/s.yaml`, each with its own package `twin` (and the `twin_helper.py` it imports)
+    beside it, checked b's strategy with a's modules, cached under the same names: b failed to start."""
+    import sys
+
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    for folder in ("a", "b"):
+        (tmp_path / folder / "twin").mkdir(parents=True)
+        (tmp_path / folder / "twin" / "__init__.py").write_text("")
+        (tmp_path / folder / "twin" / "strat.py").write_text(
+            "from twin_helper import WHO\nfrom tradesim.strategies import Strategy\n\n"
+            "class Twin(Strategy):\n    def __init__(self, params):\n        super().__init__(params)\n"
+            "        if params['who'] != WHO:\n            raise ValueError(f'built from {WHO}/twin/strat.py')\n")
+        (tmp_path / folder / "twin_helper.py").write_text(f"WHO = {folder!r}\n")
+        (tmp_path / folder / "s.yaml").write_text(
+            HEADER + "symbols:\n  - {symbol: AAA, initial_price: 1}\naccounts:\n  - {name: q, cash: \"1000\"}\n"
+            f"strategy:\n  class: \"twin.strat:Twin\"\n  account: q\n  symbols: [AAA]\n  params: {{who: {folder}}}\n")
+    result = runner.invoke(app, ["scenarios", "validate", "a/s.yaml", "b/s.yaml", "a/s.yaml"])
+    assert result.exit_code == 0, result.output
+    assert len(_lines(result.output)) == 3
+    assert sys.path[-1] == str(tmp_path / "a")  # last, as before: a module installed cannot be shadowed
+    assert str(tmp_path / "b") not in sys.path  # one file's folder at a time, so a's twin is found, not b's
