@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from fastapi.exceptions import RequestValidationError
 
-from tradesim.services.api.windows import parse_time
+from tradesim.services.api.windows import TIME_PATTERN, parse_time
 
 
 @pytest.mark.parametrize(("value", "ms"), [
@@ -40,3 +42,16 @@ def test_a_window_of_too_many_buckets_gets_advice_it_can_follow(interval: str, l
     (error,) = caught.value.errors()
     assert error["loc"] == ("query", loc)
     assert advice in error["msg"]
+
+
+@pytest.mark.parametrize(("value", "taken"), [
+    ("2025-01-31T09:30:00.250Z", True), ("2025-01-31 09:30", True), ("2025-01-31T093015,5+01:00", True),
+    ("2025-01-31T09", True),
+    ("2025-01-31T09.5", False), ("2025-01-31T09,5", False), ("2025-01-31T09:30.5", False), ("2025-01-31T0930.5", False),
+])
+def test_a_fraction_is_taken_only_after_the_seconds(value: str, taken: bool) -> None:
+    """A probe: Python read `T09.5` (ISO-8601: 09:30) as 09:00:00.500 and `T09:30.5` as 09:30:00.500; the pattern
+    refuses a fraction of an hour or a minute (422) rather than answer another window."""
+    assert (re.fullmatch(TIME_PATTERN, value) is not None) is taken
+    if taken:
+        assert parse_time("from", value) is not None

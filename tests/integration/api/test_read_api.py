@@ -297,7 +297,8 @@ def test_search_filters(api: httpx.Client, user: User, index: TradeIndex, store:
     iso = datetime.fromtimestamp((DAY + 3_000) / 1000, UTC).isoformat().replace("+00:00", "Z")
     assert qtys(**{"from": iso}) == [4, 3]
     assert qtys(q="insufficient_funds") == [4]
-    for blank in ("  ", "\x1c"):  # before: 200 and every trade (the search strips the text and drops it if empty)
+    # before: 200 and every trade (the search strips the text and drops it if empty), or none (`_`: no word)
+    for blank in ("  ", "\x1c", "_", "--"):
         answer = api.get("/trades/search", params={"q": blank}, headers=user.auth)
         assert (answer.status_code, answer.json()["code"]) == (422, "invalid_request"), answer.text
         assert answer.json()["message"].startswith("query.q: must hold a word to find")

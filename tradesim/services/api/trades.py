@@ -45,8 +45,9 @@ async def search_trades(
     """Order outcomes (executed, rejected, cancelled, expired) by decision time, newest first by default. A user
     sees their own; the admin key everyone's, or one user's with `user`. Pages never repeat or skip a trade
     while new ones arrive."""
-    if q is not None and not q.strip():  # the search drops what `strip` drops: the filter would match every trade
-        raise invalid("q", "must hold a word to find (not only spaces or control characters)")
+    if q is not None and not any(c.isalnum() for c in q):  # the index splits words at all else: a `q` of none
+        # matched every trade (spaces: the search drops a blank text) or none (`_`, `--`)
+        raise invalid("q", "must hold a word to find (a letter or digit; the search splits words at anything else)")
     from_ms, to_ms = time_range(from_, to)
     query = TradeQuery(user_id=reader.user_id, symbol=symbol, side=side, status=status, from_ms=from_ms,
                        to_ms=to_ms, text=q, sort=sort, size=size, cursor=cursor)
