@@ -19,6 +19,7 @@ import threading
 import time
 from collections.abc import Callable, Container, Sequence
 from dataclasses import dataclass, field
+from typing import Generic, TypeVar
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
@@ -88,6 +89,81 @@ def next_offsets(batch: Sequence[Message]) -> list[TopicPartition]:
     return [TopicPartition(topic, part, offset + 1) for (topic, part), offset in last.items()]
 
 
+S = TypeVar("S")  # where a record was read (a Kafka message in the service): what a dead letter names
+
+
+@dataclass
+class Pass(Generic[S]):
+    """One write of a list of records: how many the sink took, those that failed with an error other than a
+    refusal (with where each was read and the error), and how many of those come after the last record the sink
+    answered (took or refused)."""
+
+    written: int
+    failed: list[tuple[TradeRecord, S, Exception]]
+    trailing: int
+
+
+class BatchWriter(Generic[S]):
+    """The write rule of a batch, apart from Kafka: which failing records are set aside and which are held.
+
+    `write` is the sink's write, retried while the sink is unavailable (False: asked to stop first); `set_aside`
+    sends a record to dead_letter with the reason."""
+
+    def __init__(self, name: str, write: Callable[[list[TradeRecord]], bool],
+                 set_aside: Callable[[S, str], None]) -> None:
+        self.name = name
+        self._put = write
+        self._set_aside = set_aside
+
+    def settle(self, records: list[tuple[TradeRecord, S]],
+               held: Callable[[list[tuple[TradeRecord, S, Exception]]], list[tuple[TradeRecord, S]]]) -> int | None:
+        """Write the records until each is in the sink or set aside. While some are held, `held` is called with
+        the failed ones before each retry: it waits and returns the records read meanwhile, written after them.
+        Returns how many records the sink took; None if asked to stop first."""
+        written = 0
+        while (got := self.write(records)) is not None:
+            written += got.written
+            if not got.failed:
+                return written
+            if not got.trailing:  # the sink took a record after each that failed: these fail on their own; once more
+                again = self.write([(record, src) for record, src, _ in got.failed])  # (it may have come back)
+                if again is None:
+                    return None
+                for _, src, exc in again.failed:
+                    self._set_aside(src, f"{self.name} failed on this record: {type(exc).__name__}: {exc}")
+                return written + again.written
+            # the sink failed every record after its last write (or wrote none): the sink rather than a record (it
+            # broke midway: a disk full), or the last records are the poison and only records after them tell; hold
+            # the position and retry, with what comes in
+            records = [(record, src) for record, src, _ in got.failed] + held(got.failed)
+        return None  # stopping: the batch is not committed, the next start re-delivers it
+
+    def write(self, sources: list[tuple[TradeRecord, S]]) -> Pass[S] | None:
+        """Write the batch; if the sink fails it, one record at a time. The records the sink refuses are set aside.
+        None if asked to stop first."""
+        if not sources:
+            return Pass(0, [], 0)
+        try:
+            return Pass(len(sources), [], 0) if self._put([r for r, _ in sources]) else None
+        except Exception as exc:  # noqa: BLE001 - Refused, InvalidRecord or unexpected: find the record(s) at fault
+            log.warning("sink failed the batch; writing one by one", extra={"sink": self.name, "error": str(exc)})
+        failed: list[tuple[TradeRecord, S, Exception]] = []
+        written = trailing = 0
+        for record, src in sources:
+            try:
+                if not self._put([record]):
+                    return None
+                written += 1
+                trailing = 0
+            except (Refused, InvalidRecord) as exc:  # this one record cannot be stored: set it aside, go on
+                self._set_aside(src, f"refused by {self.name}: {exc}")
+                trailing = 0
+            except Exception as exc:  # noqa: BLE001 - settle tells a poison record from a broken sink
+                failed.append((record, src, exc))
+                trailing += 1
+        return Pass(written, failed, trailing)
+
+
 class SinkWorker:
     """Carries `trade_executed` into one sink with its own consumer group (so one sink's outage never holds the
     other's position)."""
@@ -103,6 +179,7 @@ class SinkWorker:
         self.stop = stop
         self.name = settings.persistence.group(sink.name)
         self.letters = letters
+        self.writer = BatchWriter[Message](sink.name, self._retrying, self._dead_letter)
         self._clock = clock
         self._last_lag = 0.0
         self._held: list[Message] = []  # read while the sink retried, not yet in a batch; they come first
@@ -171,23 +248,10 @@ class SinkWorker:
         parents: dict[str, str] = {}
         records = self._decoded(batch, parents)
         outcomes = list(records)  # every outcome of the (growing) batch, for the visibility metric
-        backoff, written = 0.1, 0
-        while (got := self._write(records)) is not None:
-            done, failed, trailing = got
-            written += done
-            if not failed:
-                break
-            if not trailing:  # the sink took a record after each that failed: these fail on their own; once more
-                again = self._write([(record, msg) for record, msg, _ in failed])  # (it may have come back)
-                if again is None:
-                    return
-                written += again[0]
-                for _, msg, exc in again[1]:
-                    self._dead_letter(msg, f"{self.sink.name} failed on this record: {type(exc).__name__}: {exc}")
-                break
-            # the sink failed every record after its last write (or wrote none): the sink rather than a record (it
-            # broke midway: a disk full), or the last records are the poison and only records after them tell; hold
-            # the position and retry, with what comes in
+        backoff = 0.1
+
+        def held(failed: list[tuple[TradeRecord, Message, Exception]]) -> list[tuple[TradeRecord, Message]]:
+            nonlocal backoff
             metrics.RETRIES.labels(self.sink.name).inc()
             log.error("sink write failed, retrying", extra={"sink": self.sink.name, "error": str(failed[-1][2]),
                                                             "records": len(failed), "backoff_s": backoff})
@@ -195,11 +259,13 @@ class SinkWorker:
             backoff = min(backoff * 2, self.settings.persistence.backoff_max_s)
             # the limit counts what is still to be written: records set aside (not outcomes, refused) are done
             more = self._collect() if len(failed) < self._hold_limit() and len(batch) < 8 * self._hold_limit() else []
-            batch += more
+            batch.extend(more)
             fresh = self._decoded(more, parents)
-            outcomes += fresh
-            records = [(record, msg) for record, msg, _ in failed] + fresh
-        else:
+            outcomes.extend(fresh)
+            return fresh
+
+        written = self.writer.settle(records, held)
+        if written is None:
             return  # stopping: the batch is not committed, the next start re-delivers it
         if not self.letters.delivered(self.stop):  # a record's position must not move before its letter is out
             if self.stop.is_set():
@@ -234,34 +300,6 @@ class SinkWorker:
             self._dead_letter(msg, reason)
         parents.update(decoded.parents)
         return decoded.records
-
-    def _write(self, sources: list[tuple[TradeRecord, Message]]
-               ) -> tuple[int, list[tuple[TradeRecord, Message, Exception]], int] | None:
-        """Write the batch; if the sink fails it, one record at a time. The records the sink refuses go to
-        dead_letter. Returns how many records the sink took, those that failed with another error, and how many of
-        those come after the last record the sink answered (took or refused); None if asked to stop first."""
-        if not sources:
-            return 0, [], 0
-        try:
-            return (len(sources), [], 0) if self._retrying([r for r, _ in sources]) else None
-        except Exception as exc:  # noqa: BLE001 - Refused, InvalidRecord or unexpected: find the record(s) at fault
-            log.warning("sink failed the batch; writing one by one", extra={"sink": self.sink.name,
-                                                                            "error": str(exc)})
-        failed: list[tuple[TradeRecord, Message, Exception]] = []
-        written = trailing = 0
-        for record, msg in sources:
-            try:
-                if not self._retrying([record]):
-                    return None
-                written += 1
-                trailing = 0
-            except (Refused, InvalidRecord) as exc:  # this one record cannot be stored: set it aside, go on
-                self._dead_letter(msg, f"refused by {self.sink.name}: {exc}")
-                trailing = 0
-            except Exception as exc:  # noqa: BLE001 - the caller tells a poison record from a broken sink
-                failed.append((record, msg, exc))
-                trailing += 1
-        return written, failed, trailing
 
     def _retrying(self, records: list[TradeRecord]) -> bool:
         """Write, retrying while the sink is unavailable with a capped backoff while the position holds; False if
