@@ -38,6 +38,8 @@ log = logging.getLogger("tradesim.persistence")
 #: while a sink retries, up to this many batches of new records are held (then the consumer pauses), and a batch
 #: that nothing of is written grows to at most as many
 MAX_HELD_BATCHES = 4
+#: a held batch reads on to this many hold limits, written ones too (a bound on memory and on what a crash re-reads)
+MAX_HELD_SPAN = 8
 #: the broker holds a fetch until this much is there or FETCH_WAIT_MS passed (docs/design/persistence.md)
 FETCH_MIN_BYTES = 1 << 20
 FETCH_WAIT_MS = 100
@@ -258,7 +260,8 @@ class SinkWorker:
             self._idle(backoff)
             backoff = min(backoff * 2, self.settings.persistence.backoff_max_s)
             # the limit counts what is still to be written: records set aside (not outcomes, refused) are done
-            more = self._collect() if len(failed) < self._hold_limit() and len(batch) < 8 * self._hold_limit() else []
+            room = len(failed) < self._hold_limit() and len(batch) < MAX_HELD_SPAN * self._hold_limit()
+            more = self._collect() if room else []
             batch.extend(more)
             fresh = self._decoded(more, parents)
             outcomes.extend(fresh)
