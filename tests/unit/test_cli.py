@@ -125,6 +125,23 @@ def test_a_docker_purge_of_some_components_is_refused_before_any_docker_call(mon
     assert "run it without --only" in _one_line_error(result.output)
 
 
+@pytest.mark.parametrize(("argv", "says"), [
+    (["up", "--runtime", "docker", "--with-jobs"], "--with-jobs submits to the native stack"),
+    (["status"], "status reads the native stack"),
+])
+def test_what_the_docker_runtime_does_not_do_is_refused_before_any_docker_call(
+        argv: list[str], says: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A probe: `up --runtime docker --with-jobs` left the jobs out without a word, and `status` under
+    `stack.runtime=docker` reported the native stack's state, labelled native."""
+    import shutil
+
+    monkeypatch.setattr(shutil, "which", lambda _: "/nonexistent/docker")  # any call would fail as "not found"
+    monkeypatch.setenv("TRADESIM_STACK__RUNTIME", "docker")
+    result = runner.invoke(app, argv)
+    assert result.exit_code == 2, result.output
+    assert says in _one_line_error(result.output)
+
+
 def test_unknown_runtime_exits_2() -> None:
     result = runner.invoke(app, ["up", "--runtime", "podman"])
     assert result.exit_code == 2

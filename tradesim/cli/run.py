@@ -41,7 +41,7 @@ def register(app: typer.Typer) -> None:
 
 def run(scenario: Annotated[str, typer.Argument(help="Scenario name (e.g. round-trip-fees) or path to a YAML file.")],
         speed: Annotated[float | None, typer.Option("--speed", min=MIN_SPEED, max=1e6, show_default=False,
-                                                    help="Simulated seconds per real second [default: 10].")]
+                                                    help="Simulated seconds per real second \\[default: 10].")]
         = None,
         fast: Annotated[bool, typer.Option("--fast", help="As fast as possible (same outcomes as any speed).")]
         = False,
@@ -198,7 +198,8 @@ def smoke(keep_up: Annotated[bool, typer.Option("--keep-up", help="Leave a stack
           junit: Annotated[Path | None, typer.Option("--junit", help="Write JUnit XML here (a suite per scenario).")]
           = None) -> None:
     """Run the shipped smoke scenarios as fast as possible (starting the stack if needed, and stopping it again
-    unless --keep-up); the last line is `N passed, N failed`; exit 1 if any failed."""
+    unless --keep-up); the last line is `N passed, N failed`; exit 1 if any failed, 3 if the stack would not come
+    up healthy (then no scenario ran)."""
     raise typer.Exit(_smoke(keep_up, junit))
 
 

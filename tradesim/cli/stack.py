@@ -83,6 +83,9 @@ def _bring_up(only: str | None, runtime: str | None, with_jobs: bool, *, show: b
     if _runtime(settings, runtime) == "docker":
         from tradesim.stack.docker import DockerRuntime
 
+        if with_jobs:  # before: the jobs were left out without a word (compose starts no job and no watchdog)
+            raise UserError("--with-jobs submits to the native stack; under docker: `docker compose exec flink "
+                            "flink run ...` (docker/compose.yaml)")
         # on-demand components (the live market) run under docker only when started there explicitly
         DockerRuntime(settings, [c for c in comps if c.not_requested() is None]).up()
         out.print("stack is up (docker)")
@@ -245,6 +248,9 @@ def _status(as_json: bool, only: str | None) -> None:
     from tradesim.stack.supervisor import Supervisor, status_document, watchdog_state
 
     settings = load_settings()
+    if _runtime(settings, None) == "docker":  # before: the native stack's state, labelled native
+        raise UserError("status reads the native stack; stack.runtime is docker: `docker compose ps` "
+                        "(docker/compose.yaml)")
     rows = Supervisor(settings, registry.build(settings, only_names(only))).status()
     if as_json:
         sys.stdout.write(json.dumps(status_document(settings, "native", rows), indent=2) + "\n")
