@@ -218,3 +218,33 @@ def test_a_live_order_does_not_give_scripted_orders_the_cached_quote() -> None:
     assert fill.price == cached.ask
     out = [d for t in STREAM for d in book.on_tick(t, SLIP)]
     assert [(d.order.order_id, d.price) for d in out if d.kind == "fill"] == [("s1", Decimal("101.01"))]
+
+
+def test_an_order_before_the_first_tick_is_cancelled_by_a_cancel_time_that_tick_passes() -> None:
+    """A probe: with no quote before its time, the order met the first tick although its cancel time came
+    before that tick (the README: cancelled once the ticks pass it, before that tick is matched)."""
+    first = quote_at(1, 10, "100")  # ask 100.01
+    assert run([scripted("pre", 5, kind="limit", limit="101", cancel_at=8), first]) == [("pre", "cancel", None)]
+    assert run([scripted("kept", 5, kind="limit", limit="101", cancel_at=12), first]) == [
+        ("kept", "fill", Decimal("100.01"))]
+
+
+@pytest.mark.parametrize("at_s", [5.0, None])
+def test_an_order_arriving_after_the_stream_passed_its_cancel_time_is_cancelled_not_matched(
+        at_s: float | None) -> None:
+    """A probe: an order (scripted, or live with a past `cancel_at_ms`) that came after the ticks passed its cancel
+    time was matched on the quote then; the same cancel sent as a request before it cancelled it."""
+    order = scripted("late", at_s if at_s is not None else 0, kind="limit", limit="101", cancel_at=20)
+    if at_s is None:
+        order = order.model_copy(update={"at_ms": None})
+    assert run([quote_at(1, 30, "100"), order]) == [("late", "cancel", None)]
+
+
+def test_a_day_order_whose_day_ends_before_its_cancel_time_expires_rather_than_being_cancelled() -> None:
+    """A probe: a DAY order cancelled at 01:00 of the next market day was reported `cancelled` by the first tick
+    after, although its day had ended (and it had expired) at 00:00."""
+    day = 86_400
+    order = scripted("d", 100, kind="limit", limit="1", tif="day", cancel_at=day + 3_600)
+    assert run([quote_at(1, 200, "100"), order, quote_at(2, day + 7_200, "100")]) == [("d", "expire", None)]
+    early = scripted("e", 100, kind="limit", limit="1", tif="day", cancel_at=day - 60)
+    assert run([quote_at(1, 200, "100"), early, quote_at(2, day + 7_200, "100")]) == [("e", "cancel", None)]

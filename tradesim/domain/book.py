@@ -20,7 +20,7 @@ from decimal import Decimal
 from typing import Literal
 
 from tradesim.domain.events import OrderCancelRequested, OrderPlaced, RejectReason, Tick
-from tradesim.domain.matching import Expire, Fill, Quote, Rest, SlippageModel, decide
+from tradesim.domain.matching import Expire, Fill, Quote, Rest, SlippageModel, day_over, decide
 from tradesim.domain.orders import NOT_PROCESSED, overdue
 
 #: "rest": the order now rests in the book — not an outcome; the Orders mirror marks it `in_book`, so readers keep it
@@ -85,6 +85,8 @@ class Book:
             order = _cancel_held(order, at_ms)  # held as its cancel would have been, had the order come first
         if deadline_ms is not None and overdue(order.placed_at_ms, now, deadline_ms):
             return [Decision(order, "expire", reason=NOT_PROCESSED)]
+        if order.cancel_due_ms is not None and not self._waits(order.cancel_due_ms):
+            return [_cancelled(order, order.cancel_due_ms)]  # the stream passed that before it came: never matched
         if self._waits(order.at_ms):
             self.scheduled = (*self.scheduled, order)
             return [Decision(order, "rest")]  # held in this book: the Orders mirror shows it in the book
@@ -191,15 +193,17 @@ class Book:
             quote = self.quote or first
             for order in sorted(due, key=lambda o: o.at_ms or 0):  # stable: arrival order within one time
                 cancel_ms = order.cancel_due_ms
-                if cancel_ms is not None and order.at_ms is not None and cancel_ms < order.at_ms:
-                    out.append(Decision(order, "cancel"))  # cancelled before its own time: it never enters
+                # the time of the quote it meets: its own, or (matched on `first`) that tick's
+                meets_ms = now_ms if self.quote is None else order.at_ms
+                if cancel_ms is not None and meets_ms is not None and cancel_ms < meets_ms:
+                    out.append(_cancelled(order, cancel_ms))  # before the quote it would meet: never enters
                 else:
                     out += self._apply(order, quote, slippage, triggered=False)
         for order_id, (order, _) in list(self.resting.items()):
             cancel_ms = order.cancel_due_ms
             if cancel_ms is not None and cancel_ms < now_ms:
                 del self.resting[order_id]
-                out.append(Decision(order, "cancel"))
+                out.append(_cancelled(order, cancel_ms))
         return out
 
     def _apply(self, order: OrderPlaced, quote: Quote, slippage: SlippageModel, triggered: bool,
@@ -212,6 +216,11 @@ class Book:
         assert isinstance(d, Rest)  # noqa: S101 - Decision is a closed union
         self.resting[order.order_id] = (order, d.triggered)
         return [Decision(order, "rest")] if announce else []
+
+
+def _cancelled(order: OrderPlaced, cancel_ms: int) -> Decision:
+    """An open order whose cancel time the stream passed: cancelled, or expired if its market day ended first."""
+    return Decision(order, "expire", reason="expired") if day_over(order, cancel_ms) else Decision(order, "cancel")
 
 
 def _cancel_held(order: OrderPlaced, at_ms: int) -> OrderPlaced:

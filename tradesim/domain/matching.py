@@ -112,9 +112,14 @@ def _stop_hit(order: OrderPlaced, quote: Quote) -> bool:
     return quote.last >= stop if order.side == "buy" else quote.last <= stop
 
 
+def day_over(order: OrderPlaced, at_ms: int) -> bool:
+    """Whether a DAY order's market day ended by market time `at_ms` (it expires; a market order never rests)."""
+    return order.time_in_force == "day" and order.order_type != "market" and at_ms >= day_end_ms(order)
+
+
 def decide(order: OrderPlaced, quote: Quote, slippage: SlippageModel, triggered: bool = False) -> Decision:
     """What happens to `order` on `quote`. `triggered`: a stop-limit whose stop was hit on an earlier quote."""
-    if order.time_in_force == "day" and quote.event_time_ms >= day_end_ms(order) and order.order_type != "market":
+    if day_over(order, quote.event_time_ms):
         return Expire()
     kind = order.order_type
     fill: Fill | None = None
