@@ -53,10 +53,10 @@ class MemoryStore:
         first = self.outcomes.get(order_id) or self.elsewhere.get(order_id)
         if first is not None:
             raise OutcomeAlreadyRecorded(order_id, first)
+        if self.position(symbol) + qty_delta < 0:  # the shares first, as the real ledger
+            raise InsufficientShares("shares")
         if self.cash + cash_delta < 0:
             raise InsufficientFunds("cash")
-        if self.position(symbol) + qty_delta < 0:
-            raise InsufficientShares("shares")
         self.cash += cash_delta
         self.positions[symbol] = self.position(symbol) + qty_delta
         d = details or {}

@@ -127,3 +127,12 @@ def test_refused_fill_raises_typed_errors() -> None:
         h.apply("AAA", fill_change("buy", 1, Decimal("100"), FEES))
     with pytest.raises(InsufficientShares):
         h.apply("AAA", fill_change("sell", 1, Decimal("1"), FEES))
+
+
+def test_a_sale_of_shares_never_held_is_refused_for_the_shares_even_when_the_fee_is_not_covered_either() -> None:
+    """A probe: the API's pre-check said insufficient_shares, settlement insufficient_funds (it tested cash
+    first), so a scripted sale of shares never held ended `insufficient_funds`."""
+    change = fill_change("sell", 1, Decimal("0.50"), FEES)
+    assert change.cash_delta < 0  # the fee is more than the proceeds: cash 0 cannot cover it either
+    with pytest.raises(InsufficientShares):
+        Holdings(cash=Decimal("0")).apply("AAA", change)

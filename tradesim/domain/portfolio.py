@@ -44,11 +44,12 @@ class Holdings:
         return self.positions.get(symbol, 0)
 
     def check(self, symbol: str, change: Change) -> None:
-        """Raise if the change would leave negative cash or a negative position (there is no short selling)."""
-        if self.cash + change.cash_delta < 0:
-            raise InsufficientFunds(f"cash {self.cash} cannot cover {-change.cash_delta}")
+        """Raise if the change would leave a negative position (there is no short selling) or negative cash: the
+        shares first, as the API's pre-check (a sale of shares never held is that, whatever the fee)."""
         if self.positions.get(symbol, 0) + change.qty_delta < 0:
             raise InsufficientShares(f"holds {self.positions.get(symbol, 0)} {symbol}, needs {-change.qty_delta}")
+        if self.cash + change.cash_delta < 0:
+            raise InsufficientFunds(f"cash {self.cash} cannot cover {-change.cash_delta}")
 
     def apply(self, symbol: str, change: Change) -> None:
         self.check(symbol, change)

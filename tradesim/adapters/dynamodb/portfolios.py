@@ -503,8 +503,8 @@ class PortfolioStore:
             return PortfolioNotFound(user_id)
         if order_id in current.outcomes:
             return OutcomeAlreadyRecorded(order_id, current.outcomes[order_id])
+        if current.position(symbol) + qty_delta < 0:  # the shares first, as Holdings.check
+            return InsufficientShares(f"{user_id}: holds {current.position(symbol)} {symbol}, needs {-qty_delta}")
         if current.cash + cash_delta < 0:
             return InsufficientFunds(f"{user_id}: cash {current.cash} cannot cover {-cash_delta}")
-        if current.position(symbol) + qty_delta < 0:
-            return InsufficientShares(f"{user_id}: holds {current.position(symbol)} {symbol}, needs {-qty_delta}")
         return None
