@@ -45,6 +45,17 @@ def test_bars_are_the_jobs_bars_handed_out_once_their_window_passed() -> None:
     assert ends == sorted(ends)
 
 
+@pytest.mark.parametrize("suffix", ["k3z9a", "0abcd"])
+def test_same_time_bars_come_in_the_scenarios_symbol_order_whatever_the_runs_suffix(suffix: str) -> None:
+    """A probe: bars of one window were ordered by the run's names, and `BRK.K3Z9A` sorts before `BRK.B.K3Z9A`
+    but `BRK.0ABCD` after `BRK.B.0ABCD`, so a strategy's orders (and the outcomes hash) changed between runs."""
+    alias = aliases(["BRK", "BRK.B"], suffix)
+    builder = BarBuilder({run: name for name, run in alias.items()}.__getitem__)
+    for name in ("BRK.B", "BRK"):
+        builder.add(tick(alias[name], 1, event_time_ms=T0))
+    assert [b.symbol for b in builder.closed_by(T0 + 1_000)] == [alias["BRK"], alias["BRK.B"]]
+
+
 def test_the_run_context_names_the_scenarios_symbols_and_tells_the_runner_what_it_placed_and_cancelled(
         settings: Settings) -> None:
     """A review: `_cancel` slipped into another class, so the runner never awaited a strategy's cancels."""

@@ -560,7 +560,7 @@ class ScenarioRunner:
         from tradesim.scenarios.runner import SimClock
 
         clock = SimClock(self.speed, start_ms=self.start_ms)
-        builder = BarBuilder()
+        builder = BarBuilder(self.unalias.__getitem__)
         if driver is not None:
             self._strategy_step(driver, driver.start)
         firsts = {id(t) for t in head}
@@ -709,7 +709,9 @@ class ScenarioRunner:
         if driver is None:
             return
         placed_before = len(self.placed)
-        for symbol in sorted(last):  # the rest, per symbol in the book's order (the symbols' interleaving may vary)
+        # the rest, per symbol in the scenario's names' order (the symbols' interleaving may vary; the run's names
+        # do not sort alike every run: BRK.K3Z9A before BRK.B.K3Z9A, BRK.0ABCD after BRK.B.0ABCD)
+        for symbol in sorted(last, key=self.unalias.__getitem__):
             for outcome in list(log.seen.values()):
                 if outcome.symbol == symbol:
                     self._deliver(driver, outcome)
