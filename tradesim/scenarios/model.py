@@ -131,7 +131,7 @@ class LognormalVolume(_Section):
     mean: FiniteFloat = Field(gt=0, le=MAX_PRINT_SIZE, description="Mean size in shares.")
     # 5 is a spread of e^5 ≈ 150× per standard deviation; much more would overflow a draw
     sigma: FiniteFloat = Field(0.5, ge=0, le=5, description="Standard deviation of log size.")
-    lot: Int = Field(1, ge=1, description="Sizes are multiples of this.")
+    lot: Int = Field(1, ge=1, le=MAX_PRINT_SIZE, description="Sizes are multiples of this.")
 
 
 class PoissonVolume(_Section):
@@ -139,7 +139,7 @@ class PoissonVolume(_Section):
 
     kind: Literal["poisson"]
     mean: FiniteFloat = Field(gt=0, le=MAX_PRINT_SIZE, description="Mean size in shares.")
-    lot: Int = Field(1, ge=1, description="Sizes are multiples of this.")
+    lot: Int = Field(1, ge=1, le=MAX_PRINT_SIZE, description="Sizes are multiples of this.")
 
 
 VolumeModel = Annotated[LognormalVolume | PoissonVolume, Field(discriminator="kind")]

@@ -37,8 +37,11 @@ def _bomb(levels: int) -> str:
     (HEADER + "symbols:\n  - {symbol: AAA, initial_price: 1}\ndescription: " + "x" * 5000 + "\n", "description"),
     ("x:\n" + "  " * 20 + "- " * 3000 + "1\n", "t.yaml"),
     (HEADER + "symbols:\n  - {symbol: AAA, initial_price: 1, spread: {bps: 1e308}}\n", "symbols[0].spread.bps"),
+    # a probe: validated `ok`, then an OverflowError's traceback from `show` and `run` (a float divided by the lot)
+    (HEADER + "symbols:\n  - {symbol: AAA, initial_price: 1, volume: {kind: poisson, mean: 100, lot: " + "9" * 400
+     + "}}\n", "symbols[0].volume.lot: must be <= 1000000000"),
 ], ids=["huge-integer", "alias-bomb", "too-many-ticks", "price-overflow", "oversized-field", "deep-nesting",
-        "spread-overflow"])
+        "spread-overflow", "lot-overflow"])
 def test_a_hostile_file_is_one_problem_not_a_crash(write: Write, body: str, message: str) -> None:
     with pytest.raises(ScenarioError) as caught:
         load_scenario(write("t.yaml", body))
