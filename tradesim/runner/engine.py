@@ -769,26 +769,32 @@ class ScenarioRunner:
         got: dict[str, Any] = {}
         refused: list[str] = []
 
+        def answered(path: str, status: int, body: dict[str, Any]) -> bool:
+            if status != 200:  # said when the wait ends; a poll with a refusal counts nothing (a 403 is no volume)
+                refused[:] = [f"GET {path} answered {status}: {body.get('message', body)}"]
+            return status == 200
+
         def caught_up() -> bool:
             trades = 0
             ok = True
             for name, want in want_trades.items():
                 status, body = self.http.request("GET", "/trades/search", admin,
                                                  params={"user": self.users[name], "size": 1})
-                n = int(body.get("total", 0)) if status == 200 else 0
+                if not answered("/trades/search", status, body):
+                    return False
+                n = int(body.get("total", 0))
                 trades += n
-                ok = ok and status == 200 and n == want
+                ok = ok and n == want
             volume: dict[str, int] = {}
             for symbol, want in want_volume.items():
                 # analytics buckets by decision time, the wall clock's (not the scenario's, which may be 1995)
                 status, body = self.http.request("GET", "/analytics/volume", admin, params={
                     "symbol": self.alias[symbol], "interval": "1d", "from": str(self.began_ms - DAY_MS),
                     "to": str(int(time.time() * 1000) + DAY_MS)})
-                if status != 200:  # said when the wait ends, not counted as no volume
-                    refused[:] = [f"GET /analytics/volume answered {status}: {body.get('message', body)}"]
-                shares = sum(int(b["shares"]) for b in body.get("buckets", [])) if status == 200 else 0
-                volume[symbol] = shares
-                ok = ok and status == 200 and shares == want
+                if not answered("/analytics/volume", status, body):
+                    return False
+                volume[symbol] = shares = sum(int(b["shares"]) for b in body.get("buckets", []))
+                ok = ok and shares == want
             # (the runner's orders in the accounts counted: with none of the scenario's, its barriers are its own)
             got.update(trades=trades - sum(b.account in want_trades for b in own), volume=volume)
             return ok
@@ -803,7 +809,7 @@ class ScenarioRunner:
         return ReadSide(searchable_trades=got["trades"], volume=got["volume"])
 
     def _bars(self, ticks: list[Tick]) -> dict[str, int]:
-        """Bars per interval over the run's symbols with a window inside the scenario, as the `bars` job put them
+        """Bars per interval over the run's symbols with a window over the scenario's time, as the `bars` job put them
         on `market_bars`; waits (deadline) until each symbol's last window is there (the closing ticks close it
         on the symbol's own clock)."""
         from tradesim.jobs.bars_logic import INTERVALS_MS
@@ -816,7 +822,9 @@ class ScenarioRunner:
                 last[t.symbol] = max(last.get(t.symbol, t.event_time_ms), t.event_time_ms)
 
         def inside(interval: str) -> set[tuple[str, int]]:
-            return {w for w in bars.windows.get(interval, ()) if self.start_ms <= w[1] < end_ms}
+            """The windows holding the scenario's time (a start off the minute: the first one began before it)."""
+            size = INTERVALS_MS[interval]
+            return {w for w in bars.windows.get(interval, ()) if self.start_ms - size < w[1] < end_ms}
 
         def complete() -> bool:
             bars.poll()

@@ -212,6 +212,30 @@ accounts:
     assert json.loads((tmp_path / "r.json").read_text())["market"]["bars"] == windows
 
 
+def test_a_run_starting_off_the_minute_counts_its_first_minute_bar(tmp_path: Path) -> None:
+    """A probe: the bars counted were those whose window began inside the scenario, so a run from 14:30:30 never
+    counted the 14:30 bar its ticks made (and waited out the settle timeout for it)."""
+    path = tmp_path / "off.yaml"
+    path.write_text("""\
+id: off-minute
+start: 2024-01-02T14:30:30Z
+duration_s: 20
+tick_interval_ms: 1000
+seed: 3
+symbols:
+  - {symbol: AAPL, initial_price: "100"}
+accounts:
+  - {name: k, cash: "1000.00"}
+expect:
+  market:
+    bars: {"1s": 20, "1m": 1}
+""")
+    done = _tradesim("run", str(path), "--fast", "--json", str(tmp_path / "r.json"))
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert json.loads((tmp_path / "r.json").read_text())["market"]["bars"] == {"1s": 20, "1m": 1}
+    assert "did not show every symbol's last bars" not in done.stdout + done.stderr
+
+
 def test_a_wrong_expectation_fails_with_expected_and_actual(tmp_path: Path) -> None:
     text = (SCENARIOS / "cancel-before-fill.yaml").read_text()
     wrong = text.replace("resting: {status: cancelled}", "resting: {status: executed}")
