@@ -816,6 +816,45 @@ def test_a_new_key_that_cannot_be_saved_is_shown(monkeypatch: pytest.MonkeyPatch
     assert "Traceback" not in result.output
 
 
+@pytest.mark.parametrize("argv", [["accounts", "create", "alice", "--cash", "1"], ["accounts", "rotate-key", "alice"]])
+def test_a_key_saved_keeps_the_keys_another_command_saved_meanwhile(argv: list[str], monkeypatch: pytest.MonkeyPatch,
+                                                                     tmp_path: Path) -> None:
+    """A probe: three `accounts create` run at once each said "key saved", and the file kept the last one only:
+    each wrote back the file as it had read it before its API call."""
+    import tradesim.client.api as apiclient
+
+    creds = tmp_path / "credentials.json"
+    creds.write_text(json.dumps({"active": "alice", "users": {"alice": {"user_id": "alice", "api_key": "ts_old"}}}))
+    monkeypatch.setenv("TRADESIM_API__CREDENTIALS_FILE", str(creds))
+    monkeypatch.setattr(apiclient, "admin_key", lambda settings: "admin_key")
+
+    def meanwhile(settings: object, *_args: object, **_kwargs: object) -> dict[str, str]:
+        other = json.loads(creds.read_text())  # while this command waits for the API, `create carol` ends
+        other["users"]["carol"] = {"user_id": "carol", "api_key": "ts_carol"}
+        creds.write_text(json.dumps(other))
+        return {"user_id": "alice", "api_key": "ts_new", "starting_cash": "1.00"}
+
+    monkeypatch.setattr(apiclient, "call", meanwhile)
+    result = runner.invoke(app, argv)
+    assert result.exit_code == 0, result.output
+    assert json.loads(creds.read_text())["users"] == {"alice": {"user_id": "alice", "api_key": "ts_new"},
+                                                      "carol": {"user_id": "carol", "api_key": "ts_carol"}}
+
+
+def test_accounts_use_switches_under_the_files_lock_and_names_an_unknown_user(monkeypatch: pytest.MonkeyPatch,
+                                                                              tmp_path: Path) -> None:
+    creds = tmp_path / "credentials.json"
+    users = {n: {"user_id": n, "api_key": f"ts_{n}"} for n in ("alice", "bob")}
+    creds.write_text(json.dumps({"active": "alice", "users": users}))
+    monkeypatch.setenv("TRADESIM_API__CREDENTIALS_FILE", str(creds))
+    result = runner.invoke(app, ["accounts", "use", "carol"])
+    assert result.exit_code == 2, result.output
+    assert "known: alice, bob" in _one_line_error(result.output)
+    assert json.loads(creds.read_text())["active"] == "alice"
+    assert runner.invoke(app, ["accounts", "use", "bob"]).exit_code == 0
+    assert json.loads(creds.read_text()) == {"active": "bob", "users": users}
+
+
 def test_replay_without_kafka_says_so_in_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
     from tradesim.testing.net import free_port
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tradesim.client.api import Api, ApiUnreachable, load_credentials, save_credentials
+from tradesim.client.api import Api, ApiUnreachable, credentials_update, load_credentials, save_credentials
 from tradesim.settings import ApiSettings, load_settings
 
 SLOW_S = 1.0
@@ -134,3 +134,31 @@ def test_an_api_that_does_not_answer_in_time_is_told_so_by_name() -> None:
     assert exc.value.sent
     assert "did not answer in time" in str(exc.value)
     assert str(exc.value).endswith(": ReadTimeout")
+
+
+def test_changes_to_the_credentials_file_wait_for_each_other(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two changes at once (`accounts create alice` and `accounts create bob` in two shells): the second reads
+    the file after the first wrote it, so both keys are kept (before, each wrote back what it had read)."""
+    import threading
+    import time
+
+    monkeypatch.setenv("TRADESIM_API__CREDENTIALS_FILE", str(tmp_path / "credentials.json"))
+    settings = load_settings(home=tmp_path / "home")
+    inside = threading.Event()
+
+    def add(name: str, hold_s: float) -> None:
+        with credentials_update(settings) as data:
+            inside.set()
+            time.sleep(hold_s)
+            data["users"][name] = {"user_id": name, "api_key": f"ts_{name}"}
+
+    first = threading.Thread(target=add, args=("alice", 0.5))
+    first.start()
+    assert inside.wait(10)
+    add("bob", 0)  # waits for alice's change to be written, then reads it
+    first.join()
+    assert sorted(load_credentials(settings)["users"]) == ["alice", "bob"]
+    data_before = (tmp_path / "credentials.json").read_text()
+    with credentials_update(settings):
+        pass  # nothing changed: nothing written
+    assert (tmp_path / "credentials.json").read_text() == data_before

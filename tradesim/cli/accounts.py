@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any
@@ -50,12 +51,15 @@ def _create(name: str, cash: str, rate_limit: int | None, activate: bool) -> Non
     body: dict[str, object] = {"name": name, "cash": cash_param(cash)}
     if rate_limit is not None:
         body["rate_limit_per_s"] = rate_limit
-    data = load_credentials(settings)  # before the key exists: a bad file must not cost it
+    load_credentials(settings)  # before the key exists: a bad file must not cost it
     created = call(settings, "POST", "/accounts", admin_key(settings), json_body=body)
-    data["users"][name] = {"user_id": created["user_id"], "api_key": created["api_key"]}
-    if activate or not data.get("active"):
-        data["active"] = name
-    path = _saved(settings, data, name, created["api_key"])
+
+    def add(data: dict[str, Any]) -> None:
+        data["users"][name] = {"user_id": created["user_id"], "api_key": created["api_key"]}
+        if activate or not data.get("active"):
+            data["active"] = name
+
+    path, data = _saved(settings, name, created["api_key"], add)
     out.print(f"created {created['user_id']} with {created['starting_cash']} cash; key saved to {path}"
               + (" (active)" if data["active"] == name else ""))
 
@@ -115,11 +119,15 @@ def _rotate_key(name: str) -> None:
 
     user_param(name)
     settings = load_settings()
-    data = load_credentials(settings)  # before the old key stops working: a bad file must not cost the new one
+    load_credentials(settings)  # before the old key stops working: a bad file must not cost the new one
     answer = call(settings, "POST", f"/accounts/{name}/rotate-key", admin_key(settings))
+
+    def replace(data: dict[str, Any]) -> None:
+        if name in data["users"]:
+            data["users"][name]["api_key"] = answer["api_key"]
+
+    path, data = _saved(settings, name, answer["api_key"], replace)
     if name in data["users"]:
-        data["users"][name]["api_key"] = answer["api_key"]
-        path = _saved(settings, data, name, answer["api_key"])
         out.print(f"new key for {name} saved to {path}; the old one stops working within "
                   f"{settings.api.auth_cache_s:g} s")
     else:
@@ -127,15 +135,22 @@ def _rotate_key(name: str) -> None:
         out.print(f"the old one stops working within {settings.api.auth_cache_s:g} s")
 
 
-def _saved(settings: Settings, data: dict[str, Any], name: str, key: str) -> Path:
-    """Save the credentials with a new key; if that fails, show the key (the API shows it once) and exit 1."""
-    from tradesim.client.api import save_credentials
+def _saved(settings: Settings, name: str, key: str, change: Callable[[dict[str, Any]], None]
+           ) -> tuple[Path, dict[str, Any]]:
+    """`change` the credentials file as read again under its lock (a parallel command may have changed it since
+    this one read it), and the path and content saved; if that fails, show the new key (the API shows it once)
+    and exit: 2 for a file that cannot be read any more, 1 for one that cannot be written."""
+    from tradesim.client.api import credentials_path, credentials_update
 
     try:
-        return save_credentials(settings, data)
-    except OSError as exc:
+        with credentials_update(settings) as data:
+            change(data)
+    except (OSError, UserError) as exc:
         out.print(f"the new key for {name} (shown once, not saved): {key}")
+        if isinstance(exc, UserError):
+            raise
         raise StackError(f"could not save the credentials file: {exc}") from None
+    return credentials_path(settings), data
 
 
 @app.command("use")
@@ -146,14 +161,13 @@ def use(name: Annotated[str, typer.Argument(help="A user whose key the credentia
 
 @cli_errors
 def _use(name: str) -> None:
-    from tradesim.client.api import load_credentials, save_credentials
+    from tradesim.client.api import credentials_update
 
     settings = load_settings()
-    data = load_credentials(settings)
-    if name not in data["users"]:
-        raise UserError(f"no stored key for {name!r}; known: {', '.join(sorted(data['users'])) or 'none'}")
-    data["active"] = name
-    save_credentials(settings, data)
+    with credentials_update(settings) as data:
+        if name not in data["users"]:
+            raise UserError(f"no stored key for {name!r}; known: {', '.join(sorted(data['users'])) or 'none'}")
+        data["active"] = name
     out.print(f"active user: {name}")
 
 

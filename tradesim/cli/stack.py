@@ -168,18 +168,17 @@ def _demo(only: str | None, runtime: str | None, user: str) -> None:
 def _demo_account(settings: Settings, name: str) -> str:
     """Reuse the account if the credentials file holds a working key for it, else create it; either way make it
     active."""
-    from tradesim.client.api import admin_key, call, credentials_path, load_credentials, save_credentials
+    from tradesim.client.api import admin_key, call, credentials_path, credentials_update, load_credentials
 
-    data = load_credentials(settings)
-    stored = data["users"].get(name)
+    stored = load_credentials(settings)["users"].get(name)
     if stored:
         try:
             me = call(settings, "GET", "/accounts/me", stored["api_key"])
         except UserError:
             me = None  # the key no longer works (the stack was purged): create the account again
         if me is not None:
-            data["active"] = name
-            save_credentials(settings, data)
+            with credentials_update(settings) as data:
+                data["active"] = name
             return f"account {name}: cash {me['cash']} (reused; active user)"
     try:
         created = call(settings, "POST", "/accounts", admin_key(settings), json_body={"name": name, "cash": DEMO_CASH})
@@ -188,9 +187,10 @@ def _demo_account(settings: Settings, name: str) -> str:
             raise
         raise UserError(f"account {name!r} exists, but {credentials_path(settings)} has no working key for it: use "
                         "the credentials file that created it, or pick another name with --demo-user") from None
-    data["users"][name] = {"user_id": created["user_id"], "api_key": created["api_key"]}
-    data["active"] = name
-    path = save_credentials(settings, data)
+    with credentials_update(settings) as data:  # read again: another command may have changed it meanwhile
+        data["users"][name] = {"user_id": created["user_id"], "api_key": created["api_key"]}
+        data["active"] = name
+    path = credentials_path(settings)
     return f"account {name}: created with {created['starting_cash']} cash; key saved to {path} (active user)"
 
 

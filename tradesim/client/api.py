@@ -9,10 +9,12 @@ StackError (exit 1).
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -85,7 +87,8 @@ def _credentials_problem(data: object) -> str | None:
 
 
 def save_credentials(settings: Settings, data: dict[str, Any]) -> Path:
-    """Write atomically with mode 0600 (the file holds API keys)."""
+    """Write atomically with mode 0600 (the file holds API keys). A change to what is there goes through
+    `credentials_update`, which reads it again under a lock."""
     path = credentials_path(settings)
     path.parent.mkdir(parents=True, exist_ok=True)
     # a new private file of its own name (never one already there, nor through a link), then renamed over
@@ -98,6 +101,24 @@ def save_credentials(settings: Settings, data: dict[str, Any]) -> Path:
         Path(name).unlink(missing_ok=True)
         raise
     return path
+
+
+@contextmanager
+def credentials_update(settings: Settings) -> Iterator[dict[str, Any]]:
+    """Change the credentials file in the `with` block, under a lock the other tradesim processes respect: the
+    content is read again under it (a parallel `accounts create` may have added a key since this command read
+    it) and written back if the block changed it. Raises UserError for a file that cannot be read, OSError for one
+    that cannot be written."""
+    from tradesim.stack.state import file_lock
+
+    path = credentials_path(settings)
+    # a file of its own: the credentials file is replaced by a rename, so a lock on it would lock the old one
+    with file_lock(path.with_name(f".{path.name}.lock")):
+        data = load_credentials(settings)
+        before = copy.deepcopy(data)
+        yield data
+        if data != before:
+            save_credentials(settings, data)
 
 
 def account_key(settings: Settings, name: str | None = None) -> tuple[str, str, str]:

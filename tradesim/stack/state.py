@@ -150,7 +150,7 @@ def file_lock(path: Path, *, wait: bool = True) -> Iterator[None]:
     """An exclusive lock other processes respect (flock on `path`, created if missing), for read-modify-write of
     the stack's small files; without `wait`, LockHeld if another holds it. The kernel drops it with its holder."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w") as fh:
+    with open(path, "a") as fh:  # not "w": a link planted where the lock file goes does not empty what it names
         try:
             fcntl.flock(fh, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
