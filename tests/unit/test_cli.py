@@ -904,6 +904,60 @@ def test_an_order_whose_outcome_is_unknown_names_the_key_to_retry_with(given: st
         assert re.fullmatch(r"[0-9a-f]{32}", named.group(1)), named.group(1)
 
 
+@pytest.mark.parametrize("given", [None, "my-key-1"])
+def test_an_order_interrupted_while_on_its_way_names_the_key_to_retry_with(given: str | None, tmp_path: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """A probe: Ctrl-C or SIGTERM (the CLI raises KeyboardInterrupt for both) while `order buy` waited for the API
+    ended with a bare "interrupted", the key it had made up never shown, though the order may have been placed."""
+    import tradesim.client.api as apiclient
+
+    creds = tmp_path / "creds.json"
+    creds.write_text(json.dumps({"active": "a", "users": {"a": {"user_id": "a", "api_key": "ts_k"}}}))
+    monkeypatch.setenv("TRADESIM_API__CREDENTIALS_FILE", str(creds))
+    sent: list[str] = []
+
+    def interrupted(*_args: object, headers: dict[str, str], **_kwargs: object) -> None:
+        sent.append(headers["Idempotency-Key"])
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(apiclient, "exchange", interrupted)
+    result = runner.invoke(app, ["order", "sell", "ACME", "3"] + (["--idempotency-key", given] if given else []))
+    assert result.exit_code == 130  # interrupted, as before
+    assert sent == [given] if given else len(sent) == 1
+    assert result.stderr == ("interrupted before the API answered: the request may have been done; to retry without "
+                             f"a risk of placing it twice, run the same command with --idempotency-key {sent[0]}\n")
+
+
+@pytest.mark.parametrize(("argv", "says"), [
+    (["accounts", "create", "bob"], "if the account was created, its key is lost: `tradesim accounts list` shows it, "
+                                    "`tradesim accounts rotate-key bob` gives it another"),
+    (["accounts", "rotate-key", "bob"], "if bob's key was replaced, the new one is lost: `tradesim accounts rotate-key "
+                                        "bob` gives it another"),
+])
+def test_a_key_lost_to_an_interrupt_or_an_unknown_outcome_says_how_to_get_one(argv: list[str], says: str,
+                                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    import tradesim.client.api as apiclient
+
+    monkeypatch.setattr(apiclient, "admin_key", lambda settings: "admin_key")
+
+    def interrupted(*_args: object, **_kwargs: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(apiclient, "call", interrupted)
+    result = runner.invoke(app, argv)
+    assert result.exit_code == 130
+    assert result.stderr == f"interrupted before the API answered: the request may have been done; {says}\n"
+
+    def timed_out(*_args: object, **_kwargs: object) -> None:
+        raise apiclient.OutcomeUnknown("no answer from the API at http://x within 15 s (ReadTimeout); the request "
+                                       "may have been done")
+
+    monkeypatch.setattr(apiclient, "call", timed_out)
+    result = runner.invoke(app, argv)
+    assert result.exit_code == 1
+    assert _one_line_error(result.output).endswith(f"the request may have been done; {says}")
+
+
 # before: "clé" gave UnicodeEncodeError's traceback; " " and "a b" exit 1 blaming the stack ("the API is not
 # reachable: Illegal header value")
 @pytest.mark.parametrize("bad", ["clé", " ", "a b"])

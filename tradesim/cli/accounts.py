@@ -11,7 +11,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from tradesim.cli.errors import cli_errors
+from tradesim.cli.errors import cli_errors, said_if_unknown
 from tradesim.cli.readout import console, user_param
 from tradesim.domain.money import cash_error, cash_text, plain_decimal
 from tradesim.settings import Settings, load_settings
@@ -52,7 +52,10 @@ def _create(name: str, cash: str, rate_limit: int | None, activate: bool) -> Non
     if rate_limit is not None:
         body["rate_limit_per_s"] = rate_limit
     load_credentials(settings)  # before the key exists: a bad file must not cost it
-    created = call(settings, "POST", "/accounts", admin_key(settings), json_body=body)
+    admin = admin_key(settings)
+    with said_if_unknown(f"if the account was created, its key is lost: `tradesim accounts list` shows it, "
+                         f"`tradesim accounts rotate-key {name}` gives it another"):
+        created = call(settings, "POST", "/accounts", admin, json_body=body)
 
     def add(data: dict[str, Any]) -> None:
         data["users"][name] = {"user_id": created["user_id"], "api_key": created["api_key"]}
@@ -120,7 +123,10 @@ def _rotate_key(name: str) -> None:
     user_param(name)
     settings = load_settings()
     load_credentials(settings)  # before the old key stops working: a bad file must not cost the new one
-    answer = call(settings, "POST", f"/accounts/{name}/rotate-key", admin_key(settings))
+    admin = admin_key(settings)
+    with said_if_unknown(f"if {name}'s key was replaced, the new one is lost: `tradesim accounts rotate-key {name}` "
+                         "gives it another"):
+        answer = call(settings, "POST", f"/accounts/{name}/rotate-key", admin)
 
     def replace(data: dict[str, Any]) -> None:
         if name in data["users"]:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import functools
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import ParamSpec, TypeVar
 
@@ -126,3 +127,19 @@ def cli_errors(fn: Callable[P, R]) -> Callable[P, R]:
             raise typer.Exit(1) from None
 
     return wrapper
+
+
+@contextmanager
+def said_if_unknown(what: str) -> Iterator[None]:
+    """Around a request whose answer must not be lost (an order, a key the API shows once): when its outcome is
+    unknown (no answer, a 5xx), or Ctrl-C or a termination signal (KeyboardInterrupt, see `app._interrupt`) came
+    while it was on its way, the line says `what` to do about it."""
+    from tradesim.client.api import OutcomeUnknown
+
+    try:
+        yield
+    except OutcomeUnknown as exc:
+        raise OutcomeUnknown(f"{exc}; {what}") from None
+    except KeyboardInterrupt:  # before the CLI's own "interrupted" (exit 130)
+        err.print(f"interrupted before the API answered: the request may have been done; {what}")
+        raise

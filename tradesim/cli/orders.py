@@ -9,7 +9,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from tradesim.cli.errors import cli_errors
+from tradesim.cli.errors import cli_errors, said_if_unknown
 from tradesim.cli.readout import console, order_id_param, symbol_param
 from tradesim.client.format import WHEN_MIN_WIDTH, when
 from tradesim.domain.money import plain_decimal, price_error
@@ -47,19 +47,19 @@ def order_body(side: str, symbol: str, qty: str, limit: str | None, stop: str | 
 
 def _place(side: str, symbol: str, qty: str, limit: str | None, stop: str | None, tif: str, as_json: bool,
            idempotency_key: str | None) -> None:
-    from tradesim.client.api import OutcomeUnknown, active_key, exchange, idempotency_key_error
+    from tradesim.client.api import active_key, exchange, idempotency_key_error
 
     body = order_body(side, symbol, qty, limit, stop, tif)
     if idempotency_key is not None and (problem := idempotency_key_error(idempotency_key)):
         raise UserError(f"--idempotency-key {problem}, got {idempotency_key!r}")
     settings = load_settings()
     key = idempotency_key or uuid.uuid4().hex
-    try:
-        answer, answered = exchange(settings, "POST", "/orders", active_key(settings)[1], json_body=body,
+    user_key = active_key(settings)[1]
+    # no answer, a 5xx such as outcome_unknown, or Ctrl-C while waiting: the order may have been placed
+    with said_if_unknown(f"to retry without a risk of placing it twice, run the same command with "
+                         f"--idempotency-key {key}"):
+        answer, answered = exchange(settings, "POST", "/orders", user_key, json_body=body,
                                     headers={"Idempotency-Key": key}, timeout_s=settings.api.order_answer_s)
-    except OutcomeUnknown as exc:  # no answer, or a 5xx such as outcome_unknown: the order may have been placed
-        raise OutcomeUnknown(f"{exc}; to retry without a risk of placing it twice, run the same command with "
-                             f"--idempotency-key {key}") from None
     if as_json:
         out.print(json.dumps(answer))
         return
