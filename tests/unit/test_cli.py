@@ -798,6 +798,41 @@ def test_a_broken_credentials_file_is_named_and_costs_no_key(
     assert (tmp_path / "credentials.json").read_text() == content
 
 
+@pytest.mark.parametrize("user_id", ["bob/rotate-key?", "..", "", "Bob"])
+def test_a_stored_user_id_that_is_not_one_is_refused_before_it_reaches_a_url(
+        user_id: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """A probe: a hand-edited user id `bob/rotate-key?` made `accounts reset` (no NAME: the active account) POST
+    /accounts/bob/rotate-key?/reset."""
+    import tradesim.client.api as apiclient
+
+    monkeypatch.setenv("TRADESIM_API__CREDENTIALS_FILE", str(tmp_path / "credentials.json"))
+    monkeypatch.setattr(apiclient, "call", lambda *_a, **_k: pytest.fail("sent"))
+    monkeypatch.setattr(apiclient, "admin_key", lambda settings: "admin_key")
+    (tmp_path / "credentials.json").write_text(
+        json.dumps({"active": "bob", "users": {"bob": {"user_id": user_id, "api_key": "ts_k"}}}))
+    result = runner.invoke(app, ["accounts", "reset"])
+    assert result.exit_code == 2, result.output
+    line = _one_line_error(result.output)
+    assert f"the credentials file {tmp_path / 'credentials.json'} is not one tradesim wrote" in line
+    assert "user 'bob''s `user_id` must be a user id" in line
+
+
+def test_an_answer_that_would_make_the_credentials_file_unreadable_is_not_saved(monkeypatch: pytest.MonkeyPatch,
+                                                                                tmp_path: Path) -> None:
+    import tradesim.client.api as apiclient
+
+    creds = tmp_path / "credentials.json"
+    monkeypatch.setenv("TRADESIM_API__CREDENTIALS_FILE", str(creds))
+    monkeypatch.setattr(apiclient, "admin_key", lambda settings: "admin_key")
+    monkeypatch.setattr(apiclient, "call",
+                        lambda *a, **k: {"user_id": "bob/x", "api_key": "ts_new", "starting_cash": "1"})
+    result = runner.invoke(app, ["accounts", "create", "bob", "--cash", "1"])
+    assert result.exit_code == 1, result.output
+    assert "the new key for bob (shown once, not saved): ts_new" in result.stdout
+    assert "would not be a credentials file tradesim reads" in _one_line_error(result.stderr)
+    assert not creds.exists()  # before: saved, and every command after refused the file
+
+
 def test_a_new_key_that_cannot_be_saved_is_shown(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     import tradesim.client.api as apiclient
 

@@ -151,9 +151,9 @@ def _saved(settings: Settings, name: str, key: str, change: Callable[[dict[str, 
     try:
         with credentials_update(settings) as data:
             change(data)
-    except (OSError, UserError) as exc:
+    except (OSError, StackError) as exc:
         out.print(f"the new key for {name} (shown once, not saved): {key}")
-        if isinstance(exc, UserError):
+        if isinstance(exc, StackError):
             raise
         raise StackError(f"could not save the credentials file: {exc}") from None
     return credentials_path(settings), data

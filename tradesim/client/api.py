@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 import json
 import os
+import re
 import tempfile
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -21,7 +22,7 @@ from typing import Any
 import httpx
 import platformdirs
 
-from tradesim.domain.events import is_path_id
+from tradesim.domain.events import PATTERN_WORDS, USER_ID_PATTERN, is_path_id
 from tradesim.settings import Settings, default_home, is_header_safe, redacted
 from tradesim.stack.errors import StackError, UserError
 from tradesim.text import one_line, validation_message
@@ -80,6 +81,8 @@ def _credentials_problem(data: object) -> str | None:
             return f"user {name!r} has no `user_id` and `api_key` strings"
         if not is_header_safe(user["api_key"]):
             return f"user {name!r}'s `api_key` is not printable ASCII without spaces"
+        if not re.fullmatch(USER_ID_PATTERN, user["user_id"]):  # it goes into URL paths (`accounts reset`)
+            return f"user {name!r}'s `user_id` {PATTERN_WORDS[USER_ID_PATTERN]}"
     active = data.get("active")
     if active is not None and not isinstance(active, str):
         return "`active` is not a name"
@@ -107,8 +110,9 @@ def save_credentials(settings: Settings, data: dict[str, Any]) -> Path:
 def credentials_update(settings: Settings) -> Iterator[dict[str, Any]]:
     """Change the credentials file in the `with` block, under a lock the other tradesim processes respect: the
     content is read again under it (a parallel `accounts create` may have added a key since this command read
-    it) and written back if the block changed it. Raises UserError for a file that cannot be read, OSError for one
-    that cannot be written."""
+    it) and written back if the block changed it. Raises UserError for a file that cannot be read, StackError for
+    a change that would make it one no command reads (an API answer of another shape), OSError for a file that
+    cannot be written."""
     from tradesim.stack.state import file_lock
 
     path = credentials_path(settings)
@@ -118,6 +122,8 @@ def credentials_update(settings: Settings) -> Iterator[dict[str, Any]]:
         before = copy.deepcopy(data)
         yield data
         if data != before:
+            if (problem := _credentials_problem(data)) is not None:
+                raise StackError(f"not saved: {path} would not be a credentials file tradesim reads ({problem})")
             save_credentials(settings, data)
 
 
