@@ -993,6 +993,48 @@ def test_a_key_lost_to_an_interrupt_or_an_unknown_outcome_says_how_to_get_one(ar
     assert _one_line_error(result.output).endswith(f"the request may have been done; {says}")
 
 
+@pytest.mark.parametrize("body", [b"{}", b"[]", b"null", b'{"order_id": 7, "status": "accepted"}'])
+def test_an_order_answered_in_another_shape_is_one_line_naming_the_key(body: bytes, tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """A probe: a 2xx JSON answer of another shape (`{}`, `[]`, `null`) gave a KeyError or TypeError traceback,
+    the key of an order that may have been placed not shown."""
+    creds = tmp_path / "creds.json"
+    creds.write_text(json.dumps({"active": "a", "users": {"a": {"user_id": "a", "api_key": "ts_k"}}}))
+    monkeypatch.setenv("TRADESIM_API__CREDENTIALS_FILE", str(creds))
+    with foreign_server(202, body, "application/json") as url:
+        monkeypatch.setenv("TRADESIM_API__URL", url)
+        result = runner.invoke(app, ["order", "buy", "ACME", "1", "--idempotency-key", "k-1"])
+    assert result.exit_code == 1, result.output
+    line = _one_line_error(result.output)
+    assert f"POST {url}/orders answered 202 Accepted without " in line
+    assert f"is {url} the tradesim API" in line
+    assert line.endswith("run the same command with --idempotency-key k-1")
+
+
+@pytest.mark.parametrize(("argv", "lacking", "says"), [
+    (["accounts", "create", "bob"], "user_id", "if the account was created, its key is lost"),
+    (["accounts", "rotate-key", "bob"], "api_key", "if bob's key was replaced, the new one is lost"),
+    (["accounts", "reset", "bob"], "user_id", None),
+    (["accounts", "list"], None, None),
+])
+def test_an_account_answer_in_another_shape_is_one_line(argv: list[str], lacking: str | None, says: str | None,
+                                                        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TRADESIM_API__ADMIN_KEY", "k")
+    monkeypatch.setenv("TRADESIM_API__CREDENTIALS_FILE", str(tmp_path / "credentials.json"))
+    for body in (b"{}", b"[]", b"null") if lacking else (b"[]", b"null"):
+        with foreign_server(200, body, "application/json") as url:
+            monkeypatch.setenv("TRADESIM_API__URL", url)
+            result = runner.invoke(app, argv)
+        assert result.exit_code == 1, result.output
+        line = _one_line_error(result.output)
+        if body == b"{}" and lacking:
+            assert f"answered 200 OK without the `{lacking}` text the tradesim API's answer holds" in line
+        else:
+            assert f"answered 200 OK without the tradesim API's JSON: is {url} the tradesim API (api.url)?" in line
+        assert says is None or says in line
+    assert not (tmp_path / "credentials.json").exists()
+
+
 # before: "clé" gave UnicodeEncodeError's traceback; " " and "a b" exit 1 blaming the stack ("the API is not
 # reachable: Illegal header value")
 @pytest.mark.parametrize("bad", ["clé", " ", "a b"])

@@ -162,3 +162,21 @@ def test_changes_to_the_credentials_file_wait_for_each_other(tmp_path: Path, mon
     with credentials_update(settings):
         pass  # nothing changed: nothing written
     assert (tmp_path / "credentials.json").read_text() == data_before
+
+
+@pytest.mark.parametrize("body", [b"[]", b"null", b"1"])
+def test_an_answer_that_is_not_a_json_object_is_an_api_error_not_a_crash(body: bytes) -> None:
+    """Before, `[]` reached the TUI's callers, whose `answer["orders"]` raised TypeError in a worker."""
+    from tradesim.client.api import ApiError
+    from tradesim.testing.foreign import foreign_server
+
+    async def ask(url: str) -> None:
+        api = Api(url, "key")
+        try:
+            await api.orders()
+        finally:
+            await api.aclose()
+
+    with foreign_server(200, body, "application/json") as url, pytest.raises(ApiError) as exc:
+        asyncio.run(ask(url))
+    assert (exc.value.status, exc.value.code) == (502, "not_tradesim_api")

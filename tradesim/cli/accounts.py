@@ -55,7 +55,8 @@ def _create(name: str, cash: str, rate_limit: int | None, activate: bool) -> Non
     admin = admin_key(settings)
     with said_if_unknown(f"if the account was created, its key is lost: `tradesim accounts list` shows it, "
                          f"`tradesim accounts rotate-key {name}` gives it another"):
-        created = call(settings, "POST", "/accounts", admin, json_body=body)
+        created = call(settings, "POST", "/accounts", admin, json_body=body,
+                       expect=("user_id", "api_key", "starting_cash"))
 
     def add(data: dict[str, Any]) -> None:
         data["users"][name] = {"user_id": created["user_id"], "api_key": created["api_key"]}
@@ -105,7 +106,7 @@ def _reset(name: str | None) -> None:
 
     settings = load_settings()
     user = active_key(settings)[0] if name is None else user_param(name)  # "" is a mistake, not "the active one"
-    answer = call(settings, "POST", f"/accounts/{user}/reset", admin_key(settings))
+    answer = call(settings, "POST", f"/accounts/{user}/reset", admin_key(settings), expect=("user_id", "cash"))
     out.print(f"reset {answer['user_id']} to {answer['cash']} cash, no positions")
 
 
@@ -126,7 +127,7 @@ def _rotate_key(name: str) -> None:
     admin = admin_key(settings)
     with said_if_unknown(f"if {name}'s key was replaced, the new one is lost: `tradesim accounts rotate-key {name}` "
                          "gives it another"):
-        answer = call(settings, "POST", f"/accounts/{name}/rotate-key", admin)
+        answer = call(settings, "POST", f"/accounts/{name}/rotate-key", admin, expect=("api_key",))
 
     def replace(data: dict[str, Any]) -> None:
         if name in data["users"]:

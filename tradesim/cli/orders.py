@@ -59,7 +59,8 @@ def _place(side: str, symbol: str, qty: str, limit: str | None, stop: str | None
     with said_if_unknown(f"to retry without a risk of placing it twice, run the same command with "
                          f"--idempotency-key {key}"):
         answer, answered = exchange(settings, "POST", "/orders", user_key, json_body=body,
-                                    headers={"Idempotency-Key": key}, timeout_s=settings.api.order_answer_s)
+                                    headers={"Idempotency-Key": key}, timeout_s=settings.api.order_answer_s,
+                                    expect=("order_id", "status"))
     if as_json:
         out.print(json.dumps(answer))
         return
@@ -101,7 +102,8 @@ def _cancel(order_id: str, as_json: bool) -> None:
     from tradesim.client.api import active_key, call
 
     settings = load_settings()
-    answer = call(settings, "DELETE", f"/orders/{order_id_param(order_id)}", active_key(settings)[1])
+    answer = call(settings, "DELETE", f"/orders/{order_id_param(order_id)}", active_key(settings)[1],
+                  expect=("order_id",))
     out.print(json.dumps(answer) if as_json else f"cancel requested for order {answer['order_id']}")
 
 

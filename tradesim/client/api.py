@@ -171,17 +171,19 @@ class OutcomeUnknown(StackError):
 
 def call(settings: Settings, method: str, path: str, key: str, *, json_body: Any = None,
          params: dict[str, Any] | None = None, headers: dict[str, str] | None = None,
-         timeout_s: float = 15.0, options: Mapping[str, str] | None = None) -> Any:
-    """One request; returns the decoded JSON answer. Raises UserError (4xx), OutcomeUnknown (5xx, no answer) or
-    StackError (unreachable, not the API). Parameters whose value is None are left out. `options`: query
-    parameter → the command's option that gave it, named instead in a 422 about that parameter."""
+         timeout_s: float = 15.0, options: Mapping[str, str] | None = None, expect: tuple[str, ...] = ()) -> Any:
+    """One request; returns the decoded JSON answer, an object. Raises UserError (4xx), OutcomeUnknown (5xx, no
+    answer, a 2xx that is not a JSON object or lacks one of the `expect` strings) or StackError (unreachable, not
+    the API). Parameters whose value is None are left out. `options`: query parameter → the command's option that
+    gave it, named instead in a 422 about that parameter."""
     return exchange(settings, method, path, key, json_body=json_body, params=params, headers=headers,
-                    timeout_s=timeout_s, options=options)[0]
+                    timeout_s=timeout_s, options=options, expect=expect)[0]
 
 
 def exchange(settings: Settings, method: str, path: str, key: str, *, json_body: Any = None,
              params: dict[str, Any] | None = None, headers: dict[str, str] | None = None,
-             timeout_s: float = 15.0, options: Mapping[str, str] | None = None) -> tuple[Any, httpx.Headers]:
+             timeout_s: float = 15.0, options: Mapping[str, str] | None = None,
+             expect: tuple[str, ...] = ()) -> tuple[Any, httpx.Headers]:
     """`call`, with the answer's headers (e.g. `Idempotent-Replayed`)."""
     url = settings.api.client_url + path
     given = None if params is None else {k: v for k, v in params.items() if v is not None}
@@ -203,9 +205,17 @@ def exchange(settings: Settings, method: str, path: str, key: str, *, json_body:
         f"JSON: is {redacted(settings.api.client_url)} the tradesim API (api.url)?")
     if answer.status_code < 400:
         try:
-            return answer.json(), answer.headers
+            body = answer.json()
         except ValueError:
             raise not_ours from None
+        if not isinstance(body, dict):  # `[]`, `null`: every answer of the API is an object
+            raise not_ours
+        if lacking := next((name for name in expect if not isinstance(body.get(name), str)), None):
+            # what the command needs of it (a key shown once, an order's id): said, not a KeyError's traceback
+            raise OutcomeUnknown(f"{method} {redacted(url)} answered {answer.status_code} {answer.reason_phrase} "
+                                 f"without the `{lacking}` text the tradesim API's answer holds (is "
+                                 f"{redacted(settings.api.client_url)} the tradesim API, api.url?)")
+        return body, answer.headers
     try:
         problem = answer.json()
         message = f"{problem['message']} ({problem['code']})"
@@ -286,10 +296,14 @@ class Api:
                                  sent=sent) from None
         if answer.status_code < 400:
             try:
-                return answer.json()
-            except ValueError:  # a proxy's page, another service: the callers expect ApiError, never a crash.
-                # As a 502: whether what stands behind it did the request is unknown (a ticket holds its order)
-                raise ApiError(502, "not_tradesim_api", f"{method} {path} answered {answer.status_code} without "
+                body = answer.json()
+            except ValueError:
+                body = None
+            if isinstance(body, dict):
+                return body
+            # a proxy's page, another service, `[]`: the callers expect ApiError, never a crash. As a 502: whether
+            # what stands behind it did the request is unknown (a ticket holds its order)
+            raise ApiError(502, "not_tradesim_api", f"{method} {path} answered {answer.status_code} without "
                                f"the tradesim API's JSON: is {redacted(self.base_url)} the tradesim API (api.url)?"
                                ) from None
         retry_after_s = retry_after(answer)
