@@ -1207,6 +1207,23 @@ def test_a_credentials_file_nested_past_the_parsers_depth_is_one_line(monkeypatc
     assert "cannot read the credentials file" in _one_line_error(result.output)
 
 
+@pytest.mark.parametrize(("status", "says"), [(202, "the tradesim API (api.url)"), (422, "the tradesim API (api.url)"),
+                                              (503, "API error 503 Service Unavailable: [[[[")])
+def test_an_answer_nested_past_the_parsers_depth_is_one_line(status: int, says: str, tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """A probe: `[` × 100,000 as the API's answer gave a RecursionError traceback (the order's key unnamed)."""
+    creds = tmp_path / "creds.json"
+    creds.write_text(json.dumps({"active": "a", "users": {"a": {"user_id": "a", "api_key": "ts_k"}}}))
+    monkeypatch.setenv("TRADESIM_API__CREDENTIALS_FILE", str(creds))
+    with foreign_server(status, b"[" * 100_000, "application/json") as url:
+        monkeypatch.setenv("TRADESIM_API__URL", url)
+        result = runner.invoke(app, ["order", "buy", "ACME", "1", "--idempotency-key", "k-1"])
+    assert result.exit_code == 1, result.output
+    line = _one_line_error(result.output)
+    assert says in line
+    assert line.endswith("--idempotency-key k-1") == (status != 422)  # a 4xx: the order was refused
+
+
 def test_an_admin_key_file_that_cannot_travel_in_a_header_is_one_line(tmp_path: Path) -> None:
     key = tmp_path / "home" / "stack" / "api" / "admin.key"
     key.parent.mkdir(parents=True)

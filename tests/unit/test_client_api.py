@@ -180,3 +180,21 @@ def test_an_answer_that_is_not_a_json_object_is_an_api_error_not_a_crash(body: b
     with foreign_server(200, body, "application/json") as url, pytest.raises(ApiError) as exc:
         asyncio.run(ask(url))
     assert (exc.value.status, exc.value.code) == (502, "not_tradesim_api")
+
+
+@pytest.mark.parametrize("status", [200, 422, 503])
+def test_an_answer_nested_past_the_parsers_depth_is_an_api_error(status: int) -> None:
+    """A probe: `[` × 100,000 as an answer escaped the TUI's client as RecursionError."""
+    from tradesim.client.api import ApiError
+    from tradesim.testing.foreign import foreign_server
+
+    async def ask(url: str) -> None:
+        api = Api(url, "key")
+        try:
+            await api.portfolio()
+        finally:
+            await api.aclose()
+
+    with foreign_server(status, b"[" * 100_000, "application/json") as url, pytest.raises(ApiError) as exc:
+        asyncio.run(ask(url))
+    assert exc.value.status == (502 if status == 200 else status)

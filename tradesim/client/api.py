@@ -206,7 +206,7 @@ def exchange(settings: Settings, method: str, path: str, key: str, *, json_body:
     if answer.status_code < 400:
         try:
             body = answer.json()
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: nested past the parser's depth
             raise not_ours from None
         if not isinstance(body, dict):  # `[]`, `null`: every answer of the API is an object
             raise not_ours
@@ -219,7 +219,7 @@ def exchange(settings: Settings, method: str, path: str, key: str, *, json_body:
     try:
         problem = answer.json()
         message = f"{problem['message']} ({problem['code']})"
-    except (ValueError, KeyError, TypeError):
+    except (ValueError, KeyError, TypeError, RecursionError):
         if answer.status_code >= 500:  # a proxy or load balancer in front of an API that is down
             text = one_line(answer.text)[:200]
             raise OutcomeUnknown(f"API error {answer.status_code} {answer.reason_phrase}"
@@ -297,7 +297,7 @@ class Api:
         if answer.status_code < 400:
             try:
                 body = answer.json()
-            except ValueError:
+            except (ValueError, RecursionError):  # RecursionError: nested past the parser's depth
                 body = None
             if isinstance(body, dict):
                 return body
@@ -311,7 +311,7 @@ class Api:
             problem = answer.json()
             raise ApiError(answer.status_code, problem["code"], problem["message"], problem.get("errors"),
                            retry_after_s)
-        except (ValueError, KeyError, TypeError):
+        except (ValueError, KeyError, TypeError, RecursionError):
             raise ApiError(answer.status_code, f"http_{answer.status_code}",
                            answer.text.strip() or answer.reason_phrase, retry_after_s=retry_after_s) from None
 
