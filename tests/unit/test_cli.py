@@ -682,6 +682,10 @@ def test_a_folder_named_like_the_settings_file_exits_2(tmp_path: Path) -> None:
     (["order", "buy", "ACME", "1", "--idempotency-key", "ab "], "without spaces at either end"),  # a probe: "API
     (["order", "buy", "ACME", "1", "--idempotency-key", " ab"], "without spaces at either end"),  # not reachable"
     (["order", "buy", "ACME", "9" * 5000], "QTY must be a positive whole number"),  # before: int()'s traceback
+    # a probe: up to 12 digits were sent, and the API's 422 named its own limit
+    (["order", "buy", "ACME", "1000000001"], "QTY must be a positive whole number of shares, at most 1000000000"),
+    (["order", "sell", "ACME", "999999999999"], "at most 1000000000, got '999999999999'"),
+    (["order", "buy", "ACME", "000"], "QTY must be a positive whole number"),
     (["order", "buy", "mſft", "1"], "invalid symbol 'mſft'"),  # before: Unicode's upper() made it MSFT, traded
     (["order", "buy", "ß", "1"], "invalid symbol 'ß'"),
     (["order", "buy", "ACME", "1", "--limit", "100.12345"], "--limit has at most 4 decimal places"),
@@ -911,6 +915,14 @@ def test_an_answer_that_is_not_the_tradesim_apis_is_one_line(status: int, expect
         result = runner.invoke(app, ["accounts", "list"])
     assert result.exit_code == 1  # before: a JSONDecodeError traceback, or the HTML page as the "error"
     assert expected in _one_line_error(result.output)
+
+
+def test_an_order_takes_up_to_the_apis_largest_qty() -> None:
+    from tradesim.cli.orders import order_body
+    from tradesim.domain.events import MAX_QTY
+
+    assert order_body("buy", "ACME", str(MAX_QTY), None, None, "day")["qty"] == MAX_QTY
+    assert order_body("buy", "ACME", "007", None, None, "day")["qty"] == 7
 
 
 @pytest.mark.parametrize("given", [None, "my-key-1"])

@@ -12,6 +12,7 @@ from rich.table import Table
 from tradesim.cli.errors import cli_errors, said_if_unknown
 from tradesim.cli.readout import console, order_id_param, symbol_param
 from tradesim.client.format import WHEN_MIN_WIDTH, when
+from tradesim.domain.events import MAX_QTY
 from tradesim.domain.money import plain_decimal, price_error
 from tradesim.settings import load_settings
 from tradesim.stack.errors import UserError
@@ -26,8 +27,10 @@ def order_body(side: str, symbol: str, qty: str, limit: str | None, stop: str | 
     """The POST /orders body for the CLI's arguments; raises UserError naming the bad one."""
     sym = symbol_param(symbol)
     # ASCII digits ("²".isdigit() is True; int() refuses it), and few of them (int() refuses 4,300 and more)
-    if not (qty.isascii() and qty.isdigit() and len(qty) <= 12) or int(qty) <= 0:
-        raise UserError(f"QTY must be a positive whole number of shares (at most 12 digits), got {qty!r}")
+    digits = qty.lstrip("0")
+    if (not (qty.isascii() and qty.isdigit()) or not 0 < len(digits) <= len(str(MAX_QTY))
+            or int(digits) > MAX_QTY):
+        raise UserError(f"QTY must be a positive whole number of shares, at most {MAX_QTY}, got {qty!r}")
     if tif not in _TIFS:
         raise UserError(f"--tif must be one of {', '.join(_TIFS)}, got {tif!r}")
     body: dict[str, Any] = {"symbol": sym, "side": side, "qty": int(qty), "time_in_force": tif}
