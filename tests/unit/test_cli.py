@@ -738,6 +738,18 @@ def test_a_run_of_a_file_without_expectations_is_refused(tmp_path: Path) -> None
     assert json.loads((tmp_path / "r.json").read_text())["passed"] is False
 
 
+def test_a_run_that_ends_early_is_reported_under_its_scenarios_id_as_a_finished_one_is(tmp_path: Path) -> None:
+    """A probe: a finished run's reports name the scenario's `id`, one that ended early the file's name, so a CI
+    server showed two suites for one scenario whose file is named otherwise."""
+    path = tmp_path / "my-file.yaml"
+    path.write_text((Path(__file__).parents[2] / "scenarios" / "calm.yaml").read_text())  # id: calm, no expect
+    result = runner.invoke(app, ["run", str(path), "--json", str(tmp_path / "r.json"), "--junit",
+                                 str(tmp_path / "r.xml")])
+    assert result.exit_code == 2, result.output
+    assert json.loads((tmp_path / "r.json").read_text())["scenario"] == "calm"
+    assert 'testsuite name="calm"' in (tmp_path / "r.xml").read_text()
+
+
 def test_a_bad_scenario_file_leaves_an_error_report_in_place_of_an_older_runs(tmp_path: Path) -> None:
     (tmp_path / "old.json").write_text('{"passed": true}')  # an earlier run's report
     (tmp_path / "bad.yaml").write_text("id: bad\n")

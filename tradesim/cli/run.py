@@ -19,6 +19,8 @@ from tradesim.settings import MIN_SPEED, Settings, load_settings
 from tradesim.stack.errors import UserError
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from tradesim.runner.engine import Run
     from tradesim.scenarios.expect import Check
     from tradesim.scenarios.report import RunReport
@@ -78,11 +80,17 @@ def _run_cli(name: str, given_speed: float | None, fast: bool, junit: Path | Non
             _error_reports(None if junit is given else junit, None if json_out is given else json_out,
                            Path(name).stem, speed, message)  # an older report of the other kind says no more
             raise UserError(message)
-    _error_reports(junit, json_out, Path(name).stem, speed, UNFINISHED)  # what the run's end replaces
+    named = [Path(name).stem]  # the scenario's id once the file loads, as a finished run's report names it
+
+    def loaded(scenario_id: str) -> None:
+        named[0] = scenario_id
+        _error_reports(junit, json_out, scenario_id, speed, UNFINISHED)  # what the run's end replaces
+
+    loaded(named[0])
     try:
-        report, code = run_file(settings, path, speed, json_out)
+        report, code = run_file(settings, path, speed, json_out, loaded=loaded)
     except Exception as exc:
-        _error_reports(junit, json_out, Path(name).stem, speed, str(exc))
+        _error_reports(junit, json_out, named[0], speed, str(exc))
         raise
     if junit is not None:
         write_junit(junit, [report])
@@ -99,9 +107,10 @@ def _error_reports(junit: Path | None, json_out: Path | None, name: str, speed: 
         write_error_json(json_out, name, None, speed, error)
 
 
-def run_file(settings: Settings, path: Path, speed: float | None, json_out: Path | None = None,
-             ) -> tuple[RunReport, int]:
-    """Load, run, print, and the JUnit record and exit code; ScenarioError (bad file) propagates."""
+def run_file(settings: Settings, path: Path, speed: float | None, json_out: Path | None = None, *,
+             loaded: Callable[[str], None] | None = None) -> tuple[RunReport, int]:
+    """Load, run, print, and the JUnit record and exit code; ScenarioError (bad file) propagates. `loaded`: told
+    the scenario's id once the file loads (the name every report of the run goes by)."""
     from tradesim.runner.engine import ScenarioRunner, StackUnusable, StrategyFailed
     from tradesim.runner.files import load_run
     from tradesim.scenarios.errors import ScenarioError
@@ -109,6 +118,8 @@ def run_file(settings: Settings, path: Path, speed: float | None, json_out: Path
     from tradesim.scenarios.report import RunReport, json_document, write_error_json, write_json
 
     scenario, strategy = load_run(path)
+    if loaded is not None:
+        loaded(scenario.id)
     if scenario.expect is None:  # a CI job whose expectations were deleted would stay green
         raise ScenarioError.one(path, "expect", "the file has no `expect` section, so a run would pass with "
                                 "nothing checked; add what must come out (scenarios/README.md)")

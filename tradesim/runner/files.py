@@ -9,7 +9,8 @@ from pathlib import Path
 
 import yaml
 
-from tradesim.runner.engine import AliasError, aliases
+from tradesim.domain.events import MAX_EPOCH_MS
+from tradesim.runner.engine import DAY_MS, AliasError, aliases, script_end_ms
 from tradesim.scenarios.errors import ScenarioError, display_path
 from tradesim.scenarios.model import Scenario
 from tradesim.strategies.sdk import Strategy, StrategyError, load_strategy
@@ -76,10 +77,17 @@ def load_run(path: Path) -> tuple[Scenario, Strategy | None]:
 
     scenario = load_scenario(path)
     shown = display_path(path)
-    try:
-        aliases(scenario.symbol_names(), "x" * 5)
-    except AliasError as exc:
-        raise ScenarioError.one(shown, "symbols", str(exc), _line(path, "symbols")) from None
+    generated = len(scenario.symbols)
+    names = scenario.symbol_names()
+    for some, keys in ((names[:generated], ("symbols",)), (names[generated:], ("source", "csv"))):
+        try:  # each named where it comes from: the file's symbols, or the CSV's
+            aliases(some, "x" * 5)
+        except AliasError as exc:
+            raise ScenarioError.one(shown, ".".join(keys), str(exc), _line(path, *keys)) from None
+    end_ms = script_end_ms(scenario.start_ms + scenario.duration_ms, scenario.start_ms, scenario.orders)
+    if end_ms + DAY_MS > MAX_EPOCH_MS:  # the closing ticks (a minute on) and their orders must be market times
+        raise ScenarioError.one(shown, "start", f"a run needs a day of market time after its end ({_iso(end_ms)}),"
+                                f" before {_iso(MAX_EPOCH_MS)}; start earlier", _line(path, "start"))
     first_ms = scenario.replay_first_ms()
     if first_ms is not None and first_ms < scenario.start_ms:
         # a run's market time begins at `start` (orders' times count from it, a strategy's clock starts there)

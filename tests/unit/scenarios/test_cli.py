@@ -190,6 +190,25 @@ def test_validate_checks_what_a_run_needs_also_without_orders() -> None:
     assert _lines(result.output)[0].startswith("long.yaml:6: symbols:")
 
 
+def test_a_csv_symbol_too_long_to_alias_is_named_at_the_csv_source() -> None:
+    """A probe: it was reported as `symbols:` on line 1, a key the file does not have."""
+    _write("long.csv", "timestamp,symbol,bid,ask,last,size\n2024-01-02T14:30:00Z,ABCDEFGHIJKLM,1,1.02,1.01,5\n")
+    path = _write("longcsv.yaml", HEADER + "source:\n  csv: long.csv\naccounts:\n  - {name: q, cash: \"1000\"}\n")
+    result = runner.invoke(app, ["scenarios", "validate", path])
+    assert result.exit_code == 2, result.output
+    assert _lines(result.output)[0].startswith("longcsv.yaml:7: source.csv: symbol ABCDEFGHIJKLM is too long")
+
+
+def test_a_run_ending_too_near_the_last_market_time_is_a_file_problem() -> None:
+    """A probe: a file starting 9999-12-31T23:58 validated, then the run's closing orders were refused (their
+    cancel time past the API's last market time) and the run exited 3, "stack not usable", after making accounts."""
+    late = _write("late.yaml", HEADER.replace("2024-01-02T14:30:00Z", "9999-12-31T23:58:00Z").replace("300", "60")
+                  + "symbols:\n  - {symbol: AAA, initial_price: 1}\naccounts:\n  - {name: q, cash: \"1000\"}\n")
+    result = runner.invoke(app, ["scenarios", "validate", late])
+    assert result.exit_code == 2, result.output
+    assert _lines(result.output)[0].startswith("late.yaml:2: start: a run needs a day of market time after its end")
+
+
 def test_validate_refuses_a_replayed_csv_that_begins_before_start_for_a_run() -> None:
     """Before: accepted; the run then blamed the strategy ("market time went back"), exit 1."""
     _write("early.csv", "timestamp,symbol,bid,ask,last,size\n2020-01-02T14:30:00Z,AAA,1,1.02,1.01,5\n"
