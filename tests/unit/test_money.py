@@ -43,3 +43,20 @@ def test_a_plain_decimal_is_ascii_digits_a_point_a_sign_or_an_exponent(text: str
     from tradesim.domain.money import plain_decimal
 
     assert plain_decimal(text) == value
+
+
+@pytest.mark.parametrize(("text", "price_says", "cash_ok"), [
+    ("1e99999999999999999999", "at most 1000000", False), ("1e1000000000000000000", "at most 1000000", False),
+    ("-1e1000000000000000000", "positive", False),
+    pytest.param("2.5e" + "9" * 5000, "at most 1000000", False, id="5000-digit-exponent"),  # past int()'s 4,300
+    ("1e-99999999999999999999", "at most 4 decimal places", False), ("0e99999999999999999999", "positive", True)])
+def test_a_plain_decimal_past_decimals_exponent_range_is_refused_as_out_of_bounds(text: str, price_says: str,
+                                                                                 cash_ok: bool) -> None:
+    """A probe: an exponent Decimal cannot hold (past about 10**18) raised decimal.InvalidOperation, a traceback in
+    `accounts create --cash`, `order --limit` and `scenarios validate`; 1e999999999999999999 was refused."""
+    from tradesim.domain.money import plain_decimal
+
+    value = plain_decimal(text)
+    assert value is not None
+    assert price_says in (price_error(value) or "")
+    assert (cash_error(value) is None) == cash_ok

@@ -8,14 +8,25 @@ from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
 CENT = Decimal("0.01")
 PRICE_QUANTUM = Decimal("0.0001")
 #: a number as people write one: ASCII digits, a point, a sign, an exponent
-_PLAIN = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+_PLAIN = re.compile(r"(?P<digits>[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+))(?:[eE](?P<exponent>[+-]?[0-9]+))?")
+#: how far an exponent Decimal cannot hold (past about ±10**18) is read: still past every bound a caller checks
+#: (a price's 1000000 and 4 places, cash's 15 digits), and inside Decimal's range whatever the digits before it
+_EXPONENT_REACH = 10**15
 
 
 def plain_decimal(text: str) -> Decimal | None:
     """The number `text` spells (spaces around it aside), or None. Python's Decimal also reads underscores and
-    other scripts' digits, so a typo like `1_85.50` would be a price (the API refuses both)."""
+    other scripts' digits, so a typo like `1_85.50` would be a price (the API refuses both). An exponent too far for
+    Decimal is cut to ±10**15, so `1e99999999999999999999` is refused as too big, not a decimal.InvalidOperation."""
     text = text.strip()
-    return Decimal(text) if _PLAIN.fullmatch(text) else None
+    match = _PLAIN.fullmatch(text)
+    if match is None:
+        return None
+    try:
+        return Decimal(text)
+    except InvalidOperation:  # only an exponent of 18 digits or more does this (not read by int(): 5,000 digits raise)
+        reach = -_EXPONENT_REACH if match["exponent"].startswith("-") else _EXPONENT_REACH
+        return Decimal(f"{match['digits']}e{reach}")
 
 
 def to_decimal(value: object, field: str = "value") -> Decimal:

@@ -90,9 +90,12 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 def _decimal_text(value: Any) -> Any:
     """A number written as a string is one as people write it (pydantic, as Python, also reads `1_85.50`, other
     scripts' digits and spaces around: a typo would be a price)."""
-    if isinstance(value, str) and plain_decimal(value) is None:
+    if not isinstance(value, str):
+        return value
+    number = plain_decimal(value)
+    if number is None:
         raise ValueError(f"not a number: {value!r} (write digits and a point, e.g. \"185.50\")")
-    return value
+    return number  # pydantic's own reading calls 1e1000000000000000000 no decimal, not too big as it is
 
 
 #: a decimal field: a number, or a string that spells one plainly

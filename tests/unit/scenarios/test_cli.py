@@ -116,6 +116,17 @@ def test_validate_bad_file_exits_2_naming_file_line_and_field(files: dict[str, s
     assert line.startswith(expected)
 
 
+@pytest.mark.parametrize(("price", "says"), [
+    ("1e1000000000000000000", "must be <= 1000000"),
+    ("1e-99999999999999999999", "Decimal input should have no more than 4 decimal places")])
+def test_validate_an_exponent_past_decimals_range_exits_2_as_the_number_it_is(price: str, says: str) -> None:
+    """A probe: a decimal.InvalidOperation traceback (exit 1), where 1e999999999999999999 said `must be <= 1000000`."""
+    name = _write("huge.yaml", HEADER + f'symbols:\n  - {{symbol: AAA, initial_price: "{price}"}}\n')
+    result = runner.invoke(app, ["scenarios", "validate", name])
+    assert result.exit_code == 2, result.output
+    assert _lines(result.output) == [f"huge.yaml:7: symbols[0].initial_price: {says}"]
+
+
 def test_validate_reports_every_file_and_problem() -> None:
     good = _write("good.yaml", HEADER + "symbols:\n  - {symbol: AAA, initial_price: 1}\n")
     bad = _write("bad.yaml", HEADER + "colour: red\nsymbols:\n  - {symbol: AAA, initial_price: -1}\n")
