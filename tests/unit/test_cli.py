@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -1643,6 +1646,75 @@ def test_up_that_leaves_a_component_unhealthy_says_what_runs_and_how_to_go_on(
     assert "not healthy after up: redis" in line
     assert "`tradesim logs redis`" in line
     assert "`tradesim down`" in line
+
+
+@contextlib.contextmanager
+def _market_data(handler: Callable[[Any], None], monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """A real WebSocket server on an ephemeral port, where `prices` connects; `handler(ws)` serves a connection.
+    Yields its URL."""
+    import threading
+
+    from websockets.sync.server import serve
+
+    with serve(handler, "127.0.0.1", 0) as server:
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        url = f"ws://127.0.0.1:{server.socket.getsockname()[1]}/"
+        monkeypatch.setenv("TRADESIM_MARKETDATA__WS_URL", url)
+        try:
+            yield url
+        finally:
+            server.shutdown()
+
+
+def _service_with_the_limit(requests: list[list[str]]) -> Callable[[Any], None]:
+    """Answers `subscribe` as the market-data service does, refusing a request of more than its limit of symbols."""
+    from tradesim.domain.events import MAX_SYMBOLS_PER_REQUEST
+    from tradesim.testing.factories import tick
+
+    def handler(ws: Any) -> None:
+        for raw in ws:
+            symbols = json.loads(raw)["symbols"]
+            requests.append(symbols)
+            if len(symbols) > MAX_SYMBOLS_PER_REQUEST:
+                ws.send(json.dumps({"type": "error", "code": "bad_request", "message": "symbols must be a non-empty "
+                                    f"list of at most {MAX_SYMBOLS_PER_REQUEST} symbol strings"}))
+                continue
+            ws.send(json.dumps({"type": "subscribed", "symbols": symbols}))
+            for s in symbols:
+                ws.send(json.dumps({"type": "snapshot", "data": tick(s, 1).model_dump(mode="json"), "age_ms": 5}))
+
+    return handler
+
+
+@pytest.mark.parametrize("given", [True, False])
+def test_prices_of_more_symbols_than_one_request_takes_asks_in_requests_the_service_takes(
+        monkeypatch: pytest.MonkeyPatch, given: bool) -> None:
+    """A probe: `prices` with more than 500 symbols (named, or every cached one when none is) sent one request,
+    which the service refused; every row said `no data` after the timeout, exit 0."""
+    from tradesim.adapters.redis.prices import PriceCache
+
+    symbols = [f"S{i:04d}" for i in range(1001)]
+    monkeypatch.setattr(PriceCache, "symbols", lambda self: symbols)
+    requests: list[list[str]] = []
+    with _market_data(_service_with_the_limit(requests), monkeypatch):
+        result = runner.invoke(app, ["prices", *(symbols if given else []), "--timeout", "3"])
+    assert result.exit_code == 0, result.output
+    assert "no data" not in result.output
+    assert all(s in result.output for s in symbols)
+    assert requests == [symbols[:500], symbols[500:1000], symbols[1000:]]
+
+
+def test_prices_refused_by_the_service_say_why_and_exit_1(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Before: the refusal counted as the subscription's answer and was ignored: `no data`, exit 0."""
+    def refusing(ws: Any) -> None:
+        for _ in ws:
+            ws.send(json.dumps({"type": "error", "code": "bad_request", "message": "symbols must be\nshorter"}))
+
+    with _market_data(refusing, monkeypatch) as url:
+        result = runner.invoke(app, ["prices", "AAPL", "--timeout", "3"])
+    assert result.exit_code == 1, result.output
+    assert _one_line_error(result.output) == (f"error: the market-data service at {url} refused the subscription: "
+                                              "symbols must be\\nshorter")
 
 
 @pytest.mark.parametrize(("answer", "says"), [

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import sys
 import time
+from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -18,6 +19,7 @@ from tradesim.cli.errors import cli_errors
 from tradesim.cli.readout import console, symbol_param, symbols_param
 from tradesim.settings import MAX_LIVE_SPEED, MIN_SPEED, Settings, load_settings, redacted
 from tradesim.stack.errors import StackError, UserError
+from tradesim.text import visible
 
 if TYPE_CHECKING:
     from tradesim.domain.events import Tick
@@ -135,37 +137,29 @@ def _prices(symbols: list[str], watch: bool, timeout: float) -> None:
                              ) from None
         if not wanted:
             raise UserError("no prices yet: run `tradesim replay calm` first")
-    rows: dict[str, dict] = {}  # type: ignore[type-arg]
     url = settings.marketdata.client_ws_url
-    answered = False
+    feed = _Feed(wanted, redacted(url))
     try:
         with connect(url, open_timeout=timeout) as ws:
-            ws.send(json.dumps({"op": "subscribe", "symbols": wanted}))
+            feed.start(ws.send)
             if not watch:
                 deadline = time.monotonic() + timeout
-                pending = set(wanted)
-                while pending and time.monotonic() < deadline:
-                    frame = json.loads(ws.recv(timeout=max(0.01, deadline - time.monotonic())))
-                    if frame.get("type") == "error" and frame.get("code") == "unavailable":
-                        raise StackError(f"the market-data service cannot read prices now: {frame.get('message')} "
-                                         "(`tradesim status` shows whether Redis is healthy)")
-                    # an answer to the subscription (a heartbeat is not: a service stuck on Redis still sends it)
-                    answered = answered or frame.get("type") in ("subscribed", "snapshot", "error")
-                    _on_frame(frame, rows, pending)
-                out.print(_table(rows, wanted))
-                _refuse_unknown(rows)
+                while feed.missing and time.monotonic() < deadline:
+                    feed.take(ws.recv(timeout=max(0.01, deadline - time.monotonic())))
+                out.print(_table(feed))
+                _refuse_unknown(feed.unknown)
                 return
-            with Live(_table(rows, wanted), console=out, refresh_per_second=8) as live:
+            with Live(_table(feed), console=out, refresh_per_second=8) as live:
                 try:
                     for raw in ws:
-                        _on_frame(json.loads(raw), rows, set())
-                        live.update(_table(rows, wanted))
+                        feed.take(raw)
+                        live.update(_table(feed))
                 except KeyboardInterrupt:
                     return
     except TimeoutError:
-        out.print(_table(rows, wanted))
-        _refuse_unknown(rows)
-        if not answered:  # not even the subscription's answer: a service hung, or its Redis away (before: exit 0)
+        out.print(_table(feed))
+        _refuse_unknown(feed.unknown)
+        if not feed.answered:  # not even the subscription's answer: a service hung, or its Redis away (before: exit 0)
             raise StackError(f"the market-data service at {redacted(url)} did not answer the subscription within "
                              f"{timeout:g} s (`tradesim status` shows whether it and Redis are healthy)") from None
     except (OSError, WebSocketException) as exc:
@@ -173,36 +167,83 @@ def _prices(symbols: list[str], watch: bool, timeout: float) -> None:
                          ) from None
 
 
-def _refuse_unknown(rows: dict) -> None:  # type: ignore[type-arg]
+class _Feed:
+    """The prices table's symbols as the market-data service's frames tell them. The symbols are asked for in
+    requests of at most MAX_SYMBOLS_PER_REQUEST (the service refuses a longer one), each once the one before it is
+    answered: the service then never holds more than one request's snapshots unread (it closes a client that
+    leaves 5,000)."""
+
+    def __init__(self, wanted: list[str], url: str) -> None:
+        from tradesim.domain.events import MAX_SYMBOLS_PER_REQUEST
+
+        self.wanted = wanted
+        self._wanted = set(wanted)
+        self.url = url  # redacted
+        self._send: Callable[[str], None] = lambda _frame: None
+        self.rows: dict[str, dict] = {}  # type: ignore[type-arg]
+        self.unknown: set[str] = set()
+        #: symbols with neither a price nor the service's word that it has none
+        self.missing = set(wanted)
+        #: the service answered a subscription (a heartbeat is no answer: a service stuck on Redis still sends it)
+        self.answered = False
+        n = MAX_SYMBOLS_PER_REQUEST
+        self._requests = [wanted[i:i + n] for i in range(0, len(wanted), n)]
+        self._asked: set[str] = set()  # the symbols of the request that awaits its answer
+
+    def start(self, send: Callable[[str], None]) -> None:
+        """Send the first request with `send` (the next ones go as the service answers)."""
+        self._send = send
+        self._ask()
+
+    def _ask(self) -> None:
+        """Send the next request, unless one awaits its answer (or none is left)."""
+        if not self._asked and self._requests:
+            request = self._requests.pop(0)
+            self._asked = set(request)
+            self._send(json.dumps({"op": "subscribe", "symbols": request}))
+
+    def take(self, raw: str | bytes) -> None:
+        """One frame of the service's; raises StackError for an error it answered."""
+        frame = json.loads(raw)
+        kind = frame.get("type")
+        self.answered = self.answered or kind in ("subscribed", "snapshot", "error")
+        if kind in ("snapshot", "tick") and frame["data"]["symbol"] in self._wanted:
+            data = frame["data"]
+            self.rows[data["symbol"]] = data
+            self.missing.discard(data["symbol"])
+        elif kind == "subscribed":
+            self._asked = set()
+        elif kind == "error" and frame.get("code") == "unknown_symbol":
+            named = set(frame.get("symbols", [])) & self._wanted
+            self.unknown |= named
+            self.missing -= named
+            self._asked -= named  # a request of unknown symbols only has no other answer
+        elif kind == "error" and frame.get("code") == "unavailable":
+            raise StackError(f"the market-data service cannot read prices now: {visible(str(frame.get('message')))} "
+                             "(`tradesim status` shows whether Redis is healthy)")
+        elif kind == "error":  # before: counted as an answer and ignored, and every row said `no data`
+            raise StackError(f"the market-data service at {self.url} refused the subscription: "
+                             f"{visible(str(frame.get('message')))}")
+        self._ask()
+
+
+def _refuse_unknown(unknown: set[str]) -> None:
     """A symbol the service never had a price for is most likely a typo: exit 2 (after the table), so a script
     that checks prices sees it."""
-    unknown = sorted(s for s, r in rows.items() if r.get("unknown"))
     if unknown:
         many = len(unknown) > 1
-        raise UserError(f"unknown symbol{'s' if many else ''} {', '.join(unknown)}: no price was ever published for "
-                        f"{'them' if many else 'it'} (see `tradesim scenarios`)")
+        raise UserError(f"unknown symbol{'s' if many else ''} {', '.join(sorted(unknown))}: no price was ever "
+                        f"published for {'them' if many else 'it'} (see `tradesim scenarios`)")
 
 
-def _on_frame(frame: dict, rows: dict, pending: set[str]) -> None:  # type: ignore[type-arg]
-    kind = frame.get("type")
-    if kind in ("snapshot", "tick"):
-        data = frame["data"]
-        rows[data["symbol"]] = data
-        pending.discard(data["symbol"])
-    elif kind == "error" and frame.get("code") == "unknown_symbol":
-        for s in frame.get("symbols", []):
-            pending.discard(s)
-            rows.setdefault(s, {"symbol": s, "unknown": True})
-
-
-def _table(rows: dict, order: list[str]) -> Table:  # type: ignore[type-arg]
+def _table(feed: _Feed) -> Table:
     table = Table(title="prices")
     for col in ("symbol", "bid", "ask", "last", "size", "seq", "event time (UTC)"):
         table.add_column(col, justify="right" if col not in ("symbol", "event time (UTC)") else "left")
-    for s in order:
-        r = rows.get(s)
-        if r is None or r.get("unknown"):
-            table.add_row(s, "-", "-", "-", "-", "-", "unknown symbol" if r else "no data")
+    for s in feed.wanted:
+        r = feed.rows.get(s)
+        if r is None:
+            table.add_row(s, "-", "-", "-", "-", "-", "unknown symbol" if s in feed.unknown else "no data")
             continue
         when = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(r["event_time_ms"] / 1000))
         table.add_row(s, str(Decimal(r["bid"])), str(Decimal(r["ask"])), str(Decimal(r["last"])), str(r["size"]),
