@@ -1717,6 +1717,39 @@ def test_prices_refused_by_the_service_say_why_and_exit_1(monkeypatch: pytest.Mo
                                               "symbols must be\\nshorter")
 
 
+def _snapshot(**changes: object) -> str:
+    from tradesim.testing.factories import tick
+
+    data = tick("AAPL", 1).model_dump(mode="json") | changes
+    return json.dumps({"type": "snapshot", "data": {k: v for k, v in data.items() if v is not None}, "age_ms": 5})
+
+
+@pytest.mark.parametrize("watch", [False, True])
+@pytest.mark.parametrize("frame", [
+    pytest.param(b"\x00\x01", id="binary"), pytest.param("not JSON", id="text"), pytest.param("[1, 2]", id="list"),
+    pytest.param("[" * 100_000, id="nested-too-deep"), pytest.param('{"type": 5}', id="type-5"),
+    pytest.param('{"type": "snapshot"}', id="no-data"),
+    pytest.param('{"type": "snapshot", "data": [1]}', id="data-list"),
+    pytest.param(_snapshot(bid="x"), id="bid-x"), pytest.param(_snapshot(event_time_ms=1e20), id="year-3e9"),
+    pytest.param(_snapshot(symbol=None), id="no-symbol"),
+    pytest.param('{"type": "error", "code": "unknown_symbol", "symbols": "AAPL"}', id="symbols-string"),
+    pytest.param('{"type": "error", "code": ["x"]}', id="code-list"),
+])
+def test_prices_from_a_service_that_sends_what_it_never_does_end_with_one_line(
+        monkeypatch: pytest.MonkeyPatch, frame: str | bytes, watch: bool) -> None:
+    """A probe: a binary or non-JSON frame, a list, a snapshot without data, a bid of "x" each ended `prices` with a
+    traceback, and a time past year 9999 with "market-data service not reachable ... [Errno 75]"."""
+    def answer(ws: Any) -> None:
+        ws.recv()
+        ws.send(frame)  # and closes: before, --watch waited on for frames after one it ignored
+
+    with _market_data(answer, monkeypatch) as url:
+        result = runner.invoke(app, ["prices", "AAPL", "--timeout", "3", *(["--watch"] if watch else [])])
+    assert result.exit_code == 1, result.output
+    assert _one_line_error(result.stderr) == (f"error: unexpected frame from {url}: is it the tradesim market-data "
+                                              "service?")
+
+
 @pytest.mark.parametrize(("answer", "says"), [
     ('{"type": "heartbeat", "ts_ms": 1}', "did not answer the subscription within 0.5 s"),  # stuck on Redis
     ('{"type": "error", "code": "unavailable", "message": "Redis is away"}', "cannot read prices now: Redis"),

@@ -7,7 +7,6 @@ import json
 import sys
 import time
 from collections.abc import Callable
-from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -180,7 +179,7 @@ class _Feed:
         self._wanted = set(wanted)
         self.url = url  # redacted
         self._send: Callable[[str], None] = lambda _frame: None
-        self.rows: dict[str, dict] = {}  # type: ignore[type-arg]
+        self.rows: dict[str, Tick] = {}
         self.unknown: set[str] = set()
         #: symbols with neither a price nor the service's word that it has none
         self.missing = set(wanted)
@@ -203,27 +202,38 @@ class _Feed:
             self._send(json.dumps({"op": "subscribe", "symbols": request}))
 
     def take(self, raw: str | bytes) -> None:
-        """One frame of the service's; raises StackError for an error it answered."""
-        frame = json.loads(raw)
-        kind = frame.get("type")
+        """One frame of the service's; raises StackError for an error it answered, and for a frame it never sends
+        (before: a traceback for each kind of broken frame, or a time past year 9999 "not reachable")."""
+        from tradesim.domain.events import Tick
+
+        try:
+            frame = json.loads(raw) if isinstance(raw, str) else None
+            if not isinstance(frame, dict) or not isinstance(frame.get("type"), str):
+                raise ValueError("not a frame")
+            kind = frame["type"]
+            tick = Tick.model_validate(frame.get("data")) if kind in ("snapshot", "tick") else None
+            code, message, named = frame.get("code"), frame.get("message"), frame.get("symbols", [])
+            if kind == "error" and not (isinstance(code, str) and isinstance(message, str | None)
+                                        and isinstance(named, list) and all(isinstance(s, str) for s in named)):
+                raise ValueError("not an error frame")
+        except (ValueError, RecursionError):  # JSON's and the Tick's (pydantic's ValidationError is a ValueError)
+            raise StackError(f"unexpected frame from {self.url}: is it the tradesim market-data service?") from None
         self.answered = self.answered or kind in ("subscribed", "snapshot", "error")
-        if kind in ("snapshot", "tick") and frame["data"]["symbol"] in self._wanted:
-            data = frame["data"]
-            self.rows[data["symbol"]] = data
-            self.missing.discard(data["symbol"])
+        if tick is not None and tick.symbol in self._wanted:
+            self.rows[tick.symbol] = tick
+            self.missing.discard(tick.symbol)
         elif kind == "subscribed":
             self._asked = set()
-        elif kind == "error" and frame.get("code") == "unknown_symbol":
-            named = set(frame.get("symbols", [])) & self._wanted
-            self.unknown |= named
-            self.missing -= named
-            self._asked -= named  # a request of unknown symbols only has no other answer
-        elif kind == "error" and frame.get("code") == "unavailable":
-            raise StackError(f"the market-data service cannot read prices now: {visible(str(frame.get('message')))} "
+        elif kind == "error" and code == "unknown_symbol":
+            unknown = set(named) & self._wanted
+            self.unknown |= unknown
+            self.missing -= unknown
+            self._asked -= unknown  # a request of unknown symbols only has no other answer
+        elif kind == "error" and code == "unavailable":
+            raise StackError(f"the market-data service cannot read prices now: {visible(str(message))} "
                              "(`tradesim status` shows whether Redis is healthy)")
         elif kind == "error":  # before: counted as an answer and ignored, and every row said `no data`
-            raise StackError(f"the market-data service at {self.url} refused the subscription: "
-                             f"{visible(str(frame.get('message')))}")
+            raise StackError(f"the market-data service at {self.url} refused the subscription: {visible(str(message))}")
         self._ask()
 
 
@@ -241,13 +251,12 @@ def _table(feed: _Feed) -> Table:
     for col in ("symbol", "bid", "ask", "last", "size", "seq", "event time (UTC)"):
         table.add_column(col, justify="right" if col not in ("symbol", "event time (UTC)") else "left")
     for s in feed.wanted:
-        r = feed.rows.get(s)
-        if r is None:
+        tick = feed.rows.get(s)
+        if tick is None:
             table.add_row(s, "-", "-", "-", "-", "-", "unknown symbol" if s in feed.unknown else "no data")
             continue
-        when = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(r["event_time_ms"] / 1000))
-        table.add_row(s, str(Decimal(r["bid"])), str(Decimal(r["ask"])), str(Decimal(r["last"])), str(r["size"]),
-                      str(r["seq"]), when)
+        when = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(tick.event_time_ms / 1000))
+        table.add_row(s, str(tick.bid), str(tick.ask), str(tick.last), str(tick.size), str(tick.seq), when)
     return table
 
 
