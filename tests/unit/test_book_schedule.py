@@ -248,3 +248,11 @@ def test_a_day_order_whose_day_ends_before_its_cancel_time_expires_rather_than_b
     assert run([quote_at(1, 200, "100"), order, quote_at(2, day + 7_200, "100")]) == [("d", "expire", None)]
     early = scripted("e", 100, kind="limit", limit="1", tif="day", cancel_at=day - 60)
     assert run([quote_at(1, 200, "100"), early, quote_at(2, day + 7_200, "100")]) == [("e", "cancel", None)]
+
+
+def test_a_live_day_order_after_its_cancel_time_on_a_market_clock_days_ahead_is_cancelled() -> None:
+    """A review: the arrival check judged a live DAY order's day by its wall-clock placing time (its session is
+    stamped later), so on a market clock days ahead of the wall clock it said `expire` for a cancel."""
+    order = scripted("live", 0, kind="limit", limit="101", tif="day", cancel_at=3 * 86_400 + 10)
+    order = order.model_copy(update={"at_ms": None})
+    assert run([quote_at(1, 3 * 86_400 + 20, "100"), order]) == [("live", "cancel", None)]

@@ -1713,7 +1713,7 @@ def test_prices_refused_by_the_service_say_why_and_exit_1(monkeypatch: pytest.Mo
     with _market_data(refusing, monkeypatch) as url:
         result = runner.invoke(app, ["prices", "AAPL", "--timeout", "3"])
     assert result.exit_code == 1, result.output
-    assert _one_line_error(result.output) == (f"error: the market-data service at {url} refused the subscription: "
+    assert _one_line_error(result.output) == (f"error: the market-data service at {url} answered bad_request: "
                                               "symbols must be\\nshorter")
 
 
@@ -1851,3 +1851,10 @@ def test_chaos_against_a_server_that_is_not_toxiproxy_is_one_line(monkeypatch: p
     last = [ln for ln in result.output.strip().splitlines() if ln.strip()][-1]  # `list` prints the faults first
     assert last.startswith("error: "), result.output
     assert "Toxiproxy" in last, result.output
+
+
+def test_a_qty_written_with_thousands_of_leading_zeros_is_read_not_a_traceback() -> None:
+    """A review: the check read the QTY without its zeros, the body with them (int() refuses 4,300 digits)."""
+    from tradesim.cli.orders import order_body
+
+    assert order_body("buy", "AAPL", "0" * 5000 + "7", None, None, "day")["qty"] == 7

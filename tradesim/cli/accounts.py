@@ -56,7 +56,7 @@ def _create(name: str, cash: str, rate_limit: int | None, activate: bool) -> Non
     with said_if_unknown(f"if the account was created, its key is lost: `tradesim accounts list` shows it, "
                          f"`tradesim accounts rotate-key {name}` gives it another"):
         created = call(settings, "POST", "/accounts", admin, json_body=body,
-                       expect=("user_id", "api_key", "starting_cash"))
+                       expect=("user_id", "api_key"))
 
     def add(data: dict[str, Any]) -> None:
         data["users"][name] = {"user_id": created["user_id"], "api_key": created["api_key"]}
@@ -64,7 +64,8 @@ def _create(name: str, cash: str, rate_limit: int | None, activate: bool) -> Non
             data["active"] = name
 
     path, data = _saved(settings, name, created["api_key"], add)
-    out.print(f"created {created['user_id']} with {created['starting_cash']} cash; key saved to {path}"
+    cash = created.get("starting_cash", body["cash"])  # (shown only: the key is what must not be lost)
+    out.print(f"created {created['user_id']} with {cash} cash; key saved to {path}"
               + (" (active)" if data["active"] == name else ""))
 
 

@@ -169,8 +169,8 @@ def _prices(symbols: list[str], watch: bool, timeout: float) -> None:
 class _Feed:
     """The prices table's symbols as the market-data service's frames tell them. The symbols are asked for in
     requests of at most MAX_SYMBOLS_PER_REQUEST (the service refuses a longer one), each once the one before it is
-    answered: the service then never holds more than one request's snapshots unread (it closes a client that
-    leaves 5,000)."""
+    answered: the service then holds at most about two requests' snapshots unread (it closes a client that leaves
+    5,000)."""
 
     def __init__(self, wanted: list[str], url: str) -> None:
         from tradesim.domain.events import MAX_SYMBOLS_PER_REQUEST
@@ -233,7 +233,8 @@ class _Feed:
             raise StackError(f"the market-data service cannot read prices now: {visible(str(message))} "
                              "(`tradesim status` shows whether Redis is healthy)")
         elif kind == "error":  # before: counted as an answer and ignored, and every row said `no data`
-            raise StackError(f"the market-data service at {self.url} refused the subscription: {visible(str(message))}")
+            raise StackError(f"the market-data service at {self.url} answered {visible(str(code))}: "
+                             f"{visible(str(message))}")
         self._ask()
 
 

@@ -33,7 +33,7 @@ def order_body(side: str, symbol: str, qty: str, limit: str | None, stop: str | 
         raise UserError(f"QTY must be a positive whole number of shares, at most {MAX_QTY}, got {qty!r}")
     if tif not in _TIFS:
         raise UserError(f"--tif must be one of {', '.join(_TIFS)}, got {tif!r}")
-    body: dict[str, Any] = {"symbol": sym, "side": side, "qty": int(qty), "time_in_force": tif}
+    body: dict[str, Any] = {"symbol": sym, "side": side, "qty": int(digits), "time_in_force": tif}
     for name, value in (("limit_price", limit), ("stop_price", stop)):
         if value is None:
             continue

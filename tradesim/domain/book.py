@@ -7,7 +7,8 @@ an order until a tick past `at_ms` arrives and applies it, in (at_ms, arrival) o
 `at_ms` — the one before that tick; once the stream passes `cancel_at_ms` an order still open is cancelled before
 that tick is matched. So their outcomes depend on the tick stream alone, not on when the orders arrived. One that
 arrives after the stream passed its time is applied on arrival (the scripted runner publishes ticks past a time
-only once the book holds every order scripted before it). A cancel with a market time is held the same way, as
+only once the book holds every order scripted before it), or cancelled if the stream passed its cancel time too
+(expired if its market day ended before that). A cancel with a market time is held the same way, as
 the order's `held_cancel_ms` (its `cancel_at_ms` stays as placed: it is part of the order's body).
 """
 
@@ -86,7 +87,9 @@ class Book:
         if deadline_ms is not None and overdue(order.placed_at_ms, now, deadline_ms):
             return [Decision(order, "expire", reason=NOT_PROCESSED)]
         if order.cancel_due_ms is not None and not self._waits(order.cancel_due_ms):
-            return [_cancelled(order, order.cancel_due_ms)]  # the stream passed that before it came: never matched
+            # the stream passed that before it came: never matched (a live order's day begins on arrival, so no
+            # day of its ended before the cancel time; a scripted one's began at its `at_ms`)
+            return [_cancelled(order, order.cancel_due_ms) if order.at_ms is not None else Decision(order, "cancel")]
         if self._waits(order.at_ms):
             self.scheduled = (*self.scheduled, order)
             return [Decision(order, "rest")]  # held in this book: the Orders mirror shows it in the book

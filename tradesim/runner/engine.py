@@ -775,6 +775,7 @@ class ScenarioRunner:
             return status == 200
 
         def caught_up() -> bool:
+            refused.clear()  # what the last poll was refused, if anything, is what the end says
             trades = 0
             ok = True
             for name, want in want_trades.items():

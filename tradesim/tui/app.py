@@ -569,9 +569,9 @@ class TradesimApp(App[None]):
                 self._api_failed(exc)
                 return
             except ApiError as exc:
-                if exc.status >= 500:
-                    return  # looked up again at the next refill or poll
-                doc = None  # a 404 (no longer stored), or a refusal that asking again would not change
+                if exc.status != 404:  # (a 429, a key rotated, a 5xx): looked up again at the next refill or poll
+                    return
+                doc = None  # no longer stored: there is no outcome to show
             except ValueError:
                 doc = None  # not an id a path can carry: no lookup can find it
             if api is not self.api:
