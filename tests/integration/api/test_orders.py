@@ -208,6 +208,9 @@ def test_stale_price_is_422(http: httpx.Client, user: User, cache: PriceCache, s
 def test_insufficient_funds_and_shares_are_422(http: httpx.Client, new_user: Callable[..., User], symbol: str,
                                                order_log: OrderLog) -> None:
     poor = new_user(cash="1000")
+    # first, while nothing is held (after the buy below executes, the account holds 9: a race this test lost once)
+    short = http.post("/orders", json=order(symbol, side="sell", qty=1), headers=poor.auth)
+    assert (short.status_code, short.json().get("code")) == (422, "insufficient_shares"), short.text
     # 9 × ask 100.02 × 1.02 buffer = 918.18 + fee 1.00 fits; 10 shares (1021.20) do not
     assert http.post("/orders", json=order(symbol, qty=9), headers=poor.auth).status_code == 202
     broke = http.post("/orders", json=order(symbol, qty=10), headers=poor.auth)
@@ -215,8 +218,6 @@ def test_insufficient_funds_and_shares_are_422(http: httpx.Client, new_user: Cal
     # a limit buy is budgeted at its limit price
     assert http.post("/orders", json=order(symbol, qty=10, type="limit", limit_price="90"),
                      headers=poor.auth).status_code == 202
-    short = http.post("/orders", json=order(symbol, side="sell", qty=1), headers=poor.auth)
-    assert (short.status_code, short.json()["code"]) == (422, "insufficient_shares")
     assert len(order_log.since(poor.user_id)) == 2
 
 
