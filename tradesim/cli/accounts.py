@@ -44,11 +44,22 @@ def cash_param(cash: str) -> str:
 
 @cli_errors
 def _create(name: str, cash: str, rate_limit: int | None, activate: bool) -> None:
-    from tradesim.client.api import admin_key, call, load_credentials
-
     user_param(name)
     settings = load_settings()
-    body: dict[str, object] = {"name": name, "cash": cash_param(cash)}
+    amount = cash_param(cash)
+    created, path, data = create_account(settings, name, amount, rate_limit, activate=activate)
+    shown = created.get("starting_cash", amount)  # (shown only: the key is what must not be lost)
+    out.print(f"created {created['user_id']} with {shown} cash; key saved to {path}"
+              + (" (active)" if data["active"] == name else ""))
+
+
+def create_account(settings: Settings, name: str, cash: str, rate_limit: int | None = None, *, activate: bool
+                   ) -> tuple[dict[str, Any], Path, dict[str, Any]]:
+    """POST /accounts and keep the key the API shows once (shown, and an error, if it cannot be kept): the account
+    as created, the credentials file and what it holds now. UserError as the API refuses (`account_exists`)."""
+    from tradesim.client.api import admin_key, call, load_credentials
+
+    body: dict[str, object] = {"name": name, "cash": cash}
     if rate_limit is not None:
         body["rate_limit_per_s"] = rate_limit
     load_credentials(settings)  # before the key exists: a bad file must not cost it
@@ -64,9 +75,7 @@ def _create(name: str, cash: str, rate_limit: int | None, activate: bool) -> Non
             data["active"] = name
 
     path, data = _saved(settings, name, created["api_key"], add)
-    cash = created.get("starting_cash", body["cash"])  # (shown only: the key is what must not be lost)
-    out.print(f"created {created['user_id']} with {cash} cash; key saved to {path}"
-              + (" (active)" if data["active"] == name else ""))
+    return created, path, data
 
 
 @app.command("list")

@@ -168,7 +168,8 @@ def _demo(only: str | None, runtime: str | None, user: str) -> None:
 def _demo_account(settings: Settings, name: str) -> str:
     """Reuse the account if the credentials file holds a working key for it, else create it; either way make it
     active."""
-    from tradesim.client.api import admin_key, call, credentials_path, credentials_update, load_credentials
+    from tradesim.cli.accounts import create_account
+    from tradesim.client.api import call, credentials_path, credentials_update, load_credentials
 
     stored = load_credentials(settings)["users"].get(name)
     if stored:
@@ -180,18 +181,15 @@ def _demo_account(settings: Settings, name: str) -> str:
             with credentials_update(settings) as data:
                 data["active"] = name
             return f"account {name}: cash {me['cash']} (reused; active user)"
-    try:
-        created = call(settings, "POST", "/accounts", admin_key(settings), json_body={"name": name, "cash": DEMO_CASH})
+    try:  # as `accounts create`: a key the file cannot keep is shown, not lost
+        created, path, _ = create_account(settings, name, DEMO_CASH, activate=True)
     except UserError as exc:
         if "account_exists" not in str(exc):
             raise
         raise UserError(f"account {name!r} exists, but {credentials_path(settings)} has no working key for it: use "
                         "the credentials file that created it, or pick another name with --demo-user") from None
-    with credentials_update(settings) as data:  # read again: another command may have changed it meanwhile
-        data["users"][name] = {"user_id": created["user_id"], "api_key": created["api_key"]}
-        data["active"] = name
-    path = credentials_path(settings)
-    return f"account {name}: created with {created['starting_cash']} cash; key saved to {path} (active user)"
+    return (f"account {name}: created with {created.get('starting_cash', DEMO_CASH)} cash; key saved to {path} "
+            "(active user)")
 
 
 @cli_errors
