@@ -103,6 +103,7 @@ def test_refusal_prefers_the_recorded_outcome_over_funds() -> None:
     (_portfolio(), Decimal("-100.01"), 1, InsufficientFunds),
     (_portfolio(), Decimal("10"), -3, InsufficientShares),
     (_portfolio(), Decimal("-100"), -2, None),  # holds now: the item changed after the failed write; retry
+    (_portfolio(cash=Decimal("0")), Decimal("-1"), -9, InsufficientShares),  # the shares first, as the pre-check
 ])
 def test_refusal_names_the_part_of_the_condition_that_fails(
     current: Portfolio | None, cash_delta: Decimal, qty_delta: int, expected: type[Exception] | None,

@@ -58,7 +58,7 @@ from tradesim.domain.errors import (
     VersionConflict,
 )
 from tradesim.domain.events import OrderOutcome, OrderPlaced
-from tradesim.domain.portfolio import Written
+from tradesim.domain.portfolio import Change, Holdings, Written
 from tradesim.domain.settlement import RecordedOutcome
 from tradesim.ports import OutcomeArchive
 
@@ -503,8 +503,9 @@ class PortfolioStore:
             return PortfolioNotFound(user_id)
         if order_id in current.outcomes:
             return OutcomeAlreadyRecorded(order_id, current.outcomes[order_id])
-        if current.position(symbol) + qty_delta < 0:  # the shares first, as Holdings.check
-            return InsufficientShares(f"{user_id}: holds {current.position(symbol)} {symbol}, needs {-qty_delta}")
-        if current.cash + cash_delta < 0:
-            return InsufficientFunds(f"{user_id}: cash {current.cash} cannot cover {-cash_delta}")
+        try:  # the domain's rule (the shares first), on the item as it is now
+            Holdings(current.cash, {symbol: current.position(symbol)}).check(
+                symbol, Change(cash_delta=cash_delta, qty_delta=qty_delta, fee=Decimal(0)))
+        except (InsufficientShares, InsufficientFunds) as exc:
+            return type(exc)(f"{user_id}: {exc}")
         return None
