@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
 
-from tradesim.client.api import Api, ApiUnreachable, credentials_update, load_credentials, save_credentials
+from tradesim.client.api import Api, ApiError, ApiUnreachable, credentials_update, load_credentials, save_credentials
 from tradesim.settings import ApiSettings, load_settings
 
 SLOW_S = 1.0
@@ -164,37 +165,31 @@ def test_changes_to_the_credentials_file_wait_for_each_other(tmp_path: Path, mon
     assert (tmp_path / "credentials.json").read_text() == data_before
 
 
-@pytest.mark.parametrize("body", [b"[]", b"null", b"1"])
-def test_an_answer_that_is_not_a_json_object_is_an_api_error_not_a_crash(body: bytes) -> None:
-    """Before, `[]` reached the TUI's callers, whose `answer["orders"]` raised TypeError in a worker."""
-    from tradesim.client.api import ApiError
+def _refused_answer(status: int, body: bytes, read: Callable[[Api], Awaitable[object]]) -> ApiError:
+    """The ApiError the TUI's client raises for `read` against a server answering `status` with JSON `body`."""
     from tradesim.testing.foreign import foreign_server
 
     async def ask(url: str) -> None:
         api = Api(url, "key")
         try:
-            await api.orders()
+            await read(api)
         finally:
             await api.aclose()
 
-    with foreign_server(200, body, "application/json") as url, pytest.raises(ApiError) as exc:
+    with foreign_server(status, body, "application/json") as url, pytest.raises(ApiError) as exc:
         asyncio.run(ask(url))
-    assert (exc.value.status, exc.value.code) == (502, "not_tradesim_api")
+    return exc.value
+
+
+@pytest.mark.parametrize("body", [b"[]", b"null", b"1"])
+def test_an_answer_that_is_not_a_json_object_is_an_api_error_not_a_crash(body: bytes) -> None:
+    """Before, `[]` reached the TUI's callers, whose `answer["orders"]` raised TypeError in a worker."""
+    error = _refused_answer(200, body, lambda api: api.orders())
+    assert (error.status, error.code) == (502, "not_tradesim_api")
 
 
 @pytest.mark.parametrize("status", [200, 422, 503])
 def test_an_answer_nested_past_the_parsers_depth_is_an_api_error(status: int) -> None:
     """A probe: `[` × 100,000 as an answer escaped the TUI's client as RecursionError."""
-    from tradesim.client.api import ApiError
-    from tradesim.testing.foreign import foreign_server
-
-    async def ask(url: str) -> None:
-        api = Api(url, "key")
-        try:
-            await api.portfolio()
-        finally:
-            await api.aclose()
-
-    with foreign_server(status, b"[" * 100_000, "application/json") as url, pytest.raises(ApiError) as exc:
-        asyncio.run(ask(url))
-    assert exc.value.status == (502 if status == 200 else status)
+    assert _refused_answer(status, b"[" * 100_000, lambda api: api.portfolio()).status == (502 if status == 200
+                                                                                           else status)
