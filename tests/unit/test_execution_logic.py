@@ -94,6 +94,15 @@ def test_market_order_uses_the_fallback_quote_when_no_tick_was_seen() -> None:
     assert book.quote.ask == Decimal("10.01")
 
 
+def test_an_order_whose_cancel_time_the_fallback_quote_passed_is_cancelled_not_filled() -> None:
+    cached = tick("AAA", 1, price="9.99", event_time_ms=5_000)
+    late = order("o1").model_copy(update={"cancel_at_ms": 4_000})
+    (d,) = Book().on_order(late, SLIP, fallback=lambda _: cached)
+    assert d.kind == "cancel"
+    (d,) = Book().on_order(order("o2").model_copy(update={"cancel_at_ms": 5_000}), SLIP, fallback=lambda _: cached)
+    assert d.kind == "fill"  # not passed yet: the quote at its cancel time still counts
+
+
 def test_limit_rests_then_fills_when_a_tick_crosses() -> None:
     book = Book()
     book.on_tick(tick("AAA", 1, price="100"), SLIP)  # ask 100.02

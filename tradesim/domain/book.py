@@ -103,6 +103,8 @@ class Book:
                     self.quote, self.last_tick = quote, (cached.run_id, cached.seq)
         if quote is None:
             return [Decision(order, "reject", reason="unknown_symbol")]
+        if order.cancel_due_ms is not None and order.cancel_due_ms < quote.event_time_ms:
+            return [Decision(order, "cancel")]  # the cached quote is past its cancel time (a live order: no day yet)
         if order.time_in_force == "day" and order.at_ms is None and order.session_ms is None:
             order = order.model_copy(update={"session_ms": quote.event_time_ms})  # its session: the market's day
         return self._apply(order, quote, slippage, triggered=False, announce=True)
