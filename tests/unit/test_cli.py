@@ -1040,26 +1040,51 @@ def test_an_order_answered_in_another_shape_is_one_line_naming_the_key(body: byt
 
 @pytest.mark.parametrize(("argv", "lacking", "says"), [
     (["accounts", "create", "bob"], "user_id", "if the account was created, its key is lost"),
-    (["accounts", "rotate-key", "bob"], "api_key", "if bob's key was replaced, the new one is lost"),
+    (["accounts", "rotate-key", "bob"], "user_id", "if bob's key was replaced, the new one is lost"),
     (["accounts", "reset", "bob"], "user_id", None),
-    (["accounts", "list"], None, None),
+    (["accounts", "list"], "accounts", None),
 ])
 def test_an_account_answer_in_another_shape_is_one_line(argv: list[str], lacking: str | None, says: str | None,
                                                         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TRADESIM_API__ADMIN_KEY", "k")
     monkeypatch.setenv("TRADESIM_API__CREDENTIALS_FILE", str(tmp_path / "credentials.json"))
-    for body in (b"{}", b"[]", b"null") if lacking else (b"[]", b"null"):
+    for body in (b"{}", b"[]", b"null"):
         with foreign_server(200, body, "application/json") as url:
             monkeypatch.setenv("TRADESIM_API__URL", url)
             result = runner.invoke(app, argv)
         assert result.exit_code == 1, result.output
         line = _one_line_error(result.output)
-        if body == b"{}" and lacking:
-            assert f"answered 200 OK without the `{lacking}` text the tradesim API's answer holds" in line
+        if body == b"{}":
+            assert f"answered 200 OK without the `{lacking}` the tradesim API's answer holds" in line
         else:
             assert f"answered 200 OK without the tradesim API's JSON: is {url} the tradesim API (api.url)?" in line
         assert says is None or says in line
     assert not (tmp_path / "credentials.json").exists()
+
+
+@pytest.mark.parametrize(("argv", "body", "lacking"), [
+    (["accounts", "show"], b"{}", "user_id"),
+    (["portfolio"], b"{}", "user_id"),
+    (["portfolio"], b'{"user_id": "a", "as_of_ms": 1, "cash": "1.00", "positions": [{"symbol": "X"}]}',
+     "positions.0.qty"),
+    (["orders"], b"{}", "orders"),
+    (["order", "show", "o-1"], b'{"order_id": "o-1"}', "user_id"),
+    (["trades"], b'{"trades": [], "total": "many"}', "next_cursor"),
+    (["analytics", "volume"], b"{}", "user_id"),
+    (["analytics", "pnl"], b"{}", "user_id"),
+])
+def test_a_read_answer_in_another_shape_is_one_line_naming_what_it_lacks(
+        argv: list[str], body: bytes, lacking: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A probe: the read commands gave a KeyError or TypeError traceback on a 2xx of another server (`{}`)."""
+    creds = tmp_path / "creds.json"
+    creds.write_text(json.dumps({"active": "a", "users": {"a": {"user_id": "a", "api_key": "ts_k"}}}))
+    monkeypatch.setenv("TRADESIM_API__CREDENTIALS_FILE", str(creds))
+    with foreign_server(200, body, "application/json") as url:
+        monkeypatch.setenv("TRADESIM_API__URL", url)
+        result = runner.invoke(app, argv)
+    assert result.exit_code == 1, result.output
+    assert f"answered 200 OK without the `{lacking}` the tradesim API's answer holds (is {url} the tradesim API" in (
+        _one_line_error(result.output))
 
 
 # before: "clé" gave UnicodeEncodeError's traceback; " " and "a b" exit 1 blaming the stack ("the API is not
@@ -1185,6 +1210,7 @@ def test_a_request_sent_and_never_answered_is_not_called_unreachable(monkeypatch
     import socket
 
     from tradesim.client.api import call
+    from tradesim.services.api.schemas import OrderAccepted
     from tradesim.settings import load_settings
     from tradesim.stack.errors import StackError
 
@@ -1193,7 +1219,7 @@ def test_a_request_sent_and_never_answered_is_not_called_unreachable(monkeypatch
         silent.listen(1)  # the kernel completes the handshake; nobody reads
         monkeypatch.setenv("TRADESIM_API__URL", f"http://127.0.0.1:{silent.getsockname()[1]}")
         with pytest.raises(StackError) as raised:
-            call(load_settings(), "POST", "/orders", "k", json_body={}, timeout_s=0.3)
+            call(load_settings(), "POST", "/orders", "k", shape=OrderAccepted, json_body={}, timeout_s=0.3)
     assert "no answer from the API" in str(raised.value)
     assert "may have been done" in str(raised.value)
 

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pydantic import BaseModel
 
 from tradesim.domain.events import Bar, OrderOutcome, Tick
 from tradesim.settings import Settings
@@ -444,11 +445,11 @@ class FakeCall:
         self.answers = list(answers)
         self.requests: list[dict[str, Any]] = []
 
-    def __call__(self, settings: Settings, method: str, path: str, key: str, *, json_body: Any = None,
-                 params: dict[str, Any] | None = None, headers: dict[str, str] | None = None,
+    def __call__(self, settings: Settings, method: str, path: str, key: str, *, shape: type[BaseModel],
+                 json_body: Any = None, params: dict[str, Any] | None = None, headers: dict[str, str] | None = None,
                  timeout_s: float = 15.0) -> Any:
         self.requests.append({"method": method, "path": path, "key": key, "json": json_body, "params": params,
-                              "headers": headers})
+                              "headers": headers, "shape": shape.__name__})
         answer = self.answers.pop(0) if self.answers else {"order_id": f"o{len(self.requests)}",
                                                            "status": "accepted"}
         if isinstance(answer, Exception):
@@ -477,11 +478,11 @@ def test_api_context_places_orders_at_market_time_with_deterministic_idempotency
         {"method": "POST", "path": "/orders", "key": "key-1", "params": None,
          "json": {"symbol": "AAPL", "side": "buy", "qty": 5, "type": "market", "time_in_force": "day",
                   "at_ms": T0 + 1_000},
-         "headers": {"Idempotency-Key": "strategy:run-1:ma:1"}},
+         "headers": {"Idempotency-Key": "strategy:run-1:ma:1"}, "shape": "OrderAccepted"},
         {"method": "POST", "path": "/orders", "key": "key-1", "params": None,
          "json": {"symbol": "AAPL", "side": "sell", "qty": 5, "type": "stop_limit", "time_in_force": "gtc",
                   "at_ms": T0 + 2_500, "limit_price": "99.25", "stop_price": "99.50"},
-         "headers": {"Idempotency-Key": "strategy:run-1:ma:2"}},
+         "headers": {"Idempotency-Key": "strategy:run-1:ma:2"}, "shape": "OrderAccepted"},
     ]
     assert again.requests == first.requests  # a re-run of the same run asks for the same orders
     assert [r["headers"] for r in other_run.requests] == [{"Idempotency-Key": "strategy:run-2:ma:1"},
@@ -550,6 +551,7 @@ def test_api_context_cancels_with_delete_at_market_time_and_ignores_an_order_alr
     ctx.advance(T0 + 7_000)
     ctx.cancel("o1")
     ctx.cancel("o2")
-    assert [(r["method"], r["path"], r["params"], r["json"]) for r in call.requests[2:]] == [
-        ("DELETE", "/orders/o1", {"at_ms": T0 + 7_000}, None), ("DELETE", "/orders/o2", {"at_ms": T0 + 7_000}, None)]
+    assert [(r["method"], r["path"], r["params"], r["json"], r["shape"]) for r in call.requests[2:]] == [
+        ("DELETE", "/orders/o1", {"at_ms": T0 + 7_000}, None, "CancelAccepted"),
+        ("DELETE", "/orders/o2", {"at_ms": T0 + 7_000}, None, "CancelAccepted")]
     assert [r["json"]["limit_price"] for r in call.requests[:2]] == ["1.00", "2.00"]

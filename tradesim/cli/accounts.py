@@ -58,6 +58,7 @@ def create_account(settings: Settings, name: str, cash: str, rate_limit: int | N
     """POST /accounts and keep the key the API shows once (shown, and an error, if it cannot be kept): the account
     as created, the credentials file and what it holds now. UserError as the API refuses (`account_exists`)."""
     from tradesim.client.api import admin_key, call, load_credentials
+    from tradesim.services.api.schemas import AccountCreated
 
     body: dict[str, object] = {"name": name, "cash": cash}
     if rate_limit is not None:
@@ -66,8 +67,7 @@ def create_account(settings: Settings, name: str, cash: str, rate_limit: int | N
     admin = admin_key(settings)
     with said_if_unknown(f"if the account was created, its key is lost: `tradesim accounts list` shows it, "
                          f"`tradesim accounts rotate-key {name}` gives it another"):
-        created = call(settings, "POST", "/accounts", admin, json_body=body,
-                       expect=("user_id", "api_key"))
+        created = call(settings, "POST", "/accounts", admin, json_body=body, shape=AccountCreated)
 
     def add(data: dict[str, Any]) -> None:
         data["users"][name] = {"user_id": created["user_id"], "api_key": created["api_key"]}
@@ -87,9 +87,10 @@ def list_(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] =
 @cli_errors
 def _list(as_json: bool) -> None:
     from tradesim.client.api import admin_key, call, load_credentials
+    from tradesim.services.api.schemas import AccountList
 
     settings = load_settings()
-    answer = call(settings, "GET", "/accounts", admin_key(settings))
+    answer = call(settings, "GET", "/accounts", admin_key(settings), shape=AccountList)
     if as_json:
         out.print(json.dumps(answer))
         return
@@ -113,10 +114,11 @@ def reset(name: Annotated[str | None, typer.Argument(help="User; default: the ac
 @cli_errors
 def _reset(name: str | None) -> None:
     from tradesim.client.api import active_key, admin_key, call
+    from tradesim.services.api.schemas import ResetDone
 
     settings = load_settings()
     user = active_key(settings)[0] if name is None else user_param(name)  # "" is a mistake, not "the active one"
-    answer = call(settings, "POST", f"/accounts/{user}/reset", admin_key(settings), expect=("user_id", "cash"))
+    answer = call(settings, "POST", f"/accounts/{user}/reset", admin_key(settings), shape=ResetDone)
     out.print(f"reset {answer['user_id']} to {answer['cash']} cash, no positions")
 
 
@@ -130,6 +132,7 @@ def rotate_key(name: Annotated[str, typer.Argument(help="The user whose key to r
 @cli_errors
 def _rotate_key(name: str) -> None:
     from tradesim.client.api import admin_key, call, load_credentials
+    from tradesim.services.api.schemas import KeyRotated
 
     user_param(name)
     settings = load_settings()
@@ -137,7 +140,7 @@ def _rotate_key(name: str) -> None:
     admin = admin_key(settings)
     with said_if_unknown(f"if {name}'s key was replaced, the new one is lost: `tradesim accounts rotate-key {name}` "
                          "gives it another"):
-        answer = call(settings, "POST", f"/accounts/{name}/rotate-key", admin, expect=("api_key",))
+        answer = call(settings, "POST", f"/accounts/{name}/rotate-key", admin, shape=KeyRotated)
 
     def replace(data: dict[str, Any]) -> None:
         if name in data["users"]:
@@ -197,9 +200,10 @@ def show(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = 
 @cli_errors
 def _show(as_json: bool) -> None:
     from tradesim.client.api import active_key, call
+    from tradesim.services.api.schemas import AccountInfo
 
     settings = load_settings()
-    answer = call(settings, "GET", "/accounts/me", active_key(settings)[1])
+    answer = call(settings, "GET", "/accounts/me", active_key(settings)[1], shape=AccountInfo)
     if as_json:
         out.print(json.dumps(answer))
         return

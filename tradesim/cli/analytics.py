@@ -32,13 +32,14 @@ def volume(symbol: Annotated[str | None, typer.Option("--symbol", help="Only thi
 
 def _volume(symbol: str | None, interval: str, since: str | None, market: bool, as_json: bool) -> None:
     from tradesim.client.api import active_key, admin_key, call
+    from tradesim.services.api.schemas import Volume
 
     params: dict[str, Any] = {"interval": interval_param(interval), "from": since_param(since)}
     if symbol is not None:
         params["symbol"] = symbol_param(symbol)
     settings = load_settings()
     key = admin_key(settings) if market else active_key(settings)[1]
-    answer = call(settings, "GET", "/analytics/volume", key, params=params, options=OPTIONS)
+    answer = call(settings, "GET", "/analytics/volume", key, shape=Volume, params=params, options=OPTIONS)
     if as_json:
         out.print(json.dumps(answer))
         return
@@ -64,10 +65,11 @@ def pnl(interval: Interval = "1h",
 
 def _pnl(interval: str, since: str | None, as_json: bool) -> None:
     from tradesim.client.api import active_key, call
+    from tradesim.services.api.schemas import PnlSeries
 
     params = {"interval": interval_param(interval), "from": since_param(since)}
     settings = load_settings()
-    answer = call(settings, "GET", "/analytics/pnl", active_key(settings)[1], params=params,
+    answer = call(settings, "GET", "/analytics/pnl", active_key(settings)[1], shape=PnlSeries, params=params,
                   options=OPTIONS)
     if as_json:
         out.print(json.dumps(answer))

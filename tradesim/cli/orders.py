@@ -51,6 +51,7 @@ def order_body(side: str, symbol: str, qty: str, limit: str | None, stop: str | 
 def _place(side: str, symbol: str, qty: str, limit: str | None, stop: str | None, tif: str, as_json: bool,
            idempotency_key: str | None) -> None:
     from tradesim.client.api import active_key, exchange, idempotency_key_error
+    from tradesim.services.api.schemas import OrderAccepted
 
     body = order_body(side, symbol, qty, limit, stop, tif)
     if idempotency_key is not None and (problem := idempotency_key_error(idempotency_key)):
@@ -63,7 +64,7 @@ def _place(side: str, symbol: str, qty: str, limit: str | None, stop: str | None
                          f"--idempotency-key {key}"):
         answer, answered = exchange(settings, "POST", "/orders", user_key, json_body=body,
                                     headers={"Idempotency-Key": key}, timeout_s=settings.api.order_answer_s,
-                                    expect=("order_id", "status"))
+                                    shape=OrderAccepted)
     if as_json:
         out.print(json.dumps(answer))
         return
@@ -103,10 +104,11 @@ def cancel(order_id: str, as_json: JsonOpt = False) -> None:
 
 def _cancel(order_id: str, as_json: bool) -> None:
     from tradesim.client.api import active_key, call
+    from tradesim.services.api.schemas import CancelAccepted
 
     settings = load_settings()
     answer = call(settings, "DELETE", f"/orders/{order_id_param(order_id)}", active_key(settings)[1],
-                  expect=("order_id",))
+                  shape=CancelAccepted)
     out.print(json.dumps(answer) if as_json else f"cancel requested for order {answer['order_id']}")
 
 
@@ -118,9 +120,10 @@ def show(order_id: str, as_json: JsonOpt = False) -> None:
 
 def _show(order_id: str, as_json: bool) -> None:
     from tradesim.client.api import active_key, call
+    from tradesim.services.api.schemas import Order
 
     settings = load_settings()
-    o = call(settings, "GET", f"/orders/{order_id_param(order_id)}", active_key(settings)[1])
+    o = call(settings, "GET", f"/orders/{order_id_param(order_id)}", active_key(settings)[1], shape=Order)
     if as_json:
         out.print(json.dumps(o))
         return
@@ -146,6 +149,7 @@ def orders(open_only: Annotated[bool, typer.Option("--open", help="Only orders s
 
 def _orders(open_only: bool, symbol: str | None, limit: int, as_json: bool) -> None:
     from tradesim.client.api import active_key, call
+    from tradesim.services.api.schemas import OrderList
 
     settings = load_settings()
     params: dict[str, Any] = {"limit": limit}
@@ -153,7 +157,7 @@ def _orders(open_only: bool, symbol: str | None, limit: int, as_json: bool) -> N
         params["status"] = "accepted"
     if symbol is not None:  # (before: "" listed every symbol's orders)
         params["symbol"] = symbol_param(symbol)
-    answer = call(settings, "GET", "/orders", active_key(settings)[1], params=params)
+    answer = call(settings, "GET", "/orders", active_key(settings)[1], shape=OrderList, params=params)
     if as_json:
         out.print(json.dumps(answer))
         return

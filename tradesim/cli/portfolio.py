@@ -24,9 +24,10 @@ def portfolio(as_json: JsonOpt = False) -> None:
 
 def _portfolio(as_json: bool) -> None:
     from tradesim.client.api import active_key, call
+    from tradesim.services.api.schemas import Portfolio
 
     settings = load_settings()
-    answer = call(settings, "GET", "/portfolio", active_key(settings)[1])
+    answer = call(settings, "GET", "/portfolio", active_key(settings)[1], shape=Portfolio)
     if as_json:
         out.print(json.dumps(answer))
         return

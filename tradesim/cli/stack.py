@@ -170,11 +170,12 @@ def _demo_account(settings: Settings, name: str) -> str:
     active."""
     from tradesim.cli.accounts import create_account
     from tradesim.client.api import call, credentials_path, credentials_update, load_credentials
+    from tradesim.services.api.schemas import AccountInfo
 
     stored = load_credentials(settings)["users"].get(name)
     if stored:
         try:
-            me = call(settings, "GET", "/accounts/me", stored["api_key"])
+            me = call(settings, "GET", "/accounts/me", stored["api_key"], shape=AccountInfo)
         except UserError:
             me = None  # the key no longer works (the stack was purged): create the account again
         if me is not None:

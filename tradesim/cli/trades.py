@@ -58,6 +58,7 @@ def trades(symbol: Annotated[str | None, typer.Option("--symbol", help="Only thi
 def _trades(symbol: str | None, side: str | None, status: str | None, since: str | None, q: str | None,
             limit: int, as_json: bool) -> None:
     from tradesim.client.api import active_key, call
+    from tradesim.services.api.schemas import TradeList
 
     params = params_of(symbol, side, status, since, q)
     settings = load_settings()
@@ -66,7 +67,7 @@ def _trades(symbol: str | None, side: str | None, status: str | None, since: str
     cursor: str | None = None
     total = 0
     while True:
-        page = call(settings, "GET", "/trades/search", key,
+        page = call(settings, "GET", "/trades/search", key, shape=TradeList,
                     params={**params, "size": min(MAX_PAGE_SIZE, limit - len(found)), "cursor": cursor},
                     options=OPTIONS)
         found += page["trades"]

@@ -21,6 +21,7 @@ from typing import Any
 
 import httpx
 import platformdirs
+from pydantic import BaseModel, ValidationError
 
 from tradesim.domain.events import PATTERN_WORDS, USER_ID_PATTERN, is_path_id
 from tradesim.settings import Settings, default_home, is_header_safe, redacted
@@ -169,21 +170,21 @@ class OutcomeUnknown(StackError):
     done, so only a retry that is idempotent (the same Idempotency-Key) is safe."""
 
 
-def call(settings: Settings, method: str, path: str, key: str, *, json_body: Any = None,
+def call(settings: Settings, method: str, path: str, key: str, *, shape: type[BaseModel], json_body: Any = None,
          params: dict[str, Any] | None = None, headers: dict[str, str] | None = None,
-         timeout_s: float = 15.0, options: Mapping[str, str] | None = None, expect: tuple[str, ...] = ()) -> Any:
-    """One request; returns the decoded JSON answer, an object. Raises UserError (4xx), OutcomeUnknown (5xx, no
-    answer, a 2xx that is not a JSON object or lacks one of the `expect` strings) or StackError (unreachable, not
-    the API). Parameters whose value is None are left out. `options`: query parameter → the command's option that
-    gave it, named instead in a 422 about that parameter."""
-    return exchange(settings, method, path, key, json_body=json_body, params=params, headers=headers,
-                    timeout_s=timeout_s, options=options, expect=expect)[0]
+         timeout_s: float = 15.0, options: Mapping[str, str] | None = None) -> Any:
+    """One request; returns the decoded JSON answer, an object in the route's answer `shape` (its response model,
+    so the command reads what it shows without a KeyError from another server). Raises UserError (4xx),
+    OutcomeUnknown (5xx, no answer, a 2xx not in that shape) or StackError (unreachable, not the API). Parameters
+    whose value is None are left out. `options`: query parameter → the command's option that gave it, named
+    instead in a 422 about that parameter."""
+    return exchange(settings, method, path, key, shape=shape, json_body=json_body, params=params, headers=headers,
+                    timeout_s=timeout_s, options=options)[0]
 
 
-def exchange(settings: Settings, method: str, path: str, key: str, *, json_body: Any = None,
+def exchange(settings: Settings, method: str, path: str, key: str, *, shape: type[BaseModel], json_body: Any = None,
              params: dict[str, Any] | None = None, headers: dict[str, str] | None = None,
-             timeout_s: float = 15.0, options: Mapping[str, str] | None = None,
-             expect: tuple[str, ...] = ()) -> tuple[Any, httpx.Headers]:
+             timeout_s: float = 15.0, options: Mapping[str, str] | None = None) -> tuple[Any, httpx.Headers]:
     """`call`, with the answer's headers (e.g. `Idempotent-Replayed`)."""
     url = settings.api.client_url + path
     given = None if params is None else {k: v for k, v in params.items() if v is not None}
@@ -210,11 +211,14 @@ def exchange(settings: Settings, method: str, path: str, key: str, *, json_body:
             raise not_ours from None
         if not isinstance(body, dict):  # `[]`, `null`: every answer of the API is an object
             raise not_ours
-        if lacking := next((name for name in expect if not isinstance(body.get(name), str)), None):
-            # what the command needs of it (a key shown once, an order's id): said, not a KeyError's traceback
+        try:
+            shape.model_validate(body, strict=True)
+        except ValidationError as exc:  # what the command reads (a key shown once, a table's columns): said once
+            first = exc.errors()[0]
+            where = ".".join(str(part) for part in first["loc"]) or "answer"
             raise OutcomeUnknown(f"{method} {redacted(url)} answered {answer.status_code} {answer.reason_phrase} "
-                                 f"without the `{lacking}` text the tradesim API's answer holds (is "
-                                 f"{redacted(settings.api.client_url)} the tradesim API, api.url?)")
+                                 f"without the `{where}` the tradesim API's answer holds (is "
+                                 f"{redacted(settings.api.client_url)} the tradesim API, api.url?)") from None
         return body, answer.headers
     try:
         problem = answer.json()

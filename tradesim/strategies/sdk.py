@@ -31,6 +31,7 @@ from tradesim.domain.money import price_error
 from tradesim.domain.orders import price_problems
 from tradesim.domain.pnl import cash_delta
 from tradesim.domain.trades import record_of
+from tradesim.services.api.schemas import CancelAccepted, OrderAccepted
 from tradesim.settings import Settings
 from tradesim.stack.errors import StackError, UserError
 from tradesim.text import error_line, validation_message
@@ -278,8 +279,8 @@ def price_text(price: Decimal) -> str:
 class CallFn(Protocol):
     """The shape of `tradesim.client.api.call` (injectable for tests)."""
 
-    def __call__(self, settings: Settings, method: str, path: str, key: str, *, json_body: Any = None,
-                 params: dict[str, Any] | None = None, headers: dict[str, str] | None = None,
+    def __call__(self, settings: Settings, method: str, path: str, key: str, *, shape: type[BaseModel],
+                 json_body: Any = None, params: dict[str, Any] | None = None, headers: dict[str, str] | None = None,
                  timeout_s: float = 15.0) -> Any: ...
 
 
@@ -328,14 +329,14 @@ class ApiContext(Context):
         if order.stop_price is not None:
             body["stop_price"] = price_text(order.stop_price)
         key = idempotency_key(self.run_id, self.strategy, self._counter)
-        answer = self._send("POST", "/orders", json_body=body, headers={"Idempotency-Key": key},
+        answer = self._send("POST", "/orders", shape=OrderAccepted, json_body=body, headers={"Idempotency-Key": key},
                             timeout_s=self._settings.api.order_answer_s)
         return str(answer["order_id"])
 
     def _cancel(self, order_id: str) -> None:
         try:
             # at_ms: the cancel's market time, for an API that schedules cancels like orders (ignored otherwise)
-            self._send("DELETE", f"/orders/{order_id}", params={"at_ms": self._now_ms})
+            self._send("DELETE", f"/orders/{order_id}", shape=CancelAccepted, params={"at_ms": self._now_ms})
         except OrderRefused as exc:
             if exc.code != "order_not_open":  # decided already: its outcome is on its way to on_fill
                 raise

@@ -34,6 +34,7 @@ from tradesim.client.api import Api, ApiError, ApiUnreachable, account_key, call
 from tradesim.client.format import cents, signed
 from tradesim.domain.events import Bar, OrderOutcome
 from tradesim.domain.precheck import order_id_for
+from tradesim.services.api.schemas import AccountInfo
 from tradesim.settings import Settings, load_settings, redacted
 from tradesim.stack.errors import UserError
 from tradesim.tui import health
@@ -847,7 +848,7 @@ def build(user: str | None) -> TradesimApp:
     """The app `tradesim tui` runs, as `user` (else `tui.user`, else the active account), owning its process.
     UserError (exit 2) for a missing account or a bad setting, StackError (exit 1) when the API does not answer."""
     settings, chosen = _checked(user)
-    me = call(settings, "GET", "/accounts/me", chosen.api_key, timeout_s=5)
+    me = call(settings, "GET", "/accounts/me", chosen.api_key, shape=AccountInfo, timeout_s=5)
     held = [s for s, q in (me.get("positions") or {}).items() if q]
     return create_app(settings, chosen, watchlist=default_watchlist(settings, held), tune_gc=True)
 
