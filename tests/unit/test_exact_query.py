@@ -6,8 +6,11 @@ import asyncio
 from typing import Annotated, Any
 
 import httpx
+import pytest
 from fastapi import APIRouter, Depends, FastAPI, Query
 
+from tradesim.adapters.clickhouse.errors import ClickHouseRefused
+from tradesim.adapters.search.errors import SearchRequestError
 from tradesim.services.api import errors
 from tradesim.services.api.deps import EXACT_QUERY
 
@@ -52,3 +55,25 @@ def test_an_unknown_or_repeated_parameter_is_a_422_problem() -> None:
     assert (twice.status_code, twice.json()["message"]) == (422, "query.symbol: given more than once; give it once")
     assert twice.json()["errors"] == [{"loc": ["query", "symbol"], "msg": "given more than once; give it once",
                                        "type": "extra_forbidden"}]
+
+
+@pytest.mark.parametrize("refusal", [
+    ClickHouseRefused("ClickHouse at http://127.0.0.1:1 refused: HTTP status 404"),
+    SearchRequestError("search trades", 400, "parsing_exception", "unknown query"),
+])
+def test_a_read_model_refusal_is_a_503_problem_not_a_500(refusal: Exception) -> None:
+    """A probe: a ClickHouse address answered by another server gave every analytics route and /portfolio a 500."""
+    app = FastAPI()
+    errors.install(app, 1)
+
+    @app.get("/read")
+    async def read() -> None:
+        raise refusal
+
+    async def get() -> httpx.Response:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client:
+            return await client.get("/read")
+
+    answer = asyncio.run(get())
+    assert (answer.status_code, answer.json()["code"]) == (503, "read_model_error")
+    assert answer.json()["message"] == f"a read model refused the request: {refusal}"

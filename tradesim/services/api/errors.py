@@ -13,8 +13,10 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from tradesim.adapters.clickhouse.errors import ClickHouseRefused
 from tradesim.adapters.dynamodb.errors import DynamoDBError
 from tradesim.adapters.kafka.errors import KafkaDeliveryError, KafkaUnavailable
+from tradesim.adapters.search.errors import SearchRequestError
 from tradesim.ports import Unavailable
 from tradesim.services.api.schemas import field_message
 from tradesim.services.api.strict_json import NotStrictJson
@@ -140,6 +142,17 @@ def install(app: FastAPI, retry_after_s: int) -> None:
         log.error("store refused a request", extra={"error": str(exc)})
         return problem(request, 503, "store_error", f"the store refused the request: {exc}",
                        {"Retry-After": str(retry_after_s)})
+
+
+    async def _read_model(request: Request, exc: Exception) -> JSONResponse:
+        # what answers at a read model's address is not it, or the cluster refused a query the API built: the
+        # operator's to fix, the same for every retry; the ledger's routes keep working
+        log.error("read model refused a request", extra={"error": str(exc), "path": request.url.path})
+        return problem(request, 503, "read_model_error", f"a read model refused the request: {exc}",
+                       {"Retry-After": str(retry_after_s)})
+
+    for refusal in (ClickHouseRefused, SearchRequestError):
+        app.add_exception_handler(refusal, _read_model)
 
 
 def responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
