@@ -852,6 +852,28 @@ def test_an_answer_that_would_make_the_credentials_file_unreadable_is_not_saved(
     assert not creds.exists()  # before: saved, and every command after refused the file
 
 
+@pytest.mark.parametrize("argv", [["accounts", "create", "bob", "--cash", "1"], ["accounts", "rotate-key", "bob"]])
+def test_a_new_key_interrupted_on_its_way_to_the_file_is_shown(argv: list[str], monkeypatch: pytest.MonkeyPatch,
+                                                               tmp_path: Path) -> None:
+    """A probe: Ctrl-C while the credentials file's lock was awaited lost a key the API shows once."""
+    import tradesim.client.api as apiclient
+
+    monkeypatch.setenv("TRADESIM_API__CREDENTIALS_FILE", str(tmp_path / "credentials.json"))
+    monkeypatch.setattr(apiclient, "admin_key", lambda settings: "admin_key")
+    monkeypatch.setattr(apiclient, "call",
+                        lambda *a, **k: {"user_id": "bob", "api_key": "ts_new", "starting_cash": "1"})
+
+    @contextlib.contextmanager
+    def interrupted(settings: object) -> Iterator[dict[str, Any]]:
+        raise KeyboardInterrupt
+        yield {}
+
+    monkeypatch.setattr(apiclient, "credentials_update", interrupted)
+    result = runner.invoke(app, argv)
+    assert result.exit_code == 130, result.output
+    assert "the new key for bob (shown once, perhaps not saved): ts_new" in result.stdout
+
+
 def test_a_new_key_that_cannot_be_saved_is_shown(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     import tradesim.client.api as apiclient
 

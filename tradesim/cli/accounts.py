@@ -165,6 +165,9 @@ def _saved(settings: Settings, name: str, key: str, change: Callable[[dict[str, 
     try:
         with credentials_update(settings) as data:
             change(data)
+    except KeyboardInterrupt:  # e.g. while waiting for the lock: saved or not, the key must not be lost
+        out.print(f"the new key for {name} (shown once, perhaps not saved): {key}")
+        raise
     except (OSError, StackError) as exc:
         out.print(f"the new key for {name} (shown once, not saved): {key}")
         if isinstance(exc, StackError):
