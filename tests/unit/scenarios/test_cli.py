@@ -299,3 +299,21 @@ def test_each_scenario_files_strategy_is_the_module_beside_it(tmp_path: Path, mo
     assert len(_lines(result.output)) == 3
     assert sys.path[-1] == str(tmp_path / "a")  # last, as before: a module installed cannot be shadowed
     assert str(tmp_path / "b") not in sys.path  # one file's folder at a time, so a's twin is found, not b's
+
+
+def test_the_format_example_of_the_scenarios_readme_is_a_valid_file(tmp_path: Path) -> None:
+    """Its two YAML blocks (the market, then trading and expectations) are one file users copy; the strategy's
+    `params` lacked MovingAverageCross's required `qty`, so the example failed `validate` as documented."""
+    import re
+    import shutil
+
+    folder = Path(__file__).resolve().parents[3] / "scenarios"
+    blocks = re.findall(r"```yaml\n(.*?)```", (folder / "README.md").read_text(), re.S)
+    assert len(blocks) == 2
+    text = "".join(blocks).replace("outcomes_hash: 3f1c…", "outcomes_hash: " + "3f1c" + "0" * 60)
+    (tmp_path / "data").mkdir()
+    shutil.copy(folder / "data" / "sample.csv", tmp_path / "data" / "sample.csv")  # `source.csv` of the example
+    (tmp_path / "example.yaml").write_text(text)
+    result = runner.invoke(app, ["scenarios", "validate", str(tmp_path / "example.yaml")])
+    assert result.exit_code == 0, result.output
+    assert "1 order, strategy, 11 expectations" in result.output
