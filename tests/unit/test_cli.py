@@ -616,6 +616,18 @@ def test_since_accepts_durations_and_iso_times() -> None:
             since_param(typo)
 
 
+@pytest.mark.parametrize("value", ["2025-01-31T09.5", "2025-01-31T09,5Z", "2025-01-31T09:30.5", "2025-01-31T0930.5"])
+def test_since_takes_a_fraction_only_after_the_seconds_as_the_api_does(value: str) -> None:
+    """A probe: `--since 2025-01-31T09.5` (ISO-8601: 09:30) was read by Python as 09:00:00.500 and sent as epoch
+    ms, so the CLI listed half an hour more than asked where the API refuses the same text (422)."""
+    from tradesim.cli.readout import since_param
+    from tradesim.stack.errors import UserError
+
+    with pytest.raises(UserError, match=r"^--since: not an ISO-8601 time: "):
+        since_param(value)
+    assert since_param("2025-01-31T09:30:00.5Z") == "1738315800500"
+
+
 def test_a_422_about_a_query_parameter_names_the_option_that_gave_it() -> None:
     from tradesim.cli.readout import OPTIONS
     from tradesim.client.api import _in_options_terms

@@ -12,7 +12,14 @@ from typing import Annotated, NoReturn
 import typer
 from rich.console import Console
 
-from tradesim.domain.events import MIN_QUERY_EPOCH_MS, USER_ID_PATTERN, epoch_ms, is_path_id, typed_symbol
+from tradesim.domain.events import (
+    ISO_TIME_RE,
+    MIN_QUERY_EPOCH_MS,
+    USER_ID_PATTERN,
+    epoch_ms,
+    is_path_id,
+    typed_symbol,
+)
 from tradesim.stack.errors import UserError
 
 INTERVALS = ("1m", "5m", "1h", "1d")
@@ -98,10 +105,14 @@ def since_param(since: str | None, now_ms: int | None = None) -> str | None:
         now = int(time.time() * 1000) if now_ms is None else now_ms
         return _from_ms(now - int(duration.group(1)) * _UNIT_S[duration.group(2)] * 1000)
     if _ABSOLUTE.match(text):
-        try:  # read here, so a typo is told in the option's terms and an offset's `+` needs no URL escape
-            when = datetime.fromisoformat(text)
+        # read here, so a typo is told in the option's terms and an offset's `+` needs no URL escape; only what
+        # the API takes (Python alone reads `T09.5`, ISO's 09:30, as 09:00:00.5)
+        try:
+            when = datetime.fromisoformat(text) if re.fullmatch(ISO_TIME_RE, text) else None
         except ValueError:
-            raise UserError(f"--since: not an ISO-8601 time: {since!r}") from None
+            when = None
+        if when is None:
+            raise UserError(f"--since: not an ISO-8601 time: {since!r}")
         when = when if when.tzinfo is not None else when.replace(tzinfo=UTC)
         return _from_ms(epoch_ms(when))
     raise UserError(f"--since must be a duration like 15m, 1h or 2d, or an ISO-8601 time, got {since!r}")

@@ -81,6 +81,10 @@ MAX_EPOCH_MS = 253_402_300_799_999
 #: the read API takes a time given in digits only from here (or 0): a smaller one is likely epoch seconds or a
 #: compact date (`20250131`), which read as milliseconds would fall in January 1970 (1970-04-26T17:46:40Z)
 MIN_QUERY_EPOCH_MS = 10**10
+#: an ISO-8601 date or date-time as the read API (`from`, `to`) and the CLI (`--since`) take it, the offset optional
+#: (then UTC). A fraction only after the seconds: Python reads `T09.5` (ISO: 09:30) as 09:00:00.5
+ISO_TIME_RE = (r"[0-9]{4}-[0-9]{2}-[0-9]{2}([T ][0-9]{2}(:?[0-9]{2}(:?[0-9]{2}([.,][0-9]{1,9})?)?)?)?"
+               r"(Z|[+-][0-9]{2}:?[0-9]{2})?")
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MS = timedelta(milliseconds=1)
 

@@ -9,17 +9,15 @@ from typing import Annotated, Any, Literal
 from fastapi import Query
 from fastapi.exceptions import RequestValidationError
 
-from tradesim.domain.events import MAX_EPOCH_MS, MIN_QUERY_EPOCH_MS, epoch_ms
+from tradesim.domain.events import ISO_TIME_RE, MAX_EPOCH_MS, MIN_QUERY_EPOCH_MS, epoch_ms
 
 Interval = Literal["1m", "5m", "1h", "1d"]
 INTERVAL_S: dict[str, int] = {"1m": 60, "5m": 300, "1h": 3600, "1d": 86_400}
 MAX_BUCKETS = 10_000
 DEFAULT_SPAN_MS = 24 * 3600 * 1000
 DAY_MS = 86_400_000
-#: epoch ms (digits), or an ISO-8601 date / date-time; the parser decides the rest (naive times are UTC). A
-#: fraction only after the seconds: Python reads `T09.5` (ISO: 09:30) as 09:00:00.5
-TIME_PATTERN = (r"^([0-9]{1,15}|[0-9]{4}-[0-9]{2}-[0-9]{2}([T ][0-9]{2}(:?[0-9]{2}(:?[0-9]{2}([.,][0-9]{1,9})?)?)?)?"
-                r"(Z|[+-][0-9]{2}:?[0-9]{2})?)$")
+#: epoch ms (digits), or an ISO-8601 date / date-time; the parser decides the rest (naive times are UTC)
+TIME_PATTERN = f"^([0-9]{{1,15}}|{ISO_TIME_RE})$"
 _TIME_HELP = ("ISO-8601 (`2025-01-31`, `2025-01-31T09:30:00Z`, `…+01:00`; without an offset: UTC) or epoch "
               "milliseconds (`1738315800000`; `0` for the beginning; other values below 10,000,000,000 are refused, "
               "as seconds or compact dates)")
