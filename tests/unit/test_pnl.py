@@ -80,7 +80,14 @@ def test_value_without_a_price_or_with_a_ledger_that_disagrees() -> None:
     # the ledger holds 12 (a fill the read model has not seen yet): the cost basis is not the ledger's shares'
     v = value(pos, 12, D("105.00"), None)
     assert v.market_value == D("1260.00")
-    assert (v.unrealized, v.day_change) == (None, None)
+    assert (v.unrealized, v.day_change, v.cost) == (None, None, None)
+
+
+def test_value_carries_the_cost_basis_itself_not_a_rounded_average_times_qty() -> None:
+    pos = positions([fill("buy", 3, "10.00", "1.00")])["ACME"]
+    v = value(pos, 3, D("11.00"), None)
+    assert (v.cost, v.average_cost, v.unrealized) == (D("31.00"), D("10.33333333"), D("2.00"))
+    assert v.market_value - v.cost == v.unrealized  # average × qty (30.99999999) would not add up
 
 
 fills = st.lists(st.tuples(st.sampled_from(["buy", "sell"]), st.integers(1, 500),

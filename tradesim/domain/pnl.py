@@ -56,7 +56,8 @@ def positions(executions: Iterable[TradeRecord], since_ms: int = 0) -> dict[str,
 
 @dataclass(frozen=True)
 class Valued:
-    """A position at a price: market value and unrealized P&L are None without a price."""
+    """A position at a price: market value and unrealized P&L are None without a price. `cost` is the cost basis
+    itself: a client that rebuilt it as average cost × qty would be off by the average's rounding times qty."""
 
     symbol: str
     qty: int
@@ -66,6 +67,7 @@ class Valued:
     unrealized: Decimal | None
     realized: Decimal
     day_change: Decimal | None
+    cost: Decimal | None = None
 
 
 def value(position: PositionCost, qty: int, price: Decimal | None, open_price: Decimal | None) -> Valued:
@@ -77,7 +79,7 @@ def value(position: PositionCost, qty: int, price: Decimal | None, open_price: D
     unrealized = market - position.cost if market is not None and known else None
     day = (price - open_price) * qty if price is not None and open_price is not None else None
     return Valued(position.symbol, qty, position.average_cost if known else None, price, market, unrealized,
-                  position.realized, day)
+                  position.realized, day, position.cost if known else None)
 
 
 @dataclass(frozen=True)

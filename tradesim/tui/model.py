@@ -262,7 +262,11 @@ class Account:
                 continue
             avg = _dec(p.get("average_cost"))
             realized = _dec(p.get("realized_pnl"))
-            cost = (PositionCost(symbol, qty, avg * qty, realized or Decimal(0)) if avg is not None else None)
+            # the answer's cost basis, not average cost × qty: the average is rounded to 8 places, and times qty
+            # that rounding moved unrealized (and, after a sale here, realized) P&L off the API's by cents;
+            # average × qty only for an answer without the field (an API before it)
+            basis = _dec(p.get("cost_basis")) if "cost_basis" in p else None if avg is None else avg * qty
+            cost = PositionCost(symbol, qty, basis, realized or Decimal(0)) if basis is not None else None
             self.holdings[symbol] = Holding(symbol, qty, cost, _dec(p.get("last_price")), as_of)
         for symbol in [s for s, h in self.holdings.items() if s not in seen and h.as_of_ms <= as_of]:
             del self.holdings[symbol]

@@ -486,6 +486,7 @@ def test_portfolio_values_the_ledger_at_the_cached_price(api: httpx.Client, new_
     row = by_symbol[symbol]
     assert row["qty"] == 18
     assert D(row["average_cost"]) == folded[symbol].average_cost
+    assert D(row["cost_basis"]) == folded[symbol].cost
     assert D(row["realized_pnl"]) == folded[symbol].realized
     assert row["last_price"] == "100.01"
     assert row["price_stale"] is False

@@ -150,6 +150,18 @@ def test_a_fill_moves_cash_and_shares_and_is_folded_into_the_cost_once() -> None
     assert a.valuation(m).holdings[0].average_cost == ((Decimal("1512.0")) / 15).quantize(Decimal("1e-8"))
 
 
+def test_the_cost_basis_is_the_apis_not_a_rounded_average_times_qty() -> None:
+    # 3 bought at 10.00 with a 1.00 fee: cost 31.00, average 10.33333333 (× 3 = 30.99999999)
+    a, m = Account(), Market()
+    doc = portfolio_doc(T0, qty=3, avg="10.33333333")
+    doc["positions"][0] |= {"cost_basis": "31.00", "last_price": "11"}
+    doc["realized_pnl"] = "0"
+    a.load(doc)
+    assert a.valuation(m).unrealized == Decimal("2.00")  # as the API's: 33 − 31
+    a.fill(record("o1", side="sell", qty=3, price="12"), Decimal("9035.00"), 0, T0 + 10)
+    assert a.valuation(m).realized == Decimal("4.00")  # proceeds 35.00 − cost 31.00
+
+
 def test_a_fill_the_view_cannot_place_leaves_the_cost_unknown_not_wrong() -> None:
     a, m = Account(), Market()
     a.load(portfolio_doc(T0))

@@ -94,7 +94,7 @@ async def portfolio(reader: ReadAs, res: Res) -> Portfolio:
         valued.append(v)
         age_ms = None if updated_ms is None else price_age_ms(updated_ms, now_ms)
         rows.append(Position(
-            symbol=symbol, qty=qty, average_cost=_text(v.average_cost),
+            symbol=symbol, qty=qty, average_cost=_text(v.average_cost), cost_basis=_text(v.cost),
             realized_pnl=_text(v.realized if folded is not None else None), last_price=_text(v.price),
             price_age_ms=age_ms, price_stale=age_ms is None or age_ms > stale_ms, market_value=_text(v.market_value),
             unrealized_pnl=_text(v.unrealized), day_reference_price=_text(close.get(symbol)),

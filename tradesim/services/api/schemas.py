@@ -196,6 +196,8 @@ class Position(BaseModel):
     symbol: str
     qty: int = Field(description="shares held (the ledger's count)")
     average_cost: str | None = Field(description="cost basis per share, fees included (average-cost method)")
+    cost_basis: str | None = Field(description="what the shares held cost, fees included: unrealized P&L = "
+                                   "market value − this (average cost × qty differs by the average's rounding)")
     realized_pnl: str | None = Field(description="what sales of this symbol realized: proceeds − fees − cost")
     last_price: str | None = Field(description="the latest quote's `last` from the price cache; null: none yet")
     price_age_ms: int | None = Field(description="how long ago the price cache got that quote")
