@@ -22,6 +22,7 @@ from tradesim.scenarios.expect import (
     outcomes_hash,
 )
 from tradesim.scenarios.model import Expect
+from tradesim.scenarios.report import json_document
 
 D = Decimal
 
@@ -169,6 +170,19 @@ def test_account_result_folds_fills_in_the_order_they_were_decided_not_placed() 
     result = account_result(D(0), {"AAPL": 100}, [dip, buy, sell])
     # buy 18,553.24 + 2.36; sell 18,546.73 − 2.35: −11.22 (the dip's shares are still held)
     assert result.realized_pnl == D("-11.22")
+
+
+def test_a_round_trip_realized_pnl_reads_as_money_in_checks_and_reports() -> None:
+    """Before: the fold's 8-place cost made an even round trip `0E-8` ("got 0E-8" in the check, in `tradesim
+    run`'s table and the JSON report), a loss `-2.00000000`."""
+    even = [_outcome("a", 0, 1, qty=1, fill_price=D("10"), fee=D("1.00")),
+            _outcome("b", 1, 2, side="sell", qty=1, fill_price=D("12"), fee=D("1.00"))]
+    result = account_result(D(100), {}, even)
+    assert result.realized_pnl == 0
+    check = _one({"accounts": {"trader": {"realized_pnl": {"min": "0"}}}}, RunResult(even, {"trader": result}))
+    assert (check.passed, check.actual) == (True, "0.00")
+    assert json_document("s", 1, None, [check], RunResult(even, {"trader": result}))["accounts"]["trader"][
+        "realized_pnl"] == "0.00"
 
 
 def test_account_result_without_fills_has_nothing_realized() -> None:

@@ -156,6 +156,8 @@ def run_file(settings: Settings, path: Path, speed: float | None, json_out: Path
 
 
 def _print(done: Run, checks: list[Check], elapsed: float) -> None:
+    from tradesim.domain.money import money_text
+
     result = done.result
     table = Table(title="orders", title_justify="left")
     for col in ("id", "at", "account", "order", "status", "fill", "fee"):
@@ -172,7 +174,7 @@ def _print(done: Run, checks: list[Check], elapsed: float) -> None:
     for name, a in result.accounts.items():
         curve = _cash_curve(done.start_cash.get(name, Decimal(0)), [o for o in result.outcomes if o.account == name])
         held = ", ".join(f"{s} {q}" for s, q in sorted(a.positions.items()) if q) or "flat"
-        accounts.add_row(name, str(a.cash), held, str(a.realized_pnl), str(a.executions), curve)
+        accounts.add_row(name, str(a.cash), held, money_text(a.realized_pnl), str(a.executions), curve)
     out.print(accounts)
     if result.bars:
         out.print("bars: " + ", ".join(f"{k} {v}" for k, v in result.bars.items()) + " (from the bars job)")

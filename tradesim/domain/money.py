@@ -54,6 +54,13 @@ def cash_text(amount: Decimal) -> str:
     return f"{amount.copy_abs().quantize(CENT):f}"
 
 
+def money_text(amount: Decimal) -> str:
+    """A decimal as the API and the run reports write it: exact, plain notation, at least 2 places (`73.50`,
+    `100.0125`, `0.00`). `str()` is not that: a P&L folded at 8 places that came out even reads `0E-8`."""
+    whole, _, frac = format(abs(amount) if amount == 0 else amount, "f").partition(".")
+    return f"{whole}.{frac.rstrip('0').ljust(2, '0')}"
+
+
 def places(amount: Decimal) -> int:
     """Digits after the point, trailing zeros not counted (100.000 → 0, 1.50 → 1, 1E+30 → 0); exact at any size,
     where `quantize` raises past 28 digits."""

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 
 from tradesim.domain.events import OrderType, Side
+from tradesim.domain.money import money_text
 from tradesim.domain.pnl import positions
 from tradesim.domain.trades import ZERO, TradeRecord
 from tradesim.scenarios.model import AccountExpect, Expect, OrderExpect, Range
@@ -202,7 +203,7 @@ def _account_checks(name: str, want: AccountExpect, got: AccountResult | None) -
 
 
 def _in_range(name: str, want: Range, value: Decimal) -> Check:
-    return Check(name, value in want, str(want), str(value))
+    return Check(name, value in want, str(want), money_text(value))
 
 
 def _count(name: str, want: int | Range, value: int | None, missing: str) -> Check:

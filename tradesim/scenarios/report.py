@@ -13,6 +13,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from tradesim.domain.money import money_text
 from tradesim.scenarios.expect import Check, Outcome, RunResult, ordered
 
 
@@ -107,8 +108,9 @@ def json_document(scenario_id: str, seed: int | None, speed: float | None, check
         "passed": error is None and all(c.passed for c in checks),
         "error": error,
         "checks": [{"name": c.name, "passed": c.passed, "expected": c.expected, "actual": c.actual} for c in checks],
-        "accounts": {name: {"cash": str(a.cash), "positions": dict(a.positions), "realized_pnl": str(a.realized_pnl),
-                            "executions": a.executions} for name, a in result.accounts.items()},
+        "accounts": {name: {"cash": str(a.cash), "positions": dict(a.positions),
+                            "realized_pnl": money_text(a.realized_pnl), "executions": a.executions}
+                     for name, a in result.accounts.items()},
         "market": {"bars": dict(result.bars)},
         "read_side": None if side is None else {"searchable_trades": side.searchable_trades,
                                                 "volume": dict(side.volume)},

@@ -20,6 +20,7 @@ from tradesim.domain.events import (
     Side,
     TimeInForce,
 )
+from tradesim.domain.money import money_text
 from tradesim.domain.trades import Sort
 from tradesim.text import validation_message
 
@@ -49,12 +50,8 @@ PriceStr = Annotated[str, Field(pattern=PRICE_PATTERN, examples=["101.25"])]
 CashStr = Annotated[str, Field(pattern=CASH_PATTERN, examples=["100000.00"])]
 UserId = Annotated[str, Field(pattern=USER_ID_PATTERN, examples=["alice"])]
 OrderStatusStr = Literal["accepted", "executed", "rejected", "cancelled", "expired"]
-
-
-def money(amount: Decimal) -> str:
-    """A decimal as the API writes it: exact, plain notation, at least 2 places (`73.50`, `100.0125`, `0.00`)."""
-    whole, _, frac = format(abs(amount) if amount == 0 else amount, "f").partition(".")
-    return f"{whole}.{frac.rstrip('0').ljust(2, '0')}"
+#: how the API writes money; its one home is the domain's, which the run reports share
+money = money_text
 
 
 class Strict(BaseModel):
