@@ -890,6 +890,16 @@ def settings_to_env(settings: Settings) -> dict[str, str]:
     return env
 
 
+def child_env(settings: Settings, base: dict[str, str] | None = None) -> dict[str, str]:
+    """`base` (default: this process's environment) with the settings as TRADESIM_* variables, for a process the
+    stack starts in a folder of its own (a service, the watchdog, Flink's TaskManager): a relative TRADESIM_CONFIG
+    is made absolute, since there it named no file and every such process refused to start."""
+    env = {**(os.environ if base is None else base), **settings_to_env(settings)}
+    if env.get("TRADESIM_CONFIG"):
+        env["TRADESIM_CONFIG"] = os.path.abspath(env["TRADESIM_CONFIG"])
+    return env
+
+
 def _refuse_unknown_env() -> None:
     """pydantic-settings reads only the variables named after a top-level field, so `TRADESIM_KAFKA_PORT` (one `_`
     where `__` nests) would be ignored without a word; a nested typo is already refused by the sections' own

@@ -197,3 +197,22 @@ def test_a_home_whose_name_is_too_long_is_named_as_the_setting(monkeypatch: pyte
     monkeypatch.setenv("TRADESIM_HOME", "/tmp/" + "a" * 300)
     with pytest.raises(ValidationError, match="cannot use it as a folder: File name too long"):
         load_settings()
+
+
+def test_a_relative_config_file_reaches_the_processes_the_stack_starts(monkeypatch: pytest.MonkeyPatch,
+                                                                       tmp_path: Path) -> None:
+    """Before: a service (and the watchdog, and Flink's TaskManager) starts in a folder of its own, where the
+    relative TRADESIM_CONFIG the CLI was given named no file: each refused to start ("no such file")."""
+    from tradesim.stack import registry
+
+    (tmp_path / "dev.toml").write_text("[kafka]\nport = 39092\n")
+    monkeypatch.setenv("TRADESIM_CONFIG", "dev.toml")
+    settings = load_settings(home=tmp_path / "home")
+    api = next(c for c in registry.build(settings) if c.name == "api")
+    env = api.env()
+    (tmp_path / "stack").mkdir()
+    monkeypatch.chdir(tmp_path / "stack")  # where the service starts
+    for name, value in env.items():
+        if name.startswith("TRADESIM_"):
+            monkeypatch.setenv(name, value)
+    assert load_settings().kafka.port == 39092

@@ -201,8 +201,8 @@ class ServiceComponent(Component):
                 *(("jaeger",) if self.settings.tracing.enabled else ()))
 
     def env(self) -> dict[str, str]:
-        from tradesim.settings import settings_to_env
+        from tradesim.settings import child_env
 
         # a service reaches Redis and DynamoDB through Toxiproxy when chaos is on (Settings.routed)
         settings = self.settings.routed() if self.routed else self.settings
-        return {**os.environ, **settings_to_env(settings), "PYTHONUNBUFFERED": "1"}
+        return {**child_env(settings), "PYTHONUNBUFFERED": "1"}

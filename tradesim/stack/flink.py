@@ -31,7 +31,7 @@ import yaml
 
 from tradesim.adapters.flink.client import FlinkRest
 from tradesim.adapters.flink.errors import FlinkRequestError, FlinkUnavailable
-from tradesim.settings import settings_to_env
+from tradesim.settings import child_env
 from tradesim.stack.component import Component, PortSpec, Unhealthy
 from tradesim.stack.errors import ProvisionError
 from tradesim.stack.tools import Report, jdk_tool, maven_copy_dependencies, require_java, run_tool
@@ -286,7 +286,7 @@ class Flink(Component):
     def env(self) -> dict[str, str]:
         # The job functions run in the TaskManager and build their clients from the stack's settings; they see
         # exactly the settings this cluster was started with (no secrets on the job's command line).
-        env = {**self.client_env(), **settings_to_env(self.settings.routed())}
+        env = child_env(self.settings.routed(), self.client_env())
         # Thread mode embeds CPython in the TaskManager JVM (PEMJA), which ignores the venv (it initialises from
         # the base interpreter, FLINK-38585): without this it fails with "No module named 'pemja'". .pth files
         # are not read from PYTHONPATH entries, so this checkout (the editable tradesim) is listed too.

@@ -24,7 +24,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tradesim.settings import Settings, settings_to_env
+from tradesim.settings import Settings, child_env, settings_to_env
 from tradesim.stack.process import OsProcessTable, ProcessHandle, ProcessTable
 from tradesim.stack.state import file_lock
 
@@ -105,7 +105,7 @@ def start(settings: Settings, processes: ProcessTable | None = None, *, restarti
             if (current.restarting, current.settings_digest) == (restarting, digest):
                 return found
             table.terminate(found, settings.stack.stop_timeout_s)
-        env = {**os.environ, **settings_to_env(settings), "PYTHONUNBUFFERED": "1"}  # the same settings as `up`
+        env = {**child_env(settings), "PYTHONUNBUFFERED": "1"}  # the same settings as `up`
         argv = [sys.executable, "-m", "tradesim.stack.watchdog", *([] if restarting else [LOGS_ONLY])]
         handle = table.spawn(argv, env, settings.stack_dir, wd.log_path)
         wd.save(WatchdogState(pid=handle.pid, start_ticks=handle.start_ticks, restarts=current.restarts,
