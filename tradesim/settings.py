@@ -38,13 +38,22 @@ def _digits(value: object) -> object:
     return value
 
 
+def _no_user(text: str) -> str:
+    """`text` with all before its last @ shown as ***@: a host given as user:password@host is quoted in its error
+    without the password."""
+    _, at, host = text.rpartition("@")
+    return f"***@{host}" if at else text
+
+
 def check_host(value: str) -> str:
     """A host name or IPv4 address a URL can hold as it is; else ValueError. (An IPv6 address would need brackets
     in every URL and server configuration built from it.)"""
+    if "@" in value:
+        raise ValueError(f"must be a host name or IPv4 address without a user:password@, got {_no_user(value)!r}")
     if ":" in value:
         raise ValueError(f"must be a host name or IPv4 address (IPv6 is not supported here), got {value!r}")
     if not value or any(c.isspace() or not c.isprintable() or c in "/?#@[]" for c in value):
-        raise ValueError(f"must be a host name or IPv4 address, got {value!r}")
+        raise ValueError(f"must be a host name or IPv4 address, got {_no_user(value)!r}")
     _check_labels(value)
     return value
 
@@ -201,7 +210,7 @@ class KafkaSettings(Section):
             host, colon, port = server.strip().rpartition(":")
             if not colon or not (port.isascii() and port.isdigit() and len(port) <= 5 and 1 <= int(port) <= 65535):
                 raise ValueError(f"must be a comma-separated host:port list (unset it for the local broker); "
-                                 f"{server.strip()!r} has no port of 1 to 65535")
+                                 f"{_no_user(server.strip())!r} has no port of 1 to 65535")
             check_host(host)
         return value
 

@@ -100,6 +100,10 @@ def test_invalid_port_setting_exits_2(monkeypatch: pytest.MonkeyPatch) -> None:
     ("TRADESIM_CLICKHOUSE__PASSWROD", "hunter2", "hunter2"),  # a misspelt secret: unknown, its value not shown
     ("TRADESIM_REDIS__URL", "redis://u:hunter2\u2100x@h:1", "hunter2"),  # urllib's own message quoted it whole
     ("TRADESIM_REDIS__URL", "u:hunter2@h:6379", "hunter2"),  # no scheme://
+    # a host or broker given with user:password@: the validator's own message quoted it whole
+    ("TRADESIM_KAFKA__BOOTSTRAP_SERVERS", "u:hunter2@b1.example:9092", "hunter2"),
+    ("TRADESIM_KAFKA__BOOTSTRAP_SERVERS", "b0.example:9092,u:hunter2@b1.example", "hunter2"),
+    ("TRADESIM_KAFKA__HOST", "u:hunter2@h", "hunter2"),
 ])
 def test_an_invalid_secret_setting_is_named_but_never_shown(monkeypatch: pytest.MonkeyPatch, env: str, value: str,
                                                            secret: str) -> None:
