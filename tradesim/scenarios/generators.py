@@ -105,8 +105,7 @@ class ShockPlan:
     """The deterministic part of a symbol's price: the product of all shocks active at a time."""
 
     def __init__(self, shocks: list[ShockSpec]) -> None:
-        self._shocks = [(round(s.at_s * 1000), round(s.over_s * 1000), math.log1p(s.move_pct / 100.0),
-                         s.spread_multiplier) for s in shocks]
+        self._shocks = [(s.at_ms, s.over_ms, math.log1p(s.move_pct / 100.0), s.spread_multiplier) for s in shocks]
 
     def at(self, offset_ms: int) -> tuple[float, float]:
         """(price factor, spread multiplier) at `offset_ms` after start; the log-move is linear in the window."""

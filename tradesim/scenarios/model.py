@@ -175,6 +175,16 @@ class ShockSpec(_Section):
     spread_multiplier: FiniteFloat = Field(1.0, ge=1, le=MAX_SPREAD_MULTIPLIER,
                                            description="Spread is widened by this inside the window (at most 10,000).")
 
+    @property
+    def at_ms(self) -> int:
+        """`at_s` in whole milliseconds after the start, as the generator applies it."""
+        return round(self.at_s * 1000)
+
+    @property
+    def over_ms(self) -> int:
+        """`over_s` in whole milliseconds, as the generator applies it (0: an instant gap, which has no window)."""
+        return round(self.over_s * 1000)
+
 
 class CsvSource(_Section):
     """Recorded ticks replayed as-is: columns timestamp, symbol, bid, ask, last, size (more are ignored)."""
@@ -554,12 +564,35 @@ class Scenario(_Section):
                 problems.append((("events", i, "symbol"), f"unknown symbol {shock.symbol} (generated: {have})"))
             if shock.at_s >= self.duration_s:
                 problems.append((("events", i, "at_s"), f"must be < duration_s ({self.duration_s:g})"))
+            else:
+                problems += self._unseen_shock(i, shock)
         problems += self._trading_problems()
         if self.source is None:  # with a CSV source the loader checks symbols once it has scanned the file
             problems += self.unknown_symbols([spec.symbol for spec in self.symbols])
         if problems:
             raise CrossFieldError(problems)
         return self
+
+    def _unseen_shock(self, i: int, shock: ShockSpec) -> list[tuple[Loc, str]]:
+        """A shock no generated tick would show validated and then did nothing, in `replay` and in a live market's
+        every pass alike: one after the last tick of the pass, one in a file with no generated symbol (`*`), or a
+        `spread_multiplier` whose window holds no tick (an instant gap has no window at all)."""
+        if not self.symbols:  # (a symbol it names is unknown already)
+            return [] if shock.symbol != "*" else [
+                (("events", i, "symbol"), "no generated symbols to shock (a replayed CSV is replayed as written)")]
+        if self.steps == 0:
+            return []  # reported at tick_interval_ms
+        interval = self.tick_interval_ms
+        first = -(-shock.at_ms // interval)  # the first tick at or after the shock's start
+        if first >= self.steps:
+            return [(("events", i, "at_s"), f"after the last generated tick (at {_seconds((self.steps - 1) * interval)}"
+                     "): the move would never show")]
+        if shock.spread_multiplier != 1 and first * interval >= shock.at_ms + shock.over_ms:
+            why = ("an instant gap (over_s 0) has no window to widen the spread in" if shock.over_ms == 0
+                   else f"no tick falls inside the window ({_seconds(shock.at_ms)} to "
+                   f"{_seconds(shock.at_ms + shock.over_ms)}, a tick every {_seconds(interval)})")
+            return [(("events", i, "spread_multiplier"), f"{why}; give over_s a window that holds a tick")]
+        return []
 
     def _trading_problems(self) -> list[tuple[Loc, str]]:
         """Names that must exist elsewhere in the file (accounts, order ids) and times inside the duration."""

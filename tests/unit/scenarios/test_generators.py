@@ -239,3 +239,35 @@ def test_shocks_at_their_bounds_in_a_row_still_give_valid_ticks(event: dict[str,
 def test_a_shock_past_its_bound_is_refused_by_the_model(field: str, value: float) -> None:
     with pytest.raises(ValidationError, match=field):
         _scenario(events=[{"at_s": 1, "symbol": "AAA", "move_pct": 1, field: value}])
+
+
+@pytest.mark.parametrize(("scenario", "field", "message"), [
+    ({"events": [{"at_s": 60, "symbol": "AAA", "move_pct": -8, "spread_multiplier": 5}]},
+     "spread_multiplier", "an instant gap (over_s 0) has no window"),
+    ({"events": [{"at_s": 60.1, "symbol": "AAA", "move_pct": -8, "over_s": 0.5, "spread_multiplier": 5}]},
+     "spread_multiplier", "no tick falls inside the window (60.1s to 60.6s, a tick every 1s)"),
+    ({"duration_s": 10, "events": [{"at_s": 9.5, "symbol": "*", "move_pct": -8}]},
+     "at_s", "after the last generated tick (at 9s): the move would never show"),
+])
+def test_a_shock_no_tick_would_show_is_refused(scenario: dict[str, object], field: str, message: str) -> None:
+    """These validated and then did nothing: the spread was widened only inside a window holding a tick, and a
+    shock after the last tick of a pass moved no price (not in a live market's later passes either)."""
+    with pytest.raises(ValidationError, match=field) as caught:
+        _scenario(**scenario)
+    assert message in str(caught.value)
+
+
+def test_a_star_shock_with_no_generated_symbol_is_refused(write: Callable[[str, str], Path]) -> None:
+    """A file that only replays a CSV validated with `symbol: "*"` shocks, which moved nothing."""
+    write("data.csv", "timestamp,symbol,bid,ask,last,size\n2024-01-02T14:30:00Z,XOM,1.00,1.01,1.00,5\n")
+    path = write("s.yaml", HEADER + "source: {csv: data.csv}\nevents:\n  - {at_s: 1, symbol: '*', move_pct: 5}\n")
+    with pytest.raises(ScenarioError, match=r"events\[0\]\.symbol: no generated symbols to shock"):
+        load_scenario(path)
+
+
+def test_a_shock_whose_window_holds_a_tick_widens_the_spread() -> None:
+    scenario = _scenario(
+        symbols=[{"symbol": "AAA", "initial_price": "100.00", "volatility": 0, "spread": {"absolute": "0.10"}}],
+        events=[{"at_s": 59.5, "symbol": "AAA", "move_pct": -8, "over_s": 1, "spread_multiplier": 5}])
+    series = _by_symbol(list(generate(scenario)), "AAA")
+    assert series[60].ask - series[60].bid >= Decimal("0.50")
