@@ -112,17 +112,14 @@ def run_file(settings: Settings, path: Path, speed: float | None, json_out: Path
     """Load, run, print, and the JUnit record and exit code; ScenarioError (bad file) propagates. `loaded`: told
     the scenario's id once the file loads (the name every report of the run goes by)."""
     from tradesim.runner.engine import ScenarioRunner, StackUnusable, StrategyFailed
-    from tradesim.runner.files import load_run
-    from tradesim.scenarios.errors import ScenarioError
+    from tradesim.runner.files import load_run, require_expect
     from tradesim.scenarios.expect import evaluate
     from tradesim.scenarios.report import RunReport, json_document, write_error_json, write_json
 
     scenario, strategy = load_run(path)
     if loaded is not None:
         loaded(scenario.id)
-    if scenario.expect is None:  # a CI job whose expectations were deleted would stay green
-        raise ScenarioError.one(path, "expect", "the file has no `expect` section, so a run would pass with "
-                                "nothing checked; add what must come out (scenarios/README.md)")
+    require_expect(scenario, path)
     started = time.monotonic()
     stamp = datetime.now(UTC)
     props = {"seed": str(scenario.seed), "speed": "fast" if speed is None else f"{speed:g}"}

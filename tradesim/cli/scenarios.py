@@ -131,9 +131,10 @@ def _validate(files: list[str]) -> None:
             path = find_scenario(name, folder)
             scenario = load_scenario(path)
             if scenario.orders or scenario.strategy is not None or scenario.accounts or scenario.expect is not None:
-                from tradesim.runner.files import load_run
+                from tradesim.runner.files import load_run, require_expect
 
                 load_run(path)  # what `tradesim run` needs too: symbols it can alias, a strategy it can build
+                require_expect(scenario, path)
         except ScenarioError as exc:
             problems += exc.problems
             continue

@@ -71,6 +71,15 @@ def _imported_from(folder: Path, top: str) -> bool:
     return any(place is not None and Path(place).parent == folder for place in places)
 
 
+def require_expect(scenario: Scenario, path: Path) -> None:
+    """ScenarioError for a file without `expect`: `tradesim run` refuses it (a CI job whose expectations were deleted
+    would stay green), and `scenarios validate` of a file that trades (only `run` uses its trading sections) says
+    so too, rather than `ok` for a file `run` then refuses."""
+    if scenario.expect is None:
+        raise ScenarioError.one(path, "expect", "the file has no `expect` section, so a run would pass with "
+                                "nothing checked; add what must come out (scenarios/README.md)")
+
+
 def load_run(path: Path) -> tuple[Scenario, Strategy | None]:
     """The scenario (ScenarioError as the loader raises it) and its strategy built, or ScenarioError."""
     from tradesim.scenarios.loader import load_scenario

@@ -157,6 +157,26 @@ def test_validate_checks_what_a_run_needs_a_strategy_it_can_build_and_symbols_it
     assert _lines(result.output)[0].startswith("long.yaml:6: symbols:")
 
 
+def test_validate_refuses_a_trading_file_without_expect_as_run_does() -> None:
+    """`validate` said ok to a file with accounts and orders but no `expect`, which `run` then refused (exit 2);
+    a file only to replay needs no `expect`."""
+    script = ("accounts:\n  - {name: q, cash: \"1000\"}\n"
+              "orders:\n  - {at: 1s, account: q, symbol: AAA, side: buy, qty: 1}\n")
+    symbols = "symbols:\n  - {symbol: AAA, initial_price: 1}\n"
+    trading = _write("trading.yaml", HEADER + symbols + script)
+    replay = _write("replay.yaml", HEADER + symbols)
+    result = runner.invoke(app, ["scenarios", "validate", trading, replay])
+    assert result.exit_code == 2, result.output
+    assert _lines(result.output) == [
+        "ok replay.yaml: t, 1 symbols, 300 ticks",
+        "trading.yaml: expect: the file has no `expect` section, so a run would pass with nothing checked; add what "
+        "must come out (scenarios/README.md)",
+    ]
+    ran = runner.invoke(app, ["run", trading])
+    assert ran.exit_code == 2
+    assert "trading.yaml: expect: the file has no `expect` section" in ran.output
+
+
 def test_list_shows_brackets_as_written(tmp_path: Path) -> None:
     (tmp_path / "sc").mkdir()
     (tmp_path / "sc" / "x[red]y.yaml").write_text(HEADER + "description: \"[bold]x[/] [/nope] [red\"\nsymbols:\n"
@@ -271,7 +291,8 @@ def test_a_strategy_module_beside_its_scenario_file_is_found(tmp_path: Path, mon
     path = tmp_path / "mine.yaml"
     path.write_text(HEADER + "symbols:\n  - {symbol: AAA, initial_price: 1}\n"
                     "accounts:\n  - {name: q, cash: \"1000\"}\n"
-                    "strategy:\n  class: \"beside_mine:Mine\"\n  account: q\n  symbols: [AAA]\n")
+                    "strategy:\n  class: \"beside_mine:Mine\"\n  account: q\n  symbols: [AAA]\n"
+                    "expect:\n  accounts:\n    q: {executions: 0}\n")
     result = runner.invoke(app, ["scenarios", "validate", str(path)])
     assert result.exit_code == 0, result.output
     assert sys.path[-1] == str(tmp_path)  # after what is installed: a module there cannot shadow one
@@ -293,7 +314,8 @@ def test_each_scenario_files_strategy_is_the_module_beside_it(tmp_path: Path, mo
         (tmp_path / folder / "twin_helper.py").write_text(f"WHO = {folder!r}\n")
         (tmp_path / folder / "s.yaml").write_text(
             HEADER + "symbols:\n  - {symbol: AAA, initial_price: 1}\naccounts:\n  - {name: q, cash: \"1000\"}\n"
-            f"strategy:\n  class: \"twin.strat:Twin\"\n  account: q\n  symbols: [AAA]\n  params: {{who: {folder}}}\n")
+            f"strategy:\n  class: \"twin.strat:Twin\"\n  account: q\n  symbols: [AAA]\n  params: {{who: {folder}}}\n"
+            "expect:\n  accounts:\n    q: {executions: 0}\n")
     result = runner.invoke(app, ["scenarios", "validate", "a/s.yaml", "b/s.yaml", "a/s.yaml"])
     assert result.exit_code == 0, result.output
     assert len(_lines(result.output)) == 3
