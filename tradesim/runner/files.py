@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import sys
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import yaml
@@ -34,7 +34,9 @@ def _line(path: Path, *keys: str) -> int:
 
 
 def _iso(ms: int) -> str:
-    return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    """Exact to the millisecond (ms / 1000 as a float showed the last market time as ...59.998Z)."""
+    moment = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(milliseconds=ms)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 #: the folder `_beside` last put on sys.path, and the modules loaded before it did: only one first imported since,
@@ -97,6 +99,10 @@ def load_run(path: Path) -> tuple[Scenario, Strategy | None]:
     if end_ms + DAY_MS > MAX_EPOCH_MS:  # the closing ticks (a minute on) and their orders must be market times
         raise ScenarioError.one(shown, "start", f"a run needs a day of market time after its end ({_iso(end_ms)}),"
                                 f" before {_iso(MAX_EPOCH_MS)}; start earlier", _line(path, "start"))
+    last_ms = scenario.replay_last_ms()
+    if last_ms is not None and last_ms + DAY_MS > MAX_EPOCH_MS:  # the run ends after the CSV's last tick, too
+        raise ScenarioError.one(shown, "source.csv", f"its last tick ({_iso(last_ms)}) leaves a run no day of "
+                                f"market time after it, before {_iso(MAX_EPOCH_MS)}", _line(path, "source", "csv"))
     first_ms = scenario.replay_first_ms()
     if first_ms is not None and first_ms < scenario.start_ms:
         # a run's market time begins at `start` (orders' times count from it, a strategy's clock starts there)

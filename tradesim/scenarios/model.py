@@ -701,6 +701,11 @@ class Scenario(_Section):
         csv = self._csv()
         return None if csv is None else csv.first_ms
 
+    def replay_last_ms(self) -> int | None:
+        """The CSV source's last tick time; None without one (or no rows)."""
+        csv = self._csv()
+        return None if csv is None else csv.last_ms
+
     def _csv(self) -> CsvSummary | None:
         """The CSV source checked and summed up, scanned once."""
         if self.source is None:

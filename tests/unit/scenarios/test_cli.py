@@ -240,6 +240,21 @@ def test_a_run_ending_too_near_the_last_market_time_is_a_file_problem() -> None:
     assert _lines(result.output)[0].startswith("late.yaml:2: start: a run needs a day of market time after its end")
 
 
+def test_a_replayed_csv_ending_too_near_the_last_market_time_is_a_file_problem_for_a_run() -> None:
+    """The run ends after the CSV's last tick, not only after `duration_s`: a CSV running up to 9999-12-31 validated,
+    and the run's closing ticks came after the last market time (exit 3, after making accounts)."""
+    _write("late.csv", "timestamp,symbol,bid,ask,last,size\n2024-01-02T14:30:00Z,AAA,1,1.02,1.01,5\n"
+           "9999-12-31T23:59:00Z,AAA,1,1.02,1.01,5\n")
+    late = _write("late.yaml", HEADER + "source:\n  csv: late.csv\naccounts:\n  - {name: q, cash: \"1000\"}\n"
+                  "expect:\n  accounts:\n    q: {executions: 0}\n")
+    result = runner.invoke(app, ["scenarios", "validate", late])
+    assert result.exit_code == 2, result.output
+    assert _lines(result.output) == ["late.yaml:7: source.csv: its last tick (9999-12-31T23:59:00.000Z) leaves a run "
+                                     "no day of market time after it, before 9999-12-31T23:59:59.999Z"]
+    replay = _write("replay.yaml", HEADER + "source:\n  csv: late.csv\n")
+    assert runner.invoke(app, ["scenarios", "validate", replay]).exit_code == 0  # a replay alone plays it as written
+
+
 def test_validate_refuses_a_replayed_csv_that_begins_before_start_for_a_run() -> None:
     """Before: accepted; the run then blamed the strategy ("market time went back"), exit 1."""
     _write("early.csv", "timestamp,symbol,bid,ask,last,size\n2020-01-02T14:30:00Z,AAA,1,1.02,1.01,5\n"
