@@ -162,6 +162,15 @@ class SymbolSpec(_Section):
     spread: Spread = Spread(bps=Decimal(5))
     volume: VolumeModel = LognormalVolume(kind="lognormal", mean=100.0)
 
+    @model_validator(mode="after")
+    def _quotable(self) -> SymbolSpec:
+        """Prices are whole ticks of at least one: an initial price under a tick was quoted at one tick from the
+        first tick on (0.004 with the default tick showed 0.01, two and a half times it), without a word."""
+        if self.initial_price < self.tick_size:
+            raise CrossFieldError([(("initial_price",), f"below one tick_size ({self.tick_size}): prices are whole "
+                                                         "ticks; give a smaller tick_size")])
+        return self
+
 
 class ShockSpec(_Section):
     """A deterministic price move layered on the random path: a gap (over_s 0) or a slide over a window."""

@@ -271,3 +271,14 @@ def test_a_shock_whose_window_holds_a_tick_widens_the_spread() -> None:
         events=[{"at_s": 59.5, "symbol": "AAA", "move_pct": -8, "over_s": 1, "spread_multiplier": 5}])
     series = _by_symbol(list(generate(scenario)), "AAA")
     assert series[60].ask - series[60].bid >= Decimal("0.50")
+
+
+def test_an_initial_price_under_one_tick_is_refused_at_its_field(write: Callable[[str, str], Path]) -> None:
+    """It validated, and every quote showed one tick (0.004 with the default 0.01 tick: 0.01 from the first)."""
+    path = write("s.yaml", HEADER + "symbols:\n  - {symbol: AAA, initial_price: '0.004'}\n")
+    with pytest.raises(ScenarioError) as caught:
+        load_scenario(path)
+    assert [str(p) for p in caught.value.problems] == [
+        "s.yaml:7: symbols[0].initial_price: below one tick_size (0.01): prices are whole ticks; give a smaller "
+        "tick_size"]
+    assert _scenario(symbols=[{"symbol": "AAA", "initial_price": "0.004", "tick_size": "0.001"}]).symbols
