@@ -79,16 +79,18 @@ class PricePath:
 
 
 def size_sampler(model: LognormalVolume | PoissonVolume, rng: random.Random) -> Callable[[], int]:
-    """A function drawing one trade size (an int, a multiple of the model's lot)."""
+    """A function drawing one trade size (an int, a multiple of the model's lot, at most MAX_PRINT_SIZE: capped at
+    the most whole lots that fit, as capping the shares made a size no multiple of a large lot)."""
     lot = model.lot
+    most = MAX_PRINT_SIZE // lot
     if isinstance(model, LognormalVolume):
         mu = math.log(model.mean) - model.sigma * model.sigma / 2.0  # so the mean size is `mean`
         sigma = model.sigma
-        return lambda: lot * max(1, round(rng.lognormvariate(mu, sigma) / lot))
+        return lambda: lot * min(max(1, round(rng.lognormvariate(mu, sigma) / lot)), most)
     lam = model.mean / lot
     if lam > 30:  # normal approximation; Knuth's method below gets slow and underflows for large means
         sd = math.sqrt(lam)
-        return lambda: lot * max(0, round(rng.gauss(lam, sd)))
+        return lambda: lot * min(max(0, round(rng.gauss(lam, sd))), most)
     threshold = math.exp(-lam)
 
     def poisson() -> int:
@@ -96,7 +98,7 @@ def size_sampler(model: LognormalVolume | PoissonVolume, rng: random.Random) -> 
         while product > threshold:
             count += 1
             product *= rng.random()
-        return lot * count
+        return lot * min(count, most)
 
     return poisson
 
@@ -159,7 +161,7 @@ class _SymbolSim:
         last_t = min(max(round(m), bid_t), ask_t)
         ts = self.tick_size
         return Tick(symbol=self.symbol, bid=ts * bid_t, ask=ts * ask_t, last=ts * last_t,
-                    size=min(self.size(), MAX_PRINT_SIZE),
+                    size=self.size(),
                     event_time_ms=time_ms, seq=step + 1, scenario_id=self.scenario_id)
 
 

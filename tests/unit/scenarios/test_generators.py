@@ -282,3 +282,17 @@ def test_an_initial_price_under_one_tick_is_refused_at_its_field(write: Callable
         "s.yaml:7: symbols[0].initial_price: below one tick_size (0.01): prices are whole ticks; give a smaller "
         "tick_size"]
     assert _scenario(symbols=[{"symbol": "AAA", "initial_price": "0.004", "tick_size": "0.001"}]).symbols
+
+
+@pytest.mark.parametrize("model", [
+    LognormalVolume(kind="lognormal", mean=1e9, sigma=0.5, lot=300_000_000),
+    PoissonVolume(kind="poisson", mean=1e9, lot=300_000_000),
+    PoissonVolume(kind="poisson", mean=1e9, lot=10_000_000)])
+def test_sizes_near_the_print_cap_stay_whole_lots(model: LognormalVolume | PoissonVolume) -> None:
+    """The cap applied to shares made 1,000,000,000 of a 300,000,000 lot, which the file says cannot happen."""
+    from tradesim.domain.events import MAX_PRINT_SIZE
+
+    sc = _scenario(symbols=[{"symbol": "AAA", "initial_price": "10", "volume": model.model_dump()}], duration_s=200)
+    sizes = {t.size for t in generate(sc)}
+    assert all(s % model.lot == 0 and s <= MAX_PRINT_SIZE for s in sizes)
+    assert max(sizes) == MAX_PRINT_SIZE // model.lot * model.lot  # the cap is reached, in whole lots
