@@ -12,12 +12,13 @@ from fastapi import APIRouter, Query
 
 from tradesim.adapters.dynamodb.codec import Portfolio as LedgerItem
 from tradesim.domain.events import SYMBOL_RE
+from tradesim.domain.money import money_text
 from tradesim.domain.pnl import pnl_series
 from tradesim.domain.trades import TradeRecord
 from tradesim.services.api import metrics
 from tradesim.services.api.deps import READ_CHECKS, ReadAs, Res, one_user
 from tradesim.services.api.errors import ApiError, responses
-from tradesim.services.api.schemas import PnlRow, PnlSeries, Volume, VolumeRow, money
+from tradesim.services.api.schemas import PnlRow, PnlSeries, Volume, VolumeRow
 from tradesim.services.api.windows import FromParam, Interval, ToParam, window
 
 router = APIRouter(prefix="/analytics", tags=["analytics"], dependencies=READ_CHECKS)
@@ -45,8 +46,9 @@ async def volume(
         buckets = await res.read_model(lambda: res.analytics.volume(
             interval_s=win.interval_s, from_ms=win.from_ms, to_ms=win.to_ms, symbol=symbol, user_id=reader.user_id))
     return Volume(user_id=reader.user_id, interval=interval, from_ms=win.from_ms, to_ms=win.to_ms,
-                  buckets=[VolumeRow(symbol=b.symbol, start_ms=b.start_ms, shares=b.shares, notional=money(b.notional),
-                                     trades=b.trades, vwap=money(b.vwap)) for b in buckets])
+                  buckets=[VolumeRow(symbol=b.symbol, start_ms=b.start_ms, shares=b.shares,
+                                     notional=money_text(b.notional), trades=b.trades, vwap=money_text(b.vwap))
+                           for b in buckets])
 
 
 @router.get("/pnl", response_model=PnlSeries, responses=responses(401, 403, 404, 422, 429, 503))
@@ -80,6 +82,7 @@ async def pnl(
         with metrics.timed("clickhouse", "marks"):
             marks = await res.read_model(res.analytics.marks, symbols, ends)
     points = pnl_series(fills, item.cash, ends, marks, item.reset_at_ms)
-    return PnlSeries(user_id=user_id, interval=interval, from_ms=win.from_ms, to_ms=win.to_ms, cash=money(item.cash),
-                     points=[PnlRow(end_ms=p.end_ms, realized_pnl=money(p.realized),
-                                    equity=None if p.equity is None else money(p.equity)) for p in points])
+    return PnlSeries(user_id=user_id, interval=interval, from_ms=win.from_ms, to_ms=win.to_ms,
+                     cash=money_text(item.cash),
+                     points=[PnlRow(end_ms=p.end_ms, realized_pnl=money_text(p.realized),
+                                    equity=None if p.equity is None else money_text(p.equity)) for p in points])

@@ -46,6 +46,7 @@ from tradesim.domain.events import (
     Tick,
     encode,
 )
+from tradesim.domain.money import money_text
 from tradesim.domain.orders import (
     awaiting_book,
     body_hash,
@@ -84,7 +85,6 @@ from tradesim.services.api.schemas import (
     OrderList,
     OrderRequest,
     OrderStatusStr,
-    money,
 )
 from tradesim.services.api.strict_json import StrictJsonRoute
 
@@ -459,7 +459,7 @@ async def _release(res: Resources, key: str, digest: str) -> None:
 
 
 def _order(item: dict[str, Any], res: Resources) -> Order:
-    text = {k: money(Decimal(str(item[k]))) for k in ("limit_price", "stop_price", "fill_price", "fee")
+    text = {k: money_text(Decimal(str(item[k]))) for k in ("limit_price", "stop_price", "fill_price", "fee")
             if item.get(k) is not None}  # as every route writes money: `/trades/search` shows the same fill price
     placed_at_ms = int(item["placed_at_ms"])
     status, overdue_reason = shown_status(item.get("status", "accepted"), bool(item.get("in_book")), placed_at_ms,

@@ -17,6 +17,7 @@ from fastapi import APIRouter
 
 from tradesim.adapters.redis import quotes
 from tradesim.domain.events import Tick
+from tradesim.domain.money import money_text
 from tradesim.domain.pnl import PositionCost, Valued, positions, value
 from tradesim.domain.precheck import price_age_ms
 from tradesim.domain.trades import ZERO
@@ -25,7 +26,7 @@ from tradesim.services.api import metrics
 from tradesim.services.api.deps import READ_CHECKS, ReadAs, Res, one_user
 from tradesim.services.api.errors import ApiError, responses
 from tradesim.services.api.resources import Resources
-from tradesim.services.api.schemas import Portfolio, Position, money
+from tradesim.services.api.schemas import Portfolio, Position
 from tradesim.services.api.windows import DAY_MS
 
 router = APIRouter(prefix="/portfolio", tags=["portfolio"], dependencies=READ_CHECKS)
@@ -65,7 +66,7 @@ def _sum(values: list[Decimal | None]) -> Decimal | None:
 
 
 def _text(amount: Decimal | None) -> str | None:
-    return None if amount is None else money(amount)
+    return None if amount is None else money_text(amount)
 
 
 @router.get("", response_model=Portfolio, responses=responses(401, 403, 404, 422, 429, 503))
@@ -102,7 +103,7 @@ async def portfolio(reader: ReadAs, res: Res) -> Portfolio:
     market = _sum([v.market_value for v in valued])
     realized = sum((p.realized for p in fold.values()), ZERO) if folded is not None else None
     return Portfolio(
-        user_id=user_id, as_of_ms=read_ms, cash=money(item.cash), positions=rows, market_value=_text(market),
+        user_id=user_id, as_of_ms=read_ms, cash=money_text(item.cash), positions=rows, market_value=_text(market),
         equity=_text(None if market is None else item.cash + market), realized_pnl=_text(realized),
         unrealized_pnl=_text(_sum([v.unrealized for v in valued])),
         day_change=_text(_sum([v.day_change for v in valued])),

@@ -20,7 +20,6 @@ from tradesim.domain.events import (
     Side,
     TimeInForce,
 )
-from tradesim.domain.money import money_text
 from tradesim.domain.trades import Sort
 from tradesim.text import validation_message
 
@@ -50,8 +49,6 @@ PriceStr = Annotated[str, Field(pattern=PRICE_PATTERN, examples=["101.25"])]
 CashStr = Annotated[str, Field(pattern=CASH_PATTERN, examples=["100000.00"])]
 UserId = Annotated[str, Field(pattern=USER_ID_PATTERN, examples=["alice"])]
 OrderStatusStr = Literal["accepted", "executed", "rejected", "cancelled", "expired"]
-#: how the API writes money; its one home is the domain's, which the run reports share
-money = money_text
 
 
 class Strict(BaseModel):

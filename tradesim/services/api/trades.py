@@ -7,12 +7,13 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from tradesim.domain.events import SYMBOL_RE, Side
+from tradesim.domain.money import money_text
 from tradesim.domain.trades import MAX_PAGE_SIZE, TradeQuery, TradeRecord
 from tradesim.ports import InvalidCursor
 from tradesim.services.api import metrics
 from tradesim.services.api.deps import READ_CHECKS, ReadAs, Res
 from tradesim.services.api.errors import ApiError, responses
-from tradesim.services.api.schemas import SortStr, Trade, TradeList, TradeStatusStr, money
+from tradesim.services.api.schemas import SortStr, Trade, TradeList, TradeStatusStr
 from tradesim.services.api.windows import FromParam, ToParam, invalid, time_range
 
 router = APIRouter(prefix="/trades", tags=["trades"], dependencies=READ_CHECKS)
@@ -22,9 +23,9 @@ def trade_of(record: TradeRecord) -> Trade:
     return Trade(order_id=record.order_id, user_id=record.user_id, symbol=record.symbol, side=record.side,
                  qty=record.qty, status=record.status, order_type=record.order_type,
                  placed_at_ms=record.placed_at_ms, decided_at_ms=record.decided_at_ms, reason=record.reason,
-                 price=None if record.price is None else money(record.price),
-                 fee=None if record.fee is None else money(record.fee),
-                 notional=money(record.notional) if record.executed else None)
+                 price=None if record.price is None else money_text(record.price),
+                 fee=None if record.fee is None else money_text(record.fee),
+                 notional=money_text(record.notional) if record.executed else None)
 
 
 @router.get("/search", response_model=TradeList, responses=responses(400, 401, 403, 404, 422, 429, 503))
