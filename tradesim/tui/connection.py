@@ -25,6 +25,9 @@ from tradesim.tui.model import Quote, parse_quote
 
 #: how often symbols the server called unknown are asked for again (each refusal is one of its 20 bad frames in 10 s)
 UNKNOWN_RETRY_S = 10.0
+#: frames that answer or carry a price or bar subscription, or the account's data: the server is serving
+SERVING = frozenset({"subscribed", "snapshot", "tick", "unsubscribed", "bars", "bar", "unsubscribed_bars", "outcome",
+                     "portfolio"})
 
 
 class Backoff:
@@ -122,7 +125,7 @@ class Feed:
             self.frames += 1
             try:
                 frame = json.loads(raw)
-                if not served and frame.get("type") not in ("error", None):
+                if not served and self._serves(frame.get("type")):
                     # the backoff starts over once the server serves, not once it accepts: a subscription it
                     # answers `unavailable` (a new connection follows) must not reconnect at the first delay for ever
                     served = True
@@ -133,6 +136,15 @@ class Feed:
                 # a frame that is not an object, a number JSON's Infinity made too big for int(): one broken
                 # frame must not end the session
                 self.bad_frames += 1
+
+    def _serves(self, kind: object) -> bool:
+        """Whether a frame of this type shows the server serving what this connection asked for. The account ack
+        and heartbeats come before a price or bar subscription Redis refuses (the ack is answered first): counted,
+        they made a TUI with a key reconnect every 0.5 s for as long as Redis was away, refilling over REST each
+        time. The ack counts when nothing else was asked for."""
+        if kind == "account":
+            return not (self.prices or self.bars)
+        return kind in SERVING
 
     async def _on_frame(self, frame: dict[str, Any], received: float) -> None:
         kind = frame.get("type")

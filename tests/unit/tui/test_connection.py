@@ -217,3 +217,26 @@ def test_a_watchlist_longer_than_one_request_may_name_is_subscribed_in_several()
                      ("unsubscribe", 200)]
     assert all(n <= MAX_SYMBOLS_PER_REQUEST for _, n in sizes)
     assert {x for s in ws.sent[:3] for x in s["symbols"]} == {f"S{i:04d}" for i in range(1200)}
+
+
+@pytest.mark.parametrize("before", [{"type": "account", "user_id": "u"}, {"type": "heartbeat", "ts_ms": 1}])
+def test_an_account_ack_or_heartbeat_before_a_refused_subscription_does_not_start_the_backoff_over(
+        before: dict[str, Any]) -> None:
+    """A probe with Redis away: the account ack (answered before the subscriptions) and heartbeats counted as
+    serving, so a TUI with a key reconnected every 0.5 s, refilling over REST each time, for the whole outage."""
+    unavailable = {"type": "error", "code": "unavailable", "message": "the price cache is unavailable"}
+    feed, _, ws = serve([before, unavailable], delays=2)
+    assert ws.closed
+    assert feed.backoff.next() == 2  # was 0.5
+    feed, _, _ = serve([{"type": "account", "user_id": "u"}, {"type": "snapshot", "data": TICK}], delays=2)
+    assert feed.backoff.next() == 0.5  # prices came: served
+
+
+def test_the_account_ack_is_serving_when_nothing_else_was_asked_for() -> None:
+    events = Events()
+    feed = Feed("ws://unused", "k", events)
+    feed.backoff.next()
+    ws = Script([{"type": "account", "user_id": "u"}])
+    feed._ws = ws  # type: ignore[assignment]
+    asyncio.run(feed._serve(ws))  # type: ignore[arg-type]
+    assert feed.backoff.next() == 0.5
