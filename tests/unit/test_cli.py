@@ -1839,6 +1839,25 @@ def test_prices_from_a_service_that_never_answers_exit_1(monkeypatch: pytest.Mon
     assert says in result.stderr
 
 
+@pytest.mark.parametrize("code", [1000, 1001, 1011])
+def test_prices_watch_says_when_the_service_closes_the_connection_and_exits_1(monkeypatch: pytest.MonkeyPatch,
+                                                                            code: int) -> None:
+    """A probe: `prices --watch` ended with exit 0 and no word when the service stopped or restarted (close 1001),
+    its table frozen as if it were still live; a dropped link said "not reachable ... is `tradesim up` running?"."""
+    def closing(ws: Any) -> None:
+        ws.recv()
+        ws.send(json.dumps({"type": "subscribed", "symbols": ["AAPL"]}))
+        ws.send(_snapshot())
+        ws.close(code, "bye")
+
+    with _market_data(closing, monkeypatch) as url:
+        result = runner.invoke(app, ["prices", "AAPL", "--watch", "--timeout", "3"])
+    assert result.exit_code == 1, result.output
+    line = _one_line_error(result.stderr)
+    assert line.startswith(f"error: the market-data service at {url} closed the connection (received {code} ")
+    assert "AAPL" in result.stdout  # the table as it was
+
+
 @pytest.mark.parametrize("sig_name", ["SIGINT", "SIGTERM", "SIGHUP"])
 def test_a_signal_while_the_commands_load_ends_with_one_line_and_exit_130(sig_name: str) -> None:
     """A probe: Ctrl-C in the first ~2 s of any command (loading the commands' modules) printed a traceback, and

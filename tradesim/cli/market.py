@@ -118,7 +118,7 @@ def prices(
 
 @cli_errors
 def _prices(symbols: list[str], watch: bool, timeout: float) -> None:
-    from websockets.exceptions import WebSocketException
+    from websockets.exceptions import ConnectionClosed, WebSocketException
     from websockets.sync.client import connect
 
     from tradesim.adapters.redis.client import connect as redis_connect
@@ -150,11 +150,15 @@ def _prices(symbols: list[str], watch: bool, timeout: float) -> None:
                 return
             with Live(_table(feed), console=out, refresh_per_second=8) as live:
                 try:
-                    for raw in ws:
-                        feed.take(raw)
+                    while True:  # not `for raw in ws`: it ends quietly on a normal close, a table frozen with exit 0
+                        feed.take(ws.recv())
                         live.update(_table(feed))
                 except KeyboardInterrupt:
                     return
+                except ConnectionClosed as exc:  # the service stopped (1001) or restarted, or the link dropped
+                    raise StackError(f"the market-data service at {redacted(url)} closed the connection ({exc}); the "
+                                     "table shows the prices until then (`tradesim status` shows whether it is back)"
+                                     ) from None
     except TimeoutError:
         out.print(_table(feed))
         _refuse_unknown(feed.unknown)
