@@ -6,7 +6,8 @@ Protocol (JSON text frames); one connection may carry price subscriptions and on
            {"op": "subscribe_bars", "symbols": [...], "interval": "1s" | "1m"} | {"op": "unsubscribe_bars", ...}
   server → {"type": "subscribed", "symbols": [...]}  |  {"type": "unsubscribed", "symbols": [...]}
            {"type": "snapshot", "data": <tick>, "age_ms": <ms since the cache took it>}   once per symbol on
-                                                  subscribe (if it has a price); the age is what the order API
+                                                  subscribe (if it has a price the order API can read: a cached
+                                                  tick out of the schema's bounds is none); the age is what the API
                                                   judges a stale price by
            {"type": "tick", "data": <tick>}       every newer update after the snapshot, in (run_id, seq) order (one
                                                   that moved while pub/sub reconnected: once it is back)
@@ -61,7 +62,13 @@ from tradesim.adapters.redis.bars import CHANNEL_PATTERN as BARS_PATTERN
 from tradesim.adapters.redis.bars import CHANNEL_PREFIX as BARS_PREFIX
 from tradesim.adapters.redis.bars import KEEP as BARS_KEPT
 from tradesim.adapters.redis.bars import bars_key, parse_channel
-from tradesim.adapters.redis.prices import CHANNEL_PATTERN, CHANNEL_PREFIX, SYMBOLS_KEY, price_key, written_ms
+from tradesim.adapters.redis.prices import (
+    CHANNEL_PATTERN,
+    CHANNEL_PREFIX,
+    SYMBOLS_KEY,
+    cached_tick,
+    price_key,
+)
 from tradesim.domain.events import BAR_INTERVALS, MAX_SYMBOLS_PER_REQUEST, OrderOutcome, is_symbol, typed_symbol
 from tradesim.domain.precheck import price_age_ms
 from tradesim.ports import Unavailable
@@ -652,12 +659,15 @@ class MarketDataHub:
             for s, snap, written in zip(known, answers[::2], answers[1::2], strict=True):
                 if not snap:
                     continue
-                try:
-                    _, run, seq = _order(snap)
-                except BAD_MESSAGE:  # a cached price not ours to show: no snapshot; the next tick comes live
+                # read as the order API reads it (a price out of the schema's bounds is none there); before, such a
+                # snapshot ended `tradesim prices`, and one nested too deep the connection
+                cached = cached_tick([snap, written])
+                if cached is None or cached[0].symbol != s:  # not ours to show: no snapshot; the next tick comes live
                     metrics.BAD_UPDATES.inc()
                     continue
-                age_ms = price_age_ms(written_ms(written), now_ms)
+                tick, written_at = cached
+                run, seq = tick.run_id, tick.seq
+                age_ms = price_age_ms(written_at, now_ms)
                 covered[s] = (run, seq)
                 frames.append(("", 0, 0, '{"type":"snapshot","data":' + snap + f',"age_ms":{age_ms}' + "}"))
             for s, order in covered.items():  # and a tick still on its way from pub/sub is not sent after it
