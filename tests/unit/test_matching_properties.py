@@ -136,3 +136,19 @@ def test_a_sale_of_shares_never_held_is_refused_for_the_shares_even_when_the_fee
     assert change.cash_delta < 0  # the fee is more than the proceeds: cash 0 cannot cover it either
     with pytest.raises(InsufficientShares):
         Holdings(cash=Decimal("0")).apply("AAA", change)
+
+
+def test_a_market_sale_never_fills_at_zero_whatever_the_slippage() -> None:
+    """Before: at `slippage_bps` near 10,000 a sale of a one-cent bid rounded to 0.0000 now and then; the job's ledger
+    wrote the sale, then the outcome refused the price, and every settle of the order raised (no outcome, ever)."""
+    wide = SlippageModel(max_bps=Decimal("10000"))
+    penny = Quote(bid=Decimal("0.01"), ask=Decimal("0.02"), last=Decimal("0.01"), event_time_ms=1_000)
+    for i in range(2_000):  # o19942 rounded to 0 before; ~0.4% of ids did
+        order = _order("sell", "market", oid=f"o{i}" if i else "o19942")
+        d = decide(order, penny, wide)
+        assert isinstance(d, Fill)
+        assert d.price >= Decimal("0.0001")
+        change = fill_change("sell", order.qty, d.price, FEES)
+        OrderOutcome(order_id=order.order_id, user_id="u", symbol="AAA", side="sell", qty=order.qty,
+                     status="executed", fill_price=d.price, fee=change.fee, trade_id=f"{order.order_id}-1",
+                     decided_at_ms=1_000)

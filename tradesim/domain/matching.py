@@ -5,7 +5,8 @@ and calls these; the rules never touch I/O.
 
 Rules
 - market: buy at ask, sell at bid, worsened by a seeded slippage of at most `slippage_bps` (deterministic per
-  order id, so a recomputation after a restore gives the same price; see `seed_of` for scripted orders).
+  order id, so a recomputation after a restore gives the same price; see `seed_of` for scripted orders), and
+  never below 0.0001 (a large slippage on a bid of a cent or so would round a sale's price to 0).
 - limit: buy fills when ask <= limit at min(ask, limit); sell fills when bid >= limit at max(bid, limit) —
   never worse than the limit, and no slippage (a limit is a price guarantee).
 - stop: triggers when last crosses the stop (buy: last >= stop, sell: last <= stop), then fills as a market order.
@@ -62,7 +63,9 @@ class SlippageModel:
     def market_price(self, order: OrderPlaced, quote: Quote) -> Decimal:
         slip = self.fraction(seed_of(order))
         raw = quote.ask * (1 + slip) if order.side == "buy" else quote.bid * (1 - slip)
-        return raw.quantize(PRICE_QUANTUM, rounding=ROUND_HALF_EVEN)
+        # a fill is at one tick at least: a large `slippage_bps` on a bid of a cent or so rounds to 0, which no outcome
+        # takes (the ledger wrote the sale, then every settle of the order raised on its outcome)
+        return max(PRICE_QUANTUM, raw.quantize(PRICE_QUANTUM, rounding=ROUND_HALF_EVEN))
 
 
 @dataclass(frozen=True)
