@@ -227,9 +227,7 @@ async def _claim(res: Resources, event: OrderPlaced) -> dict[str, Any] | None:
         except Unavailable:
             released = False
         if not released:
-            raise ApiError(503, "outcome_unknown", "DynamoDB did not confirm the order in time; it may or may not "
-                           "be placed: retry with the same Idempotency-Key, or look the order up",
-                           {"Retry-After": str(res.settings.api.retry_after_s)}, order_id=event.order_id) from None
+            raise _outcome_unknown(res, event, "DynamoDB") from None
         raise
 
 
@@ -286,15 +284,20 @@ async def _replay(res: Resources, event: OrderPlaced, stored: dict[str, Any]) ->
     return Placed(first, replayed=True)
 
 
+def _outcome_unknown(res: Resources, event: OrderPlaced, unconfirmed_by: str) -> ApiError:
+    return ApiError(503, "outcome_unknown", f"{unconfirmed_by} did not confirm the order in time; it may or may not "
+                    "be placed: look the order up by its id, or retry with the same Idempotency-Key (without one a "
+                    "retry is another order)", {"Retry-After": str(res.settings.api.retry_after_s)},
+                    order_id=event.order_id)
+
+
 async def _send(res: Resources, event: OrderPlaced, *, owner: bool) -> None:
     """Publish a claimed order. Certainly not written: the claim's `owner` releases it (unless it was replayed
     meanwhile) and the error answers 503. Perhaps written: the claim stays and the answer says so."""
     try:
         await _publish(res, event)
     except KafkaOutcomeUnknown:
-        raise ApiError(503, "outcome_unknown", "Kafka did not confirm the order in time; it may or may not be "
-                       "placed: retry with the same Idempotency-Key, or look the order up",
-                       {"Retry-After": str(res.settings.api.retry_after_s)}, order_id=event.order_id) from None
+        raise _outcome_unknown(res, event, "Kafka") from None
     except (KafkaDeliveryError, KafkaUnavailable):
         if owner:
             await _store(res, "order_release", res.orders.release, event)
