@@ -1125,6 +1125,27 @@ def test_a_read_answer_in_another_shape_is_one_line_naming_what_it_lacks(
         _one_line_error(result.output))
 
 
+@pytest.mark.parametrize(("argv", "status"), [(["order", "buy", "ACME", "1"], 202), (["order", "cancel", "o-1"], 202),
+                                              (["order", "show", "o-1"], 200)])
+def test_an_answer_lacking_a_field_its_model_has_a_default_for_is_one_line(
+        argv: list[str], status: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A probe: `{"order_id": ...}` passed OrderAccepted's check (its `status` has a default), and `order buy` then
+    gave a KeyError traceback reading it; the API writes every field of its model, so a field absent is not ours."""
+    creds = tmp_path / "creds.json"
+    creds.write_text(json.dumps({"active": "a", "users": {"a": {"user_id": "a", "api_key": "ts_k"}}}))
+    monkeypatch.setenv("TRADESIM_API__CREDENTIALS_FILE", str(creds))
+    order = {"order_id": "o-1", "user_id": "a", "symbol": "ACME", "side": "buy", "qty": 1, "type": "market",
+             "time_in_force": "day", "status": "accepted", "placed_at_ms": 1}  # Order's fields without a default
+    body = json.dumps(order if argv[1] == "show" else {"order_id": "o-1"}).encode()
+    with foreign_server(status, body, "application/json") as url:
+        monkeypatch.setenv("TRADESIM_API__URL", url)
+        result = runner.invoke(app, argv)
+    assert result.exit_code == 1, result.output
+    lacking = "limit_price" if argv[1] == "show" else "status"
+    assert f"without the `{lacking}` the tradesim API's answer holds (is {url} the tradesim API" in (
+        _one_line_error(result.output))
+
+
 # before: "clé" gave UnicodeEncodeError's traceback; " " and "a b" exit 1 blaming the stack ("the API is not
 # reachable: Illegal header value")
 @pytest.mark.parametrize("bad", ["clé", " ", "a b"])

@@ -170,6 +170,20 @@ class OutcomeUnknown(StackError):
     done, so only a retry that is idempotent (the same Idempotency-Key) is safe."""
 
 
+def _absent(model: BaseModel, at: tuple[str | int, ...] = ()) -> tuple[str | int, ...] | None:
+    """Where a validated answer lacks a field of its model (the first), or None. The API writes every field, those
+    with a default too (`OrderAccepted.status`), and a command reads them: a default filled in is not the API's."""
+    for name in type(model).model_fields:
+        if name not in model.model_fields_set:
+            return (*at, name)
+        value = getattr(model, name)
+        items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+        for part, item in [((), value), *(((k,), v) for k, v in items)]:
+            if isinstance(item, BaseModel) and (inner := _absent(item, (*at, name, *part))) is not None:
+                return inner
+    return None
+
+
 def call(settings: Settings, method: str, path: str, key: str, *, shape: type[BaseModel], json_body: Any = None,
          params: dict[str, Any] | None = None, headers: dict[str, str] | None = None,
          timeout_s: float = 15.0, options: Mapping[str, str] | None = None) -> Any:
@@ -212,10 +226,11 @@ def exchange(settings: Settings, method: str, path: str, key: str, *, shape: typ
         if not isinstance(body, dict):  # `[]`, `null`: every answer of the API is an object
             raise not_ours
         try:
-            shape.model_validate(body, strict=True)
+            lacking = _absent(shape.model_validate(body, strict=True))
         except ValidationError as exc:  # what the command reads (a key shown once, a table's columns): said once
-            first = exc.errors()[0]
-            where = ".".join(str(part) for part in first["loc"]) or "answer"
+            lacking = exc.errors()[0]["loc"]
+        if lacking is not None:
+            where = ".".join(str(part) for part in lacking) or "answer"
             raise OutcomeUnknown(f"{method} {redacted(url)} answered {answer.status_code} {answer.reason_phrase} "
                                  f"without the `{where}` the tradesim API's answer holds (is "
                                  f"{redacted(settings.api.client_url)} the tradesim API, api.url?)") from None
