@@ -36,7 +36,9 @@ def _start(flink_home: Path, script: str, pid_dir: Path, *args: str) -> subproce
     proc = subprocess.Popen(["bash", str(flink_home / "bin" / script), "start-foreground", *args],
                             stdin=subprocess.DEVNULL,  # and it dies with this process (not left holding ports)
                             preexec_fn=partial(die_with_parent, os.getpid(), signal.SIGKILL))  # noqa: PLW1509
-    (pid_dir / f"{script.removesuffix('.sh')}.pid").write_text(f"{proc.pid}\n")
+    pid_file = pid_dir / f"{script.removesuffix('.sh')}.pid"
+    pid_file.with_suffix(".tmp").write_text(f"{proc.pid}\n")
+    pid_file.with_suffix(".tmp").replace(pid_file)  # whole or absent for a reader (status, a test's kill)
     _log(f"started {script} as pid {proc.pid}")
     return proc
 
