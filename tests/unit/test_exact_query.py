@@ -77,3 +77,17 @@ def test_a_read_model_refusal_is_a_503_problem_not_a_500(refusal: Exception) -> 
     answer = asyncio.run(get())
     assert (answer.status_code, answer.json()["code"]) == (503, "read_model_error")
     assert answer.json()["message"] == f"a read model refused the request: {refusal}"
+
+
+def test_a_refusing_analytics_model_degrades_the_portfolio_instead_of_failing_it() -> None:
+    """A review: the 503 for a ClickHouse refusal took /portfolio's ledger answer (cash, positions) with it, where
+    an analytics model that does not answer only leaves its fields null (`degraded`)."""
+    from types import SimpleNamespace
+
+    from tradesim.services.api.portfolio import costs
+
+    async def refusing(*_args: object) -> None:
+        raise ClickHouseRefused("ClickHouse at http://127.0.0.1:1 refused: HTTP status 404")
+
+    res = SimpleNamespace(read_model=refusing, analytics=SimpleNamespace(executions=None, marks=None))
+    assert asyncio.run(costs(res, "u1", ["AAPL"], 0, 0)) is None  # type: ignore[arg-type]

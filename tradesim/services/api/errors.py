@@ -146,7 +146,8 @@ def install(app: FastAPI, retry_after_s: int) -> None:
 
     async def _read_model(request: Request, exc: Exception) -> JSONResponse:
         # what answers at a read model's address is not it, or the cluster refused a query the API built: the
-        # operator's to fix, the same for every retry; the ledger's routes keep working
+        # operator's to fix, the same for every retry; the ledger's routes keep working (/portfolio without its
+        # read-model fields, `degraded`)
         log.error("read model refused a request", extra={"error": str(exc), "path": request.url.path})
         return problem(request, 503, "read_model_error", f"a read model refused the request: {exc}",
                        {"Retry-After": str(retry_after_s)})

@@ -9,12 +9,14 @@ why: what the user owns does not depend on the read model.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from decimal import Decimal
 
 import anyio
 from fastapi import APIRouter
 
+from tradesim.adapters.clickhouse.errors import ClickHouseRefused
 from tradesim.adapters.redis import quotes
 from tradesim.domain.events import Tick
 from tradesim.domain.money import money_text
@@ -29,6 +31,7 @@ from tradesim.services.api.resources import Resources
 from tradesim.services.api.schemas import Portfolio, Position
 from tradesim.services.api.windows import DAY_MS
 
+log = logging.getLogger("tradesim.api.portfolio")
 router = APIRouter(prefix="/portfolio", tags=["portfolio"], dependencies=READ_CHECKS)
 
 
@@ -57,6 +60,9 @@ async def costs(res: Resources, user_id: str, symbols: list[str], day_start_ms: 
     try:
         held, close = await asyncio.gather(executions(), closes())
     except Unavailable:
+        return None
+    except ClickHouseRefused as exc:  # another server at its address: the operator's to fix, logged as the 503s are
+        log.error("read model refused a request", extra={"error": str(exc), "path": "/portfolio"})
         return None
     return held, close
 
