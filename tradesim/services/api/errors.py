@@ -143,7 +143,6 @@ def install(app: FastAPI, retry_after_s: int) -> None:
         return problem(request, 503, "store_error", f"the store refused the request: {exc}",
                        {"Retry-After": str(retry_after_s)})
 
-
     async def _read_model(request: Request, exc: Exception) -> JSONResponse:
         # what answers at a read model's address is not it, or the cluster refused a query the API built: the
         # operator's to fix, the same for every retry; the ledger's routes keep working (/portfolio without its
