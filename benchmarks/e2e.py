@@ -224,8 +224,7 @@ def run(settings: Settings, rates: list[float], seconds: float, passthrough_reco
             done = [reader.arrived[o][0] for o in scheduled if o in reader.arrived]
             window = (max(done) - min(scheduled.values())) if done else float("nan")
             executed = sum(1 for o in scheduled if reader.arrived.get(o, (0, ""))[1] == "executed")
-            p50 = lat[len(lat) // 2] if lat else float("nan")
-            p99 = lat[min(len(lat) - 1, int(len(lat) * 0.99))] if lat else float("nan")
+            p50, p99 = percentile(lat, 50), percentile(lat, 99)
             rate_done = len(done) / window if done else 0.0
             cpu = {n: v * 1000 for n, v in net_per_order(spent, idle, elapsed, len(done)).items()} if done else {}
             hand_offs = net_per_order({n: float(v) for n, v in switches.items()}, idle_switches, elapsed,

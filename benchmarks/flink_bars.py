@@ -13,13 +13,13 @@ backlog; ratio = bars ticks/s ÷ passthrough records/s.
 
 from __future__ import annotations
 
-import statistics
 import time
 import uuid
 from decimal import Decimal
 
 from confluent_kafka import TopicPartition
 
+from benchmarks.stats import percentile
 from benchmarks.stats import rate as rate_of
 from tradesim.adapters.kafka.client import TopicSpec, consumer, ensure_topics, producer
 from tradesim.domain.events import Bar, Tick, decode, encode
@@ -175,8 +175,7 @@ def run(settings: Settings, modes: list[str], n_ticks: int, rate: int, out: list
             first, last, seen = _count_until(settings, bars_topic, n_ticks, _one_second_count, 900)
             tps = rate_of(seen, first, last)
             lat = sorted(_latency(settings, mode_ticks[mode], bars_topic, rate, 20))
-            p50 = statistics.median(lat) if lat else float("nan")
-            p99 = lat[min(len(lat) - 1, int(len(lat) * 0.99))] if lat else float("nan")
+            p50, p99 = percentile(lat, 50), percentile(lat, 99)
             figures |= {f"{mode}_ticks_per_s": tps, f"{mode}_p50_ms": p50, f"{mode}_p99_ms": p99,
                         f"{mode}_ratio": tps / pt_rate}
             out.append(f"bars [{mode}]: {tps:,.0f} ticks/s sustained ({seen} ticks in bars); "

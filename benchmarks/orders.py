@@ -24,6 +24,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from benchmarks.stats import percentile
 from tradesim.adapters.redis.client import connect
 from tradesim.adapters.redis.prices import PriceCache
 from tradesim.domain.events import Tick
@@ -110,10 +111,7 @@ class Run:
     statuses: Counter[int] = field(default_factory=Counter)
 
     def pct(self, p: float) -> float:
-        if not self.latencies_ms:
-            return float("nan")
-        ordered = sorted(self.latencies_ms)
-        return ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))]
+        return percentile(self.latencies_ms, p)
 
     @property
     def accepted_rate(self) -> float:

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 
 def percentile(values: Sequence[float], p: float) -> float:
-    """The p-th percentile (0..100) by the nearest-rank method; NaN without values."""
+    """The p-th percentile (0..100) by the nearest-rank method: the smallest value with at least p % of the values
+    at or below it; NaN without values. (Before: the value one rank higher whenever p % of them was a whole
+    number, so the p99 of 100 latencies was their maximum and the p50 of two the larger.)"""
     if not values:
         return float("nan")
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))]
+    rank = math.ceil(p * len(ordered) / 100)  # p * n first: 0.07 * 100 is 7.000000000000001, ceil'd to 8
+    return ordered[min(len(ordered), max(1, rank)) - 1]
 
 
 #: arrivals spanning less than this came in one or two fetches: their count over the span is the batching, not a rate

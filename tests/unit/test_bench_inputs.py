@@ -52,3 +52,24 @@ def test_a_rate_over_arrivals_in_one_fetch_is_not_measured() -> None:
 
     assert math.isnan(rate(1000, 10.0, 10.0005))
     assert rate(1000, 10.0, 10.0 + 4 * MIN_RATE_SPAN_S) == pytest.approx(1000 / (4 * MIN_RATE_SPAN_S))
+
+
+@pytest.mark.parametrize(("values", "p", "expected"), [
+    ([1.0, 2.0], 50, 1.0), ([1.0, 2.0, 3.0, 4.0], 50, 2.0), ([1.0, 2.0, 3.0], 50, 2.0),
+    ([float(i) for i in range(1, 101)], 99, 99.0), ([float(i) for i in range(1, 101)], 7, 7.0),
+    ([float(i) for i in range(1, 11)], 99, 10.0), ([5.0], 99, 5.0), ([3.0, 1.0, 2.0], 0, 1.0), ([3.0, 1.0], 100, 3.0),
+])
+def test_percentiles_are_the_nearest_rank(values: list[float], p: float, expected: float) -> None:
+    """Before: one rank too high whenever p % of the count was whole (the p99 of 100 latencies was their
+    maximum, the p50 of two the larger)."""
+    from benchmarks.stats import percentile
+
+    assert percentile(values, p) == expected
+
+
+def test_bench_orders_takes_its_percentiles_from_the_shared_one() -> None:
+    """`bench orders` (like `e2e` and `bars`) computed its own, one rank high."""
+    from benchmarks.orders import Run
+
+    assert Run("x", latencies_ms=[float(i) for i in range(100, 0, -1)]).pct(99) == 99.0
+    assert Run("x", latencies_ms=[2.0, 1.0]).pct(50) == 1.0
