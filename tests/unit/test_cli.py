@@ -58,6 +58,9 @@ def _main(argv: list[str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.Captu
     (["prices", "AAPL", "--timeout", "inf"], "'--timeout'"),
     (["scenarios", "show", "calm", "-n", "99999999999999999999"], "'--ticks'"),
     (["bench", "e2e", "--rates", "nan"], "--rates"), (["bench", "orders", "--rates", "5,inf"], "--rates"),
+    # a rate that sends no order in a phase (before: `bench orders` ended in max()'s ValueError after its setup)
+    (["bench", "orders", "--rates", "100,0.5", "--seconds", "1"], "--rates 0.5 sends no order"),
+    (["bench", "e2e", "--rates", "0.04"], "--rates 0.04 sends no order"),
     # click reads a negative number as an option (before: "No such option: -1")
     (["order", "buy", "AAPL", "-1"], "negative number"), (["order", "sell", "AAPL", "-2.5"], "negative number"),
     (["order", "buy", "AAPL", "5", "--limt", "3"], "No such option: --limt"),

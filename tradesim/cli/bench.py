@@ -20,14 +20,18 @@ out = console()
 MAX_RATE = 100_000
 
 
-def offered_rates(rates: str) -> list[float]:
-    """`--rates`: positive finite numbers separated by commas; raises UserError."""
+def offered_rates(rates: str, seconds: float) -> list[float]:
+    """`--rates`: positive finite numbers separated by commas, each sending at least one order in a phase of
+    `seconds` (a phase of none has no figures: `bench orders` ended in a traceback); raises UserError."""
     try:
         offered = [float(r) for r in rates.split(",") if r.strip()]
     except ValueError:
         raise UserError(f"--rates must be numbers separated by commas, got {rates!r}") from None
     if not offered or not all(math.isfinite(r) and 0 < r <= MAX_RATE for r in offered):
         raise UserError(f"--rates must be numbers from 0 to {MAX_RATE:,} (0 excluded), got {rates!r}")
+    if (low := min(offered)) * seconds < 1:
+        raise UserError(f"--rates {low:g} sends no order in a phase of --seconds {seconds:g}: give at least "
+                        f"{1 / seconds:g} orders/s, or more seconds")
     return offered
 
 
@@ -125,7 +129,7 @@ def orders(rates: Annotated[str, typer.Option("--rates", help="Comma-separated o
 def _orders(rates: str, seconds: float, concurrency: int, users: int) -> None:
     from benchmarks import orders as bench_orders
 
-    offered = offered_rates(rates)
+    offered = offered_rates(rates, seconds)
     settings = load_settings()
     lines: list[str] = []
     bench_orders.run(settings, offered, seconds, concurrency, users, lines)
@@ -152,7 +156,7 @@ def e2e(rates: Annotated[str, typer.Option(help="Comma-separated offered orders/
 def _e2e(rates: str, seconds: float, passthrough: int, parallelism: int | None, users: int | None) -> None:
     from benchmarks import e2e as bench_e2e
 
-    offered = offered_rates(rates)
+    offered = offered_rates(rates, seconds)
     settings = load_settings()
     lines: list[str] = []
     bench_e2e.run(settings, offered, seconds, passthrough, lines, parallelism, users)
