@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from tradesim.settings import Settings
+from tradesim.stack.errors import UserError
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS_DIR = REPO / "benchmarks" / "results"
@@ -208,13 +209,26 @@ def render(docs: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def check_results(results_md: Path = RESULTS_MD) -> None:
+    """Refuse a RESULTS.md whose generated part is not one BEGIN line followed by one END line (UserError): with a
+    marker edited away, the next update replaced the hand-written text after the other one (or kept a stale copy)."""
+    text = results_md.read_text() if results_md.exists() else ""
+    begins, ends = text.count(BEGIN), text.count(END)
+    if (begins, ends) != (0, 0) and ((begins, ends) != (1, 1) or text.index(END) < text.index(BEGIN)):
+        raise UserError(f"{results_md}: the markers of the generated part (`{BEGIN[:30]}…` and `{END}`) must be "
+                        f"there once each, in that order (found {begins} and {ends}); restore them, or remove both "
+                        "and the part between them")
+
+
 def update_results(docs: list[dict[str, Any]], results_md: Path = RESULTS_MD) -> None:
-    """Replace the generated part of RESULTS.md (appended at the end the first time); the rest is kept as is."""
-    text = results_md.read_text()
+    """Replace the generated part of RESULTS.md (appended at the end the first time; the file is made if missing);
+    the rest is kept as is."""
+    check_results(results_md)
+    text = results_md.read_text() if results_md.exists() else ""
     generated = render(docs)
-    if BEGIN in text and END in text:
+    if BEGIN in text:
         head, rest = text.split(BEGIN, 1)
         text = head + generated + rest.split(END, 1)[1]
     else:
-        text = text.rstrip("\n") + "\n\n" + generated + "\n"
+        text = (text.rstrip("\n") + "\n\n" if text.strip() else "") + generated + "\n"
     results_md.write_text(text)

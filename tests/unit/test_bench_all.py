@@ -69,3 +69,29 @@ def test_the_marketdata_plan_names_every_argument_of_the_bench(quick: bool) -> N
     """So the JSON records how the fleet ran (its processes and rounds), not only the load."""
     arguments = set(inspect.signature(marketdata.run).parameters) - {"settings", "out"}
     assert set(bench_all.Plan(quick).marketdata) == arguments
+
+
+@pytest.mark.parametrize("markers", [(bench_all.BEGIN,), (bench_all.END,), (bench_all.END, bench_all.BEGIN),
+                                     (bench_all.BEGIN, bench_all.END, bench_all.BEGIN, bench_all.END)])
+def test_results_md_with_a_marker_edited_away_is_refused_not_cut(tmp_path: Path, markers: tuple[str, ...]) -> None:
+    """Before: with the END line gone, the tables were appended again, and the next run replaced everything from the
+    first BEGIN on, the prose after it included."""
+    from tradesim.stack.errors import UserError
+
+    results = tmp_path / "RESULTS.md"
+    original = "# Results\n\n" + "\n\nHand-written: 42 ms.\n\n".join(markers) + "\n\nMore prose.\n"
+    results.write_text(original)
+    doc = _doc("2026-11-30T10:00:00+00:00", "bbbb222", e2e={"p99_ms": 72.5})
+    with pytest.raises(UserError, match="markers"):
+        bench_all.update_results([doc], results)
+    assert results.read_text() == original
+    with pytest.raises(UserError, match="markers"):
+        bench_all.check_results(results)  # what `bench all` asks before its run
+
+
+def test_a_missing_results_md_is_made(tmp_path: Path) -> None:
+    """Before: FileNotFoundError after the whole run."""
+    results = tmp_path / "RESULTS.md"
+    bench_all.update_results([_doc("2026-11-30T10:00:00+00:00", "bbbb222", e2e={"p99_ms": 72.5})], results)
+    assert results.read_text().startswith(bench_all.BEGIN)
+    assert results.read_text().endswith(bench_all.END + "\n")

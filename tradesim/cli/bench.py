@@ -277,15 +277,16 @@ def _all(quick: bool) -> None:
     from tradesim.stack.supervisor import Supervisor
 
     settings = load_settings()
+    bench_all.check_results()  # before the run, not after its ten minutes or more
     running = [s.name for s in Supervisor(settings, registry.build(settings)).status() if s.state == "running"]
     if running:
         raise UserError(f"bench all starts a fresh stack on the same ports: `tradesim down` first (running: "
                         f"{', '.join(running)})")
     out.print(f"command: tradesim bench all{' --quick' if quick else ''}")
     doc = bench_all.run(settings, bench_all.Plan(quick), lambda line: out.print(line))
-    path = bench_all.write(doc)
+    out.print(f"wrote {bench_all.write(doc)}")
     bench_all.update_results(bench_all.load_all())
-    out.print(f"wrote {path} and the tables at the end of {bench_all.RESULTS_MD}")
+    out.print(f"wrote the tables at the end of {bench_all.RESULTS_MD}")
     if doc["errors"]:
         raise StackError(f"{len(doc['errors'])} benchmark(s) failed: {', '.join(sorted(doc['errors']))}")
 
