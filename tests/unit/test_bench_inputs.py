@@ -12,6 +12,7 @@ from pydantic import ValidationError
 from benchmarks.orders import price_tick
 from tradesim.cli.errors import cli_errors
 from tradesim.domain.events import Tick
+from tradesim.settings import Settings
 
 
 def test_the_bench_tick_numbered_by_the_clock_is_a_valid_tick() -> None:
@@ -73,3 +74,25 @@ def test_bench_orders_takes_its_percentiles_from_the_shared_one() -> None:
 
     assert Run("x", latencies_ms=[float(i) for i in range(100, 0, -1)]).pct(99) == 99.0
     assert Run("x", latencies_ms=[2.0, 1.0]).pct(50) == 1.0
+
+
+def test_a_query_class_rate_is_over_the_time_its_requests_took(settings: Settings,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """Closed loop: the requests sent before the deadline are answered after it. Before, `bench queries` divided
+    them by `--seconds` alone: a query class of 0.2 s answers over a 0.05 s phase read 40/s from 2 clients."""
+    import asyncio
+
+    from benchmarks import queries
+
+    class SlowPool:
+        def __init__(self, *_args: object, **_kwargs: object) -> None:
+            pass
+
+        async def exchange(self, _raw: bytes) -> tuple[int, bytes]:
+            await asyncio.sleep(0.2)
+            return 200, b""
+
+    monkeypatch.setattr(queries, "_Pool", SlowPool)
+    figures = queries.run(settings, {"<admin>": "k0", "u_1": "k1"}, 2, 0.05, [])
+    for figure in figures.values():
+        assert figure["per_s"] == pytest.approx(2 / 0.2, rel=0.25)
