@@ -73,6 +73,33 @@ def test_a_damaged_or_foreign_manifest_is_refused(tmp_path: Path, text: str, say
         Manifest.load(tmp_path)
 
 
+@pytest.mark.parametrize(("case", "says"), [
+    ("name too long", r"^cannot read the backup's manifest\.json in .*: File name too long$"),
+    ("unreadable", r"^cannot read the backup's manifest\.json in .*: Permission denied$"),
+    ("a folder", r"manifest\.json is a folder, not a backup manifest"),  # before: "no manifest.json"
+])
+def test_a_backup_whose_manifest_cannot_be_read_is_refused_as_the_user_s_to_fix(
+        settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, case: str, says: str) -> None:
+    """A probe: an unreadable manifest (or a folder name too long) ended the restore with exit 1 and "purge the
+    stack and restore again" (an OSError through the CLI's server-failure wrapper) before anything was changed."""
+    folder = tmp_path / ("b" * 300 if case == "name too long" else "bk")
+    if case == "a folder":
+        (folder / MANIFEST).mkdir(parents=True)
+    elif case == "unreadable":  # (chmod does not stop root, who runs these tests in containers)
+        folder.mkdir()
+        _manifest().save(folder)
+        read_bytes = Path.read_bytes
+
+        def refused(path: Path) -> bytes:
+            if path.name == MANIFEST:
+                raise PermissionError(13, "Permission denied")
+            return read_bytes(path)
+
+        monkeypatch.setattr(Path, "read_bytes", refused)
+    with pytest.raises(UserError, match=says):
+        restore(settings, folder)
+
+
 def test_names_this_stack_does_not_have_are_refused_before_anything(settings: Settings, tmp_path: Path) -> None:
     manifest = _manifest()
     manifest.kafka = {"no_such_topic": [[0, 0, 1]]}

@@ -324,6 +324,28 @@ def test_an_interrupted_restore_says_whether_the_stack_changed(
     assert f"restore from {tmp_path / 'monday'} interrupted: {expected}" in said.stderr
 
 
+@pytest.mark.parametrize("begun", [False, True])
+def test_a_restore_a_server_stopped_says_whether_the_stack_changed(
+        begun: bool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A probe: a server error before the restore began changing the stack (checking it is empty) said "purge the
+    stack and restore again" though nothing was changed."""
+    import tradesim.stack.backup as backup_steps
+    from tradesim.stack.marks import begin_restore
+
+    settings = load_settings()
+
+    def fails(*_args: object) -> None:
+        if begun:
+            begin_restore(settings, tmp_path / "monday")
+        raise TimeoutError("timed out")
+
+    monkeypatch.setattr(backup_steps, "restore", fails)
+    said = runner.invoke(app, ["restore", str(tmp_path / "monday")])
+    assert said.exit_code == 1
+    expected = "purge the stack and restore again" if begun else "the stack was not changed"
+    assert _one_line_error(said.stderr) == f"error: restore from {tmp_path / 'monday'} ({expected}) stopped: timed out"
+
+
 def test_status_names_an_unfinished_restore_until_down_purge_clears_it(tmp_path: Path) -> None:
     from tradesim.stack.marks import begin_rebuild, begin_restore
     from tradesim.stack.state import StateFile

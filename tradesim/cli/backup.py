@@ -106,7 +106,7 @@ def _backup(folder: Path) -> None:
         partial = folder.is_dir() and any(folder.iterdir()) and not (folder / MANIFEST).exists()
         return f"backup into {folder} interrupted: " + (cleanup if partial else "nothing was written")
 
-    with _said_if_interrupted(left), failures(f"backup into {folder} ({cleanup})"), _bars() as steps:
+    with _said_if_interrupted(left), failures(lambda: f"backup into {folder} ({cleanup})"), _bars() as steps:
         manifest = backup(settings, folder, steps)
     counts = ", ".join(f"{v} {k}" for k, v in describe(manifest).items())
     out.print(f"backed up into {folder} in {time.monotonic() - began:.1f} s (jobs paused {manifest.jobs_paused_s} s): "
@@ -123,11 +123,10 @@ def _restore(folder: Path) -> None:
 
     def left() -> str:
         begun = unfinished_restore(settings) is not None  # marked once the stack is about to change
-        return f"restore from {folder} interrupted: " + (
-            "purge the stack and restore again" if begun else "the stack was not changed")
+        return "purge the stack and restore again" if begun else "the stack was not changed"
 
-    with _said_if_interrupted(left), failures(f"restore from {folder} (purge the stack and restore again)"), \
-            _bars() as steps:
+    with _said_if_interrupted(lambda: f"restore from {folder} interrupted: {left()}"), \
+            failures(lambda: f"restore from {folder} ({left()})"), _bars() as steps:
         manifest = restore(settings, folder, steps)
     counts = ", ".join(f"{v} {k}" for k, v in describe(manifest).items())
     out.print(f"restored {folder} in {time.monotonic() - began:.1f} s: {counts}")

@@ -108,12 +108,18 @@ class Manifest:
     @classmethod
     def load(cls, folder: Path) -> Manifest:
         path = folder / MANIFEST
-        if not folder.exists():
-            raise UserError(f"{folder} does not exist: give the folder `tradesim backup` wrote")
-        if not path.is_file():
-            raise UserError(f"{folder} is not a tradesim backup (no {MANIFEST}; an unfinished backup has none)")
+        try:  # a name too long, a manifest it may not read: the backup the user gave, before anything changes
+            if not folder.exists():
+                raise UserError(f"{folder} does not exist: give the folder `tradesim backup` wrote")
+            if path.is_dir():
+                raise UserError(f"{path} is a folder, not a backup manifest: this backup cannot be restored")
+            if not path.is_file():
+                raise UserError(f"{folder} is not a tradesim backup (no {MANIFEST}; an unfinished backup has none)")
+            text = path.read_bytes()
+        except OSError as exc:
+            raise UserError(f"cannot read the backup's {MANIFEST} in {folder}: {exc.strerror or exc}") from None
         try:
-            manifest = TypeAdapter(cls).validate_json(path.read_bytes(), strict=True)
+            manifest = TypeAdapter(cls).validate_json(text, strict=True)
         except ValidationError as exc:
             first = exc.errors()[0]
             where = ".".join(map(str, first["loc"])) or "the whole"
@@ -327,8 +333,9 @@ def _running_jobs(settings: Settings) -> dict[str, str]:
 
 
 @contextmanager
-def failures(what: str) -> Iterator[None]:
-    """A server that fails or refuses mid-way becomes one StackError line naming the step's purpose."""
+def failures(what: Callable[[], str]) -> Iterator[None]:
+    """A server that fails or refuses mid-way becomes one StackError line naming the step's purpose; `what` is
+    worded when it fails, by what is left then (a restore that changed nothing yet says so)."""
     from confluent_kafka import KafkaException
 
     from tradesim.adapters.dynamodb.errors import DynamoDBError
@@ -343,7 +350,7 @@ def failures(what: str) -> Iterator[None]:
     except (Unavailable, DynamoDBError, FlinkRequestError, FlinkUnavailable, ArchiveError, KafkaUnavailable,
             KafkaDeliveryError, KafkaException, SearchRequestError, OSError, EOFError, ValueError, zlib.error) as exc:
         # (OSError: files, timeouts; EOFError, ValueError and zlib.error: a damaged backup file)
-        raise StackError(f"{what} stopped: {str(exc).strip() or type(exc).__name__}") from None
+        raise StackError(f"{what()} stopped: {str(exc).strip() or type(exc).__name__}") from None
 
 
 @contextmanager
