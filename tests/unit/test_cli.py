@@ -346,6 +346,41 @@ def test_a_restore_a_server_stopped_says_whether_the_stack_changed(
     assert _one_line_error(said.stderr) == f"error: restore from {tmp_path / 'monday'} ({expected}) stopped: timed out"
 
 
+@pytest.mark.parametrize("stop", ["ctrl-c", "flink error"])
+def test_a_restore_stopped_after_cancelling_the_empty_stack_s_jobs_says_so(
+        stop: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A probe: the empty stack's jobs are cancelled before the restore marks the stack as changing; a Ctrl-C in
+    between said "the stack was not changed" although its jobs no longer ran."""
+    import tradesim.stack.backup as backup_steps
+    from tradesim.adapters.flink.errors import FlinkUnavailable
+    from tradesim.stack import jobs
+    from tradesim.stack.marks import unfinished_restore
+
+    folder = tmp_path / "monday"
+    folder.mkdir()
+    backup_steps.Manifest(backup_steps.FORMAT, "0.1.0", 1.0, 2.0, 3.0).save(folder)
+    monkeypatch.setattr(backup_steps, "_stores_up", lambda _settings: None)
+    monkeypatch.setattr(backup_steps, "_not_empty", lambda _settings, _manifest: [])
+    monkeypatch.setattr(backup_steps, "_running_jobs", lambda _settings: {"execution": "j1", "bars": "j2"})
+    monkeypatch.setattr(jobs, "cluster", lambda _settings: None)
+
+    def cancel(_settings: object, job_id: str) -> None:
+        if job_id == "j2":
+            raise KeyboardInterrupt if stop == "ctrl-c" else FlinkUnavailable("connection refused")
+
+    monkeypatch.setattr(jobs, "cancel_job", cancel)
+    said = runner.invoke(app, ["restore", str(folder)])
+    assert unfinished_restore(load_settings()) is None  # the data was not touched
+    left = ("the stack's data was not changed, but its jobs were cancelled (execution, bars): restore again, or "
+            "start them with `tradesim jobs submit NAME`")
+    if stop == "ctrl-c":
+        assert said.exit_code == 130
+        assert f"restore from {folder} interrupted: {left}" in " ".join(said.stderr.split())
+    else:
+        assert said.exit_code == 1
+        assert " ".join(said.stderr.split()) == f"error: restore from {folder} ({left}) stopped: connection refused"
+
+
 def test_status_names_an_unfinished_restore_until_down_purge_clears_it(tmp_path: Path) -> None:
     from tradesim.stack.marks import begin_rebuild, begin_restore
     from tradesim.stack.state import StateFile

@@ -120,13 +120,18 @@ def _restore(folder: Path) -> None:
 
     settings = load_settings()
     began = time.monotonic()
+    cancelled: list[str] = []  # the empty stack's jobs, cancelled before its data changes
 
     def left() -> str:
-        begun = unfinished_restore(settings) is not None  # marked once the stack is about to change
-        return "purge the stack and restore again" if begun else "the stack was not changed"
+        if unfinished_restore(settings) is not None:  # marked once the data is about to change
+            return "purge the stack and restore again"
+        if cancelled:
+            return (f"the stack's data was not changed, but its jobs were cancelled ({', '.join(cancelled)}): "
+                    "restore again, or start them with `tradesim jobs submit NAME`")
+        return "the stack was not changed"
 
     with _said_if_interrupted(lambda: f"restore from {folder} interrupted: {left()}"), \
             failures(lambda: f"restore from {folder} ({left()})"), _bars() as steps:
-        manifest = restore(settings, folder, steps)
+        manifest = restore(settings, folder, steps, cancelled)
     counts = ", ".join(f"{v} {k}" for k, v in describe(manifest).items())
     out.print(f"restored {folder} in {time.monotonic() - began:.1f} s: {counts}")

@@ -668,9 +668,11 @@ def _export_clickhouse(settings: Settings, into: Path, manifest: Manifest, steps
 # ---- restore -----------------------------------------------------------------------------------------------
 
 
-def restore(settings: Settings, folder: Path, steps: Steps = NO_STEPS) -> Manifest:
+def restore(settings: Settings, folder: Path, steps: Steps = NO_STEPS, cancelled: list[str] | None = None) -> Manifest:
     """Put a backup back onto an empty stack (`tradesim down --purge && tradesim up`): every Kafka record at its
-    old offset, the groups' offsets, the tables, the indices, and the jobs from their savepoints."""
+    old offset, the groups' offsets, the tables, the indices, and the jobs from their savepoints. `cancelled` gets
+    the name of each of the empty stack's jobs as it is cancelled, before the data changes (a restore that stops
+    then has changed no data, but those jobs no longer run)."""
     manifest = Manifest.load(folder)
     foreign = manifest.foreign(settings, folder)
     if foreign:
@@ -681,10 +683,10 @@ def restore(settings: Settings, folder: Path, steps: Steps = NO_STEPS) -> Manife
         _check_files(folder, manifest)
     _stores_up(settings)
     with _alone(settings, "restore"):
-        return _restore(settings, folder, manifest, steps)
+        return _restore(settings, folder, manifest, steps, [] if cancelled is None else cancelled)
 
 
-def _restore(settings: Settings, folder: Path, manifest: Manifest, steps: Steps) -> Manifest:
+def _restore(settings: Settings, folder: Path, manifest: Manifest, steps: Steps, cancelled: list[str]) -> Manifest:
     from tradesim.adapters.clickhouse.archive import import_table
     from tradesim.adapters.clickhouse.trades import TradeStore
     from tradesim.adapters.dynamodb import archive as dynamo
@@ -709,7 +711,7 @@ def _restore(settings: Settings, folder: Path, manifest: Manifest, steps: Steps)
         raise UserError("restore needs an empty stack, and this one holds " + "; ".join(held)
                         + (f" ({unfinished})" if unfinished else
                            " (start an empty one with `tradesim down --purge && tradesim up`)"))
-    _cancel_jobs(settings)  # (an empty stack's jobs hold nothing)
+    _cancel_jobs(settings, cancelled)  # (an empty stack's jobs hold nothing)
     begin_restore(settings, folder)  # from here on the stack's data changes; only a finished copy removes the mark
     stopped = Supervisor(settings, registry.build(settings, list(SERVICES))).down()
     try:
@@ -800,12 +802,14 @@ def _not_empty(settings: Settings, manifest: Manifest) -> list[str]:
     return held
 
 
-def _cancel_jobs(settings: Settings) -> None:
-    """The jobs of an empty stack hold nothing; they make way for the backup's."""
+def _cancel_jobs(settings: Settings, cancelled: list[str]) -> None:
+    """The jobs of an empty stack hold nothing; they make way for the backup's. Each is named in `cancelled` before
+    its cancel is asked for (a Ctrl-C during the request may leave it cancelled all the same)."""
     from tradesim.stack import jobs
 
     jobs.cluster(settings)  # StackError when no cluster is up
-    for job_id in _running_jobs(settings).values():
+    for name, job_id in _running_jobs(settings).items():
+        cancelled.append(name)
         jobs.cancel_job(settings, job_id)
 
 
