@@ -131,6 +131,37 @@ def test_a_backup_folder_that_cannot_be_made_is_a_user_mistake(settings: Setting
         backup(settings, tmp_path / "afile" / "sub")
 
 
+@pytest.mark.parametrize(("name", "says"), [("b" * 300, "File name too long"), ("loop/bk", "Symlink loop")],
+                         ids=["too long", "loop of links"])
+def test_a_backup_folder_name_the_system_refuses_is_a_user_mistake(settings: Settings, tmp_path: Path, name: str,
+                                                                    says: str) -> None:
+    """A probe: a name too long ended with exit 1 and "(the folder has no manifest…; remove it)" though nothing was
+    written (an OSError through the server-failure wrapper); a loop of links was a RuntimeError traceback."""
+    (tmp_path / "loop").symlink_to(tmp_path / "loop")
+    with pytest.raises(UserError, match=f"^cannot make the backup folder .*: {says}"):
+        backup(settings, tmp_path / name)
+
+
+def test_a_backup_stopped_before_it_wrote_anything_leaves_nothing(
+        settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A probe: a Flink error before the first savepoint left the empty folder (and the folders above it that the
+    backup made); only a StackError removed it."""
+    from tradesim.adapters.flink.errors import FlinkUnavailable
+    from tradesim.stack import backup as module
+
+    def unavailable(_settings: Settings) -> dict[str, list[str]]:
+        raise FlinkUnavailable("connection refused")
+
+    monkeypatch.setattr(module, "_stores_up", lambda _settings: None)
+    monkeypatch.setattr(module, "_doubled_jobs", unavailable)
+    (tmp_path / "mine").mkdir()
+    for folder in (tmp_path / "new" / "deeper" / "bk", tmp_path / "mine"):
+        with pytest.raises(FlinkUnavailable):
+            backup(settings, folder)
+    assert not (tmp_path / "new").exists()
+    assert (tmp_path / "mine").is_dir()  # the user's own empty folder stays
+
+
 def test_a_backup_inside_the_stacks_own_folder_is_refused(settings: Settings) -> None:
     """Before: accepted, and the `down --purge` a restore starts with deleted it."""
     inside = settings.stack_dir / "kafka" / "mybackup"

@@ -304,6 +304,29 @@ def test_an_interrupted_backup_says_whether_it_left_a_folder_to_remove(
     assert f"backup into {folder} interrupted: {expected}" in said.stderr
 
 
+def test_a_backup_a_server_stopped_before_it_wrote_says_nothing_was_written(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A probe: a Kafka error before the backup wrote anything said "(the folder has no manifest, so it is not a
+    backup; remove it)", and the empty folder stayed."""
+    import tradesim.stack.backup as backup_steps
+    from tradesim.adapters.kafka.errors import KafkaUnavailable
+
+    def unavailable(_settings: object) -> dict[str, str]:
+        raise KafkaUnavailable("broker down")
+
+    monkeypatch.setattr(backup_steps, "_stores_up", lambda _settings: None)
+    monkeypatch.setattr(backup_steps, "_doubled_jobs", lambda _settings: {})
+    monkeypatch.setattr(backup_steps, "_running_jobs", unavailable)
+    said = runner.invoke(app, ["backup", str(tmp_path / "tuesday")])
+    assert said.exit_code == 1
+    expected = f"error: backup into {tmp_path / 'tuesday'} (nothing was written) stopped: broker down"
+    assert _one_line_error(said.stderr) == expected
+    assert not (tmp_path / "tuesday").exists()
+    too_long = runner.invoke(app, ["backup", str(tmp_path / ("b" * 300))])
+    assert too_long.exit_code == 2  # before: 1, "(the folder has no manifest, so it is not a backup; remove it)"
+    assert _one_line_error(too_long.stderr).endswith(": File name too long")
+
+
 @pytest.mark.parametrize("begun", [False, True])
 def test_an_interrupted_restore_says_whether_the_stack_changed(
         begun: bool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

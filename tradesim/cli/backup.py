@@ -100,13 +100,16 @@ def _backup(folder: Path) -> None:
     settings = load_settings()
     warn_unfinished(settings)  # a copy of it holds part of that backup only
     began = time.monotonic()
-    cleanup = "the folder has no manifest, so it is not a backup; remove it"
 
     def left() -> str:
-        partial = folder.is_dir() and any(folder.iterdir()) and not (folder / MANIFEST).exists()
-        return f"backup into {folder} interrupted: " + (cleanup if partial else "nothing was written")
+        try:
+            partial = folder.is_dir() and any(folder.iterdir()) and not (folder / MANIFEST).exists()
+        except OSError:  # a name the system refuses: nothing could be written there
+            partial = False
+        return "the folder has no manifest, so it is not a backup; remove it" if partial else "nothing was written"
 
-    with _said_if_interrupted(left), failures(lambda: f"backup into {folder} ({cleanup})"), _bars() as steps:
+    with _said_if_interrupted(lambda: f"backup into {folder} interrupted: {left()}"), \
+            failures(lambda: f"backup into {folder} ({left()})"), _bars() as steps:
         manifest = backup(settings, folder, steps)
     counts = ", ".join(f"{v} {k}" for k, v in describe(manifest).items())
     out.print(f"backed up into {folder} in {time.monotonic() - began:.1f} s (jobs paused {manifest.jobs_paused_s} s): "

@@ -367,30 +367,46 @@ def backup(settings: Settings, folder: Path, steps: Steps = NO_STEPS) -> Manifes
     """Copy the stack's data into `folder` (new or empty) while the stack keeps taking orders. The jobs stop with a
     savepoint for the duration and resume from it, so orders wait in Kafka rather than being lost."""
     _local_only(settings)
-    if folder.exists() and (not folder.is_dir() or any(folder.iterdir())):
-        raise UserError(f"{folder} exists and is not an empty folder; back up into a new one")
-    if folder.resolve().is_relative_to(settings.stack_dir.resolve()):
-        raise UserError(f"{folder} is inside the stack's own folder ({settings.stack_dir}), which `tradesim down "
-                        "--purge` deletes before a restore; back up elsewhere")
-    made = not folder.exists()
+    try:  # a name the system refuses (too long, a loop of links) is the user's to change
+        if folder.exists() and (not folder.is_dir() or any(folder.iterdir())):
+            raise UserError(f"{folder} exists and is not an empty folder; back up into a new one")
+        if folder.resolve().is_relative_to(settings.stack_dir.resolve()):
+            raise UserError(f"{folder} is inside the stack's own folder ({settings.stack_dir}), which `tradesim down "
+                            "--purge` deletes before a restore; back up elsewhere")
+        made = next((p for p in reversed((folder, *folder.parents)) if not p.exists()), None)
+    except (OSError, RuntimeError) as exc:  # (RuntimeError: pathlib's word for a loop of links)
+        raise UserError(f"cannot make the backup folder {folder}: {getattr(exc, 'strerror', None) or exc}") from None
     try:
-        folder.mkdir(parents=True, exist_ok=True)
-        (folder / ".written").touch()  # a folder it may not write (read-only, immutable) failed in Flink's savepoint
-        (folder / ".written").unlink()
-    except OSError as exc:  # a path the user chose that cannot be a folder here (a file on the way, /proc, ...)
-        raise UserError(f"cannot make or write the backup folder {folder}: {exc.strerror or exc}") from None
-    started = time.time()
-    try:
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            (folder / ".written").touch()  # a folder it may not write (read-only, immutable) failed in Flink's
+            (folder / ".written").unlink()  # savepoint
+        except OSError as exc:  # a path the user chose that cannot be a folder here (a file on the way, /proc, ...)
+            raise UserError(f"cannot make or write the backup folder {folder}: {exc.strerror or exc}") from None
+        started = time.time()
         _stores_up(settings)  # first: a stack that is down is one line, whatever else is wrong
         with _alone(settings, "back up"):
-            return _backup(settings, folder, steps, made, started)
-    except (StackError, KeyboardInterrupt):
-        if made and folder.is_dir() and not any(folder.iterdir()):
-            folder.rmdir()
+            return _backup(settings, folder, steps, started)
+    except BaseException:  # whatever stopped it (a Flink or Kafka error too): having written nothing, it leaves nothing
+        _unmake(folder, made)
         raise
 
 
-def _backup(settings: Settings, folder: Path, steps: Steps, made: bool, started: float) -> Manifest:
+def _unmake(folder: Path, made: Path | None) -> None:
+    """Remove `folder` and the folders the backup made on the way to it (up to `made`, the first that did not exist)
+    while they are empty: a backup that wrote nothing leaves nothing behind."""
+    if made is None:
+        return
+    for path in (folder, *folder.parents):
+        try:
+            path.rmdir()  # only an empty folder
+        except OSError:
+            return
+        if path == made:
+            return
+
+
+def _backup(settings: Settings, folder: Path, steps: Steps, started: float) -> Manifest:
     from tradesim.adapters.dynamodb.archive import export_table
     from tradesim.adapters.dynamodb.client import DynamoDB
     from tradesim.adapters.kafka.archive import export_partition, group_offsets, spans
