@@ -8,8 +8,7 @@ from collections.abc import Sequence
 
 def percentile(values: Sequence[float], p: float) -> float:
     """The p-th percentile (0..100) by the nearest-rank method: the smallest value with at least p % of the values
-    at or below it; NaN without values. (Before: the value one rank higher whenever p % of them was a whole
-    number, so the p99 of 100 latencies was their maximum and the p50 of two the larger.)"""
+    at or below it; NaN without values."""
     if not values:
         return float("nan")
     ordered = sorted(values)
