@@ -18,14 +18,13 @@ from collections import Counter
 from typing import Any
 from urllib.parse import urlsplit
 
-from confluent_kafka import TopicPartition
-
-from benchmarks.flink_bars import _count_until, _produce, _ticks
+from benchmarks.flink_bars import _assigned, _count_until, _produce, _ticks
 from benchmarks.orders import _fresh_price, _order_request, _Pool, _setup, price_tick
 from benchmarks.stats import percentile
 from benchmarks.stats import rate as rate_of
 from benchmarks.usage import component_usage, cpu_spent, switches_spent
-from tradesim.adapters.kafka.client import TopicSpec, consumer, ensure_topics
+from tradesim.adapters.kafka.archive import spans
+from tradesim.adapters.kafka.client import TopicSpec, ensure_topics, start_positions
 from tradesim.services.ingest.publisher import publish_all
 from tradesim.settings import Settings
 
@@ -36,10 +35,7 @@ class _Outcomes(threading.Thread):
     def __init__(self, settings: Settings) -> None:
         super().__init__(daemon=True)
         topic = settings.topics.trade_executed
-        self.c = consumer(settings.kafka, group_id="bench-e2e-" + uuid.uuid4().hex[:6])
-        parts = self.c.list_topics(topic, timeout=10).topics[topic].partitions
-        self.c.assign([TopicPartition(topic, p, self.c.get_watermark_offsets(TopicPartition(topic, p),
-                                                                             timeout=10)[1]) for p in parts])
+        self.c = _assigned(settings, "bench-e2e-" + uuid.uuid4().hex[:6], topic, "latest")
         self.arrived: dict[str, tuple[float, str]] = {}
         self.decided_ms: dict[str, int] = {}  # the settle's decision time (wall clock), for the breakdown
         self.stop = threading.Event()
@@ -105,17 +101,10 @@ async def _open_loop(settings: Settings, keys: list[str], symbol: str, rate: flo
 def _backlog(settings: Settings, group: str = "tradesim-execution") -> int:
     """Orders on trade_orders the execution job has not committed yet (as of its last checkpoint)."""
     topic = settings.topics.trade_orders
-    c = consumer(settings.kafka, group_id=group)
-    try:
-        parts = c.list_topics(topic, timeout=10).topics[topic].partitions
-        committed = c.committed([TopicPartition(topic, p) for p in parts], timeout=10)
-        lag = 0
-        for tp in committed:
-            low, high = c.get_watermark_offsets(TopicPartition(topic, tp.partition), timeout=10)
-            lag += high - max(tp.offset, low) if tp.offset >= 0 else 0
-        return lag
-    finally:
-        c.close()
+    # both raise KafkaUnavailable when Kafka does not answer; a partition the group never committed starts at its
+    # end ("latest"), so it counts nothing, as before the job's first checkpoint
+    committed = start_positions(settings.kafka, group, topic, "latest")
+    return sum(max(0, s.high - max(committed.get(s.partition, s.high), s.low)) for s in spans(settings.kafka, [topic]))
 
 
 def _drain(settings: Settings, out: list[str], limit_s: float = 900) -> None:

@@ -16,12 +16,13 @@ from __future__ import annotations
 import time
 import uuid
 from decimal import Decimal
+from typing import Any, Literal
 
-from confluent_kafka import TopicPartition
+from confluent_kafka import Consumer, TopicPartition
 
 from benchmarks.stats import percentile
 from benchmarks.stats import rate as rate_of
-from tradesim.adapters.kafka.client import TopicSpec, consumer, ensure_topics, producer
+from tradesim.adapters.kafka.client import TopicSpec, consumer, ensure_topics, producer, start_positions
 from tradesim.domain.events import Bar, Tick, decode, encode
 from tradesim.settings import Settings
 from tradesim.stack.errors import StackError
@@ -55,11 +56,22 @@ def _produce(settings: Settings, topic: str, values: list[bytes]) -> None:
     assert p.flush(60) == 0
 
 
-def _reader(settings: Settings, topic: str):  # noqa: ANN202 - confluent Consumer
-    c = consumer(settings.kafka, group_id=f"bench-{uuid.uuid4().hex[:6]}", **{"isolation.level": "read_uncommitted"})
-    parts = c.list_topics(topic, timeout=10).topics[topic].partitions
-    c.assign([TopicPartition(topic, p, 0) for p in parts])
+def _assigned(settings: Settings, group: str, topic: str, at: Literal["earliest", "latest"],
+              **overrides: Any) -> Consumer:
+    """A consumer of `group` on every partition of `topic`, from its first (`earliest`) or next (`latest`) offset.
+    KafkaUnavailable when Kafka does not answer (start_positions says so in one line), StackError when the topic
+    is not there."""
+    positions = start_positions(settings.kafka, group, topic, at)
+    if not positions:
+        raise StackError(f"topic {topic} is not on the Kafka cluster at {settings.kafka.bootstrap}")
+    c = consumer(settings.kafka, group_id=group, **overrides)
+    c.assign([TopicPartition(topic, p, offset) for p, offset in sorted(positions.items())])
     return c
+
+
+def _reader(settings: Settings, topic: str) -> Consumer:
+    return _assigned(settings, f"bench-{uuid.uuid4().hex[:6]}", topic, "earliest",
+                     **{"isolation.level": "read_uncommitted"})
 
 
 def _count_until(settings: Settings, topic: str, total: int, weigh, timeout_s: float) -> tuple[float, float, int]:  # noqa: ANN001
