@@ -168,8 +168,33 @@ def _keys_as_text(value: Any) -> Any:
     return value
 
 
-def load_all(directory: Path = RESULTS_DIR) -> list[dict[str, Any]]:
-    return sorted((json.loads(p.read_text()) for p in directory.glob("*.json")), key=lambda d: d["date"])
+def load_all(directory: Path = RESULTS_DIR, warn: Callable[[str], None] = lambda _line: None,
+             ) -> list[dict[str, Any]]:
+    """Every `bench all` result in `directory`, oldest first. Another JSON file there (a `bench soak --json`, say)
+    is left out, all such files named in one `warn` line: it used to end the run in a KeyError after its files
+    were written."""
+    docs: list[dict[str, Any]] = []
+    others: list[str] = []
+    for path in sorted(directory.glob("*.json")):
+        try:
+            doc = json.loads(path.read_text())
+        except ValueError:  # not JSON at all (UnicodeDecodeError is one too)
+            doc = None
+        if _is_result(doc):
+            docs.append(doc)
+        else:
+            others.append(path.name)
+    if others:
+        warn(f"left out of RESULTS.md, not `bench all` results: {', '.join(others)} (in {directory})")
+    return sorted(docs, key=lambda d: d["date"])
+
+
+def _is_result(doc: Any) -> bool:
+    """Whether `doc` has what `render` reads of a run."""
+    return isinstance(doc, dict) and isinstance(doc.get("date"), str) and isinstance(doc.get("commit"), str) \
+        and isinstance(doc.get("quick"), bool) and isinstance(doc.get("benchmarks"), dict) \
+        and isinstance(doc.get("errors"), dict) and isinstance(doc.get("probe"), dict) \
+        and isinstance(doc["probe"].get("python_loop_1e7_s"), int | float)
 
 
 def figures(value: Any, prefix: str = "") -> Iterator[tuple[str, float]]:

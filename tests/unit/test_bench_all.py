@@ -95,3 +95,16 @@ def test_a_missing_results_md_is_made(tmp_path: Path) -> None:
     bench_all.update_results([_doc("2026-11-30T10:00:00+00:00", "bbbb222", e2e={"p99_ms": 72.5})], results)
     assert results.read_text().startswith(bench_all.BEGIN)
     assert results.read_text().endswith(bench_all.END + "\n")
+
+
+def test_other_json_files_in_the_results_folder_are_left_out_with_one_warning(tmp_path: Path) -> None:
+    bench_all.write(_doc("2026-11-30T10:00:00+00:00", "aaaa111", e2e={"p99_ms": 72.5}), tmp_path)
+    (tmp_path / "soak.json").write_text('{"minutes": [{"p99_ms": 12.0}], "rss_growth": {"api": 0.02}}\n')
+    (tmp_path / "list.json").write_text("[1, 2]\n")
+    (tmp_path / "half.json").write_text('{"date": "2026-11-')
+    assert [d["commit"] for d in bench_all.load_all(tmp_path)] == ["aaaa111"]  # was a KeyError: 'date'
+    warnings: list[str] = []
+    bench_all.load_all(tmp_path, warn=warnings.append)
+    (line,) = warnings
+    assert "half.json, list.json, soak.json" in line
+    assert "aaaa111" not in line

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from tradesim.cli.errors import check_output, cli_errors
+from tradesim.cli.errors import check_output, cli_errors, err
 from tradesim.cli.readout import console
 from tradesim.cli.stack import only_names
 from tradesim.settings import load_settings
@@ -285,7 +285,7 @@ def _all(quick: bool) -> None:
     out.print(f"command: tradesim bench all{' --quick' if quick else ''}")
     doc = bench_all.run(settings, bench_all.Plan(quick), lambda line: out.print(line))
     out.print(f"wrote {bench_all.write(doc)}")
-    bench_all.update_results(bench_all.load_all())
+    bench_all.update_results(bench_all.load_all(warn=lambda line: err.print(f"warning: {line}")))
     out.print(f"wrote the tables at the end of {bench_all.RESULTS_MD}")
     if doc["errors"]:
         raise StackError(f"{len(doc['errors'])} benchmark(s) failed: {', '.join(sorted(doc['errors']))}")
