@@ -152,10 +152,22 @@ def run(base: Settings, plan: Plan, report: Callable[[str], None]) -> dict[str, 
 
 
 def write(doc: dict[str, Any], directory: Path = RESULTS_DIR) -> Path:
+    """Write the run as `<date>-<time>-<commit>[-quick].json` (UTC, the time as HHMMSS) in a file of its own: two
+    runs of one commit on one day each keep theirs (with the date alone, the second replaced the first). A name
+    already taken gets `-2`, `-3`, ...: an existing file is never written over."""
     directory.mkdir(parents=True, exist_ok=True)
-    path = directory / f"{doc['date'][:10]}-{doc['commit']}{'-quick' if doc['quick'] else ''}.json"
-    path.write_text(json.dumps(_keys_as_text(doc), indent=1, sort_keys=True, default=str) + "\n")
-    return path
+    day, time_of_day = doc["date"][:10], doc["date"][11:19].replace(":", "")
+    stem = f"{day}-{time_of_day}-{doc['commit']}{'-quick' if doc['quick'] else ''}"
+    text = json.dumps(_keys_as_text(doc), indent=1, sort_keys=True, default=str) + "\n"
+    path, n = directory / f"{stem}.json", 1
+    while True:
+        try:
+            with path.open("x") as f:
+                f.write(text)
+            return path
+        except FileExistsError:
+            n += 1
+            path = directory / f"{stem}-{n}.json"
 
 
 def _keys_as_text(value: Any) -> Any:

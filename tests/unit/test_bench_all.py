@@ -108,3 +108,17 @@ def test_other_json_files_in_the_results_folder_are_left_out_with_one_warning(tm
     (line,) = warnings
     assert "half.json, list.json, soak.json" in line
     assert "aaaa111" not in line
+
+
+def test_two_runs_of_one_commit_on_one_day_each_keep_their_file(tmp_path: Path) -> None:
+    morning = _doc("2026-11-30T09:05:07+00:00", "aaaa111", e2e={"p99_ms": 90.0})
+    evening = _doc("2026-11-30T21:40:00+00:00", "aaaa111", e2e={"p99_ms": 72.5})
+    paths = [bench_all.write(doc, tmp_path) for doc in (morning, evening, evening)]
+    assert [p.name for p in paths] == ["2026-11-30-090507-aaaa111-quick.json", "2026-11-30-214000-aaaa111-quick.json",
+                                       "2026-11-30-214000-aaaa111-quick-2.json"]
+    assert [d["date"] for d in bench_all.load_all(tmp_path)] == [morning["date"], evening["date"], evening["date"]]
+
+
+def test_the_readme_names_the_results_files_as_they_are_written() -> None:
+    readme = (Path(bench_all.REPO) / "README.md").read_text()
+    assert "`benchmarks/results/<date>-<time>-<commit>[-quick].json`" in readme

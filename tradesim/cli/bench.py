@@ -264,8 +264,8 @@ def _tui(rate: float, symbols: int, orders: float, seconds: float, warmup: float
 def all_(quick: Annotated[bool, typer.Option("--quick", help="Smaller runs: ~10 minutes on 2 cores.")] = False,
          ) -> None:
     """Every benchmark in sequence on a fresh stack, with a machine-speed probe; writes
-    benchmarks/results/<date>-<commit>.json and regenerates the tables at the end of RESULTS.md. Needs the
-    stack down (it starts its own on the configured ports)."""
+    benchmarks/results/<date>-<time>-<commit>[-quick].json and regenerates the tables at the end of RESULTS.md.
+    Needs the stack down (it starts its own on the configured ports)."""
     _all(quick)
 
 
