@@ -299,3 +299,26 @@ async def test_refresh_loads_a_rotated_key_from_the_credentials_file(settings: S
         save_credentials(mine, {"active": "alice", "users": {"alice": {"user_id": "alice", "api_key": "new"}}})
         await pilot.press("r")
         await until(pilot, lambda: app.user is not None and app.user.api_key == "new", 5, "the new key")
+
+
+async def test_the_stack_line_stays_on_the_status_bar_when_the_links_line_is_long(offline_app: TradesimApp) -> None:
+    """A probe: at 100 columns (and up to 121) with both links down, the links line wrapped onto the status bar's
+    second row and pushed the stack and job state, what a user then looks for, out of sight."""
+    from textual.geometry import Region
+
+    from tradesim.tui.model import Health
+
+    app = offline_app
+    async with app.run_test(size=(100, 30)) as pilot:
+        model = app.model
+        model.set_link(model.market_link, "down", 10.0)
+        model.set_link(model.api_link, "down", 10.0)
+        model.health = Health(components=[("kafka", "stopped", False), ("api", "running", True)],
+                              jobs_error="flink down")
+        app.repaint_now()
+        await pilot.pause()
+        status = app.main.query_one("#status")
+        rows = [strip.text.strip() for strip in status.render_lines(Region(0, 0, *status.outer_size))]
+        assert rows[0].startswith("alice · market data: disconnected (reconnecting in 10.0 s) · api: disconnected")
+        assert rows[0].endswith("…")  # cut where it does not fit, on its own row
+        assert rows[1].startswith("stack: kafka stopped · jobs: flink down · order→outcome: -")
