@@ -622,18 +622,21 @@ class TradesimApp(App[None]):
         """POST /orders; the order id, or ApiError / ApiUnreachable (the ticket shows them)."""
         if self.api is None or self.user is None:
             raise ApiUnreachable("offline: this app has no connection to the API")
+        # the account may be switched while the request is out: its answer belongs to this model and API only
+        api, model = self.api, self.model
         order_id = order_id_for(self.user.user_id, idempotency_key)
-        latency = self.model.latency
+        latency = model.latency
         if decided_at_once(body):  # the others' time is the market's as much as the system's
             latency.sent(order_id, time.perf_counter())
         try:
-            answer = await self.api.place(body, idempotency_key)
+            answer = await api.place(body, idempotency_key)
         except ApiUnreachable as exc:
             if exc.sent:
                 latency.reached(order_id)
             else:
                 latency.not_sent(order_id)
-            self._api_failed(exc)
+            if api is self.api:  # not the next account's link: this one was closed under the request
+                self._api_failed(exc)
             raise
         except ApiError as exc:
             if exc.status < 500:
@@ -646,10 +649,11 @@ class TradesimApp(App[None]):
         if not isinstance(placed, str):  # a 2xx that is not the API's answer: the order's fate is unknown
             raise ApiError(502, "not_tradesim_api", f"the answer to POST /orders has no order id: is "
                            f"{redacted(self.settings.api.client_url)} the tradesim API (api.url)?")
-        self.model.on_placed(OpenOrder(placed, body["symbol"], body["side"], body["qty"], body["type"],
-                                       body.get("limit_price"), body.get("stop_price"), body["time_in_force"],
-                                       _now_ms()))
-        self._schedule()
+        if model is self.model:  # else another account's now: its order is not listed there
+            model.on_placed(OpenOrder(placed, body["symbol"], body["side"], body["qty"], body["type"],
+                                      body.get("limit_price"), body.get("stop_price"), body["time_in_force"],
+                                      _now_ms()))
+            self._schedule()
         return str(placed)
 
     def open_ticket(self, side: str) -> None:

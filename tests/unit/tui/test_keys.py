@@ -322,3 +322,37 @@ async def test_the_stack_line_stays_on_the_status_bar_when_the_links_line_is_lon
         assert rows[0].startswith("alice · market data: disconnected (reconnecting in 10.0 s) · api: disconnected")
         assert rows[0].endswith("…")  # cut where it does not fit, on its own row
         assert rows[1].startswith("stack: kafka stopped · jobs: flink down · order→outcome: -")
+
+
+async def test_an_order_answered_after_an_account_switch_is_not_listed_as_the_new_accounts(
+        settings: Settings, tmp_path: Path) -> None:
+    """A probe: alice's ticket sent, then bob chosen (the command palette works over a ticket) before the API
+    answered: alice's order was listed in bob's open orders, where `c` could only fail on it."""
+    import asyncio
+
+    creds = tmp_path / "credentials.json"
+    creds.write_text(json.dumps({"active": "alice", "users": {
+        "alice": {"user_id": "alice", "api_key": "k1"}, "bob": {"user_id": "bob", "api_key": "k2"}}}))
+    custom = settings.model_copy(update={"api": settings.api.model_copy(update={"credentials_file": creds})})
+    app = create_app(custom, User("alice", "alice", "k1"), watchlist=["AAPL"], offline=True)
+    asked, answer = asyncio.Event(), asyncio.Event()
+
+    class SlowApi:
+        async def place(self, body: dict[str, Any], key: str) -> dict[str, Any]:
+            asked.set()
+            await answer.wait()
+            return {"order_id": "o_alices", "status": "accepted"}
+
+    async with app.run_test(size=SIZE) as pilot:
+        app.api = SlowApi()  # type: ignore[assignment]  # the answer's timing is what this tests, not HTTP
+        placing = asyncio.ensure_future(app.place_order(
+            {"symbol": "AAPL", "side": "buy", "qty": 1, "type": "market", "time_in_force": "day"}, "k-1"))
+        await asyncio.wait_for(asked.wait(), 2)
+        app.switch_account("bob")
+        answer.set()
+        assert await placing == "o_alices"  # alice's ticket is told its order was accepted
+        app.repaint_now()
+        await pilot.pause()
+        assert app.model.user_name == "bob"
+        assert app.model.orders.open == {}
+        assert app.main.query_one(OpenOrders).keys() == []
