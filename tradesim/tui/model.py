@@ -283,14 +283,15 @@ class Account:
     def fill(self, record: TradeRecord, cash_after: Decimal | None, position_after: int | None,
              as_of_ms: int) -> None:
         """An executed outcome: cash and shares after it, and the fill folded into the cost position when the
-        shares held before are exactly the ones it started from (so a fill already counted is not counted twice)."""
+        shares held before are exactly the ones it started from (so a fill already counted is not counted twice; the
+        same count after it at another time is a round trip missed, not this fill)."""
         held = self.holdings.get(record.symbol) or Holding(record.symbol, 0, PositionCost(record.symbol))
         if position_after is not None and as_of_ms >= held.as_of_ms:
             before = position_after - record.qty if record.side == "buy" else position_after + record.qty
             if held.qty == before:
                 cost = held.cost.after(record) if held.cost is not None else None
-            elif held.qty == position_after:
-                cost = held.cost
+            elif held.qty == position_after and held.as_of_ms == as_of_ms:
+                cost = held.cost  # this very fill, counted already (outcomes come at least once)
             else:
                 cost = None  # our view missed something: show no cost basis rather than a wrong one
             self._set_qty(replace(held, cost=cost), position_after, as_of_ms)

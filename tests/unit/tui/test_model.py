@@ -174,6 +174,20 @@ def test_a_fill_the_view_cannot_place_leaves_the_cost_unknown_not_wrong() -> Non
     assert h.market_value == Decimal(4000)
 
 
+def test_a_fill_after_a_missed_round_trip_leaves_the_cost_unknown_not_the_old_one() -> None:
+    """A probe: 10 held, a sale of the 10 missed (decided while the account channel reconnected), then a purchase of
+    10 at 120 pushed: the shares after it were those held, so it was taken for a fill counted already and the
+    average cost of the sold shares (100.1) was shown until the next portfolio read."""
+    a, m = Account(), Market()
+    a.load(portfolio_doc(T0))
+    a.fill(record("o3", qty=10, price="120"), Decimal("8000"), 10, T0 + 30)
+    m.tick("AAA", q("120", 1), 0.0)
+    h = a.valuation(m).holdings[0]
+    assert h.qty == 10
+    assert h.average_cost is None
+    assert h.unrealized is None
+
+
 def test_an_older_api_answer_does_not_undo_a_newer_frame() -> None:
     a = Account()
     a.load(portfolio_doc(T0))
