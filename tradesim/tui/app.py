@@ -684,11 +684,17 @@ class TradesimApp(App[None]):
         if order_id is None:
             self.notify("no open order selected", severity="warning")
             return
-        if not grid.has_focus:
-            grid.focus()
-            self.notify("choose the order to cancel in open orders, then press c again", timeout=4)
-            return
-        self._cancel(order_id)
+        if self._in_panel(grid, "the order to cancel in open orders", "cancel"):
+            self._cancel(order_id)
+
+    def _in_panel(self, grid: Grid, what: str, action: str) -> bool:
+        """Whether the user is in `grid`; else move there and say to choose `what` and press the action's key
+        again (a row under a cursor the user never saw is not chosen)."""
+        if grid.has_focus:
+            return True
+        grid.focus()
+        self.notify(f"choose {what}, then press {keys_of(action, self.settings.tui.bindings)} again", timeout=4)
+        return False
 
     @work(group="cancel", exit_on_error=False)
     async def _cancel(self, order_id: str) -> None:
@@ -737,7 +743,12 @@ class TradesimApp(App[None]):
             self._sync_feed()
 
     def remove_selected(self) -> None:
-        symbol = self.main.query_one(Watchlist).selected_key()
+        """Remove the symbol under the watchlist's cursor once the user is in that panel (as `c` does for open
+        orders: from another panel its row would go without ever being chosen)."""
+        grid = self.main.query_one(Watchlist)
+        symbol = grid.selected_key()
+        if symbol and not self._in_panel(grid, "the symbol to remove in the watchlist", "remove_symbol"):
+            return
         if symbol and self.model.market.unwatch(symbol):
             if self.model.selected == symbol:
                 self.model.selected = None

@@ -59,6 +59,24 @@ async def test_watchlist_symbols_are_added_and_removed(offline_app: TradesimApp)
         assert watchlist.keys() == [*CALM.symbol_names()[1:], "NVDA"]
 
 
+async def test_d_from_another_panel_moves_to_the_watchlist_first(offline_app: TradesimApp) -> None:
+    """A probe: `d` removed the watchlist's row under its cursor while another panel had the focus (the row was
+    never chosen); as `c` does for open orders, the first press moves to the panel."""
+    app = offline_app
+    async with app.run_test(size=SIZE) as pilot:
+        feed(app)
+        watchlist = app.main.query_one(Watchlist)
+        app.main.query_one(OpenOrders).focus()
+        await pilot.pause()
+        await pilot.press("d")
+        await pilot.pause()
+        assert watchlist.keys() == CALM.symbol_names()
+        assert watchlist.has_focus
+        await pilot.press("d")
+        await pilot.pause()
+        assert watchlist.keys() == CALM.symbol_names()[1:]
+
+
 async def test_the_chart_follows_the_selection_and_switches_interval(offline_app: TradesimApp) -> None:
     app = offline_app
     async with app.run_test(size=SIZE) as pilot:
