@@ -20,6 +20,7 @@ from tradesim.adapters.kafka import client as kafka_client
 from tradesim.cli.app import app
 from tradesim.settings import load_settings
 from tradesim.stack import exporter
+from tradesim.testing.foreign import scripted_server
 
 JOBS = [{"jid": "a", "name": "execution", "state": "RUNNING", "start-time": 3},
         {"jid": "b", "name": "bars", "state": "RUNNING", "start-time": 2},
@@ -125,6 +126,49 @@ def test_jobs_list_reports_a_refusal_in_one_line(cluster: Cluster, monkeypatch: 
     assert result.exit_code == 1, result.output
     assert len(lines) == 1, result.output
     assert "HTTP 403" in lines[0]
+
+
+@pytest.mark.parametrize(("overview", "jobs_overview"), [
+    ((200, b"<html>a web page</html>"), (200, b"<html>a web page</html>")),  # another server at the address
+    ((200, b"[]"), (200, b"[]")),  # JSON, but not the cluster's
+    ((200, b'{"taskmanagers": 1}'), (200, b'{"jobs": [{"id": "a"}]}')),
+    ((200, b'{"taskmanagers": 1}'), (200, b'{"jobs": 3}')),
+])
+@pytest.mark.parametrize("argv", [["jobs", "list"], ["jobs", "cancel", "bars"], ["status", "--only", "flink"]])
+def test_an_answer_not_flinks_is_one_line_not_a_traceback(
+        overview: tuple[int, bytes], jobs_overview: tuple[int, bytes], argv: list[str],
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    if argv[0] == "status" and overview[1].startswith(b"{"):
+        pytest.skip("status asks /overview only, which answers as a cluster's here")
+    routes = {"/overview": (*overview, "application/json"), "/jobs/overview": (*jobs_overview, "application/json")}
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("TRADESIM_HOME", str(tmp_path / "home"))
+    with scripted_server(routes) as url:
+        monkeypatch.setenv("TRADESIM_FLINK__REST_URL", url)
+        result = CliRunner().invoke(app, argv)
+    assert result.exit_code == 1, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
+    if argv[0] == "jobs":
+        assert result.output.startswith("error: "), result.output
+        assert "is not Flink's REST API" in result.output, result.output
+    else:  # the table's health column wraps the line
+        assert "Flink's REST" in result.output, result.output
+
+
+def test_a_start_time_no_calendar_holds_is_listed_without_one(monkeypatch: pytest.MonkeyPatch,
+                                                               tmp_path: Path) -> None:
+    jobs = [{"jid": "a", "name": "tradesim-bars", "state": "CREATED", "start-time": -1, "duration": -1},
+            {"jid": "b", "name": "tradesim-execution", "state": "CREATED", "start-time": 10**18}]
+    routes = {"/overview": (200, b'{"taskmanagers": 1}', "application/json"),
+              "/jobs/overview": (200, json.dumps({"jobs": jobs}).encode(), "application/json")}
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("TRADESIM_HOME", str(tmp_path / "home"))
+    with scripted_server(routes) as url:
+        monkeypatch.setenv("TRADESIM_FLINK__REST_URL", url)
+        result = CliRunner().invoke(app, ["jobs", "list"], terminal_width=200)
+    assert result.exit_code == 0, result.output
+    assert "1969" not in result.output
+    assert ["bars", "execution"] == [name for name in ("bars", "execution") if name in result.output]
 
 
 @pytest.fixture

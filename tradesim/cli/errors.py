@@ -12,7 +12,7 @@ from typing import ParamSpec, TypeVar
 import typer
 from pydantic import ValidationError
 
-from tradesim.adapters.flink.errors import FlinkRequestError
+from tradesim.adapters.flink.errors import FlinkRequestError, FlinkUnavailable
 from tradesim.adapters.kafka.errors import KafkaDeliveryError, KafkaUnavailable
 from tradesim.cli.readout import console, reader_gone
 from tradesim.ports import Unavailable
@@ -115,8 +115,8 @@ def cli_errors(fn: Callable[P, R]) -> Callable[P, R]:
         except (StackError, FlinkRequestError) as exc:  # may end with a tool's output (`flink run`, compose)
             err.print(f"error: {exc}")
             raise typer.Exit(1) from None
-        except (Unavailable, KafkaUnavailable, KafkaDeliveryError) as exc:  # a server a command needs (the
-            # benchmarks reach the stores directly): the stack's problem, one line
+        except (Unavailable, FlinkUnavailable, KafkaUnavailable, KafkaDeliveryError) as exc:  # a server a command
+            # needs (the benchmarks reach the stores directly): the stack's problem, one line
             err.print(f"error: {one_line(exc)}")
             raise typer.Exit(1) from None
         except BrokenPipeError:  # the reader went away (`| head`): not an error of the stack's (click said 1)

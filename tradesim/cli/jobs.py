@@ -78,6 +78,14 @@ def _ago(ms: int | None, now_ms: float) -> str:
     return f"{(now_ms - ms) / 1000:.0f}s ago"
 
 
+def _started(ms: int) -> str:
+    """A job's start time; "-" for none (Flink's -1 before a job starts) or one no calendar holds."""
+    try:
+        return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="seconds") if ms > 0 else "-"
+    except (ValueError, OverflowError, OSError):
+        return "-"
+
+
 @app.command("list")
 def list_cmd(show_all: Annotated[bool, typer.Option("--all", help="Also finished, cancelled and failed jobs.")]
              = False,
@@ -100,9 +108,10 @@ def _list(show_all: bool, as_json: bool = False) -> None:
     for col in ("name", "id", "state", "started", "uptime", "last checkpoint"):
         table.add_column(col)
     for j in jobs:
-        started = datetime.fromtimestamp(j.start_time_ms / 1000, UTC).isoformat(timespec="seconds")
+        started = _started(j.start_time_ms)
         checkpoint = f"#{j.last_checkpoint_id} {_ago(j.last_checkpoint_ms, now)}" if j.last_checkpoint_id else "-"
-        table.add_row(name_of(j.name), j.id, j.state, started, f"{j.duration_ms / 1000:.0f}s", checkpoint)
+        uptime = f"{j.duration_ms / 1000:.0f}s" if j.duration_ms >= 0 else "-"
+        table.add_row(name_of(j.name), j.id, j.state, started, uptime, checkpoint)
     out.print(table)
     if not jobs:
         out.print("no jobs" + ("" if show_all else " running (--all shows finished ones)"))

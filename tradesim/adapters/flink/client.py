@@ -66,11 +66,21 @@ class FlinkRest:
         except (urllib.error.URLError, OSError) as exc:
             reason = getattr(exc, "reason", exc)
             raise FlinkUnavailable(f"no Flink REST API answers at {self.shown_url}: {reason}") from None
-        return json.loads(raw) if raw else {}
+        try:
+            return json.loads(raw) if raw else {}
+        except ValueError:  # another server at the address (a web page, a proxy's notice): not a cluster
+            raise self._not_flink(raw.decode("utf-8", "replace")) from None
+
+    def _not_flink(self, what: object) -> FlinkUnavailable:
+        return FlinkUnavailable(f"what answers at {self.shown_url} is not Flink's REST API: "
+                                f"{' '.join(str(what).split())[:100]!r}")
 
     def overview(self) -> dict[str, Any]:
         """Cluster overview (taskmanagers, slots, jobs); raises FlinkUnavailable."""
-        return self._call("GET", "/overview")  # type: ignore[no-any-return]
+        got = self._call("GET", "/overview")
+        if not isinstance(got, dict):
+            raise self._not_flink(got)
+        return got
 
     def jobs(self, with_checkpoints: bool = True) -> list[JobInfo]:
         """All jobs the cluster knows, newest first; active jobs carry their last completed checkpoint.
@@ -78,10 +88,15 @@ class FlinkRest:
         A job that has no checkpoint statistics yet is listed without a checkpoint: none is asked for while the job
         is created or initializing, and a 404 or 500 for them (a job that ended meanwhile, or one whose master still
         initializes: Flink's dispatcher answers 500 then) does not make the listing fail; any other refusal does."""
+        listed = self._call("GET", "/jobs/overview")
+        try:
+            infos = [JobInfo(id=str(j["jid"]), name=str(j["name"]), state=str(j["state"]),
+                             start_time_ms=int(j["start-time"]), duration_ms=int(j.get("duration") or 0))
+                     for j in listed.get("jobs") or []]
+        except (AttributeError, KeyError, TypeError, ValueError, OverflowError):  # a JSON answer of another shape
+            raise self._not_flink(listed) from None
         rows = []
-        for j in self._call("GET", "/jobs/overview").get("jobs", []):
-            info = JobInfo(id=j["jid"], name=j["name"], state=j["state"], start_time_ms=j["start-time"],
-                           duration_ms=j.get("duration", 0))
+        for info in infos:
             if with_checkpoints and info.active and info.state not in _NO_CHECKPOINTS_YET:
                 try:
                     stats = self._call("GET", f"/jobs/{info.id}/checkpoints")
@@ -89,10 +104,12 @@ class FlinkRest:
                     if exc.status not in (404, 500):
                         raise
                     stats = {}
-                latest = (stats.get("latest") or {}).get("completed")
-                if latest:
-                    info = JobInfo(**{**info.__dict__, "last_checkpoint_ms": latest.get("latest_ack_timestamp"),
-                                      "last_checkpoint_id": latest.get("id")})
+                history = stats.get("latest") if isinstance(stats, dict) else None
+                latest = history.get("completed") if isinstance(history, dict) else None
+                if isinstance(latest, dict):
+                    ack, number = latest.get("latest_ack_timestamp"), latest.get("id")
+                    info = JobInfo(**{**info.__dict__, "last_checkpoint_ms": ack if isinstance(ack, int) else None,
+                                      "last_checkpoint_id": number if isinstance(number, int) else None})
             rows.append(info)
         return sorted(rows, key=lambda r: r.start_time_ms, reverse=True)
 
