@@ -1461,6 +1461,24 @@ def test_aws_dynamodb_without_credentials_is_a_status_row_not_a_traceback(monkey
     assert "credentials" in result.output
 
 
+@pytest.mark.parametrize(("component", "setting"), [
+    ("opensearch", "TRADESIM_OPENSEARCH__URL"), ("api", "TRADESIM_API__URL"), ("flink", "TRADESIM_FLINK__REST_URL")])
+@pytest.mark.parametrize(("body", "content_type"), [
+    (b"<html>another server</html>", "text/html"), (b"[1]", "application/json"),
+    (b'{"taskmanagers": "1"}', "application/json")])
+def test_another_server_at_a_components_address_is_its_status_row_not_a_traceback(
+        component: str, setting: str, body: bytes, content_type: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Before: `status` (and the watchdog's and `up`'s look at the stack) ended in opensearch-py's
+    SerializationError, an AttributeError of the API's check or a TypeError of Flink's."""
+    with foreign_server(200, body, content_type) as url:
+        monkeypatch.setenv(setting, url)
+        result = runner.invoke(app, ["status", "--only", component, "--json"])
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
+    assert result.exit_code == 1, result.output
+    (row,) = json.loads(result.stdout)["components"]
+    assert (row["state"], row["healthy"]) == ("external", False)
+
+
 def test_a_since_of_thousands_of_digits_is_a_user_mistake() -> None:
     result = runner.invoke(app, ["trades", "--since", "9" * 5000 + "s"])
     assert result.exit_code == 2, result.output  # before: int()'s ValueError traceback (over 4,300 digits)

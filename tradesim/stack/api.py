@@ -33,5 +33,5 @@ class ApiService(ServiceComponent):
                 body = json.loads(answer.read())
         except (OSError, ValueError, urllib.error.URLError) as exc:
             raise Unhealthy(f"API {redacted(url)} not answering: {exc}") from None
-        if body.get("status") != "ok":
+        if not isinstance(body, dict) or body.get("status") != "ok":  # another server's JSON is not the API's
             raise Unhealthy(f"API {redacted(url)} answered {body!r}")

@@ -365,5 +365,5 @@ class Flink(Component):
             overview = self.rest().overview()
         except (FlinkUnavailable, FlinkRequestError) as exc:
             raise Unhealthy(str(exc)) from None
-        if overview.get("taskmanagers", 0) < 1:
+        if not isinstance(taskmanagers := overview.get("taskmanagers"), int) or taskmanagers < 1:
             raise Unhealthy(f"JobManager at {self.shown_address()} has no registered TaskManager yet")

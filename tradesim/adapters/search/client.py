@@ -12,8 +12,13 @@ from typing import Any
 
 import opensearchpy
 
-from tradesim.adapters.search.errors import SearchRequestError, missing_index_unavailable, translated
-from tradesim.settings import OpenSearchSettings
+from tradesim.adapters.search.errors import (
+    SearchRequestError,
+    SearchUnavailable,
+    missing_index_unavailable,
+    translated,
+)
+from tradesim.settings import OpenSearchSettings, redacted
 
 
 class SearchClient:
@@ -51,7 +56,11 @@ class SearchClient:
 
     def cluster_health(self) -> dict[str, Any]:
         with self._translated("cluster health"):
-            return dict(self._os.cluster.health())
+            health = self._os.cluster.health()
+        if not isinstance(health, dict):  # JSON of another server's
+            raise SearchUnavailable(f"cluster health: what answers at {redacted(self.url)} is not OpenSearch: "
+                                    f"{str(health)[:100]!r}")
+        return health
 
     def put_index_template(self, name: str, body: dict[str, Any]) -> None:
         with self._translated(f"put index template {name}"):

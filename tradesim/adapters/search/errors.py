@@ -86,6 +86,8 @@ def translated(what: str, url: str, timeout_s: float) -> Iterator[None]:
     except opensearchpy.TransportError as exc:
         status = exc.status_code if isinstance(exc.status_code, int) else None
         raise from_status(what, status, *_error_details(exc)) from None
+    except opensearchpy.SerializationError as exc:  # an answer that is not JSON: another server at the address
+        raise SearchUnavailable(f"{what}: what answers at {redacted(url)} is not OpenSearch ({exc})") from None
 
 
 def _error_type(error: object) -> str:
