@@ -297,3 +297,18 @@ def test_items_that_may_succeed_later_mean_unavailable(status: int, error_type: 
     failure = bulk_failure(_answer(_item("a", 201), _item("b", status, error_type)))
     assert isinstance(failure, Unavailable)
     assert "b" in str(failure)
+
+
+def test_an_answer_the_client_cannot_read_is_another_server_but_a_request_it_cannot_write_is_a_bug() -> None:
+    """A review: the one SerializationError stands for both; only the answer's is the address's fault (503)."""
+    import opensearchpy
+    from opensearchpy.serializer import JSONSerializer
+
+    from tradesim.adapters.search.errors import SearchUnavailable, translated
+
+    with pytest.raises(SearchUnavailable, match="what answers at http://h:1 is not OpenSearch"):
+        with translated("search trades", "http://h:1", 1):
+            JSONSerializer().loads("<html>a web page</html>")
+    with pytest.raises(opensearchpy.SerializationError):
+        with translated("search trades", "http://h:1", 1):
+            JSONSerializer().dumps({"ids": {1, 2}})  # a set: our body, not the server's answer

@@ -14,11 +14,11 @@ import opensearchpy
 
 from tradesim.adapters.search.errors import (
     SearchRequestError,
-    SearchUnavailable,
     missing_index_unavailable,
+    not_opensearch,
     translated,
 )
-from tradesim.settings import OpenSearchSettings, redacted
+from tradesim.settings import OpenSearchSettings
 
 
 class SearchClient:
@@ -58,8 +58,7 @@ class SearchClient:
         with self._translated("cluster health"):
             health = self._os.cluster.health()
         if not isinstance(health, dict):  # JSON of another server's
-            raise SearchUnavailable(f"cluster health: what answers at {redacted(self.url)} is not OpenSearch: "
-                                    f"{str(health)[:100]!r}")
+            raise not_opensearch("cluster health", self.url, health)
         return health
 
     def put_index_template(self, name: str, body: dict[str, Any]) -> None:

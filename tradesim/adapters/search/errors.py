@@ -3,6 +3,7 @@ failed bulk items into ours."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
@@ -86,8 +87,21 @@ def translated(what: str, url: str, timeout_s: float) -> Iterator[None]:
     except opensearchpy.TransportError as exc:
         status = exc.status_code if isinstance(exc.status_code, int) else None
         raise from_status(what, status, *_error_details(exc)) from None
-    except opensearchpy.SerializationError as exc:  # an answer that is not JSON: another server at the address
-        raise SearchUnavailable(f"{what}: what answers at {redacted(url)} is not OpenSearch ({exc})") from None
+    except opensearchpy.SerializationError as exc:
+        if not _unreadable_answer(exc):  # our own request body would not encode: a bug, shown as one
+            raise
+        raise not_opensearch(what, url, exc) from None
+
+
+def not_opensearch(what: str, url: str, answer: object) -> SearchUnavailable:
+    """Another server at the cluster's address: an answer that is not JSON, or JSON of another shape."""
+    return SearchUnavailable(f"{what}: what answers at {redacted(url)} is not OpenSearch: {str(answer)[:100]!r}")
+
+
+def _unreadable_answer(exc: opensearchpy.SerializationError) -> bool:
+    """Whether the client failed to read the answer (not JSON, or a content type it has no reader for), rather
+    than to write the request: the one error type stands for both."""
+    return isinstance(exc.args[-1] if exc.args else None, json.JSONDecodeError) or "unable to deserialize" in str(exc)
 
 
 def _error_type(error: object) -> str:
