@@ -322,6 +322,11 @@ def test_a_backup_a_server_stopped_before_it_wrote_says_nothing_was_written(
     expected = f"error: backup into {tmp_path / 'tuesday'} (nothing was written) stopped: broker down"
     assert _one_line_error(said.stderr) == expected
     assert not (tmp_path / "tuesday").exists()
+    (tmp_path / "mine").mkdir()  # a review: through `new/../`, it was taken for one the backup made, and removed
+    said = runner.invoke(app, ["backup", str(tmp_path / "new" / ".." / "mine")])
+    assert said.exit_code == 1
+    assert (tmp_path / "mine").is_dir()
+    assert not (tmp_path / "new").exists()
     too_long = runner.invoke(app, ["backup", str(tmp_path / ("b" * 300))])
     assert too_long.exit_code == 2  # before: 1, "(the folder has no manifest, so it is not a backup; remove it)"
     assert _one_line_error(too_long.stderr).endswith(": File name too long")
@@ -394,8 +399,9 @@ def test_a_restore_stopped_after_cancelling_the_empty_stack_s_jobs_says_so(
     monkeypatch.setattr(jobs, "cancel_job", cancel)
     said = runner.invoke(app, ["restore", str(folder)])
     assert unfinished_restore(load_settings()) is None  # the data was not touched
-    left = ("the stack's data was not changed, but its jobs were cancelled (execution, bars): restore again, or "
-            "start them with `tradesim jobs submit NAME`")
+    # bars' cancel was asked for and failed (or was cut short): it may have happened, so it is named as asked
+    left = ("the stack's data was not changed, but its jobs were cancelled or asked to be (execution, bars): restore "
+            "again, or start them with `tradesim jobs submit NAME`")
     if stop == "ctrl-c":
         assert said.exit_code == 130
         assert f"restore from {folder} interrupted: {left}" in " ".join(said.stderr.split())

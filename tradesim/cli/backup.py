@@ -129,8 +129,8 @@ def _restore(folder: Path) -> None:
         if unfinished_restore(settings) is not None:  # marked once the data is about to change
             return "purge the stack and restore again"
         if cancelled:
-            return (f"the stack's data was not changed, but its jobs were cancelled ({', '.join(cancelled)}): "
-                    "restore again, or start them with `tradesim jobs submit NAME`")
+            return (f"the stack's data was not changed, but its jobs were cancelled or asked to be "
+                    f"({', '.join(cancelled)}): restore again, or start them with `tradesim jobs submit NAME`")
         return "the stack was not changed"
 
     with _said_if_interrupted(lambda: f"restore from {folder} interrupted: {left()}"), \

@@ -6,6 +6,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import json
+import os
 import re
 import shutil
 import threading
@@ -367,6 +368,7 @@ def backup(settings: Settings, folder: Path, steps: Steps = NO_STEPS) -> Manifes
     """Copy the stack's data into `folder` (new or empty) while the stack keeps taking orders. The jobs stop with a
     savepoint for the duration and resume from it, so orders wait in Kafka rather than being lost."""
     _local_only(settings)
+    folder = Path(os.path.abspath(folder))  # `new/../mine` is mine: what exists and what it makes are told apart
     try:  # a name the system refuses (too long, a loop of links) is the user's to change
         if folder.exists() and (not folder.is_dir() or any(folder.iterdir())):
             raise UserError(f"{folder} exists and is not an empty folder; back up into a new one")
