@@ -701,20 +701,23 @@ class TradesimApp(App[None]):
         if self.api is None:
             self.notify("offline: cannot cancel", severity="error")
             return
+        api, model = self.api, self.model  # as in place_order: the account may be switched while it is out
         try:
-            await self.api.cancel(order_id)
+            await api.cancel(order_id)
         except ApiUnreachable as exc:
-            self._api_failed(exc)
+            if api is self.api:
+                self._api_failed(exc)
             self.notify(f"cancel {short_id(order_id)}: {exc}", severity="error")
             return
         except ApiError as exc:
             self.notify(f"cancel {short_id(order_id)}: {exc}", severity="error")
-            if exc.code == "order_not_open":  # decided meanwhile, and this app missed it: show what happened
+            if exc.code == "order_not_open" and model is self.model:  # decided meanwhile, and missed: show it
                 self._refill()
             return
-        self.model.orders.cancelling(order_id)
-        self.model.dirty.add(ORDERS)
-        self._schedule()
+        if model is self.model:
+            model.orders.cancelling(order_id)
+            model.dirty.add(ORDERS)
+            self._schedule()
 
     def select(self, symbol: str) -> None:
         if symbol == self.model.selected:

@@ -374,3 +374,33 @@ async def test_an_order_answered_after_an_account_switch_is_not_listed_as_the_ne
         assert app.model.user_name == "bob"
         assert app.model.orders.open == {}
         assert app.main.query_one(OpenOrders).keys() == []
+
+
+async def test_a_cancel_answered_after_an_account_switch_leaves_the_new_account_alone(
+        settings: Settings, tmp_path: Path) -> None:
+    """A review: as place_order's, a cancel sent as alice and failing after bob was chosen marked bob's API link
+    down (the old link was closed under it)."""
+    import asyncio
+
+    creds = tmp_path / "credentials.json"
+    creds.write_text(json.dumps({"active": "alice", "users": {
+        "alice": {"user_id": "alice", "api_key": "k1"}, "bob": {"user_id": "bob", "api_key": "k2"}}}))
+    custom = settings.model_copy(update={"api": settings.api.model_copy(update={"credentials_file": creds})})
+    app = create_app(custom, User("alice", "alice", "k1"), watchlist=["AAPL"], offline=True)
+    asked, answer = asyncio.Event(), asyncio.Event()
+
+    class ClosedUnderIt:
+        async def cancel(self, order_id: str) -> None:
+            asked.set()
+            await answer.wait()
+            raise ApiUnreachable("the connection was closed")
+
+    async with app.run_test(size=SIZE):
+        app.api = ClosedUnderIt()  # type: ignore[assignment]
+        cancelling = app._cancel("o_alices")
+        await asyncio.wait_for(asked.wait(), 2)
+        app.switch_account("bob")
+        answer.set()
+        await asyncio.wait_for(cancelling.wait(), 2)
+        assert app.model.user_name == "bob"
+        assert app.model.api_link.state == "offline"  # before: "down", from alice's closed link
