@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import http.server
 import json
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -211,6 +212,26 @@ def test_the_exporter_reports_a_refusal_as_its_flink_source_down(cluster: Cluste
     # no stale gauge may keep an alert quiet: the jobs are no longer reported at all
     assert _value("tradesim_flink_job_running", flink_job="execution") is None
     assert _value("tradesim_flink_job_restarts", flink_job="bars") is None
+
+
+def test_a_job_not_started_yet_has_no_checkpoint_age(cluster: Cluster, gauges: None,
+                                                      monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """A review: Flink's start time -1 (a job not started) read as a checkpoint age of ~56 years, an alert's worth."""
+    url, _, _ = cluster
+    monkeypatch.setattr(sys.modules[__name__], "JOBS", [{**JOBS[2], "start-time": -1}])
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("TRADESIM_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("TRADESIM_FLINK__REST_URL", url)
+    monkeypatch.setattr(kafka_client, "consumer", lambda *_, **__: _Idle())
+    ex = exporter.Exporter(load_settings())
+    for other in ("_components", "_lags", "_redis", "_disk"):
+        monkeypatch.setattr(ex, other, _reads_nothing(other))
+    try:
+        ex.run_once()
+    finally:
+        ex.close()
+    assert _value("tradesim_flink_job_running", flink_job="persistence") == 0  # listed: INITIALIZING
+    assert _value("tradesim_flink_job_checkpoint_age_seconds", flink_job="persistence") is None
 
 
 def _reads_nothing(name: str) -> Callable[[], None]:

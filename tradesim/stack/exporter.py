@@ -187,7 +187,8 @@ class Exporter:
             JOB_RUNNING.labels(name).set(1 if job.state == "RUNNING" else 0)
             JOB_RESTARTS.labels(name).set(restarts[job.id])
             since = job.last_checkpoint_ms or job.start_time_ms
-            JOB_CHECKPOINT_AGE.labels(name).set(max(0.0, (now_ms - since) / 1000))
+            if since > 0:  # Flink says -1 for a job not started yet: no age to tell (not one since 1970)
+                JOB_CHECKPOINT_AGE.labels(name).set(max(0.0, (now_ms - since) / 1000))
         # a standard job tradesim submitted and nobody stopped on purpose (its run is still noted) that the cluster
         # no longer runs (failed, or lost with a restarted cluster) is 0, not absent: an absent series fires no alert
         for name in set(runs(self.settings)) - {name_of(job.name) for job in jobs}:
