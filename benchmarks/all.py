@@ -153,8 +153,8 @@ def run(base: Settings, plan: Plan, report: Callable[[str], None]) -> dict[str, 
 
 def write(doc: dict[str, Any], directory: Path = RESULTS_DIR) -> Path:
     """Write the run as `<date>-<time>-<commit>[-quick].json` (UTC, the time as HHMMSS) in a file of its own: two
-    runs of one commit on one day each keep theirs (with the date alone, the second replaced the first). A name
-    already taken gets `-2`, `-3`, ...: an existing file is never written over."""
+    runs of one commit on one day each keep theirs. A name already taken gets `-2`, `-3`, ...: an existing file is
+    never written over."""
     directory.mkdir(parents=True, exist_ok=True)
     day, time_of_day = doc["date"][:10], doc["date"][11:19].replace(":", "")
     stem = f"{day}-{time_of_day}-{doc['commit']}{'-quick' if doc['quick'] else ''}"
@@ -183,8 +183,7 @@ def _keys_as_text(value: Any) -> Any:
 def load_all(directory: Path = RESULTS_DIR, warn: Callable[[str], None] = lambda _line: None,
              ) -> list[dict[str, Any]]:
     """Every `bench all` result in `directory`, oldest first. Another JSON file there (a `bench soak --json`, say)
-    is left out, all such files named in one `warn` line: it used to end the run in a KeyError after its files
-    were written."""
+    is left out, all such files named in one `warn` line."""
     docs: list[dict[str, Any]] = []
     others: list[str] = []
     for path in sorted(directory.glob("*.json")):

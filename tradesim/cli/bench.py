@@ -22,7 +22,7 @@ MAX_RATE = 100_000
 
 def offered_rates(rates: str, seconds: float) -> list[float]:
     """`--rates`: positive finite numbers separated by commas, each sending at least one order in a phase of
-    `seconds` (a phase of none has no figures: `bench orders` ended in a traceback); raises UserError."""
+    `seconds` (a phase of none has no figures); raises UserError."""
     try:
         offered = [float(r) for r in rates.split(",") if r.strip()]
     except ValueError:

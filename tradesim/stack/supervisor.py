@@ -101,8 +101,8 @@ def last_lines(path: Path, count: int = LOG_TAIL_LINES, block: int = 64 * 1024) 
                 newlines += chunks[-1].count(b"\n")
     except OSError:
         return []
-    # lines end at "\n" alone, as counted above (and as `tail -n` counts): splitlines() also cut at a progress
-    # bar's "\r" or a form feed, so `-n 5` printed five pieces of fewer lines
+    # lines end at "\n" alone, as counted above and as `tail -n` counts (not at a progress bar's "\r" or a form
+    # feed, where splitlines() would cut them)
     text = b"".join(reversed(chunks)).decode("utf-8", "replace")
     lines = [line.removesuffix("\r") for line in text.removesuffix("\n").split("\n")] if text else []
     if start > 0:

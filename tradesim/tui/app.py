@@ -174,8 +174,8 @@ class MainScreen(Screen[None]):
         #positions { height: 1fr; }
         #open-orders { height: 2fr; }
         #blotter { height: 3fr; }
-        /* one row per line, cut with … where it does not fit: a links line wrapped (both links down, under 122
-           columns) pushed the stack and job state off the bar */
+        /* one row per line, cut with … where it does not fit: a wrapped links line would push the stack and job
+           state off the bar */
         #status { height: 2; padding: 0 1; background: $panel; color: $text-muted;
                   text-wrap: nowrap; text-overflow: ellipsis; }
     }
