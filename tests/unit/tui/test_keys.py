@@ -342,17 +342,22 @@ async def test_the_stack_line_stays_on_the_status_bar_when_the_links_line_is_lon
         assert rows[1].startswith("stack: kafka stopped · jobs: flink down · order→outcome: -")
 
 
+def _alice_then_bob(settings: Settings, tmp_path: Path) -> TradesimApp:
+    """An offline app as alice, with bob's key stored beside hers to switch to."""
+    creds = tmp_path / "credentials.json"
+    creds.write_text(json.dumps({"active": "alice", "users": {
+        "alice": {"user_id": "alice", "api_key": "k1"}, "bob": {"user_id": "bob", "api_key": "k2"}}}))
+    custom = settings.model_copy(update={"api": settings.api.model_copy(update={"credentials_file": creds})})
+    return create_app(custom, User("alice", "alice", "k1"), watchlist=["AAPL"], offline=True)
+
+
 async def test_an_order_answered_after_an_account_switch_is_not_listed_as_the_new_accounts(
         settings: Settings, tmp_path: Path) -> None:
     """A probe: alice's ticket sent, then bob chosen (the command palette works over a ticket) before the API
     answered: alice's order was listed in bob's open orders, where `c` could only fail on it."""
     import asyncio
 
-    creds = tmp_path / "credentials.json"
-    creds.write_text(json.dumps({"active": "alice", "users": {
-        "alice": {"user_id": "alice", "api_key": "k1"}, "bob": {"user_id": "bob", "api_key": "k2"}}}))
-    custom = settings.model_copy(update={"api": settings.api.model_copy(update={"credentials_file": creds})})
-    app = create_app(custom, User("alice", "alice", "k1"), watchlist=["AAPL"], offline=True)
+    app = _alice_then_bob(settings, tmp_path)
     asked, answer = asyncio.Event(), asyncio.Event()
 
     class SlowApi:
@@ -382,11 +387,7 @@ async def test_a_cancel_answered_after_an_account_switch_leaves_the_new_account_
     down (the old link was closed under it)."""
     import asyncio
 
-    creds = tmp_path / "credentials.json"
-    creds.write_text(json.dumps({"active": "alice", "users": {
-        "alice": {"user_id": "alice", "api_key": "k1"}, "bob": {"user_id": "bob", "api_key": "k2"}}}))
-    custom = settings.model_copy(update={"api": settings.api.model_copy(update={"credentials_file": creds})})
-    app = create_app(custom, User("alice", "alice", "k1"), watchlist=["AAPL"], offline=True)
+    app = _alice_then_bob(settings, tmp_path)
     asked, answer = asyncio.Event(), asyncio.Event()
 
     class ClosedUnderIt:
