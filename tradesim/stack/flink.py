@@ -171,7 +171,10 @@ class Flink(Component):
             base = getattr(sys, "_base_executable", sys.executable)
             run_tool(self.name, [base, "-m", "venv", str(self.venv)], "python -m venv")
             report(f"pip install apache-flink=={self._cfg.version} (a few minutes on a cold cache)")
-            run_tool(self.name, [*pip, f"apache-flink=={self._cfg.version}"], "pip install apache-flink")
+            # --no-compile: byte-compiling every module of PyFlink's dependency tree is a fifth of this install's
+            # CPU; the jobs import a small part of it, compiled on first import instead
+            run_tool(self.name, [*pip, "--no-compile", f"apache-flink=={self._cfg.version}"],
+                     "pip install apache-flink")
         report("installing tradesim (editable) and the jobs' runtime deps into the PyFlink venv")
         run_tool(self.name, [*pip, *(f"{d}=={v}" for d, v in want.items() if d in JOB_RUNTIME_DEPS)],
                  "pip install job runtime deps")
