@@ -5,7 +5,8 @@ exponential backoff, re-sending every subscription. Newer operations (`account`,
 each connection: an older server answers them with a `bad_request` error frame, which is then read as "not
 supported here" (prices keep flowing; the app polls the API instead). The server handles a connection's frames
 in order, so the account op is resolved (ack or error) before the bars ops are sent, and each error frame
-belongs to the one op still unanswered.
+belongs to the one op still unanswered. Bar subscriptions change through one path (`_sync_bars`), one change at a
+time, each op recorded as it goes out on the connection it began on.
 """
 
 from __future__ import annotations
@@ -76,7 +77,10 @@ class Feed:
         self.bars_supported: bool | None = None
         self.account_refused = False
         self._ws: ClientConnection | None = None
+        #: the bars this connection was asked for so far, op by op (the wanted ones are `bars`)
         self._bars_sent: set[tuple[str, str]] = set()
+        #: held while a sync sends: two overlapping ones each diffed against what the other had not yet recorded
+        self._syncing = asyncio.Lock()
         self._pending: str | None = None  # the newer op ("account" / "bars") still unanswered on this connection
         #: symbols the server called unknown (never priced), asked again every UNKNOWN_RETRY_S on this connection:
         #: a market started later prices them, and nothing else would subscribe them again
@@ -236,21 +240,44 @@ class Feed:
             await self._ws.close()
 
     async def _sync_bars(self) -> None:
-        if self.bars_supported is False or self._ws is None:
-            return
-        added, removed = self.bars - self._bars_sent, self._bars_sent - self.bars
-        for op, pairs in (("unsubscribe_bars", removed), ("subscribe_bars", added)):
-            for interval in sorted({i for _, i in pairs}):
-                for symbols in _requests(s for s, i in pairs if i == interval):
-                    if op == "subscribe_bars" and self.bars_supported is None:
+        """Bring this connection's bar subscriptions to `bars`: what was removed, then what was added, an interval at a
+        time; stops when the connection it began on is gone (the next one's `_serve` subscribes from scratch)."""
+        # One sync at a time, each op recorded as it goes out and the difference taken again after each send. Taken
+        # once and recorded whole at the end, a key pressed again while a send waited on a slow link diffed against a
+        # record not yet written: a pair unsubscribed on the way stayed recorded as subscribed (its chart froze). And
+        # a sync the link's drop left waiting sent its tail on the next connection, before the account op there was
+        # answered, and recorded every pair, which that connection then never subscribed (no bars at all).
+        ws = self._ws  # before waiting its turn: on the next connection it would go before the account op's answer
+        async with self._syncing:
+            while ws is not None and ws is self._ws and self.bars_supported is not False:
+                op, interval, symbols = self._next_bars_op()
+                if not op:
+                    return
+                pairs = {(s, interval) for s in symbols}
+                if op == "subscribe_bars":
+                    if self.bars_supported is None:
                         self._pending = "bars"
-                    await self._send({"op": op, "symbols": symbols, "interval": interval})
-        self._bars_sent = set(self.bars)
+                    self._bars_sent.update(pairs)
+                else:
+                    self._bars_sent.difference_update(pairs)
+                await self._send({"op": op, "symbols": symbols, "interval": interval}, ws)
 
-    async def _send(self, doc: dict[str, Any]) -> None:
-        ws = self._ws
+    def _next_bars_op(self) -> tuple[str, str, list[str]]:
+        """(op, interval, symbols) of the next bars request towards `bars`; ("", "", []) when none is needed."""
+        for op, pairs in (("unsubscribe_bars", self._bars_sent - self.bars),
+                          ("subscribe_bars", self.bars - self._bars_sent)):
+            if pairs:
+                interval = min(i for _, i in pairs)
+                return op, interval, _requests(s for s, i in pairs if i == interval)[0]
+        return "", "", []
+
+    async def _send(self, doc: dict[str, Any], ws: ClientConnection | None = None) -> None:
+        """Send on `ws` (by default the connection now) while it is the connection now; else nothing: the next
+        connect sends what is wanted."""
         if ws is None:
-            return  # sent on the next connect
+            ws = self._ws
+        if ws is None or ws is not self._ws:
+            return
         try:
             await ws.send(json.dumps(doc))
         except ConnectionClosed:

@@ -9,6 +9,7 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+from websockets.exceptions import ConnectionClosed
 
 from tradesim.domain.events import Bar, OrderOutcome
 from tradesim.tui.connection import Backoff, Feed
@@ -240,3 +241,131 @@ def test_the_account_ack_is_serving_when_nothing_else_was_asked_for() -> None:
     feed._ws = ws  # type: ignore[assignment]
     asyncio.run(feed._serve(ws))  # type: ignore[arg-type]
     assert feed.backoff.next() == 0.5
+
+
+class Link:
+    """A connection over a slow link: each frame is written at once, and a send `hold()` picked returns only once
+    `release()`d (as websockets' send waits for its buffer to drain); the server's frames come from `push`."""
+
+    def __init__(self) -> None:
+        self.sent: list[dict[str, Any]] = []
+        self.frames: asyncio.Queue[str | None] = asyncio.Queue()
+        self.held = asyncio.Event()  # the held send is written and waiting
+        self._go = asyncio.Event()
+        self._holding = False
+        self._closed = False
+        self._wrote = asyncio.Event()
+
+    def hold(self) -> None:
+        self._holding = True
+
+    def release(self, *, closed: bool = False) -> None:
+        self._closed = closed
+        self._go.set()
+
+    async def send(self, text: str) -> None:
+        self.sent.append(json.loads(text))
+        self._wrote.set()
+        if self._holding:
+            self._holding = False
+            self.held.set()
+            await self._go.wait()
+            if self._closed:
+                raise ConnectionClosed(None, None)
+
+    async def close(self) -> None:
+        self._closed = True
+
+    async def until_sent(self, count: int) -> None:
+        while len(self.sent) < count:
+            self._wrote.clear()
+            await self._wrote.wait()
+
+    def push(self, frame: dict[str, Any] | None) -> None:
+        self.frames.put_nowait(None if frame is None else json.dumps(frame))
+
+    async def __aiter__(self) -> AsyncIterator[str]:
+        while (frame := await self.frames.get()) is not None:
+            yield frame
+
+
+def bars_held(sent: list[dict[str, Any]]) -> set[tuple[str, str]]:
+    """The bar subscriptions a server holds after these ops, in order."""
+    held: set[tuple[str, str]] = set()
+    for op in sent:
+        pairs = {(s, op.get("interval", "")) for s in op.get("symbols", [])}
+        if op["op"] == "subscribe_bars":
+            held |= pairs
+        elif op["op"] == "unsubscribe_bars":
+            held -= pairs
+    return held
+
+
+async def one_turn() -> None:
+    """Let the tasks that are ready run to their next wait (a sync to its end, or to the lock another holds)."""
+    await asyncio.sleep(0)
+
+
+A1M, A1S, B1M, B1S = ("AAA", "1m"), ("AAA", "1s"), ("BBB", "1m"), ("BBB", "1s")
+
+
+@pytest.mark.parametrize(("before", "first", "then"), [
+    ({A1M, A1S}, {A1M}, {A1M, A1S}),  # `i` twice: 1 s bars dropped, and wanted again while that op waited
+    ({A1M, B1M, A1S}, {A1M, B1M, B1S}, {A1M, B1M, A1S}),  # at 1 s, down then up: BBB, and back to AAA
+    ({A1M}, {A1M, A1S}, {A1M}),  # `i` twice the other way: 1 s bars asked for, then not
+], ids=["interval-back", "symbol-back", "interval-there-and-back"])
+def test_the_bars_the_chart_wants_now_are_the_ones_subscribed_however_changes_overlap(
+        before: set[tuple[str, str]], first: set[tuple[str, str]], then: set[tuple[str, str]]) -> None:
+    """A change made while the previous one's op still waited on a slow link: before, the second diffed against a
+    record the first wrote only at its end, so an `unsubscribe_bars` on its way was recorded as subscribed and the
+    chart of the pair wanted again got no bar until a reconnect (and a subscription dropped meanwhile stayed)."""
+
+    async def go() -> Link:
+        feed = Feed("ws://unused", None, Events())
+        feed.bars_supported = True
+        ws = Link()
+        feed._ws = ws  # type: ignore[assignment]
+        await feed.set_bars(before)
+        ws.hold()
+        changing = asyncio.create_task(feed.set_bars(first))
+        await ws.held.wait()  # its first op is written, its send waits on the link
+        again = asyncio.create_task(feed.set_bars(then))
+        await one_turn()
+        ws.release()
+        await asyncio.gather(changing, again)
+        return ws
+
+    ws = asyncio.run(go())
+    assert bars_held(ws.sent) == then
+
+
+def test_a_sync_a_dropped_link_left_waiting_sends_nothing_on_the_next_connection() -> None:
+    """Before: the sync went on with its next ops on the new connection, ahead of the account op's answer (and took
+    the pending op for its own, so an older server's refusal of the account op read as refusing bars), and recorded
+    every pair as sent there: once the account op was answered, none was subscribed and the chart got no bar."""
+
+    async def go() -> Link:
+        feed = Feed("ws://unused", "k", Events())
+        feed.bars_supported = True
+        old, new = Link(), Link()
+        feed._ws = old  # type: ignore[assignment]
+        await feed.set_bars({A1M})
+        old.hold()
+        waiting = asyncio.create_task(feed.set_bars({A1M, B1M, A1S}))  # two ops: 1m BBB, then 1s AAA
+        await old.held.wait()
+        feed._ws = new  # type: ignore[assignment]  # the link dropped and `run` connected again
+        serving = asyncio.create_task(feed._serve(new))  # type: ignore[arg-type]
+        await new.until_sent(1)
+        old.release(closed=True)
+        await waiting
+        assert [op["op"] for op in new.sent] == ["account"]  # nothing before the account op is answered
+        new.push({"type": "account", "user_id": "u"})
+        new.push(None)
+        await serving
+        assert feed.account_supported
+        return new
+
+    new = asyncio.run(go())
+    assert new.sent[0]["op"] == "account"
+    assert bars_held(new.sent) == {A1M, B1M, A1S}
+
