@@ -5,8 +5,8 @@ exponential backoff, re-sending every subscription. Newer operations (`account`,
 each connection: an older server answers them with a `bad_request` error frame, which is then read as "not
 supported here" (prices keep flowing; the app polls the API instead). The server handles a connection's frames
 in order, so the account op is resolved (ack or error) before the bars ops are sent, and each error frame
-belongs to the one op still unanswered. Bar subscriptions change through one path (`_sync_bars`), one change at a
-time, each op recorded as it goes out on the connection it began on.
+belongs to the one op still unanswered. Subscriptions change through one path (`_sync_prices`, `_sync_bars`), one
+change at a time, each op recorded as it goes out on the connection it began on.
 """
 
 from __future__ import annotations
@@ -77,7 +77,8 @@ class Feed:
         self.bars_supported: bool | None = None
         self.account_refused = False
         self._ws: ClientConnection | None = None
-        #: the bars this connection was asked for so far, op by op (the wanted ones are `bars`)
+        #: what this connection was asked for so far, op by op (the wanted sets are `prices` and `bars`)
+        self._prices_sent: set[str] = set()
         self._bars_sent: set[tuple[str, str]] = set()
         #: held while a sync sends: two overlapping ones each diffed against what the other had not yet recorded
         self._syncing = asyncio.Lock()
@@ -110,6 +111,7 @@ class Feed:
             self.events.feed_state("connecting", None, "")
 
     async def _serve(self, ws: ClientConnection) -> None:
+        self._prices_sent = set()
         self._bars_sent = set()
         self.unknown = set()  # every wanted symbol is asked for below
         self.account_supported = self.bars_supported = None
@@ -119,8 +121,7 @@ class Feed:
             await ws.send(json.dumps({"op": "account", "api_key": self.api_key}))
         else:
             self.events.feed_account("refused" if self.account_refused else "polling")
-        for symbols in _requests(self.prices):
-            await ws.send(json.dumps({"op": "subscribe", "symbols": symbols}))
+        await self._sync_prices()
         if self._pending is None:
             await self._sync_bars()
         served = False
@@ -219,13 +220,8 @@ class Feed:
         self.bars_supported = True
 
     async def set_prices(self, symbols: Iterable[str]) -> None:
-        wanted = set(symbols)
-        added, removed = wanted - self.prices, self.prices - wanted
-        self.prices = wanted
-        for symbols in _requests(added):
-            await self._send({"op": "subscribe", "symbols": symbols})
-        for symbols in _requests(removed):
-            await self._send({"op": "unsubscribe", "symbols": symbols})
+        self.prices = set(symbols)
+        await self._sync_prices()
 
     async def set_bars(self, pairs: Iterable[tuple[str, str]]) -> None:
         self.bars = set(pairs)
@@ -238,6 +234,23 @@ class Feed:
         self.account_refused = False
         if self._ws is not None:
             await self._ws.close()
+
+    async def _sync_prices(self) -> None:
+        """Bring this connection's price subscriptions to `prices`: what was added, then what was removed."""
+        ws = self._ws  # before waiting its turn: a sync that waited over a reconnect has nothing to do there
+        async with self._syncing:
+            while ws is not None and ws is self._ws:
+                added, removed = self.prices - self._prices_sent, self._prices_sent - self.prices
+                if added:
+                    symbols = _requests(added)[0]
+                    self._prices_sent.update(symbols)
+                    await self._send({"op": "subscribe", "symbols": symbols}, ws)
+                elif removed:
+                    symbols = _requests(removed)[0]
+                    self._prices_sent.difference_update(symbols)
+                    await self._send({"op": "unsubscribe", "symbols": symbols}, ws)
+                else:
+                    return
 
     async def _sync_bars(self) -> None:
         """Bring this connection's bar subscriptions to `bars`: what was removed, then what was added, an interval at a

@@ -301,6 +301,16 @@ def bars_held(sent: list[dict[str, Any]]) -> set[tuple[str, str]]:
     return held
 
 
+def prices_held(sent: list[dict[str, Any]]) -> set[str]:
+    held: set[str] = set()
+    for op in sent:
+        if op["op"] == "subscribe":
+            held |= set(op["symbols"])
+        elif op["op"] == "unsubscribe":
+            held -= set(op["symbols"])
+    return held
+
+
 async def one_turn() -> None:
     """Let the tasks that are ready run to their next wait (a sync to its end, or to the lock another holds)."""
     await asyncio.sleep(0)
@@ -369,3 +379,25 @@ def test_a_sync_a_dropped_link_left_waiting_sends_nothing_on_the_next_connection
     assert new.sent[0]["op"] == "account"
     assert bars_held(new.sent) == {A1M, B1M, A1S}
 
+
+def test_the_prices_the_watchlist_wants_now_are_the_ones_subscribed_however_changes_overlap() -> None:
+    """As for bars: one change that adds and removes (a symbol added, another removed, applied together), and the
+    removed one added back while its subscribe waited on the link: before, its `unsubscribe` went out after the
+    new `subscribe`, and the symbol's row had no price again until a reconnect."""
+
+    async def go() -> Link:
+        feed = Feed("ws://unused", None, Events())
+        ws = Link()
+        feed._ws = ws  # type: ignore[assignment]
+        await feed.set_prices({"AAA", "XXX"})
+        ws.hold()
+        changing = asyncio.create_task(feed.set_prices({"AAA", "YYY"}))
+        await ws.held.wait()  # `subscribe YYY` written, waiting; `unsubscribe XXX` next
+        again = asyncio.create_task(feed.set_prices({"AAA", "XXX", "YYY"}))
+        await one_turn()
+        ws.release()
+        await asyncio.gather(changing, again)
+        return ws
+
+    ws = asyncio.run(go())
+    assert prices_held(ws.sent) == {"AAA", "XXX", "YYY"}
