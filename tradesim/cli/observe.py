@@ -11,7 +11,7 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from tradesim.adapters.prometheus.client import PrometheusApi
+from tradesim.adapters.prometheus.client import PrometheusApi, Sample
 from tradesim.cli.errors import cli_errors
 from tradesim.cli.readout import console
 from tradesim.ports import Unavailable
@@ -80,6 +80,12 @@ def _fmt(value: float | None, unit: str = "", digits: int = 1) -> str:
     return "-" if value is None else f"{value:,.{digits}f}{unit}"
 
 
+def _by(samples: list[Sample], label: str) -> dict[str, float]:
+    """Each series' value under its `label`. A series without that label (a foreign exporter's, a recording rule
+    that summed it away) is no component or job of ours: it is left out."""
+    return {s.labels[label]: s.value for s in samples if label in s.labels}
+
+
 def screen(api: PrometheusApi) -> Group:
     """One refresh of the dashboard; raises Unavailable."""
     orders = api.scalar("tradesim:orders_accepted:rate1m")
@@ -94,10 +100,10 @@ def screen(api: PrometheusApi) -> Group:
                  Text.assemble("alerts firing ", (str(len(firing)), "bold red" if firing else "bold")))
 
     comps = Table("component", "up", "restarts", "CPU %", "RSS MB", title="components", title_justify="left")
-    up = {s.labels["component"]: s.value for s in api.query("tradesim_component_up")}
-    restarts = {s.labels["component"]: s.value for s in api.query("tradesim_component_restarts")}
-    cpu = {s.labels["component"]: s.value for s in api.query("tradesim:component_cpu:rate1m")}
-    rss = {s.labels["component"]: s.value for s in api.query("tradesim_component_rss_bytes")}
+    up = _by(api.query("tradesim_component_up"), "component")
+    restarts = _by(api.query("tradesim_component_restarts"), "component")
+    cpu = _by(api.query("tradesim:component_cpu:rate1m"), "component")
+    rss = _by(api.query("tradesim_component_rss_bytes"), "component")
     for name in sorted(up):
         comps.add_row(name, "yes" if up[name] else Text("no", style="red"), _fmt(restarts.get(name), "", 0),
                       _fmt(None if name not in cpu else cpu[name] * 100),
@@ -107,9 +113,9 @@ def screen(api: PrometheusApi) -> Group:
     for s in sorted(api.query("tradesim_consumer_lag"), key=lambda s: s.labels.get("group", "")):
         lags.add_row(s.labels.get("group", ""), s.labels.get("topic", ""), _fmt(s.value, "", 0))
     jobs = Table("Flink job", "running", "restarts", "checkpoint age s", title="jobs", title_justify="left")
-    running = {s.labels["flink_job"]: s.value for s in api.query("tradesim_flink_job_running")}
-    job_restarts = {s.labels["flink_job"]: s.value for s in api.query("tradesim_flink_job_restarts")}
-    ages = {s.labels["flink_job"]: s.value for s in api.query("tradesim_flink_job_checkpoint_age_seconds")}
+    running = _by(api.query("tradesim_flink_job_running"), "flink_job")
+    job_restarts = _by(api.query("tradesim_flink_job_restarts"), "flink_job")
+    ages = _by(api.query("tradesim_flink_job_checkpoint_age_seconds"), "flink_job")
     for job in sorted(running):
         jobs.add_row(job, "yes" if running[job] else Text("no", style="red"), _fmt(job_restarts.get(job), "", 0),
                      _fmt(ages.get(job), "", 0))

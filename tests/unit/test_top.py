@@ -1,0 +1,76 @@
+"""`tradesim top` against a local HTTP server that answers Prometheus's API from a fixed set of series."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+from typer.testing import CliRunner
+
+from tradesim.cli.app import app
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def prometheus(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[dict[str, list[dict[str, object]]]]:
+    """Query → the series it answers (none for a query not in it); `tradesim` in this test reads from it."""
+    series: dict[str, list[dict[str, object]]] = {}
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 - http.server's name
+            url = urlsplit(self.path)
+            if url.path == "/api/v1/alerts":
+                data: dict[str, object] = {"alerts": []}
+            else:
+                (query,) = parse_qs(url.query)["query"]
+                data = {"resultType": "vector", "result": series.get(query, [])}
+            body = json.dumps({"status": "success", "data": data}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *_args: object) -> None:
+            pass
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("TRADESIM_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("TRADESIM_OBSERVABILITY__PROMETHEUS_URL", f"http://127.0.0.1:{httpd.server_address[1]}")
+    try:
+        yield series
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+def _series(value: float, **labels: str) -> dict[str, object]:
+    return {"metric": labels, "value": [0, str(value)]}
+
+
+def test_series_without_a_component_or_job_label_are_left_out_not_a_traceback(
+        prometheus: dict[str, list[dict[str, object]]]) -> None:
+    """A probe: a series of the same name without `component` / `flink_job` (a foreign exporter on the same
+    Prometheus, a recording rule that summed the label away) stopped `top` with a KeyError traceback."""
+    for metric in ("tradesim_component_up", "tradesim_component_restarts", "tradesim_component_rss_bytes"):
+        prometheus[metric] = [_series(1, component="kafka", job="exporter"), _series(7, job="foreign")]
+    prometheus["tradesim:component_cpu:rate1m"] = [_series(0.25, component="kafka"), _series(9)]
+    for metric in ("tradesim_flink_job_running", "tradesim_flink_job_restarts",
+                   "tradesim_flink_job_checkpoint_age_seconds"):
+        prometheus[metric] = [_series(1, flink_job="execution"), _series(3, job="foreign")]
+    shown = runner.invoke(app, ["top", "--once"], env={"COLUMNS": "200"})
+    assert shown.exit_code == 0, shown.output
+    assert "Traceback" not in shown.output
+    rows = [line.split("│")[1:-1] for line in shown.output.splitlines() if line.count("│") > 2]
+    cells = [[cell.strip() for cell in row] for row in rows]
+    assert ["kafka", "yes", "1", "25.0", "0"] in cells
+    assert ["execution", "yes", "1", "1"] in cells
+    assert len([row for row in cells if row[0] not in ("component", "Flink job")]) == 2  # no row for the others
