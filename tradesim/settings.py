@@ -636,7 +636,8 @@ class ObservabilitySettings(Section):
         None, description="Use an external Prometheus (its http://host:port) for `tradesim top` and `alerts`.")
     exporter_port: Port = Field(9111, description="The stack exporter's /metrics port.")
     scrape_interval_s: float = Field(5.0, gt=0, le=WEEK_S,
-                                     description="How often Prometheus scrapes and evaluates rules.")
+                                     description="How often Prometheus scrapes and evaluates rules; its rates are "
+                                     "taken over 4 times this, at least 1 min.")
     retention: str = Field("2d", description="How long Prometheus keeps samples (--storage.tsdb.retention.time), "
                            "a Prometheus duration such as 2d, 12h or 1w2d.")
 
@@ -652,6 +653,12 @@ class ObservabilitySettings(Section):
     @property
     def client_url(self) -> str:
         return (self.prometheus_url or f"http://{self.host}:{self.prometheus_port}").rstrip("/")
+
+    @property
+    def rate_window_s(self) -> float:
+        """The range of every rate in the rules (`top`'s rates, the alerts on them): a rate needs two samples in it,
+        and four scrape intervals still hold two after a missed scrape (Prometheus's advice); at least 1 min."""
+        return max(60.0, 4 * self.scrape_interval_s)
 
 
 class ChaosSettings(Section):

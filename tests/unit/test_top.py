@@ -62,7 +62,7 @@ def test_series_without_a_component_or_job_label_are_left_out_not_a_traceback(
     Prometheus, a recording rule that summed the label away) stopped `top` with a KeyError traceback."""
     for metric in ("tradesim_component_up", "tradesim_component_restarts", "tradesim_component_rss_bytes"):
         prometheus[metric] = [_series(1, component="kafka", job="exporter"), _series(7, job="foreign")]
-    prometheus["tradesim:component_cpu:rate1m"] = [_series(0.25, component="kafka"), _series(9)]
+    prometheus["tradesim:component_cpu:rate"] = [_series(0.25, component="kafka"), _series(9)]
     for metric in ("tradesim_flink_job_running", "tradesim_flink_job_restarts",
                    "tradesim_flink_job_checkpoint_age_seconds"):
         prometheus[metric] = [_series(1, flink_job="execution"), _series(3, job="foreign")]

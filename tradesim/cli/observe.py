@@ -88,9 +88,9 @@ def _by(samples: list[Sample], label: str) -> dict[str, float]:
 
 def screen(api: PrometheusApi) -> Group:
     """One refresh of the dashboard; raises Unavailable."""
-    orders = api.scalar("tradesim:orders_accepted:rate1m")
+    orders = api.scalar("tradesim:orders_accepted:rate")
     p50, p99 = api.scalar("tradesim:order_outcome_seconds:p50"), api.scalar("tradesim:order_outcome_seconds:p99")
-    requests, errors = api.scalar("tradesim:api_requests:rate1m"), api.scalar("tradesim:api_5xx:rate1m")
+    requests, errors = api.scalar("tradesim:api_requests:rate"), api.scalar("tradesim:api_5xx:rate")
     firing = [a for a in api.alerts() if a.state == "firing"]
     head = Table.grid(padding=(0, 3))
     head.add_row(Text.assemble("orders/s ", (_fmt(orders), "bold")),
@@ -102,7 +102,7 @@ def screen(api: PrometheusApi) -> Group:
     comps = Table("component", "up", "restarts", "CPU %", "RSS MB", title="components", title_justify="left")
     up = _by(api.query("tradesim_component_up"), "component")
     restarts = _by(api.query("tradesim_component_restarts"), "component")
-    cpu = _by(api.query("tradesim:component_cpu:rate1m"), "component")
+    cpu = _by(api.query("tradesim:component_cpu:rate"), "component")
     rss = _by(api.query("tradesim_component_rss_bytes"), "component")
     for name in sorted(up):
         comps.add_row(name, "yes" if up[name] else Text("no", style="red"), _fmt(restarts.get(name), "", 0),

@@ -120,7 +120,7 @@ def test_a_component_that_dies_fires_an_alert_until_it_is_back(
 
 
 def test_top_draws_the_stack_once(settings: Settings, prom: PrometheusApi, standard_jobs: None) -> None:
-    wait_for(lambda: prom.query("tradesim:component_cpu:rate1m"), 60, "a CPU rate (two exporter passes)", poll_s=1)
+    wait_for(lambda: prom.query("tradesim:component_cpu:rate"), 60, "a CPU rate (two exporter passes)", poll_s=1)
     shown = runner.invoke(app, ["top", "--once"], env={"COLUMNS": "200"})
     assert shown.exit_code == 0, shown.output
     for part in ("orders/s", "components", "kafka", "consumer lag", "tradesim-execution", "jobs"):
