@@ -11,11 +11,11 @@ from tradesim.stack.exporter import read_procs, tree
 
 
 def _stat(root: Path, pid: int, ppid: int, utime: int, stime: int, rss_pages: int, comm: str = "java",
-          children: int = 0) -> None:
-    (root / str(pid)).mkdir()
+          children: int = 0, started: int = 100) -> None:
+    (root / str(pid)).mkdir(exist_ok=True)
     # fields after "(comm)": state ppid pgrp session tty tpgid flags minflt cminflt majflt cmajflt utime stime
     # cutime cstime priority nice threads itrealvalue starttime vsize rss
-    rest = ["S", ppid, 1, 1, 0, -1, 0, 0, 0, 0, 0, utime, stime, children, 0, 20, 0, 1, 0, 100, 1000, rss_pages]
+    rest = ["S", ppid, 1, 1, 0, -1, 0, 0, 0, 0, 0, utime, stime, children, 0, 20, 0, 1, 0, started, 1000, rss_pages]
     (root / str(pid) / "stat").write_text(f"{pid} ({comm}) " + " ".join(map(str, rest)) + " 0 0\n")
 
 
@@ -32,6 +32,64 @@ def test_a_tree_sums_the_process_and_its_descendants_only(tmp_path: Path) -> Non
     assert sum(p.cpu_s for p in mine) == 6.0  # an exited child's CPU stays counted (the sum must not drop)
     assert sum(p.rss_bytes for p in mine) == 175 * page
     assert list(tree(procs, 99)) == []  # a pid that is gone
+
+
+def test_a_components_cpu_never_drops_when_a_process_leaves_its_tree(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A probe: the exporter reported the sum over the tree, which drops when a process leaves it with seconds no
+    reaper in the tree adds to its own (a grandchild adopted by init when its parent was killed, a child reaped
+    between the reads of its parent and its own); Prometheus reads a drop as a counter reset, and the rate as a
+    spike of the whole tree's seconds."""
+    import shutil
+    from types import SimpleNamespace
+
+    from tradesim.stack import exporter
+
+    ticks = os.sysconf("SC_CLK_TCK")
+    row = SimpleNamespace(name="flink", state="running", healthy=True, restarts=0, pid=10)
+    probe = exporter.Exporter.__new__(exporter.Exporter)  # only what _components reads: no Kafka probes
+    probe.supervisor = SimpleNamespace(status=lambda: [row])
+    probe.cpu = {}
+    monkeypatch.setattr(exporter, "read_procs", lambda: read_procs(tmp_path))
+
+    def cpu_s(**tree: tuple[int, float, float]) -> float:
+        """One pass over the tree pid → (ppid, own seconds, reaped seconds); the component's CPU it reports."""
+        for entry in tmp_path.iterdir():
+            shutil.rmtree(entry)
+        for pid, (ppid, own, reaped) in tree.items():
+            _stat(tmp_path, int(pid.removeprefix("p")), ppid, round(own * ticks), 0, 1, children=round(reaped * ticks))
+        probe._components()
+        (sample,) = exporter.CPU.collect()[0].samples
+        return float(sample.value)
+
+    assert cpu_s(p10=(1, 1, 0), p11=(10, 1, 0), p12=(11, 5, 0)) == 7  # the root, a child, a grandchild
+    # the child killed and reaped by the root; the grandchild adopted by init: its 5 s leave the tree
+    assert cpu_s(p10=(1, 1, 1), p12=(1, 6, 0)) == 7
+    assert cpu_s(p10=(1, 2, 1), p13=(10, 3, 0)) == 11  # a new child
+    # it ends and is reaped after this pass read the root, before it read the child: gone, not yet in the root's
+    assert cpu_s(p10=(1, 2, 1)) == 11
+    assert cpu_s(p10=(1, 2, 4.5)) == 11.5  # the root's reaped seconds have its 3.5 now: only the 0.5 are new
+    assert cpu_s(p10=(1, 2, 4.5), p14=(10, 2, 0)) == 13.5
+    assert cpu_s(p10=(1, 2, 7)) == 14  # an ordinary reap: the child's last 0.5 s
+    row.pid = 20  # restarted by the watchdog: the count goes on
+    assert cpu_s(p20=(1, 0.5, 0)) == 14.5
+
+
+def test_the_cpu_count_tells_a_reused_pid_and_a_child_nobody_waits_for() -> None:
+    from tradesim.stack.exporter import ProcStat, TreeCpu
+
+    def stat(ppid: int, own: float, reaped: float = 0, started: int = 1) -> ProcStat:
+        return ProcStat(ppid=ppid, own_s=own, reaped_s=reaped, rss_bytes=0, started=started)
+
+    cpu = TreeCpu()
+    assert cpu.update({1: stat(0, 1), 2: stat(1, 4)}, 1) == 5
+    assert cpu.update({1: stat(0, 1), 2: stat(1, 1, started=9)}, 1) == 6  # pid 2 is another process now
+    # pid 2 ends and nobody waits for it (SIGCHLD ignored): its seconds stay counted; the root's later reaped
+    # seconds are counted in full once the one pass they may be late for is over
+    assert cpu.update({1: stat(0, 1)}, 1) == 6
+    assert cpu.update({1: stat(0, 1, 0.5)}, 1) == 6  # (this pass: perhaps pid 2's own, late)
+    assert cpu.update({1: stat(0, 1, 2.5)}, 1) == 8
+    assert cpu.update({}, 1) == 8  # the root gone: nothing is read, nothing is lost
 
 
 def test_a_noted_job_the_cluster_no_longer_runs_is_reported_not_running(

@@ -1,10 +1,10 @@
 """The stack exporter: what no service reports about itself, as Prometheus metrics on loopback.
 
 Per component: up (running and healthy), watchdog restarts, CPU seconds and RSS of its whole process tree (read
-from /proc, so the JVMs, Redis and dynalite count too); the committed lag of every consumer group the stack
-runs; Redis memory against its cap; free disk under the stack folder; Flink jobs (running, restarts, age of the
-last checkpoint) from Flink's REST API. Flink's own Prometheus reporter is not used: it binds every interface
-and has no address option.
+from /proc, so the JVMs, Redis and dynalite count too; the CPU seconds a counter that never drops, `TreeCpu`);
+the committed lag of every consumer group the stack runs; Redis memory against its cap; free disk under the stack
+folder; Flink jobs (running, restarts, age of the last checkpoint) from Flink's REST API. Flink's own Prometheus
+reporter is not used: it binds every interface and has no address option.
 
 Run as `python -m tradesim.stack.exporter` (the `exporter` component); one pass every scrape interval.
 """
@@ -32,8 +32,8 @@ log = logging.getLogger("tradesim.exporter")
 UP = Gauge("tradesim_component_up", "1 when the component runs and answers its health check", ["component"])
 RESTARTS = Gauge("tradesim_component_restarts", "Restarts by the watchdog within its window (may go down)",
                  ["component"])
-CPU = Gauge("tradesim_component_cpu_seconds", "CPU time of the component's process tree, with its exited children",
-            ["component"])
+CPU = Gauge("tradesim_component_cpu_seconds", "CPU time of the component's process tree, with the processes that "
+            "left it (never goes down while the exporter runs)", ["component"])
 RSS = Gauge("tradesim_component_rss_bytes", "Resident memory of the component's process tree", ["component"])
 LAG = Gauge("tradesim_consumer_lag", "Records beyond a consumer group's committed offsets", ["group", "topic"])
 REDIS_USED = Gauge("tradesim_redis_used_memory_bytes", "Redis used_memory")
@@ -52,13 +52,18 @@ SOURCE_UP = Gauge("tradesim_exporter_source_up", "1 when the last pass could rea
 @dataclass(frozen=True)
 class ProcStat:
     ppid: int
-    cpu_s: float
+    own_s: float  # user + system time of its threads, live and exited
+    reaped_s: float  # the same of the children it waited for (and of theirs): the kernel's cutime + cstime
     rss_bytes: int
+    started: int  # clock ticks after boot: with the pid, which process this is (pids are reused)
+
+    @property
+    def cpu_s(self) -> float:
+        return self.own_s + self.reaped_s
 
 
 def read_procs(root: Path = Path("/proc")) -> dict[int, ProcStat]:
-    """Every process's parent, CPU time (user + system, its own and its waited-for children's, so the sum over a
-    tree does not drop when a child exits) and RSS, from /proc/<pid>/stat."""
+    """Every process's parent, CPU time, RSS and start time, from /proc/<pid>/stat."""
     ticks = os.sysconf("SC_CLK_TCK")
     page = os.sysconf("SC_PAGE_SIZE")
     out: dict[int, ProcStat] = {}
@@ -70,9 +75,10 @@ def read_procs(root: Path = Path("/proc")) -> dict[int, ProcStat]:
         except OSError:
             continue  # gone meanwhile
         fields = text[text.rindex(")") + 2:].split()  # after "pid (comm) ": state is field 0 here
-        cpu_ticks = sum(int(f) for f in fields[11:15])  # utime stime cutime cstime
-        out[int(entry.name)] = ProcStat(ppid=int(fields[1]), cpu_s=cpu_ticks / ticks,
-                                        rss_bytes=int(fields[21]) * page)
+        utime, stime, cutime, cstime = (int(f) for f in fields[11:15])
+        out[int(entry.name)] = ProcStat(ppid=int(fields[1]), own_s=(utime + stime) / ticks,
+                                        reaped_s=(cutime + cstime) / ticks, rss_bytes=int(fields[21]) * page,
+                                        started=int(fields[19]))
     return out
 
 
@@ -95,6 +101,53 @@ def tree(procs: dict[int, ProcStat], pid: int) -> Iterator[ProcStat]:
     return (procs[p] for p in family(procs, pid))
 
 
+class TreeCpu:
+    """A component's CPU seconds as a counter that never drops.
+
+    The sum over its process tree drops whenever a process leaves the tree without its seconds reaching a reaper
+    in it: a grandchild orphaned when its parent is killed (init adopts it, and its seconds), a child nobody waits
+    for, a child reaped between the reads of its parent and its own. Prometheus reads any drop as a counter reset,
+    so the rate showed the whole tree's seconds as one spike. Instead each pass adds what every process of the tree
+    spent since the last one; a process that left keeps what it spent in the tree counted (as the kernel's cutime
+    keeps a reaped child's), and when a reaper in the tree adds a gone child's seconds to its own, the part already
+    counted is not added again."""
+
+    def __init__(self) -> None:
+        self.total_s = 0.0
+        self._seen: dict[int, ProcStat] = {}  # the tree at the last pass
+        self._owed: dict[int, float] = {}  # seconds a reaper in the tree had not added yet at the last pass
+
+    def update(self, procs: dict[int, ProcStat], root: int) -> float:
+        """The component's CPU seconds so far, given its root process and a fresh `read_procs()`."""
+        now = {pid: procs[pid] for pid in family(procs, root)}
+        stayed = {pid for pid, old in self._seen.items() if pid in now and now[pid].started == old.started}
+        owed = {pid: due for pid, due in self._owed.items() if pid in stayed}
+        fresh: dict[int, float] = {}
+        for pid, old in self._seen.items():
+            if pid in stayed or (pid in procs and procs[pid].started == old.started):
+                continue  # still in the tree, or alive outside it (adopted): what it spent in the tree is counted
+            reaper = old.ppid  # gone: its seconds reach its nearest ancestor still in the tree, if it waits for it
+            while reaper in self._seen and reaper not in stayed:
+                reaper = self._seen[reaper].ppid
+            if reaper in stayed:
+                fresh[reaper] = fresh.get(reaper, 0.0) + old.cpu_s
+        self._owed = {}
+        spent = 0.0
+        for pid, stat in now.items():
+            if pid not in stayed:
+                spent += stat.cpu_s  # new since the last pass (a restarted root too): all it spent is new
+                continue
+            old = self._seen[pid]
+            due = owed.get(pid, 0.0) + fresh.get(pid, 0.0)
+            reaped = stat.reaped_s - old.reaped_s
+            spent += max(0.0, stat.own_s - old.own_s) + max(0.0, reaped - due)
+            if due > reaped and pid in fresh:  # reaped after this pass read the reaper: its seconds come next pass
+                self._owed[pid] = min(due - reaped, fresh[pid])  # (only then: a child nobody waits for never comes)
+        self._seen = now
+        self.total_s += spent
+        return self.total_s
+
+
 def consumer_groups(settings: Settings) -> list[tuple[str, str]]:
     """(group, topic) of every consumer group the stack runs that commits its position."""
     from tradesim.stack.jobs import source_groups
@@ -112,6 +165,7 @@ class Exporter:
         self.settings = settings
         self.supervisor = Supervisor(settings, registry.build(settings))
         self.groups = consumer_groups(settings)
+        self.cpu: dict[str, TreeCpu] = {}  # per component, kept while it is stopped: its count goes on
         self.probes = {group: consumer(settings.kafka, group_id=group) for group, _ in self.groups}
 
     def run_once(self) -> None:
@@ -141,9 +195,8 @@ class Exporter:
             UP.labels(row.name).set(1 if row.healthy else 0)
             RESTARTS.labels(row.name).set(row.restarts)
             if row.pid is not None and row.state in ("running", "unhealthy"):
-                stats = list(tree(procs, row.pid))
-                CPU.labels(row.name).set(sum(s.cpu_s for s in stats))
-                RSS.labels(row.name).set(sum(s.rss_bytes for s in stats))
+                CPU.labels(row.name).set(self.cpu.setdefault(row.name, TreeCpu()).update(procs, row.pid))
+                RSS.labels(row.name).set(sum(s.rss_bytes for s in tree(procs, row.pid)))
 
     def _lags(self) -> None:
         from tradesim.adapters.kafka.client import measure_group_lag
