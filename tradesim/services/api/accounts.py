@@ -33,6 +33,8 @@ def _now_ms() -> int:
 
 router = APIRouter(prefix="/accounts", tags=["accounts"], route_class=StrictJsonRoute)
 UserPath = Path(pattern=r"^[a-z0-9][a-z0-9_.\-]{0,39}$")
+#: reset → make → reset ...: past the first round only if the item went again after another request made it
+_RESET_ATTEMPTS = 3
 
 
 def new_api_key() -> str:
@@ -50,6 +52,28 @@ async def _info(res: Resources, account: Account) -> AccountInfo:
                        created_at_ms=account.created_at_ms,
                        cash=None if portfolio is None else _money(portfolio.cash),
                        positions={} if portfolio is None else {s: q for s, q in portfolio.positions.items() if q})
+
+
+async def _reset_portfolio(res: Resources, user_id: str, cash: Decimal) -> int:
+    """Back to `cash` with no positions; a missing item is made again, marked as reset too (the user's executions
+    so far are of before). Returns the new version; raises ApiError 409 `conflict`.
+
+    Two resets of a missing item both see it missing and both make it; the one whose make finds the other's item
+    resets that item, so both succeed, each writing after it was asked (the item the other made may hold an
+    execution already)."""
+    for _ in range(_RESET_ATTEMPTS):
+        try:
+            return await anyio.to_thread.run_sync(res.accounts.reset_portfolio, user_id, cash, _now_ms)
+        except PortfolioNotFound:
+            pass
+        except VersionConflict as exc:
+            raise ApiError(409, "conflict", str(exc)) from None
+        try:
+            await anyio.to_thread.run_sync(res.portfolios.create, user_id, cash, _now_ms())
+        except PortfolioExists:
+            continue  # made by another request since it was found missing: reset that one
+        return 0
+    raise ApiError(409, "conflict", f"reset portfolio {user_id!r}: it kept appearing and going; retry")
 
 
 @router.post("", status_code=201, response_model=AccountCreated,
@@ -110,13 +134,6 @@ async def reset_account(res: Res, _: Admin, user_id: str = UserPath) -> ResetDon
     account = await anyio.to_thread.run_sync(res.accounts.get, user_id)
     if account is None:
         raise ApiError(404, "account_not_found", f"no account {user_id!r}")
-    try:
-        version = await anyio.to_thread.run_sync(res.accounts.reset_portfolio, user_id, account.starting_cash,
-                                                 _now_ms)
-    except PortfolioNotFound:  # made again, marked as reset too (the user's executions so far are of before)
-        await anyio.to_thread.run_sync(res.portfolios.create, user_id, account.starting_cash, _now_ms())
-        version = 0
-    except VersionConflict as exc:
-        raise ApiError(409, "conflict", str(exc)) from None
+    version = await _reset_portfolio(res, user_id, account.starting_cash)
     await res.view.drop(user_id)  # the order API's holdings view: the next order reads the reset item
     return ResetDone(user_id=user_id, cash=_money(account.starting_cash), version=version)
