@@ -1,5 +1,8 @@
 """Accounts: one item per user holding the hash of its API key (never the key), found by the `by_key_hash` GSI.
 
+An account is written `pending` by a create that has not answered yet, and finished once its portfolio is right:
+the key of a pending one was never shown, so a create of it again may take it over with a key of its own.
+
 Also resets a user's portfolio item with an optimistic-concurrency write on its `version`, because the execution
 job changes the same item.
 """
@@ -35,6 +38,14 @@ class AccountExists(DomainError):
     """An account with that user id was already created."""
 
 
+class AccountUnfinished(DomainError):
+    """The account's create did not finish (it is `pending`): a create of it again finishes it."""
+
+    def __init__(self, account: Account) -> None:
+        self.account = account
+        super().__init__(f"the create of account {account.user_id!r} did not finish")
+
+
 @dataclass(frozen=True)
 class Account:
     user_id: str
@@ -43,13 +54,26 @@ class Account:
     created_at_ms: int
     #: requests/s this account's key may make; None: the API's default
     rate_limit_per_s: int | None = None
+    #: written by a create that has not answered: its key was never shown (see the module docstring)
+    pending: bool = False
+
+
+def _item(account: Account) -> dict[str, Any]:
+    item: dict[str, Any] = {"user_id": account.user_id, "api_key_hash": account.api_key_hash,
+                            "starting_cash": account.starting_cash, "created_at_ms": account.created_at_ms}
+    if account.rate_limit_per_s is not None:
+        item["rate_limit_per_s"] = account.rate_limit_per_s
+    if account.pending:
+        item["pending"] = True
+    return {k: _to_dynamo(v) for k, v in item.items()}
 
 
 def _account(item: dict[str, Any]) -> Account:
     data = {k: _from_dynamo(v) for k, v in item.items()}
     limit = data.get("rate_limit_per_s")
     return Account(user_id=data["user_id"], api_key_hash=data["api_key_hash"], starting_cash=data["starting_cash"],
-                   created_at_ms=int(data["created_at_ms"]), rate_limit_per_s=None if limit is None else int(limit))
+                   created_at_ms=int(data["created_at_ms"]), rate_limit_per_s=None if limit is None else int(limit),
+                   pending=bool(data.get("pending", False)))
 
 
 class AccountStore:
@@ -62,31 +86,48 @@ class AccountStore:
 
     def create(self, account: Account) -> None:
         """Raises AccountExists, Unavailable."""
-        item: dict[str, Any] = {"user_id": account.user_id, "api_key_hash": account.api_key_hash,
-                                "starting_cash": account.starting_cash, "created_at_ms": account.created_at_ms}
-        if account.rate_limit_per_s is not None:
-            item["rate_limit_per_s"] = account.rate_limit_per_s
         try:
-            self.db.client.put_item(TableName=self.table, Item={k: _to_dynamo(v) for k, v in item.items()},
+            self.db.client.put_item(TableName=self.table, Item=_item(account),
                                     ConditionExpression="attribute_not_exists(user_id)")
         except (BotoCoreError, ClientError) as exc:
             raise translate(exc, f"create account {account.user_id!r}", AccountExists(account.user_id)) from None
 
+    def take_over(self, account: Account, seen_key_hash: str) -> bool:
+        """Write `account` over a pending one of its name whose key hash is still `seen_key_hash` (no other create
+        took it over since it was read); False if it is not. Raises Unavailable."""
+        return conditional_write(partial(
+            self.db.client.put_item, TableName=self.table, Item=_item(account),
+            ConditionExpression="attribute_exists(pending) AND api_key_hash = :seen",
+            ExpressionAttributeValues={":seen": {"S": seen_key_hash}}),
+            f"take over account {account.user_id!r}")
+
+    def finish(self, user_id: str, api_key_hash: str) -> bool:
+        """The account is no longer pending, if its key hash is still `api_key_hash`; False if another create took
+        it over. Raises Unavailable."""
+        return conditional_write(partial(
+            self.db.client.update_item, TableName=self.table, Key={"user_id": {"S": user_id}},
+            UpdateExpression="REMOVE pending", ConditionExpression="api_key_hash = :h",
+            ExpressionAttributeValues={":h": {"S": api_key_hash}}),
+            f"finish account {user_id!r}")
+
     def set_key_hash(self, user_id: str, api_key_hash: str) -> bool:
         """Replace the account's key hash (the old key stops matching); False if there is no such account.
-        Raises Unavailable."""
-        try:
-            self.db.client.update_item(TableName=self.table, Key={"user_id": {"S": user_id}},
-                                       UpdateExpression="SET api_key_hash = :h",
-                                       ConditionExpression="attribute_exists(user_id)",
-                                       ExpressionAttributeValues={":h": {"S": api_key_hash}})
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
+        Raises AccountUnfinished (a pending account is for a create of it again to finish, which would stop a key
+        handed out here), VersionConflict, Unavailable."""
+        what = f"set the key of {user_id!r}"
+        for _ in range(2):  # a failed condition is read to tell why; a pending account found finished: once more
+            if conditional_write(partial(
+                    self.db.client.update_item, TableName=self.table, Key={"user_id": {"S": user_id}},
+                    UpdateExpression="SET api_key_hash = :h",
+                    ConditionExpression="attribute_exists(user_id) AND attribute_not_exists(pending)",
+                    ExpressionAttributeValues={":h": {"S": api_key_hash}}), what):
+                return True
+            current = self.get(user_id)
+            if current is None:
                 return False
-            raise translate(exc, f"set the key of {user_id!r}") from None
-        except BotoCoreError as exc:
-            raise translate(exc, f"set the key of {user_id!r}") from None
-        return True
+            if current.pending:
+                raise AccountUnfinished(current)
+        raise VersionConflict(f"{what}: the account kept changing; retry")
 
     def get(self, user_id: str) -> Account | None:
         """Raises Unavailable."""
