@@ -16,11 +16,14 @@ from types import SimpleNamespace
 from typing import Any
 
 import httpx
+import pytest
+import redis
 from fastapi import FastAPI
 
-from tradesim.adapters.dynamodb.accounts import Account, AccountExists
+from tradesim.adapters.dynamodb.accounts import Account, AccountExists, AccountUnfinished, hash_key
 from tradesim.adapters.dynamodb.codec import Portfolio
-from tradesim.domain.errors import PortfolioExists, PortfolioNotFound
+from tradesim.domain.errors import PortfolioExists, PortfolioNotFound, VersionConflict
+from tradesim.ports import Unavailable
 from tradesim.services.api import errors
 from tradesim.services.api.accounts import router
 from tradesim.services.api.deps import _admin
@@ -56,13 +59,15 @@ class Script:
 
 class Stores:
     """AccountStore's and PortfolioStore's contracts over dicts: each call reads or writes under one lock, as each
-    is one (conditional) request to DynamoDB. `fail[call]` is raised by the next such call instead."""
+    is one (conditional) request to DynamoDB. `fail[call]` is raised by the next such call instead of doing it,
+    `lose[call]` after doing it (an answer lost on the way back)."""
 
     def __init__(self, script: Script | None = None) -> None:
         self.script = script or Script()
         self.accounts: dict[str, Account] = {}
         self.portfolios: dict[str, Portfolio] = {}
         self.fail: dict[str, Exception] = {}
+        self.lose: dict[str, Exception] = {}
         self.lock = threading.Lock()
 
     @contextmanager
@@ -71,6 +76,8 @@ class Stores:
             if name in self.fail:
                 raise self.fail.pop(name)
             yield
+            if name in self.lose:
+                raise self.lose.pop(name)
 
 
 class Accounts:
@@ -87,11 +94,30 @@ class Accounts:
         with self.s.call("accounts.get"):
             return self.s.accounts.get(user_id)
 
+    def take_over(self, account: Account, seen_key_hash: str) -> bool:
+        with self.s.call("accounts.take_over"):
+            current = self.s.accounts.get(account.user_id)
+            if current is None or not current.pending or current.api_key_hash != seen_key_hash:
+                return False
+            self.s.accounts[account.user_id] = account
+            return True
+
+    def finish(self, user_id: str, api_key_hash: str) -> bool:
+        with self.s.call("accounts.finish"):
+            current = self.s.accounts.get(user_id)
+            if current is None or current.api_key_hash != api_key_hash:
+                return False
+            self.s.accounts[user_id] = replace(current, pending=False)
+            return True
+
     def set_key_hash(self, user_id: str, api_key_hash: str) -> bool:
         with self.s.call("accounts.set_key_hash"):
-            if user_id not in self.s.accounts:
+            current = self.s.accounts.get(user_id)
+            if current is None:
                 return False
-            self.s.accounts[user_id] = replace(self.s.accounts[user_id], api_key_hash=api_key_hash)
+            if current.pending:
+                raise AccountUnfinished(current)
+            self.s.accounts[user_id] = replace(current, api_key_hash=api_key_hash)
             return True
 
     def reset_portfolio(self, user_id: str, cash: Decimal, now_ms: Callable[[], int], attempts: int = 5) -> int:
@@ -121,10 +147,13 @@ class Portfolios:
 
 
 class View:
-    def __init__(self) -> None:
+    def __init__(self, stores: Stores) -> None:
+        self.s = stores
         self.dropped: list[str] = []
 
     async def drop(self, user_id: str) -> None:
+        if "view.drop" in self.s.fail:
+            raise self.s.fail.pop("view.drop")
         self.dropped.append(user_id)
 
 
@@ -133,7 +162,7 @@ def _app(stores: Stores) -> FastAPI:
     errors.install(app, 1)
     app.include_router(router)
     app.dependency_overrides[_admin] = lambda: None
-    app.state.resources = SimpleNamespace(accounts=Accounts(stores), portfolios=Portfolios(stores), view=View(),
+    app.state.resources = SimpleNamespace(accounts=Accounts(stores), portfolios=Portfolios(stores), view=View(stores),
                                           forget_keys_of=lambda user_id: None)
     return app
 
@@ -171,3 +200,95 @@ def test_two_resets_of_a_missing_portfolio_both_succeed_and_the_second_resets_wh
     item = stores.portfolios["bob"]
     assert (item.cash, item.positions, item.version) == (Decimal("1000"), {}, 1)
     assert item.reset_at_ms > 0
+
+
+def _key_of(stores: Stores, answer: httpx.Response) -> bool:
+    """The answer's key is the account's, and the account is finished."""
+    account = stores.accounts[answer.json()["user_id"]]
+    return account.api_key_hash == hash_key(answer.json()["api_key"]) and not account.pending
+
+
+@pytest.mark.parametrize(("call", "error", "status", "code"), [
+    ("accounts.reset_portfolio", Unavailable("DynamoDB did not answer reset portfolio 'bob'"), 503, "unavailable"),
+    ("accounts.reset_portfolio", VersionConflict("reset portfolio 'bob': the portfolio kept changing; retry"), 409,
+     "conflict"),
+    ("view.drop", redis.ConnectionError("Connection refused"), 503, "unavailable"),
+])
+def test_a_create_that_failed_after_its_account_write_is_finished_by_the_same_create_again(
+        call: str, error: Exception, status: int, code: str) -> None:
+    """A probe: an orphan portfolio taken over, its reset (or the view's drop) failing after the account write: a
+    503 (a 500 for a VersionConflict), the account made with a key nobody was shown, and every create again a
+    409 `account_exists`."""
+    stores = Stores()
+    stores.portfolios["bob"] = Portfolio(user_id="bob", cash=Decimal("5"), positions={"ACME": 3}, version=4)
+    stores.fail[call] = error
+    body = {"name": "bob", "cash": "700", "rate_limit_per_s": 9}
+    [failed] = _post(stores, ("first", "/accounts", body))
+    assert (failed.status_code, failed.json()["code"]) == (status, code)
+    assert stores.accounts["bob"].pending  # its key was never shown
+
+    [again] = _post(stores, ("again", "/accounts", body))
+    assert again.status_code == 201, again.text
+    assert again.json() == {"user_id": "bob", "api_key": again.json()["api_key"], "starting_cash": "700.00"}
+    assert _key_of(stores, again)
+    assert stores.accounts["bob"].rate_limit_per_s == 9
+    item = stores.portfolios["bob"]
+    assert (item.cash, item.positions) == (Decimal("700"), {})
+    [third] = _post(stores, ("third", "/accounts", body))
+    assert (third.status_code, third.json()["code"]) == (409, "account_exists")  # finished: the name is taken
+
+
+def test_a_create_whose_account_write_answer_was_lost_is_finished_by_the_same_create_again() -> None:
+    """The account was written, the answer lost (a read timeout): a 503, and a create again found the name taken."""
+    stores = Stores()
+    stores.lose["accounts.create"] = Unavailable("DynamoDB did not answer create account 'bob'")
+    [lost] = _post(stores, ("first", "/accounts", {"name": "bob", "cash": "700"}))
+    assert (lost.status_code, lost.json()["code"]) == (503, "unavailable")
+    [again] = _post(stores, ("again", "/accounts", {"name": "bob", "cash": "700"}))
+    assert again.status_code == 201, again.text
+    assert _key_of(stores, again)
+    assert (stores.portfolios["bob"].cash, stores.portfolios["bob"].positions) == (Decimal("700"), {})
+
+
+def test_an_unfinished_create_is_taken_over_only_by_one_of_the_same_cash_and_rate_limit() -> None:
+    stores = Stores()
+    stores.portfolios["bob"] = Portfolio(user_id="bob", cash=Decimal("5"))
+    stores.fail["accounts.reset_portfolio"] = Unavailable("DynamoDB did not answer reset portfolio 'bob'")
+    assert _post(stores, ("first", "/accounts", {"name": "bob", "cash": "700"}))[0].status_code == 503
+    for other in ({"name": "bob", "cash": "800"}, {"name": "bob", "cash": "700", "rate_limit_per_s": 5}):
+        [refused] = _post(stores, ("other", "/accounts", other))
+        assert (refused.status_code, refused.json()["code"]) == (409, "account_unfinished")
+        assert refused.json()["message"] == ("the create of 'bob' has not finished: create it again with cash 700.00 "
+                                             "and rate limit the default to finish it (it answers with a new key)")
+    assert stores.portfolios["bob"].cash == Decimal("5")  # a create of other cash changed nothing
+    [rotated] = _post(stores, ("admin", "/accounts/bob/rotate-key", None))
+    assert (rotated.status_code, rotated.json()["code"]) == (409, "account_unfinished")
+    assert _post(stores, ("again", "/accounts", {"name": "bob", "cash": "700.00"}))[0].status_code == 201
+
+
+def test_two_creates_taking_over_one_unfinished_create_hand_out_one_key() -> None:
+    """The first takes the pending account over, the second takes it over from the first before the first
+    finishes: the first's finish finds another key and answers 409; the second's key is the account's."""
+    script = Script(("first", "accounts.take_over"), ("second", "accounts.get"), ("second", "accounts.take_over"),
+                    ("first", "accounts.finish"))
+    stores = Stores(script)
+    stores.accounts["bob"] = replace(_account("bob", "700"), pending=True)
+    stores.portfolios["bob"] = Portfolio(user_id="bob", cash=Decimal("5"))
+    body = {"name": "bob", "cash": "700"}
+    first, second = _post(stores, ("first", "/accounts", body), ("second", "/accounts", body))
+    assert not script.steps
+    assert (first.status_code, first.json()["code"]) == (409, "account_exists")
+    assert second.status_code == 201, second.text
+    assert _key_of(stores, second)
+    assert stores.portfolios["bob"].cash == Decimal("700")
+
+
+def test_a_create_of_a_new_name_writes_its_account_pending_and_finishes_it() -> None:
+    stores = Stores()
+    [created] = _post(stores, ("first", "/accounts", {"name": "carol", "cash": "250.5"}))
+    assert created.status_code == 201, created.text
+    assert _key_of(stores, created)
+    item = stores.portfolios["carol"]
+    assert (item.cash, item.version) == (Decimal("250.5"), 0)  # made by this create: not reset
+    [again] = _post(stores, ("again", "/accounts", {"name": "carol", "cash": "250.5"}))
+    assert (again.status_code, again.json()["code"]) == (409, "account_exists")

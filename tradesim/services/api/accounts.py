@@ -9,7 +9,7 @@ from decimal import Decimal
 import anyio
 from fastapi import APIRouter, Path
 
-from tradesim.adapters.dynamodb.accounts import Account, AccountExists, hash_key
+from tradesim.adapters.dynamodb.accounts import Account, AccountExists, AccountUnfinished, hash_key
 from tradesim.domain.errors import PortfolioExists, PortfolioNotFound, VersionConflict
 from tradesim.domain.money import round_cash
 from tradesim.services.api import metrics
@@ -83,25 +83,51 @@ async def create_account(body: AccountCreate, res: Res, _: Admin) -> AccountCrea
     api_key = new_api_key()
     cash = Decimal(body.cash)
     account = Account(user_id=body.name, api_key_hash=hash_key(api_key), starting_cash=cash,
-                      created_at_ms=int(time.time() * 1000), rate_limit_per_s=body.rate_limit_per_s)
-    # The portfolio first: an interruption then leaves at most an orphan portfolio, which the next create of the
-    # name takes over, never an account without one (its name blocked, its key never shown). An orphan is reset
-    # only once the account write made the name ours, so a concurrent create of the name cannot change our cash.
+                      created_at_ms=int(time.time() * 1000), rate_limit_per_s=body.rate_limit_per_s, pending=True)
+    # The portfolio first, then the account, `pending` until its portfolio is right and this answer can carry its
+    # key. A create that fails or stops on the way (its key never shown: only the hash is stored, so it cannot be
+    # shown later either) leaves an orphan portfolio, which the next create of the name takes over, or a pending
+    # account, which a create of it again (same cash and rate limit) takes over; each with a key of its own, never
+    # a finished account whose key nobody has. The portfolio is reset only once the account write made the name
+    # ours, and only by creates of the same cash, so a concurrent create of the name cannot change our cash.
     try:
         await anyio.to_thread.run_sync(res.portfolios.create, body.name, cash)
-        orphan = False
+        made = True
     except PortfolioExists:
-        if await anyio.to_thread.run_sync(res.accounts.get, body.name) is not None:
-            raise ApiError(409, "account_exists", f"an account named {body.name!r} exists already") from None
-        orphan = True
+        made = False
     try:
         await anyio.to_thread.run_sync(res.accounts.create, account)
     except AccountExists:
-        raise ApiError(409, "account_exists", f"an account named {body.name!r} exists already") from None
-    if orphan:
-        await anyio.to_thread.run_sync(res.accounts.reset_portfolio, body.name, cash, _now_ms)
+        await _take_over(res, account)
+        made = False  # the portfolio may be the unfinished create's, with its cash
+    if not made:
+        await _reset_portfolio(res, body.name, cash)
         await res.view.drop(body.name)
+    if not await anyio.to_thread.run_sync(res.accounts.finish, body.name, account.api_key_hash):
+        raise ApiError(409, "account_exists", f"another create of {body.name!r} took it over")
     return AccountCreated(user_id=body.name, api_key=api_key, starting_cash=_money(cash))
+
+
+async def _take_over(res: Resources, account: Account) -> None:
+    """Make `account` the one of its name, if the one there is pending (its create did not finish) with the same
+    cash and rate limit; else raises ApiError 409 `account_exists` or `account_unfinished`.
+
+    Left open: a create that stalls between its take-over and its reset longer than another create of the name
+    takes to finish, and its user to trade, resets that user's cash and positions (to the same cash)."""
+    current = await anyio.to_thread.run_sync(res.accounts.get, account.user_id)
+    if current is None or not current.pending:
+        raise ApiError(409, "account_exists", f"an account named {account.user_id!r} exists already")
+    if (current.starting_cash, current.rate_limit_per_s) != (account.starting_cash, account.rate_limit_per_s):
+        raise _unfinished(current)
+    if not await anyio.to_thread.run_sync(res.accounts.take_over, account, current.api_key_hash):
+        raise ApiError(409, "account_exists", f"another create of {account.user_id!r} is finishing it")
+
+
+def _unfinished(account: Account) -> ApiError:
+    limit = "the default" if account.rate_limit_per_s is None else str(account.rate_limit_per_s)
+    return ApiError(409, "account_unfinished", f"the create of {account.user_id!r} has not finished: create it again "
+                    f"with cash {_money(account.starting_cash)} and rate limit {limit} to finish it (it answers "
+                    "with a new key)")
 
 
 @router.get("", response_model=AccountList, responses=responses(401, 403, 503))
@@ -117,13 +143,19 @@ async def me(user: CurrentUser, res: Res) -> AccountInfo:
     return await _info(res, user)
 
 
-@router.post("/{user_id}/rotate-key", response_model=KeyRotated, responses=responses(401, 403, 404, 422, 503))
+@router.post("/{user_id}/rotate-key", response_model=KeyRotated,
+             responses=responses(401, 403, 404, 409, 422, 503))
 async def rotate_key(res: Res, _: Admin, user_id: str = UserPath) -> KeyRotated:
     """A new API key for the user (admin); the old key is refused once every API process's key cache let it go
     (`api.auth_cache_s`)."""
     api_key = new_api_key()
-    if not await anyio.to_thread.run_sync(res.accounts.set_key_hash, user_id, hash_key(api_key)):
-        raise ApiError(404, "account_not_found", f"no account {user_id!r}")
+    try:
+        if not await anyio.to_thread.run_sync(res.accounts.set_key_hash, user_id, hash_key(api_key)):
+            raise ApiError(404, "account_not_found", f"no account {user_id!r}")
+    except AccountUnfinished as exc:
+        raise _unfinished(exc.account) from None
+    except VersionConflict as exc:
+        raise ApiError(409, "conflict", str(exc)) from None
     res.forget_keys_of(user_id)  # this process at once; the others within api.auth_cache_s
     return KeyRotated(user_id=user_id, api_key=api_key)
 
