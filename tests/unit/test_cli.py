@@ -1118,8 +1118,9 @@ def test_an_order_interrupted_while_on_its_way_names_the_key_to_retry_with(given
 
 
 @pytest.mark.parametrize(("argv", "says"), [
-    (["accounts", "create", "bob"], "if the account was created, its key is lost: `tradesim accounts list` shows it, "
-                                    "`tradesim accounts rotate-key bob` gives it another"),
+    (["accounts", "create", "bob"], "if the account was created, its key is lost: the same create again finishes "
+                                    "one whose create did not finish, else `tradesim accounts rotate-key bob` gives it "
+                                    "another"),
     (["accounts", "rotate-key", "bob"], "if bob's key was replaced, the new one is lost: `tradesim accounts rotate-key "
                                         "bob` gives it another"),
 ])

@@ -65,8 +65,8 @@ def create_account(settings: Settings, name: str, cash: str, rate_limit: int | N
         body["rate_limit_per_s"] = rate_limit
     load_credentials(settings)  # before the key exists: a bad file must not cost it
     admin = admin_key(settings)
-    with said_if_unknown(f"if the account was created, its key is lost: `tradesim accounts list` shows it, "
-                         f"`tradesim accounts rotate-key {name}` gives it another"):
+    with said_if_unknown(f"if the account was created, its key is lost: the same create again finishes one whose "
+                         f"create did not finish, else `tradesim accounts rotate-key {name}` gives it another"):
         created = call(settings, "POST", "/accounts", admin, json_body=body, shape=AccountCreated)
 
     def add(data: dict[str, Any]) -> None:
