@@ -21,7 +21,8 @@ class Unavailable(Exception):
 
 
 class StoreFull(Unavailable):
-    """The store answers but refuses writes: it is at its memory cap (Redis `maxmemory` with noeviction)."""
+    """The store answers but refuses writes: it is at its memory cap (Redis at `maxmemory` with nothing it may
+    evict)."""
 
 
 class InjectedFault(Exception):

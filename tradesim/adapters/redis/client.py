@@ -8,9 +8,9 @@ from typing import Any, TypeVar
 
 import redis
 from redis.asyncio.client import Pipeline
-from redis.exceptions import NoScriptError
+from redis.exceptions import NoScriptError, OutOfMemoryError
 
-from tradesim.ports import Unavailable
+from tradesim.ports import StoreFull, Unavailable
 from tradesim.settings import RedisSettings
 
 T = TypeVar("T")
@@ -65,13 +65,28 @@ class BatchScript:
 
 
 async def execute(pipe: Pipeline) -> list[Any]:
-    """Send a pipeline the caller queued; a Redis failure becomes Unavailable."""
+    """Send a pipeline the caller queued; a Redis failure becomes Unavailable (StoreFull: a write refused for
+    memory)."""
     return await unavailable_on_error(pipe.execute())
 
 
+async def execute_each(pipe: Pipeline) -> list[Any]:
+    """Send a pipeline the caller queued and answer each command: one Redis refused for memory (at `maxmemory`,
+    nothing left to evict) answers a StoreFull in its place, and the others still ran. Any other failure raises
+    Unavailable."""
+    answers: list[Any] = await unavailable_on_error(pipe.execute(raise_on_error=False))
+    for answer in answers:
+        if isinstance(answer, redis.RedisError) and not isinstance(answer, OutOfMemoryError):
+            raise Unavailable(f"redis: {answer}")
+    return [StoreFull(f"redis: {a}") if isinstance(a, OutOfMemoryError) else a for a in answers]
+
+
 async def unavailable_on_error(call: Awaitable[T]) -> T:
-    """Await a Redis call; a Redis failure becomes Unavailable (the API answers 503, the caller may go on)."""
+    """Await a Redis call; a Redis failure becomes Unavailable (the API answers 503, the caller may go on), a
+    write Redis refused for memory StoreFull."""
     try:
         return await call
+    except OutOfMemoryError as exc:
+        raise StoreFull(f"redis: {exc}") from None
     except redis.RedisError as exc:
         raise Unavailable(f"redis: {exc}") from None

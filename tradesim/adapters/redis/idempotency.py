@@ -2,7 +2,8 @@
 
 States of `idem:{user}:{sha256(key)}`: absent → {"state": "pending", "hash"} (claimed, short TTL so a crashed
 claimer frees it) → {"state": "done", "hash", "status", "body"} (kept for the idempotency TTL). A claimer that
-fails without an answer to keep releases the claim (only if it still holds it), so the key can be retried.
+fails without an answer to keep releases the claim (only if it still holds it), so the key can be retried. Every
+state has a TTL: at the memory cap Redis may evict a record (see docs/design/redis-full.md).
 """
 
 from __future__ import annotations
@@ -14,6 +15,9 @@ from typing import Any
 
 import redis.asyncio as aredis
 from redis.asyncio.client import Pipeline
+
+from tradesim.adapters.redis.client import execute_each
+from tradesim.ports import StoreFull
 
 # Delete only if the stored record is still our pending claim (compare-and-delete).
 _RELEASE = """
@@ -54,10 +58,11 @@ class IdempotencyStore:
         return json.dumps({"state": "pending", "hash": request_hash})
 
     async def claim(self, key: str, request_hash: str) -> Record | None:
-        """Claim the key; None if we hold it now, else the record someone else holds. Raises redis.RedisError."""
+        """Claim the key; None if we hold it now, else the record someone else holds. Raises StoreFull (no room for
+        the claim, and no record for the key), Unavailable."""
         pipe = self._r.pipeline(transaction=False)
         self.queue_claim(pipe, key, request_hash)
-        won, raw = await pipe.execute()
+        won, raw = await execute_each(pipe)
         return self.claimed(won, raw, request_hash)
 
     def queue_claim(self, pipe: Pipeline, key: str, request_hash: str) -> None:
@@ -67,6 +72,13 @@ class IdempotencyStore:
 
     @staticmethod
     def claimed(won: object, raw: str | None, request_hash: str) -> Record | None:
+        """`won`: SET NX's answer, or the StoreFull in its place (`execute_each`). Raises that StoreFull when no
+        record is there either: nobody holds the key, and Redis has no room for our claim."""
+        if isinstance(won, StoreFull):
+            record = _decode(raw)
+            if record is None:
+                raise won
+            return record  # refused for memory, but someone holds the key: its record answers as usual
         if won:
             return None
         record = _decode(raw)

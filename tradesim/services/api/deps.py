@@ -64,17 +64,27 @@ def rate_limited(limit: int, wait_s: float) -> ApiError:
                     {"Retry-After": str(max(1, math.ceil(wait_s)))})
 
 
+def limiter_key(account: Account) -> str:
+    return account.api_key_hash[:32]
+
+
+def count_here(res: Resources, account: Account, limit: int) -> float | None:
+    """Redis refused the shared rate-limit count for memory: count in this process instead. Refusing every request
+    would turn a full cache into an outage, counting none would drop the protection when the system is already
+    strained; each API process counting its own share keeps the limit, `api.workers` times over at most."""
+    res.degraded("rate_limit", "rate limits are counted in each API process alone")
+    return res.count_here(limiter_key(account), limit)
+
+
 async def _count(res: Resources, account: Account) -> None:
     """Count one request against the account's rate limit; raises 429 past it."""
     limit = rate_limit_of(res, account)
     if limit > 0:
         try:
             with metrics.timed("redis", "rate_limit"):
-                wait_s = await res.limiter.hit(account.api_key_hash[:32], limit)
+                wait_s = await res.limiter.hit(limiter_key(account), limit)
         except StoreFull:
-            # Redis is full (noeviction): a counter is a protection, not data; the request goes on uncounted
-            metrics.DEGRADED.labels("rate_limit").inc()
-            return
+            wait_s = count_here(res, account, limit)
         if wait_s is not None:
             raise rate_limited(limit, wait_s)
 

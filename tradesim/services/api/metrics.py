@@ -22,8 +22,9 @@ KAFKA_PUBLISH = Histogram("tradesim_api_kafka_publish_seconds", "Produce → ack
 KAFKA_ERRORS = Counter("tradesim_api_kafka_publish_errors_total", "Records Kafka did not acknowledge", ["event"])
 STORE_LATENCY = Histogram("tradesim_api_store_seconds", "Redis / DynamoDB call latency", ["store", "op"],
                           buckets=_BUCKETS)
-DEGRADED = Counter("tradesim_api_degraded_total", "Requests served without a protection whose store was full "
-                   "(rate_limit: Redis at maxmemory)", ["what"])
+DEGRADED = Counter("tradesim_api_degraded_total", "Requests served with a protection weakened because Redis refused "
+                   "its write for memory (rate_limit: counted in one API process only; idempotency: the key's "
+                   "Redis record not written, its claim in Orders guards it alone)", ["what"])
 STORE_ERRORS = Counter("tradesim_api_store_errors_total", "Failed Redis / DynamoDB calls", ["store", "op"])
 ORDERS = Counter("tradesim_api_orders_total", "POST /orders outcomes", ["outcome"])
 ORDER_RECORD_FAILURES = Counter("tradesim_api_order_record_failures_total",

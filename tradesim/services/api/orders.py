@@ -32,7 +32,7 @@ from tradesim.adapters.dynamodb.accounts import Account
 from tradesim.adapters.dynamodb.orders import placed_order, requested_cancel
 from tradesim.adapters.kafka.errors import KafkaDeliveryError, KafkaOutcomeUnknown, KafkaUnavailable
 from tradesim.adapters.redis import quotes
-from tradesim.adapters.redis.client import execute, unavailable_on_error
+from tradesim.adapters.redis.client import execute, execute_each, unavailable_on_error
 from tradesim.adapters.redis.idempotency import Record, record_key
 from tradesim.adapters.redis.portfolio_view import decode as decode_view
 from tradesim.adapters.tracing import ORDER_ATTRIBUTE, SpanKind, StatusCode
@@ -64,7 +64,7 @@ from tradesim.domain.precheck import (
     check_fresh,
     order_id_for,
 )
-from tradesim.ports import Unavailable
+from tradesim.ports import StoreFull, Unavailable
 from tradesim.services.api import metrics
 from tradesim.services.api.deps import (
     USER_QUERY_CHECKS,
@@ -72,6 +72,8 @@ from tradesim.services.api.deps import (
     CurrentUser,
     Res,
     UserQuery,
+    count_here,
+    limiter_key,
     own_only,
     rate_limit_of,
     rate_limited,
@@ -151,27 +153,46 @@ class Gate:
     """What one Redis round trip told about an order request (see `_gate`)."""
 
     wait_s: float | None          # rate limited: seconds until the window ends
-    held: Record | None           # the key's record someone else holds; None: ours now (or no key)
+    held: Record | None           # the key's record someone else holds; None: ours now (or no key, or unrecorded)
+    unrecorded: bool              # nobody held the key, and Redis had no room for our record of it
     price: tuple[Tick, int] | None
     view: Holdings | None
 
 
 async def _gate(res: Resources, user: Account, limit: int, symbol: str, key: str | None, digest: str) -> Gate:
-    """Rate limit, Idempotency-Key claim, price and holdings view in one pipeline (one round trip, not four)."""
+    """Rate limit, Idempotency-Key claim, price and holdings view in one pipeline (one round trip, not four).
+
+    A write Redis refuses for memory does not refuse the order (docs/design/redis-full.md): the rate limit is
+    counted in this process instead, and a key nobody holds goes on without its Redis record, guarded by the
+    order's claim in `Orders` alone (its id derives from the key: a second request with it replays that order)."""
     pipe = res.redis.pipeline(transaction=False)
-    now = res.limiter.queue_hit(pipe, user.api_key_hash[:32]) if limit > 0 else 0.0
+    now = res.limiter.queue_hit(pipe, limiter_key(user)) if limit > 0 else 0.0
     if key is not None:
         res.idempotency.queue_claim(pipe, key, digest)
     quotes.queue_latest(pipe, symbol)
     res.view.queue_get(pipe, user.user_id)
     with metrics.timed("redis", "order_gate"):
-        answers = iter(await execute(pipe))  # in the order queued above
+        answers = iter(await execute_each(pipe))  # in the order queued above
     wait_s = None
     if limit > 0:
         count, _expired = next(answers), next(answers)
-        wait_s = res.limiter.verdict(count, limit, now)
-    held = res.idempotency.claimed(next(answers), next(answers), digest) if key is not None else None
-    return Gate(wait_s=wait_s, held=held, price=quotes.decode_latest(next(answers)), view=decode_view(next(answers)))
+        refused = isinstance(count, StoreFull)
+        wait_s = count_here(res, user, limit) if refused else res.limiter.verdict(count, limit, now)
+    claim = (next(answers), next(answers)) if key is not None else None
+    price, view = quotes.decode_latest(next(answers)), decode_view(next(answers))
+    held, unrecorded = None, False
+    if claim is not None:
+        try:
+            held = res.idempotency.claimed(*claim, digest)
+        except StoreFull:
+            _unrecorded_key(res)
+            unrecorded = True
+    return Gate(wait_s=wait_s, held=held, unrecorded=unrecorded, price=price, view=view)
+
+
+def _unrecorded_key(res: Resources) -> None:
+    res.degraded("idempotency", "Idempotency-Key records are not written; the orders' claims in Orders guard the "
+                 "keys alone")
 
 
 @dataclass(frozen=True)
@@ -398,7 +419,7 @@ async def _place_order(body: OrderRequest, user: Account, res: Resources, respon
     limit = rate_limit_of(res, user)
     gate = await _gate(res, user, limit, body.symbol, key, digest)
     if gate.wait_s is not None:
-        if key is not None and gate.held is None:
+        if key is not None and gate.held is None and not gate.unrecorded:
             await _release(res, key, digest)  # claimed in the same round trip: give it back
         metrics.ORDERS.labels("rate_limited").inc()
         raise rate_limited(limit, gate.wait_s)
@@ -410,7 +431,7 @@ async def _place_order(body: OrderRequest, user: Account, res: Resources, respon
             raise
         metrics.ORDERS.labels("accepted").inc()
         return OrderAccepted(order_id=fresh.order.order_id, status="accepted")
-    held = gate.held
+    held, unrecorded = gate.held, gate.unrecorded
     prefetched: Gate | None = gate
     placed: Placed | None = None
     deadline = time.monotonic() + res.settings.api.idempotency_wait_s
@@ -434,8 +455,12 @@ async def _place_order(body: OrderRequest, user: Account, res: Resources, respon
         await asyncio.sleep(pause)  # another request holds the key: wait for its answer
         pause = min(_POLL_MAX_S, pause * 2)
         prefetched = None  # the price and holdings read with the first try are old now
-        with metrics.timed("redis", "idempotency_claim"):
-            held = await res.idempotency.claim(key, digest)
+        try:
+            with metrics.timed("redis", "idempotency_claim"):
+                held = await res.idempotency.claim(key, digest)
+        except StoreFull:  # its holder let it go, and Redis has no room for ours: as in `_gate`
+            _unrecorded_key(res)
+            held, unrecorded = None, True
     if placed is None:
         try:
             placed = await _place(res, user, body, order_id_for(user.user_id, idempotency_key or ""), prefetched,
@@ -444,13 +469,15 @@ async def _place_order(body: OrderRequest, user: Account, res: Resources, respon
             # no event was acknowledged (or, outcome_unknown, perhaps one was): free the key so a retry can ask
             # again
             metrics.ORDERS.labels(exc.code if isinstance(exc, ApiError) else "error").inc()
-            await _release(res, key, digest)
+            if not unrecorded:  # nothing of ours to free (another request's claim may be there by now)
+                await _release(res, key, digest)
             raise
     if placed.replayed:
         response.headers["Idempotent-Replayed"] = "true"
     metrics.ORDERS.labels("replayed" if placed.replayed else "accepted").inc()
     answer = {"order_id": placed.order.order_id, "status": "accepted"}
-    await _remember(res, key, digest, answer)
+    if not unrecorded:  # Redis just had no room for the key's record: the claim in `Orders` answers retries
+        await _remember(res, key, digest, answer)
     return OrderAccepted(**answer)
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import math
 import time
 from collections import OrderedDict
 from collections.abc import Callable
@@ -33,7 +35,10 @@ MAX_CACHED_KEYS = 100_000
 #: threads a worker gives reads of the read models (OpenSearch, ClickHouse) beside anyio's shared 40, so that one
 #: of them stalled holds these and not the threads orders, accounts and readiness checks need
 READ_MODEL_THREADS = 16
+#: while Redis stays full, one log line per protection it weakens this often (each request counts in the metric)
+DEGRADED_LOG_EVERY_S = 60.0
 V = TypeVar("V")
+log = logging.getLogger("tradesim.api")
 
 
 def _bounded_put(cache: OrderedDict[str, V], key: str, value: V) -> None:
@@ -73,6 +78,9 @@ class Resources:
     _keys: OrderedDict[str, tuple[Account, float]] = field(default_factory=OrderedDict)
     _unknown: OrderedDict[str, float] = field(default_factory=OrderedDict)  # key hash → remembered until
     _lookups: OrderedDict[str, tuple[int, int]] = field(default_factory=OrderedDict)  # address → (second, misses)
+    #: rate-limit counts of this process alone, kept only while Redis refuses the shared ones: key → (second, count)
+    _local_hits: OrderedDict[str, tuple[int, int]] = field(default_factory=OrderedDict)
+    _degraded_logged: dict[str, float] = field(default_factory=dict)  # what → when last logged (monotonic)
     #: (turns at a read-model thread, the threads themselves): made in the event loop, at the first read
     _read_limits: tuple[anyio.CapacityLimiter, anyio.CapacityLimiter] | None = None
 
@@ -122,6 +130,27 @@ class Resources:
         elif api.unknown_key_cache_s > 0:
             _bounded_put(self._unknown, api_key_hash, now + api.unknown_key_cache_s)
         return account
+
+    def count_here(self, key: str, limit: int) -> float | None:
+        """Count one request of `key` in this process alone, in the same 1 s windows as the shared limiter: None if
+        allowed, else seconds until the window ends. For when Redis refuses the shared count for memory: each API
+        process then lets `limit` through, so the limit still holds, `api.workers` times over at most."""
+        now = time.time()
+        second = int(now)
+        seen, count = self._local_hits.get(key, (second, 0))
+        count = count + 1 if seen == second else 1
+        _bounded_put(self._local_hits, key, (second, count))
+        return None if count <= limit else max(0.001, second + 1 - now)
+
+    def degraded(self, what: str, detail: str) -> None:
+        """A request went on with a protection weakened because Redis refused its write for memory: counted in
+        `tradesim_api_degraded_total{what}`, logged at most every DEGRADED_LOG_EVERY_S per `what` (a line per
+        request would flood the log while Redis stays full)."""
+        metrics.DEGRADED.labels(what).inc()
+        now = time.monotonic()
+        if now - self._degraded_logged.get(what, -math.inf) >= DEGRADED_LOG_EVERY_S:
+            self._degraded_logged[what] = now
+            log.warning("redis is full and refuses writes: %s", detail, extra={"what": what})
 
     def _uncount(self, client: str | None, second: int) -> None:
         if client is not None and (seen := self._lookups.get(client)) is not None and seen[0] == second:
