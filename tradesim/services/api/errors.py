@@ -17,7 +17,7 @@ from tradesim.adapters.clickhouse.errors import ClickHouseRefused
 from tradesim.adapters.dynamodb.errors import DynamoDBError
 from tradesim.adapters.kafka.errors import KafkaDeliveryError, KafkaUnavailable
 from tradesim.adapters.search.errors import SearchRequestError
-from tradesim.ports import Unavailable
+from tradesim.ports import StoreFull, Unavailable
 from tradesim.services.api.schemas import field_message
 from tradesim.services.api.strict_json import NotStrictJson
 from tradesim.services.api.windows import TIME_PATTERN, not_a_time
@@ -128,6 +128,15 @@ def install(app: FastAPI, retry_after_s: int) -> None:
 
     for exc_type in (Unavailable, redis.RedisError, KafkaUnavailable, KafkaDeliveryError):
         app.add_exception_handler(exc_type, _unavailable)
+
+    async def _full(request: Request, exc: Exception) -> JSONResponse:
+        # a write Redis refused for memory that no route went on without: say so, not the pipeline's own words
+        log.warning("redis refused a write for memory", extra={"error": str(exc)[:2000], "path": request.url.path})
+        return problem(request, 503, "store_full", "Redis is at its memory cap and refuses writes; retry later",
+                       {"Retry-After": str(retry_after_s)})
+
+    for exc_type in (StoreFull, redis.exceptions.OutOfMemoryError):
+        app.add_exception_handler(exc_type, _full)
 
     @app.exception_handler(Exception)
     async def _bug(request: Request, exc: Exception) -> JSONResponse:
