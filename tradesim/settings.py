@@ -236,9 +236,10 @@ class RedisSettings(Section):
     )
     maxmemory_mb: int = Field(
         1024, ge=16, le=MAX_MB,
-        description="Memory cap of the local server (a cap, not a reservation). Redis refuses writes "
-        "beyond it (noeviction: nothing the API or the job keeps is silently dropped); the largest share is "
-        "Idempotency-Key answers, about 360 B per order for `api.idempotency_ttl_s`.")
+        description="Memory cap of the local server (a cap, not a reservation). At it Redis evicts keys with a "
+        "TTL, least recently used first (volatile-lru: Idempotency-Key answers, about 360 B per order for "
+        "`api.idempotency_ttl_s` and the largest share, holdings views, rate-limit counters); prices and bars "
+        "are kept, and with nothing left to evict writes are refused.")
 
     @field_validator("url")
     @classmethod

@@ -1,6 +1,6 @@
-"""Redis at its memory cap (docs/design/redis-full.md): what the API does when a write is refused. The API runs in
-process against a fake Redis that refuses writes needing memory, as `maxmemory` does with nothing left to evict,
-and in-memory stand-ins for DynamoDB and Kafka."""
+"""Redis at its memory cap (docs/design/redis-full.md): what the stack tells Redis to drop, and what the API does
+when a write is refused all the same. The API runs in process against a fake Redis that refuses writes needing
+memory, as `maxmemory` does with nothing left to evict, and in-memory stand-ins for DynamoDB and Kafka."""
 
 from __future__ import annotations
 
@@ -29,6 +29,7 @@ from tradesim.services.api import resources as resources_module
 from tradesim.services.api.app import create_app
 from tradesim.services.api.resources import Resources
 from tradesim.settings import Settings
+from tradesim.stack.redis import Redis
 from tradesim.testing.factories import tick
 
 KEY = "alice-key"
@@ -46,6 +47,7 @@ class FullRedis:
     hashes: dict[str, dict[str, str]] = field(default_factory=dict)
     full: bool = True
     refused: list[str] = field(default_factory=list)
+    ttls: dict[str, int] = field(default_factory=dict)  # key → the TTL last given to it (s or ms, as given)
 
     def pipeline(self, transaction: bool = False) -> Pipe:
         return Pipe(self)
@@ -59,7 +61,7 @@ class FullRedis:
     async def hgetall(self, key: str) -> dict[str, str]:
         return self.run("hgetall", key)
 
-    def run(self, name: str, key: str, *args: Any, nx: bool = False, **_ttl: Any) -> Any:
+    def run(self, name: str, key: str, *args: Any, nx: bool = False, **ttl: Any) -> Any:
         if name in DENYOOM and self.full:
             self.refused.append(name)
             return OutOfMemoryError(OOM)
@@ -67,11 +69,16 @@ class FullRedis:
             self.strings[key] = str(int(self.strings.get(key, "0")) + 1)
             return int(self.strings[key])
         if name == "expire":
+            if key in self.strings:
+                self.ttls[key] = args[0]
             return int(key in self.strings)
         if name == "set":
             if nx and key in self.strings:
                 return None
             self.strings[key] = args[0]
+            self.ttls.pop(key, None)
+            if ttl.get("ex") or ttl.get("px"):
+                self.ttls[key] = ttl.get("ex") or ttl["px"]
             return True
         if name == "get":
             return self.strings.get(key)
@@ -171,6 +178,26 @@ def _calls(res: Resources, *requests: tuple[str, str, dict[str, Any]]) -> list[h
 
 def _degraded(what: str) -> float:
     return REGISTRY.get_sample_value("tradesim_api_degraded_total", {"what": what}) or 0.0
+
+
+def test_the_stacks_redis_evicts_only_keys_with_a_ttl(settings: Settings) -> None:
+    """Counters, Idempotency-Key records and holdings views carry a TTL and may go; prices and bars carry none."""
+    server = Redis(settings)
+    server.configure()
+    lines = (server.dir / "redis.conf").read_text().splitlines()
+    assert f"maxmemory {settings.redis.maxmemory_mb}mb" in lines
+    assert "maxmemory-policy volatile-lru" in lines
+
+
+def test_every_key_an_order_leaves_in_redis_carries_a_ttl(settings: Settings, redis: FullRedis) -> None:
+    """Only keys with a TTL may be evicted: what the order path writes must be among them, or it fills Redis."""
+    redis.full = False
+    res = _resources(settings, redis)
+    order = {"json": {"symbol": "ACME", "side": "buy", "qty": 1}, "headers": {**AUTH, "Idempotency-Key": "k1"}}
+    (placed,) = _calls(res, ("POST", "/orders", order))
+    assert placed.status_code == 202, placed.text
+    assert {k.split(":")[0] for k in redis.strings} == {"rl", "idem"}
+    assert set(redis.ttls) == set(redis.strings)
 
 
 def test_an_order_goes_on_at_a_full_redis_guarded_by_its_claim_in_orders(settings: Settings,

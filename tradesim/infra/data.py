@@ -17,6 +17,7 @@ from aws_cdk import custom_resources as cr
 from constructs import Construct
 
 from tradesim.adapters.dynamodb.tables import TABLES, TableDef
+from tradesim.adapters.redis.client import MAXMEMORY_POLICY
 from tradesim.infra.environments import Environment
 from tradesim.infra.nag import accept
 from tradesim.infra.network import HTTPS_PORT, KAFKA_TLS_PORT, REDIS_PORT, Network
@@ -135,10 +136,10 @@ class Data(Construct):
         subnets = elasticache.CfnSubnetGroup(
             self, "RedisSubnets", description="tradesim Redis",
             subnet_ids=net.vpc.select_subnets(subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS).subnet_ids)
-        # as locally (redis.maxmemory_mb): a full Redis refuses writes rather than evicting idempotency answers
+        # as locally (redis.maxmemory_mb): a full Redis evicts only keys with a TTL, so orders go on
         parameters = elasticache.CfnParameterGroup(
-            self, "RedisParameters", cache_parameter_group_family="redis7", description="tradesim: noeviction",
-            properties={"maxmemory-policy": "noeviction"})
+            self, "RedisParameters", cache_parameter_group_family="redis7",
+            description=f"tradesim: {MAXMEMORY_POLICY}", properties={"maxmemory-policy": MAXMEMORY_POLICY})
         self.redis = elasticache.CfnReplicationGroup(
             self, "Redis", replication_group_description=f"tradesim {env.name}: prices, holdings, idempotency",
             engine="redis", engine_version=REDIS_VERSION, cache_node_type=env.redis_node, port=REDIS_PORT,

@@ -6,7 +6,7 @@ import shutil
 
 import redis as redis_py
 
-from tradesim.adapters.redis.client import connect
+from tradesim.adapters.redis.client import MAXMEMORY_POLICY, connect
 from tradesim.stack.component import Component, PortSpec, Unhealthy
 from tradesim.stack.errors import ProvisionError
 from tradesim.stack.tools import Report, apt_install, run_tool
@@ -57,7 +57,7 @@ class Redis(Component):
             f"appendonly {'yes' if cfg.persistence == 'aof' else 'no'}",
             "appendfsync everysec",
             f"maxmemory {cfg.maxmemory_mb}mb",
-            "maxmemory-policy noeviction",
+            f"maxmemory-policy {MAXMEMORY_POLICY}",
         ]
         (self.dir / "redis.conf").write_text("\n".join(lines) + "\n")
 

@@ -187,9 +187,9 @@ def test_alarms_can_reach_their_encrypted_topic(dev: Synthesized) -> None:
     assert {"kms:Decrypt", "kms:GenerateDataKey*"} <= {a for st in grants for a in st["Action"]}
 
 
-def test_redis_refuses_writes_when_full_as_locally(dev: Synthesized) -> None:
+def test_redis_evicts_only_keys_with_a_ttl_as_locally(dev: Synthesized) -> None:
     (parameters,) = dev.properties("AWS::ElastiCache::ParameterGroup")
-    assert parameters["Properties"] == {"maxmemory-policy": "noeviction"}
+    assert parameters["Properties"] == {"maxmemory-policy": "volatile-lru"}
     (redis,) = dev.of_type("AWS::ElastiCache::ReplicationGroup").values()
     assert redis["Properties"]["CacheParameterGroupName"]["Ref"].startswith("DataRedisParameters")
 

@@ -15,6 +15,13 @@ from tradesim.settings import RedisSettings
 
 T = TypeVar("T")
 
+#: what Redis drops at its memory cap (the local server's config, the cloud's parameter group): only keys with a
+#: TTL, least recently used first. Those are rate-limit counters, Idempotency-Key records (the order's claim in
+#: `Orders` guards the key without one) and holdings views (read again from DynamoDB); prices and bars carry none,
+#: so they stay. Under noeviction a cap filled by idempotency answers refused every order's rate-limit count
+#: (docs/design/redis-full.md).
+MAXMEMORY_POLICY = "volatile-lru"
+
 
 def connect(settings: RedisSettings, timeout_s: float = 2.0) -> redis.Redis:
     """A client; lazy, so no network I/O happens until the first command."""
