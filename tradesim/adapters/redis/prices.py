@@ -14,7 +14,7 @@ import redis
 from pydantic import ValidationError
 
 from tradesim.adapters.redis.client import BatchScript, ScriptCall
-from tradesim.domain.events import Tick
+from tradesim.domain.events import MAX_EPOCH_MS, Tick
 
 SYMBOLS_KEY = "price:symbols"
 # KEYS: one price hash per tick, then the symbol set. ARGV[1]: now_ms; then 5 per tick: run, seq, json, channel, sym.
@@ -67,10 +67,17 @@ def channel(symbol: str) -> str:
     return CHANNEL_PREFIX + symbol
 
 
+_EPOCH_DIGITS = len(str(MAX_EPOCH_MS))
+
+
 def written_ms(raw: bytes | str | None) -> int:
-    """A price hash's `updated_ms`; 0 (as old as can be: stale) when missing or not ours to read."""
+    """A price hash's `updated_ms`; 0 (as old as can be: stale) when missing or not ours to read: not digits only,
+    or past MAX_EPOCH_MS (before, 4,301 digits or more raised ValueError out of the order API and a snapshot)."""
     text = raw.decode("ascii", "replace") if isinstance(raw, bytes) else raw or ""
-    return int(text) if text.isascii() and text.isdigit() else 0
+    if not (len(text) <= _EPOCH_DIGITS and text.isascii() and text.isdigit()):
+        return 0
+    ms = int(text)
+    return ms if ms <= MAX_EPOCH_MS else 0
 
 
 def cached_tick(raw: list[Any]) -> tuple[Tick, int] | None:
