@@ -15,7 +15,9 @@ from typing import Any, cast
 import redis
 
 from tradesim.adapters.redis.client import BatchScript, ScriptCall
+from tradesim.adapters.redis.codec import read_event
 from tradesim.adapters.redis.prices import price_key
+from tradesim.domain.errors import InvalidRecord
 from tradesim.domain.events import BAR_INTERVALS, Bar
 
 #: bars kept per symbol and interval: 5 min of 1 s bars, 5 h of 1 min bars
@@ -62,6 +64,16 @@ def parse_channel(name: str) -> tuple[str, str]:
     """(symbol, interval) of a bar channel name."""
     symbol, _, interval = name[len(CHANNEL_PREFIX):].rpartition(":")
     return symbol, interval
+
+
+def read_bar(raw: bytes | str, symbol: str, interval: str) -> tuple[Bar, str]:
+    """A cached or published bar of this symbol and interval, and its JSON text (to send on as is). Raises
+    InvalidRecord: not UTF-8, not a Bar within the schema's bounds, or another key's."""
+    bar, text = read_event(Bar, raw)
+    if (bar.symbol, bar.interval) != (symbol, interval):
+        raise InvalidRecord("symbol", f"a {bar.interval} bar of {bar.symbol!r} where {symbol!r}'s {interval} bars "
+                            "belong")
+    return bar, text
 
 
 class BarCache:

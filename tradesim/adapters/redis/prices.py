@@ -11,9 +11,10 @@ from collections.abc import Iterable
 from typing import Any, cast
 
 import redis
-from pydantic import ValidationError
 
 from tradesim.adapters.redis.client import BatchScript, ScriptCall
+from tradesim.adapters.redis.codec import read_event
+from tradesim.domain.errors import InvalidRecord
 from tradesim.domain.events import MAX_EPOCH_MS, Tick
 
 SYMBOLS_KEY = "price:symbols"
@@ -80,14 +81,23 @@ def written_ms(raw: bytes | str | None) -> int:
     return ms if ms <= MAX_EPOCH_MS else 0
 
 
+def read_tick(raw: bytes | str, symbol: str | None = None) -> tuple[Tick, str]:
+    """A cached or published tick and its JSON text (to send on as is). Raises InvalidRecord: not UTF-8, not a Tick
+    within the schema's bounds, or (given `symbol`) another symbol's."""
+    tick, text = read_event(Tick, raw)
+    if symbol is not None and tick.symbol != symbol:
+        raise InvalidRecord("symbol", f"a tick of {tick.symbol!r} where {symbol!r}'s belongs")
+    return tick, text
+
+
 def cached_tick(raw: list[Any]) -> tuple[Tick, int] | None:
     """A price hash's (tick, updated_ms), or None: never written, or written before the schema's bounds and out
     of them now (treated as no price until the next tick replaces it)."""
     if raw[0] is None:
         return None
     try:
-        return Tick.model_validate_json(raw[0]), written_ms(raw[1])
-    except ValidationError:
+        return read_tick(raw[0])[0], written_ms(raw[1])
+    except InvalidRecord:
         return None
 
 

@@ -12,7 +12,8 @@ Protocol (JSON text frames); one connection may carry price subscriptions and on
            {"type": "tick", "data": <tick>}       every newer update after the snapshot, in (run_id, seq) order (one
                                                   that moved while pub/sub reconnected: once it is back)
            {"type": "bars", "symbol", "interval", "data": [<bar>, ...]}   on subscribe_bars: the recent bars
-                                                  (oldest first, up to 300; [] when there are none yet)
+                                                  (oldest first, up to 300; [] when there are none yet; a cached
+                                                  bar that is not one of that symbol and interval is left out)
            {"type": "bar", "data": <bar>}         every bar after that history, in window order
            {"type": "unsubscribed_bars", "symbols": [...], "interval": ...}
            {"type": "account", "user_id": ...}    ack: from here on every outcome of this user that the service
@@ -50,7 +51,7 @@ import time
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, ParamSpec, TypeVar
 
 import redis.asyncio as aioredis
 from websockets.asyncio.server import Server, ServerConnection, serve
@@ -61,14 +62,16 @@ from websockets.protocol import State
 from tradesim.adapters.redis.bars import CHANNEL_PATTERN as BARS_PATTERN
 from tradesim.adapters.redis.bars import CHANNEL_PREFIX as BARS_PREFIX
 from tradesim.adapters.redis.bars import KEEP as BARS_KEPT
-from tradesim.adapters.redis.bars import bars_key, parse_channel
+from tradesim.adapters.redis.bars import bars_key, parse_channel, read_bar
 from tradesim.adapters.redis.prices import (
     CHANNEL_PATTERN,
     CHANNEL_PREFIX,
     SYMBOLS_KEY,
-    cached_tick,
     price_key,
+    read_tick,
+    written_ms,
 )
+from tradesim.domain.errors import InvalidRecord
 from tradesim.domain.events import BAR_INTERVALS, MAX_SYMBOLS_PER_REQUEST, OrderOutcome, is_symbol, typed_symbol
 from tradesim.domain.precheck import price_age_ms
 from tradesim.ports import Unavailable
@@ -79,7 +82,8 @@ from tradesim.services.tasks import create_task
 from tradesim.settings import Settings, is_header_safe, redacted
 
 log = logging.getLogger("tradesim.marketdata.ws")
-K = TypeVar("K")  # what names a message to its fan-out: a channel (bytes) or a bar key
+T = TypeVar("T")
+P = ParamSpec("P")
 MAX_FRAME = 64 * 1024
 MAX_SYMBOLS = MAX_SYMBOLS_PER_REQUEST
 MAX_KEY = 512
@@ -100,6 +104,8 @@ BAD_FRAMES = 20
 BAD_FRAMES_WINDOW_S = 10.0
 #: order ids per followed user remembered to skip repeated outcomes (the job's sink is at-least-once)
 RECENT_ORDERS = 1024
+#: bars a bar subscription checks before it lets the loop run (~5 µs each: 500 symbols' histories take ~0.8 s)
+HISTORY_SLICE = 2_000
 #: seconds an account subscription waits, right after the service started, for the outcome feed to be positioned
 FEED_WAIT_S = 5.0
 
@@ -108,13 +114,18 @@ FEED_WAIT_S = 5.0
 Update = tuple[str, int, int, str]
 
 
-#: what decoding a message that is not one of our ticks or bars raises (JSON's Infinity makes int() overflow)
-BAD_MESSAGE = (ValueError, KeyError, TypeError, OverflowError)
-
-
-def _order(tick_json: str) -> tuple[str, int, int]:
-    doc = json.loads(tick_json)
-    return doc["symbol"], int(doc.get("run_id", 0)), int(doc["seq"])
+def _read(source: str, read: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T | None:
+    """What `read` (the Redis adapter's decoding) makes of a cached or published value, or None: anyone who can
+    reach Redis can write these keys and publish on these channels, so a value that is not ours (not UTF-8, not
+    JSON, nested too deep, out of the schema's bounds, another symbol's) is counted, logged with its key and
+    skipped, never the end of a subscription, a connection or the listener."""
+    try:
+        return read(*args, **kwargs)
+    except InvalidRecord as exc:
+        metrics.BAD_UPDATES.inc()
+        log.warning("skipped a cached or published value that is not a tick or bar",
+                    extra={"key": source[:100], "error": str(exc)[:200]})
+        return None
 
 
 def _drop(index: dict[str, set[Client]], mine: set[str], client: Client, keys: list[str]) -> None:
@@ -173,10 +184,6 @@ BAR_KEY_SEPARATOR = "|"
 
 def bar_key(symbol: str, interval: str) -> str:
     return f"{symbol}{BAR_KEY_SEPARATOR}{interval}"
-
-
-def _window_start(bar_json: str) -> int:
-    return int(json.loads(bar_json)["window_start_ms"])
 
 
 def _error(code: str, message: str) -> str:
@@ -455,37 +462,32 @@ class MarketDataHub:
                     pass
 
     def _on_message(self, channel: bytes, data: bytes) -> None:
-        self._skipping_bad(channel, self._message, channel, data)
-
-    @staticmethod
-    def _skipping_bad(source: bytes, fan: Callable[[K, bytes], None], name: K, data: bytes) -> None:
-        """Fan out one published message; anyone can PUBLISH on these channels, so whatever a message holds (not
-        UTF-8, not JSON, nested too deep, another symbol's tick) it is skipped and counted, never the end of the
-        feed."""
+        """Fan out one published message. A value that is not ours is skipped where it is read (`_read`); this
+        guards against a fault of ours, which must not end the feed for every client either."""
         try:
-            fan(name, data)
-        except Exception as exc:  # noqa: BLE001 - see above; an unexpected one is logged with its traceback
-            metrics.BAD_UPDATES.inc()
-            log.warning("skipped a message that is not a tick or bar", exc_info=not isinstance(exc, BAD_MESSAGE),
-                        extra={"channel": source[:100].decode(errors="replace"), "error": str(exc)[:200]})
+            self._message(channel, data)
+        except Exception:
+            log.exception("a published message could not be fanned out",
+                          extra={"channel": channel[:100].decode(errors="replace")})
 
     def _message(self, name: bytes, raw: bytes) -> None:
-        channel = name.decode()
+        channel = name.decode(errors="replace")  # a name that is not UTF-8 is no subscribed symbol's
         if channel.startswith(BARS_PREFIX):
             symbol, interval = parse_channel(channel)
-            self._fan_bar(bar_key(symbol, interval), raw)
+            key = bar_key(symbol, interval)
+            bar = _read(channel, read_bar, raw, symbol, interval) if key in self.by_bars else None
+            if bar is not None:
+                self._fan_bar(key, bar[0].window_start_ms, bar[1])
             return
         symbol = channel[len(CHANNEL_PREFIX):]
         subs = self.by_symbol.get(symbol)
-        if subs:
-            data = raw.decode()
-            named, run, seq = _order(data)
-            if named != symbol:
-                raise ValueError(f"a tick of {named!r} on the channel of {symbol!r}")
-            order = (run, seq)
+        hit = _read(channel, read_tick, raw, symbol) if subs else None
+        if subs and hit is not None:
+            tick, data = hit
+            order = (tick.run_id, tick.seq)
             self.fanned[symbol] = max(self.fanned.get(symbol, order), order)
             frame = '{"type":"tick","data":' + data + "}"
-            _fan_out(subs, frame, (symbol, run, seq, frame))
+            _fan_out(subs, frame, (symbol, *order, frame))
 
     async def _catch_up(self) -> None:
         """Send subscribers what moved while pub/sub was not listening (Redis restarted, the connection dropped):
@@ -508,33 +510,29 @@ class MarketDataHub:
         got: list[Any] = await pipe.execute(raise_on_error=False)  # a wrong-typed key fails alone
         moved = 0
         for key, new in zip(bar_keys, got[len(symbols):], strict=True):
-            if not (isinstance(new, list) and new):
+            if not isinstance(new, list):
                 continue
-            for raw in new:  # oldest first, each newer than what the key's subscribers got
-                self._skipping_bad(bars_key(*key.split(BAR_KEY_SEPARATOR)).encode(), self._fan_bar, key, raw)
-            try:
-                last = _window_start(new[-1].decode())
-            except BAD_MESSAGE:
-                continue
-            for client in self.by_bars.get(key, ()):
-                client.raise_floor(key, (0, last))
-            moved += 1
+            symbol, _, interval = key.partition(BAR_KEY_SEPARATOR)
+            # oldest first, each newer than what the key's subscribers got
+            bars = [b for b in (_read(bars_key(symbol, interval), read_bar, raw, symbol, interval) for raw in new)
+                    if b is not None]
+            for bar, text in bars:
+                self._fan_bar(key, bar.window_start_ms, text)
+            if bars:
+                for client in self.by_bars.get(key, ()):
+                    client.raise_floor(key, (0, bars[-1][0].window_start_ms))
+                moved += 1
         for s, raw in zip(symbols, got[:len(symbols)], strict=True):
             subs = self.by_symbol.get(s)
-            if not isinstance(raw, bytes) or not subs:
+            hit = _read(price_key(s), read_tick, raw, s) if isinstance(raw, bytes) and subs else None
+            if not subs or hit is None:
                 continue
-            try:
-                tick = raw.decode()
-                named, run, seq = _order(tick)
-                if named != s:
-                    raise ValueError(f"the cached price of {s!r} is {named!r}'s")
-            except BAD_MESSAGE:
-                metrics.BAD_UPDATES.inc()
-                continue
+            tick, text = hit
+            run, seq = tick.run_id, tick.seq
             if (run, seq) <= self.fanned.get(s, (-1, -1)):
                 continue  # nothing missed (or the cache restarted emptier: its next tick comes through pub/sub)
             self.fanned[s] = (run, seq)
-            frame = '{"type":"tick","data":' + tick + "}"
+            frame = '{"type":"tick","data":' + text + "}"
             _fan_out(list(subs), frame, (s, run, seq, frame))
             for client in subs:
                 client.raise_floor(s, (run, seq))
@@ -542,11 +540,10 @@ class MarketDataHub:
         if moved:
             log.info("caught up after a pub/sub reconnect", extra={"updated": moved})
 
-    def _fan_bar(self, key: str, raw: bytes) -> None:
+    def _fan_bar(self, key: str, start: int, data: str) -> None:
+        """Queue a bar (its window start and JSON text) to the key's subscribers."""
         subs = self.by_bars.get(key)
         if subs:
-            data = raw.decode()
-            start = _window_start(data)
             self.bars_fanned[key] = max(self.bars_fanned.get(key, start), start)
             update = (key, 0, start, '{"type":"bar","data":' + data + "}")
             for client in list(subs):
@@ -572,7 +569,7 @@ class MarketDataHub:
             for key in keys:
                 client.bars.add(key)
                 self.by_bars.setdefault(key, set()).add(client)
-            pipe = self.redis.pipeline(transaction=False)
+            pipe = self.raw.pipeline(transaction=False)  # bytes: each bar is decoded (or skipped) alone
             for s in symbols:
                 pipe.zrange(bars_key(s, interval), -BARS_KEPT, -1)
             try:
@@ -583,15 +580,20 @@ class MarketDataHub:
             covered: dict[str, int] = {}
             frames: list[Update] = []
             by_key: dict[str, str] = {}  # the histories, for splice
-            for s, key, bars in zip(symbols, keys, histories, strict=True):
+            checked = 0
+            for s, key, stored in zip(symbols, keys, histories, strict=True):
+                if checked >= HISTORY_SLICE:  # let the fan-out run between slices of a long check
+                    checked = 0
+                    await asyncio.sleep(0)
+                checked += len(stored)
+                # a bar not ours to show is left out; before, one made the frame no JSON (or a bar a client
+                # cannot read, which lost it the whole history), one nested too deep ended the connection
+                bars = [b for b in (_read(bars_key(s, interval), read_bar, raw, s, interval) for raw in stored)
+                        if b is not None]
                 if bars:
-                    try:
-                        covered[key] = _window_start(bars[-1])
-                    except BAD_MESSAGE:  # not ours to show
-                        metrics.BAD_UPDATES.inc()
-                        bars = []
+                    covered[key] = bars[-1][0].window_start_ms
                 head = json.dumps({"type": "bars", "symbol": s, "interval": interval})[:-1]
-                by_key[key] = head + ',"data":[' + ",".join(bars) + "]}"  # bars stay as stored
+                by_key[key] = head + ',"data":[' + ",".join(t for _, t in bars) + "]}"  # bars stay as stored
                 frames.append(("", 0, 0, by_key[key]))
             client.splice(frames, lambda u: u[0] in covered and u[2] <= covered[u[0]], by_key)
             for key, start in covered.items():  # a bar still on its way from pub/sub is not sent after its history
@@ -644,7 +646,7 @@ class MarketDataHub:
             for s in known:
                 client.symbols.add(s)
                 self.by_symbol.setdefault(s, set()).add(client)
-            pipe = self.redis.pipeline(transaction=False)
+            pipe = self.raw.pipeline(transaction=False)  # bytes: each price is decoded (or skipped) alone
             for s in known:
                 pipe.hget(price_key(s), "tick")
                 pipe.hget(price_key(s), "updated_ms")
@@ -661,15 +663,13 @@ class MarketDataHub:
                     continue
                 # read as the order API reads it (a price out of the schema's bounds is none there); before, such a
                 # snapshot ended `tradesim prices`, and one nested too deep the connection
-                cached = cached_tick([snap, written])
-                if cached is None or cached[0].symbol != s:  # not ours to show: no snapshot; the next tick comes live
-                    metrics.BAD_UPDATES.inc()
+                hit = _read(price_key(s), read_tick, snap, s)
+                if hit is None:  # not ours to show: no snapshot; the next tick comes live
                     continue
-                tick, written_at = cached
-                run, seq = tick.run_id, tick.seq
-                age_ms = price_age_ms(written_at, now_ms)
-                covered[s] = (run, seq)
-                frames.append(("", 0, 0, '{"type":"snapshot","data":' + snap + f',"age_ms":{age_ms}' + "}"))
+                tick, text = hit
+                age_ms = price_age_ms(written_ms(written), now_ms)
+                covered[s] = (tick.run_id, tick.seq)
+                frames.append(("", 0, 0, '{"type":"snapshot","data":' + text + f',"age_ms":{age_ms}' + "}"))
             for s, order in covered.items():  # and a tick still on its way from pub/sub is not sent after it
                 client.raise_floor(s, order)
             ack = ("", 0, 0, json.dumps({"type": "subscribed", "symbols": known}))
@@ -830,8 +830,7 @@ class MarketDataHub:
             return error(f"interval must be one of {', '.join(BAR_INTERVALS)}")
         try:
             return await self._subscription(client, doc, symbols)
-        except (aioredis.RedisError, UnicodeDecodeError) as exc:  # Redis restarting (or a cached value not ours):
-            # the request fails, the connection stays
+        except aioredis.RedisError as exc:  # Redis restarting: the request fails, the connection stays
             log.warning("a subscription failed on Redis", extra={"error": str(exc)})
             client.send_now(_error("unavailable", "the price cache is unavailable; subscribe again shortly"))
             return None
