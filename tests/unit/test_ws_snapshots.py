@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import threading
 from collections.abc import AsyncIterator, Callable
 from types import SimpleNamespace
 from typing import Any, cast
@@ -83,7 +82,7 @@ class _Redis:
 
 
 def _hub(hashes: dict[str, dict[str, Stored]], zsets: dict[str, list[Stored]] | None = None) -> MarketDataHub:
-    hub = MarketDataHub(load_settings(), cast(Any, None), threading.Event())
+    hub = MarketDataHub(load_settings(), cast(Any, None))
     hub.redis = cast(Any, _Redis(hashes, zsets, decode=True))
     hub.raw = cast(Any, _Redis(hashes, zsets, decode=False))
     return hub

@@ -249,8 +249,13 @@ def private_hub(settings: Settings, partitions: int = 1, **sections: dict[str, o
     loop = asyncio.new_event_loop()
     stop, stop_feed, ready = asyncio.Event(), threading.Event(), threading.Event()
     keys = KeyChecker(custom)
-    hub = MarketDataHub(custom, keys, ready)
-    feed = OutcomeFeed(custom, stop_feed, lambda batch: loop.call_soon_threadsafe(hub.push_outcomes, batch), ready)
+    hub = MarketDataHub(custom, keys)
+
+    def positioned() -> None:
+        ready.set()
+        loop.call_soon_threadsafe(hub.feed_ready.set)
+
+    feed = OutcomeFeed(custom, stop_feed, lambda batch: loop.call_soon_threadsafe(hub.push_outcomes, batch), positioned)
     feeder = threading.Thread(target=feed.run, name="test-outcome-feed", daemon=True)
     server = threading.Thread(target=lambda: loop.run_until_complete(run_server(hub, stop)), daemon=True)
     feeder.start()

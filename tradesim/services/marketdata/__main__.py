@@ -47,16 +47,19 @@ def main() -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
-        feed_ready = threading.Event()
-        hub = MarketDataHub(settings, keys, feed_ready)
+        hub = MarketDataHub(settings, keys)
 
-        def deliver(batch: list[Outcome]) -> None:
+        def on_loop(call: Callable[..., None], *args: object) -> None:
+            """Run `call` on the loop (from the feed's thread)."""
             try:
-                loop.call_soon_threadsafe(hub.push_outcomes, batch)
+                loop.call_soon_threadsafe(call, *args)
             except RuntimeError:  # the loop is closed: the service is stopping
                 stop_consumer.set()
 
-        feed = OutcomeFeed(settings, stop_consumer, deliver, feed_ready)
+        def deliver(batch: list[Outcome]) -> None:
+            on_loop(hub.push_outcomes, batch)
+
+        feed = OutcomeFeed(settings, stop_consumer, deliver, lambda: on_loop(hub.feed_ready.set))
         threads.append(_start("outcome-feed", feed.run, stop_consumer, log))
 
         async def watch_consumer() -> None:

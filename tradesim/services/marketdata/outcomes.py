@@ -29,16 +29,18 @@ REFRESH_S = 10.0
 #: an outcome and its record's JSON text (sent on as is)
 Outcome = tuple[OrderOutcome, str]
 Deliver = Callable[[list[Outcome]], None]
+#: called (from the feed's thread) once every partition's start offset is fixed
+Ready = Callable[[], None]
 
 
 class OutcomeFeed:
     """Consumes in its own thread; hands each batch of decoded outcomes to `deliver` (which must be thread-safe).
 
-    `ready` is set once every partition's start offset is fixed: an account subscription acknowledged after that
-    gets every outcome written after that.
+    `ready` is called (thread-safe too) once every partition's start offset is fixed: an account subscription
+    acknowledged after that gets every outcome written after that.
     """
 
-    def __init__(self, settings: Settings, stop: threading.Event, deliver: Deliver, ready: threading.Event) -> None:
+    def __init__(self, settings: Settings, stop: threading.Event, deliver: Deliver, ready: Ready) -> None:
         self.settings = settings
         self.topic = settings.topics.trade_executed
         self.stop = stop
@@ -52,7 +54,7 @@ class OutcomeFeed:
         consumer = make_consumer(s.kafka, f"{s.marketdata.group_id}-outcomes", **{"fetch.wait.max.ms": FETCH_WAIT_MS})
         try:
             self._start_at_end(consumer)
-            self.ready.set()
+            self.ready()
             log.info("following outcomes", extra={"topic": self.topic, "partitions": sorted(self._partitions)})
             refreshed = time.monotonic()
             while not self.stop.is_set():

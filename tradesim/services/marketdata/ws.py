@@ -46,7 +46,6 @@ import asyncio
 import json
 import logging
 import socket
-import threading
 import time
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable
@@ -413,7 +412,7 @@ def account_frames(outcome: OrderOutcome, outcome_json: str) -> list[str]:
 class MarketDataHub:
     """Fans pub/sub updates out to the clients subscribed to each symbol, and outcomes to their user's clients."""
 
-    def __init__(self, settings: Settings, keys: KeyChecker, feed_ready: threading.Event) -> None:
+    def __init__(self, settings: Settings, keys: KeyChecker) -> None:
         self.settings = settings
         self.redis = aioredis.Redis.from_url(settings.redis.client_url, decode_responses=True,
                                              socket_connect_timeout=2, health_check_interval=10)
@@ -422,7 +421,9 @@ class MarketDataHub:
         self.raw = aioredis.Redis.from_url(settings.redis.client_url, socket_connect_timeout=2,
                                            health_check_interval=10)
         self.keys = keys
-        self.feed_ready = feed_ready
+        #: set (on the loop) once the outcome feed is positioned: account subscriptions wait for it here, not in an
+        #: executor thread each (a few of them at start held every thread the key lookups need)
+        self.feed_ready = asyncio.Event()
         self.by_symbol: dict[str, set[Client]] = {}
         self.by_bars: dict[str, set[Client]] = {}  # "SYMBOL|interval" → clients
         self.by_user: dict[str, Follow] = {}
@@ -715,10 +716,13 @@ class MarketDataHub:
             client.send_now(_error("bad_request", f"this connection follows {client.user_id!r} already; open "
                                    "another connection for another account"))
             return
-        if not self.feed_ready.is_set() and not await asyncio.to_thread(self.feed_ready.wait, FEED_WAIT_S):
-            metrics.ACCOUNT_AUTH_FAILURES.labels("unavailable").inc()
-            client.close_with(CloseCode.INTERNAL_ERROR, "unavailable", "the outcome feed is not running yet; retry")
-            return
+        if not self.feed_ready.is_set():
+            try:
+                await asyncio.wait_for(self.feed_ready.wait(), FEED_WAIT_S)
+            except TimeoutError:
+                metrics.ACCOUNT_AUTH_FAILURES.labels("unavailable").inc()
+                client.close_with(CloseCode.INTERNAL_ERROR, "unavailable", "the outcome feed is not running yet; retry")
+                return
         try:
             user_id = await self.keys.user_of(api_key)
         except Refused as exc:
