@@ -12,6 +12,7 @@ from types import SimpleNamespace
 from typing import Any, cast
 
 import pytest
+from prometheus_client import REGISTRY
 from websockets.protocol import State
 
 from tradesim.domain.events import Bar
@@ -194,15 +195,18 @@ def test_a_published_tick_or_bar_that_is_not_ours_reaches_no_client() -> None:
     client = _client()
     hub.by_symbol["AAA"], hub.by_bars["AAA|1s"] = {client}, {client}
     good_tick, good_bar = tick("AAA", 5).model_dump_json(), _bar("AAA", 1)
+    counted = REGISTRY.get_sample_value("tradesim_marketdata_bad_updates_total") or 0
     for bad in ('{"symbol": "AAA", "seq": 4, "last": "abc"}', tick("BBB", 4).model_dump_json(), NESTED, "null"):
         hub._on_message(b"prices:AAA", bad.encode())
     for bad in (json.dumps(json.loads(_bar("AAA", 0)) | {"volume": "many"}), _bar("AAA", 0, "1m"), NESTED):
         hub._on_message(b"bars:AAA:1s", bad.encode())
     hub._on_message(b"prices:AAA", b"\xff" + good_tick.encode())
+    hub._on_message(b"prices:AAA\xff", good_tick.encode())  # a channel name not UTF-8
     hub._on_message(b"prices:AAA", good_tick.encode())
     hub._on_message(b"bars:AAA:1s", good_bar.encode())
     assert _sent(client) == [{"type": "tick", "data": json.loads(good_tick)},
                              {"type": "bar", "data": json.loads(good_bar)}]
+    assert REGISTRY.get_sample_value("tradesim_marketdata_bad_updates_total") == counted + 9  # each bad one
 
 
 @pytest.mark.parametrize("bad", ["tick", "bar"])

@@ -13,7 +13,8 @@ DEAD_LETTER_RETRIES = Counter("tradesim_marketdata_dead_letter_retries_total",
 REDIS_ERRORS = Counter("tradesim_marketdata_redis_errors_total", "Failed Redis writes (retried)")
 LAG = Gauge("tradesim_marketdata_consumer_lag", "Records behind the end of market_data (assigned partitions)")
 BAD_UPDATES = Counter("tradesim_marketdata_bad_updates_total",
-                      "Messages on the price or bar channels that are not a tick or bar (skipped)")
+                      "Cached prices and bars, and messages on their channels, that are not a tick or bar of their "
+                      "key (skipped)")
 UPDATES_OUT = Counter("tradesim_marketdata_updates_out_total", "Frames sent to WebSocket clients")
 QUEUE_DROPS = Counter("tradesim_marketdata_queue_drops_total", "Updates conflated away for slow clients")
 CLIENTS = Gauge("tradesim_marketdata_clients", "Connected WebSocket clients")

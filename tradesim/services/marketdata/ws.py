@@ -62,6 +62,7 @@ from tradesim.adapters.redis.bars import CHANNEL_PATTERN as BARS_PATTERN
 from tradesim.adapters.redis.bars import CHANNEL_PREFIX as BARS_PREFIX
 from tradesim.adapters.redis.bars import KEEP as BARS_KEPT
 from tradesim.adapters.redis.bars import bars_key, parse_channel, read_bar
+from tradesim.adapters.redis.codec import read_text
 from tradesim.adapters.redis.prices import (
     CHANNEL_PATTERN,
     CHANNEL_PREFIX,
@@ -472,7 +473,9 @@ class MarketDataHub:
                           extra={"channel": channel[:100].decode(errors="replace")})
 
     def _message(self, name: bytes, raw: bytes) -> None:
-        channel = name.decode(errors="replace")  # a name that is not UTF-8 is no subscribed symbol's
+        channel = _read(name[:100].decode(errors="replace"), read_text, name)
+        if channel is None:
+            return
         if channel.startswith(BARS_PREFIX):
             symbol, interval = parse_channel(channel)
             key = bar_key(symbol, interval)
