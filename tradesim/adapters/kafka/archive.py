@@ -36,6 +36,8 @@ MAGIC = b"tradesim-kafka-archive/1\n"
 _HEAD = struct.Struct(">qqiii")
 #: a partition that yields nothing for this long while records are due has stalled
 STALL_S = 30.0
+#: most records one consume asks for (it asks for fewer when fewer are due: it returns early only on a full batch)
+BATCH = 5000
 
 Progress = Callable[[int], None]
 
@@ -179,7 +181,8 @@ def _export(kafka: KafkaSettings, span: Span, path: Path, progress: Progress) ->
         with gzip.open(path, "wb", compresslevel=3) as f:
             f.write(MAGIC)
             while expected < span.high:
-                batch = c.consume(num_messages=5000, timeout=1.0)
+                # no more than is due: a batch short of its count waits out the whole timeout
+                batch = c.consume(num_messages=min(BATCH, span.high - expected), timeout=1.0)
                 if not batch and time.monotonic() - last_progress > STALL_S:
                     raise KafkaUnavailable(f"{span.topic}[{span.partition}] yielded nothing for {STALL_S:.0f} s "
                                            f"at offset {expected}")
@@ -291,10 +294,11 @@ def records_after(kafka: KafkaSettings, topic: str, start: dict[int, int]) -> It
     if not due:
         return
     c = _reader(kafka, [TopicPartition(topic, p, start[p]) for p in due])
+    at = {p: start[p] for p in due}  # the next offset due per partition
     last_progress = time.monotonic()
     try:
         while due:
-            batch = c.consume(num_messages=5000, timeout=1.0)
+            batch = c.consume(num_messages=min(BATCH, sum(due[p] - at[p] for p in due)), timeout=1.0)
             for msg in batch:
                 if msg.error() is not None:
                     raise KafkaUnavailable(f"reading {topic}: {msg.error()}")
@@ -302,6 +306,7 @@ def records_after(kafka: KafkaSettings, topic: str, start: dict[int, int]) -> It
                 if partition not in due or not start[partition] <= offset < due[partition]:
                     continue
                 last_progress = time.monotonic()
+                at[partition] = offset + 1
                 yield partition, Record.of(msg)
                 if offset + 1 >= due[partition]:
                     del due[partition]
