@@ -57,9 +57,13 @@ def _copy(consumer: Consumer, topic: str, start: dict[int, int], end: dict[int, 
     if not todo:
         return 0, 0, 0
     consumer.assign([TopicPartition(topic, p, s) for p, (s, _) in todo.items()])
+    at = {p: s for p, (s, _) in todo.items()}  # each partition's position
     read = written = skipped = 0
     while todo:
-        batch = [m for m in consumer.consume(batch_size, 1.0)
+        # no more than the offsets still due: a consume returns early only on a full batch, so one asking for more
+        # than is left waits out its timeout at the end of every pass
+        due = sum(e - at[p] for p, (_, e) in todo.items())
+        batch = [m for m in consumer.consume(min(batch_size, due), 1.0)
                  if (error := m.error()) is None or error.code() != KafkaError._PARTITION_EOF]
         wanted = []
         for msg in batch:
@@ -70,6 +74,7 @@ def _copy(consumer: Consumer, topic: str, start: dict[int, int], end: dict[int, 
                 wanted.append(msg)
         # by position, not by the last record seen: transaction markers take offsets no record carries
         for tp in consumer.position([TopicPartition(topic, p) for p in todo]):
+            at[tp.partition] = max(at[tp.partition], tp.offset)  # (none yet before a partition's first record)
             if tp.offset >= todo[tp.partition][1]:
                 del todo[tp.partition]
         decoded = decode_batch(wanted)
