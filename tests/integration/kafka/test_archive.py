@@ -41,7 +41,7 @@ def _records(settings: Settings, topic: str, partition: int) -> list[tuple[int, 
     low, high = c.get_watermark_offsets(TopicPartition(topic, partition), timeout=10)
     out = []
     while len(out) < high - low:
-        msgs = c.consume(100, timeout=5)
+        msgs = c.consume(high - low - len(out), timeout=5)  # no more than is due: only a full batch returns early
         assert msgs, f"{topic}[{partition}] stopped at {len(out)} of {high - low}"
         out += [(m.offset(), m.key(), m.value(), m.headers(), m.timestamp()[1]) for m in msgs]
     c.close()
