@@ -299,7 +299,7 @@ def _committed_past_the_order(ex: Exchange, run: str) -> None:
     group = next(g for g, t in source_groups(ex.settings, {"execution"}) if t == topic)
     wait_for(lambda: all(at >= ends[p] for p, at in start_positions(ex.settings.kafka, group, topic,
                                                                     "earliest").items()), 120,
-             "the job's group committed past the order", poll_s=1)
+             "the job's group committed past the order", poll_s=0.2)
 
 
 def _assert_it_fills_when_the_ask_crosses(ex: Exchange, symbol: str, reader: Outcomes, resting: OrderPlaced) -> None:
@@ -421,7 +421,7 @@ def test_a_resting_order_outlives_a_killed_jobmanager_and_the_watchdog_puts_the_
             except (FlinkUnavailable, FlinkRequestError):  # the cluster restarting
                 return False
 
-        wait_for(resubmitted, 300, "Flink restarted and the execution job resubmitted by the watchdog", poll_s=1)
+        wait_for(resubmitted, 300, "Flink restarted and the execution job resubmitted by the watchdog", poll_s=0.2)
         # once the new run has a checkpoint of its own
         wait_for(lambda: not (flink.dir / "checkpoints" / run).exists(), 150, "the lost run's checkpoints removed",
                  poll_s=0.5)

@@ -176,12 +176,12 @@ def test_a_fault_under_load_loses_nothing_and_executes_nothing_twice(
         return off
 
     try:
-        wait_for(lambda: not conserved(), 60, "every account the fold of its outcomes", poll_s=0.5)
+        wait_for(lambda: not conserved(), 60, "every account the fold of its outcomes", poll_s=0.2)
     except AssertionError:
         pytest.fail(f"not conserved: {conserved()[:3]}")
     # the read side converges on the same outcomes
     wait_for(lambda: {r.order_id for r in searched(index, [u.user_id for u in users])} >= set(accepted), 120,
-             "every outcome searchable", poll_s=1)
+             "every outcome searchable", poll_s=0.5)
 
     row = {"fault": name, "orders": ORDERS, "accepted": len(accepted), "refused": refused, "lost": 0,
            "double": len(double), "fault_s": round(removed - injected, 1), "recover_s": round(recovered_s, 1)}
@@ -221,7 +221,7 @@ def _assert_kafka_through_the_proxy(settings: Settings, supervisor: Supervisor) 
         ports.update({what: _remote_ports(pid) for pid, what in pids if pid is not None})
         return all(settings.chaos.kafka_port in p for p in ports.values())
 
-    wait_for(connected, 30, f"connections to the Kafka proxy ({ports})", poll_s=0.5)
+    wait_for(connected, 30, f"connections to the Kafka proxy ({ports})", poll_s=0.2)
     assert [what for what, p in ports.items() if settings.kafka.port in p] == [], "Kafka reached around the proxy"
 
 

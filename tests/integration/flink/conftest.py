@@ -61,7 +61,7 @@ class BarsJob:
         got: list[tuple[bytes, bytes]] = []
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline and not done(got):
-            for msg in c.consume(num_messages=500, timeout=0.5):
+            for msg in c.consume(num_messages=500, timeout=0.1):  # done(got) decides: look at it often
                 if msg.error() is None:
                     got.append((msg.key(), msg.value()))
         c.close()

@@ -60,7 +60,7 @@ def test_every_service_and_the_exporter_are_scraped(settings: Settings, prom: Pr
         health = {t["labels"]["job"]: t["health"] for t in prom.targets()}
         return all(health.get(job) == "up" for job in wanted)
 
-    wait_for(all_up, 60, f"{sorted(wanted)} scraped", poll_s=1)
+    wait_for(all_up, 60, f"{sorted(wanted)} scraped", poll_s=0.2)
 
 
 def test_the_exporter_reports_each_component_and_every_consumer_group(settings: Settings, prom: PrometheusApi,
@@ -71,7 +71,7 @@ def test_the_exporter_reports_each_component_and_every_consumer_group(settings: 
         rss = {s.labels["component"]: s.value for s in prom.query("tradesim_component_rss_bytes")}
         return all(rss.get(name, 0) > 10 * 2**20 for name in servers)  # each tree holds at least 10 MB
 
-    wait_for(measured, 60, "CPU and RSS of every server", poll_s=1)
+    wait_for(measured, 60, "CPU and RSS of every server", poll_s=0.2)
     up = {s.labels["component"]: s.value for s in prom.query("tradesim_component_up")}
     assert all(up[name] == 1 for name in servers), up
     prefix = settings.persistence.group_prefix
@@ -80,7 +80,7 @@ def test_the_exporter_reports_each_component_and_every_consumer_group(settings: 
     def missing() -> set[tuple[str, str]]:  # a group is reported once it has committed a position
         return wanted - {(s.labels["group"], s.labels["topic"]) for s in prom.query("tradesim_consumer_lag")}
 
-    wait_for(lambda: not missing(), 60, "the lag of every consumer group", poll_s=1)
+    wait_for(lambda: not missing(), 60, "the lag of every consumer group", poll_s=0.2)
     redis = prom.scalar("tradesim_redis_maxmemory_bytes")
     assert redis == settings.redis.maxmemory_mb * 2**20
 
@@ -94,7 +94,7 @@ def test_order_to_outcome_latency_is_recorded_from_the_outcomes(settings: Settin
     p.produce(settings.topics.trade_executed, key=market.key, value=encode(market))
     assert p.flush(10) == 0
     wait_for(lambda: (prom.scalar("sum(tradesim_order_outcome_seconds_count)") or 0) > before, 60,
-             "the outcome counted in the latency histogram", poll_s=1)
+             "the outcome counted in the latency histogram", poll_s=0.2)
 
 
 def test_a_component_that_dies_fires_an_alert_until_it_is_back(
@@ -109,18 +109,18 @@ def test_a_component_that_dies_fires_an_alert_until_it_is_back(
     assert "marketdata" not in firing()
     os.kill(status.pid, signal.SIGKILL)
     try:
-        wait_for(lambda: "marketdata" in firing(), 90, "TradesimComponentDown for marketdata", poll_s=1)
+        wait_for(lambda: "marketdata" in firing(), 90, "TradesimComponentDown for marketdata", poll_s=0.2)
         shown = runner.invoke(app, ["alerts"], env={"COLUMNS": "200"})
         assert shown.exit_code == 1, shown.output  # something fires: scripts can tell
         assert "TradesimComponentDown" in shown.output
         assert "component=marketdata" in shown.output
     finally:
         supervisor.up()
-    wait_for(lambda: "marketdata" not in firing(), 90, "the alert resolved once marketdata is back", poll_s=1)
+    wait_for(lambda: "marketdata" not in firing(), 90, "the alert resolved once marketdata is back", poll_s=0.2)
 
 
 def test_top_draws_the_stack_once(settings: Settings, prom: PrometheusApi, standard_jobs: None) -> None:
-    wait_for(lambda: prom.query("tradesim:component_cpu:rate"), 60, "a CPU rate (two exporter passes)", poll_s=1)
+    wait_for(lambda: prom.query("tradesim:component_cpu:rate"), 60, "a CPU rate (two exporter passes)", poll_s=0.2)
     shown = runner.invoke(app, ["top", "--once"], env={"COLUMNS": "200"})
     assert shown.exit_code == 0, shown.output
     for part in ("orders/s", "components", "kafka", "consumer lag", "tradesim-execution", "jobs"):

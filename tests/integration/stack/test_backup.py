@@ -231,7 +231,7 @@ def _round_trip(settings: Settings, supervisor: Supervisor, http: httpx.Client, 
              "the limit order resting in the book")
     wait_for(lambda: len(_state(settings, http, users)["search"]) == len(market)
              and len(_state(settings, http, users)["analytics"]) == len(market), 120, "the read models caught up",
-             poll_s=1)
+             poll_s=0.5)
     before = _state(settings, http, users)
 
     folder = tmp_path / "backup"
@@ -280,7 +280,7 @@ def _round_trip(settings: Settings, supervisor: Supervisor, http: httpx.Client, 
     assert running(settings), "the execution job resumed from its savepoint"
 
     wait_for(lambda: _state(settings, http, users) == before, 60, "the restored state equal to the backed-up one",
-             poll_s=1)
+             poll_s=0.5)
     refused = cli.invoke(app, ["restore", str(folder)])
     assert (refused.exit_code, "needs an empty stack" in refused.output) == (2, True), refused.output
     # every order accepted before the recovery point is in the restored stack and gets decided, also the one
