@@ -36,6 +36,11 @@ os.environ.setdefault("TRADESIM_TRACING__OPTIMIZED_BUILD", "false")
 os.environ.setdefault("TRADESIM_MARKETDATA__STALE_AFTER_S", "600")
 #: a body that stops short is answered 408 after this (tests/integration/api/test_limits.py waits it out)
 os.environ.setdefault("TRADESIM_API__BODY_TIMEOUT_S", "3")
+#: a sink's retries back off to 2 s at most (10 s by default): after a 30 s outage the convergence waits of
+#: tests/integration/persistence no longer wait out a 10 s backoff once the server is back
+os.environ.setdefault("TRADESIM_PERSISTENCE__BACKOFF_MAX_S", "2")
+#: a watchdog's pass every 0.25 s (1 s by default): the watchdog tests wait for a restart or a log trim to begin
+os.environ.setdefault("TRADESIM_STACK__WATCHDOG_POLL_S", "0.25")
 
 
 def forget_idempotency_keys(settings: Settings, user_id: str) -> int:
