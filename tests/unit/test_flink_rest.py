@@ -290,6 +290,30 @@ def test_a_savepoint_a_starting_job_declines_is_asked_again_and_any_other_failur
             assert triggers == ["t1"]
 
 
+def test_a_savepoint_that_leaves_the_job_running_asks_flink_not_to_cancel_it() -> None:
+    """`savepoint` (what a test that only needs a savepoint takes, rather than stopping and resubmitting the job)
+    asks the savepoints endpoint with cancel-job false, and is asked again when a starting job declines it."""
+    posted: list[tuple[str, dict[str, object]]] = []
+
+    class Rest(_Json):
+        def do_POST(self) -> None:  # noqa: N802 - the stdlib's name
+            posted.append((self.path, json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)))))
+            self.reply(200, {"request-id": f"t{len(posted)}"})
+
+        def do_GET(self) -> None:  # noqa: N802 - the stdlib's name
+            if self.path == "/jobs/j/savepoints/t1":
+                declined = {"failure-cause": {"stack-trace": DECLINED}}
+                self.reply(200, {"status": {"id": "COMPLETED"}, "operation": declined})
+            elif self.path == "/jobs/j/savepoints/t2":
+                self.reply(200, {"status": {"id": "COMPLETED"}, "operation": {"location": "file:/sp/savepoint-2"}})
+            else:
+                self.reply(404, {"errors": [f"no {self.path}"]})
+
+    with _serving(Rest) as url:
+        assert FlinkRest(url).savepoint("j", "/sp", timeout_s=10) == "file:/sp/savepoint-2"
+    assert posted == [("/jobs/j/savepoints", {"cancel-job": False, "target-directory": "/sp"})] * 2
+
+
 def test_the_flink_client_runs_in_a_session_of_its_own_and_is_killed_at_its_deadline(tmp_path: Path) -> None:
     """A probe: Ctrl-C at the terminal reached the `flink run` clients a backup was resuming its jobs with, and
     both jobs stayed stopped. The client now has a session of its own (the terminal's signals go to the command,

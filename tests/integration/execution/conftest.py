@@ -109,6 +109,12 @@ def stop_execution_job(settings: Settings) -> str:
     return Flink(settings).rest().stop_with_savepoint(job_id, None)
 
 
+def savepoint_execution_job(settings: Settings) -> str:
+    """A savepoint of the running execution job, which runs on; returns its location."""
+    (job_id,) = running(settings)
+    return Flink(settings).rest().savepoint(job_id, None)
+
+
 def start_execution_job(settings: Settings, savepoint: str | None = None, **overrides: str) -> str:
     """Submit the execution job, restored from `savepoint` if given; `overrides`: program arguments."""
     options = {RECOVERY: savepoint} if savepoint else None
@@ -136,8 +142,19 @@ def execution_job(settings: Settings) -> Iterator[None]:
 
 
 @pytest.fixture
-def ex(settings: Settings, execution_job: None) -> Exchange:
+def exchange(settings: Settings, execution_job: None) -> Exchange:
+    """The stack as the execution tests use it, whether an execution job runs or not (for a test that cancels
+    what runs and submits its own)."""
     return Exchange(settings, PortfolioStore(DynamoDB(settings.dynamodb)), PriceCache(connect(settings.redis)))
+
+
+@pytest.fixture
+def ex(settings: Settings, exchange: Exchange) -> Exchange:
+    """`exchange` with an execution job running: a test that ran the job with arguments of its own cancels it when
+    it is done, and then the job is submitted again here (a standard submit, as the package's first)."""
+    if not running(settings):
+        submit_job(settings, "execution")
+    return exchange
 
 
 @pytest.fixture

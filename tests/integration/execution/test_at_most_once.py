@@ -30,7 +30,15 @@ from ..api.conftest import (  # noqa: F401 - fixtures
     new_user,
     order,
 )
-from .conftest import Exchange, Outcomes, running, start_execution_job, stop_execution_job, wait_for
+from .conftest import (
+    Exchange,
+    Outcomes,
+    running,
+    savepoint_execution_job,
+    start_execution_job,
+    stop_execution_job,
+    wait_for,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -164,8 +172,7 @@ def test_a_restore_from_a_savepoint_taken_before_an_order_does_not_execute_it_ag
         orders: OrderStore) -> None:
     user = new_user(cash="100000")
     ex.price(symbol, 1, "100")
-    old = stop_execution_job(ex.settings)  # taken before K
-    start_execution_job(ex.settings, old)
+    old = savepoint_execution_job(ex.settings)  # taken before K; the job runs on
     reader = ex.outcomes()
     key = "k-" + uuid.uuid4().hex
     first = _execute_then_archive(ex, http, user, symbol, reader, key)
@@ -213,16 +220,19 @@ def test_an_order_the_job_did_not_see_within_the_deadline_expires_and_changes_no
         p = ex.store.get(user.user_id)
         assert p is not None
         assert (p.cash, p.positions) == (Decimal("100000"), {})
-    finally:  # back to the default deadline, with the state the job has now
-        start_execution_job(ex.settings, stop_execution_job(ex.settings) if running(ex.settings) else savepoint)
+    finally:  # the job with the test's deadline goes; the next test's `ex` submits the default job again
+        for job_id in running(ex.settings):
+            cancel_job(ex.settings, job_id)
 
 
-def test_a_savepoint_taken_before_any_order_arrived_replays_every_order_since(ex: Exchange, symbol: str) -> None:
+def test_a_savepoint_taken_before_any_order_arrived_replays_every_order_since(exchange: Exchange,
+                                                                             symbol: str) -> None:
     """A freshly submitted job whose partitions have yielded nothing yet: its savepoint must still hold where each
     partition stands (the Kafka source would otherwise keep "the group's committed offset" and resolve it at the
     restore — by then past every order since, which the restored books would never see)."""
     from tradesim.adapters.kafka.client import start_positions
 
+    ex = exchange  # no job submitted for the test: it submits its own
     ex.price(symbol, 1, "100")
     for job_id in running(ex.settings):
         cancel_job(ex.settings, job_id)
@@ -233,8 +243,7 @@ def test_a_savepoint_taken_before_any_order_arrived_replays_every_order_since(ex
     # its partitions holds none, and its restore starts them from the group's commit: docs/design/hardening.md).
     partitions = {f"{ex.settings.topics.trade_orders}-{p}" for p in range(ex.settings.kafka.partitions)}
     wait_for(lambda: partitions <= rest.assigned_splits(job_id), 60, "every partition assigned", poll_s=0.5)
-    idle = stop_execution_job(ex.settings)  # before any order reached the new job
-    start_execution_job(ex.settings)
+    idle = savepoint_execution_job(ex.settings)  # before any order reached the new job, which runs on
     users = [ex.account("10000") for _ in range(6)]  # several users: most partitions get an order
     placed = [ex.order(u, symbol, kind="limit", limit="50") for u in users]  # resting, far below the price
     reader = ex.outcomes()

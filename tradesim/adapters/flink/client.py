@@ -192,9 +192,21 @@ class FlinkRest:
         body: dict[str, Any] = {"drain": False}
         if target_dir:
             body["targetDirectory"] = target_dir
+        return self._savepoint(job_id, f"/jobs/{job_id}/stop", body, timeout_s)
+
+    def savepoint(self, job_id: str, target_dir: str | None, timeout_s: float = 120) -> str:
+        """Take a savepoint and leave the job running; returns the savepoint's location. Declined by a job whose
+        tasks are still being deployed, it is asked again as `stop_with_savepoint` asks."""
+        body: dict[str, Any] = {"cancel-job": False}
+        if target_dir:
+            body["target-directory"] = target_dir
+        return self._savepoint(job_id, f"/jobs/{job_id}/savepoints", body, timeout_s)
+
+    def _savepoint(self, job_id: str, trigger_path: str, body: dict[str, Any], timeout_s: float) -> str:
+        """POST `body` to `trigger_path` (a savepoint's trigger) and wait for the savepoint's location."""
         start = time.monotonic()
         deadline, asking = start + timeout_s, start + timeout_s / 2
-        trigger = self._call("POST", f"/jobs/{job_id}/stop", body)["request-id"]
+        trigger = self._call("POST", trigger_path, body)["request-id"]
         while time.monotonic() < deadline:
             st = self._call("GET", f"/jobs/{job_id}/savepoints/{trigger}")
             if st.get("status", {}).get("id") == "COMPLETED":
@@ -206,7 +218,7 @@ class FlinkRest:
                 if not any(why in trace for why in NOT_RUNNING_YET) or time.monotonic() + 0.5 > asking:
                     raise FlinkRequestError(f"savepoint of {job_id} failed: {cause[0] if cause else op}")
                 time.sleep(0.5)
-                trigger = self._call("POST", f"/jobs/{job_id}/stop", body)["request-id"]
+                trigger = self._call("POST", trigger_path, body)["request-id"]
                 continue
             time.sleep(0.5)
         raise FlinkRequestError(f"savepoint of {job_id} not complete after {timeout_s:.0f} s")
