@@ -151,3 +151,43 @@ def test_a_broker_that_does_not_answer_marks_the_lag_source_down() -> None:
     up = {s.labels["source"]: s.value for s in exporter.SOURCE_UP.collect()[0].samples}
     assert up["lags"] == 0
     assert exporter.LAG.collect()[0].samples == []  # no stale value keeps the lag alert quiet
+
+
+def test_redis_reports_the_writes_it_refused_for_memory_as_a_counter(monkeypatch: pytest.MonkeyPatch) -> None:
+    """At its cap Redis evicts keys with a TTL (normal); the alert is on the writes it refuses (OOM replies)."""
+    from prometheus_client import REGISTRY
+
+    from tradesim.adapters.redis import client
+    from tradesim.settings import load_settings
+    from tradesim.stack import exporter
+
+    sections: dict[str, dict[str, object]] = {
+        "memory": {"used_memory": 1000, "maxmemory": 1000},
+        "errorstats": {"errorstat_ERR": {"count": 2}, "errorstat_OOM": {"count": 7}}}
+
+    class Redis:
+        def info(self, section: str) -> dict[str, object]:
+            return sections[section]
+
+        def close(self) -> None:
+            pass
+
+    monkeypatch.setattr(client, "connect", lambda *_a, **_kw: Redis())
+    probe = exporter.Exporter.__new__(exporter.Exporter)  # the Redis source only
+    probe.settings = load_settings()
+    for name in ("_components", "_lags", "_disk", "_flink"):
+        setattr(probe, name, lambda: None)
+
+    def refused() -> float | None:
+        return REGISTRY.get_sample_value("tradesim_redis_refused_writes_total")
+
+    probe.run_once()
+    assert refused() == 7
+    assert REGISTRY.get_sample_value("tradesim_redis_used_memory_bytes") == 1000
+    sections["errorstats"] = {}  # restarted: no OOM reply since, so no line
+    probe.run_once()
+    assert refused() == 0
+    sections.clear()  # Redis does not answer (KeyError here)
+    probe.run_once()
+    assert refused() is None  # no stale count keeps the alert quiet (TradesimMetricsSourceDown says why)
+    assert REGISTRY.get_sample_value("tradesim_exporter_source_up", {"source": "redis"}) == 0

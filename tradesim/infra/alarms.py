@@ -54,7 +54,7 @@ class Alarms(Construct):
             "TradesimComponentDown": self._component_down, "TradesimScrapeFailing": self._scrape_failing,
             "TradesimApi5xx": self._api_5xx, "TradesimOrderOutcomeSlow": self._order_outcome_slow,
             "TradesimConsumerLag": self._consumer_lag, "TradesimJobRestarting": self._job_restarting,
-            "TradesimJobNotRunning": self._job_not_running, "TradesimRedisMemoryHigh": self._redis_memory,
+            "TradesimJobNotRunning": self._job_not_running, "TradesimRedisWritesRefused": self._redis_refusing,
             "TradesimDiskLow": self._disk_low,
         }
         for rule in alert_rules():
@@ -125,11 +125,19 @@ class Alarms(Construct):
                                         statistic="Maximum", dimensions_map={"Application": app.ref},
                                         period=Duration.minutes(1)), 0, missing=cw.TreatMissingData.BREACHING)
 
-    def _redis_memory(self) -> None:
-        # the primary's node of the one shard
-        self._alarm(None, cw.Metric(namespace="AWS/ElastiCache", metric_name="DatabaseMemoryUsagePercentage",
-                                    statistic="Maximum", period=Duration.minutes(1),
-                                    dimensions_map={"CacheClusterId": f"{self.data.redis.ref}-001"}), 90)
+    def _redis_refusing(self) -> None:
+        # ElastiCache publishes no count of refused writes, and Evictions are the normal state at the cap: the alarm
+        # is the state in which Redis refuses them, at its cap (as volatile-lru counts memory) with no key that
+        # carries a TTL left to evict; on the primary's node of the one shard
+        node = {"CacheClusterId": f"{self.data.redis.ref}-001"}
+        minute = Duration.minutes(1)
+        self._alarm(None, cw.MathExpression(
+            expression="IF(used >= 100 AND volatile == 0, 1, 0)", period=minute,
+            using_metrics={"used": cw.Metric(namespace="AWS/ElastiCache", statistic="Maximum", period=minute,
+                                             metric_name="DatabaseMemoryUsageCountedForEvictPercentage",
+                                             dimensions_map=node),
+                           "volatile": cw.Metric(namespace="AWS/ElastiCache", metric_name="CurrVolatileItems",
+                                                 statistic="Minimum", period=minute, dimensions_map=node)}), 0)
 
     def _disk_low(self) -> None:
         for broker in range(1, self.env.kafka_brokers + 1):

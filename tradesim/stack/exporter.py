@@ -2,9 +2,9 @@
 
 Per component: up (running and healthy), watchdog restarts, CPU seconds and RSS of its whole process tree (read
 from /proc, so the JVMs, Redis and dynalite count too; the CPU seconds a counter that never drops, `TreeCpu`);
-the committed lag of every consumer group the stack runs; Redis memory against its cap; free disk under the stack
-folder; Flink jobs (running, restarts, age of the last checkpoint) from Flink's REST API. Flink's own Prometheus
-reporter is not used: it binds every interface and has no address option.
+the committed lag of every consumer group the stack runs; Redis memory against its cap and the writes it refused
+for memory; free disk under the stack folder; Flink jobs (running, restarts, age of the last checkpoint) from
+Flink's REST API. Flink's own Prometheus reporter is not used: it binds every interface and has no address option.
 
 Run as `python -m tradesim.stack.exporter` (the `exporter` component); one pass every scrape interval.
 """
@@ -23,11 +23,38 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 
-from prometheus_client import Gauge, start_http_server
+from prometheus_client import REGISTRY, Gauge, start_http_server
+from prometheus_client.core import CounterMetricFamily
+from prometheus_client.metrics_core import Metric
 
 from tradesim.settings import Settings, load_settings
 
 log = logging.getLogger("tradesim.exporter")
+
+
+class ReadCounter:
+    """A counter another process keeps, exported as last read (none until read); `increase()` allows for its
+    resets (a Redis restart)."""
+
+    def __init__(self, name: str, documentation: str) -> None:
+        self.name, self.documentation = name, documentation
+        self.value: float | None = None
+        REGISTRY.register(self)
+
+    def set(self, value: float) -> None:
+        self.value = value
+
+    def clear(self) -> None:
+        self.value = None
+
+    def describe(self) -> list[Metric]:
+        return [CounterMetricFamily(self.name, self.documentation)]
+
+    def collect(self) -> list[Metric]:
+        if self.value is None:
+            return []
+        return [CounterMetricFamily(self.name, self.documentation, value=self.value)]
+
 
 UP = Gauge("tradesim_component_up", "1 when the component runs and answers its health check", ["component"])
 RESTARTS = Gauge("tradesim_component_restarts", "Restarts by the watchdog within its window (may go down)",
@@ -38,6 +65,9 @@ RSS = Gauge("tradesim_component_rss_bytes", "Resident memory of the component's 
 LAG = Gauge("tradesim_consumer_lag", "Records beyond a consumer group's committed offsets", ["group", "topic"])
 REDIS_USED = Gauge("tradesim_redis_used_memory_bytes", "Redis used_memory")
 REDIS_MAX = Gauge("tradesim_redis_maxmemory_bytes", "Redis maxmemory (0: no cap)")
+# at its cap Redis evicts keys with a TTL (volatile-lru) and refuses a write only when none is left: what hurts
+REDIS_REFUSED = ReadCounter("tradesim_redis_refused_writes", "Commands Redis refused for memory (OOM error "
+                            "replies, INFO errorstats) since it started")
 DISK_FREE = Gauge("tradesim_disk_free_bytes", "Free bytes on the stack folder's file system")
 DISK_TOTAL = Gauge("tradesim_disk_total_bytes", "Size of the stack folder's file system")
 # `flink_job`, not `job`: Prometheus gives every scraped series a `job` label of its own (the scrape job)
@@ -171,7 +201,8 @@ class Exporter:
     def run_once(self) -> None:
         started = time.monotonic()
         for part, gauges in ((self._components, (UP, RESTARTS, CPU, RSS)), (self._lags, (LAG,)),
-                             (self._redis, (REDIS_USED, REDIS_MAX)), (self._disk, (DISK_FREE, DISK_TOTAL)),
+                             (self._redis, (REDIS_USED, REDIS_MAX, REDIS_REFUSED)),
+                             (self._disk, (DISK_FREE, DISK_TOTAL)),
                              (self._flink, (JOB_RUNNING, JOB_RESTARTS, JOB_CHECKPOINT_AGE))):
             source = part.__name__.strip("_")
             try:
@@ -215,10 +246,12 @@ class Exporter:
         client = connect(self.settings.redis, timeout_s=1.0)
         try:
             info = client.info("memory")
+            errors = client.info("errorstats")  # Redis 6.2+; no line for an error not seen since it started
         finally:
             client.close()
         REDIS_USED.set(float(info["used_memory"]))
         REDIS_MAX.set(float(info.get("maxmemory", 0)))
+        REDIS_REFUSED.set(float(errors.get("errorstat_OOM", {}).get("count", 0)))
 
     def _disk(self) -> None:
         usage = shutil.disk_usage(self.settings.stack_dir if self.settings.stack_dir.exists() else "/")

@@ -194,6 +194,16 @@ def test_redis_evicts_only_keys_with_a_ttl_as_locally(dev: Synthesized) -> None:
     assert redis["Properties"]["CacheParameterGroupName"]["Ref"].startswith("DataRedisParameters")
 
 
+def test_the_redis_alarm_is_writes_refused_not_memory_at_the_cap(dev: Synthesized) -> None:
+    """At the cap volatile-lru evicts keys with a TTL and orders go on: the alarm is the cap with none left."""
+    (alarm,) = [a for a in dev.properties("AWS::CloudWatch::Alarm") if "Redis" in a["AlarmName"]]
+    assert alarm["AlarmName"].endswith("-TradesimRedisWritesRefused")
+    metrics = {m["Id"]: m for m in alarm["Metrics"]}
+    assert metrics["expr_1"]["Expression"] == "IF(used >= 100 AND volatile == 0, 1, 0)"
+    assert {m["MetricStat"]["Metric"]["MetricName"] for m in metrics.values() if "MetricStat" in m} == {
+        "DatabaseMemoryUsageCountedForEvictPercentage", "CurrVolatileItems"}
+
+
 def test_topics_come_from_the_init_task_only(dev: Synthesized) -> None:
     (config,) = dev.properties("AWS::MSK::Configuration")
     assert "auto.create.topics.enable=false" in config["ServerProperties"].splitlines()
