@@ -202,10 +202,11 @@ class Feed:
         each refusal counts as one bad frame at the server, so a slow period keeps far below its limit."""
         if not self.unknown or now - self._unknown_asked < UNKNOWN_RETRY_S:
             return
-        again, self.unknown = self.unknown & self.prices, set()
+        again, self.unknown = self.unknown, set()
         self._unknown_asked = now
-        for symbols in _requests(again):
-            await self._send({"op": "subscribe", "symbols": symbols})
+        # Through the one path: sent on the side, over several requests, a symbol removed while one waited on the
+        # link went out again after its unsubscribe (a review).
+        await self._sync_prices(again)
 
     async def _account_answered(self, supported: bool) -> None:
         if self._pending == "account":
@@ -235,10 +236,14 @@ class Feed:
         if self._ws is not None:
             await self._ws.close()
 
-    async def _sync_prices(self) -> None:
-        """Bring this connection's price subscriptions to `prices`: what was added, then what was removed."""
+    async def _sync_prices(self, refused: Iterable[str] = ()) -> None:
+        """Bring this connection's price subscriptions to `prices`: what was added, then what was removed. `refused`:
+        symbols the server called unknown, subscribed again if still wanted (one no longer wanted is unsubscribed
+        as usual: it may have been subscribed again since)."""
         ws = self._ws  # before waiting its turn: a sync that waited over a reconnect has nothing to do there
         async with self._syncing:
+            if ws is not None and ws is self._ws:
+                self._prices_sent.difference_update(self.prices.intersection(refused))
             while ws is not None and ws is self._ws:
                 added, removed = self.prices - self._prices_sent, self._prices_sent - self.prices
                 if added:

@@ -401,3 +401,38 @@ def test_the_prices_the_watchlist_wants_now_are_the_ones_subscribed_however_chan
 
     ws = asyncio.run(go())
     assert prices_held(ws.sent) == {"AAA", "XXX", "YYY"}
+
+
+def test_symbols_asked_for_again_go_through_the_one_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A review: the unknown symbols were asked for again on the side of `_sync_prices`, a request at a time, so one
+    removed from the watchlist while the first request waited on the link was unsubscribed, then subscribed again
+    by the second (its ticks came for the rest of the session)."""
+    from tradesim.tui import connection
+
+    monkeypatch.setattr(connection, "UNKNOWN_RETRY_S", 0.0)
+    wanted = {f"S{i:04d}" for i in range(600)}  # two requests
+
+    async def go() -> tuple[Link, int]:
+        feed = Feed("ws://unused", None, Events())
+        feed.prices = set(wanted)
+        ws = Link()
+        feed._ws = ws  # type: ignore[assignment]
+        serving = asyncio.create_task(feed._serve(ws))  # type: ignore[arg-type]
+        await ws.until_sent(2)
+        refused = len(ws.sent)
+        ws.hold()
+        ws.push({"type": "error", "code": "unknown_symbol", "symbols": sorted(wanted), "message": "never priced"})
+        ws.push({"type": "heartbeat", "ts_ms": 1})
+        await ws.held.wait()  # the first request asking again waits on the link
+        changing = asyncio.create_task(feed.set_prices(wanted - {"S0599"}))
+        for _ in range(3):
+            await one_turn()
+        ws.release()
+        await changing
+        ws.push(None)
+        await serving
+        return ws, refused
+
+    ws, refused = asyncio.run(go())
+    assert prices_held(ws.sent[refused:]) == wanted - {"S0599"}  # the server held none of the refused symbols
+    assert all(len(op["symbols"]) <= 500 for op in ws.sent)
