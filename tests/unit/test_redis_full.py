@@ -15,6 +15,7 @@ import httpx
 import pytest
 from fastapi import FastAPI
 from prometheus_client import REGISTRY
+from redis.client import NEVER_DECODE
 from redis.exceptions import OutOfMemoryError
 
 from tradesim.adapters.dynamodb.accounts import Account, hash_key
@@ -44,7 +45,7 @@ class FullRedis:
     """The asyncio client's calls the order path makes, on dicts; `full`: writes that need memory answer OOM."""
 
     strings: dict[str, str] = field(default_factory=dict)
-    hashes: dict[str, dict[str, str]] = field(default_factory=dict)
+    hashes: dict[str, dict[str, str | bytes]] = field(default_factory=dict)  # bytes: a value as any writer left it
     full: bool = True
     refused: list[str] = field(default_factory=list)
     ttls: dict[str, int] = field(default_factory=dict)  # key → the TTL last given to it (s or ms, as given)
@@ -60,6 +61,9 @@ class FullRedis:
 
     async def hgetall(self, key: str) -> dict[str, str]:
         return self.run("hgetall", key)
+
+    async def execute_command(self, *args: Any, **options: Any) -> Any:
+        return self.run("execute_command", *args, **options)
 
     def run(self, name: str, key: str, *args: Any, nx: bool = False, **ttl: Any) -> Any:
         if name in DENYOOM and self.full:
@@ -82,8 +86,12 @@ class FullRedis:
             return True
         if name == "get":
             return self.strings.get(key)
-        if name == "hmget":
-            return [self.hashes.get(key, {}).get(f) for f in args[0]]
+        if name == "hmget":  # decoded, as the API's client does: a value not UTF-8 raises UnicodeDecodeError
+            found = [self.hashes.get(key, {}).get(f) for f in args[0]]
+            return [v.decode() if isinstance(v, bytes) else v for v in found]
+        if name == "execute_command" and key == "HMGET" and NEVER_DECODE in ttl:  # answered as bytes
+            found = [self.hashes.get(args[0], {}).get(f) for f in args[1:]]
+            return [v.encode() if isinstance(v, str) else v for v in found]
         if name == "hgetall":
             return dict(self.hashes.get(key, {}))
         raise NotImplementedError(name)

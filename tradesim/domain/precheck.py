@@ -43,9 +43,17 @@ def order_id_for(user_id: str, idempotency_key: str) -> str:
     return "o_" + digest[:32]
 
 
+#: how far ahead of the reader's clock a price's write time may lie (the writer's clock ahead); further, the write
+#: time is no reading (a foreign writer's, a clock set years ahead) and the price as old as can be, else it would
+#: count as fresh until then
+MAX_CLOCK_SKEW_MS = 5_000
+
+
 def price_age_ms(updated_ms: int, now_ms: int) -> int:
-    """How old a cached price is: since the cache took it (`updated_ms`; 0 when unknown: as old as can be), never
-    below zero (another host's clock)."""
+    """How old a cached price is: since the cache took it (`updated_ms`), never below zero; as old as can be
+    (`now_ms`) when unknown (0) or more than MAX_CLOCK_SKEW_MS ahead. Every reader of a price's age goes by this."""
+    if updated_ms - now_ms > MAX_CLOCK_SKEW_MS:
+        return now_ms
     return max(0, now_ms - updated_ms)
 
 

@@ -11,6 +11,7 @@ from collections.abc import Iterable
 from typing import Any, cast
 
 import redis
+from redis.client import NEVER_DECODE
 
 from tradesim.adapters.redis.client import BatchScript, ScriptCall
 from tradesim.adapters.redis.codec import read_event
@@ -90,13 +91,22 @@ def read_tick(raw: bytes | str, symbol: str | None = None) -> tuple[Tick, str]:
     return tick, text
 
 
-def cached_tick(raw: list[Any]) -> tuple[Tick, int] | None:
-    """A price hash's (tick, updated_ms), or None: never written, or written before the schema's bounds and out
-    of them now (treated as no price until the next tick replaces it)."""
+def ask_price(target: Any, symbol: str) -> Any:
+    """Send (a client, sync or async) or queue (a pipeline) the read of `symbol`'s price hash, for `cached_tick`.
+
+    Answered as bytes whatever the client decodes: a client that decodes raises UnicodeDecodeError (no RedisError)
+    on a value not UTF-8, which failed the whole read (the order API answered 500); here each value is checked."""
+    return target.execute_command("HMGET", price_key(symbol), "tick", "updated_ms", **{NEVER_DECODE: []})
+
+
+def cached_tick(raw: list[Any], symbol: str) -> tuple[Tick, int] | None:
+    """`symbol`'s price hash's (tick, updated_ms) as `ask_price` read it, or None: never written, or not a tick of
+    `symbol` within the schema's bounds (another symbol's, not UTF-8, or written before the bounds and out of them
+    now): treated as no price until the next tick replaces it."""
     if raw[0] is None:
         return None
     try:
-        return read_tick(raw[0])[0], written_ms(raw[1])
+        return read_tick(raw[0], symbol)[0], written_ms(raw[1])
     except InvalidRecord:
         return None
 
@@ -141,16 +151,16 @@ class PriceCache:
 
     def latest(self, symbol: str) -> tuple[Tick, int] | None:
         """The cached tick and the wall time (ms) it was written, or None if the symbol was never seen."""
-        return cached_tick(cast(list[Any], self._r.hmget(price_key(symbol), ["tick", "updated_ms"])))
+        return cached_tick(cast(list[Any], ask_price(self._r, symbol)), symbol)
 
     def latest_many(self, symbols: Iterable[str]) -> dict[str, Tick]:
         """The cached tick of each of these symbols that has one, in one round trip."""
         wanted = list(symbols)
         pipe = self._r.pipeline(transaction=False)
         for symbol in wanted:
-            pipe.hmget(price_key(symbol), ["tick", "updated_ms"])
+            ask_price(pipe, symbol)
         answers: list[Any] = pipe.execute() if wanted else []
-        found = ((symbol, cached_tick(raw)) for symbol, raw in zip(wanted, answers, strict=True))
+        found = ((symbol, cached_tick(raw, symbol)) for symbol, raw in zip(wanted, answers, strict=True))
         return {symbol: hit[0] for symbol, hit in found if hit is not None}
 
     def symbols(self) -> list[str]:

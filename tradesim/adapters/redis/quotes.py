@@ -9,13 +9,13 @@ import redis.asyncio as aredis
 from redis.asyncio.client import Pipeline
 
 from tradesim.adapters.redis.client import execute
-from tradesim.adapters.redis.prices import cached_tick, price_key
+from tradesim.adapters.redis.prices import ask_price, cached_tick
 from tradesim.domain.events import Tick
 
 
 async def latest(client: aredis.Redis, symbol: str) -> tuple[Tick, int] | None:
     """The cached tick and the wall time (ms) it was written, or None. Raises redis.RedisError."""
-    return decode_latest(await cast("Awaitable[list[Any]]", client.hmget(price_key(symbol), ["tick", "updated_ms"])))
+    return decode_latest(await cast("Awaitable[list[Any]]", ask_price(client, symbol)), symbol)
 
 
 async def latest_many(client: aredis.Redis, symbols: list[str]) -> dict[str, tuple[Tick, int]]:
@@ -26,17 +26,19 @@ async def latest_many(client: aredis.Redis, symbols: list[str]) -> dict[str, tup
     for symbol in symbols:
         queue_latest(pipe, symbol)
     answers = await execute(pipe)
-    decoded = (decode_latest(raw) for raw in answers)
-    return {s: hit for s, hit in zip(symbols, decoded, strict=True) if hit is not None}
+    decoded = ((s, decode_latest(raw, s)) for s, raw in zip(symbols, answers, strict=True))
+    return {s: hit for s, hit in decoded if hit is not None}
 
 
 def queue_latest(pipe: Pipeline, symbol: str) -> None:
     """latest() as one command on the caller's pipeline; pass its answer to decode_latest()."""
-    pipe.hmget(price_key(symbol), ["tick", "updated_ms"])
+    ask_price(pipe, symbol)
 
 
-def decode_latest(raw: list[str | None]) -> tuple[Tick, int] | None:
-    return cached_tick(raw)
+def decode_latest(raw: list[Any], symbol: str) -> tuple[Tick, int] | None:
+    """`symbol`'s cached tick and its write time from queue_latest()'s answer, or None: none, or not `symbol`'s to
+    read (another symbol's tick, not UTF-8, out of the schema's bounds): no price."""
+    return cached_tick(raw, symbol)
 
 
 def connect_async(url: str, timeout_s: float) -> aredis.Redis:

@@ -179,7 +179,7 @@ async def _gate(res: Resources, user: Account, limit: int, symbol: str, key: str
         refused = isinstance(count, StoreFull)
         wait_s = count_here(res, user, limit) if refused else res.limiter.verdict(count, limit, now)
     claim = (next(answers), next(answers)) if key is not None else None
-    price, view = quotes.decode_latest(next(answers)), decode_view(next(answers))
+    price, view = quotes.decode_latest(next(answers), symbol), decode_view(next(answers))
     held, unrecorded = None, False
     if claim is not None:
         try:
