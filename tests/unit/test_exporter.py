@@ -34,8 +34,7 @@ def test_a_tree_sums_the_process_and_its_descendants_only(tmp_path: Path) -> Non
     assert list(tree(procs, 99)) == []  # a pid that is gone
 
 
-def test_a_components_cpu_never_drops_when_a_process_leaves_its_tree(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_components_cpu_never_drops_when_a_process_leaves_its_tree(tmp_path: Path) -> None:
     """A probe: the exporter reported the sum over the tree, which drops when a process leaves it with seconds no
     reaper in the tree adds to its own (a grandchild adopted by init when its parent was killed, a child reaped
     between the reads of its parent and its own); Prometheus reads a drop as a counter reset, and the rate as a
@@ -50,7 +49,7 @@ def test_a_components_cpu_never_drops_when_a_process_leaves_its_tree(
     probe = exporter.Exporter.__new__(exporter.Exporter)  # only what _components reads: no Kafka probes
     probe.supervisor = SimpleNamespace(status=lambda: [row])
     probe.cpu = {}
-    monkeypatch.setattr(exporter, "read_procs", lambda: read_procs(tmp_path))
+    probe.proc_root = tmp_path
 
     def cpu_s(**tree: tuple[int, float, float]) -> float:
         """One pass over the tree pid → (ppid, own seconds, reaped seconds); the component's CPU it reports."""
@@ -90,6 +89,56 @@ def test_the_cpu_count_tells_a_reused_pid_and_a_child_nobody_waits_for() -> None
     assert cpu.update({1: stat(0, 1, 0.5)}, 1) == 6  # (this pass: perhaps pid 2's own, late)
     assert cpu.update({1: stat(0, 1, 2.5)}, 1) == 8
     assert cpu.update({}, 1) == 8  # the root gone: nothing is read, nothing is lost
+
+
+def test_a_child_listed_before_its_parent_and_reaped_between_their_reads_counts_once(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A probe: /proc lists pids in order, so after a wraparound a child (pid 5) came before its parent (pid 10);
+    read, then reaped before the parent was read, its seconds were both its own and in the parent's reaped."""
+    from types import SimpleNamespace
+
+    from tradesim.stack import exporter
+    from tradesim.stack.exporter import ProcStat
+
+    ticks = os.sysconf("SC_CLK_TCK")
+    row = SimpleNamespace(name="flink", state="running", healthy=True, restarts=0, pid=10)
+    probe = exporter.Exporter.__new__(exporter.Exporter)
+    probe.supervisor = SimpleNamespace(status=lambda: [row])
+    probe.cpu = {}
+    probe.proc_root = tmp_path
+    monkeypatch.setattr(exporter, "read_procs", lambda *_: read_procs(tmp_path))
+
+    def cpu_s() -> float:
+        probe._components()
+        (sample,) = exporter.CPU.collect()[0].samples
+        return float(sample.value)
+
+    _stat(tmp_path, 10, 1, ticks, 0, 1)
+    _stat(tmp_path, 5, 10, 2 * ticks, 0, 1)
+    assert cpu_s() == 3
+    # the child ends with 3.5 s: the pass read it alive, then its parent with its seconds reaped
+    torn = {5: ProcStat(ppid=10, own_s=3.0, reaped_s=0, rss_bytes=0, started=100),
+            10: ProcStat(ppid=1, own_s=1.0, reaped_s=3.5, rss_bytes=0, started=100)}
+    monkeypatch.setattr(exporter, "read_procs", lambda *_: torn)
+    (tmp_path / "5" / "stat").unlink()
+    _stat(tmp_path, 10, 1, ticks, 0, 1, children=round(3.5 * ticks))
+    assert cpu_s() == 4.5  # read parents first: the child is gone, its seconds are in the parent's only
+    monkeypatch.setattr(exporter, "read_procs", lambda *_: read_procs(tmp_path))
+    assert cpu_s() == 4.5
+
+
+@pytest.mark.timeout(5)
+def test_a_ppid_cycle_ends_the_walks_over_the_tree() -> None:
+    """A probe: a pid reused within one pass can make a parent and its child each other's parent; the walks over
+    the tree and up to a gone process's reaper went round it forever."""
+    from tradesim.stack.exporter import ProcStat, TreeCpu
+
+    def stat(ppid: int, own: float) -> ProcStat:
+        return ProcStat(ppid=ppid, own_s=own, reaped_s=0, rss_bytes=0, started=1)
+
+    cpu = TreeCpu()
+    assert cpu.update({1: stat(2, 1), 2: stat(1, 2)}, 1) == 3
+    assert cpu.update({}, 1) == 3  # both gone: no reaper in the tree
 
 
 def test_a_noted_job_the_cluster_no_longer_runs_is_reported_not_running(

@@ -18,6 +18,7 @@ import shutil
 import signal
 import threading
 import time
+from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -92,34 +93,67 @@ class ProcStat:
         return self.own_s + self.reaped_s
 
 
+def read_stat(entry: Path) -> ProcStat | None:
+    """The process of the /proc/<pid> folder `entry`, or None once it is gone."""
+    try:
+        text = (entry / "stat").read_text()
+    except OSError:
+        return None
+    fields = text[text.rindex(")") + 2:].split()  # after "pid (comm) ": state is field 0 here
+    utime, stime, cutime, cstime = (int(f) for f in fields[11:15])
+    ticks = os.sysconf("SC_CLK_TCK")
+    return ProcStat(ppid=int(fields[1]), own_s=(utime + stime) / ticks, reaped_s=(cutime + cstime) / ticks,
+                    rss_bytes=int(fields[21]) * os.sysconf("SC_PAGE_SIZE"), started=int(fields[19]))
+
+
 def read_procs(root: Path = Path("/proc")) -> dict[int, ProcStat]:
     """Every process's parent, CPU time, RSS and start time, from /proc/<pid>/stat."""
-    ticks = os.sysconf("SC_CLK_TCK")
-    page = os.sysconf("SC_PAGE_SIZE")
     out: dict[int, ProcStat] = {}
     for entry in root.iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            text = (entry / "stat").read_text()
-        except OSError:
-            continue  # gone meanwhile
-        fields = text[text.rindex(")") + 2:].split()  # after "pid (comm) ": state is field 0 here
-        utime, stime, cutime, cstime = (int(f) for f in fields[11:15])
-        out[int(entry.name)] = ProcStat(ppid=int(fields[1]), own_s=(utime + stime) / ticks,
-                                        reaped_s=(cutime + cstime) / ticks, rss_bytes=int(fields[21]) * page,
-                                        started=int(fields[19]))
+        if entry.name.isdigit() and (stat := read_stat(entry)) is not None:  # None: gone meanwhile
+            out[int(entry.name)] = stat
     return out
+
+
+def reread_tree(procs: dict[int, ProcStat], pid: int, root: Path = Path("/proc")) -> dict[int, ProcStat]:
+    """`procs` with the process and its descendants read again, parents first (breadth-first), those gone left out.
+
+    /proc lists pids in order, so after a wraparound a child can come before its parent: read, then reaped before
+    its parent was read, its seconds were in both. Read after its parent, a child reaped in between is in neither
+    this pass, which `TreeCpu` expects (its parent adds them next pass)."""
+    out = dict(procs)
+    children = _children(procs)
+    todo, seen = deque([pid]), set()
+    while todo:
+        current = todo.popleft()
+        if current in seen:
+            continue
+        seen.add(current)
+        stat = read_stat(root / str(current))
+        if stat is None:
+            out.pop(current, None)
+        else:
+            out[current] = stat  # a reused pid or an adopted process: `family` of the result tells
+        todo += children.get(current, [])
+    return out
+
+
+def _children(procs: dict[int, ProcStat]) -> dict[int, list[int]]:
+    children: dict[int, list[int]] = {}
+    for child, stat in procs.items():
+        children.setdefault(stat.ppid, []).append(child)
+    return children
 
 
 def family(procs: dict[int, ProcStat], pid: int) -> list[int]:
     """The pids of the process and all its descendants (those still in `procs`)."""
-    children: dict[int, list[int]] = {}
-    for child, stat in procs.items():
-        children.setdefault(stat.ppid, []).append(child)
-    out, todo = [], [pid]
+    children = _children(procs)
+    out, todo, seen = [], [pid], set()
     while todo:
         current = todo.pop()
+        if current in seen:
+            continue  # a ppid cycle: a pid reused between the reads of a parent and of its child
+        seen.add(current)
         if current in procs:
             out.append(current)
         todo += children.get(current, [])
@@ -157,7 +191,9 @@ class TreeCpu:
             if pid in stayed or (pid in procs and procs[pid].started == old.started):
                 continue  # still in the tree, or alive outside it (adopted): what it spent in the tree is counted
             reaper = old.ppid  # gone: its seconds reach its nearest ancestor still in the tree, if it waits for it
-            while reaper in self._seen and reaper not in stayed:
+            walked = {pid}  # a ppid cycle (a pid reused within one pass) ends the walk: no reaper
+            while reaper in self._seen and reaper not in stayed and reaper not in walked:
+                walked.add(reaper)
                 reaper = self._seen[reaper].ppid
             if reaper in stayed:
                 fresh[reaper] = fresh.get(reaper, 0.0) + old.cpu_s
@@ -187,6 +223,8 @@ def consumer_groups(settings: Settings) -> list[tuple[str, str]]:
 
 
 class Exporter:
+    proc_root = Path("/proc")  # tests point it at a folder of their own
+
     def __init__(self, settings: Settings) -> None:
         from tradesim.adapters.kafka.client import consumer
         from tradesim.stack import registry
@@ -216,7 +254,7 @@ class Exporter:
         PASS_SECONDS.set(time.monotonic() - started)
 
     def _components(self) -> None:
-        procs = read_procs()
+        procs = read_procs(self.proc_root)
         rows = self.supervisor.status()
         for gauge in (UP, RESTARTS, CPU, RSS):
             gauge.clear()  # a component stopped since the last pass is no longer reported
@@ -226,8 +264,9 @@ class Exporter:
             UP.labels(row.name).set(1 if row.healthy else 0)
             RESTARTS.labels(row.name).set(row.restarts)
             if row.pid is not None and row.state in ("running", "unhealthy"):
-                CPU.labels(row.name).set(self.cpu.setdefault(row.name, TreeCpu()).update(procs, row.pid))
-                RSS.labels(row.name).set(sum(s.rss_bytes for s in tree(procs, row.pid)))
+                mine = reread_tree(procs, row.pid, self.proc_root)
+                CPU.labels(row.name).set(self.cpu.setdefault(row.name, TreeCpu()).update(mine, row.pid))
+                RSS.labels(row.name).set(sum(s.rss_bytes for s in tree(mine, row.pid)))
 
     def _lags(self) -> None:
         from tradesim.adapters.kafka.client import measure_group_lag
