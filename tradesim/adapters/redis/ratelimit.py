@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections import OrderedDict
 
 import redis
 import redis.asyncio as aredis
@@ -14,8 +15,22 @@ from tradesim.ports import StoreFull
 class RateLimiter:
     """`limit` requests per 1-second window per key."""
 
-    def __init__(self, client: aredis.Redis) -> None:
+    def __init__(self, client: aredis.Redis, local_keys: int = 100_000) -> None:
         self._r = client
+        self._local: OrderedDict[str, tuple[int, int]] = OrderedDict()  # key → (window, count) of hit_here
+        self._local_keys = local_keys
+
+    def hit_here(self, key: str, limit: int) -> float | None:
+        """hit() counted in this process alone, in the same windows: for when Redis refuses the shared count for
+        memory (each process then lets `limit` through, so the limit holds, times the processes at most). The
+        `local_keys` keys counted last are kept."""
+        now = time.time()
+        window = int(now)
+        seen, count = self._local.pop(key, (window, 0))
+        self._local[key] = (window, count + 1 if seen == window else 1)
+        while len(self._local) > self._local_keys:
+            self._local.popitem(last=False)
+        return self.verdict(self._local[key][1], limit, now)
 
     async def hit(self, key: str, limit: int) -> float | None:
         """Count one request; None if allowed, else seconds until the window ends. Raises StoreFull when Redis

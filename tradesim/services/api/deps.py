@@ -73,7 +73,7 @@ def count_here(res: Resources, account: Account, limit: int) -> float | None:
     would turn a full cache into an outage, counting none would drop the protection when the system is already
     strained; each API process counting its own share keeps the limit, `api.workers` times over at most."""
     res.degraded("rate_limit", "rate limits are counted in each API process alone")
-    return res.count_here(limiter_key(account), limit)
+    return res.limiter.hit_here(limiter_key(account), limit)
 
 
 async def _count(res: Resources, account: Account) -> None:

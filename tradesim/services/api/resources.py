@@ -78,8 +78,6 @@ class Resources:
     _keys: OrderedDict[str, tuple[Account, float]] = field(default_factory=OrderedDict)
     _unknown: OrderedDict[str, float] = field(default_factory=OrderedDict)  # key hash → remembered until
     _lookups: OrderedDict[str, tuple[int, int]] = field(default_factory=OrderedDict)  # address → (second, misses)
-    #: rate-limit counts of this process alone, kept only while Redis refuses the shared ones: key → (second, count)
-    _local_hits: OrderedDict[str, tuple[int, int]] = field(default_factory=OrderedDict)
     _degraded_logged: dict[str, float] = field(default_factory=dict)  # what → when last logged (monotonic)
     #: (turns at a read-model thread, the threads themselves): made in the event loop, at the first read
     _read_limits: tuple[anyio.CapacityLimiter, anyio.CapacityLimiter] | None = None
@@ -88,7 +86,7 @@ class Resources:
         api = self.settings.api
         self.idempotency = IdempotencyStore(self.redis, pending_ttl_s=max(60, int(api.kafka_timeout_s * 4)),
                                             done_ttl_s=api.idempotency_ttl_s)
-        self.limiter = RateLimiter(self.redis)
+        self.limiter = RateLimiter(self.redis, local_keys=MAX_CACHED_KEYS)
         self.accounts = AccountStore(self.db)
         self.orders = OrderStore(self.db)
         self.portfolios = PortfolioStore(self.db)
@@ -130,17 +128,6 @@ class Resources:
         elif api.unknown_key_cache_s > 0:
             _bounded_put(self._unknown, api_key_hash, now + api.unknown_key_cache_s)
         return account
-
-    def count_here(self, key: str, limit: int) -> float | None:
-        """Count one request of `key` in this process alone, in the same 1 s windows as the shared limiter: None if
-        allowed, else seconds until the window ends. For when Redis refuses the shared count for memory: each API
-        process then lets `limit` through, so the limit still holds, `api.workers` times over at most."""
-        now = time.time()
-        second = int(now)
-        seen, count = self._local_hits.get(key, (second, 0))
-        count = count + 1 if seen == second else 1
-        _bounded_put(self._local_hits, key, (second, count))
-        return None if count <= limit else max(0.001, second + 1 - now)
 
     def degraded(self, what: str, detail: str) -> None:
         """A request went on with a protection weakened because Redis refused its write for memory: counted in
