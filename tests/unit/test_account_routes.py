@@ -94,6 +94,9 @@ class Accounts:
         with self.s.call("accounts.get"):
             return self.s.accounts.get(user_id)
 
+    def list(self) -> list[Account]:
+        return sorted(self.s.accounts.values(), key=lambda a: a.user_id)
+
     def take_over(self, account: Account, seen_key_hash: str) -> bool:
         with self.s.call("accounts.take_over"):
             current = self.s.accounts.get(account.user_id)
@@ -292,3 +295,21 @@ def test_a_create_of_a_new_name_writes_its_account_pending_and_finishes_it() -> 
     assert (item.cash, item.version) == (Decimal("250.5"), 0)  # made by this create: not reset
     [again] = _post(stores, ("again", "/accounts", {"name": "carol", "cash": "250.5"}))
     assert (again.status_code, again.json()["code"]) == (409, "account_exists")
+
+
+def test_the_account_list_marks_a_pending_account() -> None:
+    """A probe: an account whose create had not finished was listed like a finished one."""
+    from dataclasses import replace
+
+    stores = Stores()
+    stores.accounts["bob"] = replace(_account("bob"), pending=True)
+    stores.accounts["carol"] = _account("carol")
+
+    async def run() -> httpx.Response:
+        transport = httpx.ASGITransport(app=_app(stores))
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+            return await client.get("/accounts")
+
+    answer = asyncio.run(run())
+    assert answer.status_code == 200
+    assert [(a["user_id"], a["pending"]) for a in answer.json()["accounts"]] == [("bob", True), ("carol", False)]

@@ -41,6 +41,9 @@ class Client:
     def get_item(self, **request: Any) -> Any:
         return self._answer("get_item", request)
 
+    def query(self, **request: Any) -> Any:
+        return self._answer("query", request)
+
 
 def _store(client: Client) -> AccountStore:
     return AccountStore(SimpleNamespace(settings=DynamoDBSettings(), client=client))  # type: ignore[arg-type]
@@ -86,3 +89,12 @@ def test_a_key_is_set_on_a_finished_account_and_not_on_a_missing_one() -> None:
     client = Client(REFUSED, {"Item": _item(finished)}, {})
     assert _store(client).set_key_hash("bob", "h9")
     assert [op for op, _ in client.requests] == ["update_item", "get_item", "update_item"]
+
+
+def test_a_pending_accounts_key_authenticates_nothing() -> None:
+    """Its key was never shown; held by the lookup itself, not by that alone (the API and the WebSocket use it)."""
+    finished = replace(ACCOUNT, pending=False)
+    store = _store(Client({"Items": [_item(ACCOUNT)]}, {"Items": [_item(finished)]}, {"Items": []}))
+    assert store.by_key_hash("h1") is None
+    assert store.by_key_hash("h1") == finished
+    assert store.by_key_hash("h1") is None

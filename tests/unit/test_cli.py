@@ -2070,3 +2070,16 @@ def test_a_qty_written_with_thousands_of_leading_zeros_is_read_not_a_traceback()
     from tradesim.cli.orders import order_body
 
     assert order_body("buy", "AAPL", "0" * 5000 + "7", None, None, "day")["qty"] == 7
+
+
+def test_accounts_list_marks_a_pending_account(monkeypatch: pytest.MonkeyPatch) -> None:
+    from tradesim.client import api
+
+    accounts = [{"user_id": u, "starting_cash": "1.00", "created_at_ms": 1, "cash": "1.00", "positions": {},
+                 "pending": u == "bob"} for u in ("bob", "carol")]
+    monkeypatch.setattr(api, "admin_key", lambda settings: "k")
+    monkeypatch.setattr(api, "call", lambda *a, **k: {"accounts": accounts})
+    result = runner.invoke(app, ["accounts", "list"])
+    assert result.exit_code == 0, result.output
+    assert "bob (pending)" in result.output
+    assert "carol (pending)" not in result.output

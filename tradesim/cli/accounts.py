@@ -99,7 +99,7 @@ def _list(as_json: bool) -> None:
     for col in ("user", "starting cash", "cash", "positions"):
         table.add_column(col)
     for a in answer["accounts"]:
-        mark = " *" if a["user_id"] == active else ""
+        mark = (" *" if a["user_id"] == active else "") + (" (pending)" if a.get("pending") else "")
         positions = ", ".join(f"{s} {q}" for s, q in sorted(a["positions"].items())) or "-"
         table.add_row(a["user_id"] + mark, a["starting_cash"], a["cash"] or "-", positions)
     out.print(table)

@@ -140,15 +140,16 @@ class AccountStore:
         return _account(item) if item else None
 
     def by_key_hash(self, api_key_hash: str) -> Account | None:
-        """The account whose key hashes to api_key_hash, or None. Raises Unavailable."""
+        """The finished account whose key hashes to api_key_hash, or None: a pending one authenticates nothing (its
+        key was never shown, and a create of it again replaces it). Raises Unavailable."""
         try:
             answer = self.db.client.query(
                 TableName=self.table, IndexName="by_key_hash", KeyConditionExpression="api_key_hash = :h",
                 ExpressionAttributeValues={":h": {"S": api_key_hash}}, Limit=1)
         except (BotoCoreError, ClientError) as exc:
             raise translate(exc, "look up an API key") from None
-        items = answer.get("Items", [])
-        return _account(items[0]) if items else None
+        account = _account(answer["Items"][0]) if answer.get("Items") else None
+        return None if account is None or account.pending else account
 
     def list(self) -> list[Account]:
         """Every account (a Scan: an admin listing, not a hot path). Raises Unavailable."""

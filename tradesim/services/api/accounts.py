@@ -51,7 +51,8 @@ async def _info(res: Resources, account: Account) -> AccountInfo:
     return AccountInfo(user_id=account.user_id, starting_cash=_money(account.starting_cash),
                        created_at_ms=account.created_at_ms,
                        cash=None if portfolio is None else _money(portfolio.cash),
-                       positions={} if portfolio is None else {s: q for s, q in portfolio.positions.items() if q})
+                       positions={} if portfolio is None else {s: q for s, q in portfolio.positions.items() if q},
+                       pending=account.pending)
 
 
 async def _reset_portfolio(res: Resources, user_id: str, cash: Decimal) -> int:

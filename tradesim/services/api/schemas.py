@@ -79,6 +79,8 @@ class AccountInfo(BaseModel):
     created_at_ms: int
     cash: str | None = Field(description="current cash (null if the portfolio is missing)")
     positions: dict[str, int]
+    pending: bool = Field(False, description="its create has not finished (its key was never shown): a create of it "
+                          "again finishes it")
 
 
 class AccountList(BaseModel):
