@@ -9,6 +9,7 @@ import httpx
 import pytest
 from fastapi import APIRouter, Depends, FastAPI, Query
 
+from tests.unit.api_answers import answer_to_raising
 from tradesim.adapters.clickhouse.errors import ClickHouseRefused
 from tradesim.adapters.search.errors import SearchRequestError
 from tradesim.services.api import errors
@@ -63,18 +64,7 @@ def test_an_unknown_or_repeated_parameter_is_a_422_problem() -> None:
 ])
 def test_a_read_model_refusal_is_a_503_problem_not_a_500(refusal: Exception) -> None:
     """A probe: a ClickHouse address answered by another server gave every analytics route and /portfolio a 500."""
-    app = FastAPI()
-    errors.install(app, 1)
-
-    @app.get("/read")
-    async def read() -> None:
-        raise refusal
-
-    async def get() -> httpx.Response:
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client:
-            return await client.get("/read")
-
-    answer = asyncio.run(get())
+    answer = answer_to_raising(refusal)
     assert (answer.status_code, answer.json()["code"]) == (503, "read_model_error")
     assert answer.json()["message"] == f"a read model refused the request: {refusal}"
 

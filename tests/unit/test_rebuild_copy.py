@@ -7,59 +7,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from confluent_kafka import TopicPartition
-
+from tests.unit.kafka_fakes import FakeConsumer
 from tradesim.domain.events import encode
 from tradesim.domain.trades import TradeRecord
 from tradesim.services.persistence.rebuild import _copy
 from tradesim.testing.factories import outcomes
-
-
-@dataclass
-class FakeMessage:
-    _partition: int
-    _offset: int
-    _value: bytes
-
-    def error(self) -> None:
-        return None
-
-    def partition(self) -> int:
-        return self._partition
-
-    def offset(self) -> int:
-        return self._offset
-
-    def value(self) -> bytes:
-        return self._value
-
-
-@dataclass
-class FakeConsumer:
-    """Partitions of records from offset 0, all fetched already."""
-
-    logs: dict[int, list[bytes]]
-    at: dict[int, int] = field(default_factory=dict)
-    waits: int = 0  # consumes that would have waited out their timeout
-
-    def assign(self, starts: list[TopicPartition]) -> None:
-        self.at = {tp.partition: tp.offset for tp in starts}
-
-    def unassign(self) -> None:
-        self.at = {}
-
-    def consume(self, num_messages: int, timeout: float) -> list[FakeMessage]:
-        out: list[FakeMessage] = []
-        for p in self.at:
-            take = min(len(self.logs[p]) - self.at[p], num_messages - len(out))
-            out += [FakeMessage(p, o, self.logs[p][o]) for o in range(self.at[p], self.at[p] + take)]
-            self.at[p] += take
-        if len(out) < num_messages:  # the real one waits for more until the timeout
-            self.waits += 1
-        return out
-
-    def position(self, parts: list[TopicPartition]) -> list[TopicPartition]:
-        return [TopicPartition(tp.topic, tp.partition, self.at[tp.partition]) for tp in parts]
 
 
 @dataclass

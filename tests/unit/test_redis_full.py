@@ -13,11 +13,11 @@ from typing import Any
 
 import httpx
 import pytest
-from fastapi import FastAPI
 from prometheus_client import REGISTRY
 from redis.client import NEVER_DECODE
 from redis.exceptions import OutOfMemoryError
 
+from tests.unit.api_answers import answer_to_raising
 from tradesim.adapters.dynamodb.accounts import Account, hash_key
 from tradesim.adapters.dynamodb.orders import order_item
 from tradesim.adapters.redis import idempotency
@@ -25,7 +25,6 @@ from tradesim.adapters.redis.prices import price_key
 from tradesim.adapters.tracing import Tracing
 from tradesim.domain.events import OrderPlaced
 from tradesim.ports import StoreFull
-from tradesim.services.api import errors
 from tradesim.services.api import resources as resources_module
 from tradesim.services.api.app import create_app
 from tradesim.services.api.resources import Resources
@@ -254,18 +253,7 @@ def test_a_redis_count_that_has_room_still_decides(settings: Settings, redis: Fu
 @pytest.mark.parametrize("refusal", [StoreFull("redis: " + OOM), OutOfMemoryError(OOM)])
 def test_a_write_redis_refuses_for_memory_is_a_clear_503(refusal: Exception) -> None:
     """Before: 503 `unavailable` quoting the pipeline ("Command # 1 (INCRBY rl:<key hash>:...) of pipeline ...")."""
-    app = FastAPI()
-    errors.install(app, 3)
-
-    @app.post("/things")
-    async def things() -> None:
-        raise refusal
-
-    async def post() -> httpx.Response:
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client:
-            return await client.post("/things")
-
-    answer = asyncio.run(post())
+    answer = answer_to_raising(refusal, retry_after_s=3)
     assert answer.status_code == 503
     assert answer.headers["content-type"] == "application/json"
     assert answer.headers["Retry-After"] == "3"
