@@ -260,11 +260,8 @@ class Feed:
     async def _sync_bars(self) -> None:
         """Bring this connection's bar subscriptions to `bars`: what was removed, then what was added, an interval at a
         time; stops when the connection it began on is gone (the next one's `_serve` subscribes from scratch)."""
-        # One sync at a time, each op recorded as it goes out and the difference taken again after each send. Taken
-        # once and recorded whole at the end, a key pressed again while a send waited on a slow link diffed against a
-        # record not yet written: a pair unsubscribed on the way stayed recorded as subscribed (its chart froze). And
-        # a sync the link's drop left waiting sent its tail on the next connection, before the account op there was
-        # answered, and recorded every pair, which that connection then never subscribed (no bars at all).
+        # One sync at a time, each op recorded as it goes out and the difference taken again after each send: a
+        # change made while a send waits then diffs against what really went out (CHANGELOG, fifty-seventh session).
         ws = self._ws  # before waiting its turn: on the next connection it would go before the account op's answer
         async with self._syncing:
             while ws is not None and ws is self._ws and self.bars_supported is not False:
