@@ -8,6 +8,7 @@ import asyncio
 import time
 from dataclasses import dataclass, field
 from decimal import Decimal
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -194,6 +195,20 @@ def test_the_stacks_redis_evicts_only_keys_with_a_ttl(settings: Settings) -> Non
     lines = (server.dir / "redis.conf").read_text().splitlines()
     assert f"maxmemory {settings.redis.maxmemory_mb}mb" in lines
     assert "maxmemory-policy volatile-lru" in lines
+
+
+def test_the_docker_runtimes_redis_has_the_native_stacks_cap_and_policy() -> None:
+    """A review: the compose file's Redis had no cap at all, so the docker runtime's never evicted and grew."""
+    import yaml
+
+    from tradesim.adapters.redis.client import MAXMEMORY_POLICY
+    from tradesim.settings import RedisSettings
+
+    compose = yaml.safe_load((Path(__file__).resolve().parents[2] / "docker" / "compose.yaml").read_text())
+    argv = compose["services"]["redis"]["command"]
+    given = dict(zip(argv[1::2], argv[2::2], strict=False))
+    cap = RedisSettings.model_fields["maxmemory_mb"].default
+    assert (given["--maxmemory"], given["--maxmemory-policy"]) == (f"{cap}mb", MAXMEMORY_POLICY)
 
 
 def test_every_key_an_order_leaves_in_redis_carries_a_ttl(settings: Settings, redis: FullRedis) -> None:

@@ -822,9 +822,10 @@ class TradesimApp(App[None]):
 
     @work(group="subscriptions", exit_on_error=False)
     async def _resubscribe(self) -> None:
-        if self.feed is not None:
-            await self.feed.set_prices(self._price_symbols())
-            await self.feed.set_bars(self._bar_pairs())
+        feed = self.feed  # an account switch while the prices are sent replaces (or clears) `self.feed`
+        if feed is not None:
+            await feed.set_prices(self._price_symbols())
+            await feed.set_bars(self._bar_pairs())
 
     @work(thread=True, exclusive=True, group="health", exit_on_error=False)
     def _poll_health(self) -> None:
