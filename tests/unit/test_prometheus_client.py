@@ -2,42 +2,25 @@
 
 from __future__ import annotations
 
-import json
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
 from tradesim.adapters.prometheus.client import PrometheusApi
 from tradesim.ports import Unavailable
+from tradesim.testing.foreign import json_server
 
 
 @pytest.fixture
 def server() -> Iterator[tuple[PrometheusApi, dict[str, object]]]:
     answer: dict[str, object] = {}
 
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 - http.server's name
-            body = json.dumps(answer["body"]).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *_args: object) -> None:
-            pass
-
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    api = PrometheusApi(f"http://127.0.0.1:{httpd.server_address[1]}")
-    try:
-        yield api, answer
-    finally:
-        api.close()
-        httpd.shutdown()
-        httpd.server_close()
+    with json_server(lambda _target: answer["body"]) as url:
+        api = PrometheusApi(url)
+        try:
+            yield api, answer
+        finally:
+            api.close()
 
 
 @pytest.mark.parametrize(("call", "body"), [

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import json
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
@@ -13,6 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from tradesim.cli.app import app
+from tradesim.testing.foreign import json_server
 
 runner = CliRunner()
 
@@ -22,34 +20,20 @@ def prometheus(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[dict
     """Query → the series it answers (none for a query not in it); `tradesim` in this test reads from it."""
     series: dict[str, list[dict[str, object]]] = {}
 
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 - http.server's name
-            url = urlsplit(self.path)
-            if url.path == "/api/v1/alerts":
-                data: dict[str, object] = {"alerts": []}
-            else:
-                (query,) = parse_qs(url.query)["query"]
-                data = {"resultType": "vector", "result": series.get(query, [])}
-            body = json.dumps({"status": "success", "data": data}).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+    def answer(target: str) -> object:
+        url = urlsplit(target)
+        if url.path == "/api/v1/alerts":
+            data: dict[str, object] = {"alerts": []}
+        else:
+            (query,) = parse_qs(url.query)["query"]
+            data = {"resultType": "vector", "result": series.get(query, [])}
+        return {"status": "success", "data": data}
 
-        def log_message(self, *_args: object) -> None:
-            pass
-
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("TRADESIM_HOME", str(tmp_path / "home"))
-    monkeypatch.setenv("TRADESIM_OBSERVABILITY__PROMETHEUS_URL", f"http://127.0.0.1:{httpd.server_address[1]}")
-    try:
+    with json_server(answer) as url:
+        monkeypatch.setenv("TRADESIM_OBSERVABILITY__PROMETHEUS_URL", url)
         yield series
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
 
 
 def _series(value: float, **labels: str) -> dict[str, object]:
