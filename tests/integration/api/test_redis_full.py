@@ -72,3 +72,28 @@ def test_a_full_redis_degrades_and_recovers(http: httpx.Client, user: User, symb
     assert later.status_code == 202, later.text  # the same request, retried, is still that one order
     assert later.json()["order_id"] == order_id
     assert [o["order_id"] for o in http.get("/orders", headers=user.auth).json()["orders"]] == [order_id]
+
+
+def test_the_exporter_counts_the_writes_a_full_redis_refused(settings: Settings, full_redis: redis.Redis) -> None:
+    """The alert's counter read from the live server: the reply's name and shape (`errorstat_OOM`, `count=`) are
+    Redis's, which a unit test can only assume."""
+    from prometheus_client import REGISTRY
+
+    from tradesim.stack import exporter
+
+    probe = exporter.Exporter.__new__(exporter.Exporter)  # the Redis source only: no Kafka, Flink or stack
+    probe.settings = settings
+    for name in ("_components", "_lags", "_disk", "_flink"):
+        setattr(probe, name, lambda: None)
+
+    def refused() -> float | None:
+        probe.run_once()
+        return REGISTRY.get_sample_value("tradesim_redis_refused_writes_total")
+
+    before = refused()
+    assert before is not None
+    assert before >= 1  # the fixture's filling ended on a refused write
+    for _ in range(3):
+        with pytest.raises(redis.exceptions.OutOfMemoryError):
+            full_redis.set(f"fill:{secrets.token_hex(4)}:0", b"x" * CHUNK)
+    assert (refused() or 0) >= before + 3  # more if a stack process was refused meanwhile
