@@ -58,6 +58,25 @@ def test_rates_are_over_four_scrape_intervals_at_least_a_minute(settings: Settin
     assert set(_rate_ranges_s([Path(f) for f in config["rule_files"]])) == {window_s}
 
 
+#: every range in an expression (rate's, increase's, ...)
+ANY_RANGE = re.compile(r"\[([^\]:]+)\]")
+
+
+@pytest.mark.parametrize(("interval_s", "restarts_s"), [(5, 600), (90, 600), (300, 1200)])
+def test_no_range_is_shorter_than_the_rate_window(settings: Settings, interval_s: float, restarts_s: float) -> None:
+    """The restarts alert's increase over [10m] had no two samples in its range above a 5-minute interval: it could
+    never fire. Longer ranges stay as they are."""
+    comp = Prometheus(load_settings(home=settings.home, cache_dir=settings.cache_dir,
+                                    observability={"scrape_interval_s": interval_s}))
+    comp.configure()
+    window_s = comp.settings.observability.rate_window_s
+    exprs = {rule.get("alert", rule.get("record")): rule["expr"]
+             for path in yaml.safe_load(comp.config_path.read_text())["rule_files"]
+             for group in yaml.safe_load(Path(path).read_text())["groups"] for rule in group["rules"]}
+    assert min(_seconds(r) for expr in exprs.values() for r in ANY_RANGE.findall(expr)) >= window_s
+    assert [_seconds(r) for r in ANY_RANGE.findall(exprs["TradesimJobRestarting"])] == [restarts_s]
+
+
 def test_the_kept_rules_have_the_window_of_the_interval_docker_scrapes_at() -> None:
     """The kept rule files serve the docker runtime as they are (docker/prometheus.yml loads them): their window
     must be the one the native runtime would write for docker's interval, and the only one, so a copy replaces
