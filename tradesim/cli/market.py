@@ -135,7 +135,8 @@ def _prices(symbols: list[str], watch: bool, timeout: float) -> None:
             raise StackError(f"cannot list symbols from Redis at {redacted(settings.redis.client_url)}: {exc}"
                              ) from None
         if not wanted:
-            raise UserError("no prices yet: run `tradesim replay calm` first")
+            raise UserError("no prices yet: start the live market with `tradesim market start` (or publish a "
+                            "scenario once with `tradesim replay calm`)")
     url = settings.marketdata.client_ws_url
     feed = _Feed(wanted, redacted(url))
     try:

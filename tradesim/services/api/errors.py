@@ -167,10 +167,11 @@ def install(app: FastAPI, retry_after_s: int) -> None:
 def responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     """OpenAPI `responses` entries (Problem bodies) for the given error statuses."""
     text = {400: "Malformed JSON, or a search cursor not handed out for this query",
-            401: "Missing or unknown API key", 402: "Insufficient funds or shares",
+            401: "Missing or unknown API key",
             403: "Not yours / admin only / a user key's route",
             404: "Not found (order, account, portfolio)", 409: "Conflict",
-            415: "The body is not sent as application/json", 422: "Invalid fields, unknown symbol or stale price",
+            415: "The body is not sent as application/json",
+            422: "Invalid fields, unknown symbol, stale price, insufficient funds or shares",
             429: "Rate limit exceeded (see Retry-After)", 503: "A backing service is unavailable (see Retry-After)"}
     retry = {"Retry-After": {"description": "seconds to wait", "schema": {"type": "integer"}}}
     return {s: {"model": Problem, "description": text.get(s, "Error"),
