@@ -36,7 +36,8 @@ def offered_rates(rates: str, seconds: float) -> list[float]:
 
 
 @app.command("up")
-def up(only: Annotated[str | None, typer.Option("--only")] = None,
+def up(only: Annotated[str | None, typer.Option("--only", help="Time only these components (comma-separated, "
+                                                          "as `up --only`).")] = None,
        cold: Annotated[bool, typer.Option("--cold/--warm", help="Cold also empties the caches.")] = True) -> None:
     """Time `up` cold (empty caches) and warm, and report each server's peak RSS. Needs the stack's ports free."""
     _up(only, cold)
