@@ -56,8 +56,14 @@ def test_a_fifo_in_its_place_does_not_block(tmp_path: Path) -> None:
 
 
 def test_save_is_atomic_no_tmp_left(tmp_path: Path) -> None:
+    """A reader that opened the file before a save reads the old state whole: the new one replaces the file, it
+    is not written into it (a save truncating in place showed that reader half a file, or the new one)."""
     sf = StateFile(tmp_path)
-    sf.save(StackState(components={"kafka": _record()}))
+    sf.save(StackState(components={"kafka": _record(42)}))
+    with sf.path.open() as reader:
+        sf.save(StackState(components={"redis": _record(43)}))
+        assert json.loads(reader.read())["components"]["kafka"]["pid"] == 42
+    assert sf.load() == StackState(components={"redis": _record(43)})
     assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")] == []
 
 
