@@ -326,11 +326,14 @@ def test_the_search_index_has_a_replica_in_another_zone(synthesized: Synthesized
     (red) with one node."""
     (domain,) = synthesized.properties("AWS::OpenSearchService::Domain")
     nodes = domain["ClusterConfig"]["InstanceCount"]
+    searching = []
     for definition in synthesized.properties("AWS::ECS::TaskDefinition"):
         for container in definition["ContainerDefinitions"]:
             env = {v["Name"]: v["Value"] for v in container.get("Environment", [])}
             if "TRADESIM_OPENSEARCH__URL" in env:
                 assert env["TRADESIM_OPENSEARCH__REPLICAS"] == str(min(nodes - 1, 2)), container["Name"]
+                searching.append(container["Name"])
+    assert "init" in searching  # the task that makes the index (else the loop above checked nothing)
 
 
 def test_the_init_task_can_be_run_from_the_outputs(synthesized: Synthesized) -> None:
