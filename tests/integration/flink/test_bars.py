@@ -200,7 +200,8 @@ def test_taskmanager_kill_9_recovers_from_checkpoint_with_correct_bars(bars_job:
 
     flush_a = make_tick(sym, 50, b0 + 3_000 + OOO_MS + 100, "1", 1)  # closes batch A's seconds on sym's clock
     bars_job.produce(records([*batch_a, flush_a]))
-    bars_job.read_until(start, lambda g: len(bars_of(g, sym)) >= 3, 60)
+    emitted = bars_job.read_until(start, lambda g: len(bars_of(g, sym)) >= 3, 60)
+    assert len(bars_of(emitted, sym)) >= 3, "batch A's bars were not emitted within 60 s"
     cp_before = (bars_job.rest._call("GET", f"/jobs/{bars_job.job_id}/checkpoints")["latest"]["completed"]
                  or {}).get("id", 0)
     deadline = time.monotonic() + 30  # a checkpoint after batch A's bars: the offsets past them are saved
@@ -209,6 +210,8 @@ def test_taskmanager_kill_9_recovers_from_checkpoint_with_correct_bars(bars_job:
         if latest.get("id", 0) > cp_before:
             break
         time.sleep(0.3)
+    else:
+        pytest.fail(f"no checkpoint completed after batch A's bars within 30 s (the latest: {cp_before})")
 
     bars_job.produce(records(batch_b))  # in window state, not yet emitted, when the TaskManager dies
     time.sleep(0.5)  # noqa: ASYNC251 - give the job a moment to ingest batch B (correctness does not depend on it)
