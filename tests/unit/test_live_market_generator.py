@@ -123,4 +123,5 @@ def test_a_big_shock_every_pass_keeps_a_looping_market_valid() -> None:
         sc = _scenario(duration_s=2, events=[{"at_s": 0, "symbol": "*", "move_pct": move}],
                        symbols=[{"symbol": "AAA", "initial_price": "100.00", "drift": drift}])
         ticks = list(islice(generate_live(sc, START_MS), 400 * sc.steps * len(sc.symbols)))
+        assert len(ticks) == 400 * sc.steps * len(sc.symbols)  # 400 passes (an empty stream would pass below)
         assert all(Decimal(0) < t.bid <= t.last <= t.ask <= MAX_PRICE and t.bid < MAX_PRICE for t in ticks)
