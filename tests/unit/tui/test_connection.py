@@ -15,6 +15,8 @@ from tradesim.domain.events import Bar, OrderOutcome
 from tradesim.tui.connection import Backoff, Feed
 from tradesim.tui.model import Quote
 
+# a wait on the fake link that never ends (a regression in the sync) fails in seconds, not at the suite's 600 s
+pytestmark = pytest.mark.timeout(30)
 TICK = {"symbol": "AAA", "bid": "1.00", "ask": "1.02", "last": "1.01", "event_time_ms": 1, "seq": 1, "run_id": 1,
         "size": 1, "scenario_id": "t", "schema_version": 1, "type": "tick"}
 BAR = {"symbol": "AAA", "interval": "1m", "window_start_ms": 0, "window_end_ms": 60_000, "open": "1", "high": "2",
