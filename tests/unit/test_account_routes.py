@@ -20,7 +20,7 @@ import pytest
 import redis
 from fastapi import FastAPI
 
-from tradesim.adapters.dynamodb.accounts import Account, AccountExists, AccountUnfinished, hash_key
+from tradesim.adapters.dynamodb.accounts import Account, AccountExists, AccountTakenOver, AccountUnfinished, hash_key
 from tradesim.adapters.dynamodb.codec import Portfolio
 from tradesim.domain.errors import PortfolioExists, PortfolioNotFound, VersionConflict
 from tradesim.ports import Unavailable
@@ -60,7 +60,8 @@ class Script:
 class Stores:
     """AccountStore's and PortfolioStore's contracts over dicts: each call reads or writes under one lock, as each
     is one (conditional) request to DynamoDB. `fail[call]` is raised by the next such call instead of doing it,
-    `lose[call]` after doing it (an answer lost on the way back)."""
+    `lose[call]` after doing it (an answer lost on the way back); `then[(request, call)]` runs right after that
+    request's call, before the script lets the next call go (another writer of the stores, e.g. a settled order)."""
 
     def __init__(self, script: Script | None = None) -> None:
         self.script = script or Script()
@@ -68,6 +69,7 @@ class Stores:
         self.portfolios: dict[str, Portfolio] = {}
         self.fail: dict[str, Exception] = {}
         self.lose: dict[str, Exception] = {}
+        self.then: dict[tuple[str, str], Callable[[], None]] = {}
         self.lock = threading.Lock()
 
     @contextmanager
@@ -75,7 +77,11 @@ class Stores:
         with self.script.step(name), self.lock:
             if name in self.fail:
                 raise self.fail.pop(name)
-            yield
+            try:
+                yield
+            finally:
+                if (after := self.then.pop((caller.get(), name), None)) is not None:
+                    after()
             if name in self.lose:
                 raise self.lose.pop(name)
 
@@ -97,18 +103,19 @@ class Accounts:
     def list(self) -> list[Account]:
         return sorted(self.s.accounts.values(), key=lambda a: a.user_id)
 
-    def take_over(self, account: Account, seen_key_hash: str) -> bool:
+    def take_over(self, account: Account, seen: Account) -> bool:
         with self.s.call("accounts.take_over"):
             current = self.s.accounts.get(account.user_id)
-            if current is None or not current.pending or current.api_key_hash != seen_key_hash:
+            if (current is None or not current.pending
+                    or (current.api_key_hash, current.generation) != (seen.api_key_hash, seen.generation)):
                 return False
             self.s.accounts[account.user_id] = account
             return True
 
-    def finish(self, user_id: str, api_key_hash: str) -> bool:
+    def finish(self, user_id: str, api_key_hash: str, generation: int) -> bool:
         with self.s.call("accounts.finish"):
             current = self.s.accounts.get(user_id)
-            if current is None or current.api_key_hash != api_key_hash:
+            if current is None or (current.api_key_hash, current.generation) != (api_key_hash, generation):
                 return False
             self.s.accounts[user_id] = replace(current, pending=False)
             return True
@@ -123,13 +130,17 @@ class Accounts:
             self.s.accounts[user_id] = replace(current, api_key_hash=api_key_hash)
             return True
 
-    def reset_portfolio(self, user_id: str, cash: Decimal, now_ms: Callable[[], int], attempts: int = 5) -> int:
+    def reset_portfolio(self, user_id: str, cash: Decimal, now_ms: Callable[[], int], attempts: int = 5, *,
+                        generation: int | None = None) -> int:
         with self.s.call("accounts.reset_portfolio"):
             item = self.s.portfolios.get(user_id)
             if item is None:
                 raise PortfolioNotFound(user_id)
+            if generation is not None and item.create_generation > generation:
+                raise AccountTakenOver(user_id)
+            stamp = item.create_generation if generation is None else generation
             self.s.portfolios[user_id] = replace(item, cash=cash, positions={}, version=item.version + 1,
-                                                 reset_at_ms=now_ms())
+                                                 reset_at_ms=now_ms(), create_generation=stamp)
             return item.version + 1
 
 
@@ -137,11 +148,12 @@ class Portfolios:
     def __init__(self, stores: Stores) -> None:
         self.s = stores
 
-    def create(self, user_id: str, cash: Decimal, reset_at_ms: int = 0) -> Portfolio:
+    def create(self, user_id: str, cash: Decimal, reset_at_ms: int = 0, create_generation: int = 0) -> Portfolio:
         with self.s.call("portfolios.create"):
             if user_id in self.s.portfolios:
                 raise PortfolioExists(user_id)
-            self.s.portfolios[user_id] = Portfolio(user_id=user_id, cash=cash, reset_at_ms=reset_at_ms)
+            self.s.portfolios[user_id] = Portfolio(user_id=user_id, cash=cash, reset_at_ms=reset_at_ms,
+                                                   create_generation=create_generation)
             return self.s.portfolios[user_id]
 
     def holdings(self, user_id: str) -> Portfolio | None:
@@ -271,7 +283,8 @@ def test_an_unfinished_create_is_taken_over_only_by_one_of_the_same_cash_and_rat
 
 def test_two_creates_taking_over_one_unfinished_create_hand_out_one_key() -> None:
     """The first takes the pending account over, the second takes it over from the first before the first
-    finishes: the first's finish finds another key and answers 409; the second's key is the account's."""
+    finishes: the first's finish finds another key and generation and answers 409 `account_taken_over`; the
+    second's key is the account's. (The pending account here was written before generations: read as 0.)"""
     script = Script(("first", "accounts.take_over"), ("second", "accounts.get"), ("second", "accounts.take_over"),
                     ("first", "accounts.finish"))
     stores = Stores(script)
@@ -280,10 +293,105 @@ def test_two_creates_taking_over_one_unfinished_create_hand_out_one_key() -> Non
     body = {"name": "bob", "cash": "700"}
     first, second = _post(stores, ("first", "/accounts", body), ("second", "/accounts", body))
     assert not script.steps
-    assert (first.status_code, first.json()["code"]) == (409, "account_exists")
+    assert (first.status_code, first.json()["code"]) == (409, "account_taken_over")
     assert second.status_code == 201, second.text
     assert _key_of(stores, second)
-    assert stores.portfolios["bob"].cash == Decimal("700")
+    assert stores.accounts["bob"].generation == 2
+    assert (stores.portfolios["bob"].cash, stores.portfolios["bob"].create_generation) == (Decimal("700"), 2)
+
+
+def _trade(stores: Stores, user_id: str) -> Callable[[], None]:
+    """An order settled on the user's item as the execution job writes it: every other attribute kept."""
+
+    def settle() -> None:
+        item = stores.portfolios[user_id]
+        stores.portfolios[user_id] = replace(item, cash=item.cash - Decimal("101"), positions={"ACME": 1},
+                                             version=item.version + 1)
+    return settle
+
+
+@pytest.mark.parametrize("stalled", ["after its take-over", "after its account write"])
+def test_a_create_that_stalls_before_its_reset_changes_nothing_once_another_finished_and_the_user_traded(
+        stalled: str) -> None:
+    """The hole this closes: the first create takes the pending account over (or, the name free, writes it) and
+    stalls before its portfolio reset; the second takes it over, resets the portfolio, finishes, and its user
+    trades; then the first's reset would have put the starting cash back over the trade. It is refused: 409
+    `account_taken_over`, and the account, its key and the traded portfolio are as the second left them."""
+    body = {"name": "bob", "cash": "700"}
+    stores = Stores()
+    stores.portfolios["bob"] = Portfolio(user_id="bob", cash=Decimal("5"))  # an orphan: a create failed
+    if stalled == "after its take-over":  # ... after its account write, which the first takes over
+        stores.accounts["bob"] = replace(_account("bob", "700"), pending=True, generation=1)
+        first_write = ("first", "accounts.take_over")
+    else:
+        first_write = ("first", "accounts.create")
+    stores.script = script = Script(first_write, ("second", "accounts.create"), ("second", "accounts.get"),
+                                    ("second", "accounts.finish"), ("first", "accounts.reset_portfolio"))
+    stores.then[("second", "accounts.finish")] = _trade(stores, "bob")
+    first, second = _post(stores, ("first", "/accounts", body), ("second", "/accounts", body))
+    assert not script.steps  # the calls met in the scripted order
+
+    assert second.status_code == 201, second.text
+    assert (first.status_code, first.json()["code"]) == (409, "account_taken_over"), first.text
+    assert first.json()["message"] == ("a later create of 'bob' took it over before this one finished; this one "
+                                       "stopped there and has no key (the account is the later create's)")
+    assert _key_of(stores, second)
+    taken = stores.accounts["bob"].generation
+    assert taken == (3 if stalled == "after its take-over" else 2)
+    item = stores.portfolios["bob"]
+    assert (item.cash, item.positions, item.create_generation) == (Decimal("599"), {"ACME": 1}, taken)
+    [third] = _post(stores, ("third", "/accounts", body))
+    assert (third.status_code, third.json()["code"]) == (409, "account_exists")
+
+
+def test_a_create_that_stalls_before_its_finish_changes_nothing_once_another_finished() -> None:
+    """The first resets the portfolio and stalls before finishing; the second takes over, resets, finishes and
+    its user trades: the first's finish is refused (409 `account_taken_over`), the trade stays."""
+    script = Script(("first", "accounts.reset_portfolio"), ("second", "accounts.get"), ("second", "accounts.finish"),
+                    ("first", "accounts.finish"))
+    stores = Stores(script)
+    stores.accounts["bob"] = replace(_account("bob", "700"), pending=True, generation=4)
+    stores.portfolios["bob"] = Portfolio(user_id="bob", cash=Decimal("5"), create_generation=4)
+    stores.then[("second", "accounts.finish")] = _trade(stores, "bob")
+    body = {"name": "bob", "cash": "700"}
+    first, second = _post(stores, ("first", "/accounts", body), ("second", "/accounts", body))
+    assert not script.steps
+    assert (first.status_code, first.json()["code"]) == (409, "account_taken_over")
+    assert second.status_code == 201, second.text
+    assert _key_of(stores, second)
+    assert stores.accounts["bob"].generation == 6
+    item = stores.portfolios["bob"]
+    assert (item.cash, item.positions, item.create_generation) == (Decimal("599"), {"ACME": 1}, 6)
+
+
+def test_an_admin_reset_keeps_the_create_stamp_and_a_missing_item_is_made_with_the_accounts_generation() -> None:
+    """The owner's reset of a live account is not a create's: never refused by the stamp, and it keeps it (so a
+    create stalled since is still refused); an item made again carries the account's generation."""
+    stores = Stores()
+    stores.accounts["bob"] = replace(_account("bob", "700"), generation=3)
+    stores.portfolios["bob"] = Portfolio(user_id="bob", cash=Decimal("5"), positions={"ACME": 2}, version=7,
+                                         create_generation=3)
+    [reset] = _post(stores, ("admin", "/accounts/bob/reset", None))
+    assert (reset.status_code, reset.json()) == (200, {"user_id": "bob", "cash": "700.00", "version": 8})
+    item = stores.portfolios["bob"]
+    assert (item.cash, item.positions, item.create_generation) == (Decimal("700"), {}, 3)
+    del stores.portfolios["bob"]
+    [made] = _post(stores, ("admin", "/accounts/bob/reset", None))
+    assert (made.status_code, made.json()["version"]) == (200, 0)
+    assert stores.portfolios["bob"].create_generation == 3
+
+
+def test_creates_write_the_first_generation_and_each_take_over_the_next() -> None:
+    stores = Stores()
+    [created] = _post(stores, ("first", "/accounts", {"name": "carol", "cash": "250"}))
+    assert created.status_code == 201, created.text
+    assert (stores.accounts["carol"].generation, stores.portfolios["carol"].create_generation) == (1, 0)  # made
+    stores.portfolios["bob"] = Portfolio(user_id="bob", cash=Decimal("5"))
+    stores.fail["accounts.finish"] = Unavailable("DynamoDB did not answer finish account 'bob'")
+    assert _post(stores, ("first", "/accounts", {"name": "bob", "cash": "700"}))[0].status_code == 503
+    assert (stores.accounts["bob"].generation, stores.portfolios["bob"].create_generation) == (1, 1)
+    assert _post(stores, ("again", "/accounts", {"name": "bob", "cash": "700"}))[0].status_code == 201
+    assert (stores.accounts["bob"].generation, stores.portfolios["bob"].create_generation) == (2, 2)
 
 
 def test_a_create_of_a_new_name_writes_its_account_pending_and_finishes_it() -> None:

@@ -439,6 +439,31 @@ def test_a_write_on_a_stale_copy_loses_to_a_reset_and_is_decided_on_the_stored_i
     assert (after.cash, after.positions, set(after.outcomes)) == (Decimal("500"), {"AAPL": 5}, {"o1", "o2"})
 
 
+def test_a_creates_reset_is_refused_once_a_later_create_stamped_the_item_and_settling_keeps_the_stamp(
+        db: DynamoDB) -> None:
+    """The fence against a stalled account create (see tradesim.adapters.dynamodb.accounts), on dynalite: the
+    later create's reset stamps the item; the execution job's writes (an UpdateItem, then a PutItem of its copy)
+    keep the stamp; the earlier create's reset is refused, an admin's is not and keeps the stamp too."""
+    from tradesim.adapters.dynamodb.accounts import AccountStore, AccountTakenOver
+
+    store, accounts = PortfolioStore(db), AccountStore(db)
+    user = new_user()
+    store.create(user, Decimal("5"))  # an orphan: no stamp, read as 0
+    assert accounts.reset_portfolio(user, Decimal("700"), lambda: 1, generation=2) == 1
+    store.apply_fill(user, "o1", Decimal("-100"), "AAPL", 1)  # UpdateItem
+    store.apply_fill(user, "o2", Decimal("-100"), "AAPL", 1)  # PutItem of the copy
+    traded = store.get(user)
+    assert traded is not None
+    assert (traded.cash, traded.positions, traded.create_generation) == (Decimal("500"), {"AAPL": 2}, 2)
+    with pytest.raises(AccountTakenOver):
+        accounts.reset_portfolio(user, Decimal("700"), lambda: 1, generation=1)
+    assert store.get(user) == traded
+    assert accounts.reset_portfolio(user, Decimal("700"), lambda: 1) == traded.version + 1  # the admin's
+    after = store.get(user)
+    assert after is not None
+    assert (after.cash, after.positions, after.create_generation) == (Decimal("700"), {}, 2)
+
+
 def test_an_item_that_cannot_grow_refuses_with_portfolio_full_and_stays_unchanged(db: DynamoDB) -> None:
     store = PortfolioStore(db, horizon_ms=60_000, clock=time.time)
     user = new_user()

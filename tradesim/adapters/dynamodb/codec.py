@@ -43,6 +43,9 @@ class Portfolio:
     archived_n: int = 0
     #: when an admin last reset it (epoch ms; 0: never): executions decided before are not this cash's history
     reset_at_ms: int = 0
+    #: the generation of the account create that last made or reset it (0: none; see
+    #: tradesim.adapters.dynamodb.accounts): a reset by an earlier create of the account is refused
+    create_generation: int = 0
 
     def position(self, symbol: str) -> int:
         return self.positions.get(symbol, 0)
@@ -104,6 +107,7 @@ def portfolio_of(item: Mapping[str, Any]) -> Portfolio:
         archived_upto=int(data["archived_upto"]) if "archived_upto" in data else None,
         archived_n=int(data.get("archived_n", 0)),
         reset_at_ms=int(data.get("reset_at_ms", 0)),
+        create_generation=int(data.get("create_generation", 0)),
     )
 
 

@@ -120,17 +120,21 @@ class PortfolioStore:
         #: see group()
         self._groups: dict[str, int | None] = {}
 
-    def create(self, user_id: str, cash: Decimal, reset_at_ms: int = 0) -> Portfolio:
-        """A new item (`reset_at_ms`: made by a reset, see Portfolio). Raises PortfolioExists, InvalidRecord,
-        Unavailable."""
+    def create(self, user_id: str, cash: Decimal, reset_at_ms: int = 0, create_generation: int = 0) -> Portfolio:
+        """A new item (`reset_at_ms`: made by a reset; `create_generation`: stamped by an account create's reset;
+        see Portfolio). Raises PortfolioExists, InvalidRecord, Unavailable."""
         _require_text("user_id", user_id)
         _require_decimal("cash", cash)
+        _require_int("create_generation", create_generation)
         if cash < 0:
             raise InvalidRecord("cash", f"must not be negative, got {cash}")
-        portfolio = Portfolio(user_id=user_id, cash=cash, reset_at_ms=reset_at_ms)
+        portfolio = Portfolio(user_id=user_id, cash=cash, reset_at_ms=reset_at_ms,
+                              create_generation=create_generation)
         item = {"user_id": user_id, "cash": cash, "positions": {}, "outcomes": {}, "version": 0, "n_outcomes": 0}
         if reset_at_ms:
             item["reset_at_ms"] = reset_at_ms
+        if create_generation:
+            item["create_generation"] = create_generation
         try:
             self.db.client.put_item(
                 TableName=self.table,
