@@ -286,3 +286,14 @@ def test_a_cached_value_not_ours_read_in_the_catch_up_leaves_the_listener_runnin
         ["bar", 2] if bad == "tick" else ["bar", 1, 2])
     skipped = [r for r in caplog.records if r.getMessage().startswith("skipped a cached or published value")]
     assert [cast(Any, r).key for r in skipped] == ["price:AAA" if bad == "tick" else "bars:AAA:1s"]
+
+
+def test_the_checked_bars_keep_no_key_without_a_bar() -> None:
+    """A key whose history holds no bar of ours (none yet, or only foreign ones) is not kept: it counted nothing
+    against the limit, so a client subscribing to ever new symbols grew the service's memory without end."""
+    checked = ws.CheckedBars(limit=5)
+    for n in range(1_000):
+        checked.read(f"S{n}|1s", [], f"S{n}", "1s")
+    checked.read("BAD|1s", [b"not json"], "BAD", "1s")
+    assert not checked.by_key
+    assert checked.size == 0

@@ -160,8 +160,9 @@ class CheckedBars:
                 start = bar[0].window_start_ms
             kept[raw] = start
             bars.append((start, raw.decode()))  # UTF-8: read_bar checked it
-        self.by_key[key] = kept
-        self.size += len(kept)
+        if kept:  # a key with none: kept, it would take no room in `size` and so never be dropped
+            self.by_key[key] = kept
+            self.size += len(kept)
         while self.size > self.limit:
             self.size -= len(self.by_key.popitem(last=False)[1])
         return bars, checked
