@@ -141,6 +141,8 @@ def test_a_rebuild_pair_gets_the_same_ddl() -> None:
     (OperationalError("Network Error: connection refused"), True),
     (DatabaseError("server response: Code: 252, e.displayText() = DB::Exception: Too many parts"), True),
     (DatabaseError("boom", code=60), True),
+    # the database is gone (a wiped or never `up`ped server): before, a 500 on /portfolio instead of its degraded answer
+    (DatabaseError("Code: 81. DB::Exception: Database tradesim does not exist. (UNKNOWN_DATABASE)"), True),
     (DatabaseError("server response: Code: 62, e.displayText() = DB::Exception: Syntax error"), False),
     (DatabaseError("no code at all"), False),
     # a gateway before a restarting server: later, not a setting to fix
@@ -169,3 +171,26 @@ def test_store_from_settings_connects_lazily(settings: Settings) -> None:
     assert store.client._client is None
     with pytest.raises(ValueError, match="must match"):
         TradeStore(store.client, table="trades; DROP")
+
+
+def test_a_portfolio_degrades_while_the_analytics_database_is_gone(settings: Settings) -> None:
+    """A server wiped (or an external one never `up`ped) has no database: before, GET /portfolio answered 500."""
+    import asyncio
+    from collections.abc import Callable
+    from types import SimpleNamespace
+
+    from tradesim.services.api.portfolio import costs
+
+    class Gone:
+        def query(self, *_: object, **__: object) -> None:
+            raise DatabaseError("HTTPDriver for http://127.0.0.1:8123 returned response code 404)\n Code: 81. "
+                                "DB::Exception: Database tradesim does not exist. (UNKNOWN_DATABASE)")
+
+    store = TradeStore.from_settings(settings.clickhouse)
+    store.client._client = Gone()  # type: ignore[assignment]
+
+    async def read_model(call: Callable[..., object], *args: object) -> object:
+        return call(*args)
+
+    res = SimpleNamespace(analytics=store, read_model=read_model)
+    assert asyncio.run(costs(res, "u-1", ["AAPL"], 0, 0)) is None  # type: ignore[arg-type]

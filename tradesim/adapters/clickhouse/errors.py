@@ -13,6 +13,8 @@ from tradesim.ports import Unavailable
 #: server error codes that mean "cannot serve now", not "this statement is wrong": retrying later can succeed
 TRANSIENT_CODES = frozenset({
     60,   # UNKNOWN_TABLE: the instant between the two renames of a swap (18.16 renames one table at a time)
+    81,   # UNKNOWN_DATABASE: the store's layout is gone (a wiped server, an external one never `up`ped), not the
+          # statement wrong: `tradesim up` makes it again, as a missing search index (GET /portfolio degrades)
     159,  # TIMEOUT_EXCEEDED
     202,  # TOO_MANY_SIMULTANEOUS_QUERIES
     209,  # SOCKET_TIMEOUT
