@@ -148,6 +148,11 @@ def test_a_rebuild_pair_gets_the_same_ddl() -> None:
     # a gateway before a restarting server: later, not a setting to fix
     (DatabaseError("HTTP driver received HTTP status 503, server response: <html>down</html>"), True),
     (DatabaseError("HTTP driver received HTTP status 401, server response: key please"), ClickHouseRefused),
+    # ClickHouse itself refusing the password (a setting to fix): before, a DatabaseError, a 500 on /portfolio
+    (DatabaseError("Code: 516. DB::Exception: default: Authentication failed: password is incorrect, or there is "
+                   "no user with such name. (AUTHENTICATION_FAILED)"), ClickHouseRefused),
+    (DatabaseError("server response: Code: 193, e.displayText() = DB::Exception: Wrong password for user default"),
+     ClickHouseRefused),
 ])
 def test_transient_errors_become_unavailable(exc: Exception, unavailable: bool | type[Exception]) -> None:
     expected: type[Exception] = (unavailable if not isinstance(unavailable, bool)
@@ -173,8 +178,16 @@ def test_store_from_settings_connects_lazily(settings: Settings) -> None:
         TradeStore(store.client, table="trades; DROP")
 
 
-def test_a_portfolio_degrades_while_the_analytics_database_is_gone(settings: Settings) -> None:
-    """A server wiped (or an external one never `up`ped) has no database: before, GET /portfolio answered 500."""
+@pytest.mark.parametrize("error", [
+    # a server wiped (or an external one never `up`ped) has no database
+    "HTTPDriver for http://127.0.0.1:8123 returned response code 404)\n Code: 81. DB::Exception: Database tradesim "
+    "does not exist. (UNKNOWN_DATABASE)",
+    # `clickhouse.password` changed without the server's
+    "HTTPDriver for http://127.0.0.1:8123 returned response code 516)\n Code: 516. DB::Exception: default: "
+    "Authentication failed: password is incorrect, or there is no user with such name. (AUTHENTICATION_FAILED)",
+], ids=["database-gone", "wrong-password"])
+def test_a_portfolio_degrades_while_analytics_cannot_serve(settings: Settings, error: str) -> None:
+    """Before, GET /portfolio answered 500 (a DatabaseError escaped) instead of its `degraded` answer."""
     import asyncio
     from collections.abc import Callable
     from types import SimpleNamespace
@@ -183,8 +196,7 @@ def test_a_portfolio_degrades_while_the_analytics_database_is_gone(settings: Set
 
     class Gone:
         def query(self, *_: object, **__: object) -> None:
-            raise DatabaseError("HTTPDriver for http://127.0.0.1:8123 returned response code 404)\n Code: 81. "
-                                "DB::Exception: Database tradesim does not exist. (UNKNOWN_DATABASE)")
+            raise DatabaseError(error)
 
     store = TradeStore.from_settings(settings.clickhouse)
     store.client._client = Gone()  # type: ignore[assignment]

@@ -22,6 +22,15 @@ TRANSIENT_CODES = frozenset({
     241,  # MEMORY_LIMIT_EXCEEDED
     252,  # TOO_MANY_PARTS: inserts faster than merges; the server asks to slow down
 })
+#: the server refused who we are (an unknown user, a wrong or missing password, an address it does not allow): a
+#: setting to fix, as an answer that is not ClickHouse's is, not a statement's bug
+CREDENTIAL_CODES = frozenset({
+    192,  # UNKNOWN_USER
+    193,  # WRONG_PASSWORD
+    194,  # REQUIRED_PASSWORD
+    195,  # IP_ADDRESS_NOT_ALLOWED
+    516,  # AUTHENTICATION_FAILED (the modern server's word for all of these)
+})
 #: 18.16 sends no X-ClickHouse-Exception-Code header, so the code is read from the message when the client has none
 _CODE = re.compile(r"\bCode:\s*(\d+)")
 #: clickhouse-connect's words for an HTTP answer that is not a query's result
@@ -48,7 +57,8 @@ def error_code(exc: BaseException) -> int | None:
 @contextmanager
 def translated(address: str) -> Iterator[None]:
     """Connection failures, timeouts and transient server errors become `Unavailable`, an answer that is not
-    ClickHouse's `ClickHouseRefused`; other SQL errors stay as they are (they are bugs)."""
+    ClickHouse's or a refusal of our credentials `ClickHouseRefused`; other SQL errors stay as they are (they are
+    bugs)."""
     try:
         yield
     except OperationalError as exc:  # clickhouse-connect's class for refused, reset and timed-out requests
@@ -60,6 +70,9 @@ def translated(address: str) -> Iterator[None]:
             if int(status.group(1)) in BUSY_STATUSES:  # a proxy before a restarting server, or one asking to slow
                 raise Unavailable(f"ClickHouse at {address} cannot serve now: {_first_line(exc)}") from exc
             raise ClickHouseRefused(f"ClickHouse at {address} refused: {_first_line(exc)}") from exc
+        if code in CREDENTIAL_CODES:
+            raise ClickHouseRefused(f"ClickHouse at {address} refused the credentials of `clickhouse.user`: "
+                                    f"{_first_line(exc)}") from exc
         if code not in TRANSIENT_CODES:
             raise
         raise Unavailable(f"ClickHouse at {address} cannot serve now: {_first_line(exc)}") from exc
