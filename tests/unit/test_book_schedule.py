@@ -250,6 +250,31 @@ def test_a_day_order_whose_day_ends_before_its_cancel_time_expires_rather_than_b
     assert run([quote_at(1, 200, "100"), early, quote_at(2, day + 7_200, "100")]) == [("e", "cancel", None)]
 
 
+
+@pytest.mark.parametrize("cancel_first", ["no", "before its time", "after its time"])
+def test_a_day_order_whose_timed_cancel_came_first_expires_as_if_the_order_had(cancel_first: str) -> None:
+    """A review: a scripted DAY order arriving after the stream passed its day's end and its cancel's market time
+    expired when it came before its cancel, but was `cancelled` when the cancel overtook it (the book kept such a
+    cancel as one "at once", or judged it so, skipping the day check its own `cancel_at_ms` gets): the outcome
+    hung on arrival order."""
+    day = 86_400
+    order = scripted("d", 100, kind="limit", limit="1", tif="day")
+    cancel = timed_cancel("d", day + 3_600)
+    book = Book()
+    out: list[Decision] = []
+    book.on_tick(quote_at(1, 200, "100"), SLIP)
+    if cancel_first == "before its time":
+        out += book.on_cancel(cancel)
+    book.on_tick(quote_at(2, 2 * day + 60, "100"), SLIP)  # past the order's day and its cancel's time
+    if cancel_first == "after its time":
+        out += book.on_cancel(cancel)
+    out += book.on_order(order, SLIP, now_ms=0)
+    if cancel_first == "no":
+        out += book.on_cancel(cancel)
+    assert [(d.order.order_id, d.kind) for d in out] == [("d", "expire")]
+
+
+
 def test_a_live_day_order_after_its_cancel_time_on_a_market_clock_days_ahead_is_cancelled() -> None:
     """A review: the arrival check judged a live DAY order's day by its wall-clock placing time (its session is
     stamped later), so on a market clock days ahead of the wall clock it said `expire` for a cancel."""

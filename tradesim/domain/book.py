@@ -81,15 +81,17 @@ class Book:
         times = self._take_early_cancels(order, early_window_ms) if self.early_cancels else []
         if times:  # its user cancelled it before it came: now, or at the earliest market time asked
             at_ms = None if None in times else min(t for t in times if t is not None)
-            if at_ms is None or not self._waits(at_ms):
+            if at_ms is None:
                 return [Decision(order, "cancel")]
             order = _cancel_held(order, at_ms)  # held as its cancel would have been, had the order come first
+            if not self._waits(order.cancel_due_ms):  # passed already: as its own cancel time would be (below)
+                return [_passed_cancel(order)]
         if deadline_ms is not None and overdue(order.placed_at_ms, now, deadline_ms):
             return [Decision(order, "expire", reason=NOT_PROCESSED)]
         if order.cancel_due_ms is not None and not self._waits(order.cancel_due_ms):
             # the stream passed that before it came: never matched (a live order's day begins on arrival, so no
             # day of its ended before the cancel time; a scripted one's began at its `at_ms`)
-            return [_cancelled(order, order.cancel_due_ms) if order.at_ms is not None else Decision(order, "cancel")]
+            return [_passed_cancel(order)]
         if self._waits(order.at_ms):
             self.scheduled = (*self.scheduled, order)
             return [Decision(order, "rest")]  # held in this book: the Orders mirror shows it in the book
@@ -124,7 +126,7 @@ class Book:
                 return [Decision(waiting, "cancel")]
         held = self.resting.pop(cancel.order_id, None)
         if held is None:  # not resting (filled, expired, or not here yet): nothing to cancel now
-            self._keep_early_cancel(cancel, None, early_window_ms)
+            self._keep_early_cancel(cancel, cancel.at_ms, early_window_ms)  # a time passed: judged as the order comes
             return []
         if held[0].user_id != cancel.user_id:
             self.resting[cancel.order_id] = held  # someone else's order: leave it
@@ -226,6 +228,14 @@ class Book:
 def _cancelled(order: OrderPlaced, cancel_ms: int) -> Decision:
     """An open order whose cancel time the stream passed: cancelled, or expired if its market day ended first."""
     return Decision(order, "expire", reason="expired") if day_over(order, cancel_ms) else Decision(order, "cancel")
+
+
+def _passed_cancel(order: OrderPlaced) -> Decision:
+    """An order that came after the stream passed its cancel time: a scripted one as if it had come first (expired if
+    its market day, begun at its `at_ms`, ended before that), a live one cancelled (its day begins on arrival)."""
+    cancel_ms = order.cancel_due_ms
+    return _cancelled(order, cancel_ms) if order.at_ms is not None and cancel_ms is not None else Decision(
+        order, "cancel")
 
 
 def _cancel_held(order: OrderPlaced, at_ms: int) -> OrderPlaced:
