@@ -3,7 +3,10 @@ own view (and any external endpoint) stays direct. Kafka gets a second listener 
 
 from __future__ import annotations
 
+import stat
 from pathlib import Path
+
+import pytest
 
 from tradesim.settings import Settings
 from tradesim.stack import registry
@@ -83,3 +86,36 @@ def test_toxiproxy_starts_with_its_proxies_from_a_file(tmp_path: Path) -> None:
     assert {p["upstream"] for p in written} == {f"{settings.redis.host}:{settings.redis.port}",
                                                f"{settings.dynamodb.host}:{settings.dynamodb.port}",
                                                f"{settings.kafka.host}:{settings.kafka.proxied_port}"}
+
+
+GO_STUB = """#!/bin/sh
+echo "$@" >> "{log}"
+mkdir -p "$GOBIN"
+# `go install` copies the binary into GOBIN in place; the first one is cut short (killed) mid-copy
+if [ -e "{cut}" ]; then printf 'ELF' > "$GOBIN/server"; else : > "{cut}"; printf 'ELF half' > "$GOBIN/server"; exit 137; fi
+"""
+
+
+def test_a_toxiproxy_install_cut_short_is_not_taken_for_a_finished_one(tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """A review: `go install` writes the binary where it will run (a copy out of Go's build cache), so one killed
+    mid-copy (an `up` that failed beside the build, the timeout) left a truncated `server` that every later `up`
+    took for a finished build, and that could not run."""
+    from tradesim.stack.errors import ProvisionError
+    from tradesim.stack.toxiproxy import ToxiproxyServer
+
+    log, bin_dir = tmp_path / "go.log", tmp_path / "bin"
+    bin_dir.mkdir()
+    go = bin_dir / "go"
+    go.write_text(GO_STUB.format(log=log, cut=tmp_path / "cut-once"))
+    go.chmod(go.stat().st_mode | stat.S_IEXEC)
+    monkeypatch.setenv("PATH", f"{bin_dir}:/usr/bin:/bin")
+    tox = ToxiproxyServer(Settings(home=tmp_path / "home", cache_dir=tmp_path / "cache",
+                                   chaos={"enabled": True}))  # type: ignore[arg-type]
+    with pytest.raises(ProvisionError, match="go install"):
+        tox.provision(lambda _msg: None)
+    assert not tox.binary.exists()
+    tox.provision(lambda _msg: None)  # installs again
+    assert len(log.read_text().splitlines()) == 2
+    assert tox.binary.read_text() == "ELF"
+    assert [p.name for p in tox.binary.parent.iterdir()] == ["server"]

@@ -49,9 +49,18 @@ class ToxiproxyServer(Component):
             raise ProvisionError(self.name, "Go is not installed (`apt-get install -y golang`); Toxiproxy is built "
                                  f"with `go install {MODULE}@{self.settings.chaos.version}`")
         report(f"go install {MODULE}@{self.settings.chaos.version}")
-        env = dict(os.environ, GOBIN=str(self.binary.parent), GOFLAGS="-mod=mod")
-        run_tool(self.name, [go, "install", f"{MODULE}@{self.settings.chaos.version}"], "go install",
-                 env=env, timeout_s=900)
+        # `go install` writes the binary in place (a copy out of its build cache): one cut short (a kill, the
+        # timeout) left a truncated `server` that every later `up` took for a finished build. It installs into a
+        # folder of its own, and only a finished install is moved where `up` looks.
+        staging = self.binary.with_name(f"gobin.partial.{os.getpid()}")
+        shutil.rmtree(staging, ignore_errors=True)
+        env = dict(os.environ, GOBIN=str(staging), GOFLAGS="-mod=mod")
+        try:
+            run_tool(self.name, [go, "install", f"{MODULE}@{self.settings.chaos.version}"], "go install",
+                     env=env, timeout_s=900)
+            (staging / self.binary.name).replace(self.binary)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
 
     def proxies(self) -> list[tuple[str, str, str]]:
         """(name, listen, upstream) of each proxy the services and jobs are routed through."""
