@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+
+import pytest
+
 from tradesim.settings import Settings
 from tradesim.stack.flink import Flink
 
@@ -72,3 +76,27 @@ def test_a_start_clears_the_scratch_dead_jvms_left_and_first_stops_a_jvm_of_ours
         for proc in (stray, *others):
             proc.kill()
             proc.wait()
+
+
+def test_a_venv_whose_completion_mark_is_torn_is_built_again_not_a_traceback(settings: Settings,
+                                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """A review: the PyFlink venv's mark was read unguarded (and written in place), so a mark left empty (a full disk
+    as it was written, a kill) failed every later `up` and `jobs submit` with a JSONDecodeError traceback."""
+    from tradesim.stack import flink as flink_module
+
+    flink = Flink(settings)
+    flink.venv.mkdir(parents=True)
+    (flink.venv / ".tradesim-complete").write_text("")
+    ran: list[str] = []
+
+    def run_tool(_name: str, _argv: list[str], what: str, **_kw: object) -> str:
+        ran.append(what)
+        if what == "python -m venv":
+            flink.venv.mkdir(parents=True)
+        return ""
+
+    monkeypatch.setattr(flink_module, "run_tool", run_tool)
+    flink._provision_venv(lambda _msg: None)
+    assert ran[:2] == ["python -m venv", "pip install apache-flink"]  # its state unknown: built from scratch
+    assert json.loads((flink.venv / ".tradesim-complete").read_text()) == flink._venv_marker()
+    assert [p.name for p in flink.venv.iterdir()] == [".tradesim-complete"]  # (the mark written whole, in one step)

@@ -160,11 +160,13 @@ class Flink(Component):
     def _provision_venv(self, report: Report) -> None:
         marker_file = self.venv / ".tradesim-complete"
         want = self._venv_marker()
-        have = json.loads(marker_file.read_text()) if marker_file.exists() else None
+        have = None
+        with contextlib.suppress(OSError, ValueError):  # missing, or torn (a full disk or a kill as it was written)
+            have = json.loads(marker_file.read_text())
         if have == want:
             return
         pip = [str(self.python), "-m", "pip", "install", "-q", "--disable-pip-version-check"]
-        if have is None or have.get("flink") != want["flink"]:
+        if not isinstance(have, dict) or have.get("flink") != want["flink"]:
             # A venv cannot be moved, so it is built in place; without the marker it never counts as done.
             shutil.rmtree(self.venv, ignore_errors=True)
             report(f"creating the PyFlink venv {self.venv}")
@@ -180,7 +182,9 @@ class Flink(Component):
                  "pip install job runtime deps")
         # --no-deps: the jobs need only the domain model and PyFlink, not the CLI's clients
         run_tool(self.name, [*pip, "--no-deps", "-e", str(REPO_ROOT)], "pip install -e tradesim")
-        marker_file.write_text(json.dumps(want))
+        staged = marker_file.with_name(marker_file.name + ".tmp")
+        staged.write_text(json.dumps(want))
+        staged.replace(marker_file)  # whole or absent
 
     # ---- configuration --------------------------------------------------------------------------------------
 
