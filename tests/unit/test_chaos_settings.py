@@ -92,7 +92,10 @@ GO_STUB = """#!/bin/sh
 echo "$@" >> "{log}"
 mkdir -p "$GOBIN"
 # `go install` copies the binary into GOBIN in place; the first one is cut short (killed) mid-copy
-if [ -e "{cut}" ]; then printf 'ELF' > "$GOBIN/server"; else : > "{cut}"; printf 'ELF half' > "$GOBIN/server"; exit 137; fi
+if [ -e "{cut}" ]; then printf 'ELF' > "$GOBIN/server"; exit 0; fi
+: > "{cut}"
+printf 'ELF half' > "$GOBIN/server"
+exit 137
 """
 
 
