@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
+import signal
 import subprocess
 import threading
 from collections.abc import Callable
@@ -23,13 +25,24 @@ def tail(text: str, lines: int = 15) -> str:
 #: provisioning commands running now (`stop_tools` ends them when an `up` fails beside a build)
 _RUNNING: set[subprocess.Popen[str]] = set()
 _RUNNING_LOCK = threading.Lock()
+#: how long the output of a killed command is waited for (a child that left its session may hold the pipes)
+KILLED_OUTPUT_WAIT_S = 10
+
+
+def _kill_group(proc: subprocess.Popen[str]) -> None:
+    """Kill the command and what it started (its session's group: apt-get's dpkg, go's compiler)."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGKILL)
 
 
 def run_tool(component: str, argv: list[str], what: str, *, cwd: Path | None = None,
              env: dict[str, str] | None = None, timeout_s: float = 1800) -> str:
     """Run a provisioning command; on failure raise ProvisionError with a one-line cause and the output tail."""
     try:
-        proc = subprocess.Popen(argv, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        # in a session of its own, so a timeout or a stop kills its children too: killed alone, it left them
+        # holding its output pipes, and the wait for that output outlasted the timeout until they finished
+        proc = subprocess.Popen(argv, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                start_new_session=True)
     except FileNotFoundError:
         raise ProvisionError(component, f"{what}: '{argv[0]}' is not installed") from None
     with _RUNNING_LOCK:
@@ -37,11 +50,18 @@ def run_tool(component: str, argv: list[str], what: str, *, cwd: Path | None = N
     try:
         out, err = proc.communicate(timeout=timeout_s)
     except subprocess.TimeoutExpired:
-        proc.kill()
-        out, _ = proc.communicate()
+        _kill_group(proc)
+        try:
+            out, _ = proc.communicate(timeout=KILLED_OUTPUT_WAIT_S)
+        except subprocess.TimeoutExpired:  # a child out of the group still holds the pipes: no output, no wait
+            for pipe in (proc.stdout, proc.stderr):
+                if pipe:
+                    pipe.close()
+            proc.wait()
+            out = ""
         raise ProvisionError(component, f"{what}: timed out after {timeout_s:.0f} s", tail(out or "")) from None
     except BaseException:  # interrupted: the command does not outlive the provisioning that ran it
-        proc.kill()
+        _kill_group(proc)
         proc.wait()
         raise
     finally:
@@ -58,7 +78,7 @@ def stop_tools() -> None:
     with _RUNNING_LOCK:
         running = list(_RUNNING)
     for proc in running:
-        proc.kill()
+        _kill_group(proc)
 
 
 def java_home(configured: Path | None) -> Path | None:
