@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import re
 import uuid
 from base64 import urlsafe_b64encode
 from pathlib import Path
@@ -14,6 +16,8 @@ from tradesim.stack.tools import Report, maven_copy_dependencies, require_java, 
 POM = Path(__file__).parent / "java" / "kafka" / "pom.xml"
 #: how often the broker deletes expired segments (Kafka's default is 5 min)
 RETENTION_CHECK_MS = 60_000
+#: a KRaft cluster id: a UUID's 16 bytes in url-safe base64 without padding (its last 4 bits are the padding's 0s)
+CLUSTER_ID = re.compile(r"[A-Za-z0-9_-]{21}[AQgw]")
 
 
 #: how much longer than the processing deadline `trade_orders` keeps a record
@@ -116,18 +120,33 @@ class Kafka(Component):
         self.dir.mkdir(parents=True, exist_ok=True)
         (self.dir / "server.properties").write_text(self._server_properties())
         (self.dir / "log4j2.xml").write_text(_LOG4J2)
-        cluster_id_file = self.dir / "cluster.id"
-        if not cluster_id_file.exists():
-            # Same shape as `kafka-storage random-uuid`: 16 random bytes, url-safe base64, no padding.
-            cluster_id_file.write_text(urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("="))
         if not (self.dir / "data" / "meta.properties").exists():
             run_tool(self.name, [
                 self._java(), "-Xmx256m", f"-Dlog4j2.configurationFile={self.dir / 'log4j2.xml'}",
                 "-cp", f"{self.libs}/*", "kafka.tools.StorageTool", "format",
                 # one token: a random id may start with "-", which the tool would take for an option
-                f"--cluster-id={cluster_id_file.read_text().strip()}", "-c", str(self.dir / "server.properties"),
+                f"--cluster-id={self._cluster_id()}", "-c", str(self.dir / "server.properties"),
                 "--standalone", "--ignore-formatted",
             ], "kafka storage format", timeout_s=120)
+
+    def _cluster_id(self) -> str:
+        """The id to format the log dir with, kept in `cluster.id`. It is read only to format a log dir that has no
+        `meta.properties` yet, which holds no id, so a file left empty or cut (a full disk, a kill as it was
+        written; every format failed on it) is replaced by a new id without losing data. Written whole or not at
+        all."""
+        path = self.dir / "cluster.id"
+        try:
+            found = path.read_text().strip()
+        except (OSError, ValueError):  # unreadable, or not text
+            found = ""
+        if CLUSTER_ID.fullmatch(found):
+            return found
+        # Same shape as `kafka-storage random-uuid`: 16 random bytes, url-safe base64, no padding.
+        fresh = urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(fresh)
+        tmp.replace(path)
+        return fresh
 
     def argv(self) -> list[str]:
         heap = f"{self._cfg.heap_mb}m"
