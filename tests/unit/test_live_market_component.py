@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import asdict
 from decimal import Decimal
 from pathlib import Path
@@ -129,6 +130,25 @@ def test_an_unreadable_request_counts_as_none(settings: Settings) -> None:
     for speed in (0, -1, "NaN"):  # a probe: the feed refused each, exit 2, and so every `up` failed
         path.write_text(json.dumps({"scenario": "calm", "speed": speed, "loop": True}))
         assert read_request(settings) is None, speed
+
+
+def test_two_requests_written_at_once_do_not_collide(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A review: two `market start`s at once shared one temporary file; one's replace found it moved by the other
+    and failed with FileNotFoundError. Here a second request is written as the first is about to be put in place."""
+    real_replace, first, second = os.replace, MarketRequest("calm", 1.0, True), MarketRequest("flash-crash", 2.0, False)
+
+    def replace(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> None:
+        if not interleaved:
+            interleaved.append(True)
+            write_request(settings, second)
+        real_replace(src, dst)
+
+    interleaved: list[bool] = []
+    monkeypatch.setattr(os, "replace", replace)
+    write_request(settings, first)
+    assert interleaved
+    assert read_request(settings) == first  # the last put in place
+    assert os.listdir(settings.stack_dir / "market") == ["request.json"]  # no temporary file left
 
 
 def test_run_ids_only_grow_and_event_time_starts_on_a_round_time() -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import uuid
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -72,9 +73,13 @@ def write_request(settings: Settings, request: MarketRequest) -> None:
     claim_stack_dir(settings.stack_dir)
     path = market_dir(settings) / REQUEST_FILE
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(asdict(request)) + "\n")
-    os.replace(tmp, path)
+    # a name of its own: two `market start`s at once shared one, and one's replace found it gone (FileNotFoundError)
+    tmp = path.with_name(f".{REQUEST_FILE}.{uuid.uuid4().hex}.tmp")
+    try:
+        tmp.write_text(json.dumps(asdict(request)) + "\n")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def clear_request(settings: Settings) -> bool:
