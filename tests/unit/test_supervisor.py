@@ -8,6 +8,7 @@ import os
 import threading
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -611,6 +612,46 @@ def test_a_replaced_watchdog_hands_on_its_counts(settings: Settings, procs: Fake
     watchdog.start(settings, procs, restarting=False)
     after = wd.load()
     assert (after.restarting, after.restarts, after.gave_up) == (False, {"redis": [1.0]}, {"kafka": "died 6 times"})
+
+
+def test_a_new_watchdogs_first_save_keeps_the_pid_up_saved_for_it(
+        settings: Settings, procs: FakeProcesses, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A review: the new watchdog's first pass could read watchdog.json before `up` saved its pid there and write
+    it back after, with the pid it replaced (here none): `down` then found no watchdog to stop and left it on."""
+    from tradesim.stack import watchdog
+
+    dog = watchdog.Watchdog(settings, procs)
+    loaded, up_saved = threading.Event(), threading.Event()
+    real_load, real_save, real_spawn = watchdog.WatchdogFile.load, watchdog.WatchdogFile.save, procs.spawn
+    first_pass = threading.Thread(target=dog._save, args=(watchdog.WatchdogState(restarts={"redis": [1.0]}),))
+
+    def load(self: watchdog.WatchdogFile) -> watchdog.WatchdogState:
+        state = real_load(self)
+        if threading.current_thread() is first_pass:  # the new watchdog's pass: `up` saves while it runs
+            loaded.set()
+            up_saved.wait(5)
+        return state
+
+    def save(self: watchdog.WatchdogFile, state: watchdog.WatchdogState) -> None:
+        real_save(self, state)
+        if threading.current_thread() is not first_pass:
+            up_saved.set()
+
+    def spawn(*args: Any) -> ProcessHandle:
+        handle = real_spawn(*args)
+        first_pass.start()  # the watchdog runs its first pass at once
+        loaded.wait(1)  # (it cannot read before its pid is saved: the wait times out)
+        return handle
+
+    monkeypatch.setattr(watchdog.WatchdogFile, "load", load)
+    monkeypatch.setattr(watchdog.WatchdogFile, "save", save)
+    monkeypatch.setattr(procs, "spawn", spawn)
+    handle = watchdog.start(settings, procs)
+    first_pass.join(10)
+    after = real_load(watchdog.WatchdogFile(settings.stack_dir))
+    assert after.handle == handle
+    assert after.restarts == {"redis": [1.0]}  # and its counts saved
+    assert watchdog.stop(settings, procs)
 
 
 @pytest.mark.parametrize(("setting", "healthy", "found", "alive", "expected"), [

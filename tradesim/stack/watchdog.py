@@ -63,6 +63,8 @@ class WatchdogFile:
         self.path = stack_dir / "watchdog.json"
         self.log_path = stack_dir / "watchdog.log"
         self.lock_path = stack_dir / "watchdog.lock"  # start/stop (not the state lock, which a trim waits on)
+        # a read-modify-write of the file; not `lock_path`, which `start`/`stop` hold while a watchdog ends its pass
+        self.write_lock_path = stack_dir / "watchdog.json.lock"
 
     def load(self) -> WatchdogState:
         try:
@@ -107,9 +109,12 @@ def start(settings: Settings, processes: ProcessTable | None = None, *, restarti
             table.terminate(found, settings.stack.stop_timeout_s)
         env = {**child_env(settings), "PYTHONUNBUFFERED": "1"}  # the same settings as `up`
         argv = [sys.executable, "-m", "tradesim.stack.watchdog", *([] if restarting else [LOGS_ONLY])]
-        handle = table.spawn(argv, env, settings.stack_dir, wd.log_path)
-        wd.save(WatchdogState(pid=handle.pid, start_ticks=handle.start_ticks, restarts=current.restarts,
-                              gave_up=current.gave_up, restarting=restarting, settings_digest=digest))
+        # held until its pid is saved: else its first pass could read the file before, and write back after, the
+        # pid it replaced (or none), and `down` would not find it to stop it
+        with file_lock(wd.write_lock_path):
+            handle = table.spawn(argv, env, settings.stack_dir, wd.log_path)
+            wd.save(WatchdogState(pid=handle.pid, start_ticks=handle.start_ticks, restarts=current.restarts,
+                                  gave_up=current.gave_up, restarting=restarting, settings_digest=digest))
         return handle
 
 
@@ -237,9 +242,10 @@ class Watchdog:
                                                            lambda msg: log.info("%s: %s", due, msg))
 
     def _save(self, state: WatchdogState) -> None:
-        fresh = self.file.load()  # keep the pid fields `start` wrote; ours are the counts
-        fresh.restarts, fresh.gave_up = state.restarts, state.gave_up
-        self.file.save(fresh)
+        with file_lock(self.file.write_lock_path):
+            fresh = self.file.load()  # keep the pid fields `start` wrote; ours are the counts
+            fresh.restarts, fresh.gave_up = state.restarts, state.gave_up
+            self.file.save(fresh)
 
 
 def main() -> None:
