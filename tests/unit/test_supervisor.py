@@ -509,6 +509,33 @@ def test_up_replacing_a_hung_component_waits_for_its_ports_to_free(
     assert sup.state_file.load().components["beta"].pid != hung
 
 
+def test_up_keeps_the_record_of_a_hung_server_that_survives_sigkill(
+        settings: Settings, comps: list[FakeComponent]) -> None:
+    """A review: such a server's record was deleted anyway, so `down` no longer knew it, and `up` failed on "port
+    in use by another process" (it was ours) without its pid. Now `up` fails naming the pid and keeps the record."""
+
+    class Unkillable(FakeProcesses):
+        def terminate(self, handle: ProcessHandle, grace_s: float) -> None:
+            self.terminated.append(handle.pid)  # stuck in the kernel: SIGKILL does not end it
+
+        def port_in_use(self, host: str, port: int) -> bool:
+            return (port == beta.port and any(pid in self.alive for pid in stuck)) or super().port_in_use(host, port)
+
+    stuck: list[int] = []
+    procs = Unkillable()
+    alpha, beta = (FakeComponent(settings, c.name, c.port, procs) for c in comps)
+    sup = Supervisor(settings, [alpha, beta], processes=procs)
+    sup.up()
+    hung = sup.state_file.load().components["beta"].pid
+    stuck.append(hung)  # holding its port
+    beta.healthy = False  # alive, not answering
+    with pytest.raises(StartError, match=rf"^beta: pid {hung} did not stop .*\(nothing was started\)$"):
+        sup.up()
+    assert procs.terminated == [hung]
+    assert sup.state_file.load().components["beta"].pid == hung  # `status` and `down` still know it
+    assert {r.name: r.state for r in sup.status()} == {"alpha": "running", "beta": "unhealthy"}
+
+
 def test_status_says_when_components_run_without_their_watchdog(sup: Supervisor, settings: Settings) -> None:
     """A probe: after a kill -9 of the watchdog, nothing restarted what died, and neither `status` nor
     `status --json` said so."""

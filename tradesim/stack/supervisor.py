@@ -262,6 +262,12 @@ class Supervisor:
                         continue
                     self.progress(comp.name, "not answering: restarting")
                     self.processes.terminate(record.handle, self.settings.stack.stop_timeout_s)
+                    if self.processes.is_alive(record.handle):
+                        # (stuck in the kernel): its record is kept, or neither `status` nor `down` would know it,
+                        # and the port it holds would read as "in use by another process"
+                        raise StartError(f"{comp.name}: pid {record.pid} did not stop (not answering, then SIGTERM "
+                                         "and SIGKILL); it stays recorded for `tradesim status` and `tradesim down` "
+                                         "(nothing was started)")
                 if status.state in ("down", "unhealthy"):
                     if status.state == "down":
                         self.progress(comp.name, "recovering: " + (status.detail or "process gone"))
