@@ -42,7 +42,7 @@ def own_session_child(proc: subprocess.Popen[str]) -> Iterator[subprocess.Popen[
     try:
         yield proc
     except BaseException:
-        _kill_session(proc)
+        kill_session(proc)
         raise
     finally:
         with _CHILDREN_LOCK:
@@ -55,11 +55,12 @@ def stop_children() -> int:
     with _CHILDREN_LOCK:
         running = [p for p in _CHILDREN if p.poll() is None]
     for proc in running:
-        _kill_session(proc)
+        kill_session(proc)
     return len(running)
 
 
-def _kill_session(proc: subprocess.Popen[str]) -> None:
+def kill_session(proc: subprocess.Popen[str]) -> None:
+    """Kill a child started with `start_new_session=True` and everything in its session (go's compiler, dpkg)."""
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(proc.pid, signal.SIGKILL)
     with contextlib.suppress(subprocess.TimeoutExpired):

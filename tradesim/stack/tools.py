@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
 import shutil
-import signal
 import subprocess
 import threading
 from collections.abc import Callable
 from pathlib import Path
 
+from tradesim.lifetime import kill_session, own_session_child
 from tradesim.stack.errors import ProvisionError
 
 Report = Callable[[str], None]
@@ -29,12 +28,6 @@ _RUNNING_LOCK = threading.Lock()
 KILLED_OUTPUT_WAIT_S = 10
 
 
-def _kill_group(proc: subprocess.Popen[str]) -> None:
-    """Kill the command and what it started (its session's group: apt-get's dpkg, go's compiler)."""
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(proc.pid, signal.SIGKILL)
-
-
 def run_tool(component: str, argv: list[str], what: str, *, cwd: Path | None = None,
              env: dict[str, str] | None = None, timeout_s: float = 1800) -> str:
     """Run a provisioning command; on failure raise ProvisionError with a one-line cause and the output tail."""
@@ -48,22 +41,22 @@ def run_tool(component: str, argv: list[str], what: str, *, cwd: Path | None = N
     with _RUNNING_LOCK:
         _RUNNING.add(proc)
     try:
-        out, err = proc.communicate(timeout=timeout_s)
-    except subprocess.TimeoutExpired:
-        _kill_group(proc)
-        try:
-            out, _ = proc.communicate(timeout=KILLED_OUTPUT_WAIT_S)
-        except subprocess.TimeoutExpired:  # a child out of the group still holds the pipes: no output, no wait
-            for pipe in (proc.stdout, proc.stderr):
-                if pipe:
-                    pipe.close()
-            proc.wait()
-            out = ""
-        raise ProvisionError(component, f"{what}: timed out after {timeout_s:.0f} s", tail(out or "")) from None
-    except BaseException:  # interrupted: the command does not outlive the provisioning that ran it
-        _kill_group(proc)
-        proc.wait()
-        raise
+        # interrupted (or a second signal's stop_children), the command does not outlive the provisioning that ran it
+        with own_session_child(proc):
+            try:
+                out, err = proc.communicate(timeout=timeout_s)
+            except subprocess.TimeoutExpired:
+                kill_session(proc)
+                try:
+                    out, _ = proc.communicate(timeout=KILLED_OUTPUT_WAIT_S)
+                except subprocess.TimeoutExpired:  # a child out of its session still holds the pipes: no output
+                    for pipe in (proc.stdout, proc.stderr):
+                        if pipe:
+                            pipe.close()
+                    proc.wait()
+                    out = ""
+                raise ProvisionError(component, f"{what}: timed out after {timeout_s:.0f} s",
+                                     tail(out or "")) from None
     finally:
         with _RUNNING_LOCK:
             _RUNNING.discard(proc)
@@ -78,7 +71,7 @@ def stop_tools() -> None:
     with _RUNNING_LOCK:
         running = list(_RUNNING)
     for proc in running:
-        _kill_group(proc)
+        kill_session(proc)
 
 
 def java_home(configured: Path | None) -> Path | None:
