@@ -73,9 +73,13 @@ def run_cmd(name: Annotated[str, typer.Argument(help="A fault from `tradesim cha
         raise UserError(f"{fault.target} is an external endpoint: it is never proxied, so {name} would change nothing")
     tox = _proxy()
     try:
-        fault.apply(tox)
-        out.print(f"{fault.name}: {fault.description}, for {seconds:g} s")
         try:
+            fault.apply(tox)
+        except KeyboardInterrupt:  # the request may have reached Toxiproxy: no fault stays behind this run
+            fault.remove(tox)
+            raise
+        try:  # from here whatever ends the run (a reader gone, a signal) removes the fault
+            out.print(f"{fault.name}: {fault.description}, for {seconds:g} s")
             time.sleep(seconds)  # the fault's duration is the point, nothing to await
         except KeyboardInterrupt:
             out.print("interrupted")
