@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import copy
 import json
-import os
 import re
-import tempfile
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -24,6 +22,7 @@ import platformdirs
 from pydantic import BaseModel, ValidationError
 
 from tradesim.domain.events import PATTERN_WORDS, USER_ID_PATTERN, is_path_id
+from tradesim.files import replace_text
 from tradesim.settings import Settings, default_home, is_header_safe, redacted
 from tradesim.stack.errors import StackError, UserError
 from tradesim.text import one_line, validation_message
@@ -94,16 +93,8 @@ def save_credentials(settings: Settings, data: dict[str, Any]) -> Path:
     """Write atomically with mode 0600 (the file holds API keys). A change to what is there goes through
     `credentials_update`, which reads it again under a lock."""
     path = credentials_path(settings)
-    path.parent.mkdir(parents=True, exist_ok=True)
     # a new private file of its own name (never one already there, nor through a link), then renamed over
-    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(data, f, indent=2)
-        os.replace(name, path)
-    except BaseException:
-        Path(name).unlink(missing_ok=True)
-        raise
+    replace_text(path, json.dumps(data, indent=2))
     return path
 
 

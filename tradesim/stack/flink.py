@@ -31,6 +31,7 @@ import yaml
 
 from tradesim.adapters.flink.client import FlinkRest
 from tradesim.adapters.flink.errors import FlinkRequestError, FlinkUnavailable
+from tradesim.files import replace_text
 from tradesim.settings import child_env
 from tradesim.stack.component import Component, PortSpec, Unhealthy
 from tradesim.stack.errors import ProvisionError
@@ -182,9 +183,7 @@ class Flink(Component):
                  "pip install job runtime deps")
         # --no-deps: the jobs need only the domain model and PyFlink, not the CLI's clients
         run_tool(self.name, [*pip, "--no-deps", "-e", str(REPO_ROOT)], "pip install -e tradesim")
-        staged = marker_file.with_name(marker_file.name + ".tmp")
-        staged.write_text(json.dumps(want))
-        staged.replace(marker_file)  # whole or absent
+        replace_text(marker_file, json.dumps(want))
 
     # ---- configuration --------------------------------------------------------------------------------------
 

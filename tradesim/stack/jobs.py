@@ -6,9 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import shutil
-import threading
 import time
 from collections.abc import Callable, Collection, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -16,6 +14,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from tradesim.files import replace_text
 from tradesim.settings import Settings
 from tradesim.stack.errors import StackError, UserError
 from tradesim.stack.state import claim_stack_dir, file_lock
@@ -432,9 +431,7 @@ class _Notes:
             before = dict(entries)
             yield entries
             if entries != before:
-                tmp = self.path.with_name(f"{self.path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-                tmp.write_text(json.dumps(entries, indent=1) + "\n")
-                tmp.replace(self.path)
+                replace_text(self.path, json.dumps(entries, indent=1) + "\n")
 
 
 # ---- parking: a job's state across `down` and `up` ------------------------------------------------------------

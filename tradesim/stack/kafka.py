@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import re
 import uuid
 from base64 import urlsafe_b64encode
@@ -10,6 +9,7 @@ from pathlib import Path
 
 from tradesim.adapters.kafka.client import TopicSpec, broker_count, ensure_topics
 from tradesim.adapters.kafka.errors import KafkaUnavailable
+from tradesim.files import replace_text
 from tradesim.stack.component import Component, PortSpec, Unhealthy
 from tradesim.stack.tools import Report, maven_copy_dependencies, require_java, run_tool
 
@@ -143,9 +143,7 @@ class Kafka(Component):
             return found
         # Same shape as `kafka-storage random-uuid`: 16 random bytes, url-safe base64, no padding.
         fresh = urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
-        tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(fresh)
-        tmp.replace(path)
+        replace_text(path, fresh)
         return fresh
 
     def argv(self) -> list[str]:

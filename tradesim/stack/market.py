@@ -9,11 +9,10 @@ which does not make the stack unhealthy.
 from __future__ import annotations
 
 import json
-import os
-import uuid
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from tradesim.files import replace_text
 from tradesim.scenarios.errors import ScenarioError
 from tradesim.settings import MAX_LIVE_SPEED, MIN_SPEED, Settings
 from tradesim.stack.component import PortSpec, ServiceComponent, answers
@@ -72,14 +71,7 @@ def write_request(settings: Settings, request: MarketRequest) -> None:
     """Leave the request in the stack's folder, checked and marked as `up` does before it writes there."""
     claim_stack_dir(settings.stack_dir)
     path = market_dir(settings) / REQUEST_FILE
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # a name of its own: two `market start`s at once shared one, and one's replace found it gone (FileNotFoundError)
-    tmp = path.with_name(f".{REQUEST_FILE}.{uuid.uuid4().hex}.tmp")
-    try:
-        tmp.write_text(json.dumps(asdict(request)) + "\n")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    replace_text(path, json.dumps(asdict(request)) + "\n")
 
 
 def clear_request(settings: Settings) -> bool:

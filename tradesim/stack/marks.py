@@ -4,12 +4,12 @@
 from __future__ import annotations
 
 import json
-import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from tradesim.files import replace_text
 from tradesim.settings import Settings
 
 UNFINISHED_RESTORE = "restore-unfinished.json"
@@ -17,10 +17,7 @@ UNFINISHED_REBUILD = "rebuild-unfinished-{model}.json"
 
 
 def _write(path: Path, fields: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".{os.getpid()}.tmp")  # two writers of one mark do not share a file
-    tmp.write_text(json.dumps({**fields, "started_at": time.time()}) + "\n")
-    tmp.replace(path)
+    replace_text(path, json.dumps({**fields, "started_at": time.time()}) + "\n")
 
 
 def _read(path: Path, field: str) -> tuple[str, time.struct_time] | tuple[None, None] | None:

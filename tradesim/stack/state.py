@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import fcntl
 import json
-import os
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import asdict, dataclass, field
@@ -12,6 +11,7 @@ from pathlib import Path
 
 from pydantic import TypeAdapter
 
+from tradesim.files import replace_text
 from tradesim.stack.errors import UserError
 from tradesim.stack.process import ProcessHandle
 
@@ -107,15 +107,12 @@ class StateFile:
             return StackState()
 
     def save(self, state: StackState) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         payload = {
             "schema_version": STATE_SCHEMA_VERSION,
             "runtime": state.runtime,
             "components": {name: asdict(rec) for name, rec in sorted(state.components.items())},
         }
-        tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(payload, indent=2) + "\n")
-        os.replace(tmp, self.path)
+        replace_text(self.path, json.dumps(payload, indent=2) + "\n")
 
     def locked(self) -> AbstractContextManager[None]:
         folder = self._lock_path.parent

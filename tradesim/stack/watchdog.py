@@ -24,6 +24,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tradesim.files import replace_text
 from tradesim.settings import Settings, child_env, settings_to_env
 from tradesim.stack.process import OsProcessTable, ProcessHandle, ProcessTable
 from tradesim.stack.state import file_lock
@@ -78,10 +79,7 @@ class WatchdogFile:
             return WatchdogState()
 
     def save(self, state: WatchdogState) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(asdict(state), indent=2) + "\n")
-        os.replace(tmp, self.path)
+        replace_text(self.path, json.dumps(asdict(state), indent=2) + "\n")
 
 
 def running(settings: Settings, processes: ProcessTable | None = None) -> ProcessHandle | None:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -23,6 +22,7 @@ from pydantic import TypeAdapter
 
 from tradesim.adapters.kafka.errors import KafkaDeliveryError
 from tradesim.domain.events import Tick
+from tradesim.files import replace_text
 from tradesim.scenarios.generators import generate_live, pass_of
 from tradesim.scenarios.model import Scenario
 from tradesim.scenarios.runner import SimClock
@@ -66,10 +66,7 @@ def read_run(path: Path) -> RunRecord | None:
 
 
 def write_run(path: Path, record: RunRecord) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(asdict(record)) + "\n")
-    os.replace(tmp, path)
+    replace_text(path, json.dumps(asdict(record)) + "\n")
 
 
 def next_run_id(previous: int | None, now_ms: int) -> int:
