@@ -96,4 +96,5 @@ def test_a_query_class_rate_is_over_the_time_its_requests_took(settings: Setting
     figures = queries.run(settings, {"<admin>": "k0", "u_1": "k1"}, 2, 0.05, [])
     assert len(figures) == 5  # every query class (else the loop below checks nothing)
     for figure in figures.values():
-        assert figure["per_s"] == pytest.approx(2 / 0.2, rel=0.25)
+        # at most 2 / 0.2 (the old count read 40/s); a loaded box only stretches the time, so no tight lower bound
+        assert 2 / 0.2 / 3 < figure["per_s"] <= 2 / 0.2 * 1.05
