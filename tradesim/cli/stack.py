@@ -185,7 +185,7 @@ def _demo_account(settings: Settings, name: str) -> str:
     try:  # as `accounts create`: a key the file cannot keep is shown, not lost
         created, path, _ = create_account(settings, name, DEMO_CASH, activate=True)
     except UserError as exc:
-        if "account_exists" not in str(exc):
+        if "account_exists" not in str(exc) and "account_taken_over" not in str(exc):
             raise
         raise UserError(f"account {name!r} exists, but {credentials_path(settings)} has no working key for it: use "
                         "the credentials file that created it, or pick another name with --demo-user") from None

@@ -41,8 +41,9 @@ BUSY_STATUSES = frozenset({429, 502, 503, 504})
 
 
 class ClickHouseRefused(Exception):
-    """An HTTP refusal without a ClickHouse error code: what answers at the address is not ClickHouse (another
-    server, a proxy asking for credentials), a setting to fix rather than a statement to debug."""
+    """A refusal that is a setting to fix rather than a statement to debug: an HTTP refusal without a ClickHouse
+    error code (what answers at the address is not ClickHouse: another server, a proxy asking for credentials), or
+    ClickHouse refusing the configured credentials."""
 
 
 def error_code(exc: BaseException) -> int | None:
