@@ -234,8 +234,9 @@ def _passed_cancel(order: OrderPlaced) -> Decision:
     """An order that came after the stream passed its cancel time: a scripted one as if it had come first (expired if
     its market day, begun at its `at_ms`, ended before that), a live one cancelled (its day begins on arrival)."""
     cancel_ms = order.cancel_due_ms
-    return _cancelled(order, cancel_ms) if order.at_ms is not None and cancel_ms is not None else Decision(
-        order, "cancel")
+    if order.at_ms is None or cancel_ms is None:
+        return Decision(order, "cancel")
+    return _cancelled(order, cancel_ms)
 
 
 def _cancel_held(order: OrderPlaced, at_ms: int) -> OrderPlaced:

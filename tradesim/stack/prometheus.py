@@ -42,9 +42,7 @@ def rules(settings: Settings, name: str) -> dict[str, Any]:
     every 60 s or more always; the restarts' [10m] went blind above a 5-minute interval)."""
     window_s = math.ceil(settings.observability.rate_window_s)
 
-    def widened(found: re.Match[str]) -> str:
-        if found.group(0) == KEPT_WINDOW:
-            return f"[{window_s}s]"
+    def widened(found: re.Match[str]) -> str:  # the window is 1 min at least: KEPT_WINDOW becomes it too
         range_s = int(found.group(1)) * RANGE_UNIT_S[found.group(2)]
         return found.group(0) if range_s >= window_s else f"[{window_s}s]"
 
