@@ -255,6 +255,10 @@ def test_a_write_block_means_unavailable() -> None:
     assert isinstance(from_status("bulk", 403, "cluster_block_exception", "index write (api)"), Unavailable)
 
 
+def test_a_closed_index_means_unavailable() -> None:
+    assert isinstance(from_status("search trades", 400, "index_closed_exception", "closed"), Unavailable)
+
+
 @pytest.mark.parametrize("status", [400, 404])
 def test_other_statuses_are_refused_requests(status: int) -> None:
     exc = from_status("search trades", status, "parsing_exception", "unknown query [nope]")
@@ -292,6 +296,8 @@ def test_refused_items_are_named() -> None:
     # a probe: the index deleted by hand made the persistence service dead-letter every outcome (lost from search)
     # instead of holding them until `up` made the index again
     (404, "index_not_found_exception"),
+    # a probe: an index closed by hand (OpenSearch answers each item 400) dead-lettered every outcome meanwhile
+    (400, "index_closed_exception"),
 ])
 def test_items_that_may_succeed_later_mean_unavailable(status: int, error_type: str) -> None:
     failure = bulk_failure(_answer(_item("a", 201), _item("b", status, error_type)))

@@ -16,8 +16,9 @@ from tradesim.settings import redacted
 #: 4xx statuses that mean "the cluster cannot serve now" rather than "this request is wrong"; every 5xx does too
 UNAVAILABLE_4XX = frozenset({408, 429})
 #: a write to an index under a block (the old index of an alias switch, or a full disk): retry it through the
-#: alias, which by then names a writable index
-RETRYABLE_TYPES = frozenset({"cluster_block_exception"})
+#: alias, which by then names a writable index; an index closed by hand serves again once opened (HTTP 400, but
+#: the store's state, not the record: dead-lettering would lose the outcome from search)
+RETRYABLE_TYPES = frozenset({"cluster_block_exception", "index_closed_exception"})
 #: the index or alias a read or a write names is gone: the store's layout is missing (deleted by hand, a cluster
 #: wiped), not the request wrong; `tradesim up` makes it again and `tradesim rebuild search` refills it
 MISSING_INDEX = "index_not_found_exception"
