@@ -11,6 +11,9 @@ import pytest
 
 from tradesim.settings import Settings
 from tradesim.stack.jaeger import Jaeger
+from tradesim.stack.supervisor import Supervisor
+from tradesim.testing.fakes import FakeProcesses
+from tradesim.testing.net import free_port
 
 STUB = """#!/bin/sh
 echo "$@" >> "{log}"
@@ -40,3 +43,17 @@ def test_the_build_flags_and_folder_follow_the_setting(tmp_path: Path, monkeypat
     assert jaeger.binary.exists()
     (build,) = [line for line in log.read_text().splitlines() if line.startswith("build")]
     assert ("-gcflags=all=-N -l" in build) is gcflags
+
+
+def test_tracing_off_leaves_jaeger_stopped_even_with_an_external_collector_set(tmp_path: Path) -> None:
+    """`otlp_url` left in the settings while tracing is off: Jaeger is not asked for, so `status` and `up` must not
+    require an external Jaeger to answer (it was probed at the local query port, and `up` failed on it)."""
+    settings = Settings(home=tmp_path / "home", cache_dir=tmp_path / "cache",
+                        tracing={"enabled": False, "otlp_url": f"http://127.0.0.1:{free_port()}",
+                                 "query_port": free_port()})
+    jaeger = Jaeger(settings)
+    sup = Supervisor(settings, [jaeger], processes=FakeProcesses())
+    (row,) = sup.status()
+    assert (row.state, row.healthy) == ("stopped", True)
+    (up,) = sup.up()
+    assert (up.state, up.healthy) == ("stopped", True)

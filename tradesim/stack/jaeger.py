@@ -40,7 +40,9 @@ class Jaeger(Component):
 
     @property
     def external(self) -> bool:
-        return self.settings.tracing.external
+        # an `otlp_url` left set while tracing is off asks for no Jaeger at all, external or not
+        t = self.settings.tracing
+        return t.enabled and t.external
 
     def ports(self) -> list[PortSpec]:
         t = self.settings.tracing
