@@ -47,3 +47,11 @@ def test_a_missing_or_wrong_server_exits_1_with_the_cause(not_jaeger: str) -> No
     code, out = _invoke({**ON, "TRADESIM_TRACING__QUERY_URL": not_jaeger}, "o_1")
     assert code == 1
     assert "not JSON: is it Jaeger?" in out
+
+
+def test_a_trace_with_a_time_no_integer_can_hold_is_a_wrong_server_not_a_traceback() -> None:
+    body = b'{"data": [{"traceID": "t", "spans": [{"spanID": "a", "startTime": 1e400, "duration": 1}]}]}'
+    with foreign_server(200, body, "application/json") as url:
+        code, out = _invoke({**ON, "TRADESIM_TRACING__QUERY_URL": url}, "o_1")
+    assert code == 1
+    assert "answered a trace it cannot be: OverflowError" in out

@@ -68,7 +68,7 @@ class JaegerQuery:
                                         "lookback": f"{lookback_h}h", "limit": "20"})
         try:
             traces = [_trace(t) for t in got.get("data") or []]
-        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        except (KeyError, TypeError, ValueError, AttributeError, OverflowError) as exc:  # 1e400: an infinite time
             raise Unavailable(f"{self._where()} answered a trace it cannot be: {type(exc).__name__}: {exc}"
                               ) from None
         return sorted((t for t in traces if t.roots), key=lambda t: t.start_us)
