@@ -13,6 +13,7 @@ from tradesim.settings import Settings
 from tradesim.stack.jaeger import Jaeger
 from tradesim.stack.supervisor import Supervisor
 from tradesim.testing.fakes import FakeProcesses
+from tradesim.testing.foreign import foreign_server
 from tradesim.testing.net import free_port
 
 STUB = """#!/bin/sh
@@ -57,3 +58,20 @@ def test_tracing_off_leaves_jaeger_stopped_even_with_an_external_collector_set(t
     assert (row.state, row.healthy) == ("stopped", True)
     (up,) = sup.up()
     assert (up.state, up.healthy) == ("stopped", True)
+
+
+def test_an_external_collector_without_a_query_api_is_healthy_when_it_answers(tmp_path: Path) -> None:
+    """`otlp_url` alone (any OpenTelemetry collector, no Jaeger query API named): `up` asked the local query port,
+    where nothing runs, and failed. The collector is what there is to reach; its receiver refuses a GET (405)."""
+    local_query = {"query_port": free_port()}
+    with foreign_server(405, b"method not allowed", "text/plain") as collector:
+        settings = Settings(home=tmp_path / "home", cache_dir=tmp_path / "cache",
+                            tracing={"enabled": True, "otlp_url": collector, **local_query})
+        jaeger = Jaeger(settings)
+        (up,) = Supervisor(settings, [jaeger], processes=FakeProcesses()).up()
+        assert (up.state, up.healthy, up.address) == ("external", True, f"{collector}/v1/traces")
+    gone = Settings(home=tmp_path / "home", cache_dir=tmp_path / "cache",
+                    tracing={"enabled": True, "otlp_url": f"http://127.0.0.1:{free_port()}", **local_query})
+    (row,) = Supervisor(gone, [Jaeger(gone)], processes=FakeProcesses()).status()
+    assert (row.state, row.healthy) == ("external", False)
+    assert "OTLP collector" in (row.detail or "")

@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import os
 import shutil
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import yaml
 
-from tradesim.stack.component import Component, PortSpec, answers
+from tradesim.settings import redacted
+from tradesim.stack.component import Component, PortSpec, Unhealthy, answers
 from tradesim.stack.errors import ProvisionError
 from tradesim.stack.tools import Report, go_version, run_tool
 
@@ -52,7 +55,9 @@ class Jaeger(Component):
                 PortSpec(t.host, t.metrics_port, "TRADESIM_TRACING__METRICS_PORT")]
 
     def address(self) -> str:
-        return self.settings.tracing.client_query_url
+        t = self.settings.tracing
+        # an external collector with no query API named: the local query port has nothing behind it
+        return t.traces_url if self.external and t.query_url is None else t.client_query_url
 
     @property
     def build_dir(self) -> Path:
@@ -137,4 +142,19 @@ class Jaeger(Component):
         return [str(self.binary), "--config", str(self.config_path)]
 
     def check_health(self) -> None:
+        if self.external and self.settings.tracing.query_url is None:
+            _collector_answers(self.address())
+            return
         answers(f"{self.address()}/api/services", "Jaeger query API")
+
+
+def _collector_answers(url: str) -> None:
+    """Raise Unhealthy unless the OTLP/HTTP receiver at `url` answers HTTP at all: it takes only POSTs, so a GET's
+    refusal (405) is its answer."""
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # as `answers`: no proxy
+    try:
+        opener.open(url, timeout=2.0).close()
+    except urllib.error.HTTPError as exc:
+        exc.close()
+    except (OSError, ValueError) as exc:
+        raise Unhealthy(f"OTLP collector {redacted(url)} not answering: {exc}") from None
