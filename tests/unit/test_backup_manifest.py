@@ -496,3 +496,28 @@ def test_a_backup_s_resume_runs_to_its_end_through_a_ctrl_c() -> None:
     assert finished == [True]
     with pytest.raises(ValueError, match="its own"):  # a failure of the clean-up is raised as it is
         _uninterrupted(lambda: (_ for _ in ()).throw(ValueError("its own")))
+
+
+def test_a_manifest_whose_write_fails_leaves_no_manifest(tmp_path: Path) -> None:
+    """A probe: a full disk (or a kill) while the manifest was written left a torn manifest.json, so the folder of an
+    unfinished backup had a manifest: the CLI said "nothing was written" of a folder holding the whole copy, and a
+    restore called it a damaged manifest, not an unfinished backup. The manifest is now written aside and renamed."""
+    import resource
+    import signal
+
+    (tmp_path / "kafka").mkdir()  # what the backup wrote before its manifest
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    before = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails with EFBIG instead
+    resource.setrlimit(resource.RLIMIT_FSIZE, (64, hard))  # a disk that fills after 64 bytes of the manifest
+    try:
+        with pytest.raises(OSError, match="File too large"):
+            _manifest().save(tmp_path)
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+        signal.signal(signal.SIGXFSZ, before)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["kafka"]
+    with pytest.raises(UserError, match="not a tradesim backup"):
+        Manifest.load(tmp_path)
+    _manifest().save(tmp_path)  # and with room, the manifest is there as written
+    assert Manifest.load(tmp_path) == _manifest()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["kafka", MANIFEST]

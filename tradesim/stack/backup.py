@@ -104,7 +104,15 @@ class Manifest:
     short_models: list[str] = field(default_factory=list)
 
     def save(self, folder: Path) -> None:
-        (folder / MANIFEST).write_text(json.dumps(asdict(self), indent=2) + "\n")
+        """Written aside and renamed: a full disk or a kill mid-write leaves no manifest (an unfinished backup),
+        not a torn one. Not `replace_text`: a backup's files keep the usual mode, for whoever restores it."""
+        aside = folder / f".{MANIFEST}.part"
+        try:
+            aside.write_text(json.dumps(asdict(self), indent=2) + "\n")
+            os.replace(aside, folder / MANIFEST)
+        except BaseException:
+            aside.unlink(missing_ok=True)
+            raise
 
     @classmethod
     def load(cls, folder: Path) -> Manifest:
