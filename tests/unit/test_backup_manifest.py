@@ -521,3 +521,23 @@ def test_a_manifest_whose_write_fails_leaves_no_manifest(tmp_path: Path) -> None
     _manifest().save(tmp_path)  # and with room, the manifest is there as written
     assert Manifest.load(tmp_path) == _manifest()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["kafka", MANIFEST]
+
+
+def test_every_job_that_does_not_resume_is_named_with_its_savepoint(
+        settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A probe: with two jobs failing to resume, the line named the first alone; the other stayed stopped with no
+    word of it or of where its state was."""
+    from tradesim.stack import jobs
+    from tradesim.stack.backup import NO_STEPS, _resume
+    from tradesim.stack.errors import StackError
+
+    def fails(_settings: Settings, name: str, **_kwargs: object) -> tuple[str, bool]:
+        raise StackError(f"flink run of {name} failed")
+
+    monkeypatch.setattr(jobs, "submit_job", fails)
+    with pytest.raises(StackError) as info:
+        _resume(settings, {"execution": "file:/bk/sp-1", "bars": "file:/bk/sp-2"}, NO_STEPS)
+    assert str(info.value) == (
+        "job execution did not resume (flink run of execution failed); submit it with `tradesim jobs submit "
+        "execution --from-savepoint /bk/sp-1`; job bars did not resume (flink run of bars failed); submit it with "
+        "`tradesim jobs submit bars --from-savepoint /bk/sp-2`")

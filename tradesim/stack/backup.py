@@ -651,8 +651,13 @@ def _resume(settings: Settings, savepoints: dict[str, str], steps: Steps) -> Non
         steps.advance(task, 1)
 
     with ThreadPoolExecutor(len(savepoints)) as pool:
-        for f in [pool.submit(one, n, loc) for n, loc in savepoints.items()]:
-            f.result()
+        futures = [pool.submit(one, n, loc) for n, loc in savepoints.items()]
+    # every job that did not resume is named with its savepoint (the first alone left the others unsaid)
+    failed = [exc for exc in (f.exception() for f in futures) if exc is not None]
+    if len(failed) > 1 and all(isinstance(exc, StackError) for exc in failed):
+        raise StackError("; ".join(map(str, failed))) from None
+    if failed:
+        raise failed[0]
 
 
 def _snapshot(settings: Settings, into: Path) -> dict[str, list[str]]:
