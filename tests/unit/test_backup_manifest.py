@@ -541,3 +541,18 @@ def test_every_job_that_does_not_resume_is_named_with_its_savepoint(
         "job execution did not resume (flink run of execution failed); submit it with `tradesim jobs submit "
         "execution --from-savepoint /bk/sp-1`; job bars did not resume (flink run of bars failed); submit it with "
         "`tradesim jobs submit bars --from-savepoint /bk/sp-2`")
+
+
+def test_a_savepoint_in_a_loop_of_links_is_refused_as_the_user_s_to_fix(settings: Settings, tmp_path: Path) -> None:
+    """A probe: a job's savepoint folder that was a loop of links ended the restore with a RuntimeError traceback
+    (pathlib's word for the loop) instead of one line."""
+    manifest = _manifest()
+    manifest.kafka, manifest.late, manifest.groups, manifest.dynamodb, manifest.clickhouse = {}, {}, {}, {}, {}
+    manifest.opensearch = {}
+    manifest.jobs = {"execution": "flink/loop"}
+    manifest.save(tmp_path)
+    (tmp_path / "flink").mkdir()
+    (tmp_path / "flink" / "loop").symlink_to(tmp_path / "flink" / "loop")
+    with pytest.raises(UserError, match=r"names what this stack does not have: job execution's savepoint "
+                                        r"'flink/loop' \(outside the backup\)"):
+        restore(settings, tmp_path)

@@ -182,10 +182,18 @@ class Manifest:
         alias = settings.opensearch.trades_index  # the restore replaces `<alias>-*` with the snapshot's indices
         wrong += [f"search index {name!r}" for name, aliases in self.opensearch.items()
                   if not numbered_index(alias, name) or set(aliases) - {alias}]
-        inside = folder.resolve()
         wrong += [f"job {name}'s savepoint {path!r} (outside the backup)" for name, path in self.jobs.items()
-                  if not (folder / path).resolve().is_relative_to(inside)]
+                  if not _within(folder, path)]
         return wrong
+
+
+def _within(folder: Path, path: str) -> bool:
+    """Whether `path` (relative to `folder`) leads to a place inside `folder`; a loop of links leads nowhere (a
+    RuntimeError traceback from pathlib before)."""
+    try:
+        return (folder / path).resolve().is_relative_to(folder.resolve())
+    except (OSError, RuntimeError):
+        return False
 
 
 _SHA256 = re.compile(r"[0-9a-f]{64}")
