@@ -556,3 +556,50 @@ def test_a_savepoint_in_a_loop_of_links_is_refused_as_the_user_s_to_fix(settings
     with pytest.raises(UserError, match=r"names what this stack does not have: job execution's savepoint "
                                         r"'flink/loop' \(outside the backup\)"):
         restore(settings, tmp_path)
+
+
+def test_a_restore_cancels_every_job_of_the_empty_stack_a_job_running_twice_too(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A probe: with a standard job running twice on the empty stack (an orphaned submit), the restore cancelled one
+    (the catalog name → id map kept one id); the other went on deciding the restored orders from no state, and took
+    the restored job's place. A Flink REST endpoint of this process's own stands in for the cluster."""
+    import http.server
+    import threading
+
+    from tradesim.settings import load_settings
+    from tradesim.stack.backup import _cancel_jobs
+
+    states = {"e1": "RUNNING", "e2": "RUNNING", "b1": "RUNNING", "x1": "RUNNING"}
+    names = {"e1": "tradesim-execution", "e2": "tradesim-execution", "b1": "tradesim-bars", "x1": "someone-else"}
+
+    class Rest(http.server.BaseHTTPRequestHandler):
+        def reply(self, body: object) -> None:
+            self.send_response(200)
+            self.end_headers()
+            self.wfile.write(json.dumps(body).encode())
+
+        def do_GET(self) -> None:  # noqa: N802 - the stdlib's name
+            self.reply({"taskmanagers": 1} if self.path == "/overview" else {"jobs": [
+                {"jid": jid, "name": names[jid], "state": state, "start-time": n} for n, (jid, state)
+                in enumerate(states.items())]})
+
+        def do_PATCH(self) -> None:  # noqa: N802 - the stdlib's name
+            states[self.path.split("/")[2].split("?")[0]] = "CANCELED"
+            self.reply({})
+
+        def log_message(self, *_: object) -> None:
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Rest)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        monkeypatch.chdir(tmp_path)
+        settings = load_settings(home=tmp_path / "home", cache_dir=tmp_path / "cache",
+                                 flink={"rest_url": f"http://127.0.0.1:{server.server_address[1]}"})
+        cancelled: list[str] = []
+        _cancel_jobs(settings, cancelled)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert states == {"e1": "CANCELED", "e2": "CANCELED", "b1": "CANCELED", "x1": "RUNNING"}
+    assert sorted(cancelled) == ["bars", "execution"]

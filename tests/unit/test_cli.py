@@ -389,8 +389,14 @@ def test_a_restore_stopped_after_cancelling_the_empty_stack_s_jobs_says_so(
     backup_steps.Manifest(backup_steps.FORMAT, "0.1.0", 1.0, 2.0, 3.0).save(folder)
     monkeypatch.setattr(backup_steps, "_stores_up", lambda _settings: None)
     monkeypatch.setattr(backup_steps, "_not_empty", lambda _settings, _manifest: [])
-    monkeypatch.setattr(backup_steps, "_running_jobs", lambda _settings: {"execution": "j1", "bars": "j2"})
-    monkeypatch.setattr(jobs, "cluster", lambda _settings: None)
+    from tradesim.adapters.flink.client import JobInfo
+
+    class Cluster:
+        def jobs(self, with_checkpoints: bool = True) -> list[JobInfo]:
+            return [JobInfo("j1", "tradesim-execution", "RUNNING", 2, 0),
+                    JobInfo("j2", "tradesim-bars", "RUNNING", 1, 0)]
+
+    monkeypatch.setattr(jobs, "cluster", lambda _settings: Cluster())
 
     def cancel(_settings: object, job_id: str) -> None:
         if job_id == "j2":

@@ -843,13 +843,17 @@ def _not_empty(settings: Settings, manifest: Manifest) -> list[str]:
 
 def _cancel_jobs(settings: Settings, cancelled: list[str]) -> None:
     """The jobs of an empty stack hold nothing; they make way for the backup's. Each is named in `cancelled` before
-    its cancel is asked for (a Ctrl-C during the request may leave it cancelled all the same)."""
+    its cancel is asked for (a Ctrl-C during the request may leave it cancelled all the same). Every run, a job
+    running twice too: the name → id map kept one, and the other decided the restored orders from no state."""
     from tradesim.stack import jobs
 
-    jobs.cluster(settings)  # StackError when no cluster is up
-    for name, job_id in _running_jobs(settings).items():
-        cancelled.append(name)
-        jobs.cancel_job(settings, job_id)
+    rest = jobs.cluster(settings)  # StackError when no cluster is up
+    for job in rest.jobs(with_checkpoints=False):
+        name = jobs.name_of(job.name)
+        if job.active and name in jobs.JOBS:
+            if name not in cancelled:
+                cancelled.append(name)
+            jobs.cancel_job(settings, job.id)
 
 
 def _restore_snapshot(settings: Settings, source: Path) -> None:
