@@ -603,3 +603,18 @@ def test_a_restore_cancels_every_job_of_the_empty_stack_a_job_running_twice_too(
         server.server_close()
     assert states == {"e1": "CANCELED", "e2": "CANCELED", "b1": "CANCELED", "x1": "RUNNING"}
     assert sorted(cancelled) == ["bars", "execution"]
+
+
+def test_a_table_file_without_digests_holding_other_than_the_manifest_says_is_refused_before_the_stack_is_touched(
+        settings: Settings, tmp_path: Path) -> None:
+    """A probe: a backup made before the digests whose table file was cut short inside a sound gzip (an item a
+    line) passed the checks, and the restore put back fewer items than the manifest counts, with exit 0."""
+    import gzip
+
+    manifest = _written(tmp_path)
+    manifest.files = {}
+    manifest.dynamodb = {"Orders": 3}
+    manifest.save(tmp_path)
+    (tmp_path / "dynamodb" / "Orders.jsonl.gz").write_bytes(gzip.compress(b"{}\n{}\n"))
+    with pytest.raises(UserError, match=r"Orders\.jsonl\.gz holds 2 items, the manifest says 3: this backup cannot "):
+        restore(settings, tmp_path)
