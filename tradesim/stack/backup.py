@@ -24,6 +24,7 @@ from typing import Any, Protocol
 from pydantic import TypeAdapter, ValidationError
 
 from tradesim import __version__
+from tradesim.files import replace_text
 from tradesim.settings import Settings
 from tradesim.stack.errors import StackError, UserError
 from tradesim.stack.marks import (
@@ -104,15 +105,9 @@ class Manifest:
     short_models: list[str] = field(default_factory=list)
 
     def save(self, folder: Path) -> None:
-        """Written aside and renamed: a full disk or a kill mid-write leaves no manifest (an unfinished backup),
-        not a torn one. Not `replace_text`: a backup's files keep the usual mode, for whoever restores it."""
-        aside = folder / f".{MANIFEST}.part"
-        try:
-            aside.write_text(json.dumps(asdict(self), indent=2) + "\n")
-            os.replace(aside, folder / MANIFEST)
-        except BaseException:
-            aside.unlink(missing_ok=True)
-            raise
+        """Written whole or not at all: a full disk or a kill mid-write leaves no manifest (an unfinished backup),
+        not a torn one. Readable by all, as the backup's other files, for whoever restores it."""
+        replace_text(folder / MANIFEST, json.dumps(asdict(self), indent=2) + "\n", mode=0o644)
 
     @classmethod
     def load(cls, folder: Path) -> Manifest:
