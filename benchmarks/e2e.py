@@ -21,7 +21,6 @@ from urllib.parse import urlsplit
 from benchmarks.flink_bars import _assigned, _count_until, _produce, _ticks
 from benchmarks.orders import _fresh_price, _order_request, _Pool, _setup, price_tick
 from benchmarks.stats import percentile
-from benchmarks.stats import rate as rate_of
 from benchmarks.usage import component_usage, cpu_spent, switches_spent
 from tradesim.adapters.kafka.archive import spans
 from tradesim.adapters.kafka.client import TopicSpec, ensure_topics, start_positions
@@ -248,10 +247,9 @@ def run(settings: Settings, rates: list[float], seconds: float, passthrough_reco
         "source-topic": src, "sink-topic": dst, "group-id": f"bench-e2e-pt-{run_id}",
         "job-name": f"tradesim-bench-e2e-passthrough-{run_id}"})
     try:
-        first, last, seen = _count_until(settings, dst, passthrough_records, lambda v: 1, 600)
+        pt, _ = _count_until(settings, dst, passthrough_records, lambda v: 1, 600)
     finally:
         Flink(settings).rest().cancel(job_id)
-    pt = rate_of(seen, first, last)
     best = max((f["outcomes_per_s"] for f in figures.values()), default=0.0)
     figures["idle_cpu_ms_per_s"] = {n: v * 1000 for n, v in idle.items()}
     figures["idle_switches_per_s"] = idle_switches

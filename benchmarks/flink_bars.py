@@ -74,23 +74,25 @@ def _reader(settings: Settings, topic: str) -> Consumer:
                      **{"isolation.level": "read_uncommitted"})
 
 
-def _count_until(settings: Settings, topic: str, total: int, weigh, timeout_s: float) -> tuple[float, float, int]:  # noqa: ANN001
-    """Read `topic` until the weighed sum reaches total; (first arrival, last arrival, sum)."""
+def _count_until(settings: Settings, topic: str, total: int, weigh, timeout_s: float) -> tuple[float, int]:  # noqa: ANN001
+    """Read `topic` until the weighed sum reaches total; (arrival rate, sum). A fetch returns up to 1000 records
+    at once, timed when it returns: the rate is what came after the first fetch that had any, over the time from it
+    to the last one (the first fetch's records arrived before it was timed; NaN: see `benchmarks.stats.rate`)."""
     c = _reader(settings, topic)
     first = last = 0.0
-    seen = 0
+    seen = before_first = 0
     deadline = time.monotonic() + timeout_s
     while seen < total and time.monotonic() < deadline:
-        for msg in c.consume(num_messages=1000, timeout=0.5):
-            if msg.error() is None:
-                w = weigh(msg.value())
-                if w:
-                    now = time.monotonic()
-                    first = first or now
-                    last = now
-                    seen += w
+        batch = c.consume(num_messages=1000, timeout=0.5)
+        now = time.monotonic()
+        weight = sum(weigh(msg.value()) for msg in batch if msg.error() is None)
+        if weight:
+            if not first:
+                first, before_first = now, weight
+            last = now
+            seen += weight
     c.close()
-    return first, last, seen
+    return rate_of(seen - before_first, first, last), seen
 
 
 def _one_second_count(value: bytes) -> int:
@@ -168,8 +170,7 @@ def run(settings: Settings, modes: list[str], n_ticks: int, rate: int, out: list
             "source-topic": ticks_topic, "sink-topic": f"bench_copy_{run_id}", "group-id": f"bench-pt-{run_id}",
             "job-name": f"tradesim-bench-passthrough-{run_id}"})
         jobs.append(job_id)
-        first, last, seen = _count_until(settings, f"bench_copy_{run_id}", n_ticks + len(flush), lambda v: 1, 600)
-        pt_rate = rate_of(seen, first, last)
+        pt_rate, seen = _count_until(settings, f"bench_copy_{run_id}", n_ticks + len(flush), lambda v: 1, 600)
         figures["passthrough_records_per_s"] = pt_rate
         out.append(f"passthrough (Flink SQL, no Python): {pt_rate:,.0f} records/s ({seen} records)")
         rest.cancel(job_id)
@@ -184,8 +185,7 @@ def run(settings: Settings, modes: list[str], n_ticks: int, rate: int, out: list
                 runtime="jvm" if mode == "jvm" else "python")
             jobs.append(job_id)
             _wait_running(rest, job_id)
-            first, last, seen = _count_until(settings, bars_topic, n_ticks, _one_second_count, 900)
-            tps = rate_of(seen, first, last)
+            tps, seen = _count_until(settings, bars_topic, n_ticks, _one_second_count, 900)
             lat = sorted(_latency(settings, mode_ticks[mode], bars_topic, rate, 20))
             p50, p99 = percentile(lat, 50), percentile(lat, 99)
             figures |= {f"{mode}_ticks_per_s": tps, f"{mode}_p50_ms": p50, f"{mode}_p99_ms": p99,
