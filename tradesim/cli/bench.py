@@ -79,6 +79,8 @@ def _marketdata(ticks: int, symbols: int, clients: int, burst: int, rate: float,
                 rounds: int, procs: int) -> None:
     from benchmarks import marketdata as bench_md
 
+    if symbols > ticks:  # each symbol gets ticks // symbols: none, and the ingest measured nothing at 0 ticks/s
+        raise UserError(f"--symbols {symbols} is more than --ticks {ticks}: each symbol needs a tick at least")
     settings = load_settings()
     lines: list[str] = []
     bench_md.run(settings, ticks, symbols, clients, burst, rate, seconds, lines, rounds, procs)
