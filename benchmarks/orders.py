@@ -72,29 +72,33 @@ class _Pool:
         return await self._once(raw, fresh=True) if answer[0] == 0 and reused else answer
 
     async def _once(self, raw: bytes, fresh: bool = False) -> tuple[int, bytes]:
+        if not (fresh or self.idle or self.opened < self.limit):
+            async with self._freed:  # at the limit: a connection comes back, or a failed one frees its place
+                await self._freed.wait_for(lambda: bool(self.idle) or self.opened < self.limit)
         if self.idle and not fresh:
             conn = self.idle.pop()
-        elif self.opened < self.limit or fresh:
+        else:
             self.opened += 1
             try:
                 conn = _Conn(*await asyncio.open_connection(self.host, self.port))
             except OSError:
                 self.opened -= 1
+                await self._free()
                 return 0, b""
-        else:
-            async with self._freed:
-                await self._freed.wait_for(lambda: bool(self.idle))
-                conn = self.idle.pop()
         try:
             answer = await conn.request(raw)
         except (OSError, asyncio.IncompleteReadError):
             self.opened -= 1
             conn.writer.close()
+            await self._free()
             return 0, b""
         self.idle.append(conn)
+        await self._free()
+        return answer
+
+    async def _free(self) -> None:
         async with self._freed:
             self._freed.notify()
-        return answer
 
     def close(self) -> None:
         for conn in self.idle:

@@ -98,3 +98,29 @@ def test_a_query_class_rate_is_over_the_time_its_requests_took(settings: Setting
     for figure in figures.values():
         # at most 2 / 0.2 (the old count read 40/s); a loaded box only stretches the time, so no tight lower bound
         assert 2 / 0.2 / 3 < figure["per_s"] <= 2 / 0.2 * 1.05
+
+
+def test_a_request_waiting_for_a_connection_gets_one_when_the_others_fail() -> None:
+    """The load generator's pool at its limit: a request waits for a connection to come free. Before, one that
+    failed (the server closed it unanswered) freed its place without waking the waiter, which then waited for
+    ever: an API gone mid-phase with more requests in flight than the limit hung `bench orders` and `e2e`."""
+    import asyncio
+
+    from benchmarks.orders import _Pool
+
+    async def hang_up(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.close()
+
+    async def scenario() -> list[tuple[int, bytes]]:
+        server = await asyncio.start_server(hang_up, "127.0.0.1", 0)
+        pool = _Pool("127.0.0.1", server.sockets[0].getsockname()[1], limit=1)
+        raw = b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
+        try:
+            return await asyncio.wait_for(asyncio.gather(*(pool.exchange(raw) for _ in range(3))), 10)
+        finally:
+            pool.close()
+            server.close()
+            await server.wait_closed()
+
+    assert asyncio.run(scenario()) == [(0, b"")] * 3
