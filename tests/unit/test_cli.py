@@ -63,6 +63,8 @@ def _main(argv: list[str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.Captu
     (["bench", "e2e", "--rates", "0.04"], "--rates 0.04 sends no order"),
     # more symbols than ticks: none for any symbol (before: the ingest ran and printed 0 ticks at 0 ticks/s)
     (["bench", "marketdata", "--ticks", "1000", "--symbols", "1001"], "--symbols 1001 is more than --ticks 1000"),
+    # more connections than the load generator's pool opens (before: 512 connections, reported as 1000)
+    (["bench", "orders", "--concurrency", "1000"], "'--concurrency'"),
     # click reads a negative number as an option (before: "No such option: -1")
     (["order", "buy", "AAPL", "-1"], "negative number"), (["order", "sell", "AAPL", "-2.5"], "negative number"),
     (["order", "buy", "AAPL", "5", "--limt", "3"], "No such option: --limt"),

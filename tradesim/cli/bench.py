@@ -121,7 +121,8 @@ def _bars(mode: str, ticks: int, rate: int) -> None:
 def orders(rates: Annotated[str, typer.Option("--rates", help="Comma-separated offered rates (orders/s).")]
            = "100,250,500,1000",
            seconds: Annotated[float, typer.Option("--seconds", min=1, max=3600, help="Length of each phase.")] = 5.0,
-           concurrency: Annotated[int, typer.Option("--concurrency", min=1, help="Connections at saturation.")] = 32,
+           concurrency: Annotated[int, typer.Option("--concurrency", min=1, max=512, help="Connections at "
+                                                    "saturation (the load generator opens 512 at most).")] = 32,
            users: Annotated[int, typer.Option("--users", min=1, help="Bench accounts the orders rotate over.")] = 8,
            ) -> None:
     """Open-loop POST /orders at fixed rates (p50/p99), then saturation vs the same server's /healthz."""
