@@ -10,6 +10,8 @@ import pytest
 
 from benchmarks import all as bench_all
 from benchmarks import marketdata
+from tradesim.settings import Settings
+from tradesim.stack.errors import StackError
 
 
 def _doc(date: str, commit: str, **benchmarks: Any) -> dict[str, Any]:
@@ -122,3 +124,47 @@ def test_two_runs_of_one_commit_on_one_day_each_keep_their_file(tmp_path: Path) 
 def test_the_readme_names_the_results_files_as_they_are_written() -> None:
     readme = (Path(bench_all.REPO) / "README.md").read_text()
     assert "`benchmarks/results/<date>-<time>-<commit>[-quick].json`" in readme
+
+
+class _Stack:
+    """A supervisor of a stack of no servers: what is up, and an `up` or a job submission that fails."""
+
+    made: list[_Stack] = []
+
+    def __init__(self, *_args: Any) -> None:
+        self.running = False
+        _Stack.made.append(self)
+
+    def up(self) -> None:
+        self.running = True  # some servers started before the one that fails
+        if _Stack.fail_up:
+            raise StackError("flink: not healthy within 120 s")
+
+    def down(self) -> None:
+        self.running = False
+
+    fail_up = False
+
+
+@pytest.mark.parametrize("failing", ["up", "jobs"])
+def test_a_failed_bench_up_leaves_no_server_of_its_temporary_stack(settings: Settings, failing: str,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """`bench up` (the first of `bench all`) runs stacks in a temporary folder on the stack's ports. Before, an `up`
+    or a job submission that failed left their servers running with their folder deleted, on the ports the rest of
+    `bench all` then found taken."""
+    from types import SimpleNamespace
+
+    from benchmarks import stack_up
+
+    def no_jobs(_settings: Settings) -> None:
+        raise StackError("flink: the job did not start")
+
+    monkeypatch.setattr(_Stack, "made", [])
+    monkeypatch.setattr(_Stack, "fail_up", failing == "up")
+    monkeypatch.setattr(stack_up, "Supervisor", _Stack)
+    monkeypatch.setattr(stack_up, "registry", SimpleNamespace(build=lambda *_args: []))
+    monkeypatch.setattr(stack_up, "submit_standard_jobs", no_jobs)
+    with pytest.raises(StackError):
+        stack_up.run(settings, None, False, [])
+    assert _Stack.made  # the bench got as far as an `up`
+    assert not any(stack.running for stack in _Stack.made)
