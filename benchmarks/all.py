@@ -209,12 +209,20 @@ def _is_result(doc: Any) -> bool:
 
 
 def figures(value: Any, prefix: str = "") -> Iterator[tuple[str, float]]:
-    """Every number in a benchmark's result, by its dotted path (`150.p99_ms`)."""
+    """Every number in a benchmark's result, by its dotted path (`150.p99_ms`); keys that are rates in the order of
+    their value, before the named ones (the file's sorted keys put `50.0` after `300.0`)."""
     if isinstance(value, dict):
-        for key, inner in value.items():
+        for key, inner in sorted(value.items(), key=lambda item: _by_value(str(item[0]))):
             yield from figures(inner, f"{prefix}.{key}" if prefix else str(key))
     elif isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
         yield prefix, float(value)
+
+
+def _by_value(key: str) -> tuple[int, float, str]:
+    try:
+        return 0, float(key), key
+    except ValueError:
+        return 1, 0.0, key
 
 
 def _number(value: float) -> str:

@@ -26,6 +26,16 @@ def test_every_number_of_a_result_is_a_figure_by_its_path() -> None:
     assert dict(bench_all.figures(result)) == {"150.0.p99_ms": 72.5, "150.0.cpu_ms_per_order.api": 2.2}
 
 
+def test_figures_keyed_by_rate_come_in_the_order_of_the_rate(tmp_path: Path) -> None:
+    """A review: the file's sorted keys listed the e2e rows as 150, 300, 50."""
+    doc = _doc("2026-11-30T10:00:00+00:00", "dddd444",
+               e2e={50.0: {"p99_ms": 1.0}, 150.0: {"p99_ms": 2.0}, 300.0: {"p99_ms": 3.0}, "passthrough": 4.0})
+    bench_all.write(doc, tmp_path)
+    (loaded,) = bench_all.load_all(tmp_path)
+    assert [k for k, _ in bench_all.figures(loaded["benchmarks"]["e2e"])] == [
+        "50.0.p99_ms", "150.0.p99_ms", "300.0.p99_ms", "passthrough"]
+
+
 def test_the_runs_line_up_by_probe_and_the_newest_shows_every_figure(tmp_path: Path) -> None:
     old = _doc("2026-11-29T10:00:00+00:00", "aaaa111", e2e={"150.0": {"p99_ms": 90.0}})
     new = _doc("2026-11-30T10:00:00+00:00", "bbbb222", e2e={"150.0": {"p99_ms": 72.5}}, orders={"sat": 1113.4})
