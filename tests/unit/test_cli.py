@@ -378,6 +378,26 @@ def test_a_restore_a_server_stopped_says_whether_the_stack_changed(
     assert _one_line_error(said.stderr) == f"error: restore from {tmp_path / 'monday'} ({expected}) stopped: timed out"
 
 
+@pytest.mark.parametrize("stop", ["ctrl-c", "timed out"])
+def test_a_restore_stopped_while_its_services_start_again_says_the_backup_is_restored(
+        stop: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A review: the services a restore stopped start again after the "restore unfinished" mark is gone; a Ctrl-C or
+    a failed start there said "the stack was not changed" of a stack holding the whole backup."""
+    import tradesim.stack.backup as backup_steps
+
+    def restored_then_stopped(_settings: object, _folder: object, _steps: object,
+                              progress: backup_steps.RestoreProgress) -> None:
+        progress.restored = True  # as the restore does once every store holds the backup
+        raise KeyboardInterrupt if stop == "ctrl-c" else TimeoutError("timed out")
+
+    monkeypatch.setattr(backup_steps, "restore", restored_then_stopped)
+    said = runner.invoke(app, ["restore", str(tmp_path / "monday")])
+    left = ("the backup is restored, but the services it stopped did not start again: `tradesim up` starts them")
+    assert said.exit_code == (130 if stop == "ctrl-c" else 1)
+    assert left in " ".join(said.stderr.split())
+    assert "not changed" not in said.stderr
+
+
 @pytest.mark.parametrize("stop", ["ctrl-c", "flink error"])
 def test_a_restore_stopped_after_cancelling_the_empty_stack_s_jobs_says_so(
         stop: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

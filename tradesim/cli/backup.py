@@ -118,23 +118,26 @@ def _backup(folder: Path) -> None:
 
 @cli_errors
 def _restore(folder: Path) -> None:
-    from tradesim.stack.backup import describe, failures, restore
+    from tradesim.stack.backup import RestoreProgress, describe, failures, restore
     from tradesim.stack.marks import unfinished_restore
 
     settings = load_settings()
     began = time.monotonic()
-    cancelled: list[str] = []  # the empty stack's jobs, cancelled before its data changes
+    progress = RestoreProgress()
 
     def left() -> str:
+        if progress.restored:
+            return "the backup is restored, but the services it stopped did not start again: `tradesim up` starts them"
         if unfinished_restore(settings) is not None:  # marked once the data is about to change
             return "purge the stack and restore again"
-        if cancelled:
+        if progress.cancelled:
             return (f"the stack's data was not changed, but its jobs were cancelled or asked to be "
-                    f"({', '.join(cancelled)}): restore again, or start them with `tradesim jobs submit NAME`")
+                    f"({', '.join(progress.cancelled)}): restore again, or start them with `tradesim jobs submit "
+                    "NAME`")
         return "the stack was not changed"
 
     with _said_if_interrupted(lambda: f"restore from {folder} interrupted: {left()}"), \
             failures(lambda: f"restore from {folder} ({left()})"), _bars() as steps:
-        manifest = restore(settings, folder, steps, cancelled)
+        manifest = restore(settings, folder, steps, progress)
     counts = ", ".join(f"{v} {k}" for k, v in describe(manifest).items())
     out.print(f"restored {folder} in {time.monotonic() - began:.1f} s: {counts}")

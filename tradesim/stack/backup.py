@@ -706,11 +706,22 @@ def _export_clickhouse(settings: Settings, into: Path, manifest: Manifest, steps
 # ---- restore -----------------------------------------------------------------------------------------------
 
 
-def restore(settings: Settings, folder: Path, steps: Steps = NO_STEPS, cancelled: list[str] | None = None) -> Manifest:
+@dataclass
+class RestoreProgress:
+    """What a restore that stopped had done, for the line that tells the user what is left."""
+
+    #: each of the empty stack's jobs as its cancel is asked for, before the data changes (a restore that stops
+    #: then has changed no data, but those jobs no longer run)
+    cancelled: list[str] = field(default_factory=list)
+    #: every store holds the whole backup: what stopped the restore was the start of the services it had stopped
+    restored: bool = False
+
+
+def restore(settings: Settings, folder: Path, steps: Steps = NO_STEPS, progress: RestoreProgress | None = None,
+            ) -> Manifest:
     """Put a backup back onto an empty stack (`tradesim down --purge && tradesim up`): every Kafka record at its
-    old offset, the groups' offsets, the tables, the indices, and the jobs from their savepoints. `cancelled` gets
-    the name of each of the empty stack's jobs as it is cancelled, before the data changes (a restore that stops
-    then has changed no data, but those jobs no longer run)."""
+    old offset, the groups' offsets, the tables, the indices, and the jobs from their savepoints. `progress` says
+    how far it got."""
     manifest = Manifest.load(folder)
     foreign = manifest.foreign(settings, folder)
     if foreign:
@@ -721,10 +732,11 @@ def restore(settings: Settings, folder: Path, steps: Steps = NO_STEPS, cancelled
         _check_files(folder, manifest)
     _stores_up(settings)
     with _alone(settings, "restore"):
-        return _restore(settings, folder, manifest, steps, [] if cancelled is None else cancelled)
+        return _restore(settings, folder, manifest, steps, RestoreProgress() if progress is None else progress)
 
 
-def _restore(settings: Settings, folder: Path, manifest: Manifest, steps: Steps, cancelled: list[str]) -> Manifest:
+def _restore(settings: Settings, folder: Path, manifest: Manifest, steps: Steps, progress: RestoreProgress,
+             ) -> Manifest:
     from tradesim.adapters.clickhouse.archive import import_table
     from tradesim.adapters.clickhouse.trades import TradeStore
     from tradesim.adapters.dynamodb import archive as dynamo
@@ -749,7 +761,7 @@ def _restore(settings: Settings, folder: Path, manifest: Manifest, steps: Steps,
         raise UserError("restore needs an empty stack, and this one holds " + "; ".join(held)
                         + (f" ({unfinished})" if unfinished else
                            " (start an empty one with `tradesim down --purge && tradesim up`)"))
-    _cancel_jobs(settings, cancelled)  # (an empty stack's jobs hold nothing)
+    _cancel_jobs(settings, progress.cancelled)  # (an empty stack's jobs hold nothing)
     begin_restore(settings, folder)  # from here on the stack's data changes; only a finished copy removes the mark
     stopped = Supervisor(settings, registry.build(settings, list(SERVICES))).down()
     try:
@@ -794,6 +806,7 @@ def _restore(settings: Settings, folder: Path, manifest: Manifest, steps: Steps,
         for model in manifest.short_models:
             begin_rebuild(settings, model)
         forget_unfinished_restore(settings)  # every store holds the whole backup now, whatever starts next
+        progress.restored = True
     except BaseException as exc:
         if stopped:  # the services come back on a half-restored stack; a failed start must not hide the cause
             try:
@@ -802,7 +815,11 @@ def _restore(settings: Settings, folder: Path, manifest: Manifest, steps: Steps,
                 raise StackError(f"{exc} (and {', '.join(stopped)} did not start again: {again})") from None
         raise
     if stopped:
-        Supervisor(settings, registry.build(settings, stopped)).up()
+        try:
+            Supervisor(settings, registry.build(settings, stopped)).up()
+        except StackError as exc:
+            raise StackError(f"the backup is restored, but {', '.join(stopped)} did not start again: {exc} "
+                             "(`tradesim up` starts them)") from None
     return manifest
 
 
