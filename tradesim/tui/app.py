@@ -678,14 +678,21 @@ class TradesimApp(App[None]):
 
     def cancel_selected(self) -> None:
         """Cancel the open order under the cursor once the user is in that panel: from another panel the first
-        row would go without ever being chosen, so `c` there moves to the panel first."""
+        row would go without ever being chosen, so `c` there moves to the panel first; and where the cursor fell on
+        another order when its own was decided, `c` first says so."""
         grid = self.main.query_one(OpenOrders)
         order_id = grid.selected_key()
         if order_id is None:
             self.notify("no open order selected", severity="warning")
             return
-        if self._in_panel(grid, "the order to cancel in open orders", "cancel"):
-            self._cancel(order_id)
+        if not self._in_panel(grid, "the order to cancel in open orders", "cancel"):
+            return
+        if grid.cursor_fell:  # the chosen order was decided: the one the cursor fell on was never chosen
+            grid.cursor_fell = False
+            self.notify(f"the order under the cursor was decided; the cursor is now on {short_id(order_id)}: press "
+                        f"{keys_of('cancel', self.settings.tui.bindings)} again to cancel it", timeout=4)
+            return
+        self._cancel(order_id)
 
     def _in_panel(self, grid: Grid, what: str, action: str) -> bool:
         """Whether the user is in `grid`; else move there and say to choose `what` and press the action's key

@@ -405,3 +405,33 @@ async def test_a_cancel_answered_after_an_account_switch_leaves_the_new_account_
         await asyncio.wait_for(cancelling.wait(), 2)
         assert app.model.user_name == "bob"
         assert app.model.api_link.state == "offline"  # before: "down", from alice's closed link
+
+
+async def test_c_does_not_cancel_the_order_the_cursor_fell_on_when_the_chosen_one_was_decided(
+        offline_app: TradesimApp) -> None:
+    """A probe: the order under the cursor was decided as `c` was pressed, its row went, the cursor fell on the
+    next order, and `c` cancelled that one, which the user never chose."""
+    from tradesim.domain.trades import TradeRecord
+
+    app = offline_app
+    asked: list[str] = []
+    app._cancel = asked.append  # type: ignore[method-assign,assignment]  # the API call is not what this tests
+    async with app.run_test(size=SIZE) as pilot:
+        feed(app)
+        await pilot.pause()
+        open_orders = app.main.query_one(OpenOrders)
+        open_orders.focus()
+        await pilot.pause()
+        chosen, other = open_orders.keys()
+        assert open_orders.selected_key() == chosen
+        app.model.on_record(TradeRecord(chosen, "alice", "GOOG", "buy", 10, "executed", CALM.start_ms + 9_000,
+                                        "limit", price=Decimal("139.50"), fee=Decimal("1.00")), 0.0)
+        app.repaint_now()
+        assert open_orders.selected_key() == other
+        await pilot.press("c")
+        await pilot.pause()
+        assert asked == []
+        assert any("press c again" in str(n.message) for n in app._notifications)
+        await pilot.press("c")  # now seen under the cursor: chosen
+        await pilot.pause()
+        assert asked == [other]

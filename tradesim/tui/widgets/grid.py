@@ -124,6 +124,9 @@ class Grid(ScrollView, can_focus=True):
         self._header: Strip | None = None
         self.cursor = 0
         self._cursor_key: str | None = None
+        #: the cursor's row went (an order decided) and the cursor now stands on another row, which the user did not
+        #: move to; False again once the user moves it or enters the panel
+        self.cursor_fell = False
         self._on_drawn: list[Callable[[], None]] = []
         self._row_width = sum(c[2] for c in self.COLUMNS)
         self.virtual_size = Size(self._row_width, 1)
@@ -164,12 +167,15 @@ class Grid(ScrollView, can_focus=True):
 
     def _changed_rows(self) -> None:
         """Rows were added or removed: keep the cursor on its row where it can, resize, repaint all."""
+        fell = self._cursor_key is not None and self._cursor_key not in self._values
         if self._cursor_key in self._values:
             self.cursor = self._keys.index(self._cursor_key)
         self.cursor = max(0, min(self.cursor, len(self._keys) - 1))
         self._resize(len(self._keys) + 1)
         self.refresh()
         self._announce()
+        if fell and self._cursor_key is not None:
+            self.cursor_fell = True
 
     def _resize(self, height: int) -> None:
         """Set the virtual height. Setting `virtual_size` lays out the whole screen, which a blotter growing a row
@@ -205,6 +211,7 @@ class Grid(ScrollView, can_focus=True):
     def move_cursor(self, row: int) -> None:
         if not self._keys:
             return
+        self.cursor_fell = False
         old = self.cursor
         self.cursor = max(0, min(row, len(self._keys) - 1))
         top = int(self.scroll_y)
@@ -239,6 +246,7 @@ class Grid(ScrollView, can_focus=True):
             self.move_cursor(int(self.scroll_y) + event.y - 1)
 
     def on_focus(self) -> None:
+        self.cursor_fell = False
         self.refresh()
 
     def on_blur(self) -> None:
