@@ -452,7 +452,7 @@ class TradesimApp(App[None]):
             if shown:
                 watchlist.when_drawn(partial(self._painted, times))
             else:
-                self._painted(times)  # nothing new to draw: the screen shows these frames already
+                self._painted(times)  # nothing new to draw in sight: the screen shows what it can of these frames
 
     def _paint_chart(self, main: MainScreen) -> None:
         symbol, interval = self.model.selected, self.model.interval

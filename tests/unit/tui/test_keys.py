@@ -435,3 +435,23 @@ async def test_c_does_not_cancel_the_order_the_cursor_fell_on_when_the_chosen_on
         await pilot.press("c")  # now seen under the cursor: chosen
         await pilot.pause()
         assert asked == [other]
+
+
+async def test_prices_of_rows_below_the_watchlists_fold_leave_no_paint_waiting(settings: Settings) -> None:
+    """A probe: with more symbols than the panel shows, each repaint for a price of a row out of sight waited for a
+    draw of that row that never came: the waits piled up (one per repaint, with their frames' times) for as long
+    as no row in sight changed, and those frames were then timed to an unrelated row's draw."""
+    from tradesim.tui.model import Quote
+
+    symbols = [f"S{i:02d}" for i in range(40)]
+    app = create_app(settings, User("alice", "alice", "key"), watchlist=symbols, offline=True)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        watchlist = app.main.query_one(Watchlist)
+        assert watchlist.size.height < len(symbols)  # S39 is out of sight
+        for seq in range(1, 31):
+            price = Decimal(100 + seq)
+            app.feed_quote("S39", Quote(price, price + 1, price, 0, 1, seq), time.perf_counter(), 0.0)
+            await pilot.pause()
+        await until(pilot, lambda: len(app.paint_latencies_ms) == 30, 2, "every frame accounted for")
+        assert watchlist.row_text("S39")[3] == "130.00"

@@ -135,15 +135,14 @@ class Grid(ScrollView, can_focus=True):
 
     def put(self, key: str, values: tuple[Value, ...], sort_key: object = None) -> bool:
         """Show a row: appended (or, with a sort key, placed newest first) if new, else updated in place. False if
-        nothing changed."""
+        nothing on screen changed (an update of a row out of sight is drawn when it is scrolled to)."""
         held = self._values.get(key)
         if held is not None:
             if all(_look(a) == _look(b) for a, b in zip(held, values, strict=True)):
                 return False
             self._values[key] = values
             self._lines.pop(key, None)
-            self._refresh_row(self._keys.index(key))
-            return True
+            return self._refresh_row(self._keys.index(key))
         self._values[key] = values
         if sort_key is None:
             self._keys.append(key)
@@ -265,10 +264,13 @@ class Grid(ScrollView, can_focus=True):
             loop.call_soon(callback)
         self._on_drawn = []
 
-    def _refresh_row(self, index: int) -> None:
+    def _refresh_row(self, index: int) -> bool:
+        """Redraw the row if it is in sight; whether it is."""
         y = index - int(self.scroll_y) + 1
         if 1 <= y < self.size.height:
             self.refresh(Region(0, y, self.size.width, 1))
+            return True
+        return False
 
     def notify_style_update(self) -> None:
         super().notify_style_update()
