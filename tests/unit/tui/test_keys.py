@@ -455,3 +455,32 @@ async def test_prices_of_rows_below_the_watchlists_fold_leave_no_paint_waiting(s
             await pilot.pause()
         await until(pilot, lambda: len(app.paint_latencies_ms) == 30, 2, "every frame accounted for")
         assert watchlist.row_text("S39")[3] == "130.00"
+
+
+async def test_a_ticket_is_not_closed_while_its_order_is_out(offline_app: TradesimApp) -> None:
+    """A probe: esc while the ticket was placing closed it and cancelled the request, which the API may have acted
+    on: the order was placed with nobody told (no "accepted", not listed until a refill), and a new ticket has a new
+    Idempotency-Key, so placing it again made a second order."""
+    import asyncio
+
+    asked, answer = asyncio.Event(), asyncio.Event()
+
+    async def place(body: dict[str, Any], key: str) -> str:
+        asked.set()
+        await answer.wait()
+        return "o_placed"
+
+    app = offline_app
+    async with app.run_test(size=SIZE) as pilot:
+        ticket = TicketScreen("buy", "AAPL", place, "alice")
+        await app.push_screen(ticket, app._ticket_closed)
+        await pilot.press("7", "enter")
+        await asyncio.wait_for(asked.wait(), 2)
+        await pilot.press("escape")
+        await pilot.pause()
+        assert app.screen is ticket
+        assert "placing" in ticket.error_of("")
+        answer.set()
+        await until(pilot, lambda: app.screen is not ticket, 2, "the ticket closed by its answer")
+        await until(pilot, lambda: any("order o_placed accepted" in str(n.message) for n in app._notifications), 2,
+                    "the order told accepted")

@@ -175,6 +175,9 @@ class TicketScreen(ModalScreen[str | None]):
         return self.errors.get(name, "")
 
     def action_close(self) -> None:
+        if self.sending:  # closing would cancel a request the API may act on: its order placed, nobody told
+            self.show_errors({"": "placing…: the ticket closes once the API answers (the order may be placed)"})
+            return
         self.dismiss(None)
 
 
