@@ -10,14 +10,19 @@ from tradesim.tui.model import Health
 def poll(settings: Settings) -> Health:
     """One look at the stack's components and the running jobs; never raises."""
     health = Health()
-    try:
-        from tradesim.stack import registry
-        from tradesim.stack.supervisor import Supervisor, status_document
+    if settings.stack.runtime == "docker":
+        # the native stack's state would be every component stopped while the containers serve (`tradesim status`
+        # refuses to read it for the same reason)
+        health.error = "docker (docker compose ps)"
+    else:
+        try:
+            from tradesim.stack import registry
+            from tradesim.stack.supervisor import Supervisor, status_document
 
-        doc = status_document(settings, "native", Supervisor(settings, registry.build(settings)).status())
-        health.components = [(c["name"], c["state"], bool(c["healthy"])) for c in doc["components"]]
-    except Exception as exc:  # noqa: BLE001 - a status bar shows any failure as text, it never stops the app
-        health.error = f"unknown ({type(exc).__name__})"
+            doc = status_document(settings, "native", Supervisor(settings, registry.build(settings)).status())
+            health.components = [(c["name"], c["state"], bool(c["healthy"])) for c in doc["components"]]
+        except Exception as exc:  # noqa: BLE001 - a status bar shows any failure as text, it never stops the app
+            health.error = f"unknown ({type(exc).__name__})"
     try:
         from tradesim.stack.jobs import cluster, name_of
 
