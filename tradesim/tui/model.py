@@ -473,7 +473,8 @@ class Latency:
             self.pending.pop(order_id, None)
 
     def reached(self, order_id: str) -> None:
-        self.maybe_placed.add(order_id)
+        if order_id in self.pending:  # else its outcome came first (or it is not timed): nothing to keep
+            self.maybe_placed.add(order_id)
 
     def forget(self, order_id: str) -> None:
         """No sample for this order: its outcome was read from the API (when a poll or a refresh came, not when

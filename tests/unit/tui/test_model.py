@@ -466,3 +466,16 @@ def test_the_app_hands_a_snapshots_age_to_its_model(offline_app: TradesimApp) ->
     symbol = offline_app.model.market.watchlist[0]
     offline_app.feed_quote(symbol, q("10", 1), 100.0, 40.0)
     assert offline_app.model.market.rows[symbol].priced_at == 60.0
+
+
+def test_an_outcome_before_the_orders_answer_leaves_nothing_behind() -> None:
+    """A review: the answer to POST /orders marked its order as perhaps placed even when its outcome (pushed
+    first) had already been seen, so the id was kept for ever; the same for an order never timed (a limit order)
+    that was decided meanwhile."""
+    latency = Latency()
+    latency.sent("o1", 1.0)
+    assert latency.seen("o1", 1.5) == 500.0
+    latency.reached("o1")  # the answer, after the outcome
+    latency.reached("o2")  # a limit order's answer: not timed
+    assert latency.maybe_placed == set()
+    assert latency.pending == {}
