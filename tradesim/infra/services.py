@@ -26,8 +26,11 @@ from tradesim.infra.network import CLICKHOUSE_HTTP_PORT, HTTPS_PORT, Network
 from tradesim.infra.settings_env import cloud_settings, env_vars
 
 REPO = Path(__file__).resolve().parents[2]
-#: the image holds only what docker/Dockerfile copies; the rest of the checkout stays out of the asset's hash
-IMAGE_CONTEXT_EXCLUDE = [".*", "build", "infra", "tests", "docs", "*.egg-info", "tradesim.toml"]
+#: the image holds only what docker/Dockerfile copies; the rest of the checkout stays out of the asset's hash, and
+#: so does the bytecode Python writes beside the sources it imports (else the hash, and the template, changed
+#: whenever a module was first imported between two syntheses)
+IMAGE_CONTEXT_EXCLUDE = [".*", "build", "infra", "tests", "docs", "*.egg-info", "tradesim.toml", "**/__pycache__",
+                         "**/*.pyc"]
 CLICKHOUSE_IMAGE = "clickhouse/clickhouse-server:24.8"  # an LTS line that reads the adapter's DDL
 CLICKHOUSE_DATA = "/data/clickhouse"
 #: in a container the servers listen on the task's network interface, which the security groups guard

@@ -368,3 +368,22 @@ def test_volumes_are_gp3_and_clickhouses_is_mounted_by_its_own_name(synthesized:
     script = json.dumps(template["LaunchTemplateData"]["UserData"])
     assert "dev=/dev/xvdb" in script  # the mapping's name, linked to its NVMe device by the AMI's udev rules
     assert "UUID=$(blkid -s UUID -o value $dev)" in script
+
+
+def test_bytecode_written_between_two_syntheses_changes_nothing(dev: Synthesized) -> None:
+    """A probe: the image asset's hash took in the __pycache__ folders of the checkout, so a module imported for the
+    first time between two syntheses (a test run, `tradesim up`) gave every task definition a new image."""
+    from tradesim.infra.services import REPO
+
+    cache = REPO / "tradesim" / "adapters" / "__pycache__"
+    made = not cache.exists()
+    probe = cache / "tradesim_probe.cpython-311.pyc"
+    cache.mkdir(exist_ok=True)
+    probe.write_bytes(b"bytecode")
+    try:  # beside the first synthesis: the same stand-in jar and packages, so any difference is the checkout's
+        again = synthesize_for_test("dev", dev.result.outdir.parent / "again")
+    finally:
+        probe.unlink()
+        if made:
+            cache.rmdir()
+    assert again.template.read_bytes() == dev.result.template.read_bytes()
