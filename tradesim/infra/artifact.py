@@ -110,8 +110,15 @@ def stage_artifact(target: Path, jobs_jar: Path, deps: Path) -> None:
     the CLI, TUI and this app, plus `deps`; the jobs jar as `jarfile`; the pins, for the record."""
     shutil.rmtree(target, ignore_errors=True)
     shutil.copytree(deps, target / PYLIB)
-    shutil.copytree(PACKAGE, target / PYLIB / "tradesim",
-                    ignore=shutil.ignore_patterns("__pycache__", "cli", "tui", "infra", "*.pyc"))
+    left_out = shutil.ignore_patterns("__pycache__", "cli", "tui", "infra", "*.pyc")
+    inside = target.resolve()
+
+    def ignore(folder: str, names: list[str]) -> set[str]:
+        # an assembly folder inside the package (`--out tradesim/out`) is not the package's: copied, it would take
+        # the copy being made in it along, into itself, until the path is too long
+        return left_out(folder, names) | {n for n in names if inside.is_relative_to(Path(folder, n).resolve())}
+
+    shutil.copytree(PACKAGE, target / PYLIB / "tradesim", ignore=ignore)
     (target / MAIN).write_text(_ENTRY)
     held = sorted(d.name.removesuffix(".dist-info").rsplit("-", 1) for d in deps.glob("*.dist-info"))
     (target / "requirements.txt").write_text("".join(f"{name}=={version}\n" for name, version in held))

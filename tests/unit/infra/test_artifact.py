@@ -35,3 +35,21 @@ def test_a_requirement_missing_from_the_venv_says_to_provision_again(
     _dist(tmp_path, "top", "1.0", "gone>=1")
     with pytest.raises(ProvisionError, match="gone is not in .*provision --only flink"):
         artifact.job_pins(tmp_path)
+
+
+def test_an_assembly_folder_inside_the_package_stays_out_of_its_copy(tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """A probe: with `--out` inside the tradesim package the artifact copied the package with the folder the copy
+    was being made in, into itself, until the path was too long (ENAMETOOLONG, the partial copies left behind)."""
+    package = tmp_path / "tradesim"
+    (package / "jobs").mkdir(parents=True)
+    (package / "jobs" / "execution.py").write_text("")
+    monkeypatch.setattr(artifact, "PACKAGE", package)
+    deps, jar = tmp_path / "deps", tmp_path / "jobs.jar"
+    deps.mkdir()
+    jar.write_bytes(b"jar")
+    target = package / "cdk.out" / "flink-app"
+    artifact.stage_artifact(target, jar, deps)
+    copied = target / artifact.PYLIB / "tradesim"
+    assert (copied / "jobs" / "execution.py").exists()
+    assert not (copied / "cdk.out").exists()
