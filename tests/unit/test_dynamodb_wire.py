@@ -94,3 +94,26 @@ def test_the_client_setting_chooses_the_wire_client_or_boto3() -> None:
     assert isinstance(make_client(DynamoDBSettings()), WireClient)
     sdk = make_client(DynamoDBSettings(client="boto3"))
     assert sdk.meta.service_model.service_name == "dynamodb"
+
+
+@pytest.mark.parametrize(("region", "endpoint"), [
+    ("us-east-1", "https://dynamodb.us-east-1.amazonaws.com"),
+    ("cn-north-1", "https://dynamodb.cn-north-1.amazonaws.com.cn"),
+    ("eusc-de-east-1", "https://dynamodb.eusc-de-east-1.amazonaws.eu"),
+])
+def test_on_aws_the_wire_client_goes_where_boto3_goes_in_every_partition(
+        region: str, endpoint: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A probe: with dynamodb.use_aws (as `infra synth` sets it, whose --region takes China's and the European
+    Sovereign Cloud's) the wire client sent every call to dynamodb.<region>.amazonaws.com, a host those regions
+    do not have: their partitions have domains of their own."""
+    from tradesim.adapters.dynamodb.client import make_client
+    from tradesim.settings import DynamoDBSettings
+
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKID")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "SECRET")
+    for name in ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_DYNAMODB", "AWS_USE_FIPS_ENDPOINT",
+                 "AWS_USE_DUALSTACK_ENDPOINT"):
+        monkeypatch.delenv(name, raising=False)  # this machine's choices of endpoint are not the test's
+    client = make_client(DynamoDBSettings(use_aws=True, region=region))
+    assert isinstance(client, WireClient)
+    assert client.endpoint == endpoint

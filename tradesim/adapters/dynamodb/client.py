@@ -45,6 +45,12 @@ def _boto3_client(settings: DynamoDBSettings, timeout_s: float, max_attempts: in
     return session.client("dynamodb", endpoint_url=settings.endpoint, config=config)
 
 
+def _aws_endpoint(region: str) -> str:
+    """Where boto3 sends the region's calls: not always under amazonaws.com, since China's and the European
+    Sovereign Cloud's partitions have domains of their own. Builds a client and calls nothing."""
+    return str(boto3.session.Session().client("dynamodb", region_name=region).meta.endpoint_url)
+
+
 def make_client(settings: DynamoDBSettings, *, timeout_s: float = DEFAULT_TIMEOUT_S,
                 max_attempts: int = DEFAULT_ATTEMPTS) -> Any:
     """A low-level client (thread-safe; the wire client or boto3's, per `dynamodb.client`). No I/O until used.
@@ -52,7 +58,7 @@ def make_client(settings: DynamoDBSettings, *, timeout_s: float = DEFAULT_TIMEOU
     Worst case per call ≈ max_attempts × (connect + read timeout) plus a short backoff."""
     if settings.client == "boto3":
         return _boto3_client(settings, timeout_s, max_attempts)
-    endpoint = settings.endpoint or f"https://dynamodb.{settings.region}.amazonaws.com"
+    endpoint = settings.endpoint or _aws_endpoint(settings.region)
     return WireClient(endpoint, settings.region, _credentials(settings), timeout_s=timeout_s,
                       max_attempts=max_attempts)
 
