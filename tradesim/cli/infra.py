@@ -24,8 +24,9 @@ app = typer.Typer(help="Infrastructure as code: the whole system on AWS managed 
 out = console()
 DEFAULT_OUT = REPO_ROOT / "infra" / "cdk.out"
 CDK_MODULES = ("aws_cdk", "cdk_nag", "constructs", "jsii", "packaging")
-#: an AWS region's name: us-east-1, eu-central-2, ap-southeast-4, us-gov-west-1, cn-north-1, eusc-de-east-1
-REGION_RE = r"[a-z]{2,4}(-[a-z]+)+-[0-9]+"
+#: an AWS region's name: us-east-1, eu-central-2, ap-southeast-4, us-gov-west-1, cn-north-1, eusc-de-east-1; of
+#: 32 characters at most, as dynamodb.region takes it (a longer one failed the synthesis with a traceback)
+REGION_RE = r"(?=.{1,32}$)[a-z]{2,4}(-[a-z]+)+-[0-9]+"
 
 
 class Env(StrEnum):

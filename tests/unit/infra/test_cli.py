@@ -113,3 +113,14 @@ def test_a_local_flink_of_another_line_than_the_managed_runtime_is_refused(tmp_p
     assert "2.1.0" in result.output
     assert not (tmp_path / "out").exists()
     synth.check_runtime("2.2.7")  # any patch release of the line is the runtime's
+
+
+@pytest.mark.parametrize("bad", ["us-east", "US-EAST-1", "us-northeastsoutheastcentralwestern-1"])
+def test_a_bad_region_is_one_line_and_exit_2(bad: str, tmp_path: Path) -> None:
+    """A probe: a region of the right shape but longer than a region name can be (the settings' dynamodb.region
+    takes 32 characters at most) passed the option's check and ended in a ValidationError traceback."""
+    result = runner.invoke(app, ["infra", "synth", "--region", bad, "--out", str(tmp_path / "out")])
+    assert result.exit_code == 2, result.output
+    assert result.output.strip().count("\n") == 0
+    assert "--region" in result.output
+    assert not (tmp_path / "out").exists()
