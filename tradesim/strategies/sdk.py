@@ -21,12 +21,12 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from decimal import Decimal
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol, TypeVar, get_args
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from tradesim.client.api import call
-from tradesim.domain.events import Bar, OrderOutcome, OrderType, Side, Tick, TimeInForce
+from tradesim.domain.events import MAX_QTY, Bar, OrderOutcome, OrderType, Side, Tick, TimeInForce
 from tradesim.domain.money import price_error
 from tradesim.domain.orders import price_problems
 from tradesim.domain.pnl import cash_delta
@@ -248,8 +248,14 @@ class Context(ABC):
                stop_price: Decimal | None, time_in_force: TimeInForce) -> str:
         if symbol not in self._symbols:
             raise ValueError(f"{symbol} is not one of this strategy's symbols ({', '.join(self._symbols)})")
-        if isinstance(qty, bool) or not isinstance(qty, int) or qty <= 0:
-            raise ValueError(f"qty must be a positive integer, got {qty!r}")
+        if isinstance(qty, bool) or not isinstance(qty, int) or not 0 < qty <= MAX_QTY:
+            raise ValueError(f"qty must be a positive integer, at most {MAX_QTY}, got {qty!r}")
+        # checked here, not left to the API: its refusal is an OrderRefused, which a strategy handling refusals
+        # (insufficient funds) would swallow, and the run would report a typo as an outcome
+        for name, value, allowed in (("type", type, get_args(OrderType)),
+                                     ("time_in_force", time_in_force, get_args(TimeInForce))):
+            if not isinstance(value, str) or value not in allowed:
+                raise ValueError(f"{name} must be one of {', '.join(allowed)}, got {value!r}")
         problems = price_problems(type, limit_price is not None, stop_price is not None)
         if problems:
             raise ValueError("; ".join(f"{name} is {problem}" for name, problem in problems))
