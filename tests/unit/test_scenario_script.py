@@ -391,6 +391,17 @@ def test_show_lists_accounts_orders_strategy_and_the_number_of_expectations() ->
     assert "strategy: tradesim.strategies.examples:MovingAverageCross as bob on AAA, BBB" in out
 
 
+def test_show_writes_control_characters_of_a_strategys_params_as_escapes() -> None:
+    """Params are the file's free text, as a description is: an ESC in one restyled (or cleared) the terminal, a
+    newline started a line of its own."""
+    path = _write(GOOD.replace("nested: {a: [1, 2]}", '"\\e[2J": "\\e[31mred\\nline"'))
+    result = runner.invoke(app, ["scenarios", "show", str(path), "-n", "0"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    assert "\x1b" not in result.output
+    line = next(line for line in result.output.splitlines() if line.startswith("strategy: "))
+    assert line.endswith("(fast=5, slow=20, \\x1b[2J=\\x1b[31mred\\nline)")
+
+
 def test_expected_statuses_are_the_terminal_ones_plus_refused_and_open() -> None:
     """`open`: what the report says of an order still in the book at the end (before: it could not be expected)."""
     assert set(get_args(ExpectedStatus)) == {*get_args(OrderStatus), "refused", "open"}

@@ -178,7 +178,8 @@ def _show_trading(s: Scenario) -> None:
         out.print(table)
     if s.strategy is not None:
         st = s.strategy
-        params = ", ".join(f"{k}={v}" for k, v in st.params.items())
+        # the file's free text, as a description is: a control character in it would restyle the terminal
+        params = visible(", ".join(f"{k}={v}" for k, v in st.params.items()))
         out.print(f"strategy: {st.class_path} as {st.account} on {', '.join(st.symbols)}"
                   + (f" ({params})" if params else ""))
 
