@@ -300,6 +300,17 @@ def test_numbers_in_strings_are_plain_ascii_decimals() -> None:
         load_scenario(csv)
 
 
+def test_a_number_with_a_leading_zero_is_never_octal() -> None:
+    """A probe: YAML 1.1 reads `0100` as octal: `cash: 0100` was 64, `at: 030` 24 s, `qty: 0100` 64 shares, without
+    a word (and `090`, no octal, stayed text). Now it stays text, as `1:30` does: read as written where a number
+    may be text (times, money), refused where a whole number is due."""
+    text = HEADER.replace('cash: "1000.00"', "cash: 0100") + ORDER.replace("at: 10s", "at: 030")
+    s = load_scenario(_write(text))
+    assert (s.accounts[0].cash, s.orders[0].at_ms) == (Decimal(100), 30_000)
+    assert [(p.field, p.message) for p in _problems(HEADER + ORDER.replace("qty: 1", "qty: 0100"))] == [
+        ("orders[0].qty", "Input should be a valid integer")]
+
+
 def test_a_volatility_so_large_its_path_would_be_nan_is_refused() -> None:
     """Before: validated, then a traceback (`cannot convert float NaN to integer`) from `scenarios show`,
     `replay` and `run`."""

@@ -122,10 +122,12 @@ class _BadValue(Exception):
         self.node, self.cause = node, cause
 
 
-#: YAML 1.1's base-60 numbers (`1:30` is 90) and numbers with underscores (`1_85.50` is 185.5): a scenario means
-#: no such thing (the second is a typo as likely as a separator), so they stay text and fail where a number is due,
-#: instead of becoming another number without a word
-_SEXAGESIMAL = re.compile(r"^[-+]?(?:[0-9][0-9_]*(?::[0-5]?[0-9])+(?:\.[0-9_]*)?|\.?[0-9][0-9.]*_[0-9_.eE+-]*)$")
+#: YAML 1.1's base-60 numbers (`1:30` is 90), numbers with underscores (`1_85.50` is 185.5) and octal ones (`0100`
+#: is 64, while `090` is text): a scenario means no such thing (the second is a typo as likely as a separator, the
+#: third a padded decimal), so they stay text and fail where a number is due, instead of becoming another number
+#: without a word
+_SEXAGESIMAL = re.compile(
+    r"^[-+]?(?:[0-9][0-9_]*(?::[0-5]?[0-9])+(?:\.[0-9_]*)?|\.?[0-9][0-9.]*_[0-9_.eE+-]*|0[0-7]+)$")
 
 
 class _Loader(yaml.SafeLoader):
