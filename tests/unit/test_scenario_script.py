@@ -300,6 +300,31 @@ def test_numbers_in_strings_are_plain_ascii_decimals() -> None:
         load_scenario(csv)
 
 
+def test_times_are_shown_to_the_millisecond_as_written() -> None:
+    """A probe: times were printed with `:g` (six digits): an order at 1234.567 s showed as 1234.57s in its error,
+    in `scenarios show` and in a run's table, and one at a million seconds as 1e+06s, which is no time offset."""
+    order = ORDER.replace("at: 10s", "at: 1234.567s, cancel_at: 1234.5s")
+    assert [p.message for p in _problems(HEADER.replace("duration_s: 300", "duration_s: 2000000") + order)] == [
+        "must be after at (1234.567s)"]
+    shown = HEADER.replace("duration_s: 300", "duration_s: 2000000") + ORDER.replace(
+        "at: 10s", "at: 1234.567s, cancel_at: 1000000s")
+    result = runner.invoke(app, ["scenarios", "show", str(_write(shown)), "-n", "0"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    assert "1234.567s" in result.output
+    assert "1000000s" in result.output
+
+
+def test_a_runs_table_shows_each_orders_time_to_the_millisecond(capsys: pytest.CaptureFixture[str]) -> None:
+    from tradesim.cli.run import _print
+    from tradesim.runner.engine import Run
+    from tradesim.scenarios.expect import Outcome, RunResult
+
+    late = Outcome(order_id="late", index=0, at_ms=1_234_567, account="alice", symbol="AAA", side="buy", qty=1,
+                   type="market", status="open")
+    _print(Run(RunResult([late], {}), "k3x9a", [], {}), [], 1.0)
+    assert "1234.567s" in capsys.readouterr().out  # before: 1234.57s
+
+
 def test_a_number_with_a_leading_zero_is_never_octal() -> None:
     """A probe: YAML 1.1 reads `0100` as octal: `cash: 0100` was 64, `at: 030` 24 s, `qty: 0100` 64 shares, without
     a word (and `090`, no octal, stayed text). Now it stays text, as `1:30` does: read as written where a number

@@ -162,7 +162,7 @@ def _print(done: Run, checks: list[Check], elapsed: float) -> None:
     for o in result.outcomes:
         colour = {"executed": "green", "refused": "red", "rejected": "red", "open": "yellow"}.get(o.status, "")
         status = o.status + (f" ({o.reason})" if o.reason else "")
-        table.add_row(o.order_id, f"{o.at_ms / 1000:g}s", o.account, f"{o.side} {o.qty} {o.symbol} {o.type}",
+        table.add_row(o.order_id, f"{Decimal(o.at_ms) / 1000:f}s", o.account, f"{o.side} {o.qty} {o.symbol} {o.type}",
                       Text(status, style=colour), str(o.fill_price or "-"), str(o.fee or "-"))
     out.print(table)
     accounts = Table(title="accounts", title_justify="left")

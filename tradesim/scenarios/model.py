@@ -495,7 +495,8 @@ class Expect(_Section):
 
 
 def _seconds(ms: int) -> str:
-    return f"{ms / 1000:g}s"
+    """Exact, as a time offset is written (`:g` showed 1234.567 s as 1234.57s, a million seconds as 1e+06s)."""
+    return f"{Decimal(ms) / 1000:f}s"
 
 
 class Scenario(_Section):
