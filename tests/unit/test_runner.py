@@ -189,3 +189,32 @@ def test_a_closing_tick_past_midnight_expires_day_orders_before_the_barrier_is_c
     assert _closing_decisions([day.model_copy(update={"at_ms": end - 10_000})], [end - 20_000, end], end) == [
         ["expire day"], ["cancel barrier"]]
 
+
+
+def test_a_callback_raising_a_base_exception_ends_the_run_in_one_line(settings: Settings) -> None:
+    """A probe: asyncio's CancelledError (no Exception) from a callback left the run with a traceback; Ctrl-C (a
+    KeyboardInterrupt, also what a termination signal raises) still ends the command as it does."""
+    import asyncio
+
+    from tradesim.runner.engine import ScenarioRunner, StrategyFailed
+    from tradesim.scenarios.loader import load_scenario
+    from tradesim.settings import REPO_SCENARIOS
+    from tradesim.strategies.sdk import Strategy
+
+    class Raises(Strategy):
+        def on_start(self, ctx: object) -> None:
+            raise asyncio.CancelledError("stopped")
+
+        def on_tick(self, ctx: object, tick: object) -> None:
+            raise KeyboardInterrupt
+
+    runner = ScenarioRunner(settings, load_scenario(REPO_SCENARIOS / "strategy-ma-cross.yaml"), strategy=Raises())
+    try:
+        runner.keys["quant"] = "key-1"
+        driver = runner._driver()
+        with pytest.raises(StrategyFailed, match=r"raised at market time 0 ms: CancelledError: stopped$"):
+            runner._strategy_step(driver, driver.start)
+        with pytest.raises(KeyboardInterrupt):
+            runner._strategy_step(driver, lambda: driver.tick(tick("AAPL", 1, event_time_ms=runner.start_ms)))
+    finally:
+        runner.http.close()

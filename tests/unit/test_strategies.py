@@ -315,6 +315,17 @@ def user_modules(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
         VALUE = 3
     """))
     (tmp_path / "exits_on_import.py").write_text("import sys\nsys.exit(3)\n")
+    (tmp_path / "cancelled.py").write_text(textwrap.dedent("""
+        import asyncio
+        from tradesim.strategies import Strategy
+
+        class Starts(Strategy):
+            def __init__(self, params):
+                raise asyncio.CancelledError("stopped")
+
+        if not hasattr(asyncio, "tradesim_probe"):
+            raise asyncio.CancelledError("at import")
+    """))
     (tmp_path / "keyed.py").write_text(textwrap.dedent("""
         from tradesim.strategies import Strategy
 
@@ -327,7 +338,7 @@ def user_modules(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
                 super().__init__()
     """))
     monkeypatch.syspath_prepend(str(tmp_path))
-    for name in ("needs_missing", "breaks_on_import", "plain", "exits_on_import", "keyed"):
+    for name in ("needs_missing", "breaks_on_import", "plain", "exits_on_import", "keyed", "cancelled"):
         monkeypatch.delitem(sys.modules, name, raising=False)
     return tmp_path
 
@@ -345,6 +356,8 @@ def user_modules(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     # user code that ends the process or raises what a constructor often raises (before: exit 3, a traceback)
     ("exits_on_import:S", {}, "class", "failed to import: SystemExit: 3"),
     ("keyed:NeedsQty", {}, "params", "keyed:NeedsQty failed to start: KeyError: 'qty'"),
+    # a probe: a BaseException other than an exit (asyncio's CancelledError) ended `validate` with a traceback
+    ("cancelled:Starts", {}, "class", "failed to import: CancelledError: at import"),
     # a probe: reported as a bad param ("takes 1 positional argument but 2 were given")
     ("keyed:NoParams", {}, "class",
      "keyed:NoParams's constructor cannot take the params mapping alone: write __init__(self, params)"),
@@ -560,3 +573,23 @@ def test_api_context_cancels_with_delete_at_market_time_and_ignores_an_order_alr
         ("DELETE", "/orders/o1", {"at_ms": T0 + 7_000}, None, "CancelAccepted"),
         ("DELETE", "/orders/o2", {"at_ms": T0 + 7_000}, None, "CancelAccepted")]
     assert [r["json"]["limit_price"] for r in call.requests[:2]] == ["1.00", "2.00"]
+
+
+@pytest.mark.usefixtures("user_modules")
+def test_a_constructor_raising_a_base_exception_is_a_strategy_that_cannot_start(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A probe: asyncio's CancelledError (no Exception) from a constructor was a traceback, not one line."""
+    import asyncio
+
+    monkeypatch.setattr(asyncio, "tradesim_probe", True, raising=False)  # the module imports this time
+    with pytest.raises(StrategyError) as caught:
+        load_strategy("cancelled:Starts", {})
+    assert (caught.value.field, str(caught.value)) == ("params", "cancelled:Starts failed to start: "
+                                                                 "CancelledError: stopped")
+    with pytest.raises(KeyboardInterrupt):  # Ctrl-C (and a termination signal) still ends the command
+        load_strategy("tests.unit.test_strategies:Interrupted", {})
+
+
+class Interrupted(Strategy):
+    def __init__(self, params: Any) -> None:
+        raise KeyboardInterrupt

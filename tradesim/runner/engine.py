@@ -630,11 +630,11 @@ class ScenarioRunner:
         except StrategyTimeout as exc:
             raise StrategyFailed(f"strategy {ref.class_path} at market time {ctx.now_ms - self.start_ms} ms: {exc}"
                                  ) from None
-        except (StackUnusable, StrategyFailed):
+        except (StackUnusable, StrategyFailed, KeyboardInterrupt):  # the last: Ctrl-C or a termination signal
             raise
         except StackError as exc:
             raise StackUnusable(f"the strategy's requests failed: {exc}") from None
-        except (Exception, SystemExit) as exc:  # anything a strategy raises (an exit too) ends the run, one line
+        except BaseException as exc:  # anything a strategy raises (an exit, a CancelledError) ends the run, one line
             text = error_line(exc)
             raise StrategyFailed(f"strategy {ref.class_path} raised at market time {ctx.now_ms - self.start_ms} ms: "
                                  f"{type(exc).__name__}: {text}") from None

@@ -473,7 +473,9 @@ def _load_strategy(path: str, params: Mapping[str, Any] | None, time_limit_s: fl
                                 "beside the scenario file)") from None
         raise StrategyError("class", f"module {module_name!r} could not be imported: it needs {exc.name!r}, "
                             "which is not installed") from None
-    except (Exception, SystemExit) as exc:  # any failure while importing user code (an exit too) makes it unusable
+    except (KeyboardInterrupt, StrategyTimeout):  # Ctrl-C (or a termination signal); the limit: said above
+        raise
+    except BaseException as exc:  # any failure while importing user code (an exit, asyncio's CancelledError too)
         raise StrategyError("class", f"module {module_name!r} failed to import: {type(exc).__name__}: "
                             f"{error_line(exc)}") from None
     cls = getattr(module, class_name, None)
@@ -493,5 +495,7 @@ def _load_strategy(path: str, params: Mapping[str, Any] | None, time_limit_s: fl
             return cls(dict(params or {}))
     except (ValueError, TypeError) as exc:
         raise StrategyError("params", f"bad params for {path}: {error_line(exc)}") from None
-    except (Exception, SystemExit) as exc:  # user code: a param it needs and did not get is often a KeyError
+    except (KeyboardInterrupt, StrategyTimeout):
+        raise
+    except BaseException as exc:  # user code: a param it needs and did not get is often a KeyError
         raise StrategyError("params", f"{path} failed to start: {type(exc).__name__}: {error_line(exc)}") from None
