@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from aws_cdk import CfnParameter, Duration, RemovalPolicy, Stack, Stage
+from aws_cdk import CfnParameter, Duration, IgnoreMode, RemovalPolicy, Stack, Stage
 from aws_cdk import aws_autoscaling as autoscaling
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_ecr_assets as ecr_assets
@@ -26,11 +26,12 @@ from tradesim.infra.network import CLICKHOUSE_HTTP_PORT, HTTPS_PORT, Network
 from tradesim.infra.settings_env import cloud_settings, env_vars
 
 REPO = Path(__file__).resolve().parents[2]
-#: the image holds only what docker/Dockerfile copies; the rest of the checkout stays out of the asset's hash, and
-#: so does the bytecode Python writes beside the sources it imports (else the hash, and the template, changed
-#: whenever a module was first imported between two syntheses)
-IMAGE_CONTEXT_EXCLUDE = [".*", "build", "infra", "tests", "docs", "*.egg-info", "tradesim.toml", "**/__pycache__",
-                         "**/*.pyc"]
+#: the image's build context is what docker/Dockerfile copies and the Dockerfile itself (.dockerignore rules: the
+#: last pattern that matches decides); the rest of the checkout (CHANGELOG.md, a test's report, any untracked file)
+#: stays out of the asset's hash, and so does the bytecode Python writes beside the sources it imports (else the
+#: hash, and the template, changed whenever a module was first imported between two syntheses)
+IMAGE_CONTEXT_EXCLUDE = ["*", "!pyproject.toml", "!README.md", "!tradesim", "!benchmarks", "!scenarios",
+                         "!docker/Dockerfile", "**/__pycache__", "**/*.pyc"]
 CLICKHOUSE_IMAGE = "clickhouse/clickhouse-server:24.8"  # an LTS line that reads the adapter's DDL
 CLICKHOUSE_DATA = "/data/clickhouse"
 #: in a container the servers listen on the task's network interface, which the security groups guard
@@ -90,6 +91,7 @@ class Services(Construct):
                       "marketdata": local.marketdata.metrics_port}
         image = ecs.ContainerImage.from_asset(str(REPO), file="docker/Dockerfile",
                                               exclude=image_exclude(Path(Stage.of(self).outdir)),
+                                              ignore_mode=IgnoreMode.DOCKER,
                                               platform=ecr_assets.Platform.LINUX_AMD64)
         clickhouse = {"TRADESIM_CLICKHOUSE__PASSWORD": data.clickhouse_password}
         tasks = [

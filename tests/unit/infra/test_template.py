@@ -4,6 +4,7 @@ tables and settings the local stack uses, cdk-nag and cfn-lint clean."""
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -370,20 +371,24 @@ def test_volumes_are_gp3_and_clickhouses_is_mounted_by_its_own_name(synthesized:
     assert "UUID=$(blkid -s UUID -o value $dev)" in script
 
 
-def test_bytecode_written_between_two_syntheses_changes_nothing(dev: Synthesized) -> None:
+def test_bytecode_or_another_file_written_between_two_syntheses_changes_nothing(dev: Synthesized) -> None:
     """A probe: the image asset's hash took in the __pycache__ folders of the checkout, so a module imported for the
-    first time between two syntheses (a test run, `tradesim up`) gave every task definition a new image."""
+    first time between two syntheses (a test run, `tradesim up`) gave every task definition a new image. A review:
+    so did every file at the checkout's root the Dockerfile never copies (CHANGELOG.md, a test's report)."""
     from tradesim.infra.services import REPO
 
     cache = REPO / "tradesim" / "adapters" / "__pycache__"
     made = not cache.exists()
     probe = cache / "tradesim_probe.cpython-311.pyc"
+    report = REPO / f"synth_probe_{os.getpid()}.html"  # untracked, as a snapshot test's report
     cache.mkdir(exist_ok=True)
     probe.write_bytes(b"bytecode")
+    report.write_text("<html></html>")
     try:  # beside the first synthesis: the same stand-in jar and packages, so any difference is the checkout's
         again = synthesize_for_test("dev", dev.result.outdir.parent / "again")
     finally:
         probe.unlink()
+        report.unlink()
         if made:
             cache.rmdir()
     assert again.template.read_bytes() == dev.result.template.read_bytes()
