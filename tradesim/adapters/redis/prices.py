@@ -20,19 +20,30 @@ from tradesim.domain.events import MAX_EPOCH_MS, Tick
 
 SYMBOLS_KEY = "price:symbols"
 # KEYS: one price hash per tick, then the symbol set. ARGV[1]: now_ms; then 5 per tick: run, seq, json, channel, sym.
+# A price hash (or the symbol set) that is not ours to read — another type, or a run id or seq that is not a finite
+# number (edited by hand) — is replaced by the tick: failing the script instead stalled every symbol's feed for ever.
 _APPLY = """
+local function ordinal(v)
+  local x = tonumber(v or '')
+  if x == nil or x ~= x or x == math.huge or x == -math.huge then return -1 end
+  return x
+end
 local n = #KEYS - 1
 local applied = 0
 for i = 1, n do
   local b = 1 + (i - 1) * 5
-  local cur = redis.call('HMGET', KEYS[i], 'run_id', 'seq')
-  local cur_run = tonumber(cur[1] or '-1')
-  local cur_seq = tonumber(cur[2] or '-1')
+  local cur = redis.pcall('HMGET', KEYS[i], 'run_id', 'seq')
+  if cur.err then redis.call('DEL', KEYS[i]) cur = {} end
+  local cur_run = ordinal(cur[1])
+  local cur_seq = ordinal(cur[2])
   local run = tonumber(ARGV[b + 1])
   local seq = tonumber(ARGV[b + 2])
   if run > cur_run or (run == cur_run and seq > cur_seq) then
     redis.call('HSET', KEYS[i], 'run_id', ARGV[b + 1], 'seq', ARGV[b + 2], 'tick', ARGV[b + 3], 'updated_ms', ARGV[1])
-    redis.call('SADD', KEYS[n + 1], ARGV[b + 5])
+    if type(redis.pcall('SADD', KEYS[n + 1], ARGV[b + 5])) == 'table' then  -- an error reply: not a set
+      redis.call('DEL', KEYS[n + 1])
+      redis.call('SADD', KEYS[n + 1], ARGV[b + 5])
+    end
     redis.call('PUBLISH', ARGV[b + 4], ARGV[b + 3])
     applied = applied + 1
   end
