@@ -3,17 +3,22 @@ instead of failing. The scripts run on a private redis-server on a loopback port
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 import subprocess
 import time
 from collections.abc import Iterator
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
 import redis
+import redis.asyncio as aredis
 
+from tradesim.adapters.redis import portfolio_view as view
 from tradesim.adapters.redis.prices import SYMBOLS_KEY, PriceCache, price_key
 from tradesim.domain.events import encode
+from tradesim.domain.portfolio import Holdings
 from tradesim.testing.factories import tick
 from tradesim.testing.net import free_port
 
@@ -76,3 +81,32 @@ def test_a_newer_price_is_still_kept_over_an_older_tick(client: redis.Redis) -> 
     assert _apply(cache, "AAPL", seq=7) == 1
     assert _apply(cache, "AAPL", seq=6) == 0
     assert client.hget(price_key("AAPL"), "seq") == "7"
+
+
+@pytest.mark.parametrize("edit", [{"cash": "abc"}, {"cash": "NaN"}, {"v": "x"}, {"n": "1.5"}, {"p:AAPL": "ten"}])
+def test_a_holdings_view_with_a_field_that_is_not_a_number_counts_as_missing(edit: dict[str, str]) -> None:
+    raw = {"v": "7", "cash": "100.00", "n": "3", "p:AAPL": "2"}
+    assert view.decode(raw) == Holdings(cash=Decimal("100.00"), version=7, n_outcomes=3, positions={"AAPL": 2})
+    assert view.decode(raw | edit) is None
+
+
+def test_a_holdings_view_with_an_unreadable_version_is_dropped_by_a_patch_and_replaced_by_a_fill(
+        client: redis.Redis) -> None:
+    key = view.view_key("alice")
+    client.hset(key, mapping={"v": "x", "cash": "100", "n": "0"})
+    writer = view.ViewWriter(client)
+    assert writer.patch("alice", version=8, cash=Decimal(90), n_outcomes=1, symbol="AAPL", quantity=1) == -1
+    assert not client.exists(key)
+
+    client.hset(key, mapping={"v": "x", "cash": "abc", "n": "0"})
+    port = client.connection_pool.connection_kwargs["port"]
+
+    async def fill() -> None:
+        reader = aredis.Redis(port=port, decode_responses=True)
+        try:
+            await view.PortfolioView(reader).fill("alice", Holdings(cash=Decimal(90), version=8, n_outcomes=1))
+        finally:
+            await reader.aclose()
+
+    asyncio.run(fill())
+    assert view.decode(client.hgetall(key)) == Holdings(cash=Decimal(90), version=8, n_outcomes=1)

@@ -11,6 +11,8 @@ never goes backwards:
 - the API *fills* a missing view from a DynamoDB read, unless a newer one got there first (it also re-reads
   before refusing a user at the recent-orders limit: pruning lowers the count without a new version).
 - an account reset *drops* it. Every write renews a TTL, so a view nobody maintains expires by itself.
+- a view with a field that is not a number (edited by hand) counts as missing: the API fills it again (the
+  fill replaces it) and a patch drops it, as a gap.
 
 Hash fields: `v` version, `cash` (decimal string), `n` kept outcomes, `p:<SYMBOL>` positions.
 """
@@ -37,6 +39,7 @@ local have = redis.call('HGET', KEYS[1], 'v')
 if not have then return 0 end
 local v = tonumber(ARGV[1])
 have = tonumber(have)
+if have == nil then redis.call('DEL', KEYS[1]) return -1 end
 if have >= v then return 0 end
 if have ~= v - 1 then redis.call('DEL', KEYS[1]) return -1 end
 redis.call('HSET', KEYS[1], 'v', ARGV[1], 'cash', ARGV[2], 'n', ARGV[3])
@@ -47,8 +50,8 @@ return 1
 
 # ARGV: version, ttl, then field/value pairs of the whole view
 _FILL = """
-local have = redis.call('HGET', KEYS[1], 'v')
-if have and tonumber(have) > tonumber(ARGV[1]) then return 0 end
+local have = tonumber(redis.call('HGET', KEYS[1], 'v') or '')
+if have and have > tonumber(ARGV[1]) then return 0 end
 redis.call('DEL', KEYS[1])
 redis.call('HSET', KEYS[1], unpack(ARGV, 3))
 redis.call('EXPIRE', KEYS[1], tonumber(ARGV[2]))
@@ -61,11 +64,17 @@ def view_key(user_id: str) -> str:
 
 
 def decode(raw: Mapping[str, str]) -> Holdings | None:
-    """The view from HGETALL's answer; None when missing (or torn by a concurrent DEL)."""
+    """The view from HGETALL's answer; None when missing (or torn by a concurrent DEL), or when a field is not a
+    number (edited by hand: it failed the order with a 500, for as long as the view lived)."""
     if not raw or "v" not in raw or "cash" not in raw:
         return None
-    return Holdings(cash=Decimal(raw["cash"]), version=int(raw["v"]), n_outcomes=int(raw.get("n", 0)),
-                    positions={k[2:]: int(q) for k, q in raw.items() if k.startswith("p:")})
+    try:
+        cash = Decimal(raw["cash"])
+        held = Holdings(cash=cash, version=int(raw["v"]), n_outcomes=int(raw.get("n", 0)),
+                        positions={k[2:]: int(q) for k, q in raw.items() if k.startswith("p:")})
+    except (ValueError, ArithmeticError):  # decimal.InvalidOperation is an ArithmeticError
+        return None
+    return held if cash.is_finite() else None
 
 
 def _fields(h: Holdings) -> list[str]:
