@@ -153,6 +153,13 @@ def test_a_rebuild_pair_gets_the_same_ddl() -> None:
                    "no user with such name. (AUTHENTICATION_FAILED)"), ClickHouseRefused),
     (DatabaseError("server response: Code: 193, e.displayText() = DB::Exception: Wrong password for user default"),
      ClickHouseRefused),
+    # a table replaced or altered by hand (a probe: every analytics route and /portfolio answered 500)
+    (DatabaseError("HTTP driver received HTTP status 404, server response: Code: 47, e.displayText() = "
+                   "DB::Exception: Unknown identifier: version"), ClickHouseRefused),
+    (DatabaseError("server response: Code: 16, e.displayText() = DB::Exception: No such column user_id in table "
+                   "trades_by_user"), ClickHouseRefused),
+    (DatabaseError("server response: Code: 181, e.displayText() = DB::Exception: Storage Memory doesn't support "
+                   "FINAL"), ClickHouseRefused),
 ])
 def test_transient_errors_become_unavailable(exc: Exception, unavailable: bool | type[Exception]) -> None:
     expected: type[Exception] = (unavailable if not isinstance(unavailable, bool)

@@ -31,6 +31,15 @@ CREDENTIAL_CODES = frozenset({
     195,  # IP_ADDRESS_NOT_ALLOWED
     516,  # AUTHENTICATION_FAILED (the modern server's word for all of these)
 })
+#: a table of the read model that is not in the layout tradesim made (replaced, or a column dropped or renamed by
+#: hand): the operator's to fix (`tradesim rebuild analytics` makes the pair again), not a statement's bug; before,
+#: every analytics route and /portfolio answered 500
+LAYOUT_CODES = frozenset({
+    10,   # NOT_FOUND_COLUMN_IN_BLOCK
+    16,   # NO_SUCH_COLUMN_IN_TABLE: an INSERT naming a column the table lacks
+    47,   # UNKNOWN_IDENTIFIER: a SELECT naming one
+    181,  # ILLEGAL_FINAL: FINAL on an engine that is not a MergeTree
+})
 #: 18.16 sends no X-ClickHouse-Exception-Code header, so the code is read from the message when the client has none
 _CODE = re.compile(r"\bCode:\s*(\d+)")
 #: clickhouse-connect's words for an HTTP answer that is not a query's result
@@ -42,8 +51,8 @@ BUSY_STATUSES = frozenset({429, 502, 503, 504})
 
 class ClickHouseRefused(Exception):
     """A refusal that is a setting to fix rather than a statement to debug: an HTTP refusal without a ClickHouse
-    error code (what answers at the address is not ClickHouse: another server, a proxy asking for credentials), or
-    ClickHouse refusing the configured credentials."""
+    error code (what answers at the address is not ClickHouse: another server, a proxy asking for credentials),
+    ClickHouse refusing the configured credentials, or a table changed by hand out of tradesim's layout."""
 
 
 def error_code(exc: BaseException) -> int | None:
@@ -58,8 +67,8 @@ def error_code(exc: BaseException) -> int | None:
 @contextmanager
 def translated(address: str) -> Iterator[None]:
     """Connection failures, timeouts and transient server errors become `Unavailable`, an answer that is not
-    ClickHouse's or a refusal of our credentials `ClickHouseRefused`; other SQL errors stay as they are (they are
-    bugs)."""
+    ClickHouse's, a refusal of our credentials or a table not in our layout `ClickHouseRefused`; other SQL errors
+    stay as they are (they are bugs)."""
     try:
         yield
     except OperationalError as exc:  # clickhouse-connect's class for refused, reset and timed-out requests
@@ -74,6 +83,9 @@ def translated(address: str) -> Iterator[None]:
         if code in CREDENTIAL_CODES:
             raise ClickHouseRefused(f"ClickHouse at {address} refused the credentials of `clickhouse.user`: "
                                     f"{_first_line(exc)}") from exc
+        if code in LAYOUT_CODES:
+            raise ClickHouseRefused(f"ClickHouse at {address}: a table is not in tradesim's layout (changed by "
+                                    f"hand? `tradesim rebuild analytics` makes it again): {_first_line(exc)}") from exc
         if code not in TRANSIENT_CODES:
             raise
         raise Unavailable(f"ClickHouse at {address} cannot serve now: {_first_line(exc)}") from exc
