@@ -22,6 +22,12 @@ RETRYABLE_TYPES = frozenset({"cluster_block_exception", "index_closed_exception"
 #: the index or alias a read or a write names is gone: the store's layout is missing (deleted by hand, a cluster
 #: wiped), not the request wrong; `tradesim up` makes it again and `tradesim rebuild search` refills it
 MISSING_INDEX = "index_not_found_exception"
+#: a bulk item refused for the alias's or index's layout, as changed by hand, not for the document: the alias
+#: names no write index (two indices behind it, or `is_write_index: false`), or the index behind it has a strict
+#: mapping without a field every document of ours has (an index not made from tradesim's template). Each failed
+#: every outcome alike: dead-lettering them lost them from search; they are held until the layout is put back
+LAYOUT_REASONS = (("illegal_argument_exception", "no write index is defined for alias"),
+                  ("strict_dynamic_mapping_exception", ""))
 
 
 class SearchUnavailable(Unavailable):
@@ -120,8 +126,8 @@ def missing_index_unavailable(exc: SearchRequestError, index: str) -> Exception:
 def bulk_failure(answer: Mapping[str, Any]) -> Exception | None:
     """What a _bulk answer of `create` operations amounts to: None if every document is now stored (a 409
     version conflict means an earlier write stored it), SearchUnavailable if any item may succeed on a retry
-    (429, 5xx, a missing index: held until `up` makes it again), IndexingFailed naming the refused ids
-    otherwise."""
+    (429, 5xx, a missing index: held until `up` makes it again; an alias or index out of tradesim's layout:
+    LAYOUT_REASONS), IndexingFailed naming the refused ids otherwise."""
     if not answer.get("errors"):
         return None
     refused: dict[str, str] = {}
@@ -133,7 +139,9 @@ def bulk_failure(answer: Mapping[str, Any]) -> Exception | None:
         if not error or (status == 409 and _error_type(error) == "version_conflict_engine_exception"):
             continue
         detail = f"HTTP {status} {_error_type(error)}: {error.get('reason') if isinstance(error, dict) else ''}"
-        transient = retryable(status, _error_type(error)) or _error_type(error) == MISSING_INDEX
+        reason = str(error.get("reason", "")) if isinstance(error, dict) else ""
+        transient = (retryable(status, _error_type(error)) or _error_type(error) == MISSING_INDEX
+                     or any(_error_type(error) == kind and said in reason for kind, said in LAYOUT_REASONS))
         (retry if transient else refused)[str(result.get("_id"))] = detail
     if refused:
         return IndexingFailed(refused)
