@@ -489,6 +489,18 @@ async def _release(res: Resources, key: str, digest: str) -> None:
 
 
 def _order(item: dict[str, Any], res: Resources) -> Order:
+    """The order an `Orders` item holds. An item edited by hand into a shape no writer leaves (a money field that
+    is not a number, an unknown status) is the store's to fix: 503 `store_error` naming it, not a 500."""
+    try:
+        return _read_order(item, res)
+    except (KeyError, TypeError, ValueError, ArithmeticError) as exc:  # a pydantic ValidationError is a ValueError
+        log.error("unreadable Orders item", extra={"order_id": item.get("order_id"), "error": str(exc)[:500]})
+        raise ApiError(503, "store_error", f"order {item.get('order_id')!r} is stored in a shape tradesim cannot "
+                       f"read ({type(exc).__name__}); the Orders item needs fixing",
+                       {"Retry-After": str(res.settings.api.retry_after_s)}) from None
+
+
+def _read_order(item: dict[str, Any], res: Resources) -> Order:
     text = {k: money_text(Decimal(str(item[k]))) for k in ("limit_price", "stop_price", "fill_price", "fee")
             if item.get(k) is not None}  # as every route writes money: `/trades/search` shows the same fill price
     placed_at_ms = int(item["placed_at_ms"])
