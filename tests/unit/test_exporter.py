@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
+import yaml
 
 from tradesim.stack.exporter import read_procs, tree
 
@@ -61,6 +64,7 @@ def test_a_components_cpu_never_drops_when_a_process_leaves_its_tree(tmp_path: P
         (sample,) = exporter.CPU.collect()[0].samples
         return float(sample.value)
 
+    assert cpu_s(p10=(1, 0, 0), p11=(10, 0, 0), p12=(11, 0, 0)) == 0  # first seen: the count begins
     assert cpu_s(p10=(1, 1, 0), p11=(10, 1, 0), p12=(11, 5, 0)) == 7  # the root, a child, a grandchild
     # the child killed and reaped by the root; the grandchild adopted by init: its 5 s leave the tree
     assert cpu_s(p10=(1, 1, 1), p12=(1, 6, 0)) == 7
@@ -81,6 +85,7 @@ def test_the_cpu_count_tells_a_reused_pid_and_a_child_nobody_waits_for() -> None
         return ProcStat(ppid=ppid, own_s=own, reaped_s=reaped, rss_bytes=0, started=started)
 
     cpu = TreeCpu()
+    assert cpu.update({1: stat(0, 0), 2: stat(1, 0)}, 1) == 0  # first seen: the count begins
     assert cpu.update({1: stat(0, 1), 2: stat(1, 4)}, 1) == 5
     assert cpu.update({1: stat(0, 1), 2: stat(1, 1, started=9)}, 1) == 6  # pid 2 is another process now
     # pid 2 ends and nobody waits for it (SIGCHLD ignored): its seconds stay counted; the root's later reaped
@@ -113,6 +118,9 @@ def test_a_child_listed_before_its_parent_and_reaped_between_their_reads_counts_
         (sample,) = exporter.CPU.collect()[0].samples
         return float(sample.value)
 
+    _stat(tmp_path, 10, 1, 0, 0, 1)
+    _stat(tmp_path, 5, 10, 0, 0, 1)
+    assert cpu_s() == 0  # first seen: the count begins
     _stat(tmp_path, 10, 1, ticks, 0, 1)
     _stat(tmp_path, 5, 10, 2 * ticks, 0, 1)
     assert cpu_s() == 3
@@ -137,8 +145,60 @@ def test_a_ppid_cycle_ends_the_walks_over_the_tree() -> None:
         return ProcStat(ppid=ppid, own_s=own, reaped_s=0, rss_bytes=0, started=1)
 
     cpu = TreeCpu()
+    assert cpu.update({1: stat(2, 0), 2: stat(1, 0)}, 1) == 0  # first seen: the count begins
     assert cpu.update({1: stat(2, 1), 2: stat(1, 2)}, 1) == 3
     assert cpu.update({}, 1) == 3  # both gone: no reaper in the tree
+
+
+def _passes_over_an_exporter_restart() -> list[float]:
+    """The CPU count, 5 s apart, of a component at 10 % of a core: the last 12 passes of an exporter that saw the
+    watchdog restart it an hour before (its count holds the first process's seconds too), then the first 12 of a
+    restarted exporter (a fresh count)."""
+    from tradesim.stack.exporter import ProcStat, TreeCpu
+
+    def tree(pid: int, own_s: float) -> dict[int, ProcStat]:
+        return {pid: ProcStat(ppid=1, own_s=own_s, reaped_s=0, rss_bytes=0, started=pid)}
+
+    before, spent_s, counts = TreeCpu(), 0.0, []
+    before.update(tree(10, 3600.0), 10)  # its first process, then the one the watchdog started (pid 20)
+    for cpu, passes in ((before, 720), (TreeCpu(), 12)):
+        for _ in range(passes):
+            counts.append(cpu.update(tree(20, spent_s), 20))
+            spent_s += 0.5
+    return counts[-24:]
+
+
+def test_an_exporter_restart_reads_as_a_counter_reset_not_a_spike() -> None:
+    """A probe: a fresh count began at all the tree's processes had spent in their lives. Below the last count of
+    the exporter before (which held a process that had left), Prometheus read it as a counter reset and all of it
+    as spent within the rate window: 360 s of CPU in a minute, 600 % in `top`, after the exporter restarted. The
+    count begins at nought: what follows a reset is then what was spent since."""
+    counts = _passes_over_an_exporter_restart()
+    assert counts[12] < counts[11]  # a drop: Prometheus's counter reset
+    assert counts[12] == 0
+    assert [b - a for a, b in zip(counts[12:], counts[13:], strict=False)] == [0.5] * 11
+
+
+@pytest.mark.skipif(shutil.which("promtool") is None, reason="needs promtool (Debian's prometheus package)")
+def test_the_cpu_rate_stays_the_components_over_an_exporter_restart(tmp_path: Path) -> None:
+    """Prometheus's own rule engine on the kept rules: the recorded CPU rate over a restart of the exporter (a
+    missed scrape between the two) stays the component's 10 %."""
+    from tradesim.stack.prometheus import RULE_FILES, RULES_DIR
+
+    counts = _passes_over_an_exporter_restart()
+    values = " ".join([*map(str, counts[:12]), "stale", *map(str, counts[12:])])
+    test = {"rule_files": [str(RULES_DIR / name) for name in RULE_FILES], "evaluation_interval": "5s",
+            "tests": [{"interval": "5s",
+                       "input_series": [{"series": 'tradesim_component_cpu_seconds{component="flink"}',
+                                         "values": values}],
+                       "promql_expr_test": [
+                           {"expr": "tradesim:component_cpu:rate < bool 0.2", "eval_time": f"{t}s",
+                            "exp_samples": [{"labels": '{component="flink"}', "value": 1}]}
+                           for t in range(70, 125, 5)]}]}
+    (tmp_path / "test.yml").write_text(yaml.safe_dump(test))
+    done = subprocess.run([str(shutil.which("promtool")), "test", "rules", "test.yml"], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
 
 
 def test_a_noted_job_the_cluster_no_longer_runs_is_reported_not_running(

@@ -61,7 +61,7 @@ UP = Gauge("tradesim_component_up", "1 when the component runs and answers its h
 RESTARTS = Gauge("tradesim_component_restarts", "Restarts by the watchdog within its window (may go down)",
                  ["component"])
 CPU = Gauge("tradesim_component_cpu_seconds", "CPU time of the component's process tree, with the processes that "
-            "left it (never goes down while the exporter runs)", ["component"])
+            "left it, since the exporter first saw it (never goes down while the exporter runs)", ["component"])
 RSS = Gauge("tradesim_component_rss_bytes", "Resident memory of the component's process tree", ["component"])
 LAG = Gauge("tradesim_consumer_lag", "Records beyond a consumer group's committed offsets", ["group", "topic"])
 REDIS_USED = Gauge("tradesim_redis_used_memory_bytes", "Redis used_memory")
@@ -174,16 +174,25 @@ class TreeCpu:
     so the rate showed the whole tree's seconds as one spike. Instead each pass adds what every process of the tree
     spent since the last one; a process that left keeps what it spent in the tree counted (as the kernel's cutime
     keeps a reaped child's), and when a reaper in the tree adds a gone child's seconds to its own, the part already
-    counted is not added again."""
+    counted is not added again.
+
+    The count begins at nought when it first sees the tree, not at what the tree spent before: a restarted exporter
+    then reads as a counter reset. Begun at the tree's lifetime, it was below the last exporter's count (which kept
+    processes gone since) and Prometheus took all of it as spent since the reset: a spike in the rate."""
 
     def __init__(self) -> None:
         self.total_s = 0.0
         self._seen: dict[int, ProcStat] = {}  # the tree at the last pass
         self._owed: dict[int, float] = {}  # seconds a reaper in the tree had not added yet at the last pass
+        self._begun = False  # a pass has seen the tree: its seconds before that are not counted
 
     def update(self, procs: dict[int, ProcStat], root: int) -> float:
-        """The component's CPU seconds so far, given its root process and a fresh `read_procs()`."""
+        """The component's CPU seconds since the count first saw it, given its root process and a fresh
+        `read_procs()`."""
         now = {pid: procs[pid] for pid in family(procs, root)}
+        if not self._begun:
+            self._seen, self._begun = now, bool(now)
+            return self.total_s
         stayed = {pid for pid, old in self._seen.items() if pid in now and now[pid].started == old.started}
         owed = {pid: due for pid, due in self._owed.items() if pid in stayed}
         fresh: dict[int, float] = {}
