@@ -58,3 +58,16 @@ def test_series_without_a_component_or_job_label_are_left_out_not_a_traceback(
     assert ["kafka", "yes", "1", "25.0", "0"] in cells
     assert ["execution", "yes", "1", "1"] in cells
     assert len([row for row in cells if row[0] not in ("component", "Flink job")]) == 2  # no row for the others
+
+
+def test_label_values_that_are_not_text_are_shown_not_a_traceback(
+        prometheus: dict[str, list[dict[str, object]]]) -> None:
+    """A probe: an answer whose label value was a JSON number (not Prometheus's, which are strings) beside a string
+    one stopped `top` with a TypeError traceback (names of two types cannot be sorted)."""
+    prometheus["tradesim_component_up"] = [_series(1, component="kafka"),
+                                           {"metric": {"component": 5}, "value": [0, "1"]}]
+    shown = runner.invoke(app, ["top", "--once"], env={"COLUMNS": "200"})
+    assert shown.exit_code == 0, shown.output
+    cells = [[cell.strip() for cell in line.split("│")[1:-1]] for line in shown.output.splitlines()
+             if line.count("│") > 2]
+    assert [row[0] for row in cells if row[0] != "component"][:2] == ["5", "kafka"]

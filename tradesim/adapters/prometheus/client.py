@@ -59,15 +59,16 @@ class PrometheusApi:
         return Unavailable(f"what answers at {self.shown_url} is not Prometheus: {one_line(str(what))[:100]!r}")
 
     def query(self, expr: str) -> list[Sample]:
-        """An instant query's vector (NaN samples left out: an empty histogram has no quantile)."""
+        """An instant query's vector (NaN samples left out: an empty histogram has no quantile); label values as
+        text, as Prometheus writes them (a number from another server could not be sorted with them)."""
         data = self._get("/api/v1/query", query=expr)
         out = []
         try:
             for row in data.get("result") or []:
                 value = float(row["value"][1])
                 if not math.isnan(value):
-                    out.append(Sample(dict(row["metric"]), value))
-        except (KeyError, TypeError, ValueError, IndexError):
+                    out.append(Sample({str(k): str(v) for k, v in row["metric"].items()}, value))
+        except (AttributeError, KeyError, TypeError, ValueError, IndexError):
             raise self._not_prometheus(data) from None
         return out
 
