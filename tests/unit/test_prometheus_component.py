@@ -105,3 +105,19 @@ def test_a_rate_scraped_every_90_s_has_a_value(settings: Settings, tmp_path: Pat
     done = subprocess.run([str(shutil.which("promtool")), "test", "rules", "test.yml"], cwd=tmp_path,
                           capture_output=True, text=True, timeout=60, check=False)
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+@pytest.mark.skipif(shutil.which("prometheus") is None, reason="needs prometheus (Debian's package)")
+@pytest.mark.parametrize(("interval_s", "lookback_s"), [(5, 300), (100, 300), (600, 1800), (2.5, 300)])
+def test_an_instant_query_finds_a_gauge_scraped_less_often_than_every_5_minutes(
+        settings: Settings, interval_s: float, lookback_s: int) -> None:
+    """A probe: Prometheus looked back 5 minutes (its default) for a gauge's last sample, so with a scrape every
+    10 minutes an alert on a gauge (a component down, a lag) found none at an evaluation 6 minutes after a scrape
+    and could never fire; `top` showed nothing half the time. Prometheus now looks back three intervals."""
+    comp = Prometheus(load_settings(home=settings.home, cache_dir=settings.cache_dir,
+                                    observability={"scrape_interval_s": interval_s}))
+    flags = dict(arg.removeprefix("--").split("=", 1) for arg in comp.argv()[1:])
+    assert _seconds(flags["query.lookback-delta"]) == lookback_s
+    assert lookback_s >= 3 * interval_s  # the last sample after a missed scrape is found
+    shown = subprocess.run([comp.argv()[0], "--help"], capture_output=True, text=True, timeout=30, check=False)
+    assert "--query.lookback-delta" in shown.stdout + shown.stderr  # a flag this Prometheus reads
