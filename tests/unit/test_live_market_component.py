@@ -233,6 +233,22 @@ def test_the_run_file_keeps_clocks_ahead_of_the_last_tick_while_running_and_exac
     assert read_run(path) == _record(speed=100.0, clocks={"AAPL": NOW + 9 + 2 * 500 * 100})
 
 
+def test_a_burst_after_a_pause_never_leaves_the_run_file_behind_the_last_tick(tmp_path: Path) -> None:
+    """After a stall (the process stopped, a slow poll) the clock releases the missed ticks at once: a minute of
+    market time within the same second. The run file was rewritten at most once a second, 2 s ahead, so a kill
+    in that second left it 58 s behind ticks already sent, and the next run started where its bars were late."""
+    path = tmp_path / "run.json"
+    feed = RunFile(path, _record(speed=1.0, clocks={}), every_s=1)
+    feed._written_at -= 1
+    feed.advance("AAPL", NOW)  # written: NOW + 2 s
+    for second in range(1, 61):  # the burst, all within the same second of wall time
+        feed.advance("AAPL", NOW + second * 1000)
+        written = read_run(path)
+        assert written is not None
+        assert written.clocks["AAPL"] >= NOW + second * 1000  # a kill now would leave it past this tick
+    assert written.clocks["AAPL"] <= NOW + 60_000 + 2_000  # still no further ahead than the usual margin
+
+
 def test_market_start_says_when_market_time_starts_ahead_of_the_wall_clock_and_when_redis_was_not_read() -> None:
     assert _ahead(_record(start_ms=NOW + 2 * HOUR, started_at_ms=NOW)) == ""  # not continued: not its doing
     assert _ahead(_record(start_ms=NOW + 59_000, started_at_ms=NOW, continued_ms=NOW + 58_000)) == ""

@@ -126,8 +126,8 @@ class RunFile:
     so the next run knows it even when the price cache does not (a replay took it over, Redis was emptied).
 
     While the feed runs each clock is written ahead by what the feed may publish before the next write (twice
-    `every_s` at its speed), so a feed killed outright leaves a clock past its last tick, never behind it; a
-    clean stop (`flush`) writes the exact one."""
+    `every_s` at its speed), and at once when a tick passes it (a burst after a stall), so a feed killed outright
+    leaves a clock past its last tick, never behind it; a clean stop (`flush`) writes the exact one."""
 
     def __init__(self, path: Path, record: RunRecord, every_s: float = 1.0) -> None:
         self.path = path
@@ -136,12 +136,16 @@ class RunFile:
         self._margin_ms = int(2 * every_s * record.speed * 1000)
         self._reached: dict[str, int] = {}
         self._written = record
+        self._tried = record  # the last one written or tried (a failing disk: not tried again at every tick)
         self._written_at = time.monotonic()
         write_run(path, record)
 
     def advance(self, symbol: str, event_time_ms: int) -> None:
+        """Also written at once when a tick passes its written clock: after a stall (the process stopped, a slow
+        poll) the clock releases the missed ticks in a burst, more market time within a second than the margin."""
         self._reached[symbol] = event_time_ms
-        if time.monotonic() - self._written_at >= self.every_s:
+        written = self._tried.clocks.get(symbol)
+        if time.monotonic() - self._written_at >= self.every_s or (written is not None and event_time_ms > written):
             self._write(self._margin_ms)
 
     def flush(self) -> None:
@@ -154,6 +158,7 @@ class RunFile:
                                               **{s: t + margin_ms for s, t in self._reached.items()}})
         if record == self._written:
             return
+        self._tried = record
         try:
             write_run(self.path, record)
             self._written = record
