@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from tradesim.domain.book import Book, Decision
 from tradesim.domain.events import OrderCancelRequested, OrderPlaced, Tick
 from tradesim.domain.matching import DAY_MS, SlippageModel
+from tradesim.domain.orders import NOT_PROCESSED
 
 SLIP = SlippageModel(max_bps=Decimal("3"))
 DAY0 = 19_725 * DAY_MS + 23 * 3_600_000  # an hour before a market day ends: DAY orders may expire mid-script
@@ -200,8 +201,8 @@ def run_live(stream: list[Tick | OrderPlaced | OrderCancelRequested], fallback: 
     for i, e in enumerate(stream):
         if i in pickle_at:
             book = pickle.loads(pickle.dumps(book))  # noqa: S301 - our own state, as Flink keeps it
-        if isinstance(e, OrderPlaced):
-            out += book.on_order(e, SLIP, lambda _: fallback, now_ms=5, deadline_ms=3)
+        if isinstance(e, OrderPlaced):  # a live order placed before 2 comes too late (scripted ones in time)
+            out += book.on_order(e, SLIP, lambda _: fallback, now_ms=5 if e.at_ms is None else 0, deadline_ms=3)
         else:
             out += feed(book, e)
     return out, book
@@ -220,6 +221,9 @@ def test_live_and_scripted_orders_are_each_decided_once_and_a_restored_book_deci
     held = set(book.resting) | {o.order_id for o in book.scheduled}
     assert not held & set(decided)
     assert decided.keys() | held == placed
+    for e in stream:  # one that came too late expires, as readers show it by then, whatever cancels came first
+        if isinstance(e, OrderPlaced) and e.at_ms is None and e.placed_at_ms < 2:
+            assert decided[e.order_id] == [("expire", None, NOT_PROCESSED)]
     for d in out:  # what a book announces as resting, it holds (or decides later in this stream)
         if d.kind == "rest":
             assert d.order.order_id in held or d.order.order_id in decided

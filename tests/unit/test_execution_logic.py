@@ -19,6 +19,7 @@ from tradesim.domain.errors import (
 from tradesim.domain.events import OrderCancelRequested, OrderOutcome, OrderPlaced
 from tradesim.domain.fees import FeeModel
 from tradesim.domain.matching import SlippageModel
+from tradesim.domain.orders import NOT_PROCESSED, shown_status
 from tradesim.domain.portfolio import Written
 from tradesim.domain.settlement import DecisionClock, RecordedOutcome, settle, settle_group
 from tradesim.testing.factories import tick
@@ -147,6 +148,21 @@ def test_a_cancel_that_came_before_its_order_cancels_it_when_it_comes() -> None:
     (d,) = book.on_order(order("o2", kind="limit", limit="1"), SLIP, now_ms=10, deadline_ms=1000)
     assert d.kind == "rest"  # someone else's cancel does not touch u1's order
     assert book.early_cancels == (("o2", "intruder", 5, None),)
+
+
+def test_an_order_that_comes_after_the_deadline_expires_even_when_its_cancel_came_first() -> None:
+    """A property test: a keyed retry a day after placing sends the user's cancel, then the order; the book
+    cancelled it, though readers had shown it expired (not processed in time) since the deadline, promising that
+    the job decides exactly that. It expires, and takes its cancel out of the book."""
+    deadline = 86_400_000
+    book = Book()
+    book.on_tick(tick("AAA", 1), SLIP)
+    assert book.on_cancel(OrderCancelRequested(order_id="o1", user_id="u1", requested_at_ms=2 * deadline)) == []
+    now = 2 * deadline + 10
+    assert shown_status("accepted", False, 0, now, deadline) == ("expired", NOT_PROCESSED)
+    (d,) = book.on_order(order("o1", kind="limit", limit="1"), SLIP, now_ms=now, deadline_ms=deadline)
+    assert (d.kind, d.reason) == ("expire", NOT_PROCESSED)
+    assert book.early_cancels == ()
 
 
 def test_early_cancels_are_forgotten_once_their_order_could_no_longer_overtake_them() -> None:

@@ -79,6 +79,9 @@ class Book:
             return []  # a re-delivered order that already rests or waits for its time
         now = _now_ms() if now_ms is None else now_ms
         times = self._take_early_cancels(order, early_window_ms) if self.early_cancels else []
+        if deadline_ms is not None and overdue(order.placed_at_ms, now, deadline_ms):
+            # before its cancels: readers show it expired since the deadline (`shown_status`), cancelled or not
+            return [Decision(order, "expire", reason=NOT_PROCESSED)]
         if times:  # its user cancelled it before it came: now, or at the earliest market time asked
             at_ms = None if None in times else min(t for t in times if t is not None)
             if at_ms is None:
@@ -86,8 +89,6 @@ class Book:
             order = _cancel_held(order, at_ms)  # held as its cancel would have been, had the order come first
             if not self._waits(order.cancel_due_ms):  # passed already: as its own cancel time would be (below)
                 return [_passed_cancel(order)]
-        if deadline_ms is not None and overdue(order.placed_at_ms, now, deadline_ms):
-            return [Decision(order, "expire", reason=NOT_PROCESSED)]
         if order.cancel_due_ms is not None and not self._waits(order.cancel_due_ms):
             # the stream passed that before it came: never matched (a live order's day begins on arrival, so no
             # day of its ended before the cancel time; a scripted one's began at its `at_ms`)
