@@ -40,8 +40,11 @@ class KeyChecker:
         self._admin_read_at = -ADMIN_KEY_REREAD_S
         self._cache: dict[str, tuple[str, float]] = {}
 
-    async def user_of(self, api_key: str) -> str:
-        """The user id the key belongs to. Raises Refused (unknown or admin key), Unavailable (cannot check)."""
+    async def user_of(self, api_key: str, *, fresh: bool = False) -> str:
+        """The user id the key belongs to. Raises Refused (unknown or admin key), Unavailable (cannot check).
+
+        `fresh`: ask DynamoDB even while the key is cached (and cache the answer): the recheck of open connections,
+        which a cache entry would let pass for another round, a rotated key's connection up to twice the cache time."""
         if not self._admin and time.monotonic() - self._admin_read_at >= ADMIN_KEY_REREAD_S:
             self._admin_read_at = time.monotonic()
             try:
@@ -52,7 +55,7 @@ class KeyChecker:
             raise Refused("admin_key")
         digest = hash_key(api_key)
         now = time.monotonic()
-        hit = self._cache.get(digest)
+        hit = None if fresh else self._cache.get(digest)
         if hit is not None and hit[1] > now:
             return hit[0]
         try:

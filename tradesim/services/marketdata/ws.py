@@ -794,22 +794,28 @@ class MarketDataHub:
         now keeps its connection (the check comes again)."""
         while True:
             await asyncio.sleep(max(KEY_RECHECK_MIN_S, self.settings.api.auth_cache_s))
-            keys = {c.api_key for follow in self.by_user.values() for c in follow.clients if c.api_key}
-            owners: dict[str, str | None] = {}
-            for key in keys:  # each key once, however many connections share it
-                try:
-                    owners[key] = await self.keys.user_of(key)
-                except Refused:
-                    owners[key] = None
-                except Exception as exc:  # noqa: BLE001 - cannot check now (DynamoDB away): the next pass does
-                    log.warning("cannot check the account connections' keys again", extra={"error": str(exc)})
-                    break
-            for client in [c for follow in self.by_user.values() for c in follow.clients]:
-                if client.api_key in owners and owners[client.api_key] != client.user_id and client.closing is None:
-                    metrics.ACCOUNT_AUTH_FAILURES.labels("revoked").inc()
-                    self.unfollow(client)
-                    client.close_with(CloseCode.POLICY_VIOLATION, "unauthorized",
-                                      "the API key no longer works (rotated?); connect again with the new key")
+            await self.recheck_keys_once()
+
+    async def recheck_keys_once(self) -> None:
+        """One pass of `recheck_keys`. Each key is looked up in DynamoDB, not in the key cache: an entry cached
+        since the last pass (a connection opened meanwhile) let a rotated key through this pass too, so its
+        connections stayed open up to twice `api.auth_cache_s` after the rotation."""
+        keys = {c.api_key for follow in self.by_user.values() for c in follow.clients if c.api_key}
+        owners: dict[str, str | None] = {}
+        for key in keys:  # each key once, however many connections share it
+            try:
+                owners[key] = await self.keys.user_of(key, fresh=True)
+            except Refused:
+                owners[key] = None
+            except Exception as exc:  # noqa: BLE001 - cannot check now (DynamoDB away): the next pass does
+                log.warning("cannot check the account connections' keys again", extra={"error": str(exc)})
+                break
+        for client in [c for follow in self.by_user.values() for c in follow.clients]:
+            if client.api_key in owners and owners[client.api_key] != client.user_id and client.closing is None:
+                metrics.ACCOUNT_AUTH_FAILURES.labels("revoked").inc()
+                self.unfollow(client)
+                client.close_with(CloseCode.POLICY_VIOLATION, "unauthorized",
+                                  "the API key no longer works (rotated?); connect again with the new key")
 
     def unfollow(self, client: Client) -> None:
         follow = self.by_user.get(client.user_id or "")
