@@ -322,6 +322,14 @@ def test_items_refused_for_the_alias_or_index_layout_are_held_not_refused(error_
     assert "b" in str(failure)
 
 
+def test_a_field_tradesim_does_not_map_is_still_the_document_s() -> None:
+    """The strict mapping's purpose: a document with an unknown field is refused (dead-lettered), not held for ever."""
+    item = {"create": {"_id": "b", "status": 400, "error": {
+        "type": "strict_dynamic_mapping_exception",
+        "reason": "mapping set to strict, dynamic introduction of [colour] within [_doc] is not allowed"}}}
+    assert isinstance(bulk_failure(_answer(item)), IndexingFailed)
+
+
 def test_other_illegal_arguments_are_still_the_document_s() -> None:
     item = {"create": {"_id": "b", "status": 400, "error": {"type": "illegal_argument_exception",
                                                           "reason": "Document contains at least one immense term"}}}

@@ -4,12 +4,14 @@ failed bulk items into ours."""
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
 import opensearchpy
 
+from tradesim.adapters.search.schema import mapping
 from tradesim.ports import Refused, Unavailable
 from tradesim.settings import redacted
 
@@ -23,11 +25,12 @@ RETRYABLE_TYPES = frozenset({"cluster_block_exception", "index_closed_exception"
 #: wiped), not the request wrong; `tradesim up` makes it again and `tradesim rebuild search` refills it
 MISSING_INDEX = "index_not_found_exception"
 #: a bulk item refused for the alias's or index's layout, as changed by hand, not for the document: the alias
-#: names no write index (two indices behind it, or `is_write_index: false`), or the index behind it has a strict
-#: mapping without a field every document of ours has (an index not made from tradesim's template). Each failed
-#: every outcome alike: dead-lettering them lost them from search; they are held until the layout is put back
-LAYOUT_REASONS = (("illegal_argument_exception", "no write index is defined for alias"),
-                  ("strict_dynamic_mapping_exception", ""))
+#: names no write index (two indices behind it, or `is_write_index: false`), or the index behind it is strict
+#: without one of tradesim's own fields (not made from tradesim's template). Each failed every outcome alike:
+#: dead-lettering them lost them from search; they are held until the layout is put back. A field of the
+#: document's that tradesim does not map stays the document's fault (refused)
+NO_WRITE_INDEX = "no write index is defined for alias"
+_INTRODUCED = re.compile(r"dynamic introduction of \[([^\]]+)\]")
 
 
 class SearchUnavailable(Unavailable):
@@ -123,11 +126,22 @@ def missing_index_unavailable(exc: SearchRequestError, index: str) -> Exception:
                              "search` refills it)")
 
 
+def _layout_refusal(error_type: str, reason: str) -> bool:
+    """Whether a bulk item's error is the alias's or index's layout (NO_WRITE_INDEX, a strict index without one of
+    our fields) rather than the document's."""
+    if error_type == "illegal_argument_exception":
+        return NO_WRITE_INDEX in reason
+    if error_type == "strict_dynamic_mapping_exception":
+        introduced = _INTRODUCED.search(reason)
+        return introduced is not None and introduced.group(1) in mapping()["properties"]
+    return False
+
+
 def bulk_failure(answer: Mapping[str, Any]) -> Exception | None:
     """What a _bulk answer of `create` operations amounts to: None if every document is now stored (a 409
     version conflict means an earlier write stored it), SearchUnavailable if any item may succeed on a retry
     (429, 5xx, a missing index: held until `up` makes it again; an alias or index out of tradesim's layout:
-    LAYOUT_REASONS), IndexingFailed naming the refused ids otherwise."""
+    `_layout_refusal`), IndexingFailed naming the refused ids otherwise."""
     if not answer.get("errors"):
         return None
     refused: dict[str, str] = {}
@@ -141,7 +155,7 @@ def bulk_failure(answer: Mapping[str, Any]) -> Exception | None:
         detail = f"HTTP {status} {_error_type(error)}: {error.get('reason') if isinstance(error, dict) else ''}"
         reason = str(error.get("reason", "")) if isinstance(error, dict) else ""
         transient = (retryable(status, _error_type(error)) or _error_type(error) == MISSING_INDEX
-                     or any(_error_type(error) == kind and said in reason for kind, said in LAYOUT_REASONS))
+                     or _layout_refusal(_error_type(error), reason))
         (retry if transient else refused)[str(result.get("_id"))] = detail
     if refused:
         return IndexingFailed(refused)
