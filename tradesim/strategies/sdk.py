@@ -26,7 +26,7 @@ from typing import Any, Protocol, TypeVar, get_args
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from tradesim.client.api import call
-from tradesim.domain.events import MAX_QTY, Bar, OrderOutcome, OrderType, Side, Tick, TimeInForce
+from tradesim.domain.events import Bar, OrderOutcome, OrderType, Side, Tick, TimeInForce
 from tradesim.domain.money import price_error
 from tradesim.domain.orders import price_problems
 from tradesim.domain.pnl import cash_delta
@@ -248,10 +248,11 @@ class Context(ABC):
                stop_price: Decimal | None, time_in_force: TimeInForce) -> str:
         if symbol not in self._symbols:
             raise ValueError(f"{symbol} is not one of this strategy's symbols ({', '.join(self._symbols)})")
-        if isinstance(qty, bool) or not isinstance(qty, int) or not 0 < qty <= MAX_QTY:
-            raise ValueError(f"qty must be a positive integer, at most {MAX_QTY}, got {qty!r}")
-        # checked here, not left to the API: its refusal is an OrderRefused, which a strategy handling refusals
-        # (insufficient funds) would swallow, and the run would report a typo as an outcome
+        if isinstance(qty, bool) or not isinstance(qty, int) or qty <= 0:
+            raise ValueError(f"qty must be a positive integer, got {qty!r}")
+        # a name the SDK's types do not have is the strategy's typo, checked here: the API's refusal would be an
+        # OrderRefused, which a strategy handling refusals swallows. A qty past the API's bound is the API's to
+        # refuse: a refused outcome of the run, which an expectation can name
         for name, value, allowed in (("type", type, get_args(OrderType)),
                                      ("time_in_force", time_in_force, get_args(TimeInForce))):
             if not isinstance(value, str) or value not in allowed:
