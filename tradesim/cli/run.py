@@ -154,6 +154,7 @@ def run_file(settings: Settings, path: Path, speed: float | None, json_out: Path
 
 def _print(done: Run, checks: list[Check], elapsed: float) -> None:
     from tradesim.domain.money import money_text
+    from tradesim.scenarios.model import seconds_text
 
     result = done.result
     table = Table(title="orders", title_justify="left")
@@ -162,7 +163,7 @@ def _print(done: Run, checks: list[Check], elapsed: float) -> None:
     for o in result.outcomes:
         colour = {"executed": "green", "refused": "red", "rejected": "red", "open": "yellow"}.get(o.status, "")
         status = o.status + (f" ({o.reason})" if o.reason else "")
-        table.add_row(o.order_id, f"{Decimal(o.at_ms) / 1000:f}s", o.account, f"{o.side} {o.qty} {o.symbol} {o.type}",
+        table.add_row(o.order_id, seconds_text(o.at_ms), o.account, f"{o.side} {o.qty} {o.symbol} {o.type}",
                       Text(status, style=colour), str(o.fill_price or "-"), str(o.fee or "-"))
     out.print(table)
     accounts = Table(title="accounts", title_justify="left")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from decimal import Decimal
 from itertools import islice
 from typing import TYPE_CHECKING, Annotated
 
@@ -160,6 +159,8 @@ def _count(n: int, noun: str) -> str:
 
 def _show_trading(s: Scenario) -> None:
     """Accounts, scripted orders, the strategy and how many expectations: what a run of this file trades."""
+    from tradesim.scenarios.model import seconds_text
+
     counts = _trading_counts(s)
     if not counts:
         return
@@ -173,9 +174,9 @@ def _show_trading(s: Scenario) -> None:
         for o in s.orders:
             named = (("limit", o.limit_price), ("stop", o.stop_price))
             prices = " · ".join(f"{label} {value}" for label, value in named if value is not None)
-            table.add_row(o.id, _seconds(o.at_ms), o.account, f"{o.side} {o.qty} {o.symbol} {o.type}",
+            table.add_row(o.id, seconds_text(o.at_ms), o.account, f"{o.side} {o.qty} {o.symbol} {o.type}",
                           prices or "-", o.time_in_force,
-                          "-" if o.cancel_at_ms is None else _seconds(o.cancel_at_ms))
+                          "-" if o.cancel_at_ms is None else seconds_text(o.cancel_at_ms))
         out.print(table)
     if s.strategy is not None:
         st = s.strategy
@@ -183,11 +184,6 @@ def _show_trading(s: Scenario) -> None:
         params = visible(", ".join(f"{k}={v}" for k, v in st.params.items()))
         out.print(f"strategy: {st.class_path} as {st.account} on {', '.join(st.symbols)}"
                   + (f" ({params})" if params else ""))
-
-
-def _seconds(ms: int) -> str:
-    """A scripted time exactly, as written (`:g` showed 1234.567 s as 1234.57s, a million seconds as 1e+06s)."""
-    return f"{Decimal(ms) / 1000:f}s"
 
 
 def _symbols(names: list[str], limit: int = 6) -> str:

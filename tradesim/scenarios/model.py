@@ -325,7 +325,7 @@ class ScriptedOrder(_Section):
             for name, message in price_problems(self.type, self.limit_price is not None, self.stop_price is not None)
         ]
         if self.cancel_at_ms is not None and self.cancel_at_ms <= self.at_ms:
-            problems.append((("cancel_at",), f"must be after at ({_seconds(self.at_ms)})"))
+            problems.append((("cancel_at",), f"must be after at ({seconds_text(self.at_ms)})"))
         if problems:
             raise CrossFieldError(problems)
         return self
@@ -494,7 +494,7 @@ class Expect(_Section):
         return n + (self.outcomes_hash is not None)
 
 
-def _seconds(ms: int) -> str:
+def seconds_text(ms: int) -> str:
     """Exact, as a time offset is written (`:g` showed 1234.567 s as 1234.57s, a million seconds as 1e+06s)."""
     return f"{Decimal(ms) / 1000:f}s"
 
@@ -595,12 +595,12 @@ class Scenario(_Section):
         interval = self.tick_interval_ms
         first = -(-shock.at_ms // interval)  # the first tick at or after the shock's start
         if first >= self.steps:
-            return [(("events", i, "at_s"), f"after the last generated tick (at {_seconds((self.steps - 1) * interval)}"
-                     "): the move would never show")]
+            return [(("events", i, "at_s"), "after the last generated tick (at "
+                     f"{seconds_text((self.steps - 1) * interval)}): the move would never show")]
         if shock.spread_multiplier != 1 and first * interval >= shock.at_ms + shock.over_ms:
             why = ("an instant gap (over_s 0) has no window to widen the spread in" if shock.over_ms == 0
-                   else f"no tick falls inside the window ({_seconds(shock.at_ms)} to "
-                   f"{_seconds(shock.at_ms + shock.over_ms)}, a tick every {_seconds(interval)})")
+                   else f"no tick falls inside the window ({seconds_text(shock.at_ms)} to "
+                   f"{seconds_text(shock.at_ms + shock.over_ms)}, a tick every {seconds_text(interval)})")
             return [(("events", i, "spread_multiplier"), f"{why}; give over_s a window that holds a tick")]
         return []
 
