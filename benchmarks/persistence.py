@@ -15,7 +15,7 @@ import time
 import uuid
 from decimal import Decimal
 
-from benchmarks.stats import percentile
+from benchmarks.stats import percentile, rate
 from tradesim.adapters.clickhouse.trades import TradeStore
 from tradesim.adapters.kafka.client import TopicSpec, admin, consumer, ensure_topics
 from tradesim.adapters.kafka.client import producer as make_producer
@@ -44,7 +44,7 @@ def _publish(settings: Settings, topic: str, events: list) -> float:  # type: ig
 def _bare(settings: Settings, topic: str, n: int) -> float:
     """Events/s of a bare consume of the `n` events on `topic`: those after the first fetch over the time from it to
     the last one (the first fetch's came before its clock reading; the consumer's close, leaving its group, is no
-    consuming); NaN when one fetch brought them all."""
+    consuming); NaN (`benchmarks.stats.rate`) when the fetches span too little to time."""
     c = consumer(settings.kafka, "bench-bare-" + uuid.uuid4().hex[:6])
     c.subscribe([topic])
     got = after_first = 0
@@ -61,7 +61,7 @@ def _bare(settings: Settings, topic: str, n: int) -> float:
             last = now
         got += count
     c.close()
-    return after_first / (last - first) if last > first else float("nan")
+    return rate(after_first, first, last)
 
 
 def throughput(settings: Settings, n: int, out: list[str], only: str | None = None) -> dict[str, float]:

@@ -75,17 +75,19 @@ def test_a_missing_topic_is_named(settings: Settings, monkeypatch: pytest.Monkey
 
 
 class _Fetches:
-    """A consumer whose every fetch takes one second of a fake clock and returns the next batch of records."""
+    """A consumer whose every fetch takes `step_s` (one second) of a fake clock and returns the next batch of
+    records."""
 
-    def __init__(self, batches: list[int]) -> None:
+    def __init__(self, batches: list[int], step_s: float = 1.0) -> None:
         self.batches = batches
+        self.step_s = step_s
         self.now = 100.0
 
     def clock(self) -> float:
         return self.now
 
     def consume(self, num_messages: int, timeout: float) -> list[Any]:
-        self.now += 1.0
+        self.now += self.step_s
         count = self.batches.pop(0) if self.batches else 0
         return [SimpleNamespace(error=lambda: None, value=lambda: b"{}")] * min(count, num_messages)
 
@@ -119,3 +121,17 @@ def test_the_bare_consume_rate_leaves_out_the_first_fetch_and_the_close(settings
     monkeypatch.setattr(persistence, "consumer", lambda *_args: fetches)
     monkeypatch.setattr(persistence, "time", SimpleNamespace(monotonic=fetches.clock))
     assert persistence._bare(settings, "bench_executed_x", 3000) == pytest.approx(1000.0)
+
+
+def test_the_bare_consume_rate_of_fetches_too_close_to_time_is_not_measured(
+        settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A review: the bare consume divided by its own span, without `benchmarks.stats.rate`'s floor, so fetches
+    10 ms apart read as 100,000 events/s."""
+    import math
+
+    from benchmarks import persistence
+
+    fetches = _Fetches([1000, 1000], step_s=0.01)
+    monkeypatch.setattr(persistence, "consumer", lambda *_args: fetches)
+    monkeypatch.setattr(persistence, "time", SimpleNamespace(monotonic=fetches.clock))
+    assert math.isnan(persistence._bare(settings, "bench_executed_x", 2000))
