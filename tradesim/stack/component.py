@@ -160,13 +160,17 @@ def unbindable(spec: PortSpec, exc: OSError) -> tuple[str, str]:
             f"set {host_setting} to an address of this machine")
 
 
-def answers(url: str, what: str, timeout_s: float = 2.0) -> bytes:
-    """GET `url` on our own server (no proxies); raises Unhealthy naming `what` when it does not answer 2xx."""
+def answers(url: str, what: str, timeout_s: float = 2.0, *, any_status: bool = False) -> bytes:
+    """GET `url` on our own server (no proxies); raises Unhealthy naming `what` when it does not answer 2xx, or
+    with `any_status` when it does not answer HTTP at all (a receiver that takes only POSTs refuses a GET: b"")."""
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
     try:
         with opener.open(url, timeout=timeout_s) as answer:
             return bytes(answer.read())
     except (OSError, ValueError, urllib.error.URLError) as exc:
+        if any_status and isinstance(exc, urllib.error.HTTPError):
+            exc.close()
+            return b""
         raise Unhealthy(f"{what} {redacted(url)} not answering: {exc}") from None
 
 
