@@ -495,7 +495,7 @@ class Expect(_Section):
 
 
 def seconds_text(ms: int) -> str:
-    """Exact, as a time offset is written (`:g` showed 1234.567 s as 1234.57s, a million seconds as 1e+06s)."""
+    """Exact, as a time offset is written: `:g` keeps six digits (1234.57s) and writes a million s as 1e+06s."""
     return f"{Decimal(ms) / 1000:f}s"
 
 

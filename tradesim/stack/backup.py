@@ -183,8 +183,8 @@ class Manifest:
 
 
 def _within(folder: Path, path: str) -> bool:
-    """Whether `path` (relative to `folder`) leads to a place inside `folder`; a loop of links leads nowhere (a
-    RuntimeError traceback from pathlib before)."""
+    """Whether `path` (relative to `folder`) leads to a place inside `folder`; a loop of links (pathlib's
+    RuntimeError) leads nowhere."""
     try:
         return (folder / path).resolve().is_relative_to(folder.resolve())
     except (OSError, RuntimeError):
@@ -859,8 +859,8 @@ def _not_empty(settings: Settings, manifest: Manifest) -> list[str]:
 
 def _cancel_jobs(settings: Settings, cancelled: list[str]) -> None:
     """The jobs of an empty stack hold nothing; they make way for the backup's. Each is named in `cancelled` before
-    its cancel is asked for (a Ctrl-C during the request may leave it cancelled all the same). Every run, a job
-    running twice too: the name → id map kept one, and the other decided the restored orders from no state."""
+    its cancel is asked for (a Ctrl-C during the request may leave it cancelled all the same). Every run of each,
+    a job running twice too: a run left going would decide the restored orders from no state."""
     from tradesim.stack import jobs
 
     rest = jobs.cluster(settings)  # StackError when no cluster is up

@@ -162,9 +162,8 @@ class Prometheus(Component):
 
     def lookback_s(self) -> int:
         """How far back an instant query takes a gauge's last sample: 5 minutes, or three scrape intervals when
-        longer (the last sample after a missed scrape, with room for jitter). With the 5 minutes alone a scrape
-        every 10 minutes left the gauges absent half the time, and an alert on one (a component down, a lag) an
-        evaluation found none at could never fire. A target gone is marked stale at once, whatever this is."""
+        longer (the last sample after a missed scrape, with room for jitter), so every evaluation of an alert on a
+        gauge finds one. A target gone is marked stale at once, whatever this is."""
         return max(LOOKBACK_S, math.ceil(3 * self.settings.observability.scrape_interval_s))
 
     def argv(self) -> list[str]:

@@ -32,8 +32,7 @@ CREDENTIAL_CODES = frozenset({
     516,  # AUTHENTICATION_FAILED (the modern server's word for all of these)
 })
 #: a table of the read model that is not in the layout tradesim made (replaced, or a column dropped or renamed by
-#: hand): the operator's to fix (`tradesim rebuild analytics` makes the pair again), not a statement's bug; before,
-#: every analytics route and /portfolio answered 500
+#: hand): the operator's to fix (`tradesim rebuild analytics` makes the pair again), not a statement's bug
 LAYOUT_CODES = frozenset({
     10,   # NOT_FOUND_COLUMN_IN_BLOCK
     16,   # NO_SUCH_COLUMN_IN_TABLE: an INSERT naming a column the table lacks

@@ -65,7 +65,7 @@ def view_key(user_id: str) -> str:
 
 def decode(raw: Mapping[str, str]) -> Holdings | None:
     """The view from HGETALL's answer; None when missing (or torn by a concurrent DEL), or when a field is not a
-    number (edited by hand: it failed the order with a 500, for as long as the view lived)."""
+    number (edited by hand): the API then fills it again instead of failing the user's orders."""
     if not raw or "v" not in raw or "cash" not in raw:
         return None
     try:
