@@ -107,7 +107,6 @@ def test_a_rate_scraped_every_90_s_has_a_value(settings: Settings, tmp_path: Pat
     assert done.returncode == 0, done.stdout + done.stderr
 
 
-@pytest.mark.skipif(shutil.which("prometheus") is None, reason="needs prometheus (Debian's package)")
 @pytest.mark.parametrize(("interval_s", "lookback_s"), [(5, 300), (100, 300), (600, 1800), (2.5, 300)])
 def test_an_instant_query_finds_a_gauge_scraped_less_often_than_every_5_minutes(
         settings: Settings, interval_s: float, lookback_s: int) -> None:
@@ -116,8 +115,15 @@ def test_an_instant_query_finds_a_gauge_scraped_less_often_than_every_5_minutes(
     and could never fire; `top` showed nothing half the time. Prometheus now looks back three intervals."""
     comp = Prometheus(load_settings(home=settings.home, cache_dir=settings.cache_dir,
                                     observability={"scrape_interval_s": interval_s}))
-    flags = dict(arg.removeprefix("--").split("=", 1) for arg in comp.argv()[1:])
-    assert _seconds(flags["query.lookback-delta"]) == lookback_s
+    assert comp.lookback_s() == lookback_s
     assert lookback_s >= 3 * interval_s  # the last sample after a missed scrape is found
+
+
+@pytest.mark.skipif(shutil.which("prometheus") is None, reason="needs prometheus (Debian's package)")
+def test_prometheus_is_given_the_lookback_as_a_flag_it_reads(settings: Settings) -> None:
+    comp = Prometheus(load_settings(home=settings.home, cache_dir=settings.cache_dir,
+                                    observability={"scrape_interval_s": 600}))
+    flags = dict(arg.removeprefix("--").split("=", 1) for arg in comp.argv()[1:])
+    assert _seconds(flags["query.lookback-delta"]) == comp.lookback_s() == 1800
     shown = subprocess.run([comp.argv()[0], "--help"], capture_output=True, text=True, timeout=30, check=False)
     assert "--query.lookback-delta" in shown.stdout + shown.stderr  # a flag this Prometheus reads
